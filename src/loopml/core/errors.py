@@ -1,0 +1,141 @@
+"""The one error hierarchy of loopml.
+
+Every error a user can cause or meet is a ``LoopmlError`` subclass that carries its HTTP
+status and a stable ``code``. ``api/errors.py`` turns any of them into the same JSON body
+(``{"error": {"code", "message", "details"}}``) and ``client/`` rebuilds the same class from
+that body, so ``except NotFoundError`` works the same in-process and over HTTP.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class LoopmlError(Exception):
+    """Base of every loopml error.
+
+    Attributes:
+        status: the HTTP status the API answers with.
+        code: a stable, machine-readable name for the error kind.
+        message: what was expected, what came, and how to fix it.
+        details: optional structured context (field names, limits, ...).
+    """
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error as the stable JSON body the API returns."""
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+
+class BadRequestError(LoopmlError):
+    """The request is malformed in a way the caller must fix."""
+
+    status = 400
+    code = "bad_request"
+
+
+class InvalidPathError(BadRequestError):
+    """An artifact key or path was refused (traversal, absolute, symlink, bad characters)."""
+
+    code = "invalid_path"
+
+
+class ValidationError(LoopmlError):
+    """A value failed validation (a name, a field, a body)."""
+
+    status = 422
+    code = "validation_error"
+
+
+class NotFoundError(LoopmlError):
+    """The named thing does not exist."""
+
+    status = 404
+    code = "not_found"
+
+
+class ConflictError(LoopmlError):
+    """The request conflicts with the current state."""
+
+    status = 409
+    code = "conflict"
+
+
+class AlreadyExistsError(ConflictError):
+    """Something with that name already exists."""
+
+    code = "already_exists"
+
+
+class PermissionDeniedError(LoopmlError):
+    """The caller may not do this."""
+
+    status = 403
+    code = "permission_denied"
+
+
+class PayloadTooLargeError(LoopmlError):
+    """The request body is larger than the configured limit."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaTypeError(LoopmlError):
+    """The request body's Content-Type is not one this route accepts."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
+class ServiceUnavailableError(LoopmlError):
+    """A backing service (database, object store) is unreachable; retrying may succeed."""
+
+    status = 503
+    code = "service_unavailable"
+
+
+class ConfigurationError(LoopmlError):
+    """loopml's own configuration is invalid or incomplete."""
+
+    status = 500
+    code = "configuration_error"
+
+
+def _all_subclasses(cls: type[LoopmlError]) -> list[type[LoopmlError]]:
+    found: list[type[LoopmlError]] = []
+    for sub in cls.__subclasses__():
+        found.append(sub)
+        found.extend(_all_subclasses(sub))
+    return found
+
+
+def error_class_for(code: str) -> type[LoopmlError]:
+    """The error class whose ``code`` is ``code``; ``LoopmlError`` when none matches.
+
+    Later packages define more subclasses; they are found as long as they are imported.
+    """
+    for cls in _all_subclasses(LoopmlError):
+        if cls.code == code:
+            return cls
+    return LoopmlError
+
+
+def error_from_body(status: int, body: Any) -> LoopmlError:
+    """Rebuild the error the server raised from its JSON body (see ``LoopmlError.to_dict``)."""
+    err = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(err, dict) or not isinstance(err.get("code"), str):
+        exc = LoopmlError(f"unexpected response (HTTP {status}): {str(body)[:500]}")
+        exc.details = {"status": status}
+        return exc
+    cls = error_class_for(err["code"])
+    details = err.get("details") if isinstance(err.get("details"), dict) else {}
+    exc = cls(str(err.get("message", "")), details=details)
+    return exc
