@@ -1,0 +1,101 @@
+"""Turn database errors into loopml errors, so nothing above the store sees SQLAlchemy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import exc as sa_exc
+
+from loopml.core.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    LoopmlError,
+    ServiceUnavailableError,
+    ValidationError,
+)
+
+# PostgreSQL SQLSTATEs (https://www.postgresql.org/docs/current/errcodes-appendix.html).
+_PG_UNIQUE_VIOLATION = "23505"
+_PG_UNDEFINED_TABLE = "42P01"
+_PG_UNDEFINED_COLUMN = "42703"
+
+_SCHEMA_HINT = (
+    "the metadata database schema is missing or out of date: run `loopml db upgrade` "
+    "(or start the server with database.auto_upgrade on)"
+)
+
+
+def _sqlstate(exc: sa_exc.DBAPIError) -> str | None:
+    state = getattr(exc.orig, "sqlstate", None)
+    return state if isinstance(state, str) else None
+
+
+def _constraint(exc: sa_exc.DBAPIError) -> str | None:
+    diag = getattr(exc.orig, "diag", None)
+    name = getattr(diag, "constraint_name", None)
+    return name if isinstance(name, str) else None
+
+
+def is_unique_violation(exc: sa_exc.DBAPIError) -> bool:
+    """Whether ``exc`` is a unique or primary-key violation, on SQLite or PostgreSQL."""
+    if _sqlstate(exc) == _PG_UNIQUE_VIOLATION:
+        return True
+    # sqlite3 exposes the extended result code name since Python 3.11.
+    name = getattr(exc.orig, "sqlite_errorname", "")
+    if name in ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"):
+        return True
+    return "UNIQUE constraint failed" in str(exc.orig)
+
+
+def _is_missing_schema(exc: sa_exc.DBAPIError) -> bool:
+    if _sqlstate(exc) in (_PG_UNDEFINED_TABLE, _PG_UNDEFINED_COLUMN):
+        return True
+    text = str(exc.orig)
+    return text.startswith(("no such table", "no such column"))
+
+
+def translate(exc: sa_exc.SQLAlchemyError, dialect: str) -> LoopmlError | None:
+    """The loopml error for a database error, or ``None`` for a programming error.
+
+    Messages never include the driver's text: it may carry host names, user names or
+    values, and it goes out to HTTP clients. The original stays chained for server logs.
+    """
+    details: dict[str, object] = {"dialect": dialect}
+    if isinstance(exc, sa_exc.IntegrityError):
+        if constraint := _constraint(exc):
+            details["constraint"] = constraint
+        if is_unique_violation(exc):
+            return AlreadyExistsError(
+                "a record with the same unique key already exists", details=details
+            )
+        return ConflictError(
+            "the change conflicts with related records in the metadata database", details=details
+        )
+    if isinstance(exc, sa_exc.DBAPIError) and _is_missing_schema(exc):
+        return ServiceUnavailableError(_SCHEMA_HINT, details={**details, "retryable": False})
+    if isinstance(exc, sa_exc.DataError):
+        return ValidationError(
+            "a value does not fit its database column (too long or out of range)", details=details
+        )
+    unavailable = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+    disconnected = isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+    if isinstance(exc, unavailable) or disconnected:
+        if "database is locked" in str(getattr(exc, "orig", "")):
+            message = "the metadata database is busy (locked by another writer); retry later"
+        else:
+            message = "the metadata database is unreachable; retry later"
+        return ServiceUnavailableError(message, details={**details, "retryable": True})
+    return None
+
+
+@contextmanager
+def translated(dialect: str) -> Iterator[None]:
+    """Raise the loopml error for any database error raised inside the block."""
+    try:
+        yield
+    except sa_exc.SQLAlchemyError as exc:
+        mapped = translate(exc, dialect)
+        if mapped is None:
+            raise
+        raise mapped from exc

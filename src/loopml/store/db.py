@@ -1,0 +1,163 @@
+"""``MetadataStore``: the engine, transactions and schema of the metadata database."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+from pathlib import Path
+
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from loopml.core.errors import AlreadyExistsError, ConflictError, ServiceUnavailableError
+from loopml.core.names import DEFAULT_PROJECT
+from loopml.store import _engine, _migrate, projects
+from loopml.store._errors import translated
+
+SYSTEM_ACTOR = "system"
+
+
+class MetadataStore:
+    """The metadata database (SQLite file or PostgreSQL) behind every repository module.
+
+    Args:
+        url: SQLAlchemy URL. ``sqlite:///path/loopml.db`` or ``postgresql://user@host/db``
+            (``postgres://`` and ``postgresql://`` are driven by psycopg 3).
+        pool_size: connections kept open per process.
+        busy_timeout_ms: how long a SQLite writer waits for the lock before failing.
+
+    Raises:
+        ConfigurationError: the URL is malformed or names an unsupported database.
+    """
+
+    def __init__(self, url: str, *, pool_size: int = 5, busy_timeout_ms: int = 5000) -> None:
+        parsed = _engine.parse_url(url)
+        self._parsed = parsed
+        self.url: str = parsed.render_as_string(hide_password=False)
+        self.dialect: str = parsed.get_backend_name()
+        if self.dialect == "sqlite":
+            self._engine = _engine.create_sqlite_engine(
+                parsed, pool_size=pool_size, busy_timeout_ms=busy_timeout_ms
+            )
+        else:
+            self._engine = _engine.create_postgres_engine(parsed, pool_size=pool_size)
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password masked, for logs and messages."""
+        return self._parsed.render_as_string(hide_password=True)
+
+    def __repr__(self) -> str:
+        return f"MetadataStore({self.safe_url!r})"
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back if it raises.
+
+        Database errors leave as loopml errors: unique violations as ``AlreadyExistsError``,
+        other integrity violations as ``ConflictError``, a lost or unreachable database as
+        ``ServiceUnavailableError`` (retryable).
+        """
+        with translated(self.dialect):
+            session = self._sessions()
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                # The connection may be gone already; the original error is the one to see.
+                with contextlib.suppress(SQLAlchemyError):
+                    session.rollback()
+                raise
+            finally:
+                session.close()
+
+    def check(self) -> None:
+        """Readiness: the database answers and its schema is at head.
+
+        Raises:
+            ServiceUnavailableError: the database is unreachable or needs an upgrade.
+        """
+        with translated(self.dialect), self._engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+            current = _migrate.current_revision(conn)
+        head = self.head_revision()
+        if current != head:
+            raise ServiceUnavailableError(
+                f"the metadata database schema is at revision {current or 'none'}, expected "
+                f"{head}: run `loopml db upgrade`",
+                details={"current": current, "head": head, "retryable": False},
+            )
+
+    def upgrade(self) -> str:
+        """Upgrade the schema to head, then make sure the ``default`` project exists.
+
+        Idempotent, and safe to run from several processes at once: PostgreSQL serializes
+        them with an advisory lock, SQLite with a lock file beside the database.
+
+        Returns:
+            The head revision.
+        """
+        self._refuse_unknown_revision()
+        with self._upgrade_lock(), translated(self.dialect), self._engine.begin() as conn:
+            _migrate.upgrade_on(conn)
+        self._ensure_default_project()
+        return self.head_revision()
+
+    def current_revision(self) -> str | None:
+        """The schema revision of the database, ``None`` before the first upgrade."""
+        with translated(self.dialect), self._engine.connect() as conn:
+            return _migrate.current_revision(conn)
+
+    def head_revision(self) -> str:
+        """The newest revision this version of loopml ships."""
+        head = self._scripts.get_current_head()
+        assert head is not None, "loopml ships at least one migration"
+        return head
+
+    def needs_upgrade(self) -> bool:
+        """Whether the schema is behind head: one small query, cheap at server start."""
+        return self.current_revision() != self.head_revision()
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self._engine.dispose()
+
+    @cached_property
+    def _scripts(self) -> ScriptDirectory:
+        return _migrate.script_directory()
+
+    def _refuse_unknown_revision(self) -> None:
+        current = self.current_revision()
+        if current is None:
+            return
+        try:
+            self._scripts.get_revision(current)
+        except CommandError as exc:
+            raise ConflictError(
+                f"the metadata database schema is at revision {current!r}, which this "
+                f"version of loopml does not know (newest {self.head_revision()!r}): it was "
+                "upgraded by a newer loopml; upgrade loopml instead",
+                details={"current": current, "head": self.head_revision()},
+            ) from exc
+
+    def _upgrade_lock(self) -> contextlib.AbstractContextManager[None]:
+        if self.dialect == "sqlite" and not _engine.is_memory(self._parsed):
+            return _migrate.file_lock(Path(f"{self._parsed.database}.upgrade-lock"))
+        return contextlib.nullcontext()
+
+    def _ensure_default_project(self) -> None:
+        # Two processes may both find it missing; the loser's insert fails on the unique
+        # name and its transaction rolls back whole, so one project and one event remain.
+        with contextlib.suppress(AlreadyExistsError), self.session() as session:
+            projects.create(
+                session,
+                DEFAULT_PROJECT,
+                description="The project used when none is named.",
+                actor=SYSTEM_ACTOR,
+            )

@@ -1,0 +1,176 @@
+"""MetadataStore: URLs, SQLite pragmas, transactions and database-error mapping."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from loopml.core.errors import (
+    AlreadyExistsError,
+    ConfigurationError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
+from loopml.store import MetadataStore, events, projects
+
+UNREACHABLE_PG = "postgresql://postgres:s3cret-pw@127.0.0.1:1/x"
+
+
+@pytest.fixture
+def unreachable() -> Iterator[MetadataStore]:
+    store = MetadataStore(UNREACHABLE_PG)
+    yield store
+    store.dispose()
+
+
+def test_sqlite_pragmas_are_set_on_every_connection(tmp_path: Path) -> None:
+    store = MetadataStore(f"sqlite:///{tmp_path / 'p.db'}", busy_timeout_ms=1234)
+    try:
+        for _ in range(2):  # a second session may get a different pooled connection
+            with store.session() as session:
+                pragma = lambda name: session.execute(text(f"PRAGMA {name}")).scalar()  # noqa: E731
+                assert pragma("journal_mode") == "wal"
+                assert pragma("foreign_keys") == 1
+                assert pragma("synchronous") == 1  # NORMAL
+                assert pragma("busy_timeout") == 1234
+    finally:
+        store.dispose()
+
+
+def test_sqlite_creates_the_parent_folder(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "loopml.db"
+    store = MetadataStore(f"sqlite:///{path}")
+    try:
+        store.upgrade()
+        assert path.is_file()
+    finally:
+        store.dispose()
+
+
+def test_in_memory_sqlite_works() -> None:
+    store = MetadataStore("sqlite://")
+    try:
+        store.upgrade()
+        with store.session() as session:
+            assert projects.get(session, "default").name == "default"
+    finally:
+        store.dispose()
+
+
+@pytest.mark.parametrize(
+    ("url", "dialect", "driver"),
+    [
+        ("sqlite:///x.db", "sqlite", "sqlite://"),
+        ("postgresql://u:pw@h/db", "postgresql", "postgresql+psycopg://"),
+        ("postgres://u:pw@h/db", "postgresql", "postgresql+psycopg://"),
+        ("postgresql+psycopg://u:pw@h/db", "postgresql", "postgresql+psycopg://"),
+    ],
+)
+def test_urls_are_normalized(url: str, dialect: str, driver: str) -> None:
+    store = MetadataStore(url)
+    try:
+        assert store.dialect == dialect
+        assert store.url.startswith(driver)
+        assert "pw" not in store.safe_url
+        assert "pw" not in repr(store)
+    finally:
+        store.dispose()
+
+
+@pytest.mark.parametrize("url", ["mysql://u@h/db", "postgresql+asyncpg://u@h/db", "nonsense"])
+def test_unsupported_urls_are_configuration_errors(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="PostgreSQL") as caught:
+        MetadataStore(url)
+    assert "sqlite" in caught.value.message.lower()
+
+
+def test_unreachable_database_is_503_on_session_use(unreachable: MetadataStore) -> None:
+    with pytest.raises(ServiceUnavailableError) as caught, unreachable.session() as session:
+        projects.get(session, "default")
+    error = caught.value
+    assert error.status == 503
+    assert "unreachable" in error.message
+    assert error.details["retryable"] is True
+    assert "s3cret" not in str(error.to_dict())
+
+
+@pytest.mark.parametrize("method", ["check", "upgrade", "needs_upgrade", "current_revision"])
+def test_unreachable_database_is_503_everywhere(unreachable: MetadataStore, method: str) -> None:
+    with pytest.raises(ServiceUnavailableError, match="unreachable") as caught:
+        getattr(unreachable, method)()
+    assert "s3cret" not in str(caught.value.to_dict())
+
+
+def test_missing_schema_is_503_with_upgrade_hint(empty_store: MetadataStore) -> None:
+    with (
+        pytest.raises(ServiceUnavailableError, match="loopml db upgrade"),
+        empty_store.session() as s,
+    ):
+        projects.get(s, "default")
+
+
+def test_loopml_errors_pass_through_and_roll_back(store: MetadataStore) -> None:
+    def create_then_miss() -> None:
+        with store.session() as session:
+            projects.create(session, "kept", actor="ada")
+            projects.get(session, "ghost")
+
+    with pytest.raises(NotFoundError):
+        create_then_miss()
+    with store.session() as session:
+        assert events.list_(session, project="kept").items == []
+        with pytest.raises(NotFoundError):
+            projects.get(session, "kept")
+
+
+def test_session_commits_on_success(store: MetadataStore) -> None:
+    with store.session() as session:
+        projects.create(session, "kept", actor="ada")
+    other = MetadataStore(store.url)
+    try:
+        with other.session() as session:
+            assert projects.get(session, "kept").name == "kept"
+    finally:
+        other.dispose()
+
+
+def test_check_passes_at_head(store: MetadataStore) -> None:
+    store.check()
+
+
+@pytest.mark.postgres
+def test_connection_killed_mid_write_is_503_and_leaves_nothing(postgres_url: str) -> None:
+    # RELIABILITY item 22: the database goes away in the middle of a transaction.
+    store = MetadataStore(postgres_url)
+    try:
+        store.upgrade()
+        _kill_mid_write(store, admin_url=postgres_url.split("?", 1)[0])
+    finally:
+        store.dispose()
+
+
+def _kill_mid_write(store: MetadataStore, admin_url: str) -> None:
+    def write_while_killed() -> None:
+        with store.session() as session:
+            projects.create(session, "half", actor="ada")
+            pid = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            with psycopg.connect(admin_url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            events.append(session, type="x.y", subject="s", project="half", actor="ada")
+
+    with pytest.raises(ServiceUnavailableError) as caught:
+        write_while_killed()
+    assert caught.value.details["retryable"] is True
+    # The pool recovers on the next use (pre-ping), and nothing of the transaction stayed.
+    with store.session() as session:
+        with pytest.raises(NotFoundError):
+            projects.get(session, "half")
+        assert events.list_(session, project="half").items == []
+    with store.session() as session:
+        projects.create(session, "half", actor="ada")
+    with pytest.raises(AlreadyExistsError), store.session() as session:
+        projects.create(session, "half", actor="ada")
