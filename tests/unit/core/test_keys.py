@@ -1,0 +1,108 @@
+"""The key validator alone: what it accepts, and the whole hostile corpus it refuses."""
+
+from __future__ import annotations
+
+import pytest
+
+from loopml.core.errors import InvalidPathError
+from loopml.core.keys import MAX_DEPTH, MAX_KEY_LENGTH, join_key, validate_key, validate_prefix
+from tests.corpus import TRAVERSAL_KEYS
+
+REFUSED = [
+    *TRAVERSAL_KEYS,  # RELIABILITY.md appendix, "path components"
+    # and again by hand, so that this file stands alone
+    "../../../../etc/passwd",
+    "..%2f..%2f..%2fetc%2fpasswd",
+    "%252e%252e%252fetc%252fpasswd",
+    "..\\..\\..\\windows\\win.ini",
+    "/etc/passwd",
+    "C:\\Windows\\win.ini",
+    "a/../../../etc/passwd",
+    "x;/../../../etc/passwd",
+    "x#/../../../etc/passwd",
+    "x?y=/../../../etc/passwd",
+    "%2e%2e/%2e%2e/etc/passwd",
+    "%c0%ae%c0%ae/%c0%ae%c0%ae/etc/passwd",
+    "foo%00.txt",
+    # RELIABILITY item 1 and the brief
+    "..\\..\\",
+    "C:\\x",
+    "C:x",
+    "%00",
+    "a//b",
+    "./a",
+    "a/.",
+    "a/",
+    ".loopml-tmp/x",
+    ".loopml",
+    # URIs are not keys
+    "file:///etc/passwd",
+    "http:///#/../../../../etc/",
+    "mlflow-artifacts:/../../../etc",
+    # odd characters and shapes
+    "",
+    " a",
+    "a ",
+    "a\nb",
+    "a\tb",
+    "a\x7fb",
+    "a%0ab",
+    "a*b",
+    "a|b",
+    "<img src=x>",
+    "$(id)",
+    "a%",
+    "%25%25%25%25%25252e",
+    "x" * (MAX_KEY_LENGTH + 1),
+    "s" * 256,
+    "/".join(["d"] * (MAX_DEPTH + 1)),
+]
+
+ACCEPTED = {
+    "a.txt": "a.txt",
+    "reports/2026/eval.json": "reports/2026/eval.json",
+    "model (1).onnx": "model (1).onnx",
+    "données/été.csv": "données/été.csv",
+    "модель/веса.bin": "модель/веса.bin",
+    "模型/v1.bin": "模型/v1.bin",
+    "a-b_c+d=e@f,g~h[1].txt": "a-b_c+d=e@f,g~h[1].txt",
+    ".hidden": ".hidden",
+    "reports%2Feval%20v1.json": "reports/eval v1.json",
+    "cafe\u0301.txt": "caf\u00e9.txt",  # NFD is normalized to NFC
+    "/".join(["d"] * MAX_DEPTH): "/".join(["d"] * MAX_DEPTH),
+}
+
+
+@pytest.mark.parametrize(("raw", "normalized"), ACCEPTED.items())
+def test_accepted_keys(raw: str, normalized: str) -> None:
+    assert validate_key(raw) == normalized
+
+
+@pytest.mark.parametrize("raw", REFUSED)
+def test_refused_keys(raw: str) -> None:
+    with pytest.raises(InvalidPathError, match=r"^Invalid path") as caught:
+        validate_key(raw)
+
+    assert caught.value.status == 400
+    assert caught.value.code == "invalid_path"
+    assert caught.value.details["reason"]
+
+
+def test_refusal_says_what_was_expected() -> None:
+    with pytest.raises(InvalidPathError, match="Expected a relative path"):
+        validate_key("../x")
+
+
+@pytest.mark.parametrize(("raw", "normalized"), [("", ""), ("/", ""), ("a", "a"), ("a/b/", "a/b/")])
+def test_prefixes(raw: str, normalized: str) -> None:
+    assert validate_prefix(raw) == normalized
+
+
+@pytest.mark.parametrize("raw", ["../", "a//", "/etc/", "..%2f", ".loopml-tmp/"])
+def test_refused_prefixes(raw: str) -> None:
+    with pytest.raises(InvalidPathError, match=r"^Invalid path"):
+        validate_prefix(raw)
+
+
+def test_join_key() -> None:
+    assert join_key("runs/", "/42", "", "model.onnx") == "runs/42/model.onnx"
