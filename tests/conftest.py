@@ -22,6 +22,16 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 
 
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No developer's LOOPML_* variables or loopml.toml leak into a test."""
+    for name in list(os.environ):
+        if name.startswith("LOOPML_") and not name.startswith(("LOOPML_TEST_", "LOOPML_REQUIRE")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("LOOPML_HOME", str(tmp_path / "loopml-home"))
+    monkeypatch.chdir(tmp_path)
+
+
 def services_required() -> bool:
     return os.environ.get("LOOPML_REQUIRE_SERVICES") == "1"
 
@@ -133,6 +143,6 @@ def s3_bucket(s3_endpoint: str) -> str:
         endpoint_url=s3_endpoint,
         region_name="us-east-1",
         aws_access_key_id="testing",
-        aws_secret_access_key="testing",  # noqa: S106 - moto accepts any credentials
+        aws_secret_access_key="testing",
     ).create_bucket(Bucket=name)
     return name

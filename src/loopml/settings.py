@@ -72,8 +72,7 @@ class ArtifactSettings(_Section):
     )
     s3_endpoint_url: str | None = Field(
         default=None,
-        description="S3 API endpoint, for S3-compatible stores (MinIO, Ceph, moto). "
-        "Default: AWS.",
+        description="S3 API endpoint, for S3-compatible stores (MinIO, Ceph, moto). Default: AWS.",
     )
     s3_region: str = Field(default="us-east-1", description="S3 region name.")
     s3_access_key_id: str | None = Field(
@@ -97,8 +96,7 @@ class ServerSettings(_Section):
 
     host: str = Field(
         default="127.0.0.1",
-        description="Interface to bind. Only loopback is accepted until authentication "
-        "exists.",
+        description="Interface to bind. Only loopback is accepted until authentication exists.",
     )
     port: int = Field(default=8765, ge=1, le=65535, description="TCP port to bind.")
     max_body_bytes: int = Field(
@@ -113,6 +111,11 @@ class ServerSettings(_Section):
         description="Largest streamed upload (artifacts, files); larger ones get 413 as soon "
         "as the limit is crossed.",
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "localhost", "::1"],
+        description="Host names accepted in the Host and Origin headers (against DNS "
+        "rebinding and cross-site requests); the bind host is always added. `*` allows any.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Server log level."
     )
@@ -121,9 +124,7 @@ class ServerSettings(_Section):
 class ClientSettings(_Section):
     """How the CLI and SDK reach a server."""
 
-    url: str = Field(
-        default="http://127.0.0.1:8765", description="Base URL of the loopml server."
-    )
+    url: str = Field(default="http://127.0.0.1:8765", description="Base URL of the loopml server.")
     timeout_s: float = Field(
         default=30.0, gt=0, le=3600, description="Timeout of each HTTP call, in seconds."
     )

@@ -132,10 +132,9 @@ def error_from_body(status: int, body: Any) -> LoopmlError:
     """Rebuild the error the server raised from its JSON body (see ``LoopmlError.to_dict``)."""
     err = body.get("error") if isinstance(body, dict) else None
     if not isinstance(err, dict) or not isinstance(err.get("code"), str):
-        exc = LoopmlError(f"unexpected response (HTTP {status}): {str(body)[:500]}")
-        exc.details = {"status": status}
-        return exc
+        return LoopmlError(
+            f"unexpected response (HTTP {status}): {str(body)[:500]}", details={"status": status}
+        )
     cls = error_class_for(err["code"])
     details = err.get("details") if isinstance(err.get("details"), dict) else {}
-    exc = cls(str(err.get("message", "")), details=details)
-    return exc
+    return cls(str(err.get("message", "")), details=details)

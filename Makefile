@@ -1,0 +1,58 @@
+# loopml — `make run` starts the platform, `make test` checks it. `make help` lists the rest.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install install-run run test test-integration lint format typecheck bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "loopml needs Python >= 3.11 (set PYTHON=python3.11)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.run-installed: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@ $(VENV)/.run-installed
+
+install-run: $(VENV)/.run-installed
+
+install: $(VENV)/.dev-installed ## Create .venv and install loopml with the dev tools
+
+run: $(VENV)/.run-installed ## Install loopml into .venv and start it (embedded defaults)
+	$(VENV)/bin/loopml up
+
+lint: install ## ruff lint and format check
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+format: install ## Apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix src tests bench
+	$(VENV)/bin/ruff format src tests bench
+
+typecheck: install ## mypy --strict over src/loopml
+	$(VENV)/bin/mypy
+
+test: lint typecheck ## Lint, type-check and run every test (services are skipped if absent)
+	OMP_WAIT_POLICY=passive $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; fi; \
+	exit $$rc
+
+test-integration: install ## Only the tests that use real services (PostgreSQL, S3, subprocesses)
+	LOOPML_REQUIRE_SERVICES=1 $(PY) -m pytest -m "postgres or s3 or e2e" $(PYTEST_ARGS)
+
+bench: install ## Run the benchmarks under bench/ and print their figures
+	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+clean: ## Remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

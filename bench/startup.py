@@ -1,0 +1,93 @@
+"""Startup figures: `loopml --help` and `loopml up` until healthy, against baselines.
+
+Prints ratios as well as times, since the machine is shared and noisy:
+- `loopml --help` against a bare `python -c pass` (the interpreter's own start);
+- `loopml up` (spawn → first healthy `GET /api/v1/health`), cold on an empty home (creates the
+  database) and warm on an existing one, against `python -c "import fastapi, sqlalchemy"`.
+
+Targets (issue 2): `--help` under 0.5 s, `up` ready under 3 s.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+RUNS = 7
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _time(cmd: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def _up_ready(env: dict[str, str]) -> float:
+    port = _free_port()
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loopml.cli.main", "up", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        while time.perf_counter() - started < 30:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=1):
+                    return time.perf_counter() - started
+            except OSError:
+                time.sleep(0.01)
+        raise RuntimeError("loopml up did not become healthy in 30 s")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def _median(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
+def main() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPML_")}
+    loopml = str(Path(sys.executable).with_name("loopml"))
+    bare = _median([_time([sys.executable, "-c", "pass"], env) for _ in range(RUNS)])
+    helps = _median([_time([loopml, "--help"], env) for _ in range(RUNS)])
+    libs = _median(
+        [_time([sys.executable, "-c", "import fastapi, sqlalchemy"], env) for _ in range(RUNS)]
+    )
+    cold, warm = [], []
+    for _ in range(3):
+        with tempfile.TemporaryDirectory() as home:
+            env["LOOPML_HOME"] = home
+            cold.append(_up_ready(env))
+            warm.append(_up_ready(env))
+    print(f"python -c pass                  {bare * 1000:7.0f} ms")
+    print(f"loopml --help                   {helps * 1000:7.0f} ms  ({helps / bare:.1f}x bare)")
+    print(f"import fastapi, sqlalchemy      {libs * 1000:7.0f} ms")
+    print(
+        f"loopml up ready, empty home     {_median(cold) * 1000:7.0f} ms  "
+        f"({_median(cold) / libs:.1f}x the import baseline)"
+    )
+    print(
+        f"loopml up ready, existing home  {_median(warm) * 1000:7.0f} ms  "
+        f"({_median(warm) / libs:.1f}x the import baseline)"
+    )
+    print("targets: --help < 500 ms, up ready < 3000 ms")
+
+
+if __name__ == "__main__":
+    main()

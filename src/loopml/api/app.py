@@ -1,0 +1,95 @@
+"""The app factory: one FastAPI app with its backends, guard, error handlers and routers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+from fastapi import FastAPI
+
+from loopml import __version__
+from loopml.api.context import AppContext
+from loopml.api.errors import install_error_handlers
+from loopml.api.guard import GuardConfig, RequestGuardMiddleware
+from loopml.api.routes import artifacts, events, health, projects
+from loopml.settings import Settings
+from loopml.storage import ArtifactStore, open_artifact_store
+from loopml.store import MetadataStore
+
+log = logging.getLogger("loopml.api")
+
+
+def build_context(settings: Settings) -> AppContext:
+    """Open the backends named by ``settings``."""
+    store = MetadataStore(
+        settings.database_url,
+        pool_size=settings.database.pool_size,
+        busy_timeout_ms=settings.database.busy_timeout_ms,
+    )
+    artifacts_cfg = settings.artifacts
+    secret = artifacts_cfg.s3_secret_access_key
+    artifact_store: ArtifactStore = open_artifact_store(
+        settings.artifact_root,
+        s3_endpoint_url=artifacts_cfg.s3_endpoint_url,
+        s3_region=artifacts_cfg.s3_region,
+        s3_access_key_id=artifacts_cfg.s3_access_key_id,
+        s3_secret_access_key=secret.get_secret_value() if secret else None,
+        s3_part_size=artifacts_cfg.s3_part_size_bytes,
+    )
+    return AppContext(settings=settings, store=store, artifacts=artifact_store)
+
+
+def _startup(ctx: AppContext) -> None:
+    if ctx.settings.database.auto_upgrade and ctx.store.needs_upgrade():
+        revision = ctx.store.upgrade()
+        log.info("database upgraded to %s", revision)
+    removed = ctx.artifacts.cleanup()
+    if removed:
+        log.info("removed %d orphaned temporary artifact files", removed)
+
+
+def create_app(settings: Settings | None = None, *, context: AppContext | None = None) -> FastAPI:
+    """Build the loopml API app.
+
+    Args:
+        settings: the settings to use; read from the environment when omitted.
+        context: ready-made backends (tests hand in their own); built from settings if omitted.
+    """
+    settings = settings or (context.settings if context else Settings())
+    ctx = context or build_context(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(_startup, ctx)
+        try:
+            yield
+        finally:
+            ctx.store.dispose()
+
+    app = FastAPI(
+        title="loopml",
+        version=__version__,
+        description="The whole machine-learning loop in one self-hosted install.",
+        openapi_url="/api/v1/openapi.json",
+        # The interactive docs pages load their scripts from a CDN; loopml serves no CDN code.
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    install_error_handlers(app)
+    for module in (health, projects, events, artifacts):
+        app.include_router(module.router)
+    hosts = {h.lower() for h in settings.server.allowed_hosts} | {settings.server.host.lower()}
+    app.add_middleware(
+        RequestGuardMiddleware,
+        config=GuardConfig(
+            max_body_bytes=settings.server.max_body_bytes,
+            max_upload_bytes=settings.server.max_upload_bytes,
+            raw_body_route=artifacts.is_upload_path,
+            allowed_hosts=frozenset(hosts),
+        ),
+    )
+    return app

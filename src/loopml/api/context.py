@@ -1,0 +1,39 @@
+"""What every route needs, built once per app and handed in as a dependency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from loopml.settings import Settings
+from loopml.storage import ArtifactStore
+from loopml.store import MetadataStore
+
+# Until authentication exists (a later issue), every change is recorded as made by this actor.
+ANONYMOUS_ACTOR = "anonymous"
+
+
+@dataclass(frozen=True)
+class AppContext:
+    """The backends the app was built with (Dagster-style resources, never globals)."""
+
+    settings: Settings
+    store: MetadataStore
+    artifacts: ArtifactStore
+
+
+def get_context(request: Request) -> AppContext:
+    """The app's context, as stored on ``app.state`` by the factory."""
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+def get_actor(_: Request) -> str:
+    """Who is making the request; anonymous until authentication comes."""
+    return ANONYMOUS_ACTOR
+
+
+Ctx = Annotated[AppContext, Depends(get_context)]
+Actor = Annotated[str, Depends(get_actor)]

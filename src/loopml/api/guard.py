@@ -1,0 +1,192 @@
+"""The request guard: refuses bad requests before the application sees them.
+
+One pure ASGI middleware, outermost in the app, so that every route gets the same rules and
+nothing is buffered first:
+
+- **Body size** (RELIABILITY 16): a declared ``Content-Length`` over the limit is answered 413
+  without reading a byte; a streamed (chunked) body is counted as it arrives and the request is
+  cut off with 413 as soon as it crosses the limit. Upload routes get their own, larger limit.
+- **Media type**: a JSON route's body must be ``application/json`` (or ``+json``): 415
+  otherwise, so a cross-site ``text/plain`` form post cannot reach a JSON route.
+- **Host** (DNS rebinding): the ``Host`` header must name an allowed host: 400 otherwise.
+- **Origin** (CSRF): a browser request whose ``Origin`` is not an allowed host gets 403.
+
+Every refusal is the stable JSON error body of ``loopml.core.errors``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from loopml.core.errors import (
+    BadRequestError,
+    LoopmlError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    UnsupportedMediaTypeError,
+)
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_JSON_TYPE = re.compile(r"^application/([\w.+-]+\+)?json\s*(;.*)?$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    """What the guard enforces.
+
+    Attributes:
+        max_body_bytes: limit for every body not on a raw-body route.
+        max_upload_bytes: limit for raw-body (streamed upload) routes.
+        raw_body_route: tells whether a path takes a raw body (any media type, upload limit).
+        allowed_hosts: host names accepted in ``Host`` and ``Origin``; ``*`` allows any.
+    """
+
+    max_body_bytes: int
+    max_upload_bytes: int
+    raw_body_route: Callable[[str], bool]
+    allowed_hosts: frozenset[str] = field(default_factory=frozenset)
+
+
+def _host_of(value: str) -> str:
+    """The host name in a ``Host`` header or an origin URL, lowercased, without the port."""
+    netloc = urlsplit(value).netloc if "://" in value else value
+    host = netloc.rsplit("@", 1)[-1]
+    if host.startswith("["):
+        return host[1 : host.find("]")].lower() if "]" in host else host.lower()
+    return host.split(":", 1)[0].lower()
+
+
+class RequestGuardMiddleware:
+    """Pure ASGI middleware enforcing ``GuardConfig``; see the module docstring."""
+
+    def __init__(self, app: ASGIApp, config: GuardConfig) -> None:
+        self.app = app
+        self.config = config
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = _headers(scope["headers"])
+        error = self._check_headers(scope, headers)
+        if error is not None:
+            await _send_error(send, error)
+            return
+        raw = self.config.raw_body_route(scope["path"])
+        limit = self.config.max_upload_bytes if raw else self.config.max_body_bytes
+        await _LimitedRequest(self.app, limit)(scope, receive, send)
+
+    def _check_headers(self, scope: Scope, headers: dict[str, str]) -> LoopmlError | None:
+        allowed = self.config.allowed_hosts
+        if allowed and "*" not in allowed:
+            host = _host_of(headers.get("host", ""))
+            if host not in allowed:
+                return BadRequestError(
+                    f"Host {host!r} is not served here; allowed hosts: {sorted(allowed)}. "
+                    "Set server.allowed_hosts to add one.",
+                    details={"reason": "host_not_allowed"},
+                )
+            origin = headers.get("origin")
+            if origin is not None and origin != "null" and _host_of(origin) not in allowed:
+                return PermissionDeniedError(
+                    f"cross-origin request from {origin[:100]!r} refused",
+                    details={"reason": "origin_not_allowed"},
+                )
+        return self._check_body_headers(scope, headers)
+
+    def _check_body_headers(self, scope: Scope, headers: dict[str, str]) -> LoopmlError | None:
+        raw = self.config.raw_body_route(scope["path"])
+        limit = self.config.max_upload_bytes if raw else self.config.max_body_bytes
+        declared = headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                return BadRequestError(f"Content-Length {declared[:30]!r} is not a number")
+            if int(declared) > limit:
+                return _too_large(limit)
+        has_body = (declared is not None and int(declared) > 0) or ("transfer-encoding" in headers)
+        if has_body and not raw and scope["method"] in _BODY_METHODS:
+            content_type = headers.get("content-type", "")
+            if not _JSON_TYPE.match(content_type):
+                return UnsupportedMediaTypeError(
+                    f"expected a JSON body (Content-Type: application/json), got "
+                    f"{content_type[:100] or 'no Content-Type'!r}",
+                    details={"expected": "application/json"},
+                )
+        return None
+
+
+class _LimitedRequest:
+    """Counts body bytes as the app reads them; past the limit, the answer becomes 413."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.received = 0
+        self.exceeded = False
+        self.response_started = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def limited_receive() -> Message:
+            if self.exceeded:
+                raise _too_large(self.limit)
+            message = await receive()
+            if message["type"] == "http.request":
+                self.received += len(message.get("body", b""))
+                if self.received > self.limit:
+                    self.exceeded = True
+                    raise _too_large(self.limit)
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if self.exceeded and not self.response_started:
+                # Whatever the app made of the cut-off body (FastAPI turns a failed body read
+                # into a 400), the caller must learn the real reason: the size.
+                self.response_started = True
+                await _send_error(send, _too_large(self.limit))
+                return
+            if self.exceeded:
+                return
+            if message["type"] == "http.response.start":
+                self.response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not self.exceeded:
+                raise
+            if not self.response_started:
+                await _send_error(send, _too_large(self.limit))
+
+
+def _too_large(limit: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(
+        f"request body is larger than the limit of {limit} bytes",
+        details={"limit_bytes": limit},
+    )
+
+
+def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw}
+
+
+async def _send_error(send: Send, error: LoopmlError) -> None:
+    body = orjson.dumps(error.to_dict())
+    await send(
+        {
+            "type": "http.response.start",
+            "status": error.status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,81 @@
+"""/api/v1/projects/{project}/artifacts: streamed upload and download of files."""
+
+from __future__ import annotations
+
+from email.utils import format_datetime
+from urllib.parse import quote
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+from loopml.api.context import Ctx
+from loopml.api.schemas import ArtifactInfo, ArtifactPage
+from loopml.api.services import artifacts
+
+PREFIX = "/api/v1/projects/{project}/artifacts"
+router = APIRouter(prefix=PREFIX, tags=["artifacts"])
+
+
+def is_upload_path(path: str) -> bool:
+    """Whether ``path`` is an artifact upload route (raw body, upload size limit)."""
+    parts = path.split("/", 6)
+    return len(parts) == 7 and parts[1:4] == ["api", "v1", "projects"] and parts[5] == "artifacts"
+
+
+def _headers(info: ArtifactInfo) -> dict[str, str]:
+    # Artifacts are user content: never rendered by a browser from our origin (RELIABILITY 14).
+    name = quote(info.key.rsplit("/", 1)[-1])
+    headers = {
+        "Content-Disposition": f"attachment; filename*=UTF-8''{name}",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+        "Content-Length": str(info.size),
+        "Last-Modified": format_datetime(info.modified, usegmt=True),
+    }
+    if info.sha256:
+        headers["ETag"] = f'"{info.sha256}"'
+        headers["X-Checksum-SHA256"] = info.sha256
+    return headers
+
+
+@router.get("")
+def list_artifacts(
+    project: str,
+    ctx: Ctx,
+    prefix: str = Query(default="", max_length=1024),
+    cursor: str | None = Query(default=None, max_length=1024),
+    limit: int = Query(default=100, ge=1, le=1000),
+) -> ArtifactPage:
+    """A project's artifacts under ``prefix`` (a folder), sorted by key."""
+    return artifacts.list_(ctx, project, prefix, limit, cursor)
+
+
+@router.put("/{key:path}", status_code=201)
+async def upload_artifact(project: str, key: str, request: Request, ctx: Ctx) -> ArtifactInfo:
+    """Upload the raw request body as the artifact ``key``; it replaces any older one.
+
+    The body is streamed to the store and hashed on the way (SHA-256, in the answer); nothing
+    is visible under ``key`` until the whole body has arrived.
+    """
+    return await artifacts.upload(ctx, project, key, request.stream())
+
+
+@router.get("/{key:path}", response_class=StreamingResponse)
+def download_artifact(project: str, key: str, ctx: Ctx) -> StreamingResponse:
+    """Download an artifact as an attachment."""
+    info, chunks = artifacts.open_chunks(ctx, project, key)
+    return StreamingResponse(chunks, media_type="application/octet-stream", headers=_headers(info))
+
+
+@router.head("/{key:path}")
+def stat_artifact(project: str, key: str, ctx: Ctx) -> Response:
+    """An artifact's size and checksum in the headers, without the body."""
+    info = artifacts.stat(ctx, project, key)
+    return Response(media_type="application/octet-stream", headers=_headers(info))
+
+
+@router.delete("/{key:path}", status_code=204)
+def delete_artifact(project: str, key: str, ctx: Ctx) -> Response:
+    """Delete an artifact."""
+    artifacts.delete(ctx, project, key)
+    return Response(status_code=204)

@@ -1,0 +1,31 @@
+"""/api/v1/events: the append-only feed of every state change."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Query
+
+from loopml.api.context import Ctx
+from loopml.core.types import Event, Page
+from loopml.store import events
+
+router = APIRouter(prefix="/api/v1/events", tags=["events"])
+
+
+@router.get("")
+def list_events(
+    ctx: Ctx,
+    type: str | None = Query(
+        default=None, max_length=100, description="Exact type, or a prefix ending in '.*'."
+    ),
+    project: str | None = Query(default=None, max_length=63),
+    since: datetime | None = Query(default=None, description="ISO 8601 time, inclusive."),
+    cursor: str | None = Query(default=None, max_length=30),
+    limit: int = Query(default=100, ge=1, le=1000),
+) -> Page[Event]:
+    """Events in the order they happened, filtered, a page at a time."""
+    with ctx.store.session() as session:
+        return events.list_(
+            session, type=type, project=project, since=since, cursor=cursor, limit=limit
+        )

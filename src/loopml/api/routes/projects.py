@@ -1,0 +1,47 @@
+"""/api/v1/projects"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Response
+
+from loopml.api.context import Actor, Ctx
+from loopml.api.schemas import ProjectCreate, ProjectUpdate
+from loopml.api.services import projects
+from loopml.core.types import Page, Project
+
+router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
+
+
+@router.post("", status_code=201)
+def create_project(body: ProjectCreate, ctx: Ctx, actor: Actor) -> Project:
+    """Create a project."""
+    return projects.create(ctx, body.name, body.description, actor)
+
+
+@router.get("")
+def list_projects(
+    ctx: Ctx,
+    limit: int = Query(default=100, ge=1, le=1000),
+    cursor: str | None = Query(default=None, max_length=200),
+) -> Page[Project]:
+    """List projects by name, a page at a time."""
+    return projects.list_(ctx, limit, cursor)
+
+
+@router.get("/{name}")
+def get_project(name: str, ctx: Ctx) -> Project:
+    """One project."""
+    return projects.get(ctx, name)
+
+
+@router.patch("/{name}")
+def update_project(name: str, body: ProjectUpdate, ctx: Ctx, actor: Actor) -> Project:
+    """Change a project's description."""
+    return projects.update(ctx, name, body.description, actor)
+
+
+@router.delete("/{name}", status_code=204)
+def delete_project(name: str, ctx: Ctx, actor: Actor) -> Response:
+    """Delete a project and its artifacts. The default project cannot be deleted."""
+    projects.delete(ctx, name, actor)
+    return Response(status_code=204)

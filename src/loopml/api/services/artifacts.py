@@ -1,0 +1,98 @@
+"""A project's artifacts: user keys mapped under the project's own prefix in the store."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Iterator
+
+import anyio.from_thread
+import anyio.to_thread
+
+from loopml.api.context import AppContext
+from loopml.api.schemas import ArtifactInfo, ArtifactPage
+from loopml.api.services import projects
+from loopml.api.services.projects import project_prefix
+from loopml.core.errors import ValidationError
+from loopml.core.keys import validate_key, validate_prefix
+from loopml.core.types import Project
+from loopml.storage import ObjectInfo
+
+MAX_PAGE = 1000
+
+
+def _store_key(project: Project, key: str) -> str:
+    return f"{project_prefix(project)}/{validate_key(key)}"
+
+
+def _info(project: Project, obj: ObjectInfo) -> ArtifactInfo:
+    key = obj.key[len(project_prefix(project)) + 1 :]
+    return ArtifactInfo(key=key, size=obj.size, modified=obj.modified, sha256=obj.sha256)
+
+
+async def upload(
+    ctx: AppContext, project_name: str, key: str, body: AsyncIterator[bytes]
+) -> ArtifactInfo:
+    """Stream ``body`` into the artifact ``key`` of a project; atomic, hashed while written.
+
+    The store's writer is blocking, so it runs in a worker thread and pulls each chunk from
+    the request on the event loop: memory stays at one chunk whatever the size.
+    """
+    validate_key(key)
+    project = await anyio.to_thread.run_sync(projects.get, ctx, project_name)
+    store_key = _store_key(project, key)
+
+    async def next_chunk() -> bytes:
+        return await body.__anext__()
+
+    def chunks() -> Iterator[bytes]:
+        while True:
+            try:
+                chunk = anyio.from_thread.run(next_chunk)
+            except StopAsyncIteration:
+                return
+            if chunk:
+                yield chunk
+
+    obj = await anyio.to_thread.run_sync(ctx.artifacts.write, store_key, chunks())
+    return _info(project, obj)
+
+
+def stat(ctx: AppContext, project_name: str, key: str) -> ArtifactInfo:
+    """Size, time and hash of one artifact; ``NotFoundError`` when absent."""
+    validate_key(key)
+    project = projects.get(ctx, project_name)
+    return _info(project, ctx.artifacts.stat(_store_key(project, key)))
+
+
+def open_chunks(
+    ctx: AppContext, project_name: str, key: str
+) -> tuple[ArtifactInfo, Iterator[bytes]]:
+    """An artifact's info and its content as chunks (read lazily, file closed at the end)."""
+    info = stat(ctx, project_name, key)
+    project = projects.get(ctx, project_name)
+    return info, ctx.artifacts.iter_bytes(_store_key(project, key))
+
+
+def list_(
+    ctx: AppContext, project_name: str, prefix: str, limit: int, cursor: str | None
+) -> ArtifactPage:
+    """One page of a project's artifacts under ``prefix``, sorted by key."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValidationError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
+    project = projects.get(ctx, project_name)
+    base = project_prefix(project)
+    user_prefix = validate_prefix(prefix)
+    objects = ctx.artifacts.list(f"{base}/{user_prefix}" if user_prefix else base)
+    infos: Iterator[ArtifactInfo] = (_info(project, obj) for obj in objects)
+    if cursor is not None:
+        infos = itertools.dropwhile(lambda info: info.key <= cursor, infos)
+    page = list(itertools.islice(infos, limit + 1))
+    next_cursor = page[limit - 1].key if len(page) > limit else None
+    return ArtifactPage(items=page[:limit], next_cursor=next_cursor)
+
+
+def delete(ctx: AppContext, project_name: str, key: str) -> None:
+    """Delete one artifact; ``NotFoundError`` when absent."""
+    validate_key(key)
+    project = projects.get(ctx, project_name)
+    ctx.artifacts.delete(_store_key(project, key))

@@ -1,0 +1,2 @@
+"""The ``loopml`` command line. Heavy libraries are imported inside commands, so
+``loopml --help`` stays fast."""

@@ -1,0 +1,51 @@
+"""``loopml projects``"""
+
+from __future__ import annotations
+
+import typer
+
+from loopml.cli._context import state
+from loopml.cli._output import as_json, console, table, when
+
+app = typer.Typer(help="Create, list and delete projects.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_projects(
+    ctx: typer.Context,
+    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List all projects."""
+    with state(ctx).client() as client:
+        items = list(client.projects.iter())
+    if json_out:
+        as_json([p.model_dump(mode="json") for p in items])
+        return
+    rows = [(p.name, p.description, when(p.created_at)) for p in items]
+    table(None, ["name", "description", "created"], rows)
+
+
+@app.command("create")
+def create_project(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="Lowercase letters, digits, '_' or '-'."),
+    description: str = typer.Option("", "--description", "-d", help="What it is for."),
+) -> None:
+    """Create a project."""
+    with state(ctx).client() as client:
+        project = client.projects.create(name, description)
+    console.print(f"created project [bold]{project.name}[/]")
+
+
+@app.command("delete")
+def delete_project(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="The project to delete."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Delete a project and all its artifacts."""
+    if not yes:
+        typer.confirm(f"Delete project {name!r} and all its artifacts?", abort=True)
+    with state(ctx).client() as client:
+        client.projects.delete(name)
+    console.print(f"deleted project [bold]{name}[/]")

@@ -1,0 +1,75 @@
+"""The one place the SDK talks HTTP: errors from the server become loopml errors again."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from loopml.core.errors import LoopmlError, ServiceUnavailableError, error_from_body
+
+
+def segment(value: str) -> str:
+    """Quote a path parameter so that every character, ``/`` and ``.`` included, reaches the
+    server as written (httpx would otherwise resolve ``..`` on the client side)."""
+    return quote(value, safe="")
+
+
+class Http:
+    """A thin wrapper over an ``httpx.Client`` that raises loopml errors."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
+
+    @property
+    def base_url(self) -> str:
+        return str(self.client.base_url)
+
+    def _unreachable(self, exc: Exception) -> ServiceUnavailableError:
+        return ServiceUnavailableError(
+            f"cannot reach loopml at {self.base_url}: {exc or type(exc).__name__}. "
+            "Is the server running? Start it with `loopml up`, or set LOOPML_CLIENT_URL.",
+            details={"url": self.base_url},
+        )
+
+    def request(
+        self, method: str, path: str, *, raise_errors: bool = True, **kwargs: Any
+    ) -> httpx.Response:
+        """Send a request; raise the server's error as its loopml class on 4xx/5xx."""
+        try:
+            response = self.client.request(method, path, **kwargs)
+        except (httpx.ConnectError, httpx.TimeoutException, httpx.RemoteProtocolError) as exc:
+            raise self._unreachable(exc) from exc
+        if response.is_error and raise_errors:
+            raise _error(response)
+        return response
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Send a request and decode its JSON answer."""
+        return self.request(method, path, **kwargs).json()
+
+    @contextmanager
+    def stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
+        """Send a request and stream its answer."""
+        try:
+            with self.client.stream(method, path, **kwargs) as response:
+                if response.is_error:
+                    response.read()
+                    raise _error(response)
+                yield response
+        except (httpx.ConnectError, httpx.TimeoutException, httpx.RemoteProtocolError) as exc:
+            raise self._unreachable(exc) from exc
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _error(response: httpx.Response) -> LoopmlError:
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = response.text
+    return error_from_body(response.status_code, body)

@@ -1,0 +1,124 @@
+"""A project's artifacts through the API: streamed both ways."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from pydantic import BaseModel
+
+from loopml.client._http import Http, segment
+
+CHUNK = 1024 * 1024
+
+
+class Artifact(BaseModel):
+    """One stored artifact."""
+
+    key: str
+    size: int
+    modified: datetime
+    sha256: str | None = None
+
+
+class ArtifactPage(BaseModel):
+    """One page of artifacts, sorted by key."""
+
+    items: list[Artifact]
+    next_cursor: str | None = None
+
+
+def _path(project: str, key: str = "") -> str:
+    base = f"/api/v1/projects/{segment(project)}/artifacts"
+    return f"{base}/{segment(key)}" if key else base
+
+
+def _file_chunks(handle: IO[bytes]) -> Iterator[bytes]:
+    while chunk := handle.read(CHUNK):
+        yield chunk
+
+
+class Artifacts:
+    """``client.artifacts``: upload, download, stat, list, delete."""
+
+    def __init__(self, http: Http) -> None:
+        self._http = http
+
+    def upload(
+        self, project: str, key: str, source: str | os.PathLike[str] | bytes | IO[bytes]
+    ) -> Artifact:
+        """Upload a file path, bytes or an open binary file as ``key``; streamed, not loaded."""
+        headers = {"Content-Type": "application/octet-stream"}
+        content: bytes | Iterable[bytes]
+        if isinstance(source, bytes):
+            return self._put(project, key, source, headers)
+        if isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                headers["Content-Length"] = str(size)
+                return self._put(project, key, _file_chunks(handle), headers)
+        content = _file_chunks(source)
+        return self._put(project, key, content, headers)
+
+    def _put(
+        self, project: str, key: str, content: bytes | Iterable[bytes], headers: dict[str, str]
+    ) -> Artifact:
+        data = self._http.json("PUT", _path(project, key), content=content, headers=headers)
+        return Artifact.model_validate(data)
+
+    def download(self, project: str, key: str, dest: str | os.PathLike[str]) -> Artifact:
+        """Download ``key`` to the file ``dest``, which appears only once it is complete."""
+        target = Path(dest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in self.iter_bytes(project, key):
+                    out.write(chunk)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return self.stat(project, key)
+
+    def iter_bytes(self, project: str, key: str) -> Iterator[bytes]:
+        """The content of ``key`` as chunks."""
+        with self._http.stream("GET", _path(project, key)) as response:
+            yield from response.iter_bytes(CHUNK)
+
+    def read_bytes(self, project: str, key: str) -> bytes:
+        """The whole content of ``key`` (for small artifacts)."""
+        return b"".join(self.iter_bytes(project, key))
+
+    def stat(self, project: str, key: str) -> Artifact:
+        """Size, time and checksum of ``key``."""
+        response = self._http.request("HEAD", _path(project, key))
+        return Artifact(
+            key=key,
+            size=int(response.headers.get("content-length", 0)),
+            modified=_last_modified(response.headers),
+            sha256=response.headers.get("x-checksum-sha256"),
+        )
+
+    def list(
+        self, project: str, *, prefix: str = "", cursor: str | None = None, limit: int = 100
+    ) -> ArtifactPage:
+        """One page of a project's artifacts under ``prefix``."""
+        params: dict[str, Any] = {"prefix": prefix, "limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        return ArtifactPage.model_validate(self._http.json("GET", _path(project), params=params))
+
+    def delete(self, project: str, key: str) -> None:
+        """Delete ``key``."""
+        self._http.request("DELETE", _path(project, key))
+
+
+def _last_modified(headers: Any) -> datetime:
+    from email.utils import parsedate_to_datetime
+
+    return parsedate_to_datetime(headers["last-modified"])

@@ -1,0 +1,78 @@
+"""A real ``loopml up`` on a free port with a temporary home, driven like a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+LOOPML = [sys.executable, "-m", "loopml.cli.main"]
+UPLOAD_LIMIT = 1024 * 1024
+
+
+@dataclass
+class RunningServer:
+    url: str
+    home: Path
+    process: subprocess.Popen[bytes]
+    ready_after_s: float
+    env: dict[str, str]
+
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*LOOPML, *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+
+
+def base_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPML_")}
+    env.update(LOOPML_HOME=str(home), OMP_WAIT_POLICY="passive")
+    return env
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    from loopml.client import Client
+    from loopml.core.errors import ServiceUnavailableError
+
+    home = tmp_path_factory.mktemp("home")
+    port = free_port()
+    env = base_env(home)
+    env["LOOPML_SERVER_MAX_UPLOAD_BYTES"] = str(UPLOAD_LIMIT)
+    log = (home / "server.log").open("wb")
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [*LOOPML, "up", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    ready_after = None
+    with Client(url, timeout=2) as client:
+        while time.monotonic() - started < 30:
+            if process.poll() is not None:
+                break
+            try:
+                client.health()
+            except ServiceUnavailableError:
+                time.sleep(0.02)
+                continue
+            ready_after = time.monotonic() - started
+            break
+    if ready_after is None:
+        process.kill()
+        pytest.fail(f"loopml up did not become ready:\n{(home / 'server.log').read_text()}")
+    env["LOOPML_CLIENT_URL"] = url
+    yield RunningServer(url, home, process, ready_after, env)
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()

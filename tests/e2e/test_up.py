@@ -1,0 +1,144 @@
+"""`loopml up` as a subprocess, called through the CLI and the SDK like a user would."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from loopml.client import Client
+from tests.conftest import free_port
+
+from .conftest import LOOPML, RunningServer, base_env
+
+pytestmark = pytest.mark.e2e
+
+
+def test_up_becomes_healthy_and_reports_how_fast(server: RunningServer) -> None:
+    print(f"\n[loopml e2e] loopml up ready after {server.ready_after_s:.2f} s")
+    with Client(server.url) as client:
+        assert client.health()["status"] == "ok"
+    assert (server.home / "loopml.db").is_file()
+
+
+def test_cli_drives_projects_and_events(server: RunningServer) -> None:
+    created = server.cli("projects", "create", "e2e-demo", "-d", "from the CLI")
+    assert created.returncode == 0, created.stderr
+    listed = server.cli("projects", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert "e2e-demo" in {p["name"] for p in json.loads(listed.stdout)}
+    duplicate = server.cli("projects", "create", "e2e-demo")
+    assert duplicate.returncode == 1
+    assert duplicate.stderr.strip() == "error: project 'e2e-demo' already exists"
+    assert "Traceback" not in duplicate.stderr
+    deleted = server.cli("projects", "delete", "e2e-demo", "--yes")
+    assert deleted.returncode == 0, deleted.stderr
+    events = server.cli("events", "--project", "e2e-demo", "--json")
+    assert [e["type"] for e in json.loads(events.stdout)] == [
+        "project.created",
+        "project.deleted",
+    ]
+
+
+def test_oversize_streamed_upload_is_cut_off_without_growing_memory(
+    server: RunningServer,
+) -> None:
+    proc = psutil.Process(server.process.pid)
+    before = proc.memory_info().rss
+    host, port = server.url.removeprefix("http://").split(":")
+    sent = 0
+    conn = socket.create_connection((host, int(port)), timeout=10)
+    conn.sendall(
+        b"PUT /api/v1/projects/default/artifacts/huge.bin HTTP/1.1\r\n"
+        b"Host: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    chunk = b"x" * (1024 * 1024)
+    frame = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+    try:
+        for _ in range(200):  # try to send 200 MiB against a 1 MiB limit
+            conn.sendall(frame)
+            sent += len(chunk)
+    except OSError:
+        pass  # the server stopped reading and closed: what we want
+    conn.settimeout(10)
+    answer = b""
+    try:
+        while b"\r\n\r\n" not in answer:
+            data = conn.recv(65536)
+            if not data:
+                break
+            answer += data
+    except OSError:
+        pass
+    conn.close()
+    grown = proc.memory_info().rss - before
+    print(f"\n[loopml e2e] sent {sent >> 20} MiB before cut-off, server RSS grew {grown >> 20} MiB")
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert grown < 50 * 1024 * 1024
+    with Client(server.url) as client:
+        assert client.artifacts.list("default").items == []
+
+
+def test_declared_oversize_body_is_refused_before_it_is_sent(server: RunningServer) -> None:
+    host, port = server.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.putrequest("PUT", "/api/v1/projects/default/artifacts/huge.bin")
+    conn.putheader("Content-Type", "application/octet-stream")
+    conn.putheader("Content-Length", str(1024**3))
+    conn.endheaders()
+    response = conn.getresponse()
+    assert response.status == 413
+    assert json.loads(response.read())["error"]["code"] == "payload_too_large"
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/projects/default/artifacts/../../../../etc/passwd",
+        "/api/v1/projects/default/artifacts/a/../../../etc/passwd",
+        "/api/v1/projects/default/artifacts/..%2f..%2f..%2fetc%2fpasswd",
+    ],
+)
+def test_raw_traversal_paths_never_reach_a_file(server: RunningServer, path: str) -> None:
+    host, port = server.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.request("GET", path)
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    assert response.status in (400, 404), (response.status, body[:200])
+    assert b"root:" not in body
+
+
+def test_up_refuses_a_public_interface(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*LOOPML, "up", "--host", "0.0.0.0"],
+        env=base_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: refusing to listen on 0.0.0.0")
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_without_a_server_says_so_in_one_line(tmp_path: Path) -> None:
+    env = base_env(tmp_path)
+    env["LOOPML_CLIENT_URL"] = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    result = subprocess.run(
+        [*LOOPML, "projects", "list"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: cannot reach loopml at")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert time.monotonic() - started < 10

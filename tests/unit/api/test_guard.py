@@ -1,0 +1,95 @@
+"""The request guard: body limits, media types, Host and Origin (RELIABILITY 13, 16)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fastapi.testclient import TestClient
+
+from loopml.client import Client
+
+from .conftest import MAX_BODY, MAX_UPLOAD
+
+
+def _chunks(total: int, size: int = 64 * 1024) -> Iterator[bytes]:
+    sent = 0
+    while sent < total:
+        step = min(size, total - sent)
+        sent += step
+        yield b"a" * step
+
+
+def test_declared_oversize_json_body_is_413(http: TestClient) -> None:
+    response = http.post(
+        "/api/v1/projects",
+        content=b"{}",
+        headers={"content-type": "application/json", "content-length": str(MAX_BODY + 1)},
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"
+
+
+def test_streamed_oversize_json_body_is_413(http: TestClient) -> None:
+    response = http.post(
+        "/api/v1/projects",
+        content=_chunks(MAX_BODY * 3),
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["details"]["limit_bytes"] == MAX_BODY
+
+
+def test_oversize_upload_is_413_and_leaves_nothing(http: TestClient, client: Client) -> None:
+    response = http.put(
+        "/api/v1/projects/default/artifacts/big.bin",
+        content=_chunks(MAX_UPLOAD + 1),
+        headers={"content-type": "application/octet-stream"},
+    )
+    assert response.status_code == 413
+    assert client.artifacts.list("default").items == []
+
+
+def test_upload_at_the_limit_is_accepted(client: Client) -> None:
+    info = client.artifacts.upload("default", "exact.bin", b"z" * MAX_UPLOAD)
+    assert info.size == MAX_UPLOAD
+
+
+def test_json_routes_refuse_other_media_types(http: TestClient) -> None:
+    for content_type in ["text/plain", "application/x-www-form-urlencoded", ""]:
+        response = http.post(
+            "/api/v1/projects", content=b'{"name": "x"}', headers={"content-type": content_type}
+        )
+        assert response.status_code == 415, content_type
+        assert "application/json" in response.json()["error"]["message"]
+    pickled = http.post(
+        "/api/v1/projects",
+        content=b"\x80\x04\x95",
+        headers={"content-type": "application/vnd.bentoml+pickle"},
+    )
+    assert pickled.status_code == 415
+
+
+def test_json_with_charset_is_accepted(http: TestClient) -> None:
+    response = http.post(
+        "/api/v1/projects",
+        content=b'{"name": "utf8"}',
+        headers={"content-type": "application/json; charset=utf-8"},
+    )
+    assert response.status_code == 201
+
+
+def test_foreign_host_is_refused(http: TestClient) -> None:
+    response = http.get("/api/v1/projects", headers={"host": "evil.example"})
+    assert response.status_code == 400
+    assert response.json()["error"]["details"]["reason"] == "host_not_allowed"
+
+
+def test_cross_origin_writes_are_refused(http: TestClient) -> None:
+    evil = {"origin": "https://evil.example"}
+    assert http.post("/api/v1/projects", json={"name": "x"}, headers=evil).status_code == 403
+    assert http.delete("/api/v1/projects/default", headers=evil).status_code == 403
+    same = http.post(
+        "/api/v1/projects", json={"name": "ok"}, headers={"origin": "http://127.0.0.1:8765"}
+    )
+    assert same.status_code == 201
+    assert "access-control-allow-origin" not in same.headers

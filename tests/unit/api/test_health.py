@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from loopml import __version__
+from loopml.api import create_app
+from loopml.client import Client
+from loopml.core.errors import ServiceUnavailableError
+from loopml.settings import Settings
+
+
+def test_health_is_ready_on_a_fresh_database(client: Client) -> None:
+    report = client.health()
+    assert report == {"status": "ok", "version": __version__, "checks": {"database": "ok"}}
+
+
+def test_live_and_ready_endpoints(http: TestClient) -> None:
+    assert http.get("/api/v1/health/live").json()["status"] == "ok"
+    assert http.get("/api/v1/health/ready").status_code == 200
+
+
+def test_unreachable_database_is_not_ready_but_live(tmp_path: Path) -> None:
+    settings = Settings(
+        home=tmp_path,
+        database={"url": "postgresql://postgres@127.0.0.1:1/nowhere", "auto_upgrade": False},
+    )
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as http:
+        assert http.get("/api/v1/health/live").status_code == 200
+        ready = http.get("/api/v1/health/ready")
+        assert ready.status_code == 503
+        assert ready.json()["status"] == "unavailable"
+        with pytest.raises(ServiceUnavailableError, match="not ready"):
+            Client(http=http).health()
+
+
+def test_openapi_document_lists_the_routes(http: TestClient) -> None:
+    spec = http.get("/api/v1/openapi.json").json()
+    paths = set(spec["paths"])
+    assert {
+        "/api/v1/health",
+        "/api/v1/projects",
+        "/api/v1/projects/{name}",
+        "/api/v1/events",
+        "/api/v1/projects/{project}/artifacts/{key}",
+    } <= paths
+
+
+def test_unknown_route_and_method_get_the_error_body(http: TestClient) -> None:
+    missing = http.get("/api/v1/nope")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
+    wrong = http.put("/api/v1/health", json={})
+    assert wrong.status_code == 405
+    assert wrong.json()["error"]["code"] == "method_not_allowed"
