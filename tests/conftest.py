@@ -146,3 +146,36 @@ def s3_bucket(s3_endpoint: str) -> str:
         aws_secret_access_key="testing",
     ).create_bucket(Bucket=name)
     return name
+
+
+# ---------------------------------------------------------------- reporting
+
+_SERVICE_FIXTURES = {"postgres": "postgres_database", "s3": "s3_endpoint"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test by the real services it uses, whatever way it reaches them."""
+    for item in items:
+        for marker, fixture in _SERVICE_FIXTURES.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(getattr(pytest.mark, marker))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say how many tests ran on each real service, so a CI log shows they were not skipped."""
+    parts = []
+    for marker, label in (("postgres", "PostgreSQL"), ("s3", "S3 (moto server)"), ("e2e", "e2e")):
+        counts = {}
+        for status in ("passed", "failed", "skipped"):
+            reports = terminalreporter.stats.get(status, [])
+            counts[status] = sum(
+                1
+                for rep in reports
+                if marker in getattr(rep, "keywords", {})
+                and (rep.when == "call" or status == "skipped")
+            )
+        parts.append(
+            f"{label}: {counts['passed']} passed, {counts['failed']} failed, "
+            f"{counts['skipped']} skipped"
+        )
+    terminalreporter.write_line("real services -- " + "; ".join(parts))

@@ -68,9 +68,11 @@ def open_chunks(
     ctx: AppContext, project_name: str, key: str
 ) -> tuple[ArtifactInfo, Iterator[bytes]]:
     """An artifact's info and its content as chunks (read lazily, file closed at the end)."""
-    info = stat(ctx, project_name, key)
+    validate_key(key)
     project = projects.get(ctx, project_name)
-    return info, ctx.artifacts.iter_bytes(_store_key(project, key))
+    store_key = _store_key(project, key)
+    info = _info(project, ctx.artifacts.stat(store_key))
+    return info, ctx.artifacts.iter_bytes(store_key)
 
 
 def list_(
