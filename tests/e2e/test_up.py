@@ -142,3 +142,23 @@ def test_cli_without_a_server_says_so_in_one_line(tmp_path: Path) -> None:
     assert result.stderr.startswith("error: cannot reach loopml at")
     assert len(result.stderr.strip().splitlines()) == 1
     assert time.monotonic() - started < 10
+
+
+def test_concurrent_writers_on_sqlite_all_succeed(server: RunningServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def create_many(worker: int) -> list[str]:
+        names = [f"c{worker}-{i}" for i in range(10)]
+        with Client(server.url) as client:
+            for name in names:
+                client.projects.create(name)
+                client.projects.update(name, description="touched")
+        return names
+
+    with ThreadPoolExecutor(8) as pool:
+        expected = {name for names in pool.map(create_many, range(8)) for name in names}
+    with Client(server.url) as client:
+        present = {p.name for p in client.projects.iter()}
+        created = {e.subject for e in client.events.iter(type="project.created")}
+    assert expected <= present
+    assert expected <= created

@@ -59,6 +59,10 @@ def create_sqlite_engine(url: URL, *, pool_size: int, busy_timeout_ms: int) -> E
 
     @event.listens_for(engine, "connect")
     def _set_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        # pysqlite's own implicit BEGIN is deferred: a transaction that reads and then writes
+        # fails at once with "database is locked" (no busy wait) when another writer committed
+        # in between. loopml begins every transaction itself, below.
+        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
             # busy_timeout first: switching to WAL needs a lock another process may hold.
@@ -68,6 +72,12 @@ def create_sqlite_engine(url: URL, *, pool_size: int, busy_timeout_ms: int) -> E
             cursor.execute("PRAGMA synchronous = NORMAL")
         finally:
             cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        # Take the write lock when the transaction starts, waiting up to busy_timeout for it;
+        # in WAL mode readers outside transactions are never blocked by it.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 

@@ -59,9 +59,10 @@ def upgrade_on(connection: Connection) -> None:
 def file_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (created if missing) across processes.
 
-    SQLite DDL is not transactional under pysqlite, so two processes upgrading the same
-    file at once must not interleave. Where ``fcntl`` is missing (Windows) the lock is
-    skipped.
+    Two processes upgrading the same SQLite file must not interleave: each would find the
+    schema behind and run the same migration. (Each migration is itself one transaction,
+    since loopml begins SQLite transactions explicitly; see ``_engine``.) Where ``fcntl``
+    is missing (Windows) the lock is skipped.
     """
     try:
         import fcntl

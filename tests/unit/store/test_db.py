@@ -174,3 +174,19 @@ def _kill_mid_write(store: MetadataStore, admin_url: str) -> None:
         projects.create(session, "half", actor="ada")
     with pytest.raises(AlreadyExistsError), store.session() as session:
         projects.create(session, "half", actor="ada")
+
+
+def test_a_failed_transaction_rolls_back_its_ddl_too(store: MetadataStore) -> None:
+    # SQLite sessions begin their own (IMMEDIATE) transaction, so schema changes are
+    # transactional there as on PostgreSQL: a migration that fails half-way leaves nothing.
+    from sqlalchemy import inspect, text
+
+    def migrate_and_fail() -> None:
+        with store.session() as session:
+            session.execute(text("CREATE TABLE half_built (x INTEGER)"))
+            raise RuntimeError("migration failed half-way")
+
+    with pytest.raises(RuntimeError, match="half-way"):
+        migrate_and_fail()
+    with store.session() as session:
+        assert "half_built" not in inspect(session.connection()).get_table_names()

@@ -56,6 +56,10 @@ def test_duplicate_name_is_already_exists(store: MetadataStore) -> None:
 
 
 def test_create_racing_another_writer_is_already_exists(store: MetadataStore) -> None:
+    if store.dialect == "sqlite":
+        _sqlite_second_writer_waits_then_conflicts(store)
+        return
+
     # Another process creates the same name after our existence check and before our
     # insert: the database's unique index decides, and the loser's event vanishes too.
     def other_writer_wins(*_: object) -> None:
@@ -69,6 +73,37 @@ def test_create_racing_another_writer_is_already_exists(store: MetadataStore) ->
 
     with pytest.raises(AlreadyExistsError, match="project 'race' already exists"):
         lose_the_race()
+    with store.session() as session:
+        feed = events.list_(session, project="race").items
+    assert [(e.type, e.actor) for e in feed] == [("project.created", "winner")]
+
+
+def _sqlite_second_writer_waits_then_conflicts(store: MetadataStore) -> None:
+    # SQLite transactions begin IMMEDIATE: the interleaving above cannot happen. A second
+    # writer waits for the first to commit (within busy_timeout), then sees its row.
+    import threading
+    import time
+
+    holding = threading.Event()
+
+    def winner() -> None:
+        with store.session() as session:
+            projects.create(session, "race", actor="winner")
+            holding.set()
+            time.sleep(0.3)
+
+    thread = threading.Thread(target=winner)
+    thread.start()
+    assert holding.wait(5)
+    started = time.monotonic()
+    with (
+        pytest.raises(AlreadyExistsError, match="project 'race' already exists"),
+        store.session() as session,
+    ):
+        projects.create(session, "race", actor="loser")
+    waited = time.monotonic() - started
+    thread.join()
+    assert 0.1 < waited < 5
     with store.session() as session:
         feed = events.list_(session, project="race").items
     assert [(e.type, e.actor) for e in feed] == [("project.created", "winner")]
