@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -22,22 +20,6 @@ class ProjectUpdate(_Request):
     """Body of ``PATCH /api/v1/projects/{name}``."""
 
     description: str = Field(max_length=4000)
-
-
-class ArtifactInfo(BaseModel):
-    """One stored artifact of a project."""
-
-    key: str
-    size: int
-    modified: datetime
-    sha256: str | None = None
-
-
-class ArtifactPage(BaseModel):
-    """One page of a project's artifacts, sorted by key."""
-
-    items: list[ArtifactInfo]
-    next_cursor: str | None = None
 
 
 class HealthReport(BaseModel):

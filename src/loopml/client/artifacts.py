@@ -6,30 +6,14 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import IO, Any
 
-from pydantic import BaseModel
-
 from loopml.client._http import Http, segment
+from loopml.core.types import Artifact, Page
 
 CHUNK = 1024 * 1024
-
-
-class Artifact(BaseModel):
-    """One stored artifact."""
-
-    key: str
-    size: int
-    modified: datetime
-    sha256: str | None = None
-
-
-class ArtifactPage(BaseModel):
-    """One page of artifacts, sorted by key."""
-
-    items: list[Artifact]
-    next_cursor: str | None = None
 
 
 def _path(project: str, key: str = "") -> str:
@@ -53,16 +37,14 @@ class Artifacts:
     ) -> Artifact:
         """Upload a file path, bytes or an open binary file as ``key``; streamed, not loaded."""
         headers = {"Content-Type": "application/octet-stream"}
-        content: bytes | Iterable[bytes]
         if isinstance(source, bytes):
             return self._put(project, key, source, headers)
         if isinstance(source, (str, os.PathLike)):
             with open(source, "rb") as handle:
-                size = os.fstat(handle.fileno()).st_size
-                headers["Content-Length"] = str(size)
+                # A declared length lets the server refuse an oversize file before it is sent.
+                headers["Content-Length"] = str(os.fstat(handle.fileno()).st_size)
                 return self._put(project, key, _file_chunks(handle), headers)
-        content = _file_chunks(source)
-        return self._put(project, key, content, headers)
+        return self._put(project, key, _file_chunks(source), headers)
 
     def _put(
         self, project: str, key: str, content: bytes | Iterable[bytes], headers: dict[str, str]
@@ -106,12 +88,12 @@ class Artifacts:
 
     def list(
         self, project: str, *, prefix: str = "", cursor: str | None = None, limit: int = 100
-    ) -> ArtifactPage:
+    ) -> Page[Artifact]:
         """One page of a project's artifacts under ``prefix``."""
         params: dict[str, Any] = {"prefix": prefix, "limit": limit}
         if cursor:
             params["cursor"] = cursor
-        return ArtifactPage.model_validate(self._http.json("GET", _path(project), params=params))
+        return Page[Artifact].model_validate(self._http.json("GET", _path(project), params=params))
 
     def delete(self, project: str, key: str) -> None:
         """Delete ``key``."""
@@ -119,6 +101,4 @@ class Artifacts:
 
 
 def _last_modified(headers: Any) -> datetime:
-    from email.utils import parsedate_to_datetime
-
     return parsedate_to_datetime(headers["last-modified"])

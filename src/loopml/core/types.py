@@ -34,6 +34,17 @@ class Event(BaseModel):
     actor: str
 
 
+class Artifact(BaseModel):
+    """One stored file of a project, addressed by its key."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    size: int
+    modified: datetime
+    sha256: str | None = None
+
+
 T = TypeVar("T")
 
 

@@ -10,20 +10,6 @@ from tests.corpus import TRAVERSAL_KEYS
 
 REFUSED = [
     *TRAVERSAL_KEYS,  # RELIABILITY.md appendix, "path components"
-    # and again by hand, so that this file stands alone
-    "../../../../etc/passwd",
-    "..%2f..%2f..%2fetc%2fpasswd",
-    "%252e%252e%252fetc%252fpasswd",
-    "..\\..\\..\\windows\\win.ini",
-    "/etc/passwd",
-    "C:\\Windows\\win.ini",
-    "a/../../../etc/passwd",
-    "x;/../../../etc/passwd",
-    "x#/../../../etc/passwd",
-    "x?y=/../../../etc/passwd",
-    "%2e%2e/%2e%2e/etc/passwd",
-    "%c0%ae%c0%ae/%c0%ae%c0%ae/etc/passwd",
-    "foo%00.txt",
     # RELIABILITY item 1 and the brief
     "..\\..\\",
     "C:\\x",

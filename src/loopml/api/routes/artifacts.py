@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from loopml.api.context import Ctx
-from loopml.api.schemas import ArtifactInfo, ArtifactPage
 from loopml.api.services import artifacts
+from loopml.core.types import Artifact, Page
 
 PREFIX = "/api/v1/projects/{project}/artifacts"
 router = APIRouter(prefix=PREFIX, tags=["artifacts"])
@@ -22,7 +22,7 @@ def is_upload_path(path: str) -> bool:
     return len(parts) == 7 and parts[1:4] == ["api", "v1", "projects"] and parts[5] == "artifacts"
 
 
-def _headers(info: ArtifactInfo) -> dict[str, str]:
+def _headers(info: Artifact) -> dict[str, str]:
     # Artifacts are user content: never rendered by a browser from our origin (RELIABILITY 14).
     name = quote(info.key.rsplit("/", 1)[-1])
     headers = {
@@ -45,13 +45,13 @@ def list_artifacts(
     prefix: str = Query(default="", max_length=1024),
     cursor: str | None = Query(default=None, max_length=1024),
     limit: int = Query(default=100, ge=1, le=1000),
-) -> ArtifactPage:
+) -> Page[Artifact]:
     """A project's artifacts under ``prefix`` (a folder), sorted by key."""
     return artifacts.list_(ctx, project, prefix, limit, cursor)
 
 
 @router.put("/{key:path}", status_code=201)
-async def upload_artifact(project: str, key: str, request: Request, ctx: Ctx) -> ArtifactInfo:
+async def upload_artifact(project: str, key: str, request: Request, ctx: Ctx) -> Artifact:
     """Upload the raw request body as the artifact ``key``; it replaces any older one.
 
     The body is streamed to the store and hashed on the way (SHA-256, in the answer); nothing

@@ -9,12 +9,11 @@ import anyio.from_thread
 import anyio.to_thread
 
 from loopml.api.context import AppContext
-from loopml.api.schemas import ArtifactInfo, ArtifactPage
 from loopml.api.services import projects
 from loopml.api.services.projects import project_prefix
 from loopml.core.errors import ValidationError
 from loopml.core.keys import validate_key, validate_prefix
-from loopml.core.types import Project
+from loopml.core.types import Artifact, Page, Project
 from loopml.storage import ObjectInfo
 
 MAX_PAGE = 1000
@@ -24,14 +23,14 @@ def _store_key(project: Project, key: str) -> str:
     return f"{project_prefix(project)}/{validate_key(key)}"
 
 
-def _info(project: Project, obj: ObjectInfo) -> ArtifactInfo:
+def _info(project: Project, obj: ObjectInfo) -> Artifact:
     key = obj.key[len(project_prefix(project)) + 1 :]
-    return ArtifactInfo(key=key, size=obj.size, modified=obj.modified, sha256=obj.sha256)
+    return Artifact(key=key, size=obj.size, modified=obj.modified, sha256=obj.sha256)
 
 
 async def upload(
     ctx: AppContext, project_name: str, key: str, body: AsyncIterator[bytes]
-) -> ArtifactInfo:
+) -> Artifact:
     """Stream ``body`` into the artifact ``key`` of a project; atomic, hashed while written.
 
     The store's writer is blocking, so it runs in a worker thread and pulls each chunk from
@@ -57,16 +56,14 @@ async def upload(
     return _info(project, obj)
 
 
-def stat(ctx: AppContext, project_name: str, key: str) -> ArtifactInfo:
+def stat(ctx: AppContext, project_name: str, key: str) -> Artifact:
     """Size, time and hash of one artifact; ``NotFoundError`` when absent."""
     validate_key(key)
     project = projects.get(ctx, project_name)
     return _info(project, ctx.artifacts.stat(_store_key(project, key)))
 
 
-def open_chunks(
-    ctx: AppContext, project_name: str, key: str
-) -> tuple[ArtifactInfo, Iterator[bytes]]:
+def open_chunks(ctx: AppContext, project_name: str, key: str) -> tuple[Artifact, Iterator[bytes]]:
     """An artifact's info and its content as chunks (read lazily, file closed at the end)."""
     validate_key(key)
     project = projects.get(ctx, project_name)
@@ -77,7 +74,7 @@ def open_chunks(
 
 def list_(
     ctx: AppContext, project_name: str, prefix: str, limit: int, cursor: str | None
-) -> ArtifactPage:
+) -> Page[Artifact]:
     """One page of a project's artifacts under ``prefix``, sorted by key."""
     if not 1 <= limit <= MAX_PAGE:
         raise ValidationError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
@@ -85,12 +82,12 @@ def list_(
     base = project_prefix(project)
     user_prefix = validate_prefix(prefix)
     objects = ctx.artifacts.list(f"{base}/{user_prefix}" if user_prefix else base)
-    infos: Iterator[ArtifactInfo] = (_info(project, obj) for obj in objects)
+    infos: Iterator[Artifact] = (_info(project, obj) for obj in objects)
     if cursor is not None:
         infos = itertools.dropwhile(lambda info: info.key <= cursor, infos)
     page = list(itertools.islice(infos, limit + 1))
     next_cursor = page[limit - 1].key if len(page) > limit else None
-    return ArtifactPage(items=page[:limit], next_cursor=next_cursor)
+    return Page[Artifact](items=page[:limit], next_cursor=next_cursor)
 
 
 def delete(ctx: AppContext, project_name: str, key: str) -> None:
