@@ -15,7 +15,7 @@ import pytest
 from loopml.client import Client
 from tests.conftest import free_port
 
-from .conftest import LOOPML, RunningServer, base_env
+from .conftest import LOOPML, UPLOAD_LIMIT, RunningServer, base_env
 
 pytestmark = pytest.mark.e2e
 
@@ -162,3 +162,34 @@ def test_concurrent_writers_on_sqlite_all_succeed(server: RunningServer) -> None
         created = {e.subject for e in client.events.iter(type="project.created")}
     assert expected <= present
     assert expected <= created
+
+
+def test_cli_moves_files_both_ways(server: RunningServer, tmp_path: Path) -> None:
+    import hashlib
+    import os
+
+    too_big = tmp_path / "too-big.bin"
+    too_big.write_bytes(b"x" * (UPLOAD_LIMIT + 1))
+    refused = server.cli("artifacts", "upload", str(too_big))
+    assert refused.returncode == 1
+    assert (
+        refused.stderr == f"error: request body is larger than the limit of {UPLOAD_LIMIT} bytes\n"
+    )
+    data = os.urandom(UPLOAD_LIMIT - 17)
+    source = tmp_path / "weights.bin"
+    source.write_bytes(data)
+    up = server.cli("artifacts", "upload", str(source), "models/weights.bin")
+    assert up.returncode == 0, up.stderr
+    assert hashlib.sha256(data).hexdigest() in up.stdout
+    listed = json.loads(server.cli("artifacts", "ls", "models/", "--json").stdout)
+    assert [(a["key"], a["size"]) for a in listed] == [("models/weights.bin", len(data))]
+    target = tmp_path / "copy.bin"
+    down = server.cli("artifacts", "download", "models/weights.bin", str(target))
+    assert down.returncode == 0, down.stderr
+    assert target.read_bytes() == data
+    bad = server.cli("artifacts", "download", "../../etc/passwd", str(tmp_path / "x"))
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("error: Invalid path")
+    assert not (tmp_path / "x").exists()
+    assert server.cli("artifacts", "rm", "models/weights.bin").returncode == 0
+    assert json.loads(server.cli("artifacts", "ls", "--json").stdout) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -12,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from loopml.core.errors import LoopmlError
+from loopml.core.errors import LoopmlError, error_headers
 
 log = logging.getLogger("loopml.api")
 
@@ -27,15 +28,24 @@ _HTTP_CODES = {
 }
 
 
-def _body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details or {}}}
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    """The one shape of every error answer: the JSON body, and the same in two headers."""
+    body = {"error": {"code": code, "message": message, "details": details or {}}}
+    all_headers = {**(headers or {}), **error_headers(code, message)}
+    return JSONResponse(body, status_code=status, headers=all_headers)
 
 
 async def _loopml_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, LoopmlError)
     if exc.status >= 500:
         log.error("%s: %s", exc.code, exc.message)
-    return JSONResponse(exc.to_dict(), status_code=exc.status)
+    return error_response(exc.status, exc.code, exc.message, exc.details)
 
 
 async def _validation_error(_: Request, exc: Exception) -> Response:
@@ -49,9 +59,8 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
         for err in exc.errors()[:20]
     ]
     summary = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors[:3])
-    return JSONResponse(
-        _body("validation_error", f"invalid request: {summary}", {"errors": errors}),
-        status_code=422,
+    return error_response(
+        422, "validation_error", f"invalid request: {summary}", {"errors": errors}
     )
 
 
@@ -61,7 +70,7 @@ async def _http_error(_: Request, exc: Exception) -> Response:
     message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     if exc.status_code == 404 and message == "Not Found":
         message = "no such route; see /api/v1/openapi.json for the API"
-    return JSONResponse(_body(code, message), status_code=exc.status_code, headers=exc.headers)
+    return error_response(exc.status_code, code, message, headers=exc.headers)
 
 
 async def _client_gone(_: Request, __: Exception) -> Response:
@@ -71,10 +80,7 @@ async def _client_gone(_: Request, __: Exception) -> Response:
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("internal error on %s %s", request.method, request.url.path, exc_info=exc)
-    return JSONResponse(
-        _body("internal_error", "internal error; the server log has the details"),
-        status_code=500,
-    )
+    return error_response(500, "internal_error", "internal error; the server log has the details")
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -30,6 +30,7 @@ from loopml.core.errors import (
     PayloadTooLargeError,
     PermissionDeniedError,
     UnsupportedMediaTypeError,
+    error_headers,
 )
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -186,6 +187,10 @@ async def _send_error(send: Send, error: LoopmlError) -> None:
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
+                *(
+                    (name.lower().encode(), value.encode())
+                    for name, value in error_headers(error.code, error.message).items()
+                ),
             ],
         }
     )

@@ -7,7 +7,7 @@ import traceback
 
 import typer
 
-from loopml.cli import db, events, projects, server
+from loopml.cli import artifacts, db, events, projects, server
 from loopml.cli._context import CliState
 
 app = typer.Typer(
@@ -19,6 +19,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(projects.app, name="projects")
+app.add_typer(artifacts.app, name="artifacts")
 app.add_typer(db.app, name="db")
 app.command("up")(server.up)
 app.command("events")(events.events)

@@ -9,7 +9,12 @@ from urllib.parse import quote
 
 import httpx
 
-from loopml.core.errors import LoopmlError, ServiceUnavailableError, error_from_body
+from loopml.core.errors import (
+    LoopmlError,
+    ServiceUnavailableError,
+    error_from_body,
+    error_from_headers,
+)
 
 
 def segment(value: str) -> str:
@@ -68,6 +73,10 @@ class Http:
 
 
 def _error(response: httpx.Response) -> LoopmlError:
+    if not response.content:
+        from_headers = error_from_headers(response.status_code, response.headers)
+        if from_headers is not None:
+            return from_headers
     try:
         body: Any = response.json()
     except ValueError:

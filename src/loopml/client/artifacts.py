@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -15,15 +15,20 @@ from loopml.core.types import Artifact, Page
 
 CHUNK = 1024 * 1024
 
+Progress = Callable[[int], None]
+"""Called with the number of bytes just sent or received."""
+
 
 def _path(project: str, key: str = "") -> str:
     base = f"/api/v1/projects/{segment(project)}/artifacts"
     return f"{base}/{segment(key)}" if key else base
 
 
-def _file_chunks(handle: IO[bytes]) -> Iterator[bytes]:
+def _file_chunks(handle: IO[bytes], progress: Progress | None = None) -> Iterator[bytes]:
     while chunk := handle.read(CHUNK):
         yield chunk
+        if progress:
+            progress(len(chunk))
 
 
 class Artifacts:
@@ -33,18 +38,33 @@ class Artifacts:
         self._http = http
 
     def upload(
-        self, project: str, key: str, source: str | os.PathLike[str] | bytes | IO[bytes]
+        self,
+        project: str,
+        key: str,
+        source: str | os.PathLike[str] | bytes | IO[bytes],
+        *,
+        progress: Progress | None = None,
     ) -> Artifact:
-        """Upload a file path, bytes or an open binary file as ``key``; streamed, not loaded."""
+        """Upload a file path, bytes or an open binary file as ``key``; streamed, not loaded.
+
+        Args:
+            project: the project that owns the artifact.
+            key: where to store it, such as ``reports/eval.json``.
+            source: what to upload.
+            progress: called with each chunk's size as it is sent.
+        """
         headers = {"Content-Type": "application/octet-stream"}
         if isinstance(source, bytes):
-            return self._put(project, key, source, headers)
+            artifact = self._put(project, key, source, headers)
+            if progress:
+                progress(len(source))
+            return artifact
         if isinstance(source, (str, os.PathLike)):
             with open(source, "rb") as handle:
                 # A declared length lets the server refuse an oversize file before it is sent.
                 headers["Content-Length"] = str(os.fstat(handle.fileno()).st_size)
-                return self._put(project, key, _file_chunks(handle), headers)
-        return self._put(project, key, _file_chunks(source), headers)
+                return self._put(project, key, _file_chunks(handle, progress), headers)
+        return self._put(project, key, _file_chunks(source, progress), headers)
 
     def _put(
         self, project: str, key: str, content: bytes | Iterable[bytes], headers: dict[str, str]
@@ -52,8 +72,18 @@ class Artifacts:
         data = self._http.json("PUT", _path(project, key), content=content, headers=headers)
         return Artifact.model_validate(data)
 
-    def download(self, project: str, key: str, dest: str | os.PathLike[str]) -> Artifact:
-        """Download ``key`` to the file ``dest``, which appears only once it is complete."""
+    def download(
+        self,
+        project: str,
+        key: str,
+        dest: str | os.PathLike[str],
+        *,
+        progress: Progress | None = None,
+    ) -> Artifact:
+        """Download ``key`` to the file ``dest``, which appears only once it is complete.
+
+        ``progress`` is called with each chunk's size as it arrives.
+        """
         target = Path(dest)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
@@ -61,6 +91,8 @@ class Artifacts:
             with os.fdopen(fd, "wb") as out:
                 for chunk in self.iter_bytes(project, key):
                     out.write(chunk)
+                    if progress:
+                        progress(len(chunk))
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

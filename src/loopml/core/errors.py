@@ -9,6 +9,12 @@ that body, so ``except NotFoundError`` works the same in-process and over HTTP.
 from __future__ import annotations
 
 from typing import Any, ClassVar
+from urllib.parse import quote, unquote
+
+# Every error response also carries its code and message in these headers, so that an error
+# answer without a body (to a HEAD request) still rebuilds as the right class.
+ERROR_CODE_HEADER = "X-Loopml-Error-Code"
+ERROR_MESSAGE_HEADER = "X-Loopml-Error-Message"
 
 
 class LoopmlError(Exception):
@@ -109,6 +115,11 @@ class ConfigurationError(LoopmlError):
     code = "configuration_error"
 
 
+def error_headers(code: str, message: str) -> dict[str, str]:
+    """The headers that carry an error's code and (percent-encoded, bounded) message."""
+    return {ERROR_CODE_HEADER: code, ERROR_MESSAGE_HEADER: quote(message[:1000], safe=" ")}
+
+
 def _all_subclasses(cls: type[LoopmlError]) -> list[type[LoopmlError]]:
     found: list[type[LoopmlError]] = []
     for sub in cls.__subclasses__():
@@ -126,6 +137,15 @@ def error_class_for(code: str) -> type[LoopmlError]:
         if cls.code == code:
             return cls
     return LoopmlError
+
+
+def error_from_headers(status: int, headers: Any) -> LoopmlError | None:
+    """Rebuild an error from its headers (see ``error_headers``); ``None`` if they are absent."""
+    code = headers.get(ERROR_CODE_HEADER)
+    if not code:
+        return None
+    message = unquote(headers.get(ERROR_MESSAGE_HEADER, "")) or f"HTTP {status}"
+    return error_class_for(code)(message)
 
 
 def error_from_body(status: int, body: Any) -> LoopmlError:

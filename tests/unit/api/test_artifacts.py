@@ -125,3 +125,13 @@ def test_encoded_paths_sent_raw_are_400(raw_path: str, http: TestClient, canary:
         assert response.status_code == 400, (method, response.text)
         assert response.json()["error"]["code"] == "invalid_path"
     assert canary.read_text() == "untouched"
+
+
+def test_stat_errors_keep_their_class_and_message_without_a_body(client: Client) -> None:
+    # HEAD answers carry no body: the error travels in headers and is rebuilt all the same.
+    with pytest.raises(NotFoundError, match=r"nope\.bin"):
+        client.artifacts.stat("default", "nope.bin")
+    with pytest.raises(InvalidPathError, match=r"^Invalid path"):
+        client.artifacts.stat("default", "../../etc/passwd")
+    with pytest.raises(NotFoundError, match="ghost"):
+        client.artifacts.stat("ghost", "a.bin")
