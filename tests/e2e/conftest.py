@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,41 +39,47 @@ def base_env(home: Path) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+@contextmanager
+def running_server(home: Path, extra_env: dict[str, str] | None = None) -> Iterator[RunningServer]:
+    """``loopml up`` on a free port with ``home``; yields once it answers healthy."""
     from loopml.client import Client
     from loopml.core.errors import ServiceUnavailableError
 
-    home = tmp_path_factory.mktemp("home")
     port = free_port()
-    env = base_env(home)
-    env["LOOPML_SERVER_MAX_UPLOAD_BYTES"] = str(UPLOAD_LIMIT)
-    log = (home / "server.log").open("wb")
-    started = time.monotonic()
-    process = subprocess.Popen(
-        [*LOOPML, "up", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    ready_after = None
-    with Client(url, timeout=2) as client:
-        while time.monotonic() - started < 30:
-            if process.poll() is not None:
+    env = {**base_env(home), **(extra_env or {})}
+    log_path = home / "server.log"
+    with log_path.open("wb") as log:
+        started = time.monotonic()
+        process = subprocess.Popen(
+            [*LOOPML, "up", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        url = f"http://127.0.0.1:{port}"
+        ready_after = None
+        with Client(url, timeout=2) as client:
+            while time.monotonic() - started < 30 and process.poll() is None:
+                try:
+                    client.health()
+                except ServiceUnavailableError:
+                    time.sleep(0.02)
+                    continue
+                ready_after = time.monotonic() - started
                 break
+        try:
+            if ready_after is None:
+                pytest.fail(f"loopml up did not become ready:\n{log_path.read_text()}")
+            env["LOOPML_CLIENT_URL"] = url
+            yield RunningServer(url, home, process, ready_after, env)
+        finally:
+            process.terminate()
             try:
-                client.health()
-            except ServiceUnavailableError:
-                time.sleep(0.02)
-                continue
-            ready_after = time.monotonic() - started
-            break
-    if ready_after is None:
-        process.kill()
-        pytest.fail(f"loopml up did not become ready:\n{(home / 'server.log').read_text()}")
-    env["LOOPML_CLIENT_URL"] = url
-    yield RunningServer(url, home, process, ready_after, env)
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One server for the module, on the embedded defaults, with a 1 MiB upload limit."""
+    home = tmp_path_factory.mktemp("home")
+    with running_server(home, {"LOOPML_SERVER_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT)}) as running:
+        yield running

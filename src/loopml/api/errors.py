@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
+from starlette.routing import Route
 
 from loopml.core.errors import LoopmlError, error_headers
 
@@ -64,13 +65,28 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
     )
 
 
-async def _http_error(_: Request, exc: Exception) -> Response:
+def _allowed_methods(request: Request) -> str:
+    # Starlette names only the first route whose path matched; a path served by several
+    # routes (GET and PUT on an artifact) allows all of theirs.
+    path = request.scope["path"]
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
     message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    headers = dict(exc.headers or {})
     if exc.status_code == 404 and message == "Not Found":
         message = "no such route; see /api/v1/openapi.json for the API"
-    return error_response(exc.status_code, code, message, headers=exc.headers)
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+        message = f"method {request.method} not allowed here; allowed: {headers['Allow']}"
+    return error_response(exc.status_code, code, message, headers=headers)
 
 
 async def _client_gone(_: Request, __: Exception) -> Response:

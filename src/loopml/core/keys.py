@@ -28,6 +28,20 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 # Names the storage backends keep for themselves (temporary files, metadata).
 RESERVED_PREFIX = ".loopml"
 
+_PATTERN_BODY = (
+    r"(?!/)(?!.*//)(?!(?:.*/)?\.{1,2}(?:/|$))(?!(?:.*/)?\.loopml)"
+    r"(?!(?:.*/)? )(?!.* (?:/|$))(?!.*[^/]{256})(?!(?:[^/]*/){32})"
+    r"[A-Za-z0-9._\-+=@,~ ()\[\]/]{1,1024}"
+)
+KEY_PATTERN = rf"^(?!.*/$){_PATTERN_BODY}$"
+PREFIX_PATTERN = rf"^$|^{_PATTERN_BODY}$"
+"""The key rule (and, with an optional trailing ``/``, the prefix rule) as one regular
+expression, for schemas and generated clients.
+
+It describes a subset of what ``validate_key`` accepts (ASCII only, no percent-encoding);
+``validate_key`` stays the authority. A property test checks every match is accepted.
+"""
+
 
 def _refuse(raw: str, why: str) -> InvalidPathError:
     return InvalidPathError(

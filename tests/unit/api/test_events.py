@@ -48,3 +48,10 @@ def test_bad_cursor_and_limit_are_refused(client: Client, http: TestClient) -> N
         client.events.list(cursor="not-a-cursor")
     assert http.get("/api/v1/events", params={"limit": 0}).status_code == 422
     assert http.get("/api/v1/events", params={"since": "yesterday"}).status_code == 422
+
+
+def test_since_takes_iso_8601_only(http: TestClient) -> None:
+    assert http.get("/api/v1/events", params={"since": "0.5"}).status_code == 422
+    assert http.get("/api/v1/events", params={"since": "1700000000"}).status_code == 422
+    for since in ["2026-01-01", "2026-01-01T00:00:00Z", "2026-01-01T00:00:00+02:00"]:
+        assert http.get("/api/v1/events", params={"since": since}).status_code == 200, since

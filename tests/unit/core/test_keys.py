@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loopml.core.errors import InvalidPathError
-from loopml.core.keys import MAX_DEPTH, MAX_KEY_LENGTH, join_key, validate_key, validate_prefix
+from loopml.core.keys import (
+    KEY_PATTERN,
+    MAX_DEPTH,
+    MAX_KEY_LENGTH,
+    PREFIX_PATTERN,
+    join_key,
+    validate_key,
+    validate_prefix,
+)
 from tests.corpus import TRAVERSAL_KEYS
 
 REFUSED = [
@@ -92,3 +104,20 @@ def test_refused_prefixes(raw: str) -> None:
 
 def test_join_key() -> None:
     assert join_key("runs/", "/42", "", "model.onnx") == "runs/42/model.onnx"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.from_regex(KEY_PATTERN, fullmatch=True))
+def test_every_key_the_published_pattern_admits_is_accepted(key: str) -> None:
+    assert validate_key(key) == key
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.from_regex(PREFIX_PATTERN, fullmatch=True))
+def test_every_prefix_the_published_pattern_admits_is_accepted(prefix: str) -> None:
+    validate_prefix(prefix)
+
+
+@pytest.mark.parametrize("key", TRAVERSAL_KEYS)
+def test_the_published_pattern_refuses_the_corpus(key: str) -> None:
+    assert re.fullmatch(KEY_PATTERN, key) is None

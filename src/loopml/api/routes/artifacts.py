@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 from email.utils import format_datetime
+from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from loopml.api.context import Ctx
+from loopml.api.schemas import ERROR_RESPONSES, project_path
 from loopml.api.services import artifacts
+from loopml.core.keys import KEY_PATTERN, PREFIX_PATTERN
 from loopml.core.types import Artifact, Page
 
 PREFIX = "/api/v1/projects/{project}/artifacts"
-router = APIRouter(prefix=PREFIX, tags=["artifacts"])
+router = APIRouter(prefix=PREFIX, tags=["artifacts"], responses=ERROR_RESPONSES)
+PROJECT = project_path("The project that owns the artifacts.")
+KEY = Path(
+    description="The artifact's key: names joined by '/', such as 'reports/eval.json'.",
+    json_schema_extra={"pattern": KEY_PATTERN},
+)
+_BINARY: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The artifact's bytes (headers only for HEAD).",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
 
 
 def is_upload_path(path: str) -> bool:
@@ -40,9 +54,14 @@ def _headers(info: Artifact) -> dict[str, str]:
 
 @router.get("")
 def list_artifacts(
-    project: str,
     ctx: Ctx,
-    prefix: str = Query(default="", max_length=1024),
+    project: str = PROJECT,
+    prefix: str = Query(
+        default="",
+        max_length=1024,
+        description="A folder, such as 'reports/'.",
+        json_schema_extra={"pattern": PREFIX_PATTERN},
+    ),
     cursor: str | None = Query(default=None, max_length=1024),
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> Page[Artifact]:
@@ -51,7 +70,9 @@ def list_artifacts(
 
 
 @router.put("/{key:path}", status_code=201)
-async def upload_artifact(project: str, key: str, request: Request, ctx: Ctx) -> Artifact:
+async def upload_artifact(
+    request: Request, ctx: Ctx, project: str = PROJECT, key: str = KEY
+) -> Artifact:
     """Upload the raw request body as the artifact ``key``; it replaces any older one.
 
     The body is streamed to the store and hashed on the way (SHA-256, in the answer); nothing
@@ -60,22 +81,22 @@ async def upload_artifact(project: str, key: str, request: Request, ctx: Ctx) ->
     return await artifacts.upload(ctx, project, key, request.stream())
 
 
-@router.get("/{key:path}", response_class=StreamingResponse)
-def download_artifact(project: str, key: str, ctx: Ctx) -> StreamingResponse:
+@router.get("/{key:path}", response_class=StreamingResponse, responses=_BINARY)
+def download_artifact(ctx: Ctx, project: str = PROJECT, key: str = KEY) -> StreamingResponse:
     """Download an artifact as an attachment."""
     info, chunks = artifacts.open_chunks(ctx, project, key)
     return StreamingResponse(chunks, media_type="application/octet-stream", headers=_headers(info))
 
 
-@router.head("/{key:path}")
-def stat_artifact(project: str, key: str, ctx: Ctx) -> Response:
+@router.head("/{key:path}", response_class=Response, responses=_BINARY)
+def stat_artifact(ctx: Ctx, project: str = PROJECT, key: str = KEY) -> Response:
     """An artifact's size and checksum in the headers, without the body."""
     info = artifacts.stat(ctx, project, key)
     return Response(media_type="application/octet-stream", headers=_headers(info))
 
 
 @router.delete("/{key:path}", status_code=204)
-def delete_artifact(project: str, key: str, ctx: Ctx) -> Response:
+def delete_artifact(ctx: Ctx, project: str = PROJECT, key: str = KEY) -> Response:
     """Delete an artifact."""
     artifacts.delete(ctx, project, key)
     return Response(status_code=204)

@@ -7,10 +7,10 @@ from fastapi.responses import JSONResponse
 
 from loopml import __version__
 from loopml.api.context import Ctx
-from loopml.api.schemas import HealthReport
+from loopml.api.schemas import ERROR_RESPONSES, HealthReport
 from loopml.core.errors import LoopmlError
 
-router = APIRouter(prefix="/api/v1/health", tags=["health"])
+router = APIRouter(prefix="/api/v1/health", tags=["health"], responses=ERROR_RESPONSES)
 
 
 def _readiness(ctx: Ctx) -> tuple[int, HealthReport]:

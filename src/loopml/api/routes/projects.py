@@ -5,11 +5,18 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Response
 
 from loopml.api.context import Actor, Ctx
-from loopml.api.schemas import ProjectCreate, ProjectUpdate
+from loopml.api.schemas import (
+    ERROR_RESPONSES,
+    NAME_SCHEMA,
+    ProjectCreate,
+    ProjectUpdate,
+    project_path,
+)
 from loopml.api.services import projects
 from loopml.core.types import Page, Project
 
-router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
+router = APIRouter(prefix="/api/v1/projects", tags=["projects"], responses=ERROR_RESPONSES)
+NAME = project_path()
 
 
 @router.post("", status_code=201)
@@ -22,26 +29,31 @@ def create_project(body: ProjectCreate, ctx: Ctx, actor: Actor) -> Project:
 def list_projects(
     ctx: Ctx,
     limit: int = Query(default=100, ge=1, le=1000),
-    cursor: str | None = Query(default=None, max_length=200),
+    cursor: str | None = Query(
+        default=None,
+        max_length=63,
+        description="The next_cursor of the previous page.",
+        json_schema_extra=NAME_SCHEMA,
+    ),
 ) -> Page[Project]:
     """List projects by name, a page at a time."""
     return projects.list_(ctx, limit, cursor)
 
 
 @router.get("/{name}")
-def get_project(name: str, ctx: Ctx) -> Project:
+def get_project(ctx: Ctx, name: str = NAME) -> Project:
     """One project."""
     return projects.get(ctx, name)
 
 
 @router.patch("/{name}")
-def update_project(name: str, body: ProjectUpdate, ctx: Ctx, actor: Actor) -> Project:
+def update_project(body: ProjectUpdate, ctx: Ctx, actor: Actor, name: str = NAME) -> Project:
     """Change a project's description."""
     return projects.update(ctx, name, body.description, actor)
 
 
 @router.delete("/{name}", status_code=204)
-def delete_project(name: str, ctx: Ctx, actor: Actor) -> Response:
+def delete_project(ctx: Ctx, actor: Actor, name: str = NAME) -> Response:
     """Delete a project and its artifacts. The default project cannot be deleted."""
     projects.delete(ctx, name, actor)
     return Response(status_code=204)
