@@ -61,10 +61,14 @@ def test_oversize_streamed_upload_is_cut_off_without_growing_memory(
     )
     chunk = b"x" * (1024 * 1024)
     frame = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+    probes = []
     try:
         for _ in range(200):  # try to send 200 MiB against a 1 MiB limit
             conn.sendall(frame)
             sent += len(chunk)
+            if not probes:  # mid-upload, the server must still answer its health probe
+                with Client(server.url, timeout=5) as prober:
+                    probes.append(prober.health()["status"])
     except OSError:
         pass  # the server stopped reading and closed: what we want
     conn.settimeout(10)
@@ -81,6 +85,7 @@ def test_oversize_streamed_upload_is_cut_off_without_growing_memory(
     grown = proc.memory_info().rss - before
     print(f"\n[loopml e2e] sent {sent >> 20} MiB before cut-off, server RSS grew {grown >> 20} MiB")
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert probes == ["ok"]
     assert grown < 50 * 1024 * 1024
     with Client(server.url) as client:
         assert client.artifacts.list("default").items == []
