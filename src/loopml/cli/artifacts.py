@@ -51,15 +51,8 @@ def list_artifacts(
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List files, by key."""
-    items = []
     with state(ctx).client() as client:
-        cursor = None
-        while True:
-            page = client.artifacts.list(project, prefix=prefix, cursor=cursor, limit=1000)
-            items.extend(page.items)
-            if not page.next_cursor:
-                break
-            cursor = page.next_cursor
+        items = list(client.artifacts.iter(project, prefix=prefix))
     if json_out:
         as_json([a.model_dump(mode="json") for a in items])
         return

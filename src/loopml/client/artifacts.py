@@ -127,6 +127,16 @@ class Artifacts:
             params["cursor"] = cursor
         return Page[Artifact].model_validate(self._http.json("GET", _path(project), params=params))
 
+    def iter(self, project: str, *, prefix: str = "", page_size: int = 1000) -> Iterator[Artifact]:
+        """Every artifact under ``prefix``, fetching pages as needed."""
+        cursor: str | None = None
+        while True:
+            page = self.list(project, prefix=prefix, cursor=cursor, limit=page_size)
+            yield from page.items
+            if not page.next_cursor:
+                return
+            cursor = page.next_cursor
+
     def delete(self, project: str, key: str) -> None:
         """Delete ``key``."""
         self._http.request("DELETE", _path(project, key))

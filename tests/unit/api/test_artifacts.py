@@ -135,3 +135,10 @@ def test_stat_errors_keep_their_class_and_message_without_a_body(client: Client)
         client.artifacts.stat("default", "../../etc/passwd")
     with pytest.raises(NotFoundError, match="ghost"):
         client.artifacts.stat("ghost", "a.bin")
+
+
+def test_iter_walks_every_page(client: Client) -> None:
+    keys = {f"many/{i:03d}.bin" for i in range(25)}
+    for key in keys:
+        client.artifacts.upload("default", key, b"x")
+    assert [a.key for a in client.artifacts.iter("default", page_size=4)] == sorted(keys)
