@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +11,7 @@ from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
-from loopml.core.errors import ConfigurationError
+from loopml.core.errors import ConfigurationError, ValidationError
 
 SUPPORTED = "sqlite:///path/to/loopml.db or postgresql://user@host:5432/db"
 
@@ -45,6 +47,51 @@ def is_memory(url: URL) -> bool:
     return url.database in (None, "", ":memory:") or "mode=memory" in str(url.query)
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def refuse_nul_text(engine: Engine) -> None:
+    """Refuse text holding NUL (U+0000) on every dialect, before it reaches the database.
+
+    PostgreSQL cannot store NUL in text at all and SQLite stores it silently; one rule in the
+    one place every write passes keeps both dialects (and every entity) the same.
+    """
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _check(_conn: Any, _cursor: Any, _sql: str, parameters: Any, *_: Any) -> None:
+        if _has_nul(parameters):
+            raise ValidationError(
+                "text values cannot contain the NUL character (U+0000); remove it and retry",
+                details={"reason": "nul_character"},
+            )
+
+
+def _ensure_wal(cursor: Any, busy_timeout_ms: int) -> None:
+    """Switch the file to WAL unless it already is (the mode is stored in the file).
+
+    Switching needs exclusive access and SQLite answers "locked" at once instead of waiting,
+    so a connection opened while another process writes retries within the busy timeout.
+    """
+    if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() in ("wal", "memory"):
+        return
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def create_sqlite_engine(url: URL, *, pool_size: int, busy_timeout_ms: int) -> Engine:
     """A SQLite engine whose every connection runs in WAL mode with foreign keys on."""
     kwargs: dict[str, Any] = {"connect_args": {"timeout": busy_timeout_ms / 1000}}
@@ -67,7 +114,7 @@ def create_sqlite_engine(url: URL, *, pool_size: int, busy_timeout_ms: int) -> E
         try:
             # busy_timeout first: switching to WAL needs a lock another process may hold.
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _ensure_wal(cursor, busy_timeout_ms)
             cursor.execute("PRAGMA foreign_keys = ON")
             cursor.execute("PRAGMA synchronous = NORMAL")
         finally:
@@ -79,6 +126,7 @@ def create_sqlite_engine(url: URL, *, pool_size: int, busy_timeout_ms: int) -> E
         # in WAL mode readers outside transactions are never blocked by it.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
+    refuse_nul_text(engine)
     return engine
 
 
@@ -88,4 +136,6 @@ def create_postgres_engine(url: URL, *, pool_size: int) -> Engine:
     connect_args: dict[str, Any] = {}
     if "connect_timeout" not in url.query:
         connect_args["connect_timeout"] = _PG_CONNECT_TIMEOUT_S
-    return create_engine(url, pool_size=pool_size, pool_pre_ping=True, connect_args=connect_args)
+    engine = create_engine(url, pool_size=pool_size, pool_pre_ping=True, connect_args=connect_args)
+    refuse_nul_text(engine)
+    return engine

@@ -14,6 +14,7 @@ from loopml.core.errors import (
     ConfigurationError,
     NotFoundError,
     ServiceUnavailableError,
+    ValidationError,
 )
 from loopml.store import MetadataStore, events, projects
 
@@ -190,3 +191,45 @@ def test_a_failed_transaction_rolls_back_its_ddl_too(store: MetadataStore) -> No
         migrate_and_fail()
     with store.session() as session:
         assert "half_built" not in inspect(session.connection()).get_table_names()
+
+
+def test_text_with_nul_is_refused_on_every_dialect(store: MetadataStore) -> None:
+    # PostgreSQL cannot store NUL in text and SQLite would store it silently: the store
+    # refuses it on both, with a message that says what to fix. (JSON columns receive it
+    # escaped as \u0000, which both store and return intact.)
+    with store.session() as session:
+        before = projects.get(session, "default").description
+    with pytest.raises(ValidationError, match="NUL"), store.session() as session:
+        projects.update(session, "default", description="a\x00b", actor="ada")
+    with store.session() as session:
+        assert projects.get(session, "default").description == before
+
+
+def test_opening_a_fresh_sqlite_file_waits_for_a_writer_instead_of_failing(
+    tmp_path: Path,
+) -> None:
+    # Switching a file to WAL needs exclusive access, and SQLite answers "locked" at once
+    # instead of waiting: a store opened while another process writes must wait it out.
+    import sqlite3
+    import threading
+    import time
+
+    path = tmp_path / "shared.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE elsewhere (x INTEGER)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO elsewhere VALUES (1)")
+    release = threading.Timer(0.4, lambda: other.execute("COMMIT"))
+    release.start()
+    store = MetadataStore(f"sqlite:///{path}", busy_timeout_ms=5000)
+    started = time.monotonic()
+    try:
+        store.upgrade()
+        waited = time.monotonic() - started
+    finally:
+        release.join()
+        store.dispose()
+        other.close()
+    assert waited >= 0.3
+    with sqlite3.connect(path) as check:
+        assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
