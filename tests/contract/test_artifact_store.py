@@ -170,12 +170,19 @@ def test_open_returns_a_binary_file(store: ArtifactStore) -> None:
     assert stream.closed
 
 
-@pytest.mark.parametrize("key", ["model (1).onnx", "données/été.csv", "模型/v1.bin"])
-def test_unicode_and_punctuation_keys(store: ArtifactStore, key: str) -> None:
+@pytest.mark.parametrize("key", ["model (1).onnx", "a-b_c+d=e@f,g~h[1].txt", "sub dir/x y.csv"])
+def test_punctuation_keys(store: ArtifactStore, key: str) -> None:
     store.write_bytes(key, key.encode())
 
     assert store.read_bytes(key) == key.encode()
     assert [i.key for i in store.list()] == [key]
+
+
+@pytest.mark.parametrize("key", ["données/été.csv", "模型/v1.bin"])
+def test_non_ascii_keys_are_refused(store: ArtifactStore, key: str) -> None:
+    with pytest.raises(InvalidPathError, match="ASCII"):
+        store.write_bytes(key, b"x")
+    assert list(store.list()) == []
 
 
 def test_percent_encoded_key_is_stored_decoded(store: ArtifactStore) -> None:

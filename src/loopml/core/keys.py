@@ -12,7 +12,6 @@ storage backend's to refuse, since only it can see them.
 from __future__ import annotations
 
 import re
-import unicodedata
 from urllib.parse import unquote
 
 from loopml.core.errors import InvalidPathError
@@ -23,7 +22,9 @@ MAX_DEPTH = 32
 _MAX_DECODE_ROUNDS = 4
 
 # Letters, digits and a few punctuation marks that mean nothing to a shell, a URL or a path.
-_SEGMENT = re.compile(r"^[\w.\-+=@,~ ()\[\]]+$")
+# ASCII only: no look-alike letters, no Unicode normalization forms that name one file two
+# ways, and a rule a JSON-schema pattern (KEY_PATTERN) can state exactly.
+_SEGMENT = re.compile(r"^[A-Za-z0-9_.\-+=@,~ ()\[\]]+$")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 # Names the storage backends keep for themselves (temporary files, metadata).
 RESERVED_PREFIX = ".loopml"
@@ -36,10 +37,11 @@ _PATTERN_BODY = (
 KEY_PATTERN = rf"^(?!.*/$){_PATTERN_BODY}$"
 PREFIX_PATTERN = rf"^$|^{_PATTERN_BODY}$"
 """The key rule (and, with an optional trailing ``/``, the prefix rule) as one regular
-expression, for schemas and generated clients.
+expression, for schemas and generated clients: it admits exactly what ``validate_key``
+accepts once percent-decoding is done.
 
-It describes a subset of what ``validate_key`` accepts (ASCII only, no percent-encoding);
-``validate_key`` stays the authority. A property test checks every match is accepted.
+``validate_key`` stays the authority (it also percent-decodes first); property tests check
+that the two agree both ways.
 """
 
 
@@ -71,13 +73,13 @@ def validate_key(raw: str) -> str:
         raw: the key as received, possibly percent-encoded.
 
     Returns:
-        The decoded key, NFC-normalized; always safe to join under a root.
+        The decoded key; always safe to join under a root.
     """
     if not isinstance(raw, str) or not raw:
         raise _refuse(str(raw), "it is empty")
     if len(raw) > MAX_KEY_LENGTH * 3:
         raise _refuse(raw, f"it is longer than {MAX_KEY_LENGTH} characters")
-    key = unicodedata.normalize("NFC", _fully_decode(raw))
+    key = _fully_decode(raw)
     if len(key) > MAX_KEY_LENGTH:
         raise _refuse(raw, f"it is longer than {MAX_KEY_LENGTH} characters")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
@@ -104,7 +106,9 @@ def _check_segment(raw: str, segment: str) -> None:
     if segment != segment.strip():
         raise _refuse(raw, "a segment starts or ends with whitespace")
     if not _SEGMENT.fullmatch(segment):
-        raise _refuse(raw, "it contains characters other than letters, digits, ' ._-+=@,~()[]'")
+        raise _refuse(
+            raw, "it contains characters other than ASCII letters, digits and ' ._-+=@,~()[]'"
+        )
 
 
 def validate_prefix(raw: str) -> str:
