@@ -80,6 +80,18 @@ class AlreadyExistsError(ConflictError):
     code = "already_exists"
 
 
+class ArtifactIntegrityError(ConflictError):
+    """Stored bytes do not match their recorded hash, size or file list (tampering, corruption)."""
+
+    code = "integrity_error"
+
+
+class UnsafeArtifactError(ValidationError):
+    """An artifact was refused because loading it could run code (pickle, an untrusted type)."""
+
+    code = "unsafe_artifact"
+
+
 class PermissionDeniedError(LoopmlError):
     """The caller may not do this."""
 

@@ -1,0 +1,1 @@
+"""Training: tracking (runs, params, metrics, artifacts), trainers, checkpoints and packaging."""
