@@ -1,5 +1,26 @@
-"""loopml: the whole machine-learning loop in one self-hosted install."""
+"""loopml: the whole machine-learning loop in one self-hosted install.
+
+``loopml.start_run`` is imported on first use, so ``import loopml`` (and the CLI) stay fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from loopml._version import __version__
 
-__all__ = ["__version__"]
+if TYPE_CHECKING:
+    from loopml._sdk import ActiveRun as ActiveRun
+    from loopml._sdk import start_run as start_run
+
+__all__ = ["ActiveRun", "__version__", "start_run"]
+
+_LAZY = {"start_run": "loopml._sdk", "ActiveRun": "loopml._sdk"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'loopml' has no attribute {name!r}")

@@ -116,6 +116,13 @@ class ServerSettings(_Section):
         description="Host names accepted in the Host and Origin headers (against DNS "
         "rebinding and cross-site requests); the bind host is always added. `*` allows any.",
     )
+    maintenance_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="How often the server runs its housekeeping (marking runs whose "
+        "heartbeat stopped as LOST, ...), in seconds.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Server log level."
     )
@@ -127,6 +134,18 @@ class ClientSettings(_Section):
     url: str = Field(default="http://127.0.0.1:8765", description="Base URL of the loopml server.")
     timeout_s: float = Field(
         default=30.0, gt=0, le=3600, description="Timeout of each HTTP call, in seconds."
+    )
+
+
+class TrackingSettings(_Section):
+    """Experiment tracking: runs and their heartbeats."""
+
+    heartbeat_timeout_s: int = Field(
+        default=60,
+        ge=1,
+        le=86_400,
+        description="A RUNNING run whose last heartbeat is older than this is marked LOST "
+        "(the SDK sends one every 10 s). Runs keep the timeout they were created with.",
     )
 
 
@@ -149,6 +168,7 @@ class Settings(BaseSettings):
     artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     client: ClientSettings = Field(default_factory=ClientSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
 
     @field_validator("home")
     @classmethod

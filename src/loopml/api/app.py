@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,7 +15,8 @@ from loopml import __version__
 from loopml.api.context import AppContext
 from loopml.api.errors import install_error_handlers
 from loopml.api.guard import GuardConfig, RequestGuardMiddleware
-from loopml.api.routes import artifacts, events, health, projects
+from loopml.api.routes import artifacts, events, experiments, health, models, projects, runs
+from loopml.api.services.maintenance import run_maintenance
 from loopml.settings import Settings
 from loopml.storage import ArtifactStore, open_artifact_store
 from loopml.store import MetadataStore
@@ -50,6 +53,16 @@ def _startup(ctx: AppContext) -> None:
         log.info("removed %d orphaned temporary artifact files", removed)
 
 
+async def _maintain(ctx: AppContext) -> None:
+    """Housekeeping on a timer, in a worker thread, never stopping on a failed round."""
+    while True:
+        await asyncio.sleep(ctx.settings.server.maintenance_interval_s)
+        try:
+            await anyio.to_thread.run_sync(run_maintenance, ctx)
+        except Exception:
+            log.exception("housekeeping round failed; retrying next round")
+
+
 def create_app(settings: Settings | None = None, *, context: AppContext | None = None) -> FastAPI:
     """Build the loopml API app.
 
@@ -63,9 +76,13 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(_startup, ctx)
+        housekeeping = asyncio.create_task(_maintain(ctx))
         try:
             yield
         finally:
+            housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await housekeeping
             ctx.store.dispose()
 
     app = FastAPI(
@@ -80,7 +97,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     )
     app.state.ctx = ctx
     install_error_handlers(app)
-    for module in (health, projects, events, artifacts):
+    for module in (health, projects, events, artifacts, experiments, runs, models):
         app.include_router(module.router)
     hosts = {h.lower() for h in settings.server.allowed_hosts} | {settings.server.host.lower()}
     app.add_middleware(

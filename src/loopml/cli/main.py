@@ -7,7 +7,7 @@ import traceback
 
 import typer
 
-from loopml.cli import artifacts, db, events, projects, server
+from loopml.cli import artifacts, db, events, models, projects, runs, server
 from loopml.cli._context import CliState
 
 app = typer.Typer(
@@ -21,8 +21,11 @@ app = typer.Typer(
 app.add_typer(projects.app, name="projects")
 app.add_typer(artifacts.app, name="artifacts")
 app.add_typer(db.app, name="db")
+app.add_typer(runs.app, name="runs")
+app.add_typer(models.app, name="models")
 app.command("up")(server.up)
 app.command("events")(events.events)
+app.command("gc")(models.gc)
 
 
 @app.callback()

@@ -10,7 +10,10 @@ import httpx
 from loopml.client._http import Http
 from loopml.client.artifacts import Artifacts
 from loopml.client.events import Events
+from loopml.client.experiments import Experiments
+from loopml.client.models import Models
 from loopml.client.projects import Projects
+from loopml.client.runs import Runs
 from loopml.core.errors import ServiceUnavailableError, error_from_body
 
 DEFAULT_URL = "http://127.0.0.1:8765"
@@ -41,6 +44,9 @@ class Client:
         self.projects = Projects(self._http)
         self.events = Events(self._http)
         self.artifacts = Artifacts(self._http)
+        self.experiments = Experiments(self._http)
+        self.runs = Runs(self._http)
+        self.models = Models(self._http)
 
     @property
     def url(self) -> str:

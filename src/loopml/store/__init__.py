@@ -5,5 +5,15 @@ objects; ORM rows never leave this package.
 """
 
 from loopml.store import events as events
+from loopml.store import experiments as experiments
+from loopml.store import lineage as lineage
+from loopml.store import logged_models as logged_models
+from loopml.store import model_tags as model_tags
+from loopml.store import model_versions as model_versions
+from loopml.store import models as models
 from loopml.store import projects as projects
+from loopml.store import run_cleanup as run_cleanup
+from loopml.store import run_logs as run_logs
+from loopml.store import run_search as run_search
+from loopml.store import runs as runs
 from loopml.store.db import MetadataStore as MetadataStore

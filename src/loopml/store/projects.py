@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from loopml.core.errors import AlreadyExistsError, ConflictError, NotFoundError, ValidationError
 from loopml.core.names import DEFAULT_PROJECT, validate_project_name
 from loopml.core.types import Page, Project
-from loopml.store import events
+from loopml.store import events, models
 from loopml.store._checks import check_actor, check_limit, check_text
 from loopml.store._errors import is_unique_violation
 from loopml.store.orm import ProjectRow
@@ -142,6 +142,7 @@ def delete(session: Session, name: str, *, actor: str) -> None:
         )
     check_actor(actor)
     row = _require(session, name)
+    models.delete_all_in_project(session, row.id)
     session.delete(row)
     session.flush()
     events.append(session, type="project.deleted", subject=name, project=name, actor=actor)

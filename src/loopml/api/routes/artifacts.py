@@ -31,12 +31,18 @@ _BINARY: dict[int | str, dict[str, Any]] = {
 
 
 def is_upload_path(path: str) -> bool:
-    """Whether ``path`` is an artifact upload route (raw body, upload size limit)."""
-    parts = path.split("/", 6)
-    return len(parts) == 7 and parts[1:4] == ["api", "v1", "projects"] and parts[5] == "artifacts"
+    """Whether ``path`` is a file upload route (raw body, upload size limit): a project's
+    artifact (``.../projects/{p}/artifacts/{key}``) or a run's
+    (``.../projects/{p}/runs/{id}/artifacts/{path}``)."""
+    parts = path.split("/", 8)
+    if len(parts) < 7 or parts[1:4] != ["api", "v1", "projects"]:
+        return False
+    if parts[5] == "artifacts":
+        return True
+    return len(parts) == 9 and parts[5] == "runs" and parts[7] == "artifacts"
 
 
-def _headers(info: Artifact) -> dict[str, str]:
+def artifact_headers(info: Artifact) -> dict[str, str]:
     # Artifacts are user content: never rendered by a browser from our origin (RELIABILITY 14).
     name = quote(info.key.rsplit("/", 1)[-1])
     headers = {
@@ -85,14 +91,16 @@ async def upload_artifact(
 def download_artifact(ctx: Ctx, project: str = PROJECT, key: str = KEY) -> StreamingResponse:
     """Download an artifact as an attachment."""
     info, chunks = artifacts.open_chunks(ctx, project, key)
-    return StreamingResponse(chunks, media_type="application/octet-stream", headers=_headers(info))
+    return StreamingResponse(
+        chunks, media_type="application/octet-stream", headers=artifact_headers(info)
+    )
 
 
 @router.head("/{key:path}", response_class=Response, responses=_BINARY)
 def stat_artifact(ctx: Ctx, project: str = PROJECT, key: str = KEY) -> Response:
     """An artifact's size and checksum in the headers, without the body."""
     info = artifacts.stat(ctx, project, key)
-    return Response(media_type="application/octet-stream", headers=_headers(info))
+    return Response(media_type="application/octet-stream", headers=artifact_headers(info))
 
 
 @router.delete("/{key:path}", status_code=204)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from loopml.api.context import AppContext
+from loopml.core import layout
 from loopml.core.types import Page, Project
 from loopml.store import projects
 
@@ -12,8 +13,8 @@ log = logging.getLogger("loopml.api")
 
 
 def project_prefix(project: Project) -> str:
-    """Where a project's artifacts live in the store: keyed by id, so names can be reused."""
-    return f"projects/{project.id}/artifacts"
+    """Where a project's uploaded artifacts live in the store."""
+    return layout.project_artifacts_prefix(project.id)
 
 
 def create(ctx: AppContext, name: str, description: str, actor: str) -> Project:
@@ -43,15 +44,16 @@ def update(ctx: AppContext, name: str, description: str, actor: str) -> Project:
 def delete(ctx: AppContext, name: str, actor: str) -> None:
     """Delete a project and free its artifacts (emits ``project.deleted``).
 
-    Artifacts live under the project's id, not its name, so a project created later under
-    the same name never sees them even if freeing the storage fails half-way; such leftovers
-    are logged and are garbage to collect, never data to serve.
+    Everything it stored (artifacts, run files) lives under the project's id, not its name,
+    so a project created later under the same name never sees them even if freeing the
+    storage fails half-way; such leftovers are logged and are garbage to collect, never data
+    to serve.
     """
     with ctx.store.session() as session:
         project = projects.get(session, name)
         projects.delete(session, name, actor=actor)
     try:
-        removed = ctx.artifacts.delete_prefix(project_prefix(project))
+        removed = ctx.artifacts.delete_prefix(layout.project_prefix(project.id))
     except Exception:
         log.exception("project %s deleted, but freeing its artifacts failed", name)
     else:

@@ -1,0 +1,146 @@
+"""``loopml runs``: list, show and compare runs."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import typer
+
+from loopml.cli._context import state
+from loopml.cli._output import as_json, console, table, when
+
+if TYPE_CHECKING:
+    from loopml.core.run_search import RunSearch
+    from loopml.core.runs import Run
+
+app = typer.Typer(help="List, show and compare training runs.", no_args_is_help=True)
+
+PROJECT = typer.Option("default", "--project", "-p", help="The project that owns the runs.")
+JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return "NaN" if math.isnan(value) else f"{value:.6g}"
+
+
+def _spec(
+    experiment: str | None, status: list[str], filters: list[str], order_by: list[str], limit: int
+) -> RunSearch:
+    import pydantic
+
+    from loopml.core.errors import ValidationError
+    from loopml.core.run_search import RunFilter, RunOrder, RunSearch
+
+    parsed = {
+        "experiment": experiment,
+        "status": [s.upper() for s in status],
+        "filters": [RunFilter.parse(text) for text in filters],
+        "order_by": [RunOrder.parse(text) for text in order_by],
+        "limit": limit,
+    }
+    try:
+        return RunSearch.model_validate(parsed, strict=False)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ValidationError(f"invalid {where}: {first['msg']}") from exc
+
+
+@app.command("list")
+def list_runs(
+    ctx: typer.Context,
+    experiment: str | None = typer.Option(None, "--experiment", "-e", help="Only this one."),
+    status: list[str] = typer.Option([], "--status", "-s", help="RUNNING, FINISHED, ..."),
+    filters: list[str] = typer.Option(
+        [], "--filter", "-f", help="Such as 'metrics.acc >= 0.9', 'params.model = lgbm'."
+    ),
+    order_by: list[str] = typer.Option(
+        [], "--order-by", "-o", help="Such as 'metrics.acc desc' (default: newest first)."
+    ),
+    limit: int = typer.Option(50, "--limit", "-n", min=1, max=1000, help="How many runs."),
+    project: str = PROJECT,
+    json_out: bool = JSON,
+) -> None:
+    """List runs, filtered and sorted by metrics, params, tags and attributes."""
+    spec = _spec(experiment, status, filters, order_by, limit)
+    with state(ctx).client() as client:
+        runs = client.runs.search(spec, project=project).items
+    if json_out:
+        as_json([r.model_dump(mode="json") for r in runs])
+        return
+    keys = sorted({k for r in runs for k in (r.metrics or {})})[:6]
+    rows = [
+        [r.id, r.experiment, r.name, r.status, when(r.start_time)]
+        + [_number((r.metrics or {}).get(k)) for k in keys]
+        for r in runs
+    ]
+    table(None, ["id", "experiment", "name", "status", "started", *keys], rows)
+
+
+@app.command("show")
+def show_run(
+    ctx: typer.Context,
+    run_id: str = typer.Argument(..., help="The run's id."),
+    project: str = PROJECT,
+    json_out: bool = JSON,
+) -> None:
+    """Show one run: its status, code version, params, latest metrics, tags and inputs."""
+    with state(ctx).client() as client:
+        run = client.runs.get(run_id, project=project)
+    if json_out:
+        as_json(run.model_dump(mode="json"))
+        return
+    ended = when(run.end_time) if run.end_time else "-"
+    console.print(f"[bold]{run.name}[/] ({run.id}) in {run.project}/{run.experiment}")
+    console.print(f"status {run.status}, started {when(run.start_time)}, ended {ended}")
+    if run.code_version:
+        console.print("code " + ", ".join(f"{k}={v}" for k, v in run.code_version.items()))
+    table("params", ["key", "value"], sorted((run.params or {}).items()))
+    metrics = sorted((k, _number(v)) for k, v in (run.metrics or {}).items())
+    table("latest metrics", ["key", "value"], metrics)
+    table("tags", ["key", "value"], sorted((run.tags or {}).items()))
+    if run.inputs:
+        table("inputs", ["kind", "ref"], [(i.kind, i.ref) for i in run.inputs])
+
+
+def _compare_rows(runs: list[Run]) -> list[list[str]]:
+    rows: list[list[str]] = [["status", *(r.status for r in runs)]]
+    for key in sorted({k for r in runs for k in (r.params or {})}):
+        rows.append([f"params.{key}", *((r.params or {}).get(key, "-") for r in runs)])
+    for key in sorted({k for r in runs for k in (r.metrics or {})}):
+        rows.append([f"metrics.{key}", *(_number((r.metrics or {}).get(key)) for r in runs)])
+    return rows
+
+
+@app.command("compare")
+def compare_runs(
+    ctx: typer.Context,
+    run_ids: list[str] = typer.Argument(..., help="Two or more run ids."),
+    project: str = PROJECT,
+    json_out: bool = JSON,
+) -> None:
+    """Compare runs: params and latest metrics side by side."""
+    with state(ctx).client() as client:
+        runs = [client.runs.get(run_id, project=project) for run_id in run_ids]
+    if json_out:
+        as_json([r.model_dump(mode="json") for r in runs])
+        return
+    table(None, ["", *(f"{r.name} ({r.id[:8]})" for r in runs)], _compare_rows(runs))
+
+
+@app.command("delete")
+def delete_run(
+    ctx: typer.Context,
+    run_id: str = typer.Argument(..., help="The run to delete."),
+    project: str = PROJECT,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Delete a run, its child runs and all their files."""
+    if not yes:
+        typer.confirm(f"Delete run {run_id} and all its files?", abort=True)
+    with state(ctx).client() as client:
+        client.runs.delete(run_id, project=project)
+    console.print(f"deleted run [bold]{run_id}[/]")

@@ -1,0 +1,27 @@
+"""Where things live in the artifact store: one place, so every package agrees.
+
+Everything a project owns lives under its id (not its name), so a project created later
+under the same name never sees a deleted one's files.
+"""
+
+from __future__ import annotations
+
+
+def project_prefix(project_id: str) -> str:
+    """Everything a project owns."""
+    return f"projects/{project_id}"
+
+
+def project_artifacts_prefix(project_id: str) -> str:
+    """Files uploaded to the project directly (``/projects/{p}/artifacts``)."""
+    return f"{project_prefix(project_id)}/artifacts"
+
+
+def runs_prefix(project_id: str) -> str:
+    """The folder holding every run's files of a project."""
+    return f"{project_prefix(project_id)}/runs"
+
+
+def run_artifacts_prefix(project_id: str, run_id: str) -> str:
+    """A run's artifacts (its logged models among them)."""
+    return f"{runs_prefix(project_id)}/{run_id}/artifacts"

@@ -1,0 +1,186 @@
+"""The run search spec: filters on latest metrics, params and tags, an order and a page.
+
+A spec is data, never code: no user-supplied regular expression or SQL fragment reaches the
+database. ``RunFilter.parse("metrics.acc >= 0.9")`` and ``RunOrder.parse("metrics.acc desc")``
+read the short text form the CLI takes.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from loopml.core.errors import ValidationError
+from loopml.core.runs import KEY_PATTERN, PARAM_VALUE_MAX, JsonInt, RunStatus
+
+FilterKind = Literal["metric", "param", "tag"]
+Operator = Literal["=", "!=", "<", "<=", ">", ">="]
+OrderKind = Literal["metric", "param", "tag", "attribute"]
+Attribute = Literal["start_time", "end_time", "name", "status"]
+Include = Literal["params", "metrics", "tags"]
+ATTRIBUTES: tuple[Attribute, ...] = ("start_time", "end_time", "name", "status")
+INCLUDES: tuple[Include, ...] = ("params", "metrics", "tags")
+MAX_FILTERS = 20
+MAX_ORDER_KEYS = 3
+CURSOR_PATTERN = r"^[0-9]{1,9}$"
+MAX_OFFSET = 999_999_999
+
+_PREFIXES: dict[str, FilterKind] = {"metrics": "metric", "params": "param", "tags": "tag"}
+_FILTER_TEXT = re.compile(
+    r"^\s*(metrics|params|tags)\.([A-Za-z0-9_.\-/]{1,250})\s*(!=|<=|>=|=|<|>)\s*(.{0,6000}?)\s*$"
+)
+_ORDER_TEXT = re.compile(
+    r"^\s*(?:(metrics|params|tags|attributes)\.)?([A-Za-z0-9_.\-/]{1,250})\s*(asc|desc)?\s*$",
+    re.IGNORECASE,
+)
+
+
+class _Spec(BaseModel):
+    # Strict, as request bodies: the API accepts exactly what its schema documents.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+class RunFilter(_Spec):
+    """``<kind>.<key> <op> <value>``: a ``MetricFilter`` or a ``TextFilter``.
+
+    ``RunFilter.parse("metrics.acc >= 0.9")`` reads the short text form.
+    """
+
+    key: str = Field(pattern=KEY_PATTERN, max_length=250)
+    op: Operator
+
+    @classmethod
+    def parse(cls, text: str) -> MetricFilter | TextFilter:
+        """Read ``metrics.acc >= 0.9``, ``params.model = lgbm`` or ``tags.team = 'risk'``.
+
+        Raises:
+            ValidationError: the text is not of that form.
+        """
+        match = _FILTER_TEXT.fullmatch(text) if len(text) <= 7000 else None
+        if match is None:
+            raise ValidationError(
+                f"invalid filter {text[:80]!r}: expected '<metrics|params|tags>.<key> <op> "
+                "<value>' with op one of = != < <= > >=, such as 'metrics.acc >= 0.9'",
+                details={"field": "filter"},
+            )
+        prefix, key, op, raw = match.groups()
+        kind = _PREFIXES[prefix]
+        try:
+            if kind == "metric":
+                return MetricFilter.model_validate(
+                    {"kind": kind, "key": key, "op": op, "value": _number(raw)}
+                )
+            return TextFilter.model_validate(
+                {"kind": kind, "key": key, "op": op, "value": _unquote(raw)}
+            )
+        except ValueError as exc:
+            raise ValidationError(f"invalid filter {text[:80]!r}: {exc}") from exc
+
+
+class MetricFilter(RunFilter):
+    """A latest metric compared with a number; NaN never matches."""
+
+    kind: Literal["metric"]
+    value: float = Field(allow_inf_nan=False)
+
+
+class TextFilter(RunFilter):
+    """A param or tag compared as text (``<`` and ``>`` compare byte-wise); ``!=`` matches
+    runs that have the key with another value."""
+
+    kind: Literal["param", "tag"]
+    value: str = Field(max_length=PARAM_VALUE_MAX)
+
+
+AnyFilter = Annotated[MetricFilter | TextFilter, Field(discriminator="kind")]
+
+
+class RunOrder(_Spec):
+    """One sort key: a ``KeyOrder`` (a latest metric, a param or a tag) or an
+    ``AttributeOrder``. Runs without the metric, param or tag come last in either direction.
+
+    ``RunOrder.parse("metrics.acc desc")`` reads the short text form.
+    """
+
+    descending: bool = False
+
+    @classmethod
+    def parse(cls, text: str) -> KeyOrder | AttributeOrder:
+        """Read ``metrics.acc desc``, ``params.lr``, ``start_time desc``.
+
+        Raises:
+            ValidationError: the text is not of that form.
+        """
+        match = _ORDER_TEXT.fullmatch(text) if len(text) <= 300 else None
+        if match is None:
+            raise ValidationError(
+                f"invalid order {text[:80]!r}: expected '[metrics.|params.|tags.]<key> "
+                "[asc|desc]', such as 'metrics.acc desc' or 'start_time'",
+                details={"field": "order_by"},
+            )
+        prefix, key, direction = match.groups()
+        fields = {"key": key, "descending": (direction or "").lower() == "desc"}
+        try:
+            if prefix and prefix.lower() != "attributes":
+                return KeyOrder.model_validate({**fields, "kind": _PREFIXES[prefix.lower()]})
+            return AttributeOrder.model_validate({**fields, "kind": "attribute"})
+        except ValueError as exc:
+            raise ValidationError(
+                f"invalid order {text[:80]!r}: attributes are {', '.join(ATTRIBUTES)}; "
+                "prefix metrics., params. or tags. otherwise",
+                details={"field": "order_by"},
+            ) from exc
+
+
+class KeyOrder(RunOrder):
+    """Sort by a latest metric (NaN counts as missing), a param or a tag."""
+
+    kind: FilterKind
+    key: str = Field(pattern=KEY_PATTERN, max_length=250)
+
+
+class AttributeOrder(RunOrder):
+    """Sort by a column of the run itself."""
+
+    kind: Literal["attribute"]
+    key: Attribute
+
+
+AnyOrder = Annotated[KeyOrder | AttributeOrder, Field(discriminator="kind")]
+
+
+class RunSearch(_Spec):
+    """Which runs of a project to return, in what order, a page at a time.
+
+    Attributes:
+        experiment: only runs of this experiment (by name).
+        status: only runs in one of these statuses; empty for all.
+        filters: every filter must hold (AND).
+        order_by: sort keys, then newest first; the default is newest first.
+        include: what each run comes with: latest metrics, params, tags.
+        limit: page size, 1 to 1000.
+        cursor: ``next_cursor`` of the previous page.
+    """
+
+    experiment: str | None = Field(default=None, max_length=200)
+    status: list[RunStatus] = Field(default_factory=list, max_length=5)
+    filters: list[AnyFilter] = Field(default_factory=list, max_length=MAX_FILTERS)
+    order_by: list[AnyOrder] = Field(default_factory=list, max_length=MAX_ORDER_KEYS)
+    include: list[Include] = Field(default_factory=lambda: list(INCLUDES), max_length=3)
+    limit: JsonInt = Field(default=100, ge=1, le=1000)
+    cursor: str | None = Field(default=None, pattern=CURSOR_PATTERN)
+
+
+def _unquote(raw: str) -> str:
+    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
+        return raw[1:-1]
+    return raw
+
+
+def _number(raw: str) -> float | str:
+    try:
+        return float(raw)
+    except ValueError:
+        return raw  # refused with the schema's message

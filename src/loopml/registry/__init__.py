@@ -1,0 +1,21 @@
+"""The model registry: versions registered from logged models and verified file by file,
+aliases, lineage both ways, and garbage collection of orphaned artifacts.
+
+Services take their backends as arguments::
+
+    version = register_version(store, artifacts, project="default", model_name="churn",
+                               run_id=run.id, actor="ada")
+    resolve(store, "default", "churn@champion")
+"""
+
+from loopml.registry.gc import collect_garbage as collect_garbage
+from loopml.registry.lineage import InputExpander as InputExpander
+from loopml.registry.lineage import input_lineage as input_lineage
+from loopml.registry.lineage import version_lineage as version_lineage
+from loopml.registry.versions import delete_model as delete_model
+from loopml.registry.versions import delete_version as delete_version
+from loopml.registry.versions import fail_stale_registrations as fail_stale_registrations
+from loopml.registry.versions import register_version as register_version
+from loopml.registry.versions import remove_alias as remove_alias
+from loopml.registry.versions import resolve as resolve
+from loopml.registry.versions import set_alias as set_alias

@@ -1,0 +1,140 @@
+"""Experiments: named groups of runs inside a project.
+
+Every function takes a ``Session`` from ``MetadataStore.session()``; creating one appends
+``experiment.created`` in the same transaction.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from loopml.core.errors import AlreadyExistsError, NotFoundError, ValidationError
+from loopml.core.names import validate_project_name
+from loopml.core.runs import Experiment, validate_experiment_name
+from loopml.core.types import Page
+from loopml.store import events
+from loopml.store._checks import check_actor, check_limit, check_text
+from loopml.store._errors import is_unique_violation
+from loopml.store.orm import ExperimentRow, ProjectRow
+
+MAX_DESCRIPTION = 4000
+
+
+def project_id(session: Session, project: str) -> str:
+    """The id of the project called ``project``.
+
+    Raises:
+        ValidationError: the name is invalid.
+        NotFoundError: there is no such project.
+    """
+    validate_project_name(project)
+    found = session.scalar(select(ProjectRow.id).where(ProjectRow.name == project))
+    if found is None:
+        raise NotFoundError(f"project {project!r} not found", details={"project": project})
+    return found
+
+
+def _to_domain(row: ExperimentRow, project: str) -> Experiment:
+    return Experiment(
+        id=row.id,
+        project=project,
+        name=row.name,
+        description=row.description,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _find(session: Session, pid: str, name: str) -> ExperimentRow | None:
+    query = select(ExperimentRow).where(ExperimentRow.project_id == pid, ExperimentRow.name == name)
+    return session.scalars(query).one_or_none()
+
+
+def create(
+    session: Session, project: str, name: str, *, description: str = "", actor: str
+) -> Experiment:
+    """Create an experiment and append ``experiment.created``.
+
+    Raises:
+        ValidationError: a bad name, description or actor.
+        NotFoundError: no such project.
+        AlreadyExistsError: the project has an experiment of that name.
+    """
+    validate_experiment_name(name)
+    check_text("description", description, max_length=MAX_DESCRIPTION, allow_empty=True)
+    check_actor(actor)
+    pid = project_id(session, project)
+    exists = AlreadyExistsError(
+        f"experiment {name!r} already exists in project {project!r}",
+        details={"project": project, "experiment": name},
+    )
+    if _find(session, pid, name) is not None:
+        raise exists
+    row = ExperimentRow(project_id=pid, name=name, description=description)
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        if is_unique_violation(exc):
+            raise exists from exc
+        raise
+    events.append(session, type="experiment.created", subject=name, project=project, actor=actor)
+    return _to_domain(row, project)
+
+
+def get(session: Session, project: str, name: str) -> Experiment:
+    """The experiment ``name`` of ``project``.
+
+    Raises:
+        NotFoundError: no such project or experiment.
+    """
+    validate_experiment_name(name)
+    row = _find(session, project_id(session, project), name)
+    if row is None:
+        raise NotFoundError(
+            f"experiment {name!r} not found in project {project!r}",
+            details={"project": project, "experiment": name},
+        )
+    return _to_domain(row, project)
+
+
+def get_or_create(session: Session, project: str, name: str, *, actor: str) -> Experiment:
+    """The experiment ``name``, created first if it does not exist yet."""
+    try:
+        return get(session, project, name)
+    except NotFoundError:
+        return create(session, project, name, actor=actor)
+
+
+def list_(
+    session: Session, project: str, *, limit: int = 100, cursor: str | None = None
+) -> Page[Experiment]:
+    """A project's experiments ordered by name, ``limit`` at a time.
+
+    Raises:
+        ValidationError: a bad ``limit`` or ``cursor``.
+        NotFoundError: no such project.
+    """
+    check_limit(limit)
+    pid = project_id(session, project)
+    query = (
+        select(ExperimentRow)
+        .where(ExperimentRow.project_id == pid)
+        .order_by(ExperimentRow.name)
+        .limit(limit + 1)
+    )
+    if cursor is not None:
+        try:
+            validate_experiment_name(cursor)
+        except ValidationError as exc:
+            raise ValidationError(
+                f"invalid cursor {cursor[:80]!r}: pass the next_cursor of the previous page",
+                details={"field": "cursor"},
+            ) from exc
+        query = query.where(ExperimentRow.name > cursor)
+    rows = list(session.scalars(query))
+    items = [_to_domain(row, project) for row in rows[:limit]]
+    next_cursor = items[-1].name if len(rows) > limit else None
+    return Page[Experiment](items=items, next_cursor=next_cursor)

@@ -1,0 +1,131 @@
+"""Models logged by runs: a package under the run's artifacts, anchored by its manifest hash.
+
+A logged model that a registered model version points at cannot be deleted (``RESTRICT``);
+neither can its run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from loopml.core.errors import AlreadyExistsError, NotFoundError, ValidationError
+from loopml.core.keys import validate_key
+from loopml.core.runs import LoggedModel
+from loopml.store import runs
+from loopml.store._checks import check_text
+from loopml.store._errors import is_unique_violation
+from loopml.store.orm import LoggedModelRow
+
+MAX_JSON_BYTES = 256 * 1024
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _to_domain(row: LoggedModelRow) -> LoggedModel:
+    return LoggedModel(
+        id=row.id,
+        run_id=row.run_id,
+        path=row.path,
+        flavor=row.flavor,
+        format=row.format,
+        manifest_sha256=row.manifest_sha256,
+        signature=row.signature,
+        summary=row.summary,
+        created_at=row.created_at,
+    )
+
+
+def _check_json(field: str, value: dict[str, Any]) -> dict[str, Any]:
+    try:
+        size = len(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"invalid {field}: expected a JSON object ({exc})") from exc
+    if size > MAX_JSON_BYTES:
+        raise ValidationError(
+            f"{field} is {size} bytes as JSON, over the limit of {MAX_JSON_BYTES}",
+            details={"field": field, "max_bytes": MAX_JSON_BYTES},
+        )
+    return value
+
+
+def record(
+    session: Session,
+    project: str,
+    run_id: str,
+    *,
+    path: str,
+    flavor: str,
+    format: str,
+    manifest_sha256: str,
+    signature: dict[str, Any],
+    summary: dict[str, Any] | None = None,
+) -> LoggedModel:
+    """Record that a run logged a model package at ``path`` (relative to its artifacts).
+
+    Raises:
+        NotFoundError: no such run in the project.
+        ValidationError: a bad path, flavor, format, hash, signature or summary.
+        AlreadyExistsError: the run already logged a model at ``path``.
+    """
+    runs.require(session, project, run_id)
+    validate_key(path)
+    check_text("path", path, max_length=500)
+    check_text("flavor", flavor, max_length=50)
+    check_text("format", format, max_length=20)
+    if not _SHA256.fullmatch(manifest_sha256):
+        raise ValidationError(
+            f"invalid manifest_sha256 {manifest_sha256[:80]!r}: expected 64 lowercase hex "
+            "characters",
+            details={"field": "manifest_sha256"},
+        )
+    row = LoggedModelRow(
+        run_id=run_id,
+        path=path,
+        flavor=flavor,
+        format=format,
+        manifest_sha256=manifest_sha256,
+        signature=_check_json("signature", signature),
+        summary=_check_json("summary", summary or {}),
+    )
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        if is_unique_violation(exc):
+            raise AlreadyExistsError(
+                f"run {run_id} already logged a model at {path!r}; log it under another path",
+                details={"run_id": run_id, "path": path},
+            ) from exc
+        raise
+    return _to_domain(row)
+
+
+def list_for_run(session: Session, project: str, run_id: str) -> list[LoggedModel]:
+    """The models a run logged, by path.
+
+    Raises:
+        NotFoundError: no such run in the project.
+    """
+    runs.require(session, project, run_id)
+    query = select(LoggedModelRow).where(LoggedModelRow.run_id == run_id)
+    return [_to_domain(row) for row in session.scalars(query.order_by(LoggedModelRow.path))]
+
+
+def get(session: Session, project: str, model_id: str) -> LoggedModel:
+    """One logged model by id, if its run belongs to ``project``.
+
+    Raises:
+        NotFoundError: no such logged model in the project.
+    """
+    row = session.get(LoggedModelRow, model_id) if len(model_id) == 32 else None
+    if row is None or session.execute(runs.select_run(project, row.run_id)).first() is None:
+        raise NotFoundError(
+            f"logged model {model_id[:40]!r} not found in project {project!r}",
+            details={"project": project, "logged_model_id": model_id[:40]},
+        )
+    return _to_domain(row)

@@ -1,0 +1,269 @@
+"""Registered models, their tags and their aliases; each change is recorded as an event.
+
+Versions live in ``store.model_versions``. Every function takes a ``Session`` from
+``MetadataStore.session()``; the change and its event commit or vanish together.
+
+Deleting a model that still has versions is refused (``ConflictError``) unless ``force``
+is given; a forced delete removes its aliases, versions and tags, never the runs or the
+artifacts the versions were built from (those belong to the runs).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import delete as sql_delete
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from loopml.core.errors import AlreadyExistsError, ConflictError, NotFoundError, ValidationError
+from loopml.core.refs import NAME_PATTERN, validate_alias, validate_model_name
+from loopml.core.registry import (
+    MAX_DESCRIPTION,
+    MAX_TAGS,
+    ModelVersion,
+    RegisteredModel,
+    VersionStatus,
+    validate_tag,
+)
+from loopml.core.types import Page
+from loopml.store import events
+from loopml.store._checks import check_actor, check_limit, check_text
+from loopml.store._errors import is_unique_violation
+from loopml.store._registry import (
+    model_row,
+    models_to_domain,
+    project_row,
+    version_row,
+    version_to_domain,
+)
+from loopml.store.orm import ModelAliasRow, ModelTagRow, ModelVersionRow, RegisteredModelRow
+
+
+def _event(
+    session: Session, type: str, project: str, name: str, actor: str, **payload: object
+) -> None:
+    events.append(
+        session,
+        type=type,
+        subject=name,
+        project=project,
+        payload={"model": name, **payload},
+        actor=actor,
+    )
+
+
+def _one(session: Session, project: str, row: RegisteredModelRow) -> RegisteredModel:
+    return models_to_domain(session, project, [row])[0]
+
+
+def create(
+    session: Session,
+    project: str,
+    name: str,
+    *,
+    description: str = "",
+    tags: dict[str, str] | None = None,
+    actor: str,
+) -> RegisteredModel:
+    """Create a registered model and append ``model.created``.
+
+    Raises:
+        ValidationError: a bad name, description, tag or actor.
+        NotFoundError: no such project.
+        AlreadyExistsError: the project has a model of this name.
+    """
+    validate_model_name(name)
+    check_text("description", description, max_length=MAX_DESCRIPTION, allow_empty=True)
+    check_actor(actor)
+    tags = tags or {}
+    if len(tags) > MAX_TAGS:
+        raise ValidationError(
+            f"too many tags: {len(tags)} given, at most {MAX_TAGS}",
+            details={"field": "tags", "max_items": MAX_TAGS},
+        )
+    for key, value in tags.items():
+        validate_tag(key, value)
+    proj = project_row(session, project)
+    exists = AlreadyExistsError(
+        f"model {name!r} already exists in project {project!r}",
+        details={"project": project, "model": name},
+    )
+    query = select(RegisteredModelRow.id).where(
+        RegisteredModelRow.project_id == proj.id, RegisteredModelRow.name == name
+    )
+    if session.scalar(query) is not None:
+        raise exists
+    row = RegisteredModelRow(project_id=proj.id, name=name, description=description)
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        if is_unique_violation(exc):  # created by another transaction since our check
+            raise exists from exc
+        raise
+    session.add_all(ModelTagRow(model_id=row.id, key=k, value=v) for k, v in tags.items())
+    session.flush()
+    _event(session, "model.created", project, name, actor, description=description)
+    return _one(session, project, row)
+
+
+def get(session: Session, project: str, name: str) -> RegisteredModel:
+    """The registered model ``name`` of ``project``.
+
+    Raises:
+        NotFoundError: no such project or model (the message says which).
+    """
+    return _one(session, project, model_row(session, project, name))
+
+
+def list_(
+    session: Session, project: str, *, limit: int = 100, cursor: str | None = None
+) -> Page[RegisteredModel]:
+    """A project's models ordered by name, ``limit`` at a time.
+
+    Args:
+        cursor: ``next_cursor`` of the previous page; ``None`` for the first page.
+
+    Raises:
+        ValidationError: bad ``limit`` or ``cursor``.
+        NotFoundError: no such project.
+    """
+    check_limit(limit)
+    proj = project_row(session, project)
+    query = (
+        select(RegisteredModelRow)
+        .where(RegisteredModelRow.project_id == proj.id)
+        .order_by(RegisteredModelRow.name)
+        .limit(limit + 1)
+    )
+    if cursor is not None:
+        if not NAME_PATTERN.fullmatch(cursor):
+            raise ValidationError(
+                f"invalid cursor {cursor[:80]!r}: pass the next_cursor of the previous page",
+                details={"field": "cursor"},
+            )
+        query = query.where(RegisteredModelRow.name > cursor)
+    rows = list(session.scalars(query))
+    items = models_to_domain(session, project, rows[:limit])
+    next_cursor = items[-1].name if len(rows) > limit else None
+    return Page[RegisteredModel](items=items, next_cursor=next_cursor)
+
+
+def update(
+    session: Session, project: str, name: str, *, description: str, actor: str
+) -> RegisteredModel:
+    """Change a model's description and append ``model.updated``."""
+    check_text("description", description, max_length=MAX_DESCRIPTION, allow_empty=True)
+    check_actor(actor)
+    row = model_row(session, project, name)
+    row.description = description
+    session.flush()
+    _event(session, "model.updated", project, name, actor, description=description)
+    return _one(session, project, row)
+
+
+def delete(session: Session, project: str, name: str, *, force: bool = False, actor: str) -> int:
+    """Delete a model and append ``model.deleted``; returns how many versions went with it.
+
+    Raises:
+        ConflictError: the model has versions and ``force`` is false.
+        NotFoundError: no such project or model.
+    """
+    check_actor(actor)
+    row = model_row(session, project, name, lock=True)
+    count = session.scalar(
+        select(func.count()).select_from(ModelVersionRow).where(ModelVersionRow.model_id == row.id)
+    )
+    versions = int(count or 0)
+    if versions and not force:
+        raise ConflictError(
+            f"model {name!r} of project {project!r} has {versions} version(s): delete them "
+            "first, or pass force=True (the API's ?force=true) to delete them with it",
+            details={"project": project, "model": name, "versions": versions},
+        )
+    # Aliases point at versions with ON DELETE RESTRICT: remove them before the versions.
+    session.execute(sql_delete(ModelAliasRow).where(ModelAliasRow.model_id == row.id))
+    session.execute(sql_delete(ModelVersionRow).where(ModelVersionRow.model_id == row.id))
+    session.delete(row)
+    session.flush()
+    _event(session, "model.deleted", project, name, actor, versions=versions)
+    return versions
+
+
+def set_alias(
+    session: Session, project: str, name: str, alias: str, version: int, *, actor: str
+) -> ModelVersion:
+    """Point ``alias`` at ``version`` (create or move it) and append ``model.alias.set``.
+
+    The model row is locked first, so concurrent moves of one model's aliases take turns:
+    the last to commit wins, and every move is an event whose ``from_version`` is the
+    version the alias really left.
+
+    Raises:
+        ConflictError: the version is not READY (only verified versions carry aliases).
+        NotFoundError: no such project, model or version.
+    """
+    validate_alias(alias)
+    check_actor(actor)
+    model = model_row(session, project, name, lock=True)
+    target = version_row(session, project, model, version)
+    if target.status != VersionStatus.READY:
+        raise ConflictError(
+            f"version {version} of model {name!r} is {target.status}: only READY versions "
+            f"can carry an alias ({target.status_message or 'registration not verified'})",
+            details={"model": name, "version": version, "status": target.status},
+        )
+    current = session.get(ModelAliasRow, (model.id, alias))
+    previous: int | None = None
+    if current is None:
+        session.add(ModelAliasRow(model_id=model.id, alias=alias, version_id=target.id))
+    else:
+        previous = session.scalar(
+            select(ModelVersionRow.version).where(ModelVersionRow.id == current.version_id)
+        )
+        current.version_id = target.id
+    session.flush()
+    _event(
+        session,
+        "model.alias.set",
+        project,
+        name,
+        actor,
+        alias=alias,
+        from_version=previous,
+        to_version=version,
+    )
+    return version_to_domain(session, target, name, project)
+
+
+def delete_alias(session: Session, project: str, name: str, alias: str, *, actor: str) -> None:
+    """Remove ``alias`` and append ``model.alias.removed``; ``NotFoundError`` if absent."""
+    validate_alias(alias)
+    check_actor(actor)
+    model = model_row(session, project, name, lock=True)
+    current = session.get(ModelAliasRow, (model.id, alias))
+    if current is None:
+        raise NotFoundError(
+            f"model {name!r} of project {project!r} has no alias {alias!r}",
+            details={"project": project, "model": name, "alias": alias},
+        )
+    number = session.scalar(
+        select(ModelVersionRow.version).where(ModelVersionRow.id == current.version_id)
+    )
+    session.delete(current)
+    session.flush()
+    _event(session, "model.alias.removed", project, name, actor, alias=alias, version=number)
+
+
+def delete_all_in_project(session: Session, project_id: str) -> None:
+    """Remove every model of a project with its aliases and versions, in that order.
+
+    For ``projects.delete``: left to the cascades from the project row, SQLite may delete a
+    run before the versions that point at it (``ON DELETE RESTRICT``) and refuse.
+    """
+    model_ids = select(RegisteredModelRow.id).where(RegisteredModelRow.project_id == project_id)
+    session.execute(sql_delete(ModelAliasRow).where(ModelAliasRow.model_id.in_(model_ids)))
+    session.execute(sql_delete(ModelVersionRow).where(ModelVersionRow.model_id.in_(model_ids)))
+    session.execute(
+        sql_delete(RegisteredModelRow).where(RegisteredModelRow.project_id == project_id)
+    )

@@ -1,0 +1,183 @@
+"""Run search: filter and sort a project's runs by latest metrics, params, tags and
+attributes, one SQL query per page.
+
+The query has two levels. The inner one picks the page: it filters with ``EXISTS`` probes on
+the primary keys of ``latest_metrics``, ``params`` and ``run_tags`` (``(run_id, key)``), sorts
+through outer joins on the same keys, and applies ``LIMIT``/``OFFSET``. The outer one joins
+the page's (at most 1,000) runs to their experiment and aggregates each run's params, latest
+metrics and tags into JSON objects with correlated subqueries, so nothing is fetched per row
+and the aggregates are computed only for the page, never for every matching run.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Text,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    select,
+)
+from sqlalchemy.orm import Session, aliased
+
+from loopml.core.errors import ValidationError
+from loopml.core.run_search import (
+    CURSOR_PATTERN,
+    AttributeOrder,
+    KeyOrder,
+    MetricFilter,
+    RunSearch,
+    TextFilter,
+)
+from loopml.core.runs import Run
+from loopml.core.types import Page
+from loopml.store import experiments, runs
+from loopml.store.orm import ExperimentRow, LatestMetricRow, ParamRow, RunRow, RunTagRow
+
+_OPS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+_TABLES: dict[str, Any] = {"metric": LatestMetricRow, "param": ParamRow, "tag": RunTagRow}
+
+
+def parse_offset(cursor: str | None) -> int:
+    """The row offset a ``next_cursor`` stands for (``None`` is the first page)."""
+    if cursor is None:
+        return 0
+    if not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 9):
+        raise ValidationError(
+            f"invalid cursor {cursor[:80]!r}: pass the next_cursor of the previous page",
+            details={"field": "cursor", "pattern": CURSOR_PATTERN},
+        )
+    return int(cursor)
+
+
+def _filter(flt: MetricFilter | TextFilter) -> ColumnElement[bool]:
+    table = aliased(_TABLES[flt.kind])
+    condition = _OPS[flt.op](table.value, flt.value)
+    if flt.kind == "metric":
+        condition = and_(table.is_nan.is_(False), condition)
+    return exists().where(table.run_id == RunRow.id, table.key == flt.key, condition)
+
+
+def _sort_key(
+    query: Select[Any], order: KeyOrder | AttributeOrder
+) -> tuple[Select[Any], ColumnElement[Any]]:
+    if order.kind == "attribute":
+        return query, getattr(RunRow, order.key)
+    table = aliased(_TABLES[order.kind])
+    query = query.outerjoin(table, and_(table.run_id == RunRow.id, table.key == order.key))
+    if order.kind == "metric":
+        return query, case((table.is_nan.is_(True), None), else_=table.value)
+    return query, table.value
+
+
+def _direction(column: Any, descending: bool) -> ColumnElement[Any]:
+    ordered: ColumnElement[Any] = column.desc() if descending else column.asc()
+    return ordered.nulls_last()
+
+
+def _page_query(project: str, spec: RunSearch) -> Select[Any]:
+    query: Select[Any] = select(RunRow.id).where(RunRow.project_id == runs.project_id_of(project))
+    if spec.experiment is not None:
+        experiment_id = select(ExperimentRow.id).where(
+            ExperimentRow.project_id == runs.project_id_of(project),
+            ExperimentRow.name == spec.experiment,
+        )
+        query = query.where(RunRow.experiment_id == experiment_id.scalar_subquery())
+    if spec.status:
+        query = query.where(RunRow.status.in_(spec.status))
+    for flt in spec.filters:
+        query = query.where(_filter(flt))
+    order: list[ColumnElement[Any]] = []
+    for i, key in enumerate(spec.order_by):
+        query, column = _sort_key(query, key)
+        query = query.add_columns(column.label(f"k{i}"))
+        order.append(_direction(column, key.descending))
+    query = query.add_columns(RunRow.start_time.label("start"))
+    order += [RunRow.start_time.desc(), RunRow.id.desc()]
+    return query.order_by(*order).offset(parse_offset(spec.cursor)).limit(spec.limit + 1)
+
+
+def _aggregate(session: Session, table: Any, value: Any, label: str) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        agg = func.json_object_agg(table.key, value)
+    else:
+        agg = func.json_group_object(table.key, value)
+    return select(agg).where(table.run_id == RunRow.id).scalar_subquery().label(label)
+
+
+def _metric_text(session: Session) -> ColumnElement[Any]:
+    # Sent as text so no JSON encoder rounds it: SQLite's JSON keeps 15 digits of a double,
+    # its printf 16 unless the '!' flag asks for more; 17 significant digits round-trip.
+    lm = LatestMetricRow
+    if session.get_bind().dialect.name == "postgresql":
+        text: ColumnElement[Any] = cast(lm.value, Text)
+    else:
+        text = func.printf("%!.17g", lm.value)
+    return case((lm.is_nan.is_(True), None), else_=text)
+
+
+def _decode(raw: Any) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    return json.loads(raw) if isinstance(raw, str) else dict(raw)
+
+
+def search(session: Session, project: str, spec: RunSearch) -> Page[Run]:
+    """One page of a project's runs matching ``spec``, in its order, newest first on ties.
+
+    Raises:
+        NotFoundError: no such project.
+        ValidationError: a bad cursor.
+    """
+    page = _page_query(project, spec).subquery("page")
+    columns: list[Any] = [RunRow, ExperimentRow.name]
+    if "params" in spec.include:
+        columns.append(_aggregate(session, ParamRow, ParamRow.value, "params"))
+    if "metrics" in spec.include:
+        columns.append(_aggregate(session, LatestMetricRow, _metric_text(session), "metrics"))
+    if "tags" in spec.include:
+        columns.append(_aggregate(session, RunTagRow, RunTagRow.value, "tags"))
+    order = [_direction(page.c[f"k{i}"], o.descending) for i, o in enumerate(spec.order_by)]
+    query = (
+        select(*columns)
+        .join(page, page.c.id == RunRow.id)
+        .join(ExperimentRow, ExperimentRow.id == RunRow.experiment_id)
+        .order_by(*order, page.c.start.desc(), RunRow.id.desc())
+    )
+    rows = session.execute(query).all()
+    if not rows:
+        experiments.project_id(session, project)  # a missing project says so
+    items = [_to_run(project, spec, row) for row in rows[: spec.limit]]
+    more = len(rows) > spec.limit
+    next_cursor = str(parse_offset(spec.cursor) + spec.limit) if more else None
+    return Page[Run](items=items, next_cursor=next_cursor)
+
+
+def _to_run(project: str, spec: RunSearch, row: Any) -> Run:
+    extra: dict[str, Any] = {}
+    position = 2
+    for part in ("params", "metrics", "tags"):
+        if part in spec.include:
+            extra[part] = _decode(row[position])
+            position += 1
+    if "metrics" in extra:
+        extra["metrics"] = {
+            k: float("nan") if v is None else float(v) for k, v in extra["metrics"].items()
+        }
+    return runs.to_domain(row[0], project, row[1], **extra)
