@@ -92,19 +92,15 @@ class EmbeddedBackend:
     """
 
     def __init__(self, settings: Settings, project: str) -> None:
-        from loopml.store import MetadataStore
+        from loopml._backends import open_artifact_store, open_metadata_store
 
         self.settings = settings
         self.project = project
-        self.store: MetadataStore = MetadataStore(
-            settings.database_url,
-            pool_size=settings.database.pool_size,
-            busy_timeout_ms=settings.database.busy_timeout_ms,
-        )
+        self.store: MetadataStore = open_metadata_store(settings)
         self.where = self.store.safe_url
         if self.store.needs_upgrade():
             self.store.upgrade()
-        self.artifacts: ArtifactStore = _open_artifacts(settings)
+        self.artifacts: ArtifactStore = open_artifact_store(settings)
 
     def start(
         self, experiment: str, batch: LogBatch, *, heartbeat_timeout_s: int | None, **fields: Any
@@ -150,18 +146,3 @@ class EmbeddedBackend:
         from loopml.train.tracking import artifacts
 
         return artifacts.record_model(self.store, self.artifacts, self.project, run_id, **fields)
-
-
-def _open_artifacts(settings: Settings) -> ArtifactStore:
-    from loopml.storage import open_artifact_store
-
-    cfg = settings.artifacts
-    secret = cfg.s3_secret_access_key
-    return open_artifact_store(
-        settings.artifact_root,
-        s3_endpoint_url=cfg.s3_endpoint_url,
-        s3_region=cfg.s3_region,
-        s3_access_key_id=cfg.s3_access_key_id,
-        s3_secret_access_key=secret.get_secret_value() if secret else None,
-        s3_part_size=cfg.s3_part_size_bytes,
-    )

@@ -12,36 +12,24 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from loopml import __version__
+from loopml._backends import open_artifact_store, open_metadata_store
 from loopml.api.context import AppContext
 from loopml.api.errors import install_error_handlers
 from loopml.api.guard import GuardConfig, RequestGuardMiddleware
 from loopml.api.routes import artifacts, events, experiments, health, models, projects, runs
 from loopml.api.services.maintenance import run_maintenance
 from loopml.settings import Settings
-from loopml.storage import ArtifactStore, open_artifact_store
-from loopml.store import MetadataStore
 
 log = logging.getLogger("loopml.api")
 
 
 def build_context(settings: Settings) -> AppContext:
     """Open the backends named by ``settings``."""
-    store = MetadataStore(
-        settings.database_url,
-        pool_size=settings.database.pool_size,
-        busy_timeout_ms=settings.database.busy_timeout_ms,
+    return AppContext(
+        settings=settings,
+        store=open_metadata_store(settings),
+        artifacts=open_artifact_store(settings),
     )
-    artifacts_cfg = settings.artifacts
-    secret = artifacts_cfg.s3_secret_access_key
-    artifact_store: ArtifactStore = open_artifact_store(
-        settings.artifact_root,
-        s3_endpoint_url=artifacts_cfg.s3_endpoint_url,
-        s3_region=artifacts_cfg.s3_region,
-        s3_access_key_id=artifacts_cfg.s3_access_key_id,
-        s3_secret_access_key=secret.get_secret_value() if secret else None,
-        s3_part_size=artifacts_cfg.s3_part_size_bytes,
-    )
-    return AppContext(settings=settings, store=store, artifacts=artifact_store)
 
 
 def _startup(ctx: AppContext) -> None:

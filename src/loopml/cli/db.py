@@ -13,10 +13,9 @@ app = typer.Typer(help="Manage the metadata database.", no_args_is_help=True)
 @app.command("upgrade")
 def upgrade(ctx: typer.Context) -> None:
     """Upgrade the database schema to this version of loopml."""
-    from loopml.store import MetadataStore
+    from loopml._backends import open_metadata_store
 
-    settings = state(ctx).settings
-    store = MetadataStore(settings.database_url, busy_timeout_ms=settings.database.busy_timeout_ms)
+    store = open_metadata_store(state(ctx).settings)
     try:
         before = store.current_revision()
         after = store.upgrade()
@@ -29,10 +28,9 @@ def upgrade(ctx: typer.Context) -> None:
 @app.command("current")
 def current(ctx: typer.Context) -> None:
     """Show the database's schema revision and whether it needs an upgrade."""
-    from loopml.store import MetadataStore
+    from loopml._backends import open_metadata_store
 
-    settings = state(ctx).settings
-    store = MetadataStore(settings.database_url, busy_timeout_ms=settings.database.busy_timeout_ms)
+    store = open_metadata_store(state(ctx).settings)
     try:
         revision, head = store.current_revision(), store.head_revision()
     finally:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import anyio.from_thread
 import anyio.to_thread
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -22,6 +20,7 @@ from loopml.api.schemas_tracking import (
     RunUpdate,
     run_id_path,
 )
+from loopml.api.streaming import blocking_chunks
 from loopml.core.keys import KEY_PATTERN, PREFIX_PATTERN
 from loopml.core.runs import KEY_PATTERN as METRIC_KEY_PATTERN
 from loopml.core.runs import LoggedModel, MetricPoint, Run
@@ -172,26 +171,12 @@ def list_artifacts(
     )
 
 
-def _pull(body: AsyncIterator[bytes]) -> Iterator[bytes]:
-    # Runs in a worker thread: each chunk is awaited on the event loop, so memory holds one.
-    async def next_chunk() -> bytes:
-        return await body.__anext__()
-
-    while True:
-        try:
-            chunk = anyio.from_thread.run(next_chunk)
-        except StopAsyncIteration:
-            return
-        if chunk:
-            yield chunk
-
-
 @router.put(ARTIFACT, status_code=201)
 async def upload_artifact(
     request: Request, ctx: Ctx, project: str = PROJECT, run_id: str = RUN_ID, path: str = PATH
 ) -> Artifact:
     """Upload the raw request body as the run's file ``path`` (streamed, hashed, atomic)."""
-    chunks = _pull(request.stream())
+    chunks = blocking_chunks(request.stream())
     return await anyio.to_thread.run_sync(
         run_artifacts.write, ctx.store, ctx.artifacts, project, run_id, path, chunks
     )

@@ -5,12 +5,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator, Iterator
 
-import anyio.from_thread
 import anyio.to_thread
 
 from loopml.api.context import AppContext
 from loopml.api.services import projects
 from loopml.api.services.projects import project_prefix
+from loopml.api.streaming import blocking_chunks
 from loopml.core.errors import ValidationError
 from loopml.core.keys import validate_key, validate_prefix
 from loopml.core.types import Artifact, Page, Project
@@ -40,19 +40,8 @@ async def upload(
     project = await anyio.to_thread.run_sync(projects.get, ctx, project_name)
     store_key = _store_key(project, key)
 
-    async def next_chunk() -> bytes:
-        return await body.__anext__()
-
-    def chunks() -> Iterator[bytes]:
-        while True:
-            try:
-                chunk = anyio.from_thread.run(next_chunk)
-            except StopAsyncIteration:
-                return
-            if chunk:
-                yield chunk
-
-    obj = await anyio.to_thread.run_sync(ctx.artifacts.write, store_key, chunks())
+    chunks = blocking_chunks(body)
+    obj = await anyio.to_thread.run_sync(ctx.artifacts.write, store_key, chunks)
     return _info(project, obj)
 
 
