@@ -25,3 +25,9 @@ def runs_prefix(project_id: str) -> str:
 def run_artifacts_prefix(project_id: str, run_id: str) -> str:
     """A run's artifacts (its logged models among them)."""
     return f"{runs_prefix(project_id)}/{run_id}/artifacts"
+
+
+def lake_table_prefix(project_id: str, table_id: str) -> str:
+    """A lake table's Delta folder (Parquet files and ``_delta_log``), keyed by ids so a
+    table created later under a deleted one's name starts empty."""
+    return f"{project_prefix(project_id)}/lake/{table_id}"

@@ -4,6 +4,7 @@ from loopml.store.orm.base import Base as Base
 from loopml.store.orm.base import EntityMixin as EntityMixin
 from loopml.store.orm.base import UTCDateTime as UTCDateTime
 from loopml.store.orm.events import EventRow as EventRow
+from loopml.store.orm.lake import LakeTableRow as LakeTableRow
 from loopml.store.orm.projects import ProjectRow as ProjectRow
 from loopml.store.orm.registry import ModelAliasRow as ModelAliasRow
 from loopml.store.orm.registry import ModelTagRow as ModelTagRow
