@@ -102,7 +102,11 @@ def _metric_row(run_id: str, point: MetricPoint) -> dict[str, Any]:
 
 
 def _log_metrics(session: Session, run_id: str, points: Sequence[MetricPoint]) -> None:
-    session.execute(_insert(session, MetricRow), [_metric_row(run_id, p) for p in points])
+    # A point already stored (a retried batch) is skipped: points are unique by content.
+    session.execute(
+        _insert(session, MetricRow).on_conflict_do_nothing(),
+        [_metric_row(run_id, p) for p in points],
+    )
     latest = [_metric_row(run_id, p) for p in _latest_per_key(points).values()]
     stmt: Insert = _insert(session, LatestMetricRow).values(latest)
     new = stmt.excluded  # type: ignore[attr-defined]

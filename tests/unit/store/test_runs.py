@@ -88,6 +88,28 @@ def test_latest_metrics_follow_the_highest_step_then_the_newest_time(store: Meta
     assert [p.step for p in history.items + rest.items] == [3, 4, 5]
 
 
+def test_a_batch_sent_again_adds_no_points(store: MetadataStore) -> None:
+    # RELIABILITY 24: a client that never saw the answer sends the same batch again.
+    run = _start(store)
+    batch = [_point("loss", 0.5, step=1, ms=10), _point("loss", 0.4, step=2, ms=20)]
+    _log(store, run.id, metrics=batch, params={"lr": "0.1"})
+    _log(store, run.id, metrics=batch, params={"lr": "0.1"})
+    _log(store, run.id, metrics=[*batch, _point("loss", 0.3, step=3, ms=30)])
+    # The same step again with another value or time is a new point, as before.
+    _log(store, run.id, metrics=[_point("loss", 0.35, step=3, ms=31)])
+    with store.session() as session:
+        history = run_logs.metric_history(session, "default", run.id, "loss", limit=100)
+        got = run_logs.get(session, "default", run.id)
+    assert [(p.step, p.value) for p in history.items] == [
+        (1, 0.5),
+        (2, 0.4),
+        (3, 0.3),
+        (3, 0.35),
+    ]
+    assert got.metrics is not None
+    assert got.metrics["loss"] == 0.35
+
+
 def test_a_failed_batch_leaves_nothing(store: MetadataStore) -> None:
     run = _start(store)
     _log(store, run.id, params={"lr": "0.1"})

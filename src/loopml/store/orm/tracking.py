@@ -94,10 +94,18 @@ class ParamRow(Base):
 
 class MetricRow(Base):
     """One point of a metric's history. NaN is kept as ``is_nan`` (SQLite stores NaN as
-    NULL), with ``value`` 0."""
+    NULL), with ``value`` 0.
+
+    A point is unique by everything it says (as in MLflow): a batch sent again after a lost
+    answer adds nothing. The constraint's index also serves history reads by run and key.
+    """
 
     __tablename__ = "metrics"
-    __table_args__ = (Index("ix_metrics_run_key_step", "run_id", "key", "step"),)
+    __table_args__ = (
+        UniqueConstraint(
+            "run_id", "key", "step", "timestamp_ms", "value", "is_nan", name="uq_metrics_point"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(_SERIAL, primary_key=True, autoincrement=True)
     run_id: Mapped[str] = mapped_column(String(32), _run_fk())

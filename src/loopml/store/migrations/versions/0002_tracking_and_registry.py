@@ -187,9 +187,10 @@ def upgrade() -> None:
             ["run_id"], ["runs.id"], name=op.f("fk_metrics_run_id_runs"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_metrics")),
+        sa.UniqueConstraint(
+            "run_id", "key", "step", "timestamp_ms", "value", "is_nan", name="uq_metrics_point"
+        ),
     )
-    with op.batch_alter_table("metrics", schema=None) as batch_op:
-        batch_op.create_index("ix_metrics_run_key_step", ["run_id", "key", "step"], unique=False)
 
     op.create_table(
         "params",
@@ -321,9 +322,6 @@ def downgrade() -> None:
 
     op.drop_table("run_inputs")
     op.drop_table("params")
-    with op.batch_alter_table("metrics", schema=None) as batch_op:
-        batch_op.drop_index("ix_metrics_run_key_step")
-
     op.drop_table("metrics")
     with op.batch_alter_table("logged_models", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_logged_models_run_id"))
