@@ -16,7 +16,17 @@ from loopml._backends import open_artifact_store, open_metadata_store
 from loopml.api.context import AppContext
 from loopml.api.errors import install_error_handlers
 from loopml.api.guard import GuardConfig, RequestGuardMiddleware
-from loopml.api.routes import artifacts, events, experiments, health, models, projects, runs
+from loopml.api.routes import (
+    artifacts,
+    events,
+    experiments,
+    health,
+    models,
+    projects,
+    runs,
+    sql,
+    tables,
+)
 from loopml.api.services.maintenance import run_maintenance
 from loopml.settings import Settings
 
@@ -85,7 +95,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     )
     app.state.ctx = ctx
     install_error_handlers(app)
-    for module in (health, projects, events, artifacts, experiments, runs, models):
+    for module in (health, projects, events, artifacts, experiments, runs, models, sql, tables):
         app.include_router(module.router)
     hosts = {h.lower() for h in settings.server.allowed_hosts} | {settings.server.host.lower()}
     app.add_middleware(

@@ -7,7 +7,7 @@ import traceback
 
 import typer
 
-from loopml.cli import artifacts, db, events, models, projects, runs, server
+from loopml.cli import artifacts, db, events, models, projects, runs, server, sql, tables
 from loopml.cli._context import CliState
 
 app = typer.Typer(
@@ -23,9 +23,12 @@ app.add_typer(artifacts.app, name="artifacts")
 app.add_typer(db.app, name="db")
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
+app.add_typer(tables.app, name="tables")
 app.command("up")(server.up)
+app.command("ingest")(tables.ingest)
 app.command("events")(events.events)
 app.command("gc")(models.gc)
+app.command("sql")(sql.sql)
 
 
 @app.callback()

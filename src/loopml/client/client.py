@@ -14,6 +14,8 @@ from loopml.client.experiments import Experiments
 from loopml.client.models import Models
 from loopml.client.projects import Projects
 from loopml.client.runs import Runs
+from loopml.client.sql import Sql
+from loopml.client.tables import Tables
 from loopml.core.errors import ServiceUnavailableError, error_from_body
 
 DEFAULT_URL = "http://127.0.0.1:8765"
@@ -47,6 +49,8 @@ class Client:
         self.experiments = Experiments(self._http)
         self.runs = Runs(self._http)
         self.models = Models(self._http)
+        self.tables = Tables(self._http)
+        self.sql = Sql(self._http)
 
     @property
     def url(self) -> str:

@@ -113,6 +113,17 @@ class UnsupportedMediaTypeError(LoopmlError):
     code = "unsupported_media_type"
 
 
+class QueryTimeoutError(LoopmlError):
+    """A query ran past its time limit and was stopped; narrow it or allow more time.
+
+    422, not 408 or 504: the request arrived whole and the server is healthy; it is this
+    query, with this time limit, that the caller must change (and no proxy retries a 422).
+    """
+
+    status = 422
+    code = "query_timeout"
+
+
 class ServiceUnavailableError(LoopmlError):
     """A backing service (database, object store) is unreachable; retrying may succeed."""
 

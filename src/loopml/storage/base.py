@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import BinaryIO
 
-from loopml.core.errors import InvalidPathError, NotFoundError
+from loopml.core.errors import ConfigurationError, InvalidPathError, NotFoundError
 from loopml.core.keys import validate_key, validate_prefix
+from loopml.storage.native import NativeLocation
 
 DEFAULT_CHUNK_SIZE = 1024 * 1024
 
@@ -126,6 +127,19 @@ class ArtifactStore(ABC):
         Writes still in flight are younger than the threshold, so keep it well above the
         longest expected upload.
         """
+
+    def native_location(self, prefix: str) -> NativeLocation:
+        """The folder ``prefix`` as a URI plus ``storage_options`` for Delta Lake and Arrow.
+
+        Not abstract: a backend that native readers cannot reach keeps this refusal.
+
+        Raises:
+            ConfigurationError: this backend has no native location.
+            InvalidPathError: the prefix is refused.
+        """
+        raise ConfigurationError(
+            f"{type(self).__name__} cannot hold lake tables: use a local folder or S3"
+        )
 
     def exists(self, key: str) -> bool:
         """Whether an object is stored under ``key`` (``InvalidPathError`` if refused)."""

@@ -6,6 +6,7 @@ objects; ORM rows never leave this package.
 
 from loopml.store import events as events
 from loopml.store import experiments as experiments
+from loopml.store import lake_tables as lake_tables
 from loopml.store import lineage as lineage
 from loopml.store import logged_models as logged_models
 from loopml.store import model_tags as model_tags

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session
 
 from loopml.core.errors import (
     AlreadyExistsError,
@@ -46,6 +47,21 @@ def is_unique_violation(exc: sa_exc.DBAPIError) -> bool:
     if name in ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"):
         return True
     return "UNIQUE constraint failed" in str(exc.orig)
+
+
+def add_unique(session: Session, row: object, exists: LoopmlError) -> None:
+    """Insert ``row`` now; if a unique key is taken, raise ``exists`` instead.
+
+    Callers check for the name first, for a clear error in the common case; this catches the
+    race where another transaction inserted the same key between that check and this insert.
+    """
+    session.add(row)
+    try:
+        session.flush()
+    except sa_exc.IntegrityError as exc:
+        if is_unique_violation(exc):
+            raise exists from exc
+        raise
 
 
 def _is_missing_schema(exc: sa_exc.DBAPIError) -> bool:

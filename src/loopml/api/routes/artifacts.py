@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from loopml.api.context import Ctx
+from loopml.api.routes.tables import is_files_path
 from loopml.api.schemas import ERROR_RESPONSES, project_path
 from loopml.api.services import artifacts
 from loopml.core.keys import KEY_PATTERN, PREFIX_PATTERN
@@ -33,7 +34,10 @@ _BINARY: dict[int | str, dict[str, Any]] = {
 def is_upload_path(path: str) -> bool:
     """Whether ``path`` is a file upload route (raw body, upload size limit): a project's
     artifact (``.../projects/{p}/artifacts/{key}``) or a run's
-    (``.../projects/{p}/runs/{id}/artifacts/{path}``)."""
+    (``.../projects/{p}/runs/{id}/artifacts/{path}``), or a file ingested into a table
+    (``.../projects/{p}/tables/{t}/files``)."""
+    if is_files_path(path):
+        return True
     parts = path.split("/", 8)
     if len(parts) < 7 or parts[1:4] != ["api", "v1", "projects"]:
         return False

@@ -43,6 +43,7 @@ from loopml.storage.backends._local_fs import (
     symlink_refused,
 )
 from loopml.storage.base import ArtifactStore, ObjectInfo, folder_prefix, is_listable_key
+from loopml.storage.native import NativeLocation, local_location
 
 TMP_DIR = f"{RESERVED_PREFIX}-tmp"
 _COMMIT_ATTEMPTS = 3
@@ -134,6 +135,10 @@ class LocalArtifactStore(ArtifactStore):
                     os.rmdir(parts[depth - 1], dir_fd=fds[depth - 1])
                 except OSError:
                     break  # not empty, or removed by someone else: stop here
+
+    def native_location(self, prefix: str) -> NativeLocation:
+        """The absolute folder of ``prefix`` (symlinks on its path refused)."""
+        return local_location(self._root, prefix)
 
     def cleanup(self, older_than: timedelta = timedelta(hours=1)) -> int:
         # A live write touches its temp file's mtime with every chunk, so only writes

@@ -43,6 +43,7 @@ from loopml.storage.backends._s3_support import (
     validate_bucket,
 )
 from loopml.storage.base import ArtifactStore, ObjectInfo, folder_prefix, is_listable_key
+from loopml.storage.native import NativeLocation, s3_location, s3_storage_options
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -125,6 +126,7 @@ class S3ArtifactStore(ArtifactStore):
             )
         self._part_size = part_size
         self._client = client or make_client(endpoint_url, region, access_key_id, secret_access_key)
+        self._native = s3_storage_options(endpoint_url, region, access_key_id, secret_access_key)
         self.uri = f"s3://{bucket}/{self._root}".rstrip("/")
 
     def __repr__(self) -> str:
@@ -217,6 +219,10 @@ class S3ArtifactStore(ArtifactStore):
                 details={"prefix": folder, "failed": failed},
             )
         return len(keys)
+
+    def native_location(self, prefix: str) -> NativeLocation:
+        """``s3://bucket/...`` of ``prefix``, with conditional-put commits (see ``native``)."""
+        return s3_location(self._bucket, self._root, prefix, self._native)
 
     def cleanup(self, older_than: timedelta = timedelta(hours=1)) -> int:
         cutoff = datetime.now(UTC) - older_than

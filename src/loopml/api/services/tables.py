@@ -1,0 +1,119 @@
+"""Lake tables for the API: the data layer, run in worker threads where it blocks."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio.to_thread
+import pyarrow as pa
+
+from loopml.api.context import AppContext
+from loopml.api.schemas_data import TableHead
+from loopml.api.streaming import blocking_chunks
+from loopml.core.lake import ColumnInfo, LakeTable, TableCommit, validate_table_name
+from loopml.core.lake import validate_write_mode as validate_mode
+from loopml.core.names import validate_project_name
+from loopml.data import files, lake
+from loopml.data._schema import columns_of
+
+_FILENAME = re.compile(r"""filename\*?=(?:UTF-8'')?"?([^";]{1,255})""", re.IGNORECASE)
+
+
+def spool_folder(ctx: AppContext) -> Any:
+    """Where uploads wait while they are read: under the server's home, never a client path."""
+    return ctx.settings.home / "tmp" / "ingest"
+
+
+def filename_of(content_disposition: str | None) -> str | None:
+    """The client's file name, used only for its extension (never as a path)."""
+    found = _FILENAME.search(content_disposition or "")
+    return found.group(1) if found else None
+
+
+async def ingest_upload(
+    ctx: AppContext,
+    project: str,
+    table: str,
+    body: AsyncIterator[bytes],
+    *,
+    format: str | None,
+    mode: str,
+    filename: str | None,
+    content_type: str | None,
+    actor: str,
+) -> TableCommit:
+    """Spool a streamed upload, read it with Arrow and commit it to the table."""
+    validate_project_name(project)
+    validate_table_name(table)
+    write_mode = validate_mode(mode)
+    fmt = files.infer_format(format, filename=filename, content_type=content_type)
+    limit = ctx.settings.server.max_upload_bytes
+
+    def work() -> TableCommit:
+        with files.spool(blocking_chunks(body), spool_folder(ctx), limit) as path:
+            reader = files.read_upload(path, fmt)
+            return lake.ingest_arrow(
+                ctx.store, ctx.artifacts, project, table, reader, mode=write_mode, actor=actor
+            )
+
+    return await anyio.to_thread.run_sync(work)
+
+
+def create(
+    ctx: AppContext,
+    project: str,
+    name: str,
+    description: str,
+    columns: list[ColumnInfo] | None,
+    actor: str,
+) -> LakeTable:
+    """Create a table (emits ``table.created``)."""
+    return lake.create_table(
+        ctx.store,
+        ctx.artifacts,
+        project,
+        name,
+        columns=columns,
+        description=description,
+        actor=actor,
+    )
+
+
+def list_(ctx: AppContext, project: str) -> list[LakeTable]:
+    """A project's tables."""
+    return lake.list_tables(ctx.store, project)
+
+
+def get(ctx: AppContext, project: str, table: str) -> LakeTable:
+    """One table, reconciled with its Delta log."""
+    return lake.get_table(ctx.store, ctx.artifacts, project, table)
+
+
+def history(ctx: AppContext, project: str, table: str, limit: int) -> list[TableCommit]:
+    """A table's commits, newest first."""
+    lake.get_table(ctx.store, ctx.artifacts, project, table)
+    return lake.history(ctx.store, ctx.artifacts, project, table, limit)
+
+
+def head(ctx: AppContext, project: str, table: str, n: int) -> TableHead:
+    """The first ``n`` rows as JSON-ready values."""
+    rows: pa.Table = lake.head(ctx.store, ctx.artifacts, project, table, n)
+    return TableHead(columns=columns_of(rows.schema), rows=[_jsonable(r) for r in rows.to_pylist()])
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        elif isinstance(value, float) and value != value:  # NaN is not JSON
+            value = None
+        out[key] = value
+    return out
+
+
+def delete(ctx: AppContext, project: str, table: str, actor: str) -> None:
+    """Delete a table and free its files (emits ``table.deleted``)."""
+    lake.delete_table(ctx.store, ctx.artifacts, project, table, actor=actor)

@@ -1,0 +1,106 @@
+"""A project's lake tables through the API, and file ingest (streamed)."""
+
+from __future__ import annotations
+
+import builtins
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from loopml.client._http import Http, segment
+from loopml.client.artifacts import Progress, _file_chunks
+from loopml.core.lake import LakeTable, TableCommit
+
+_MEDIA_TYPES = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
+
+
+def _path(project: str, table: str = "", tail: str = "") -> str:
+    base = f"/api/v1/projects/{segment(project)}/tables"
+    if table:
+        base = f"{base}/{segment(table)}"
+    return f"{base}/{tail}" if tail else base
+
+
+class Tables:
+    """``client.tables``: list, show, head, history, delete and ingest files."""
+
+    def __init__(self, http: Http) -> None:
+        self._http = http
+
+    def list(self, project: str = "default") -> list[LakeTable]:
+        """A project's tables, by name."""
+        data = self._http.json("GET", _path(project))
+        return [LakeTable.model_validate(item) for item in data["items"]]
+
+    def get(self, project: str, table: str) -> LakeTable:
+        """One table: version, row count, columns."""
+        return LakeTable.model_validate(self._http.json("GET", _path(project, table)))
+
+    def create(
+        self,
+        project: str,
+        table: str,
+        *,
+        columns: builtins.list[dict[str, Any]] | None = None,
+        description: str = "",
+    ) -> LakeTable:
+        """Create a table; with ``columns`` (``{"name", "type"}`` each) it starts empty."""
+        body: dict[str, Any] = {"name": table, "description": description}
+        if columns is not None:
+            body["columns"] = columns
+        return LakeTable.model_validate(self._http.json("POST", _path(project), json=body))
+
+    def delete(self, project: str, table: str) -> None:
+        """Delete a table and its data."""
+        self._http.request("DELETE", _path(project, table))
+
+    def history(self, project: str, table: str, *, limit: int = 100) -> builtins.list[TableCommit]:
+        """A table's commits, newest first."""
+        data = self._http.json("GET", _path(project, table, "history"), params={"limit": limit})
+        return [TableCommit.model_validate(item) for item in data["items"]]
+
+    def head(self, project: str, table: str, n: int = 10) -> builtins.list[dict[str, Any]]:
+        """The first ``n`` rows, as dicts."""
+        data = self._http.json("GET", _path(project, table, "head"), params={"n": n})
+        rows: builtins.list[dict[str, Any]] = data["rows"]
+        return rows
+
+    def ingest_file(
+        self,
+        project: str,
+        table: str,
+        path: str | os.PathLike[str],
+        *,
+        mode: str = "append",
+        format: str | None = None,
+        progress: Progress | None = None,
+    ) -> TableCommit:
+        """Stream a CSV, Parquet or JSON Lines file into a table as one commit.
+
+        Args:
+            path: the file; its extension picks the format unless ``format`` is given.
+            mode: ``append`` or ``overwrite``.
+            format: ``csv``, ``parquet`` or ``jsonl``.
+            progress: called with each chunk's size as it is sent.
+
+        Raises:
+            ValidationError: the file does not match the table's schema (``details``
+                names the columns, expected and found types and first offending rows).
+        """
+        file = Path(path)
+        params = {"mode": mode, **({"format": format} if format else {})}
+        headers = {
+            "Content-Type": _MEDIA_TYPES.get(format or "", "application/octet-stream"),
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(file.name)}",
+        }
+        with file.open("rb") as handle:
+            headers["Content-Length"] = str(os.fstat(handle.fileno()).st_size)
+            data = self._http.json(
+                "POST",
+                _path(project, table, "files"),
+                params=params,
+                content=_file_chunks(handle, progress),
+                headers=headers,
+            )
+        return TableCommit.model_validate(data)

@@ -1,0 +1,1 @@
+"""Data: lake tables (Delta Lake in the artifact store) and file ingest."""

@@ -1,0 +1,256 @@
+"""The warehouse's sandbox: a locked-down DuckDB connection and the check of a query.
+
+Two layers, so that a gap in one is caught by the other:
+
+1. **The connection** (``open_connection``) is in-memory, and before any user SQL runs it is
+   configured with ``enable_external_access = false`` (no file, URL, ``ATTACH``, ``COPY``,
+   ``INSTALL`` or ``LOAD``), no extension auto-install or auto-load, no community
+   extensions, no Python replacement scans (a query could otherwise read any Python
+   variable of the server by name), no persistent secrets, no spilling to disk, a memory
+   and thread budget, and finally ``lock_configuration = true`` so that ``SET``/``PRAGMA``
+   cannot undo any of it.
+2. **The query** (``check_query``) must be exactly one ``SELECT`` (``WITH`` and ``FROM``-first
+   included). DuckDB's own parser (``json_serialize_sql``) gives its tree, which is walked
+   for every table reference and function call: table references must be bare table names
+   (``churn``, ``churn@3``) — never a file name, URL or other catalog; table functions must
+   be on a short allow-list (``range``, ``unnest``, ...); a few scalar functions that read
+   server state are refused. A refusal names what was refused.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+
+from loopml.core.errors import ValidationError
+
+TABLE_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_VERSIONED_REF = re.compile(r"^([a-z][a-z0-9_]{0,62})@([0-9]{1,18})$")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DIGITS = re.compile(r"[0-9]+(?![0-9A-Za-z_.])")
+
+# Table functions that compute rows from their arguments alone and touch nothing outside.
+ALLOWED_TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
+# Scalar functions that would tell a query about the server (settings, environment) or run
+# SQL text the checker never saw.
+REFUSED_FUNCTIONS = frozenset(
+    {
+        "getenv",
+        "current_setting",
+        "json_execute_serialized_sql",
+        "query",
+        "query_table",
+    }
+)
+_READ_ONLY_HINT = (
+    "only one read-only SELECT over the project's tables is allowed "
+    "(for example: SELECT * FROM churn LIMIT 10)"
+)
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """The resource budget of one query's connection.
+
+    Attributes:
+        memory_limit: DuckDB's memory budget (``'1GB'``); a query needing more fails.
+        threads: worker threads of the connection.
+    """
+
+    memory_limit: str = "1GB"
+    threads: int = 2
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """A table a query reads: ``churn`` (the current version) or ``churn@3``."""
+
+    name: str
+    version: int | None = None
+
+    @property
+    def alias(self) -> str:
+        """The name it is registered under in the connection."""
+        return self.name if self.version is None else f"{self.name}@{self.version}"
+
+
+def open_connection(limits: SandboxLimits) -> duckdb.DuckDBPyConnection:
+    """A fresh in-memory DuckDB connection, locked down before any user SQL can run."""
+    config: dict[str, Any] = {
+        "enable_external_access": False,
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+        "allow_community_extensions": False,
+        "allow_unsigned_extensions": False,
+        "allow_persistent_secrets": False,
+        "python_enable_replacements": False,
+        "memory_limit": limits.memory_limit,
+        "threads": limits.threads,
+        # An empty temp directory turns spilling off: a query over its memory budget fails
+        # instead of writing to the server's disk.
+        "temp_directory": "",
+        "max_temp_directory_size": "0 bytes",
+    }
+    con = duckdb.connect(":memory:", config=config)
+    con.execute("SET enable_progress_bar = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+def rewrite_versions(sql: str) -> str:
+    """Turn each ``name@N`` into the quoted identifier ``"name@N"``.
+
+    DuckDB's own tokenizer finds the tokens, so text inside string literals and comments is
+    never touched: only an unquoted identifier, immediately followed by ``@`` and then
+    immediately by digits (no spaces), is rewritten. The quoted form may also be written by
+    hand: ``SELECT * FROM "churn@3"``.
+    """
+    tokens = duckdb.tokenize(sql)
+    edits: list[tuple[int, int, str]] = []
+    for (start, kind), (at, at_kind), (num, num_kind) in zip(
+        tokens, tokens[1:], tokens[2:], strict=False
+    ):
+        if kind != duckdb.token_type.identifier or at_kind != duckdb.token_type.operator:
+            continue
+        if num_kind != duckdb.token_type.numeric_const or sql[at : at + 1] != "@":
+            continue
+        name = _IDENTIFIER.match(sql, start)
+        digits = _DIGITS.match(sql, num)
+        if name is None or digits is None or name.end() != at or num != at + 1:
+            continue
+        edits.append((start, digits.end(), f'"{name.group().lower()}@{digits.group()}"'))
+    for start, end, text in reversed(edits):
+        sql = sql[:start] + text + sql[end:]
+    return sql
+
+
+def single_select(con: duckdb.DuckDBPyConnection, sql: str) -> str:
+    """The text of the one ``SELECT`` statement in ``sql``, or ``ValidationError``."""
+    try:
+        statements = con.extract_statements(sql)
+    except duckdb.Error as exc:
+        raise ValidationError(
+            f"the query does not parse: {exc}", details={"field": "query"}
+        ) from exc
+    if len(statements) != 1:
+        raise ValidationError(
+            f"expected exactly one statement, got {len(statements)}: {_READ_ONLY_HINT}",
+            details={"field": "query"},
+        )
+    statement = statements[0]
+    if statement.type != duckdb.StatementType.SELECT:
+        # The first word names it as written (DuckDB files INSTALL under LOAD, RESET under SET).
+        tokens = duckdb.tokenize(sql)
+        word = _IDENTIFIER.match(sql, tokens[0][0]) if tokens else None
+        kind = word.group().upper() if word else statement.type.name
+        raise ValidationError(
+            f"{kind} statements are refused: {_READ_ONLY_HINT}",
+            details={"field": "query", "refused": kind, "statement": statement.type.name},
+        )
+    return _without_final_semicolons(str(statement.query))
+
+
+def _without_final_semicolons(sql: str) -> str:
+    # The text is wrapped in a subquery for paging, where a final ';' would not parse.
+    tokens = duckdb.tokenize(sql)
+    while tokens and tokens[-1][1] == duckdb.token_type.operator and sql[tokens[-1][0]] == ";":
+        sql = sql[: tokens.pop()[0]]
+    return sql
+
+
+def check_query(con: duckdb.DuckDBPyConnection, sql: str) -> list[TableRef]:
+    """Check that ``sql`` is one safe ``SELECT``; return the tables it references.
+
+    Raises:
+        ValidationError: naming the statement, function, file or reference refused.
+    """
+    single_select(con, sql)
+    row = con.execute("SELECT json_serialize_sql(?::VARCHAR)", [sql]).fetchone()
+    tree = json.loads(row[0]) if row else {"error": True}
+    if tree.get("error"):
+        message = tree.get("error_message", "unknown parser error")
+        raise ValidationError(f"the query cannot be checked: {message}: {_READ_ONLY_HINT}")
+    ctes: set[str] = set()
+    refs: dict[str, TableRef] = {}
+    pending: list[dict[str, Any]] = []
+    for node in _walk(tree["statements"]):
+        for entry in (node.get("cte_map") or {}).get("map", []):
+            ctes.add(str(entry.get("key", "")).lower())
+        if node.get("type") == "BASE_TABLE":
+            pending.append(node)
+        elif node.get("type") == "TABLE_FUNCTION":
+            _check_table_function(node.get("function") or {})
+        elif node.get("class") == "FUNCTION":
+            _check_function(str(node.get("function_name", "")))
+    for node in pending:
+        ref = _table_ref(node, ctes)
+        if ref is not None:
+            refs[ref.alias] = ref
+    return list(refs.values())
+
+
+def _walk(value: Any) -> Iterator[dict[str, Any]]:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            yield item
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def _check_function(name: str) -> None:
+    if name.lower() in REFUSED_FUNCTIONS:
+        raise ValidationError(
+            f"function {name}() is refused: queries may not read server settings, the "
+            "environment, or run SQL text; " + _READ_ONLY_HINT,
+            details={"field": "query", "refused": name},
+        )
+
+
+def _check_table_function(function: dict[str, Any]) -> None:
+    name = str(function.get("function_name", ""))
+    if name.lower() not in ALLOWED_TABLE_FUNCTIONS:
+        allowed = ", ".join(sorted(ALLOWED_TABLE_FUNCTIONS))
+        raise ValidationError(
+            f"table function {name}() is refused: queries read the project's tables by name, "
+            f"never files, URLs or catalogs (allowed table functions: {allowed})",
+            details={"field": "query", "refused": name},
+        )
+
+
+def _table_ref(node: dict[str, Any], ctes: set[str]) -> TableRef | None:
+    name = str(node.get("table_name", ""))
+    if node.get("catalog_name") or node.get("schema_name"):
+        qualified = ".".join(
+            str(p) for p in (node.get("catalog_name"), node.get("schema_name"), name) if p
+        )
+        raise ValidationError(
+            f"table reference {qualified!r} is refused: reference a project table by its bare "
+            "name, such as churn or churn@3",
+            details={"field": "query", "refused": qualified},
+        )
+    if node.get("at_clause"):
+        raise ValidationError(
+            f"AT (...) on {name!r} is refused: write a past version as {name}@3",
+            details={"field": "query", "refused": "AT"},
+        )
+    lowered = name.lower()
+    if lowered in ctes:
+        return None
+    if TABLE_NAME_PATTERN.fullmatch(lowered):
+        return TableRef(lowered)
+    versioned = _VERSIONED_REF.fullmatch(lowered)
+    if versioned:
+        return TableRef(versioned.group(1), int(versioned.group(2)))
+    raise ValidationError(
+        f"table reference {name[:200]!r} is refused: queries cannot read files or URLs; "
+        "reference a project table by name, such as churn or churn@3",
+        details={"field": "query", "refused": name[:200]},
+    )

@@ -1,0 +1,193 @@
+"""Schema enforcement for lake tables: which incoming types a table accepts, and how.
+
+A table's schema is inferred at its first write and enforced afterwards. An incoming column
+of the table's type passes; a lossless widening (a narrower integer into a wider one, an
+integer or a float32 into float64, a column of nulls into anything, another text or
+timestamp encoding of the same kind) is cast with ``pyarrow.compute.cast(safe=True)``;
+anything else is refused with a ``ValidationError`` naming the columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from loopml.core.errors import ValidationError
+from loopml.core.lake import ColumnInfo
+
+MAX_SHOWN_ROWS = 5
+_INT_BITS = {pa.int8(): 8, pa.int16(): 16, pa.int32(): 32, pa.int64(): 64}
+_UINT_BITS = {pa.uint8(): 8, pa.uint16(): 16, pa.uint32(): 32, pa.uint64(): 64}
+
+
+def columns_of(schema: pa.Schema) -> list[ColumnInfo]:
+    """The ``ColumnInfo`` list of an Arrow schema."""
+    return [ColumnInfo(name=f.name, type=str(f.type), nullable=f.nullable) for f in schema]
+
+
+def _same_kind(found: pa.DataType, expected: pa.DataType) -> bool:
+    text = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
+    blob = (pa.types.is_binary, pa.types.is_large_binary, pa.types.is_binary_view)
+    for family in (text, blob):
+        if any(f(found) for f in family) and any(f(expected) for f in family):
+            return True
+    if pa.types.is_timestamp(found) and pa.types.is_timestamp(expected):
+        return (found.tz is None) == (expected.tz is None)
+    return False
+
+
+def is_safe_cast(found: pa.DataType, expected: pa.DataType) -> bool:
+    """Whether ``found`` converts to ``expected`` without losing information (see module)."""
+    if found == expected or pa.types.is_null(found) or _same_kind(found, expected):
+        return True
+    if expected in _INT_BITS:
+        if found in _INT_BITS:
+            return _INT_BITS[found] <= _INT_BITS[expected]
+        return found in _UINT_BITS and _UINT_BITS[found] < _INT_BITS[expected]
+    if pa.types.is_float64(expected):
+        return found in _INT_BITS or found in _UINT_BITS or pa.types.is_floating(found)
+    return False
+
+
+def _offending_rows(column: pa.ChunkedArray | pa.Array) -> list[dict[str, Any]]:
+    values = column.slice(0, 10_000)
+    mask = pc.is_valid(values)
+    indices = pc.indices_nonzero(mask).slice(0, MAX_SHOWN_ROWS).to_pylist()
+    shown = values.take(pa.array(indices, pa.int64())).to_pylist() if indices else []
+    return [{"row": i, "value": _short(v)} for i, v in zip(indices, shown, strict=True)]
+
+
+def _short(value: Any) -> Any:
+    if isinstance(value, (int, float, bool)) or value is None:
+        return value
+    return str(value)[:100]
+
+
+def check_names(schema: pa.Schema) -> None:
+    """Refuse column names Delta cannot hold: empty, over 255 characters, not valid UTF-8
+    (a binary file read as CSV), or repeated."""
+    seen: set[str] = set()
+    try:
+        names = schema.names
+    except UnicodeDecodeError as exc:
+        raise unreadable(exc) from exc
+    for name in names:
+        try:
+            valid = 0 < len(name) <= 255 and bool(name.encode("utf-8"))
+        except UnicodeEncodeError:
+            valid = False
+        if not valid or name in seen:
+            shown = name[:40].encode("utf-8", "replace").decode("utf-8", "replace")
+            raise ValidationError(
+                f"invalid or repeated column name {shown!r}: expected unique UTF-8 names of 1 "
+                "to 255 characters; check that the file is CSV, Parquet or JSON Lines",
+                details={"column": shown},
+            )
+        seen.add(name)
+
+
+def plan_cast(expected: pa.Schema, found: pa.Schema, sample: pa.RecordBatch | None) -> pa.Schema:
+    """The schema to cast incoming data to, or a ``ValidationError`` naming every problem.
+
+    Args:
+        expected: the table's schema.
+        found: the incoming data's schema.
+        sample: the first incoming batch, to show the first offending rows.
+
+    Raises:
+        ValidationError: a column is missing, extra, or of a type that does not convert
+            safely; ``details.columns`` lists each with expected and found types and rows.
+    """
+    problems: list[dict[str, Any]] = []
+    found_names = set(found.names)
+    for field in expected:
+        if field.name not in found_names:
+            problems.append({"column": field.name, "expected": str(field.type), "found": None})
+            continue
+        got = found.field(field.name).type
+        if not is_safe_cast(got, field.type):
+            problem: dict[str, Any] = {
+                "column": field.name,
+                "expected": str(field.type),
+                "found": str(got),
+            }
+            if sample is not None:
+                problem["rows"] = _offending_rows(sample.column(field.name))
+            problems.append(problem)
+    for name in found.names:
+        if name not in expected.names:
+            problems.append(
+                {"column": name, "expected": None, "found": str(found.field(name).type)}
+            )
+    if problems:
+        raise ValidationError(_describe(problems), details={"columns": problems})
+    return expected
+
+
+def _describe(problems: list[dict[str, Any]]) -> str:
+    parts = []
+    for p in problems:
+        if p["found"] is None:
+            parts.append(f"{p['column']!r} is missing (expected {p['expected']})")
+        elif p["expected"] is None:
+            parts.append(f"{p['column']!r} is not in the table (found {p['found']})")
+        else:
+            rows = ", ".join(str(r["row"]) for r in p.get("rows", []))
+            at = f" at rows {rows}" if rows else ""
+            parts.append(f"{p['column']!r} expected {p['expected']}, found {p['found']}{at}")
+    return (
+        "the data does not match the table's schema: "
+        + "; ".join(parts)
+        + ". Convert those columns, or write with mode=overwrite to replace the table"
+    )
+
+
+def cast_batches(
+    batches: Iterator[pa.RecordBatch], target: pa.Schema, failures: list[ValidationError]
+) -> Iterator[pa.RecordBatch]:
+    """``batches`` cast to ``target``, column order included.
+
+    A value that does not survive the cast (an int64 too large for float64) stops the stream;
+    its ``ValidationError`` is put in ``failures`` so the caller can raise it once the native
+    writer has given up (an exception crossing the writer loses its class).
+    """
+    source = iter(batches)
+    while True:
+        try:
+            batch = next(source)
+        except StopIteration:
+            return
+        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            failures.append(unreadable(exc))
+            raise
+        try:
+            yield _cast(batch, target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            failures.append(
+                ValidationError(
+                    f"a value does not convert to the table's type without loss: {exc}",
+                    details={"reason": str(exc)[:500]},
+                )
+            )
+            raise
+
+
+def unreadable(exc: Exception) -> ValidationError:
+    """The 422 for data that does not parse (a CSV block whose values change type)."""
+    return ValidationError(
+        f"the data could not be read: {str(exc)[:300]}; check the file's format and content",
+        details={"reason": str(exc)[:500]},
+    )
+
+
+def _cast(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
+    arrays = []
+    for field in target:
+        column = batch.column(field.name)
+        if column.type != field.type:
+            column = pc.cast(column, field.type, safe=True)
+        arrays.append(column)
+    return pa.RecordBatch.from_arrays(arrays, schema=target)

@@ -1,0 +1,123 @@
+"""Helpers of ``loopml.data.lake``: locating a table, reconciling and recording commits."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pyarrow as pa
+from deltalake import DeltaTable
+
+from loopml.core import layout
+from loopml.core.errors import AlreadyExistsError, NotFoundError, ValidationError
+from loopml.core.lake import ColumnInfo, LakeTable, TableCommit
+from loopml.data import _delta
+from loopml.data._schema import columns_of
+from loopml.storage import ArtifactStore
+from loopml.storage.native import NativeLocation
+from loopml.store import MetadataStore, lake_tables, projects
+
+log = logging.getLogger("loopml.data")
+SYSTEM_ACTOR = "system"
+
+
+def locate(
+    store: MetadataStore, artifacts: ArtifactStore, project: str, table: str
+) -> tuple[LakeTable, NativeLocation]:
+    with store.session() as session:
+        project_id = projects.get(session, project).id
+        row = lake_tables.get(session, project, table)
+    return row, artifacts.native_location(layout.lake_table_prefix(project_id, row.id))
+
+
+def reconcile(store: MetadataStore, row: LakeTable, dt: DeltaTable) -> LakeTable:
+    if dt.version() <= row.version:
+        return row
+    log.warning(
+        "table %s/%s: log at %d, row at %d; reconciling",
+        row.project,
+        row.name,
+        dt.version(),
+        row.version,
+    )
+    with store.session() as session:
+        return lake_tables.record_commit(
+            session,
+            row.project,
+            row.name,
+            version=dt.version(),
+            row_count=dt.count(),
+            columns=columns_of(_delta.arrow_schema(dt)),
+            rows=_delta.rows_since(dt, row.version),
+            mode="reconcile",
+            actor=SYSTEM_ACTOR,
+            reconciled=True,
+        )
+
+
+def schema_from(columns: list[ColumnInfo]) -> pa.Schema:
+    fields = []
+    for c in columns:
+        try:
+            fields.append(pa.field(c.name, pa.type_for_alias(c.type), c.nullable))
+        except (ValueError, KeyError) as exc:
+            raise ValidationError(
+                f"unknown column type {c.type!r} for {c.name!r}: expected an Arrow type such as "
+                "'int64', 'double', 'string', 'bool', 'date32' or 'timestamp[us]'",
+                details={"column": c.name, "type": c.type},
+            ) from exc
+    return pa.schema(fields)
+
+
+def reader(data: pa.Table | pa.RecordBatchReader) -> pa.RecordBatchReader:
+    return data.to_reader() if isinstance(data, pa.Table) else data
+
+
+def peek(reader: pa.RecordBatchReader) -> tuple[pa.RecordBatch | None, Iterator[pa.RecordBatch]]:
+    batches = iter(reader)
+    first = next(batches, None)
+    if first is None:
+        return None, iter(())
+
+    def chained() -> Iterator[pa.RecordBatch]:
+        yield first
+        yield from batches
+
+    return first, chained()
+
+
+def ensure_row(store: MetadataStore, project: str, table: str, create: bool, actor: str) -> None:
+    with store.session() as session:
+        try:
+            lake_tables.get(session, project, table)
+            return
+        except NotFoundError:
+            if not create:
+                raise
+    try:
+        with store.session() as session:
+            lake_tables.create(session, project, table, actor=actor)
+    except AlreadyExistsError:
+        pass  # created concurrently: the same table either way
+
+
+def record(
+    store: MetadataStore, row: LakeTable, loc: NativeLocation, commit_id: str, mode: str, actor: str
+) -> TableCommit:
+    dt = _delta.open_table(loc)
+    assert dt is not None, "a table was just committed"
+    commit = _delta.find_commit(dt, commit_id)
+    with store.session() as session:
+        lake_tables.record_commit(
+            session,
+            row.project,
+            row.name,
+            version=dt.version(),
+            row_count=dt.count(),
+            columns=columns_of(_delta.arrow_schema(dt)),
+            rows=commit.rows_added or 0,
+            mode=mode,
+            actor=actor,
+            commit_version=commit.version,
+        )
+    return commit

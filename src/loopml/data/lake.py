@@ -1,0 +1,246 @@
+"""Lake tables: Delta Lake tables in the artifact store, with their rows in the metadata DB.
+
+The Delta log is the truth; the metadata row caches its version, row count and columns.
+A commit writes the log first, then records the row and its ``table.appended`` event in one
+transaction. If the process dies in between, the next ``get_table`` or ingest finds the log
+ahead of the row and reconciles it (RELIABILITY 23: the table is at the previous version or
+the next, never a partial one).
+
+``read_dataset`` and ``list_tables`` are the read API the warehouse builds on.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+from deltalake import DeltaTable
+
+from loopml.core import layout
+from loopml.core.errors import NotFoundError, ValidationError
+from loopml.core.lake import (
+    ColumnInfo,
+    LakeTable,
+    TableCommit,
+    WriteMode,
+    validate_table_name,
+    validate_write_mode,
+)
+from loopml.data import _delta, _tables
+from loopml.data._schema import cast_batches, check_names, plan_cast, unreadable
+from loopml.storage import ArtifactStore
+from loopml.store import MetadataStore, lake_tables, projects
+
+log = logging.getLogger("loopml.data")
+MAX_HEAD = 1000
+
+
+def list_tables(store: MetadataStore, project: str) -> list[LakeTable]:
+    """A project's tables, by name, as their rows last recorded them (no storage I/O).
+
+    Raises:
+        NotFoundError: no such project.
+    """
+    with store.session() as session:
+        return lake_tables.list_(session, project)
+
+
+def get_table(
+    store: MetadataStore, artifacts: ArtifactStore, project: str, table: str
+) -> LakeTable:
+    """A table, reconciled with its Delta log first.
+
+    Raises:
+        NotFoundError: no such project or table.
+    """
+    row, loc = _tables.locate(store, artifacts, project, table)
+    dt = _delta.open_table(loc)
+    return row if dt is None else _tables.reconcile(store, row, dt)
+
+
+def open_delta(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    project: str,
+    table: str,
+    version: int | None = None,
+) -> DeltaTable:
+    """The table's ``DeltaTable`` at ``version`` (the latest when ``None``).
+
+    Raises:
+        NotFoundError: no such project or table, no data committed yet, or no such version.
+    """
+    _, loc = _tables.locate(store, artifacts, project, table)
+    try:
+        dt = _delta.open_table(loc, version)
+    except Exception as exc:
+        if version is None:
+            raise
+        raise NotFoundError(
+            f"table {table!r} has no version {version}: see its history for the versions",
+            details={"table": table, "version": version},
+        ) from exc
+    if dt is None:
+        raise NotFoundError(
+            f"table {table!r} has no data yet: ingest a file first", details={"table": table}
+        )
+    return dt
+
+
+def read_dataset(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    project: str,
+    table: str,
+    version: int | None = None,
+) -> ds.Dataset:
+    """The table's rows at ``version`` (latest when ``None``) as a lazy pyarrow dataset.
+
+    A table created with columns but no data yet reads as an empty dataset of those columns.
+
+    Raises:
+        NotFoundError: no such project, table or version.
+    """
+    row, loc = _tables.locate(store, artifacts, project, table)
+    if version is None and _delta.open_table(loc) is None:
+        schema = pa.schema(
+            [pa.field(c.name, pa.type_for_alias(c.type), c.nullable) for c in row.columns]
+        )
+        return ds.dataset(schema.empty_table())
+    dt = open_delta(store, artifacts, project, table, version)
+    with _delta.delta_errors("reading the table"):
+        return dt.to_pyarrow_dataset()
+
+
+def create_table(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    project: str,
+    table: str,
+    *,
+    columns: list[ColumnInfo] | None = None,
+    description: str = "",
+    actor: str,
+) -> LakeTable:
+    """Create a table (emits ``table.created``); with ``columns``, also its empty version 0.
+
+    Raises:
+        ValidationError: a bad name or an unknown column type.
+        AlreadyExistsError: the table exists.
+    """
+    schema = _tables.schema_from(columns) if columns else None
+    with store.session() as session:
+        lake_tables.create(session, project, table, description=description, actor=actor)
+    if schema is not None:
+        _, loc = _tables.locate(store, artifacts, project, table)
+        _delta.create_empty(loc, schema)
+    return get_table(store, artifacts, project, table)
+
+
+def ingest_arrow(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    project: str,
+    table: str,
+    data: pa.Table | pa.RecordBatchReader,
+    *,
+    mode: WriteMode = "append",
+    create: bool = True,
+    actor: str,
+) -> TableCommit:
+    """Write ``data`` to a table as one Delta commit and emit ``table.appended``.
+
+    The first write creates the table and fixes its schema; later appends must match it,
+    after safe casts (see ``loopml.data._schema``). ``overwrite`` replaces rows and schema.
+
+    Args:
+        data: the rows; a reader is streamed, never loaded whole.
+        mode: ``append`` or ``overwrite``.
+        create: create the table if it does not exist (else ``NotFoundError``).
+        actor: who wrote, for the event.
+
+    Returns:
+        The commit (its version and the rows it added).
+
+    Raises:
+        ValidationError: a bad name or mode, or data that does not fit the schema
+            (``details.columns`` names each column with expected and found types and rows).
+        NotFoundError: no such project, or no such table and ``create`` is false.
+        ConflictError: a concurrent writer conflicted; retry.
+    """
+    validate_table_name(table)
+    mode = validate_write_mode(mode)
+    _tables.ensure_row(store, project, table, create, actor)
+    row, loc = _tables.locate(store, artifacts, project, table)
+    dt = _delta.open_table(loc)
+    if dt is not None:
+        row = _tables.reconcile(store, row, dt)
+    reader = _tables.reader(data)
+    try:
+        first, batches = _tables.peek(reader)
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        raise unreadable(exc) from exc
+    check_names(reader.schema)
+    # Rebuilt from Python's names: a name that is not UTF-8 in the file arrives here with
+    # replacement characters, and must never reach the native writer raw (it panics).
+    target = pa.schema([pa.field(f.name, f.type, f.nullable) for f in reader.schema])
+    if dt is not None and mode == "append":
+        target = plan_cast(_delta.arrow_schema(dt), reader.schema, first)
+    failures: list[ValidationError] = []
+    stream = pa.RecordBatchReader.from_batches(target, cast_batches(batches, target, failures))
+    try:
+        commit_id = _delta.write(loc, stream, mode)
+    except Exception:
+        if failures:
+            raise failures[0] from None
+        raise
+    return _tables.record(store, row, loc, commit_id, mode, actor)
+
+
+def history(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    project: str,
+    table: str,
+    limit: int | None = None,
+) -> list[TableCommit]:
+    """The table's commits, newest first (empty before the first commit)."""
+    _, loc = _tables.locate(store, artifacts, project, table)
+    dt = _delta.open_table(loc)
+    return [] if dt is None else _delta.history(dt, limit)
+
+
+def head(
+    store: MetadataStore, artifacts: ArtifactStore, project: str, table: str, n: int = 10
+) -> pa.Table:
+    """The first ``n`` rows (at most 1000) of the table's latest version."""
+    if not 0 <= n <= MAX_HEAD:
+        raise ValidationError(
+            f"n must be between 0 and {MAX_HEAD}, got {n}", details={"field": "n"}
+        )
+    dataset = read_dataset(store, artifacts, project, table)
+    with _delta.delta_errors("reading the table"):
+        return dataset.head(n)
+
+
+def delete_table(
+    store: MetadataStore, artifacts: ArtifactStore, project: str, table: str, *, actor: str
+) -> int:
+    """Delete a table (emits ``table.deleted``) and free its Delta folder.
+
+    The row goes first, so nothing ever names a half-deleted folder; a folder left behind by
+    a failure lives under the table's id, which no new table reuses.
+
+    Returns:
+        How many files were freed.
+    """
+    with store.session() as session:
+        project_id = projects.get(session, project).id
+        deleted = lake_tables.delete(session, project, table, actor=actor)
+    prefix = layout.lake_table_prefix(project_id, deleted.id)
+    try:
+        return artifacts.delete_prefix(prefix)
+    except Exception:
+        log.exception("table %s/%s deleted, but freeing %s failed", project, table, prefix)
+        return 0

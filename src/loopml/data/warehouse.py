@@ -1,0 +1,200 @@
+"""The SQL warehouse: read-only DuckDB SQL over a project's lake tables.
+
+Each query gets a fresh in-memory DuckDB connection, locked down before the query is even
+parsed (see ``_sandbox``). The tables the query names (``churn``, or a past version
+``churn@3``) are looked up through a ``TableResolver`` — the lake, in the server — and
+registered as Arrow datasets under exactly those names; nothing else is visible, so another
+project's tables cannot be reached: they are never registered.
+
+Paging: the query runs as ``SELECT * FROM (<query>) LIMIT limit+1 OFFSET offset``, so each
+page is a fresh run. Pages are stable only when the query has an ``ORDER BY`` that orders
+rows totally, and when the tables do not change between page requests (pin them with
+``churn@3`` for that).
+
+Example:
+    >>> result = run_query("SELECT count(*) AS n FROM churn", resolver)
+    >>> result.table.column("n")[0].as_py()
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as pads
+
+from loopml.core.errors import QueryTimeoutError, ValidationError
+from loopml.data._sandbox import (
+    SandboxLimits,
+    TableRef,
+    check_query,
+    open_connection,
+    rewrite_versions,
+    single_select,
+)
+
+__all__ = [
+    "DEFAULT_LIMIT",
+    "DEFAULT_TIMEOUT_S",
+    "MAX_LIMIT",
+    "MAX_TIMEOUT_S",
+    "QueryResult",
+    "TableRef",
+    "TableResolver",
+    "WarehouseLimits",
+    "rewrite_versions",
+    "run_query",
+]
+
+DEFAULT_LIMIT = 1000
+MAX_LIMIT = 100_000
+DEFAULT_TIMEOUT_S = 30.0
+MAX_TIMEOUT_S = 300.0
+MAX_QUERY_CHARS = 100_000
+
+TableResolver = Callable[[str, "int | None"], pads.Dataset]
+"""``(table, version or None) -> Arrow dataset``; raises ``NotFoundError`` when absent."""
+
+
+@dataclass(frozen=True)
+class WarehouseLimits:
+    """Server-side limits of every query, whatever the caller asks for.
+
+    Attributes:
+        max_result_bytes: the largest result (one page, in Arrow memory) that is returned.
+        sandbox: the memory and thread budget of the query's connection.
+    """
+
+    max_result_bytes: int = 64 * 1024 * 1024
+    sandbox: SandboxLimits = field(default_factory=SandboxLimits)
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """One page of a query's answer.
+
+    Attributes:
+        table: the page's rows, as Arrow.
+        columns: ``(name, DuckDB type)`` of each column, such as ``("n", "BIGINT")``.
+        offset: how many rows were skipped before this page.
+        next_offset: the ``offset`` of the next page, ``None`` on the last one.
+        tables: the tables read, as written (``churn``, ``churn@3``).
+        elapsed_s: the query's run time.
+    """
+
+    table: pa.Table
+    columns: list[tuple[str, str]]
+    offset: int
+    next_offset: int | None
+    tables: list[str]
+    elapsed_s: float
+
+
+def run_query(
+    sql: str,
+    resolve: TableResolver,
+    *,
+    limit: int = DEFAULT_LIMIT,
+    offset: int = 0,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    limits: WarehouseLimits | None = None,
+) -> QueryResult:
+    """Run one read-only ``SELECT`` and return one page of its rows.
+
+    Args:
+        sql: the query; tables by name (``churn``) or past version (``churn@3``).
+        resolve: finds a table's Arrow dataset (the lake of one project).
+        limit: most rows returned (1 to 100,000).
+        offset: rows to skip first (see the module's note on stable paging).
+        timeout_s: the query is interrupted after this many seconds (at most 300).
+        limits: server-side limits; the defaults when omitted.
+
+    Raises:
+        ValidationError: the query was refused, or failed (the message says why).
+        NotFoundError: a referenced table (or version) does not exist.
+        QueryTimeoutError: it ran longer than ``timeout_s``.
+    """
+    limits = limits or WarehouseLimits()
+    _check_arguments(sql, limit, offset, timeout_s)
+    sql = rewrite_versions(sql)
+    con = open_connection(limits.sandbox)
+    try:
+        body = single_select(con, sql)
+        # Running the caller's SQL is the point; it is checked (again, wrapped) just below.
+        page = f"LIMIT {limit + 1} OFFSET {offset}"
+        paged = f"SELECT * FROM (\n{body}\n) AS _loopml_page {page}"  # noqa: S608
+        refs = check_query(con, paged)
+        for ref in refs:
+            con.register(ref.alias, resolve(ref.name, ref.version))
+        started = time.monotonic()
+        table, columns = _execute(con, paged, timeout_s)
+        elapsed = time.monotonic() - started
+    finally:
+        con.close()
+    if table.nbytes > limits.max_result_bytes:
+        raise ValidationError(
+            f"the result page is {table.nbytes} bytes, over the limit of "
+            f"{limits.max_result_bytes}: ask for fewer rows (limit) or fewer columns",
+            details={"limit_bytes": limits.max_result_bytes},
+        )
+    more = table.num_rows > limit
+    return QueryResult(
+        table=table.slice(0, limit) if more else table,
+        columns=columns,
+        offset=offset,
+        next_offset=offset + limit if more else None,
+        tables=sorted(ref.alias for ref in refs),
+        elapsed_s=elapsed,
+    )
+
+
+def _check_arguments(sql: str, limit: int, offset: int, timeout_s: float) -> None:
+    if not sql.strip() or len(sql) > MAX_QUERY_CHARS:
+        raise ValidationError(
+            f"expected a query of 1 to {MAX_QUERY_CHARS} characters, got {len(sql)}",
+            details={"field": "query"},
+        )
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValidationError(
+            f"expected a limit from 1 to {MAX_LIMIT}, got {limit}; page with offset",
+            details={"field": "limit"},
+        )
+    if offset < 0:
+        raise ValidationError(f"expected an offset >= 0, got {offset}", details={"field": "offset"})
+    if not 0 < timeout_s <= MAX_TIMEOUT_S:
+        raise ValidationError(
+            f"expected a timeout from 0 to {MAX_TIMEOUT_S:g} seconds, got {timeout_s}",
+            details={"field": "timeout_s"},
+        )
+
+
+def _execute(
+    con: duckdb.DuckDBPyConnection, sql: str, timeout_s: float
+) -> tuple[pa.Table, list[tuple[str, str]]]:
+    timer = threading.Timer(timeout_s, con.interrupt)
+    timer.daemon = True
+    timer.start()
+    try:
+        cursor = con.execute(sql)
+        columns = [(str(d[0]), str(d[1])) for d in cursor.description or []]
+        return cursor.to_arrow_table(), columns
+    except duckdb.InterruptException as exc:
+        raise QueryTimeoutError(
+            f"the query ran longer than its time limit of {timeout_s:g} s and was stopped: "
+            f"filter or aggregate earlier, or allow more time (timeout_s, at most "
+            f"{MAX_TIMEOUT_S:g})",
+            details={"timeout_s": timeout_s},
+        ) from exc
+    except duckdb.PermissionException as exc:
+        raise ValidationError(
+            f"refused by the sandbox: {exc}. Queries read the project's tables by name only",
+            details={"field": "query"},
+        ) from exc
+    except duckdb.Error as exc:
+        raise ValidationError(f"the query failed: {exc}", details={"field": "query"}) from exc
+    finally:
+        timer.cancel()

@@ -1,0 +1,203 @@
+"""Lake tables: the metadata row of each Delta table, and its events.
+
+The row is a cache of the table's Delta log (version, row count, columns) plus what only
+loopml knows (description, contract). ``loopml.data.lake`` writes the log first, then
+records the commit here; if the process dies in between, the next read reconciles the row
+from the log (``record_commit`` with ``reconciled=True``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from loopml.core.errors import AlreadyExistsError, NotFoundError
+from loopml.core.lake import ColumnInfo, LakeTable, validate_table_name
+from loopml.store import events, projects
+from loopml.store._checks import check_actor, check_text
+from loopml.store._errors import add_unique
+from loopml.store.orm import LakeTableRow
+
+MAX_DESCRIPTION = 4000
+MAX_TABLES = 10_000
+
+
+def _to_domain(row: LakeTableRow, project: str) -> LakeTable:
+    return LakeTable(
+        id=row.id,
+        project=project,
+        name=row.name,
+        description=row.description,
+        version=row.version,
+        row_count=row.row_count,
+        columns=[ColumnInfo.model_validate(c) for c in row.columns or []],
+        contract=row.contract,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _find(session: Session, project_id: str, name: str) -> LakeTableRow | None:
+    query = select(LakeTableRow).where(
+        LakeTableRow.project_id == project_id, LakeTableRow.name == name
+    )
+    return session.scalars(query).one_or_none()
+
+
+def _require(session: Session, project: str, name: str) -> LakeTableRow:
+    validate_table_name(name)
+    project_id = projects.get(session, project).id
+    row = _find(session, project_id, name)
+    if row is None:
+        raise NotFoundError(
+            f"table {name!r} not found in project {project!r}: ingest a file to create it",
+            details={"project": project, "table": name},
+        )
+    return row
+
+
+def create(
+    session: Session,
+    project: str,
+    name: str,
+    *,
+    description: str = "",
+    columns: list[ColumnInfo] | None = None,
+    actor: str,
+) -> LakeTable:
+    """Create a table's row (version -1, no data yet) and append ``table.created``.
+
+    Raises:
+        ValidationError: a bad name, description or actor.
+        NotFoundError: no such project.
+        AlreadyExistsError: the project has a table of that name.
+    """
+    validate_table_name(name)
+    check_text("description", description, max_length=MAX_DESCRIPTION, allow_empty=True)
+    check_actor(actor)
+    project_id = projects.get(session, project).id
+    exists = AlreadyExistsError(
+        f"table {name!r} already exists in project {project!r}",
+        details={"project": project, "table": name},
+    )
+    if _find(session, project_id, name) is not None:
+        raise exists
+    row = LakeTableRow(
+        project_id=project_id,
+        name=name,
+        description=description,
+        version=-1,
+        row_count=0,
+        columns=[c.model_dump() for c in columns or []],
+    )
+    add_unique(session, row, exists)
+    events.append(session, type="table.created", subject=name, project=project, actor=actor)
+    return _to_domain(row, project)
+
+
+def get(session: Session, project: str, name: str) -> LakeTable:
+    """The table ``name`` of ``project``; ``NotFoundError`` when there is none."""
+    return _to_domain(_require(session, project, name), project)
+
+
+def list_(session: Session, project: str) -> list[LakeTable]:
+    """A project's tables, by name."""
+    project_id = projects.get(session, project).id
+    query = (
+        select(LakeTableRow)
+        .where(LakeTableRow.project_id == project_id)
+        .order_by(LakeTableRow.name)
+        .limit(MAX_TABLES)
+    )
+    return [_to_domain(row, project) for row in session.scalars(query)]
+
+
+def record_commit(
+    session: Session,
+    project: str,
+    name: str,
+    *,
+    version: int,
+    row_count: int,
+    columns: list[ColumnInfo],
+    rows: int,
+    mode: str,
+    actor: str,
+    reconciled: bool = False,
+    commit_version: int | None = None,
+) -> LakeTable:
+    """Record a Delta commit on the row and append ``table.appended``.
+
+    The row is locked for the update, and an older version never replaces a newer one
+    (two writers may record their commits out of order).
+
+    Args:
+        version: the table version after the commit.
+        row_count: rows in that version.
+        columns: its schema.
+        rows: rows the commit added (the event's payload).
+        mode: ``append`` or ``overwrite`` (``reconcile`` for commits found in the log).
+        reconciled: the commit was found in the log, not made by this process.
+        commit_version: the version this commit made, for the event (``version`` if
+            omitted; later when others committed in between).
+    """
+    check_actor(actor)
+    validate_table_name(name)
+    project_id = projects.get(session, project).id
+    query = select(LakeTableRow).where(
+        LakeTableRow.project_id == project_id, LakeTableRow.name == name
+    )
+    row = session.scalars(query.with_for_update()).one_or_none()
+    if row is None:
+        raise NotFoundError(
+            f"table {name!r} not found in project {project!r}",
+            details={"project": project, "table": name},
+        )
+    if version > row.version:
+        row.version = version
+        row.row_count = row_count
+        row.columns = [c.model_dump() for c in columns]
+        session.flush()
+    made = version if commit_version is None else commit_version
+    payload: dict[str, Any] = {"rows": rows, "version": made, "mode": mode}
+    if reconciled:
+        payload["reconciled"] = True
+    events.append(
+        session, type="table.appended", subject=name, project=project, payload=payload, actor=actor
+    )
+    return _to_domain(row, project)
+
+
+def set_contract(
+    session: Session, project: str, name: str, contract: dict[str, Any] | None, *, actor: str
+) -> LakeTable:
+    """Replace a table's validation contract and append ``table.contract_updated``."""
+    check_actor(actor)
+    row = _require(session, project, name)
+    row.contract = contract
+    session.flush()
+    events.append(
+        session, type="table.contract_updated", subject=name, project=project, actor=actor
+    )
+    return _to_domain(row, project)
+
+
+def delete(session: Session, project: str, name: str, *, actor: str) -> LakeTable:
+    """Delete a table's row and append ``table.deleted``; returns what was deleted (its id
+    names the Delta folder the caller frees)."""
+    check_actor(actor)
+    row = _require(session, project, name)
+    table = _to_domain(row, project)
+    session.delete(row)
+    session.flush()
+    events.append(
+        session,
+        type="table.deleted",
+        subject=name,
+        project=project,
+        payload={"version": table.version, "rows": table.row_count},
+        actor=actor,
+    )
+    return table
