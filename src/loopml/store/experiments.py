@@ -7,7 +7,6 @@ Every function takes a ``Session`` from ``MetadataStore.session()``; creating on
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from loopml.core.errors import AlreadyExistsError, NotFoundError, ValidationError
@@ -16,7 +15,7 @@ from loopml.core.runs import Experiment, validate_experiment_name
 from loopml.core.types import Page
 from loopml.store import events
 from loopml.store._checks import check_actor, check_limit, check_text
-from loopml.store._errors import is_unique_violation
+from loopml.store._errors import add_unique
 from loopml.store.orm import ExperimentRow, ProjectRow
 
 MAX_DESCRIPTION = 4000
@@ -73,13 +72,7 @@ def create(
     if _find(session, pid, name) is not None:
         raise exists
     row = ExperimentRow(project_id=pid, name=name, description=description)
-    session.add(row)
-    try:
-        session.flush()
-    except IntegrityError as exc:
-        if is_unique_violation(exc):
-            raise exists from exc
-        raise
+    add_unique(session, row, exists)
     events.append(session, type="experiment.created", subject=name, project=project, actor=actor)
     return _to_domain(row, project)
 

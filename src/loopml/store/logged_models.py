@@ -11,7 +11,6 @@ import re
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from loopml.core.errors import AlreadyExistsError, NotFoundError, ValidationError
@@ -19,7 +18,7 @@ from loopml.core.keys import validate_key
 from loopml.core.runs import LoggedModel
 from loopml.store import runs
 from loopml.store._checks import check_text
-from loopml.store._errors import is_unique_violation
+from loopml.store._errors import add_unique
 from loopml.store.orm import LoggedModelRow
 
 MAX_JSON_BYTES = 256 * 1024
@@ -92,16 +91,11 @@ def record(
         signature=_check_json("signature", signature),
         summary=_check_json("summary", summary or {}),
     )
-    session.add(row)
-    try:
-        session.flush()
-    except IntegrityError as exc:
-        if is_unique_violation(exc):
-            raise AlreadyExistsError(
-                f"run {run_id} already logged a model at {path!r}; log it under another path",
-                details={"run_id": run_id, "path": path},
-            ) from exc
-        raise
+    taken = AlreadyExistsError(
+        f"run {run_id} already logged a model at {path!r}; log it under another path",
+        details={"run_id": run_id, "path": path},
+    )
+    add_unique(session, row, taken)
     return _to_domain(row)
 
 

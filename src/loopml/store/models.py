@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from loopml.core.errors import AlreadyExistsError, ConflictError, NotFoundError, ValidationError
@@ -28,7 +27,7 @@ from loopml.core.registry import (
 from loopml.core.types import Page
 from loopml.store import events
 from loopml.store._checks import check_actor, check_limit, check_text
-from loopml.store._errors import is_unique_violation
+from loopml.store._errors import add_unique
 from loopml.store._registry import (
     model_row,
     models_to_domain,
@@ -94,13 +93,7 @@ def create(
     if session.scalar(query) is not None:
         raise exists
     row = RegisteredModelRow(project_id=proj.id, name=name, description=description)
-    session.add(row)
-    try:
-        session.flush()
-    except IntegrityError as exc:
-        if is_unique_violation(exc):  # created by another transaction since our check
-            raise exists from exc
-        raise
+    add_unique(session, row, exists)
     session.add_all(ModelTagRow(model_id=row.id, key=k, value=v) for k, v in tags.items())
     session.flush()
     _event(session, "model.created", project, name, actor, description=description)

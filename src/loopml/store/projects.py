@@ -8,7 +8,6 @@ commit or vanish together.
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from loopml.core.errors import AlreadyExistsError, ConflictError, NotFoundError, ValidationError
@@ -16,7 +15,7 @@ from loopml.core.names import DEFAULT_PROJECT, validate_project_name
 from loopml.core.types import Page, Project
 from loopml.store import events, models
 from loopml.store._checks import check_actor, check_limit, check_text
-from loopml.store._errors import is_unique_violation
+from loopml.store._errors import add_unique
 from loopml.store.orm import ProjectRow
 
 MAX_DESCRIPTION = 4000
@@ -58,14 +57,7 @@ def create(session: Session, name: str, *, description: str = "", actor: str) ->
     if _find(session, name) is not None:
         raise exists
     row = ProjectRow(name=name, description=description)
-    session.add(row)
-    try:
-        session.flush()
-    except IntegrityError as exc:
-        # Another transaction created it between our check and our insert.
-        if is_unique_violation(exc):
-            raise exists from exc
-        raise
+    add_unique(session, row, exists)
     events.append(session, type="project.created", subject=name, project=name, actor=actor)
     return _to_domain(row)
 
