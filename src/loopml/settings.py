@@ -149,6 +149,30 @@ class TrackingSettings(_Section):
     )
 
 
+class LakeSettings(_Section):
+    """Lake table housekeeping: compaction and vacuum."""
+
+    compact_min_files: int = Field(
+        default=64,
+        ge=2,
+        le=1_000_000,
+        description="An ingest compacts its table when the table then has more than this "
+        "many small files.",
+    )
+    small_file_bytes: int = Field(
+        default=32 * _MiB,
+        ge=1,
+        description="A data file smaller than this counts as small for automatic compaction.",
+    )
+    vacuum_retention_hours: int = Field(
+        default=168,
+        ge=0,
+        le=87_600,
+        description="Default retention of `loopml tables vacuum`: files that left the table "
+        "longer ago than this are freed, except those of versions a run references.",
+    )
+
+
 class Settings(BaseSettings):
     """Every loopml setting. See docs/configuration.md for the generated reference."""
 
@@ -169,6 +193,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     client: ClientSettings = Field(default_factory=ClientSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    lake: LakeSettings = Field(default_factory=LakeSettings)
 
     @field_validator("home")
     @classmethod

@@ -7,7 +7,14 @@ from typing import Any
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from loopml.core.lake import TABLE_NAME_PATTERN, ColumnInfo, LakeTable, TableCommit
+from loopml.core.contracts import ValidationReport
+from loopml.core.lake import (
+    COLUMN_TYPE_PATTERN,
+    TABLE_NAME_PATTERN,
+    ColumnInfo,
+    LakeTable,
+    TableCommit,
+)
 
 
 def table_path() -> Any:
@@ -17,12 +24,6 @@ def table_path() -> Any:
         max_length=63,
         json_schema_extra={"pattern": TABLE_NAME_PATTERN.pattern},
     )
-
-
-COLUMN_TYPE_PATTERN = (
-    r"^(bool|u?int(8|16|32|64)|float|double|string|large_string|binary|large_binary"
-    r"|date32|date64|timestamp\[(s|ms|us|ns)\])$"
-)
 
 
 class ColumnSpec(BaseModel):
@@ -73,3 +74,10 @@ class TableHead(BaseModel):
 
     columns: list[ColumnInfo]
     rows: list[dict[str, Any]]
+
+
+class ReportPage(BaseModel):
+    """A table's validation reports, newest first; pass ``next_cursor`` for the next page."""
+
+    items: list[ValidationReport]
+    next_cursor: str | None = None

@@ -9,6 +9,7 @@ import typer
 from loopml.cli._context import state
 from loopml.cli._output import as_json, console, table, when
 from loopml.cli.artifacts import _bar
+from loopml.core.contracts import load_contract
 
 app = typer.Typer(help="List, inspect and delete a project's lake tables.", no_args_is_help=True)
 
@@ -100,6 +101,52 @@ def delete(
     console.print(f"deleted table [bold]{name}[/]")
 
 
+@app.command("compact")
+def compact(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="The table."),
+    project: str = PROJECT,
+    json_out: bool = JSON,
+) -> None:
+    """Rewrite a table's small files into large ones (a new version with the same rows)."""
+    with state(ctx).client() as client:
+        report = client.tables.compact(project, name)
+    if json_out:
+        as_json(report.model_dump(mode="json"))
+        return
+    console.print(
+        f"compacted [bold]{name}[/]: {report.files_before} files ({report.bytes_before} bytes) "
+        f"-> {report.files_after} files ({report.bytes_after} bytes), version {report.version}"
+    )
+
+
+@app.command("vacuum")
+def vacuum(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="The table."),
+    project: str = PROJECT,
+    retention_hours: int | None = typer.Option(
+        None, "--retention-hours", help="Keep files of the last N hours (server default: 168)."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Report what would be freed."),
+    json_out: bool = JSON,
+) -> None:
+    """Free the storage of old versions; versions that a run references are kept."""
+    with state(ctx).client() as client:
+        report = client.tables.vacuum(
+            project, name, retention_hours=retention_hours, dry_run=dry_run
+        )
+    if json_out:
+        as_json(report.model_dump(mode="json"))
+        return
+    verb = "would free" if report.dry_run else "freed"
+    kept = ", ".join(map(str, report.kept_versions)) or "none"
+    console.print(
+        f"{verb} {report.files_deleted} files ({report.bytes_freed} bytes) of [bold]{name}[/] "
+        f"older than {report.retention_hours} h; referenced versions kept: {kept}"
+    )
+
+
 def ingest(
     ctx: typer.Context,
     file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True),
@@ -118,3 +165,71 @@ def ingest(
         f"ingested [bold]{commit.rows_added or 0}[/] rows into {table_name} "
         f"(version {commit.version})"
     )
+
+
+contract_app = typer.Typer(help="Set, show and drop a table's validation contract.")
+app.add_typer(contract_app, name="contract", no_args_is_help=True)
+
+
+@contract_app.command("set")
+def contract_set(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="The table."),
+    file: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, readable=True, help="The contract, YAML or JSON."
+    ),
+    project: str = PROJECT,
+) -> None:
+    """Set a table's validation contract from a YAML or JSON file (read safely)."""
+    contract = load_contract(file.read_text(encoding="utf-8"))
+    with state(ctx).client() as client:
+        client.tables.set_contract(project, name, contract)
+    console.print(f"contract of [bold]{name}[/] set (on_fail: {contract.on_fail})")
+
+
+@contract_app.command("show")
+def contract_show(
+    ctx: typer.Context, name: str = typer.Argument(..., help="The table."), project: str = PROJECT
+) -> None:
+    """Print a table's validation contract as JSON."""
+    with state(ctx).client() as client:
+        contract = client.tables.get_contract(project, name)
+    as_json(contract.model_dump(mode="json", exclude_none=True))
+
+
+@contract_app.command("delete")
+def contract_delete(
+    ctx: typer.Context, name: str = typer.Argument(..., help="The table."), project: str = PROJECT
+) -> None:
+    """Drop a table's validation contract: appends are no longer checked."""
+    with state(ctx).client() as client:
+        client.tables.delete_contract(project, name)
+    console.print(f"contract of [bold]{name}[/] dropped")
+
+
+@app.command("reports")
+def reports(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="The table."),
+    limit: int = typer.Option(20, "--limit", "-n", help="How many (at most 1000)."),
+    project: str = PROJECT,
+    json_out: bool = JSON,
+) -> None:
+    """List a table's validation reports, newest first."""
+    with state(ctx).client() as client:
+        page = client.tables.reports(project, name, limit=limit)
+    if json_out:
+        as_json([r.model_dump(mode="json") for r in page.items])
+        return
+    rows = [
+        (
+            when(r.created_at),
+            "passed" if r.passed else f"failed ({r.on_fail})",
+            r.rows_checked,
+            r.rows_failed,
+            "" if r.version is None else r.version,
+            ", ".join(sorted({f"{f.column}:{f.rule}" if f.column else f.rule for f in r.failures})),
+        )
+        for r in page.items
+    ]
+    table(None, ["time", "result", "rows", "failed", "version", "rules"], rows)

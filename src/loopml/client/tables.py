@@ -10,7 +10,10 @@ from urllib.parse import quote
 
 from loopml.client._http import Http, segment
 from loopml.client.artifacts import Progress, _file_chunks
+from loopml.core.contracts import Contract, ValidationReport, load_contract, parse_contract
+from loopml.core.housekeeping import CompactReport, VacuumReport
 from loopml.core.lake import LakeTable, TableCommit
+from loopml.core.types import Page
 
 _MEDIA_TYPES = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
 
@@ -23,7 +26,7 @@ def _path(project: str, table: str = "", tail: str = "") -> str:
 
 
 class Tables:
-    """``client.tables``: list, show, head, history, delete and ingest files."""
+    """``client.tables``: list, show, head, history, delete, ingest files, and housekeeping."""
 
     def __init__(self, http: Http) -> None:
         self._http = http
@@ -104,3 +107,63 @@ class Tables:
                 headers=headers,
             )
         return TableCommit.model_validate(data)
+
+    def compact(self, project: str, table: str) -> CompactReport:
+        """Rewrite a table's small files into large ones (a new version, the same rows)."""
+        data = self._http.json("POST", _path(project, table, "compact"))
+        return CompactReport.model_validate(data)
+
+    def vacuum(
+        self,
+        project: str,
+        table: str,
+        *,
+        retention_hours: int | None = None,
+        dry_run: bool = False,
+    ) -> VacuumReport:
+        """Free the files of versions older than the retention (the server's default when
+        ``None``); versions that a run references keep theirs."""
+        params: dict[str, Any] = {"dry_run": dry_run}
+        if retention_hours is not None:
+            params["retention_hours"] = retention_hours
+        data = self._http.json("POST", _path(project, table, "vacuum"), params=params)
+        return VacuumReport.model_validate(data)
+
+    def set_contract(
+        self, project: str, table: str, contract: Contract | dict[str, Any] | str | Path
+    ) -> Contract:
+        """Replace a table's validation contract.
+
+        Args:
+            contract: a ``Contract``, its dict, YAML/JSON text, or a ``Path`` to a ``.yaml``
+                or ``.json`` file (read with YAML's safe loader: no tags run code).
+
+        Raises:
+            ValidationError: an invalid contract (checked here first), a regex RE2 refuses,
+                or a quarantine contract whose ``<table>__rejected`` name is too long.
+        """
+        if isinstance(contract, Path):
+            contract = load_contract(contract.read_text(encoding="utf-8"))
+        elif isinstance(contract, str):
+            contract = load_contract(contract)
+        elif isinstance(contract, dict):
+            contract = parse_contract(contract)
+        body = contract.model_dump(mode="json", exclude_none=True)
+        data = self._http.json("PUT", _path(project, table, "contract"), json=body)
+        return Contract.model_validate(data)
+
+    def get_contract(self, project: str, table: str) -> Contract:
+        """A table's validation contract (``NotFoundError`` when it has none)."""
+        return Contract.model_validate(self._http.json("GET", _path(project, table, "contract")))
+
+    def delete_contract(self, project: str, table: str) -> None:
+        """Drop a table's validation contract."""
+        self._http.request("DELETE", _path(project, table, "contract"))
+
+    def reports(
+        self, project: str, table: str, *, limit: int = 100, cursor: str | None = None
+    ) -> Page[ValidationReport]:
+        """A table's validation reports, newest first; pass ``next_cursor`` for more."""
+        params: dict[str, Any] = {"limit": limit, **({"cursor": cursor} if cursor else {})}
+        data = self._http.json("GET", _path(project, table, "reports"), params=params)
+        return Page[ValidationReport].model_validate(data)

@@ -15,6 +15,11 @@ from pydantic import BaseModel, ConfigDict
 from loopml.core.errors import ValidationError
 
 TABLE_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+COLUMN_TYPE_PATTERN = (
+    r"^(bool|u?int(8|16|32|64)|float|double|string|large_string|binary|large_binary"
+    r"|date32|date64|timestamp\[(s|ms|us|ns)\])$"
+)
+"""The Arrow types a column may be declared with (by name, as ``pa.type_for_alias`` reads)."""
 
 WriteMode = Literal["append", "overwrite"]
 WRITE_MODES: tuple[WriteMode, ...] = ("append", "overwrite")

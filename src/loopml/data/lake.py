@@ -27,8 +27,9 @@ from loopml.core.lake import (
     validate_table_name,
     validate_write_mode,
 )
-from loopml.data import _delta, _tables
+from loopml.data import _delta, _guarded, _tables, housekeeping
 from loopml.data._schema import cast_batches, check_names, plan_cast, unreadable
+from loopml.settings import LakeSettings
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore, lake_tables, projects
 
@@ -110,7 +111,11 @@ def read_dataset(
         return ds.dataset(schema.empty_table())
     dt = open_delta(store, artifacts, project, table, version)
     with _delta.delta_errors("reading the table"):
-        return dt.to_pyarrow_dataset()
+        dataset = dt.to_pyarrow_dataset()
+    latest = _delta.open_table(loc) if version is not None else None
+    if latest is not None and version is not None and version < latest.version():
+        housekeeping.check_readable(table, version, dataset, latest)
+    return dataset
 
 
 def create_table(
@@ -148,30 +153,66 @@ def ingest_arrow(
     mode: WriteMode = "append",
     create: bool = True,
     actor: str,
+    lake_settings: LakeSettings | None = None,
 ) -> TableCommit:
     """Write ``data`` to a table as one Delta commit and emit ``table.appended``.
 
     The first write creates the table and fixes its schema; later appends must match it,
     after safe casts (see ``loopml.data._schema``). ``overwrite`` replaces rows and schema.
+    A table with a validation contract checks the batch first (``loopml.data._guarded``):
+    ``reject`` refuses it whole, ``quarantine`` lands its good rows and writes the bad ones
+    to ``<table>__rejected``; either way a report is stored.
 
     Args:
         data: the rows; a reader is streamed, never loaded whole.
         mode: ``append`` or ``overwrite``.
         create: create the table if it does not exist (else ``NotFoundError``).
         actor: who wrote, for the event.
+        lake_settings: with them, compact the table afterwards when it has too many small
+            files (see ``loopml.data.housekeeping``); without, never.
 
     Returns:
         The commit (its version and the rows it added).
 
     Raises:
-        ValidationError: a bad name or mode, or data that does not fit the schema
-            (``details.columns`` names each column with expected and found types and rows).
+        ValidationError: a bad name or mode, data that does not fit the schema
+            (``details.columns`` names each column with expected and found types and rows),
+            or a batch that failed a ``reject`` contract (``details.report``).
         NotFoundError: no such project, or no such table and ``create`` is false.
         ConflictError: a concurrent writer conflicted; retry.
     """
     validate_table_name(table)
     mode = validate_write_mode(mode)
     _tables.ensure_row(store, project, table, create, actor)
+    with store.session() as session:
+        row = lake_tables.get(session, project, table)
+    if row.contract is None:
+        return _write(store, artifacts, project, table, data, mode, actor, lake_settings)
+
+    def write(name: str, rows: pa.Table, how: WriteMode) -> TableCommit:
+        _tables.ensure_row(store, project, name, True, actor)
+        return _write(store, artifacts, project, name, rows, how, actor, lake_settings)
+
+    def existing(column: str) -> pa.ChunkedArray | None:
+        dataset = read_dataset(store, artifacts, project, table)
+        if column not in dataset.schema.names:
+            return None
+        with _delta.delta_errors("reading the table"):
+            return dataset.to_table(columns=[column]).column(column)
+
+    return _guarded.ingest(store, row, data, mode=mode, actor=actor, write=write, existing=existing)
+
+
+def _write(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    project: str,
+    table: str,
+    data: pa.Table | pa.RecordBatchReader,
+    mode: WriteMode,
+    actor: str,
+    lake_settings: LakeSettings | None,
+) -> TableCommit:
     row, loc = _tables.locate(store, artifacts, project, table)
     dt = _delta.open_table(loc)
     if dt is not None:
@@ -195,7 +236,10 @@ def ingest_arrow(
         if failures:
             raise failures[0] from None
         raise
-    return _tables.record(store, row, loc, commit_id, mode, actor)
+    commit = _tables.record(store, row, loc, commit_id, mode, actor)
+    if lake_settings is not None:
+        housekeeping.maybe_compact(store, artifacts, project, table, lake_settings, actor=actor)
+    return commit
 
 
 def history(

@@ -17,4 +17,5 @@ from loopml.store import run_cleanup as run_cleanup
 from loopml.store import run_logs as run_logs
 from loopml.store import run_search as run_search
 from loopml.store import runs as runs
+from loopml.store import validation_reports as validation_reports
 from loopml.store.db import MetadataStore as MetadataStore

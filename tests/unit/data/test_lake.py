@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -14,33 +13,10 @@ from deltalake import write_deltalake
 from loopml.core import layout
 from loopml.core.errors import NotFoundError, ValidationError
 from loopml.data import files, lake
-from loopml.storage import ArtifactStore, LocalArtifactStore, S3ArtifactStore
+from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore, events, projects
 
 ACTOR = "tester"
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[MetadataStore]:
-    metadata = MetadataStore(database_url)
-    metadata.upgrade()
-    yield metadata
-    metadata.dispose()
-
-
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
-def artifacts(request: pytest.FixtureRequest, tmp_path: Path) -> ArtifactStore:
-    if request.param == "local":
-        return LocalArtifactStore(tmp_path / "artifacts")
-    endpoint = request.getfixturevalue("s3_endpoint")
-    bucket = request.getfixturevalue("s3_bucket")
-    return S3ArtifactStore(
-        bucket,
-        "root",
-        endpoint_url=endpoint,
-        access_key_id="testing",
-        secret_access_key="testing",
-    )
 
 
 def _ingest(store: MetadataStore, artifacts: ArtifactStore, data: pa.Table, **kw: object):  # type: ignore[no-untyped-def]

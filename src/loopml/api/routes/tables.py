@@ -8,8 +8,17 @@ from fastapi import APIRouter, Header, Query, Request, Response
 
 from loopml.api.context import Actor, Ctx
 from loopml.api.schemas import ERROR_RESPONSES, project_path
-from loopml.api.schemas_data import TableCreate, TableHead, TableHistory, TableList, table_path
+from loopml.api.schemas_data import (
+    ReportPage,
+    TableCreate,
+    TableHead,
+    TableHistory,
+    TableList,
+    table_path,
+)
 from loopml.api.services import tables
+from loopml.core.contracts import Contract
+from loopml.core.housekeeping import MAX_RETENTION_HOURS, CompactReport, VacuumReport
 from loopml.core.lake import LakeTable, TableCommit
 
 PREFIX = "/api/v1/projects/{project}/tables"
@@ -83,6 +92,48 @@ def table_head(
     return tables.head(ctx, project, table, n)
 
 
+@router.put("/{table}/contract")
+def set_contract(
+    body: Contract, ctx: Ctx, actor: Actor, project: str = PROJECT, table: str = TABLE
+) -> Contract:
+    """Replace the table's validation contract, checked on every append from now on.
+
+    Regexes must compile in RE2; a ``quarantine`` contract needs ``<table>__rejected`` to
+    be a valid table name (at most 63 characters).
+    """
+    return tables.set_contract(ctx, project, table, body, actor)
+
+
+@router.get("/{table}/contract")
+def get_contract(ctx: Ctx, project: str = PROJECT, table: str = TABLE) -> Contract:
+    """The table's validation contract (404 when it has none)."""
+    return tables.get_contract(ctx, project, table)
+
+
+@router.delete("/{table}/contract", status_code=204)
+def delete_contract(ctx: Ctx, actor: Actor, project: str = PROJECT, table: str = TABLE) -> Response:
+    """Drop the table's validation contract: appends are no longer checked."""
+    tables.delete_contract(ctx, project, table, actor)
+    return Response(status_code=204)
+
+
+@router.get("/{table}/reports")
+def list_reports(
+    ctx: Ctx,
+    project: str = PROJECT,
+    table: str = TABLE,
+    limit: int = Query(default=100, ge=1, le=1000),
+    cursor: str | None = Query(
+        default=None,
+        max_length=50,
+        pattern=r"^[0-9]{1,17}-[0-9a-f]{32}$",
+        description="The next_cursor of the previous page.",
+    ),
+) -> ReportPage:
+    """The table's validation reports (one per checked batch), newest first."""
+    return tables.reports(ctx, project, table, limit, cursor)
+
+
 @router.post("/{table}/files", status_code=201, openapi_extra=_RAW_BODY)
 async def ingest_file(
     request: Request,
@@ -112,3 +163,30 @@ async def ingest_file(
         content_type=request.headers.get("content-type"),
         actor=actor,
     )
+
+
+@router.post("/{table}/compact")
+def compact_table(
+    ctx: Ctx, actor: Actor, project: str = PROJECT, table: str = TABLE
+) -> CompactReport:
+    """Rewrite the table's small files into large ones, as a new version with the same rows."""
+    return tables.compact(ctx, project, table, actor)
+
+
+@router.post("/{table}/vacuum")
+def vacuum_table(
+    ctx: Ctx,
+    actor: Actor,
+    project: str = PROJECT,
+    table: str = TABLE,
+    retention_hours: int | None = Query(
+        default=None,
+        ge=0,
+        le=MAX_RETENTION_HOURS,
+        description="Free files that left the table longer ago than this; by default "
+        "`lake.vacuum_retention_hours`. Versions that a run references keep their files.",
+    ),
+    dry_run: bool = Query(default=False, description="Report what would be freed; free nothing."),
+) -> VacuumReport:
+    """Free the storage of old versions beyond the retention, except referenced versions."""
+    return tables.vacuum(ctx, project, table, retention_hours, dry_run, actor)

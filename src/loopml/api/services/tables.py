@@ -10,12 +10,14 @@ import anyio.to_thread
 import pyarrow as pa
 
 from loopml.api.context import AppContext
-from loopml.api.schemas_data import TableHead
+from loopml.api.schemas_data import ReportPage, TableHead
 from loopml.api.streaming import blocking_chunks
+from loopml.core.contracts import Contract
+from loopml.core.housekeeping import CompactReport, VacuumReport
 from loopml.core.lake import ColumnInfo, LakeTable, TableCommit, validate_table_name
 from loopml.core.lake import validate_write_mode as validate_mode
 from loopml.core.names import validate_project_name
-from loopml.data import files, lake
+from loopml.data import files, housekeeping, lake, validation
 from loopml.data._schema import columns_of
 
 _FILENAME = re.compile(r"""filename\*?=(?:UTF-8'')?"?([^";]{1,255})""", re.IGNORECASE)
@@ -55,7 +57,14 @@ async def ingest_upload(
         with files.spool(blocking_chunks(body), spool_folder(ctx), limit) as path:
             reader = files.read_upload(path, fmt)
             return lake.ingest_arrow(
-                ctx.store, ctx.artifacts, project, table, reader, mode=write_mode, actor=actor
+                ctx.store,
+                ctx.artifacts,
+                project,
+                table,
+                reader,
+                mode=write_mode,
+                actor=actor,
+                lake_settings=ctx.settings.lake,
             )
 
     return await anyio.to_thread.run_sync(work)
@@ -117,3 +126,54 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
 def delete(ctx: AppContext, project: str, table: str, actor: str) -> None:
     """Delete a table and free its files (emits ``table.deleted``)."""
     lake.delete_table(ctx.store, ctx.artifacts, project, table, actor=actor)
+
+
+def compact(ctx: AppContext, project: str, table: str, actor: str) -> CompactReport:
+    """Compact a table's small files (emits ``table.compacted``)."""
+    return housekeeping.compact(ctx.store, ctx.artifacts, project, table, actor=actor)
+
+
+def vacuum(
+    ctx: AppContext,
+    project: str,
+    table: str,
+    retention_hours: int | None,
+    dry_run: bool,
+    actor: str,
+) -> VacuumReport:
+    """Free old versions' files, keeping referenced versions (emits ``table.vacuumed``)."""
+    hours = ctx.settings.lake.vacuum_retention_hours if retention_hours is None else retention_hours
+    return housekeeping.vacuum(
+        ctx.store,
+        ctx.artifacts,
+        project,
+        table,
+        retention_hours=hours,
+        dry_run=dry_run,
+        actor=actor,
+    )
+
+
+def set_contract(
+    ctx: AppContext, project: str, table: str, contract: Contract, actor: str
+) -> Contract:
+    """Replace a table's validation contract (emits ``table.contract_updated``)."""
+    return validation.set_contract(ctx.store, project, table, contract, actor=actor)
+
+
+def get_contract(ctx: AppContext, project: str, table: str) -> Contract:
+    """A table's validation contract; 404 when it has none."""
+    return validation.get_contract(ctx.store, project, table)
+
+
+def delete_contract(ctx: AppContext, project: str, table: str, actor: str) -> None:
+    """Drop a table's validation contract."""
+    validation.delete_contract(ctx.store, project, table, actor=actor)
+
+
+def reports(
+    ctx: AppContext, project: str, table: str, limit: int, cursor: str | None
+) -> ReportPage:
+    """A table's validation reports, newest first."""
+    page = validation.reports(ctx.store, project, table, limit=limit, cursor=cursor)
+    return ReportPage(items=page.items, next_cursor=page.next_cursor)

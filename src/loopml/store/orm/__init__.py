@@ -19,3 +19,4 @@ from loopml.store.orm.tracking import ParamRow as ParamRow
 from loopml.store.orm.tracking import RunInputRow as RunInputRow
 from loopml.store.orm.tracking import RunRow as RunRow
 from loopml.store.orm.tracking import RunTagRow as RunTagRow
+from loopml.store.orm.validation import ValidationReportRow as ValidationReportRow

@@ -1,0 +1,73 @@
+"""Lake table housekeeping in the metadata DB: which versions are referenced, and the
+commits that compaction and vacuum add to a table's log.
+
+A run references a table version through its inputs: ``kind='table'`` and
+``ref='<project>/<table>@<version>'`` (``loopml.core.housekeeping.table_ref``). Vacuum
+never frees the files of a referenced version. Dataset snapshots (and model lineage) will
+add their references to ``referencing_runs`` when they exist.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from loopml.core.errors import NotFoundError
+from loopml.core.housekeeping import TABLE_INPUT_KIND
+from loopml.core.lake import validate_table_name
+from loopml.store import events, projects
+from loopml.store._checks import check_actor
+from loopml.store.orm import LakeTableRow, RunInputRow
+
+
+def referencing_runs(session: Session, project: str, table: str) -> dict[int, list[str]]:
+    """The versions of a table that runs consumed, each with the ids of those runs.
+
+    A ``ref`` whose version is not a number is not a reference to a version and is skipped.
+    """
+    prefix = f"{project}/{table}@"
+    query = select(RunInputRow.run_id, RunInputRow.ref).where(
+        RunInputRow.kind == TABLE_INPUT_KIND,
+        RunInputRow.ref.startswith(prefix, autoescape=True),
+    )
+    found: dict[int, list[str]] = {}
+    for run_id, ref in session.execute(query).tuples():
+        tail = ref[len(prefix) :]
+        if tail.isdigit():
+            found.setdefault(int(tail), []).append(run_id)
+    return found
+
+
+def record_housekeeping(
+    session: Session,
+    project: str,
+    name: str,
+    *,
+    version: int,
+    event: str,
+    payload: dict[str, Any],
+    actor: str,
+) -> None:
+    """Record the table version after a housekeeping commit and append its ``event``.
+
+    Housekeeping changes no rows, so only the version moves (never backwards); the event is
+    ``table.compacted`` or ``table.vacuumed``.
+    """
+    check_actor(actor)
+    validate_table_name(name)
+    project_id = projects.get(session, project).id
+    query = select(LakeTableRow).where(
+        LakeTableRow.project_id == project_id, LakeTableRow.name == name
+    )
+    row = session.scalars(query.with_for_update()).one_or_none()
+    if row is None:
+        raise NotFoundError(
+            f"table {name!r} not found in project {project!r}",
+            details={"project": project, "table": name},
+        )
+    if version > row.version:
+        row.version = version
+        session.flush()
+    events.append(session, type=event, subject=name, project=project, payload=payload, actor=actor)

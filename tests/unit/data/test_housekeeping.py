@@ -1,0 +1,139 @@
+"""Compaction and vacuum on real Delta tables: local folder and S3, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from loopml.core import layout
+from loopml.core.errors import NotFoundError, ValidationError
+from loopml.core.housekeeping import TABLE_INPUT_KIND, table_ref
+from loopml.core.runs import LogBatch, RunInput
+from loopml.data import housekeeping, lake
+from loopml.settings import LakeSettings
+from loopml.storage import ArtifactStore
+from loopml.store import MetadataStore, events, experiments, projects, run_logs, runs
+
+ACTOR = "tester"
+
+
+def _append(store: MetadataStore, artifacts: ArtifactStore, n: int, **kw: object) -> None:
+    for i in range(n):
+        data = pa.table({"id": [2 * i, 2 * i + 1], "name": [f"r{i}", f"s{i}"]})
+        lake.ingest_arrow(store, artifacts, "default", "sales", data, actor=ACTOR, **kw)  # type: ignore[arg-type]
+
+
+def _stored(store: MetadataStore, artifacts: ArtifactStore) -> tuple[int, int]:
+    """Data files and their bytes in the table's folder, as the storage lists them."""
+    with store.session() as session:
+        project_id = projects.get(session, "default").id
+    table_id = lake.get_table(store, artifacts, "default", "sales").id
+    found = [
+        o
+        for o in artifacts.list(layout.lake_table_prefix(project_id, table_id))
+        if o.key.endswith(".parquet")
+    ]
+    return len(found), sum(o.size for o in found)
+
+
+def _rows(store: MetadataStore, artifacts: ArtifactStore, version: int | None = None) -> list[int]:
+    dataset = lake.read_dataset(store, artifacts, "default", "sales", version)
+    return sorted(dataset.to_table().column("id").to_pylist())
+
+
+def _event_types(store: MetadataStore) -> list[str]:
+    with store.session() as session:
+        return [e.type for e in events.list_(session, type="table.*").items]
+
+
+def test_compaction_reduces_files_and_keeps_the_rows(
+    store: MetadataStore, artifacts: ArtifactStore
+) -> None:
+    _append(store, artifacts, 4)
+    before = _rows(store, artifacts)
+    report = housekeeping.compact(store, artifacts, "default", "sales", actor=ACTOR)
+    assert (report.files_before, report.files_after, report.version) == (4, 1, 4)
+    assert _rows(store, artifacts) == before == list(range(8))
+    assert lake.get_table(store, artifacts, "default", "sales").version == 4
+    assert _rows(store, artifacts, version=2) == list(range(6))
+    assert _event_types(store)[-1] == "table.compacted"
+
+
+def test_vacuum_frees_old_versions_and_a_dry_run_frees_nothing(
+    store: MetadataStore, artifacts: ArtifactStore
+) -> None:
+    _append(store, artifacts, 3)
+    housekeeping.compact(store, artifacts, "default", "sales", actor=ACTOR)
+    files, size = _stored(store, artifacts)
+    assert files == 4
+    dry = housekeeping.vacuum(
+        store, artifacts, "default", "sales", retention_hours=0, dry_run=True, actor=ACTOR
+    )
+    assert (dry.files_deleted, dry.dry_run) == (3, True)
+    assert dry.bytes_freed > 0
+    assert _stored(store, artifacts) == (files, size)
+    done = housekeeping.vacuum(
+        store, artifacts, "default", "sales", retention_hours=0, dry_run=False, actor=ACTOR
+    )
+    assert done.files_deleted == 3
+    assert _stored(store, artifacts) == (1, size - done.bytes_freed)
+    assert _rows(store, artifacts) == list(range(6))
+    with pytest.raises(NotFoundError, match="vacuum freed its files"):
+        _rows(store, artifacts, version=1)
+    assert _event_types(store)[-2:] == ["table.vacuumed", "table.vacuumed"]
+    assert lake.get_table(store, artifacts, "default", "sales").row_count == 6
+
+
+def test_a_long_retention_frees_nothing(store: MetadataStore, artifacts: ArtifactStore) -> None:
+    _append(store, artifacts, 2)
+    housekeeping.compact(store, artifacts, "default", "sales", actor=ACTOR)
+    report = housekeeping.vacuum(
+        store, artifacts, "default", "sales", retention_hours=168, dry_run=False, actor=ACTOR
+    )
+    assert report.files_deleted == 0
+    assert _rows(store, artifacts, version=0) == [0, 1]
+
+
+def test_a_version_a_run_references_stays_readable_after_vacuum(
+    store: MetadataStore, artifacts: ArtifactStore
+) -> None:
+    _append(store, artifacts, 3)
+    with store.session() as session:
+        experiments.create(session, "default", "exp", actor=ACTOR)
+        run = runs.create(session, "default", "exp", heartbeat_timeout_s=60, actor=ACTOR)
+        ref = RunInput(kind=TABLE_INPUT_KIND, ref=table_ref("default", "sales", 1))
+        run_logs.log_batch(session, "default", run.id, LogBatch(inputs=[ref]))
+    assert housekeeping.referenced_versions(store, "default", "sales") == {1}
+    housekeeping.compact(store, artifacts, "default", "sales", actor=ACTOR)
+    report = housekeeping.vacuum(
+        store, artifacts, "default", "sales", retention_hours=0, dry_run=False, actor=ACTOR
+    )
+    assert (report.kept_versions, report.files_deleted) == ([1], 1)
+    assert _rows(store, artifacts, version=1) == [0, 1, 2, 3]
+    with pytest.raises(NotFoundError):
+        _rows(store, artifacts, version=2)
+
+
+def test_ingest_compacts_past_the_small_file_threshold(
+    store: MetadataStore, artifacts: ArtifactStore
+) -> None:
+    policy = LakeSettings(compact_min_files=3, small_file_bytes=1024 * 1024)
+    _append(store, artifacts, 3, lake_settings=policy)
+    assert "table.compacted" not in _event_types(store)
+    _append(store, artifacts, 1, lake_settings=policy)
+    assert _event_types(store)[-1] == "table.compacted"
+    assert _rows(store, artifacts) == [0, 0, 1, 1, 2, 3, 4, 5]
+    table = lake.get_table(store, artifacts, "default", "sales")
+    assert (table.version, table.row_count) == (4, 8)
+
+
+def test_bad_retention_and_a_table_without_data_are_refused(
+    store: MetadataStore, artifacts: ArtifactStore
+) -> None:
+    lake.create_table(store, artifacts, "default", "sales", actor=ACTOR)
+    with pytest.raises(NotFoundError, match="no data yet"):
+        housekeeping.compact(store, artifacts, "default", "sales", actor=ACTOR)
+    with pytest.raises(ValidationError, match="retention_hours"):
+        housekeeping.vacuum(
+            store, artifacts, "default", "sales", retention_hours=-1, dry_run=True, actor=ACTOR
+        )
