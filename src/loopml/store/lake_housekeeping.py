@@ -14,12 +14,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from loopml.core.errors import NotFoundError
 from loopml.core.housekeeping import TABLE_INPUT_KIND
-from loopml.core.lake import validate_table_name
-from loopml.store import events, projects
+from loopml.store import events, lake_tables
 from loopml.store._checks import check_actor
-from loopml.store.orm import LakeTableRow, RunInputRow
+from loopml.store.orm import RunInputRow
 
 
 def referencing_runs(session: Session, project: str, table: str) -> dict[int, list[str]]:
@@ -56,17 +54,7 @@ def record_housekeeping(
     ``table.compacted`` or ``table.vacuumed``.
     """
     check_actor(actor)
-    validate_table_name(name)
-    project_id = projects.get(session, project).id
-    query = select(LakeTableRow).where(
-        LakeTableRow.project_id == project_id, LakeTableRow.name == name
-    )
-    row = session.scalars(query.with_for_update()).one_or_none()
-    if row is None:
-        raise NotFoundError(
-            f"table {name!r} not found in project {project!r}",
-            details={"project": project, "table": name},
-        )
+    row = lake_tables.locked_row(session, project, name)
     if version > row.version:
         row.version = version
         session.flush()

@@ -97,6 +97,22 @@ def create(
     return _to_domain(row, project)
 
 
+def locked_row(session: Session, project: str, name: str) -> LakeTableRow:
+    """The table's row, locked for update until the transaction ends; ``NotFoundError``."""
+    validate_table_name(name)
+    project_id = projects.get(session, project).id
+    query = select(LakeTableRow).where(
+        LakeTableRow.project_id == project_id, LakeTableRow.name == name
+    )
+    row = session.scalars(query.with_for_update()).one_or_none()
+    if row is None:
+        raise NotFoundError(
+            f"table {name!r} not found in project {project!r}",
+            details={"project": project, "table": name},
+        )
+    return row
+
+
 def get(session: Session, project: str, name: str) -> LakeTable:
     """The table ``name`` of ``project``; ``NotFoundError`` when there is none."""
     return _to_domain(_require(session, project, name), project)
@@ -144,17 +160,7 @@ def record_commit(
             omitted; later when others committed in between).
     """
     check_actor(actor)
-    validate_table_name(name)
-    project_id = projects.get(session, project).id
-    query = select(LakeTableRow).where(
-        LakeTableRow.project_id == project_id, LakeTableRow.name == name
-    )
-    row = session.scalars(query.with_for_update()).one_or_none()
-    if row is None:
-        raise NotFoundError(
-            f"table {name!r} not found in project {project!r}",
-            details={"project": project, "table": name},
-        )
+    row = locked_row(session, project, name)
     if version > row.version:
         row.version = version
         row.row_count = row_count
