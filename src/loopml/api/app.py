@@ -18,6 +18,7 @@ from loopml.api.errors import install_error_handlers
 from loopml.api.guard import GuardConfig, RequestGuardMiddleware
 from loopml.api.routes import (
     artifacts,
+    datasets,
     events,
     experiments,
     health,
@@ -26,6 +27,7 @@ from loopml.api.routes import (
     runs,
     sql,
     tables,
+    transforms,
 )
 from loopml.api.services.maintenance import run_maintenance
 from loopml.settings import Settings
@@ -95,7 +97,19 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     )
     app.state.ctx = ctx
     install_error_handlers(app)
-    for module in (health, projects, events, artifacts, experiments, runs, models, sql, tables):
+    for module in (
+        health,
+        projects,
+        events,
+        artifacts,
+        experiments,
+        runs,
+        models,
+        sql,
+        tables,
+        datasets,
+        transforms,
+    ):
         app.include_router(module.router)
     hosts = {h.lower() for h in settings.server.allowed_hosts} | {settings.server.host.lower()}
     app.add_middleware(

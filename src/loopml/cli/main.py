@@ -7,7 +7,19 @@ import traceback
 
 import typer
 
-from loopml.cli import artifacts, db, events, models, projects, runs, server, sql, tables
+from loopml.cli import (
+    artifacts,
+    datasets,
+    db,
+    events,
+    models,
+    projects,
+    runs,
+    server,
+    sql,
+    tables,
+    transforms,
+)
 from loopml.cli._context import CliState
 
 app = typer.Typer(
@@ -24,6 +36,8 @@ app.add_typer(db.app, name="db")
 app.add_typer(runs.app, name="runs")
 app.add_typer(models.app, name="models")
 app.add_typer(tables.app, name="tables")
+app.add_typer(datasets.app, name="datasets")
+app.add_typer(transforms.app, name="transforms")
 app.command("up")(server.up)
 app.command("ingest")(tables.ingest)
 app.command("events")(events.events)

@@ -9,6 +9,7 @@ import httpx
 
 from loopml.client._http import Http
 from loopml.client.artifacts import Artifacts
+from loopml.client.datasets import Datasets
 from loopml.client.events import Events
 from loopml.client.experiments import Experiments
 from loopml.client.models import Models
@@ -16,6 +17,7 @@ from loopml.client.projects import Projects
 from loopml.client.runs import Runs
 from loopml.client.sql import Sql
 from loopml.client.tables import Tables
+from loopml.client.transforms import Transforms
 from loopml.core.errors import ServiceUnavailableError, error_from_body
 
 DEFAULT_URL = "http://127.0.0.1:8765"
@@ -51,6 +53,8 @@ class Client:
         self.models = Models(self._http)
         self.tables = Tables(self._http)
         self.sql = Sql(self._http)
+        self.datasets = Datasets(self._http)
+        self.transforms = Transforms(self._http)
 
     @property
     def url(self) -> str:

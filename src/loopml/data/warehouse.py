@@ -46,6 +46,7 @@ __all__ = [
     "TableRef",
     "TableResolver",
     "WarehouseLimits",
+    "query_all",
     "rewrite_versions",
     "run_query",
 ]
@@ -150,6 +151,47 @@ def run_query(
         tables=sorted(ref.alias for ref in refs),
         elapsed_s=elapsed,
     )
+
+
+def query_all(
+    sql: str,
+    resolve: TableResolver,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_bytes: int = 2 * 1024**3,
+    limits: WarehouseLimits | None = None,
+) -> tuple[pa.Table, list[TableRef]]:
+    """Run one read-only ``SELECT`` and return all of its rows, with the tables it read.
+
+    For materializing (dataset snapshots, transforms), not for answering people: there is
+    no row limit, only ``max_bytes`` on the result.
+
+    Raises:
+        ValidationError: the query was refused or failed, or its result is over
+            ``max_bytes``.
+        NotFoundError: a referenced table (or version) does not exist.
+        QueryTimeoutError: it ran longer than ``timeout_s``.
+    """
+    limits = limits or WarehouseLimits()
+    _check_arguments(sql, 1, 0, timeout_s)
+    sql = rewrite_versions(sql)
+    con = open_connection(limits.sandbox)
+    try:
+        body = single_select(con, sql)
+        wrapped = f"SELECT * FROM (\n{body}\n) AS _loopml_all"  # noqa: S608
+        refs = check_query(con, wrapped)
+        for ref in refs:
+            con.register(ref.alias, resolve(ref.name, ref.version))
+        table, _ = _execute(con, wrapped, timeout_s)
+    finally:
+        con.close()
+    if table.nbytes > max_bytes:
+        raise ValidationError(
+            f"the query's result is {table.nbytes} bytes, over the limit of {max_bytes}: "
+            "select fewer rows or columns",
+            details={"limit_bytes": max_bytes},
+        )
+    return table, refs
 
 
 def _check_arguments(sql: str, limit: int, offset: int, timeout_s: float) -> None:

@@ -4,8 +4,10 @@ Repositories take a ``Session`` from ``MetadataStore.session()`` and return core
 objects; ORM rows never leave this package.
 """
 
+from loopml.store import datasets as datasets
 from loopml.store import events as events
 from loopml.store import experiments as experiments
+from loopml.store import ingest_keys as ingest_keys
 from loopml.store import lake_tables as lake_tables
 from loopml.store import lineage as lineage
 from loopml.store import logged_models as logged_models
@@ -17,5 +19,6 @@ from loopml.store import run_cleanup as run_cleanup
 from loopml.store import run_logs as run_logs
 from loopml.store import run_search as run_search
 from loopml.store import runs as runs
+from loopml.store import transforms as transforms
 from loopml.store import validation_reports as validation_reports
 from loopml.store.db import MetadataStore as MetadataStore

@@ -3,6 +3,11 @@
 from loopml.store.orm.base import Base as Base
 from loopml.store.orm.base import EntityMixin as EntityMixin
 from loopml.store.orm.base import UTCDateTime as UTCDateTime
+from loopml.store.orm.datasets import DatasetRow as DatasetRow
+from loopml.store.orm.datasets import DatasetVersionRow as DatasetVersionRow
+from loopml.store.orm.datasets import IngestKeyRow as IngestKeyRow
+from loopml.store.orm.datasets import TransformRow as TransformRow
+from loopml.store.orm.datasets import TransformRunRow as TransformRunRow
 from loopml.store.orm.events import EventRow as EventRow
 from loopml.store.orm.lake import LakeTableRow as LakeTableRow
 from loopml.store.orm.projects import ProjectRow as ProjectRow

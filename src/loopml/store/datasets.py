@@ -1,0 +1,1 @@
+"""Repository: datasets (being written)."""

@@ -1,0 +1,1 @@
+"""Repository: ingest_keys (being written)."""

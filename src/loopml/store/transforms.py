@@ -1,0 +1,1 @@
+"""Repository: transforms (being written)."""
