@@ -28,13 +28,13 @@ def test_cli_registers_aliases_shows_lineage_and_collects_garbage(server: Runnin
     registered = server.cli("models", "register", "e2e-churn", "--run", run.id)
     assert registered.returncode == 0, registered.stderr
     assert "e2e-churn/1" in registered.stdout
-    aliased = server.cli("models", "alias", "set", "e2e-churn", "champion", "1")
+    aliased = server.cli("models", "alias", "set", "e2e-churn", "prod", "1")
     assert aliased.returncode == 0, aliased.stderr
     shown = server.cli("models", "show", "e2e-churn", "--json")
-    assert json.loads(shown.stdout)["aliases"] == {"champion": 1}
+    assert json.loads(shown.stdout)["aliases"] == {"prod": 1}
     listed = server.cli("models", "versions", "e2e-churn", "--json")
     assert [v["status"] for v in json.loads(listed.stdout)] == ["READY"]
-    lineage = server.cli("models", "lineage", "e2e-churn@champion", "--json")
+    lineage = server.cli("models", "lineage", "e2e-churn@prod", "--json")
     assert lineage.returncode == 0, lineage.stderr
     assert json.loads(lineage.stdout)["inputs"][0]["ref"] == "snap-e2e"
     assert "e2e-churn" in server.cli("models", "list").stdout
@@ -46,7 +46,7 @@ def test_cli_registers_aliases_shows_lineage_and_collects_garbage(server: Runnin
     busy = server.cli("models", "alias", "rm", "e2e-churn", "nope")
     assert busy.returncode == 1
     assert "no alias 'nope'" in busy.stderr
-    assert server.cli("models", "alias", "rm", "e2e-churn", "champion").returncode == 0
+    assert server.cli("models", "alias", "rm", "e2e-churn", "prod").returncode == 0
 
     gc = server.cli("gc", "--dry-run", "--json")
     assert gc.returncode == 0, gc.stderr

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from loopml.core.gate import MAX_REASON
 from loopml.core.keys import KEY_PATTERN
 from loopml.core.refs import LOCAL_REF_PATTERN, MAX_REF_LENGTH, MAX_VERSION, NAME_PATTERN
 from loopml.core.registry import MAX_DESCRIPTION, MAX_TAG_VALUE, MAX_TAGS, TAG_KEY_PATTERN
@@ -107,6 +108,14 @@ class AliasSet(_Request):
     """Body of ``PUT .../models/{model}/aliases/{alias}``."""
 
     version: int = Field(ge=1, le=MAX_VERSION, description="The READY version to point at.")
+    force: bool = Field(
+        default=False,
+        description="Move `champion` even though the gate did not pass this version; needs "
+        "a reason, and is recorded as a `model.promotion.forced` event.",
+    )
+    reason: str | None = Field(
+        default=None, max_length=MAX_REASON, description="Why a forced promotion is made."
+    )
 
 
 class TagSet(_Request):

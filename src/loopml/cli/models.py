@@ -171,3 +171,12 @@ def gc(
         f"{verb} {report.objects} objects, {report.bytes} bytes in {len(report.prefixes)} "
         f"orphaned folders; {report.temporary_removed} temporary files removed"
     )
+
+
+# The gate's commands live in their own module; they belong under ``loopml models``.
+from loopml.cli import gate as _gate  # noqa: E402
+
+app.add_typer(_gate.policy_app, name="policy")
+app.command("gate")(_gate.gate)
+app.command("promote")(_gate.promote)
+app.command("evaluations")(_gate.evaluations)

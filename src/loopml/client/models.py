@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator
 from typing import Any
 
 from loopml.client._http import Http, segment
 from loopml.core.errors import ValidationError
+from loopml.core.gate import (
+    PROTECTED_ALIAS,
+    EvaluationReport,
+    GatePolicy,
+    GateResult,
+    StoredEvaluation,
+    parse_policy,
+)
 from loopml.core.refs import ModelRef
 from loopml.core.registry import (
     GcReport,
@@ -168,11 +177,98 @@ class Models:
         return ModelVersion.model_validate(self._http.json("GET", path))
 
     def set_alias(
-        self, name: str, alias: str, version: int, *, project: str = DEFAULT_PROJECT
+        self,
+        name: str,
+        alias: str,
+        version: int,
+        *,
+        force: bool = False,
+        reason: str | None = None,
+        project: str = DEFAULT_PROJECT,
     ) -> ModelVersion:
-        """Point ``alias`` at a READY ``version`` (creates or moves it)."""
+        """Point ``alias`` at a READY ``version`` (creates or moves it).
+
+        ``champion`` moves only to a version the gate passed (``GateRequiredError``
+        otherwise) unless ``force`` with a ``reason``, which the server audits.
+        """
         path = f"{self._model(project, name)}/aliases/{segment(alias)}"
-        return ModelVersion.model_validate(self._http.json("PUT", path, json={"version": version}))
+        body: dict[str, Any] = {"version": version, "force": force}
+        if reason is not None:
+            body["reason"] = reason
+        return ModelVersion.model_validate(self._http.json("PUT", path, json=body))
+
+    def promote(
+        self,
+        name: str,
+        version: int,
+        *,
+        alias: str = PROTECTED_ALIAS,
+        force: bool = False,
+        reason: str | None = None,
+        project: str = DEFAULT_PROJECT,
+    ) -> ModelVersion:
+        """Make ``version`` the ``champion`` (or ``alias``); see ``set_alias``."""
+        return self.set_alias(name, alias, version, force=force, reason=reason, project=project)
+
+    def set_gate_policy(
+        self, name: str, policy: GatePolicy | str, *, project: str = DEFAULT_PROJECT
+    ) -> GatePolicy:
+        """Set the model's gate policy: a ``GatePolicy`` or YAML/JSON text."""
+        parsed = parse_policy(policy) if isinstance(policy, str) else policy
+        data = self._http.json(
+            "PUT", f"{self._model(project, name)}/gate-policy", json=parsed.model_dump()
+        )
+        return GatePolicy.model_validate(data)
+
+    def gate_policy(self, name: str, *, project: str = DEFAULT_PROJECT) -> GatePolicy:
+        """The model's gate policy (the default one when it has none)."""
+        data = self._http.json("GET", f"{self._model(project, name)}/gate-policy")
+        return GatePolicy.model_validate(data)
+
+    def delete_gate_policy(self, name: str, *, project: str = DEFAULT_PROJECT) -> None:
+        """Drop the model's gate policy: the default applies again."""
+        self._http.request("DELETE", f"{self._model(project, name)}/gate-policy")
+
+    def save_evaluation(
+        self,
+        name: str,
+        version: int,
+        report: EvaluationReport,
+        *,
+        project: str = DEFAULT_PROJECT,
+    ) -> StoredEvaluation:
+        """Store an evaluation report computed by the caller."""
+        path = f"{self._version(project, name, version)}/evaluations"
+        data = self._http.json("POST", path, json=report.model_dump(mode="json"))
+        return StoredEvaluation.model_validate(data)
+
+    def evaluations(
+        self, name: str, version: int, *, project: str = DEFAULT_PROJECT
+    ) -> builtins.list[StoredEvaluation]:
+        """A version's evaluations, newest first."""
+        data = self._http.json("GET", f"{self._version(project, name, version)}/evaluations")
+        return [StoredEvaluation.model_validate(item) for item in data["items"]]
+
+    def gate(
+        self,
+        name: str,
+        version: int,
+        *,
+        eval_hash: str | None = None,
+        project: str = DEFAULT_PROJECT,
+    ) -> GateResult:
+        """Judge a version by the model's policy; the verdict is stored and returned."""
+        path = f"{self._version(project, name, version)}/gate"
+        data = self._http.json("POST", path, json={"eval_hash": eval_hash})
+        return GateResult.model_validate(data)
+
+    def gate_results(
+        self, name: str, version: int, *, limit: int = 20, project: str = DEFAULT_PROJECT
+    ) -> builtins.list[GateResult]:
+        """A version's gate verdicts, newest first."""
+        path = f"{self._version(project, name, version)}/gate"
+        data = self._http.json("GET", path, params={"limit": limit})
+        return [GateResult.model_validate(item) for item in data["items"]]
 
     def remove_alias(self, name: str, alias: str, *, project: str = DEFAULT_PROJECT) -> None:
         """Remove ``alias``."""

@@ -18,6 +18,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from loopml.core.errors import ValidationError
 from loopml.core.lake import COLUMN_TYPE_PATTERN, validate_table_name
+from loopml.core.yamltext import load_yaml
 
 MAX_REGEX = 500
 MAX_ALLOWED = 1000
@@ -108,17 +109,7 @@ def load_contract(text: str) -> Contract:
     Raises:
         ValidationError: text that is not YAML/JSON, or not a valid contract.
     """
-    # Only the client and CLI read contract files; the server takes JSON bodies.
-    import yaml  # type: ignore[import-untyped]
-
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ValidationError(
-            f"the contract is not valid YAML or JSON: {str(exc)[:300]}",
-            details={"reason": str(exc)[:500]},
-        ) from None
-    return parse_contract(data)
+    return parse_contract(load_yaml(text, "contract"))
 
 
 def rejected_table(table: str) -> str:

@@ -80,6 +80,12 @@ class AlreadyExistsError(ConflictError):
     code = "already_exists"
 
 
+class GateRequiredError(ConflictError):
+    """A promotion the gate refuses: the version's latest verdict failed, or it has none."""
+
+    code = "gate_required"
+
+
 class ArtifactIntegrityError(ConflictError):
     """Stored bytes do not match their recorded hash, size or file list (tampering, corruption)."""
 

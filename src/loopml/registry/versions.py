@@ -105,11 +105,25 @@ def resolve(store: MetadataStore, project: str, ref: ModelRef | str) -> ModelVer
 
 
 def set_alias(
-    store: MetadataStore, project: str, model: str, alias: str, version: int, *, actor: str
+    store: MetadataStore,
+    project: str,
+    model: str,
+    alias: str,
+    version: int,
+    *,
+    actor: str,
+    force: bool = False,
+    reason: str | None = None,
 ) -> ModelVersion:
-    """Point ``alias`` at a READY ``version`` (emits ``model.alias.set`` with from/to)."""
+    """Point ``alias`` at a READY ``version`` (emits ``model.alias.set`` with from/to).
+
+    ``champion`` moves only to a version the gate passed, unless ``force`` with a
+    ``reason`` (audited as ``model.promotion.forced``); see ``store.models.set_alias``.
+    """
     with store.session() as session:
-        return models.set_alias(session, project, model, alias, version, actor=actor)
+        return models.set_alias(
+            session, project, model, alias, version, actor=actor, force=force, reason=reason
+        )
 
 
 def remove_alias(store: MetadataStore, project: str, model: str, alias: str, *, actor: str) -> None:

@@ -7,6 +7,7 @@ objects; ORM rows never leave this package.
 from loopml.store import datasets as datasets
 from loopml.store import events as events
 from loopml.store import experiments as experiments
+from loopml.store import gates as gates
 from loopml.store import ingest_keys as ingest_keys
 from loopml.store import lake_tables as lake_tables
 from loopml.store import lineage as lineage

@@ -14,7 +14,14 @@ from sqlalchemy import delete as sql_delete
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from loopml.core.errors import AlreadyExistsError, ConflictError, NotFoundError, ValidationError
+from loopml.core.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    GateRequiredError,
+    NotFoundError,
+    ValidationError,
+)
+from loopml.core.gate import MAX_REASON, PROTECTED_ALIAS
 from loopml.core.refs import NAME_PATTERN, validate_alias, validate_model_name
 from loopml.core.registry import (
     MAX_DESCRIPTION,
@@ -25,7 +32,7 @@ from loopml.core.registry import (
     validate_tag,
 )
 from loopml.core.types import Page
-from loopml.store import events
+from loopml.store import events, gates
 from loopml.store._checks import check_actor, check_limit, check_text
 from loopml.store._errors import add_unique
 from loopml.store._registry import (
@@ -184,7 +191,15 @@ def delete(session: Session, project: str, name: str, *, force: bool = False, ac
 
 
 def set_alias(
-    session: Session, project: str, name: str, alias: str, version: int, *, actor: str
+    session: Session,
+    project: str,
+    name: str,
+    alias: str,
+    version: int,
+    *,
+    actor: str,
+    force: bool = False,
+    reason: str | None = None,
 ) -> ModelVersion:
     """Point ``alias`` at ``version`` (create or move it) and append ``model.alias.set``.
 
@@ -192,12 +207,21 @@ def set_alias(
     the last to commit wins, and every move is an event whose ``from_version`` is the
     version the alias really left.
 
+    ``champion`` (``core.gate.PROTECTED_ALIAS``) is guarded by the gate: it moves only to a
+    version whose newest gate verdict passed. ``force`` with a ``reason`` overrides that,
+    and the override is recorded as a ``model.promotion.forced`` event with the actor.
+
     Raises:
         ConflictError: the version is not READY (only verified versions carry aliases).
+        GateRequiredError: ``champion`` to a version whose newest verdict failed or that has
+            none, without ``force``.
+        ValidationError: ``force`` without a reason.
         NotFoundError: no such project, model or version.
     """
     validate_alias(alias)
     check_actor(actor)
+    if force:
+        reason = check_text("reason", (reason or "").strip(), max_length=MAX_REASON)
     model = model_row(session, project, name, lock=True)
     target = version_row(session, project, model, version)
     if target.status != VersionStatus.READY:
@@ -206,6 +230,7 @@ def set_alias(
             f"can carry an alias ({target.status_message or 'registration not verified'})",
             details={"model": name, "version": version, "status": target.status},
         )
+    gate = _check_gate(session, project, name, alias, version, target.id, force, reason, actor)
     current = session.get(ModelAliasRow, (model.id, alias))
     previous: int | None = None
     if current is None:
@@ -225,8 +250,59 @@ def set_alias(
         alias=alias,
         from_version=previous,
         to_version=version,
+        **gate,
     )
     return version_to_domain(session, target, name, project)
+
+
+def _check_gate(
+    session: Session,
+    project: str,
+    name: str,
+    alias: str,
+    version: int,
+    version_id: str,
+    force: bool,
+    reason: str | None,
+    actor: str,
+) -> dict[str, object]:
+    """Refuse a protected alias move the gate does not allow; the event fields it adds."""
+    if alias != PROTECTED_ALIAS:
+        return {}
+    verdict = gates.latest_result_of(session, version_id)
+    if verdict is not None and verdict.passed:
+        return {"gate_result_id": verdict.id}
+    state = "failed" if verdict is not None else "missing"
+    if not force:
+        why = (
+            f"its latest gate verdict failed ({_failed_rules(verdict.rules)})"
+            if verdict is not None
+            else "the gate has not judged it"
+        )
+        raise GateRequiredError(
+            f"version {version} of model {name!r} cannot become {alias!r}: {why}. Run "
+            f"`loopml models gate {name}/{version}`, or force it with a reason "
+            "(`--force --reason ...`), which is audited",
+            details={"model": name, "version": version, "gate": state},
+        )
+    _event(
+        session,
+        "model.promotion.forced",
+        project,
+        name,
+        actor,
+        alias=alias,
+        version=version,
+        gate=state,
+        gate_result_id=verdict.id if verdict is not None else None,
+        reason=reason,
+    )
+    return {"forced": True, "reason": reason}
+
+
+def _failed_rules(rules: list[dict[str, object]]) -> str:
+    failed = [str(r.get("message", r.get("metric", "?"))) for r in rules if not r.get("passed")]
+    return "; ".join(failed) or "no rule passed"
 
 
 def delete_alias(session: Session, project: str, name: str, alias: str, *, actor: str) -> None:

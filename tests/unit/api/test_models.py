@@ -55,13 +55,13 @@ def test_register_alias_resolve_lineage(client: Client, http: TestClient) -> Non
     assert client.models.versions("churn", status="FAILED").items == []
     assert client.models.get_version("churn", 1) == first
 
-    moved = client.models.set_alias("churn", "champion", 1)
-    assert moved.aliases == ["champion"]
-    client.models.set_alias("churn", "champion", second.version)
-    assert client.models.resolve("churn@champion").version == 2
+    moved = client.models.set_alias("churn", "prod", 1)
+    assert moved.aliases == ["prod"]
+    client.models.set_alias("churn", "prod", second.version)
+    assert client.models.resolve("churn@prod").version == 2
     assert client.models.resolve("churn/1").id == first.id
     assert client.models.resolve("default:churn").version == 2
-    with pytest.raises(ConflictError, match="alias 'champion'"):
+    with pytest.raises(ConflictError, match="alias 'prod'"):
         client.models.delete_version("churn", 2)
 
     lineage = client.models.lineage("churn", 1)
@@ -83,7 +83,7 @@ def test_register_alias_resolve_lineage(client: Client, http: TestClient) -> Non
 
     with pytest.raises(ConflictError, match="2 version"):
         client.models.delete("churn")
-    client.models.remove_alias("churn", "champion")
+    client.models.remove_alias("churn", "prod")
     client.models.delete_version("churn", 2)
     client.models.delete("churn", force=True)
     types = [e.type for e in client.events.iter(type="model.*")]
@@ -100,7 +100,7 @@ def test_tampered_model_registers_as_failed(client: Client, http: TestClient) ->
     assert version.status == VersionStatus.FAILED
     assert "'model.onnx'" in version.status_message
     with pytest.raises(ConflictError, match="only READY"):
-        client.models.set_alias("churn", "champion", 1)
+        client.models.set_alias("churn", "prod", 1)
 
 
 def test_missing_things_are_named(client: Client, http: TestClient) -> None:

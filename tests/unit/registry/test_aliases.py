@@ -38,14 +38,14 @@ def test_concurrent_alias_moves_one_wins_both_recorded(
     store: MetadataStore, artifacts: ArtifactStore
 ) -> None:
     _versions(store, artifacts, 3)
-    set_alias(store, "default", "churn", "champion", 1, actor="setup")
+    set_alias(store, "default", "churn", "prod", 1, actor="setup")
     rounds = 5
     errors: list[BaseException] = []
 
     def move(barrier: threading.Barrier, version: int) -> None:
         try:
             barrier.wait(5)
-            set_alias(store, "default", "churn", "champion", version, actor=f"t{version}")
+            set_alias(store, "default", "churn", "prod", version, actor=f"t{version}")
         except BaseException as exc:
             errors.append(exc)
 
@@ -64,16 +64,16 @@ def test_concurrent_alias_moves_one_wins_both_recorded(
     # Moves took turns: each one left the version the previous one set.
     for before, after in itertools.pairwise(moves):
         assert after[0] == before[1]
-    assert resolve(store, "default", "churn@champion").version == moves[-1][1]
+    assert resolve(store, "default", "churn@prod").version == moves[-1][1]
 
 
 def test_alias_guards_version_deletion(store: MetadataStore, artifacts: ArtifactStore) -> None:
     _versions(store, artifacts, 2)
-    set_alias(store, "default", "churn", "champion", 2, actor="a")
-    with pytest.raises(ConflictError, match="alias 'champion'"):
+    set_alias(store, "default", "churn", "prod", 2, actor="a")
+    with pytest.raises(ConflictError, match="alias 'prod'"):
         delete_version(store, "default", "churn", 2, actor="a")
     delete_version(store, "default", "churn", 1, actor="a")
-    remove_alias(store, "default", "churn", "champion", actor="a")
+    remove_alias(store, "default", "churn", "prod", actor="a")
     delete_version(store, "default", "churn", 2, actor="a")
     assert delete_model(store, "default", "churn", actor="a") == 0
 
@@ -93,4 +93,4 @@ def test_stale_pending_registration_is_failed_by_the_sweeper(
     version = resolve(store, "default", "churn/1")
     assert version.status == VersionStatus.FAILED
     with pytest.raises(ConflictError, match="only READY"):
-        set_alias(store, "default", "churn", "champion", 1, actor="a")
+        set_alias(store, "default", "churn", "prod", 1, actor="a")

@@ -169,12 +169,12 @@ def test_aliases_move_resolve_and_guard_deletion(store: MetadataStore, tmp_path:
     _ready(store, 1, 2)
     with store.session() as session:
         with pytest.raises(ConflictError, match="only READY versions"):
-            models.set_alias(session, "default", "churn", "champion", 3, actor="ada")
-        models.set_alias(session, "default", "churn", "champion", 1, actor="ada")
-        moved = models.set_alias(session, "default", "churn", "champion", 2, actor="bob")
-        assert moved.aliases == ["champion"]
-        assert models.get(session, "default", "churn").aliases == {"champion": 2}
-        assert model_versions.resolve(session, "default", "churn@champion").version == 2
+            models.set_alias(session, "default", "churn", "prod", 3, actor="ada")
+        models.set_alias(session, "default", "churn", "prod", 1, actor="ada")
+        moved = models.set_alias(session, "default", "churn", "prod", 2, actor="bob")
+        assert moved.aliases == ["prod"]
+        assert models.get(session, "default", "churn").aliases == {"prod": 2}
+        assert model_versions.resolve(session, "default", "churn@prod").version == 2
         assert model_versions.resolve(session, "default", "churn/1").version == 1
         # Bare name: the newest READY version (3 is PENDING).
         assert model_versions.resolve(session, "default", "churn").version == 2
@@ -186,7 +186,7 @@ def test_aliases_move_resolve_and_guard_deletion(store: MetadataStore, tmp_path:
         (1, 2),
     ]
     with store.session() as session:
-        with pytest.raises(ConflictError, match="alias 'champion'"):
+        with pytest.raises(ConflictError, match="alias 'prod'"):
             model_versions.delete(session, "default", "churn", 2, actor="ada")
         with pytest.raises(NotFoundError, match="no alias 'gold'"):
             model_versions.resolve(session, "default", "churn@gold")
@@ -197,10 +197,10 @@ def test_aliases_move_resolve_and_guard_deletion(store: MetadataStore, tmp_path:
         with pytest.raises(ValidationError, match="invalid model reference"):
             model_versions.resolve(session, "default", "churn@@x")
     with store.session() as session:
-        models.delete_alias(session, "default", "churn", "champion", actor="ada")
+        models.delete_alias(session, "default", "churn", "prod", actor="ada")
         model_versions.delete(session, "default", "churn", 2, actor="ada")
-        with pytest.raises(NotFoundError, match="no alias 'champion'"):
-            models.delete_alias(session, "default", "churn", "champion", actor="ada")
+        with pytest.raises(NotFoundError, match="no alias 'prod'"):
+            models.delete_alias(session, "default", "churn", "prod", actor="ada")
     assert "model.alias.removed" in _types(store)
     assert "model.version.deleted" in _types(store, "model.version.*")
 
@@ -215,7 +215,7 @@ def test_delete_model_with_versions_needs_force(store: MetadataStore, tmp_path: 
     _register(store, tmp_path, n=2)
     _ready(store, 1)
     with store.session() as session:
-        models.set_alias(session, "default", "churn", "champion", 1, actor="ada")
+        models.set_alias(session, "default", "churn", "prod", 1, actor="ada")
     with pytest.raises(ConflictError, match="2 version"), store.session() as session:
         models.delete(session, "default", "churn", actor="ada")
     with store.session() as session:

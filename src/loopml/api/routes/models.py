@@ -158,8 +158,12 @@ def set_alias(
     model: str = NAME,
     alias: str = alias_path(),
 ) -> ModelVersion:
-    """Point an alias at a READY version (create or move it)."""
-    return svc.set_alias(ctx, project, model, alias, body.version, actor)
+    """Point an alias at a READY version (create or move it).
+
+    `champion` moves only to a version whose latest gate verdict passed (409
+    `gate_required` otherwise), unless `force` is set with a `reason`, which is audited.
+    """
+    return svc.set_alias(ctx, project, model, alias, body, actor)
 
 
 @router.delete(MODEL + "/aliases/{alias}", status_code=204)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from loopml import registry
 from loopml.api.context import AppContext
+from loopml.api.schemas_registry import AliasSet
 from loopml.core.errors import ValidationError
 from loopml.core.refs import ModelRef
 from loopml.core.registry import (
@@ -123,10 +124,24 @@ def delete_version(ctx: AppContext, project: str, model: str, version: int, acto
 
 
 def set_alias(
-    ctx: AppContext, project: str, model: str, alias: str, version: int, actor: str
+    ctx: AppContext,
+    project: str,
+    model: str,
+    alias: str,
+    body: AliasSet,
+    actor: str,
 ) -> ModelVersion:
-    """Point an alias at a READY version."""
-    return registry.set_alias(ctx.store, project, model, alias, version, actor=actor)
+    """Point an alias at a READY version (``champion`` only where the gate allows it)."""
+    return registry.set_alias(
+        ctx.store,
+        project,
+        model,
+        alias,
+        body.version,
+        actor=actor,
+        force=body.force,
+        reason=body.reason,
+    )
 
 
 def remove_alias(ctx: AppContext, project: str, model: str, alias: str, actor: str) -> None:

@@ -9,6 +9,9 @@ from loopml.store.orm.datasets import IngestKeyRow as IngestKeyRow
 from loopml.store.orm.datasets import TransformRow as TransformRow
 from loopml.store.orm.datasets import TransformRunRow as TransformRunRow
 from loopml.store.orm.events import EventRow as EventRow
+from loopml.store.orm.gate import GatePolicyRow as GatePolicyRow
+from loopml.store.orm.gate import GateResultRow as GateResultRow
+from loopml.store.orm.gate import ModelEvaluationRow as ModelEvaluationRow
 from loopml.store.orm.lake import LakeTableRow as LakeTableRow
 from loopml.store.orm.projects import ProjectRow as ProjectRow
 from loopml.store.orm.registry import ModelAliasRow as ModelAliasRow
