@@ -108,13 +108,13 @@ class AliasSet(_Request):
     """Body of ``PUT .../models/{model}/aliases/{alias}``."""
 
     version: int = Field(ge=1, le=MAX_VERSION, description="The READY version to point at.")
-    force: bool = Field(
-        default=False,
-        description="Move `champion` even though the gate did not pass this version; needs "
-        "a reason, and is recorded as a `model.promotion.forced` event.",
-    )
-    reason: str | None = Field(
-        default=None, max_length=MAX_REASON, description="Why a forced promotion is made."
+    force_reason: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_REASON,
+        pattern=r"[^ \t\r\n]",
+        description="Move `champion` even though the gate did not pass this version, for "
+        "this reason; recorded as a `model.promotion.forced` event with the actor.",
     )
 
 

@@ -192,9 +192,11 @@ class Models:
         otherwise) unless ``force`` with a ``reason``, which the server audits.
         """
         path = f"{self._model(project, name)}/aliases/{segment(alias)}"
-        body: dict[str, Any] = {"version": version, "force": force}
-        if reason is not None:
-            body["reason"] = reason
+        body: dict[str, Any] = {"version": version}
+        if force:
+            if not (reason or "").strip(" \t\r\n"):
+                raise ValidationError("a forced promotion needs a reason: it is audited")
+            body["force_reason"] = reason
         return ModelVersion.model_validate(self._http.json("PUT", path, json=body))
 
     def promote(

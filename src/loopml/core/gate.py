@@ -42,11 +42,8 @@ MAX_POLICY_BYTES = 64 * 1024
 MAX_REASON = 2000
 
 
-def _known_metric(metric: str) -> str:
-    if metric not in METRIC_DIRECTIONS:
-        known = ", ".join(sorted(METRIC_DIRECTIONS))
-        raise ValueError(f"unknown metric {metric[:60]!r}: expected one of {known}")
-    return metric
+MetricName = Literal["accuracy", "f1", "roc_auc", "r2", "log_loss", "rmse", "mae"]
+"""A metric a policy may name (keys of ``METRIC_DIRECTIONS``)."""
 
 
 def _finite(value: float | None, what: str) -> float | None:
@@ -59,35 +56,42 @@ class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
-class MetricThreshold(_Strict):
-    """An absolute bound on one metric: ``min`` and/or ``max``."""
+class MinThreshold(_Strict):
+    """The metric must be at least ``min``."""
 
-    metric: str = Field(max_length=64, description="A known metric (see METRIC_DIRECTIONS).")
-    min: float | None = None
-    max: float | None = None
+    metric: MetricName
+    min: float
 
     @model_validator(mode="after")
-    def _check(self) -> MetricThreshold:
-        _known_metric(self.metric)
+    def _check(self) -> MinThreshold:
         _finite(self.min, "min")
+        return self
+
+
+class MaxThreshold(_Strict):
+    """The metric must be at most ``max``."""
+
+    metric: MetricName
+    max: float
+
+    @model_validator(mode="after")
+    def _check(self) -> MaxThreshold:
         _finite(self.max, "max")
-        if self.min is None and self.max is None:
-            raise ValueError(f"threshold on {self.metric!r} needs 'min' or 'max'")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"threshold on {self.metric!r}: min {self.min} > max {self.max}")
         return self
 
 
 class GatePolicy(_Strict):
-    """What a challenger must show before it may become the champion."""
+    """What a challenger must show before it may become the champion.
 
-    thresholds: list[MetricThreshold] = Field(default_factory=list, max_length=50)
+    A threshold is ``{metric, min}`` or ``{metric, max}``; two rules bound both sides.
+    """
+
+    thresholds: list[MinThreshold | MaxThreshold] = Field(default_factory=list, max_length=50)
     must_beat: Literal["champion"] | None = Field(
         default=None, description="Also beat the current champion on the same eval set."
     )
-    compare_metric: str | None = Field(
+    compare_metric: MetricName | None = Field(
         default=None,
-        max_length=64,
         description="The metric of the champion comparison; the report's primary metric "
         "when omitted.",
     )
@@ -99,9 +103,9 @@ class GatePolicy(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> GatePolicy:
-        if self.compare_metric is not None:
-            _known_metric(self.compare_metric)
         _finite(self.min_delta, "min_delta")
+        _finite(self.latency_p50_ms, "latency_p50_ms")
+        _finite(self.latency_p99_ms, "latency_p99_ms")
         return self
 
 
@@ -145,7 +149,7 @@ class EvaluationReport(BaseModel):
 
     eval_hash: str = Field(pattern=r"^[0-9a-f]{16,64}$")
     task: Literal["classification", "regression"]
-    primary_metric: str
+    primary_metric: MetricName
     metrics: dict[str, float]
     rows: int = Field(ge=0)
     details: dict[str, Any] = Field(default_factory=dict)
@@ -230,7 +234,7 @@ def judge(
     return outcomes
 
 
-def _threshold(rule: MetricThreshold, report: EvaluationReport) -> RuleOutcome:
+def _threshold(rule: MinThreshold | MaxThreshold, report: EvaluationReport) -> RuleOutcome:
     value = report.metrics.get(rule.metric)
     if value is None or not math.isfinite(value):
         return RuleOutcome(
@@ -239,14 +243,14 @@ def _threshold(rule: MetricThreshold, report: EvaluationReport) -> RuleOutcome:
             passed=False,
             message=f"{rule.metric} is not in the evaluation report",
         )
-    low_ok = rule.min is None or value >= rule.min
-    high_ok = rule.max is None or value <= rule.max
-    bound = rule.min if not low_ok or rule.max is None else rule.max
-    word = ">=" if bound == rule.min else "<="
+    if isinstance(rule, MinThreshold):
+        bound, passed, word = rule.min, value >= rule.min, ">="
+    else:
+        bound, passed, word = rule.max, value <= rule.max, "<="
     return RuleOutcome(
         rule="threshold",
         metric=rule.metric,
-        passed=low_ok and high_ok,
+        passed=passed,
         value=value,
         bound=bound,
         message=f"{rule.metric} = {value:.6g}, required {word} {bound:.6g}",

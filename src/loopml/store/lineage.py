@@ -74,6 +74,22 @@ def find_logged_model(session: Session, project: str, run_id: str, path: str) ->
     return LoggedModelInfo(row.id, proj.id, run_id, path, row.manifest_sha256)
 
 
+def logged_model(session: Session, logged_model_id: str) -> LoggedModelInfo:
+    """Where the package of a logged model is, by the id a model version records.
+
+    Raises:
+        NotFoundError: no such logged model (its run was deleted).
+    """
+    row = session.get(LoggedModelRow, logged_model_id)
+    run = None if row is None else session.get(RunRow, row.run_id)
+    if row is None or run is None:
+        raise NotFoundError(
+            f"logged model {logged_model_id!r} not found",
+            details={"logged_model_id": logged_model_id},
+        )
+    return LoggedModelInfo(row.id, run.project_id, row.run_id, row.path, row.manifest_sha256)
+
+
 def _run_summary(row: RunRow) -> RunSummary:
     return RunSummary(
         id=row.id,

@@ -221,7 +221,9 @@ def set_alias(
     validate_alias(alias)
     check_actor(actor)
     if force:
-        reason = check_text("reason", (reason or "").strip(), max_length=MAX_REASON)
+        reason = check_text("reason", reason or "", max_length=MAX_REASON)
+        if not reason.strip(" \t\r\n"):
+            raise ValidationError("a forced promotion needs a reason that is not blank")
     model = model_row(session, project, name, lock=True)
     target = version_row(session, project, model, version)
     if target.status != VersionStatus.READY:

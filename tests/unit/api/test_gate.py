@@ -75,7 +75,12 @@ def test_gate_refusals(client: Client, http: TestClient) -> None:
         client.models.gate("churn", 1)
     with pytest.raises(ValidationError, match="reason"):
         client.models.promote("churn", 1, force=True)
-    with pytest.raises(ValidationError, match="unknown metric"):
+    blank = http.put(
+        "/api/v1/projects/default/models/churn/aliases/champion",
+        json={"version": 1, "force_reason": " \t "},
+    )
+    assert blank.status_code == 422
+    with pytest.raises(ValidationError, match="metric"):
         client.models.set_gate_policy("churn", "thresholds: [{metric: nope, min: 1}]")
     response = http.put(
         "/api/v1/projects/default/models/churn/gate-policy", json={"must_beat": "anyone"}

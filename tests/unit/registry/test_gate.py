@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from loopml.core.errors import ConflictError, GateRequiredError, ValidationError
-from loopml.core.gate import EvaluationReport, GatePolicy, MetricThreshold
+from loopml.core.gate import EvaluationReport, GatePolicy, MinThreshold
 from loopml.core.registry import ModelVersion
 from loopml.registry import gate, register_version, resolve, set_alias
 from loopml.storage import ArtifactStore
@@ -48,7 +48,7 @@ def test_champion_refused_without_a_verdict_and_after_a_failed_one(
         store,
         "default",
         "churn",
-        GatePolicy(thresholds=[MetricThreshold(metric="roc_auc", min=0.9)]),
+        GatePolicy(thresholds=[MinThreshold(metric="roc_auc", min=0.9)]),
         actor="a",
     )
     _evaluate(store, 1, 0.8)

@@ -139,8 +139,8 @@ def set_alias(
         alias,
         body.version,
         actor=actor,
-        force=body.force,
-        reason=body.reason,
+        force=body.force_reason is not None,
+        reason=body.force_reason,
     )
 
 
