@@ -1,0 +1,65 @@
+"""AutoML: FLAML's search over LightGBM, random forest, extra trees and a linear model,
+inside a preprocessing pipeline that exports to ONNX.
+
+``run_automl`` takes a training frame and returns the winner as one fitted scikit-learn
+``Pipeline`` (``preprocess`` → optional ``scale`` → ``model``), every trial, and the timings.
+It needs no store: ``on_trial`` sees each trial as it finishes (with the elapsed time and
+the best score so far, what a progress bar shows). ``TrialRecorder`` is the adapter that
+records those trials as child runs of a tracking run.
+
+Learners: ``lgbm``, ``rf``, ``extra_tree``, and ``lrl1`` (L1 logistic regression) for
+classification or ``enet`` (elastic net) for regression; each exports to ONNX inside the
+pipeline. FLAML's other learners are refused with the reason (``EXCLUDED``); notably
+``xgboost``, whose winners could not be packaged: the package's skops fallback trusts no
+xgboost type, the ONNX export registers no xgboost converter, and ``XGBClassifier`` takes
+class codes only, not the original labels.
+
+Budget: the whole call aims at ``budget_s`` of wall time; the search gets what checks and
+preprocessing left, less a reserve (4 %, at least 0.3 s) for refitting the winner on all
+rows (on fewer only when that refit would clearly overrun: ``final_fit_rows``).
+
+Repeatability: FLAML stops on wall time, so under a budget alone the number of trials,
+and so the winner, depends on the machine's speed; the seed fixes the search's path, not
+how far it gets. With ``max_iter`` the learners take turns instead of being chosen by
+their measured cost, and cross-validation versus holdout is decided from ``budget_s``,
+not from the time left: the same data, seed, budget and ``max_iter`` give the same
+trials, winner and configuration, as long as the budget lets all of them finish.
+"""
+
+from loopml.train.automl._checks import MIN_ROWS as MIN_ROWS
+from loopml.train.automl._engine import TrialCallback as TrialCallback
+from loopml.train.automl._engine import run_automl as run_automl
+from loopml.train.automl._final import FINAL_FIT_SLACK as FINAL_FIT_SLACK
+from loopml.train.automl._final import final_fit_rows as final_fit_rows
+from loopml.train.automl._flaml import CLASSIFIERS as CLASSIFIERS
+from loopml.train.automl._flaml import EXCLUDED as EXCLUDED
+from loopml.train.automl._flaml import REGRESSORS as REGRESSORS
+from loopml.train.automl._metrics import metrics_for as metrics_for
+from loopml.train.automl._metrics import resolve_metric as resolve_metric
+from loopml.train.automl._preprocess import MAX_CATEGORIES as MAX_CATEGORIES
+from loopml.train.automl._recorder import PARENT_TAG as PARENT_TAG
+from loopml.train.automl._recorder import TrialRecorder as TrialRecorder
+from loopml.train.automl._recorder import result_batch as result_batch
+from loopml.train.automl._recorder import trial_batch as trial_batch
+from loopml.train.automl._types import AutoMLResult as AutoMLResult
+from loopml.train.automl._types import Trial as Trial
+
+__all__ = [
+    "CLASSIFIERS",
+    "EXCLUDED",
+    "FINAL_FIT_SLACK",
+    "MAX_CATEGORIES",
+    "MIN_ROWS",
+    "PARENT_TAG",
+    "REGRESSORS",
+    "AutoMLResult",
+    "Trial",
+    "TrialCallback",
+    "TrialRecorder",
+    "final_fit_rows",
+    "metrics_for",
+    "resolve_metric",
+    "result_batch",
+    "run_automl",
+    "trial_batch",
+]

@@ -1,0 +1,230 @@
+"""The one module that talks to FLAML: a typed search over a numeric matrix, and the
+estimator a search result stands for.
+
+FLAML is given the matrix the preprocessing made (its own ``DataTransformer`` is not
+exportable) and integer-coded labels. Two of its internals are used, through a subclass,
+because its public API has no equivalent; ``flaml>=2.3,<3`` is pinned and the AutoML tests
+cover both:
+
+* ``_log_trial`` is called after every trial when ``log_type="all"``: it is where each
+  trial is reported to ``on_trial`` as it finishes (FLAML has no per-trial callback; its
+  log file is only readable once the search is over).
+* ``_search`` runs the search and then refits the winner on the full data. loopml refits
+  the winner itself, on the original labels and inside its own pipeline, so FLAML's refit
+  (which ignores the time budget under cross-validation) is switched off.
+
+The linear learners (``lrl1``, ``enet``) standardize their input first: FLAML's own versions
+see unscaled features, on which saga and coordinate descent converge slowly or not at all.
+Tree learners get the unscaled matrix, which keeps their ONNX export exact.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from loopml.core.errors import ValidationError
+from loopml.train.automl._metrics import TaskKind
+
+CLASSIFIERS: tuple[str, ...] = ("lgbm", "rf", "extra_tree", "lrl1")
+REGRESSORS: tuple[str, ...] = ("lgbm", "rf", "extra_tree", "enet")
+EXCLUDED: dict[str, str] = {
+    "xgboost": "its models cannot be packaged: the skops fallback trusts no xgboost type, "
+    "the ONNX export registers no xgboost converter, and XGBClassifier refuses the original "
+    "class labels (it takes codes 0..k-1 only)",
+    "xgb_limitdepth": "see xgboost",
+    "catboost": "not installed (it pulls large dependencies) and not packageable",
+    "sgd": "FLAML normalizes its rows outside the estimator, which a pipeline cannot repeat",
+    "lrl2": "lrl1 covers the linear classifier; ask for it by that name",
+}
+"""FLAML learners loopml does not search, and why."""
+_SCALED = frozenset({"lrl1", "enet"})
+
+
+@dataclass(frozen=True)
+class RawTrial:
+    """One finished FLAML trial, as FLAML reports it."""
+
+    estimator: str
+    config: dict[str, Any]
+    loss: float
+    train_time_s: float
+    sample_size: int
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """What the search found.
+
+    Attributes:
+        best_estimator: the learner name of the winner.
+        best_config: its hyperparameters (FLAML's names, JSON values).
+        best_loss: its loss (lower is better).
+        eval_method: ``cv`` or ``holdout``, as FLAML chose or was told.
+    """
+
+    best_estimator: str
+    best_config: dict[str, Any]
+    best_loss: float
+    eval_method: str
+
+
+def _flaml(module: str) -> Any:
+    # FLAML ships py.typed but leaves its functions unannotated: reached as Any, it stays
+    # inside this module, whose own functions are typed.
+    return importlib.import_module(module)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def clean_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A FLAML config with FLAML's bookkeeping keys dropped and numpy scalars unwrapped."""
+    return {
+        str(k): _json_value(v) for k, v in sorted(config.items()) if not str(k).startswith("FLAML_")
+    }
+
+
+def _scaled_factory(estimator_class: Any) -> Callable[..., Any]:
+    def make(**params: Any) -> Any:
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        return Pipeline([("scale", StandardScaler()), ("model", estimator_class(**params))])
+
+    return make
+
+
+def _learner_class(name: str, kind: TaskKind) -> Any:
+    """FLAML's learner class for ``name``, or a standardizing subclass for linear ones."""
+    learners = _flaml("flaml.automl.model")
+    plain = {
+        "lgbm": learners.LGBMEstimator,
+        "rf": learners.RandomForestEstimator,
+        "extra_tree": learners.ExtraTreesEstimator,
+    }
+    if name in plain:
+        return plain[name]
+    base: Any = learners.LRL1Classifier if name == "lrl1" else learners.ElasticNetEstimator
+
+    class Scaled(base):  # type: ignore[misc]
+        def __init__(self, task: Any = kind, **config: Any) -> None:
+            super().__init__(task, **config)
+            self.estimator_class: Any = _scaled_factory(self.estimator_class)
+
+    Scaled.__name__ = f"Scaled{base.__name__}"
+    return Scaled
+
+
+def final_steps(name: str, config: dict[str, Any], kind: TaskKind) -> list[tuple[str, Any]]:
+    """Unfitted pipeline steps for a search result: ``[("scale", ...)?, ("model", ...)]``.
+
+    The estimator is built the way FLAML builds it for a trial (its ``config2params``
+    renames and fixed settings: ``max_bin`` from ``log_max_bin``, ``n_jobs``, seeds), on
+    one thread.
+    """
+    task = _flaml("flaml.automl.task.factory").task_factory(kind)
+    learner = _learner_class(name, kind)(task=task, n_jobs=1, **config)
+    if name in _SCALED:
+        from sklearn.preprocessing import StandardScaler
+
+        model = learner.estimator_class(**learner.params).steps[-1][1]
+        return [("scale", StandardScaler()), ("model", model)]
+    return [("model", learner.estimator_class(**learner.params))]
+
+
+def eval_method(rows: int, columns: int, budget_s: float) -> str:
+    """``cv`` or ``holdout`` by FLAML's own rule (cross-validate when the budget allows it
+    and the data is small), applied to the budget asked for. FLAML would apply it to the
+    search's share, which varies by milliseconds from run to run; near the threshold, two
+    runs of the same search could then score trials differently.
+    """
+    cv_affordable = rows * columns / 0.9 < 10_000_000 * budget_s / 3600
+    return "cv" if cv_affordable and rows < 100_000 else "holdout"
+
+
+def search(
+    matrix: np.ndarray,
+    labels: np.ndarray,
+    *,
+    kind: TaskKind,
+    metric: str,
+    budget_s: float,
+    time_budget_s: float,
+    estimators: list[str],
+    seed: int,
+    max_iter: int | None,
+    holdout: tuple[np.ndarray, np.ndarray] | None,
+    on_trial: Callable[[RawTrial], None],
+) -> SearchOutcome:
+    """Run FLAML's search on one thread for ``time_budget_s`` (``budget_s`` is the whole
+    run's, from which the evaluation method is decided).
+
+    With ``max_iter``, learners take turns (``roundrobin``) instead of being picked by
+    their measured cost: the sequence of trials then depends on the seed and the data
+    only, not on the machine's speed.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+
+    class _Hooked(_flaml("flaml").AutoML):  # type: ignore[misc]
+        def _log_trial(self, search_state: Any, estimator: str) -> None:
+            super()._log_trial(search_state, estimator)
+            on_trial(
+                RawTrial(
+                    estimator=estimator,
+                    config=clean_config(search_state.config),
+                    loss=float(search_state.val_loss),
+                    train_time_s=float(search_state.trial_time),
+                    sample_size=int(search_state.sample_size),
+                )
+            )
+
+        def _search(self) -> None:
+            self._state.retrain_final = False
+            super()._search()
+
+    automl = _Hooked()
+    for name in estimators:
+        automl.add_learner(name, _learner_class(name, kind))
+    settings: dict[str, Any] = {
+        "task": "regression" if kind == "regression" else "classification",
+        "metric": metric,
+        "time_budget": time_budget_s,
+        "estimator_list": list(estimators),
+        "seed": seed,
+        "n_jobs": 1,
+        "verbose": 0,
+        "log_type": "all",
+        "retrain_full": False,
+    }
+    if max_iter is not None:
+        settings.update(max_iter=max_iter, learner_selector="roundrobin")
+    rows, columns = matrix.shape[0], matrix.shape[1]
+    method = "holdout" if holdout is not None else eval_method(rows, columns, budget_s)
+    settings["eval_method"] = method
+    if holdout is not None:
+        settings.update(X_val=holdout[0], y_val=holdout[1])
+    with warnings.catch_warnings():
+        # saga and coordinate descent stop at FLAML's max_iter on some trials; the trial's
+        # score already says how good that unconverged model is.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        automl.fit(matrix, labels, **settings)
+    if automl.best_estimator is None:
+        raise ValidationError(
+            f"no trial finished within the search's {time_budget_s:.1f} s: raise the budget",
+            details={"budget_s": budget_s},
+        )
+    return SearchOutcome(
+        best_estimator=str(automl.best_estimator),
+        best_config=clean_config(automl.best_config),
+        best_loss=float(automl.best_loss),
+        eval_method=method,
+    )

@@ -1,0 +1,81 @@
+"""What an AutoML run reports: each trial as it finishes, and the result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from loopml.train.automl._metrics import Direction, TaskKind
+
+
+class Trial(BaseModel):
+    """One finished trial of the search, and the search's state right after it.
+
+    ``elapsed_s``, ``best_score`` and ``best_estimator`` are what a progress display shows:
+    the time spent of the budget, and the best score so far.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    iteration: int = Field(ge=1, description="1 for the first trial of the run.")
+    estimator: str = Field(description="The learner: lgbm, rf, extra_tree, lrl1, enet, ...")
+    config: dict[str, Any] = Field(description="The trial's hyperparameters (FLAML's names).")
+    score: float = Field(description="The trial's validation score on the run's metric.")
+    train_time_s: float = Field(description="Time to train and score this trial.")
+    sample_size: int = Field(description="Training rows the trial used (FLAML subsamples).")
+    elapsed_s: float = Field(description="Seconds since run_automl started.")
+    best_score: float = Field(description="The best score so far, this trial included.")
+    best_estimator: str = Field(description="The learner of the best trial so far.")
+    improved: bool = Field(description="Whether this trial is the new best.")
+
+
+@dataclass(frozen=True)
+class AutoMLResult:
+    """The outcome of ``run_automl``.
+
+    Attributes:
+        model: the winner, fitted on all training rows: one scikit-learn ``Pipeline``
+            (``preprocess`` ColumnTransformer, an optional ``scale`` step, ``model``) that
+            ``loopml.train.packaging.package_model`` packages.
+        task: ``classification`` or ``regression``.
+        kind: ``binary``, ``multiclass`` or ``regression``.
+        metric: the metric optimized (FLAML's name); ``direction`` says which way is better.
+        best_estimator: the winner's learner name.
+        best_config: the winner's hyperparameters.
+        best_score: the winner's validation score (cross-validation or holdout).
+        trials: every finished trial, in order.
+        eval_method: how trials were scored: ``cv`` or ``holdout``.
+        budget_s: the time budget asked for.
+        elapsed_s: wall time of the whole call.
+        timings: seconds per phase: ``prepare`` (checks and preprocessing), ``search``,
+            ``final_fit``.
+        classes: the class labels in the model's order (classification), else ``None``.
+        dropped_columns: columns not used, each with the reason.
+        dropped_rows: training rows left out because their target is missing.
+        final_fit_rows: the rows the winner was refit on: every labelled row, unless the
+            budget did not allow it (see ``run_automl``).
+        seed: the search's seed.
+        estimators: the learners searched.
+    """
+
+    model: Any
+    task: Literal["classification", "regression"]
+    kind: TaskKind
+    metric: str
+    direction: Direction
+    best_estimator: str
+    best_config: dict[str, Any]
+    best_score: float
+    trials: list[Trial]
+    eval_method: str
+    budget_s: float
+    elapsed_s: float
+    timings: dict[str, float]
+    classes: list[Any] | None
+    dropped_columns: dict[str, str] = field(default_factory=dict)
+    dropped_rows: int = 0
+    final_fit_rows: int = 0
+    seed: int = 0
+    estimators: list[str] = field(default_factory=list)
