@@ -31,3 +31,15 @@ def lake_table_prefix(project_id: str, table_id: str) -> str:
     """A lake table's Delta folder (Parquet files and ``_delta_log``), keyed by ids so a
     table created later under a deleted one's name starts empty."""
     return f"{project_prefix(project_id)}/lake/{table_id}"
+
+
+def dataset_prefix(project_id: str, dataset_id: str) -> str:
+    """A dataset's files (every version's Parquet and split parts), keyed by ids so a dataset
+    created later under a deleted one's name starts empty."""
+    return f"{project_prefix(project_id)}/datasets/{dataset_id}"
+
+
+def dataset_version_prefix(project_id: str, dataset_id: str, version_id: str) -> str:
+    """One dataset version's files: ``data.parquet``, and its split's parts in a folder of
+    their own."""
+    return f"{dataset_prefix(project_id, dataset_id)}/{version_id}"

@@ -8,9 +8,9 @@ when the table has more than ``lake.compact_min_files`` files smaller than
 
 Vacuum frees the files that left the table more than ``retention_hours`` ago, which makes
 the versions that needed them unreadable, except versions still referenced: a run input
-``kind='table'``, ``ref='<project>/<table>@<version>'`` (``referenced_versions``). Those are
-passed to Delta's vacuum as versions to keep, so their files survive whatever the
-retention; nothing is refused.
+``kind='table'``, ``ref='<project>/<table>@<version>'``, or a dataset version made from the
+table version (``referenced_versions``). Those are passed to Delta's vacuum as versions to
+keep, so their files survive whatever the retention; nothing is refused.
 """
 
 from __future__ import annotations
@@ -34,9 +34,12 @@ log = logging.getLogger("loopml.data")
 
 
 def referenced_versions(store: MetadataStore, project: str, table: str) -> set[int]:
-    """The versions of a table that something still references (runs' inputs, for now)."""
+    """The versions of a table that something still references: runs' inputs and the
+    sources of dataset versions."""
     with store.session() as session:
-        return set(lake_housekeeping.referencing_runs(session, project, table))
+        runs = lake_housekeeping.referencing_runs(session, project, table)
+        snapshots = lake_housekeeping.referencing_datasets(session, project, table)
+    return set(runs) | set(snapshots)
 
 
 def _latest(

@@ -2,9 +2,9 @@
 commits that compaction and vacuum add to a table's log.
 
 A run references a table version through its inputs: ``kind='table'`` and
-``ref='<project>/<table>@<version>'`` (``loopml.core.housekeeping.table_ref``). Vacuum
-never frees the files of a referenced version. Dataset snapshots (and model lineage) will
-add their references to ``referencing_runs`` when they exist.
+``ref='<project>/<table>@<version>'`` (``loopml.core.housekeeping.table_ref``); a dataset
+version references the table versions it was made from (its ``sources``). Vacuum never
+frees the files of a referenced version. Model lineage will add its references here too.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from loopml.core.housekeeping import TABLE_INPUT_KIND
-from loopml.store import events, lake_tables
+from loopml.store import events, lake_tables, projects
 from loopml.store._checks import check_actor
-from loopml.store.orm import RunInputRow
+from loopml.store.orm import DatasetRow, DatasetVersionRow, RunInputRow
 
 
 def referencing_runs(session: Session, project: str, table: str) -> dict[int, list[str]]:
@@ -35,6 +35,26 @@ def referencing_runs(session: Session, project: str, table: str) -> dict[int, li
         tail = ref[len(prefix) :]
         if tail.isdigit():
             found.setdefault(int(tail), []).append(run_id)
+    return found
+
+
+def referencing_datasets(session: Session, project: str, table: str) -> dict[int, list[str]]:
+    """The versions of a table that dataset versions were made from, each with those
+    dataset versions (``name@version``)."""
+    project_id = projects.get(session, project).id
+    query = (
+        select(DatasetRow.name, DatasetVersionRow.version, DatasetVersionRow.sources)
+        .join(DatasetRow, DatasetRow.id == DatasetVersionRow.dataset_id)
+        .where(DatasetVersionRow.project_id == project_id)
+    )
+    found: dict[int, list[str]] = {}
+    # JSON is not portably searchable in SQL; a project's dataset versions are few enough to
+    # filter here (one small list per version, never the rows of the data).
+    for name, version, sources in session.execute(query).tuples():
+        for source in sources or []:
+            read = source.get("version") if source.get("table") == table else None
+            if isinstance(read, int) and not isinstance(read, bool):
+                found.setdefault(read, []).append(f"{name}@{version}")
     return found
 
 

@@ -9,7 +9,7 @@ from loopml.core import layout
 from loopml.core.errors import NotFoundError, ValidationError
 from loopml.core.housekeeping import TABLE_INPUT_KIND, table_ref
 from loopml.core.runs import LogBatch, RunInput
-from loopml.data import housekeeping, lake
+from loopml.data import datasets, housekeeping, lake
 from loopml.settings import LakeSettings
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore, events, experiments, projects, run_logs, runs
@@ -137,3 +137,54 @@ def test_bad_retention_and_a_table_without_data_are_refused(
         housekeeping.vacuum(
             store, artifacts, "default", "sales", retention_hours=-1, dry_run=True, actor=ACTOR
         )
+
+
+def test_a_version_a_dataset_snapshot_references_stays_readable_after_vacuum(
+    store: MetadataStore, artifacts: ArtifactStore
+) -> None:
+    _append(store, artifacts, 3)
+    made = datasets.create_version(store, artifacts, "default", "snap", "sales@1", actor=ACTOR)
+    assert [(s.table, s.version) for s in made.sources] == [("sales", 1)]
+    datasets.create_version(
+        store,
+        artifacts,
+        "default",
+        "joined",
+        "SELECT * FROM sales@0 UNION ALL SELECT * FROM sales@1",
+        actor=ACTOR,
+    )
+    assert housekeeping.referenced_versions(store, "default", "sales") == {0, 1}
+    housekeeping.compact(store, artifacts, "default", "sales", actor=ACTOR)
+    report = housekeeping.vacuum(
+        store, artifacts, "default", "sales", retention_hours=0, dry_run=False, actor=ACTOR
+    )
+    assert (report.kept_versions, report.files_deleted) == ([0, 1], 1)
+    assert _rows(store, artifacts, version=1) == [0, 1, 2, 3]
+    with pytest.raises(NotFoundError, match="vacuum freed its files"):
+        _rows(store, artifacts, version=2)
+    # Once no snapshot references them, a vacuum frees those versions too.
+    datasets.delete_dataset(store, artifacts, "default", "snap", actor=ACTOR)
+    datasets.delete_dataset(store, artifacts, "default", "joined", actor=ACTOR)
+    assert housekeeping.referenced_versions(store, "default", "sales") == set()
+    freed = housekeeping.vacuum(
+        store, artifacts, "default", "sales", retention_hours=0, dry_run=False, actor=ACTOR
+    )
+    assert freed.kept_versions == []
+    assert freed.files_deleted >= 2
+    with pytest.raises(NotFoundError, match="vacuum freed its files"):
+        _rows(store, artifacts, version=1)
+    assert _rows(store, artifacts) == list(range(6))
+
+
+def test_snapshots_of_another_table_or_project_keep_nothing(
+    store: MetadataStore, artifacts: ArtifactStore
+) -> None:
+    _append(store, artifacts, 2)
+    lake.ingest_arrow(store, artifacts, "default", "sales_eu", pa.table({"id": [1]}), actor=ACTOR)
+    datasets.create_version(store, artifacts, "default", "eu", "sales_eu", actor=ACTOR)
+    with store.session() as session:
+        projects.create(session, "other", actor=ACTOR)
+    lake.ingest_arrow(store, artifacts, "other", "sales", pa.table({"id": [1]}), actor=ACTOR)
+    datasets.create_version(store, artifacts, "other", "snap", "sales@0", actor=ACTOR)
+    assert housekeeping.referenced_versions(store, "default", "sales") == set()
+    assert housekeeping.referenced_versions(store, "default", "sales_eu") == {0}

@@ -1,10 +1,188 @@
-"""/api/v1/projects/{project}/datasets."""
+"""/api/v1/projects/{project}/datasets: immutable dataset snapshots and their splits."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from collections.abc import Iterator
+from typing import Any
 
-from loopml.api.schemas import ERROR_RESPONSES
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import StreamingResponse
+
+from loopml.api.context import Actor, Ctx
+from loopml.api.schemas import ERROR_RESPONSES, ErrorBody, project_path
+from loopml.api.schemas_datasets import (
+    DatasetCreate,
+    DatasetList,
+    VersionList,
+    dataset_path,
+    version_path,
+)
+from loopml.api.services import datasets
+from loopml.core.datasets import (
+    DATASET_NAME_PATTERN,
+    DatasetDetail,
+    DatasetVersion,
+    DatasetVersionResult,
+    Part,
+    SplitSpec,
+)
+from loopml.data.datasets import PARQUET_MEDIA_TYPE
 
 PREFIX = "/api/v1/projects/{project}/datasets"
 router = APIRouter(prefix=PREFIX, tags=["datasets"], responses=ERROR_RESPONSES)
+PROJECT = project_path("The project that owns the datasets.")
+NAME = dataset_path()
+VERSION = version_path()
+CONTENT_HASH_HEADER = "X-Loopml-Content-Hash"
+_CHUNK = 1024 * 1024
+
+_MADE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": DatasetVersionResult,
+        "description": "Nothing new was made: the existing version is returned (`created` false).",
+    },
+    201: {"model": DatasetVersionResult, "description": "Made (`created` true)."},
+    404: {"model": ErrorBody, "description": "No such project, table, version or dataset."},
+    409: {
+        "model": ErrorBody,
+        "description": "The version already has a split with another spec (`conflict`).",
+    },
+    422: {
+        "model": ErrorBody,
+        "description": "A bad field, a refused or failing query (`validation_error`), a "
+        "query past its time limit (`query_timeout`), or a split that cannot be made.",
+    },
+}
+_PARQUET: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The Parquet file, verified against its content hash (in the "
+        f"`{CONTENT_HASH_HEADER}` header).",
+        "content": {PARQUET_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+        "headers": {
+            CONTENT_HASH_HEADER: {
+                "description": "The rows' content hash (SHA-256).",
+                "schema": {"type": "string"},
+            }
+        },
+    },
+    409: {
+        "model": ErrorBody,
+        "description": "The stored file does not match its hash (`integrity_error`).",
+    },
+}
+
+
+def _status(result: DatasetVersionResult, response: Response) -> DatasetVersionResult:
+    response.status_code = 201 if result.created else 200
+    return result
+
+
+@router.post("", status_code=201, responses=_MADE)
+def create_dataset_version(
+    body: DatasetCreate, response: Response, ctx: Ctx, actor: Actor, project: str = PROJECT
+) -> DatasetVersionResult:
+    """Snapshot a table (version) or one SELECT as the dataset's next version.
+
+    The rows are put in a canonical order and hashed; each column is profiled. When the
+    latest version holds the same rows (and, if asked for, the same split), it is returned
+    with 200 and `created` false instead of a copy.
+    """
+    return _status(datasets.create(ctx, project, body, actor), response)
+
+
+@router.get("")
+def list_datasets(
+    ctx: Ctx,
+    project: str = PROJECT,
+    limit: int = Query(default=100, ge=1, le=1000),
+    cursor: str | None = Query(
+        default=None,
+        max_length=63,
+        description="The next_cursor of the previous page.",
+        json_schema_extra={"pattern": DATASET_NAME_PATTERN.pattern},
+    ),
+) -> DatasetList:
+    """A project's datasets by name, each with its latest version's summary."""
+    return datasets.list_(ctx, project, limit, cursor)
+
+
+@router.get("/{name}")
+def get_dataset(ctx: Ctx, project: str = PROJECT, name: str = NAME) -> DatasetDetail:
+    """A dataset with its newest 100 versions (the rest through `/versions`)."""
+    return datasets.get(ctx, project, name)
+
+
+@router.delete("/{name}", status_code=204)
+def delete_dataset(ctx: Ctx, actor: Actor, project: str = PROJECT, name: str = NAME) -> Response:
+    """Delete a dataset, all its versions and their files."""
+    datasets.delete(ctx, project, name, actor)
+    return Response(status_code=204)
+
+
+@router.get("/{name}/versions")
+def list_versions(
+    ctx: Ctx,
+    project: str = PROJECT,
+    name: str = NAME,
+    limit: int = Query(default=100, ge=1, le=1000),
+    cursor: str | None = Query(
+        default=None,
+        max_length=9,
+        description="The next_cursor of the previous page.",
+        json_schema_extra={"pattern": r"^[0-9]{1,9}$"},
+    ),
+) -> VersionList:
+    """A dataset's versions, newest first."""
+    return datasets.versions(ctx, project, name, limit, cursor)
+
+
+@router.get("/{name}/versions/{version}")
+def get_version(
+    ctx: Ctx, project: str = PROJECT, name: str = NAME, version: str = VERSION
+) -> DatasetVersion:
+    """One version: its sources, query, hash, column profile and split."""
+    return datasets.version(ctx, project, name, version)
+
+
+@router.post("/{name}/versions/{version}/split", status_code=201, responses=_MADE)
+def split_version(
+    spec: SplitSpec,
+    response: Response,
+    ctx: Ctx,
+    actor: Actor,
+    project: str = PROJECT,
+    name: str = NAME,
+    version: str = VERSION,
+) -> DatasetVersionResult:
+    """Freeze a train/eval split onto a version (seeded, optionally stratified).
+
+    A version's split never changes: the same spec again answers 200 with the version as
+    it is; another spec is refused with 409 (make a new version instead).
+    """
+    return _status(datasets.split(ctx, project, name, version, spec, actor), response)
+
+
+def _chunks(data: bytes) -> Iterator[bytes]:
+    for start in range(0, len(data), _CHUNK):
+        yield data[start : start + _CHUNK]
+
+
+@router.get("/{name}/versions/{version}/data", response_class=StreamingResponse, responses=_PARQUET)
+def download_version(
+    ctx: Ctx,
+    project: str = PROJECT,
+    name: str = NAME,
+    version: str = VERSION,
+    part: Part = Query(default="all", description="all, or a part of its split: train, eval."),
+) -> StreamingResponse:
+    """The version's rows (or a split part's) as a Parquet file, verified before it is sent."""
+    found, data, digest = datasets.data(ctx, project, name, version, part)
+    filename = f"{found.dataset}-v{found.version}" + ("" if part == "all" else f"-{part}")
+    headers = {
+        "Content-Disposition": f'attachment; filename="{filename}.parquet"',
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+        "Content-Length": str(len(data)),
+        CONTENT_HASH_HEADER: digest,
+    }
+    return StreamingResponse(_chunks(data), media_type=PARQUET_MEDIA_TYPE, headers=headers)

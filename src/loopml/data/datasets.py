@@ -1,0 +1,498 @@
+"""Dataset snapshots: immutable, hashed, profiled versions of a source, and their splits.
+
+``create_version`` reads a source through ``materialize`` (a lake table version, or one
+SQL query over pinned table versions), puts the rows in canonical order and hashes them
+(``loopml.data.canonical``), profiles every column (``loopml.data.profile``), optionally
+freezes a train/eval split (``loopml.data.split``), writes the Parquet files to the
+artifact store, and only then records the version in the metadata DB, in one transaction
+with its event. A failure after a write deletes what was written; a process killed in
+between leaves files under a version id that no row names, never a row without its files.
+
+Creating from the same inputs again returns the latest version instead of a copy, when it
+has the same content hash and (if a split is asked for) the same split spec
+(``created`` is false).
+
+Reading (``read_version``) verifies the rows against their content hash (or the split
+part's hash), so a snapshot whose file was changed in storage is refused.
+
+Example:
+    >>> made = create_version(store, artifacts, "default", "churn_train",
+    ...                       "SELECT * FROM churn WHERE age > 30", actor="me",
+    ...                       split=SplitSpec(eval_fraction=0.2, stratify="label"))
+    >>> eval_rows = read_version(store, artifacts, "default", "churn_train", part="eval")
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from loopml.core import layout
+from loopml.core.datasets import (
+    MAX_DESCRIPTION,
+    PARTS,
+    Dataset,
+    DatasetProfile,
+    DatasetRef,
+    DatasetSplit,
+    DatasetVersion,
+    DatasetVersionInfo,
+    DatasetVersionResult,
+    Part,
+    SourceTable,
+    SplitSpec,
+    Stratum,
+    validate_dataset_name,
+)
+from loopml.core.errors import ArtifactIntegrityError, NotFoundError, ValidationError
+from loopml.core.ids import new_id
+from loopml.core.types import Page
+from loopml.data import split as splits
+from loopml.data._schema import columns_of
+from loopml.data.canonical import canonicalize, content_hash
+from loopml.data.profile import profile_table
+from loopml.data.sources import materialize
+from loopml.data.warehouse import DEFAULT_TIMEOUT_S
+from loopml.storage import ArtifactStore
+from loopml.store import MetadataStore, datasets, projects
+from loopml.store._checks import check_actor, check_text
+from loopml.store.datasets import StaleDatasetError, VersionDraft
+
+log = logging.getLogger("loopml.data")
+PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
+DATA_FILE = "data.parquet"
+_ATTEMPTS = 3
+_CHUNK = 1024 * 1024
+
+
+def _parquet(table: pa.Table) -> pa.Buffer:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+def _chunks(buffer: pa.Buffer) -> Iterator[bytes]:
+    view = memoryview(buffer)
+    for start in range(0, len(view), _CHUNK):
+        yield bytes(view[start : start + _CHUNK])
+
+
+class _Writes:
+    """The files one attempt wrote, deleted again if the attempt does not record them."""
+
+    def __init__(self, artifacts: ArtifactStore) -> None:
+        self.artifacts = artifacts
+        self.keys: list[str] = []
+
+    def put(self, key: str, table: pa.Table) -> None:
+        self.artifacts.write(key, _chunks(_parquet(table)))
+        self.keys.append(key)
+
+    def undo(self) -> None:
+        for key in self.keys:
+            try:
+                self.artifacts.delete(key)
+            except Exception:  # the original failure is the one to report
+                log.exception("could not delete %s after a failed snapshot", key)
+        self.keys.clear()
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """A split decided and hashed, before it has a place in storage."""
+
+    spec: SplitSpec
+    train: pa.Table
+    held_out: pa.Table
+    train_hash: str
+    eval_hash: str
+    strata: list[Stratum]
+    classes: int
+
+    @classmethod
+    def of(cls, rows: pa.Table, spec: SplitSpec) -> _Parts:
+        assignment = splits.assign(rows, spec)
+        train, held_out = splits.parts(rows, assignment)
+        return cls(
+            spec=spec,
+            train=train,
+            held_out=held_out,
+            train_hash=content_hash(train, ordered=True),
+            eval_hash=content_hash(held_out, ordered=True),
+            strata=assignment.strata,
+            classes=assignment.classes,
+        )
+
+    def write(self, writes: _Writes, version_prefix: str) -> DatasetSplit:
+        """Write both parts under a folder of their own and describe them."""
+        # A folder per attempt: two concurrent splits of one version never share a file,
+        # so the one that loses can delete its own without touching the winner's.
+        folder = f"{version_prefix}/split-{new_id()}"
+        keys = {"train": f"{folder}/train.parquet", "eval": f"{folder}/eval.parquet"}
+        writes.put(keys["train"], self.train)
+        writes.put(keys["eval"], self.held_out)
+        return DatasetSplit(
+            spec=self.spec,
+            train_rows=self.train.num_rows,
+            eval_rows=self.held_out.num_rows,
+            train_hash=self.train_hash,
+            eval_hash=self.eval_hash,
+            keys=keys,
+            strata=self.strata,
+            classes=self.classes,
+        )
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """A source's rows in canonical form, hashed and profiled: a version to record."""
+
+    source: str
+    query: str | None
+    sources: list[SourceTable]
+    rows: pa.Table
+    digest: str
+    profile: DatasetProfile
+    parts: _Parts | None
+
+
+def _snapshot(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    project: str,
+    source: str,
+    split: SplitSpec | None,
+    timeout_s: float,
+) -> _Snapshot:
+    found = materialize(store, artifacts, project, source, timeout_s=timeout_s)
+    rows = canonicalize(found.table)
+    return _Snapshot(
+        source=source,
+        query=found.query,
+        sources=[SourceTable(table=s.table, version=s.version) for s in found.sources],
+        rows=rows,
+        digest=content_hash(rows, ordered=True),
+        profile=profile_table(rows),
+        parts=None if split is None else _Parts.of(rows, split),
+    )
+
+
+def create_version(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    project: str,
+    name: str,
+    source: str,
+    *,
+    description: str = "",
+    split: SplitSpec | None = None,
+    actor: str,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> DatasetVersionResult:
+    """Snapshot ``source`` as the next version of dataset ``name`` (created if new).
+
+    Args:
+        source: a table (``churn``, ``churn@3``) or one SELECT over the project's tables.
+        description: the dataset's description (kept when empty).
+        split: freeze a train/eval split at once.
+        actor: who did it, for the events.
+        timeout_s: the query's time limit.
+
+    Returns:
+        The version; ``created`` is false when the latest version already held the same
+        content (and split), which is then returned instead of a copy.
+
+    Raises:
+        ValidationError: a bad name, description or split, a refused or failing query, a
+            nested column, or a split that cannot be made (too few rows, unknown column, a
+            class of one row).
+        NotFoundError: no such project, table or table version.
+        QueryTimeoutError: the query ran past ``timeout_s``.
+    """
+    validate_dataset_name(name)
+    check_text("description", description, max_length=MAX_DESCRIPTION, allow_empty=True)
+    check_actor(actor)
+    with store.session() as session:
+        project_id = projects.get(session, project).id
+    snapshot = _snapshot(store, artifacts, project, source, split, timeout_s)
+    same = _unchanged(store, project, name, snapshot.digest, split)
+    if same is not None:
+        return DatasetVersionResult(**same.model_dump(), created=False)
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            return _record(
+                store, artifacts, project_id, project, name, snapshot, description, actor
+            )
+        except StaleDatasetError:
+            if attempt == _ATTEMPTS:
+                raise
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _record(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    project_id: str,
+    project: str,
+    name: str,
+    snapshot: _Snapshot,
+    description: str,
+    actor: str,
+) -> DatasetVersionResult:
+    """One attempt: write the files under the dataset's id (a new one for a new dataset),
+    then record the version; files that end up unrecorded are deleted."""
+    with store.session() as session:
+        dataset_id = datasets.dataset_id(session, project, name) or new_id()
+    version_id = new_id()
+    prefix = layout.dataset_version_prefix(project_id, dataset_id, version_id)
+    writes = _Writes(artifacts)
+    try:
+        writes.put(f"{prefix}/{DATA_FILE}", snapshot.rows)
+        frozen = None if snapshot.parts is None else snapshot.parts.write(writes, prefix)
+        draft = VersionDraft(
+            id=version_id,
+            source=snapshot.source,
+            query=snapshot.query,
+            sources=snapshot.sources,
+            row_count=snapshot.rows.num_rows,
+            columns=columns_of(snapshot.rows.schema),
+            content_hash=snapshot.digest,
+            profile=snapshot.profile,
+            data_key=f"{prefix}/{DATA_FILE}",
+            split=frozen,
+        )
+        with store.session() as session:
+            version, created = datasets.add_version(
+                session,
+                project,
+                name,
+                draft,
+                dataset_id=dataset_id,
+                description=description,
+                actor=actor,
+            )
+    except BaseException:
+        writes.undo()
+        raise
+    if not created:
+        writes.undo()
+    return DatasetVersionResult(**version.model_dump(), created=created)
+
+
+def _unchanged(
+    store: MetadataStore, project: str, name: str, digest: str, split: SplitSpec | None
+) -> DatasetVersion | None:
+    # Checked before any file is written; add_version checks again under the row lock.
+    try:
+        latest = get_version(store, project, DatasetRef(name=name))
+    except NotFoundError:
+        return None
+    if latest.content_hash != digest:
+        return None
+    if split is not None and (latest.split is None or latest.split.spec != split):
+        return None
+    return latest
+
+
+def split_version(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    project: str,
+    ref: str | DatasetRef,
+    spec: SplitSpec,
+    *,
+    actor: str,
+) -> DatasetVersionResult:
+    """Freeze a train/eval split onto a version that has none.
+
+    The same spec again returns the version as it is (``created`` false).
+
+    Raises:
+        ValidationError: a bad reference, or a split that cannot be made.
+        NotFoundError: no such project, dataset or version.
+        ConflictError: the version already has a split with another spec.
+        ArtifactIntegrityError: the version's file does not match its content hash.
+    """
+    check_actor(actor)
+    version = get_version(store, project, _ref(ref))
+    if version.split is not None:
+        if version.split.spec == spec:
+            return DatasetVersionResult(**version.model_dump(), created=False)
+        raise datasets.split_conflict(version.dataset, version.version, version.split)
+    _, rows, _ = _load(artifacts, version, "all")
+    with store.session() as session:
+        project_id = projects.get(session, project).id
+        dataset_id = datasets.dataset_id(session, project, version.dataset)
+    if dataset_id is None:
+        raise NotFoundError(f"dataset {version.dataset!r} was deleted meanwhile; create it again")
+    prefix = layout.dataset_version_prefix(project_id, dataset_id, version.id)
+    parts = _Parts.of(rows, spec)
+    writes = _Writes(artifacts)
+    try:
+        frozen = parts.write(writes, prefix)
+        with store.session() as session:
+            done, created = datasets.set_split(
+                session, project, version.dataset, version.version, frozen, actor=actor
+            )
+    except BaseException:
+        writes.undo()
+        raise
+    if not created:
+        writes.undo()
+    return DatasetVersionResult(**done.model_dump(), created=created)
+
+
+def _ref(ref: str | DatasetRef) -> DatasetRef:
+    return ref if isinstance(ref, DatasetRef) else DatasetRef.parse(ref)
+
+
+def _part_key(version: DatasetVersion, part: Part) -> tuple[str, str]:
+    if part not in PARTS:
+        raise ValidationError(
+            f"invalid part {str(part)[:20]!r}: expected one of {', '.join(PARTS)}",
+            details={"field": "part", "valid": list(PARTS)},
+        )
+    if part == "all":
+        return version.data_key, version.content_hash
+    if version.split is None:
+        raise NotFoundError(
+            f"{version.ref} has no train/eval split: freeze one with `loopml datasets split "
+            f"{version.ref} --eval-fraction 0.2`",
+            details={"dataset": version.dataset, "version": version.version, "part": part},
+        )
+    expected = version.split.train_hash if part == "train" else version.split.eval_hash
+    return version.split.keys[part], expected
+
+
+def _load(
+    artifacts: ArtifactStore, version: DatasetVersion, part: Part
+) -> tuple[bytes, pa.Table, str]:
+    key, expected = _part_key(version, part)
+    refused = f"{version.ref} ({part}) is refused: its file in the artifact store"
+    try:
+        data = artifacts.read_bytes(key)
+    except NotFoundError as exc:
+        raise ArtifactIntegrityError(
+            f"{refused} is missing; create the version again from its source",
+            details={"dataset": version.dataset, "version": version.version, "part": part},
+        ) from exc
+    try:
+        table = pq.read_table(io.BytesIO(data))
+        found = content_hash(table, ordered=True)
+    except (pa.ArrowException, ValidationError, OSError):
+        found = ""
+    if found != expected:
+        raise ArtifactIntegrityError(
+            f"{refused} does not match its recorded content hash {expected[:12]} (it was "
+            "changed or corrupted after the snapshot was made); create the version again "
+            "from its source",
+            details={
+                "dataset": version.dataset,
+                "version": version.version,
+                "part": part,
+                "expected": expected,
+            },
+        )
+    return data, table, expected
+
+
+def _read(
+    store: MetadataStore, artifacts: ArtifactStore, project: str, ref: DatasetRef, part: Part
+) -> tuple[DatasetVersion, pa.Table]:
+    version = get_version(store, project, ref)
+    _, table, _ = _load(artifacts, version, part)
+    return version, table
+
+
+def read_version(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    project: str,
+    ref: str | DatasetRef,
+    part: Part = "all",
+) -> pa.Table:
+    """A version's rows (``all``) or one part of its split (``train``, ``eval``), verified
+    against their recorded hash.
+
+    Raises:
+        ValidationError: a bad reference or part.
+        NotFoundError: no such project, dataset or version, or no split for a part.
+        ArtifactIntegrityError: the file is missing, unreadable, or holds other rows than
+            the hash recorded.
+    """
+    return _read(store, artifacts, project, _ref(ref), part)[1]
+
+
+def read_version_file(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    project: str,
+    ref: str | DatasetRef,
+    part: Part = "all",
+) -> tuple[DatasetVersion, bytes, str]:
+    """A version's (or a part's) Parquet file, verified as ``read_version`` does: the
+    version, the file's bytes and the verified content hash."""
+    version = get_version(store, project, _ref(ref))
+    data, _, digest = _load(artifacts, version, part)
+    return version, data, digest
+
+
+def get_version(store: MetadataStore, project: str, ref: str | DatasetRef) -> DatasetVersion:
+    """A version with its profile and split (``name`` or ``name@latest``: the newest)."""
+    parsed = _ref(ref)
+    with store.session() as session:
+        return datasets.get_version(session, project, parsed.name, parsed.version)
+
+
+def get_dataset(store: MetadataStore, project: str, name: str) -> Dataset:
+    """A dataset with its latest version's summary."""
+    with store.session() as session:
+        return datasets.get(session, project, name)
+
+
+def list_datasets(
+    store: MetadataStore, project: str, *, limit: int = 100, cursor: str | None = None
+) -> Page[Dataset]:
+    """A project's datasets by name, one page at a time."""
+    with store.session() as session:
+        return datasets.list_(session, project, limit=limit, cursor=cursor)
+
+
+def list_versions(
+    store: MetadataStore,
+    project: str,
+    name: str,
+    *,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> Page[DatasetVersionInfo]:
+    """A dataset's versions, newest first, one page at a time."""
+    with store.session() as session:
+        return datasets.list_versions(session, project, name, limit=limit, cursor=cursor)
+
+
+def delete_dataset(
+    store: MetadataStore, artifacts: ArtifactStore, project: str, name: str, *, actor: str
+) -> int:
+    """Delete a dataset, all its versions (emits ``dataset.deleted``) and their files.
+
+    The rows go first, so nothing ever names a half-deleted folder; files left behind by a
+    failure live under the dataset's id, which no new dataset reuses.
+
+    Returns:
+        How many files were freed.
+    """
+    with store.session() as session:
+        project_id = projects.get(session, project).id
+        deleted = datasets.delete(session, project, name, actor=actor)
+    prefix = layout.dataset_prefix(project_id, deleted.id)
+    try:
+        return artifacts.delete_prefix(prefix)
+    except Exception:
+        log.exception("dataset %s/%s deleted, but freeing %s failed", project, name, prefix)
+        return 0
