@@ -1,6 +1,7 @@
 """loopml: the whole machine-learning loop in one self-hosted install.
 
-``loopml.start_run`` is imported on first use, so ``import loopml`` (and the CLI) stay fast.
+``loopml.start_run`` and ``loopml.train_model`` are imported on first use, so
+``import loopml`` (and the CLI) stay fast.
 """
 
 from __future__ import annotations
@@ -12,10 +13,17 @@ from loopml._version import __version__
 if TYPE_CHECKING:
     from loopml._sdk import ActiveRun as ActiveRun
     from loopml._sdk import start_run as start_run
+    from loopml._sdk_train import TrainOutcome as TrainOutcome
+    from loopml._sdk_train import train_model as train_model
 
-__all__ = ["ActiveRun", "__version__", "start_run"]
+__all__ = ["ActiveRun", "TrainOutcome", "__version__", "start_run", "train_model"]
 
-_LAZY = {"start_run": "loopml._sdk", "ActiveRun": "loopml._sdk"}
+_LAZY = {
+    "start_run": "loopml._sdk",
+    "ActiveRun": "loopml._sdk",
+    "train_model": "loopml._sdk_train",
+    "TrainOutcome": "loopml._sdk_train",
+}
 
 
 def __getattr__(name: str) -> Any:

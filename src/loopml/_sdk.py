@@ -262,6 +262,35 @@ def start_run(
         ValidationError: a bad name, param, tag or input.
         ServiceUnavailableError: the server or database cannot be reached.
     """
+    backend = _backend(project, url, client, settings)
+    return start_run_on(
+        backend,
+        experiment,
+        name=name,
+        params=params,
+        tags=tags,
+        inputs=inputs,
+        parent_run_id=parent_run_id,
+        heartbeat_interval_s=heartbeat_interval_s,
+        heartbeat_timeout_s=heartbeat_timeout_s,
+        flush_interval_s=flush_interval_s,
+    )
+
+
+def start_run_on(
+    backend: TrackingBackend,
+    experiment: str,
+    *,
+    name: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, Any] | None = None,
+    inputs: list[str] | None = None,
+    parent_run_id: str | None = None,
+    heartbeat_interval_s: float = 10.0,
+    heartbeat_timeout_s: int | None = None,
+    flush_interval_s: float = 1.0,
+) -> ActiveRun:
+    """``start_run`` on a backend already chosen (for loopml's own trainers)."""
     if heartbeat_interval_s <= 0 or flush_interval_s <= 0:
         raise ValidationError("heartbeat_interval_s and flush_interval_s must be positive")
     batch = parse_batch(
@@ -271,7 +300,6 @@ def start_run(
             "inputs": [RunInput(ref=ref).model_dump() for ref in inputs or []],
         }
     )
-    backend = _backend(project, url, client, settings)
     fields = {"name": name, "parent_run_id": parent_run_id, "code_version": capture_code_version()}
     run = backend.start(experiment, batch, heartbeat_timeout_s=heartbeat_timeout_s, **fields)
     log.info("run %s of %s started on %s", run.id, experiment, backend.where)

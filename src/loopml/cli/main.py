@@ -18,6 +18,7 @@ from loopml.cli import (
     server,
     sql,
     tables,
+    train,
     transforms,
 )
 from loopml.cli._context import CliState
@@ -43,6 +44,7 @@ app.command("ingest")(tables.ingest)
 app.command("events")(events.events)
 app.command("gc")(models.gc)
 app.command("sql")(sql.sql)
+app.command("train")(train.train)
 
 
 @app.callback()

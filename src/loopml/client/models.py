@@ -251,6 +251,25 @@ class Models:
         data = self._http.json("GET", f"{self._version(project, name, version)}/evaluations")
         return [StoredEvaluation.model_validate(item) for item in data["items"]]
 
+    def evaluate(
+        self,
+        name: str,
+        version: int,
+        *,
+        dataset: str | None = None,
+        target: str | None = None,
+        project: str = DEFAULT_PROJECT,
+    ) -> StoredEvaluation:
+        """Have the server score a version on a dataset's frozen eval set (by default the
+        one it was trained on) and store the report."""
+        body: dict[str, Any] = {}
+        if dataset is not None:
+            body["dataset"] = dataset
+        if target is not None:
+            body["target"] = target
+        path = f"{self._version(project, name, version)}/evaluate"
+        return StoredEvaluation.model_validate(self._http.json("POST", path, json=body))
+
     def gate(
         self,
         name: str,

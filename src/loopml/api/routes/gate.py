@@ -32,6 +32,26 @@ class GateRequest(BaseModel):
     )
 
 
+class EvaluateRequest(BaseModel):
+    """Body of ``POST .../versions/{version}/evaluate``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str | None = Field(
+        default=None,
+        max_length=80,
+        pattern=r"^[a-z][a-z0-9_]{0,62}(@([1-9][0-9]{0,8}|latest))?$",
+        description="The dataset version whose frozen eval set to score on (`name@3`); by "
+        "default the one the version was trained on.",
+    )
+    target: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="The target column; by default the one the version was trained on.",
+    )
+
+
 class EvaluationList(BaseModel):
     """A version's evaluations, newest first."""
 
@@ -84,6 +104,20 @@ def save_evaluation(
 ) -> StoredEvaluation:
     """Store an evaluation report computed elsewhere (replaces one on the same eval set)."""
     return svc.save_evaluation(ctx, project, model, version, body, actor)
+
+
+@router.post(VERSION + "/evaluate", status_code=201)
+def evaluate_version(
+    body: EvaluateRequest,
+    ctx: Ctx,
+    actor: Actor,
+    project: str = PROJECT,
+    model: str = NAME,
+    version: int = NUMBER,
+) -> StoredEvaluation:
+    """Score the version on a dataset's frozen eval set: metrics and single-row latency of
+    the packaged model, stored as its evaluation report."""
+    return svc.evaluate_version(ctx, project, model, version, body.dataset, body.target, actor)
 
 
 @router.post(VERSION + "/gate", status_code=201)

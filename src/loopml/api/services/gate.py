@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from loopml.api.context import AppContext
 from loopml.core.gate import EvaluationReport, GatePolicy, GateResult, StoredEvaluation
-from loopml.registry import gate
+from loopml.registry import evaluate, gate
 
 
 def set_policy(
@@ -41,8 +41,40 @@ def list_evaluations(
 def judge(
     ctx: AppContext, project: str, model: str, version: int, eval_hash: str | None, actor: str
 ) -> GateResult:
-    """Judge a version by its model's policy and record the verdict."""
-    return gate.judge_version(ctx.store, project, model, version, actor=actor, eval_hash=eval_hash)
+    """Judge a version by its model's policy and record the verdict; the champion is scored
+    on the challenger's eval set first when it never was."""
+    scorer = evaluate.champion_scorer(ctx.store, ctx.artifacts, project, actor=actor)
+    return gate.judge_version(
+        ctx.store,
+        project,
+        model,
+        version,
+        actor=actor,
+        eval_hash=eval_hash,
+        score_champion=scorer,
+    )
+
+
+def evaluate_version(
+    ctx: AppContext,
+    project: str,
+    model: str,
+    version: int,
+    dataset: str | None,
+    target: str | None,
+    actor: str,
+) -> StoredEvaluation:
+    """Score a version on a dataset's frozen eval set (by default the one it trained on)."""
+    return evaluate.evaluate_version(
+        ctx.store,
+        ctx.artifacts,
+        project,
+        model,
+        version,
+        actor=actor,
+        dataset=dataset,
+        target=target,
+    )
 
 
 def list_results(
