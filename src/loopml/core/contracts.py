@@ -13,11 +13,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictStr
 from pydantic import ValidationError as PydanticValidationError
 
 from loopml.core.errors import ValidationError
 from loopml.core.lake import COLUMN_TYPE_PATTERN, validate_table_name
+from loopml.core.numbers import WholeInt
 from loopml.core.yamltext import load_yaml
 
 MAX_REGEX = 500
@@ -28,7 +29,7 @@ REJECTED_SUFFIX = "__rejected"
 REASON_COLUMN = "_loopml_reason"
 
 OnFail = Literal["reject", "quarantine"]
-Bound = StrictInt | StrictFloat | StrictStr
+Bound = WholeInt | StrictFloat | StrictStr
 """A min or max: a number, or text for text, date and time columns (ISO 8601)."""
 ColumnName = Annotated[str, Field(min_length=1, max_length=255)]
 
@@ -65,8 +66,8 @@ class ColumnRule(_Rule):
 class RowBounds(_Rule):
     """Bounds on the table's row count once the batch is appended (inclusive)."""
 
-    min: StrictInt | None = Field(default=None, ge=0)
-    max: StrictInt | None = Field(default=None, ge=0)
+    min: WholeInt | None = Field(default=None, ge=0)
+    max: WholeInt | None = Field(default=None, ge=0)
 
 
 class Freshness(_Rule):

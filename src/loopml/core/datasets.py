@@ -21,7 +21,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -32,6 +31,7 @@ from pydantic import (
 
 from loopml.core.errors import ValidationError
 from loopml.core.lake import ColumnInfo
+from loopml.core.numbers import WholeInt
 
 DATASET_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 MAX_DATASET_VERSION = 999_999_999
@@ -240,13 +240,6 @@ class DatasetProfile(BaseModel):
 # ----------------------------------------------------------------------------- split
 
 
-def _integral(value: Any) -> Any:
-    # JSON Schema counts 8617.0 as an integer; strict validation alone would refuse it.
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
 class SplitSpec(BaseModel):
     """How a version is split into train and eval parts.
 
@@ -262,7 +255,7 @@ class SplitSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     eval_fraction: float = Field(default=0.2, gt=0, lt=1)
-    seed: Annotated[int, BeforeValidator(_integral)] = Field(default=0, ge=0, le=2**32 - 1)
+    seed: WholeInt = Field(default=0, ge=0, le=2**32 - 1)
     stratify: str | None = Field(default=None, min_length=1, max_length=255)
 
 
