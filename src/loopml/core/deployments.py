@@ -1,0 +1,178 @@
+"""Deployments as the rest of loopml sees them: what a user asks for, and what runs.
+
+A **deployment** serves a model under a stable name. Its **spec** says which model (a version,
+``churn/3``, or an alias, ``churn@champion``, which the deployment follows when it moves),
+how many replicas, the resources of each, an optional **canary** (a second model taking a
+share of traffic) and **shadow** (a model that gets a copy of traffic, whose answers are
+logged and never returned), scale-to-zero, and the target that runs it (``local``
+processes supervised by the platform, or ``kubernetes``).
+
+Each change of what is served makes a new **revision** (a resolved model version); the
+deployment's **traffic** maps revisions to percentages. Rollback points traffic back at an
+earlier revision.
+
+Names are DNS labels (lowercase letters, digits, ``-``), valid as Kubernetes object names;
+a deployment's lake tables are named after it with ``-`` replaced by ``_``
+(``prediction_table``), which is one-to-one because names have no ``_``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from loopml.core.errors import ValidationError
+from loopml.core.refs import ModelRef
+
+DEPLOYMENT_NAME_PATTERN = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
+CPU_PATTERN = r"^([1-9][0-9]{0,3}m|[0-9]{1,3}(\.[0-9]{1,3})?)$"
+MEMORY_PATTERN = r"^[1-9][0-9]{0,5}(Ki|Mi|Gi)$"
+MAX_REPLICAS = 64
+MODEL_REF_PATTERN = r"^[a-z][a-z0-9_-]{0,62}(/[1-9][0-9]{0,8}|@[a-z][a-z0-9_-]{0,62})?$"
+"""A model reference in the deployment's project (see ``core.refs.ModelRef``): ``churn``
+(the newest READY version), ``churn/3``, ``churn@champion``."""
+
+Target = Literal["local", "kubernetes"]
+
+
+def validate_deployment_name(name: str) -> str:
+    """Return ``name`` if it is a valid deployment name, else raise ``ValidationError``."""
+    if not isinstance(name, str) or not DEPLOYMENT_NAME_PATTERN.fullmatch(name):
+        raise ValidationError(
+            f"invalid deployment name {repr(name)[:80]}: expected 1 to 40 lowercase letters, "
+            "digits or '-', starting with a letter and not ending with '-' (for example "
+            "'churn-api')",
+            details={"field": "name", "pattern": DEPLOYMENT_NAME_PATTERN.pattern},
+        )
+    return name
+
+
+def table_stem(name: str) -> str:
+    """The deployment's name as a lake table name stem (``churn-api`` -> ``churn_api``)."""
+    return validate_deployment_name(name).replace("-", "_")
+
+
+def prediction_table(name: str) -> str:
+    """The lake table every prediction of deployment ``name`` is appended to."""
+    return f"{table_stem(name)}__predictions"
+
+
+def feedback_table(name: str) -> str:
+    """The lake table the labels sent back for deployment ``name`` go to."""
+    return f"{table_stem(name)}__feedback"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Resources(_Spec):
+    """What each replica asks for (Kubernetes quantities; the local target records them)."""
+
+    cpu: str = Field(default="500m", pattern=CPU_PATTERN, description="Such as 500m or 2.")
+    memory: str = Field(default="512Mi", pattern=MEMORY_PATTERN, description="Such as 512Mi.")
+
+
+class Canary(_Spec):
+    """A second model taking ``percent`` of the traffic."""
+
+    model: str = Field(pattern=MODEL_REF_PATTERN, max_length=200)
+    percent: int = Field(ge=1, le=99)
+
+
+class DeploymentSpec(_Spec):
+    """What a deployment should serve and how.
+
+    Attributes:
+        model: the model reference; an alias (``churn@champion``) is followed when it moves.
+        min_replicas: replicas kept running; 0 allows scaling to zero.
+        max_replicas: the most replicas (the Kubernetes autoscaler's bound).
+        resources: each replica's CPU and memory.
+        canary: a second model and its share of traffic.
+        shadow: a model that gets a copy of every request; its answers are logged only.
+        scale_to_zero_after_s: stop every replica after this many idle seconds (needs
+            ``min_replicas`` 0); the next request waits for one to start.
+        target: ``local`` (processes supervised by the platform) or ``kubernetes``.
+    """
+
+    model: str = Field(pattern=MODEL_REF_PATTERN, max_length=200)
+    min_replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
+    max_replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS)
+    resources: Resources = Field(default_factory=Resources)
+    canary: Canary | None = None
+    shadow: str | None = Field(default=None, pattern=MODEL_REF_PATTERN, max_length=200)
+    scale_to_zero_after_s: int | None = Field(default=None, ge=10, le=7 * 86400)
+    target: Target = "local"
+
+    @model_validator(mode="after")
+    def _check(self) -> DeploymentSpec:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) is more than max_replicas "
+                f"({self.max_replicas})"
+            )
+        if self.scale_to_zero_after_s is not None and self.min_replicas != 0:
+            raise ValueError("scale_to_zero_after_s needs min_replicas 0")
+        for ref in (self.model, self.shadow, self.canary.model if self.canary else None):
+            if ref is not None:
+                ModelRef.parse(ref)
+        return self
+
+
+class DeploymentStatus(StrEnum):
+    """Where a deployment stands."""
+
+    PENDING = "pending"
+    READY = "ready"
+    FAILED = "failed"
+    SCALED_TO_ZERO = "scaled_to_zero"
+
+
+class Revision(BaseModel):
+    """One resolved model version a deployment has served (or serves).
+
+    Attributes:
+        number: 1, 2, 3, ... per deployment.
+        model: the registered model's name; ``version`` the resolved version.
+        ref: the reference it was resolved from (``churn@champion``).
+        role: ``primary``, ``canary`` or ``shadow`` when it was created.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    number: int
+    model: str
+    version: int
+    ref: str
+    role: Literal["primary", "canary", "shadow"]
+    created_at: datetime
+
+
+class Deployment(BaseModel):
+    """A deployment as the control plane records it.
+
+    Attributes:
+        traffic: revision number -> percent of requests (sums to 100).
+        shadow_revision: the revision that gets a copy of traffic, if any.
+        replicas_ready: replicas answering now (all revisions).
+        status_message: why it is failed or pending.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    project: str
+    name: str
+    spec: DeploymentSpec
+    status: DeploymentStatus
+    status_message: str = ""
+    traffic: dict[int, int] = Field(default_factory=dict)
+    shadow_revision: int | None = None
+    revisions: list[Revision] = Field(default_factory=list)
+    replicas_ready: int = 0
+    created_at: datetime
+    updated_at: datetime
