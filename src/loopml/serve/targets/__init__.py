@@ -1,0 +1,1 @@
+"""Deploy targets: where a deployment's replicas run (local processes, Kubernetes)."""

@@ -1,0 +1,50 @@
+"""The interface every deploy target implements.
+
+The control plane decides *what* a deployment serves (revisions, traffic, replicas); a
+target makes it run somewhere. ``local`` runs model-server processes supervised by the
+platform behind its gateway; ``kubernetes`` renders (and, with a kubeconfig, applies)
+Deployment, Service and HorizontalPodAutoscaler objects, or a KServe InferenceService.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from loopml.core.deployments import Deployment
+
+
+@dataclass(frozen=True)
+class RevisionPackage:
+    """Where a revision's model package is, for a target to load it.
+
+    Attributes:
+        revision: the revision number.
+        model: the registered model's name; ``version`` its version.
+        manifest_sha256: the registry's anchor hash; the server refuses any other package.
+        path: a local folder holding the fetched package (local target), or ``None`` when
+            the replica fetches it itself from the platform (Kubernetes).
+    """
+
+    revision: int
+    model: str
+    version: int
+    manifest_sha256: str
+    path: str | None = None
+
+
+class DeployTarget(Protocol):
+    """Runs deployments somewhere."""
+
+    name: str
+
+    def apply(self, deployment: Deployment, packages: list[RevisionPackage]) -> None:
+        """Make the running state match ``deployment`` (its traffic, shadow and replica
+        counts), starting revisions in ``packages`` that do not run yet and stopping
+        revisions that no longer get traffic; idempotent."""
+
+    def delete(self, deployment: Deployment) -> None:
+        """Stop everything the deployment runs; idempotent."""
+
+    def ready_replicas(self, deployment: Deployment) -> int:
+        """How many replicas of the deployment answer now."""
