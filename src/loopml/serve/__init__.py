@@ -1,0 +1,53 @@
+"""Online serving: one model version behind the Open Inference Protocol (KServe V2) and
+``POST /predict``, with adaptive micro-batching and Prometheus metrics.
+
+::
+
+    runtime = load_runtime(package_dir, manifest_sha256=version.manifest_sha256)
+    app = create_model_app(runtime, deployment="churn-prod", model_name="churn", version=3)
+
+or, as a process: ``python -m loopml.serve --package DIR --manifest-sha256 HASH --name churn
+--version 3 --deployment churn-prod --port 9001``. See docs/serving.md.
+
+The names below are imported on first use, so that ``loopml.serve``'s subpackages (deploy
+targets, the gateway) do not pay for NumPy, pandas and ONNX Runtime unless they serve.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from loopml.serve.batching import MicroBatcher as MicroBatcher
+    from loopml.serve.batching import OverloadedError as OverloadedError
+    from loopml.serve.config import ModelServerSettings as ModelServerSettings
+    from loopml.serve.runtime import Columns as Columns
+    from loopml.serve.runtime import ModelRuntime as ModelRuntime
+    from loopml.serve.runtime import Prediction as Prediction
+    from loopml.serve.runtime import load_runtime as load_runtime
+    from loopml.serve.server import create_model_app as create_model_app
+    from loopml.serve.sink import PredictionRecord as PredictionRecord
+    from loopml.serve.sink import PredictionSink as PredictionSink
+
+_LAZY = {
+    "MicroBatcher": "loopml.serve.batching",
+    "OverloadedError": "loopml.serve.batching",
+    "ModelServerSettings": "loopml.serve.config",
+    "Columns": "loopml.serve.runtime",
+    "ModelRuntime": "loopml.serve.runtime",
+    "Prediction": "loopml.serve.runtime",
+    "load_runtime": "loopml.serve.runtime",
+    "create_model_app": "loopml.serve.server",
+    "PredictionRecord": "loopml.serve.sink",
+    "PredictionSink": "loopml.serve.sink",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'loopml.serve' has no attribute {name!r}")
