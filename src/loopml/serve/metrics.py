@@ -1,10 +1,7 @@
-"""The model server's Prometheus metrics, in the text exposition format (version 0.0.4).
+"""The model server's Prometheus metrics, through ``prometheus-client``.
 
-Written here rather than with ``prometheus-client``, which loopml does not depend on yet:
-a server process has one fixed label set (deployment, model, version) plus a route and a
-status, so a counter is a dict and a histogram a list of bucket counts, updated on the event
-loop's thread without locks. Swapping in ``prometheus-client`` later touches this module
-only; the metric names below are the contract.
+Each server app has its own ``CollectorRegistry`` (several apps may live in one test
+process), and every series carries the process's deployment, model and version.
 
 | metric | type | labels (besides deployment, model, version) |
 |---|---|---|
@@ -22,11 +19,21 @@ only; the metric names below are the contract.
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+# ``*_created`` series double the output and nothing here reads them.
+disable_created_metrics()
 LATENCY_BUCKETS = (
     0.0005,
     0.001,
@@ -45,73 +52,57 @@ LATENCY_BUCKETS = (
 )
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 ROWS_BUCKETS = (1, 10, 100, 1000, 10_000, 100_000)
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _labels(pairs: Iterable[tuple[str, str]]) -> str:
-    return ",".join(f'{name}="{_escape(value)}"' for name, value in pairs)
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+BASE_LABELS = ("deployment", "model", "version")
 
 
 class _Counter:
-    def __init__(self, name: str, help_text: str, label_names: Sequence[str]) -> None:
-        self.name = name
-        self.help = help_text
-        self.label_names = tuple(label_names)
-        self.values: dict[tuple[str, ...], float] = {}
+    """A counter whose base labels are fixed; ``inc`` takes the remaining label values."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        base: tuple[str, str, str],
+        name: str,
+        help_text: str,
+        label_names: Sequence[str],
+    ) -> None:
+        self._base = base
+        self._metric = Counter(
+            name.removesuffix("_total"),
+            help_text,
+            (*BASE_LABELS, *label_names),
+            registry=registry,
+        )
+        if not label_names:
+            self._metric.labels(*base)
 
     def inc(self, labels: tuple[str, ...] = (), amount: float = 1.0) -> None:
-        self.values[labels] = self.values.get(labels, 0.0) + amount
-
-    def render(self, base: str) -> list[str]:
-        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} counter"]
-        for labels, value in sorted(self.values.items()):
-            text = _join(base, _labels(zip(self.label_names, labels, strict=True)))
-            lines.append(f"{self.name}{{{text}}} {_number(value)}")
-        return lines
+        self._metric.labels(*self._base, *labels).inc(amount)
 
 
 class _Histogram:
+    """A histogram whose base labels are fixed; ``observe`` takes the remaining values."""
+
     def __init__(
-        self, name: str, help_text: str, label_names: Sequence[str], buckets: Sequence[float]
+        self,
+        registry: CollectorRegistry,
+        base: tuple[str, str, str],
+        name: str,
+        help_text: str,
+        label_names: Sequence[str],
+        buckets: Sequence[float],
     ) -> None:
-        self.name = name
-        self.help = help_text
-        self.label_names = tuple(label_names)
-        self.buckets = tuple(buckets)
-        # per label set: [count per bucket (non-cumulative, last one is +Inf), sum]
-        self.values: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
+        self._base = base
+        self._metric = Histogram(
+            name,
+            help_text,
+            (*BASE_LABELS, *label_names),
+            buckets=tuple(buckets),
+            registry=registry,
+        )
 
     def observe(self, value: float, labels: tuple[str, ...] = ()) -> None:
-        slot = self.values.get(labels)
-        if slot is None:
-            slot = self.values[labels] = ([0] * (len(self.buckets) + 1), [0.0])
-        slot[0][bisect.bisect_left(self.buckets, value)] += 1
-        slot[1][0] += value
-
-    def render(self, base: str) -> list[str]:
-        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
-        for labels, (counts, total) in sorted(self.values.items()):
-            prefix = _join(base, _labels(zip(self.label_names, labels, strict=True)))
-            running = 0
-            for bound, count in zip((*self.buckets, float("inf")), counts, strict=True):
-                running += count
-                le = "+Inf" if bound == float("inf") else _number(bound)
-                bucket = _join(prefix, _labels([("le", le)]))
-                lines.append(f"{self.name}_bucket{{{bucket}}} {running}")
-            lines.append(f"{self.name}_sum{{{prefix}}} {_number(total[0])}")
-            lines.append(f"{self.name}_count{{{prefix}}} {running}")
-        return lines
-
-
-def _join(*parts: str) -> str:
-    return ",".join(p for p in parts if p)
+        self._metric.labels(*self._base, *labels).observe(value)
 
 
 class ServerMetrics:
@@ -120,43 +111,69 @@ class ServerMetrics:
     """
 
     def __init__(self, *, deployment: str, model: str, version: int, format: str) -> None:
-        self._base = _labels(
-            [("deployment", deployment), ("model", model), ("version", str(version))]
-        )
-        self._format = format
+        self.registry = CollectorRegistry(auto_describe=True)
+        base = (deployment, model, str(version))
+        reg = self.registry
         self.requests = _Counter(
+            reg,
+            base,
             "loopml_model_requests_total",
             "Requests answered, by route and HTTP status.",
             ("route", "status"),
         )
         self.errors = _Counter(
+            reg,
+            base,
             "loopml_model_errors_total",
             "Requests answered with an error, by route and error code.",
             ("route", "code"),
         )
         self.latency = _Histogram(
+            reg,
+            base,
             "loopml_model_request_duration_seconds",
             "Time from receiving a request to its answer, by route.",
             ("route",),
             LATENCY_BUCKETS,
         )
         self.batch_size = _Histogram(
-            "loopml_model_batch_size", "Requests per model call.", (), BATCH_SIZE_BUCKETS
+            reg,
+            base,
+            "loopml_model_batch_size",
+            "Requests per model call.",
+            (),
+            BATCH_SIZE_BUCKETS,
         )
         self.batch_rows = _Histogram(
-            "loopml_model_batch_rows", "Rows per model call.", (), ROWS_BUCKETS
+            reg, base, "loopml_model_batch_rows", "Rows per model call.", (), ROWS_BUCKETS
         )
         self.inference = _Histogram(
+            reg,
+            base,
             "loopml_model_inference_duration_seconds",
             "Time of one model call, thread hand-off included.",
             (),
             LATENCY_BUCKETS,
         )
-        self.rows = _Counter("loopml_model_rows_total", "Rows scored.", ())
+        self.rows = _Counter(reg, base, "loopml_model_rows_total", "Rows scored.", ())
         self.sink_errors = _Counter(
-            "loopml_model_sink_errors_total", "Prediction-sink calls that raised.", ()
+            reg, base, "loopml_model_sink_errors_total", "Prediction-sink calls that raised.", ()
         )
         self._inflight: Callable[[], int] = lambda: 0
+        inflight = Gauge(
+            "loopml_model_inflight_requests",
+            "Requests waiting for or in a model call.",
+            BASE_LABELS,
+            registry=reg,
+        )
+        inflight.labels(*base).set_function(lambda: float(self._inflight()))
+        info = Gauge(
+            "loopml_model_info",
+            "The model this process serves; always 1.",
+            (*BASE_LABELS, "format"),
+            registry=reg,
+        )
+        info.labels(*base, format).set(1)
 
     def track_inflight(self, read: Callable[[], int]) -> None:
         """Read the in-flight request count from ``read`` at each scrape."""
@@ -178,21 +195,4 @@ class ServerMetrics:
 
     def render(self) -> str:
         """Every metric in the Prometheus text format."""
-        lines: list[str] = []
-        for metric in (self.requests, self.errors, self.latency):
-            lines += metric.render(self._base)
-        for metric in (self.batch_size, self.batch_rows, self.inference):
-            lines += metric.render(self._base)
-        for metric in (self.rows, self.sink_errors):
-            if not metric.values:
-                metric.values[()] = 0.0
-            lines += metric.render(self._base)
-        lines += [
-            "# HELP loopml_model_inflight_requests Requests waiting for or in a model call.",
-            "# TYPE loopml_model_inflight_requests gauge",
-            f"loopml_model_inflight_requests{{{self._base}}} {self._inflight()}",
-            "# HELP loopml_model_info The model this process serves; always 1.",
-            "# TYPE loopml_model_info gauge",
-            f"loopml_model_info{{{_join(self._base, _labels([('format', self._format)]))}}} 1",
-        ]
-        return "\n".join(lines) + "\n"
+        return generate_latest(self.registry).decode("utf-8")

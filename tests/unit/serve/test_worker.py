@@ -107,7 +107,7 @@ def test_worker_serves_quietly_and_finishes_in_flight_requests_on_sigterm(
                 assert response.status_code == 200
             assert client.post("/predict", json={"instances": [{}]}).status_code == 422
             metrics = client.get("/metrics").text
-        assert 'route="/predict",status="200"} 25' in metrics
+        assert _count(metrics, "/predict", "200") == 25, metrics
         assert stdout.read_text() == ""
         assert stderr.read_text() == after_start  # nothing per request, errors included
 
@@ -161,3 +161,12 @@ def test_worker_settings_flags_are_validated(cancer: Served) -> None:
 
     assert result.returncode == 2
     assert "max_batch_size" in result.stderr
+
+
+def _count(metrics: str, route: str, status: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith("loopml_model_requests_total{") and (
+            f'route="{route}"' in line and f'status="{status}"' in line
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
