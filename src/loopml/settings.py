@@ -150,7 +150,7 @@ class TrackingSettings(_Section):
 
 
 class LakeSettings(_Section):
-    """Lake table housekeeping: compaction and vacuum."""
+    """Lake tables: housekeeping (compaction and vacuum) and the batching of record ingest."""
 
     compact_min_files: int = Field(
         default=64,
@@ -170,6 +170,30 @@ class LakeSettings(_Section):
         le=87_600,
         description="Default retention of `loopml tables vacuum`: files that left the table "
         "longer ago than this are freed, except those of versions a run references.",
+    )
+    records_batch_rows: int = Field(
+        default=10_000,
+        ge=1,
+        le=10_000_000,
+        description="Record ingest over HTTP gathers the posts to one table into one commit "
+        "(one commit per table at a time); a commit starts as soon as this many records are "
+        "waiting.",
+    )
+    records_batch_ms: float = Field(
+        default=20.0,
+        ge=0,
+        le=60_000,
+        description="A commit of records starts at the latest this many milliseconds after "
+        "the first waiting record arrived, or earlier once as many posts wait as were in "
+        "flight together last time. Higher: fewer, larger commits under light load; lower: "
+        "faster answers. A post is answered once its commit is durable.",
+    )
+    records_max_per_post: int = Field(
+        default=100_000,
+        ge=1,
+        le=10_000_000,
+        description="Most records one post may carry (its body is also bounded by "
+        "`server.max_body_bytes`); send larger sets as a file.",
     )
 
 

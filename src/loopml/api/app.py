@@ -19,18 +19,23 @@ from loopml.api.guard import GuardConfig, RequestGuardMiddleware
 from loopml.api.routes import (
     artifacts,
     datasets,
+    deployments,
     events,
     experiments,
+    feedback,
     gate,
     health,
     models,
+    predictions,
     projects,
     runs,
     sql,
     tables,
     transforms,
 )
+from loopml.api.services.deployments import build_serving
 from loopml.api.services.maintenance import run_maintenance
+from loopml.data.records import RecordBatcher
 from loopml.settings import Settings
 
 log = logging.getLogger("loopml.api")
@@ -75,12 +80,19 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     ctx = context or build_context(settings)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(_startup, ctx)
         housekeeping = asyncio.create_task(_maintain(ctx))
+        await serving.start()
+        records = RecordBatcher(ctx.store, ctx.artifacts, ctx.settings.lake)
+        app.state.records = records
         try:
             yield
         finally:
+            await serving.close()
+            # Posts still waiting for their batch are committed and answered before the
+            # store goes away.
+            await records.close()
             housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await housekeeping
@@ -97,9 +109,13 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         lifespan=lifespan,
     )
     app.state.ctx = ctx
+    app.state.serving = serving = build_serving(ctx)
+    app.router.routes.extend(serving.gateway.routes())
     install_error_handlers(app)
     for module in (
         health,
+        feedback,
+        predictions,
         projects,
         events,
         artifacts,
@@ -111,6 +127,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         tables,
         datasets,
         transforms,
+        deployments,
     ):
         app.include_router(module.router)
     hosts = {h.lower() for h in settings.server.allowed_hosts} | {settings.server.host.lower()}
@@ -121,6 +138,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
             max_upload_bytes=settings.server.max_upload_bytes,
             raw_body_route=artifacts.is_upload_path,
             allowed_hosts=frozenset(hosts),
+            ndjson_route=tables.is_records_path,
         ),
     )
     return app

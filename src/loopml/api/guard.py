@@ -7,7 +7,8 @@ nothing is buffered first:
   without reading a byte; a streamed (chunked) body is counted as it arrives and the request is
   cut off with 413 as soon as it crosses the limit. Upload routes get their own, larger limit.
 - **Media type**: a JSON route's body must be ``application/json`` (or ``+json``): 415
-  otherwise, so a cross-site ``text/plain`` form post cannot reach a JSON route.
+  otherwise, so a cross-site ``text/plain`` form post cannot reach a JSON route. A route
+  that takes records also accepts NDJSON (``application/x-ndjson``, ``application/jsonl``).
 - **Host** (DNS rebinding): the ``Host`` header must name an allowed host: 400 otherwise.
 - **Origin** (CSRF): a browser request whose ``Origin`` is not an allowed host gets 403.
 
@@ -35,6 +36,11 @@ from loopml.core.errors import (
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _JSON_TYPE = re.compile(r"^application/([\w.+-]+\+)?json\s*(;.*)?$", re.IGNORECASE)
+_NDJSON_TYPE = re.compile(r"^application/(x-ndjson|jsonl)\s*(;.*)?$", re.IGNORECASE)
+
+
+def _never(_: str) -> bool:
+    return False
 
 
 @dataclass(frozen=True)
@@ -46,12 +52,14 @@ class GuardConfig:
         max_upload_bytes: limit for raw-body (streamed upload) routes.
         raw_body_route: tells whether a path takes a raw body (any media type, upload limit).
         allowed_hosts: host names accepted in ``Host`` and ``Origin``; ``*`` allows any.
+        ndjson_route: tells whether a path also takes NDJSON (records; body limit as JSON).
     """
 
     max_body_bytes: int
     max_upload_bytes: int
     raw_body_route: Callable[[str], bool]
     allowed_hosts: frozenset[str] = field(default_factory=frozenset)
+    ndjson_route: Callable[[str], bool] = _never
 
 
 def _host_of(value: str) -> str:
@@ -113,11 +121,26 @@ class RequestGuardMiddleware:
         has_body = (declared is not None and int(declared) > 0) or ("transfer-encoding" in headers)
         if has_body and not raw and scope["method"] in _BODY_METHODS:
             content_type = headers.get("content-type", "")
-            if not _JSON_TYPE.match(content_type):
+            if _JSON_TYPE.match(content_type):
+                return None
+            got = repr(content_type[:100] or "no Content-Type")
+            if not self.config.ndjson_route(scope["path"]):
                 return UnsupportedMediaTypeError(
-                    f"expected a JSON body (Content-Type: application/json), got "
-                    f"{content_type[:100] or 'no Content-Type'!r}",
+                    f"expected a JSON body (Content-Type: application/json), got {got}",
                     details={"expected": "application/json"},
+                )
+            if not _NDJSON_TYPE.match(content_type):
+                return UnsupportedMediaTypeError(
+                    "expected records as a JSON array of objects (Content-Type: "
+                    "application/json) or one object per line (application/x-ndjson or "
+                    f"application/jsonl), got {got}",
+                    details={
+                        "expected": [
+                            "application/json",
+                            "application/x-ndjson",
+                            "application/jsonl",
+                        ]
+                    },
                 )
         return None
 

@@ -11,8 +11,10 @@ from loopml.cli import (
     artifacts,
     datasets,
     db,
+    deployments,
     events,
     models,
+    predict,
     projects,
     runs,
     server,
@@ -39,12 +41,15 @@ app.add_typer(models.app, name="models")
 app.add_typer(tables.app, name="tables")
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(transforms.app, name="transforms")
+app.add_typer(deployments.app, name="deployments")
 app.command("up")(server.up)
 app.command("ingest")(tables.ingest)
 app.command("events")(events.events)
 app.command("gc")(models.gc)
 app.command("sql")(sql.sql)
 app.command("train")(train.train)
+app.command("deploy")(deployments.deploy)
+app.command("predict")(predict.predict)
 
 
 @app.callback()

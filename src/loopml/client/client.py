@@ -10,9 +10,11 @@ import httpx
 from loopml.client._http import Http
 from loopml.client.artifacts import Artifacts
 from loopml.client.datasets import Datasets
+from loopml.client.deployments import Deployments
 from loopml.client.events import Events
 from loopml.client.experiments import Experiments
 from loopml.client.models import Models
+from loopml.client.predictions import Predictions
 from loopml.client.projects import Projects
 from loopml.client.runs import Runs
 from loopml.client.sql import Sql
@@ -55,6 +57,8 @@ class Client:
         self.sql = Sql(self._http)
         self.datasets = Datasets(self._http)
         self.transforms = Transforms(self._http)
+        self.predictions = Predictions(self._http)
+        self.deployments = Deployments(self._http)
 
     @property
     def url(self) -> str:

@@ -1,21 +1,67 @@
-"""A project's lake tables through the API, and file ingest (streamed)."""
+"""A project's lake tables through the API: file ingest (streamed) and record ingest."""
 
 from __future__ import annotations
 
 import builtins
 import os
+import random
+import time
+import uuid
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
+
+import orjson
 
 from loopml.client._http import Http, segment
 from loopml.client.artifacts import Progress, _file_chunks
 from loopml.core.contracts import Contract, ValidationReport, load_contract, parse_contract
+from loopml.core.errors import ConflictError, ServiceUnavailableError, ValidationError
 from loopml.core.housekeeping import CompactReport, VacuumReport
+from loopml.core.ingest import RecordsCommit, validate_idempotency_key
 from loopml.core.lake import LakeTable, TableCommit
 from loopml.core.types import Page
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 _MEDIA_TYPES = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
+RECORD_RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0)
+"""Waits before each retry of a post of records (jittered): about 4 s in all."""
+
+
+def _retryable(exc: Exception) -> bool:
+    # With an idempotency key, a retry of a post that did land lands nothing: the server's
+    # unavailability (503, or no connection) and a commit conflict (409) are safe to retry.
+    if isinstance(exc, ServiceUnavailableError):
+        return exc.details.get("retryable", True) is not False
+    return type(exc) is ConflictError
+
+
+def _ndjson(records: Sequence[Mapping[str, Any]] | pa.Table) -> bytes:
+    rows = records.to_pylist() if hasattr(records, "to_pylist") else records
+    if isinstance(rows, (str, bytes, Mapping)) or not isinstance(rows, Sequence):
+        raise ValidationError(
+            f"records must be a list of dicts or a pyarrow Table, got {type(records).__name__}"
+        )
+    if not rows:
+        raise ValidationError("no records to append: pass at least one record")
+    lines = []
+    for index, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise ValidationError(
+                f"record {index} is a {type(row).__name__}, expected a dict of field values"
+            )
+        try:
+            lines.append(orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY))
+        except TypeError as exc:
+            raise ValidationError(
+                f"record {index} cannot be sent as JSON: {exc}; convert that value (to a "
+                "str, int, float, bool, None, a datetime, or a list or dict of those)",
+                details={"record": index},
+            ) from exc
+    return b"\n".join(lines)
 
 
 def _path(project: str, table: str = "", tail: str = "") -> str:
@@ -107,6 +153,58 @@ class Tables:
                 headers=headers,
             )
         return TableCommit.model_validate(data)
+
+    def append_records(
+        self,
+        project: str,
+        table: str,
+        records: Sequence[Mapping[str, Any]] | pa.Table,
+        *,
+        idempotency_key: str | None = None,
+    ) -> RecordsCommit:
+        """Append records to a table (the first post creates it) and wait until they are
+        durably committed.
+
+        The server gathers posts that arrive together into one commit; this post's records
+        land whole or not at all. Connection errors, 503 and commit conflicts are retried a
+        few times, under the same idempotency key, so a retry never lands twice.
+
+        Args:
+            records: a list of dicts (one per record), or a pyarrow Table; sent as NDJSON.
+                Keep a post under the server's body limit (``server.max_body_bytes``); use
+                ``ingest_file`` for bulk data.
+            idempotency_key: makes retries land once; by default a new UUID for this call,
+                which covers this call's own retries. Pass a key of your own (an event id,
+                a hash of the records) to make retries from anywhere land once.
+
+        Returns:
+            Where the records landed; ``replayed`` is true when a post with the same key
+            and records had already landed (nothing was appended).
+
+        Raises:
+            ValidationError: records that do not fit the table (``details.columns`` names
+                the columns), that fail a ``reject`` contract, or a key already used for
+                other records.
+            ServiceUnavailableError: the server stayed unreachable through the retries.
+        """
+        key = uuid.uuid4().hex if idempotency_key is None else idempotency_key
+        headers = {
+            "Content-Type": "application/x-ndjson",
+            "Idempotency-Key": validate_idempotency_key(key),
+        }
+        body = _ndjson(records)
+        delays = iter(RECORD_RETRY_DELAYS_S)
+        while True:
+            try:
+                data = self._http.json(
+                    "POST", _path(project, table, "records"), content=body, headers=headers
+                )
+                return RecordsCommit.model_validate(data)
+            except (ServiceUnavailableError, ConflictError) as exc:
+                delay = next(delays, None)
+                if delay is None or not _retryable(exc):
+                    raise
+                time.sleep(delay * random.uniform(1.0, 1.5))  # noqa: S311 (jitter)
 
     def compact(self, project: str, table: str) -> CompactReport:
         """Rewrite a table's small files into large ones (a new version, the same rows)."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import (
@@ -24,10 +25,13 @@ from loopml.core.errors import (
     ServiceUnavailableError,
     ValidationError,
 )
+from loopml.core.ingest import IngestKey
 from loopml.core.lake import TableCommit
 from loopml.storage.native import NativeLocation
 
 COMMIT_ID_KEY = "loopml.commit"
+INGEST_KEYS_KEY = "loopml.ingest_keys"
+"""The commit's idempotency keys, ``[[key, body_sha256, rows], ...]`` as JSON text."""
 _HISTORY_SCAN = 50
 
 
@@ -62,6 +66,12 @@ def open_table(loc: NativeLocation, version: int | None = None) -> DeltaTable | 
         return DeltaTable(loc.uri, version=version, storage_options=loc.storage_options)
 
 
+def refresh(dt: DeltaTable) -> None:
+    """Bring an open table up to its latest version, reading only the newer log entries."""
+    with delta_errors("reading the table"):
+        dt.update_incremental()
+
+
 def arrow_schema(dt: DeltaTable) -> pa.Schema:
     """A Delta table's schema as a pyarrow schema."""
     return pa.schema(dt.schema().to_arrow())
@@ -73,27 +83,64 @@ def create_empty(loc: NativeLocation, schema: pa.Schema) -> None:
         DeltaTable.create(loc.uri, schema=schema, storage_options=loc.storage_options)
 
 
-def write(loc: NativeLocation, data: pa.RecordBatchReader, mode: str) -> str:
+def write(
+    loc: NativeLocation,
+    data: pa.RecordBatchReader,
+    mode: str,
+    *,
+    metadata: Mapping[str, str] | None = None,
+    table: DeltaTable | None = None,
+) -> str:
     """Write ``data`` as one Delta commit; returns the commit's id (see ``find_commit``).
 
     Delta's log makes the commit atomic: data files are written first and become part of
     the table only when ``_delta_log/<version>.json`` is created, so a writer killed
     half-way leaves unreferenced files, never a partial version.
+
+    Args:
+        metadata: more entries for the commit's ``commitInfo`` (see ``keys_metadata``).
+        table: the open table at ``loc``, written through (which saves reading its log
+            again) and left at the new version.
     """
     commit_id = uuid.uuid4().hex
     with delta_errors("writing the table"):
         write_deltalake(
-            loc.uri,
+            loc.uri if table is None else table,
             data,
             mode="overwrite" if mode == "overwrite" else "append",
             schema_mode="overwrite" if mode == "overwrite" else None,
-            storage_options=loc.storage_options,
-            commit_properties=CommitProperties(custom_metadata={COMMIT_ID_KEY: commit_id}),
+            storage_options=loc.storage_options if table is None else None,
+            commit_properties=CommitProperties(
+                custom_metadata={**(metadata or {}), COMMIT_ID_KEY: commit_id}
+            ),
         )
     return commit_id
 
 
-def _commit(entry: dict[str, Any]) -> TableCommit:
+def keys_metadata(keys: Sequence[IngestKey]) -> dict[str, str]:
+    """The ``commitInfo`` entry that makes a commit carry its posts' idempotency keys."""
+    if not keys:
+        return {}
+    return {INGEST_KEYS_KEY: orjson.dumps([[k.key, k.body_sha256, k.rows] for k in keys]).decode()}
+
+
+def keys_of(entry: Mapping[str, Any]) -> list[IngestKey]:
+    """The idempotency keys a history entry carries, with its version (none if malformed)."""
+    text = entry.get(INGEST_KEYS_KEY)
+    if not isinstance(text, str):
+        return []
+    version = int(entry.get("version", -1))
+    try:
+        return [
+            IngestKey(key=str(k), body_sha256=str(sha), rows=int(rows), version=version)
+            for k, sha, rows in orjson.loads(text)
+        ]
+    except (orjson.JSONDecodeError, TypeError, ValueError):
+        return []
+
+
+def commit_of(entry: Mapping[str, Any]) -> TableCommit:
+    """The ``TableCommit`` of a raw history entry."""
     params = entry.get("operationParameters") or {}
     metrics = entry.get("operationMetrics") or {}
     mode = params.get("mode") if isinstance(params, dict) else None
@@ -119,22 +166,32 @@ def _int(value: Any) -> int | None:
 def history(dt: DeltaTable, limit: int | None = None) -> list[TableCommit]:
     """The table's commits, newest first."""
     with delta_errors("reading the table's history"):
-        return [_commit(entry) for entry in dt.history(limit)]
+        return [commit_of(entry) for entry in dt.history(limit)]
 
 
-def find_commit(dt: DeltaTable, commit_id: str) -> TableCommit:
-    """The commit this process made under ``commit_id`` (others may have committed since)."""
+def entries_since(dt: DeltaTable, version: int) -> list[dict[str, Any]]:
+    """The raw history entries (``commitInfo``) of the commits after ``version``, newest
+    first."""
+    if dt.version() <= version:
+        return []
+    with delta_errors("reading the table's history"):
+        entries = dt.history(dt.version() - version)
+    return [e for e in entries if int(e.get("version", -1)) > version]
+
+
+def find_commit(
+    dt: DeltaTable, commit_id: str, entries: Sequence[Mapping[str, Any]] = ()
+) -> TableCommit:
+    """The commit this process made under ``commit_id`` (others may have committed since);
+    looked for in ``entries`` first, then in the table's recent history."""
+    for entry in entries:
+        if entry.get(COMMIT_ID_KEY) == commit_id:
+            return commit_of(entry)
     with delta_errors("reading the table's history"):
         for entry in dt.history(_HISTORY_SCAN):
             if entry.get(COMMIT_ID_KEY) == commit_id:
-                return _commit(entry)
+                return commit_of(entry)
     raise ConflictError(
         f"the commit {commit_id} is not among the table's last {_HISTORY_SCAN} commits: "
         "too many concurrent writers; the data was written, check the table's history"
     )
-
-
-def rows_since(dt: DeltaTable, version: int) -> int:
-    """Rows added by the commits after ``version`` (for an event about commits found late)."""
-    commits = history(dt, max(dt.version() - version, 1))
-    return sum(c.rows_added or 0 for c in commits if c.version > version)

@@ -68,7 +68,8 @@ def _short(value: Any) -> Any:
 
 def check_names(schema: pa.Schema) -> None:
     """Refuse column names Delta cannot hold: empty, over 255 characters, not valid UTF-8
-    (a binary file read as CSV), or repeated."""
+    (a binary file read as CSV), holding NUL (the writer cuts the name there), or repeated
+    (Delta compares names without case: ``id`` and ``ID`` are the same column)."""
     seen: set[str] = set()
     try:
         names = schema.names
@@ -76,26 +77,35 @@ def check_names(schema: pa.Schema) -> None:
         raise unreadable(exc) from exc
     for name in names:
         try:
-            valid = 0 < len(name) <= 255 and bool(name.encode("utf-8"))
+            valid = 0 < len(name) <= 255 and bool(name.encode("utf-8")) and "\x00" not in name
         except UnicodeEncodeError:
             valid = False
-        if not valid or name in seen:
+        if not valid or name.lower() in seen:
             shown = name[:40].encode("utf-8", "replace").decode("utf-8", "replace")
             raise ValidationError(
                 f"invalid or repeated column name {shown!r}: expected unique UTF-8 names of 1 "
                 "to 255 characters; check that the file is CSV, Parquet or JSON Lines",
                 details={"column": shown},
             )
-        seen.add(name)
+        seen.add(name.lower())
 
 
-def plan_cast(expected: pa.Schema, found: pa.Schema, sample: pa.RecordBatch | None) -> pa.Schema:
+OVERWRITE_HINT = "Convert those columns, or write with mode=overwrite to replace the table"
+
+
+def plan_cast(
+    expected: pa.Schema,
+    found: pa.Schema,
+    sample: pa.RecordBatch | None,
+    hint: str = OVERWRITE_HINT,
+) -> pa.Schema:
     """The schema to cast incoming data to, or a ``ValidationError`` naming every problem.
 
     Args:
         expected: the table's schema.
         found: the incoming data's schema.
         sample: the first incoming batch, to show the first offending rows.
+        hint: the message's last sentence: how to fix it.
 
     Raises:
         ValidationError: a column is missing, extra, or of a type that does not convert
@@ -123,11 +133,11 @@ def plan_cast(expected: pa.Schema, found: pa.Schema, sample: pa.RecordBatch | No
                 {"column": name, "expected": None, "found": str(found.field(name).type)}
             )
     if problems:
-        raise ValidationError(_describe(problems), details={"columns": problems})
+        raise ValidationError(_describe(problems, hint), details={"columns": problems})
     return expected
 
 
-def _describe(problems: list[dict[str, Any]]) -> str:
+def _describe(problems: list[dict[str, Any]], hint: str) -> str:
     parts = []
     for p in problems:
         if p["found"] is None:
@@ -138,11 +148,7 @@ def _describe(problems: list[dict[str, Any]]) -> str:
             rows = ", ".join(str(r["row"]) for r in p.get("rows", []))
             at = f" at rows {rows}" if rows else ""
             parts.append(f"{p['column']!r} expected {p['expected']}, found {p['found']}{at}")
-    return (
-        "the data does not match the table's schema: "
-        + "; ".join(parts)
-        + ". Convert those columns, or write with mode=overwrite to replace the table"
-    )
+    return "the data does not match the table's schema: " + "; ".join(parts) + f". {hint}"
 
 
 def cast_batches(

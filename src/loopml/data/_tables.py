@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import pyarrow as pa
 from deltalake import DeltaTable
 
 from loopml.core import layout
 from loopml.core.errors import AlreadyExistsError, NotFoundError, ValidationError
+from loopml.core.ingest import IngestKey
 from loopml.core.lake import ColumnInfo, LakeTable, TableCommit
 from loopml.data import _delta
 from loopml.data._schema import columns_of
 from loopml.storage import ArtifactStore
 from loopml.storage.native import NativeLocation
-from loopml.store import MetadataStore, lake_tables, projects
+from loopml.store import MetadataStore, ingest_keys, lake_tables, projects
 
 log = logging.getLogger("loopml.data")
 SYSTEM_ACTOR = "system"
+_HOUSEKEEPING = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END"})
 
 
 def locate(
@@ -30,8 +33,39 @@ def locate(
     return row, artifacts.native_location(layout.lake_table_prefix(project_id, row.id))
 
 
+def located(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    project: str,
+    table: str,
+    create: bool,
+    actor: str,
+) -> tuple[LakeTable, NativeLocation]:
+    """``locate``, creating the table's row first where it is missing and ``create`` is set."""
+    try:
+        return locate(store, artifacts, project, table)
+    except NotFoundError:
+        if not create:
+            raise
+    ensure_row(store, project, table, True, actor)
+    return locate(store, artifacts, project, table)
+
+
+def _keys_in(entries: Sequence[Mapping[str, Any]]) -> list[IngestKey]:
+    # Every commit after the row's version, not only this process's: a writer that died
+    # between its commit and its record left keys that only its commit carries.
+    return [key for entry in entries for key in _delta.keys_of(entry)]
+
+
 def reconcile(store: MetadataStore, row: LakeTable, dt: DeltaTable) -> LakeTable:
+    """Catch the row up with commits in the log that it has not recorded (a writer died in
+    between), idempotency keys included."""
     if dt.version() <= row.version:
+        return row
+    entries = _delta.entries_since(dt, row.version)
+    if all(e.get("operation") in _HOUSEKEEPING for e in entries):
+        # A compaction (often a background one, about to record itself) changed no rows:
+        # no event for it; the next commit recorded moves the row past it.
         return row
     log.warning(
         "table %s/%s: log at %d, row at %d; reconciling",
@@ -41,18 +75,20 @@ def reconcile(store: MetadataStore, row: LakeTable, dt: DeltaTable) -> LakeTable
         row.version,
     )
     with store.session() as session:
-        return lake_tables.record_commit(
+        table = lake_tables.record_commit(
             session,
             row.project,
             row.name,
             version=dt.version(),
             row_count=dt.count(),
             columns=columns_of(_delta.arrow_schema(dt)),
-            rows=_delta.rows_since(dt, row.version),
+            rows=sum(c.rows_added or 0 for c in map(_delta.commit_of, entries)),
             mode="reconcile",
             actor=SYSTEM_ACTOR,
             reconciled=True,
         )
+        ingest_keys.record(session, row.project, row.name, _keys_in(entries))
+        return table
 
 
 def schema_from(columns: list[ColumnInfo]) -> pa.Schema:
@@ -102,22 +138,36 @@ def ensure_row(store: MetadataStore, project: str, table: str, create: bool, act
 
 
 def record(
-    store: MetadataStore, row: LakeTable, loc: NativeLocation, commit_id: str, mode: str, actor: str
+    store: MetadataStore,
+    row: LakeTable,
+    loc: NativeLocation,
+    commit_id: str,
+    mode: str,
+    actor: str,
+    dt: DeltaTable | None = None,
 ) -> TableCommit:
-    dt = _delta.open_table(loc)
+    """Record this process's commit ``commit_id`` on ``row`` (as it was before the write),
+    with the idempotency keys of every commit since; ``dt`` is the table after the write."""
+    dt = dt or _delta.open_table(loc)
     assert dt is not None, "a table was just committed"
-    commit = _delta.find_commit(dt, commit_id)
+    entries = _delta.entries_since(dt, row.version)
+    commit = _delta.find_commit(dt, commit_id, entries)
+    if mode == "append" and len(entries) == 1 and commit.rows_added is not None:
+        row_count = row.row_count + commit.rows_added  # nobody else committed since `row`
+    else:
+        row_count = dt.count()
     with store.session() as session:
         lake_tables.record_commit(
             session,
             row.project,
             row.name,
             version=dt.version(),
-            row_count=dt.count(),
+            row_count=row_count,
             columns=columns_of(_delta.arrow_schema(dt)),
             rows=commit.rows_added or 0,
             mode=mode,
             actor=actor,
             commit_version=commit.version,
         )
+        ingest_keys.record(session, row.project, row.name, _keys_in(entries))
     return commit

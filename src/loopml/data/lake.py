@@ -12,13 +12,14 @@ the next, never a partial one).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
 from loopml.core import layout
-from loopml.core.errors import NotFoundError, ValidationError
+from loopml.core.errors import LoopmlError, NotFoundError, ValidationError
 from loopml.core.lake import (
     ColumnInfo,
     LakeTable,
@@ -31,6 +32,7 @@ from loopml.data import _delta, _guarded, _tables, housekeeping
 from loopml.data._schema import cast_batches, check_names, plan_cast, unreadable
 from loopml.settings import LakeSettings
 from loopml.storage import ArtifactStore
+from loopml.storage.native import NativeLocation
 from loopml.store import MetadataStore, lake_tables, projects
 
 log = logging.getLogger("loopml.data")
@@ -154,6 +156,8 @@ def ingest_arrow(
     create: bool = True,
     actor: str,
     lake_settings: LakeSettings | None = None,
+    commit_metadata: Mapping[str, str] | None = None,
+    delta_table: DeltaTable | None = None,
 ) -> TableCommit:
     """Write ``data`` to a table as one Delta commit and emit ``table.appended``.
 
@@ -170,6 +174,12 @@ def ingest_arrow(
         actor: who wrote, for the event.
         lake_settings: with them, compact the table afterwards when it has too many small
             files (see ``loopml.data.housekeeping``); without, never.
+        commit_metadata: more entries for the commit's ``commitInfo`` in the Delta log (the
+            idempotency keys of record posts: see ``loopml.data._delta.keys_metadata``);
+            never written to a ``quarantine`` contract's ``<table>__rejected``.
+        delta_table: the table, already open at a recent version (``open_delta``), to
+            write through instead of reading its log again; it is left at the new version.
+            No other thread may use it meanwhile.
 
     Returns:
         The commit (its version and the rows it added).
@@ -183,15 +193,38 @@ def ingest_arrow(
     """
     validate_table_name(table)
     mode = validate_write_mode(mode)
-    _tables.ensure_row(store, project, table, create, actor)
-    with store.session() as session:
-        row = lake_tables.get(session, project, table)
+    row, loc = _tables.located(store, artifacts, project, table, create, actor)
     if row.contract is None:
-        return _write(store, artifacts, project, table, data, mode, actor, lake_settings)
+        return _write(
+            store,
+            artifacts,
+            project,
+            table,
+            data,
+            mode,
+            actor,
+            lake_settings,
+            commit_metadata,
+            delta_table,
+            located=(row, loc),
+        )
 
     def write(name: str, rows: pa.Table, how: WriteMode) -> TableCommit:
         _tables.ensure_row(store, project, name, True, actor)
-        return _write(store, artifacts, project, name, rows, how, actor, lake_settings)
+        if name != table:
+            return _write(store, artifacts, project, name, rows, how, actor, lake_settings)
+        return _write(
+            store,
+            artifacts,
+            project,
+            name,
+            rows,
+            how,
+            actor,
+            lake_settings,
+            commit_metadata,
+            delta_table,
+        )
 
     def existing(column: str) -> pa.ChunkedArray | None:
         dataset = read_dataset(store, artifacts, project, table)
@@ -212,9 +245,14 @@ def _write(
     mode: WriteMode,
     actor: str,
     lake_settings: LakeSettings | None,
+    metadata: Mapping[str, str] | None = None,
+    delta_table: DeltaTable | None = None,
+    located: tuple[LakeTable, NativeLocation] | None = None,
 ) -> TableCommit:
-    row, loc = _tables.locate(store, artifacts, project, table)
-    dt = _delta.open_table(loc)
+    # The table's log is read once: the write goes through the open table, which leaves it
+    # at the new version for recording and the compaction check.
+    row, loc = located or _tables.locate(store, artifacts, project, table)
+    dt = delta_table if delta_table is not None else _delta.open_table(loc)
     if dt is not None:
         row = _tables.reconcile(store, row, dt)
     reader = _tables.reader(data)
@@ -231,15 +269,24 @@ def _write(
     failures: list[ValidationError] = []
     stream = pa.RecordBatchReader.from_batches(target, cast_batches(batches, target, failures))
     try:
-        commit_id = _delta.write(loc, stream, mode)
+        commit_id = _delta.write(loc, stream, mode, metadata=metadata, table=dt)
     except Exception:
         if failures:
             raise failures[0] from None
         raise
-    commit = _tables.record(store, row, loc, commit_id, mode, actor)
-    if lake_settings is not None:
+    commit = _tables.record(store, row, loc, commit_id, mode, actor, dt)
+    if lake_settings is not None and _compaction_due(dt, lake_settings):
         housekeeping.maybe_compact(store, artifacts, project, table, lake_settings, actor=actor)
     return commit
+
+
+def _compaction_due(dt: DeltaTable | None, settings: LakeSettings) -> bool:
+    if dt is None:
+        return False  # the table's first commit: one file
+    try:
+        return housekeeping.needs_compaction(dt, settings)
+    except LoopmlError:
+        return True  # maybe_compact looks again, and logs what fails
 
 
 def history(

@@ -1,6 +1,9 @@
-"""The model server's settings: one section, ready to sit in loopml's settings tree."""
+"""The model server's settings: one section, ready to sit in loopml's settings tree; and
+its prediction log's."""
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -63,4 +66,43 @@ class ModelServerSettings(BaseModel):
         default=30.0,
         ge=0.0,
         description="On SIGTERM, how long requests in flight may take to finish.",
+    )
+
+
+class PredictionLogSettings(BaseModel):
+    """Where and how a model-server process logs its predictions (see
+    ``loopml.serve.http_sink``): off unless ``url`` is given. The worker CLI fills it from
+    its ``--log-*`` flags.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    url: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="The platform's base URL (http://host:port); every prediction is posted "
+        "to the deployment's prediction table there. Unset: no prediction log.",
+    )
+    project: str = Field(default="default", max_length=63, description="The deployment's project.")
+    role: Literal["primary", "canary", "shadow"] | None = Field(
+        default=None,
+        description="The revision's role, written in each logged row (unset: not recorded).",
+    )
+    max_batch: int = Field(default=1000, ge=1, le=100_000, description="Most rows per post.")
+    flush_ms: float = Field(
+        default=200.0,
+        ge=0.0,
+        le=60_000.0,
+        description="Longest a prediction waits in memory before it is posted.",
+    )
+    max_queue: int = Field(
+        default=100_000,
+        ge=1,
+        description="Most rows waiting to be posted; more are dropped (and counted in "
+        "/metrics), so a platform that is down never slows serving.",
+    )
+    close_timeout_s: float = Field(
+        default=20.0,
+        ge=0.0,
+        description="On shutdown, how long the rows still waiting may take to be posted.",
     )

@@ -1,7 +1,8 @@
 """One model-server process, as the local deployment target supervises it::
 
     python -m loopml.serve --package DIR --manifest-sha256 HASH --name churn --version 3 \\
-        --deployment churn-prod --port 9001 [--host 127.0.0.1] [--max-batch-size 32 ...]
+        --deployment churn-prod --port 9001 [--host 127.0.0.1] [--max-batch-size 32 ...] \\
+        [--log-url http://127.0.0.1:8765 --log-project default --log-role primary]
 
 The package is verified against the manifest hash before anything is deserialized, then
 served by uvicorn. It binds the loopback address unless ``--allow-remote`` is given (the
@@ -9,6 +10,10 @@ server has no authentication of its own: a gateway or a pod network must front i
 is printed per request. SIGTERM (or SIGINT) stops accepting connections, lets requests in
 flight finish (up to ``--graceful-shutdown-s``) and exits 0. Exit status 2: bad arguments
 or a package that fails verification.
+
+With ``--log-url``, every prediction is posted, in batches and off the hot path, to the
+platform's prediction table of the deployment (``loopml.serve.http_sink``); on SIGTERM the
+rows still waiting are posted (up to ``--log-close-timeout-s``) before the process exits.
 """
 
 from __future__ import annotations
@@ -19,10 +24,13 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loopml.core.errors import LoopmlError
-from loopml.serve.config import ModelServerSettings
+from loopml.serve.config import ModelServerSettings, PredictionLogSettings
+
+if TYPE_CHECKING:
+    from loopml.serve.http_sink import HttpPredictionSink
 
 _LOOPBACK_NAMES = frozenset({"localhost"})
 
@@ -69,7 +77,36 @@ def build_parser() -> argparse.ArgumentParser:
             default=None,
             help=f"{field.description} (default {field.default})",
         )
+    _log_flags(parser)
     return parser
+
+
+def _log_flags(parser: argparse.ArgumentParser) -> None:
+    """``--log-*``: one flag per ``PredictionLogSettings`` field."""
+    fields = PredictionLogSettings.model_fields
+    parser.add_argument("--log-url", default=None, help=fields["url"].description)
+    parser.add_argument("--log-project", default=None, help=fields["project"].description)
+    parser.add_argument(
+        "--log-role", choices=("primary", "canary", "shadow"), help=fields["role"].description
+    )
+    for name in ("max_batch", "flush_ms", "max_queue", "close_timeout_s"):
+        field = fields[name]
+        kind: Any = field.annotation
+        parser.add_argument(
+            f"--log-{name.replace('_', '-')}",
+            type=kind,
+            default=None,
+            help=f"{field.description} (default {field.default})",
+        )
+
+
+def _log_settings(args: argparse.Namespace) -> PredictionLogSettings:
+    given = {
+        name: getattr(args, f"log_{name}")
+        for name in PredictionLogSettings.model_fields
+        if getattr(args, f"log_{name}") is not None
+    }
+    return PredictionLogSettings(**given)
 
 
 def _settings(args: argparse.Namespace) -> ModelServerSettings:
@@ -92,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     try:
         settings = _settings(args)
+        log_settings = _log_settings(args)
     except ValueError as exc:
         parser.error(str(exc))
 
@@ -107,13 +145,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LoopmlError as exc:
         print(f"loopml.serve: cannot load {args.package}: {exc.message}", file=sys.stderr)
         return 2
+    try:
+        sink = _sink(log_settings, args.deployment)
+    except LoopmlError as exc:
+        print(f"loopml.serve: {exc.message}", file=sys.stderr)
+        return 2
     app = create_model_app(
         runtime,
         deployment=args.deployment,
         model_name=args.name,
         version=args.version,
+        sink=sink,
         settings=settings,
     )
+    if sink is not None:
+        sink.register_metrics(app.state.server.metrics.registry)
     config = uvicorn.Config(
         app,
         host=args.host,
@@ -134,8 +180,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the default action (death by SIGTERM) follows; a no-op handler makes that exit 0.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _after_shutdown)
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        # After the graceful shutdown every answered request has been recorded: post them.
+        if sink is not None:
+            sink.close(log_settings.close_timeout_s)
     return 0
+
+
+def _sink(settings: PredictionLogSettings, deployment: str) -> HttpPredictionSink | None:
+    if settings.url is None:
+        return None
+    from loopml.serve.http_sink import HttpPredictionSink
+
+    return HttpPredictionSink(
+        settings.url,
+        settings.project,
+        deployment,
+        role=settings.role,
+        max_batch=settings.max_batch,
+        flush_ms=settings.flush_ms,
+        max_queue=settings.max_queue,
+    )
 
 
 def _after_shutdown(signum: int, frame: object) -> None:

@@ -5,6 +5,7 @@ objects; ORM rows never leave this package.
 """
 
 from loopml.store import datasets as datasets
+from loopml.store import deployments as deployments
 from loopml.store import events as events
 from loopml.store import experiments as experiments
 from loopml.store import gates as gates

@@ -1,4 +1,4 @@
-"""/api/v1/projects/{project}/tables: lake tables and file ingest."""
+"""/api/v1/projects/{project}/tables: lake tables, file ingest and record ingest."""
 
 from __future__ import annotations
 
@@ -19,6 +19,12 @@ from loopml.api.schemas_data import (
 from loopml.api.services import tables
 from loopml.core.contracts import Contract
 from loopml.core.housekeeping import MAX_RETENTION_HOURS, CompactReport, VacuumReport
+from loopml.core.ingest import (
+    IDEMPOTENCY_KEY_PATTERN,
+    JSON_MEDIA_TYPE,
+    NDJSON_MEDIA_TYPES,
+    RecordsCommit,
+)
 from loopml.core.lake import LakeTable, TableCommit
 
 PREFIX = "/api/v1/projects/{project}/tables"
@@ -33,16 +39,51 @@ _RAW_BODY: dict[str, Any] = {
     }
 }
 
+_NDJSON_SCHEMA: dict[str, Any] = {
+    "schema": {"type": "string", "description": "One JSON object per line."}
+}
+_RECORDS_BODY: dict[str, Any] = {
+    "requestBody": {
+        "description": "The records: a JSON array of objects, or one JSON object per line.",
+        "required": True,
+        "content": {
+            JSON_MEDIA_TYPE: {
+                "schema": {"type": "array", "minItems": 1, "items": {"type": "object"}}
+            },
+            **dict.fromkeys(NDJSON_MEDIA_TYPES, _NDJSON_SCHEMA),
+        },
+    }
+}
+_REPLAYED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": RecordsCommit,
+        "description": "A retry of a post that already landed (same Idempotency-Key and "
+        "body): nothing was appended; the body repeats where the records are.",
+        "headers": {
+            "Idempotent-Replayed": {
+                "description": "`true`: this answers an earlier post.",
+                "schema": {"type": "string"},
+            }
+        },
+    }
+}
+
+
+def _table_path_tail(path: str) -> str | None:
+    parts = path.split("/")
+    if len(parts) == 8 and parts[1:4] == ["api", "v1", "projects"] and parts[5] == "tables":
+        return parts[7]
+    return None
+
+
+def is_records_path(path: str) -> bool:
+    """Whether ``path`` is ``/api/v1/projects/{p}/tables/{t}/records`` (JSON or NDJSON)."""
+    return _table_path_tail(path) == "records"
+
 
 def is_files_path(path: str) -> bool:
     """Whether ``path`` is ``/api/v1/projects/{p}/tables/{t}/files`` (a raw-body upload)."""
-    parts = path.split("/")
-    return (
-        len(parts) == 8
-        and parts[1:4] == ["api", "v1", "projects"]
-        and parts[5] == "tables"
-        and parts[7] == "files"
-    )
+    return _table_path_tail(path) == "files"
 
 
 @router.get("")
@@ -163,6 +204,45 @@ async def ingest_file(
         content_type=request.headers.get("content-type"),
         actor=actor,
     )
+
+
+@router.post("/{table}/records", status_code=201, openapi_extra=_RECORDS_BODY, responses=_REPLAYED)
+async def append_records(
+    request: Request,
+    response: Response,
+    ctx: Ctx,
+    actor: Actor,
+    project: str = PROJECT,
+    table: str = TABLE,
+    idempotency_key: str | None = Header(
+        default=None,
+        alias="Idempotency-Key",
+        description="Makes a retried post land once: a post with a key already landed gets "
+        "the first answer again (200, `replayed`). Use a new key (a UUID) for new records.",
+        json_schema_extra={"pattern": IDEMPOTENCY_KEY_PATTERN.pattern, "maxLength": 200},
+    ),
+) -> RecordsCommit:
+    """Append records (a JSON array of objects, or NDJSON) to a table.
+
+    Posts arriving together share one commit (`lake.records_batch_rows`,
+    `lake.records_batch_ms`); the answer comes once the records are durably committed, and
+    each post lands whole or not at all. The first post creates the table and fixes its
+    schema; a post that does not fit it is refused with 422 naming the columns.
+    """
+    result = await tables.append_records(
+        ctx,
+        request.app.state,
+        project,
+        table,
+        request,
+        content_type=request.headers.get("content-type"),
+        key=idempotency_key,
+        actor=actor,
+    )
+    if result.replayed:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return result
 
 
 @router.post("/{table}/compact")

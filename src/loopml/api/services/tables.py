@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import anyio.to_thread
 import pyarrow as pa
+from starlette.requests import Request
 
 from loopml.api.context import AppContext
 from loopml.api.schemas_data import ReportPage, TableHead
 from loopml.api.streaming import blocking_chunks
 from loopml.core.contracts import Contract
+from loopml.core.errors import ServiceUnavailableError
 from loopml.core.housekeeping import CompactReport, VacuumReport
+from loopml.core.ingest import RecordsCommit, validate_idempotency_key
 from loopml.core.lake import ColumnInfo, LakeTable, TableCommit, validate_table_name
 from loopml.core.lake import validate_write_mode as validate_mode
 from loopml.core.names import validate_project_name
-from loopml.data import files, housekeeping, lake, validation
+from loopml.data import files, housekeeping, lake, records, validation
 from loopml.data._schema import columns_of
 
 _FILENAME = re.compile(r"""filename\*?=(?:UTF-8'')?"?([^";]{1,255})""", re.IGNORECASE)
@@ -68,6 +72,41 @@ async def ingest_upload(
             )
 
     return await anyio.to_thread.run_sync(work)
+
+
+async def append_records(
+    ctx: AppContext,
+    state: Any,
+    project: str,
+    table: str,
+    request: Request,
+    *,
+    content_type: str | None,
+    key: str | None,
+    actor: str,
+) -> RecordsCommit:
+    """Read a post of records (in a worker thread) and hand it to the app's batcher."""
+    validate_project_name(project)
+    validate_table_name(table)
+    records.media_kind(content_type)
+    if key is not None:
+        validate_idempotency_key(key)
+    batcher: records.RecordBatcher | None = getattr(state, "records", None)
+    if batcher is None:
+        raise ServiceUnavailableError(
+            "record ingest is not running: the server has not started, or is stopping"
+        )
+    body = await request.body()
+    post = await anyio.to_thread.run_sync(
+        partial(
+            records.read_post,
+            body,
+            content_type,
+            key=key,
+            max_records=ctx.settings.lake.records_max_per_post,
+        )
+    )
+    return await batcher.append(project, table, post, actor=actor)
 
 
 def create(

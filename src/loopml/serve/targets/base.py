@@ -9,9 +9,9 @@ Deployment, Service and HorizontalPodAutoscaler objects, or a KServe InferenceSe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from loopml.core.deployments import Deployment
+from loopml.core.deployments import Deployment, DeploymentStatus
 
 
 @dataclass(frozen=True)
@@ -48,3 +48,38 @@ class DeployTarget(Protocol):
 
     def ready_replicas(self, deployment: Deployment) -> int:
         """How many replicas of the deployment answer now."""
+
+
+@dataclass(frozen=True)
+class TargetStatus:
+    """What a target reports about one deployment.
+
+    Attributes:
+        status: ``ready`` when every revision that gets traffic answers, ``pending`` while
+            replicas start or a swap is under way, ``failed`` when a revision does not start
+            (the previous one keeps serving, if any), ``scaled_to_zero`` when idle.
+        message: why it is pending or failed, or what is degraded.
+        replicas_ready: replicas answering now.
+    """
+
+    status: DeploymentStatus
+    message: str
+    replicas_ready: int
+
+
+@runtime_checkable
+class ReportsStatus(Protocol):
+    """A target that can say more than how many replicas answer (optional capability)."""
+
+    def status(self, deployment: Deployment) -> TargetStatus:
+        """Where ``deployment`` stands on this target."""
+        ...
+
+
+@runtime_checkable
+class ProvidesLogs(Protocol):
+    """A target that keeps its replicas' output (optional capability)."""
+
+    def logs(self, deployment: Deployment, tail: int) -> list[str]:
+        """The last ``tail`` lines its replicas wrote (empty when it runs nothing)."""
+        ...

@@ -8,6 +8,8 @@ from loopml.store.orm.datasets import DatasetVersionRow as DatasetVersionRow
 from loopml.store.orm.datasets import IngestKeyRow as IngestKeyRow
 from loopml.store.orm.datasets import TransformRow as TransformRow
 from loopml.store.orm.datasets import TransformRunRow as TransformRunRow
+from loopml.store.orm.deployments import DeploymentRevisionRow as DeploymentRevisionRow
+from loopml.store.orm.deployments import DeploymentRow as DeploymentRow
 from loopml.store.orm.events import EventRow as EventRow
 from loopml.store.orm.gate import GatePolicyRow as GatePolicyRow
 from loopml.store.orm.gate import GateResultRow as GateResultRow

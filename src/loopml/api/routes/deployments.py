@@ -1,0 +1,125 @@
+"""/api/v1/projects/{project}/deployments: create, change, scale, roll back and delete
+deployments; their revisions and logs. Requests to the deployments themselves go through
+the gateway (``loopml.serve.gateway``), mounted on the same app."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from loopml.api.context import Actor
+from loopml.api.schemas import ERROR_RESPONSES, project_path
+from loopml.api.schemas_deployments import (
+    DeploymentCreate,
+    DeploymentLogs,
+    DeploymentUpdate,
+    RevisionList,
+    RollbackRequest,
+    ScaleRequest,
+    cursor_query,
+    deployment_path,
+    tail_query,
+)
+from loopml.api.services import deployments as svc
+from loopml.core.deployments import Deployment
+from loopml.core.types import Page
+from loopml.serve.deploy import DeploymentControl
+
+router = APIRouter(tags=["deployments"], responses=ERROR_RESPONSES)
+DEPLOYMENTS = "/api/v1/projects/{project}/deployments"
+DEPLOYMENT = DEPLOYMENTS + "/{name}"
+PROJECT = project_path("The project that owns the deployments.")
+NAME = deployment_path()
+Control = Annotated[DeploymentControl, Depends(svc.get_control)]
+
+
+@router.post(
+    DEPLOYMENTS,
+    status_code=201,
+    responses={200: {"model": Deployment, "description": "Dry run: what would be created."}},
+)
+def create_deployment(
+    body: DeploymentCreate,
+    control: Control,
+    actor: Actor,
+    response: Response,
+    project: str = PROJECT,
+    dry_run: bool = Query(default=False, description="Resolve and check only; create nothing."),
+) -> Deployment:
+    """Create a deployment: its model references are resolved to READY versions (revision
+    1, and more for a canary or shadow) and its target starts it. The answer is PENDING;
+    `status` becomes `ready` once replicas answer (`scaled_to_zero` with `min_replicas` 0)."""
+    if dry_run:
+        response.status_code = 200
+    return svc.create(control, project, body, actor, dry_run)
+
+
+@router.get(DEPLOYMENTS)
+def list_deployments(
+    control: Control,
+    project: str = PROJECT,
+    limit: int = Query(default=100, ge=1, le=1000),
+    cursor: str | None = cursor_query(),
+) -> Page[Deployment]:
+    """A project's deployments by name, a page at a time, with live status."""
+    return svc.list_(control, project, limit, cursor)
+
+
+@router.get(DEPLOYMENT)
+def get_deployment(control: Control, project: str = PROJECT, name: str = NAME) -> Deployment:
+    """One deployment: spec, traffic per revision, shadow, status, recent revisions."""
+    return svc.get(control, project, name)
+
+
+@router.patch(DEPLOYMENT)
+def update_deployment(
+    body: DeploymentUpdate, control: Control, actor: Actor, project: str = PROJECT, name: str = NAME
+) -> Deployment:
+    """Change spec fields; references are resolved again, and a changed version is a new
+    revision, rolled out without dropping requests."""
+    return svc.update(control, project, name, body, actor)
+
+
+@router.delete(DEPLOYMENT, status_code=204)
+def delete_deployment(
+    control: Control, actor: Actor, project: str = PROJECT, name: str = NAME
+) -> Response:
+    """Delete a deployment; its replicas are stopped before the answer."""
+    svc.delete(control, project, name, actor)
+    return Response(status_code=204)
+
+
+@router.post(DEPLOYMENT + "/scale")
+def scale_deployment(
+    body: ScaleRequest, control: Control, actor: Actor, project: str = PROJECT, name: str = NAME
+) -> Deployment:
+    """Set the replica bounds (`replicas` sets both)."""
+    return svc.scale(control, project, name, body, actor)
+
+
+@router.post(DEPLOYMENT + "/rollback")
+def rollback_deployment(
+    body: RollbackRequest,
+    control: Control,
+    actor: Actor,
+    project: str = PROJECT,
+    name: str = NAME,
+) -> Deployment:
+    """Send all traffic to an earlier revision; the spec is pinned to its version (update
+    `model` to an alias to follow it again)."""
+    return svc.rollback(control, project, name, body.revision, actor)
+
+
+@router.get(DEPLOYMENT + "/revisions")
+def list_revisions(control: Control, project: str = PROJECT, name: str = NAME) -> RevisionList:
+    """Every revision the deployment has had, oldest first."""
+    return RevisionList(items=svc.revisions(control, project, name))
+
+
+@router.get(DEPLOYMENT + "/logs")
+def deployment_logs(
+    control: Control, project: str = PROJECT, name: str = NAME, tail: int = tail_query()
+) -> DeploymentLogs:
+    """The last lines the deployment's replicas (and their supervisor) wrote."""
+    return DeploymentLogs(lines=svc.logs(control, project, name, tail))

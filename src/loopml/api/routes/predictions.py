@@ -1,0 +1,36 @@
+"""/api/v1/projects/{project}/predict-batch: batch scoring of a lake table."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Body
+
+from loopml.api.context import Actor, Ctx
+from loopml.api.schemas import ERROR_RESPONSES, project_path
+from loopml.api.services import predictions
+from loopml.core.predictions import BatchByDeployment, BatchByModel, BatchResult
+
+router = APIRouter(
+    prefix="/api/v1/projects/{project}/predict-batch",
+    tags=["predictions"],
+    responses=ERROR_RESPONSES,
+)
+PROJECT = project_path("The project that owns the model, the deployment and the tables.")
+
+
+@router.post("", status_code=201)
+async def predict_batch(
+    ctx: Ctx,
+    actor: Actor,
+    project: str = PROJECT,
+    body: BatchByModel | BatchByDeployment = Body(
+        description="The input table, the output table, and the model or the deployment."
+    ),
+) -> BatchResult:
+    """Score a table with a model version (or what a deployment serves) and write the rows
+    with their predictions to another table, as one commit.
+
+    Runs the serving runtime in the server, without HTTP per row; the answer comes when the
+    output is committed. A file is scored by ingesting it into a table first (the CLI's
+    `loopml predict --input FILE` does that).
+    """
+    return await predictions.predict_batch(ctx, project, body, actor=actor)

@@ -1,0 +1,277 @@
+"""``loopml deploy`` and ``loopml deployments``: serve registered models."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from loopml.cli._context import state
+from loopml.cli._output import as_json, console, table, when
+from loopml.core.errors import ConfigurationError, ValidationError
+
+if TYPE_CHECKING:
+    from loopml.core.deployments import Deployment
+
+app = typer.Typer(
+    help="Deployments: status, revisions, logs, scale, rollback, delete.",
+    no_args_is_help=True,
+)
+
+PROJECT = typer.Option("default", "--project", "-p", help="The project of the deployment.")
+JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
+NAME = typer.Argument(..., help="The deployment's name.")
+_OUTPUTS = ("table", "json", "yaml")
+
+
+def deploy(
+    ctx: typer.Context,
+    model: str = typer.Argument(
+        ..., help="MODEL/VERSION, MODEL@ALIAS (followed when it moves) or MODEL (newest READY)."
+    ),
+    name: str = typer.Option(..., "--name", "-n", help="The deployment's name ('churn-api')."),
+    replicas: int | None = typer.Option(None, "--replicas", min=0, help="Sets --min and --max."),
+    min_replicas: int | None = typer.Option(None, "--min", min=0, help="Replicas kept running."),
+    max_replicas: int | None = typer.Option(None, "--max", min=1, help="Most replicas."),
+    canary: str | None = typer.Option(None, "--canary", help="A second model reference."),
+    percent: int = typer.Option(10, "--percent", min=1, max=99, help="The canary's share."),
+    shadow: str | None = typer.Option(None, "--shadow", help="Gets a copy of every request."),
+    scale_to_zero_after: int | None = typer.Option(
+        None, "--scale-to-zero-after", min=10, help="Stop after this many idle seconds."
+    ),
+    cpu: str | None = typer.Option(None, "--cpu", help="Per replica, such as 500m."),
+    memory: str | None = typer.Option(None, "--memory", help="Per replica, such as 512Mi."),
+    target: str = typer.Option("local", "--target", help="local or kubernetes."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Resolve and print; create nothing."),
+    output: str = typer.Option("table", "--output", "-o", help="table, json or yaml."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until it is ready."),
+    timeout: float = typer.Option(120.0, "--timeout", help="Seconds to wait for ready."),
+    image: str = typer.Option(
+        "loopml:latest", "--image", help="Kubernetes dry run: the image the pods run."
+    ),
+    platform_url: str | None = typer.Option(
+        None, "--platform-url", help="Kubernetes dry run: the platform as pods reach it."
+    ),
+    namespace: str = typer.Option("default", "--namespace", help="Kubernetes dry run."),
+    kserve: bool = typer.Option(False, "--kserve", help="Kubernetes dry run: KServe objects."),
+    project: str = PROJECT,
+) -> None:
+    """Deploy a model: `loopml deploy churn@champion --name churn --replicas 2`."""
+    if output not in _OUTPUTS:
+        raise ValidationError(f"--output {output!r}: expected one of {list(_OUTPUTS)}")
+    low = replicas if replicas is not None else (min_replicas if min_replicas is not None else 1)
+    high = replicas if replicas is not None else max_replicas
+    if replicas is not None and (min_replicas is not None or max_replicas is not None):
+        raise ValidationError("give --replicas, or --min and --max, not both")
+    if scale_to_zero_after is not None and min_replicas is None and replicas is None:
+        low = 0
+    with state(ctx).client() as client:
+        deployment = client.deployments.create(
+            name,
+            model,
+            min_replicas=low,
+            max_replicas=max(high if high is not None else low, 1),
+            canary=canary,
+            canary_percent=percent if canary else None,
+            shadow=shadow,
+            scale_to_zero_after_s=scale_to_zero_after,
+            cpu=cpu,
+            memory=memory,
+            target=target,
+            dry_run=dry_run,
+            project=project,
+        )
+        if dry_run:
+            url = platform_url or client.url
+            _print_preview(deployment, output, image, url, namespace, kserve)
+            return
+        if wait:
+            deployment = client.deployments.wait(name, timeout_s=timeout, project=project)
+    _print(deployment, output)
+
+
+def _print_preview(
+    deployment: Deployment, output: str, image: str, url: str, namespace: str, kserve: bool
+) -> None:
+    if deployment.spec.target == "kubernetes" and output == "yaml":
+        try:
+            from loopml.serve.targets import kubernetes
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"the Kubernetes target is not available in this install ({exc})"
+            ) from exc
+        manifests = kubernetes.render(
+            deployment, image=image, platform_url=url, namespace=namespace, kserve=kserve
+        )
+        print(kubernetes.to_yaml(manifests), end="")
+        return
+    _print(deployment, output)
+
+
+def _print(deployment: Deployment, output: str) -> None:
+    data = deployment.model_dump(mode="json")
+    if output == "json":
+        as_json(data)
+    elif output == "yaml":
+        import yaml  # type: ignore[import-untyped]
+
+        print(yaml.safe_dump(data, sort_keys=False), end="")
+    else:
+        _show(deployment)
+
+
+def _show(deployment: Deployment) -> None:
+    spec = deployment.spec
+    rows: list[tuple[str, Any]] = [
+        ("name", deployment.name),
+        ("project", deployment.project),
+        ("model", spec.model),
+        ("status", deployment.status.value),
+        ("message", deployment.status_message),
+        (
+            "replicas",
+            f"{deployment.replicas_ready} ready (min {spec.min_replicas}, max {spec.max_replicas})",
+        ),
+        ("canary", f"{spec.canary.model} {spec.canary.percent}%" if spec.canary else ""),
+        ("shadow", spec.shadow or ""),
+        (
+            "scale to zero after",
+            f"{spec.scale_to_zero_after_s} s" if spec.scale_to_zero_after_s else "",
+        ),
+        ("target", spec.target),
+        ("updated", when(deployment.updated_at)),
+    ]
+    table(None, ["field", "value"], rows)
+    revisions = [
+        (
+            r.number,
+            f"{r.model}/{r.version}",
+            r.ref,
+            r.role,
+            f"{deployment.traffic[r.number]}%" if r.number in deployment.traffic else "",
+            "yes" if r.number == deployment.shadow_revision else "",
+            when(r.created_at),
+        )
+        for r in deployment.revisions
+    ]
+    table(
+        "revisions",
+        ["#", "version", "from", "role", "traffic", "shadow", "created"],
+        rows=revisions,
+    )
+
+
+@app.command("list")
+def list_deployments(ctx: typer.Context, project: str = PROJECT, json_out: bool = JSON) -> None:
+    """List a project's deployments."""
+    with state(ctx).client() as client:
+        items = list(client.deployments.iter(project=project))
+    if json_out:
+        as_json([d.model_dump(mode="json") for d in items])
+        return
+    rows = [
+        (
+            d.name,
+            d.spec.model,
+            d.status.value,
+            d.replicas_ready,
+            ", ".join(f"r{r}: {p}%" for r, p in sorted(d.traffic.items())),
+            d.status_message,
+        )
+        for d in items
+    ]
+    table(None, ["name", "model", "status", "ready", "traffic", "message"], rows)
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context, name: str = NAME, project: str = PROJECT, json_out: bool = JSON
+) -> None:
+    """Show a deployment: spec, status and revisions with their traffic."""
+    with state(ctx).client() as client:
+        deployment = client.deployments.get(name, project=project)
+    _print(deployment, "json" if json_out else "table")
+
+
+@app.command("logs")
+def logs(
+    ctx: typer.Context,
+    name: str = NAME,
+    tail: int = typer.Option(100, "--tail", "-n", min=1, max=1000, help="Last N lines."),
+    project: str = PROJECT,
+) -> None:
+    """Print the last lines its replicas (and their supervisor) wrote."""
+    with state(ctx).client() as client:
+        lines = client.deployments.logs(name, tail=tail, project=project)
+    for line in lines:
+        print(line)
+
+
+@app.command("scale")
+def scale(
+    ctx: typer.Context,
+    name: str = NAME,
+    replicas: int | None = typer.Argument(None, min=0, help="The replica count."),
+    min_replicas: int | None = typer.Option(None, "--min", min=0),
+    max_replicas: int | None = typer.Option(None, "--max", min=1),
+    project: str = PROJECT,
+) -> None:
+    """Set the replica count (or --min/--max)."""
+    with state(ctx).client() as client:
+        deployment = client.deployments.scale(
+            name, replicas, min_replicas=min_replicas, max_replicas=max_replicas, project=project
+        )
+    spec = deployment.spec
+    console.print(f"{name}: replicas {spec.min_replicas}..{spec.max_replicas}")
+
+
+@app.command("update")
+def update(
+    ctx: typer.Context,
+    name: str = NAME,
+    model: str | None = typer.Option(None, "--model", help="A new model reference."),
+    canary: str | None = typer.Option(None, "--canary", help="A canary model reference."),
+    percent: int = typer.Option(10, "--percent", min=1, max=99, help="The canary's share."),
+    no_canary: bool = typer.Option(False, "--no-canary", help="Remove the canary."),
+    shadow: str | None = typer.Option(None, "--shadow", help="A shadow model reference."),
+    no_shadow: bool = typer.Option(False, "--no-shadow", help="Remove the shadow."),
+    project: str = PROJECT,
+) -> None:
+    """Change what a deployment serves (a changed version rolls out without dropping requests)."""
+    changes: dict[str, Any] = {}
+    if canary is not None or no_canary:
+        changes["canary"] = None if no_canary else canary
+        changes["canary_percent"] = percent
+    if shadow is not None or no_shadow:
+        changes["shadow"] = None if no_shadow else shadow
+    with state(ctx).client() as client:
+        deployment = client.deployments.update(name, model=model, project=project, **changes)
+    _print(deployment, "table")
+
+
+@app.command("rollback")
+def rollback(
+    ctx: typer.Context,
+    name: str = NAME,
+    revision: int = typer.Argument(..., min=1, help="The revision to serve again."),
+    project: str = PROJECT,
+) -> None:
+    """Send all traffic to an earlier revision (the spec is pinned to its version)."""
+    with state(ctx).client() as client:
+        deployment = client.deployments.rollback(name, revision, project=project)
+    console.print(f"{name}: all traffic to revision {revision} ({deployment.spec.model})")
+
+
+@app.command("delete")
+def delete(
+    ctx: typer.Context,
+    name: str = NAME,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    project: str = PROJECT,
+) -> None:
+    """Delete a deployment and stop its replicas."""
+    if not yes:
+        typer.confirm(f"Delete deployment {name!r} and stop its replicas?", abort=True)
+    with state(ctx).client() as client:
+        client.deployments.delete(name, project=project)
+    console.print(f"deleted deployment [bold]{name}[/]")

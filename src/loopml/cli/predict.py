@@ -1,0 +1,77 @@
+"""``loopml predict``: batch scoring of a table or a local file into a table."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import typer
+
+from loopml.cli._context import state
+from loopml.cli._output import as_json, console, err_console
+from loopml.cli.artifacts import _bar
+from loopml.core.errors import ValidationError
+
+
+@contextlib.contextmanager
+def _spinner(text: str) -> Iterator[None]:
+    if not err_console.is_terminal:  # no animation in logs and pipes
+        yield
+        return
+    with err_console.status(text):
+        yield
+
+
+def predict(
+    ctx: typer.Context,
+    input: str = typer.Option(
+        ...,
+        "--input",
+        "-i",
+        help="A table (customers, customers@3), or a CSV, Parquet or JSON Lines file: a path "
+        "that exists is a file.",
+    ),
+    output: str = typer.Option(..., "--output", "-o", help="The table to write."),
+    deployment: str | None = typer.Option(
+        None, "--deployment", "-d", help="Score with what this deployment serves."
+    ),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="Or with this model: churn, churn/3, churn@champion."
+    ),
+    mode: str = typer.Option("append", "--mode", help="append or overwrite."),
+    project: str = typer.Option("default", "--project", "-p", help="The project."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a sentence."),
+) -> None:
+    """Score a table or a file with a deployment's (or a model's) version, into a table.
+
+    The server runs the same runtime as online serving, without HTTP per row. A file is
+    uploaded into a staging table first (deleted afterwards).
+    """
+    if (deployment is None) == (model is None):
+        raise ValidationError("pass --deployment D or --model REF (one of them)")
+    file = Path(input)
+    with state(ctx).client() as client:
+        if file.is_file():
+            with _bar(f"upload {file.name}", file.stat().st_size) as bar:
+                result = client.predictions.batch_file(
+                    file,
+                    output,
+                    model=model,
+                    deployment=deployment,
+                    project=project,
+                    mode=mode,
+                    progress=bar,
+                )
+        else:
+            with _spinner(f"scoring {input} ..."):
+                result = client.predictions.batch(
+                    input, output, model=model, deployment=deployment, project=project, mode=mode
+                )
+    if json_out:
+        as_json(result.model_dump(mode="json"))
+        return
+    console.print(
+        f"scored [bold]{result.rows}[/] rows with {result.model} version {result.version} "
+        f"into {result.output} (version {result.output_version})"
+    )

@@ -1,0 +1,558 @@
+"""The gateway: the platform's front door to every deployment's replicas.
+
+Routes, mounted on the platform app (the request guard applies to them as to every route):
+
+| verb | path | goes to |
+|---|---|---|
+| POST | ``/deployments/{name}/predict`` | a replica's ``/predict`` |
+| GET, POST | ``/deployments/{name}/v2/...`` | a replica's ``/v2/...`` |
+| GET, POST | ``/v2/models/{name}[/versions/{v}][/ready, /infer]`` | the same, for |
+| | | deployment ``name`` |
+| | ``/projects/{project}/deployments/{name}/...`` | the first two, in another project |
+| GET | ``/metrics`` | the gateway's Prometheus metrics (see ``_gateway_metrics``) |
+
+Without ``/projects/{project}`` the project is ``default``. In V2 paths the model may be
+named by the deployment's name or by a model it serves; the gateway rewrites it to the
+model of the replica it picks. ``/versions/{v}`` pins the request to the revision serving
+version ``v``. ``/v2/health/live``, ``/v2/health/ready`` and ``.../ready`` are answered
+by the gateway from what it knows, so probes never wake a deployment scaled to zero.
+
+Per request: a revision is drawn by weight (the canary split), then a ready replica of it in
+turn (round robin); a connection that fails is retried once on another replica. A
+deployment without a ready replica (scaled to zero, or starting) is woken and the request
+waits for a replica (the **activator**, bounded by ``activation_timeout_s``; then 503 with
+``Retry-After``). Inference requests are also copied to the **shadow** revision, if any,
+without waiting: its answer goes to ``on_shadow`` and into the metrics, never to the
+client. Every answer says who gave it: ``X-Loopml-Revision``, ``X-Loopml-Model`` and
+``X-Loopml-Model-Version``; the inference id (the client's ``X-Request-Id`` if it is safe,
+else a new one) is the same for the primary and its shadow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from loopml.core.deployments import DEPLOYMENT_NAME_PATTERN
+from loopml.core.errors import (
+    LoopmlError,
+    NotFoundError,
+    ServiceUnavailableError,
+    error_headers,
+)
+from loopml.core.ids import new_id
+from loopml.core.names import DEFAULT_PROJECT, PROJECT_NAME_PATTERN
+from loopml.serve._gateway_metrics import GatewayMetrics
+from loopml.serve._http import MethodNotAllowedError, safe_id
+from loopml.serve.metrics import CONTENT_TYPE
+from loopml.serve.routing import Backend, RevisionRoute, Routes, RouteSource
+
+log = logging.getLogger("loopml.serve.gateway")
+
+Handler = Callable[[Request], Awaitable[Response]]
+Upstream = Callable[[Backend], str]
+"""The path to call on a replica (it depends on the model the replica serves)."""
+
+_REQUEST_HEADERS = ("content-type", "accept", "inference-header-content-length")
+_RESPONSE_HEADERS = frozenset(
+    {
+        "content-type",
+        "x-inference-id",
+        "retry-after",
+        "x-loopml-error-code",
+        "x-loopml-error-message",
+    }
+)
+# The replica went away (crashed, stopped, or a pooled connection it closed): nothing was
+# answered, so another replica may answer instead. Inference has no side effect to repeat.
+_UNREACHABLE = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.RemoteProtocolError,
+    httpx.ReadError,
+    httpx.WriteError,
+)
+
+
+class GatewayTimeoutError(LoopmlError):
+    """A replica took longer than the gateway's timeout to answer."""
+
+    status = 504
+    code = "upstream_timeout"
+
+
+class _Unreachable(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class ShadowAnswer:
+    """What the shadow revision answered to a copy of a request (never sent to the client).
+
+    Attributes:
+        inference_id: the id the primary's answer carries too.
+        path: the path called on the shadow replica; ``request_body`` the body sent.
+        status: its HTTP status, 0 when it could not be reached.
+        body: its answer (JSON), empty when unreachable.
+        primary_revision: the revision whose answer the client got.
+    """
+
+    project: str
+    deployment: str
+    revision: int
+    model: str
+    version: int
+    inference_id: str
+    path: str
+    request_body: bytes
+    status: int
+    body: bytes
+    latency_s: float
+    primary_revision: int
+
+
+ShadowHook = Callable[[ShadowAnswer], None]
+"""Receives every shadow answer, on the event loop: it must not block (queue and return)."""
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Timeouts and bounds of the gateway.
+
+    Attributes:
+        activation_timeout_s: the longest a request waits for a replica to become ready.
+        connect_timeout_s: connecting to a replica (then the request tries another).
+        timeout_s: the longest a replica may take to answer (504 after).
+        max_connections: the connection pool's bound, over all replicas.
+        max_shadow_inflight: shadow copies in flight at once; more are dropped (counted).
+    """
+
+    activation_timeout_s: float = 60.0
+    connect_timeout_s: float = 2.0
+    timeout_s: float = 60.0
+    max_connections: int = 256
+    max_shadow_inflight: int = 64
+
+
+def _json(body: dict[str, Any], status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+def _error(error: LoopmlError) -> Response:
+    headers = error_headers(error.code, error.message)
+    if isinstance(error, ServiceUnavailableError):
+        headers["Retry-After"] = "1"
+    response = _json(error.to_dict(), error.status)
+    response.headers.update(headers)
+    return response
+
+
+class Gateway:
+    """Routes requests to the replicas ``source`` publishes (see the module docstring).
+
+    Args:
+        source: the target whose replicas it reaches (the local target).
+        config: timeouts and bounds.
+        on_shadow: receives the shadow revision's answers (settable later as
+            ``gateway.on_shadow``; the prediction log connects it).
+    """
+
+    def __init__(
+        self,
+        source: RouteSource,
+        config: GatewayConfig | None = None,
+        *,
+        on_shadow: ShadowHook | None = None,
+    ) -> None:
+        self.source = source
+        self.config = config or GatewayConfig()
+        self.on_shadow = on_shadow
+        self.metrics = GatewayMetrics(source.all_routes)
+        self._client: httpx.AsyncClient | None = None
+        self._turns: dict[tuple[str, str, int], Iterator[int]] = {}
+        self._random = random.Random()  # noqa: S311 - traffic split, not security
+        self._shadows: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Open the connection pool."""
+        cfg = self.config
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s),
+            limits=httpx.Limits(max_connections=cfg.max_connections, max_keepalive_connections=64),
+            trust_env=False,
+        )
+
+    async def close(self) -> None:
+        """Let shadow copies in flight finish (briefly), then close the pool."""
+        if self._shadows:
+            await asyncio.wait(set(self._shadows), timeout=5)
+        for task in list(self._shadows):
+            task.cancel()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def routes(self) -> list[BaseRoute]:
+        """The routes to mount on the platform app."""
+        routes: list[BaseRoute] = []
+        for prefix in ("", "/projects/{project}"):
+            base = f"{prefix}/deployments/{{name}}"
+            routes += [
+                Route(f"{base}/predict", self._guarded(self._predict), methods=["POST"]),
+                Route(f"{base}/v2", self._guarded(self._deployment_v2), methods=["GET", "POST"]),
+                Route(
+                    f"{base}/v2/{{rest:path}}",
+                    self._guarded(self._deployment_v2),
+                    methods=["GET", "POST"],
+                ),
+            ]
+        for tail, method in (("", "GET"), ("/ready", "GET"), ("/infer", "POST")):
+            for model in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+                routes.append(Route(model + tail, self._guarded(self._root_v2), methods=[method]))
+        routes.append(Route("/metrics", self._metrics, methods=["GET"]))
+        return routes
+
+    # ------------------------------------------------------------------ handlers
+
+    def _guarded(self, handler: Handler) -> Handler:
+        async def guarded(request: Request) -> Response:
+            started = time.perf_counter()
+            request.state.gateway_started = started
+            try:
+                return await handler(request)
+            except LoopmlError as exc:
+                key = _key(request)
+                # Only deployments that exist get series: a name in a URL is not a label.
+                if key is not None and self.source.routes(*key) is not None:
+                    elapsed = time.perf_counter() - started
+                    self.metrics.observe(key, "", "", "", exc.status, elapsed, exc.code)
+                return _error(exc)
+
+        return guarded
+
+    async def _metrics(self, request: Request) -> Response:
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE)
+
+    async def _predict(self, request: Request) -> Response:
+        project, name = _named(request)
+        return await self._forward(request, project, name, lambda _: "/predict", None, True)
+
+    async def _deployment_v2(self, request: Request) -> Response:
+        project, name = _named(request)
+        return await self._v2(request, project, name, request.path_params.get("rest", ""))
+
+    async def _root_v2(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if not DEPLOYMENT_NAME_PATTERN.fullmatch(name):
+            raise _no_deployment(DEFAULT_PROJECT, name)
+        request.state.gateway_key = (DEFAULT_PROJECT, name)
+        return await self._v2(request, DEFAULT_PROJECT, name, request.url.path[len("/v2/") :])
+
+    async def _v2(self, request: Request, project: str, name: str, rest: str) -> Response:
+        parts = [p for p in rest.split("/") if p]
+        if parts in ([], ["health", "live"], ["health", "ready"]):
+            _method(request, "GET")
+            routes = self._routes(project, name)
+            if not parts:
+                return await self._forward(request, project, name, lambda _: "/v2", None, False)
+            if parts[1] == "live":
+                return _json({"live": True})
+            ready = _ready(routes)
+            return _json({"ready": ready}, 200 if ready else 503)
+        if len(parts) < 2 or parts[0] != "models":
+            raise NotFoundError(
+                f"no V2 route {'/'.join(parts)[:200]!r}; see /v2/models/{{name}}[/infer]"
+            )
+        return await self._model_v2(request, project, name, parts[1], parts[2:])
+
+    async def _model_v2(
+        self, request: Request, project: str, name: str, model: str, tail: list[str]
+    ) -> Response:
+        pin: int | None = None
+        if tail[:1] == ["versions"]:
+            if len(tail) < 2 or not tail[1].isdigit() or len(tail[1]) > 9:
+                raise NotFoundError(f"no V2 route for version {'/'.join(tail)[:40]!r}")
+            pin = int(tail[1])
+            tail = tail[2:]
+        if tail not in ([], ["ready"], ["infer"]):
+            raise NotFoundError(f"no V2 route {'/'.join(tail)[:100]!r} under /v2/models/{model}")
+        _method(request, "POST" if tail == ["infer"] else "GET")
+        routes = self._routes(project, name)
+        served = {name} | {r.model for r in routes.revisions}
+        if model not in served:
+            raise NotFoundError(
+                f"deployment {name!r} does not serve model {model[:100]!r}; name it "
+                f"{sorted(served)}",
+                details={"deployment": name, "models": sorted(served)},
+            )
+        if pin is not None and not any(r.version == pin for r in routes.revisions):
+            raise NotFoundError(
+                f"deployment {name!r} serves no version {pin}; it serves "
+                f"{sorted({r.version for r in routes.revisions})}",
+                details={"deployment": name, "version": pin},
+            )
+        if tail == ["ready"]:
+            ready = _ready(routes, pin)
+            return _json({"name": model, "ready": ready}, 200 if ready else 503)
+
+        def upstream(backend: Backend) -> str:
+            path = f"/v2/models/{backend.model}"
+            if pin is not None:
+                path += f"/versions/{backend.version}"
+            return path + ("/infer" if tail else "")
+
+        return await self._forward(request, project, name, upstream, pin, tail == ["infer"])
+
+    # ------------------------------------------------------------------ routing
+
+    def _routes(self, project: str, name: str) -> Routes:
+        routes = self.source.routes(project, name)
+        if routes is None:
+            raise _no_deployment(project, name)
+        return routes
+
+    async def _forward(
+        self,
+        request: Request,
+        project: str,
+        name: str,
+        upstream: Upstream,
+        pin: int | None,
+        shadowed: bool,
+    ) -> Response:
+        key = (project, name)
+        routes = self._routes(project, name)
+        self.source.touch(project, name)
+        body = await request.body()
+        inference_id = safe_id(request.headers.get("x-request-id")) or new_id()
+        picked = self._pick(routes, pin, ()) or await self._activate(key, pin)
+        if shadowed and routes.shadow is not None:
+            self._shadow(key, routes.shadow, request, body, upstream, inference_id, picked[0])
+        revision, backend = picked
+        try:
+            answer = await self._send(request, backend, upstream(backend), body, inference_id)
+        except _Unreachable:
+            self.metrics.retries.labels(*key).inc()
+            fresh = self.source.routes(project, name) or routes
+            revision, backend = self._pick(fresh, pin, (backend,)) or await self._activate(key, pin)
+            try:
+                answer = await self._send(request, backend, upstream(backend), body, inference_id)
+            except _Unreachable:
+                raise ServiceUnavailableError(
+                    f"deployment {name!r}: no replica could be reached; retry",
+                    details={"deployment": name},
+                ) from None
+        return self._answer(request, key, revision, answer)
+
+    def _pick(
+        self, routes: Routes, pin: int | None, exclude: tuple[Backend, ...]
+    ) -> tuple[RevisionRoute, Backend] | None:
+        """A revision by weight, then one of its usable replicas in turn."""
+        candidates = [
+            r
+            for r in routes.revisions
+            if (pin is None or r.version == pin) and any(b not in exclude for b in r.usable())
+        ]
+        if not candidates:
+            return None
+        revision = (
+            candidates[0]
+            if len(candidates) == 1
+            else self._random.choices(candidates, weights=[r.weight for r in candidates])[0]
+        )
+        return revision, self._turn(routes, revision, exclude)
+
+    def _turn(
+        self, routes: Routes, revision: RevisionRoute, exclude: tuple[Backend, ...]
+    ) -> Backend:
+        backends = [b for b in revision.usable() if b not in exclude]
+        turn = self._turns.setdefault(
+            (routes.project, routes.name, revision.number), itertools.count()
+        )
+        return backends[next(turn) % len(backends)]
+
+    async def _activate(
+        self, key: tuple[str, str], pin: int | None
+    ) -> tuple[RevisionRoute, Backend]:
+        """Wake the deployment and wait (bounded) for a ready replica."""
+        self.metrics.activations.labels(*key).inc()
+        self.source.wake(*key)
+        deadline = time.monotonic() + self.config.activation_timeout_s
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            routes = self._routes(*key)
+            picked = self._pick(routes, pin, ())
+            if picked is not None:
+                return picked
+        raise ServiceUnavailableError(
+            f"deployment {key[1]!r} has no ready replica after "
+            f"{self.config.activation_timeout_s:g} s; see `loopml deployments show {key[1]}`",
+            details={"project": key[0], "deployment": key[1]},
+        )
+
+    async def _send(
+        self, request: Request, backend: Backend, path: str, body: bytes, inference_id: str
+    ) -> httpx.Response:
+        assert self._client is not None, "the gateway is not started"
+        headers = {h: request.headers[h] for h in _REQUEST_HEADERS if h in request.headers}
+        headers["x-request-id"] = inference_id
+        backend.inflight += 1
+        try:
+            return await self._client.request(
+                request.method,
+                backend.url + path,
+                params=request.url.query or None,
+                content=body or None,
+                headers=headers,
+            )
+        except _UNREACHABLE as exc:
+            backend.failed = True
+            raise _Unreachable(str(exc)) from exc
+        except httpx.TimeoutException as exc:
+            raise GatewayTimeoutError(
+                f"the replica did not answer within {self.config.timeout_s:g} s",
+                details={"revision": backend.revision},
+            ) from exc
+        finally:
+            backend.inflight -= 1
+
+    def _answer(
+        self,
+        request: Request,
+        key: tuple[str, str],
+        revision: RevisionRoute,
+        answer: httpx.Response,
+    ) -> Response:
+        headers = {k: v for k, v in answer.headers.items() if k.lower() in _RESPONSE_HEADERS}
+        headers["X-Loopml-Revision"] = str(revision.number)
+        headers["X-Loopml-Model"] = revision.model
+        headers["X-Loopml-Model-Version"] = str(revision.version)
+        status = answer.status_code
+        code = answer.headers.get("x-loopml-error-code") or (
+            f"http_{status}" if status >= 400 else None
+        )
+        elapsed = time.perf_counter() - request.state.gateway_started
+        self.metrics.observe(
+            key, revision.model, str(revision.version), str(revision.number), status, elapsed, code
+        )
+        return Response(answer.content, status_code=status, headers=headers)
+
+    # ------------------------------------------------------------------ shadow
+
+    def _shadow(
+        self,
+        key: tuple[str, str],
+        shadow: RevisionRoute,
+        request: Request,
+        body: bytes,
+        upstream: Upstream,
+        inference_id: str,
+        primary: RevisionRoute,
+    ) -> None:
+        labels = (*key, shadow.model, str(shadow.version))
+        if not shadow.usable():
+            self.metrics.shadow.labels(*labels, "unreachable").inc()
+            return
+        if len(self._shadows) >= self.config.max_shadow_inflight:
+            self.metrics.shadow.labels(*labels, "dropped").inc()
+            return
+        backend = self._turn(Routes(key[0], key[1], ()), shadow, ())
+        path = upstream(backend)
+        task = asyncio.create_task(
+            self._shadow_call(key, shadow, request, backend, path, body, inference_id, primary)
+        )
+        self._shadows.add(task)
+        task.add_done_callback(self._shadows.discard)
+
+    async def _shadow_call(
+        self,
+        key: tuple[str, str],
+        shadow: RevisionRoute,
+        request: Request,
+        backend: Backend,
+        path: str,
+        body: bytes,
+        inference_id: str,
+        primary: RevisionRoute,
+    ) -> None:
+        started = time.perf_counter()
+        status, content, outcome = 0, b"", "unreachable"
+        try:
+            answer = await self._send(request, backend, path, body, inference_id)
+            status, content = answer.status_code, answer.content
+            outcome = "ok" if status < 400 else "error"
+        except (_Unreachable, LoopmlError):
+            pass
+        self.metrics.shadow.labels(*key, shadow.model, str(shadow.version), outcome).inc()
+        hook = self.on_shadow
+        if hook is None:
+            return
+        try:
+            hook(
+                ShadowAnswer(
+                    project=key[0],
+                    deployment=key[1],
+                    revision=shadow.number,
+                    model=shadow.model,
+                    version=shadow.version,
+                    inference_id=inference_id,
+                    path=path,
+                    request_body=body,
+                    status=status,
+                    body=content,
+                    latency_s=time.perf_counter() - started,
+                    primary_revision=primary.number,
+                )
+            )
+        except Exception:
+            log.exception("the shadow hook failed on deployment %s", key[1])
+
+
+def _key(request: Request) -> tuple[str, str] | None:
+    key: tuple[str, str] | None = getattr(request.state, "gateway_key", None)
+    return key
+
+
+def _named(request: Request) -> tuple[str, str]:
+    project = request.path_params.get("project", DEFAULT_PROJECT)
+    name = request.path_params["name"]
+    if not PROJECT_NAME_PATTERN.fullmatch(project) or not DEPLOYMENT_NAME_PATTERN.fullmatch(name):
+        raise _no_deployment(project, name)
+    request.state.gateway_key = (project, name)
+    return project, name
+
+
+def _no_deployment(project: str, name: str) -> NotFoundError:
+    return NotFoundError(
+        f"no deployment {name[:100]!r} in project {project[:100]!r} is served by this "
+        "server's gateway; see `loopml deployments list`",
+        details={"project": project[:100], "deployment": name[:100]},
+    )
+
+
+def _method(request: Request, expected: str) -> None:
+    allowed = {expected, "HEAD"} if expected == "GET" else {expected}
+    if request.method not in allowed:
+        raise MethodNotAllowedError(
+            f"method {request.method} is not allowed here; use {expected}",
+            details={"allowed": expected},
+        )
+
+
+def _ready(routes: Routes, pin: int | None = None) -> bool:
+    revisions = [r for r in routes.revisions if pin is None or r.version == pin]
+    return any(r.usable() for r in revisions)

@@ -1,0 +1,664 @@
+"""The local deploy target: model-server processes on this machine, behind the gateway.
+
+Each revision that gets traffic runs ``max(1, ceil(n * percent / 100))`` replicas, where
+``n = max(min_replicas, 1)``; the shadow revision runs one. A replica is
+``python -m loopml.serve`` (through ``_replica``, which ties it to this process) on a free
+loopback port, its output appended to ``<root>/<project>/<name>/replicas.log``.
+
+One supervisor thread does all the process work, every ``tick_s``:
+
+- **readiness**: a starting replica joins the routes once ``/v2/health/ready`` answers 200;
+- **crashes**: an exited replica is restarted after an exponential backoff (capped), and
+  the gateway routes around it meanwhile (it also marks a replica it cannot reach, which
+  is then probed again before it gets traffic back);
+- **rolling swap**: when traffic moves to new revisions they start first; traffic switches
+  only once all of them are ready, then the old ones **drain** (out of the routes, their
+  requests in flight finish) and get SIGTERM. A revision that does not start never gets
+  traffic: the previous one keeps serving and the status says ``failed``;
+- **scale to zero**: after ``scale_to_zero_after_s`` without a request, every replica
+  stops; ``wake`` (the gateway's activator) starts them again. ``min_replicas`` 0 starts
+  a new deployment asleep.
+
+``apply``, ``delete`` and ``wake`` only record what is wanted and nudge the supervisor;
+``delete`` then waits (bounded) until the processes are gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from loopml.core.deployments import Deployment, DeploymentStatus
+from loopml.core.errors import ConflictError
+from loopml.serve.routing import Backend, RevisionRoute, Routes
+from loopml.serve.targets._process import (
+    Replica,
+    ReplicaState,
+    log_line,
+    python_command,
+    rotate,
+)
+from loopml.serve.targets._process import tail as tail_of
+from loopml.serve.targets.base import RevisionPackage, TargetStatus
+
+log = logging.getLogger("loopml.serve.local")
+
+Key = tuple[str, str]
+LOG_NAME = "replicas.log"
+
+
+@dataclass(frozen=True)
+class LocalTargetConfig:
+    """How the local target runs replicas (defaults suit one machine).
+
+    Attributes:
+        host: the loopback address replicas bind.
+        python: the interpreter that runs them (this one by default).
+        server_args: extra ``python -m loopml.serve`` flags (``--max-batch-size 64``).
+        tick_s: how often the supervisor looks at every replica.
+        start_timeout_s: a replica not ready by then is killed (a failed start).
+        probe_timeout_s: timeout of one readiness probe.
+        backoff_initial_s, backoff_max_s: restart delay after a crash, doubling per
+            consecutive crash up to the cap.
+        stable_after_s: a replica ready this long before it crashed restarts at once.
+        failed_after: consecutive failed starts before a revision is reported failed.
+        drain_grace_s: how long a replica out of the routes still counts requests
+            starting on it, before an in-flight count of zero means it is idle.
+        drain_timeout_s: the longest a replica drains before it is stopped anyway.
+        stop_timeout_s: SIGTERM, then SIGKILL after this long.
+        log_max_bytes: ``replicas.log`` is rotated (one old copy) past this size.
+        log_url: the platform's address; when set, replicas log their predictions there
+            (``--log-url``, with the deployment's project and the revision's role).
+        log_close_timeout_s: how long a stopping replica may take to post the predictions
+            it still holds (the platform is local: when it does not answer by then, it is
+            gone, and waiting longer would only delay the stop).
+    """
+
+    host: str = "127.0.0.1"
+    python: str | None = None
+    server_args: tuple[str, ...] = ("--graceful-shutdown-s", "10")
+    tick_s: float = 0.1
+    start_timeout_s: float = 120.0
+    probe_timeout_s: float = 1.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    stable_after_s: float = 10.0
+    failed_after: int = 3
+    drain_grace_s: float = 0.5
+    drain_timeout_s: float = 30.0
+    stop_timeout_s: float = 15.0
+    log_max_bytes: int = 10 * 1024 * 1024
+    log_url: str | None = None
+    log_close_timeout_s: float = 3.0
+
+
+class _Group:
+    """The replicas of one revision."""
+
+    def __init__(self, package: RevisionPackage) -> None:
+        self.package = package
+        self.wanted = 0
+        self.replicas: list[Replica] = []
+        self.streak = 0  # exits since a replica of this revision was last ready
+        self.last_error = ""
+
+    @property
+    def label(self) -> str:
+        return f"revision {self.package.revision} ({self.package.model}/{self.package.version})"
+
+    def ready(self) -> list[Replica]:
+        return [r for r in self.replicas if r.state == ReplicaState.READY]
+
+    def failing(self, after: int) -> bool:
+        return self.streak >= after and not self.ready()
+
+
+class _Managed:
+    """One deployment: what is wanted, what serves, and its replicas."""
+
+    def __init__(self, deployment: Deployment, folder: Path) -> None:
+        self.key: Key = (deployment.project, deployment.name)
+        self.deployment = deployment
+        self.folder = folder
+        self.log_path = folder / LOG_NAME
+        self.packages: dict[int, RevisionPackage] = {}
+        self.groups: dict[int, _Group] = {}
+        self.desired: dict[int, int] = {}
+        self.desired_shadow: int | None = None
+        self.serving: dict[int, int] = {}
+        self.serving_shadow: int | None = None
+        self.asleep = deployment.spec.min_replicas == 0
+        self.last_request = time.monotonic()
+        self.deleting = False
+        self.gone = threading.Event()
+        self.routes: Routes | None = None
+
+    def want(self, deployment: Deployment, packages: Iterable[RevisionPackage]) -> None:
+        for package in packages:
+            self.packages[package.revision] = package
+        traffic = {r: p for r, p in deployment.traffic.items() if p > 0}
+        needed = _with_shadow(traffic, deployment.shadow_revision)
+        missing = sorted(r for r in needed if r not in self.packages)
+        if missing:
+            raise ConflictError(
+                f"deployment {deployment.name!r}: no package given for revision(s) {missing}",
+                details={"deployment": deployment.name, "revisions": missing},
+            )
+        self.deployment = deployment
+        self.desired = traffic
+        self.desired_shadow = deployment.shadow_revision
+        if deployment.spec.min_replicas > 0:
+            self.asleep = False
+
+    def inflight(self) -> int:
+        return sum(
+            r.backend.inflight
+            for g in self.groups.values()
+            for r in g.replicas
+            if r.backend is not None
+        )
+
+    def ready_count(self, revision: int) -> int:
+        group = self.groups.get(revision)
+        return len(group.ready()) if group else 0
+
+
+class LocalDeployTarget:
+    """Runs deployments as supervised model-server processes (see the module docstring).
+
+    Args:
+        root: the folder for each deployment's log (``<root>/<project>/<name>/``); the
+            control plane fetches packages under the same root.
+        config: how replicas are run and supervised.
+    """
+
+    name = "local"
+
+    def __init__(self, root: Path, config: LocalTargetConfig | None = None) -> None:
+        self.root = root
+        self.config = config or LocalTargetConfig()
+        self._command = python_command(self.config.python)
+        self._lock = threading.Lock()
+        self._managed: dict[Key, _Managed] = {}
+        self._nudge = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._probe = httpx.Client(timeout=self.config.probe_timeout_s, trust_env=False)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Start the supervisor thread (idempotent)."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="loopml-local-target", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop every replica (SIGTERM, then SIGKILL after ``stop_timeout_s``) and the thread."""
+        self._stop.set()
+        self._nudge.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        else:
+            self._stop_everything()
+        self._probe.close()
+
+    # ------------------------------------------------------------------ DeployTarget
+
+    def apply(self, deployment: Deployment, packages: list[RevisionPackage]) -> None:
+        """Record what ``deployment`` should run; the supervisor makes it so."""
+        key = (deployment.project, deployment.name)
+        leaving = self._managed.get(key)
+        if leaving is not None and leaving.deleting:
+            # A deployment of the same name is still stopping: let it go first.
+            leaving.gone.wait(self.config.drain_timeout_s + self.config.stop_timeout_s + 5)
+        with self._lock:
+            managed = self._managed.get(key)
+            if managed is None or managed.deleting:
+                folder = self.root / deployment.project / deployment.name
+                folder.mkdir(parents=True, exist_ok=True)
+                managed = _Managed(deployment, folder)
+                managed.want(deployment, packages)
+                self._managed[key] = managed
+            else:
+                managed.want(deployment, packages)
+        self._nudge.set()
+
+    def delete(self, deployment: Deployment) -> None:
+        """Stop the deployment's replicas and wait (bounded) until they are gone."""
+        with self._lock:
+            managed = self._managed.get((deployment.project, deployment.name))
+            if managed is None:
+                return
+            managed.deleting = True
+            managed.routes = None
+        self._nudge.set()
+        limit = self.config.drain_timeout_s + self.config.stop_timeout_s + 5
+        if self._thread is not None:
+            managed.gone.wait(limit)
+            return
+        deadline = time.monotonic() + limit
+        while not managed.gone.is_set() and time.monotonic() < deadline:
+            self._tick()
+            time.sleep(self.config.tick_s)
+
+    def ready_replicas(self, deployment: Deployment) -> int:
+        """Replicas of the deployment answering now."""
+        managed = self._managed.get((deployment.project, deployment.name))
+        if managed is None:
+            return 0
+        with self._lock:
+            return sum(len(g.ready()) for g in managed.groups.values())
+
+    def status(self, deployment: Deployment) -> TargetStatus:
+        """Where the deployment stands on this machine."""
+        managed = self._managed.get((deployment.project, deployment.name))
+        if managed is None:
+            return TargetStatus(DeploymentStatus.PENDING, "not started on this server yet", 0)
+        with self._lock:
+            return self._status(managed)
+
+    def logs(self, deployment: Deployment, tail: int) -> list[str]:
+        """The last ``tail`` lines of the deployment's ``replicas.log``."""
+        path = self.root / deployment.project / deployment.name / LOG_NAME
+        return tail_of(path, tail)
+
+    # ------------------------------------------------------------------ RouteSource
+
+    def routes(self, project: str, name: str) -> Routes | None:
+        """The deployment's published routes (no lock: the snapshot is immutable)."""
+        managed = self._managed.get((project, name))
+        return None if managed is None or managed.deleting else managed.routes
+
+    def all_routes(self) -> list[Routes]:
+        return [m.routes for m in list(self._managed.values()) if m.routes is not None]
+
+    def touch(self, project: str, name: str) -> None:
+        managed = self._managed.get((project, name))
+        if managed is not None:
+            managed.last_request = time.monotonic()
+
+    def wake(self, project: str, name: str) -> None:
+        with self._lock:
+            managed = self._managed.get((project, name))
+            if managed is None or managed.deleting:
+                return
+            managed.last_request = time.monotonic()
+            if managed.asleep:
+                managed.asleep = False
+                log_line(managed.log_path, "woken by a request: starting replicas")
+        self._nudge.set()
+
+    # ------------------------------------------------------------------ supervisor
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._tick()
+            except Exception:
+                log.exception("local target: supervisor round failed; retrying")
+            self._nudge.wait(self.config.tick_s)
+            self._nudge.clear()
+        self._stop_everything()
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for managed in list(self._managed.values()):
+                self._plan(managed, now)
+                for group in list(managed.groups.values()):
+                    self._act(managed, group, now)
+            starting = [
+                r
+                for m in self._managed.values()
+                for g in m.groups.values()
+                for r in g.replicas
+                if r.state == ReplicaState.STARTING
+                or (r.state == ReplicaState.READY and r.backend is not None and r.backend.failed)
+            ]
+        answers = {id(r): self._is_ready(r) for r in starting}
+        with self._lock:
+            for managed in list(self._managed.values()):
+                for group in managed.groups.values():
+                    for replica in group.replicas:
+                        if id(replica) in answers:
+                            self._probed(managed, group, replica, answers[id(replica)], now)
+                self._settle(managed, now)
+
+    def _plan(self, managed: _Managed, now: float) -> None:
+        """Decide each revision's wanted replica count, and switch traffic when ready."""
+        spec = managed.deployment.spec
+        if managed.deleting:
+            for group in managed.groups.values():
+                group.wanted = 0
+            return
+        idle_after = spec.scale_to_zero_after_s
+        if (
+            idle_after is not None
+            and not managed.asleep
+            and now - managed.last_request >= idle_after
+            and managed.inflight() == 0
+        ):
+            managed.asleep = True
+            log_line(managed.log_path, f"no request for {idle_after} s: scaling to zero")
+        if managed.asleep:
+            managed.serving = dict(managed.desired)
+            managed.serving_shadow = managed.desired_shadow
+            for group in managed.groups.values():
+                group.wanted = 0
+            return
+        wanted = self._wanted(managed)
+        self._switch(managed, wanted)
+        for revision in wanted:
+            if revision not in managed.groups:
+                managed.groups[revision] = _Group(managed.packages[revision])
+        for revision, group in managed.groups.items():
+            group.wanted = wanted.get(revision, 0)
+
+    @staticmethod
+    def _wanted(managed: _Managed) -> dict[int, int]:
+        n = max(managed.deployment.spec.min_replicas, 1)
+        wanted = {r: max(1, math.ceil(n * p / 100)) for r, p in managed.desired.items()}
+        if managed.desired_shadow is not None:
+            wanted.setdefault(managed.desired_shadow, 1)
+        return wanted
+
+    def _switch(self, managed: _Managed, wanted: dict[int, int]) -> None:
+        """Move traffic to the wanted revisions once they are all ready; until then the
+        revisions serving now keep their replicas."""
+        if managed.serving != managed.desired:
+            if all(managed.ready_count(r) >= wanted[r] for r in managed.desired):
+                before = managed.serving
+                managed.serving = dict(managed.desired)
+                log_line(managed.log_path, f"traffic {_show(before)} -> {_show(managed.serving)}")
+            else:
+                for revision in managed.serving:
+                    group = managed.groups.get(revision)
+                    wanted.setdefault(revision, group.wanted if group else 1)
+        if managed.serving_shadow != managed.desired_shadow:
+            shadow = managed.desired_shadow
+            if shadow is None or managed.ready_count(shadow) >= 1:
+                managed.serving_shadow = shadow
+            elif managed.serving_shadow is not None:
+                wanted.setdefault(managed.serving_shadow, 1)
+
+    def _act(self, managed: _Managed, group: _Group, now: float) -> None:
+        """Reap, restart, start and stop the replicas of one revision."""
+        for replica in group.replicas:
+            code = replica.poll()
+            if code is not None:
+                self._exited(managed, group, replica, code, now)
+        while len(group.replicas) < group.wanted:
+            group.replicas.append(Replica(group.package, len(group.replicas)))
+        for replica in group.replicas:
+            if replica.index < group.wanted:
+                self._keep(managed, replica, now)
+            else:
+                self._retire(managed, replica, now)
+            late = now - replica.started_at > self.config.start_timeout_s
+            if replica.state == ReplicaState.STARTING and late:
+                log_line(managed.log_path, f"{replica.label}: not ready in time, killed")
+                replica.signal(signal.SIGKILL)
+        group.replicas = [
+            r for r in group.replicas if r.index < group.wanted or r.state != ReplicaState.STOPPED
+        ]
+
+    def _keep(self, managed: _Managed, replica: Replica, now: float) -> None:
+        if replica.state == ReplicaState.WAITING and now >= replica.retry_at:
+            rotate(managed.log_path, self.config.log_max_bytes)
+            replica.package = managed.packages.get(replica.package.revision, replica.package)
+            replica.spawn(
+                self._command,
+                managed.log_path,
+                self.config.host,
+                managed.deployment.name,
+                now,
+                extra=self._server_args(managed, replica.package.revision),
+            )
+            log_line(
+                managed.log_path,
+                f"{replica.label}: started pid {replica.pid} on port {replica.port}",
+            )
+        elif replica.state == ReplicaState.DRAINING and replica.backend is not None:
+            # Wanted again before it stopped (a scale-up or rollback): it serves again.
+            replica.state = ReplicaState.READY
+            replica.since = now
+        elif replica.state == ReplicaState.STOPPED:
+            replica.state = ReplicaState.WAITING
+            replica.retry_at = now
+
+    def _server_args(self, managed: _Managed, revision: int) -> list[str]:
+        args = list(self.config.server_args)
+        if self.config.log_url is not None:
+            role = roles_of(managed.deployment).get(revision, "primary")
+            args += ["--log-url", self.config.log_url, "--log-project", managed.key[0]]
+            args += [
+                "--log-role",
+                role,
+                "--log-close-timeout-s",
+                f"{self.config.log_close_timeout_s:g}",
+            ]
+        return args
+
+    def _retire(self, managed: _Managed, replica: Replica, now: float) -> None:
+        state = replica.state
+        cfg = self.config
+        if state == ReplicaState.READY:
+            replica.state = ReplicaState.DRAINING
+            replica.since = now
+        elif state == ReplicaState.DRAINING:
+            backend = replica.backend
+            idle = backend is None or backend.inflight == 0
+            waited = now - replica.since
+            if (waited >= cfg.drain_grace_s and idle) or waited >= cfg.drain_timeout_s:
+                replica.signal(signal.SIGTERM)
+                replica.state = ReplicaState.STOPPING
+                replica.since = now
+                log_line(managed.log_path, f"{replica.label}: drained, stopping")
+        elif state == ReplicaState.STARTING:
+            replica.signal(signal.SIGTERM)
+            replica.state = ReplicaState.STOPPING
+            replica.since = now
+        elif state == ReplicaState.WAITING:
+            replica.state = ReplicaState.STOPPED
+        elif state == ReplicaState.STOPPING and now - replica.since >= cfg.stop_timeout_s:
+            replica.signal(signal.SIGKILL)
+
+    def _exited(
+        self, managed: _Managed, group: _Group, replica: Replica, code: int, now: float
+    ) -> None:
+        state = replica.state
+        pid = replica.pid
+        replica.reaped()
+        if state in (ReplicaState.STOPPING, ReplicaState.DRAINING):
+            replica.state = ReplicaState.STOPPED
+            log_line(managed.log_path, f"{replica.label}: pid {pid} stopped (status {code})")
+            return
+        if state == ReplicaState.READY and now - replica.ready_at >= self.config.stable_after_s:
+            replica.failures = 0
+        replica.failures += 1
+        group.streak += 1
+        delay = min(
+            self.config.backoff_initial_s * 2 ** (replica.failures - 1), self.config.backoff_max_s
+        )
+        replica.state = ReplicaState.WAITING
+        replica.retry_at = now + delay
+        ran = now - replica.started_at
+        log_line(
+            managed.log_path,
+            f"{replica.label}: pid {pid} exited with status {code} after {ran:.1f} s; "
+            f"restarting in {delay:.1f} s",
+        )
+        if state == ReplicaState.STARTING:
+            group.last_error = _last_words(managed.log_path)
+
+    def _is_ready(self, replica: Replica) -> bool:
+        try:
+            response = self._probe.get(f"{replica.url}/v2/health/ready")
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    def _probed(
+        self, managed: _Managed, group: _Group, replica: Replica, ready: bool, now: float
+    ) -> None:
+        if replica.state == ReplicaState.STARTING and ready:
+            replica.mark_ready(now)
+            group.streak = 0
+            group.last_error = ""
+            took = now - replica.started_at
+            log_line(managed.log_path, f"{replica.label}: ready after {took:.1f} s")
+        elif replica.state == ReplicaState.READY and replica.backend is not None:
+            if ready:
+                replica.backend.failed = False
+                replica.probe_failures = 0
+                return
+            replica.probe_failures += 1
+            if replica.probe_failures * self.config.tick_s >= 2.0:
+                log_line(managed.log_path, f"{replica.label}: stopped answering, killed")
+                replica.signal(signal.SIGKILL)
+
+    def _settle(self, managed: _Managed, now: float) -> None:
+        """Drop what is gone, and publish the routes."""
+        for revision, group in list(managed.groups.items()):
+            if group.wanted == 0 and not group.replicas:
+                del managed.groups[revision]
+        if managed.deleting:
+            if not managed.groups:
+                self._managed.pop(managed.key, None)
+                managed.gone.set()
+            return
+        managed.routes = Routes(
+            project=managed.key[0],
+            name=managed.key[1],
+            revisions=tuple(
+                self._route(managed, revision, weight)
+                for revision, weight in sorted(managed.serving.items())
+                if weight > 0
+            ),
+            shadow=(
+                self._route(managed, managed.serving_shadow, 0)
+                if managed.serving_shadow is not None
+                else None
+            ),
+            asleep=managed.asleep,
+        )
+
+    @staticmethod
+    def _route(managed: _Managed, revision: int, weight: int) -> RevisionRoute:
+        package = managed.packages[revision]
+        group = managed.groups.get(revision)
+        backends: tuple[Backend, ...] = ()
+        if group is not None:
+            backends = tuple(r.backend for r in group.ready() if r.backend is not None)
+        return RevisionRoute(revision, package.model, package.version, weight, backends)
+
+    def _status(self, managed: _Managed) -> TargetStatus:
+        ready = sum(len(g.ready()) for g in managed.groups.values())
+        if managed.asleep:
+            return TargetStatus(
+                DeploymentStatus.SCALED_TO_ZERO, "no replica runs; the next request starts one", 0
+            )
+        wanted = _with_shadow(managed.desired, managed.desired_shadow)
+        failing = [
+            managed.groups[r]
+            for r in sorted(wanted)
+            if r in managed.groups and managed.groups[r].failing(self.config.failed_after)
+        ]
+        if failing:
+            group = failing[0]
+            serves = (
+                f"; revision(s) {sorted(managed.serving)} keep serving"
+                if managed.serving != managed.desired
+                else ""
+            )
+            why = f": {group.last_error}" if group.last_error else ""
+            return TargetStatus(
+                DeploymentStatus.FAILED,
+                f"{group.label} does not start (restarting with backoff){serves}{why}",
+                ready,
+            )
+        counts = {r: (managed.ready_count(r), g.wanted) for r, g in managed.groups.items()}
+        if managed.serving != managed.desired:
+            progress = ", ".join(
+                f"revision {r}: {counts.get(r, (0, 0))[0]}/{counts.get(r, (0, 0))[1]} ready"
+                for r in sorted(managed.desired)
+            )
+            return TargetStatus(
+                DeploymentStatus.PENDING,
+                f"rolling out {_show(managed.desired)} ({progress}); {_show(managed.serving)} "
+                "serves meanwhile"
+                if managed.serving
+                else f"starting ({progress})",
+                ready,
+            )
+        short = [r for r in sorted(managed.serving) if counts.get(r, (0, 1))[0] == 0]
+        if short:
+            return TargetStatus(
+                DeploymentStatus.PENDING, f"revision(s) {short} have no ready replica yet", ready
+            )
+        degraded = [
+            f"revision {r}: {have}/{want} ready"
+            for r, (have, want) in sorted(counts.items())
+            if have < want
+        ]
+        return TargetStatus(DeploymentStatus.READY, "; ".join(degraded), ready)
+
+    def _stop_everything(self) -> None:
+        """SIGTERM every replica, wait up to ``stop_timeout_s``, then SIGKILL the rest."""
+        with self._lock:
+            replicas = [
+                r for m in self._managed.values() for g in m.groups.values() for r in g.replicas
+            ]
+            for managed in self._managed.values():
+                managed.routes = None
+        for replica in replicas:
+            replica.signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.config.stop_timeout_s
+        for replica in replicas:
+            while replica.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            replica.signal(signal.SIGKILL)
+            replica.reaped()
+            replica.state = ReplicaState.STOPPED
+
+
+def roles_of(deployment: Deployment) -> dict[int, str]:
+    """Each served revision's role: the shadow; with a canary in the spec and two revisions
+    taking traffic, the one taking the canary's percent (the newer one on a 50/50 tie);
+    otherwise the primary. A replica keeps the role it started with until it restarts."""
+    traffic = deployment.traffic
+    roles = dict.fromkeys(traffic, "primary")
+    canary = deployment.spec.canary
+    if canary is not None and len(traffic) == 2:
+        primary_share = 100 - canary.percent
+        ordered = sorted(traffic, key=lambda r: (traffic[r] != primary_share, r))
+        roles[ordered[1]] = "canary"
+    if deployment.shadow_revision is not None:
+        roles[deployment.shadow_revision] = "shadow"
+    return roles
+
+
+def _with_shadow(traffic: dict[int, int], shadow: int | None) -> set[int]:
+    return set(traffic) if shadow is None else {*traffic, shadow}
+
+
+def _show(traffic: dict[int, int]) -> str:
+    return "{" + ", ".join(f"revision {r}: {p}%" for r, p in sorted(traffic.items())) + "}"
+
+
+def _last_words(path: Path) -> str:
+    """The last lines a replica wrote before dying (the reason, usually)."""
+    lines = [line for line in tail_of(path, 20) if "[loopml]" not in line]
+    return " | ".join(line.strip() for line in lines[-3:])[:500]

@@ -1,0 +1,130 @@
+"""`loopml deploy` and `loopml deployments` against a running `loopml up`, like a user: a
+deployment on an alias, served through the gateway, following the alias, scaled, rolled
+back, rendered for Kubernetes, deleted; no replica outlives the server, even one killed
+with SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from loopml.storage import LocalArtifactStore
+from loopml.store import MetadataStore
+from tests.tracking_rows import log_model, make_run
+from tests.unit.serve.deploy_support import REPLICA_MODULE, instances, package_files
+
+from .conftest import RunningServer, running_server
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+
+def _replicas(server: RunningServer) -> list[psutil.Process]:
+    children = psutil.Process(server.process.pid).children(recursive=True)
+    return [p for p in children if REPLICA_MODULE in p.cmdline()]
+
+
+def _show(server: RunningServer, name: str) -> dict[str, Any]:
+    shown = server.cli("deployments", "show", name, "--json")
+    assert shown.returncode == 0, shown.stderr
+    data: dict[str, Any] = json.loads(shown.stdout)
+    return data
+
+
+def _wait(server: RunningServer, name: str, check: Any, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        data = _show(server, name)
+        if check(data):
+            return data
+        assert time.monotonic() < deadline, data
+        time.sleep(0.5)
+
+
+def test_deploy_follow_scale_rollback_and_delete_from_the_cli(tmp_path: Path) -> None:
+    package = package_files(tmp_path / "pkg")
+    home = tmp_path / "home"
+    home.mkdir()
+    with running_server(home) as server:
+        store = MetadataStore(f"sqlite:///{home / 'loopml.db'}")
+        try:
+            run = make_run(store)
+            log_model(
+                store,
+                LocalArtifactStore(home / "artifacts"),
+                run,
+                files=package.files,
+                manifest=package.manifest,
+            )
+        finally:
+            store.dispose()
+        for _ in range(2):
+            assert server.cli("models", "register", "cancer", "--run", run.id).returncode == 0
+        assert server.cli("models", "alias", "set", "cancer", "prod", "1").returncode == 0
+
+        deployed = server.cli("deploy", "cancer@prod", "--name", "churn", "--replicas", "1")
+        assert deployed.returncode == 0, deployed.stderr
+        assert "ready" in deployed.stdout
+        listed = server.cli("deployments", "list")
+        assert "churn" in listed.stdout
+        answer = httpx.post(
+            f"{server.url}/deployments/churn/predict",
+            json={"instances": instances(2)},
+            trust_env=False,
+        )
+        assert answer.status_code == 200
+        assert answer.headers["x-loopml-model-version"] == "1"
+
+        assert server.cli("models", "alias", "set", "cancer", "prod", "2").returncode == 0
+        followed = _wait(
+            server, "churn", lambda d: d["traffic"] == {"2": 100} and d["status"] == "ready"
+        )
+        assert [r["version"] for r in followed["revisions"]] == [1, 2]
+        logs = server.cli("deployments", "logs", "churn", "-n", "50")
+        assert "loopml.serve: cancer version 2 (onnx) for deployment churn" in logs.stdout
+
+        scaled = server.cli("deployments", "scale", "churn", "2")
+        assert scaled.returncode == 0, scaled.stderr
+        _wait(server, "churn", lambda d: d["replicas_ready"] == 2 and d["status"] == "ready")
+        rolled = server.cli("deployments", "rollback", "churn", "1")
+        assert rolled.returncode == 0, rolled.stderr
+        assert _show(server, "churn")["spec"]["model"] == "cancer/1"
+
+        rendered = server.cli(
+            "deploy",
+            "cancer/2",
+            "--name",
+            "churn-k8s",
+            "--target",
+            "kubernetes",
+            "--dry-run",
+            "-o",
+            "yaml",
+        )
+        assert rendered.returncode == 0, rendered.stderr
+        assert "kind: Deployment" in rendered.stdout
+        assert "churn-k8s" in rendered.stdout
+        missing = server.cli("deployments", "show", "churn-k8s")
+        assert missing.returncode == 1
+        assert missing.stderr.startswith("error: deployment 'churn-k8s' not found")
+
+        bad = server.cli("deploy", "cancer@@x", "--name", "x")
+        assert bad.returncode == 1
+        assert "Traceback" not in bad.stderr
+
+        assert len(_replicas(server)) >= 1
+        deleted = server.cli("deployments", "delete", "churn", "--yes")
+        assert deleted.returncode == 0, deleted.stderr
+        assert _replicas(server) == []
+        server.cli("deploy", "cancer/1", "--name", "left", "--replicas", "1")
+        [left] = _replicas(server)
+        # Killed outright, the platform cannot stop its replicas: the kernel does
+        # (PR_SET_PDEATHSIG), so none is left holding a port.
+        server.process.kill()
+        server.process.wait(10)
+        left.wait(20)

@@ -1,0 +1,156 @@
+"""Deployments over the API, through the real SDK and the in-process app: the lifecycle,
+validation errors, and one deployment really served through the gateway."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from loopml.api.context import AppContext
+from loopml.client import Client
+from loopml.core.deployments import DeploymentStatus
+from loopml.core.errors import NotFoundError, ValidationError
+from loopml.settings import Settings
+from tests.conftest import free_port
+from tests.unit.serve.deploy_support import (
+    PackageFiles,
+    instances,
+    package_files,
+    register_files,
+    replica_processes,
+)
+
+DEPLOYMENTS = "/api/v1/projects/default/deployments"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The API tests' settings, on a port of their own: replicas log their predictions to
+    the configured address, which must not be another loopml's."""
+    server = settings.server.model_copy(update={"port": free_port()})
+    return settings.model_copy(update={"server": server})
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory: pytest.TempPathFactory) -> PackageFiles:
+    return package_files(tmp_path_factory.mktemp("package") / "pkg")
+
+
+@pytest.fixture
+def versions(http: TestClient, package: PackageFiles) -> None:
+    """Model ``cancer`` with READY versions 1 and 2."""
+    ctx: AppContext = http.app.state.ctx  # type: ignore[attr-defined]
+    for _ in range(2):
+        register_files(ctx.store, ctx.artifacts, package)
+
+
+def test_the_lifecycle_of_a_deployment(client: Client, versions: None) -> None:
+    deployments = client.deployments
+    created = deployments.create("churn", "cancer/1", min_replicas=0, canary="cancer/2")
+    assert created.status == DeploymentStatus.PENDING
+    assert created.traffic == {1: 90, 2: 10}
+    # min_replicas 0: nothing starts until a request comes.
+    assert deployments.wait("churn", timeout_s=10).status == DeploymentStatus.SCALED_TO_ZERO
+    assert [d.name for d in deployments.list().items] == ["churn"]
+
+    updated = deployments.update("churn", model="cancer/2", canary=None)
+    assert updated.traffic == {2: 100}
+    assert [r.number for r in deployments.revisions("churn")] == [1, 2]
+    scaled = deployments.scale("churn", min_replicas=0, max_replicas=3)
+    assert scaled.spec.max_replicas == 3
+    rolled = deployments.rollback("churn", 1)
+    assert rolled.traffic == {1: 100}
+    assert rolled.spec.model == "cancer/1"
+    assert deployments.logs("churn") == []
+    deployments.delete("churn")
+    with pytest.raises(NotFoundError):
+        deployments.get("churn")
+    kinds = [e.type for e in client.events.list(type="deployment.*").items]
+    assert kinds[0] == "deployment.created"
+    assert kinds[-1] == "deployment.deleted"
+    assert "deployment.rolled_back" in kinds
+
+
+def test_a_dry_run_creates_nothing(client: Client, http: TestClient, versions: None) -> None:
+    preview = http.post(f"{DEPLOYMENTS}?dry_run=true", json={"name": "churn", "model": "cancer"})
+    assert preview.status_code == 200
+    assert preview.json()["revisions"][0]["version"] == 2
+    assert client.deployments.list().items == []
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"name": "Churn_API", "model": "cancer/1"}, 422, "validation_error"),
+        ({"name": "churn-", "model": "cancer/1"}, 422, "validation_error"),
+        ({"name": "churn", "model": "Cancer@@x"}, 422, "validation_error"),
+        ({"name": "churn", "model": "other:cancer/1"}, 422, "validation_error"),
+        ({"name": "churn", "model": "cancer/1", "extra": 1}, 422, "validation_error"),
+        ({"name": "churn", "model": "cancer/1", "min_replicas": 65}, 422, "validation_error"),
+        ({"name": "churn", "model": "cancer/1", "min_replicas": 3}, 422, "validation_error"),
+        ({"name": "churn", "model": "ghost/1"}, 404, "not_found"),
+        ({"name": "churn", "model": "ghost/1", "min_replicas": 3}, 404, "not_found"),
+        ({"name": "churn", "model": "cancer/9"}, 404, "not_found"),
+        ({"name": "churn", "model": "cancer@champion"}, 404, "not_found"),
+        ({"name": "churn", "model": "cancer/1", "target": "kubernetes"}, 409, "conflict"),
+        (
+            {"name": "churn", "model": "cancer/1", "canary": {"model": "cancer/2", "percent": 100}},
+            422,
+            "validation_error",
+        ),
+    ],
+)
+def test_invalid_deployments_are_refused(
+    http: TestClient, versions: None, body: dict[str, object], status: int, code: str
+) -> None:
+    answer = http.post(DEPLOYMENTS, json=body)
+    assert answer.status_code == status, answer.text
+    assert answer.json()["error"]["code"] == code
+
+
+def test_routes_refuse_what_does_not_exist(client: Client, http: TestClient) -> None:
+    assert http.get("/api/v1/projects/nope/deployments").status_code == 404
+    assert http.get(f"{DEPLOYMENTS}/ghost").status_code == 404
+    assert http.post(f"{DEPLOYMENTS}/ghost/rollback", json={"revision": 1}).status_code == 404
+    assert http.post(f"{DEPLOYMENTS}/ghost/scale", json={"replicas": 2}).status_code == 404
+    assert http.get(f"{DEPLOYMENTS}/ghost/logs", params={"tail": 0}).status_code == 422
+    assert http.get(DEPLOYMENTS, params={"cursor": "Bad Cursor"}).status_code == 422
+    text = http.post(DEPLOYMENTS, content=b"name=x", headers={"content-type": "text/plain"})
+    assert text.status_code == 415
+    answer = http.post("/deployments/ghost/predict", json={"instances": []})
+    assert answer.status_code == 404
+    assert answer.json()["error"]["code"] == "not_found"
+    assert http.post("/v2/models/Bad_Name/infer", json={}).status_code == 404
+    with pytest.raises(NotFoundError):
+        client.deployments.rollback("ghost", 1)
+    assert "loopml_gateway_requests_total" in http.get("/metrics").text
+
+
+def test_scale_and_rollback_check_their_arguments(client: Client, versions: None) -> None:
+    client.deployments.create("churn", "cancer/1", min_replicas=0)
+    with pytest.raises(ValidationError, match="either replicas"):
+        client.deployments.scale("churn", 2, min_replicas=1)
+    with pytest.raises(ValidationError, match="min_replicas"):
+        client.deployments.scale("churn", min_replicas=4)
+    with pytest.raises(NotFoundError, match="no revision 5"):
+        client.deployments.rollback("churn", 5)
+    client.deployments.delete("churn")
+
+
+def test_a_deployment_answers_through_the_gateway_and_delete_stops_it(
+    client: Client, http: TestClient, versions: None
+) -> None:
+    client.deployments.create("churn", "cancer/2")
+    ready = client.deployments.wait("churn", timeout_s=60)
+    assert (ready.status, ready.replicas_ready) == (DeploymentStatus.READY, 1)
+    answer = client.deployments.predict("churn", instances(3))
+    assert len(answer["predictions"]) == 3
+    assert answer["version"] == 2
+    raw = http.post("/deployments/churn/predict", json={"instances": instances(1)})
+    assert raw.headers["x-loopml-revision"] == "1"
+    assert raw.headers["x-loopml-model-version"] == "2"
+    log = "\n".join(client.deployments.logs("churn", tail=20))
+    assert "loopml.serve: cancer version 2 (onnx) for deployment churn" in log
+    assert len(replica_processes("churn")) == 1
+    client.deployments.delete("churn")
+    assert replica_processes("churn") == []

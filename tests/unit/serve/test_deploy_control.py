@@ -1,0 +1,344 @@
+"""The control plane and the reconciler on a real database (SQLite, PostgreSQL) and a real
+registry, with a target that records what it is told (no processes here: those are
+tests/unit/serve/test_deploy_local.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loopml.core.deployments import Deployment, DeploymentSpec, DeploymentStatus
+from loopml.core.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    NotFoundError,
+    ValidationError,
+)
+from loopml.core.types import Event
+from loopml.registry import register_version, remove_alias, resolve, set_alias
+from loopml.serve.deploy import DeploymentControl, Reconciler
+from loopml.serve.deploy.control import follows
+from loopml.serve.targets.base import DeployTarget, RevisionPackage
+from loopml.storage import ArtifactStore, LocalArtifactStore
+from loopml.store import MetadataStore, events, projects
+from tests.tracking_rows import log_model, make_run, manifest_bytes
+from tests.unit.serve.deploy_support import PackageFiles, package_files, register_files
+
+PROJECT = "default"
+
+
+class RecordingTarget:
+    """A ``DeployTarget`` that remembers every call."""
+
+    name = "local"
+
+    def __init__(self) -> None:
+        self.applied: list[tuple[Deployment, list[RevisionPackage]]] = []
+        self.deleted: list[Deployment] = []
+        self.ready = 0
+
+    def apply(self, deployment: Deployment, packages: list[RevisionPackage]) -> None:
+        self.applied.append((deployment, packages))
+
+    def delete(self, deployment: Deployment) -> None:
+        self.deleted.append(deployment)
+
+    def ready_replicas(self, deployment: Deployment) -> int:
+        return self.ready
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory: pytest.TempPathFactory) -> PackageFiles:
+    return package_files(tmp_path_factory.mktemp("package") / "pkg")
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[MetadataStore]:
+    metadata = MetadataStore(database_url)
+    metadata.upgrade()
+    yield metadata
+    metadata.dispose()
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> ArtifactStore:
+    return LocalArtifactStore(tmp_path / "artifacts")
+
+
+@pytest.fixture
+def target() -> RecordingTarget:
+    return RecordingTarget()
+
+
+@pytest.fixture
+def control(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    target: RecordingTarget,
+    package: PackageFiles,
+    tmp_path: Path,
+) -> DeploymentControl:
+    for _ in range(3):
+        register_files(store, artifacts, package)
+    local: DeployTarget = target
+    return DeploymentControl(store, artifacts, {"local": local}, tmp_path / "deployments")
+
+
+def _events(store: MetadataStore) -> list[Event]:
+    with store.session() as session:
+        return events.list_(session, type="deployment.*", limit=1000).items
+
+
+def _champion(store: MetadataStore, version: int) -> None:
+    set_alias(store, PROJECT, "cancer", "champion", version, actor="t", force=True, reason="t")
+
+
+def test_create_resolves_references_into_revisions_and_traffic(
+    control: DeploymentControl, target: RecordingTarget, store: MetadataStore
+) -> None:
+    spec = {
+        "model": "cancer/1",
+        "canary": {"model": "cancer/2", "percent": 25},
+        "shadow": "cancer/3",
+        "min_replicas": 2,
+        "max_replicas": 4,
+    }
+    created = control.create(PROJECT, "churn-api", spec, actor="ada")
+    assert created.status == DeploymentStatus.PENDING
+    assert created.traffic == {1: 75, 2: 25}
+    assert created.shadow_revision == 3
+    assert [(r.number, r.version, r.role, r.ref) for r in created.revisions] == [
+        (1, 1, "primary", "cancer/1"),
+        (2, 2, "canary", "cancer/2"),
+        (3, 3, "shadow", "cancer/3"),
+    ]
+    [(applied, packages)] = target.applied
+    assert applied == created
+    assert sorted(p.revision for p in packages) == [1, 2, 3]
+    for one in packages:
+        assert one.path is not None
+        assert (Path(one.path) / "loopml-model.json").is_file()
+        registered = resolve(store, PROJECT, f"cancer/{one.version}")
+        assert one.manifest_sha256 == registered.manifest_sha256
+    assert [e.type for e in _events(store)] == [
+        "deployment.created",
+        "deployment.revision.created",
+        "deployment.revision.created",
+        "deployment.revision.created",
+    ]
+    assert control.get(PROJECT, "churn-api").spec.canary is not None
+
+
+def test_an_alias_move_makes_a_new_revision_and_nothing_else_does(
+    control: DeploymentControl, target: RecordingTarget, store: MetadataStore
+) -> None:
+    _champion(store, 1)
+    control.create(PROJECT, "churn", {"model": "cancer@champion"}, actor="ada")
+    assert control.refresh(PROJECT, "churn", reason="test") is None
+    before = len(_events(store))
+
+    _champion(store, 2)
+    moved = control.refresh(PROJECT, "churn", reason="alias moved")
+    assert moved is not None
+    assert moved.traffic == {2: 100}
+    assert moved.status == DeploymentStatus.PENDING
+    assert [(r.number, r.version) for r in control.revisions(PROJECT, "churn")] == [(1, 1), (2, 2)]
+    applied, packages = target.applied[-1]
+    assert applied == moved
+    assert [p.revision for p in packages] == [2]
+    new = _events(store)[before:]
+    assert [e.type for e in new] == ["deployment.revision.created", "deployment.updated"]
+    assert new[1].payload["change"] == ["followed"]
+    assert new[1].payload["from_traffic"] == {"1": 100}
+    assert new[1].payload["traffic"] == {"2": 100}
+    assert control.refresh(PROJECT, "churn", reason="again") is None
+
+
+def test_update_reuses_the_revisions_that_serve_the_same_version(
+    control: DeploymentControl,
+) -> None:
+    spec = {"model": "cancer/1", "canary": {"model": "cancer/2", "percent": 10}}
+    control.create(PROJECT, "churn", spec, actor="ada")
+    promoted = control.update(PROJECT, "churn", {"model": "cancer/2", "canary": None}, actor="ada")
+    assert promoted.traffic == {2: 100}
+    assert len(control.revisions(PROJECT, "churn")) == 2
+    assert promoted.spec.canary is None
+    scaled = control.scale(PROJECT, "churn", min_replicas=3, max_replicas=5, actor="ada")
+    assert (scaled.spec.min_replicas, scaled.spec.max_replicas) == (3, 5)
+    assert scaled.traffic == {2: 100}
+    with pytest.raises(ValidationError, match="min_replicas"):
+        control.scale(PROJECT, "churn", min_replicas=6, max_replicas=5, actor="ada")
+
+
+def test_rollback_pins_the_spec_and_keeps_the_shadow(
+    control: DeploymentControl, store: MetadataStore, target: RecordingTarget
+) -> None:
+    _champion(store, 1)
+    control.create(PROJECT, "churn", {"model": "cancer@champion", "shadow": "cancer/3"}, actor="a")
+    _champion(store, 2)
+    assert control.refresh(PROJECT, "churn", reason="t") is not None
+    rolled = control.rollback(PROJECT, "churn", 1, actor="ada")
+    assert rolled.traffic == {1: 100}
+    assert rolled.shadow_revision == 2
+    assert rolled.spec.model == "cancer/1"
+    # Pinned: the alias no longer moves it.
+    assert control.refresh(PROJECT, "churn", reason="t") is None
+    assert sorted(p.revision for p in target.applied[-1][1]) == [1, 2]
+    rolled_back = [e for e in _events(store) if e.type == "deployment.rolled_back"]
+    assert [e.payload["revision"] for e in rolled_back] == [1]
+    with pytest.raises(NotFoundError, match="no revision 9"):
+        control.rollback(PROJECT, "churn", 9, actor="ada")
+    # Following the alias again is a new revision (history only grows).
+    followed = control.update(PROJECT, "churn", {"model": "cancer@champion"}, actor="ada")
+    assert followed.traffic == {4: 100}
+    assert control.revisions(PROJECT, "churn")[-1].version == 2
+
+
+def test_invalid_requests_are_refused_in_a_useful_order(
+    control: DeploymentControl,
+    target: RecordingTarget,
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+) -> None:
+    with pytest.raises(ValidationError, match="deployment name"):
+        control.create(PROJECT, "Bad_Name", {"model": "cancer/1"}, actor="a")
+    with pytest.raises(NotFoundError, match="project 'nope'"):
+        control.create("nope", "churn", {"model": "cancer/1"}, actor="a")
+    # The unknown model is reported before what else is wrong with the spec.
+    with pytest.raises(NotFoundError, match="model 'ghost'"):
+        control.create(PROJECT, "churn", {"model": "ghost", "min_replicas": 5}, actor="a")
+    with pytest.raises(NotFoundError, match="version 7"):
+        control.create(PROJECT, "churn", {"model": "cancer/7"}, actor="a")
+    with pytest.raises(NotFoundError, match="no alias"):
+        control.create(PROJECT, "churn", {"model": "cancer@prod"}, actor="a")
+    with pytest.raises(ValidationError, match="min_replicas"):
+        control.create(PROJECT, "churn", {"model": "cancer/1", "min_replicas": 5}, actor="a")
+    with pytest.raises(ValidationError, match="scale_to_zero_after_s needs min_replicas 0"):
+        control.create(
+            PROJECT, "churn", {"model": "cancer/1", "scale_to_zero_after_s": 60}, actor="a"
+        )
+    with pytest.raises(ConflictError, match="'kubernetes' deploy target is not enabled"):
+        control.create(PROJECT, "churn", {"model": "cancer/1", "target": "kubernetes"}, actor="a")
+    run = make_run(store)
+    log_model(store, artifacts, run, manifest=manifest_bytes({"model.onnx": b"other"}))
+    failed = register_version(
+        store, artifacts, project=PROJECT, model_name="cancer", run_id=run.id, actor="t"
+    )
+    assert failed.status == "FAILED"
+    with pytest.raises(ConflictError, match="only READY versions"):
+        control.create(PROJECT, "churn", {"model": f"cancer/{failed.version}"}, actor="a")
+    assert target.applied == []
+    assert _events(store) == []
+
+    preview = control.create(PROJECT, "churn", {"model": "cancer"}, actor="a", dry_run=True)
+    assert preview.revisions[0].version == 3  # the newest READY one
+    assert target.applied == []
+    with pytest.raises(NotFoundError):
+        control.get(PROJECT, "churn")
+    control.create(PROJECT, "churn", {"model": "cancer/1"}, actor="a")
+    with pytest.raises(AlreadyExistsError):
+        control.create(PROJECT, "churn", {"model": "cancer/1"}, actor="a")
+    with pytest.raises(ConflictError, match="delete it and create it again"):
+        control.update(PROJECT, "churn", {"target": "kubernetes"}, actor="a")
+
+
+def test_delete_stops_the_target_and_removes_packages(
+    control: DeploymentControl, target: RecordingTarget, store: MetadataStore, tmp_path: Path
+) -> None:
+    control.create(PROJECT, "churn", {"model": "cancer/1"}, actor="a")
+    folder = tmp_path / "deployments" / PROJECT / "churn"
+    assert (folder / "1" / "package").is_dir()
+    control.delete(PROJECT, "churn", actor="a")
+    assert [d.name for d in target.deleted] == ["churn"]
+    assert not folder.exists()
+    assert _events(store)[-1].type == "deployment.deleted"
+    with pytest.raises(NotFoundError):
+        control.delete(PROJECT, "churn", actor="a")
+
+
+def test_status_is_synced_from_the_target(
+    control: DeploymentControl, target: RecordingTarget, store: MetadataStore
+) -> None:
+    created = control.create(PROJECT, "churn", {"model": "cancer/1"}, actor="a")
+    control.sync(created)
+    assert [e.type for e in _events(store)].count("deployment.status") == 0
+    target.ready = 2
+    assert control.get(PROJECT, "churn").status == DeploymentStatus.READY  # live
+    control.sync(created)
+    stored = control.list_all()[0]
+    assert (stored.status, stored.replicas_ready) == (DeploymentStatus.READY, 2)
+    control.sync(stored)
+    statuses = [e for e in _events(store) if e.type == "deployment.status"]
+    assert [(e.payload["from_status"], e.payload["status"]) for e in statuses] == [
+        ("pending", "ready")
+    ]
+
+
+def test_the_reconciler_follows_aliases_and_settles_after_a_restart(
+    control: DeploymentControl, target: RecordingTarget, store: MetadataStore
+) -> None:
+    _champion(store, 1)
+    control.create(PROJECT, "churn", {"model": "cancer@champion"}, actor="a")
+    control.create(PROJECT, "pinned", {"model": "cancer/1"}, actor="a")
+    reconciler = Reconciler(control, store)
+    reconciler.run_once()  # settles: both handed to the target again
+    assert [d.name for d, _ in target.applied[-2:]] == ["churn", "pinned"]
+
+    _champion(store, 2)
+    reconciler.run_once()
+    assert control.get(PROJECT, "churn").traffic == {2: 100}
+    assert control.get(PROJECT, "pinned").traffic == {1: 100}
+
+    # Moved while no reconciler ran: the next one's settling follows it.
+    _champion(store, 3)
+    Reconciler(control, store).run_once()
+    assert control.get(PROJECT, "churn").traffic == {3: 100}
+
+
+def test_the_reconciler_stops_what_vanished_with_its_project(
+    control: DeploymentControl,
+    target: RecordingTarget,
+    store: MetadataStore,
+    package: PackageFiles,
+    artifacts: ArtifactStore,
+) -> None:
+    with store.session() as session:
+        projects.create(session, "fraud", actor="a")
+    register_files(store, artifacts, package, project="fraud")
+    control.create("fraud", "scorer", {"model": "cancer/1", "min_replicas": 0}, actor="a")
+    reconciler = Reconciler(control, store)
+    reconciler.run_once()
+    with store.session() as session:
+        projects.delete(session, "fraud", actor="a")
+    reconciler.run_once()
+    assert [(d.project, d.name) for d in target.deleted] == [("fraud", "scorer")]
+
+
+def test_follows_names_the_references_that_move() -> None:
+    spec = DeploymentSpec(model="churn@champion", shadow="other", canary=None)
+    assert follows(spec, "churn", "champion")
+    assert not follows(spec, "churn", "challenger")
+    assert follows(spec, "other", None)
+    assert not follows(DeploymentSpec(model="churn/3"), "churn", None)
+
+
+def test_a_removed_alias_keeps_what_runs_and_says_so(
+    control: DeploymentControl, target: RecordingTarget, store: MetadataStore
+) -> None:
+    _champion(store, 1)
+    control.create(PROJECT, "churn", {"model": "cancer@champion"}, actor="a")
+    remove_alias(store, PROJECT, "cancer", "champion", actor="t")
+    applied = len(target.applied)
+    assert control.refresh(PROJECT, "churn", reason="alias removed") is None
+    assert len(target.applied) == applied
+    shown = control.get(PROJECT, "churn")
+    assert shown.traffic == {1: 100}
+    assert "cannot follow its references" in shown.status_message
+    assert "has no alias 'champion'" in shown.status_message
+    assert "cannot follow" in control.list_all()[0].status_message  # stored too
+
+    _champion(store, 2)
+    assert control.refresh(PROJECT, "churn", reason="alias back") is not None
+    assert "cannot follow" not in control.get(PROJECT, "churn").status_message

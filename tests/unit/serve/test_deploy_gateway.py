@@ -1,0 +1,130 @@
+"""The gateway's failure paths, with a route source that holds fixed routes (the success
+paths, with real replicas, are in test_deploy_local.py)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+
+import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from loopml.serve.gateway import Gateway, GatewayConfig
+from loopml.serve.routing import Backend, RevisionRoute, Routes
+
+
+class FixedRoutes:
+    """A ``RouteSource`` with one deployment, ``churn``, and whatever routes a test sets."""
+
+    def __init__(self, routes: Routes) -> None:
+        self.current = routes
+        self.woken = 0
+        self.touched = 0
+
+    def routes(self, project: str, name: str) -> Routes | None:
+        return self.current if (project, name) == ("default", "churn") else None
+
+    def all_routes(self) -> list[Routes]:
+        return [self.current]
+
+    def touch(self, project: str, name: str) -> None:
+        self.touched += 1
+
+    def wake(self, project: str, name: str) -> None:
+        self.woken += 1
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _backend(revision: int = 1) -> Backend:
+    return Backend(f"http://127.0.0.1:{_closed_port()}", revision, "cancer", revision)
+
+
+def _routes(*backends: Backend) -> Routes:
+    revision = RevisionRoute(1, "cancer", 1, 100, tuple(backends))
+    return Routes("default", "churn", (revision,))
+
+
+@pytest.fixture
+def source() -> FixedRoutes:
+    return FixedRoutes(_routes())
+
+
+@pytest.fixture
+def gateway(source: FixedRoutes) -> Gateway:
+    return Gateway(source, GatewayConfig(activation_timeout_s=0.3, connect_timeout_s=0.5))
+
+
+@pytest.fixture
+def http(gateway: Gateway) -> Iterator[TestClient]:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gateway.start()
+        yield
+        await gateway.close()
+
+    app = Starlette(routes=gateway.routes(), lifespan=lifespan)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        yield client
+
+
+def test_no_ready_replica_wakes_the_deployment_then_answers_503(
+    http: TestClient, source: FixedRoutes
+) -> None:
+    answer = http.post("/deployments/churn/predict", json={"instances": []})
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "1"
+    assert answer.json()["error"]["code"] == "service_unavailable"
+    assert "no ready replica after 0.3 s" in answer.json()["error"]["message"]
+    assert (source.woken, source.touched) == (1, 1)
+    metrics = http.get("/metrics").text
+    assert 'loopml_gateway_activations_total{deployment="churn",project="default"} 1.0' in metrics
+
+
+def test_an_unreachable_replica_is_retried_on_another_and_marked(
+    http: TestClient, source: FixedRoutes
+) -> None:
+    first, second = _backend(), _backend()
+    source.current = _routes(first, second)
+    answer = http.post("/deployments/churn/predict", json={"instances": []})
+    assert answer.status_code == 503
+    assert "no replica could be reached" in answer.json()["error"]["message"]
+    assert first.failed
+    assert second.failed
+    assert (first.inflight, second.inflight) == (0, 0)
+    metrics = http.get("/metrics").text
+    assert 'loopml_gateway_retries_total{deployment="churn",project="default"} 1.0' in metrics
+    # Both marked: the next request finds no usable replica and waits for one instead.
+    again = http.post("/deployments/churn/predict", json={"instances": []})
+    assert "no ready replica" in again.json()["error"]["message"]
+
+
+def test_unknown_names_get_404_and_no_metric_series(http: TestClient) -> None:
+    for path in (
+        "/deployments/ghost/predict",
+        "/projects/other/deployments/churn/predict",
+        "/v2/models/ghost/infer",
+    ):
+        answer = http.post(path, json={})
+        assert answer.status_code == 404, path
+        assert answer.json()["error"]["code"] == "not_found"
+    assert http.post("/deployments/Bad_Name/predict", json={}).status_code == 404
+    assert "ghost" not in http.get("/metrics").text
+
+
+def test_v2_paths_check_model_version_and_method(http: TestClient, source: FixedRoutes) -> None:
+    assert http.post("/v2/models/churn/versions/2/infer", json={}).status_code == 404
+    assert http.post("/deployments/churn/v2/models/other/infer", json={}).status_code == 404
+    assert http.post("/deployments/churn/v2/models/churn/versions/x/infer").status_code == 404
+    assert http.post("/deployments/churn/v2/unknown/path", json={}).status_code == 404
+    assert http.post("/deployments/churn/v2/health/ready").status_code == 405
+    ready = http.get("/v2/models/churn/ready")
+    assert (ready.status_code, ready.json()) == (503, {"name": "churn", "ready": False})
+    assert http.get("/deployments/churn/v2/health/live").json() == {"live": True}
+    assert source.woken == 0  # probes never wake it

@@ -1,0 +1,228 @@
+"""The platform's own prediction log: ``PredictionLog`` appending through a real record
+batcher, fed real answers of a real model server (the gateway's shadow hook) and records."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pytest
+from starlette.testclient import TestClient
+
+from loopml.api.app import build_context
+from loopml.api.context import AppContext
+from loopml.core.predictions import PREDICTION_COLUMNS
+from loopml.data import lake
+from loopml.data.records import RecordBatcher
+from loopml.serve.gateway import ShadowAnswer
+from loopml.serve.predlog import LogStats, PredictionLog
+from loopml.serve.sink import PredictionSink
+from loopml.settings import Settings
+from tests.unit.serve.conftest import DEPLOYMENT, MODEL, VERSION, Served, make_app
+from tests.unit.serve.test_predlog_http import make_record
+
+TABLE = "churn_prod__predictions"
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Iterator[AppContext]:
+    home = tmp_path / "home"
+    context = build_context(
+        Settings(home=home, database={"url": f"sqlite:///{tmp_path / 'loopml.db'}"})
+    )
+    context.store.upgrade()
+    yield context
+    context.store.dispose()
+
+
+def _run(
+    ctx: AppContext, body: Callable[[PredictionLog], Awaitable[Any]], **options: Any
+) -> LogStats:
+    """Run ``body`` with a log over a real batcher in an event loop; close both; the log's
+    counts once closed."""
+
+    async def main() -> LogStats:
+        batcher = RecordBatcher(ctx.store, ctx.artifacts, ctx.settings.lake)
+        log = PredictionLog(batcher, **options)
+        try:
+            await body(log)
+        finally:
+            stats = await log.close()
+            await batcher.close()
+        return stats
+
+    return asyncio.run(main())
+
+
+def _rows(ctx: AppContext) -> list[dict[str, Any]]:
+    table: pa.Table = lake.read_dataset(ctx.store, ctx.artifacts, "default", TABLE).to_table()
+    return sorted(table.to_pylist(), key=lambda r: (r["inference_id"], r["row_index"]))
+
+
+def _answer(path: str, request: bytes, response: Any, *, inference_id: str) -> ShadowAnswer:
+    return ShadowAnswer(
+        project="default",
+        deployment=DEPLOYMENT,
+        revision=2,
+        model=MODEL,
+        version=VERSION,
+        inference_id=inference_id,
+        path=path,
+        request_body=request,
+        status=response.status_code,
+        body=response.content,
+        latency_s=0.003,
+        primary_revision=1,
+    )
+
+
+def _shadow_answers(served: Served) -> list[ShadowAnswer]:
+    """Real answers of a real model server: /predict (records), V2 column tensors, a V2
+    matrix, and an error."""
+    instances = served.records(slice(0, 3))
+    names = served.runtime.input_names
+    columns = {
+        "inputs": [
+            {"name": n, "shape": [2], "datatype": "FP64", "data": [r[n] for r in instances[:2]]}
+            for n in names
+        ]
+    }
+    matrix = {
+        "inputs": [
+            {
+                "name": "input-0",
+                "shape": [1, len(names)],
+                "datatype": "FP64",
+                "data": [instances[2][n] for n in names],
+            }
+        ]
+    }
+    infer = f"/v2/models/{MODEL}/infer"
+    calls = [
+        ("/predict", {"instances": instances}, "by-predict"),
+        (infer, columns, "by-v2-columns"),
+        (infer, matrix, "by-v2-matrix"),
+        ("/predict", {"instances": [{}]}, "an-error"),
+    ]
+    answers = []
+    with TestClient(make_app(served), base_url="http://127.0.0.1") as client:
+        for path, body, inference_id in calls:
+            raw = orjson.dumps(body)
+            response = client.post(path, content=raw, headers={"content-type": "application/json"})
+            answers.append(_answer(path, raw, response, inference_id=inference_id))
+    return answers
+
+
+def test_shadow_answers_become_rows_with_role_shadow(cancer: Served, ctx: AppContext) -> None:
+    answers = _shadow_answers(cancer)
+    answers.append(dataclasses.replace(answers[0], inference_id="unreadable", body=b"{not json"))
+
+    async def body(log: PredictionLog) -> None:
+        for answer in answers:
+            log.log_shadow(answer)
+
+    stats = _run(ctx, body, flush_ms=600_000)
+
+    assert (stats.appended, stats.skipped, stats.dropped, stats.refused) == (6, 2, 0, 0)
+    rows = _rows(ctx)
+    instances = cancer.records(slice(0, 3))
+    expected = cancer.native.predict(cancer.frame.iloc[:3]).tolist()
+    proba = cancer.native.predict_proba(cancer.frame.iloc[:3])
+    by_id = {(r["inference_id"], r["row_index"]): r for r in rows}
+    assert sorted(by_id) == [
+        ("by-predict", 0),
+        ("by-predict", 1),
+        ("by-predict", 2),
+        ("by-v2-columns", 0),
+        ("by-v2-columns", 1),
+        ("by-v2-matrix", 0),
+    ]
+    for i in range(3):
+        row = by_id[("by-predict", i)]
+        assert orjson.loads(row["inputs"]) == instances[i]
+        assert row["prediction"] == str(expected[i])
+        assert row["prediction_value"] == float(expected[i])
+        assert orjson.loads(row["probabilities"]) == pytest.approx(
+            {"0": proba[i][0], "1": proba[i][1]}, abs=1e-6
+        )
+        assert (row["protocol"], row["role"], row["model_version"]) == ("predict", "shadow", 3)
+    for i in range(2):
+        row = by_id[("by-v2-columns", i)]
+        assert orjson.loads(row["inputs"]) == instances[i]
+        assert (row["prediction"], row["protocol"]) == (str(expected[i]), "v2")
+        # V2 answers do not name the classes: the probabilities are in class order.
+        assert orjson.loads(row["probabilities"]) == pytest.approx(list(proba[i]), abs=1e-6)
+    matrix_row = by_id[("by-v2-matrix", 0)]
+    names = cancer.runtime.input_names
+    assert orjson.loads(matrix_row["inputs"]) == [instances[2][n] for n in names]
+    assert matrix_row["prediction"] == str(expected[2])
+    assert {r["latency_ms"] for r in rows} == {3.0}
+
+
+def test_an_in_platform_sink_logs_records_like_a_replica(mixed: Served, ctx: AppContext) -> None:
+    async def body(log: PredictionLog) -> None:
+        sink: PredictionSink = log.sink("default", role="primary")
+        sink.record(make_record(mixed, slice(0, 5), "first"))
+        sink.record(make_record(mixed, slice(5, 6), "second"))
+
+    stats = _run(ctx, body)
+
+    assert (stats.appended, stats.pending) == (6, 0)
+    rows = _rows(ctx)
+    assert [(r["inference_id"], r["row_index"]) for r in rows] == [
+        ("first", 0),
+        ("first", 1),
+        ("first", 2),
+        ("first", 3),
+        ("first", 4),
+        ("second", 0),
+    ]
+    sent = mixed.records(slice(0, 6))
+    assert [orjson.loads(r["inputs"]) for r in rows] == sent
+    assert [r["prediction"] for r in rows] == mixed.native.predict(mixed.frame.iloc[:6]).tolist()
+    assert {r["role"] for r in rows} == {"primary"}
+    table = lake.get_table(ctx.store, ctx.artifacts, "default", TABLE)
+    assert [(c.name, c.type) for c in table.columns] == [
+        (c.name, c.type) for c in PREDICTION_COLUMNS
+    ]
+
+
+def test_a_full_queue_drops_and_close_appends_the_rest(cancer: Served, ctx: AppContext) -> None:
+    record = make_record(cancer, slice(0, 10), "x")
+
+    async def body(log: PredictionLog) -> None:
+        sink = log.sink("default")
+        started = time.perf_counter()
+        for i in range(30):
+            sink.record(make_copy(record, f"r{i}"))
+        assert time.perf_counter() - started < 0.5  # only queued: nothing written yet
+        assert log.stats.pending == 200
+        assert not lake.list_tables(ctx.store, "default")
+
+    stats = _run(ctx, body, max_queue=200, flush_ms=600_000, max_batch=10_000)
+
+    assert (stats.appended, stats.dropped) == (200, 100)
+    assert len({r["inference_id"] for r in _rows(ctx)}) == 20
+
+
+def make_copy(record: Any, inference_id: str) -> Any:
+    fields = {name: getattr(record, name) for name in record.__slots__}
+    return type(record)(**{**fields, "inference_id": inference_id})
+
+
+def test_bad_sink_arguments_are_refused(ctx: AppContext) -> None:
+    from loopml.core.errors import ValidationError
+
+    async def body(log: PredictionLog) -> None:
+        with pytest.raises(ValidationError, match="role must be one of"):
+            log.sink("default", role="boss")
+        with pytest.raises(ValidationError, match="invalid project name"):
+            log.sink("Not A Project")
+
+    _run(ctx, body)
