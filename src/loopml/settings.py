@@ -169,7 +169,8 @@ class LakeSettings(_Section):
         ge=0,
         le=87_600,
         description="Default retention of `loopml tables vacuum`: files that left the table "
-        "longer ago than this are freed, except those of versions a run references.",
+        "longer ago than this are freed, except those of versions a run or a dataset "
+        "snapshot references.",
     )
     records_batch_rows: int = Field(
         default=10_000,
@@ -197,6 +198,41 @@ class LakeSettings(_Section):
     )
 
 
+class KubernetesSettings(_Section):
+    """The Kubernetes deploy target: off until enabled, and then used by deployments that
+    ask for `target: kubernetes` (see docs/kubernetes.md)."""
+
+    enabled: bool = Field(default=False, description="Offer the kubernetes target to deployments.")
+    image: str = Field(
+        default="loopml:latest",
+        min_length=1,
+        max_length=500,
+        description="The model-server image (built from the repository's Dockerfile).",
+    )
+    platform_url: str | None = Field(
+        default=None,
+        description="This platform's URL as pods reach it (to fetch packages and log "
+        "predictions); required when enabled.",
+    )
+    namespace: str = Field(
+        default="default",
+        pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+        description="The namespace deployments are applied to.",
+    )
+    kserve: bool = Field(
+        default=False,
+        description="Render KServe InferenceServices (scale to zero, canary percentages) "
+        "instead of Deployment, Service and HorizontalPodAutoscaler.",
+    )
+    kubeconfig: Path | None = Field(
+        default=None, description="A kubeconfig file; the default one when omitted."
+    )
+    context: str | None = Field(default=None, description="The kubeconfig context to use.")
+    in_cluster: bool = Field(
+        default=False, description="Use the service account of the pod loopml runs in."
+    )
+
+
 class Settings(BaseSettings):
     """Every loopml setting. See docs/configuration.md for the generated reference."""
 
@@ -218,6 +254,7 @@ class Settings(BaseSettings):
     client: ClientSettings = Field(default_factory=ClientSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     lake: LakeSettings = Field(default_factory=LakeSettings)
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
 
     @field_validator("home")
     @classmethod

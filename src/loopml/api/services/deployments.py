@@ -8,9 +8,10 @@ from fastapi import Request
 from loopml.api.context import AppContext
 from loopml.api.schemas_deployments import DeploymentCreate, DeploymentUpdate, ScaleRequest
 from loopml.core.deployments import Deployment, Revision
-from loopml.core.errors import ValidationError
+from loopml.core.errors import ConfigurationError, ValidationError
 from loopml.core.types import Page
 from loopml.serve.deploy import DeploymentControl, Serving
+from loopml.serve.targets.base import DeployTarget
 from loopml.serve.targets.local import LocalTargetConfig
 
 
@@ -23,7 +24,32 @@ def build_serving(ctx: AppContext) -> Serving:
     server = ctx.settings.server
     host = f"[{server.host}]" if ":" in server.host else server.host
     local = LocalTargetConfig(log_url=f"http://{host}:{server.port}")
-    return Serving.open(ctx.store, ctx.artifacts, ctx.settings.home / "deployments", local=local)
+    extra: dict[str, DeployTarget] = {}
+    k8s = ctx.settings.kubernetes
+    if k8s.enabled:
+        if not k8s.platform_url:
+            raise ConfigurationError(
+                "kubernetes.enabled needs kubernetes.platform_url (LOOPML_KUBERNETES_PLATFORM_URL)"
+                ": the address pods reach this platform at"
+            )
+        from loopml.serve.targets.kubernetes import KubernetesTarget
+
+        extra["kubernetes"] = KubernetesTarget(
+            image=k8s.image,
+            platform_url=k8s.platform_url,
+            namespace=k8s.namespace,
+            kserve=k8s.kserve,
+            kubeconfig=k8s.kubeconfig,
+            context=k8s.context,
+            in_cluster=k8s.in_cluster,
+        )
+    return Serving.open(
+        ctx.store,
+        ctx.artifacts,
+        ctx.settings.home / "deployments",
+        local=local,
+        extra_targets=extra,
+    )
 
 
 def get_control(request: Request) -> DeploymentControl:
