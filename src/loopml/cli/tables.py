@@ -131,7 +131,7 @@ def vacuum(
     dry_run: bool = typer.Option(False, "--dry-run", help="Report what would be freed."),
     json_out: bool = JSON,
 ) -> None:
-    """Free the storage of old versions; versions that a run references are kept."""
+    """Free the storage of old versions; versions a run or a snapshot references are kept."""
     with state(ctx).client() as client:
         report = client.tables.vacuum(
             project, name, retention_hours=retention_hours, dry_run=dry_run

@@ -220,7 +220,7 @@ class Tables:
         dry_run: bool = False,
     ) -> VacuumReport:
         """Free the files of versions older than the retention (the server's default when
-        ``None``); versions that a run references keep theirs."""
+        ``None``); versions that a run or a dataset snapshot references keep theirs."""
         params: dict[str, Any] = {"dry_run": dry_run}
         if retention_hours is not None:
             params["retention_hours"] = retention_hours

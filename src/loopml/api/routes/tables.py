@@ -264,7 +264,8 @@ def vacuum_table(
         ge=0,
         le=MAX_RETENTION_HOURS,
         description="Free files that left the table longer ago than this; by default "
-        "`lake.vacuum_retention_hours`. Versions that a run references keep their files.",
+        "`lake.vacuum_retention_hours`. Versions that a run or a dataset snapshot "
+        "references keep their files.",
     ),
     dry_run: bool = Query(default=False, description="Report what would be freed; free nothing."),
 ) -> VacuumReport:
