@@ -13,12 +13,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
 from pydantic import ValidationError as PydanticValidationError
 
 from loopml.core.errors import ValidationError
 from loopml.core.lake import COLUMN_TYPE_PATTERN, validate_table_name
-from loopml.core.numbers import WholeInt
+from loopml.core.numbers import integral
 from loopml.core.yamltext import load_yaml
 
 MAX_REGEX = 500
@@ -29,7 +38,7 @@ REJECTED_SUFFIX = "__rejected"
 REASON_COLUMN = "_loopml_reason"
 
 OnFail = Literal["reject", "quarantine"]
-Bound = WholeInt | StrictFloat | StrictStr
+Bound = StrictInt | StrictFloat | StrictStr
 """A min or max: a number, or text for text, date and time columns (ISO 8601)."""
 ColumnName = Annotated[str, Field(min_length=1, max_length=255)]
 
@@ -66,8 +75,12 @@ class ColumnRule(_Rule):
 class RowBounds(_Rule):
     """Bounds on the table's row count once the batch is appended (inclusive)."""
 
-    min: WholeInt | None = Field(default=None, ge=0)
-    max: WholeInt | None = Field(default=None, ge=0)
+    min: StrictInt | None = Field(default=None, ge=0)
+    max: StrictInt | None = Field(default=None, ge=0)
+
+    # A whole float (29948146.0) is an integer to JSON Schema; take it as one. Done here,
+    # not with an annotated type, so the published schema keeps its `minimum`.
+    _whole = field_validator("min", "max", mode="before")(integral)
 
 
 class Freshness(_Rule):
