@@ -27,9 +27,16 @@ class RunningServer:
     ready_after_s: float
     env: dict[str, str]
 
-    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, timeout: float = 60, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [*LOOPML, *args], env=self.env, capture_output=True, text=True, timeout=timeout
+            [*LOOPML, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=cwd,
         )
 
 

@@ -72,6 +72,42 @@ def promote(
     console.print(f"{name}@{alias} -> [bold]{version}[/]{note}")
 
 
+def evaluate(
+    ctx: typer.Context,
+    ref: str = REF,
+    dataset: str | None = typer.Option(
+        None,
+        "--dataset",
+        "-d",
+        help="NAME@VERSION whose frozen eval set to use (default: "
+        "the one the version was trained on).",
+    ),
+    target: str | None = typer.Option(None, "--target", help="Default: the trained target."),
+    project: str = PROJECT,
+    json_out: bool = JSON,
+) -> None:
+    """Score a version on a dataset's frozen eval set and store the report."""
+    name, version = _version(ref)
+    with state(ctx).client() as client:
+        stored = client.models.evaluate(
+            name, version, dataset=dataset, target=target, project=project
+        )
+    if json_out:
+        as_json(stored.model_dump(mode="json"))
+        return
+    report = stored.report
+    console.print(
+        f"{name}/{version} on {report.dataset or 'eval set'} "
+        f"({report.eval_hash[:12]}, {report.rows} rows)"
+    )
+    rows = [(k, f"{v:.6g}") for k, v in sorted(report.metrics.items())]
+    if report.latency is not None:
+        rows.append(
+            ("latency p50 / p99 (ms)", f"{report.latency.p50_ms:.3g} / {report.latency.p99_ms:.3g}")
+        )
+    table(None, ["metric", "value"], rows)
+
+
 def evaluations(
     ctx: typer.Context, ref: str = REF, project: str = PROJECT, json_out: bool = JSON
 ) -> None:

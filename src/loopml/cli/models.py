@@ -179,4 +179,5 @@ from loopml.cli import gate as _gate  # noqa: E402
 app.add_typer(_gate.policy_app, name="policy")
 app.command("gate")(_gate.gate)
 app.command("promote")(_gate.promote)
+app.command("evaluate")(_gate.evaluate)
 app.command("evaluations")(_gate.evaluations)

@@ -1,0 +1,84 @@
+"""``loopml train`` and the gate from the shell against a real ``loopml up``: AutoML, a user
+entrypoint that crashes and resumes, evaluation, the gate's verdict and guarded promotion."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+from .conftest import RunningServer
+
+pytestmark = pytest.mark.e2e
+
+FIT = """
+from pathlib import Path
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+def fit(ctx):
+    if ctx.last_checkpoint() is None:
+        (ctx.checkpoint_dir / "state.txt").write_text("half way")
+        ctx.save_checkpoint(1)
+        raise RuntimeError("node preempted")
+    features = ctx.train.drop(columns=[ctx.target])
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    return model.fit(features, ctx.train[ctx.target])
+"""
+
+
+def test_train_gate_and_promote_from_the_shell(server: RunningServer, tmp_path: Path) -> None:
+    data = load_breast_cancer(as_frame=True).frame.iloc[:, [0, 1, 2, 3, 7, 20, 27, 30]]
+    data.columns = [f"f{i}" for i in range(7)] + ["y"]
+    data.to_csv(tmp_path / "cancer.csv", index=False)
+    assert server.cli("ingest", str(tmp_path / "cancer.csv"), "--table", "cancer").returncode == 0
+    made = server.cli(
+        "datasets", "create", "cancer_snap", "--from", "cancer", "--split", "0.25",
+        "--stratify", "y",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+
+    trained = server.cli(
+        "train", "--dataset", "cancer_snap", "--target", "y", "--task", "classification",
+        "--budget", "4", "--max-iter", "4", "--register", "cancer", "--json",
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    outcome = json.loads(trained.stdout)
+    assert outcome["version"] == 1
+    assert outcome["evaluation"]["metrics"]["roc_auc"] > 0.9
+
+    refused = server.cli("models", "promote", "cancer/1")
+    assert refused.returncode == 1
+    assert "has not judged it" in refused.stderr
+    judged = server.cli("models", "gate", "cancer/1")
+    assert judged.returncode == 0, judged.stderr
+    assert "PASSED" in judged.stdout
+    assert server.cli("models", "promote", "cancer/1").returncode == 0
+
+    (tmp_path / "userfit.py").write_text(textwrap.dedent(FIT))
+    args = [
+        "train", "--dataset", "cancer_snap", "--target", "y", "--task", "classification",
+        "--entrypoint", "userfit:fit", "--register", "cancer",
+    ]  # fmt: skip
+    crashed = server.cli(*args, cwd=tmp_path)
+    assert crashed.returncode == 1
+    assert "error in your training code" in crashed.stderr
+    assert "node preempted" in crashed.stderr
+    assert 'userfit.py", line' in crashed.stderr
+    resumed = server.cli(*args, "--json", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["resumed_from"] == 1
+
+    evaluated = server.cli("models", "evaluate", "cancer/2", "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["report"]["dataset"] == "cancer_snap@1"
+    forced = server.cli(
+        "models", "promote", "cancer/2", "--force", "--reason", "audited on purpose"
+    )
+    assert forced.returncode == 0, forced.stderr
+    events = server.cli("events", "--type", "model.promotion.forced", "--json")
+    assert "audited on purpose" in events.stdout
