@@ -26,6 +26,7 @@ from loopml.api.routes import (
     gate,
     health,
     models,
+    pipelines,
     predictions,
     projects,
     runs,
@@ -35,6 +36,7 @@ from loopml.api.routes import (
 )
 from loopml.api.services.deployments import build_serving
 from loopml.api.services.maintenance import run_maintenance
+from loopml.api.services.pipelines import start_worker
 from loopml.data.records import RecordBatcher
 from loopml.settings import Settings
 
@@ -86,9 +88,11 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         await serving.start()
         records = RecordBatcher(ctx.store, ctx.artifacts, ctx.settings.lake)
         app.state.records = records
+        worker = start_worker(ctx)
         try:
             yield
         finally:
+            await anyio.to_thread.run_sync(worker.stop)
             await serving.close()
             # Posts still waiting for their batch are committed and answered before the
             # store goes away.
@@ -128,6 +132,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         datasets,
         transforms,
         deployments,
+        pipelines,
     ):
         app.include_router(module.router)
     hosts = {h.lower() for h in settings.server.allowed_hosts} | {settings.server.host.lower()}

@@ -14,6 +14,7 @@ from loopml.cli import (
     deployments,
     events,
     models,
+    pipelines,
     predict,
     projects,
     runs,
@@ -22,6 +23,7 @@ from loopml.cli import (
     tables,
     train,
     transforms,
+    worker,
 )
 from loopml.cli._context import CliState
 
@@ -42,6 +44,7 @@ app.add_typer(tables.app, name="tables")
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(transforms.app, name="transforms")
 app.add_typer(deployments.app, name="deployments")
+app.add_typer(pipelines.app, name="pipelines")
 app.command("up")(server.up)
 app.command("ingest")(tables.ingest)
 app.command("events")(events.events)
@@ -50,6 +53,7 @@ app.command("sql")(sql.sql)
 app.command("train")(train.train)
 app.command("deploy")(deployments.deploy)
 app.command("predict")(predict.predict)
+app.command("worker")(worker.worker)
 
 
 @app.callback()

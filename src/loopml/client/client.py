@@ -14,6 +14,7 @@ from loopml.client.deployments import Deployments
 from loopml.client.events import Events
 from loopml.client.experiments import Experiments
 from loopml.client.models import Models
+from loopml.client.pipelines import Pipelines
 from loopml.client.predictions import Predictions
 from loopml.client.projects import Projects
 from loopml.client.runs import Runs
@@ -59,6 +60,7 @@ class Client:
         self.transforms = Transforms(self._http)
         self.predictions = Predictions(self._http)
         self.deployments = Deployments(self._http)
+        self.pipelines = Pipelines(self._http)
 
     @property
     def url(self) -> str:

@@ -16,6 +16,8 @@ from loopml.store import logged_models as logged_models
 from loopml.store import model_tags as model_tags
 from loopml.store import model_versions as model_versions
 from loopml.store import models as models
+from loopml.store import pipeline_queue as pipeline_queue
+from loopml.store import pipelines as pipelines
 from loopml.store import projects as projects
 from loopml.store import run_cleanup as run_cleanup
 from loopml.store import run_logs as run_logs

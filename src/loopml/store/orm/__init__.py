@@ -15,6 +15,12 @@ from loopml.store.orm.gate import GatePolicyRow as GatePolicyRow
 from loopml.store.orm.gate import GateResultRow as GateResultRow
 from loopml.store.orm.gate import ModelEvaluationRow as ModelEvaluationRow
 from loopml.store.orm.lake import LakeTableRow as LakeTableRow
+from loopml.store.orm.pipelines import PipelineRow as PipelineRow
+from loopml.store.orm.pipelines import PipelineRunRow as PipelineRunRow
+from loopml.store.orm.pipelines import PipelineVersionRow as PipelineVersionRow
+from loopml.store.orm.pipelines import StepAttemptRow as StepAttemptRow
+from loopml.store.orm.pipelines import StepCacheRow as StepCacheRow
+from loopml.store.orm.pipelines import StepRunRow as StepRunRow
 from loopml.store.orm.projects import ProjectRow as ProjectRow
 from loopml.store.orm.registry import ModelAliasRow as ModelAliasRow
 from loopml.store.orm.registry import ModelTagRow as ModelTagRow

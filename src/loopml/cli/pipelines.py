@@ -1,0 +1,278 @@
+"""``loopml pipelines``: apply workflow specs, run them, follow, cancel and read logs."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from loopml.cli._context import state
+from loopml.cli._output import as_json, console, table, when
+
+if TYPE_CHECKING:
+    from loopml.client import Client
+    from loopml.core.pipelines import PipelineRun
+
+app = typer.Typer(help="Pipelines: workflow specs and their runs.", no_args_is_help=True)
+
+PROJECT = typer.Option("default", "--project", "-p", help="The project that owns the pipeline.")
+JSON = typer.Option(False, "--json", help="Print JSON instead of text.")
+RUN = typer.Argument(..., help="A run's id (as `loopml pipelines runs` shows it).")
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _duration(run_or_step: Any) -> str:
+    from datetime import UTC, datetime
+
+    start, end = run_or_step.started_at, run_or_step.finished_at
+    if start is None:
+        return "-"
+    return f"{((end or datetime.now(UTC)) - start).total_seconds():.1f}s"
+
+
+def _refused(path: Path, exc: Any) -> Any:
+    """A refused spec, as compiler-style lines ``FILE:LINE: where: message``."""
+    from loopml.core.errors import ValidationError
+
+    problems = exc.details.get("problems") if isinstance(exc.details, dict) else None
+    if not isinstance(problems, list) or not problems:
+        return exc
+    lines = [
+        f"{path}:{p.get('line', '?')}: "
+        + (f"{p['path']}: " if p.get("path") else "")
+        + str(p.get("message", ""))
+        for p in problems
+        if isinstance(p, dict)
+    ]
+    count = f"{len(lines)} problem" + ("s" if len(lines) != 1 else "")
+    return ValidationError(
+        f"{path} was refused ({count}):\n" + "\n".join(lines), details=exc.details
+    )
+
+
+@app.command("apply")
+def apply(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="The spec (YAML).", exists=True, dir_okay=False),
+    project: str = PROJECT,
+    json_out: bool = JSON,
+) -> None:
+    """Check a spec and store it as the next version of its pipeline.
+
+    Cycles, unknown references and type mismatches are refused with the line they are on.
+    """
+    from loopml.core.pipelines import SpecError
+
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise typer.BadParameter(f"cannot read {file}: {exc}", param_hint="FILE") from exc
+    with state(ctx).client() as client:
+        try:
+            applied = client.pipelines.apply(text, project=project)
+        except SpecError as exc:
+            raise _refused(file, exc) from None
+    if json_out:
+        as_json(applied.model_dump(mode="json"))
+        return
+    version = applied.version
+    if applied.created:
+        console.print(
+            f"applied [bold]{version.pipeline}[/] version {version.version}: "
+            f"{len(version.steps)} steps ({' -> '.join(version.steps)})"
+        )
+    else:
+        console.print(f"[bold]{version.pipeline}[/] unchanged: still version {version.version}")
+
+
+@app.command("list")
+def list_pipelines(ctx: typer.Context, project: str = PROJECT, json_out: bool = JSON) -> None:
+    """List pipelines with their newest version."""
+    with state(ctx).client() as client:
+        items = client.pipelines.list(project)
+    if json_out:
+        as_json([p.model_dump(mode="json") for p in items])
+        return
+    rows = [(p.name, p.latest_version, p.description[:60], when(p.updated_at)) for p in items]
+    table(None, ["pipeline", "version", "description", "updated"], rows)
+
+
+def _show_run(found: PipelineRun) -> None:
+    console.print(
+        f"run [bold]{found.id}[/] of {found.pipeline} v{found.version}: [bold]{found.status}[/]"
+        + (f" — {found.error}" if found.error else ""),
+        highlight=False,
+    )
+    if found.inputs:
+        console.print(f"inputs  {found.inputs}", highlight=False, markup=False)
+    if found.outputs:
+        console.print(f"outputs {found.outputs}", highlight=False, markup=False)
+    rows = []
+    for step in found.steps or []:
+        note = "cached" if step.cached_from else ""
+        if step.error and not step.status.done:
+            note = step.error.message.splitlines()[0][:80] if step.error.message else ""
+        outputs = ", ".join(f"{k}={v}" for k, v in (step.outputs or {}).items())[:80]
+        rows.append(
+            (step.name, step.uses, step.status, step.attempt, _duration(step), outputs, note)
+        )
+    table(None, ["step", "uses", "status", "attempt", "time", "outputs", "note"], rows)
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    target: str = typer.Argument(..., help="A pipeline's name, or a run's id."),
+    version: int | None = typer.Option(None, "--version", "-v", min=1, help="A version."),
+    project: str = PROJECT,
+    json_out: bool = JSON,
+) -> None:
+    """Show a pipeline (its spec and recent runs) or one run (its steps)."""
+    with state(ctx).client() as client:
+        if _RUN_ID.fullmatch(target):
+            found = client.pipelines.get_run(target, project=project)
+            if json_out:
+                as_json(found.model_dump(mode="json"))
+            else:
+                _show_run(found)
+            return
+        pipeline, spec = client.pipelines.get(target, version=version, project=project)
+        recent = client.pipelines.runs(pipeline=target, limit=10, project=project).items
+    if json_out:
+        as_json({**pipeline.model_dump(mode="json"), "version": spec.model_dump(mode="json")})
+        return
+    console.print(
+        f"[bold]{pipeline.name}[/] version {spec.version} of {pipeline.latest_version} "
+        f"({spec.spec_hash[:12]}), steps: {' -> '.join(spec.steps)}"
+    )
+    console.print(spec.spec, markup=False, highlight=False)
+    _runs_table(recent)
+
+
+def _runs_table(items: list[PipelineRun]) -> None:
+    rows = [
+        (r.id, r.pipeline, r.version, r.status, when(r.created_at), _duration(r), r.error or "")
+        for r in items
+    ]
+    table(None, ["run", "pipeline", "version", "status", "created", "time", "error"], rows)
+
+
+def _inputs(values: list[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--input")
+        found[key.strip()] = value
+    return found
+
+
+def _follow(client: Client, run_id: str, project: str, poll_s: float) -> PipelineRun:
+    seen: dict[str, str] = {}
+    while True:
+        found = client.pipelines.get_run(run_id, project=project)
+        for step in found.steps or []:
+            label = f"{step.status}" + (f" (attempt {step.attempt})" if step.attempt > 1 else "")
+            if seen.get(step.name) != label:
+                seen[step.name] = label
+                console.print(f"  {step.name}: {label}", highlight=False)
+        if found.status.finished:
+            return found
+        time.sleep(poll_s)
+
+
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="The pipeline."),
+    inputs: list[str] = typer.Option([], "--input", "-i", help="NAME=VALUE (repeatable)."),
+    version: int | None = typer.Option(None, "--version", "-v", min=1, help="A version."),
+    wait: bool = typer.Option(False, "--wait", "-w", help="Follow the run until it ends."),
+    poll: float = typer.Option(1.0, "--poll", min=0.05, max=60, help="Seconds between polls."),
+    project: str = PROJECT,
+    json_out: bool = JSON,
+) -> None:
+    """Queue a run; with --wait, follow it and exit 1 unless it succeeds."""
+    with state(ctx).client() as client:
+        started = client.pipelines.run(
+            name, inputs=_inputs(inputs), version=version, project=project
+        )
+        if not wait:
+            if json_out:
+                as_json(started.model_dump(mode="json"))
+            else:
+                console.print(f"queued run [bold]{started.id}[/] of {name} v{started.version}")
+            return
+        if not json_out:
+            console.print(f"run [bold]{started.id}[/] of {name} v{started.version}")
+        found = _follow(client, started.id, project, poll)
+    if json_out:
+        as_json(found.model_dump(mode="json"))
+    else:
+        _show_run(found)
+    if found.status != "SUCCEEDED":
+        raise typer.Exit(1)
+
+
+@app.command("runs")
+def runs(
+    ctx: typer.Context,
+    name: str | None = typer.Argument(None, help="Only runs of this pipeline."),
+    status: str | None = typer.Option(None, "--status", "-s", help="QUEUED, RUNNING, ..."),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, max=1000, help="How many runs."),
+    project: str = PROJECT,
+    json_out: bool = JSON,
+) -> None:
+    """List runs, newest first."""
+    with state(ctx).client() as client:
+        page = client.pipelines.runs(
+            pipeline=name,
+            status=status.upper() if status else None,
+            limit=limit,
+            project=project,
+        )
+    if json_out:
+        as_json([r.model_dump(mode="json") for r in page.items])
+        return
+    _runs_table(page.items)
+
+
+@app.command("logs")
+def logs(
+    ctx: typer.Context,
+    run_id: str = RUN,
+    step: str | None = typer.Argument(None, help="One step (default: every step that ran)."),
+    attempt: int | None = typer.Option(None, "--attempt", "-a", min=1, help="An attempt."),
+    project: str = PROJECT,
+) -> None:
+    """Print the captured log of a run's steps (their newest attempt, unless --attempt)."""
+    from loopml.core.errors import NotFoundError
+
+    with state(ctx).client() as client:
+        if step is not None:
+            text = client.pipelines.logs(run_id, step, attempt=attempt, project=project)
+            print(text, end="" if text.endswith("\n") else "\n")
+            return
+        found = client.pipelines.get_run(run_id, project=project)
+        for item in found.steps or []:
+            if not item.attempts:
+                continue
+            console.print(
+                f"==> {item.name} (attempt {item.attempts[-1].attempt}) <==", style="bold"
+            )
+            try:
+                text = client.pipelines.logs(run_id, item.name, project=project)
+            except NotFoundError as exc:
+                text = f"({exc.message})\n"
+            print(text, end="" if text.endswith("\n") else "\n")
+
+
+@app.command("cancel")
+def cancel(ctx: typer.Context, run_id: str = RUN, project: str = PROJECT) -> None:
+    """Cancel a run: waiting steps at once, running ones at their next heartbeat."""
+    with state(ctx).client() as client:
+        found = client.pipelines.cancel(run_id, project=project)
+    console.print(f"run [bold]{found.id}[/]: {found.status}")

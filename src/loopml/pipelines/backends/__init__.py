@@ -1,0 +1,1 @@
+"""Executor backends, one module each (``local``; Ray is not built yet)."""

@@ -1,0 +1,144 @@
+"""``LocalExecutor``: each attempt in a child process of the worker.
+
+The child gets the task in a private file, writes its outcome to another, and its stdout
+and stderr go to a log file the worker uploads. It runs in a session of its own, so stopping
+it takes its own children (training threads' helpers) too, and it exits by itself when the
+worker dies (see ``pipelines._child``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from loopml.core.pipelines import StepError
+from loopml.pipelines.base import StepExecutor, StepHandle, StepOutcome, StepTask
+
+_CHILD = "loopml.pipelines._child"
+_PREFIX = "loopml-attempt-"
+
+
+def _remove_orphans() -> None:
+    """Remove the attempt folders of workers that died (killed before cleaning up): they
+    hold task files with the settings' secrets."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{_PREFIX}*-*"):
+        pid = folder.name.removeprefix(_PREFIX).split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:
+            continue  # another user's live worker
+
+
+class LocalExecutorConfig(BaseModel):
+    """The local executor: worker child processes on this machine."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["local"] = "local"
+    python: str | None = Field(
+        default=None, description="Interpreter for step processes (default: the worker's)."
+    )
+    stop_grace_s: float = Field(
+        default=3.0, ge=0, le=300, description="SIGTERM, then SIGKILL after this many seconds."
+    )
+
+
+class LocalHandle(StepHandle):
+    """A step's child process."""
+
+    def __init__(self, process: subprocess.Popen[bytes], folder: Path, grace_s: float) -> None:
+        self._process = process
+        self._folder = folder
+        self._grace_s = grace_s
+        self._log = folder / "step.log"
+        self._result = folder / "result.json"
+
+    def wait(self, timeout_s: float) -> StepOutcome | None:
+        try:
+            code = self._process.wait(timeout=max(0.0, timeout_s))
+        except subprocess.TimeoutExpired:
+            return None
+        if self._result.is_file():
+            return StepOutcome.from_json(self._result.read_text(encoding="utf-8"))
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        return StepOutcome(
+            ok=False,
+            error=StepError(
+                type="StepProcessDied",
+                message=f"the step's process {how} before reporting a result (out of "
+                "memory, a crash in native code, or killed); see the step's log",
+                retryable=True,
+            ),
+        )
+
+    def stop(self) -> None:
+        if self._process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._process.pid, signal.SIGTERM)
+        try:
+            self._process.wait(timeout=self._grace_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._process.pid, signal.SIGKILL)
+            self._process.wait()
+
+    def read_log(self) -> bytes:
+        try:
+            return self._log.read_bytes()
+        except FileNotFoundError:
+            return b""
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+
+class LocalExecutor(StepExecutor):
+    """Runs each attempt as ``python -m loopml.pipelines._child`` on this machine."""
+
+    name: ClassVar[str] = "local"
+
+    def __init__(self, config: LocalExecutorConfig | None = None) -> None:
+        self.config = config or LocalExecutorConfig()
+        _remove_orphans()
+
+    def start(self, task: StepTask) -> LocalHandle:
+        folder = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"))  # mode 0700
+        task_file = folder / "task.json"
+        # The task holds the settings' secrets: readable by the worker's user only.
+        fd = os.open(task_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(task.to_json())
+        python = self.config.python or sys.executable
+        command = [
+            python,
+            "-u",
+            "-m",
+            _CHILD,
+            str(task_file),
+            str(folder / "result.json"),
+            str(os.getpid()),
+        ]
+        with (folder / "step.log").open("wb") as log:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return LocalHandle(process, folder, self.config.stop_grace_s)

@@ -1,0 +1,106 @@
+"""Executors: where a claimed step's code runs. The worker owns the queue (claims, leases,
+heartbeats, results); an executor only runs one attempt and reports how it ended.
+
+``local`` runs each attempt in a child process of the worker (``backends/local.py``); a Ray
+executor would run it as a Ray task behind the same two small interfaces.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+from loopml.core.pipelines import StepError
+
+
+@dataclass(frozen=True)
+class StepTask:
+    """One attempt to run, as plain JSON-ready data.
+
+    Attributes:
+        uses: the built-in's name, or ``python``.
+        python: ``module:function`` of a python step.
+        params: the ``with`` values, references resolved.
+        outputs: the output names and types the step must return.
+        settings: the worker's settings as plain data (secrets included: the task file is
+            private to the worker's user).
+        sys_path: import path entries the step's module may need.
+    """
+
+    project: str
+    project_id: str
+    pipeline: str
+    run_id: str
+    step: str
+    step_run_id: str
+    attempt: int
+    uses: str
+    python: str | None
+    params: dict[str, Any]
+    outputs: dict[str, str]
+    settings: dict[str, Any]
+    sys_path: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        """The task as JSON text."""
+        return json.dumps(asdict(self), default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> StepTask:
+        """The task from ``to_json``'s text."""
+        return cls(**json.loads(text))
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """How an attempt ended: its outputs, or the error that ended it."""
+
+    ok: bool
+    outputs: dict[str, Any] = field(default_factory=dict)
+    error: StepError | None = None
+
+    def to_json(self) -> str:
+        """The outcome as JSON text."""
+        error = None if self.error is None else self.error.model_dump(mode="json")
+        return json.dumps({"ok": self.ok, "outputs": self.outputs, "error": error})
+
+    @classmethod
+    def from_json(cls, text: str) -> StepOutcome:
+        """The outcome from ``to_json``'s text."""
+        data = json.loads(text)
+        error = None if data.get("error") is None else StepError.model_validate(data["error"])
+        return cls(ok=bool(data["ok"]), outputs=dict(data.get("outputs") or {}), error=error)
+
+
+class StepHandle(ABC):
+    """One running attempt."""
+
+    @abstractmethod
+    def wait(self, timeout_s: float) -> StepOutcome | None:
+        """Wait up to ``timeout_s`` for the attempt to end; its outcome, or ``None``."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop the attempt now (cancelled, timed out, or its lease was lost)."""
+
+    @abstractmethod
+    def read_log(self) -> bytes:
+        """What the attempt printed and logged so far."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
+        """Free what the attempt left behind (after its log was read)."""
+
+
+class StepExecutor(ABC):
+    """Starts attempts. Implementations: ``LocalExecutor``; a Ray executor can follow."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def start(self, task: StepTask) -> StepHandle:
+        """Start running ``task``; return at once."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
+        """Release what the executor holds."""

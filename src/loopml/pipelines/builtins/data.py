@@ -1,0 +1,125 @@
+"""Data built-ins: ``snapshot``, ``validate``, ``transform`` and ``split``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loopml.core.contracts import parse_contract
+from loopml.core.datasets import SplitSpec
+from loopml.core.errors import ValidationError
+from loopml.core.transforms import parse_table_version
+from loopml.pipelines._step import StepContext
+from loopml.pipelines.builtins._common import parse_model
+
+
+def snapshot(ctx: StepContext, **params: Any) -> dict[str, Any]:
+    """Snapshot ``from`` (a table or one SELECT) as the next version of ``dataset``.
+
+    Snapshotting unchanged content returns the existing version, so a retry after a crash
+    never makes a second copy.
+    """
+    from loopml.data.datasets import create_version
+
+    split = params.get("split")
+    made = create_version(
+        ctx.store,
+        ctx.artifacts,
+        ctx.project,
+        params["dataset"],
+        params["from"],
+        description=params.get("description") or "",
+        split=None if split is None else parse_model(SplitSpec, split, "split"),
+        actor=ctx.actor,
+    )
+    ctx.log.info(
+        "dataset %s@%d: %d rows (%s)",
+        made.dataset,
+        made.version,
+        made.row_count,
+        "new version" if made.created else "unchanged, reused",
+    )
+    return {
+        "dataset": f"{made.dataset}@{made.version}",
+        "rows": made.row_count,
+        "created": made.created,
+    }
+
+
+def validate(
+    ctx: StepContext, table: str, contract: dict[str, Any] | None = None, fail: bool = True
+) -> dict[str, Any]:
+    """Check every row of a table version against its contract (or ``contract``)."""
+    from loopml.data import contracts, lake
+    from loopml.data.validation import get_contract
+
+    name, version = parse_table_version(table)
+    rules = (
+        parse_contract(contract)
+        if contract is not None
+        else get_contract(ctx.store, ctx.project, name)
+    )
+    rows = lake.read_dataset(ctx.store, ctx.artifacts, ctx.project, name, version).to_table()
+    report, _, _ = contracts.check(rules, rows, existing_row_count=0, table=name)
+    summary = {
+        "rows_checked": float(report.rows_checked),
+        "rows_failed": float(report.rows_failed),
+        "rules_failed": float(len(report.failures)),
+    }
+    for failure in report.failures:
+        ctx.log.warning(
+            "rule %s failed on %d rows: %s", failure.rule, failure.count, failure.message
+        )
+    if not report.passed and fail:
+        first = report.failures[0]
+        raise ValidationError(
+            f"table {table} fails its contract: {len(report.failures)} rule(s), "
+            f"{report.rows_failed} of {report.rows_checked} rows; first: {first.message}",
+            details={"table": table, "rows_failed": report.rows_failed},
+        )
+    return {"table": table, "report": summary, "passed": report.passed}
+
+
+def transform(
+    ctx: StepContext,
+    name: str,
+    sql: str | None = None,
+    into: str | None = None,
+    mode: str | None = None,
+    timeout_s: float = 30.0,
+) -> dict[str, Any]:
+    """Apply a transform (defining or changing it with what is given)."""
+    from loopml.data import transforms
+
+    run = transforms.apply(
+        ctx.store,
+        ctx.artifacts,
+        ctx.project,
+        name,
+        sql=sql,
+        into=into,
+        mode=mode,
+        actor=ctx.actor,
+        lake_settings=ctx.settings.lake,
+        timeout_s=timeout_s,
+    )
+    return {"table": f"{run.output_table}@{run.output_version}", "rows": run.rows}
+
+
+def split(
+    ctx: StepContext,
+    dataset: str,
+    eval_fraction: float = 0.2,
+    seed: int = 0,
+    stratify: str | None = None,
+) -> dict[str, Any]:
+    """Freeze a split onto a dataset version (the same spec again changes nothing)."""
+    from loopml.data.datasets import split_version
+
+    spec = parse_model(
+        SplitSpec,
+        {"eval_fraction": eval_fraction, "seed": seed, "stratify": stratify},
+        "split",
+    )
+    done = split_version(ctx.store, ctx.artifacts, ctx.project, dataset, spec, actor=ctx.actor)
+    assert done.split is not None
+    return {"dataset": f"{done.dataset}@{done.version}", "eval_hash": done.split.eval_hash}

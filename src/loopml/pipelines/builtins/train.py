@@ -1,0 +1,76 @@
+"""Training built-ins: ``train_automl`` and ``train_custom``, through ``loopml.train_model``
+in the step's process, recording straight into the worker's store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loopml.pipelines._step import StepContext
+from loopml.pipelines.builtins._common import metrics
+
+
+def _outputs(outcome: Any) -> dict[str, Any]:
+    found = {"trials": outcome.trials, "elapsed_s": outcome.elapsed_s}
+    if outcome.best_score is not None:
+        found["best_score"] = outcome.best_score
+    if outcome.resumed_from is not None:
+        found["resumed_from_step"] = outcome.resumed_from
+    return {"run": outcome.run_id, "metrics": metrics(found)}
+
+
+def train_automl(
+    ctx: StepContext,
+    dataset: str,
+    target: str,
+    task: str,
+    budget_s: float = 60.0,
+    metric: str | None = None,
+    seed: int = 0,
+    estimators: list[str] | None = None,
+    max_iter: int | None = None,
+    experiment: str | None = None,
+) -> dict[str, Any]:
+    """AutoML on the dataset version's frozen split; the best model is logged on the run."""
+    from loopml._sdk_train import train_model
+
+    outcome = train_model(
+        dataset,
+        target=target,
+        task=task,
+        budget_s=budget_s,
+        metric=metric,
+        seed=seed,
+        estimators=estimators,
+        max_iter=max_iter,
+        experiment=experiment,
+        project=ctx.project,
+        settings=ctx.settings,
+        on_trial=lambda t: ctx.log.info("trial %d: %s", t.iteration, t.estimator),
+    )
+    ctx.log.info("run %s: %s, best %s", outcome.run_id, outcome.best_estimator, outcome.best_score)
+    return _outputs(outcome)
+
+
+def train_custom(
+    ctx: StepContext,
+    dataset: str,
+    target: str,
+    task: str,
+    entrypoint: str,
+    params: dict[str, Any] | None = None,
+    experiment: str | None = None,
+) -> dict[str, Any]:
+    """Your ``fit(ctx)``; a retry resumes from the last checkpoint the failed attempt saved."""
+    from loopml._sdk_train import train_model
+
+    outcome = train_model(
+        dataset,
+        target=target,
+        task=task,
+        entrypoint=entrypoint,
+        params=params,
+        experiment=experiment,
+        project=ctx.project,
+        settings=ctx.settings,
+    )
+    return _outputs(outcome)

@@ -1,0 +1,214 @@
+"""The built-in steps in one table: each one's parameters, output types and implementation.
+
+The table is what ``apply`` checks a spec against (unknown parameters, missing ones, type
+mismatches), what the worker checks a step's outputs against, and where the worker finds
+the function to call. Implementations are imported only when a step runs, so reading the
+table stays cheap.
+
+In loopml's registry a model is evaluated and judged as a registered version, so the loop
+reads ``train_* -> register -> evaluate -> gate -> promote``: a version the gate refuses
+stays registered but never becomes the champion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from loopml.pipelines.types import ValueType as T
+
+PYTHON = "python"
+"""What ``StepRun.uses`` says for a ``python: module:function`` step."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a built-in: its type, and whether it must be given."""
+
+    type: T
+    required: bool = False
+    default: Any = None
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class Builtin:
+    """A built-in step.
+
+    Attributes:
+        impl: ``module:function`` of the implementation, called as ``fn(ctx, **params)``.
+        cache: whether its outputs are cached unless the step says ``cache: false``
+            (steps whose effect depends on more than their inputs, such as the gate, are not).
+        available: ``False`` for built-ins that are declared but not implemented yet.
+    """
+
+    name: str
+    summary: str
+    params: Mapping[str, Param]
+    outputs: Mapping[str, T]
+    impl: str = ""
+    cache: bool = True
+    available: bool = True
+    unavailable_reason: str = ""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+_DATA = "loopml.pipelines.builtins.data"
+_TRAIN = "loopml.pipelines.builtins.train"
+_MODELS = "loopml.pipelines.builtins.models"
+_TRAINING_PARAMS = {
+    "dataset": Param(T.DATASET, required=True, help="A dataset version with a split."),
+    "target": Param(T.STRING, required=True, help="The column to predict."),
+    "task": Param(T.STRING, required=True, help="classification or regression."),
+    "experiment": Param(T.STRING, help="The experiment (default: the dataset's name)."),
+}
+
+BUILTINS: dict[str, Builtin] = {
+    b.name: b
+    for b in (
+        Builtin(
+            "snapshot",
+            "Snapshot a table or a SELECT as the next version of a dataset (with a split).",
+            {
+                "dataset": Param(T.STRING, required=True, help="The dataset to version into."),
+                "from": Param(T.SOURCE, required=True, help="A table or one SELECT."),
+                "split": Param(T.OBJECT, help="{eval_fraction, seed, stratify}: freeze a split."),
+                "description": Param(T.STRING, default=""),
+            },
+            {"dataset": T.DATASET, "rows": T.INTEGER, "created": T.BOOLEAN},
+            impl=f"{_DATA}:snapshot",
+        ),
+        Builtin(
+            "validate",
+            "Check a table version against its validation contract (or the one given).",
+            {
+                "table": Param(T.TABLE, required=True),
+                "contract": Param(T.OBJECT, help="A contract; the table's own by default."),
+                "fail": Param(T.BOOLEAN, default=True, help="Fail the step when a rule fails."),
+            },
+            {"table": T.TABLE, "report": T.METRICS, "passed": T.BOOLEAN},
+            impl=f"{_DATA}:validate",
+        ),
+        Builtin(
+            "transform",
+            "Apply a SQL transform: materialize its SELECT into a table.",
+            {
+                "name": Param(T.STRING, required=True, help="The transform."),
+                "sql": Param(T.STRING, help="The SELECT (the saved one when omitted)."),
+                "into": Param(T.STRING, help="The table to write."),
+                "mode": Param(T.STRING, help="overwrite or append."),
+                "timeout_s": Param(T.NUMBER, default=30.0),
+            },
+            {"table": T.TABLE, "rows": T.INTEGER},
+            impl=f"{_DATA}:transform",
+            # Without `sql` it runs the saved definition, which can change outside the spec.
+            cache=False,
+        ),
+        Builtin(
+            "split",
+            "Freeze a train/eval split onto a dataset version.",
+            {
+                "dataset": Param(T.DATASET, required=True),
+                "eval_fraction": Param(T.NUMBER, default=0.2),
+                "seed": Param(T.INTEGER, default=0),
+                "stratify": Param(T.STRING),
+            },
+            {"dataset": T.DATASET, "eval_hash": T.STRING},
+            impl=f"{_DATA}:split",
+        ),
+        Builtin(
+            "train_automl",
+            "AutoML (FLAML) on a dataset version's frozen split; the model is logged on a run.",
+            {
+                **_TRAINING_PARAMS,
+                "budget_s": Param(T.NUMBER, default=60.0),
+                "metric": Param(T.STRING),
+                "seed": Param(T.INTEGER, default=0),
+                "estimators": Param(T.LIST),
+                "max_iter": Param(T.INTEGER),
+            },
+            {"run": T.RUN, "metrics": T.METRICS},
+            impl=f"{_TRAIN}:train_automl",
+        ),
+        Builtin(
+            "train_custom",
+            "Your fit(ctx) (module:function) on a dataset version's frozen split.",
+            {
+                **_TRAINING_PARAMS,
+                "entrypoint": Param(T.STRING, required=True, help="module:function of fit."),
+                "params": Param(T.OBJECT, help="ctx.params of fit."),
+            },
+            {"run": T.RUN, "metrics": T.METRICS},
+            impl=f"{_TRAIN}:train_custom",
+        ),
+        Builtin(
+            "register",
+            "Register the model a training run logged as the next version of a model.",
+            {
+                "run": Param(T.RUN, required=True),
+                "model": Param(T.STRING, required=True, help="The registered model's name."),
+                "description": Param(T.STRING, default=""),
+            },
+            {"model": T.MODEL},
+            impl=f"{_MODELS}:register",
+            notes=("A retry reuses the version an earlier attempt registered from the same run.",),
+        ),
+        Builtin(
+            "evaluate",
+            "Score a model version on a dataset version's frozen eval set.",
+            {
+                "model": Param(T.MODEL, required=True),
+                "dataset": Param(T.DATASET, help="Default: the one it was trained on."),
+                "target": Param(T.STRING, help="Default: the one it was trained on."),
+            },
+            {"model": T.MODEL, "metrics": T.METRICS, "eval_hash": T.STRING},
+            impl=f"{_MODELS}:evaluate",
+        ),
+        Builtin(
+            "gate",
+            "Judge a model version by its model's gate policy (against the champion).",
+            {
+                "model": Param(T.MODEL, required=True),
+                "eval_hash": Param(T.STRING, help="Which evaluation; the newest by default."),
+                "fail": Param(T.BOOLEAN, default=False, help="Fail the step when refused."),
+            },
+            {"model": T.MODEL, "passed": T.BOOLEAN},
+            impl=f"{_MODELS}:gate",
+            cache=False,
+        ),
+        Builtin(
+            "promote",
+            "Point an alias (champion by default) at a model version the gate passed.",
+            {
+                "model": Param(T.MODEL, required=True),
+                "alias": Param(T.STRING, default="champion"),
+            },
+            {"model": T.MODEL, "alias": T.STRING},
+            impl=f"{_MODELS}:promote",
+            cache=False,
+        ),
+        Builtin(
+            "deploy",
+            "Deploy a model version.",
+            {},
+            {},
+            available=False,
+            unavailable_reason="deployments from pipelines come with the serving work; deploy "
+            "with `loopml deploy` after the run for now",
+        ),
+        Builtin(
+            "batch_predict",
+            "Score a table with a model version.",
+            {},
+            {},
+            available=False,
+            unavailable_reason="batch prediction from pipelines comes with the serving work",
+        ),
+    )
+}
+
+
+def available() -> list[str]:
+    """The built-ins a spec may use, sorted."""
+    return sorted(name for name, b in BUILTINS.items() if b.available)

@@ -1,0 +1,126 @@
+"""``loopml pipelines`` against a real ``loopml up``, whose embedded worker runs the steps."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import RunningServer, running_server
+
+pytestmark = pytest.mark.e2e
+
+STEPS = """
+import time
+from loopml.pipelines import step
+
+@step
+def greet(ctx, name):
+    print(f"hello {name}")
+    return {"greeting": f"hello {name}"}
+
+@step
+def nap(ctx, seconds):
+    time.sleep(seconds)
+"""
+GOOD = """\
+name: greeter
+inputs:
+  who: {type: string, default: world}
+outputs:
+  greeting: ${{ steps.greet.outputs.greeting }}
+steps:
+  - name: greet
+    python: cli_steps:greet
+    with: {name: "${{ inputs.who }}"}
+    outputs: {greeting: string}
+  - name: rest
+    python: cli_steps:nap
+    with: {seconds: 0}
+    needs: [greet]
+"""
+
+
+@pytest.fixture(scope="module")
+def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    home = tmp_path_factory.mktemp("home")
+    code = home / "code"
+    code.mkdir()
+    (code / "cli_steps.py").write_text(textwrap.dedent(STEPS))
+    with running_server(home, {"PYTHONPATH": str(code)}) as running:
+        yield running
+
+
+def test_apply_run_show_and_logs(up: RunningServer, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        GOOD.replace("inputs.who", "inputs.whom").replace("needs: [greet]", "needs: [x]")
+    )
+    refused = up.cli("pipelines", "apply", str(bad))
+    assert refused.returncode == 1
+    assert f"{bad} was refused (2 problems):" in refused.stderr
+    assert f"{bad}:9: steps.greet.with.name: unknown input 'whom'" in refused.stderr
+    assert f"{bad}:14: steps.rest.needs[0]: unknown step 'x' in needs" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+    good = tmp_path / "good.yaml"
+    good.write_text(GOOD)
+    applied = up.cli("pipelines", "apply", str(good))
+    assert applied.returncode == 0, applied.stderr
+    assert "applied greeter version 1: 2 steps (greet -> rest)" in applied.stdout
+    assert "unchanged: still version 1" in up.cli("pipelines", "apply", str(good)).stdout
+
+    ran = up.cli("pipelines", "run", "greeter", "--input", "who=cli", "--wait", "--poll", "0.1")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "SUCCEEDED" in ran.stdout
+    assert "greeting=hello cli" in ran.stdout
+
+    runs = json.loads(up.cli("pipelines", "runs", "greeter", "--json").stdout)
+    assert [(r["status"], r["inputs"]) for r in runs] == [("SUCCEEDED", {"who": "cli"})]
+    run_id = runs[0]["id"]
+    shown = up.cli("pipelines", "show", run_id)
+    assert shown.returncode == 0, shown.stderr
+    assert "greet" in shown.stdout
+    assert "rest" in shown.stdout
+    logs = up.cli("pipelines", "logs", run_id, "greet")
+    assert logs.returncode == 0, logs.stderr
+    assert "hello cli" in logs.stdout
+    every = up.cli("pipelines", "logs", run_id)
+    assert "==> greet (attempt 1) <==" in every.stdout
+    assert "==> rest (attempt 1) <==" in every.stdout
+    listed = up.cli("pipelines", "list")
+    assert "greeter" in listed.stdout
+    spec = up.cli("pipelines", "show", "greeter")
+    assert "cli_steps:greet" in spec.stdout
+
+
+def test_cancel_a_running_pipeline(up: RunningServer, tmp_path: Path) -> None:
+    spec = tmp_path / "sleepy.yaml"
+    spec.write_text(
+        "name: sleepy\nsteps:\n  - {name: nap, python: 'cli_steps:nap', with: {seconds: 120}}\n"
+    )
+    assert up.cli("pipelines", "apply", str(spec)).returncode == 0
+    started = json.loads(up.cli("pipelines", "run", "sleepy", "--json").stdout)
+    deadline = time.monotonic() + 30
+    while (
+        json.loads(up.cli("pipelines", "show", started["id"], "--json").stdout)["status"]
+        != "RUNNING"
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    cancelled = up.cli("pipelines", "cancel", started["id"])
+    assert cancelled.returncode == 0, cancelled.stderr
+    while True:
+        found = json.loads(up.cli("pipelines", "show", started["id"], "--json").stdout)
+        if found["status"] == "CANCELLED":
+            break
+        assert time.monotonic() < deadline, found["status"]
+        time.sleep(0.2)
+    assert found["steps"][0]["status"] == "CANCELLED"
+    missing = up.cli("pipelines", "show", "0" * 32)
+    assert missing.returncode == 1
+    assert "not found" in missing.stderr

@@ -1,0 +1,108 @@
+"""Fixtures for the pipeline tests: an upgraded store, user step code on the import path,
+and a real worker (child processes) in a background thread."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from loopml._backends import open_artifact_store, open_metadata_store
+from loopml.core.pipelines import PipelineRun
+from loopml.pipelines import service
+from loopml.pipelines.worker import Worker, WorkerConfig, WorkerThread
+from loopml.settings import Settings
+from loopml.storage import ArtifactStore
+from loopml.store import MetadataStore
+
+FAST = WorkerConfig(concurrency=2, lease_s=3.0, heartbeat_s=0.3, poll_s=0.02, sweep_s=0.2)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """The embedded defaults (SQLite, local folder) in a fresh home."""
+    return Settings(home=tmp_path / "home")
+
+
+@pytest.fixture
+def any_store(database_url: str) -> Iterator[MetadataStore]:
+    """An upgraded store on each database: SQLite, then PostgreSQL."""
+    opened = MetadataStore(database_url)
+    opened.upgrade()
+    yield opened
+    opened.dispose()
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[MetadataStore]:
+    opened = open_metadata_store(settings)
+    opened.upgrade()
+    yield opened
+    opened.dispose()
+
+
+@pytest.fixture
+def artifacts(settings: Settings) -> ArtifactStore:
+    return open_artifact_store(settings)
+
+
+@pytest.fixture
+def usercode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[str, str], Path]]:
+    """Write a module of step functions into a folder on the import path."""
+    folder = tmp_path / "usercode"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+    written: list[str] = []
+
+    def write(name: str, source: str) -> Path:
+        path = folder / f"{name}.py"
+        path.write_text(textwrap.dedent(source))
+        written.append(name)
+        return path
+
+    yield write
+    for name in written:
+        sys.modules.pop(name, None)
+
+
+@contextmanager
+def running_worker(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    settings: Settings,
+    config: WorkerConfig = FAST,
+    worker_id: str | None = None,
+) -> Iterator[Worker]:
+    """A real worker (steps in child processes) in a thread of this process."""
+    worker = Worker(store, artifacts, settings, config, worker_id=worker_id)
+    thread = WorkerThread(worker).start()
+    try:
+        yield worker
+    finally:
+        thread.stop()
+
+
+def wait_run(
+    store: MetadataStore, run_id: str, *, timeout_s: float = 60.0, project: str = "default"
+) -> PipelineRun:
+    """Poll until the run has finished."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = service.get_run(store, project, run_id)
+        if found.status.finished:
+            return found
+        if time.monotonic() > deadline:
+            steps = [(s.name, s.status, s.attempt) for s in found.steps or []]
+            raise AssertionError(f"run {run_id} still {found.status} after {timeout_s}s: {steps}")
+        time.sleep(0.05)
+
+
+def step_of(run: PipelineRun, name: str):  # type: ignore[no-untyped-def]
+    return next(s for s in run.steps or [] if s.name == name)

@@ -1,0 +1,349 @@
+"""A real worker running python steps in child processes: parallelism, retries with
+backoff, non-retryable errors, timeouts, the cache, cancellation, logs and shutdown."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from loopml.core.pipelines import AttemptStatus, RunStatus, StepStatus
+from loopml.pipelines import service
+from loopml.pipelines.worker import WorkerConfig
+from loopml.settings import Settings
+from loopml.storage import ArtifactStore
+from loopml.store import MetadataStore
+
+from .conftest import FAST, running_worker, step_of, wait_run
+
+STEPS = """
+import json, logging, os, time
+from pathlib import Path
+from loopml.core.errors import ValidationError
+from loopml.pipelines import step
+
+@step
+def nap(ctx, seconds, marker=None):
+    if marker:
+        Path(marker).write_text(str(os.getpid()))
+    time.sleep(seconds)
+    return {"slept": seconds}
+
+@step
+def flaky(ctx, ledger, fail_times):
+    # The side effect is keyed on the idempotency key: it happens once across retries.
+    seen = Path(ledger).read_text().split() if Path(ledger).exists() else []
+    if ctx.idempotency_key not in seen:
+        with open(ledger, "a") as out:
+            out.write(ctx.idempotency_key + "\\n")
+    print(f"attempt {ctx.attempt}", flush=True)
+    if ctx.attempt <= fail_times:
+        raise RuntimeError(f"flaky failure {ctx.attempt}")
+    return {"attempt": ctx.attempt}
+
+@step
+def refuse(ctx):
+    raise ValidationError("the input is wrong; retrying will not help")
+
+@step
+def double(ctx, value, counter):
+    with open(counter, "a") as out:
+        out.write("x")
+    logging.getLogger("mystep").info("doubling %s", value)
+    return {"value": value * 2}
+
+@step
+def wrong_type(ctx):
+    return {"value": "not a number"}
+
+def unmarked(ctx):
+    return {}
+"""
+
+
+@pytest.fixture
+def steps(usercode: Callable[[str, str], Path]) -> Path:
+    return usercode("pipe_steps", STEPS)
+
+
+def run_spec(store: MetadataStore, spec: str, inputs: dict[str, object] | None = None) -> str:
+    applied = service.apply_spec(store, "default", spec, actor="t")
+    return service.start_run(store, "default", applied.pipeline.name, inputs or {}, actor="t").id
+
+
+def test_independent_steps_run_in_parallel(
+    steps: Path, store: MetadataStore, artifacts: ArtifactStore, settings: Settings
+) -> None:
+    spec = """\
+name: parallel
+steps:
+  - {name: join, python: "pipe_steps:nap", with: {seconds: 0}, needs: [left, right]}
+  - {name: left, python: "pipe_steps:nap", with: {seconds: 1.5}, outputs: {slept: number}}
+  - {name: right, python: "pipe_steps:nap", with: {seconds: 1.5}, outputs: {slept: number}}
+"""
+    run_id = run_spec(store, spec)
+    with running_worker(store, artifacts, settings):
+        run = wait_run(store, run_id)
+    assert run.status == RunStatus.SUCCEEDED
+    left, right, join = (step_of(run, n) for n in ("left", "right", "join"))
+    assert left.started_at is not None
+    assert right.started_at is not None
+    assert left.finished_at is not None
+    assert right.finished_at is not None
+    # Both ran at the same time: each started before the other finished.
+    assert left.started_at < right.finished_at
+    assert right.started_at < left.finished_at
+    assert join.started_at is not None
+    assert join.started_at >= max(left.finished_at, right.finished_at)
+
+
+def test_retries_with_backoff_are_counted_exactly(
+    steps: Path,
+    tmp_path: Path,
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    settings: Settings,
+) -> None:
+    spec = """\
+name: retrying
+inputs: {ledger: string}
+steps:
+  - name: flaky
+    python: pipe_steps:flaky
+    with: {ledger: "${{ inputs.ledger }}", fail_times: 2}
+    outputs: {attempt: integer}
+    retries: {count: 3, backoff: 0.5, factor: 2}
+"""
+    ledger = tmp_path / "ledger.txt"
+    run_id = run_spec(store, spec, {"ledger": str(ledger)})
+    with running_worker(store, artifacts, settings):
+        run = wait_run(store, run_id)
+    flaky = step_of(run, "flaky")
+    assert run.status == RunStatus.SUCCEEDED
+    assert flaky.outputs == {"attempt": 3}
+    assert [a.status for a in flaky.attempts] == [
+        AttemptStatus.FAILED,
+        AttemptStatus.FAILED,
+        AttemptStatus.SUCCEEDED,
+    ]
+    assert (flaky.attempt, flaky.failures) == (3, 2)
+    for earlier, later, scheduled in zip(
+        flaky.attempts, flaky.attempts[1:], (0.5, 1.0), strict=False
+    ):
+        assert earlier.finished_at is not None
+        waited = (later.started_at - earlier.finished_at).total_seconds()
+        assert scheduled * 0.8 <= waited <= scheduled * 1.2, (scheduled, waited)
+    assert ledger.read_text().split() == [flaky.id]  # the side effect ran once
+    _, log = service.read_log(store, artifacts, "default", run_id, "flaky", attempt=2)
+    assert b"attempt 2" in log
+    assert b"flaky failure 2" in log
+
+
+def test_a_non_retryable_error_is_not_retried(
+    steps: Path, store: MetadataStore, artifacts: ArtifactStore, settings: Settings
+) -> None:
+    spec = """\
+name: refusing
+steps:
+  - {name: refuse, python: "pipe_steps:refuse", retries: {count: 3, backoff: 0.1}}
+  - {name: unmarked, python: "pipe_steps:unmarked", retries: {count: 3, backoff: 0.1}}
+  - {name: typed, python: "pipe_steps:wrong_type", outputs: {value: number}, retries: 3}
+  - {name: later, python: "pipe_steps:nap", with: {seconds: 0}, needs: [refuse]}
+"""
+    run_id = run_spec(store, spec)
+    with running_worker(store, artifacts, settings):
+        run = wait_run(store, run_id)
+    assert run.status == RunStatus.FAILED
+    for name, expected in (
+        ("refuse", "retrying will not help"),
+        ("unmarked", "not a pipeline step: mark it with @loopml.pipelines.step"),
+        ("typed", "output 'value': expected a finite number"),
+    ):
+        step = step_of(run, name)
+        assert (step.status, step.attempt) == (StepStatus.FAILED, 1), name
+        assert step.error is not None
+        assert expected in step.error.message
+        assert not step.error.retryable
+        assert step.error.origin == "user_code"
+    assert step_of(run, "later").status == StepStatus.SKIPPED
+
+
+def test_a_step_past_its_timeout_is_stopped(
+    steps: Path, tmp_path: Path, store: MetadataStore, artifacts: ArtifactStore, settings: Settings
+) -> None:
+    spec = """\
+name: slow
+steps:
+  - {name: nap, python: "pipe_steps:nap", with: {seconds: 60}, timeout: 1s}
+"""
+    run_id = run_spec(store, spec)
+    started = time.monotonic()
+    with running_worker(store, artifacts, settings):
+        run = wait_run(store, run_id, timeout_s=20)
+    assert time.monotonic() - started < 15
+    nap = step_of(run, "nap")
+    assert nap.status == StepStatus.FAILED
+    assert nap.error is not None
+    assert "ran past its timeout of 1 s" in nap.error.message
+
+
+def test_an_unchanged_step_reuses_its_cached_outputs(
+    steps: Path,
+    tmp_path: Path,
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    settings: Settings,
+) -> None:
+    spec = """\
+name: cached
+inputs: {value: {type: integer, default: 21}, counter: string}
+outputs: {value: "${{ steps.double.outputs.value }}"}
+steps:
+  - name: double
+    python: pipe_steps:double
+    with: {value: "${{ inputs.value }}", counter: "${{ inputs.counter }}"}
+    outputs: {value: integer}
+    cache: true
+"""
+    counter = tmp_path / "calls"
+    inputs = {"counter": str(counter)}
+    with running_worker(store, artifacts, settings):
+        first = wait_run(store, run_spec(store, spec, inputs))
+        second = wait_run(store, run_spec(store, spec, inputs))
+        other = wait_run(store, run_spec(store, spec, {**inputs, "value": 5}))
+        (steps).write_text(steps.read_text() + "\n# edited\n")
+        edited = wait_run(store, run_spec(store, spec, inputs))
+    hit = step_of(second, "double")
+    assert step_of(first, "double").status == StepStatus.SUCCEEDED
+    assert (hit.status, hit.cached_from) == (StepStatus.CACHED, step_of(first, "double").id)
+    assert second.outputs == first.outputs == {"value": 42}
+    assert step_of(other, "double").status == StepStatus.SUCCEEDED  # another input: a miss
+    assert other.outputs == {"value": 10}
+    assert step_of(edited, "double").status == StepStatus.SUCCEEDED  # changed code: a miss
+    assert counter.read_text() == "xxx"  # the hit ran nothing
+    assert hit.cache_key == step_of(first, "double").cache_key
+
+
+def test_cancelling_stops_a_running_step(
+    steps: Path, tmp_path: Path, store: MetadataStore, artifacts: ArtifactStore, settings: Settings
+) -> None:
+    import os
+
+    marker = tmp_path / "pid"
+    spec = f"""\
+name: cancelled
+steps:
+  - {{name: nap, python: "pipe_steps:nap", with: {{seconds: 60, marker: "{marker}"}}}}
+  - {{name: after, python: "pipe_steps:nap", with: {{seconds: 0}}, needs: [nap]}}
+"""
+    run_id = run_spec(store, spec)
+    with running_worker(store, artifacts, settings):
+        deadline = time.monotonic() + 20
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        asked = time.monotonic()
+        assert (
+            service.cancel_run(store, "default", run_id, actor="t").status == RunStatus.CANCELLING
+        )
+        run = wait_run(store, run_id, timeout_s=20)
+        took = time.monotonic() - asked
+    assert run.status == RunStatus.CANCELLED
+    assert took < 5
+    assert [s.status for s in run.steps or []] == [StepStatus.CANCELLED, StepStatus.CANCELLED]
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(marker.read_text()), 0)  # the step's process is gone
+
+
+def test_a_stopping_worker_gives_its_steps_back(
+    steps: Path, tmp_path: Path, store: MetadataStore, artifacts: ArtifactStore, settings: Settings
+) -> None:
+    marker = tmp_path / "pid"
+    spec = f"""\
+name: handback
+steps:
+  - {{name: nap, python: "pipe_steps:nap", with: {{seconds: 60, marker: "{marker}"}}}}
+"""
+    run_id = run_spec(store, spec)
+    with running_worker(store, artifacts, settings):
+        deadline = time.monotonic() + 20
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    nap = step_of(service.get_run(store, "default", run_id), "nap")
+    assert (nap.status, nap.failures) == (StepStatus.QUEUED, 0)
+    assert [a.status for a in nap.attempts] == [AttemptStatus.RELEASED]
+
+
+def test_step_logs_are_captured(
+    steps: Path, tmp_path: Path, store: MetadataStore, artifacts: ArtifactStore, settings: Settings
+) -> None:
+    spec = """\
+name: logged
+steps:
+  - name: double
+    python: pipe_steps:double
+    with: {value: 4, counter: COUNTER}
+    outputs: {value: integer}
+""".replace("COUNTER", str(tmp_path / "c"))
+    run_id = run_spec(store, spec)
+    config = WorkerConfig(**{**FAST.model_dump(), "concurrency": 1})
+    with running_worker(store, artifacts, settings, config):
+        run = wait_run(store, run_id)
+    assert run.status == RunStatus.SUCCEEDED
+    attempt, text = service.read_log(store, artifacts, "default", run_id, "double")
+    assert attempt.attempt == 1
+    assert b"mystep: doubling 4" in text
+    assert b'step double done: {"value": 8}' in text
+
+
+def test_a_database_outage_at_commit_time_is_ridden_out(
+    steps: Path, tmp_path: Path, settings: Settings, store: MetadataStore, artifacts: ArtifactStore
+) -> None:
+    """RELIABILITY 22: the result is committed once the database is back, exactly once."""
+    import sqlite3
+    import threading
+
+    from loopml.store import events
+
+    marker = tmp_path / "pid"
+    spec = f"""\
+name: outage
+steps:
+  - {{name: nap, python: "pipe_steps:nap", with: {{seconds: 1, marker: "{marker}"}}}}
+"""
+    run_id = run_spec(store, spec)
+    impatient = MetadataStore(settings.database_url, busy_timeout_ms=50)
+    locked = threading.Event()
+
+    def hold_the_write_lock() -> None:
+        conn = sqlite3.connect(str(settings.home / "loopml.db"), isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            locked.set()
+            time.sleep(2.5)  # the step ends (at about 1 s) while nobody else can write
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+
+    outage = threading.Thread(target=hold_the_write_lock)
+    try:
+        with running_worker(impatient, artifacts, settings):
+            deadline = time.monotonic() + 20
+            while not marker.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            outage.start()
+            assert locked.wait(5)
+            run = wait_run(store, run_id)
+    finally:
+        outage.join()
+        impatient.dispose()
+    nap = step_of(run, "nap")
+    assert run.status == RunStatus.SUCCEEDED
+    assert [a.status for a in nap.attempts] == [AttemptStatus.SUCCEEDED]
+    finished = nap.attempts[0].finished_at
+    assert finished is not None
+    assert (finished - nap.attempts[0].started_at).total_seconds() > 2.2  # after the outage
+    with store.session() as session:
+        kinds = [e.type for e in events.list_(session, type="pipeline.step.*").items]
+    assert kinds == ["pipeline.step.succeeded"]
