@@ -67,7 +67,11 @@ def reconcile(store: MetadataStore, row: LakeTable, dt: DeltaTable) -> LakeTable
         # A compaction (often a background one, about to record itself) changed no rows:
         # no event for it; the next commit recorded moves the row past it.
         return row
-    log.warning(
+    # A table created with columns records its empty version 0 this way, which is normal;
+    # anything else means a writer died between its commit and its record.
+    created = all(e.get("operation") == "CREATE TABLE" for e in entries)
+    log.log(
+        logging.DEBUG if created else logging.WARNING,
         "table %s/%s: log at %d, row at %d; reconciling",
         row.project,
         row.name,
