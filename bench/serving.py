@@ -1,19 +1,31 @@
-"""Model-serving benchmark: the server process against the runtime in-process and against
-scikit-learn itself, and micro-batching on against off.
+"""Serving benchmark (the serving issue): the model server direct, through the gateway,
+against a bare Starlette JSON echo app (the floor) and ``mlflow models serve``, in one run.
 
-One model (breast cancer, 30 float columns, a 100-tree random forest, or with ``--model
-logreg`` a scaler + logistic regression pipeline), packaged to ONNX. Measured, in one run:
+One model: a 100-tree random forest (max depth 8) on breast cancer (30 float columns),
+trained here, logged with ``loopml.start_run(url=...).log_model`` to a real ``loopml up``
+(temporary home, free port), registered, promoted (forced, with a reason) and deployed.
 
-1. in-process, per call on the same rows: scikit-learn ``predict`` + ``predict_proba`` on a
-   DataFrame, ``ModelRuntime.predict`` (ONNX Runtime) on checked columns, and the runtime
-   including the JSON-records check (``columns_from_instances``);
-2. the server process (``python -m loopml.serve``) over HTTP/1.1 keep-alive, one client:
-   1-row and 100-row ``POST /predict`` latency p50/p99;
-3. N concurrent clients sending 1-row requests, batching on (the defaults) then off
-   (``--max-batch-size 1``): throughput, p50/p99, and the mean requests per model call.
+Every server is pinned to core 0 (``taskset -c 0``; ``loopml up``'s replicas inherit it)
+and the load generator to core 1: wrk (``-t1 -c32``, a Lua script for the POST body) when it
+is installed, else an asyncio raw-socket client in this process (pinned to core 1). Each
+measurement is 1-row ``POST`` requests on 32 keep-alive connections for ``--seconds``
+(after a short warm-up), reporting req/s, p50 and p99:
 
-The clients are raw asyncio sockets (no HTTP library), so that as little client CPU as
-possible competes with the server on a small machine. Run: ``python bench/serving.py``.
+1. direct: ``python -m loopml.serve`` on the deployment's own package (the same bytes);
+2. gateway: ``loopml up``'s ``POST /deployments/forest/predict`` (gateway + replica, both
+   on core 0; the replica also posts its prediction log to the platform);
+3. floor: ``bench/_echo_app.py``, a Starlette app that parses the JSON body and echoes it;
+4. mlflow: ``mlflow models serve`` on the same model, only when ``import mlflow`` works
+   (a bench-only extra; not installed by loopml).
+
+Scale-from-zero: a second deployment with ``min_replicas 0`` and ``--scale-to-zero-after``
+10 s (the minimum) is woken once, left idle until its status is ``scaled_to_zero``, and the
+first request after that is timed (connect to answer).
+
+Targets: direct req/s >= 0.6 x floor with p99 <= 10 ms; direct >= 5 x mlflow; the gateway
+adds <= 1 ms at p50; scale-from-zero first answer <= 2 s.
+
+Run: ``python bench/serving.py [--seconds 10] [--connections 32]``.
 """
 
 from __future__ import annotations
@@ -22,14 +34,17 @@ import argparse
 import asyncio
 import os
 import re
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,22 +53,21 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 import orjson
 import pandas as pd
 
-from loopml.serve import ModelRuntime
-from loopml.train.packaging import ModelPackage, load_model, package_model
+MODEL = "bench-forest"
+DEPLOYMENT = "forest"
+ZERO_DEPLOYMENT = "forest-zero"
+SCALE_TO_ZERO_AFTER_S = 10  # the minimum the spec allows
+SERVER_CORE = "0"
+LOAD_CORE = 1
+HERE = Path(__file__).resolve().parent
 
 
-def _model(kind: str) -> tuple[Any, pd.DataFrame]:
+def _model() -> tuple[Any, pd.DataFrame]:
     from sklearn.datasets import load_breast_cancer
     from sklearn.ensemble import RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     frame, target = load_breast_cancer(return_X_y=True, as_frame=True)
-    if kind == "forest":
-        model = RandomForestClassifier(n_estimators=100, max_depth=8, random_state=0)
-    else:
-        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    model = RandomForestClassifier(n_estimators=100, max_depth=8, random_state=0, n_jobs=1)
     return model.fit(frame, target), frame
 
 
@@ -62,79 +76,128 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return loaded
 
 
-def _percentiles(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return statistics.median(ordered), p99
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
-def _timed(fn: Callable[[], object], seconds: float) -> list[float]:
-    for _ in range(20):
-        fn()
-    samples: list[float] = []
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        started = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - started)
-    return samples
+def _pinned(command: list[str]) -> list[str]:
+    return ["taskset", "-c", SERVER_CORE, *command] if shutil.which("taskset") else command
 
 
-def in_process(
-    model: Any, runtime: ModelRuntime, frame: pd.DataFrame, seconds: float
-) -> dict[int, dict[str, tuple[float, float]]]:
-    return {rows: _in_process_rows(model, runtime, frame.iloc[:rows], seconds) for rows in (1, 100)}
-
-
-def _in_process_rows(
-    model: Any, runtime: ModelRuntime, part: pd.DataFrame, seconds: float
-) -> dict[str, tuple[float, float]]:
-    records = _records(part)
-    columns = runtime.columns_from_instances(records)
-
-    def native() -> None:
-        model.predict(part)
-        model.predict_proba(part)
-
-    def checked() -> None:
-        runtime.predict(runtime.columns_from_instances(records))
-
-    return {
-        "sklearn": _percentiles(_timed(native, seconds)),
-        "onnx runtime": _percentiles(_timed(lambda: runtime.predict(columns), seconds)),
-        "runtime + JSON check": _percentiles(_timed(checked, seconds)),
-    }
-
-
-# ---------------------------------------------------------------- the server process
+def _wait_http(url: str, process: subprocess.Popen[bytes], what: str, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not answer {url} in {timeout} s")
 
 
 @contextmanager
-def server_process(package: ModelPackage, port: int, *extra: str) -> Iterator[None]:
-    identity = ["--name", "bench", "--version", "1", "--deployment", "bench"]
-    command = [sys.executable, "-m", "loopml.serve", "--package", str(package.path)]
-    command += ["--manifest-sha256", package.manifest_sha256, *identity, "--port", str(port)]
-    command += extra
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+def _process(command: list[str], ready_url: str, what: str, **kw: Any) -> Iterator[int]:
+    """Start ``command`` pinned to the server core; yield its pid once ``ready_url`` is 200."""
+    process = subprocess.Popen(
+        _pinned(command), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw
+    )
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                status, _ = asyncio.run(_one("GET", port, "/v2/health/ready", b""))
-                if status == 200:
-                    break
-            except OSError:
-                time.sleep(0.05)
-        else:
-            raise RuntimeError("the server did not start")
-        yield
+        _wait_http(ready_url, process, what)
+        yield process.pid
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# ---------------------------------------------------------------- load generators
+
+
+@dataclass
+class Result:
+    rps: float
+    p50: float  # seconds
+    p99: float
+    errors: int
+    core_busy: dict[int, float]  # core -> busy fraction during the measurement
+
+
+def _core_times() -> dict[int, tuple[int, int]]:
+    """Per core: (busy, total) jiffies from /proc/stat."""
+    times: dict[int, tuple[int, int]] = {}
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return times
+    for line in lines:
+        match = re.match(r"cpu(\d+) (.*)", line)
+        if match:
+            values = [int(v) for v in match.group(2).split()]
+            idle = values[3] + values[4]
+            times[int(match.group(1))] = (sum(values) - idle, sum(values))
+    return times
+
+
+def _busy(
+    before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]]
+) -> dict[int, float]:
+    return {
+        core: (after[core][0] - before[core][0]) / max(1, after[core][1] - before[core][1])
+        for core in before
+        if core in after
+    }
+
+
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+
+
+def _wrk_time(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if not match:
+        raise ValueError(f"unparsed wrk time {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _wrk(url: str, body: bytes, connections: int, seconds: float, script_dir: Path) -> Result:
+    script = script_dir / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = [[{body.decode()}]]\n"
+    )
+    base = ["taskset", "-c", str(LOAD_CORE), "wrk", "-t1", f"-c{connections}", "--latency"]
+    base += ["-s", str(script)]
+    subprocess.run([*base, "-d2s", url], check=True, capture_output=True)  # warm-up
+    before = _core_times()
+    out = subprocess.run(
+        [*base, f"-d{seconds:g}s", "--timeout", "10s", url],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    busy = _busy(before, _core_times())
+    latency = dict(re.findall(r"^\s*(50|99)(?:\.0+)?%\s+([\d.]+(?:us|ms|s|m))\s*$", out, re.M))
+    if not {"50", "99"} <= latency.keys():
+        raise RuntimeError(f"wrk's output has no 50%/99% latency lines:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    errors = int(non2xx.group(1)) if non2xx else 0
+    if socket_errors:
+        errors += sum(int(n) for n in re.findall(r"\d+", socket_errors.group(1)))
+    return Result(rps, _wrk_time(latency["50"]), _wrk_time(latency["99"]), errors, busy)
 
 
 class _Connection:
-    """One keep-alive HTTP/1.1 connection; enough of the protocol for this server."""
+    """One keep-alive HTTP/1.1 connection; enough of the protocol for these servers."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
@@ -145,9 +208,10 @@ class _Connection:
         return cls(*await asyncio.open_connection("127.0.0.1", port))
 
     async def request(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
+        port = self.writer.get_extra_info("peername")[1]
         head = (
-            f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}"
+            f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         )
         self.writer.write(head.encode() + body)
         status_line = await self.reader.readline()
@@ -163,15 +227,17 @@ class _Connection:
         await self.writer.wait_closed()
 
 
-async def _one(method: str, port: int, path: str, body: bytes) -> tuple[int, bytes]:
+async def _one(port: int, path: str, body: bytes) -> tuple[int, bytes]:
     connection = await _Connection.open(port)
     try:
-        return await connection.request(method, path, body)
+        return await connection.request("POST", path, body)
     finally:
         await connection.close()
 
 
-async def _clients(port: int, body: bytes, clients: int, seconds: float) -> tuple[list[float], int]:
+async def _clients(
+    port: int, path: str, body: bytes, connections: int, seconds: float
+) -> tuple[list[float], int]:
     latencies: list[float] = []
     errors = 0
     stop = time.perf_counter() + seconds
@@ -179,100 +245,252 @@ async def _clients(port: int, body: bytes, clients: int, seconds: float) -> tupl
     async def client() -> None:
         nonlocal errors
         connection = await _Connection.open(port)
-        for _ in range(5):  # warm up
-            await connection.request("POST", "/predict", body)
         while time.perf_counter() < stop:
             started = time.perf_counter()
-            status, _ = await connection.request("POST", "/predict", body)
+            status, _ = await connection.request("POST", path, body)
             latencies.append(time.perf_counter() - started)
             errors += status != 200
         await connection.close()
 
-    await asyncio.gather(*(client() for _ in range(clients)))
+    await asyncio.gather(*(client() for _ in range(connections)))
     return latencies, errors
 
 
-def _batch_mean(port: int) -> float:
-    _, text = asyncio.run(_one("GET", port, "/metrics", b""))
-    values = dict(re.findall(rb"loopml_model_batch_size_(sum|count)\{[^}]*\} (\S+)", text))
-    return float(values[b"sum"]) / max(1.0, float(values[b"count"]))
+def _asyncio_load(url: str, body: bytes, connections: int, seconds: float) -> Result:
+    match = re.match(r"http://127\.0\.0\.1:(\d+)(/.*)", url)
+    assert match, url
+    port, path = int(match.group(1)), match.group(2)
+    asyncio.run(_clients(port, path, body, connections, 2.0))  # warm-up
+    before = _core_times()
+    latencies, errors = asyncio.run(_clients(port, path, body, connections, seconds))
+    busy = _busy(before, _core_times())
+    ordered = sorted(latencies)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return Result(len(latencies) / seconds, statistics.median(ordered), p99, errors, busy)
 
 
-def served(
-    package: ModelPackage, frame: pd.DataFrame, clients: int, seconds: float
-) -> dict[str, Any]:
-    results: dict[str, Any] = {}
-    bodies = {rows: orjson.dumps({"instances": _records(frame.iloc[:rows])}) for rows in (1, 100)}
+def measure(url: str, body: bytes, args: argparse.Namespace, work: Path) -> Result:
+    if args.generator == "wrk":
+        return _wrk(url, body, args.connections, args.seconds, work)
+    return _asyncio_load(url, body, args.connections, args.seconds)
+
+
+def _timed_first(port: int, path: str, body: bytes) -> tuple[float, int]:
+    started = time.perf_counter()
+    status, _ = asyncio.run(_one(port, path, body))
+    return time.perf_counter() - started, status
+
+
+# ---------------------------------------------------------------- the platform
+
+
+@contextmanager
+def _platform(home: Path) -> Iterator[tuple[str, int]]:
+    """A real ``loopml up`` on core 0 with a temporary home; yields its URL and port."""
     port = free_port()
-    with server_process(package, port):
-        for rows, body in bodies.items():
-            latencies, errors = asyncio.run(_clients(port, body, 1, seconds))
-            results[f"1 client, {rows} rows"] = (latencies, errors, None)
-        latencies, errors = asyncio.run(_clients(port, bodies[1], clients, seconds))
-        results[f"{clients} clients, 1 row, batching on"] = (latencies, errors, _batch_mean(port))
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPML_")}
+    env.update(LOOPML_HOME=str(home), OMP_WAIT_POLICY="passive")
+    loopml = str(Path(sys.executable).with_name("loopml"))
+    with _process(
+        [loopml, "up", "--port", str(port)], f"{url}/api/v1/health", "loopml up", env=env
+    ):
+        yield url, port
+
+
+def _deploy(url: str, home: Path, model: Any, frame: pd.DataFrame) -> tuple[Path, str, int]:
+    """Log, register, promote and deploy ``model``; also create the scale-to-zero
+    deployment. Returns the deployed package's folder, its manifest hash and version."""
+    import loopml
+    from loopml.client import Client
+
+    with loopml.start_run("bench-serving", url=url) as run:
+        run.log_model(model, sample=frame.head(20))
+    with Client(url) as client:
+        version = client.models.register_version(MODEL, run_id=run.id)
+        assert str(version.status).lower().endswith("ready"), version.status_message
+        client.models.promote(MODEL, version.version, force=True, reason="serving bench")
+        client.deployments.create(DEPLOYMENT, f"{MODEL}@champion", min_replicas=1)
+        client.deployments.create(
+            ZERO_DEPLOYMENT,
+            f"{MODEL}@champion",
+            min_replicas=0,
+            scale_to_zero_after_s=SCALE_TO_ZERO_AFTER_S,
+        )
+        deployment = client.deployments.wait(DEPLOYMENT, timeout_s=120)
+    revision = next(iter(deployment.traffic))
+    package = home / "deployments" / "default" / DEPLOYMENT / str(revision) / "package"
+    assert (package / "loopml-model.json").exists(), f"no package at {package}"
+    return package, version.manifest_sha256, version.version
+
+
+def _deployment_status(url: str, name: str) -> str:
+    from loopml.client import Client
+
+    with Client(url) as client:
+        return str(client.deployments.get(name).status)
+
+
+def _wait_scaled_to_zero(url: str, timeout: float) -> float:
+    """Wait until the zero deployment says ``scaled_to_zero``; return the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if _deployment_status(url, ZERO_DEPLOYMENT).endswith("scaled_to_zero"):
+            return time.monotonic() - started
+        time.sleep(0.25)
+    raise RuntimeError(f"{ZERO_DEPLOYMENT} did not scale to zero in {timeout} s")
+
+
+# ---------------------------------------------------------------- main
+
+
+def _mlflow_available() -> bool:
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _mlflow(
+    model: Any, frame: pd.DataFrame, body: bytes, args: argparse.Namespace, work: Path
+) -> Result:
+    """``mlflow models serve`` on the same fitted model (sklearn flavour), core 0."""
+    import mlflow.sklearn
+
+    path = work / "mlflow-model"
+    mlflow.sklearn.save_model(model, str(path), input_example=frame.head(5))
     port = free_port()
-    with server_process(package, port, "--max-batch-size", "1"):
-        latencies, errors = asyncio.run(_clients(port, bodies[1], clients, seconds))
-        results[f"{clients} clients, 1 row, batching off"] = (latencies, errors, _batch_mean(port))
-    return results
+    mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
+    command = [mlflow_bin, "models", "serve", "-m", str(path), "-p", str(port)]
+    command += ["--env-manager", "local", "-h", "127.0.0.1"]
+    records = _records(frame.iloc[:1])
+    mlflow_body = orjson.dumps({"dataframe_records": records})
+    with _process(command, f"http://127.0.0.1:{port}/ping", "mlflow models serve"):
+        return measure(f"http://127.0.0.1:{port}/invocations", mlflow_body, args, work)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _us(seconds: float) -> str:
-    return f"{seconds * 1e6:9.0f}"
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:8.2f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("forest", "logreg"), default="forest")
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
-    args = parser.parse_args()
-
-    model, frame = _model(args.model)
-    with tempfile.TemporaryDirectory() as tmp:
-        package = package_model(model, Path(tmp) / "pkg", sample=frame)
-        runtime = ModelRuntime(load_model(package.path, manifest_sha256=package.manifest_sha256))
-        assert runtime.format == "onnx", package.manifest.onnx_error
-        local = in_process(model, runtime, frame, args.seconds / 2)
-        remote = served(package, frame, args.clients, args.seconds)
-
-    print(f"model: {args.model} on breast cancer (30 columns), {os.cpu_count()} CPUs")
-    print("\nin-process, per call              p50 us    p99 us   us/row (p50)")
-    for rows, kinds in local.items():
-        for kind, (p50, p99) in kinds.items():
-            print(f"  {rows:>3} rows  {kind:<21}{_us(p50)} {_us(p99)} {p50 * 1e6 / rows:9.1f}")
-    print("\nserver process over HTTP          p50 us    p99 us   req/s    rows/call  errors")
-    for name, (latencies, errors, batch) in remote.items():
-        p50, p99 = _percentiles(latencies)
-        rate = len(latencies) / args.seconds
-        mean = f"{batch:9.1f}" if batch is not None else " " * 9
-        print(f"  {name:<31}{_us(p50)} {_us(p99)} {rate:8.0f} {mean}  {errors}")
-
-    def p50(samples: list[float]) -> float:
-        return _percentiles(samples)[0]
-
-    print("\nratios")
-    for rows in (1, 100):
-        kinds = ("sklearn", "onnx runtime", "runtime + JSON check")
-        sk, onnx, full = (local[rows][kind][0] for kind in kinds)
-        http = p50(remote[f"1 client, {rows} rows"][0])
-        print(
-            f"  {rows:>3} rows: sklearn / onnx runtime = {sk / onnx:6.1f}x;  server p50 / "
-            f"in-process runtime+check p50 = {http / full:6.1f}x;  server p50 / sklearn p50 = "
-            f"{http / sk:5.2f}x"
-        )
-    on = remote[f"{args.clients} clients, 1 row, batching on"][0]
-    off = remote[f"{args.clients} clients, 1 row, batching off"][0]
-    print(
-        f"  {args.clients} clients: throughput batching on / off = {len(on) / len(off):5.2f}x;  "
-        f"p50 on / off = {p50(on) / p50(off):5.2f}x"
+    parser.add_argument("--seconds", type=float, default=10.0, help="per measurement")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--generator", choices=("auto", "wrk", "asyncio"), default="auto", help="load generator"
     )
+    args = parser.parse_args()
+    if args.generator == "auto":
+        args.generator = "wrk" if shutil.which("wrk") else "asyncio"
+    started = time.monotonic()
+    # This process is the load generator (or drives it): core 1. Servers go to core 0.
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > LOAD_CORE:
+        os.sched_setaffinity(0, {LOAD_CORE})
+
+    model, frame = _model()
+    body = orjson.dumps({"instances": _records(frame.iloc[:1])})
+    results: dict[str, Result] = {}
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        home = work / "home"
+        with _platform(home) as (url, platform_port):
+            package, manifest_sha256, version = _deploy(url, home, model, frame)
+            # Wake the scale-to-zero deployment once (fetches its package), so that it
+            # scales down while the throughput runs go.
+            asleep_first, status = _timed_first(
+                platform_port, f"/deployments/{ZERO_DEPLOYMENT}/predict", body
+            )
+            assert status == 200, status
+            notes.append(f"first request to the deployment created asleep: {asleep_first:.2f} s")
+
+            port = free_port()
+            direct = [sys.executable, "-m", "loopml.serve", "--package", str(package)]
+            direct += ["--manifest-sha256", manifest_sha256, "--name", MODEL]
+            direct += ["--version", str(version), "--deployment", "bench", "--port", str(port)]
+            ready = f"http://127.0.0.1:{port}/v2/health/ready"
+            with _process(direct, ready, "loopml.serve"):
+                results["direct (loopml.serve)"] = measure(
+                    f"http://127.0.0.1:{port}/predict", body, args, work
+                )
+
+            results["gateway (loopml up)"] = measure(
+                f"{url}/deployments/{DEPLOYMENT}/predict", body, args, work
+            )
+
+            waited = _wait_scaled_to_zero(url, timeout=90)
+            cold, status = _timed_first(
+                platform_port, f"/deployments/{ZERO_DEPLOYMENT}/predict", body
+            )
+            assert status == 200, status
+            notes.append(f"waited {waited:.1f} s more for scaled_to_zero after the runs")
+
+        port = free_port()
+        echo = [sys.executable, str(HERE / "_echo_app.py"), str(port)]
+        with _process(echo, f"http://127.0.0.1:{port}/health", "echo app"):
+            results["floor (Starlette echo)"] = measure(
+                f"http://127.0.0.1:{port}/predict", body, args, work
+            )
+
+        if _mlflow_available():
+            results["mlflow models serve"] = _mlflow(model, frame, body, args, work)
+        else:
+            print("mlflow: skipped (pip install mlflow to compare)")
+
+    generator = (
+        f"wrk -t1 -c{args.connections} (taskset -c {LOAD_CORE})"
+        if args.generator == "wrk"
+        else f"asyncio raw sockets, {args.connections} connections, in-process (core {LOAD_CORE})"
+    )
+    print(
+        f"model: 100-tree random forest (depth 8) on breast cancer (30 columns), onnx; "
+        f"{os.cpu_count()} CPUs; servers on core {SERVER_CORE}; load: {generator}; "
+        f"1-row POST, {args.seconds:g} s per measurement"
+    )
+    print(f"\n{'':28}{'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}  errors  core0 busy  core1 busy")
+    for name, r in results.items():
+        busy0, busy1 = r.core_busy.get(0, float("nan")), r.core_busy.get(1, float("nan"))
+        print(
+            f"  {name:<26}{r.rps:9.0f} {_ms(r.p50)} {_ms(r.p99)}  {r.errors:6d}  "
+            f"{busy0:9.0%}  {busy1:9.0%}"
+        )
+    print(f"  {'scale-from-zero, first':<26}{'':9} {_ms(cold)}  (one request after idle)")
+
+    d = results["direct (loopml.serve)"]
+    g = results["gateway (loopml up)"]
+    floor = results["floor (Starlette echo)"]
+    mlflow = results.get("mlflow models serve")
+
+    def verdict(ok: bool) -> str:
+        return "met   " if ok else "MISSED"
+
+    print("\ntargets")
+    ratio = d.rps / floor.rps
+    print(
+        f"  {verdict(ratio >= 0.6)} direct req/s >= 0.6 x floor: {ratio:.2f} x "
+        f"({d.rps:.0f} / {floor.rps:.0f})"
+    )
+    print(f"  {verdict(d.p99 <= 0.010)} direct p99 <= 10 ms: {d.p99 * 1e3:.2f} ms")
+    if mlflow is not None:
+        ratio = d.rps / mlflow.rps
+        print(
+            f"  {verdict(ratio >= 5)} direct >= 5 x mlflow: {ratio:.1f} x "
+            f"({d.rps:.0f} / {mlflow.rps:.0f})"
+        )
+    else:
+        print("  n/a    direct >= 5 x mlflow: not measured (mlflow not installed)")
+    overhead = g.p50 - d.p50
+    print(
+        f"  {verdict(overhead <= 0.001)} gateway adds <= 1 ms at p50: {overhead * 1e3:+.2f} ms "
+        f"({g.p50 * 1e3:.2f} - {d.p50 * 1e3:.2f}); gateway req/s = {g.rps / d.rps:.2f} x direct"
+    )
+    print(f"  {verdict(cold <= 2.0)} scale-from-zero first response <= 2 s: {cold:.2f} s")
+    print("\nnotes")
+    for note in notes:
+        print(f"  {note}")
+    print(f"  total bench time {time.monotonic() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from loopml import __version__
 from loopml._backends import open_artifact_store, open_metadata_store
 from loopml.api.context import AppContext
 from loopml.api.errors import install_error_handlers
-from loopml.api.guard import GuardConfig, RequestGuardMiddleware
+from loopml.api.guard import GuardConfig, RequestGuardMiddleware, is_inference_path
 from loopml.api.routes import (
     artifacts,
     datasets,
@@ -38,6 +38,7 @@ from loopml.api.services.deployments import build_serving
 from loopml.api.services.maintenance import run_maintenance
 from loopml.api.services.pipelines import start_worker
 from loopml.data.records import RecordBatcher
+from loopml.serve.predlog import PredictionLog
 from loopml.settings import Settings
 
 log = logging.getLogger("loopml.api")
@@ -88,12 +89,18 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         await serving.start()
         records = RecordBatcher(ctx.store, ctx.artifacts, ctx.settings.lake)
         app.state.records = records
+        # Answers through the gateway (and the shadow's) are logged here, in the platform.
+        predictions = PredictionLog(records)
+        serving.gateway.on_answer = predictions.log_answer
+        if serving.gateway.on_shadow is None:
+            serving.gateway.on_shadow = predictions.log_shadow
         worker = start_worker(ctx)
         try:
             yield
         finally:
             await anyio.to_thread.run_sync(worker.stop)
             await serving.close()
+            await predictions.close()
             # Posts still waiting for their batch are committed and answered before the
             # store goes away.
             await records.close()
@@ -144,6 +151,7 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
             raw_body_route=artifacts.is_upload_path,
             allowed_hosts=frozenset(hosts),
             ndjson_route=tables.is_records_path,
+            inference_route=is_inference_path,
         ),
     )
     return app

@@ -53,6 +53,9 @@ class GuardConfig:
         raw_body_route: tells whether a path takes a raw body (any media type, upload limit).
         allowed_hosts: host names accepted in ``Host`` and ``Origin``; ``*`` allows any.
         ndjson_route: tells whether a path also takes NDJSON (records; body limit as JSON).
+        inference_route: tells whether a path is served by the gateway, where a body with no
+            Content-Type is taken as JSON: Open Inference Protocol clients (tritonclient)
+            send none. A body that names another type is still refused.
     """
 
     max_body_bytes: int
@@ -60,6 +63,18 @@ class GuardConfig:
     raw_body_route: Callable[[str], bool]
     allowed_hosts: frozenset[str] = field(default_factory=frozenset)
     ndjson_route: Callable[[str], bool] = _never
+    inference_route: Callable[[str], bool] = _never
+
+
+def is_inference_path(path: str) -> bool:
+    """Whether ``path`` is one the gateway serves: the root Open Inference Protocol paths
+    (``/v2/...``) and ``[/projects/{p}]/deployments/{name}/...``."""
+    if path.startswith("/v2/"):
+        return True
+    parts = path.split("/")
+    if len(parts) > 3 and parts[1] == "deployments":
+        return True
+    return len(parts) > 5 and parts[1] == "projects" and parts[3] == "deployments"
 
 
 def _host_of(value: str) -> str:
@@ -122,6 +137,8 @@ class RequestGuardMiddleware:
         if has_body and not raw and scope["method"] in _BODY_METHODS:
             content_type = headers.get("content-type", "")
             if _JSON_TYPE.match(content_type):
+                return None
+            if not content_type and self.config.inference_route(scope["path"]):
                 return None
             got = repr(content_type[:100] or "no Content-Type")
             if not self.config.ndjson_route(scope["path"]):

@@ -141,9 +141,10 @@ def _probability_texts(
     return [orjson.dumps(dict(zip(keys, row, strict=True))).decode() for row in values]
 
 
-def shadow_rows(answer: ShadowAnswer, arrived: float) -> list[Row]:
-    """Rows from a shadow revision's answer (``/predict`` or V2 ``/infer``), as the gateway
-    saw it; ``arrived`` is about when the request came (Unix seconds).
+def shadow_rows(answer: ShadowAnswer, arrived: float, role: str = "shadow") -> list[Row]:
+    """Rows from a revision's answer (``/predict`` or V2 ``/infer``), as the gateway saw it
+    (the shadow's, or with another ``role`` the one the client got); ``arrived`` is about
+    when the request came (Unix seconds).
 
     Returns:
         The rows; none for an error answer or a body that cannot be read.
@@ -171,7 +172,7 @@ def shadow_rows(answer: ShadowAnswer, arrived: float) -> list[Row]:
         deployment=answer.deployment,
         model=answer.model,
         version=answer.version,
-        role="shadow",
+        role=role,
         ts=utc(arrived),
         latency_ms=answer.latency_s * 1000.0,
         protocol=protocol,

@@ -126,6 +126,11 @@ class ShadowAnswer:
 ShadowHook = Callable[[ShadowAnswer], None]
 """Receives every shadow answer, on the event loop: it must not block (queue and return)."""
 
+AnswerHook = Callable[[ShadowAnswer, str], None]
+"""Receives every successful inference answer the client got (as a ``ShadowAnswer`` whose
+``revision`` is ``primary_revision``) and the revision's role, on the event loop, before the
+answer is sent: it must not block (queue and return). The prediction log connects it."""
+
 
 @dataclass(frozen=True)
 class GatewayConfig:
@@ -167,6 +172,8 @@ class Gateway:
         config: timeouts and bounds.
         on_shadow: receives the shadow revision's answers (settable later as
             ``gateway.on_shadow``; the prediction log connects it).
+        on_answer: receives every successful inference answer given to a client (settable
+            later as ``gateway.on_answer``; the prediction log connects it).
     """
 
     def __init__(
@@ -175,10 +182,12 @@ class Gateway:
         config: GatewayConfig | None = None,
         *,
         on_shadow: ShadowHook | None = None,
+        on_answer: AnswerHook | None = None,
     ) -> None:
         self.source = source
         self.config = config or GatewayConfig()
         self.on_shadow = on_shadow
+        self.on_answer = on_answer
         self.metrics = GatewayMetrics(source.all_routes)
         self._client: httpx.AsyncClient | None = None
         self._turns: dict[tuple[str, str, int], Iterator[int]] = {}
@@ -343,20 +352,59 @@ class Gateway:
         if shadowed and routes.shadow is not None:
             self._shadow(key, routes.shadow, request, body, upstream, inference_id, picked[0])
         revision, backend = picked
+        path = upstream(backend)
         try:
-            answer = await self._send(request, backend, upstream(backend), body, inference_id)
+            answer = await self._send(request, backend, path, body, inference_id)
         except _Unreachable:
             self.metrics.retries.labels(*key).inc()
             fresh = self.source.routes(project, name) or routes
             revision, backend = self._pick(fresh, pin, (backend,)) or await self._activate(key, pin)
+            path = upstream(backend)
             try:
-                answer = await self._send(request, backend, upstream(backend), body, inference_id)
+                answer = await self._send(request, backend, path, body, inference_id)
             except _Unreachable:
                 raise ServiceUnavailableError(
                     f"deployment {name!r}: no replica could be reached; retry",
                     details={"deployment": name},
                 ) from None
+        if shadowed and answer.status_code == 200:
+            self._served(request, key, revision, path, body, answer, inference_id)
         return self._answer(request, key, revision, answer)
+
+    def _served(
+        self,
+        request: Request,
+        key: tuple[str, str],
+        revision: RevisionRoute,
+        path: str,
+        body: bytes,
+        answer: httpx.Response,
+        inference_id: str,
+    ) -> None:
+        """Hand a successful inference answer to ``on_answer`` (before the client gets it,
+        so that what a client was answered is logged even if the replica dies next)."""
+        hook = self.on_answer
+        if hook is None:
+            return
+        served = ShadowAnswer(
+            project=key[0],
+            deployment=key[1],
+            revision=revision.number,
+            model=revision.model,
+            version=revision.version,
+            # The replica's id: a /predict body may name its own.
+            inference_id=answer.headers.get("x-inference-id") or inference_id,
+            path=path,
+            request_body=body,
+            status=answer.status_code,
+            body=answer.content,
+            latency_s=time.perf_counter() - request.state.gateway_started,
+            primary_revision=revision.number,
+        )
+        try:
+            hook(served, revision.role)
+        except Exception:
+            log.exception("the answer hook failed on deployment %s", key[1])
 
     def _pick(
         self, routes: Routes, pin: int | None, exclude: tuple[Backend, ...]

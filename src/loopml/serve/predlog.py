@@ -1,8 +1,12 @@
 """``PredictionLog``: the platform's own prediction log, appending through its record batcher
 (no HTTP), in the same rows as a replica's ``HttpPredictionSink``.
 
-Two things feed it, both on the platform's event loop and both only enqueueing:
+Three things feed it, all on the platform's event loop and all only enqueueing:
 
+- ``log_answer(answer, role)``, the gateway's answer hook (``Gateway.on_answer``): every
+  successful inference answer a client got through the gateway becomes rows with the
+  revision's role (``primary`` or ``canary``); the local target's replicas do not log
+  themselves, so a replica killed mid-load loses no answered row;
 - ``log_shadow(answer)``, the gateway's shadow hook (``Gateway.on_shadow``): the shadow
   revision's answer to a copy of a request becomes rows with role ``shadow`` (its inputs as
   the client sent them, its predictions as the shadow answered);
@@ -15,6 +19,7 @@ still queued; call it before the batcher's own ``close``. Wiring, in the app's l
 
     log = PredictionLog(app.state.records)
     gateway.on_shadow = log.log_shadow
+    gateway.on_answer = log.log_answer
     ...
     await log.close()          # then: await records.close()
 """
@@ -145,6 +150,17 @@ class PredictionLog:
             answer.deployment,
             1,
             lambda: _predrows.shadow_rows(answer, arrived),
+        )
+
+    def log_answer(self, answer: ShadowAnswer, role: str) -> None:
+        """The gateway's answer hook (``AnswerHook``): queue an answer a client got, to become
+        rows with ``role``. Only queues, like ``log_shadow``."""
+        arrived = time.time() - answer.latency_s
+        self._add(
+            answer.project,
+            answer.deployment,
+            1,
+            lambda: _predrows.shadow_rows(answer, arrived, role),
         )
 
     async def close(self) -> LogStats:

@@ -44,6 +44,8 @@ class RevisionRoute:
     version: int
     weight: int
     backends: tuple[Backend, ...]
+    role: str = "primary"
+    """``primary`` or ``canary`` (as the prediction log records it)."""
 
     def usable(self) -> tuple[Backend, ...]:
         """The replicas no request has just failed to reach."""

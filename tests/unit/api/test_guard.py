@@ -98,3 +98,14 @@ def test_cross_origin_writes_are_refused(http: TestClient) -> None:
     )
     assert same.status_code == 201
     assert "access-control-allow-origin" not in same.headers
+
+
+def test_inference_paths_take_a_body_without_content_type_as_json() -> None:
+    from loopml.api.guard import is_inference_path
+
+    assert is_inference_path("/v2/models/churn/infer")
+    assert is_inference_path("/deployments/churn/predict")
+    assert is_inference_path("/projects/p/deployments/churn/v2/models/churn/infer")
+    assert not is_inference_path("/api/v1/projects/p/deployments")
+    assert not is_inference_path("/api/v1/projects/p/tables/t/records")
+    assert not is_inference_path("/deployments")

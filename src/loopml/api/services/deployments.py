@@ -18,12 +18,10 @@ from loopml.serve.targets.local import LocalTargetConfig
 def build_serving(ctx: AppContext) -> Serving:
     """The control plane, local target, gateway and reconciler of one app (not started).
 
-    Local replicas log their predictions to this platform, at the address it is configured
-    to listen on (``server.host``, ``server.port``).
+    Local replicas do not log their predictions: the gateway logs every answer it gives
+    (wired in the app's lifespan), so a killed replica loses no answered row.
     """
-    server = ctx.settings.server
-    host = f"[{server.host}]" if ":" in server.host else server.host
-    local = LocalTargetConfig(log_url=f"http://{host}:{server.port}")
+    local = LocalTargetConfig()
     extra: dict[str, DeployTarget] = {}
     k8s = ctx.settings.kubernetes
     if k8s.enabled:

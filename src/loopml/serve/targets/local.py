@@ -76,7 +76,9 @@ class LocalTargetConfig:
         stop_timeout_s: SIGTERM, then SIGKILL after this long.
         log_max_bytes: ``replicas.log`` is rotated (one old copy) past this size.
         log_url: the platform's address; when set, replicas log their predictions there
-            (``--log-url``, with the deployment's project and the revision's role).
+            (``--log-url``, with the deployment's project and the revision's role). The
+            platform leaves it unset: its gateway logs every answer itself (a replica
+            killed with answers still queued would lose them).
         log_close_timeout_s: how long a stopping replica may take to post the predictions
             it still holds (the platform is local: when it does not answer by then, it is
             gone, and waiting longer would only delay the stop).
@@ -562,7 +564,8 @@ class LocalDeployTarget:
         backends: tuple[Backend, ...] = ()
         if group is not None:
             backends = tuple(r.backend for r in group.ready() if r.backend is not None)
-        return RevisionRoute(revision, package.model, package.version, weight, backends)
+        role = roles_of(managed.deployment).get(revision, "primary")
+        return RevisionRoute(revision, package.model, package.version, weight, backends, role)
 
     def _status(self, managed: _Managed) -> TargetStatus:
         ready = sum(len(g.ready()) for g in managed.groups.values())
