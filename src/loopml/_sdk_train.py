@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from loopml._sdk import ActiveRun, start_run_on
 from loopml._sdk_backends import EmbeddedBackend, HttpBackend, TrackingBackend
 from loopml.core.datasets import DatasetRef
-from loopml.core.errors import LoopmlError, ValidationError
+from loopml.core.errors import LoopmlError, UserCodeError, ValidationError
 from loopml.core.gate import EvaluationReport
 from loopml.core.registry import ModelVersion, VersionStatus
 from loopml.core.runs import parse_batch
@@ -398,8 +398,6 @@ def train_model(
 
 def _fail(run: ActiveRun, exc: BaseException) -> None:
     """End the run FAILED (KILLED on Ctrl-C), saying whose failure it was."""
-    from loopml.train.custom import UserCodeError
-
     origin = "user_code" if isinstance(exc, UserCodeError) else "platform"
     try:
         run._backend.log_batch(

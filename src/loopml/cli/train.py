@@ -12,7 +12,7 @@ import typer
 
 from loopml.cli._context import state
 from loopml.cli._output import as_json, console, table
-from loopml.core.errors import ValidationError
+from loopml.core.errors import UserCodeError, ValidationError
 
 if TYPE_CHECKING:
     from loopml._sdk_train import TrainOutcome
@@ -61,7 +61,6 @@ def train(
     """Train a model on a dataset snapshot's frozen split; with --register, add it to the
     registry and score it on the frozen eval set (what `loopml models gate` judges)."""
     from loopml._sdk_train import train_model
-    from loopml.train.custom import UserCodeError
 
     client = state(ctx).client()
     started = time.monotonic()

@@ -98,6 +98,14 @@ class UnsafeArtifactError(ValidationError):
     code = "unsafe_artifact"
 
 
+class UserCodeError(LoopmlError):
+    """The user's own code (a training entrypoint, a pipeline step) raised;
+    ``details['traceback']`` is its traceback."""
+
+    status = 422
+    code = "user_code_error"
+
+
 class PermissionDeniedError(LoopmlError):
     """The caller may not do this."""
 

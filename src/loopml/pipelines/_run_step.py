@@ -14,7 +14,12 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from loopml.core.errors import ConfigurationError, LoopmlError, ServiceUnavailableError
+from loopml.core.errors import (
+    ConfigurationError,
+    LoopmlError,
+    ServiceUnavailableError,
+    UserCodeError,
+)
 from loopml.core.errors import ValidationError as LoopmlValidationError
 from loopml.core.pipelines import StepError
 from loopml.pipelines._step import STEP_MARKER, StepContext
@@ -61,13 +66,8 @@ def load_function(task: StepTask) -> Callable[..., Any]:
     return fn  # type: ignore[no-any-return]
 
 
-# loopml.train.custom.UserCodeError, by its code: importing it would load pandas into every
-# step process that fails.
-_USER_CODE = "user_code_error"
-
-
 def _is_user_code(exc: BaseException) -> bool:
-    return isinstance(exc, LoopmlError) and exc.code == _USER_CODE
+    return isinstance(exc, UserCodeError)
 
 
 def _retryable(exc: BaseException) -> bool:

@@ -35,18 +35,11 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from loopml.core.errors import LoopmlError, ValidationError
+from loopml.core.errors import UserCodeError, ValidationError
 
 ENTRYPOINT_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 COMPLETE_MARKER = "_COMPLETE"
 MAX_CHECKPOINT_STEP = 10**12 - 1
-
-
-class UserCodeError(LoopmlError):
-    """The user's training code raised; ``details['traceback']`` is its traceback."""
-
-    status = 422
-    code = "user_code_error"
 
 
 class CheckpointStore(Protocol):
