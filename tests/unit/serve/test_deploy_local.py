@@ -325,10 +325,6 @@ def test_scale_to_zero_then_the_first_request_succeeds(
     control.create(PROJECT, "idle", spec, actor="t")
     status = lambda: control.get(PROJECT, "idle").status  # noqa: E731
     wait_until(lambda: status() == DeploymentStatus.SCALED_TO_ZERO, 10, "not asleep")
-    # Known race (see the issue note): the status can read scaled_to_zero a moment before the
-    # local target has published the deployment's routes to the gateway, which answers 404
-    # meanwhile. Wait for the routes, so the probe below tests what it is about.
-    wait_until(lambda: platform.serving.local.routes(PROJECT, "idle") is not None, 10, "no routes")
     # Probes never wake it.
     probe = client.get(f"{platform.url}/deployments/idle/v2/health/ready")
     assert probe.status_code == 503

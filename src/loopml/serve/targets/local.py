@@ -235,6 +235,11 @@ class LocalDeployTarget:
                 self._managed[key] = managed
             else:
                 managed.want(deployment, packages)
+            # Publish the routes now, not at the next tick: a deployment that starts scaled to
+            # zero reads ``scaled_to_zero`` at once, and the gateway must already know it then.
+            now = time.monotonic()
+            self._plan(managed, now)
+            self._settle(managed, now)
         self._nudge.set()
 
     def delete(self, deployment: Deployment) -> None:
