@@ -8,7 +8,9 @@ CSV, in one run:
   with a temp home, each time into a fresh table;
 - for reference, the in-process ``loopml.data.lake.ingest_arrow`` path (no HTTP).
 
-Each is the best of 3. Target: loopml at least half the floor's rows/s.
+Each is the best of 3, taken in turns (floor, in-process, CLI, then again), so that a noisy
+neighbour on a shared machine weighs on all three alike. Target: loopml at least half the
+floor's rows/s.
 
 Records: a real ``loopml up`` (default settings, temp home); ``--clients`` (4) client
 processes, each with one keep-alive connection, post NDJSON bodies of ``--records`` (1,000)
@@ -72,23 +74,14 @@ def _make_csv(path: Path, rows: int) -> None:
     pacsv.write_csv(_sample(rows), path)
 
 
-def _best(run: Callable[[int], None]) -> float:
-    times = []
-    for i in range(RUNS):
-        started = time.perf_counter()
-        run(i)
-        times.append(time.perf_counter() - started)
-    return min(times)
+def _timed(run: Callable[[], None]) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
 
 
-def _floor(csv: Path, work: Path) -> float:
-    def run(i: int) -> None:
-        write_deltalake(str(work / f"floor{i}"), pacsv.read_csv(csv), mode="append")
-
-    return _best(run)
-
-
-def _in_process(csv: Path, work: Path) -> float:
+def _csv_runs(csv: Path, work: Path) -> tuple[float, float, float]:
+    """Best times of the floor, the in-process path and the CLI, run in turns."""
     from loopml.data import files, lake
     from loopml.storage import LocalArtifactStore
     from loopml.store import MetadataStore
@@ -96,15 +89,35 @@ def _in_process(csv: Path, work: Path) -> float:
     store = MetadataStore(f"sqlite:///{work / 'inproc.db'}")
     store.upgrade()
     artifacts = LocalArtifactStore(work / "inproc")
-
-    def run(i: int) -> None:
-        reader = files.read_upload(csv, "csv")
-        lake.ingest_arrow(store, artifacts, "default", f"t{i}", reader, actor="bench")
-
+    loopml = str(Path(sys.executable).with_name("loopml"))
+    best = [float("inf")] * 3
     try:
-        return _best(run)
+        with _server(work / "home") as (_, env, _):
+            for i in range(RUNS):
+                runs: list[Callable[[], None]] = [
+                    lambda i=i: write_deltalake(
+                        str(work / f"floor{i}"), pacsv.read_csv(csv), mode="append"
+                    ),
+                    lambda i=i: lake.ingest_arrow(
+                        store,
+                        artifacts,
+                        "default",
+                        f"t{i}",
+                        files.read_upload(csv, "csv"),
+                        actor="bench",
+                    ),
+                    lambda i=i: subprocess.run(
+                        [loopml, "ingest", str(csv), "--table", f"cli{i}"],
+                        env=env,
+                        check=True,
+                        stdout=subprocess.DEVNULL,
+                    ),
+                ]
+                for k, run in enumerate(runs):
+                    best[k] = min(best[k], _timed(run))
     finally:
         store.dispose()
+    return best[0], best[1], best[2]
 
 
 def _free_port() -> int:
@@ -159,17 +172,6 @@ def _server(home: Path) -> Iterator[tuple[str, dict[str, str], int]]:
     finally:
         server.terminate()
         server.wait(timeout=30)
-
-
-def _through_cli(csv: Path, work: Path) -> float:
-    loopml = str(Path(sys.executable).with_name("loopml"))
-    with _server(work / "home") as (_, env, _):
-
-        def run(i: int) -> None:
-            cmd = [loopml, "ingest", str(csv), "--table", f"cli{i}"]
-            subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
-
-        return _best(run)
 
 
 def _ndjson_bodies(client: int, count: int, records: int) -> list[bytes]:
@@ -293,9 +295,7 @@ def _csv(rows: int) -> None:
         _make_csv(csv, rows)
         made = time.perf_counter() - started
         print(f"CSV: {rows:,} rows x 10 columns, {csv.stat().st_size / 1e6:.0f} MB ({made:.1f} s)")
-        floor = _floor(csv, work)
-        inproc = _in_process(csv, work)
-        cli = _through_cli(csv, work)
+        floor, inproc, cli = _csv_runs(csv, work)
     ratio = floor / cli
     print(f"floor  read_csv + write_deltalake   {floor:6.2f} s  {rows / floor:12,.0f} rows/s")
     print(f"loopml ingest_arrow (in process)     {inproc:6.2f} s  {rows / inproc:12,.0f} rows/s")

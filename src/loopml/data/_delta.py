@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, write_deltalake
 from deltalake.exceptions import (
     CommitFailedError,
     DeltaError,
@@ -33,6 +33,12 @@ COMMIT_ID_KEY = "loopml.commit"
 INGEST_KEYS_KEY = "loopml.ingest_keys"
 """The commit's idempotency keys, ``[[key, body_sha256, rows], ...]`` as JSON text."""
 _HISTORY_SCAN = 50
+AFTER_COMMIT = PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=False)
+"""After each commit, a checkpoint every ``delta.checkpointInterval`` commits (100 unless the
+table says otherwise), so that opening a table fed by many small commits reads one Parquet
+checkpoint and a few JSON entries instead of every entry; and no expired-log cleanup, which
+would delete log entries by age alone (``delta.logRetentionDuration``) and so make versions
+that a run or a dataset snapshot references unreadable, whatever vacuum keeps for them."""
 
 
 @contextmanager
@@ -113,6 +119,7 @@ def write(
             commit_properties=CommitProperties(
                 custom_metadata={**(metadata or {}), COMMIT_ID_KEY: commit_id}
             ),
+            post_commithook_properties=AFTER_COMMIT,
         )
     return commit_id
 

@@ -23,11 +23,13 @@ from deltalake import DeltaTable
 
 from loopml.core.errors import ConflictError, LoopmlError, ValidationError
 from loopml.core.ingest import IngestKey, RecordsCommit
+from loopml.core.lake import LakeTable
 from loopml.data import _delta, _tables, housekeeping, lake
 from loopml.data._record_parse import RecordPost, read_typed
 from loopml.data._schema import plan_cast
 from loopml.settings import LakeSettings
 from loopml.storage import ArtifactStore
+from loopml.storage.native import NativeLocation
 from loopml.store import MetadataStore, ingest_keys
 
 log = logging.getLogger("loopml.data")
@@ -63,6 +65,9 @@ class Handle:
 
     uri: str
     table: DeltaTable
+    schema: pa.Schema | None = None
+    """The table's schema after the last batch, read by the event loop's thread (the
+    ``table`` itself is the commit thread's) to read the next posts with its types."""
 
 
 def key_reused(key: str, rows: int, version: int | None) -> ValidationError:
@@ -102,6 +107,9 @@ class _Batch:
         self.outcomes: list[Outcome | None] = [None] * len(posts)
         self.claimed: list[int] = []
         self.version_before = -1
+        self.located: tuple[LakeTable, NativeLocation] | None = None
+        """The table's row (reconciled) and location, for the batch's first commit only:
+        after it the row is out of date."""
 
     def run(self) -> BatchResult:
         try:
@@ -114,6 +122,11 @@ class _Batch:
             self.outcomes = [exc if o is None else o for o in self.outcomes]
         finally:
             self._release()
+        if self.handle is not None:
+            try:
+                self.handle.schema = _delta.arrow_schema(self.handle.table)
+            except Exception:  # only a hint for reading posts; the commit stands
+                self.handle.schema = None
         outcomes = [o if o is not None else RuntimeError("no outcome") for o in self.outcomes]
         return BatchResult(outcomes, self.handle, self._compaction_due())
 
@@ -140,8 +153,9 @@ class _Batch:
             dt = _delta.open_table(loc)
             self.handle = None if dt is None else Handle(loc.uri, dt)
         if self.handle is not None:
-            _tables.reconcile(self.store, row, self.handle.table)
+            row = _tables.reconcile(self.store, row, self.handle.table)
             self.version_before = self.handle.table.version()
+        self.located = (row, loc)
 
     def _claim(self) -> None:
         keyed = [i for i, post in enumerate(self.posts) if post.key is not None]
@@ -210,7 +224,9 @@ class _Batch:
             actor=self.actor,
             commit_metadata=_delta.keys_metadata(keys),
             delta_table=None if self.handle is None else self.handle.table,
+            located=self.located,
         )
+        self.located = None
         for i in fitted:
             self.outcomes[i] = RecordsCommit(
                 table=self.table,

@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loopml.core.errors import ValidationError
+from loopml.core.errors import LoopmlError, ValidationError
 from loopml.core.lake import ColumnInfo
 
 MAX_SHOWN_ROWS = 5
@@ -152,13 +152,14 @@ def _describe(problems: list[dict[str, Any]], hint: str) -> str:
 
 
 def cast_batches(
-    batches: Iterator[pa.RecordBatch], target: pa.Schema, failures: list[ValidationError]
+    batches: Iterator[pa.RecordBatch], target: pa.Schema, failures: list[LoopmlError]
 ) -> Iterator[pa.RecordBatch]:
     """``batches`` cast to ``target``, column order included.
 
     A value that does not survive the cast (an int64 too large for float64) stops the stream;
     its ``ValidationError`` is put in ``failures`` so the caller can raise it once the native
-    writer has given up (an exception crossing the writer loses its class).
+    writer has given up (an exception crossing the writer loses its class). So is a loopml
+    error raised by the source (a streamed upload over its size limit: 413).
     """
     source = iter(batches)
     while True:
@@ -166,8 +167,11 @@ def cast_batches(
             batch = next(source)
         except StopIteration:
             return
+        except LoopmlError as exc:
+            failures.append(exc)
+            raise
         except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-            failures.append(unreadable(exc))
+            failures.append(_cause(exc) or unreadable(exc))
             raise
         try:
             yield _cast(batch, target)
@@ -179,6 +183,13 @@ def cast_batches(
                 )
             )
             raise
+
+
+def _cause(exc: BaseException) -> LoopmlError | None:
+    # Arrow reports an error raised by a Python file it reads as its own, with the original
+    # as the cause or context.
+    seen = exc.__cause__ or exc.__context__
+    return seen if isinstance(seen, LoopmlError) else None
 
 
 def unreadable(exc: Exception) -> ValidationError:

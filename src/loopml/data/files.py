@@ -1,13 +1,16 @@
 """File ingest: CSV, Parquet and JSON Lines read with Arrow's own readers (no Python loops).
 
-Uploads arrive streamed; ``spool`` writes them to a server-named temporary file (bounded by
-the upload limit, removed afterwards whatever happens) and ``read_upload`` reads that file.
-A filename sent by a client only ever selects the format by its extension: it is never used
-as a path (RELIABILITY 6).
+Uploads arrive streamed. CSV and JSON Lines are read as they arrive (``read_stream``):
+Arrow parses one block while the next is still on the wire, and nothing is written twice.
+Parquet keeps its index at the end of the file, so ``spool`` writes it to a server-named
+temporary file first (removed afterwards whatever happens) and ``read_upload`` reads that.
+Either way the upload limit is enforced as bytes arrive. A filename sent by a client only
+ever selects the format by its extension: it is never used as a path (RELIABILITY 6).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 import time
@@ -101,14 +104,123 @@ def read_upload(
             file = pq.ParquetFile(source)
             return pa.RecordBatchReader.from_batches(file.schema_arrow, file.iter_batches())
         if fmt == "jsonl":
-            return pjson.read_json(source, pjson.ReadOptions(block_size=_BLOCK)).to_reader()
+            return _jsonl(source)
         return pcsv.open_csv(source, read_options=pcsv.ReadOptions(block_size=_BLOCK))
     except (pa.ArrowInvalid, OSError) as exc:
-        raise ValidationError(
-            f"the file does not parse as {fmt}: {str(exc)[:300]}; check the format "
-            "(pass format=csv|parquet|jsonl) and the file's content",
-            details={"format": fmt, "reason": str(exc)[:500]},
-        ) from exc
+        raise _unparsable(fmt, exc) from exc
+
+
+def _unparsable(fmt: str, exc: Exception) -> ValidationError:
+    return ValidationError(
+        f"the file does not parse as {fmt}: {str(exc)[:300]}; check the format "
+        "(pass format=csv|parquet|jsonl) and the file's content",
+        details={"format": fmt, "reason": str(exc)[:500]},
+    )
+
+
+def _jsonl(source: str | os.PathLike[str] | BinaryIO) -> pa.RecordBatchReader:
+    table = pjson.read_json(source, pjson.ReadOptions(block_size=_BLOCK))
+    for field in table.schema:
+        if _has_empty_struct(field.type):
+            # Parquet cannot store a struct without fields: the native writer would fail
+            # half-way with an error that reads as the server's (it was a 503).
+            raise ValidationError(
+                f"field {field.name!r} holds an empty object ({{}}) in every line that has "
+                "it, and Parquet cannot store an object without fields: leave the field "
+                "out, send null, or give the object at least one field",
+                details={"column": field.name, "reason": "empty_object"},
+            )
+    return table.to_reader()
+
+
+def _has_empty_struct(kind: pa.DataType) -> bool:
+    if pa.types.is_struct(kind):
+        return kind.num_fields == 0 or any(_has_empty_struct(f.type) for f in kind)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_map(kind):
+        return _has_empty_struct(kind.value_type)
+    return False
+
+
+class _UploadStream(io.RawIOBase):
+    """A streamed upload as a read-only binary file that counts what it has read and raises
+    ``PayloadTooLargeError`` past ``limit`` bytes (Arrow's readers pull from it)."""
+
+    def __init__(self, chunks: Iterable[bytes], limit: int, head: bytes = b"") -> None:
+        self._chunks = iter(chunks)
+        self._buffer = head
+        self._limit = limit
+        self._size = len(head)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not self._buffer:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._size += len(chunk)
+            if self._size > self._limit:
+                raise _too_large(self._limit)
+            self._buffer = chunk
+        size = min(len(buffer), len(self._buffer))
+        buffer[:size] = self._buffer[:size]
+        self._buffer = self._buffer[size:]
+        return size
+
+
+def _too_large(limit: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(
+        f"the upload is over the limit of {limit} bytes: split the file, or raise "
+        "server.max_upload_bytes",
+        details={"max_bytes": limit},
+    )
+
+
+def _first_bytes(chunks: Iterator[bytes], size: int) -> bytes:
+    head = b""
+    while len(head) < size:
+        chunk = next(chunks, None)
+        if chunk is None:
+            break
+        head += chunk
+    return head
+
+
+@contextmanager
+def read_stream(
+    chunks: Iterable[bytes], format: FileFormat | None, folder: Path, limit: int
+) -> Iterator[pa.RecordBatchReader]:
+    """Read a streamed upload as Arrow record batches, parsing it as it arrives.
+
+    CSV and JSON Lines are read straight from the stream; Parquet (named, or recognised by
+    its first bytes) is spooled under ``folder`` first (see the module docstring). Reading
+    the stream past ``limit`` bytes raises ``PayloadTooLargeError``, whenever that happens:
+    a writer consuming the reader must let it through (``cast_batches`` does).
+
+    Raises:
+        ValidationError: a file that does not parse as its format.
+        PayloadTooLargeError: more than ``limit`` bytes arrived.
+    """
+    source = iter(chunks)
+    head = b""
+    if format is None:
+        head = _first_bytes(source, 4)
+        format = "parquet" if head[:4] == b"PAR1" else None
+    if format == "parquet":
+        with spool(_prepend(head, source), folder, limit) as path:
+            yield read_upload(path, format)
+        return
+    if format is None:
+        format = "jsonl" if head.lstrip()[:1] == b"{" else "csv"
+    stream = io.BufferedReader(_UploadStream(source, limit, head), buffer_size=1 << 20)
+    yield read_upload(stream, format)
+
+
+def _prepend(head: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if head:
+        yield head
+    yield from rest
 
 
 def sweep_spool(folder: Path, max_age_s: float = SPOOL_MAX_AGE_S) -> int:
@@ -143,11 +255,7 @@ def spool(chunks: Iterable[bytes], folder: Path, limit: int) -> Iterator[Path]:
             for chunk in chunks:
                 size += len(chunk)
                 if size > limit:
-                    raise PayloadTooLargeError(
-                        f"the upload is over the limit of {limit} bytes: split the file, or "
-                        "raise server.max_upload_bytes",
-                        details={"max_bytes": limit},
-                    )
+                    raise _too_large(limit)
                 out.write(chunk)
         yield path
     finally:

@@ -92,7 +92,8 @@ def compact(
     before = _file_sizes(dt)
     with _delta.delta_errors("compacting the table"):
         dt.optimize.compact(
-            commit_properties=CommitProperties(custom_metadata={"loopml.actor": actor})
+            commit_properties=CommitProperties(custom_metadata={"loopml.actor": actor}),
+            post_commithook_properties=_delta.AFTER_COMMIT,
         )
     after_dt = _delta.open_table(loc)
     assert after_dt is not None, "a compacted table has a log"
@@ -190,6 +191,7 @@ def _delta_vacuum(
         dry_run=dry_run,
         enforce_retention_duration=False,
         keep_versions=keep or None,
+        post_commithook_properties=_delta.AFTER_COMMIT,
     )
 
 

@@ -158,6 +158,7 @@ def ingest_arrow(
     lake_settings: LakeSettings | None = None,
     commit_metadata: Mapping[str, str] | None = None,
     delta_table: DeltaTable | None = None,
+    located: tuple[LakeTable, NativeLocation] | None = None,
 ) -> TableCommit:
     """Write ``data`` to a table as one Delta commit and emit ``table.appended``.
 
@@ -180,6 +181,8 @@ def ingest_arrow(
         delta_table: the table, already open at a recent version (``open_delta``), to
             write through instead of reading its log again; it is left at the new version.
             No other thread may use it meanwhile.
+        located: the table's row and location as just read (and reconciled with
+            ``delta_table``), which saves reading them again; the row must be current.
 
     Returns:
         The commit (its version and the rows it added).
@@ -193,7 +196,7 @@ def ingest_arrow(
     """
     validate_table_name(table)
     mode = validate_write_mode(mode)
-    row, loc = _tables.located(store, artifacts, project, table, create, actor)
+    row, loc = located or _tables.located(store, artifacts, project, table, create, actor)
     if row.contract is None:
         return _write(
             store,
@@ -266,7 +269,7 @@ def _write(
     target = pa.schema([pa.field(f.name, f.type, f.nullable) for f in reader.schema])
     if dt is not None and mode == "append":
         target = plan_cast(_delta.arrow_schema(dt), reader.schema, first)
-    failures: list[ValidationError] = []
+    failures: list[LoopmlError] = []
     stream = pa.RecordBatchReader.from_batches(target, cast_batches(batches, target, failures))
     try:
         commit_id = _delta.write(loc, stream, mode, metadata=metadata, table=dt)

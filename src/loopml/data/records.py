@@ -12,7 +12,11 @@ at a time; posts arriving meanwhile wait for the next one, which starts
 - or as soon as as many posts are waiting as were in flight together during the previous
   round: clients that wait for their answer before posting again are all back, and waiting
   longer would only add latency;
-- and at the latest ``lake.records_batch_ms`` after the first of them arrived.
+- and at the latest ``lake.records_batch_ms`` after the first of them arrived, or after
+  the commit in flight ended, whichever is later. Posts that arrive during a commit thus
+  wait briefly for the posters just answered: clients that post, wait and post again all
+  share the next commit instead of splitting into groups that alternate, which would pay a
+  commit's fixed cost (most of its time) for half the records.
 
 Each post is answered only once its commit is recorded, and lands whole or not at all: a
 post that does not fit the table is refused alone (see ``loopml.data._record_commit``).
@@ -30,6 +34,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import anyio.to_thread
+import pyarrow as pa
 
 from loopml.core.errors import ServiceUnavailableError
 from loopml.core.ingest import RecordsCommit
@@ -160,6 +165,15 @@ class RecordBatcher:
         self._enqueue(queue, waiting)
         return await asyncio.shield(waiting.future)
 
+    def schema_hint(self, project: str, table: str) -> pa.Schema | None:
+        """The table's schema as this server's last commit to it left it (``None`` if
+        unknown), to read posts with its types (see ``read_post``); only a hint, since
+        another writer may have changed it since."""
+        for (p, t, _), queue in self._queues.items():
+            if p == project and t == table and queue.handle is not None:
+                return queue.handle.schema
+        return None
+
     @property
     def waiting(self) -> int:
         """Posts waiting for their commit or in one, over all tables."""
@@ -195,9 +209,12 @@ class RecordBatcher:
         queue.peak = max(queue.peak, len(queue.pending) + queue.committing)
         if self._ready(queue):
             self._flush(queue)
-        elif queue.timer is None:
-            delay = self._settings.records_batch_ms / 1000
-            queue.timer = asyncio.get_running_loop().call_later(delay, self._flush, queue)
+        elif queue.timer is None and not queue.committing:
+            self._arm(queue)
+
+    def _arm(self, queue: _Queue) -> None:
+        delay = self._settings.records_batch_ms / 1000
+        queue.timer = asyncio.get_running_loop().call_later(delay, self._flush, queue)
 
     def _ready(self, queue: _Queue) -> bool:
         """Whether the pending posts need not wait for the timer: enough records, or as
@@ -256,6 +273,8 @@ class RecordBatcher:
         queue.idle_since = asyncio.get_running_loop().time()
         if queue.pending and (queue.due or self._closing or self._ready(queue)):
             self._flush(queue)
+        elif queue.pending and queue.timer is None:
+            self._arm(queue)
         if result.compact:
             self._compact(queue)
 

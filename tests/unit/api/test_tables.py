@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -64,7 +65,8 @@ def test_hostile_filename_header_is_never_a_path(
     assert not target.exists()
     assert not (tmp_path / "evil.csv").exists()
     spool = tmp_path / "home" / "tmp" / "ingest"
-    assert list(spool.iterdir()) == []  # the spooled upload is gone
+    # CSV is read as it arrives: nothing is spooled, or what was is gone
+    assert not spool.exists() or list(spool.iterdir()) == []
     assert client.tables.get("default", "t1").row_count == 1
 
 
@@ -92,3 +94,31 @@ def test_a_binary_body_is_a_422_not_a_crash(http: TestClient) -> None:
     png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x08\x00:~\xc2U\x00IEND\xaeB`\x82"
     response = http.post("/api/v1/projects/default/tables/t/files", content=png)
     assert response.status_code == 422, response.text
+
+
+def test_a_jsonl_field_always_empty_is_a_422_naming_it(http: TestClient) -> None:
+    body = b'{"id": 1, "meta": {}}\n{"id": 2, "meta": {}}\n'
+    response = http.post(
+        "/api/v1/projects/default/tables/t/files", params={"format": "jsonl"}, content=body
+    )
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert "'meta' holds an empty object" in error["message"]
+    assert error["details"]["column"] == "meta"
+    assert http.get("/api/v1/projects/default/tables/t").status_code == 404  # nothing made
+
+
+def test_a_streamed_upload_over_the_limit_is_413_and_lands_nothing(
+    http: TestClient, client: Client, tmp_path: Path
+) -> None:
+    client.tables.create("default", "big", columns=[{"name": "a", "type": "int64"}])
+
+    def body() -> Iterator[bytes]:  # streamed: the limit is found while Arrow reads
+        yield b"a\n"
+        for _ in range(MAX_UPLOAD // 60_000 + 2):
+            yield b"1\n" * 30_000
+
+    response = http.post("/api/v1/projects/default/tables/big/files?format=csv", content=body())
+    assert response.status_code == 413, response.text
+    table = client.tables.get("default", "big")
+    assert (table.version, table.row_count) == (0, 0)

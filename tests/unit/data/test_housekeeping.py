@@ -188,3 +188,30 @@ def test_snapshots_of_another_table_or_project_keep_nothing(
     datasets.create_version(store, artifacts, "other", "snap", "sales@0", actor=ACTOR)
     assert housekeeping.referenced_versions(store, "default", "sales") == set()
     assert housekeeping.referenced_versions(store, "default", "sales_eu") == {0}
+
+
+def test_many_small_commits_are_checkpointed_and_old_log_entries_kept(
+    store: MetadataStore, artifacts: ArtifactStore
+) -> None:
+    """A checkpoint every 100 commits keeps opening the table cheap; log entries are never
+    deleted by age, even where the table's log retention says they expired, so a version a
+    run references stays readable (vacuum keeps its files)."""
+    _append(store, artifacts, 1)
+    dt = lake.open_delta(store, artifacts, "default", "sales")
+    dt.alter.set_table_properties({"delta.logRetentionDuration": "interval 0 seconds"})
+    _append(store, artifacts, 105)
+    with store.session() as session:
+        project_id = projects.get(session, "default").id
+    table_id = lake.get_table(store, artifacts, "default", "sales").id
+    log = [
+        o.key.rsplit("/", 1)[1]
+        for o in artifacts.list(layout.lake_table_prefix(project_id, table_id))
+        if "/_delta_log/" in o.key
+    ]
+    assert "00000000000000000099.checkpoint.parquet" in log
+    assert "00000000000000000000.json" in log
+    assert _rows(store, artifacts, 0) == [0, 1]
+    housekeeping.vacuum(
+        store, artifacts, "default", "sales", retention_hours=0, dry_run=False, actor=ACTOR
+    )
+    assert lake.open_delta(store, artifacts, "default", "sales", 0).version() == 0

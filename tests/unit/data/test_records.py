@@ -458,3 +458,21 @@ def test_a_new_table_needs_a_type_for_every_field(
 def test_the_body_hash_is_of_the_bytes_sent() -> None:
     body = _body({"id": 1})
     assert read_post(body, NDJSON, max_records=1).body_sha256 == hashlib.sha256(body).hexdigest()
+
+
+def test_a_post_read_with_the_table_schema_matches_one_read_without() -> None:
+    """The schema hint only speeds reading: where the records do not parse with its types,
+    they are read as without it, and the schema check refuses them the same way."""
+    schema = pa.schema([("id", pa.int64()), ("at", pa.timestamp("s")), ("x", pa.float64())])
+    body = _body({"id": 1, "at": "2024-05-01T10:00:00", "x": 2}, {"id": 2, "extra": True})
+    hinted = read_post(body, NDJSON, max_records=10, schema=schema).records
+    assert hinted.schema.field("at").type == pa.timestamp("s")
+    assert hinted.schema.field("x").type == pa.float64()  # 2 read as a double
+    assert hinted.column("extra").to_pylist() == [None, True]  # kept: the check refuses it
+    wrong = _body({"id": "one", "at": "2024-05-01T10:00:00"})
+    plain = read_post(wrong, NDJSON, max_records=10)
+    assert read_post(wrong, NDJSON, max_records=10, schema=schema).records == plain.records
+    strict = pa.schema([pa.field("id", pa.int64(), nullable=False)])
+    assert read_post(
+        _body({"x": 1}), NDJSON, max_records=10, schema=strict
+    ).records.column_names == ["x"]

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from functools import partial
 from typing import Any
 
+import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 import pyarrow as pa
 from starlette.requests import Request
 
 from loopml.api.context import AppContext
 from loopml.api.schemas_data import ReportPage, TableHead
-from loopml.api.streaming import blocking_chunks
 from loopml.core.contracts import Contract
 from loopml.core.errors import ServiceUnavailableError
 from loopml.core.housekeeping import CompactReport, VacuumReport
@@ -50,16 +51,17 @@ async def ingest_upload(
     content_type: str | None,
     actor: str,
 ) -> TableCommit:
-    """Spool a streamed upload, read it with Arrow and commit it to the table."""
+    """Read a streamed upload with Arrow as it arrives (Parquet: once spooled) and commit
+    it to the table."""
     validate_project_name(project)
     validate_table_name(table)
     write_mode = validate_mode(mode)
     fmt = files.infer_format(format, filename=filename, content_type=content_type)
     limit = ctx.settings.server.max_upload_bytes
+    chunks = _pulled(body, anyio.lowlevel.current_token())
 
     def work() -> TableCommit:
-        with files.spool(blocking_chunks(body), spool_folder(ctx), limit) as path:
-            reader = files.read_upload(path, fmt)
+        with files.read_stream(chunks, fmt, spool_folder(ctx), limit) as reader:
             return lake.ingest_arrow(
                 ctx.store,
                 ctx.artifacts,
@@ -72,6 +74,24 @@ async def ingest_upload(
             )
 
     return await anyio.to_thread.run_sync(work)
+
+
+def _pulled(body: AsyncIterator[bytes], token: anyio.lowlevel.EventLoopToken) -> Iterator[bytes]:
+    """The chunks of an async body for a blocking reader, pulled from the event loop one at
+    a time (memory holds one chunk). Unlike ``blocking_chunks`` it may be iterated from any
+    thread, not only the worker thread: Arrow's readers read ahead in threads of their own.
+    """
+
+    async def next_chunk() -> bytes:
+        return await body.__anext__()
+
+    while True:
+        try:
+            chunk = anyio.from_thread.run(next_chunk, token=token)
+        except StopAsyncIteration:
+            return
+        if chunk:
+            yield chunk
 
 
 async def append_records(
@@ -104,6 +124,7 @@ async def append_records(
             content_type,
             key=key,
             max_records=ctx.settings.lake.records_max_per_post,
+            schema=batcher.schema_hint(project, table),
         )
     )
     return await batcher.append(project, table, post, actor=actor)
