@@ -33,6 +33,7 @@ from loopml.core.errors import (
     UnsupportedMediaTypeError,
     error_headers,
 )
+from loopml.serve.oip import error_body_for
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _JSON_TYPE = re.compile(r"^application/([\w.+-]+\+)?json\s*(;.*)?$", re.IGNORECASE)
@@ -100,7 +101,7 @@ class RequestGuardMiddleware:
         headers = _headers(scope["headers"])
         error = self._check_headers(scope, headers)
         if error is not None:
-            await _send_error(send, error)
+            await _send_error(send, error, scope["path"])
             return
         raw = self.config.raw_body_route(scope["path"])
         limit = self.config.max_upload_bytes if raw else self.config.max_body_bytes
@@ -189,7 +190,7 @@ class _LimitedRequest:
                 # Whatever the app made of the cut-off body (FastAPI turns a failed body read
                 # into a 400), the caller must learn the real reason: the size.
                 self.response_started = True
-                await _send_error(send, _too_large(self.limit))
+                await _send_error(send, _too_large(self.limit), scope["path"])
                 return
             if self.exceeded:
                 return
@@ -203,7 +204,7 @@ class _LimitedRequest:
             if not self.exceeded:
                 raise
             if not self.response_started:
-                await _send_error(send, _too_large(self.limit))
+                await _send_error(send, _too_large(self.limit), scope["path"])
 
 
 def _too_large(limit: int) -> PayloadTooLargeError:
@@ -217,8 +218,9 @@ def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw}
 
 
-async def _send_error(send: Send, error: LoopmlError) -> None:
-    body = orjson.dumps(error.to_dict())
+async def _send_error(send: Send, error: LoopmlError, path: str) -> None:
+    # Open Inference Protocol paths (the gateway's) answer the protocol's error body.
+    body = orjson.dumps(error_body_for(path, error))
     await send(
         {
             "type": "http.response.start",

@@ -17,6 +17,7 @@ A column becomes:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -26,6 +27,8 @@ from loopml.core.errors import ValidationError
 from loopml.train.packaging import ColumnSpec, Signature
 
 _NONE = type(None)
+_NUMERIC = frozenset({"float", "integer"})
+_NUMBERS = frozenset({int, float, _NONE})
 _ALLOWED: dict[str, frozenset[type]] = {
     "float": frozenset({int, float, _NONE}),
     "integer": frozenset({int, float, _NONE}),
@@ -182,9 +185,57 @@ def from_instances(
             "the model's columns)",
             details={"row": row, "got": json_type(instances[row])},
         )
+    numeric = _numeric_columns(signature, columns)
+    if numeric is not None:
+        return numeric
     return {
         spec.name: to_array(spec, col) for spec, col in zip(signature.inputs, columns, strict=True)
     }
+
+
+def _numeric_columns(
+    signature: Signature, columns: list[Sequence[Any]]
+) -> dict[str, np.ndarray] | None:
+    """The common case in one ``np.array`` call: every column a number and every value a
+    number or null. ``None`` otherwise, and for anything ``to_array`` would refuse: the
+    per-column path then finds the offending value and names it, so the checks are the same.
+    """
+    plan = _plan(signature)
+    if plan is None:
+        return None
+    names, integers = plan
+    if not set(map(type, chain.from_iterable(columns))) <= _NUMBERS:
+        return None
+    try:
+        matrix = np.array(columns, dtype=np.float64)
+    except (OverflowError, ValueError):
+        return None
+    if integers:
+        values = matrix[integers]
+        if (np.isfinite(values) & (values != np.floor(values))).any():
+            return None
+    return dict(zip(names, matrix, strict=True))
+
+
+_Plan = tuple[tuple[str, ...], list[int]]
+_PLANS: dict[int, tuple[Signature, _Plan | None]] = {}
+
+
+def _plan(signature: Signature) -> _Plan | None:
+    """For an all-number signature of two columns or more: the names and the integer
+    columns' positions (kept per signature: a server has one)."""
+    cached = _PLANS.get(id(signature))
+    if cached is not None and cached[0] is signature:
+        return cached[1]
+    specs = signature.inputs
+    plan: _Plan | None = None
+    if len(specs) >= 2 and all(spec.type in _NUMERIC for spec in specs):
+        integers = [i for i, spec in enumerate(specs) if spec.type == "integer"]
+        plan = (tuple(spec.name for spec in specs), integers)
+    if len(_PLANS) > 64:  # signatures of models no longer loaded (tests load many)
+        _PLANS.clear()
+    _PLANS[id(signature)] = (signature, plan)
+    return plan
 
 
 def _from_records(signature: Signature, records: list[dict[str, Any]]) -> list[Sequence[Any]]:

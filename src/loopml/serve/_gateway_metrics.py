@@ -20,6 +20,7 @@ and ``version`` ``""``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -29,6 +30,8 @@ from loopml.serve.metrics import LATENCY_BUCKETS
 from loopml.serve.routing import Routes
 
 _DEPLOYMENT = ("project", "deployment")
+_Children = tuple[Any, Any, Any]
+"""The labelled requests counter, latency histogram and errors counter (or ``None``)."""
 _VERSION = (*_DEPLOYMENT, "model", "version")
 
 
@@ -101,6 +104,7 @@ class GatewayMetrics:
             registry=registry,
         )
         registry.register(_ReplicaGauge(routes))
+        self._children: dict[tuple[tuple[str, ...], str, int, str | None], _Children] = {}
 
     def observe(
         self,
@@ -114,10 +118,27 @@ class GatewayMetrics:
     ) -> None:
         """One answered request."""
         labels = (*key, model, version)
-        self.requests.labels(*labels, revision, str(status)).inc()
-        self.latency.labels(*labels).observe(seconds)
-        if code is not None:
-            self.errors.labels(*labels, code).inc()
+        children = self._children.get((labels, revision, status, code))
+        if children is None:
+            children = self._children_of(labels, revision, status, code)
+        children[0].inc()
+        children[1].observe(seconds)
+        if children[2] is not None:
+            children[2].inc()
+
+    def _children_of(
+        self, labels: tuple[str, ...], revision: str, status: int, code: str | None
+    ) -> _Children:
+        # ``labels()`` takes a lock and builds keys on every call: the hot path looks the
+        # labelled children up once per label set and keeps them. The label sets are bounded
+        # (deployments x revisions x statuses x codes): names in URLs never get here.
+        children: _Children = (
+            self.requests.labels(*labels, revision, str(status)),
+            self.latency.labels(*labels),
+            None if code is None else self.errors.labels(*labels, code),
+        )
+        self._children[(labels, revision, status, code)] = children
+        return children
 
     def render(self) -> bytes:
         """Every metric in the Prometheus text format."""

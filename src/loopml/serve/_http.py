@@ -27,6 +27,7 @@ from loopml.core.errors import (
 from loopml.core.ids import new_id
 from loopml.serve.batching import OverloadedError
 from loopml.serve.metrics import ServerMetrics
+from loopml.serve.oip import error_body_for
 
 INFERENCE_ID_HEADER = "X-Inference-Id"
 REQUEST_ID_HEADER = b"x-request-id"
@@ -56,13 +57,14 @@ def json_response(
 
 
 def error_response(request: Request, error: LoopmlError) -> Response:
-    """The platform's error body, plus the inference id, for ``error``."""
+    """The error body for ``error`` (the V2 one on V2 paths, see ``loopml.serve.oip``), plus
+    the inference id."""
     state = request.scope.setdefault("state", {})
     state["error_code"] = error.code
     headers = error_headers(error.code, error.message)
     if isinstance(error, OverloadedError):
         headers["Retry-After"] = "1"
-    body = {**error.to_dict(), "inference_id": state.get("inference_id")}
+    body = {**error_body_for(request.url.path, error), "inference_id": state.get("inference_id")}
     return json_response(body, error.status, headers)
 
 

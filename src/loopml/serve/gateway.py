@@ -39,11 +39,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp
 
 from loopml.core.deployments import DEPLOYMENT_NAME_PATTERN
 from loopml.core.errors import (
@@ -54,9 +54,12 @@ from loopml.core.errors import (
 )
 from loopml.core.ids import new_id
 from loopml.core.names import DEFAULT_PROJECT, PROJECT_NAME_PATTERN
+from loopml.serve._fastpath import GatewayFastPath
 from loopml.serve._gateway_metrics import GatewayMetrics
 from loopml.serve._http import MethodNotAllowedError, safe_id
+from loopml.serve._upstream import Unreachable, UpstreamAnswer, UpstreamClient, UpstreamTimeout
 from loopml.serve.metrics import CONTENT_TYPE
+from loopml.serve.oip import error_body_for
 from loopml.serve.routing import Backend, RevisionRoute, Routes, RouteSource
 
 log = logging.getLogger("loopml.serve.gateway")
@@ -65,25 +68,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 Upstream = Callable[[Backend], str]
 """The path to call on a replica (it depends on the model the replica serves)."""
 
-_REQUEST_HEADERS = ("content-type", "accept", "inference-header-content-length")
-_RESPONSE_HEADERS = frozenset(
-    {
-        "content-type",
-        "x-inference-id",
-        "retry-after",
-        "x-loopml-error-code",
-        "x-loopml-error-message",
-    }
-)
-# The replica went away (crashed, stopped, or a pooled connection it closed): nothing was
-# answered, so another replica may answer instead. Inference has no side effect to repeat.
-_UNREACHABLE = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.RemoteProtocolError,
-    httpx.ReadError,
-    httpx.WriteError,
-)
+_REQUEST_HEADERS = (b"content-type", b"accept", b"inference-header-content-length")
 
 
 class GatewayTimeoutError(LoopmlError):
@@ -91,10 +76,6 @@ class GatewayTimeoutError(LoopmlError):
 
     status = 504
     code = "upstream_timeout"
-
-
-class _Unreachable(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -155,11 +136,11 @@ def _json(body: dict[str, Any], status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
-def _error(error: LoopmlError) -> Response:
+def _error(path: str, error: LoopmlError) -> Response:
     headers = error_headers(error.code, error.message)
     if isinstance(error, ServiceUnavailableError):
         headers["Retry-After"] = "1"
-    response = _json(error.to_dict(), error.status)
+    response = _json(error_body_for(path, error), error.status)
     response.headers.update(headers)
     return response
 
@@ -189,7 +170,7 @@ class Gateway:
         self.on_shadow = on_shadow
         self.on_answer = on_answer
         self.metrics = GatewayMetrics(source.all_routes)
-        self._client: httpx.AsyncClient | None = None
+        self._client: UpstreamClient | None = None
         self._turns: dict[tuple[str, str, int], Iterator[int]] = {}
         self._random = random.Random()  # noqa: S311 - traffic split, not security
         self._shadows: set[asyncio.Task[None]] = set()
@@ -199,11 +180,12 @@ class Gateway:
     async def start(self) -> None:
         """Open the connection pool."""
         cfg = self.config
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(cfg.timeout_s, connect=cfg.connect_timeout_s),
-            limits=httpx.Limits(max_connections=cfg.max_connections, max_keepalive_connections=64),
-            trust_env=False,
+        self._client = UpstreamClient(
+            connect_timeout_s=cfg.connect_timeout_s,
+            timeout_s=cfg.timeout_s,
+            max_connections=cfg.max_connections,
         )
+        await self._client.start()
 
     async def close(self) -> None:
         """Let shadow copies in flight finish (briefly), then close the pool."""
@@ -212,7 +194,7 @@ class Gateway:
         for task in list(self._shadows):
             task.cancel()
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
             self._client = None
 
     def routes(self) -> list[BaseRoute]:
@@ -235,6 +217,12 @@ class Gateway:
         routes.append(Route("/metrics", self._metrics, methods=["GET"]))
         return routes
 
+    def fast_path(self, app: ASGIApp) -> ASGIApp:
+        """``app`` behind a middleware that serves the gateway's routes directly (see
+        ``loopml.serve._fastpath.GatewayFastPath``); for the platform app's
+        ``add_middleware``, inside the request guard."""
+        return GatewayFastPath(app, self.routes())
+
     # ------------------------------------------------------------------ handlers
 
     def _guarded(self, handler: Handler) -> Handler:
@@ -248,8 +236,16 @@ class Gateway:
                 # Only deployments that exist get series: a name in a URL is not a label.
                 if key is not None and self.source.routes(*key) is not None:
                     elapsed = time.perf_counter() - started
-                    self.metrics.observe(key, "", "", "", exc.status, elapsed, exc.code)
-                return _error(exc)
+                    # A replica that could not be reached or timed out counts against the
+                    # revision it was sent to, so a canary's error budget sees it.
+                    tried: RevisionRoute | None = getattr(request.state, "gateway_revision", None)
+                    model, version, number = (
+                        ("", "", "")
+                        if tried is None
+                        else (tried.model, str(tried.version), str(tried.number))
+                    )
+                    self.metrics.observe(key, model, version, number, exc.status, elapsed, exc.code)
+                return _error(request.url.path, exc)
 
         return guarded
 
@@ -352,22 +348,24 @@ class Gateway:
         if shadowed and routes.shadow is not None:
             self._shadow(key, routes.shadow, request, body, upstream, inference_id, picked[0])
         revision, backend = picked
+        request.state.gateway_revision = revision
         path = upstream(backend)
         try:
             answer = await self._send(request, backend, path, body, inference_id)
-        except _Unreachable:
+        except Unreachable:
             self.metrics.retries.labels(*key).inc()
             fresh = self.source.routes(project, name) or routes
             revision, backend = self._pick(fresh, pin, (backend,)) or await self._activate(key, pin)
+            request.state.gateway_revision = revision
             path = upstream(backend)
             try:
                 answer = await self._send(request, backend, path, body, inference_id)
-            except _Unreachable:
+            except Unreachable:
                 raise ServiceUnavailableError(
                     f"deployment {name!r}: no replica could be reached; retry",
                     details={"deployment": name},
                 ) from None
-        if shadowed and answer.status_code == 200:
+        if shadowed and answer.status == 200:
             self._served(request, key, revision, path, body, answer, inference_id)
         return self._answer(request, key, revision, answer)
 
@@ -378,7 +376,7 @@ class Gateway:
         revision: RevisionRoute,
         path: str,
         body: bytes,
-        answer: httpx.Response,
+        answer: UpstreamAnswer,
         inference_id: str,
     ) -> None:
         """Hand a successful inference answer to ``on_answer`` (before the client gets it,
@@ -396,7 +394,7 @@ class Gateway:
             inference_id=answer.headers.get("x-inference-id") or inference_id,
             path=path,
             request_body=body,
-            status=answer.status_code,
+            status=answer.status,
             body=answer.content,
             latency_s=time.perf_counter() - request.state.gateway_started,
             primary_revision=revision.number,
@@ -410,6 +408,13 @@ class Gateway:
         self, routes: Routes, pin: int | None, exclude: tuple[Backend, ...]
     ) -> tuple[RevisionRoute, Backend] | None:
         """A revision by weight, then one of its usable replicas in turn."""
+        if len(routes.revisions) == 1 and pin is None and not exclude:
+            # The common case (no canary, no pin, a first try), without the lists below.
+            only = routes.revisions[0]
+            backends = only.usable()
+            if not backends:
+                return None
+            return only, backends[next(self._turn_of(routes, only)) % len(backends)]
         candidates = [
             r
             for r in routes.revisions
@@ -428,10 +433,14 @@ class Gateway:
         self, routes: Routes, revision: RevisionRoute, exclude: tuple[Backend, ...]
     ) -> Backend:
         backends = [b for b in revision.usable() if b not in exclude]
-        turn = self._turns.setdefault(
-            (routes.project, routes.name, revision.number), itertools.count()
-        )
-        return backends[next(turn) % len(backends)]
+        return backends[next(self._turn_of(routes, revision)) % len(backends)]
+
+    def _turn_of(self, routes: Routes, revision: RevisionRoute) -> Iterator[int]:
+        key = (routes.project, routes.name, revision.number)
+        turn = self._turns.get(key)
+        if turn is None:
+            turn = self._turns[key] = itertools.count()
+        return turn
 
     async def _activate(
         self, key: tuple[str, str], pin: int | None
@@ -454,23 +463,19 @@ class Gateway:
 
     async def _send(
         self, request: Request, backend: Backend, path: str, body: bytes, inference_id: str
-    ) -> httpx.Response:
+    ) -> UpstreamAnswer:
         assert self._client is not None, "the gateway is not started"
-        headers = {h: request.headers[h] for h in _REQUEST_HEADERS if h in request.headers}
+        headers = _passed_headers(request)
         headers["x-request-id"] = inference_id
+        query = request.scope["query_string"]
+        url = backend.url + path + ("?" + query.decode("latin-1") if query else "")
         backend.inflight += 1
         try:
-            return await self._client.request(
-                request.method,
-                backend.url + path,
-                params=request.url.query or None,
-                content=body or None,
-                headers=headers,
-            )
-        except _UNREACHABLE as exc:
+            return await self._client.send(request.method, url, body, headers)
+        except Unreachable:
             backend.failed = True
-            raise _Unreachable(str(exc)) from exc
-        except httpx.TimeoutException as exc:
+            raise
+        except UpstreamTimeout as exc:
             raise GatewayTimeoutError(
                 f"the replica did not answer within {self.config.timeout_s:g} s",
                 details={"revision": backend.revision},
@@ -483,13 +488,13 @@ class Gateway:
         request: Request,
         key: tuple[str, str],
         revision: RevisionRoute,
-        answer: httpx.Response,
+        answer: UpstreamAnswer,
     ) -> Response:
-        headers = {k: v for k, v in answer.headers.items() if k.lower() in _RESPONSE_HEADERS}
+        headers = answer.headers
         headers["X-Loopml-Revision"] = str(revision.number)
         headers["X-Loopml-Model"] = revision.model
         headers["X-Loopml-Model-Version"] = str(revision.version)
-        status = answer.status_code
+        status = answer.status
         code = answer.headers.get("x-loopml-error-code") or (
             f"http_{status}" if status >= 400 else None
         )
@@ -541,9 +546,9 @@ class Gateway:
         status, content, outcome = 0, b"", "unreachable"
         try:
             answer = await self._send(request, backend, path, body, inference_id)
-            status, content = answer.status_code, answer.content
+            status, content = answer.status, answer.content
             outcome = "ok" if status < 400 else "error"
-        except (_Unreachable, LoopmlError):
+        except (Unreachable, LoopmlError):
             pass
         self.metrics.shadow.labels(*key, shadow.model, str(shadow.version), outcome).inc()
         hook = self.on_shadow
@@ -568,6 +573,15 @@ class Gateway:
             )
         except Exception:
             log.exception("the shadow hook failed on deployment %s", key[1])
+
+
+def _passed_headers(request: Request) -> dict[str, str]:
+    """The client's headers a replica needs (read from the raw list: no Headers object)."""
+    return {
+        name.decode("latin-1"): value.decode("latin-1")
+        for name, value in request.scope["headers"]
+        if name in _REQUEST_HEADERS
+    }
 
 
 def _key(request: Request) -> tuple[str, str] | None:

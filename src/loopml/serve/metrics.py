@@ -20,6 +20,7 @@ process), and every series carries the process's deployment, model and version.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -56,7 +57,11 @@ BASE_LABELS = ("deployment", "model", "version")
 
 
 class _Counter:
-    """A counter whose base labels are fixed; ``inc`` takes the remaining label values."""
+    """A counter whose base labels are fixed; ``inc`` takes the remaining label values.
+
+    Labelled children are looked up once per label set and kept (here and in
+    ``_Histogram``): ``labels()`` takes a lock and builds a key on every call, and these are
+    updated on every request."""
 
     def __init__(
         self,
@@ -73,11 +78,15 @@ class _Counter:
             (*BASE_LABELS, *label_names),
             registry=registry,
         )
+        self._children: dict[tuple[str, ...], Any] = {}
         if not label_names:
             self._metric.labels(*base)
 
     def inc(self, labels: tuple[str, ...] = (), amount: float = 1.0) -> None:
-        self._metric.labels(*self._base, *labels).inc(amount)
+        child = self._children.get(labels)
+        if child is None:
+            child = self._children[labels] = self._metric.labels(*self._base, *labels)
+        child.inc(amount)
 
 
 class _Histogram:
@@ -101,8 +110,13 @@ class _Histogram:
             registry=registry,
         )
 
+        self._children: dict[tuple[str, ...], Any] = {}
+
     def observe(self, value: float, labels: tuple[str, ...] = ()) -> None:
-        self._metric.labels(*self._base, *labels).observe(value)
+        child = self._children.get(labels)
+        if child is None:
+            child = self._children[labels] = self._metric.labels(*self._base, *labels)
+        child.observe(value)
 
 
 class ServerMetrics:

@@ -49,7 +49,7 @@ class RevisionRoute:
 
     def usable(self) -> tuple[Backend, ...]:
         """The replicas no request has just failed to reach."""
-        return tuple(b for b in self.backends if not b.failed)
+        return tuple([b for b in self.backends if not b.failed])
 
 
 @dataclass(frozen=True)

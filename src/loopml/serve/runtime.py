@@ -79,12 +79,6 @@ class Prediction:
         return parts
 
 
-def _onnx_session(model: LoadedModel) -> Any:
-    # LoadedModel has no public handle on its session, and its predict/predict_proba run
-    # the graph once each; the server wants labels and probabilities from one run.
-    return model._model if model.format == "onnx" else None
-
-
 class ModelRuntime:
     """A loaded model as the server runs it.
 
@@ -113,7 +107,7 @@ class ModelRuntime:
         )
         self.is_classifier = self.signature.task == "classification"
         self.classes = list(self.signature.classes or []) if self.is_classifier else None
-        self._session = _onnx_session(model)
+        self._session = model.session
         self._graph_inputs: list[str] = (
             [i.name for i in self._session.get_inputs()] if self._session is not None else []
         )
@@ -250,7 +244,9 @@ def load_runtime(
         ArtifactIntegrityError, UnsafeArtifactError, NotFoundError: as ``load_model``.
     """
     try:
-        return ModelRuntime(load_model(path, manifest_sha256=manifest_sha256, prefer=prefer))
+        return ModelRuntime(
+            load_model(path, manifest_sha256=manifest_sha256, prefer=prefer, single_thread=True)
+        )
     except LoopmlError:
         raise
     except Exception as exc:

@@ -113,7 +113,13 @@ def test_unknown_names_get_404_and_no_metric_series(http: TestClient) -> None:
     ):
         answer = http.post(path, json={})
         assert answer.status_code == 404, path
-        assert answer.json()["error"]["code"] == "not_found"
+        body = answer.json()
+        if path.startswith("/v2/"):  # the Open Inference Protocol's body: a string message
+            assert body["code"] == "not_found"
+            assert "no deployment 'ghost'" in body["error"]
+        else:
+            assert body["error"]["code"] == "not_found"
+        assert answer.headers["x-loopml-error-code"] == "not_found"
     assert http.post("/deployments/Bad_Name/predict", json={}).status_code == 404
     assert "ghost" not in http.get("/metrics").text
 

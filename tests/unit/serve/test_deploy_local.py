@@ -245,7 +245,9 @@ def test_v2_paths_route_to_the_deployment(
         f"{url}/v2/models/split/infer", content=b"x", headers={"content-type": "text/plain"}
     )
     assert refused.status_code == 415
-    assert refused.json()["error"]["code"] == "unsupported_media_type"
+    # ... and answers with the Open Inference Protocol's error body on a V2 path.
+    assert refused.json()["code"] == "unsupported_media_type"
+    assert "application/json" in refused.json()["error"]
     bad = client.post(f"{url}/v2/models/split/infer", json={"inputs": []})
     assert bad.status_code == 422
     assert bad.headers["x-loopml-revision"] in {"1", "2"}
@@ -341,6 +343,41 @@ def test_scale_to_zero_then_the_first_request_succeeds(
     metrics = client.get(f"{platform.url}/metrics").text
     assert 'loopml_gateway_activations_total{deployment="idle",project="default"} 2.0' in metrics
     _delete(platform, "idle")
+
+
+# ---------------------------------------------------------------- autoscaling
+
+
+def test_requests_in_flight_over_the_target_add_a_replica_within_max(
+    platform: Platform, client: httpx.Client
+) -> None:
+    control = platform.serving.control
+    control.create(PROJECT, "busy", {"model": "cancer/1", "max_replicas": 2}, actor="t")
+    _ready(platform, "busy")
+    routes = platform.serving.local.routes(PROJECT, "busy")
+    assert routes is not None
+    (first,) = routes.revisions[0].backends
+    # What the gateway counts while 20 requests wait on the replica (the default target is
+    # 8 per replica): sustained, it asks for ceil(20 / 8) = 3, bounded by max_replicas 2.
+    first.inflight += 20
+    try:
+        wait_until(
+            lambda: (
+                len(replica_processes("busy")) == 2
+                and len(platform.serving.local.routes(PROJECT, "busy").revisions[0].backends) == 2
+            ),  # type: ignore[union-attr]
+            60,
+            "no second replica started",
+        )
+        time.sleep(1.0)
+        assert len(replica_processes("busy")) == 2  # never past max_replicas
+    finally:
+        first.inflight -= 20
+    for _ in range(4):  # both replicas answer, in turn
+        assert platform.predict(client, "busy").status_code == 200
+    log = (platform.settings.home / "deployments" / PROJECT / "busy" / "replicas.log").read_text()
+    assert "autoscale: 1 -> 2 replicas" in log
+    _delete(platform, "busy")
 
 
 # ---------------------------------------------------------------- crash

@@ -1,7 +1,8 @@
 """The local deploy target: model-server processes on this machine, behind the gateway.
 
 Each revision that gets traffic runs ``max(1, ceil(n * percent / 100))`` replicas, where
-``n = max(min_replicas, 1)``; the shadow revision runs one. A replica is
+``n`` is the autoscaler's count (``max(min_replicas, 1)`` until load asks for more, at most
+``max_replicas``); the shadow revision runs one. A replica is
 ``python -m loopml.serve`` (through ``_replica``, which ties it to this process) on a free
 loopback port, its output appended to ``<root>/<project>/<name>/replicas.log``.
 
@@ -15,6 +16,9 @@ One supervisor thread does all the process work, every ``tick_s``:
   only once all of them are ready, then the old ones **drain** (out of the routes, their
   requests in flight finish) and get SIGTERM. A revision that does not start never gets
   traffic: the previous one keeps serving and the status says ``failed``;
+- **autoscaling**: between ``min_replicas`` (at least one) and ``max_replicas``, on the
+  requests in flight per replica (``_autoscale``: up at once past a target, down one at a
+  time after a cool-down);
 - **scale to zero**: after ``scale_to_zero_after_s`` without a request, every replica
   stops; ``wake`` (the gateway's activator) starts them again. ``min_replicas`` 0 starts
   a new deployment asleep.
@@ -31,7 +35,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -39,6 +43,7 @@ import httpx
 from loopml.core.deployments import Deployment, DeploymentStatus
 from loopml.core.errors import ConflictError
 from loopml.serve.routing import Backend, RevisionRoute, Routes
+from loopml.serve.targets._autoscale import AutoscalePolicy, Autoscaler
 from loopml.serve.targets._process import (
     Replica,
     ReplicaState,
@@ -82,6 +87,7 @@ class LocalTargetConfig:
         log_close_timeout_s: how long a stopping replica may take to post the predictions
             it still holds (the platform is local: when it does not answer by then, it is
             gone, and waiting longer would only delay the stop).
+        autoscale: when replicas are added and removed between the deployment's bounds.
     """
 
     host: str = "127.0.0.1"
@@ -100,6 +106,7 @@ class LocalTargetConfig:
     log_max_bytes: int = 10 * 1024 * 1024
     log_url: str | None = None
     log_close_timeout_s: float = 3.0
+    autoscale: AutoscalePolicy = field(default_factory=AutoscalePolicy)
 
 
 class _Group:
@@ -126,7 +133,7 @@ class _Group:
 class _Managed:
     """One deployment: what is wanted, what serves, and its replicas."""
 
-    def __init__(self, deployment: Deployment, folder: Path) -> None:
+    def __init__(self, deployment: Deployment, folder: Path, policy: AutoscalePolicy) -> None:
         self.key: Key = (deployment.project, deployment.name)
         self.deployment = deployment
         self.folder = folder
@@ -142,6 +149,7 @@ class _Managed:
         self.deleting = False
         self.gone = threading.Event()
         self.routes: Routes | None = None
+        self.scaler = Autoscaler(policy, max(deployment.spec.min_replicas, 1), time.monotonic())
 
     def want(self, deployment: Deployment, packages: Iterable[RevisionPackage]) -> None:
         for package in packages:
@@ -230,7 +238,7 @@ class LocalDeployTarget:
             if managed is None or managed.deleting:
                 folder = self.root / deployment.project / deployment.name
                 folder.mkdir(parents=True, exist_ok=True)
-                managed = _Managed(deployment, folder)
+                managed = _Managed(deployment, folder, self.config.autoscale)
                 managed.want(deployment, packages)
                 self._managed[key] = managed
             else:
@@ -360,11 +368,13 @@ class LocalDeployTarget:
             managed.asleep = True
             log_line(managed.log_path, f"no request for {idle_after} s: scaling to zero")
         if managed.asleep:
+            managed.scaler.reset(max(spec.min_replicas, 1), now)
             managed.serving = dict(managed.desired)
             managed.serving_shadow = managed.desired_shadow
             for group in managed.groups.values():
                 group.wanted = 0
             return
+        self._autoscale(managed, now)
         wanted = self._wanted(managed)
         self._switch(managed, wanted)
         for revision in wanted:
@@ -374,8 +384,21 @@ class LocalDeployTarget:
             group.wanted = wanted.get(revision, 0)
 
     @staticmethod
+    def _autoscale(managed: _Managed, now: float) -> None:
+        spec = managed.deployment.spec
+        low = max(spec.min_replicas, 1)
+        before = managed.scaler.replicas
+        after = managed.scaler.observe(managed.inflight(), low, max(spec.max_replicas, low), now)
+        if after != before:
+            log_line(
+                managed.log_path,
+                f"autoscale: {before} -> {after} replicas "
+                f"({managed.scaler.average:.1f} requests in flight on average)",
+            )
+
+    @staticmethod
     def _wanted(managed: _Managed) -> dict[int, int]:
-        n = max(managed.deployment.spec.min_replicas, 1)
+        n = managed.scaler.replicas
         wanted = {r: max(1, math.ceil(n * p / 100)) for r, p in managed.desired.items()}
         if managed.desired_shadow is not None:
             wanted.setdefault(managed.desired_shadow, 1)

@@ -116,6 +116,12 @@ class LoadedModel:
         self.format: Literal["onnx", "skops"] = format
         self._model = model
 
+    @property
+    def session(self) -> Any:
+        """The ONNX Runtime session (``None`` for a skops model): a server runs it once for
+        labels and probabilities together, where ``predict``/``predict_proba`` run it twice."""
+        return self._model if self.format == "onnx" else None
+
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         """Labels (classification) or values (regression), one per row of ``frame``.
 
@@ -151,6 +157,7 @@ def load_model(
     *,
     manifest_sha256: str | None = None,
     prefer: Literal["primary", "onnx", "skops"] = "primary",
+    single_thread: bool = False,
 ) -> LoadedModel:
     """Verify a package and load its model, never through pickle.
 
@@ -159,6 +166,8 @@ def load_model(
         manifest_sha256: the manifest's SHA-256 as the registry recorded it. Without it the
             package is only checked against itself, so pass it whenever there is a record.
         prefer: ``primary`` loads the manifest's serving format; ``onnx``/``skops`` force one.
+        single_thread: an ONNX session with one non-spinning thread, as a server wants
+            (see ``onnx_session``).
 
     Returns:
         The loaded model.
@@ -183,7 +192,7 @@ def load_model(
     if chosen == "onnx":
         from loopml.train.packaging._onnx import onnx_session
 
-        return LoadedModel(manifest, "onnx", onnx_session(blobs[name]))
+        return LoadedModel(manifest, "onnx", onnx_session(blobs[name], single_thread=single_thread))
     from loopml.train.packaging import _skops
 
     return LoadedModel(manifest, "skops", _skops.load(blobs[name], manifest.trusted_types))

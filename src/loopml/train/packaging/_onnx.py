@@ -135,12 +135,24 @@ def check_onnx(data: bytes) -> None:
             )
 
 
-def onnx_session(data: bytes) -> Any:
-    """An ONNX Runtime session on the CPU, after ``check_onnx``."""
+def onnx_session(data: bytes, *, single_thread: bool = False) -> Any:
+    """An ONNX Runtime session on the CPU, after ``check_onnx``.
+
+    ``single_thread`` makes the session a model server wants: one intra-op thread that does
+    not spin. ONNX Runtime's default pool has a thread per core, pinned to the cores whatever
+    the process's affinity, and spins between runs; a server's calls are small and it usually
+    has a core to itself or less, so the extra threads only steal CPU (they ran on the load
+    generator's core in the serving benchmark, and made a 16-row call slower).
+    """
     import onnxruntime as ort
 
     check_onnx(data)
-    return ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if single_thread:
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
 
 def run_onnx(session: Any, frame: pd.DataFrame, signature: Signature) -> list[np.ndarray]:

@@ -1,0 +1,237 @@
+"""The serving hot paths: the all-number column conversion, the inference fast path past the
+router, the V2 error body, and the gateway's aiohttp upstream client (against a real HTTP
+server standing in for a replica: headers, query string, timeouts, keep-alive)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from loopml.core.errors import ValidationError
+from loopml.serve import _columns
+from loopml.serve.gateway import Gateway, GatewayConfig
+from loopml.serve.oip import is_v2_path
+from loopml.serve.routing import Backend, RevisionRoute, Routes
+from loopml.train.packaging._manifest import ColumnSpec, Signature
+from tests.unit.serve.conftest import MODEL, VERSION, Served
+from tests.unit.serve.test_deploy_gateway import FixedRoutes
+
+# ---------------------------------------------------------------- all-number columns
+
+
+def _signature(*types: str) -> Signature:
+    return Signature(
+        inputs=[ColumnSpec(name=f"c{i}", type=t) for i, t in enumerate(types)],
+        outputs=[ColumnSpec(name="y", type="float")],
+        task="regression",
+    )
+
+
+def _per_column(signature: Signature, instances: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    columns = _columns._from_records(signature, instances)
+    return {s.name: _columns.to_array(s, c) for s, c in zip(signature.inputs, columns, strict=True)}
+
+
+def test_all_number_columns_convert_as_the_per_column_path_does() -> None:
+    signature = _signature("float", "integer", "float")
+    instances: list[dict[str, Any]] = [
+        {"c0": 1.5, "c1": 2, "c2": None},
+        {"c0": -3, "c1": 4.0, "c2": 1e300},
+    ]
+
+    fast = _columns.from_instances(signature, instances, max_rows=None)
+
+    assert _columns._plan(signature) is not None  # the fast path ran
+    expected = _per_column(signature, instances)
+    assert fast.keys() == expected.keys()
+    for name, array in expected.items():
+        np.testing.assert_array_equal(fast[name], array)
+        assert fast[name].dtype == np.float64
+    arrays = _columns.from_instances(signature, [[1, 2, 3]], max_rows=None)
+    assert [a.tolist() for a in arrays.values()] == [[1.0], [2.0], [3.0]]
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"c0": 1.0, "c1": 2.5, "c2": 0}, r"column 'c1' \(integer\): row 1 has 2\.5"),
+        ({"c0": True, "c1": 2, "c2": 0}, r"column 'c0' \(float\): row 1 has true"),
+        ({"c0": 1.0, "c1": 2, "c2": "x"}, r"column 'c2' \(float\): row 1 has the string 'x'"),
+        ({"c0": 1.0, "c1": 2, "c2": [1]}, r"column 'c2' \(float\): row 1 has an array"),
+        ({"c0": 10**400, "c1": 2, "c2": 0}, r"column 'c0' \(float\): row 1 .* too large"),
+    ],
+)
+def test_all_number_columns_refuse_what_the_per_column_path_refuses(
+    row: dict[str, Any], message: str
+) -> None:
+    signature = _signature("float", "integer", "float")
+    good = {"c0": 0.0, "c1": 1, "c2": 2.0}
+
+    with pytest.raises(ValidationError, match=message):
+        _columns.from_instances(signature, [good, row], max_rows=None)
+
+
+# ---------------------------------------------------------------- the model server
+
+
+def test_inference_paths_skip_the_router_but_keep_labels_errors_and_methods(
+    client: TestClient, cancer: Served
+) -> None:
+    rows = cancer.records(slice(0, 2))
+    assert client.post("/predict", json={"instances": rows}).status_code == 200
+    tensors = [
+        {"name": c, "shape": [2], "datatype": "FP64", "data": cancer.frame[c].iloc[:2].tolist()}
+        for c in cancer.frame.columns
+    ]
+    versioned = f"/v2/models/{MODEL}/versions/{VERSION}/infer"
+    assert client.post(versioned, json={"inputs": tensors}).status_code == 200
+    other = client.post(f"/v2/models/{MODEL}/versions/99/infer", json={"inputs": tensors})
+    assert other.status_code == 404
+    assert "is not served here" in other.json()["error"]  # the V2 body
+    assert client.post(f"/v2/models/{MODEL}/infer/extra", json={}).status_code == 404
+    assert client.post("/v2/models//infer", json={}).status_code == 404
+    wrong_method = client.get("/predict")
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["error"]["code"] == "method_not_allowed"  # not a V2 path
+
+    metrics = client.get("/metrics").text
+    assert 'route="/predict",status="200"' in metrics
+    assert 'route="/v2/models/{name}/versions/{version}/infer",status="200"' in metrics
+    assert 'route="/v2/models/{name}/versions/{version}/infer",status="404"' in metrics
+
+
+@pytest.mark.parametrize(
+    ("path", "v2"),
+    [
+        ("/v2", True),
+        ("/v2/models/churn/infer", True),
+        ("/deployments/churn/v2", True),
+        ("/deployments/churn/v2/models/churn/infer", True),
+        ("/projects/p/deployments/churn/v2/health/ready", True),
+        ("/predict", False),
+        ("/deployments/churn/predict", False),
+        ("/projects/p/deployments/churn/predict", False),
+        ("/v2x", False),
+        ("/api/v1/models", False),
+    ],
+)
+def test_v2_paths_are_recognised(path: str, v2: bool) -> None:
+    assert is_v2_path(path) is v2
+
+
+# ---------------------------------------------------------------- the gateway's upstream
+
+
+class _Replica(BaseHTTPRequestHandler):
+    """Answers like a replica; ``/slow`` paths take a second. Records what it got."""
+
+    protocol_version = "HTTP/1.1"
+    seen: ClassVar[list[dict[str, Any]]] = []
+    connections: ClassVar[set[int]] = set()
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length", "0")))
+        _Replica.seen.append(
+            {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}}
+        )
+        _Replica.connections.add(self.client_address[1])
+        if "slow" in self.path:
+            time.sleep(1.0)
+        answer = json.dumps({"echo": len(body)}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(answer)))
+        self.send_header("x-inference-id", "from-the-replica")
+        self.send_header("x-replica-secret", "not for clients")
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def replica() -> Iterator[str]:
+    _Replica.seen.clear()
+    _Replica.connections.clear()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Replica)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _gateway_client(url: str, timeout_s: float) -> tuple[Gateway, TestClient]:
+    revision = RevisionRoute(1, "cancer", 1, 100, (Backend(url, 1, "cancer", 1),))
+    gateway = Gateway(
+        FixedRoutes(Routes("default", "churn", (revision,))),
+        GatewayConfig(activation_timeout_s=0.3, connect_timeout_s=0.5, timeout_s=timeout_s),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gateway.start()
+        yield
+        await gateway.close()
+
+    app = Starlette(routes=gateway.routes(), lifespan=lifespan)
+    return gateway, TestClient(app, base_url="http://127.0.0.1")
+
+
+def test_the_upstream_call_passes_what_it_should_and_keeps_connections(replica: str) -> None:
+    answers: list[Any] = []
+    gateway, client = _gateway_client(replica, timeout_s=5)
+    gateway.on_answer = lambda answer, role: answers.append((answer, role))
+    with client:
+        for _ in range(5):
+            answer = client.post(
+                "/deployments/churn/predict?a=1&b=%2F",
+                content=b'{"instances": []}',
+                headers={
+                    "content-type": "application/json",
+                    "x-request-id": "req-1",
+                    "cookie": "session=secret",
+                },
+            )
+            assert answer.status_code == 200, answer.text
+        no_type = client.post("/deployments/churn/v2/models/churn/infer", content=b"{}")
+        assert no_type.status_code == 200
+    assert answer.json() == {"echo": 17}
+    assert answer.headers["x-inference-id"] == "from-the-replica"
+    assert answer.headers["x-loopml-revision"] == "1"
+    assert "x-replica-secret" not in answer.headers
+    first = _Replica.seen[0]
+    assert first["path"] == "/predict?a=1&b=%2F"  # the query string as the client sent it
+    assert first["headers"]["x-request-id"] == "req-1"
+    assert first["headers"]["content-type"] == "application/json"
+    assert "cookie" not in first["headers"]
+    # No Content-Type is invented for a body that had none (the replica would refuse one).
+    assert "content-type" not in _Replica.seen[-1]["headers"]
+    assert _Replica.seen[-1]["path"] == "/v2/models/cancer/infer"
+    assert len(_Replica.connections) == 1  # one kept-alive connection for all six
+    assert [role for _, role in answers] == ["primary"] * 6
+    assert answers[0][0].inference_id == "from-the-replica"
+
+
+def test_a_replica_slower_than_the_timeout_is_a_504(replica: str) -> None:
+    _, client = _gateway_client(replica, timeout_s=0.3)
+    with client:
+        started = time.monotonic()
+        answer = client.post("/deployments/churn/v2/models/churn/slow", content=b"{}")
+        assert answer.status_code == 404  # not a V2 route: never sent
+        answer = client.post("/deployments/churn/predict?slow=1", content=b"{}")
+        elapsed = time.monotonic() - started
+    assert answer.status_code == 504, answer.text
+    assert answer.json()["error"]["code"] == "upstream_timeout"
+    assert elapsed < 0.9
