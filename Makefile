@@ -29,8 +29,8 @@ install-run: $(VENV)/.run-installed
 
 install: $(VENV)/.dev-installed ## Create .venv and install loopml with the dev tools
 
-run: $(VENV)/.run-installed ## Install loopml into .venv and start it (embedded defaults)
-	$(VENV)/bin/loopml up
+run: $(VENV)/.run-installed ## Install loopml, start it and run the demo loop (embedded defaults)
+	$(VENV)/bin/loopml up --demo
 
 lint: install ## ruff lint and format check
 	$(VENV)/bin/ruff check src tests bench

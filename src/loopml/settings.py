@@ -123,6 +123,9 @@ class ServerSettings(_Section):
         description="How often the server runs its housekeeping (marking runs whose "
         "heartbeat stopped as LOST, ...), in seconds.",
     )
+    automation_interval_s: float = Field(
+        default=1.0, gt=0, le=3600, description="How often schedules and triggers are checked (s)."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Server log level."
     )

@@ -30,10 +30,13 @@ from loopml.api.routes import (
     predictions,
     projects,
     runs,
+    schedules,
     sql,
     tables,
     transforms,
+    triggers,
 )
+from loopml.api.services.automation import start_automation
 from loopml.api.services.deployments import build_serving
 from loopml.api.services.maintenance import run_maintenance
 from loopml.api.services.pipelines import start_worker
@@ -95,9 +98,11 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         if serving.gateway.on_shadow is None:
             serving.gateway.on_shadow = predictions.log_shadow
         worker = start_worker(ctx)
+        automation = start_automation(ctx)
         try:
             yield
         finally:
+            await anyio.to_thread.run_sync(automation.stop)
             await anyio.to_thread.run_sync(worker.stop)
             await serving.close()
             await predictions.close()
@@ -140,9 +145,13 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         transforms,
         deployments,
         pipelines,
+        schedules,
+        triggers,
     ):
         app.include_router(module.router)
     hosts = {h.lower() for h in settings.server.allowed_hosts} | {settings.server.host.lower()}
+    # Inside the guard: the gateway's routes skip FastAPI's own layers (its hot path).
+    app.add_middleware(serving.gateway.fast_path)
     app.add_middleware(
         RequestGuardMiddleware,
         config=GuardConfig(

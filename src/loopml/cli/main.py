@@ -11,6 +11,7 @@ from loopml.cli import (
     artifacts,
     datasets,
     db,
+    demo,
     deployments,
     events,
     models,
@@ -18,11 +19,13 @@ from loopml.cli import (
     predict,
     projects,
     runs,
+    schedules,
     server,
     sql,
     tables,
     train,
     transforms,
+    triggers,
     worker,
 )
 from loopml.cli._context import CliState
@@ -45,6 +48,8 @@ app.add_typer(datasets.app, name="datasets")
 app.add_typer(transforms.app, name="transforms")
 app.add_typer(deployments.app, name="deployments")
 app.add_typer(pipelines.app, name="pipelines")
+app.add_typer(schedules.app, name="schedules")
+app.add_typer(triggers.app, name="triggers")
 app.command("up")(server.up)
 app.command("ingest")(tables.ingest)
 app.command("events")(events.events)
@@ -54,6 +59,7 @@ app.command("train")(train.train)
 app.command("deploy")(deployments.deploy)
 app.command("predict")(predict.predict)
 app.command("worker")(worker.worker)
+app.command("demo")(demo.demo)
 
 
 @app.callback()

@@ -56,7 +56,10 @@ def _refused(path: Path, exc: Any) -> Any:
 @app.command("apply")
 def apply(
     ctx: typer.Context,
-    file: Path = typer.Argument(..., help="The spec (YAML).", exists=True, dir_okay=False),
+    file: Path | None = typer.Argument(None, help="The spec (YAML).", exists=True, dir_okay=False),
+    builtin: str | None = typer.Option(
+        None, "--builtin", help="Apply a loop shipped with loopml instead (retrain)."
+    ),
     project: str = PROJECT,
     json_out: bool = JSON,
 ) -> None:
@@ -65,11 +68,19 @@ def apply(
     Cycles, unknown references and type mismatches are refused with the line they are on.
     """
     from loopml.core.pipelines import SpecError
+    from loopml.pipelines import loops
 
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise typer.BadParameter(f"cannot read {file}: {exc}", param_hint="FILE") from exc
+    if (file is None) == (builtin is None):
+        raise typer.BadParameter("give a spec FILE or --builtin NAME (one of them)")
+    if builtin is not None:
+        text = loops.text(builtin)
+        file = Path(f"{builtin}.yaml")
+    else:
+        assert file is not None
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise typer.BadParameter(f"cannot read {file}: {exc}", param_hint="FILE") from exc
     with state(ctx).client() as client:
         try:
             applied = client.pipelines.apply(text, project=project)

@@ -46,6 +46,9 @@ def up(
     host: str | None = typer.Option(None, "--host", help="Interface (loopback only for now)."),
     port: int | None = typer.Option(None, "--port", min=1, max=65535, help="TCP port."),
     home: Path | None = typer.Option(None, "--home", help="Folder for the embedded data."),
+    demo: bool = typer.Option(
+        False, "--demo", help="Also run `loopml demo` against it once it is ready."
+    ),
 ) -> None:
     """Start loopml: API and embedded defaults (SQLite, local artifact folder)."""
     from loopml.settings import load_settings
@@ -69,7 +72,39 @@ def up(
             "an authenticating reverse proxy in front of it."
         )
     _check_port_free(bind, settings.server.port)
+    if demo:
+        _demo_when_ready(settings)
     _serve(settings)
+
+
+def _demo_when_ready(settings: Settings) -> None:
+    """Run the demo in a background thread once the server answers; the server keeps
+    running after it."""
+    import threading
+    import time
+
+    from loopml.pipelines.worker import server_url
+
+    url = server_url(settings)
+
+    def run() -> None:
+        from loopml.cli.demo import run_demo
+        from loopml.client import Client
+        from loopml.core.errors import LoopmlError
+
+        with Client(url, timeout=2) as client:
+            for _ in range(600):
+                try:
+                    client.health()
+                    break
+                except LoopmlError:
+                    time.sleep(0.1)
+        try:
+            run_demo(url)
+        except BaseException as exc:  # the server outlives a failed demo
+            console.print(f"[red]demo failed:[/] {exc}", highlight=False)
+
+    threading.Thread(target=run, name="demo", daemon=True).start()
 
 
 def _serve(settings: Settings) -> None:

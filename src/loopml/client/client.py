@@ -18,9 +18,11 @@ from loopml.client.pipelines import Pipelines
 from loopml.client.predictions import Predictions
 from loopml.client.projects import Projects
 from loopml.client.runs import Runs
+from loopml.client.schedules import Schedules
 from loopml.client.sql import Sql
 from loopml.client.tables import Tables
 from loopml.client.transforms import Transforms
+from loopml.client.triggers import Triggers
 from loopml.core.errors import ServiceUnavailableError, error_from_body
 
 DEFAULT_URL = "http://127.0.0.1:8765"
@@ -61,6 +63,8 @@ class Client:
         self.predictions = Predictions(self._http)
         self.deployments = Deployments(self._http)
         self.pipelines = Pipelines(self._http)
+        self.schedules = Schedules(self._http)
+        self.triggers = Triggers(self._http)
 
     @property
     def url(self) -> str:

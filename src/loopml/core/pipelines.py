@@ -49,7 +49,8 @@ class StepStatus(StrEnum):
     ``PENDING`` waits for the steps it references; ``QUEUED`` may be claimed by a worker
     (once its ``next_attempt_at`` has come, for a retry after backoff); ``CACHED`` finished
     by reusing the outputs of an earlier identical step; ``SKIPPED`` never ran because a
-    step it needs failed or was cancelled.
+    step it needs failed, was cancelled or was skipped, or because its condition (``if``)
+    was false.
     """
 
     PENDING = "PENDING"

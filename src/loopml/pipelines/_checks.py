@@ -166,6 +166,8 @@ class _Checker:
             else:
                 for key, value in step.with_.items():
                     self.check_value_refs(step.name, ("steps", i, "with", key), value, None)
+            if step.if_ is not None:
+                self._check_condition(i, step)
             for j, need in enumerate(step.needs):
                 if need not in self.index:
                     self.add(("steps", i, "needs", j), f"unknown step {need!r} in needs")
@@ -175,6 +177,30 @@ class _Checker:
                     self.edges[step.name].setdefault(
                         need, self.located.line_of(("steps", i, "needs", j))
                     )
+
+    def _check_condition(self, i: int, step: StepSpec) -> None:
+        """``if`` is one reference to a boolean (an upstream step's output or an input); the
+        step it names becomes one the step needs."""
+        path: Path = ("steps", i, "if")
+        text = step.if_ or ""
+        try:
+            refs, whole = find(text)
+        except BadReference as exc:
+            self.add(path, str(exc))
+            return
+        if not whole:
+            self.add(
+                path,
+                "a condition is one reference to a boolean, such as "
+                "${{ steps.gate.outputs.passed }}",
+            )
+            return
+        ref = refs[0]
+        kind = self.ref_type(ref, path, step.name)
+        if ref.step is not None and ref.step in self.index and ref.step != step.name:
+            self.edges[step.name].setdefault(ref.step, self.located.line_of(path))
+        if kind is not None and kind != ValueType.BOOLEAN:
+            self.add(path, f"a condition must be a boolean, but ${{{{ {ref} }}}} is {kind}")
 
     def _check_params(self, i: int, step: StepSpec, builtin: Builtin) -> None:
         base: Path = ("steps", i, "with")

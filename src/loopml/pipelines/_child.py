@@ -68,6 +68,7 @@ def main(argv: list[str]) -> int:
             attempt=task.attempt,
             settings=settings,
             work_dir=Path(work),
+            api_url=task.api_url,
         )
         try:
             outcome = run_step(task, ctx)

@@ -161,6 +161,17 @@ def _code_hash(target: str) -> str:
 def _hidden_inputs(pinner: _Pinner, uses: str, params: dict[str, Any]) -> dict[str, str]:
     """What a built-in reads that its parameters do not show: a custom trainer's code, the
     table's own contract a validation checks against."""
+    if uses == "batch_predict" and isinstance(params.get("deployment"), str):
+        # Which version scores depends on the deployment now: key the cache on that version.
+        from loopml.core.deployments import validate_deployment_name
+        from loopml.store import deployments
+
+        with pinner.store.session() as session:
+            found, roles = deployments.get_with_roles(
+                session, pinner.project, validate_deployment_name(params["deployment"])
+            )
+        primary = next(r for r in found.revisions if r.number == roles.primary)
+        return {"deployment_model": pinner.model(f"{primary.model}/{primary.version}")[1]}
     if uses == "train_custom" and isinstance(params.get("entrypoint"), str):
         return {"entrypoint_code": _code_hash(params["entrypoint"])}
     if (
@@ -168,10 +179,18 @@ def _hidden_inputs(pinner: _Pinner, uses: str, params: dict[str, Any]) -> dict[s
         and params.get("contract") is None
         and isinstance(params.get("table"), str)
     ):
+        from loopml.core.errors import NotFoundError
         from loopml.core.transforms import parse_table_version
         from loopml.data.validation import get_contract
 
-        rules = get_contract(pinner.store, pinner.project, parse_table_version(params["table"])[0])
+        try:
+            rules = get_contract(
+                pinner.store, pinner.project, parse_table_version(params["table"])[0]
+            )
+        except NotFoundError:
+            # No contract (or no table, which the step reports): key on its absence, so
+            # setting one later misses the cache.
+            return {"contract": "none"}
         text = json.dumps(rules.model_dump(mode="json"), sort_keys=True)
         return {"contract": hashlib.sha256(text.encode()).hexdigest()}
     return {}
@@ -200,6 +219,7 @@ def prepare(
     *,
     settings: dict[str, Any],
     sys_path: list[str],
+    api_url: str | None = None,
 ) -> Prepared:
     """Resolve the claimed step of ``context``'s run into a task.
 
@@ -244,6 +264,7 @@ def prepare(
         outputs=outputs,
         settings=settings,
         sys_path=sys_path,
+        api_url=api_url,
     )
     return Prepared(task=task, inputs=params, cache_key=key)
 

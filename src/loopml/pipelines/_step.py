@@ -53,6 +53,8 @@ class StepContext:
         settings: the worker's settings (database, artifact root).
         work_dir: an empty local folder for this attempt, removed afterwards.
         log: a logger whose lines land in the step's log.
+        api_url: the platform's API as the worker knows it (the server's own address for
+            the worker embedded in ``loopml up``; ``client.url`` for a ``loopml worker``).
     """
 
     project: str
@@ -65,6 +67,7 @@ class StepContext:
     settings: Settings
     work_dir: Path
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("loopml.step"))
+    api_url: str | None = None
     _store: MetadataStore | None = field(default=None, repr=False)
     _artifacts: ArtifactStore | None = field(default=None, repr=False)
 

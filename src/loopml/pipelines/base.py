@@ -27,6 +27,8 @@ class StepTask:
         settings: the worker's settings as plain data (secrets included: the task file is
             private to the worker's user).
         sys_path: import path entries the step's module may need.
+        api_url: the platform's API, for steps that act through it (``deploy``): a step
+            process is not the server that owns the deployments.
     """
 
     project: str
@@ -42,6 +44,7 @@ class StepTask:
     outputs: dict[str, str]
     settings: dict[str, Any]
     sys_path: list[str] = field(default_factory=list)
+    api_url: str | None = None
 
     def to_json(self) -> str:
         """The task as JSON text."""

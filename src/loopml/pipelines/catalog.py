@@ -7,7 +7,8 @@ table stays cheap.
 
 In loopml's registry a model is evaluated and judged as a registered version, so the loop
 reads ``train_* -> register -> evaluate -> gate -> promote``: a version the gate refuses
-stays registered but never becomes the champion.
+stays registered but never becomes the champion. ``deploy`` moves the alias itself, after
+its canary: a deployment follows ``<model>@champion``, so the alias move is the rollout.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class Builtin:
 _DATA = "loopml.pipelines.builtins.data"
 _TRAIN = "loopml.pipelines.builtins.train"
 _MODELS = "loopml.pipelines.builtins.models"
+_SERVING = "loopml.pipelines.builtins.serving"
 _TRAINING_PARAMS = {
     "dataset": Param(T.DATASET, required=True, help="A dataset version with a split."),
     "target": Param(T.STRING, required=True, help="The column to predict."),
@@ -81,13 +83,21 @@ BUILTINS: dict[str, Builtin] = {
         ),
         Builtin(
             "validate",
-            "Check a table version against its validation contract (or the one given).",
+            "Check a table version against its validation contract (or the one given); a "
+            "table without one passes unchecked unless require_contract.",
             {
                 "table": Param(T.TABLE, required=True),
                 "contract": Param(T.OBJECT, help="A contract; the table's own by default."),
                 "fail": Param(T.BOOLEAN, default=True, help="Fail the step when a rule fails."),
+                # No declared default, so a step that does not set it keeps its inputs
+                # (and its cache key) as before; the function's default is false.
+                "require_contract": Param(
+                    T.BOOLEAN,
+                    help="Fail when the table has no contract and none is given (by default "
+                    "it passes with nothing checked).",
+                ),
             },
-            {"table": T.TABLE, "report": T.METRICS, "passed": T.BOOLEAN},
+            {"table": T.TABLE, "report": T.METRICS, "passed": T.BOOLEAN, "contract": T.STRING},
             impl=f"{_DATA}:validate",
         ),
         Builtin(
@@ -190,20 +200,58 @@ BUILTINS: dict[str, Builtin] = {
         ),
         Builtin(
             "deploy",
-            "Deploy a model version.",
-            {},
-            {},
-            available=False,
-            unavailable_reason="deployments from pipelines come with the serving work; deploy "
-            "with `loopml deploy` after the run for now",
+            "Serve a model version on a deployment (created if missing, following "
+            "<model>@<alias>), directly or after a canary; moving the alias rolls it out.",
+            {
+                "model": Param(T.MODEL, required=True, help="The version to serve."),
+                "deployment": Param(T.STRING, required=True, help="The deployment's name."),
+                "strategy": Param(T.STRING, default="direct", help="direct or canary."),
+                "alias": Param(
+                    T.STRING,
+                    default="champion",
+                    help="Moved to the version once it may go full (the gate guards "
+                    "champion); empty to pin the deployment to the version instead.",
+                ),
+                "canary_percent": Param(T.INTEGER, default=10, help="Canary's traffic share."),
+                "canary_s": Param(T.NUMBER, default=30.0, help="How long the canary is watched."),
+                "max_error_rate": Param(
+                    T.NUMBER, default=0.01, help="Largest share of the canary's 5xx answers."
+                ),
+                "min_requests": Param(
+                    T.INTEGER, default=0, help="Fail a canary that drew fewer requests."
+                ),
+                "min_replicas": Param(T.INTEGER, default=1, help="On creation."),
+                "max_replicas": Param(T.INTEGER, help="On creation."),
+                "scale_to_zero_after_s": Param(T.INTEGER, help="On creation (min_replicas 0)."),
+                "wait_s": Param(T.NUMBER, default=300.0, help="How long to wait for it to serve."),
+            },
+            {
+                "deployment": T.STRING,
+                "revision": T.INTEGER,
+                "model": T.MODEL,
+                "canary": T.METRICS,
+            },
+            impl=f"{_SERVING}:deploy",
+            # Its effect is on the live deployment, which changes outside the spec.
+            cache=False,
+            notes=(
+                "Runs before the alias moves: a canary is judged, then the alias move rolls "
+                "the version out.",
+            ),
         ),
         Builtin(
             "batch_predict",
-            "Score a table with a model version.",
-            {},
-            {},
-            available=False,
-            unavailable_reason="batch prediction from pipelines comes with the serving work",
+            "Score a table with a model version (or a deployment's) into a table.",
+            {
+                "input": Param(T.TABLE, required=True, help="The table (version) to score."),
+                "output": Param(T.STRING, required=True, help="The table written."),
+                "model": Param(T.MODEL, help="The model version; or give deployment."),
+                "deployment": Param(T.STRING, help="Score with its primary version."),
+                "mode": Param(T.STRING, default="overwrite", help="overwrite or append."),
+                "chunk_rows": Param(T.INTEGER, default=50_000),
+            },
+            {"table": T.TABLE, "rows": T.INTEGER, "model": T.MODEL},
+            impl=f"{_SERVING}:batch_predict",
         ),
     )
 }

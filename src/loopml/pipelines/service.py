@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from loopml.core.errors import NotFoundError, ValidationError
 from loopml.core.pipelines import (
     PipelineApplied,
@@ -36,21 +38,30 @@ MAX_INPUTS_BYTES = 64 * 1024
 MAX_LOG_BYTES = 20 * 1024 * 1024
 
 
+def _source(text: str) -> dict[str, str]:
+    ref = find(text)[0][0]
+    return {"input": ref.name} if ref.step is None else {"step": ref.step, "output": ref.name}
+
+
 def definition_of(parsed: ParsedPipeline) -> dict[str, Any]:
     """What a version stores for workers: the normalized spec, the step order, each step's
-    upstream steps, and where each pipeline output comes from."""
-    outputs: dict[str, dict[str, str]] = {}
-    for name, text in parsed.spec.outputs.items():
-        ref = find(text)[0][0]
-        outputs[name] = (
-            {"input": ref.name} if ref.step is None else {"step": ref.step, "output": ref.name}
-        )
-    return {
+    upstream steps, where each pipeline output comes from, and where each step's condition
+    reads its value (the store settles conditions without parsing references)."""
+    outputs = {name: _source(text) for name, text in parsed.spec.outputs.items()}
+    definition: dict[str, Any] = {
         "spec": parsed.spec.model_dump(mode="json", by_alias=True),
         "order": parsed.order,
         "needs": parsed.needs,
         "outputs": outputs,
     }
+    conditions = {
+        step.name: {**_source(step.if_), "text": step.if_.strip()}
+        for step in parsed.spec.steps
+        if step.if_ is not None
+    }
+    if conditions:
+        definition["conditions"] = conditions
+    return definition
 
 
 def apply_spec(store: MetadataStore, project: str, text: str, *, actor: str) -> PipelineApplied:
@@ -143,20 +154,44 @@ def start_run(
             type.
         NotFoundError: no such project, pipeline or version.
     """
-    validate_pipeline_name(pipeline)
     with store.session() as session:
-        _, definition, version_id = repo.get_version(session, project, pipeline, version)
-        spec = PipelineSpec.model_validate(definition["spec"])
-        values = _inputs(spec, dict(inputs or {}))
-        return repo.create_run(
-            session,
-            project,
-            pipeline,
-            version_id=version_id,
-            inputs=values,
-            steps=plans(definition),
-            actor=actor,
-        )
+        return queue_run(session, project, pipeline, inputs, version=version, actor=actor)
+
+
+def check_inputs(
+    session: Session, project: str, pipeline: str, inputs: dict[str, Any] | None
+) -> dict[str, Any]:
+    """``inputs`` as a run of the pipeline's newest version would take them (see
+    ``start_run``); schedules and triggers check theirs when they are made."""
+    validate_pipeline_name(pipeline)
+    _, definition, _ = repo.get_version(session, project, pipeline, None)
+    return _inputs(PipelineSpec.model_validate(definition["spec"]), dict(inputs or {}))
+
+
+def queue_run(
+    session: Session,
+    project: str,
+    pipeline: str,
+    inputs: dict[str, Any] | None = None,
+    *,
+    version: int | None = None,
+    actor: str,
+) -> PipelineRun:
+    """``start_run`` in the caller's transaction (a trigger advances its cursor in the same
+    one). Raises what ``start_run`` raises, before writing anything."""
+    validate_pipeline_name(pipeline)
+    _, definition, version_id = repo.get_version(session, project, pipeline, version)
+    spec = PipelineSpec.model_validate(definition["spec"])
+    values = _inputs(spec, dict(inputs or {}))
+    return repo.create_run(
+        session,
+        project,
+        pipeline,
+        version_id=version_id,
+        inputs=values,
+        steps=plans(definition),
+        actor=actor,
+    )
 
 
 def get_run(store: MetadataStore, project: str, run_id: str) -> PipelineRun:

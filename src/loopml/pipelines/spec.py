@@ -24,6 +24,10 @@ Example::
         uses: register
         with: {run: "${{ steps.train.outputs.run }}", model: churn}
 
+A step may carry a condition, ``if: ${{ steps.gate.outputs.passed }}`` (one reference to a
+boolean output or input): when it is false the step is SKIPPED, the steps behind it are
+skipped too, and the run succeeds, since a refusal is an outcome, not a failure.
+
 The DAG comes from the references (and ``needs``), never from the order of the list.
 """
 
@@ -118,6 +122,14 @@ class StepSpec(_Spec):
     needs: list[str] = Field(default_factory=list, max_length=MAX_STEPS)
     outputs: dict[str, ValueType] = Field(default_factory=dict)
     description: str = Field(default="", max_length=2000)
+    if_: str | None = Field(
+        default=None,
+        alias="if",
+        max_length=400,
+        description="Run the step only when this boolean reference is true "
+        "(`${{ steps.gate.outputs.passed }}`); otherwise it is SKIPPED, and so are the steps "
+        "that need it, and the run still succeeds.",
+    )
 
     @field_validator("retries", mode="before")
     @classmethod
@@ -240,6 +252,10 @@ def spec_hash(spec: PipelineSpec) -> str:
     """SHA-256 of the spec normalized (defaults filled, keys sorted): comments, key order and
     formatting do not change a pipeline's identity."""
     data = spec.model_dump(mode="json", by_alias=True)
+    for step in data["steps"]:
+        # Conditions came later: a spec without one keeps the identity it always had.
+        if step.get("if") is None:
+            step.pop("if", None)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -86,6 +86,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def server_url(settings: Settings) -> str:
+    """The address a server started with ``settings`` answers on, as its own steps reach it
+    (``client.url`` may name another server, or none was set)."""
+    # The server binds loopback only, so its bind address is also where it is reached.
+    host = settings.server.host.strip("[]")
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{settings.server.port}"
+
+
 def settings_payload(settings: Settings) -> dict[str, Any]:
     """The settings a step process needs, as plain data (secrets in clear, no client)."""
     data: dict[str, Any] = _plain(settings.model_dump(mode="python"))
@@ -103,6 +112,9 @@ class Worker:
         config: concurrency, lease, heartbeat, polling.
         worker_id: the name leases are taken under (default ``host:pid:random``).
         executor: where steps run (default: the local executor of ``config``).
+        api_url: the platform's API that steps acting through it call (``deploy``);
+            default ``settings.client.url``. The worker embedded in a server passes the
+            server's own address (``server_url``).
     """
 
     def __init__(
@@ -114,6 +126,7 @@ class Worker:
         *,
         worker_id: str | None = None,
         executor: StepExecutor | None = None,
+        api_url: str | None = None,
     ) -> None:
         self.store = store
         self.artifacts = artifacts
@@ -122,6 +135,7 @@ class Worker:
         self.executor = executor or LocalExecutor(self.config.executor)
         self.payload = settings_payload(settings)
         self.sys_path = [p for p in sys.path if p]
+        self.api_url = api_url or settings.client.url
         self._active: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -306,6 +320,7 @@ class _Attempt:
                 context,
                 settings=self.worker.payload,
                 sys_path=self.worker.sys_path,
+                api_url=self.worker.api_url,
             )
         except Exception as exc:
             self._fail(describe(exc, user_code=False))

@@ -1,5 +1,6 @@
 """Moving a run forward after one of its steps changed: queue the steps whose upstream
-steps all succeeded, skip those behind a failure, and end the run when nothing is left.
+steps all succeeded, skip those behind a failure or whose condition (``if``) is false, and
+end the run when nothing is left.
 
 Every caller holds the run's row lock (``lock_run``: ``FOR UPDATE`` on PostgreSQL; SQLite's
 ``BEGIN IMMEDIATE`` already serializes writers), so two steps of one run finishing at the
@@ -67,7 +68,26 @@ def _steps(session: Session, run_id: str) -> list[StepRunRow]:
     )
 
 
-def _unblock(steps: list[StepRunRow], now: datetime) -> None:
+def _conditions(session: Session, run: PipelineRunRow) -> dict[str, dict[str, str]]:
+    version = session.get(PipelineVersionRow, run.version_id)
+    return {} if version is None else dict(version.definition.get("conditions", {}))
+
+
+def _condition_value(
+    source: dict[str, str], run: PipelineRunRow, by_name: dict[str, StepRunRow]
+) -> Any:
+    if "input" in source:
+        return (run.inputs or {}).get(source["input"])
+    upstream = by_name.get(source.get("step", ""))
+    return None if upstream is None else (upstream.outputs or {}).get(source.get("output", ""))
+
+
+def _unblock(
+    steps: list[StepRunRow],
+    now: datetime,
+    run: PipelineRunRow,
+    conditions: dict[str, dict[str, str]],
+) -> None:
     by_name = {s.name: s for s in steps}
     changed = True
     while changed:
@@ -81,8 +101,16 @@ def _unblock(steps: list[StepRunRow], now: datetime) -> None:
                 step.finished_at = now
                 changed = True
             elif all(s.done for s in needs):
-                step.status = StepStatus.QUEUED.value
-                step.next_attempt_at = now
+                condition = conditions.get(step.name)
+                value = None if condition is None else _condition_value(condition, run, by_name)
+                if condition is not None and value is not True:
+                    # A false condition is an outcome: SKIPPED, and the inputs say why.
+                    step.status = StepStatus.SKIPPED.value
+                    step.finished_at = now
+                    step.inputs = {"if": condition.get("text", ""), "value": value}
+                else:
+                    step.status = StepStatus.QUEUED.value
+                    step.next_attempt_at = now
                 changed = True
 
 
@@ -150,7 +178,7 @@ def advance(session: Session, run: PipelineRunRow, now: datetime) -> None:
     if run.status == RunStatus.CANCELLING:
         cancel_waiting(session, run.id, now)
     steps = _steps(session, run.id)
-    _unblock(steps, now)
+    _unblock(steps, now, run, _conditions(session, run))
     if all(StepStatus(s.status).finished for s in steps):
         _finish(session, run, steps, now)
     session.flush()

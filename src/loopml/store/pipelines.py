@@ -326,20 +326,23 @@ def create_run(
     )
     session.add(run)
     session.flush()
+    # A step with a condition waits for advance() to read it, even when it needs nothing.
+    conditional = set(version.definition.get("conditions", {}))
     for plan in steps:
+        waits = bool(plan.needs) or plan.name in conditional
         session.add(
             StepRunRow(
                 run_id=run.id,
                 name=plan.name,
                 position=plan.position,
                 uses=plan.uses,
-                status=(StepStatus.PENDING if plan.needs else StepStatus.QUEUED).value,
+                status=(StepStatus.PENDING if waits else StepStatus.QUEUED).value,
                 needs=plan.needs,
                 max_retries=plan.max_retries,
                 retry=plan.retry,
                 timeout_s=plan.timeout_s,
                 cache=plan.cache,
-                next_attempt_at=None if plan.needs else now,
+                next_attempt_at=None if waits else now,
             )
         )
     session.flush()
@@ -351,6 +354,8 @@ def create_run(
         payload={"pipeline": name, "run_id": run.id, "version": version.version},
         actor=actor,
     )
+    if conditional:
+        advance(session, run, now)
     return _run(run, project, name)
 
 

@@ -182,19 +182,24 @@ def test_built_ins_and_their_parameters_are_checked() -> None:
         """
     )
     lines = [line for line, _ in found]
-    assert lines == [5, 8, 10, 12, 14, 18]
+    assert lines == [5, 8, 9, 12, 14, 18]
     assert "unknown parameter 'fraction' of 'snapshot'" in found[0][1]
     assert "'train_automl' needs dataset, task in `with`" in found[1][1]
-    assert "'deploy' is not available yet" in found[2][1]
+    assert "'deploy' needs model, deployment in `with`" in found[2][1]
     assert "unknown built-in 'fly'" in found[3][1]
     assert "either `uses` or `python`" in found[4][1]
     assert "expected a training run id" in found[5][1]
 
 
-def test_batch_predict_is_not_available_yet() -> None:
-    found = problems("name: p\nsteps:\n  - {name: score, uses: batch_predict}\n")
-    assert found == [(3, found[0][1])]
-    assert "'batch_predict' is not available yet" in found[0][1]
+def test_serving_built_ins_check_their_parameters() -> None:
+    found = problems(
+        "name: p\nsteps:\n  - {name: score, uses: batch_predict}\n"
+        "  - {name: ship, uses: deploy, with: {model: x, deployment: d, canary_percent: much}}\n"
+    )
+    assert found == [
+        (3, "'batch_predict' needs input, output in `with`"),
+        (4, "canary_percent: expected an integer, got 'much'"),
+    ]
 
 
 def test_field_errors_name_their_line() -> None:
@@ -286,3 +291,15 @@ def test_the_example_pipelines_are_valid() -> None:
     for path in examples:
         parsed = parse_spec(path.read_text())
         assert parsed.spec.name == path.stem, path
+
+
+def test_the_packaged_loops_are_valid_and_the_deploy_waits_for_the_gate() -> None:
+    from loopml.core.errors import NotFoundError
+    from loopml.pipelines import loops
+
+    assert loops.names() == ["retrain"]
+    parsed = parse_spec(loops.text("retrain"))
+    assert parsed.order[-2:] == ["gate", "deploy"]
+    assert parsed.spec.step("deploy").if_ == "${{ steps.gate.outputs.passed }}"
+    with pytest.raises(NotFoundError, match="expected one of retrain"):
+        loops.text("nope")

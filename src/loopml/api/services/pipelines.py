@@ -6,7 +6,7 @@ from loopml.api.context import AppContext
 from loopml.api.schemas_pipelines import PipelineDetail, PipelineRunPage, RunRequest
 from loopml.core.pipelines import Pipeline, PipelineApplied, PipelineRun, RunStatus, StepAttempt
 from loopml.pipelines import service
-from loopml.pipelines.worker import Worker, WorkerThread
+from loopml.pipelines.worker import Worker, WorkerThread, server_url
 from loopml.store import pipelines as repo
 
 
@@ -70,4 +70,6 @@ def log(
 
 def start_worker(ctx: AppContext) -> WorkerThread:
     """The pipeline worker embedded in the server (``loopml up``), in a background thread."""
-    return WorkerThread(Worker(ctx.store, ctx.artifacts, ctx.settings)).start()
+    # Steps that act through the API (deploy) call this very server, whatever client.url says.
+    worker = Worker(ctx.store, ctx.artifacts, ctx.settings, api_url=server_url(ctx.settings))
+    return WorkerThread(worker).start()

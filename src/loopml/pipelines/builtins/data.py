@@ -46,18 +46,32 @@ def snapshot(ctx: StepContext, **params: Any) -> dict[str, Any]:
 
 
 def validate(
-    ctx: StepContext, table: str, contract: dict[str, Any] | None = None, fail: bool = True
+    ctx: StepContext,
+    table: str,
+    contract: dict[str, Any] | None = None,
+    fail: bool = True,
+    require_contract: bool = False,
 ) -> dict[str, Any]:
-    """Check every row of a table version against its contract (or ``contract``)."""
+    """Check every row of a table version against its contract (or ``contract``).
+
+    A table without a contract passes with nothing checked (``contract: none``), unless
+    ``require_contract`` says a contract must be there.
+    """
     from loopml.data import contracts, lake
-    from loopml.data.validation import get_contract
 
     name, version = parse_table_version(table)
-    rules = (
-        parse_contract(contract)
-        if contract is not None
-        else get_contract(ctx.store, ctx.project, name)
-    )
+    own = lake.get_table(ctx.store, ctx.artifacts, ctx.project, name).contract
+    if contract is None and own is None:
+        if require_contract:
+            raise ValidationError(
+                f"table {name!r} has no validation contract and require_contract is true: set "
+                f"one with `loopml tables contract set {name} FILE.yaml`, or give `contract`",
+                details={"table": table},
+            )
+        ctx.log.warning("no contract: table %s has none and none was given; nothing checked", name)
+        empty = {"rows_checked": 0.0, "rows_failed": 0.0, "rules_failed": 0.0}
+        return {"table": table, "report": empty, "passed": True, "contract": "none"}
+    rules = parse_contract(contract if contract is not None else own)
     rows = lake.read_dataset(ctx.store, ctx.artifacts, ctx.project, name, version).to_table()
     report, _, _ = contracts.check(rules, rows, existing_row_count=0, table=name)
     summary = {
@@ -76,7 +90,12 @@ def validate(
             f"{report.rows_failed} of {report.rows_checked} rows; first: {first.message}",
             details={"table": table, "rows_failed": report.rows_failed},
         )
-    return {"table": table, "report": summary, "passed": report.passed}
+    return {
+        "table": table,
+        "report": summary,
+        "passed": report.passed,
+        "contract": "given" if contract is not None else "table",
+    }
 
 
 def transform(

@@ -1,5 +1,8 @@
 """SQLAlchemy ORM of the metadata schema. Rows never leave ``loopml.store``."""
 
+from loopml.store.orm.automation import FiringRow as FiringRow
+from loopml.store.orm.automation import ScheduleRow as ScheduleRow
+from loopml.store.orm.automation import TriggerRow as TriggerRow
 from loopml.store.orm.base import Base as Base
 from loopml.store.orm.base import EntityMixin as EntityMixin
 from loopml.store.orm.base import UTCDateTime as UTCDateTime

@@ -1,0 +1,103 @@
+"""Triggers under /api/v1/projects/{project}/triggers, and their webhook at
+/api/v1/triggers/{trigger_id}/fire (not project-scoped: the id is unguessable and the call
+carries the trigger's secret)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Header, Query, Response
+
+from loopml.api.context import Actor, Ctx
+from loopml.api.schemas import ERROR_RESPONSES, project_path
+from loopml.api.schemas_automation import (
+    FireResult,
+    FiringList,
+    TriggerCreate,
+    TriggerList,
+    TriggerPatch,
+    automation_path,
+    trigger_id_path,
+)
+from loopml.core.automation import FiringOutcome, Trigger
+from loopml.pipelines import automation_service as svc
+
+TRIGGERS = "/api/v1/projects/{project}/triggers"
+FIRE = "/api/v1/triggers/{trigger_id}/fire"
+router = APIRouter(tags=["triggers"], responses=ERROR_RESPONSES)
+PROJECT = project_path("The project that owns the triggers.")
+NAME = automation_path("trigger")
+
+
+@router.post(TRIGGERS, status_code=201, response_model_exclude_none=True)
+def create_trigger(body: TriggerCreate, ctx: Ctx, actor: Actor, project: str = PROJECT) -> Trigger:
+    """Start a run of `pipeline` when an event of kind `on` passes `where` (after
+    `min_rows` appended rows for table.appended), or when its webhook is called. It reacts
+    to events from now on. A webhook trigger's answer carries its `secret`, shown once."""
+    return svc.create_trigger(ctx.store, project, **body.model_dump(), actor=actor)
+
+
+@router.get(TRIGGERS)
+def list_triggers(ctx: Ctx, project: str = PROJECT) -> TriggerList:
+    """A project's triggers, by name."""
+    return TriggerList(items=svc.list_triggers(ctx.store, project))
+
+
+@router.get(TRIGGERS + "/{name}")
+def get_trigger(ctx: Ctx, project: str = PROJECT, name: str = NAME) -> Trigger:
+    """One trigger (its secret is never shown again)."""
+    return svc.get_trigger(ctx.store, project, name)
+
+
+@router.patch(TRIGGERS + "/{name}")
+def update_trigger(
+    body: TriggerPatch, ctx: Ctx, actor: Actor, project: str = PROJECT, name: str = NAME
+) -> Trigger:
+    """Pause or resume a trigger, or change its filter, `min_rows`, inputs or concurrency.
+    Resuming starts from the newest event: events while paused are not replayed."""
+    fields = body.model_dump(exclude_unset=True)
+    fields = {k: v for k, v in fields.items() if v is not None or k == "min_rows"}
+    return svc.update_trigger(ctx.store, project, name, actor=actor, **fields)
+
+
+@router.delete(TRIGGERS + "/{name}", status_code=204)
+def delete_trigger(ctx: Ctx, actor: Actor, project: str = PROJECT, name: str = NAME) -> Response:
+    """Delete a trigger and its history; the runs it started stay."""
+    svc.delete_trigger(ctx.store, project, name, actor=actor)
+    return Response(status_code=204)
+
+
+@router.get(TRIGGERS + "/{name}/history")
+def trigger_history(
+    ctx: Ctx,
+    project: str = PROJECT,
+    name: str = NAME,
+    limit: int = Query(default=50, ge=1, le=1000),
+) -> FiringList:
+    """The trigger's firings, newest first: the event, the run it started, or why none."""
+    return FiringList(items=svc.trigger_history(ctx.store, project, name, limit))
+
+
+@router.post(FIRE, status_code=202, response_model_exclude_none=True)
+def fire_trigger(
+    ctx: Ctx,
+    trigger_id: str = trigger_id_path(),
+    secret: str | None = Header(
+        default=None,
+        alias="X-Loopml-Secret",
+        max_length=200,
+        description="The secret shown when the webhook trigger was created.",
+    ),
+    payload: dict[str, Any] | None = Body(
+        default=None, description="Any JSON object; kept with the firing."
+    ),
+) -> FireResult:
+    """Fire a webhook trigger: 202 with the run it started, or why it started none (its
+    concurrency policy, or it is paused). A missing or wrong secret is refused (403)."""
+    firing = svc.fire_webhook(ctx.store, trigger_id, secret, payload)
+    return FireResult(
+        outcome=firing.outcome.value,
+        run_id=firing.run_id,
+        skipped=firing.reason if firing.outcome == FiringOutcome.SKIPPED else None,
+        queued=firing.reason if firing.outcome == FiringOutcome.QUEUED else None,
+    )

@@ -1,0 +1,353 @@
+"""Schedules and triggers as services: check, create, change, delete, and fire webhooks.
+
+Everything a person sends is checked here before the store sees it (cron, zone, event
+kind, filter keys, inputs against the pipeline's newest spec), so a mistake is a 4xx at
+creation, not a silent skip at 3 a.m. The engine that fires them is ``automation``.
+
+Example:
+    >>> create_schedule(store, "default", name="nightly", pipeline="retrain",
+    ...                 cron="0 3 * * *", timezone="Europe/Paris", actor="ada")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from loopml.core.automation import (
+    Concurrency,
+    Firing,
+    FiringOutcome,
+    Schedule,
+    Trigger,
+    TriggerOn,
+    validate_automation_name,
+    validate_min_rows,
+    validate_timezone,
+    validate_where,
+)
+from loopml.core.clock import utcnow
+from loopml.core.errors import (
+    ConflictError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    ValidationError,
+)
+from loopml.pipelines._cron import next_fire, validate_cron
+from loopml.pipelines._firing import fire
+from loopml.pipelines.service import check_inputs
+from loopml.store import MetadataStore, firings, schedules, triggers
+
+MAX_PAYLOAD_BYTES = 64 * 1024
+SCHEDULE_FIELDS = frozenset({"enabled", "cron", "timezone", "inputs", "concurrency"})
+TRIGGER_FIELDS = frozenset({"enabled", "where", "min_rows", "inputs", "concurrency"})
+Clock = Callable[[], datetime]
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _concurrency(value: Concurrency | str) -> Concurrency:
+    try:
+        return Concurrency(value)
+    except ValueError:
+        raise ValidationError(
+            f"invalid concurrency {str(value)[:40]!r}: expected 'skip' or 'queue'",
+            details={"field": "concurrency"},
+        ) from None
+
+
+def _on(value: TriggerOn | str) -> TriggerOn:
+    try:
+        return TriggerOn(value)
+    except ValueError:
+        kinds = ", ".join(k.value for k in TriggerOn)
+        raise ValidationError(
+            f"invalid trigger kind {str(value)[:60]!r}: expected one of {kinds}",
+            details={"field": "on"},
+        ) from None
+
+
+# ---------------------------------------------------------------------------- schedules
+
+
+def create_schedule(
+    store: MetadataStore,
+    project: str,
+    *,
+    name: str,
+    pipeline: str,
+    cron: str,
+    timezone: str = "UTC",
+    inputs: dict[str, Any] | None = None,
+    concurrency: Concurrency | str = Concurrency.SKIP,
+    enabled: bool = True,
+    actor: str,
+    clock: Clock = utcnow,
+) -> Schedule:
+    """Add a schedule; its first tick is the first after now in its zone.
+
+    Raises:
+        ValidationError: a bad name, cron expression, zone, concurrency or input.
+        NotFoundError: no such project or pipeline.
+        AlreadyExistsError: the name is taken.
+    """
+    validate_automation_name(name, "schedule")
+    expression = validate_cron(cron)
+    validate_timezone(timezone)
+    policy = _concurrency(concurrency)
+    given = dict(inputs or {})
+    with store.session() as session:
+        check_inputs(session, project, pipeline, given)
+        return schedules.create(
+            session,
+            project,
+            name=name,
+            pipeline=pipeline,
+            cron=expression,
+            timezone=timezone,
+            inputs=given,
+            concurrency=policy,
+            enabled=enabled,
+            next_fire_at=next_fire(expression, timezone, clock()),
+            actor=actor,
+        )
+
+
+def update_schedule(
+    store: MetadataStore,
+    project: str,
+    name: str,
+    *,
+    actor: str,
+    clock: Clock = utcnow,
+    **fields: Any,
+) -> Schedule:
+    """Change a schedule's ``enabled``, ``cron``, ``timezone``, ``inputs`` or ``concurrency``.
+
+    A new cron or zone, or resuming, recomputes the next tick from now (a paused schedule
+    does not catch up on the ticks it missed).
+    """
+    unknown = sorted(set(fields) - SCHEDULE_FIELDS)
+    if unknown:
+        raise ValidationError(
+            f"a schedule has no field {unknown[0]!r} to change (fields: "
+            f"{', '.join(sorted(SCHEDULE_FIELDS))})",
+            details={"field": unknown[0]},
+        )
+    with store.session() as session:
+        current = schedules.get(session, project, name)
+        changes: dict[str, Any] = {}
+        if fields.get("cron") is not None:
+            changes["cron"] = validate_cron(fields["cron"])
+        if fields.get("timezone") is not None:
+            validate_timezone(fields["timezone"])
+            changes["timezone"] = fields["timezone"]
+        if fields.get("concurrency") is not None:
+            changes["concurrency"] = _concurrency(fields["concurrency"])
+        if fields.get("inputs") is not None:
+            changes["inputs"] = dict(fields["inputs"])
+            check_inputs(session, project, current.pipeline, changes["inputs"])
+        if fields.get("enabled") is not None:
+            changes["enabled"] = bool(fields["enabled"])
+        resumed = changes.get("enabled") is True and not current.enabled
+        if "cron" in changes or "timezone" in changes or resumed:
+            changes["next_fire_at"] = next_fire(
+                changes.get("cron", current.cron),
+                changes.get("timezone", current.timezone),
+                clock(),
+            )
+        return schedules.update_(session, project, name, changes=changes, actor=actor)
+
+
+def get_schedule(store: MetadataStore, project: str, name: str) -> Schedule:
+    """One schedule."""
+    with store.session() as session:
+        return schedules.get(session, project, name)
+
+
+def list_schedules(store: MetadataStore, project: str) -> list[Schedule]:
+    """A project's schedules, by name."""
+    with store.session() as session:
+        return schedules.list_(session, project)
+
+
+def delete_schedule(store: MetadataStore, project: str, name: str, *, actor: str) -> None:
+    """Remove a schedule (the runs it started stay)."""
+    with store.session() as session:
+        schedules.delete(session, project, name, actor=actor)
+
+
+def schedule_history(
+    store: MetadataStore, project: str, name: str, limit: int = 50
+) -> list[Firing]:
+    """A schedule's firings, newest first."""
+    with store.session() as session:
+        return firings.history(session, schedules.get(session, project, name).id, limit)
+
+
+# ---------------------------------------------------------------------------- triggers
+
+
+def create_trigger(
+    store: MetadataStore,
+    project: str,
+    *,
+    name: str,
+    pipeline: str,
+    on: TriggerOn | str,
+    where: dict[str, Any] | None = None,
+    min_rows: int | None = None,
+    inputs: dict[str, Any] | None = None,
+    concurrency: Concurrency | str = Concurrency.SKIP,
+    enabled: bool = True,
+    actor: str,
+) -> Trigger:
+    """Add a trigger; it reacts to events appended from now on. A webhook trigger's answer
+    carries its secret, the only time it is shown.
+
+    Raises:
+        ValidationError: a bad name, kind, filter key for the kind, ``min_rows``,
+            concurrency or input.
+        NotFoundError: no such project or pipeline.
+        AlreadyExistsError: the name is taken.
+    """
+    validate_automation_name(name, "trigger")
+    kind = _on(on)
+    filters = validate_where(kind, dict(where or {}))
+    minimum = validate_min_rows(kind, min_rows)
+    policy = _concurrency(concurrency)
+    given = dict(inputs or {})
+    secret = f"lmwh_{secrets.token_urlsafe(32)}" if kind == TriggerOn.WEBHOOK else None
+    with store.session() as session:
+        check_inputs(session, project, pipeline, given)
+        made = triggers.create(
+            session,
+            project,
+            name=name,
+            pipeline=pipeline,
+            on=kind,
+            where=filters,
+            min_rows=minimum,
+            inputs=given,
+            concurrency=policy,
+            enabled=enabled,
+            secret_hash=None if secret is None else _hash(secret),
+            actor=actor,
+        )
+    return made.model_copy(update={"secret": secret})
+
+
+def update_trigger(
+    store: MetadataStore, project: str, name: str, *, actor: str, **fields: Any
+) -> Trigger:
+    """Change a trigger's ``enabled``, ``where``, ``min_rows``, ``inputs`` or
+    ``concurrency``. Resuming starts from the newest event: events while paused are not
+    replayed."""
+    unknown = sorted(set(fields) - TRIGGER_FIELDS)
+    if unknown:
+        raise ValidationError(
+            f"a trigger has no field {unknown[0]!r} to change (fields: "
+            f"{', '.join(sorted(TRIGGER_FIELDS))})",
+            details={"field": unknown[0]},
+        )
+    with store.session() as session:
+        current = triggers.get(session, project, name)
+        changes: dict[str, Any] = {}
+        if fields.get("where") is not None:
+            changes["where"] = validate_where(current.on, dict(fields["where"]))
+        if "min_rows" in fields:
+            changes["min_rows"] = validate_min_rows(current.on, fields["min_rows"])
+        if fields.get("concurrency") is not None:
+            changes["concurrency"] = _concurrency(fields["concurrency"])
+        if fields.get("inputs") is not None:
+            changes["inputs"] = dict(fields["inputs"])
+            check_inputs(session, project, current.pipeline, changes["inputs"])
+        if fields.get("enabled") is not None:
+            changes["enabled"] = bool(fields["enabled"])
+        return triggers.update_(session, project, name, changes=changes, actor=actor)
+
+
+def get_trigger(store: MetadataStore, project: str, name: str) -> Trigger:
+    """One trigger (never its secret)."""
+    with store.session() as session:
+        return triggers.get(session, project, name)
+
+
+def list_triggers(store: MetadataStore, project: str) -> list[Trigger]:
+    """A project's triggers, by name."""
+    with store.session() as session:
+        return triggers.list_(session, project)
+
+
+def delete_trigger(store: MetadataStore, project: str, name: str, *, actor: str) -> None:
+    """Remove a trigger (the runs it started stay)."""
+    with store.session() as session:
+        triggers.delete(session, project, name, actor=actor)
+
+
+def trigger_history(store: MetadataStore, project: str, name: str, limit: int = 50) -> list[Firing]:
+    """A trigger's firings, newest first."""
+    with store.session() as session:
+        return firings.history(session, triggers.get(session, project, name).id, limit)
+
+
+def fire_webhook(
+    store: MetadataStore,
+    trigger_id: str,
+    secret: str | None,
+    payload: dict[str, Any] | None = None,
+    *,
+    clock: Clock = utcnow,
+) -> Firing:
+    """Fire a webhook trigger called with ``secret``; ``payload`` is kept with the firing.
+
+    Raises:
+        NotFoundError: no trigger has this id.
+        PermissionDeniedError: the secret is missing or wrong, or the trigger is no webhook.
+        PayloadTooLargeError: the payload is over 64 KiB as JSON.
+    """
+    if payload is not None:
+        if not isinstance(payload, dict):
+            raise ValidationError(
+                "a webhook's body must be a JSON object", details={"field": "body"}
+            )
+        if len(json.dumps(payload, allow_nan=False).encode()) > MAX_PAYLOAD_BYTES:
+            raise PayloadTooLargeError(
+                f"a webhook's body may be at most {MAX_PAYLOAD_BYTES} bytes as JSON",
+                details={"max_bytes": MAX_PAYLOAD_BYTES},
+            )
+    with store.session() as session:
+        on, secret_hash, _ = triggers.by_id(session, trigger_id)
+        if not secret:
+            raise PermissionDeniedError(
+                "missing secret: send the trigger's secret in the X-Loopml-Secret header",
+                details={"header": "X-Loopml-Secret"},
+            )
+        # Compare digests of equal length in constant time, so timing tells nothing.
+        if secret_hash is None or not hmac.compare_digest(_hash(secret), secret_hash):
+            raise PermissionDeniedError(
+                "wrong secret for this trigger (it is shown once, when the trigger is "
+                "created; delete and create the trigger again to get a new one)",
+                details={"header": "X-Loopml-Secret"},
+            )
+        if on != TriggerOn.WEBHOOK.value:
+            raise ConflictError(f"trigger {trigger_id} reacts to {on} events, not webhook calls")
+        who = firings.owner(session, "trigger", trigger_id, lock=True)
+        assert who is not None  # locked above
+        if not who.enabled:
+            return firings.record(
+                session,
+                who,
+                at=clock(),
+                outcome=FiringOutcome.SKIPPED,
+                reason=f"trigger {who.name!r} is paused",
+                payload=payload,
+            )
+        return fire(session, who, now=clock(), payload=payload)
