@@ -61,6 +61,8 @@ def _schemathesis(
     )
 
 
+# Two schemathesis runs over every route take minutes on a busy two-core machine.
+@pytest.mark.timeout(900)
 def test_generated_requests_get_documented_answers_and_no_5xx(
     postgres_url: str, tmp_path: Path
 ) -> None:
@@ -88,5 +90,5 @@ def test_generated_requests_get_documented_answers_and_no_5xx(
         summary = result.stdout[-6000:]
         print(summary)
         assert result.returncode == 0, summary
-    assert "Tested: 14" in free_text.stdout, free_text.stdout[-2000:]
+    assert "Tested: 25" in free_text.stdout, free_text.stdout[-2000:]
     assert "Traceback" not in server_log, server_log[-4000:]
