@@ -15,11 +15,12 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from loopml.core.automation import Concurrency, Schedule, validate_automation_name
-from loopml.core.errors import AlreadyExistsError, NotFoundError
+from loopml.core.errors import AlreadyExistsError
 from loopml.store import events, firings
 from loopml.store._checks import check_actor
 from loopml.store._errors import add_unique
 from loopml.store._registry import project_row
+from loopml.store.firings import find_owner
 from loopml.store.orm import PipelineRow, ScheduleRow
 from loopml.store.pipelines import get as get_pipeline
 
@@ -46,19 +47,7 @@ def _to_domain(row: ScheduleRow, project: str, pipeline: str) -> Schedule:
 
 
 def _row(session: Session, project: str, name: str) -> tuple[ScheduleRow, str]:
-    validate_automation_name(name, "schedule")
-    project_id = project_row(session, project).id
-    found = session.execute(
-        select(ScheduleRow, PipelineRow.name)
-        .join(PipelineRow, PipelineRow.id == ScheduleRow.pipeline_id)
-        .where(ScheduleRow.project_id == project_id, ScheduleRow.name == name)
-    ).one_or_none()
-    if found is None:
-        raise NotFoundError(
-            f"schedule {name!r} not found in project {project!r}",
-            details={"project": project, "schedule": name},
-        )
-    return found[0], found[1]
+    return find_owner(session, ScheduleRow, "schedule", project, name)
 
 
 def _event(session: Session, type: str, project: str, row: ScheduleRow, actor: str) -> None:

@@ -27,6 +27,7 @@ from loopml.store import events, firings
 from loopml.store._checks import check_actor
 from loopml.store._errors import add_unique
 from loopml.store._registry import project_row
+from loopml.store.firings import find_owner
 from loopml.store.orm import EventRow, PipelineRow, ProjectRow, TriggerRow
 from loopml.store.pipelines import get as get_pipeline
 
@@ -55,19 +56,7 @@ def _to_domain(row: TriggerRow, project: str, pipeline: str, secret: str | None 
 
 
 def _row(session: Session, project: str, name: str) -> tuple[TriggerRow, str]:
-    validate_automation_name(name, "trigger")
-    project_id = project_row(session, project).id
-    found = session.execute(
-        select(TriggerRow, PipelineRow.name)
-        .join(PipelineRow, PipelineRow.id == TriggerRow.pipeline_id)
-        .where(TriggerRow.project_id == project_id, TriggerRow.name == name)
-    ).one_or_none()
-    if found is None:
-        raise NotFoundError(
-            f"trigger {name!r} not found in project {project!r}",
-            details={"project": project, "trigger": name},
-        )
-    return found[0], found[1]
+    return find_owner(session, TriggerRow, "trigger", project, name)
 
 
 def _event(session: Session, type: str, project: str, row: TriggerRow, actor: str) -> None:
