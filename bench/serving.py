@@ -17,8 +17,12 @@ measurement is 1-row ``POST`` requests on 32 keep-alive connections for ``--seco
    on core 0; the replica also posts its prediction log to the platform);
 3. floor: ``bench/_echo_app.py``, a Starlette app that parses the JSON body and echoes it
    (while the platform idles, as for direct);
-4. mlflow: ``mlflow models serve`` on the same model, only when ``import mlflow`` works
-   (a bench-only extra; not installed by loopml).
+4. mlflow: ``mlflow models serve`` (``--env-manager local``) on the same forest, fitted and
+   saved by ``bench/_mlflow_model.py`` under ``--mlflow-python`` (or
+   ``LOOPML_BENCH_MLFLOW_PYTHON``): an interpreter in a virtual environment of its own, as
+   mlflow's pins (pyarrow among them) differ from loopml's. Make one with
+   ``python3 -m venv /tmp/mlflow && /tmp/mlflow/bin/pip install mlflow``. Without it, and
+   without mlflow in this interpreter, the comparison is skipped and said so.
 
 Scale-from-zero: a second deployment with ``min_replicas 0`` and ``--scale-to-zero-after``
 10 s (the minimum) is woken once, left idle until its status is ``scaled_to_zero``, and the
@@ -32,7 +36,7 @@ Targets: direct req/s >= 0.6 x floor with p99 <= 10 ms; direct >= 5 x mlflow; th
 adds <= 1 ms at p50 (reported for 32 connections and for one); scale-from-zero first answer
 <= 2 s.
 
-Run: ``python bench/serving.py [--seconds 10] [--connections 32]``.
+Run: ``python bench/serving.py [--seconds 10] [--connections 32] [--mlflow-python PATH]``.
 """
 
 from __future__ import annotations
@@ -354,29 +358,32 @@ def _wait_scaled_to_zero(url: str, timeout: float) -> float:
 # ---------------------------------------------------------------- main
 
 
-def _mlflow_available() -> bool:
+def _mlflow_python(given: str | None) -> str | None:
+    """The interpreter that has mlflow: ``--mlflow-python``, else this one if it has it."""
+    if given:
+        return given
     try:
         import mlflow  # noqa: F401
     except ImportError:
-        return False
-    return True
+        return None
+    return sys.executable
 
 
-def _mlflow(
-    model: Any, frame: pd.DataFrame, body: bytes, args: argparse.Namespace, work: Path
-) -> Result:
-    """``mlflow models serve`` on the same fitted model (sklearn flavour), core 0."""
-    import mlflow.sklearn
-
+def _mlflow(python: str, body: bytes, args: argparse.Namespace, work: Path) -> Result:
+    """``mlflow models serve`` (core 0) on the same forest, saved by ``_mlflow_model.py``
+    under ``python`` (the same data, parameters and seed: the same trees)."""
     path = work / "mlflow-model"
-    mlflow.sklearn.save_model(model, str(path), input_example=frame.head(5))
+    subprocess.run([python, str(HERE / "_mlflow_model.py"), str(path)], check=True)
     port = free_port()
-    mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
-    command = [mlflow_bin, "models", "serve", "-m", str(path), "-p", str(port)]
+    bin_dir = Path(python).parent
+    command = [str(bin_dir / "mlflow"), "models", "serve", "-m", str(path), "-p", str(port)]
     command += ["--env-manager", "local", "-h", "127.0.0.1"]
-    records = _records(frame.iloc[:1])
+    records = orjson.loads(body)["instances"]
     mlflow_body = orjson.dumps({"dataframe_records": records})
-    with _process(command, f"http://127.0.0.1:{port}/ping", "mlflow models serve"):
+    # mlflow starts its server as `uvicorn ...` from the PATH: its own environment's.
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    ready = f"http://127.0.0.1:{port}/ping"
+    with _process(command, ready, "mlflow models serve", env=env):
         return measure(f"http://127.0.0.1:{port}/invocations", mlflow_body, args, work)
 
 
@@ -390,6 +397,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument(
         "--generator", choices=("auto", "wrk", "asyncio"), default="auto", help="load generator"
+    )
+    parser.add_argument(
+        "--mlflow-python",
+        default=os.environ.get("LOOPML_BENCH_MLFLOW_PYTHON"),
+        help="an interpreter with mlflow installed (its own venv); by default this one, "
+        "if it has mlflow, else mlflow is skipped",
     )
     args = parser.parse_args()
     if args.generator == "auto":
@@ -453,10 +466,11 @@ def main() -> None:
             assert status == 200, status
             notes.append(f"waited {waited:.1f} s more for scaled_to_zero after the runs")
 
-        if _mlflow_available():
-            results["mlflow models serve"] = _mlflow(model, frame, body, args, work)
+        mlflow_python = _mlflow_python(args.mlflow_python)
+        if mlflow_python is not None:
+            results["mlflow models serve"] = _mlflow(mlflow_python, body, args, work)
         else:
-            print("mlflow: skipped (pip install mlflow to compare)")
+            print("mlflow: skipped (give --mlflow-python, see the module docs)")
 
     generator = (
         f"wrk -t1 -c{args.connections} (taskset -c {LOAD_CORE})"

@@ -16,7 +16,11 @@ lone request wait:
 - A failed batch fails no request by itself: the batch is re-run one request at a time, so
   only the request(s) that really fail get the error. (Inputs are checked before they are
   queued; this covers what only the model can refuse.)
-- ``max_batch_size=1`` turns batching off: each request is one call in a worker thread.
+- Cheap calls run inline: while model calls have been taking less than ``inline_max_s``
+  (a moving average, measured on every call), a batch runs on the event loop itself. Handing
+  a call to a thread and back (two wake-ups and the GIL changing hands) costs more than a
+  small ONNX call; a slow model (or large batches) goes back to the thread on its own.
+- ``max_batch_size=1`` turns batching off: each request is one call.
 - At most ``max_queue`` requests wait or run at once; the next is refused with
   ``OverloadedError`` (503), so overload sheds load instead of growing latency.
 """
@@ -40,7 +44,8 @@ log = logging.getLogger("loopml.serve")
 In = TypeVar("In")
 Out = TypeVar("Out")
 
-# Weight of the newest batch in the moving average of requests found together.
+# Weight of the newest batch in the moving averages of requests found together and of the
+# model call's duration.
 _SMOOTHING = 0.3
 
 
@@ -77,6 +82,7 @@ class MicroBatcher(Generic[In, Out]):
         max_batch_rows: most rows per call (an item larger than this runs alone).
         max_queue: most items waiting or running at once.
         threads: model calls that may run at once.
+        inline_max_s: calls averaging less than this run on the event loop (0: never).
         on_batch: told ``(items, rows, seconds)`` after each call, in the event loop.
     """
 
@@ -89,6 +95,7 @@ class MicroBatcher(Generic[In, Out]):
         max_batch_rows: int = 4096,
         max_queue: int = 1024,
         threads: int = 1,
+        inline_max_s: float = 0.0,
         on_batch: BatchObserver | None = None,
     ) -> None:
         self._run_batch = run_batch
@@ -101,6 +108,10 @@ class MicroBatcher(Generic[In, Out]):
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="loopml-model")
         self._pending: deque[_Waiting[In, Out]] = deque()
         self._typical = 1.0
+        self._inline_max_s = inline_max_s
+        # The moving average of a model call's seconds; None until the first call (which runs
+        # in a thread, as the model's cost is unknown).
+        self._call_s: float | None = None
         self._inflight = 0
         self._closed = False
         self._task: asyncio.Task[None] | None = None
@@ -152,12 +163,21 @@ class MicroBatcher(Generic[In, Out]):
                 await self._task
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    @property
+    def runs_inline(self) -> bool:
+        """Whether the next call runs on the event loop (see the module docs)."""
+        return self._call_s is not None and self._call_s < self._inline_max_s
+
     async def _run_alone(self, item: In, rows: int) -> Out:
-        loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        result = await loop.run_in_executor(self._executor, self._run_safely, [item])
+        if self.runs_inline:
+            result = self._run_safely([item])
+        else:
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(self._executor, self._run_safely, [item])
+        seconds = time.perf_counter() - started
         if self._on_batch is not None:
-            self._on_batch(1, rows, time.perf_counter() - started)
+            self._on_batch(1, rows, seconds)
         if isinstance(result[0], _Failed):
             raise result[0].error
         return result[0]
@@ -184,6 +204,15 @@ class MicroBatcher(Generic[In, Out]):
             batch = self._take()
             if not batch:
                 slots.release()
+                continue
+            if self.runs_inline:
+                started = time.perf_counter()
+                results = self._run_safely([w.item for w in batch])
+                slots.release()
+                self._settle(batch, results, time.perf_counter() - started)
+                # Let the requests just answered write their responses (and new ones be
+                # read) before the next batch is taken.
+                await asyncio.sleep(0)
                 continue
             task = asyncio.get_running_loop().create_task(self._execute(batch, slots))
             running.add(task)
@@ -240,8 +269,13 @@ class MicroBatcher(Generic[In, Out]):
             return
         finally:
             slots.release()
+        self._settle(batch, results, time.perf_counter() - started)
+
+    def _settle(
+        self, batch: list[_Waiting[In, Out]], results: list[Out | _Failed], seconds: float
+    ) -> None:
         if self._on_batch is not None:
-            self._on_batch(len(batch), sum(w.rows for w in batch), time.perf_counter() - started)
+            self._on_batch(len(batch), sum(w.rows for w in batch), seconds)
         for waiting, result in zip(batch, results, strict=True):
             if waiting.future.done():
                 continue
@@ -251,7 +285,19 @@ class MicroBatcher(Generic[In, Out]):
                 waiting.future.set_result(result)
 
     def _run_safely(self, items: Sequence[In]) -> list[Out | _Failed]:
-        """``run_batch`` on all items; if that fails, on each alone, so only the culprit fails."""
+        """``run_batch`` on all items; if that fails, on each alone, so only the culprit fails.
+        The call's own duration (not the thread hand-off's) feeds the moving average."""
+        started = time.perf_counter()
+        try:
+            return self._run_all(items)
+        finally:
+            seconds = time.perf_counter() - started
+            if self._call_s is None:
+                self._call_s = seconds
+            else:
+                self._call_s += _SMOOTHING * (seconds - self._call_s)
+
+    def _run_all(self, items: Sequence[In]) -> list[Out | _Failed]:
         try:
             results: list[Out | _Failed] = list(self._run_batch(items))
             if len(results) != len(items):

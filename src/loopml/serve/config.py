@@ -62,6 +62,14 @@ class ModelServerSettings(BaseModel):
         description="Threads running model calls. ONNX Runtime already spreads one call "
         "over the cores, so 1 is right for most models.",
     )
+    inline_max_ms: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=100.0,
+        description="A model call that has been taking less than this runs on the event "
+        "loop itself instead of a model thread: handing a 30 microsecond call to a thread and "
+        "back costs more than the call. 0 sends every call to a thread.",
+    )
     graceful_shutdown_s: float = Field(
         default=30.0,
         ge=0.0,

@@ -239,3 +239,69 @@ def test_observer_sees_every_call(size: int) -> None:
 
     assert sum(items for items, _ in seen) == 8
     assert sum(rows for _, rows in seen) == 24
+
+
+def test_cheap_calls_run_on_the_event_loop_after_the_first() -> None:
+    run = Doubler()
+    batcher = MicroBatcher(run, max_batch_size=64, inline_max_s=0.05)
+
+    async def scenario() -> list[int]:
+        first = await batcher.submit(1)  # the cost is unknown: a model thread
+        assert batcher.runs_inline
+        rest = await asyncio.gather(*(batcher.submit(i) for i in range(2, 30)))
+        await batcher.close()
+        return [first, *rest]
+
+    assert _run(scenario()) == [2 * i for i in range(1, 30)]
+    assert run.threads == {"loopml-model_0", "MainThread"}
+    assert len(run.batches) < 29 / 4  # batching still groups the concurrent items
+
+
+def test_slow_calls_stay_in_the_model_thread() -> None:
+    run = Doubler(delay_s=0.02)
+    batcher = MicroBatcher(run, max_batch_size=64, inline_max_s=0.005)
+
+    async def scenario() -> list[int]:
+        results = [await batcher.submit(i) for i in range(5)]
+        assert not batcher.runs_inline
+        await batcher.close()
+        return results
+
+    assert _run(scenario()) == [0, 2, 4, 6, 8]
+    assert run.threads == {"loopml-model_0"}
+
+
+def test_a_bad_item_fails_alone_when_run_inline() -> None:
+    run = Doubler()
+    batcher = MicroBatcher(run, max_batch_size=64, inline_max_s=0.05)
+
+    async def scenario() -> list[object]:
+        await batcher.submit(0)
+        results = await asyncio.gather(
+            *(batcher.submit(i) for i in [1, -2, 3]), return_exceptions=True
+        )
+        alone = await asyncio.gather(batcher.submit(-5), return_exceptions=True)
+        await batcher.close()
+        return [*results, *alone]
+
+    results = _run(scenario())
+
+    assert results[0] == 2
+    assert results[2] == 6
+    assert isinstance(results[1], ValueError)
+    assert "[-2]" in str(results[1])
+    assert isinstance(results[3], ValueError)
+    assert "MainThread" in run.threads
+
+
+def test_batching_off_runs_cheap_calls_inline_too() -> None:
+    run = Doubler()
+    batcher = MicroBatcher(run, max_batch_size=1, inline_max_s=0.05)
+
+    async def scenario() -> list[int]:
+        results = [await batcher.submit(i) for i in range(4)]
+        await batcher.close()
+        return results
+
+    assert _run(scenario()) == [0, 2, 4, 6]
+    assert run.threads == {"loopml-model_0", "MainThread"}

@@ -1,0 +1,56 @@
+"""The root command: every listed command resolves, and modules load only when used."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from loopml.cli import main
+
+runner = CliRunner()
+
+
+def test_help_lists_every_command() -> None:
+    result = runner.invoke(main.app, ["--help"])
+
+    assert result.exit_code == 0, result.output
+    for name in [*main._GROUPS, *main._COMMANDS, "version"]:
+        assert f"  {name} " in result.output, name
+
+
+@pytest.mark.parametrize("name", [*main._GROUPS, *main._COMMANDS])
+def test_each_command_has_its_own_help(name: str) -> None:
+    result = runner.invoke(main.app, [name, "--help"])
+
+    assert result.exit_code == 0, result.output
+    assert f"Usage: loopml {name}" in result.output
+    assert "--install-completion" not in result.output
+
+
+def test_an_unknown_command_is_refused() -> None:
+    result = runner.invoke(main.app, ["nosuch"])
+
+    assert result.exit_code == 2
+    assert "No such command 'nosuch'" in result.output
+
+
+def test_a_command_imports_only_its_own_module() -> None:
+    code = (
+        "import sys; from loopml.cli.main import app; "
+        "import loopml.cli.main as m; m._lazy_command('tables'); "
+        "print(sorted(n for n in sys.modules if n.startswith('loopml.cli.') and n not in "
+        "('loopml.cli.main', 'loopml.cli._context', 'loopml.cli._output'))); "
+        "print('pandas' in sys.modules, 'loopml.server' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+
+    loaded = set(ast.literal_eval(out[0]))
+    assert "loopml.cli.tables" in loaded
+    assert not loaded & {"loopml.cli.server", "loopml.cli.demo", "loopml.cli.pipelines"}
+    assert out[1] == "False False"
