@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import socket
 from pathlib import Path
@@ -123,6 +124,10 @@ def _serve(settings: Settings) -> None:
         f"  artifacts  {settings.artifact_root}",
         highlight=False,
     )
+    # The libraries and the app live as long as the process: frozen out of the cycle
+    # collector's sight, a full collection no longer walks them and stalls the gateway.
+    gc.collect()
+    gc.freeze()
     uvicorn.run(
         app,
         host=settings.server.host.strip("[]"),

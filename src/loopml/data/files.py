@@ -1,7 +1,8 @@
 """File ingest: CSV, Parquet and JSON Lines read with Arrow's own readers (no Python loops).
 
 Uploads arrive streamed. CSV and JSON Lines are read as they arrive (``read_stream``):
-Arrow parses one block while the next is still on the wire, and nothing is written twice.
+Arrow parses blocks while the next are still on the wire (CSV blocks side by side, see
+``loopml.data._csv``), and nothing is written twice.
 Parquet keeps its index at the end of the file, so ``spool`` writes it to a server-named
 temporary file first (removed afterwards whatever happens) and ``read_upload`` reads that.
 Either way the upload limit is enforced as bytes arrive. A filename sent by a client only
@@ -20,11 +21,11 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 import pyarrow as pa
-import pyarrow.csv as pcsv
 import pyarrow.json as pjson
 import pyarrow.parquet as pq
 
 from loopml.core.errors import PayloadTooLargeError, ValidationError
+from loopml.data import _csv
 
 FileFormat = Literal["csv", "parquet", "jsonl"]
 FORMATS: tuple[FileFormat, ...] = ("csv", "parquet", "jsonl")
@@ -105,9 +106,13 @@ def read_upload(
             return pa.RecordBatchReader.from_batches(file.schema_arrow, file.iter_batches())
         if fmt == "jsonl":
             return _jsonl(source)
-        return pcsv.open_csv(source, read_options=pcsv.ReadOptions(block_size=_BLOCK))
+        return _csv.open_blocks(_opened(name) if name else source)  # type: ignore[arg-type]
     except (pa.ArrowInvalid, OSError) as exc:
         raise _unparsable(fmt, exc) from exc
+
+
+def _opened(path: str) -> BinaryIO:
+    return open(path, "rb")  # the reader closes it
 
 
 def _unparsable(fmt: str, exc: Exception) -> ValidationError:

@@ -22,7 +22,6 @@ row); the model then runs through ``MicroBatcher`` in a worker thread. The optio
 
 from __future__ import annotations
 
-import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -337,10 +336,6 @@ def create_model_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(runtime.warm_up)
-        # Everything loaded so far (the libraries, the model) lives as long as the process:
-        # out of the collector's sight, a full collection no longer walks it, which took
-        # the p99 of a busy server from tens of milliseconds to a few.
-        gc.freeze()
         server.ready = True
         try:
             yield

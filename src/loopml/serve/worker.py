@@ -19,6 +19,7 @@ rows still waiting are posted (up to ``--log-close-timeout-s``) before the proce
 from __future__ import annotations
 
 import argparse
+import gc
 import ipaddress
 import signal
 import sys
@@ -180,6 +181,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the default action (death by SIGTERM) follows; a no-op handler makes that exit 0.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _after_shutdown)
+    # The libraries and the model live as long as the process: frozen out of the cycle
+    # collector's sight, a full collection no longer walks them (tens of milliseconds on a
+    # busy server's p99 before this).
+    gc.collect()
+    gc.freeze()
     try:
         uvicorn.Server(config).run()
     finally:

@@ -1,0 +1,104 @@
+"""CSV read as a stream, in blocks parsed side by side.
+
+Arrow's streaming CSV reader (``pyarrow.csv.open_csv``) converts one block at a time, which
+made a 91 MB upload parse at about half the speed of ``read_csv`` on the same file. Here the
+stream is cut into blocks at line ends, and the blocks after the first are parsed by a few
+threads at once (Arrow releases the GIL while it parses) while the next bytes are still
+arriving. The semantics stay the streaming reader's:
+
+- the column names come from the header, and the types are inferred from the first block
+  (``FIRST_BLOCK`` bytes, as ``open_csv`` with that block size infers them); later blocks are
+  parsed with those types, so a later value that does not fit is an error, not a silent
+  change of type;
+- as with Arrow's default ``newlines_in_values=False``, a line end always ends a row (a
+  quoted value cannot hold one), which is what makes cutting at line ends safe;
+- a block that does not parse raises ``pyarrow.ArrowInvalid`` naming its lines in the file.
+
+Memory holds at most ``threads + 1`` blocks and their parsed rows at a time.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import BinaryIO
+
+import pyarrow as pa
+import pyarrow.csv as pcsv
+
+FIRST_BLOCK = 16 * 1024 * 1024
+BLOCK = 8 * 1024 * 1024
+
+
+def _threads() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _block(source: BinaryIO, size: int) -> bytes:
+    """About ``size`` bytes, extended to the end of the line they stop in."""
+    data = source.read(size)
+    if data and not data.endswith(b"\n"):
+        data += source.readline()
+    return data
+
+
+def open_blocks(
+    source: BinaryIO,
+    *,
+    threads: int | None = None,
+    first_block: int = FIRST_BLOCK,
+    block: int = BLOCK,
+) -> pa.RecordBatchReader:
+    """Read CSV from ``source`` as record batches (see the module docs); ``source`` is
+    closed when the batches are exhausted or the reader is dropped.
+
+    Args:
+        threads: blocks parsed at once (default: the CPUs, at most 4).
+        first_block: bytes the types are inferred from.
+        block: bytes per later block.
+
+    Raises:
+        pyarrow.ArrowInvalid: the first block does not parse (later blocks raise as they
+            are read).
+    """
+    first = _block(source, first_block)
+    whole = pcsv.ReadOptions(block_size=len(first) + 1)  # one block: one inference
+    head = pcsv.read_csv(io.BytesIO(first), read_options=whole)
+    lines = first.count(b"\n")
+    if len(first) < first_block:  # the whole file was in the first block
+        source.close()
+        return head.to_reader()
+    names = head.schema.names
+    convert = pcsv.ConvertOptions(column_types=head.schema)
+
+    def parse(data: bytes, start: int) -> pa.Table:
+        # One Arrow block per block (however long its last line): the threads are here.
+        read = pcsv.ReadOptions(column_names=names, block_size=len(data) + 1, use_threads=False)
+        try:
+            return pcsv.read_csv(io.BytesIO(data), read_options=read, convert_options=convert)
+        except pa.ArrowInvalid as exc:
+            end = start + data.count(b"\n")
+            raise pa.ArrowInvalid(f"{exc} (in lines {start + 1}-{end} of the file)") from exc
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        yield from head.to_batches()
+        workers = threads or _threads()
+        pending: deque[Future[pa.Table]] = deque()
+        line = lines
+        with source, ThreadPoolExecutor(workers, thread_name_prefix="loopml-csv") as pool:
+            try:
+                while data := _block(source, block):
+                    pending.append(pool.submit(parse, data, line))
+                    line += data.count(b"\n")
+                    if len(pending) > workers:
+                        yield from pending.popleft().result().to_batches()
+                while pending:
+                    yield from pending.popleft().result().to_batches()
+            finally:
+                for future in pending:
+                    future.cancel()
+
+    return pa.RecordBatchReader.from_batches(head.schema, batches())
