@@ -9,7 +9,6 @@ import typer
 from loopml.cli._context import state
 from loopml.cli._output import as_json, console, table, when
 from loopml.cli.artifacts import _bar
-from loopml.core.contracts import load_contract
 
 app = typer.Typer(help="List, inspect and delete a project's lake tables.", no_args_is_help=True)
 
@@ -181,6 +180,8 @@ def contract_set(
     project: str = PROJECT,
 ) -> None:
     """Set a table's validation contract from a YAML or JSON file (read safely)."""
+    from loopml.core.contracts import load_contract
+
     contract = load_contract(file.read_text(encoding="utf-8"))
     with state(ctx).client() as client:
         client.tables.set_contract(project, name, contract)

@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from loopml.client._http import Http
-from loopml.client.artifacts import Artifacts
-from loopml.client.datasets import Datasets
-from loopml.client.deployments import Deployments
-from loopml.client.events import Events
-from loopml.client.experiments import Experiments
-from loopml.client.models import Models
-from loopml.client.pipelines import Pipelines
-from loopml.client.predictions import Predictions
-from loopml.client.projects import Projects
-from loopml.client.runs import Runs
-from loopml.client.schedules import Schedules
-from loopml.client.sql import Sql
-from loopml.client.tables import Tables
-from loopml.client.transforms import Transforms
-from loopml.client.triggers import Triggers
 from loopml.core.errors import ServiceUnavailableError, error_from_body
+
+if TYPE_CHECKING:
+    from loopml.client.artifacts import Artifacts
+    from loopml.client.datasets import Datasets
+    from loopml.client.deployments import Deployments
+    from loopml.client.events import Events
+    from loopml.client.experiments import Experiments
+    from loopml.client.models import Models
+    from loopml.client.pipelines import Pipelines
+    from loopml.client.predictions import Predictions
+    from loopml.client.projects import Projects
+    from loopml.client.runs import Runs
+    from loopml.client.schedules import Schedules
+    from loopml.client.sql import Sql
+    from loopml.client.tables import Tables
+    from loopml.client.transforms import Transforms
+    from loopml.client.triggers import Triggers
 
 DEFAULT_URL = "http://127.0.0.1:8765"
 
@@ -50,21 +53,114 @@ class Client:
         http: httpx.Client | None = None,
     ) -> None:
         self._http = Http(http or httpx.Client(base_url=url.rstrip("/"), timeout=timeout))
-        self.projects = Projects(self._http)
-        self.events = Events(self._http)
-        self.artifacts = Artifacts(self._http)
-        self.experiments = Experiments(self._http)
-        self.runs = Runs(self._http)
-        self.models = Models(self._http)
-        self.tables = Tables(self._http)
-        self.sql = Sql(self._http)
-        self.datasets = Datasets(self._http)
-        self.transforms = Transforms(self._http)
-        self.predictions = Predictions(self._http)
-        self.deployments = Deployments(self._http)
-        self.pipelines = Pipelines(self._http)
-        self.schedules = Schedules(self._http)
-        self.triggers = Triggers(self._http)
+
+    # Each resource's module is imported on first use: a command that touches one resource
+    # (the CLI's `loopml ingest`) does not pay for the other fourteen's models.
+
+    @cached_property
+    def projects(self) -> Projects:
+        """``client.projects``."""
+        from loopml.client.projects import Projects
+
+        return Projects(self._http)
+
+    @cached_property
+    def events(self) -> Events:
+        """``client.events``."""
+        from loopml.client.events import Events
+
+        return Events(self._http)
+
+    @cached_property
+    def artifacts(self) -> Artifacts:
+        """``client.artifacts``."""
+        from loopml.client.artifacts import Artifacts
+
+        return Artifacts(self._http)
+
+    @cached_property
+    def experiments(self) -> Experiments:
+        """``client.experiments``."""
+        from loopml.client.experiments import Experiments
+
+        return Experiments(self._http)
+
+    @cached_property
+    def runs(self) -> Runs:
+        """``client.runs``."""
+        from loopml.client.runs import Runs
+
+        return Runs(self._http)
+
+    @cached_property
+    def models(self) -> Models:
+        """``client.models``."""
+        from loopml.client.models import Models
+
+        return Models(self._http)
+
+    @cached_property
+    def tables(self) -> Tables:
+        """``client.tables``."""
+        from loopml.client.tables import Tables
+
+        return Tables(self._http)
+
+    @cached_property
+    def sql(self) -> Sql:
+        """``client.sql``."""
+        from loopml.client.sql import Sql
+
+        return Sql(self._http)
+
+    @cached_property
+    def datasets(self) -> Datasets:
+        """``client.datasets``."""
+        from loopml.client.datasets import Datasets
+
+        return Datasets(self._http)
+
+    @cached_property
+    def transforms(self) -> Transforms:
+        """``client.transforms``."""
+        from loopml.client.transforms import Transforms
+
+        return Transforms(self._http)
+
+    @cached_property
+    def predictions(self) -> Predictions:
+        """``client.predictions``."""
+        from loopml.client.predictions import Predictions
+
+        return Predictions(self._http)
+
+    @cached_property
+    def deployments(self) -> Deployments:
+        """``client.deployments``."""
+        from loopml.client.deployments import Deployments
+
+        return Deployments(self._http)
+
+    @cached_property
+    def pipelines(self) -> Pipelines:
+        """``client.pipelines``."""
+        from loopml.client.pipelines import Pipelines
+
+        return Pipelines(self._http)
+
+    @cached_property
+    def schedules(self) -> Schedules:
+        """``client.schedules``."""
+        from loopml.client.schedules import Schedules
+
+        return Schedules(self._http)
+
+    @cached_property
+    def triggers(self) -> Triggers:
+        """``client.triggers``."""
+        from loopml.client.triggers import Triggers
+
+        return Triggers(self._http)
 
     @property
     def url(self) -> str:

@@ -10,7 +10,13 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable, PostCommitHookProperties, write_deltalake
+from deltalake import (
+    CommitProperties,
+    DeltaTable,
+    PostCommitHookProperties,
+    WriterProperties,
+    write_deltalake,
+)
 from deltalake.exceptions import (
     CommitFailedError,
     DeltaError,
@@ -34,6 +40,10 @@ INGEST_KEYS_KEY = "loopml.ingest_keys"
 """The commit's idempotency keys, ``[[key, body_sha256, rows], ...]`` as JSON text."""
 _HISTORY_SCAN = 50
 AFTER_COMMIT = PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=False)
+# Row groups of 256 Ki rows (Parquet's writer default is 1 Mi): a streamed upload's rows are
+# encoded as they arrive instead of all at the end (about 0.1 s less after the last byte of
+# a 1M-row file), and DuckDB scans a file's row groups in parallel. Snappy, as the default.
+WRITER = WriterProperties(max_row_group_size=256 * 1024, compression="SNAPPY")
 """After each commit, a checkpoint every ``delta.checkpointInterval`` commits (100 unless the
 table says otherwise), so that opening a table fed by many small commits reads one Parquet
 checkpoint and a few JSON entries instead of every entry; and no expired-log cleanup, which
@@ -120,6 +130,7 @@ def write(
                 custom_metadata={**(metadata or {}), COMMIT_ID_KEY: commit_id}
             ),
             post_commithook_properties=AFTER_COMMIT,
+            writer_properties=WRITER,
         )
     return commit_id
 
