@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import ipaddress
 import socket
 from pathlib import Path
@@ -12,6 +11,7 @@ import typer
 
 from loopml.cli._context import state
 from loopml.cli._output import console
+from loopml.core import heap
 from loopml.core.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -124,10 +124,7 @@ def _serve(settings: Settings) -> None:
         f"  artifacts  {settings.artifact_root}",
         highlight=False,
     )
-    # The libraries and the app live as long as the process: frozen out of the cycle
-    # collector's sight, a full collection no longer walks them and stalls the gateway.
-    gc.collect()
-    gc.freeze()
+    heap.settle()  # see loopml.core.heap
     uvicorn.run(
         app,
         host=settings.server.host.strip("[]"),

@@ -203,7 +203,7 @@ def _numeric_columns(
     plan = _plan(signature)
     if plan is None:
         return None
-    names, integers = plan
+    names, integers, _, _ = plan
     if not set(map(type, chain.from_iterable(columns))) <= _NUMBERS:
         return None
     try:
@@ -217,7 +217,9 @@ def _numeric_columns(
     return dict(zip(names, matrix, strict=True))
 
 
-_Plan = tuple[tuple[str, ...], list[int]]
+# The names, the integer columns' positions, the names as a set, and a getter of a
+# record's values in signature order.
+_Plan = tuple[tuple[str, ...], list[int], frozenset[str], Any]
 _PLANS: dict[int, tuple[Signature, _Plan | None]] = {}
 
 
@@ -231,11 +233,44 @@ def _plan(signature: Signature) -> _Plan | None:
     plan: _Plan | None = None
     if len(specs) >= 2 and all(spec.type in _NUMERIC for spec in specs):
         integers = [i for i, spec in enumerate(specs) if spec.type == "integer"]
-        plan = (tuple(spec.name for spec in specs), integers)
+        names = tuple(spec.name for spec in specs)
+        plan = (names, integers, frozenset(names), itemgetter(*names))
     if len(_PLANS) > 64:  # signatures of models no longer loaded (tests load many)
         _PLANS.clear()
     _PLANS[id(signature)] = (signature, plan)
     return plan
+
+
+def numeric_matrix(
+    signature: Signature, instances: object, max_rows: int | None
+) -> np.ndarray | None:
+    """The common ``/predict`` request in a few C calls: an all-number signature, records
+    that each hold exactly its columns, every value a number or null. Returns a
+    ``[columns, rows]`` float64 matrix (NaN where null), in signature order; ``None`` for
+    anything else, which ``from_instances`` then checks value by value (and refuses with
+    its precise message where it must), so the rules are the same either way.
+    """
+    plan = _plan(signature)
+    if plan is None or type(instances) is not list or not instances:
+        return None
+    if max_rows is not None and len(instances) > max_rows:
+        return None
+    _, integers, wanted, getter = plan
+    for record in instances:
+        if type(record) is not dict or record.keys() != wanted:
+            return None
+    rows = list(map(getter, instances))
+    if not set(map(type, chain.from_iterable(rows))) <= _NUMBERS:
+        return None
+    try:
+        matrix = np.array(rows, dtype=np.float64).T
+    except (OverflowError, ValueError):
+        return None
+    if integers:
+        values = matrix[integers]
+        if (np.isfinite(values) & (values != np.floor(values))).any():
+            return None
+    return np.ascontiguousarray(matrix)
 
 
 def _from_records(signature: Signature, records: list[dict[str, Any]]) -> list[Sequence[Any]]:

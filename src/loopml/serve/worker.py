@@ -19,7 +19,6 @@ rows still waiting are posted (up to ``--log-close-timeout-s``) before the proce
 from __future__ import annotations
 
 import argparse
-import gc
 import ipaddress
 import signal
 import sys
@@ -27,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loopml.core import heap
 from loopml.core.errors import LoopmlError
 from loopml.serve.config import ModelServerSettings, PredictionLogSettings
 
@@ -181,11 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the default action (death by SIGTERM) follows; a no-op handler makes that exit 0.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _after_shutdown)
-    # The libraries and the model live as long as the process: frozen out of the cycle
-    # collector's sight, a full collection no longer walks them (tens of milliseconds on a
-    # busy server's p99 before this).
-    gc.collect()
-    gc.freeze()
+    heap.settle()  # see loopml.core.heap
     try:
         uvicorn.Server(config).run()
     finally:
