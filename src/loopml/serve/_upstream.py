@@ -1,26 +1,33 @@
-"""The gateway's client for calls to replicas: one ``aiohttp`` session, kept-alive connections.
+"""The gateway's client for calls to replicas: kept-alive HTTP/1.1 connections, each an
+asyncio protocol that parses answers with httptools (the parser uvicorn uses).
 
-The upstream call is the gateway's hot path: a py-spy profile under load put about 65 % of
-the gateway's CPU in httpx/httpcore's async client (anyio streams, a pool that re-checks each
-socket, per-request auth and redirect machinery). aiohttp's connector keeps a plain pool of
-keep-alive connections per replica and parses answers with its C parser, so a call costs a
-fraction of that. Nothing is allocated per call beyond the headers and the answer.
+The upstream call is the gateway's hot path, and a general client is a heavy one there: a
+py-spy profile under load put about 65 % of the gateway's CPU in httpx's async client, and
+after the move to aiohttp still about 200 µs of CPU per call in its session machinery
+(request and response objects, tracing hooks, timers, a payload writer task). A replica is
+a known peer answering small JSON over HTTP/1.1 on loopback, so a call here is: take an idle
+connection of that replica (or open one), write the request in one piece, let the parser
+fill in status, the headers passed on and the body, and put the connection back.
 
 Failures are sorted into the two cases the gateway treats differently:
 
-- ``Unreachable``: nothing was answered (connect refused or timed out, the replica closed a
-  pooled connection, the connection broke mid-answer). Inference has no side effect, so the
-  gateway may send the request to another replica.
+- ``Unreachable``: nothing was answered (connect refused or timed out, the replica closed
+  the connection, it broke mid-answer, the answer did not parse). Inference has no side
+  effect, so the gateway may send the request to another replica. A connection reused from
+  the pool that fails before any byte of an answer is first retried once on a new
+  connection to the same replica: the replica may have just closed it as idle.
 - ``UpstreamTimeout``: the replica took the request but did not answer in time (504).
 """
 
 from __future__ import annotations
 
-import io
+import asyncio
+import time
+from collections import deque
+from typing import cast
+from urllib.parse import urlsplit
 
-import aiohttp
-from multidict import CIMultiDictProxy
-from yarl import URL
+import httptools
 
 # Headers an answer passes on to the client; the rest are the replica's own business.
 PASSED_ON = frozenset(
@@ -32,10 +39,11 @@ PASSED_ON = frozenset(
         "x-loopml-error-message",
     }
 )
-# aiohttp adds these unless told not to: a body without a Content-Type would otherwise reach
-# the replica as application/octet-stream (and be refused), and the others are noise.
-_LARGE_BODY = 512 * 1024
-_NO_AUTO_HEADERS = ("Content-Type", "User-Agent", "Accept", "Accept-Encoding")
+_PASSED_ON_BYTES = frozenset(name.encode() for name in PASSED_ON)
+# Under uvicorn's 5 s keep-alive: an idle connection is dropped before the replica closes
+# it, so a request rarely races a closing socket.
+KEEPALIVE_S = 4.0
+_LARGE_BODY = 64 * 1024
 
 
 class Unreachable(Exception):
@@ -57,47 +65,131 @@ class UpstreamAnswer:
         self.content = content
 
 
+class _Connection(asyncio.Protocol):
+    """One kept-alive connection to a replica; one call at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self._parser = httptools.HttpResponseParser(self)
+        self._waiter: asyncio.Future[UpstreamAnswer] | None = None
+        self._headers: dict[str, str] = {}
+        self._body: list[bytes] = []
+        self._started = False  # a byte of the answer arrived
+        self._complete = False
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream transport (uvloop's is not an asyncio.Transport subclass, but behaves as one).
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._started = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(Unreachable(f"the replica's answer does not parse: {exc}"))
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._fail(Unreachable(f"the replica closed the connection{f': {exc}' if exc else ''}"))
+
+    # httptools callbacks
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lower = name.lower()
+        if lower in _PASSED_ON_BYTES:
+            self._headers[lower.decode("latin-1")] = value.decode("latin-1")
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        self._complete = True
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        content = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        status = self._parser.get_status_code()
+        if not self._parser.should_keep_alive():
+            self.close()
+        waiter.set_result(UpstreamAnswer(status, self._headers, content))
+
+    # calls
+
+    @property
+    def started(self) -> bool:
+        """Whether any byte of the current call's answer arrived."""
+        return self._started
+
+    async def call(self, head: bytes, body: bytes) -> UpstreamAnswer:
+        """Send one request and wait for its whole answer."""
+        transport = self.transport
+        if transport is None or self.closed or transport.is_closing():
+            raise Unreachable("the connection is closed")
+        self._waiter = asyncio.get_running_loop().create_future()
+        self._headers = {}
+        self._body = []
+        self._started = False
+        self._complete = False
+        if len(body) <= _LARGE_BODY:
+            transport.write(head + body)
+        else:
+            transport.write(head)
+            transport.write(body)
+        try:
+            return await self._waiter
+        finally:
+            self._waiter = None
+
+    @property
+    def reusable(self) -> bool:
+        return self._complete and not self.closed and self.transport is not None
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def _fail(self, error: Exception) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(error)
+
+
 class UpstreamClient:
-    """Calls replicas over a pool of keep-alive connections (see the module docstring).
+    """Calls replicas over pools of keep-alive connections (see the module docstring).
 
     Args:
         connect_timeout_s: connecting to a replica (then ``Unreachable``).
         timeout_s: the longest a call may take, connecting included (then ``UpstreamTimeout``).
-        max_connections: the pool's bound, over all replicas.
+        max_connections: the most connections open at once, over all replicas; a call over
+            the bound waits for one to be free.
     """
 
     def __init__(self, *, connect_timeout_s: float, timeout_s: float, max_connections: int):
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
+        self._connect_timeout_s = connect_timeout_s
+        self._timeout_s = timeout_s
         self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
+        self._idle: dict[tuple[str, int], deque[_Connection]] = {}
+        self._addresses: dict[str, tuple[str, int, bytes]] = {}
+        self._slots: asyncio.Semaphore | None = None
+        self._open = 0
 
     async def start(self) -> None:
-        """Open the pool (on the running event loop)."""
-        connector = aiohttp.TCPConnector(
-            limit=self._max_connections,
-            limit_per_host=0,
-            # Under uvicorn's 5 s keep-alive: the pool drops an idle connection before the
-            # replica closes it, so a request never races a closing socket (which would
-            # mark a healthy replica failed).
-            keepalive_timeout=4.0,
-            # Replicas are addressed by IP: nothing to resolve, nothing to cache.
-            use_dns_cache=False,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=self._timeout,
-            skip_auto_headers=_NO_AUTO_HEADERS,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            trust_env=False,
-            raise_for_status=False,
-            auto_decompress=False,
-        )
+        """Get ready to call (on the running event loop)."""
+        self._slots = asyncio.Semaphore(self._max_connections)
 
     async def close(self) -> None:
-        """Close the pool; calls in flight fail."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Close the idle connections; calls in flight fail."""
+        for pool in self._idle.values():
+            while pool:
+                pool.popleft().close()
+        self._idle.clear()
+        self._slots = None
 
     async def send(
         self, method: str, url: str, body: bytes, headers: dict[str, str]
@@ -108,38 +200,102 @@ class UpstreamClient:
             Unreachable: nothing was answered.
             UpstreamTimeout: no complete answer within the timeout.
         """
-        session = self._session
-        assert session is not None, "the gateway is not started"
+        slots = self._slots
+        assert slots is not None, "the gateway is not started"
+        host, port, target = self._address(url)
+        head = _head(method, target, host, port, headers, len(body))
         try:
-            async with session.request(
-                method,
-                URL(url, encoded=True),
-                data=_payload(body),
-                headers=headers,
-                allow_redirects=False,
-            ) as answer:
-                content = await answer.read()
-                return UpstreamAnswer(answer.status, _passed_on(answer.headers), content)
-        except aiohttp.ConnectionTimeoutError as exc:
-            raise Unreachable(f"connecting timed out: {exc}") from exc
-        except TimeoutError as exc:  # the total timeout, or reading an answer
-            raise UpstreamTimeout(str(exc)) from exc
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-            raise Unreachable(str(exc) or type(exc).__name__) from exc
+            async with asyncio.timeout(self._timeout_s):
+                async with slots:
+                    return await self._call((host, port), head, body)
+        except TimeoutError as exc:
+            raise UpstreamTimeout(
+                f"no answer from {host}:{port} within {self._timeout_s:g} s"
+            ) from exc
 
+    async def _call(self, key: tuple[str, int], head: bytes, body: bytes) -> UpstreamAnswer:
+        connection = self._pooled(key)
+        if connection is not None:
+            try:
+                return await self._use(key, connection, head, body)
+            except Unreachable:
+                if connection.started:
+                    raise
+                # Closed by the replica while idle, most likely: once more, on a new one.
+        return await self._use(key, await self._connect(key), head, body)
 
-def _payload(body: bytes) -> bytes | io.BytesIO | None:
-    # aiohttp writes a large ``bytes`` body in one go (and warns that it may hold up the
-    # event loop); from a file object it writes in chunks, off the loop.
-    if not body:
+    async def _use(
+        self, key: tuple[str, int], connection: _Connection, head: bytes, body: bytes
+    ) -> UpstreamAnswer:
+        try:
+            answer = await connection.call(head, body)
+        except BaseException:
+            connection.close()  # mid-call (a timeout, a cancel): never reused
+            raise
+        if connection.reusable:
+            connection.idle_since = time.monotonic()
+            self._idle.setdefault(key, deque()).append(connection)
+        return answer
+
+    def _pooled(self, key: tuple[str, int]) -> _Connection | None:
+        pool = self._idle.get(key)
+        now = time.monotonic()
+        while pool:
+            connection = pool.pop()  # the most recently used: the least likely to be closed
+            if connection.reusable and now - connection.idle_since < KEEPALIVE_S:
+                self._drop_stale(pool, now)
+                return connection
+            connection.close()
         return None
-    return io.BytesIO(body) if len(body) > _LARGE_BODY else body
+
+    @staticmethod
+    def _drop_stale(pool: deque[_Connection], now: float) -> None:
+        while pool and now - pool[0].idle_since >= KEEPALIVE_S:
+            pool.popleft().close()
+
+    async def _connect(self, key: tuple[str, int]) -> _Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self._connect_timeout_s):
+                _, connection = await loop.create_connection(_Connection, *key)
+        except TimeoutError as exc:
+            raise Unreachable(f"connecting to {key[0]}:{key[1]} timed out") from exc
+        except OSError as exc:
+            raise Unreachable(f"cannot connect to {key[0]}:{key[1]}: {exc}") from exc
+        return connection
+
+    def _address(self, url: str) -> tuple[str, int, bytes]:
+        """Host, port and the request target of ``url`` (the base is parsed once)."""
+        split = urlsplit(url)
+        base = f"{split.scheme}://{split.netloc}"
+        address = self._addresses.get(base)
+        if address is None:
+            if split.scheme != "http" or split.hostname is None:
+                raise Unreachable(f"replica address {base!r} is not http://host:port")
+            address = (split.hostname, split.port or 80, b"")
+            if len(self._addresses) > 10_000:  # replicas come and go with revisions
+                self._addresses.clear()
+            self._addresses[base] = address
+        target = split.path or "/"
+        if split.query:
+            target += "?" + split.query
+        return address[0], address[1], target.encode("latin-1")
 
 
-def _passed_on(headers: CIMultiDictProxy[str]) -> dict[str, str]:
-    passed: dict[str, str] = {}
+def _head(
+    method: str, target: bytes, host: str, port: int, headers: dict[str, str], length: int
+) -> bytes:
+    lines = [
+        method.encode("ascii"),
+        b" ",
+        target,
+        b" HTTP/1.1\r\nhost: ",
+        f"{host}:{port}".encode("latin-1"),
+        b"\r\ncontent-length: ",
+        str(length).encode("ascii"),
+        b"\r\n",
+    ]
     for name, value in headers.items():
-        lower = name.lower()
-        if lower in PASSED_ON:
-            passed[lower] = value
-    return passed
+        lines += [name.encode("latin-1"), b": ", value.encode("latin-1"), b"\r\n"]
+    lines.append(b"\r\n")
+    return b"".join(lines)

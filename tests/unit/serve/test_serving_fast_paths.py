@@ -1,5 +1,5 @@
 """The serving hot paths: the all-number column conversion, the inference fast path past the
-router, the V2 error body, and the gateway's aiohttp upstream client (against a real HTTP
+router, the V2 error body, and the gateway's upstream client (against a real HTTP
 server standing in for a replica: headers, query string, timeouts, keep-alive)."""
 
 from __future__ import annotations
