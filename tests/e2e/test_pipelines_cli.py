@@ -124,3 +124,81 @@ def test_cancel_a_running_pipeline(up: RunningServer, tmp_path: Path) -> None:
     missing = up.cli("pipelines", "show", "0" * 32)
     assert missing.returncode == 1
     assert "not found" in missing.stderr
+
+
+def test_schedules_and_triggers_from_the_command_line(up: RunningServer, tmp_path: Path) -> None:
+    spec = tmp_path / "good.yaml"
+    spec.write_text(GOOD)
+    assert up.cli("pipelines", "apply", str(spec)).returncode == 0
+
+    made = up.cli(
+        "schedules",
+        "create",
+        "nightly",
+        "--pipeline",
+        "greeter",
+        "--cron",
+        "0 3 * * *",
+        "--tz",
+        "Europe/Paris",
+        "--input",
+        "who=night",
+        "--json",
+    )
+    assert made.returncode == 0, made.stderr
+    schedule = json.loads(made.stdout)
+    assert (schedule["timezone"], schedule["inputs"], schedule["enabled"]) == (
+        "Europe/Paris",
+        {"who": "night"},
+        True,
+    )
+    bad = up.cli("schedules", "create", "broken", "--pipeline", "greeter", "--cron", "61 * * * *")
+    assert bad.returncode == 1
+    assert "cron" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    paused = up.cli("schedules", "pause", "nightly")
+    assert "paused" in paused.stdout, paused.stderr
+    listed = up.cli("schedules", "list")
+    assert "nightly" in listed.stdout
+    assert "paused" in listed.stdout
+    assert "enabled" in up.cli("schedules", "resume", "nightly").stdout
+    assert up.cli("schedules", "delete", "nightly").returncode == 0
+    assert up.cli("schedules", "show", "nightly").returncode == 1
+
+    hook = up.cli(
+        "triggers",
+        "create",
+        "hook",
+        "--pipeline",
+        "greeter",
+        "--on",
+        "webhook",
+        "--input",
+        "who=hook",
+        "--json",
+    )
+    assert hook.returncode == 0, hook.stderr
+    trigger = json.loads(hook.stdout)
+    assert trigger["secret"]
+    wrong = up.cli("triggers", "fire", trigger["id"], "--secret", "not-it")
+    assert wrong.returncode == 1
+    assert "secret" in wrong.stderr.lower()
+    fired = up.cli("triggers", "fire", trigger["id"], "--secret", trigger["secret"], "--json")
+    assert fired.returncode == 0, fired.stderr
+    run_id = json.loads(fired.stdout)["run_id"]
+    deadline = time.monotonic() + 60
+    status = ""
+    while time.monotonic() < deadline:
+        runs = json.loads(up.cli("pipelines", "runs", "greeter", "--json").stdout)
+        status = next((r["status"] for r in runs if r["id"] == run_id), "")
+        if status in ("SUCCEEDED", "FAILED", "CANCELLED"):
+            break
+        time.sleep(0.3)
+    assert status == "SUCCEEDED"
+    shown = json.loads(up.cli("triggers", "show", "hook", "--json").stdout)
+    assert [(f["outcome"], f["run_id"]) for f in shown["history"]] == [("started", run_id)]
+    assert shown["secret"] is None
+    text = up.cli("triggers", "show", "hook").stdout
+    assert "started" in text
+    assert "secret (shown once)" not in text  # only at creation
+    assert up.cli("triggers", "delete", "hook").returncode == 0
