@@ -175,7 +175,6 @@ class UpstreamClient:
         self._timeout_s = timeout_s
         self._max_connections = max_connections
         self._idle: dict[tuple[str, int], deque[_Connection]] = {}
-        self._addresses: dict[str, tuple[str, int, bytes]] = {}
         self._slots: asyncio.Semaphore | None = None
         self._open = 0
 
@@ -264,22 +263,16 @@ class UpstreamClient:
             raise Unreachable(f"cannot connect to {key[0]}:{key[1]}: {exc}") from exc
         return connection
 
-    def _address(self, url: str) -> tuple[str, int, bytes]:
-        """Host, port and the request target of ``url`` (the base is parsed once)."""
+    @staticmethod
+    def _address(url: str) -> tuple[str, int, bytes]:
+        """Host, port and the request target of ``url``."""
         split = urlsplit(url)
-        base = f"{split.scheme}://{split.netloc}"
-        address = self._addresses.get(base)
-        if address is None:
-            if split.scheme != "http" or split.hostname is None:
-                raise Unreachable(f"replica address {base!r} is not http://host:port")
-            address = (split.hostname, split.port or 80, b"")
-            if len(self._addresses) > 10_000:  # replicas come and go with revisions
-                self._addresses.clear()
-            self._addresses[base] = address
+        if split.scheme != "http" or split.hostname is None:
+            raise Unreachable(f"replica address {url[:100]!r} is not http://host:port/...")
         target = split.path or "/"
         if split.query:
             target += "?" + split.query
-        return address[0], address[1], target.encode("latin-1")
+        return split.hostname, split.port or 80, target.encode("latin-1")
 
 
 def _head(

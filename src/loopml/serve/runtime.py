@@ -56,20 +56,21 @@ class Columns:
     __slots__ = ("_arrays", "_names", "matrix", "rows")
 
     def __init__(
-        self, arrays: Mapping[str, np.ndarray], rows: int, matrix: np.ndarray | None = None
+        self,
+        arrays: Mapping[str, np.ndarray] | None,
+        rows: int,
+        matrix: np.ndarray | None = None,
+        names: Sequence[str] = (),
     ) -> None:
-        self._arrays: Mapping[str, np.ndarray] | None = arrays
-        self._names: Sequence[str] = ()
+        self._arrays = arrays
+        self._names = names
         self.rows = rows
         self.matrix = matrix
 
     @classmethod
     def from_matrix(cls, names: Sequence[str], matrix: np.ndarray) -> Columns:
         """Columns of a ``[columns, rows]`` matrix whose rows are ``names``' values."""
-        columns = cls({}, matrix.shape[1], matrix)
-        columns._arrays = None
-        columns._names = names
-        return columns
+        return cls(None, matrix.shape[1], matrix, names)
 
     @property
     def arrays(self) -> Mapping[str, np.ndarray]:
