@@ -19,18 +19,19 @@ Memory holds at most ``threads + 1`` blocks and their parsed rows at a time.
 
 from __future__ import annotations
 
-import io
 import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
 FIRST_BLOCK = 16 * 1024 * 1024
 BLOCK = 8 * 1024 * 1024
+_NEWLINE = ord("\n")
 
 
 def _threads() -> int:
@@ -43,6 +44,12 @@ def _block(source: BinaryIO, size: int) -> bytes:
     if data and not data.endswith(b"\n"):
         data += source.readline()
     return data
+
+
+def _lines(data: bytes) -> int:
+    """The line ends in ``data``, counted by NumPy (twice as fast as ``bytes.count``, and
+    without the GIL)."""
+    return int(np.count_nonzero(np.frombuffer(data, np.uint8) == _NEWLINE))
 
 
 def open_blocks(
@@ -66,37 +73,48 @@ def open_blocks(
     """
     first = _block(source, first_block)
     whole = pcsv.ReadOptions(block_size=len(first) + 1)  # one block: one inference
-    head = pcsv.read_csv(io.BytesIO(first), read_options=whole)
-    lines = first.count(b"\n")
+    head = pcsv.read_csv(pa.BufferReader(first), read_options=whole)
+    lines = _lines(first)
     if len(first) < first_block:  # the whole file was in the first block
         source.close()
         return head.to_reader()
     names = head.schema.names
     convert = pcsv.ConvertOptions(column_types=head.schema)
 
-    def parse(data: bytes, start: int) -> pa.Table:
+    def parse(data: bytes) -> tuple[pa.Table | pa.ArrowInvalid, int]:
         # One Arrow block per block (however long its last line): the threads are here.
+        # The block's lines are counted here too, off the reader's thread (NumPy lets go of
+        # the GIL), for the line numbers of an error.
+        lines = _lines(data)
         read = pcsv.ReadOptions(column_names=names, block_size=len(data) + 1, use_threads=False)
         try:
-            return pcsv.read_csv(io.BytesIO(data), read_options=read, convert_options=convert)
+            return pcsv.read_csv(pa.BufferReader(data), read, convert_options=convert), lines
         except pa.ArrowInvalid as exc:
-            end = start + data.count(b"\n")
-            raise pa.ArrowInvalid(f"{exc} (in lines {start + 1}-{end} of the file)") from exc
+            return exc, lines
 
     def batches() -> Iterator[pa.RecordBatch]:
         yield from head.to_batches()
         workers = threads or _threads()
-        pending: deque[Future[pa.Table]] = deque()
+        pending: deque[Future[tuple[pa.Table | pa.ArrowInvalid, int]]] = deque()
         line = lines
+
+        def parsed() -> Iterator[pa.RecordBatch]:
+            nonlocal line
+            table, count = pending.popleft().result()
+            if isinstance(table, pa.ArrowInvalid):
+                where = f"in lines {line + 1}-{line + count} of the file"
+                raise pa.ArrowInvalid(f"{table} ({where})") from table
+            line += count
+            yield from table.to_batches()
+
         with source, ThreadPoolExecutor(workers, thread_name_prefix="loopml-csv") as pool:
             try:
                 while data := _block(source, block):
-                    pending.append(pool.submit(parse, data, line))
-                    line += data.count(b"\n")
+                    pending.append(pool.submit(parse, data))
                     if len(pending) > workers:
-                        yield from pending.popleft().result().to_batches()
+                        yield from parsed()
                 while pending:
-                    yield from pending.popleft().result().to_batches()
+                    yield from parsed()
             finally:
                 for future in pending:
                     future.cancel()

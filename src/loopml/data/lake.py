@@ -272,7 +272,7 @@ def _write(
     failures: list[LoopmlError] = []
     stream = pa.RecordBatchReader.from_batches(target, cast_batches(batches, target, failures))
     try:
-        commit_id = _delta.write(loc, stream, mode, metadata=metadata, table=dt)
+        commit_id = _delta.write(loc, stream, mode, metadata=metadata, table=dt, sample=first)
     except Exception:
         if failures:
             raise failures[0] from None

@@ -166,3 +166,58 @@ def test_files_of_each_format(
     data = lake.read_dataset(store, artifacts, "default", "sales").to_table()
     assert data.schema.field("id").type == pa.int64()
     assert sorted(data.column("score").to_pylist()) == [0.5, 1.5]
+
+
+def _encodings(store: MetadataStore, artifacts: ArtifactStore) -> dict[str, set[str]]:
+    """Each column's Parquet encodings across the table's files."""
+    dataset = lake.read_dataset(store, artifacts, "default", "sales")
+    found: dict[str, set[str]] = {}
+    for path in dataset.files:
+        meta = pq.ParquetFile(dataset.filesystem.open_input_file(path)).metadata
+        for group in range(meta.num_row_groups):
+            for index in range(meta.num_columns):
+                column = meta.row_group(group).column(index)
+                found.setdefault(column.path_in_schema, set()).update(column.encodings)
+    return found
+
+
+def _dictionary(encodings: set[str]) -> bool:
+    return any("DICTIONARY" in encoding for encoding in encodings)
+
+
+def test_columns_whose_values_mostly_differ_are_written_without_a_dictionary(
+    store: MetadataStore, artifacts: ArtifactStore
+) -> None:
+    rows = 4000
+    cities = ["paris", "oslo", "lima"]
+    data = pa.table(
+        {
+            "id": pa.array(range(rows), pa.int64()),
+            "half": pa.array([i // 2 for i in range(rows)], pa.int64()),  # exactly half distinct
+            "city": [cities[i % 3] for i in range(rows)],
+            "code": [f"c{i}" for i in range(rows)],
+            "tags": [[i % 2, i] for i in range(rows)],  # nested: the writer's default
+        }
+    )
+
+    _ingest(store, artifacts, data)
+
+    encodings = _encodings(store, artifacts)
+    assert not _dictionary(encodings["id"])
+    assert not _dictionary(encodings["code"])
+    assert _dictionary(encodings["half"])
+    assert _dictionary(encodings["city"])
+    assert (
+        lake.read_dataset(store, artifacts, "default", "sales")
+        .to_table()
+        .sort_by("id")
+        .equals(data)
+    )
+
+
+def test_a_small_write_keeps_the_default_dictionaries(
+    store: MetadataStore, artifacts: ArtifactStore
+) -> None:
+    _ingest(store, artifacts, pa.table({"id": pa.array(range(999), pa.int64())}))
+
+    assert _dictionary(_encodings(store, artifacts)["id"])
