@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from loopml.client._http import Http
+from loopml.client._tls import tls_context
 from loopml.core.errors import ServiceUnavailableError, error_from_body
 
 if TYPE_CHECKING:
@@ -52,7 +53,9 @@ class Client:
         timeout: float = 30.0,
         http: httpx.Client | None = None,
     ) -> None:
-        self._http = Http(http or httpx.Client(base_url=url.rstrip("/"), timeout=timeout))
+        self._http = Http(
+            http or httpx.Client(base_url=url.rstrip("/"), timeout=timeout, verify=tls_context())
+        )
 
     # Each resource's module is imported on first use: a command that touches one resource
     # (the CLI's `loopml ingest`) does not pay for the other fourteen's models.
