@@ -113,3 +113,13 @@ def test_a_server_outside_the_trust_store_is_refused(
         client.health()
 
     assert "CERTIFICATE_VERIFY_FAILED" in caught.value.message
+
+
+def test_the_context_has_the_standard_librarys_default_client_settings() -> None:
+    ours, standard = tls_context(), ssl.create_default_context()
+    for setting in ("protocol", "verify_mode", "check_hostname", "verify_flags", "options"):
+        assert getattr(ours, setting) == getattr(standard, setting), setting
+    assert (ours.minimum_version, ours.maximum_version) == (
+        standard.minimum_version,
+        standard.maximum_version,
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import sys
 import threading
 from typing import Any
 
@@ -46,5 +47,11 @@ def _trust_locations() -> tuple[str | None, str | None]:
 
 
 def tls_context() -> ssl.SSLContext:
-    """A client context that verifies servers, reading its trust store on first use."""
-    return _TrustOnFirstUse(ssl.PROTOCOL_TLS_CLIENT)
+    """A client context that verifies servers, reading its trust store on first use; the
+    rest as ``ssl.create_default_context`` makes it."""
+    context = _TrustOnFirstUse(ssl.PROTOCOL_TLS_CLIENT)  # host names and certificates checked
+    if sys.version_info >= (3, 13):
+        context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | ssl.VERIFY_X509_STRICT
+    if (keylog := os.environ.get("SSLKEYLOGFILE")) and not sys.flags.ignore_environment:
+        context.keylog_filename = keylog
+    return context
