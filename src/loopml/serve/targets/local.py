@@ -30,20 +30,26 @@ One supervisor thread does all the process work, every ``tick_s``:
 from __future__ import annotations
 
 import logging
-import math
 import signal
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
 from loopml.core.deployments import Deployment, DeploymentStatus
-from loopml.core.errors import ConflictError
-from loopml.serve.routing import Backend, RevisionRoute, Routes
-from loopml.serve.targets._autoscale import AutoscalePolicy, Autoscaler
+from loopml.serve.routing import Routes
+from loopml.serve.targets._autoscale import AutoscalePolicy
+from loopml.serve.targets._local_state import (
+    LOG_NAME,
+    Group,
+    Key,
+    Managed,
+    roles_of,
+    show,
+    status_of,
+)
 from loopml.serve.targets._process import (
     Replica,
     ReplicaState,
@@ -55,9 +61,6 @@ from loopml.serve.targets._process import tail as tail_of
 from loopml.serve.targets.base import RevisionPackage, TargetStatus
 
 log = logging.getLogger("loopml.serve.local")
-
-Key = tuple[str, str]
-LOG_NAME = "replicas.log"
 
 
 @dataclass(frozen=True)
@@ -109,78 +112,6 @@ class LocalTargetConfig:
     autoscale: AutoscalePolicy = field(default_factory=AutoscalePolicy)
 
 
-class _Group:
-    """The replicas of one revision."""
-
-    def __init__(self, package: RevisionPackage) -> None:
-        self.package = package
-        self.wanted = 0
-        self.replicas: list[Replica] = []
-        self.streak = 0  # exits since a replica of this revision was last ready
-        self.last_error = ""
-
-    @property
-    def label(self) -> str:
-        return f"revision {self.package.revision} ({self.package.model}/{self.package.version})"
-
-    def ready(self) -> list[Replica]:
-        return [r for r in self.replicas if r.state == ReplicaState.READY]
-
-    def failing(self, after: int) -> bool:
-        return self.streak >= after and not self.ready()
-
-
-class _Managed:
-    """One deployment: what is wanted, what serves, and its replicas."""
-
-    def __init__(self, deployment: Deployment, folder: Path, policy: AutoscalePolicy) -> None:
-        self.key: Key = (deployment.project, deployment.name)
-        self.deployment = deployment
-        self.folder = folder
-        self.log_path = folder / LOG_NAME
-        self.packages: dict[int, RevisionPackage] = {}
-        self.groups: dict[int, _Group] = {}
-        self.desired: dict[int, int] = {}
-        self.desired_shadow: int | None = None
-        self.serving: dict[int, int] = {}
-        self.serving_shadow: int | None = None
-        self.asleep = deployment.spec.min_replicas == 0
-        self.last_request = time.monotonic()
-        self.deleting = False
-        self.gone = threading.Event()
-        self.routes: Routes | None = None
-        self.scaler = Autoscaler(policy, max(deployment.spec.min_replicas, 1), time.monotonic())
-
-    def want(self, deployment: Deployment, packages: Iterable[RevisionPackage]) -> None:
-        for package in packages:
-            self.packages[package.revision] = package
-        traffic = {r: p for r, p in deployment.traffic.items() if p > 0}
-        needed = _with_shadow(traffic, deployment.shadow_revision)
-        missing = sorted(r for r in needed if r not in self.packages)
-        if missing:
-            raise ConflictError(
-                f"deployment {deployment.name!r}: no package given for revision(s) {missing}",
-                details={"deployment": deployment.name, "revisions": missing},
-            )
-        self.deployment = deployment
-        self.desired = traffic
-        self.desired_shadow = deployment.shadow_revision
-        if deployment.spec.min_replicas > 0:
-            self.asleep = False
-
-    def inflight(self) -> int:
-        return sum(
-            r.backend.inflight
-            for g in self.groups.values()
-            for r in g.replicas
-            if r.backend is not None
-        )
-
-    def ready_count(self, revision: int) -> int:
-        group = self.groups.get(revision)
-        return len(group.ready()) if group else 0
-
-
 class LocalDeployTarget:
     """Runs deployments as supervised model-server processes (see the module docstring).
 
@@ -197,7 +128,7 @@ class LocalDeployTarget:
         self.config = config or LocalTargetConfig()
         self._command = python_command(self.config.python)
         self._lock = threading.Lock()
-        self._managed: dict[Key, _Managed] = {}
+        self._managed: dict[Key, Managed] = {}
         self._nudge = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -238,7 +169,7 @@ class LocalDeployTarget:
             if managed is None or managed.deleting:
                 folder = self.root / deployment.project / deployment.name
                 folder.mkdir(parents=True, exist_ok=True)
-                managed = _Managed(deployment, folder, self.config.autoscale)
+                managed = Managed(deployment, folder, self.config.autoscale)
                 managed.want(deployment, packages)
                 self._managed[key] = managed
             else:
@@ -282,7 +213,7 @@ class LocalDeployTarget:
         if managed is None:
             return TargetStatus(DeploymentStatus.PENDING, "not started on this server yet", 0)
         with self._lock:
-            return self._status(managed)
+            return status_of(managed, self.config.failed_after)
 
     def logs(self, deployment: Deployment, tail: int) -> list[str]:
         """The last ``tail`` lines of the deployment's ``replicas.log``."""
@@ -351,7 +282,7 @@ class LocalDeployTarget:
                             self._probed(managed, group, replica, answers[id(replica)], now)
                 self._settle(managed, now)
 
-    def _plan(self, managed: _Managed, now: float) -> None:
+    def _plan(self, managed: Managed, now: float) -> None:
         """Decide each revision's wanted replica count, and switch traffic when ready."""
         spec = managed.deployment.spec
         if managed.deleting:
@@ -374,44 +305,23 @@ class LocalDeployTarget:
             for group in managed.groups.values():
                 group.wanted = 0
             return
-        self._autoscale(managed, now)
-        wanted = self._wanted(managed)
+        managed.autoscale(now)
+        wanted = managed.wanted_replicas()
         self._switch(managed, wanted)
         for revision in wanted:
             if revision not in managed.groups:
-                managed.groups[revision] = _Group(managed.packages[revision])
+                managed.groups[revision] = Group(managed.packages[revision])
         for revision, group in managed.groups.items():
             group.wanted = wanted.get(revision, 0)
 
-    @staticmethod
-    def _autoscale(managed: _Managed, now: float) -> None:
-        spec = managed.deployment.spec
-        low = max(spec.min_replicas, 1)
-        before = managed.scaler.replicas
-        after = managed.scaler.observe(managed.inflight(), low, max(spec.max_replicas, low), now)
-        if after != before:
-            log_line(
-                managed.log_path,
-                f"autoscale: {before} -> {after} replicas "
-                f"({managed.scaler.average:.1f} requests in flight on average)",
-            )
-
-    @staticmethod
-    def _wanted(managed: _Managed) -> dict[int, int]:
-        n = managed.scaler.replicas
-        wanted = {r: max(1, math.ceil(n * p / 100)) for r, p in managed.desired.items()}
-        if managed.desired_shadow is not None:
-            wanted.setdefault(managed.desired_shadow, 1)
-        return wanted
-
-    def _switch(self, managed: _Managed, wanted: dict[int, int]) -> None:
+    def _switch(self, managed: Managed, wanted: dict[int, int]) -> None:
         """Move traffic to the wanted revisions once they are all ready; until then the
         revisions serving now keep their replicas."""
         if managed.serving != managed.desired:
             if all(managed.ready_count(r) >= wanted[r] for r in managed.desired):
                 before = managed.serving
                 managed.serving = dict(managed.desired)
-                log_line(managed.log_path, f"traffic {_show(before)} -> {_show(managed.serving)}")
+                log_line(managed.log_path, f"traffic {show(before)} -> {show(managed.serving)}")
             else:
                 for revision in managed.serving:
                     group = managed.groups.get(revision)
@@ -423,7 +333,7 @@ class LocalDeployTarget:
             elif managed.serving_shadow is not None:
                 wanted.setdefault(managed.serving_shadow, 1)
 
-    def _act(self, managed: _Managed, group: _Group, now: float) -> None:
+    def _act(self, managed: Managed, group: Group, now: float) -> None:
         """Reap, restart, start and stop the replicas of one revision."""
         for replica in group.replicas:
             code = replica.poll()
@@ -444,7 +354,7 @@ class LocalDeployTarget:
             r for r in group.replicas if r.index < group.wanted or r.state != ReplicaState.STOPPED
         ]
 
-    def _keep(self, managed: _Managed, replica: Replica, now: float) -> None:
+    def _keep(self, managed: Managed, replica: Replica, now: float) -> None:
         if replica.state == ReplicaState.WAITING and now >= replica.retry_at:
             rotate(managed.log_path, self.config.log_max_bytes)
             replica.package = managed.packages.get(replica.package.revision, replica.package)
@@ -468,7 +378,7 @@ class LocalDeployTarget:
             replica.state = ReplicaState.WAITING
             replica.retry_at = now
 
-    def _server_args(self, managed: _Managed, revision: int) -> list[str]:
+    def _server_args(self, managed: Managed, revision: int) -> list[str]:
         args = list(self.config.server_args)
         if self.config.log_url is not None:
             role = roles_of(managed.deployment).get(revision, "primary")
@@ -481,7 +391,7 @@ class LocalDeployTarget:
             ]
         return args
 
-    def _retire(self, managed: _Managed, replica: Replica, now: float) -> None:
+    def _retire(self, managed: Managed, replica: Replica, now: float) -> None:
         state = replica.state
         cfg = self.config
         if state == ReplicaState.READY:
@@ -506,7 +416,7 @@ class LocalDeployTarget:
             replica.signal(signal.SIGKILL)
 
     def _exited(
-        self, managed: _Managed, group: _Group, replica: Replica, code: int, now: float
+        self, managed: Managed, group: Group, replica: Replica, code: int, now: float
     ) -> None:
         state = replica.state
         pid = replica.pid
@@ -541,7 +451,7 @@ class LocalDeployTarget:
         return response.status_code == 200
 
     def _probed(
-        self, managed: _Managed, group: _Group, replica: Replica, ready: bool, now: float
+        self, managed: Managed, group: Group, replica: Replica, ready: bool, now: float
     ) -> None:
         if replica.state == ReplicaState.STARTING and ready:
             replica.mark_ready(now)
@@ -559,7 +469,7 @@ class LocalDeployTarget:
                 log_line(managed.log_path, f"{replica.label}: stopped answering, killed")
                 replica.signal(signal.SIGKILL)
 
-    def _settle(self, managed: _Managed, now: float) -> None:
+    def _settle(self, managed: Managed, now: float) -> None:
         """Drop what is gone, and publish the routes."""
         for revision, group in list(managed.groups.items()):
             if group.wanted == 0 and not group.replicas:
@@ -573,78 +483,17 @@ class LocalDeployTarget:
             project=managed.key[0],
             name=managed.key[1],
             revisions=tuple(
-                self._route(managed, revision, weight)
+                managed.route(revision, weight)
                 for revision, weight in sorted(managed.serving.items())
                 if weight > 0
             ),
             shadow=(
-                self._route(managed, managed.serving_shadow, 0)
+                managed.route(managed.serving_shadow, 0)
                 if managed.serving_shadow is not None
                 else None
             ),
             asleep=managed.asleep,
         )
-
-    @staticmethod
-    def _route(managed: _Managed, revision: int, weight: int) -> RevisionRoute:
-        package = managed.packages[revision]
-        group = managed.groups.get(revision)
-        backends: tuple[Backend, ...] = ()
-        if group is not None:
-            backends = tuple(r.backend for r in group.ready() if r.backend is not None)
-        role = roles_of(managed.deployment).get(revision, "primary")
-        return RevisionRoute(revision, package.model, package.version, weight, backends, role)
-
-    def _status(self, managed: _Managed) -> TargetStatus:
-        ready = sum(len(g.ready()) for g in managed.groups.values())
-        if managed.asleep:
-            return TargetStatus(
-                DeploymentStatus.SCALED_TO_ZERO, "no replica runs; the next request starts one", 0
-            )
-        wanted = _with_shadow(managed.desired, managed.desired_shadow)
-        failing = [
-            managed.groups[r]
-            for r in sorted(wanted)
-            if r in managed.groups and managed.groups[r].failing(self.config.failed_after)
-        ]
-        if failing:
-            group = failing[0]
-            serves = (
-                f"; revision(s) {sorted(managed.serving)} keep serving"
-                if managed.serving != managed.desired
-                else ""
-            )
-            why = f": {group.last_error}" if group.last_error else ""
-            return TargetStatus(
-                DeploymentStatus.FAILED,
-                f"{group.label} does not start (restarting with backoff){serves}{why}",
-                ready,
-            )
-        counts = {r: (managed.ready_count(r), g.wanted) for r, g in managed.groups.items()}
-        if managed.serving != managed.desired:
-            progress = ", ".join(
-                f"revision {r}: {counts.get(r, (0, 0))[0]}/{counts.get(r, (0, 0))[1]} ready"
-                for r in sorted(managed.desired)
-            )
-            return TargetStatus(
-                DeploymentStatus.PENDING,
-                f"rolling out {_show(managed.desired)} ({progress}); {_show(managed.serving)} "
-                "serves meanwhile"
-                if managed.serving
-                else f"starting ({progress})",
-                ready,
-            )
-        short = [r for r in sorted(managed.serving) if counts.get(r, (0, 1))[0] == 0]
-        if short:
-            return TargetStatus(
-                DeploymentStatus.PENDING, f"revision(s) {short} have no ready replica yet", ready
-            )
-        degraded = [
-            f"revision {r}: {have}/{want} ready"
-            for r, (have, want) in sorted(counts.items())
-            if have < want
-        ]
-        return TargetStatus(DeploymentStatus.READY, "; ".join(degraded), ready)
 
     def _stop_everything(self) -> None:
         """SIGTERM every replica, wait up to ``stop_timeout_s``, then SIGKILL the rest."""
@@ -663,30 +512,6 @@ class LocalDeployTarget:
             replica.signal(signal.SIGKILL)
             replica.reaped()
             replica.state = ReplicaState.STOPPED
-
-
-def roles_of(deployment: Deployment) -> dict[int, str]:
-    """Each served revision's role: the shadow; with a canary in the spec and two revisions
-    taking traffic, the one taking the canary's percent (the newer one on a 50/50 tie);
-    otherwise the primary. A replica keeps the role it started with until it restarts."""
-    traffic = deployment.traffic
-    roles = dict.fromkeys(traffic, "primary")
-    canary = deployment.spec.canary
-    if canary is not None and len(traffic) == 2:
-        primary_share = 100 - canary.percent
-        ordered = sorted(traffic, key=lambda r: (traffic[r] != primary_share, r))
-        roles[ordered[1]] = "canary"
-    if deployment.shadow_revision is not None:
-        roles[deployment.shadow_revision] = "shadow"
-    return roles
-
-
-def _with_shadow(traffic: dict[int, int], shadow: int | None) -> set[int]:
-    return set(traffic) if shadow is None else {*traffic, shadow}
-
-
-def _show(traffic: dict[int, int]) -> str:
-    return "{" + ", ".join(f"revision {r}: {p}%" for r, p in sorted(traffic.items())) + "}"
 
 
 def _last_words(path: Path) -> str:
