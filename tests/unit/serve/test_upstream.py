@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -90,6 +90,33 @@ def _client(timeout_s: float = 2.0) -> UpstreamClient:
     return UpstreamClient(connect_timeout_s=0.5, timeout_s=timeout_s, max_connections=8)
 
 
+@contextlib.asynccontextmanager
+async def _upstream(
+    handler: Handler, timeout_s: float = 2.0
+) -> AsyncIterator[tuple[_Server, UpstreamClient, str]]:
+    """A server running ``handler`` and a started client; yields both and the server's URL,
+    then closes the client and the server."""
+    server = await _serve(handler)
+    client = _client(timeout_s)
+    await client.start()
+    try:
+        yield server, client, f"http://127.0.0.1:{server.port}"
+    finally:
+        await client.close()
+        await server.close()
+
+
+def _answering(reply: bytes, *, keep_open: bool = True) -> Handler:
+    """A handler that writes ``reply`` to every request (then keeps the connection, or not)."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        writer.write(reply)
+        await writer.drain()
+        return keep_open
+
+    return handler
+
+
 def _run(scenario: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(scenario())  # type: ignore[arg-type]
 
@@ -101,15 +128,8 @@ def test_calls_reuse_one_connection_and_pass_on_only_known_headers() -> None:
         return True
 
     async def scenario() -> None:
-        server = await _serve(handler)
-        client = _client()
-        await client.start()
-        answers = [
-            await client.send("POST", f"http://127.0.0.1:{server.port}/predict?a=1", b"{}", {})
-            for _ in range(5)
-        ]
-        await client.close()
-        await server.close()
+        async with _upstream(handler) as (server, client, url):
+            answers = [await client.send("POST", f"{url}/predict?a=1", b"{}", {}) for _ in range(5)]
         assert [a.content for a in answers] == [b'{"n": %d}' % n for n in range(1, 6)]
         assert answers[0].status == 200
         assert answers[0].headers == {"content-type": "application/json"}
@@ -119,21 +139,14 @@ def test_calls_reuse_one_connection_and_pass_on_only_known_headers() -> None:
 
 
 def test_a_chunked_answer_is_put_together() -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
-        writer.write(
-            b"HTTP/1.1 503 Service Unavailable\r\ntransfer-encoding: chunked\r\n"
-            b"retry-after: 1\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
-        )
-        await writer.drain()
-        return True
+    chunked = _answering(
+        b"HTTP/1.1 503 Service Unavailable\r\ntransfer-encoding: chunked\r\n"
+        b"retry-after: 1\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    )
 
     async def scenario() -> None:
-        server = await _serve(handler)
-        client = _client()
-        await client.start()
-        answer = await client.send("POST", f"http://127.0.0.1:{server.port}/x", b"", {})
-        await client.close()
-        await server.close()
+        async with _upstream(chunked) as (_, client, url):
+            answer = await client.send("POST", f"{url}/x", b"", {})
         assert (answer.status, answer.content) == (503, b"hello world")
         assert answer.headers == {"retry-after": "1"}
 
@@ -141,21 +154,14 @@ def test_a_chunked_answer_is_put_together() -> None:
 
 
 def test_a_connection_the_replica_closed_while_idle_is_replaced_not_failed() -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
-        writer.write(_ok(b"{}"))
-        await writer.drain()
-        return False  # close after each answer, without saying so
+    closing = _answering(_ok(b"{}"), keep_open=False)  # closes after each answer, unannounced
 
     async def scenario() -> None:
-        server = await _serve(handler)
-        client = _client()
-        await client.start()
-        for _ in range(3):
-            answer = await client.send("POST", f"http://127.0.0.1:{server.port}/p", b"{}", {})
-            assert answer.status == 200
-            await asyncio.sleep(0.05)  # the close reaches the client while idle
-        await client.close()
-        await server.close()
+        async with _upstream(closing) as (server, client, url):
+            for _ in range(3):
+                answer = await client.send("POST", f"{url}/p", b"{}", {})
+                assert answer.status == 200
+                await asyncio.sleep(0.05)  # the close reaches the client while idle
         assert server.connections == 3
 
     _run(scenario)
@@ -170,15 +176,8 @@ def test_a_reused_connection_closed_before_answering_is_retried_once_on_a_new_on
         return True
 
     async def scenario() -> None:
-        server = await _serve(handler)
-        client = _client()
-        await client.start()
-        statuses = [
-            (await client.send("POST", f"http://127.0.0.1:{server.port}/p", b"{}", {})).status
-            for _ in range(3)
-        ]
-        await client.close()
-        await server.close()
+        async with _upstream(handler) as (server, client, url):
+            statuses = [(await client.send("POST", f"{url}/p", b"{}", {})).status for _ in range(3)]
         assert statuses == [200, 200, 200]
         assert server.connections == 3
 
@@ -186,21 +185,14 @@ def test_a_reused_connection_closed_before_answering_is_retried_once_on_a_new_on
 
 
 def test_connection_close_answers_are_not_reused() -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
-        writer.write(_ok(b"{}", b"connection: close\r\n"))
-        await writer.drain()
-        return True
-
     async def scenario() -> None:
-        server = await _serve(handler)
-        client = _client()
-        await client.start()
-        for _ in range(3):
-            assert (
-                await client.send("GET", f"http://127.0.0.1:{server.port}/", b"", {})
-            ).status == 200
-        await client.close()
-        await server.close()
+        async with _upstream(_answering(_ok(b"{}", b"connection: close\r\n"))) as (
+            server,
+            client,
+            url,
+        ):
+            for _ in range(3):
+                assert (await client.send("GET", f"{url}/", b"", {})).status == 200
         assert server.connections == 3
 
     _run(scenario)
@@ -214,19 +206,10 @@ def test_connection_close_answers_are_not_reused() -> None:
     ],
 )
 def test_garbage_or_a_cut_answer_is_unreachable(reply: bytes, message: str) -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
-        writer.write(reply)
-        await writer.drain()
-        return False
-
     async def scenario() -> None:
-        server = await _serve(handler)
-        client = _client()
-        await client.start()
-        with pytest.raises(Unreachable, match=message):
-            await client.send("POST", f"http://127.0.0.1:{server.port}/p", b"{}", {})
-        await client.close()
-        await server.close()
+        async with _upstream(_answering(reply, keep_open=False)) as (_, client, url):
+            with pytest.raises(Unreachable, match=message):
+                await client.send("POST", f"{url}/p", b"{}", {})
 
     _run(scenario)
 
@@ -260,15 +243,11 @@ def test_a_slow_answer_times_out_and_its_connection_is_dropped() -> None:
         return True
 
     async def scenario() -> None:
-        server = await _serve(handler)
-        client = _client(timeout_s=0.3)
-        await client.start()
-        with pytest.raises(UpstreamTimeout):
-            await client.send("POST", f"http://127.0.0.1:{server.port}/p", b"{}", {})
-        answer = await client.send("POST", f"http://127.0.0.1:{server.port}/p", b"{}", {})
-        release.set()
-        await client.close()
-        await server.close()
+        async with _upstream(handler, timeout_s=0.3) as (server, client, url):
+            with pytest.raises(UpstreamTimeout):
+                await client.send("POST", f"{url}/p", b"{}", {})
+            answer = await client.send("POST", f"{url}/p", b"{}", {})
+            release.set()
         assert answer.status == 200
         assert server.connections == 2  # the timed-out connection was not reused
 
@@ -276,19 +255,10 @@ def test_a_slow_answer_times_out_and_its_connection_is_dropped() -> None:
 
 
 def test_a_large_body_arrives_whole() -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
-        writer.write(_ok(b"{}"))
-        await writer.drain()
-        return True
-
     async def scenario() -> None:
-        server = await _serve(handler)
-        client = _client()
-        await client.start()
         body = b"x" * (3 * 1024 * 1024)
-        answer = await client.send("POST", f"http://127.0.0.1:{server.port}/p", body, {})
-        await client.close()
-        await server.close()
+        async with _upstream(_answering(_ok(b"{}"))) as (server, client, url):
+            answer = await client.send("POST", f"{url}/p", body, {})
         assert answer.status == 200
         assert server.bodies == [len(body)]
 
