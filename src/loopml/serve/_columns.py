@@ -204,17 +204,29 @@ def _numeric_columns(
     if plan is None:
         return None
     names, integers, _, _ = plan
-    if not set(map(type, chain.from_iterable(columns))) <= _NUMBERS:
+    matrix = _float_matrix(columns, integers)
+    return None if matrix is None else dict(zip(names, matrix, strict=True))
+
+
+def _float_matrix(
+    lines: Sequence[Sequence[Any]], integers: list[int], *, records: bool = False
+) -> np.ndarray | None:
+    """``lines`` (columns; with ``records``, rows) as a ``[columns, rows]`` float64 matrix,
+    NaN where null; ``None`` where a value is not a number or null, does not fit a float,
+    or is not whole in an integer column (the per-column path then names it)."""
+    if not set(map(type, chain.from_iterable(lines))) <= _NUMBERS:
         return None
     try:
-        matrix = np.array(columns, dtype=np.float64)
+        matrix = np.array(lines, dtype=np.float64)
     except (OverflowError, ValueError):
         return None
+    if records:
+        matrix = matrix.T
     if integers:
         values = matrix[integers]
         if (np.isfinite(values) & (values != np.floor(values))).any():
             return None
-    return dict(zip(names, matrix, strict=True))
+    return matrix
 
 
 # The names, the integer columns' positions, the names as a set, and a getter of a
@@ -259,18 +271,8 @@ def numeric_matrix(
     for record in instances:
         if type(record) is not dict or record.keys() != wanted:
             return None
-    rows = list(map(getter, instances))
-    if not set(map(type, chain.from_iterable(rows))) <= _NUMBERS:
-        return None
-    try:
-        matrix = np.array(rows, dtype=np.float64).T
-    except (OverflowError, ValueError):
-        return None
-    if integers:
-        values = matrix[integers]
-        if (np.isfinite(values) & (values != np.floor(values))).any():
-            return None
-    return np.ascontiguousarray(matrix)
+    matrix = _float_matrix(list(map(getter, instances)), integers, records=True)
+    return None if matrix is None else np.ascontiguousarray(matrix)
 
 
 def _from_records(signature: Signature, records: list[dict[str, Any]]) -> list[Sequence[Any]]:

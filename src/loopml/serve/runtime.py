@@ -207,15 +207,15 @@ class ModelRuntime:
         """Run several requests as one model call; one ``Prediction`` per request."""
         if len(batch) == 1:
             return [self.predict(batch[0])]
-        rows = sum(part.rows for part in batch)
         if self._session is not None and all(part.matrix is not None for part in batch):
             matrix = np.concatenate([part.matrix for part in batch], axis=1)
             whole = self.predict(Columns.from_matrix(self.input_names, matrix))
-            return whole.split([part.rows for part in batch])
-        arrays = {
-            name: np.concatenate([part.arrays[name] for part in batch]) for name in self.input_names
-        }
-        whole = self.predict(Columns(arrays, rows))
+        else:
+            arrays = {
+                name: np.concatenate([part.arrays[name] for part in batch])
+                for name in self.input_names
+            }
+            whole = self.predict(Columns(arrays, sum(part.rows for part in batch)))
         return whole.split([part.rows for part in batch])
 
     def warm_up(self) -> None:
