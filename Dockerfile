@@ -6,7 +6,7 @@
 #   docker run --rm -p 8080:8080 -v "$PWD/pkg:/pkg:ro" loopml:dev \
 #       --package /pkg --manifest-sha256 HASH --name churn --version 3 \
 #       --deployment churn-prod --host 0.0.0.0 --allow-remote --port 8080
-#   docker run --rm --entrypoint python loopml:dev -m loopml.serve.fetch --help
+#   docker run --rm --entrypoint python loopml:dev -m loopml.sdk.fetch --help
 #   docker run --rm -p 8765:8765 --entrypoint loopml loopml:dev up --help
 #
 # docs/kubernetes.md describes the image and how the rendered manifests use it.

@@ -32,9 +32,10 @@ install: $(VENV)/.dev-installed ## Create .venv and install loopml with the dev 
 run: $(VENV)/.run-installed ## Install loopml, start it and run the demo loop (embedded defaults)
 	$(VENV)/bin/loopml up --demo
 
-lint: install ## ruff lint and format check
+lint: install ## ruff lint, format check and the import contracts (layers, no cycles)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/lint-imports
 
 format: install ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix src tests bench
@@ -48,8 +49,8 @@ test: lint typecheck ## Lint, type-check and run every test (services are skippe
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; fi; \
 	exit $$rc
 
-test-integration: install ## Only the tests that use real services (PostgreSQL, S3, subprocesses)
-	LOOPML_REQUIRE_SERVICES=1 $(PY) -m pytest -m "postgres or s3 or e2e" $(PYTEST_ARGS)
+test-integration: install ## Only the tests that use real services (PostgreSQL, S3, NATS, Redis, subprocesses)
+	LOOPML_REQUIRE_SERVICES=1 $(PY) -m pytest -m "postgres or s3 or nats or redis or e2e" $(PYTEST_ARGS)
 
 bench: install ## Run the benchmarks under bench/ and print their figures
 	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

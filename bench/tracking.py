@@ -6,17 +6,32 @@
   latest metrics and tags) over the 10,000 runs (``tracking.search_runs``, one query).
 
 Targets on SQLite: search p50 <= 50 ms, batch p50 <= 30 ms. Run: ``python bench/tracking.py``.
+
+With ``--mlflow-python PATH`` (an interpreter with the full ``mlflow`` package in its own
+venv: ``python3 -m venv /tmp/mlflow-server && /tmp/mlflow-server/bin/pip install
+mlflow==3.17.2``), it then compares servers on the same data, through the ``mlflow`` client
+of that interpreter: ``loopml up`` (its MLflow API) against ``mlflow server``, both on a
+SQLite file; ``search_runs`` with the same filter and order (100 runs) and ``log_batch`` of
+1,000 metrics. Targets: loopml >= 5x faster on search, >= 2x on log_batch (p50).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import httpx
 
 from loopml.core.run_search import RunFilter, RunOrder, RunSearch
 from loopml.core.runs import LogBatch, MetricPoint
@@ -25,6 +40,9 @@ from loopml.train import tracking
 
 TARGET_SEARCH_MS = 50.0
 TARGET_BATCH_MS = 30.0
+TARGET_SEARCH_RATIO = 5.0
+TARGET_BATCH_RATIO = 2.0
+MLFLOW_SCRIPT = Path(__file__).with_name("_mlflow_tracking.py")
 
 
 def populate(store: MetadataStore, n_runs: int, n_metrics: int) -> list[str]:
@@ -76,7 +94,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--metrics", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=50)
+    parser.add_argument(
+        "--mlflow-python",
+        help="an interpreter with mlflow (its own venv): also compare with mlflow server",
+    )
     args = parser.parse_args()
+    if args.mlflow_python:
+        compare_servers(args)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         store = MetadataStore(f"sqlite:///{Path(tmp) / 'loopml.db'}")
         store.upgrade()
@@ -131,6 +156,114 @@ def main() -> None:
             None,
         )
         store.dispose()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def _serving(command: list[str], url: str, env: dict[str, str], log: Path) -> Iterator[None]:
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(url, timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if process.poll() is not None:
+                    raise SystemExit(f"server exited:\n{log.read_text()[-2000:]}")
+                time.sleep(0.2)
+            yield
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def _client(python: str, uri: str, repeat: int) -> dict[str, list[float]]:
+    done = subprocess.run(
+        [python, str(MLFLOW_SCRIPT), "client", uri, str(repeat)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    samples: dict[str, list[float]] = json.loads(done.stdout.strip().splitlines()[-1])
+    return samples
+
+
+def compare_servers(args: argparse.Namespace) -> None:
+    """The same runs in loopml and in MLflow's server, timed through MLflow's client."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOPML_", "MLFLOW_"))}
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "loopml"
+        home.mkdir()
+        store = MetadataStore(f"sqlite:///{home / 'loopml.db'}")
+        store.upgrade()
+        populate(store, args.runs, args.metrics)
+        store.dispose()
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        up = [sys.executable, "-m", "loopml.cli.main", "up", "--port", str(port)]
+        with _serving(up, f"{url}/api/v1/health", {**env, "LOOPML_HOME": str(home)}, home / "log"):
+            mine = _client(args.mlflow_python, url, args.repeat)
+        db = Path(tmp) / "mlflow.db"
+        started = time.perf_counter()
+        subprocess.run(
+            [
+                args.mlflow_python,
+                str(MLFLOW_SCRIPT),
+                "populate",
+                str(db),
+                str(args.runs),
+                str(args.metrics),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        print(f"mlflow store populated in {time.perf_counter() - started:.1f} s")
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        server = [
+            args.mlflow_python,
+            "-m",
+            "mlflow",
+            "server",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{db}",
+            "--artifacts-destination",
+            str(Path(tmp) / "mlflow-artifacts"),
+        ]
+        with _serving(server, f"{url}/health", env, Path(tmp) / "mlflow.log"):
+            theirs = _client(args.mlflow_python, url, args.repeat)
+    _print_comparison(args.runs, mine, theirs)
+
+
+def _print_comparison(
+    n_runs: int, mine: dict[str, list[float]], theirs: dict[str, list[float]]
+) -> None:
+    print(f"through the mlflow client, {n_runs} runs, p50 (p95) in ms")
+    print(f"{'operation':<44} {'loopml':>16} {'mlflow server':>16} {'speed-up':>9}  target")
+    rows = [
+        ("search_runs: metric filter + order, 100 runs", "search", TARGET_SEARCH_RATIO),
+        ("log_batch: 1,000 metric points", "log_batch", TARGET_BATCH_RATIO),
+    ]
+    for label, key, target in rows:
+        a, b = statistics.median(mine[key]), statistics.median(theirs[key])
+        a95 = statistics.quantiles(mine[key], n=20)[18]
+        b95 = statistics.quantiles(theirs[key], n=20)[18]
+        verdict = "ok" if b / a >= target else "SHORT"
+        print(
+            f"{label:<44} {a:7.1f} ({a95:6.1f}) {b:7.1f} ({b95:6.1f}) {b / a:8.1f}x"
+            f"  >= {target:.0f}x {verdict}"
+        )
 
 
 if __name__ == "__main__":

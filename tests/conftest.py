@@ -148,9 +148,48 @@ def s3_bucket(s3_endpoint: str) -> str:
     return name
 
 
+# ---------------------------------------------------------------- NATS and Redis
+
+NATS_URL = os.environ.get("LOOPML_TEST_NATS_URL", "nats://127.0.0.1:4222")
+REDIS_URL = os.environ.get("LOOPML_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _reachable(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), 2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def nats_server() -> str:
+    """The NATS server (with JetStream) the stream tests publish to; each test uses its own
+    JetStream stream and subjects."""
+    if not _reachable(NATS_URL):
+        missing_service(f"NATS at {NATS_URL}")
+    return NATS_URL
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> str:
+    """The Redis server the stream tests publish to; each test uses its own keys."""
+    if not _reachable(REDIS_URL):
+        missing_service(f"Redis at {REDIS_URL}")
+    return REDIS_URL
+
+
 # ---------------------------------------------------------------- reporting
 
-_SERVICE_FIXTURES = {"postgres": "postgres_database", "s3": "s3_endpoint"}
+_SERVICE_FIXTURES = {
+    "postgres": "postgres_database",
+    "s3": "s3_endpoint",
+    "nats": "nats_server",
+    "redis": "redis_server",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -164,7 +203,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Say how many tests ran on each real service, so a CI log shows they were not skipped."""
     parts = []
-    for marker, label in (("postgres", "PostgreSQL"), ("s3", "S3 (moto server)"), ("e2e", "e2e")):
+    labels = (
+        ("postgres", "PostgreSQL"),
+        ("s3", "S3 (moto server)"),
+        ("nats", "NATS"),
+        ("redis", "Redis"),
+        ("e2e", "e2e"),
+    )
+    for marker, label in labels:
         counts = {}
         for status in ("passed", "failed", "skipped"):
             reports = terminalreporter.stats.get(status, [])

@@ -14,7 +14,11 @@ from loopml.store import MetadataStore
 from loopml.store._registry import project_row
 from loopml.store.orm import ExperimentRow, LoggedModelRow, RunInputRow, RunRow
 
-MODEL_FILES = {"model.onnx": b"onnx-bytes " * 500, "input_example.json": b'{"x": [1]}'}
+# An ONNX ModelProto opens with its ir_version field (0x08): the registry checks that.
+MODEL_FILES = {
+    "model.onnx": b"\x08\x08" + b"onnx-bytes " * 500,
+    "input_example.json": b'{"x": [1]}',
+}
 
 
 @dataclass(frozen=True)

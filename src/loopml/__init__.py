@@ -11,18 +11,27 @@ from typing import TYPE_CHECKING, Any
 from loopml._version import __version__
 
 if TYPE_CHECKING:
-    from loopml._sdk import ActiveRun as ActiveRun
-    from loopml._sdk import start_run as start_run
-    from loopml._sdk_train import TrainOutcome as TrainOutcome
-    from loopml._sdk_train import train_model as train_model
+    from loopml.sdk.text import train_text_model as train_text_model
+    from loopml.sdk.tracking import ActiveRun as ActiveRun
+    from loopml.sdk.tracking import start_run as start_run
+    from loopml.sdk.training import TrainOutcome as TrainOutcome
+    from loopml.sdk.training import train_model as train_model
 
-__all__ = ["ActiveRun", "TrainOutcome", "__version__", "start_run", "train_model"]
+__all__ = [
+    "ActiveRun",
+    "TrainOutcome",
+    "__version__",
+    "start_run",
+    "train_model",
+    "train_text_model",
+]
 
 _LAZY = {
-    "start_run": "loopml._sdk",
-    "ActiveRun": "loopml._sdk",
-    "train_model": "loopml._sdk_train",
-    "TrainOutcome": "loopml._sdk_train",
+    "start_run": "loopml.sdk.tracking",
+    "ActiveRun": "loopml.sdk.tracking",
+    "train_model": "loopml.sdk.training",
+    "TrainOutcome": "loopml.sdk.training",
+    "train_text_model": "loopml.sdk.text",
 }
 
 

@@ -63,7 +63,7 @@ def running_server(home: Path, extra_env: dict[str, str] | None = None) -> Itera
         url = f"http://127.0.0.1:{port}"
         ready_after = None
         with Client(url, timeout=2) as client:
-            while time.monotonic() - started < 30 and process.poll() is None:
+            while time.monotonic() - started < 90 and process.poll() is None:
                 try:
                     client.health()
                 except ServiceUnavailableError:

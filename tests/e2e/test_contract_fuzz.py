@@ -21,10 +21,17 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 # and so are contracts, whose regexes must compile in RE2, which no JSON schema can say.
 # A pipeline spec is YAML text in a JSON string: any string is schema-valid, few are specs.
 # So is a cron expression or a time zone, and a schedule's or trigger's inputs must fit its
-# pipeline; a webhook call needs the secret shown once, which no generator can know.
+# pipeline; a webhook call needs the secret shown once, which no generator can know. So do a
+# login (a user's password), the token routes (a token; with authentication off, as here,
+# they answer 422), and users and members (a password that passes the policy, a user that
+# exists). A new table's columns must have distinct names, which no JSON schema can say.
 FREE_TEXT_ROUTES = (
     r"/sql$|/tables/\{table\}/(files|records|contract)$|/transforms/\{name\}(/apply)?$"
     r"|/datasets$|/pipelines$|/schedules(/\{name\})?$|/triggers(/\{name\})?$|/fire$"
+    r"|/auth/(login|whoami)$|/tokens(/\{token_id\})?$|/users$|/members(/\{user\})?$"
+    r"|/projects/\{project\}/tables$|/streams(/\{name\})?$|/alerts(/\{rule\})?$"
+    # The monitor's paths take names whose patterns the document does not declare yet.
+    r"|/deployments/\{name\}/(monitor|windows)$|/versions/\{version\}/reference$"
 )
 
 
@@ -90,5 +97,5 @@ def test_generated_requests_get_documented_answers_and_no_5xx(
         summary = result.stdout[-6000:]
         print(summary)
         assert result.returncode == 0, summary
-    assert "Tested: 25" in free_text.stdout, free_text.stdout[-2000:]
+    assert "Tested: 47" in free_text.stdout, free_text.stdout[-2000:]
     assert "Traceback" not in server_log, server_log[-4000:]

@@ -1,12 +1,18 @@
-"""``loopml demo`` end to end on the embedded defaults (SQLite): the shipped loop runs to a
-deployed champion, live traffic and feedback flow, and a shifted batch starts a retrain
-whose gate decides, with no failed request while the deployment changes."""
+"""``loopml demo`` end to end on the embedded defaults (SQLite), in both scenarios: the
+champion is trained on the first batch; a new batch starts a retrain through the trigger on
+new rows; the gate promotes it (``promote``: a shift the champion cannot handle) or refuses
+it (``refuse``: scrambled labels), and the narration says exactly what happened. The curl
+line and the URLs it prints work as printed."""
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from loopml.core.pipelines import RunStatus, StepStatus
@@ -23,50 +29,76 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         yield running
 
 
-@pytest.mark.timeout(300)
-def test_the_demo_runs_the_loop_to_a_champion_and_retrains_on_drift(
-    server: RunningServer,
-) -> None:
+def _scores(out: str, role: str) -> list[float]:
+    found = re.search(rf"{role}\s+cancer/\d+\s+([\d.]+)\s+([\d.]+)", out)
+    assert found, out
+    return [float(found.group(1)), float(found.group(2))]
+
+
+def _printed_lines_work(server: RunningServer, out: str, champion: int) -> None:
+    curl = next(line for line in out.splitlines() if line.startswith("curl -s "))
+    pasted = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=30)
+    answer = json.loads(pasted.stdout)
+    assert answer["predictions"][0] in (0, 1)
+    assert answer["version"] == champion
+    urls = re.findall(r"^  (?:deployment|pipeline) +(http\S+)$", out, re.M)
+    assert len(urls) == 2, out
+    for url in urls:
+        assert httpx.get(url).status_code == 200, url
+
+
+@pytest.mark.timeout(660)
+@pytest.mark.parametrize("scenario", ["promote", "refuse"])
+def test_the_demo_tells_its_scenario_every_time(server: RunningServer, scenario: str) -> None:
     from loopml.client import Client
 
     done = server.cli(
-        "demo", "--url", server.url, "--budget-s", "4", "--canary-s", "3", timeout=280
+        "demo", "--scenario", scenario, "--budget-s", "20", "--canary-s", "3", timeout=640
     )
-    assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
+    assert done.returncode == 0, out + done.stderr
     assert "champion  cancer/1 serves cancer-api" in out, out
-    assert "0 failed; labels sent back" in out, out
-    assert "during the retrain, 0 failed" in out, out
-    assert "curl -s" in out
+    assert "119 rows) through the gateway, 0 failed" in out, out
+    champion_scores, challenger_scores = _scores(out, "champion"), _scores(out, "challenger")
+    if scenario == "promote":
+        assert "gate  passed cancer/2: every rule of the policy holds" in out, out
+        assert challenger_scores[0] >= champion_scores[0] + 0.01
+        assert re.search(r"swap  cancer/2 served a 20 % canary .* 0 failed$", out, re.M), out
+        assert "refused" not in out
+        assert "keeps serving" not in out
+    else:
+        assert "gate  refused cancer/2: roc_auc = " in out, out
+        assert challenger_scores[0] < 0.9
+        assert re.search(
+            r"cancer/1 keeps serving cancer-api \(deploy skipped\); .* 0 failed$", out, re.M
+        )
+        assert "swap" not in out
+        assert "passed cancer/2" not in out
+    champion = 2 if scenario == "promote" else 1
+    _printed_lines_work(server, out, champion)
 
     with Client(server.url) as client:
-        runs = client.pipelines.runs(project="demo", pipeline="retrain").items
-        assert len(runs) == 2
-        assert {r.status for r in runs} == {RunStatus.SUCCEEDED}
-        # Both runs were started by the trigger on new rows, not by the demo.
-        assert {r.actor for r in runs} == {"trigger:retrain-on-rows"}
-        retrain = client.pipelines.get_run(runs[0].id, project="demo")
-        steps = {s.name: s for s in retrain.steps or []}
-        passed = (retrain.outputs or {}).get("passed")
-        assert isinstance(passed, bool)
-        champion = client.models.resolve("cancer@champion", project="demo")
-        deploy = steps["deploy"]
-        if passed:
-            # The canary ran beside cancer/1, then the alias move rolled cancer/2 out.
-            assert deploy.status == StepStatus.SUCCEEDED
-            assert champion.version == 2
-            assert deploy.outputs is not None
-            assert deploy.outputs["canary"]["errors"] == 0
-        else:
-            assert deploy.status == StepStatus.SKIPPED
-            assert champion.version == 1
+        runs = client.pipelines.runs(project="demo", pipeline="retrain").items[:2]
+        assert [r.status for r in runs] == [RunStatus.SUCCEEDED] * 2
+        assert runs[0].actor == "trigger:retrain-on-rows"  # the newest: the retrain
+        steps = {
+            s.name: s for s in client.pipelines.get_run(runs[0].id, project="demo").steps or []
+        }
+        deployed = StepStatus.SUCCEEDED if scenario == "promote" else StepStatus.SKIPPED
+        assert steps["deploy"].status == deployed
+        assert client.models.resolve("cancer@champion", project="demo").version == champion
         deployment = client.deployments.get("cancer-api", project="demo")
-        assert deployment.spec.model == "cancer@champion"
         served = {r.number: r.version for r in deployment.revisions}
-        assert [served[n] for n, pct in deployment.traffic.items() if pct] == [champion.version]
-        row = client.tables.head("demo", "patients", 1)[0]
-        row.pop("malignant")
-        answer = client.deployments.predict("cancer-api", [row], project="demo")
-        assert answer["predictions"][0] in (0, 1)
+        assert [served[n] for n, pct in deployment.traffic.items() if pct] == [champion]
         feedback = client.sql("demo", "SELECT count(*) AS n FROM cancer_api__feedback")
-        assert feedback.rows[0][0] == 169
+        assert feedback.rows[0][0] == 119
+
+    if scenario == "refuse":
+        return
+    # The new champion judged again says it is the champion, and records itself as such.
+    gate = server.cli("models", "gate", f"cancer/{champion}", "-p", "demo")
+    assert gate.returncode == 0, gate.stdout + gate.stderr
+    assert f"cancer/{champion} is the champion" in gate.stdout
+    with Client(server.url) as client:
+        verdicts = list(client.events.iter(project="demo", type="gate.passed"))
+    assert verdicts[-1].payload["champion_version"] == champion

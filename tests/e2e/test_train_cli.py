@@ -82,3 +82,34 @@ def test_train_gate_and_promote_from_the_shell(server: RunningServer, tmp_path: 
     assert forced.returncode == 0, forced.stderr
     events = server.cli("events", "--type", "model.promotion.forced", "--json")
     assert "audited on purpose" in events.stdout
+
+
+def test_train_names_the_columns_it_used_and_warns_about_an_identifier(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    data = load_breast_cancer(as_frame=True).frame.iloc[:, [0, 1, 2, 7, 30]]
+    data.columns = ["f0", "f1", "f2", "f3", "y"]
+    data.insert(0, "customer_id", range(5000, 5000 + len(data)))
+    data.to_csv(tmp_path / "ids.csv", index=False)
+    assert server.cli("ingest", str(tmp_path / "ids.csv"), "--table", "ids").returncode == 0
+    made = server.cli("datasets", "create", "ids_snap", "--from", "ids", "--split", "0.25")
+    assert made.returncode == 0, made.stderr
+
+    trained = server.cli(
+        "train", "--dataset", "ids_snap", "--target", "y", "--task", "classification",
+        "--budget", "30", "--max-iter", "3", "--max-model-mb", "1", "--n-jobs", "1",
+    )  # fmt: skip
+
+    assert trained.returncode == 0, trained.stderr
+    assert "warning: column 'customer_id' not used, identifier-like: unique per row" in (
+        trained.stderr
+    )
+    assert "--keep-columns customer_id" in trained.stderr
+    lines = trained.stdout.splitlines()
+    used = [line for line in lines if "columns used" in line]
+    unused = [line for line in lines if "columns not used" in line]
+    assert len(used) == 1, trained.stdout
+    assert "f0, f1, f2, f3" in used[0]
+    assert len(unused) == 1, trained.stdout
+    assert "customer_id" in unused[0]
+    assert any("package" in line and " MB" in line for line in lines), trained.stdout

@@ -39,7 +39,7 @@ def test_cli_drives_projects_and_events(server: RunningServer) -> None:
     assert "Traceback" not in duplicate.stderr
     deleted = server.cli("projects", "delete", "e2e-demo", "--yes")
     assert deleted.returncode == 0, deleted.stderr
-    events = server.cli("events", "--project", "e2e-demo", "--json")
+    events = server.cli("events", "--project", "e2e-demo", "--oldest-first", "--json")
     assert [e["type"] for e in json.loads(events.stdout)] == [
         "project.created",
         "project.deleted",

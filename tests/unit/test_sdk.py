@@ -13,7 +13,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 import loopml
-from loopml._sdk_code import capture_code_version
 from loopml.client import Client
 from loopml.core.errors import ConflictError, ValidationError
 from loopml.core.run_search import RunSearch
@@ -21,6 +20,7 @@ from loopml.core.runs import Run
 from loopml.settings import Settings
 from loopml.store import MetadataStore
 from loopml.train import tracking
+from loopml.train.tracking._code import capture_code_version
 
 StartRun = Callable[..., loopml.ActiveRun]
 GetRun = Callable[[str], Run]
@@ -148,8 +148,8 @@ def test_embedded_start_marks_dead_runs_lost(tmp_path: Path) -> None:
 
 
 def test_loopml_client_url_selects_the_http_backend(monkeypatch: pytest.MonkeyPatch) -> None:
-    from loopml._sdk import _backend
-    from loopml._sdk_backends import EmbeddedBackend, HttpBackend
+    from loopml.sdk.backends import EmbeddedBackend, HttpBackend
+    from loopml.sdk.tracking import _backend
 
     assert isinstance(_backend("default", None, None, None), EmbeddedBackend)
     monkeypatch.setenv("LOOPML_CLIENT_URL", "http://127.0.0.1:9")
@@ -180,7 +180,7 @@ def test_log_model_uploads_the_package_and_records_it(
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
-    from loopml.train.packaging import MANIFEST_FILE
+    from loopml.packaging import MANIFEST_FILE
     from loopml.train.tracking.artifacts import MANIFEST_FILE as RECORDED_MANIFEST
 
     assert RECORDED_MANIFEST == MANIFEST_FILE

@@ -1,23 +1,22 @@
-"""The app factory: one FastAPI app with its backends, guard, error handlers and routers."""
+"""The app factory: one FastAPI app with its guard, error handlers and routers; how its
+backends are opened and what it runs in the background is ``loopml.api.startup``."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
-import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
-from loopml import __version__
-from loopml._backends import open_artifact_store, open_metadata_store
+from loopml._version import __version__
+from loopml.api import mlflow
+from loopml.api.authz import enforce
 from loopml.api.context import AppContext
+from loopml.api.csrf import CrossSiteGuardMiddleware
 from loopml.api.errors import install_error_handlers
 from loopml.api.guard import GuardConfig, RequestGuardMiddleware, is_inference_path
 from loopml.api.routes import (
     artifacts,
+    auth,
     datasets,
     deployments,
     events,
@@ -26,53 +25,26 @@ from loopml.api.routes import (
     gate,
     health,
     models,
+    monitor,
     pipelines,
     predictions,
     projects,
     runs,
     schedules,
     sql,
+    streams,
     tables,
     transforms,
     triggers,
 )
-from loopml.api.services.automation import start_automation
-from loopml.api.services.deployments import build_serving
-from loopml.api.services.maintenance import run_maintenance
-from loopml.api.services.pipelines import start_worker
-from loopml.data.records import RecordBatcher
-from loopml.serve.predlog import PredictionLog
+from loopml.api.serving_auth import ServingAuthMiddleware
+from loopml.api.startup import build_context, build_serving, lifespan
+from loopml.auth.cache import TokenCache
+from loopml.auth.install import load_or_create_secret
+from loopml.auth.ratelimit import FailureLimiter
 from loopml.settings import Settings
 
 log = logging.getLogger("loopml.api")
-
-
-def build_context(settings: Settings) -> AppContext:
-    """Open the backends named by ``settings``."""
-    return AppContext(
-        settings=settings,
-        store=open_metadata_store(settings),
-        artifacts=open_artifact_store(settings),
-    )
-
-
-def _startup(ctx: AppContext) -> None:
-    if ctx.settings.database.auto_upgrade and ctx.store.needs_upgrade():
-        revision = ctx.store.upgrade()
-        log.info("database upgraded to %s", revision)
-    removed = ctx.artifacts.cleanup()
-    if removed:
-        log.info("removed %d orphaned temporary artifact files", removed)
-
-
-async def _maintain(ctx: AppContext) -> None:
-    """Housekeeping on a timer, in a worker thread, never stopping on a failed round."""
-    while True:
-        await asyncio.sleep(ctx.settings.server.maintenance_interval_s)
-        try:
-            await anyio.to_thread.run_sync(run_maintenance, ctx)
-        except Exception:
-            log.exception("housekeeping round failed; retrying next round")
 
 
 def create_app(settings: Settings | None = None, *, context: AppContext | None = None) -> FastAPI:
@@ -85,35 +57,6 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
     settings = settings or (context.settings if context else Settings())
     ctx = context or build_context(settings)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await anyio.to_thread.run_sync(_startup, ctx)
-        housekeeping = asyncio.create_task(_maintain(ctx))
-        await serving.start()
-        records = RecordBatcher(ctx.store, ctx.artifacts, ctx.settings.lake)
-        app.state.records = records
-        # Answers through the gateway (and the shadow's) are logged here, in the platform.
-        predictions = PredictionLog(records)
-        serving.gateway.on_answer = predictions.log_answer
-        if serving.gateway.on_shadow is None:
-            serving.gateway.on_shadow = predictions.log_shadow
-        worker = start_worker(ctx)
-        automation = start_automation(ctx)
-        try:
-            yield
-        finally:
-            await anyio.to_thread.run_sync(automation.stop)
-            await anyio.to_thread.run_sync(worker.stop)
-            await serving.close()
-            await predictions.close()
-            # Posts still waiting for their batch are committed and answered before the
-            # store goes away.
-            await records.close()
-            housekeeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await housekeeping
-            ctx.store.dispose()
-
     app = FastAPI(
         title="loopml",
         version=__version__,
@@ -122,14 +65,17 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         # The interactive docs pages load their scripts from a CDN; loopml serves no CDN code.
         docs_url=None,
         redoc_url=None,
-        lifespan=lifespan,
+        lifespan=lifespan(ctx),
     )
     app.state.ctx = ctx
     app.state.serving = serving = build_serving(ctx)
     app.router.routes.extend(serving.gateway.routes())
     install_error_handlers(app)
+    app.state.auth_key = load_or_create_secret(settings.home)
+    app.state.auth_failures = FailureLimiter(settings.auth.login_failures_per_minute)
     for module in (
         health,
+        auth,
         feedback,
         predictions,
         projects,
@@ -147,20 +93,36 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
         pipelines,
         schedules,
         triggers,
+        streams,
+        monitor,
     ):
-        app.include_router(module.router)
+        # Every route runs the permission check first (a no-op with authentication off).
+        app.include_router(module.router, dependencies=[Depends(enforce)])
+    mlflow.install(app, dependencies=[Depends(enforce)])
     hosts = {h.lower() for h in settings.server.allowed_hosts} | {settings.server.host.lower()}
     # Inside the guard: the gateway's routes skip FastAPI's own layers (its hot path).
     app.add_middleware(serving.gateway.fast_path)
+    if settings.auth.enabled:
+        cache = TokenCache(ctx.store, app.state.auth_key)
+        app.add_middleware(
+            ServingAuthMiddleware,
+            cache=cache,
+            failures=app.state.auth_failures,
+            # The gateway's own rule for which deployment /v2/models/{name} reaches.
+            root_deployment=serving.gateway._root_deployment,
+        )
     app.add_middleware(
         RequestGuardMiddleware,
         config=GuardConfig(
             max_body_bytes=settings.server.max_body_bytes,
             max_upload_bytes=settings.server.max_upload_bytes,
-            raw_body_route=artifacts.is_upload_path,
+            raw_body_route=lambda path: (
+                artifacts.is_upload_path(path) or mlflow.is_upload_path(path)
+            ),
             allowed_hosts=frozenset(hosts),
             ndjson_route=tables.is_records_path,
             inference_route=is_inference_path,
         ),
     )
+    app.add_middleware(CrossSiteGuardMiddleware, allowed_origins=settings.server.allowed_origins)
     return app

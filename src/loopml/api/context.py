@@ -11,7 +11,7 @@ from loopml.settings import Settings
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
 
-# Until authentication exists (a later issue), every change is recorded as made by this actor.
+# With authentication off, every change is recorded as made by this actor.
 ANONYMOUS_ACTOR = "anonymous"
 
 
@@ -30,9 +30,11 @@ def get_context(request: Request) -> AppContext:
     return ctx
 
 
-def get_actor(_: Request) -> str:
-    """Who is making the request; anonymous until authentication comes."""
-    return ANONYMOUS_ACTOR
+def get_actor(request: Request) -> str:
+    """Who is making the request: ``user:<name>/token:<id>`` once the permission check let a
+    token through (``api/authz.py`` runs first), ``anonymous`` with authentication off."""
+    principal = getattr(request.state, "principal", None)
+    return str(principal.actor) if principal is not None else ANONYMOUS_ACTOR
 
 
 Ctx = Annotated[AppContext, Depends(get_context)]

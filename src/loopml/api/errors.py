@@ -49,12 +49,21 @@ async def _loopml_error(_: Request, exc: Exception) -> Response:
     return error_response(exc.status, exc.code, exc.message, exc.details)
 
 
+def _message_of(err: Mapping[str, Any]) -> str:
+    # "JSON decode error" alone does not say what was wrong; the decoder's reason does.
+    msg = str(err.get("msg", ""))
+    ctx = err.get("ctx") or {}
+    if err.get("type") == "json_invalid" and ctx.get("error"):
+        return f"{msg}: {ctx['error']}"
+    return msg
+
+
 async def _validation_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = [
         {
             "loc": [str(part) for part in err.get("loc", ())],
-            "msg": str(err.get("msg", "")),
+            "msg": _message_of(err),
             "type": str(err.get("type", "")),
         }
         for err in exc.errors()[:20]

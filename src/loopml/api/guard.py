@@ -101,7 +101,7 @@ class RequestGuardMiddleware:
         headers = _headers(scope["headers"])
         error = self._check_headers(scope, headers)
         if error is not None:
-            await _send_error(send, error, scope["path"])
+            await send_error(send, error, scope["path"])
             return
         raw = self.config.raw_body_route(scope["path"])
         limit = self.config.max_upload_bytes if raw else self.config.max_body_bytes
@@ -136,30 +136,33 @@ class RequestGuardMiddleware:
                 return _too_large(limit)
         has_body = (declared is not None and int(declared) > 0) or ("transfer-encoding" in headers)
         if has_body and not raw and scope["method"] in _BODY_METHODS:
-            content_type = headers.get("content-type", "")
-            if _JSON_TYPE.match(content_type):
-                return None
-            if not content_type and self.config.inference_route(scope["path"]):
-                return None
-            got = repr(content_type[:100] or "no Content-Type")
-            if not self.config.ndjson_route(scope["path"]):
-                return UnsupportedMediaTypeError(
-                    f"expected a JSON body (Content-Type: application/json), got {got}",
-                    details={"expected": "application/json"},
-                )
-            if not _NDJSON_TYPE.match(content_type):
-                return UnsupportedMediaTypeError(
-                    "expected records as a JSON array of objects (Content-Type: "
-                    "application/json) or one object per line (application/x-ndjson or "
-                    f"application/jsonl), got {got}",
-                    details={
-                        "expected": [
-                            "application/json",
-                            "application/x-ndjson",
-                            "application/jsonl",
-                        ]
-                    },
-                )
+            return self._check_media_type(scope["path"], headers.get("content-type", ""))
+        return None
+
+    def _check_media_type(self, path: str, content_type: str) -> LoopmlError | None:
+        if _JSON_TYPE.match(content_type):
+            return None
+        if not content_type and self.config.inference_route(path):
+            return None
+        got = repr(content_type[:100] or "no Content-Type")
+        if not self.config.ndjson_route(path):
+            return UnsupportedMediaTypeError(
+                f"expected a JSON body (Content-Type: application/json), got {got}",
+                details={"expected": "application/json"},
+            )
+        if not _NDJSON_TYPE.match(content_type):
+            return UnsupportedMediaTypeError(
+                "expected records as a JSON array of objects (Content-Type: "
+                "application/json) or one object per line (application/x-ndjson or "
+                f"application/jsonl), got {got}",
+                details={
+                    "expected": [
+                        "application/json",
+                        "application/x-ndjson",
+                        "application/jsonl",
+                    ]
+                },
+            )
         return None
 
 
@@ -190,7 +193,7 @@ class _LimitedRequest:
                 # Whatever the app made of the cut-off body (FastAPI turns a failed body read
                 # into a 400), the caller must learn the real reason: the size.
                 self.response_started = True
-                await _send_error(send, _too_large(self.limit), scope["path"])
+                await send_error(send, _too_large(self.limit), scope["path"])
                 return
             if self.exceeded:
                 return
@@ -204,7 +207,7 @@ class _LimitedRequest:
             if not self.exceeded:
                 raise
             if not self.response_started:
-                await _send_error(send, _too_large(self.limit), scope["path"])
+                await send_error(send, _too_large(self.limit), scope["path"])
 
 
 def _too_large(limit: int) -> PayloadTooLargeError:
@@ -218,7 +221,8 @@ def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw}
 
 
-async def _send_error(send: Send, error: LoopmlError, path: str) -> None:
+async def send_error(send: Send, error: LoopmlError, path: str) -> None:
+    """Answer ``error`` with the stable body (the protocol's on Open Inference paths)."""
     # Open Inference Protocol paths (the gateway's) answer the protocol's error body.
     body = orjson.dumps(error_body_for(path, error))
     await send(

@@ -1,9 +1,10 @@
-"""Shared state of one CLI invocation: settings and the client, built on first use."""
+"""Shared state of one CLI invocation: settings, the client and the current project."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -11,28 +12,83 @@ if TYPE_CHECKING:
     from loopml.client import Client
     from loopml.settings import Settings
 
+DEFAULT_PROJECT = "default"
+CURRENT_PROJECT_FILE = "current_project"
+"""Under the home folder: the project ``loopml use`` chose."""
+
+_settings: list[Settings] = []
+
+
+def settings() -> Settings:
+    """The settings of this invocation, read once."""
+    if not _settings:
+        from loopml.settings import Settings
+
+        _settings.append(Settings())
+    return _settings[0]
+
+
+def forget_settings() -> None:
+    """Read the settings again on next use (each invocation reads its own)."""
+    _settings.clear()
+
+
+def project_file(home: Path) -> Path:
+    """Where ``loopml use`` keeps the current project."""
+    return home / CURRENT_PROJECT_FILE
+
+
+def current_project() -> tuple[str, str]:
+    """The current project and where it comes from: ``LOOPML_PROJECT`` (or ``project`` in
+    loopml.toml), else what ``loopml use`` chose, else ``default``."""
+    found = settings()
+    if found.project:
+        return found.project, "LOOPML_PROJECT"
+    path = project_file(found.home)
+    try:
+        chosen = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        chosen = ""
+    if chosen:
+        return chosen, f"loopml use ({path})"
+    return DEFAULT_PROJECT, "nothing chosen"
+
+
+def _current_project_name() -> str:
+    return current_project()[0]
+
+
+def project_option(help_text: str) -> Any:
+    """``--project/-p``, defaulting to the current project (see ``current_project``)."""
+    return typer.Option(
+        ...,
+        "--project",
+        "-p",
+        default_factory=_current_project_name,
+        show_default="current project",
+        help=help_text,
+    )
+
 
 @dataclass
 class CliState:
     """Options given before the command (``loopml --url ... projects list``)."""
 
     url: str | None = None
-    _settings: Settings | None = field(default=None, repr=False)
 
     @property
     def settings(self) -> Settings:
-        if self._settings is None:
-            from loopml.settings import Settings
-
-            self._settings = Settings()
-        return self._settings
+        return settings()
 
     def client(self) -> Client:
         """A client for the configured server."""
+        from loopml.cli._token import stored_token
         from loopml.client import Client
 
+        token = self.settings.token
+        secret = token.get_secret_value() if token else stored_token()
         settings = self.settings.client
-        return Client(self.url or settings.url, timeout=settings.timeout_s)
+        return Client(self.url or settings.url, timeout=settings.timeout_s, token=secret)
 
 
 def state(ctx: typer.Context) -> CliState:

@@ -32,3 +32,118 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any
 def as_json(data: Any) -> None:
     """Print ``data`` as JSON on stdout, for scripts (no colour, no wrapping)."""
     print(json.dumps(data, indent=2, default=str))
+
+
+OUTPUTS = ("table", "wide", "json", "csv")
+_CELL_EXTRA = 3  # a Rich column's padding and border
+
+
+def output_option() -> Any:
+    """``-o/--output``: a table fitted to the terminal, every column, JSON or CSV."""
+    import typer
+
+    return typer.Option(
+        "table",
+        "--output",
+        "-o",
+        help="table (columns that fit the terminal), wide (every column), json or csv.",
+    )
+
+
+def wide_option() -> Any:
+    """``--wide``: the same as ``-o wide``."""
+    import typer
+
+    return typer.Option(False, "--wide", help="Every column, however wide (same as -o wide).")
+
+
+def check_output(output: str, wide: bool = False) -> str:
+    """The output format asked for; ``--wide`` is ``-o wide``.
+
+    Raises:
+        ValidationError: not one of ``OUTPUTS``.
+    """
+    from loopml.core.errors import ValidationError
+
+    if output not in OUTPUTS:
+        raise ValidationError(f"--output {output!r}: expected one of {', '.join(OUTPUTS)}")
+    return "wide" if wide and output == "table" else output
+
+
+def fit_columns(
+    columns: Sequence[str], rows: Sequence[Sequence[str]], width: int, required: int
+) -> list[int]:
+    """Which columns to show in ``width`` characters: the first ``required`` always, then
+    the others in their order of importance (their order in ``columns``) while they fit."""
+    natural = [
+        max([len(name)] + [len(row[i]) for row in rows]) + _CELL_EXTRA
+        for i, name in enumerate(columns)
+    ]
+    chosen = list(range(min(required, len(columns))))
+    used = 1 + sum(natural[i] for i in chosen)
+    for i in range(len(chosen), len(columns)):
+        if used + natural[i] <= width:
+            chosen.append(i)
+            used += natural[i]
+    return chosen
+
+
+def listing(
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    output: str,
+    *,
+    required: int = 1,
+    records: Sequence[Any] | None = None,
+) -> None:
+    """Print a list as a table that fits the terminal (dropping the least important columns
+    and saying so), every column (``wide``), CSV, or JSON (``records`` when given, else one
+    object per row).
+
+    Args:
+        columns: column names, the ``required`` first and then by importance.
+        rows: one sequence of cells per item.
+        output: one of ``OUTPUTS``.
+        records: what ``json`` prints (the full objects), when richer than the rows.
+    """
+    if output == "json":
+        as_json(
+            records if records is not None else [dict(zip(columns, r, strict=True)) for r in rows]
+        )
+        return
+    if output == "csv":
+        _csv(columns, rows)
+        return
+    _table(columns, rows, output, required)
+
+
+def _csv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    import csv
+    import sys
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([["" if c is None else c for c in row] for row in rows])
+
+
+def _table(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], output: str, required: int
+) -> None:
+    cells = [["-" if c in (None, "") else str(c) for c in row] for row in rows]
+    shown = list(range(len(columns)))
+    if output == "table":
+        shown = fit_columns(columns, cells, console.width, required)
+    out = Table(header_style="bold")
+    for i in shown:
+        out.add_column(columns[i], overflow="fold")
+    for row in cells:
+        out.add_row(*(row[i] for i in shown))
+    console.print(out)
+    hidden = [columns[i] for i in range(len(columns)) if i not in shown]
+    if hidden:
+        err_console.print(
+            f"({len(hidden)} more column(s): {', '.join(hidden)}; see them with --wide, "
+            "-o csv or -o json)",
+            highlight=False,
+            soft_wrap=True,
+        )

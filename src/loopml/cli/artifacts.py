@@ -17,7 +17,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from loopml.cli._context import state
+from loopml.cli._context import project_option, state
 from loopml.cli._output import as_json, console, err_console, table, when
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Upload, download, list and delete a project's files.", no_args_is_help=True)
 
-PROJECT = typer.Option("default", "--project", "-p", help="The project that owns the files.")
+PROJECT = project_option("The project that owns the files.")
 
 
 @contextmanager
@@ -70,7 +70,7 @@ def upload(
     """Upload a file (streamed, hashed, atomic)."""
     target = key or file.name
     with state(ctx).client() as client, _bar(f"upload {target}", file.stat().st_size) as bar:
-        info = client.artifacts.upload(project, target, file, progress=bar)
+        info = client.artifacts.upload(project, file, target, progress=bar)
     console.print(f"uploaded [bold]{info.key}[/] ({info.size} bytes, sha256 {info.sha256})")
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from loopml.cli._context import state
+from loopml.cli._context import project_option, state
 from loopml.cli._output import as_json, console, table, when
 from loopml.core.datasets import (
     ColumnProfile,
@@ -26,7 +26,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-PROJECT = typer.Option("default", "--project", "-p", help="The project that owns the dataset.")
+PROJECT = project_option("The project that owns the dataset.")
 JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
 SEED = typer.Option(0, "--seed", min=0, help="Picks which rows go to eval (same seed, same split).")
 STRATIFY = typer.Option(

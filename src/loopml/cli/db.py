@@ -13,7 +13,7 @@ app = typer.Typer(help="Manage the metadata database.", no_args_is_help=True)
 @app.command("upgrade")
 def upgrade(ctx: typer.Context) -> None:
     """Upgrade the database schema to this version of loopml."""
-    from loopml._backends import open_metadata_store
+    from loopml.wiring import open_metadata_store
 
     store = open_metadata_store(state(ctx).settings)
     try:
@@ -28,7 +28,7 @@ def upgrade(ctx: typer.Context) -> None:
 @app.command("current")
 def current(ctx: typer.Context) -> None:
     """Show the database's schema revision and whether it needs an upgrade."""
-    from loopml._backends import open_metadata_store
+    from loopml.wiring import open_metadata_store
 
     store = open_metadata_store(state(ctx).settings)
     try:

@@ -6,8 +6,17 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from loopml.cli._context import state
-from loopml.cli._output import as_json, console, table, when
+from loopml.cli._context import project_option, state
+from loopml.cli._output import (
+    as_json,
+    check_output,
+    console,
+    listing,
+    output_option,
+    table,
+    when,
+    wide_option,
+)
 from loopml.core.errors import ConfigurationError, ValidationError
 
 if TYPE_CHECKING:
@@ -18,7 +27,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-PROJECT = typer.Option("default", "--project", "-p", help="The project of the deployment.")
+PROJECT = project_option("The project of the deployment.")
 JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
 NAME = typer.Argument(..., help="The deployment's name.")
 _OUTPUTS = ("table", "json", "yaml")
@@ -59,18 +68,13 @@ def deploy(
     """Deploy a model: `loopml deploy churn@champion --name churn --replicas 2`."""
     if output not in _OUTPUTS:
         raise ValidationError(f"--output {output!r}: expected one of {list(_OUTPUTS)}")
-    low = replicas if replicas is not None else (min_replicas if min_replicas is not None else 1)
-    high = replicas if replicas is not None else max_replicas
-    if replicas is not None and (min_replicas is not None or max_replicas is not None):
-        raise ValidationError("give --replicas, or --min and --max, not both")
-    if scale_to_zero_after is not None and min_replicas is None and replicas is None:
-        low = 0
+    low, high = _replica_bounds(replicas, min_replicas, max_replicas, scale_to_zero_after)
     with state(ctx).client() as client:
         deployment = client.deployments.create(
             name,
             model,
             min_replicas=low,
-            max_replicas=max(high if high is not None else low, 1),
+            max_replicas=high,
             canary=canary,
             canary_percent=percent if canary else None,
             shadow=shadow,
@@ -87,7 +91,28 @@ def deploy(
             return
         if wait:
             deployment = client.deployments.wait(name, timeout_s=timeout, project=project)
-    _print(deployment, output)
+        _print(deployment, output)
+        if output == "table":
+            from loopml.cli import _endpoints
+
+            _endpoints.show(client, deployment)
+
+
+def _replica_bounds(
+    replicas: int | None,
+    min_replicas: int | None,
+    max_replicas: int | None,
+    scale_to_zero_after: int | None,
+) -> tuple[int, int]:
+    """``(min, max)`` replicas from ``--replicas`` or ``--min``/``--max``; scale-to-zero without
+    an explicit minimum starts from 0."""
+    if replicas is not None and (min_replicas is not None or max_replicas is not None):
+        raise ValidationError("give --replicas, or --min and --max, not both")
+    low = replicas if replicas is not None else (min_replicas if min_replicas is not None else 1)
+    high = replicas if replicas is not None else max_replicas
+    if scale_to_zero_after is not None and min_replicas is None and replicas is None:
+        low = 0
+    return low, max(high if high is not None else low, 1)
 
 
 def _print_preview(
@@ -95,7 +120,7 @@ def _print_preview(
 ) -> None:
     if deployment.spec.target == "kubernetes" and output == "yaml":
         try:
-            from loopml.serve.targets import kubernetes
+            from loopml.deploy.targets import kubernetes
         except ImportError as exc:
             raise ConfigurationError(
                 f"the Kubernetes target is not available in this install ({exc})"
@@ -162,25 +187,36 @@ def _show(deployment: Deployment) -> None:
 
 
 @app.command("list")
-def list_deployments(ctx: typer.Context, project: str = PROJECT, json_out: bool = JSON) -> None:
-    """List a project's deployments."""
+def list_deployments(
+    ctx: typer.Context,
+    project: str = PROJECT,
+    all_projects: bool = typer.Option(
+        False, "--all-projects", "-A", help="Every project's deployments."
+    ),
+    output: str = output_option(),
+    wide: bool = wide_option(),
+    json_out: bool = JSON,
+) -> None:
+    """List a project's deployments (or every project's, with --all-projects)."""
+    shape = check_output("json" if json_out else output, wide)
     with state(ctx).client() as client:
-        items = list(client.deployments.iter(project=project))
-    if json_out:
-        as_json([d.model_dump(mode="json") for d in items])
-        return
+        projects = [p.name for p in client.projects.iter()] if all_projects else [project]
+        items = [d for name in projects for d in client.deployments.iter(project=name)]
     rows = [
         (
             d.name,
-            d.spec.model,
             d.status.value,
+            d.spec.model,
+            d.project,
             d.replicas_ready,
             ", ".join(f"r{r}: {p}%" for r, p in sorted(d.traffic.items())),
             d.status_message,
         )
         for d in items
     ]
-    table(None, ["name", "model", "status", "ready", "traffic", "message"], rows)
+    columns = ["name", "status", "model", "project", "ready", "traffic", "message"]
+    records = [d.model_dump(mode="json") for d in items]
+    listing(columns, rows, shape, required=3 if not all_projects else 4, records=records)
 
 
 @app.command("show")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from loopml.cli._context import state
+from loopml.cli._context import project_option, state
 from loopml.cli._output import as_json, console, table, when
 from loopml.core.errors import ValidationError
 from loopml.core.gate import PROTECTED_ALIAS, GateResult, parse_policy
@@ -14,7 +14,7 @@ from loopml.core.refs import ModelRef
 
 policy_app = typer.Typer(help="A model's gate policy.", no_args_is_help=True)
 
-PROJECT = typer.Option("default", "--project", "-p", help="The project that owns the model.")
+PROJECT = project_option("The project that owns the model.")
 JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
 REF = typer.Argument(..., help="The version, as NAME/VERSION (for example churn/3).")
 
@@ -28,7 +28,13 @@ def _version(text: str) -> tuple[str, int]:
 
 def _print_result(result: GateResult) -> None:
     verdict = "[green]PASSED[/]" if result.passed else "[red]FAILED[/]"
-    versus = f" against champion v{result.champion_version}" if result.champion_version else ""
+    if result.champion_version == result.version:
+        console.print(f"{result.model}/{result.version} is the champion")
+    versus = (
+        f" against champion v{result.champion_version}"
+        if result.champion_version and result.champion_version != result.version
+        else ""
+    )
     console.print(
         f"gate {verdict} for {result.model}/{result.version}{versus} "
         f"on eval set {result.eval_hash[:12]}"

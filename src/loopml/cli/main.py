@@ -10,6 +10,7 @@ import typer
 from typer import _click as click  # typer's own click, which its classes are built on
 from typer.core import TyperGroup
 
+from loopml.cli import _context
 from loopml.cli._context import CliState
 
 # Each command's module is imported only when that command runs (or help lists it): a
@@ -28,6 +29,9 @@ _GROUPS: dict[str, str] = {
     "pipelines": "pipelines",
     "schedules": "schedules",
     "triggers": "triggers",
+    "streams": "streams",
+    "users": "users",
+    "alerts": "alerts",
 }
 _COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("server", "up"),
@@ -40,6 +44,11 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("predict", "predict"),
     "worker": ("worker", "worker"),
     "demo": ("demo", "demo"),
+    "login": ("login", "login"),
+    "use": ("use", "use"),
+    "down": ("down", "down"),
+    "status": ("status", "status"),
+    "monitor": ("monitor", "monitor"),
 }
 
 
@@ -79,7 +88,7 @@ app = typer.Typer(
     cls=_LazyGroup,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
     rich_markup_mode=None,
 )
 
@@ -92,13 +101,14 @@ def root(
     ),
 ) -> None:
     """loopml: the whole machine-learning loop in one self-hosted install."""
+    _context.forget_settings()
     ctx.obj = CliState(url=url)
 
 
 @app.command("version")
 def version() -> None:
     """Print loopml's version."""
-    from loopml import __version__
+    from loopml._version import __version__
 
     print(f"loopml {__version__}")
 

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from loopml.cli._context import state
-from loopml.cli._output import as_json, console, table, when
+from loopml.cli._context import project_option, state
+from loopml.cli._output import (
+    as_json,
+    check_output,
+    console,
+    listing,
+    output_option,
+    table,
+    when,
+    wide_option,
+)
 
 app = typer.Typer(
     help="Registered models: versions, aliases, lineage; garbage collection.",
@@ -14,29 +23,34 @@ app = typer.Typer(
 alias_app = typer.Typer(help="Point aliases (champion, ...) at versions.", no_args_is_help=True)
 app.add_typer(alias_app, name="alias")
 
-PROJECT = typer.Option("default", "--project", "-p", help="The project that owns the models.")
+PROJECT = project_option("The project that owns the models.")
 JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 
 @app.command("list")
-def list_models(ctx: typer.Context, project: str = PROJECT, json_out: bool = JSON) -> None:
+def list_models(
+    ctx: typer.Context,
+    project: str = PROJECT,
+    output: str = output_option(),
+    wide: bool = wide_option(),
+    json_out: bool = JSON,
+) -> None:
     """List a project's models."""
+    shape = check_output("json" if json_out else output, wide)
     with state(ctx).client() as client:
         items = list(client.models.iter(project=project))
-    if json_out:
-        as_json([m.model_dump(mode="json") for m in items])
-        return
     rows = [
         (
             m.name,
             m.latest_version,
             ", ".join(f"{a}={v}" for a, v in m.aliases.items()),
-            m.description,
             when(m.updated_at),
+            m.description,
         )
         for m in items
     ]
-    table(None, ["name", "latest", "aliases", "description", "updated"], rows)
+    columns = ["name", "latest", "aliases", "updated", "description"]
+    listing(columns, rows, shape, required=3, records=[m.model_dump(mode="json") for m in items])
 
 
 @app.command("show")

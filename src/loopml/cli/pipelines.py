@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from loopml.cli._context import state
+from loopml.cli._context import project_option, state
 from loopml.cli._output import as_json, console, table, when
 
 if TYPE_CHECKING:
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Pipelines: workflow specs and their runs.", no_args_is_help=True)
 
-PROJECT = typer.Option("default", "--project", "-p", help="The project that owns the pipeline.")
+PROJECT = project_option("The project that owns the pipeline.")
 JSON = typer.Option(False, "--json", help="Print JSON instead of text.")
 RUN = typer.Argument(..., help="A run's id (as `loopml pipelines runs` shows it).")
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from loopml.cli._context import state
+from loopml.cli._context import project_option, state
 from loopml.cli._output import as_json, console, err_console
 from loopml.cli.artifacts import _bar
 from loopml.core.errors import ValidationError
@@ -40,7 +40,7 @@ def predict(
         None, "--model", "-m", help="Or with this model: churn, churn/3, churn@champion."
     ),
     mode: str = typer.Option("append", "--mode", help="append or overwrite."),
-    project: str = typer.Option("default", "--project", "-p", help="The project."),
+    project: str = project_option("The project."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a sentence."),
 ) -> None:
     """Score a table or a file with a deployment's (or a model's) version, into a table.

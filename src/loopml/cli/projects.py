@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from loopml.cli._context import state
-from loopml.cli._output import as_json, console, table, when
+from loopml.cli._output import check_output, console, listing, output_option, when, wide_option
 
 app = typer.Typer(help="Create, list and delete projects.", no_args_is_help=True)
 
@@ -13,16 +13,17 @@ app = typer.Typer(help="Create, list and delete projects.", no_args_is_help=True
 @app.command("list")
 def list_projects(
     ctx: typer.Context,
+    output: str = output_option(),
+    wide: bool = wide_option(),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List all projects."""
+    shape = check_output("json" if json_out else output, wide)
     with state(ctx).client() as client:
         items = list(client.projects.iter())
-    if json_out:
-        as_json([p.model_dump(mode="json") for p in items])
-        return
-    rows = [(p.name, p.description, when(p.created_at)) for p in items]
-    table(None, ["name", "description", "created"], rows)
+    rows = [(p.name, when(p.created_at), p.description) for p in items]
+    records = [p.model_dump(mode="json") for p in items]
+    listing(["name", "created", "description"], rows, shape, records=records)
 
 
 @app.command("create")

@@ -7,8 +7,17 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from loopml.cli._context import state
-from loopml.cli._output import as_json, console, table, when
+from loopml.cli._context import project_option, state
+from loopml.cli._output import (
+    as_json,
+    check_output,
+    console,
+    listing,
+    output_option,
+    table,
+    when,
+    wide_option,
+)
 
 if TYPE_CHECKING:
     from loopml.core.run_search import RunSearch
@@ -16,7 +25,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="List, show and compare training runs.", no_args_is_help=True)
 
-PROJECT = typer.Option("default", "--project", "-p", help="The project that owns the runs.")
+PROJECT = project_option("The project that owns the runs.")
 JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 
@@ -58,26 +67,28 @@ def list_runs(
         [], "--filter", "-f", help="Such as 'metrics.acc >= 0.9', 'params.model = lgbm'."
     ),
     order_by: list[str] = typer.Option(
-        [], "--order-by", "-o", help="Such as 'metrics.acc desc' (default: newest first)."
+        [], "--order-by", help="Such as 'metrics.acc desc' (default: newest first)."
     ),
     limit: int = typer.Option(50, "--limit", "-n", min=1, max=1000, help="How many runs."),
     project: str = PROJECT,
+    output: str = output_option(),
+    wide: bool = wide_option(),
     json_out: bool = JSON,
 ) -> None:
     """List runs, filtered and sorted by metrics, params, tags and attributes."""
+    shape = check_output("json" if json_out else output, wide)
     spec = _spec(experiment, status, filters, order_by, limit)
     with state(ctx).client() as client:
         runs = client.runs.search(spec, project=project).items
-    if json_out:
-        as_json([r.model_dump(mode="json") for r in runs])
-        return
-    keys = sorted({k for r in runs for k in (r.metrics or {})})[:6]
+    keys = sorted({k for r in runs for k in (r.metrics or {})})
     rows = [
-        [r.id, r.experiment, r.name, r.status, when(r.start_time)]
+        [r.id, r.name, r.status, r.experiment, when(r.start_time)]
         + [_number((r.metrics or {}).get(k)) for k in keys]
         for r in runs
     ]
-    table(None, ["id", "experiment", "name", "status", "started", *keys], rows)
+    columns = ["id", "name", "status", "experiment", "started", *keys]
+    records = [r.model_dump(mode="json") for r in runs]
+    listing(columns, rows, shape, required=3, records=records)
 
 
 @app.command("show")
@@ -144,3 +155,8 @@ def delete_run(
     with state(ctx).client() as client:
         client.runs.delete(run_id, project=project)
     console.print(f"deleted run [bold]{run_id}[/]")
+
+
+from loopml.cli import mlflow as _mlflow  # noqa: E402
+
+app.command("package-mlflow")(_mlflow.package)

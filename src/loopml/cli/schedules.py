@@ -2,44 +2,30 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+from loopml.cli._automation import (
+    JSON,
+    PROJECT,
+    add_shared_commands,
+    inputs_of,
+    print_one,
+)
 from loopml.cli._context import state
-from loopml.cli._output import as_json, console, table, when
+from loopml.cli._output import console, when
 
 if TYPE_CHECKING:
-    from loopml.core.automation import Firing, Schedule
+    from loopml.core.automation import Schedule
 
 app = typer.Typer(help="Schedules: cron-started pipeline runs.", no_args_is_help=True)
 
-PROJECT = typer.Option("default", "--project", "-p", help="The project that owns it.")
-JSON = typer.Option(False, "--json", help="Print JSON instead of text.")
 NAME = typer.Argument(..., help="The schedule's name.")
 INPUTS = typer.Option([], "--input", "-i", help="NAME=VALUE for each run (repeatable).")
 POLICY = typer.Option(
     "skip", "--concurrency", help="While its run is active: skip, or queue one more."
 )
-
-
-def inputs_of(values: list[str]) -> dict[str, str]:
-    """``NAME=VALUE`` options as a dict (shared with ``loopml triggers``)."""
-    found: dict[str, str] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise typer.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--input")
-        found[key.strip()] = value
-    return found
-
-
-def history_table(items: list[Firing]) -> None:
-    """Firings, newest first (shared with ``loopml triggers``)."""
-    rows = [
-        (when(f.time), f.outcome, f.run_id or "", f.event_id or "", f.reason or "") for f in items
-    ]
-    table(None, ["time", "outcome", "run", "event", "reason"], rows)
 
 
 def _show(found: Schedule) -> None:
@@ -54,6 +40,18 @@ def _show(found: Schedule) -> None:
     console.print(f"next {nxt}; last fired {last}; last run {found.last_run_id or '-'}")
     if found.inputs:
         console.print(f"inputs {found.inputs}", highlight=False, markup=False)
+
+
+def _row(s: Schedule) -> tuple[Any, ...]:
+    return (
+        s.name,
+        s.pipeline,
+        s.cron,
+        s.timezone,
+        "yes" if s.enabled else "paused",
+        when(s.next_fire_at) if s.next_fire_at and s.enabled else "-",
+        s.last_run_id or "",
+    )
 
 
 @app.command("create")
@@ -79,76 +77,19 @@ def create(
             concurrency=concurrency,
             project=project,
         )
-    if json_out:
-        as_json(made.model_dump(mode="json"))
-    else:
-        _show(made)
+    print_one(made, json_out, _show)
 
 
-@app.command("list")
-def list_schedules(ctx: typer.Context, project: str = PROJECT, json_out: bool = JSON) -> None:
-    """List schedules with their next tick."""
-    with state(ctx).client() as client:
-        items = client.schedules.list(project)
-    if json_out:
-        as_json([s.model_dump(mode="json") for s in items])
-        return
-    rows = [
-        (
-            s.name,
-            s.pipeline,
-            s.cron,
-            s.timezone,
-            "yes" if s.enabled else "paused",
-            when(s.next_fire_at) if s.next_fire_at and s.enabled else "-",
-            s.last_run_id or "",
-        )
-        for s in items
-    ]
-    table(None, ["schedule", "pipeline", "cron", "zone", "enabled", "next", "last run"], rows)
-
-
-@app.command("show")
-def show(
-    ctx: typer.Context, name: str = NAME, project: str = PROJECT, json_out: bool = JSON
-) -> None:
-    """Show a schedule and its recent firings."""
-    with state(ctx).client() as client:
-        found = client.schedules.get(name, project=project)
-        history = client.schedules.history(name, limit=20, project=project)
-    if json_out:
-        as_json(
-            {
-                **found.model_dump(mode="json"),
-                "history": [f.model_dump(mode="json") for f in history],
-            }
-        )
-        return
-    _show(found)
-    history_table(history)
-
-
-def _set(ctx: typer.Context, name: str, project: str, enabled: bool) -> None:
-    with state(ctx).client() as client:
-        found = client.schedules.update(name, project=project, enabled=enabled)
-    _show(found)
-
-
-@app.command("pause")
-def pause(ctx: typer.Context, name: str = NAME, project: str = PROJECT) -> None:
-    """Stop firing until resumed."""
-    _set(ctx, name, project, False)
-
-
-@app.command("resume")
-def resume(ctx: typer.Context, name: str = NAME, project: str = PROJECT) -> None:
-    """Fire again from the next tick (missed ticks are not caught up)."""
-    _set(ctx, name, project, True)
-
-
-@app.command("delete")
-def delete(ctx: typer.Context, name: str = NAME, project: str = PROJECT) -> None:
-    """Delete a schedule (the runs it started stay)."""
-    with state(ctx).client() as client:
-        client.schedules.delete(name, project=project)
-    console.print(f"deleted schedule [bold]{name}[/]")
+add_shared_commands(
+    app,
+    noun="schedule",
+    resource=lambda client: client.schedules,
+    show=_show,
+    listing=(
+        "List schedules with their next tick.",
+        ["schedule", "pipeline", "cron", "zone", "enabled", "next", "last run"],
+        _row,
+    ),
+    pause_help="Stop firing until resumed.",
+    resume_help="Fire again from the next tick (missed ticks are not caught up).",
+)

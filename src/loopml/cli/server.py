@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
+from loopml.cli import _pidfile
 from loopml.cli._context import state
 from loopml.cli._output import console
 from loopml.core import heap
 from loopml.core.errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from loopml.settings import Settings
+    from loopml.store import MetadataStore
 
 LOOPBACK_NAMES = frozenset({"localhost"})
 
@@ -30,9 +35,29 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def check_bind(host: str, *, auth_enabled: bool) -> None:
+    """Refuse a non-loopback address unless authentication is on (secure by default).
+
+    Raises:
+        ConfigurationError: ``host`` is reachable from other machines and auth is off.
+    """
+    if is_loopback(host) or auth_enabled:
+        return
+    raise ConfigurationError(
+        f"refusing to listen on {host}: authentication is off, so loopml listens on loopback "
+        "only (127.0.0.1, ::1, localhost). Turn it on (LOOPML_AUTH_ENABLED=true, then "
+        "`loopml users create-admin NAME`) and put TLS in front; see docs/security.md."
+    )
+
+
 def _check_port_free(host: str, port: int) -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
+        # As uvicorn binds: with SO_REUSEADDR a port whose last connections sit in TIME_WAIT
+        # (for up to a minute after a stop) is free, while one with a listener is still not.
+        # On Windows the option would let two servers share a port, so it is not set there.
+        if os.name != "nt":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host.strip("[]"), port))
         except OSError as exc:
@@ -44,7 +69,7 @@ def _check_port_free(host: str, port: int) -> None:
 
 def up(
     ctx: typer.Context,
-    host: str | None = typer.Option(None, "--host", help="Interface (loopback only for now)."),
+    host: str | None = typer.Option(None, "--host", help="Interface (off loopback: auth on)."),
     port: int | None = typer.Option(None, "--port", min=1, max=65535, help="TCP port."),
     home: Path | None = typer.Option(None, "--home", help="Folder for the embedded data."),
     demo: bool = typer.Option(
@@ -66,11 +91,12 @@ def up(
         overrides["home"] = home
     settings = load_settings(**overrides) if overrides else state(ctx).settings
     bind = settings.server.host
-    if not is_loopback(bind):
+    check_bind(bind, auth_enabled=settings.auth.enabled)
+    running = _pidfile.read(settings.home)
+    if running is not None:
         raise ConfigurationError(
-            f"refusing to listen on {bind}: loopml has no authentication yet, so it only "
-            "listens on loopback (127.0.0.1, ::1, localhost). To reach it from elsewhere, put "
-            "an authenticating reverse proxy in front of it."
+            f"loopml is already running with home {settings.home} at {running.url} "
+            f"(pid {running.pid}): stop it with `loopml down`, or use another --home"
         )
     _check_port_free(bind, settings.server.port)
     if demo:
@@ -108,10 +134,22 @@ def _demo_when_ready(settings: Settings) -> None:
     threading.Thread(target=run, name="demo", daemon=True).start()
 
 
-def _serve(settings: Settings) -> None:
-    import uvicorn
+def _auth_line(store: MetadataStore, settings: Settings) -> str:
+    if not settings.auth.enabled:
+        return "off (loopback only; every local caller is trusted)"
+    from loopml.store import users
 
-    from loopml import __version__
+    if store.needs_upgrade():
+        return "on"
+    with store.session() as session:
+        admins = users.count_admins(session)
+    if admins:
+        return f"on ({admins} platform admin{'s' if admins > 1 else ''})"
+    return "[bold red]on, but no platform admin yet[/]: run `loopml users create-admin NAME`"
+
+
+def _serve(settings: Settings) -> None:
+    from loopml._version import __version__
     from loopml.api import create_app
 
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -121,10 +159,19 @@ def _serve(settings: Settings) -> None:
         f"loopml {__version__} on [bold]http://{url_host}:{settings.server.port}[/]\n"
         f"  home       {settings.home}\n"
         f"  database   {app.state.ctx.store.safe_url}\n"
-        f"  artifacts  {settings.artifact_root}",
+        f"  artifacts  {settings.artifact_root}\n"
+        f"  auth       {_auth_line(app.state.ctx.store, settings)}",
         highlight=False,
     )
     heap.settle()  # see loopml.core.heap
+    url = f"http://{url_host}:{settings.server.port}"
+    with _pidfile.held(settings.home, url):
+        _run(app, settings)
+
+
+def _run(app: FastAPI, settings: Settings) -> None:
+    import uvicorn
+
     uvicorn.run(
         app,
         host=settings.server.host.strip("[]"),

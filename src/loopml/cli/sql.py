@@ -7,7 +7,7 @@ from typing import Literal
 
 import typer
 
-from loopml.cli._context import state
+from loopml.cli._context import project_option, state
 from loopml.cli._output import as_json, console, table
 
 
@@ -16,7 +16,7 @@ def sql(
     query: str = typer.Argument(
         ..., help="One read-only SELECT; tables by name (churn) or past version (churn@3)."
     ),
-    project: str = typer.Option("default", "--project", "-p", help="The project's tables."),
+    project: str = project_option("The project's tables."),
     limit: int = typer.Option(100, "--limit", "-n", min=1, max=100_000, help="At most N rows."),
     offset: int = typer.Option(0, "--offset", min=0, help="Skip the first N rows."),
     timeout: float = typer.Option(30.0, "--timeout", min=0.1, max=300, help="Seconds allowed."),

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import typer
 
-from loopml.cli._context import state
-from loopml.cli._output import as_json, console, table, when
+from loopml.cli._context import project_option, state
+from loopml.cli._output import as_json, console, err_console, table, when
 from loopml.cli.artifacts import _bar
 
 app = typer.Typer(help="List, inspect and delete a project's lake tables.", no_args_is_help=True)
 
-PROJECT = typer.Option("default", "--project", "-p", help="The project that owns the table.")
+PROJECT = project_option("The project that owns the table.")
 JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 
@@ -153,17 +153,25 @@ def ingest(
     project: str = PROJECT,
     mode: str = typer.Option("append", "--mode", help="append or overwrite."),
     format: str | None = typer.Option(None, "--format", help="csv, parquet or jsonl."),
+    strict: bool = typer.Option(
+        False,
+        "--strict",
+        help="Refuse a file with a column of numbers but for a few values (a typo that "
+        "would make a new column text); by default it lands with a warning naming them.",
+    ),
 ) -> None:
     """Ingest a CSV, Parquet or JSON Lines file into a table (created on first ingest)."""
     size = file.stat().st_size
     with state(ctx).client() as client, _bar(f"ingest {file.name}", size) as bar:
         commit = client.tables.ingest_file(
-            project, table_name, file, mode=mode, format=format, progress=bar
+            project, table_name, file, mode=mode, format=format, progress=bar, strict=strict
         )
     console.print(
         f"ingested [bold]{commit.rows_added or 0}[/] rows into {table_name} "
         f"(version {commit.version})"
     )
+    for warning in commit.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
 
 
 contract_app = typer.Typer(help="Set, show and drop a table's validation contract.")

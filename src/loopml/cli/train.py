@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from loopml.cli._context import state
+from loopml.cli._context import project_option, state
+from loopml.cli._heartbeat import heartbeat, interval_for
 from loopml.cli._output import as_json, console, table
 from loopml.core.errors import UserCodeError, ValidationError
 
 if TYPE_CHECKING:
-    from loopml._sdk_train import TrainOutcome
+    from loopml.sdk.training import TrainOutcome
     from loopml.train.automl import Trial
 
 
@@ -44,6 +45,17 @@ def train(
         None, "--estimators", help="Comma-separated learners (lgbm,rf,extra_tree,lrl1|enet)."
     ),
     max_iter: int | None = typer.Option(None, "--max-iter", min=1, help="Cap AutoML's trials."),
+    max_model_mb: float | None = typer.Option(
+        None, "--max-model-mb", min=0.001, help="AutoML: the largest model package, in MB."
+    ),
+    keep_columns: str | None = typer.Option(
+        None,
+        "--keep-columns",
+        help="AutoML: comma-separated columns to use even though they look like identifiers.",
+    ),
+    n_jobs: int | None = typer.Option(
+        None, "--n-jobs", help="AutoML's threads (-1: every core; default: the idle cores)."
+    ),
     entrypoint: str | None = typer.Option(
         None, "--entrypoint", help="Custom training: module:function called as fit(ctx)."
     ),
@@ -55,12 +67,28 @@ def train(
         None, "--register", help="Register the model as a new version of this model."
     ),
     experiment: str | None = typer.Option(None, "--experiment", help="Default: the dataset."),
-    project: str = typer.Option("default", "--project", "-p"),
+    project: str = project_option("The project."),
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
+    text_column: str | None = typer.Option(None, "--text-column", help="Text tasks: the texts."),
+    method: str = typer.Option(
+        "auto", "--method", help="Text tasks: auto, finetune or embeddings (see docs/text.md)."
+    ),
+    base: str | None = typer.Option(
+        None, "--base", help="Text tasks: the weights, a model folder or package:NAME."
+    ),
+    epochs: int = typer.Option(3, "--epochs", min=1, help="Fine-tuning's epochs."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Fine-tuning's batch."),
+    checkpoint_every: int = typer.Option(
+        100, "--checkpoint-every", min=0, help="Fine-tuning: checkpoint every N steps."
+    ),
+    checkpoint_seconds: float = typer.Option(
+        600.0, "--checkpoint-seconds", min=0, help="Fine-tuning: checkpoint every S seconds."
+    ),
+    spot: bool = typer.Option(False, "--spot", help="Fine-tuning: SIGTERM checkpoints, stops."),
 ) -> None:
     """Train a model on a dataset snapshot's frozen split; with --register, add it to the
     registry and score it on the frozen eval set (what `loopml models gate` judges)."""
-    from loopml._sdk_train import train_model
+    from loopml.sdk.training import train_model
 
     client = state(ctx).client()
     started = time.monotonic()
@@ -68,6 +96,19 @@ def train(
     quiet = json_out or not sys.stderr.isatty()
     progress = None
     task_id = None
+    options = _params(param)
+    if task.startswith("text-"):
+        quiet = True
+        options = {
+            "text_column": text_column,
+            "method": method,
+            "base": base,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "checkpoint_every_steps": checkpoint_every,
+            "checkpoint_every_s": checkpoint_seconds,
+            "spot": spot,
+        } | options
     if entrypoint is None and not quiet:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -82,7 +123,23 @@ def train(
         task_id = progress.add_task("search", total=budget, status="starting")
         progress.start()
 
+    state_now: dict[str, Any] = {}
+
+    def describe(elapsed: float) -> str:
+        if entrypoint is not None:
+            return f"training: {elapsed:.0f} s elapsed (your fit(ctx) is running)"
+        if elapsed > budget + 1:
+            return f"training: {elapsed:.0f} s elapsed, search done: refit, package, register"
+        found = state_now.get("trial")
+        status = (
+            f"{found.iteration} trials, best {found.best_estimator} {found.best_score:.4f}"
+            if found is not None
+            else "preparing the data"
+        )
+        return f"training: {elapsed:.0f} s of a {budget:g} s budget, {status}"
+
     def on_trial(trial: Trial) -> None:
+        state_now["trial"] = trial
         best.append(trial.best_score)
         if progress is not None and task_id is not None:
             progress.update(
@@ -92,25 +149,31 @@ def train(
                 f"{trial.best_score:.4f}",
             )
 
+    keep_cols = [c.strip() for c in keep_columns.split(",")] if keep_columns else None
+    beats = heartbeat(describe, interval_for(budget), enabled=not sys.stderr.isatty())
     try:
-        outcome = train_model(
-            dataset,
-            target=target,
-            task=task,
-            budget_s=budget,
-            metric=metric,
-            seed=seed,
-            estimators=estimators.split(",") if estimators else None,
-            max_iter=max_iter,
-            entrypoint=entrypoint,
-            params=_params(param),
-            checkpoint_key=checkpoint_key,
-            register_as=register,
-            experiment=experiment,
-            project=project,
-            client=client,
-            on_trial=on_trial,
-        )
+        with beats:
+            outcome = train_model(
+                dataset,
+                target=target,
+                task=task,
+                budget_s=budget,
+                metric=metric,
+                seed=seed,
+                estimators=estimators.split(",") if estimators else None,
+                max_iter=max_iter,
+                entrypoint=entrypoint,
+                params=options,
+                checkpoint_key=checkpoint_key,
+                register_as=register,
+                experiment=experiment,
+                project=project,
+                client=client,
+                on_trial=on_trial,
+                n_jobs=n_jobs,
+                max_model_mb=max_model_mb,
+                keep_columns=keep_cols,
+            )
     except UserCodeError as exc:
         if progress is not None:
             progress.stop()
@@ -124,7 +187,17 @@ def train(
     _report(outcome, json_out)
 
 
+def _warn_identifiers(outcome: TrainOutcome) -> None:
+    ids = {k: v for k, v in outcome.excluded_columns.items() if v.startswith("identifier-like")}
+    for name, reason in ids.items():
+        print(f"warning: column {name!r} not used, {reason}", file=sys.stderr)
+    if ids:
+        names = ",".join(ids)
+        print(f"  (use it anyway with --keep-columns {names})", file=sys.stderr)
+
+
 def _report(outcome: TrainOutcome, json_out: bool) -> None:
+    _warn_identifiers(outcome)
     if json_out:
         as_json(
             {
@@ -141,6 +214,9 @@ def _report(outcome: TrainOutcome, json_out: bool) -> None:
                 "trials": outcome.trials,
                 "resumed_from": outcome.resumed_from,
                 "elapsed_s": round(outcome.elapsed_s, 3),
+                "package_mb": outcome.package_mb,
+                "used_columns": outcome.used_columns,
+                "excluded_columns": outcome.excluded_columns,
             }
         )
         return
@@ -150,6 +226,12 @@ def _report(outcome: TrainOutcome, json_out: bool) -> None:
         ("model format", outcome.model_format),
         ("elapsed", f"{outcome.elapsed_s:.1f} s"),
     ]
+    if outcome.package_mb is not None:
+        rows.append(("package", f"{outcome.package_mb:.2f} MB"))
+    if outcome.used_columns:
+        rows.append(("columns used", ", ".join(outcome.used_columns)))
+    if outcome.excluded_columns:
+        rows.append(("columns not used", ", ".join(outcome.excluded_columns)))
     if outcome.best_estimator:
         rows.append(("best", f"{outcome.best_estimator} ({outcome.best_score:.4f})"))
         rows.append(("trials", outcome.trials))

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import typer
 
-from loopml.cli._context import state
+from loopml.cli._context import project_option, state
 from loopml.cli._output import as_json, console, table, when
 from loopml.core.transforms import TransformRun, parse_table_version
 
 app = typer.Typer(help="A project's SQL transforms.", no_args_is_help=True)
 
-PROJECT = typer.Option("default", "--project", "-p", help="The project that owns the transform.")
+PROJECT = project_option("The project that owns the transform.")
 JSON = typer.Option(False, "--json", help="Print JSON instead of text.")
 NAME = typer.Argument(..., help="The transform.")
 SQL_HELP = "One SELECT over the project's tables (sales, sales@3), or @FILE to read it from a file."

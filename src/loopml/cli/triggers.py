@@ -3,21 +3,25 @@ version, a failed gate) or on a call to a webhook."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+from loopml.cli._automation import (
+    JSON,
+    PROJECT,
+    add_shared_commands,
+    inputs_of,
+    print_one,
+)
 from loopml.cli._context import state
-from loopml.cli._output import as_json, console, table, when
-from loopml.cli.schedules import history_table, inputs_of
+from loopml.cli._output import as_json, console, when
 
 if TYPE_CHECKING:
     from loopml.core.automation import Trigger
 
 app = typer.Typer(help="Triggers: event- and webhook-started pipeline runs.", no_args_is_help=True)
 
-PROJECT = typer.Option("default", "--project", "-p", help="The project that owns it.")
-JSON = typer.Option(False, "--json", help="Print JSON instead of text.")
 NAME = typer.Argument(..., help="The trigger's name.")
 
 
@@ -41,6 +45,18 @@ def _show(found: Trigger) -> None:
         )
 
 
+def _row(t: Trigger) -> tuple[Any, ...]:
+    return (
+        t.name,
+        t.pipeline,
+        t.on,
+        ", ".join(f"{k}={v}" for k, v in t.where.items()),
+        t.min_rows or "",
+        "yes" if t.enabled else "paused",
+        t.last_run_id or "",
+    )
+
+
 @app.command("create")
 def create(
     ctx: typer.Context,
@@ -49,7 +65,8 @@ def create(
     on: str = typer.Option(
         ...,
         "--on",
-        help="table.appended, drift.detected, model.version.registered, gate.failed or webhook.",
+        help="table.appended, drift.detected, quality.degraded, model.version.registered, "
+        "gate.failed or webhook.",
     ),
     table_: str | None = typer.Option(None, "--table", help="Only this table's appends."),
     model: str | None = typer.Option(None, "--model", help="Only this model's events."),
@@ -75,79 +92,22 @@ def create(
             concurrency=concurrency,
             project=project,
         )
-    if json_out:
-        as_json(made.model_dump(mode="json"))
-    else:
-        _show(made)
+    print_one(made, json_out, _show)
 
 
-@app.command("list")
-def list_triggers(ctx: typer.Context, project: str = PROJECT, json_out: bool = JSON) -> None:
-    """List triggers."""
-    with state(ctx).client() as client:
-        items = client.triggers.list(project)
-    if json_out:
-        as_json([t.model_dump(mode="json") for t in items])
-        return
-    rows = [
-        (
-            t.name,
-            t.pipeline,
-            t.on,
-            ", ".join(f"{k}={v}" for k, v in t.where.items()),
-            t.min_rows or "",
-            "yes" if t.enabled else "paused",
-            t.last_run_id or "",
-        )
-        for t in items
-    ]
-    table(None, ["trigger", "pipeline", "on", "where", "min rows", "enabled", "last run"], rows)
-
-
-@app.command("show")
-def show(
-    ctx: typer.Context, name: str = NAME, project: str = PROJECT, json_out: bool = JSON
-) -> None:
-    """Show a trigger and its recent firings."""
-    with state(ctx).client() as client:
-        found = client.triggers.get(name, project=project)
-        history = client.triggers.history(name, limit=20, project=project)
-    if json_out:
-        as_json(
-            {
-                **found.model_dump(mode="json"),
-                "history": [f.model_dump(mode="json") for f in history],
-            }
-        )
-        return
-    _show(found)
-    history_table(history)
-
-
-def _set(ctx: typer.Context, name: str, project: str, enabled: bool) -> None:
-    with state(ctx).client() as client:
-        found = client.triggers.update(name, project=project, enabled=enabled)
-    _show(found)
-
-
-@app.command("pause")
-def pause(ctx: typer.Context, name: str = NAME, project: str = PROJECT) -> None:
-    """Stop reacting until resumed."""
-    _set(ctx, name, project, False)
-
-
-@app.command("resume")
-def resume(ctx: typer.Context, name: str = NAME, project: str = PROJECT) -> None:
-    """React again, to events appended from now on."""
-    _set(ctx, name, project, True)
-
-
-@app.command("delete")
-def delete(ctx: typer.Context, name: str = NAME, project: str = PROJECT) -> None:
-    """Delete a trigger (the runs it started stay)."""
-    with state(ctx).client() as client:
-        client.triggers.delete(name, project=project)
-    console.print(f"deleted trigger [bold]{name}[/]")
+add_shared_commands(
+    app,
+    noun="trigger",
+    resource=lambda client: client.triggers,
+    show=_show,
+    listing=(
+        "List triggers.",
+        ["trigger", "pipeline", "on", "where", "min rows", "enabled", "last run"],
+        _row,
+    ),
+    pause_help="Stop reacting until resumed.",
+    resume_help="React again, to events appended from now on.",
+)
 
 
 @app.command("fire")

@@ -14,27 +14,42 @@ from loopml.cli._output import console
 
 def worker(
     ctx: typer.Context,
-    concurrency: int = typer.Option(2, "--concurrency", "-c", min=1, max=64, help="Steps at once."),
-    lease: float = typer.Option(6.0, "--lease", min=0.1, max=3600, help="Lease seconds."),
-    heartbeat: float = typer.Option(2.0, "--heartbeat", min=0.05, max=1200, help="Seconds."),
-    poll: float = typer.Option(0.5, "--poll", min=0.01, max=60, help="Idle poll seconds."),
-    sweep: float = typer.Option(2.0, "--sweep", min=0.05, max=3600, help="Sweep seconds."),
+    concurrency: int | None = typer.Option(
+        None, "--concurrency", "-c", min=1, max=64, help="Steps at once [worker.concurrency: 2]."
+    ),
+    lease: float | None = typer.Option(
+        None, "--lease", min=0.1, max=3600, help="Lease seconds [worker.lease_s: 6]."
+    ),
+    heartbeat: float | None = typer.Option(
+        None, "--heartbeat", min=0.05, max=1200, help="Seconds [worker.heartbeat_s: 2]."
+    ),
+    poll: float | None = typer.Option(
+        None, "--poll", min=0.01, max=60, help="Idle poll seconds [worker.poll_s: 0.5]."
+    ),
+    sweep: float | None = typer.Option(
+        None, "--sweep", min=0.05, max=3600, help="Sweep seconds [worker.sweep_s: 2]."
+    ),
     worker_id: str | None = typer.Option(None, "--id", help="Name to hold leases under."),
+    streams: bool = typer.Option(
+        False, "--streams", help="Also run a consumer process per stream source."
+    ),
 ) -> None:
     """Run pipeline steps: claim them from the metadata database, run each in a child
     process, renew its lease, commit its result. SIGTERM or Ctrl-C stops it; running steps
     are stopped and given back to the queue."""
-    from loopml._backends import open_artifact_store, open_metadata_store
     from loopml.pipelines.worker import Worker, WorkerConfig
+    from loopml.wiring import open_artifact_store, open_metadata_store
 
     settings = state(ctx).settings
-    config = WorkerConfig(
-        concurrency=concurrency,
-        lease_s=lease,
-        heartbeat_s=heartbeat,
-        poll_s=poll,
-        sweep_s=sweep,
-    )
+    flags = {
+        "concurrency": concurrency,
+        "lease_s": lease,
+        "heartbeat_s": heartbeat,
+        "poll_s": poll,
+        "sweep_s": sweep,
+    }
+    fields = settings.worker.model_dump() | {k: v for k, v in flags.items() if v is not None}
+    config = WorkerConfig(**fields)
     store = open_metadata_store(settings)
     try:
         if settings.database.auto_upgrade and store.needs_upgrade():
@@ -54,6 +69,15 @@ def worker(
             f"lease {lease:g} s, heartbeat {heartbeat:g} s",
             highlight=False,
         )
-        running.run()
+        supervisor = None
+        if streams:
+            from loopml.data.streams.supervisor import StreamSupervisor
+
+            supervisor = StreamSupervisor(store, settings).start()
+        try:
+            running.run()
+        finally:
+            if supervisor is not None:
+                supervisor.stop()
     finally:
         store.dispose()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from loopml.client._http import Http, segment
+from loopml.core.errors import ValidationError
 from loopml.core.types import Artifact, Page
 
 CHUNK = 1024 * 1024
@@ -40,19 +41,27 @@ class Artifacts:
     def upload(
         self,
         project: str,
-        key: str,
         source: str | os.PathLike[str] | bytes | IO[bytes],
+        key: str | None = None,
         *,
         progress: Progress | None = None,
     ) -> Artifact:
         """Upload a file path, bytes or an open binary file as ``key``; streamed, not loaded.
 
+        The order is the CLI's (``loopml artifacts upload FILE KEY``): what, then where.
+
         Args:
             project: the project that owns the artifact.
-            key: where to store it, such as ``reports/eval.json``.
             source: what to upload.
+            key: where to store it, such as ``reports/eval.json``; default the file's name
+                (required for bytes and open files).
             progress: called with each chunk's size as it is sent.
+
+        Raises:
+            ValidationError: no key for bytes or a file object, or the arguments in the old
+                ``(project, key, source)`` order.
         """
+        key = _key_for(source, key)
         headers = {"Content-Type": "application/octet-stream"}
         if isinstance(source, bytes):
             artifact = self._put(project, key, source, headers)
@@ -144,3 +153,20 @@ class Artifacts:
 
 def _last_modified(headers: Any) -> datetime:
     return parsedate_to_datetime(headers["last-modified"])
+
+
+def _key_for(source: object, key: object) -> str:
+    if not isinstance(key, str) and key is not None:
+        raise ValidationError(
+            "artifacts.upload takes (project, source, key), in the CLI's order: got a "
+            f"{type(key).__name__} as the key; swap the last two arguments"
+        )
+    if isinstance(source, (str, os.PathLike)) and not Path(source).is_file():
+        swapped = isinstance(key, str) and Path(key).is_file()
+        hint = ": the arguments are (project, source, key), swap the last two" if swapped else ""
+        raise ValidationError(f"cannot upload {str(source)!r}: no such file{hint}")
+    if key:
+        return key
+    if isinstance(source, (str, os.PathLike)):
+        return Path(source).name
+    raise ValidationError("artifacts.upload needs a key when the source is bytes or a file")

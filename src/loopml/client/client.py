@@ -19,12 +19,14 @@ if TYPE_CHECKING:
     from loopml.client.events import Events
     from loopml.client.experiments import Experiments
     from loopml.client.models import Models
+    from loopml.client.monitor import Monitoring
     from loopml.client.pipelines import Pipelines
     from loopml.client.predictions import Predictions
     from loopml.client.projects import Projects
     from loopml.client.runs import Runs
     from loopml.client.schedules import Schedules
     from loopml.client.sql import Sql
+    from loopml.client.streams import Streams
     from loopml.client.tables import Tables
     from loopml.client.transforms import Transforms
     from loopml.client.triggers import Triggers
@@ -44,6 +46,8 @@ class Client:
         timeout: seconds allowed for each call (connect, read, write).
         http: an ``httpx.Client`` to use instead of a new one (tests pass one bound to an
             in-process app); its base URL wins over ``url``.
+        token: an API token, sent as ``Authorization: Bearer`` on every call (the CLI
+            passes ``LOOPML_TOKEN`` or the one ``loopml login`` stored).
     """
 
     def __init__(
@@ -52,10 +56,16 @@ class Client:
         *,
         timeout: float = 30.0,
         http: httpx.Client | None = None,
+        token: str | None = None,
     ) -> None:
-        self._http = Http(
-            http or httpx.Client(base_url=url.rstrip("/"), timeout=timeout, verify=tls_context())
-        )
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if http is None:
+            http = httpx.Client(
+                base_url=url.rstrip("/"), timeout=timeout, verify=tls_context(), headers=headers
+            )
+        else:
+            http.headers.update(headers)
+        self._http = Http(http)
 
     # Each resource's module is imported on first use: a command that touches one resource
     # (the CLI's `loopml ingest`) does not pay for the other fourteen's models.
@@ -159,16 +169,37 @@ class Client:
         return Schedules(self._http)
 
     @cached_property
+    def streams(self) -> Streams:
+        """``client.streams``."""
+        from loopml.client.streams import Streams
+
+        return Streams(self._http)
+
+    @cached_property
     def triggers(self) -> Triggers:
         """``client.triggers``."""
         from loopml.client.triggers import Triggers
 
         return Triggers(self._http)
 
+    @cached_property
+    def monitoring(self) -> Monitoring:
+        """``client.monitoring``."""
+        from loopml.client.monitor import Monitoring
+
+        return Monitoring(self._http)
+
     @property
     def url(self) -> str:
         """The server's base URL."""
         return self._http.base_url
+
+    def login(self, user: str, password: str, *, expires_in_days: int = 30) -> dict[str, Any]:
+        """Trade a user's password for a new API token; the answer holds ``token`` (shown
+        once) and its ``prefix``. ``UnauthenticatedError`` on a wrong password."""
+        body = {"user": user, "password": password, "expires_in_days": expires_in_days}
+        answer: dict[str, Any] = self._http.json("POST", "/api/v1/auth/login", json=body)
+        return answer
 
     def health(self) -> dict[str, Any]:
         """The server's health report; ``ServiceUnavailableError`` when it is not ready."""

@@ -23,9 +23,17 @@ class Events:
         since: datetime | None = None,
         cursor: str | None = None,
         limit: int = 100,
+        actor: str | None = None,
+        newest_first: bool = False,
     ) -> Page[Event]:
-        """One page of events, oldest first. ``type`` may end in ``.*`` to match a prefix."""
+        """One page of events, oldest first (newest first with ``newest_first``). ``type``
+        may end in ``.*`` to match a prefix; ``actor`` ``user:ada`` also matches that user's
+        tokens."""
         params: dict[str, str | int] = {"limit": limit}
+        if actor:
+            params["actor"] = actor
+        if newest_first:
+            params["order"] = "desc"
         if type:
             params["type"] = type
         if project:
@@ -43,12 +51,20 @@ class Events:
         project: str | None = None,
         since: datetime | None = None,
         page_size: int = 500,
+        actor: str | None = None,
+        newest_first: bool = False,
     ) -> Iterator[Event]:
         """Every matching event, fetching pages as needed."""
         cursor: str | None = None
         while True:
             page = self.list(
-                type=type, project=project, since=since, cursor=cursor, limit=page_size
+                type=type,
+                project=project,
+                since=since,
+                cursor=cursor,
+                limit=page_size,
+                actor=actor,
+                newest_first=newest_first,
             )
             yield from page.items
             if not page.next_cursor:

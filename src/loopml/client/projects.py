@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from loopml.client._http import Http, segment
+from loopml.core.errors import AlreadyExistsError
 from loopml.core.types import Page, Project
 
 
@@ -14,10 +15,16 @@ class Projects:
     def __init__(self, http: Http) -> None:
         self._http = http
 
-    def create(self, name: str, description: str = "") -> Project:
-        """Create a project; ``AlreadyExistsError`` if the name is taken."""
+    def create(self, name: str, description: str = "", *, exist_ok: bool = False) -> Project:
+        """Create a project; ``AlreadyExistsError`` if the name is taken, unless ``exist_ok``
+        (then the existing project is returned as it is: get-or-create)."""
         body = {"name": name, "description": description}
-        return Project.model_validate(self._http.json("POST", "/api/v1/projects", json=body))
+        try:
+            return Project.model_validate(self._http.json("POST", "/api/v1/projects", json=body))
+        except AlreadyExistsError:
+            if not exist_ok:
+                raise
+        return self.get(name)
 
     def get(self, name: str) -> Project:
         """One project; ``NotFoundError`` if absent."""

@@ -124,6 +124,7 @@ class Tables:
         mode: str = "append",
         format: str | None = None,
         progress: Progress | None = None,
+        strict: bool = False,
     ) -> TableCommit:
         """Stream a CSV, Parquet or JSON Lines file into a table as one commit.
 
@@ -132,6 +133,8 @@ class Tables:
             mode: ``append`` or ``overwrite``.
             format: ``csv``, ``parquet`` or ``jsonl``.
             progress: called with each chunk's size as it is sent.
+            strict: refuse a file with a column of numbers but for a few values (by
+                default it lands, and ``warnings`` of the commit name those rows).
 
         Raises:
             ValidationError: the file does not match the table's schema (``details``
@@ -139,6 +142,8 @@ class Tables:
         """
         file = Path(path)
         params = {"mode": mode, **({"format": format} if format else {})}
+        if strict:
+            params["strict"] = "true"
         headers = {
             "Content-Type": _MEDIA_TYPES.get(format or "", "application/octet-stream"),
             "Content-Disposition": f"attachment; filename*=UTF-8''{quote(file.name)}",

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import builtins
 from typing import Any
 
-from loopml.client._http import Http, segment
-from loopml.core.automation import SECRET_HEADER, Firing, Trigger
-from loopml.core.names import DEFAULT_PROJECT
+from loopml.client._automations import AutomationResource
+from loopml.client._http import segment
+from loopml.core.automation import SECRET_HEADER, Trigger
 
 
-def _path(project: str | None, name: str = "", tail: str = "") -> str:
-    base = f"/api/v1/projects/{segment(project or DEFAULT_PROJECT)}/triggers"
-    if name:
-        base = f"{base}/{segment(name)}"
-    return f"{base}/{tail}" if tail else base
-
-
-class Triggers:
+class Triggers(AutomationResource[Trigger]):
     """``client.triggers``: event and webhook triggers of pipelines.
 
     Example:
@@ -27,8 +19,8 @@ class Triggers:
         >>> client.triggers.fire(hook.id, hook.secret)     # {"run_id": ...}
     """
 
-    def __init__(self, http: Http) -> None:
-        self._http = http
+    noun = "triggers"
+    model = Trigger
 
     def create(
         self,
@@ -56,39 +48,7 @@ class Triggers:
             "concurrency": concurrency,
             "enabled": enabled,
         }
-        return Trigger.model_validate(self._http.json("POST", _path(project), json=body))
-
-    def list(self, project: str | None = None) -> builtins.list[Trigger]:
-        """A project's triggers, by name."""
-        data = self._http.json("GET", _path(project))
-        return [Trigger.model_validate(item) for item in data["items"]]
-
-    def get(self, name: str, *, project: str | None = None) -> Trigger:
-        """One trigger (never its secret)."""
-        return Trigger.model_validate(self._http.json("GET", _path(project, name)))
-
-    def update(self, name: str, *, project: str | None = None, **fields: Any) -> Trigger:
-        """Change ``enabled``, ``where``, ``min_rows``, ``inputs`` or ``concurrency``."""
-        return Trigger.model_validate(self._http.json("PATCH", _path(project, name), json=fields))
-
-    def pause(self, name: str, *, project: str | None = None) -> Trigger:
-        """Stop reacting until resumed."""
-        return self.update(name, project=project, enabled=False)
-
-    def resume(self, name: str, *, project: str | None = None) -> Trigger:
-        """React again, to events appended from now on."""
-        return self.update(name, project=project, enabled=True)
-
-    def delete(self, name: str, *, project: str | None = None) -> None:
-        """Delete a trigger (the runs it started stay)."""
-        self._http.request("DELETE", _path(project, name))
-
-    def history(
-        self, name: str, *, limit: int = 50, project: str | None = None
-    ) -> builtins.list[Firing]:
-        """The trigger's firings, newest first."""
-        data = self._http.json("GET", _path(project, name, "history"), params={"limit": limit})
-        return [Firing.model_validate(item) for item in data["items"]]
+        return self._create(body, project)
 
     def fire(
         self, trigger_id: str, secret: str, payload: dict[str, Any] | None = None

@@ -10,6 +10,7 @@ arithmetic lives there too (croniter), since ``core`` stays stdlib and pydantic.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -43,6 +44,7 @@ class TriggerOn(StrEnum):
 
     TABLE_APPENDED = "table.appended"
     DRIFT_DETECTED = "drift.detected"
+    QUALITY_DEGRADED = "quality.degraded"
     MODEL_VERSION_REGISTERED = "model.version.registered"
     GATE_FAILED = "gate.failed"
     WEBHOOK = "webhook"
@@ -51,6 +53,7 @@ class TriggerOn(StrEnum):
 WHERE_KEYS: dict[TriggerOn, tuple[str, ...]] = {
     TriggerOn.TABLE_APPENDED: ("table",),
     TriggerOn.DRIFT_DETECTED: ("deployment", "model"),
+    TriggerOn.QUALITY_DEGRADED: ("deployment", "model"),
     TriggerOn.MODEL_VERSION_REGISTERED: ("model",),
     TriggerOn.GATE_FAILED: ("model",),
     TriggerOn.WEBHOOK: (),
@@ -65,6 +68,50 @@ class FiringOutcome(StrEnum):
     STARTED = "started"
     QUEUED = "queued"
     SKIPPED = "skipped"
+
+
+class AutomationKind(StrEnum):
+    """The two things that start runs by themselves; the noun in routes, commands, events
+    (``schedule.fired``) and a firing's ``kind``."""
+
+    SCHEDULE = "schedule"
+    TRIGGER = "trigger"
+
+
+@dataclass(frozen=True)
+class BusyVerdict:
+    """What a firing does while the run its owner started last is still active.
+
+    Attributes:
+        outcome: QUEUED (one run waits) or SKIPPED.
+        reason: the sentence kept with the firing.
+        state: the owner's columns to set (``waiting``, and the event a trigger waits with).
+    """
+
+    outcome: FiringOutcome
+    reason: str
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+def when_busy(
+    kind: AutomationKind,
+    concurrency: Concurrency,
+    *,
+    waiting: bool,
+    last_run_id: str | None,
+    event_id: int | None = None,
+) -> BusyVerdict:
+    """The concurrency policy, for a schedule or trigger whose last run is still active:
+    ``queue`` lets one run wait (remembering the event a trigger fired on), and a further
+    firing meanwhile is skipped; ``skip`` skips."""
+    active = f"run {last_run_id} (started by this {kind.value}) is still active"
+    if concurrency == Concurrency.QUEUE and not waiting:
+        state: dict[str, Any] = {"waiting": True}
+        if kind == AutomationKind.TRIGGER:
+            state["waiting_event_id"] = event_id
+        return BusyVerdict(FiringOutcome.QUEUED, f"{active}: this run waits for it", state)
+    why = "one run already waits for it" if waiting else "the concurrency policy is skip"
+    return BusyVerdict(FiringOutcome.SKIPPED, f"{active} and {why}")
 
 
 def validate_automation_name(name: str, kind: str = "schedule") -> str:

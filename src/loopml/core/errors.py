@@ -113,6 +113,20 @@ class PermissionDeniedError(LoopmlError):
     code = "permission_denied"
 
 
+class UnauthenticatedError(LoopmlError):
+    """No credentials, or credentials that are not valid (unknown, expired, revoked)."""
+
+    status = 401
+    code = "unauthenticated"
+
+
+class RateLimitedError(LoopmlError):
+    """Too many failed attempts from this source; ``details['retry_after_s']`` says when."""
+
+    status = 429
+    code = "rate_limited"
+
+
 class PayloadTooLargeError(LoopmlError):
     """The request body is larger than the configured limit."""
 

@@ -213,8 +213,12 @@ def judge(
     champion: EvaluationReport | None,
     *,
     champion_version: int | None = None,
+    is_champion: bool = False,
 ) -> list[RuleOutcome]:
     """Every rule of ``policy`` applied to ``challenger`` (and ``champion``, when one exists).
+
+    ``is_champion`` says the version judged is the champion itself (``champion_version``):
+    its ``must_beat`` rule then says so instead of comparing it with itself.
 
     Raises:
         ValidationError: the two reports are on different eval sets.
@@ -230,8 +234,22 @@ def judge(
         if bound is not None:
             outcomes.append(_latency(field, bound, challenger))
     if policy.must_beat == "champion":
-        outcomes.append(_must_beat(policy, challenger, champion, champion_version))
+        if is_champion:
+            outcomes.append(_is_champion(policy, challenger, champion_version))
+        else:
+            outcomes.append(_must_beat(policy, challenger, champion, champion_version))
     return outcomes
+
+
+def _is_champion(policy: GatePolicy, report: EvaluationReport, version: int | None) -> RuleOutcome:
+    metric = policy.compare_metric or report.primary_metric
+    return RuleOutcome(
+        rule="must_beat",
+        metric=metric,
+        passed=True,
+        value=report.metrics.get(metric),
+        message=f"v{version} is the champion: it has no one to beat",
+    )
 
 
 def _threshold(rule: MinThreshold | MaxThreshold, report: EvaluationReport) -> RuleOutcome:

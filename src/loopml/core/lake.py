@@ -10,7 +10,7 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from loopml.core.errors import ValidationError
 
@@ -99,6 +99,8 @@ class TableCommit(BaseModel):
         mode: ``append`` or ``overwrite`` where it was a write, else ``None``.
         rows_added: rows the commit added, where the log records it.
         files_added: data files the commit added, where the log records it.
+        warnings: what the write did that the writer may not have meant (a new column
+            stored as text because a few of its values are not numbers), with the rows.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -109,3 +111,4 @@ class TableCommit(BaseModel):
     mode: str | None = None
     rows_added: int | None = None
     files_added: int | None = None
+    warnings: list[str] = Field(default_factory=list)

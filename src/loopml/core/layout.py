@@ -43,3 +43,8 @@ def dataset_version_prefix(project_id: str, dataset_id: str, version_id: str) ->
     """One dataset version's files: ``data.parquet``, and its split's parts in a folder of
     their own."""
     return f"{dataset_prefix(project_id, dataset_id)}/{version_id}"
+
+
+def mlflow_model_prefix(project_id: str, model_id: str) -> str:
+    """The files of a model an MLflow 3 client logged (``/logged-models``), MLflow's format."""
+    return f"{project_prefix(project_id)}/mlflow-models/{model_id}"

@@ -20,12 +20,15 @@ Operator = Literal["=", "!=", "<", "<=", ">", ">="]
 OrderKind = Literal["metric", "param", "tag", "attribute"]
 Attribute = Literal["start_time", "end_time", "name", "status"]
 Include = Literal["params", "metrics", "tags"]
+Lifecycle = Literal["active", "deleted", "all"]
+"""Runs not soft-deleted, soft-deleted ones (MLflow's delete-run), or both."""
 ATTRIBUTES: tuple[Attribute, ...] = ("start_time", "end_time", "name", "status")
 INCLUDES: tuple[Include, ...] = ("params", "metrics", "tags")
 MAX_FILTERS = 20
 MAX_ORDER_KEYS = 3
 CURSOR_PATTERN = r"^[0-9]{1,9}$"
 MAX_OFFSET = 999_999_999
+ID_PATTERN = r"^[0-9a-f]{32}$"
 
 _PREFIXES: dict[str, FilterKind] = {"metrics": "metric", "params": "param", "tags": "tag"}
 _FILTER_TEXT = re.compile(
@@ -156,6 +159,9 @@ class RunSearch(_Spec):
 
     Attributes:
         experiment: only runs of this experiment (by name).
+        experiment_ids: only runs of these experiments (by id); empty for all.
+        run_ids: only these runs; empty for all.
+        lifecycle: active runs (the default), soft-deleted ones, or all.
         status: only runs in one of these statuses; empty for all.
         filters: every filter must hold (AND).
         order_by: sort keys, then newest first; the default is newest first.
@@ -165,6 +171,13 @@ class RunSearch(_Spec):
     """
 
     experiment: str | None = Field(default=None, max_length=200)
+    experiment_ids: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(
+        default_factory=list, max_length=100
+    )
+    run_ids: list[Annotated[str, Field(pattern=ID_PATTERN)]] = Field(
+        default_factory=list, max_length=1000
+    )
+    lifecycle: Lifecycle = "active"
     status: list[RunStatus] = Field(default_factory=list, max_length=5)
     filters: list[AnyFilter] = Field(default_factory=list, max_length=MAX_FILTERS)
     order_by: list[AnyOrder] = Field(default_factory=list, max_length=MAX_ORDER_KEYS)

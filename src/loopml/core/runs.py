@@ -136,6 +136,7 @@ class Experiment(_Frozen):
     description: str
     created_at: datetime
     updated_at: datetime
+    deleted_at: datetime | None = None
 
 
 class RunInput(_Body):
@@ -176,6 +177,9 @@ class Run(_Frozen):
     code_version: dict[str, Any]
     actor: str
     parent_run_id: str | None = None
+    deleted_at: datetime | None = Field(
+        default=None, description="When the run was soft-deleted (MLflow's delete-run)."
+    )
     params: dict[str, str] | None = None
     metrics: dict[str, MetricValue] | None = None
     tags: dict[str, str] | None = None

@@ -25,6 +25,7 @@ from deltalake.exceptions import (
     SchemaMismatchError,
     TableNotFoundError,
 )
+from pydantic import ValidationError as PydanticValidationError
 
 from loopml.core.errors import (
     ConflictError,
@@ -35,11 +36,14 @@ from loopml.core.errors import (
 )
 from loopml.core.ingest import IngestKey
 from loopml.core.lake import TableCommit
+from loopml.core.streams import StreamState
 from loopml.storage.native import NativeLocation
 
 COMMIT_ID_KEY = "loopml.commit"
 INGEST_KEYS_KEY = "loopml.ingest_keys"
 """The commit's idempotency keys, ``[[key, body_sha256, rows], ...]`` as JSON text."""
+STREAM_KEY = "loopml.stream"
+"""The state of the stream whose messages the commit holds (``StreamState`` as JSON text)."""
 _HISTORY_SCAN = 50
 AFTER_COMMIT = PostCommitHookProperties(create_checkpoint=True, cleanup_expired_logs=False)
 """After each commit, a checkpoint every ``delta.checkpointInterval`` commits (100 unless the
@@ -195,6 +199,22 @@ def keys_of(entry: Mapping[str, Any]) -> list[IngestKey]:
         ]
     except (orjson.JSONDecodeError, TypeError, ValueError):
         return []
+
+
+def stream_metadata(state: StreamState) -> dict[str, str]:
+    """The ``commitInfo`` entry that makes a commit carry its stream's committed ids."""
+    return {STREAM_KEY: state.model_dump_json()}
+
+
+def stream_state_of(entry: Mapping[str, Any]) -> StreamState | None:
+    """The stream state a history entry carries (``None`` if none or malformed)."""
+    text = entry.get(STREAM_KEY)
+    if not isinstance(text, str):
+        return None
+    try:
+        return StreamState.model_validate_json(text)
+    except PydanticValidationError:
+        return None
 
 
 def commit_of(entry: Mapping[str, Any]) -> TableCommit:

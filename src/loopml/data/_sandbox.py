@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
-from loopml.core.errors import ValidationError
+from loopml.core.errors import QueryTimeoutError, ValidationError
 
 TABLE_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _VERSIONED_REF = re.compile(r"^([a-z][a-z0-9_]{0,62})@([0-9]{1,18})$")
@@ -254,3 +256,41 @@ def _table_ref(node: dict[str, Any], ctes: set[str]) -> TableRef | None:
         "reference a project table by name, such as churn or churn@3",
         details={"field": "query", "refused": name[:200]},
     )
+
+
+MAX_TIMEOUT_S = 300.0
+"""The longest a query may be given, in seconds."""
+
+
+def execute(
+    con: duckdb.DuckDBPyConnection, sql: str, timeout_s: float
+) -> tuple[pa.Table, list[tuple[str, str]]]:
+    """Run a checked query on a sandboxed connection, interrupting it after ``timeout_s``.
+
+    Raises:
+        QueryTimeoutError: it ran past ``timeout_s``.
+        ValidationError: DuckDB refused or failed it (out of memory included).
+    """
+    timer = threading.Timer(timeout_s, con.interrupt)
+    timer.daemon = True
+    timer.start()
+    try:
+        cursor = con.execute(sql)
+        columns = [(str(d[0]), str(d[1])) for d in cursor.description or []]
+        return cursor.to_arrow_table(), columns
+    except duckdb.InterruptException as exc:
+        raise QueryTimeoutError(
+            f"the query ran longer than its time limit of {timeout_s:g} s and was stopped: "
+            f"filter or aggregate earlier, or allow more time (timeout_s, at most "
+            f"{MAX_TIMEOUT_S:g})",
+            details={"timeout_s": timeout_s},
+        ) from exc
+    except duckdb.PermissionException as exc:
+        raise ValidationError(
+            f"refused by the sandbox: {exc}. Queries read the project's tables by name only",
+            details={"field": "query"},
+        ) from exc
+    except duckdb.Error as exc:
+        raise ValidationError(f"the query failed: {exc}", details={"field": "query"}) from exc
+    finally:
+        timer.cancel()

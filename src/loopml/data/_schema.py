@@ -52,12 +52,78 @@ def is_safe_cast(found: pa.DataType, expected: pa.DataType) -> bool:
     return False
 
 
-def _offending_rows(column: pa.ChunkedArray | pa.Array) -> list[dict[str, Any]]:
+def _offending_rows(
+    column: pa.ChunkedArray | pa.Array, expected: pa.DataType | None = None
+) -> list[dict[str, Any]]:
+    """The first rows whose value does not convert to ``expected`` (every non-null row when
+    that cannot be told: a type with no cast at all)."""
     values = column.slice(0, 10_000)
-    mask = pc.is_valid(values)
+    mask = _unconvertible(values, expected) if expected is not None else None
+    if mask is None:
+        mask = pc.is_valid(values)
     indices = pc.indices_nonzero(mask).slice(0, MAX_SHOWN_ROWS).to_pylist()
     shown = values.take(pa.array(indices, pa.int64())).to_pylist() if indices else []
     return [{"row": i, "value": _short(v)} for i, v in zip(indices, shown, strict=True)]
+
+
+MAX_DISTINCT_TRIED = 5_000
+
+
+def _unconvertible(values: pa.ChunkedArray | pa.Array, expected: pa.DataType) -> pa.Array | None:
+    """A mask of the values that do not cast to ``expected``, tried one distinct value at a
+    time (Arrow stops a cast at its first failure without saying where); ``None`` when every
+    value fails alike or there are too many distinct values to try."""
+    distinct = pc.unique(values.drop_null() if hasattr(values, "drop_null") else values)
+    if len(distinct) > MAX_DISTINCT_TRIED:
+        return None
+    bad = []
+    for value in distinct:
+        try:
+            pa.array([value.as_py()], distinct.type).cast(expected, safe=True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            bad.append(value.as_py())
+    if not bad or len(bad) == len(distinct):
+        return None
+    return pc.fill_null(pc.is_in(values, value_set=pa.array(bad, distinct.type)), False)
+
+
+NUMBER_LIKE_SHARE = 0.8
+_NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+
+
+def number_like_strings(batch: pa.RecordBatch) -> list[dict[str, Any]]:
+    """Text columns of a new table's first batch whose values are numbers but for a few:
+    each with the rows that are not (a typo such as ``forty`` made the whole column text).
+
+    A column counts when at least ``NUMBER_LIKE_SHARE`` of its non-null values read as
+    numbers and some do not.
+    """
+    found = []
+    for field in batch.schema:
+        if not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+            continue
+        column = batch.column(field.name)
+        numeric = pc.fill_null(pc.match_substring_regex(column, _NUMBER), True)
+        bad_count = len(column) - (pc.sum(numeric).as_py() or 0)
+        valid = len(column) - column.null_count
+        if bad_count and valid and (valid - bad_count) / valid >= NUMBER_LIKE_SHARE:
+            indices = pc.indices_nonzero(pc.invert(numeric)).slice(0, MAX_SHOWN_ROWS)
+            shown = column.take(indices).to_pylist()
+            rows = [
+                {"row": i, "value": _short(v)}
+                for i, v in zip(indices.to_pylist(), shown, strict=True)
+            ]
+            found.append({"column": field.name, "rows": rows, "numbers": valid - bad_count})
+    return found
+
+
+def describe_number_like(problem: dict[str, Any]) -> str:
+    """One sentence for a ``number_like_strings`` finding."""
+    rows = ", ".join(f"{r['row']} ({r['value']!r})" for r in problem["rows"])
+    return (
+        f"column {problem['column']!r} is stored as text: rows {rows} are not numbers, while "
+        f"{problem['numbers']} other values are"
+    )
 
 
 def _short(value: Any) -> Any:
@@ -125,7 +191,7 @@ def plan_cast(
                 "found": str(got),
             }
             if sample is not None:
-                problem["rows"] = _offending_rows(sample.column(field.name))
+                problem["rows"] = _offending_rows(sample.column(field.name), field.type)
             problems.append(problem)
     for name in found.names:
         if name not in expected.names:
@@ -145,7 +211,7 @@ def _describe(problems: list[dict[str, Any]], hint: str) -> str:
         elif p["expected"] is None:
             parts.append(f"{p['column']!r} is not in the table (found {p['found']})")
         else:
-            rows = ", ".join(str(r["row"]) for r in p.get("rows", []))
+            rows = ", ".join(f"{r['row']} ({r['value']!r})" for r in p.get("rows", []))
             at = f" at rows {rows}" if rows else ""
             parts.append(f"{p['column']!r} expected {p['expected']}, found {p['found']}{at}")
     return "the data does not match the table's schema: " + "; ".join(parts) + f". {hint}"

@@ -8,8 +8,10 @@ from typing import Any
 
 import pyarrow as pa
 from deltalake import DeltaTable
+from sqlalchemy.orm import Session
 
 from loopml.core import layout
+from loopml.core.clock import utcnow
 from loopml.core.errors import AlreadyExistsError, NotFoundError, ValidationError
 from loopml.core.ingest import IngestKey
 from loopml.core.lake import ColumnInfo, LakeTable, TableCommit
@@ -17,7 +19,7 @@ from loopml.data import _delta
 from loopml.data._schema import columns_of
 from loopml.storage import ArtifactStore
 from loopml.storage.native import NativeLocation
-from loopml.store import MetadataStore, ingest_keys, lake_tables, projects
+from loopml.store import MetadataStore, ingest_keys, lake_tables, projects, streams
 
 log = logging.getLogger("loopml.data")
 SYSTEM_ACTOR = "system"
@@ -57,6 +59,14 @@ def _keys_in(entries: Sequence[Mapping[str, Any]]) -> list[IngestKey]:
     return [key for entry in entries for key in _delta.keys_of(entry)]
 
 
+def _record_carried(session: Session, row: LakeTable, entries: Sequence[Mapping[str, Any]]) -> None:
+    """Record what the commits carry besides rows: idempotency keys, stream states."""
+    ingest_keys.record(session, row.project, row.name, _keys_in(entries))
+    states = [s for s in map(_delta.stream_state_of, entries) if s is not None]
+    if states:
+        streams.record_states(session, states, utcnow())
+
+
 def reconcile(store: MetadataStore, row: LakeTable, dt: DeltaTable) -> LakeTable:
     """Catch the row up with commits in the log that it has not recorded (a writer died in
     between), idempotency keys included."""
@@ -91,22 +101,41 @@ def reconcile(store: MetadataStore, row: LakeTable, dt: DeltaTable) -> LakeTable
             actor=SYSTEM_ACTOR,
             reconciled=True,
         )
-        ingest_keys.record(session, row.project, row.name, _keys_in(entries))
+        _record_carried(session, row, entries)
         return table
 
 
+def _delta_type(column: ColumnInfo) -> pa.DataType:
+    try:
+        arrow_type = pa.type_for_alias(column.type)
+    except (ValueError, KeyError) as exc:
+        raise ValidationError(
+            f"unknown column type {column.type!r} for {column.name!r}: expected an Arrow type "
+            "such as 'int64', 'double', 'string', 'bool', 'date32' or 'timestamp[us]'",
+            details={"column": column.name, "type": column.type},
+        ) from exc
+    # Delta Lake stores timestamps in microseconds only: it converts ms and ns itself but
+    # refuses seconds, so every unit is declared as microseconds here.
+    if pa.types.is_timestamp(arrow_type):
+        return pa.timestamp("us", arrow_type.tz)
+    return arrow_type
+
+
 def schema_from(columns: list[ColumnInfo]) -> pa.Schema:
-    fields = []
+    """The Arrow schema of declared columns, as Delta Lake will store it.
+
+    Raises:
+        ValidationError: an unknown type, or two columns with the same name.
+    """
+    seen: set[str] = set()
     for c in columns:
-        try:
-            fields.append(pa.field(c.name, pa.type_for_alias(c.type), c.nullable))
-        except (ValueError, KeyError) as exc:
+        if c.name in seen:
             raise ValidationError(
-                f"unknown column type {c.type!r} for {c.name!r}: expected an Arrow type such as "
-                "'int64', 'double', 'string', 'bool', 'date32' or 'timestamp[us]'",
-                details={"column": c.name, "type": c.type},
-            ) from exc
-    return pa.schema(fields)
+                f"column {c.name!r} is declared twice; column names must be unique",
+                details={"column": c.name},
+            )
+        seen.add(c.name)
+    return pa.schema([pa.field(c.name, _delta_type(c), c.nullable) for c in columns])
 
 
 def reader(data: pa.Table | pa.RecordBatchReader) -> pa.RecordBatchReader:
@@ -173,5 +202,5 @@ def record(
             actor=actor,
             commit_version=commit.version,
         )
-        ingest_keys.record(session, row.project, row.name, _keys_in(entries))
+        _record_carried(session, row, entries)
     return commit

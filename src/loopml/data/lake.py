@@ -29,7 +29,14 @@ from loopml.core.lake import (
     validate_write_mode,
 )
 from loopml.data import _delta, _guarded, _tables, housekeeping
-from loopml.data._schema import cast_batches, check_names, plan_cast, unreadable
+from loopml.data._schema import (
+    cast_batches,
+    check_names,
+    describe_number_like,
+    number_like_strings,
+    plan_cast,
+    unreadable,
+)
 from loopml.settings import LakeSettings
 from loopml.storage import ArtifactStore
 from loopml.storage.native import NativeLocation
@@ -159,6 +166,7 @@ def ingest_arrow(
     commit_metadata: Mapping[str, str] | None = None,
     delta_table: DeltaTable | None = None,
     located: tuple[LakeTable, NativeLocation] | None = None,
+    strict: bool = False,
 ) -> TableCommit:
     """Write ``data`` to a table as one Delta commit and emit ``table.appended``.
 
@@ -183,6 +191,9 @@ def ingest_arrow(
             No other thread may use it meanwhile.
         located: the table's row and location as just read (and reconciled with
             ``delta_table``), which saves reading them again; the row must be current.
+        strict: refuse data with a text column whose values are numbers but for a few,
+            before anything is written (by default it lands, and when it creates the
+            schema the commit's ``warnings`` say which rows made the column text).
 
     Returns:
         The commit (its version and the rows it added).
@@ -196,6 +207,8 @@ def ingest_arrow(
     """
     validate_table_name(table)
     mode = validate_write_mode(mode)
+    if strict:
+        data = _strict_checked(data)
     row, loc = located or _tables.located(store, artifacts, project, table, create, actor)
     if row.contract is None:
         return _write(
@@ -210,6 +223,7 @@ def ingest_arrow(
             commit_metadata,
             delta_table,
             located=(row, loc),
+            strict=strict,
         )
 
     def write(name: str, rows: pa.Table, how: WriteMode) -> TableCommit:
@@ -227,6 +241,7 @@ def ingest_arrow(
             lake_settings,
             commit_metadata,
             delta_table,
+            strict=strict,
         )
 
     def existing(column: str) -> pa.ChunkedArray | None:
@@ -251,6 +266,7 @@ def _write(
     metadata: Mapping[str, str] | None = None,
     delta_table: DeltaTable | None = None,
     located: tuple[LakeTable, NativeLocation] | None = None,
+    strict: bool = False,
 ) -> TableCommit:
     # The table's log is read once: the write goes through the open table, which leaves it
     # at the new version for recording and the compaction check.
@@ -267,8 +283,11 @@ def _write(
     # Rebuilt from Python's names: a name that is not UTF-8 in the file arrives here with
     # replacement characters, and must never reach the native writer raw (it panics).
     target = pa.schema([pa.field(f.name, f.type, f.nullable) for f in reader.schema])
+    warnings: list[str] = []
     if dt is not None and mode == "append":
         target = plan_cast(_delta.arrow_schema(dt), reader.schema, first)
+    elif first is not None:
+        warnings = _number_like(first, strict)
     failures: list[LoopmlError] = []
     stream = pa.RecordBatchReader.from_batches(target, cast_batches(batches, target, failures))
     try:
@@ -278,9 +297,36 @@ def _write(
             raise failures[0] from None
         raise
     commit = _tables.record(store, row, loc, commit_id, mode, actor, dt)
+    if warnings:
+        commit = commit.model_copy(update={"warnings": warnings})
     if lake_settings is not None and _compaction_due(dt, lake_settings):
         housekeeping.maybe_compact(store, artifacts, project, table, lake_settings, actor=actor)
     return commit
+
+
+def _strict_checked(data: pa.Table | pa.RecordBatchReader) -> pa.RecordBatchReader:
+    # Checked before the table's row exists: a refused first write leaves nothing behind.
+    # (An append to an existing table is checked against its schema instead.)
+    reader = _tables.reader(data)
+    try:
+        first, batches = _tables.peek(reader)
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        raise unreadable(exc) from exc
+    if first is not None:
+        _number_like(first, strict=True)
+    return pa.RecordBatchReader.from_batches(reader.schema, batches)
+
+
+def _number_like(first: pa.RecordBatch, strict: bool) -> list[str]:
+    found = number_like_strings(first)
+    messages = [describe_number_like(p) for p in found]
+    if found and strict:
+        raise ValidationError(
+            "refused (strict): " + "; ".join(messages) + ". Fix those rows, or ingest "
+            "without strict to store the column as text",
+            details={"columns": found},
+        )
+    return [m + ": fix them and ingest again with mode=overwrite, or use strict" for m in messages]
 
 
 def _compaction_due(dt: DeltaTable | None, settings: LakeSettings) -> bool:

@@ -28,26 +28,29 @@ def json_value(value: Any) -> Any:
     """One value as JSON can carry it (see the module's rules)."""
     if value is None or isinstance(value, bool | int | str):
         return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Decimal):
-        return str(value) if value.is_finite() else None
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii")
-    if isinstance(value, pa.MonthDayNano):
-        return {"months": value.months, "days": value.days, "nanoseconds": value.nanoseconds}
-    if isinstance(value, uuid.UUID):
-        return str(value)
     if isinstance(value, dict):
         return {str(k): json_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         # A map column arrives as a list of (key, value) pairs.
         return [json_value(v) for v in value]
+    for kind, convert in _SCALARS:
+        if isinstance(value, kind):
+            return convert(value)
     return str(value)
+
+
+_SCALARS: tuple[tuple[Any, Any], ...] = (
+    (float, lambda v: v if math.isfinite(v) else None),
+    (Decimal, lambda v: str(v) if v.is_finite() else None),
+    (dt.datetime | dt.date | dt.time, lambda v: v.isoformat()),
+    (dt.timedelta, lambda v: v.total_seconds()),
+    (bytes, lambda v: base64.b64encode(v).decode("ascii")),
+    (
+        pa.MonthDayNano,
+        lambda v: {"months": v.months, "days": v.days, "nanoseconds": v.nanoseconds},
+    ),
+    (uuid.UUID, str),
+)
 
 
 def json_rows(table: pa.Table) -> list[list[Any]]:

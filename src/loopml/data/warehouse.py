@@ -27,7 +27,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.dataset as pads
 
-from loopml.core.errors import QueryTimeoutError, ValidationError
+from loopml.core.errors import ValidationError
+from loopml.data._query_process import QueryProcessPool, parse_bytes
+from loopml.data._sandbox import MAX_TIMEOUT_S as MAX_TIMEOUT_S
 from loopml.data._sandbox import (
     SandboxLimits,
     TableRef,
@@ -36,6 +38,7 @@ from loopml.data._sandbox import (
     rewrite_versions,
     single_select,
 )
+from loopml.data._sandbox import execute as execute
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -54,8 +57,10 @@ __all__ = [
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 100_000
 DEFAULT_TIMEOUT_S = 30.0
-MAX_TIMEOUT_S = 300.0
 MAX_QUERY_CHARS = 100_000
+# The query workers of this process (started on the first query; see ``_query_process``).
+_POOL = QueryProcessPool()
+_CHECKERS = threading.local()
 
 TableResolver = Callable[[str, "int | None"], pads.Dataset]
 """``(table, version or None) -> Arrow dataset``; raises ``NotFoundError`` when absent."""
@@ -122,20 +127,16 @@ def run_query(
     limits = limits or WarehouseLimits()
     _check_arguments(sql, limit, offset, timeout_s)
     sql = rewrite_versions(sql)
-    con = open_connection(limits.sandbox)
-    try:
-        body = single_select(con, sql)
-        # Running the caller's SQL is the point; it is checked (again, wrapped) just below.
-        page = f"LIMIT {limit + 1} OFFSET {offset}"
-        paged = f"SELECT * FROM (\n{body}\n) AS _loopml_page {page}"  # noqa: S608
-        refs = check_query(con, paged)
-        for ref in refs:
-            con.register(ref.alias, resolve(ref.name, ref.version))
-        started = time.monotonic()
-        table, columns = _execute(con, paged, timeout_s)
-        elapsed = time.monotonic() - started
-    finally:
-        con.close()
+    con = _checker()
+    body = single_select(con, sql)
+    # Running the caller's SQL is the point; it is checked (again, wrapped) just below.
+    page = f"LIMIT {limit + 1} OFFSET {offset}"
+    paged = f"SELECT * FROM (\n{body}\n) AS _loopml_page {page}"  # noqa: S608
+    refs = check_query(con, paged)
+    tables = [(ref.alias, resolve(ref.name, ref.version)) for ref in refs]
+    started = time.monotonic()
+    table, columns = _run_guarded(paged, tables, limits, timeout_s, limits.max_result_bytes)
+    elapsed = time.monotonic() - started
     if table.nbytes > limits.max_result_bytes:
         raise ValidationError(
             f"the result page is {table.nbytes} bytes, over the limit of "
@@ -175,16 +176,12 @@ def query_all(
     limits = limits or WarehouseLimits()
     _check_arguments(sql, 1, 0, timeout_s)
     sql = rewrite_versions(sql)
-    con = open_connection(limits.sandbox)
-    try:
-        body = single_select(con, sql)
-        wrapped = f"SELECT * FROM (\n{body}\n) AS _loopml_all"  # noqa: S608
-        refs = check_query(con, wrapped)
-        for ref in refs:
-            con.register(ref.alias, resolve(ref.name, ref.version))
-        table, _ = _execute(con, wrapped, timeout_s)
-    finally:
-        con.close()
+    con = _checker()
+    body = single_select(con, sql)
+    wrapped = f"SELECT * FROM (\n{body}\n) AS _loopml_all"  # noqa: S608
+    refs = check_query(con, wrapped)
+    tables = [(ref.alias, resolve(ref.name, ref.version)) for ref in refs]
+    table, _ = _run_guarded(wrapped, tables, limits, timeout_s, max_bytes)
     if table.nbytes > max_bytes:
         raise ValidationError(
             f"the query's result is {table.nbytes} bytes, over the limit of {max_bytes}: "
@@ -214,29 +211,23 @@ def _check_arguments(sql: str, limit: int, offset: int, timeout_s: float) -> Non
         )
 
 
-def _execute(
-    con: duckdb.DuckDBPyConnection, sql: str, timeout_s: float
+def _checker() -> duckdb.DuckDBPyConnection:
+    """This thread's connection for checking queries: it only parses, never runs them, so
+    it is kept (opening a locked-down connection costs more than the check)."""
+    con: duckdb.DuckDBPyConnection | None = getattr(_CHECKERS, "con", None)
+    if con is None:
+        con = open_connection(SandboxLimits(memory_limit="64MB", threads=1))
+        _CHECKERS.con = con
+    return con
+
+
+def _run_guarded(
+    sql: str,
+    tables: list[tuple[str, pads.Dataset]],
+    limits: WarehouseLimits,
+    timeout_s: float,
+    result_bytes: int,
 ) -> tuple[pa.Table, list[tuple[str, str]]]:
-    timer = threading.Timer(timeout_s, con.interrupt)
-    timer.daemon = True
-    timer.start()
-    try:
-        cursor = con.execute(sql)
-        columns = [(str(d[0]), str(d[1])) for d in cursor.description or []]
-        return cursor.to_arrow_table(), columns
-    except duckdb.InterruptException as exc:
-        raise QueryTimeoutError(
-            f"the query ran longer than its time limit of {timeout_s:g} s and was stopped: "
-            f"filter or aggregate earlier, or allow more time (timeout_s, at most "
-            f"{MAX_TIMEOUT_S:g})",
-            details={"timeout_s": timeout_s},
-        ) from exc
-    except duckdb.PermissionException as exc:
-        raise ValidationError(
-            f"refused by the sandbox: {exc}. Queries read the project's tables by name only",
-            details={"field": "query"},
-        ) from exc
-    except duckdb.Error as exc:
-        raise ValidationError(f"the query failed: {exc}", details={"field": "query"}) from exc
-    finally:
-        timer.cancel()
+    """Run a checked query in a worker process whose memory the kernel bounds."""
+    budget = parse_bytes(limits.sandbox.memory_limit) + result_bytes
+    return _POOL.run(sql, tables, limits.sandbox, timeout_s, budget)

@@ -1,5 +1,6 @@
 """One firing of a schedule or trigger: start a run, leave one waiting, or skip, by the
-owner's concurrency policy; record it and emit ``schedule.fired`` / ``trigger.fired``.
+owner's concurrency policy (``core.automation.when_busy``); record it and emit
+``schedule.fired`` / ``trigger.fired``.
 
 Called inside the transaction whose claim (a schedule's tick, a trigger's cursor, a waiting
 flag, a locked webhook trigger) made the firing this caller's alone, so the run, the
@@ -14,22 +15,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from loopml.core.automation import Concurrency, Firing, FiringOutcome
+from loopml.core.automation import AutomationKind, Firing, FiringOutcome, when_busy
 from loopml.core.errors import LoopmlError
 from loopml.pipelines.service import queue_run
 from loopml.store import events, firings
 from loopml.store.firings import Owner
 
 log = logging.getLogger("loopml.pipelines.automation")
-
-
-def _busy(who: Owner, event_id: int | None) -> tuple[FiringOutcome, str, dict[str, Any]]:
-    active = f"run {who.last_run_id} (started by this {who.kind}) is still active"
-    if who.concurrency == Concurrency.QUEUE and not who.waiting:
-        waits = {"waiting": True, "waiting_event_id": event_id} if who.kind == "trigger" else {}
-        return FiringOutcome.QUEUED, f"{active}: this run waits for it", waits or {"waiting": True}
-    why = "one run already waits for it" if who.waiting else "the concurrency policy is skip"
-    return FiringOutcome.SKIPPED, f"{active} and {why}", {}
 
 
 def fire(
@@ -47,8 +39,15 @@ def fire(
     reason: str | None
     state: dict[str, Any] = {"last_fired_at": now}
     if not waited and firings.run_active(session, who.last_run_id):
-        outcome, reason, extra = _busy(who, event_id)
-        state.update(extra)
+        busy = when_busy(
+            AutomationKind(who.kind),
+            who.concurrency,
+            waiting=who.waiting,
+            last_run_id=who.last_run_id,
+            event_id=event_id,
+        )
+        outcome, reason = busy.outcome, busy.reason
+        state.update(busy.state)
     else:
         try:
             # A run that cannot start (an input the pipeline no longer has) must not undo the

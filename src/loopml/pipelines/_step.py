@@ -86,7 +86,7 @@ class StepContext:
     def store(self) -> MetadataStore:
         """The metadata database (opened on first use)."""
         if self._store is None:
-            from loopml._backends import open_metadata_store
+            from loopml.wiring import open_metadata_store
 
             self._store = open_metadata_store(self.settings)
         return self._store
@@ -95,7 +95,7 @@ class StepContext:
     def artifacts(self) -> ArtifactStore:
         """The artifact store (opened on first use)."""
         if self._artifacts is None:
-            from loopml._backends import open_artifact_store
+            from loopml.wiring import open_artifact_store
 
             self._artifacts = open_artifact_store(self.settings)
         return self._artifacts

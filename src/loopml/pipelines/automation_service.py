@@ -11,13 +11,16 @@ Example:
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import hmac
 import json
 import secrets
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy.orm import Session
 
 from loopml.core.automation import (
     Concurrency,
@@ -38,15 +41,18 @@ from loopml.core.errors import (
     PermissionDeniedError,
     ValidationError,
 )
+from loopml.core.jsontext import loads_strict
 from loopml.pipelines._cron import next_fire, validate_cron
 from loopml.pipelines._firing import fire
 from loopml.pipelines.service import check_inputs
-from loopml.store import MetadataStore, firings, schedules, triggers
+from loopml.store import MetadataStore, automations, firings, schedules, triggers
+from loopml.store.automations import Kind
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 SCHEDULE_FIELDS = frozenset({"enabled", "cron", "timezone", "inputs", "concurrency"})
 TRIGGER_FIELDS = frozenset({"enabled", "where", "min_rows", "inputs", "concurrency"})
 Clock = Callable[[], datetime]
+Domain = TypeVar("Domain")
 
 
 def _hash(secret: str) -> str:
@@ -72,6 +78,78 @@ def _on(value: TriggerOn | str) -> TriggerOn:
             f"invalid trigger kind {str(value)[:60]!r}: expected one of {kinds}",
             details={"field": "on"},
         ) from None
+
+
+def _refuse_unknown(noun: str, fields: dict[str, Any], allowed: frozenset[str]) -> None:
+    unknown = sorted(set(fields) - allowed)
+    if unknown:
+        raise ValidationError(
+            f"a {noun} has no field {unknown[0]!r} to change (fields: "
+            f"{', '.join(sorted(allowed))})",
+            details={"field": unknown[0]},
+        )
+
+
+def _shared_changes(
+    session: Session, project: str, pipeline: str, fields: dict[str, Any]
+) -> dict[str, Any]:
+    """The checked changes every automation accepts: concurrency, inputs, enabled (checked
+    after each kind's own fields, in this order)."""
+    changes: dict[str, Any] = {}
+    if fields.get("concurrency") is not None:
+        changes["concurrency"] = _concurrency(fields["concurrency"])
+    if fields.get("inputs") is not None:
+        changes["inputs"] = dict(fields["inputs"])
+        check_inputs(session, project, pipeline, changes["inputs"])
+    if fields.get("enabled") is not None:
+        changes["enabled"] = bool(fields["enabled"])
+    return changes
+
+
+class Automations(Generic[Domain]):
+    """What schedules and triggers share as services: read one, list, delete, history.
+
+    ``SCHEDULES`` and ``TRIGGERS`` are the two instances; creating and changing one are
+    each kind's own (``create_schedule``, ``update_trigger``, ...).
+    """
+
+    def __init__(self, kind: Kind[Any, Domain]) -> None:
+        self.kind: Kind[Any, Domain] = kind
+
+    def get(self, store: MetadataStore, project: str, name: str) -> Domain:
+        """One by name (a trigger never with its secret)."""
+        with store.session() as session:
+            return automations.get(session, self.kind, project, name)
+
+    def list(self, store: MetadataStore, project: str) -> list[Domain]:
+        """A project's, by name."""
+        with store.session() as session:
+            return automations.list_(session, self.kind, project)
+
+    def delete(self, store: MetadataStore, project: str, name: str, *, actor: str) -> None:
+        """Remove one and its history (the runs it started stay)."""
+        with store.session() as session:
+            automations.delete(session, self.kind, project, name, actor=actor)
+
+    def history(
+        self, store: MetadataStore, project: str, name: str, limit: int = 50
+    ) -> builtins.list[Firing]:
+        """Its firings, newest first."""
+        with store.session() as session:
+            row, _ = automations.find(session, self.kind, project, name)
+            return firings.history(session, row.id, limit)
+
+
+SCHEDULES: Automations[Schedule] = Automations(schedules.KIND)
+TRIGGERS: Automations[Trigger] = Automations(triggers.KIND)
+get_schedule = SCHEDULES.get
+list_schedules = SCHEDULES.list
+delete_schedule = SCHEDULES.delete
+schedule_history = SCHEDULES.history
+get_trigger = TRIGGERS.get
+list_triggers = TRIGGERS.list
+delete_trigger = TRIGGERS.delete
+trigger_history = TRIGGERS.history
 
 
 # ---------------------------------------------------------------------------- schedules
@@ -134,28 +212,16 @@ def update_schedule(
     A new cron or zone, or resuming, recomputes the next tick from now (a paused schedule
     does not catch up on the ticks it missed).
     """
-    unknown = sorted(set(fields) - SCHEDULE_FIELDS)
-    if unknown:
-        raise ValidationError(
-            f"a schedule has no field {unknown[0]!r} to change (fields: "
-            f"{', '.join(sorted(SCHEDULE_FIELDS))})",
-            details={"field": unknown[0]},
-        )
+    _refuse_unknown("schedule", fields, SCHEDULE_FIELDS)
     with store.session() as session:
-        current = schedules.get(session, project, name)
+        current = automations.get(session, schedules.KIND, project, name)
         changes: dict[str, Any] = {}
         if fields.get("cron") is not None:
             changes["cron"] = validate_cron(fields["cron"])
         if fields.get("timezone") is not None:
             validate_timezone(fields["timezone"])
             changes["timezone"] = fields["timezone"]
-        if fields.get("concurrency") is not None:
-            changes["concurrency"] = _concurrency(fields["concurrency"])
-        if fields.get("inputs") is not None:
-            changes["inputs"] = dict(fields["inputs"])
-            check_inputs(session, project, current.pipeline, changes["inputs"])
-        if fields.get("enabled") is not None:
-            changes["enabled"] = bool(fields["enabled"])
+        changes.update(_shared_changes(session, project, current.pipeline, fields))
         resumed = changes.get("enabled") is True and not current.enabled
         if "cron" in changes or "timezone" in changes or resumed:
             changes["next_fire_at"] = next_fire(
@@ -163,33 +229,9 @@ def update_schedule(
                 changes.get("timezone", current.timezone),
                 clock(),
             )
-        return schedules.update_(session, project, name, changes=changes, actor=actor)
-
-
-def get_schedule(store: MetadataStore, project: str, name: str) -> Schedule:
-    """One schedule."""
-    with store.session() as session:
-        return schedules.get(session, project, name)
-
-
-def list_schedules(store: MetadataStore, project: str) -> list[Schedule]:
-    """A project's schedules, by name."""
-    with store.session() as session:
-        return schedules.list_(session, project)
-
-
-def delete_schedule(store: MetadataStore, project: str, name: str, *, actor: str) -> None:
-    """Remove a schedule (the runs it started stay)."""
-    with store.session() as session:
-        schedules.delete(session, project, name, actor=actor)
-
-
-def schedule_history(
-    store: MetadataStore, project: str, name: str, limit: int = 50
-) -> list[Firing]:
-    """A schedule's firings, newest first."""
-    with store.session() as session:
-        return firings.history(session, schedules.get(session, project, name).id, limit)
+        return automations.update_(
+            session, schedules.KIND, project, name, changes=changes, actor=actor
+        )
 
 
 # ---------------------------------------------------------------------------- triggers
@@ -250,93 +292,79 @@ def update_trigger(
     """Change a trigger's ``enabled``, ``where``, ``min_rows``, ``inputs`` or
     ``concurrency``. Resuming starts from the newest event: events while paused are not
     replayed."""
-    unknown = sorted(set(fields) - TRIGGER_FIELDS)
-    if unknown:
-        raise ValidationError(
-            f"a trigger has no field {unknown[0]!r} to change (fields: "
-            f"{', '.join(sorted(TRIGGER_FIELDS))})",
-            details={"field": unknown[0]},
-        )
+    _refuse_unknown("trigger", fields, TRIGGER_FIELDS)
     with store.session() as session:
-        current = triggers.get(session, project, name)
+        current = automations.get(session, triggers.KIND, project, name)
         changes: dict[str, Any] = {}
         if fields.get("where") is not None:
             changes["where"] = validate_where(current.on, dict(fields["where"]))
         if "min_rows" in fields:
             changes["min_rows"] = validate_min_rows(current.on, fields["min_rows"])
-        if fields.get("concurrency") is not None:
-            changes["concurrency"] = _concurrency(fields["concurrency"])
-        if fields.get("inputs") is not None:
-            changes["inputs"] = dict(fields["inputs"])
-            check_inputs(session, project, current.pipeline, changes["inputs"])
-        if fields.get("enabled") is not None:
-            changes["enabled"] = bool(fields["enabled"])
+        changes.update(_shared_changes(session, project, current.pipeline, fields))
         return triggers.update_(session, project, name, changes=changes, actor=actor)
 
 
-def get_trigger(store: MetadataStore, project: str, name: str) -> Trigger:
-    """One trigger (never its secret)."""
-    with store.session() as session:
-        return triggers.get(session, project, name)
+def _check_secret(secret: str | None, secret_hash: str | None) -> None:
+    if not secret:
+        raise PermissionDeniedError(
+            "missing secret: send the trigger's secret in the X-Loopml-Secret header",
+            details={"header": "X-Loopml-Secret"},
+        )
+    # Compare digests of equal length in constant time, so timing tells nothing.
+    if secret_hash is None or not hmac.compare_digest(_hash(secret), secret_hash):
+        raise PermissionDeniedError(
+            "wrong secret for this trigger (it is shown once, when the trigger is "
+            "created; delete and create the trigger again to get a new one)",
+            details={"header": "X-Loopml-Secret"},
+        )
 
 
-def list_triggers(store: MetadataStore, project: str) -> list[Trigger]:
-    """A project's triggers, by name."""
-    with store.session() as session:
-        return triggers.list_(session, project)
-
-
-def delete_trigger(store: MetadataStore, project: str, name: str, *, actor: str) -> None:
-    """Remove a trigger (the runs it started stay)."""
-    with store.session() as session:
-        triggers.delete(session, project, name, actor=actor)
-
-
-def trigger_history(store: MetadataStore, project: str, name: str, limit: int = 50) -> list[Firing]:
-    """A trigger's firings, newest first."""
-    with store.session() as session:
-        return firings.history(session, triggers.get(session, project, name).id, limit)
+def _webhook_payload(payload: dict[str, Any] | bytes | None) -> dict[str, Any] | None:
+    """The payload as a checked JSON object; raw bytes are decoded here, after the secret."""
+    if isinstance(payload, bytes):
+        if not payload.strip():
+            return None
+        try:
+            payload = loads_strict(payload)
+        except ValueError as exc:
+            raise ValidationError(
+                f"a webhook's body must be a JSON object: {exc}", details={"field": "body"}
+            ) from None
+    if payload is None:
+        return None
+    if not isinstance(payload, dict):
+        raise ValidationError("a webhook's body must be a JSON object", details={"field": "body"})
+    if len(json.dumps(payload, allow_nan=False).encode()) > MAX_PAYLOAD_BYTES:
+        raise PayloadTooLargeError(
+            f"a webhook's body may be at most {MAX_PAYLOAD_BYTES} bytes as JSON",
+            details={"max_bytes": MAX_PAYLOAD_BYTES},
+        )
+    return payload
 
 
 def fire_webhook(
     store: MetadataStore,
     trigger_id: str,
     secret: str | None,
-    payload: dict[str, Any] | None = None,
+    payload: dict[str, Any] | bytes | None = None,
     *,
     clock: Clock = utcnow,
 ) -> Firing:
     """Fire a webhook trigger called with ``secret``; ``payload`` is kept with the firing.
 
+    The secret is checked before the payload is even decoded (``payload`` may be the raw
+    body), so a caller without it learns nothing from how its body is judged.
+
     Raises:
         NotFoundError: no trigger has this id.
         PermissionDeniedError: the secret is missing or wrong, or the trigger is no webhook.
+        ValidationError: the payload is not a JSON object (non-finite numbers included).
         PayloadTooLargeError: the payload is over 64 KiB as JSON.
     """
-    if payload is not None:
-        if not isinstance(payload, dict):
-            raise ValidationError(
-                "a webhook's body must be a JSON object", details={"field": "body"}
-            )
-        if len(json.dumps(payload, allow_nan=False).encode()) > MAX_PAYLOAD_BYTES:
-            raise PayloadTooLargeError(
-                f"a webhook's body may be at most {MAX_PAYLOAD_BYTES} bytes as JSON",
-                details={"max_bytes": MAX_PAYLOAD_BYTES},
-            )
     with store.session() as session:
         on, secret_hash, _ = triggers.by_id(session, trigger_id)
-        if not secret:
-            raise PermissionDeniedError(
-                "missing secret: send the trigger's secret in the X-Loopml-Secret header",
-                details={"header": "X-Loopml-Secret"},
-            )
-        # Compare digests of equal length in constant time, so timing tells nothing.
-        if secret_hash is None or not hmac.compare_digest(_hash(secret), secret_hash):
-            raise PermissionDeniedError(
-                "wrong secret for this trigger (it is shown once, when the trigger is "
-                "created; delete and create the trigger again to get a new one)",
-                details={"header": "X-Loopml-Secret"},
-            )
+        _check_secret(secret, secret_hash)
+        payload = _webhook_payload(payload)
         if on != TriggerOn.WEBHOOK.value:
             raise ConflictError(f"trigger {trigger_id} reacts to {on} events, not webhook calls")
         who = firings.owner(session, "trigger", trigger_id, lock=True)

@@ -153,6 +153,17 @@ BUILTINS: dict[str, Builtin] = {
             impl=f"{_TRAIN}:train_custom",
         ),
         Builtin(
+            "train_text",
+            "A text task (text-classification, text-regression): fine-tuning or embeddings "
+            "+ AutoML (docs/text.md); a retry resumes a fine-tune from its last checkpoint.",
+            {
+                **_TRAINING_PARAMS,
+                "params": Param(T.OBJECT, help="train_text_model's options (method, base, ...)."),
+            },
+            {"run": T.RUN, "metrics": T.METRICS},
+            impl="loopml.pipelines.builtins.text:train_text",
+        ),
+        Builtin(
             "register",
             "Register the model a training run logged as the next version of a model.",
             {

@@ -18,21 +18,25 @@ from sqlalchemy.orm import Session
 
 from loopml.core.errors import NotFoundError, ValidationError
 from loopml.core.pipelines import (
+    Pipeline,
     PipelineApplied,
     PipelineRun,
+    PipelineVersion,
     RunStatus,
     StepAttempt,
     validate_pipeline_name,
 )
 from loopml.core.types import Page
 from loopml.pipelines.catalog import BUILTINS, PYTHON
+from loopml.pipelines.parse import parse_spec
 from loopml.pipelines.refs import find
-from loopml.pipelines.spec import ParsedPipeline, PipelineSpec, parse_spec
+from loopml.pipelines.spec import ParsedPipeline, PipelineSpec
 from loopml.pipelines.types import check_value, parse_text_input
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
+from loopml.store import pipeline_runs as runs_repo
 from loopml.store import pipelines as repo
-from loopml.store.pipelines import StepPlan
+from loopml.store.pipeline_runs import StepPlan
 
 MAX_INPUTS_BYTES = 64 * 1024
 MAX_LOG_BYTES = 20 * 1024 * 1024
@@ -183,7 +187,7 @@ def queue_run(
     _, definition, version_id = repo.get_version(session, project, pipeline, version)
     spec = PipelineSpec.model_validate(definition["spec"])
     values = _inputs(spec, dict(inputs or {}))
-    return repo.create_run(
+    return runs_repo.create_run(
         session,
         project,
         pipeline,
@@ -194,10 +198,26 @@ def queue_run(
     )
 
 
+def list_pipelines(store: MetadataStore, project: str) -> list[Pipeline]:
+    """A project's pipelines."""
+    with store.session() as session:
+        return repo.list_(session, project)
+
+
+def get_pipeline(
+    store: MetadataStore, project: str, name: str, version: int | None = None
+) -> tuple[Pipeline, PipelineVersion]:
+    """A pipeline and one of its versions (the newest when ``version`` is ``None``)."""
+    with store.session() as session:
+        found = repo.get(session, project, name)
+        spec, _, _ = repo.get_version(session, project, name, version)
+    return found, spec
+
+
 def get_run(store: MetadataStore, project: str, run_id: str) -> PipelineRun:
     """A run with its steps and their attempts."""
     with store.session() as session:
-        return repo.get_run(session, project, run_id)
+        return runs_repo.get_run(session, project, run_id)
 
 
 def list_runs(
@@ -211,15 +231,15 @@ def list_runs(
 ) -> Page[PipelineRun]:
     """A project's runs, newest first."""
     with store.session() as session:
-        return repo.list_runs(
+        return runs_repo.list_runs(
             session, project, pipeline=pipeline, status=status, limit=limit, cursor=cursor
         )
 
 
 def cancel_run(store: MetadataStore, project: str, run_id: str, *, actor: str) -> PipelineRun:
-    """Cancel a run (see ``store.pipelines.cancel_run``)."""
+    """Cancel a run (see ``store.pipeline_runs.cancel_run``)."""
     with store.session() as session:
-        return repo.cancel_run(session, project, run_id, actor=actor)
+        return runs_repo.cancel_run(session, project, run_id, actor=actor)
 
 
 def read_log(
@@ -238,7 +258,7 @@ def read_log(
         NotFoundError: no such run, step or attempt, or no log was captured (yet).
     """
     with store.session() as session:
-        found = repo.attempt_log(session, project, run_id, step, attempt)
+        found = runs_repo.attempt_log(session, project, run_id, step, attempt)
     if found.log_key is None or not artifacts.exists(found.log_key):
         raise NotFoundError(
             f"no log yet for attempt {found.attempt} of step {step!r} ({found.status})",

@@ -44,9 +44,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
+from loopml.core.pipeline_policy import (
+    DEFAULT_BACKOFF_FACTOR,
+    DEFAULT_BACKOFF_S,
+    DEFAULT_MAX_BACKOFF_S,
+    retry_delay_s,
+)
 from loopml.core.pipelines import (
     MAX_SPEC_CHARS,
-    PIPELINE_NAME_PATTERN,
     STEP_NAME_PATTERN,
     SpecError,
 )
@@ -83,13 +88,18 @@ class RetrySpec(_Spec):
     """
 
     count: int = Field(default=0, ge=0, le=20, description="Retries after the first attempt.")
-    backoff: float = Field(default=10.0, ge=0, le=3600, description="Seconds before retry 1.")
-    factor: float = Field(default=2.0, ge=1, le=10)
-    max_backoff: float = Field(default=600.0, ge=0, le=86_400)
+    backoff: float = Field(
+        default=DEFAULT_BACKOFF_S, ge=0, le=3600, description="Seconds before retry 1."
+    )
+    factor: float = Field(default=DEFAULT_BACKOFF_FACTOR, ge=1, le=10)
+    max_backoff: float = Field(default=DEFAULT_MAX_BACKOFF_S, ge=0, le=86_400)
 
     def delay_s(self, failures: int) -> float:
-        """The wait before the retry that follows failure number ``failures`` (1-based)."""
-        return float(min(self.max_backoff, self.backoff * self.factor ** max(0, failures - 1)))
+        """The wait before the retry that follows failure number ``failures`` (1-based);
+        the rule is ``core.pipeline_policy.retry_delay_s``, the one the queue applies."""
+        return retry_delay_s(
+            failures, backoff=self.backoff, factor=self.factor, max_backoff=self.max_backoff
+        )
 
 
 def parse_duration(value: Any) -> float | None:
@@ -233,7 +243,7 @@ def display_path(path: Path, data: Any) -> str:
     return ".".join(parts).replace(".[", "[")
 
 
-def _pydantic_problems(exc: PydanticValidationError, located: Located) -> list[Problem]:
+def pydantic_problems(exc: PydanticValidationError, located: Located) -> list[Problem]:
     problems = []
     for err in exc.errors()[:50]:
         loc: list[str | int] = []
@@ -260,7 +270,7 @@ def spec_hash(spec: PipelineSpec) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _load(text: str) -> Located:
+def load_spec_yaml(text: str) -> Located:
     if not isinstance(text, str) or not text.strip():
         raise spec_error([Problem(1, "", "the spec is empty: expected a YAML mapping")])
     if len(text) > MAX_SPEC_CHARS:
@@ -310,37 +320,6 @@ def _json_only(value: Any, path: Path, located: Located, problems: list[Problem]
         message = f"a {type(value).__name__} is not a JSON value: write it as text or a list"
     problems.append(Problem(located.line_of(path), display_path(path, located.data), message))
     return None
-
-
-def parse_spec(text: str) -> ParsedPipeline:
-    """Parse and check a pipeline spec.
-
-    Raises:
-        SpecError: YAML that does not parse, fields that do not validate, unknown built-ins,
-            parameters, steps, inputs or outputs, type mismatches, or a cycle; every problem
-            found is listed with its line.
-    """
-    from loopml.pipelines._checks import check_spec
-
-    located = _load(text)
-    try:
-        spec = PipelineSpec.model_validate(located.data)
-    except PydanticValidationError as exc:
-        raise spec_error(_pydantic_problems(exc, located)) from None
-    problems: list[Problem] = []
-    if not PIPELINE_NAME_PATTERN.fullmatch(spec.name):
-        problems.append(
-            Problem(
-                located.line_of(("name",)),
-                "name",
-                f"invalid pipeline name {spec.name!r}: a lowercase letter, then up to 62 "
-                "lowercase letters, digits, '_' or '-'",
-            )
-        )
-    order, needs = check_spec(spec, located, problems)
-    if problems:
-        raise spec_error(problems)
-    return ParsedPipeline(spec=spec, text=text, order=order, needs=needs, spec_hash=spec_hash(spec))
 
 
 def valid_name(name: str) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
@@ -88,35 +89,61 @@ def _number(value: Any) -> bool:
     return not (isinstance(value, float) and not math.isfinite(value))
 
 
+def _check_integer(value: Any) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    return None if ok else f"expected an integer, got {value!r:.60}"
+
+
+def _check_number(value: Any) -> str | None:
+    return None if _number(value) else f"expected a finite number, got {value!r:.60}"
+
+
+def _check_boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else f"expected true or false, got {value!r:.60}"
+
+
+def _check_metrics(value: Any) -> str | None:
+    good = isinstance(value, dict) and all(
+        isinstance(k, str) and _number(v) for k, v in value.items()
+    )
+    return None if good else "expected metrics: a mapping of names to finite numbers"
+
+
+def _check_files(value: Any) -> str | None:
+    good = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return None if good else "expected files: a list of artifact keys"
+
+
+def _check_object(value: Any) -> str | None:
+    return None if isinstance(value, dict) else f"expected a mapping, got {type(value).__name__}"
+
+
+def _check_list(value: Any) -> str | None:
+    return None if isinstance(value, list) else f"expected a list, got {type(value).__name__}"
+
+
+_CHECKS: dict[ValueType, Callable[[Any], str | None]] = {
+    ValueType.ANY: lambda _value: None,
+    ValueType.INTEGER: _check_integer,
+    ValueType.NUMBER: _check_number,
+    ValueType.BOOLEAN: _check_boolean,
+    ValueType.METRICS: _check_metrics,
+    ValueType.FILES: _check_files,
+    ValueType.OBJECT: _check_object,
+    ValueType.LIST: _check_list,
+}
+"""The check of each type that is not text; text types are ``_text_problem``'s."""
+
+
 def check_value(kind: ValueType, value: Any) -> str | None:
     """Why ``value`` is not a ``kind``, or ``None`` when it is one."""
-    if kind == ValueType.ANY:
-        return None
-    if kind in SCALAR_TYPES - {ValueType.INTEGER, ValueType.NUMBER, ValueType.BOOLEAN}:
+    check = _CHECKS.get(kind)
+    if check is not None:
+        return check(value)
+    if kind in SCALAR_TYPES:
         if not isinstance(value, str):
             return f"expected {kind} (text), got {type(value).__name__}"
         return _text_problem(value, kind)
-    if kind == ValueType.INTEGER:
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        return None if ok else f"expected an integer, got {value!r:.60}"
-    if kind == ValueType.NUMBER:
-        return None if _number(value) else f"expected a finite number, got {value!r:.60}"
-    if kind == ValueType.BOOLEAN:
-        return None if isinstance(value, bool) else f"expected true or false, got {value!r:.60}"
-    if kind == ValueType.METRICS:
-        good = isinstance(value, dict) and all(
-            isinstance(k, str) and _number(v) for k, v in value.items()
-        )
-        return None if good else "expected metrics: a mapping of names to finite numbers"
-    if kind == ValueType.FILES:
-        good = isinstance(value, list) and all(isinstance(v, str) for v in value)
-        return None if good else "expected files: a list of artifact keys"
-    if kind == ValueType.OBJECT:
-        return (
-            None if isinstance(value, dict) else f"expected a mapping, got {type(value).__name__}"
-        )
-    if kind == ValueType.LIST:
-        return None if isinstance(value, list) else f"expected a list, got {type(value).__name__}"
     raise AssertionError(f"unhandled value type {kind}")
 
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from loopml.core.errors import ServiceUnavailableError
 from loopml.core.ids import new_id
@@ -34,7 +34,7 @@ from loopml.pipelines._resolve import Prepared, outputs_exist, prepare
 from loopml.pipelines._run_step import describe
 from loopml.pipelines.backends.local import LocalExecutor, LocalExecutorConfig
 from loopml.pipelines.base import StepExecutor, StepHandle, StepOutcome
-from loopml.settings import Settings
+from loopml.settings import Settings, WorkerSettings
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
 from loopml.store import pipeline_queue as queue
@@ -44,24 +44,10 @@ log = logging.getLogger("loopml.pipelines.worker")
 T = TypeVar("T")
 
 
-class WorkerConfig(BaseModel):
-    """How a worker claims and supervises steps."""
+class WorkerConfig(WorkerSettings):
+    """How a worker claims and supervises steps: the ``worker`` settings section, plus the
+    executor that runs each step."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    concurrency: int = Field(default=2, ge=1, le=64, description="Steps run at once.")
-    lease_s: float = Field(
-        default=6.0, gt=0, le=3600, description="How long a claim lasts without a heartbeat."
-    )
-    heartbeat_s: float = Field(
-        default=2.0, gt=0, le=1200, description="How often a running step's lease is renewed."
-    )
-    poll_s: float = Field(
-        default=0.5, gt=0, le=60, description="How often an idle worker looks for work."
-    )
-    sweep_s: float = Field(
-        default=2.0, gt=0, le=3600, description="How often expired leases are settled."
-    )
     executor: LocalExecutorConfig = Field(default_factory=LocalExecutorConfig)
 
     @model_validator(mode="after")

@@ -17,9 +17,29 @@ from loopml.core.errors import InvalidPathError, NotFoundError
 from loopml.core.keys import validate_key
 from loopml.storage import ArtifactStore
 
-# The name ``loopml.train.packaging`` writes (its MANIFEST_FILE); kept here so verifying does
+# The name ``loopml.packaging`` writes (its MANIFEST_FILE); kept here so verifying does
 # not import the packaging stack (pandas, ONNX) into the server.
 MANIFEST_FILE = "loopml-model.json"
+# The only files a package may hold (``loopml.packaging.PACKAGE_FILES``, also kept here
+# for the same reason): anything else (model.pkl, weights.joblib, ...) is refused at
+# registration, as the loader refuses it at load.
+# A text package adds its tokenizer (tokenizer.json) and how it tokenizes (text.json): both
+# JSON, checked as JSON below.
+PACKAGE_FILES = frozenset(
+    {
+        MANIFEST_FILE,
+        "model.onnx",
+        "model.skops",
+        "input_example.json",
+        "tokenizer.json",
+        "text.json",
+    }
+)
+_NOT_PICKLE = (
+    "a package holds only model.onnx, model.skops, input_example.json (and, for text models, "
+    "tokenizer.json and text.json) and its manifest, and plain pickle is never accepted; "
+    "re-package the model with loopml.packaging"
+)
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_FILES = 1000
 _HEX = frozenset("0123456789abcdef")
@@ -67,15 +87,49 @@ def manifest_files(data: bytes) -> dict[str, tuple[str, int]]:
             valid = False
         if not valid or name == MANIFEST_FILE:
             raise VerificationFailed(f"manifest lists an invalid file name {name[:120]!r}")
+        if name not in PACKAGE_FILES:
+            raise VerificationFailed(f"manifest lists {name[:120]!r}; {_NOT_PICKLE}")
         result[name] = _entry(name, entry)
     return result
 
 
-def _sha256(artifacts: ArtifactStore, key: str) -> str:
+def _sha256(artifacts: ArtifactStore, key: str) -> tuple[str, bytes]:
+    """The file's SHA-256 and its first bytes (what ``check_content`` reads)."""
     digest = hashlib.sha256()
+    head = b""
     for chunk in artifacts.iter_bytes(key):
+        if len(head) < 16:
+            head += chunk[: 16 - len(head)]
         digest.update(chunk)
-    return digest.hexdigest()
+    return digest.hexdigest(), head
+
+
+def _is_pickle(head: bytes) -> bool:
+    # Protocol 2 and later open with PROTO (0x80) and the protocol number; protocols 0 and 1
+    # open with an opcode, and none of the formats below may start with those bytes.
+    return len(head) >= 2 and head[0] == 0x80 and head[1] <= 5
+
+
+def check_content(name: str, head: bytes) -> None:
+    """Refuse a package file whose first bytes are not those of its format.
+
+    A pickle renamed ``model.onnx`` or ``model.skops`` matched its manifest and was READY
+    until a server refused to load it; it is refused here instead, by what it holds.
+
+    Raises:
+        VerificationFailed: the file is a pickle, or not the format its name says.
+    """
+    if _is_pickle(head):
+        raise VerificationFailed(f"file {name!r} is a pickle; {_NOT_PICKLE}")
+    # ONNX: a protobuf ModelProto opens with its ir_version field (tag 0x08).
+    expected = {
+        "model.onnx": (b"\x08", "an ONNX model"),
+        "model.skops": (b"PK\x03\x04", "a skops (zip) file"),
+    }.get(name)
+    if expected is not None and not head.startswith(expected[0]):
+        raise VerificationFailed(f"file {name!r} is not {expected[1]}; {_NOT_PICKLE}")
+    if name.endswith(".json") and head.lstrip()[:1] not in (b"{", b"["):
+        raise VerificationFailed(f"file {name!r} is not JSON; {_NOT_PICKLE}")
 
 
 def _read_manifest(artifacts: ArtifactStore, key: str, expected_sha256: str) -> bytes:
@@ -122,10 +176,12 @@ def verify_package(artifacts: ArtifactStore, prefix: str, manifest_sha256: str) 
             raise VerificationFailed(
                 f"file {name!r} is {present[name]} bytes, the manifest says {size}"
             )
-        if _sha256(artifacts, f"{prefix}/{name}") != sha:
+        digest, head = _sha256(artifacts, f"{prefix}/{name}")
+        if digest != sha:
             raise VerificationFailed(
                 f"file {name!r} does not match the SHA-256 in the manifest (changed or corrupt)"
             )
+        check_content(name, head)
     unlisted = sorted(set(present) - set(files) - {MANIFEST_FILE})
     if unlisted:
         raise VerificationFailed(

@@ -141,11 +141,13 @@ def judge_version(
                 f"challenger's eval set {report.eval_hash[:12]}: evaluate it there first",
                 details={"model": model, "champion": champion.version},
             )
+    is_champion = champion is not None and champion.version == version
     rules = judge(
         policy,
         report,
         theirs,
         champion_version=None if champion is None else champion.version,
+        is_champion=is_champion,
     )
     with store.session() as session:
         return gates.record_result(
@@ -155,7 +157,9 @@ def judge_version(
             version,
             policy=policy,
             eval_hash=report.eval_hash,
-            champion_version=None if theirs is None or champion is None else champion.version,
+            champion_version=version
+            if is_champion
+            else (None if theirs is None or champion is None else champion.version),
             rules=rules,
             actor=actor,
         )

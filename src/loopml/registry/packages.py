@@ -15,9 +15,9 @@ from loopml.core.errors import ConflictError
 from loopml.core.keys import validate_key
 from loopml.core.refs import ModelRef
 from loopml.core.registry import ModelVersion, VersionStatus
+from loopml.packaging import LoadedModel, load_model
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore, lineage, model_versions
-from loopml.train.packaging import LoadedModel, load_model
 
 _CHUNK = 1024 * 1024
 

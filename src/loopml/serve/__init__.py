@@ -18,28 +18,28 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from loopml.serve.batching import MicroBatcher as MicroBatcher
-    from loopml.serve.batching import OverloadedError as OverloadedError
-    from loopml.serve.config import ModelServerSettings as ModelServerSettings
-    from loopml.serve.runtime import Columns as Columns
-    from loopml.serve.runtime import ModelRuntime as ModelRuntime
-    from loopml.serve.runtime import Prediction as Prediction
-    from loopml.serve.runtime import load_runtime as load_runtime
-    from loopml.serve.server import create_model_app as create_model_app
-    from loopml.serve.sink import PredictionRecord as PredictionRecord
-    from loopml.serve.sink import PredictionSink as PredictionSink
+    from loopml.packaging.runtime import Columns as Columns
+    from loopml.packaging.runtime import ModelRuntime as ModelRuntime
+    from loopml.packaging.runtime import Prediction as Prediction
+    from loopml.packaging.runtime import load_runtime as load_runtime
+    from loopml.predictions.sink import PredictionRecord as PredictionRecord
+    from loopml.predictions.sink import PredictionSink as PredictionSink
+    from loopml.serve.server.app import create_model_app as create_model_app
+    from loopml.serve.server.batching import MicroBatcher as MicroBatcher
+    from loopml.serve.server.batching import OverloadedError as OverloadedError
+    from loopml.serve.server.config import ModelServerSettings as ModelServerSettings
 
 _LAZY = {
-    "MicroBatcher": "loopml.serve.batching",
-    "OverloadedError": "loopml.serve.batching",
-    "ModelServerSettings": "loopml.serve.config",
-    "Columns": "loopml.serve.runtime",
-    "ModelRuntime": "loopml.serve.runtime",
-    "Prediction": "loopml.serve.runtime",
-    "load_runtime": "loopml.serve.runtime",
-    "create_model_app": "loopml.serve.server",
-    "PredictionRecord": "loopml.serve.sink",
-    "PredictionSink": "loopml.serve.sink",
+    "MicroBatcher": "loopml.serve.server.batching",
+    "OverloadedError": "loopml.serve.server.batching",
+    "ModelServerSettings": "loopml.serve.server.config",
+    "Columns": "loopml.packaging.runtime",
+    "ModelRuntime": "loopml.packaging.runtime",
+    "Prediction": "loopml.packaging.runtime",
+    "load_runtime": "loopml.packaging.runtime",
+    "create_model_app": "loopml.serve.server.app",
+    "PredictionRecord": "loopml.predictions.sink",
+    "PredictionSink": "loopml.predictions.sink",
 }
 
 __all__ = sorted(_LAZY)

@@ -1,7 +1,7 @@
-"""``python -m loopml.serve``: one model-server process (see ``loopml.serve.worker``)."""
+"""``python -m loopml.serve``: one model-server process (see ``loopml.serve.server.process``)."""
 
 import sys
 
-from loopml.serve.worker import main
+from loopml.serve.server.process import main
 
 sys.exit(main())

@@ -1,5 +1,6 @@
 """Open Inference Protocol (KServe V2) conventions shared by the model server, the gateway and
-the platform's request guard: which paths are V2 paths, and the error body they answer with.
+the platform's request guard: which paths are V2 paths, the error body they answer with, and
+which client request ids may serve as inference ids.
 
 The protocol's error body is ``{"error": "<message>"}``: clients (tritonclient, KServe's
 own) read ``error`` as a string and fail on anything else. loopml's own routes answer
@@ -10,9 +11,26 @@ so nothing is lost and the ``X-Loopml-Error-Code`` header is the same either way
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from loopml.core.errors import LoopmlError
+
+# A client's id is used only if it is short and plain: it ends up in logs, headers and the
+# prediction log, so no control characters, spaces, quotes or separators.
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+
+def safe_id(value: object) -> str | None:
+    """``value`` if it may serve as an inference id, else ``None``."""
+    return value if isinstance(value, str) and SAFE_ID.fullmatch(value) else None
+
+
+class MethodNotAllowedError(LoopmlError):
+    """The path exists, but not for this HTTP method."""
+
+    status = 405
+    code = "method_not_allowed"
 
 
 def is_v2_path(path: str) -> bool:

@@ -17,12 +17,14 @@ from loopml.store import model_tags as model_tags
 from loopml.store import model_versions as model_versions
 from loopml.store import models as models
 from loopml.store import pipeline_queue as pipeline_queue
+from loopml.store import pipeline_runs as pipeline_runs
 from loopml.store import pipelines as pipelines
 from loopml.store import projects as projects
 from loopml.store import run_cleanup as run_cleanup
 from loopml.store import run_logs as run_logs
 from loopml.store import run_search as run_search
 from loopml.store import runs as runs
+from loopml.store import streams as streams
 from loopml.store import transforms as transforms
 from loopml.store import validation_reports as validation_reports
 from loopml.store.db import MetadataStore as MetadataStore

@@ -1,6 +1,6 @@
 """Deployments and their revisions; each change is recorded as an event in its transaction.
 
-The control plane (``loopml.serve.deploy``) decides what a deployment serves; this module
+The control plane (``loopml.deploy``) decides what a deployment serves; this module
 only stores it. Events: ``deployment.created``, ``deployment.revision.created``,
 ``deployment.updated``, ``deployment.rolled_back``, ``deployment.status`` and
 ``deployment.deleted``, each with the deployment's name as subject.

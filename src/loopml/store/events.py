@@ -10,7 +10,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select, text
+from sqlalchemy import Select, or_, select, text
 from sqlalchemy.orm import Session
 
 from loopml.core.clock import as_utc, utcnow
@@ -131,8 +131,11 @@ def list_(
     since: datetime | None = None,
     cursor: str | None = None,
     limit: int = 100,
+    actor: str | None = None,
+    newest_first: bool = False,
 ) -> Page[Event]:
-    """Events in ascending id order (the order they committed), ``limit`` at a time.
+    """Events in ascending id order (the order they committed), ``limit`` at a time; in
+    descending order with ``newest_first`` (then ``cursor`` pages towards older events).
 
     Args:
         type: an exact type (``"project.created"``) or a prefix ending in ``.*``
@@ -141,6 +144,8 @@ def list_(
         since: only events at or after this time; naive datetimes are taken as UTC.
         cursor: ``next_cursor`` of the previous page; ``None`` to start at the oldest.
         limit: page size, 1 to 1000.
+        actor: only events by this actor, or by its tokens (``user:ada`` also matches
+            ``user:ada/token:<id>``).
 
     Returns:
         One page; ``next_cursor`` is ``None`` on the last page. A tailer resumes from the
@@ -150,7 +155,8 @@ def list_(
         ValidationError: a bad filter, ``cursor`` or ``limit``.
     """
     check_limit(limit)
-    query = select(EventRow).order_by(EventRow.id).limit(limit + 1)
+    order = EventRow.id.desc() if newest_first else EventRow.id
+    query = select(EventRow).order_by(order).limit(limit + 1)
     if type is not None:
         query = _filter_type(query, type)
     if project is not None:
@@ -158,7 +164,13 @@ def list_(
     if since is not None:
         query = query.where(EventRow.time >= as_utc(since))
     if cursor is not None:
-        query = query.where(EventRow.id > _parse_cursor(cursor))
+        after = _parse_cursor(cursor)
+        query = query.where(EventRow.id < after if newest_first else EventRow.id > after)
+    if actor is not None:
+        check_actor(actor)
+        query = query.where(
+            or_(EventRow.actor == actor, EventRow.actor.startswith(actor + "/", autoescape=True))
+        )
     rows = list(session.scalars(query))
     items = [_to_domain(row) for row in rows[:limit]]
     next_cursor = str(items[-1].id) if len(rows) > limit else None

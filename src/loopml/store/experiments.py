@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from loopml.core.clock import utcnow
 from loopml.core.errors import AlreadyExistsError, NotFoundError, ValidationError
 from loopml.core.names import validate_project_name
 from loopml.core.runs import Experiment, validate_experiment_name
@@ -43,6 +44,7 @@ def _to_domain(row: ExperimentRow, project: str) -> Experiment:
         description=row.description,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        deleted_at=row.deleted_at,
     )
 
 
@@ -128,6 +130,104 @@ def list_(
             ) from exc
         query = query.where(ExperimentRow.name > cursor)
     rows = list(session.scalars(query))
+    items = [_to_domain(row, project) for row in rows[:limit]]
+    next_cursor = items[-1].name if len(rows) > limit else None
+    return Page[Experiment](items=items, next_cursor=next_cursor)
+
+
+def _by_id(session: Session, project: str, experiment_id: str) -> ExperimentRow:
+    pid = project_id(session, project)
+    row = session.get(ExperimentRow, experiment_id) if len(experiment_id) == 32 else None
+    if row is None or row.project_id != pid:
+        raise NotFoundError(
+            f"experiment with id {experiment_id[:40]!r} not found in project {project!r}",
+            details={"project": project, "experiment_id": experiment_id[:40]},
+        )
+    return row
+
+
+def get_by_id(session: Session, project: str, experiment_id: str) -> Experiment:
+    """The experiment of ``project`` whose id is ``experiment_id``.
+
+    Raises:
+        NotFoundError: no such project or experiment.
+    """
+    return _to_domain(_by_id(session, project, experiment_id), project)
+
+
+def ids_by_name(session: Session, project: str, names: list[str]) -> dict[str, str]:
+    """The ids of the project's experiments called ``names``, in one query."""
+    query = select(ExperimentRow.name, ExperimentRow.id).where(
+        ExperimentRow.project_id == project_id(session, project), ExperimentRow.name.in_(names)
+    )
+    return dict(session.execute(query).tuples().all())
+
+
+def update(
+    session: Session,
+    project: str,
+    experiment_id: str,
+    *,
+    name: str | None = None,
+    deleted: bool | None = None,
+    actor: str,
+) -> Experiment:
+    """Rename an experiment, or soft-delete (``deleted=True``) or restore it.
+
+    Appends ``experiment.renamed``, ``experiment.trashed`` or ``experiment.restored``.
+
+    Raises:
+        NotFoundError: no such project or experiment.
+        AlreadyExistsError: another experiment of the project has the new name.
+    """
+    check_actor(actor)
+    row = _by_id(session, project, experiment_id)
+    if name is not None and name != row.name:
+        validate_experiment_name(name)
+        if _find(session, row.project_id, name) is not None:
+            raise AlreadyExistsError(
+                f"experiment {name!r} already exists in project {project!r}",
+                details={"project": project, "experiment": name},
+            )
+        row.name = name
+        events.append(
+            session, type="experiment.renamed", subject=name, project=project, actor=actor
+        )
+    if deleted is not None and (row.deleted_at is not None) != deleted:
+        row.deleted_at = utcnow() if deleted else None
+        kind = "experiment.trashed" if deleted else "experiment.restored"
+        events.append(session, type=kind, subject=row.name, project=project, actor=actor)
+    session.flush()
+    return _to_domain(row, project)
+
+
+def search(
+    session: Session,
+    project: str,
+    *,
+    lifecycle: str = "active",
+    names: list[str] | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> Page[Experiment]:
+    """A project's experiments by name: ``lifecycle`` ``active``, ``deleted`` or ``all``,
+    only those called one of ``names`` when given; ``cursor`` as in ``list_``.
+
+    Raises:
+        ValidationError: a bad ``limit`` or ``cursor``.
+        NotFoundError: no such project.
+    """
+    check_limit(limit)
+    pid = project_id(session, project)
+    query = select(ExperimentRow).where(ExperimentRow.project_id == pid)
+    if lifecycle != "all":
+        deleted = ExperimentRow.deleted_at.is_not(None)
+        query = query.where(deleted if lifecycle == "deleted" else ~deleted)
+    if names is not None:
+        query = query.where(ExperimentRow.name.in_(names))
+    if cursor is not None:
+        query = query.where(ExperimentRow.name > cursor)
+    rows = list(session.scalars(query.order_by(ExperimentRow.name).limit(limit + 1)))
     items = [_to_domain(row, project) for row in rows[:limit]]
     next_cursor = items[-1].name if len(rows) > limit else None
     return Page[Experiment](items=items, next_cursor=next_cursor)

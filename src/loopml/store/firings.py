@@ -9,16 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from loopml.core.automation import Concurrency, Firing, FiringOutcome, validate_automation_name
-from loopml.core.errors import NotFoundError
+from loopml.core.automation import Concurrency, Firing, FiringOutcome
 from loopml.core.pipelines import RunStatus
 from loopml.store._checks import check_limit
-from loopml.store._registry import project_row
 from loopml.store.orm import (
     FiringRow,
     PipelineRow,
@@ -179,25 +177,3 @@ def history(session: Session, owner_id: str, limit: int = 50) -> list[Firing]:
 def forget(session: Session, owner_id: str) -> None:
     """Drop an owner's history (when it is deleted)."""
     session.execute(delete(FiringRow).where(FiringRow.owner_id == owner_id))
-
-
-_Owned = TypeVar("_Owned", ScheduleRow, TriggerRow)
-
-
-def find_owner(
-    session: Session, kind: type[_Owned], label: str, project: str, name: str
-) -> tuple[_Owned, str]:
-    """A project's schedule or trigger by name, with its pipeline's name (404 when absent)."""
-    validate_automation_name(name, label)
-    project_id = project_row(session, project).id
-    found = session.execute(
-        select(kind, PipelineRow.name)
-        .join(PipelineRow, PipelineRow.id == kind.pipeline_id)
-        .where(kind.project_id == project_id, kind.name == name)
-    ).one_or_none()
-    if found is None:
-        raise NotFoundError(
-            f"{label} {name!r} not found in project {project!r}",
-            details={"project": project, label: name},
-        )
-    return found[0], found[1]

@@ -25,7 +25,14 @@ from loopml.store._registry import (
     versions_query,
     versions_to_domain,
 )
-from loopml.store.orm import LoggedModelRow, ModelVersionRow, ProjectRow, RunInputRow, RunRow
+from loopml.store.orm import (
+    LoggedModelRow,
+    ModelVersionRow,
+    ProjectRow,
+    RegisteredModelRow,
+    RunInputRow,
+    RunRow,
+)
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_LINEAGE_RUNS = 1000
@@ -167,3 +174,18 @@ def existing_runs(session: Session, run_ids: Sequence[str]) -> dict[str, str]:
         rows = session.execute(select(RunRow.id, RunRow.project_id).where(RunRow.id.in_(part)))
         found.update(rows.tuples().all())
     return found
+
+
+def versions_of_run(session: Session, project: str, run_id: str) -> list[ModelVersion]:
+    """The versions of ``project`` registered from run ``run_id``, by model and number.
+
+    Raises:
+        NotFoundError: no such project.
+    """
+    proj = project_row(session, project)
+    query = versions_query().where(
+        ModelVersionRow.run_id == run_id, RegisteredModelRow.project_id == proj.id
+    )
+    records = list(session.execute(query.limit(MAX_LINEAGE_RUNS)).tuples().all())
+    records.sort(key=lambda r: (r[1], r[0].version))
+    return versions_to_domain(session, records)

@@ -19,7 +19,7 @@ from loopml.core.runs import LoggedModel
 from loopml.store import runs
 from loopml.store._checks import check_text
 from loopml.store._errors import add_unique
-from loopml.store.orm import LoggedModelRow
+from loopml.store.orm import ExperimentRow, LoggedModelRow, RunRow
 
 MAX_JSON_BYTES = 256 * 1024
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -123,3 +123,21 @@ def get(session: Session, project: str, model_id: str) -> LoggedModel:
             details={"project": project, "logged_model_id": model_id[:40]},
         )
     return _to_domain(row)
+
+
+def list_by_path(
+    session: Session, project: str, experiment_ids: list[str], path: str, *, limit: int = 1000
+) -> list[tuple[str, LoggedModel]]:
+    """The models runs of these experiments (all, when empty) logged at ``path``, newest
+    first, each with its run's experiment name."""
+    query = (
+        select(LoggedModelRow, ExperimentRow.name)
+        .join(RunRow, RunRow.id == LoggedModelRow.run_id)
+        .join(ExperimentRow, ExperimentRow.id == RunRow.experiment_id)
+        .where(RunRow.project_id == runs.project_id_of(project), LoggedModelRow.path == path)
+        .order_by(LoggedModelRow.created_at.desc())
+        .limit(limit)
+    )
+    if experiment_ids:
+        query = query.where(RunRow.experiment_id.in_(experiment_ids))
+    return [(name, _to_domain(row)) for row, name in session.execute(query).tuples()]

@@ -1,6 +1,8 @@
 """Moving a run forward after one of its steps changed: queue the steps whose upstream
 steps all succeeded, skip those behind a failure or whose condition (``if``) is false, and
-end the run when nothing is left.
+end the run when nothing is left. Which steps move, and how a run ends, is decided by
+``loopml.core.pipeline_policy`` (``unblock``, ``final_status``); here the rows are locked,
+read, written and the events appended.
 
 Every caller holds the run's row lock (``lock_run``: ``FOR UPDATE`` on PostgreSQL; SQLite's
 ``BEGIN IMMEDIATE`` already serializes writers), so two steps of one run finishing at the
@@ -19,12 +21,19 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from loopml.core.errors import NotFoundError
+from loopml.core.pipeline_policy import (
+    StepState,
+    Unblocked,
+    final_status,
+    run_finished,
+    run_outputs,
+    unblock,
+)
 from loopml.core.pipelines import RunStatus, StepStatus
 from loopml.store import events
 from loopml.store.orm import PipelineRow, PipelineRunRow, PipelineVersionRow, ProjectRow, StepRunRow
 
 SYSTEM_ACTOR = "system"
-_BLOCKING = frozenset({StepStatus.FAILED, StepStatus.CANCELLED, StepStatus.SKIPPED})
 
 
 def lock_run(session: Session, run_id: str) -> PipelineRunRow:
@@ -73,84 +82,43 @@ def _conditions(session: Session, run: PipelineRunRow) -> dict[str, dict[str, st
     return {} if version is None else dict(version.definition.get("conditions", {}))
 
 
-def _condition_value(
-    source: dict[str, str], run: PipelineRunRow, by_name: dict[str, StepRunRow]
-) -> Any:
-    if "input" in source:
-        return (run.inputs or {}).get(source["input"])
-    upstream = by_name.get(source.get("step", ""))
-    return None if upstream is None else (upstream.outputs or {}).get(source.get("output", ""))
-
-
-def _unblock(
-    steps: list[StepRunRow],
-    now: datetime,
-    run: PipelineRunRow,
-    conditions: dict[str, dict[str, str]],
-) -> None:
-    by_name = {s.name: s for s in steps}
-    changed = True
-    while changed:
-        changed = False
-        for step in steps:
-            if step.status != StepStatus.PENDING:
-                continue
-            needs = [StepStatus(by_name[n].status) for n in step.needs if n in by_name]
-            if any(s in _BLOCKING for s in needs):
-                step.status = StepStatus.SKIPPED.value
-                step.finished_at = now
-                changed = True
-            elif all(s.done for s in needs):
-                condition = conditions.get(step.name)
-                value = None if condition is None else _condition_value(condition, run, by_name)
-                if condition is not None and value is not True:
-                    # A false condition is an outcome: SKIPPED, and the inputs say why.
-                    step.status = StepStatus.SKIPPED.value
-                    step.finished_at = now
-                    step.inputs = {"if": condition.get("text", ""), "value": value}
-                else:
-                    step.status = StepStatus.QUEUED.value
-                    step.next_attempt_at = now
-                changed = True
-
-
-def _outputs(session: Session, run: PipelineRunRow, steps: list[StepRunRow]) -> dict[str, Any]:
+def _wanted_outputs(session: Session, run: PipelineRunRow) -> dict[str, dict[str, str]]:
     version = session.get(PipelineVersionRow, run.version_id)
-    wanted: dict[str, dict[str, str]] = (
-        {} if version is None else version.definition.get("outputs", {})
+    return {} if version is None else dict(version.definition.get("outputs", {}))
+
+
+def _state(row: StepRunRow) -> StepState:
+    return StepState(
+        name=row.name,
+        status=StepStatus(row.status),
+        needs=tuple(row.needs),
+        outputs=row.outputs,
+        position=row.position,
+        error=row.error,
     )
-    by_name = {s.name: s for s in steps}
-    found: dict[str, Any] = {}
-    for name, source in wanted.items():
-        if "input" in source:
-            found[name] = run.inputs.get(source["input"])
+
+
+def _apply(steps: list[StepRunRow], changes: dict[str, Unblocked], now: datetime) -> None:
+    for step in steps:
+        change = changes.get(step.name)
+        if change is None:
+            continue
+        step.status = change.status.value
+        if change.status == StepStatus.QUEUED:
+            step.next_attempt_at = now
         else:
-            step = by_name.get(source.get("step", ""))
-            found[name] = (step.outputs or {}).get(source.get("output", "")) if step else None
-    return found
+            step.finished_at = now
+        if change.skipped_by is not None:
+            step.inputs = change.skipped_by
 
 
-def _final(run: PipelineRunRow, steps: list[StepRunRow]) -> tuple[RunStatus, str | None]:
-    failed = [s for s in steps if s.status == StepStatus.FAILED]
-    if run.status == RunStatus.CANCELLING:
-        return RunStatus.CANCELLED, "cancelled"
-    if failed:
-        first = min(failed, key=lambda s: s.position)
-        message = (first.error or {}).get("message", "failed")
-        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-        return RunStatus.FAILED, f"step {first.name!r} failed{more}: {message}"[:4000]
-    if any(s.status == StepStatus.CANCELLED for s in steps):
-        return RunStatus.CANCELLED, "cancelled"
-    return RunStatus.SUCCEEDED, None
-
-
-def _finish(session: Session, run: PipelineRunRow, steps: list[StepRunRow], now: datetime) -> None:
-    status, error = _final(run, steps)
+def _finish(session: Session, run: PipelineRunRow, steps: list[StepState], now: datetime) -> None:
+    status, error = final_status(RunStatus(run.status), steps)
     run.status = status.value
     run.error = error
     run.finished_at = now
     if status == RunStatus.SUCCEEDED:
-        run.outputs = _outputs(session, run, steps)
+        run.outputs = run_outputs(_wanted_outputs(session, run), run.inputs or {}, steps)
     found = session.execute(
         select(PipelineRow.name, ProjectRow.name)
         .join(ProjectRow, ProjectRow.id == PipelineRow.project_id)
@@ -177,8 +145,12 @@ def advance(session: Session, run: PipelineRunRow, now: datetime) -> None:
     session.flush()
     if run.status == RunStatus.CANCELLING:
         cancel_waiting(session, run.id, now)
-    steps = _steps(session, run.id)
-    _unblock(steps, now, run, _conditions(session, run))
-    if all(StepStatus(s.status).finished for s in steps):
+    rows = _steps(session, run.id)
+    changes = unblock(
+        [_state(r) for r in rows], conditions=_conditions(session, run), inputs=run.inputs or {}
+    )
+    _apply(rows, changes, now)
+    steps = [_state(r) for r in rows]
+    if run_finished(steps):
         _finish(session, run, steps, now)
     session.flush()

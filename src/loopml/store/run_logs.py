@@ -14,7 +14,7 @@ from sqlalchemy import Insert, and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from loopml.core.errors import ConflictError
+from loopml.core.errors import ConflictError, NotFoundError
 from loopml.core.runs import LogBatch, MetricPoint, Run, RunInput, validate_key
 from loopml.core.types import Page
 from loopml.store import runs
@@ -213,3 +213,34 @@ def metric_history(
     ]
     next_cursor = str(offset + limit) if len(rows) > limit else None
     return Page[MetricPoint](items=items, next_cursor=next_cursor)
+
+
+def delete_tag(session: Session, project: str, run_id: str, key: str) -> None:
+    """Remove a run's tag.
+
+    Raises:
+        NotFoundError: no such run in the project, or it has no tag ``key``.
+    """
+    validate_key("tag", key)
+    runs.require(session, project, run_id)
+    row = session.get(RunTagRow, (run_id, key))
+    if row is None:
+        raise NotFoundError(
+            f"run {run_id} has no tag {key!r}", details={"run_id": run_id, "key": key}
+        )
+    session.delete(row)
+    session.flush()
+
+
+def latest_points(
+    session: Session, run_ids: Sequence[str]
+) -> dict[str, list[tuple[str, float, int, int]]]:
+    """The newest point of each metric of these runs as ``(key, value, step, timestamp_ms)``
+    (NaN as ``nan``), in one query. Plain tuples: a page of 1,000 runs with 20 metrics
+    each is 20,000 points, and a validated model per point cost more than the query."""
+    lm = LatestMetricRow
+    query = select(lm.run_id, lm.key, lm.value, lm.is_nan, lm.step, lm.timestamp_ms)
+    result: dict[str, list[tuple[str, float, int, int]]] = {rid: [] for rid in run_ids}
+    for rid, key, value, is_nan, step, ts in session.execute(query.where(lm.run_id.in_(run_ids))):
+        result[rid].append((key, float("nan") if is_nan else value, step, ts))
+    return result

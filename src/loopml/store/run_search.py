@@ -99,6 +99,13 @@ def _page_query(project: str, spec: RunSearch) -> Select[Any]:
             ExperimentRow.name == spec.experiment,
         )
         query = query.where(RunRow.experiment_id == experiment_id.scalar_subquery())
+    if spec.experiment_ids:
+        query = query.where(RunRow.experiment_id.in_(spec.experiment_ids))
+    if spec.run_ids:
+        query = query.where(RunRow.id.in_(spec.run_ids))
+    if spec.lifecycle != "all":
+        deleted = RunRow.deleted_at.is_not(None)
+        query = query.where(deleted if spec.lifecycle == "deleted" else ~deleted)
     if spec.status:
         query = query.where(RunRow.status.in_(spec.status))
     for flt in spec.filters:

@@ -47,6 +47,7 @@ def to_domain(row: RunRow, project: str, experiment: str, **extra: Any) -> Run:
         code_version=row.code_version,
         actor=row.actor,
         parent_run_id=row.parent_run_id,
+        deleted_at=row.deleted_at,
         **extra,
     )
 
@@ -211,4 +212,36 @@ def set_status(
     session.flush()
     event_type = f"run.{status.lower()}"
     events.append(session, type=event_type, subject=run_id, project=project, actor=actor)
+    return to_domain(row, project, experiment)
+
+
+def set_deleted(session: Session, project: str, run_id: str, deleted: bool, *, actor: str) -> Run:
+    """Soft-delete a run (MLflow's delete-run) or restore it; what it logged stays.
+
+    Appends ``run.trashed`` or ``run.restored`` when the state changes; repeating is a no-op.
+
+    Raises:
+        NotFoundError: no such run in the project.
+    """
+    check_actor(actor)
+    row, experiment = require(session, project, run_id)
+    if (row.deleted_at is not None) != deleted:
+        row.deleted_at = utcnow() if deleted else None
+        session.flush()
+        event_type = "run.trashed" if deleted else "run.restored"
+        events.append(session, type=event_type, subject=run_id, project=project, actor=actor)
+    return to_domain(row, project, experiment)
+
+
+def rename(session: Session, project: str, run_id: str, name: str, *, actor: str) -> Run:
+    """Give a run a new display name.
+
+    Raises:
+        NotFoundError: no such run in the project.
+        ValidationError: a bad name.
+    """
+    check_actor(actor)
+    row, experiment = require(session, project, run_id)
+    row.name = _check_name(name)
+    session.flush()
     return to_domain(row, project, experiment)

@@ -4,7 +4,9 @@ A trigger reads the ``events`` table past its ``cursor`` (the last event id it h
 new trigger starts at the newest event, so it never fires on history. An engine advances
 the cursor with a compare-and-set (``advance``) in the transaction that starts the runs, so
 engines sharing one database handle each event once. A webhook trigger keeps only the
-SHA-256 of its secret. Changes append ``trigger.created`` / ``.updated`` / ``.deleted``.
+SHA-256 of its secret. Changes append ``trigger.created`` / ``.updated`` / ``.deleted``;
+what a trigger shares with a schedule (lookup, list, change, delete) is
+``store.automations``.
 """
 
 from __future__ import annotations
@@ -15,59 +17,39 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from loopml.core.automation import (
+    AutomationKind,
     Concurrency,
     Trigger,
     TriggerOn,
-    validate_automation_name,
     validate_trigger_id,
 )
-from loopml.core.errors import AlreadyExistsError, NotFoundError
+from loopml.core.errors import NotFoundError
 from loopml.core.types import Event
-from loopml.store import events, firings
-from loopml.store._checks import check_actor
-from loopml.store._errors import add_unique
-from loopml.store._registry import project_row
-from loopml.store.firings import find_owner
-from loopml.store.orm import EventRow, PipelineRow, ProjectRow, TriggerRow
-from loopml.store.pipelines import get as get_pipeline
+from loopml.store import automations
+from loopml.store.automations import Kind
+from loopml.store.orm import EventRow, ProjectRow, TriggerRow
 
 
 def _to_domain(row: TriggerRow, project: str, pipeline: str, secret: str | None = None) -> Trigger:
     return Trigger(
-        id=row.id,
-        project=project,
-        name=row.name,
-        pipeline=pipeline,
+        **automations.shared_fields(row, project, pipeline),
         on=TriggerOn(row.on),
         where=row.where,
         min_rows=row.min_rows,
         rows_pending=row.rows_pending,
-        inputs=row.inputs,
-        concurrency=Concurrency(row.concurrency),
-        enabled=row.enabled,
-        last_fired_at=row.last_fired_at,
-        last_run_id=row.last_run_id,
-        waiting=row.waiting,
         secret=secret,
-        actor=row.actor,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
     )
 
 
-def _row(session: Session, project: str, name: str) -> tuple[TriggerRow, str]:
-    return find_owner(session, TriggerRow, "trigger", project, name)
+def _payload(row: TriggerRow) -> dict[str, Any]:
+    return {"trigger": row.name, "on": row.on, "where": row.where}
 
 
-def _event(session: Session, type: str, project: str, row: TriggerRow, actor: str) -> None:
-    events.append(
-        session,
-        type=type,
-        subject=row.name,
-        project=project,
-        payload={"trigger": row.name, "on": row.on, "where": row.where},
-        actor=actor,
-    )
+KIND: Kind[TriggerRow, Trigger] = Kind(AutomationKind.TRIGGER, TriggerRow, _to_domain, _payload)
+
+
+def _newest_event(session: Session) -> int:
+    return session.scalar(select(func.max(EventRow.id))) or 0
 
 
 def create(
@@ -91,53 +73,24 @@ def create(
         NotFoundError: no such project or pipeline.
         AlreadyExistsError: the project has a trigger of that name.
     """
-    validate_automation_name(name, "trigger")
-    check_actor(actor)
-    target = get_pipeline(session, project, pipeline)
-    row = TriggerRow(
-        project_id=project_row(session, project).id,
+    return automations.create(
+        session,
+        KIND,
+        project,
         name=name,
-        pipeline_id=target.id,
+        pipeline=pipeline,
+        inputs=inputs,
+        concurrency=concurrency,
+        enabled=enabled,
+        actor=actor,
+        taken=f"trigger {name!r} already exists in project {project!r}: pick another name",
         on=on.value,
         where=where,
         min_rows=min_rows,
         rows_pending=0,
-        cursor=session.scalar(select(func.max(EventRow.id))) or 0,
+        cursor=_newest_event(session),
         secret_hash=secret_hash,
-        inputs=inputs,
-        concurrency=concurrency.value,
-        enabled=enabled,
-        waiting=False,
-        actor=actor,
     )
-    add_unique(
-        session,
-        row,
-        AlreadyExistsError(
-            f"trigger {name!r} already exists in project {project!r}: pick another name",
-            details={"project": project, "trigger": name},
-        ),
-    )
-    _event(session, "trigger.created", project, row, actor)
-    return _to_domain(row, project, pipeline)
-
-
-def get(session: Session, project: str, name: str) -> Trigger:
-    """The trigger ``name``; ``NotFoundError`` when it or the project is missing."""
-    row, pipeline = _row(session, project, name)
-    return _to_domain(row, project, pipeline)
-
-
-def list_(session: Session, project: str) -> list[Trigger]:
-    """A project's triggers, by name."""
-    project_id = project_row(session, project).id
-    rows = session.execute(
-        select(TriggerRow, PipelineRow.name)
-        .join(PipelineRow, PipelineRow.id == TriggerRow.pipeline_id)
-        .where(TriggerRow.project_id == project_id)
-        .order_by(TriggerRow.name)
-    )
-    return [_to_domain(row, project, pipeline) for row, pipeline in rows]
 
 
 def update_(
@@ -146,28 +99,15 @@ def update_(
     """Set the given columns (``where``, ``min_rows``, ``inputs``, ``concurrency``,
     ``enabled``), already checked by the caller; emits ``trigger.updated``. Resuming moves
     the cursor to the newest event."""
-    check_actor(actor)
-    row, pipeline = _row(session, project, name)
-    if changes.get("enabled") is True and not row.enabled:
+
+    def from_now(row: TriggerRow) -> None:
         # Resuming starts from now: events appended while paused are not replayed.
-        row.cursor = session.scalar(select(func.max(EventRow.id))) or 0
+        row.cursor = _newest_event(session)
         row.rows_pending = 0
-    for key, value in changes.items():
-        setattr(row, key, value.value if isinstance(value, Concurrency) else value)
-    row.actor = actor
-    session.flush()
-    _event(session, "trigger.updated", project, row, actor)
-    return _to_domain(row, project, pipeline)
 
-
-def delete(session: Session, project: str, name: str, *, actor: str) -> None:
-    """Remove a trigger and its firing history (runs it started stay)."""
-    check_actor(actor)
-    row, _ = _row(session, project, name)
-    _event(session, "trigger.deleted", project, row, actor)
-    firings.forget(session, row.id)
-    session.delete(row)
-    session.flush()
+    return automations.update_(
+        session, KIND, project, name, changes=changes, actor=actor, on_resume=from_now
+    )
 
 
 def by_id(session: Session, trigger_id: str) -> tuple[str, str | None, str]:

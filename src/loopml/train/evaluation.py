@@ -31,7 +31,7 @@ import pandas as pd
 
 from loopml.core.errors import ValidationError
 from loopml.core.gate import EvaluationReport, Latency
-from loopml.train.packaging import LoadedModel
+from loopml.packaging import LoadedModel
 
 Task = Literal["classification", "regression"]
 CLASSIFICATION_METRICS = ("accuracy", "f1", "roc_auc", "log_loss")
@@ -202,7 +202,7 @@ def evaluate(
 
     Args:
         model: a fitted scikit-learn classifier/regressor or Pipeline (what ``run_automl``
-            returns), or a ``LoadedModel`` from ``loopml.train.packaging.load_model``.
+            returns), or a ``LoadedModel`` from ``loopml.packaging.load_model``.
         eval_frame: the eval rows, target column included (rows without a target are
             left out and counted in ``details["dropped_rows"]``).
         target: the target column's name.

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from loopml.client import Client
-from loopml.core.errors import InvalidPathError, NotFoundError
+from loopml.core.errors import InvalidPathError, NotFoundError, ValidationError
 from loopml.settings import Settings
 from tests.corpus import TRAVERSAL_KEYS
 
@@ -18,7 +18,7 @@ def test_upload_download_roundtrip_with_checksum(client: Client, tmp_path: Path)
     data = os.urandom(300_000)
     source = tmp_path / "model.onnx"
     source.write_bytes(data)
-    info = client.artifacts.upload("default", "models/v1/model.onnx", source)
+    info = client.artifacts.upload("default", source, "models/v1/model.onnx")
     assert info.key == "models/v1/model.onnx"
     assert info.size == len(data)
     assert info.sha256 == hashlib.sha256(data).hexdigest()
@@ -29,16 +29,28 @@ def test_upload_download_roundtrip_with_checksum(client: Client, tmp_path: Path)
 
 
 def test_upload_from_bytes_and_file_object_replaces(client: Client, tmp_path: Path) -> None:
-    client.artifacts.upload("default", "a.txt", b"first")
+    client.artifacts.upload("default", b"first", "a.txt")
     path = tmp_path / "b"
     path.write_bytes(b"second version")
     with path.open("rb") as handle:
-        client.artifacts.upload("default", "a.txt", handle)
+        client.artifacts.upload("default", handle, "a.txt")
     assert client.artifacts.read_bytes("default", "a.txt") == b"second version"
 
 
+def test_upload_takes_the_clis_order_and_names_a_swap(client: Client, tmp_path: Path) -> None:
+    source = tmp_path / "train.csv"
+    source.write_bytes(b"a,b\n1,2\n")
+    assert client.artifacts.upload("default", source).key == "train.csv"
+    with pytest.raises(ValidationError, match="swap the last two"):
+        client.artifacts.upload("default", "data/train.csv", str(source))
+    with pytest.raises(ValidationError, match="swap the last two"):
+        client.artifacts.upload("default", "a.txt", b"old order")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="needs a key"):
+        client.artifacts.upload("default", b"bytes have no name")
+
+
 def test_download_headers_keep_content_inert(http: TestClient, client: Client) -> None:
-    client.artifacts.upload("default", "page.html", b"<script>alert(1)</script>")
+    client.artifacts.upload("default", b"<script>alert(1)</script>", "page.html")
     response = http.get("/api/v1/projects/default/artifacts/page.html")
     assert response.headers["content-type"] == "application/octet-stream"
     assert response.headers["content-disposition"].startswith("attachment;")
@@ -48,7 +60,7 @@ def test_download_headers_keep_content_inert(http: TestClient, client: Client) -
 
 def test_list_with_prefix_and_pages(client: Client) -> None:
     for key in ["r/1.json", "r/2.json", "r/3.json", "other.txt"]:
-        client.artifacts.upload("default", key, key.encode())
+        client.artifacts.upload("default", key.encode(), key)
     page = client.artifacts.list("default", prefix="r/", limit=2)
     assert [a.key for a in page.items] == ["r/1.json", "r/2.json"]
     rest = client.artifacts.list("default", prefix="r/", limit=2, cursor=page.next_cursor)
@@ -61,13 +73,13 @@ def test_missing_artifact_and_project_are_not_found(client: Client) -> None:
     with pytest.raises(NotFoundError):
         client.artifacts.read_bytes("default", "nope.bin")
     with pytest.raises(NotFoundError):
-        client.artifacts.upload("ghost", "x.bin", b"x")
+        client.artifacts.upload("ghost", b"x", "x.bin")
     with pytest.raises(NotFoundError):
         client.artifacts.delete("default", "nope.bin")
 
 
 def test_delete_artifact(client: Client) -> None:
-    client.artifacts.upload("default", "tmp.bin", b"x")
+    client.artifacts.upload("default", b"x", "tmp.bin")
     client.artifacts.delete("default", "tmp.bin")
     assert client.artifacts.list("default").items == []
 
@@ -76,7 +88,7 @@ def test_deleted_project_frees_artifacts_and_name_reuse_sees_none(
     client: Client, settings: Settings
 ) -> None:
     client.projects.create("short-lived")
-    client.artifacts.upload("short-lived", "data/big.bin", os.urandom(10_000))
+    client.artifacts.upload("short-lived", os.urandom(10_000), "data/big.bin")
     client.projects.delete("short-lived")
     root = Path(settings.artifact_root)
     assert not any(p.is_file() for p in root.rglob("big.bin"))
@@ -96,7 +108,7 @@ def test_traversal_corpus_is_refused_everywhere(
     key: str, client: Client, http: TestClient, canary: Path
 ) -> None:
     with pytest.raises(InvalidPathError, match="Invalid path"):
-        client.artifacts.upload("default", key, b"pwned")
+        client.artifacts.upload("default", b"pwned", key)
     with pytest.raises(InvalidPathError):
         client.artifacts.read_bytes("default", key)
     with pytest.raises(InvalidPathError):
@@ -140,5 +152,5 @@ def test_stat_errors_keep_their_class_and_message_without_a_body(client: Client)
 def test_iter_walks_every_page(client: Client) -> None:
     keys = {f"many/{i:03d}.bin" for i in range(25)}
     for key in keys:
-        client.artifacts.upload("default", key, b"x")
+        client.artifacts.upload("default", b"x", key)
     assert [a.key for a in client.artifacts.iter("default", page_size=4)] == sorted(keys)

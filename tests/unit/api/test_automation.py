@@ -209,3 +209,23 @@ def test_a_trigger_on_appended_rows_starts_a_run_once_min_rows_accumulate(
     assert firing.payload["rows"] == 2
     assert client.triggers.get("on-rows").rows_pending == 0
     assert client.pipelines.get_run(run_id).actor == "trigger:on-rows"
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_webhook_checks_the_secret_before_the_body_and_refuses_non_finite_numbers(
+    http: TestClient, client: Client, constant: str
+) -> None:
+    hook = client.triggers.create("ci", pipeline="retrain", on="webhook")
+    assert hook.secret is not None
+    url = f"/api/v1/triggers/{hook.id}/fire"
+    body = '{"sha": ' + constant + "}"
+    json_type = {"content-type": "application/json"}
+    no_secret = http.post(url, content=body, headers=json_type)
+    assert no_secret.status_code == 403, no_secret.text
+    wrong = http.post(url, content=body, headers={**json_type, "X-Loopml-Secret": "lmwh_x"})
+    assert wrong.status_code == 403, wrong.text
+    right = http.post(url, content=body, headers={**json_type, "X-Loopml-Secret": hook.secret})
+    assert right.status_code == 422, right.text
+    assert constant.lstrip("-") in right.json()["error"]["message"]
+    assert client.triggers.history("ci") == []
+    assert trigger_runs(client, "ci") == []

@@ -15,11 +15,11 @@ from loopml.api.context import AppContext
 from loopml.client import Client
 from loopml.core.deployments import DeploymentSpec
 from loopml.core.errors import NotFoundError, ValidationError
+from loopml.packaging import load_model, package_model
+from loopml.predictions.http_sink import HttpPredictionSink
 from loopml.serve import ModelRuntime, create_model_app
-from loopml.serve.http_sink import HttpPredictionSink
 from loopml.settings import Settings
 from loopml.store import deployments
-from loopml.train.packaging import load_model, package_model
 from tests.unit.serve.test_predlog_http import serve_platform
 
 URL = "/deployments/churn-api/feedback"
@@ -161,7 +161,9 @@ def test_unknown_or_invalid_deployments_and_projects(deployed: TestClient) -> No
     as_text = deployed.post(
         URL, content=orjson.dumps(label), headers={"Content-Type": "text/plain"}
     )
-    assert as_text.status_code == 415
+    assert as_text.status_code == 403  # a form type: refused as cross-site (test_csrf.py)
+    signed = {"Content-Type": "text/plain", "Authorization": "Bearer lm_x"}
+    assert deployed.post(URL, content=orjson.dumps(label), headers=signed).status_code == 415
 
 
 def test_the_sdk_checks_labels_before_sending(client: Client) -> None:

@@ -30,6 +30,13 @@ def test_duplicate_name_is_a_conflict(client: Client) -> None:
         client.projects.create("fraud")
 
 
+def test_create_with_exist_ok_gets_the_existing_project(client: Client) -> None:
+    first = client.projects.create("fraud", "card fraud")
+    again = client.projects.create("fraud", "another text", exist_ok=True)
+    assert again == first
+    assert client.projects.create("fresh", exist_ok=True).name == "fresh"
+
+
 @pytest.mark.parametrize(
     "name", ["Bad", "a b", "../x", "x\n", "1abc", "", "a" * 64, "x;rm -rf", "<img src=x>"]
 )

@@ -65,6 +65,19 @@ def test_unsafe_type_is_refused_with_column_types_and_rows(
     assert lake.get_table(store, artifacts, "default", "sales").version == 0
 
 
+def test_a_csv_refused_names_the_rows_that_do_not_convert(
+    store: MetadataStore, artifacts: ArtifactStore, tmp_path: Path
+) -> None:
+    _ingest(store, artifacts, pa.table({"age": [30, 41], "name": ["a", "b"]}))
+    lines = ["age,name", *(f"{20 + i},n{i}" for i in range(9)), "forty,n9", "33,n10"]
+    source = tmp_path / "people.csv"
+    source.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValidationError) as caught:
+        _ingest(store, artifacts, files.read_upload(source))
+    assert caught.value.details["columns"][0]["rows"] == [{"row": 9, "value": "forty"}]
+    assert "'age' expected int64, found string at rows 9 ('forty')" in caught.value.message
+
+
 def test_missing_and_extra_columns_are_refused_unless_overwriting(
     store: MetadataStore, artifacts: ArtifactStore
 ) -> None:
@@ -221,3 +234,23 @@ def test_a_small_write_keeps_the_default_dictionaries(
     _ingest(store, artifacts, pa.table({"id": pa.array(range(999), pa.int64())}))
 
     assert _dictionary(_encodings(store, artifacts)["id"])
+
+
+def test_a_new_column_made_text_by_a_typo_warns_with_its_rows_or_is_refused(
+    store: MetadataStore, artifacts: ArtifactStore, tmp_path: Path
+) -> None:
+    lines = ["age,name", *(f"{20 + i},n{i}" for i in range(9)), "forty,n9", "33,n10"]
+    source = tmp_path / "people.csv"
+    source.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValidationError, match=r"refused \(strict\): column 'age' is stored"):
+        _ingest(store, artifacts, files.read_upload(source), strict=True)
+    with pytest.raises(NotFoundError):
+        lake.get_table(store, artifacts, "default", "sales")
+
+    commit = _ingest(store, artifacts, files.read_upload(source))
+    assert commit.warnings == [
+        "column 'age' is stored as text: rows 9 ('forty') are not numbers, while 10 other "
+        "values are: fix them and ingest again with mode=overwrite, or use strict"
+    ]
+    names_only = _ingest(store, artifacts, pa.table({"name": ["a", "b"]}), mode="overwrite")
+    assert names_only.warnings == []

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from loopml._backends import open_artifact_store, open_metadata_store
 from loopml.core.pipelines import PipelineRun
 from loopml.pipelines import service
 from loopml.pipelines.worker import Worker, WorkerConfig, WorkerThread
 from loopml.settings import Settings
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
+from loopml.wiring import open_artifact_store, open_metadata_store
 
 FAST = WorkerConfig(concurrency=2, lease_s=3.0, heartbeat_s=0.3, poll_s=0.02, sweep_s=0.2)
 

@@ -12,7 +12,7 @@ import pytest
 
 from loopml.core.pipelines import PipelineRun, RunStatus, SpecError, StepStatus
 from loopml.pipelines import service
-from loopml.pipelines.spec import parse_spec
+from loopml.pipelines.parse import parse_spec
 from loopml.settings import Settings
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore

@@ -72,7 +72,7 @@ def broken_package(dest: Path) -> PackageFiles:
     import onnx
     from onnx import helper, numpy_helper
 
-    from loopml.train.packaging._manifest import ONNX_FILE, FileEntry, ModelManifest, sha256_hex
+    from loopml.packaging._manifest import ONNX_FILE, FileEntry, ModelManifest, sha256_hex
 
     good = package_files(dest)
     graph = onnx.load_model_from_string(good.files[ONNX_FILE])

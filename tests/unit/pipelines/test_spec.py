@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from loopml.core.pipelines import SpecError
-from loopml.pipelines.spec import parse_spec
+from loopml.pipelines.parse import parse_spec
 
 GOOD = """\
 name: churn-retrain

@@ -140,3 +140,23 @@ def test_judging_without_an_evaluation_is_refused(
     with pytest.raises(ConflictError, match="has no evaluation"):
         gate.judge_version(store, "default", "churn", 1, actor="a")
     assert gate.list_results(store, "default", "churn", 1) == []
+
+
+def test_judging_the_champion_itself_says_so_and_records_it_as_the_champion(
+    store: MetadataStore, artifacts: ArtifactStore
+) -> None:
+    _versions(store, artifacts, 2)
+    _evaluate(store, 1, 0.80)
+    gate.judge_version(store, "default", "churn", 1, actor="a")
+    set_alias(store, "default", "churn", "champion", 1, actor="a")
+    _evaluate(store, 2, 0.90)
+    gate.judge_version(store, "default", "churn", 2, actor="a")
+    set_alias(store, "default", "churn", "champion", 2, actor="a")
+
+    again = gate.judge_version(store, "default", "churn", 2, actor="a")
+    assert again.passed
+    assert again.champion_version == 2
+    assert again.rules[0].message == "v2 is the champion: it has no one to beat"
+    with store.session() as session:
+        verdicts = [e for e in events.list_(session, limit=1000).items if e.type == "gate.passed"]
+    assert verdicts[-1].payload["champion_version"] == 2

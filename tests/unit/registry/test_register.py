@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 from loopml.core.errors import NotFoundError
@@ -164,3 +166,35 @@ def test_a_registration_that_dies_midway_is_never_ready(
         version = _register(store, broken, run)  # type: ignore[arg-type]
     assert version.status == VersionStatus.FAILED
     assert message in version.status_message
+
+
+_PICKLE = pickle.dumps({"a": 1}, protocol=4)
+_PICKLE_0 = b"cos\nsystem\n(S'echo pwned'\ntR."
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        # A pickle listed in the manifest under its own name, with the right hash.
+        ({"model.pkl": _PICKLE}, "manifest lists 'model.pkl'"),
+        ({"model.onnx": b"\x08\x07", "weights.joblib": _PICKLE}, "manifest lists 'weights"),
+        # A pickle disguised under a package name, with the right hash.
+        ({"model.onnx": _PICKLE}, "'model.onnx' is a pickle"),
+        ({"model.skops": _PICKLE}, "'model.skops' is a pickle"),
+        ({"model.onnx": b"\x08\x07", "input_example.json": _PICKLE}, "is a pickle"),
+        ({"model.onnx": _PICKLE_0}, "'model.onnx' is not an ONNX model"),
+        ({"model.skops": _PICKLE_0}, "'model.skops' is not a skops (zip) file"),
+        ({"model.onnx": b"\x08\x07", "input_example.json": _PICKLE_0}, "is not JSON"),
+    ],
+)
+def test_a_pickle_in_any_disguise_fails_at_registration(
+    store: MetadataStore, artifacts: ArtifactStore, files: dict[str, bytes], message: str
+) -> None:
+    run = make_run(store)
+    log_model(store, artifacts, run, files=files)
+    version = _register(store, artifacts, run)
+    assert version.status == VersionStatus.FAILED, files
+    assert message in version.status_message
+    assert "pickle" in version.status_message
+    with pytest.raises(NotFoundError, match="no READY version"):
+        resolve(store, "default", "churn")

@@ -24,8 +24,8 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from loopml.packaging import ModelPackage, load_model, package_model
 from loopml.serve import ModelRuntime, ModelServerSettings, PredictionSink, create_model_app
-from loopml.train.packaging import ModelPackage, load_model, package_model
 
 MODEL = "churn"
 VERSION = 3

@@ -24,15 +24,15 @@ from fastapi import FastAPI
 import loopml
 from loopml.api import create_app
 from loopml.core.registry import ModelVersion
+from loopml.deploy import Serving
 from loopml.registry import register_version
-from loopml.serve.deploy import Serving
 from loopml.settings import Settings
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
 from tests.conftest import free_port
 
 MODEL = "cancer"
-REPLICA_MODULE = "loopml.serve.targets._replica"
+REPLICA_MODULE = "loopml.deploy.targets._replica"
 
 
 def cancer_frame() -> tuple[pd.DataFrame, pd.Series[Any]]:
@@ -86,7 +86,7 @@ class PackageFiles:
 
 def package_files(dest: Path, c: float = 1.0) -> PackageFiles:
     """Package ``fit(c)`` once (ONNX and skops, with its manifest)."""
-    from loopml.train.packaging import package_model
+    from loopml.packaging import package_model
 
     frame, _ = cancer_frame()
     package = package_model(fit(c), dest, sample=frame.head(20))

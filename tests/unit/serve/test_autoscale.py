@@ -3,7 +3,7 @@ with real replicas, is in test_deploy_local.py)."""
 
 from __future__ import annotations
 
-from loopml.serve.targets._autoscale import AutoscalePolicy, Autoscaler
+from loopml.deploy.targets._autoscale import AutoscalePolicy, Autoscaler
 
 POLICY = AutoscalePolicy(target_inflight=4, window_s=1.0, up_cooldown_s=5, down_after_s=30)
 

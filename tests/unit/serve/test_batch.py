@@ -21,9 +21,9 @@ from loopml.cli.main import app as cli
 from loopml.client import Client
 from loopml.core.errors import NotFoundError, ValidationError
 from loopml.data import lake
+from loopml.predictions.batch import score_table
 from loopml.registry.packages import fetch_package
 from loopml.serve import ModelRuntime, load_runtime
-from loopml.serve.batch import score_table
 from tests.unit.serve.conftest import mixed_frame, records
 from tests.unit.serve.test_predlog_http import Platform, serve_platform
 

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from loopml.core.errors import ValidationError
-from loopml.serve import _columns
-from loopml.train.packaging import ColumnSpec, Signature
+from loopml.packaging import ColumnSpec, Signature, _columns
 
 SIGNATURE = Signature(
     inputs=[
@@ -59,3 +58,19 @@ def test_too_many_rows_fall_back_to_the_limit_error() -> None:
     assert _columns.numeric_matrix(SIGNATURE, records, max_rows=2) is None
     with pytest.raises(ValidationError, match="more than the limit of 2"):
         _columns.from_instances(SIGNATURE, records, max_rows=2)
+
+
+def test_extra_columns_are_dropped_when_asked_on_both_paths() -> None:
+    records = [{"a": 1, "b": 2, "c": 3, "label": 1}, {"a": 4, "b": 5, "c": 6, "label": 0}]
+
+    assert _columns.numeric_matrix(SIGNATURE, records, max_rows=10) is None
+    matrix = _columns.numeric_matrix(SIGNATURE, records, max_rows=10, ignore_extra=True)
+    assert matrix is not None
+    np.testing.assert_array_equal(matrix, [[1, 4], [2, 5], [3, 6]])
+    text = [{**r, "a": None, "note": "x"} for r in records]
+    slow = _columns.from_instances(SIGNATURE, text, max_rows=10, ignore_extra=True)
+    assert sorted(slow) == ["a", "b", "c"]
+    with pytest.raises(ValidationError, match='send "extra": "ignore"'):
+        _columns.from_instances(SIGNATURE, text, max_rows=10)
+    with pytest.raises(ValidationError, match="missing column"):
+        _columns.from_instances(SIGNATURE, [{"a": 1, "x": 2}], max_rows=10, ignore_extra=True)

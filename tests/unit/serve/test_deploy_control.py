@@ -17,10 +17,10 @@ from loopml.core.errors import (
     ValidationError,
 )
 from loopml.core.types import Event
+from loopml.deploy import DeploymentControl, Reconciler
+from loopml.deploy.control import follows
+from loopml.deploy.targets.base import DeployTarget, RevisionPackage
 from loopml.registry import register_version, remove_alias, resolve, set_alias
-from loopml.serve.deploy import DeploymentControl, Reconciler
-from loopml.serve.deploy.control import follows
-from loopml.serve.targets.base import DeployTarget, RevisionPackage
 from loopml.storage import ArtifactStore, LocalArtifactStore
 from loopml.store import MetadataStore, events, projects
 from tests.tracking_rows import log_model, make_run, manifest_bytes

@@ -11,8 +11,9 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from loopml.serve.gateway import Gateway, GatewayConfig
-from loopml.serve.routing import Backend, RevisionRoute, Routes
+from loopml.serve.gateway.app import Gateway
+from loopml.serve.gateway.config import GatewayConfig
+from loopml.serve.gateway.routing import Backend, RevisionRoute, Routes
 
 
 class FixedRoutes:

@@ -21,8 +21,8 @@ import httpx
 import pytest
 
 from loopml.core.deployments import DeploymentStatus
+from loopml.predictions.sink import ShadowAnswer
 from loopml.registry import set_alias
-from loopml.serve.gateway import ShadowAnswer
 from tests.unit.serve.deploy_support import (
     Platform,
     fit,
@@ -240,9 +240,12 @@ def test_v2_paths_route_to_the_deployment(
     assert (
         client.post(f"{url}/deployments/split/v2/models/other/infer", json=body).status_code == 404
     )
-    # The platform's guard applies: JSON bodies only, bounded.
+    # The platform's guard applies: JSON bodies only, bounded. (Without Authorization, a
+    # form type is refused even earlier, as cross-site: test_csrf.py.)
     refused = client.post(
-        f"{url}/v2/models/split/infer", content=b"x", headers={"content-type": "text/plain"}
+        f"{url}/v2/models/split/infer",
+        content=b"x",
+        headers={"content-type": "text/plain", "authorization": "Bearer lm_x"},
     )
     assert refused.status_code == 415
     # ... and answers with the Open Inference Protocol's error body on a V2 path.

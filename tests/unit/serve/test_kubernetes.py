@@ -29,12 +29,12 @@ from loopml.core.errors import (
     ValidationError,
 )
 from loopml.core.registry import ModelVersion, VersionStatus
-from loopml.serve import fetch
-from loopml.serve.targets._k8s_names import dns_label, label_value
-from loopml.serve.targets.base import RevisionPackage
-from loopml.serve.targets.kubernetes import KubernetesTarget, Manifest, render, to_yaml
+from loopml.deploy.targets._k8s_names import dns_label, label_value
+from loopml.deploy.targets.base import RevisionPackage
+from loopml.deploy.targets.kubernetes import KubernetesTarget, Manifest, render, to_yaml
+from loopml.packaging import MANIFEST_FILE, load_model
+from loopml.sdk import fetch
 from loopml.settings import Settings
-from loopml.train.packaging import MANIFEST_FILE, load_model
 from tests.unit.serve.conftest import Served
 
 IMAGE = "registry.example.com/loopml:0.1.0"
@@ -235,7 +235,7 @@ def test_the_pods_fetch_then_serve_the_pinned_package() -> None:
     spec = rendered(deployment)[1]["spec"]["template"]["spec"]
 
     (init,) = spec["initContainers"]
-    assert init["command"] == ["python", "-m", "loopml.serve.fetch"]
+    assert init["command"] == ["python", "-m", "loopml.sdk.fetch"]
     assert init["args"] == [
         "--url",
         URL,
@@ -267,7 +267,7 @@ def test_the_pods_fetch_then_serve_the_pinned_package() -> None:
 
 
 def test_the_worker_accepts_the_rendered_arguments() -> None:
-    from loopml.serve.worker import build_parser
+    from loopml.serve.server.process import build_parser
 
     server = rendered(make_deployment())[1]["spec"]["template"]["spec"]["containers"][0]
     args = build_parser().parse_args(server["args"])
@@ -486,7 +486,7 @@ def test_kserve_scale_to_zero() -> None:
     assert container["ports"] == [{"containerPort": 8080, "protocol": "TCP"}]
     assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": 8080}
     assert "privileged" not in container["securityContext"]
-    assert predictor["initContainers"][0]["command"] == ["python", "-m", "loopml.serve.fetch"]
+    assert predictor["initContainers"][0]["command"] == ["python", "-m", "loopml.sdk.fetch"]
     assert [v["name"] for v in predictor["volumes"]] == ["model", "tmp"]
     # Fields Knative refuses by default stay out of the KServe variant.
     for field in (

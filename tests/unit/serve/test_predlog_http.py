@@ -26,8 +26,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from loopml.api import create_app
 from loopml.client import Client
-from loopml.serve.http_sink import HttpPredictionSink
-from loopml.serve.sink import PredictionRecord
+from loopml.predictions.http_sink import HttpPredictionSink
+from loopml.predictions.sink import PredictionRecord
 from loopml.settings import Settings
 from tests.conftest import free_port
 from tests.unit.serve.conftest import DEPLOYMENT, MODEL, VERSION, Served

@@ -15,14 +15,13 @@ import pyarrow as pa
 import pytest
 from starlette.testclient import TestClient
 
-from loopml.api.app import build_context
 from loopml.api.context import AppContext
+from loopml.api.startup import build_context
 from loopml.core.predictions import PREDICTION_COLUMNS
 from loopml.data import lake
 from loopml.data.records import RecordBatcher
-from loopml.serve.gateway import ShadowAnswer
-from loopml.serve.predlog import LogStats, PredictionLog
-from loopml.serve.sink import PredictionSink
+from loopml.predictions.log import LogStats, PredictionLog
+from loopml.predictions.sink import PredictionSink, ShadowAnswer
 from loopml.settings import Settings
 from tests.unit.serve.conftest import DEPLOYMENT, MODEL, VERSION, Served, make_app
 from tests.unit.serve.test_predlog_http import make_record

@@ -37,6 +37,17 @@ def test_predict_gives_labels_probabilities_and_classes(client: TestClient, canc
     assert response.headers["x-inference-id"] == body["inference_id"]
 
 
+def test_predict_ignores_extra_columns_only_when_asked(client: TestClient, cancer: Served) -> None:
+    rows = [{**r, "malignant": 1} for r in cancer.records(slice(0, 3))]
+
+    refused = client.post("/predict", json={"instances": rows})
+    answered = client.post("/predict", json={"instances": rows, "extra": "ignore"})
+
+    _assert_error(refused, 422, "validation_error", r"unknown column\(s\) \['malignant'\]")
+    assert answered.status_code == 200
+    assert answered.json()["predictions"] == cancer.native.predict(cancer.frame.iloc[:3]).tolist()
+
+
 def test_predict_with_string_classes_and_mixed_columns(mixed: Served) -> None:
     frame = mixed.frame.iloc[:15]
     with TestClient(make_app(mixed)) as client:
@@ -89,7 +100,8 @@ def test_wrong_input_is_a_clear_422(client: TestClient, cancer: Served) -> None:
     [
         ([{"mean radius": 1}], r'a JSON object \{"instances"'),
         ({"rows": []}, r'a JSON object \{"instances"'),
-        ({"instances": [], "extra": 1}, r"unknown field\(s\) \['extra'\]"),
+        ({"instances": [], "rest": 1}, r"unknown field\(s\) \['rest'\]"),
+        ({"instances": [], "extra": 1}, r'"extra" must be "forbid" \(the default'),
     ],
 )
 def test_predict_body_shape_is_checked(client: TestClient, body: Any, message: str) -> None:

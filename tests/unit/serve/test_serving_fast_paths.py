@@ -18,11 +18,12 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from loopml.core.errors import ValidationError
-from loopml.serve import _columns
-from loopml.serve.gateway import Gateway, GatewayConfig
+from loopml.packaging import _columns
+from loopml.packaging._manifest import ColumnSpec, Signature
+from loopml.serve.gateway.app import Gateway
+from loopml.serve.gateway.config import GatewayConfig
+from loopml.serve.gateway.routing import Backend, RevisionRoute, Routes
 from loopml.serve.oip import is_v2_path
-from loopml.serve.routing import Backend, RevisionRoute, Routes
-from loopml.train.packaging._manifest import ColumnSpec, Signature
 from tests.unit.serve.conftest import MODEL, VERSION, Served
 from tests.unit.serve.test_deploy_gateway import FixedRoutes
 

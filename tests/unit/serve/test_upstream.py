@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from loopml.serve._upstream import Unreachable, UpstreamClient, UpstreamTimeout
+from loopml.serve.gateway._upstream import Unreachable, UpstreamClient, UpstreamTimeout
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[bool]]
 

@@ -339,6 +339,27 @@ def test_bad_tensors_are_a_clear_422(
             {"name": "visits", "datatype": "INT64", "data": [None]},
             r"'visits' is INT64 but element 0 is null",
         ),
+        # Out of the declared datatype's range: refused, never wrapped (issue 16).
+        (
+            {"name": "visits", "datatype": "UINT8", "data": [300]},
+            r"'visits' is UINT8 but element 0 is 300, outside the range UINT8 can hold \(0 to 25",
+        ),
+        (
+            {"name": "visits", "datatype": "INT8", "data": [-1000]},
+            r"'visits' is INT8 but element 0 is -1000, outside the range",
+        ),
+        (
+            {"name": "visits", "datatype": "UINT64", "data": [-1]},
+            r"'visits' is UINT64 but element 0 is -1, outside",
+        ),
+        (
+            {"name": "visits", "datatype": "INT64", "data": [2**63]},
+            r"'visits' is INT64 but element 0 is 9223372036854775808, outside",
+        ),
+        (
+            {"name": "age years", "datatype": "FP16", "data": [70000.0]},
+            r"'age years' is FP16 but element 0 is 70000.0, outside",
+        ),
     ],
 )
 def test_typed_column_tensors_are_checked(

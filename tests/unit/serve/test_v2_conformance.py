@@ -175,6 +175,41 @@ def test_tritonclient_infer_through_the_gateway_without_a_content_type(
     assert answer.status_code == 200, answer.text
 
 
+def test_the_gateway_root_is_a_v2_server(platform: Platform, http: httpx.Client) -> None:
+    """At the platform's root: the gateway's own health and metadata, and the deployment
+    addressed by its name or by the model it serves; errors in the protocol's body."""
+    client = httpclient.InferenceServerClient(platform.url.removeprefix("http://"))
+    try:
+        assert client.is_server_live()
+        assert client.is_server_ready()
+        assert client.get_server_metadata()["name"] == "loopml"
+        for name in (DEPLOYMENT, MODEL):
+            assert client.is_model_ready(name)
+            assert client.get_model_metadata(name)["name"] == MODEL
+        frame, _ = cancer_frame()
+        tensors = []
+        for column in frame.columns:
+            tensor = httpclient.InferInput(column, [3], "FP64")
+            tensor.set_data_from_numpy(frame[column].head(3).to_numpy(np.float64), False)
+            tensors.append(tensor)
+        only = [httpclient.InferRequestedOutput("predict", binary_data=False)]
+        result = client.infer(MODEL, tensors, outputs=only, headers=_JSON_TYPE)
+        assert result.as_numpy("predict").tolist() == _expected(3)[0].tolist()
+    finally:
+        client.close()
+
+    for method, path, status in (
+        ("GET", f"/v2/models/{DEPLOYMENT}/infer", 405),
+        ("POST", f"/v2/models/{DEPLOYMENT}", 405),
+        ("POST", "/v2/health/live", 405),
+        ("GET", "/v2/models/no-such-model", 404),
+        ("GET", "/v2/health/sideways", 404),
+    ):
+        answer = http.request(method, platform.url + path)
+        assert answer.status_code == status, (method, path, answer.text)
+        assert isinstance(answer.json()["error"], str), (method, path, answer.text)
+
+
 def _ready_or_error(client: Any, model: str) -> bool:
     try:
         return bool(client.is_model_ready(model))

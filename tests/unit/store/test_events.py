@@ -106,6 +106,20 @@ def test_pagination_covers_every_event_once(store: MetadataStore) -> None:
     assert set(seen) == expected
 
 
+def test_newest_first_pages_towards_older_events(store: MetadataStore) -> None:
+    expected = [append(store, "page.item", subject=str(i)).id for i in range(12)]
+    seen: list[int] = []
+    cursor: str | None = None
+    while True:
+        with store.session() as session:
+            page = events.list_(session, type="page.*", limit=5, cursor=cursor, newest_first=True)
+        seen.extend(e.id for e in page.items)
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == sorted(expected, reverse=True)
+
+
 def test_combined_filters(store: MetadataStore) -> None:
     append(store, "run.started", project="a")
     wanted = append(store, "run.finished", project="a").id

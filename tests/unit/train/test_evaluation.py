@@ -20,8 +20,8 @@ from sklearn.preprocessing import StandardScaler
 
 from loopml.core.errors import ValidationError
 from loopml.core.gate import EvaluationReport, GatePolicy, judge
+from loopml.packaging import load_model, package_model
 from loopml.train.evaluation import evaluate, predict_latency
-from loopml.train.packaging import load_model, package_model
 
 EVAL_HASH = "0123456789abcdef" * 4
 

@@ -14,17 +14,17 @@ import pyarrow as pa
 import pytest
 from sklearn.datasets import load_breast_cancer
 
-from loopml._backends import open_artifact_store, open_metadata_store
-from loopml._sdk_train import train_model
 from loopml.core.datasets import SplitSpec
 from loopml.core.errors import ConflictError, GateRequiredError
 from loopml.core.run_search import RunSearch
 from loopml.data import datasets, lake
 from loopml.registry import gate, set_alias
 from loopml.registry.evaluate import champion_scorer
+from loopml.sdk.training import train_model
 from loopml.settings import Settings
 from loopml.train import tracking
 from loopml.train.custom import UserCodeError
+from loopml.wiring import open_artifact_store, open_metadata_store
 
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 SNAP_RUNS = RunSearch(experiment="cancer_snap", limit=1000)

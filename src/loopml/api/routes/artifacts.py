@@ -10,14 +10,17 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from loopml.api.context import Ctx
+from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.routes.tables import is_files_path
-from loopml.api.schemas import ERROR_RESPONSES, project_path
+from loopml.api.schemas.common import ERROR_RESPONSES, project_path
 from loopml.api.services import artifacts
 from loopml.core.keys import KEY_PATTERN, PREFIX_PATTERN
 from loopml.core.types import Artifact, Page
 
 PREFIX = "/api/v1/projects/{project}/artifacts"
-router = APIRouter(prefix=PREFIX, tags=["artifacts"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    route_class=StrictJSONRoute, prefix=PREFIX, tags=["artifacts"], responses=ERROR_RESPONSES
+)
 PROJECT = project_path("The project that owns the artifacts.")
 KEY = Path(
     description="The artifact's key: names joined by '/', such as 'reports/eval.json'.",

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 
 from loopml.api.context import Actor, Ctx
-from loopml.api.schemas import ERROR_RESPONSES, ErrorBody, project_path
-from loopml.api.schemas_datasets import (
+from loopml.api.routes._strict_json import StrictJSONRoute
+from loopml.api.schemas.common import ERROR_RESPONSES, ErrorBody, project_path
+from loopml.api.schemas.datasets import (
     DatasetCreate,
     DatasetList,
     VersionList,
@@ -29,7 +30,9 @@ from loopml.core.datasets import (
 from loopml.data.datasets import PARQUET_MEDIA_TYPE
 
 PREFIX = "/api/v1/projects/{project}/datasets"
-router = APIRouter(prefix=PREFIX, tags=["datasets"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    route_class=StrictJSONRoute, prefix=PREFIX, tags=["datasets"], responses=ERROR_RESPONSES
+)
 PROJECT = project_path("The project that owns the datasets.")
 NAME = dataset_path()
 VERSION = version_path()

@@ -1,6 +1,6 @@
 """/api/v1/projects/{project}/deployments: create, change, scale, roll back and delete
 deployments; their revisions and logs. Requests to the deployments themselves go through
-the gateway (``loopml.serve.gateway``), mounted on the same app."""
+the gateway (``loopml.serve.gateway.app``), mounted on the same app."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Response
 
 from loopml.api.context import Actor
-from loopml.api.schemas import ERROR_RESPONSES, project_path
-from loopml.api.schemas_deployments import (
+from loopml.api.routes._strict_json import StrictJSONRoute
+from loopml.api.schemas.common import ERROR_RESPONSES, project_path
+from loopml.api.schemas.deployments import (
     DeploymentCreate,
     DeploymentLogs,
     DeploymentUpdate,
@@ -24,9 +25,9 @@ from loopml.api.schemas_deployments import (
 from loopml.api.services import deployments as svc
 from loopml.core.deployments import Deployment
 from loopml.core.types import Page
-from loopml.serve.deploy import DeploymentControl
+from loopml.deploy import DeploymentControl
 
-router = APIRouter(tags=["deployments"], responses=ERROR_RESPONSES)
+router = APIRouter(route_class=StrictJSONRoute, tags=["deployments"], responses=ERROR_RESPONSES)
 DEPLOYMENTS = "/api/v1/projects/{project}/deployments"
 DEPLOYMENT = DEPLOYMENTS + "/{name}"
 PROJECT = project_path("The project that owns the deployments.")

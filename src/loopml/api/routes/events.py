@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Query
 
 from loopml.api.context import Ctx
-from loopml.api.schemas import ERROR_RESPONSES, IsoDatetime, project_query
+from loopml.api.routes._strict_json import StrictJSONRoute
+from loopml.api.schemas.common import ERROR_RESPONSES, IsoDatetime, project_query
 from loopml.core.types import Event, Page
 from loopml.store import events
 
-router = APIRouter(prefix="/api/v1/events", tags=["events"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    route_class=StrictJSONRoute, prefix="/api/v1/events", tags=["events"], responses=ERROR_RESPONSES
+)
 
 
 @router.get("")
@@ -30,9 +35,25 @@ def list_events(
         description="The next_cursor of the previous page.",
     ),
     limit: int = Query(default=100, ge=1, le=1000),
+    actor: str | None = Query(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Only this actor's events (`user:ada` also matches its tokens).",
+    ),
+    order: Literal["asc", "desc"] = Query(
+        default="asc", description="asc: oldest first (the default); desc: newest first."
+    ),
 ) -> Page[Event]:
-    """Events in the order they happened, filtered, a page at a time."""
+    """Events in the order they happened (or newest first), filtered, a page at a time."""
     with ctx.store.session() as session:
         return events.list_(
-            session, type=type, project=project, since=since, cursor=cursor, limit=limit
+            session,
+            type=type,
+            project=project,
+            since=since,
+            cursor=cursor,
+            limit=limit,
+            actor=actor,
+            newest_first=order == "desc",
         )

@@ -12,14 +12,15 @@ from typing import Any
 from fastapi import APIRouter, Body, Header, Path, Request, Response
 
 from loopml.api.context import Actor, Ctx
-from loopml.api.schemas import ERROR_RESPONSES, project_path
+from loopml.api.routes._strict_json import StrictJSONRoute
+from loopml.api.schemas.common import ERROR_RESPONSES, project_path
 from loopml.api.services import predictions
 from loopml.core.deployments import DEPLOYMENT_NAME_PATTERN
 from loopml.core.ingest import IDEMPOTENCY_KEY_PATTERN
 from loopml.core.names import DEFAULT_PROJECT
 from loopml.core.predictions import FeedbackBatch, FeedbackItem, FeedbackResult
 
-router = APIRouter(tags=["feedback"], responses=ERROR_RESPONSES)
+router = APIRouter(route_class=StrictJSONRoute, tags=["feedback"], responses=ERROR_RESPONSES)
 PROJECT = project_path("The project that owns the deployment.")
 NAME = Path(
     description="The deployment's name.",

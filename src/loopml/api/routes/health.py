@@ -5,12 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from loopml import __version__
+from loopml._version import __version__
 from loopml.api.context import Ctx
-from loopml.api.schemas import ERROR_RESPONSES, HealthReport
+from loopml.api.routes._strict_json import StrictJSONRoute
+from loopml.api.schemas.common import ERROR_RESPONSES, HealthReport
 from loopml.core.errors import LoopmlError
 
-router = APIRouter(prefix="/api/v1/health", tags=["health"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    route_class=StrictJSONRoute, prefix="/api/v1/health", tags=["health"], responses=ERROR_RESPONSES
+)
 
 
 def _readiness(ctx: Ctx) -> tuple[int, HealthReport]:

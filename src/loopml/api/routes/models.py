@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Response
 
 from loopml.api.context import Actor, Ctx
-from loopml.api.schemas import ERROR_RESPONSES, project_path
-from loopml.api.schemas_registry import (
+from loopml.api.routes._strict_json import StrictJSONRoute
+from loopml.api.schemas.common import ERROR_RESPONSES, project_path
+from loopml.api.schemas.registry import (
     AliasSet,
     DescriptionUpdate,
     ModelCreate,
@@ -31,7 +32,7 @@ from loopml.core.registry import (
 )
 from loopml.core.types import Page
 
-router = APIRouter(tags=["models"], responses=ERROR_RESPONSES)
+router = APIRouter(route_class=StrictJSONRoute, tags=["models"], responses=ERROR_RESPONSES)
 MODELS = "/api/v1/projects/{project}/models"
 MODEL = MODELS + "/{model}"
 VERSION = MODEL + "/versions/{version}"

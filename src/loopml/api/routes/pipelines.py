@@ -8,8 +8,9 @@ from typing import Any
 from fastapi import APIRouter, Query, Response
 
 from loopml.api.context import Actor, Ctx
-from loopml.api.schemas import ERROR_RESPONSES, ErrorBody, project_path
-from loopml.api.schemas_pipelines import (
+from loopml.api.routes._strict_json import StrictJSONRoute
+from loopml.api.schemas.common import ERROR_RESPONSES, ErrorBody, project_path
+from loopml.api.schemas.pipelines import (
     PipelineApply,
     PipelineDetail,
     PipelineList,
@@ -19,15 +20,15 @@ from loopml.api.schemas_pipelines import (
     run_path,
     step_path,
 )
-from loopml.api.services import pipelines as svc
 from loopml.core.pipelines import PIPELINE_NAME_PATTERN, PipelineApplied, PipelineRun, RunStatus
 from loopml.core.refs import MAX_VERSION
-from loopml.store.pipelines import CURSOR_PATTERN
+from loopml.pipelines import service
+from loopml.store.pipeline_runs import CURSOR_PATTERN
 
 PROJECT_PREFIX = "/api/v1/projects/{project}"
 PIPELINES = PROJECT_PREFIX + "/pipelines"
 RUNS = PROJECT_PREFIX + "/pipeline-runs"
-router = APIRouter(tags=["pipelines"], responses=ERROR_RESPONSES)
+router = APIRouter(route_class=StrictJSONRoute, tags=["pipelines"], responses=ERROR_RESPONSES)
 PROJECT = project_path("The project that owns the pipelines.")
 NAME = pipeline_path()
 RUN = run_path()
@@ -51,7 +52,7 @@ def apply_pipeline(
     """Apply a spec: check it (cycles, unknown references, type mismatches, each with its
     line) and store it as the next version of the pipeline its `name` names. A spec equal
     to the newest version once normalized is not stored again (200, `created` false)."""
-    applied = svc.apply(ctx, project, body.spec, actor)
+    applied = service.apply_spec(ctx.store, project, body.spec, actor=actor)
     if not applied.created:
         response.status_code = 200
     return applied
@@ -60,7 +61,7 @@ def apply_pipeline(
 @router.get(PIPELINES)
 def list_pipelines(ctx: Ctx, project: str = PROJECT) -> PipelineList:
     """A project's pipelines, by name."""
-    return PipelineList(items=svc.list_(ctx, project))
+    return PipelineList(items=service.list_pipelines(ctx.store, project))
 
 
 @router.get(PIPELINES + "/{name}")
@@ -73,7 +74,8 @@ def get_pipeline(
     ),
 ) -> PipelineDetail:
     """A pipeline and one version's spec."""
-    return svc.get(ctx, project, name, version)
+    found, spec = service.get_pipeline(ctx.store, project, name, version)
+    return PipelineDetail(pipeline=found, version=spec)
 
 
 @router.post(PIPELINES + "/{name}/runs", status_code=201)
@@ -82,7 +84,9 @@ def run_pipeline(
 ) -> PipelineRun:
     """Queue a run of the pipeline's newest version (or `version`); workers pick its steps
     up as their inputs become ready."""
-    return svc.run(ctx, project, name, body, actor)
+    return service.start_run(
+        ctx.store, project, name, body.inputs, version=body.version, actor=actor
+    )
 
 
 @router.get(RUNS)
@@ -105,20 +109,23 @@ def list_runs(
     ),
 ) -> PipelineRunPage:
     """A project's pipeline runs, newest first."""
-    return svc.runs(ctx, project, pipeline, status, limit, cursor)
+    page = service.list_runs(
+        ctx.store, project, pipeline=pipeline, status=status, limit=limit, cursor=cursor
+    )
+    return PipelineRunPage(items=page.items, next_cursor=page.next_cursor)
 
 
 @router.get(RUNS + "/{run_id}")
 def get_run(ctx: Ctx, project: str = PROJECT, run_id: str = RUN) -> PipelineRun:
     """A run with its steps: status, attempts, resolved inputs, outputs and errors."""
-    return svc.get_run(ctx, project, run_id)
+    return service.get_run(ctx.store, project, run_id)
 
 
 @router.post(RUNS + "/{run_id}/cancel")
 def cancel_run(ctx: Ctx, actor: Actor, project: str = PROJECT, run_id: str = RUN) -> PipelineRun:
     """Cancel a run: waiting steps are cancelled at once, running ones at their next
     heartbeat (the run is CANCELLING until then). A finished run is left as it is."""
-    return svc.cancel(ctx, project, run_id, actor)
+    return service.cancel_run(ctx.store, project, run_id, actor=actor)
 
 
 @router.get(RUNS + "/{run_id}/steps/{step}/log", response_class=Response, responses=_LOG)
@@ -133,7 +140,7 @@ def step_log(
 ) -> Response:
     """A step attempt's captured output (stdout, stderr and logging); a running attempt's
     log is what its worker uploaded at its last heartbeat."""
-    found, data = svc.log(ctx, project, run_id, step, attempt)
+    found, data = service.read_log(ctx.store, ctx.artifacts, project, run_id, step, attempt)
     return Response(
         content=data,
         media_type="text/plain; charset=utf-8",

@@ -5,11 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Body
 
 from loopml.api.context import Actor, Ctx
-from loopml.api.schemas import ERROR_RESPONSES, project_path
+from loopml.api.routes._strict_json import StrictJSONRoute
+from loopml.api.schemas.common import ERROR_RESPONSES, project_path
 from loopml.api.services import predictions
 from loopml.core.predictions import BatchByDeployment, BatchByModel, BatchResult
 
 router = APIRouter(
+    route_class=StrictJSONRoute,
     prefix="/api/v1/projects/{project}/predict-batch",
     tags=["predictions"],
     responses=ERROR_RESPONSES,

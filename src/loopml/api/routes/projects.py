@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
+from loopml.api.authz import principal_of
 from loopml.api.context import Actor, Ctx
-from loopml.api.schemas import (
+from loopml.api.routes._strict_json import StrictJSONRoute
+from loopml.api.schemas.common import (
     ERROR_RESPONSES,
     NAME_SCHEMA,
     ProjectCreate,
@@ -15,7 +17,12 @@ from loopml.api.schemas import (
 from loopml.api.services import projects
 from loopml.core.types import Page, Project
 
-router = APIRouter(prefix="/api/v1/projects", tags=["projects"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    route_class=StrictJSONRoute,
+    prefix="/api/v1/projects",
+    tags=["projects"],
+    responses=ERROR_RESPONSES,
+)
 NAME = project_path()
 
 
@@ -27,6 +34,7 @@ def create_project(body: ProjectCreate, ctx: Ctx, actor: Actor) -> Project:
 
 @router.get("")
 def list_projects(
+    request: Request,
     ctx: Ctx,
     limit: int = Query(default=100, ge=1, le=1000),
     cursor: str | None = Query(
@@ -36,8 +44,14 @@ def list_projects(
         json_schema_extra=NAME_SCHEMA,
     ),
 ) -> Page[Project]:
-    """List projects by name, a page at a time."""
-    return projects.list_(ctx, limit, cursor)
+    """List projects by name, a page at a time (with authentication on, only those the caller
+    has a role in, so a page may hold fewer than `limit`)."""
+    page = projects.list_(ctx, limit, cursor)
+    caller = principal_of(request)
+    if caller is None or caller.platform_admin:
+        return page
+    visible = [p for p in page.items if p.name in caller.roles]
+    return Page[Project](items=visible, next_cursor=page.next_cursor)
 
 
 @router.get("/{name}")

@@ -10,9 +10,10 @@ from fastapi.responses import StreamingResponse
 from starlette.convertors import Convertor, register_url_convertor
 
 from loopml.api.context import Actor, Ctx
+from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.routes.artifacts import artifact_headers
-from loopml.api.schemas import ERROR_RESPONSES, project_path
-from loopml.api.schemas_tracking import (
+from loopml.api.schemas.common import ERROR_RESPONSES, project_path
+from loopml.api.schemas.tracking import (
     LogBatch,
     LoggedModelCreate,
     RunCreate,
@@ -45,7 +46,10 @@ class RunIdConvertor(Convertor[str]):
 register_url_convertor("run_id", RunIdConvertor())
 
 router = APIRouter(
-    prefix="/api/v1/projects/{project}/runs", tags=["runs"], responses=ERROR_RESPONSES
+    route_class=StrictJSONRoute,
+    prefix="/api/v1/projects/{project}/runs",
+    tags=["runs"],
+    responses=ERROR_RESPONSES,
 )
 ARTIFACT = "/{run_id:run_id}/artifacts/{path:path}"
 PROJECT = project_path("The project that owns the runs.")

@@ -5,19 +5,20 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Response
 
 from loopml.api.context import Actor, Ctx
-from loopml.api.schemas import ERROR_RESPONSES, project_path
-from loopml.api.schemas_automation import (
+from loopml.api.routes._strict_json import StrictJSONRoute
+from loopml.api.schemas.automation import (
     FiringList,
     ScheduleCreate,
     ScheduleList,
     SchedulePatch,
     automation_path,
 )
+from loopml.api.schemas.common import ERROR_RESPONSES, project_path
 from loopml.core.automation import Schedule
 from loopml.pipelines import automation_service as svc
 
 SCHEDULES = "/api/v1/projects/{project}/schedules"
-router = APIRouter(tags=["schedules"], responses=ERROR_RESPONSES)
+router = APIRouter(route_class=StrictJSONRoute, tags=["schedules"], responses=ERROR_RESPONSES)
 PROJECT = project_path("The project that owns the schedules.")
 NAME = automation_path("schedule")
 

@@ -7,15 +7,18 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from loopml.api.context import Ctx
-from loopml.api.schemas import ERROR_RESPONSES, ErrorBody, project_path
-from loopml.api.schemas_sql import SqlQuery, SqlResult
+from loopml.api.routes._strict_json import StrictJSONRoute
+from loopml.api.schemas.common import ERROR_RESPONSES, ErrorBody, project_path
+from loopml.api.schemas.sql import SqlQuery, SqlResult
 from loopml.api.services import sql
 from loopml.data.sql_formats import ARROW_MEDIA_TYPE, CSV_MEDIA_TYPE, arrow_bytes, csv_bytes
 
 NEXT_OFFSET_HEADER = "X-Loopml-Next-Offset"
 ROW_COUNT_HEADER = "X-Loopml-Row-Count"
 
-router = APIRouter(prefix="/api/v1/projects/{project}/sql", tags=["sql"])
+router = APIRouter(
+    route_class=StrictJSONRoute, prefix="/api/v1/projects/{project}/sql", tags=["sql"]
+)
 PROJECT = project_path("The project whose tables the query reads.")
 _PAGE_HEADERS = {
     ROW_COUNT_HEADER: {"description": "Rows in this page.", "schema": {"type": "integer"}},

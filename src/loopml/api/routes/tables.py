@@ -7,8 +7,9 @@ from typing import Any, Literal
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from loopml.api.context import Actor, Ctx
-from loopml.api.schemas import ERROR_RESPONSES, project_path
-from loopml.api.schemas_data import (
+from loopml.api.routes._strict_json import StrictJSONRoute
+from loopml.api.schemas.common import ERROR_RESPONSES, project_path
+from loopml.api.schemas.data import (
     ReportPage,
     TableCreate,
     TableHead,
@@ -28,7 +29,9 @@ from loopml.core.ingest import (
 from loopml.core.lake import LakeTable, TableCommit
 
 PREFIX = "/api/v1/projects/{project}/tables"
-router = APIRouter(prefix=PREFIX, tags=["tables"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    route_class=StrictJSONRoute, prefix=PREFIX, tags=["tables"], responses=ERROR_RESPONSES
+)
 PROJECT = project_path("The project that owns the tables.")
 TABLE = table_path()
 _RAW_BODY: dict[str, Any] = {
@@ -186,6 +189,11 @@ async def ingest_file(
         default=None, description="The file's format; by default from its name or content."
     ),
     mode: Literal["append", "overwrite"] = Query(default="append"),
+    strict: bool = Query(
+        default=False,
+        description="Refuse a file with a column of numbers but for a few values (a typo "
+        "that would make a new column text); by default the commit's warnings name them.",
+    ),
     content_disposition: str | None = Header(default=None, max_length=1000),
 ) -> TableCommit:
     """Ingest the raw request body (a CSV, Parquet or JSON Lines file) as one commit.
@@ -203,6 +211,7 @@ async def ingest_file(
         filename=tables.filename_of(content_disposition),
         content_type=request.headers.get("content-type"),
         actor=actor,
+        strict=strict,
     )
 
 

@@ -7,8 +7,9 @@ from typing import Any
 from fastapi import APIRouter, Body, Query, Response
 
 from loopml.api.context import Actor, Ctx
-from loopml.api.schemas import ERROR_RESPONSES, ErrorBody, project_path
-from loopml.api.schemas_transforms import (
+from loopml.api.routes._strict_json import StrictJSONRoute
+from loopml.api.schemas.common import ERROR_RESPONSES, ErrorBody, project_path
+from loopml.api.schemas.transforms import (
     TransformApply,
     TransformDefine,
     TransformList,
@@ -21,7 +22,9 @@ from loopml.core.transforms import Transform, TransformLineage, TransformRun
 from loopml.store.transforms import CURSOR_PATTERN
 
 PREFIX = "/api/v1/projects/{project}/transforms"
-router = APIRouter(prefix=PREFIX, tags=["transforms"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    route_class=StrictJSONRoute, prefix=PREFIX, tags=["transforms"], responses=ERROR_RESPONSES
+)
 PROJECT = project_path("The project that owns the transforms.")
 NAME = transform_path()
 _SQL_ERRORS: dict[int | str, dict[str, Any]] = {

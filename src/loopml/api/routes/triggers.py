@@ -4,13 +4,11 @@ carries the trigger's secret)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastapi import APIRouter, Body, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
 from loopml.api.context import Actor, Ctx
-from loopml.api.schemas import ERROR_RESPONSES, project_path
-from loopml.api.schemas_automation import (
+from loopml.api.routes._strict_json import StrictJSONRoute
+from loopml.api.schemas.automation import (
     FireResult,
     FiringList,
     TriggerCreate,
@@ -19,12 +17,13 @@ from loopml.api.schemas_automation import (
     automation_path,
     trigger_id_path,
 )
+from loopml.api.schemas.common import ERROR_RESPONSES, project_path
 from loopml.core.automation import FiringOutcome, Trigger
 from loopml.pipelines import automation_service as svc
 
 TRIGGERS = "/api/v1/projects/{project}/triggers"
 FIRE = "/api/v1/triggers/{trigger_id}/fire"
-router = APIRouter(tags=["triggers"], responses=ERROR_RESPONSES)
+router = APIRouter(route_class=StrictJSONRoute, tags=["triggers"], responses=ERROR_RESPONSES)
 PROJECT = project_path("The project that owns the triggers.")
 NAME = automation_path("trigger")
 
@@ -78,7 +77,22 @@ def trigger_history(
     return FiringList(items=svc.trigger_history(ctx.store, project, name, limit))
 
 
-@router.post(FIRE, status_code=202, response_model_exclude_none=True)
+async def _raw_body(request: Request) -> bytes:
+    # The webhook decodes its body itself, after the secret is checked: a caller without
+    # the secret learns nothing from how its body would be judged.
+    return await request.body()
+
+
+_FIRE_BODY = {
+    "requestBody": {
+        "required": False,
+        "description": "Any JSON object; kept with the firing.",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
+
+
+@router.post(FIRE, status_code=202, response_model_exclude_none=True, openapi_extra=_FIRE_BODY)
 def fire_trigger(
     ctx: Ctx,
     trigger_id: str = trigger_id_path(),
@@ -88,9 +102,7 @@ def fire_trigger(
         max_length=200,
         description="The secret shown when the webhook trigger was created.",
     ),
-    payload: dict[str, Any] | None = Body(
-        default=None, description="Any JSON object; kept with the firing."
-    ),
+    payload: bytes = Depends(_raw_body),
 ) -> FireResult:
     """Fire a webhook trigger: 202 with the run it started, or why it started none (its
     concurrency policy, or it is paused). A missing or wrong secret is refused (403)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from loopml.api.context import AppContext
-from loopml.api.schemas_datasets import DatasetCreate, DatasetList, VersionList
+from loopml.api.schemas.datasets import DatasetCreate, DatasetList, VersionList
 from loopml.core.datasets import (
     DatasetDetail,
     DatasetRef,

@@ -1,53 +1,15 @@
 """Deployments behind the API: the serving pieces the app runs, and thin calls into the
-control plane (``loopml.serve.deploy``); routes hold no logic."""
+control plane (``loopml.deploy``); routes hold no logic."""
 
 from __future__ import annotations
 
 from fastapi import Request
 
-from loopml.api.context import AppContext
-from loopml.api.schemas_deployments import DeploymentCreate, DeploymentUpdate, ScaleRequest
+from loopml.api.schemas.deployments import DeploymentCreate, DeploymentUpdate, ScaleRequest
 from loopml.core.deployments import Deployment, Revision
-from loopml.core.errors import ConfigurationError, ValidationError
+from loopml.core.errors import ValidationError
 from loopml.core.types import Page
-from loopml.serve.deploy import DeploymentControl, Serving
-from loopml.serve.targets.base import DeployTarget
-from loopml.serve.targets.local import LocalTargetConfig
-
-
-def build_serving(ctx: AppContext) -> Serving:
-    """The control plane, local target, gateway and reconciler of one app (not started).
-
-    Local replicas do not log their predictions: the gateway logs every answer it gives
-    (wired in the app's lifespan), so a killed replica loses no answered row.
-    """
-    local = LocalTargetConfig()
-    extra: dict[str, DeployTarget] = {}
-    k8s = ctx.settings.kubernetes
-    if k8s.enabled:
-        if not k8s.platform_url:
-            raise ConfigurationError(
-                "kubernetes.enabled needs kubernetes.platform_url (LOOPML_KUBERNETES_PLATFORM_URL)"
-                ": the address pods reach this platform at"
-            )
-        from loopml.serve.targets.kubernetes import KubernetesTarget
-
-        extra["kubernetes"] = KubernetesTarget(
-            image=k8s.image,
-            platform_url=k8s.platform_url,
-            namespace=k8s.namespace,
-            kserve=k8s.kserve,
-            kubeconfig=k8s.kubeconfig,
-            context=k8s.context,
-            in_cluster=k8s.in_cluster,
-        )
-    return Serving.open(
-        ctx.store,
-        ctx.artifacts,
-        ctx.settings.home / "deployments",
-        local=local,
-        extra_targets=extra,
-    )
+from loopml.deploy import DeploymentControl, Serving
 
 
 def get_control(request: Request) -> DeploymentControl:

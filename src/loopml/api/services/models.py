@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from loopml import registry
 from loopml.api.context import AppContext
-from loopml.api.schemas_registry import AliasSet
+from loopml.api.schemas.registry import AliasSet
 from loopml.core.errors import ValidationError
 from loopml.core.refs import ModelRef
 from loopml.core.registry import (

@@ -109,8 +109,8 @@ async def predict_batch(
     ctx: AppContext, project: str, body: BatchByModel | BatchByDeployment, *, actor: str
 ) -> BatchResult:
     """Score a table with a model (or a deployment's), in a worker thread; see
-    ``loopml.serve.batch.score_table``."""
-    from loopml.serve import batch
+    ``loopml.predictions.batch.score_table``."""
+    from loopml.predictions import batch
 
     validate_project_name(project)
     score = partial(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow.dataset as pads
 
 from loopml.api.context import AppContext
-from loopml.api.schemas_sql import SqlColumn, SqlQuery, SqlResult
+from loopml.api.schemas.sql import SqlColumn, SqlQuery, SqlResult
 from loopml.api.services import projects
 from loopml.data import lake
 from loopml.data.sql_formats import json_rows

@@ -14,7 +14,7 @@ import pyarrow as pa
 from starlette.requests import Request
 
 from loopml.api.context import AppContext
-from loopml.api.schemas_data import ReportPage, TableHead
+from loopml.api.schemas.data import ReportPage, TableHead
 from loopml.core.contracts import Contract
 from loopml.core.errors import ServiceUnavailableError
 from loopml.core.housekeeping import CompactReport, VacuumReport
@@ -50,6 +50,7 @@ async def ingest_upload(
     filename: str | None,
     content_type: str | None,
     actor: str,
+    strict: bool = False,
 ) -> TableCommit:
     """Read a streamed upload with Arrow as it arrives (Parquet: once spooled) and commit
     it to the table."""
@@ -71,6 +72,7 @@ async def ingest_upload(
                 mode=write_mode,
                 actor=actor,
                 lake_settings=ctx.settings.lake,
+                strict=strict,
             )
 
     return await anyio.to_thread.run_sync(work)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from loopml.api.context import AppContext
-from loopml.api.schemas_transforms import TransformApply, TransformDefine, TransformRunPage
+from loopml.api.schemas.transforms import TransformApply, TransformDefine, TransformRunPage
 from loopml.core.transforms import Transform, TransformLineage, TransformRun
 from loopml.data import transforms
 

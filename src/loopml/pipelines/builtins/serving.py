@@ -334,7 +334,7 @@ def batch_predict(
 ) -> dict[str, Any]:
     """Score a table version with a model version (or a deployment's primary version) into
     ``output``; ``overwrite`` by default, so a rerun replaces rather than duplicates."""
-    from loopml.serve.batch import score_table
+    from loopml.predictions.batch import score_table
 
     result = score_table(
         ctx.store,

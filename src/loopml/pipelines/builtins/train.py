@@ -1,12 +1,21 @@
-"""Training built-ins: ``train_automl`` and ``train_custom``, through ``loopml.train_model``
-in the step's process, recording straight into the worker's store."""
+"""Training built-ins: ``train_automl`` and ``train_custom``, through the training service
+(``loopml.train.service``) in the step's process, recording straight into the worker's store."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loopml.pipelines._step import StepContext
 from loopml.pipelines.builtins._common import metrics
+
+if TYPE_CHECKING:
+    from loopml.train.service import TrainingAccess
+
+
+def _access(ctx: StepContext) -> TrainingAccess:
+    from loopml.registry.embedded import EmbeddedAccess, EmbeddedBackend
+
+    return EmbeddedAccess(EmbeddedBackend(ctx.settings, ctx.project))
 
 
 def _outputs(outcome: Any) -> dict[str, Any]:
@@ -31,9 +40,10 @@ def train_automl(
     experiment: str | None = None,
 ) -> dict[str, Any]:
     """AutoML on the dataset version's frozen split; the best model is logged on the run."""
-    from loopml._sdk_train import train_model
+    from loopml.train.service import train
 
-    outcome = train_model(
+    outcome = train(
+        _access(ctx),
         dataset,
         target=target,
         task=task,
@@ -43,8 +53,6 @@ def train_automl(
         estimators=estimators,
         max_iter=max_iter,
         experiment=experiment,
-        project=ctx.project,
-        settings=ctx.settings,
         on_trial=lambda t: ctx.log.info("trial %d: %s", t.iteration, t.estimator),
     )
     ctx.log.info("run %s: %s, best %s", outcome.run_id, outcome.best_estimator, outcome.best_score)
@@ -61,16 +69,15 @@ def train_custom(
     experiment: str | None = None,
 ) -> dict[str, Any]:
     """Your ``fit(ctx)``; a retry resumes from the last checkpoint the failed attempt saved."""
-    from loopml._sdk_train import train_model
+    from loopml.train.service import train
 
-    outcome = train_model(
+    outcome = train(
+        _access(ctx),
         dataset,
         target=target,
         task=task,
         entrypoint=entrypoint,
         params=params,
         experiment=experiment,
-        project=ctx.project,
-        settings=ctx.settings,
     )
     return _outputs(outcome)

@@ -1,5 +1,8 @@
 """SQLAlchemy ORM of the metadata schema. Rows never leave ``loopml.store``."""
 
+from loopml.store.orm.auth import ApiTokenRow as ApiTokenRow
+from loopml.store.orm.auth import MembershipRow as MembershipRow
+from loopml.store.orm.auth import UserRow as UserRow
 from loopml.store.orm.automation import FiringRow as FiringRow
 from loopml.store.orm.automation import ScheduleRow as ScheduleRow
 from loopml.store.orm.automation import TriggerRow as TriggerRow
@@ -18,6 +21,12 @@ from loopml.store.orm.gate import GatePolicyRow as GatePolicyRow
 from loopml.store.orm.gate import GateResultRow as GateResultRow
 from loopml.store.orm.gate import ModelEvaluationRow as ModelEvaluationRow
 from loopml.store.orm.lake import LakeTableRow as LakeTableRow
+from loopml.store.orm.mlflow import MlflowModelRow as MlflowModelRow
+from loopml.store.orm.monitor import AlertDeliveryRow as AlertDeliveryRow
+from loopml.store.orm.monitor import AlertRuleRow as AlertRuleRow
+from loopml.store.orm.monitor import MonitorCursorRow as MonitorCursorRow
+from loopml.store.orm.monitor import MonitorWindowRow as MonitorWindowRow
+from loopml.store.orm.monitor import ReferenceProfileRow as ReferenceProfileRow
 from loopml.store.orm.pipelines import PipelineRow as PipelineRow
 from loopml.store.orm.pipelines import PipelineRunRow as PipelineRunRow
 from loopml.store.orm.pipelines import PipelineVersionRow as PipelineVersionRow
@@ -30,6 +39,7 @@ from loopml.store.orm.registry import ModelTagRow as ModelTagRow
 from loopml.store.orm.registry import ModelVersionRow as ModelVersionRow
 from loopml.store.orm.registry import ModelVersionTagRow as ModelVersionTagRow
 from loopml.store.orm.registry import RegisteredModelRow as RegisteredModelRow
+from loopml.store.orm.streams import StreamRow as StreamRow
 from loopml.store.orm.tracking import ExperimentRow as ExperimentRow
 from loopml.store.orm.tracking import LatestMetricRow as LatestMetricRow
 from loopml.store.orm.tracking import LoggedModelRow as LoggedModelRow

@@ -50,6 +50,8 @@ class ExperimentRow(EntityMixin, Base):
     )
     name: Mapped[str] = mapped_column(name_type(200))
     description: Mapped[str] = mapped_column(Text, default="")
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """Set by a soft delete (MLflow's delete-experiment), cleared by a restore."""
 
 
 class RunRow(EntityMixin, Base):
@@ -80,6 +82,9 @@ class RunRow(EntityMixin, Base):
     parent_run_id: Mapped[str | None] = mapped_column(
         String(32), ForeignKey("runs.id", ondelete="CASCADE"), index=True
     )
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """Set by a soft delete (MLflow's delete-run), cleared by a restore; loopml's own
+    delete removes the run for good."""
 
 
 class ParamRow(Base):

@@ -14,9 +14,15 @@ pipeline. FLAML's other learners are refused with the reason (``EXCLUDED``); not
 xgboost type, the ONNX export registers no xgboost converter, and ``XGBClassifier`` takes
 class codes only, not the original labels.
 
-Budget: the whole call aims at ``budget_s`` of wall time; the search gets what checks and
-preprocessing left, less a reserve (4 %, at least 0.3 s) for refitting the winner on all
-rows (on fewer only when that refit would clearly overrun: ``final_fit_rows``).
+Budget: the whole call aims at ``budget_s`` of wall time. LightGBM's default is scored
+first (``_defaults``) on the validation rows loopml makes for the search (``_split``);
+after every trial FLAML's end moves so that the best model so far can still be refit, and
+with ``include_packaging`` packaged, in what is left (``_costs``); the refit is on fewer
+rows only when it would clearly overrun (``final_fit_rows``). The winner is the best
+score under ``max_model_mb``, the smallest package among near-ties (``_select``).
+
+Columns: identifier-like ones (unique per row, monotone integers) are left out unless
+named in ``keep_columns`` (``_identifiers``); ``AutoMLResult.used_columns`` lists the rest.
 
 Repeatability: FLAML stops on wall time, so under a budget alone the number of trials,
 and so the winner, depends on the machine's speed; the seed fixes the search's path, not
@@ -43,6 +49,7 @@ from loopml.train.automl._recorder import result_batch as result_batch
 from loopml.train.automl._recorder import trial_batch as trial_batch
 from loopml.train.automl._types import AutoMLResult as AutoMLResult
 from loopml.train.automl._types import Trial as Trial
+from loopml.train.automl._warm import warm_packaging as warm_packaging
 
 __all__ = [
     "CLASSIFIERS",
@@ -62,4 +69,5 @@ __all__ = [
     "result_batch",
     "run_automl",
     "trial_batch",
+    "warm_packaging",
 ]

@@ -1,194 +1,98 @@
-"""``run_automl``: checks, preprocessing, FLAML's search, and the winner as one Pipeline."""
+"""``run_automl``: checks, preprocessing, the library defaults, FLAML's search, and the
+winner as one Pipeline."""
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from loopml.core.errors import ValidationError
-from loopml.train.automl import _flaml
-from loopml.train.automl._checks import TrainingData, check_training_data
+from loopml.train.automl import _costs, _flaml, _warm
+from loopml.train.automl._checks import check_training_data
+from loopml.train.automl._defaults import DEFAULTS, score_default, starting_points
 from loopml.train.automl._final import FINAL_FIT_SLACK, final_fit_rows, fit_final, subsample
-from loopml.train.automl._metrics import Direction, TaskKind, resolve_metric, score_from_loss
-from loopml.train.automl._preprocess import (
-    ColumnPlan,
-    build_preprocessor,
-    plan_columns,
-    training_frame,
+from loopml.train.automl._inputs import (
+    Prepared,
+    check_budget,
+    check_estimators,
+    prepare,
+    resolve_n_jobs,
 )
+from loopml.train.automl._metrics import Direction, resolve_metric
+from loopml.train.automl._select import no_winner, pick_winner
+from loopml.train.automl._split import Validation, make_validation
+from loopml.train.automl._trial_log import TrialLog
 from loopml.train.automl._types import AutoMLResult, Trial
 
 TrialCallback = Callable[[Trial], None]
 
-# Time kept back from the search for the final fit and assembling the pipeline: the winner
-# is refit on all rows once the search stops, which on small and medium data takes well
-# under a second, and a trial in flight when the budget runs out can end a little late.
-RESERVE_SHARE = 0.04
+# Time kept back from the search on top of the best model's estimated refit (and
+# packaging): assembling the pipeline, and a trial in flight when the budget runs out
+# that ends a little late.
+RESERVE_SHARE = 0.06
+# FLAML scores its first trials on samples when the frame has more rows than this (4 x
+# its 10,000-row first sample).
+SAMPLED_ROWS = 40_000
 RESERVE_MIN_S = 0.3
-
-
-def _check_budget(budget_s: float, max_iter: int | None) -> None:
-    if not isinstance(budget_s, int | float) or not math.isfinite(budget_s) or budget_s <= 0:
-        raise ValidationError(f"budget_s must be a positive number of seconds, got {budget_s!r}")
-    if max_iter is not None and max_iter < 1:
-        raise ValidationError(f"max_iter must be at least 1, got {max_iter}")
-
-
-def _check_estimators(estimators: Sequence[str] | None, kind: TaskKind) -> list[str]:
-    allowed = list(_flaml.REGRESSORS if kind == "regression" else _flaml.CLASSIFIERS)
-    if estimators is None:
-        return allowed
-    if isinstance(estimators, str) or not estimators:
-        raise ValidationError(f"estimators must be a non-empty list of names from {allowed}")
-    unknown = [e for e in estimators if e not in allowed]
-    if unknown:
-        why = "; ".join(f"{e}: {_flaml.EXCLUDED[e]}" for e in unknown if e in _flaml.EXCLUDED)
-        raise ValidationError(
-            f"cannot search {unknown} for a {kind} task: choose from {allowed}"
-            + (f" ({why})" if why else ""),
-            details={"unknown": unknown, "allowed": allowed},
-        )
-    return list(dict.fromkeys(estimators))
-
-
-def _encode(labels: np.ndarray, kind: TaskKind) -> tuple[np.ndarray, np.ndarray | None]:
-    """FLAML's labels (class codes, in sorted class order) and the classes."""
-    if kind == "regression":
-        return labels, None
-    classes, codes = np.unique(labels, return_inverse=True)
-    return codes.astype(np.int64), classes
 
 
 def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _holdout(
-    eval_frame: pd.DataFrame,
-    target: str,
-    task: Literal["classification", "regression"],
-    preprocessor: Any,
-    plan: ColumnPlan,
-    classes: np.ndarray | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    data = check_training_data(eval_frame, target, task)
-    if classes is None:
-        return preprocessor.transform(training_frame(data.features, plan)), data.labels
-    unknown = sorted({str(v) for v in data.labels} - {str(c) for c in classes})
-    if unknown:
-        raise ValidationError(
-            f"the eval frame has classes the training frame lacks: {unknown[:10]}",
-            details={"unknown": unknown[:100]},
-        )
-    codes = np.searchsorted(classes, data.labels)
-    return preprocessor.transform(training_frame(data.features, plan)), codes.astype(np.int64)
-
-
-class _TrialLog:
-    """Turns FLAML's raw trials into ``Trial`` records and passes each to the callback."""
+class _Clock:
+    """The run's deadline, and what the final phase of the best trial so far will take."""
 
     def __init__(
-        self, started: float, direction: Direction, on_trial: TrialCallback | None
+        self, started: float, budget_s: float, prep: Prepared, method: str, packaging: bool
     ) -> None:
-        self.trials: list[Trial] = []
-        self._started = started
-        self._direction = direction
-        self._on_trial = on_trial
+        self.started = started
+        self.budget_s = budget_s
+        self._rows = len(prep.codes)
+        self._classes = prep.n_classes
+        self._method = method
+        self._packaging = packaging
+        self._floor = max(RESERVE_MIN_S, RESERVE_SHARE * budget_s)
 
-    def _improves(self, score: float, best: Trial | None) -> bool:
-        if best is None:
-            return True
-        if not math.isfinite(score):
-            return False
-        if not math.isfinite(best.best_score):
-            return True
-        return score > best.best_score if self._direction == "max" else score < best.best_score
-
-    def __call__(self, raw: _flaml.RawTrial) -> None:
-        score = score_from_loss(raw.loss, self._direction)
-        best = self.trials[-1] if self.trials else None
-        improved = self._improves(score, best)
-        trial = Trial(
-            iteration=len(self.trials) + 1,
-            estimator=raw.estimator,
-            config=raw.config,
-            score=score,
-            train_time_s=raw.train_time_s,
-            sample_size=raw.sample_size,
-            elapsed_s=time.perf_counter() - self._started,
-            best_score=score if improved or best is None else best.best_score,
-            best_estimator=raw.estimator if improved or best is None else best.best_estimator,
-            improved=improved,
+    def package_s(self, trial: Trial | None) -> float:
+        if trial is None or not self._packaging:
+            return 0.0
+        return _costs.package_s(
+            trial.estimator,
+            trial.config,
+            self._rows,
+            self._classes,
+            import_s=_warm.import_left_s(_costs.PACKAGE_IMPORT_S),
         )
-        self.trials.append(trial)
-        if self._on_trial is not None:
-            self._on_trial(trial)
+
+    def reserve(self, trial: Trial | None) -> float:
+        if trial is None:
+            return self._floor
+        refit = _costs.refit_s(trial.train_time_s, trial.sample_size, self._rows, self._method)
+        return self._floor + refit + self.package_s(trial)
+
+    def left(self) -> float:
+        return self.started + self.budget_s - time.perf_counter()
 
 
-def _winner(trials: list[Trial], outcome: _flaml.SearchOutcome) -> Trial | None:
-    for trial in reversed(trials):
-        if trial.estimator == outcome.best_estimator and trial.config == outcome.best_config:
-            return trial
-    return None
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    data: TrainingData
-    plan: ColumnPlan
-    preprocessor: Any
-    matrix: np.ndarray
-    codes: np.ndarray
-    classes: np.ndarray | None
-    holdout: tuple[np.ndarray, np.ndarray] | None
-
-
-def _prepare(
-    data: TrainingData,
-    target: str,
-    task: Literal["classification", "regression"],
-    eval_frame: pd.DataFrame | None,
-) -> _Prepared:
-    plan = plan_columns(data.features)
-    if not plan.numeric and not plan.categories:
-        reasons = "; ".join(f"{k}: {v}" for k, v in list(plan.dropped.items())[:10])
-        raise ValidationError(f"no usable feature column ({reasons})")
-    frame = training_frame(data.features, plan)
-    preprocessor = build_preprocessor(plan)
-    matrix = np.asarray(preprocessor.fit_transform(frame), dtype=np.float64)
-    codes, classes = _encode(data.labels, data.kind)
-    holdout = None
-    if eval_frame is not None:
-        holdout = _holdout(eval_frame, target, task, preprocessor, plan, classes)
-    return _Prepared(data, plan, preprocessor, matrix, codes, classes, holdout)
-
-
-def _search_budget(budget_s: float, spent_s: float) -> float:
-    reserve = max(RESERVE_MIN_S, RESERVE_SHARE * budget_s)
-    left = budget_s - spent_s - reserve
-    if left <= 0:
+def _check_floor(clock: _Clock) -> None:
+    floor = clock.reserve(None)
+    if clock.budget_s <= floor:
         raise ValidationError(
-            f"a budget of {budget_s:g} s is too small: preparing the data took "
-            f"{spent_s:.1f} s and the final fit needs {reserve:.1f} s",
-            details={"budget_s": budget_s},
+            f"a budget of {clock.budget_s:g} s is too small: the final fit alone needs "
+            f"{floor:.1f} s",
+            details={"budget_s": clock.budget_s},
         )
-    return left
 
 
 def _final_model(
-    prep: _Prepared,
-    outcome: _flaml.SearchOutcome,
-    best: Trial | None,
-    seconds_left: float,
-    seed: int,
+    prep: Prepared, best: Trial, seconds_left: float, seed: int, n_jobs: int
 ) -> tuple[Any, int]:
-    steps = _flaml.final_steps(outcome.best_estimator, outcome.best_config, prep.data.kind)
+    steps = _flaml.final_steps(best.estimator, best.config, prep.data.kind, n_jobs=n_jobs)
     rows = final_fit_rows(best, len(prep.codes), seconds_left)
     if rows < len(prep.codes):
         picked = subsample(prep.codes, rows, prep.data.kind, seed)
@@ -196,6 +100,53 @@ def _final_model(
     else:
         matrix, labels = prep.matrix, prep.data.labels
     return fit_final(prep.preprocessor, matrix, labels, steps), rows
+
+
+def _search(
+    prep: Prepared,
+    validation: Validation,
+    log: TrialLog,
+    clock: _Clock,
+    *,
+    metric: str,
+    direction: Direction,
+    names: list[str],
+    seed: int,
+    max_iter: int | None,
+    n_jobs: int,
+    max_model_mb: float | None,
+) -> None:
+    """Score the defaults, then let FLAML search for what the clock leaves."""
+    kind = prep.data.kind
+    defaults = [n for n in DEFAULTS if n in names][: max_iter or None]
+    for name in defaults:
+        log(score_default(name, validation, kind=kind, metric=metric, n_jobs=n_jobs))
+    search_iter = None if max_iter is None else max_iter - len(defaults)
+    if search_iter == 0:
+        return
+
+    def time_left() -> float:
+        return clock.left() - clock.reserve(pick_winner(log.trials, direction, max_model_mb))
+
+    budget = time_left()
+    if budget <= 0 and log.trials:
+        return
+    _flaml.search(
+        validation,
+        kind=kind,
+        metric=metric,
+        time_budget_s=max(budget, 0.1),
+        estimators=names,
+        seed=seed,
+        max_iter=search_iter,
+        n_jobs=n_jobs,
+        time_left=time_left,
+        on_trial=log,
+        # On a frame FLAML samples, its lgbm search starts from the default, on a sample:
+        # from 4 trees of 4 leaves it rarely climbs past the default within a short
+        # budget. On a smaller one, that start would only score the default again.
+        starting_points=starting_points(names) if len(validation.labels) > SAMPLED_ROWS else None,
+    )
 
 
 def run_automl(
@@ -210,15 +161,23 @@ def run_automl(
     eval_frame: pd.DataFrame | None = None,
     on_trial: TrialCallback | None = None,
     max_iter: int | None = None,
+    n_jobs: int | None = None,
+    max_model_mb: float | None = None,
+    keep_columns: Collection[str] = (),
+    include_packaging: bool = False,
 ) -> AutoMLResult:
-    """Search learners and hyperparameters with FLAML; return the winner as one Pipeline.
+    """Score the library defaults, search with FLAML, and return the winner as one Pipeline.
 
-    The whole call (checks, preprocessing, search, final fit) aims to take ``budget_s``
-    seconds of wall time: the search gets what preprocessing left, less a reserve for the
-    final fit. The winner is refit on all labelled rows of ``train``, unless it was found
-    on a sample and its trial's pace says that refit would overrun the budget by more than
-    ``FINAL_FIT_SLACK``: then it is refit on a seeded, class-stratified sample of as many
-    rows as fit (``AutoMLResult.final_fit_rows`` says how many).
+    The whole call (checks, preprocessing, the defaults, the search, the final fit) aims to
+    take ``budget_s`` seconds of wall time: after every trial the search's end is moved so
+    that the best model so far can still be refit (and, with ``include_packaging``,
+    packaged) in what is left. The winner is the trial with the best validation score
+    whose estimated package fits ``max_model_mb``; of trials within 0.1 % of that score,
+    the smallest. When preparing the data used the budget up, the defaults are still
+    scored and the call runs over. The winner is refit on all labelled rows of ``train``,
+    unless its trial's pace
+    says that refit would overrun the budget by more than ``FINAL_FIT_SLACK``: then on a
+    seeded, class-stratified sample of as many rows as fit (``final_fit_rows``).
 
     Args:
         train: the training frame, target column included.
@@ -227,61 +186,88 @@ def run_automl(
         budget_s: the wall-time budget in seconds.
         metric: the metric to optimize (FLAML's names); by default ``roc_auc`` (binary),
             ``log_loss`` (multiclass) or ``r2`` (regression).
-        seed: the search's seed.
+        seed: the seed of the validation split and the search.
         estimators: learners to search, a subset of ``lgbm``, ``rf``, ``extra_tree`` and
-            ``lrl1`` (classification) or ``enet`` (regression); all of them by default.
-        eval_frame: rows to score trials on (a holdout); FLAML cross-validates or holds
-            out part of ``train`` when omitted. Never pass the frozen eval set the model is
-            judged on.
+            ``lrl1`` (classification) or ``enet`` (regression); all of them by default,
+            but the linear one on a matrix of more than ``LINEAR_MAX_CELLS`` cells.
+            The default of each one in ``DEFAULTS`` is scored first.
+        eval_frame: rows to score trials on (a holdout); the rows of ``train`` are
+            cross-validated or a seeded share held out when omitted. Never pass the frozen
+            eval set the model is judged on.
         on_trial: called after every trial with the trial and the best score so far.
-        max_iter: stop after this many trials. Learners then take turns, so the same
-            seed and data give the same trials, whatever the machine's speed.
+        max_iter: stop after this many trials (the defaults included). Learners then take
+            turns, so the same seed and data give the same trials, whatever the machine's
+            speed.
+        n_jobs: threads for the trials and the final fit; ``-1`` every core; by default
+            the cores the machine leaves idle (``resolve_n_jobs``).
+        max_model_mb: the largest package, in MB, the winner may make (estimated from its
+            configuration: see ``_costs``).
+        keep_columns: columns to use even though they look like identifiers.
+        include_packaging: also keep back, within the budget, the time packaging the
+            winner is expected to take (``train_model`` packages it next).
 
     Returns:
         The fitted winner, every trial, and the timings.
 
     Raises:
         ValidationError: bad arguments or data (see ``check_training_data``), a metric
-            that does not fit the task, or a budget preprocessing alone used up.
+            that does not fit the task, a budget below the final fit's reserve, or no
+            trial under ``max_model_mb``.
     """
     started = time.perf_counter()
-    _check_budget(budget_s, max_iter)
+    if include_packaging:
+        _warm.warm_packaging()
+    check_budget(budget_s, max_iter, max_model_mb)
     data = check_training_data(train, target, task)
-    kind = data.kind
-    metric, direction = resolve_metric(metric, kind)
-    names = _check_estimators(estimators, kind)
-    prep = _prepare(data, target, task, eval_frame)
+    metric, direction = resolve_metric(metric, data.kind)
+    check_estimators(estimators, data.kind)
+    threads = resolve_n_jobs(n_jobs)
+    prep = prepare(data, target, task, eval_frame, keep_columns)
+    rows, columns = prep.matrix.shape
+    names = check_estimators(estimators, data.kind, rows * columns)
+    method = "holdout" if prep.holdout is not None else _flaml.eval_method(rows, columns, budget_s)
+    validation = make_validation(
+        prep.matrix, prep.codes, kind=data.kind, method=method, seed=seed, holdout=prep.holdout
+    )
+    clock = _Clock(started, budget_s, prep, method, include_packaging)
+    _check_floor(clock)
     prepared = time.perf_counter()
-    log = _TrialLog(started, direction, on_trial)
-    outcome = _flaml.search(
-        prep.matrix,
-        prep.codes,
-        kind=kind,
+
+    def size_mb(name: str, config: dict[str, Any]) -> float:
+        return _costs.size_mb(name, config, rows, prep.n_classes, columns)
+
+    log = TrialLog(started, direction, on_trial, size_mb)
+    _search(
+        prep,
+        validation,
+        log,
+        clock,
         metric=metric,
-        budget_s=budget_s,
-        time_budget_s=_search_budget(budget_s, prepared - started),
-        estimators=names,
+        direction=direction,
+        names=names,
         seed=seed,
         max_iter=max_iter,
-        holdout=prep.holdout,
-        on_trial=log,
+        n_jobs=threads,
+        max_model_mb=max_model_mb,
     )
     searched = time.perf_counter()
-    seconds_left = budget_s * (1 + FINAL_FIT_SLACK) - (searched - started)
-    best = _winner(log.trials, outcome)
-    model, rows = _final_model(prep, outcome, best, seconds_left, seed)
+    best = pick_winner(log.trials, direction, max_model_mb)
+    if best is None:
+        raise no_winner(log.trials, max_model_mb, budget_s)
+    seconds_left = budget_s * (1 + FINAL_FIT_SLACK) - (searched - started) - clock.package_s(best)
+    model, fit_rows = _final_model(prep, best, seconds_left, seed, threads)
     finished = time.perf_counter()
     return AutoMLResult(
         model=model,
         task=task,
-        kind=kind,
+        kind=data.kind,
         metric=metric,
         direction=direction,
-        best_estimator=outcome.best_estimator,
-        best_config=outcome.best_config,
-        best_score=score_from_loss(outcome.best_loss, direction),
+        best_estimator=best.estimator,
+        best_config=best.config,
+        best_score=best.score,
         trials=log.trials,
-        eval_method=outcome.eval_method,
+        eval_method=method,
         budget_s=float(budget_s),
         elapsed_s=finished - started,
         timings={
@@ -291,8 +277,13 @@ def run_automl(
         },
         classes=None if prep.classes is None else [_plain(c) for c in prep.classes],
         dropped_columns=dict(prep.plan.dropped),
-        dropped_rows=prep.data.dropped_rows,
-        final_fit_rows=rows,
+        dropped_rows=data.dropped_rows,
+        final_fit_rows=fit_rows,
         seed=seed,
         estimators=names,
+        used_columns=prep.plan.used(list(data.features.columns)),
+        identifier_columns={c: prep.plan.dropped[c] for c in prep.plan.identifiers},
+        size_mb=best.size_mb,
+        n_jobs=threads,
+        max_model_mb=max_model_mb,
     )

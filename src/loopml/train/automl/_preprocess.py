@@ -12,18 +12,22 @@ get a ``OneHotEncoder`` with an explicit category list and ``handle_unknown="ign
 * at most ``MAX_CATEGORIES`` of the most frequent values per column become categories;
   rarer ones encode as unknown, so an ID-like column cannot explode the matrix.
 
-Datetime-like columns and columns with no values at all are not used (``dropped``), each
-with its reason; the fitted pipeline neither needs nor minds them.
+Datetime-like columns, columns with no values at all and identifier-like columns (see
+``_identifiers``; unless the caller keeps them) are not used (``dropped``), each with its
+reason; the fitted pipeline neither needs nor minds them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
+
+from loopml.train.automl._identifiers import identifier_reason
 
 MAX_CATEGORIES = 100
 
@@ -36,11 +40,18 @@ class ColumnPlan:
         numeric: numeric and boolean columns (median-imputed).
         categories: each text/categorical column and its categories, in encoding order.
         dropped: columns left out, each with the reason.
+        identifiers: the identifier-like columns among ``dropped``.
     """
 
     numeric: list[str] = field(default_factory=list)
     categories: dict[str, list[str]] = field(default_factory=dict)
     dropped: dict[str, str] = field(default_factory=dict)
+    identifiers: list[str] = field(default_factory=list)
+
+    def used(self, columns: list[str]) -> list[str]:
+        """The used columns among ``columns``, in that order."""
+        kept = set(self.numeric) | set(self.categories)
+        return [c for c in columns if c in kept]
 
 
 def as_text(series: pd.Series[Any]) -> pd.Series[Any]:
@@ -56,13 +67,18 @@ def _categories(series: pd.Series[Any]) -> list[str]:
     return sorted(str(value) for value, _ in ranked)
 
 
-def plan_columns(features: pd.DataFrame) -> ColumnPlan:
-    """Decide, per column, whether and how the preprocessing uses it."""
+def plan_columns(features: pd.DataFrame, keep: Collection[str] = ()) -> ColumnPlan:
+    """Decide, per column, whether and how the preprocessing uses it; the columns in
+    ``keep`` are used even when they look like identifiers."""
     plan = ColumnPlan()
     for name in features.columns:
         column = features[name]
         dtype = column.dtype
-        if ptypes.is_datetime64_any_dtype(dtype) or ptypes.is_timedelta64_dtype(dtype):
+        reason = None if name in keep else identifier_reason(column)
+        if reason is not None:
+            plan.dropped[name] = reason
+            plan.identifiers.append(name)
+        elif ptypes.is_datetime64_any_dtype(dtype) or ptypes.is_timedelta64_dtype(dtype):
             plan.dropped[name] = (
                 f"{dtype} columns are not used: derive numbers from them (an age, an hour, "
                 "a day of the week) in a transform"

@@ -41,6 +41,7 @@ def trial_batch(trial: Trial, metric: str, parent_run_id: str) -> LogBatch:
         "train_time_s": trial.train_time_s,
         "elapsed_s": trial.elapsed_s,
         "sample_size": float(trial.sample_size),
+        "estimated_mb": trial.size_mb,
     }
     return LogBatch(
         params=dict(list(params.items())[:100]),
@@ -53,6 +54,7 @@ def trial_batch(trial: Trial, metric: str, parent_run_id: str) -> LogBatch:
             TRIAL_TAG: str(trial.iteration),
             ESTIMATOR_TAG: trial.estimator,
             "loopml.automl.improved": "true" if trial.improved else "false",
+            "loopml.automl.source": trial.source,
         },
     )
 
@@ -137,11 +139,15 @@ def result_batch(result: AutoMLResult) -> LogBatch:
         "eval_method": result.eval_method,
         "best_estimator": result.best_estimator,
         "final_fit_rows": str(result.final_fit_rows),
+        "n_jobs": str(result.n_jobs),
+        "used_columns": _text(",".join(result.used_columns)),
+        "excluded_columns": _text(",".join(result.dropped_columns)),
     } | {f"best.{k}": _text(v) for k, v in result.best_config.items()}
     values = {
         f"best_{result.metric}": result.best_score,
         "trials": float(len(result.trials)),
         "elapsed_s": result.elapsed_s,
+        "estimated_mb": result.size_mb,
     } | {f"{phase}_s": seconds for phase, seconds in result.timings.items()}
     return LogBatch(
         params=dict(list(params.items())[:100]),

@@ -29,6 +29,14 @@ class Trial(BaseModel):
     best_score: float = Field(description="The best score so far, this trial included.")
     best_estimator: str = Field(description="The learner of the best trial so far.")
     improved: bool = Field(description="Whether this trial is the new best.")
+    source: str = Field(
+        default="search",
+        description="``default`` (a library default, scored before the search), ``search`` "
+        "(FLAML's) or ``ensemble``.",
+    )
+    size_mb: float = Field(
+        default=0.0, description="The estimated package size of this trial's model, in MB."
+    )
 
 
 @dataclass(frozen=True)
@@ -38,7 +46,7 @@ class AutoMLResult:
     Attributes:
         model: the winner, fitted on all training rows: one scikit-learn ``Pipeline``
             (``preprocess`` ColumnTransformer, an optional ``scale`` step, ``model``) that
-            ``loopml.train.packaging.package_model`` packages.
+            ``loopml.packaging.package_model`` packages.
         task: ``classification`` or ``regression``.
         kind: ``binary``, ``multiclass`` or ``regression``.
         metric: the metric optimized (FLAML's name); ``direction`` says which way is better.
@@ -58,6 +66,12 @@ class AutoMLResult:
             budget did not allow it (see ``run_automl``).
         seed: the search's seed.
         estimators: the learners searched.
+        used_columns: the feature columns the model reads, in order.
+        identifier_columns: the identifier-like columns left out (also in
+            ``dropped_columns``), each with the reason.
+        size_mb: the winner's estimated package size in MB.
+        n_jobs: the threads the search and the final fit used.
+        max_model_mb: the package size limit asked for, if any.
     """
 
     model: Any
@@ -79,3 +93,8 @@ class AutoMLResult:
     final_fit_rows: int = 0
     seed: int = 0
     estimators: list[str] = field(default_factory=list)
+    used_columns: list[str] = field(default_factory=list)
+    identifier_columns: dict[str, str] = field(default_factory=dict)
+    size_mb: float = 0.0
+    n_jobs: int = 1
+    max_model_mb: float | None = None

@@ -20,7 +20,7 @@ from loopml.core.types import Artifact, Page
 from loopml.storage import ArtifactStore, ObjectInfo
 from loopml.store import MetadataStore, experiments, logged_models, runs
 
-# The manifest file of a package (loopml.train.packaging.MANIFEST_FILE, not imported here:
+# The manifest file of a package (loopml.packaging.MANIFEST_FILE, not imported here:
 # packaging pulls in the ML stack, and recording a model only needs the name).
 MANIFEST_FILE = "loopml-model.json"
 MAX_PAGE = 1000

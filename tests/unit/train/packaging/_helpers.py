@@ -9,7 +9,7 @@ from typing import Any
 
 from sklearn.linear_model import LogisticRegression
 
-from loopml.train.packaging import MANIFEST_FILE, ModelPackage, package_model
+from loopml.packaging import MANIFEST_FILE, ModelPackage, package_model
 from tests.unit.train.packaging.conftest import frame_and_target
 
 

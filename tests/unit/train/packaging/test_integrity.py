@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from loopml.core.errors import ArtifactIntegrityError, NotFoundError, UnsafeArtifactError
-from loopml.train.packaging import MANIFEST_FILE, load_model
+from loopml.packaging import MANIFEST_FILE, load_model
 from tests.unit.train.packaging._helpers import iris_package
 
 

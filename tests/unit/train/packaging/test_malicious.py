@@ -19,7 +19,7 @@ import pytest
 import skops.io as sio
 
 from loopml.core.errors import UnsafeArtifactError
-from loopml.train.packaging import load_model
+from loopml.packaging import load_model
 from tests.unit.train.packaging._helpers import forge_manifest, iris_package
 
 

@@ -25,7 +25,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from loopml.core.errors import ConflictError, ValidationError
-from loopml.train.packaging import MANIFEST_FILE, load_model, package_model
+from loopml.packaging import MANIFEST_FILE, load_model, package_model
 from tests.unit.train.packaging.conftest import frame_and_target
 
 Factory = Callable[[], Any]

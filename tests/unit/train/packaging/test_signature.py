@@ -9,7 +9,7 @@ import pytest
 from sklearn.linear_model import Ridge
 
 from loopml.core.errors import ValidationError
-from loopml.train.packaging import LoadedModel, Signature, load_model, package_model
+from loopml.packaging import LoadedModel, Signature, infer_signature, load_model, package_model
 from tests.unit.train.packaging._helpers import iris_package
 from tests.unit.train.packaging.conftest import frame_and_target
 
@@ -60,7 +60,7 @@ def test_predict_proba_on_a_regressor_is_refused(tmp_path: Path) -> None:
 def test_infer_uses_the_model_columns_not_the_target(tmp_path: Path) -> None:
     frame, target = frame_and_target("diabetes")
     model = Ridge().fit(frame, target)
-    signature = Signature.infer(model, frame.assign(target=target))
+    signature = infer_signature(model, frame.assign(target=target))
     assert [c.name for c in signature.inputs] == list(frame.columns)
     assert signature.outputs[0].name == "prediction"
     assert signature.classes is None
@@ -69,7 +69,7 @@ def test_infer_uses_the_model_columns_not_the_target(tmp_path: Path) -> None:
 def test_integer_column_refuses_fractions() -> None:
     import pandas as pd
 
-    from loopml.train.packaging._signature import prepare_frame
+    from loopml.packaging._signature import prepare_frame
 
     signature = Signature.model_validate(
         {

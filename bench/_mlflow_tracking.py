@@ -1,0 +1,111 @@
+"""The MLflow side of ``bench/tracking.py``, run by an interpreter that has ``mlflow``.
+
+``populate DB RUNS METRICS`` writes the benchmark's runs into an MLflow SQLite store (the
+same values as ``bench/tracking.py``'s ``populate``: same generator, same seed, same order),
+through MLflow's own ORM in bulk, so filling 10,000 runs takes seconds rather than the
+10,000 client round trips it would take through the API.
+
+``client URI REPEAT`` times, through ``MlflowClient`` against the server at URI:
+``search_runs`` (filter ``metrics.m3 > 0.5``, order ``metrics.m7 DESC``, 100 runs) and
+``log_batch`` of 1,000 metric points. It prints one JSON object of samples in ms.
+
+A separate script so that mlflow (whose pins differ from loopml's) lives in its own venv.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+import uuid
+
+
+def populate(db: str, n_runs: int, n_metrics: int) -> None:
+    from mlflow.store.tracking.dbmodels.models import (
+        SqlLatestMetric,
+        SqlMetric,
+        SqlParam,
+        SqlRun,
+        SqlTag,
+    )
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore(f"sqlite:///{db}", "/tmp/mlflow-bench-artifacts")
+    experiment_id = store.create_experiment("bench")
+    rng = random.Random(7)
+    now = int(time.time() * 1000)
+    for start in range(0, n_runs, 500):
+        with store.ManagedSessionMaker() as session:
+            for i in range(start, min(start + 500, n_runs)):
+                run_id = uuid.uuid4().hex
+                session.add(
+                    SqlRun(
+                        run_uuid=run_id,
+                        name=f"run-{i}",
+                        experiment_id=int(experiment_id),
+                        user_id="bench",
+                        status="RUNNING",
+                        start_time=now + i,
+                        source_type="LOCAL",
+                        source_name="",
+                        entry_point_name="",
+                        source_version="",
+                        lifecycle_stage="active",
+                        artifact_uri=f"/tmp/mlflow-bench-artifacts/{run_id}",
+                    )
+                )
+                # The same draws, in the same order, as bench/tracking.py's populate.
+                params = {f"p{j}": str(rng.randint(0, 9)) for j in range(5)}
+                metrics = [(f"m{j}", rng.random()) for j in range(n_metrics)]
+                tags = {"team": rng.choice(["risk", "growth"]), "seed": str(i % 10)}
+                for key, value in params.items():
+                    session.add(SqlParam(run_uuid=run_id, key=key, value=value))
+                for key, value in tags.items():
+                    session.add(SqlTag(run_uuid=run_id, key=key, value=value))
+                for key, value in metrics:
+                    point = {"key": key, "value": value, "timestamp": i, "step": i}
+                    session.add(SqlMetric(run_uuid=run_id, is_nan=False, **point))
+                    session.add(SqlLatestMetric(run_uuid=run_id, is_nan=False, **point))
+    print(json.dumps({"experiment_id": experiment_id}))
+
+
+def client(uri: str, repeat: int) -> None:
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    mlflow_client = MlflowClient(uri)
+    experiment = mlflow_client.get_experiment_by_name("bench")
+    ids = [experiment.experiment_id]
+    run_id = mlflow_client.create_run(experiment.experiment_id).info.run_id
+    step = iter(range(10**9))
+
+    def search() -> int:
+        found = mlflow_client.search_runs(
+            ids, "metrics.m3 > 0.5", order_by=["metrics.m7 DESC"], max_results=100
+        )
+        return len(found)
+
+    def log_batch() -> None:
+        s = next(step)
+        points = [Metric(f"loss{j % 20}", j / 1000, j, s) for j in range(1000)]
+        mlflow_client.log_batch(run_id, metrics=points)
+
+    def timed(fn: object, n: int) -> list[float]:
+        fn()  # type: ignore[operator]
+        samples = []
+        for _ in range(n):
+            started = time.perf_counter()
+            fn()  # type: ignore[operator]
+            samples.append((time.perf_counter() - started) * 1000)
+        return samples
+
+    assert search() == 100
+    print(json.dumps({"search": timed(search, repeat), "log_batch": timed(log_batch, repeat)}))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "populate":
+        populate(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    else:
+        client(sys.argv[2], int(sys.argv[3]))

@@ -1,0 +1,267 @@
+"""Stream figures (issue 20): loopml's consumer against a bare consumer, on the real NATS
+JetStream and Redis Streams, in one run.
+
+For each broker, ``--messages`` (200,000) JSON messages of about 200 bytes are published
+first, into a JetStream stream (or a Redis stream key) of this run's own. Then, in turns:
+
+- the floor: a bare consumer in Python with the same client library (nats-py, redis-py),
+  that only fetches (batches of 5,000) and acks each message; its own durable consumer (or
+  consumer group) reads the whole stream from the start;
+- loopml: ``StreamConsumer`` in-process (decode, validate against the table's schema,
+  commit to a Delta table with a temp SQLite metadata database, then ack), its own durable
+  consumer reading the same messages, into a fresh table each turn.
+
+Each is timed from its first fetch to its last ack (the floor) or its last commit acked
+(loopml). The process is pinned to one core (``--cpus``), the brokers run outside it.
+Reported: messages/s by the wall clock and by this process's CPU time (which a busy shared
+machine distorts less), best of ``--runs`` turns, and loopml's ratio to the floor. Targets:
+ratio >= 0.7 and >= 100,000 messages/s.
+
+Run ``python bench/streams.py [--broker nats|redis|all] [--messages N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import orjson
+
+TARGET_RATIO = 0.7
+TARGET_RATE = 100_000
+FETCH = 5_000
+NATS_URL = os.environ.get("LOOPML_BENCH_NATS_URL", "nats://127.0.0.1:4222")
+REDIS_URL = os.environ.get("LOOPML_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _messages(n: int) -> list[bytes]:
+    cities = ["paris", "lyon", "oslo", "lima", "kyiv", "rome", "quito", "delhi"]
+    out = []
+    for i in range(n):
+        record = {
+            "id": i,
+            "customer": (i * 7919) % 100_000,
+            "city": cities[i % len(cities)],
+            "price": round((i % 1000) * 1.37, 2),
+            "quantity": i % 50,
+            "at": "2026-11-22T10:00:00Z",
+            "note": "",
+        }
+        body = orjson.dumps(record)
+        record["note"] = "x" * max(0, 200 - len(body))
+        out.append(orjson.dumps(record))
+    return out
+
+
+class _Nats:
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.subject = f"bench{tag}.*"
+
+    async def publish(self, bodies: list[bytes]) -> None:
+        import nats
+
+        nc = await nats.connect(NATS_URL)
+        js = nc.jetstream()
+        await js.add_stream(name=f"BENCH{self.tag}", subjects=[f"bench{self.tag}.>"])
+        for start in range(0, len(bodies), 10_000):
+            for body in bodies[start : start + 10_000]:
+                await nc.publish(f"bench{self.tag}.o", body)
+            await nc.flush()
+        await nc.close()
+
+    async def bare(self, n: int) -> None:
+        import nats
+        from nats.js.api import AckPolicy, ConsumerConfig
+
+        nc = await nats.connect(NATS_URL)
+        config = ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, max_ack_pending=200_000)
+        sub = await nc.jetstream().pull_subscribe(
+            self.subject,
+            durable=f"bare-{uuid.uuid4().hex[:8]}",
+            config=config,
+            pending_msgs_limit=200_000,
+        )
+        got = 0
+        while got < n:
+            try:
+                messages = await sub.fetch(FETCH, timeout=1)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            for message in messages:
+                await nc.publish(message.reply, b"+ACK")
+            got += len(messages)
+        await nc.flush()
+        await nc.close()
+
+    def source(self) -> str:
+        return NATS_URL
+
+    async def remove(self) -> None:
+        import nats
+
+        nc = await nats.connect(NATS_URL)
+        await nc.jetstream().delete_stream(f"BENCH{self.tag}")
+        await nc.close()
+
+
+class _Redis:
+    def __init__(self, tag: str) -> None:
+        self.key = f"bench-{tag}"
+        self.subject = None
+
+    async def publish(self, bodies: list[bytes]) -> None:
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(REDIS_URL)
+        for start in range(0, len(bodies), 10_000):
+            pipe = client.pipeline(transaction=False)
+            for body in bodies[start : start + 10_000]:
+                pipe.xadd(self.key, {b"data": body})
+            await pipe.execute()
+        await client.aclose()
+
+    async def bare(self, n: int) -> None:
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(REDIS_URL)
+        group = f"bare-{uuid.uuid4().hex[:8]}"
+        await client.xgroup_create(self.key, group, id="0")
+        got = 0
+        while got < n:
+            reply = await client.xreadgroup(group, "c", {self.key: ">"}, count=FETCH, block=1000)
+            if not reply:
+                continue
+            entries = reply[0][1]
+            await client.xack(self.key, group, *[entry_id for entry_id, _ in entries])
+            got += len(entries)
+        await client.aclose()
+
+    def source(self) -> str:
+        return f"{REDIS_URL}?stream={self.key}"
+
+    async def remove(self) -> None:
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(REDIS_URL)
+        await client.delete(self.key)
+        await client.aclose()
+
+
+def _loopml(broker: _Nats | _Redis, n: int, home: Path, turn: int) -> Callable[[], Awaitable[None]]:
+    """Set up a fresh metadata database, table and stream (untimed); return the timed run."""
+    from loopml.data.streams import service
+    from loopml.data.streams.consumer import StreamConsumer
+    from loopml.settings import LakeSettings
+    from loopml.storage import LocalArtifactStore
+    from loopml.store import MetadataStore, projects
+
+    store = MetadataStore(f"sqlite:///{home / f'meta{turn}.db'}")
+    store.upgrade()
+    with store.session() as session:
+        projects.create(session, "bench", actor="bench")
+    stream = service.create(
+        store,
+        "bench",
+        f"s{turn}",
+        source=broker.source(),
+        subject=broker.subject,
+        table="orders",
+        batch_rows=50_000,
+        batch_ms=1000,
+        actor="bench",
+    )
+    consumer = StreamConsumer(
+        store, LocalArtifactStore(home / f"lake{turn}"), LakeSettings(), stream
+    )
+
+    async def run() -> None:
+        task = asyncio.create_task(consumer.run())
+        while consumer.committed < n:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.005)
+        consumer.stop()
+        await task
+        store.dispose()
+
+    return run
+
+
+async def _timed(run: Callable[[], Awaitable[None]]) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    await run()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+async def _bench(kind: str, n: int, runs: int) -> dict[str, float]:
+    tag = uuid.uuid4().hex[:8]
+    broker: _Nats | _Redis = _Nats(tag) if kind == "nats" else _Redis(tag)
+    await broker.publish(_messages(n))
+    best: dict[str, tuple[float, float]] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="loopml-bench-streams-") as folder:
+            for turn in range(runs):
+                ours = _loopml(broker, n, Path(folder), turn)
+                for name, run in (("floor", lambda: broker.bare(n)), ("loopml", ours)):
+                    wall, cpu = await _timed(run)
+                    print(
+                        f"  {kind} {name:6s} turn {turn}: {n / wall:9,.0f} msg/s wall, "
+                        f"{n / cpu:9,.0f} msg/s of CPU",
+                        flush=True,
+                    )
+                    have = best.get(name)
+                    best[name] = (min(wall, have[0]), min(cpu, have[1])) if have else (wall, cpu)
+    finally:
+        await broker.remove()
+    floor, ours = best["floor"], best["loopml"]
+    return {
+        "floor_wall": n / floor[0],
+        "loopml_wall": n / ours[0],
+        "floor_cpu": n / floor[1],
+        "loopml_cpu": n / ours[1],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--broker", choices=["all", "nats", "redis"], default="all")
+    parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--cpus", type=int, default=1, help="Cores to pin this process to.")
+    args = parser.parse_args()
+    if hasattr(os, "sched_setaffinity") and args.cpus:
+        os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: args.cpus]))
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+    kinds = ["nats", "redis"] if args.broker == "all" else [args.broker]
+    # Imported before any clock starts: both sides are timed warm.
+    import nats  # noqa: F401
+    import redis.asyncio  # noqa: F401
+
+    import loopml.data.streams.backends.nats
+    import loopml.data.streams.backends.redis
+    import loopml.data.streams.consumer  # noqa: F401
+
+    for kind in kinds:
+        print(f"{kind}: {args.messages:,} messages of ~200 bytes, best of {args.runs}", flush=True)
+        got = asyncio.run(_bench(kind, args.messages, args.runs))
+        wall = got["loopml_wall"] / got["floor_wall"]
+        cpu = got["loopml_cpu"] / got["floor_cpu"]
+        met = got["loopml_wall"] >= TARGET_RATE
+        print(
+            f"{kind}: floor {got['floor_wall']:,.0f} msg/s, loopml {got['loopml_wall']:,.0f} "
+            f"msg/s (wall), ratio {wall:.2f} (target {TARGET_RATIO}); by CPU time: floor "
+            f"{got['floor_cpu']:,.0f}, loopml {got['loopml_cpu']:,.0f} msg/s, ratio {cpu:.2f}; "
+            f"target {TARGET_RATE:,} msg/s: {'met' if met else 'NOT met'}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

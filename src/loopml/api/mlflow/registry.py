@@ -1,0 +1,318 @@
+"""MLflow's model registry operations as calls into loopml's registry (``registry`` and the
+``store`` repositories): one function per endpoint.
+
+A version is registered from a model *loopml* packaged (ONNX or skops, with a manifest whose
+hash the run recorded); an MLflow-format model (an ``MLmodel`` file beside a pickle) is
+refused with a message saying so: the server never loads a client's pickle. Setting an alias
+goes through ``registry.set_alias`` exactly like ``loopml models promote``: ``champion`` moves
+only to a version whose latest gate verdict passed, with no way to force it from MLflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Any
+
+from loopml import registry
+from loopml.api.context import AppContext
+from loopml.api.mlflow import convert
+from loopml.api.mlflow.errors import MlflowApiError
+from loopml.core import layout
+from loopml.core.errors import NotFoundError, ValidationError
+from loopml.core.keys import join_key
+from loopml.core.registry import ModelVersion, VersionStatus
+from loopml.store import (
+    experiments,
+    lineage,
+    logged_models,
+    model_tags,
+    model_versions,
+    models,
+)
+
+MAX_PAGE = 1000
+_RUNS_SOURCE = re.compile(r"^runs:/([0-9a-f]{32})/(.+)$")
+_ARTIFACTS_SOURCE = re.compile(r"^mlflow-artifacts:/+runs/([0-9a-f]{32})/(.+)$")
+_MLFLOW_MODEL_SOURCE = re.compile(r"^(mlflow-artifacts:/+models/|models:/)([0-9a-f]{32})/?$")
+_MLFLOW_FORMAT = (
+    "loopml registers only models it packaged (ONNX or skops, hashed), and its server never "
+    "loads a client's pickle. Package it on your machine with `loopml runs package-mlflow "
+    "<run_id>` (MLflow 3: `--source models:/<model_id>`) and register "
+    "runs:/<run_id>/loopml-model; see docs/mlflow.md"
+)
+_NAME_FILTER = re.compile(r"""^\s*name\s*=\s*(['"])(.*)\1\s*$""", re.IGNORECASE)
+_VERSION_FILTER = re.compile(r"""^\s*(name|run_id)\s*=\s*(['"])(.*)\2\s*$""", re.IGNORECASE)
+
+
+def _source(ctx: AppContext, version: ModelVersion) -> str:
+    with ctx.store.session() as session:
+        logged = lineage.logged_model(session, version.logged_model_id)
+    return f"{convert.run_artifact_uri(logged.run_id)}/{logged.path}"
+
+
+def _version_json(ctx: AppContext, version: ModelVersion) -> dict[str, Any]:
+    return convert.model_version(version, _source(ctx, version))
+
+
+def _number(version: str | int) -> int:
+    try:
+        return int(version)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"invalid version {str(version)[:20]!r}: expected a number") from exc
+
+
+def create_model(
+    ctx: AppContext, project: str, name: str, tags: dict[str, str], description: str, actor: str
+) -> dict[str, Any]:
+    """``registered-models/create``."""
+    with ctx.store.session() as session:
+        model = models.create(
+            session, project, name, description=description, tags=tags, actor=actor
+        )
+    return {"registered_model": convert.registered_model(model)}
+
+
+def get_model(ctx: AppContext, project: str, name: str) -> dict[str, Any]:
+    """``registered-models/get``, with its newest version as ``latest_versions``."""
+    with ctx.store.session() as session:
+        model = models.get(session, project, name)
+        newest = model_versions.list_(session, project, name, limit=1).items
+    body = convert.registered_model(model)
+    body["latest_versions"] = [_version_json(ctx, v) for v in newest]
+    return {"registered_model": body}
+
+
+def update_model(
+    ctx: AppContext, project: str, name: str, description: str, actor: str
+) -> dict[str, Any]:
+    """``registered-models/update``: the description."""
+    with ctx.store.session() as session:
+        model = models.update(session, project, name, description=description, actor=actor)
+    return {"registered_model": convert.registered_model(model)}
+
+
+def delete_model(ctx: AppContext, project: str, name: str, actor: str) -> dict[str, Any]:
+    """``registered-models/delete``: the model with its versions and aliases, as in MLflow."""
+    registry.delete_model(ctx.store, project, name, force=True, actor=actor)
+    return {}
+
+
+def search_models(
+    ctx: AppContext, project: str, filter: str | None, max_results: int, page_token: str | None
+) -> dict[str, Any]:
+    """``registered-models/search``: by name; ``filter`` may only be ``name = '...'``."""
+    if filter and filter.strip():
+        match = _NAME_FILTER.fullmatch(filter)
+        if match is None:
+            raise ValidationError(
+                f"unsupported filter {filter[:100]!r}: only name = '<name>' is supported"
+            )
+        try:
+            return {
+                "registered_models": [get_model(ctx, project, match.group(2))["registered_model"]]
+            }
+        except NotFoundError:
+            return {"registered_models": []}
+    with ctx.store.session() as session:
+        page = models.list_(session, project, limit=min(max_results, MAX_PAGE), cursor=page_token)
+    found = [convert.registered_model(m) for m in page.items]
+    return {"registered_models": found, "next_page_token": page.next_cursor}
+
+
+def latest_versions(ctx: AppContext, project: str, name: str, stages: list[str]) -> dict[str, Any]:
+    """``registered-models/get-latest-versions``: loopml has no stages, so every version is
+    in stage ``None``: the newest one, unless other stages alone are asked for."""
+    if stages and "None" not in stages:
+        return {"model_versions": []}
+    with ctx.store.session() as session:
+        newest = model_versions.list_(session, project, name, limit=1).items
+    return {"model_versions": [_version_json(ctx, v) for v in newest]}
+
+
+def _run_and_path(
+    ctx: AppContext, project: str, source: str, run_id: str | None
+) -> tuple[str, str]:
+    for pattern in (_RUNS_SOURCE, _ARTIFACTS_SOURCE):
+        match = pattern.fullmatch(source.rstrip("/"))
+        if match is not None:
+            return match.group(1), match.group(2)
+    model = _MLFLOW_MODEL_SOURCE.fullmatch(source)
+    if model is not None:
+        with ctx.store.session() as session, contextlib.suppress(NotFoundError):
+            # MLflow 3 names a package loopml logged by its id (as /logged-models lists it).
+            package = logged_models.get(session, project, model.group(2))
+            return package.run_id, package.path
+        raise MlflowApiError(
+            "INVALID_PARAMETER_VALUE",
+            f"source {source[:120]!r} is a model an MLflow client logged (MLflow's format): "
+            + _MLFLOW_FORMAT,
+        )
+    raise ValidationError(
+        f"invalid source {source[:120]!r}: expected runs:/<run_id>/<path> or "
+        "mlflow-artifacts:/runs/<run_id>/<path>",
+        details={"field": "source"},
+    )
+
+
+def _refuse_mlflow_format(ctx: AppContext, project: str, run_id: str, path: str) -> None:
+    with ctx.store.session() as session:
+        project_id = experiments.project_id(session, project)
+    root = layout.run_artifacts_prefix(project_id, run_id)
+    if ctx.artifacts.exists(join_key(root, path, "MLmodel")):
+        raise MlflowApiError(
+            "INVALID_PARAMETER_VALUE",
+            f"run {run_id} holds an MLflow-format model at {path!r} (MLmodel and a pickle): "
+            + _MLFLOW_FORMAT,
+        )
+
+
+def create_version(
+    ctx: AppContext,
+    project: str,
+    name: str,
+    source: str,
+    run_id: str | None,
+    description: str,
+    tags: dict[str, str],
+    actor: str,
+) -> dict[str, Any]:
+    """``model-versions/create``: register the loopml package at ``source``; the answer is
+    the settled version (READY or FAILED_REGISTRATION), so the client's wait ends at once."""
+    source_run, path = _run_and_path(ctx, project, source, run_id)
+    try:
+        version = registry.register_version(
+            ctx.store,
+            ctx.artifacts,
+            project=project,
+            model_name=name,
+            run_id=source_run,
+            path=path,
+            description=description,
+            actor=actor,
+        )
+    except NotFoundError:
+        _refuse_mlflow_format(ctx, project, source_run, path)
+        raise
+    for key, value in tags.items():
+        with ctx.store.session() as session:
+            version = model_tags.set_version_tag(
+                session, project, name, version.version, key, value, actor=actor
+            )
+    return {"model_version": _version_json(ctx, version)}
+
+
+def get_version(ctx: AppContext, project: str, name: str, version: str) -> dict[str, Any]:
+    """``model-versions/get``."""
+    with ctx.store.session() as session:
+        found = model_versions.get(session, project, name, _number(version))
+    return {"model_version": _version_json(ctx, found)}
+
+
+def update_version(
+    ctx: AppContext, project: str, name: str, version: str, description: str, actor: str
+) -> dict[str, Any]:
+    """``model-versions/update``: the description."""
+    with ctx.store.session() as session:
+        found = model_versions.update_description(
+            session, project, name, _number(version), description=description, actor=actor
+        )
+    return {"model_version": _version_json(ctx, found)}
+
+
+def delete_version(
+    ctx: AppContext, project: str, name: str, version: str, actor: str
+) -> dict[str, Any]:
+    """``model-versions/delete``: refused while an alias points at it."""
+    registry.delete_version(ctx.store, project, name, _number(version), actor=actor)
+    return {}
+
+
+def search_versions(
+    ctx: AppContext, project: str, filter: str | None, max_results: int, page_token: str | None
+) -> dict[str, Any]:
+    """``model-versions/search``: ``name = '...'`` (a model's versions, newest first) or
+    ``run_id = '...'``."""
+    match = _VERSION_FILTER.fullmatch(filter or "")
+    if match is None:
+        raise ValidationError(
+            f"unsupported filter {(filter or '')[:100]!r}: expected name = '<model>' or "
+            "run_id = '<run id>'"
+        )
+    field, value = match.group(1).lower(), match.group(3)
+    if field == "run_id":
+        with ctx.store.session() as session:
+            found = lineage.versions_of_run(session, project, value)
+        return {"model_versions": [_version_json(ctx, v) for v in found]}
+    cursor = int(page_token) if page_token and page_token.isdigit() else None
+    with ctx.store.session() as session:
+        page = model_versions.list_(
+            session, project, value, limit=min(max_results, MAX_PAGE), cursor=cursor
+        )
+    items = [_version_json(ctx, v) for v in page.items]
+    return {"model_versions": items, "next_page_token": page.next_cursor}
+
+
+def download_uri(ctx: AppContext, project: str, name: str, version: str) -> dict[str, Any]:
+    """``model-versions/get-download-uri``: the package's folder in the run's artifacts."""
+    with ctx.store.session() as session:
+        found = model_versions.get(session, project, name, _number(version))
+    return {"artifact_uri": _source(ctx, found)}
+
+
+def set_alias(
+    ctx: AppContext, project: str, name: str, alias: str, version: str, actor: str
+) -> dict[str, Any]:
+    """``registered-models/alias`` (POST): through loopml's gate, like ``loopml models promote``."""
+    registry.set_alias(ctx.store, project, name, alias, _number(version), actor=actor)
+    return {}
+
+
+def delete_alias(
+    ctx: AppContext, project: str, name: str, alias: str, actor: str
+) -> dict[str, Any]:
+    """``registered-models/alias`` (DELETE)."""
+    registry.remove_alias(ctx.store, project, name, alias, actor=actor)
+    return {}
+
+
+def version_by_alias(ctx: AppContext, project: str, name: str, alias: str) -> dict[str, Any]:
+    """``registered-models/alias`` (GET)."""
+    found = registry.resolve(ctx.store, project, f"{name}@{alias}")
+    return {"model_version": _version_json(ctx, found)}
+
+
+def set_model_tag(
+    ctx: AppContext, project: str, name: str, key: str, value: str | None, actor: str
+) -> dict[str, Any]:
+    """``registered-models/set-tag`` and ``delete-tag`` (``value`` ``None``)."""
+    with ctx.store.session() as session:
+        if value is None:
+            model_tags.delete_model_tag(session, project, name, key, actor=actor)
+        else:
+            model_tags.set_model_tag(session, project, name, key, value, actor=actor)
+    return {}
+
+
+def set_version_tag(
+    ctx: AppContext,
+    project: str,
+    name: str,
+    version: str,
+    key: str,
+    value: str | None,
+    actor: str,
+) -> dict[str, Any]:
+    """``model-versions/set-tag`` and ``delete-tag`` (``value`` ``None``)."""
+    number = _number(version)
+    with ctx.store.session() as session:
+        if value is None:
+            model_tags.delete_version_tag(session, project, name, number, key, actor=actor)
+        else:
+            model_tags.set_version_tag(session, project, name, number, key, value, actor=actor)
+    return {}
+
+
+def ready(version: ModelVersion) -> bool:
+    """Whether a version may be served (loopml registers synchronously: READY or FAILED)."""
+    return version.status == VersionStatus.READY

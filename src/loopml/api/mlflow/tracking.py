@@ -1,0 +1,349 @@
+"""MLflow's tracking operations as calls into loopml's own tracking (``train.tracking`` and
+the ``store`` repositories): one function per MLflow endpoint, each one transaction.
+
+MLflow's experiment id ``"0"`` (a client that names no experiment) is the project's
+``mlflow.default_experiment``, created on first use. Runs created here get the longest
+heartbeat timeout loopml allows: MLflow clients send no heartbeats.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from loopml.api.context import AppContext
+from loopml.api.mlflow import convert, schemas
+from loopml.api.mlflow.filters import parse_filter, parse_order
+from loopml.core.errors import ConflictError, NotFoundError, ValidationError
+from loopml.core.run_search import ID_PATTERN, RunSearch
+from loopml.core.runs import (
+    MAX_METRICS_PER_BATCH,
+    TAG_VALUE_MAX,
+    EndStatus,
+    Experiment,
+    LogBatch,
+    Run,
+    parse_batch,
+)
+from loopml.store import experiments, mlflow_models, run_logs, run_search, runs
+from loopml.store.runs import MAX_HEARTBEAT_TIMEOUT_S
+from loopml.train import tracking
+
+DEFAULT_EXPERIMENT_ID = "0"
+LOG_MODEL_TAG = "mlflow.log-model.history"
+_LIFECYCLE = {"ACTIVE_ONLY": "active", "DELETED_ONLY": "deleted", "ALL": "all"}
+MAX_PAGE = 1000
+_END_STATUSES: dict[str, EndStatus] = {
+    "FINISHED": "FINISHED",
+    "FAILED": "FAILED",
+    "KILLED": "KILLED",
+}
+
+
+def experiment_of(ctx: AppContext, project: str, experiment_id: str, actor: str) -> Experiment:
+    """The experiment an MLflow id names (``"0"``: the default one, created on first use)."""
+    if experiment_id == DEFAULT_EXPERIMENT_ID:
+        name = ctx.settings.mlflow.default_experiment
+        return tracking.ensure_experiment(ctx.store, project, name, actor=actor)
+    with ctx.store.session() as session:
+        return experiments.get_by_id(session, project, experiment_id)
+
+
+def create_experiment(
+    ctx: AppContext, project: str, body: schemas.ExperimentCreate, actor: str
+) -> dict[str, Any]:
+    """``experiments/create``: ``{"experiment_id"}``."""
+    exp = tracking.create_experiment(ctx.store, project, body.name, actor=actor)
+    return {"experiment_id": exp.id}
+
+
+def get_experiment(ctx: AppContext, project: str, experiment_id: str, actor: str) -> dict[str, Any]:
+    """``experiments/get``."""
+    return {"experiment": convert.experiment(experiment_of(ctx, project, experiment_id, actor))}
+
+
+def get_experiment_by_name(ctx: AppContext, project: str, name: str) -> dict[str, Any]:
+    """``experiments/get-by-name``."""
+    return {"experiment": convert.experiment(tracking.get_experiment(ctx.store, project, name))}
+
+
+def search_experiments(
+    ctx: AppContext, project: str, body: schemas.ExperimentSearch
+) -> dict[str, Any]:
+    """``experiments/search``: by name; ``filter`` may only be ``name = '...'``."""
+    names = None
+    if body.filter and body.filter.strip():
+        translated = _experiment_filter(body.filter)
+        names = [translated]
+    with ctx.store.session() as session:
+        page = experiments.search(
+            session,
+            project,
+            lifecycle=_LIFECYCLE[body.view_type],
+            names=names,
+            limit=min(body.max_results, MAX_PAGE),
+            cursor=body.page_token or None,
+        )
+    found = [convert.experiment(e) for e in page.items]
+    return {"experiments": found, "next_page_token": page.next_cursor}
+
+
+def _experiment_filter(text: str) -> str:
+    parts = text.strip().split("=", 1)
+    left = parts[0].strip().lower()
+    value = parts[1].strip() if len(parts) == 2 else ""
+    quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""
+    if left not in ("name", "attribute.name", "attributes.name") or not quoted:
+        raise ValidationError(
+            f"unsupported experiment filter {text[:100]!r}: only name = '<name>' is supported",
+            details={"field": "filter"},
+        )
+    return value[1:-1]
+
+
+def update_experiment(
+    ctx: AppContext, project: str, body: schemas.ExperimentUpdate, actor: str
+) -> dict[str, Any]:
+    """``experiments/update``: rename."""
+    with ctx.store.session() as session:
+        experiments.update(session, project, body.experiment_id, name=body.new_name, actor=actor)
+    return {}
+
+
+def set_experiment_deleted(
+    ctx: AppContext, project: str, experiment_id: str, deleted: bool, actor: str
+) -> dict[str, Any]:
+    """``experiments/delete`` and ``experiments/restore`` (soft; its runs stay as they are)."""
+    with ctx.store.session() as session:
+        experiments.update(session, project, experiment_id, deleted=deleted, actor=actor)
+    return {}
+
+
+def _run_json(ctx: AppContext, project: str, run: Run) -> dict[str, Any]:
+    with ctx.store.session() as session:
+        experiment_id = experiments.get(session, project, run.experiment).id
+        points = run_logs.latest_points(session, [run.id])[run.id]
+        outputs = mlflow_models.of_runs(session, [run.id])[run.id]
+    return convert.run(run, experiment_id, points, outputs)
+
+
+def create_run(
+    ctx: AppContext, project: str, body: schemas.RunCreate, actor: str
+) -> dict[str, Any]:
+    """``runs/create``: a RUNNING run with its first tags."""
+    exp = experiment_of(ctx, project, body.experiment_id or DEFAULT_EXPERIMENT_ID, actor)
+    tags = {t.key: t.value for t in body.tags}
+    name = body.run_name or tags.get(convert.RUN_NAME_TAG) or None
+    run = tracking.start_run(
+        ctx.store,
+        project,
+        exp.name,
+        heartbeat_timeout_s=MAX_HEARTBEAT_TIMEOUT_S,
+        actor=actor,
+        name=name,
+        batch=parse_batch({"tags": tags}),
+    )
+    return {"run": _run_json(ctx, project, run)}
+
+
+def get_run(ctx: AppContext, project: str, run_id: str) -> dict[str, Any]:
+    """``runs/get``."""
+    return {"run": _run_json(ctx, project, tracking.get_run(ctx.store, project, run_id))}
+
+
+def update_run(
+    ctx: AppContext, project: str, body: schemas.RunUpdate, actor: str
+) -> dict[str, Any]:
+    """``runs/update``: end it (FINISHED, FAILED, KILLED) and/or rename it."""
+    run_id = body.id
+    if body.run_name:
+        with ctx.store.session() as session:
+            runs.rename(session, project, run_id, body.run_name, actor=actor)
+    end = _END_STATUSES.get(body.status or "")
+    if end is not None:
+        run = tracking.end_run(ctx.store, project, run_id, end, actor=actor)
+    else:
+        run = tracking.get_run(ctx.store, project, run_id)
+        if body.status is not None and run.status != "RUNNING":
+            raise ConflictError(
+                f"run {run_id} already ended as {run.status}; it cannot be {body.status} again",
+                details={"run_id": run_id, "status": run.status},
+            )
+    return {"run_info": _run_json(ctx, project, run)["info"]}
+
+
+def set_run_deleted(
+    ctx: AppContext, project: str, run_id: str, deleted: bool, actor: str
+) -> dict[str, Any]:
+    """``runs/delete`` and ``runs/restore``: soft, as in MLflow."""
+    with ctx.store.session() as session:
+        runs.set_deleted(session, project, run_id, deleted, actor=actor)
+    return {}
+
+
+def search_runs(ctx: AppContext, project: str, body: schemas.RunSearch) -> dict[str, Any]:
+    """``runs/search``: MLflow's filter and order translated into one loopml search."""
+    translated = parse_filter(body.filter)
+    order_by = parse_order(body.order_by)
+    ids = [experiment_id_of(ctx, project, e) for e in body.experiment_ids]
+    ids = [i for i in ids if i is not None]
+    if translated.matches_nothing or (body.experiment_ids and not ids):
+        return {"runs": []}
+    spec = RunSearch.model_validate(
+        {
+            "experiment_ids": ids,
+            "run_ids": translated.run_ids,
+            "lifecycle": _LIFECYCLE[body.run_view_type],
+            "status": translated.status,
+            "filters": [f.model_dump() for f in translated.filters],
+            "order_by": [o.model_dump() for o in order_by],
+            "include": ["params", "tags"],
+            "limit": min(body.max_results, MAX_PAGE),
+            "cursor": body.page_token or None,
+        }
+    )
+    with ctx.store.session() as session:
+        page = run_search.search(session, project, spec)
+        run_ids = [r.id for r in page.items]
+        points = run_logs.latest_points(session, run_ids)
+        outputs = mlflow_models.of_runs(session, run_ids)
+        names = sorted({r.experiment for r in page.items})
+        exp_ids = experiments.ids_by_name(session, project, names) if names else {}
+    found = [convert.run(r, exp_ids[r.experiment], points[r.id], outputs[r.id]) for r in page.items]
+    answer: dict[str, Any] = {"runs": found}
+    if page.next_cursor:
+        answer["next_page_token"] = page.next_cursor
+    return answer
+
+
+def experiment_id_of(ctx: AppContext, project: str, experiment_id: str) -> str | None:
+    """An MLflow experiment id as loopml's (``"0"``: the default experiment, if it exists);
+    ``None`` for one that cannot be a loopml experiment id."""
+    if experiment_id == DEFAULT_EXPERIMENT_ID:
+        with ctx.store.session() as session:
+            name = ctx.settings.mlflow.default_experiment
+            found = experiments.ids_by_name(session, project, [name])
+        return found.get(name)
+    return experiment_id if _is_id(experiment_id) else None
+
+
+def _is_id(text: str) -> bool:
+    return re.fullmatch(ID_PATTERN, text) is not None
+
+
+def _metric(m: schemas.Metric) -> dict[str, Any]:
+    value: Any = m.value
+    if isinstance(value, str):
+        value = "NaN" if value.lower() == "nan" else _number(m.key, value)
+    return {"key": m.key, "value": value, "step": m.step, "timestamp_ms": m.timestamp}
+
+
+def _number(key: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError as exc:
+        raise ValidationError(f"metric {key!r}: {text[:40]!r} is not a number") from exc
+
+
+def _batch(body: schemas.LogBatch) -> LogBatch:
+    total = len(body.metrics) + len(body.params) + len(body.tags)
+    if total > MAX_METRICS_PER_BATCH:
+        raise ValidationError(
+            f"a batch holds at most {MAX_METRICS_PER_BATCH} metrics, params and tags in "
+            f"total, got {total}",
+            details={"field": "metrics"},
+        )
+    params: dict[str, str] = {}
+    for p in body.params:
+        if params.setdefault(p.key, p.value) != p.value:
+            raise ValidationError(f"param {p.key!r} is given twice with different values")
+    return parse_batch(
+        {
+            "params": params,
+            "metrics": [_metric(m) for m in body.metrics],
+            "tags": {t.key: t.value for t in body.tags},
+        }
+    )
+
+
+def log_batch(ctx: AppContext, project: str, body: schemas.LogBatch, actor: str) -> dict[str, Any]:
+    """``runs/log-batch`` (and log-metric, log-parameter, set-tag: batches of one)."""
+    batch = _batch(body)
+    tracking.log_batch(ctx.store, project, body.id, batch)
+    name = batch.tags.get(convert.RUN_NAME_TAG)
+    if name:  # as in MLflow, setting the run-name tag renames the run
+        with ctx.store.session() as session:
+            runs.rename(session, project, body.id, name, actor=actor)
+    return {}
+
+
+def delete_tag(ctx: AppContext, project: str, body: schemas.DeleteTag) -> dict[str, Any]:
+    """``runs/delete-tag``."""
+    with ctx.store.session() as session:
+        run_logs.delete_tag(session, project, body.id, body.key)
+    return {}
+
+
+def log_inputs(ctx: AppContext, project: str, body: schemas.LogInputs) -> dict[str, Any]:
+    """``runs/log-inputs``: each dataset becomes a run input ``mlflow_dataset``,
+    ``name@digest``, so loopml's lineage sees it."""
+    inputs = []
+    for item in body.datasets:
+        ds = item.dataset
+        details = {"source_type": ds.source_type[:1000], "source": ds.source[:1000]}
+        context = next((t.value for t in item.tags if t.key == "mlflow.data.context"), None)
+        if context:
+            details["context"] = context[:1000]
+        inputs.append(
+            {"kind": convert.DATASET_KIND, "ref": f"{ds.name}@{ds.digest}", "details": details}
+        )
+    tracking.log_batch(ctx.store, project, body.id, parse_batch({"inputs": inputs}))
+    return {}
+
+
+def log_model(ctx: AppContext, project: str, body: schemas.LogModel) -> dict[str, Any]:
+    """``runs/log-model`` (MLflow 2): the model's description is appended to the run's
+    ``mlflow.log-model.history`` tag, oldest entries dropped to fit loopml's tag limit."""
+    try:
+        entry = json.loads(body.model_json)
+    except ValueError as exc:
+        raise ValidationError("model_json is not JSON") from exc
+    run = tracking.get_run(ctx.store, project, body.id)
+    history = json.loads((run.tags or {}).get(LOG_MODEL_TAG, "[]"))
+    history.append(entry)
+    text = json.dumps(history)
+    while len(text) > TAG_VALUE_MAX and len(history) > 1:
+        history.pop(0)
+        text = json.dumps(history)
+    if len(text) > TAG_VALUE_MAX:
+        text = json.dumps(
+            [{k: entry.get(k) for k in ("artifact_path", "run_id", "utc_time_created")}]
+        )
+    tracking.log_batch(ctx.store, project, body.id, parse_batch({"tags": {LOG_MODEL_TAG: text}}))
+    return {}
+
+
+def metric_history(
+    ctx: AppContext,
+    project: str,
+    run_id: str,
+    key: str,
+    max_results: int | None,
+    page_token: str | None,
+) -> dict[str, Any]:
+    """``metrics/get-history``: a page of at most 1,000 points; the client asks for more."""
+    limit = min(max_results or MAX_PAGE, MAX_PAGE)
+    page = tracking.metric_history(ctx.store, project, run_id, key, limit=limit, cursor=page_token)
+    answer: dict[str, Any] = {"metrics": [convert.metric(p) for p in page.items]}
+    if page.next_cursor:
+        answer["next_page_token"] = page.next_cursor
+    return answer
+
+
+def require_run(ctx: AppContext, project: str, run_id: str) -> None:
+    """``NotFoundError`` unless ``run_id`` is a run of ``project``."""
+    if not _is_id(run_id):
+        raise NotFoundError(f"run {run_id[:40]!r} not found", details={"run_id": run_id[:40]})
+    with ctx.store.session() as session:
+        runs.require(session, project, run_id)

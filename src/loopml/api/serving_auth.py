@@ -1,0 +1,123 @@
+"""The token check on the gateway's serving paths, with authentication on.
+
+The gateway's routes (``/deployments/{name}/predict``, ``.../v2/...``, ``/v2/models/...``)
+are served by its own fast path, not by the API's routers, so the permission dependency never
+sees them. This middleware, just outside the fast path, asks for a bearer token with at least
+the viewer role in the deployment's project (a token narrowed to ``deployment:<name>`` reaches
+that deployment only), through ``TokenCache``: one store lookup per token every few seconds,
+not one per request. The server-level V2 paths (``/v2``, ``/v2/health/...``) and ``/metrics``
+stay open, like ``/api/v1/health``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable
+
+import anyio.to_thread
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from loopml.api.guard import send_error
+from loopml.auth import service
+from loopml.auth.cache import TokenCache
+from loopml.auth.permissions import Action, Rule
+from loopml.auth.ratelimit import FailureLimiter
+from loopml.core.errors import LoopmlError, UnauthenticatedError
+
+_DEPLOYMENT = re.compile(
+    r"^(?:/projects/(?P<project>[^/]+))?/deployments/(?P<name>[^/]+)/(?:predict|v2)(?:/|$)"
+)
+_ROOT_V2 = re.compile(r"^/v2/models/(?P<name>[^/]+)(?:/|$)")
+_PREDICT = Rule(Action.READ, ("deployment", "name"))
+
+
+def deployment_of(
+    path: str, root_deployment: Callable[[str], str] | None = None
+) -> tuple[str, str] | None:
+    """``(project, deployment)`` a serving path addresses, or ``None`` for other paths.
+
+    ``/v2/models/{name}`` may name a default-project deployment by a model it serves;
+    ``root_deployment`` (the gateway's own rule) says which deployment that reaches, so a
+    token narrowed to one deployment is matched on the deployment really called.
+    """
+    match = _DEPLOYMENT.match(path)
+    if match:
+        return match.group("project") or "default", match.group("name")
+    match = _ROOT_V2.match(path)
+    if match is None:
+        return None
+    name = match.group("name")
+    if root_deployment is not None:
+        with contextlib.suppress(LoopmlError):  # unknown: the gateway answers 404 itself
+            name = root_deployment(name)
+    return "default", name
+
+
+class ServingAuthMiddleware:
+    """Pure ASGI middleware enforcing the rules in the module docstring."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        cache: TokenCache,
+        failures: FailureLimiter,
+        root_deployment: Callable[[str], str] | None = None,
+    ) -> None:
+        self.app = app
+        self.cache = cache
+        self.failures = failures
+        self.root_deployment = root_deployment
+        # (token, project, deployment) -> until when it was allowed: a repeated call skips
+        # even the role check (for as long as the token itself is remembered).
+        self._allowed: dict[tuple[str, str, str], float] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        http = scope["type"] == "http"
+        target = deployment_of(scope["path"], self.root_deployment) if http else None
+        if target is not None:
+            try:
+                await self._check(scope, *target)
+            except LoopmlError as error:
+                await send_error(send, error, scope["path"])
+                return
+        await self.app(scope, receive, send)
+
+    async def _check(self, scope: Scope, project: str, deployment: str) -> None:
+        token = _bearer(scope)
+        if token is not None and self._allowed.get((token, project, deployment), 0.0) > (
+            self.cache.now()
+        ):
+            return
+        if token is None:
+            raise UnauthenticatedError(
+                "authentication required: send Authorization: Bearer <token> (a token with "
+                f"the viewer role in project {project!r}, or one narrowed to "
+                f"deployment:{deployment})"
+            )
+        entry = self.cache.entry(token)
+        if entry is None:
+            source = scope["client"][0] if scope.get("client") else "unknown"
+            self.failures.check(source)
+            try:
+                await anyio.to_thread.run_sync(self.cache.principal, token)
+            except UnauthenticatedError:
+                self.failures.fail(source)
+                raise
+            entry = self.cache.entry(token)
+            if entry is None:  # remembered for less time than it took to get here
+                raise UnauthenticatedError("the token could not be checked in time; retry")
+        caller, fresh_until = entry
+        service.authorize(caller, _PREDICT, project, deployment)
+        if len(self._allowed) > 10_000:
+            self._allowed.clear()
+        # No longer than the token itself is remembered, so revocation still holds in 5 s.
+        self._allowed[(token, project, deployment)] = fresh_until
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name.lower() == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() or None if scheme.lower() == "bearer" else None
+    return None

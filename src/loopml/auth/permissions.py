@@ -1,0 +1,288 @@
+"""Every API route and what it needs: one entry per route, grouped by router module.
+
+A route is ``(METHOD, path template)`` exactly as the app declares it. A test walks the
+app's routes and fails on any route without an entry here, so a new route cannot ship
+without a rule: add it to its module's list (or a new module's list).
+
+Actions:
+
+- ``PUBLIC``: anyone (health checks; the login itself).
+- ``WEBHOOK``: anyone, because the route checks its own secret (a trigger's webhook).
+- ``USER``: any authenticated caller (who am I, my own tokens).
+- ``READ`` / ``WRITE`` / ``ADMIN``: viewer / editor / admin in the route's project (the
+  ``{project}`` path parameter, or ``{name}`` under ``/api/v1/projects/{name}``); the
+  gateway's root paths (``/deployments/...``) act in the ``default`` project.
+- ``PLATFORM``: a platform admin (users, creating projects, garbage collection).
+
+``resource`` names the path parameter that picks the resource a narrowed token may act on
+(``("deployment", "name")``): a token narrowed to ``deployment:churn-api`` may call only the
+routes whose rule names a deployment, and only with ``name`` = ``churn-api``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from loopml.core.auth import Role
+
+
+class Action(enum.Enum):
+    """What a route needs of its caller (see the module docstring)."""
+
+    PUBLIC = "public"
+    WEBHOOK = "webhook"
+    USER = "user"
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+    PLATFORM = "platform"
+
+    @property
+    def role(self) -> Role | None:
+        """The project role the action needs, for the three project actions."""
+        return {"read": Role.VIEWER, "write": Role.EDITOR, "admin": Role.ADMIN}.get(self.value)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one route needs: an action, and the resource a narrowed token is matched on."""
+
+    action: Action
+    resource: tuple[str, str] | None = None
+    project_param: str = "project"
+
+
+R, W, A = Action.READ, Action.WRITE, Action.ADMIN
+DEPLOYMENT = ("deployment", "name")
+EXPERIMENT = ("experiment", "name")
+TABLE = ("table", "table")
+MODEL = ("model", "model")
+P = "/api/v1/projects/{project}"
+
+# One list per router module: (method, path, action[, resource]).
+_ROUTES: dict[str, list[tuple[str, str, Action] | tuple[str, str, Action, tuple[str, str]]]] = {
+    "health": [
+        ("GET", "/api/v1/health", Action.PUBLIC),
+        ("GET", "/api/v1/health/live", Action.PUBLIC),
+        ("GET", "/api/v1/health/ready", Action.PUBLIC),
+    ],
+    "auth": [
+        ("POST", "/api/v1/auth/login", Action.PUBLIC),
+        ("GET", "/api/v1/auth/whoami", Action.USER),
+        ("GET", "/api/v1/tokens", Action.USER),
+        ("POST", "/api/v1/tokens", Action.USER),
+        ("DELETE", "/api/v1/tokens/{token_id}", Action.USER),
+        ("GET", "/api/v1/users", Action.PLATFORM),
+        ("POST", "/api/v1/users", Action.PLATFORM),
+        ("GET", P + "/members", A),
+        ("PUT", P + "/members/{user}", A),
+    ],
+    "projects": [
+        ("GET", "/api/v1/projects", Action.USER),
+        ("POST", "/api/v1/projects", Action.PLATFORM),
+        ("GET", "/api/v1/projects/{name}", R),
+        ("PATCH", "/api/v1/projects/{name}", A),
+        ("DELETE", "/api/v1/projects/{name}", A),
+    ],
+    "events": [("GET", "/api/v1/events", Action.PLATFORM)],
+    "artifacts": [
+        ("GET", P + "/artifacts", R),
+        ("GET", P + "/artifacts/{key:path}", R),
+        ("PUT", P + "/artifacts/{key:path}", W),
+        ("DELETE", P + "/artifacts/{key:path}", A),
+    ],
+    "datasets": [
+        ("GET", P + "/datasets", R),
+        ("POST", P + "/datasets", W),
+        ("GET", P + "/datasets/{name}", R),
+        ("DELETE", P + "/datasets/{name}", A),
+        ("GET", P + "/datasets/{name}/versions", R),
+        ("GET", P + "/datasets/{name}/versions/{version}", R),
+        ("GET", P + "/datasets/{name}/versions/{version}/data", R),
+        ("POST", P + "/datasets/{name}/versions/{version}/split", W),
+    ],
+    "deployments": [
+        ("GET", P + "/deployments", R),
+        ("POST", P + "/deployments", W),
+        ("GET", P + "/deployments/{name}", R, DEPLOYMENT),
+        ("PATCH", P + "/deployments/{name}", W, DEPLOYMENT),
+        ("DELETE", P + "/deployments/{name}", A, DEPLOYMENT),
+        ("GET", P + "/deployments/{name}/logs", R, DEPLOYMENT),
+        ("GET", P + "/deployments/{name}/revisions", R, DEPLOYMENT),
+        ("POST", P + "/deployments/{name}/rollback", W, DEPLOYMENT),
+        ("POST", P + "/deployments/{name}/scale", W, DEPLOYMENT),
+    ],
+    "feedback": [
+        ("POST", P + "/deployments/{name}/feedback", W, DEPLOYMENT),
+        ("POST", "/deployments/{name}/feedback", W, DEPLOYMENT),
+    ],
+    "experiments": [
+        ("GET", P + "/experiments", R),
+        ("POST", P + "/experiments", W),
+        ("GET", P + "/experiments/{name}", R, EXPERIMENT),
+    ],
+    "gate": [
+        ("GET", P + "/models/{model}/gate-policy", R, MODEL),
+        ("PUT", P + "/models/{model}/gate-policy", A, MODEL),
+        ("DELETE", P + "/models/{model}/gate-policy", A, MODEL),
+        ("POST", P + "/models/{model}/versions/{version}/evaluate", W, MODEL),
+        ("GET", P + "/models/{model}/versions/{version}/evaluations", R, MODEL),
+        ("POST", P + "/models/{model}/versions/{version}/evaluations", W, MODEL),
+        ("GET", P + "/models/{model}/versions/{version}/gate", R, MODEL),
+        ("POST", P + "/models/{model}/versions/{version}/gate", W, MODEL),
+    ],
+    "models": [
+        ("POST", "/api/v1/gc", Action.PLATFORM),
+        ("GET", P + "/lineage", R),
+        ("GET", P + "/model-refs/{ref:path}", R),
+        ("GET", P + "/models", R),
+        ("POST", P + "/models", W),
+        ("GET", P + "/models/{model}", R, MODEL),
+        ("PATCH", P + "/models/{model}", W, MODEL),
+        ("DELETE", P + "/models/{model}", A, MODEL),
+        ("PUT", P + "/models/{model}/aliases/{alias}", W, MODEL),
+        ("DELETE", P + "/models/{model}/aliases/{alias}", W, MODEL),
+        ("PUT", P + "/models/{model}/tags/{key}", W, MODEL),
+        ("DELETE", P + "/models/{model}/tags/{key}", W, MODEL),
+        ("GET", P + "/models/{model}/versions", R, MODEL),
+        ("POST", P + "/models/{model}/versions", W, MODEL),
+        ("GET", P + "/models/{model}/versions/{version}", R, MODEL),
+        ("PATCH", P + "/models/{model}/versions/{version}", W, MODEL),
+        ("DELETE", P + "/models/{model}/versions/{version}", A, MODEL),
+        ("GET", P + "/models/{model}/versions/{version}/lineage", R, MODEL),
+        ("PUT", P + "/models/{model}/versions/{version}/tags/{key}", W, MODEL),
+        ("DELETE", P + "/models/{model}/versions/{version}/tags/{key}", W, MODEL),
+    ],
+    "pipelines": [
+        ("GET", P + "/pipeline-runs", R),
+        ("GET", P + "/pipeline-runs/{run_id}", R),
+        ("POST", P + "/pipeline-runs/{run_id}/cancel", W),
+        ("GET", P + "/pipeline-runs/{run_id}/steps/{step}/log", R),
+        ("GET", P + "/pipelines", R),
+        ("POST", P + "/pipelines", W),
+        ("GET", P + "/pipelines/{name}", R),
+        ("POST", P + "/pipelines/{name}/runs", W),
+    ],
+    "predictions": [("POST", P + "/predict-batch", W)],
+    "runs": [
+        ("POST", P + "/runs", W),
+        ("POST", P + "/runs/search", R),
+        ("GET", P + "/runs/{run_id:run_id}", R),
+        ("PATCH", P + "/runs/{run_id:run_id}", W),
+        ("DELETE", P + "/runs/{run_id:run_id}", A),
+        ("GET", P + "/runs/{run_id:run_id}/artifacts", R),
+        ("GET", P + "/runs/{run_id:run_id}/artifacts/{path:path}", R),
+        ("PUT", P + "/runs/{run_id:run_id}/artifacts/{path:path}", W),
+        ("POST", P + "/runs/{run_id:run_id}/heartbeat", W),
+        ("POST", P + "/runs/{run_id:run_id}/log-batch", W),
+        ("GET", P + "/runs/{run_id:run_id}/metric-history", R),
+        ("GET", P + "/runs/{run_id:run_id}/models", R),
+        ("POST", P + "/runs/{run_id:run_id}/models", W),
+    ],
+    "schedules": [
+        ("GET", P + "/schedules", R),
+        ("POST", P + "/schedules", W),
+        ("GET", P + "/schedules/{name}", R),
+        ("PATCH", P + "/schedules/{name}", W),
+        ("DELETE", P + "/schedules/{name}", A),
+        ("GET", P + "/schedules/{name}/history", R),
+    ],
+    "sql": [("POST", P + "/sql", R)],
+    "tables": [
+        ("GET", P + "/tables", R),
+        ("POST", P + "/tables", W),
+        ("GET", P + "/tables/{table}", R, TABLE),
+        ("DELETE", P + "/tables/{table}", A, TABLE),
+        ("POST", P + "/tables/{table}/compact", W, TABLE),
+        ("POST", P + "/tables/{table}/vacuum", A, TABLE),
+        ("GET", P + "/tables/{table}/contract", R, TABLE),
+        ("PUT", P + "/tables/{table}/contract", A, TABLE),
+        ("DELETE", P + "/tables/{table}/contract", A, TABLE),
+        ("POST", P + "/tables/{table}/files", W, TABLE),
+        ("POST", P + "/tables/{table}/records", W, TABLE),
+        ("GET", P + "/tables/{table}/head", R, TABLE),
+        ("GET", P + "/tables/{table}/history", R, TABLE),
+        ("GET", P + "/tables/{table}/reports", R, TABLE),
+    ],
+    "monitor": [
+        ("GET", P + "/deployments/{name}/monitor", R, DEPLOYMENT),
+        ("GET", P + "/deployments/{name}/windows", R, DEPLOYMENT),
+        ("GET", P + "/models/{model}/versions/{version}/reference", R, MODEL),
+        ("POST", P + "/alerts", W),
+        ("GET", P + "/alerts", R),
+        ("GET", P + "/alerts/{rule}", R),
+        ("DELETE", P + "/alerts/{rule}", A),
+        ("POST", P + "/alerts/{rule}/silence", W),
+        ("GET", P + "/alerts/{rule}/deliveries", R),
+    ],
+    "streams": [
+        ("GET", P + "/streams", R),
+        ("POST", P + "/streams", W),
+        ("GET", P + "/streams/{name}", R),
+        ("DELETE", P + "/streams/{name}", A),
+        ("POST", P + "/streams/{name}/pause", W),
+        ("POST", P + "/streams/{name}/resume", W),
+    ],
+    "transforms": [
+        ("GET", P + "/transforms", R),
+        ("GET", P + "/transforms/lineage", R),
+        ("GET", P + "/transforms/{name}", R),
+        ("PUT", P + "/transforms/{name}", W),
+        ("DELETE", P + "/transforms/{name}", A),
+        ("POST", P + "/transforms/{name}/apply", W),
+        ("GET", P + "/transforms/{name}/runs", R),
+    ],
+    "triggers": [
+        ("GET", P + "/triggers", R),
+        ("POST", P + "/triggers", W),
+        ("GET", P + "/triggers/{name}", R),
+        ("PATCH", P + "/triggers/{name}", W),
+        ("DELETE", P + "/triggers/{name}", A),
+        ("GET", P + "/triggers/{name}/history", R),
+        ("POST", "/api/v1/triggers/{trigger_id}/fire", Action.WEBHOOK),
+    ],
+}
+
+
+def _table() -> dict[tuple[str, str], Rule]:
+    table: dict[tuple[str, str], Rule] = {}
+    for entries in _ROUTES.values():
+        for method, path, action, *resource in entries:
+            key = (method, path)
+            if key in table:
+                raise ValueError(f"two permission entries for {method} {path}")
+            project_param = "name" if path.startswith("/api/v1/projects/{name}") else "project"
+            table[key] = Rule(action, resource[0] if resource else None, project_param)
+    return table
+
+
+PERMISSIONS: dict[tuple[str, str], Rule] = _table()
+"""``(method, path template)`` -> ``Rule``: every route of the API."""
+
+
+MLFLOW_PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
+"""MLflow's REST API (``/api/2.0/mlflow/...``, ``/ajax-api/...``, ``.../mlflow-artifacts``)."""
+MLFLOW_PROJECT = "<mlflow.project>"
+"""The ``project_param`` of MLflow's routes: they act in the project the ``mlflow.project``
+setting names (MLflow has no projects in its paths)."""
+
+
+def _mlflow_rule(method: str, path: str) -> Rule:
+    """MLflow's routes, by method: reads (``GET``, and its ``POST .../search`` calls) need a
+    viewer, changes an editor, ``DELETE`` (artifacts) an admin."""
+    if method == "DELETE":
+        action = Action.ADMIN
+    elif method == "GET" or path.endswith("/search"):
+        action = Action.READ
+    else:
+        action = Action.WRITE
+    return Rule(action, None, MLFLOW_PROJECT)
+
+
+def rule_for(method: str, path: str) -> Rule | None:
+    """The rule of a route (``HEAD`` is read as ``GET``), or ``None`` when it has none."""
+    method = "GET" if method == "HEAD" else method
+    if path.startswith(MLFLOW_PREFIXES):
+        return _mlflow_rule(method, path)
+    return PERMISSIONS.get((method, path))

@@ -1,0 +1,235 @@
+"""Authentication and authorization services: users, logins, tokens, and the check itself.
+
+Each function takes the store (and the install's secret where tokens are hashed) as
+arguments and opens its own transactions.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from loopml.auth import passwords, tokens
+from loopml.auth.permissions import Action, Rule
+from loopml.core.auth import ApiToken, Membership, Principal, Role, User, validate_resource
+from loopml.core.clock import utcnow
+from loopml.core.errors import (
+    NotFoundError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+    ValidationError,
+)
+from loopml.store import MetadataStore, api_tokens, users
+from loopml.store._registry import project_row
+
+MAX_TOKEN_DAYS = 365
+# last_used_at is written at most this often per token, not on every request.
+_TOUCH_EVERY = timedelta(minutes=1)
+
+
+def create_user(
+    store: MetadataStore, name: str, password: str, *, platform_admin: bool, actor: str
+) -> User:
+    """Add a user; the password must pass the policy (12 characters or more, not a default).
+
+    Raises:
+        ValidationError: a bad name or a refused password.
+        AlreadyExistsError: the name is taken.
+    """
+    passwords.check_policy(password, name)
+    digest = passwords.hash_password(password)
+    with store.session() as session:
+        return users.create(session, name, digest, platform_admin=platform_admin, actor=actor)
+
+
+def check_password(store: MetadataStore, name: str, password: str) -> User:
+    """The user whose password this is.
+
+    Raises:
+        UnauthenticatedError: no such user, a disabled one, or a wrong password (one message
+            for all three, and the same time: a missing user is checked against a decoy hash).
+    """
+    with store.session() as session:
+        found = users.password_hash(session, name)
+    stored = found[1] if found else passwords.DUMMY_HASH
+    valid = passwords.verify_password(stored, password)
+    if found is None or not valid or found[0].disabled:
+        raise UnauthenticatedError("wrong user name or password")
+    return found[0]
+
+
+def set_role(
+    store: MetadataStore, project: str, user: str, role: Role, *, actor: str
+) -> Membership:
+    """Give ``user`` the ``role`` in ``project``."""
+    with store.session() as session:
+        return users.set_role(session, project, user, role, actor=actor)
+
+
+def create_token(
+    store: MetadataStore,
+    key: bytes,
+    caller: Principal,
+    *,
+    name: str,
+    project: str | None = None,
+    role: Role | None = None,
+    resource: str | None = None,
+    expires_in_days: int | None = 30,
+) -> ApiToken:
+    """Make a token for the calling user; its secret is in the answer, and never again.
+
+    The token's role is at most the caller's (in ``project``, or anywhere for a platform
+    admin), and a token made with a token is never wider than that token.
+
+    Raises:
+        ValidationError: a bad resource, expiry, or a resource without a project.
+        PermissionDeniedError: a role higher than the caller's.
+        NotFoundError: a project the caller cannot see.
+    """
+    if resource is not None and project is None:
+        raise ValidationError(
+            "a token narrowed to a resource needs a project", details={"field": "project"}
+        )
+    if resource is not None:
+        validate_resource(resource)
+    if expires_in_days is not None and not 1 <= expires_in_days <= MAX_TOKEN_DAYS:
+        raise ValidationError(
+            f"expires_in_days must be 1 to {MAX_TOKEN_DAYS}", details={"field": "expires_in_days"}
+        )
+    ceiling = _ceiling(caller, project)
+    wanted = role or ceiling
+    if wanted > ceiling:
+        raise PermissionDeniedError(
+            f"a token may not have a higher role ({wanted.label}) than its creator "
+            f"({ceiling.label})",
+            details={"role": wanted.label},
+        )
+    secret, prefix = tokens.new_token()
+    expires = utcnow() + timedelta(days=expires_in_days) if expires_in_days else None
+    with store.session() as session:
+        project_id = project_row(session, project).id if project else None
+        made = api_tokens.create(
+            session,
+            user=caller.user,
+            name=name,
+            prefix=prefix,
+            token_hash=tokens.token_hash(key, secret),
+            project_id=project_id,
+            project=project,
+            role=wanted,
+            resource=resource,
+            expires_at=expires,
+            actor=caller.actor,
+        )
+    return made.model_copy(update={"token": secret})
+
+
+def _ceiling(caller: Principal, project: str | None) -> Role:
+    if caller.project is not None and project != caller.project:
+        raise PermissionDeniedError("a token scoped to a project can only make tokens for it")
+    if caller.platform_admin:
+        return Role.ADMIN
+    if project is None:
+        return Role(max(caller.roles.values(), default=1))
+    if project not in caller.roles:
+        raise NotFoundError(f"project {project!r} not found", details={"project": project})
+    return Role(caller.roles[project])
+
+
+def authenticate(
+    store: MetadataStore, key: bytes, token: str, *, now: datetime | None = None
+) -> Principal:
+    """The caller a bearer token stands for.
+
+    Raises:
+        UnauthenticatedError: malformed, unknown, expired or revoked token, or disabled user.
+    """
+    now = now or utcnow()
+    prefix = tokens.prefix_of(token)
+    with store.session() as session:
+        found = api_tokens.by_prefix(session, prefix) if prefix else None
+        # An unknown prefix is still hashed and compared, so both take the same time.
+        stored = found[0].token_hash if found else "0" * 64
+        valid = tokens.matches(key, token, stored)
+        if found is None or not valid:
+            raise UnauthenticatedError("invalid token: check LOOPML_TOKEN or run `loopml login`")
+        row, user, project = found
+        if row.revoked_at is not None:
+            raise UnauthenticatedError(f"token {row.prefix} was revoked")
+        if row.expires_at is not None and row.expires_at <= now:
+            raise UnauthenticatedError(f"token {row.prefix} expired; make a new one")
+        if user.disabled:
+            raise UnauthenticatedError(f"user {user.name!r} is disabled")
+        if row.last_used_at is None or now - row.last_used_at > _TOUCH_EVERY:
+            api_tokens.touch(session, row.id, now)
+        roles = users.roles_of(session, user.id)
+        return _principal(
+            user.name, user.platform_admin, roles, row.id, row.role, project, row.resource
+        )
+
+
+def _principal(
+    user: str,
+    platform_admin: bool,
+    roles: dict[str, int],
+    token_id: str,
+    token_role: int,
+    project: str | None,
+    resource: str | None,
+) -> Principal:
+    if project is not None:
+        base = Role.ADMIN if platform_admin else roles.get(project)
+        roles = {project: min(int(base), token_role)} if base else {}
+        return Principal(
+            user=user,
+            token_id=token_id,
+            platform_admin=False,
+            roles=roles,
+            project=project,
+            resource=resource,
+        )
+    capped = {p: min(r, token_role) for p, r in roles.items()}
+    admin = platform_admin and token_role >= Role.ADMIN
+    return Principal(user=user, token_id=token_id, platform_admin=admin, roles=capped)
+
+
+def authorize(
+    caller: Principal, rule: Rule, project: str | None, resource_name: str | None
+) -> None:
+    """Allow the call or raise: 404 for a project the caller cannot see, 403 otherwise.
+
+    Raises:
+        NotFoundError: the route's project is one the caller has no role in (or the token's
+            scope excludes): the same answer as for a project that does not exist.
+        PermissionDeniedError: the caller's role is too low, or a narrowed token is used on
+            another resource.
+    """
+    if rule.action in (Action.PUBLIC, Action.WEBHOOK, Action.USER):
+        return
+    if rule.action == Action.PLATFORM:
+        if not caller.platform_admin:
+            raise PermissionDeniedError("only a platform admin may do this")
+        return
+    needed = rule.action.role
+    if needed is None or project is None:
+        raise PermissionDeniedError("this route has no project to check a role in")
+    role = Role.ADMIN if caller.platform_admin else caller.roles.get(project)
+    if role is None:
+        raise NotFoundError(f"project {project!r} not found", details={"project": project})
+    if role < needed:
+        raise PermissionDeniedError(
+            f"this needs the {needed.label} role in project {project!r}; you have "
+            f"{Role(role).label}",
+            details={"needed": needed.label, "role": Role(role).label},
+        )
+    _check_resource(caller, rule, resource_name)
+
+
+def _check_resource(caller: Principal, rule: Rule, resource_name: str | None) -> None:
+    if caller.resource is None:
+        return
+    kind, _, name = caller.resource.partition(":")
+    if rule.resource is None or rule.resource[0] != kind or resource_name != name:
+        raise PermissionDeniedError(
+            f"this token is narrowed to {caller.resource}", details={"resource": caller.resource}
+        )

@@ -1,0 +1,122 @@
+"""What ``loopml demo`` prints: each step's outcome, the gate's decision with both scores on
+the same eval set, and the URLs with a ``curl`` line that works when pasted.
+
+A step line says what the step did (``done``, ``skipped``); the gate's decision is a line of
+its own, read from the stored verdict, so the two can never read as a contradiction.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import TYPE_CHECKING, Any
+
+from loopml.cli._demo_data import DEPLOYMENT, MODEL, PROJECT
+from loopml.cli._output import console
+
+if TYPE_CHECKING:
+    from loopml.client import Client
+    from loopml.core.gate import GateResult
+    from loopml.core.pipelines import PipelineRun
+
+_DID = {"SUCCEEDED": "done", "CACHED": "done (cached)", "SKIPPED": "skipped"}
+
+
+def say(step: str, text: str) -> None:
+    """One narrated line: the step's name right-aligned, then what happened."""
+    console.print(f"[bold cyan]{step:>9}[/]  {text}", highlight=False, soft_wrap=True)
+
+
+def steps(run: PipelineRun) -> None:
+    """What each step of ``run`` did, on one line."""
+    parts = []
+    judged = any(s.name == "gate" and s.status.value == "SUCCEEDED" for s in run.steps or [])
+    for step in run.steps or []:
+        did = _DID.get(step.status.value, step.status.value.lower())
+        if step.name == "deploy" and step.status.value == "SKIPPED" and judged:
+            did = "skipped (the gate refused)"
+        parts.append(f"{step.name} {did}")
+    say("", f"[dim]{', '.join(parts)}[/]")
+
+
+def verdict(client: Client, version: int) -> GateResult:
+    """The gate's newest verdict on ``MODEL/version`` (the run's gate step stored it)."""
+    return client.models.gate_results(MODEL, version, limit=1, project=PROJECT)[0]
+
+
+def first_verdict(result: GateResult) -> None:
+    """The first run's gate: no champion yet, the version's own score."""
+    metric, value = _primary(result)
+    say(
+        "gate",
+        f"passed {MODEL}/{result.version}: no champion yet; {metric} {value} on its eval set "
+        f"{result.eval_hash[:12]}",
+    )
+
+
+def comparison(client: Client, result: GateResult) -> None:
+    """Champion and challenger side by side on the challenger's eval set, then the decision."""
+    metric, _ = _primary(result)
+    champion = result.champion_version
+    theirs = _metrics_on(client, champion, result.eval_hash) if champion else {}
+    mine = _metrics_on(client, result.version, result.eval_hash)
+    shown = [metric] + [m for m in ("accuracy", "f1") if m != metric and m in mine]
+    say("eval set", f"{result.eval_hash[:12]}: the same rows score both versions")
+    say("", f"{'':<22}" + "".join(f"{m:>10}" for m in shown))
+    if champion:
+        say("", f"{'champion   ' + MODEL + '/' + str(champion):<22}" + _cells(theirs, shown))
+    say("", f"{'challenger ' + MODEL + '/' + str(result.version):<22}" + _cells(mine, shown))
+    failed = [r.message for r in result.rules if not r.passed]
+    if result.passed:
+        say("gate", f"passed {MODEL}/{result.version}: every rule of the policy holds")
+    else:
+        say("gate", f"refused {MODEL}/{result.version}: {'; '.join(failed)}")
+
+
+def _primary(result: GateResult) -> tuple[str, str]:
+    chosen = [r for r in result.rules if r.rule == "must_beat"] or result.rules
+    if not chosen or chosen[0].metric is None:
+        return "score", "-"
+    value = chosen[0].value
+    return chosen[0].metric, "-" if value is None else f"{value:.3f}"
+
+
+def _metrics_on(client: Client, version: int, eval_hash: str) -> dict[str, float]:
+    for stored in client.models.evaluations(MODEL, version, project=PROJECT):
+        if stored.report.eval_hash == eval_hash:
+            return dict(stored.report.metrics)
+    return {}
+
+
+def _cells(metrics: dict[str, float], names: list[str]) -> str:
+    return "".join(f"{metrics[m]:>10.3f}" if m in metrics else f"{'-':>10}" for m in names)
+
+
+def predict_url(url: str) -> str:
+    """Where clients call the demo's deployment (through the gateway)."""
+    return f"{url}/projects/{PROJECT}/deployments/{DEPLOYMENT}/predict"
+
+
+def curl_line(url: str, row: dict[str, Any]) -> str:
+    """A ``curl`` command, on one line, that sends ``row`` (every feature) for a prediction."""
+    body = json.dumps({"instances": [row]}, separators=(",", ":"))
+    return (
+        f"curl -s {shlex.quote(predict_url(url))} -H 'content-type: application/json' "
+        f"-d {shlex.quote(body)}"
+    )
+
+
+def urls(url: str, row: dict[str, Any], elapsed_s: float) -> None:
+    """The closing lines: where to look, and a prediction to try."""
+    console.print(
+        f"\n[bold]demo done in {elapsed_s:.0f} s[/]\n"
+        f"  predict     {predict_url(url)}\n"
+        f"  deployment  {url}/api/v1/projects/{PROJECT}/deployments/{DEPLOYMENT}\n"
+        f"  pipeline    {url}/api/v1/projects/{PROJECT}/pipelines/retrain\n"
+        f"  status      loopml status -p {PROJECT}\n"
+        "  try (one line, a real row with all 30 features):",
+        highlight=False,
+        soft_wrap=True,
+    )
+    # Plain print: Rich would wrap the long line, and a wrapped line does not paste.
+    print(curl_line(url, row), flush=True)

@@ -1,0 +1,73 @@
+"""Where a deployment answers, and a ``curl`` line that works when pasted: ``loopml deploy``
+prints them once the deployment is ready.
+
+The example row is the first row of the input example packaged with the served version
+(``input_example.json``), so the line sends every column the model takes, with real values.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import TYPE_CHECKING, Any
+
+from loopml.cli._output import console
+
+if TYPE_CHECKING:
+    from loopml.client import Client
+    from loopml.core.deployments import Deployment
+
+
+def predict_url(url: str, project: str, name: str) -> str:
+    """The gateway's ``/predict`` of a deployment (the short form in project ``default``)."""
+    prefix = "" if project == "default" else f"/projects/{project}"
+    return f"{url.rstrip('/')}{prefix}/deployments/{name}/predict"
+
+
+def curl_line(url: str, row: dict[str, Any]) -> str:
+    """One line of shell that POSTs ``row`` to ``url`` as ``{"instances": [row]}``."""
+    body = json.dumps({"instances": [row]}, separators=(",", ":"))
+    return f"curl -s {shlex.quote(url)} -H 'content-type: application/json' -d {shlex.quote(body)}"
+
+
+def example_row(client: Client, deployment: Deployment) -> dict[str, Any] | None:
+    """The first packaged example row of the version the deployment serves, if it has one."""
+    from loopml.core.errors import LoopmlError
+
+    serving = [r for r in deployment.revisions if deployment.traffic.get(r.number)]
+    if not serving:
+        return None
+    revision = max(serving, key=lambda r: deployment.traffic[r.number])
+    project = deployment.project
+    try:
+        version = client.models.get_version(revision.model, revision.version, project=project)
+        logged = [
+            m
+            for m in client.runs.list_models(version.run_id, project=project)
+            if m.id == version.logged_model_id
+        ]
+        if not logged:
+            return None
+        path = f"{logged[0].path}/input_example.json"
+        raw = b"".join(client.runs.iter_artifact(version.run_id, path, project=project))
+        rows = json.loads(raw)
+    except (LoopmlError, ValueError):
+        return None
+    return rows[0] if isinstance(rows, list) and rows and isinstance(rows[0], dict) else None
+
+
+def show(client: Client, deployment: Deployment) -> None:
+    """Print the deployment's URLs and, when an example row is known, a curl line."""
+    url = predict_url(client.url, deployment.project, deployment.name)
+    base = url.removesuffix("/predict")
+    console.print(
+        f"predict  {url}\n"
+        f"V2       {base}/v2/models/{deployment.name}/infer\n"
+        f"status   loopml deployments show {deployment.name} -p {deployment.project}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    row = example_row(client, deployment)
+    if row is not None:
+        console.print("try (one line):", highlight=False)
+        print(curl_line(url, row), flush=True)

@@ -1,0 +1,179 @@
+"""``loopml streams``: consume NATS JetStream subjects and Redis streams into lake tables."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import typer
+
+from loopml.cli._context import project_option, state
+from loopml.cli._output import as_json, console, table, when
+
+if TYPE_CHECKING:
+    from loopml.core.streams import Stream
+
+app = typer.Typer(
+    help="Streams: NATS JetStream and Redis Streams into lake tables.", no_args_is_help=True
+)
+
+PROJECT = project_option("The project that owns it.")
+JSON = typer.Option(False, "--json", help="Print JSON instead of text.")
+NAME = typer.Argument(..., help="The stream's name.")
+
+
+def _where(found: Stream) -> str:
+    source = found.config.source
+    if source.type == "nats":
+        return f"{source.url} subject {source.subject}"
+    return f"{source.url} key {source.key}"
+
+
+def _show(found: Stream) -> None:
+    stats = found.stats
+    config = found.config
+    console.print(
+        f"stream [bold]{found.name}[/] reads {_where(found)} into table {config.table} "
+        f"(dead letters: {config.dead_letter}); batches of {config.batch_rows} rows or "
+        f"{config.batch_ms} ms; {'paused' if found.paused else 'active'}",
+        highlight=False,
+    )
+    if config.transform:
+        console.print(f"transform: {config.transform}", highlight=False, markup=False)
+    last = when(stats.last_commit_at) if stats.last_commit_at else "never"
+    console.print(
+        f"status {stats.status}; {stats.messages} messages committed ({stats.dead_letters} "
+        f"dead letters) in {stats.commits} commits, last {last}; lag {_n(stats.lag)}, "
+        f"rate {_n(stats.rate)}/s, errors {stats.errors}",
+        highlight=False,
+    )
+    if stats.last_error:
+        console.print(f"last error: {stats.last_error}", highlight=False, markup=False)
+
+
+def _n(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def _out(found: Stream, json_out: bool) -> None:
+    if json_out:
+        as_json(found.model_dump(mode="json"))
+    else:
+        _show(found)
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    name: str = NAME,
+    source: str = typer.Option(
+        ..., "--source", help="nats://host:port or redis://host:port/db?stream=key."
+    ),
+    table_: str = typer.Option(..., "--table", help="The lake table the rows land in."),
+    subject: str | None = typer.Option(None, "--subject", help="The NATS subject (orders.*)."),
+    dead_letter: str | None = typer.Option(None, "--dead-letter", help="Default <table>__dead."),
+    transform: str | None = typer.Option(None, "--transform", help="SELECT ... FROM batch."),
+    batch_rows: int | None = typer.Option(None, "--batch-rows", min=1, help="Rows per commit."),
+    batch_ms: int | None = typer.Option(None, "--batch-ms", min=1, help="Most ms per batch."),
+    redeliver_s: int | None = typer.Option(
+        None, "--redeliver-s", min=1, help="Redeliver what is not acked after this (60)."
+    ),
+    project: str = PROJECT,
+    json_out: bool = JSON,
+) -> None:
+    """Consume a subject or stream key into a table, exactly once, from its start."""
+    with state(ctx).client() as client:
+        made = client.streams.create(
+            name,
+            source=source,
+            table=table_,
+            subject=subject,
+            dead_letter=dead_letter,
+            transform=transform,
+            batch_rows=batch_rows,
+            batch_ms=batch_ms,
+            redeliver_s=redeliver_s,
+            project=project,
+        )
+    _out(made, json_out)
+
+
+@app.command("list")
+def list_(ctx: typer.Context, project: str = PROJECT, json_out: bool = JSON) -> None:
+    """The project's streams with their status, lag, rate and errors."""
+    with state(ctx).client() as client:
+        found = client.streams.list(project)
+    if json_out:
+        as_json([s.model_dump(mode="json") for s in found])
+        return
+    rows = [
+        [
+            s.name,
+            s.config.source.type,
+            s.config.table,
+            s.stats.status,
+            s.stats.messages,
+            s.stats.dead_letters,
+            _n(s.stats.lag),
+            _n(s.stats.rate),
+            s.stats.errors,
+        ]
+        for s in found
+    ]
+    table(
+        None,
+        ["name", "source", "table", "status", "messages", "dead", "lag", "rate/s", "errors"],
+        rows,
+    )
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context, name: str = NAME, project: str = PROJECT, json_out: bool = JSON
+) -> None:
+    """One stream in full."""
+    with state(ctx).client() as client:
+        _out(client.streams.get(name, project=project), json_out)
+
+
+@app.command("pause")
+def pause(ctx: typer.Context, name: str = NAME, project: str = PROJECT) -> None:
+    """Commit what the consumer holds, then stop fetching."""
+    with state(ctx).client() as client:
+        client.streams.pause(name, project=project)
+    console.print(f"stream {name} paused", highlight=False)
+
+
+@app.command("resume")
+def resume(ctx: typer.Context, name: str = NAME, project: str = PROJECT) -> None:
+    """Fetch again, where the acks left off."""
+    with state(ctx).client() as client:
+        client.streams.resume(name, project=project)
+    console.print(f"stream {name} resumed", highlight=False)
+
+
+@app.command("delete")
+def delete(ctx: typer.Context, name: str = NAME, project: str = PROJECT) -> None:
+    """Delete the definition; its consumer stops, its tables stay."""
+    with state(ctx).client() as client:
+        client.streams.delete(name, project=project)
+    console.print(f"stream {name} deleted", highlight=False)
+
+
+@app.command("run")
+def run(ctx: typer.Context, name: str = NAME, project: str = PROJECT) -> None:
+    """Run the stream's consumer in the foreground, against the configured metadata
+    database (server side, like `loopml worker`). SIGTERM or Ctrl-C commits what it
+    holds and stops."""
+    from loopml.data.streams._child import run as run_consumer
+    from loopml.store import streams as stream_rows
+
+    settings = state(ctx).settings
+    from loopml.wiring import open_metadata_store
+
+    store = open_metadata_store(settings)
+    try:
+        with store.session() as session:
+            stream_id = stream_rows.get(session, project, name).id
+    finally:
+        store.dispose()
+    raise typer.Exit(run_consumer(settings, stream_id))

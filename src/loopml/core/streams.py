@@ -1,0 +1,251 @@
+"""Stream sources as the rest of loopml sees them: a broker, a subject or key, a table.
+
+A ``Stream`` consumes a NATS JetStream subject or a Redis stream key into a lake table in
+micro-batches. Which messages a stream has committed is its ``done`` set: the ids of the
+messages whose rows (or dead letters) landed, as ranges, kept only above the broker's ack
+floor (below it nothing is ever delivered again). Each commit carries the whole set in its
+Delta ``commitInfo`` and records it on the stream's row in the transaction that records the
+commit, so a message redelivered after a crash is recognised and dropped. No I/O here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Annotated, Literal
+from urllib.parse import parse_qs, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from loopml.core.errors import ValidationError
+from loopml.core.lake import TABLE_NAME_PATTERN, validate_table_name
+
+STREAM_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+SUBJECT_PATTERN = re.compile(r"^[A-Za-z0-9_\-]+(\.([A-Za-z0-9_\-]+|\*))*(\.>)?$|^>$")
+"""A NATS subject: dot-separated tokens, ``*`` for one token, a final ``>`` for the rest."""
+REDIS_KEY_PATTERN = re.compile(r"^[!-~]{1,200}$")
+MAX_TRANSFORM_CHARS = 20_000
+DEAD_LETTER_SUFFIX = "__dead"
+Position = tuple[int, int]
+"""A message's place in its stream, ordered: ``(0, sequence)`` for JetStream,
+``(milliseconds, sequence)`` for a Redis stream id."""
+
+
+def validate_stream_name(name: str) -> str:
+    """Return ``name`` if it is a valid stream name, else raise ``ValidationError``."""
+    if not isinstance(name, str) or not STREAM_NAME_PATTERN.fullmatch(name):
+        raise ValidationError(
+            f"invalid stream name {str(name)[:80]!r}: expected a lowercase letter followed by "
+            "up to 62 lowercase letters, digits, '_' or '-' (for example 'orders-in')",
+            details={"field": "name", "pattern": STREAM_NAME_PATTERN.pattern},
+        )
+    return name
+
+
+class NatsSource(BaseModel):
+    """A JetStream subject, read by a durable pull consumer with explicit acks.
+
+    Attributes:
+        url: the server, ``nats://host:port``.
+        subject: the subject (wildcards allowed) the consumer filters on; a JetStream
+            stream must already capture it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: Literal["nats"] = "nats"
+    url: str
+    subject: str
+
+
+class RedisSource(BaseModel):
+    """A Redis stream key, read through a consumer group.
+
+    Attributes:
+        url: the server and database, ``redis://host:port/db``.
+        key: the stream's key (created empty if missing).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: Literal["redis"] = "redis"
+    url: str
+    key: str
+
+
+Source = Annotated[NatsSource | RedisSource, Field(discriminator="type")]
+
+
+def parse_source(source: str, subject: str | None = None) -> NatsSource | RedisSource:
+    """The source named by a URL: ``nats://host:port`` with ``subject``, or
+    ``redis://host:port/db?stream=key`` (``subject`` may name the key instead).
+
+    Raises:
+        ValidationError: another scheme, credentials or a path where none is expected, a
+            missing or malformed subject or key.
+    """
+    parts = urlsplit(source.strip())
+    if parts.scheme not in ("nats", "redis") or not parts.hostname:
+        raise ValidationError(
+            f"unsupported stream source {source[:100]!r}: expected nats://host:port (with a "
+            "subject) or redis://host:port/db?stream=key",
+            details={"field": "source", "expected": ["nats", "redis"]},
+        )
+    if parts.username or parts.password:
+        raise ValidationError(
+            "credentials in a stream source URL are not supported yet (they would be stored "
+            "in the metadata database): use a broker on a trusted network",
+            details={"field": "source"},
+        )
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValidationError(f"bad port in {source[:100]!r}", details={"field": "source"}) from exc
+    if parts.scheme == "nats":
+        return _nats(parts.hostname, port or 4222, parts.path, subject)
+    return _redis(parts.hostname, port or 6379, parts.path, parts.query, subject)
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _nats(host: str, port: int, path: str, subject: str | None) -> NatsSource:
+    if path not in ("", "/"):
+        raise ValidationError("a nats:// source has no path", details={"field": "source"})
+    if not subject or len(subject) > 200 or not SUBJECT_PATTERN.fullmatch(subject):
+        raise ValidationError(
+            f"a nats:// source needs a subject such as 'orders.*' or 'orders.>', got "
+            f"{(subject or '')[:80]!r}",
+            details={"field": "subject"},
+        )
+    return NatsSource(url=f"nats://{_host(host)}:{port}", subject=subject)
+
+
+def _redis(host: str, port: int, path: str, query: str, subject: str | None) -> RedisSource:
+    db = path.strip("/") or "0"
+    if not db.isdigit() or int(db) > 15:
+        raise ValidationError(
+            f"a redis:// source's path is its database number (0-15), got {path[:40]!r}",
+            details={"field": "source"},
+        )
+    keys = parse_qs(query).get("stream", [])
+    key = keys[0] if keys else subject
+    if not key or not REDIS_KEY_PATTERN.fullmatch(key):
+        raise ValidationError(
+            "a redis:// source needs its stream key: redis://host:port/0?stream=orders (1 to "
+            "200 visible ASCII characters)",
+            details={"field": "stream"},
+        )
+    return RedisSource(url=f"redis://{_host(host)}:{port}/{int(db)}", key=key)
+
+
+def dead_letter_for(table: str) -> str:
+    """The default dead-letter table of ``table``: ``<table>__dead``."""
+    name = table + DEAD_LETTER_SUFFIX
+    if not TABLE_NAME_PATTERN.fullmatch(name):
+        raise ValidationError(
+            f"table {table!r} is too long for the default dead-letter table {name!r}: name one "
+            "with --dead-letter",
+            details={"field": "dead_letter"},
+        )
+    return name
+
+
+class StreamConfig(BaseModel):
+    """What a stream is asked to do; everything but ``paused`` is fixed at creation."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: Source
+    table: str
+    dead_letter: str
+    transform: str | None = Field(
+        default=None,
+        max_length=MAX_TRANSFORM_CHARS,
+        description="DuckDB SQL run on each micro-batch, which it reads as the table `batch`.",
+    )
+    batch_rows: int = Field(default=20_000, ge=1, le=1_000_000)
+    batch_ms: int = Field(default=500, ge=1, le=600_000)
+    redeliver_s: int = Field(
+        default=60,
+        ge=1,
+        le=86_400,
+        description="Seconds after which a message fetched and not acknowledged is delivered "
+        "again (a consumer that died): JetStream's ack_wait; for Redis, how long an entry "
+        "stays pending with another consumer before it is claimed.",
+    )
+
+    def model_post_init(self, _context: object) -> None:
+        validate_table_name(self.table)
+        validate_table_name(self.dead_letter)
+        if self.dead_letter == self.table:
+            raise ValidationError(
+                "the dead-letter table must differ from the stream's table",
+                details={"field": "dead_letter"},
+            )
+
+
+class StreamStats(BaseModel):
+    """What a stream's consumer last reported, and what its commits recorded."""
+
+    messages: int = Field(default=0, description="Messages committed (rows or dead letters).")
+    dead_letters: int = Field(default=0, description="Messages sent to the dead-letter table.")
+    commits: int = Field(default=0, description="Commits made (a generation counter).")
+    last_commit_at: datetime | None = None
+    status: str = Field(default="stopped", description="running, paused, stopped or failing.")
+    lag: int | None = Field(default=None, description="Messages in the broker not yet acked.")
+    rate: float | None = Field(default=None, description="Messages per second, last interval.")
+    errors: int = Field(default=0, description="Failed commits or fetches since it started.")
+    last_error: str | None = None
+    heartbeat_at: datetime | None = None
+
+
+class Stream(BaseModel):
+    """A stream source of a project, with its consumer's last report."""
+
+    id: str
+    project: str
+    name: str
+    config: StreamConfig
+    paused: bool
+    stats: StreamStats
+    actor: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class StreamState(BaseModel):
+    """What a commit records for its stream: the committed ids above the ack floor."""
+
+    model_config = ConfigDict(frozen=True)
+    stream_id: str
+    gen: int
+    done: list[list[int]]
+    """Ranges ``[major, first_minor, last_minor]``, sorted, of committed message ids."""
+    messages: int
+    dead_letters: int
+
+
+def encode_ids(ids: Iterable[Position]) -> list[list[int]]:
+    """``ids`` as sorted ranges ``[major, first_minor, last_minor]`` of consecutive minors."""
+    ranges: list[list[int]] = []
+    last = [-1, -1, -2]
+    for major, minor in sorted(ids if isinstance(ids, (set, frozenset)) else set(ids)):
+        if last[0] == major and last[2] + 1 == minor:
+            last[2] = minor
+        else:
+            last = [major, minor, minor]
+            ranges.append(last)
+    return ranges
+
+
+def decode_ids(ranges: Iterable[Iterable[int]]) -> set[Position]:
+    """The ids that ``encode_ids`` ranges stand for."""
+    out: set[Position] = set()
+    for major, first, last in (tuple(r) for r in ranges):
+        out.update((major, minor) for minor in range(first, last + 1))
+    return out
+
+
+def above_floor(ids: Iterable[Position], floor: Position | None) -> set[Position]:
+    """The ids above ``floor`` (all of them when there is none)."""
+    return set(ids) if floor is None else {i for i in ids if i > floor}

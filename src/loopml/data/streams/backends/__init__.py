@@ -1,0 +1,1 @@
+"""Stream source backends, one module per broker; each imports its client only when used."""

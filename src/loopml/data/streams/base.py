@@ -1,0 +1,103 @@
+"""The interface every stream source implements: fetch, ack, and where the broker stands.
+
+A source hands out messages with their position (``loopml.core.streams.Position``) and
+acknowledges them once their commit is recorded. Decoding, validation, de-duplication,
+batching and committing live above it (``loopml.data.streams.consumer``), so a backend is a
+thin adapter over its client library: NATS JetStream and Redis Streams today, Kafka later
+as one more module under ``backends/``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from loopml.core.errors import ConfigurationError
+from loopml.core.streams import NatsSource, Position, RedisSource
+
+
+@dataclass(slots=True)
+class Message:
+    """One message as fetched.
+
+    Attributes:
+        id: its position in the stream; the same on every redelivery.
+        data: its body (a JSON object is expected).
+        token: what the source needs to acknowledge it.
+        subject: the subject it was published on (NATS), or the stream key (Redis).
+    """
+
+    id: Position
+    data: bytes
+    token: Any
+    subject: str = ""
+
+
+class StreamSource(ABC):
+    """A broker subscription that redelivers what is not acknowledged.
+
+    The contract every backend passes (``tests/contract/test_stream_sources.py``): messages
+    come back with the same ``id`` until acked; an acked message is never delivered again
+    once ``floor`` is past it; a source reopened under the same name resumes where the
+    acks left off.
+    """
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect and create (or bind to) the durable consumer."""
+
+    @abstractmethod
+    async def fetch(self, max_messages: int, timeout_s: float) -> list[Message]:
+        """Up to ``max_messages`` messages, waiting at most ``timeout_s`` for the first;
+        an empty list when none came."""
+
+    @abstractmethod
+    async def ack(self, messages: Sequence[Message]) -> None:
+        """Acknowledge ``messages``; returns once the broker has them."""
+
+    @abstractmethod
+    async def floor(self) -> Position | None:
+        """A position at or below which no message will ever be delivered again (all are
+        acked), ``None`` when unknown; refreshes ``lag`` too."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Disconnect; unacked messages are redelivered to the next consumer."""
+
+    lag: int | None = None
+    """Messages in the broker not yet acknowledged, as of the last ``floor``."""
+
+    def id_text(self, position: Position) -> str:
+        """A message id as the broker's tools show it."""
+        return f"{position[0]}-{position[1]}"
+
+
+_BACKENDS = {
+    "nats": "loopml.data.streams.backends.nats:NatsStreamSource",
+    "redis": "loopml.data.streams.backends.redis:RedisStreamSource",
+}
+
+
+def open_source(
+    config: NatsSource | RedisSource, consumer: str, redeliver_s: float = 60.0
+) -> StreamSource:
+    """The source for ``config``, its durable consumer (or group) named ``consumer``, which
+    redelivers what is not acked within ``redeliver_s``; the backend's client library is
+    imported only now.
+
+    Raises:
+        ConfigurationError: the client library is not installed.
+    """
+    module_name, _, class_name = _BACKENDS[config.type].partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"the {config.type} stream backend needs its client library ({exc.name}): "
+            "pip install 'nats-py' or 'redis'"
+        ) from exc
+    source: StreamSource = getattr(module, class_name)(config, consumer, redeliver_s)
+    return source

@@ -1,0 +1,280 @@
+"""A stream's consumer: fetch, gather micro-batches, commit in a worker thread, then ack.
+
+A micro-batch closes at ``batch_rows`` messages or ``batch_ms`` after its first message,
+whichever comes first. While one batch commits, the next one gathers; a third waits for
+the commit (backpressure: at most two batches are held, and what the broker has not
+delivered stays there). Messages are acknowledged only once their commit is recorded; a
+commit that fails is retried with backoff, acking nothing meanwhile, so the broker holds
+the messages until the lake takes them.
+
+The consumer reports its status, lag, rate and errors on the stream's row every few
+seconds, and reads back whether the stream was paused (it then stops fetching; the batch
+in hand is committed first) or deleted (it stops).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import anyio.to_thread
+
+from loopml.core.errors import ConfigurationError, ConflictError, LoopmlError, NotFoundError
+from loopml.core.streams import Stream, StreamStats
+from loopml.data.streams._commit import HoldLostError, Outcome, StreamCommitter
+from loopml.data.streams.base import Message, StreamSource, open_source
+from loopml.settings import LakeSettings
+from loopml.storage import ArtifactStore
+from loopml.store import MetadataStore
+from loopml.store import streams as stream_rows
+
+log = logging.getLogger("loopml.data.streams")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ConsumerOptions:
+    """Knobs of a consumer that are not part of a stream's definition.
+
+    Attributes:
+        fetch_max: most messages asked of the broker at once.
+        report_every_s: how often the status is written to the stream's row.
+        retry_first_s: first wait after a failed commit or fetch, doubled up to
+            ``retry_max_s``.
+    """
+
+    fetch_max: int = 5_000
+    report_every_s: float = 2.0
+    retry_first_s: float = 0.2
+    retry_max_s: float = 30.0
+
+
+def consumer_name(stream: Stream) -> str:
+    """The broker-side durable consumer (or group) of a stream: one per stream id, so a
+    stream deleted and created again starts afresh."""
+    return f"loopml-{stream.id}"
+
+
+class StreamConsumer:
+    """Consumes one stream into its table until ``stop`` is set.
+
+    Args:
+        store: the metadata store.
+        artifacts: the artifact store holding the lake.
+        settings: the lake's settings.
+        stream: the stream to consume.
+        source: the broker source (made from the stream's config when omitted).
+        options: see ``ConsumerOptions``.
+    """
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        artifacts: ArtifactStore,
+        settings: LakeSettings,
+        stream: Stream,
+        *,
+        source: StreamSource | None = None,
+        options: ConsumerOptions | None = None,
+    ) -> None:
+        self.store = store
+        self.stream = stream
+        self.options = options or ConsumerOptions()
+        self.source = source or open_source(
+            stream.config.source, consumer_name(stream), stream.config.redeliver_s
+        )
+        self.owner = f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.committer = StreamCommitter(
+            store,
+            artifacts,
+            settings,
+            stream,
+            self.source.id_text,
+            actor=f"stream:{stream.name}",
+            owner=self.owner,
+        )
+        self.stats = StreamStats(status="starting")
+        self.paused = stream.paused
+        self._stop = asyncio.Event()
+        self._since = time.monotonic()
+        self._counted = 0
+        self.committed = 0
+        """Messages this consumer has committed (rows and dead letters)."""
+
+    def stop(self) -> None:
+        """Ask the consumer to commit what it holds, ack it, and return."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Consume until ``stop``; a failed commit or fetch is retried, a missing JetStream
+        stream or client library raises ``ConfigurationError``."""
+        await self._retry(lambda: anyio.to_thread.run_sync(self._claim))
+        try:
+            await self._retry(self.source.open)
+            await self._retry(lambda: anyio.to_thread.run_sync(self.committer.load))
+            self.stats.status = "paused" if self.paused else "running"
+            reporter = asyncio.create_task(self._report_loop())
+            try:
+                await self._consume()
+            finally:
+                reporter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reporter
+                self.stats.status = "stopped"
+                await self._report()
+        finally:
+            await self.source.close()
+            with contextlib.suppress(Exception):
+                await anyio.to_thread.run_sync(self._release)
+
+    def _claim(self) -> None:
+        # A consumer killed without a word holds the stream until its heartbeat is stale.
+        stale_s = 3 * self.options.report_every_s
+        with self.store.session() as session:
+            other = stream_rows.claim(session, self.stream.id, self.owner, stale_s)
+        if other is not None:
+            raise ConflictError(
+                f"stream {self.stream.name!r} is consumed by {other}; waiting for it to stop "
+                f"or for its heartbeat to be {stale_s:g} s old"
+            )
+
+    def _release(self) -> None:
+        with self.store.session() as session:
+            stream_rows.release(session, self.stream.id, self.owner)
+
+    async def _consume(self) -> None:
+        config = self.stream.config
+        window = config.batch_ms / 1000
+        pending: list[Message] = []
+        first_at = 0.0
+        inflight: asyncio.Task[None] | None = None
+        while not self._stop.is_set():
+            if self.paused:
+                if pending:
+                    inflight = await self._hand_over(inflight, pending)
+                    pending = []
+                await self._sleep(0.2)
+                continue
+            wait = window if not pending else max(0.0, first_at + window - time.monotonic())
+            want = min(self.options.fetch_max, config.batch_rows - len(pending))
+            got = await self._fetch(want, wait)
+            if got and not pending:
+                first_at = time.monotonic()
+            pending.extend(got)
+            full = len(pending) >= config.batch_rows
+            if pending and (full or time.monotonic() >= first_at + window):
+                inflight = await self._hand_over(inflight, pending)
+                pending = []
+        if pending:
+            inflight = await self._hand_over(inflight, pending)
+        if inflight is not None:
+            await inflight
+
+    async def _hand_over(
+        self, inflight: asyncio.Task[None] | None, batch: list[Message]
+    ) -> asyncio.Task[None]:
+        if inflight is not None:
+            await inflight  # backpressure: one batch commits while the next gathers
+        return asyncio.create_task(self._commit_and_ack(batch))
+
+    async def _fetch(self, want: int, wait: float) -> list[Message]:
+        try:
+            return await self.source.fetch(want, wait)
+        except Exception as exc:
+            self._failed("fetching", exc)
+            await self._sleep(self.options.retry_first_s)
+            return []
+
+    async def _commit_and_ack(self, batch: list[Message]) -> None:
+        delay = self.options.retry_first_s
+        while True:
+            try:
+                floor = await self.source.floor()
+                outcome: Outcome = await anyio.to_thread.run_sync(
+                    self.committer.commit, batch, floor
+                )
+                await self.source.ack(batch)
+            except HoldLostError as exc:
+                self._failed("committing", exc)
+                self.stop()  # another consumer has the stream: it will redeliver the batch
+                return
+            except Exception as exc:
+                self._failed("committing", exc)
+                if self._stop.is_set() and isinstance(exc, LoopmlError):
+                    return  # shutting down: the broker redelivers the batch
+                await self._sleep(delay)
+                delay = min(delay * 2, self.options.retry_max_s)
+                continue
+            self.committed += outcome.rows + outcome.dead
+            self._counted += outcome.rows + outcome.dead
+            if self.stats.status == "failing":
+                self.stats.status = "running"
+            return
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        self.stats.errors += 1
+        self.stats.last_error = f"{what}: {type(exc).__name__}: {exc}"[:500]
+        self.stats.status = "failing"
+        log.warning("stream %s: %s failed: %s", self.stream.name, what, exc, exc_info=True)
+
+    async def _retry(self, call: Callable[[], Awaitable[T]]) -> T:
+        delay = self.options.retry_first_s
+        while True:
+            try:
+                return await call()
+            except ConfigurationError:
+                raise
+            except Exception as exc:
+                self._failed("starting", exc)
+                if self._stop.is_set():
+                    raise
+                await self._sleep(delay)
+                delay = min(delay * 2, self.options.retry_max_s)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
+    async def _report_loop(self) -> None:
+        # Also how a pause reaches the consumer: within one interval.
+        while True:
+            await asyncio.sleep(self.options.report_every_s)
+            try:
+                await self._report()
+            except Exception:
+                log.warning("stream %s: reporting failed", self.stream.name, exc_info=True)
+
+    async def _report(self) -> None:
+        now = time.monotonic()
+        self.stats.rate = round(self._counted / max(now - self._since, 1e-6), 1)
+        self._since, self._counted = now, 0
+        self.stats.lag = self.source.lag
+        stats = self.stats.model_copy()
+
+        def write() -> bool | None:
+            with self.store.session() as session:
+                try:
+                    paused = stream_rows.by_id(session, self.stream.id).paused
+                except NotFoundError:
+                    return None
+                if stats.status in ("running", "paused"):
+                    stats.status = "paused" if paused else "running"
+                if not stream_rows.report(session, self.stream.id, stats, self.owner):
+                    return None  # another consumer took the stream over
+                return paused
+
+        paused = await anyio.to_thread.run_sync(write)
+        if paused is None:  # the stream was deleted, or is another consumer's now
+            self.stop()
+            return
+        self.paused = paused
+        if self.stats.status in ("running", "paused"):
+            self.stats.status = stats.status

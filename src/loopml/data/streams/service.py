@@ -1,0 +1,123 @@
+"""Defining streams: create, list, show, pause, resume, delete.
+
+A definition is checked whole before it is stored: the source URL and subject or key, the
+table names, and the transform (one sandboxed ``SELECT`` that reads only ``batch``). The
+consumer itself is started by the supervisor (``loopml up``, ``loopml worker``) or by
+``loopml streams run``.
+"""
+
+from __future__ import annotations
+
+from loopml.core.errors import ValidationError
+from loopml.core.streams import (
+    Stream,
+    StreamConfig,
+    dead_letter_for,
+    parse_source,
+    validate_stream_name,
+)
+from loopml.data import _sandbox
+from loopml.store import MetadataStore
+from loopml.store import streams as stream_rows
+
+
+def check_transform(sql: str) -> str:
+    """``sql`` if it is one safe ``SELECT`` that reads only the micro-batch, ``batch``.
+
+    Raises:
+        ValidationError: another statement, a refused function, or another table read.
+    """
+    con = _sandbox.open_connection(_sandbox.SandboxLimits(memory_limit="64MB", threads=1))
+    try:
+        refs = _sandbox.check_query(con, sql)
+    finally:
+        con.close()
+    others = sorted({ref.alias for ref in refs} - {"batch"})
+    if others:
+        raise ValidationError(
+            f"a stream's transform reads only its micro-batch, the table `batch`; it reads "
+            f"{others}: join other tables later, in a pipeline step",
+            details={"field": "transform", "tables": others},
+        )
+    return sql
+
+
+def create(
+    store: MetadataStore,
+    project: str,
+    name: str,
+    *,
+    source: str,
+    table: str,
+    subject: str | None = None,
+    dead_letter: str | None = None,
+    transform: str | None = None,
+    batch_rows: int | None = None,
+    batch_ms: int | None = None,
+    redeliver_s: int | None = None,
+    actor: str,
+) -> Stream:
+    """Define a stream (see ``loopml.core.streams.parse_source`` for ``source``).
+
+    Raises:
+        ValidationError: a bad name, source, subject, table name, transform or bound.
+        NotFoundError: no such project.
+        AlreadyExistsError: the project has a stream of that name.
+    """
+    validate_stream_name(name)
+    if transform is not None:
+        check_transform(transform)
+    fields: dict[str, object] = {
+        "source": parse_source(source, subject),
+        "table": table,
+        "dead_letter": dead_letter or dead_letter_for(table),
+        "transform": transform,
+    }
+    if batch_rows is not None:
+        fields["batch_rows"] = batch_rows
+    if batch_ms is not None:
+        fields["batch_ms"] = batch_ms
+    if redeliver_s is not None:
+        fields["redeliver_s"] = redeliver_s
+    config = _config(fields)
+    with store.session() as session:
+        return stream_rows.create(session, project, name, config, actor=actor)
+
+
+def _config(fields: dict[str, object]) -> StreamConfig:
+    from pydantic import ValidationError as PydanticError
+
+    try:
+        return StreamConfig.model_validate(fields)
+    except PydanticError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "stream"
+        raise ValidationError(
+            f"invalid stream definition: {where}: {first['msg']}", details={"field": where}
+        ) from None
+
+
+def list_streams(store: MetadataStore, project: str) -> list[Stream]:
+    """A project's streams, by name, with their consumers' last reports."""
+    with store.session() as session:
+        return stream_rows.list_(session, project)
+
+
+def get(store: MetadataStore, project: str, name: str) -> Stream:
+    """One stream; ``NotFoundError`` when absent."""
+    with store.session() as session:
+        return stream_rows.get(session, project, name)
+
+
+def set_paused(
+    store: MetadataStore, project: str, name: str, paused: bool, *, actor: str
+) -> Stream:
+    """Pause (the consumer commits what it holds and stops fetching) or resume a stream."""
+    with store.session() as session:
+        return stream_rows.set_paused(session, project, name, paused, actor=actor)
+
+
+def delete(store: MetadataStore, project: str, name: str, *, actor: str) -> Stream:
+    """Delete a stream's definition; its tables and the broker's messages stay."""
+    with store.session() as session:
+        return stream_rows.delete(session, project, name, actor=actor)

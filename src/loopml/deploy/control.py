@@ -1,0 +1,481 @@
+"""The deployment control plane: what each deployment serves, decided and recorded.
+
+Every change goes the same way: the spec's model references are resolved to READY versions
+through the registry; a role (primary, canary, shadow) whose resolved version differs from
+the revision playing it now gets a **new revision**; traffic follows the roles
+(``{primary: 100 - p, canary: p}``); the packages of the revisions in use are fetched to
+local disk; the store records it all with its events; the deployment's target is told to
+make it so (the local target swaps replicas without dropping a request).
+
+A deployment on an alias (``churn@champion``) is re-resolved by ``refresh`` when the alias
+moves (the reconciler calls it). ``rollback`` makes an earlier revision the primary and
+**pins** the spec to that revision's version, so that nothing moves it back behind the
+user's back; ``update`` with ``model="churn@champion"`` follows the alias again.
+
+Changes to deployments are serialized within this process (one lock); status reads ask the
+target directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from loopml.core.clock import utcnow
+from loopml.core.deployments import (
+    Deployment,
+    DeploymentSpec,
+    DeploymentStatus,
+    Revision,
+    validate_deployment_name,
+)
+from loopml.core.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    LoopmlError,
+    NotFoundError,
+)
+from loopml.core.refs import ModelRef
+from loopml.core.types import Page
+from loopml.deploy._packages import deployment_folder, fetch, prune
+from loopml.deploy._plan import (
+    Plan,
+    Resolved,
+    in_use_revisions,
+    make_plan,
+    preview,
+    resolve_spec,
+)
+from loopml.deploy.targets.base import (
+    DeployTarget,
+    ProvidesLogs,
+    ReportsStatus,
+    RevisionPackage,
+    TargetStatus,
+)
+from loopml.storage import ArtifactStore
+from loopml.store import MetadataStore
+from loopml.store import deployments as repo
+from loopml.store._registry import project_row
+from loopml.store.deployments import Roles
+
+log = logging.getLogger("loopml.deploy")
+
+SYSTEM_ACTOR = "system"
+
+
+def follows(spec: DeploymentSpec, model: str, alias: str | None) -> bool:
+    """Whether ``spec`` names ``model`` by ``alias`` (or, with ``alias`` None, by its newest
+    READY version), so that it must be re-resolved when that moves."""
+    refs = [spec.model, spec.shadow, spec.canary.model if spec.canary else None]
+    for ref in refs:
+        if ref is None:
+            continue
+        parsed = ModelRef.parse(ref)
+        if parsed.name != model:
+            continue
+        if (alias is not None and parsed.alias == alias) or (alias is None and parsed.is_latest):
+            return True
+    return False
+
+
+class DeploymentControl:
+    """Creates, changes and removes deployments (see the module docstring).
+
+    Args:
+        store: the metadata store.
+        artifacts: where the registry's packages are.
+        targets: the enabled deploy targets by name (``local``, ``kubernetes``).
+        root: where packages are fetched (``<root>/<project>/<name>/<revision>/package``).
+    """
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        artifacts: ArtifactStore,
+        targets: Mapping[str, DeployTarget],
+        root: Path,
+    ) -> None:
+        self.store = store
+        self.artifacts = artifacts
+        self.targets = dict(targets)
+        self.root = root
+        self._lock = threading.RLock()
+        # Why a deployment's references stopped resolving (an alias removed), until they
+        # resolve again: part of its status message.
+        self._unfollowed: dict[tuple[str, str], str] = {}
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, project: str, name: str) -> Deployment:
+        """One deployment, with its status as its target reports it now."""
+        with self.store.session() as session:
+            deployment = repo.get(session, project, name)
+        return self._live(deployment)
+
+    def list_(self, project: str, limit: int = 100, cursor: str | None = None) -> Page[Deployment]:
+        """A page of a project's deployments by name, with live status."""
+        with self.store.session() as session:
+            page = repo.list_(session, project, limit=limit, cursor=cursor)
+        items = [self._live(d) for d in page.items]
+        return Page[Deployment](items=items, next_cursor=page.next_cursor)
+
+    def list_all(self) -> list[Deployment]:
+        """Every deployment of every project, as stored."""
+        with self.store.session() as session:
+            return repo.list_all(session)
+
+    def revisions(self, project: str, name: str) -> list[Revision]:
+        """A deployment's whole revision history, oldest first."""
+        with self.store.session() as session:
+            return repo.revisions(session, project, name)
+
+    def logs(self, project: str, name: str, tail: int) -> list[str]:
+        """The last ``tail`` lines its replicas wrote (when the target keeps them)."""
+        deployment = self.get(project, name)
+        target = self.targets.get(deployment.spec.target)
+        if isinstance(target, ProvidesLogs):
+            return target.logs(deployment, tail)
+        return []
+
+    def status_of(self, deployment: Deployment) -> TargetStatus:
+        """What the deployment's target says about it now."""
+        target = self.targets.get(deployment.spec.target)
+        if target is None:
+            return TargetStatus(
+                DeploymentStatus.FAILED,
+                f"the {deployment.spec.target!r} target is not enabled on this server",
+                0,
+            )
+        if isinstance(target, ReportsStatus):
+            report = target.status(deployment)
+        else:
+            ready = target.ready_replicas(deployment)
+            status = DeploymentStatus.READY if ready else DeploymentStatus.PENDING
+            report = TargetStatus(status, "", ready)
+        unfollowed = self._unfollowed.get((deployment.project, deployment.name))
+        if unfollowed is None:
+            return report
+        message = "; ".join(m for m in (report.message, unfollowed) if m)
+        return TargetStatus(report.status, message, report.replicas_ready)
+
+    def _live(self, deployment: Deployment) -> Deployment:
+        report = self.status_of(deployment)
+        return deployment.model_copy(
+            update={
+                "status": report.status,
+                "status_message": report.message,
+                "replicas_ready": report.replicas_ready,
+            }
+        )
+
+    # ------------------------------------------------------------------ changes
+
+    def create(
+        self,
+        project: str,
+        name: str,
+        spec: Mapping[str, Any] | DeploymentSpec,
+        *,
+        actor: str,
+        dry_run: bool = False,
+    ) -> Deployment:
+        """Create a deployment and start it on its target.
+
+        With ``dry_run`` nothing is stored or started (and the target need not be enabled
+        here): the answer is what would be.
+
+        Raises:
+            ValidationError: a bad name or spec.
+            NotFoundError: no such project, model, version or alias.
+            ConflictError: a version that is not READY, a target not enabled here.
+            AlreadyExistsError: the name is taken in the project.
+        """
+        validate_deployment_name(name)
+        with self._lock:
+            with self.store.session() as session:
+                project_row(session, project)
+                try:
+                    repo.get(session, project, name)
+                except NotFoundError:
+                    pass
+                else:
+                    raise AlreadyExistsError(
+                        f"deployment {name!r} already exists in project {project!r}: update "
+                        "it, or delete it first",
+                        details={"project": project, "deployment": name},
+                    )
+            resolved = resolve_spec(self.store, project, spec)
+            plan = make_plan(resolved, None, None, 1)
+            if dry_run:
+                # A preview needs no target here: the CLI renders Kubernetes objects from it.
+                return preview(project, name, resolved.spec, plan)
+            target = self._target(resolved.spec.target)
+            shutil.rmtree(deployment_folder(self.root, project, name), ignore_errors=True)
+            packages = self._fetch_new(project, name, plan)
+            with self.store.session() as session:
+                deployment = repo.create(
+                    session,
+                    project,
+                    name,
+                    spec=resolved.spec,
+                    revisions=plan.new,
+                    roles=plan.roles,
+                    traffic=plan.traffic,
+                    actor=actor,
+                )
+            target.apply(deployment, packages)
+            return deployment
+
+    def update(
+        self, project: str, name: str, changes: Mapping[str, Any], *, actor: str
+    ) -> Deployment:
+        """Change spec fields (``changes`` replace them); refs are resolved again.
+
+        Raises:
+            ConflictError: a change of target (delete and create instead).
+        """
+        with self._lock:
+            current, roles = self._current(project, name)
+            merged = {**current.spec.model_dump(mode="json"), **changes}
+            resolved = resolve_spec(self.store, project, merged)
+            if resolved.spec.target != current.spec.target:
+                raise ConflictError(
+                    f"deployment {name!r} runs on the {current.spec.target!r} target; to move "
+                    "it, delete it and create it again",
+                    details={"deployment": name, "target": current.spec.target},
+                )
+            return self._change(current, roles, resolved, actor, change=sorted(changes))
+
+    def scale(
+        self, project: str, name: str, *, min_replicas: int, max_replicas: int, actor: str
+    ) -> Deployment:
+        """Set the replica bounds."""
+        changes = {"min_replicas": min_replicas, "max_replicas": max_replicas}
+        return self.update(project, name, changes, actor=actor)
+
+    def rollback(self, project: str, name: str, revision: int, *, actor: str) -> Deployment:
+        """Send all traffic to an earlier revision and pin the spec to its version (the
+        canary is dropped, the shadow kept).
+
+        Raises:
+            NotFoundError: no such revision.
+        """
+        with self._lock:
+            current, roles = self._current(project, name)
+            target_rev = next(
+                (r for r in self.revisions(project, name) if r.number == revision), None
+            )
+            if target_rev is None:
+                raise NotFoundError(
+                    f"deployment {name!r} has no revision {revision}; see `loopml deployments "
+                    f"show {name}`",
+                    details={"deployment": name, "revision": revision},
+                )
+            spec = current.spec.model_copy(
+                update={"model": f"{target_rev.model}/{target_rev.version}", "canary": None}
+            )
+            plan = Plan(Roles(revision, None, roles.shadow), {revision: 100})
+            self._unfollowed.pop((project, name), None)
+            revisions = {r.number: r for r in current.revisions} | {revision: target_rev}
+            packages = self._packages(project, name, plan, revisions)
+            with self.store.session() as session:
+                deployment = repo.update(
+                    session,
+                    project,
+                    name,
+                    spec=spec,
+                    revisions=[],
+                    roles=plan.roles,
+                    traffic=plan.traffic,
+                    actor=actor,
+                    event="deployment.rolled_back",
+                    revision=revision,
+                )
+            self._target(spec.target).apply(deployment, packages)
+            return deployment
+
+    def delete(self, project: str, name: str, *, actor: str) -> None:
+        """Delete a deployment; its target stops it (the local target waits until its
+        processes are gone) and its fetched packages are removed."""
+        with self._lock:
+            with self.store.session() as session:
+                gone = repo.delete(session, project, name, actor=actor)
+            self._unfollowed.pop((project, name), None)
+            self.forget(gone)
+
+    def forget(self, deployment: Deployment) -> None:
+        """Stop what a deployment that is no longer stored still runs (idempotent)."""
+        target = self.targets.get(deployment.spec.target)
+        if target is not None:
+            target.delete(deployment)
+        shutil.rmtree(
+            deployment_folder(self.root, deployment.project, deployment.name), ignore_errors=True
+        )
+
+    def refresh(self, project: str, name: str, *, reason: str) -> Deployment | None:
+        """Resolve the deployment's references again; when a version changed, record the new
+        revisions and swap them in. ``None`` when nothing changed (or a reference no longer
+        resolves, which the status then says: what serves keeps serving)."""
+        with self._lock:
+            current, roles = self._current(project, name)
+            key = (project, name)
+            try:
+                resolved = resolve_spec(self.store, project, current.spec)
+                plan = make_plan(resolved, current, roles, self._next_number(current))
+            except (NotFoundError, ConflictError) as exc:
+                self._unfollowed[key] = (
+                    f"cannot follow its references ({exc.message}); what ran keeps serving"
+                )
+                self.sync(current)
+                return None
+            self._unfollowed.pop(key, None)
+            if plan.roles == roles and plan.traffic == current.traffic:
+                return None
+            return self._commit(current, plan, SYSTEM_ACTOR, change=["followed"], reason=reason)
+
+    def apply(self, deployment: Deployment) -> None:
+        """Hand the deployment to its target again (after a platform restart); a failure is
+        recorded as its status."""
+        try:
+            revisions = {r.number: r for r in deployment.revisions}
+            packages = [
+                fetch(
+                    self.store,
+                    self.artifacts,
+                    self.root,
+                    deployment.project,
+                    deployment.name,
+                    revisions[number],
+                )
+                for number in sorted(
+                    in_use_revisions(deployment.traffic, deployment.shadow_revision)
+                )
+            ]
+            self._target(deployment.spec.target).apply(deployment, packages)
+        except LoopmlError as exc:
+            failed = TargetStatus(DeploymentStatus.FAILED, exc.message, 0)
+            self._record_status(deployment, failed)
+
+    def sync(self, deployment: Deployment) -> None:
+        """Store what the target reports, when it changed."""
+        self._record_status(deployment, self.status_of(deployment))
+
+    # ------------------------------------------------------------------ internals
+
+    def _record_status(self, deployment: Deployment, report: TargetStatus) -> None:
+        now = (deployment.status, deployment.status_message, deployment.replicas_ready)
+        if now == (report.status, report.message, report.replicas_ready):
+            return
+        with self.store.session() as session:
+            repo.set_status(
+                session,
+                deployment.project,
+                deployment.name,
+                report.status,
+                report.message,
+                report.replicas_ready,
+                actor=SYSTEM_ACTOR,
+            )
+
+    def _target(self, name: str) -> DeployTarget:
+        target = self.targets.get(name)
+        if target is None:
+            raise ConflictError(
+                f"the {name!r} deploy target is not enabled on this server; enabled: "
+                f"{sorted(self.targets)}",
+                details={"target": name, "enabled": sorted(self.targets)},
+            )
+        return target
+
+    def _next_number(self, current: Deployment) -> int:
+        with self.store.session() as session:
+            return repo.next_revision(session, current.project, current.name)
+
+    def _current(self, project: str, name: str) -> tuple[Deployment, Roles]:
+        with self.store.session() as session:
+            return repo.get_with_roles(session, project, name)
+
+    def _change(
+        self,
+        current: Deployment,
+        roles: Roles,
+        resolved: Resolved,
+        actor: str,
+        change: list[str],
+    ) -> Deployment:
+        plan = make_plan(resolved, current, roles, self._next_number(current))
+        self._unfollowed.pop((current.project, current.name), None)
+        return self._commit(current, plan, actor, change=change, spec=resolved.spec)
+
+    def _commit(
+        self,
+        current: Deployment,
+        plan: Plan,
+        actor: str,
+        *,
+        change: list[str],
+        spec: DeploymentSpec | None = None,
+        reason: str | None = None,
+    ) -> Deployment:
+        spec = spec or current.spec
+        revisions = {r.number: r for r in current.revisions}
+        packages = self._fetch_new(current.project, current.name, plan)
+        fresh = {p.revision for p in packages}
+        packages += [
+            p
+            for p in self._packages(current.project, current.name, plan, revisions)
+            if p.revision not in fresh
+        ]
+        payload: dict[str, Any] = {"change": change}
+        if reason is not None:
+            payload["reason"] = reason
+        with self.store.session() as session:
+            deployment = repo.update(
+                session,
+                current.project,
+                current.name,
+                spec=spec,
+                revisions=plan.new,
+                roles=plan.roles,
+                traffic=plan.traffic,
+                actor=actor,
+                **payload,
+            )
+        self._target(spec.target).apply(deployment, packages)
+        prune(self.root, deployment)
+        return deployment
+
+    def _fetch_new(self, project: str, name: str, plan: Plan) -> list[RevisionPackage]:
+        """Fetch the packages of the plan's new revisions (afresh: a folder left by a
+        change that failed to commit may hold another version)."""
+        now = utcnow()
+        packages = []
+        for new in plan.new:
+            folder = deployment_folder(self.root, project, name) / str(new.number)
+            shutil.rmtree(folder, ignore_errors=True)
+            revision = Revision(
+                number=new.number,
+                model=new.model,
+                version=new.version,
+                ref=new.ref,
+                role=new.role,
+                created_at=now,
+            )
+            packages.append(fetch(self.store, self.artifacts, self.root, project, name, revision))
+        return packages
+
+    def _packages(
+        self, project: str, name: str, plan: Plan, revisions: dict[int, Revision]
+    ) -> list[RevisionPackage]:
+        """The packages of the plan's revisions that already exist."""
+        needed = in_use_revisions(plan.traffic, plan.roles.shadow)
+        new = {n.number for n in plan.new}
+        return [
+            fetch(self.store, self.artifacts, self.root, project, name, revisions[number])
+            for number in sorted(needed - new)
+        ]

@@ -1,0 +1,158 @@
+"""The reconciler: keeps what runs in line with what the control plane recorded.
+
+A background thread that, every ``interval_s``:
+
+- **settles** once after a (re)start: each stored deployment's references are resolved
+  again (an alias that moved while the platform was down is followed) and the deployment
+  is handed to its target, which starts its replicas again;
+- **follows** the event feed from where it started: ``model.alias.set`` and
+  ``model.alias.removed`` re-resolve the deployments on that alias, ``model.version.ready``
+  those on the model's newest version (``churn``); a changed version is rolled out;
+- **syncs** each deployment's status from its target into the store (an event when it
+  changes), and stops what still runs for deployments that disappeared behind its back
+  (their project was deleted, or another server deleted them).
+
+Nothing here raises: a failed round is logged and the next one tries again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from loopml.core.deployments import Deployment
+from loopml.core.errors import NotFoundError
+from loopml.core.types import Event
+from loopml.deploy.control import DeploymentControl, follows
+from loopml.store import MetadataStore, events
+from loopml.store import deployments as repo
+
+log = logging.getLogger("loopml.deploy")
+
+_FOLLOWED = ("model.alias.set", "model.alias.removed", "model.version.ready")
+_PAGE = 500
+
+Key = tuple[str, str]
+
+
+class Reconciler:
+    """Follows the event feed and target status for the control plane (see the module
+    docstring).
+
+    Args:
+        control: the control plane whose deployments it keeps running.
+        store: the metadata store (the event feed).
+        interval_s: time between rounds.
+    """
+
+    def __init__(
+        self, control: DeploymentControl, store: MetadataStore, *, interval_s: float = 0.5
+    ) -> None:
+        self.control = control
+        self.store = store
+        self.interval_s = interval_s
+        self._cursor: int | None = None
+        self._settled = False
+        self._known: dict[Key, Deployment] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Settle now (re-apply every deployment), then keep following in a thread."""
+        self.run_once()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="loopml-reconciler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop following (what runs keeps running until its target is closed)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.run_once()
+
+    def run_once(self) -> None:
+        """One round: settle (until it has worked once), follow, sync."""
+        try:
+            if self._cursor is None:
+                with self.store.session() as session:
+                    self._cursor = repo.latest_event_id(session)
+            if not self._settled:
+                self._settle()
+                self._settled = True
+            self._follow()
+            self._sync()
+        except Exception:
+            log.exception("deployment reconciler: round failed; retrying")
+
+    def _settle(self) -> None:
+        for deployment in self.control.list_all():
+            try:
+                changed = self.control.refresh(
+                    deployment.project, deployment.name, reason="platform start"
+                )
+                if changed is None:
+                    self.control.apply(deployment)
+            except Exception:
+                log.exception("deployment %s/%s: could not start it", *_key(deployment))
+
+    def _follow(self) -> None:
+        assert self._cursor is not None
+        while True:
+            with self.store.session() as session:
+                page = events.list_(session, type="model.*", cursor=str(self._cursor), limit=_PAGE)
+            relevant = [e for e in page.items if e.type in _FOLLOWED]
+            if relevant:
+                self._react(relevant)
+            if page.items:
+                self._cursor = page.items[-1].id
+            if page.next_cursor is None:
+                return
+
+    def _react(self, batch: list[Event]) -> None:
+        deployments = self.control.list_all()
+        for event in batch:
+            model = event.payload.get("model")
+            if event.project is None or not isinstance(model, str):
+                continue
+            alias = event.payload.get("alias") if event.type.startswith("model.alias") else None
+            if event.type.startswith("model.alias") and not isinstance(alias, str):
+                continue
+            for deployment in deployments:
+                if deployment.project != event.project:
+                    continue
+                if not follows(deployment.spec, model, alias if isinstance(alias, str) else None):
+                    continue
+                try:
+                    self.control.refresh(
+                        deployment.project, deployment.name, reason=f"{event.type} #{event.id}"
+                    )
+                except NotFoundError:
+                    continue  # deleted meanwhile
+                except Exception:
+                    log.exception(
+                        "deployment %s/%s: could not follow %s", *_key(deployment), event.type
+                    )
+
+    def _sync(self) -> None:
+        deployments = self.control.list_all()
+        now = {_key(d): d for d in deployments}
+        for key, gone in self._known.items():
+            if key not in now:
+                self.control.forget(gone)
+        self._known = now
+        for deployment in deployments:
+            try:
+                self.control.sync(deployment)
+            except NotFoundError:
+                continue  # deleted meanwhile; forgotten next round
+            except Exception:
+                log.exception("deployment %s/%s: could not record its status", *_key(deployment))
+
+
+def _key(deployment: Deployment) -> Key:
+    return (deployment.project, deployment.name)

@@ -1,0 +1,99 @@
+"""Online serving as the platform runs it: control plane, local target, gateway, reconciler.
+
+::
+
+    serving = Serving.from_settings(store, artifacts, settings)
+    app.router.routes.extend(serving.gateway.routes())
+    await serving.start()      # in the app's lifespan
+    ...
+    await serving.close()      # stops every replica
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio.to_thread
+
+from loopml.deploy.control import DeploymentControl
+from loopml.deploy.reconciler import Reconciler
+from loopml.deploy.targets.base import DeployTarget
+from loopml.deploy.targets.local import LocalDeployTarget, LocalTargetConfig
+from loopml.serve.gateway.app import Gateway
+from loopml.serve.gateway.config import GatewayConfig
+from loopml.storage import ArtifactStore
+from loopml.store import MetadataStore
+
+if TYPE_CHECKING:
+    from loopml.settings import Settings
+
+
+@dataclass
+class Serving:
+    """The pieces of online serving, built together and started and stopped together."""
+
+    control: DeploymentControl
+    local: LocalDeployTarget
+    gateway: Gateway
+    reconciler: Reconciler
+
+    @classmethod
+    def open(
+        cls,
+        store: MetadataStore,
+        artifacts: ArtifactStore,
+        root: Path,
+        *,
+        local: LocalTargetConfig | None = None,
+        gateway: GatewayConfig | None = None,
+        extra_targets: dict[str, DeployTarget] | None = None,
+        reconcile_interval_s: float = 0.5,
+    ) -> Serving:
+        """Build (nothing starts yet) with the local target enabled, plus ``extra_targets``
+        (such as ``kubernetes``)."""
+        target = LocalDeployTarget(root, local)
+        control = DeploymentControl(
+            store, artifacts, {"local": target, **(extra_targets or {})}, root
+        )
+        return cls(
+            control=control,
+            local=target,
+            gateway=Gateway(target, gateway),
+            reconciler=Reconciler(control, store, interval_s=reconcile_interval_s),
+        )
+
+    @classmethod
+    def from_settings(
+        cls, store: MetadataStore, artifacts: ArtifactStore, settings: Settings
+    ) -> Serving:
+        """Build from the settings tree: the targets it enables (``deploy.targets.TARGETS``),
+        the ``gateway`` and ``deployments`` sections; packages under ``<home>/deployments``."""
+        from loopml.deploy.targets import open_targets
+
+        root = settings.home / "deployments"
+        targets = open_targets(settings, root)
+        local = targets.pop("local")
+        assert isinstance(local, LocalDeployTarget)
+        control = DeploymentControl(store, artifacts, {"local": local, **targets}, root)
+        gateway = settings.gateway
+        interval = settings.deployments.reconcile_interval_s
+        return cls(
+            control=control,
+            local=local,
+            gateway=Gateway(local, gateway),
+            reconciler=Reconciler(control, store, interval_s=interval),
+        )
+
+    async def start(self) -> None:
+        """Start the supervisor and the gateway's pool, then re-apply every deployment."""
+        self.local.start()
+        await self.gateway.start()
+        await anyio.to_thread.run_sync(self.reconciler.start)
+
+    async def close(self) -> None:
+        """Stop following, close the gateway, stop every replica."""
+        await anyio.to_thread.run_sync(self.reconciler.stop)
+        await self.gateway.close()
+        await anyio.to_thread.run_sync(self.local.close)

@@ -1,0 +1,191 @@
+"""After a tick's windows are saved: drift episodes and alert rules of one deployment.
+
+A drift episode of a model version opens when its newest judged window of the smallest size
+has drifted (``dataset_drift``: at least ``drift_share`` of the input columns), emitting
+``drift.detected`` once; it closes (``drift.resolved``) when a judged window's drifted share
+falls under half of ``drift_share``, so a share wavering at the threshold opens one episode,
+not one per window. Alert rules go through ``alerts.step``; a rule on a quality metric that
+starts firing also emits ``quality.degraded``. Webhooks are called after the transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from loopml.core.alerts import QUALITY_METRICS, AlertRuleSpec, metric_value, step
+from loopml.monitor.webhooks import deliver, slack_body
+from loopml.store import alert_rules, events
+from loopml.store import monitor as rows
+
+if TYPE_CHECKING:
+    from loopml.monitor.drift import DriftConfig
+    from loopml.settings import MonitorSettings
+    from loopml.store import MetadataStore
+
+
+class Monitor(Protocol):
+    """What this module needs of ``engine.Monitor`` (which imports this module)."""
+
+    store: MetadataStore
+    settings: MonitorSettings
+    config: DriftConfig
+    sizes: dict[str, int]
+    latest: dict[tuple[str, str], list[dict[str, Any]]]
+    alert_states: dict[tuple[str, str, str, str], str]
+
+
+log = logging.getLogger("loopml.monitor")
+ACTOR = "monitor"
+_RECENT = 48
+
+
+def _newest_by_version(windows: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
+    """Per model version, its newest window whose drift was judged."""
+    found: dict[tuple[str, int], dict[str, Any]] = {}
+    for window in windows:  # newest first
+        key = (window["model"], window["version"])
+        drift = window["summary"].get("drift", {})
+        if key not in found and drift.get("status") == "ready" and drift.get("judged"):
+            found[key] = window
+    return found
+
+
+def _drift(monitor: Monitor, project: str, name: str, windows: list[dict[str, Any]]) -> list[str]:
+    emitted: list[str] = []
+    share = monitor.config.drift_share
+    with monitor.store.session() as session:
+        for (model, version), window in _newest_by_version(windows).items():
+            key = f"drift:{model}/{version}"
+            episode = rows.get_cursor(session, project, name, key)
+            drift = window["summary"]["drift"]
+            payload = {
+                "deployment": name,
+                "model": model,
+                "version": version,
+                "window_start": window["start"].isoformat(),
+                "share": drift["share"],
+                "drifted": drift["drifted"][:50],
+                "scores": {
+                    c["column"]: round(c["score"], 6) for c in drift["columns"] if c["drifted"]
+                },
+            }
+            if drift["dataset_drift"] and not episode.get("open"):
+                kind = "drift.detected"
+                rows.set_cursor(
+                    session, project, name, key, {"open": True, "since": payload["window_start"]}
+                )
+            elif episode.get("open") and drift["share"] < share / 2:
+                kind = "drift.resolved"
+                rows.set_cursor(session, project, name, key, {"open": False})
+            else:
+                continue
+            events.append(
+                session, type=kind, subject=name, project=project, payload=payload, actor=ACTOR
+            )
+            emitted.append(kind)
+    return emitted
+
+
+def _newest(windows: list[dict[str, Any]], size: str) -> dict[str, Any] | None:
+    """The newest window of ``size`` (the busiest version when several share it)."""
+    of_size = [w for w in windows if w["size"] == size]
+    if not of_size:
+        return None
+    start = max(w["start"] for w in of_size)
+    return max((w for w in of_size if w["start"] == start), key=lambda w: w["rows"])
+
+
+def _alerts(monitor: Monitor, project: str, name: str, now: datetime) -> list[str]:
+    emitted: list[str] = []
+    notify: list[tuple[dict[str, Any], str, float | None]] = []
+    with monitor.store.session() as session:
+        rules = [r for r in alert_rules.list_(session, project, name) if r["enabled"]]
+        by_size: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for size in {r["window"] for r in rules}:
+            by_size[size] = rows.list_windows(session, project, name, size=size, limit=8)
+        for rule in rules:
+            window = _newest(by_size[rule["window"]], rule["window"])
+            value = metric_value(window["summary"], rule["metric"]) if window else None
+            spec = AlertRuleSpec.model_validate({k: rule[k] for k in AlertRuleSpec.model_fields})
+            moved = step(spec, rule["state"], rule["state_since"], value, now)
+            alert_rules.set_state(
+                session, project, rule["name"], state=moved.state, since=moved.since, value=value
+            )
+            monitor.alert_states[(project, name, rule["name"], rule["severity"])] = moved.state
+            if moved.event is None:
+                continue
+            emitted += _emit(session, project, name, rule, moved.event, value, window)
+            silenced = rule["silenced_until"] is not None and rule["silenced_until"] > now
+            if rule["webhook"] and not silenced:
+                notify.append((rule, moved.event, value))
+    for rule, event, value in notify:
+        _notify(monitor, project, rule, event, value)
+    return emitted
+
+
+def _emit(
+    session: Any,
+    project: str,
+    name: str,
+    rule: dict[str, Any],
+    event: str,
+    value: float | None,
+    window: dict[str, Any] | None,
+) -> list[str]:
+    """Write the rule's transition as an event (and ``quality.degraded`` when a quality
+    rule starts firing); the types written."""
+    payload = {
+        "rule": rule["name"],
+        "deployment": name,
+        "metric": rule["metric"],
+        "value": value,
+        "threshold": rule["threshold"],
+        "severity": rule["severity"],
+        "model": window["model"] if window else None,
+        "version": window["version"] if window else None,
+    }
+    types = [event]
+    if event == "alert.firing" and rule["metric"] in QUALITY_METRICS:
+        types.append("quality.degraded")
+    for kind in types:
+        events.append(
+            session, type=kind, subject=name, project=project, payload=payload, actor=ACTOR
+        )
+    return types
+
+
+def _notify(
+    monitor: Monitor, project: str, rule: dict[str, Any], event: str, value: float | None
+) -> None:
+    settings = monitor.settings
+    outcome = deliver(
+        rule["webhook"],
+        slack_body(event, rule, value),
+        allow=settings.webhook_allow,
+        attempts=settings.webhook_attempts,
+        timeout_s=settings.webhook_timeout_s,
+    )
+    with monitor.store.session() as session:
+        alert_rules.add_delivery(
+            session,
+            project,
+            rule["name"],
+            url=rule["webhook"],
+            event=event,
+            outcome=outcome.outcome,
+            attempts=outcome.attempts,
+            status=outcome.status,
+            error=outcome.error,
+        )
+
+
+def evaluate_deployment(monitor: Monitor, project: str, name: str, now: datetime) -> list[str]:
+    """Drift episodes and alert rules of one deployment; the event types emitted."""
+    size = min(monitor.sizes, key=lambda s: monitor.sizes[s])
+    with monitor.store.session() as session:
+        windows = rows.list_windows(session, project, name, size=size, limit=_RECENT)
+    monitor.latest[(project, name)] = windows[:8]
+    return _drift(monitor, project, name, windows) + _alerts(monitor, project, name, now)

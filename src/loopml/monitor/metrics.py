@@ -1,0 +1,80 @@
+"""The monitor's Prometheus gauges, read from what its last round computed (no database
+query per scrape):
+
+| metric | labels |
+|---|---|
+| ``loopml_monitor_drift_share`` | project, deployment, model, version |
+| ``loopml_monitor_drift_score`` | project, deployment, model, version, column, method |
+| ``loopml_monitor_accuracy`` | project, deployment, model, version |
+| ``loopml_monitor_label_coverage`` | project, deployment, model, version |
+| ``loopml_monitor_alert_state`` | project, deployment, rule, severity (0 ok, 1 pending, 2 firing) |
+
+Figures are those of the newest window of the smallest size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from loopml.monitor.engine import Monitor
+
+_VERSION = ("project", "deployment", "model", "version")
+STATE_VALUES = {"ok": 0.0, "pending": 1.0, "firing": 2.0}
+
+
+class MonitorCollector(Collector):
+    """Gauges of one monitor, for a ``CollectorRegistry``."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self._monitor = monitor
+
+    def collect(self) -> Iterator[Metric]:
+        share = GaugeMetricFamily(
+            "loopml_monitor_drift_share", "Share of input columns that drifted.", labels=_VERSION
+        )
+        score = GaugeMetricFamily(
+            "loopml_monitor_drift_score",
+            "A column's drift statistic (p-value for ks/chi2, distance otherwise).",
+            labels=(*_VERSION, "column", "method"),
+        )
+        accuracy = GaugeMetricFamily(
+            "loopml_monitor_accuracy", "Live accuracy from feedback labels.", labels=_VERSION
+        )
+        coverage = GaugeMetricFamily(
+            "loopml_monitor_label_coverage", "Labelled rows / rows.", labels=_VERSION
+        )
+        alerts = GaugeMetricFamily(
+            "loopml_monitor_alert_state",
+            "Alert rule state: 0 ok, 1 pending, 2 firing.",
+            labels=("project", "deployment", "rule", "severity"),
+        )
+        for (project, deployment), windows in list(self._monitor.latest.items()):
+            seen: set[tuple[str, int]] = set()
+            for window in windows:  # newest first: the first of each version counts
+                key = (window["model"], window["version"])
+                if key in seen or not window["model"]:
+                    continue
+                seen.add(key)
+                labels = (project, deployment, key[0], str(key[1]))
+                drift = window["summary"].get("drift", {})
+                if drift.get("status") == "ready":
+                    share.add_metric(labels, drift.get("share", 0.0))
+                    for column in drift.get("columns", []):
+                        if column["judged"]:
+                            score.add_metric(
+                                (*labels, column["column"], column["method"]), column["score"]
+                            )
+                quality = window["summary"].get("quality", {})
+                if quality.get("accuracy") is not None:
+                    accuracy.add_metric(labels, quality["accuracy"])
+                coverage.add_metric(labels, quality.get("coverage", 0.0))
+        for (project, deployment, rule, severity), state in list(
+            self._monitor.alert_states.items()
+        ):
+            alerts.add_metric((project, deployment, rule, severity), STATE_VALUES.get(state, 0.0))
+        yield from (share, score, accuracy, coverage, alerts)

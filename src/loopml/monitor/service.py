@@ -1,0 +1,164 @@
+"""The monitor as services for the API, the portal and the embedded SDK: a deployment's
+monitoring view, its windows, a version's reference, alert rules.
+
+Example:
+    >>> view = deployment_view(store, artifacts, "default", "churn-api", size="1h")
+    >>> view["drift"]["drifted"]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from loopml.core.alerts import AlertRule, AlertRuleSpec
+from loopml.core.clock import utcnow
+from loopml.core.errors import ValidationError
+from loopml.monitor.reference import Reference, ensure_reference
+from loopml.monitor.webhooks import check_target
+from loopml.monitor.windows import parse_size
+from loopml.storage import ArtifactStore
+from loopml.store import MetadataStore, alert_rules, deployments, model_versions
+from loopml.store import monitor as rows
+
+MAX_WINDOWS = 500
+
+
+def _public(window: dict[str, Any]) -> dict[str, Any]:
+    """A window as the API shows it: its figures, not its counts."""
+    return {k: v for k, v in window.items() if k not in ("state", "updated_at")}
+
+
+def list_windows(
+    store: MetadataStore, project: str, deployment: str, *, size: str = "1h", limit: int = 24
+) -> list[dict[str, Any]]:
+    """A deployment's windows of ``size``, newest first (every model version it served)."""
+    parse_size(size)
+    if not 1 <= limit <= MAX_WINDOWS:
+        raise ValidationError(f"limit must be from 1 to {MAX_WINDOWS}, got {limit}")
+    with store.session() as session:
+        deployments.get(session, project, deployment)
+        found = rows.list_windows(session, project, deployment, size=size, limit=limit)
+    return [_public(w) for w in found]
+
+
+def get_reference(
+    store: MetadataStore, artifacts: ArtifactStore, project: str, model: str, version: int
+) -> Reference:
+    """A version's reference, built first when it has none (versions registered before
+    monitoring existed).
+
+    Raises:
+        NotFoundError: no such project, model or version.
+    """
+    with store.session() as session:
+        model_versions.get(session, project, model, version)
+    return ensure_reference(store, artifacts, project, model, version)
+
+
+def deployment_view(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    project: str,
+    deployment: str,
+    *,
+    size: str = "1h",
+) -> dict[str, Any]:
+    """Everything the dashboard shows: the newest window, the recent ones, the references
+    of the versions they served, the rules and which are firing."""
+    windows = list_windows(store, project, deployment, size=size, limit=24)
+    versions = sorted({(w["model"], w["version"]) for w in windows if w["model"]})
+    references = {
+        f"{model}/{version}": _reference_view(
+            ensure_reference(store, artifacts, project, model, version)
+        )
+        for model, version in versions
+    }
+    rules = list_rules(store, project, deployment)
+    return {
+        "project": project,
+        "deployment": deployment,
+        "size": size,
+        "windows": windows,
+        "references": references,
+        "alerts": [r.model_dump(mode="json") for r in rules],
+        "firing": [r.name for r in rules if r.state == "firing"],
+    }
+
+
+def _reference_view(reference: Reference) -> dict[str, Any]:
+    profile = reference.profile
+    return {
+        "status": reference.status,
+        "reason": reference.reason,
+        "source": reference.source,
+        "rows": profile.rows if profile else 0,
+        "features": len(profile.features) if profile else 0,
+    }
+
+
+# ---------------------------------------------------------------------- alert rules
+
+
+def _rule(data: dict[str, Any]) -> AlertRule:
+    return AlertRule.model_validate(data)
+
+
+def create_rule(
+    store: MetadataStore,
+    project: str,
+    spec: AlertRuleSpec,
+    *,
+    allow: Sequence[str] = (),
+    actor: str,
+) -> AlertRule:
+    """Add an alert rule; its webhook, if any, is checked now (``WebhookRefused``, a 422)."""
+    parse_size(spec.window)
+    if spec.webhook:
+        check_target(spec.webhook, allow)
+    fields = spec.model_dump()
+    fields["clear_threshold"] = spec.clear()
+    with store.session() as session:
+        deployments.get(session, project, spec.deployment)
+        return _rule(alert_rules.create(session, project, fields, actor=actor))
+
+
+def list_rules(
+    store: MetadataStore, project: str, deployment: str | None = None
+) -> list[AlertRule]:
+    """A project's alert rules (of one deployment), by name."""
+    with store.session() as session:
+        return [_rule(r) for r in alert_rules.list_(session, project, deployment)]
+
+
+def get_rule(store: MetadataStore, project: str, name: str) -> AlertRule:
+    """One alert rule."""
+    with store.session() as session:
+        return _rule(alert_rules.get(session, project, name))
+
+
+def delete_rule(store: MetadataStore, project: str, name: str, *, actor: str) -> None:
+    """Remove an alert rule."""
+    with store.session() as session:
+        alert_rules.delete(session, project, name, actor=actor)
+
+
+def silence_rule(
+    store: MetadataStore, project: str, name: str, *, seconds: float, actor: str
+) -> AlertRule:
+    """Stop a rule's notifications for ``seconds`` (0 resumes them); its state still moves."""
+    if not 0 <= seconds <= 90 * 86_400:
+        raise ValidationError(
+            f"seconds must be from 0 to {90 * 86_400} (90 days), got {seconds}",
+            details={"field": "seconds"},
+        )
+    until: datetime | None = utcnow() + timedelta(seconds=seconds) if seconds else None
+    with store.session() as session:
+        return _rule(alert_rules.silence(session, project, name, until, actor=actor))
+
+
+def rule_deliveries(store: MetadataStore, project: str, name: str) -> list[dict[str, Any]]:
+    """A rule's webhook notifications, newest first."""
+    with store.session() as session:
+        return alert_rules.deliveries(session, project, name)

@@ -1,0 +1,241 @@
+"""Tumbling windows: which window a row falls in, a window's mergeable state built from
+prediction-log rows and joined labels, and the summary computed from that state.
+
+A window's ``state`` holds only counts (``usage``, per-column drift sketches, ``quality``),
+so rows arriving later — more predictions, late labels — are added to it without reading
+what was added before. Every size must be a multiple of the smallest: a batch of rows is
+reduced once per window of the smallest size, and larger windows merge those pieces.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
+
+from loopml.core.errors import ValidationError
+from loopml.core.predictions import canonical_text
+from loopml.monitor import quality, usage
+from loopml.monitor.drift import DriftConfig, column_drift, dataset_drift
+from loopml.monitor.reference import Reference
+from loopml.monitor.sketch import (
+    CategoricalWindow,
+    ColumnWindow,
+    NumericReference,
+    NumericWindow,
+    merge,
+    reduce,
+)
+
+_SIZE = re.compile(r"^([1-9][0-9]{0,4})([mhd])$")
+_UNIT_S = {"m": 60, "h": 3600, "d": 86_400}
+Piece = tuple[str, int, int]
+"""model, version, window start (Unix seconds) of the smallest size."""
+
+
+def parse_size(size: str) -> int:
+    """``"1h"`` -> 3600: a window size in seconds."""
+    found = _SIZE.fullmatch(size) if isinstance(size, str) else None
+    if found is None:
+        raise ValidationError(
+            f"invalid window size {str(size)[:20]!r}: expected a number and m, h or d ('1h')",
+            details={"field": "windows"},
+        )
+    return int(found.group(1)) * _UNIT_S[found.group(2)]
+
+
+def parse_sizes(sizes: list[str]) -> dict[str, int]:
+    """The sizes in seconds, smallest first; each a multiple of the smallest."""
+    parsed = sorted(((parse_size(s), s) for s in dict.fromkeys(sizes)), key=lambda p: p[0])
+    smallest = parsed[0][0]
+    for seconds, size in parsed:
+        if seconds % smallest:
+            raise ValidationError(
+                f"window size {size!r} is not a multiple of the smallest ({parsed[0][1]!r})",
+                details={"field": "windows"},
+            )
+    return {size: seconds for seconds, size in parsed}
+
+
+def window_start(moment: datetime, seconds: int) -> datetime:
+    """The start of the window of ``seconds`` that holds ``moment`` (aligned on the epoch)."""
+    stamp = int(
+        moment.replace(tzinfo=UTC).timestamp() if moment.tzinfo is None else moment.timestamp()
+    )
+    return datetime.fromtimestamp(stamp - stamp % seconds, UTC)
+
+
+def empty_state() -> dict[str, Any]:
+    """The state of a window with nothing in it."""
+    return {
+        "usage": usage.empty_usage(),
+        "features": {},
+        "prediction": None,
+        "quality": quality.empty_quality(),
+    }
+
+
+def _inputs(rows: pa.Table, reference: Reference) -> pa.Table | None:
+    profile = reference.profile
+    if profile is None:
+        return None
+    texts = pc.drop_null(rows["inputs"]).to_pylist()
+    if not texts:
+        return None
+    buffer = "\n".join(texts).encode()
+    numeric = [
+        pa.field(name, pa.float64())
+        for name, ref in profile.features.items()
+        if isinstance(ref, NumericReference)
+    ]
+    try:
+        return pajson.read_json(
+            io.BytesIO(buffer),
+            read_options=pajson.ReadOptions(block_size=max(len(buffer) + 1, 1 << 20)),
+            parse_options=pajson.ParseOptions(explicit_schema=pa.schema(numeric)),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        # Mixed types in a column (a number where text was, or the reverse): read row by
+        # row, a number the column cannot take becoming missing.
+        return _inputs_slowly(texts, profile.features)
+
+
+def _inputs_slowly(texts: list[str], features: dict[str, Any]) -> pa.Table:
+    parsed = [orjson.loads(text) for text in texts]
+    columns: dict[str, pa.Array] = {}
+    for name, ref in features.items():
+        values = [row.get(name) if isinstance(row, dict) else None for row in parsed]
+        if isinstance(ref, NumericReference):
+            numbers = [
+                float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+                for v in values
+            ]
+            columns[name] = pa.array(numbers, pa.float64())
+        else:
+            columns[name] = pa.array(
+                [
+                    None if v is None else canonical_text(v) if _scalar(v) else str(v)
+                    for v in values
+                ],
+                pa.string(),
+            )
+    return pa.table(columns)
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, bool | int | float | str)
+
+
+def piece_state(rows: pa.Table, reference: Reference | None) -> dict[str, Any]:
+    """The state of prediction-log ``rows`` of one model version in one smallest window."""
+    state = empty_state()
+    state["usage"] = usage.usage_of(rows)
+    if reference is None or reference.profile is None:
+        return state
+    profile = reference.profile
+    inputs = _inputs(rows, reference)
+    if inputs is not None:
+        for name, ref in profile.features.items():
+            if name in inputs.column_names:
+                state["features"][name] = reduce(ref, inputs[name]).model_dump()
+    if profile.prediction is not None:
+        column = (
+            rows["prediction_value"]
+            if isinstance(profile.prediction, NumericReference)
+            else rows["prediction"]
+        )
+        state["prediction"] = reduce(profile.prediction, column).model_dump()
+    return state
+
+
+def split_pieces(rows: pa.Table, smallest_s: int) -> dict[Piece, pa.Table]:
+    """``rows`` grouped by model, version and window of the smallest size."""
+    micros = np.asarray(pc.cast(rows["ts"], pa.int64()).to_numpy(zero_copy_only=False))
+    starts = micros // 1_000_000 // smallest_s * smallest_s
+    keyed = rows.append_column("_start", pa.array(starts, pa.int64()))
+    groups = keyed.group_by(["model", "model_version", "_start"]).aggregate([])
+    pieces: dict[Piece, pa.Table] = {}
+    for model, version, start in zip(
+        groups["model"].to_pylist(),
+        groups["model_version"].to_pylist(),
+        groups["_start"].to_pylist(),
+        strict=True,
+    ):
+        mask = pc.and_(
+            pc.and_(pc.equal(keyed["model"], model), pc.equal(keyed["model_version"], version)),
+            pc.equal(keyed["_start"], start),
+        )
+        pieces[(str(model), int(version), int(start))] = keyed.filter(mask).drop_columns(["_start"])
+    return pieces
+
+
+def _column(data: dict[str, Any] | None) -> ColumnWindow | None:
+    if not data:
+        return None
+    return NumericWindow(**data) if data.get("kind") == "numeric" else CategoricalWindow(**data)
+
+
+def merge_state(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Two states of the same window (model version) added."""
+    features = dict(a["features"])
+    for name, data in b["features"].items():
+        mine = _column(features.get(name))
+        theirs = _column(data)
+        assert theirs is not None
+        features[name] = (theirs if mine is None else merge(mine, theirs)).model_dump()
+    mine_p, theirs_p = _column(a["prediction"]), _column(b["prediction"])
+    prediction = (
+        mine_p if theirs_p is None else theirs_p if mine_p is None else merge(mine_p, theirs_p)
+    )
+    return {
+        "usage": usage.merge_usage(a["usage"], b["usage"]),
+        "features": features,
+        "prediction": prediction.model_dump() if prediction is not None else None,
+        "quality": quality.merge_quality(a["quality"], b["quality"]),
+    }
+
+
+def summarize(
+    state: dict[str, Any], reference: Reference | None, seconds: float, config: DriftConfig
+) -> dict[str, Any]:
+    """A window's figures: usage, drift per column and of the input, prediction drift,
+    live quality."""
+    used = usage.usage_summary(state["usage"], seconds)
+    summary: dict[str, Any] = {"usage": used}
+    summary["quality"] = quality.quality_summary(state["quality"], state["usage"]["rows"])
+    if reference is None or reference.profile is None:
+        reason = reference.reason if reference else "no reference profile yet"
+        summary["drift"] = {"status": "off", "reason": reason}
+        return summary
+    profile = reference.profile
+    windows = {name: _column(data) for name, data in state["features"].items()}
+    present = {name: w for name, w in windows.items() if w is not None}
+    result = dataset_drift(profile.features, present, config)
+    drift: dict[str, Any] = {
+        "status": "ready",
+        "source": reference.source,
+        "share": result.share,
+        "dataset_drift": result.dataset_drift,
+        "drifted": [c.column for c in result.columns if c.drifted],
+        "judged": result.judged_columns,
+        "columns": [c.model_dump() for c in result.columns],
+    }
+    prediction = _column(state["prediction"])
+    if profile.prediction is not None and prediction is not None:
+        drift["prediction"] = column_drift(
+            "prediction", profile.prediction, prediction, config
+        ).model_dump()
+    summary["drift"] = drift
+    return summary
+
+
+def window_end(start: datetime, seconds: int) -> datetime:
+    """When the window starting at ``start`` ends."""
+    return start + timedelta(seconds=seconds)

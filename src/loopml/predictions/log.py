@@ -1,0 +1,254 @@
+"""``PredictionLog``: the platform's own prediction log, appending through its record batcher
+(no HTTP), in the same rows as a replica's ``HttpPredictionSink``.
+
+Three things feed it, all on the platform's event loop and all only enqueueing:
+
+- ``log_answer(answer, role)``, the gateway's answer hook (``Gateway.on_answer``): every
+  successful inference answer a client got through the gateway becomes rows with the
+  revision's role (``primary`` or ``canary``); the local target's replicas do not log
+  themselves, so a replica killed mid-load loses no answered row;
+- ``log_shadow(answer)``, the gateway's shadow hook (``Gateway.on_shadow``): the shadow
+  revision's answer to a copy of a request becomes rows with role ``shadow`` (its inputs as
+  the client sent them, its predictions as the shadow answered);
+- ``sink(project)``, a ``PredictionSink`` for a model server running inside the platform.
+
+A background task turns what is queued into Arrow (in a worker thread) and appends it per
+deployment to ``prediction_table(deployment)`` through ``RecordBatcher.append``, ``max_batch``
+rows at a time or ``flush_ms`` after the first of them arrived. ``close`` appends everything
+still queued; call it before the batcher's own ``close``. Wiring, in the app's lifespan::
+
+    log = PredictionLog(app.state.records)
+    gateway.on_shadow = log.log_shadow
+    gateway.on_answer = log.log_answer
+    ...
+    await log.close()          # then: await records.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio.to_thread
+
+from loopml.core.deployments import prediction_table
+from loopml.core.errors import LoopmlError, ValidationError
+from loopml.core.names import validate_project_name
+from loopml.core.predictions import ROLES
+from loopml.predictions import _rows as _predrows
+from loopml.predictions.sink import PredictionRecord, PredictionSink
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from loopml.data.records import RecordBatcher
+    from loopml.predictions.sink import ShadowAnswer
+
+log = logging.getLogger("loopml.predictions.log")
+
+ACTOR = "prediction-log"
+"""Who the log's appends are recorded as."""
+
+_Build = Callable[[], list[_predrows.Row]]
+
+
+@dataclass(frozen=True)
+class LogStats:
+    """What the log has done so far, in rows.
+
+    Attributes:
+        appended: rows committed to their tables.
+        dropped: rows not queued (a shadow answer counts as one): the queue was full, or
+            the log was closed.
+        refused: rows a table refused (its schema was changed by hand).
+        skipped: shadow answers not logged: errors, or bodies that could not be read.
+        pending: rows queued or being appended now (a shadow answer counts as one).
+    """
+
+    appended: int
+    dropped: int
+    refused: int
+    skipped: int
+    pending: int
+
+
+class _Sink:
+    """A ``PredictionSink`` for a model server inside the platform."""
+
+    def __init__(self, log: PredictionLog, project: str, role: str | None) -> None:
+        self._log, self._project, self._role = log, project, role
+
+    def record(self, record: PredictionRecord) -> None:
+        role = self._role
+
+        def build() -> list[_predrows.Row]:
+            return _predrows.record_rows(record, role)
+
+        self._log._add(self._project, record.deployment, record.rows, build)
+
+
+class PredictionLog:
+    """The platform's prediction log; see the module docstring.
+
+    Lives in one event loop (the platform's): ``log_shadow``, ``sink(...).record`` and
+    ``close`` are called from it.
+
+    Args:
+        batcher: the app's record batcher (``app.state.records``).
+        max_batch: most rows per append.
+        flush_ms: longest a queued row waits for others. Each append is a table commit
+            (a Delta file and a catalog row) on the platform's own CPU, which the gateway
+            shares: under load, one commit a second costs far less than five.
+        max_queue: most rows queued; more are dropped and counted.
+    """
+
+    def __init__(
+        self,
+        batcher: RecordBatcher,
+        *,
+        max_batch: int = 5000,
+        flush_ms: float = 1000.0,
+        max_queue: int = 100_000,
+    ) -> None:
+        self._batcher = batcher
+        self._max_batch, self._max_queue, self._flush_s = max_batch, max_queue, flush_ms / 1000
+        self._queue: list[tuple[str, str, int, _Build]] = []
+        self._queued = 0
+        self._sending = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self._appended = self._dropped = self._refused = self._skipped = 0
+
+    @property
+    def stats(self) -> LogStats:
+        """The counts so far."""
+        return LogStats(
+            appended=self._appended,
+            dropped=self._dropped,
+            refused=self._refused,
+            skipped=self._skipped,
+            pending=self._queued + self._sending,
+        )
+
+    def sink(self, project: str, *, role: str | None = None) -> PredictionSink:
+        """A ``PredictionSink`` that logs a model server's predictions to ``project``."""
+        validate_project_name(project)
+        if role is not None and role not in ROLES:
+            raise ValidationError(f"role must be one of {list(ROLES)}, got {role!r}")
+        return _Sink(self, project, role)
+
+    def log_shadow(self, answer: ShadowAnswer) -> None:
+        """The gateway's shadow hook (``ShadowHook``): queue the shadow's answer, to become
+        rows with role ``shadow``; an error answer is counted (``skipped``), not logged.
+        Only queues: the answer is read later, in a worker thread."""
+        arrived = time.time() - answer.latency_s
+        self._add(
+            answer.project,
+            answer.deployment,
+            1,
+            lambda: _predrows.shadow_rows(answer, arrived),
+        )
+
+    def log_answer(self, answer: ShadowAnswer, role: str) -> None:
+        """The gateway's answer hook (``AnswerHook``): queue an answer a client got, to become
+        rows with ``role``. Only queues, like ``log_shadow``."""
+        arrived = time.time() - answer.latency_s
+        self._add(
+            answer.project,
+            answer.deployment,
+            1,
+            lambda: _predrows.shadow_rows(answer, arrived, role),
+        )
+
+    async def close(self) -> LogStats:
+        """Append everything queued, wait for it, and take nothing more."""
+        self._closing = True
+        self._flush()
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        return self.stats
+
+    # ------------------------------------------------------------------ internals
+
+    def _add(self, project: str, deployment: str, rows: int, build: _Build) -> None:
+        if self._closing or self._queued + rows > self._max_queue:
+            self._dropped += rows
+            return
+        self._queue.append((project, deployment, rows, build))
+        self._queued += rows
+        if self._queued >= self._max_batch:
+            self._flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._flush_s, self._flush)
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._queue:
+            return
+        taken, self._queue = self._queue, []
+        rows = sum(entry[2] for entry in taken)
+        self._queued -= rows
+        self._sending += rows
+        task = asyncio.get_running_loop().create_task(self._append(taken, rows))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _append(self, taken: list[tuple[str, str, int, _Build]], queued: int) -> None:
+        try:
+            tables, skipped = await anyio.to_thread.run_sync(_tables, taken)
+            self._skipped += skipped
+            await asyncio.gather(
+                *(self._append_one(project, name, t) for (project, name), t in tables.items())
+            )
+        except Exception:  # a bug: these rows are lost, the server goes on
+            log.exception("the prediction log could not append %d rows", queued)
+            self._refused += queued
+        finally:
+            self._sending -= queued
+
+    async def _append_one(self, project: str, table: str, records: pa.Table) -> None:
+        from loopml.data.records import RecordPost
+
+        try:
+            await self._batcher.append(
+                project, table, RecordPost(records=records, body_sha256=""), actor=ACTOR
+            )
+        except LoopmlError as exc:
+            self._refused += records.num_rows
+            log.warning(
+                "prediction log: %d rows refused by %s/%s: %s",
+                records.num_rows,
+                project,
+                table,
+                exc.message,
+            )
+            return
+        self._appended += records.num_rows
+
+
+def _tables(
+    taken: list[tuple[str, str, int, _Build]],
+) -> tuple[dict[tuple[str, str], pa.Table], int]:
+    """The queued entries' rows as one Arrow table per (project, prediction table), and how
+    many entries gave no rows (shadow answers that were errors or unreadable)."""
+    grouped: dict[tuple[str, str], list[_predrows.Row]] = {}
+    skipped = 0
+    for project, deployment, _, build in taken:
+        try:
+            table = prediction_table(deployment)
+            rows = build()
+        except Exception:
+            log.exception("prediction log: could not read a prediction of %r", deployment)
+            rows = []
+        if not rows:
+            skipped += 1
+            continue
+        grouped.setdefault((project, table), []).extend(rows)
+    return {key: _predrows.to_arrow(rows) for key, rows in grouped.items()}, skipped

@@ -1,0 +1,93 @@
+"""``loopml.train_text_model``: a text task (``text-classification``, ``text-regression``) on
+a dataset snapshot, from the SDK or ``loopml train``: fine-tuning a transformers encoder with
+resumable checkpoints, or sentence embeddings + AutoML (see docs/text.md).
+
+Recorded like ``loopml.train_model``: on a server over HTTP (``url=``, a ``client``, or
+``LOOPML_CLIENT_URL``) or, with none, in the embedded store.
+
+Example:
+    >>> import loopml
+    >>> outcome = loopml.train_text_model("reviews_snap", target="sentiment",
+    ...     task="text-classification", method="finetune", base="./distilbert",
+    ...     spot=True, register_as="sentiment")
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from loopml.sdk.backends import HttpAccess, HttpBackend
+
+if TYPE_CHECKING:
+    from loopml.client import Client
+    from loopml.settings import Settings
+    from loopml.train.service import TrainingAccess, TrainOutcome
+
+__all__ = ["train_text_model"]
+
+
+def training_access(
+    project: str, url: str | None, client: Client | None, settings: Settings | None
+) -> TrainingAccess:
+    """Where training reads and records: the server over HTTP, else the embedded stores."""
+    from loopml.sdk.tracking import _backend
+
+    backend = _backend(project, url, client, settings)
+    if isinstance(backend, HttpBackend):
+        return HttpAccess(backend)
+    from loopml.registry.embedded import EmbeddedAccess, EmbeddedBackend
+
+    assert isinstance(backend, EmbeddedBackend)
+    return EmbeddedAccess(backend)
+
+
+def train_text_model(
+    dataset: str,
+    *,
+    target: str,
+    task: str,
+    project: str = "default",
+    url: str | None = None,
+    client: Client | None = None,
+    settings: Settings | None = None,
+    **options: Any,
+) -> TrainOutcome:
+    """Train a text model on a dataset version's frozen split; track, package, register and
+    evaluate it.
+
+    Args:
+        dataset: ``name``, ``name@latest`` or ``name@3``; the version must have a split.
+        target: the column to predict.
+        task: ``text-classification`` or ``text-regression``.
+        project, url, client, settings: where to record (see ``loopml.start_run``).
+        **options: ``loopml.train.text.service.train_text``'s options: ``text_column``,
+            ``method`` (``auto``, ``finetune``, ``embeddings``), ``base``, ``epochs``,
+            ``batch_size``, ``learning_rate``, ``max_length``, ``seed``,
+            ``checkpoint_every_steps``, ``checkpoint_every_s``, ``spot``, ``device``,
+            ``budget_s``, ``max_iter``, ``estimators``, ``tiny``, ``checkpoint_key``,
+            ``register_as``, ``description``, ``experiment``.
+
+    Raises:
+        ValidationError: an unknown option, bad arguments, a failed parity check.
+        TrainingInterrupted: spot mode got SIGTERM (a checkpoint was saved first).
+    """
+    from loopml.train.text.service import train_text
+
+    access = training_access(project, url, client, settings)
+    return train_text(access, dataset, target=target, task=task, **_checked(options))
+
+
+def _checked(options: dict[str, Any]) -> dict[str, Any]:
+    import inspect
+
+    from loopml.core.errors import ValidationError
+    from loopml.train.text.service import train_text
+
+    known = set(inspect.signature(train_text).parameters) - {"access", "dataset"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValidationError(
+            f"unknown text training options {unknown}: expected some of {sorted(known)}",
+            details={"field": "options"},
+        )
+    return options

@@ -1,0 +1,134 @@
+"""``loopml.train_model``: AutoML or the user's own ``fit(ctx)`` on a dataset snapshot, tracked,
+packaged, registered and evaluated, from the SDK or ``loopml train``.
+
+Training runs in the caller's process through the training service (``loopml.train.service``,
+which lists its steps); this module only picks where it records: a server over HTTP (``url=``,
+a ``client``, or ``LOOPML_CLIENT_URL``) or, with none, the embedded store, as
+``loopml.start_run`` does.
+
+Example:
+    >>> import loopml
+    >>> outcome = loopml.train_model("churn_snap@2", target="churned", task="classification",
+    ...                        budget_s=60, register_as="churn")
+    >>> outcome.version, outcome.evaluation.metrics["roc_auc"]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from loopml.sdk.backends import HttpAccess, HttpBackend
+from loopml.train.service import TrainOutcome, train
+
+if TYPE_CHECKING:
+    from loopml.client import Client
+    from loopml.settings import Settings
+    from loopml.train.automl import Trial
+    from loopml.train.service import TrainingAccess
+
+__all__ = ["TrainOutcome", "train_model"]
+
+
+def train_model(
+    dataset: str,
+    *,
+    target: str,
+    task: str,
+    budget_s: float = 60.0,
+    metric: str | None = None,
+    seed: int = 0,
+    estimators: list[str] | None = None,
+    max_iter: int | None = None,
+    entrypoint: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    checkpoint_key: str | None = None,
+    register_as: str | None = None,
+    description: str = "",
+    experiment: str | None = None,
+    project: str = "default",
+    url: str | None = None,
+    client: Client | None = None,
+    settings: Settings | None = None,
+    on_trial: Callable[[Trial], None] | None = None,
+    n_jobs: int | None = None,
+    max_model_mb: float | None = None,
+    keep_columns: list[str] | None = None,
+) -> TrainOutcome:
+    """Train on a dataset version's frozen split; track, package, register and evaluate.
+
+    Args:
+        dataset: ``name``, ``name@latest`` or ``name@3``; the version must have a split.
+        target: the column to predict.
+        task: ``classification`` or ``regression``; ``text-classification`` and
+            ``text-regression`` go to ``loopml.train_text_model`` with ``params`` as its
+            options.
+        budget_s: AutoML's wall-time budget (ignored by custom training).
+        metric: AutoML's search metric (by default ROC AUC, log loss or R²).
+        seed: AutoML's seed.
+        estimators: AutoML's learners (default: all supported).
+        max_iter: cap AutoML's trials (for repeatable searches).
+        entrypoint: ``module:function`` for custom training instead of AutoML.
+        params: parameters for custom training (``ctx.params``), logged on the run.
+        checkpoint_key: what identifies "the same training" for resuming; by default a
+            hash of the entrypoint, the dataset version and the params.
+        register_as: the registered model to add the trained model to as a new version.
+        description: the version's description.
+        experiment: the experiment (default: the dataset's name).
+        project: the project.
+        url, client, settings: where to record (see ``loopml.start_run``).
+        on_trial: called with each AutoML trial (progress).
+        n_jobs: AutoML's threads (``-1`` every core; default: the idle cores).
+        max_model_mb: the largest model package AutoML may pick, in MB.
+        keep_columns: columns AutoML uses even though they look like identifiers.
+
+    AutoML keeps the whole call within ``budget_s`` (see ``loopml.train.service.train``).
+
+    Raises:
+        UserCodeError: custom training code raised (its traceback is in the details).
+        ValidationError: bad arguments, or data AutoML refuses.
+        ConflictError: the dataset version has no split.
+    """
+    from loopml.sdk.tracking import _backend
+
+    if task in ("text-classification", "text-regression"):
+        from loopml.sdk.text import train_text_model
+        from loopml.train.text.service import text_options
+
+        # Text options (method, base, epochs, ...) come as params; see train_text_model.
+        return train_text_model(
+            dataset, target=target, task=task, seed=seed, budget_s=budget_s,
+            max_iter=max_iter, checkpoint_key=checkpoint_key, register_as=register_as,
+            description=description, experiment=experiment, project=project, url=url,
+            client=client, settings=settings, **text_options(params or {}),
+        )  # fmt: skip
+    backend = _backend(project, url, client, settings)
+    access: TrainingAccess
+    if isinstance(backend, HttpBackend):
+        access = HttpAccess(backend)
+    else:
+        from loopml.registry.embedded import EmbeddedAccess, EmbeddedBackend
+
+        assert isinstance(backend, EmbeddedBackend)
+        access = EmbeddedAccess(backend)
+    return train(
+        access,
+        dataset,
+        target=target,
+        task=task,
+        budget_s=budget_s,
+        metric=metric,
+        seed=seed,
+        estimators=estimators,
+        max_iter=max_iter,
+        entrypoint=entrypoint,
+        params=params,
+        checkpoint_key=checkpoint_key,
+        register_as=register_as,
+        description=description,
+        experiment=experiment,
+        on_trial=on_trial,
+        n_jobs=n_jobs,
+        max_model_mb=max_model_mb,
+        keep_columns=keep_columns,
+    )

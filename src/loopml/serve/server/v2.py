@@ -1,0 +1,389 @@
+"""Open Inference Protocol (KServe V2) over REST: request models, tensors to columns, and
+predictions to output tensors.
+
+Inputs, either way (KServe's sklearn and LightGBM servers accept both):
+
+- **one tensor per signature column** (the pandas codec's way): named like the column,
+  shape ``[N]`` or ``[N, 1]``; a numeric column takes ``FP*``/``INT*``/``UINT*`` (an
+  integer column floats without a fraction), a boolean column ``BOOL`` (or 0/1 numbers), a
+  string column ``BYTES``. ``null`` marks a missing value in ``FP*`` and
+  ``BYTES`` tensors.
+- **one ``[N, C]`` matrix** with the ``C`` columns in signature order, named anything
+  that is not a column name (``input-0``), when no column is a string.
+
+``data`` is row-major, flat or nested. Outputs: ``predict`` (``[N]``; labels typed like the
+classes, or values) and, for classifiers, ``predict_proba`` (``[N, classes]``, class order
+in the model metadata's ``classes``). ``FP32`` when ONNX Runtime computed them, ``FP64`` when
+the native model did. The request's ``id`` is echoed (the inference id when it has none),
+and so are its ``parameters``. The binary tensor extension is not supported.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from itertools import chain
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from loopml.core.errors import ValidationError
+from loopml.packaging._columns import json_type
+from loopml.packaging.runtime import Columns, ModelRuntime, Prediction
+
+Datatype = Literal[
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BYTES",
+]
+PREDICT = "predict"
+PREDICT_PROBA = "predict_proba"
+
+_FLOATS = frozenset({"FP16", "FP32", "FP64"})
+_INTS = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"})
+# Which tensor datatypes can carry each signature column type.
+_CARRIES: dict[str, frozenset[str]] = {
+    "float": _FLOATS | _INTS,
+    "integer": _INTS | _FLOATS,
+    "boolean": _INTS | _FLOATS | {"BOOL"},
+    "string": frozenset({"BYTES"}),
+}
+# Which JSON values each tensor datatype may hold (null: a missing value).
+_NONE = type(None)
+_HOLDS: dict[str, frozenset[type]] = {
+    **dict.fromkeys(_FLOATS, frozenset({int, float, _NONE})),
+    **dict.fromkeys(_INTS, frozenset({int})),
+    "BOOL": frozenset({bool}),
+    "BYTES": frozenset({str, _NONE}),
+}
+# The values each numeric datatype can represent: a value outside is refused, never wrapped
+# (UINT8 300 read as 44) nor turned into infinity (FP16 70000).
+_RANGES: dict[str, tuple[float, float]] = {
+    **{f"INT{n}": (-(2 ** (n - 1)), 2 ** (n - 1) - 1) for n in (8, 16, 32, 64)},
+    **{f"UINT{n}": (0, 2**n - 1) for n in (8, 16, 32, 64)},
+    "FP16": (-65504.0, 65504.0),
+    "FP32": (-3.4028234663852886e38, 3.4028234663852886e38),
+}
+# What the model metadata advertises per column type (every compatible type is accepted).
+INPUT_DATATYPES = {"float": "FP64", "integer": "INT64", "boolean": "BOOL", "string": "BYTES"}
+
+
+class _V2Model(BaseModel):
+    # Unknown fields are ignored, as the protocol's extensions add their own.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class RequestInput(_V2Model):
+    """One input tensor."""
+
+    name: str = Field(min_length=1, max_length=256)
+    shape: list[Annotated[int, Field(ge=0, strict=True)]] = Field(min_length=1, max_length=8)
+    datatype: Datatype
+    parameters: dict[str, Any] | None = None
+    data: list[Any]
+
+
+class RequestOutput(_V2Model):
+    """One output the client asks for."""
+
+    name: str = Field(min_length=1, max_length=256)
+    parameters: dict[str, Any] | None = None
+
+
+class InferenceRequest(_V2Model):
+    """The body of ``POST /v2/models/{name}[/versions/{v}]/infer``."""
+
+    id: str | None = Field(default=None, max_length=256)
+    parameters: dict[str, Any] | None = None
+    inputs: list[RequestInput] = Field(min_length=1, max_length=4096)
+    outputs: list[RequestOutput] | None = Field(default=None, max_length=16)
+
+
+def parse_request(body: object) -> InferenceRequest:
+    """Validate a decoded JSON body as an inference request.
+
+    Raises:
+        ValidationError: the body is not an inference request; the message names the fields.
+    """
+    try:
+        return InferenceRequest.model_validate(body)
+    except pydantic.ValidationError as exc:
+        errors = [
+            {"loc": [str(p) for p in err["loc"]], "msg": err["msg"], "type": err["type"]}
+            for err in exc.errors(include_url=False, include_input=False)[:20]
+        ]
+        summary = "; ".join(f"{'.'.join(e['loc']) or 'body'}: {e['msg']}" for e in errors[:3])
+        raise ValidationError(
+            f"invalid inference request: {summary}", details={"errors": errors}
+        ) from None
+
+
+def output_names(runtime: ModelRuntime, request: InferenceRequest) -> list[str]:
+    """The outputs to return: those asked for, checked, or all of them.
+
+    Raises:
+        ValidationError: an output the model does not have.
+    """
+    available = [PREDICT, PREDICT_PROBA] if runtime.is_classifier else [PREDICT]
+    if not request.outputs:
+        return available
+    asked = [o.name for o in request.outputs]
+    unknown = [n for n in asked if n not in available]
+    if unknown:
+        raise ValidationError(
+            f"unknown output(s) {unknown[:10]}: this model gives {available}",
+            details={"unknown": unknown[:10], "available": available},
+        )
+    return list(dict.fromkeys(asked))
+
+
+def columns_from_request(
+    runtime: ModelRuntime, request: InferenceRequest, max_rows: int | None
+) -> Columns:
+    """The request's input tensors as checked columns.
+
+    Raises:
+        ValidationError: tensors that do not match the signature (names, shapes,
+            datatypes, values); the message names the tensor and, for values, the row.
+    """
+    names = runtime.input_names
+    tensors = request.inputs
+    if len(tensors) == 1 and tensors[0].name not in names:
+        return _from_matrix(runtime, tensors[0], max_rows)
+    seen: dict[str, RequestInput] = {}
+    for tensor in tensors:
+        if tensor.name in seen:
+            raise ValidationError(
+                f"input tensor {tensor.name!r} is given twice", details={"tensor": tensor.name}
+            )
+        seen[tensor.name] = tensor
+    unknown = [n for n in seen if n not in names]
+    missing = [n for n in names if n not in seen]
+    if unknown or missing:
+        raise ValidationError(
+            f"input tensors do not match the model: missing {missing[:20]}, unknown "
+            f"{unknown[:20]}; send one tensor per column, named {names[:20]} (or a single "
+            f"[N, {len(names)}] matrix of numbers in that order)",
+            details={"missing": missing, "unknown": unknown[:100], "expected": names},
+        )
+    rows = _column_rows(tensors, max_rows)
+    values = {
+        spec.name: _values(seen[spec.name], spec.type, rows) for spec in runtime.signature.inputs
+    }
+    return runtime.columns_from_values(values, max_rows=max_rows)
+
+
+def _column_rows(tensors: Sequence[RequestInput], max_rows: int | None) -> int:
+    counts: dict[str, int] = {}
+    for tensor in tensors:
+        shape = tensor.shape
+        if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
+            raise ValidationError(
+                f"input tensor {tensor.name!r} has shape {shape}; a column tensor is [N] or [N, 1]",
+                details={"tensor": tensor.name, "shape": shape},
+            )
+        counts[tensor.name] = shape[0]
+    if len(set(counts.values())) > 1:
+        raise ValidationError(
+            f"input tensors have different numbers of rows {counts}; every column needs one "
+            "value per row",
+            details={"rows": counts},
+        )
+    rows = next(iter(counts.values()))
+    _check_rows(rows, max_rows)
+    return rows
+
+
+def _check_rows(rows: int, max_rows: int | None) -> None:
+    if max_rows is not None and rows > max_rows:
+        raise ValidationError(
+            f"the request holds {rows} rows, more than the limit of {max_rows} per request: "
+            "split it into several requests",
+            details={"rows": rows, "limit": max_rows},
+        )
+
+
+def _flat(tensor: RequestInput) -> list[Any]:
+    data = tensor.data
+    while data and type(data[0]) is list:
+        if set(map(type, data)) != {list}:
+            raise ValidationError(
+                f"input tensor {tensor.name!r}: data mixes nested arrays and values; send it "
+                "flat or nested to the same depth",
+                details={"tensor": tensor.name},
+            )
+        data = list(chain.from_iterable(data))
+    return data
+
+
+def _values(tensor: RequestInput, column_type: str, rows: int) -> list[Any]:
+    """A column tensor's values, checked against its datatype and shape."""
+    if tensor.datatype not in _CARRIES[column_type]:
+        raise ValidationError(
+            f"input tensor {tensor.name!r} is {tensor.datatype}, which cannot carry a "
+            f"{column_type} column; use {INPUT_DATATYPES[column_type]}",
+            details={
+                "tensor": tensor.name,
+                "datatype": tensor.datatype,
+                "expected": INPUT_DATATYPES[column_type],
+            },
+        )
+    data = _flat(tensor)
+    if len(data) != rows:
+        raise ValidationError(
+            f"input tensor {tensor.name!r} has shape {tensor.shape} but {len(data)} values",
+            details={"tensor": tensor.name, "shape": tensor.shape, "values": len(data)},
+        )
+    _check_holds(tensor, data)
+    return data
+
+
+def _check_holds(tensor: RequestInput, data: list[Any]) -> None:
+    allowed = _HOLDS[tensor.datatype]
+    found = set(map(type, data))
+    if found <= allowed:
+        _check_range(tensor, data)
+        return
+    index = next(i for i, v in enumerate(data) if type(v) not in allowed)
+    raise ValidationError(
+        f"input tensor {tensor.name!r} is {tensor.datatype} but element {index} is "
+        f"{json_type(data[index])} ({str(data[index])[:40]})",
+        details={"tensor": tensor.name, "datatype": tensor.datatype, "index": index},
+    )
+
+
+def _check_range(tensor: RequestInput, data: list[Any]) -> None:
+    bounds = _RANGES.get(tensor.datatype)
+    if bounds is None or not data:
+        return
+    low, high = bounds
+    numbers = [v for v in data if v is not None]
+    if not numbers or (low <= min(numbers) and max(numbers) <= high):
+        return
+    index = next(i for i, v in enumerate(data) if v is not None and not low <= v <= high)
+    raise ValidationError(
+        f"input tensor {tensor.name!r} is {tensor.datatype} but element {index} is "
+        f"{str(data[index])[:40]}, outside the range {tensor.datatype} can hold "
+        f"({low:g} to {high:g})",
+        details={"tensor": tensor.name, "datatype": tensor.datatype, "index": index},
+    )
+
+
+def _from_matrix(runtime: ModelRuntime, tensor: RequestInput, max_rows: int | None) -> Columns:
+    specs = runtime.signature.inputs
+    width = len(specs)
+    shape = tensor.shape
+    fits = (len(shape) == 2 and shape[1] == width) or (len(shape) == 1 and width == 1)
+    if not fits:
+        raise ValidationError(
+            f"input tensor {tensor.name!r} with shape {shape} is neither a column of the model "
+            f"nor an [N, {width}] matrix of its columns {runtime.input_names[:20]}",
+            details={"tensor": tensor.name, "shape": shape, "expected": runtime.input_names},
+        )
+    strings = [s.name for s in specs if s.type == "string"]
+    if strings:
+        raise ValidationError(
+            f"the model has string columns {strings[:20]}: send one tensor per column instead "
+            "of one matrix",
+            details={"string_columns": strings},
+        )
+    refused = [s.name for s in specs if tensor.datatype not in _CARRIES[s.type]]
+    if refused:
+        raise ValidationError(
+            f"input tensor {tensor.name!r} is {tensor.datatype}, which cannot carry columns "
+            f"{refused[:20]}",
+            details={"tensor": tensor.name, "datatype": tensor.datatype, "columns": refused},
+        )
+    _check_rows(shape[0], max_rows)
+    data = _flat(tensor)
+    if len(data) != math.prod(shape):
+        raise ValidationError(
+            f"input tensor {tensor.name!r} has shape {shape} but {len(data)} values",
+            details={"tensor": tensor.name, "shape": shape, "values": len(data)},
+        )
+    _check_holds(tensor, data)
+    values = {spec.name: data[i::width] for i, spec in enumerate(specs)}
+    return runtime.columns_from_values(values, max_rows=max_rows)
+
+
+def datatype_of(dtype: np.dtype[Any]) -> str:
+    """The V2 datatype of a NumPy dtype (object and str arrays are ``BYTES``)."""
+    if dtype.kind == "b":
+        return "BOOL"
+    if dtype.kind in "iuf":
+        prefix = {"i": "INT", "u": "UINT", "f": "FP"}[dtype.kind]
+        return f"{prefix}{dtype.itemsize * 8}"
+    return "BYTES"
+
+
+def _tensor_data(array: np.ndarray) -> Any:
+    # orjson writes numeric and bool arrays itself; object (string) arrays become lists.
+    return array.tolist() if array.dtype.kind in "OUS" else array
+
+
+def response_outputs(
+    runtime: ModelRuntime, prediction: Prediction, names: Sequence[str]
+) -> list[dict[str, Any]]:
+    """The output tensors for ``prediction`` (flat, row-major data)."""
+    outputs: list[dict[str, Any]] = []
+    rows = int(prediction.predictions.shape[0])
+    for name in names:
+        if name == PREDICT:
+            array = prediction.predictions
+            shape = [rows]
+        else:
+            assert prediction.probabilities is not None
+            array = prediction.probabilities
+            shape = [rows, int(array.shape[1])]
+        outputs.append(
+            {
+                "name": name,
+                "shape": shape,
+                "datatype": datatype_of(array.dtype),
+                "data": _tensor_data(array.reshape(-1)),
+            }
+        )
+    return outputs
+
+
+def model_metadata(runtime: ModelRuntime, name: str, version: int) -> dict[str, Any]:
+    """The model metadata response: inputs and outputs with datatypes and shapes.
+
+    Beyond the protocol's fields, ``task`` and ``classes`` (the order of
+    ``predict_proba``'s columns) are given.
+    """
+    signature = runtime.signature
+    predict_dtype = runtime.label_dtype if runtime.is_classifier else runtime.value_dtype
+    outputs = [{"name": PREDICT, "datatype": datatype_of(predict_dtype), "shape": [-1]}]
+    if runtime.is_classifier:
+        outputs.append(
+            {
+                "name": PREDICT_PROBA,
+                "datatype": datatype_of(runtime.value_dtype),
+                "shape": [-1, len(runtime.classes or [])],
+            }
+        )
+    return {
+        "name": name,
+        "versions": [str(version)],
+        "platform": runtime.platform,
+        "inputs": [
+            {"name": c.name, "datatype": INPUT_DATATYPES[c.type], "shape": [-1]}
+            for c in signature.inputs
+        ],
+        "outputs": outputs,
+        "task": signature.task,
+        "classes": runtime.classes,
+    }

@@ -1,1 +1,0 @@
-"""Deploy targets: where a deployment's replicas run (local processes, Kubernetes)."""

@@ -1,0 +1,125 @@
+"""One settings tree for all of loopml.
+
+Precedence, highest first (written once, here, and in docs/configuration.md):
+
+1. values passed to ``Settings(...)`` in code;
+2. environment variables ``LOOPML_<SECTION>_<FIELD>`` (``LOOPML_DATABASE_URL``,
+   ``LOOPML_SERVER_PORT``) and ``LOOPML_HOME``;
+3. the TOML file named by ``LOOPML_CONFIG``, else ``./loopml.toml`` when present, with the
+   same keys in sections (``[database] url = "..."``);
+4. the defaults below.
+
+Library code receives a ``Settings`` object as an argument; only this module reads the
+environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from loopml.settings._base import CONFIG_FILE_ENV as CONFIG_FILE_ENV
+from loopml.settings._base import DEFAULT_CONFIG_FILE as DEFAULT_CONFIG_FILE
+from loopml.settings._base import ArtifactSettings as ArtifactSettings
+from loopml.settings._base import AuthSettings as AuthSettings
+from loopml.settings._base import ClientSettings as ClientSettings
+from loopml.settings._base import DatabaseSettings as DatabaseSettings
+from loopml.settings._base import LakeSettings as LakeSettings
+from loopml.settings._base import MlflowSettings as MlflowSettings
+from loopml.settings._base import ServerSettings as ServerSettings
+from loopml.settings._base import TrackingSettings as TrackingSettings
+from loopml.settings._serving import AutoscaleSettings as AutoscaleSettings
+from loopml.settings._serving import DeploymentsSettings as DeploymentsSettings
+from loopml.settings._serving import GatewaySettings as GatewaySettings
+from loopml.settings._serving import KubernetesSettings as KubernetesSettings
+from loopml.settings._serving import LocalSettings as LocalSettings
+from loopml.settings._serving import MonitorSettings as MonitorSettings
+from loopml.settings._serving import WorkerSettings as WorkerSettings
+
+
+class Settings(BaseSettings):
+    """Every loopml setting. See docs/configuration.md for the generated reference."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LOOPML_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="forbid",
+        validate_default=True,
+    )
+
+    home: Path = Field(
+        default=Path("~/.loopml"),
+        description="Folder for the embedded defaults: the SQLite database and artifacts.",
+    )
+    project: str | None = Field(
+        default=None,
+        description="The current project: what CLI commands and `loopml.start_run` use when "
+        "given none (before the one `loopml use` chose; `default` when neither is set).",
+    )
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    client: ClientSettings = Field(default_factory=ClientSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    token: SecretStr | None = Field(
+        default=None,
+        description="The API token the CLI and SDK send (env LOOPML_TOKEN); when unset, the "
+        "CLI uses the one `loopml login` stored.",
+    )
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    lake: LakeSettings = Field(default_factory=LakeSettings)
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    local: LocalSettings = Field(default_factory=LocalSettings)
+    autoscale: AutoscaleSettings = Field(default_factory=AutoscaleSettings)
+    deployments: DeploymentsSettings = Field(default_factory=DeploymentsSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
+
+    @field_validator("home")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    @property
+    def database_url(self) -> str:
+        """The database URL in force: the configured one, or SQLite in the home folder."""
+        return self.database.url or f"sqlite:///{self.home / 'loopml.db'}"
+
+    @property
+    def artifact_root(self) -> str:
+        """The artifact root in force: the configured URI, or `artifacts` in the home."""
+        return self.artifacts.root or str(self.home / "artifacts")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = os.environ.get(CONFIG_FILE_ENV) or DEFAULT_CONFIG_FILE
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if Path(toml_path).is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        elif os.environ.get(CONFIG_FILE_ENV):
+            raise FileNotFoundError(f"{CONFIG_FILE_ENV} names {toml_path!r}, which is not a file")
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from code overrides, the environment and the TOML file, in that order."""
+    return Settings(**overrides)

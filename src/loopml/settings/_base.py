@@ -1,0 +1,229 @@
+"""The settings sections every process reads: database, artifacts, server, client, auth,
+tracking, MLflow and the lake (the tree itself is ``loopml.settings.Settings``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+CONFIG_FILE_ENV = "LOOPML_CONFIG"
+DEFAULT_CONFIG_FILE = "loopml.toml"
+
+_MiB = 1024 * 1024
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class DatabaseSettings(_Section):
+    """Where loopml keeps its metadata."""
+
+    url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the metadata database. Default: a SQLite file "
+        "`loopml.db` in the home folder. PostgreSQL: `postgresql://user@host:5432/db` "
+        "(driven by psycopg 3).",
+    )
+    pool_size: int = Field(
+        default=5, ge=1, le=100, description="Connections kept open per process (PostgreSQL)."
+    )
+    busy_timeout_ms: int = Field(
+        default=5000,
+        ge=0,
+        le=600_000,
+        description="How long a SQLite writer waits for the lock before failing.",
+    )
+    auto_upgrade: bool = Field(
+        default=True,
+        description="Upgrade the schema when the server starts. Turn off for PostgreSQL in "
+        "production and run `loopml db upgrade` explicitly.",
+    )
+
+
+class ArtifactSettings(_Section):
+    """Where artifacts and the data lake live."""
+
+    root: str | None = Field(
+        default=None,
+        description="Artifact root URI: a local folder (`/data/loopml` or `file:///data/...`) "
+        "or `s3://bucket/prefix`. Default: the folder `artifacts` in the home folder.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="S3 API endpoint, for S3-compatible stores (MinIO, Ceph, moto). Default: AWS.",
+    )
+    s3_region: str = Field(default="us-east-1", description="S3 region name.")
+    s3_access_key_id: str | None = Field(
+        default=None,
+        description="S3 access key id. Default: boto3's own chain (env, profile, role).",
+    )
+    s3_secret_access_key: SecretStr | None = Field(
+        default=None, description="S3 secret access key, paired with `s3_access_key_id`."
+    )
+    s3_part_size_bytes: int = Field(
+        default=8 * _MiB,
+        ge=5 * _MiB,
+        le=5 * 1024 * _MiB,
+        description="Part size of S3 multipart uploads; objects smaller than this are "
+        "written with a single PUT.",
+    )
+
+
+class ServerSettings(_Section):
+    """The API server started by `loopml up`."""
+
+    host: str = Field(
+        default="127.0.0.1",
+        description="Interface to bind. Only loopback is accepted until authentication exists.",
+    )
+    port: int = Field(default=8765, ge=1, le=65535, description="TCP port to bind.")
+    max_body_bytes: int = Field(
+        default=10 * _MiB,
+        ge=1024,
+        description="Largest request body accepted by JSON routes; larger ones get 413 "
+        "before the body is read.",
+    )
+    max_upload_bytes: int = Field(
+        default=5 * 1024 * _MiB,
+        ge=1024,
+        description="Largest streamed upload (artifacts, files); larger ones get 413 as soon "
+        "as the limit is crossed.",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "localhost", "::1"],
+        description="Host names accepted in the Host and Origin headers (against DNS "
+        "rebinding and cross-site requests); the bind host is always added. `*` allows any.",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins (`scheme://host:port`) besides the server's own that may "
+        "send state-changing requests, such as a page served on another port. Every other "
+        "origin, `Origin: null` and form content types without a token are refused (CSRF).",
+    )
+    maintenance_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="How often the server runs its housekeeping (marking runs whose "
+        "heartbeat stopped as LOST, ...), in seconds.",
+    )
+    automation_interval_s: float = Field(
+        default=1.0, gt=0, le=3600, description="How often schedules and triggers are checked (s)."
+    )
+    streams: bool = Field(
+        default=True,
+        description="Run a consumer process for each stream source (NATS JetStream, Redis "
+        "Streams) in this server; turn off where `loopml worker --streams` runs them.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Server log level."
+    )
+
+
+class ClientSettings(_Section):
+    """How the CLI and SDK reach a server."""
+
+    url: str = Field(default="http://127.0.0.1:8765", description="Base URL of the loopml server.")
+    timeout_s: float = Field(
+        default=30.0, gt=0, le=3600, description="Timeout of each HTTP call, in seconds."
+    )
+
+
+class AuthSettings(_Section):
+    """Users, roles and API tokens (see docs/security.md)."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Require a token (Authorization: Bearer) on every route but health and "
+        "login. Off, loopml trusts every caller and listens on loopback only; on, it may "
+        "listen beyond loopback (put it behind TLS).",
+    )
+    login_failures_per_minute: int = Field(
+        default=10,
+        ge=1,
+        le=10_000,
+        description="Failed logins and token checks allowed per client address per minute; "
+        "past it, 429 until the minute has passed.",
+    )
+
+
+class TrackingSettings(_Section):
+    """Experiment tracking: runs and their heartbeats."""
+
+    heartbeat_timeout_s: int = Field(
+        default=60,
+        ge=1,
+        le=86_400,
+        description="A RUNNING run whose last heartbeat is older than this is marked LOST "
+        "(the SDK sends one every 10 s). Runs keep the timeout they were created with.",
+    )
+
+
+class MlflowSettings(_Section):
+    """The MLflow-compatible REST API (``/api/2.0/mlflow/...``): where MLflow clients log."""
+
+    project: str = Field(
+        default="default",
+        min_length=1,
+        max_length=63,
+        description="The loopml project that MLflow clients' experiments, runs and registered "
+        "models belong to (MLflow has no projects).",
+    )
+    default_experiment: str = Field(
+        default="Default",
+        min_length=1,
+        max_length=200,
+        description="The experiment MLflow's experiment id '0' (a client that names none) "
+        "logs to; created on first use.",
+    )
+
+
+class LakeSettings(_Section):
+    """Lake tables: housekeeping (compaction and vacuum) and the batching of record ingest."""
+
+    compact_min_files: int = Field(
+        default=64,
+        ge=2,
+        le=1_000_000,
+        description="An ingest compacts its table when the table then has more than this "
+        "many small files.",
+    )
+    small_file_bytes: int = Field(
+        default=32 * _MiB,
+        ge=1,
+        description="A data file smaller than this counts as small for automatic compaction.",
+    )
+    vacuum_retention_hours: int = Field(
+        default=168,
+        ge=0,
+        le=87_600,
+        description="Default retention of `loopml tables vacuum`: files that left the table "
+        "longer ago than this are freed, except those of versions a run or a dataset "
+        "snapshot references.",
+    )
+    records_batch_rows: int = Field(
+        default=10_000,
+        ge=1,
+        le=10_000_000,
+        description="Record ingest over HTTP gathers the posts to one table into one commit "
+        "(one commit per table at a time); a commit starts as soon as this many records are "
+        "waiting.",
+    )
+    records_batch_ms: float = Field(
+        default=20.0,
+        ge=0,
+        le=60_000,
+        description="A commit of records starts at the latest this many milliseconds after "
+        "the first waiting record arrived, or earlier once as many posts wait as were in "
+        "flight together last time. Higher: fewer, larger commits under light load; lower: "
+        "faster answers. A post is answered once its commit is durable.",
+    )
+    records_max_per_post: int = Field(
+        default=100_000,
+        ge=1,
+        le=10_000_000,
+        description="Most records one post may carry (its body is also bounded by "
+        "`server.max_body_bytes`); send larger sets as a file.",
+    )

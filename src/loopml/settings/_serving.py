@@ -1,0 +1,250 @@
+"""The settings sections of serving and deployment: the Kubernetes target, the gateway, the
+local target and its autoscaler, the control plane, the pipeline worker; and monitoring's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from loopml.settings._base import _MiB, _Section
+
+
+class KubernetesSettings(_Section):
+    """The Kubernetes deploy target: off until enabled, and then used by deployments that
+    ask for `target: kubernetes` (see docs/kubernetes.md)."""
+
+    enabled: bool = Field(default=False, description="Offer the kubernetes target to deployments.")
+    image: str = Field(
+        default="loopml:latest",
+        min_length=1,
+        max_length=500,
+        description="The model-server image (built from the repository's Dockerfile).",
+    )
+    platform_url: str | None = Field(
+        default=None,
+        description="This platform's URL as pods reach it (to fetch packages and log "
+        "predictions); required when enabled.",
+    )
+    namespace: str = Field(
+        default="default",
+        pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+        description="The namespace deployments are applied to.",
+    )
+    kserve: bool = Field(
+        default=False,
+        description="Render KServe InferenceServices (scale to zero, canary percentages) "
+        "instead of Deployment, Service and HorizontalPodAutoscaler.",
+    )
+    kubeconfig: Path | None = Field(
+        default=None, description="A kubeconfig file; the default one when omitted."
+    )
+    context: str | None = Field(default=None, description="The kubeconfig context to use.")
+    in_cluster: bool = Field(
+        default=False, description="Use the service account of the pod loopml runs in."
+    )
+
+
+class GatewaySettings(_Section):
+    """The gateway in front of every deployment's replicas (see docs/serving.md)."""
+
+    activation_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="The longest a request waits for a deployment scaled to zero (or starting) "
+        "to get a ready replica; then 503 with Retry-After.",
+    )
+    connect_timeout_s: float = Field(
+        default=2.0, gt=0, le=60, description="Connecting to a replica; then another is tried."
+    )
+    timeout_s: float = Field(
+        default=60.0, gt=0, le=3600, description="The longest a replica may take to answer (504)."
+    )
+    max_connections: int = Field(
+        default=256, ge=1, le=65536, description="The connection pool's bound over all replicas."
+    )
+    max_shadow_inflight: int = Field(
+        default=64,
+        ge=0,
+        le=65536,
+        description="Shadow copies in flight at once; more are dropped (and counted).",
+    )
+
+
+class LocalSettings(_Section):
+    """The local deploy target: model-server processes on this machine, supervised."""
+
+    host: str = Field(default="127.0.0.1", description="The loopback address replicas bind.")
+    python: str | None = Field(
+        default=None, description="The interpreter that runs replicas (this one by default)."
+    )
+    server_args: list[str] = Field(
+        default=["--graceful-shutdown-s", "10"],
+        max_length=64,
+        description="Extra `python -m loopml.serve` flags for every replica "
+        "(for example `--max-batch-size 64`).",
+    )
+    tick_s: float = Field(
+        default=0.1, gt=0, le=60, description="How often the supervisor looks at every replica."
+    )
+    start_timeout_s: float = Field(
+        default=120.0, gt=0, le=3600, description="A replica not ready by then is killed."
+    )
+    probe_timeout_s: float = Field(
+        default=1.0, gt=0, le=60, description="Timeout of one readiness probe."
+    )
+    backoff_initial_s: float = Field(
+        default=0.5, gt=0, le=600, description="Restart delay after a crash (doubles per crash)."
+    )
+    backoff_max_s: float = Field(
+        default=30.0, gt=0, le=3600, description="The cap of the restart delay."
+    )
+    stable_after_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="A replica ready this long before it crashed restarts at once.",
+    )
+    failed_after: int = Field(
+        default=3,
+        ge=1,
+        le=1000,
+        description="Consecutive failed starts before a revision is reported failed.",
+    )
+    drain_grace_s: float = Field(
+        default=0.5,
+        ge=0,
+        le=60,
+        description="How long a replica out of the routes still counts requests starting on it.",
+    )
+    drain_timeout_s: float = Field(
+        default=30.0, ge=0, le=3600, description="The longest a replica drains before it stops."
+    )
+    stop_timeout_s: float = Field(
+        default=15.0, gt=0, le=3600, description="SIGTERM, then SIGKILL after this long."
+    )
+    log_max_bytes: int = Field(
+        default=10 * _MiB,
+        ge=4096,
+        description="A deployment's `replicas.log` is rotated (one old copy) past this size.",
+    )
+
+
+class AutoscaleSettings(_Section):
+    """When the local target adds or removes replicas between a deployment's bounds."""
+
+    target_inflight: float = Field(
+        default=8.0,
+        gt=0,
+        le=100000,
+        description="Requests in flight per replica above which a replica is added.",
+    )
+    window_s: float = Field(
+        default=2.0, ge=0, le=3600, description="The moving average's time constant."
+    )
+    up_cooldown_s: float = Field(
+        default=5.0, ge=0, le=3600, description="The least time between two scale-ups."
+    )
+    down_after_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=86400,
+        description="How long the load must fit one replica fewer before one stops.",
+    )
+
+
+class DeploymentsSettings(_Section):
+    """The deployments' control plane."""
+
+    reconcile_interval_s: float = Field(
+        default=0.5,
+        gt=0,
+        le=3600,
+        description="How often the reconciler re-resolves aliases and re-applies deployments.",
+    )
+
+
+class WorkerSettings(_Section):
+    """Defaults of `loopml worker` (its flags override them)."""
+
+    concurrency: int = Field(default=2, ge=1, le=64, description="Steps run at once.")
+    lease_s: float = Field(
+        default=6.0, gt=0, le=3600, description="How long a claim lasts without a heartbeat."
+    )
+    heartbeat_s: float = Field(
+        default=2.0, gt=0, le=1200, description="How often a running step's lease is renewed."
+    )
+    poll_s: float = Field(
+        default=0.5, gt=0, le=60, description="How often an idle worker looks for work."
+    )
+    sweep_s: float = Field(
+        default=2.0, gt=0, le=3600, description="How often expired leases are settled."
+    )
+
+
+class MonitorSettings(_Section):
+    """Monitoring: windows over the prediction log, drift, live quality and alerts."""
+
+    enabled: bool = Field(
+        default=True, description="Run the monitor loop inside the API server (`loopml up`)."
+    )
+    interval_s: float = Field(
+        default=30.0, gt=0, le=86_400, description="How often the monitor reads what arrived (s)."
+    )
+    windows: list[str] = Field(
+        default_factory=lambda: ["1h", "1d"],
+        min_length=1,
+        max_length=4,
+        description="Tumbling window sizes: a number and a unit, m, h or d (at least 1m).",
+    )
+    lag_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="Rows are read up to this long before now, so that the prediction log's "
+        "batched appends have landed (s).",
+    )
+    backfill_s: float = Field(
+        default=86_400.0,
+        ge=0,
+        description="On its first look at a deployment, how far back the monitor reads (s).",
+    )
+    label_horizon_s: float = Field(
+        default=7 * 86_400.0,
+        gt=0,
+        description="Labels are joined to predictions at most this old when the label "
+        "arrives (s); older ones are ignored.",
+    )
+    retention_days: float = Field(
+        default=90.0, gt=0, description="Windows that ended longer ago than this are deleted."
+    )
+    drift_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Share of drifted input columns at which a window's input has drifted.",
+    )
+    drift_p_value: float = Field(
+        default=0.05, gt=0, lt=1, description="KS and chi-square p-value threshold."
+    )
+    drift_distance: float = Field(
+        default=0.1, gt=0, description="Wasserstein (normed) and Jensen-Shannon threshold."
+    )
+    small_reference: int = Field(
+        default=1000,
+        ge=1,
+        description="Reference rows up to which KS / chi-square decide; above, Wasserstein / "
+        "Jensen-Shannon.",
+    )
+    webhook_allow: list[str] = Field(
+        default_factory=list,
+        description="Hosts or networks (CIDR) that alert webhooks may reach although they are "
+        "loopback, link-local or private; every other such target is refused.",
+    )
+    webhook_timeout_s: float = Field(
+        default=5.0, gt=0, le=60, description="Timeout of one webhook attempt (s)."
+    )
+    webhook_attempts: int = Field(
+        default=3, ge=1, le=10, description="Attempts per webhook notification."
+    )

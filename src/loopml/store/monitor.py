@@ -1,0 +1,202 @@
+"""The monitor's rows: reference profiles, windows and cursors (data access only; the
+policy lives in ``loopml.monitor``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from loopml.core.clock import as_utc
+from loopml.store._registry import project_row
+from loopml.store.orm import MonitorCursorRow, MonitorWindowRow, ReferenceProfileRow
+
+WindowKey = tuple[str, str, int, str, datetime]
+"""deployment, model, version, size, start."""
+
+
+def get_reference(
+    session: Session, project: str, model: str, version: int
+) -> dict[str, Any] | None:
+    """A version's stored reference (``status``, ``reason``, ``source``, ``profile``)."""
+    proj = project_row(session, project)
+    row = session.scalars(
+        select(ReferenceProfileRow).where(
+            ReferenceProfileRow.project_id == proj.id,
+            ReferenceProfileRow.model == model,
+            ReferenceProfileRow.version == version,
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    return {
+        "status": row.status,
+        "reason": row.reason,
+        "source": row.source,
+        "profile": row.profile,
+        "created_at": row.created_at,
+    }
+
+
+def put_reference(
+    session: Session,
+    project: str,
+    model: str,
+    version: int,
+    *,
+    status: str,
+    reason: str,
+    source: str,
+    profile: dict[str, Any],
+) -> None:
+    """Store (or replace) a version's reference."""
+    proj = project_row(session, project)
+    row = session.scalars(
+        select(ReferenceProfileRow).where(
+            ReferenceProfileRow.project_id == proj.id,
+            ReferenceProfileRow.model == model,
+            ReferenceProfileRow.version == version,
+        )
+    ).one_or_none()
+    if row is None:
+        row = ReferenceProfileRow(project_id=proj.id, model=model, version=version)
+        session.add(row)
+    row.status, row.reason, row.source, row.profile = status, reason[:500], source[:300], profile
+    session.flush()
+
+
+def get_cursor(session: Session, project: str, deployment: str, key: str) -> dict[str, Any]:
+    """A named state of the monitor for a deployment (``{}`` when never set)."""
+    proj = project_row(session, project)
+    row = session.scalars(
+        select(MonitorCursorRow).where(
+            MonitorCursorRow.project_id == proj.id,
+            MonitorCursorRow.deployment == deployment,
+            MonitorCursorRow.key == key,
+        )
+    ).one_or_none()
+    return dict(row.value) if row is not None else {}
+
+
+def set_cursor(
+    session: Session, project: str, deployment: str, key: str, value: dict[str, Any]
+) -> None:
+    """Set a named state of the monitor for a deployment."""
+    proj = project_row(session, project)
+    row = session.scalars(
+        select(MonitorCursorRow).where(
+            MonitorCursorRow.project_id == proj.id,
+            MonitorCursorRow.deployment == deployment,
+            MonitorCursorRow.key == key,
+        )
+    ).one_or_none()
+    if row is None:
+        session.add(
+            MonitorCursorRow(project_id=proj.id, deployment=deployment, key=key, value=value)
+        )
+    else:
+        row.value = value
+    session.flush()
+
+
+def _window(row: MonitorWindowRow) -> dict[str, Any]:
+    return {
+        "deployment": row.deployment,
+        "model": row.model,
+        "version": row.version,
+        "size": row.size,
+        "start": row.start,
+        "end": row.end,
+        "rows": row.rows,
+        "labels": row.labels,
+        "state": row.state,
+        "summary": row.summary,
+        "updated_at": row.updated_at,
+    }
+
+
+def get_windows(
+    session: Session, project: str, keys: list[WindowKey]
+) -> dict[WindowKey, dict[str, Any]]:
+    """The stored windows among ``keys`` (one query per deployment and size)."""
+    if not keys:
+        return {}
+    proj = project_row(session, project)
+    found: dict[WindowKey, dict[str, Any]] = {}
+    for deployment, size in {(k[0], k[3]) for k in keys}:
+        starts = {as_utc(k[4]) for k in keys if k[0] == deployment and k[3] == size}
+        rows = session.scalars(
+            select(MonitorWindowRow).where(
+                MonitorWindowRow.project_id == proj.id,
+                MonitorWindowRow.deployment == deployment,
+                MonitorWindowRow.size == size,
+                MonitorWindowRow.start.in_(sorted(starts)),
+            )
+        )
+        for row in rows:
+            found[(row.deployment, row.model, row.version, row.size, row.start)] = _window(row)
+    return found
+
+
+def put_window(session: Session, project: str, key: WindowKey, window: dict[str, Any]) -> None:
+    """Insert or replace one window's counts and summary."""
+    proj = project_row(session, project)
+    deployment, model, version, size, start = key
+    row = session.scalars(
+        select(MonitorWindowRow).where(
+            MonitorWindowRow.project_id == proj.id,
+            MonitorWindowRow.deployment == deployment,
+            MonitorWindowRow.model == model,
+            MonitorWindowRow.version == version,
+            MonitorWindowRow.size == size,
+            MonitorWindowRow.start == start,
+        )
+    ).one_or_none()
+    if row is None:
+        row = MonitorWindowRow(
+            project_id=proj.id,
+            deployment=deployment,
+            model=model,
+            version=version,
+            size=size,
+            start=start,
+        )
+        session.add(row)
+    row.end = window["end"]
+    row.rows, row.labels = window["rows"], window["labels"]
+    row.state, row.summary = window["state"], window["summary"]
+    session.flush()
+
+
+def list_windows(
+    session: Session,
+    project: str,
+    deployment: str,
+    *,
+    size: str,
+    since: datetime | None = None,
+    limit: int = 200,
+) -> list[dict[str, Any]]:
+    """A deployment's windows of one size, newest first."""
+    proj = project_row(session, project)
+    query = (
+        select(MonitorWindowRow)
+        .where(
+            MonitorWindowRow.project_id == proj.id,
+            MonitorWindowRow.deployment == deployment,
+            MonitorWindowRow.size == size,
+        )
+        .order_by(MonitorWindowRow.start.desc(), MonitorWindowRow.version.desc())
+        .limit(limit)
+    )
+    if since is not None:
+        query = query.where(MonitorWindowRow.start >= as_utc(since))
+    return [_window(row) for row in session.scalars(query)]
+
+
+def drop_windows_before(session: Session, before: datetime) -> int:
+    """Delete windows that ended before ``before`` (retention); how many went."""
+    result = session.execute(delete(MonitorWindowRow).where(MonitorWindowRow.end < as_utc(before)))
+    return int(getattr(result, "rowcount", 0) or 0)

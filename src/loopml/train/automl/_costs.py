@@ -1,0 +1,92 @@
+"""What a trial's model will cost once it is the winner: its package size, and the time to
+refit it on every row and package it.
+
+Tree ensembles dominate both. A tree of ``L`` leaves has ``2L - 1`` nodes, and the package
+stores every node twice (ONNX's ``TreeEnsemble`` attributes and skops' arrays), so the size
+and the packaging time both grow with the node count, which a configuration bounds:
+
+- ``lgbm``: ``n_estimators`` trees per class (one in all for binary and regression) of at
+  most ``num_leaves`` leaves, and at most ``rows / min_child_samples`` of them;
+- ``rf`` and ``extra_tree``: ``n_estimators`` trees of at most ``max_leaves`` leaves, and
+  at most one leaf per row (they grow to purity), with one value per class per node.
+
+The estimates are upper bounds: a tree often stops short of its leaf cap. The per-node
+constants were measured on this project's packages (``docs/training.md``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loopml.train.automl._split import N_SPLITS
+
+# Bytes per tree node in the package (ONNX plus skops), and per node and class for the
+# class values a forest stores at each node. Measured on packages of 6,100 to 1.4 million
+# nodes (lgbm and extra trees on diamonds, rf and lgbm on digits): 83-116 bytes per node,
+# 332 for a 10-class forest.
+NODE_BYTES = 120.0
+NODE_CLASS_BYTES = 22.0
+# skops stores each tree of a forest as its own object with every attribute of a
+# DecisionTree: about 21 KB a tree, on top of about 105 KB for the pipeline (measured
+# with 5 and 40 stumps); a forest of 500 small trees is 10 MB before its first node.
+# Any other pipeline (preprocessing, scaler, a linear model) is about 75 KB of skops.
+FOREST_TREE_BYTES = 21_500.0
+BASE_BYTES = {"rf": 110_000.0, "extra_tree": 110_000.0}
+OTHER_BASE_BYTES = 80_000.0
+# Packaging seconds per tree node (ONNX export, parity check, skops dump and reload), and
+# the fixed part (an ONNX Runtime session, the parity rows; importing the converters when
+# they are not imported yet: see ``_warm``). Measured on the same packages on the shared
+# 2-core machine: 110-140 us per lgbm node, 54 us per extra-trees node, 0.6 s for a small
+# package with the libraries imported, 7.5 s to import them.
+NODE_PACKAGE_S = {"lgbm": 130e-6, "rf": 60e-6, "extra_tree": 60e-6}
+PACKAGE_FIXED_S = 1.0
+PACKAGE_IMPORT_S = 5.0
+# Refit estimates are scaled up by this: the machine's load moves between trials. A
+# trial's time also covers scoring, which a refit does not do, so little is needed.
+SAFETY = 1.1
+_FORESTS = frozenset({"rf", "extra_tree"})
+
+
+def tree_nodes(name: str, config: dict[str, Any], rows: int, classes: int) -> float:
+    """An upper bound on the number of tree nodes of ``name`` fitted with ``config``."""
+    rows = max(rows, 1)
+    trees = float(config.get("n_estimators", 0))
+    if name == "lgbm":
+        cap = rows / float(config.get("min_child_samples", 20))
+        leaves = min(float(config.get("num_leaves", 31)), cap)
+        trees *= classes if classes > 2 else 1
+    elif name in _FORESTS:
+        leaves = min(float(config.get("max_leaves", rows)), float(rows))
+    else:
+        return 0.0
+    return trees * (2 * max(leaves, 1.0) - 1)
+
+
+def size_mb(name: str, config: dict[str, Any], rows: int, classes: int, columns: int) -> float:
+    """The estimated package size in MB (10^6 bytes) of ``name`` fitted with ``config``."""
+    nodes = tree_nodes(name, config, rows, classes)
+    per_class = NODE_CLASS_BYTES * classes if name in _FORESTS and classes > 2 else 0.0
+    per_tree = FOREST_TREE_BYTES * float(config.get("n_estimators", 0)) if name in _FORESTS else 0
+    linear = 8.0 * columns * max(classes, 1)
+    base = BASE_BYTES.get(name, OTHER_BASE_BYTES)
+    return (nodes * (NODE_BYTES + per_class) + per_tree + linear + base) / 1e6
+
+
+def package_s(
+    name: str, config: dict[str, Any], rows: int, classes: int, *, import_s: float
+) -> float:
+    """The estimated seconds to package ``name`` fitted with ``config``, of which
+    ``import_s`` to finish importing the packaging libraries."""
+    per_node = NODE_PACKAGE_S.get(name, 0.0)
+    return PACKAGE_FIXED_S + import_s + per_node * tree_nodes(name, config, rows, classes)
+
+
+def refit_s(train_time_s: float, sample_size: int, rows: int, method: str) -> float:
+    """The estimated seconds to refit a trial's model on ``rows`` rows.
+
+    A cross-validated trial's time covers ``N_SPLITS`` fits on ``N_SPLITS - 1`` parts of
+    its ``sample_size`` rows each, about ``N_SPLITS - 1`` fits on all of them; a holdout
+    trial's is one fit on ``sample_size`` rows. Both include scoring.
+    """
+    per_fit = train_time_s / (N_SPLITS - 1) if method == "cv" else train_time_s
+    return SAFETY * per_fit * rows / max(sample_size, 1)

@@ -1,0 +1,92 @@
+"""The library defaults, scored before the search on the same validation rows.
+
+A default LightGBM is a strong model on tabular data, and FLAML's search starts from a
+cheap configuration far from it (4 trees of 4 leaves): under a short budget the search can
+end below the default. Scoring the default first, as a trial like any other, makes the
+AutoML's winner at least as good as the default on the validation rows.
+
+The default is written in FLAML's hyperparameter names (``log_max_bin`` 8 is LightGBM's
+``max_bin`` 255), so that the winner is rebuilt the same way whichever trial it came from.
+Scores use FLAML's own prediction and loss functions: a default and a searched trial are
+compared on the same number.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from typing import Any
+
+import numpy as np
+
+from loopml.train.automl import _flaml
+from loopml.train.automl._metrics import TaskKind
+from loopml.train.automl._split import Validation
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "lgbm": {
+        "n_estimators": 100,
+        "num_leaves": 31,
+        "min_child_samples": 20,
+        "learning_rate": 0.1,
+        "log_max_bin": 8,
+        "colsample_bytree": 1.0,
+        "reg_alpha": 0.0,
+        "reg_lambda": 0.0,
+    },
+}
+"""Each learner's library default, in FLAML's names: the trials scored before the search."""
+
+
+# FLAML's search space for lgbm starts its regularization at 1/1024, not 0.
+_FLAML_FLOOR = {"reg_alpha": 1 / 1024, "reg_lambda": 1 / 1024}
+
+
+def starting_points(names: list[str]) -> dict[str, dict[str, Any]]:
+    """The defaults as FLAML starting points (inside its search space) for ``names``."""
+    return {
+        name: {k: max(v, _FLAML_FLOOR.get(k, v)) for k, v in config.items()}
+        for name, config in DEFAULTS.items()
+        if name in names
+    }
+
+
+def _ml() -> Any:
+    return importlib.import_module("flaml.automl.ml")
+
+
+def score_default(
+    name: str,
+    validation: Validation,
+    *,
+    kind: TaskKind,
+    metric: str,
+    n_jobs: int,
+) -> _flaml.RawTrial:
+    """Fit ``name``'s default on each fold and return its mean validation loss as a trial."""
+    from sklearn.pipeline import Pipeline
+
+    task = importlib.import_module("flaml.automl.task.factory").task_factory(kind)
+    ml = _ml()
+    labels = np.unique(validation.labels)
+    config = dict(DEFAULTS[name])
+    losses: list[float] = []
+    # Built before the clock starts: the first build imports FLAML's learners, which is
+    # no part of what a refit of this model would cost.
+    models = [
+        Pipeline(_flaml.final_steps(name, config, kind, n_jobs=n_jobs))
+        for _ in range(1 if validation.val is not None else validation.splitter.get_n_splits())
+    ]
+    started = time.perf_counter()
+    for model, (x_fit, y_fit, x_val, y_val) in zip(models, validation.folds(), strict=True):
+        model.fit(x_fit, y_fit)
+        predicted = ml.get_y_pred(model, x_val, metric, task)
+        losses.append(float(ml.sklearn_metric_loss_score(metric, predicted, y_val, labels)))
+    return _flaml.RawTrial(
+        estimator=name,
+        config=config,
+        loss=float(np.mean(losses)),
+        train_time_s=time.perf_counter() - started,
+        sample_size=len(validation.labels),
+        source="default",
+    )

@@ -1,0 +1,448 @@
+"""The training service: AutoML or the user's own ``fit(ctx)`` on a dataset snapshot, tracked,
+packaged, registered and evaluated, from the SDK or ``loopml train``.
+
+Training runs in the caller's process; everything it records goes to a server over HTTP
+(``url=``, a ``client``, or ``LOOPML_CLIENT_URL``) or, with none, to the embedded store, as
+``loopml.start_run`` does. The steps:
+
+1. read the dataset version's frozen split (train rows, eval rows and their hash);
+2. start a run with the dataset as its input and the target and task as params;
+3. AutoML: each trial becomes a child run; custom: ``fit(ctx)`` inside an error boundary,
+   with checkpoints that a retry resumes from;
+4. package and log the model (ONNX when it exports with parity, else skops);
+5. register it as the next version of ``register_as`` (when given), and have the registry
+   score it on the frozen eval set: the evaluation report the gate judges.
+
+Example:
+    >>> import loopml
+    >>> outcome = loopml.train_model("churn_snap@2", target="churned", task="classification",
+    ...                        budget_s=60, register_as="churn")
+    >>> outcome.version, outcome.evaluation.metrics["roc_auc"]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from loopml.core.errors import LoopmlError, UserCodeError, ValidationError
+from loopml.core.gate import EvaluationReport
+from loopml.core.registry import ModelVersion, VersionStatus
+from loopml.core.runs import parse_batch
+from loopml.train.tracking.active import ActiveRun, start_run_on
+from loopml.train.tracking.backend import TrackingBackend
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from loopml.train.automl import AutoMLResult, Trial
+    from loopml.train.custom import CheckpointStore
+
+Task = Literal["classification", "regression"]
+CHECKPOINTS_PREFIX = "checkpoints"
+SAMPLE_ROWS = 1000
+# Kept out of AutoML's budget when the model is registered: registering it and having the
+# registry score it on the eval set (metrics, 200 single-row latency calls) took 3.5-5.5 s
+# on the shared 2-core machine (load average 18-21).
+REGISTER_RESERVE_S = 5.0
+MIN_AUTOML_SHARE = 0.25
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    """What ``train`` did.
+
+    Attributes:
+        run_id: the training run.
+        dataset: the dataset version trained on (``name@3``).
+        eval_hash: the frozen eval set's hash.
+        model_format: ``onnx`` or ``skops``, how the package serves.
+        version: the registered version, when ``register_as`` was given.
+        evaluation: the registry's evaluation report of that version.
+        best_estimator: the AutoML winner's learner (``None`` for custom training).
+        best_score: the AutoML winner's search score.
+        trials: how many AutoML trials ran.
+        resumed_from: the checkpoint step custom training resumed from, if any.
+        elapsed_s: wall time of the whole call.
+        package_mb: the model package's size (ONNX, skops, manifest), in MB.
+        used_columns: the feature columns the AutoML model reads.
+        excluded_columns: the columns AutoML left out, each with the reason (identifier-like
+            ones among them unless kept with ``keep_columns``).
+    """
+
+    run_id: str
+    dataset: str
+    eval_hash: str
+    model_format: str
+    version: ModelVersion | None = None
+    evaluation: EvaluationReport | None = None
+    best_estimator: str | None = None
+    best_score: float | None = None
+    trials: int = 0
+    resumed_from: int | None = None
+    elapsed_s: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+    package_mb: float | None = None
+    used_columns: list[str] = field(default_factory=list)
+    excluded_columns: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Frames:
+    """A dataset version's frozen split, as frames."""
+
+    label: str
+    train: pd.DataFrame
+    eval: pd.DataFrame
+    eval_hash: str
+
+
+class TrainingAccess(Protocol):
+    """Where training reads its dataset and records what it made: a server over HTTP
+    (``loopml.sdk.backends.HttpAccess``) or the embedded stores
+    (``loopml.registry.embedded.EmbeddedAccess``)."""
+
+    project: str
+
+    @property
+    def backend(self) -> TrackingBackend:
+        """Where the run's own records go."""
+
+    def frames(self, ref: str) -> Frames:
+        """The frozen train and eval rows of dataset version ``ref``."""
+
+    def register(self, model: str, run_id: str, description: str) -> ModelVersion:
+        """Register the run's logged model as the next version of ``model``."""
+
+    def evaluate(self, model: str, version: int, dataset: str) -> EvaluationReport:
+        """Have the registry score the version on the dataset's frozen eval set."""
+
+    def checkpoints(self) -> CheckpointStore:
+        """Where custom training keeps its checkpoints."""
+
+
+class _ChildRuns:
+    """Each AutoML trial as a FINISHED child run of the training run, through the backend."""
+
+    def __init__(
+        self,
+        run: ActiveRun,
+        experiment: str,
+        metric: str,
+        on_trial: Callable[[Trial], None] | None,
+    ) -> None:
+        self._run = run
+        self._experiment = experiment
+        self._metric = metric
+        self._on_trial = on_trial
+        self.count = 0
+
+    def __call__(self, trial: Trial) -> None:
+        from loopml.train.automl import trial_batch
+
+        backend = self._run._backend
+        child = backend.start(
+            self._experiment,
+            trial_batch(trial, self._metric, self._run.id),
+            heartbeat_timeout_s=None,
+            name=f"trial-{trial.iteration:04d}-{trial.estimator}",
+            parent_run_id=self._run.id,
+        )
+        backend.end(child.id, "FINISHED")
+        self.count += 1
+        if trial.improved:
+            self._run.log_metric("automl.best_score", float(trial.best_score), step=self.count)
+        if self._on_trial is not None:
+            self._on_trial(trial)
+
+
+def _sample(frame: pd.DataFrame, target: str) -> pd.DataFrame:
+    features = frame.drop(columns=[target])
+    return features.head(SAMPLE_ROWS)
+
+
+def _check_task(task: str) -> Task:
+    if task == "classification":
+        return "classification"
+    if task == "regression":
+        return "regression"
+    raise ValidationError(
+        f"invalid task {task!r}: expected 'classification' or 'regression'",
+        details={"field": "task"},
+    )
+
+
+def train(
+    access: TrainingAccess,
+    dataset: str,
+    *,
+    target: str,
+    task: str,
+    budget_s: float = 60.0,
+    metric: str | None = None,
+    seed: int = 0,
+    estimators: list[str] | None = None,
+    max_iter: int | None = None,
+    entrypoint: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    checkpoint_key: str | None = None,
+    register_as: str | None = None,
+    description: str = "",
+    experiment: str | None = None,
+    on_trial: Callable[[Trial], None] | None = None,
+    n_jobs: int | None = None,
+    max_model_mb: float | None = None,
+    keep_columns: list[str] | None = None,
+) -> TrainOutcome:
+    """Train on a dataset version's frozen split; track, package, register and evaluate.
+
+    Args:
+        access: where datasets are read and runs, models and checkpoints recorded (a server
+            over HTTP, or the embedded stores); it also names the project.
+        dataset: ``name``, ``name@latest`` or ``name@3``; the version must have a split.
+        target: the column to predict.
+        task: ``classification`` or ``regression``.
+        budget_s: AutoML's wall-time budget (ignored by custom training).
+        metric: AutoML's search metric (by default ROC AUC, log loss or R²).
+        seed: AutoML's seed.
+        estimators: AutoML's learners (default: all supported).
+        max_iter: cap AutoML's trials (for repeatable searches).
+        entrypoint: ``module:function`` for custom training instead of AutoML.
+        params: parameters for custom training (``ctx.params``), logged on the run.
+        checkpoint_key: what identifies "the same training" for resuming; by default a
+            hash of the entrypoint, the dataset version and the params.
+        register_as: the registered model to add the trained model to as a new version.
+        description: the version's description.
+        experiment: the experiment (default: the dataset's name).
+        on_trial: called with each AutoML trial (progress).
+        n_jobs: AutoML's threads (``-1`` every core; default: the idle cores).
+        max_model_mb: the largest model package AutoML may pick, in MB (estimated from
+            each trial's configuration).
+        keep_columns: columns AutoML uses even though they look like identifiers.
+
+    AutoML keeps the whole call (reading the data, search, refit, packaging, registration
+    and evaluation) within ``budget_s``: it gets what reading the data left, less
+    ``REGISTER_RESERVE_S`` when registering, and reserves the winner's estimated refit and
+    packaging time out of it.
+
+    Raises:
+        UserCodeError: custom training code raised (its traceback is in the details).
+        ValidationError: bad arguments, or data AutoML refuses.
+        ConflictError: the dataset version has no split.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+    started = time.monotonic()
+    kind = _check_task(task)
+    if entrypoint is None:
+        from loopml.train.automl import warm_packaging
+
+        warm_packaging()  # seconds of imports, done while the data is read and searched
+    frames = access.frames(dataset)
+    if target not in frames.train.columns:
+        raise ValidationError(
+            f"dataset {frames.label} has no column {target!r}: its columns are "
+            f"{', '.join(map(str, frames.train.columns[:20]))}",
+            details={"field": "target"},
+        )
+    run_params: dict[str, Any] = {
+        "target": target,
+        "task": kind,
+        "dataset": frames.label,
+        "eval_hash": frames.eval_hash,
+        "trainer": entrypoint or "automl",
+    }
+    run_params.update({f"param.{k}": v for k, v in (params or {}).items()})
+    run = start_run_on(
+        access.backend,
+        experiment or frames.label.split("@")[0],
+        name=f"train-{entrypoint or 'automl'}",
+        params=run_params,
+        inputs=[frames.label],
+    )
+    details: dict[str, Any] = {}
+    try:
+        if entrypoint is None:
+            options = {
+                "metric": metric,
+                "seed": seed,
+                "estimators": estimators,
+                "max_iter": max_iter,
+                "n_jobs": n_jobs,
+                "max_model_mb": max_model_mb,
+                "keep_columns": keep_columns or (),
+            }
+            left_s = _automl_budget(budget_s, started, registering=register_as is not None)
+            result, children = _automl(run, frames, target, kind, left_s, options, on_trial)
+            model = result.model
+            used, excluded = result.used_columns, result.dropped_columns
+            details = {
+                "best_config": result.best_config,
+                "metric": result.metric,
+                "estimated_mb": result.size_mb,
+                "n_jobs": result.n_jobs,
+                "automl_s": round(result.elapsed_s, 3),
+            }
+            best_estimator, best_score, trials = result.best_estimator, result.best_score, children
+            resumed = None
+        else:
+            model, resumed = _custom(
+                run, access, frames, target, entrypoint, dict(params or {}), checkpoint_key
+            )
+            best_estimator, best_score, trials = None, None, 0
+            used, excluded = [], {}
+        packaging = time.monotonic()
+        logged = run.log_model(model, sample=_sample(frames.train, target))
+        size = logged.summary.get("size_bytes")
+        details["package_s"] = round(time.monotonic() - packaging, 3)
+    except BaseException as exc:
+        _fail(run, exc)
+        raise
+    run.end("FINISHED")
+    version, evaluation = (
+        _register(access, register_as, run.id, description, frames.label)
+        if register_as is not None
+        else (None, None)
+    )
+    return TrainOutcome(
+        run_id=run.id,
+        dataset=frames.label,
+        eval_hash=frames.eval_hash,
+        model_format=logged.format,
+        version=version,
+        evaluation=evaluation,
+        best_estimator=best_estimator,
+        best_score=best_score,
+        trials=trials,
+        resumed_from=resumed,
+        elapsed_s=time.monotonic() - started,
+        details=details,
+        package_mb=None if size is None else size / 1e6,
+        used_columns=used,
+        excluded_columns=excluded,
+    )
+
+
+def _automl_budget(budget_s: float, started: float, *, registering: bool) -> float:
+    """What is left of ``budget_s`` for AutoML (less the registration's reserve). A budget
+    that reading the data (or the registration to come) used up still gives AutoML a quarter
+    of it: the call then runs over, rather than failing."""
+    left_s = budget_s - (time.monotonic() - started)
+    if registering:
+        left_s -= REGISTER_RESERVE_S
+    return max(left_s, MIN_AUTOML_SHARE * budget_s)
+
+
+def _register(
+    access: TrainingAccess, model: str, run_id: str, description: str, dataset: str
+) -> tuple[ModelVersion, EvaluationReport]:
+    """Register the run's model as the next version of ``model`` and have the registry score
+    it on the dataset's frozen eval set."""
+    version = access.register(model, run_id, description)
+    if version.status != VersionStatus.READY:
+        raise LoopmlError(
+            f"version {version.version} of {model!r} failed registration: {version.status_message}"
+        )
+    return version, access.evaluate(model, version.version, dataset)
+
+
+def _fail(run: ActiveRun, exc: BaseException) -> None:
+    """End the run FAILED (KILLED on Ctrl-C), saying whose failure it was."""
+    origin = "user_code" if isinstance(exc, UserCodeError) else "platform"
+    try:
+        run._backend.log_batch(
+            run.id,
+            parse_batch({"tags": {"loopml.failure": origin, "loopml.error": str(exc)[:4000]}}),
+        )
+        if isinstance(exc, UserCodeError):
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "traceback.txt"
+                path.write_text(str(exc.details.get("traceback", "")))
+                run.log_artifact(path)
+    finally:
+        run.end("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+
+
+def _automl(
+    run: ActiveRun,
+    frames: Frames,
+    target: str,
+    task: Task,
+    budget_s: float,
+    options: dict[str, Any],
+    on_trial: Callable[[Trial], None] | None,
+) -> tuple[AutoMLResult, int]:
+    from loopml.train.automl import resolve_metric, result_batch, run_automl
+
+    kind = "binary" if task == "classification" else "regression"
+    if task == "classification":
+        classes = frames.train[target].nunique(dropna=True)
+        kind = "binary" if classes <= 2 else "multiclass"
+    name, _ = resolve_metric(options["metric"], kind)  # type: ignore[arg-type]
+    children = _ChildRuns(run, run.info.experiment, name, on_trial)
+    result = run_automl(
+        frames.train,
+        target,
+        task=task,
+        budget_s=budget_s,
+        on_trial=children,
+        include_packaging=True,
+        **options,
+    )
+    run._backend.log_batch(run.id, result_batch(result))
+    return result, children.count
+
+
+def _custom(
+    run: ActiveRun,
+    access: TrainingAccess,
+    frames: Frames,
+    target: str,
+    entrypoint: str,
+    params: dict[str, Any],
+    key: str | None,
+) -> tuple[Any, int | None]:
+    from loopml.train.custom import (
+        TrainContext,
+        call_fit,
+        checkpoint_key,
+        clear_checkpoints,
+        load_entrypoint,
+    )
+
+    fit = load_entrypoint(entrypoint)
+    key = key or checkpoint_key(entrypoint, frames.label, params)
+    if not key.replace("-", "").replace("_", "").isalnum() or len(key) > 64:
+        raise ValidationError("a checkpoint key is 1 to 64 letters, digits, '-' or '_'")
+    store = access.checkpoints()
+    prefix = f"{CHECKPOINTS_PREFIX}/{key}"
+    run.set_tags({"loopml.checkpoint_key": key})
+    if params:
+        run.log_params(
+            {k: json.dumps(v) if not isinstance(v, str) else v for k, v in params.items()}
+        )
+    with tempfile.TemporaryDirectory(prefix="loopml-train-") as tmp:
+        work = Path(tmp) / "checkpoint"
+        work.mkdir()
+        ctx = TrainContext(
+            train=frames.train,
+            eval=frames.eval,
+            target=target,
+            params=params,
+            run=run,
+            checkpoint_dir=work,
+            _store=store,
+            _prefix=prefix,
+            _restore_dir=Path(tmp) / "restored",
+        )
+        model = call_fit(fit, ctx, entrypoint)
+        resumed = ctx.attempt_resumed_from
+    if resumed is not None:
+        run.set_tags({"loopml.resumed_from_step": str(resumed)})
+    clear_checkpoints(store, prefix)
+    return model, resumed

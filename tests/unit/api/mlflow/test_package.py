@@ -1,0 +1,73 @@
+"""An MLflow-format sklearn model in a run becomes a loopml package, on the caller's side;
+the server refuses to register the MLflow copy itself."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from sklearn.linear_model import LogisticRegression
+
+from loopml.client import Client
+from loopml.core.errors import ValidationError
+from loopml.sdk.mlflow import package_mlflow_model
+
+MLMODEL = """\
+artifact_path: model
+flavors:
+  python_function:
+    loader_module: mlflow.sklearn
+    model_path: model.pkl
+  sklearn:
+    pickled_model: model.pkl
+    serialization_format: cloudpickle
+    sklearn_version: 1.5.0
+saved_input_example_info:
+  artifact_path: input_example.json
+  type: dataframe
+  pandas_orient: split
+"""
+
+
+def _mlflow_run(client: Client, http: TestClient, mlmodel: str = MLMODEL) -> str:
+    """A run holding what mlflow.sklearn.log_model writes (MLflow 2's layout)."""
+    exp = http.post("/api/2.0/mlflow/experiments/create", json={"name": "sk"}).json()
+    run = http.post("/api/2.0/mlflow/runs/create", json={"experiment_id": exp["experiment_id"]})
+    run_id: str = run.json()["run"]["info"]["run_id"]
+    frame = pd.DataFrame({"a": np.arange(40.0), "b": np.arange(40.0) % 7})
+    model = LogisticRegression().fit(frame, (frame["a"] > 20).astype(int))
+    example = {"columns": ["a", "b"], "data": frame.head(5).to_numpy().tolist()}
+    client.runs.upload_artifact(run_id, "model/MLmodel", mlmodel.encode())
+    client.runs.upload_artifact(run_id, "model/model.pkl", pickle.dumps(model))
+    client.runs.upload_artifact(run_id, "model/input_example.json", json.dumps(example).encode())
+    return run_id
+
+
+def test_the_mlflow_copy_is_refused_and_the_packaged_one_registers(
+    client: Client, http: TestClient
+) -> None:
+    run_id = _mlflow_run(client, http)
+    body = {"name": "sk", "source": f"runs:/{run_id}/model", "run_id": run_id}
+    http.post("/api/2.0/mlflow/registered-models/create", json={"name": "sk"})
+    refused = http.post("/api/2.0/mlflow/model-versions/create", json=body)
+    assert refused.status_code == 400
+    assert "MLflow-format model" in refused.json()["message"]
+    logged = package_mlflow_model(client, run_id)
+    assert logged.path == "loopml-model"
+    assert logged.format == "onnx"
+    registered = http.post(
+        "/api/2.0/mlflow/model-versions/create",
+        json={**body, "source": f"runs:/{run_id}/loopml-model"},
+    )
+    assert registered.status_code == 200, registered.text
+    assert registered.json()["model_version"]["status"] == "READY"
+
+
+def test_only_the_sklearn_flavour_is_read(client: Client, http: TestClient) -> None:
+    run_id = _mlflow_run(client, http, "flavors:\n  python_function: {}\n")
+    with pytest.raises(ValidationError, match="no sklearn flavour"):
+        package_mlflow_model(client, run_id)

@@ -1,0 +1,60 @@
+"""The permission table covers every route of the app, and nothing else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from loopml.api import create_app
+from loopml.api.route_table import iter_api_routes
+from loopml.auth.permissions import (
+    MLFLOW_PREFIXES,
+    MLFLOW_PROJECT,
+    PERMISSIONS,
+    Action,
+    rule_for,
+)
+from loopml.settings import Settings
+
+
+def _routes(tmp_path: Path) -> set[tuple[str, str]]:
+    app = create_app(Settings(home=tmp_path / "home"))
+    return {(method, path) for method, path, _ in iter_api_routes(app)}
+
+
+def test_every_route_has_a_permission_entry(tmp_path: Path) -> None:
+    missing = sorted(route for route in _routes(tmp_path) if rule_for(*route) is None)
+    assert missing == [], (
+        "add these routes to loopml/auth/permissions.py (under their router module's list)"
+    )
+
+
+def test_mlflow_routes_act_in_the_mlflow_project_by_method(tmp_path: Path) -> None:
+    mlflow = {r for r in _routes(tmp_path) if r[1].startswith(MLFLOW_PREFIXES)}
+    assert mlflow, "the MLflow API is mounted"
+    assert set(PERMISSIONS).isdisjoint(mlflow)
+    search = rule_for("POST", "/api/2.0/mlflow/runs/search")
+    assert search is not None
+    assert (search.action, search.project_param) == (Action.READ, MLFLOW_PROJECT)
+    assert rule_for("POST", "/api/2.0/mlflow/runs/log-batch").action == Action.WRITE  # type: ignore[union-attr]
+    assert rule_for("GET", "/ajax-api/2.0/mlflow/experiments/get").action == Action.READ  # type: ignore[union-attr]
+    deleted = rule_for("DELETE", "/api/2.0/mlflow-artifacts/artifacts/{artifact_path:path}")
+    assert deleted is not None
+    assert deleted.action == Action.ADMIN
+
+
+def test_no_entry_names_a_route_that_does_not_exist(tmp_path: Path) -> None:
+    assert sorted(set(PERMISSIONS) - _routes(tmp_path)) == []
+
+
+def test_reads_need_viewer_writes_editor_deletes_admin() -> None:
+    for (method, path), rule in PERMISSIONS.items():
+        if rule.action in (Action.READ, Action.WRITE, Action.ADMIN):
+            if method == "GET":  # reads: viewer (members, which name users: admin)
+                assert rule.action != Action.WRITE, path
+            if method == "DELETE" and "/aliases/" not in path and "/tags/" not in path:
+                assert rule.action == Action.ADMIN, path
+            if method in ("POST", "PUT", "PATCH"):
+                assert rule.action != Action.READ or path.endswith(("/sql", "/search")), path
+    assert rule_for("POST", "/api/v1/gc").action == Action.PLATFORM  # type: ignore[union-attr]
+    assert rule_for("HEAD", "/api/v1/health").action == Action.PUBLIC  # type: ignore[union-attr]
+    assert rule_for("GET", "/api/v1/nowhere") is None

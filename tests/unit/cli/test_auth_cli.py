@@ -1,0 +1,84 @@
+"""The CLI's side of authentication: create-admin, the stored login token, the bind rule."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from loopml.cli._token import save_token, stored_token
+from loopml.cli.main import app
+from loopml.cli.server import check_bind
+from loopml.core.errors import ConfigurationError
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("LOOPML_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    return tmp_path
+
+
+def test_create_admin_refuses_short_and_default_passwords(env: Path) -> None:
+    runner = CliRunner()
+    for weak in ["short", "password1234"]:
+        result = runner.invoke(
+            app, ["users", "create-admin", "root", "--password-stdin"], input=weak + "\n"
+        )
+        assert result.exit_code == 1, result.output
+    good = runner.invoke(
+        app,
+        ["users", "create-admin", "root", "--password-stdin"],
+        input="a long admin passphrase\n",
+    )
+    assert good.exit_code == 0, good.output
+    assert "platform admin root created" in good.output
+    again = runner.invoke(
+        app,
+        ["users", "create-admin", "root", "--password-stdin"],
+        input="a long admin passphrase\n",
+    )
+    assert again.exit_code == 1
+    assert "already exists" in str(again.exception)
+
+
+def test_the_login_token_is_kept_readable_by_its_owner_only(env: Path) -> None:
+    path = save_token("lm_abcdefgh_" + "x" * 43)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stored_token() == "lm_abcdefgh_" + "x" * 43
+    os.chmod(path, 0o644)
+    assert stored_token() is None  # a token others can read is not used
+
+
+def test_listening_beyond_loopback_needs_auth() -> None:
+    check_bind("127.0.0.1", auth_enabled=False)
+    check_bind("::1", auth_enabled=False)
+    with pytest.raises(ConfigurationError, match="authentication is off"):
+        check_bind("0.0.0.0", auth_enabled=False)
+    check_bind("0.0.0.0", auth_enabled=True)
+
+
+def test_up_beyond_loopback_without_auth_exits_before_listening(env: Path) -> None:
+    result = CliRunner().invoke(app, ["up", "--host", "0.0.0.0", "--port", "1"])
+    assert result.exit_code == 1
+    assert "authentication is off" in str(result.exception)
+
+
+def test_up_says_when_auth_is_on_without_an_admin(tmp_path: Path) -> None:
+    from loopml.auth import service
+    from loopml.cli.server import _auth_line
+    from loopml.settings import Settings
+    from loopml.store import MetadataStore
+
+    store = MetadataStore(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store.upgrade()
+    off = Settings(home=tmp_path)
+    on = Settings(home=tmp_path, auth={"enabled": True})
+    assert _auth_line(store, off).startswith("off")
+    assert "no platform admin yet" in _auth_line(store, on)
+    service.create_user(store, "root", "a long admin passphrase", platform_admin=True, actor="t")
+    assert _auth_line(store, on) == "on (1 platform admin)"
+    store.dispose()

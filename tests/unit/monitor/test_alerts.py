@@ -1,0 +1,169 @@
+"""Alert rules: the state machine with its hysteresis, webhook targets, and rules evaluated
+by the monitor's round over real windows, notifying a real HTTP server."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any, ClassVar
+
+import pytest
+
+from loopml.core.alerts import AlertRuleSpec, metric_value, step
+from loopml.core.errors import ValidationError
+from loopml.monitor import service
+from loopml.monitor.webhooks import WebhookRefused, check_target, deliver
+
+T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def _spec(**fields: Any) -> AlertRuleSpec:
+    base = {
+        "name": "errors",
+        "deployment": "churn-api",
+        "metric": "error_rate",
+        "comparator": ">",
+        "threshold": 0.05,
+    }
+    return AlertRuleSpec.model_validate({**base, **fields})
+
+
+def _run(spec: AlertRuleSpec, values: list[float | None], every_s: float = 60) -> list[Any]:
+    state, since = "ok", None
+    out = []
+    for i, value in enumerate(values):
+        moved = step(spec, state, since, value, T0 + timedelta(seconds=every_s * i))
+        state, since = moved.state, moved.since
+        out.append((moved.state, moved.event))
+    return out
+
+
+def test_a_value_wavering_at_the_threshold_fires_once_and_resolves_once() -> None:
+    spec = _spec(clear_threshold=0.03)
+    values = [0.01, 0.06, 0.049, 0.051, 0.04, 0.06, 0.02, 0.06]
+    seen = _run(spec, values)
+    assert [event for _, event in seen] == [
+        None,
+        "alert.firing",
+        None,  # 0.049: under the threshold, above the clear threshold: still firing
+        None,
+        None,
+        None,
+        "alert.resolved",  # 0.02 < 0.03
+        "alert.firing",
+    ]
+    assert [state for state, _ in seen][:6] == ["ok"] + ["firing"] * 5
+
+
+def test_for_keeps_a_rule_pending_until_it_held_long_enough() -> None:
+    spec = _spec(for_s=120)
+    seen = _run(spec, [0.1, 0.1, 0.01, 0.1, 0.1, 0.1, None, 0.1])
+    assert [s for s, _ in seen] == [
+        "pending",
+        "pending",
+        "ok",  # back under: the clock restarts
+        "pending",
+        "pending",
+        "firing",
+        "firing",  # no value (no traffic): held
+        "firing",
+    ]
+    assert [e for _, e in seen].count("alert.firing") == 1
+
+
+def test_a_lower_bound_rule_and_its_default_clear_threshold() -> None:
+    spec = _spec(metric="accuracy", comparator="<", threshold=0.8)
+    assert spec.clear() == pytest.approx(0.88)
+    seen = _run(spec, [0.9, 0.7, 0.85, 0.89])
+    assert [e for _, e in seen] == [None, "alert.firing", None, "alert.resolved"]
+    with pytest.raises(ValueError, match="resolved side"):
+        _spec(clear_threshold=0.1)
+    with pytest.raises(ValueError, match="unknown metric"):
+        _spec(metric="cpu")
+
+
+def test_metric_values_come_from_a_window_summary() -> None:
+    summary = {
+        "usage": {"error_rate": 0.2, "latency_p95_ms": None, "roles": {}},
+        "drift": {"status": "ready", "judged": 2, "share": 0.5, "columns": []},
+        "quality": {"labels": 0, "coverage": 0.0},
+    }
+    assert metric_value(summary, "error_rate") == 0.2
+    assert metric_value(summary, "latency_p95_ms") is None
+    assert metric_value(summary, "drift_share") == 0.5
+    assert metric_value(summary, "accuracy") is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://127.0.0.1:9000/hook",
+        "http://[::1]/hook",
+        "http://10.1.2.3/hook",
+        "http://192.168.0.10/hook",
+        "http://localhost/hook",
+        "http://0.0.0.0/hook",
+    ],
+)
+def test_webhooks_to_internal_addresses_are_refused(url: str) -> None:
+    with pytest.raises(WebhookRefused, match="refused"):
+        check_target(url)
+    assert deliver(url, {"text": "x"}, attempts=1).outcome == "refused"
+
+
+def test_an_allow_list_admits_a_named_internal_target_only() -> None:
+    assert check_target("http://127.0.0.1:9000/h", ["127.0.0.1"])
+    assert check_target("http://10.1.2.3/h", ["10.0.0.0/8"])
+    with pytest.raises(WebhookRefused):
+        check_target("http://169.254.169.254/", ["10.0.0.0/8"])
+    with pytest.raises(ValidationError, match=r"http:// or https://"):
+        check_target("file:///etc/passwd")
+    assert check_target("https://hooks.example.com/x", resolve=lambda _: ["93.184.215.14"])
+    with pytest.raises(WebhookRefused, match=r"169\.254\.169\.254"):
+        check_target("https://rebind.example.com/x", resolve=lambda _: ["169.254.169.254"])
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict[str, Any]]] = []
+    answers: ClassVar[list[int]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Hook.received.append(json.loads(body))
+        self.send_response(_Hook.answers.pop(0) if _Hook.answers else 200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        return
+
+
+@pytest.fixture
+def hook() -> Iterator[str]:
+    _Hook.received, _Hook.answers = [], []
+    server = HTTPServer(("127.0.0.1", 0), _Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_delivery_retries_server_errors_then_lands(hook: str) -> None:
+    _Hook.answers = [503, 500]
+    done = deliver(hook, {"text": "x"}, allow=["127.0.0.1"], attempts=3, sleep=lambda _: None)
+    assert (done.outcome, done.attempts, done.status) == ("delivered", 3, 200)
+    assert len(_Hook.received) == 3
+    _Hook.answers = [404]
+    failed = deliver(hook, {"text": "x"}, allow=["127.0.0.1"], attempts=3, sleep=lambda _: None)
+    assert (failed.outcome, failed.attempts, failed.error) == ("failed", 1, "HTTP 404")
+
+
+def test_a_rule_with_an_internal_webhook_is_refused_at_creation(store_ctx: Any) -> None:
+    spec = _spec(webhook="http://169.254.169.254/hook")
+    with pytest.raises(WebhookRefused):
+        service.create_rule(store_ctx.store, "default", spec, actor="t")
+    assert service.list_rules(store_ctx.store, "default") == []

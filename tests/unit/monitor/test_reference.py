@@ -1,0 +1,101 @@
+"""Reference profiles of registered versions: built from the training split when a version
+becomes ready (the monitor's round), on demand for older ones, and ``off`` with its reason
+for a version trained without a dataset."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+from loopml.core.datasets import SplitSpec
+from loopml.data import datasets, lake
+from loopml.monitor.engine import Monitor
+from loopml.monitor.reference import ensure_reference, get_reference
+from loopml.monitor.sketch import NumericReference
+from loopml.registry import register_version
+from loopml.sdk.training import train_model
+from loopml.settings import Settings
+from loopml.wiring import open_artifact_store, open_metadata_store
+from tests.tracking_rows import log_model, make_run
+
+FIT = """
+from sklearn.linear_model import LogisticRegression
+
+def fit(ctx):
+    features = ctx.train.drop(columns=[ctx.target])
+    return LogisticRegression(max_iter=2000).fit(features, ctx.train[ctx.target])
+"""
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    settings = Settings()
+    store = open_metadata_store(settings)
+    store.upgrade()
+    frame = load_breast_cancer(as_frame=True).frame.iloc[:, [0, 1, 2, 30]]
+    frame.columns = ["f0", "f1", "f2", "y"]
+    artifacts = open_artifact_store(settings)
+    lake.ingest_arrow(store, artifacts, "default", "cancer", pa.Table.from_pandas(frame), actor="t")
+    split = SplitSpec(eval_fraction=0.25, seed=7, stratify="y")
+    datasets.create_version(store, artifacts, "default", "snap", "cancer", split=split, actor="t")
+    store.dispose()
+    (tmp_path / "usercode").mkdir()
+    (tmp_path / "usercode" / "simple_fit.py").write_text(textwrap.dedent(FIT))
+    monkeypatch.syspath_prepend(str(tmp_path / "usercode"))
+    return settings
+
+
+def test_a_version_gets_its_reference_from_its_training_split(settings: Settings) -> None:
+    store, artifacts = open_metadata_store(settings), open_artifact_store(settings)
+    monitor = Monitor(store, artifacts, settings.monitor)
+    monitor.tick()  # from now on it follows model.version.ready
+    trained = train_model(
+        "snap",
+        target="y",
+        task="classification",
+        entrypoint="simple_fit:fit",
+        register_as="cancer",
+        settings=settings,
+    )
+    assert trained.version is not None
+    assert trained.version.version == 1
+    assert get_reference(store, "default", "cancer", 1) is None
+    monitor.tick()
+    reference = get_reference(store, "default", "cancer", 1)
+    assert reference is not None
+    assert reference.status == "ready", reference
+    assert reference.source == "dataset snap@1, train split"
+    profile = reference.profile
+    assert profile is not None
+    assert profile.task == "classification"
+    train_rows = datasets.read_version(store, artifacts, "default", "snap", "train").num_rows
+    assert profile.rows == train_rows < 569
+    assert sorted(profile.features) == ["f0", "f1", "f2"]
+    f0 = profile.features["f0"]
+    assert isinstance(f0, NumericReference)
+    assert f0.rows == train_rows
+    assert f0.exact
+    assert profile.prediction is not None
+    assert profile.prediction.kind == "categorical"
+    store.dispose()
+
+
+def test_a_version_without_a_dataset_has_drift_off_and_says_why(settings: Settings) -> None:
+    store, artifacts = open_metadata_store(settings), open_artifact_store(settings)
+    run = make_run(store)
+    log_model(store, artifacts, run)
+    register_version(
+        store, artifacts, project="default", model_name="churn", run_id=run.id, actor="t"
+    )
+    reference = ensure_reference(store, artifacts, "default", "churn", 1)
+    assert reference.status == "off"
+    assert reference.profile is None
+    assert "consumed no dataset" in reference.reason
+    stored = get_reference(store, "default", "churn", 1)
+    assert stored is not None
+    assert stored.reason == reference.reason
+    store.dispose()

@@ -1,0 +1,95 @@
+"""The house rules of docs/architecture.md, checked on the code as it is: module size,
+function complexity, the documented layers equal to the enforced ones, and the import
+contracts catching a wrong import."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from radon.complexity import cc_visit
+
+ROOT = Path(__file__).resolve().parents[2]
+SRC = ROOT / "src" / "loopml"
+MAX_MODULE_LINES = 500
+MAX_COMPLEXITY = 15
+
+
+def _modules() -> list[Path]:
+    return [p for p in SRC.rglob("*.py") if "migrations" not in p.parts]
+
+
+def test_no_module_over_the_size_limit() -> None:
+    too_long = {
+        str(p.relative_to(ROOT)): n
+        for p in _modules()
+        if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert too_long == {}, f"split these by role (over {MAX_MODULE_LINES} lines): {too_long}"
+
+
+def test_no_function_over_the_complexity_limit() -> None:
+    complex_ = {
+        f"{p.relative_to(ROOT)}:{block.lineno} {block.name}": block.complexity
+        for p in _modules()
+        for block in cc_visit(p.read_text())
+        if block.complexity > MAX_COMPLEXITY
+    }
+    assert complex_ == {}, f"split these (cyclomatic complexity over {MAX_COMPLEXITY}): {complex_}"
+
+
+def _contracts() -> list[dict[str, object]]:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    contracts: list[dict[str, object]] = config["tool"]["importlinter"]["contracts"]
+    return contracts
+
+
+def test_documented_layers_are_the_enforced_layers() -> None:
+    layers = next(c for c in _contracts() if c["type"] == "layers")["layers"]
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    block = doc.split("<!-- layers: begin", 1)[1].split("<!-- layers: end -->", 1)[0]
+    documented = re.findall(r"^\d+\. `([^`]+)`$", block, flags=re.MULTILINE)
+    assert documented == layers
+
+
+def _lint_imports(tree: Path) -> subprocess.CompletedProcess[str]:
+    lint = Path(sys.executable).with_name("lint-imports")
+    return subprocess.run(
+        [str(lint), "--config", str(tree / "pyproject.toml"), "--no-cache"],
+        cwd=tree,
+        env={"PYTHONPATH": str(tree / "src"), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("module", "wrong_import", "broken"),
+    [
+        ("data/__init__.py", "import loopml.api.app", "Layers"),
+        ("serve/oip.py", "import loopml.train.evaluation", "Serving programs"),
+        ("packaging/_manifest.py", "import loopml.packaging._signature", "No import cycles"),
+    ],
+)
+def test_import_contracts_catch_a_wrong_import(
+    tmp_path: Path, module: str, wrong_import: str, broken: str
+) -> None:
+    tree = tmp_path / "tree"
+    shutil.copytree(SRC, tree / "src" / "loopml", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tree / "pyproject.toml")
+    clean = _lint_imports(tree)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+
+    target = tree / "src" / "loopml" / module
+    target.write_text(target.read_text() + f"\n{wrong_import}  # noqa\n")
+    result = _lint_imports(tree)
+    assert result.returncode != 0
+    assert broken in result.stdout, result.stdout
+    assert "BROKEN" in result.stdout, result.stdout

@@ -1,0 +1,95 @@
+"""``loopml.train_model`` with AutoML keeps its whole call (reading the split, search,
+refit, packaging, registration and evaluation) within the budget, reports the package's
+size and the columns it used, and leaves an identifier column out unless told to keep it."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+from loopml.core.datasets import SplitSpec
+from loopml.data import datasets, lake
+from loopml.sdk.training import train_model
+from loopml.settings import Settings
+from loopml.train import tracking
+from loopml.wiring import open_artifact_store, open_metadata_store
+
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+FEATURES = [f"f{i}" for i in range(6)]
+
+
+@pytest.fixture
+def settings() -> Settings:
+    data = load_breast_cancer(as_frame=True).frame.iloc[:, [0, 1, 2, 7, 20, 27, 30]]
+    frame = pd.DataFrame(data.to_numpy(), columns=[*FEATURES, "y"])
+    frame["y"] = frame["y"].astype(np.int64)
+    frame.insert(0, "patient_id", np.arange(10_000, 10_000 + len(frame)))
+    settings = Settings()
+    store = open_metadata_store(settings)
+    store.upgrade()
+    artifacts = open_artifact_store(settings)
+    lake.ingest_arrow(store, artifacts, "default", "cancer", pa.Table.from_pandas(frame), actor="t")
+    split = SplitSpec(eval_fraction=0.25, seed=7, stratify="y")
+    datasets.create_version(
+        store, artifacts, "default", "cancer_snap", "cancer", split=split, actor="t"
+    )
+    store.dispose()
+    return settings
+
+
+def test_the_whole_training_call_keeps_its_budget(settings: Settings) -> None:
+    budget = 20.0
+
+    outcome = train_model(
+        "cancer_snap",
+        target="y",
+        task="classification",
+        budget_s=budget,
+        register_as="cancer",
+        settings=settings,
+    )
+
+    # Within 10 % of the budget, plus 2 s for a busy shared machine (a trial in flight at
+    # the deadline ends late). The reserves are pessimistic by design (the packaging
+    # imports count in full until done, registration keeps 5 s), so the call may end
+    # early, but not before half the budget.
+    report = (outcome.model_format, outcome.details)
+    assert 0.5 * budget <= outcome.elapsed_s <= 1.1 * budget + 2.0, report
+    assert outcome.version is not None
+    assert outcome.evaluation is not None
+    assert outcome.evaluation.metrics["roc_auc"] > 0.9
+    assert outcome.used_columns == FEATURES
+    assert outcome.excluded_columns["patient_id"].startswith("identifier-like: unique per row")
+    assert outcome.package_mb is not None
+    assert 0 < outcome.package_mb <= outcome.details["estimated_mb"] * 1.05
+    store = open_metadata_store(settings)
+    run = tracking.get_run(store, "default", outcome.run_id)
+    store.dispose()
+    assert run.params is not None
+    assert run.params["used_columns"] == ",".join(FEATURES)
+    assert run.params["excluded_columns"] == "patient_id"
+
+
+def test_a_kept_identifier_is_used_and_the_size_limit_holds(settings: Settings) -> None:
+    outcome = train_model(
+        "cancer_snap",
+        target="y",
+        task="classification",
+        budget_s=60,
+        max_iter=4,
+        keep_columns=["patient_id"],
+        max_model_mb=0.2,
+        n_jobs=1,
+        settings=settings,
+    )
+
+    assert outcome.used_columns == ["patient_id", *FEATURES]
+    assert outcome.excluded_columns == {}
+    assert outcome.package_mb is not None
+    assert outcome.package_mb <= 0.2
+    assert outcome.details["n_jobs"] == 1
