@@ -6,11 +6,11 @@ from typing import Literal
 
 from fastapi import APIRouter, Query
 
+from loopml import events
 from loopml.api.context import Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, IsoDatetime, project_query
 from loopml.core.types import Event, Page
-from loopml.store import events
 
 router = APIRouter(
     route_class=StrictJSONRoute, prefix="/api/v1/events", tags=["events"], responses=ERROR_RESPONSES
@@ -46,14 +46,13 @@ def list_events(
     ),
 ) -> Page[Event]:
     """Events in the order they happened (or newest first), filtered, a page at a time."""
-    with ctx.store.session() as session:
-        return events.list_(
-            session,
-            type=type,
-            project=project,
-            since=since,
-            cursor=cursor,
-            limit=limit,
-            actor=actor,
-            newest_first=order == "desc",
-        )
+    return events.list_events(
+        ctx.store,
+        type=type,
+        project=project,
+        since=since,
+        cursor=cursor,
+        limit=limit,
+        actor=actor,
+        newest_first=order == "desc",
+    )

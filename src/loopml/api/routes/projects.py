@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request, Response
 
+from loopml import projects
 from loopml.api.authz import principal_of
 from loopml.api.context import Actor, Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
@@ -14,7 +15,6 @@ from loopml.api.schemas.common import (
     ProjectUpdate,
     project_path,
 )
-from loopml.api.services import projects
 from loopml.core.types import Page, Project
 
 router = APIRouter(
@@ -29,7 +29,7 @@ NAME = project_path()
 @router.post("", status_code=201)
 def create_project(body: ProjectCreate, ctx: Ctx, actor: Actor) -> Project:
     """Create a project."""
-    return projects.create(ctx, body.name, body.description, actor)
+    return projects.create(ctx.store, body.name, description=body.description, actor=actor)
 
 
 @router.get("")
@@ -46,7 +46,7 @@ def list_projects(
 ) -> Page[Project]:
     """List projects by name, a page at a time (with authentication on, only those the caller
     has a role in, so a page may hold fewer than `limit`)."""
-    page = projects.list_(ctx, limit, cursor)
+    page = projects.list_(ctx.store, limit=limit, cursor=cursor)
     caller = principal_of(request)
     if caller is None or caller.platform_admin:
         return page
@@ -57,17 +57,17 @@ def list_projects(
 @router.get("/{name}")
 def get_project(ctx: Ctx, name: str = NAME) -> Project:
     """One project."""
-    return projects.get(ctx, name)
+    return projects.get(ctx.store, name)
 
 
 @router.patch("/{name}")
 def update_project(body: ProjectUpdate, ctx: Ctx, actor: Actor, name: str = NAME) -> Project:
     """Change a project's description."""
-    return projects.update(ctx, name, body.description, actor)
+    return projects.update(ctx.store, name, description=body.description, actor=actor)
 
 
 @router.delete("/{name}", status_code=204)
 def delete_project(ctx: Ctx, actor: Actor, name: str = NAME) -> Response:
     """Delete a project and its artifacts. The default project cannot be deleted."""
-    projects.delete(ctx, name, actor)
+    projects.delete(ctx.store, ctx.artifacts, name, actor=actor)
     return Response(status_code=204)

@@ -7,9 +7,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import anyio.to_thread
 
+from loopml import projects
 from loopml.api.context import AppContext
-from loopml.api.services import projects
-from loopml.api.services.projects import project_prefix
 from loopml.api.streaming import blocking_chunks
 from loopml.core.errors import ValidationError
 from loopml.core.keys import validate_key, validate_prefix
@@ -20,11 +19,11 @@ MAX_PAGE = 1000
 
 
 def _store_key(project: Project, key: str) -> str:
-    return f"{project_prefix(project)}/{validate_key(key)}"
+    return f"{projects.artifacts_prefix(project)}/{validate_key(key)}"
 
 
 def _info(project: Project, obj: ObjectInfo) -> Artifact:
-    key = obj.key[len(project_prefix(project)) + 1 :]
+    key = obj.key[len(projects.artifacts_prefix(project)) + 1 :]
     return Artifact(key=key, size=obj.size, modified=obj.modified, sha256=obj.sha256)
 
 
@@ -37,7 +36,7 @@ async def upload(
     the request on the event loop: memory stays at one chunk whatever the size.
     """
     validate_key(key)
-    project = await anyio.to_thread.run_sync(projects.get, ctx, project_name)
+    project = await anyio.to_thread.run_sync(projects.get, ctx.store, project_name)
     store_key = _store_key(project, key)
 
     chunks = blocking_chunks(body)
@@ -48,14 +47,14 @@ async def upload(
 def stat(ctx: AppContext, project_name: str, key: str) -> Artifact:
     """Size, time and hash of one artifact; ``NotFoundError`` when absent."""
     validate_key(key)
-    project = projects.get(ctx, project_name)
+    project = projects.get(ctx.store, project_name)
     return _info(project, ctx.artifacts.stat(_store_key(project, key)))
 
 
 def open_chunks(ctx: AppContext, project_name: str, key: str) -> tuple[Artifact, Iterator[bytes]]:
     """An artifact's info and its content as chunks (read lazily, file closed at the end)."""
     validate_key(key)
-    project = projects.get(ctx, project_name)
+    project = projects.get(ctx.store, project_name)
     store_key = _store_key(project, key)
     info = _info(project, ctx.artifacts.stat(store_key))
     return info, ctx.artifacts.iter_bytes(store_key)
@@ -67,8 +66,8 @@ def list_(
     """One page of a project's artifacts under ``prefix``, sorted by key."""
     if not 1 <= limit <= MAX_PAGE:
         raise ValidationError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
-    project = projects.get(ctx, project_name)
-    base = project_prefix(project)
+    project = projects.get(ctx.store, project_name)
+    base = projects.artifacts_prefix(project)
     user_prefix = validate_prefix(prefix)
     objects = ctx.artifacts.list(f"{base}/{user_prefix}" if user_prefix else base)
     infos: Iterator[Artifact] = (_info(project, obj) for obj in objects)
@@ -82,5 +81,5 @@ def list_(
 def delete(ctx: AppContext, project_name: str, key: str) -> None:
     """Delete one artifact; ``NotFoundError`` when absent."""
     validate_key(key)
-    project = projects.get(ctx, project_name)
+    project = projects.get(ctx.store, project_name)
     ctx.artifacts.delete(_store_key(project, key))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pyarrow.dataset as pads
 
+from loopml import projects
 from loopml.api.context import AppContext
 from loopml.api.schemas.sql import SqlColumn, SqlQuery, SqlResult
-from loopml.api.services import projects
 from loopml.data import lake
 from loopml.data.sql_formats import json_rows
 from loopml.data.warehouse import QueryResult, run_query
@@ -20,7 +20,7 @@ def run(ctx: AppContext, project: str, body: SqlQuery) -> QueryResult:
         ValidationError: the query was refused or failed.
         QueryTimeoutError: it ran past ``body.timeout_s``.
     """
-    projects.get(ctx, project)
+    projects.get(ctx.store, project)
 
     def resolve(table: str, version: int | None) -> pads.Dataset:
         return lake.read_dataset(ctx.store, ctx.artifacts, project, table, version)
