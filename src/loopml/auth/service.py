@@ -57,6 +57,36 @@ def check_password(store: MetadataStore, name: str, password: str) -> User:
     return found[0]
 
 
+def login(
+    store: MetadataStore, key: bytes, name: str, password: str, *, expires_in_days: int
+) -> ApiToken:
+    """Trade a user's password for a new API token named ``login``, with the user's roles.
+
+    Raises:
+        UnauthenticatedError: a wrong name or password, or a disabled user (the caller
+            counts these as failed attempts).
+    """
+    user = check_password(store, name, password)
+    with store.session() as session:
+        roles = users.roles_of(session, users.user_row(session, user.name).id)
+    caller = Principal(
+        user=user.name, token_id=None, platform_admin=user.platform_admin, roles=roles
+    )
+    return create_token(store, key, caller, name="login", expires_in_days=expires_in_days)
+
+
+def list_users(store: MetadataStore) -> list[User]:
+    """Every user, by name."""
+    with store.session() as session:
+        return users.list_(session)
+
+
+def list_members(store: MetadataStore, project: str) -> list[Membership]:
+    """A project's members and their roles, by user name."""
+    with store.session() as session:
+        return users.members(session, project)
+
+
 def set_role(
     store: MetadataStore, project: str, user: str, role: Role, *, actor: str
 ) -> Membership:
@@ -122,6 +152,22 @@ def create_token(
             actor=caller.actor,
         )
     return made.model_copy(update={"token": secret})
+
+
+def list_tokens(store: MetadataStore, user: str) -> list[ApiToken]:
+    """A user's tokens, newest first (never their secrets)."""
+    with store.session() as session:
+        return api_tokens.list_(session, user)
+
+
+def revoke_token(store: MetadataStore, user: str, token_id: str, *, actor: str) -> None:
+    """Revoke one of ``user``'s tokens; it is refused from the next request on.
+
+    Raises:
+        NotFoundError: the user has no token with this id.
+    """
+    with store.session() as session:
+        api_tokens.revoke(session, user, token_id, utcnow(), actor=actor)
 
 
 def _ceiling(caller: Principal, project: str | None) -> Role:

@@ -12,7 +12,6 @@ from loopml.api.schemas.common import ERROR_RESPONSES, project_path
 from loopml.auth import service
 from loopml.core.auth import USER_NAME_PATTERN, ApiToken, Membership, Principal, Role, User
 from loopml.core.errors import UnauthenticatedError, ValidationError
-from loopml.store import api_tokens, users
 
 router = APIRouter(route_class=StrictJSONRoute, tags=["auth"], responses=ERROR_RESPONSES)
 PROJECT = project_path("The project whose members are listed or set.")
@@ -102,22 +101,16 @@ def login(body: Login, request: Request, ctx: Ctx) -> ApiToken:
     source, limiter = client_source(request), limiter_of(request)
     limiter.check(source)
     try:
-        user = service.check_password(ctx.store, body.user, body.password)
+        return service.login(
+            ctx.store,
+            request.app.state.auth_key,
+            body.user,
+            body.password,
+            expires_in_days=body.expires_in_days,
+        )
     except UnauthenticatedError:
         limiter.fail(source)
         raise
-    with ctx.store.session() as session:
-        roles = users.roles_of(session, users.user_row(session, user.name).id)
-    caller = Principal(
-        user=user.name, token_id=None, platform_admin=user.platform_admin, roles=roles
-    )
-    return service.create_token(
-        ctx.store,
-        request.app.state.auth_key,
-        caller,
-        name="login",
-        expires_in_days=body.expires_in_days,
-    )
 
 
 @router.get("/api/v1/auth/whoami")
@@ -145,27 +138,20 @@ def create_token(body: TokenCreate, request: Request, ctx: Ctx) -> ApiToken:
 @router.get("/api/v1/tokens")
 def list_tokens(request: Request, ctx: Ctx) -> TokenList:
     """The calling user's tokens, newest first."""
-    caller = _caller(request)
-    with ctx.store.session() as session:
-        return TokenList(items=api_tokens.list_(session, caller.user))
+    return TokenList(items=service.list_tokens(ctx.store, _caller(request).user))
 
 
 @router.delete("/api/v1/tokens/{token_id}", status_code=204)
 def revoke_token(request: Request, ctx: Ctx, actor: Actor, token_id: str = TOKEN_ID) -> Response:
     """Revoke one of the calling user's tokens; it is refused from the next request on."""
-    from loopml.core.clock import utcnow
-
-    caller = _caller(request)
-    with ctx.store.session() as session:
-        api_tokens.revoke(session, caller.user, token_id, utcnow(), actor=actor)
+    service.revoke_token(ctx.store, _caller(request).user, token_id, actor=actor)
     return Response(status_code=204)
 
 
 @router.get("/api/v1/users")
 def list_users(ctx: Ctx) -> UserList:
     """Every user (platform admins only)."""
-    with ctx.store.session() as session:
-        return UserList(items=users.list_(session))
+    return UserList(items=service.list_users(ctx.store))
 
 
 @router.post("/api/v1/users", status_code=201)
@@ -179,8 +165,7 @@ def create_user(body: UserCreate, ctx: Ctx, actor: Actor) -> User:
 @router.get("/api/v1/projects/{project}/members")
 def list_members(ctx: Ctx, project: str = PROJECT) -> MemberList:
     """A project's members and their roles (project admins)."""
-    with ctx.store.session() as session:
-        return MemberList(items=users.members(session, project))
+    return MemberList(items=service.list_members(ctx.store, project))
 
 
 @router.put("/api/v1/projects/{project}/members/{user}")
