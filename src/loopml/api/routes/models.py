@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Response
 
+from loopml import registry
 from loopml.api.context import Actor, Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
@@ -20,8 +21,7 @@ from loopml.api.schemas.registry import (
     tag_key_path,
     version_path,
 )
-from loopml.api.services import models as svc
-from loopml.core.refs import NAME_PATTERN
+from loopml.core.refs import NAME_PATTERN, ModelRef
 from loopml.core.registry import (
     GcReport,
     InputLineage,
@@ -52,7 +52,9 @@ def create_model(
     body: ModelCreate, ctx: Ctx, actor: Actor, project: str = PROJECT
 ) -> RegisteredModel:
     """Create a registered model (versions are added by registering runs' models)."""
-    return svc.create_model(ctx, project, body.name, body.description, body.tags, actor)
+    return registry.create_model(
+        ctx.store, project, body.name, description=body.description, tags=body.tags, actor=actor
+    )
 
 
 @router.get(MODELS)
@@ -63,13 +65,13 @@ def list_models(
     cursor: str | None = cursor_query(63, NAME_PATTERN.pattern),
 ) -> Page[RegisteredModel]:
     """A project's models by name, a page at a time."""
-    return svc.list_models(ctx, project, limit, cursor)
+    return registry.list_models(ctx.store, project, limit=limit, cursor=cursor)
 
 
 @router.get(MODEL)
 def get_model(ctx: Ctx, project: str = PROJECT, model: str = NAME) -> RegisteredModel:
     """One model, with its tags, aliases and newest version number."""
-    return svc.get_model(ctx, project, model)
+    return registry.get_model(ctx.store, project, model)
 
 
 @router.patch(MODEL)
@@ -77,7 +79,9 @@ def update_model(
     body: DescriptionUpdate, ctx: Ctx, actor: Actor, project: str = PROJECT, model: str = NAME
 ) -> RegisteredModel:
     """Change a model's description."""
-    return svc.update_model(ctx, project, model, body.description, actor)
+    return registry.update_model(
+        ctx.store, project, model, description=body.description, actor=actor
+    )
 
 
 @router.delete(MODEL, status_code=204)
@@ -89,7 +93,7 @@ def delete_model(
     force: bool = Query(default=False, description="Also delete its versions and aliases."),
 ) -> Response:
     """Delete a model. One with versions is refused (409) unless ``force``."""
-    svc.delete_model(ctx, project, model, force, actor)
+    registry.delete_model(ctx.store, project, model, force=force, actor=actor)
     return _no_content()
 
 
@@ -102,8 +106,15 @@ def register_version(
     The answer is the settled version: READY when every file matched its manifest, FAILED
     with ``status_message`` naming the file otherwise.
     """
-    return svc.register_version(
-        ctx, project, model, body.run_id, body.path, body.description, actor
+    return registry.register_version(
+        ctx.store,
+        ctx.artifacts,
+        project=project,
+        model_name=model,
+        run_id=body.run_id,
+        path=body.path,
+        description=body.description,
+        actor=actor,
     )
 
 
@@ -117,7 +128,14 @@ def list_versions(
     cursor: str | None = cursor_query(9, r"^[1-9][0-9]{0,8}$"),
 ) -> Page[ModelVersion]:
     """A model's versions, newest first, a page at a time."""
-    return svc.list_versions(ctx, project, model, status, limit, int(cursor) if cursor else None)
+    return registry.list_versions(
+        ctx.store,
+        project,
+        model,
+        status=status,
+        limit=limit,
+        cursor=int(cursor) if cursor else None,
+    )
 
 
 @router.get(VERSION)
@@ -125,7 +143,7 @@ def get_version(
     ctx: Ctx, project: str = PROJECT, model: str = NAME, version: int = NUMBER
 ) -> ModelVersion:
     """One version."""
-    return svc.get_version(ctx, project, model, version)
+    return registry.get_version(ctx.store, project, model, version)
 
 
 @router.patch(VERSION)
@@ -138,7 +156,9 @@ def update_version(
     version: int = NUMBER,
 ) -> ModelVersion:
     """Change a version's description."""
-    return svc.update_version(ctx, project, model, version, body.description, actor)
+    return registry.update_version(
+        ctx.store, project, model, version, description=body.description, actor=actor
+    )
 
 
 @router.delete(VERSION, status_code=204)
@@ -146,7 +166,7 @@ def delete_version(
     ctx: Ctx, actor: Actor, project: str = PROJECT, model: str = NAME, version: int = NUMBER
 ) -> Response:
     """Delete a version; refused (409) while an alias points at it."""
-    svc.delete_version(ctx, project, model, version, actor)
+    registry.delete_version(ctx.store, project, model, version, actor=actor)
     return _no_content()
 
 
@@ -164,7 +184,16 @@ def set_alias(
     `champion` moves only to a version whose latest gate verdict passed (409
     `gate_required` otherwise), unless `force` is set with a `reason`, which is audited.
     """
-    return svc.set_alias(ctx, project, model, alias, body, actor)
+    return registry.set_alias(
+        ctx.store,
+        project,
+        model,
+        alias,
+        body.version,
+        actor=actor,
+        force=body.force_reason is not None,
+        reason=body.force_reason,
+    )
 
 
 @router.delete(MODEL + "/aliases/{alias}", status_code=204)
@@ -172,7 +201,7 @@ def remove_alias(
     ctx: Ctx, actor: Actor, project: str = PROJECT, model: str = NAME, alias: str = alias_path()
 ) -> Response:
     """Remove an alias."""
-    svc.remove_alias(ctx, project, model, alias, actor)
+    registry.remove_alias(ctx.store, project, model, alias, actor=actor)
     return _no_content()
 
 
@@ -181,7 +210,7 @@ def set_model_tag(
     body: TagSet, ctx: Ctx, actor: Actor, project: str = PROJECT, model: str = NAME, key: str = KEY
 ) -> RegisteredModel:
     """Set a model's tag."""
-    return svc.set_model_tag(ctx, project, model, key, body.value, actor)
+    return registry.set_model_tag(ctx.store, project, model, key, body.value, actor=actor)
 
 
 @router.delete(MODEL + "/tags/{key}", status_code=204)
@@ -189,7 +218,7 @@ def delete_model_tag(
     ctx: Ctx, actor: Actor, project: str = PROJECT, model: str = NAME, key: str = KEY
 ) -> Response:
     """Remove a model's tag."""
-    svc.delete_model_tag(ctx, project, model, key, actor)
+    registry.delete_model_tag(ctx.store, project, model, key, actor=actor)
     return _no_content()
 
 
@@ -204,7 +233,9 @@ def set_version_tag(
     key: str = KEY,
 ) -> ModelVersion:
     """Set a version's tag."""
-    return svc.set_version_tag(ctx, project, model, version, key, body.value, actor)
+    return registry.set_version_tag(
+        ctx.store, project, model, version, key, body.value, actor=actor
+    )
 
 
 @router.delete(VERSION + "/tags/{key}", status_code=204)
@@ -217,7 +248,7 @@ def delete_version_tag(
     key: str = KEY,
 ) -> Response:
     """Remove a version's tag."""
-    svc.delete_version_tag(ctx, project, model, version, key, actor)
+    registry.delete_version_tag(ctx.store, project, model, version, key, actor=actor)
     return _no_content()
 
 
@@ -226,13 +257,13 @@ def version_lineage(
     ctx: Ctx, project: str = PROJECT, model: str = NAME, version: int = NUMBER
 ) -> VersionLineage:
     """Where a version came from: its run and what that run consumed."""
-    return svc.version_lineage(ctx, project, model, version)
+    return registry.version_lineage(ctx.store, project, ModelRef(name=model, version=version))
 
 
 @router.get("/api/v1/projects/{project}/model-refs/{ref:path}")
 def resolve_ref(ctx: Ctx, project: str = PROJECT, ref: str = ref_path()) -> ModelVersion:
     """The version a reference names: ``churn`` (newest READY), ``churn/3``, ``churn@champion``."""
-    return svc.resolve(ctx, project, ref)
+    return registry.resolve_in_project(ctx.store, project, ref)
 
 
 @router.get("/api/v1/projects/{project}/lineage")
@@ -243,7 +274,7 @@ def input_lineage(
     input_ref: str = Query(min_length=1, max_length=300, description="Such as a snapshot id."),
 ) -> InputLineage:
     """What was built from an input: the runs that consumed it and their versions."""
-    return svc.input_lineage(ctx, project, input_kind, input_ref)
+    return registry.input_lineage(ctx.store, project, input_kind, input_ref)
 
 
 @router.post("/api/v1/gc", tags=["admin"])
@@ -251,4 +282,4 @@ def collect_garbage(
     ctx: Ctx, dry_run: bool = Query(default=False, description="Only report what would go.")
 ) -> GcReport:
     """Delete the artifacts of deleted projects and runs, and abandoned temporary files."""
-    return svc.collect_garbage(ctx, dry_run)
+    return registry.collect_garbage(ctx.store, ctx.artifacts, dry_run=dry_run)
