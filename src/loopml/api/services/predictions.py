@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-from datetime import datetime
 from functools import partial
 from typing import Any
 
 import anyio.to_thread
-import orjson
-import pyarrow as pa
 
 from loopml.api.context import AppContext
 from loopml.core.clock import utcnow
@@ -18,22 +14,15 @@ from loopml.core.errors import ServiceUnavailableError
 from loopml.core.ingest import validate_idempotency_key
 from loopml.core.names import validate_project_name
 from loopml.core.predictions import (
-    FEEDBACK_COLUMNS,
     BatchByDeployment,
     BatchByModel,
     BatchResult,
     FeedbackBatch,
     FeedbackItem,
     FeedbackResult,
-    canonical_text,
-    numeric_value,
 )
 from loopml.data import records
-from loopml.store import MetadataStore, deployments
-
-FEEDBACK_SCHEMA = pa.schema(
-    [pa.field(c.name, pa.type_for_alias(c.type), c.nullable) for c in FEEDBACK_COLUMNS]
-)
+from loopml.predictions import feedback
 
 
 async def add_feedback(
@@ -63,10 +52,12 @@ async def add_feedback(
         raise ServiceUnavailableError(
             "record ingest is not running: the server has not started, or is stopping"
         )
-    await anyio.to_thread.run_sync(_check_deployment, ctx.store, project, deployment)
+    await anyio.to_thread.run_sync(feedback.check_deployment, ctx.store, project, deployment)
     items = body.items if isinstance(body, FeedbackBatch) else [body]
     post = records.RecordPost(
-        records=feedback_records(items, utcnow()), body_sha256=_digest(items), key=key
+        records=feedback.feedback_records(items, utcnow()),
+        body_sha256=feedback.labels_digest(items),
+        key=key,
     )
     table = feedback_table(deployment)
     commit = await batcher.append(project, table, post, actor=actor)
@@ -76,32 +67,6 @@ async def add_feedback(
         accepted=commit.rows,
         version=commit.version,
         replayed=commit.replayed,
-    )
-
-
-def _check_deployment(store: MetadataStore, project: str, deployment: str) -> None:
-    with store.session() as session:
-        deployments.get(session, project, deployment)
-
-
-def _digest(items: list[FeedbackItem]) -> str:
-    # What the labels are, not when they came: a retry must hash the same.
-    dumped = [[i.inference_id, i.row_index, type(i.label).__name__, i.label] for i in items]
-    return hashlib.sha256(orjson.dumps(dumped)).hexdigest()
-
-
-def feedback_records(items: list[FeedbackItem], received_at: datetime) -> pa.Table:
-    """Labels as rows of the feedback table (``FEEDBACK_COLUMNS``)."""
-    received = received_at.replace(tzinfo=None)
-    return pa.table(
-        {
-            "inference_id": [i.inference_id for i in items],
-            "row_index": [i.row_index for i in items],
-            "label": [canonical_text(i.label) for i in items],
-            "label_value": [numeric_value(i.label) for i in items],
-            "received_at": [received] * len(items),
-        },
-        schema=FEEDBACK_SCHEMA,
     )
 
 
