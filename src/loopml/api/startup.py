@@ -24,7 +24,7 @@ from loopml.data.records import RecordBatcher
 from loopml.data.streams.supervisor import StreamSupervisor
 from loopml.deploy import Serving
 from loopml.pipelines.automation import AutomationEngine, AutomationThread
-from loopml.pipelines.worker import Worker, WorkerThread, server_url
+from loopml.pipelines.worker import Worker, WorkerConfig, WorkerThread, server_url
 from loopml.predictions.log import PredictionLog
 from loopml.settings import Settings
 from loopml.train import tracking
@@ -67,11 +67,17 @@ def build_serving(ctx: AppContext) -> Serving:
     return Serving.from_settings(ctx.store, ctx.artifacts, ctx.settings)
 
 
-def start_worker(ctx: AppContext) -> WorkerThread:
-    """The pipeline worker embedded in the server (``loopml up``), in a background thread."""
+def build_worker(ctx: AppContext) -> Worker:
+    """The pipeline worker embedded in the server (``loopml up``), not started: configured
+    by the ``worker`` settings section, as ``loopml worker`` is."""
+    config = WorkerConfig(**ctx.settings.worker.model_dump())
     # Steps that act through the API (deploy) call this very server, whatever client.url says.
-    worker = Worker(ctx.store, ctx.artifacts, ctx.settings, api_url=server_url(ctx.settings))
-    return WorkerThread(worker).start()
+    return Worker(ctx.store, ctx.artifacts, ctx.settings, config, api_url=server_url(ctx.settings))
+
+
+def start_worker(ctx: AppContext) -> WorkerThread:
+    """The embedded pipeline worker (``build_worker``), in a background thread."""
+    return WorkerThread(build_worker(ctx)).start()
 
 
 def start_automation(ctx: AppContext) -> AutomationThread:

@@ -166,7 +166,7 @@ class DeploymentsSettings(_Section):
 
 
 class WorkerSettings(_Section):
-    """Defaults of `loopml worker` (its flags override them)."""
+    """Pipeline workers: `loopml worker` (its flags override these) and `loopml up`'s."""
 
     concurrency: int = Field(default=2, ge=1, le=64, description="Steps run at once.")
     lease_s: float = Field(
