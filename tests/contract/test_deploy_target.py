@@ -20,8 +20,8 @@ from loopml.core.deployments import Deployment, DeploymentSpec, DeploymentStatus
 from loopml.deploy.targets.base import DeployTarget, RevisionPackage
 from loopml.deploy.targets.kubernetes import KubernetesTarget
 from loopml.deploy.targets.local import LocalDeployTarget, LocalTargetConfig
-from tests.unit.serve.deploy_support import package_files
-from tests.unit.serve.test_kubernetes import FakeCluster
+from tests.unit.deploy.deploy_support import package_files
+from tests.unit.deploy.test_kubernetes import FakeCluster
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 

@@ -24,8 +24,8 @@ from loopml.predictions.http_sink import HttpPredictionSink
 from loopml.predictions.log import PredictionLog
 from loopml.predictions.sink import PredictionSink
 from loopml.settings import Settings
-from tests.unit.serve.conftest import DEPLOYMENT, Served, mixed  # noqa: F401 - a fixture
-from tests.unit.serve.test_predlog_http import make_record, serve_platform
+from tests.unit.conftest import DEPLOYMENT, Served, mixed  # noqa: F401 - a fixture
+from tests.unit.predictions.test_predlog_http import make_record, serve_platform
 
 TABLE = "churn_prod__predictions"
 Rows = list[dict[str, Any]]

@@ -14,7 +14,7 @@ import pytest
 from loopml.storage import LocalArtifactStore
 from loopml.store import MetadataStore
 from tests.tracking_rows import log_model, make_run
-from tests.unit.serve.deploy_support import instances, package_files
+from tests.unit.deploy.deploy_support import instances, package_files
 
 from .conftest import RunningServer, running_server
 

@@ -12,7 +12,7 @@ from loopml.core.deployments import DeploymentStatus
 from loopml.core.errors import NotFoundError, ValidationError
 from loopml.settings import Settings
 from tests.conftest import free_port
-from tests.unit.serve.deploy_support import (
+from tests.unit.deploy.deploy_support import (
     PackageFiles,
     instances,
     package_files,

@@ -20,7 +20,7 @@ from loopml.predictions.http_sink import HttpPredictionSink
 from loopml.serve import ModelRuntime, create_model_app
 from loopml.settings import Settings
 from loopml.store import deployments
-from tests.unit.serve.test_predlog_http import serve_platform
+from tests.unit.predictions.test_predlog_http import serve_platform
 
 URL = "/deployments/churn-api/feedback"
 PROJECT_URL = "/api/v1/projects/default/deployments/churn-api/feedback"

@@ -15,7 +15,7 @@ from loopml.pipelines import service
 from loopml.settings import Settings
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
-from tests.unit.serve.deploy_support import cancer_frame, fit, register_model
+from tests.unit.deploy.deploy_support import cancer_frame, fit, register_model
 
 from .conftest import running_worker, step_of, wait_run
 

@@ -23,7 +23,7 @@ from loopml.core.gate import EvaluationReport
 from loopml.core.pipelines import PipelineRun, RunStatus, StepStatus
 from loopml.pipelines import service
 from loopml.registry import gate, resolve, set_alias
-from tests.unit.serve.deploy_support import (
+from tests.unit.deploy.deploy_support import (
     PackageFiles,
     Platform,
     fit,

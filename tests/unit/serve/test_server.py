@@ -16,7 +16,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from loopml.serve import Columns, ModelRuntime, Prediction, PredictionRecord
-from tests.unit.serve.conftest import DEPLOYMENT, MODEL, VERSION, Served, make_app
+from tests.unit.conftest import DEPLOYMENT, MODEL, VERSION, Served, make_app
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
 

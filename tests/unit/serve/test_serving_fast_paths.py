@@ -24,7 +24,7 @@ from loopml.serve.gateway.app import Gateway
 from loopml.serve.gateway.config import GatewayConfig
 from loopml.serve.gateway.routing import Backend, RevisionRoute, Routes
 from loopml.serve.oip import is_v2_path
-from tests.unit.serve.conftest import MODEL, VERSION, Served
+from tests.unit.conftest import MODEL, VERSION, Served
 from tests.unit.serve.test_deploy_gateway import FixedRoutes
 
 # ---------------------------------------------------------------- all-number columns

@@ -15,7 +15,7 @@ from loopml.core.deployments import DeploymentStatus
 from loopml.registry.packages import load_version
 from loopml.sdk.training import train_model
 from tests.text_data import TINY, ingest_reviews, reviews
-from tests.unit.serve.deploy_support import home_settings, running_platform, wait_until
+from tests.unit.deploy.deploy_support import home_settings, running_platform, wait_until
 
 pytest.importorskip("torch")
 httpclient = pytest.importorskip("tritonclient.http")

@@ -11,7 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from loopml import __version__
-from tests.unit.serve.conftest import MODEL, VERSION, Served, make_app
+from tests.unit.conftest import MODEL, VERSION, Served, make_app
 
 INFER = f"/v2/models/{MODEL}/infer"
 HEX32 = re.compile(r"[0-9a-f]{32}")

@@ -22,7 +22,7 @@ import pytest
 
 from loopml.client import Client
 from loopml.core.deployments import DeploymentStatus
-from tests.unit.serve.deploy_support import (
+from tests.unit.deploy.deploy_support import (
     MODEL,
     Platform,
     cancer_frame,

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from tests.conftest import free_port
-from tests.unit.serve.conftest import DEPLOYMENT, MODEL, VERSION, Served
+from tests.unit.conftest import DEPLOYMENT, MODEL, VERSION, Served
 
 SERVE = [sys.executable, "-m", "loopml.serve"]
 

@@ -8,7 +8,7 @@ import pytest
 
 from loopml.core.errors import ArtifactIntegrityError, NotFoundError, UnsafeArtifactError
 from loopml.packaging import MANIFEST_FILE, load_model
-from tests.unit.train.packaging._helpers import iris_package
+from tests.unit.packaging._helpers import iris_package
 
 
 def _flip_byte(path: Path, offset: int = 100) -> None:

@@ -23,7 +23,7 @@ import pytest
 from loopml.core.deployments import DeploymentStatus
 from loopml.predictions.sink import ShadowAnswer
 from loopml.registry import set_alias
-from tests.unit.serve.deploy_support import (
+from tests.unit.deploy.deploy_support import (
     Platform,
     fit,
     home_settings,

@@ -11,7 +11,7 @@ import pytest
 
 from loopml.core.errors import ArtifactIntegrityError, ValidationError
 from loopml.serve import Columns, ModelRuntime, load_runtime
-from tests.unit.serve.conftest import Served, records
+from tests.unit.conftest import Served, records
 
 
 def _predict(runtime: ModelRuntime, rows: Any, max_rows: int | None = None) -> Any:

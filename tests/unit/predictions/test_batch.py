@@ -24,8 +24,8 @@ from loopml.data import lake
 from loopml.predictions.batch import score_table
 from loopml.registry.packages import fetch_package
 from loopml.serve import ModelRuntime, load_runtime
-from tests.unit.serve.conftest import mixed_frame, records
-from tests.unit.serve.test_predlog_http import Platform, serve_platform
+from tests.unit.conftest import mixed_frame, records
+from tests.unit.predictions.test_predlog_http import Platform, serve_platform
 
 INPUT = "customers"
 

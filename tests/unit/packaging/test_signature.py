@@ -10,8 +10,8 @@ from sklearn.linear_model import Ridge
 
 from loopml.core.errors import ValidationError
 from loopml.packaging import LoadedModel, Signature, infer_signature, load_model, package_model
-from tests.unit.train.packaging._helpers import iris_package
-from tests.unit.train.packaging.conftest import frame_and_target
+from tests.unit.packaging._helpers import iris_package
+from tests.unit.packaging.conftest import frame_and_target
 
 
 @pytest.fixture(scope="module", params=["onnx", "skops"])

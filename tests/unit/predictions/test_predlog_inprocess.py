@@ -23,8 +23,8 @@ from loopml.data.records import RecordBatcher
 from loopml.predictions.log import LogStats, PredictionLog
 from loopml.predictions.sink import PredictionSink, ShadowAnswer
 from loopml.settings import Settings
-from tests.unit.serve.conftest import DEPLOYMENT, MODEL, VERSION, Served, make_app
-from tests.unit.serve.test_predlog_http import make_record
+from tests.unit.conftest import DEPLOYMENT, MODEL, VERSION, Served, make_app
+from tests.unit.predictions.test_predlog_http import make_record
 
 TABLE = "churn_prod__predictions"
 

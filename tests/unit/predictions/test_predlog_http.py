@@ -30,7 +30,7 @@ from loopml.predictions.http_sink import HttpPredictionSink
 from loopml.predictions.sink import PredictionRecord
 from loopml.settings import Settings
 from tests.conftest import free_port
-from tests.unit.serve.conftest import DEPLOYMENT, MODEL, VERSION, Served
+from tests.unit.conftest import DEPLOYMENT, MODEL, VERSION, Served
 
 TABLE = "churn_prod__predictions"
 RECORDS_PATH = f"/api/v1/projects/default/tables/{TABLE}/records"

@@ -26,7 +26,7 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 
 from loopml.core.errors import ConflictError, ValidationError
 from loopml.packaging import MANIFEST_FILE, load_model, package_model
-from tests.unit.train.packaging.conftest import frame_and_target
+from tests.unit.packaging.conftest import frame_and_target
 
 Factory = Callable[[], Any]
 

@@ -20,7 +20,7 @@ import skops.io as sio
 
 from loopml.core.errors import UnsafeArtifactError
 from loopml.packaging import load_model
-from tests.unit.train.packaging._helpers import forge_manifest, iris_package
+from tests.unit.packaging._helpers import forge_manifest, iris_package
 
 
 class _Payload:

@@ -35,7 +35,7 @@ from loopml.deploy.targets.kubernetes import KubernetesTarget, Manifest, render,
 from loopml.packaging import MANIFEST_FILE, load_model
 from loopml.sdk import fetch
 from loopml.settings import Settings
-from tests.unit.serve.conftest import Served
+from tests.unit.conftest import Served
 
 IMAGE = "registry.example.com/loopml:0.1.0"
 URL = "http://loopml.loopml.svc:8765"
@@ -909,7 +909,7 @@ DEPLOY = Path(__file__).resolve().parents[3] / "deploy" / "kubernetes"
 EXAMPLE_HEADER = (
     "# What `render` gives for the deployment churn-prod in the namespace models: churn/3\n"
     "# (revision 1) takes 90% of the traffic and the canary churn/4 (revision 2) 10%.\n"
-    "# Generated: tests/unit/serve/test_kubernetes.py::write_example. See docs/kubernetes.md.\n"
+    "# Generated: tests/unit/deploy/test_kubernetes.py::write_example. See docs/kubernetes.md.\n"
 )
 
 
@@ -932,7 +932,7 @@ def write_example() -> None:
 
 def test_the_example_in_deploy_is_what_render_gives() -> None:
     assert (DEPLOY / "example-canary.yaml").read_text() == example_text(), (
-        "regenerate it: .venv/bin/python -c 'from tests.unit.serve.test_kubernetes import "
+        "regenerate it: .venv/bin/python -c 'from tests.unit.deploy.test_kubernetes import "
         "write_example; write_example()'"
     )
 

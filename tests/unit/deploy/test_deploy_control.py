@@ -1,6 +1,6 @@
 """The control plane and the reconciler on a real database (SQLite, PostgreSQL) and a real
 registry, with a target that records what it is told (no processes here: those are
-tests/unit/serve/test_deploy_local.py)."""
+tests/unit/deploy/test_deploy_local.py)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from loopml.registry import register_version, remove_alias, resolve, set_alias
 from loopml.storage import ArtifactStore, LocalArtifactStore
 from loopml.store import MetadataStore, events, projects
 from tests.tracking_rows import log_model, make_run, manifest_bytes
-from tests.unit.serve.deploy_support import PackageFiles, package_files, register_files
+from tests.unit.deploy.deploy_support import PackageFiles, package_files, register_files
 
 PROJECT = "default"
 

@@ -10,7 +10,7 @@ from typing import Any
 from sklearn.linear_model import LogisticRegression
 
 from loopml.packaging import MANIFEST_FILE, ModelPackage, package_model
-from tests.unit.train.packaging.conftest import frame_and_target
+from tests.unit.packaging.conftest import frame_and_target
 
 
 def iris_package(dest: Path) -> ModelPackage:
