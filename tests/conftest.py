@@ -1,4 +1,5 @@
-"""Fixtures for real services: a fresh PostgreSQL database and moto's standalone S3 server.
+"""Fixtures for real services: a fresh PostgreSQL database, moto's standalone S3 server, NATS,
+Redis and Debian's Chromium (driven by Playwright).
 
 With ``LOOPML_REQUIRE_SERVICES=1`` (CI) a missing service fails the run; otherwise the tests
 that need it are skipped with the reason.
@@ -14,8 +15,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "LOOPML_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -182,6 +187,43 @@ def redis_server() -> str:
     return REDIS_URL
 
 
+# ---------------------------------------------------------------- Chromium (Playwright)
+
+CHROMIUM = Path(os.environ.get("LOOPML_TEST_CHROMIUM", "/usr/bin/chromium"))
+# No GPU, no QUIC and none of Chromium's own background traffic (updates, sync, field trials):
+# the tests talk to 127.0.0.1 only. --no-sandbox because CI runs as root in a container.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Browser]:
+    """Debian's Chromium (``apt-get install chromium``), headless, driven by Playwright for
+    Python. Playwright's own browser downloads are never used
+    (``executable_path``), so ``playwright install`` is not needed."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        missing_service(f"Playwright for Python ({exc}; pip install -e '.[dev]')")
+    if not os.access(CHROMIUM, os.X_OK):
+        missing_service(f"Chromium at {CHROMIUM} (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 # ---------------------------------------------------------------- reporting
 
 _SERVICE_FIXTURES = {
@@ -189,6 +231,7 @@ _SERVICE_FIXTURES = {
     "s3": "s3_endpoint",
     "nats": "nats_server",
     "redis": "redis_server",
+    "browser": "chromium",
 }
 
 
@@ -208,6 +251,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         ("s3", "S3 (moto server)"),
         ("nats", "NATS"),
         ("redis", "Redis"),
+        ("browser", "Chromium"),
         ("e2e", "e2e"),
     )
     for marker, label in labels:

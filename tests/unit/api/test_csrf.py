@@ -4,6 +4,7 @@ state-changing route, whatever origin, site or form content type it tries."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from loopml.api import create_app
 from loopml.api.route_table import iter_api_routes
+from loopml.auth import service
 from loopml.settings import Settings
 
 from .conftest import MAX_BODY, MAX_UPLOAD
@@ -153,3 +155,83 @@ def test_an_allowed_origin_may_change_state(allowing: TestClient) -> None:
         assert created.status_code == 201, created.text
         other = {"origin": "http://127.0.0.1:3001"}
         assert http.post("/api/v1/projects", json={"name": "p2"}, headers=other).status_code == 403
+
+
+# ---------------------------------------------------------------- with authentication on
+
+ADMIN_PASSWORD = "a long admin passphrase 1"
+# An Authorization header that is not a valid token: a made-up one, another scheme.
+BAD_AUTHORIZATION = ["Bearer lm_abcdefgh_" + "x" * 43, "Basic cm9vdDpwYXNzd29yZA=="]
+FORM_TYPES = [h for h in HOSTILE if set(h) == {"content-type"}]
+
+
+@pytest.fixture
+def authed(tmp_path: Path, database_url: str) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    """The app with authentication on, and a platform admin's valid token."""
+    settings = Settings(
+        home=tmp_path / "home",
+        database={"url": database_url},
+        artifacts={"root": str(tmp_path / "artifacts")},
+        server={"max_body_bytes": MAX_BODY, "max_upload_bytes": MAX_UPLOAD},
+        # The matrix sends hundreds of bad tokens from one address on purpose.
+        auth={"enabled": True, "login_failures_per_minute": 10_000},
+    )
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as http:
+        store = http.app.state.ctx.store  # type: ignore[attr-defined]
+        service.create_user(store, "root", ADMIN_PASSWORD, platform_admin=True, actor="test")
+        login = {"user": "root", "password": ADMIN_PASSWORD}
+        token = http.post("/api/v1/auth/login", json=login).json()["token"]
+        yield http, {"authorization": f"Bearer {token}"}
+
+
+def _written(http: TestClient, admin: dict[str, str]) -> tuple[int, list[str], list[str]]:
+    events = http.get("/api/v1/events", params={"limit": 1000}, headers=admin).json()["items"]
+    tables = http.get("/api/v1/projects/default/tables", headers=admin).json()["items"]
+    projects = http.get("/api/v1/projects", headers=admin).json()["items"]
+    return len(events), [t["name"] for t in tables], [p["name"] for p in projects]
+
+
+def test_a_valid_token_does_not_make_a_cross_site_request_acceptable(
+    authed: tuple[TestClient, dict[str, str]],
+) -> None:
+    """A browser sends a page's Origin whatever else the request carries: a token (leaked to
+    the page, or a future cookie session) never makes another site's request acceptable."""
+    http, admin = authed
+    before = _written(http, admin)
+    for method, path in _state_changing(http):
+        for headers in HOSTILE:
+            if headers in FORM_TYPES:
+                continue  # with a valid token a form type is the token holder's call: below
+            answer = http.request(method, path, content=b"a=1", headers={**headers, **admin})
+            assert answer.status_code == 403, (method, path, headers, answer.text)
+            error = answer.json()["error"]
+            assert "CSRF" in (error if isinstance(error, str) else error["message"])
+    assert _written(http, admin) == before
+
+
+def test_with_auth_on_a_form_type_passes_only_with_a_valid_token(
+    authed: tuple[TestClient, dict[str, str]],
+) -> None:
+    """No page can set Authorization without a preflight loopml never grants; with
+    authentication on, the header must also hold a valid token: 401 where the route takes
+    such a body (a file upload), 415 where it takes only JSON (refused before the token is
+    read, by the body guard). Nothing is written either way."""
+    http, admin = authed
+    before = _written(http, admin)
+    posts = [(method, path) for method, path in _state_changing(http) if method == "POST"]
+    unauthenticated = set()
+    for method, path in posts:
+        for headers in FORM_TYPES:
+            for authorization in BAD_AUTHORIZATION:
+                sent = {**headers, "authorization": authorization}
+                answer = http.request(method, path, content=b"a=1&name=x", headers=sent)
+                assert answer.status_code in (401, 415), (method, path, sent, answer.text)
+                if answer.status_code == 401:
+                    unauthenticated.add(path)
+    assert "/api/v1/projects/default/tables/t1/files" in unauthenticated
+    assert _written(http, admin) == before
+    # The token holder's own call goes on to the route, which judges the body itself.
+    plain = {"content-type": "text/plain", **admin}
+    assert http.post("/api/v1/projects", content=b"name=x", headers=plain).status_code == 415
+    csv = http.post("/api/v1/projects/default/tables/t1/files", content=b"a\n1\n", headers=plain)
+    assert csv.status_code == 201, csv.text
