@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# pytest-xdist workers for `make test` (two keep both cores of a CI machine busy; 0 = none)
+PYTEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
 .PHONY: help install install-run run test test-integration lint format typecheck bench clean
@@ -45,7 +47,7 @@ typecheck: install ## mypy --strict over src/loopml
 	$(VENV)/bin/mypy
 
 test: lint typecheck ## Lint, type-check and run every test (services are skipped if absent)
-	OMP_WAIT_POLICY=passive $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	OMP_WAIT_POLICY=passive $(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; fi; \
 	exit $$rc
 

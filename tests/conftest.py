@@ -203,7 +203,7 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
     """Debian's Chromium (``apt-get install chromium``), headless, driven by Playwright for
     Python. Playwright's own browser downloads are never used
