@@ -61,12 +61,20 @@ def _wrk_time(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def _wrk(url: str, body: bytes, connections: int, seconds: float, script_dir: Path) -> Result:
+def _wrk(
+    url: str,
+    body: bytes,
+    connections: int,
+    seconds: float,
+    script_dir: Path,
+    headers: dict[str, str],
+) -> Result:
     script = script_dir / "post.lua"
+    extra = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in headers.items())
     script.write_text(
         'wrk.method = "POST"\n'
         'wrk.headers["Content-Type"] = "application/json"\n'
-        f"wrk.body = [[{body.decode()}]]\n"
+        f"{extra}wrk.body = [[{body.decode()}]]\n"
     )
     base = ["taskset", "-c", str(LOAD_CORE), "wrk", "-t1", f"-c{connections}", "--latency"]
     base += ["-s", str(script)]
@@ -94,19 +102,24 @@ def _wrk(url: str, body: bytes, connections: int, seconds: float, script_dir: Pa
 class _Connection:
     """One keep-alive HTTP/1.1 connection; enough of the protocol for these servers."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, extra: str = ""
+    ) -> None:
         self.reader = reader
         self.writer = writer
+        self.extra = extra  # more header lines, each ending in CRLF
 
     @classmethod
-    async def open(cls, port: int) -> _Connection:
-        return cls(*await asyncio.open_connection("127.0.0.1", port))
+    async def open(cls, port: int, headers: dict[str, str] | None = None) -> _Connection:
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        return cls(*await asyncio.open_connection("127.0.0.1", port), extra)
 
     async def request(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
         port = self.writer.get_extra_info("peername")[1]
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}"
-            f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"{self.extra}\r\n"
         )
         self.writer.write(head.encode() + body)
         status_line = await self.reader.readline()
@@ -131,7 +144,7 @@ async def _one(port: int, path: str, body: bytes) -> tuple[int, bytes]:
 
 
 async def _clients(
-    port: int, path: str, body: bytes, connections: int, seconds: float
+    port: int, path: str, body: bytes, connections: int, seconds: float, headers: dict[str, str]
 ) -> tuple[list[float], int]:
     latencies: list[float] = []
     errors = 0
@@ -139,7 +152,7 @@ async def _clients(
 
     async def client() -> None:
         nonlocal errors
-        connection = await _Connection.open(port)
+        connection = await _Connection.open(port, headers)
         while time.perf_counter() < stop:
             started = time.perf_counter()
             status, _ = await connection.request("POST", path, body)
@@ -151,13 +164,15 @@ async def _clients(
     return latencies, errors
 
 
-def _asyncio_load(url: str, body: bytes, connections: int, seconds: float) -> Result:
+def _asyncio_load(
+    url: str, body: bytes, connections: int, seconds: float, headers: dict[str, str]
+) -> Result:
     match = re.match(r"http://127\.0\.0\.1:(\d+)(/.*)", url)
     assert match, url
     port, path = int(match.group(1)), match.group(2)
-    asyncio.run(_clients(port, path, body, connections, 2.0))  # warm-up
+    asyncio.run(_clients(port, path, body, connections, 2.0, headers))  # warm-up
     before = _core_times()
-    latencies, errors = asyncio.run(_clients(port, path, body, connections, seconds))
+    latencies, errors = asyncio.run(_clients(port, path, body, connections, seconds, headers))
     busy = _busy(before, _core_times())
     ordered = sorted(latencies)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
@@ -165,12 +180,19 @@ def _asyncio_load(url: str, body: bytes, connections: int, seconds: float) -> Re
 
 
 def measure(
-    url: str, body: bytes, args: argparse.Namespace, work: Path, connections: int | None = None
+    url: str,
+    body: bytes,
+    args: argparse.Namespace,
+    work: Path,
+    connections: int | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Result:
+    """``args.seconds`` of 1-request-at-a-time load per connection on ``url`` (after a 2 s
+    warm-up), with ``args.generator``; ``headers`` are sent with every request."""
     connections = connections or args.connections
     if args.generator == "wrk":
-        return _wrk(url, body, connections, args.seconds, work)
-    return _asyncio_load(url, body, connections, args.seconds)
+        return _wrk(url, body, connections, args.seconds, work, headers or {})
+    return _asyncio_load(url, body, connections, args.seconds, headers or {})
 
 
 def timed_first(port: int, path: str, body: bytes) -> tuple[float, int]:
