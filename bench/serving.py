@@ -32,19 +32,26 @@ Direct and gateway are also measured on one connection: under 32 saturating conn
 p50 is about 32 x the CPU each request costs on the shared core, so the gateway's p50 there
 is its CPU cost times 32; on one connection it is the latency the gateway adds.
 
+Token auth (``--auth``, instead of the rows above): a ``loopml up`` with authentication on
+(its admin made by ``loopml users create-admin``), the forest deployed once, and its gateway
+path measured with the deployment switched between ``auth: token`` (every request carries a
+viewer token narrowed to ``deployment:forest``, checked by ``ServingAuthMiddleware`` through
+its cache) and ``auth: none`` (no token; the middleware only reads the deployment's setting
+from the gateway's routes), in turn, twice each: the same server, replica and connections,
+so the difference is the token check.
+
 Targets: direct req/s >= 0.6 x floor with p99 <= 10 ms; direct >= 5 x mlflow; the gateway
 adds <= 1 ms at p50 (reported for 32 connections and for one); scale-from-zero first answer
-<= 2 s.
+<= 2 s; with ``--auth``, gateway req/s with token auth on >= 0.95 x off.
 
-Run: ``python bench/serving.py [--seconds 10] [--connections 32] [--mlflow-python PATH]``.
+Run: ``python bench/serving.py [--seconds 10] [--connections 32] [--mlflow-python PATH]
+[--auth]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import re
 import shutil
 import socket
 import statistics
@@ -55,7 +62,6 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,14 +69,16 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 import orjson
 import pandas as pd
+from _load import LOAD_CORE, Result, measure, timed_first
 
 MODEL = "bench-forest"
 DEPLOYMENT = "forest"
 ZERO_DEPLOYMENT = "forest-zero"
 SCALE_TO_ZERO_AFTER_S = 10  # the minimum the spec allows
 SERVER_CORE = "0"
-LOAD_CORE = 1
 HERE = Path(__file__).resolve().parent
+ADMIN_PASSWORD = "serving bench admin passphrase"
+AUTH_TARGET = 0.95  # gateway req/s with token auth on >= 0.95 x off (issue 16)
 
 
 def _model() -> tuple[Any, pd.DataFrame]:
@@ -129,208 +137,52 @@ def _process(command: list[str], ready_url: str, what: str, **kw: Any) -> Iterat
             process.wait()
 
 
-# ---------------------------------------------------------------- load generators
-
-
-@dataclass
-class Result:
-    rps: float
-    p50: float  # seconds
-    p99: float
-    errors: int
-    core_busy: dict[int, float]  # core -> busy fraction during the measurement
-
-
-def _core_times() -> dict[int, tuple[int, int]]:
-    """Per core: (busy, total) jiffies from /proc/stat."""
-    times: dict[int, tuple[int, int]] = {}
-    try:
-        lines = Path("/proc/stat").read_text().splitlines()
-    except OSError:
-        return times
-    for line in lines:
-        match = re.match(r"cpu(\d+) (.*)", line)
-        if match:
-            values = [int(v) for v in match.group(2).split()]
-            idle = values[3] + values[4]
-            times[int(match.group(1))] = (sum(values) - idle, sum(values))
-    return times
-
-
-def _busy(
-    before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]]
-) -> dict[int, float]:
-    return {
-        core: (after[core][0] - before[core][0]) / max(1, after[core][1] - before[core][1])
-        for core in before
-        if core in after
-    }
-
-
-_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
-
-
-def _wrk_time(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
-    if not match:
-        raise ValueError(f"unparsed wrk time {text!r}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-def _wrk(url: str, body: bytes, connections: int, seconds: float, script_dir: Path) -> Result:
-    script = script_dir / "post.lua"
-    script.write_text(
-        'wrk.method = "POST"\n'
-        'wrk.headers["Content-Type"] = "application/json"\n'
-        f"wrk.body = [[{body.decode()}]]\n"
-    )
-    base = ["taskset", "-c", str(LOAD_CORE), "wrk", "-t1", f"-c{connections}", "--latency"]
-    base += ["-s", str(script)]
-    subprocess.run([*base, "-d2s", url], check=True, capture_output=True)  # warm-up
-    before = _core_times()
-    out = subprocess.run(
-        [*base, f"-d{seconds:g}s", "--timeout", "10s", url],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    busy = _busy(before, _core_times())
-    latency = dict(re.findall(r"^\s*(50|99)(?:\.0+)?%\s+([\d.]+(?:us|ms|s|m))\s*$", out, re.M))
-    if not {"50", "99"} <= latency.keys():
-        raise RuntimeError(f"wrk's output has no 50%/99% latency lines:\n{out}")
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    socket_errors = re.search(r"Socket errors: (.*)", out)
-    errors = int(non2xx.group(1)) if non2xx else 0
-    if socket_errors:
-        errors += sum(int(n) for n in re.findall(r"\d+", socket_errors.group(1)))
-    return Result(rps, _wrk_time(latency["50"]), _wrk_time(latency["99"]), errors, busy)
-
-
-class _Connection:
-    """One keep-alive HTTP/1.1 connection; enough of the protocol for these servers."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    @classmethod
-    async def open(cls, port: int) -> _Connection:
-        return cls(*await asyncio.open_connection("127.0.0.1", port))
-
-    async def request(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
-        port = self.writer.get_extra_info("peername")[1]
-        head = (
-            f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}"
-            f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        )
-        self.writer.write(head.encode() + body)
-        status_line = await self.reader.readline()
-        length = 0
-        while (line := await self.reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.partition(b":")
-            if name.lower() == b"content-length":
-                length = int(value)
-        return int(status_line.split()[1]), await self.reader.readexactly(length)
-
-    async def close(self) -> None:
-        self.writer.close()
-        await self.writer.wait_closed()
-
-
-async def _one(port: int, path: str, body: bytes) -> tuple[int, bytes]:
-    connection = await _Connection.open(port)
-    try:
-        return await connection.request("POST", path, body)
-    finally:
-        await connection.close()
-
-
-async def _clients(
-    port: int, path: str, body: bytes, connections: int, seconds: float
-) -> tuple[list[float], int]:
-    latencies: list[float] = []
-    errors = 0
-    stop = time.perf_counter() + seconds
-
-    async def client() -> None:
-        nonlocal errors
-        connection = await _Connection.open(port)
-        while time.perf_counter() < stop:
-            started = time.perf_counter()
-            status, _ = await connection.request("POST", path, body)
-            latencies.append(time.perf_counter() - started)
-            errors += status != 200
-        await connection.close()
-
-    await asyncio.gather(*(client() for _ in range(connections)))
-    return latencies, errors
-
-
-def _asyncio_load(url: str, body: bytes, connections: int, seconds: float) -> Result:
-    match = re.match(r"http://127\.0\.0\.1:(\d+)(/.*)", url)
-    assert match, url
-    port, path = int(match.group(1)), match.group(2)
-    asyncio.run(_clients(port, path, body, connections, 2.0))  # warm-up
-    before = _core_times()
-    latencies, errors = asyncio.run(_clients(port, path, body, connections, seconds))
-    busy = _busy(before, _core_times())
-    ordered = sorted(latencies)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return Result(len(latencies) / seconds, statistics.median(ordered), p99, errors, busy)
-
-
-def measure(
-    url: str, body: bytes, args: argparse.Namespace, work: Path, connections: int | None = None
-) -> Result:
-    connections = connections or args.connections
-    if args.generator == "wrk":
-        return _wrk(url, body, connections, args.seconds, work)
-    return _asyncio_load(url, body, connections, args.seconds)
-
-
-def _timed_first(port: int, path: str, body: bytes) -> tuple[float, int]:
-    started = time.perf_counter()
-    status, _ = asyncio.run(_one(port, path, body))
-    return time.perf_counter() - started, status
-
-
 # ---------------------------------------------------------------- the platform
 
 
 @contextmanager
-def _platform(home: Path) -> Iterator[tuple[str, int]]:
-    """A real ``loopml up`` on core 0 with a temporary home; yields its URL and port."""
+def _platform(home: Path, *, auth: bool = False) -> Iterator[tuple[str, int]]:
+    """A real ``loopml up`` on core 0 with a temporary home; yields its URL and port. With
+    ``auth``, authentication is on and platform admin ``root`` has password ``ADMIN_PASSWORD``
+    (made first with ``loopml users create-admin``)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPML_")}
     env.update(LOOPML_HOME=str(home), OMP_WAIT_POLICY="passive")
     loopml = str(Path(sys.executable).with_name("loopml"))
+    if auth:
+        env["LOOPML_AUTH_ENABLED"] = "true"
+        admin = [loopml, "users", "create-admin", "root", "--password-stdin"]
+        subprocess.run(admin, input=f"{ADMIN_PASSWORD}\n", text=True, env=env, check=True)
     with _process(
         [loopml, "up", "--port", str(port)], f"{url}/api/v1/health", "loopml up", env=env
     ):
         yield url, port
 
 
-def _deploy(url: str, home: Path, model: Any, frame: pd.DataFrame) -> tuple[Path, str, int]:
+def _deploy(
+    url: str, home: Path, model: Any, frame: pd.DataFrame, token: str | None = None
+) -> tuple[Path, str, int]:
     """Log, register, promote and deploy ``model``; also create the scale-to-zero
-    deployment. Returns the deployed package's folder, its manifest hash and version."""
+    deployment (not with ``token``: the auth rows need only the one). Returns the deployed
+    package's folder, its manifest hash and version."""
     import loopml
     from loopml.client import Client
 
-    with loopml.start_run("bench-serving", url=url) as run:
-        run.log_model(model, sample=frame.head(20))
-    with Client(url) as client:
+    with Client(url, token=token) as client:
+        with loopml.start_run("bench-serving", client=client) as run:
+            run.log_model(model, sample=frame.head(20))
         version = client.models.register_version(MODEL, run_id=run.id)
         assert str(version.status).lower().endswith("ready"), version.status_message
         client.models.promote(MODEL, version.version, force=True, reason="serving bench")
         client.deployments.create(DEPLOYMENT, f"{MODEL}@champion", min_replicas=1)
-        client.deployments.create(
-            ZERO_DEPLOYMENT,
-            f"{MODEL}@champion",
-            min_replicas=0,
-            scale_to_zero_after_s=SCALE_TO_ZERO_AFTER_S,
-        )
+        if token is None:
+            client.deployments.create(
+                ZERO_DEPLOYMENT,
+                f"{MODEL}@champion",
+                min_replicas=0,
+                scale_to_zero_after_s=SCALE_TO_ZERO_AFTER_S,
+            )
         deployment = client.deployments.wait(DEPLOYMENT, timeout_s=120)
     revision = next(iter(deployment.traffic))
     package = home / "deployments" / "default" / DEPLOYMENT / str(revision) / "package"
@@ -353,6 +205,60 @@ def _wait_scaled_to_zero(url: str, timeout: float) -> float:
             return time.monotonic() - started
         time.sleep(0.25)
     raise RuntimeError(f"{ZERO_DEPLOYMENT} did not scale to zero in {timeout} s")
+
+
+# ---------------------------------------------------------------- token auth on vs off
+
+
+def _narrow_token(url: str, admin: str) -> str:
+    """A viewer token narrowed to ``deployment:forest``: what a client of it would hold."""
+    import httpx
+
+    body = {"name": "bench", "project": "default", "role": "viewer"}
+    body["resource"] = f"deployment:{DEPLOYMENT}"
+    answer = httpx.post(
+        f"{url}/api/v1/tokens", json=body, headers={"Authorization": f"Bearer {admin}"}
+    )
+    answer.raise_for_status()
+    token: str = answer.json()["token"]
+    return token
+
+
+def auth_rows(args: argparse.Namespace, model: Any, frame: pd.DataFrame, body: bytes) -> None:
+    """The gateway with the token check on and off, in one run, on one deployment and its one
+    replica: a platform with authentication on, the deployment switched between ``auth:
+    token`` (requests carry a token narrowed to it) and ``auth: none`` (no token, the check
+    skipped). ``--rounds`` rounds of one run each, the order flipped every round so that a
+    drift of the machine's load does not side with one mode; reported: each mode's best run
+    (as floor and direct) and the median of the rounds' on/off ratios."""
+    from loopml.client import Client
+
+    modes = [("off", "none", None), ("on", "token", None)]
+    runs: dict[str, list[Result]] = {"off": [], "on": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        home = work / "home"
+        with _platform(home, auth=True) as (url, _):
+            admin = Client(url).login("root", ADMIN_PASSWORD)["token"]
+            _deploy(url, home, model, frame, token=admin)
+            modes[1] = ("on", "token", {"Authorization": f"Bearer {_narrow_token(url, admin)}"})
+            gateway_url = f"{url}/deployments/{DEPLOYMENT}/predict"
+            with Client(url, token=admin) as client:
+                for i in range(args.rounds):
+                    for mode, auth, headers in modes if i % 2 == 0 else modes[::-1]:
+                        client.deployments.update(DEPLOYMENT, auth=auth)
+                        runs[mode].append(measure(gateway_url, body, args, work, None, headers))
+    off, on = (max(runs[m], key=lambda r: r.rps) for m in ("off", "on"))
+    print(f"\n{'':28}{'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}  errors  (best of {args.rounds})")
+    for label, r in (("gateway, token auth off", off), ("gateway, token auth on", on)):
+        print(f"  {label:<26}{r.rps:9.0f} {_ms(r.p50)} {_ms(r.p99)}  {r.errors:6d}")
+    errors = sum(r.errors for r in runs["off"] + runs["on"])
+    paired = statistics.median(a.rps / b.rps for a, b in zip(runs["on"], runs["off"], strict=True))
+    for label, ratio in (("best on / best off", on.rps / off.rps), ("median round", paired)):
+        met = "met   " if ratio >= AUTH_TARGET and not errors else "MISSED"
+        print(f"  {met} token auth on >= {AUTH_TARGET} x off, {label}: {ratio:.3f} x")
+    print(f"  req/s per round: off {[round(r.rps) for r in runs['off']]}, ", end="")
+    print(f"on {[round(r.rps) for r in runs['on']]}")
 
 
 # ---------------------------------------------------------------- main
@@ -404,6 +310,12 @@ def main() -> None:
         help="an interpreter with mlflow installed (its own venv); by default this one, "
         "if it has mlflow, else mlflow is skipped",
     )
+    parser.add_argument(
+        "--auth",
+        action="store_true",
+        help="only the gateway with token auth on against off (see auth_rows)",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="with --auth: rounds per mode")
     args = parser.parse_args()
     if args.generator == "auto":
         args.generator = "wrk" if shutil.which("wrk") else "asyncio"
@@ -414,6 +326,14 @@ def main() -> None:
 
     model, frame = _model()
     body = orjson.dumps({"instances": _records(frame.iloc[:1])})
+    if args.auth:
+        print(
+            f"load: {args.generator}, {args.connections} connections (core {LOAD_CORE}); "
+            f"servers on core {SERVER_CORE}; 1-row POST, {args.seconds:g} s per measurement"
+        )
+        auth_rows(args, model, frame, body)
+        print(f"  total bench time {time.monotonic() - started:.0f} s")
+        return
     results: dict[str, Result] = {}
     notes: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -423,7 +343,7 @@ def main() -> None:
             package, manifest_sha256, version = _deploy(url, home, model, frame)
             # Wake the scale-to-zero deployment once (fetches its package), so that it
             # scales down while the throughput runs go.
-            asleep_first, status = _timed_first(
+            asleep_first, status = timed_first(
                 platform_port, f"/deployments/{ZERO_DEPLOYMENT}/predict", body
             )
             assert status == 200, status
@@ -460,7 +380,7 @@ def main() -> None:
             results["gateway, 1 connection"] = measure(gateway_url, body, args, work, connections=1)
 
             waited = _wait_scaled_to_zero(url, timeout=90)
-            cold, status = _timed_first(
+            cold, status = timed_first(
                 platform_port, f"/deployments/{ZERO_DEPLOYMENT}/predict", body
             )
             assert status == 200, status

@@ -109,7 +109,9 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
             cache=cache,
             failures=app.state.auth_failures,
             # The gateway's own rule for which deployment /v2/models/{name} reaches.
-            root_deployment=serving.gateway._root_deployment,
+            root_deployment=serving.gateway.root_deployment,
+            # A deployment's ``auth: none``, from the routes the gateway holds.
+            allows_anonymous=serving.gateway.allows_anonymous,
         )
     app.add_middleware(
         RequestGuardMiddleware,

@@ -5,8 +5,11 @@ are served by its own fast path, not by the API's routers, so the permission dep
 sees them. This middleware, just outside the fast path, asks for a bearer token with at least
 the viewer role in the deployment's project (a token narrowed to ``deployment:<name>`` reaches
 that deployment only), through ``TokenCache``: one store lookup per token every few seconds,
-not one per request. The server-level V2 paths (``/v2``, ``/v2/health/...``) and ``/metrics``
-stay open, like ``/api/v1/health``.
+not one per request. A deployment whose spec says ``auth: none`` is let through without a
+token; the gateway knows that from the routes its target publishes (in memory, swapped on
+every change of the deployment), so that check costs no database round trip either. The
+server-level V2 paths (``/v2``, ``/v2/health/...``) and ``/metrics`` stay open, like
+``/api/v1/health``.
 """
 
 from __future__ import annotations
@@ -63,11 +66,13 @@ class ServingAuthMiddleware:
         cache: TokenCache,
         failures: FailureLimiter,
         root_deployment: Callable[[str], str] | None = None,
+        allows_anonymous: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.app = app
         self.cache = cache
         self.failures = failures
         self.root_deployment = root_deployment
+        self.allows_anonymous = allows_anonymous or (lambda _project, _name: False)
         # (token, project, deployment) -> until when it was allowed: a repeated call skips
         # even the role check (for as long as the token itself is remembered).
         self._allowed: dict[tuple[str, str, str], float] = {}
@@ -75,7 +80,8 @@ class ServingAuthMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         http = scope["type"] == "http"
         target = deployment_of(scope["path"], self.root_deployment) if http else None
-        if target is not None:
+        # ``auth: none``: open to anyone, with or without a token (none is checked).
+        if target is not None and not self.allows_anonymous(*target):
             try:
                 await self._check(scope, *target)
             except LoopmlError as error:

@@ -2,8 +2,8 @@
 
 Cost: argon2id with 19 MiB of memory, 2 passes, 1 lane: the OWASP minimum for argon2id,
 chosen so a login stays within 300 ms on the project's 2-core machine under load (measured
-in docs/security.md). argon2-cffi re-hashes a stored hash whose parameters are older, when
-its user next logs in (``needs_rehash``).
+in docs/security.md). A stored hash made with other parameters is replaced at its user's next
+successful login (``needs_rehash``, called by ``service.check_password``).
 """
 
 from __future__ import annotations

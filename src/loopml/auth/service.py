@@ -42,7 +42,8 @@ def create_user(
 
 
 def check_password(store: MetadataStore, name: str, password: str) -> User:
-    """The user whose password this is.
+    """The user whose password this is; a hash made with older parameters than
+    ``passwords``' is replaced by one with today's.
 
     Raises:
         UnauthenticatedError: no such user, a disabled one, or a wrong password (one message
@@ -54,6 +55,11 @@ def check_password(store: MetadataStore, name: str, password: str) -> User:
     valid = passwords.verify_password(stored, password)
     if found is None or not valid or found[0].disabled:
         raise UnauthenticatedError("wrong user name or password")
+    if passwords.needs_rehash(stored):
+        # Only now is the password at hand: a hash made with older (weaker or costlier)
+        # parameters moves to today's on its user's next successful login.
+        with store.session() as session:
+            users.set_password_hash(session, name, passwords.hash_password(password))
     return found[0]
 
 

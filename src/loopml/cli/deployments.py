@@ -31,6 +31,7 @@ PROJECT = project_option("The project of the deployment.")
 JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
 NAME = typer.Argument(..., help="The deployment's name.")
 _OUTPUTS = ("table", "json", "yaml")
+_AUTH_HELP = "token (default) or none: whether predicting needs a token when auth is on."
 
 
 def deploy(
@@ -51,6 +52,7 @@ def deploy(
     cpu: str | None = typer.Option(None, "--cpu", help="Per replica, such as 500m."),
     memory: str | None = typer.Option(None, "--memory", help="Per replica, such as 512Mi."),
     target: str = typer.Option("local", "--target", help="local or kubernetes."),
+    auth: str | None = typer.Option(None, "--auth", help=_AUTH_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help="Resolve and print; create nothing."),
     output: str = typer.Option("table", "--output", "-o", help="table, json or yaml."),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until it is ready."),
@@ -82,6 +84,7 @@ def deploy(
             cpu=cpu,
             memory=memory,
             target=target,
+            auth=auth,
             dry_run=dry_run,
             project=project,
         )
@@ -164,6 +167,7 @@ def _show(deployment: Deployment) -> None:
             f"{spec.scale_to_zero_after_s} s" if spec.scale_to_zero_after_s else "",
         ),
         ("target", spec.target),
+        ("auth", spec.auth),
         ("updated", when(deployment.updated_at)),
     ]
     table(None, ["field", "value"], rows)
@@ -271,6 +275,7 @@ def update(
     no_canary: bool = typer.Option(False, "--no-canary", help="Remove the canary."),
     shadow: str | None = typer.Option(None, "--shadow", help="A shadow model reference."),
     no_shadow: bool = typer.Option(False, "--no-shadow", help="Remove the shadow."),
+    auth: str | None = typer.Option(None, "--auth", help="token or none."),
     project: str = PROJECT,
 ) -> None:
     """Change what a deployment serves (a changed version rolls out without dropping requests)."""
@@ -281,7 +286,9 @@ def update(
     if shadow is not None or no_shadow:
         changes["shadow"] = None if no_shadow else shadow
     with state(ctx).client() as client:
-        deployment = client.deployments.update(name, model=model, project=project, **changes)
+        deployment = client.deployments.update(
+            name, model=model, auth=auth, project=project, **changes
+        )
     _print(deployment, "table")
 
 

@@ -50,6 +50,7 @@ class Deployments:
         cpu: str | None = None,
         memory: str | None = None,
         target: str = "local",
+        auth: str | None = None,
         dry_run: bool = False,
         project: str = DEFAULT_PROJECT,
     ) -> Deployment:
@@ -58,6 +59,8 @@ class Deployments:
         Args:
             canary: a second model reference taking ``canary_percent`` of the traffic.
             shadow: a model reference that gets a copy of every request (never answered).
+            auth: ``token`` (the server's default) or ``none``: whether predicting needs a
+                token when the server has authentication on.
             dry_run: only resolve and check; nothing is created.
         """
         body: dict[str, Any] = {
@@ -73,6 +76,8 @@ class Deployments:
             body["shadow"] = shadow
         if scale_to_zero_after_s is not None:
             body["scale_to_zero_after_s"] = scale_to_zero_after_s
+        if auth is not None:
+            body["auth"] = auth
         resources = {k: v for k, v in (("cpu", cpu), ("memory", memory)) if v is not None}
         if resources:
             body["resources"] = resources
@@ -113,12 +118,16 @@ class Deployments:
         canary_percent: int = 10,
         shadow: str | None = _UNSET,
         scale_to_zero_after_s: int | None = _UNSET,
+        auth: str | None = None,
         project: str = DEFAULT_PROJECT,
     ) -> Deployment:
-        """Change a deployment; ``None`` removes a canary, a shadow or scale-to-zero."""
+        """Change a deployment; ``None`` removes a canary, a shadow or scale-to-zero
+        (``auth``: ``token`` or ``none``, unchanged when ``None``)."""
         body: dict[str, Any] = {}
         if model is not None:
             body["model"] = model
+        if auth is not None:
+            body["auth"] = auth
         if canary is not _UNSET:
             body["canary"] = (
                 None if canary is None else {"model": canary, "percent": canary_percent}

@@ -37,6 +37,10 @@ MODEL_REF_PATTERN = r"^[a-z][a-z0-9_-]{0,62}(/[1-9][0-9]{0,8}|@[a-z][a-z0-9_-]{0
 (the newest READY version), ``churn/3``, ``churn@champion``."""
 
 Target = Literal["local", "kubernetes"]
+ServingAuth = Literal["none", "token"]
+"""Who may call a deployment's prediction paths when the server has authentication on:
+``token`` (a bearer token with the viewer role in its project, or narrowed to it) or ``none``
+(anyone who can reach the gateway). With authentication off every deployment is open."""
 
 
 def validate_deployment_name(name: str) -> str:
@@ -97,6 +101,8 @@ class DeploymentSpec(_Spec):
         scale_to_zero_after_s: stop every replica after this many idle seconds (needs
             ``min_replicas`` 0); the next request waits for one to start.
         target: ``local`` (processes supervised by the platform) or ``kubernetes``.
+        auth: ``token`` (the default) or ``none``: whether the prediction paths ask for a
+            token when the server has authentication on (see ``ServingAuth``).
     """
 
     model: str = Field(pattern=MODEL_REF_PATTERN, max_length=200)
@@ -107,6 +113,7 @@ class DeploymentSpec(_Spec):
     shadow: str | None = Field(default=None, pattern=MODEL_REF_PATTERN, max_length=200)
     scale_to_zero_after_s: int | None = Field(default=None, ge=10, le=7 * 86400)
     target: Target = "local"
+    auth: ServingAuth = "token"
 
     @model_validator(mode="after")
     def _check(self) -> DeploymentSpec:

@@ -76,7 +76,8 @@ class ServerSettings(_Section):
 
     host: str = Field(
         default="127.0.0.1",
-        description="Interface to bind. Only loopback is accepted until authentication exists.",
+        description="Interface to bind. A non-loopback address (`0.0.0.0`, a LAN address) "
+        "needs `auth.enabled`: without it `loopml up` refuses to start; loopback needs nothing.",
     )
     port: int = Field(default=8765, ge=1, le=65535, description="TCP port to bind.")
     max_body_bytes: int = Field(

@@ -75,6 +75,14 @@ def password_hash(session: Session, name: str) -> tuple[User, str] | None:
     return None if row is None else (_to_domain(row), row.password_hash)
 
 
+def set_password_hash(session: Session, name: str, password_hash: str) -> None:
+    """Replace the stored hash of ``name``'s password (same password, new parameters).
+
+    No event: a re-hash at login changes how the password is kept, not who may do what.
+    """
+    user_row(session, name).password_hash = password_hash
+
+
 def list_(session: Session) -> list[User]:
     """Every user, by name."""
     return [_to_domain(r) for r in session.scalars(select(UserRow).order_by(UserRow.name))]

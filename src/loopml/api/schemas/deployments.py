@@ -20,6 +20,7 @@ from loopml.core.deployments import (
     Canary,
     Resources,
     Revision,
+    ServingAuth,
     Target,
 )
 from loopml.core.refs import MAX_VERSION
@@ -27,6 +28,10 @@ from loopml.core.refs import MAX_VERSION
 MAX_LOG_LINES = 1000
 _NAME: dict[str, Any] = {"pattern": DEPLOYMENT_NAME_PATTERN.pattern}
 _NAME_HELP = "1 to 40 lowercase letters, digits or '-', starting with a letter ('churn-api')."
+_AUTH_HELP = (
+    "With authentication on: 'token' (prediction paths ask for a bearer token) or 'none' "
+    "(anyone who reaches the gateway may predict). With authentication off, all are open."
+)
 
 
 def deployment_path() -> Any:
@@ -72,6 +77,7 @@ class DeploymentCreate(_Request):
         default=None, ge=10, le=7 * 86400, description="Needs min_replicas 0."
     )
     target: Target = "local"
+    auth: ServingAuth = Field(default="token", description=_AUTH_HELP)
 
     def spec_fields(self) -> dict[str, Any]:
         """The deployment spec's fields, as given."""
@@ -89,6 +95,7 @@ class DeploymentUpdate(_Request):
     canary: Canary | None = None
     shadow: str | None = Field(default=None, max_length=200, pattern=MODEL_REF_PATTERN)
     scale_to_zero_after_s: int | None = Field(default=None, ge=10, le=7 * 86400)
+    auth: ServingAuth | None = Field(default=None, description=_AUTH_HELP)
 
     def changes(self) -> dict[str, Any]:
         """The fields given (``null`` kept where it means "remove")."""

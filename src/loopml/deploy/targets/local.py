@@ -443,6 +443,7 @@ class LocalDeployTarget:
                 else None
             ),
             asleep=managed.asleep,
+            auth=managed.deployment.spec.auth,
         )
 
     def _stop_everything(self) -> None:

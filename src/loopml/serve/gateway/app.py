@@ -155,6 +155,16 @@ class Gateway(V2Handlers):
         routes.append(Route("/metrics", self._metrics, methods=["GET"]))
         return routes
 
+    def allows_anonymous(self, project: str, name: str) -> bool:
+        """Whether the deployment says ``auth: none`` (from its published routes, in memory;
+        ``False`` for one the gateway does not route, so an unknown one asks for a token)."""
+        routes = self.source.routes(project, name)
+        return routes is not None and routes.auth == "none"
+
+    def root_deployment(self, name: str) -> str:
+        """The default project's deployment ``/v2/models/{name}`` reaches (see ``_v2``)."""
+        return self._root_deployment(name)
+
     def fast_path(self, app: ASGIApp) -> ASGIApp:
         """``app`` behind a middleware that serves the gateway's routes directly (see
         ``loopml.serve._fastpath.GatewayFastPath``); for the platform app's

@@ -60,6 +60,8 @@ class Routes:
         revisions: the revisions that get traffic (``weight`` > 0, summing to 100).
         shadow: the revision that gets a copy of each request, if any.
         asleep: scaled to zero: no replica runs until ``RouteSource.wake``.
+        auth: the deployment's ``auth`` (``token`` or ``none``), so the serving check knows
+            without a database round trip whether an anonymous call may pass.
     """
 
     project: str
@@ -67,6 +69,7 @@ class Routes:
     revisions: tuple[RevisionRoute, ...]
     shadow: RevisionRoute | None = None
     asleep: bool = False
+    auth: str = "token"
 
 
 class RouteSource(Protocol):
