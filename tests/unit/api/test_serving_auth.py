@@ -16,7 +16,7 @@ from loopml.client import Client
 from loopml.core.deployments import DeploymentStatus
 from loopml.settings import Settings
 from tests.conftest import free_port
-from tests.unit.serve.deploy_support import instances, package_files, register_files
+from tests.unit.deploy.deploy_support import instances, package_files, register_files
 
 from .conftest import MAX_BODY, MAX_UPLOAD
 from .test_auth import ADMIN_PASSWORD, login
