@@ -263,6 +263,38 @@ def test_events_record_and_filter_by_actor(http: TestClient) -> None:
     assert list(sdk.events.iter(actor="user:ed")) == []  # a prefix of a name is not the name
 
 
+def test_artifact_changes_and_gc_are_recorded_with_their_actor(http: TestClient) -> None:
+    import hashlib
+
+    admin = login(http, "root", ADMIN_PASSWORD)
+    editor = make_user(http, admin, "eddie", "default", "editor")
+    root_actor = (
+        "user:root/token:" + http.get("/api/v1/auth/whoami", headers=admin).json()["token_id"]
+    )
+    eddie_actor = (
+        "user:eddie/token:" + http.get("/api/v1/auth/whoami", headers=editor).json()["token_id"]
+    )
+    key = "/api/v1/projects/default/artifacts/reports/eval.json"
+    assert http.put(key, content=b"{}", headers=editor).status_code == 201
+    assert http.delete(key, headers=admin).status_code == 204
+    assert http.post("/api/v1/gc", params={"dry_run": "true"}, headers=admin).status_code == 200
+    assert http.post("/api/v1/gc", headers=admin).status_code == 200
+    feed = http.get("/api/v1/events", params={"limit": 1000}, headers=admin).json()["items"]
+    audited = [e for e in feed if e["type"].split(".")[0] in ("artifact", "gc")]
+    # A dry run changes nothing and leaves no event; the real one names what it freed.
+    assert [(e["type"], e["subject"], e["project"], e["actor"]) for e in audited] == [
+        ("artifact.uploaded", "reports/eval.json", "default", eddie_actor),
+        ("artifact.deleted", "reports/eval.json", "default", root_actor),
+        ("gc.ran", "artifacts", None, root_actor),
+    ]
+    assert audited[0]["payload"] == {
+        "key": "reports/eval.json",
+        "size": 2,
+        "sha256": hashlib.sha256(b"{}").hexdigest(),
+    }
+    assert set(audited[2]["payload"]) == {"objects", "bytes", "prefixes", "temporary_removed"}
+
+
 def test_failed_token_checks_are_rate_limited_too(http: TestClient) -> None:
     bad = {"authorization": "Bearer lm_abcdefgh_" + "y" * 43}
     for _ in range(5):

@@ -20,7 +20,7 @@ from loopml.core.registry import (
     VersionStatus,
 )
 from loopml.core.types import Page
-from loopml.store import model_tags, model_versions, models
+from loopml.store import events, model_tags, model_versions, models
 
 
 def create_model(
@@ -207,6 +207,23 @@ def input_lineage(ctx: AppContext, project: str, kind: str, ref: str) -> InputLi
     return registry.input_lineage(ctx.store, project, kind, ref)
 
 
-def collect_garbage(ctx: AppContext, dry_run: bool) -> GcReport:
-    """Free the artifacts of deleted projects and runs."""
-    return registry.collect_garbage(ctx.store, ctx.artifacts, dry_run=dry_run)
+def collect_garbage(ctx: AppContext, dry_run: bool, actor: str) -> GcReport:
+    """Free the artifacts of deleted projects and runs; a real run (not a dry one) is
+    recorded as a platform-wide ``gc.ran`` event with its actor and what it freed."""
+    report = registry.collect_garbage(ctx.store, ctx.artifacts, dry_run=dry_run)
+    if not dry_run:
+        with ctx.store.session() as session:
+            events.append(
+                session,
+                type="gc.ran",
+                subject="artifacts",
+                project=None,
+                payload={
+                    "objects": report.objects,
+                    "bytes": report.bytes,
+                    "prefixes": len(report.prefixes),
+                    "temporary_removed": report.temporary_removed,
+                },
+                actor=actor,
+            )
+    return report
