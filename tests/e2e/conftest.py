@@ -28,7 +28,7 @@ class RunningServer:
     env: dict[str, str]
 
     def cli(
-        self, *args: str, timeout: float = 60, cwd: Path | None = None
+        self, *args: str, timeout: float = 60, cwd: Path | None = None, input: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [*LOOPML, *args],
@@ -37,6 +37,7 @@ class RunningServer:
             text=True,
             timeout=timeout,
             cwd=cwd,
+            input=input,
         )
 
 

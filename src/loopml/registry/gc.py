@@ -22,7 +22,7 @@ from datetime import timedelta
 from loopml.core.errors import NotFoundError
 from loopml.core.registry import GcReport
 from loopml.storage import ArtifactStore, ObjectInfo
-from loopml.store import MetadataStore, lineage
+from loopml.store import MetadataStore, events, lineage
 
 log = logging.getLogger("loopml.registry")
 
@@ -77,6 +77,7 @@ def collect_garbage(
     *,
     dry_run: bool = False,
     temporary_older_than: timedelta = timedelta(hours=1),
+    actor: str = "system",
 ) -> GcReport:
     """Delete the artifacts of deleted projects and runs, and stale temporary files.
 
@@ -85,6 +86,8 @@ def collect_garbage(
         artifacts: the artifact store to clean (local folder or S3).
         dry_run: only report what would be freed.
         temporary_older_than: age past which a temporary file of a write is abandoned.
+        actor: who asked; a real run (not a dry one) is recorded as a platform-wide
+            ``gc.ran`` event with what it freed.
 
     Returns:
         Objects and bytes freed (or that would be), the orphaned folders (first 1000), and
@@ -109,10 +112,26 @@ def collect_garbage(
         bytes_freed,
         temporary,
     )
-    return GcReport(
+    report = GcReport(
         dry_run=dry_run,
         objects=objects,
         bytes=bytes_freed,
         prefixes=list(prefixes),
         temporary_removed=temporary,
     )
+    if not dry_run:
+        with store.session() as session:
+            events.append(
+                session,
+                type="gc.ran",
+                subject="artifacts",
+                project=None,
+                payload={
+                    "objects": objects,
+                    "bytes": bytes_freed,
+                    "prefixes": len(prefixes),
+                    "temporary_removed": temporary,
+                },
+                actor=actor,
+            )
+    return report

@@ -29,11 +29,104 @@ def test_tokens_are_random_prefixed_and_stored_only_as_a_keyed_hash() -> None:
     assert not tokens.matches(b"k" * 32, other, stored)
 
 
-def test_token_comparison_is_constant_time() -> None:
-    # hmac.compare_digest is the comparison; a plain == would leak the matching prefix length.
-    import inspect
+def _spy_compare_digest(
+    monkeypatch: pytest.MonkeyPatch, module: object
+) -> list[tuple[str | bytes, str | bytes]]:
+    """Replace ``hmac`` in ``module`` only by one whose ``compare_digest`` records its calls."""
+    import hmac
+    from types import SimpleNamespace
 
-    assert "compare_digest" in inspect.getsource(tokens.matches)
+    calls: list[tuple[str | bytes, str | bytes]] = []
+
+    def compare_digest(a: str | bytes, b: str | bytes) -> bool:
+        calls.append((a, b))
+        return hmac.compare_digest(a, b)
+
+    monkeypatch.setattr(
+        module, "hmac", SimpleNamespace(new=hmac.new, compare_digest=compare_digest)
+    )
+    return calls
+
+
+def test_every_token_check_is_one_constant_time_comparison(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A plain == would leak how much of the hash matched. Each check, right or wrong, with a
+    # known prefix, an unknown one or a malformed token, makes exactly one hmac.compare_digest
+    # of two 64-character hashes: the same work whatever the token.
+    from loopml.auth import service
+    from loopml.core.auth import Principal
+    from loopml.core.errors import UnauthenticatedError
+    from loopml.store import MetadataStore
+
+    key = b"k" * 32
+    store = MetadataStore(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store.upgrade()
+    service.create_user(store, "root", "a long admin passphrase", platform_admin=True, actor="t")
+    root = Principal(user="root", token_id=None, platform_admin=True, roles={})
+    made = service.create_token(store, key, root, name="t")
+    assert made.token is not None
+    stored = tokens.token_hash(key, made.token)
+    calls = _spy_compare_digest(monkeypatch, tokens)
+
+    assert service.authenticate(store, key, made.token).user == "root"
+    assert calls == [(stored, stored)]
+    wrong_secret = made.token[:-1] + ("A" if made.token[-1] != "A" else "B")
+    unknown_prefix, _ = tokens.new_token()
+    for token, against in [
+        (wrong_secret, stored),
+        (unknown_prefix, "0" * 64),
+        ("not a token at all", "0" * 64),
+    ]:
+        calls.clear()
+        with pytest.raises(UnauthenticatedError):
+            service.authenticate(store, key, token)
+        assert calls == [(tokens.token_hash(key, token), against)], token
+        assert len(calls[0][0]) == len(calls[0][1]) == 64
+    store.dispose()
+
+
+def test_a_login_verifies_one_hash_whether_or_not_the_user_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An unknown user is checked against the decoy hash, so a login takes as long for a name
+    # that does not exist as for a wrong password: the time tells no one which names exist.
+    from loopml.auth import service
+    from loopml.core.errors import UnauthenticatedError
+    from loopml.store import MetadataStore, users
+
+    store = MetadataStore(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    store.upgrade()
+    service.create_user(store, "root", "a long admin passphrase", platform_admin=True, actor="t")
+    with store.session() as session:
+        found = users.password_hash(session, "root")
+    assert found is not None
+    real = passwords.verify_password
+    checked: list[str] = []
+
+    def verify_password(stored_hash: str, password: str) -> bool:
+        checked.append(stored_hash)
+        return real(stored_hash, password)
+
+    monkeypatch.setattr(passwords, "verify_password", verify_password)
+    assert service.check_password(store, "root", "a long admin passphrase").name == "root"
+    for name, password in [("root", "a wrong passphrase!"), ("nobody", "a long admin passphrase")]:
+        with pytest.raises(UnauthenticatedError, match="wrong user name or password"):
+            service.check_password(store, name, password)
+    assert checked == [found[1], found[1], passwords.DUMMY_HASH]
+    store.dispose()
+
+
+def test_the_webhook_secret_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    from loopml.core.errors import PermissionDeniedError
+    from loopml.pipelines import automation_service
+
+    stored = automation_service._hash("the right secret")
+    calls = _spy_compare_digest(monkeypatch, automation_service)
+    automation_service._check_secret("the right secret", stored)
+    with pytest.raises(PermissionDeniedError, match="wrong secret"):
+        automation_service._check_secret("a wrong secret", stored)
+    assert calls == [(stored, stored), (automation_service._hash("a wrong secret"), stored)]
 
 
 def test_password_policy() -> None:

@@ -9,7 +9,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from loopml.api.context import Ctx
+from loopml.api.context import Actor, Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.routes.tables import is_files_path
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
@@ -84,14 +84,14 @@ def list_artifacts(
 
 @router.put("/{key:path}", status_code=201)
 async def upload_artifact(
-    request: Request, ctx: Ctx, project: str = PROJECT, key: str = KEY
+    request: Request, ctx: Ctx, actor: Actor, project: str = PROJECT, key: str = KEY
 ) -> Artifact:
     """Upload the raw request body as the artifact ``key``; it replaces any older one.
 
     The body is streamed to the store and hashed on the way (SHA-256, in the answer); nothing
     is visible under ``key`` until the whole body has arrived.
     """
-    return await artifacts.upload(ctx, project, key, request.stream())
+    return await artifacts.upload(ctx, project, key, request.stream(), actor)
 
 
 @router.get("/{key:path}", response_class=StreamingResponse, responses=_BINARY)
@@ -111,7 +111,7 @@ def stat_artifact(ctx: Ctx, project: str = PROJECT, key: str = KEY) -> Response:
 
 
 @router.delete("/{key:path}", status_code=204)
-def delete_artifact(ctx: Ctx, project: str = PROJECT, key: str = KEY) -> Response:
+def delete_artifact(ctx: Ctx, actor: Actor, project: str = PROJECT, key: str = KEY) -> Response:
     """Delete an artifact."""
-    artifacts.delete(ctx, project, key)
+    artifacts.delete(ctx, project, key, actor)
     return Response(status_code=204)

@@ -94,7 +94,7 @@ def _caller(request: Request) -> Principal:
     return caller
 
 
-@router.post("/api/v1/auth/login", status_code=201, response_model_exclude_none=True)
+@router.post("/api/v1/auth/login", status_code=201)
 def login(body: Login, request: Request, ctx: Ctx) -> ApiToken:
     """Trade a user's password for a new API token (shown once). Failed attempts are counted
     per address: 429 past `auth.login_failures_per_minute`."""
@@ -119,7 +119,7 @@ def whoami(request: Request) -> Principal:
     return _caller(request)
 
 
-@router.post("/api/v1/tokens", status_code=201, response_model_exclude_none=True)
+@router.post("/api/v1/tokens", status_code=201)
 def create_token(body: TokenCreate, request: Request, ctx: Ctx) -> ApiToken:
     """Make a token of the calling user, no stronger than the caller; the answer carries the
     token, shown once."""

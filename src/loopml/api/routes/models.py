@@ -279,7 +279,9 @@ def input_lineage(
 
 @router.post("/api/v1/gc", tags=["admin"])
 def collect_garbage(
-    ctx: Ctx, dry_run: bool = Query(default=False, description="Only report what would go.")
+    ctx: Ctx,
+    actor: Actor,
+    dry_run: bool = Query(default=False, description="Only report what would go."),
 ) -> GcReport:
     """Delete the artifacts of deleted projects and runs, and abandoned temporary files."""
-    return registry.collect_garbage(ctx.store, ctx.artifacts, dry_run=dry_run)
+    return registry.collect_garbage(ctx.store, ctx.artifacts, dry_run=dry_run, actor=actor)

@@ -14,8 +14,11 @@ from loopml.core.errors import ValidationError
 from loopml.core.keys import validate_key, validate_prefix
 from loopml.core.types import Artifact, Page, Project
 from loopml.storage import ObjectInfo
+from loopml.store import events
 
 MAX_PAGE = 1000
+# An event's subject holds at most 300 characters; a key may have 1024 (the payload has it all).
+_MAX_SUBJECT = 300
 
 
 def _store_key(project: Project, key: str) -> str:
@@ -27,13 +30,29 @@ def _info(project: Project, obj: ObjectInfo) -> Artifact:
     return Artifact(key=key, size=obj.size, modified=obj.modified, sha256=obj.sha256)
 
 
+def _record(
+    ctx: AppContext, type: str, project: Project, key: str, actor: str, **extra: object
+) -> None:
+    """The audit event of a change, written once the object store has made it."""
+    with ctx.store.session() as session:
+        events.append(
+            session,
+            type=type,
+            subject=key[:_MAX_SUBJECT],
+            project=project.name,
+            payload={"key": key, **extra},
+            actor=actor,
+        )
+
+
 async def upload(
-    ctx: AppContext, project_name: str, key: str, body: AsyncIterator[bytes]
+    ctx: AppContext, project_name: str, key: str, body: AsyncIterator[bytes], actor: str
 ) -> Artifact:
     """Stream ``body`` into the artifact ``key`` of a project; atomic, hashed while written.
 
     The store's writer is blocking, so it runs in a worker thread and pulls each chunk from
-    the request on the event loop: memory stays at one chunk whatever the size.
+    the request on the event loop: memory stays at one chunk whatever the size. Once written,
+    an ``artifact.uploaded`` event records it with its actor.
     """
     validate_key(key)
     project = await anyio.to_thread.run_sync(projects.get, ctx.store, project_name)
@@ -41,7 +60,13 @@ async def upload(
 
     chunks = blocking_chunks(body)
     obj = await anyio.to_thread.run_sync(ctx.artifacts.write, store_key, chunks)
-    return _info(project, obj)
+    info = _info(project, obj)
+    await anyio.to_thread.run_sync(
+        lambda: _record(
+            ctx, "artifact.uploaded", project, info.key, actor, size=info.size, sha256=info.sha256
+        )
+    )
+    return info
 
 
 def stat(ctx: AppContext, project_name: str, key: str) -> Artifact:
@@ -78,8 +103,10 @@ def list_(
     return Page[Artifact](items=page[:limit], next_cursor=next_cursor)
 
 
-def delete(ctx: AppContext, project_name: str, key: str) -> None:
-    """Delete one artifact; ``NotFoundError`` when absent."""
-    validate_key(key)
+def delete(ctx: AppContext, project_name: str, key: str, actor: str) -> None:
+    """Delete one artifact (an ``artifact.deleted`` event records it); ``NotFoundError`` when
+    absent."""
+    normalized = validate_key(key)
     project = projects.get(ctx.store, project_name)
     ctx.artifacts.delete(_store_key(project, key))
+    _record(ctx, "artifact.deleted", project, normalized, actor)
