@@ -58,6 +58,16 @@ def test_a_run_logs_everything_and_finishes(
     start, get, _ = sdk
     report = tmp_path / "report.txt"
     report.write_text("all good")
+    # The run starts in a git work tree (the test's folder), so its code version is that
+    # commit whatever runs the test: under pytest-xdist the entry point is `python -c`, which
+    # has no script to hash.
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "report.txt"], check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], check=True)
+    commit = subprocess.run(
+        [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
     with start("churn", params={"lr": 0.1, "model": "lgbm"}, tags={"team": "risk"}) as run:
         run.log_param("depth", 6)
         run.set_tag("stage", "dev")
@@ -74,7 +84,8 @@ def test_a_run_logs_everything_and_finishes(
     assert got.metrics["loss"] == 1 / 2500
     assert math.isnan(got.metrics["diverged"])
     assert [i.ref for i in got.inputs or []] == ["snapshot-42"]
-    assert got.code_version  # a hash of pytest's entry point, or the git commit
+    assert got.code_version is not None
+    assert got.code_version["git_commit"] == commit
 
 
 def test_an_exception_fails_the_run_and_is_reraised(sdk: tuple[StartRun, GetRun, Settings]) -> None:
