@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from loopml.client import Client
 
-from .conftest import RunningServer
+from .conftest import RunningServer, running_server
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, Response
@@ -105,14 +107,9 @@ EXPECTED_OUTCOMES = {
 }
 
 
-@pytest.fixture
-def attacker(server: RunningServer) -> Iterator[str]:
-    """Another origin on this machine (127.0.0.1, another port) serving the hostile pages."""
-    fields = {"loopml": server.url, "files": FILES, "compact": COMPACT, "projects": PROJECTS}
-    pages = {
-        "/": ATTACKER_PAGE.format(**fields).encode(),
-        "/sandboxed": SANDBOXED_PAGE.format(**fields).encode(),
-    }
+@contextmanager
+def _serving(pages: dict[str, bytes]) -> Iterator[str]:
+    """Another origin on this machine (127.0.0.1, another port) serving ``pages``."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -135,6 +132,18 @@ def attacker(server: RunningServer) -> Iterator[str]:
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def attacker(server: RunningServer) -> Iterator[str]:
+    """The hostile pages, on another port of 127.0.0.1."""
+    fields = {"loopml": server.url, "files": FILES, "compact": COMPACT, "projects": PROJECTS}
+    pages = {
+        "/": ATTACKER_PAGE.format(**fields).encode(),
+        "/sandboxed": SANDBOXED_PAGE.format(**fields).encode(),
+    }
+    with _serving(pages) as url:
+        yield url
 
 
 def _state(client: Client) -> dict[str, Any]:
@@ -210,3 +219,87 @@ def test_a_page_on_another_port_cannot_change_state(
         assert after["projects"] == sorted(["default", "own-origin"])
         assert after["victim"][1] == 3
         assert after["events"] > before["events"]
+
+
+# Logged in with the session cookie, the user visits a page on another port: the same site
+# for the browser (ports do not count), so even SameSite=Lax sends the cookie along. Without
+# the CSRF token that page cannot read, every post is refused.
+SESSION_ATTACKER_PAGE = """<!doctype html>
+<html><body>
+<iframe name="sink"></iframe>
+<form id="plain" method="post" enctype="text/plain" target="sink" action="{loopml}{files}">
+  <textarea name="note&#10;with-session&#10;tail"></textarea>
+</form>
+<script>
+window.outcomes = [];
+document.getElementById("plain").submit();
+fetch("{loopml}{compact}", {{method: "POST", mode: "no-cors", credentials: "include"}})
+  .then(r => window.outcomes.push("sent:" + r.type), e => window.outcomes.push("failed"));
+</script>
+</body></html>
+"""
+ADMIN_PASSWORD = "a long browser passphrase 5"
+
+
+def test_a_logged_in_browser_session_is_safe_from_a_page_on_another_port(
+    tmp_path: Path, chromium: Browser
+) -> None:
+    with running_server(tmp_path, {"LOOPML_AUTH_ENABLED": "true"}) as server:
+        made = server.cli(
+            "users", "create-admin", "ada", "--password-stdin", input=f"{ADMIN_PASSWORD}\n"
+        )
+        assert made.returncode == 0, made.stdout + made.stderr
+        with Client(server.url) as anonymous:
+            token = anonymous.login("ada", ADMIN_PASSWORD)["token"]
+        fields = {"loopml": server.url, "files": FILES, "compact": COMPACT}
+        pages = {"/": SESSION_ATTACKER_PAGE.format(**fields).encode()}
+        with Client(server.url, token=token) as client, _serving(pages) as attacker:
+            for note in ("first", "second"):  # two files, so a compaction would write
+                client.tables.append_records("default", "victim", [{"note": note}])
+            context = chromium.new_context()
+            try:
+                page = context.new_page()
+                page.goto(f"{server.url}/api/v1/health")
+                own = page.evaluate(
+                    """async (password) => {
+                      const start = await fetch("/api/v1/auth/session", {method: "POST",
+                        headers: {"Content-Type": "application/json"},
+                        body: JSON.stringify({user: "ada", password})});
+                      const csrf = (await start.json()).csrf_token;
+                      const post = (headers) => fetch("/api/v1/projects", {method: "POST",
+                        headers: {"Content-Type": "application/json", ...headers},
+                        body: JSON.stringify({name: "own-origin"})});
+                      return [start.status, document.cookie.includes("loopml_session"),
+                              document.cookie.includes("loopml_csrf=" + csrf),
+                              (await fetch("/api/v1/auth/whoami")).status,
+                              (await post({})).status,
+                              (await post({"X-CSRF-Token": csrf})).status];
+                    }""",
+                    ADMIN_PASSWORD,
+                )
+                # Logged in; the page cannot read the session cookie, only its CSRF token; a
+                # read works with the cookie, a write only with the token too.
+                assert own == [201, False, True, 200, 403, 201]
+                before = _state(client)
+                posts: list[Response] = []
+                context.on(
+                    "response",
+                    lambda r: (
+                        posts.append(r)
+                        if r.url.startswith(server.url) and r.request.method == "POST"
+                        else None
+                    ),
+                )
+                page.goto(attacker)
+                _wait(page, lambda: len(posts) >= 2, "2 POSTs to loopml")
+                _wait(page, lambda: len(page.evaluate("window.outcomes")) >= 1, "the fetch")
+                page.wait_for_timeout(300)
+                assert [r.status for r in posts] == [403, 403]
+                assert page.evaluate("window.outcomes") == ["sent:opaque"]
+                # The browser did send the session cookie along (Playwright shows the raw
+                # headers of the form post, a navigation): it is the CSRF checks that refuse.
+                cookies = [r.request.header_value("cookie") or "" for r in posts]
+                assert any("loopml_session=" in c for c in cookies), cookies
+                assert _state(client) == before
+            finally:
+                context.close()

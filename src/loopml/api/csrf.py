@@ -12,8 +12,11 @@ state-changing request to another origin without asking first (no CORS preflight
 - ``Sec-Fetch-Site: cross-site`` or ``same-site`` (sent by current browsers even where
   ``Origin`` is not) is refused unless the ``Origin`` is an allowed one;
 - on ``POST``, a form content type is refused unless the request carries an
-  ``Authorization`` header, which no form and no simple request can set (with authentication
-  on, the token is then checked like any other). ``PUT``, ``PATCH`` and ``DELETE`` are never
+  ``Authorization`` or an ``X-CSRF-Token`` header, which no form and no simple request can
+  set (with authentication on, the token, or the browser session's CSRF token, is then
+  checked by ``api/authz.py``). So a form posted with the session cookie alone is refused
+  here, and a page's own ``fetch`` of a multipart upload passes with its CSRF token.
+  ``PUT``, ``PATCH`` and ``DELETE`` are never
   simple requests: a browser always asks first (a preflight loopml never grants) and always
   sends ``Origin``, so the checks above cover them; clients such as MLflow's, which upload a
   ``.txt`` artifact with ``PUT`` and ``Content-Type: text/plain``, pass.
@@ -35,6 +38,8 @@ from loopml.core.errors import PermissionDeniedError
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FORM_TYPES = ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data")
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
+# Headers a page can put on a cross-origin request only after a preflight loopml never grants.
+_NON_SIMPLE_HEADERS = frozenset({"authorization", "x-csrf-token"})
 
 
 def _origin_key(origin: str) -> str | None:
@@ -94,9 +99,10 @@ class CrossSiteGuardMiddleware:
             return _refuse(f"a {site} browser request", "cross_site")
         content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
         simple = scope["method"] == "POST"
-        if simple and content_type in FORM_TYPES and "authorization" not in headers:
+        if simple and content_type in FORM_TYPES and not _NON_SIMPLE_HEADERS & headers.keys():
             return _refuse(
-                f"a form-style body ({content_type}) without an Authorization header",
+                f"a form-style body ({content_type}) without an Authorization or X-CSRF-Token "
+                "header",
                 "form_content_type",
             )
         return None

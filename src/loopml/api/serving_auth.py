@@ -9,7 +9,8 @@ not one per request. A deployment whose spec says ``auth: none`` is let through 
 token; the gateway knows that from the routes its target publishes (in memory, swapped on
 every change of the deployment), so that check costs no database round trip either. The
 server-level V2 paths (``/v2``, ``/v2/health/...``) and ``/metrics`` stay open, like
-``/api/v1/health``.
+``/api/v1/health``. The caller let through is named in the request's scope (``CALLER``: the
+principal as events name it, ``user:ada/token:<id>``), for the gateway's per-caller counts.
 """
 
 from __future__ import annotations
@@ -24,15 +25,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from loopml.api.guard import send_error
 from loopml.auth import service
 from loopml.auth.cache import TokenCache
-from loopml.auth.permissions import Action, Rule
+from loopml.auth.permissions import DEPLOYMENT, Action, Rule
 from loopml.auth.ratelimit import FailureLimiter
 from loopml.core.errors import LoopmlError, UnauthenticatedError
+from loopml.serve.gateway.metrics import CALLER
 
 _DEPLOYMENT = re.compile(
     r"^(?:/projects/(?P<project>[^/]+))?/deployments/(?P<name>[^/]+)/(?:predict|v2)(?:/|$)"
 )
 _ROOT_V2 = re.compile(r"^/v2/models/(?P<name>[^/]+)(?:/|$)")
-_PREDICT = Rule(Action.READ, ("deployment", "name"))
+_PREDICT = Rule(Action.READ, DEPLOYMENT)
 
 
 def deployment_of(
@@ -73,9 +75,9 @@ class ServingAuthMiddleware:
         self.failures = failures
         self.root_deployment = root_deployment
         self.allows_anonymous = allows_anonymous or (lambda _project, _name: False)
-        # (token, project, deployment) -> until when it was allowed: a repeated call skips
-        # even the role check (for as long as the token itself is remembered).
-        self._allowed: dict[tuple[str, str, str], float] = {}
+        # (token, project, deployment) -> until when it was allowed, and the caller's name: a
+        # repeated call skips even the role check (for as long as the token is remembered).
+        self._allowed: dict[tuple[str, str, str], tuple[float, str]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         http = scope["type"] == "http"
@@ -83,19 +85,20 @@ class ServingAuthMiddleware:
         # ``auth: none``: open to anyone, with or without a token (none is checked).
         if target is not None and not self.allows_anonymous(*target):
             try:
-                await self._check(scope, *target)
+                scope[CALLER] = await self._check(scope, *target)
             except LoopmlError as error:
                 await send_error(send, error, scope["path"])
                 return
         await self.app(scope, receive, send)
 
-    async def _check(self, scope: Scope, project: str, deployment: str) -> None:
+    async def _check(self, scope: Scope, project: str, deployment: str) -> str:
+        """The caller's name, once its token is allowed on the deployment."""
         token = _bearer(scope)
-        if token is not None and self._allowed.get((token, project, deployment), 0.0) > (
-            self.cache.now()
-        ):
-            return
-        if token is None:
+        if token is not None:
+            allowed = self._allowed.get((token, project, deployment))
+            if allowed is not None and allowed[0] > self.cache.now():
+                return allowed[1]
+        else:
             raise UnauthenticatedError(
                 "authentication required: send Authorization: Bearer <token> (a token with "
                 f"the viewer role in project {project!r}, or one narrowed to "
@@ -118,7 +121,8 @@ class ServingAuthMiddleware:
         if len(self._allowed) > 10_000:
             self._allowed.clear()
         # No longer than the token itself is remembered, so revocation still holds in 5 s.
-        self._allowed[(token, project, deployment)] = fresh_until
+        self._allowed[(token, project, deployment)] = (fresh_until, caller.actor)
+        return caller.actor
 
 
 def _bearer(scope: Scope) -> str | None:

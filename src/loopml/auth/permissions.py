@@ -6,7 +6,7 @@ without a rule: add it to its module's list (or a new module's list).
 
 Actions:
 
-- ``PUBLIC``: anyone (health checks; the login itself).
+- ``PUBLIC``: anyone (health checks; the login itself, and a browser session's).
 - ``WEBHOOK``: anyone, because the route checks its own secret (a trigger's webhook).
 - ``USER``: any authenticated caller (who am I, my own tokens).
 - ``READ`` / ``WRITE`` / ``ADMIN``: viewer / editor / admin in the route's project (the
@@ -14,9 +14,13 @@ Actions:
   gateway's root paths (``/deployments/...``) act in the ``default`` project.
 - ``PLATFORM``: a platform admin (users, creating projects, garbage collection).
 
-``resource`` names the path parameter that picks the resource a narrowed token may act on
-(``("deployment", "name")``): a token narrowed to ``deployment:churn-api`` may call only the
-routes whose rule names a deployment, and only with ``name`` = ``churn-api``.
+``resource`` says which resource a route acts on, for a token narrowed to one: a token
+narrowed to ``deployment:churn-api`` may call only the routes whose rule names a deployment,
+and only for ``churn-api``. The name is read where the ``Resource`` says (``Source``): a path
+parameter (``DEPLOYMENT``: ``{name}``), the experiment of the run a path parameter names
+(``RUN_EXPERIMENT``: ``{run_id}``, looked up in the store), or a field of the JSON body
+(``BODY_EXPERIMENT``: a new run's ``experiment``). The last two are read only for a caller
+whose token is narrowed to that kind of resource; any other caller pays nothing for them.
 """
 
 from __future__ import annotations
@@ -44,24 +48,50 @@ class Action(enum.Enum):
         return {"read": Role.VIEWER, "write": Role.EDITOR, "admin": Role.ADMIN}.get(self.value)
 
 
+class Source(enum.Enum):
+    """Where a route's resource name is read (see the module docstring)."""
+
+    PATH = "path"
+    RUN = "run"
+    BODY = "body"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """The resource a route acts on, as a narrowed token is matched against it.
+
+    Attributes:
+        kind: ``deployment``, ``experiment``, ``table`` or ``model``.
+        param: the path parameter (``PATH``, ``RUN``) or JSON body field (``BODY``) to read.
+        source: how ``param`` gives the resource's name.
+    """
+
+    kind: str
+    param: str
+    source: Source = Source.PATH
+
+
 @dataclass(frozen=True)
 class Rule:
     """What one route needs: an action, and the resource a narrowed token is matched on."""
 
     action: Action
-    resource: tuple[str, str] | None = None
+    resource: Resource | None = None
     project_param: str = "project"
 
 
 R, W, A = Action.READ, Action.WRITE, Action.ADMIN
-DEPLOYMENT = ("deployment", "name")
-EXPERIMENT = ("experiment", "name")
-TABLE = ("table", "table")
-MODEL = ("model", "model")
+DEPLOYMENT = Resource("deployment", "name")
+EXPERIMENT = Resource("experiment", "name")
+TABLE = Resource("table", "table")
+MODEL = Resource("model", "model")
+RUN_EXPERIMENT = Resource("experiment", "run_id", Source.RUN)
+BODY_EXPERIMENT = Resource("experiment", "experiment", Source.BODY)
 P = "/api/v1/projects/{project}"
+RUN = P + "/runs/{run_id:run_id}"
 
 # One list per router module: (method, path, action[, resource]).
-_ROUTES: dict[str, list[tuple[str, str, Action] | tuple[str, str, Action, tuple[str, str]]]] = {
+_ROUTES: dict[str, list[tuple[str, str, Action] | tuple[str, str, Action, Resource]]] = {
     "health": [
         ("GET", "/api/v1/health", Action.PUBLIC),
         ("GET", "/api/v1/health/live", Action.PUBLIC),
@@ -69,10 +99,15 @@ _ROUTES: dict[str, list[tuple[str, str, Action] | tuple[str, str, Action, tuple[
     ],
     "auth": [
         ("POST", "/api/v1/auth/login", Action.PUBLIC),
+        ("POST", "/api/v1/auth/session", Action.PUBLIC),
+        # Logging out is a state change made with the session: its CSRF token is checked.
+        ("DELETE", "/api/v1/auth/session", Action.USER),
         ("GET", "/api/v1/auth/whoami", Action.USER),
         ("GET", "/api/v1/tokens", Action.USER),
         ("POST", "/api/v1/tokens", Action.USER),
-        ("DELETE", "/api/v1/tokens/{token_id}", Action.USER),
+        ("DELETE", "/api/v1/tokens/{token}", Action.USER),
+        ("GET", "/api/v1/admin/tokens/{prefix}", Action.PLATFORM),
+        ("DELETE", "/api/v1/admin/tokens/{prefix}", Action.PLATFORM),
         ("GET", "/api/v1/users", Action.PLATFORM),
         ("POST", "/api/v1/users", Action.PLATFORM),
         ("GET", P + "/members", A),
@@ -86,6 +121,7 @@ _ROUTES: dict[str, list[tuple[str, str, Action] | tuple[str, str, Action, tuple[
         ("DELETE", "/api/v1/projects/{name}", A),
     ],
     "events": [("GET", "/api/v1/events", Action.PLATFORM)],
+    "logs": [("GET", "/api/v1/logs", Action.PLATFORM)],
     "artifacts": [
         ("GET", P + "/artifacts", R),
         ("GET", P + "/artifacts/{key:path}", R),
@@ -119,7 +155,7 @@ _ROUTES: dict[str, list[tuple[str, str, Action] | tuple[str, str, Action, tuple[
     ],
     "experiments": [
         ("GET", P + "/experiments", R),
-        ("POST", P + "/experiments", W),
+        ("POST", P + "/experiments", W, Resource("experiment", "name", Source.BODY)),
         ("GET", P + "/experiments/{name}", R, EXPERIMENT),
     ],
     "gate": [
@@ -166,19 +202,19 @@ _ROUTES: dict[str, list[tuple[str, str, Action] | tuple[str, str, Action, tuple[
     ],
     "predictions": [("POST", P + "/predict-batch", W)],
     "runs": [
-        ("POST", P + "/runs", W),
+        ("POST", P + "/runs", W, BODY_EXPERIMENT),
         ("POST", P + "/runs/search", R),
-        ("GET", P + "/runs/{run_id:run_id}", R),
-        ("PATCH", P + "/runs/{run_id:run_id}", W),
-        ("DELETE", P + "/runs/{run_id:run_id}", A),
-        ("GET", P + "/runs/{run_id:run_id}/artifacts", R),
-        ("GET", P + "/runs/{run_id:run_id}/artifacts/{path:path}", R),
-        ("PUT", P + "/runs/{run_id:run_id}/artifacts/{path:path}", W),
-        ("POST", P + "/runs/{run_id:run_id}/heartbeat", W),
-        ("POST", P + "/runs/{run_id:run_id}/log-batch", W),
-        ("GET", P + "/runs/{run_id:run_id}/metric-history", R),
-        ("GET", P + "/runs/{run_id:run_id}/models", R),
-        ("POST", P + "/runs/{run_id:run_id}/models", W),
+        ("GET", RUN, R, RUN_EXPERIMENT),
+        ("PATCH", RUN, W, RUN_EXPERIMENT),
+        ("DELETE", RUN, A, RUN_EXPERIMENT),
+        ("GET", RUN + "/artifacts", R, RUN_EXPERIMENT),
+        ("GET", RUN + "/artifacts/{path:path}", R, RUN_EXPERIMENT),
+        ("PUT", RUN + "/artifacts/{path:path}", W, RUN_EXPERIMENT),
+        ("POST", RUN + "/heartbeat", W, RUN_EXPERIMENT),
+        ("POST", RUN + "/log-batch", W, RUN_EXPERIMENT),
+        ("GET", RUN + "/metric-history", R, RUN_EXPERIMENT),
+        ("GET", RUN + "/models", R, RUN_EXPERIMENT),
+        ("POST", RUN + "/models", W, RUN_EXPERIMENT),
     ],
     "schedules": [
         ("GET", P + "/schedules", R),
@@ -208,6 +244,7 @@ _ROUTES: dict[str, list[tuple[str, str, Action] | tuple[str, str, Action, tuple[
     "monitor": [
         ("GET", P + "/deployments/{name}/monitor", R, DEPLOYMENT),
         ("GET", P + "/deployments/{name}/windows", R, DEPLOYMENT),
+        ("GET", P + "/deployments/{name}/replicas", R, DEPLOYMENT),
         ("GET", P + "/models/{model}/versions/{version}/reference", R, MODEL),
         ("POST", P + "/alerts", W),
         ("GET", P + "/alerts", R),

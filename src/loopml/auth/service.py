@@ -10,7 +10,17 @@ from datetime import datetime, timedelta
 
 from loopml.auth import passwords, tokens
 from loopml.auth.permissions import Action, Rule
-from loopml.core.auth import ApiToken, Membership, Principal, Role, User, validate_resource
+from loopml.core.auth import (
+    DEFAULT_TOKEN_DAYS,
+    MAX_TOKEN_DAYS,
+    ApiToken,
+    Membership,
+    Principal,
+    Role,
+    User,
+    parse_token_ref,
+    validate_resource,
+)
 from loopml.core.clock import utcnow
 from loopml.core.errors import (
     NotFoundError,
@@ -18,10 +28,9 @@ from loopml.core.errors import (
     UnauthenticatedError,
     ValidationError,
 )
-from loopml.store import MetadataStore, api_tokens, users
+from loopml.store import MetadataStore, api_tokens, runs, users
 from loopml.store._registry import project_row
 
-MAX_TOKEN_DAYS = 365
 # last_used_at is written at most this often per token, not on every request.
 _TOUCH_EVERY = timedelta(minutes=1)
 
@@ -64,21 +73,32 @@ def check_password(store: MetadataStore, name: str, password: str) -> User:
 
 
 def login(
-    store: MetadataStore, key: bytes, name: str, password: str, *, expires_in_days: int
+    store: MetadataStore,
+    key: bytes,
+    name: str,
+    password: str,
+    *,
+    lifetime: timedelta,
+    token_name: str = "login",  # noqa: S107 (the token's label, not a secret)
 ) -> ApiToken:
-    """Trade a user's password for a new API token named ``login``, with the user's roles.
+    """Trade a user's password for a new API token, with the user's roles, that expires
+    after ``lifetime`` (``token_name`` tells a browser session from a CLI login in the
+    user's token list).
 
     Raises:
         UnauthenticatedError: a wrong name or password, or a disabled user (the caller
             counts these as failed attempts).
+        ValidationError: a lifetime outside 1 hour to ``MAX_TOKEN_DAYS``.
     """
+    if not timedelta(hours=1) <= lifetime <= timedelta(days=MAX_TOKEN_DAYS):
+        raise ValidationError(f"a login lasts 1 hour to {MAX_TOKEN_DAYS} days")
     user = check_password(store, name, password)
     with store.session() as session:
         roles = users.roles_of(session, users.user_row(session, user.name).id)
     caller = Principal(
         user=user.name, token_id=None, platform_admin=user.platform_admin, roles=roles
     )
-    return create_token(store, key, caller, name="login", expires_in_days=expires_in_days)
+    return _issue(store, key, caller, name=token_name, lifetime=lifetime)
 
 
 def list_users(store: MetadataStore) -> list[User]:
@@ -110,28 +130,58 @@ def create_token(
     project: str | None = None,
     role: Role | None = None,
     resource: str | None = None,
-    expires_in_days: int | None = 30,
+    expires_in_days: int = DEFAULT_TOKEN_DAYS,
 ) -> ApiToken:
     """Make a token for the calling user; its secret is in the answer, and never again.
 
-    The token's role is at most the caller's (in ``project``, or anywhere for a platform
-    admin), and a token made with a token is never wider than that token.
+    Every token expires, in 1 to ``MAX_TOKEN_DAYS`` days. The token's role is at most the
+    caller's (in ``project``, or anywhere for a platform admin), and a token made with a
+    token is never wider than that token: the same project, the same resource.
 
     Raises:
-        ValidationError: a bad resource, expiry, or a resource without a project.
-        PermissionDeniedError: a role higher than the caller's.
+        ValidationError: a bad resource, a missing or out-of-range expiry, or a resource
+            without a project.
+        PermissionDeniedError: a role higher than the caller's, or a resource other than the
+            calling token's.
         NotFoundError: a project the caller cannot see.
     """
+    _check_expiry(expires_in_days)
     if resource is not None and project is None:
         raise ValidationError(
             "a token narrowed to a resource needs a project", details={"field": "project"}
         )
     if resource is not None:
         validate_resource(resource)
-    if expires_in_days is not None and not 1 <= expires_in_days <= MAX_TOKEN_DAYS:
-        raise ValidationError(
-            f"expires_in_days must be 1 to {MAX_TOKEN_DAYS}", details={"field": "expires_in_days"}
+    if caller.resource is not None and resource != caller.resource:
+        raise PermissionDeniedError(
+            f"a token narrowed to {caller.resource} can only make tokens narrowed to it "
+            f"(resource={caller.resource!r})",
+            details={"resource": caller.resource},
         )
+    lifetime = timedelta(days=expires_in_days)
+    return _issue(
+        store,
+        key,
+        caller,
+        name=name,
+        project=project,
+        role=role,
+        resource=resource,
+        lifetime=lifetime,
+    )
+
+
+def _issue(
+    store: MetadataStore,
+    key: bytes,
+    caller: Principal,
+    *,
+    name: str,
+    lifetime: timedelta,
+    project: str | None = None,
+    role: Role | None = None,
+    resource: str | None = None,
+) -> ApiToken:
     ceiling = _ceiling(caller, project)
     wanted = role or ceiling
     if wanted > ceiling:
@@ -141,7 +191,7 @@ def create_token(
             details={"role": wanted.label},
         )
     secret, prefix = tokens.new_token()
-    expires = utcnow() + timedelta(days=expires_in_days) if expires_in_days else None
+    expires = utcnow() + lifetime
     with store.session() as session:
         project_id = project_row(session, project).id if project else None
         made = api_tokens.create(
@@ -166,14 +216,70 @@ def list_tokens(store: MetadataStore, user: str) -> list[ApiToken]:
         return api_tokens.list_(session, user)
 
 
-def revoke_token(store: MetadataStore, user: str, token_id: str, *, actor: str) -> None:
-    """Revoke one of ``user``'s tokens; it is refused from the next request on.
+def _check_expiry(days: object) -> None:
+    # Tokens made before expiry was required may have none (expires_at NULL); they keep
+    # working until revoked, but no new token is made without one.
+    if days is None:
+        raise ValidationError(
+            "expires_in_days may not be null: every token expires, in 1 to "
+            f"{MAX_TOKEN_DAYS} days ({DEFAULT_TOKEN_DAYS} by default)",
+            details={"field": "expires_in_days"},
+        )
+    if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= MAX_TOKEN_DAYS:
+        raise ValidationError(
+            f"expires_in_days must be a whole number of days from 1 to {MAX_TOKEN_DAYS}",
+            details={"field": "expires_in_days"},
+        )
+
+
+def revoke_token(store: MetadataStore, user: str, ref: str, *, actor: str) -> ApiToken:
+    """Revoke one of ``user``'s tokens, named by its id or its prefix (``lm_3f9a1c2b``); it
+    is refused from the next request on.
 
     Raises:
-        NotFoundError: the user has no token with this id.
+        ValidationError: ``ref`` is neither an id nor a prefix.
+        NotFoundError: the user has no such token.
+    """
+    kind, value = parse_token_ref(ref)
+    token_id, prefix = (value, None) if kind == "id" else (None, value)
+    with store.session() as session:
+        return api_tokens.revoke(
+            session, utcnow(), token_id=token_id, prefix=prefix, user=user, actor=actor
+        )
+
+
+def find_token(store: MetadataStore, prefix: str) -> ApiToken:
+    """Any user's token by its prefix (``lm_3f9a1c2b`` or ``3f9a1c2b``): what a platform
+    admin looks up after finding a token in a log. Never its secret.
+
+    Raises:
+        ValidationError: not a prefix.
+        NotFoundError: no token has this prefix.
     """
     with store.session() as session:
-        api_tokens.revoke(session, user, token_id, utcnow(), actor=actor)
+        return api_tokens.find(session, prefix=_prefix(prefix))
+
+
+def revoke_any_token(store: MetadataStore, prefix: str, *, actor: str) -> ApiToken:
+    """Revoke any user's token by its prefix (a platform admin's answer to a leak); the
+    ``token.revoked`` event names the token's user and ``actor``, who revoked it.
+
+    Raises:
+        ValidationError: not a prefix.
+        NotFoundError: no token has this prefix.
+    """
+    with store.session() as session:
+        return api_tokens.revoke(session, utcnow(), prefix=_prefix(prefix), actor=actor)
+
+
+def _prefix(text: str) -> str:
+    kind, value = parse_token_ref(text)
+    if kind != "prefix":
+        raise ValidationError(
+            "expected a token's prefix (8 characters, as in lm_3f9a1c2b), not its id",
+            details={"field": "prefix"},
+        )
+    return value
 
 
 def _ceiling(caller: Principal, project: str | None) -> Role:
@@ -245,6 +351,13 @@ def _principal(
     return Principal(user=user, token_id=token_id, platform_admin=admin, roles=capped)
 
 
+def run_experiment(store: MetadataStore, project: str, run_id: str) -> str | None:
+    """The experiment of a run, which a token narrowed to ``experiment:<name>`` is matched on
+    for the run's routes; ``None`` when ``project`` has no such run."""
+    with store.session() as session:
+        return runs.experiment_of(session, project, run_id)
+
+
 def authorize(
     caller: Principal, rule: Rule, project: str | None, resource_name: str | None
 ) -> None:
@@ -281,7 +394,7 @@ def _check_resource(caller: Principal, rule: Rule, resource_name: str | None) ->
     if caller.resource is None:
         return
     kind, _, name = caller.resource.partition(":")
-    if rule.resource is None or rule.resource[0] != kind or resource_name != name:
+    if rule.resource is None or rule.resource.kind != kind or resource_name != name:
         raise PermissionDeniedError(
             f"this token is narrowed to {caller.resource}", details={"resource": caller.resource}
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import re
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -17,6 +18,11 @@ from loopml.core.errors import ValidationError
 USER_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9._-]{0,62}$")
 # The resource a token may be narrowed to: ``deployment:churn-api``, ``table:events``, ...
 RESOURCE_PATTERN = re.compile(r"^(deployment|experiment|table|model):[A-Za-z0-9][\w.-]{0,127}$")
+TOKEN_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+# A token's public prefix, alone or as a token starts (``lm_3f9a1c2b``, ``lm_3f9a1c2b_...``).
+TOKEN_PREFIX_PATTERN = re.compile(r"^(?:lm_)?([a-z0-9]{8})(?:_[A-Za-z0-9_-]*)?$")
+DEFAULT_TOKEN_DAYS = 30
+MAX_TOKEN_DAYS = 365
 
 
 class Role(enum.IntEnum):
@@ -67,6 +73,28 @@ def validate_resource(resource: str) -> str:
             details={"field": "resource"},
         )
     return resource
+
+
+def parse_token_ref(text: str) -> tuple[Literal["id", "prefix"], str]:
+    """Which token ``text`` names: ``("id", <32 hex>)``, or ``("prefix", <8 characters>)``
+    for a prefix written alone, with ``lm_``, or as the start of a whole token (one found in
+    a log: only its prefix is kept).
+
+    Raises:
+        ValidationError: neither an id nor a prefix.
+    """
+    if TOKEN_ID_PATTERN.fullmatch(text):
+        return "id", text
+    match = TOKEN_PREFIX_PATTERN.fullmatch(text)
+    if match is None:
+        # Never echo more than a prefix's worth: the text may be a mistyped whole token.
+        shown = text if len(text) <= 12 else text[:12] + "..."
+        raise ValidationError(
+            f"{shown!r} names no token: expected a token's id (32 hex characters) or its "
+            "prefix (8 characters, as in lm_3f9a1c2b)",
+            details={"field": "token"},
+        )
+    return "prefix", match.group(1)
 
 
 class User(BaseModel):

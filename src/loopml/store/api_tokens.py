@@ -104,21 +104,39 @@ def list_(session: Session, user: str) -> list[ApiToken]:
     return [_to_domain(row, user, project) for row, project in session.execute(query)]
 
 
-def revoke(session: Session, user: str, token_id: str, at: datetime, *, actor: str) -> ApiToken:
-    """Revoke one of ``user``'s tokens (revoking twice keeps the first time).
+def find(
+    session: Session,
+    *,
+    token_id: str | None = None,
+    prefix: str | None = None,
+    user: str | None = None,
+) -> ApiToken:
+    """One token, by its id or its prefix; only among ``user``'s when a user is given.
 
     Raises:
-        NotFoundError: the user has no token with this id.
+        NotFoundError: no such token (or not ``user``'s).
     """
-    owner = user_row(session, user)
-    found = session.execute(
-        select(ApiTokenRow, ProjectRow.name)
-        .outerjoin(ProjectRow, ProjectRow.id == ApiTokenRow.project_id)
-        .where(ApiTokenRow.id == token_id, ApiTokenRow.user_id == owner.id)
-    ).one_or_none()
-    if found is None:
-        raise NotFoundError(f"token {token_id[:40]!r} not found", details={"token": token_id})
-    row, project = found
+    return _to_domain(*_require(session, token_id=token_id, prefix=prefix, user=user))
+
+
+def revoke(
+    session: Session,
+    at: datetime,
+    *,
+    token_id: str | None = None,
+    prefix: str | None = None,
+    user: str | None = None,
+    actor: str,
+) -> ApiToken:
+    """Revoke a token, by its id or its prefix: one of ``user``'s, or anyone's when ``user``
+    is ``None`` (a platform admin revoking a leaked token). Revoking twice keeps the first
+    time; the ``token.revoked`` event names the token's user, and the actor who revoked it.
+
+    Raises:
+        NotFoundError: no such token (or not ``user``'s).
+    """
+    check_actor(actor)
+    row, owner, project = _require(session, token_id=token_id, prefix=prefix, user=user)
     if row.revoked_at is None:
         row.revoked_at = at
         events.append(
@@ -126,7 +144,30 @@ def revoke(session: Session, user: str, token_id: str, at: datetime, *, actor: s
             type="token.revoked",
             subject=row.prefix,
             project=project,
-            payload={"user": user, "name": row.name},
+            payload={"user": owner, "name": row.name},
             actor=actor,
         )
-    return _to_domain(row, user, project)
+    return _to_domain(row, owner, project)
+
+
+def _require(
+    session: Session, *, token_id: str | None, prefix: str | None, user: str | None
+) -> tuple[ApiTokenRow, str, str | None]:
+    if (token_id is None) == (prefix is None):
+        raise ValueError("give a token's id or its prefix, not both or neither")
+    query = (
+        select(ApiTokenRow, UserRow.name, ProjectRow.name)
+        .join(UserRow, UserRow.id == ApiTokenRow.user_id)
+        .outerjoin(ProjectRow, ProjectRow.id == ApiTokenRow.project_id)
+    )
+    if token_id is not None:
+        query = query.where(ApiTokenRow.id == token_id)
+    else:
+        query = query.where(ApiTokenRow.prefix == prefix)
+    if user is not None:
+        query = query.where(ApiTokenRow.user_id == user_row(session, user).id)
+    found = session.execute(query).one_or_none()
+    if found is None:
+        ref = str(token_id or prefix)
+        raise NotFoundError(f"token {ref[:40]!r} not found", details={"token": ref})
+    return found[0], found[1], found[2]

@@ -133,6 +133,21 @@ def test_a_form_type_with_an_authorization_header_is_left_to_authentication(
     assert answer.status_code == 415
 
 
+def test_a_form_type_with_a_csrf_token_header_is_left_to_authentication(
+    http: TestClient,
+) -> None:
+    # No form can set X-CSRF-Token either (a browser session's page sends it; tested with
+    # authentication on in test_sessions.py): the upload goes on to the route.
+    csv = {"content-type": "text/plain", "x-csrf-token": "0" * 64}
+    upload = http.post("/api/v1/projects/default/tables/t1/files", content=b"a\n1\n", headers=csv)
+    assert upload.status_code == 201, upload.text
+    hostile = {**csv, "origin": "http://127.0.0.1:9999"}
+    refused = http.post(
+        "/api/v1/projects/default/tables/t1/files", content=b"a\n2\n", headers=hostile
+    )
+    assert refused.status_code == 403
+
+
 @pytest.fixture
 def allowing(tmp_path: Path, database_url: str) -> TestClient:
     settings = Settings(

@@ -58,3 +58,30 @@ def test_reads_need_viewer_writes_editor_deletes_admin() -> None:
     assert rule_for("POST", "/api/v1/gc").action == Action.PLATFORM  # type: ignore[union-attr]
     assert rule_for("HEAD", "/api/v1/health").action == Action.PUBLIC  # type: ignore[union-attr]
     assert rule_for("GET", "/api/v1/nowhere") is None
+
+
+def test_every_narrowing_names_a_parameter_its_route_has(tmp_path: Path) -> None:
+    # A misspelt parameter would match nothing, and a narrowed token would be refused there.
+    import re
+    import typing
+
+    from pydantic import BaseModel
+
+    from loopml.auth.permissions import Source
+
+    app = create_app(Settings(home=tmp_path / "home"))
+    routes = {(method, path): route for method, path, route in iter_api_routes(app)}
+    for (method, path), rule in PERMISSIONS.items():
+        if rule.resource is None:
+            continue
+        if rule.resource.source is Source.BODY:
+            hints = typing.get_type_hints(routes[(method, path)].endpoint)
+            hints.pop("return", None)
+            bodies = [h for h in hints.values() if isinstance(h, type) and issubclass(h, BaseModel)]
+            assert [rule.resource.param in b.model_fields for b in bodies] == [True], path
+        else:
+            assert rule.resource.param in re.findall(r"\{(\w+)", path), path
+        assert (rule.resource.source is Source.RUN) == (rule.resource.param == "run_id"), path
+    run_routes = [r for (_, p), r in PERMISSIONS.items() if "/runs/{run_id:run_id}" in p]
+    assert run_routes
+    assert all(r.resource is not None and r.resource.kind == "experiment" for r in run_routes)

@@ -194,7 +194,7 @@ def test_the_token_cache_forgets_a_revoked_token_after_its_ttl(tmp_path: Path) -
     cache = TokenCache(store, b"k" * 32, ttl_s=5, clock=lambda: now[0])
     assert cache.principal(made.token).user == "root"
     with store.session() as session:
-        api_tokens.revoke(session, "root", made.id, utcnow(), actor="t")
+        api_tokens.revoke(session, utcnow(), token_id=made.id, user="root", actor="t")
     assert cache.principal(made.token).user == "root"  # remembered, within the TTL
     now[0] = 5.1
     with pytest.raises(UnauthenticatedError, match="revoked"):
@@ -217,3 +217,22 @@ def test_serving_paths_name_their_deployment_as_the_gateway_resolves_it() -> Non
     assert deployment_of("/v2/models/ghost/infer", by_model) == ("default", "ghost")
     assert deployment_of("/v2/health/live", by_model) is None
     assert deployment_of("/api/v1/projects", by_model) is None
+
+
+def test_a_token_is_named_by_its_id_or_its_prefix_however_written() -> None:
+    from loopml.core.auth import parse_token_ref
+
+    token, prefix = tokens.new_token()
+    assert parse_token_ref("0123456789abcdef0123456789abcdef") == (
+        "id",
+        "0123456789abcdef0123456789abcdef",
+    )
+    for written in (prefix, f"lm_{prefix}", token):
+        assert parse_token_ref(written) == ("prefix", prefix)
+    for wrong in ("", "lm_", "abc", "ABCDEFGH", "0123456789abcdef", "lm_abcdefgh!", "x" * 40):
+        with pytest.raises(ValidationError, match="names no token"):
+            parse_token_ref(wrong)
+    # A mistyped whole token is never echoed past a prefix's length.
+    with pytest.raises(ValidationError) as caught:
+        parse_token_ref("LM_" + token[3:])
+    assert token[12:] not in caught.value.message

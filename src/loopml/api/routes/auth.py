@@ -1,25 +1,43 @@
-"""Logins, API tokens, users and project members: /api/v1/auth, /tokens, /users, /members."""
+"""Logins, browser sessions, API tokens, users and project members: /api/v1/auth, /tokens,
+/admin/tokens, /users, /members."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Path, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from datetime import datetime, timedelta
 
-from loopml.api.authz import client_source, limiter_of, principal_of
+from fastapi import APIRouter, Path, Request, Response
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from loopml.api.authz import client_source, limiter_of, principal_of, session_token
 from loopml.api.context import Actor, Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
-from loopml.auth import service
-from loopml.core.auth import USER_NAME_PATTERN, ApiToken, Membership, Principal, Role, User
+from loopml.auth import service, sessions
+from loopml.core.auth import (
+    DEFAULT_TOKEN_DAYS,
+    MAX_TOKEN_DAYS,
+    USER_NAME_PATTERN,
+    ApiToken,
+    Membership,
+    Principal,
+    Role,
+    User,
+)
 from loopml.core.errors import UnauthenticatedError, ValidationError
 
 router = APIRouter(route_class=StrictJSONRoute, tags=["auth"], responses=ERROR_RESPONSES)
 PROJECT = project_path("The project whose members are listed or set.")
-TOKEN_ID = Path(
-    description="A token's id (32 lowercase hex characters).",
-    min_length=32,
+TOKEN = Path(
+    description="One of your tokens: its id (32 lowercase hex characters) or its prefix "
+    "(8 characters, with or without 'lm_').",
     max_length=32,
-    pattern="^[0-9a-f]{32}$",
+    pattern="^([0-9a-f]{32}|(lm_)?[a-z0-9]{8})$",
+)
+PREFIX = Path(
+    description="A token's prefix (8 characters, with or without 'lm_'), as in a token "
+    "found in a log: lm_3f9a1c2b_...",
+    max_length=11,
+    pattern="^(lm_)?[a-z0-9]{8}$",
 )
 USER = Path(
     description="A user name: a lowercase letter, then lowercase letters, digits, '.', '_', '-'.",
@@ -36,7 +54,28 @@ class Login(BaseModel):
 
     user: str = Field(min_length=1, max_length=63)
     password: str = Field(min_length=1, max_length=1024)
-    expires_in_days: int = Field(default=30, ge=1, le=service.MAX_TOKEN_DAYS)
+    expires_in_days: int = Field(default=DEFAULT_TOKEN_DAYS, ge=1, le=MAX_TOKEN_DAYS)
+
+
+class SessionLogin(BaseModel):
+    """A user's name and password; the answer starts a browser session (cookies)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user: str = Field(min_length=1, max_length=63)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class SessionStarted(BaseModel):
+    """A browser session: its token is in the ``HttpOnly`` cookie only, never in the body."""
+
+    user: str
+    token_id: str = Field(description="The session token's id, as `GET /api/v1/tokens` lists it.")
+    expires_at: datetime
+    csrf_token: str = Field(
+        description="Send it as `X-CSRF-Token` on every POST, PUT, PATCH and DELETE made "
+        "with the session cookie (also in the readable `loopml_csrf` cookie)."
+    )
 
 
 class TokenCreate(BaseModel):
@@ -48,7 +87,22 @@ class TokenCreate(BaseModel):
     project: str | None = Field(default=None, max_length=63)
     role: str | None = _ROLE
     resource: str | None = Field(default=None, max_length=140)
-    expires_in_days: int | None = Field(default=30, ge=1, le=service.MAX_TOKEN_DAYS)
+    expires_in_days: int = Field(
+        default=DEFAULT_TOKEN_DAYS,
+        ge=1,
+        le=MAX_TOKEN_DAYS,
+        description="Days until the token expires. Every token expires: null is refused.",
+    )
+
+    @field_validator("expires_in_days", mode="before")
+    @classmethod
+    def _expiry_is_required(cls, value: object) -> object:
+        if value is None:
+            raise ValueError(
+                f"may not be null: every token expires, in 1 to {MAX_TOKEN_DAYS} days "
+                f"({DEFAULT_TOKEN_DAYS} if left out)"
+            )
+        return value
 
 
 class TokenList(BaseModel):
@@ -94,23 +148,85 @@ def _caller(request: Request) -> Principal:
     return caller
 
 
-@router.post("/api/v1/auth/login", status_code=201)
-def login(body: Login, request: Request, ctx: Ctx) -> ApiToken:
-    """Trade a user's password for a new API token (shown once). Failed attempts are counted
-    per address: 429 past `auth.login_failures_per_minute`."""
+def _password_login(
+    request: Request, ctx: Ctx, user: str, password: str, lifetime: timedelta, name: str
+) -> ApiToken:
     source, limiter = client_source(request), limiter_of(request)
     limiter.check(source)
     try:
         return service.login(
             ctx.store,
             request.app.state.auth_key,
-            body.user,
-            body.password,
-            expires_in_days=body.expires_in_days,
+            user,
+            password,
+            lifetime=lifetime,
+            token_name=name,
         )
     except UnauthenticatedError:
         limiter.fail(source)
         raise
+
+
+@router.post("/api/v1/auth/login", status_code=201)
+def login(body: Login, request: Request, ctx: Ctx) -> ApiToken:
+    """Trade a user's password for a new API token (shown once). Failed attempts are counted
+    per address: 429 past `auth.login_failures_per_minute`."""
+    lifetime = timedelta(days=body.expires_in_days)
+    return _password_login(request, ctx, body.user, body.password, lifetime, "login")
+
+
+@router.post("/api/v1/auth/session", status_code=201)
+def start_session(
+    body: SessionLogin, request: Request, response: Response, ctx: Ctx
+) -> SessionStarted:
+    """Log a browser in: the session token goes into the `loopml_session` cookie (`HttpOnly`,
+    `SameSite=Lax`, `Secure` over https) for `auth.session_hours`, and its CSRF token into the
+    answer and the readable `loopml_csrf` cookie. Failed attempts count as for a login."""
+    if not ctx.settings.auth.enabled:
+        raise ValidationError(
+            "authentication is off on this server (auth.enabled = false): there is no "
+            "session to start"
+        )
+    lifetime = timedelta(hours=ctx.settings.auth.session_hours)
+    made = _password_login(request, ctx, body.user, body.password, lifetime, "session")
+    # A token just made carries its secret, and a login's always expires.
+    assert made.token is not None
+    assert made.expires_at is not None
+    csrf = sessions.csrf_token(request.app.state.auth_key, made.token)
+    max_age = int(lifetime.total_seconds())
+    secure = request.url.scheme == "https"
+    for name, value, http_only in (
+        (sessions.SESSION_COOKIE, made.token, True),
+        (sessions.CSRF_COOKIE, csrf, False),
+    ):
+        response.set_cookie(
+            name,
+            value,
+            max_age=max_age,
+            path="/",
+            secure=secure,
+            httponly=http_only,
+            samesite="lax",
+        )
+    return SessionStarted(
+        user=made.user, token_id=made.id, expires_at=made.expires_at, csrf_token=csrf
+    )
+
+
+@router.delete("/api/v1/auth/session", status_code=204)
+def end_session(request: Request, ctx: Ctx, actor: Actor) -> Response:
+    """Log a browser out: revoke the session token its cookie carries (refused from the next
+    request on) and clear both cookies. Like every state change made with the session
+    cookie, it needs `X-CSRF-Token`. With a bearer header instead, nothing is revoked (that
+    token is no session), and the cookies are cleared all the same."""
+    caller = _caller(request)
+    if session_token(request) is not None and caller.token_id is not None:
+        service.revoke_token(ctx.store, caller.user, caller.token_id, actor=actor)
+    answer = Response(status_code=204)
+    secure = request.url.scheme == "https"
+    for name, http_only in ((sessions.SESSION_COOKIE, True), (sessions.CSRF_COOKIE, False)):
+        answer.delete_cookie(name, path="/", secure=secure, httponly=http_only, samesite="lax")
+    return answer
 
 
 @router.get("/api/v1/auth/whoami")
@@ -141,10 +257,26 @@ def list_tokens(request: Request, ctx: Ctx) -> TokenList:
     return TokenList(items=service.list_tokens(ctx.store, _caller(request).user))
 
 
-@router.delete("/api/v1/tokens/{token_id}", status_code=204)
-def revoke_token(request: Request, ctx: Ctx, actor: Actor, token_id: str = TOKEN_ID) -> Response:
-    """Revoke one of the calling user's tokens; it is refused from the next request on."""
-    service.revoke_token(ctx.store, _caller(request).user, token_id, actor=actor)
+@router.delete("/api/v1/tokens/{token}", status_code=204)
+def revoke_token(request: Request, ctx: Ctx, actor: Actor, token: str = TOKEN) -> Response:
+    """Revoke one of the calling user's tokens, by id or prefix; it is refused from the next
+    request on."""
+    service.revoke_token(ctx.store, _caller(request).user, token, actor=actor)
+    return Response(status_code=204)
+
+
+@router.get("/api/v1/admin/tokens/{prefix}")
+def find_token(ctx: Ctx, prefix: str = PREFIX) -> ApiToken:
+    """Any user's token, by its prefix: whose it is, its scope, role, expiry, last use and
+    revocation (platform admins only; never the secret)."""
+    return service.find_token(ctx.store, prefix)
+
+
+@router.delete("/api/v1/admin/tokens/{prefix}", status_code=204)
+def revoke_any_token(ctx: Ctx, actor: Actor, prefix: str = PREFIX) -> Response:
+    """Revoke any user's token by its prefix, such as one found in a log (platform admins
+    only); recorded as `token.revoked` with the admin as its actor."""
+    service.revoke_any_token(ctx.store, prefix, actor=actor)
     return Response(status_code=204)
 
 
