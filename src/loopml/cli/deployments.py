@@ -20,7 +20,7 @@ from loopml.cli._output import (
 from loopml.core.errors import ConfigurationError, ValidationError
 
 if TYPE_CHECKING:
-    from loopml.core.deployments import Deployment
+    from loopml.core.deployments import Canary, Deployment
 
 app = typer.Typer(
     help="Deployments: status, revisions, logs, scale, rollback, delete.",
@@ -32,6 +32,10 @@ JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
 NAME = typer.Argument(..., help="The deployment's name.")
 _OUTPUTS = ("table", "json", "yaml")
 _AUTH_HELP = "token (default) or none: whether predicting needs a token when auth is on."
+_AUTO_HELP = (
+    "Roll the canary back when it is worse than the primary, promote it when it is not after "
+    "a while (the server's `canary` settings; docs/deployments.md)."
+)
 
 
 def deploy(
@@ -45,6 +49,7 @@ def deploy(
     max_replicas: int | None = typer.Option(None, "--max", min=1, help="Most replicas."),
     canary: str | None = typer.Option(None, "--canary", help="A second model reference."),
     percent: int = typer.Option(10, "--percent", min=1, max=99, help="The canary's share."),
+    auto_canary: bool = typer.Option(False, "--auto-canary", help=_AUTO_HELP),
     shadow: str | None = typer.Option(None, "--shadow", help="Gets a copy of every request."),
     scale_to_zero_after: int | None = typer.Option(
         None, "--scale-to-zero-after", min=10, help="Stop after this many idle seconds."
@@ -79,6 +84,7 @@ def deploy(
             max_replicas=high,
             canary=canary,
             canary_percent=percent if canary else None,
+            canary_policy={"auto": True} if auto_canary else None,
             shadow=shadow,
             scale_to_zero_after_s=scale_to_zero_after,
             cpu=cpu,
@@ -136,6 +142,12 @@ def _print_preview(
     _print(deployment, output)
 
 
+def _canary_text(canary: Canary | None) -> str:
+    if canary is None:
+        return ""
+    return f"{canary.model} {canary.percent}%" + (" (auto)" if canary.auto else "")
+
+
 def _print(deployment: Deployment, output: str) -> None:
     data = deployment.model_dump(mode="json")
     if output == "json":
@@ -160,7 +172,7 @@ def _show(deployment: Deployment) -> None:
             "replicas",
             f"{deployment.replicas_ready} ready (min {spec.min_replicas}, max {spec.max_replicas})",
         ),
-        ("canary", f"{spec.canary.model} {spec.canary.percent}%" if spec.canary else ""),
+        ("canary", _canary_text(spec.canary)),
         ("shadow", spec.shadow or ""),
         (
             "scale to zero after",
@@ -273,6 +285,7 @@ def update(
     canary: str | None = typer.Option(None, "--canary", help="A canary model reference."),
     percent: int = typer.Option(10, "--percent", min=1, max=99, help="The canary's share."),
     no_canary: bool = typer.Option(False, "--no-canary", help="Remove the canary."),
+    auto_canary: bool = typer.Option(False, "--auto-canary", help=_AUTO_HELP),
     shadow: str | None = typer.Option(None, "--shadow", help="A shadow model reference."),
     no_shadow: bool = typer.Option(False, "--no-shadow", help="Remove the shadow."),
     auth: str | None = typer.Option(None, "--auth", help="token or none."),
@@ -283,6 +296,7 @@ def update(
     if canary is not None or no_canary:
         changes["canary"] = None if no_canary else canary
         changes["canary_percent"] = percent
+        changes["canary_policy"] = {"auto": True} if auto_canary else None
     if shadow is not None or no_shadow:
         changes["shadow"] = None if no_shadow else shadow
     with state(ctx).client() as client:

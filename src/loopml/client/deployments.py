@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from loopml.client._http import Http, segment
@@ -45,6 +45,7 @@ class Deployments:
         max_replicas: int | None = None,
         canary: str | None = None,
         canary_percent: int | None = None,
+        canary_policy: Mapping[str, Any] | None = None,
         shadow: str | None = None,
         scale_to_zero_after_s: int | None = None,
         cpu: str | None = None,
@@ -58,6 +59,8 @@ class Deployments:
 
         Args:
             canary: a second model reference taking ``canary_percent`` of the traffic.
+            canary_policy: how the canary is judged (``{"auto": True, "min_requests":
+                200, "promote_after_s": 1800}``; see docs/deployments.md).
             shadow: a model reference that gets a copy of every request (never answered).
             auth: ``token`` (the server's default) or ``none``: whether predicting needs a
                 token when the server has authentication on.
@@ -71,7 +74,11 @@ class Deployments:
             "target": target,
         }
         if canary is not None:
-            body["canary"] = {"model": canary, "percent": canary_percent or 10}
+            body["canary"] = {
+                "model": canary,
+                "percent": canary_percent or 10,
+                **(canary_policy or {}),
+            }
         if shadow is not None:
             body["shadow"] = shadow
         if scale_to_zero_after_s is not None:
@@ -116,13 +123,15 @@ class Deployments:
         model: str | None = None,
         canary: str | None = _UNSET,
         canary_percent: int = 10,
+        canary_policy: Mapping[str, Any] | None = None,
         shadow: str | None = _UNSET,
         scale_to_zero_after_s: int | None = _UNSET,
         auth: str | None = None,
         project: str = DEFAULT_PROJECT,
     ) -> Deployment:
         """Change a deployment; ``None`` removes a canary, a shadow or scale-to-zero
-        (``auth``: ``token`` or ``none``, unchanged when ``None``)."""
+        (``auth``: ``token`` or ``none``, unchanged when ``None``; ``canary_policy`` as in
+        ``create``, with a new ``canary``)."""
         body: dict[str, Any] = {}
         if model is not None:
             body["model"] = model
@@ -130,7 +139,9 @@ class Deployments:
             body["auth"] = auth
         if canary is not _UNSET:
             body["canary"] = (
-                None if canary is None else {"model": canary, "percent": canary_percent}
+                None
+                if canary is None
+                else {"model": canary, "percent": canary_percent, **(canary_policy or {})}
             )
         if shadow is not _UNSET:
             body["shadow"] = shadow
@@ -171,10 +182,18 @@ class Deployments:
         return [Revision.model_validate(item) for item in data["items"]]
 
     def logs(
-        self, name: str, *, tail: int = 100, project: str = DEFAULT_PROJECT
+        self,
+        name: str,
+        *,
+        tail: int = 100,
+        grep: str | None = None,
+        level: str | None = None,
+        project: str = DEFAULT_PROJECT,
     ) -> builtins.list[str]:
-        """The last ``tail`` lines its replicas wrote."""
-        data = self._http.json("GET", f"{self._path(project, name)}/logs", params={"tail": tail})
+        """The last ``tail`` lines its replicas wrote; with ``grep`` (a text, any case) or
+        ``level`` (``debug`` ... ``critical``: that level and above), the last that match."""
+        params = _log_params(grep, level) | {"tail": tail}
+        data = self._http.json("GET", f"{self._path(project, name)}/logs", params=params)
         lines: builtins.list[str] = data["lines"]
         return lines
 
@@ -210,3 +229,12 @@ class Deployments:
             path = f"/projects/{segment(project)}{path}"
         answer: dict[str, Any] = self._http.json("POST", path, json={"instances": instances})
         return answer
+
+
+def _log_params(grep: str | None, level: str | None) -> dict[str, str | int]:
+    params: dict[str, str | int] = {}
+    if grep:
+        params["grep"] = grep
+    if level:
+        params["level"] = level
+    return params

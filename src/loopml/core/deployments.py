@@ -82,10 +82,36 @@ class Resources(_Spec):
 
 
 class Canary(_Spec):
-    """A second model taking ``percent`` of the traffic."""
+    """A second model taking ``percent`` of the traffic; with ``auto``, judged against the
+    primary from the monitor's figures and rolled back or promoted by itself (see
+    ``core.canary``). Every judging field left out takes the server's ``canary`` setting."""
 
     model: str = Field(pattern=MODEL_REF_PATTERN, max_length=200)
     percent: int = Field(ge=1, le=99)
+    auto: bool | None = Field(
+        default=None, description="Roll back or promote automatically (`canary.auto` if unset)."
+    )
+    max_error_rate_increase: float | None = Field(
+        default=None, ge=0, le=1, description="Error-rate margin over the primary's (a share)."
+    )
+    max_latency_ratio: float | None = Field(
+        default=None, ge=1, le=1000, description="p95 latency margin: times the primary's."
+    )
+    latency_slack_ms: float | None = Field(
+        default=None, ge=0, le=600_000, description="Latency differences under this never count."
+    )
+    max_quality_drop: float | None = Field(
+        default=None, ge=0, le=1, description="Accuracy (or R2) margin under the primary's."
+    )
+    min_requests: int | None = Field(
+        default=None, ge=1, le=10_000_000, description="Requests each revision needs first."
+    )
+    min_labels: int | None = Field(
+        default=None, ge=1, le=10_000_000, description="Labels each needs to compare quality."
+    )
+    promote_after_s: float | None = Field(
+        default=None, ge=0, le=30 * 86_400, description="Promoted when no worse after this."
+    )
 
 
 class DeploymentSpec(_Spec):

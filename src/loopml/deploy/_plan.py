@@ -40,6 +40,21 @@ def spec_error(exc: pydantic.ValidationError) -> ValidationError:
     return ValidationError(f"invalid deployment spec: {summary}", details={"errors": errors})
 
 
+def follows(spec: DeploymentSpec, model: str, alias: str | None) -> bool:
+    """Whether ``spec`` names ``model`` by ``alias`` (or, with ``alias`` None, by its newest
+    READY version), so that it must be re-resolved when that moves."""
+    refs = [spec.model, spec.shadow, spec.canary.model if spec.canary else None]
+    for ref in refs:
+        if ref is None:
+            continue
+        parsed = ModelRef.parse(ref)
+        if parsed.name != model:
+            continue
+        if (alias is not None and parsed.alias == alias) or (alias is None and parsed.is_latest):
+            return True
+    return False
+
+
 def in_use_revisions(traffic: Mapping[int, int], shadow: int | None) -> set[int]:
     return set(traffic) if shadow is None else {*traffic, shadow}
 

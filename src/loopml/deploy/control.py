@@ -33,13 +33,8 @@ from loopml.core.deployments import (
     Revision,
     validate_deployment_name,
 )
-from loopml.core.errors import (
-    AlreadyExistsError,
-    ConflictError,
-    LoopmlError,
-    NotFoundError,
-)
-from loopml.core.refs import ModelRef
+from loopml.core.errors import AlreadyExistsError, ConflictError, LoopmlError, NotFoundError
+from loopml.core.logs import LogQuery
 from loopml.core.types import Page
 from loopml.deploy._packages import deployment_folder, fetch, prune
 from loopml.deploy._plan import (
@@ -50,6 +45,7 @@ from loopml.deploy._plan import (
     preview,
     resolve_spec,
 )
+from loopml.deploy._plan import follows as follows
 from loopml.deploy.targets.base import (
     DeployTarget,
     ProvidesLogs,
@@ -66,21 +62,6 @@ from loopml.store.deployments import Roles
 log = logging.getLogger("loopml.deploy")
 
 SYSTEM_ACTOR = "system"
-
-
-def follows(spec: DeploymentSpec, model: str, alias: str | None) -> bool:
-    """Whether ``spec`` names ``model`` by ``alias`` (or, with ``alias`` None, by its newest
-    READY version), so that it must be re-resolved when that moves."""
-    refs = [spec.model, spec.shadow, spec.canary.model if spec.canary else None]
-    for ref in refs:
-        if ref is None:
-            continue
-        parsed = ModelRef.parse(ref)
-        if parsed.name != model:
-            continue
-        if (alias is not None and parsed.alias == alias) or (alias is None and parsed.is_latest):
-            return True
-    return False
 
 
 class DeploymentControl:
@@ -134,12 +115,12 @@ class DeploymentControl:
         with self.store.session() as session:
             return repo.revisions(session, project, name)
 
-    def logs(self, project: str, name: str, tail: int) -> list[str]:
-        """The last ``tail`` lines its replicas wrote (when the target keeps them)."""
+    def logs(self, project: str, name: str, tail: int, query: LogQuery | None = None) -> list[str]:
+        """The last ``tail`` lines its replicas wrote that ``query`` keeps (if kept at all)."""
         deployment = self.get(project, name)
         target = self.targets.get(deployment.spec.target)
         if isinstance(target, ProvidesLogs):
-            return target.logs(deployment, tail)
+            return target.logs(deployment, tail, query)
         return []
 
     def status_of(self, deployment: Deployment) -> TargetStatus:
@@ -299,6 +280,33 @@ class DeploymentControl:
             self._target(spec.target).apply(deployment, packages)
             return deployment
 
+    def end_canary(
+        self, project: str, name: str, revision: int, *, promote: bool, details: dict[str, Any]
+    ) -> Deployment | None:
+        """Promote the canary ``revision`` to primary (the spec's model becomes the canary's
+        reference) or drop it, recording ``details`` in the event
+        (``deployment.canary.promoted`` or ``deployment.canary.rolled_back``). ``None`` when
+        ``revision`` is no longer the canary, or its reference moved to another version."""
+        with self._lock:
+            current, roles = self._current(project, name)
+            if current.spec.canary is None or roles.canary != revision:
+                return None
+            changes: dict[str, Any] = {"canary": None}
+            if promote:
+                changes["model"] = current.spec.canary.model
+            merged = {**current.spec.model_dump(mode="json"), **changes}
+            resolved = resolve_spec(self.store, project, merged)
+            judged = next(r for r in current.revisions if r.number == revision)
+            primary = resolved.versions["primary"]
+            if promote and (primary.model, primary.version) != (judged.model, judged.version):
+                return None
+            event: repo.UpdateEvent = (
+                "deployment.canary.promoted" if promote else "deployment.canary.rolled_back"
+            )
+            return self._change(
+                current, roles, resolved, SYSTEM_ACTOR, sorted(changes), event, details
+            )
+
     def delete(self, project: str, name: str, *, actor: str) -> None:
         """Delete a deployment; its target stops it (the local target waits until its
         processes are gone) and its fetched packages are removed."""
@@ -407,10 +415,14 @@ class DeploymentControl:
         resolved: Resolved,
         actor: str,
         change: list[str],
+        event: repo.UpdateEvent = "deployment.updated",
+        details: dict[str, Any] | None = None,
     ) -> Deployment:
         plan = make_plan(resolved, current, roles, self._next_number(current))
         self._unfollowed.pop((current.project, current.name), None)
-        return self._commit(current, plan, actor, change=change, spec=resolved.spec)
+        return self._commit(
+            current, plan, actor, change=change, spec=resolved.spec, event=event, details=details
+        )
 
     def _commit(
         self,
@@ -421,6 +433,8 @@ class DeploymentControl:
         change: list[str],
         spec: DeploymentSpec | None = None,
         reason: str | None = None,
+        event: repo.UpdateEvent = "deployment.updated",
+        details: dict[str, Any] | None = None,
     ) -> Deployment:
         spec = spec or current.spec
         revisions = {r.number: r for r in current.revisions}
@@ -431,7 +445,7 @@ class DeploymentControl:
             for p in self._packages(current.project, current.name, plan, revisions)
             if p.revision not in fresh
         ]
-        payload: dict[str, Any] = {"change": change}
+        payload: dict[str, Any] = {**(details or {}), "change": change}
         if reason is not None:
             payload["reason"] = reason
         with self.store.session() as session:
@@ -444,6 +458,7 @@ class DeploymentControl:
                 roles=plan.roles,
                 traffic=plan.traffic,
                 actor=actor,
+                event=event,
                 **payload,
             )
         self._target(spec.target).apply(deployment, packages)

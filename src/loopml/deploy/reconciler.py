@@ -10,7 +10,9 @@ A background thread that, every ``interval_s``:
   those on the model's newest version (``churn``); a changed version is rolled out;
 - **syncs** each deployment's status from its target into the store (an event when it
   changes), and stops what still runs for deployments that disappeared behind its back
-  (their project was deleted, or another server deleted them).
+  (their project was deleted, or another server deleted them);
+- runs the **tasks** it was given (judging canaries, listing replicas for Prometheus),
+  each on its own: one that fails does not stop the others.
 
 Nothing here raises: a failed round is logged and the next one tries again.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
 
 from loopml.core.deployments import Deployment
 from loopml.core.errors import NotFoundError
@@ -43,14 +46,21 @@ class Reconciler:
         control: the control plane whose deployments it keeps running.
         store: the metadata store (the event feed).
         interval_s: time between rounds.
+        tasks: called at the end of each round.
     """
 
     def __init__(
-        self, control: DeploymentControl, store: MetadataStore, *, interval_s: float = 0.5
+        self,
+        control: DeploymentControl,
+        store: MetadataStore,
+        *,
+        interval_s: float = 0.5,
+        tasks: Sequence[Callable[[], object]] = (),
     ) -> None:
         self.control = control
         self.store = store
         self.interval_s = interval_s
+        self.tasks = list(tasks)
         self._cursor: int | None = None
         self._settled = False
         self._known: dict[Key, Deployment] = {}
@@ -76,7 +86,7 @@ class Reconciler:
             self.run_once()
 
     def run_once(self) -> None:
-        """One round: settle (until it has worked once), follow, sync."""
+        """One round: settle (until it has worked once), follow, sync, then the tasks."""
         try:
             if self._cursor is None:
                 with self.store.session() as session:
@@ -88,6 +98,11 @@ class Reconciler:
             self._sync()
         except Exception:
             log.exception("deployment reconciler: round failed; retrying")
+        for task in self.tasks:
+            try:
+                task()
+            except Exception:
+                log.exception("deployment reconciler: %r failed; retrying next round", task)
 
     def _settle(self) -> None:
         for deployment in self.control.list_all():

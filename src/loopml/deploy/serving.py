@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -69,7 +70,9 @@ class Serving:
         cls, store: MetadataStore, artifacts: ArtifactStore, settings: Settings
     ) -> Serving:
         """Build from the settings tree: the targets it enables (``deploy.targets.TARGETS``),
-        the ``gateway`` and ``deployments`` sections; packages under ``<home>/deployments``."""
+        the ``gateway``, ``deployments`` and ``canary`` sections; packages under
+        ``<home>/deployments``. The reconciler also judges automatic canaries (when the
+        monitor runs) and keeps the replicas' Prometheus list (``deployments.scrape_targets``)."""
         from loopml.deploy.targets import open_targets
 
         root = settings.home / "deployments"
@@ -79,11 +82,12 @@ class Serving:
         control = DeploymentControl(store, artifacts, {"local": local, **targets}, root)
         gateway = settings.gateway
         interval = settings.deployments.reconcile_interval_s
+        tasks = _tasks(control, store, local, settings)
         return cls(
             control=control,
             local=local,
             gateway=Gateway(local, gateway),
-            reconciler=Reconciler(control, store, interval_s=interval),
+            reconciler=Reconciler(control, store, interval_s=interval, tasks=tasks),
         )
 
     async def start(self) -> None:
@@ -97,3 +101,33 @@ class Serving:
         await anyio.to_thread.run_sync(self.reconciler.stop)
         await self.gateway.close()
         await anyio.to_thread.run_sync(self.local.close)
+
+
+def _tasks(
+    control: DeploymentControl,
+    store: MetadataStore,
+    local: LocalDeployTarget,
+    settings: Settings,
+) -> list[Callable[[], object]]:
+    """What the reconciler does besides reconciling, as the settings ask."""
+    from loopml.core.canary import CanaryPolicy
+    from loopml.deploy.canary import CanaryDefaults, CanaryWatch
+    from loopml.deploy.scrape import ScrapeTargets
+    from loopml.monitor.compare import smallest_size
+
+    tasks: list[Callable[[], object]] = []
+    if settings.monitor.enabled:
+        canary = settings.canary
+        policy = CanaryPolicy(**canary.model_dump(exclude={"auto", "interval_s"}))
+        watch = CanaryWatch(
+            control,
+            store,
+            CanaryDefaults(canary.auto, policy),
+            window=smallest_size(settings.monitor.windows),
+            interval_s=canary.interval_s,
+        )
+        tasks.append(watch.run_due)
+    if settings.deployments.scrape_targets:
+        path = settings.home / settings.deployments.scrape_targets
+        tasks.append(ScrapeTargets(path, local.all_routes).write)
+    return tasks

@@ -52,6 +52,15 @@ class Roles:
     shadow: int | None = None
 
 
+UpdateEvent = Literal[
+    "deployment.updated",
+    "deployment.rolled_back",
+    "deployment.canary.promoted",
+    "deployment.canary.rolled_back",
+]
+"""The event a change of spec and serving state is recorded as."""
+
+
 @dataclass(frozen=True)
 class NewRevision:
     """A revision to add: ``number`` is the next free one, chosen by the caller."""
@@ -312,7 +321,7 @@ def update(
     roles: Roles,
     traffic: dict[int, int],
     actor: str,
-    event: Literal["deployment.updated", "deployment.rolled_back"] = "deployment.updated",
+    event: UpdateEvent = "deployment.updated",
     **payload: Any,
 ) -> Deployment:
     """Store a new spec and serving state (new revisions first); appends ``event`` with the

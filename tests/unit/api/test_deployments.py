@@ -108,6 +108,26 @@ def test_invalid_deployments_are_refused(
     assert answer.json()["error"]["code"] == code
 
 
+def test_a_canarys_judging_fields_are_kept_and_checked(client: Client, versions: None) -> None:
+    deployments = client.deployments
+    policy = {"auto": True, "min_requests": 5, "promote_after_s": 30}
+    created = deployments.create(
+        "churn", "cancer/1", min_replicas=0, canary="cancer/2", canary_policy=policy
+    )
+    assert created.spec.canary is not None
+    assert (created.spec.canary.auto, created.spec.canary.min_requests) == (True, 5)
+    assert created.spec.canary.max_quality_drop is None  # the server's setting then
+    updated = deployments.update(
+        "churn", canary="cancer/2", canary_percent=20, canary_policy={"max_latency_ratio": 2}
+    )
+    assert updated.spec.canary is not None
+    assert (updated.spec.canary.auto, updated.spec.canary.max_latency_ratio) == (None, 2)
+    for wrong in ({"min_requests": 0}, {"max_error_rate_increase": 2}, {"max_latency_ratio": 0.5}):
+        with pytest.raises(ValidationError):
+            deployments.update("churn", canary="cancer/2", canary_policy=wrong)
+    deployments.delete("churn")
+
+
 def test_routes_refuse_what_does_not_exist(client: Client, http: TestClient) -> None:
     assert http.get("/api/v1/projects/nope/deployments").status_code == 404
     assert http.get(f"{DEPLOYMENTS}/ghost").status_code == 404
@@ -154,3 +174,39 @@ def test_a_deployment_answers_through_the_gateway_and_delete_stops_it(
     assert len(replica_processes("churn")) == 1
     client.deployments.delete("churn")
     assert replica_processes("churn") == []
+
+
+def test_deployment_logs_are_searched_by_text_and_level(
+    client: Client, http: TestClient, settings: Settings, versions: None
+) -> None:
+    client.deployments.create("churn", "cancer/1", min_replicas=0)
+    log = settings.home / "deployments" / "default" / "churn" / "replicas.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    written = [
+        "INFO:     Started server process [4242]",
+        'INFO:     127.0.0.1:5000 - "POST /predict HTTP/1.1" 200 OK',
+        "ERROR:    Exception in ASGI application",
+        "Traceback (most recent call last):",
+        "ValueError: column 'age' is missing",
+        'INFO:     127.0.0.1:5000 - "POST /predict HTTP/1.1" 500 Internal Server Error',
+    ]
+    with log.open("a", encoding="utf-8") as file:
+        file.writelines(line + "\n" for line in written)
+    deployments = client.deployments
+    assert deployments.logs("churn", grep="post /PREDICT") == [written[1], written[5]]
+    assert deployments.logs("churn", grep="post /predict", tail=1) == [written[5]]
+    assert deployments.logs("churn", level="error") == written[2:5]
+    assert deployments.logs("churn", level="error", grep="age") == [written[4]]
+    assert deployments.logs("churn", level="critical") == []
+    assert deployments.logs("churn", tail=2) == written[-2:]
+
+    url = f"{DEPLOYMENTS}/churn/logs"
+    too_long = http.get(url, params={"grep": "x" * 201})
+    assert too_long.status_code == 422
+    assert "grep" in too_long.json()["error"]["message"]
+    assert "200 characters" in too_long.json()["error"]["message"]
+    loud = http.get(url, params={"level": "loud"})
+    assert loud.status_code == 422
+    assert "not one of debug, info, warning, error, critical" in loud.json()["error"]["message"]
+    assert http.get(url, params={"level": "ERROR"}).json()["lines"] == written[2:5]
+    client.deployments.delete("churn")

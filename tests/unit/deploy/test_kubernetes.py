@@ -10,7 +10,7 @@ import hashlib
 import re
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -227,6 +227,8 @@ def test_a_plain_deployment_is_a_service_and_a_deployment_service_hpa_per_revisi
         "prometheus.io/scrape": "true",
         "prometheus.io/port": "8080",
         "prometheus.io/path": "/metrics",
+        "loopml.io/project": "default",  # the exact names, for the resource readings
+        "loopml.io/model": "churn",
     }
 
 
@@ -284,6 +286,24 @@ def test_the_fetch_accepts_the_rendered_arguments() -> None:
         assert (args.url, args.model, args.version) == (URL, "churn", 3)
         assert (args.manifest_sha256 is not None) is pinned
         assert (args.hash_file is not None) is not pinned
+
+
+def test_a_token_secret_reaches_the_fetch_and_only_the_fetch() -> None:
+    for kserve in (False, True):
+        plain = rendered(make_deployment(), kserve=kserve)
+        with_token = rendered(make_deployment(), kserve=kserve, token_secret="loopml-pods")
+        pod = pod_specs(with_token)[0]
+        (init,) = pod["initContainers"]
+        assert init["env"] == [
+            {
+                "name": "LOOPML_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": "loopml-pods", "key": "token"}},
+            }
+        ]
+        assert "env" not in pod["containers"][0]
+        assert all("env" not in c for p in pod_specs(plain) for c in p["initContainers"])
+        # Nothing of the token itself is in the objects, only the Secret's name.
+        assert "LOOPML_TOKEN" not in to_yaml(plain)
 
 
 def test_without_the_package_the_server_takes_the_hash_the_fetch_verified() -> None:
@@ -952,3 +972,33 @@ def test_the_rbac_example_is_valid() -> None:
     for manifest in rendered(shadow_deployment()) + rendered(shadow_deployment(), kserve=True):
         group = manifest["apiVersion"].rpartition("/")[0]
         assert (group, manifest["kind"].lower() + "s") in rules, manifest["kind"]
+
+
+def test_fetch_sends_the_pods_token_when_authentication_is_on(
+    tmp_path: Path, cancer: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loopml.auth import service
+
+    settings = Settings(
+        home=tmp_path / "home",
+        database={"url": f"sqlite:///{tmp_path / 'loopml.db'}"},
+        artifacts={"root": str(tmp_path / "artifacts")},
+        auth={"enabled": True},
+    )
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as http:
+        store, key = http.app.state.ctx.store, http.app.state.auth_key
+        password = "a long pod password 42"
+        service.create_user(store, "ada", password, platform_admin=True, actor="test")
+        token = service.login(store, key, "ada", password, lifetime=timedelta(days=1)).token
+        assert token is not None
+        register(Client(http=http, token=token), cancer)
+        http.headers.pop("Authorization")
+        dest = tmp_path / "pod" / "package"
+
+        monkeypatch.delenv("LOOPML_TOKEN", raising=False)
+        assert run_fetch(http, dest) == 1
+        assert not dest.exists()
+
+        monkeypatch.setenv("LOOPML_TOKEN", token)
+        assert run_fetch(http, dest) == 0
+        assert (dest / MANIFEST_FILE).is_file()

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from loopml.api.context import Actor
 from loopml.api.routes._strict_json import StrictJSONRoute
-from loopml.api.schemas.common import ERROR_RESPONSES, project_path
+from loopml.api.schemas.common import ERROR_RESPONSES, log_query, project_path, tail_query
 from loopml.api.schemas.deployments import (
     DeploymentCreate,
     DeploymentLogs,
@@ -20,10 +20,10 @@ from loopml.api.schemas.deployments import (
     ScaleRequest,
     cursor_query,
     deployment_path,
-    tail_query,
 )
 from loopml.api.services import deployments as svc
 from loopml.core.deployments import Deployment
+from loopml.core.logs import LogQuery
 from loopml.core.types import Page
 from loopml.deploy import DeploymentControl
 
@@ -120,7 +120,12 @@ def list_revisions(control: Control, project: str = PROJECT, name: str = NAME) -
 
 @router.get(DEPLOYMENT + "/logs")
 def deployment_logs(
-    control: Control, project: str = PROJECT, name: str = NAME, tail: int = tail_query()
+    control: Control,
+    query: Annotated[LogQuery, Depends(log_query)],
+    project: str = PROJECT,
+    name: str = NAME,
+    tail: int = tail_query(),
 ) -> DeploymentLogs:
-    """The last lines the deployment's replicas (and their supervisor) wrote."""
-    return DeploymentLogs(lines=svc.logs(control, project, name, tail))
+    """The last lines the deployment's replicas (and their supervisor) wrote; with `grep`
+    or `level`, the last of those that match (searched back through the rotated file)."""
+    return DeploymentLogs(lines=svc.logs(control, project, name, tail, query))

@@ -25,7 +25,6 @@ from loopml.core.deployments import (
 )
 from loopml.core.refs import MAX_VERSION
 
-MAX_LOG_LINES = 1000
 _NAME: dict[str, Any] = {"pattern": DEPLOYMENT_NAME_PATTERN.pattern}
 _NAME_HELP = "1 to 40 lowercase letters, digits or '-', starting with a letter ('churn-api')."
 _AUTH_HELP = (
@@ -130,8 +129,3 @@ class DeploymentLogs(BaseModel):
     """The last lines the deployment's replicas wrote (empty when its target keeps none)."""
 
     lines: list[str]
-
-
-def tail_query() -> Any:
-    """The ``tail`` query parameter of the logs route."""
-    return Query(default=100, ge=1, le=MAX_LOG_LINES, description="How many last lines.")

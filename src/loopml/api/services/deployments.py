@@ -8,6 +8,7 @@ from fastapi import Request
 from loopml.api.schemas.deployments import DeploymentCreate, DeploymentUpdate, ScaleRequest
 from loopml.core.deployments import Deployment, Revision
 from loopml.core.errors import ValidationError
+from loopml.core.logs import LogQuery
 from loopml.core.types import Page
 from loopml.deploy import DeploymentControl, Serving
 
@@ -79,6 +80,8 @@ def revisions(control: DeploymentControl, project: str, name: str) -> list[Revis
     return control.revisions(project, name)
 
 
-def logs(control: DeploymentControl, project: str, name: str, tail: int) -> list[str]:
-    """The last lines its replicas wrote."""
-    return control.logs(project, name, tail)
+def logs(
+    control: DeploymentControl, project: str, name: str, tail: int, query: LogQuery
+) -> list[str]:
+    """The last lines its replicas wrote that ``query`` keeps."""
+    return control.logs(project, name, tail, query)

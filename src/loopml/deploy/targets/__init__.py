@@ -67,6 +67,7 @@ def _kubernetes(settings: Settings, root: Path) -> DeployTarget:
         kubeconfig=k8s.kubeconfig,
         context=k8s.context,
         in_cluster=k8s.in_cluster,
+        token_secret=k8s.token_secret,
     )
 
 

@@ -38,6 +38,12 @@ PROJECT_LABEL = "loopml.io/project"
 DEPLOYMENT_LABEL = "loopml.io/deployment"
 REVISION_LABEL = "loopml.io/revision"
 SERVING_LABEL = "loopml.io/serving"
+MODEL_LABEL = "loopml.io/model"
+VERSION_LABEL = "loopml.io/model-version"
+# A label value may be cut and hashed (``label_value``); the pods also carry the exact
+# project and model names as annotations, for the resource readings to name them.
+PROJECT_NOTE = "loopml.io/project"
+MODEL_NOTE = "loopml.io/model"
 
 _HPA_ZERO_NOTE = (
     "min_replicas 0 asks for scale-to-zero, which a HorizontalPodAutoscaler cannot do: "
@@ -133,8 +139,8 @@ def _revision_labels(deployment: Deployment, served: Served) -> dict[str, str]:
     return {
         **deployment_labels(deployment),
         REVISION_LABEL: str(revision.number),
-        "loopml.io/model": label_value(revision.model),
-        "loopml.io/model-version": str(revision.version),
+        MODEL_LABEL: label_value(revision.model),
+        VERSION_LABEL: str(revision.version),
         SERVING_LABEL: "live" if served.live else "shadow",
     }
 
@@ -146,6 +152,10 @@ def _metadata(
     if annotations:
         meta["annotations"] = annotations
     return meta
+
+
+def _pod_annotations(deployment: Deployment, served: Served) -> dict[str, str]:
+    return {**_SCRAPE, PROJECT_NOTE: deployment.project, MODEL_NOTE: served.revision.model}
 
 
 def _revision_annotations(served: Served) -> dict[str, str]:
@@ -180,7 +190,10 @@ def revision_objects(
                 "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 0},
             },
             "template": {
-                "metadata": {"labels": dict(labels), "annotations": dict(_SCRAPE)},
+                "metadata": {
+                    "labels": dict(labels),
+                    "annotations": _pod_annotations(deployment, served),
+                },
                 "spec": pod_spec(deployment, served, options, knative=False),
             },
         },
@@ -303,7 +316,7 @@ def _inference_service(
     notes.update(_revision_annotations(served))
     if primary is not None:
         notes["loopml.io/primary-revision"] = str(primary.revision.number)
-    pod_notes = dict(_SCRAPE)
+    pod_notes = _pod_annotations(deployment, served)
     if spec.scale_to_zero_after_s is not None:
         pod_notes["autoscaling.knative.dev/scale-to-zero-pod-retention-period"] = (
             f"{spec.scale_to_zero_after_s}s"

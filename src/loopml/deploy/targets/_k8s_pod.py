@@ -28,6 +28,7 @@ class RenderOptions:
     namespace: str
     cpu_utilization: int
     concurrency_target: int
+    token_secret: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def fetch_container(
         args += ["--manifest-sha256", served.manifest_sha256]
     else:
         args += ["--hash-file", HASH_FILE]
-    return {
+    container: Manifest = {
         "name": "fetch-model",
         "image": options.image,
         "imagePullPolicy": "IfNotPresent",
@@ -97,6 +98,16 @@ def fetch_container(
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 (an emptyDir, the pod's own)
         ],
     }
+    if options.token_secret:
+        # With authentication on, the download needs a token: read from a Secret, never
+        # written into the pod spec itself.
+        container["env"] = [
+            {
+                "name": "LOOPML_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": options.token_secret, "key": "token"}},
+            }
+        ]
+    return container
 
 
 def server_command(deployment: Deployment, served: Served) -> tuple[list[str], list[str]]:

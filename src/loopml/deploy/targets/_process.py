@@ -58,6 +58,7 @@ class Replica:
         self.ready_at = 0.0
         self.retry_at = 0.0
         self.failures = 0  # consecutive crashes, for the backoff
+        self.restarts = 0  # crashes since the slot first started (what monitoring shows)
         self.probe_failures = 0
 
     @property

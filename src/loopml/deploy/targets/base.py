@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from loopml.core.deployments import Deployment, DeploymentStatus
+from loopml.core.logs import LogQuery
+from loopml.core.resources import ReplicaSample
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,26 @@ class ReportsStatus(Protocol):
 class ProvidesLogs(Protocol):
     """A target that keeps its replicas' output (optional capability)."""
 
-    def logs(self, deployment: Deployment, tail: int) -> list[str]:
-        """The last ``tail`` lines its replicas wrote (empty when it runs nothing)."""
+    def logs(self, deployment: Deployment, tail: int, query: LogQuery | None = None) -> list[str]:
+        """The last ``tail`` lines its replicas wrote that ``query`` keeps (all of them when
+        it is ``None``; empty when it runs nothing)."""
+        ...
+
+
+@runtime_checkable
+class ReportsResources(Protocol):
+    """A target that can measure its replicas (optional capability)."""
+
+    def resources(self) -> list[ReplicaSample]:
+        """CPU, memory, connections and restarts of every replica it runs, now."""
+        ...
+
+
+@runtime_checkable
+class ExplainsResources(Protocol):
+    """A target that may fail to measure its replicas, and says why (optional capability)."""
+
+    def unmeasured_reason(self) -> str:
+        """Why the latest ``resources()`` measured nothing (no cluster configured, an API
+        that does not answer); empty when it measured."""
         ...

@@ -40,6 +40,7 @@ from typing import Any
 
 from loopml.core.deployments import Deployment
 from loopml.core.errors import ConflictError, ValidationError
+from loopml.core.resources import ReplicaSample
 from loopml.deploy.targets._k8s_client import ClusterApi, connect
 from loopml.deploy.targets._k8s_manifests import (
     DEPLOYMENT_LABEL,
@@ -54,6 +55,7 @@ from loopml.deploy.targets._k8s_manifests import (
 )
 from loopml.deploy.targets._k8s_names import validate_namespace
 from loopml.deploy.targets._k8s_pod import Manifest, RenderOptions
+from loopml.deploy.targets._k8s_resources import PodMeter
 from loopml.deploy.targets.base import RevisionPackage
 
 __all__ = ["KubernetesTarget", "Manifest", "render", "to_yaml"]
@@ -72,7 +74,12 @@ _KINDS = (
 
 
 def _options(
-    image: str, platform_url: str, namespace: str, cpu_utilization: int, concurrency_target: int
+    image: str,
+    platform_url: str,
+    namespace: str,
+    cpu_utilization: int,
+    concurrency_target: int,
+    token_secret: str | None = None,
 ) -> RenderOptions:
     if not isinstance(image, str) or not _IMAGE.fullmatch(image):
         raise ValidationError(
@@ -101,6 +108,7 @@ def _options(
         namespace=validate_namespace(namespace),
         cpu_utilization=cpu_utilization,
         concurrency_target=concurrency_target,
+        token_secret=token_secret,
     )
 
 
@@ -114,6 +122,7 @@ def render(
     packages: Iterable[RevisionPackage] = (),
     cpu_utilization: int = DEFAULT_CPU_UTILIZATION,
     concurrency_target: int = DEFAULT_CONCURRENCY_TARGET,
+    token_secret: str | None = None,
 ) -> list[Manifest]:
     """The Kubernetes objects that run ``deployment``, as plain dicts.
 
@@ -128,13 +137,16 @@ def render(
             pod serves the hash the registry records when the pod starts.
         cpu_utilization: the autoscaler's CPU target, percent of the request.
         concurrency_target: KServe's in-flight requests per replica to scale at.
+        token_secret: a Secret whose ``token`` the package download sends (auth on).
 
     Raises:
         ValidationError: no revision has traffic, traffic names an unknown revision, a
             package does not match its revision, more than two revisions share traffic
             with ``kserve``, or an invalid image, URL or namespace.
     """
-    options = _options(image, platform_url, namespace, cpu_utilization, concurrency_target)
+    options = _options(
+        image, platform_url, namespace, cpu_utilization, concurrency_target, token_secret
+    )
     served = served_revisions(deployment, {p.revision: p for p in packages})
     if kserve:
         return inference_services(deployment, served, options)
@@ -199,10 +211,11 @@ class KubernetesTarget:
         field_manager: str = "loopml",
         cpu_utilization: int = DEFAULT_CPU_UTILIZATION,
         concurrency_target: int = DEFAULT_CONCURRENCY_TARGET,
+        token_secret: str | None = None,
         api: ClusterApi | None = None,
     ) -> None:
         self._options = _options(
-            image, platform_url, namespace, cpu_utilization, concurrency_target
+            image, platform_url, namespace, cpu_utilization, concurrency_target, token_secret
         )
         self.kserve = kserve
         self._kubeconfig = Path(kubeconfig) if kubeconfig is not None else None
@@ -210,6 +223,7 @@ class KubernetesTarget:
         self._in_cluster = in_cluster
         self._field_manager = field_manager
         self._api = api
+        self._pods = PodMeter(self._options.namespace)
 
     @property
     def namespace(self) -> str:
@@ -230,6 +244,7 @@ class KubernetesTarget:
             packages=packages,
             cpu_utilization=o.cpu_utilization,
             concurrency_target=o.concurrency_target,
+            token_secret=o.token_secret,
         )
 
     def _cluster(self) -> ClusterApi:
@@ -304,6 +319,17 @@ class KubernetesTarget:
             return sum(int((item.get("status") or {}).get("readyReplicas") or 0) for item in found)
         pods = api.list("v1", "Pod", self.namespace, selector)
         return sum(1 for pod in pods if _pod_ready(pod))
+
+    def resources(self) -> list[ReplicaSample]:
+        """Every running pod of the deployments in the namespace as a sample (see
+        ``_k8s_resources``): state, restarts and uptime from the pods, CPU and memory from
+        the metrics API when it answers. Empty, never an error, when the cluster cannot be
+        reached (``unmeasured_reason`` says why)."""
+        return self._pods.read(self._cluster)
+
+    def unmeasured_reason(self) -> str:
+        """Why the latest ``resources()`` measured nothing; empty when it measured."""
+        return self._pods.reason
 
 
 def _pod_ready(pod: Manifest) -> bool:

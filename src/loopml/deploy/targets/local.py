@@ -38,6 +38,8 @@ from pathlib import Path
 import httpx
 
 from loopml.core.deployments import Deployment, DeploymentStatus
+from loopml.core.logs import LogQuery, newest_first
+from loopml.core.resources import ReplicaSample
 from loopml.deploy.targets._local_config import LocalTargetConfig as LocalTargetConfig
 from loopml.deploy.targets._local_state import (
     LOG_NAME,
@@ -48,6 +50,7 @@ from loopml.deploy.targets._local_state import (
     show,
     status_of,
 )
+from loopml.deploy.targets._meter import ProcessMeter
 from loopml.deploy.targets._process import (
     Replica,
     ReplicaState,
@@ -83,6 +86,7 @@ class LocalDeployTarget:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._probe = httpx.Client(timeout=self.config.probe_timeout_s, trust_env=False)
+        self._meter = ProcessMeter()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -165,10 +169,26 @@ class LocalDeployTarget:
         with self._lock:
             return status_of(managed, self.config.failed_after)
 
-    def logs(self, deployment: Deployment, tail: int) -> list[str]:
-        """The last ``tail`` lines of the deployment's ``replicas.log``."""
+    def logs(self, deployment: Deployment, tail: int, query: LogQuery | None = None) -> list[str]:
+        """The last ``tail`` lines of the deployment's ``replicas.log`` that ``query`` keeps."""
         path = self.root / deployment.project / deployment.name / LOG_NAME
-        return tail_of(path, tail)
+        if query is None or query.everything:
+            return tail_of(path, tail)
+        return query.last(newest_first(path), tail)
+
+    def resources(self) -> list[ReplicaSample]:
+        """CPU, memory, connections and restarts of every running replica, now."""
+        with self._lock:
+            running = [
+                (managed.key, replica, pid)
+                for managed in self._managed.values()
+                for group in managed.groups.values()
+                for replica in group.replicas
+                if (pid := replica.pid) is not None
+            ]
+        samples = [self._meter.sample(key, replica, pid) for key, replica, pid in running]
+        self._meter.keep({pid for _, _, pid in running})
+        return [s for s in samples if s is not None]
 
     # ------------------------------------------------------------------ RouteSource
 
@@ -378,6 +398,7 @@ class LocalDeployTarget:
         if state == ReplicaState.READY and now - replica.ready_at >= self.config.stable_after_s:
             replica.failures = 0
         replica.failures += 1
+        replica.restarts += 1
         group.streak += 1
         delay = min(
             self.config.backoff_initial_s * 2 ** (replica.failures - 1), self.config.backoff_max_s
