@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from loopml.cli._context import state
-from loopml.cli._output import as_json, console, table, when
+from loopml.cli._context import project_option, state
+from loopml.cli._output import check_output, console, listing, output_option, when, wide_option
 from loopml.core.alerts import METRICS
 
 app = typer.Typer(help="Alert rules: list, create, delete, silence.", no_args_is_help=True)
-PROJECT = typer.Option("default", "--project", "-p", help="The project that owns it.")
-JSON = typer.Option(False, "--json", help="Print JSON instead of text.")
+PROJECT = project_option("The project that owns it.")
+JSON = typer.Option(False, "--json", help="Print JSON instead of text (-o json).")
 NAME = typer.Argument(..., help="The rule's name.")
 
 
@@ -19,37 +19,39 @@ def list_(
     ctx: typer.Context,
     deployment: str | None = typer.Option(None, "--deployment", "-d", help="Only this one's."),
     project: str = PROJECT,
+    output: str = output_option(),
+    wide: bool = wide_option(),
     json_: bool = JSON,
 ) -> None:
     """List alert rules and their states."""
-    rules = state(ctx).client().monitoring.alerts(deployment=deployment, project=project)
-    if json_:
-        as_json([r.model_dump(mode="json") for r in rules])
-        return
+    shape = check_output(output, wide, json_)
+    with state(ctx).client() as client:
+        rules = client.monitoring.alerts(deployment=deployment, project=project)
     rows = [
         (
             r.name,
+            r.state,
             r.deployment,
             f"{r.metric} {r.comparator} {r.threshold:g} (clear {r.clear():g})",
-            f"{r.for_s:g}s/{r.window}",
             r.severity,
-            r.state,
-            r.last_value,
+            "" if r.last_value is None else f"{r.last_value:.6g}",
+            f"{r.for_s:g}s/{r.window}",
             when(r.silenced_until) if r.silenced_until else "",
         )
         for r in rules
     ]
-    columns = (
+    columns = [
         "name",
+        "state",
         "deployment",
         "condition",
-        "for/window",
         "severity",
-        "state",
         "value",
+        "for/window",
         "silenced until",
-    )
-    table(None, columns, rows)
+    ]
+    records = [r.model_dump(mode="json") for r in rules]
+    listing(columns, rows, shape, required=3, records=records)
 
 
 @app.command("create")
@@ -68,10 +70,8 @@ def create(
     project: str = PROJECT,
 ) -> None:
     """Add an alert rule."""
-    rule = (
-        state(ctx)
-        .client()
-        .monitoring.create_alert(
+    with state(ctx).client() as client:
+        rule = client.monitoring.create_alert(
             name,
             deployment=deployment,
             metric=metric,
@@ -84,7 +84,6 @@ def create(
             webhook=webhook,
             project=project,
         )
-    )
     console.print(
         f"alert rule [bold]{rule.name}[/] on {rule.deployment}: {rule.metric} {rule.comparator} "
         f"{rule.threshold:g} for {rule.for_s:g} s (clears past {rule.clear():g})",
@@ -95,7 +94,8 @@ def create(
 @app.command("delete")
 def delete(ctx: typer.Context, name: str = NAME, project: str = PROJECT) -> None:
     """Remove an alert rule."""
-    state(ctx).client().monitoring.delete_alert(name, project=project)
+    with state(ctx).client() as client:
+        client.monitoring.delete_alert(name, project=project)
     console.print(f"alert rule {name} deleted", highlight=False)
 
 
@@ -107,6 +107,7 @@ def silence(
     project: str = PROJECT,
 ) -> None:
     """Stop a rule's notifications for a while (its state still moves)."""
-    rule = state(ctx).client().monitoring.silence_alert(name, seconds, project=project)
+    with state(ctx).client() as client:
+        rule = client.monitoring.silence_alert(name, seconds, project=project)
     until = when(rule.silenced_until) if rule.silenced_until else "now (resumed)"
     console.print(f"alert rule {name} silenced until {until}", highlight=False)

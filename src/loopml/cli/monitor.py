@@ -1,5 +1,6 @@
 """``loopml monitor DEPLOYMENT``: a terminal dashboard of a deployment's monitoring (usage,
-latency, drift with the worst columns, live quality, firing alerts); ``--watch`` redraws it."""
+latency, drift with the worst columns, live quality, replica resources, firing alerts);
+``--watch`` redraws it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from loopml.cli._context import state
+from loopml.cli._context import project_option, state
 from loopml.cli._output import as_json, console
 
 WORST = 8
@@ -93,14 +94,59 @@ def _drift(window: dict[str, Any]) -> Table | str:
 
 def _quality(window: dict[str, Any]) -> str:
     q = window["summary"]["quality"]
+    estimated = _estimated(q.get("estimated"))
     if not q["labels"]:
-        return "live quality: no labels yet (send them to /deployments/NAME/feedback)"
+        return "live quality: no labels yet (send them to /deployments/NAME/feedback)" + estimated
     names = ("accuracy", "f1", "roc_auc", "log_loss", "rmse", "mae", "r2")
     figures = ", ".join(f"{n} {_number(q[n])}" for n in names if q.get(n) is not None)
     return (
         f"live quality: {figures}; {q['labels']} labels, coverage {q['coverage']:.1%}, "
-        f"mean delay {_number(q['delay_mean_s'])} s"
+        f"mean delay {_number(q['delay_mean_s'])} s" + estimated
     )
+
+
+def _estimated(e: dict[str, Any] | None) -> str:
+    if not e:
+        return ""
+    figures = ", ".join(
+        f"{n} {_number(e[n])}" for n in ("accuracy", "roc_auc") if e.get(n) is not None
+    )
+    return f"\nestimated quality (before labels, {e['method']}, {e['rows']} rows): {figures}"
+
+
+def _resources(windows: list[dict[str, Any]]) -> Table | str:
+    """The replicas of every model version in the newest window."""
+    rows = [
+        (f"{w['model']}/{w['version']}", replica)
+        for w in windows
+        for replica in w["summary"].get("resources", {}).get("replicas", [])
+    ]
+    if not rows:
+        return "resources: no replica measured in this window"
+    out = Table(title="resources", title_justify="left", header_style="bold")
+    for column in (
+        "model",
+        "replica",
+        "pid",
+        "cpu % mean",
+        "cpu % max",
+        "rss MB",
+        "conns",
+        "restarts",
+    ):
+        out.add_column(column)
+    for model, r in rows:
+        out.add_row(
+            model,
+            r["replica"],
+            str(r["pid"]),
+            _number(r["cpu_mean"]),
+            _number(r["cpu_max"]),
+            f"{r['rss_mb_last']:.0f} (max {r['rss_mb_max']:.0f})",
+            str(r["connections_max"]),
+            str(r["restarts"]),
+        )
+    return out
 
 
 def render(view: dict[str, Any]) -> Group:
@@ -121,6 +167,7 @@ def render(view: dict[str, Any]) -> Group:
         )
         parts += [_usage(window), _drift(window), _quality(window)]
         others = [w for w in view["windows"][1:] if w["start"] == window["start"]]
+        parts.append(_resources([window, *others]))
         for other in others:
             used = other["summary"]["usage"]
             name = f"{other['model']}/{other['version']}" if other["model"] else "no replica"
@@ -138,22 +185,25 @@ def render(view: dict[str, Any]) -> Group:
 def monitor(
     ctx: typer.Context,
     deployment: str = typer.Argument(..., help="The deployment."),
-    project: str = typer.Option("default", "--project", "-p", help="Its project."),
+    project: str = project_option("Its project."),
     window: str = typer.Option("1h", "--window", "-w", help="Window size (1h, 1d, ...)."),
     watch: bool = typer.Option(False, "--watch", help="Redraw every --interval seconds."),
     interval: float = typer.Option(5.0, "--interval", min=0.5, help="Seconds between redraws."),
     json_: bool = typer.Option(False, "--json", help="Print the view as JSON."),
 ) -> None:
-    """Show a deployment's monitoring: usage, latency, drift, live quality, alerts."""
-    client = state(ctx).client()
-    view = client.monitoring.view(deployment, window=window, project=project)
-    if json_:
-        as_json(view)
-        return
-    if not watch:
-        console.print(render(view))
-        return
-    with Live(render(view), console=console, refresh_per_second=1) as live:
-        while True:
-            time.sleep(interval)
-            live.update(render(client.monitoring.view(deployment, window=window, project=project)))
+    """Show a deployment's monitoring: usage, latency, drift, live quality, replica
+    resources, alerts."""
+    with state(ctx).client() as client:
+        view = client.monitoring.view(deployment, window=window, project=project)
+        if json_:
+            as_json(view)
+            return
+        if not watch:
+            console.print(render(view))
+            return
+        with Live(render(view), console=console, refresh_per_second=1) as live:
+            while True:
+                time.sleep(interval)
+                live.update(
+                    render(client.monitoring.view(deployment, window=window, project=project))
+                )

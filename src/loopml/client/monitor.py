@@ -45,6 +45,14 @@ class Monitoring:
         )
         return answer
 
+    def replicas(self, deployment: str, *, project: str | None = None) -> dict[str, Any]:
+        """The deployment's replicas measured now (``items``: CPU %, RSS, connections,
+        restarts, uptime of each; ``measured`` false with a ``reason`` when its target
+        cannot measure them)."""
+        path = f"{_project(project)}/deployments/{segment(deployment)}/replicas"
+        answer: dict[str, Any] = self._http.json("GET", path)
+        return answer
+
     def reference(self, model: str, version: int, *, project: str | None = None) -> dict[str, Any]:
         """A model version's reference profile (built on first request)."""
         path = f"{_project(project)}/models/{segment(model)}/versions/{version}/reference"

@@ -21,7 +21,9 @@ Comparator = Literal[">", ">=", "<", "<="]
 Severity = Literal["info", "warning", "critical"]
 State = Literal["ok", "pending", "firing"]
 RULE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-QUALITY_METRICS = frozenset({"accuracy", "f1", "roc_auc", "log_loss", "rmse", "mae", "r2"})
+QUALITY_METRICS = frozenset(
+    {"accuracy", "f1", "roc_auc", "log_loss", "rmse", "mae", "r2", "estimated_accuracy"}
+)
 METRICS: dict[str, str] = {
     "requests": "requests in the window (answered and failed)",
     "requests_per_s": "requests per second over the window",
@@ -40,7 +42,13 @@ METRICS: dict[str, str] = {
     "rmse": "live RMSE",
     "mae": "live MAE",
     "r2": "live R2",
+    "estimated_accuracy": "accuracy estimated before labels (CBPE: mean probability of the "
+    "predicted class, calibrated on the eval set when the reference has a table)",
+    "cpu_percent": "the busiest replica's mean CPU (% of one core)",
+    "rss_mb": "the largest replica's peak resident memory (MB)",
+    "restarts": "replica restarts after a crash",
 }
+RESOURCE_METRICS = frozenset({"cpu_percent", "rss_mb", "restarts"})
 
 
 class AlertRuleSpec(BaseModel):
@@ -154,7 +162,9 @@ def metric_value(summary: dict[str, Any], metric: str) -> float | None:
     used = summary.get("usage", {})
     drift = summary.get("drift", {})
     quality = summary.get("quality", {})
-    if metric in used and metric != "roles":
+    if metric in RESOURCE_METRICS:
+        value = summary.get("resources", {}).get(metric)
+    elif metric in used and metric != "roles":
         value = used[metric]
     elif metric == "drift_share":
         value = drift.get("share") if drift.get("judged") else None
@@ -164,8 +174,14 @@ def metric_value(summary: dict[str, Any], metric: str) -> float | None:
     elif metric == "missing_share":
         shares = [c["missing_share"] for c in drift.get("columns", [])]
         value = max(shares) if shares else None
-    elif metric == "label_coverage":
-        value = quality.get("coverage")
     else:
-        value = quality.get(metric)
+        value = _quality_value(quality, metric)
     return float(value) if isinstance(value, int | float) else None
+
+
+def _quality_value(quality: dict[str, Any], metric: str) -> Any:
+    if metric == "label_coverage":
+        return quality.get("coverage")
+    if metric == "estimated_accuracy":
+        return (quality.get("estimated") or {}).get("accuracy")
+    return quality.get(metric)

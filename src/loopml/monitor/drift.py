@@ -23,8 +23,6 @@ from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from scipy import stats
-from scipy.spatial import distance
 
 from loopml.monitor.sketch import (
     CategoricalReference,
@@ -134,6 +132,8 @@ def ks_statistic(ref: NumericReference, window: NumericWindow) -> float:
 
 def ks_p_value(statistic: float, n: int, m: int) -> float:
     """The two-sample KS p-value (``scipy.stats.ks_2samp``'s asymptotic method)."""
+    from scipy import stats  # about 1 s to import: paid by the first drift check, not by startup
+
     en = n * m / (n + m)
     return float(np.clip(stats.kstwo.sf(statistic, max(round(en), 1)), 0.0, 1.0))
 
@@ -216,9 +216,13 @@ def _categorical(
     elif method == "chi2":
         keep = (ref_counts + cur_counts) > 0
         table = np.vstack([ref_counts[keep], cur_counts[keep]])
+        from scipy import stats
+
         score = 1.0 if table.shape[1] < 2 else float(stats.chi2_contingency(table)[1])
         threshold, drifted = cfg.p_value, score < cfg.p_value
     elif method == "js":
+        from scipy.spatial import distance
+
         score = float(distance.jensenshannon(ref_p, cur_p))
         threshold, drifted = cfg.distance, score >= cfg.distance
     else:

@@ -5,8 +5,9 @@ episodes and alert rules. It emits events (``drift.detected``, ``drift.resolved`
 trigger engine reacts to them.
 
 One transaction per deployment and tick moves the windows and the watermark together, so a
-crash between ticks neither loses nor double-counts rows. One monitor per database: two
-servers running it on the same database would each count every row (a lease is not done).
+crash between ticks neither loses nor double-counts rows. One monitor per database: a round
+runs only while this monitor holds the database's lease (``loopml.monitor.lease``), and
+each of those transactions checks that it still does.
 """
 
 from __future__ import annotations
@@ -20,11 +21,17 @@ from typing import Any
 
 from loopml.core.clock import as_utc, utcnow
 from loopml.core.deployments import Deployment
+from loopml.core.resources import ReplicaSample
 from loopml.monitor import reader
 from loopml.monitor.drift import DriftConfig
 from loopml.monitor.episodes import evaluate_deployment
+from loopml.monitor.lease import Lease, LeaseLost, lease_seconds
 from loopml.monitor.quality import quality_of
 from loopml.monitor.reference import Reference, ensure_reference
+from loopml.monitor.resources import sample_state
+from loopml.monitor.retention import EVENT as PRUNED
+from loopml.monitor.retention import prune_deployment
+from loopml.monitor.service import create_default_rules
 from loopml.monitor.windows import (
     Piece,
     empty_state,
@@ -42,8 +49,13 @@ from loopml.store import monitor as rows
 
 log = logging.getLogger("loopml.monitor")
 ACTOR = "monitor"
-ErrorSource = Callable[[], dict[tuple[str, str, str, str, str], float]]
+CountKey = tuple[str, str, str, str, str]
+ErrorSource = Callable[[], dict[CountKey, float]]
 """Cumulative failed requests by (project, deployment, model, version, status)."""
+CallerSource = Callable[[], dict[CountKey, float]]
+"""Cumulative requests by (project, deployment, model, version, caller)."""
+ResourceSource = Callable[[], list[ReplicaSample]]
+"""Every replica's resources now (the deploy targets that can measure them)."""
 WATERMARK = "watermark"
 
 
@@ -56,6 +68,8 @@ class TickReport:
     labels: int = 0
     windows: int = 0
     events: list[str] = field(default_factory=list)
+    skipped: bool = False
+    """Another monitor holds the lease: this round did nothing."""
 
 
 def drift_config(settings: MonitorSettings) -> DriftConfig:
@@ -76,6 +90,8 @@ class Monitor:
         settings: the ``monitor`` settings.
         clock: the current time (tests hand in their own).
         errors: where failed requests are counted (the gateway's metrics), if anywhere.
+        callers: where requests are counted per caller (the gateway's), if anywhere.
+        resources: where replicas are measured (the deploy targets), if anywhere.
     """
 
     def __init__(
@@ -86,18 +102,26 @@ class Monitor:
         *,
         clock: Callable[[], datetime] = utcnow,
         errors: ErrorSource | None = None,
+        callers: CallerSource | None = None,
+        resources: ResourceSource | None = None,
     ) -> None:
         self.store, self.artifacts, self.settings = store, artifacts, settings
         self.clock = clock
         self.sizes = parse_sizes(settings.windows)
         self.smallest = min(self.sizes.values())
         self.config = drift_config(settings)
-        self._errors = errors
-        self._seen_errors: dict[tuple[str, str, str, str, str], float] | None = None
+        self._sources = {"errors": errors, "callers": callers}
+        self._seen: dict[str, dict[CountKey, float]] = {}
+        self._resources = resources
+        self._with_defaults: set[str] = set()
+        self._restarts: dict[tuple[str, str, str], int] = {}
+        self.replicas: list[ReplicaSample] = []
+        """Every replica's resources at the last round, for /metrics."""
         self._references: dict[tuple[str, str, int], Reference] = {}
         self._event_cursor: int | None = None
         self._pruned: datetime | None = None
         self._stop = threading.Event()
+        self.lease = Lease(store, lease_seconds(settings.interval_s))
         self.latest: dict[tuple[str, str], list[dict[str, Any]]] = {}
         """The newest windows of the smallest size per (project, deployment), for /metrics."""
         self.alert_states: dict[tuple[str, str, str, str], str] = {}
@@ -106,16 +130,25 @@ class Monitor:
     # ------------------------------------------------------------------ one round
 
     def tick(self) -> TickReport:
-        """One round over every deployment."""
+        """One round over every deployment, if this monitor holds the lease (or can take it)."""
         report = TickReport()
         now = as_utc(self.clock())
+        if not self.lease.take(now):
+            report.skipped = True
+            return report
         self._build_references()
-        errors = self._error_deltas()
+        counts = {name: self._deltas(name) for name in self._sources}
+        samples = self._measure()
         with self.store.session() as session:
             found = deployments.list_all(session)
         for deployment in found:
             try:
-                self._deployment(deployment, now, errors, report)
+                self._defaults(deployment)
+                measured = samples.get((deployment.project, deployment.name), [])
+                self._deployment(deployment, now, counts, measured, report)
+            except LeaseLost:
+                log.info("another monitor took the lease over; this round ends here")
+                return report
             except Exception:
                 log.exception(
                     "monitoring %s/%s failed; retrying next round",
@@ -126,8 +159,30 @@ class Monitor:
             with self.store.session() as session:
                 cutoff = now - timedelta(days=self.settings.retention_days)
                 rows.drop_windows_before(session, cutoff)
+            self._prune_logs(found, now, report)
             self._pruned = now
         return report
+
+    def _prune_logs(self, found: list[Deployment], now: datetime, report: TickReport) -> None:
+        """Raw prediction-log and feedback rows past ``prediction_retention_days``."""
+        if not self.settings.prediction_retention_days:
+            return
+        for deployment in found:
+            try:
+                with self.store.session() as session:
+                    mark = rows.get_cursor(session, deployment.project, deployment.name, WATERMARK)
+                pruned = prune_deployment(
+                    self.store, self.artifacts, self.settings, deployment, mark, now, actor=ACTOR
+                )
+            except Exception:
+                log.exception(
+                    "pruning the logs of %s/%s failed; retrying in an hour",
+                    deployment.project,
+                    deployment.name,
+                )
+                continue
+            if pruned is not None:
+                report.events.append(PRUNED)
 
     def reference(self, project: str, model: str, version: int) -> Reference:
         """A version's reference, built on first use (cached for this monitor)."""
@@ -155,18 +210,48 @@ class Monitor:
             except Exception:
                 log.exception("building the reference of %s failed", event.subject)
 
-    def _error_deltas(self) -> dict[tuple[str, str, str, str, str], float]:
-        if self._errors is None:
+    def _deltas(self, name: str) -> dict[CountKey, float]:
+        """What a cumulative source (``errors``, ``callers``) counted since the last round;
+        nothing the first time (its baseline)."""
+        source = self._sources[name]
+        if source is None:
             return {}
         try:
-            current = self._errors()
+            current = source()
         except Exception:
-            log.exception("could not read the gateway's error counts")
+            log.exception("could not read the gateway's %s counts", name)
             return {}
-        seen, self._seen_errors = self._seen_errors, current
+        seen = self._seen.get(name)
+        self._seen[name] = current
         if seen is None:
             return {}
         return {k: v - seen.get(k, 0.0) for k, v in current.items() if v > seen.get(k, 0.0)}
+
+    def _defaults(self, deployment: Deployment) -> None:
+        """The default alert rules of a deployment seen for the first time."""
+        if deployment.id in self._with_defaults:
+            return
+        created = create_default_rules(
+            self.store, deployment, self.settings.default_rules, actor=ACTOR
+        )
+        if created:
+            log.info("default alert rules for %s: %s", deployment.name, ", ".join(created))
+        self._with_defaults.add(deployment.id)
+
+    def _measure(self) -> dict[tuple[str, str], list[ReplicaSample]]:
+        """This round's replica samples by (project, deployment)."""
+        if self._resources is None:
+            return {}
+        try:
+            samples = self._resources()
+        except Exception:
+            log.exception("could not measure the replicas")
+            return {}
+        self.replicas = samples
+        found: dict[tuple[str, str], list[ReplicaSample]] = {}
+        for sample in samples:
+            found.setdefault((sample.project, sample.deployment), []).append(sample)
+        return found
 
     # ------------------------------------------------------------------ one deployment
 
@@ -174,7 +259,8 @@ class Monitor:
         self,
         deployment: Deployment,
         now: datetime,
-        errors: dict[tuple[str, str, str, str, str], float],
+        counts: dict[str, dict[CountKey, float]],
+        samples: list[ReplicaSample],
         report: TickReport,
     ) -> None:
         project, name = deployment.project, deployment.name
@@ -203,26 +289,46 @@ class Monitor:
                 state["quality"] = quality_of(part)
                 key = (model, version, start)
                 pieces[key] = merge_state(pieces[key], state) if key in pieces else state
-        self._add_errors(pieces, project, name, now, errors)
+        for field_name, found in counts.items():
+            self._add_counts(pieces, project, name, now, field_name, found)
+        self._add_resources(pieces, now, samples)
         report.windows += self._save(project, name, pieces, now, until)
         report.deployments += 1
         report.events += evaluate_deployment(self, project, name, now)
 
-    def _add_errors(
+    def _add_counts(
         self,
         pieces: dict[Piece, dict[str, Any]],
         project: str,
         name: str,
         now: datetime,
-        errors: dict[tuple[str, str, str, str, str], float],
+        field_name: str,
+        counts: dict[CountKey, float],
     ) -> None:
+        """Counts read from the gateway (``errors`` by status, ``callers`` by caller) into
+        the usage of the window of this round."""
         start = int(now.timestamp()) // self.smallest * self.smallest
-        for (p, d, model, version, status), count in errors.items():
+        for (p, d, model, version, what), count in counts.items():
             if (p, d) != (project, name):
                 continue
             state = empty_state()
-            state["usage"]["errors"] = {status: int(count)}
+            state["usage"][field_name] = {what: int(count)}
             key = (model, int(version) if version.isdigit() else 0, start)
+            pieces[key] = merge_state(pieces[key], state) if key in pieces else state
+
+    def _add_resources(
+        self, pieces: dict[Piece, dict[str, Any]], now: datetime, samples: list[ReplicaSample]
+    ) -> None:
+        start = int(now.timestamp()) // self.smallest * self.smallest
+        for sample in samples:
+            slot = (sample.project, sample.deployment, sample.slot)
+            # Restarts since the slot's previous sample (all of them the first time it is
+            # seen: they happened on this server, before monitoring saw the slot).
+            restarts = max(sample.restarts - self._restarts.get(slot, 0), 0)
+            self._restarts[slot] = sample.restarts
+            state = empty_state()
+            state["resources"] = {sample.slot: sample_state(sample, restarts, now.timestamp())}
+            key = (sample.model, sample.version, start)
             pieces[key] = merge_state(pieces[key], state) if key in pieces else state
 
     def _save(
@@ -246,6 +352,7 @@ class Monitor:
             for _, model, version, _, _ in windows
         }
         with self.store.session() as session:
+            self.lease.check(session)
             stored = rows.get_windows(session, project, list(windows))
             for key, state in windows.items():
                 old = stored.get(key)
@@ -289,10 +396,20 @@ class Monitor:
                 self.tick()
             except Exception:
                 log.exception("monitor round failed; retrying next round")
+        self._release()
 
     def stop(self) -> None:
-        """End ``run`` after its current round."""
+        """End ``run`` after its current round, and let the lease go: another server's
+        monitor takes over at its next round (a round of this one still running commits
+        nothing more, its writes being fenced by the lease)."""
         self._stop.set()
+        self._release()
+
+    def _release(self) -> None:
+        try:
+            self.lease.release()
+        except Exception:
+            log.exception("could not release the monitor's lease; it expires by itself")
 
 
 def _moment(text: str | None) -> datetime | None:

@@ -8,8 +8,13 @@ query per scrape):
 | ``loopml_monitor_accuracy`` | project, deployment, model, version |
 | ``loopml_monitor_label_coverage`` | project, deployment, model, version |
 | ``loopml_monitor_alert_state`` | project, deployment, rule, severity (0 ok, 1 pending, 2 firing) |
+| ``loopml_replica_cpu_percent`` | project, deployment, model, version, revision, replica |
+| ``loopml_replica_rss_bytes`` | the same |
+| ``loopml_replica_connections`` | the same |
+| ``loopml_replica_restarts`` | the same (crashes followed by a restart on this server) |
 
-Figures are those of the newest window of the smallest size.
+Figures are those of the newest window of the smallest size; the replicas' are the samples
+of the last round.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ if TYPE_CHECKING:
     from loopml.monitor.engine import Monitor
 
 _VERSION = ("project", "deployment", "model", "version")
+_USAGE = ("cpu_percent", "rss_bytes")
 STATE_VALUES = {"ok": 0.0, "pending": 1.0, "firing": 2.0}
 
 
@@ -73,8 +79,48 @@ class MonitorCollector(Collector):
                 if quality.get("accuracy") is not None:
                     accuracy.add_metric(labels, quality["accuracy"])
                 coverage.add_metric(labels, quality.get("coverage", 0.0))
+        yield from self._replicas()
         for (project, deployment, rule, severity), state in list(
             self._monitor.alert_states.items()
         ):
             alerts.add_metric((project, deployment, rule, severity), STATE_VALUES.get(state, 0.0))
         yield from (share, score, accuracy, coverage, alerts)
+
+    def _replicas(self) -> Iterator[Metric]:
+        labels = (*_VERSION, "revision", "replica")
+        families = {
+            "cpu_percent": GaugeMetricFamily(
+                "loopml_replica_cpu_percent",
+                "CPU of a replica's processes since the previous round, % of one core.",
+                labels=labels,
+            ),
+            "rss_bytes": GaugeMetricFamily(
+                "loopml_replica_rss_bytes",
+                "Resident memory of a replica's processes.",
+                labels=labels,
+            ),
+            "connections": GaugeMetricFamily(
+                "loopml_replica_connections",
+                "Established TCP connections of a replica.",
+                labels=labels,
+            ),
+            "restarts": GaugeMetricFamily(
+                "loopml_replica_restarts",
+                "Crashes of a replica followed by a restart.",
+                labels=labels,
+            ),
+        }
+        for sample in list(self._monitor.replicas):
+            values = (
+                sample.project,
+                sample.deployment,
+                sample.model,
+                str(sample.version),
+                str(sample.revision),
+                str(sample.replica),
+            )
+            for field, family in families.items():
+                if field in _USAGE and not sample.measured:
+                    continue  # unknown (no metrics API on Kubernetes), not 0
+                family.add_metric(values, float(getattr(sample, field)))
+        yield from families.values()

@@ -144,7 +144,9 @@ def merge_quality(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _auc(pos: np.ndarray, neg: np.ndarray) -> float | None:
+def roc_auc(pos: np.ndarray, neg: np.ndarray) -> float | None:
+    """The ROC AUC of positives and negatives counted in the same score bins (ties, within
+    a bin, count half)."""
     if pos.sum() == 0 or neg.sum() == 0:
         return None
     # P(score_pos > score_neg) + half the ties, bin by bin.
@@ -171,7 +173,7 @@ def quality_summary(q: dict[str, Any], rows: int) -> dict[str, Any]:
             accuracy=q["correct"] / n if n else None,
             f1=float(np.mean(f1s)) if f1s else None,
             log_loss=q["logloss_sum"] / q["logloss_n"] if q["logloss_n"] else None,
-            roc_auc=_auc(np.asarray(q["auc_pos"], float), np.asarray(q["auc_neg"], float)),
+            roc_auc=roc_auc(np.asarray(q["auc_pos"], float), np.asarray(q["auc_neg"], float)),
         )
     elif q["numeric"]:
         m = q["numeric"]

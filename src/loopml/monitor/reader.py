@@ -81,13 +81,18 @@ def labelled_between(
     """Labels received with ``start <= received_at < end``, joined to their predictions
     (made at or after ``horizon_start``) by ``inference_id`` and ``row_index``."""
     feedback = _dataset(store, artifacts, project, feedback_table(deployment))
-    log = _dataset(store, artifacts, project, prediction_table(deployment))
-    if feedback is None or log is None:
+    if feedback is None:
         return
+    log: ds.Dataset | None = None
     where = (ds.field("received_at") >= _naive(start)) & (ds.field("received_at") < _naive(end))
     for batch in feedback.to_batches(columns=FEEDBACK_FIELDS, filter=where, batch_size=BATCH_ROWS):
         if not batch.num_rows:
             continue
+        # The log is opened only when labels arrived: most rounds have none, and opening a
+        # Delta table is most of a quiet round's cost.
+        log = log or _dataset(store, artifacts, project, prediction_table(deployment))
+        if log is None:
+            return
         labels = pa.Table.from_batches([batch])
         ids = pc.unique(labels["inference_id"])
         rows = log.to_table(

@@ -7,6 +7,11 @@ and the prediction, from the model scoring up to ``PREDICTION_SAMPLE`` training 
 version whose run consumed no dataset has no profile: drift is ``off`` for it, and the
 reason is stored and shown. ``ensure_reference`` builds one on demand for a version
 registered before monitoring existed, once (an ``off`` verdict is kept too).
+
+A classifier's profile also holds its calibration table (``calibration``) when the dataset
+version has an eval split holding the run's target column (the run's ``target`` param): the
+model's probabilities on up to ``PREDICTION_SAMPLE`` eval rows against their labels. Profiles
+stored before the table existed, and versions without an eval split, have none.
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
 from loopml.core.errors import LoopmlError
 from loopml.core.predictions import canonical_text
 from loopml.data import datasets
+from loopml.monitor.calibration import CalibrationTable, calibration_table
 from loopml.monitor.sketch import (
     CategoricalReference,
     ColumnReference,
@@ -30,10 +37,11 @@ from loopml.monitor.sketch import (
     categorical_reference,
     numeric_reference,
 )
+from loopml.packaging import LoadedModel
 from loopml.registry.lineage import version_lineage
 from loopml.registry.packages import load_version
 from loopml.storage import ArtifactStore
-from loopml.store import MetadataStore
+from loopml.store import MetadataStore, run_logs
 from loopml.store import monitor as monitor_rows
 
 log = logging.getLogger("loopml.monitor")
@@ -51,6 +59,11 @@ class ReferenceProfile(BaseModel):
     features: dict[str, Column]
     prediction: Column | None = None
     classes: list[str] | None = Field(default=None, description="Class labels, as text.")
+    calibration: CalibrationTable | None = Field(
+        default=None,
+        description="A classifier's probabilities against its eval set's labels (none "
+        "without an eval split, and in profiles stored before it existed).",
+    )
 
 
 class Reference(BaseModel):
@@ -71,6 +84,7 @@ def profile_table(
     task: Literal["classification", "regression"],
     predictions: np.ndarray | None = None,
     classes: list[str] | None = None,
+    calibration: CalibrationTable | None = None,
 ) -> ReferenceProfile:
     """The profile of ``table``'s columns named in ``kinds`` (and of ``predictions``)."""
     features: dict[str, ColumnReference] = {}
@@ -92,20 +106,61 @@ def profile_table(
         features=features,
         prediction=prediction,
         classes=classes,
+        calibration=calibration,
     )
 
 
-def _dataset_input(store: MetadataStore, project: str, model: str, version: int) -> str | None:
+def _training_inputs(
+    store: MetadataStore, project: str, model: str, version: int
+) -> tuple[str | None, str | None]:
+    """The dataset version the version's run consumed, and the run's target column."""
     lineage = version_lineage(store, project, f"{model}/{version}")
     refs = [i.ref for i in lineage.inputs if i.kind == "dataset"]
-    return refs[0] if refs else None
+    with store.session() as session:
+        params = run_logs.get(session, project, lineage.run.id, parts=("params",)).params
+    return (refs[0] if refs else None), (params or {}).get("target")
+
+
+def _calibration(
+    eval_rows: pa.Table | None,
+    target: str | None,
+    loaded: LoadedModel,
+    columns: list[str],
+) -> CalibrationTable | None:
+    """The classifier's calibration on its eval rows (``None`` without them or a target)."""
+    classes = loaded.manifest.signature.classes
+    if eval_rows is None or target is None or classes is None:
+        return None
+    if target not in eval_rows.column_names or any(
+        c not in eval_rows.column_names for c in columns
+    ):
+        return None
+    sample = eval_rows.slice(0, PREDICTION_SAMPLE)
+    sample = sample.filter(pc.is_valid(sample[target]))
+    labels = [canonical_text(v) for v in sample[target].to_pylist()]
+    try:
+        probabilities = loaded.predict_proba(sample.select(columns).to_pandas())
+    except Exception:  # the table is an extra: the profile (and drift) stands without it
+        log.exception("the calibration of %s on its eval rows failed", loaded.manifest.flavor)
+        return None
+    return calibration_table(probabilities, labels, [canonical_text(c) for c in classes])
+
+
+def _eval_rows(
+    store: MetadataStore, artifacts: ArtifactStore, project: str, dataset: str
+) -> pa.Table | None:
+    try:
+        return datasets.read_version(store, artifacts, project, dataset, "eval")
+    except LoopmlError:  # a version without a split has no eval rows
+        return None
 
 
 def build_reference(
     store: MetadataStore, artifacts: ArtifactStore, project: str, model: str, version: int
 ) -> Reference:
-    """The reference of ``model/version`` from its training split (or why there is none)."""
-    dataset = _dataset_input(store, project, model, version)
+    """The reference of ``model/version`` from its training split (or why there is none),
+    with a classifier's calibration on the eval split."""
+    dataset, target = _training_inputs(store, project, model, version)
     if dataset is None:
         return Reference(
             status="off",
@@ -134,11 +189,23 @@ def build_reference(
         }
         sample = train.slice(0, PREDICTION_SAMPLE).select(list(kinds)).to_pandas()
         predictions = np.asarray(loaded.predict(sample))
+        calibration = (
+            _calibration(
+                _eval_rows(store, artifacts, project, dataset), target, loaded, list(kinds)
+            )
+            if signature.task == "classification" and part == "train split"
+            else None
+        )
     classes = (
         [canonical_text(c) for c in signature.classes] if signature.classes is not None else None
     )
     profile = profile_table(
-        train, kinds, task=signature.task, predictions=predictions, classes=classes
+        train,
+        kinds,
+        task=signature.task,
+        predictions=predictions,
+        classes=classes,
+        calibration=calibration,
     )
     return Reference(status="ready", source=f"dataset {dataset}, {part}", profile=profile)
 

@@ -14,10 +14,12 @@ from typing import Any
 
 from loopml.core.alerts import AlertRule, AlertRuleSpec
 from loopml.core.clock import utcnow
-from loopml.core.errors import ValidationError
+from loopml.core.deployments import Deployment
+from loopml.core.errors import AlreadyExistsError, ValidationError
 from loopml.monitor.reference import Reference, ensure_reference
 from loopml.monitor.webhooks import check_target
 from loopml.monitor.windows import parse_size
+from loopml.settings import DefaultAlertRule
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore, alert_rules, deployments, model_versions
 from loopml.store import monitor as rows
@@ -122,6 +124,34 @@ def create_rule(
     with store.session() as session:
         deployments.get(session, project, spec.deployment)
         return _rule(alert_rules.create(session, project, fields, actor=actor))
+
+
+DEFAULTS = "default_rules"
+
+
+def create_default_rules(
+    store: MetadataStore, deployment: Deployment, rules: Sequence[DefaultAlertRule], *, actor: str
+) -> list[str]:
+    """Create the default rules of a deployment once (named ``DEPLOYMENT-SUFFIX``): the
+    names created, none when this deployment (by id: a new one of the same name gets its
+    own) already had them. A rule of that name that exists is kept as it is."""
+    project, name = deployment.project, deployment.name
+    with store.session() as session:
+        done = rows.get_cursor(session, project, name, DEFAULTS)
+    if done.get("deployment_id") == deployment.id:
+        return []
+    created = []
+    for default in rules:
+        fields = default.model_dump(exclude={"suffix"})
+        spec = AlertRuleSpec(name=f"{name}-{default.suffix}", deployment=name, **fields)
+        try:
+            create_rule(store, project, spec, actor=actor)
+        except AlreadyExistsError:
+            continue
+        created.append(spec.name)
+    with store.session() as session:
+        rows.set_cursor(session, project, name, DEFAULTS, {"deployment_id": deployment.id})
+    return created
 
 
 def list_rules(

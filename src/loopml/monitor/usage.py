@@ -1,5 +1,9 @@
 """Usage of a window, as mergeable counts: requests, rows, errors by status, latency and
-batch-size histograms, rows per role. Built from prediction-log rows (Arrow), vectorised.
+batch-size histograms, rows per role, requests per caller. Built from prediction-log rows
+(Arrow), vectorised; errors and callers come from the gateway's counts (``engine``).
+
+A window keeps at most ``MAX_CALLERS`` callers: adding two windows keeps the busiest and
+folds the rest into ``other``.
 
 Latency percentiles come from a histogram of ``LATENCY_EDGES_MS`` (20 log-spaced bins per
 decade from 0.01 ms to 100 s: a percentile is within about 12 % of the true value).
@@ -15,6 +19,9 @@ import pyarrow.compute as pc
 
 LATENCY_EDGES_MS = np.geomspace(0.01, 100_000.0, 141)
 BATCH_EDGES = np.array([1, 2, 5, 10, 50, 100, 1000, 10_000, np.inf])
+MAX_CALLERS = 100
+TOP_CALLERS = 10
+OTHER = "other"
 
 
 def empty_usage() -> dict[str, Any]:
@@ -27,6 +34,7 @@ def empty_usage() -> dict[str, Any]:
         "latency": [0] * (LATENCY_EDGES_MS.size + 1),
         "batch": [0] * (BATCH_EDGES.size - 1),
         "batch_max": 0,
+        "callers": {},
     }
 
 
@@ -66,7 +74,19 @@ def merge_usage(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         "latency": [x + y for x, y in zip(a["latency"], b["latency"], strict=True)],
         "batch": [x + y for x, y in zip(a["batch"], b["batch"], strict=True)],
         "batch_max": max(a["batch_max"], b["batch_max"]),
+        # Windows stored before callers were counted have no "callers".
+        "callers": _capped(_add_map(a.get("callers", {}), b.get("callers", {}))),
     }
+
+
+def _capped(callers: dict[str, int]) -> dict[str, int]:
+    if len(callers) <= MAX_CALLERS:
+        return callers
+    rest = callers.pop(OTHER, 0)
+    ranked = sorted(callers.items(), key=lambda item: (-item[1], item[0]))
+    kept = dict(ranked[: MAX_CALLERS - 1])
+    kept[OTHER] = rest + sum(count for _, count in ranked[MAX_CALLERS - 1 :])
+    return kept
 
 
 def _add_map(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
@@ -114,7 +134,18 @@ def usage_summary(usage: dict[str, Any], seconds: float) -> dict[str, Any]:
             _bucket(BATCH_EDGES[i], BATCH_EDGES[i + 1]): n for i, n in enumerate(batches) if n
         },
         "roles": dict(usage["roles"]),
+        "callers": _top(usage.get("callers", {})),
     }
+
+
+def _top(callers: dict[str, int]) -> dict[str, int]:
+    """The ``TOP_CALLERS`` busiest callers, busiest first, the rest summed as ``other``."""
+    ranked = sorted(callers.items(), key=lambda item: (item[0] == OTHER, -item[1], item[0]))
+    if len(ranked) <= TOP_CALLERS:
+        return dict(ranked)
+    top = dict(ranked[:TOP_CALLERS])
+    top[OTHER] = top.get(OTHER, 0) + sum(count for _, count in ranked[TOP_CALLERS:])
+    return top
 
 
 def _bucket(low: float, high: float) -> str:

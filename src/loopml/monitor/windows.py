@@ -1,10 +1,11 @@
 """Tumbling windows: which window a row falls in, a window's mergeable state built from
 prediction-log rows and joined labels, and the summary computed from that state.
 
-A window's ``state`` holds only counts (``usage``, per-column drift sketches, ``quality``),
-so rows arriving later — more predictions, late labels — are added to it without reading
-what was added before. Every size must be a multiple of the smallest: a batch of rows is
-reduced once per window of the smallest size, and larger windows merge those pieces.
+A window's ``state`` holds only counts (``usage``, per-column drift sketches, ``quality``,
+the ``estimate``'s sums, replica ``resources``), so rows arriving later — more predictions,
+late labels — are added to it without reading what was added before. Every size must be a
+multiple of the smallest: a batch of rows is reduced once per window of the smallest size,
+and larger windows merge those pieces.
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ import pyarrow.json as pajson
 from loopml.core.errors import ValidationError
 from loopml.core.predictions import canonical_text
 from loopml.monitor import quality, usage
+from loopml.monitor.calibration import CalibrationTable
 from loopml.monitor.drift import DriftConfig, column_drift, dataset_drift
+from loopml.monitor.estimate import estimate_of, estimate_summary, merge_estimate
 from loopml.monitor.reference import Reference
+from loopml.monitor.resources import merge_resources, resources_summary
 from loopml.monitor.sketch import (
     CategoricalWindow,
     ColumnWindow,
@@ -79,6 +83,8 @@ def empty_state() -> dict[str, Any]:
         "features": {},
         "prediction": None,
         "quality": quality.empty_quality(),
+        "estimate": None,
+        "resources": {},
     }
 
 
@@ -133,10 +139,16 @@ def _scalar(value: Any) -> bool:
     return isinstance(value, bool | int | float | str)
 
 
+def _calibration(reference: Reference | None) -> CalibrationTable | None:
+    profile = reference.profile if reference is not None else None
+    return profile.calibration if profile is not None else None
+
+
 def piece_state(rows: pa.Table, reference: Reference | None) -> dict[str, Any]:
     """The state of prediction-log ``rows`` of one model version in one smallest window."""
     state = empty_state()
     state["usage"] = usage.usage_of(rows)
+    state["estimate"] = estimate_of(rows, _calibration(reference))
     if reference is None or reference.profile is None:
         return state
     profile = reference.profile
@@ -199,6 +211,10 @@ def merge_state(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         "features": features,
         "prediction": prediction.model_dump() if prediction is not None else None,
         "quality": quality.merge_quality(a["quality"], b["quality"]),
+        # Windows stored before the estimate existed have no "estimate".
+        "estimate": merge_estimate(a.get("estimate"), b.get("estimate")),
+        # Windows stored before replica resources were measured have no "resources".
+        "resources": merge_resources(a.get("resources", {}), b.get("resources", {})),
     }
 
 
@@ -206,10 +222,16 @@ def summarize(
     state: dict[str, Any], reference: Reference | None, seconds: float, config: DriftConfig
 ) -> dict[str, Any]:
     """A window's figures: usage, drift per column and of the input, prediction drift,
-    live quality."""
+    live quality, replica resources."""
     used = usage.usage_summary(state["usage"], seconds)
     summary: dict[str, Any] = {"usage": used}
     summary["quality"] = quality.quality_summary(state["quality"], state["usage"]["rows"])
+    summary["quality"]["estimated"] = estimate_summary(
+        state.get("estimate"), _calibration(reference)
+    )
+    resources = resources_summary(state.get("resources", {}))
+    if resources is not None:
+        summary["resources"] = resources
     if reference is None or reference.profile is None:
         reason = reference.reason if reference else "no reference profile yet"
         summary["drift"] = {"status": "off", "reason": reason}

@@ -1,18 +1,28 @@
-"""The monitor's rows: reference profiles, windows and cursors (data access only; the
-policy lives in ``loopml.monitor``)."""
+"""The monitor's rows: reference profiles, windows, cursors and the monitor's lease (data
+access only; the policy lives in ``loopml.monitor``).
+
+The lease is one cursor row of the default project (which always exists and cannot be
+deleted) under deployment ``""``, a name no deployment can have: one row for the whole
+database, with no table of its own. Taking it locks that row (``FOR UPDATE`` on PostgreSQL;
+SQLite serializes every write transaction), so two monitors taking it at once are ordered.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from loopml.core.clock import as_utc
+from loopml.core.errors import ConflictError
+from loopml.core.names import DEFAULT_PROJECT
+from loopml.store._errors import add_unique
 from loopml.store._registry import project_row
 from loopml.store.orm import MonitorCursorRow, MonitorWindowRow, ReferenceProfileRow
 
+LEASE_KEY = "lease"
 WindowKey = tuple[str, str, int, str, datetime]
 """deployment, model, version, size, start."""
 
@@ -200,3 +210,61 @@ def drop_windows_before(session: Session, before: datetime) -> int:
     """Delete windows that ended before ``before`` (retention); how many went."""
     result = session.execute(delete(MonitorWindowRow).where(MonitorWindowRow.end < as_utc(before)))
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _lease_row(session: Session) -> MonitorCursorRow | None:
+    proj = project_row(session, DEFAULT_PROJECT)
+    query = select(MonitorCursorRow).where(
+        MonitorCursorRow.project_id == proj.id,
+        MonitorCursorRow.deployment == "",
+        MonitorCursorRow.key == LEASE_KEY,
+    )
+    return session.scalars(query.with_for_update()).one_or_none()
+
+
+def take_lease(
+    session: Session, holder: dict[str, Any], *, now: datetime, lease_s: float
+) -> dict[str, Any]:
+    """Hold the monitor's lease for ``holder`` (named by its ``id``) until ``now + lease_s``
+    when it is free, expired or already ``holder``'s (a compare-and-set under the row's lock).
+
+    Returns:
+        The lease in force afterwards: ``holder`` with ``expires_at`` (ISO 8601) when taken
+        or renewed, the other holder's otherwise (``{}`` when free).
+
+    Raises:
+        ConflictError: another monitor created the lease first, in this very moment; retry.
+    """
+    row = _lease_row(session)
+    held = dict(row.value) if row is not None else {}
+    expires = held.get("expires_at")
+    free = not held.get("id") or expires is None or as_utc(datetime.fromisoformat(expires)) <= now
+    if not free and held["id"] != holder["id"]:
+        return held
+    value = {**holder, "expires_at": (now + timedelta(seconds=lease_s)).isoformat()}
+    if row is None:
+        project_id = project_row(session, DEFAULT_PROJECT).id
+        fresh = MonitorCursorRow(project_id=project_id, deployment="", key=LEASE_KEY, value=value)
+        add_unique(session, fresh, ConflictError("another monitor took the lease; retry"))
+    else:
+        row.value = value
+        session.flush()
+    return value
+
+
+def holds_lease(session: Session, holder_id: str) -> bool:
+    """Whether ``holder_id`` holds the lease, expired or not (nobody took it over). The row
+    stays locked until the transaction ends, so no one takes it over before this
+    transaction's writes are committed: the fence of the monitor's writes."""
+    row = _lease_row(session)
+    return row is not None and row.value.get("id") == holder_id
+
+
+def release_lease(session: Session, holder_id: str) -> bool:
+    """Free the lease if ``holder_id`` holds it; whether it did."""
+    row = _lease_row(session)
+    if row is None or row.value.get("id") != holder_id:
+        return False
+    row.value = {}
+    session.flush()
+    return True

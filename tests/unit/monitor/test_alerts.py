@@ -167,3 +167,66 @@ def test_a_rule_with_an_internal_webhook_is_refused_at_creation(store_ctx: Any) 
     with pytest.raises(WebhookRefused):
         service.create_rule(store_ctx.store, "default", spec, actor="t")
     assert service.list_rules(store_ctx.store, "default") == []
+
+
+def test_each_new_deployment_gets_the_default_rules_once(store_ctx: Any) -> None:
+    from loopml.monitor.engine import Monitor
+    from loopml.store import deployments, events
+    from tests.unit.api.test_feedback import make_deployment
+
+    store, settings = store_ctx.store, store_ctx.settings.monitor
+
+    def server_round() -> None:
+        """One round of a server's monitor, then the server stops (releasing the lease)."""
+        monitor = Monitor(store, store_ctx.artifacts, settings)
+        assert not monitor.tick().skipped
+        monitor.stop()
+
+    server_round()
+    rules = {r.name: r for r in service.list_rules(store, "default", "churn-api")}
+    assert set(rules) == {"churn-api-errors", "churn-api-latency", "churn-api-restarts"}
+    errors = rules["churn-api-errors"]
+    assert (errors.metric, errors.comparator, errors.threshold, errors.for_s) == (
+        "error_rate",
+        ">",
+        0.05,
+        300,
+    )
+    assert rules["churn-api-restarts"].severity == "critical"
+    with store.session() as session:
+        made = events.list_(session, type="alert.rule.created").items
+    assert {(e.subject, e.actor) for e in made} == {(name, "monitor") for name in rules}
+
+    # A rule the user deleted stays deleted, across rounds and a restarted monitor.
+    service.delete_rule(store, "default", "churn-api-latency", actor="t")
+    server_round()
+    left = {r.name for r in service.list_rules(store, "default", "churn-api")}
+    assert left == {"churn-api-errors", "churn-api-restarts"}
+
+    # A new deployment of the same name is a new deployment: it gets the missing default,
+    # and the rules that are still there are kept as they are.
+    service.silence_rule(store, "default", "churn-api-errors", seconds=600, actor="t")
+    with store.session() as session:
+        deployments.delete(session, "default", "churn-api", actor="t")
+    make_deployment(store_ctx)
+    server_round()
+    again = {r.name: r for r in service.list_rules(store, "default", "churn-api")}
+    assert set(again) == set(rules)
+    assert again["churn-api-errors"].silenced_until is not None
+
+
+def test_no_default_rules_when_the_setting_is_empty(store_ctx: Any) -> None:
+    from loopml.monitor.engine import Monitor
+
+    settings = store_ctx.settings.monitor.model_copy(update={"default_rules": []})
+    Monitor(store_ctx.store, store_ctx.artifacts, settings).tick()
+    assert service.list_rules(store_ctx.store, "default") == []
+
+
+def test_a_default_rule_on_an_unknown_metric_is_refused_when_settings_load() -> None:
+    from pydantic import ValidationError as SettingsError
+
+    from loopml.settings import Settings
+
+    with pytest.raises(SettingsError, match="unknown metric 'cpu'"):
+        Settings(monitor={"default_rules": [{"suffix": "hot", "metric": "cpu", "threshold": 1}]})

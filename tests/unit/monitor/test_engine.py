@@ -67,6 +67,8 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
             "windows": ["1h", "1d"],
             "webhook_allow": ["127.0.0.1"],
             "webhook_attempts": 1,
+            # The rules each test makes are the only ones (test_alerts checks the defaults).
+            "default_rules": [],
         },
     )
 
@@ -194,6 +196,7 @@ def test_unshifted_traffic_shows_no_drift_and_a_shifted_feature_drifts_once(
 
         # The drift lasts: more shifted rows, another round, still one episode.
         serve_rows(url, runtime, "moved-api", _frame(rng, 200, shift_b=2.0))
+        monitor.stop()  # a restarted server's monitor goes on from the watermark
         assert _monitor(ctx, settings).tick().rows == 200
         assert len(_events(ctx, "drift.detected")) == 1
         assert _windows(client, "moved-api")[0]["rows"] == 600

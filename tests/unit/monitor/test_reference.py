@@ -9,16 +9,20 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from fastapi.testclient import TestClient
 from sklearn.datasets import load_breast_cancer
 
+from loopml.api import create_app
+from loopml.client import Client
 from loopml.core.datasets import SplitSpec
 from loopml.data import datasets, lake
 from loopml.monitor.engine import Monitor
-from loopml.monitor.reference import ensure_reference, get_reference
+from loopml.monitor.reference import ensure_reference, get_reference, profile_table
 from loopml.monitor.sketch import NumericReference
 from loopml.registry import register_version
 from loopml.sdk.training import train_model
 from loopml.settings import Settings
+from loopml.store import monitor as monitor_rows
 from loopml.wiring import open_artifact_store, open_metadata_store
 from tests.tracking_rows import log_model, make_run
 
@@ -81,6 +85,66 @@ def test_a_version_gets_its_reference_from_its_training_split(settings: Settings
     assert f0.exact
     assert profile.prediction is not None
     assert profile.prediction.kind == "categorical"
+    # The calibration of the positive class's score on the eval split, against its labels.
+    eval_rows = datasets.read_version(store, artifacts, "default", "snap", "eval")
+    table = profile.calibration
+    assert table is not None
+    assert (table.kind, table.positive, table.rows) == ("positive", "1", eval_rows.num_rows)
+    assert 5 <= len(table.bins) <= 10
+    assert sum(b.rows for b in table.bins) == eval_rows.num_rows
+    assert all(b.lower <= b.predicted <= b.upper for b in table.bins)
+    gaps = sum(b.rows * abs(b.observed - b.predicted) for b in table.bins)
+    assert table.ece == pytest.approx(gaps / table.rows)
+    positives = sum(b.rows * b.observed for b in table.bins)
+    assert positives == pytest.approx(sum(eval_rows["y"].to_pylist()))
+    store.dispose()
+
+
+def test_the_reference_api_shows_the_calibration_table(settings: Settings) -> None:
+    trained = train_model(
+        "snap",
+        target="y",
+        task="classification",
+        entrypoint="simple_fit:fit",
+        register_as="cancer",
+        settings=settings,
+    )
+    assert trained.version is not None
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as http:
+        shown = Client(http=http).monitoring.reference("cancer", 1)  # built on this request
+        store = http.app.state.ctx.store  # type: ignore[attr-defined]
+        stored = get_reference(store, "default", "cancer", 1)
+    assert stored is not None
+    assert stored.profile is not None
+    assert stored.profile.calibration is not None
+    table = shown["profile"]["calibration"]
+    assert table == stored.profile.calibration.model_dump(mode="json")
+    assert table["kind"] == "positive"
+    assert 0 <= table["ece"] < 0.5
+    assert [set(b) for b in table["bins"]] == [
+        {"lower", "upper", "rows", "predicted", "observed"}
+    ] * len(table["bins"])
+
+
+def test_a_profile_stored_before_the_table_existed_still_loads(settings: Settings) -> None:
+    store, artifacts = open_metadata_store(settings), open_artifact_store(settings)
+    run = make_run(store)
+    log_model(store, artifacts, run)
+    register_version(
+        store, artifacts, project="default", model_name="churn", run_id=run.id, actor="t"
+    )
+    profile = profile_table(
+        pa.table({"a": [1.0, 2.0]}), {"a": "numeric"}, task="classification", classes=["0", "1"]
+    ).model_dump()
+    del profile["calibration"]  # as profiles were stored before
+    with store.session() as session:
+        monitor_rows.put_reference(
+            session, "default", "churn", 1, status="ready", reason="", source="s", profile=profile
+        )
+    stored = ensure_reference(store, artifacts, "default", "churn", 1)
+    assert stored.profile is not None
+    assert stored.profile.calibration is None
+    assert stored.profile.features["a"].rows == 2
     store.dispose()
 
 

@@ -92,3 +92,20 @@ def test_the_monitor_thread_runs_rounds_until_stopped(store_ctx: AppContext) -> 
         time.sleep(0.05)
     thread.stop()
     assert KEY in monitor.latest  # a round looked at the deployment
+
+
+def test_a_window_keeps_the_busiest_callers_and_folds_the_rest_into_other() -> None:
+    from loopml.monitor.usage import MAX_CALLERS, merge_usage
+
+    a, b = empty_usage(), empty_usage()
+    a["callers"] = {f"user:a{i:03}": i + 1 for i in range(80)}
+    b["callers"] = {f"user:b{i:03}": 1000 + i for i in range(80)}
+    merged = merge_usage(a, b)
+    callers = merged["callers"]
+    assert len(callers) == MAX_CALLERS
+    assert sum(callers.values()) == sum(a["callers"].values()) + sum(b["callers"].values())
+    assert all(name in callers for name in b["callers"])  # the busiest are kept by name
+    top = usage_summary(merged, 3600.0)["callers"]
+    assert list(top)[:2] == ["user:b079", "user:b078"]
+    assert len(top) == 11
+    assert sum(top.values()) == sum(callers.values())

@@ -6,13 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import APIRouter, Body, Depends, Path, Query
 from pydantic import BaseModel, Field
 
 from loopml.api.context import Actor, Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
+from loopml.api.schemas.deployments import deployment_path
+from loopml.api.services import deployments as deployment_svc
+from loopml.api.services.monitoring import ReplicaList, deployment_replicas
 from loopml.core.alerts import AlertRule, AlertRuleSpec
+from loopml.deploy import DeploymentControl
 from loopml.monitor import service
 from loopml.monitor.reference import Reference
 
@@ -59,6 +63,18 @@ def list_windows(
 ) -> list[dict[str, Any]]:
     """The deployment's windows of one size, newest first."""
     return service.list_windows(ctx.store, project, name, size=window, limit=limit)
+
+
+@router.get(DEPLOYMENT + "/replicas")
+async def list_replicas(
+    project: str = PROJECT,
+    name: str = deployment_path(),
+    control: DeploymentControl = Depends(deployment_svc.get_control),
+) -> ReplicaList:
+    """The deployment's replicas measured now: CPU since the previous reading (% of one
+    core), resident memory, established connections, restarts after a crash, uptime. The
+    monitor adds the same samples to its windows every round."""
+    return await anyio.to_thread.run_sync(lambda: deployment_replicas(control, project, name))
 
 
 @router.get("/api/v1/projects/{project}/models/{model}/versions/{version}/reference")

@@ -68,7 +68,7 @@ from loopml.serve.gateway.config import (
     GatewayTimeoutError,
     ShadowHook,
 )
-from loopml.serve.gateway.metrics import GatewayMetrics
+from loopml.serve.gateway.metrics import ANONYMOUS, CALLER, GatewayMetrics
 from loopml.serve.gateway.routing import Backend, RevisionRoute, Routes, RouteSource
 from loopml.serve.metrics import CONTENT_TYPE
 from loopml.serve.oip import safe_id
@@ -192,7 +192,16 @@ class Gateway(V2Handlers):
                         if tried is None
                         else (tried.model, str(tried.version), str(tried.number))
                     )
-                    self.metrics.observe(key, model, version, number, exc.status, elapsed, exc.code)
+                    self.metrics.observe(
+                        key,
+                        model,
+                        version,
+                        number,
+                        exc.status,
+                        elapsed,
+                        exc.code,
+                        request.scope.get(CALLER, ANONYMOUS),
+                    )
                 return error_response(request.url.path, exc)
 
         return guarded
@@ -346,7 +355,14 @@ class Gateway(V2Handlers):
         )
         elapsed = time.perf_counter() - request.state.gateway_started
         self.metrics.observe(
-            key, revision.model, str(revision.version), str(revision.number), status, elapsed, code
+            key,
+            revision.model,
+            str(revision.version),
+            str(revision.number),
+            status,
+            elapsed,
+            code,
+            request.scope.get(CALLER, ANONYMOUS),
         )
         return Response(answer.content, status_code=status, headers=headers)
 

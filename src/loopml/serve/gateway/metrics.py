@@ -15,6 +15,13 @@
 
 Requests no replica answered (no such deployment, or the activator gave up) carry ``model``
 and ``version`` ``""``.
+
+Requests per caller are not a Prometheus series (a label per token would grow the scrape
+with every token): ``GatewayMetrics.callers`` counts them in memory, cumulative, by
+(project, deployment, model, version, caller), for the monitor to read each round. The
+caller is what the serving check put in the request's scope under ``CALLER`` (the token's
+principal as events name it, ``user:ada/token:<id>``, never the secret), else ``anonymous``
+(a deployment with ``auth: none``, or authentication off).
 """
 
 from __future__ import annotations
@@ -33,6 +40,13 @@ _DEPLOYMENT = ("project", "deployment")
 _Children = tuple[Any, Any, Any]
 """The labelled requests counter, latency histogram and errors counter (or ``None``)."""
 _VERSION = (*_DEPLOYMENT, "model", "version")
+CALLER = "loopml.caller"
+"""The ASGI scope key where the serving check names the caller."""
+ANONYMOUS = "anonymous"
+OTHER = "other"
+MAX_CALLER_KEYS = 100_000
+"""Distinct (deployment, version, caller) counted before new callers count as ``OTHER``."""
+CallerKey = tuple[str, str, str, str, str]
 
 
 class _ReplicaGauge(Collector):
@@ -105,6 +119,8 @@ class GatewayMetrics:
         )
         registry.register(_ReplicaGauge(routes))
         self._children: dict[tuple[tuple[str, ...], str, int, str | None], _Children] = {}
+        self.callers: dict[CallerKey, int] = {}
+        """Requests so far by (project, deployment, model, version, caller)."""
 
     def observe(
         self,
@@ -115,6 +131,7 @@ class GatewayMetrics:
         status: int,
         seconds: float,
         code: str | None,
+        caller: str = ANONYMOUS,
     ) -> None:
         """One answered request."""
         labels = (*key, model, version)
@@ -125,6 +142,16 @@ class GatewayMetrics:
         children[1].observe(seconds)
         if children[2] is not None:
             children[2].inc()
+        # A plain dict on the event loop's thread: the monitor copies it (``dict.copy`` holds
+        # the GIL throughout), so no lock on the hot path.
+        counted = (key[0], key[1], model, version, caller)
+        callers = self.callers
+        if counted in callers:
+            callers[counted] += 1
+        else:
+            if len(callers) >= MAX_CALLER_KEYS:
+                counted = (key[0], key[1], model, version, OTHER)
+            callers[counted] = callers.get(counted, 0) + 1
 
     def _children_of(
         self, labels: tuple[str, ...], revision: str, status: int, code: str | None

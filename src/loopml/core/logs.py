@@ -1,0 +1,291 @@
+"""Log lines searched by text and level, log files read newest first, and the server's own
+log: its JSON-lines form and its rotated, private file.
+
+What a deployment's replicas and a pipeline's steps print is free text. A line's level is
+recognised, not parsed: the first level word in upper case (``INFO:`` from uvicorn,
+``ERROR`` from Python logging's usual formats, ``WARN``, ``FATAL``) among its first
+characters, or a JSON ``"level"`` field. A line without one (a traceback, the rest of a
+multi-line message) continues the line before it and takes its level; the supervisor's
+``[loopml]`` lines are ``info``. Lines before any level is seen have none, and a level
+filter leaves them out.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
+from typing import Any, Literal
+
+from loopml.core.errors import ValidationError
+
+LEVELS: dict[str, int] = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+MAX_GREP = 200
+"""Longest text a search takes (characters)."""
+
+_WORDS = {"WARN": logging.WARNING, "FATAL": logging.CRITICAL}
+_WORD = re.compile(r"\b(DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL)\b")
+_JSON_LEVEL = re.compile(r'"(?:level|levelname|severity)"\s*:\s*"([A-Za-z]+)"')
+_HEAD = 100  # a level word past this is in the message, not the line's prefix
+_SUPERVISOR = "[loopml]"
+_BLOCK = 64 * 1024
+
+
+def level_of(line: str) -> int | None:
+    """The level ``line`` carries (a ``logging`` number), or ``None`` when it names none."""
+    head = line[: _HEAD * 2]
+    if head.startswith("{") and (found := _JSON_LEVEL.search(head)):
+        word = found.group(1).upper()
+        return _WORDS.get(word) or LEVELS.get(word.lower())
+    if found := _WORD.search(line[:_HEAD]):
+        word = found.group(1)
+        return _WORDS.get(word) or LEVELS[word.lower()]
+    if _SUPERVISOR in line[:_HEAD]:
+        return logging.INFO
+    return None
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    """Which lines of a log to keep: those holding ``grep`` (any case) at ``level`` or above.
+
+    Raises:
+        ValidationError: ``grep`` is longer than ``MAX_GREP``, or ``level`` is not a level.
+    """
+
+    grep: str | None = None
+    level: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.grep is not None and len(self.grep) > MAX_GREP:
+            raise ValidationError(
+                f"grep is {len(self.grep)} characters long; at most {MAX_GREP} are searched",
+                details={"field": "grep", "max_length": MAX_GREP},
+            )
+        if self.level is not None and self.level not in LEVELS:
+            raise ValidationError(
+                f"level {self.level!r} is not one of {', '.join(LEVELS)}",
+                details={"field": "level", "allowed": list(LEVELS)},
+            )
+
+    @property
+    def everything(self) -> bool:
+        """True when the query keeps every line."""
+        return not self.grep and self.level is None
+
+    def keeps(self, line: str, level: int | None) -> bool:
+        """Whether ``line``, at ``level`` (its own or the one it continues), is kept."""
+        if self.grep and self.grep.casefold() not in line.casefold():
+            return False
+        return self.level is None or (level is not None and level >= LEVELS[self.level])
+
+    def select(self, lines: Iterable[str]) -> Iterator[str]:
+        """The kept lines of ``lines`` (oldest first), in order."""
+        current: int | None = None
+        for line in lines:
+            level = level_of(line)
+            if level is None:
+                level = current
+            else:
+                current = level
+            if self.keeps(line, level):
+                yield line
+
+    def last(self, newest_first: Iterable[str], count: int) -> list[str]:
+        """The last ``count`` kept lines, oldest first, reading ``newest_first`` only as far
+        back as they take (a line's level may wait for an older line to be known)."""
+        kept: list[str] = []
+        waiting: list[str] = []  # newer lines continuing a line not read yet
+        for line in newest_first:
+            level = level_of(line)
+            if level is None:
+                waiting.append(line)
+                continue
+            kept.extend(w for w in waiting if self.keeps(w, level))
+            waiting.clear()
+            if self.keeps(line, level):
+                kept.append(line)
+            if len(kept) >= count:
+                break
+        else:
+            kept.extend(w for w in waiting if self.keeps(w, None))
+        return list(reversed(kept[:count]))
+
+
+def new_lines(seen: list[str], lines: list[str]) -> list[str]:
+    """What ``lines`` (the last lines of a log now) holds after ``seen`` (its last lines at
+    the previous look): the lines after the longest end of ``seen`` that ``lines`` starts
+    with. Without such an overlap every line is new (more lines came than one look
+    returns, or the log started again)."""
+    for start in range(max(0, len(seen) - len(lines)), len(seen)):
+        overlap = len(seen) - start
+        if lines[:overlap] == seen[start:]:
+            return lines[overlap:]
+    return lines
+
+
+def newest_first(path: Path, block: int = _BLOCK, backups: int = 1) -> Iterator[str]:
+    """The lines of a text file, newest first, then its rotated predecessors' (``path.1``
+    to ``path.<backups>``): read backwards a block at a time, so a search stops as soon as
+    it has found enough."""
+    for number in range(backups + 1):
+        yield from _backwards(path.with_name(f"{path.name}.{number}") if number else path, block)
+
+
+def _backwards(path: Path, block: int) -> Iterator[str]:
+    try:
+        file = path.open("rb")
+    except FileNotFoundError:
+        return
+    with file:
+        end = file.seek(0, os.SEEK_END)
+        rest = b""  # the end of a line whose beginning lies in an older block
+        newest = True
+        while end > 0:
+            step = min(block, end)
+            end -= step
+            file.seek(end)
+            parts = (file.read(step) + rest).split(b"\n")
+            if newest and parts[-1] == b"":
+                parts.pop()  # the file's final newline ends a line, it starts none
+            newest = False
+            rest = parts[0] if parts else b""
+            for part in reversed(parts[1:]):
+                yield part.decode("utf-8", errors="replace").rstrip("\r")
+        if rest:
+            yield rest.decode("utf-8", errors="replace").rstrip("\r")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ``ts`` (UTC, ISO 8601), ``level``, ``logger``,
+    ``message`` and, when the record carries them, ``exc_info`` and ``stack_info`` (for
+    ELK, Loki and other collectors that read JSON lines)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc_info"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exc_info"] = record.exc_text
+        if record.stack_info:
+            entry["stack_info"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+"""The text form of a record in the server's log file: its level word comes within the
+first characters, where ``level_of`` looks, and a traceback's lines continue it."""
+
+
+class PrivateRotatingFileHandler(RotatingFileHandler):
+    """A ``RotatingFileHandler`` whose folder is made 0700 and whose files are 0600, the new
+    one after each rotation included: the server's log sits in the home, beside its secrets,
+    and may quote what callers sent."""
+
+    def __init__(self, filename: str, max_bytes: int, backups: int) -> None:
+        folder = Path(filename).parent
+        if not folder.is_dir():
+            folder.mkdir(mode=0o700, parents=True)
+        super().__init__(filename, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+
+    def _open(self) -> io.TextIOWrapper:
+        descriptor = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        if os.name != "nt":
+            os.fchmod(descriptor, 0o600)  # a file made before, under a wider umask
+        return open(descriptor, "a", encoding=self.encoding, errors=self.errors)
+
+
+@dataclass(frozen=True)
+class LogFile:
+    """Where the server keeps its log: ``path``, rotated past ``max_bytes`` into
+    ``path.1`` ... ``path.<backups>``."""
+
+    path: Path
+    max_bytes: int
+    backups: int
+
+    def last(self, query: LogQuery, count: int) -> list[str]:
+        """The last ``count`` lines ``query`` keeps, oldest first, read newest first back
+        through the rotated copies as far as they take."""
+        return query.last(newest_first(self.path, backups=self.backups), count)
+
+
+def logging_config(
+    level: str, log_format: Literal["text", "json"], file: LogFile | None = None
+) -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` (uvicorn's ``log_config``) for ``loopml up``.
+
+    On stderr: ``text`` is uvicorn's own lines (loopml's warnings and above besides), ``json``
+    one JSON object per record of uvicorn and loopml at ``level``. With ``file`` the same
+    records of uvicorn and loopml at ``level`` are also appended to it, as JSON lines or as
+    ``TEXT_FORMAT`` lines, rotated by size. Other libraries log their warnings and above
+    (httpx logs every request at info).
+    """
+    number = level.upper()
+    json_lines = log_format == "json"
+    formatters: dict[str, Any] = {"json": {"()": JsonFormatter}, "text": {"format": TEXT_FORMAT}}
+    handlers: dict[str, Any] = {}
+    if json_lines:
+        handlers["stderr"] = _stream("json", "ext://sys.stderr")
+    else:  # uvicorn's LOGGING_CONFIG, named by string: core imports no server
+        formatters["default"] = {
+            "()": "uvicorn.logging.DefaultFormatter",
+            "fmt": "%(levelprefix)s %(message)s",
+            "use_colors": None,
+        }
+        formatters["access"] = {
+            "()": "uvicorn.logging.AccessFormatter",
+            "fmt": '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s',
+        }
+        handlers["stderr"] = _stream("default", "ext://sys.stderr")
+        handlers["access"] = _stream("access", "ext://sys.stdout")
+        # What Python's last-resort handler printed before the file took loopml's records.
+        handlers["warnings"] = {**_stream("default", "ext://sys.stderr"), "level": "WARNING"}
+    kept = []
+    if file is not None:
+        kept = ["file"]
+        handlers["file"] = {
+            "()": PrivateRotatingFileHandler,
+            "formatter": "json" if json_lines else "text",
+            "filename": str(file.path),
+            "max_bytes": file.max_bytes,
+            "backups": file.backups,
+        }
+    access: dict[str, Any] = {"level": number, "propagate": True}
+    if not json_lines:
+        access = {"handlers": ["access", *kept], "level": number, "propagate": False}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": formatters,
+        "handlers": handlers,
+        "loggers": {
+            "uvicorn": {"handlers": ["stderr", *kept], "level": number, "propagate": False},
+            "uvicorn.error": {"level": number, "propagate": True},
+            "uvicorn.access": access,
+            "loopml": {"level": number},
+        },
+        "root": {"handlers": ["stderr" if json_lines else "warnings", *kept], "level": "WARNING"},
+    }
+
+
+def _stream(formatter: str, stream: str) -> dict[str, Any]:
+    return {"class": "logging.StreamHandler", "formatter": formatter, "stream": stream}
