@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING
 import typer
 
 from loopml.cli._context import project_option, state
-from loopml.cli._output import as_json, console, table, when
+from loopml.cli._output import (
+    as_json,
+    check_output,
+    console,
+    listing,
+    output_option,
+    when,
+    wide_option,
+)
 
 if TYPE_CHECKING:
     from loopml.core.streams import Stream
@@ -98,13 +106,17 @@ def create(
 
 
 @app.command("list")
-def list_(ctx: typer.Context, project: str = PROJECT, json_out: bool = JSON) -> None:
+def list_(
+    ctx: typer.Context,
+    project: str = PROJECT,
+    output: str = output_option(),
+    wide: bool = wide_option(),
+    json_out: bool = JSON,
+) -> None:
     """The project's streams with their status, lag, rate and errors."""
+    shape = check_output(output, wide, json_out)
     with state(ctx).client() as client:
         found = client.streams.list(project)
-    if json_out:
-        as_json([s.model_dump(mode="json") for s in found])
-        return
     rows = [
         [
             s.name,
@@ -119,11 +131,9 @@ def list_(ctx: typer.Context, project: str = PROJECT, json_out: bool = JSON) -> 
         ]
         for s in found
     ]
-    table(
-        None,
-        ["name", "source", "table", "status", "messages", "dead", "lag", "rate/s", "errors"],
-        rows,
-    )
+    columns = ["name", "source", "table", "status", "messages", "dead", "lag", "rate/s", "errors"]
+    records = [s.model_dump(mode="json") for s in found]
+    listing(columns, rows, shape, required=2, records=records)
 
 
 @app.command("show")

@@ -7,25 +7,42 @@ from pathlib import Path
 import typer
 
 from loopml.cli._context import project_option, state
-from loopml.cli._output import as_json, console, err_console, table, when
+from loopml.cli._output import (
+    as_json,
+    check_output,
+    console,
+    err_console,
+    listing,
+    output_option,
+    table,
+    when,
+    wide_option,
+)
 from loopml.cli.artifacts import _bar
+from loopml.core.errors import ValidationError
+from loopml.core.lake import ColumnInfo
 
 app = typer.Typer(help="List, inspect and delete a project's lake tables.", no_args_is_help=True)
 
 PROJECT = project_option("The project that owns the table.")
-JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
+JSON = typer.Option(False, "--json", help="Print JSON instead of a table (-o json).")
 
 
 @app.command("list")
-def list_tables(ctx: typer.Context, project: str = PROJECT, json_out: bool = JSON) -> None:
+def list_tables(
+    ctx: typer.Context,
+    project: str = PROJECT,
+    output: str = output_option(),
+    wide: bool = wide_option(),
+    json_out: bool = JSON,
+) -> None:
     """List tables with their version and row count."""
+    shape = check_output(output, wide, json_out)
     with state(ctx).client() as client:
         items = client.tables.list(project)
-    if json_out:
-        as_json([t.model_dump(mode="json") for t in items])
-        return
     rows = [(t.name, t.version, t.row_count, len(t.columns), when(t.updated_at)) for t in items]
-    table(None, ["table", "version", "rows", "columns", "updated"], rows)
+    records = [t.model_dump(mode="json") for t in items]
+    listing(["table", "version", "rows", "columns", "updated"], rows, shape, records=records)
 
 
 @app.command("show")
@@ -53,16 +70,16 @@ def head(
     name: str = typer.Argument(..., help="The table."),
     n: int = typer.Option(10, "-n", help="How many rows (at most 1000)."),
     project: str = PROJECT,
+    output: str = output_option(),
+    wide: bool = wide_option(),
     json_out: bool = JSON,
 ) -> None:
-    """Print the first rows of a table."""
+    """Print the first rows of a table (the columns that fit, unless --wide or -o)."""
+    shape = check_output(output, wide, json_out)
     with state(ctx).client() as client:
         rows = client.tables.head(project, name, n)
-    if json_out:
-        as_json(rows)
-        return
     columns = list(rows[0]) if rows else []
-    table(None, columns, [[str(r[c]) for c in columns] for r in rows])
+    listing(columns, [[r[c] for c in columns] for r in rows], shape, records=rows)
 
 
 @app.command("history")
@@ -70,19 +87,21 @@ def history(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="The table."),
     project: str = PROJECT,
+    output: str = output_option(),
+    wide: bool = wide_option(),
     json_out: bool = JSON,
 ) -> None:
     """List a table's commits, newest first."""
+    shape = check_output(output, wide, json_out)
     with state(ctx).client() as client:
         commits = client.tables.history(project, name)
-    if json_out:
-        as_json([c.model_dump(mode="json") for c in commits])
-        return
     rows = [
         (c.version, when(c.timestamp), c.operation, c.mode or "", c.rows_added or 0)
         for c in commits
     ]
-    table(None, ["version", "time", "operation", "mode", "rows added"], rows)
+    columns = ["version", "time", "operation", "mode", "rows added"]
+    records = [c.model_dump(mode="json") for c in commits]
+    listing(columns, rows, shape, required=2, records=records)
 
 
 @app.command("delete")
@@ -159,12 +178,31 @@ def ingest(
         help="Refuse a file with a column of numbers but for a few values (a typo that "
         "would make a new column text); by default it lands with a warning naming them.",
     ),
+    schema: list[str] = typer.Option(
+        [],
+        "--schema",
+        "-s",
+        help="Column types instead of inferred ones: NAME:TYPE[,NAME:TYPE...] (age:int64,"
+        "zip:string), or a YAML/JSON file of them (@FILE, or a file's path). Repeatable.",
+    ),
 ) -> None:
-    """Ingest a CSV, Parquet or JSON Lines file into a table (created on first ingest)."""
+    """Ingest a CSV, Parquet or JSON Lines file into a table (created on first ingest).
+
+    Types are inferred from the file unless --schema declares them; a value that does not
+    convert to its declared type refuses the file, naming its rows.
+    """
+    declared = {c.name: c.type for c in declared_columns(schema)}
     size = file.stat().st_size
     with state(ctx).client() as client, _bar(f"ingest {file.name}", size) as bar:
         commit = client.tables.ingest_file(
-            project, table_name, file, mode=mode, format=format, progress=bar, strict=strict
+            project,
+            table_name,
+            file,
+            mode=mode,
+            format=format,
+            progress=bar,
+            strict=strict,
+            schema=declared,
         )
     console.print(
         f"ingested [bold]{commit.rows_added or 0}[/] rows into {table_name} "
@@ -172,6 +210,37 @@ def ingest(
     )
     for warning in commit.warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    if commit.warnings:
+        err_console.print(
+            "(declare the column's type with --schema NAME:TYPE to read it as such, naming "
+            "the rows that do not convert; --strict refuses such a file)",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def declared_columns(values: list[str]) -> list[ColumnInfo]:
+    """``--schema`` values as columns: ``NAME:TYPE`` lists, or YAML/JSON files of them.
+
+    Raises:
+        ValidationError: a declaration that does not parse, an unknown type, a column
+            declared twice, or a file that cannot be read.
+    """
+    from loopml.core.lake import check_declared, columns_from_document, parse_declarations
+    from loopml.core.yamltext import load_yaml
+
+    found: list[ColumnInfo] = []
+    for value in values:
+        path = Path(value[1:] if value.startswith("@") else value)
+        if value.startswith("@") or path.is_file():
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValidationError(f"--schema: cannot read {path}: {exc}") from None
+            found += columns_from_document(load_yaml(text, f"schema {path}"))
+        else:
+            found += parse_declarations(p.strip() for p in value.split(",") if p.strip())
+    return check_declared(found)
 
 
 contract_app = typer.Typer(help="Set, show and drop a table's validation contract.")
@@ -222,23 +291,25 @@ def reports(
     name: str = typer.Argument(..., help="The table."),
     limit: int = typer.Option(20, "--limit", "-n", help="How many (at most 1000)."),
     project: str = PROJECT,
+    output: str = output_option(),
+    wide: bool = wide_option(),
     json_out: bool = JSON,
 ) -> None:
     """List a table's validation reports, newest first."""
+    shape = check_output(output, wide, json_out)
     with state(ctx).client() as client:
         page = client.tables.reports(project, name, limit=limit)
-    if json_out:
-        as_json([r.model_dump(mode="json") for r in page.items])
-        return
     rows = [
         (
             when(r.created_at),
             "passed" if r.passed else f"failed ({r.on_fail})",
+            ", ".join(sorted({f"{f.column}:{f.rule}" if f.column else f.rule for f in r.failures})),
             r.rows_checked,
             r.rows_failed,
             "" if r.version is None else r.version,
-            ", ".join(sorted({f"{f.column}:{f.rule}" if f.column else f.rule for f in r.failures})),
         )
         for r in page.items
     ]
-    table(None, ["time", "result", "rows", "failed", "version", "rules"], rows)
+    columns = ["time", "result", "rules", "rows", "failed", "version"]
+    records = [r.model_dump(mode="json") for r in page.items]
+    listing(columns, rows, shape, required=2, records=records)

@@ -125,6 +125,7 @@ class Tables:
         format: str | None = None,
         progress: Progress | None = None,
         strict: bool = False,
+        schema: Mapping[str, str] | None = None,
     ) -> TableCommit:
         """Stream a CSV, Parquet or JSON Lines file into a table as one commit.
 
@@ -135,15 +136,22 @@ class Tables:
             progress: called with each chunk's size as it is sent.
             strict: refuse a file with a column of numbers but for a few values (by
                 default it lands, and ``warnings`` of the commit name those rows).
+            schema: column name to Arrow type (``{"age": "int64", "zip": "string"}``): these
+                columns are read with these types instead of inferred ones (see
+                ``loopml.core.lake.COLUMN_TYPE_PATTERN`` for the types).
 
         Raises:
-            ValidationError: the file does not match the table's schema (``details``
-                names the columns, expected and found types and first offending rows).
+            ValidationError: the file does not match the table's schema, or a value does
+                not convert to its declared type (``details`` names the columns, expected
+                and found types and first offending rows).
         """
         file = Path(path)
-        params = {"mode": mode, **({"format": format} if format else {})}
+        params: builtins.list[tuple[str, str]] = [("mode", mode)]
+        if format:
+            params.append(("format", format))
         if strict:
-            params["strict"] = "true"
+            params.append(("strict", "true"))
+        params += [("column", f"{name}:{kind}") for name, kind in (schema or {}).items()]
         headers = {
             "Content-Type": _MEDIA_TYPES.get(format or "", "application/octet-stream"),
             "Content-Disposition": f"attachment; filename*=UTF-8''{quote(file.name)}",

@@ -3,6 +3,8 @@ and the SDK), and how a run's input names a table version."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, ConfigDict
 
 MAX_RETENTION_HOURS = 87_600
@@ -41,3 +43,15 @@ class VacuumReport(BaseModel):
     files_deleted: int
     bytes_freed: int
     kept_versions: list[int]
+
+
+class PruneReport(BaseModel):
+    """What a prune deleted: the rows whose ``column`` was before ``before``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    table: str
+    version: int
+    column: str
+    before: datetime
+    rows_deleted: int

@@ -7,6 +7,7 @@ these types describe it without any I/O.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -20,6 +21,8 @@ COLUMN_TYPE_PATTERN = (
     r"|date32|date64|timestamp\[(s|ms|us|ns)\])$"
 )
 """The Arrow types a column may be declared with (by name, as ``pa.type_for_alias`` reads)."""
+COLUMN_DECLARATION_PATTERN = r"^[^\x00-\x1f\x7f]{1,255}:" + COLUMN_TYPE_PATTERN[1:]
+"""``NAME:TYPE``, one declared column of an ingest (the last ``:`` splits them)."""
 
 WriteMode = Literal["append", "overwrite"]
 WRITE_MODES: tuple[WriteMode, ...] = ("append", "overwrite")
@@ -112,3 +115,72 @@ class TableCommit(BaseModel):
     rows_added: int | None = None
     files_added: int | None = None
     warnings: list[str] = Field(default_factory=list)
+
+
+def parse_declarations(declared: Iterable[str]) -> list[ColumnInfo]:
+    """``NAME:TYPE`` declarations (``age:int64``) as columns, in their order.
+
+    Raises:
+        ValidationError: a declaration without ``:``, an unknown type, a name given twice.
+    """
+    columns = []
+    for item in declared:
+        name, sep, kind = str(item).rpartition(":")
+        if not sep or not name:
+            raise ValidationError(
+                f"invalid column declaration {str(item)[:80]!r}: expected NAME:TYPE, such as "
+                "'age:int64' or 'signup:timestamp[us]'",
+                details={"field": "column", "pattern": COLUMN_DECLARATION_PATTERN},
+            )
+        columns.append(ColumnInfo(name=name, type=kind.strip()))
+    return check_declared(columns)
+
+
+def columns_from_document(data: Any) -> list[ColumnInfo]:
+    """Declared columns from a YAML or JSON document: a mapping of name to type
+    (``{age: int64}``), a list of ``{name, type}`` objects, or either under ``columns``.
+
+    Raises:
+        ValidationError: any other shape, an unknown type, a name given twice.
+    """
+    if isinstance(data, Mapping) and set(data) == {"columns"}:
+        data = data["columns"]
+    if isinstance(data, Mapping):
+        pairs = [(str(k), v) for k, v in data.items()]
+    elif isinstance(data, list) and all(isinstance(i, Mapping) for i in data):
+        pairs = [(str(i.get("name", "")), i.get("type")) for i in data]
+    else:
+        raise ValidationError(
+            "a schema document is a mapping of column names to types ({age: int64}) or a "
+            f"list of {{name, type}} objects, got {type(data).__name__}"
+        )
+    if not pairs:
+        raise ValidationError("the schema declares no column")
+    return parse_declarations(f"{name}:{kind}" for name, kind in pairs)
+
+
+def check_declared(columns: list[ColumnInfo]) -> list[ColumnInfo]:
+    """``columns`` if each has a name, a type of ``COLUMN_TYPE_PATTERN``, and a name of its
+    own, else a ``ValidationError`` naming the first that does not."""
+    seen: set[str] = set()
+    for column in columns:
+        if not 0 < len(column.name) <= 255 or re.search(r"[\x00-\x1f\x7f]", column.name):
+            raise ValidationError(
+                f"invalid column name {column.name[:40]!r}: expected 1 to 255 characters, "
+                "none of them a control character",
+                details={"column": column.name[:40]},
+            )
+        if not re.fullmatch(COLUMN_TYPE_PATTERN, column.type):
+            raise ValidationError(
+                f"unknown column type {column.type[:40]!r} for {column.name!r}: expected one "
+                "of bool, int8..int64, uint8..uint64, float, double, string, large_string, "
+                "binary, large_binary, date32, date64, timestamp[s|ms|us|ns]",
+                details={"column": column.name, "type": column.type[:40]},
+            )
+        if column.name in seen:
+            raise ValidationError(
+                f"column {column.name!r} is declared twice; column names must be unique",
+                details={"column": column.name},
+            )
+        seen.add(column.name)
+    return columns

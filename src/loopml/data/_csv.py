@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
@@ -58,6 +58,7 @@ def open_blocks(
     threads: int | None = None,
     first_block: int = FIRST_BLOCK,
     block: int = BLOCK,
+    text_columns: Collection[str] = (),
 ) -> pa.RecordBatchReader:
     """Read CSV from ``source`` as record batches (see the module docs); ``source`` is
     closed when the batches are exhausted or the reader is dropped.
@@ -66,6 +67,8 @@ def open_blocks(
         threads: blocks parsed at once (default: the CPUs, at most 4).
         first_block: bytes the types are inferred from.
         block: bytes per later block.
+        text_columns: columns read as text, whatever they look like (a declared column,
+            which ``loopml.data._declared`` casts itself).
 
     Raises:
         pyarrow.ArrowInvalid: the first block does not parse (later blocks raise as they
@@ -73,7 +76,8 @@ def open_blocks(
     """
     first = _block(source, first_block)
     whole = pcsv.ReadOptions(block_size=len(first) + 1)  # one block: one inference
-    head = pcsv.read_csv(pa.BufferReader(first), read_options=whole)
+    as_text = pcsv.ConvertOptions(column_types=dict.fromkeys(text_columns, pa.string()))
+    head = pcsv.read_csv(pa.BufferReader(first), read_options=whole, convert_options=as_text)
     lines = _lines(first)
     if len(first) < first_block:  # the whole file was in the first block
         source.close()

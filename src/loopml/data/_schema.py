@@ -28,6 +28,39 @@ def columns_of(schema: pa.Schema) -> list[ColumnInfo]:
     return [ColumnInfo(name=f.name, type=str(f.type), nullable=f.nullable) for f in schema]
 
 
+def schema_from(columns: list[ColumnInfo]) -> pa.Schema:
+    """The Arrow schema of declared columns, as Delta Lake will store it.
+
+    Raises:
+        ValidationError: an unknown type, or two columns with the same name.
+    """
+    seen: set[str] = set()
+    for c in columns:
+        if c.name in seen:
+            raise ValidationError(
+                f"column {c.name!r} is declared twice; column names must be unique",
+                details={"column": c.name},
+            )
+        seen.add(c.name)
+    return pa.schema([pa.field(c.name, _delta_type(c), c.nullable) for c in columns])
+
+
+def _delta_type(column: ColumnInfo) -> pa.DataType:
+    try:
+        arrow_type = pa.type_for_alias(column.type)
+    except (ValueError, KeyError) as exc:
+        raise ValidationError(
+            f"unknown column type {column.type!r} for {column.name!r}: expected an Arrow type "
+            "such as 'int64', 'double', 'string', 'bool', 'date32' or 'timestamp[us]'",
+            details={"column": column.name, "type": column.type},
+        ) from exc
+    # Delta Lake stores timestamps in microseconds only: it converts ms and ns itself but
+    # refuses seconds, so every unit is declared as microseconds here.
+    if pa.types.is_timestamp(arrow_type):
+        return pa.timestamp("us", arrow_type.tz)
+    return arrow_type
+
+
 def _same_kind(found: pa.DataType, expected: pa.DataType) -> bool:
     text = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
     blob = (pa.types.is_binary, pa.types.is_large_binary, pa.types.is_binary_view)

@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 
 from loopml.core import layout
 from loopml.core.clock import utcnow
-from loopml.core.errors import AlreadyExistsError, NotFoundError, ValidationError
+from loopml.core.errors import AlreadyExistsError, NotFoundError
 from loopml.core.ingest import IngestKey
-from loopml.core.lake import ColumnInfo, LakeTable, TableCommit
+from loopml.core.lake import LakeTable, TableCommit
 from loopml.data import _delta
 from loopml.data._schema import columns_of
 from loopml.storage import ArtifactStore
@@ -23,7 +23,9 @@ from loopml.store import MetadataStore, ingest_keys, lake_tables, projects, stre
 
 log = logging.getLogger("loopml.data")
 SYSTEM_ACTOR = "system"
-_HOUSEKEEPING = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END"})
+_HOUSEKEEPING = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END", "DELETE"})
+"""Operations that add no rows and record themselves (``loopml.data.housekeeping``); only
+loopml's prune deletes rows of a lake table."""
 
 
 def locate(
@@ -74,8 +76,9 @@ def reconcile(store: MetadataStore, row: LakeTable, dt: DeltaTable) -> LakeTable
         return row
     entries = _delta.entries_since(dt, row.version)
     if all(e.get("operation") in _HOUSEKEEPING for e in entries):
-        # A compaction (often a background one, about to record itself) changed no rows:
-        # no event for it; the next commit recorded moves the row past it.
+        # A compaction (often a background one, about to record itself) changed no rows,
+        # a prune records itself: no event for it; the next commit recorded moves the row
+        # past it.
         return row
     # A table created with columns records its empty version 0 this way, which is normal;
     # anything else means a writer died between its commit and its record.
@@ -103,39 +106,6 @@ def reconcile(store: MetadataStore, row: LakeTable, dt: DeltaTable) -> LakeTable
         )
         _record_carried(session, row, entries)
         return table
-
-
-def _delta_type(column: ColumnInfo) -> pa.DataType:
-    try:
-        arrow_type = pa.type_for_alias(column.type)
-    except (ValueError, KeyError) as exc:
-        raise ValidationError(
-            f"unknown column type {column.type!r} for {column.name!r}: expected an Arrow type "
-            "such as 'int64', 'double', 'string', 'bool', 'date32' or 'timestamp[us]'",
-            details={"column": column.name, "type": column.type},
-        ) from exc
-    # Delta Lake stores timestamps in microseconds only: it converts ms and ns itself but
-    # refuses seconds, so every unit is declared as microseconds here.
-    if pa.types.is_timestamp(arrow_type):
-        return pa.timestamp("us", arrow_type.tz)
-    return arrow_type
-
-
-def schema_from(columns: list[ColumnInfo]) -> pa.Schema:
-    """The Arrow schema of declared columns, as Delta Lake will store it.
-
-    Raises:
-        ValidationError: an unknown type, or two columns with the same name.
-    """
-    seen: set[str] = set()
-    for c in columns:
-        if c.name in seen:
-            raise ValidationError(
-                f"column {c.name!r} is declared twice; column names must be unique",
-                details={"column": c.name},
-            )
-        seen.add(c.name)
-    return pa.schema([pa.field(c.name, _delta_type(c), c.nullable) for c in columns])
 
 
 def reader(data: pa.Table | pa.RecordBatchReader) -> pa.RecordBatchReader:

@@ -15,17 +15,19 @@ import io
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Literal
 
 import pyarrow as pa
+import pyarrow.csv as pcsv
 import pyarrow.json as pjson
 import pyarrow.parquet as pq
 
 from loopml.core.errors import PayloadTooLargeError, ValidationError
-from loopml.data import _csv
+from loopml.core.lake import ColumnInfo
+from loopml.data import _csv, _declared
 
 FileFormat = Literal["csv", "parquet", "jsonl"]
 FORMATS: tuple[FileFormat, ...] = ("csv", "parquet", "jsonl")
@@ -47,6 +49,8 @@ _MEDIA_TYPES: dict[str, FileFormat] = {
     "application/jsonlines": "jsonl",
 }
 _BLOCK = 16 * 1024 * 1024
+_CSV_NULLS = frozenset(pcsv.ConvertOptions().null_values)
+"""What Arrow's CSV reader reads as null in a column it infers: the same in a declared one."""
 SPOOL_MAX_AGE_S = 6 * 3600
 
 
@@ -84,7 +88,9 @@ def _sniff(path: Path) -> FileFormat:
 
 
 def read_upload(
-    source: str | os.PathLike[str] | BinaryIO, format: str | None = None
+    source: str | os.PathLike[str] | BinaryIO,
+    format: str | None = None,
+    columns: Sequence[ColumnInfo] = (),
 ) -> pa.RecordBatchReader:
     """Read a CSV, Parquet or JSON Lines file as a stream of Arrow record batches.
 
@@ -92,10 +98,15 @@ def read_upload(
         source: a path or an open binary file.
         format: ``csv``, ``parquet``, ``jsonl``, or ``None`` to go by the file name's
             extension, then by its first bytes.
+        columns: columns read with these types instead of inferred ones (see
+            ``loopml.data._declared``); the file must have each of them.
 
     Raises:
-        ValidationError: an unknown format, or a file that does not parse as its format.
+        ValidationError: an unknown format or column type, a file that does not parse as its
+            format, a declared column missing, or a value that does not convert to its
+            declared type (the rows named: at once in the first batch, else as read).
     """
+    types = _declared.declared_types(columns) if columns else {}
     name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
     fmt = infer_format(format, filename=name)
     if fmt is None:
@@ -103,12 +114,19 @@ def read_upload(
     try:
         if fmt == "parquet":
             file = pq.ParquetFile(source)
-            return pa.RecordBatchReader.from_batches(file.schema_arrow, file.iter_batches())
-        if fmt == "jsonl":
-            return _jsonl(source)
-        return _csv.open_blocks(_opened(name) if name else source)  # type: ignore[arg-type]
-    except (pa.ArrowInvalid, OSError) as exc:
+            reader = pa.RecordBatchReader.from_batches(file.schema_arrow, file.iter_batches())
+        elif fmt == "jsonl":
+            reader = _jsonl(source)
+        else:
+            opened = _opened(name) if name else source
+            reader = _csv.open_blocks(opened, text_columns=list(types))  # type: ignore[arg-type]
+        if types:
+            reader = _declared.apply(reader, types, _CSV_NULLS if fmt == "csv" else ())
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
+        # UnicodeDecodeError: a header that is not UTF-8 (a binary file sent as CSV), read
+        # when the declared columns are looked up.
         raise _unparsable(fmt, exc) from exc
+    return reader
 
 
 def _opened(path: str) -> BinaryIO:
@@ -194,14 +212,19 @@ def _first_bytes(chunks: Iterator[bytes], size: int) -> bytes:
 
 @contextmanager
 def read_stream(
-    chunks: Iterable[bytes], format: FileFormat | None, folder: Path, limit: int
+    chunks: Iterable[bytes],
+    format: FileFormat | None,
+    folder: Path,
+    limit: int,
+    columns: Sequence[ColumnInfo] = (),
 ) -> Iterator[pa.RecordBatchReader]:
     """Read a streamed upload as Arrow record batches, parsing it as it arrives.
 
     CSV and JSON Lines are read straight from the stream; Parquet (named, or recognised by
     its first bytes) is spooled under ``folder`` first (see the module docstring). Reading
     the stream past ``limit`` bytes raises ``PayloadTooLargeError``, whenever that happens:
-    a writer consuming the reader must let it through (``cast_batches`` does).
+    a writer consuming the reader must let it through (``cast_batches`` does). ``columns``
+    are read with their declared types, as ``read_upload`` reads them.
 
     Raises:
         ValidationError: a file that does not parse as its format.
@@ -214,12 +237,12 @@ def read_stream(
         format = "parquet" if head[:4] == b"PAR1" else None
     if format == "parquet":
         with spool(_prepend(head, source), folder, limit) as path:
-            yield read_upload(path, format)
+            yield read_upload(path, format, columns)
         return
     if format is None:
         format = "jsonl" if head.lstrip()[:1] == b"{" else "csv"
     stream = io.BufferedReader(_UploadStream(source, limit, head), buffer_size=1 << 20)
-    yield read_upload(stream, format)
+    yield read_upload(stream, format, columns)
 
 
 def _prepend(head: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:

@@ -1,4 +1,5 @@
-"""Lake table housekeeping: compaction of small files, and vacuum of old versions' files.
+"""Lake table housekeeping: compaction of small files, pruning of old rows, and vacuum of
+old versions' files.
 
 Compaction (``OPTIMIZE``) rewrites many small Parquet files into few large ones as a new
 version with the same rows; the files it replaced stay until a vacuum frees them, so
@@ -11,19 +12,30 @@ the versions that needed them unreadable, except versions still referenced: a ru
 ``kind='table'``, ``ref='<project>/<table>@<version>'``, or a dataset version made from the
 table version (``referenced_versions``). Those are passed to Delta's vacuum as versions to
 keep, so their files survive whatever the retention; nothing is refused.
+
+Pruning (``DELETE``) removes the rows whose timestamp column is before a moment, as a new
+version; the files it rewrote or dropped stay until a vacuum frees them.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from datetime import datetime
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable
 
+from loopml.core.clock import as_utc
 from loopml.core.errors import LoopmlError, NotFoundError, ValidationError
-from loopml.core.housekeeping import MAX_RETENTION_HOURS, CompactReport, VacuumReport
+from loopml.core.housekeeping import (
+    MAX_RETENTION_HOURS,
+    CompactReport,
+    PruneReport,
+    VacuumReport,
+)
 from loopml.data import _delta, _tables
 from loopml.settings import LakeSettings
 from loopml.storage import ArtifactStore
@@ -31,6 +43,7 @@ from loopml.storage.native import NativeLocation
 from loopml.store import MetadataStore, lake_housekeeping
 
 log = logging.getLogger("loopml.data")
+_COLUMN = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 def referenced_versions(store: MetadataStore, project: str, table: str) -> set[int]:
@@ -70,10 +83,18 @@ def _record(
     payload: dict[str, object],
     actor: str,
     version: int,
+    row_count: int | None = None,
 ) -> None:
     with store.session() as session:
         lake_housekeeping.record_housekeeping(
-            session, project, table, version=version, event=event, payload=payload, actor=actor
+            session,
+            project,
+            table,
+            version=version,
+            event=event,
+            payload=payload,
+            actor=actor,
+            row_count=row_count,
         )
 
 
@@ -107,6 +128,51 @@ def compact(
         bytes_after=sum(after.values()),
     )
     _record(store, project, table, "table.compacted", report.model_dump(), actor, report.version)
+    return report
+
+
+def prune(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    project: str,
+    table: str,
+    *,
+    column: str,
+    before: datetime,
+    actor: str,
+) -> PruneReport:
+    """Delete the rows whose timestamp ``column`` is before ``before`` (UTC), as a new
+    version. Emits ``table.pruned``; with no such row, no version is added and no event.
+
+    Raises:
+        NotFoundError: no such project or table, or no data yet.
+        ValidationError: ``column`` is not a timestamp column of the table.
+        ConflictError: a concurrent writer conflicted; retry.
+    """
+    dt, _ = _latest(store, artifacts, project, table)
+    schema = _delta.arrow_schema(dt)
+    at = schema.get_field_index(column) if _COLUMN.fullmatch(column) else -1
+    if at < 0 or not pa.types.is_timestamp(schema.field(at).type):
+        raise ValidationError(
+            f"table {table!r} has no timestamp column {column!r} to prune by",
+            details={"table": table, "column": column},
+        )
+    # The lake's timestamps are naive UTC (``timestamp[us]``); the literal is ours, not a
+    # user's text, and the column name was checked above.
+    moment = as_utc(before).replace(tzinfo=None).isoformat(timespec="microseconds")
+    with _delta.delta_errors("pruning the table"):
+        metrics = dt.delete(
+            f"{column} < '{moment}'",
+            commit_properties=CommitProperties(custom_metadata={"loopml.actor": actor}),
+            post_commithook_properties=_delta.AFTER_COMMIT,
+        )
+    deleted = int(metrics.get("num_deleted_rows", 0) or 0)
+    report = PruneReport(
+        table=table, version=dt.version(), column=column, before=before, rows_deleted=deleted
+    )
+    if deleted:
+        payload = report.model_dump(mode="json")
+        _record(store, project, table, "table.pruned", payload, actor, dt.version(), dt.count())
     return report
 
 

@@ -12,7 +12,7 @@ the next, never a partial one).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -35,6 +35,7 @@ from loopml.data._schema import (
     describe_number_like,
     number_like_strings,
     plan_cast,
+    schema_from,
     unreadable,
 )
 from loopml.settings import LakeSettings
@@ -113,12 +114,17 @@ def read_dataset(
         NotFoundError: no such project, table or version.
     """
     row, loc = _tables.locate(store, artifacts, project, table)
-    if version is None and _delta.open_table(loc) is None:
-        schema = pa.schema(
-            [pa.field(c.name, pa.type_for_alias(c.type), c.nullable) for c in row.columns]
-        )
-        return ds.dataset(schema.empty_table())
-    dt = open_delta(store, artifacts, project, table, version)
+    if version is None:
+        # The latest version: one open serves both the "no data yet" check and the read.
+        latest_dt = _delta.open_table(loc)
+        if latest_dt is None:
+            schema = pa.schema(
+                [pa.field(c.name, pa.type_for_alias(c.type), c.nullable) for c in row.columns]
+            )
+            return ds.dataset(schema.empty_table())
+        dt = latest_dt
+    else:
+        dt = open_delta(store, artifacts, project, table, version)
     with _delta.delta_errors("reading the table"):
         dataset = dt.to_pyarrow_dataset()
     latest = _delta.open_table(loc) if version is not None else None
@@ -143,7 +149,7 @@ def create_table(
         ValidationError: a bad name or an unknown column type.
         AlreadyExistsError: the table exists.
     """
-    schema = _tables.schema_from(columns) if columns else None
+    schema = schema_from(columns) if columns else None
     with store.session() as session:
         lake_tables.create(session, project, table, description=description, actor=actor)
     if schema is not None:
@@ -167,6 +173,7 @@ def ingest_arrow(
     delta_table: DeltaTable | None = None,
     located: tuple[LakeTable, NativeLocation] | None = None,
     strict: bool = False,
+    declared: Collection[str] = (),
 ) -> TableCommit:
     """Write ``data`` to a table as one Delta commit and emit ``table.appended``.
 
@@ -194,6 +201,8 @@ def ingest_arrow(
         strict: refuse data with a text column whose values are numbers but for a few,
             before anything is written (by default it lands, and when it creates the
             schema the commit's ``warnings`` say which rows made the column text).
+        declared: the columns whose type the writer declared (``files.read_upload``'s
+            ``columns``): text because it was asked for, so never warned about or refused.
 
     Returns:
         The commit (its version and the rows it added).
@@ -208,7 +217,7 @@ def ingest_arrow(
     validate_table_name(table)
     mode = validate_write_mode(mode)
     if strict:
-        data = _strict_checked(data)
+        data = _strict_checked(data, declared)
     row, loc = located or _tables.located(store, artifacts, project, table, create, actor)
     if row.contract is None:
         return _write(
@@ -224,6 +233,7 @@ def ingest_arrow(
             delta_table,
             located=(row, loc),
             strict=strict,
+            declared=declared,
         )
 
     def write(name: str, rows: pa.Table, how: WriteMode) -> TableCommit:
@@ -242,6 +252,7 @@ def ingest_arrow(
             commit_metadata,
             delta_table,
             strict=strict,
+            declared=declared,
         )
 
     def existing(column: str) -> pa.ChunkedArray | None:
@@ -267,6 +278,7 @@ def _write(
     delta_table: DeltaTable | None = None,
     located: tuple[LakeTable, NativeLocation] | None = None,
     strict: bool = False,
+    declared: Collection[str] = (),
 ) -> TableCommit:
     # The table's log is read once: the write goes through the open table, which leaves it
     # at the new version for recording and the compaction check.
@@ -287,7 +299,7 @@ def _write(
     if dt is not None and mode == "append":
         target = plan_cast(_delta.arrow_schema(dt), reader.schema, first)
     elif first is not None:
-        warnings = _number_like(first, strict)
+        warnings = _number_like(first, strict, declared)
     failures: list[LoopmlError] = []
     stream = pa.RecordBatchReader.from_batches(target, cast_batches(batches, target, failures))
     try:
@@ -304,7 +316,9 @@ def _write(
     return commit
 
 
-def _strict_checked(data: pa.Table | pa.RecordBatchReader) -> pa.RecordBatchReader:
+def _strict_checked(
+    data: pa.Table | pa.RecordBatchReader, declared: Collection[str]
+) -> pa.RecordBatchReader:
     # Checked before the table's row exists: a refused first write leaves nothing behind.
     # (An append to an existing table is checked against its schema instead.)
     reader = _tables.reader(data)
@@ -313,12 +327,12 @@ def _strict_checked(data: pa.Table | pa.RecordBatchReader) -> pa.RecordBatchRead
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise unreadable(exc) from exc
     if first is not None:
-        _number_like(first, strict=True)
+        _number_like(first, True, declared)
     return pa.RecordBatchReader.from_batches(reader.schema, batches)
 
 
-def _number_like(first: pa.RecordBatch, strict: bool) -> list[str]:
-    found = number_like_strings(first)
+def _number_like(first: pa.RecordBatch, strict: bool, declared: Collection[str]) -> list[str]:
+    found = [p for p in number_like_strings(first) if p["column"] not in declared]
     messages = [describe_number_like(p) for p in found]
     if found and strict:
         raise ValidationError(

@@ -1,5 +1,5 @@
 """Lake table housekeeping in the metadata DB: which versions are referenced, and the
-commits that compaction and vacuum add to a table's log.
+commits that compaction, pruning and vacuum add to a table's log.
 
 A run references a table version through its inputs: ``kind='table'`` and
 ``ref='<project>/<table>@<version>'`` (``loopml.core.housekeeping.table_ref``); a dataset
@@ -67,15 +67,19 @@ def record_housekeeping(
     event: str,
     payload: dict[str, Any],
     actor: str,
+    row_count: int | None = None,
 ) -> None:
     """Record the table version after a housekeeping commit and append its ``event``.
 
-    Housekeeping changes no rows, so only the version moves (never backwards); the event is
-    ``table.compacted`` or ``table.vacuumed``.
+    Compaction and vacuum change no rows, so only the version moves (never backwards); a
+    prune passes the version's ``row_count`` too. The event is ``table.compacted``,
+    ``table.vacuumed`` or ``table.pruned``.
     """
     check_actor(actor)
     row = lake_tables.locked_row(session, project, name)
     if version > row.version:
         row.version = version
+        if row_count is not None:
+            row.row_count = row_count
         session.flush()
     events.append(session, type=event, subject=name, project=project, payload=payload, actor=actor)

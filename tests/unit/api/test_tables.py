@@ -122,3 +122,25 @@ def test_a_streamed_upload_over_the_limit_is_413_and_lands_nothing(
     assert response.status_code == 413, response.text
     table = client.tables.get("default", "big")
     assert (table.version, table.row_count) == (0, 0)
+
+
+def test_declared_columns_are_read_as_declared_and_checked_by_the_server(
+    http: TestClient, client: Client, tmp_path: Path
+) -> None:
+    files = "/api/v1/projects/default/tables/codes/files"
+    body = b"zip,n\n02134,1\n00501,x\n"
+    refused = http.post(files, content=body, params=[("format", "csv"), ("column", "n:int64")])
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["details"]["columns"][0]["rows"] == [{"row": 1, "value": "x"}]
+    for bad, message in [("n", "expected NAME:TYPE"), ("n:int", "unknown column type 'int'")]:
+        answer = http.post(files, content=body, params={"format": "csv", "column": bad})
+        assert answer.status_code == 422, answer.text
+        assert message in answer.json()["error"]["message"]
+    with pytest.raises(NotFoundError):  # no refusal left a table behind
+        client.tables.get("default", "codes")
+
+    path = tmp_path / "codes.csv"
+    path.write_bytes(body)
+    commit = client.tables.ingest_file("default", "codes", path, schema={"zip": "string"})
+    assert commit.rows_added == 2
+    assert client.tables.head("default", "codes", 1) == [{"zip": "02134", "n": "1"}]

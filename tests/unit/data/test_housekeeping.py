@@ -190,6 +190,7 @@ def test_snapshots_of_another_table_or_project_keep_nothing(
     assert housekeeping.referenced_versions(store, "default", "sales_eu") == {0}
 
 
+@pytest.mark.timeout(360)  # 100+ commits to S3 (moto): over 120 s on a busy 2-core machine
 def test_many_small_commits_are_checkpointed_and_old_log_entries_kept(
     store: MetadataStore, artifacts: ArtifactStore
 ) -> None:

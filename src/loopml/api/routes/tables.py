@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
+from pydantic import Field
 
 from loopml.api.context import Actor, Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
@@ -26,13 +27,18 @@ from loopml.core.ingest import (
     NDJSON_MEDIA_TYPES,
     RecordsCommit,
 )
-from loopml.core.lake import LakeTable, TableCommit
+from loopml.core.lake import COLUMN_DECLARATION_PATTERN, LakeTable, TableCommit
 
 PREFIX = "/api/v1/projects/{project}/tables"
 router = APIRouter(
     route_class=StrictJSONRoute, prefix=PREFIX, tags=["tables"], responses=ERROR_RESPONSES
 )
 PROJECT = project_path("The project that owns the tables.")
+# The pattern is declared for the API's document; the service checks it with a message
+# that says what was wrong (an unknown type, a missing ':').
+DeclaredColumn = Annotated[
+    str, Field(max_length=320, json_schema_extra={"pattern": COLUMN_DECLARATION_PATTERN})
+]
 TABLE = table_path()
 _RAW_BODY: dict[str, Any] = {
     "requestBody": {
@@ -194,6 +200,12 @@ async def ingest_file(
         description="Refuse a file with a column of numbers but for a few values (a typo "
         "that would make a new column text); by default the commit's warnings name them.",
     ),
+    column: list[DeclaredColumn] = Query(
+        default=[],
+        max_length=1000,
+        description="NAME:TYPE (repeatable): read this column with this type instead of "
+        "inferring it; a value that does not convert refuses the file, naming its rows.",
+    ),
     content_disposition: str | None = Header(default=None, max_length=1000),
 ) -> TableCommit:
     """Ingest the raw request body (a CSV, Parquet or JSON Lines file) as one commit.
@@ -212,6 +224,7 @@ async def ingest_file(
         content_type=request.headers.get("content-type"),
         actor=actor,
         strict=strict,
+        columns=column,
     )
 
 

@@ -19,7 +19,13 @@ from loopml.core.contracts import Contract
 from loopml.core.errors import ServiceUnavailableError
 from loopml.core.housekeeping import CompactReport, VacuumReport
 from loopml.core.ingest import RecordsCommit, validate_idempotency_key
-from loopml.core.lake import ColumnInfo, LakeTable, TableCommit, validate_table_name
+from loopml.core.lake import (
+    ColumnInfo,
+    LakeTable,
+    TableCommit,
+    parse_declarations,
+    validate_table_name,
+)
 from loopml.core.lake import validate_write_mode as validate_mode
 from loopml.core.names import validate_project_name
 from loopml.data import files, housekeeping, lake, records, validation
@@ -51,18 +57,20 @@ async def ingest_upload(
     content_type: str | None,
     actor: str,
     strict: bool = False,
+    columns: list[str] | None = None,
 ) -> TableCommit:
     """Read a streamed upload with Arrow as it arrives (Parquet: once spooled) and commit
-    it to the table."""
+    it to the table; ``columns`` (``NAME:TYPE`` each) are read with those types."""
     validate_project_name(project)
     validate_table_name(table)
     write_mode = validate_mode(mode)
+    declared = parse_declarations(columns or [])
     fmt = files.infer_format(format, filename=filename, content_type=content_type)
     limit = ctx.settings.server.max_upload_bytes
     chunks = _pulled(body, anyio.lowlevel.current_token())
 
     def work() -> TableCommit:
-        with files.read_stream(chunks, fmt, spool_folder(ctx), limit) as reader:
+        with files.read_stream(chunks, fmt, spool_folder(ctx), limit, declared) as reader:
             return lake.ingest_arrow(
                 ctx.store,
                 ctx.artifacts,
@@ -73,6 +81,7 @@ async def ingest_upload(
                 actor=actor,
                 lake_settings=ctx.settings.lake,
                 strict=strict,
+                declared=[c.name for c in declared],
             )
 
     return await anyio.to_thread.run_sync(work)

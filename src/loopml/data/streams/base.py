@@ -39,10 +39,13 @@ class Message:
 class StreamSource(ABC):
     """A broker subscription that redelivers what is not acknowledged.
 
-    The contract every backend passes (``tests/contract/test_stream_sources.py``): messages
-    come back with the same ``id`` until acked; an acked message is never delivered again
-    once ``floor`` is past it; a source reopened under the same name resumes where the
-    acks left off.
+    The contract every backend passes (``tests/contract/test_stream_source.py``): a new
+    consumer name reads from the start; messages come back with the same ``id`` until
+    acked, to a restarted source or once held past ``redeliver_s``, and never before that
+    to another source of the same name; an acked message is never delivered again; a
+    source reopened under the same name resumes where the acks left off; any body is
+    delivered as it is; ``close`` may be called twice; ``open`` on an unreachable server
+    raises ``ServiceUnavailableError`` within seconds.
     """
 
     @abstractmethod

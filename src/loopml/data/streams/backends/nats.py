@@ -8,18 +8,26 @@ floor is the consumer's ``ack_floor.stream_seq``: every message at or below it i
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import nats
 import nats.errors
 import nats.js.errors
+from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from loopml.core.errors import ConfigurationError, ServiceUnavailableError
 from loopml.core.streams import NatsSource, Position
 from loopml.data.streams.base import Message, StreamSource
 
+log = logging.getLogger("loopml.data.streams")
+
+OPEN_TIMEOUT_S = 10.0
+"""How long ``open`` tries to connect before the server counts as unreachable: nats-py
+retries a first connection forever when it reconnects forever, as a source must once up."""
 MAX_ACK_PENDING = 200_000
 """Messages out and unacked at once: two micro-batches at the largest size, so the broker
 never holds back a batch the consumer is waiting to fill."""
@@ -46,15 +54,27 @@ class NatsStreamSource(StreamSource):
         self._sub: Any = None
 
     async def open(self) -> None:
+        nc = Client()
         try:
-            self._nc = await nats.connect(
-                self.config.url, connect_timeout=5, max_reconnect_attempts=-1, allow_reconnect=True
+            await asyncio.wait_for(
+                nc.connect(
+                    self.config.url,
+                    connect_timeout=5,
+                    max_reconnect_attempts=-1,
+                    allow_reconnect=True,
+                    error_cb=self._on_error,
+                ),
+                OPEN_TIMEOUT_S,
             )
-        except (OSError, nats.errors.Error) as exc:
+        except (OSError, TimeoutError, nats.errors.Error) as exc:
+            await nc.close()
             raise ServiceUnavailableError(
-                f"cannot reach NATS at {self.config.url}: {exc}", details={"retryable": True}
+                f"cannot reach NATS at {self.config.url} within {OPEN_TIMEOUT_S:g} s: "
+                f"{exc or type(exc).__name__}",
+                details={"retryable": True},
             ) from exc
-        js = self._nc.jetstream()
+        self._nc = nc
+        js = nc.jetstream()
         try:
             stream = await js.find_stream_name_by_subject(self.config.subject)
         except nats.js.errors.NotFoundError as exc:
@@ -79,6 +99,9 @@ class NatsStreamSource(StreamSource):
             pending_msgs_limit=MAX_ACK_PENDING,
             pending_bytes_limit=512 * 1024 * 1024,
         )
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.warning("NATS at %s: %s", self.config.url, exc or type(exc).__name__)
 
     async def fetch(self, max_messages: int, timeout_s: float) -> list[Message]:
         try:

@@ -1,16 +1,20 @@
-"""Redis Streams: a consumer group, with XAUTOCLAIM for messages stuck with a dead consumer.
+"""Redis Streams: a consumer group, with XAUTOCLAIM for messages whose lease expired.
 
 The group ``loopml-<stream id>`` is created at the start of the key (``0``) if missing, and
-the key with it. A restarted consumer first reads its own pending entries (``XREADGROUP ...
-0``: delivered to it before, never acked), then new ones (``>``), and every so often claims
-entries another consumer left pending longer than the stream's ``redeliver_s``. An entry's
-body is its ``data`` field when it has one (a JSON object), else its fields as a JSON object
-of strings.
+the key with it. Each source reads as a consumer of its own in the group (``loopml-`` and a
+random suffix), so sources sharing a group never read each other's pending entries: an
+entry is handed out again only once it has been pending ``redeliver_s`` (its holder died or
+is stuck), when a source of the group takes it over with ``XAUTOCLAIM``, which each looks
+for every half of that. A source that closes holding nothing leaves the group. An entry's
+body is its ``data`` field when it has one (a JSON object), else its fields as a JSON
+object of strings.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,7 +27,15 @@ from loopml.core.streams import Position, RedisSource
 from loopml.data.streams.base import Message, StreamSource
 
 CONSUMER = "loopml"
+"""The prefix of each source's consumer name in its group."""
 CLAIM_EVERY_S = 10.0
+"""The longest time between two looks for expired leases."""
+OPEN_TIMEOUT_S = 10.0
+"""How long ``open`` tries before the server counts as unreachable."""
+SOCKET_TIMEOUT_S = 30.0
+"""A reply slower than this fails the call, so a server that stops answering is an error,
+not a hang; blocking reads wait at most ``_BLOCK_MAX_MS``, well inside it."""
+_BLOCK_MAX_MS = 5_000
 _ACK_CHUNK = 10_000
 
 
@@ -48,26 +60,32 @@ class RedisStreamSource(StreamSource):
     def __init__(self, config: RedisSource, consumer: str, redeliver_s: float = 60.0) -> None:
         self.config = config
         self.claim_idle_ms = int(redeliver_s * 1000)
-        """An entry pending this long with another consumer is taken over (it died)."""
+        """An entry pending this long is taken over (its holder died or is stuck)."""
+        self.claim_every_s = min(CLAIM_EVERY_S, redeliver_s / 2)
         self.group = consumer
+        self.name = f"{CONSUMER}-{uuid.uuid4().hex[:12]}"
+        """This source's consumer in the group."""
         self.key = config.key.encode()
         self._redis: Any = None
-        self._own_pending: bytes | None = b"0"
-        """Where the read of this consumer's own pending entries has got to; ``None``
-        once they are all read."""
         self._claim_cursor = b"0-0"
         self._claimed_at = 0.0
 
     async def open(self) -> None:
-        self._redis = aioredis.Redis.from_url(self.config.url, socket_connect_timeout=5)
+        self._redis = aioredis.Redis.from_url(
+            self.config.url, socket_connect_timeout=5, socket_timeout=SOCKET_TIMEOUT_S
+        )
         try:
-            await self._redis.xgroup_create(self.key, self.group, id="0", mkstream=True)
+            await asyncio.wait_for(
+                self._redis.xgroup_create(self.key, self.group, id="0", mkstream=True),
+                OPEN_TIMEOUT_S,
+            )
         except redis.exceptions.ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
-        except (OSError, redis.exceptions.ConnectionError) as exc:
+        except (OSError, TimeoutError, redis.exceptions.ConnectionError) as exc:
             raise ServiceUnavailableError(
-                f"cannot reach Redis at {self.config.url}: {exc}", details={"retryable": True}
+                f"cannot reach Redis at {self.config.url}: {exc or type(exc).__name__}",
+                details={"retryable": True},
             ) from exc
 
     def _messages(self, entries: Sequence[Any]) -> list[Message]:
@@ -75,23 +93,18 @@ class RedisStreamSource(StreamSource):
         return [Message(_position(i), _body(f), i, key) for i, f in entries]
 
     async def fetch(self, max_messages: int, timeout_s: float) -> list[Message]:
-        if self._own_pending is not None:
-            got = await self._read(self._own_pending, max_messages, None)
-            if got:
-                self._own_pending = got[-1].token
-                return got
-            self._own_pending = None
         now = time.monotonic()
-        if now - self._claimed_at >= CLAIM_EVERY_S:
+        if now - self._claimed_at >= self.claim_every_s:
             self._claimed_at = now
             claimed = await self._claim(max_messages)
             if claimed:
                 return claimed
-        return await self._read(b">", max_messages, max(1, int(timeout_s * 1000)))
+        block_ms = min(_BLOCK_MAX_MS, max(1, int(timeout_s * 1000)))
+        return await self._read(b">", max_messages, block_ms)
 
     async def _read(self, start: bytes, count: int, block_ms: int | None) -> list[Message]:
         reply = await self._redis.xreadgroup(
-            self.group, CONSUMER, {self.key: start}, count=count, block=block_ms
+            self.group, self.name, {self.key: start}, count=count, block=block_ms
         )
         if not reply:
             return []
@@ -102,7 +115,7 @@ class RedisStreamSource(StreamSource):
         reply = await self._redis.xautoclaim(
             self.key,
             self.group,
-            CONSUMER,
+            self.name,
             self.claim_idle_ms,
             start_id=self._claim_cursor,
             count=count,
@@ -131,6 +144,22 @@ class RedisStreamSource(StreamSource):
         return _position(mine["last-delivered-id"])
 
     async def close(self) -> None:
-        if self._redis is not None:
-            await self._redis.aclose()
-            self._redis = None
+        if self._redis is None:
+            return
+        client, self._redis = self._redis, None
+        try:
+            await self._leave(client)
+        finally:
+            await client.aclose()
+
+    async def _leave(self, client: Any) -> None:
+        # Deleting a consumer drops its pending entries from the group (nobody could claim
+        # them again), so only one that holds none leaves; nothing else reads under its name.
+        try:
+            held = await client.xpending_range(
+                self.key, self.group, min="-", max="+", count=1, consumername=self.name
+            )
+            if not held:
+                await client.xgroup_delconsumer(self.key, self.group, self.name)
+        except (OSError, TimeoutError, redis.exceptions.RedisError):
+            pass  # unreachable or gone: the name stays in the group, holding nothing

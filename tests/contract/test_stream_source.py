@@ -1,0 +1,446 @@
+"""The one contract every ``StreamSource`` passes, on the real brokers: NATS JetStream (a
+durable pull consumer) and Redis Streams (a consumer group). Whatever the broker: a source
+reads from the start of the stream, or from after what its group acknowledged; a message not
+acknowledged comes back, with the same id and body, to a restarted consumer or once its lease
+(``redeliver_s``) expires; an acknowledged one never does; any body, even one that is not JSON
+or not text, is delivered as it is and does not hold up the ones behind it (the consumer then
+puts it in the dead-letter table); consumers sharing a group split the messages without
+handing one to two of them; ``close`` may be called twice; and an unreachable server is a
+clear error within a bound, never a hang.
+
+Each test has its own JetStream stream or Redis key (``tests.brokers``) and its own group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import orjson
+import pytest
+
+from loopml.core.errors import ServiceUnavailableError
+from loopml.core.streams import NatsSource, Position, RedisSource, parse_source
+from loopml.data import lake
+from loopml.data.streams import service
+from loopml.data.streams.base import Message, StreamSource, open_source
+from loopml.data.streams.consumer import ConsumerOptions, StreamConsumer
+from loopml.settings import LakeSettings
+from loopml.storage import LocalArtifactStore
+from loopml.store import MetadataStore, projects
+from tests.brokers import BROKERS, Broker, broker_fixture
+
+T = TypeVar("T")
+LEASE_S = 2.0
+"""``redeliver_s`` of the sources here: short, so that lease expiry is quick to see."""
+# How long past its lease a message may take to come back: the broker's own timers and a
+# loaded 2-core CI machine. A backend that only looks for expired leases every 10 s fails.
+SLACK_S = 4.0
+# An unreachable server must be reported well within this (the backends' connect timeouts
+# are 5 s); past it, the test gives up on the source and fails rather than hangs.
+UNREACHABLE_BOUND_S = 20.0
+
+
+@dataclass
+class Place:
+    """One test's stream on a real broker, and the sources reading it."""
+
+    broker: Broker
+    group: str
+
+    @property
+    def config(self) -> NatsSource | RedisSource:
+        return parse_source(self.broker.source, self.broker.subject)
+
+    def source(self, group: str | None = None) -> StreamSource:
+        """A fresh source on this stream, in this test's group unless ``group`` names one."""
+        return open_source(self.config, group or self.group, LEASE_S)
+
+    async def opened(self, group: str | None = None) -> StreamSource:
+        made = self.source(group)
+        await made.open()
+        return made
+
+
+@pytest.fixture(params=BROKERS)
+def place(request: pytest.FixtureRequest) -> Iterator[Place]:
+    for broker in broker_fixture(request):
+        yield Place(broker, f"loopml-contract-{uuid.uuid4().hex[:10]}")
+
+
+async def _bounded(scenario: Callable[[], Awaitable[T]]) -> T:
+    return await asyncio.wait_for(scenario(), 90)
+
+
+def run(scenario: Callable[[], Awaitable[T]]) -> T:
+    return asyncio.run(_bounded(scenario))
+
+
+def bodies(start: int, n: int) -> list[bytes]:
+    return [orjson.dumps({"id": i}) for i in range(start, start + n)]
+
+
+async def fetch(source: StreamSource, n: int, within_s: float = 10.0) -> list[Message]:
+    """Up to ``n`` messages, fetching until they came or ``within_s`` passed."""
+    got: list[Message] = []
+    deadline = time.monotonic() + within_s
+    while len(got) < n and time.monotonic() < deadline:
+        got += await source.fetch(n - len(got), 0.2)
+    return got
+
+
+async def nothing_within(source: StreamSource, seconds: float) -> list[Message]:
+    """Whatever ``source`` hands out in ``seconds`` (the test expects nothing)."""
+    got: list[Message] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        got += await source.fetch(100, 0.2)
+    return got
+
+
+def ids(messages: Sequence[Message]) -> list[Position]:
+    return [m.id for m in messages]
+
+
+def datas(messages: Sequence[Message]) -> list[bytes]:
+    return [m.data for m in messages]
+
+
+# ---------------------------------------------------------------- where reading starts
+
+
+def test_a_new_group_reads_every_message_from_the_start_in_order(place: Place) -> None:
+    before, after = bodies(0, 20), bodies(20, 5)
+    place.broker.publish(before)
+
+    async def scenario() -> tuple[list[Message], list[Message]]:
+        source = await place.opened()
+        try:
+            first = await fetch(source, 20)
+            await place.broker.apublish(after)
+            return first, await fetch(source, 5)
+        finally:
+            await source.close()
+
+    first, second = run(scenario)
+    got = first + second
+    assert datas(got) == before + after
+    assert ids(got) == sorted(set(ids(got)))  # increasing, none twice
+    assert all(m.subject for m in got)
+
+
+def test_a_reopened_group_resumes_after_what_it_acknowledged(place: Place) -> None:
+    sent = bodies(0, 30)
+    place.broker.publish(sent)
+
+    async def scenario() -> tuple[list[Message], Position | None, list[Message], list[Message]]:
+        source = await place.opened()
+        try:
+            acked = await fetch(source, 10)
+            await source.ack(acked)
+            floor = await source.floor()
+        finally:
+            await source.close()
+        again = await place.opened()
+        try:
+            rest = await fetch(again, 20)
+            await again.ack(rest)
+        finally:
+            await again.close()
+        # Another group has its own place: it reads everything from the start.
+        other = await place.opened(f"{place.group}-other")
+        try:
+            everything = await fetch(other, 30)
+        finally:
+            await other.close()
+        return acked, floor, rest, everything
+
+    acked, floor, rest, everything = run(scenario)
+    assert datas(acked) == sent[:10]
+    assert datas(rest) == sent[10:]
+    assert floor is not None
+    # At or below the floor nothing is delivered again (the consumer forgets those ids), so
+    # it must not pass a message that was never acked, and it should reach the acked ones.
+    assert acked[-1].id <= floor < rest[0].id
+    assert datas(everything) == sent
+
+
+# ---------------------------------------------------------------- at least once
+
+
+def test_a_batch_not_acked_comes_back_to_a_restarted_consumer(place: Place) -> None:
+    place.broker.publish(bodies(0, 10))
+
+    async def scenario() -> tuple[list[Message], list[Message]]:
+        first = await place.opened()
+        try:
+            held = await fetch(first, 10)
+        finally:
+            await first.close()  # a consumer that dies before its acks
+        second = await place.opened()
+        try:
+            redelivered = await fetch(second, 10, within_s=LEASE_S + SLACK_S)
+            await second.ack(redelivered)
+        finally:
+            await second.close()
+        return held, redelivered
+
+    held, redelivered = run(scenario)
+    assert len(held) == 10
+    assert sorted(ids(redelivered)) == ids(held)
+    assert sorted(datas(redelivered)) == sorted(datas(held))
+
+
+def test_a_batch_held_past_its_lease_goes_to_another_consumer_and_not_before(
+    place: Place,
+) -> None:
+    place.broker.publish(bodies(0, 10))
+
+    async def scenario() -> tuple[list[Message], list[Message], list[Message], float]:
+        hung = await place.opened()
+        other = await place.opened()
+        try:
+            held = await fetch(hung, 10)
+            started = time.monotonic()
+            early = await nothing_within(other, LEASE_S / 2)
+            taken = await fetch(other, 10, within_s=LEASE_S + SLACK_S)
+            took = time.monotonic() - started
+            await other.ack(taken)
+        finally:
+            await hung.close()
+            await other.close()
+        return held, early, taken, took
+
+    held, early, taken, took = run(scenario)
+    assert len(held) == 10
+    assert early == []  # the lease holds: a live consumer's batch is not handed out twice
+    assert sorted(ids(taken)) == ids(held)
+    assert took <= LEASE_S + SLACK_S
+
+
+def test_acknowledged_messages_never_come_back(place: Place) -> None:
+    sent = bodies(0, 20)
+    place.broker.publish(sent)
+
+    async def scenario() -> tuple[list[Message], list[Message], list[Message], list[Message]]:
+        source = await place.opened()
+        try:
+            got = await fetch(source, 20)
+            await source.ack(got)
+            same = await nothing_within(source, LEASE_S + 1)  # past the lease
+        finally:
+            await source.close()
+        reopened = await place.opened()
+        try:
+            later = await nothing_within(reopened, LEASE_S + 1)
+            await place.broker.apublish(bodies(20, 1))
+            new = await fetch(reopened, 1)
+            await reopened.ack(new)
+        finally:
+            await reopened.close()
+        return got, same, later, new
+
+    got, same, later, new = run(scenario)
+    assert datas(got) == sent
+    assert same == []
+    assert later == []
+    assert datas(new) == bodies(20, 1)
+    assert new[0].id > got[-1].id
+
+
+# ---------------------------------------------------------------- any body
+
+POISON = [b"not json", b"\xff\xfe\x00 not text", b"", b"[1, 2]", b'{"id": "x"}']
+
+
+def test_any_body_is_delivered_as_it_is_and_does_not_hold_up_the_rest(place: Place) -> None:
+    sent = [*bodies(0, 3), *POISON, *bodies(3, 3)]
+    place.broker.publish(sent)
+
+    async def scenario() -> list[Message]:
+        source = await place.opened()
+        try:
+            got = await fetch(source, len(sent))
+            await source.ack(got)
+            return got
+        finally:
+            await source.close()
+
+    got = run(scenario)
+    assert datas(got) == sent
+    assert len(set(ids(got))) == len(sent)
+
+
+def test_the_consumer_puts_poison_in_the_dead_letter_table_and_keeps_going(
+    place: Place, tmp_path: Path
+) -> None:
+    store = MetadataStore(f"sqlite:///{tmp_path / 'meta.db'}")
+    store.upgrade()
+    artifacts = LocalArtifactStore(tmp_path / "artifacts")
+    with store.session() as session:
+        projects.create(session, "p", actor="test")
+    stream = service.create(
+        store,
+        "p",
+        "s1",
+        source=place.broker.source,
+        subject=place.broker.subject,
+        table="orders",
+        batch_ms=50,
+        redeliver_s=LEASE_S,
+        actor="test",
+    )
+    good = bodies(0, 20)
+    place.broker.publish([*good[:10], *POISON, *good[10:]])
+
+    async def scenario() -> None:
+        consumer = StreamConsumer(
+            store, artifacts, LakeSettings(), stream, options=ConsumerOptions(report_every_s=0.2)
+        )
+        task = asyncio.create_task(consumer.run())
+        deadline = time.monotonic() + 60
+        while consumer.committed < len(good) + len(POISON) and time.monotonic() < deadline:
+            assert not task.done(), task
+            await asyncio.sleep(0.05)
+        consumer.stop()
+        await task
+
+    try:
+        run(scenario)
+        rows = lake.read_dataset(store, artifacts, "p", "orders").to_table(columns=["id"])
+        dead = lake.read_dataset(store, artifacts, "p", "orders__dead").to_table()
+    finally:
+        store.dispose()
+    assert sorted(rows.column("id").to_pylist()) == list(range(20))
+    payloads = dead.column("payload").to_pylist()
+    assert len(payloads) == len(POISON)
+    assert {b.decode() for b in POISON if b.isascii()} <= set(payloads)
+    assert all(dead.column("reason").to_pylist())
+
+
+# ---------------------------------------------------------------- one group, several consumers
+
+
+def test_consumers_in_one_group_share_the_work_without_duplicates(place: Place) -> None:
+    sent = bodies(0, 120)
+    place.broker.publish(sent)
+
+    async def scenario() -> tuple[list[Message], list[Message]]:
+        first = await place.opened()
+        second: StreamSource | None = None
+        a: list[Message] = []
+        b: list[Message] = []
+        try:
+            # The first holds a batch, unacked, when the second joins: the second must not
+            # be handed it.
+            held = await fetch(first, 20)
+            second = await place.opened()
+            for _ in range(60):
+                if len(a) + len(b) + len(held) >= len(sent):
+                    break
+                got_a, got_b = await asyncio.gather(first.fetch(10, 0.3), second.fetch(10, 0.3))
+                await asyncio.gather(second.ack(got_b), first.ack(got_a))
+                a += got_a
+                b += got_b
+            await first.ack(held)
+            return held + a, b
+        finally:
+            await first.close()
+            if second is not None:
+                await second.close()
+
+    a, b = run(scenario)
+    together = ids(a) + ids(b)
+    assert len(together) == len(set(together)), "a message went to both consumers"
+    assert sorted(datas(a) + datas(b), key=lambda d: orjson.loads(d)["id"]) == sent
+    assert b, "the second consumer got no share of the work"
+
+
+# ---------------------------------------------------------------- lifecycle and failures
+
+
+def test_close_may_be_called_twice_and_before_open(place: Place) -> None:
+    place.broker.publish(bodies(0, 1))
+
+    async def scenario() -> list[Message]:
+        never_opened = place.source()
+        await never_opened.close()
+        await never_opened.close()
+        source = await place.opened()
+        got = await fetch(source, 1)
+        await source.ack(got)
+        await source.close()
+        await source.close()
+        return got
+
+    assert datas(run(scenario)) == bodies(0, 1)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+class _Silent:
+    """A server that accepts connections and never says a word."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port: int = self.sock.getsockname()[1]
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+def _at(place: Place, port: int) -> StreamSource:
+    config = place.config
+    url = f"{config.type}://127.0.0.1:{port}" + ("/0" if config.type == "redis" else "")
+    return open_source(config.model_copy(update={"url": url}), place.group, LEASE_S)
+
+
+async def _open_fails(source: StreamSource) -> tuple[Exception | None, float]:
+    started = time.monotonic()
+    try:
+        await asyncio.wait_for(source.open(), UNREACHABLE_BOUND_S)
+    except Exception as exc:
+        return exc, time.monotonic() - started
+    finally:
+        await source.close()
+    return None, time.monotonic() - started
+
+
+@pytest.mark.parametrize("server", ["nothing listening", "silent"])
+def test_an_unreachable_server_is_a_clear_error_within_a_bound(place: Place, server: str) -> None:
+    silent = _Silent() if server == "silent" else None
+    port = silent.port if silent is not None else _closed_port()
+    try:
+        error, took = run(lambda: _open_fails(_at(place, port)))
+    finally:
+        if silent is not None:
+            silent.close()
+    assert isinstance(error, ServiceUnavailableError), repr(error)
+    assert f"127.0.0.1:{port}" in str(error)
+    assert took < UNREACHABLE_BOUND_S
