@@ -45,6 +45,10 @@ def _printed_lines_work(server: RunningServer, out: str, champion: int) -> None:
     assert len(urls) == 2, out
     for url in urls:
         assert httpx.get(url).status_code == 200, url
+    [monitor] = re.findall(r"^  monitor +loopml (.+)$", out, re.M)
+    shown = server.cli(*monitor.split())
+    assert shown.returncode == 0, shown.stderr
+    assert "demo/cancer-api" in shown.stdout, shown.stdout
 
 
 @pytest.mark.timeout(660)

@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from loopml.cli._context import project_option, state
-from loopml.cli._output import as_json, console, table, when
+from loopml.cli._output import (
+    as_json,
+    check_output,
+    console,
+    listing,
+    output_option,
+    table,
+    when,
+    wide_option,
+)
 
 if TYPE_CHECKING:
     from loopml.client import Client
@@ -49,13 +58,12 @@ def print_one(found: Any, json_out: bool, show: Callable[[Any], None]) -> None:
 
 
 def print_list(
-    items: list[Any], json_out: bool, columns: list[str], row: Callable[[Any], tuple[Any, ...]]
+    items: list[Any], shape: str, columns: list[str], row: Callable[[Any], tuple[Any, ...]]
 ) -> None:
-    """Schedules or triggers: as JSON, or a table of ``columns`` (one ``row`` each)."""
-    if json_out:
-        as_json([item.model_dump(mode="json") for item in items])
-        return
-    table(None, columns, [row(item) for item in items])
+    """Schedules or triggers as ``shape`` prints them (see ``listing``): ``columns``, one
+    ``row`` each, the first two always shown."""
+    records = [item.model_dump(mode="json") for item in items]
+    listing(columns, [row(item) for item in items], shape, required=2, records=records)
 
 
 def add_shared_commands(
@@ -82,10 +90,17 @@ def add_shared_commands(
     list_help, columns, row = listing
 
     @app.command("list", help=list_help)
-    def list_(ctx: typer.Context, project: str = PROJECT, json_out: bool = JSON) -> None:
+    def list_(
+        ctx: typer.Context,
+        project: str = PROJECT,
+        output: str = output_option(),
+        wide: bool = wide_option(),
+        json_out: bool = JSON,
+    ) -> None:
+        shape = check_output(output, wide, json_out)
         with state(ctx).client() as client:
             items = resource(client).list(project)
-        print_list(items, json_out, columns, row)
+        print_list(items, shape, columns, row)
 
     @app.command("show", help=f"Show a {noun} and its recent firings.")
     def show_(

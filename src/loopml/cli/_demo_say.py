@@ -114,6 +114,7 @@ def urls(url: str, row: dict[str, Any], elapsed_s: float) -> None:
         f"  deployment  {url}/api/v1/projects/{PROJECT}/deployments/{DEPLOYMENT}\n"
         f"  pipeline    {url}/api/v1/projects/{PROJECT}/pipelines/retrain\n"
         f"  status      loopml status -p {PROJECT}\n"
+        f"  monitor     loopml monitor {DEPLOYMENT} -p {PROJECT}\n"
         "  try (one line, a real row with all 30 features):",
         highlight=False,
         soft_wrap=True,

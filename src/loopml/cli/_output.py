@@ -57,8 +57,8 @@ def wide_option() -> Any:
     return typer.Option(False, "--wide", help="Every column, however wide (same as -o wide).")
 
 
-def check_output(output: str, wide: bool = False) -> str:
-    """The output format asked for; ``--wide`` is ``-o wide``.
+def check_output(output: str, wide: bool = False, json_out: bool = False) -> str:
+    """The output format asked for; ``--wide`` is ``-o wide``, ``--json`` is ``-o json``.
 
     Raises:
         ValidationError: not one of ``OUTPUTS``.
@@ -67,6 +67,8 @@ def check_output(output: str, wide: bool = False) -> str:
 
     if output not in OUTPUTS:
         raise ValidationError(f"--output {output!r}: expected one of {', '.join(OUTPUTS)}")
+    if json_out:
+        return "json"
     return "wide" if wide and output == "table" else output
 
 
@@ -75,10 +77,7 @@ def fit_columns(
 ) -> list[int]:
     """Which columns to show in ``width`` characters: the first ``required`` always, then
     the others in their order of importance (their order in ``columns``) while they fit."""
-    natural = [
-        max([len(name)] + [len(row[i]) for row in rows]) + _CELL_EXTRA
-        for i, name in enumerate(columns)
-    ]
+    natural = [_natural(columns, rows, i) for i in range(len(columns))]
     chosen = list(range(min(required, len(columns))))
     used = 1 + sum(natural[i] for i in chosen)
     for i in range(len(chosen), len(columns)):
@@ -86,6 +85,11 @@ def fit_columns(
             chosen.append(i)
             used += natural[i]
     return chosen
+
+
+def _natural(columns: Sequence[str], rows: Sequence[Sequence[str]], i: int) -> int:
+    """Column ``i``'s width unwrapped, padding and border included."""
+    return max([len(columns[i])] + [len(row[i]) for row in rows]) + _CELL_EXTRA
 
 
 def listing(
@@ -131,14 +135,23 @@ def _table(
 ) -> None:
     cells = [["-" if c in (None, "") else str(c) for c in row] for row in rows]
     shown = list(range(len(columns)))
+    width = console.width
     if output == "table":
-        shown = fit_columns(columns, cells, console.width, required)
+        shown = fit_columns(columns, cells, width, required)
+    else:
+        # Every column at its natural width, past the terminal's edge if need be (as
+        # ``kubectl -o wide``): a row stays one line for grep and for a pager's -S.
+        width = max(width, 1 + sum(_natural(columns, cells, i) for i in shown))
     out = Table(header_style="bold")
     for i in shown:
         out.add_column(columns[i], overflow="fold")
     for row in cells:
         out.add_row(*(row[i] for i in shown))
-    console.print(out)
+    if width > console.width:
+        # A console's print never goes past its own width: a wider one, on the same stream.
+        Console(file=console.file, width=width, force_terminal=console.is_terminal).print(out)
+    else:
+        console.print(out)
     hidden = [columns[i] for i in range(len(columns)) if i not in shown]
     if hidden:
         err_console.print(

@@ -18,7 +18,15 @@ from rich.progress import (
 )
 
 from loopml.cli._context import project_option, state
-from loopml.cli._output import as_json, console, err_console, table, when
+from loopml.cli._output import (
+    check_output,
+    console,
+    err_console,
+    listing,
+    output_option,
+    when,
+    wide_option,
+)
 
 if TYPE_CHECKING:
     from loopml.client.artifacts import Progress as ProgressCallback
@@ -48,16 +56,17 @@ def list_artifacts(
     ctx: typer.Context,
     prefix: str = typer.Argument("", help="Only under this folder."),
     project: str = PROJECT,
+    output: str = output_option(),
+    wide: bool = wide_option(),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List files, by key."""
+    shape = check_output(output, wide, json_out)
     with state(ctx).client() as client:
         items = list(client.artifacts.iter(project, prefix=prefix))
-    if json_out:
-        as_json([a.model_dump(mode="json") for a in items])
-        return
     rows = [(a.key, a.size, when(a.modified)) for a in items]
-    table(None, ["key", "bytes", "modified"], rows)
+    records = [a.model_dump(mode="json") for a in items]
+    listing(["key", "bytes", "modified"], rows, shape, records=records)
 
 
 @app.command("upload")

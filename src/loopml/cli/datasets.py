@@ -9,7 +9,16 @@ import typer
 from rich.markup import escape
 
 from loopml.cli._context import project_option, state
-from loopml.cli._output import as_json, console, table, when
+from loopml.cli._output import (
+    as_json,
+    check_output,
+    console,
+    listing,
+    output_option,
+    table,
+    when,
+    wide_option,
+)
 from loopml.core.datasets import (
     ColumnProfile,
     DatasetDetail,
@@ -105,13 +114,17 @@ def create(
 
 
 @app.command("list")
-def list_datasets(ctx: typer.Context, project: str = PROJECT, json_out: bool = JSON) -> None:
+def list_datasets(
+    ctx: typer.Context,
+    project: str = PROJECT,
+    output: str = output_option(),
+    wide: bool = wide_option(),
+    json_out: bool = JSON,
+) -> None:
     """List datasets with their latest version."""
+    shape = check_output(output, wide, json_out)
     with state(ctx).client() as client:
         items = list(client.datasets.iter(project))
-    if json_out:
-        as_json([d.model_dump(mode="json") for d in items])
-        return
     rows = [
         (
             d.name,
@@ -123,7 +136,9 @@ def list_datasets(ctx: typer.Context, project: str = PROJECT, json_out: bool = J
         )
         for d in items
     ]
-    table(None, ["dataset", "version", "rows", "hash", "eval hash", "updated"], rows)
+    columns = ["dataset", "version", "rows", "hash", "eval hash", "updated"]
+    records = [d.model_dump(mode="json") for d in items]
+    listing(columns, rows, shape, required=2, records=records)
 
 
 @app.command("show")

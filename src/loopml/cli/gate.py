@@ -7,7 +7,16 @@ from pathlib import Path
 import typer
 
 from loopml.cli._context import project_option, state
-from loopml.cli._output import as_json, console, table, when
+from loopml.cli._output import (
+    as_json,
+    check_output,
+    console,
+    listing,
+    output_option,
+    table,
+    when,
+    wide_option,
+)
 from loopml.core.errors import ValidationError
 from loopml.core.gate import PROTECTED_ALIAS, GateResult, parse_policy
 from loopml.core.refs import ModelRef
@@ -115,15 +124,18 @@ def evaluate(
 
 
 def evaluations(
-    ctx: typer.Context, ref: str = REF, project: str = PROJECT, json_out: bool = JSON
+    ctx: typer.Context,
+    ref: str = REF,
+    project: str = PROJECT,
+    output: str = output_option(),
+    wide: bool = wide_option(),
+    json_out: bool = JSON,
 ) -> None:
     """List a version's evaluation reports (one per eval set)."""
+    shape = check_output(output, wide, json_out)
     name, version = _version(ref)
     with state(ctx).client() as client:
         items = client.models.evaluations(name, version, project=project)
-    if json_out:
-        as_json([i.model_dump(mode="json") for i in items])
-        return
     rows = [
         (
             i.report.eval_hash[:12],
@@ -134,7 +146,9 @@ def evaluations(
         )
         for i in items
     ]
-    table(None, ["eval set", "dataset", "rows", "metrics", "when"], rows)
+    columns = ["eval set", "dataset", "rows", "metrics", "when"]
+    records = [i.model_dump(mode="json") for i in items]
+    listing(columns, rows, shape, required=2, records=records)
 
 
 @policy_app.command("set")

@@ -21,6 +21,7 @@ _GROUPS: dict[str, str] = {
     "artifacts": "artifacts",
     "db": "db",
     "runs": "runs",
+    "experiments": "experiments",
     "models": "models",
     "tables": "tables",
     "datasets": "datasets",
@@ -31,6 +32,7 @@ _GROUPS: dict[str, str] = {
     "triggers": "triggers",
     "streams": "streams",
     "users": "users",
+    "tokens": "tokens",
     "alerts": "alerts",
 }
 _COMMANDS: dict[str, tuple[str, str]] = {
@@ -49,6 +51,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "down": ("down", "down"),
     "status": ("status", "status"),
     "monitor": ("monitor", "monitor"),
+    "logs": ("logs", "logs"),
 }
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from loopml.cli._context import state
+from loopml.cli._context import project_option, state
 from loopml.cli._output import console
 
 
@@ -19,7 +19,7 @@ def package(
     sample: Path | None = typer.Option(
         None, "--sample", help="A CSV of input rows; the model's input example by default."
     ),
-    project: str = typer.Option("default", "--project", "-p", help="The run's project."),
+    project: str = project_option("The run's project."),
 ) -> None:
     """Package a run's scikit-learn MLflow model as a loopml package on the same run.
 

@@ -84,19 +84,21 @@ def versions(
     name: str = typer.Argument(..., help="The model's name."),
     project: str = PROJECT,
     limit: int = typer.Option(50, "--limit", "-n", min=1, max=1000, help="Newest N versions."),
+    output: str = output_option(),
+    wide: bool = wide_option(),
     json_out: bool = JSON,
 ) -> None:
     """List a model's versions, newest first."""
+    shape = check_output(output, wide, json_out)
     with state(ctx).client() as client:
         items = client.models.versions(name, project=project, limit=limit).items
-    if json_out:
-        as_json([v.model_dump(mode="json") for v in items])
-        return
     rows = [
-        (v.version, v.status, ", ".join(v.aliases), v.run_id, v.status_message, when(v.created_at))
+        (v.version, v.status, ", ".join(v.aliases), when(v.created_at), v.run_id, v.status_message)
         for v in items
     ]
-    table(None, ["version", "status", "aliases", "run", "message", "created"], rows)
+    columns = ["version", "status", "aliases", "created", "run", "message"]
+    records = [v.model_dump(mode="json") for v in items]
+    listing(columns, rows, shape, required=3, records=records)
 
 
 @app.command("register")

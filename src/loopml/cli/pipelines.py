@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from loopml.cli._context import project_option, state
-from loopml.cli._output import as_json, console, table, when
+from loopml.cli._output import (
+    as_json,
+    check_output,
+    console,
+    listing,
+    output_option,
+    table,
+    when,
+    wide_option,
+)
 
 if TYPE_CHECKING:
     from loopml.client import Client
@@ -100,15 +109,20 @@ def apply(
 
 
 @app.command("list")
-def list_pipelines(ctx: typer.Context, project: str = PROJECT, json_out: bool = JSON) -> None:
+def list_pipelines(
+    ctx: typer.Context,
+    project: str = PROJECT,
+    output: str = output_option(),
+    wide: bool = wide_option(),
+    json_out: bool = JSON,
+) -> None:
     """List pipelines with their newest version."""
+    shape = check_output(output, wide, json_out)
     with state(ctx).client() as client:
         items = client.pipelines.list(project)
-    if json_out:
-        as_json([p.model_dump(mode="json") for p in items])
-        return
-    rows = [(p.name, p.latest_version, p.description[:60], when(p.updated_at)) for p in items]
-    table(None, ["pipeline", "version", "description", "updated"], rows)
+    rows = [(p.name, p.latest_version, when(p.updated_at), p.description) for p in items]
+    records = [p.model_dump(mode="json") for p in items]
+    listing(["pipeline", "version", "updated", "description"], rows, shape, records=records)
 
 
 def _show_run(found: PipelineRun) -> None:
@@ -163,12 +177,14 @@ def show(
     _runs_table(recent)
 
 
-def _runs_table(items: list[PipelineRun]) -> None:
+def _runs_table(items: list[PipelineRun], shape: str = "table") -> None:
     rows = [
-        (r.id, r.pipeline, r.version, r.status, when(r.created_at), _duration(r), r.error or "")
+        (r.id, r.pipeline, r.status, r.version, when(r.created_at), _duration(r), r.error or "")
         for r in items
     ]
-    table(None, ["run", "pipeline", "version", "status", "created", "time", "error"], rows)
+    columns = ["run", "pipeline", "status", "version", "created", "time", "error"]
+    records = [r.model_dump(mode="json") for r in items]
+    listing(columns, rows, shape, required=3, records=records)
 
 
 def _inputs(values: list[str]) -> dict[str, str]:
@@ -235,9 +251,12 @@ def runs(
     status: str | None = typer.Option(None, "--status", "-s", help="QUEUED, RUNNING, ..."),
     limit: int = typer.Option(20, "--limit", "-n", min=1, max=1000, help="How many runs."),
     project: str = PROJECT,
+    output: str = output_option(),
+    wide: bool = wide_option(),
     json_out: bool = JSON,
 ) -> None:
     """List runs, newest first."""
+    shape = check_output(output, wide, json_out)
     with state(ctx).client() as client:
         page = client.pipelines.runs(
             pipeline=name,
@@ -245,10 +264,7 @@ def runs(
             limit=limit,
             project=project,
         )
-    if json_out:
-        as_json([r.model_dump(mode="json") for r in page.items])
-        return
-    _runs_table(page.items)
+    _runs_table(page.items, shape)
 
 
 @app.command("logs")

@@ -6,7 +6,7 @@ import ipaddress
 import os
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -169,6 +169,14 @@ def _serve(settings: Settings) -> None:
         _run(app, settings)
 
 
+def log_config(settings: Settings) -> dict[str, Any]:
+    """uvicorn's ``log_config``: ``server.log_format`` on stderr, and the log file."""
+    from loopml.core.logs import logging_config
+
+    server = settings.server
+    return logging_config(server.log_level, server.log_format, settings.server_log)
+
+
 def _run(app: FastAPI, settings: Settings) -> None:
     import uvicorn
 
@@ -176,6 +184,7 @@ def _run(app: FastAPI, settings: Settings) -> None:
         app,
         host=settings.server.host.strip("[]"),
         port=settings.server.port,
+        log_config=log_config(settings),
         log_level=settings.server.log_level,
         access_log=settings.server.log_level == "debug",
         server_header=False,

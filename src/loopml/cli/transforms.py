@@ -7,7 +7,16 @@ from pathlib import Path
 import typer
 
 from loopml.cli._context import project_option, state
-from loopml.cli._output import as_json, console, table, when
+from loopml.cli._output import (
+    as_json,
+    check_output,
+    console,
+    listing,
+    output_option,
+    table,
+    when,
+    wide_option,
+)
 from loopml.core.transforms import TransformRun, parse_table_version
 
 app = typer.Typer(help="A project's SQL transforms.", no_args_is_help=True)
@@ -97,15 +106,21 @@ def define(
 
 
 @app.command("list")
-def list_transforms(ctx: typer.Context, project: str = PROJECT, json_out: bool = JSON) -> None:
+def list_transforms(
+    ctx: typer.Context,
+    project: str = PROJECT,
+    output: str = output_option(),
+    wide: bool = wide_option(),
+    json_out: bool = JSON,
+) -> None:
     """List transforms with their output table, mode and revision."""
+    shape = check_output(output, wide, json_out)
     with state(ctx).client() as client:
         items = client.transforms.list(project)
-    if json_out:
-        as_json([t.model_dump(mode="json") for t in items])
-        return
     rows = [(t.name, t.into_table, t.mode, t.revision, when(t.updated_at)) for t in items]
-    table(None, ["transform", "into", "mode", "revision", "updated"], rows)
+    columns = ["transform", "into", "mode", "revision", "updated"]
+    records = [t.model_dump(mode="json") for t in items]
+    listing(columns, rows, shape, required=2, records=records)
 
 
 @app.command("show")

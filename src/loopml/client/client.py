@@ -28,8 +28,11 @@ if TYPE_CHECKING:
     from loopml.client.sql import Sql
     from loopml.client.streams import Streams
     from loopml.client.tables import Tables
+    from loopml.client.tokens import Tokens
     from loopml.client.transforms import Transforms
     from loopml.client.triggers import Triggers
+    from loopml.client.users import Users
+    from loopml.core.auth import Principal
 
 DEFAULT_URL = "http://127.0.0.1:8765"
 
@@ -189,6 +192,20 @@ class Client:
 
         return Monitoring(self._http)
 
+    @cached_property
+    def tokens(self) -> Tokens:
+        """``client.tokens``."""
+        from loopml.client.tokens import Tokens
+
+        return Tokens(self._http)
+
+    @cached_property
+    def users(self) -> Users:
+        """``client.users``."""
+        from loopml.client.users import Users
+
+        return Users(self._http)
+
     @property
     def url(self) -> str:
         """The server's base URL."""
@@ -200,6 +217,27 @@ class Client:
         body = {"user": user, "password": password, "expires_in_days": expires_in_days}
         answer: dict[str, Any] = self._http.json("POST", "/api/v1/auth/login", json=body)
         return answer
+
+    def whoami(self) -> Principal:
+        """Who the server takes this client for: user, token, platform admin, role per
+        project, and the token's project scope and resource narrowing."""
+        from loopml.core.auth import Principal
+
+        return Principal.model_validate(self._http.json("GET", "/api/v1/auth/whoami"))
+
+    def platform_logs(
+        self, *, tail: int = 100, grep: str | None = None, level: str | None = None
+    ) -> list[str]:
+        """The last ``tail`` lines of the server's own log file (platform admins); with
+        ``grep`` (a text, any case) or ``level`` (``debug`` ... ``critical``: that level and
+        above), the last that match, searched back through its rotated copies."""
+        params: dict[str, str | int] = {"tail": tail}
+        if grep:
+            params["grep"] = grep
+        if level:
+            params["level"] = level
+        lines: list[str] = self._http.json("GET", "/api/v1/logs", params=params)["lines"]
+        return lines
 
     def health(self) -> dict[str, Any]:
         """The server's health report; ``ServiceUnavailableError`` when it is not ready."""

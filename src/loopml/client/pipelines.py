@@ -106,10 +106,22 @@ class Pipelines:
         return PipelineRun.model_validate(self._http.json("POST", _runs(project, run_id, "cancel")))
 
     def logs(
-        self, run_id: str, step: str, *, attempt: int | None = None, project: str = "default"
+        self,
+        run_id: str,
+        step: str,
+        *,
+        attempt: int | None = None,
+        grep: str | None = None,
+        level: str | None = None,
+        project: str = "default",
     ) -> str:
-        """A step attempt's captured log (the newest attempt's by default)."""
-        params = {} if attempt is None else {"attempt": attempt}
+        """A step attempt's captured log (the newest attempt's by default); with ``grep`` or
+        ``level``, only its lines that match (as ``deployments.logs``)."""
+        params: dict[str, str | int] = {} if attempt is None else {"attempt": attempt}
+        if grep:
+            params["grep"] = grep
+        if level:
+            params["level"] = level
         path = _runs(project, run_id, f"steps/{segment(step)}/log")
         return self._http.request("GET", path, params=params).text
 

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from loopml.core.errors import NotFoundError, ValidationError
+from loopml.core.logs import LogQuery
 from loopml.core.pipelines import (
     Pipeline,
     PipelineApplied,
@@ -249,8 +250,10 @@ def read_log(
     run_id: str,
     step: str,
     attempt: int | None = None,
+    query: LogQuery | None = None,
 ) -> tuple[StepAttempt, bytes]:
-    """An attempt's captured log (the newest attempt's when ``attempt`` is ``None``).
+    """An attempt's captured log (the newest attempt's when ``attempt`` is ``None``), only
+    its lines that ``query`` keeps when one is given.
 
     A running attempt's log is the part its worker uploaded so far (at each heartbeat).
 
@@ -265,4 +268,7 @@ def read_log(
             details={"run": run_id, "step": step, "attempt": found.attempt},
         )
     data = artifacts.read_bytes(found.log_key)
+    if query is not None and not query.everything:
+        lines = data.decode("utf-8", errors="replace").splitlines()
+        data = "".join(line + "\n" for line in query.select(lines)).encode()
     return found, data[-MAX_LOG_BYTES:]

@@ -203,7 +203,9 @@ def main(argv: Sequence[str] | None = None, *, http: httpx.Client | None = None)
     args = parser.parse_args(argv)
     if args.manifest_sha256 is not None and not _SHA256.fullmatch(args.manifest_sha256):
         parser.error("--manifest-sha256 must be 64 hexadecimal characters")
-    client = Client(args.url, timeout=args.timeout, http=http)
+    # With authentication on, the pod's token comes from a Secret (kubernetes.token_secret).
+    token = os.environ.get("LOOPML_TOKEN") or None
+    client = Client(args.url, token=token, timeout=args.timeout, http=http)
     what = f"{args.project}:{args.model}/{args.version}"
     try:
         info = fetch_version(

@@ -65,6 +65,17 @@ def select_run(project: str, run_id: str) -> Select[tuple[RunRow, str]]:
     )
 
 
+def experiment_of(session: Session, project: str, run_id: str) -> str | None:
+    """The name of the experiment of run ``run_id`` in ``project``; ``None`` when the project
+    has no such run."""
+    query = (
+        select(ExperimentRow.name)
+        .join(RunRow, RunRow.experiment_id == ExperimentRow.id)
+        .where(RunRow.id == validate_run_id(run_id), RunRow.project_id == project_id_of(project))
+    )
+    return session.scalars(query).one_or_none()
+
+
 def not_found(project: str, run_id: str) -> NotFoundError:
     """The error for a run that is not in ``project``."""
     return NotFoundError(

@@ -70,6 +70,14 @@ def test_apply_run_follow_and_read_logs(steps: None, client: Client) -> None:
     assert done.steps is not None
     assert done.steps[0].inputs == {"name": "ada"}
     assert "hello ada from attempt 1" in client.pipelines.logs(run.id, "greet")
+    found = client.pipelines.logs(run.id, "greet", grep="HELLO ADA FROM")
+    assert found == "hello ada from attempt 1\n"
+    assert client.pipelines.logs(run.id, "greet", grep="not printed") == ""
+    # The printed line carries no level word: it continues the step's INFO line before it.
+    info = client.pipelines.logs(run.id, "greet", level="info")
+    assert "hello ada from attempt 1" in info
+    assert "INFO loopml.step: step greet done" in info
+    assert client.pipelines.logs(run.id, "greet", level="warning") == ""
     listed = client.pipelines.runs(pipeline="greeter", status="SUCCEEDED")
     assert [r.id for r in listed.items] == [run.id]
     assert client.pipelines.cancel(run.id).status == RunStatus.SUCCEEDED  # already over

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from loopml.api.context import Actor, Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
-from loopml.api.schemas.common import ERROR_RESPONSES, ErrorBody, project_path
+from loopml.api.schemas.common import ERROR_RESPONSES, ErrorBody, log_query, project_path
 from loopml.api.schemas.pipelines import (
     PipelineApply,
     PipelineDetail,
@@ -20,6 +20,7 @@ from loopml.api.schemas.pipelines import (
     run_path,
     step_path,
 )
+from loopml.core.logs import LogQuery
 from loopml.core.pipelines import PIPELINE_NAME_PATTERN, PipelineApplied, PipelineRun, RunStatus
 from loopml.core.refs import MAX_VERSION
 from loopml.pipelines import service
@@ -137,10 +138,12 @@ def step_log(
     attempt: int | None = Query(
         default=None, ge=1, le=10_000, description="An attempt; the newest if omitted."
     ),
+    query: LogQuery = Depends(log_query),
 ) -> Response:
     """A step attempt's captured output (stdout, stderr and logging); a running attempt's
-    log is what its worker uploaded at its last heartbeat."""
-    found, data = service.read_log(ctx.store, ctx.artifacts, project, run_id, step, attempt)
+    log is what its worker uploaded at its last heartbeat. With `grep` or `level`, only
+    the lines that match."""
+    found, data = service.read_log(ctx.store, ctx.artifacts, project, run_id, step, attempt, query)
     return Response(
         content=data,
         media_type="text/plain; charset=utf-8",

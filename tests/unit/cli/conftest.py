@@ -1,0 +1,92 @@
+"""The CLI against a real platform: the API app under uvicorn in a thread, on a real port
+and a real SQLite file, driven through ``typer``'s runner as a user types the commands."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import uvicorn
+from typer.testing import CliRunner, Result
+
+from loopml.api import create_app
+from loopml.api.context import AppContext
+from loopml.cli import main
+from loopml.client import Client
+from loopml.core.deployments import DeploymentSpec
+from loopml.settings import Settings
+from loopml.store import deployments
+from tests.conftest import free_port
+
+COLUMNS = 80
+
+
+@dataclass
+class Platform:
+    url: str
+    ctx: AppContext
+
+    def client(self) -> Client:
+        return Client(self.url, timeout=30)
+
+    def cli(self, *args: str, env: dict[str, str] | None = None) -> Result:
+        """``loopml ARGS`` against this platform, in a terminal of ``COLUMNS`` columns."""
+        environment = {"LOOPML_CLIENT_URL": self.url, "COLUMNS": str(COLUMNS), **(env or {})}
+        return CliRunner().invoke(main.app, list(args), env=environment)
+
+
+def make_deployment(platform: Platform, project: str, name: str = "churn-api") -> None:
+    """A deployment as the control plane records one (min_replicas 0: no replica starts),
+    for alert rules and the monitor to refer to."""
+    with platform.ctx.store.session() as session:
+        deployments.create(
+            session,
+            project,
+            name,
+            spec=DeploymentSpec(model="cancer/1", min_replicas=0),
+            revisions=[deployments.NewRevision(1, "cancer", 1, "cancer/1", "primary")],
+            roles=deployments.Roles(primary=1),
+            traffic={1: 100},
+            actor="test",
+        )
+
+
+@contextmanager
+def serve(home: Path) -> Iterator[Platform]:
+    """The platform with nothing in the background that would change what a test seeded:
+    no stream consumers, no monitor loop, and the automation engine asleep."""
+    settings = Settings(
+        home=home,
+        database={"url": f"sqlite:///{home / 'loopml.db'}"},
+        artifacts={"root": str(home / "artifacts")},
+        server={"streams": False, "automation_interval_s": 3600},
+        monitor={"enabled": False},
+    )
+    app = create_app(settings)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            pytest.fail("the platform did not start")
+        time.sleep(0.02)
+    try:
+        yield Platform(f"http://127.0.0.1:{port}", app.state.ctx)
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    with serve(tmp_path_factory.mktemp("platform")) as running:
+        yield running
