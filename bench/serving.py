@@ -42,10 +42,11 @@ so the difference is the token check.
 
 Targets: direct req/s >= 0.6 x floor with p99 <= 10 ms; direct >= 5 x mlflow; the gateway
 adds <= 1 ms at p50 (reported for 32 connections and for one); scale-from-zero first answer
-<= 2 s; with ``--auth``, gateway req/s with token auth on >= 0.95 x off.
+<= 2 s; with ``--auth``, gateway req/s with token auth on >= 0.95 x off; with ``--monitor``,
+gateway req/s with the monitor loop on (every second) >= 0.95 x off (see ``monitor_rows``).
 
 Run: ``python bench/serving.py [--seconds 10] [--connections 32] [--mlflow-python PATH]
-[--auth]``.
+[--auth | --monitor] [--rounds 3]``.
 """
 
 from __future__ import annotations
@@ -141,14 +142,16 @@ def _process(command: list[str], ready_url: str, what: str, **kw: Any) -> Iterat
 
 
 @contextmanager
-def _platform(home: Path, *, auth: bool = False) -> Iterator[tuple[str, int]]:
+def _platform(
+    home: Path, *, auth: bool = False, extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[str, int]]:
     """A real ``loopml up`` on core 0 with a temporary home; yields its URL and port. With
     ``auth``, authentication is on and platform admin ``root`` has password ``ADMIN_PASSWORD``
-    (made first with ``loopml users create-admin``)."""
+    (made first with ``loopml users create-admin``); ``extra_env`` adds settings."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPML_")}
-    env.update(LOOPML_HOME=str(home), OMP_WAIT_POLICY="passive")
+    env.update(LOOPML_HOME=str(home), OMP_WAIT_POLICY="passive", **(extra_env or {}))
     loopml = str(Path(sys.executable).with_name("loopml"))
     if auth:
         env["LOOPML_AUTH_ENABLED"] = "true"
@@ -248,17 +251,56 @@ def auth_rows(args: argparse.Namespace, model: Any, frame: pd.DataFrame, body: b
                     for mode, auth, headers in modes if i % 2 == 0 else modes[::-1]:
                         client.deployments.update(DEPLOYMENT, auth=auth)
                         runs[mode].append(measure(gateway_url, body, args, work, None, headers))
+    _pair(runs, "token auth", AUTH_TARGET, args.rounds)
+
+
+def _pair(runs: dict[str, list[Result]], what: str, target: float, rounds: int) -> None:
+    """Each mode's best run, and the on/off ratios (best of each, median of the rounds)."""
     off, on = (max(runs[m], key=lambda r: r.rps) for m in ("off", "on"))
-    print(f"\n{'':28}{'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}  errors  (best of {args.rounds})")
-    for label, r in (("gateway, token auth off", off), ("gateway, token auth on", on)):
-        print(f"  {label:<26}{r.rps:9.0f} {_ms(r.p50)} {_ms(r.p99)}  {r.errors:6d}")
+    print(f"\n{'':30}{'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}  errors  (best of {rounds})")
+    for label, r in ((f"gateway, {what} off", off), (f"gateway, {what} on", on)):
+        print(f"  {label:<28}{r.rps:9.0f} {_ms(r.p50)} {_ms(r.p99)}  {r.errors:6d}")
     errors = sum(r.errors for r in runs["off"] + runs["on"])
     paired = statistics.median(a.rps / b.rps for a, b in zip(runs["on"], runs["off"], strict=True))
     for label, ratio in (("best on / best off", on.rps / off.rps), ("median round", paired)):
-        met = "met   " if ratio >= AUTH_TARGET and not errors else "MISSED"
-        print(f"  {met} token auth on >= {AUTH_TARGET} x off, {label}: {ratio:.3f} x")
+        met = "met   " if ratio >= target and not errors else "MISSED"
+        print(f"  {met} {what} on >= {target} x off, {label}: {ratio:.3f} x")
     print(f"  req/s per round: off {[round(r.rps) for r in runs['off']]}, ", end="")
     print(f"on {[round(r.rps) for r in runs['on']]}")
+
+
+# ---------------------------------------------------------------- monitoring on vs off
+
+MONITOR_TARGET = 0.95  # gateway req/s with monitoring on >= 0.95 x off (issue 15)
+MONITOR_OFF = {"LOOPML_MONITOR_ENABLED": "false"}
+
+
+def monitor_rows(args: argparse.Namespace, model: Any, frame: pd.DataFrame, body: bytes) -> None:
+    """The gateway with the monitor loop on (every second) and off, in one run: one home
+    with the forest deployed once, ``loopml up`` restarted for each measurement with the
+    monitor on or off (the replica is started again from the stored deployment), the order
+    flipped every round. Both modes log every prediction; the difference is the monitor."""
+    from loopml.client import Client
+
+    # --monitor-interval 1 runs a round (read the prediction log, windows, rules, replica
+    # samples) every second of the measurement: the worst case of the 30 s default.
+    on = {"LOOPML_MONITOR_INTERVAL_S": f"{args.monitor_interval:g}", "LOOPML_MONITOR_LAG_S": "2"}
+    modes = {"off": MONITOR_OFF, "on": on}
+    runs: dict[str, list[Result]] = {"off": [], "on": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        home = work / "home"
+        with _platform(home, extra_env=MONITOR_OFF) as (url, _):
+            _deploy(url, home, model, frame)
+        order = list(modes)
+        for i in range(args.rounds):
+            for mode in order if i % 2 == 0 else order[::-1]:
+                with _platform(home, extra_env=modes[mode]) as (url, _):
+                    with Client(url) as client:
+                        client.deployments.wait(DEPLOYMENT, timeout_s=120)
+                    gateway_url = f"{url}/deployments/{DEPLOYMENT}/predict"
+                    runs[mode].append(measure(gateway_url, body, args, work))
+    _pair(runs, "monitoring", MONITOR_TARGET, args.rounds)
 
 
 # ---------------------------------------------------------------- main
@@ -315,7 +357,15 @@ def main() -> None:
         action="store_true",
         help="only the gateway with token auth on against off (see auth_rows)",
     )
-    parser.add_argument("--rounds", type=int, default=3, help="with --auth: rounds per mode")
+    parser.add_argument(
+        "--monitor",
+        action="store_true",
+        help="only the gateway with the monitor loop on against off (see monitor_rows)",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="with --auth/--monitor: rounds")
+    parser.add_argument(
+        "--monitor-interval", type=float, default=1.0, help="with --monitor: seconds per round"
+    )
     args = parser.parse_args()
     if args.generator == "auto":
         args.generator = "wrk" if shutil.which("wrk") else "asyncio"
@@ -326,12 +376,12 @@ def main() -> None:
 
     model, frame = _model()
     body = orjson.dumps({"instances": _records(frame.iloc[:1])})
-    if args.auth:
+    if args.auth or args.monitor:
         print(
             f"load: {args.generator}, {args.connections} connections (core {LOAD_CORE}); "
             f"servers on core {SERVER_CORE}; 1-row POST, {args.seconds:g} s per measurement"
         )
-        auth_rows(args, model, frame, body)
+        (auth_rows if args.auth else monitor_rows)(args, model, frame, body)
         print(f"  total bench time {time.monotonic() - started:.0f} s")
         return
     results: dict[str, Result] = {}

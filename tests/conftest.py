@@ -1,5 +1,5 @@
 """Fixtures for real services: a fresh PostgreSQL database, moto's standalone S3 server, NATS,
-Redis and Debian's Chromium (driven by Playwright).
+Redis, Debian's Chromium (driven by Playwright) and Debian's Prometheus.
 
 With ``LOOPML_REQUIRE_SERVICES=1`` (CI) a missing service fails the run; otherwise the tests
 that need it are skipped with the reason.
@@ -224,6 +224,20 @@ def chromium() -> Iterator[Browser]:
             browser.close()
 
 
+# ---------------------------------------------------------------- Prometheus
+
+PROMETHEUS = Path(os.environ.get("LOOPML_TEST_PROMETHEUS", "/usr/bin/prometheus"))
+
+
+@pytest.fixture(scope="session")
+def prometheus_binary() -> Path:
+    """Debian's Prometheus server (``apt-get install prometheus``); each test starts its own
+    on a free port with a temporary storage folder."""
+    if not os.access(PROMETHEUS, os.X_OK):
+        missing_service(f"Prometheus at {PROMETHEUS} (apt-get install prometheus)")
+    return PROMETHEUS
+
+
 # ---------------------------------------------------------------- reporting
 
 _SERVICE_FIXTURES = {
@@ -232,6 +246,7 @@ _SERVICE_FIXTURES = {
     "nats": "nats_server",
     "redis": "redis_server",
     "browser": "chromium",
+    "prometheus": "prometheus_binary",
 }
 
 
@@ -252,6 +267,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         ("nats", "NATS"),
         ("redis", "Redis"),
         ("browser", "Chromium"),
+        ("prometheus", "Prometheus"),
         ("e2e", "e2e"),
     )
     for marker, label in labels:

@@ -55,6 +55,9 @@ def _default(info: FieldInfo) -> str:
         return "unset"
     if isinstance(value, BaseModel):
         return "(section)"
+    if isinstance(value, list) and any(isinstance(v, BaseModel) for v in value):
+        # A list of small sections (monitor.default_rules): as the JSON the variable takes.
+        value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
     return f"`{json.dumps(value, default=str)}`"
 
 

@@ -125,7 +125,7 @@ def lifespan(ctx: AppContext) -> Callable[[FastAPI], AbstractAsyncContextManager
         worker = start_worker(ctx)
         automation = start_automation(ctx)
         stream_consumers = start_streams(ctx)
-        watcher = start_monitor(ctx, serving.gateway.metrics)
+        watcher = start_monitor(ctx, serving.gateway.metrics, serving.control)
         try:
             yield
         finally:

@@ -27,6 +27,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from loopml.core.logs import LogFile
 from loopml.settings._base import CONFIG_FILE_ENV as CONFIG_FILE_ENV
 from loopml.settings._base import DEFAULT_CONFIG_FILE as DEFAULT_CONFIG_FILE
 from loopml.settings._base import ArtifactSettings as ArtifactSettings
@@ -38,6 +39,8 @@ from loopml.settings._base import MlflowSettings as MlflowSettings
 from loopml.settings._base import ServerSettings as ServerSettings
 from loopml.settings._base import TrackingSettings as TrackingSettings
 from loopml.settings._serving import AutoscaleSettings as AutoscaleSettings
+from loopml.settings._serving import CanarySettings as CanarySettings
+from loopml.settings._serving import DefaultAlertRule as DefaultAlertRule
 from loopml.settings._serving import DeploymentsSettings as DeploymentsSettings
 from loopml.settings._serving import GatewaySettings as GatewaySettings
 from loopml.settings._serving import KubernetesSettings as KubernetesSettings
@@ -84,6 +87,7 @@ class Settings(BaseSettings):
     local: LocalSettings = Field(default_factory=LocalSettings)
     autoscale: AutoscaleSettings = Field(default_factory=AutoscaleSettings)
     deployments: DeploymentsSettings = Field(default_factory=DeploymentsSettings)
+    canary: CanarySettings = Field(default_factory=CanarySettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
 
@@ -101,6 +105,18 @@ class Settings(BaseSettings):
     def artifact_root(self) -> str:
         """The artifact root in force: the configured URI, or `artifacts` in the home."""
         return self.artifacts.root or str(self.home / "artifacts")
+
+    @property
+    def server_log(self) -> LogFile | None:
+        """The server's log file (in the home unless `server.log_file` is absolute), or
+        ``None`` when `server.log_file` is empty."""
+        if not self.server.log_file:
+            return None
+        return LogFile(
+            self.home / self.server.log_file,
+            self.server.log_max_bytes,
+            self.server.log_backups,
+        )
 
     @classmethod
     def settings_customise_sources(

@@ -121,6 +121,32 @@ class ServerSettings(_Section):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Server log level."
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="How `loopml up` writes its own log on stderr: `text` (uvicorn's lines) "
+        "or `json`, one object per line (`ts`, `level`, `logger`, `message`, `exc_info`) "
+        "for ELK, Loki and other collectors; `json` also writes loopml's own records at "
+        "`log_level`.",
+    )
+    log_file: str = Field(
+        default="logs/loopml.log",
+        max_length=1000,
+        description="Where `loopml up` also keeps its log (uvicorn's and loopml's records at "
+        "`log_level`, one line each in `log_format`; `text` lines start with time and level), "
+        "relative to the home unless absolute; made 0600 in a 0700 folder. Empty: stderr only. "
+        "Searched by `loopml logs --platform`.",
+    )
+    log_max_bytes: int = Field(
+        default=10 * _MiB,
+        ge=4096,
+        description="The log file is rotated past this size (`loopml.log.1`, ...).",
+    )
+    log_backups: int = Field(
+        default=2,
+        ge=1,
+        le=9,
+        description="How many rotated copies of the log file are kept, and searched.",
+    )
 
 
 class ClientSettings(_Section):
@@ -137,9 +163,9 @@ class AuthSettings(_Section):
 
     enabled: bool = Field(
         default=False,
-        description="Require a token (Authorization: Bearer) on every route but health and "
-        "login. Off, loopml trusts every caller and listens on loopback only; on, it may "
-        "listen beyond loopback (put it behind TLS).",
+        description="Require a token (Authorization: Bearer, or a browser session's cookie) "
+        "on every route but health and login. Off, loopml trusts every caller and listens on "
+        "loopback only; on, it may listen beyond loopback (put it behind TLS).",
     )
     login_failures_per_minute: int = Field(
         default=10,
@@ -147,6 +173,14 @@ class AuthSettings(_Section):
         le=10_000,
         description="Failed logins and token checks allowed per client address per minute; "
         "past it, 429 until the minute has passed.",
+    )
+    session_hours: int = Field(
+        default=12,
+        ge=1,
+        le=24 * 30,
+        description="How long a browser session (`POST /api/v1/auth/session`, the portal's "
+        "login) lasts: its token and its `HttpOnly` cookie expire together after this many "
+        "hours. Short, because a browser is where a session is most easily left open.",
     )
 
 

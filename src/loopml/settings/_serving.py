@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from loopml.core.alerts import AlertRuleSpec, Comparator, Severity
 from loopml.settings._base import _MiB, _Section
 
 
@@ -42,6 +43,13 @@ class KubernetesSettings(_Section):
     context: str | None = Field(default=None, description="The kubeconfig context to use.")
     in_cluster: bool = Field(
         default=False, description="Use the service account of the pod loopml runs in."
+    )
+    token_secret: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$",
+        description="A Secret in the namespace whose key `token` holds an API token the "
+        "pods' package download sends (needed when auth.enabled: a viewer token of the "
+        "deployments' projects).",
     )
 
 
@@ -163,6 +171,64 @@ class DeploymentsSettings(_Section):
         le=3600,
         description="How often the reconciler re-resolves aliases and re-applies deployments.",
     )
+    scrape_targets: str = Field(
+        default="prometheus/targets.json",
+        max_length=1000,
+        description="Where the local target's replicas are listed for Prometheus "
+        "(`file_sd_configs`), relative to the home unless absolute; empty: not written.",
+    )
+
+
+class CanarySettings(_Section):
+    """Automatic canaries, judged against the primary from the monitor's figures.
+
+    Rolled back when worse by a margin, promoted when not after a time (see
+    docs/deployments.md); a deployment's `canary` fields override these."""
+
+    auto: bool = Field(
+        default=False,
+        description="Judge every canary automatically (a deployment's `canary.auto` wins).",
+    )
+    interval_s: float = Field(
+        default=5.0, gt=0, le=3600, description="How often canaries are judged (s)."
+    )
+    max_error_rate_increase: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="Rolled back when its error rate exceeds the primary's by more (a share).",
+    )
+    max_latency_ratio: float = Field(
+        default=1.5,
+        ge=1,
+        le=1000,
+        description="Rolled back when its p95 latency is more than this many times the "
+        "primary's (and slower by more than `latency_slack_ms`).",
+    )
+    latency_slack_ms: float = Field(
+        default=20.0,
+        ge=0,
+        le=600_000,
+        description="A p95 latency difference under this many ms never rolls a canary back.",
+    )
+    max_quality_drop: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Rolled back when its live accuracy (R2 for regression) is lower by more.",
+    )
+    min_requests: int = Field(
+        default=100, ge=1, description="Requests each revision must serve before any decision."
+    )
+    min_labels: int = Field(
+        default=50, ge=1, description="Labels each revision needs before quality is compared."
+    )
+    promote_after_s: float = Field(
+        default=3600.0,
+        ge=0,
+        le=30 * 86_400,
+        description="Promoted once judged this long (s) without being worse.",
+    )
 
 
 class WorkerSettings(_Section):
@@ -181,6 +247,37 @@ class WorkerSettings(_Section):
     sweep_s: float = Field(
         default=2.0, gt=0, le=3600, description="How often expired leases are settled."
     )
+
+
+class DefaultAlertRule(_Section):
+    """An alert rule the monitor creates for every new deployment, named
+    ``DEPLOYMENT-SUFFIX`` (see ``loopml.core.alerts`` for the metrics)."""
+
+    suffix: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,20}$", description="The name's suffix.")
+    metric: str = Field(description="The metric it watches (`loopml alerts create --help`).")
+    comparator: Comparator = ">"
+    threshold: float = Field(allow_inf_nan=False)
+    for_s: float = Field(default=0.0, ge=0, le=30 * 86_400)
+    window: str = Field(default="1h", pattern=r"^[1-9][0-9]{0,4}[mhd]$")
+    severity: Severity = "warning"
+
+    @model_validator(mode="after")
+    def _valid_rule(self) -> DefaultAlertRule:
+        # The rule it makes must be valid (a known metric, a clear threshold on the resolved
+        # side): checked by the rule's own model, not a copy of its checks.
+        fields = self.model_dump(exclude={"suffix"})
+        AlertRuleSpec(name=f"d-{self.suffix}", deployment="d", **fields)
+        return self
+
+
+def _default_rules() -> list[DefaultAlertRule]:
+    return [
+        DefaultAlertRule(
+            suffix="errors", metric="error_rate", threshold=0.05, for_s=300, severity="warning"
+        ),
+        DefaultAlertRule(suffix="latency", metric="latency_p99_ms", threshold=1000, for_s=300),
+        DefaultAlertRule(suffix="restarts", metric="restarts", threshold=2, severity="critical"),
+    ]
 
 
 class MonitorSettings(_Section):
@@ -219,6 +316,14 @@ class MonitorSettings(_Section):
     retention_days: float = Field(
         default=90.0, gt=0, description="Windows that ended longer ago than this are deleted."
     )
+    prediction_retention_days: float = Field(
+        default=0.0,
+        ge=0,
+        description="Prediction-log and feedback rows older than this are deleted from each "
+        "deployment's lake tables, once an hour, by the monitor; never rows it has not yet "
+        "counted into windows, nor predictions a label may still join (label_horizon_s). "
+        "Windows stay. 0 keeps them forever; `loopml tables vacuum` frees the files.",
+    )
     drift_share: float = Field(
         default=0.5,
         gt=0,
@@ -247,4 +352,13 @@ class MonitorSettings(_Section):
     )
     webhook_attempts: int = Field(
         default=3, ge=1, le=10, description="Attempts per webhook notification."
+    )
+    default_rules: list[DefaultAlertRule] = Field(
+        default_factory=_default_rules,
+        max_length=20,
+        description="Alert rules the monitor creates for each new deployment, on its first "
+        "round after the deployment appears, named DEPLOYMENT-SUFFIX (by default: `errors`, "
+        "error rate over 5 % for 5 minutes; `latency`, p99 over 1 s for 5 minutes; "
+        "`restarts`, more than 2 replica crashes in the hour, critical). A rule deleted "
+        "afterwards stays deleted; `[]` creates none.",
     )

@@ -37,6 +37,7 @@ from loopml.train.automl import (
     final_fit_rows,
     run_automl,
 )
+from loopml.train.automl._select import TIE_SHARE
 from loopml.train.evaluation import evaluate
 
 EVAL_HASH = "ab" * 32
@@ -211,7 +212,9 @@ def test_the_budget_is_respected_and_every_trial_is_reported() -> None:
     assert elapsed[-1] <= result.elapsed_s
     best = [t.best_score for t in seen]
     assert best == sorted(best)  # roc_auc: the best so far only rises
-    assert best[-1] == pytest.approx(result.best_score)
+    # The winner is the best trial or, within TIE_SHARE of it, a smaller package.
+    assert best[-1] * (1 - TIE_SHARE) <= result.best_score <= best[-1]
+    assert result.best_score in [t.score for t in seen]
     # The library default is scored first; the search then tries the other learners (the
     # budget is too short on a busy machine to promise it reaches every one).
     assert (seen[0].estimator, seen[0].source) == ("lgbm", "default")

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import Path, Query
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from loopml.core.logs import LEVELS, MAX_GREP, LogQuery
 from loopml.core.names import PROJECT_NAME_PATTERN
 
 # The rule is enforced by loopml's own validators (their messages say how to fix a name);
@@ -29,6 +30,39 @@ def project_query(description: str) -> Any:
 
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def log_query(
+    grep: str | None = Query(
+        default=None,
+        max_length=MAX_GREP,
+        description="Only lines holding this text (any case).",
+    ),
+    level: str | None = Query(
+        default=None,
+        description="Only lines at this level or above: " + ", ".join(LEVELS) + ". A line "
+        "without a level word continues the one before it; lines before any have none "
+        "and are left out.",
+        json_schema_extra={"enum": list(LEVELS)},
+    ),
+) -> LogQuery:
+    """The ``grep`` and ``level`` query parameters of a log route, as one query (a
+    dependency: an unknown level or a long text answers 422)."""
+    return LogQuery(grep=grep or None, level=level.lower() if level else None)
+
+
+MAX_LOG_LINES = 1000
+
+
+def tail_query() -> Any:
+    """The ``tail`` query parameter of a log route."""
+    return Query(default=100, ge=1, le=MAX_LOG_LINES, description="How many last lines.")
+
+
+class LogLines(BaseModel):
+    """The last lines of a log that a search kept, oldest first."""
+
+    lines: list[str]
 
 
 def _iso_8601_only(value: Any) -> Any:
