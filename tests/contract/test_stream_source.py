@@ -325,6 +325,49 @@ def test_the_consumer_puts_poison_in_the_dead_letter_table_and_keeps_going(
     assert all(dead.column("reason").to_pylist())
 
 
+def test_the_stream_reads_running_once_its_messages_land_and_stopped_after(
+    place: Place, tmp_path: Path
+) -> None:
+    # The first status report comes before the first batch, not one interval later: here the
+    # interval is a minute, longer than the test, so only that first report can say it.
+    store = MetadataStore(f"sqlite:///{tmp_path / 'meta.db'}")
+    store.upgrade()
+    with store.session() as session:
+        projects.create(session, "p", actor="test")
+    stream = service.create(
+        store, "p", "s1", source=place.broker.source, subject=place.broker.subject,
+        table="orders", batch_ms=50, redeliver_s=LEASE_S, actor="test",
+    )  # fmt: skip
+    place.broker.publish(bodies(0, 5))
+
+    def status() -> str:
+        return service.get(store, "p", "s1").stats.status
+
+    async def scenario() -> tuple[str, str]:
+        consumer = StreamConsumer(
+            store,
+            LocalArtifactStore(tmp_path / "artifacts"),
+            LakeSettings(),
+            stream,
+            options=ConsumerOptions(report_every_s=60),
+        )
+        task = asyncio.create_task(consumer.run())
+        deadline = time.monotonic() + 60
+        while consumer.committed < 5 and time.monotonic() < deadline:
+            assert not task.done(), task
+            await asyncio.sleep(0.05)
+        while_running = status()
+        consumer.stop()
+        await task
+        return while_running, status()
+
+    try:
+        assert status() == "stopped"  # as created
+        assert run(scenario) == ("running", "stopped")
+    finally:
+        store.dispose()
+
+
 # ---------------------------------------------------------------- one group, several consumers
 
 

@@ -121,6 +121,9 @@ class StreamConsumer:
             await self._retry(self.source.open)
             await self._retry(lambda: anyio.to_thread.run_sync(self.committer.load))
             self.stats.status = "paused" if self.paused else "running"
+            # Say so before the first batch: a stream whose messages landed reads "running",
+            # not the "stopped" it was created with, even if it ends within one interval.
+            await self._retry(self._report)
             reporter = asyncio.create_task(self._report_loop())
             try:
                 await self._consume()

@@ -1,0 +1,5 @@
+"""The portal's pages, one module per area; ``ROUTERS`` is what the app mounts."""
+
+from loopml.portal.pages import login, overview
+
+ROUTERS = [login.router, overview.router]

@@ -1,0 +1,107 @@
+"""The portal's frame: pages with and without authentication, the login form and its CSRF
+field, the cross-site guard on its forms, errors as pages, and the API reference served
+without a CDN."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi.testclient import TestClient
+
+from .conftest import ADMIN, ORIGIN, VIEWER, csrf_of, log_in
+
+
+def test_with_authentication_off_the_overview_answers_and_shows_the_default_project(
+    anonymous: TestClient,
+) -> None:
+    page = anonymous.get("/")
+    assert page.status_code == 200, page.text
+    assert page.headers["content-type"].startswith("text/html")
+    assert "<h1>Overview</h1>" in page.text
+    assert "No deployment yet" in page.text
+    assert anonymous.get("/login", follow_redirects=False).headers["location"] == "/"
+
+
+def test_with_authentication_on_a_page_sends_a_visitor_to_the_login_form_and_back(
+    secured: TestClient,
+) -> None:
+    answer = secured.get("/?x=1", follow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/login?next=%2F%3Fx%3D1"
+    log_in(secured, ADMIN)
+    page = secured.get("/")
+    assert page.status_code == 200
+    assert ADMIN[0] in page.text
+    assert "Log out" in page.text
+
+
+def test_a_wrong_password_shows_the_form_again_with_the_reason(secured: TestClient) -> None:
+    token = csrf_of(secured.get("/login").text)
+    answer = secured.post(
+        "/portal/login",
+        data={"user": ADMIN[0], "password": "wrong", "csrf_token": token},
+        headers={"Origin": ORIGIN},
+    )
+    assert answer.status_code == 401
+    assert "wrong user name or password" in answer.text
+    assert "loopml_session" not in answer.headers.get("set-cookie", "")
+
+
+def test_a_form_without_its_csrf_token_or_from_another_origin_is_refused(
+    secured: TestClient,
+) -> None:
+    credentials = {"user": ADMIN[0], "password": ADMIN[1]}
+    missing = secured.post("/portal/login", data=credentials, headers={"Origin": ORIGIN})
+    assert missing.status_code == 403
+    assert "CSRF" in missing.text
+    token = csrf_of(secured.get("/login").text)
+    elsewhere = secured.post(
+        "/portal/login",
+        data={**credentials, "csrf_token": token},
+        headers={"Origin": "http://evil.example"},
+    )
+    assert elsewhere.status_code == 403
+    no_origin = secured.post("/portal/login", data={**credentials, "csrf_token": token})
+    assert no_origin.status_code == 403  # a form body needs this server's Origin
+
+
+def test_login_never_sends_the_browser_to_another_site(secured: TestClient) -> None:
+    token = csrf_of(secured.get("/login").text)
+    for target in ("https://evil.example/", "//evil.example/", "/\\evil.example"):
+        answer = secured.post(
+            "/portal/login",
+            data={"user": ADMIN[0], "password": ADMIN[1], "csrf_token": token, "next": target},
+            headers={"Origin": ORIGIN},
+            follow_redirects=False,
+        )
+        assert answer.headers["location"] == "/", target
+
+
+def test_logout_revokes_the_session(secured: TestClient) -> None:
+    log_in(secured, VIEWER)
+    token = csrf_of(secured.get("/").text)
+    cookie = secured.cookies.get("loopml_session")
+    answer = secured.post(
+        "/portal/logout",
+        data={"csrf_token": token},
+        headers={"Origin": ORIGIN},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    secured.cookies.set("loopml_session", cookie)  # a copy kept elsewhere no longer works
+    assert secured.get("/", follow_redirects=False).status_code == 303
+
+
+def test_the_api_reference_and_every_script_are_served_by_loopml_itself(
+    anonymous: TestClient,
+) -> None:
+    page = anonymous.get("/docs")
+    assert page.status_code == 200
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page.text + anonymous.get("/").text)
+    assert sources
+    for source in sources:
+        assert source.startswith("/"), f"{source} is not served by loopml"
+    for source in {s for s in sources if s.startswith("/static/")}:
+        assert anonymous.get(source).status_code == 200, source
+    assert anonymous.get("/static/vendor/htmx.min.js").status_code == 200
+    assert anonymous.get("/static/vendor/uPlot.iife.min.js").status_code == 200
