@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-run run test test-integration lint format typecheck bench clean
+.PHONY: help install install-run run test test-integration lint format typecheck bench clean assets
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ test-integration: install ## Only the tests that use real services (PostgreSQL, 
 
 bench: install ## Run the benchmarks under bench/ and print their figures
 	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+assets: ## Re-vendor the portal's npm packages (htmx, uPlot) from their lock file; needs Node
+	sh src/loopml/portal/assets/vendor.sh
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -4,6 +4,7 @@ backends are opened and what it runs in the background is ``loopml.api.startup``
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from fastapi import Depends, FastAPI
 
@@ -48,12 +49,19 @@ from loopml.settings import Settings
 log = logging.getLogger("loopml.api")
 
 
-def create_app(settings: Settings | None = None, *, context: AppContext | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    context: AppContext | None = None,
+    form_route: Callable[[str], bool] = lambda path: False,
+) -> FastAPI:
     """Build the loopml API app.
 
     Args:
         settings: the settings to use; read from the environment when omitted.
         context: ready-made backends (tests hand in their own); built from settings if omitted.
+        form_route: the paths whose handlers check a form's own CSRF field (the portal's),
+            which the cross-site guard lets post a form body from this server's origin.
     """
     settings = settings or (context.settings if context else Settings())
     ctx = context or build_context(settings)
@@ -126,7 +134,12 @@ def create_app(settings: Settings | None = None, *, context: AppContext | None =
             allowed_hosts=frozenset(hosts),
             ndjson_route=tables.is_records_path,
             inference_route=is_inference_path,
+            form_route=form_route,
         ),
     )
-    app.add_middleware(CrossSiteGuardMiddleware, allowed_origins=settings.server.allowed_origins)
+    app.add_middleware(
+        CrossSiteGuardMiddleware,
+        allowed_origins=settings.server.allowed_origins,
+        form_route=form_route,
+    )
     return app

@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 import anyio.to_thread
-from fastapi import Request
+from fastapi import Request, Response
 
 from loopml.auth import service, sessions
 from loopml.auth.permissions import MLFLOW_PROJECT, Action, Rule, Source, rule_for
@@ -51,6 +51,35 @@ def session_token(request: Request) -> str | None:
     if "authorization" in request.headers:
         return None
     return request.cookies.get(sessions.SESSION_COOKIE) or None
+
+
+def set_session_cookies(response: Response, request: Request, token: str, max_age: int) -> str:
+    """Put a browser session on ``response``: its token in the ``HttpOnly`` session cookie
+    and its CSRF token (returned) in the readable one; ``SameSite=Lax``, ``Secure`` over
+    https."""
+    csrf = sessions.csrf_token(request.app.state.auth_key, token)
+    secure = request.url.scheme == "https"
+    for name, value, http_only in (
+        (sessions.SESSION_COOKIE, token, True),
+        (sessions.CSRF_COOKIE, csrf, False),
+    ):
+        response.set_cookie(
+            name,
+            value,
+            max_age=max_age,
+            path="/",
+            secure=secure,
+            httponly=http_only,
+            samesite="lax",
+        )
+    return csrf
+
+
+def clear_session_cookies(response: Response, request: Request) -> None:
+    """Remove both session cookies from the browser."""
+    secure = request.url.scheme == "https"
+    for name, http_only in ((sessions.SESSION_COOKIE, True), (sessions.CSRF_COOKIE, False)):
+        response.delete_cookie(name, path="/", secure=secure, httponly=http_only, samesite="lax")
 
 
 def client_source(request: Request) -> str:

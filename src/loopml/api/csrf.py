@@ -20,6 +20,9 @@ state-changing request to another origin without asking first (no CORS preflight
   simple requests: a browser always asks first (a preflight loopml never grants) and always
   sends ``Origin``, so the checks above cover them; clients such as MLflow's, which upload a
   ``.txt`` artifact with ``PUT`` and ``Content-Type: text/plain``, pass.
+- the portal's own forms (``form_route``: its pages, which read and check a hidden CSRF field
+  themselves) may post a form body, but only with an ``Origin`` that is this server's own or
+  an allowed one: every current browser sends ``Origin`` on a form ``POST``.
 
 Every refusal is a 403 with the stable error body, before the application reads the body.
 Reads (``GET``) stay under the browser's same-origin policy: loopml sends no CORS headers.
@@ -27,7 +30,7 @@ Reads (``GET``) stay under the browser's same-origin policy: loopml sends no COR
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -66,9 +69,15 @@ def _refuse(message: str, reason: str) -> PermissionDeniedError:
 class CrossSiteGuardMiddleware:
     """Pure ASGI middleware enforcing the rules in the module docstring."""
 
-    def __init__(self, app: ASGIApp, allowed_origins: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        allowed_origins: Iterable[str] = (),
+        form_route: Callable[[str], bool] = lambda path: False,
+    ) -> None:
         self.app = app
         self.allowed = frozenset(k for k in map(_origin_key, allowed_origins) if k)
+        self.form_route = form_route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in STATE_CHANGING:
@@ -99,6 +108,8 @@ class CrossSiteGuardMiddleware:
             return _refuse(f"a {site} browser request", "cross_site")
         content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
         simple = scope["method"] == "POST"
+        if origin_ok and self.form_route(scope["path"]):
+            return None  # the page checks its form's own CSRF field
         if simple and content_type in FORM_TYPES and not _NON_SIMPLE_HEADERS & headers.keys():
             return _refuse(
                 f"a form-style body ({content_type}) without an Authorization or X-CSRF-Token "

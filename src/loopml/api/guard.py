@@ -38,6 +38,7 @@ from loopml.serve.oip import error_body_for
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _JSON_TYPE = re.compile(r"^application/([\w.+-]+\+)?json\s*(;.*)?$", re.IGNORECASE)
 _NDJSON_TYPE = re.compile(r"^application/(x-ndjson|jsonl)\s*(;.*)?$", re.IGNORECASE)
+_FORM_TYPE = re.compile(r"^application/x-www-form-urlencoded\s*(;.*)?$", re.IGNORECASE)
 
 
 def _never(_: str) -> bool:
@@ -57,6 +58,8 @@ class GuardConfig:
         inference_route: tells whether a path is served by the gateway, where a body with no
             Content-Type is taken as JSON: Open Inference Protocol clients (tritonclient)
             send none. A body that names another type is still refused.
+        form_route: tells whether a path takes an HTML form (``application/x-www-form-
+            urlencoded``; body limit as JSON): the portal's forms.
     """
 
     max_body_bytes: int
@@ -65,6 +68,7 @@ class GuardConfig:
     allowed_hosts: frozenset[str] = field(default_factory=frozenset)
     ndjson_route: Callable[[str], bool] = _never
     inference_route: Callable[[str], bool] = _never
+    form_route: Callable[[str], bool] = _never
 
 
 def is_inference_path(path: str) -> bool:
@@ -144,6 +148,14 @@ class RequestGuardMiddleware:
             return None
         if not content_type and self.config.inference_route(path):
             return None
+        if self.config.form_route(path):
+            if _FORM_TYPE.match(content_type):
+                return None
+            return UnsupportedMediaTypeError(
+                "expected a form (Content-Type: application/x-www-form-urlencoded), got "
+                f"{content_type[:100] or 'no Content-Type'!r}",
+                details={"expected": "application/x-www-form-urlencoded"},
+            )
         got = repr(content_type[:100] or "no Content-Type")
         if not self.config.ndjson_route(path):
             return UnsupportedMediaTypeError(

@@ -150,7 +150,7 @@ def _auth_line(store: MetadataStore, settings: Settings) -> str:
 
 def _serve(settings: Settings) -> None:
     from loopml._version import __version__
-    from loopml.api import create_app
+    from loopml.portal import create_app
 
     settings.home.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
@@ -160,7 +160,8 @@ def _serve(settings: Settings) -> None:
         f"  home       {settings.home}\n"
         f"  database   {app.state.ctx.store.safe_url}\n"
         f"  artifacts  {settings.artifact_root}\n"
-        f"  auth       {_auth_line(app.state.ctx.store, settings)}",
+        f"  auth       {_auth_line(app.state.ctx.store, settings)}\n"
+        f"  portal     http://{url_host}:{settings.server.port}/  (API reference at /docs)",
         highlight=False,
     )
     heap.settle()  # see loopml.core.heap

@@ -45,6 +45,30 @@ def list_windows(
     return [_public(w) for w in found]
 
 
+def project_usage(
+    store: MetadataStore, project: str, *, size: str, since: datetime
+) -> dict[str, dict[str, Any]]:
+    """Per deployment of ``project``: requests and errors summed over its windows of
+    ``size`` that start at or after ``since``, and the newest window's replica resources
+    (``cpu_percent``, ``rss_mb``, ``replicas``; absent without a sample)."""
+    parse_size(size)
+    with store.session() as session:
+        found = rows.project_windows(session, project, size=size, since=since)
+    totals: dict[str, dict[str, Any]] = {}
+    for window in found:  # oldest first: the newest resources win
+        summary = window["summary"] or {}
+        used = summary.get("usage", {})
+        entry = totals.setdefault(window["deployment"], {"requests": 0, "errors": 0})
+        entry["requests"] += int(used.get("requests", 0))
+        entry["errors"] += int(used.get("errors", 0))
+        resources = summary.get("resources")
+        if resources:
+            entry["cpu_percent"] = resources["cpu_percent"]
+            entry["rss_mb"] = resources["rss_mb"]
+            entry["replicas"] = len(resources["replicas"])
+    return totals
+
+
 def get_reference(
     store: MetadataStore, artifacts: ArtifactStore, project: str, model: str, version: int
 ) -> Reference:

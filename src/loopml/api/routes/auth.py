@@ -8,11 +8,18 @@ from datetime import datetime, timedelta
 from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from loopml.api.authz import client_source, limiter_of, principal_of, session_token
+from loopml.api.authz import (
+    clear_session_cookies,
+    client_source,
+    limiter_of,
+    principal_of,
+    session_token,
+    set_session_cookies,
+)
 from loopml.api.context import Actor, Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
-from loopml.auth import service, sessions
+from loopml.auth import service
 from loopml.core.auth import (
     DEFAULT_TOKEN_DAYS,
     MAX_TOKEN_DAYS,
@@ -192,22 +199,7 @@ def start_session(
     # A token just made carries its secret, and a login's always expires.
     assert made.token is not None
     assert made.expires_at is not None
-    csrf = sessions.csrf_token(request.app.state.auth_key, made.token)
-    max_age = int(lifetime.total_seconds())
-    secure = request.url.scheme == "https"
-    for name, value, http_only in (
-        (sessions.SESSION_COOKIE, made.token, True),
-        (sessions.CSRF_COOKIE, csrf, False),
-    ):
-        response.set_cookie(
-            name,
-            value,
-            max_age=max_age,
-            path="/",
-            secure=secure,
-            httponly=http_only,
-            samesite="lax",
-        )
+    csrf = set_session_cookies(response, request, made.token, int(lifetime.total_seconds()))
     return SessionStarted(
         user=made.user, token_id=made.id, expires_at=made.expires_at, csrf_token=csrf
     )
@@ -223,9 +215,7 @@ def end_session(request: Request, ctx: Ctx, actor: Actor) -> Response:
     if session_token(request) is not None and caller.token_id is not None:
         service.revoke_token(ctx.store, caller.user, caller.token_id, actor=actor)
     answer = Response(status_code=204)
-    secure = request.url.scheme == "https"
-    for name, http_only in ((sessions.SESSION_COOKIE, True), (sessions.CSRF_COOKIE, False)):
-        answer.delete_cookie(name, path="/", secure=secure, httponly=http_only, samesite="lax")
+    clear_session_cookies(answer, request)
     return answer
 
 
