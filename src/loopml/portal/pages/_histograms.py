@@ -76,8 +76,7 @@ def chart_of(profile: ColumnProfile) -> Chart:
             [(f"{_number(edges[i])} to {_number(edges[i + 1])}", c) for i, c in enumerate(counts)]
         )
         made.summary = (
-            f"from {_number(profile.min)} to {_number(profile.max)}, "
-            f"mean {_number(profile.mean)}"
+            f"from {_number(profile.min)} to {_number(profile.max)}, mean {_number(profile.mean)}"
         )
     elif profile.top:
         made.bars = _bars([(str(t.value), t.count) for t in profile.top])
