@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from loopml.api.context import AppContext
 from loopml.data import lake
+from loopml.pipelines import automation_service, service
 
 from .conftest import ADMIN, ORIGIN, VIEWER, csrf_of, log_in
 
@@ -88,3 +89,113 @@ def test_a_viewer_reads_data_of_its_project_only(secured: TestClient) -> None:
     projects.create(ctx.store, "hidden", actor="t")
     assert secured.get("/data?project=hidden").status_code == 404
     assert secured.get("/data/hidden/sql", params={"q": "SELECT 1"}).status_code == 404
+
+
+SPEC = """\
+name: greeter
+description: Says hello, then shouts it.
+inputs:
+  who: {type: string, default: world}
+steps:
+  - name: greet
+    python: portal_no_such_module:greet
+    with: {name: "${{ inputs.who }}"}
+  - name: shout
+    python: portal_no_such_module:shout
+    needs: [greet]
+  - name: wave
+    python: portal_no_such_module:wave
+"""
+
+
+def greeter(http: TestClient) -> AppContext:
+    """The ``greeter`` pipeline (three steps, one needing another) and its paused-able
+    schedule."""
+    ctx = ctx_of(http)
+    service.apply_spec(ctx.store, "default", SPEC, actor="t")
+    automation_service.create_schedule(
+        ctx.store, "default", name="nightly", pipeline="greeter", cron="0 3 * * *", actor="t"
+    )
+    return ctx
+
+
+def test_a_pipeline_and_its_run_show_a_dag_with_a_box_per_step(anonymous: TestClient) -> None:
+    ctx = greeter(anonymous)
+    listing = anonymous.get("/pipelines")
+    assert listing.status_code == 200, listing.text
+    assert 'href="/pipelines/default/greeter"' in listing.text
+    assert "nightly" in listing.text
+    page = anonymous.get("/pipelines/default/greeter")
+    assert page.status_code == 200, page.text
+    assert re.findall(r'data-step="(\w+)"', page.text) == ["greet", "wave", "shout"]
+    assert page.text.count('class="dag-edge"') == 1  # shout needs greet
+    assert page.text.count(">planned</text>") == 3
+    run = service.start_run(ctx.store, "default", "greeter", {"who": "ada"}, actor="t")
+    shown = anonymous.get(f"/pipelines/default/runs/{run.id}")
+    assert shown.status_code == 200, shown.text
+    assert sorted(re.findall(r'data-step="(\w+)"', shown.text)) == ["greet", "shout", "wave"]
+    states = re.findall(r'<g class="dag-step dag-(\w+)"', shown.text)
+    assert len(states) == 3
+    for state in states:  # the state is written in the box, not shown by colour alone
+        assert f'class="dag-state">{state}</text>' in shown.text
+    log = anonymous.get(f"/pipelines/default/runs/{run.id}", params={"step": "greet"})
+    assert log.status_code == 200
+    assert "Log of greet" in log.text
+    assert anonymous.get("/pipelines/default/runs/" + "0" * 32).status_code == 404
+
+
+def test_the_run_button_queues_a_run_and_refuses_bad_inputs(anonymous: TestClient) -> None:
+    ctx = greeter(anonymous)
+    token = csrf_of(anonymous.get("/pipelines/default/greeter").text)
+    url = "/portal/pipelines/default/greeter/run"
+    headers = {"Origin": ORIGIN}
+    for bad, why in (
+        ('{"who": ', "not JSON"),
+        ("[1, 2]", "JSON object"),
+        ('{"nobody": 1}', "no input"),
+    ):
+        answer = anonymous.post(url, data={"inputs": bad, "csrf_token": token}, headers=headers)
+        assert answer.status_code == 422, answer.text
+        assert why in answer.text
+        assert bad.replace('"', "&#34;") in answer.text  # the form keeps what was typed
+    assert service.list_runs(ctx.store, "default").items == []
+    made = anonymous.post(
+        url, data={"inputs": '{"who": "ada"}', "csrf_token": token}, headers=headers,
+        follow_redirects=False,
+    )  # fmt: skip
+    assert made.status_code == 303, made.text
+    runs = service.list_runs(ctx.store, "default").items
+    assert [r.inputs for r in runs] == [{"who": "ada"}]
+    assert made.headers["location"] == f"/pipelines/default/runs/{runs[0].id}"
+
+
+def test_pause_and_resume_need_an_editor(secured: TestClient) -> None:
+    ctx = greeter(secured)
+    log_in(secured, VIEWER)
+    page = secured.get("/pipelines?project=default")
+    assert page.status_code == 200
+    assert "/schedules/nightly/pause" not in page.text  # no button for a viewer
+    assert '/run"' not in secured.get("/pipelines/default/greeter").text
+    token = csrf_of(page.text)
+    pause = "/portal/pipelines/default/schedules/nightly/pause"
+    refused = secured.post(pause, data={"csrf_token": token}, headers={"Origin": ORIGIN})
+    assert refused.status_code == 403
+    run = secured.post(
+        "/portal/pipelines/default/greeter/run", data={"csrf_token": token, "inputs": "{}"},
+        headers={"Origin": ORIGIN},
+    )  # fmt: skip
+    assert run.status_code == 403
+    assert automation_service.get_schedule(ctx.store, "default", "nightly").enabled
+    secured.cookies.clear()
+    log_in(secured, ADMIN)
+    token = csrf_of(secured.get("/pipelines").text)
+    no_csrf = secured.post(pause, data={}, headers={"Origin": ORIGIN})
+    assert no_csrf.status_code == 403
+    assert automation_service.get_schedule(ctx.store, "default", "nightly").enabled
+    done = secured.post(pause, data={"csrf_token": token}, headers={"Origin": ORIGIN})
+    assert done.status_code == 200  # followed the redirect back to the page
+    assert automation_service.get_schedule(ctx.store, "default", "nightly").enabled is False
+    assert "/schedules/nightly/resume" in done.text
+    resume = "/portal/pipelines/default/schedules/nightly/resume"
+    secured.post(resume, data={"csrf_token": token}, headers={"Origin": ORIGIN})
+    assert automation_service.get_schedule(ctx.store, "default", "nightly").enabled

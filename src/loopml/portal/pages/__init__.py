@@ -1,6 +1,7 @@
 """The portal's pages, one module per area; ``ROUTERS`` is what the app mounts."""
 
-from loopml.portal.pages import data, login, overview
+from loopml.portal.pages import data, login, overview, pipelines
 
 ROUTERS = [login.router, overview.router]
 ROUTERS.append(data.router)
+ROUTERS.append(pipelines.router)
