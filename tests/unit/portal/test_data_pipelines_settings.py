@@ -9,7 +9,10 @@ import re
 import pyarrow as pa
 from fastapi.testclient import TestClient
 
+from loopml import projects
 from loopml.api.context import AppContext
+from loopml.auth import service as auth
+from loopml.auth import sessions
 from loopml.data import lake
 from loopml.pipelines import automation_service, service
 
@@ -84,8 +87,6 @@ def test_a_viewer_reads_data_of_its_project_only(secured: TestClient) -> None:
     log_in(secured, VIEWER)
     assert secured.get("/data/default/tables/churn").status_code == 200
     ctx = ctx_of(secured)
-    from loopml import projects
-
     projects.create(ctx.store, "hidden", actor="t")
     assert secured.get("/data?project=hidden").status_code == 404
     assert secured.get("/data/hidden/sql", params={"q": "SELECT 1"}).status_code == 404
@@ -199,3 +200,140 @@ def test_pause_and_resume_need_an_editor(secured: TestClient) -> None:
     resume = "/portal/pipelines/default/schedules/nightly/resume"
     secured.post(resume, data={"csrf_token": token}, headers={"Origin": ORIGIN})
     assert automation_service.get_schedule(ctx.store, "default", "nightly").enabled
+
+
+def test_with_authentication_off_settings_says_how_to_turn_it_on(anonymous: TestClient) -> None:
+    page = anonymous.get("/settings")
+    assert page.status_code == 200
+    assert "LOOPML_AUTH_ENABLED=true" in page.text
+    assert '<form method="post" action="/portal/settings' not in page.text
+    token = sessions.csrf_token(anonymous.app.state.auth_key, "anonymous")  # type: ignore[attr-defined]
+    answer = anonymous.post(
+        "/portal/settings/tokens", data={"csrf_token": token, "name": "ci"},
+        headers={"Origin": ORIGIN},
+    )  # fmt: skip
+    assert answer.status_code == 422
+    assert "authentication is off" in answer.text
+
+
+def _secret(page: str) -> str | None:
+    found = re.search(r'id="token-secret" class="secret" value="(lm_[^"]+)"', page)
+    return found.group(1) if found else None
+
+
+def test_a_token_is_shown_once_and_can_be_revoked(secured: TestClient) -> None:
+    log_in(secured, VIEWER)
+    page = secured.get("/settings")
+    assert page.status_code == 200
+    token = csrf_of(page.text)
+    form = {"csrf_token": token, "name": "ci", "expires_in_days": "7", "project": "default"}
+    made = secured.post("/portal/settings/tokens", data=form, headers={"Origin": ORIGIN})
+    assert made.status_code == 200, made.text
+    secret = _secret(made.text)
+    assert secret is not None
+    assert made.headers["cache-control"] == "no-store"
+    # The token works against the API, as a viewer of default.
+    whoami = secured.get("/api/v1/auth/whoami", headers={"Authorization": f"Bearer {secret}"})
+    assert whoami.status_code == 200
+    again = secured.get("/settings")
+    assert secret not in again.text
+    assert secret[:11] in again.text  # its prefix is listed
+    tokens = ctx_of(secured)
+    mine = [t for t in auth.list_tokens(tokens.store, VIEWER[0]) if t.name == "ci"]
+    assert len(mine) == 1
+    assert mine[0].project == "default"
+    assert mine[0].role == "viewer"
+    # Stronger than the viewer, or an expiry out of range: refused, nothing made.
+    for bad, status in (({"role": "admin"}, 403), ({"expires_in_days": "0"}, 422)):
+        refused = secured.post(
+            "/portal/settings/tokens", data={**form, "name": "bad", **bad},
+            headers={"Origin": ORIGIN},
+        )  # fmt: skip
+        assert refused.status_code == status, refused.text
+        assert 'class="error"' in refused.text
+    assert [t.name for t in auth.list_tokens(tokens.store, VIEWER[0])].count("bad") == 0
+    missing = secured.post(
+        f"/portal/settings/tokens/{mine[0].id}/revoke", data={}, headers={"Origin": ORIGIN}
+    )
+    assert missing.status_code == 403
+    revoked = secured.post(
+        f"/portal/settings/tokens/{mine[0].id}/revoke", data={"csrf_token": token},
+        headers={"Origin": ORIGIN},
+    )  # fmt: skip
+    assert revoked.status_code == 200
+    whoami = secured.get("/api/v1/auth/whoami", headers={"Authorization": f"Bearer {secret}"})
+    assert whoami.status_code == 401
+
+
+def test_a_viewer_sees_no_admin_sections_and_cannot_post_to_them(secured: TestClient) -> None:
+    ctx = ctx_of(secured)
+    log_in(secured, VIEWER)
+    page = secured.get("/settings")
+    assert "Users" not in page.text
+    assert "Find any token" not in page.text
+    assert "Members of" not in page.text
+    token = csrf_of(page.text)
+    headers = {"Origin": ORIGIN}
+    posts = [
+        (
+            "/portal/settings/users",
+            {"name": "mallory", "password": "x" * 20, "platform_admin": "on"},
+        ),
+        ("/portal/settings/members/default", {"user": VIEWER[0], "role": "admin"}),
+        ("/portal/settings/admin/tokens/lm_abcdefgh/revoke", {}),
+    ]
+    for url, data in posts:
+        answer = secured.post(url, data={**data, "csrf_token": token}, headers=headers)
+        assert answer.status_code == 403, (url, answer.text)
+    assert "mallory" not in [u.name for u in auth.list_users(ctx.store)]
+    members = {m.user: m.role for m in auth.list_members(ctx.store, "default")}
+    assert members[VIEWER[0]] == "viewer"
+
+
+def test_an_admin_makes_users_sets_roles_and_revokes_any_token(secured: TestClient) -> None:
+    ctx = ctx_of(secured)
+    log_in(secured, VIEWER)
+    viewer_token = _secret(
+        secured.post(
+            "/portal/settings/tokens",
+            data={"csrf_token": csrf_of(secured.get("/settings").text), "name": "leaky"},
+            headers={"Origin": ORIGIN},
+        ).text
+    )
+    assert viewer_token is not None
+    secured.cookies.clear()
+    log_in(secured, ADMIN)
+    page = secured.get("/settings")
+    assert "Find any token" in page.text
+    assert "Members of default" in page.text
+    token = csrf_of(page.text)
+    headers = {"Origin": ORIGIN}
+    weak = secured.post(
+        "/portal/settings/users", data={"csrf_token": token, "name": "ed", "password": "short"},
+        headers=headers,
+    )  # fmt: skip
+    assert weak.status_code == 422
+    assert "12" in weak.text
+    made = secured.post(
+        "/portal/settings/users",
+        data={"csrf_token": token, "name": "ed", "password": "Quartz-Violin-9-Harbor"},
+        headers=headers,
+    )
+    assert made.status_code == 200
+    assert "<td>ed</td>" in made.text
+    role = secured.post(
+        "/portal/settings/members/default",
+        data={"csrf_token": token, "user": "ed", "role": "editor"}, headers=headers,
+    )  # fmt: skip
+    assert role.status_code == 200
+    assert "<tr><td>ed</td><td>editor</td></tr>" in role.text
+    prefix = viewer_token[:11]
+    found = secured.get("/settings", params={"prefix": prefix})
+    assert f"Token of <strong>{VIEWER[0]}</strong>" in found.text
+    secured.post(
+        f"/portal/settings/admin/tokens/{prefix}/revoke", data={"csrf_token": token},
+        headers=headers,
+    )  # fmt: skip
+    whoami = secured.get("/api/v1/auth/whoami", headers={"Authorization": f"Bearer {viewer_token}"})
+    assert whoami.status_code == 401
+    assert [u.name for u in auth.list_users(ctx.store)].count("ed") == 1
