@@ -176,6 +176,9 @@ def test_pause_and_resume_need_an_editor(secured: TestClient) -> None:
     page = secured.get("/pipelines?project=default")
     assert page.status_code == 200
     assert "/schedules/nightly/pause" not in page.text  # no button for a viewer
+    projects.create(ctx.store, "hidden", actor="t")
+    assert secured.get("/pipelines?project=hidden").status_code == 404
+    assert secured.get("/pipelines/hidden/greeter").status_code == 404
     assert '/run"' not in secured.get("/pipelines/default/greeter").text
     token = csrf_of(page.text)
     pause = "/portal/pipelines/default/schedules/nightly/pause"
