@@ -7,13 +7,16 @@ from __future__ import annotations
 import re
 
 import pyarrow as pa
+import pytest
 from fastapi.testclient import TestClient
 
 from loopml import projects
 from loopml.api.context import AppContext
 from loopml.auth import service as auth
 from loopml.auth import sessions
-from loopml.data import lake
+from loopml.core.contracts import Contract
+from loopml.core.errors import LoopmlError
+from loopml.data import lake, validation
 from loopml.pipelines import automation_service, service
 
 from .conftest import ADMIN, ORIGIN, VIEWER, csrf_of, log_in
@@ -54,6 +57,18 @@ def test_the_table_page_shows_schema_versions_and_a_histogram_per_column(
     versions = re.findall(r"<tr><td>(\d+)</td><td>WRITE", page.text)
     assert versions == ["1", "0"]
     assert anonymous.get("/data/default/tables/nope").status_code == 404
+    # A contract, and the report of a batch it rejected.
+    ctx = ctx_of(anonymous)
+    rule = Contract.model_validate({"columns": {"spend": {"min": 0}}})
+    validation.set_contract(ctx.store, "default", "churn", rule, actor="t")
+    bad = pa.table({"id": [250], "plan": ["pro"], "spend": [-1.0]})
+    with pytest.raises(LoopmlError):
+        lake.ingest_arrow(ctx.store, ctx.artifacts, "default", "churn", bad, actor="t")
+    page = anonymous.get("/data/default/tables/churn")
+    assert "&#34;min&#34;: 0" in page.text
+    assert '<span class="status status-failed">failed</span>' in page.text
+    assert "(1 rows)" in page.text
+    assert "column rules" in anonymous.get("/data").text
 
 
 def test_the_sql_console_pages_and_refuses_writes_and_bad_sql(anonymous: TestClient) -> None:
