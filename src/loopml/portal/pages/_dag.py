@@ -1,0 +1,92 @@
+"""A pipeline's steps laid out as a DAG for an SVG picture: a column per topological depth
+(a step sits one column right of its deepest upstream step), a row per step in its column,
+and a line from each upstream step to the step that needs it. Each box carries its state
+in words as well as in colour."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BOX_W, BOX_H = 170, 46
+GAP_X, GAP_Y = 60, 18
+PAD = 8
+
+
+@dataclass(frozen=True)
+class Node:
+    """One step's box."""
+
+    name: str
+    state: str
+    x: int
+    y: int
+
+
+@dataclass(frozen=True)
+class Edge:
+    """A line from an upstream step's right side to its downstream step's left side."""
+
+    x1: int
+    y1: int
+    x2: int
+    y2: int
+
+
+@dataclass(frozen=True)
+class Dag:
+    """The laid-out picture."""
+
+    nodes: list[Node]
+    edges: list[Edge]
+    width: int
+    height: int
+    box_w: int = BOX_W
+    box_h: int = BOX_H
+
+
+def _depths(order: list[str], needs: dict[str, list[str]]) -> dict[str, int]:
+    depth: dict[str, int] = {}
+    pending = list(order)
+    # ``order`` is topological where it comes from a spec or a run; a loop over passes
+    # still settles any order (a step waits for its upstream steps' depths).
+    for _ in range(len(pending) + 1):
+        left = []
+        for name in pending:
+            ups = [u for u in needs.get(name, []) if u in order]
+            if all(u in depth for u in ups):
+                depth[name] = 1 + max((depth[u] for u in ups), default=-1)
+            else:
+                left.append(name)
+        pending = left
+        if not pending:
+            break
+    for name in pending:  # a cycle cannot be stored; draw what is left in one column
+        depth[name] = 0
+    return depth
+
+
+def layout(order: list[str], needs: dict[str, list[str]], states: dict[str, str]) -> Dag:
+    """The boxes and lines of steps ``order`` with upstream ``needs`` and ``states``."""
+    depth = _depths(order, needs)
+    rows: dict[int, int] = {}
+    where: dict[str, tuple[int, int]] = {}
+    nodes = []
+    for name in order:
+        column = depth[name]
+        row = rows.get(column, 0)
+        rows[column] = row + 1
+        x, y = PAD + column * (BOX_W + GAP_X), PAD + row * (BOX_H + GAP_Y)
+        where[name] = (x, y)
+        nodes.append(Node(name=name, state=states.get(name, "planned"), x=x, y=y))
+    edges = []
+    for name in order:
+        x2, y2 = where[name]
+        for upstream in needs.get(name, []):
+            if upstream in where:
+                x1, y1 = where[upstream]
+                edges.append(Edge(x1 + BOX_W, y1 + BOX_H // 2, x2, y2 + BOX_H // 2))
+    columns = max(depth.values(), default=0) + 1
+    tallest = max(rows.values(), default=1)
+    width = 2 * PAD + columns * BOX_W + (columns - 1) * GAP_X
+    height = 2 * PAD + tallest * BOX_H + (tallest - 1) * GAP_Y
+    return Dag(nodes=nodes, edges=edges, width=width, height=height)
