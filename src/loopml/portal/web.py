@@ -16,7 +16,7 @@ another origin cannot read. The cross-site guard also refuses those posts from a
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -183,7 +183,7 @@ class PageRoute(APIRoute):
     """A portal route: an error is a page with the same status and message as the API's
     error, a missing session is a redirect to the login form."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def page(request: Request) -> Response:
