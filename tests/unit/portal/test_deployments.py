@@ -9,17 +9,23 @@ import json
 import re
 import shlex
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from loopml.api.services.monitoring import gateway_errors
 from loopml.auth import service
+from loopml.core.alerts import AlertRuleSpec
 from loopml.core.auth import Role
 from loopml.core.errors import NotFoundError
 from loopml.deploy import DeploymentControl
+from loopml.monitor import service as monitor_service
+from loopml.monitor.engine import Monitor
 from loopml.portal import create_app
+from loopml.serve.gateway.metrics import GatewayMetrics
 from tests.conftest import free_port
 from tests.unit.deploy.deploy_support import (
     PackageFiles,
@@ -380,3 +386,41 @@ def test_the_try_it_form_predicts_through_the_gateway_with_authentication_on(
     finally:
         control.delete("default", "live", actor="t")
     assert replica_processes("live") == []
+
+
+def test_usage_charts_and_their_table_come_from_the_monitors_windows_with_the_alert_rules(
+    anonymous: TestClient, package: PackageFiles
+) -> None:
+    _register(anonymous, package, versions=1)
+    _control(anonymous).create(
+        "default", "churn", {"model": "cancer/1", "min_replicas": 0}, actor="t"
+    )
+    ctx = anonymous.app.state.ctx  # type: ignore[attr-defined]
+    metrics = GatewayMetrics(list)
+    now = datetime.now(UTC)
+    engine = Monitor(
+        ctx.store,
+        ctx.artifacts,
+        ctx.settings.monitor,
+        clock=lambda: now,
+        errors=lambda: gateway_errors(metrics),
+    )
+    engine.tick()  # the baseline
+    for _ in range(3):
+        metrics.observe(("default", "churn"), "cancer", "1", "1", 503, 0.01, "unavailable")
+    engine.tick()
+    spec = AlertRuleSpec(
+        name="errors", deployment="churn", metric="error_rate", comparator=">", threshold=0.5
+    )
+    monitor_service.create_rule(ctx.store, "default", spec, actor="t")
+    page = anonymous.get("/deployments/default/churn")
+    assert page.status_code == 200
+    found = re.search(
+        r'<script type="application/json" id="usage-data">(.*?)</script>', page.text, re.S
+    )
+    assert found
+    series = json.loads(found.group(1))
+    assert series["errors"] == [3.0]
+    assert len(series["t"]) == len(series["p95"]) == 1
+    assert re.search(r"<td>cancer/1</td><td>3</td><td>[0-9.]+</td><td>3</td>", page.text)
+    assert "<code>error_rate &gt; 0.5</code>" in page.text
