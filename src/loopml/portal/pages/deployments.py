@@ -27,7 +27,13 @@ from loopml.core.deployments import Deployment
 from loopml.core.errors import LoopmlError, ValidationError
 from loopml.core.logs import LEVELS, LogQuery
 from loopml.packaging._manifest import Signature
-from loopml.portal.pages.deployment_data import Detail, gather
+from loopml.portal.pages.deployment_data import (
+    Detail,
+    ModelFacts,
+    gather,
+    model_facts,
+    serving_revision,
+)
 from loopml.portal.web import (
     PageRoute,
     Viewer,
@@ -257,10 +263,17 @@ async def try_it(request: Request, viewer: ViewerDep, project: str, name: str) -
     viewer.require(project)
     ctx = context_of(request)
     control = control_of(request)
-    detail = await anyio.to_thread.run_sync(
-        lambda: gather(ctx.store, ctx.artifacts, control, ctx.settings, project, name)
-    )
-    signature = detail.facts.signature
+
+    def read() -> tuple[Deployment, ModelFacts]:
+        deployment = control.get(project, name)
+        serving = serving_revision(deployment)
+        if serving is None:
+            return deployment, ModelFacts()
+        facts = model_facts(ctx.store, ctx.artifacts, project, serving.model, serving.version)
+        return deployment, facts
+
+    deployment, facts = await anyio.to_thread.run_sync(read)
+    signature = facts.signature
     if signature is None:
         raise ValidationError("the served version has no signature to build a row from")
     try:
@@ -270,7 +283,7 @@ async def try_it(request: Request, viewer: ViewerDep, project: str, name: str) -
         return await _page(
             request, viewer, project, name, exc.status, try_error=exc.message, values=values
         )
-    status, body = await predict_in_process(request, viewer, detail.deployment, row)
+    status, body = await predict_in_process(request, viewer, deployment, row)
     tried = {"status": status, "body": json.dumps(body, indent=2, default=str)}
     code = 200 if status < 400 else 502
     return await _page(request, viewer, project, name, code, tried=tried, values=row)
