@@ -24,13 +24,7 @@ from loopml.core.errors import LoopmlError
 from loopml.deploy import DeploymentControl
 from loopml.monitor import service as monitor
 from loopml.monitor.windows import parse_size
-from loopml.packaging._manifest import (
-    INPUT_EXAMPLE_FILE,
-    MANIFEST_FILE,
-    MAX_MANIFEST_BYTES,
-    ModelManifest,
-    Signature,
-)
+from loopml.packaging import MANIFEST_FILE, ModelManifest, Signature
 from loopml.registry import service as registry
 from loopml.settings import Settings
 from loopml.storage import ArtifactStore
@@ -40,6 +34,9 @@ log = logging.getLogger("loopml.portal")
 WINDOWS = 48
 """Windows of the chart's size drawn (newest last)."""
 MAX_EXAMPLE_BYTES = 1 << 20
+MAX_MANIFEST_BYTES = 1 << 20
+INPUT_EXAMPLE_FILE = "input_example.json"
+"""The package's example rows (the only name a package may give them)."""
 
 
 @dataclass

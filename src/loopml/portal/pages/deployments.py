@@ -26,7 +26,7 @@ from loopml.core.auth import Role
 from loopml.core.deployments import Deployment
 from loopml.core.errors import LoopmlError, ValidationError
 from loopml.core.logs import LEVELS, LogQuery
-from loopml.packaging._manifest import Signature
+from loopml.packaging import Signature
 from loopml.portal.pages.deployment_data import (
     Detail,
     ModelFacts,
