@@ -105,3 +105,10 @@ def test_the_api_reference_and_every_script_are_served_by_loopml_itself(
         assert anonymous.get(source).status_code == 200, source
     assert anonymous.get("/static/vendor/htmx.min.js").status_code == 200
     assert anonymous.get("/static/vendor/uPlot.iife.min.js").status_code == 200
+
+
+def test_an_error_is_a_page_with_the_api_status_and_message(anonymous: TestClient) -> None:
+    answer = anonymous.get("/deployments/nowhere/nothing")
+    assert answer.status_code == 404
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "not found" in answer.text

@@ -1,0 +1,30 @@
+// The deployment page's charts: uPlot over the usage series embedded in the page as JSON.
+// Without JavaScript the same figures are in the table below the charts.
+(function () {
+  "use strict";
+  function draw(id, data, series) {
+    var box = document.getElementById(id);
+    if (!box || typeof uPlot === "undefined") { return; }
+    var width = Math.max(box.clientWidth || 360, 300);
+    var opts = {
+      title: box.getAttribute("data-title"),
+      width: width,
+      height: 200,
+      series: [{}].concat(series),
+      axes: [{}, {}]
+    };
+    new uPlot(opts, data, box);
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    var source = document.getElementById("usage-data");
+    if (!source) { return; }
+    var d = JSON.parse(source.textContent);
+    draw("chart-rps", [d.t, d.rps], [{ label: "req/s", stroke: "#0a58ca" }]);
+    draw("chart-errors", [d.t, d.errors], [{ label: "errors", stroke: "#b42318" }]);
+    draw("chart-latency", [d.t, d.p50, d.p95, d.p99], [
+      { label: "p50", stroke: "#1a7f37" },
+      { label: "p95", stroke: "#8a5a00" },
+      { label: "p99", stroke: "#b42318" }
+    ]);
+  });
+}());

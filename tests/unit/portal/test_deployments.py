@@ -1,0 +1,426 @@
+"""The deployment page and the deploy form over the real app: a registered model, deployments
+made through the control plane or the form, roles, CSRF, and one real replica answering the
+try-it form with authentication on."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shlex
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from loopml.api.services.monitoring import gateway_errors
+from loopml.auth import service
+from loopml.core.alerts import AlertRuleSpec
+from loopml.core.auth import Role
+from loopml.core.errors import NotFoundError
+from loopml.deploy import DeploymentControl
+from loopml.monitor import service as monitor_service
+from loopml.monitor.engine import Monitor
+from loopml.portal import create_app
+from loopml.serve.gateway.metrics import GatewayMetrics
+from tests.conftest import free_port
+from tests.unit.deploy.deploy_support import (
+    PackageFiles,
+    package_files,
+    register_files,
+    replica_processes,
+)
+
+from .conftest import ADMIN, ORIGIN, VIEWER, csrf_of, log_in, portal_settings
+
+COLUMNS = [f"f{i}" for i in range(8)]
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory: pytest.TempPathFactory) -> PackageFiles:
+    return package_files(tmp_path_factory.mktemp("package") / "pkg")
+
+
+def _register(http: TestClient, package: PackageFiles, versions: int = 2) -> None:
+    ctx = http.app.state.ctx  # type: ignore[attr-defined]
+    for _ in range(versions):
+        register_files(ctx.store, ctx.artifacts, package)
+
+
+def _control(http: TestClient) -> DeploymentControl:
+    control: DeploymentControl = http.app.state.serving.control  # type: ignore[attr-defined]
+    return control
+
+
+def _idle(http: TestClient, name: str = "churn", **spec: Any) -> None:
+    """A deployment that runs no replica (min_replicas 0), with a canary."""
+    fields = {
+        "model": "cancer/1",
+        "min_replicas": 0,
+        "canary": {"model": "cancer/2", "percent": 20},
+    }
+    _control(http).create("default", name, fields | spec, actor="t")
+
+
+def _pre(page: str, element: str) -> str:
+    found = re.search(rf'<pre id="{element}"[^>]*>(.*?)</pre>', page, re.S)
+    assert found, f"no {element} on the page"
+    return html.unescape(found.group(1))
+
+
+def _form(page: str, **fields: str) -> dict[str, str]:
+    return {"csrf_token": csrf_of(page), **fields}
+
+
+DEPLOY = {
+    "project": "default",
+    "model": "cancer",
+    "update": "0",
+    "name": "fresh",
+    "ref": "cancer/2",
+    "target": "local",
+    "min_replicas": "0",
+    "max_replicas": "2",
+    "cpu": "250m",
+    "memory": "256Mi",
+    "auth": "token",
+    "mode": "none",
+    "percent": "10",
+}
+
+
+def test_the_page_shows_status_revisions_traffic_urls_and_a_snippet_that_matches_the_signature(
+    anonymous: TestClient, package: PackageFiles
+) -> None:
+    _register(anonymous, package)
+    _idle(anonymous)
+    page = anonymous.get("/deployments/default/churn")
+    assert page.status_code == 200, page.text
+    text = page.text
+    assert "Deployment churn" in text
+    assert re.search(r'class="status status-(pending|scaled_to_zero)"', text)
+    assert "http://127.0.0.1/projects/default/deployments/churn/predict" in text
+    assert "/projects/default/deployments/churn/v2/models/churn/infer" in text
+    assert "<strong>80 %</strong>" in text
+    assert "<strong>20 %</strong>" in text
+    assert "Roll back to 1" in text
+    assert "Roll back to 2" in text
+    assert "Promote the canary" in text
+    curl = shlex.split(_pre(text, "snippet-curl"))
+    assert curl[:3] == ["curl", "-s", "http://127.0.0.1/projects/default/deployments/churn/predict"]
+    assert "Authorization: Bearer $LOOPML_TOKEN" not in curl  # authentication is off
+    body = json.loads(curl[curl.index("-d") + 1])
+    (row,) = body["instances"]
+    assert list(row) == COLUMNS
+    assert all(isinstance(v, float) for v in row.values())
+    python = _pre(text, "snippet-python")
+    compile(python, "snippet", "exec")
+    assert "'instances'" in python
+    assert "f7" in python
+    for column in COLUMNS:  # the try-it form: one typed input per column
+        assert f'name="col:{column}" type="number" step="any"' in text
+    assert 'hx-trigger="every 1s"' in text
+    assert '<script type="application/json" id="usage-data">' not in text  # no window yet
+
+
+def test_promote_and_rollback_change_the_traffic(
+    anonymous: TestClient, package: PackageFiles
+) -> None:
+    _register(anonymous, package)
+    _idle(anonymous)
+    token = csrf_of(anonymous.get("/deployments/default/churn").text)
+    answer = anonymous.post(
+        "/portal/deployments/default/churn/promote",
+        data={"csrf_token": token, "action": "promote"},
+        headers={"Origin": ORIGIN},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/deployments/default/churn"
+    promoted = _control(anonymous).get("default", "churn")
+    assert (promoted.spec.model, promoted.spec.canary) == ("cancer/2", None)
+    assert set(promoted.traffic.values()) == {100}
+    back = anonymous.post(
+        "/portal/deployments/default/churn/rollback",
+        data={"csrf_token": token, "revision": "1"},
+        headers={"Origin": ORIGIN},
+        follow_redirects=False,
+    )
+    assert back.status_code == 303
+    assert _control(anonymous).get("default", "churn").traffic == {1: 100}
+    assert "Roll back to 1" not in anonymous.get("/deployments/default/churn").text
+
+
+def test_the_deploy_form_lists_versions_and_creates_a_deployment(
+    anonymous: TestClient, package: PackageFiles
+) -> None:
+    _register(anonymous, package)
+    empty = anonymous.get("/deploy")
+    assert empty.status_code == 200
+    assert 'value="default/cancer"' in empty.text
+    page = anonymous.get("/deploy?choice=default/cancer")
+    assert page.status_code == 200, page.text
+    assert '<option value="cancer/2"' in page.text
+    assert "not judged" in page.text
+    answer = anonymous.post(
+        "/portal/deploy",
+        data=_form(page.text, **{**DEPLOY, "mode": "canary", "other": "cancer/1", "percent": "25"}),
+        headers={"Origin": ORIGIN},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303, answer.text
+    assert answer.headers["location"] == "/deployments/default/fresh"
+    made = _control(anonymous).get("default", "fresh")
+    assert made.spec.max_replicas == 2
+    assert made.spec.resources.cpu == "250m"
+    assert made.spec.canary is not None
+    assert made.spec.canary.percent == 25
+    assert sorted(made.traffic.values()) == [25, 75]
+    # The same form changes it.
+    change = anonymous.get("/deploy?project=default&name=fresh")
+    assert change.status_code == 200
+    assert "Change deployment fresh" in change.text
+    assert 'value="25"' in change.text
+    update = {**DEPLOY, "update": "1", "max_replicas": "3"}
+    answer = anonymous.post(
+        "/portal/deploy",
+        data=_form(change.text, **update),
+        headers={"Origin": ORIGIN},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 303, answer.text
+    changed = _control(anonymous).get("default", "fresh")
+    assert (changed.spec.max_replicas, changed.spec.canary) == (3, None)
+
+
+def test_the_preview_shows_the_plan_and_writes_nothing(
+    anonymous: TestClient, package: PackageFiles
+) -> None:
+    _register(anonymous, package)
+    page = anonymous.get("/deploy?choice=default/cancer")
+    answer = anonymous.post(
+        "/portal/deploy/preview",
+        data=_form(page.text, **{**DEPLOY, "mode": "canary", "other": "cancer/1", "percent": "30"}),
+        headers={"Origin": ORIGIN},
+    )
+    assert answer.status_code == 200, answer.text
+    assert "What will change" in answer.text
+    assert "revision 1 traffic" in answer.text
+    assert "70 %" in answer.text
+    assert "cancer/1 at 30 %" in answer.text
+    with pytest.raises(NotFoundError):
+        _control(anonymous).get("default", "fresh")
+    _idle(anonymous, "old")
+    change = anonymous.get("/deploy?project=default&name=old")
+    answer = anonymous.post(
+        "/portal/deploy/preview",
+        data=_form(change.text, **{**DEPLOY, "name": "old", "update": "1", "max_replicas": "4"}),
+        headers={"Origin": ORIGIN},
+    )
+    assert answer.status_code == 200, answer.text
+    assert re.search(r'max_replicas</td>\s*<td><span class="diff-old">1</span>', answer.text)
+    assert _control(anonymous).get("default", "old").spec.max_replicas == 1
+
+
+def test_bad_replicas_show_the_form_again_with_the_reason_and_create_nothing(
+    anonymous: TestClient, package: PackageFiles
+) -> None:
+    _register(anonymous, package)
+    page = anonymous.get("/deploy?choice=default/cancer")
+    for target in ("/portal/deploy", "/portal/deploy/preview"):
+        answer = anonymous.post(
+            target,
+            data=_form(page.text, **{**DEPLOY, "min_replicas": "3", "max_replicas": "2"}),
+            headers={"Origin": ORIGIN},
+        )
+        assert answer.status_code == 422, answer.text
+        assert "min_replicas (3) is more than max_replicas (2)" in answer.text
+        assert 'value="fresh"' in answer.text  # what was typed is kept
+    taken = anonymous.post(
+        "/portal/deploy",
+        data=_form(page.text, **{**DEPLOY, "name": "Not A Name"}),
+        headers={"Origin": ORIGIN},
+    )
+    assert taken.status_code == 422
+    assert "invalid deployment name" in taken.text
+    assert _control(anonymous).list_("default").items == []
+
+
+def test_a_form_without_its_csrf_token_is_refused(
+    anonymous: TestClient, package: PackageFiles
+) -> None:
+    _register(anonymous, package)
+    _idle(anonymous)
+    for path, data in (
+        ("/portal/deploy", DEPLOY),
+        ("/portal/deployments/default/churn/rollback", {"revision": "1"}),
+        ("/portal/deployments/default/churn/promote", {}),
+        ("/portal/deployments/default/churn/try", {}),
+    ):
+        answer = anonymous.post(path, data=data, headers={"Origin": ORIGIN})
+        assert answer.status_code == 403, path
+        assert "CSRF" in answer.text
+    assert [d.name for d in _control(anonymous).list_("default").items] == ["churn"]
+    assert _control(anonymous).get("default", "churn").spec.canary is not None
+
+
+def test_a_viewer_sees_the_page_but_no_button_and_cannot_change_anything(
+    secured: TestClient, package: PackageFiles
+) -> None:
+    _register(secured, package)
+    _idle(secured)
+    service.create_user(
+        secured.app.state.ctx.store,  # type: ignore[attr-defined]
+        "olga",
+        "a long outsider passphrase",
+        platform_admin=False,
+        actor="t",
+    )
+    log_in(secured, VIEWER)
+    page = secured.get("/deployments/default/churn")
+    assert page.status_code == 200, page.text
+    for button in ("Roll back", "Promote the canary", "Change this deployment", "Deploy</button>"):
+        assert button not in page.text
+    assert '-H "Authorization: Bearer $LOOPML_TOKEN"' in _pre(page.text, "snippet-curl")
+    form = secured.get("/deploy")
+    assert "No registered model in a project where you hold the editor role" in form.text
+    assert "Deploy</button>" not in form.text
+    assert secured.get("/deploy?choice=default/cancer").status_code == 403
+    token = csrf_of(page.text)
+    for path, data in (
+        ("/portal/deploy", DEPLOY),
+        ("/portal/deploy/preview", DEPLOY),
+        ("/portal/deployments/default/churn/rollback", {"revision": "1"}),
+        ("/portal/deployments/default/churn/promote", {}),
+    ):
+        answer = secured.post(path, data={**data, "csrf_token": token}, headers={"Origin": ORIGIN})
+        assert answer.status_code == 403, path
+    assert [d.name for d in _control(secured).list_("default").items] == ["churn"]
+    secured.cookies.clear()
+    log_in(secured, ("olga", "a long outsider passphrase"))
+    assert secured.get("/deployments/default/churn").status_code == 404
+    assert secured.get("/deployments/default/churn/logs").status_code == 404
+
+
+def test_the_logs_fragment_returns_the_lines_filtered(
+    anonymous: TestClient, package: PackageFiles, tmp_path: Path
+) -> None:
+    _register(anonymous, package, versions=1)
+    _control(anonymous).create(
+        "default", "churn", {"model": "cancer/1", "min_replicas": 0}, actor="t"
+    )
+    log = tmp_path / "home" / "deployments" / "default" / "churn" / "replicas.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(
+        "INFO:     Started server process [4242]\n"
+        'INFO:     127.0.0.1:5000 - "POST /predict HTTP/1.1" 200 OK\n'
+        "ERROR:    column 'age' is <missing>\n",
+        encoding="utf-8",
+    )
+    whole = anonymous.get("/deployments/default/churn/logs")
+    assert whole.status_code == 200
+    assert "Started server process" in whole.text
+    assert "&lt;missing&gt;" in whole.text  # escaped
+    assert "<html" not in whole.text  # a fragment
+    errors = anonymous.get("/deployments/default/churn/logs?level=error")
+    assert "column &#39;age&#39;" in errors.text
+    assert "Started server" not in errors.text
+    grep = anonymous.get("/deployments/default/churn/logs?grep=POST+/predict")
+    assert "200 OK" in grep.text
+    assert "ERROR" not in grep.text
+    bad = anonymous.get("/deployments/default/churn/logs?level=loud")
+    assert bad.status_code == 422
+    assert "is not one of" in bad.text
+    page = anonymous.get("/deployments/default/churn?level=error")  # without JavaScript
+    assert "column &#39;age&#39;" in page.text
+    assert "Started server" not in page.text
+
+
+@pytest.fixture
+def served(tmp_path: Path, database_url: str) -> Iterator[TestClient]:
+    """Authentication on, on a port of its own (replicas log their predictions there)."""
+    settings = portal_settings(tmp_path, database_url, auth=True)
+    settings = settings.model_copy(
+        update={"server": settings.server.model_copy(update={"port": free_port()})}
+    )
+    app = create_app(settings)
+    with TestClient(app, base_url=ORIGIN) as client:
+        store = app.state.ctx.store
+        service.create_user(store, ADMIN[0], ADMIN[1], platform_admin=True, actor="test")
+        service.create_user(store, VIEWER[0], VIEWER[1], platform_admin=False, actor="test")
+        service.set_role(store, "default", VIEWER[0], Role.VIEWER, actor="test")
+        yield client
+
+
+def test_the_try_it_form_predicts_through_the_gateway_with_authentication_on(
+    served: TestClient, package: PackageFiles
+) -> None:
+    _register(served, package, versions=1)
+    control = _control(served)
+    control.create("default", "live", {"model": "cancer/1"}, actor="t")
+    try:
+        log_in(served, VIEWER)  # a viewer may predict, as with a token
+        page = served.get("/deployments/default/live")
+        assert page.status_code == 200
+        row = json.loads(shlex.split(_pre(page.text, "snippet-curl"))[-1])["instances"][0]
+        fields = {f"col:{k}": str(v) for k, v in row.items()}
+        answer = served.post(
+            "/portal/deployments/default/live/try",
+            data={**fields, "csrf_token": csrf_of(page.text)},
+            headers={"Origin": ORIGIN},
+        )
+        assert answer.status_code == 200, answer.text
+        result = json.loads(_pre(answer.text, "try-answer"))
+        assert "Answer (HTTP 200)" in answer.text, result
+        assert len(result["predictions"]) == 1
+        bad = served.post(
+            "/portal/deployments/default/live/try",
+            data={**fields, "col:f0": "twelve", "csrf_token": csrf_of(page.text)},
+            headers={"Origin": ORIGIN},
+        )
+        assert bad.status_code == 422
+        assert "column &#39;f0&#39; takes a float value" in bad.text
+    finally:
+        control.delete("default", "live", actor="t")
+    assert replica_processes("live") == []
+
+
+def test_usage_charts_and_their_table_come_from_the_monitors_windows_with_the_alert_rules(
+    anonymous: TestClient, package: PackageFiles
+) -> None:
+    _register(anonymous, package, versions=1)
+    _control(anonymous).create(
+        "default", "churn", {"model": "cancer/1", "min_replicas": 0}, actor="t"
+    )
+    ctx = anonymous.app.state.ctx  # type: ignore[attr-defined]
+    metrics = GatewayMetrics(list)
+    now = datetime.now(UTC)
+    engine = Monitor(
+        ctx.store,
+        ctx.artifacts,
+        ctx.settings.monitor,
+        clock=lambda: now,
+        errors=lambda: gateway_errors(metrics),
+    )
+    engine.tick()  # the baseline
+    for _ in range(3):
+        metrics.observe(("default", "churn"), "cancer", "1", "1", 503, 0.01, "unavailable")
+    engine.tick()
+    spec = AlertRuleSpec(
+        name="errors", deployment="churn", metric="error_rate", comparator=">", threshold=0.5
+    )
+    monitor_service.create_rule(ctx.store, "default", spec, actor="t")
+    page = anonymous.get("/deployments/default/churn")
+    assert page.status_code == 200
+    found = re.search(
+        r'<script type="application/json" id="usage-data">(.*?)</script>', page.text, re.S
+    )
+    assert found
+    series = json.loads(found.group(1))
+    assert series["errors"] == [3.0]
+    assert len(series["t"]) == len(series["p95"]) == 1
+    assert re.search(r"<td>cancer/1</td><td>3</td><td>[0-9.]+</td><td>3</td>", page.text)
+    assert "<code>error_rate &gt; 0.5</code>" in page.text
