@@ -21,8 +21,8 @@ from loopml import registry
 from loopml.api.context import AppContext
 from loopml.api.services.monitoring import start_monitor
 from loopml.api.services.tables import spool_folder
-from loopml.auth.service import SERVER_USER, revoke_token, server_token
-from loopml.core.auth import MAX_TOKEN_DAYS, ApiToken
+from loopml.auth.service import revoke_token, server_token
+from loopml.core.auth import MAX_TOKEN_DAYS, SERVER_USER, ApiToken
 from loopml.data import files
 from loopml.data.records import RecordBatcher
 from loopml.data.streams.supervisor import StreamSupervisor

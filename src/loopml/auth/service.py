@@ -14,6 +14,7 @@ from loopml.auth.permissions import Action, Rule
 from loopml.core.auth import (
     DEFAULT_TOKEN_DAYS,
     MAX_TOKEN_DAYS,
+    SERVER_USER,
     ApiToken,
     Membership,
     Principal,
@@ -100,11 +101,6 @@ def login(
         user=user.name, token_id=None, platform_admin=user.platform_admin, roles=roles
     )
     return _issue(store, key, caller, name=token_name, lifetime=lifetime)
-
-
-SERVER_USER = "loopml-server"
-"""The user a server's own background work acts as through its API (the embedded worker's
-``deploy`` step): a platform admin whose password is random and never shown."""
 
 
 def server_token(store: MetadataStore, key: bytes, *, lifetime: timedelta) -> ApiToken:

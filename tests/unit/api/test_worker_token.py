@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from loopml.api import create_app
 from loopml.auth import service
 from loopml.settings import Settings
+from loopml.store import users
 
 
 def _settings(tmp_path: Path, database_url: str, *, auth: bool) -> Settings:
@@ -33,6 +34,8 @@ def test_the_embedded_worker_gets_a_server_token_for_the_servers_life(
         assert [(t.name, t.revoked_at) for t in made] == [("embedded-worker", None)]
         user = next(u for u in service.list_users(store) if u.name == service.SERVER_USER)
         assert user.platform_admin
+        with store.session() as session:  # `loopml up` still says there is no admin yet
+            assert users.count_admins(session) == 0
     after = service.list_tokens(store, service.SERVER_USER)
     assert len(after) == 1
     assert after[0].revoked_at is not None  # revoked when the server stopped
