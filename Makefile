@@ -35,8 +35,8 @@ run: $(VENV)/.run-installed ## Install loopml, start it and run the demo loop (e
 	$(VENV)/bin/loopml up --demo
 
 lint: install ## ruff lint, format check and the import contracts (layers, no cycles)
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/ruff format --check src tests bench scripts
 	$(VENV)/bin/lint-imports
 
 format: install ## Apply ruff's fixes and formatting

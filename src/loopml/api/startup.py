@@ -11,14 +11,18 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import timedelta
 
 import anyio.to_thread
 from fastapi import FastAPI
+from pydantic import SecretStr
 
 from loopml import registry
 from loopml.api.context import AppContext
 from loopml.api.services.monitoring import start_monitor
 from loopml.api.services.tables import spool_folder
+from loopml.auth.service import revoke_token, server_token
+from loopml.core.auth import MAX_TOKEN_DAYS, SERVER_USER, ApiToken
 from loopml.data import files
 from loopml.data.records import RecordBatcher
 from loopml.data.streams.supervisor import StreamSupervisor
@@ -67,17 +71,30 @@ def build_serving(ctx: AppContext) -> Serving:
     return Serving.from_settings(ctx.store, ctx.artifacts, ctx.settings)
 
 
-def build_worker(ctx: AppContext) -> Worker:
+def build_worker(ctx: AppContext, token: str | None = None) -> Worker:
     """The pipeline worker embedded in the server (``loopml up``), not started: configured
-    by the ``worker`` settings section, as ``loopml worker`` is."""
+    by the ``worker`` settings section, as ``loopml worker`` is; ``token`` is what steps
+    acting through the API send (the settings' own ``token`` when omitted)."""
     config = WorkerConfig(**ctx.settings.worker.model_dump())
+    settings = ctx.settings
+    if token is not None:
+        settings = settings.model_copy(update={"token": SecretStr(token)})
     # Steps that act through the API (deploy) call this very server, whatever client.url says.
-    return Worker(ctx.store, ctx.artifacts, ctx.settings, config, api_url=server_url(ctx.settings))
+    return Worker(ctx.store, ctx.artifacts, settings, config, api_url=server_url(settings))
 
 
-def start_worker(ctx: AppContext) -> WorkerThread:
+def start_worker(ctx: AppContext, token: str | None = None) -> WorkerThread:
     """The embedded pipeline worker (``build_worker``), in a background thread."""
-    return WorkerThread(build_worker(ctx)).start()
+    return WorkerThread(build_worker(ctx, token)).start()
+
+
+def worker_token(ctx: AppContext, key: bytes) -> ApiToken | None:
+    """With authentication on and no ``LOOPML_TOKEN`` of its own, the embedded worker's
+    steps act through the API with a token of the server's own user
+    (``auth.service.server_token``), made at start and revoked at stop."""
+    if not ctx.settings.auth.enabled or ctx.settings.token is not None:
+        return None
+    return server_token(ctx.store, key, lifetime=timedelta(days=MAX_TOKEN_DAYS))
 
 
 def start_automation(ctx: AppContext) -> AutomationThread:
@@ -122,7 +139,8 @@ def lifespan(ctx: AppContext) -> Callable[[FastAPI], AbstractAsyncContextManager
         serving.gateway.on_answer = predictions.log_answer
         if serving.gateway.on_shadow is None:
             serving.gateway.on_shadow = predictions.log_shadow
-        worker = start_worker(ctx)
+        own = await anyio.to_thread.run_sync(worker_token, ctx, app.state.auth_key)
+        worker = start_worker(ctx, own.token if own is not None else None)
         automation = start_automation(ctx)
         stream_consumers = start_streams(ctx)
         watcher = start_monitor(ctx, serving.gateway.metrics, serving.control)
@@ -135,6 +153,10 @@ def lifespan(ctx: AppContext) -> Callable[[FastAPI], AbstractAsyncContextManager
                 await anyio.to_thread.run_sync(stream_consumers.stop)
             await anyio.to_thread.run_sync(automation.stop)
             await anyio.to_thread.run_sync(worker.stop)
+            if own is not None:
+                await anyio.to_thread.run_sync(
+                    lambda: revoke_token(ctx.store, SERVER_USER, own.id, actor="server")
+                )
             await serving.close()
             await predictions.close()
             # Posts still waiting for their batch are committed and answered before the

@@ -6,6 +6,7 @@ arguments and opens its own transactions.
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timedelta
 
 from loopml.auth import passwords, tokens
@@ -13,6 +14,7 @@ from loopml.auth.permissions import Action, Rule
 from loopml.core.auth import (
     DEFAULT_TOKEN_DAYS,
     MAX_TOKEN_DAYS,
+    SERVER_USER,
     ApiToken,
     Membership,
     Principal,
@@ -99,6 +101,25 @@ def login(
         user=user.name, token_id=None, platform_admin=user.platform_admin, roles=roles
     )
     return _issue(store, key, caller, name=token_name, lifetime=lifetime)
+
+
+def server_token(store: MetadataStore, key: bytes, *, lifetime: timedelta) -> ApiToken:
+    """A new token of ``SERVER_USER`` (made on first use) for the server's embedded worker;
+    the server keeps it in memory and revokes it when it stops.
+
+    Raises:
+        ValidationError: a lifetime outside 1 hour to ``MAX_TOKEN_DAYS``.
+    """
+    if not timedelta(hours=1) <= lifetime <= timedelta(days=MAX_TOKEN_DAYS):
+        raise ValidationError(f"a token lasts 1 hour to {MAX_TOKEN_DAYS} days")
+    with store.session() as session:
+        try:
+            users.get(session, SERVER_USER)
+        except NotFoundError:
+            digest = passwords.hash_password(secrets.token_urlsafe(32))
+            users.create(session, SERVER_USER, digest, platform_admin=True, actor="server")
+    caller = Principal(user=SERVER_USER, token_id=None, platform_admin=True, roles={})
+    return _issue(store, key, caller, name="embedded-worker", lifetime=lifetime)
 
 
 def list_users(store: MetadataStore) -> list[User]:

@@ -82,13 +82,18 @@ class CliState:
 
     def client(self) -> Client:
         """A client for the configured server."""
-        from loopml.cli._token import stored_token
         from loopml.client import Client
 
-        token = self.settings.token
-        secret = token.get_secret_value() if token else stored_token()
         settings = self.settings.client
-        return Client(self.url or settings.url, timeout=settings.timeout_s, token=secret)
+        return Client(self.url or settings.url, timeout=settings.timeout_s, token=self.token())
+
+    def token(self) -> str | None:
+        """The API token: ``LOOPML_TOKEN`` (the settings), else the one `loopml login`
+        stored."""
+        from loopml.cli._token import stored_token
+
+        token = self.settings.token
+        return token.get_secret_value() if token else stored_token()
 
 
 def state(ctx: typer.Context) -> CliState:

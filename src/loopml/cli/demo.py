@@ -208,9 +208,16 @@ def _retrain(
 
 
 def run_demo(
-    url: str, budget_s: float = 20.0, canary_s: float = 5.0, scenario: str = "promote"
+    url: str,
+    budget_s: float = 20.0,
+    canary_s: float = 5.0,
+    scenario: str = "promote",
+    *,
+    token: str | None = None,
 ) -> None:
-    """The demo against the server at ``url`` (see the module docstring)."""
+    """The demo against the server at ``url`` (see the module docstring), as the user of
+    ``token`` when authentication is on (an editor of the ``demo`` project, or a platform
+    admin the first time, which creates the project)."""
     from loopml.client import Client
 
     if scenario not in SCENARIOS:
@@ -218,7 +225,7 @@ def run_demo(
     started = time.monotonic()
     data = batches(scenario)
     inputs = _loop_inputs(budget_s, canary_s)
-    with Client(url, timeout=60) as client:
+    with Client(url, timeout=60, token=token) as client:
         client.health()
         out.say("server", f"{url}  (API {url}/api/v1, OpenAPI {url}/api/v1/openapi.json)")
         _reset(client)
@@ -277,9 +284,11 @@ def demo(
     """Run the whole loop on a demo project: ingest, train, deploy, traffic, new data, retrain."""
     from loopml.cli._context import state
 
+    cli = state(ctx)
     run_demo(
-        url or state(ctx).settings.client.url,
+        url or cli.settings.client.url,
         budget_s=budget_s,
         canary_s=canary_s,
         scenario=scenario,
+        token=cli.token(),
     )

@@ -99,7 +99,13 @@ def up(
             f"(pid {running.pid}): stop it with `loopml down`, or use another --home"
         )
     _check_port_free(bind, settings.server.port)
-    if demo:
+    if demo and settings.auth.enabled and settings.token is None:
+        console.print(
+            "[yellow]--demo skipped:[/] authentication is on and no LOOPML_TOKEN is set; once "
+            "the server is up, run `loopml login` and then `loopml demo`",
+            highlight=False,
+        )
+    elif demo:
         _demo_when_ready(settings)
     _serve(settings)
 
@@ -127,7 +133,8 @@ def _demo_when_ready(settings: Settings) -> None:
                 except LoopmlError:
                     time.sleep(0.1)
         try:
-            run_demo(url)
+            token = settings.token.get_secret_value() if settings.token else None
+            run_demo(url, token=token)
         except BaseException as exc:  # the server outlives a failed demo
             console.print(f"[red]demo failed:[/] {exc}", highlight=False)
 

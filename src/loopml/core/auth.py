@@ -23,6 +23,10 @@ TOKEN_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 TOKEN_PREFIX_PATTERN = re.compile(r"^(?:lm_)?([a-z0-9]{8})(?:_[A-Za-z0-9_-]*)?$")
 DEFAULT_TOKEN_DAYS = 30
 MAX_TOKEN_DAYS = 365
+SERVER_USER = "loopml-server"
+"""The user a server's own background work acts as through its API (the embedded worker's
+``deploy`` step): a platform admin whose password is random and never shown; not counted
+among the people who administer the platform."""
 
 
 class Role(enum.IntEnum):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from loopml.core.auth import Membership, Role, User, validate_user_name
+from loopml.core.auth import SERVER_USER, Membership, Role, User, validate_user_name
 from loopml.core.errors import AlreadyExistsError, NotFoundError
 from loopml.store import events
 from loopml.store._checks import check_actor
@@ -89,8 +89,10 @@ def list_(session: Session) -> list[User]:
 
 
 def count_admins(session: Session) -> int:
-    """How many enabled platform admins there are."""
-    query = select(func.count()).where(UserRow.platform_admin, UserRow.disabled.is_(False))
+    """How many enabled platform admins there are (people: not the server's own user)."""
+    query = select(func.count()).where(
+        UserRow.platform_admin, UserRow.disabled.is_(False), UserRow.name != SERVER_USER
+    )
     return int(session.scalar(query) or 0)
 
 

@@ -72,7 +72,10 @@ def _client(ctx: StepContext) -> Client:
             "the deploy step acts through the platform's API, but the worker knows no API "
             "address: run `loopml worker` with LOOPML_CLIENT_URL set to the server"
         )
-    return Client(ctx.api_url, timeout=30.0)
+    # With authentication on: the worker's token (LOOPML_TOKEN of a `loopml worker`, the
+    # server's own for the worker embedded in `loopml up`).
+    token = ctx.settings.token.get_secret_value() if ctx.settings.token else None
+    return Client(ctx.api_url, timeout=30.0, token=token)
 
 
 def _find(client: Client, name: str, project: str) -> Deployment | None:
