@@ -84,6 +84,13 @@ class Viewer:
         """Whether users, projects and every token are this viewer's to manage."""
         return self.principal is None or self.principal.platform_admin
 
+    @property
+    def editor_somewhere(self) -> bool:
+        """Whether the viewer may change something in some project (the deploy link)."""
+        if self.principal is None or self.principal.platform_admin:
+            return True
+        return any(role >= Role.EDITOR for role in self.principal.roles.values())
+
     def role(self, project: str) -> Role | None:
         """The viewer's role in ``project``, ``None`` when it cannot see it."""
         if self.principal is None or self.principal.platform_admin:
