@@ -5,7 +5,11 @@ critical accessibility violation."""
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
+import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -128,7 +132,16 @@ def axe_violations(page: Page) -> list[dict[str, Any]]:
     return [v for v in found.response["violations"] if v.get("impact") in SERIOUS]
 
 
-PAGES = ["/", "/docs"]
+PAGES = [
+    "/",
+    "/deployments/demo/cancer-api",
+    "/deploy?project=demo&name=cancer-api",
+    "/data?project=demo",
+    "/data/demo/tables/patients",
+    "/pipelines?project=demo",
+    "/settings",
+    "/docs",
+]
 """Every page walked by the accessibility and console checks (others join as they land)."""
 
 
@@ -166,3 +179,102 @@ def test_dark_and_light_themes_both_pass_the_contrast_check(
     for theme in ("light", "dark"):
         page.evaluate(f"document.documentElement.setAttribute('data-theme', '{theme}')")
         assert axe_violations(page) == [], theme
+
+
+DEPLOYMENT = "/deployments/demo/cancer-api"
+
+
+def test_a_canary_deployed_from_the_form_shows_its_split_on_the_detail_page(
+    portal: Portal, browser_context: BrowserContext
+) -> None:
+    watch = watched(browser_context)
+    log_in(watch, portal.url, ADMIN)
+    page = watch.page
+    page.goto(f"{portal.url}/deploy?project=demo&name=cancer-api")
+    page.get_by_label("canary: a share of the traffic").check()
+    page.get_by_label("Canary or shadow version").select_option("cancer/1")
+    page.get_by_label("Canary share (%)").fill("20")
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_url(f"{portal.url}{DEPLOYMENT}")
+    traffic = page.get_by_role("table").first.inner_text()
+    assert "80 %" in traffic
+    assert "20 %" in traffic
+    assert "cancer/1" in traffic
+    assert watch.problems == []
+
+
+def test_the_curl_snippet_copied_from_the_page_predicts_in_a_shell(
+    portal: Portal, browser_context: BrowserContext
+) -> None:
+    watch = watched(browser_context)
+    log_in(watch, portal.url, ADMIN)
+    watch.page.goto(portal.url + DEPLOYMENT)
+    snippet = watch.page.locator("#snippet-curl").inner_text()
+    assert snippet.startswith("curl")
+    done = subprocess.run(
+        ["bash", "-c", snippet],
+        env={"PATH": "/usr/bin:/bin", "LOOPML_TOKEN": portal.token},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["predictions"], answer
+
+
+def test_the_try_it_form_predicts(portal: Portal, browser_context: BrowserContext) -> None:
+    watch = watched(browser_context)
+    log_in(watch, portal.url, ADMIN)
+    page = watch.page
+    page.goto(portal.url + DEPLOYMENT)
+    inputs = page.locator("form.try input[type=number]")
+    assert inputs.count() > 0
+    for index in range(inputs.count()):
+        inputs.nth(index).fill("1.5")
+    page.get_by_role("button", name="Predict").click()
+    answer = page.locator("#try-answer")
+    answer.wait_for()
+    assert "predictions" in answer.inner_text()
+    assert watch.problems == []
+
+
+def test_the_logs_tail_shows_a_new_line_within_two_seconds(
+    portal: Portal, browser_context: BrowserContext
+) -> None:
+    watch = watched(browser_context)
+    log_in(watch, portal.url, ADMIN)
+    page = watch.page
+    page.goto(portal.url + DEPLOYMENT)
+    page.locator("#logs").wait_for()
+    marker = f"portal-e2e {uuid.uuid4().hex}"
+    # What a replica prints lands in this file (its stdout and stderr).
+    log_file = portal.server.home / "deployments" / "demo" / "cancer-api" / "replicas.log"
+    with log_file.open("a") as handle:
+        handle.write(f"INFO {marker}\n")
+    written = time.monotonic()
+    page.locator("#logs", has_text=marker).wait_for(timeout=2_000)
+    assert time.monotonic() - written <= 2.5
+    assert watch.problems == []
+
+
+def test_a_viewer_sees_no_deploy_button_and_the_server_refuses_the_post(
+    portal: Portal, browser_context: BrowserContext
+) -> None:
+    watch = watched(browser_context)
+    log_in(watch, portal.url, VIEWER)
+    page = watch.page
+    assert page.get_by_role("link", name="Deploy").count() == 0
+    page.goto(portal.url + DEPLOYMENT)
+    assert page.get_by_role("link", name="Change this deployment").count() == 0
+    assert page.get_by_role("button", name=re.compile("Roll back")).count() == 0
+    csrf = page.locator("input[name=csrf_token]").first.get_attribute("value")
+    refused = page.request.post(
+        f"{portal.url}/portal/deploy",
+        form={"csrf_token": csrf or "", "project": "demo", "model": "cancer", "name": "x",
+              "ref": "cancer/1", "update": "0"},
+        headers={"Origin": portal.url},
+    )  # fmt: skip
+    assert refused.status == 403
+    with portal.client() as admin:
+        assert [d.name for d in admin.deployments.list(project="demo").items] == ["cancer-api"]
