@@ -14,6 +14,7 @@ from loopml.core.gate import EvaluationReport, GatePolicy
 from loopml.core.run_search import RunOrder, RunSearch
 from loopml.core.runs import LogBatch, MetricPoint
 from loopml.registry import gate, register_version, set_alias
+from loopml.store import run_search
 from loopml.train import tracking
 from tests.tracking_rows import log_model, make_run
 from tests.unit.portal.conftest import ADMIN, VIEWER, log_in
@@ -239,9 +240,13 @@ def test_pages_need_a_session(secured: TestClient) -> None:
     assert answer.headers["location"].startswith("/login")
 
 
-def test_metric_order_pages_match_the_general_query(anonymous: TestClient) -> None:
-    """Sorting by one metric reads the (key, value) index in two steps; it must page exactly
-    as the general query does (missing and NaN last, newest first on ties)."""
+def test_metric_order_pages_match_the_general_query(
+    anonymous: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sorting by one metric reads the (key, value) index in two steps (in projects of at
+    least SMALL_PROJECT runs: 1 here); it must page exactly as the general query does
+    (missing and NaN last, newest first on ties)."""
+    monkeypatch.setattr(run_search, "SMALL_PROJECT", 1)
     store = _ctx(anonymous).store
     values = [0.5, float("nan"), None, 0.2, 0.5, None, 0.9, float("nan"), 0.1]
     for i, value in enumerate(values):

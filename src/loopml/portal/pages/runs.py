@@ -164,6 +164,26 @@ async def compare(request: Request, viewer: ViewerDep) -> Response:
     return render(request, "runs_compare.html", viewer, page="runs", project=project, **view)
 
 
+def _param_rows(runs: list[Run]) -> list[dict[str, Any]]:
+    """One row per param: each run's value, and whether they differ."""
+    rows = []
+    for key in sorted({k for r in runs for k in (r.params or {})}):
+        values = [(r.params or {}).get(key) for r in runs]
+        rows.append({"key": key, "values": values, "differs": len(set(values)) > 1})
+    return rows
+
+
+def _metric_rows(runs: list[Run], keys: list[str]) -> list[dict[str, Any]]:
+    """One row per metric: each run's latest value."""
+    return [{"key": k, "values": [number((r.metrics or {}).get(k)) for r in runs]} for k in keys]
+
+
+def _histories(store: MetadataStore, project: str, runs: list[Run], key: str) -> list[Any]:
+    return [
+        tracking.metric_history(store, project, r.id, key, limit=MAX_POINTS).items for r in runs
+    ]
+
+
 def gather_compare(
     store: MetadataStore, project: str, ids: list[str], chosen: list[str]
 ) -> dict[str, Any]:
@@ -177,27 +197,12 @@ def gather_compare(
             details={"project": project, "run_id": missing[0]},
         )
     runs = [found[i] for i in ids]
-    param_rows = []
-    for key in sorted({k for r in runs for k in (r.params or {})}):
-        values = [(r.params or {}).get(key) for r in runs]
-        param_rows.append({"key": key, "values": values, "differs": len(set(values)) > 1})
+    param_rows = _param_rows(runs)
     metric_keys = sorted({k for r in runs for k in (r.metrics or {})})
-    metric_rows = [
-        {"key": k, "values": [number((r.metrics or {}).get(k)) for r in runs]} for k in metric_keys
-    ]
+    metric_rows = _metric_rows(runs, metric_keys)
     charted = [k for k in chosen if k in metric_keys] or metric_keys[:COMPARE_CHARTS]
     labels = [f"{r.name} ({r.id[:8]})" for r in runs]
-    charts = [
-        chart(
-            key,
-            labels,
-            [
-                tracking.metric_history(store, project, r.id, key, limit=MAX_POINTS).items
-                for r in runs
-            ],
-        )
-        for key in charted
-    ]
+    charts = [chart(key, labels, _histories(store, project, runs, key)) for key in charted]
     return {
         "runs": runs,
         "param_rows": param_rows,
