@@ -5,8 +5,10 @@ from loopml.portal.pages import (
     deploy_form,
     deployments,
     login,
+    models,
     overview,
     pipelines,
+    runs,
     settings,
 )
 
@@ -15,6 +17,8 @@ ROUTERS = [
     overview.router,
     deployments.router,
     deploy_form.router,
+    models.router,
+    runs.router,
     data.router,
     pipelines.router,
     settings.router,

@@ -1,0 +1,273 @@
+"""The models and runs pages over the real app and database: runs logged through the
+tracking service, a model registered and judged through the registry and the gate."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from loopml.core.gate import EvaluationReport, GatePolicy
+from loopml.core.run_search import RunOrder, RunSearch
+from loopml.core.runs import LogBatch, MetricPoint
+from loopml.registry import gate, register_version, set_alias
+from loopml.store import run_search
+from loopml.train import tracking
+from tests.tracking_rows import log_model, make_run
+from tests.unit.portal.conftest import ADMIN, VIEWER, log_in
+
+NOW_MS = 1_790_000_000_000
+
+
+def _ctx(http: TestClient) -> Any:
+    return http.app.state.ctx  # type: ignore[attr-defined]
+
+
+def _log_runs(http: TestClient, n: int, project: str = "default") -> list[str]:
+    """``n`` runs named r00.. with ``acc`` = i/100 over 3 steps, ``lr`` and a model param."""
+    store = _ctx(http).store
+    ids = []
+    for i in range(n):
+        run = tracking.start_run(
+            store,
+            project,
+            "exp",
+            heartbeat_timeout_s=60,
+            actor="test",
+            name=f"r{i:02d}",
+            create_experiment=True,
+        )
+        points = [
+            MetricPoint(key="acc", value=i / 100 * step / 3, step=step, timestamp_ms=NOW_MS)
+            for step in (1, 2, 3)
+        ]
+        points.append(MetricPoint(key="loss", value=1 - i / 100, step=3, timestamp_ms=NOW_MS))
+        model = "lgbm" if i % 2 else "linear"
+        batch = LogBatch(params={"lr": "0.1", "model": model}, metrics=points, tags={"i": str(i)})
+        tracking.log_batch(store, project, run.id, batch)
+        ids.append(run.id)
+    return ids
+
+
+def _names(page: str) -> list[str]:
+    return re.findall(r'<a href="/runs/default/[0-9a-f]{32}">(r\d\d)</a>', page)
+
+
+def test_runs_table_pages_sorts_and_filters(anonymous: TestClient) -> None:
+    _log_runs(anonymous, 30)
+    first = anonymous.get("/runs?limit=25")
+    assert first.status_code == 200, first.text
+    assert _names(first.text)[:3] == ["r29", "r28", "r27"]  # newest first
+    assert len(_names(first.text)) == 25
+    assert 'rel="next"' in first.text
+    second = anonymous.get("/runs?limit=25&cursor=25")
+    assert _names(second.text) == ["r04", "r03", "r02", "r01", "r00"]
+    assert 'rel="next"' not in second.text
+    beyond = anonymous.get("/runs?limit=25&cursor=500")
+    assert beyond.status_code == 200
+    assert "No runs on this page" in beyond.text
+    assert _names(beyond.text) == []
+
+    by_acc = anonymous.get("/runs?sort=metrics.acc&order=asc&limit=25")
+    assert _names(by_acc.text)[:3] == ["r00", "r01", "r02"]
+    by_loss = anonymous.get("/runs?sort=metrics.loss&order=desc&limit=25")
+    assert _names(by_loss.text)[:2] == ["r00", "r01"]
+    assert 'aria-sort="descending"' in by_loss.text
+
+    filtered = anonymous.get(
+        "/runs", params={"q": "metrics.acc >= 0.25 and params.model = 'lgbm'", "sort": "name"}
+    )
+    assert _names(filtered.text) == ["r29", "r27", "r25"]
+    paged_by_number = anonymous.get("/runs?limit=25&page=2")
+    assert _names(paged_by_number.text) == _names(second.text)
+
+
+BAD_SEARCHES = [
+    ({"q": "metrics.acc >> 1"}, "invalid filter &#39;metrics.acc &gt;&gt; 1&#39;"),
+    ({"q": "metrics.acc >= high"}, "invalid filter"),
+    ({"sort": "size desc"}, "invalid order"),
+    ({"cursor": "-1"}, "invalid cursor"),
+    ({"limit": "7"}, "invalid limit"),
+]
+
+
+def test_bad_search_is_a_4xx_page_with_the_message(anonymous: TestClient) -> None:
+    for query, message in BAD_SEARCHES:
+        answer = anonymous.get("/runs", params=query)
+        assert answer.status_code == 422, (query, answer.text)
+        assert "text/html" in answer.headers["content-type"]
+        assert message in answer.text, query
+
+
+def test_run_page_and_compare(anonymous: TestClient) -> None:
+    ids = _log_runs(anonymous, 3)
+    page = anonymous.get(f"/runs/default/{ids[2]}")
+    assert page.status_code == 200, page.text
+    assert "r02" in page.text
+    assert "lgbm" not in page.text
+    assert "<code>linear</code>" in page.text
+    found = re.search(r'<script type="application/json" id="run-charts">(.*?)</script>', page.text)
+    assert found
+    charts = {c["key"]: c for c in json.loads(found.group(1))}
+    assert charts["acc"]["steps"] == [1, 2, 3]
+    assert charts["acc"]["series"][0]["values"] == pytest.approx([0.02 / 3, 0.04 / 3, 0.02])
+    assert "acc as a table" in page.text  # the fallback without JavaScript
+
+    compare = anonymous.get("/runs/compare", params={"project": "default", "ids": ",".join(ids)})
+    assert compare.status_code == 200, compare.text
+    differs = re.findall(r'<tr class="differs"><th scope="row">(\w+)', compare.text)
+    assert differs == ["model"]  # lr is the same in every run
+    found = re.search(r'id="compare-charts">(.*?)</script>', compare.text)
+    assert found
+    curves = {c["key"]: c for c in json.loads(found.group(1))}
+    assert len(curves["acc"]["series"]) == 3
+    as_list = anonymous.get(f"/runs/compare?project=default&ids={ids[0]}&ids={ids[1]}")
+    assert as_list.status_code == 200
+    assert anonymous.get(f"/runs/default/{'0' * 32}").status_code == 404
+
+
+def test_compare_refuses_more_than_20_runs(anonymous: TestClient) -> None:
+    ids = ",".join(f"{i:032x}" for i in range(21))
+    answer = anonymous.get(f"/runs/compare?project=default&ids={ids}")
+    assert answer.status_code == 422
+    assert "at most 20" in answer.text
+
+
+def _model_with_two_versions(http: TestClient, project: str = "default") -> None:
+    ctx = _ctx(http)
+    store, artifacts = ctx.store, ctx.artifacts
+    run = make_run(store, project, inputs=(("dataset", "snap-1"),))
+    log_model(store, artifacts, run)
+    for _ in range(2):
+        register_version(
+            store, artifacts, project=project, model_name="churn", run_id=run.id, actor="t"
+        )
+    policy = GatePolicy.model_validate({"thresholds": [{"metric": "roc_auc", "min": 0.8}]})
+    gate.set_policy(store, project, "churn", policy, actor="t")
+    for version, auc in ((1, 0.75), (2, 0.9)):
+        report = EvaluationReport(
+            eval_hash="ab" * 8,
+            task="classification",
+            primary_metric="roc_auc",
+            metrics={"roc_auc": auc},
+            rows=100,
+        )
+        gate.save_evaluation(store, project, "churn", version, report, actor="t")
+        gate.judge_version(store, project, "churn", version, actor="t")
+    set_alias(store, project, "churn", "champion", 2, actor="t")
+
+
+def test_model_page_versions_gate_lineage_and_compare(anonymous: TestClient) -> None:
+    _model_with_two_versions(anonymous)
+    listing = anonymous.get("/models")
+    assert listing.status_code == 200, listing.text
+    assert '<a href="/models/default/churn">churn</a>' in listing.text
+    page = anonymous.get("/models/default/churn")
+    assert page.status_code == 200, page.text
+    assert "<code>@champion</code> → 2" in page.text
+    assert page.text.count("✓ passed") >= 1
+    assert page.text.count("✗ failed") >= 1
+    assert "roc_auc" in page.text
+    assert "0.75" in page.text
+    assert "0.8" in page.text
+    assert "Lineage of version 2" in page.text
+    assert "<code>snap-1</code>" in page.text
+    assert "not deployed" in page.text
+    older = anonymous.get("/models/default/churn?version=1")
+    assert "Lineage of version 1" in older.text
+
+    compare = anonymous.get("/models/default/churn/compare?a=1&b=2")
+    assert compare.status_code == 200, compare.text
+    assert re.search(r'<tr class="differs"><th scope="row">roc_auc</th>', compare.text)
+    assert anonymous.get("/models/default/churn/compare?a=1").status_code == 422
+    assert anonymous.get("/models/default/churn/compare?a=1&b=9").status_code == 404
+    assert anonymous.get("/models/default/nope").status_code == 404
+
+
+def test_models_list_pages_across_projects(anonymous: TestClient) -> None:
+    store = _ctx(anonymous).store
+    from loopml import projects
+    from loopml.registry import create_model
+
+    projects.create(store, "alpha", actor="t")
+    for i in range(30):
+        create_model(store, "alpha", f"a{i:02d}", actor="t")
+    for i in range(30):
+        create_model(store, "default", f"d{i:02d}", actor="t")
+    first = anonymous.get("/models")
+    names = re.findall(r'<a href="/models/\w+/(\w+)">', first.text)
+    assert len(names) == 50
+    assert names[0] == "a00"
+    assert names[-1] == "d19"
+    cursor = re.search(r'rel="next" href="/models\?([^"]+)"', first.text)
+    assert cursor
+    second = anonymous.get("/models?" + cursor.group(1).replace("&amp;", "&"))
+    assert re.findall(r'<a href="/models/\w+/(\w+)">', second.text) == [
+        f"d{i:02d}" for i in range(20, 30)
+    ]
+    assert anonymous.get("/models?cursor=nonsense").status_code == 422
+
+
+def test_viewer_sees_only_their_projects(secured: TestClient) -> None:
+    store = _ctx(secured).store
+    from loopml import projects
+    from loopml.registry import create_model
+
+    projects.create(store, "secret", actor="t")
+    create_model(store, "secret", "classified", actor="t")
+    create_model(store, "default", "shown", actor="t")
+    _log_runs(secured, 1, project="secret")
+    log_in(secured, VIEWER)
+    listing = secured.get("/models")
+    assert "shown" in listing.text
+    assert "classified" not in listing.text
+    assert secured.get("/models/secret/classified").status_code == 404
+    assert secured.get("/models?project=secret").status_code == 404
+    assert secured.get("/runs?project=secret").status_code == 404
+    assert secured.get("/models/default/shown").status_code == 200
+    secured.cookies.clear()
+    log_in(secured, ADMIN)
+    assert secured.get("/models/secret/classified").status_code == 200
+    assert "r00" in secured.get("/runs?project=secret").text
+
+
+def test_pages_need_a_session(secured: TestClient) -> None:
+    answer = secured.get("/runs", follow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith("/login")
+
+
+def test_metric_order_pages_match_the_general_query(
+    anonymous: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sorting by one metric reads the (key, value) index in two steps (in projects of at
+    least SMALL_PROJECT runs: 1 here); it must page exactly as the general query does
+    (missing and NaN last, newest first on ties)."""
+    monkeypatch.setattr(run_search, "SMALL_PROJECT", 1)
+    store = _ctx(anonymous).store
+    values = [0.5, float("nan"), None, 0.2, 0.5, None, 0.9, float("nan"), 0.1]
+    for i, value in enumerate(values):
+        run = tracking.start_run(
+            store, "default", "exp", heartbeat_timeout_s=60, actor="t", create_experiment=True
+        )
+        if value is not None:
+            point = MetricPoint(key="acc", value=value, step=i, timestamp_ms=NOW_MS)
+            tracking.log_batch(store, "default", run.id, LogBatch(metrics=[point]))
+    for descending in (True, False):
+        one = RunOrder.parse("metrics.acc " + ("desc" if descending else "asc"))
+        general = [one, RunOrder.parse("start_time desc")]
+        for limit in (1, 2, 4, 9):
+            for offset in range(11):
+                pages = [
+                    tracking.search_runs(
+                        store,
+                        "default",
+                        RunSearch(order_by=order, limit=limit, cursor=str(offset) or None),
+                    )
+                    for order in ([one], general)
+                ]
+                assert [r.id for r in pages[0].items] == [r.id for r in pages[1].items]
+                assert pages[0].next_cursor == pages[1].next_cursor
