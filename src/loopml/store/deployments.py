@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from loopml.core.deployments import (
@@ -101,9 +101,7 @@ def _revision(row: DeploymentRevisionRow) -> Revision:
 
 
 def _shown_revisions(session: Session, row: DeploymentRow) -> list[Revision]:
-    in_use = {int(k) for k in row.traffic}
-    if row.shadow_revision is not None:
-        in_use.add(row.shadow_revision)
+    in_use = _in_use(row)
     newest = select(DeploymentRevisionRow.number).where(
         DeploymentRevisionRow.deployment_id == row.id
     )
@@ -120,7 +118,57 @@ def _shown_revisions(session: Session, row: DeploymentRow) -> list[Revision]:
     return [_revision(r) for r in rows]
 
 
-def _to_domain(session: Session, row: DeploymentRow, project: str) -> Deployment:
+def _in_use(row: DeploymentRow) -> set[int]:
+    numbers = {int(k) for k in row.traffic}
+    if row.shadow_revision is not None:
+        numbers.add(row.shadow_revision)
+    return numbers
+
+
+def _shown_revisions_of(
+    session: Session, rows: Sequence[DeploymentRow]
+) -> dict[str, list[Revision]]:
+    """``_shown_revisions`` of many deployments in one query, whatever their number: each
+    one's newest ``RECENT_REVISIONS`` (ranked per deployment) and those in use."""
+    if not rows:
+        return {}
+    ranked = (
+        select(
+            DeploymentRevisionRow.id,
+            func.row_number()
+            .over(
+                partition_by=DeploymentRevisionRow.deployment_id,
+                order_by=DeploymentRevisionRow.number.desc(),
+            )
+            .label("rank"),
+        )
+        .where(DeploymentRevisionRow.deployment_id.in_([r.id for r in rows]))
+        .subquery()
+    )
+    pairs = [(r.id, number) for r in rows for number in _in_use(r)]
+    wanted = select(ranked.c.id).where(ranked.c.rank <= RECENT_REVISIONS)
+    conditions = [DeploymentRevisionRow.id.in_(wanted)]
+    if pairs:
+        conditions.append(
+            tuple_(DeploymentRevisionRow.deployment_id, DeploymentRevisionRow.number).in_(pairs)
+        )
+    found: dict[str, list[Revision]] = {r.id: [] for r in rows}
+    query = (
+        select(DeploymentRevisionRow)
+        .where(or_(*conditions))
+        .order_by(DeploymentRevisionRow.deployment_id, DeploymentRevisionRow.number)
+    )
+    for revision in session.scalars(query):
+        found[revision.deployment_id].append(_revision(revision))
+    return found
+
+
+def _to_domain(
+    session: Session,
+    row: DeploymentRow,
+    project: str,
+    shown: list[Revision] | None = None,
+) -> Deployment:
     return Deployment(
         id=row.id,
         project=project,
@@ -130,7 +178,7 @@ def _to_domain(session: Session, row: DeploymentRow, project: str) -> Deployment
         status_message=row.status_message,
         traffic={int(k): v for k, v in row.traffic.items()},
         shadow_revision=row.shadow_revision,
-        revisions=_shown_revisions(session, row),
+        revisions=_shown_revisions(session, row) if shown is None else shown,
         replicas_ready=row.replicas_ready,
         created_at=row.created_at,
         updated_at=row.updated_at,
@@ -279,7 +327,8 @@ def list_(
             )
         query = query.where(DeploymentRow.name > cursor)
     rows = list(session.scalars(query))
-    items = [_to_domain(session, row, project) for row in rows[:limit]]
+    shown = _shown_revisions_of(session, rows[:limit])
+    items = [_to_domain(session, row, project, shown[row.id]) for row in rows[:limit]]
     return Page[Deployment](items=items, next_cursor=items[-1].name if len(rows) > limit else None)
 
 
@@ -290,7 +339,9 @@ def list_all(session: Session) -> list[Deployment]:
         .join(ProjectRow, DeploymentRow.project_id == ProjectRow.id)
         .order_by(ProjectRow.name, DeploymentRow.name)
     ).tuples()
-    return [_to_domain(session, row, project) for row, project in rows]
+    found = list(rows)
+    shown = _shown_revisions_of(session, [row for row, _ in found])
+    return [_to_domain(session, row, project, shown[row.id]) for row, project in found]
 
 
 def revisions(session: Session, project: str, name: str) -> list[Revision]:
