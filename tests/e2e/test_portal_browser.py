@@ -136,6 +136,10 @@ PAGES = [
     "/",
     "/deployments/demo/cancer-api",
     "/deploy?project=demo&name=cancer-api",
+    "/models",
+    "/models/demo/cancer",
+    "/models/demo/cancer/compare?a=1&b=2",
+    "/runs?project=demo",
     "/data?project=demo",
     "/data/demo/tables/patients",
     "/pipelines?project=demo",
@@ -278,3 +282,43 @@ def test_a_viewer_sees_no_deploy_button_and_the_server_refuses_the_post(
     assert refused.status == 403
     with portal.client() as admin:
         assert [d.name for d in admin.deployments.list(project="demo").items] == ["cancer-api"]
+
+
+def test_one_runs_page_and_one_pipeline_runs_page_pass_the_same_checks(
+    portal: Portal, browser_context: BrowserContext
+) -> None:
+    with portal.client() as admin:
+        run = admin.runs.search(project="demo").items[0]
+        pipeline_run = admin.pipelines.runs(project="demo", pipeline="retrain").items[0]
+    watch = watched(browser_context)
+    log_in(watch, portal.url, ADMIN)
+    for path in (f"/runs/demo/{run.id}", f"/pipelines/demo/runs/{pipeline_run.id}"):
+        watch.page.goto(portal.url + path)
+        watch.page.wait_for_load_state("networkidle")
+        assert axe_violations(watch.page) == [], path
+    assert watch.problems == []
+
+
+def test_the_heaviest_pages_load_with_little_javascript(
+    portal: Portal, browser_context: BrowserContext, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The budget is 300 KB of JavaScript a page. The load time is printed, not asserted:
+    # a shared CI machine makes timings noise (bench/portal.py measures the server's side).
+    watch = watched(browser_context)
+    log_in(watch, portal.url, ADMIN)
+    for path in ("/", DEPLOYMENT, "/runs?project=demo"):
+        watch.page.goto(portal.url + path)
+        watch.page.wait_for_load_state("load")
+        figures = watch.page.evaluate(
+            """() => {
+                const nav = performance.getEntriesByType("navigation")[0];
+                const scripts = performance.getEntriesByType("resource")
+                    .filter(r => r.initiatorType === "script");
+                return {load_ms: nav.loadEventEnd - nav.startTime,
+                        js_bytes: scripts.reduce((n, r) => n + r.decodedBodySize, 0)};
+            }"""
+        )
+        with capsys.disabled():
+            print(f"\n{path}: loaded in {figures['load_ms']:.0f} ms, {figures['js_bytes']:,} B JS")
+        assert figures["js_bytes"] <= 300 * 1024, path
+    assert watch.problems == []
