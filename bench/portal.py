@@ -172,6 +172,7 @@ def fill(url: str, args: argparse.Namespace) -> None:
         # tables' statistics to pick the metric index over a scan.
         with store._engine.connect() as connection:
             connection.exec_driver_sql("ANALYZE")
+            connection.commit()  # its statistics are kept only once committed
     took = time.perf_counter() - started
     store.dispose()
     print(
