@@ -11,6 +11,10 @@
       width: width,
       height: 200,
       series: [{}].concat(series),
+      // One window alone would stretch the time axis over years: pad it by a window.
+      scales: { x: { time: true, range: function (u, min, max) {
+        return min === max ? [min - 3600, max + 3600] : [min, max];
+      } } },
       axes: [{}, {}]
     };
     new uPlot(opts, data, box);
