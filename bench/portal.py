@@ -10,7 +10,7 @@ replica started). Then it times, in-process through ``TestClient`` over
 - ``/`` (the overview),
 - the runs table: first page, sorted by a metric, filtered by a metric and a param and
   sorted, a deep page (offset 90% into the runs),
-- the deployment page ``/deployments/default/<name>`` (skipped with a note while the tree
+- the deployment page ``/projects/default/deployments/<name>`` (skipped with a note while the tree
   has no such page),
 and the same runs pages with only 100 runs in the store, for the "100,000 as fast as 100"
 ratio. Target: each page <= 150 ms p95.
@@ -188,7 +188,7 @@ def pages(n_runs: int, n_deployments: int, project: str) -> dict[str, str]:
     deep = (n_runs * 9 // 10) // 50 * 50
     found["runs: deep page (90% in)"] = f"/runs?cursor={deep}&project={project}"
     if n_deployments and project == "default":
-        found["deployment page"] = f"/deployments/default/dep-{n_deployments // 2:03d}"
+        found["deployment page"] = f"/projects/default/deployments/dep-{n_deployments // 2:03d}"
     return found
 
 

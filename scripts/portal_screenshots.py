@@ -26,7 +26,7 @@ USER, PASSWORD = "admin", "a long screenshot passphrase"
 PAGES = [
     ("login", "/login", "the login form"),
     ("overview", "/", "the overview"),
-    ("deployment", "/deployments/demo/cancer-api", "a deployment's detail page"),
+    ("deployment", "/projects/demo/deployments/cancer-api", "a deployment's detail page"),
     ("deploy", "/deploy?project=demo", "the deploy form"),
     ("models", "/models/demo/cancer", "a model's versions, gate reports and lineage"),
     ("runs", "/runs?project=demo", "the runs table"),

@@ -134,7 +134,7 @@ def axe_violations(page: Page) -> list[dict[str, Any]]:
 
 PAGES = [
     "/",
-    "/deployments/demo/cancer-api",
+    "/projects/demo/deployments/cancer-api",
     "/deploy?project=demo&name=cancer-api",
     "/models",
     "/models/demo/cancer",
@@ -185,7 +185,7 @@ def test_dark_and_light_themes_both_pass_the_contrast_check(
         assert axe_violations(page) == [], theme
 
 
-DEPLOYMENT = "/deployments/demo/cancer-api"
+DEPLOYMENT = "/projects/demo/deployments/cancer-api"
 
 
 def test_a_canary_deployed_from_the_form_shows_its_split_on_the_detail_page(

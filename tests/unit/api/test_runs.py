@@ -212,7 +212,9 @@ def test_oversized_and_bad_fields_get_a_fast_4xx(
     started = time.perf_counter()
     response = http.post(f"/api/v1/projects/default/{path}", json=body)
     assert response.status_code in (413, 422), response.text[:300]
-    assert time.perf_counter() - started < 2.0
+    # Generous: on a loaded 2-core CI machine even a small refused body took 2.1 s once; a
+    # body that is parsed or validated in full before the refusal takes far longer.
+    assert time.perf_counter() - started < 5.0
 
 
 def test_oversized_batches_are_refused(client: Client, http: TestClient) -> None:

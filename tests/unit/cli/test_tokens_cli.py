@@ -137,7 +137,12 @@ def test_users_and_a_leaked_token_through_the_cli(
     assert role.exit_code == 0, role.output
     assert "eddie is editor in project default" in role.stdout
     users = json.loads(cli.invoke(app, ["users", "list", "-o", "json"]).stdout)
-    assert [(u["name"], u["platform_admin"]) for u in users] == [("eddie", False), ("root", True)]
+    # The server's own user (its embedded worker's steps act as it) is listed too.
+    assert [(u["name"], u["platform_admin"]) for u in users] == [
+        ("eddie", False),
+        ("loopml-server", True),
+        ("root", True),
+    ]
     members = json.loads(cli.invoke(app, ["users", "members", "default", "-o", "json"]).stdout)
     assert members == [{"user": "eddie", "project": "default", "role": "editor"}]
 

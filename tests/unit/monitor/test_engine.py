@@ -263,6 +263,11 @@ def test_late_labels_fold_into_the_window_of_their_prediction(
 ) -> None:
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     early, late = hour - timedelta(hours=3), hour - timedelta(hours=2)
+    if hour.hour < 3:
+        # Both in one UTC day, the rule's 1d window, which its newest window must be: before
+        # 03:00 that is yesterday evening (within the monitor's 24 h backfill).
+        day = hour.replace(hour=0)
+        early, late = day - timedelta(hours=4), day - timedelta(hours=3)
     with running(settings) as (url, ctx), Client(url) as client:
         make_deployment(ctx, "late-api")
         save_reference(ctx.store, "default", "churn", 1, model[1])

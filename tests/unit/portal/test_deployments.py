@@ -97,7 +97,7 @@ def test_the_page_shows_status_revisions_traffic_urls_and_a_snippet_that_matches
 ) -> None:
     _register(anonymous, package)
     _idle(anonymous)
-    page = anonymous.get("/deployments/default/churn")
+    page = anonymous.get("/projects/default/deployments/churn")
     assert page.status_code == 200, page.text
     text = page.text
     assert "Deployment churn" in text
@@ -131,7 +131,7 @@ def test_promote_and_rollback_change_the_traffic(
 ) -> None:
     _register(anonymous, package)
     _idle(anonymous)
-    token = csrf_of(anonymous.get("/deployments/default/churn").text)
+    token = csrf_of(anonymous.get("/projects/default/deployments/churn").text)
     answer = anonymous.post(
         "/portal/deployments/default/churn/promote",
         data={"csrf_token": token, "action": "promote"},
@@ -139,7 +139,7 @@ def test_promote_and_rollback_change_the_traffic(
         follow_redirects=False,
     )
     assert answer.status_code == 303
-    assert answer.headers["location"] == "/deployments/default/churn"
+    assert answer.headers["location"] == "/projects/default/deployments/churn"
     promoted = _control(anonymous).get("default", "churn")
     assert (promoted.spec.model, promoted.spec.canary) == ("cancer/2", None)
     assert set(promoted.traffic.values()) == {100}
@@ -151,7 +151,7 @@ def test_promote_and_rollback_change_the_traffic(
     )
     assert back.status_code == 303
     assert _control(anonymous).get("default", "churn").traffic == {1: 100}
-    assert "Roll back to 1" not in anonymous.get("/deployments/default/churn").text
+    assert "Roll back to 1" not in anonymous.get("/projects/default/deployments/churn").text
 
 
 def test_the_deploy_form_lists_versions_and_creates_a_deployment(
@@ -172,7 +172,7 @@ def test_the_deploy_form_lists_versions_and_creates_a_deployment(
         follow_redirects=False,
     )
     assert answer.status_code == 303, answer.text
-    assert answer.headers["location"] == "/deployments/default/fresh"
+    assert answer.headers["location"] == "/projects/default/deployments/fresh"
     made = _control(anonymous).get("default", "fresh")
     assert made.spec.max_replicas == 2
     assert made.spec.resources.cpu == "250m"
@@ -280,7 +280,7 @@ def test_a_viewer_sees_the_page_but_no_button_and_cannot_change_anything(
         actor="t",
     )
     log_in(secured, VIEWER)
-    page = secured.get("/deployments/default/churn")
+    page = secured.get("/projects/default/deployments/churn")
     assert page.status_code == 200, page.text
     for button in ("Roll back", "Promote the canary", "Change this deployment", "Deploy</button>"):
         assert button not in page.text
@@ -301,8 +301,8 @@ def test_a_viewer_sees_the_page_but_no_button_and_cannot_change_anything(
     assert [d.name for d in _control(secured).list_("default").items] == ["churn"]
     secured.cookies.clear()
     log_in(secured, ("olga", "a long outsider passphrase"))
-    assert secured.get("/deployments/default/churn").status_code == 404
-    assert secured.get("/deployments/default/churn/logs").status_code == 404
+    assert secured.get("/projects/default/deployments/churn").status_code == 404
+    assert secured.get("/projects/default/deployments/churn/logs").status_code == 404
 
 
 def test_the_logs_fragment_returns_the_lines_filtered(
@@ -320,21 +320,21 @@ def test_the_logs_fragment_returns_the_lines_filtered(
         "ERROR:    column 'age' is <missing>\n",
         encoding="utf-8",
     )
-    whole = anonymous.get("/deployments/default/churn/logs")
+    whole = anonymous.get("/projects/default/deployments/churn/logs")
     assert whole.status_code == 200
     assert "Started server process" in whole.text
     assert "&lt;missing&gt;" in whole.text  # escaped
     assert "<html" not in whole.text  # a fragment
-    errors = anonymous.get("/deployments/default/churn/logs?level=error")
+    errors = anonymous.get("/projects/default/deployments/churn/logs?level=error")
     assert "column &#39;age&#39;" in errors.text
     assert "Started server" not in errors.text
-    grep = anonymous.get("/deployments/default/churn/logs?grep=POST+/predict")
+    grep = anonymous.get("/projects/default/deployments/churn/logs?grep=POST+/predict")
     assert "200 OK" in grep.text
     assert "ERROR" not in grep.text
-    bad = anonymous.get("/deployments/default/churn/logs?level=loud")
+    bad = anonymous.get("/projects/default/deployments/churn/logs?level=loud")
     assert bad.status_code == 422
     assert "is not one of" in bad.text
-    page = anonymous.get("/deployments/default/churn?level=error")  # without JavaScript
+    page = anonymous.get("/projects/default/deployments/churn?level=error")  # without JavaScript
     assert "column &#39;age&#39;" in page.text
     assert "Started server" not in page.text
 
@@ -363,7 +363,7 @@ def test_the_try_it_form_predicts_through_the_gateway_with_authentication_on(
     control.create("default", "live", {"model": "cancer/1"}, actor="t")
     try:
         log_in(served, VIEWER)  # a viewer may predict, as with a token
-        page = served.get("/deployments/default/live")
+        page = served.get("/projects/default/deployments/live")
         assert page.status_code == 200
         row = json.loads(shlex.split(_pre(page.text, "snippet-curl"))[-1])["instances"][0]
         fields = {f"col:{k}": str(v) for k, v in row.items()}
@@ -413,7 +413,7 @@ def test_usage_charts_and_their_table_come_from_the_monitors_windows_with_the_al
         name="errors", deployment="churn", metric="error_rate", comparator=">", threshold=0.5
     )
     monitor_service.create_rule(ctx.store, "default", spec, actor="t")
-    page = anonymous.get("/deployments/default/churn")
+    page = anonymous.get("/projects/default/deployments/churn")
     assert page.status_code == 200
     found = re.search(
         r'<script type="application/json" id="usage-data">(.*?)</script>', page.text, re.S

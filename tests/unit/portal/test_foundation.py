@@ -110,7 +110,22 @@ def test_the_api_reference_and_every_script_are_served_by_loopml_itself(
 
 
 def test_an_error_is_a_page_with_the_api_status_and_message(anonymous: TestClient) -> None:
-    answer = anonymous.get("/deployments/nowhere/nothing")
+    answer = anonymous.get("/projects/nowhere/deployments/nothing")
     assert answer.status_code == 404
     assert answer.headers["content-type"].startswith("text/html")
     assert "not found" in answer.text
+
+
+def test_the_portal_answers_for_none_of_the_apis_or_the_gateways_paths(
+    anonymous: TestClient,
+) -> None:
+    # GET on a path the API or the gateway serves with POST only is their 405, not a page
+    # (the contract fuzz sends exactly these).
+    for path in (
+        "/deployments/a/feedback",
+        "/deployments/a/predict",
+        "/projects/default/deployments/a/predict",
+    ):
+        answer = anonymous.get(path)
+        assert answer.status_code == 405, path
+        assert not answer.headers["content-type"].startswith("text/html"), path

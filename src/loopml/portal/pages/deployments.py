@@ -1,4 +1,4 @@
-"""The deployment page (``/deployments/{project}/{name}``): status, revisions and traffic,
+"""The deployment page (``/projects/{project}/deployments/{name}``): status, revisions and traffic,
 rollback and canary promotion, the endpoint URLs with snippets that work as pasted, usage
 charts, replicas, drift, quality, alerts, the live logs tail and a try-it form.
 
@@ -46,7 +46,7 @@ from loopml.portal.web import (
 )
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
-PAGE = "/deployments/{project}/{name}"
+PAGE = "/projects/{project}/deployments/{name}"
 FORM = "/portal/deployments/{project}/{name}"
 TAIL = 200
 """Log lines shown."""
@@ -55,7 +55,7 @@ TRY_TIMEOUT_S = 60.0
 
 def page_url(project: str, name: str) -> str:
     """The deployment page's path."""
-    return f"/deployments/{project}/{name}"
+    return f"/projects/{project}/deployments/{name}"
 
 
 def endpoints(base: str, deployment: Deployment) -> dict[str, str]:
