@@ -21,6 +21,7 @@ send one to another origin.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import anyio.to_thread
@@ -29,7 +30,7 @@ from fastapi import Request, Response
 from loopml.auth import service, sessions
 from loopml.auth.permissions import MLFLOW_PROJECT, Action, Rule, Source, rule_for
 from loopml.auth.ratelimit import FailureLimiter
-from loopml.core.auth import Principal
+from loopml.core.auth import ApiToken, Principal
 from loopml.core.errors import PermissionDeniedError, UnauthenticatedError
 from loopml.store import MetadataStore
 
@@ -80,6 +81,29 @@ def clear_session_cookies(response: Response, request: Request) -> None:
     secure = request.url.scheme == "https"
     for name, http_only in ((sessions.SESSION_COOKIE, True), (sessions.CSRF_COOKIE, False)):
         response.delete_cookie(name, path="/", secure=secure, httponly=http_only, samesite="lax")
+
+
+def password_login(
+    request: Request,
+    store: MetadataStore,
+    user: str,
+    password: str,
+    *,
+    lifetime: timedelta,
+    name: str,
+) -> ApiToken:
+    """Trade a password for a token (``auth.service.login``), counting a failure against the
+    caller's address (429 past ``auth.login_failures_per_minute``): the API's logins and the
+    portal's login form. Blocking: call it from a worker thread."""
+    source, limiter = client_source(request), limiter_of(request)
+    limiter.check(source)
+    try:
+        return service.login(
+            store, request.app.state.auth_key, user, password, lifetime=lifetime, token_name=name
+        )
+    except UnauthenticatedError:
+        limiter.fail(source)
+        raise
 
 
 def client_source(request: Request) -> str:

@@ -10,8 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from loopml.api.authz import (
     clear_session_cookies,
-    client_source,
-    limiter_of,
+    password_login,
     principal_of,
     session_token,
     set_session_cookies,
@@ -30,7 +29,7 @@ from loopml.core.auth import (
     Role,
     User,
 )
-from loopml.core.errors import UnauthenticatedError, ValidationError
+from loopml.core.errors import ValidationError
 
 router = APIRouter(route_class=StrictJSONRoute, tags=["auth"], responses=ERROR_RESPONSES)
 PROJECT = project_path("The project whose members are listed or set.")
@@ -155,31 +154,14 @@ def _caller(request: Request) -> Principal:
     return caller
 
 
-def _password_login(
-    request: Request, ctx: Ctx, user: str, password: str, lifetime: timedelta, name: str
-) -> ApiToken:
-    source, limiter = client_source(request), limiter_of(request)
-    limiter.check(source)
-    try:
-        return service.login(
-            ctx.store,
-            request.app.state.auth_key,
-            user,
-            password,
-            lifetime=lifetime,
-            token_name=name,
-        )
-    except UnauthenticatedError:
-        limiter.fail(source)
-        raise
-
-
 @router.post("/api/v1/auth/login", status_code=201)
 def login(body: Login, request: Request, ctx: Ctx) -> ApiToken:
     """Trade a user's password for a new API token (shown once). Failed attempts are counted
     per address: 429 past `auth.login_failures_per_minute`."""
     lifetime = timedelta(days=body.expires_in_days)
-    return _password_login(request, ctx, body.user, body.password, lifetime, "login")
+    return password_login(
+        request, ctx.store, body.user, body.password, lifetime=lifetime, name="login"
+    )
 
 
 @router.post("/api/v1/auth/session", status_code=201)
@@ -195,7 +177,9 @@ def start_session(
             "session to start"
         )
     lifetime = timedelta(hours=ctx.settings.auth.session_hours)
-    made = _password_login(request, ctx, body.user, body.password, lifetime, "session")
+    made = password_login(
+        request, ctx.store, body.user, body.password, lifetime=lifetime, name="session"
+    )
     # A token just made carries its secret, and a login's always expires.
     assert made.token is not None
     assert made.expires_at is not None

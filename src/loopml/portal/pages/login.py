@@ -9,7 +9,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from loopml.api.authz import clear_session_cookies, client_source, limiter_of, set_session_cookies
+from loopml.api.authz import clear_session_cookies, password_login, set_session_cookies
 from loopml.auth import service, sessions
 from loopml.core.errors import UnauthenticatedError
 from loopml.portal.web import (
@@ -58,22 +58,14 @@ async def login(request: Request) -> Response:
     if not ctx.settings.auth.enabled:
         return redirect(target)
     user, password = str(form.get("user") or ""), str(form.get("password") or "")
-    source, limiter = client_source(request), limiter_of(request)
-    limiter.check(source)
     lifetime = timedelta(hours=ctx.settings.auth.session_hours)
     try:
         made = await anyio.to_thread.run_sync(
-            lambda: service.login(
-                ctx.store,
-                request.app.state.auth_key,
-                user,
-                password,
-                lifetime=lifetime,
-                token_name="session",  # noqa: S106 (the token's label)
+            lambda: password_login(
+                request, ctx.store, user, password, lifetime=lifetime, name="session"
             )
         )
     except UnauthenticatedError as exc:
-        limiter.fail(source)
         return render(
             request, "login.html", visitor, status_code=401, next=target, error=exc.message,
             user=user,
