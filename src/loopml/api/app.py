@@ -22,6 +22,7 @@ from loopml.api.routes import (
     deployments,
     events,
     experiments,
+    features,
     feedback,
     gate,
     health,
@@ -104,6 +105,7 @@ def create_app(
         schedules,
         triggers,
         streams,
+        features,
         monitor,
     ):
         # Every route runs the permission check first (a no-op with authentication off).

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from loopml.data.features.online import LazyOnlineStore
 from loopml.settings import Settings
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
@@ -22,6 +23,7 @@ class AppContext:
     settings: Settings
     store: MetadataStore
     artifacts: ArtifactStore
+    online: LazyOnlineStore
 
 
 def get_context(request: Request) -> AppContext:

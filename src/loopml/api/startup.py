@@ -24,6 +24,7 @@ from loopml.api.services.tables import spool_folder
 from loopml.auth.service import revoke_token, server_token
 from loopml.core.auth import MAX_TOKEN_DAYS, SERVER_USER, ApiToken
 from loopml.data import files
+from loopml.data.features.online import LazyOnlineStore
 from loopml.data.records import RecordBatcher
 from loopml.data.streams.supervisor import StreamSupervisor
 from loopml.deploy import Serving
@@ -43,6 +44,7 @@ def build_context(settings: Settings) -> AppContext:
         settings=settings,
         store=open_metadata_store(settings),
         artifacts=open_artifact_store(settings),
+        online=LazyOnlineStore(settings.features.online, settings.home),
     )
 
 
@@ -165,6 +167,7 @@ def lifespan(ctx: AppContext) -> Callable[[FastAPI], AbstractAsyncContextManager
             housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await housekeeping
+            ctx.online.close()
             ctx.store.dispose()
 
     return run

@@ -31,6 +31,7 @@ _GROUPS: dict[str, str] = {
     "schedules": "schedules",
     "triggers": "triggers",
     "streams": "streams",
+    "features": "features",
     "users": "users",
     "tokens": "tokens",
     "alerts": "alerts",

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -39,24 +38,22 @@ from loopml.core.datasets import (
     Dataset,
     DatasetProfile,
     DatasetRef,
-    DatasetSplit,
     DatasetVersion,
     DatasetVersionInfo,
     DatasetVersionResult,
     Part,
     SourceTable,
     SplitSpec,
-    Stratum,
     validate_dataset_name,
 )
 from loopml.core.errors import ArtifactIntegrityError, NotFoundError, ValidationError
 from loopml.core.ids import new_id
 from loopml.core.types import Page
-from loopml.data import split as splits
+from loopml.data._dataset_files import Parts, Writes
 from loopml.data._schema import columns_of
 from loopml.data.canonical import canonicalize, content_hash
 from loopml.data.profile import profile_table
-from loopml.data.sources import materialize
+from loopml.data.sources import SourceVersion, materialize
 from loopml.data.warehouse import DEFAULT_TIMEOUT_S
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore, datasets, projects
@@ -67,85 +64,6 @@ log = logging.getLogger("loopml.data")
 PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
 DATA_FILE = "data.parquet"
 _ATTEMPTS = 3
-_CHUNK = 1024 * 1024
-
-
-def _parquet(table: pa.Table) -> pa.Buffer:
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
-    return sink.getvalue()
-
-
-def _chunks(buffer: pa.Buffer) -> Iterator[bytes]:
-    view = memoryview(buffer)
-    for start in range(0, len(view), _CHUNK):
-        yield bytes(view[start : start + _CHUNK])
-
-
-class _Writes:
-    """The files one attempt wrote, deleted again if the attempt does not record them."""
-
-    def __init__(self, artifacts: ArtifactStore) -> None:
-        self.artifacts = artifacts
-        self.keys: list[str] = []
-
-    def put(self, key: str, table: pa.Table) -> None:
-        self.artifacts.write(key, _chunks(_parquet(table)))
-        self.keys.append(key)
-
-    def undo(self) -> None:
-        for key in self.keys:
-            try:
-                self.artifacts.delete(key)
-            except Exception:  # the original failure is the one to report
-                log.exception("could not delete %s after a failed snapshot", key)
-        self.keys.clear()
-
-
-@dataclass(frozen=True)
-class _Parts:
-    """A split decided and hashed, before it has a place in storage."""
-
-    spec: SplitSpec
-    train: pa.Table
-    held_out: pa.Table
-    train_hash: str
-    eval_hash: str
-    strata: list[Stratum]
-    classes: int
-
-    @classmethod
-    def of(cls, rows: pa.Table, spec: SplitSpec) -> _Parts:
-        assignment = splits.assign(rows, spec)
-        train, held_out = splits.parts(rows, assignment)
-        return cls(
-            spec=spec,
-            train=train,
-            held_out=held_out,
-            train_hash=content_hash(train, ordered=True),
-            eval_hash=content_hash(held_out, ordered=True),
-            strata=assignment.strata,
-            classes=assignment.classes,
-        )
-
-    def write(self, writes: _Writes, version_prefix: str) -> DatasetSplit:
-        """Write both parts under a folder of their own and describe them."""
-        # A folder per attempt: two concurrent splits of one version never share a file,
-        # so the one that loses can delete its own without touching the winner's.
-        folder = f"{version_prefix}/split-{new_id()}"
-        keys = {"train": f"{folder}/train.parquet", "eval": f"{folder}/eval.parquet"}
-        writes.put(keys["train"], self.train)
-        writes.put(keys["eval"], self.held_out)
-        return DatasetSplit(
-            spec=self.spec,
-            train_rows=self.train.num_rows,
-            eval_rows=self.held_out.num_rows,
-            train_hash=self.train_hash,
-            eval_hash=self.eval_hash,
-            keys=keys,
-            strata=self.strata,
-            classes=self.classes,
-        )
 
 
 @dataclass(frozen=True)
@@ -158,7 +76,7 @@ class _Snapshot:
     rows: pa.Table
     digest: str
     profile: DatasetProfile
-    parts: _Parts | None
+    parts: Parts | None
 
 
 def _snapshot(
@@ -170,15 +88,25 @@ def _snapshot(
     timeout_s: float,
 ) -> _Snapshot:
     found = materialize(store, artifacts, project, source, timeout_s=timeout_s)
-    rows = canonicalize(found.table)
+    return _snapshot_of(found.table, source, found.query, found.sources, split)
+
+
+def _snapshot_of(
+    table: pa.Table,
+    source: str,
+    query: str | None,
+    sources: list[SourceVersion],
+    split: SplitSpec | None,
+) -> _Snapshot:
+    rows = canonicalize(table)
     return _Snapshot(
         source=source,
-        query=found.query,
-        sources=[SourceTable(table=s.table, version=s.version) for s in found.sources],
+        query=query,
+        sources=[SourceTable(table=s.table, version=s.version) for s in sources],
         rows=rows,
         digest=content_hash(rows, ordered=True),
         profile=profile_table(rows),
-        parts=None if split is None else _Parts.of(rows, split),
+        parts=None if split is None else Parts.of(rows, split),
     )
 
 
@@ -220,6 +148,45 @@ def create_version(
     with store.session() as session:
         project_id = projects.get(session, project).id
     snapshot = _snapshot(store, artifacts, project, source, split, timeout_s)
+    return _keep(store, artifacts, project_id, project, name, snapshot, description, actor)
+
+
+def create_version_from_rows(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    project: str,
+    name: str,
+    rows: pa.Table,
+    *,
+    source: str,
+    sources: list[SourceVersion],
+    description: str = "",
+    split: SplitSpec | None = None,
+    actor: str,
+) -> DatasetVersionResult:
+    """Snapshot rows computed elsewhere (a point-in-time training set) as the next version
+    of dataset ``name``, as ``create_version`` does; ``source`` says how they were made and
+    ``sources`` are the table versions they were made from."""
+    validate_dataset_name(name)
+    check_text("description", description, max_length=MAX_DESCRIPTION, allow_empty=True)
+    check_actor(actor)
+    with store.session() as session:
+        project_id = projects.get(session, project).id
+    snapshot = _snapshot_of(rows, source, None, sources, split)
+    return _keep(store, artifacts, project_id, project, name, snapshot, description, actor)
+
+
+def _keep(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    project_id: str,
+    project: str,
+    name: str,
+    snapshot: _Snapshot,
+    description: str,
+    actor: str,
+) -> DatasetVersionResult:
+    split = None if snapshot.parts is None else snapshot.parts.spec
     same = _unchanged(store, project, name, snapshot.digest, split)
     if same is not None:
         return DatasetVersionResult(**same.model_dump(), created=False)
@@ -250,7 +217,7 @@ def _record(
         dataset_id = datasets.dataset_id(session, project, name) or new_id()
     version_id = new_id()
     prefix = layout.dataset_version_prefix(project_id, dataset_id, version_id)
-    writes = _Writes(artifacts)
+    writes = Writes(artifacts)
     try:
         writes.put(f"{prefix}/{DATA_FILE}", snapshot.rows)
         frozen = None if snapshot.parts is None else snapshot.parts.write(writes, prefix)
@@ -331,8 +298,8 @@ def split_version(
     if dataset_id is None:
         raise NotFoundError(f"dataset {version.dataset!r} was deleted meanwhile; create it again")
     prefix = layout.dataset_version_prefix(project_id, dataset_id, version.id)
-    parts = _Parts.of(rows, spec)
-    writes = _Writes(artifacts)
+    parts = Parts.of(rows, spec)
+    writes = Writes(artifacts)
     try:
         frozen = parts.write(writes, prefix)
         with store.session() as session:

@@ -34,6 +34,7 @@ from loopml.settings._base import ArtifactSettings as ArtifactSettings
 from loopml.settings._base import AuthSettings as AuthSettings
 from loopml.settings._base import ClientSettings as ClientSettings
 from loopml.settings._base import DatabaseSettings as DatabaseSettings
+from loopml.settings._base import FeaturesSettings as FeaturesSettings
 from loopml.settings._base import LakeSettings as LakeSettings
 from loopml.settings._base import MlflowSettings as MlflowSettings
 from loopml.settings._base import ServerSettings as ServerSettings
@@ -82,6 +83,7 @@ class Settings(BaseSettings):
     )
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     lake: LakeSettings = Field(default_factory=LakeSettings)
+    features: FeaturesSettings = Field(default_factory=FeaturesSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     local: LocalSettings = Field(default_factory=LocalSettings)

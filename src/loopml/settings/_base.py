@@ -1,11 +1,14 @@
 """The settings sections every process reads: database, artifacts, server, client, auth,
-tracking, MLflow and the lake (the tree itself is ``loopml.settings.Settings``)."""
+tracking, MLflow, the lake and the feature store (the tree itself is
+``loopml.settings.Settings``)."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from loopml.core.features import OnlineStoreConfig, SqliteOnlineStoreConfig
 
 CONFIG_FILE_ENV = "LOOPML_CONFIG"
 DEFAULT_CONFIG_FILE = "loopml.toml"
@@ -261,4 +264,22 @@ class LakeSettings(_Section):
         le=10_000_000,
         description="Most records one post may carry (its body is also bounded by "
         "`server.max_body_bytes`); send larger sets as a file.",
+    )
+
+
+class FeaturesSettings(_Section):
+    """The feature store: where online feature values live, and how materializing writes."""
+
+    online: OnlineStoreConfig = Field(
+        default_factory=SqliteOnlineStoreConfig,
+        description='The online store: `{type = "sqlite", path = "..."}` (the default: '
+        '`online.db` under the home) or `{type = "redis", url = "redis://host:6379/0", '
+        'key_prefix = "loopml:features"}`; in the environment as JSON, '
+        '`LOOPML_FEATURES_ONLINE=\'{"type": "redis"}\'`.',
+    )
+    materialize_chunk_rows: int = Field(
+        default=10_000,
+        ge=1,
+        le=1_000_000,
+        description="Entities written to the online store per batch while materializing.",
     )

@@ -17,6 +17,8 @@ from loopml.store.orm.datasets import TransformRunRow as TransformRunRow
 from loopml.store.orm.deployments import DeploymentRevisionRow as DeploymentRevisionRow
 from loopml.store.orm.deployments import DeploymentRow as DeploymentRow
 from loopml.store.orm.events import EventRow as EventRow
+from loopml.store.orm.features import FeatureViewRow as FeatureViewRow
+from loopml.store.orm.features import FeatureViewVersionRow as FeatureViewVersionRow
 from loopml.store.orm.gate import GatePolicyRow as GatePolicyRow
 from loopml.store.orm.gate import GateResultRow as GateResultRow
 from loopml.store.orm.gate import ModelEvaluationRow as ModelEvaluationRow

@@ -1,0 +1,196 @@
+"""``loopml features``: feature views, point-in-time training sets, the online store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from loopml.cli._context import project_option, state
+from loopml.cli._output import (
+    as_json,
+    check_output,
+    console,
+    listing,
+    output_option,
+    when,
+    wide_option,
+)
+
+if TYPE_CHECKING:
+    from loopml.core.features import FeatureView
+
+app = typer.Typer(
+    help="Feature views, point-in-time training sets and online feature values.",
+    no_args_is_help=True,
+)
+
+PROJECT = project_option("The project that owns the views.")
+JSON = typer.Option(False, "--json", help="Print JSON instead of text.")
+VIEW = typer.Argument(..., help="The feature view's name.")
+
+
+def _ttl(seconds: int) -> str:
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _online(view: FeatureView) -> str:
+    state_ = view.materialized
+    if state_ is None:
+        return "not materialized"
+    until = when(state_.watermark) if state_.watermark else "-"
+    return f"v{state_.version} up to {until}, {state_.rows} entities"
+
+
+def _show(view: FeatureView) -> None:
+    spec = view.spec
+    console.print(
+        f"feature view [bold]{view.name}[/] v{view.version} (newest v{view.latest_version}) "
+        f"keyed by {', '.join(spec.entities)}, time {spec.event_time}, ttl {_ttl(spec.ttl_s)}",
+        highlight=False,
+    )
+    console.print(f"source: {spec.source}", highlight=False, markup=False)
+    console.print(f"features: {', '.join(spec.features)}", highlight=False, markup=False)
+    console.print(f"online: {_online(view)}", highlight=False)
+
+
+@app.command("apply")
+def apply(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="The YAML spec."),
+    project: str = PROJECT,
+    json_out: bool = JSON,
+) -> None:
+    """Apply a view's spec: a new version when it changed, nothing when it did not."""
+    with state(ctx).client() as client:
+        applied = client.features.apply(file.read_text(encoding="utf-8"), project=project)
+    if json_out:
+        as_json(applied.model_dump(mode="json"))
+        return
+    view = applied.view
+    verb = "applied as" if applied.created else "unchanged at"
+    console.print(f"feature view {view.name} {verb} version {view.version}", highlight=False)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    project: str = PROJECT,
+    output: str = output_option(),
+    wide: bool = wide_option(),
+    json_out: bool = JSON,
+) -> None:
+    """The project's feature views at their newest versions."""
+    shape = check_output(output, wide, json_out)
+    with state(ctx).client() as client:
+        found = client.features.list(project)
+    rows = [
+        [
+            v.name,
+            v.version,
+            ",".join(v.spec.entities),
+            len(v.spec.features),
+            _ttl(v.spec.ttl_s),
+            _online(v),
+        ]
+        for v in found
+    ]
+    columns = ["name", "version", "entities", "features", "ttl", "online"]
+    listing(columns, rows, shape, required=2, records=[v.model_dump(mode="json") for v in found])
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    name: str = VIEW,
+    version: int | None = typer.Option(None, "--version", min=1, help="Default: newest."),
+    project: str = PROJECT,
+    json_out: bool = JSON,
+) -> None:
+    """One version of a view in full."""
+    with state(ctx).client() as client:
+        found = client.features.show(name, version=version, project=project)
+    if json_out:
+        as_json(found.model_dump(mode="json"))
+    else:
+        _show(found)
+
+
+@app.command("training-set")
+def training_set(
+    ctx: typer.Context,
+    dataset: str = typer.Argument(..., help="The dataset the result becomes a version of."),
+    entities: str = typer.Option(
+        ..., "--entities", help="The entity table: a lake table or one SELECT."
+    ),
+    views: str = typer.Option(..., "--views", help="Feature views, comma-separated."),
+    event_time: str = typer.Option(
+        "event_time", "--event-time", help="The entity table's time column."
+    ),
+    eval_fraction: float | None = typer.Option(
+        None, "--eval-fraction", help="Freeze a train/eval split with this share held out."
+    ),
+    project: str = PROJECT,
+    json_out: bool = JSON,
+) -> None:
+    """Join views onto an entity table as of each row's time: a dataset version."""
+    from loopml.core.datasets import SplitSpec
+
+    split = None if eval_fraction is None else SplitSpec(eval_fraction=eval_fraction)
+    with state(ctx).client() as client:
+        made = client.features.training_set(
+            dataset,
+            entities=entities,
+            views=[v.strip() for v in views.split(",") if v.strip()],
+            event_time=event_time,
+            split=split,
+            project=project,
+        )
+    if json_out:
+        as_json(made.model_dump(mode="json"))
+        return
+    verb = "created" if made.created else "unchanged at"
+    console.print(
+        f"dataset {made.dataset} {verb} version {made.version}: {made.row_count} rows",
+        highlight=False,
+    )
+
+
+@app.command("materialize")
+def materialize(
+    ctx: typer.Context,
+    name: str = VIEW,
+    full: bool = typer.Option(False, "--full", help="Read the whole source again."),
+    project: str = PROJECT,
+    json_out: bool = JSON,
+) -> None:
+    """Write the view's newest values per entity to the online store."""
+    with state(ctx).client() as client:
+        done = client.features.materialize(name, full=full, project=project)
+    if json_out:
+        as_json(done.model_dump(mode="json"))
+        return
+    kind = "full" if done.full else "incremental"
+    until = when(done.watermark) if done.watermark else "-"
+    console.print(
+        f"{name} v{done.version}: {kind}, {done.rows_read} rows read, "
+        f"{done.entities_written} entities written, up to {until}",
+        highlight=False,
+    )
+
+
+@app.command("get")
+def get(
+    ctx: typer.Context,
+    name: str = VIEW,
+    entity: str = typer.Argument(..., help="The entity's key."),
+    project: str = PROJECT,
+) -> None:
+    """The online values of one entity, as JSON."""
+    with state(ctx).client() as client:
+        found = client.features.get(name, entity, project=project)
+    as_json(found.model_dump(mode="json"))

@@ -1,0 +1,101 @@
+"""The feature store through the API: views, point-in-time training sets, online reads."""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+from loopml.client._http import Http, segment
+from loopml.core.datasets import DatasetVersionResult, SplitSpec
+from loopml.core.features import (
+    FeatureView,
+    FeatureViewApplied,
+    MaterializeResult,
+    OnlineFeatures,
+)
+from loopml.core.names import DEFAULT_PROJECT
+
+
+def _path(project: str | None, tail: str) -> str:
+    return f"/api/v1/projects/{segment(project or DEFAULT_PROJECT)}/features/{tail}"
+
+
+class Features:
+    """``client.features``: feature views, training sets and online values.
+
+    Example:
+        >>> client.features.apply(open("features.yaml").read())
+        >>> client.features.training_set("churn_train", entities="labels",
+        ...                              views=["user_stats"])
+        >>> client.features.materialize("user_stats")
+        >>> client.features.get("user_stats", 42).values
+    """
+
+    def __init__(self, http: Http) -> None:
+        self._http = http
+
+    def apply(self, spec: str, *, project: str | None = None) -> FeatureViewApplied:
+        """Apply a view's YAML spec (``created`` false when it was unchanged)."""
+        data = self._http.json("POST", _path(project, "views"), json={"spec": spec})
+        return FeatureViewApplied.model_validate(data)
+
+    def list(self, project: str | None = None) -> builtins.list[FeatureView]:
+        """A project's views at their newest versions."""
+        data = self._http.json("GET", _path(project, "views"))
+        return [FeatureView.model_validate(item) for item in data["items"]]
+
+    def show(
+        self, name: str, *, version: int | None = None, project: str | None = None
+    ) -> FeatureView:
+        """One version of a view (the newest by default)."""
+        params = {} if version is None else {"version": version}
+        data = self._http.json("GET", _path(project, f"views/{segment(name)}"), params=params)
+        return FeatureView.model_validate(data)
+
+    def training_set(
+        self,
+        dataset: str,
+        *,
+        entities: str,
+        views: builtins.list[str],
+        event_time: str = "event_time",
+        description: str = "",
+        split: SplitSpec | None = None,
+        project: str | None = None,
+    ) -> DatasetVersionResult:
+        """Join ``views`` onto ``entities`` as of each row's time, as a dataset version."""
+        body: dict[str, Any] = {
+            "dataset": dataset,
+            "entities": entities,
+            "views": views,
+            "event_time": event_time,
+            "description": description,
+            "split": None if split is None else split.model_dump(mode="json"),
+        }
+        data = self._http.json("POST", _path(project, "training-sets"), json=body)
+        return DatasetVersionResult.model_validate(data)
+
+    def materialize(
+        self, name: str, *, full: bool = False, project: str | None = None
+    ) -> MaterializeResult:
+        """Write the view's newest values to the online store (new rows only unless full)."""
+        path = _path(project, f"views/{segment(name)}/materialize")
+        return MaterializeResult.model_validate(self._http.json("POST", path, json={"full": full}))
+
+    def get(self, name: str, entity: str | int, *, project: str | None = None) -> OnlineFeatures:
+        """The online values of one entity of a view keyed by one column."""
+        data = self._http.json("GET", _path(project, segment(name)), params={"entity": str(entity)})
+        return OnlineFeatures.model_validate(data["items"][0])
+
+    def get_many(
+        self,
+        name: str,
+        entities: builtins.list[dict[str, Any]],
+        *,
+        project: str | None = None,
+    ) -> builtins.list[OnlineFeatures]:
+        """The online values of several entities (dicts of the view's keys), in order."""
+        data = self._http.json(
+            "POST", _path(project, f"{segment(name)}/search"), json={"entities": entities}
+        )
+        return [OnlineFeatures.model_validate(item) for item in data["items"]]

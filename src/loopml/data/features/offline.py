@@ -1,0 +1,209 @@
+"""Point-in-time training sets: feature views joined onto an entity table as of its rows.
+
+Each entity row (keys, a time, usually a label) gets, from each view, the values of the
+newest view row of the same keys whose event time is at or before the entity row's time —
+DuckDB's ``ASOF LEFT JOIN`` — and null when there is none or when it is older than the
+view's TTL at that time. A value from after the row's time is never used: that is the
+leak point-in-time correctness rules out.
+
+All inputs are read through ``sources.materialize`` (the sandboxed warehouse), so every
+table version read is known; the result becomes a dataset version through
+``datasets.create_version_from_rows`` with those versions as its sources, and the event
+``feature_training_set.created`` records which view versions were joined.
+
+Example:
+    >>> made = training_set(store, artifacts, "default", "churn_train",
+    ...                     entities="labels", views=["user_stats"], actor="me")
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from loopml.core.datasets import DatasetVersionResult, SplitSpec
+from loopml.core.errors import ValidationError
+from loopml.core.features import COLUMN_PATTERN, FeatureView
+from loopml.data import datasets
+from loopml.data.features import views as view_specs
+from loopml.data.features.views import check_against, view_sql
+from loopml.data.sources import Materialized, SourceVersion, materialize
+from loopml.data.warehouse import DEFAULT_TIMEOUT_S
+from loopml.storage import ArtifactStore
+from loopml.store import MetadataStore, events
+
+MAX_VIEWS = 20
+_ROW = "__loopml_row"
+_TS = "__loopml_ts"
+
+
+@dataclass(frozen=True)
+class _Joined:
+    view: FeatureView
+    rows: Materialized
+
+
+def _check_entities(table: pa.Table, event_time: str, joined: list[_Joined]) -> None:
+    names = table.schema.names
+    wanted = {event_time} | {k for j in joined for k in j.view.spec.entities}
+    missing = sorted(wanted - set(names))
+    if missing:
+        raise ValidationError(
+            f"the entity table has no column {missing}: it needs the time column "
+            f"{event_time!r} and each view's entity keys; it has {names[:50]}",
+            details={"field": "entities", "missing": missing},
+        )
+    kind = table.schema.field(event_time).type
+    if not (pa.types.is_timestamp(kind) or pa.types.is_date(kind)):
+        raise ValidationError(
+            f"the entity table's {event_time!r} is {kind}: expected a timestamp or a date",
+            details={"field": "event_time", "type": str(kind)},
+        )
+    seen = set(names)
+    for item in joined:
+        clash = sorted(seen & set(item.view.spec.features))
+        if clash:
+            raise ValidationError(
+                f"feature view {item.view.name!r} has features {clash} that another view or "
+                "the entity table already has: rename them in one of the views",
+                details={"field": "views", "view": item.view.name, "columns": clash},
+            )
+        seen |= set(item.view.spec.features)
+
+
+def join_sql(event_time: str, joined: list[_Joined]) -> str:
+    """The ASOF join of every view onto ``_entities`` (registered with a row number)."""
+    selects = ["e.* EXCLUDE (" + _ROW + ", " + _TS + ")"]
+    joins = []
+    for n, item in enumerate(joined):
+        spec = item.view.spec
+        alias = f"v{n}"
+        ttl = f"{alias}.{_TS} >= e.{_TS} - to_seconds({spec.ttl_s})"
+        selects += [f'CASE WHEN {ttl} THEN {alias}."{f}" END AS "{f}"' for f in spec.features]
+        keys = " AND ".join(f'e."{k}" = {alias}."{k}"' for k in spec.entities)
+        # Every name in this SQL matched COLUMN_PATTERN or VIEW_NAME_PATTERN: no quoting
+        # can be escaped, and no value is spliced in.
+        view = f'(SELECT *, "{spec.event_time}" AS {_TS} FROM _view{n})'  # noqa: S608
+        joins.append(f"ASOF LEFT JOIN {view} AS {alias}\n  ON {keys} AND e.{_TS} >= {alias}.{_TS}")
+    stamped = f'make_timestamp(epoch_us("{event_time}")) AS {_TS}'
+    entities = f"(SELECT *, {stamped} FROM _entities)"  # noqa: S608
+    return (
+        f"SELECT {', '.join(selects)}\nFROM {entities} AS e\n"
+        + "\n".join(joins)
+        + f"\nORDER BY e.{_ROW}"
+    )
+
+
+def point_in_time(entities: pa.Table, event_time: str, joined: list[_Joined]) -> pa.Table:
+    """``entities`` with every view's features as of each row's time (see the module)."""
+    _check_entities(entities, event_time, joined)
+    con = duckdb.connect(config={"threads": 2, "memory_limit": "1GB"})
+    try:
+        numbered = entities.append_column(_ROW, pa.array(range(entities.num_rows), pa.int64()))
+        con.register("_entities", numbered)
+        for n, item in enumerate(joined):
+            con.register(f"_view{n}", item.rows.table)
+        try:
+            return con.sql(join_sql(event_time, joined)).to_arrow_table()
+        except duckdb.Error as exc:
+            raise ValidationError(
+                f"the point-in-time join failed: {str(exc)[:300]} (do the entity keys have "
+                "the same types in the entity table and the views?)",
+                details={"reason": str(exc)[:500]},
+            ) from None
+    finally:
+        con.close()
+
+
+def _views(store: MetadataStore, project: str, names: list[str]) -> list[FeatureView]:
+    if not names or len(names) > MAX_VIEWS or len(set(names)) != len(names):
+        raise ValidationError(
+            f"expected 1 to {MAX_VIEWS} distinct feature views, got {names[:30]}",
+            details={"field": "views"},
+        )
+    return [view_specs.get(store, project, name) for name in names]
+
+
+def training_set(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    project: str,
+    name: str,
+    *,
+    entities: str,
+    views: list[str],
+    event_time: str = "event_time",
+    description: str = "",
+    split: SplitSpec | None = None,
+    actor: str,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> DatasetVersionResult:
+    """Join ``views`` onto ``entities`` as of each row's ``event_time``; store the result
+    as the next version of dataset ``name`` (``created`` false when unchanged).
+
+    Args:
+        entities: a lake table (``labels``, ``labels@2``) or one SELECT over lake tables.
+        views: the feature views, at their newest versions.
+        event_time: the entity table's time column.
+
+    Raises:
+        ValidationError: a bad name, a missing column, a clash of feature names, a join
+            that fails (keys of different types).
+        NotFoundError: no such project, table or view.
+    """
+    if not isinstance(event_time, str) or not COLUMN_PATTERN.fullmatch(event_time):
+        raise ValidationError(
+            f"invalid event_time column {str(event_time)[:80]!r}",
+            details={"field": "event_time"},
+        )
+    found = _views(store, project, views)
+    base = materialize(store, artifacts, project, entities, timeout_s=timeout_s)
+    joined = []
+    for view in found:
+        rows = materialize(store, artifacts, project, view_sql(view.spec), timeout_s=timeout_s)
+        check_against(view.spec, rows.table.schema)
+        joined.append(_Joined(view, rows))
+    table = point_in_time(base.table, event_time, joined)
+    read = sorted({*base.sources, *(s for j in joined for s in j.rows.sources)})
+    pinned = ", ".join(f"{v.name}@{v.version}" for v in found)
+    made = datasets.create_version_from_rows(
+        store,
+        artifacts,
+        project,
+        name,
+        table,
+        source=f"point-in-time join of {pinned} onto {entities.strip()[:2000]}",
+        sources=read,
+        description=description,
+        split=split,
+        actor=actor,
+    )
+    _record(store, project, made, found, read, actor)
+    return made
+
+
+def _record(
+    store: MetadataStore,
+    project: str,
+    made: DatasetVersionResult,
+    found: list[FeatureView],
+    read: list[SourceVersion],
+    actor: str,
+) -> None:
+    with store.session() as session:
+        events.append(
+            session,
+            type="feature_training_set.created",
+            subject=made.dataset,
+            project=project,
+            payload={
+                "dataset": made.dataset,
+                "version": made.version,
+                "created": made.created,
+                "views": [{"view": v.name, "version": v.version} for v in found],
+                "tables": [s.as_dict() for s in read],
+            },
+            actor=actor,
+        )

@@ -1,0 +1,227 @@
+"""Feature views in the metadata DB: a view, its applied versions, its online state.
+
+The spec is parsed and checked above the store (``loopml.data.features.views``); here a
+version is stored with its normalized ``definition``. Every change appends its event in
+the same transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from loopml.core.clock import utcnow
+from loopml.core.errors import ConflictError, NotFoundError
+from loopml.core.features import (
+    FeatureView,
+    FeatureViewApplied,
+    FeatureViewSpec,
+    MaterializedState,
+    validate_view_name,
+)
+from loopml.store import events
+from loopml.store._checks import check_actor
+from loopml.store._errors import add_unique
+from loopml.store._registry import project_row
+from loopml.store.orm import FeatureViewRow, FeatureViewVersionRow
+
+
+def _state(row: FeatureViewRow) -> MaterializedState | None:
+    if row.materialized_version is None or row.materialized_at is None:
+        return None
+    return MaterializedState(
+        version=row.materialized_version,
+        watermark=row.materialized_until,
+        rows=row.materialized_rows,
+        at=row.materialized_at,
+    )
+
+
+def _view(row: FeatureViewRow, version: FeatureViewVersionRow, project: str) -> FeatureView:
+    return FeatureView(
+        project=project,
+        name=row.name,
+        version=version.version,
+        latest_version=row.latest_version,
+        spec=FeatureViewSpec.model_validate(version.definition),
+        spec_hash=version.spec_hash,
+        spec_text=version.spec_text,
+        actor=version.actor,
+        created_at=version.created_at,
+        materialized=_state(row),
+    )
+
+
+def _find(
+    session: Session, project_id: str, name: str, *, lock: bool = False
+) -> FeatureViewRow | None:
+    query = select(FeatureViewRow).where(
+        FeatureViewRow.project_id == project_id, FeatureViewRow.name == name
+    )
+    if lock:
+        query = query.with_for_update()
+    return session.scalars(query).one_or_none()
+
+
+def _require(session: Session, project: str, name: str, *, lock: bool = False) -> FeatureViewRow:
+    validate_view_name(name)
+    row = _find(session, project_row(session, project).id, name, lock=lock)
+    if row is None:
+        raise NotFoundError(
+            f"feature view {name!r} not found in project {project!r}: apply its spec first "
+            "with `loopml features apply FILE`",
+            details={"project": project, "view": name},
+        )
+    return row
+
+
+def _version_row(session: Session, row: FeatureViewRow, version: int) -> FeatureViewVersionRow:
+    found = session.scalars(
+        select(FeatureViewVersionRow).where(
+            FeatureViewVersionRow.view_id == row.id, FeatureViewVersionRow.version == version
+        )
+    ).one_or_none()
+    if found is None:
+        raise NotFoundError(
+            f"feature view {row.name!r} has no version {version} (newest: {row.latest_version})",
+            details={"view": row.name, "version": version},
+        )
+    return found
+
+
+def apply(
+    session: Session,
+    project: str,
+    spec: FeatureViewSpec,
+    *,
+    spec_text: str,
+    spec_hash: str,
+    actor: str,
+) -> FeatureViewApplied:
+    """Store a checked spec as the view's next version (the view is created if new).
+
+    A spec whose normalized hash equals the newest version's is not stored again: that
+    version is returned with ``created`` false. Emits ``feature_view.applied`` otherwise.
+
+    Raises:
+        ValidationError: a bad name or actor.
+        NotFoundError: no such project.
+    """
+    validate_view_name(spec.name)
+    check_actor(actor)
+    project_id = project_row(session, project).id
+    row = _find(session, project_id, spec.name, lock=True)
+    if row is not None:
+        latest = _version_row(session, row, row.latest_version)
+        if latest.spec_hash == spec_hash:
+            return FeatureViewApplied(view=_view(row, latest, project), created=False)
+        row.latest_version += 1
+        row.actor = actor
+    else:
+        row = FeatureViewRow(
+            project_id=project_id,
+            name=spec.name,
+            latest_version=1,
+            actor=actor,
+            materialized_rows=0,
+        )
+        exists = ConflictError(
+            f"feature view {spec.name!r} was applied concurrently; apply again",
+            details={"view": spec.name},
+        )
+        add_unique(session, row, exists)
+    version = FeatureViewVersionRow(
+        view_id=row.id,
+        version=row.latest_version,
+        spec_hash=spec_hash,
+        spec_text=spec_text,
+        definition=spec.model_dump(mode="json"),
+        actor=actor,
+    )
+    session.add(version)
+    session.flush()
+    events.append(
+        session,
+        type="feature_view.applied",
+        subject=spec.name,
+        project=project,
+        payload={"view": spec.name, "version": version.version, "spec_hash": spec_hash},
+        actor=actor,
+    )
+    return FeatureViewApplied(view=_view(row, version, project), created=True)
+
+
+def get(session: Session, project: str, name: str, version: int | None = None) -> FeatureView:
+    """A version of the view (the newest when ``None``).
+
+    Raises:
+        NotFoundError: no such project, view or version.
+    """
+    row = _require(session, project, name)
+    number = row.latest_version if version is None else version
+    return _view(row, _version_row(session, row, number), project)
+
+
+def list_(session: Session, project: str) -> list[FeatureView]:
+    """A project's views at their newest versions, by name."""
+    project_id = project_row(session, project).id
+    rows = session.execute(
+        select(FeatureViewRow, FeatureViewVersionRow)
+        .join(
+            FeatureViewVersionRow,
+            (FeatureViewVersionRow.view_id == FeatureViewRow.id)
+            & (FeatureViewVersionRow.version == FeatureViewRow.latest_version),
+        )
+        .where(FeatureViewRow.project_id == project_id)
+        .order_by(FeatureViewRow.name)
+    )
+    return [_view(row, version, project) for row, version in rows]
+
+
+def record_materialized(
+    session: Session,
+    project: str,
+    name: str,
+    *,
+    version: int,
+    watermark: datetime | None,
+    rows: int,
+    full: bool,
+    actor: str,
+) -> MaterializedState:
+    """Record that the online store holds ``version`` of the view up to ``watermark`` (never
+    moving the watermark of the same version back).
+
+    Emits ``feature_view.materialized``.
+    """
+    check_actor(actor)
+    row = _require(session, project, name, lock=True)
+    kept = row.materialized_until if row.materialized_version == version else None
+    if kept is not None and (watermark is None or watermark < kept):
+        # A slower run of the same version that finishes last never moves the watermark
+        # back: what it wrote is older-or-equal, and newer-wins kept the newer values.
+        watermark = kept
+    row.materialized_version = version
+    row.materialized_until = watermark
+    row.materialized_rows = rows if full else row.materialized_rows + rows
+    row.materialized_at = utcnow()
+    session.flush()
+    events.append(
+        session,
+        type="feature_view.materialized",
+        subject=name,
+        project=project,
+        payload={
+            "view": name,
+            "version": version,
+            "full": full,
+            "rows": rows,
+            "watermark": None if watermark is None else watermark.isoformat(),
+        },
+        actor=actor,
+    )
+    state = _state(row)
+    assert state is not None  # set just above
+    return state
