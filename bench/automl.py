@@ -136,6 +136,17 @@ class Result:
     note: str = ""
 
 
+def _ensemble_note(result: Any) -> str:
+    """The final ensemble's validation score against the best single model's, if tried."""
+    blends = [t for t in result.trials if t.source == "ensemble"]
+    if not blends:
+        return "no ensemble tried"
+    single = [t.score for t in result.trials if t.source != "ensemble"]
+    best = max(single) if result.direction == "max" else min(single)
+    members = "+".join(f"{m['estimator']}x{m['weight']}" for m in blends[0].config["members"])
+    return f"ensemble {members}: validation {blends[0].score:.4g} vs best single {best:.4g}"
+
+
 def _loopml(spec: DataSet, train: pd.DataFrame, budget: float, n_jobs: int) -> tuple[Result, Any]:
     started = time.perf_counter()
     result = run_automl(
@@ -158,7 +169,8 @@ def _loopml(spec: DataSet, train: pd.DataFrame, budget: float, n_jobs: int) -> t
     wall = finished - started
     note = (
         f"{len(result.trials)} trials, {result.eval_method}, {result.best_estimator}, "
-        f"{primary}; search+fit {searched - started:.1f} s, package {finished - searched:.1f} s"
+        f"{primary}; search+fit {searched - started:.1f} s, package {finished - searched:.1f} s; "
+        + _ensemble_note(result)
     )
     return Result("loopml (search+fit+package)", 0.0, wall, size / 1e6, note), result.model
 

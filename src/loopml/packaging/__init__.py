@@ -1,10 +1,12 @@
 """Model packaging: a trained model as a verified, pickle-free folder, and loading it back.
 
-A package is a folder of at most four files::
+A package is a folder of at most five files::
 
     model.onnx          the model for ONNX Runtime, when it exports and passes parity
     model.skops         always; the fallback format (skops, an explicit trusted-type list)
     input_example.json  the first rows of the packaging sample, as JSON records
+    sample.parquet      up to 1,000 rows of the packaging sample (a seeded random draw), the
+                        reference profile of a version whose run consumed no dataset
     loopml-model.json   the manifest, written last: SHA-256 and size of every other file,
                         the signature, the parity report, the skops trusted types
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -18,10 +19,12 @@ from loopml.core.errors import (
     ValidationError,
 )
 from loopml.packaging._manifest import (
+    INPUT_EXAMPLE_FILE,
     MANIFEST_FILE,
     MAX_MANIFEST_BYTES,
     ONNX_FILE,
     PACKAGE_FILES,
+    SAMPLE_FILE,
     SKOPS_FILE,
     ModelManifest,
     sha256_hex,
@@ -111,10 +114,32 @@ class LoadedModel:
         format: the format that was loaded, ``onnx`` or ``skops``.
     """
 
-    def __init__(self, manifest: ModelManifest, format: Literal["onnx", "skops"], model: Any):
+    def __init__(
+        self,
+        manifest: ModelManifest,
+        format: Literal["onnx", "skops"],
+        model: Any,
+        samples: dict[str, bytes] | None = None,
+    ):
         self.manifest = manifest
         self.format: Literal["onnx", "skops"] = format
         self._model = model
+        self._samples = samples or {}
+
+    def sample(self) -> pd.DataFrame | None:
+        """The rows the model was packaged with (verified with the package): ``sample.parquet``
+        (up to 1,000 rows), else the input example (5 rows); ``None`` when it has neither."""
+        if SAMPLE_FILE in self._samples:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            return pq.read_table(pa.BufferReader(self._samples[SAMPLE_FILE])).to_pandas()
+        if INPUT_EXAMPLE_FILE in self._samples:
+            try:
+                return pd.DataFrame.from_records(json.loads(self._samples[INPUT_EXAMPLE_FILE]))
+            except (ValueError, TypeError):
+                return None
+        return None
 
     @property
     def session(self) -> Any:
@@ -185,6 +210,7 @@ def load_model(
     manifest = _read_manifest(folder, manifest_sha256)
     _check_listing(folder, manifest)
     blobs = _verified_files(folder, manifest)
+    samples = {k: blobs[k] for k in (SAMPLE_FILE, INPUT_EXAMPLE_FILE) if k in blobs}
     chosen = manifest.primary if prefer == "primary" else prefer
     name = ONNX_FILE if chosen == "onnx" else SKOPS_FILE
     if name not in blobs:
@@ -193,11 +219,13 @@ def load_model(
         from loopml.packaging._text import text_session
 
         session = text_session(blobs, manifest.signature, single_thread=single_thread)
-        return LoadedModel(manifest, "onnx", session)
+        return LoadedModel(manifest, "onnx", session, samples)
     if chosen == "onnx":
         from loopml.packaging._onnx import onnx_session
 
-        return LoadedModel(manifest, "onnx", onnx_session(blobs[name], single_thread=single_thread))
+        session = onnx_session(blobs[name], single_thread=single_thread)
+        return LoadedModel(manifest, "onnx", session, samples)
     from loopml.packaging import _skops
 
-    return LoadedModel(manifest, "skops", _skops.load(blobs[name], manifest.trusted_types))
+    model = _skops.load(blobs[name], manifest.trusted_types)
+    return LoadedModel(manifest, "skops", model, samples)

@@ -14,13 +14,24 @@ MANIFEST_FILE = "loopml-model.json"
 ONNX_FILE = "model.onnx"
 SKOPS_FILE = "model.skops"
 INPUT_EXAMPLE_FILE = "input_example.json"
+# Up to SAMPLE_ROWS rows of the packaging sample's input columns: the reference profile of a
+# version whose run consumed no dataset (loopml.monitor.reference) is built from them.
+SAMPLE_FILE = "sample.parquet"
 # A text package's tokenizer and its config (see loopml.packaging._text).
 TOKENIZER_FILE = "tokenizer.json"
 TEXT_CONFIG_FILE = "text.json"
 # The only names a package may hold. Anything else (model.pkl, model.joblib, weights.bin, ...)
 # is refused by the loader, because the one safe way to treat a pickle is never to open it.
 PACKAGE_FILES = frozenset(
-    {MANIFEST_FILE, ONNX_FILE, SKOPS_FILE, INPUT_EXAMPLE_FILE, TOKENIZER_FILE, TEXT_CONFIG_FILE}
+    {
+        MANIFEST_FILE,
+        ONNX_FILE,
+        SKOPS_FILE,
+        INPUT_EXAMPLE_FILE,
+        SAMPLE_FILE,
+        TOKENIZER_FILE,
+        TEXT_CONFIG_FILE,
+    }
 )
 # A manifest is a few KiB; the bound keeps a hostile folder from making the loader read GiBs.
 MAX_MANIFEST_BYTES = 1 << 20
@@ -82,7 +93,7 @@ class ModelManifest(_Strict):
     """Everything needed to verify and load a package; written last, hashed by the registry."""
 
     format_version: Literal[1] = 1
-    flavor: Literal["sklearn", "lightgbm", "transformers"]
+    flavor: Literal["sklearn", "lightgbm", "xgboost", "transformers"]
     primary: Literal["onnx", "skops"]
     files: dict[str, FileEntry]
     signature: Signature

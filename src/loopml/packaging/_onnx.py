@@ -1,4 +1,5 @@
-"""ONNX export (skl2onnx, with onnxmltools' LightGBM converter), checks, and parity.
+"""ONNX export (skl2onnx, with onnxmltools' LightGBM and XGBoost converters), checks, and
+parity.
 
 Imported only when a model is packaged or an ONNX package is loaded: skl2onnx and
 onnxruntime take a while to import.
@@ -52,6 +53,61 @@ def register_lightgbm() -> None:
     )
 
 
+@functools.cache
+def register_xgboost() -> None:
+    """Teach skl2onnx XGBoost's converters (when xgboost is installed), as for LightGBM.
+
+    skl2onnx's own shape calculators are used: onnxmltools' check the input against its own
+    tensor types, which skl2onnx's graph does not use. The parity check catches a
+    converter that reads the trees or the base score wrong.
+    """
+    try:
+        from xgboost import XGBClassifier, XGBRegressor
+    except ImportError:
+        return
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.shape_calculator import (
+        calculate_linear_classifier_output_shapes,
+        calculate_linear_regressor_output_shapes,
+    )
+
+    update_registered_converter(
+        XGBClassifier,
+        "XGBoostXGBClassifier",
+        calculate_linear_classifier_output_shapes,
+        _convert_xgboost,
+        options={"nocl": [True, False], "zipmap": [True, False, "columns"]},
+    )
+    update_registered_converter(
+        XGBRegressor,
+        "XGBoostXGBRegressor",
+        calculate_linear_regressor_output_shapes,
+        _convert_xgboost,
+    )
+
+
+def _convert_xgboost(scope: Any, operator: Any, container: Any) -> None:
+    """onnxmltools' XGBoost converter, on a copy whose Booster has no feature names.
+
+    The converter maps each split to its input by the Booster's feature name, and only
+    reads XGBoost's positional ``f0``, ``f1``... names; a model fitted on a DataFrame
+    names its features after the columns, which the graph feeds in the same order.
+    """
+    import copy
+
+    from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
+
+    model = operator.raw_operator
+    if model.get_booster().feature_names is not None:
+        booster = model.get_booster().copy()
+        booster.feature_names = None
+        booster.feature_types = None
+        nameless = copy.copy(model)
+        nameless._Booster = booster
+        operator.raw_operator = nameless
+    convert_xgboost(scope, operator, container)
+
+
 def _selects_columns(model: Any) -> bool:
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
@@ -79,6 +135,7 @@ def export_onnx(
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
     register_lightgbm()
+    register_xgboost()
     options = None
     if signature.task == "classification":
         # zipmap=False: probabilities as a plain [N, classes] tensor, not a list of dicts.

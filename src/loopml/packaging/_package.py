@@ -15,6 +15,7 @@ from loopml.packaging._manifest import (
     INPUT_EXAMPLE_FILE,
     MANIFEST_FILE,
     ONNX_FILE,
+    SAMPLE_FILE,
     SKOPS_FILE,
     FileEntry,
     ModelManifest,
@@ -27,6 +28,9 @@ from loopml.packaging._signature import check_supported, flavor_of, infer_signat
 
 _LIBRARIES = ("scikit-learn", "lightgbm", "onnx", "onnxruntime", "skl2onnx", "skops")
 _EXAMPLE_ROWS = 5
+# Enough for a drift reference (at most 1,000 rows: the exact KS and chi-square tests), small
+# enough to keep a package light (about 8 bytes a numeric value before compression).
+SAMPLE_ROWS = 1000
 # float32 carries about 7 significant digits; a few hundred summed trees or a softmax
 # lose one or two more. 1e-4 leaves that room and still catches a wrong conversion.
 DEFAULT_TOLERANCE = 1e-4
@@ -83,6 +87,23 @@ def _check_skops_roundtrip(
         raise ValidationError("the skops copy of the model predicts differently from the model")
 
 
+def _sample_parquet(frame: pd.DataFrame) -> bytes | None:
+    """Up to ``SAMPLE_ROWS`` rows of the prepared sample (drawn with a fixed seed, so a sorted
+    sample is not cut to its first rows) as Parquet; ``None`` when Arrow cannot hold a column
+    (the package stands without it: only the monitor's reference uses it)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = frame if len(frame) <= SAMPLE_ROWS else frame.sample(n=SAMPLE_ROWS, random_state=0)
+    try:
+        table = pa.Table.from_pandas(rows, preserve_index=False).replace_schema_metadata(None)
+    except (pa.ArrowException, ValueError, TypeError):
+        return None
+    out = pa.BufferOutputStream()
+    pq.write_table(table, out, compression="zstd")
+    return bytes(out.getvalue().to_pybytes())
+
+
 def _write(dest: Path, name: str, data: bytes, files: dict[str, FileEntry]) -> None:
     (dest / name).write_bytes(data)
     files[name] = FileEntry(sha256=sha256_hex(data), size=len(data))
@@ -136,6 +157,9 @@ def package_model(
         _write(dest, SKOPS_FILE, skops_bytes, files)
         example = sample.iloc[:_EXAMPLE_ROWS][[c.name for c in signature.inputs]]
         _write(dest, INPUT_EXAMPLE_FILE, example.to_json(orient="records").encode(), files)
+        sample_bytes = _sample_parquet(frame)
+        if sample_bytes is not None:
+            _write(dest, SAMPLE_FILE, sample_bytes, files)
         manifest = ModelManifest(
             flavor=flavor_of(model),
             primary="onnx" if report is not None and report.passed else "skops",

@@ -13,7 +13,7 @@ from loopml.packaging._manifest import ClassLabel, ColumnSpec, ColumnType, Signa
 
 SUPPORTED = (
     "scikit-learn classifiers and regressors (estimators and Pipelines, ColumnTransformer "
-    "included) and LightGBM LGBMClassifier/LGBMRegressor"
+    "included), LightGBM LGBMClassifier/LGBMRegressor and XGBoost XGBClassifier/XGBRegressor"
 )
 
 
@@ -58,10 +58,13 @@ def check_supported(model: Any) -> Literal["classification", "regression"]:
     return task
 
 
-def flavor_of(model: Any) -> Literal["sklearn", "lightgbm"]:
-    """``lightgbm`` when the final estimator comes from LightGBM, else ``sklearn``."""
-    module = type(final_estimator(model)).__module__
-    return "lightgbm" if module.split(".")[0] == "lightgbm" else "sklearn"
+def flavor_of(model: Any) -> Literal["sklearn", "lightgbm", "xgboost"]:
+    """``lightgbm`` or ``xgboost`` when the final estimator comes from that library, else
+    ``sklearn``."""
+    root = type(final_estimator(model)).__module__.split(".")[0]
+    if root == "lightgbm":
+        return "lightgbm"
+    return "xgboost" if root == "xgboost" else "sklearn"
 
 
 def column_type(series: pd.Series[Any]) -> ColumnType:

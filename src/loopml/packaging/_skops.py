@@ -18,6 +18,13 @@ from loopml.core.errors import UnsafeArtifactError
 
 # Top-level packages whose classes a model may be built from.
 _ALLOWED_ROOTS = frozenset({"sklearn", "lightgbm", "numpy", "scipy", "collections"})
+# Single classes trusted from libraries not trusted as a whole. XGBoost's estimators keep
+# their trees in a Booster, which skops rebuilds through ``Booster.__setstate__``: that
+# parses the model bytes (XGBoost's own format) in C++ and runs no Python code. Other
+# xgboost classes are not needed by a model and stay refused (``DMatrix`` reads files).
+_ALLOWED_TYPES = frozenset(
+    {"xgboost.core.Booster", "xgboost.sklearn.XGBClassifier", "xgboost.sklearn.XGBRegressor"}
+)
 # Classes under those roots that touch the file system when constructed.
 _DENIED = frozenset({"numpy.memmap", "numpy.core.memmap.memmap", "numpy._core.memmap.memmap"})
 _DENIED_WORDS = ("pickle", "joblib", "load", "save", "file", "exec", "eval", "system", "popen")
@@ -27,8 +34,9 @@ _ZIP_MAGIC = b"PK\x03\x04"
 def type_refusal(name: str) -> str | None:
     """Why ``name`` may not be trusted, or ``None`` if the policy allows it."""
     module, _, attr = name.rpartition(".")
-    if not module or module.split(".")[0] not in _ALLOWED_ROOTS:
-        return f"{name} is not from {sorted(_ALLOWED_ROOTS)}"
+    named = name in _ALLOWED_TYPES
+    if not named and (not module or module.split(".")[0] not in _ALLOWED_ROOTS):
+        return f"{name} is not from {sorted(_ALLOWED_ROOTS)} nor one of {sorted(_ALLOWED_TYPES)}"
     lowered = name.lower()
     if name in _DENIED or any(word in lowered for word in _DENIED_WORDS):
         return f"{name} is on the deny list (file or code access)"
@@ -43,8 +51,13 @@ def type_refusal(name: str) -> str | None:
     # FunctionTransformer) are pure array functions.
     if not isinstance(obj, type | np.ufunc):
         return f"{name} is a {type(obj).__name__}, not a class"
-    if not isinstance(obj, np.ufunc) and getattr(obj, "__module__", "").split(".")[0] not in (
-        _ALLOWED_ROOTS | {"builtins"}
+    real = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}"
+    if named and real != name:
+        return f"{name} is really {real}"
+    if (
+        not named
+        and not isinstance(obj, np.ufunc)
+        and getattr(obj, "__module__", "").split(".")[0] not in (_ALLOWED_ROOTS | {"builtins"})
     ):
         return f"{name} is really {obj.__module__}.{obj.__qualname__}"
     return None

@@ -31,13 +31,15 @@ PACKAGE_FILES = frozenset(
         "model.onnx",
         "model.skops",
         "input_example.json",
+        "sample.parquet",
         "tokenizer.json",
         "text.json",
     }
 )
 _NOT_PICKLE = (
-    "a package holds only model.onnx, model.skops, input_example.json (and, for text models, "
-    "tokenizer.json and text.json) and its manifest, and plain pickle is never accepted; "
+    "a package holds only model.onnx, model.skops, input_example.json, sample.parquet (and, "
+    "for text models, tokenizer.json and text.json) and its manifest, and plain pickle is "
+    "never accepted; "
     "re-package the model with loopml.packaging"
 )
 MAX_MANIFEST_BYTES = 1 << 20
@@ -125,6 +127,7 @@ def check_content(name: str, head: bytes) -> None:
     expected = {
         "model.onnx": (b"\x08", "an ONNX model"),
         "model.skops": (b"PK\x03\x04", "a skops (zip) file"),
+        "sample.parquet": (b"PAR1", "a Parquet file"),
     }.get(name)
     if expected is not None and not head.startswith(expected[0]):
         raise VerificationFailed(f"file {name!r} is not {expected[1]}; {_NOT_PICKLE}")

@@ -22,7 +22,9 @@ def test_intact_package_loads(tmp_path: Path) -> None:
     assert load_model(package.path, manifest_sha256=package.manifest_sha256).format == "onnx"
 
 
-@pytest.mark.parametrize("name", ["model.onnx", "model.skops", "input_example.json"])
+@pytest.mark.parametrize(
+    "name", ["model.onnx", "model.skops", "input_example.json", "sample.parquet"]
+)
 def test_one_changed_byte_is_refused(name: str, tmp_path: Path) -> None:
     package = iris_package(tmp_path / "pkg")
     _flip_byte(package.path / name, offset=10)

@@ -204,6 +204,29 @@ def test_input_example_holds_first_rows(tmp_path: Path) -> None:
     assert len(example) == 5
 
 
+def test_the_sample_keeps_up_to_1000_rows_drawn_across_the_frame(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": np.arange(3000.0), "c": rng.choice(["a", "b"], 3000)})
+    frame = frame.sort_values("x")  # a sorted sample must not be cut to its first rows
+    model = make_pipeline(
+        ColumnTransformer([("x", "passthrough", ["x"]), ("c", OneHotEncoder(), ["c"])]),
+        LogisticRegression(max_iter=1000),
+    ).fit(frame, frame["x"] > 1500)
+    package = package_model(model, tmp_path / "p", sample=frame)
+    assert "sample.parquet" in package.manifest.files
+    sample = load_model(package.path, manifest_sha256=package.manifest_sha256).sample()
+    assert sample is not None
+    assert list(sample.columns) == ["x", "c"]
+    assert len(sample) == 1000
+    assert sample["x"].max() > 2500  # drawn from the whole frame
+    assert set(sample["c"]) == {"a", "b"}
+
+    small = package_model(model, tmp_path / "q", sample=frame.head(40))
+    again = load_model(small.path).sample()
+    assert again is not None
+    assert sorted(again["x"]) == list(frame["x"].head(40))
+
+
 def test_same_model_gives_same_onnx_and_example_hashes(tmp_path: Path) -> None:
     frame, target = frame_and_target("wine")
     model = RandomForestClassifier(n_estimators=5, n_jobs=1, random_state=0).fit(frame, target)
@@ -213,7 +236,7 @@ def test_same_model_gives_same_onnx_and_example_hashes(tmp_path: Path) -> None:
 
     # skops zips carry write times and id()-based member names, so model.skops is not
     # byte-stable; ONNX bytes and the input example are.
-    for name in ("model.onnx", "input_example.json"):
+    for name in ("model.onnx", "input_example.json", "sample.parquet"):
         assert first.files[name] == second.files[name]
     assert first.signature == second.signature
 

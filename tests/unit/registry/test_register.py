@@ -185,6 +185,8 @@ _PICKLE_0 = b"cos\nsystem\n(S'echo pwned'\ntR."
         ({"model.onnx": _PICKLE_0}, "'model.onnx' is not an ONNX model"),
         ({"model.skops": _PICKLE_0}, "'model.skops' is not a skops (zip) file"),
         ({"model.onnx": b"\x08\x07", "input_example.json": _PICKLE_0}, "is not JSON"),
+        ({"model.onnx": b"\x08\x07", "sample.parquet": _PICKLE}, "is a pickle"),
+        ({"model.onnx": b"\x08\x07", "sample.parquet": _PICKLE_0}, "is not a Parquet file"),
     ],
 )
 def test_a_pickle_in_any_disguise_fails_at_registration(

@@ -10,16 +10,16 @@ records those trials as child runs of a tracking run.
 Learners: ``lgbm``, ``rf``, ``extra_tree``, and ``lrl1`` (L1 logistic regression) for
 classification or ``enet`` (elastic net) for regression; each exports to ONNX inside the
 pipeline. FLAML's other learners are refused with the reason (``EXCLUDED``); notably
-``xgboost``, whose winners could not be packaged: the package's skops fallback trusts no
-xgboost type, the ONNX export registers no xgboost converter, and ``XGBClassifier`` takes
-class codes only, not the original labels.
+``xgboost``, which is not searched: its default is scored before the search instead, where
+xgboost is installed and the labels are ones ``XGBClassifier`` takes (``_defaults``).
 
-Budget: the whole call aims at ``budget_s`` of wall time. LightGBM's default is scored
-first (``_defaults``) on the validation rows loopml makes for the search (``_split``);
-after every trial FLAML's end moves so that the best model so far can still be refit, and
-with ``include_packaging`` packaged, in what is left (``_costs``); the refit is on fewer
-rows only when it would clearly overrun (``final_fit_rows``). The winner is the best
-score under ``max_model_mb``, the smallest package among near-ties (``_select``).
+Budget: the whole call aims at ``budget_s`` of wall time. LightGBM's default (and
+XGBoost's) is scored first (``_defaults``) on the validation rows loopml makes for the
+search (``_split``); after every trial FLAML's end moves so that the best model so far
+can still be refit, and with ``include_packaging`` packaged, in what is left
+(``_costs``); the refit is on fewer rows only when it would clearly overrun
+(``final_fit_rows``). The winner is the best score under ``max_model_mb``, the smallest
+package among near-ties (``_select``).
 
 Columns: identifier-like ones (unique per row, monotone integers) are left out unless
 named in ``keep_columns`` (``_identifiers``); ``AutoMLResult.used_columns`` lists the rest.

@@ -8,7 +8,13 @@ and the packaging time both grow with the node count, which a configuration boun
 - ``lgbm``: ``n_estimators`` trees per class (one in all for binary and regression) of at
   most ``num_leaves`` leaves, and at most ``rows / min_child_samples`` of them;
 - ``rf`` and ``extra_tree``: ``n_estimators`` trees of at most ``max_leaves`` leaves, and
-  at most one leaf per row (they grow to purity), with one value per class per node.
+  at most one leaf per row (they grow to purity), with one value per class per node;
+- ``xgb_limitdepth`` (XGBoost's default): ``n_estimators`` trees per class (one for binary
+  and regression) of at most ``2 ** max_depth`` leaves, and at most
+  ``rows / min_child_weight`` of them (a row weighs at most 1 in the hessian). That bound
+  is far off for classes (a 10-class default on digits: 127,000 nodes bound, 7,372
+  fitted), so the default's trial records the nodes its fold models had
+  (``MEASURED_NODES``, scaled to the refit's rows), which replace the bound.
 
 The estimates are upper bounds: a tree often stops short of its leaf cap. The per-node
 constants were measured on this project's packages (``docs/training.md``).
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from loopml.train.automl._flaml import MEASURED_NODES
 from loopml.train.automl._split import N_SPLITS
 
 # Bytes per tree node in the package (ONNX plus skops), and per node and class for the
@@ -25,35 +32,64 @@ from loopml.train.automl._split import N_SPLITS
 # nodes (lgbm and extra trees on diamonds, rf and lgbm on digits): 83-116 bytes per node,
 # 332 for a 10-class forest.
 NODE_BYTES = 120.0
+# XGBoost's package holds more per node: its ONNX graph plus the Booster's own model bytes
+# in skops. Measured on its default's packages of 682-9,092 nodes (scikit-learn's cancer,
+# diabetes, iris, digits): 69-265 bytes a node over an 80 KB base, so 250 over 110 KB.
+XGBOOST_NODE_BYTES = 250.0
 NODE_CLASS_BYTES = 22.0
 # skops stores each tree of a forest as its own object with every attribute of a
 # DecisionTree: about 21 KB a tree, on top of about 105 KB for the pipeline (measured
 # with 5 and 40 stumps); a forest of 500 small trees is 10 MB before its first node.
 # Any other pipeline (preprocessing, scaler, a linear model) is about 75 KB of skops.
 FOREST_TREE_BYTES = 21_500.0
-BASE_BYTES = {"rf": 110_000.0, "extra_tree": 110_000.0}
+BASE_BYTES = {"rf": 110_000.0, "extra_tree": 110_000.0, "xgb_limitdepth": 110_000.0}
 OTHER_BASE_BYTES = 80_000.0
 # Packaging seconds per tree node (ONNX export, parity check, skops dump and reload), and
 # the fixed part (an ONNX Runtime session, the parity rows; importing the converters when
 # they are not imported yet: see ``_warm``). Measured on the same packages on the shared
 # 2-core machine: 110-140 us per lgbm node, 54 us per extra-trees node, 0.6 s for a small
-# package with the libraries imported, 7.5 s to import them.
-NODE_PACKAGE_S = {"lgbm": 130e-6, "rf": 60e-6, "extra_tree": 60e-6}
+# package with the libraries imported, 7.5 s to import them. XGBoost's default takes
+# lgbm's figure, an upper bound there: 0.2-0.6 s for its packages of 100 trees of depth 6
+# on 150-570 rows, against 1.6-2.7 s estimated.
+NODE_PACKAGE_S = {"lgbm": 130e-6, "rf": 60e-6, "extra_tree": 60e-6, "xgb_limitdepth": 130e-6}
 PACKAGE_FIXED_S = 1.0
 PACKAGE_IMPORT_S = 5.0
 # Refit estimates are scaled up by this: the machine's load moves between trials. A
 # trial's time also covers scoring, which a refit does not do, so little is needed.
 SAFETY = 1.1
 _FORESTS = frozenset({"rf", "extra_tree"})
+# The final ensemble's learner name (``_ensemble``); its config lists its members.
+ENSEMBLE = "ensemble"
+# skops stores each fitted member of a Voting estimator twice (in ``estimators_`` and in
+# ``named_estimators_``), ONNX once: an ensemble's package measured 1.6-1.8 x its members'
+# estimates summed (lgbm with a linear model, a forest, or extra trees, on 426 rows), and
+# 2 x plus 90 KB for two small ones (20 lgbm trees and 5 forest trees), whose fixed skops
+# parts dominate.
+ENSEMBLE_SIZE_FACTOR = 2.0
+ENSEMBLE_BASE_BYTES = 150_000.0
+
+
+def _members(config: dict[str, Any]) -> list[dict[str, Any]]:
+    members: list[dict[str, Any]] = config.get("members", [])
+    return members
 
 
 def tree_nodes(name: str, config: dict[str, Any], rows: int, classes: int) -> float:
-    """An upper bound on the number of tree nodes of ``name`` fitted with ``config``."""
+    """An upper bound on the number of tree nodes of ``name`` fitted with ``config`` (an
+    ensemble's: its members' together)."""
+    if name == ENSEMBLE:
+        return sum(tree_nodes(m["estimator"], m["config"], rows, classes) for m in _members(config))
+    if MEASURED_NODES in config:
+        return float(config[MEASURED_NODES])
     rows = max(rows, 1)
     trees = float(config.get("n_estimators", 0))
     if name == "lgbm":
         cap = rows / float(config.get("min_child_samples", 20))
         leaves = min(float(config.get("num_leaves", 31)), cap)
+        trees *= classes if classes > 2 else 1
+    elif name == "xgb_limitdepth":
+        cap = rows / max(float(config.get("min_child_weight", 1.0)), 1e-3)
+        leaves = min(2.0 ** float(config.get("max_depth", 6)), cap)
         trees *= classes if classes > 2 else 1
     elif name in _FORESTS:
         leaves = min(float(config.get("max_leaves", rows)), float(rows))
@@ -63,13 +99,21 @@ def tree_nodes(name: str, config: dict[str, Any], rows: int, classes: int) -> fl
 
 
 def size_mb(name: str, config: dict[str, Any], rows: int, classes: int, columns: int) -> float:
-    """The estimated package size in MB (10^6 bytes) of ``name`` fitted with ``config``."""
+    """The estimated package size in MB (10^6 bytes) of ``name`` fitted with ``config``
+    (an ensemble's: its members' summed, times ``ENSEMBLE_SIZE_FACTOR``, plus
+    ``ENSEMBLE_BASE_BYTES``)."""
+    if name == ENSEMBLE:
+        members = sum(
+            size_mb(m["estimator"], m["config"], rows, classes, columns) for m in _members(config)
+        )
+        return ENSEMBLE_SIZE_FACTOR * members + ENSEMBLE_BASE_BYTES / 1e6
     nodes = tree_nodes(name, config, rows, classes)
     per_class = NODE_CLASS_BYTES * classes if name in _FORESTS and classes > 2 else 0.0
     per_tree = FOREST_TREE_BYTES * float(config.get("n_estimators", 0)) if name in _FORESTS else 0
     linear = 8.0 * columns * max(classes, 1)
     base = BASE_BYTES.get(name, OTHER_BASE_BYTES)
-    return (nodes * (NODE_BYTES + per_class) + per_tree + linear + base) / 1e6
+    per_node = XGBOOST_NODE_BYTES if name == "xgb_limitdepth" else NODE_BYTES
+    return (nodes * (per_node + per_class) + per_tree + linear + base) / 1e6
 
 
 def package_s(
@@ -77,6 +121,13 @@ def package_s(
 ) -> float:
     """The estimated seconds to package ``name`` fitted with ``config``, of which
     ``import_s`` to finish importing the packaging libraries."""
+    if name == ENSEMBLE:
+        nodes = sum(
+            NODE_PACKAGE_S.get(m["estimator"], 0.0)
+            * tree_nodes(m["estimator"], m["config"], rows, classes)
+            for m in _members(config)
+        )
+        return PACKAGE_FIXED_S + import_s + nodes
     per_node = NODE_PACKAGE_S.get(name, 0.0)
     return PACKAGE_FIXED_S + import_s + per_node * tree_nodes(name, config, rows, classes)
 

@@ -9,11 +9,18 @@ The default is written in FLAML's hyperparameter names (``log_max_bin`` 8 is Lig
 ``max_bin`` 255), so that the winner is rebuilt the same way whichever trial it came from.
 Scores use FLAML's own prediction and loss functions: a default and a searched trial are
 compared on the same number.
+
+XGBoost's default (100 trees of depth 6, learning rate 0.3) is scored too when xgboost is
+installed and the caller did not name the learners; it is FLAML's ``xgb_limitdepth``
+learner, which is not searched: only its default competes. ``XGBClassifier`` only takes
+the class codes 0..k-1 as labels, and the winner is refit on the original labels, so for
+other labels (strings, or integers that are not 0..k-1) it is left out.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import time
 from typing import Any
 
@@ -22,6 +29,8 @@ import numpy as np
 from loopml.train.automl import _flaml
 from loopml.train.automl._metrics import TaskKind
 from loopml.train.automl._split import Validation
+
+XGBOOST = _flaml.XGBOOST_DEFAULT
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "lgbm": {
@@ -33,6 +42,19 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "colsample_bytree": 1.0,
         "reg_alpha": 0.0,
         "reg_lambda": 0.0,
+    },
+    # XGBoost's own defaults, each written out: FLAML's learner sets the ones not given
+    # to values of its own (a seed, a thread count) but none of these.
+    XGBOOST: {
+        "n_estimators": 100,
+        "max_depth": 6,
+        "min_child_weight": 1.0,
+        "learning_rate": 0.3,
+        "subsample": 1.0,
+        "colsample_bylevel": 1.0,
+        "colsample_bytree": 1.0,
+        "reg_alpha": 0.0,
+        "reg_lambda": 1.0,
     },
 }
 """Each learner's library default, in FLAML's names: the trials scored before the search."""
@@ -49,6 +71,36 @@ def starting_points(names: list[str]) -> dict[str, dict[str, Any]]:
         for name, config in DEFAULTS.items()
         if name in names
     }
+
+
+def xgboost_installed() -> bool:
+    """Whether xgboost can be imported (``xgboost-cpu`` or ``xgboost``)."""
+    return importlib.util.find_spec("xgboost") is not None
+
+
+def default_learners(
+    names: list[str], *, all_learners: bool, classes: np.ndarray | None
+) -> list[str]:
+    """The learners whose default is scored first, in order: those of ``names`` with one in
+    ``DEFAULTS``, then XGBoost's when ``all_learners`` (the caller named none), xgboost is
+    installed, and the labels are numbers XGBoost takes as they are (``classes`` is
+    ``None`` for a regression, or exactly the integers 0..k-1)."""
+    chosen = [n for n in DEFAULTS if n in names]
+    fits = classes is None or (
+        classes.dtype.kind in "iu" and np.array_equal(classes, np.arange(len(classes)))
+    )
+    if all_learners and fits and xgboost_installed():
+        chosen.append(XGBOOST)
+    return chosen
+
+
+def _xgboost_nodes(model: Any, scale: float) -> float:
+    """An XGBoost model's tree nodes, scaled up to a refit on ``scale`` times its rows (a
+    tree grows with the rows it splits); 0 for any other model."""
+    if not hasattr(model, "get_booster"):
+        return 0.0
+    dump: list[str] = model.get_booster().get_dump()
+    return scale * sum(tree.count("\n") for tree in dump)
 
 
 def _ml() -> Any:
@@ -71,6 +123,7 @@ def score_default(
     labels = np.unique(validation.labels)
     config = dict(DEFAULTS[name])
     losses: list[float] = []
+    predictions: list[np.ndarray] = []
     # Built before the clock starts: the first build imports FLAML's learners, which is
     # no part of what a refit of this model would cost.
     models = [
@@ -78,10 +131,16 @@ def score_default(
         for _ in range(1 if validation.val is not None else validation.splitter.get_n_splits())
     ]
     started = time.perf_counter()
+    nodes = 0.0
     for model, (x_fit, y_fit, x_val, y_val) in zip(models, validation.folds(), strict=True):
         model.fit(x_fit, y_fit)
+        nodes = max(nodes, _xgboost_nodes(model[-1], len(validation.labels) / len(y_fit)))
         predicted = ml.get_y_pred(model, x_val, metric, task)
+        whole = model.predict(x_val) if kind == "regression" else model.predict_proba(x_val)
+        predictions.append(np.asarray(whole, dtype=np.float64))
         losses.append(float(ml.sklearn_metric_loss_score(metric, predicted, y_val, labels)))
+    if nodes:
+        config[_flaml.MEASURED_NODES] = round(nodes)
     return _flaml.RawTrial(
         estimator=name,
         config=config,
@@ -89,4 +148,5 @@ def score_default(
         train_time_s=time.perf_counter() - started,
         sample_size=len(validation.labels),
         source="default",
+        predictions=predictions,
     )

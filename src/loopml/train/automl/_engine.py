@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 
 from loopml.core.errors import ValidationError
-from loopml.train.automl import _costs, _flaml, _warm
+from loopml.train.automl import _costs, _ensemble, _flaml, _warm
 from loopml.train.automl._checks import check_training_data
-from loopml.train.automl._defaults import DEFAULTS, score_default, starting_points
+from loopml.train.automl._defaults import default_learners, score_default, starting_points
 from loopml.train.automl._final import FINAL_FIT_SLACK, final_fit_rows, fit_final, subsample
 from loopml.train.automl._inputs import (
     Prepared,
@@ -22,7 +22,7 @@ from loopml.train.automl._inputs import (
     prepare,
     resolve_n_jobs,
 )
-from loopml.train.automl._metrics import Direction, resolve_metric
+from loopml.train.automl._metrics import Direction, TaskKind, resolve_metric
 from loopml.train.automl._select import no_winner, pick_winner
 from loopml.train.automl._split import Validation, make_validation
 from loopml.train.automl._trial_log import TrialLog
@@ -34,9 +34,12 @@ TrialCallback = Callable[[Trial], None]
 # packaging): assembling the pipeline, and a trial in flight when the budget runs out
 # that ends a little late.
 RESERVE_SHARE = 0.06
-# FLAML scores its first trials on samples when the frame has more rows than this (4 x
-# its 10,000-row first sample).
-SAMPLED_ROWS = 40_000
+# From this many searched rows on (FLAML's first sample size), the lgbm search starts from
+# the default: a climb from FLAML's 4 trees of 4 leaves on such a frame rarely passes the
+# default within a short budget (on diamonds' 36,409 rows, 30 s: RMSE 578 against the
+# default's 513; started from it, 508). On fewer rows trials are cheap, the climb is
+# quick, and that start would spend a trial scoring the default again.
+DEFAULT_START_ROWS = 10_000
 RESERVE_MIN_S = 0.3
 
 
@@ -59,21 +62,43 @@ class _Clock:
         self._floor = max(RESERVE_MIN_S, RESERVE_SHARE * budget_s)
 
     def package_s(self, trial: Trial | None) -> float:
-        if trial is None or not self._packaging:
+        if trial is None:
             return 0.0
-        return _costs.package_s(
-            trial.estimator,
-            trial.config,
-            self._rows,
-            self._classes,
-            import_s=_warm.import_left_s(_costs.PACKAGE_IMPORT_S),
-        )
+        return self.package_s_of(trial.estimator, trial.config)
 
     def reserve(self, trial: Trial | None) -> float:
         if trial is None:
             return self._floor
         refit = _costs.refit_s(trial.train_time_s, trial.sample_size, self._rows, self._method)
         return self._floor + refit + self.package_s(trial)
+
+    def ensemble_s(self, pool: list[Trial], search_rows: int, known: Collection[int]) -> float:
+        """What an ensemble of ``pool`` will take: the validation predictions of the members
+        whose trial gave none (``known``: those that did; the trial again, on every
+        searched row), each member's refit, and packaging."""
+        if len(pool) < 2:
+            return 0.0
+        scored = sum(
+            _costs.SAFETY * t.train_time_s * search_rows / max(t.sample_size, 1)
+            for t in pool
+            if t.iteration not in known
+        )
+        refit = sum(
+            _costs.refit_s(t.train_time_s, t.sample_size, self._rows, self._method) for t in pool
+        )
+        config = _ensemble.member_config([(t, 1) for t in pool])
+        return self._floor + scored + refit + self.package_s_of(_costs.ENSEMBLE, config)
+
+    def package_s_of(self, name: str, config: dict[str, Any]) -> float:
+        if not self._packaging:
+            return 0.0
+        return _costs.package_s(
+            name,
+            config,
+            self._rows,
+            self._classes,
+            import_s=_warm.import_left_s(_costs.PACKAGE_IMPORT_S),
+        )
 
     def left(self) -> float:
         return self.started + self.budget_s - time.perf_counter()
@@ -92,7 +117,11 @@ def _check_floor(clock: _Clock) -> None:
 def _final_model(
     prep: Prepared, best: Trial, seconds_left: float, seed: int, n_jobs: int
 ) -> tuple[Any, int]:
-    steps = _flaml.final_steps(best.estimator, best.config, prep.data.kind, n_jobs=n_jobs)
+    kind = prep.data.kind
+    if best.estimator == _ensemble.ESTIMATOR:
+        steps = _ensemble.final_steps(best.config, kind, n_jobs=n_jobs)
+    else:
+        steps = _flaml.final_steps(best.estimator, best.config, kind, n_jobs=n_jobs)
     rows = final_fit_rows(best, len(prep.codes), seconds_left)
     if rows < len(prep.codes):
         picked = subsample(prep.codes, rows, prep.data.kind, seed)
@@ -100,6 +129,54 @@ def _final_model(
     else:
         matrix, labels = prep.matrix, prep.data.labels
     return fit_final(prep.preprocessor, matrix, labels, steps), rows
+
+
+def _try_ensemble(
+    validation: Validation,
+    log: TrialLog,
+    clock: _Clock,
+    best: Trial,
+    *,
+    kind: TaskKind,
+    metric: str,
+    direction: Direction,
+    n_jobs: int,
+    max_model_mb: float | None,
+) -> None:
+    """Blend the best model of each learner and record the blend as a trial (``source``
+    ``ensemble``), when the time left allows it; the winner is then picked among all
+    trials as usual, so the blend wins only by more than the tie share."""
+    pool = _ensemble.candidates(log.trials, direction, max_model_mb)
+    rows = len(validation.labels)
+    allowed = clock.left() + FINAL_FIT_SLACK * clock.budget_s
+    while len(pool) >= 2 and clock.ensemble_s(pool, rows, log.predictions) > allowed:
+        pool = pool[:-1]
+    if len(pool) < 2:
+        return
+    # Stop fitting members while the best single model can still be refit and packaged.
+    deadline = time.perf_counter() + allowed - clock.reserve(best)
+    found = _ensemble.blend(
+        pool,
+        validation,
+        kind=kind,
+        metric=metric,
+        n_jobs=n_jobs,
+        deadline=deadline,
+        known=log.predictions,
+    )
+    if found is None or len(found.members) < 2:
+        return
+    members = [t for t, _ in found.members]
+    log(
+        _flaml.RawTrial(
+            estimator=_ensemble.ESTIMATOR,
+            config=found.config,
+            loss=found.loss,
+            train_time_s=sum(t.train_time_s * rows / max(t.sample_size, 1) for t in members),
+            sample_size=rows,
+            source="ensemble",
+        )
+    )
 
 
 def _search(
@@ -111,6 +188,7 @@ def _search(
     metric: str,
     direction: Direction,
     names: list[str],
+    all_learners: bool,
     seed: int,
     max_iter: int | None,
     n_jobs: int,
@@ -118,15 +196,27 @@ def _search(
 ) -> None:
     """Score the defaults, then let FLAML search for what the clock leaves."""
     kind = prep.data.kind
-    defaults = [n for n in DEFAULTS if n in names][: max_iter or None]
-    for name in defaults:
+    defaults = default_learners(names, all_learners=all_learners, classes=prep.classes)
+    defaults = defaults[: max_iter or None]
+    for i, name in enumerate(defaults):
+        # The first default is scored whatever the clock says (there must be a winner);
+        # a later one only when it fits, by the last one's time, beside the best's reserve.
+        spare = clock.left() - clock.reserve(pick_winner(log.trials, direction, max_model_mb))
+        if i and spare < log.trials[-1].train_time_s:
+            defaults = defaults[:i]
+            break
         log(score_default(name, validation, kind=kind, metric=metric, n_jobs=n_jobs))
     search_iter = None if max_iter is None else max_iter - len(defaults)
     if search_iter == 0:
         return
 
     def time_left() -> float:
-        return clock.left() - clock.reserve(pick_winner(log.trials, direction, max_model_mb))
+        # Room for the final ensemble of the best model of each learner so far, or for the
+        # best model alone, whichever takes longer.
+        pool = _ensemble.candidates(log.trials, direction, max_model_mb)
+        single = clock.reserve(pick_winner(log.trials, direction, max_model_mb))
+        ensemble = clock.ensemble_s(pool, len(validation.labels), log.predictions)
+        return clock.left() - max(single, ensemble)
 
     budget = time_left()
     if budget <= 0 and log.trials:
@@ -142,10 +232,9 @@ def _search(
         n_jobs=n_jobs,
         time_left=time_left,
         on_trial=log,
-        # On a frame FLAML samples, its lgbm search starts from the default, on a sample:
-        # from 4 trees of 4 leaves it rarely climbs past the default within a short
-        # budget. On a smaller one, that start would only score the default again.
-        starting_points=starting_points(names) if len(validation.labels) > SAMPLED_ROWS else None,
+        starting_points=(
+            starting_points(names) if len(validation.labels) >= DEFAULT_START_ROWS else None
+        ),
     )
 
 
@@ -190,7 +279,8 @@ def run_automl(
         estimators: learners to search, a subset of ``lgbm``, ``rf``, ``extra_tree`` and
             ``lrl1`` (classification) or ``enet`` (regression); all of them by default,
             but the linear one on a matrix of more than ``LINEAR_MAX_CELLS`` cells.
-            The default of each one in ``DEFAULTS`` is scored first.
+            The default of each one in ``DEFAULTS`` is scored first, and XGBoost's too
+            when none are named (see ``_defaults.default_learners``).
         eval_frame: rows to score trials on (a holdout); the rows of ``train`` are
             cross-validated or a seeded share held out when omitted. Never pass the frozen
             eval set the model is judged on.
@@ -245,15 +335,28 @@ def run_automl(
         metric=metric,
         direction=direction,
         names=names,
+        all_learners=estimators is None,
         seed=seed,
         max_iter=max_iter,
         n_jobs=threads,
         max_model_mb=max_model_mb,
     )
-    searched = time.perf_counter()
     best = pick_winner(log.trials, direction, max_model_mb)
     if best is None:
         raise no_winner(log.trials, max_model_mb, budget_s)
+    _try_ensemble(
+        validation,
+        log,
+        clock,
+        best,
+        kind=data.kind,
+        metric=metric,
+        direction=direction,
+        n_jobs=threads,
+        max_model_mb=max_model_mb,
+    )
+    best = pick_winner(log.trials, direction, max_model_mb) or best
+    searched = time.perf_counter()
     seconds_left = budget_s * (1 + FINAL_FIT_SLACK) - (searched - started) - clock.package_s(best)
     model, fit_rows = _final_model(prep, best, seconds_left, seed, threads)
     finished = time.perf_counter()

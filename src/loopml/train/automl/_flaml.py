@@ -2,13 +2,15 @@
 estimator a search result stands for.
 
 FLAML is given the matrix the preprocessing made (its own ``DataTransformer`` is not
-exportable) and integer-coded labels. Two of its internals are used, through a subclass,
+exportable) and integer-coded labels. Three of its internals are used, through a subclass,
 because its public API has no equivalent; ``flaml>=2.3,<3`` is pinned and the AutoML tests
 cover both:
 
 * ``_log_trial`` is called after every trial when ``log_type="all"``: it is where each
   trial is reported to ``on_trial`` as it finishes (FLAML has no per-trial callback; its
   log file is only readable once the search is over).
+* ``search_state.trained_estimator``: under holdout, with ``model_history``, each
+  learner's best model so far, whose holdout predictions the final ensemble reuses.
 * ``_search`` runs the search and then refits the winner on the full data. loopml refits
   the winner itself, on the original labels and inside its own pipeline, so FLAML's refit
   (which ignores the time budget under cross-validation) is switched off.
@@ -34,10 +36,16 @@ from loopml.train.automl._split import Validation
 
 CLASSIFIERS: tuple[str, ...] = ("lgbm", "rf", "extra_tree", "lrl1")
 REGRESSORS: tuple[str, ...] = ("lgbm", "rf", "extra_tree", "enet")
+# FLAML's learner for XGBoost's own default (a depth limit of 6): scored before the search
+# when xgboost is installed (``_defaults``), never searched.
+XGBOOST_DEFAULT = "xgb_limitdepth"
+# A trial config's record of the tree nodes its fitted models had (not a hyperparameter):
+# the size and packaging estimates use it instead of the configuration's bound.
+MEASURED_NODES = "loopml_tree_nodes"
 EXCLUDED: dict[str, str] = {
-    "xgboost": "its models cannot be packaged: the skops fallback trusts no xgboost type, "
-    "the ONNX export registers no xgboost converter, and XGBClassifier refuses the original "
-    "class labels (it takes codes 0..k-1 only)",
+    "xgboost": "XGBoost is not searched: its default is scored first when xgboost is "
+    "installed and no learners are named, and XGBClassifier takes the class codes 0..k-1 "
+    "only, not the original labels the winner is refit on",
     "xgb_limitdepth": "see xgboost",
     "catboost": "not installed (it pulls large dependencies) and not packageable",
     "sgd": "FLAML normalizes its rows outside the estimator, which a pipeline cannot repeat",
@@ -58,6 +66,9 @@ class RawTrial:
     train_time_s: float
     sample_size: int
     source: str = "search"
+    # The model's predictions on the validation rows, per fold (probabilities for
+    # classes), when they came for free: for the final ensemble (``_ensemble``).
+    predictions: list[np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +124,7 @@ def _learner_class(name: str, kind: TaskKind) -> Any:
         "lgbm": learners.LGBMEstimator,
         "rf": learners.RandomForestEstimator,
         "extra_tree": learners.ExtraTreesEstimator,
+        XGBOOST_DEFAULT: learners.XGBoostLimitDepthEstimator,
     }
     if name in plain:
         return plain[name]
@@ -136,6 +148,7 @@ def final_steps(
     renames and fixed settings: ``max_bin`` from ``log_max_bin``, ``n_jobs``, seeds).
     """
     task = _flaml("flaml.automl.task.factory").task_factory(kind)
+    config = {k: v for k, v in config.items() if k != MEASURED_NODES}
     learner = _learner_class(name, kind)(task=task, n_jobs=n_jobs, **config)
     if name in _SCALED:
         from sklearn.preprocessing import StandardScaler
@@ -158,6 +171,23 @@ def eval_method(rows: int, columns: int, budget_s: float) -> str:
     if rows <= ALWAYS_CV_ROWS:
         return "cv"
     return "cv" if cv_affordable and rows < 100_000 else "holdout"
+
+
+def _holdout_predictions(
+    search_state: Any, validation: Validation, kind: TaskKind
+) -> list[np.ndarray] | None:
+    """The trial's predictions on the holdout rows, when the trial is its learner's best so
+    far: FLAML then keeps its fitted model (``trained_estimator``), and predicting the
+    holdout costs far less than fitting it again for the ensemble. Under cross-validation
+    FLAML keeps no fold's model."""
+    model = search_state.trained_estimator
+    improved = search_state.config is search_state.best_config
+    # FLAML's estimator answers ones, with a warning, once its model is cleaned up.
+    if validation.val is None or getattr(model, "_model", None) is None or not improved:
+        return None
+    x_val = validation.val[0]
+    out = model.predict(x_val) if kind == "regression" else model.predict_proba(x_val)
+    return [np.asarray(out, dtype=np.float64)]
 
 
 def search(
@@ -199,6 +229,7 @@ def search(
                     loss=float(search_state.val_loss),
                     train_time_s=float(search_state.trial_time),
                     sample_size=int(search_state.sample_size),
+                    predictions=_holdout_predictions(search_state, validation, kind),
                 )
             )
             if max_iter is None:
@@ -223,6 +254,9 @@ def search(
         "log_type": "all",
         "retrain_full": False,
         **validation.flaml_settings(),
+        # Under holdout, FLAML then keeps each learner's best model (one each), so that
+        # its holdout predictions can be read (``_holdout_predictions``).
+        "model_history": validation.val is not None,
     }
     if max_iter is not None:
         settings.update(max_iter=max_iter, learner_selector="roundrobin")

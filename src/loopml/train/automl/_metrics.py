@@ -72,3 +72,8 @@ def resolve_metric(metric: str | None, kind: TaskKind) -> tuple[str, Direction]:
 def score_from_loss(loss: float, direction: Direction) -> float:
     """The metric's value from FLAML's loss (``1 - value`` for metrics to maximize)."""
     return 1.0 - loss if direction == "max" else loss
+
+
+def score_to_loss(score: float, direction: Direction) -> float:
+    """FLAML's loss from the metric's value: the inverse of ``score_from_loss``."""
+    return 1.0 - score if direction == "max" else score

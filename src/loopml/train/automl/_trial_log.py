@@ -6,6 +6,8 @@ import math
 import time
 from collections.abc import Callable
 
+import numpy as np
+
 from loopml.train.automl import _flaml
 from loopml.train.automl._metrics import Direction, score_from_loss
 from loopml.train.automl._types import Trial
@@ -25,19 +27,25 @@ class TrialLog:
         size_mb: Callable[[str, dict[str, object]], float],
     ) -> None:
         self.trials: list[Trial] = []
+        # The validation predictions that came with a trial (``RawTrial.predictions``),
+        # by iteration: only those of each learner's best trial are kept.
+        self.predictions: dict[int, list[np.ndarray]] = {}
+        self._kept: dict[str, Trial] = {}
         self._started = started
         self._direction = direction
         self._on_trial = on_trial
         self._size_mb = size_mb
 
-    def _improves(self, score: float, best: Trial | None) -> bool:
+    def _improves(self, score: float, best: Trial | None, *, of_best: bool = True) -> bool:
+        """Whether ``score`` beats ``best``'s best score so far (``of_best``) or its own."""
         if best is None:
             return True
         if not math.isfinite(score):
             return False
-        if not math.isfinite(best.best_score):
+        than = best.best_score if of_best else best.score
+        if not math.isfinite(than):
             return True
-        return score > best.best_score if self._direction == "max" else score < best.best_score
+        return score > than if self._direction == "max" else score < than
 
     def __call__(self, raw: _flaml.RawTrial) -> None:
         score = score_from_loss(raw.loss, self._direction)
@@ -58,5 +66,12 @@ class TrialLog:
             size_mb=round(self._size_mb(raw.estimator, raw.config), 4),
         )
         self.trials.append(trial)
+        if raw.predictions is not None:
+            kept = self._kept.get(raw.estimator)
+            if kept is None or self._improves(score, kept, of_best=False):
+                if kept is not None:
+                    self.predictions.pop(kept.iteration, None)
+                self.predictions[trial.iteration] = raw.predictions
+                self._kept[raw.estimator] = trial
         if self._on_trial is not None:
             self._on_trial(trial)
