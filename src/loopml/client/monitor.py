@@ -59,6 +59,15 @@ class Monitoring:
         answer: dict[str, Any] = self._http.json("GET", path)
         return answer
 
+    def set_reference(
+        self, model: str, version: int, *, table: str, project: str | None = None
+    ) -> dict[str, Any]:
+        """Build a model version's reference profile from a lake table (``name`` or
+        ``name@version``), replacing the one it had; the stored reference."""
+        path = f"{_project(project)}/models/{segment(model)}/versions/{version}/reference"
+        answer: dict[str, Any] = self._http.json("PUT", path, json={"table": table})
+        return answer
+
     def create_alert(
         self,
         name: str,

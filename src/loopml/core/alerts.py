@@ -1,7 +1,9 @@
 """Alert rules: their definition, the metrics they can watch, and the state machine (pure:
 the monitor evaluates rules with it; the client and CLI share the types).
 
-A rule watches one metric of a deployment's newest window of one size. When the metric
+A rule watches one metric of a deployment over the last stretch of time of its window's
+size (``monitor.trailing``: the smallest windows summed, not the newest tumbling window of
+that size, nearly empty right after it turns). When the metric
 crosses ``threshold`` the rule is ``pending``; when it has stayed across for ``for_s``
 seconds it is ``firing`` (``alert.firing``). It resolves (``alert.resolved``) only once the
 metric is back past ``clear_threshold`` (hysteresis: a value wavering at the threshold does
@@ -74,7 +76,11 @@ class AlertRuleSpec(BaseModel):
     for_s: float = Field(
         default=0.0, ge=0, le=30 * 86_400, description="How long it must hold before firing (s)."
     )
-    window: str = Field(default="1h", pattern=r"^[1-9][0-9]{0,4}[mhd]$", description="Window size.")
+    window: str = Field(
+        default="1h",
+        pattern=r"^[1-9][0-9]{0,4}[mhd]$",
+        description="The stretch of time read: the last `window` up to now.",
+    )
     severity: Severity = "warning"
     webhook: str | None = Field(
         default=None, max_length=2000, description="A URL notified on firing and resolving."

@@ -7,7 +7,9 @@ trigger engine reacts to them.
 One transaction per deployment and tick moves the windows and the watermark together, so a
 crash between ticks neither loses nor double-counts rows. One monitor per database: a round
 runs only while this monitor holds the database's lease (``loopml.monitor.lease``), and
-each of those transactions checks that it still does.
+each of those transactions checks that it still does. A monitor without the lease still
+counts its own gateway and replicas each round and leaves them for the holder
+(``loopml.monitor.shares``).
 """
 
 from __future__ import annotations
@@ -27,11 +29,11 @@ from loopml.monitor.drift import DriftConfig
 from loopml.monitor.episodes import evaluate_deployment
 from loopml.monitor.lease import Lease, LeaseLost, lease_seconds
 from loopml.monitor.quality import quality_of
-from loopml.monitor.reference import Reference, ensure_reference
-from loopml.monitor.resources import sample_state
+from loopml.monitor.reference import REFERENCE_SET, Reference, ensure_reference
 from loopml.monitor.retention import EVENT as PRUNED
 from loopml.monitor.retention import prune_deployment
 from loopml.monitor.service import create_default_rules
+from loopml.monitor.shares import CountKey, collect, fold, gateway_states, publish
 from loopml.monitor.windows import (
     Piece,
     empty_state,
@@ -49,7 +51,6 @@ from loopml.store import monitor as rows
 
 log = logging.getLogger("loopml.monitor")
 ACTOR = "monitor"
-CountKey = tuple[str, str, str, str, str]
 ErrorSource = Callable[[], dict[CountKey, float]]
 """Cumulative failed requests by (project, deployment, model, version, status)."""
 CallerSource = Callable[[], dict[CountKey, float]]
@@ -133,19 +134,25 @@ class Monitor:
         """One round over every deployment, if this monitor holds the lease (or can take it)."""
         report = TickReport()
         now = as_utc(self.clock())
+        # Every server counts its own gateway and replicas, holder or not (``shares``).
+        counts = {name: self._deltas(name) for name in self._sources}
+        share = gateway_states(counts, self._measure(), self._restarts, now, self.smallest)
         if not self.lease.take(now):
+            try:
+                publish(self.store, self.lease.id, share)
+            except Exception:
+                log.exception("could not leave this server's counts for the monitor")
             report.skipped = True
             return report
+        fold(share, collect(self.store))
         self._build_references()
-        counts = {name: self._deltas(name) for name in self._sources}
-        samples = self._measure()
         with self.store.session() as session:
             found = deployments.list_all(session)
         for deployment in found:
             try:
                 self._defaults(deployment)
-                measured = samples.get((deployment.project, deployment.name), [])
-                self._deployment(deployment, now, counts, measured, report)
+                own = share.get((deployment.project, deployment.name), {})
+                self._deployment(deployment, now, own, report)
             except LeaseLost:
                 log.info("another monitor took the lease over; this round ends here")
                 return report
@@ -195,18 +202,24 @@ class Monitor:
 
     def _build_references(self) -> None:
         """Build the reference of each version that became ready since the last round
-        (versions registered while no monitor ran get theirs when first seen serving)."""
+        (versions registered while no monitor ran get theirs when first seen serving), and
+        forget the cached one of a version whose reference a user replaced (a table)."""
         with self.store.session() as session:
             if self._event_cursor is None:
                 self._event_cursor = deployments.latest_event_id(session)
             page = events.list_(
-                session, type="model.version.ready", cursor=str(self._event_cursor), limit=100
+                session, type="model.version.*", cursor=str(self._event_cursor), limit=100
             )
         for event in page.items:
             self._event_cursor = event.id
+            if event.type not in ("model.version.ready", REFERENCE_SET):
+                continue
             try:
                 project, model = event.project or "", str(event.payload["model"])
-                self.reference(project, model, int(event.payload["version"]))
+                key = (project, model, int(event.payload["version"]))
+                if event.type == REFERENCE_SET:
+                    self._references.pop(key, None)
+                self.reference(*key)
             except Exception:
                 log.exception("building the reference of %s failed", event.subject)
 
@@ -238,20 +251,17 @@ class Monitor:
             log.info("default alert rules for %s: %s", deployment.name, ", ".join(created))
         self._with_defaults.add(deployment.id)
 
-    def _measure(self) -> dict[tuple[str, str], list[ReplicaSample]]:
-        """This round's replica samples by (project, deployment)."""
+    def _measure(self) -> list[ReplicaSample]:
+        """This round's replica samples (also kept for /metrics)."""
         if self._resources is None:
-            return {}
+            return []
         try:
             samples = self._resources()
         except Exception:
             log.exception("could not measure the replicas")
-            return {}
+            return []
         self.replicas = samples
-        found: dict[tuple[str, str], list[ReplicaSample]] = {}
-        for sample in samples:
-            found.setdefault((sample.project, sample.deployment), []).append(sample)
-        return found
+        return samples
 
     # ------------------------------------------------------------------ one deployment
 
@@ -259,8 +269,7 @@ class Monitor:
         self,
         deployment: Deployment,
         now: datetime,
-        counts: dict[str, dict[CountKey, float]],
-        samples: list[ReplicaSample],
+        shared: dict[Piece, dict[str, Any]],
         report: TickReport,
     ) -> None:
         project, name = deployment.project, deployment.name
@@ -289,47 +298,12 @@ class Monitor:
                 state["quality"] = quality_of(part)
                 key = (model, version, start)
                 pieces[key] = merge_state(pieces[key], state) if key in pieces else state
-        for field_name, found in counts.items():
-            self._add_counts(pieces, project, name, now, field_name, found)
-        self._add_resources(pieces, now, samples)
+        # Failed requests, callers and replica samples: this server's and the others'.
+        for key, state in shared.items():
+            pieces[key] = merge_state(pieces[key], state) if key in pieces else state
         report.windows += self._save(project, name, pieces, now, until)
         report.deployments += 1
         report.events += evaluate_deployment(self, project, name, now)
-
-    def _add_counts(
-        self,
-        pieces: dict[Piece, dict[str, Any]],
-        project: str,
-        name: str,
-        now: datetime,
-        field_name: str,
-        counts: dict[CountKey, float],
-    ) -> None:
-        """Counts read from the gateway (``errors`` by status, ``callers`` by caller) into
-        the usage of the window of this round."""
-        start = int(now.timestamp()) // self.smallest * self.smallest
-        for (p, d, model, version, what), count in counts.items():
-            if (p, d) != (project, name):
-                continue
-            state = empty_state()
-            state["usage"][field_name] = {what: int(count)}
-            key = (model, int(version) if version.isdigit() else 0, start)
-            pieces[key] = merge_state(pieces[key], state) if key in pieces else state
-
-    def _add_resources(
-        self, pieces: dict[Piece, dict[str, Any]], now: datetime, samples: list[ReplicaSample]
-    ) -> None:
-        start = int(now.timestamp()) // self.smallest * self.smallest
-        for sample in samples:
-            slot = (sample.project, sample.deployment, sample.slot)
-            # Restarts since the slot's previous sample (all of them the first time it is
-            # seen: they happened on this server, before monitoring saw the slot).
-            restarts = max(sample.restarts - self._restarts.get(slot, 0), 0)
-            self._restarts[slot] = sample.restarts
-            state = empty_state()
-            state["resources"] = {sample.slot: sample_state(sample, restarts, now.timestamp())}
-            key = (sample.model, sample.version, start)
-            pieces[key] = merge_state(pieces[key], state) if key in pieces else state
 
     def _save(
         self,

@@ -4,24 +4,27 @@ A drift episode of a model version opens when its newest judged window of the sm
 has drifted (``dataset_drift``: at least ``drift_share`` of the input columns), emitting
 ``drift.detected`` once; it closes (``drift.resolved``) when a judged window's drifted share
 falls under half of ``drift_share``, so a share wavering at the threshold opens one episode,
-not one per window. Alert rules go through ``alerts.step``; a rule on a quality metric that
-starts firing also emits ``quality.degraded``. Webhooks are called after the transaction.
+not one per window. Alert rules read the last stretch of time of their size (``trailing``)
+and go through ``alerts.step``; a rule on a quality metric that starts firing also emits
+``quality.degraded``. Webhooks are called after the transaction.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from loopml.core.alerts import QUALITY_METRICS, AlertRuleSpec, metric_value, step
+from loopml.core.alerts import QUALITY_METRICS, AlertRuleSpec, step
+from loopml.monitor.trailing import Trailing, span_start, trailing
 from loopml.monitor.webhooks import deliver, slack_body
+from loopml.monitor.windows import parse_size
 from loopml.store import alert_rules, events
 from loopml.store import monitor as rows
 
 if TYPE_CHECKING:
     from loopml.monitor.drift import DriftConfig
+    from loopml.monitor.reference import Reference
     from loopml.settings import MonitorSettings
     from loopml.store import MetadataStore
 
@@ -35,6 +38,8 @@ class Monitor(Protocol):
     sizes: dict[str, int]
     latest: dict[tuple[str, str], list[dict[str, Any]]]
     alert_states: dict[tuple[str, str, str, str], str]
+
+    def reference(self, project: str, model: str, version: int) -> Reference: ...
 
 
 log = logging.getLogger("loopml.monitor")
@@ -89,13 +94,28 @@ def _drift(monitor: Monitor, project: str, name: str, windows: list[dict[str, An
     return emitted
 
 
-def _newest(windows: list[dict[str, Any]], size: str) -> dict[str, Any] | None:
-    """The newest window of ``size`` (the busiest version when several share it)."""
-    of_size = [w for w in windows if w["size"] == size]
-    if not of_size:
-        return None
-    start = max(w["start"] for w in of_size)
-    return max((w for w in of_size if w["start"] == start), key=lambda w: w["rows"])
+def _stretches(
+    monitor: Monitor, project: str, name: str, rules: list[dict[str, Any]], now: datetime
+) -> dict[str, Trailing | None]:
+    """What each rule's window size reads: its last stretch of time, from the smallest
+    windows (one query for the longest). Summing them may build a reference, which writes:
+    not inside a transaction (SQLite allows one writer)."""
+    size = min(monitor.sizes, key=lambda s: monitor.sizes[s])
+    smallest = monitor.sizes[size]
+    lengths = {r["window"]: parse_size(r["window"]) for r in rules}
+    if not lengths:
+        return {}
+    since = span_start(now, max(lengths.values()), smallest)
+    with monitor.store.session() as session:
+        windows = rows.list_windows(session, project, name, size=size, since=since, limit=10_000)
+
+    def reference(model: str, version: int) -> Reference:
+        return monitor.reference(project, model, version)
+
+    return {
+        label: trailing(windows, now, seconds, smallest, reference, monitor.config)
+        for label, seconds in lengths.items()
+    }
 
 
 def _alerts(monitor: Monitor, project: str, name: str, now: datetime) -> list[str]:
@@ -103,12 +123,11 @@ def _alerts(monitor: Monitor, project: str, name: str, now: datetime) -> list[st
     notify: list[tuple[dict[str, Any], str, float | None]] = []
     with monitor.store.session() as session:
         rules = [r for r in alert_rules.list_(session, project, name) if r["enabled"]]
-        by_size: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for size in {r["window"] for r in rules}:
-            by_size[size] = rows.list_windows(session, project, name, size=size, limit=8)
+    stretches = _stretches(monitor, project, name, rules, now)
+    with monitor.store.session() as session:
         for rule in rules:
-            window = _newest(by_size[rule["window"]], rule["window"])
-            value = metric_value(window["summary"], rule["metric"]) if window else None
+            stretch = stretches[rule["window"]]
+            value = stretch.value(rule["metric"]) if stretch else None
             spec = AlertRuleSpec.model_validate({k: rule[k] for k in AlertRuleSpec.model_fields})
             moved = step(spec, rule["state"], rule["state_since"], value, now)
             alert_rules.set_state(
@@ -117,7 +136,7 @@ def _alerts(monitor: Monitor, project: str, name: str, now: datetime) -> list[st
             monitor.alert_states[(project, name, rule["name"], rule["severity"])] = moved.state
             if moved.event is None:
                 continue
-            emitted += _emit(session, project, name, rule, moved.event, value, window)
+            emitted += _emit(session, project, name, rule, moved.event, value, stretch)
             silenced = rule["silenced_until"] is not None and rule["silenced_until"] > now
             if rule["webhook"] and not silenced:
                 notify.append((rule, moved.event, value))
@@ -133,7 +152,7 @@ def _emit(
     rule: dict[str, Any],
     event: str,
     value: float | None,
-    window: dict[str, Any] | None,
+    stretch: Trailing | None,
 ) -> list[str]:
     """Write the rule's transition as an event (and ``quality.degraded`` when a quality
     rule starts firing); the types written."""
@@ -144,8 +163,8 @@ def _emit(
         "value": value,
         "threshold": rule["threshold"],
         "severity": rule["severity"],
-        "model": window["model"] if window else None,
-        "version": window["version"] if window else None,
+        "model": stretch.model if stretch else None,
+        "version": stretch.version if stretch else None,
     }
     types = [event]
     if event == "alert.firing" and rule["metric"] in QUALITY_METRICS:

@@ -1,10 +1,17 @@
 """Reference profiles: what a model version's inputs and predictions looked like in
 training, kept compact (``sketch``) so a window is judged without the training data.
 
-A version's profile comes from the training split of the dataset version its run consumed
-(the run's input ``kind='dataset'``, ``<name>@<version>``): every signature input column,
-and the prediction, from the model scoring up to ``PREDICTION_SAMPLE`` training rows. A
-version whose run consumed no dataset has no profile: drift is ``off`` for it, and the
+A version's profile comes, first found first (``ReferenceProfile.origin``):
+
+- ``dataset``: the training split of the dataset version its run consumed (the run's input
+  ``kind='dataset'``, ``<name>@<version>``);
+- ``logged_sample``: for a version whose run consumed no dataset (a model logged from user
+  code), the sample it was packaged with (``sample.parquet``, up to 1,000 rows), refused
+  under ``MIN_SAMPLE_ROWS`` rows with the reason;
+- ``table``: a lake table the user names (``reference_from_table``), which replaces either.
+
+Each holds every signature input column, and the prediction, from the model scoring up to
+``PREDICTION_SAMPLE`` of the rows. With none, drift is ``off`` for the version and the
 reason is stored and shown. ``ensure_reference`` builds one on demand for a version
 registered before monitoring existed, once (an ``off`` verdict is kept too).
 
@@ -26,9 +33,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
-from loopml.core.errors import LoopmlError
-from loopml.core.predictions import canonical_text
-from loopml.data import datasets
+from loopml.core.errors import LoopmlError, NotFoundError, ValidationError
+from loopml.core.predictions import canonical_text, parse_table_ref
+from loopml.data import datasets, lake
 from loopml.monitor.calibration import CalibrationTable, calibration_table
 from loopml.monitor.sketch import (
     CategoricalReference,
@@ -41,11 +48,18 @@ from loopml.packaging import LoadedModel
 from loopml.registry.lineage import version_lineage
 from loopml.registry.packages import load_version
 from loopml.storage import ArtifactStore
-from loopml.store import MetadataStore, run_logs
+from loopml.store import MetadataStore, events, model_versions, run_logs
 from loopml.store import monitor as monitor_rows
 
 log = logging.getLogger("loopml.monitor")
 PREDICTION_SAMPLE = 20_000
+# A logged sample or a named table under this many rows is refused: a two-sample test against
+# a handful of reference values says little, and a window judges a column only from 30 values.
+MIN_SAMPLE_ROWS = 30
+# A named table is profiled from its first rows, at most this many.
+TABLE_ROWS = 100_000
+REFERENCE_SET = "model.version.reference.set"
+Origin = Literal["dataset", "logged_sample", "table"]
 Column = Annotated[NumericReference | CategoricalReference, Field(discriminator="kind")]
 
 
@@ -55,7 +69,12 @@ class ReferenceProfile(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     task: Literal["classification", "regression"]
-    rows: int = Field(description="Training rows profiled.")
+    origin: Origin = Field(
+        default="dataset",
+        description="Where the rows came from: the training split of the run's dataset, "
+        "the sample the model was logged with, or a table the user named.",
+    )
+    rows: int = Field(description="Rows profiled.")
     features: dict[str, Column]
     prediction: Column | None = None
     classes: list[str] | None = Field(default=None, description="Class labels, as text.")
@@ -85,6 +104,7 @@ def profile_table(
     predictions: np.ndarray | None = None,
     classes: list[str] | None = None,
     calibration: CalibrationTable | None = None,
+    origin: Origin = "dataset",
 ) -> ReferenceProfile:
     """The profile of ``table``'s columns named in ``kinds`` (and of ``predictions``)."""
     features: dict[str, ColumnReference] = {}
@@ -102,6 +122,7 @@ def profile_table(
             prediction = numeric_reference(np.asarray(predictions, dtype=np.float64))
     return ReferenceProfile(
         task=task,
+        origin=origin,
         rows=table.num_rows,
         features=features,
         prediction=prediction,
@@ -155,59 +176,185 @@ def _eval_rows(
         return None
 
 
-def build_reference(
-    store: MetadataStore, artifacts: ArtifactStore, project: str, model: str, version: int
+def _missing_inputs(loaded: LoadedModel, columns: list[str]) -> list[str]:
+    return [c.name for c in loaded.manifest.signature.inputs if c.name not in columns]
+
+
+def _profile_rows(
+    loaded: LoadedModel,
+    rows: pa.Table,
+    *,
+    origin: Origin,
+    calibration: CalibrationTable | None = None,
+) -> ReferenceProfile:
+    """The profile of ``rows`` (holding every signature input) and of the model's
+    prediction on up to ``PREDICTION_SAMPLE`` of them."""
+    signature = loaded.manifest.signature
+    kinds: dict[str, Literal["numeric", "categorical"]] = {
+        c.name: "numeric" if c.type in ("float", "integer") else "categorical"
+        for c in signature.inputs
+    }
+    sample = rows.slice(0, PREDICTION_SAMPLE).select(list(kinds)).to_pandas()
+    predictions = np.asarray(loaded.predict(sample))
+    classes = (
+        [canonical_text(c) for c in signature.classes] if signature.classes is not None else None
+    )
+    return profile_table(
+        rows,
+        kinds,
+        task=signature.task,
+        predictions=predictions,
+        classes=classes,
+        calibration=calibration,
+        origin=origin,
+    )
+
+
+def _from_dataset(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    project: str,
+    loaded: LoadedModel,
+    dataset: str,
+    target: str | None,
 ) -> Reference:
-    """The reference of ``model/version`` from its training split (or why there is none),
-    with a classifier's calibration on the eval split."""
-    dataset, target = _training_inputs(store, project, model, version)
-    if dataset is None:
-        return Reference(
-            status="off",
-            reason="the version's run consumed no dataset version, so there is no training "
-            "data to compare with: train it from a dataset (loopml datasets) to monitor drift",
-        )
     try:
         train = datasets.read_version(store, artifacts, project, dataset, "train")
         part = "train split"
     except LoopmlError:
         train = datasets.read_version(store, artifacts, project, dataset, "all")
         part = "all rows (no split)"
+    missing = _missing_inputs(loaded, train.column_names)
+    if missing:
+        return Reference(
+            status="off",
+            reason=f"the training data {dataset} lacks the model's input columns "
+            f"{missing[:5]}: drift is off for this version",
+        )
+    columns = [c.name for c in loaded.manifest.signature.inputs]
+    calibration = (
+        _calibration(_eval_rows(store, artifacts, project, dataset), target, loaded, columns)
+        if loaded.manifest.signature.task == "classification" and part == "train split"
+        else None
+    )
+    profile = _profile_rows(loaded, train, origin="dataset", calibration=calibration)
+    return Reference(status="ready", source=f"dataset {dataset}, {part}", profile=profile)
+
+
+_NAME_A_TABLE = "name a reference table (loopml models reference MODEL/VERSION --table TABLE)"
+
+
+def _from_logged_sample(loaded: LoadedModel) -> Reference:
+    """The profile of the rows the model was packaged with, or why there is none."""
+    frame = loaded.sample()
+    rows = 0 if frame is None else len(frame)
+    if frame is None or rows < MIN_SAMPLE_ROWS:
+        held = "no sample" if frame is None else f"a sample of {rows} rows"
+        return Reference(
+            status="off",
+            reason=f"the version's run consumed no dataset version and the model was logged "
+            f"with {held} (at least {MIN_SAMPLE_ROWS} are needed): {_NAME_A_TABLE}, or log "
+            "the model with more sample rows, to monitor drift",
+        )
+    missing = _missing_inputs(loaded, [str(c) for c in frame.columns])
+    if missing:
+        return Reference(
+            status="off",
+            reason=f"the sample logged with the model lacks its input columns {missing[:5]}: "
+            f"{_NAME_A_TABLE} to monitor drift",
+        )
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    profile = _profile_rows(loaded, table, origin="logged_sample")
+    return Reference(
+        status="ready", source=f"the sample logged with the model, {rows} rows", profile=profile
+    )
+
+
+def build_reference(
+    store: MetadataStore, artifacts: ArtifactStore, project: str, model: str, version: int
+) -> Reference:
+    """The reference of ``model/version`` from its training split, with a classifier's
+    calibration on the eval split; from the sample it was logged with when its run consumed
+    no dataset (or why there is none)."""
+    dataset, target = _training_inputs(store, project, model, version)
     with tempfile.TemporaryDirectory(prefix="loopml-reference-") as folder:
         _, loaded = load_version(store, artifacts, project, f"{model}/{version}", Path(folder))
-        signature = loaded.manifest.signature
-        missing = [c.name for c in signature.inputs if c.name not in train.column_names]
-        if missing:
-            return Reference(
-                status="off",
-                reason=f"the training data {dataset} lacks the model's input columns "
-                f"{missing[:5]}: drift is off for this version",
-            )
-        kinds: dict[str, Literal["numeric", "categorical"]] = {
-            c.name: "numeric" if c.type in ("float", "integer") else "categorical"
-            for c in signature.inputs
-        }
-        sample = train.slice(0, PREDICTION_SAMPLE).select(list(kinds)).to_pandas()
-        predictions = np.asarray(loaded.predict(sample))
-        calibration = (
-            _calibration(
-                _eval_rows(store, artifacts, project, dataset), target, loaded, list(kinds)
-            )
-            if signature.task == "classification" and part == "train split"
-            else None
+        if dataset is None:
+            return _from_logged_sample(loaded)
+        return _from_dataset(store, artifacts, project, loaded, dataset, target)
+
+
+def _table_rows(
+    store: MetadataStore, artifacts: ArtifactStore, project: str, ref: str, columns: list[str]
+) -> tuple[pa.Table, str]:
+    """The first ``TABLE_ROWS`` rows of the table ``ref`` names (its ``columns``), and the
+    ``name@version`` read."""
+    name, at = parse_table_ref(ref)
+    try:
+        at = at if at is not None else lake.open_delta(store, artifacts, project, name).version()
+        dataset = lake.read_dataset(store, artifacts, project, name, at)
+    except NotFoundError as exc:
+        raise NotFoundError(
+            f"no reference table {ref!r} in project {project!r}: {exc.message}",
+            details={"table": ref},
+        ) from exc
+    missing = [c for c in columns if c not in dataset.schema.names]
+    if missing:
+        raise ValidationError(
+            f"table {name}@{at} lacks the model's input columns {missing}: a reference table "
+            f"holds every input column of the model's signature ({columns})",
+            details={"field": "table", "missing": missing},
         )
-    classes = (
-        [canonical_text(c) for c in signature.classes] if signature.classes is not None else None
+    rows = dataset.head(TABLE_ROWS, columns=columns)
+    if rows.num_rows < MIN_SAMPLE_ROWS:
+        raise ValidationError(
+            f"table {name}@{at} has {rows.num_rows} rows: a reference needs at least "
+            f"{MIN_SAMPLE_ROWS}",
+            details={"field": "table", "rows": rows.num_rows},
+        )
+    return rows, f"{name}@{at}"
+
+
+def reference_from_table(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    project: str,
+    model: str,
+    version: int,
+    table: str,
+    *,
+    actor: str,
+) -> Reference:
+    """Build ``model/version``'s reference from a lake table (``name`` or ``name@version``;
+    its first ``TABLE_ROWS`` rows) and store it in place of any, with the event
+    ``model.version.reference.set``; on any error nothing is stored.
+
+    Raises:
+        NotFoundError: no such model version or table (or table version).
+        ValidationError: an invalid table reference, a table lacking the model's input
+            columns (named), under ``MIN_SAMPLE_ROWS`` rows, or values the model refuses.
+    """
+    with store.session() as session:
+        model_versions.get(session, project, model, version)
+    with tempfile.TemporaryDirectory(prefix="loopml-reference-") as folder:
+        _, loaded = load_version(store, artifacts, project, f"{model}/{version}", Path(folder))
+        columns = [c.name for c in loaded.manifest.signature.inputs]
+        rows, read = _table_rows(store, artifacts, project, table, columns)
+        profile = _profile_rows(loaded, rows, origin="table")
+    reference = Reference(
+        status="ready", source=f"table {read}, first {rows.num_rows} rows", profile=profile
     )
-    profile = profile_table(
-        train,
-        kinds,
-        task=signature.task,
-        predictions=predictions,
-        classes=classes,
-        calibration=calibration,
-    )
-    return Reference(status="ready", source=f"dataset {dataset}, {part}", profile=profile)
+    with store.session() as session:
+        _put(session, project, model, version, reference)
+        events.append(
+            session,
+            type=REFERENCE_SET,
+            subject=f"{model}/{version}",
+            project=project,
+            payload={"model": model, "version": version, "table": read, "rows": rows.num_rows},
+            actor=actor,
+        )
+    return reference
 
 
 def get_reference(store: MetadataStore, project: str, model: str, version: int) -> Reference | None:
@@ -229,18 +376,22 @@ def save_reference(
     store: MetadataStore, project: str, model: str, version: int, reference: Reference
 ) -> None:
     """Store a version's reference (replacing any)."""
-    profile: dict[str, Any] = reference.profile.model_dump() if reference.profile else {}
     with store.session() as session:
-        monitor_rows.put_reference(
-            session,
-            project,
-            model,
-            version,
-            status=reference.status,
-            reason=reference.reason,
-            source=reference.source,
-            profile=profile,
-        )
+        _put(session, project, model, version, reference)
+
+
+def _put(session: Any, project: str, model: str, version: int, reference: Reference) -> None:
+    profile: dict[str, Any] = reference.profile.model_dump() if reference.profile else {}
+    monitor_rows.put_reference(
+        session,
+        project,
+        model,
+        version,
+        status=reference.status,
+        reason=reference.reason,
+        source=reference.source,
+        profile=profile,
+    )
 
 
 def ensure_reference(
@@ -257,5 +408,7 @@ def ensure_reference(
     except Exception as exc:  # a model or dataset the monitor cannot read: say so, go on
         log.exception("building the reference of %s/%s failed", model, version)
         reference = Reference(status="off", reason=f"no reference could be built: {exc}")
+    if len(reference.reason) > 500:  # as stored: the first answer reads as the later ones
+        reference = reference.model_copy(update={"reason": reference.reason[:500]})
     save_reference(store, project, model, version, reference)
     return reference

@@ -16,9 +16,11 @@ from loopml.core.alerts import AlertRule, AlertRuleSpec
 from loopml.core.clock import utcnow
 from loopml.core.deployments import Deployment
 from loopml.core.errors import AlreadyExistsError, ValidationError
-from loopml.monitor.reference import Reference, ensure_reference
+from loopml.monitor.histograms import BARS, Distributions, distributions
+from loopml.monitor.reference import Reference, ensure_reference, reference_from_table
+from loopml.monitor.reference import get_reference as stored_reference
 from loopml.monitor.webhooks import check_target
-from loopml.monitor.windows import parse_size
+from loopml.monitor.windows import parse_size, window_column
 from loopml.settings import DefaultAlertRule
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore, alert_rules, deployments, model_versions
@@ -69,6 +71,36 @@ def project_usage(
     return totals
 
 
+def feature_distributions(
+    store: MetadataStore,
+    project: str,
+    deployment: str,
+    *,
+    model: str,
+    version: int,
+    size: str,
+    start: datetime,
+    bars: int = BARS,
+) -> dict[str, Distributions]:
+    """Per input feature of one stored window (``deployment``'s window of ``model``
+    ``version`` of ``size`` starting at ``start``): its reference distribution beside the
+    window's, in about ``bars`` bars. Empty when the window or the version's reference
+    profile is missing (drift is off for it)."""
+    parse_size(size)
+    key = (deployment, model, version, size, start)
+    with store.session() as session:
+        found = rows.get_windows(session, project, [key])
+    reference = stored_reference(store, project, model, version)
+    if not found or reference is None or reference.profile is None:
+        return {}
+    state = next(iter(found.values()))["state"] or {}
+    features = state.get("features", {})
+    return {
+        name: distributions(ref, window_column(features.get(name)), bars)
+        for name, ref in reference.profile.features.items()
+    }
+
+
 def get_reference(
     store: MetadataStore, artifacts: ArtifactStore, project: str, model: str, version: int
 ) -> Reference:
@@ -81,6 +113,26 @@ def get_reference(
     with store.session() as session:
         model_versions.get(session, project, model, version)
     return ensure_reference(store, artifacts, project, model, version)
+
+
+def set_reference_table(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    project: str,
+    model: str,
+    version: int,
+    table: str,
+    *,
+    actor: str,
+) -> Reference:
+    """Build a version's reference from a lake table (``name`` or ``name@version``) in place
+    of the one it had; the monitor uses it from its next round.
+
+    Raises:
+        NotFoundError: no such project, model, version or table.
+        ValidationError: the table lacks the model's input columns, or has too few rows.
+    """
+    return reference_from_table(store, artifacts, project, model, version, table, actor=actor)
 
 
 def deployment_view(
@@ -119,6 +171,7 @@ def _reference_view(reference: Reference) -> dict[str, Any]:
         "status": reference.status,
         "reason": reference.reason,
         "source": reference.source,
+        "origin": profile.origin if profile else None,
         "rows": profile.rows if profile else 0,
         "features": len(profile.features) if profile else 0,
     }

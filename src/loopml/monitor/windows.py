@@ -151,6 +151,7 @@ def piece_state(rows: pa.Table, reference: Reference | None) -> dict[str, Any]:
     state["estimate"] = estimate_of(rows, _calibration(reference))
     if reference is None or reference.profile is None:
         return state
+    state["reference"] = reference.source
     profile = reference.profile
     inputs = _inputs(rows, reference)
     if inputs is not None:
@@ -188,21 +189,29 @@ def split_pieces(rows: pa.Table, smallest_s: int) -> dict[Piece, pa.Table]:
     return pieces
 
 
-def _column(data: dict[str, Any] | None) -> ColumnWindow | None:
+def window_column(data: dict[str, Any] | None) -> ColumnWindow | None:
+    """A column's counts as a window's state stores them (``None`` when absent)."""
     if not data:
         return None
     return NumericWindow(**data) if data.get("kind") == "numeric" else CategoricalWindow(**data)
 
 
 def merge_state(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Two states of the same window (model version) added."""
+    """Two states of the same window (model version) added; ``b`` is the newer.
+
+    Column counts are kept per edge of the reference they were reduced against, so when the
+    version's reference was replaced between them (a table named for it) the older counts
+    cannot be added to the newer: ``a``'s columns and prediction are dropped."""
+    tag_a, tag_b = a.get("reference"), b.get("reference")
+    if tag_a and tag_b and tag_a != tag_b:
+        a = {**a, "features": {}, "prediction": None}
     features = dict(a["features"])
     for name, data in b["features"].items():
-        mine = _column(features.get(name))
-        theirs = _column(data)
+        mine = window_column(features.get(name))
+        theirs = window_column(data)
         assert theirs is not None
         features[name] = (theirs if mine is None else merge(mine, theirs)).model_dump()
-    mine_p, theirs_p = _column(a["prediction"]), _column(b["prediction"])
+    mine_p, theirs_p = window_column(a["prediction"]), window_column(b["prediction"])
     prediction = (
         mine_p if theirs_p is None else theirs_p if mine_p is None else merge(mine_p, theirs_p)
     )
@@ -215,6 +224,7 @@ def merge_state(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         "estimate": merge_estimate(a.get("estimate"), b.get("estimate")),
         # Windows stored before replica resources were measured have no "resources".
         "resources": merge_resources(a.get("resources", {}), b.get("resources", {})),
+        "reference": tag_b or tag_a or "",
     }
 
 
@@ -237,7 +247,7 @@ def summarize(
         summary["drift"] = {"status": "off", "reason": reason}
         return summary
     profile = reference.profile
-    windows = {name: _column(data) for name, data in state["features"].items()}
+    windows = {name: window_column(data) for name, data in state["features"].items()}
     present = {name: w for name, w in windows.items() if w is not None}
     result = dataset_drift(profile.features, present, config)
     drift: dict[str, Any] = {
@@ -249,7 +259,7 @@ def summarize(
         "judged": result.judged_columns,
         "columns": [c.model_dump() for c in result.columns],
     }
-    prediction = _column(state["prediction"])
+    prediction = window_column(state["prediction"])
     if profile.prediction is not None and prediction is not None:
         drift["prediction"] = column_drift(
             "prediction", profile.prediction, prediction, config

@@ -286,3 +286,40 @@ def release_lease(session: Session, holder_id: str) -> bool:
     row.value = {}
     session.flush()
     return True
+
+
+SHARE_PREFIX = "share:"
+
+
+def add_share(session: Session, holder_id: str, seq: int, value: dict[str, Any]) -> None:
+    """Leave what a monitor that does not hold the lease counted this round (its gateway's
+    failed requests and callers, its replicas' samples) for the holder to fold in: a row of
+    its own under deployment ``""``, so writers never contend on one row."""
+    project_id = project_row(session, DEFAULT_PROJECT).id
+    key = f"{SHARE_PREFIX}{holder_id}:{seq}"
+    session.add(MonitorCursorRow(project_id=project_id, deployment="", key=key, value=value))
+    session.flush()
+
+
+def take_shares(session: Session, limit: int = 1000) -> list[dict[str, Any]]:
+    """The shares other monitors left, oldest first, deleted as they are read (by id: one
+    added meanwhile stays for the next round)."""
+    proj = project_row(session, DEFAULT_PROJECT)
+    found = list(
+        session.scalars(
+            select(MonitorCursorRow)
+            .where(
+                MonitorCursorRow.project_id == proj.id,
+                MonitorCursorRow.deployment == "",
+                MonitorCursorRow.key.startswith(SHARE_PREFIX, autoescape=True),
+            )
+            .order_by(MonitorCursorRow.created_at)
+            .limit(limit)
+        )
+    )
+    values = [dict(row.value) for row in found]
+    if found:
+        session.execute(
+            delete(MonitorCursorRow).where(MonitorCursorRow.id.in_([r.id for r in found]))
+        )
+    return values

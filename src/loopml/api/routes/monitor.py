@@ -91,6 +91,37 @@ async def get_reference(
     )
 
 
+class ReferenceTable(BaseModel):
+    """The lake table a version's reference profile is built from."""
+
+    table: str = Field(
+        max_length=200,
+        description="A table of the project, `name` (its current version) or `name@version`; "
+        "it holds every input column of the model's signature.",
+    )
+
+
+@router.put("/api/v1/projects/{project}/models/{model}/versions/{version}/reference")
+async def put_reference(
+    ctx: Ctx,
+    actor: Actor,
+    project: str = PROJECT,
+    model: str = Path(max_length=63),
+    version: int = Path(ge=1),
+    body: ReferenceTable = Body(),
+) -> Reference:
+    """Build the version's reference profile from a lake table's first 100,000 rows (and
+    the model's predictions on them), replacing the one it had (from its dataset, or the
+    sample it was logged with); the monitor judges drift against it from its next round.
+    404 for an unknown table, 422 naming the input columns the table lacks; nothing is
+    stored on an error."""
+    return await anyio.to_thread.run_sync(
+        lambda: service.set_reference_table(
+            ctx.store, ctx.artifacts, project, model, version, body.table, actor=actor
+        )
+    )
+
+
 @router.post(ALERTS, status_code=201)
 def create_rule(
     ctx: Ctx, actor: Actor, project: str = PROJECT, body: AlertRuleSpec = Body()
