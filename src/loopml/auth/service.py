@@ -25,6 +25,7 @@ from loopml.core.auth import (
 )
 from loopml.core.clock import utcnow
 from loopml.core.errors import (
+    ConflictError,
     NotFoundError,
     PermissionDeniedError,
     UnauthenticatedError,
@@ -64,8 +65,14 @@ def check_password(store: MetadataStore, name: str, password: str) -> User:
         found = users.password_hash(session, name)
     stored = found[1] if found else passwords.DUMMY_HASH
     valid = passwords.verify_password(stored, password)
-    if found is None or not valid or found[0].disabled:
+    if found is None or not valid:
         raise UnauthenticatedError("wrong user name or password")
+    if found[0].disabled:
+        # Said only to someone who knows the password: it tells nothing to a guesser.
+        raise UnauthenticatedError(
+            f"user {name!r} is disabled: ask a platform admin to enable it again",
+            details={"user": name, "disabled": True},
+        )
     if passwords.needs_rehash(stored):
         # Only now is the password at hand: a hash made with older (weaker or costlier)
         # parameters moves to today's on its user's next successful login.
@@ -140,6 +147,54 @@ def set_role(
     """Give ``user`` the ``role`` in ``project``."""
     with store.session() as session:
         return users.set_role(session, project, user, role, actor=actor)
+
+
+def remove_member(store: MetadataStore, project: str, user: str, *, actor: str) -> None:
+    """Take ``user``'s role in ``project`` away: the project is then hidden from it, as
+    from anyone without a role (its tokens keep working elsewhere).
+
+    Raises:
+        NotFoundError: no such project or user, or not a member of the project.
+    """
+    with store.session() as session:
+        users.remove_member(session, project, user, actor=actor)
+
+
+def disable_user(store: MetadataStore, name: str, *, caller: str | None, actor: str) -> User:
+    """Disable ``name``: every token it has (browser sessions and CLI logins included) is
+    revoked in the same transaction, and it can no longer log in. Nothing it made is
+    removed; ``enable_user`` lets it log in again (with new tokens).
+
+    Raises:
+        NotFoundError: no such user.
+        ConflictError: ``name`` is the caller, or the last enabled platform admin.
+    """
+    if caller is not None and caller == name:
+        raise ConflictError(
+            "you cannot disable yourself: ask another platform admin", details={"user": name}
+        )
+    with store.session() as session:
+        user = users.get(session, name)
+        last = user.platform_admin and not user.disabled and name != SERVER_USER
+        if last and users.count_admins(session) <= 1:
+            raise ConflictError(
+                f"{name!r} is the last platform admin: make another one first "
+                "(loopml users create NAME --admin)",
+                details={"user": name},
+            )
+        made = users.set_disabled(session, name, True, actor=actor)
+        api_tokens.revoke_all(session, name, utcnow(), actor=actor)
+        return made
+
+
+def enable_user(store: MetadataStore, name: str, *, actor: str) -> User:
+    """Let a disabled user log in again (its old tokens stay revoked).
+
+    Raises:
+        NotFoundError: no such user.
+    """
+    with store.session() as session:
+        return users.set_disabled(session, name, False, actor=actor)
 
 
 def create_token(

@@ -144,6 +144,45 @@ def lineage(
     table("inputs", ["kind", "ref", "from"], rows)
 
 
+@app.command("reference")
+def reference(
+    ctx: typer.Context,
+    ref: str = typer.Argument(..., help="NAME/VERSION, NAME@ALIAS or NAME (newest READY)."),
+    table_ref: str | None = typer.Option(
+        None,
+        "--table",
+        "-t",
+        help="Build the reference from this lake table (NAME or NAME@VERSION) instead.",
+    ),
+    project: str = PROJECT,
+    json_out: bool = JSON,
+) -> None:
+    """Show a version's reference profile (what drift is judged against), or with --table
+    build it from a lake table that holds the model's input columns."""
+    with state(ctx).client() as client:
+        version = client.models.resolve(ref, project=project)
+        if table_ref is None:
+            found = client.monitoring.reference(version.model, version.version, project=project)
+        else:
+            found = client.monitoring.set_reference(
+                version.model, version.version, table=table_ref, project=project
+            )
+    if json_out:
+        as_json(found)
+        return
+    name = f"{version.model}/{version.version}"
+    profile = found.get("profile")
+    if found["status"] != "ready" or not profile:
+        console.print(f"[bold]{name}[/]: drift off ({found['reason']})")
+        return
+    console.print(
+        f"[bold]{name}[/]: reference from {found['source']} ({profile['origin']}, "
+        f"{profile['rows']} rows)"
+    )
+    rows = [(c, f["kind"], f.get("rows", "")) for c, f in profile["features"].items()]
+    table("columns", ["column", "kind", "rows"], rows)
+
+
 @alias_app.command("set")
 def alias_set(
     ctx: typer.Context,

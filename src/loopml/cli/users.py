@@ -94,6 +94,48 @@ def create_user(
     )
 
 
+@app.command("disable")
+def disable_user(
+    ctx: typer.Context, name: str = typer.Argument(..., help="The user to disable.")
+) -> None:
+    """Disable a user: its tokens and sessions are revoked and it can no longer log in
+    (platform admins; not yourself, nor the last platform admin)."""
+    with state(ctx).client() as client:
+        user = client.users.disable(name)
+    console.print(
+        f"user [bold]{user.name}[/] disabled; its tokens and sessions are revoked "
+        f"(`loopml users enable {user.name}` lets it log in again)",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command("enable")
+def enable_user(
+    ctx: typer.Context, name: str = typer.Argument(..., help="The user to enable.")
+) -> None:
+    """Let a disabled user log in again (platform admins); its old tokens stay revoked."""
+    with state(ctx).client() as client:
+        user = client.users.enable(name)
+    console.print(f"user [bold]{user.name}[/] enabled", highlight=False, soft_wrap=True)
+
+
+@app.command("remove-member")
+def remove_member(
+    ctx: typer.Context,
+    project: str = typer.Argument(..., help="The project."),
+    user: str = typer.Argument(..., help="The user."),
+) -> None:
+    """Take a user's role in a project away (project admins)."""
+    with state(ctx).client() as client:
+        client.users.remove_member(project, user)
+    console.print(
+        f"[bold]{user}[/] is no longer a member of project [bold]{project}[/]",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 @app.command("role")
 def set_role(
     ctx: typer.Context,

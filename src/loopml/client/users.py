@@ -9,8 +9,8 @@ from loopml.core.auth import Membership, User
 
 
 class Users:
-    """``client.users``: list and create users (platform admins); list a project's members
-    and set their roles (project admins)."""
+    """``client.users``: list, create, disable and enable users (platform admins); list a
+    project's members, set their roles and remove them (project admins)."""
 
     def __init__(self, http: Http) -> None:
         self._http = http
@@ -26,6 +26,17 @@ class Users:
         body = {"name": name, "password": password, "platform_admin": platform_admin}
         return User.model_validate(self._http.json("POST", "/api/v1/users", json=body))
 
+    def disable(self, name: str) -> User:
+        """Disable a user: its tokens and sessions are revoked, it can no longer log in
+        (``ConflictError`` for yourself or the last platform admin)."""
+        path = f"/api/v1/users/{segment(name)}"
+        return User.model_validate(self._http.json("PATCH", path, json={"disabled": True}))
+
+    def enable(self, name: str) -> User:
+        """Let a disabled user log in again."""
+        path = f"/api/v1/users/{segment(name)}"
+        return User.model_validate(self._http.json("PATCH", path, json={"disabled": False}))
+
     def members(self, project: str) -> builtins.list[Membership]:
         """A project's members and their roles, by user name."""
         data = self._http.json("GET", f"/api/v1/projects/{segment(project)}/members")
@@ -35,3 +46,7 @@ class Users:
         """Give ``user`` the ``role`` (``viewer``, ``editor`` or ``admin``) in ``project``."""
         path = f"/api/v1/projects/{segment(project)}/members/{segment(user)}"
         return Membership.model_validate(self._http.json("PUT", path, json={"role": role}))
+
+    def remove_member(self, project: str, user: str) -> None:
+        """Take ``user``'s role in ``project`` away (``NotFoundError`` if it had none)."""
+        self._http.request("DELETE", f"/api/v1/projects/{segment(project)}/members/{segment(user)}")

@@ -171,3 +171,26 @@ def _require(
         ref = str(token_id or prefix)
         raise NotFoundError(f"token {ref[:40]!r} not found", details={"token": ref})
     return found[0], found[1], found[2]
+
+
+def revoke_all(session: Session, user: str, at: datetime, *, actor: str) -> int:
+    """Revoke every live token of ``user`` (browser sessions and CLI logins are tokens too):
+    one ``tokens.revoked`` event with how many. Returns how many were revoked."""
+    check_actor(actor)
+    owner = user_row(session, user)
+    result = session.execute(
+        update(ApiTokenRow)
+        .where(ApiTokenRow.user_id == owner.id, ApiTokenRow.revoked_at.is_(None))
+        .values(revoked_at=at)
+    )
+    count = int(getattr(result, "rowcount", 0) or 0)
+    if count:
+        events.append(
+            session,
+            type="tokens.revoked",
+            subject=user,
+            project=None,
+            payload={"user": user, "count": count},
+            actor=actor,
+        )
+    return count

@@ -6,7 +6,7 @@ Changes append ``user.created`` / ``user.updated`` and ``member.set`` / ``member
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from loopml.core.auth import SERVER_USER, Membership, Role, User, validate_user_name
@@ -96,6 +96,24 @@ def count_admins(session: Session) -> int:
     return int(session.scalar(query) or 0)
 
 
+def set_disabled(session: Session, name: str, disabled: bool, *, actor: str) -> User:
+    """Disable (or enable again) ``name``; ``user.updated`` records the change."""
+    check_actor(actor)
+    row = user_row(session, name)
+    if row.disabled != disabled:
+        row.disabled = disabled
+        session.flush()
+        events.append(
+            session,
+            type="user.updated",
+            subject=name,
+            project=None,
+            payload={"disabled": disabled},
+            actor=actor,
+        )
+    return _to_domain(row)
+
+
 def set_role(session: Session, project: str, user: str, role: Role, *, actor: str) -> Membership:
     """Give ``user`` the ``role`` in ``project`` (replacing any it had)."""
     check_actor(actor)
@@ -144,3 +162,31 @@ def members(session: Session, project: str) -> list[Membership]:
         Membership(user=name, project=project, role=Role(role).label)
         for name, role in session.execute(query)
     ]
+
+
+def remove_member(session: Session, project: str, user: str, *, actor: str) -> None:
+    """Take ``user``'s role in ``project`` away (``member.removed``).
+
+    Raises:
+        NotFoundError: no such project or user, or the user is no member of the project.
+    """
+    check_actor(actor)
+    proj, row = project_row(session, project), user_row(session, user)
+    result = session.execute(
+        delete(MembershipRow).where(
+            MembershipRow.project_id == proj.id, MembershipRow.user_id == row.id
+        )
+    )
+    if not getattr(result, "rowcount", 0):
+        raise NotFoundError(
+            f"user {user!r} is no member of project {project!r}",
+            details={"user": user, "project": project},
+        )
+    events.append(
+        session,
+        type="member.removed",
+        subject=user,
+        project=project,
+        payload={"user": user},
+        actor=actor,
+    )

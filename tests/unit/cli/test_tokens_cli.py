@@ -176,3 +176,38 @@ def test_users_and_a_leaked_token_through_the_cli(
         client.whoami()
     with server.client(eddie) as client:
         assert client.whoami().user == "eddie"  # the user's other tokens still work
+
+
+def test_users_disable_enable_and_remove_member_through_the_cli(
+    server: Server, cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _as(monkeypatch, server.admin_token)
+    made = cli.invoke(app, ["users", "create", "eddie", "--password-stdin"], input=PASSWORD + "\n")
+    assert made.exit_code == 0, made.output
+    assert cli.invoke(app, ["users", "role", "default", "eddie", "editor"]).exit_code == 0
+    with Client(server.url) as anonymous:
+        eddie = anonymous.login("eddie", PASSWORD)["token"]
+
+    removed = cli.invoke(app, ["users", "remove-member", "default", "eddie"])
+    assert removed.exit_code == 0, removed.output
+    assert "eddie is no longer a member of project default" in removed.stdout
+    assert json.loads(cli.invoke(app, ["users", "members", "default", "-o", "json"]).stdout) == []
+    twice = cli.invoke(app, ["users", "remove-member", "default", "eddie"])
+    assert twice.exit_code == 1
+    assert "no member" in str(twice.exception)
+
+    itself = cli.invoke(app, ["users", "disable", "root"])
+    assert itself.exit_code == 1
+    assert "cannot disable yourself" in str(itself.exception)
+    disabled = cli.invoke(app, ["users", "disable", "eddie"])
+    assert disabled.exit_code == 0, disabled.output
+    assert "eddie disabled; its tokens and sessions are revoked" in disabled.stdout
+    with server.client(eddie) as client, pytest.raises(UnauthenticatedError, match="revoked"):
+        client.whoami()
+    with Client(server.url) as anonymous, pytest.raises(UnauthenticatedError, match="disabled"):
+        anonymous.login("eddie", PASSWORD)
+    users = json.loads(cli.invoke(app, ["users", "list", "-o", "json"]).stdout)
+    assert {u["name"]: u["disabled"] for u in users}["eddie"] is True
+    assert cli.invoke(app, ["users", "enable", "eddie"]).exit_code == 0
+    with Client(server.url) as anonymous:
+        assert anonymous.login("eddie", PASSWORD)["token"].startswith("lm_")

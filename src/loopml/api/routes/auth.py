@@ -127,6 +127,14 @@ class UserCreate(BaseModel):
     platform_admin: bool = False
 
 
+class UserUpdate(BaseModel):
+    """A change to a user: disable it (its tokens and sessions are revoked) or enable it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    disabled: bool
+
+
 class UserList(BaseModel):
     """Every user."""
 
@@ -268,6 +276,21 @@ def create_user(body: UserCreate, ctx: Ctx, actor: Actor) -> User:
     )
 
 
+@router.patch("/api/v1/users/{user}")
+def update_user(
+    body: UserUpdate, request: Request, ctx: Ctx, actor: Actor, user: str = USER
+) -> User:
+    """Disable a user (platform admins): every token it has, browser sessions and CLI logins
+    included, is revoked at once and it can no longer log in. You cannot disable yourself
+    nor the last platform admin (409). `{"disabled": false}` lets it log in again."""
+    if not body.disabled:
+        return service.enable_user(ctx.store, user, actor=actor)
+    caller = principal_of(request)
+    return service.disable_user(
+        ctx.store, user, caller=caller.user if caller else None, actor=actor
+    )
+
+
 @router.get("/api/v1/projects/{project}/members")
 def list_members(ctx: Ctx, project: str = PROJECT) -> MemberList:
     """A project's members and their roles (project admins)."""
@@ -280,3 +303,11 @@ def set_member(
 ) -> Membership:
     """Give a user a role in the project (project admins)."""
     return service.set_role(ctx.store, project, user, Role.parse(body.role), actor=actor)
+
+
+@router.delete("/api/v1/projects/{project}/members/{user}", status_code=204)
+def remove_member(ctx: Ctx, actor: Actor, project: str = PROJECT, user: str = USER) -> Response:
+    """Take a user's role in the project away (project admins); the project is then hidden
+    from it. 404 when the user is no member."""
+    service.remove_member(ctx.store, project, user, actor=actor)
+    return Response(status_code=204)
