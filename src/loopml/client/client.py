@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from loopml.client.deployments import Deployments
     from loopml.client.events import Events
     from loopml.client.experiments import Experiments
+    from loopml.client.features import Features
     from loopml.client.models import Models
     from loopml.client.monitor import Monitoring
     from loopml.client.pipelines import Pipelines
@@ -170,6 +171,13 @@ class Client:
         from loopml.client.schedules import Schedules
 
         return Schedules(self._http)
+
+    @cached_property
+    def features(self) -> Features:
+        """``client.features``."""
+        from loopml.client.features import Features
+
+        return Features(self._http)
 
     @cached_property
     def streams(self) -> Streams:

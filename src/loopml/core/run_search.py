@@ -7,13 +7,17 @@ read the short text form the CLI takes.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
-from typing import Annotated, Literal
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from loopml.core.errors import ValidationError
-from loopml.core.runs import KEY_PATTERN, PARAM_VALUE_MAX, JsonInt, RunStatus
+from loopml.core.runs import KEY_PATTERN, PARAM_VALUE_MAX, JsonInt, Run, RunStatus
+from loopml.core.types import Page
 
 FilterKind = Literal["metric", "param", "tag"]
 Operator = Literal["=", "!=", "<", "<=", ">", ">="]
@@ -26,7 +30,8 @@ ATTRIBUTES: tuple[Attribute, ...] = ("start_time", "end_time", "name", "status")
 INCLUDES: tuple[Include, ...] = ("params", "metrics", "tags")
 MAX_FILTERS = 20
 MAX_ORDER_KEYS = 3
-CURSOR_PATTERN = r"^[0-9]{1,9}$"
+CURSOR_PATTERN = r"^(?:[0-9]{1,9}|k[A-Za-z0-9_-]{4,1000})$"
+"""A row offset (``page=N``'s jump), or a keyset cursor (``k...``: a page's ``next_cursor``)."""
 MAX_OFFSET = 999_999_999
 ID_PATTERN = r"^[0-9a-f]{32}$"
 
@@ -167,7 +172,7 @@ class RunSearch(_Spec):
         order_by: sort keys, then newest first; the default is newest first.
         include: what each run comes with: latest metrics, params, tags.
         limit: page size, 1 to 1000.
-        cursor: ``next_cursor`` of the previous page.
+        cursor: ``next_cursor`` of the previous page (or a row offset, to jump).
     """
 
     experiment: str | None = Field(default=None, max_length=200)
@@ -197,3 +202,69 @@ def _number(raw: str) -> float | str:
         return float(raw)
     except ValueError:
         return raw  # refused with the schema's message
+
+
+class RunPage(Page[Run]):
+    """A page of a run search.
+
+    Attributes:
+        prev_cursor: the page before this one (``None`` on the first page).
+        offset: the position of the first run, counted from 0 (for "runs 51 to 100"; a
+            keyset cursor carries it along, the query never reads it).
+    """
+
+    prev_cursor: str | None = None
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class Keyset:
+    """Where a keyset page starts: just after (or, ``before``, just before) the run whose
+    sort values are ``values``: one per order key, then the start time (ISO text) and the
+    id. ``offset`` is the page's position, shown, never used to read."""
+
+    values: tuple[Any, ...]
+    before: bool
+    offset: int
+
+
+def keyset_order(spec: RunSearch) -> bool:
+    """Whether ``spec`` pages by keyset: every sort key is a metric or an attribute (their
+    values are short; a param's or tag's could be 6,000 characters), so its cursors are
+    keysets; otherwise row offsets."""
+    return all(o.kind in ("metric", "attribute") for o in spec.order_by)
+
+
+def keyset_cursor(keyset: Keyset) -> str:
+    """The cursor text of ``keyset``."""
+    body = {"v": list(keyset.values), "b": keyset.before, "o": keyset.offset}
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    return "k" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def read_cursor(cursor: str | None) -> int | Keyset:
+    """A cursor as a row offset (``None`` is the first page) or a ``Keyset``.
+
+    Raises:
+        ValidationError: neither.
+    """
+    if cursor is None:
+        return 0
+    if cursor.isascii() and cursor.isdigit() and len(cursor) <= 9:
+        return int(cursor)
+    try:
+        if not re.fullmatch(CURSOR_PATTERN, cursor) or cursor[0] != "k":
+            raise ValueError(cursor)
+        text = cursor[1:] + "=" * (-(len(cursor) - 1) % 4)
+        body = json.loads(base64.urlsafe_b64decode(text.encode()))
+        values, before, offset = body["v"], body["b"], body["o"]
+        if not (isinstance(values, list) and isinstance(before, bool)):
+            raise ValueError(cursor)
+        if not (isinstance(offset, int) and 0 <= offset <= MAX_OFFSET):
+            raise ValueError(cursor)
+        return Keyset(values=tuple(values), before=before, offset=offset)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValidationError(
+            f"invalid cursor {cursor[:80]!r}: pass the next_cursor of the previous page",
+            details={"field": "cursor", "pattern": CURSOR_PATTERN},
+        ) from exc

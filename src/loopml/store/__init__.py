@@ -27,4 +27,5 @@ from loopml.store import runs as runs
 from loopml.store import streams as streams
 from loopml.store import transforms as transforms
 from loopml.store import validation_reports as validation_reports
+from loopml.store._errors import WroteWhileReadingError as WroteWhileReadingError
 from loopml.store.db import MetadataStore as MetadataStore

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ SUPPORTED = "sqlite:///path/to/loopml.db or postgresql://user@host:5432/db"
 
 _SQLITE_DRIVERS = {"sqlite", "sqlite+pysqlite"}
 _POSTGRES_DRIVERS = {"postgresql", "postgres", "postgresql+psycopg"}
+
+READING: ContextVar[bool] = ContextVar("loopml_store_reading", default=False)
+"""Set by ``MetadataStore.reading()``: this context's transactions only read."""
 
 # Without a bound, an unroutable host makes every request hang for the OS TCP timeout.
 _PG_CONNECT_TIMEOUT_S = 10
@@ -121,10 +125,17 @@ def create_sqlite_engine(url: URL, *, pool_size: int, busy_timeout_ms: int) -> E
             cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _begin_immediate(connection: Any) -> None:
-        # Take the write lock when the transaction starts, waiting up to busy_timeout for it;
-        # in WAL mode readers outside transactions are never blocked by it.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    def _begin(connection: Any) -> None:
+        # A transaction that may write takes the write lock when it starts, waiting up to
+        # busy_timeout for it. One that only reads (MetadataStore.reading) begins deferred:
+        # in WAL mode it reads a snapshot and never waits on a writer, so a page is not
+        # queued behind the platform's own writers. query_only makes a write in it fail at
+        # once, rather than sometimes fail to upgrade its snapshot under load.
+        reading = READING.get()
+        if connection.info.get("query_only", False) != reading:
+            connection.exec_driver_sql(f"PRAGMA query_only = {int(reading)}")
+            connection.info["query_only"] = reading
+        connection.exec_driver_sql("BEGIN" if reading else "BEGIN IMMEDIATE")
 
     refuse_nul_text(engine)
     return engine

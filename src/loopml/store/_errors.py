@@ -94,6 +94,8 @@ def translate(exc: sa_exc.SQLAlchemyError, dialect: str) -> LoopmlError | None:
         return ValidationError(
             "a value does not fit its database column (too long or out of range)", details=details
         )
+    if "readonly database" in str(getattr(exc, "orig", "")):
+        return None  # a write inside MetadataStore.reading(): WroteWhileReadingError
     unavailable = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
     disconnected = isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
     if isinstance(exc, unavailable) or disconnected:
@@ -105,12 +107,19 @@ def translate(exc: sa_exc.SQLAlchemyError, dialect: str) -> LoopmlError | None:
     return None
 
 
+class WroteWhileReadingError(RuntimeError):
+    """A write inside ``MetadataStore.reading()``, which SQLite refused: not an outage, and
+    not the caller's fault; the reader may run again outside ``reading()``."""
+
+
 @contextmanager
 def translated(dialect: str) -> Iterator[None]:
     """Raise the loopml error for any database error raised inside the block."""
     try:
         yield
     except sa_exc.SQLAlchemyError as exc:
+        if "readonly database" in str(getattr(exc, "orig", "")):
+            raise WroteWhileReadingError(str(getattr(exc, "orig", exc))) from exc
         mapped = translate(exc, dialect)
         if mapped is None:
             raise

@@ -77,6 +77,21 @@ class MetadataStore:
             finally:
                 session.close()
 
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Within this block (this thread or task), sessions only read.
+
+        On SQLite they begin deferred instead of taking the write lock: a page reads a
+        snapshot beside the writers (WAL) instead of waiting for each of them to commit,
+        and a write in one fails at once ("attempt to write a readonly database"). On
+        PostgreSQL nothing changes: its readers never wait on writers.
+        """
+        token = _engine.READING.set(True)
+        try:
+            yield
+        finally:
+            _engine.READING.reset(token)
+
     def check(self) -> None:
         """Readiness: the database answers and its schema is at head.
 

@@ -181,6 +181,19 @@ def test_patch_on_search_is_not_a_run(http: TestClient) -> None:
     assert response.status_code == 405
 
 
+def test_search_pages_by_keyset_and_still_takes_an_offset(http: TestClient, client: Client) -> None:
+    """The page's body keeps its shape (items, next_cursor); next_cursor is now a keyset
+    (``k...``), and a row offset still jumps."""
+    made = [client.runs.create("sweep").id for _ in range(3)]
+    url = "/api/v1/projects/default/runs/search"
+    first = http.post(url, json={"limit": 1}).json()
+    assert set(first) == {"items", "next_cursor"}
+    assert first["next_cursor"].startswith("k")
+    second = http.post(url, json={"limit": 1, "cursor": first["next_cursor"]}).json()
+    jumped = http.post(url, json={"limit": 1, "cursor": "1"}).json()
+    assert [r["id"] for r in second["items"]] == [r["id"] for r in jumped["items"]] == [made[1]]
+
+
 def test_missing_runs_and_bad_ids(client: Client) -> None:
     with pytest.raises(NotFoundError, match="not found in project 'default'"):
         client.runs.get("0" * 32)

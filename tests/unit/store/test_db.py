@@ -16,7 +16,7 @@ from loopml.core.errors import (
     ServiceUnavailableError,
     ValidationError,
 )
-from loopml.store import MetadataStore, events, projects
+from loopml.store import MetadataStore, WroteWhileReadingError, events, projects
 
 UNREACHABLE_PG = "postgresql://postgres:s3cret-pw@127.0.0.1:1/x"
 
@@ -233,3 +233,38 @@ def test_opening_a_fresh_sqlite_file_waits_for_a_writer_instead_of_failing(
     assert waited >= 0.3
     with sqlite3.connect(path) as check:
         assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_reading_sessions_read_beside_a_writer_and_refuse_writes(tmp_path: Path) -> None:
+    """On SQLite a session inside ``store.reading()`` begins deferred: it reads while
+    another connection holds the write lock (a write session would wait busy_timeout for
+    it), and a write in it fails at once; the pooled connection writes again afterwards."""
+    import sqlite3
+    import time
+
+    store = MetadataStore(f"sqlite:///{tmp_path / 'r.db'}", busy_timeout_ms=500, pool_size=1)
+    store.upgrade()
+    writer = sqlite3.connect(tmp_path / "r.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        with store.reading(), store.session() as session:
+            assert projects.get(session, "default").name == "default"
+        assert time.monotonic() - started < 0.4
+        # A write session waits for the lock, then gives up.
+        with pytest.raises(ServiceUnavailableError), store.session() as session:
+            projects.get(session, "default")
+    finally:
+        writer.execute("COMMIT")
+        writer.close()
+    with (
+        pytest.raises(WroteWhileReadingError, match="readonly database"),
+        store.reading(),
+        store.session() as session,
+    ):
+        projects.create(session, "nope", actor="t")
+    with store.session() as session:
+        projects.create(session, "yes", actor="t")
+    with store.reading(), store.session() as session:
+        assert projects.get(session, "yes").name == "yes"
+    store.dispose()

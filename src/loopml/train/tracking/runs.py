@@ -10,7 +10,7 @@ from typing import Any
 
 from loopml.core import layout
 from loopml.core.errors import AlreadyExistsError, NotFoundError
-from loopml.core.run_search import RunSearch
+from loopml.core.run_search import RunPage, RunSearch
 from loopml.core.runs import EndStatus, Experiment, LogBatch, MetricPoint, Run
 from loopml.core.types import Page
 from loopml.storage import ArtifactStore
@@ -146,8 +146,8 @@ def end_run(
         return run_logs.get(session, project, run_id)
 
 
-def search_runs(store: MetadataStore, project: str, spec: RunSearch) -> Page[Run]:
-    """One page of runs matching ``spec`` (one SQL query)."""
+def search_runs(store: MetadataStore, project: str, spec: RunSearch) -> RunPage:
+    """One page of runs matching ``spec``, with the cursors of the pages around it."""
     with store.session() as session:
         return run_search.search(session, project, spec)
 
