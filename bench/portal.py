@@ -9,7 +9,8 @@ replica started). Then it times, in-process through ``TestClient`` over
 ``loopml.portal.create_app``:
 - ``/`` (the overview),
 - the runs table: first page, sorted by a metric, filtered by a metric and a param and
-  sorted, a deep page (offset 90% into the runs),
+  sorted, a deep page (90% into the runs) jumped to by its offset (``page=N``) and reached
+  by the Next link of the page before it (a keyset cursor),
 - the deployment page ``/projects/default/deployments/<name>`` (skipped with a note while the tree
   has no such page),
 and the same runs pages with only 100 runs in the store, for the "100,000 as fast as 100"
@@ -21,7 +22,10 @@ Run: ``python bench/portal.py`` (``--runs 10000`` for a quick look, ``--postgres
 from __future__ import annotations
 
 import argparse
+import functools
+import html
 import random
+import re
 import statistics
 import tempfile
 import time
@@ -186,7 +190,10 @@ def pages(n_runs: int, n_deployments: int, project: str) -> dict[str, str]:
     found = {"overview /": "/"} if project == "default" else {}
     found.update({label: f"{path}&project={project}" for label, path in PAGES.items()})
     deep = (n_runs * 9 // 10) // 50 * 50
-    found["runs: deep page (90% in)"] = f"/runs?cursor={deep}&project={project}"
+    found["runs: jump to a deep page (offset)"] = f"/runs?cursor={deep}&project={project}"
+    # The same page through the Next link of the page before it.
+    before = f"cursor={deep - 50}" if deep > 50 else "limit=50"
+    found["runs: deep page by Next (keyset)"] = f"/runs?{before}&project={project}"
     if n_deployments and project == "default":
         found["deployment page"] = f"/projects/default/deployments/dep-{n_deployments // 2:03d}"
     return found
@@ -202,7 +209,12 @@ def measure(http: TestClient, targets: dict[str, str], repeat: int) -> dict[str,
             continue
         if answer.status_code != 200:
             raise SystemExit(f"{path} answered {answer.status_code}: {answer.text[:300]}")
-        results[label] = timed(lambda p=path: http.get(p), repeat)
+        if "by Next" in label:  # the deep page, as the Next link of the one before reads it
+            found = re.search(r'rel="next" href="(/runs\?[^"]*)"', answer.text)
+            if found is None:
+                raise SystemExit(f"{path} has no Next link")
+            path = html.unescape(found.group(1))
+        results[label] = timed(functools.partial(http.get, path), repeat)
     return results
 
 

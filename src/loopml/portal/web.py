@@ -19,7 +19,7 @@ import hmac
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
 import anyio.to_thread
@@ -35,6 +35,7 @@ from loopml.auth import service, sessions
 from loopml.core.auth import Principal, Role
 from loopml.core.errors import LoopmlError, NotFoundError, PermissionDeniedError
 from loopml.deploy import DeploymentControl, Serving
+from loopml.store import WroteWhileReadingError
 
 HERE = Path(__file__).parent
 FORM_PREFIX = "/portal/"
@@ -43,6 +44,9 @@ _ANONYMOUS = "anonymous"
 
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals["version"] = __version__
+
+
+_T = TypeVar("_T")
 
 
 def is_form_path(path: str) -> bool:
@@ -123,6 +127,25 @@ def context_of(request: Request) -> AppContext:
     """The app's backends."""
     ctx: AppContext = request.app.state.ctx
     return ctx
+
+
+async def read_only(request: Request, gather: Callable[[], _T]) -> _T:
+    """Run a page's blocking reads in a worker thread, in read-only transactions: on
+    SQLite they read beside the platform's writers instead of queueing for the write lock
+    behind each of them (``MetadataStore.reading``)."""
+    store = context_of(request).store
+
+    def run() -> _T:
+        try:
+            with store.reading():
+                return gather()
+        except WroteWhileReadingError:
+            # A read that builds something on first use (a version's reference profile,
+            # made when the page first shows its drift) writes once: read again with the
+            # write lock rather than answer 500.
+            return gather()
+
+    return await anyio.to_thread.run_sync(run)
 
 
 def control_of(request: Request) -> DeploymentControl:

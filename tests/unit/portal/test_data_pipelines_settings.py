@@ -5,6 +5,7 @@ schedule's pause button, the run form, and API tokens, users and members."""
 from __future__ import annotations
 
 import re
+import time
 
 import pyarrow as pa
 import pytest
@@ -299,11 +300,14 @@ def test_a_viewer_sees_no_admin_sections_and_cannot_post_to_them(secured: TestCl
         ),
         ("/portal/settings/members/default", {"user": VIEWER[0], "role": "admin"}),
         ("/portal/settings/admin/tokens/lm_abcdefgh/revoke", {}),
+        ("/portal/settings/users/root/disable", {}),
+        (f"/portal/settings/members/default/{VIEWER[0]}/remove", {}),
     ]
     for url, data in posts:
         answer = secured.post(url, data={**data, "csrf_token": token}, headers=headers)
         assert answer.status_code == 403, (url, answer.text)
     assert "mallory" not in [u.name for u in auth.list_users(ctx.store)]
+    assert not any(u.disabled for u in auth.list_users(ctx.store))
     members = {m.user: m.role for m in auth.list_members(ctx.store, "default")}
     assert members[VIEWER[0]] == "viewer"
 
@@ -344,7 +348,7 @@ def test_an_admin_makes_users_sets_roles_and_revokes_any_token(secured: TestClie
         data={"csrf_token": token, "user": "ed", "role": "editor"}, headers=headers,
     )  # fmt: skip
     assert role.status_code == 200
-    assert "<tr><td>ed</td><td>editor</td></tr>" in role.text
+    assert "<tr><td>ed</td><td>editor</td>" in role.text
     prefix = viewer_token[:11]
     found = secured.get("/settings", params={"prefix": prefix})
     assert f"Token of <strong>{VIEWER[0]}</strong>" in found.text
@@ -355,3 +359,32 @@ def test_an_admin_makes_users_sets_roles_and_revokes_any_token(secured: TestClie
     whoami = secured.get("/api/v1/auth/whoami", headers={"Authorization": f"Bearer {viewer_token}"})
     assert whoami.status_code == 401
     assert [u.name for u in auth.list_users(ctx.store)].count("ed") == 1
+
+
+def test_a_running_runs_page_refreshes_itself_until_the_run_is_finished(
+    anonymous: TestClient,
+) -> None:
+    ctx = greeter(anonymous)
+    run = service.start_run(ctx.store, "default", "greeter", {"who": "ada"}, actor="t")
+    live = f"/pipelines/default/runs/{run.id}/live"
+    page = anonymous.get(f"/pipelines/default/runs/{run.id}")
+    fragment = anonymous.get(live, params={"step": "greet"})
+    assert fragment.status_code == 200, fragment.text
+    assert '<div id="run-live"' in fragment.text
+    assert "<html" not in fragment.text  # a fragment, not a page
+    if not service.get_run(ctx.store, "default", run.id).status.finished:
+        assert f'hx-get="{live}"' in page.text
+        assert 'hx-trigger="every 2s"' in page.text
+        assert "/static/vendor/htmx.min.js" in page.text
+        assert f'hx-get="{live}?step=greet"' in fragment.text
+    service.cancel_run(ctx.store, "default", run.id, actor="t")
+    deadline = time.monotonic() + 30
+    while not service.get_run(ctx.store, "default", run.id).status.finished:
+        assert time.monotonic() < deadline, "the run did not finish"
+        time.sleep(0.2)
+    done = anonymous.get(live)
+    assert '<div id="run-live">' in done.text  # no more polling
+    assert "hx-get" not in done.text
+    final = anonymous.get(f"/pipelines/default/runs/{run.id}")
+    assert "htmx.min.js" not in final.text
+    assert anonymous.get("/pipelines/default/runs/" + "0" * 32 + "/live").status_code == 404

@@ -424,3 +424,82 @@ def test_usage_charts_and_their_table_come_from_the_monitors_windows_with_the_al
     assert len(series["t"]) == len(series["p95"]) == 1
     assert re.search(r"<td>cancer/1</td><td>3</td><td>[0-9.]+</td><td>3</td>", page.text)
     assert "<code>error_rate &gt; 0.5</code>" in page.text
+
+
+def _judging(page: str) -> dict[str, str]:
+    """The canary judging fields as the page fills them (what a browser posts back)."""
+    found = dict(re.findall(r'name="(canary_[a-z_]+)" type="number"[^>]*value="([^"]*)"', page))
+    auto = re.search(r'name="canary_auto">.*?<option value="([a-z]*)" selected>', page, re.S)
+    found["canary_auto"] = auto.group(1) if auto else ""
+    return found
+
+
+def test_the_deploy_form_keeps_a_canarys_judging_settings_when_saved(
+    anonymous: TestClient, package: PackageFiles
+) -> None:
+    _register(anonymous, package)
+    page = anonymous.get("/deploy?choice=default/cancer")
+    judging = {"canary_auto": "true", "canary_max_latency_ratio": "2", "canary_min_requests": "50"}
+    canary = {**DEPLOY, "mode": "canary", "other": "cancer/1", "percent": "25", **judging}
+    answer = anonymous.post(
+        "/portal/deploy", data=_form(page.text, **canary), headers={"Origin": ORIGIN},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert answer.status_code == 303, answer.text
+    made = _control(anonymous).get("default", "fresh").spec.canary
+    assert made is not None
+    assert (made.auto, made.max_latency_ratio, made.min_requests) == (True, 2.0, 50)
+    assert made.max_quality_drop is None  # left empty: the server's setting
+
+    change = anonymous.get("/deploy?project=default&name=fresh")
+    shown = _judging(change.text)
+    assert shown["canary_auto"] == "true"
+    assert shown["canary_max_latency_ratio"] == "2.0"
+    assert shown["canary_min_requests"] == "50"
+    assert shown["canary_max_quality_drop"] == ""
+    update = {**DEPLOY, "update": "1", "mode": "canary", "other": "cancer/1", "percent": "25"}
+    preview = anonymous.post(
+        "/portal/deploy/preview", data=_form(change.text, **update, **shown),
+        headers={"Origin": ORIGIN},
+    )  # fmt: skip
+    assert "min_requests 50" in preview.text
+    answer = anonymous.post(
+        "/portal/deploy", data=_form(change.text, **{**update, "max_replicas": "3"}, **shown),
+        headers={"Origin": ORIGIN}, follow_redirects=False,
+    )  # fmt: skip
+    assert answer.status_code == 303, answer.text
+    kept = _control(anonymous).get("default", "fresh").spec
+    assert kept.max_replicas == 3
+    assert kept.canary is not None
+    assert (kept.canary.auto, kept.canary.max_latency_ratio, kept.canary.min_requests) == (
+        True,
+        2.0,
+        50,
+    )
+
+
+def test_a_page_read_that_must_write_runs_again_with_the_write_lock(
+    anonymous: TestClient,
+) -> None:
+    """Pages read in read-only transactions (deferred on SQLite, where a write in one is
+    refused); a read that writes on first use (a profile built on first view) is run again
+    with the write lock instead of answering 500. On PostgreSQL it writes at once."""
+    import anyio
+    from starlette.requests import Request
+
+    from loopml.portal.web import read_only
+    from loopml.store import projects
+
+    ctx = anonymous.app.state.ctx  # type: ignore[attr-defined]
+    request = Request({"type": "http", "app": anonymous.app})
+    tries: list[int] = []
+
+    def gather() -> str:
+        tries.append(1)
+        with ctx.store.session() as session:
+            return projects.create(session, f"made-{len(tries)}", actor="t").name
+
+    made = anyio.run(read_only, request, gather)
+    assert made == ("made-2" if ctx.store.dialect == "sqlite" else "made-1")
+    with ctx.store.session() as session:
+        assert projects.get(session, made).name == made

@@ -11,10 +11,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from loopml.core.gate import EvaluationReport, GatePolicy
-from loopml.core.run_search import RunOrder, RunSearch
+from loopml.core.run_search import AttributeOrder, KeyOrder, RunOrder, RunSearch
 from loopml.core.runs import LogBatch, MetricPoint
 from loopml.registry import gate, register_version, set_alias
-from loopml.store import run_search
+from loopml.store import MetadataStore, run_search
 from loopml.train import tracking
 from tests.tracking_rows import log_model, make_run
 from tests.unit.portal.conftest import ADMIN, VIEWER, log_in
@@ -83,6 +83,46 @@ def test_runs_table_pages_sorts_and_filters(anonymous: TestClient) -> None:
     assert _names(filtered.text) == ["r29", "r27", "r25"]
     paged_by_number = anonymous.get("/runs?limit=25&page=2")
     assert _names(paged_by_number.text) == _names(second.text)
+
+
+def _link(page: str, rel: str) -> str | None:
+    found = re.search(rf'rel="{rel}" href="(/runs\?[^"]*)"', page)
+    return found.group(1).replace("&amp;", "&") if found else None
+
+
+def test_runs_table_next_and_previous_carry_keyset_cursors(anonymous: TestClient) -> None:
+    """Next and Previous carry the page's keyset (the runs' sort values), never an offset:
+    a deep page then costs what the second does. Walking there and back gives the pages
+    the offsets give."""
+    _log_runs(anonymous, 60)
+    for sort in ("", "&sort=metrics.loss&order=asc"):
+        pages = []
+        link: str | None = f"/runs?limit=25{sort}"
+        while link:
+            answer = anonymous.get(link)
+            assert answer.status_code == 200, answer.text
+            pages.append(_names(answer.text))
+            link = _link(answer.text, "next")
+            assert link is None or re.search(r"cursor=k[A-Za-z0-9_-]+", link), link
+        assert [len(p) for p in pages] == [25, 25, 10]
+        assert "Page 3, runs 51\N{EN DASH}60" in answer.text
+        for offset, names in zip((25, 50), pages[1:], strict=True):
+            by_offset = anonymous.get(f"/runs?limit=25{sort}&cursor={offset}")
+            assert _names(by_offset.text) == names
+        back = _link(answer.text, "prev")
+        assert back
+        assert "cursor=k" in back
+        middle = anonymous.get(back)
+        assert _names(middle.text) == pages[1]
+        assert "Page 2, runs 26\N{EN DASH}50" in middle.text
+        first = _link(middle.text, "prev")
+        assert first
+        assert "cursor" not in first
+        assert _names(anonymous.get(first).text) == pages[0]
+    keyset = _link(answer.text, "prev") or ""
+    other_order = anonymous.get(keyset.replace("sort=metrics.loss", "sort=name"))
+    assert other_order.status_code == 422
+    assert "another order" in other_order.text
 
 
 BAD_SEARCHES = [
@@ -270,4 +310,62 @@ def test_metric_order_pages_match_the_general_query(
                     for order in ([one], general)
                 ]
                 assert [r.id for r in pages[0].items] == [r.id for r in pages[1].items]
-                assert pages[0].next_cursor == pages[1].next_cursor
+                assert (pages[0].next_cursor is None) == (pages[1].next_cursor is None)
+            walks = [_walk(store, order, limit) for order in ([one], general)]
+            assert walks[0] == walks[1]
+
+
+def _walk(
+    store: MetadataStore, order: list[KeyOrder | AttributeOrder], limit: int
+) -> list[list[str]]:
+    """Every page by next_cursor (keysets), then back by prev_cursor: the same pages."""
+    forward: list[list[str]] = []
+    cursor: str | None = None
+    while True:
+        spec = RunSearch(order_by=order, limit=limit, cursor=cursor)
+        page = tracking.search_runs(store, "default", spec)
+        forward.append([r.id for r in page.items])
+        assert page.offset == limit * (len(forward) - 1)
+        if page.next_cursor is None:
+            break
+        assert page.next_cursor.startswith("k")
+        cursor = page.next_cursor
+    backward = [forward[-1]]
+    while page.prev_cursor is not None:
+        spec = RunSearch(order_by=order, limit=limit, cursor=page.prev_cursor)
+        page = tracking.search_runs(store, "default", spec)
+        backward.insert(0, [r.id for r in page.items])
+    assert backward == forward
+    return forward
+
+
+def test_the_lineage_is_drawn_as_a_graph_whose_boxes_link_to_their_pages(
+    anonymous: TestClient,
+) -> None:
+    _model_with_two_versions(anonymous)
+    control = anonymous.app.state.serving.control  # type: ignore[attr-defined]
+    control.create("default", "churn-api", {"model": "churn/2", "min_replicas": 0}, actor="t")
+    page = anonymous.get("/models/default/churn?version=2")
+    assert page.status_code == 200, page.text
+    found = re.search(
+        r'<svg class="dag" role="group" aria-label="Lineage of churn version 2".*?</svg>',
+        page.text,
+        re.S,
+    )
+    assert found, "no lineage picture"
+    graph = found.group(0)
+    run_id = re.search(r'href="/runs/default/([0-9a-f]{32})"', graph)
+    assert run_id, "the run's box links to the run"
+    assert '<a href="/data?project=default" aria-label="snap-1: dataset">' in graph
+    assert 'href="/models/default/churn?version=2" aria-label="churn 2: version @champion"' in graph
+    # The deployment's state is the reconciler's (pending until its first pass, then
+    # scaled_to_zero), which runs beside the test: any state word is the box's.
+    assert re.search(
+        r'href="/projects/default/deployments/churn-api" '
+        r'aria-label="churn-api: primary 100 %, (pending|scaled_to_zero)"',
+        graph,
+    )
+    # Four boxes in four columns, joined by three arrows; the nested list stays as the text.
+    assert graph.count("<rect") == 4
+    assert graph.count('class="dag-edge"') == 3
+    assert '<ul class="lineage" aria-label="Lineage">' in page.text

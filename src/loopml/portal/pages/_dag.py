@@ -1,7 +1,7 @@
-"""A pipeline's steps laid out as a DAG for an SVG picture: a column per topological depth
-(a step sits one column right of its deepest upstream step), a row per step in its column,
-and a line from each upstream step to the step that needs it. Each box carries its state
-in words as well as in colour."""
+"""A pipeline's steps (or a model version's lineage) laid out as a DAG for an SVG picture:
+a column per topological depth (a step sits one column right of its deepest upstream step),
+a row per step in its column, and a line from each upstream step to the step that needs it.
+Each box carries its state in words as well as in colour, and may link to a page."""
 
 from __future__ import annotations
 
@@ -20,6 +20,12 @@ class Node:
     state: str
     x: int
     y: int
+    note: str = ""
+    """The box's second line (the state when empty)."""
+    href: str | None = None
+    """The page the box links to, if any."""
+    label: str = ""
+    """The box's first line (the name when empty: names must be unique, labels need not)."""
 
 
 @dataclass(frozen=True)
@@ -65,8 +71,18 @@ def _depths(order: list[str], needs: dict[str, list[str]]) -> dict[str, int]:
     return depth
 
 
-def layout(order: list[str], needs: dict[str, list[str]], states: dict[str, str]) -> Dag:
-    """The boxes and lines of steps ``order`` with upstream ``needs`` and ``states``."""
+def layout(
+    order: list[str],
+    needs: dict[str, list[str]],
+    states: dict[str, str],
+    *,
+    notes: dict[str, str] | None = None,
+    links: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None,
+) -> Dag:
+    """The boxes and lines of steps ``order`` with upstream ``needs`` and ``states`` (and
+    each box's second line and link, where given)."""
+    notes, links, labels = notes or {}, links or {}, labels or {}
     depth = _depths(order, needs)
     rows: dict[int, int] = {}
     where: dict[str, tuple[int, int]] = {}
@@ -77,7 +93,18 @@ def layout(order: list[str], needs: dict[str, list[str]], states: dict[str, str]
         rows[column] = row + 1
         x, y = PAD + column * (BOX_W + GAP_X), PAD + row * (BOX_H + GAP_Y)
         where[name] = (x, y)
-        nodes.append(Node(name=name, state=states.get(name, "planned"), x=x, y=y))
+        state = states.get(name, "planned")
+        nodes.append(
+            Node(
+                name=name,
+                state=state,
+                x=x,
+                y=y,
+                note=notes.get(name, ""),
+                href=links.get(name),
+                label=labels.get(name, ""),
+            )
+        )
     edges = []
     for name in order:
         x2, y2 = where[name]

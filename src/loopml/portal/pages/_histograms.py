@@ -13,6 +13,7 @@ from loopml.core.datasets import ColumnProfile
 from loopml.core.errors import LoopmlError
 from loopml.data.canonical import normalize
 from loopml.data.profile import profile_column
+from loopml.monitor.histograms import Distributions
 
 PROFILE_ROWS = 10_000
 """Rows of the latest version the profiles are computed over (the first ones)."""
@@ -43,24 +44,58 @@ class Chart:
     error: str | None = None
 
 
-def _bars(pairs: list[tuple[str, int]]) -> list[Bar]:
-    if not pairs:
+def bars(items: list[tuple[str, float]], top: float | None = None) -> list[Bar]:
+    """Bars for ``(title, value)`` pairs, scaled so ``top`` (by default the largest value)
+    fills the chart: two charts given the same ``top`` compare by height."""
+    if not items:
         return []
-    top = max(count for _, count in pairs) or 1
-    step = WIDTH / len(pairs)
+    top = top or max(value for _, value in items) or 1
+    step = WIDTH / len(items)
     made = []
-    for i, (label, count) in enumerate(pairs):
-        height = max(1.0, HEIGHT * count / top) if count else 0.0
+    for i, (label, value) in enumerate(items):
+        height = max(1.0, HEIGHT * value / top) if value else 0.0
         made.append(
             Bar(
                 x=round(i * step + 1, 2),
                 y=round(HEIGHT - height, 2),
                 width=round(max(step - 2, 1), 2),
                 height=round(height, 2),
-                label=f"{label}: {count:,}",
+                label=label,
             )
         )
     return made
+
+
+def _counted(pairs: list[tuple[str, int]]) -> list[Bar]:
+    return bars([(f"{label}: {count:,}", count) for label, count in pairs])
+
+
+@dataclass
+class DriftPair:
+    """A feature's reference and current histograms on one scale (a drift row's pictures);
+    ``distributions`` keeps the shares for the table beside them."""
+
+    reference: list[Bar]
+    current: list[Bar]
+    distributions: Distributions
+
+
+def drift_pair(found: Distributions) -> DriftPair:
+    """The two charts of one feature's distributions, the same height meaning the same
+    share on both."""
+    top = max([b.reference for b in found.bins] + [b.current for b in found.bins], default=0)
+    reference = bars(
+        [(f"{b.label}: {b.reference:.1%} of the training rows", b.reference) for b in found.bins],
+        top,
+    )
+    current = bars(
+        [
+            (f"{b.label}: {b.current:.1%} of the window ({b.current_rows:,} rows)", b.current)
+            for b in found.bins
+        ],
+        top,
+    )
+    return DriftPair(reference=reference, current=current, distributions=found)
 
 
 def _number(value: Any) -> str:
@@ -72,14 +107,14 @@ def chart_of(profile: ColumnProfile) -> Chart:
     made = Chart(profile=profile, name=profile.name)
     if profile.histogram is not None and profile.histogram.counts:
         edges, counts = profile.histogram.edges, profile.histogram.counts
-        made.bars = _bars(
+        made.bars = _counted(
             [(f"{_number(edges[i])} to {_number(edges[i + 1])}", c) for i, c in enumerate(counts)]
         )
         made.summary = (
             f"from {_number(profile.min)} to {_number(profile.max)}, mean {_number(profile.mean)}"
         )
     elif profile.top:
-        made.bars = _bars([(str(t.value), t.count) for t in profile.top])
+        made.bars = _counted([(str(t.value), t.count) for t in profile.top])
         made.summary = f"{profile.distinct or 0:,} distinct values"
     elif profile.min is not None:
         made.summary = f"from {profile.min} to {profile.max}"

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from loopml.core.deployments import Deployment
 from loopml.core.gate import GatePolicy, GateResult, StoredEvaluation
 from loopml.core.refs import ModelRef
-from loopml.core.registry import ModelVersion, RegisteredModel, VersionLineage
+from loopml.core.registry import LineageInput, ModelVersion, RegisteredModel, VersionLineage
 from loopml.core.run_search import RunSearch
 from loopml.core.runs import Run
 from loopml.deploy import DeploymentControl
+from loopml.portal.pages._dag import Dag, layout
 from loopml.registry import gate
 from loopml.registry import service as registry
 from loopml.registry.lineage import version_lineage
@@ -44,6 +46,7 @@ class ModelView:
     next_cursor: str | None = None
     lineage: VersionLineage | None = None
     deployments: list[Deployment] = field(default_factory=list)
+    graph: Dag | None = None
 
 
 def _run_metrics(store: MetadataStore, project: str, run_ids: list[str]) -> dict[str, Run]:
@@ -102,7 +105,82 @@ def gather_model(
     if chosen is not None:
         view.lineage = version_lineage(store, project, ModelRef(name=name, version=chosen))
         view.deployments = deployments_of(control, project, name, chosen)
+        view.graph = lineage_graph(project, view.lineage, view.deployments)
     return view
+
+
+class _Graph:
+    """The boxes of a lineage picture as ``layout`` takes them."""
+
+    def __init__(self) -> None:
+        self.order: list[str] = []
+        self.needs: dict[str, list[str]] = {}
+        self.states: dict[str, str] = {}
+        self.notes: dict[str, str] = {}
+        self.links: dict[str, str] = {}
+        self.labels: dict[str, str] = {}
+
+    def add(self, key: str, label: str, state: str, note: str, link: str | None) -> None:
+        self.order.append(key)
+        self.states[key], self.notes[key], self.labels[key] = state, note, label
+        if link:
+            self.links[key] = link
+
+    def dag(self) -> Dag:
+        return layout(
+            self.order,
+            self.needs,
+            self.states,
+            notes=self.notes,
+            links=self.links,
+            labels=self.labels,
+        )
+
+
+def _input_link(project: str, item: LineageInput) -> str | None:
+    if item.kind == "dataset":
+        return f"/data?project={quote(project)}"
+    if item.kind == "table":
+        table = item.ref.partition("/")[2].partition("@")[0] or item.ref.partition("@")[0]
+        return f"/data/{quote(project)}/tables/{quote(table)}"
+    return None
+
+
+def _inputs(graph: _Graph, project: str, items: list[LineageInput], prefix: str) -> list[str]:
+    keys = []
+    for i, item in enumerate(items):
+        key = f"{prefix}{i}"
+        ups = _inputs(graph, project, item.upstream, f"{key}.")
+        graph.add(key, item.ref, "input", item.kind, _input_link(project, item))
+        graph.needs[key] = ups
+        keys.append(key)
+    return keys
+
+
+def lineage_graph(project: str, lineage: VersionLineage, deployments: list[Deployment]) -> Dag:
+    """A version's lineage as a picture: what its run consumed (and what that was built
+    from) → the run → the version → the deployments serving it, each box a link."""
+    graph = _Graph()
+    inputs = _inputs(graph, project, lineage.inputs, "in:")
+    run, version = lineage.run, lineage.version
+    run_page = f"/runs/{quote(project)}/{quote(run.id)}"
+    graph.add("run", run.name, run.status.lower(), f"run, {run.status.lower()}", run_page)
+    graph.needs["run"] = inputs
+    aliases = " ".join(f"@{a}" for a in version.aliases)
+    page = f"/models/{quote(project)}/{quote(version.model)}?version={version.version}"
+    label = f"{version.model} {version.version}"
+    note = f"version {aliases}".strip()
+    graph.add("version", label, version.status.value.lower(), note, page)
+    graph.needs["version"] = ["run"]
+    for d in deployments:
+        mine = [r for r in d.revisions if r.model == version.model and r.version == version.version]
+        share = sum(d.traffic.get(r.number, 0) for r in mine)
+        roles = ", ".join(sorted({r.role for r in mine}))
+        key = f"deployment:{d.name}"
+        page = f"/projects/{quote(project)}/deployments/{quote(d.name)}"
+        graph.add(key, d.name, d.status.value, f"{roles} {share} %, {d.status.value}", page)
+        graph.needs[key] = ["version"]
+    return graph.dag()
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, str]:

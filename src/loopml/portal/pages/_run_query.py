@@ -17,7 +17,7 @@ from typing import Any
 from starlette.datastructures import QueryParams
 
 from loopml.core.errors import ValidationError
-from loopml.core.run_search import MAX_FILTERS, RunFilter, RunOrder, RunSearch
+from loopml.core.run_search import MAX_FILTERS, RunFilter, RunOrder, RunSearch, read_cursor
 from loopml.core.runs import MetricPoint
 
 PAGE_SIZES = (25, 50, 100, 200)
@@ -96,10 +96,6 @@ class RunsQuery:
         values.update(changes)
         return {k: str(v) for k, v in values.items() if v not in (None, "")}
 
-    @property
-    def offset(self) -> int:
-        return int(self.cursor or 0)
-
 
 def _text(params: QueryParams, name: str, limit: int = 300) -> str:
     value = params.get(name, "").strip()
@@ -118,9 +114,8 @@ def read_query(params: QueryParams) -> RunsQuery:
         raise ValidationError(
             f"invalid limit {limit_text[:20]!r}: expected one of {', '.join(map(str, PAGE_SIZES))}"
         )
-    cursor = _text(params, "cursor") or _page_cursor(_text(params, "page"), int(limit_text))
-    if cursor is not None and not (cursor.isascii() and cursor.isdigit() and len(cursor) <= 9):
-        raise ValidationError(f"invalid cursor {cursor[:20]!r}: expected a row offset")
+    cursor = _text(params, "cursor", 1100) or _page_cursor(_text(params, "page"), int(limit_text))
+    read_cursor(cursor)  # a row offset or a page's keyset; the reason otherwise
     sort = _text(params, "sort")
     if sort:
         RunOrder.parse(sort)  # the parser's message for a bad column

@@ -112,6 +112,44 @@ def _text(form: Any, key: str) -> str:
     return str(form.get(key, "")).strip()
 
 
+JUDGING = (
+    "max_error_rate_increase",
+    "max_latency_ratio",
+    "latency_slack_ms",
+    "max_quality_drop",
+    "min_requests",
+    "min_labels",
+    "promote_after_s",
+)
+"""A canary's automatic judging fields besides ``auto`` (form fields ``canary_<name>``; an
+empty one takes the server's ``canary`` setting)."""
+JUDGING_FIELDS = [
+    ("max_error_rate_increase", "Error-rate margin over the primary (share)", "any"),
+    ("max_latency_ratio", "p95 latency margin (times the primary's)", "any"),
+    ("latency_slack_ms", "Latency differences ignored under (ms)", "any"),
+    ("max_quality_drop", "Accuracy or R² margin under the primary", "any"),
+    ("min_requests", "Requests each revision needs first", "1"),
+    ("min_labels", "Labels each needs to compare quality", "1"),
+    ("promote_after_s", "Promoted when no worse after (s)", "any"),
+]
+
+
+def canary_fields(form: Any) -> dict[str, Any]:
+    """A canary's model, share and judging settings as the form gives them."""
+    fields: dict[str, Any] = {
+        "model": _text(form, "other"),
+        "percent": _text(form, "percent") or 10,
+    }
+    auto = _text(form, "canary_auto")
+    if auto in ("true", "false"):
+        fields["auto"] = auto == "true"
+    for name in JUDGING:
+        value = _text(form, f"canary_{name}")
+        if value:
+            fields[name] = value
+    return fields
+
+
 def spec_fields(form: Any) -> dict[str, Any]:
     """The spec the form asks for (unchecked: ``DeploymentSpec`` checks it)."""
     fields: dict[str, Any] = {
@@ -130,7 +168,7 @@ def spec_fields(form: Any) -> dict[str, Any]:
     }
     mode, other = _text(form, "mode"), _text(form, "other")
     if mode == "canary":
-        fields["canary"] = {"model": other, "percent": _text(form, "percent") or 10}
+        fields["canary"] = canary_fields(form)
     elif mode == "shadow":
         fields["shadow"] = other
     return fields
@@ -157,8 +195,16 @@ def _flat(spec: DeploymentSpec | None) -> dict[str, Any]:
     resources = data.pop("resources")
     canary = data.pop("canary")
     data["cpu"], data["memory"] = resources["cpu"], resources["memory"]
-    data["canary"] = f"{canary['model']} at {canary['percent']} %" if canary else None
+    data["canary"] = _canary_line(canary) if canary else None
     return data
+
+
+def _canary_line(canary: dict[str, Any]) -> str:
+    """A canary in one line: model, share, and the judging settings it sets itself."""
+    judged = [f"auto {'on' if canary['auto'] else 'off'}"] if canary.get("auto") is not None else []
+    judged += [f"{k} {canary[k]}" for k in JUDGING if canary.get(k) is not None]
+    line = f"{canary['model']} at {canary['percent']} %"
+    return f"{line} ({', '.join(judged)})" if judged else line
 
 
 def change_plan(
@@ -199,7 +245,13 @@ def _values(form: Any, current: Deployment | None) -> dict[str, Any]:
         values |= {"ref": spec.model, "name": current.name, "canary": None}
         values["scale_to_zero_after_s"] = spec.scale_to_zero_after_s or ""
         if spec.canary:
-            values |= {"mode": "canary", "other": spec.canary.model, "percent": spec.canary.percent}
+            canary = spec.canary
+            values |= {"mode": "canary", "other": canary.model, "percent": canary.percent}
+            if canary.auto is not None:
+                values["canary_auto"] = "true" if canary.auto else "false"
+            for name in JUDGING:
+                value = getattr(canary, name)
+                values[f"canary_{name}"] = "" if value is None else value
         elif spec.shadow:
             values |= {"mode": "shadow", "other": spec.shadow}
     return values
@@ -227,6 +279,8 @@ async def _form(
     made = await anyio.to_thread.run_sync(read)
     current = made.current
     picked = model or (current.spec.model.split("/")[0].split("@")[0] if current else "")
+    values = _values(form, current)
+    judging = [values.get(f"canary_{n}") for n in (*JUDGING, "auto")]
     return render(
         request,
         "deploy.html",
@@ -238,7 +292,9 @@ async def _form(
         name=name,
         made=made,
         updating=current is not None,
-        values=_values(form, current),
+        values=values,
+        judging_fields=JUDGING_FIELDS,
+        judging_open=any(v not in (None, "") for v in judging),
         **extra,
     )
 

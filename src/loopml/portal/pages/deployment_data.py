@@ -25,6 +25,7 @@ from loopml.deploy import DeploymentControl
 from loopml.monitor import service as monitor
 from loopml.monitor.windows import parse_size
 from loopml.packaging import MANIFEST_FILE, ModelManifest, Signature
+from loopml.portal.pages._histograms import DriftPair, drift_pair
 from loopml.registry import service as registry
 from loopml.settings import Settings
 from loopml.storage import ArtifactStore
@@ -61,6 +62,7 @@ class Detail:
     latest: dict[str, Any] | None = None
     drift: list[dict[str, Any]] = field(default_factory=list)
     drift_status: dict[str, Any] = field(default_factory=dict)
+    pictures: dict[str, DriftPair] = field(default_factory=dict)
     quality: dict[str, Any] = field(default_factory=dict)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     firing: list[str] = field(default_factory=list)
@@ -139,6 +141,21 @@ def _newest_busiest(window: dict[str, Any]) -> tuple[str, int]:
     return str(window["start"]), int(window["summary"].get("usage", {}).get("requests", 0))
 
 
+def _pictures(
+    store: MetadataStore, project: str, name: str, window: dict[str, Any], size: str
+) -> dict[str, DriftPair]:
+    found = monitor.feature_distributions(
+        store,
+        project,
+        name,
+        model=window["model"],
+        version=window["version"],
+        size=size,
+        start=window["start"],
+    )
+    return {column: drift_pair(d) for column, d in found.items()}
+
+
 def gather(
     store: MetadataStore,
     artifacts: ArtifactStore,
@@ -168,6 +185,8 @@ def gather(
         detail.drift_status = drift
         columns = drift.get("columns", [])
         detail.drift = sorted(columns, key=lambda c: (not c["drifted"], -c["psi"]))
+        if columns:
+            detail.pictures = _pictures(store, project, name, detail.latest, size)
         detail.quality = summary.get("quality", {})
     rules = monitor.list_rules(store, project, name)
     detail.alerts = [r.model_dump(mode="json") for r in rules]

@@ -41,6 +41,7 @@ from loopml.portal.web import (
     check_form,
     context_of,
     control_of,
+    read_only,
     redirect,
     render,
 )
@@ -109,8 +110,8 @@ async def _page(
     ctx = context_of(request)
     control = control_of(request)
     query = _log_query(request.query_params.get("grep"), request.query_params.get("level"))
-    detail = await anyio.to_thread.run_sync(
-        lambda: gather(ctx.store, ctx.artifacts, control, ctx.settings, project, name)
+    detail = await read_only(
+        request, lambda: gather(ctx.store, ctx.artifacts, control, ctx.settings, project, name)
     )
     lines = await anyio.to_thread.run_sync(lambda: control.logs(project, name, TAIL, query))
     urls = endpoints(str(request.base_url), detail.deployment)

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -22,7 +21,15 @@ from loopml.deploy import DeploymentControl
 from loopml.monitor import service as monitor
 from loopml.monitor.windows import parse_size
 from loopml.pipelines import service as pipelines
-from loopml.portal.web import PageRoute, Viewer, ViewerDep, context_of, control_of, render
+from loopml.portal.web import (
+    PageRoute,
+    Viewer,
+    ViewerDep,
+    context_of,
+    control_of,
+    read_only,
+    render,
+)
 from loopml.settings import Settings
 from loopml.store import MetadataStore
 
@@ -95,5 +102,5 @@ async def overview(request: Request, viewer: ViewerDep) -> Response:
     """The overview page."""
     ctx = context_of(request)
     control = control_of(request)
-    made = await anyio.to_thread.run_sync(lambda: gather(ctx.store, control, ctx.settings, viewer))
+    made = await read_only(request, lambda: gather(ctx.store, control, ctx.settings, viewer))
     return render(request, "overview.html", viewer, page="overview", view=made)

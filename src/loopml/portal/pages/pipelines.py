@@ -233,12 +233,33 @@ async def run_page(
 ) -> Response:
     """A run: DAG coloured by step state, steps with states and durations, a step's log,
     and a cancel button while it is queued or running (editor)."""
+    return await _run(request, viewer, project, run_id, step, "pipeline_run.html")
+
+
+@router.get("/pipelines/{project}/runs/{run_id}/live")
+async def run_fragment(
+    request: Request,
+    viewer: ViewerDep,
+    project: str,
+    run_id: str,
+    step: str | None = Query(default=None, max_length=63),
+) -> Response:
+    """The run page's live part as an HTML fragment (state, steps, the step's log), which
+    the page fetches every 2 s while the run is not finished; once it is, the fragment
+    stops asking."""
+    return await _run(request, viewer, project, run_id, step, "_run_live.html")
+
+
+async def _run(
+    request: Request, viewer: Viewer, project: str, run_id: str, step: str | None, template: str
+) -> Response:
     viewer.require(project)
     ctx = context_of(request)
     view = await anyio.to_thread.run_sync(lambda: gather_run(ctx, project, run_id, step))
+    status = view.run.status
     return render(
-        request, "pipeline_run.html", viewer, page="pipelines", project=project, view=view,
-        can_cancel=view.run.status in ACTIVE and viewer.can(project, Role.EDITOR),
+        request, template, viewer, page="pipelines", project=project, view=view,
+        live=not status.finished, can_cancel=status in ACTIVE and viewer.can(project, Role.EDITOR),
     )  # fmt: skip
 
 

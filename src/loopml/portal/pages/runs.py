@@ -26,7 +26,7 @@ from loopml.portal.pages._run_query import (
     read_ids,
     read_query,
 )
-from loopml.portal.web import PageRoute, Viewer, ViewerDep, context_of, render
+from loopml.portal.web import PageRoute, Viewer, ViewerDep, context_of, read_only, render
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
 from loopml.train import tracking
@@ -54,6 +54,8 @@ class RunsTable:
     runs: list[Run] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)
     next_cursor: str | None = None
+    prev_cursor: str | None = None
+    offset: int = 0
 
 
 def _pick_project(
@@ -87,6 +89,8 @@ def gather_table(store: MetadataStore, viewer: Viewer, query: RunsQuery) -> Runs
     page = tracking.search_runs(store, project, spec)
     made.runs = page.items
     made.next_cursor = page.next_cursor
+    made.prev_cursor = page.prev_cursor
+    made.offset = page.offset
     made.columns = _columns(page.items, query.sort)
     return made
 
@@ -96,7 +100,7 @@ async def runs_table(request: Request, viewer: ViewerDep) -> Response:
     """The runs table."""
     store = context_of(request).store
     query = read_query(request.query_params)
-    made = await anyio.to_thread.run_sync(lambda: gather_table(store, viewer, query))
+    made = await read_only(request, lambda: gather_table(store, viewer, query))
     return render(
         request,
         "runs.html",
@@ -160,7 +164,7 @@ async def compare(request: Request, viewer: ViewerDep) -> Response:
     ids = read_ids(params)
     chosen = [m for m in params.getlist("metric") if m][:MAX_CHARTS]
     store = context_of(request).store
-    view = await anyio.to_thread.run_sync(lambda: gather_compare(store, project, ids, chosen))
+    view = await read_only(request, lambda: gather_compare(store, project, ids, chosen))
     return render(request, "runs_compare.html", viewer, page="runs", project=project, **view)
 
 

@@ -1,6 +1,7 @@
 """Settings (``/settings``): the viewer's own API tokens (list, create — the secret shown
-once —, revoke); for a platform admin, users (list, create) and any token by its prefix
-(look up, revoke); for a project admin, the project's members and their roles.
+once —, revoke); for a platform admin, users (list, create, disable, enable) and any token
+by its prefix (look up, revoke); for a project admin, the project's members and their roles
+(set, remove).
 
 Each action calls what the API's route for it calls (``loopml.auth.service``), with the
 same rule (``loopml.auth.permissions``): own tokens need a user, users and every token a
@@ -198,6 +199,50 @@ async def create_user(request: Request, viewer: ViewerDep) -> Response:
             raise
         return await _page(request, viewer, status_code=exc.status, user_error=exc.message)
     return redirect("/settings#users-h")
+
+
+@router.post(FORM_PREFIX + "settings/users/{name}/{action}")
+async def disable_user(request: Request, viewer: ViewerDep, name: str, action: str) -> Response:
+    """Disable a user (its tokens and sessions revoked) or enable it again (platform admin,
+    as ``PATCH /api/v1/users/{user}``); refused for yourself or the last platform admin."""
+    await _form(request, viewer, _platform)
+    if action not in ("disable", "enable"):
+        raise ValidationError("the action is disable or enable", details={"field": "action"})
+    ctx = context_of(request)
+    caller = viewer.principal.user if viewer.principal else None
+
+    def change() -> User:
+        if action == "enable":
+            return service.enable_user(ctx.store, name, actor=viewer.actor)
+        return service.disable_user(ctx.store, name, caller=caller, actor=viewer.actor)
+
+    try:
+        await anyio.to_thread.run_sync(change)
+    except LoopmlError as exc:
+        if exc.status >= 500:
+            raise
+        return await _page(request, viewer, status_code=exc.status, user_error=exc.message)
+    return redirect("/settings#users-h")
+
+
+@router.post(FORM_PREFIX + "settings/members/{project}/{user}/remove")
+async def remove_member(request: Request, viewer: ViewerDep, project: str, user: str) -> Response:
+    """Take a user's role in the project away (project admin, as ``DELETE .../members``)."""
+    await _form(request, viewer, _signed_in)
+    viewer.require(project, Role.ADMIN)
+    ctx = context_of(request)
+    try:
+        await anyio.to_thread.run_sync(
+            lambda: service.remove_member(ctx.store, project, user, actor=viewer.actor)
+        )
+    except LoopmlError as exc:
+        if exc.status >= 500:
+            raise
+        return await _page(
+            request, viewer, status_code=exc.status, member_error=exc.message,
+            member_project=project,
+        )  # fmt: skip
+    return redirect(f"/settings#members-{quote(project, safe='')}")
 
 
 @router.post(FORM_PREFIX + "settings/members/{project}")

@@ -1,0 +1,87 @@
+"""The deployment page's drift section: each feature's training and window histograms, worst
+first, from the stored window's counts and the version's reference profile."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from fastapi.testclient import TestClient
+
+from loopml.monitor.drift import DriftConfig
+from loopml.monitor.reference import Reference, profile_table, save_reference
+from loopml.monitor.sketch import reduce
+from loopml.monitor.windows import empty_state, summarize, window_start
+from loopml.store import monitor as monitor_rows
+from tests.unit.deploy.deploy_support import PackageFiles, package_files, register_files
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory: pytest.TempPathFactory) -> PackageFiles:
+    return package_files(tmp_path_factory.mktemp("package") / "pkg")
+
+
+def _window(http: TestClient) -> None:
+    """A reference of two features and one stored 1h window where ``moved`` shifted."""
+    ctx = http.app.state.ctx  # type: ignore[attr-defined]
+    rng = np.random.default_rng(3)
+    train = pa.table(
+        {"calm": rng.normal(0, 1, 5_000), "moved": rng.normal(0, 1, 5_000),
+         "colour": rng.choice(["red", "blue", "green"], 5_000)}
+    )  # fmt: skip
+    kinds = {"calm": "numeric", "moved": "numeric", "colour": "categorical"}
+    profile = profile_table(train, kinds, task="regression")  # type: ignore[arg-type]
+    reference = Reference(status="ready", source="dataset d@1, train split", profile=profile)
+    save_reference(ctx.store, "default", "cancer", 1, reference)
+    state = empty_state()
+    current = {
+        "calm": rng.normal(0, 1, 500),
+        "moved": rng.normal(3, 1, 500),
+        "colour": pa.array(["red", "blue", "green"] * 160 + ["purple"] * 20),
+    }
+    for name, values in current.items():
+        state["features"][name] = reduce(profile.features[name], values).model_dump()
+    state["usage"]["rows"] = 500
+    start = window_start(datetime.now(UTC), 3600)
+    summary = summarize(state, reference, 3600, DriftConfig())
+    window = {
+        "end": start + timedelta(hours=1), "rows": 500, "labels": 0,
+        "state": state, "summary": summary,
+    }  # fmt: skip
+    with ctx.store.session() as session:
+        monitor_rows.put_window(session, "default", ("churn", "cancer", 1, "1h", start), window)
+
+
+def test_each_feature_shows_its_training_and_window_histograms_worst_first(
+    anonymous: TestClient, package: PackageFiles
+) -> None:
+    ctx = anonymous.app.state.ctx  # type: ignore[attr-defined]
+    register_files(ctx.store, ctx.artifacts, package)
+    control = anonymous.app.state.serving.control  # type: ignore[attr-defined]
+    control.create("default", "churn", {"model": "cancer/1", "min_replicas": 0}, actor="t")
+    before = anonymous.get("/projects/default/deployments/churn")
+    assert "drift-pictures" not in before.text  # no window yet
+    _window(anonymous)
+    page = anonymous.get("/projects/default/deployments/churn")
+    assert page.status_code == 200, page.text
+    figures = re.findall(r'<figure class="card drift-feature".*?</figure>', page.text, re.S)
+    names = [re.search(r"<strong>(.*?)</strong>", f).group(1) for f in figures]  # type: ignore[union-attr]
+    assert names[0] == "moved"
+    assert set(names) == {"moved", "calm", "colour"}
+    moved = figures[0]
+    assert 'aria-label="Distribution of moved in training"' in moved
+    assert 'aria-label="Distribution of moved in this window"' in moved
+    training, window = re.findall(r"<svg.*?</svg>", moved, re.S)
+    assert 10 <= training.count("<rect") <= 21
+    # The same bars on both sides, plus the window's values above the training range.
+    assert window.count("<rect") in (training.count("<rect"), training.count("<rect") + 1)
+    assert "of the training rows</title>" in training
+    assert "rows)</title>" in window
+    assert "above" in moved
+    assert "(outside training)" in moved
+    colour = figures[names.index("colour")]
+    assert "<td>all other values</td>" in colour  # purple was never seen in training
+    assert re.search(r"<td>red</td><td>[0-9.]+ %</td><td>32.0 %</td><td>160</td>", colour)
