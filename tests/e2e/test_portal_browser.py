@@ -122,6 +122,9 @@ def log_in(watch: Watched, url: str, user: tuple[str, str]) -> None:
     page.get_by_label("Password").fill(user[1])
     page.get_by_role("button", name="Log in").click()
     page.wait_for_url(f"{url}/")
+    # The overview's own requests (its favicon among them) finish before a test navigates
+    # on; otherwise the browser aborts them and the watch reports a failed request.
+    page.wait_for_load_state("networkidle")
 
 
 def axe_violations(page: Page) -> list[dict[str, Any]]:
