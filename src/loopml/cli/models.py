@@ -154,18 +154,29 @@ def reference(
         "-t",
         help="Build the reference from this lake table (NAME or NAME@VERSION) instead.",
     ),
+    target: str | None = typer.Option(
+        None,
+        "--target",
+        help="With --table: the table's label column, to calibrate a classifier's "
+        "probabilities on (the estimate before labels maps through it).",
+    ),
     project: str = PROJECT,
     json_out: bool = JSON,
 ) -> None:
     """Show a version's reference profile (what drift is judged against), or with --table
     build it from a lake table that holds the model's input columns."""
+    if target is not None and table_ref is None:
+        raise typer.BadParameter(
+            "--target calibrates on a named table's labels: give --table too",
+            param_hint="--target",
+        )
     with state(ctx).client() as client:
         version = client.models.resolve(ref, project=project)
         if table_ref is None:
             found = client.monitoring.reference(version.model, version.version, project=project)
         else:
             found = client.monitoring.set_reference(
-                version.model, version.version, table=table_ref, project=project
+                version.model, version.version, table=table_ref, target=target, project=project
             )
     if json_out:
         as_json(found)

@@ -60,12 +60,20 @@ class Monitoring:
         return answer
 
     def set_reference(
-        self, model: str, version: int, *, table: str, project: str | None = None
+        self,
+        model: str,
+        version: int,
+        *,
+        table: str,
+        target: str | None = None,
+        project: str | None = None,
     ) -> dict[str, Any]:
         """Build a model version's reference profile from a lake table (``name`` or
-        ``name@version``), replacing the one it had; the stored reference."""
+        ``name@version``), replacing the one it had, calibrated on the table's ``target``
+        labels when named (classifiers); the stored reference."""
         path = f"{_project(project)}/models/{segment(model)}/versions/{version}/reference"
-        answer: dict[str, Any] = self._http.json("PUT", path, json={"table": table})
+        body = {"table": table} if target is None else {"table": table, "target": target}
+        answer: dict[str, Any] = self._http.json("PUT", path, json=body)
         return answer
 
     def create_alert(

@@ -17,8 +17,9 @@ registered before monitoring existed, once (an ``off`` verdict is kept too).
 
 A classifier's profile also holds its calibration table (``calibration``) when the dataset
 version has an eval split holding the run's target column (the run's ``target`` param): the
-model's probabilities on up to ``PREDICTION_SAMPLE`` eval rows against their labels. Profiles
-stored before the table existed, and versions without an eval split, have none.
+model's probabilities on up to ``PREDICTION_SAMPLE`` eval rows against their labels; a named
+table gets one when the user names its label column (``target``). Profiles stored before the
+table existed, and versions without an eval split or a labelled table, have none.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from loopml.core.errors import LoopmlError, NotFoundError, ValidationError
 from loopml.core.predictions import canonical_text, parse_table_ref
 from loopml.data import datasets, lake
+from loopml.monitor.calibration import MIN_ROWS as MIN_CALIBRATION_ROWS
 from loopml.monitor.calibration import CalibrationTable, calibration_table
 from loopml.monitor.sketch import (
     CategoricalReference,
@@ -285,10 +287,15 @@ def build_reference(
 
 
 def _table_rows(
-    store: MetadataStore, artifacts: ArtifactStore, project: str, ref: str, columns: list[str]
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    project: str,
+    ref: str,
+    columns: list[str],
+    target: str | None = None,
 ) -> tuple[pa.Table, str]:
-    """The first ``TABLE_ROWS`` rows of the table ``ref`` names (its ``columns``), and the
-    ``name@version`` read."""
+    """The first ``TABLE_ROWS`` rows of the table ``ref`` names (its ``columns``, and the
+    label column ``target`` when named), and the ``name@version`` read."""
     name, at = parse_table_ref(ref)
     try:
         at = at if at is not None else lake.open_delta(store, artifacts, project, name).version()
@@ -305,7 +312,15 @@ def _table_rows(
             f"holds every input column of the model's signature ({columns})",
             details={"field": "table", "missing": missing},
         )
-    rows = dataset.head(TABLE_ROWS, columns=columns)
+    if target is not None and target not in dataset.schema.names:
+        raise ValidationError(
+            f"table {name}@{at} has no label column {target!r}: the target names the column "
+            f"of true labels the calibration is measured on (the table has "
+            f"{dataset.schema.names[:20]})",
+            details={"field": "target", "missing": [target]},
+        )
+    wanted = columns + ([target] if target is not None and target not in columns else [])
+    rows = dataset.head(TABLE_ROWS, columns=wanted)
     if rows.num_rows < MIN_SAMPLE_ROWS:
         raise ValidationError(
             f"table {name}@{at} has {rows.num_rows} rows: a reference needs at least "
@@ -324,26 +339,42 @@ def reference_from_table(
     table: str,
     *,
     actor: str,
+    target: str | None = None,
 ) -> Reference:
     """Build ``model/version``'s reference from a lake table (``name`` or ``name@version``;
     its first ``TABLE_ROWS`` rows) and store it in place of any, with the event
-    ``model.version.reference.set``; on any error nothing is stored.
+    ``model.version.reference.set``; on any error nothing is stored. With ``target`` (a
+    classifier's label column in the table) the profile also holds the calibration table of
+    the model's probabilities on those rows, which the pre-label estimate maps through.
 
     Raises:
         NotFoundError: no such model version or table (or table version).
         ValidationError: an invalid table reference, a table lacking the model's input
-            columns (named), under ``MIN_SAMPLE_ROWS`` rows, or values the model refuses.
+            columns (named) or the ``target`` column, a ``target`` for a regressor, under
+            ``MIN_SAMPLE_ROWS`` rows, or values the model refuses.
     """
     with store.session() as session:
         model_versions.get(session, project, model, version)
     with tempfile.TemporaryDirectory(prefix="loopml-reference-") as folder:
         _, loaded = load_version(store, artifacts, project, f"{model}/{version}", Path(folder))
+        if target is not None and loaded.manifest.signature.task != "classification":
+            raise ValidationError(
+                f"{model}/{version} is a regressor: a target column calibrates a classifier's "
+                "probabilities, so leave it out",
+                details={"field": "target"},
+            )
         columns = [c.name for c in loaded.manifest.signature.inputs]
-        rows, read = _table_rows(store, artifacts, project, table, columns)
-        profile = _profile_rows(loaded, rows, origin="table")
-    reference = Reference(
-        status="ready", source=f"table {read}, first {rows.num_rows} rows", profile=profile
-    )
+        rows, read = _table_rows(store, artifacts, project, table, columns, target)
+        calibration = _calibration(rows, target, loaded, columns)
+        profile = _profile_rows(loaded, rows, origin="table", calibration=calibration)
+    source = f"table {read}, first {rows.num_rows} rows"
+    if target is not None:
+        source += (
+            f", calibrated on its {target!r} labels"
+            if calibration is not None
+            else f", not calibrated ({target!r} holds under {MIN_CALIBRATION_ROWS} labels)"
+        )
+    reference = Reference(status="ready", source=source, profile=profile)
     with store.session() as session:
         _put(session, project, model, version, reference)
         events.append(
@@ -351,7 +382,14 @@ def reference_from_table(
             type=REFERENCE_SET,
             subject=f"{model}/{version}",
             project=project,
-            payload={"model": model, "version": version, "table": read, "rows": rows.num_rows},
+            payload={
+                "model": model,
+                "version": version,
+                "table": read,
+                "rows": rows.num_rows,
+                "target": target,
+                "calibrated": calibration is not None,
+            },
             actor=actor,
         )
     return reference

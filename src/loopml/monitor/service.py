@@ -124,15 +124,20 @@ def set_reference_table(
     table: str,
     *,
     actor: str,
+    target: str | None = None,
 ) -> Reference:
     """Build a version's reference from a lake table (``name`` or ``name@version``) in place
-    of the one it had; the monitor uses it from its next round.
+    of the one it had, calibrated on the table's ``target`` labels when named; the monitor
+    uses it from its next round.
 
     Raises:
         NotFoundError: no such project, model, version or table.
-        ValidationError: the table lacks the model's input columns, or has too few rows.
+        ValidationError: the table lacks the model's input columns or the target, has too
+            few rows, or a target is named for a regressor.
     """
-    return reference_from_table(store, artifacts, project, model, version, table, actor=actor)
+    return reference_from_table(
+        store, artifacts, project, model, version, table, actor=actor, target=target
+    )
 
 
 def deployment_view(

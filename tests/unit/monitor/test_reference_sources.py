@@ -172,6 +172,8 @@ def test_a_named_table_replaces_the_reference_and_drift_works_from_then_on(
             "version": version,
             "table": "reference_rows@0",
             "rows": 800,
+            "target": None,
+            "calibrated": False,
         }
 
         # The running monitor drops its cached verdict and judges new rows against it.
@@ -235,3 +237,63 @@ def test_a_bad_reference_table_is_refused_and_nothing_is_stored(settings: Settin
         after = get_reference(ctx.store, "default", "churn", version)
         assert after is not None
         assert after.source == before["source"]
+
+
+def test_a_labelled_table_calibrates_the_reference_and_a_bad_target_is_refused(
+    settings: Settings,
+) -> None:
+    with running(settings) as (url, ctx), Client(url) as client:
+        version = _log_version(client, 300)
+        assert client.monitoring.reference("churn", version)["profile"]["calibration"] is None
+        frame = _frame(600, seed=7)
+        labelled = frame.assign(label=(frame["a"] + frame["b"] > 0).astype(int))
+        client.tables.append_records("default", "labelled", pa.Table.from_pandas(labelled))
+        client.tables.append_records(
+            "default", "few_labels", pa.Table.from_pandas(labelled.head(50))
+        )
+
+        with pytest.raises(ValidationError, match="has no label column 'truth'") as e:
+            client.monitoring.set_reference("churn", version, table="labelled", target="truth")
+        assert e.value.details["missing"] == ["truth"]
+        assert client.monitoring.reference("churn", version)["profile"]["origin"] == (
+            "logged_sample"
+        )  # nothing stored on the error
+
+        stored = client.monitoring.set_reference("churn", version, table="labelled", target="label")
+        assert stored["source"] == (
+            "table labelled@0, first 600 rows, calibrated on its 'label' labels"
+        )
+        calibration = stored["profile"]["calibration"]
+        assert calibration["rows"] == 600
+        assert calibration["kind"] == "positive"
+        assert sum(b["rows"] for b in calibration["bins"]) == 600
+        # The logistic model was fitted on the same rule, so its probabilities are close.
+        assert calibration["ece"] < 0.1
+        # The label column is not one of the profiled inputs.
+        assert set(stored["profile"]["features"]) == {"a", "b"}
+        assert _set_events(ctx)[-1].payload["calibrated"] is True
+
+        few = client.monitoring.set_reference("churn", version, table="few_labels", target="label")
+        assert few["profile"]["calibration"] is None
+        assert few["source"].endswith("not calibrated ('label' holds under 100 labels)")
+
+        run = CliRunner().invoke(
+            cli, ["--url", url, "models", "reference", f"churn/{version}", "--target", "label"]
+        )
+        assert run.exit_code == 2
+        assert "give --table too" in run.output
+
+
+def test_a_target_for_a_regressor_is_refused(settings: Settings) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    with running(settings) as (url, _ctx), Client(url) as client:
+        train = _frame(500)
+        fitted = LinearRegression().fit(train, train["a"] * 2)
+        with loopml.start_run("user-code", client=client) as run:
+            run.log_model(fitted, sample=train.head(100))
+        version = client.models.register_version("price", run_id=run.id).version
+        labelled = train.assign(label=train["a"] * 2)
+        client.tables.append_records("default", "labelled", pa.Table.from_pandas(labelled))
+        with pytest.raises(ValidationError, match="is a regressor"):
+            client.monitoring.set_reference("price", version, table="labelled", target="label")

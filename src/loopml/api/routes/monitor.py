@@ -99,6 +99,13 @@ class ReferenceTable(BaseModel):
         description="A table of the project, `name` (its current version) or `name@version`; "
         "it holds every input column of the model's signature.",
     )
+    target: str | None = Field(
+        default=None,
+        max_length=200,
+        description="A classifier's label column in the table: the profile then holds the "
+        "calibration of the model's probabilities against it (at least 100 labelled rows), "
+        "which the estimate before labels maps through. 422 for a regressor.",
+    )
 
 
 @router.put("/api/v1/projects/{project}/models/{model}/versions/{version}/reference")
@@ -113,11 +120,19 @@ async def put_reference(
     """Build the version's reference profile from a lake table's first 100,000 rows (and
     the model's predictions on them), replacing the one it had (from its dataset, or the
     sample it was logged with); the monitor judges drift against it from its next round.
-    404 for an unknown table, 422 naming the input columns the table lacks; nothing is
+    With `target`, a classifier's profile is calibrated on the table's labels. 404 for an
+    unknown table, 422 naming the input columns (or target) the table lacks; nothing is
     stored on an error."""
     return await anyio.to_thread.run_sync(
         lambda: service.set_reference_table(
-            ctx.store, ctx.artifacts, project, model, version, body.table, actor=actor
+            ctx.store,
+            ctx.artifacts,
+            project,
+            model,
+            version,
+            body.table,
+            actor=actor,
+            target=body.target,
         )
     )
 
