@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from loopml.core.errors import ValidationError
 
 CODESET_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+CODESET_REF_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}(@[1-9][0-9]{0,8})?$")
 CODESET_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 COMMIT_PATTERN = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 HASH_PATTERN = re.compile(r"^[0-9a-f]{64}$")
@@ -107,6 +108,18 @@ def validate_codeset_name(name: str) -> str:
             details={"field": "name", "pattern": CODESET_NAME_PATTERN.pattern},
         )
     return name
+
+
+def parse_codeset_ref(ref: str) -> tuple[str, int | None]:
+    """``trainer`` or ``trainer@3`` as ``(name, version)`` (``None``: the newest)."""
+    if not isinstance(ref, str) or not CODESET_REF_PATTERN.fullmatch(ref):
+        raise ValidationError(
+            f"invalid codeset reference {str(ref)[:80]!r}: expected 'NAME' or 'NAME@VERSION' "
+            "(for example 'trainer@3')",
+            details={"field": "codeset"},
+        )
+    name, _, number = ref.partition("@")
+    return name, int(number) if number else None
 
 
 def validate_commit(commit: str | None) -> str | None:

@@ -214,3 +214,33 @@ def test_no_roots_means_no_repository_is_read(tmp_path: Path, database_url: str)
         client.codesets.register("trainer", repo)
         with pytest.raises(PermissionDeniedError, match=r"codesets\.repository_roots"):
             client.codesets.set_webhook("trainer", str(repo))
+
+
+ASSIGNED = """\
+name: train-code
+inputs:
+  code: {type: codeset}
+  budget: {type: number, default: 5}
+steps:
+  - {name: a, python: "m:f"}
+"""
+
+
+def test_assign_runs_now_and_on_every_new_version(client: Client, tmp_path: Path) -> None:
+    code = tmp_path / "code"
+    write(code, {"train.py": "v1"})
+    client.codesets.register("trainer", code)
+    client.pipelines.apply(ASSIGNED)
+    trigger, started = client.pipelines.assign("train-code", "trainer", inputs={"budget": 9})
+    assert trigger.name == "train-code-on-trainer"
+    assert trigger.on == "codeset.versioned"
+    assert trigger.where == {"codeset": "trainer"}
+    assert trigger.inputs == {"code": "trainer", "budget": 9}
+    assert started is not None
+    assert started.inputs == {"code": "trainer@1", "budget": 9}
+    client.pipelines.apply(ASSIGNED.replace("budget", "other"))
+    with pytest.raises(ValidationError, match="'nope' is not one"):
+        client.pipelines.assign("train-code", "trainer", input="nope")
+    client.pipelines.apply("name: plain\nsteps:\n  - {name: a, python: 'm:f'}\n")
+    with pytest.raises(ValidationError, match="no input of type codeset"):
+        client.pipelines.assign("plain", "trainer")

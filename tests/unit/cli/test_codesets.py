@@ -63,3 +63,19 @@ def test_errors_say_what_is_wrong(platform: Platform, tmp_path: Path) -> None:
     assert "no folder, no local repository" in str(missing.exception)
     unknown = platform.cli("codesets", "show", "nosuch")
     assert "register it first" in str(unknown.exception)
+
+
+def test_pipelines_assign(platform: Platform, tmp_path: Path) -> None:
+    code = tmp_path / "code"
+    write(code, {"train.py": "x"})
+    assert platform.cli("codesets", "register", "assigned", str(code)).exit_code == 0
+    with platform.client() as client:
+        client.pipelines.apply(
+            "name: on-code\ninputs:\n  code: codeset\nsteps:\n  - {name: a, python: 'm:f'}\n"
+        )
+    done = platform.cli("pipelines", "assign", "on-code", "--codeset", "assigned")
+    assert done.exit_code == 0, done.output
+    assert "trigger on-code-on-assigned: on-code runs on each new version" in done.output
+    assert "of on-code on assigned@1" in done.output
+    shown = platform.cli("triggers", "show", "on-code-on-assigned")
+    assert "codeset.versioned" in shown.output
