@@ -111,7 +111,7 @@ class Codesets:
             _path(project, f"/{segment(name)}/versions"),
             params=params,
             content=archive,
-            headers={"Content-Type": "application/gzip"},
+            headers={"Content-Type": "application/octet-stream"},
         )
         return CodesetRegistered.model_validate(data)
 

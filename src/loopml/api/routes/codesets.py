@@ -43,7 +43,7 @@ _ARCHIVE_BODY = {
         "required": True,
         "description": "A tar or tar.gz archive of regular files (what `loopml codesets "
         "register` packs).",
-        "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}},
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
     }
 }
 _PUSH_BODY = {
