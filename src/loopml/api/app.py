@@ -18,6 +18,7 @@ from loopml.api.guard import GuardConfig, RequestGuardMiddleware, is_inference_p
 from loopml.api.routes import (
     artifacts,
     auth,
+    codesets,
     datasets,
     deployments,
     events,
@@ -104,6 +105,7 @@ def create_app(
         pipelines,
         schedules,
         triggers,
+        codesets,
         streams,
         features,
         monitor,
@@ -131,7 +133,9 @@ def create_app(
             max_body_bytes=settings.server.max_body_bytes,
             max_upload_bytes=settings.server.max_upload_bytes,
             raw_body_route=lambda path: (
-                artifacts.is_upload_path(path) or mlflow.is_upload_path(path)
+                artifacts.is_upload_path(path)
+                or mlflow.is_upload_path(path)
+                or codesets.is_upload_path(path)
             ),
             allowed_hosts=frozenset(hosts),
             ndjson_route=tables.is_records_path,

@@ -7,7 +7,8 @@ without a rule: add it to its module's list (or a new module's list).
 Actions:
 
 - ``PUBLIC``: anyone (health checks; the login itself, and a browser session's).
-- ``WEBHOOK``: anyone, because the route checks its own secret (a trigger's webhook).
+- ``WEBHOOK``: anyone, because the route checks its own secret (a trigger's webhook, a
+  codeset's push webhook).
 - ``USER``: any authenticated caller (who am I, my own tokens).
 - ``READ`` / ``WRITE`` / ``ADMIN``: viewer / editor / admin in the route's project (the
   ``{project}`` path parameter, or ``{name}`` under ``/api/v1/projects/{name}``); the
@@ -290,6 +291,18 @@ _ROUTES: dict[str, list[tuple[str, str, Action] | tuple[str, str, Action, Resour
         ("DELETE", P + "/triggers/{name}", A),
         ("GET", P + "/triggers/{name}/history", R),
         ("POST", "/api/v1/triggers/{trigger_id}/fire", Action.WEBHOOK),
+    ],
+    "codesets": [
+        ("GET", P + "/codesets", R),
+        ("GET", P + "/codesets/{name}", R),
+        ("POST", P + "/codesets/{name}/versions", W),
+        ("GET", P + "/codesets/{name}/versions", R),
+        ("GET", P + "/codesets/{name}/versions/{version}", R),
+        ("GET", P + "/codesets/{name}/versions/{version}/archive", R),
+        # It names a folder on the server the webhook then reads: an admin's act.
+        ("PUT", P + "/codesets/{name}/webhook", A),
+        ("DELETE", P + "/codesets/{name}/webhook", A),
+        ("POST", "/api/v1/codesets/{codeset_id}/push", Action.WEBHOOK),
     ],
 }
 

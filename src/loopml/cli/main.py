@@ -32,6 +32,7 @@ _GROUPS: dict[str, str] = {
     "triggers": "triggers",
     "streams": "streams",
     "features": "features",
+    "codesets": "codesets",
     "users": "users",
     "tokens": "tokens",
     "alerts": "alerts",

@@ -244,6 +244,46 @@ def run(
         raise typer.Exit(1)
 
 
+@app.command("assign")
+def assign(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="The pipeline."),
+    codeset: str = typer.Option(..., "--codeset", "-c", help="The codeset it runs on."),
+    input_name: str | None = typer.Option(
+        None, "--codeset-input", help="The pipeline's codeset input, when it has several."
+    ),
+    inputs: list[str] = typer.Option([], "--input", "-i", help="NAME=VALUE (repeatable)."),
+    no_run: bool = typer.Option(False, "--no-run", help="Only on new versions, not now."),
+    project: str = PROJECT,
+    json_out: bool = JSON,
+) -> None:
+    """Run the pipeline on the codeset's newest version now and on every new version."""
+    with state(ctx).client() as client:
+        trigger, started = client.pipelines.assign(
+            name,
+            codeset,
+            input=input_name,
+            inputs=_inputs(inputs),
+            run_now=not no_run,
+            project=project,
+        )
+    if json_out:
+        as_json(
+            {
+                "trigger": trigger.model_dump(mode="json"),
+                "run": None if started is None else started.model_dump(mode="json"),
+            }
+        )
+        return
+    console.print(
+        f"trigger {trigger.name}: {name} runs on each new version of codeset {codeset}",
+        highlight=False,
+    )
+    if started is not None:
+        pinned = next((v for v in started.inputs.values() if str(v).startswith(f"{codeset}@")), "")
+        console.print(f"queued run [bold]{started.id}[/] of {name} on {pinned}")
+
+
 @app.command("runs")
 def runs(
     ctx: typer.Context,

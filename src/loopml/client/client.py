@@ -14,6 +14,7 @@ from loopml.core.errors import ServiceUnavailableError, error_from_body
 
 if TYPE_CHECKING:
     from loopml.client.artifacts import Artifacts
+    from loopml.client.codesets import Codesets
     from loopml.client.datasets import Datasets
     from loopml.client.deployments import Deployments
     from loopml.client.events import Events
@@ -171,6 +172,13 @@ class Client:
         from loopml.client.schedules import Schedules
 
         return Schedules(self._http)
+
+    @cached_property
+    def codesets(self) -> Codesets:
+        """``client.codesets``."""
+        from loopml.client.codesets import Codesets
+
+        return Codesets(self._http)
 
     @cached_property
     def features(self) -> Features:

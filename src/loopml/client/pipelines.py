@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from loopml.client._http import Http, segment
+from loopml.core.automation import Trigger
 from loopml.core.errors import ValidationError
 from loopml.core.pipelines import Pipeline, PipelineApplied, PipelineRun, PipelineVersion
 from loopml.core.types import Page
@@ -25,6 +26,28 @@ def _runs(project: str, run_id: str = "", tail: str = "") -> str:
     if run_id:
         base = f"{base}/{segment(run_id)}"
     return f"{base}/{tail}" if tail else base
+
+
+def _codeset_input(pipeline: str, spec_text: str, wanted: str | None) -> str:
+    """The input of type ``codeset`` of a spec (``wanted``, or the only one)."""
+    import yaml  # type: ignore[import-untyped]
+
+    declared = (yaml.safe_load(spec_text) or {}).get("inputs") or {}
+    found = [
+        key
+        for key, value in declared.items()
+        if value == "codeset" or (isinstance(value, dict) and value.get("type") == "codeset")
+    ]
+    if wanted is not None and wanted in found:
+        return wanted
+    if wanted is None and len(found) == 1:
+        return str(found[0])
+    raise ValidationError(
+        f"pipeline {pipeline!r} has "
+        + (f"codeset inputs {', '.join(found)}: name one" if found else "no input of type codeset")
+        + (f" ({wanted!r} is not one)" if wanted else ""),
+        details={"field": "input", "codeset_inputs": found},
+    )
 
 
 class Pipelines:
@@ -79,6 +102,37 @@ class Pipelines:
             body["version"] = version
         data = self._http.json("POST", _pipelines(project, name, "runs"), json=body)
         return PipelineRun.model_validate(data)
+
+    def assign(
+        self,
+        name: str,
+        codeset: str,
+        *,
+        input: str | None = None,
+        inputs: dict[str, Any] | None = None,
+        run_now: bool = True,
+        project: str = "default",
+    ) -> tuple[Trigger, PipelineRun | None]:
+        """Run the pipeline on a codeset's newest version now, and on every new version: a
+        ``codeset.versioned`` trigger (concurrency ``queue``) named
+        ``<pipeline>-on-<codeset>``. ``input`` is the pipeline's input of type ``codeset``
+        (needed only when it has several)."""
+        from loopml.client.triggers import Triggers
+
+        _, version = self.get(name, project=project)
+        chosen = _codeset_input(name, version.spec, input)
+        values = {**(inputs or {}), chosen: codeset}
+        trigger = Triggers(self._http).create(
+            f"{name}-on-{codeset}"[:63],
+            pipeline=name,
+            on="codeset.versioned",
+            where={"codeset": codeset},
+            inputs=values,
+            concurrency="queue",
+            project=project,
+        )
+        started = self.run(name, inputs=values, project=project) if run_now else None
+        return trigger, started
 
     def runs(
         self,

@@ -36,8 +36,8 @@ class Triggers(AutomationResource[Trigger]):
         project: str | None = None,
     ) -> Trigger:
         """Add a trigger. ``on`` is ``table.appended``, ``drift.detected``,
-        ``model.version.registered``, ``gate.failed`` or ``webhook``; a webhook trigger's
-        ``secret`` is in this answer only."""
+        ``model.version.registered``, ``gate.failed``, ``codeset.versioned`` or
+        ``webhook``; a webhook trigger's ``secret`` is in this answer only."""
         body = {
             "name": name,
             "pipeline": pipeline,

@@ -47,6 +47,7 @@ class TriggerOn(StrEnum):
     QUALITY_DEGRADED = "quality.degraded"
     MODEL_VERSION_REGISTERED = "model.version.registered"
     GATE_FAILED = "gate.failed"
+    CODESET_VERSIONED = "codeset.versioned"
     WEBHOOK = "webhook"
 
 
@@ -56,6 +57,7 @@ WHERE_KEYS: dict[TriggerOn, tuple[str, ...]] = {
     TriggerOn.QUALITY_DEGRADED: ("deployment", "model"),
     TriggerOn.MODEL_VERSION_REGISTERED: ("model",),
     TriggerOn.GATE_FAILED: ("model",),
+    TriggerOn.CODESET_VERSIONED: ("codeset",),
     TriggerOn.WEBHOOK: (),
 }
 """The filter keys each kind of trigger accepts, matched against the event's payload (and

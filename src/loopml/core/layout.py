@@ -48,3 +48,9 @@ def dataset_version_prefix(project_id: str, dataset_id: str, version_id: str) ->
 def mlflow_model_prefix(project_id: str, model_id: str) -> str:
     """The files of a model an MLflow 3 client logged (``/logged-models``), MLflow's format."""
     return f"{project_prefix(project_id)}/mlflow-models/{model_id}"
+
+
+def codeset_archive_key(project_id: str, content_hash: str) -> str:
+    """A codeset version's files as one archive, named by its content hash: immutable, and
+    shared by every codeset of the project that holds the same tree."""
+    return f"{project_prefix(project_id)}/codesets/{content_hash}.tar.gz"

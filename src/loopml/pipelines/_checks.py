@@ -220,6 +220,8 @@ class _Checker:
                 if why := check_value(param.type, value):
                     self.add((*base, key), f"{key}: {why}")
         missing = [k for k, p in builtin.params.items() if p.required and k not in step.with_]
+        if builtin.required_unless is not None and builtin.required_unless in step.with_:
+            missing = []
         if missing:
             where: Path = base if "with" in self._step_keys(i) else ("steps", i)
             self.add(where, f"{builtin.name!r} needs {', '.join(missing)} in `with`")

@@ -1,11 +1,12 @@
 """Turning a claimed step into a task: references replaced by values, typed inputs pinned to
 exact versions, and the cache key.
 
-Pinning (``sales`` -> ``sales@7``, ``churn_snap`` -> ``churn_snap@3``, ``churn@champion`` ->
-``churn/4``) makes the step read exactly what its cache key and its recorded inputs say it
-read. The cache key is the SHA-256 of the step's definition after resolution, the content
-hashes of its typed inputs (a dataset version's content and eval-set hashes, a table's id
-and version, a model package's manifest hash) and, for a python step, its module's source.
+Pinning (``sales`` -> ``sales@7``, ``churn_snap`` -> ``churn_snap@3``, ``trainer`` ->
+``trainer@2``, ``churn@champion`` -> ``churn/4``) makes the step read exactly what its cache
+key and its recorded inputs say it read. The cache key is the SHA-256 of the step's
+definition after resolution, the content hashes of its typed inputs (a dataset version's
+content and eval-set hashes, a table's id and version, a codeset version's content hash, a
+model package's manifest hash) and, for a python step, its module's source.
 """
 
 from __future__ import annotations
@@ -100,6 +101,15 @@ class _Pinner:
         eval_hash = found.split.eval_hash if found.split else ""
         return f"{found.dataset}@{found.version}", f"dataset:{found.content_hash}:{eval_hash}"
 
+    def codeset(self, text: str) -> tuple[str, str]:
+        from loopml.core.codesets import parse_codeset_ref
+        from loopml.store import codesets
+
+        name, number = parse_codeset_ref(text)
+        with self.store.session() as session:
+            found, _ = codesets.version(session, self.project, name, number)
+        return f"{name}@{found.version}", f"codeset:{found.content_hash}"
+
     def model(self, text: str) -> tuple[str, str]:
         from loopml.registry import resolve
         from loopml.store import lineage
@@ -123,6 +133,7 @@ class _Pinner:
             ValueType.TABLE: self.table,
             ValueType.SOURCE: self.source,
             ValueType.DATASET: self.dataset,
+            ValueType.CODESET: self.codeset,
             ValueType.MODEL: self.model,
             ValueType.RUN: self.run,
         }

@@ -55,8 +55,14 @@ Clock = Callable[[], datetime]
 Domain = TypeVar("Domain")
 
 
-def _hash(secret: str) -> str:
+def hash_secret(secret: str) -> str:
+    """What is stored of a webhook's secret: its SHA-256 (the secret is shown once)."""
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_secret() -> str:
+    """A fresh webhook secret (a trigger's, a codeset's)."""
+    return f"lmwh_{secrets.token_urlsafe(32)}"
 
 
 def _concurrency(value: Concurrency | str) -> Concurrency:
@@ -266,7 +272,7 @@ def create_trigger(
     minimum = validate_min_rows(kind, min_rows)
     policy = _concurrency(concurrency)
     given = dict(inputs or {})
-    secret = f"lmwh_{secrets.token_urlsafe(32)}" if kind == TriggerOn.WEBHOOK else None
+    secret = new_secret() if kind == TriggerOn.WEBHOOK else None
     with store.session() as session:
         check_inputs(session, project, pipeline, given)
         made = triggers.create(
@@ -280,7 +286,7 @@ def create_trigger(
             inputs=given,
             concurrency=policy,
             enabled=enabled,
-            secret_hash=None if secret is None else _hash(secret),
+            secret_hash=None if secret is None else hash_secret(secret),
             actor=actor,
         )
     return made.model_copy(update={"secret": secret})
@@ -304,22 +310,29 @@ def update_trigger(
         return triggers.update_(session, project, name, changes=changes, actor=actor)
 
 
-def _check_secret(secret: str | None, secret_hash: str | None) -> None:
+def check_secret(
+    secret: str | None,
+    secret_hash: str | None,
+    *,
+    noun: str = "trigger",
+    renew: str = "delete and create the trigger again to get a new one",
+) -> None:
+    """Refuse (403) a missing secret, or one whose hash is not ``secret_hash``."""
     if not secret:
         raise PermissionDeniedError(
-            "missing secret: send the trigger's secret in the X-Loopml-Secret header",
+            f"missing secret: send the {noun}'s secret in the X-Loopml-Secret header",
             details={"header": "X-Loopml-Secret"},
         )
     # Compare digests of equal length in constant time, so timing tells nothing.
-    if secret_hash is None or not hmac.compare_digest(_hash(secret), secret_hash):
+    if secret_hash is None or not hmac.compare_digest(hash_secret(secret), secret_hash):
         raise PermissionDeniedError(
-            "wrong secret for this trigger (it is shown once, when the trigger is "
-            "created; delete and create the trigger again to get a new one)",
+            f"wrong secret for this {noun} (it is shown once, when the {noun}'s webhook is "
+            f"made; {renew})",
             details={"header": "X-Loopml-Secret"},
         )
 
 
-def _webhook_payload(payload: dict[str, Any] | bytes | None) -> dict[str, Any] | None:
+def webhook_payload(payload: dict[str, Any] | bytes | None) -> dict[str, Any] | None:
     """The payload as a checked JSON object; raw bytes are decoded here, after the secret."""
     if isinstance(payload, bytes):
         if not payload.strip():
@@ -363,8 +376,8 @@ def fire_webhook(
     """
     with store.session() as session:
         on, secret_hash, _ = triggers.by_id(session, trigger_id)
-        _check_secret(secret, secret_hash)
-        payload = _webhook_payload(payload)
+        check_secret(secret, secret_hash)
+        payload = webhook_payload(payload)
         if on != TriggerOn.WEBHOOK.value:
             raise ConflictError(f"trigger {trigger_id} reacts to {on} events, not webhook calls")
         who = firings.owner(session, "trigger", trigger_id, lock=True)

@@ -53,6 +53,9 @@ class Builtin:
     available: bool = True
     unavailable_reason: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    required_unless: str | None = None
+    """A parameter that, when given, makes the ``required`` ones optional (``train_custom``
+    on a ``codeset`` needs no dataset, target, task or entrypoint)."""
 
 
 _DATA = "loopml.pipelines.builtins.data"
@@ -143,14 +146,21 @@ BUILTINS: dict[str, Builtin] = {
         ),
         Builtin(
             "train_custom",
-            "Your fit(ctx) (module:function) on a dataset version's frozen split.",
+            "Your fit(ctx) (module:function) on a dataset version's frozen split, or a "
+            "codeset's MLproject / loopml.yaml main entry in its own virtualenv.",
             {
                 **_TRAINING_PARAMS,
                 "entrypoint": Param(T.STRING, required=True, help="module:function of fit."),
-                "params": Param(T.OBJECT, help="ctx.params of fit."),
+                "params": Param(
+                    T.OBJECT, help="ctx.params of fit, or the codeset entry's parameters."
+                ),
+                "codeset": Param(
+                    T.CODESET, help="Run this codeset's entry point instead (docs/codesets.md)."
+                ),
             },
             {"run": T.RUN, "metrics": T.METRICS},
             impl=f"{_TRAIN}:train_custom",
+            required_unless="codeset",
         ),
         Builtin(
             "train_text",

@@ -118,6 +118,30 @@ def _inputs(spec: PipelineSpec, given: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+def _pin_codesets(
+    session: Session, project: str, spec: PipelineSpec, values: dict[str, Any]
+) -> dict[str, Any]:
+    """A ``codeset`` input named without a version (``trainer``) becomes the codeset's newest
+    version when the run is queued (``trainer@4``): the run records which code it ran, and a
+    run a ``codeset.versioned`` trigger starts runs the version that fired it (or a newer)."""
+    from loopml.core.codesets import parse_codeset_ref
+    from loopml.pipelines.types import ValueType
+    from loopml.store import codesets
+
+    pinned = dict(values)
+    for name, declared in spec.inputs.items():
+        value = values.get(name)
+        if declared.type != ValueType.CODESET or not isinstance(value, str):
+            continue
+        codeset, number = parse_codeset_ref(value)
+        if number is None:
+            found = codesets.get(session, project, codeset)
+            if found.latest_version == 0:
+                raise ValidationError(f"codeset {codeset!r} has no version yet")
+            pinned[name] = f"{codeset}@{found.latest_version}"
+    return pinned
+
+
 def plans(definition: dict[str, Any]) -> list[StepPlan]:
     """The step rows a run of ``definition`` starts with."""
     spec = PipelineSpec.model_validate(definition["spec"])
@@ -187,7 +211,7 @@ def queue_run(
     validate_pipeline_name(pipeline)
     _, definition, version_id = repo.get_version(session, project, pipeline, version)
     spec = PipelineSpec.model_validate(definition["spec"])
-    values = _inputs(spec, dict(inputs or {}))
+    values = _pin_codesets(session, project, spec, _inputs(spec, dict(inputs or {})))
     return runs_repo.create_run(
         session,
         project,

@@ -1,7 +1,8 @@
 """The value types of pipeline inputs, step parameters and step outputs.
 
 Values travel between steps as JSON. The typed references carry loopml's own reference
-grammars, so a ``table`` is ``sales@3``, a ``dataset`` is ``churn_snap@2``, a ``model`` is
+grammars, so a ``table`` is ``sales@3``, a ``dataset`` is ``churn_snap@2``, a ``codeset``
+is ``trainer@3`` (or ``trainer``: its newest version when the step runs), a ``model`` is
 ``churn/4`` and a ``run`` is a training run's id. Types are checked twice: when a spec is
 applied (literals, and what each reference will deliver) and when a step returns outputs.
 """
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
+from loopml.core.codesets import CODESET_REF_PATTERN
 from loopml.core.datasets import DATASET_REF_PATTERN
 from loopml.core.refs import LOCAL_REF_PATTERN, MAX_REF_LENGTH
 from loopml.core.transforms import TABLE_VERSION_PATTERN
@@ -31,6 +33,7 @@ class ValueType(StrEnum):
     TABLE = "table"
     SOURCE = "source"
     DATASET = "dataset"
+    CODESET = "codeset"
     MODEL = "model"
     RUN = "run"
     METRICS = "metrics"
@@ -39,7 +42,14 @@ class ValueType(StrEnum):
 
 
 REFERENCE_TYPES = frozenset(
-    {ValueType.TABLE, ValueType.DATASET, ValueType.MODEL, ValueType.RUN, ValueType.SOURCE}
+    {
+        ValueType.TABLE,
+        ValueType.DATASET,
+        ValueType.CODESET,
+        ValueType.MODEL,
+        ValueType.RUN,
+        ValueType.SOURCE,
+    }
 )
 """Types whose values are text naming something in loopml."""
 SCALAR_TYPES = REFERENCE_TYPES | {
@@ -74,6 +84,8 @@ def _text_problem(value: str, kind: ValueType) -> str | None:
         return "expected a table such as 'sales' or 'sales@3'"
     if kind == ValueType.DATASET and not DATASET_REF_PATTERN.fullmatch(value):
         return "expected a dataset version such as 'churn_snap', 'churn_snap@2' or '...@latest'"
+    if kind == ValueType.CODESET and not CODESET_REF_PATTERN.fullmatch(value):
+        return "expected a codeset such as 'trainer' (its newest version) or 'trainer@3'"
     if kind == ValueType.MODEL and not LOCAL_REF_PATTERN.fullmatch(value):
         return "expected a model version such as 'churn/3' or 'churn@champion'"
     if kind == ValueType.RUN and not _RUN_ID.fullmatch(value):

@@ -33,6 +33,7 @@ from loopml.settings._base import DEFAULT_CONFIG_FILE as DEFAULT_CONFIG_FILE
 from loopml.settings._base import ArtifactSettings as ArtifactSettings
 from loopml.settings._base import AuthSettings as AuthSettings
 from loopml.settings._base import ClientSettings as ClientSettings
+from loopml.settings._base import CodesetsSettings as CodesetsSettings
 from loopml.settings._base import DatabaseSettings as DatabaseSettings
 from loopml.settings._base import FeaturesSettings as FeaturesSettings
 from loopml.settings._base import LakeSettings as LakeSettings
@@ -84,6 +85,7 @@ class Settings(BaseSettings):
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     lake: LakeSettings = Field(default_factory=LakeSettings)
     features: FeaturesSettings = Field(default_factory=FeaturesSettings)
+    codesets: CodesetsSettings = Field(default_factory=CodesetsSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     local: LocalSettings = Field(default_factory=LocalSettings)

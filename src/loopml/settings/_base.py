@@ -283,3 +283,28 @@ class FeaturesSettings(_Section):
         le=1_000_000,
         description="Entities written to the online store per batch while materializing.",
     )
+
+
+class CodesetsSettings(_Section):
+    """Codesets: versioned trees of training code (docs/codesets.md)."""
+
+    max_bytes: int = Field(
+        default=100 * _MiB,
+        ge=1,
+        description="Largest codeset version: the total bytes of its files (checked by the "
+        "CLI while packing and by the server on upload); larger ones are refused with 413.",
+    )
+    max_files: int = Field(
+        default=20_000,
+        ge=1,
+        le=10_000_000,
+        description="Most files in one codeset version.",
+    )
+    repository_roots: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Folders on the server under which a codeset's webhook may read a git "
+        "repository (`loopml codesets webhook NAME --repository PATH`). Empty (the default): "
+        "no codeset reads a repository on the server, so an editor cannot point one at "
+        "files outside these folders.",
+    )

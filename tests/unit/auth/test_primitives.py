@@ -121,12 +121,12 @@ def test_the_webhook_secret_is_compared_in_constant_time(monkeypatch: pytest.Mon
     from loopml.core.errors import PermissionDeniedError
     from loopml.pipelines import automation_service
 
-    stored = automation_service._hash("the right secret")
+    stored = automation_service.hash_secret("the right secret")
     calls = _spy_compare_digest(monkeypatch, automation_service)
-    automation_service._check_secret("the right secret", stored)
+    automation_service.check_secret("the right secret", stored)
     with pytest.raises(PermissionDeniedError, match="wrong secret"):
-        automation_service._check_secret("a wrong secret", stored)
-    assert calls == [(stored, stored), (automation_service._hash("a wrong secret"), stored)]
+        automation_service.check_secret("a wrong secret", stored)
+    assert calls == [(stored, stored), (automation_service.hash_secret("a wrong secret"), stored)]
 
 
 def test_password_policy() -> None:

@@ -61,16 +61,27 @@ def train_automl(
 
 def train_custom(
     ctx: StepContext,
-    dataset: str,
-    target: str,
-    task: str,
-    entrypoint: str,
+    dataset: str | None = None,
+    target: str | None = None,
+    task: str | None = None,
+    entrypoint: str | None = None,
     params: dict[str, Any] | None = None,
     experiment: str | None = None,
+    codeset: str | None = None,
 ) -> dict[str, Any]:
-    """Your ``fit(ctx)``; a retry resumes from the last checkpoint the failed attempt saved."""
+    """Your ``fit(ctx)``; a retry resumes from the last checkpoint the failed attempt saved.
+    With ``codeset``, that codeset version's entry point instead (``train_codeset``)."""
+    from loopml.core.errors import ValidationError
     from loopml.train.service import train
 
+    if codeset is not None:
+        if entrypoint is not None:
+            raise ValidationError("train_custom takes an entrypoint or a codeset, not both")
+        from loopml.pipelines.builtins.codeset import train_codeset
+
+        return train_codeset(ctx, codeset, params=params, experiment=experiment)
+    if dataset is None or target is None or task is None or entrypoint is None:
+        raise ValidationError("train_custom needs dataset, target, task and entrypoint")
     outcome = train(
         _access(ctx),
         dataset,

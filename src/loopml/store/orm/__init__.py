@@ -9,6 +9,8 @@ from loopml.store.orm.automation import TriggerRow as TriggerRow
 from loopml.store.orm.base import Base as Base
 from loopml.store.orm.base import EntityMixin as EntityMixin
 from loopml.store.orm.base import UTCDateTime as UTCDateTime
+from loopml.store.orm.codesets import CodesetRow as CodesetRow
+from loopml.store.orm.codesets import CodesetVersionRow as CodesetVersionRow
 from loopml.store.orm.datasets import DatasetRow as DatasetRow
 from loopml.store.orm.datasets import DatasetVersionRow as DatasetVersionRow
 from loopml.store.orm.datasets import IngestKeyRow as IngestKeyRow

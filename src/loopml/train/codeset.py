@@ -1,0 +1,224 @@
+"""Training from a codeset: its entry point run in a virtual environment of its own, with
+MLflow's client pointed at loopml, on a run that records the codeset version it ran.
+
+- The **entry point** is an ``MLproject`` file's ``main`` entry (``command`` and
+  ``parameters`` with defaults, as MLflow reads them), or a ``loopml.yaml`` with the same
+  ``entry_points: {main: ...}`` shape. ``{name}`` in the command is replaced by the
+  parameter's value, shell-quoted.
+- The **environment** is a virtualenv made by the running interpreter with
+  ``--system-site-packages`` and a ``.pth`` naming the running environment's own
+  site-packages (a venv made from a venv sees only the base interpreter's packages), so a
+  requirement already installed here is satisfied without the network; ``pip install -r
+  requirements.txt`` installs only what is missing. It is cached under
+  ``<home>/codeset-envs/<sha256 of the requirements and the interpreter>``, made under a
+  file lock and marked ready last.
+- The **run** is created first (experiment: the codeset's name by default) with the input
+  ``codeset NAME@VERSION`` (its commit and content hash in the details); the process gets
+  ``MLFLOW_TRACKING_URI`` (loopml's API) and ``MLFLOW_RUN_ID``, so ``mlflow.start_run()``
+  continues that run and ``mlflow.log_*`` lands on it. The run ends FINISHED or FAILED with
+  the process, unless the code ended it itself.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shlex
+import shutil
+import site
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loopml.core.codesets import CodesetVersion
+from loopml.core.errors import UserCodeError, ValidationError
+
+ENTRY_FILES = ("MLproject", "loopml.yaml")
+PIP_TIMEOUT_S = 1800
+
+
+@dataclass(frozen=True)
+class EntryPoint:
+    """The command to run and where it was read."""
+
+    command: str
+    origin: str
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    import yaml  # type: ignore[import-untyped]
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ValidationError(f"{path.name} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValidationError(f"{path.name} must be a mapping with entry_points")
+    return data
+
+
+def _value(name: str, spec: Any, given: Mapping[str, Any], origin: str) -> str:
+    if name in given:
+        return str(given[name])
+    default = spec.get("default") if isinstance(spec, dict) else None
+    if default is None:
+        raise ValidationError(
+            f"{origin}: parameter {name!r} has no default: pass it in the step's params",
+            details={"parameter": name},
+        )
+    return str(default)
+
+
+def entry_point(folder: Path, params: Mapping[str, Any] | None = None) -> EntryPoint:
+    """The ``main`` entry point of the codeset in ``folder``, its parameters filled in.
+
+    Raises:
+        ValidationError: no MLproject / loopml.yaml, no ``main`` entry, a parameter without
+            a value, or a parameter given that the entry does not declare.
+    """
+    given = dict(params or {})
+    for name in ENTRY_FILES:
+        path = folder / name
+        if path.is_file():
+            break
+    else:
+        raise ValidationError(
+            "the codeset has no MLproject and no loopml.yaml: add one with "
+            "entry_points: {main: {command: 'python train.py'}}"
+        )
+    entries = _load_yaml(path).get("entry_points") or {}
+    main = entries.get("main") if isinstance(entries, dict) else None
+    if not isinstance(main, dict) or not isinstance(main.get("command"), str):
+        raise ValidationError(f"{name} has no entry_points.main.command")
+    declared = main.get("parameters") or {}
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise ValidationError(
+            f"{name}: the main entry declares no parameter {unknown[0]!r} "
+            f"(it declares: {', '.join(declared) or 'none'})"
+        )
+    values = {k: shlex.quote(_value(k, v, given, name)) for k, v in declared.items()}
+    try:
+        command = main["command"].format(**values)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValidationError(
+            f"{name}: the main command names {exc} that is no parameter"
+        ) from None
+    return EntryPoint(command=command, origin=name)
+
+
+def _parent_site_packages() -> list[str]:
+    return [p for p in site.getsitepackages() if Path(p).is_dir()]
+
+
+def _env_key(requirements: str) -> str:
+    text = f"{sys.executable}\n{sys.version}\n{requirements}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _make_env(folder: Path, requirements: str, log: Callable[[str], None]) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(folder)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    python = folder / "bin" / "python"
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    Path(purelib, "_loopml_parent.pth").write_text("\n".join(_parent_site_packages()) + "\n")
+    if not requirements.strip():
+        return
+    (folder / "requirements.txt").write_text(requirements)
+    log(f"installing requirements.txt into {folder.name}")
+    done = subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "-q",
+            "-r",
+            str(folder / "requirements.txt"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=PIP_TIMEOUT_S,
+    )
+    if done.returncode != 0:
+        raise UserCodeError(
+            "pip could not install the codeset's requirements.txt (what is already "
+            f"installed needs no network; the rest does): {done.stderr.strip()[-1500:]}"
+        )
+
+
+def environment(cache: Path, requirements: str, log: Callable[[str], None]) -> Path:
+    """The python of the virtual environment for ``requirements`` (made once, cached).
+
+    A venv's scripts name its own folder, so it is made in place; a ``ready`` marker written
+    last tells a finished one from one a killed process left half-made (made again).
+    """
+    cache.mkdir(parents=True, exist_ok=True)
+    key = _env_key(requirements)
+    folder = cache / key
+    with (cache / f"{key}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (folder / "ready").exists():
+            log(f"environment {key[:12]} reused")
+            return folder / "bin" / "python"
+        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            _make_env(folder, requirements, log)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        (folder / "ready").write_text("ok\n")
+    return folder / "bin" / "python"
+
+
+def run_entry(
+    python: Path,
+    folder: Path,
+    command: str,
+    *,
+    env: Mapping[str, str],
+    timeout_s: float | None = None,
+) -> int:
+    """Run ``command`` (bash) in ``folder`` with the environment's ``bin`` first on PATH;
+    its output goes to this process's (the step's log). Returns the exit status."""
+    bin_dir = str(python.parent)
+    full = {
+        **os.environ,
+        **env,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "VIRTUAL_ENV": str(python.parent.parent),
+        "PYTHONUNBUFFERED": "1",
+    }
+    full.pop("PYTHONHOME", None)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    done = subprocess.run(
+        ["bash", "-c", command],  # noqa: S607
+        cwd=folder,
+        env=full,
+        timeout=timeout_s,
+        check=False,
+    )
+    return done.returncode
+
+
+def codeset_input(version: CodesetVersion) -> dict[str, Any]:
+    """The run input that records which code a run ran."""
+    details = {"content_hash": version.content_hash}
+    if version.commit:
+        details["commit"] = version.commit
+    return {"kind": "codeset", "ref": f"{version.codeset}@{version.version}", "details": details}
