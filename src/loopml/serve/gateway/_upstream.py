@@ -44,6 +44,8 @@ _PASSED_ON_BYTES = frozenset(name.encode() for name in PASSED_ON)
 # it, so a request rarely races a closing socket.
 KEEPALIVE_S = 4.0
 _LARGE_BODY = 64 * 1024
+# Request heads' first lines by (method, url): a replica's few paths, parsed once.
+_MAX_PREFIXES = 4096
 
 
 class Unreachable(Exception):
@@ -177,6 +179,7 @@ class UpstreamClient:
         self._idle: dict[tuple[str, int], deque[_Connection]] = {}
         self._slots: asyncio.Semaphore | None = None
         self._open = 0
+        self._prefixes: dict[tuple[str, str], tuple[str, int, bytes]] = {}
 
     async def start(self) -> None:
         """Get ready to call (on the running event loop)."""
@@ -201,8 +204,11 @@ class UpstreamClient:
         """
         slots = self._slots
         assert slots is not None, "the gateway is not started"
-        host, port, target = self._address(url)
-        head = _head(method, target, host, port, headers, len(body))
+        known = self._prefixes.get((method, url))
+        if known is None:
+            known = self._prefix(method, url)
+        host, port, prefix = known
+        head = _head(prefix, headers, len(body))
         try:
             async with asyncio.timeout(self._timeout_s):
                 async with slots:
@@ -263,6 +269,24 @@ class UpstreamClient:
             raise Unreachable(f"cannot connect to {key[0]}:{key[1]}: {exc}") from exc
         return connection
 
+    def _prefix(self, method: str, url: str) -> tuple[str, int, bytes]:
+        """Host, port and the head's first bytes (request line, host) for a call to ``url``."""
+        host, port, target = self._address(url)
+        prefix = b"".join(
+            [
+                method.encode("ascii"),
+                b" ",
+                target,
+                b" HTTP/1.1\r\nhost: ",
+                f"{host}:{port}".encode("latin-1"),
+                b"\r\ncontent-length: ",
+            ]
+        )
+        if len(self._prefixes) >= _MAX_PREFIXES:  # query strings vary: never grow unbounded
+            self._prefixes.clear()
+        self._prefixes[(method, url)] = known = (host, port, prefix)
+        return known
+
     @staticmethod
     def _address(url: str) -> tuple[str, int, bytes]:
         """Host, port and the request target of ``url``."""
@@ -275,19 +299,8 @@ class UpstreamClient:
         return split.hostname, split.port or 80, target.encode("latin-1")
 
 
-def _head(
-    method: str, target: bytes, host: str, port: int, headers: dict[str, str], length: int
-) -> bytes:
-    lines = [
-        method.encode("ascii"),
-        b" ",
-        target,
-        b" HTTP/1.1\r\nhost: ",
-        f"{host}:{port}".encode("latin-1"),
-        b"\r\ncontent-length: ",
-        str(length).encode("ascii"),
-        b"\r\n",
-    ]
+def _head(prefix: bytes, headers: dict[str, str], length: int) -> bytes:
+    lines = [prefix, str(length).encode("ascii"), b"\r\n"]
     for name, value in headers.items():
         lines += [name.encode("latin-1"), b": ", value.encode("latin-1"), b"\r\n"]
     lines.append(b"\r\n")
