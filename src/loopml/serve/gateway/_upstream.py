@@ -127,12 +127,17 @@ class _Connection(asyncio.Protocol):
         """Whether any byte of the current call's answer arrived."""
         return self._started
 
-    async def call(self, head: bytes, body: bytes) -> UpstreamAnswer:
-        """Send one request and wait for its whole answer."""
+    async def call(self, head: bytes, body: bytes, deadline: float) -> UpstreamAnswer:
+        """Send one request and wait for its whole answer until ``deadline`` (the loop's
+        clock; then ``TimeoutError``)."""
         transport = self.transport
         if transport is None or self.closed or transport.is_closing():
             raise Unreachable("the connection is closed")
-        self._waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._waiter = loop.create_future()
+        # One timer on the loop, cancelled with the answer: cheaper per call than an
+        # ``asyncio.timeout`` context (which reschedules and cancels the whole task).
+        timer = loop.call_at(deadline, self._fail, TimeoutError())
         self._headers = {}
         self._body = []
         self._started = False
@@ -145,6 +150,7 @@ class _Connection(asyncio.Protocol):
         try:
             return await self._waiter
         finally:
+            timer.cancel()
             self._waiter = None
 
     @property
@@ -209,31 +215,46 @@ class UpstreamClient:
             known = self._prefix(method, url)
         host, port, prefix = known
         head = _head(prefix, headers, len(body))
+        deadline = asyncio.get_running_loop().time() + self._timeout_s
         try:
-            async with asyncio.timeout(self._timeout_s):
-                async with slots:
-                    return await self._call((host, port), head, body)
+            if slots.locked():  # wait for a free connection, within the call's time
+                async with asyncio.timeout_at(deadline):
+                    await slots.acquire()
+            else:
+                await slots.acquire()  # free: no wait, no timer
+            try:
+                return await self._call((host, port), head, body, deadline)
+            finally:
+                slots.release()
         except TimeoutError as exc:
             raise UpstreamTimeout(
                 f"no answer from {host}:{port} within {self._timeout_s:g} s"
             ) from exc
 
-    async def _call(self, key: tuple[str, int], head: bytes, body: bytes) -> UpstreamAnswer:
+    async def _call(
+        self, key: tuple[str, int], head: bytes, body: bytes, deadline: float
+    ) -> UpstreamAnswer:
         connection = self._pooled(key)
         if connection is not None:
             try:
-                return await self._use(key, connection, head, body)
+                return await self._use(key, connection, head, body, deadline)
             except Unreachable:
                 if connection.started:
                     raise
                 # Closed by the replica while idle, most likely: once more, on a new one.
-        return await self._use(key, await self._connect(key), head, body)
+        connection = await self._connect(key, deadline)
+        return await self._use(key, connection, head, body, deadline)
 
     async def _use(
-        self, key: tuple[str, int], connection: _Connection, head: bytes, body: bytes
+        self,
+        key: tuple[str, int],
+        connection: _Connection,
+        head: bytes,
+        body: bytes,
+        deadline: float,
     ) -> UpstreamAnswer:
         try:
-            answer = await connection.call(head, body)
+            answer = await connection.call(head, body, deadline)
         except BaseException:
             connection.close()  # mid-call (a timeout, a cancel): never reused
             raise
@@ -258,12 +279,15 @@ class UpstreamClient:
         while pool and now - pool[0].idle_since >= KEEPALIVE_S:
             pool.popleft().close()
 
-    async def _connect(self, key: tuple[str, int]) -> _Connection:
+    async def _connect(self, key: tuple[str, int], deadline: float) -> _Connection:
         loop = asyncio.get_running_loop()
+        connect_by = loop.time() + self._connect_timeout_s
         try:
-            async with asyncio.timeout(self._connect_timeout_s):
+            async with asyncio.timeout_at(min(connect_by, deadline)):
                 _, connection = await loop.create_connection(_Connection, *key)
         except TimeoutError as exc:
+            if deadline < connect_by:
+                raise  # the call's own time ran out: a timeout, not an unreachable replica
             raise Unreachable(f"connecting to {key[0]}:{key[1]} timed out") from exc
         except OSError as exc:
             raise Unreachable(f"cannot connect to {key[0]}:{key[1]}: {exc}") from exc
