@@ -32,6 +32,11 @@ Direct and gateway are also measured on one connection: under 32 saturating conn
 p50 is about 32 x the CPU each request costs on the shared core, so the gateway's p50 there
 is its CPU cost times 32; on one connection it is the latency the gateway adds.
 
+CPU per request: for the 32-connection gateway and direct runs, each process's user +
+system time over the measured seconds (psutil) divided by the requests answered: the
+platform process (the gateway), its replica, and the model server direct. On a shared
+machine this moves less than req/s, which counts the neighbours' load too.
+
 Token auth (``--auth``, instead of the rows above): a ``loopml up`` with authentication on
 (its admin made by ``loopml users create-admin``), the forest deployed once, and its gateway
 path measured with the deployment switched between ``auth: token`` (every request carries a
