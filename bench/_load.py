@@ -10,8 +10,11 @@ import re
 import statistics
 import subprocess
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 LOAD_CORE = 1
 
@@ -23,6 +26,15 @@ class Result:
     p99: float
     errors: int
     core_busy: dict[int, float]  # core -> busy fraction during the measurement
+    cpu_s: dict[int, float] = field(default_factory=dict)
+    """CPU seconds (user + system) each watched process used during the measurement."""
+    seconds: float = 0.0
+
+    def cpu_per_request(self, pids: Iterable[int]) -> float:
+        """CPU seconds per answered request of ``pids`` together (NaN if none was watched)."""
+        used = [self.cpu_s[pid] for pid in pids if pid in self.cpu_s]
+        requests = self.rps * self.seconds
+        return sum(used) / requests if used and requests else float("nan")
 
 
 def _core_times() -> dict[int, tuple[int, int]]:
@@ -51,6 +63,23 @@ def _busy(
     }
 
 
+def _process_cpu(pids: Sequence[int]) -> dict[int, float]:
+    """CPU seconds so far of each of ``pids`` still running."""
+    used: dict[int, float] = {}
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        used[pid] = times.user + times.system
+    return used
+
+
+def _cpu_used(before: dict[int, float], pids: Sequence[int]) -> dict[int, float]:
+    after = _process_cpu(pids)
+    return {pid: after[pid] - before[pid] for pid in before if pid in after}
+
+
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 
 
@@ -68,6 +97,7 @@ def _wrk(
     seconds: float,
     script_dir: Path,
     headers: dict[str, str],
+    watch: Sequence[int] = (),
 ) -> Result:
     script = script_dir / "post.lua"
     extra = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in headers.items())
@@ -80,6 +110,7 @@ def _wrk(
     base += ["-s", str(script)]
     subprocess.run([*base, "-d2s", url], check=True, capture_output=True)  # warm-up
     before = _core_times()
+    cpu_before = _process_cpu(watch)
     out = subprocess.run(
         [*base, f"-d{seconds:g}s", "--timeout", "10s", url],
         check=True,
@@ -87,6 +118,7 @@ def _wrk(
         text=True,
     ).stdout
     busy = _busy(before, _core_times())
+    cpu = _cpu_used(cpu_before, watch)
     latency = dict(re.findall(r"^\s*(50|99)(?:\.0+)?%\s+([\d.]+(?:us|ms|s|m))\s*$", out, re.M))
     if not {"50", "99"} <= latency.keys():
         raise RuntimeError(f"wrk's output has no 50%/99% latency lines:\n{out}")
@@ -96,7 +128,8 @@ def _wrk(
     errors = int(non2xx.group(1)) if non2xx else 0
     if socket_errors:
         errors += sum(int(n) for n in re.findall(r"\d+", socket_errors.group(1)))
-    return Result(rps, _wrk_time(latency["50"]), _wrk_time(latency["99"]), errors, busy)
+    p50, p99 = _wrk_time(latency["50"]), _wrk_time(latency["99"])
+    return Result(rps, p50, p99, errors, busy, cpu, seconds)
 
 
 class _Connection:
@@ -165,18 +198,26 @@ async def _clients(
 
 
 def _asyncio_load(
-    url: str, body: bytes, connections: int, seconds: float, headers: dict[str, str]
+    url: str,
+    body: bytes,
+    connections: int,
+    seconds: float,
+    headers: dict[str, str],
+    watch: Sequence[int] = (),
 ) -> Result:
     match = re.match(r"http://127\.0\.0\.1:(\d+)(/.*)", url)
     assert match, url
     port, path = int(match.group(1)), match.group(2)
     asyncio.run(_clients(port, path, body, connections, 2.0, headers))  # warm-up
     before = _core_times()
+    cpu_before = _process_cpu(watch)
     latencies, errors = asyncio.run(_clients(port, path, body, connections, seconds, headers))
     busy = _busy(before, _core_times())
+    cpu = _cpu_used(cpu_before, watch)
     ordered = sorted(latencies)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return Result(len(latencies) / seconds, statistics.median(ordered), p99, errors, busy)
+    rps = len(latencies) / seconds
+    return Result(rps, statistics.median(ordered), p99, errors, busy, cpu, seconds)
 
 
 def measure(
@@ -186,13 +227,15 @@ def measure(
     work: Path,
     connections: int | None = None,
     headers: dict[str, str] | None = None,
+    watch: Sequence[int] = (),
 ) -> Result:
     """``args.seconds`` of 1-request-at-a-time load per connection on ``url`` (after a 2 s
-    warm-up), with ``args.generator``; ``headers`` are sent with every request."""
+    warm-up), with ``args.generator``; ``headers`` are sent with every request; the CPU
+    time of the processes in ``watch`` is taken for the measured seconds."""
     connections = connections or args.connections
     if args.generator == "wrk":
-        return _wrk(url, body, connections, args.seconds, work, headers or {})
-    return _asyncio_load(url, body, connections, args.seconds, headers or {})
+        return _wrk(url, body, connections, args.seconds, work, headers or {}, watch)
+    return _asyncio_load(url, body, connections, args.seconds, headers or {}, watch)
 
 
 def timed_first(port: int, path: str, body: bytes) -> tuple[float, int]:

@@ -32,6 +32,11 @@ Direct and gateway are also measured on one connection: under 32 saturating conn
 p50 is about 32 x the CPU each request costs on the shared core, so the gateway's p50 there
 is its CPU cost times 32; on one connection it is the latency the gateway adds.
 
+CPU per request: for the 32-connection gateway and direct runs, each process's user +
+system time over the measured seconds (psutil) divided by the requests answered: the
+platform process (the gateway), its replica, and the model server direct. On a shared
+machine this moves less than req/s, which counts the neighbours' load too.
+
 Token auth (``--auth``, instead of the rows above): a ``loopml up`` with authentication on
 (its admin made by ``loopml users create-admin``), the forest deployed once, and its gateway
 path measured with the deployment switched between ``auth: token`` (every request carries a
@@ -144,8 +149,8 @@ def _process(command: list[str], ready_url: str, what: str, **kw: Any) -> Iterat
 @contextmanager
 def _platform(
     home: Path, *, auth: bool = False, extra_env: dict[str, str] | None = None
-) -> Iterator[tuple[str, int]]:
-    """A real ``loopml up`` on core 0 with a temporary home; yields its URL and port. With
+) -> Iterator[tuple[str, int, int]]:
+    """A real ``loopml up`` on core 0 with a temporary home; yields its URL, port and pid. With
     ``auth``, authentication is on and platform admin ``root`` has password ``ADMIN_PASSWORD``
     (made first with ``loopml users create-admin``); ``extra_env`` adds settings."""
     port = free_port()
@@ -159,8 +164,8 @@ def _platform(
         subprocess.run(admin, input=f"{ADMIN_PASSWORD}\n", text=True, env=env, check=True)
     with _process(
         [loopml, "up", "--port", str(port)], f"{url}/api/v1/health", "loopml up", env=env
-    ):
-        yield url, port
+    ) as pid:
+        yield url, port, pid
 
 
 def _deploy(
@@ -191,6 +196,23 @@ def _deploy(
     package = home / "deployments" / "default" / DEPLOYMENT / str(revision) / "package"
     assert (package / "loopml-model.json").exists(), f"no package at {package}"
     return package, version.manifest_sha256, version.version
+
+
+def _replica_pids(platform_pid: int, deployment: str) -> list[int]:
+    """The pids of ``deployment``'s replicas (the platform's children serving it)."""
+    import psutil
+
+    pids = []
+    for child in psutil.Process(platform_pid).children(recursive=True):
+        command = child.cmdline()
+        if "loopml.deploy.targets._replica" in command and deployment in _flag(command):
+            pids.append(child.pid)
+    return pids
+
+
+def _flag(command: list[str]) -> list[str]:
+    """The values of ``--deployment`` in ``command``."""
+    return [command[i + 1] for i, arg in enumerate(command[:-1]) if arg == "--deployment"]
 
 
 def _deployment_status(url: str, name: str) -> str:
@@ -241,7 +263,7 @@ def auth_rows(args: argparse.Namespace, model: Any, frame: pd.DataFrame, body: b
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         home = work / "home"
-        with _platform(home, auth=True) as (url, _):
+        with _platform(home, auth=True) as (url, _, _):
             admin = Client(url).login("root", ADMIN_PASSWORD)["token"]
             _deploy(url, home, model, frame, token=admin)
             modes[1] = ("on", "token", {"Authorization": f"Bearer {_narrow_token(url, admin)}"})
@@ -290,12 +312,12 @@ def monitor_rows(args: argparse.Namespace, model: Any, frame: pd.DataFrame, body
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         home = work / "home"
-        with _platform(home, extra_env=MONITOR_OFF) as (url, _):
+        with _platform(home, extra_env=MONITOR_OFF) as (url, _, _):
             _deploy(url, home, model, frame)
         order = list(modes)
         for i in range(args.rounds):
             for mode in order if i % 2 == 0 else order[::-1]:
-                with _platform(home, extra_env=modes[mode]) as (url, _):
+                with _platform(home, extra_env=modes[mode]) as (url, _, _):
                     with Client(url) as client:
                         client.deployments.wait(DEPLOYMENT, timeout_s=120)
                     gateway_url = f"{url}/deployments/{DEPLOYMENT}/predict"
@@ -337,6 +359,26 @@ def _mlflow(python: str, body: bytes, args: argparse.Namespace, work: Path) -> R
 
 def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:8.2f}"
+
+
+def _cpu_rows(
+    results: dict[str, Result],
+    platform_pid: int,
+    replicas: list[int],
+    direct_pid: int,
+    connections: int,
+) -> None:
+    """CPU per request of each process (user + system over the measured seconds): robust
+    where the machine is shared, as it counts each process's own CPU, not the wall clock."""
+    g, d = results["gateway (loopml up)"], results["direct (loopml.serve)"]
+    gateway = g.cpu_per_request([platform_pid])
+    behind = g.cpu_per_request(replicas)
+    print(f"\nCPU per request, {connections} connections (user + system of each process)")
+    print(
+        f"  gateway run: platform process (gateway) {gateway * 1e6:.0f} us, its replica "
+        f"{behind * 1e6:.0f} us ({gateway / behind:.2f} x); direct run: the model server "
+        f"{d.cpu_per_request([direct_pid]) * 1e6:.0f} us"
+    )
 
 
 def main() -> None:
@@ -389,7 +431,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         home = work / "home"
-        with _platform(home) as (url, platform_port):
+        with _platform(home) as (url, platform_port, platform_pid):
             package, manifest_sha256, version = _deploy(url, home, model, frame)
             # Wake the scale-to-zero deployment once (fetches its package), so that it
             # scales down while the throughput runs go.
@@ -409,7 +451,7 @@ def main() -> None:
             floor_url = f"http://127.0.0.1:{echo_port}/predict"
             direct_url = f"http://127.0.0.1:{port}/predict"
             with (
-                _process(direct, ready, "loopml.serve"),
+                _process(direct, ready, "loopml.serve") as direct_pid,
                 _process(echo, f"http://127.0.0.1:{echo_port}/health", "echo app"),
             ):
                 # Floor and direct in turn, twice, keeping each one's better run: the
@@ -418,7 +460,7 @@ def main() -> None:
                 floors, directs = [], []
                 for _ in range(2):
                     floors.append(measure(floor_url, body, args, work))
-                    directs.append(measure(direct_url, body, args, work))
+                    directs.append(measure(direct_url, body, args, work, watch=[direct_pid]))
                 results["floor (Starlette echo)"] = max(floors, key=lambda r: r.rps)
                 results["direct (loopml.serve)"] = max(directs, key=lambda r: r.rps)
                 results["direct, 1 connection"] = measure(
@@ -426,7 +468,9 @@ def main() -> None:
                 )
 
             gateway_url = f"{url}/deployments/{DEPLOYMENT}/predict"
-            results["gateway (loopml up)"] = measure(gateway_url, body, args, work)
+            replicas = _replica_pids(platform_pid, DEPLOYMENT)
+            watched = [platform_pid, *replicas]
+            results["gateway (loopml up)"] = measure(gateway_url, body, args, work, watch=watched)
             results["gateway, 1 connection"] = measure(gateway_url, body, args, work, connections=1)
 
             waited = _wait_scaled_to_zero(url, timeout=90)
@@ -460,6 +504,7 @@ def main() -> None:
             f"{busy0:9.0%}  {busy1:9.0%}"
         )
     print(f"  {'scale-from-zero, first':<26}{'':9} {_ms(cold)}  (one request after idle)")
+    _cpu_rows(results, platform_pid, replicas, direct_pid, args.connections)
 
     d = results["direct (loopml.serve)"]
     g = results["gateway (loopml up)"]

@@ -107,6 +107,11 @@ class RequestGuardMiddleware:
         if error is not None:
             await send_error(send, error, scope["path"])
             return
+        if "content-length" in headers and "transfer-encoding" not in headers:
+            # The declared length was checked against the limit above, and the server's
+            # parser delivers no byte past it: there is nothing left to count.
+            await self.app(scope, receive, send)
+            return
         raw = self.config.raw_body_route(scope["path"])
         limit = self.config.max_upload_bytes if raw else self.config.max_body_bytes
         await _LimitedRequest(self.app, limit)(scope, receive, send)

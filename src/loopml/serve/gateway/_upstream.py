@@ -44,6 +44,8 @@ _PASSED_ON_BYTES = frozenset(name.encode() for name in PASSED_ON)
 # it, so a request rarely races a closing socket.
 KEEPALIVE_S = 4.0
 _LARGE_BODY = 64 * 1024
+# Request heads' first lines by (method, url): a replica's few paths, parsed once.
+_MAX_PREFIXES = 4096
 
 
 class Unreachable(Exception):
@@ -125,12 +127,17 @@ class _Connection(asyncio.Protocol):
         """Whether any byte of the current call's answer arrived."""
         return self._started
 
-    async def call(self, head: bytes, body: bytes) -> UpstreamAnswer:
-        """Send one request and wait for its whole answer."""
+    async def call(self, head: bytes, body: bytes, deadline: float) -> UpstreamAnswer:
+        """Send one request and wait for its whole answer until ``deadline`` (the loop's
+        clock; then ``TimeoutError``)."""
         transport = self.transport
         if transport is None or self.closed or transport.is_closing():
             raise Unreachable("the connection is closed")
-        self._waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        self._waiter = loop.create_future()
+        # One timer on the loop, cancelled with the answer: cheaper per call than an
+        # ``asyncio.timeout`` context (which reschedules and cancels the whole task).
+        timer = loop.call_at(deadline, self._fail, TimeoutError())
         self._headers = {}
         self._body = []
         self._started = False
@@ -143,6 +150,7 @@ class _Connection(asyncio.Protocol):
         try:
             return await self._waiter
         finally:
+            timer.cancel()
             self._waiter = None
 
     @property
@@ -177,6 +185,7 @@ class UpstreamClient:
         self._idle: dict[tuple[str, int], deque[_Connection]] = {}
         self._slots: asyncio.Semaphore | None = None
         self._open = 0
+        self._prefixes: dict[tuple[str, str], tuple[str, int, bytes]] = {}
 
     async def start(self) -> None:
         """Get ready to call (on the running event loop)."""
@@ -201,33 +210,51 @@ class UpstreamClient:
         """
         slots = self._slots
         assert slots is not None, "the gateway is not started"
-        host, port, target = self._address(url)
-        head = _head(method, target, host, port, headers, len(body))
+        known = self._prefixes.get((method, url))
+        if known is None:
+            known = self._prefix(method, url)
+        host, port, prefix = known
+        head = _head(prefix, headers, len(body))
+        deadline = asyncio.get_running_loop().time() + self._timeout_s
         try:
-            async with asyncio.timeout(self._timeout_s):
-                async with slots:
-                    return await self._call((host, port), head, body)
+            if slots.locked():  # wait for a free connection, within the call's time
+                async with asyncio.timeout_at(deadline):
+                    await slots.acquire()
+            else:
+                await slots.acquire()  # free: no wait, no timer
+            try:
+                return await self._call((host, port), head, body, deadline)
+            finally:
+                slots.release()
         except TimeoutError as exc:
             raise UpstreamTimeout(
                 f"no answer from {host}:{port} within {self._timeout_s:g} s"
             ) from exc
 
-    async def _call(self, key: tuple[str, int], head: bytes, body: bytes) -> UpstreamAnswer:
+    async def _call(
+        self, key: tuple[str, int], head: bytes, body: bytes, deadline: float
+    ) -> UpstreamAnswer:
         connection = self._pooled(key)
         if connection is not None:
             try:
-                return await self._use(key, connection, head, body)
+                return await self._use(key, connection, head, body, deadline)
             except Unreachable:
                 if connection.started:
                     raise
                 # Closed by the replica while idle, most likely: once more, on a new one.
-        return await self._use(key, await self._connect(key), head, body)
+        connection = await self._connect(key, deadline)
+        return await self._use(key, connection, head, body, deadline)
 
     async def _use(
-        self, key: tuple[str, int], connection: _Connection, head: bytes, body: bytes
+        self,
+        key: tuple[str, int],
+        connection: _Connection,
+        head: bytes,
+        body: bytes,
+        deadline: float,
     ) -> UpstreamAnswer:
         try:
-            answer = await connection.call(head, body)
+            answer = await connection.call(head, body, deadline)
         except BaseException:
             connection.close()  # mid-call (a timeout, a cancel): never reused
             raise
@@ -252,16 +279,37 @@ class UpstreamClient:
         while pool and now - pool[0].idle_since >= KEEPALIVE_S:
             pool.popleft().close()
 
-    async def _connect(self, key: tuple[str, int]) -> _Connection:
+    async def _connect(self, key: tuple[str, int], deadline: float) -> _Connection:
         loop = asyncio.get_running_loop()
+        connect_by = loop.time() + self._connect_timeout_s
         try:
-            async with asyncio.timeout(self._connect_timeout_s):
+            async with asyncio.timeout_at(min(connect_by, deadline)):
                 _, connection = await loop.create_connection(_Connection, *key)
         except TimeoutError as exc:
+            if deadline < connect_by:
+                raise  # the call's own time ran out: a timeout, not an unreachable replica
             raise Unreachable(f"connecting to {key[0]}:{key[1]} timed out") from exc
         except OSError as exc:
             raise Unreachable(f"cannot connect to {key[0]}:{key[1]}: {exc}") from exc
         return connection
+
+    def _prefix(self, method: str, url: str) -> tuple[str, int, bytes]:
+        """Host, port and the head's first bytes (request line, host) for a call to ``url``."""
+        host, port, target = self._address(url)
+        prefix = b"".join(
+            [
+                method.encode("ascii"),
+                b" ",
+                target,
+                b" HTTP/1.1\r\nhost: ",
+                f"{host}:{port}".encode("latin-1"),
+                b"\r\ncontent-length: ",
+            ]
+        )
+        if len(self._prefixes) >= _MAX_PREFIXES:  # query strings vary: never grow unbounded
+            self._prefixes.clear()
+        self._prefixes[(method, url)] = known = (host, port, prefix)
+        return known
 
     @staticmethod
     def _address(url: str) -> tuple[str, int, bytes]:
@@ -275,19 +323,8 @@ class UpstreamClient:
         return split.hostname, split.port or 80, target.encode("latin-1")
 
 
-def _head(
-    method: str, target: bytes, host: str, port: int, headers: dict[str, str], length: int
-) -> bytes:
-    lines = [
-        method.encode("ascii"),
-        b" ",
-        target,
-        b" HTTP/1.1\r\nhost: ",
-        f"{host}:{port}".encode("latin-1"),
-        b"\r\ncontent-length: ",
-        str(length).encode("ascii"),
-        b"\r\n",
-    ]
+def _head(prefix: bytes, headers: dict[str, str], length: int) -> bytes:
+    lines = [prefix, str(length).encode("ascii"), b"\r\n"]
     for name, value in headers.items():
         lines += [name.encode("latin-1"), b": ", value.encode("latin-1"), b"\r\n"]
     lines.append(b"\r\n")

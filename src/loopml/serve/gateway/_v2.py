@@ -20,6 +20,7 @@ from loopml.serve.gateway._requests import (
     json_response,
     named,
     no_deployment,
+    state,
 )
 from loopml.serve.gateway._upstream import UpstreamClient
 from loopml.serve.gateway.routing import Backend, Routes, RouteSource
@@ -68,7 +69,7 @@ class V2Handlers:
 
     async def _root_v2(self, request: Request) -> Response:
         name = self._root_deployment(request.path_params["name"])
-        request.state.gateway_key = (DEFAULT_PROJECT, name)
+        state(request.scope)["gateway_key"] = (DEFAULT_PROJECT, name)
         rest = request.url.path[len("/v2/") :]
         return await self._v2(request, DEFAULT_PROJECT, name, rest)
 

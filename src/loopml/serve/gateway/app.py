@@ -44,16 +44,19 @@ from loopml.core.errors import (
     LoopmlError,
     ServiceUnavailableError,
 )
-from loopml.core.ids import new_id
+from loopml.core.ids import fast_id
 from loopml.predictions.sink import ShadowAnswer
 from loopml.serve._fastpath import GatewayFastPath
 from loopml.serve.gateway._balance import Balancer
 from loopml.serve.gateway._requests import (
+    ProxiedResponse,
     error_response,
     key_of,
     named,
     no_deployment,
     passed_headers,
+    read_body,
+    state,
 )
 from loopml.serve.gateway._upstream import (
     Unreachable,
@@ -176,7 +179,7 @@ class Gateway(V2Handlers):
     def _guarded(self, handler: Handler) -> Handler:
         async def guarded(request: Request) -> Response:
             started = time.perf_counter()
-            request.state.gateway_started = started
+            state(request.scope)["gateway_started"] = started
             try:
                 return await handler(request)
             except LoopmlError as exc:
@@ -186,7 +189,7 @@ class Gateway(V2Handlers):
                     elapsed = time.perf_counter() - started
                     # A replica that could not be reached or timed out counts against the
                     # revision it was sent to, so a canary's error budget sees it.
-                    tried: RevisionRoute | None = getattr(request.state, "gateway_revision", None)
+                    tried: RevisionRoute | None = state(request.scope).get("gateway_revision")
                     model, version, number = (
                         ("", "", "")
                         if tried is None
@@ -233,26 +236,29 @@ class Gateway(V2Handlers):
         key = (project, name)
         routes = self._routes(project, name)
         self.source.touch(project, name)
-        body = await request.body()
-        inference_id = safe_id(request.headers.get("x-request-id")) or new_id()
+        body = await read_body(request)
+        headers, asked_id = passed_headers(request.scope)
+        inference_id = (asked_id and safe_id(asked_id)) or fast_id()
+        headers["x-request-id"] = inference_id
         picked = self._balance.pick(routes, pin, ()) or await self._activate(key, pin)
         if shadowed and routes.shadow is not None:
-            self._shadow(key, routes.shadow, request, body, upstream, inference_id, picked[0])
+            self._shadow(key, routes.shadow, request, body, upstream, headers, picked[0])
         revision, backend = picked
-        request.state.gateway_revision = revision
+        scoped = state(request.scope)
+        scoped["gateway_revision"] = revision
         path = upstream(backend)
         try:
-            answer = await self._send(request, backend, path, body, inference_id)
+            answer = await self._send(request, backend, path, body, headers)
         except Unreachable:
             self.metrics.retries.labels(*key).inc()
             fresh = self.source.routes(project, name) or routes
             revision, backend = self._balance.pick(fresh, pin, (backend,)) or await self._activate(
                 key, pin
             )
-            request.state.gateway_revision = revision
+            scoped["gateway_revision"] = revision
             path = upstream(backend)
             try:
-                answer = await self._send(request, backend, path, body, inference_id)
+                answer = await self._send(request, backend, path, body, headers)
             except Unreachable:
                 raise ServiceUnavailableError(
                     f"deployment {name!r}: no replica could be reached; retry",
@@ -289,7 +295,7 @@ class Gateway(V2Handlers):
             request_body=body,
             status=answer.status,
             body=answer.content,
-            latency_s=time.perf_counter() - request.state.gateway_started,
+            latency_s=time.perf_counter() - state(request.scope)["gateway_started"],
             primary_revision=revision.number,
         )
         try:
@@ -317,11 +323,10 @@ class Gateway(V2Handlers):
         )
 
     async def _send(
-        self, request: Request, backend: Backend, path: str, body: bytes, inference_id: str
+        self, request: Request, backend: Backend, path: str, body: bytes, headers: dict[str, str]
     ) -> UpstreamAnswer:
+        """Call ``backend``; ``headers`` are the client's that it gets, with the inference id."""
         assert self._client is not None, "the gateway is not started"
-        headers = passed_headers(request)
-        headers["x-request-id"] = inference_id
         query = request.scope["query_string"]
         url = backend.url + path + ("?" + query.decode("latin-1") if query else "")
         backend.inflight += 1
@@ -353,7 +358,7 @@ class Gateway(V2Handlers):
         code = answer.headers.get("x-loopml-error-code") or (
             f"http_{status}" if status >= 400 else None
         )
-        elapsed = time.perf_counter() - request.state.gateway_started
+        elapsed = time.perf_counter() - state(request.scope)["gateway_started"]
         self.metrics.observe(
             key,
             revision.model,
@@ -364,7 +369,7 @@ class Gateway(V2Handlers):
             code,
             request.scope.get(CALLER, ANONYMOUS),
         )
-        return Response(answer.content, status_code=status, headers=headers)
+        return ProxiedResponse(answer.content, status, headers)
 
     # ------------------------------------------------------------------ shadow
 
@@ -375,7 +380,7 @@ class Gateway(V2Handlers):
         request: Request,
         body: bytes,
         upstream: Upstream,
-        inference_id: str,
+        headers: dict[str, str],
         primary: RevisionRoute,
     ) -> None:
         labels = (*key, shadow.model, str(shadow.version))
@@ -388,7 +393,7 @@ class Gateway(V2Handlers):
         backend = self._balance.turn(Routes(key[0], key[1], ()), shadow, ())
         path = upstream(backend)
         task = asyncio.create_task(
-            self._shadow_call(key, shadow, request, backend, path, body, inference_id, primary)
+            self._shadow_call(key, shadow, request, backend, path, body, headers, primary)
         )
         self._shadows.add(task)
         task.add_done_callback(self._shadows.discard)
@@ -401,13 +406,14 @@ class Gateway(V2Handlers):
         backend: Backend,
         path: str,
         body: bytes,
-        inference_id: str,
+        headers: dict[str, str],
         primary: RevisionRoute,
     ) -> None:
         started = time.perf_counter()
         status, content, outcome = 0, b"", "unreachable"
+        inference_id = headers["x-request-id"]
         try:
-            answer = await self._send(request, backend, path, body, inference_id)
+            answer = await self._send(request, backend, path, body, headers)
             status, content = answer.status, answer.content
             outcome = "ok" if status < 400 else "error"
         except (Unreachable, LoopmlError):
