@@ -142,17 +142,19 @@ def _try_ensemble(
     direction: Direction,
     n_jobs: int,
     max_model_mb: float | None,
-) -> None:
-    """Blend the best model of each learner and record the blend as a trial (``source``
-    ``ensemble``), when the time left allows it; the winner is then picked among all
-    trials as usual, so the blend wins only by more than the tie share."""
+) -> dict[str, Any] | None:
+    """Blend the best model of each learner, when the time left allows it, and record the
+    blend as a trial (``source`` ``ensemble``) when its gain over the best single model is
+    clear of the folds' spread (``Blend.clear_gain``); the winner is then picked among all
+    trials as usual, so the blend wins only by more than the tie share. Returns the
+    blend's summary (``Blend.summary``), kept or not; ``None`` when none was made."""
     pool = _ensemble.candidates(log.trials, direction, max_model_mb)
     rows = len(validation.labels)
     allowed = clock.left() + FINAL_FIT_SLACK * clock.budget_s
     while len(pool) >= 2 and clock.ensemble_s(pool, rows, log.predictions) > allowed:
         pool = pool[:-1]
     if len(pool) < 2:
-        return
+        return None
     # Stop fitting members while the best single model can still be refit and packaged.
     deadline = time.perf_counter() + allowed - clock.reserve(best)
     found = _ensemble.blend(
@@ -165,7 +167,9 @@ def _try_ensemble(
         known=log.predictions,
     )
     if found is None or len(found.members) < 2:
-        return
+        return None
+    if not found.clear_gain:
+        return found.summary()
     members = [t for t, _ in found.members]
     log(
         _flaml.RawTrial(
@@ -177,6 +181,7 @@ def _try_ensemble(
             source="ensemble",
         )
     )
+    return found.summary()
 
 
 def _search(
@@ -344,7 +349,7 @@ def run_automl(
     best = pick_winner(log.trials, direction, max_model_mb)
     if best is None:
         raise no_winner(log.trials, max_model_mb, budget_s)
-    _try_ensemble(
+    ensemble = _try_ensemble(
         validation,
         log,
         clock,
@@ -389,4 +394,5 @@ def run_automl(
         size_mb=best.size_mb,
         n_jobs=threads,
         max_model_mb=max_model_mb,
+        ensemble=ensemble,
     )
