@@ -70,7 +70,7 @@ class _Clock:
         if trial is None:
             return self._floor
         refit = _costs.refit_s(trial.train_time_s, trial.sample_size, self._rows, self._method)
-        return self._floor + refit + self.package_s(trial)
+        return self._floor + refit + self.package_s_of(trial.estimator, trial.config, refit)
 
     def ensemble_s(self, pool: list[Trial], search_rows: int, known: Collection[int]) -> float:
         """What an ensemble of ``pool`` will take: the validation predictions of the members
@@ -87,18 +87,17 @@ class _Clock:
             _costs.refit_s(t.train_time_s, t.sample_size, self._rows, self._method) for t in pool
         )
         config = _ensemble.member_config([(t, 1) for t in pool])
-        return self._floor + scored + refit + self.package_s_of(_costs.ENSEMBLE, config)
+        before = scored + refit
+        return self._floor + before + self.package_s_of(_costs.ENSEMBLE, config, before)
 
-    def package_s_of(self, name: str, config: dict[str, Any]) -> float:
+    def package_s_of(self, name: str, config: dict[str, Any], after_s: float = 0.0) -> float:
+        """Packaging ``name`` with ``config`` once ``after_s`` seconds of fitting are done:
+        the libraries' import goes on in the background meanwhile, so only what is left of
+        it then counts."""
         if not self._packaging:
             return 0.0
-        return _costs.package_s(
-            name,
-            config,
-            self._rows,
-            self._classes,
-            import_s=_warm.import_left_s(_costs.PACKAGE_IMPORT_S),
-        )
+        import_s = max(0.0, _warm.import_left_s(_costs.PACKAGE_IMPORT_S) - after_s)
+        return _costs.package_s(name, config, self._rows, self._classes, import_s=import_s)
 
     def left(self) -> float:
         return self.started + self.budget_s - time.perf_counter()
