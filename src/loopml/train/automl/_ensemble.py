@@ -148,13 +148,18 @@ def _predict(model: Any, x: np.ndarray, kind: TaskKind) -> np.ndarray:
 
 
 def _fold_predictions(
-    trial: Trial, validation: Validation, kind: TaskKind, n_jobs: int
-) -> list[np.ndarray]:
+    trial: Trial, validation: Validation, kind: TaskKind, n_jobs: int, deadline: float
+) -> list[np.ndarray] | None:
+    """``trial``'s model fitted on each fold, its predictions on the fold's rows; ``None``
+    when ``deadline`` passes before the last fold (checked between folds: on a loaded
+    machine a member's five fits can take many times what its trial took)."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.pipeline import Pipeline
 
     out = []
     for x_fit, y_fit, x_val, _ in validation.folds():
+        if time.perf_counter() >= deadline:
+            return None
         model = Pipeline(_flaml.final_steps(trial.estimator, trial.config, kind, n_jobs=n_jobs))
         with warnings.catch_warnings():
             # As in the search: a linear member may stop at its max_iter, as it did there.
@@ -273,9 +278,10 @@ def blend(
         if trial.iteration in known:
             preds.append(known[trial.iteration])
             continue
-        if time.perf_counter() >= deadline:
+        fitted = _fold_predictions(trial, validation, kind, n_jobs, deadline)
+        if fitted is None:
             break
-        preds.append(_fold_predictions(trial, validation, kind, n_jobs))
+        preds.append(fitted)
     truth = [y_val for *_, y_val in validation.folds()]
     if len(preds) < 2 or not _aligned(preds, truth, kind):
         return None
