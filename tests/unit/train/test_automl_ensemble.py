@@ -15,9 +15,10 @@ from sklearn.ensemble import VotingClassifier, VotingRegressor
 from loopml.packaging import load_model, package_model
 from loopml.train.automl import Trial, _costs, _ensemble, _flaml, run_automl
 from loopml.train.automl._engine import DEFAULT_START_ROWS
+from loopml.train.automl._ensemble import HOLDOUT_PARTS
 from loopml.train.automl._final import fit_final
 from loopml.train.automl._select import TIE_SHARE
-from loopml.train.automl._split import N_SPLITS, Validation, make_validation
+from loopml.train.automl._split import Validation, make_validation
 from loopml.train.automl._trial_log import TrialLog
 
 MODEL_FILES = ("model.onnx", "model.skops")
@@ -87,15 +88,15 @@ def test_the_blend_weights_come_from_greedy_votes_on_the_validation_rows() -> No
 
     assert found is not None
     assert [(t.iteration, votes) for t, votes in found.members] == [(1, 1), (2, 9)]
-    # The loss is the blend's own, cross-fitted: the holdout cut in 5 interleaved parts,
-    # the weights chosen on four (the same 1 + 9 votes) scored on the fifth, a tenth of
+    # The loss is the blend's own, cross-fitted: the holdout cut in 10 interleaved parts,
+    # the weights chosen on nine (the same 1 + 9 votes) scored on the tenth, a tenth of
     # the lgbm's errors.
     x_fit, y_fit, x_val, _ = next(validation.folds())
     from sklearn.pipeline import Pipeline
 
     model = Pipeline(_flaml.final_steps("lgbm", lgbm.config, "regression")).fit(x_fit, y_fit)
     error = model.predict(x_val) - truth
-    parts = [error[np.arange(len(error)) % N_SPLITS == k] for k in range(N_SPLITS)]
+    parts = [error[np.arange(len(error)) % HOLDOUT_PARTS == k] for k in range(HOLDOUT_PARTS)]
     rmse = np.array([np.sqrt(np.mean(part**2)) for part in parts])
     assert found.loss == pytest.approx(float(np.mean(rmse / 10)), rel=1e-9)
     assert found.config["members"][1] == {"estimator": "rf", "config": perfect.config, "weight": 9}
