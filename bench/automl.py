@@ -137,14 +137,17 @@ class Result:
 
 
 def _ensemble_note(result: Any) -> str:
-    """The final ensemble's validation score against the best single model's, if tried."""
-    blends = [t for t in result.trials if t.source == "ensemble"]
-    if not blends:
+    """The final blend tried, if any: its members, and its gain a fold over the best single
+    model against the margin it had to clear (kept or refused)."""
+    tried = result.ensemble
+    if tried is None:
         return "no ensemble tried"
-    single = [t.score for t in result.trials if t.source != "ensemble"]
-    best = max(single) if result.direction == "max" else min(single)
-    members = "+".join(f"{m['estimator']}x{m['weight']}" for m in blends[0].config["members"])
-    return f"ensemble {members}: validation {blends[0].score:.4g} vs best single {best:.4g}"
+    members = "+".join(f"{name.split('#')[0]}x{votes}" for name, votes in tried["members"].items())
+    verdict = "kept" if tried["kept"] else "refused"
+    return (
+        f"ensemble {members} {verdict}: cross-fitted loss {tried['loss']:.4g}, gain a fold "
+        f"{tried['mean_gain']:.3g} against a margin of {tried['margin']:.3g}"
+    )
 
 
 def _loopml(spec: DataSet, train: pd.DataFrame, budget: float, n_jobs: int) -> tuple[Result, Any]:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from loopml.train.automl import _flaml
+from loopml.train.automl import _costs, _flaml
 from loopml.train.automl._metrics import TaskKind
 from loopml.train.automl._split import Validation
 
@@ -94,13 +94,19 @@ def default_learners(
     return chosen
 
 
-def _xgboost_nodes(model: Any, scale: float) -> float:
-    """An XGBoost model's tree nodes, scaled up to a refit on ``scale`` times its rows (a
-    tree grows with the rows it splits); 0 for any other model."""
-    if not hasattr(model, "get_booster"):
-        return 0.0
-    dump: list[str] = model.get_booster().get_dump()
-    return scale * sum(tree.count("\n") for tree in dump)
+def _fitted_nodes(model: Any, scale: float) -> float:
+    """The tree nodes of a fitted XGBoost or LightGBM model, scaled up to a refit on
+    ``scale`` times its rows (a tree grows with the rows it splits; a LightGBM tree no
+    further than its ``num_leaves``); 0 for any other model."""
+    if hasattr(model, "get_booster"):
+        dump: list[str] = model.get_booster().get_dump()
+        return scale * sum(tree.count("\n") for tree in dump)
+    if hasattr(model, "booster_"):
+        text: str = model.booster_.model_to_string()
+        leaves = [int(line[11:]) for line in text.splitlines() if line.startswith("num_leaves=")]
+        cap = max(int(model.get_params().get("num_leaves", 31)), 1)
+        return float(sum(2 * min(scale * n, cap) - 1 for n in leaves))
+    return 0.0
 
 
 def _ml() -> Any:
@@ -134,13 +140,16 @@ def score_default(
     nodes = 0.0
     for model, (x_fit, y_fit, x_val, y_val) in zip(models, validation.folds(), strict=True):
         model.fit(x_fit, y_fit)
-        nodes = max(nodes, _xgboost_nodes(model[-1], len(validation.labels) / len(y_fit)))
+        nodes = max(nodes, _fitted_nodes(model[-1], len(validation.labels) / len(y_fit)))
         predicted = ml.get_y_pred(model, x_val, metric, task)
         whole = model.predict(x_val) if kind == "regression" else model.predict_proba(x_val)
         predictions.append(np.asarray(whole, dtype=np.float64))
         losses.append(float(ml.sklearn_metric_loss_score(metric, predicted, y_val, labels)))
     if nodes:
-        config[_flaml.MEASURED_NODES] = round(nodes)
+        # Never above the configuration's bound, which a scaled-up count can pass.
+        classes = 0 if kind == "regression" else len(labels)
+        bound = _costs.tree_nodes(name, config, len(validation.labels), classes)
+        config[_flaml.MEASURED_NODES] = round(min(nodes, bound))
     return _flaml.RawTrial(
         estimator=name,
         config=config,

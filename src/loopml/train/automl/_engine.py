@@ -70,7 +70,7 @@ class _Clock:
         if trial is None:
             return self._floor
         refit = _costs.refit_s(trial.train_time_s, trial.sample_size, self._rows, self._method)
-        return self._floor + refit + self.package_s(trial)
+        return self._floor + refit + self.package_s_of(trial.estimator, trial.config, refit)
 
     def ensemble_s(self, pool: list[Trial], search_rows: int, known: Collection[int]) -> float:
         """What an ensemble of ``pool`` will take: the validation predictions of the members
@@ -87,18 +87,17 @@ class _Clock:
             _costs.refit_s(t.train_time_s, t.sample_size, self._rows, self._method) for t in pool
         )
         config = _ensemble.member_config([(t, 1) for t in pool])
-        return self._floor + scored + refit + self.package_s_of(_costs.ENSEMBLE, config)
+        before = scored + refit
+        return self._floor + before + self.package_s_of(_costs.ENSEMBLE, config, before)
 
-    def package_s_of(self, name: str, config: dict[str, Any]) -> float:
+    def package_s_of(self, name: str, config: dict[str, Any], after_s: float = 0.0) -> float:
+        """Packaging ``name`` with ``config`` once ``after_s`` seconds of fitting are done:
+        the libraries' import goes on in the background meanwhile, so only what is left of
+        it then counts."""
         if not self._packaging:
             return 0.0
-        return _costs.package_s(
-            name,
-            config,
-            self._rows,
-            self._classes,
-            import_s=_warm.import_left_s(_costs.PACKAGE_IMPORT_S),
-        )
+        import_s = max(0.0, _warm.import_left_s(_costs.PACKAGE_IMPORT_S) - after_s)
+        return _costs.package_s(name, config, self._rows, self._classes, import_s=import_s)
 
     def left(self) -> float:
         return self.started + self.budget_s - time.perf_counter()
@@ -142,17 +141,19 @@ def _try_ensemble(
     direction: Direction,
     n_jobs: int,
     max_model_mb: float | None,
-) -> None:
-    """Blend the best model of each learner and record the blend as a trial (``source``
-    ``ensemble``), when the time left allows it; the winner is then picked among all
-    trials as usual, so the blend wins only by more than the tie share."""
+) -> dict[str, Any] | None:
+    """Blend the best model of each learner, when the time left allows it, and record the
+    blend as a trial (``source`` ``ensemble``) when its gain over the best single model is
+    clear of the folds' spread (``Blend.clear_gain``); the winner is then picked among all
+    trials as usual, so the blend wins only by more than the tie share. Returns the
+    blend's summary (``Blend.summary``), kept or not; ``None`` when none was made."""
     pool = _ensemble.candidates(log.trials, direction, max_model_mb)
     rows = len(validation.labels)
     allowed = clock.left() + FINAL_FIT_SLACK * clock.budget_s
     while len(pool) >= 2 and clock.ensemble_s(pool, rows, log.predictions) > allowed:
         pool = pool[:-1]
     if len(pool) < 2:
-        return
+        return None
     # Stop fitting members while the best single model can still be refit and packaged.
     deadline = time.perf_counter() + allowed - clock.reserve(best)
     found = _ensemble.blend(
@@ -165,7 +166,9 @@ def _try_ensemble(
         known=log.predictions,
     )
     if found is None or len(found.members) < 2:
-        return
+        return None
+    if not found.clear_gain:
+        return found.summary()
     members = [t for t, _ in found.members]
     log(
         _flaml.RawTrial(
@@ -177,6 +180,7 @@ def _try_ensemble(
             source="ensemble",
         )
     )
+    return found.summary()
 
 
 def _search(
@@ -344,7 +348,7 @@ def run_automl(
     best = pick_winner(log.trials, direction, max_model_mb)
     if best is None:
         raise no_winner(log.trials, max_model_mb, budget_s)
-    _try_ensemble(
+    ensemble = _try_ensemble(
         validation,
         log,
         clock,
@@ -389,4 +393,5 @@ def run_automl(
         size_mb=best.size_mb,
         n_jobs=threads,
         max_model_mb=max_model_mb,
+        ensemble=ensemble,
     )

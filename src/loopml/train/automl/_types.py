@@ -72,6 +72,9 @@ class AutoMLResult:
         size_mb: the winner's estimated package size in MB.
         n_jobs: the threads the search and the final fit used.
         max_model_mb: the package size limit asked for, if any.
+        ensemble: the final blend tried, if any (``_ensemble.Blend.summary``): its members
+            and votes, cross-fitted loss, gain over the best single model on each fold,
+            the margin that gain had to clear, and whether it was kept as a trial.
     """
 
     model: Any
@@ -98,3 +101,4 @@ class AutoMLResult:
     size_mb: float = 0.0
     n_jobs: int = 1
     max_model_mb: float | None = None
+    ensemble: dict[str, Any] | None = None
