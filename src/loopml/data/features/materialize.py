@@ -48,7 +48,7 @@ MAX_READ_ENTITIES = 1000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _newest(table: pa.Table, view: FeatureView) -> pa.Table:
+def newest_per_entity(table: pa.Table, view: FeatureView) -> pa.Table:
     """One row per entity: its newest (rows without a time or a key are left out)."""
     spec = view.spec
     keys = ", ".join(f'"{k}"' for k in spec.entities)
@@ -65,7 +65,8 @@ def _newest(table: pa.Table, view: FeatureView) -> pa.Table:
         con.close()
 
 
-def _online_rows(table: pa.Table, view: FeatureView, chunk: int) -> Iterator[list[OnlineRow]]:
+def online_rows(table: pa.Table, view: FeatureView, chunk: int) -> Iterator[list[OnlineRow]]:
+    """The store's rows for ``table`` (one per entity), ``chunk`` at a time."""
     spec = view.spec
     for batch in table.to_batches(max_chunksize=chunk):
         rows = []
@@ -110,8 +111,8 @@ def materialize(
     after = state.watermark if incremental and state is not None else None
     found = read_source(store, artifacts, project, view_sql(view.spec, after))
     views.check_against(view.spec, found.table.schema)
-    newest = _newest(found.table, view)
-    for rows in _online_rows(newest, view, chunk_rows):
+    newest = newest_per_entity(found.table, view)
+    for rows in online_rows(newest, view, chunk_rows):
         online.write_batch(namespace(project, name), rows)
     watermark = _watermark(newest, view, after)
     with store.session() as session:
