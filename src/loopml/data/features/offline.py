@@ -145,8 +145,11 @@ def point_in_time(entities: pa.Table, event_time: str, joined: list[JoinedView])
         con.close()
     result = entities
     for n, item in enumerate(joined):
-        features = item.rows.table.select(item.view.spec.features)
-        gathered = features.take(picked.column(f"{_VROW}{n}"))
+        # One contiguous index array into one contiguous table: a take with DuckDB's
+        # chunks of indices over a chunked table took 13.4 s, this 3.4 s (200,000 rows x
+        # 3 views x 100 features, bench/features.py).
+        features = item.rows.table.select(item.view.spec.features).combine_chunks()
+        gathered = features.take(picked.column(f"{_VROW}{n}").combine_chunks())
         for name in item.view.spec.features:
             result = result.append_column(features.schema.field(name), gathered.column(name))
     return result
