@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -130,10 +130,13 @@ class FeatureServing(_Spec):
             (request-time values win over stored ones).
         missing: ``reject`` (422) or ``default`` for an entity with no value, or one older
             than its view's TTL.
-        defaults: feature values used under ``missing: default`` (unlisted ones are null).
+        defaults: feature values used under ``missing: default`` (unlisted ones are null;
+            ignored under ``reject``).
     """
 
-    views: list[str] = Field(min_length=1, max_length=MAX_SERVED_VIEWS)
+    views: list[Annotated[str, Field(pattern=VIEW_NAME_PATTERN.pattern, max_length=63)]] = Field(
+        min_length=1, max_length=MAX_SERVED_VIEWS, json_schema_extra={"uniqueItems": True}
+    )
     missing: MissingFeatures = "reject"
     defaults: dict[str, bool | int | float | str | None] = Field(
         default_factory=dict, max_length=1000
@@ -141,13 +144,8 @@ class FeatureServing(_Spec):
 
     @model_validator(mode="after")
     def _check(self) -> FeatureServing:
-        for view in self.views:
-            if not isinstance(view, str) or not VIEW_NAME_PATTERN.fullmatch(view):
-                raise ValueError(f"invalid feature view name {str(view)[:80]!r}")
         if len(set(self.views)) != len(self.views):
             raise ValueError(f"feature views named twice: {self.views}")
-        if self.defaults and self.missing != "default":
-            raise ValueError("defaults are used only with missing: default")
         return self
 
 

@@ -72,15 +72,15 @@ def _predict(http: TestClient, rows: list[dict[str, Any]], path: str = "predict"
 
 
 def _logged(client: Client, count: int) -> list[dict[str, Any]]:
+    table = "churn__predictions"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            rows = client.sql(P, "SELECT inputs FROM churn__predictions").records()
-        except (NotFoundError, ValidationError):
-            # Not yet made, or made and not yet given its first rows (and so its columns).
-            rows = []
-        if len(rows) >= count:
-            return rows
+            rows = client.tables.get(P, table).row_count
+        except NotFoundError:
+            rows = 0
+        if rows >= count:
+            return client.sql(P, f"SELECT inputs FROM {table}").records()
         time.sleep(0.2)
     raise AssertionError(f"the prediction log has fewer than {count} rows after 30 s")
 

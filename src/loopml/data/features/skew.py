@@ -45,13 +45,21 @@ def _logged(
 ) -> pa.Table:
     table = prediction_table(deployment)
     try:
-        lake.get_table(store, artifacts, project, table)
+        found = lake.get_table(store, artifacts, project, table)
     except NotFoundError:
         raise NotFoundError(
             f"deployment {deployment!r} has logged no predictions in project {project!r} "
             f"(no table {table!r})",
             details={"deployment": deployment, "table": table},
         ) from None
+    if found.row_count == 0:  # made, and not yet given its first rows (nor its columns)
+        return pa.table(
+            {
+                "inference_id": pa.array([], pa.string()),
+                "ts": pa.array([], pa.timestamp("us", tz="UTC")),
+                "inputs": pa.array([], pa.string()),
+            }
+        )
     query = (
         f"SELECT inference_id, ts, inputs FROM {table} "  # noqa: S608 - a checked name
         "WHERE role IS DISTINCT FROM 'shadow' AND inputs IS NOT NULL "

@@ -22,7 +22,7 @@ from loopml.data.features.online import OnlineStore, open_online_store
 from loopml.data.features.push import OnlinePush
 from loopml.data.streams import service
 from loopml.data.streams._commit import StreamCommitter
-from loopml.data.streams.base import Message, open_source
+from loopml.data.streams.base import Message, StreamSource, open_source
 from loopml.data.streams.consumer import consumer_name
 from loopml.settings import LakeSettings
 from loopml.storage import ArtifactStore
@@ -61,11 +61,11 @@ def _seed(store: MetadataStore, artifacts: ArtifactStore, project: str) -> None:
     lake.ingest_arrow(store, artifacts, project, "orders", table, actor="test")
 
 
-async def _fetch(source: object, n: int) -> list[Message]:
+async def _fetch(source: StreamSource, n: int) -> list[Message]:
     got: list[Message] = []
     deadline = time.monotonic() + 10
     while len(got) < n and time.monotonic() < deadline:
-        got += await source.fetch(n - len(got), 0.2)  # type: ignore[attr-defined]
+        got += await source.fetch(n - len(got), 0.2)
     return got
 
 
@@ -112,7 +112,7 @@ def test_batches_are_pushed_to_the_online_store_once(
     online = open_online_store(SqliteOnlineStoreConfig(), tmp_path)
     broker.publish(_bodies([(1, 1, 1, 10.0), (2, 1, 3, 11.0), (3, 2, 2, 20.0), (4, 1, 2, 99.0)]))
 
-    def session() -> tuple[object, StreamCommitter, OnlinePush]:
+    def session() -> tuple[StreamSource, StreamCommitter, OnlinePush]:
         source = open_source(stream.config.source, consumer_name(stream), 1)
         push = OnlinePush(store, online, project, "orders", stream.config.push)
         committer = StreamCommitter(
@@ -122,18 +122,18 @@ def test_batches_are_pushed_to_the_online_store_once(
 
     async def scenario() -> tuple[int, int]:
         source, committer, push = session()
-        await source.open()  # type: ignore[attr-defined]
+        await source.open()
         committer.load()
         batch = await _fetch(source, 4)
-        committer.commit(batch, await source.floor())  # type: ignore[attr-defined]
+        committer.commit(batch, await source.floor())
         await source.close()  # dies before its acks: the batch comes back
         first = push.written
         source, committer, push = session()
-        await source.open()  # type: ignore[attr-defined]
+        await source.open()
         committer.load()
         again = await _fetch(source, 4)
-        replay = committer.commit(again, await source.floor())  # type: ignore[attr-defined]
-        await source.ack(again)  # type: ignore[attr-defined]
+        replay = committer.commit(again, await source.floor())
+        await source.ack(again)
         assert replay.duplicates == 4
         await source.close()
         return first, push.written
