@@ -69,8 +69,13 @@ async def _maintain(ctx: AppContext) -> None:
 
 def build_serving(ctx: AppContext) -> Serving:
     """The control plane, deploy targets, gateway and reconciler of one app (not started),
-    as the settings configure them."""
-    return Serving.from_settings(ctx.store, ctx.artifacts, ctx.settings)
+    as the settings configure them; the gateway completes feature-serving deployments'
+    requests from the app's online store."""
+    from loopml.data.features.serving import OnlineFeatureLookup
+
+    serving = Serving.from_settings(ctx.store, ctx.artifacts, ctx.settings)
+    serving.gateway.features = OnlineFeatureLookup(ctx.store, ctx.online)
+    return serving
 
 
 def build_worker(ctx: AppContext, token: str | None = None) -> Worker:

@@ -262,6 +262,7 @@ _ROUTES: dict[str, list[tuple[str, str, Action] | tuple[str, str, Action, Resour
         ("GET", P + "/features/views", R),
         ("GET", P + "/features/views/{view}", R),
         ("POST", P + "/features/views/{view}/materialize", W),
+        ("GET", P + "/features/views/{view}/skew", R),
         ("POST", P + "/features/training-sets", W),
         ("GET", P + "/features/{view:feature_view}", R),
         ("POST", P + "/features/{view:feature_view}/search", R),

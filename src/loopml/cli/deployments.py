@@ -32,6 +32,8 @@ JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
 NAME = typer.Argument(..., help="The deployment's name.")
 _OUTPUTS = ("table", "json", "yaml")
 _AUTH_HELP = "token (default) or none: whether predicting needs a token when auth is on."
+_FEATURES_HELP = "A feature view whose online values complete each request (repeatable)."
+_MISSING_HELP = "reject (422) or default (null) for an entity without fresh feature values."
 _AUTO_HELP = (
     "Roll the canary back when it is worse than the primary, promote it when it is not after "
     "a while (the server's `canary` settings; docs/deployments.md)."
@@ -58,6 +60,8 @@ def deploy(
     memory: str | None = typer.Option(None, "--memory", help="Per replica, such as 512Mi."),
     target: str = typer.Option("local", "--target", help="local or kubernetes."),
     auth: str | None = typer.Option(None, "--auth", help=_AUTH_HELP),
+    feature_views: list[str] = typer.Option([], "--features", help=_FEATURES_HELP),
+    missing: str = typer.Option("reject", "--missing-features", help=_MISSING_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help="Resolve and print; create nothing."),
     output: str = typer.Option("table", "--output", "-o", help="table, json or yaml."),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until it is ready."),
@@ -91,6 +95,7 @@ def deploy(
             memory=memory,
             target=target,
             auth=auth,
+            features={"views": feature_views, "missing": missing} if feature_views else None,
             dry_run=dry_run,
             project=project,
         )

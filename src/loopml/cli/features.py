@@ -194,3 +194,39 @@ def get(
     with state(ctx).client() as client:
         found = client.features.get(name, entity, project=project)
     as_json(found.model_dump(mode="json"))
+
+
+@app.command("skew")
+def skew(
+    ctx: typer.Context,
+    name: str = VIEW,
+    deployment: str = typer.Option(..., "--deployment", "-d", help="The serving deployment."),
+    sample: int = typer.Option(1000, "--sample", help="Newest logged rows to check."),
+    tolerance: float = typer.Option(1e-9, "--tolerance", help="Relative, for numbers."),
+    project: str = PROJECT,
+    json_out: bool = JSON,
+) -> None:
+    """Training/serving skew: the feature values DEPLOYMENT served against the lake's as of
+    the same times; the share that differ, per feature."""
+    with state(ctx).client() as client:
+        report = client.features.skew(
+            name, deployment=deployment, sample=sample, tolerance=tolerance, project=project
+        )
+    if json_out:
+        as_json(report.model_dump(mode="json"))
+        return
+    console.print(
+        f"{name} v{report.version} against {deployment}: {report.rows_compared} of "
+        f"{report.rows_logged} logged rows compared",
+        highlight=False,
+    )
+    for item in report.features:
+        line = f"  {item.feature}: {item.differ} of {item.compared} differ ({item.share:.1%})"
+        console.print(line, highlight=False, markup=False)
+        for example in item.examples[:2]:
+            console.print(
+                f"    {example.entity} at {when(example.served_at)}: served "
+                f"{example.served!r}, lake {example.offline!r}",
+                highlight=False,
+                markup=False,
+            )

@@ -85,6 +85,9 @@ def create(
     redeliver_s: int | None = typer.Option(
         None, "--redeliver-s", min=1, help="Redeliver what is not acked after this (60)."
     ),
+    push: list[str] = typer.Option(
+        [], "--push", help="A feature view over the table to write each batch to (repeatable)."
+    ),
     project: str = PROJECT,
     json_out: bool = JSON,
 ) -> None:
@@ -100,6 +103,7 @@ def create(
             batch_rows=batch_rows,
             batch_ms=batch_ms,
             redeliver_s=redeliver_s,
+            push=push or None,
             project=project,
         )
     _out(made, json_out)

@@ -52,6 +52,7 @@ class Deployments:
         memory: str | None = None,
         target: str = "local",
         auth: str | None = None,
+        features: Mapping[str, Any] | None = None,
         dry_run: bool = False,
         project: str = DEFAULT_PROJECT,
     ) -> Deployment:
@@ -64,6 +65,8 @@ class Deployments:
             shadow: a model reference that gets a copy of every request (never answered).
             auth: ``token`` (the server's default) or ``none``: whether predicting needs a
                 token when the server has authentication on.
+            features: feature views the gateway completes each ``/predict`` instance from
+                (``{"views": ["user_stats"], "missing": "reject"}``; see docs/features.md).
             dry_run: only resolve and check; nothing is created.
         """
         body: dict[str, Any] = {
@@ -85,6 +88,8 @@ class Deployments:
             body["scale_to_zero_after_s"] = scale_to_zero_after_s
         if auth is not None:
             body["auth"] = auth
+        if features is not None:
+            body["features"] = dict(features)
         resources = {k: v for k, v in (("cpu", cpu), ("memory", memory)) if v is not None}
         if resources:
             body["resources"] = resources
@@ -127,11 +132,12 @@ class Deployments:
         shadow: str | None = _UNSET,
         scale_to_zero_after_s: int | None = _UNSET,
         auth: str | None = None,
+        features: Mapping[str, Any] | None = _UNSET,
         project: str = DEFAULT_PROJECT,
     ) -> Deployment:
-        """Change a deployment; ``None`` removes a canary, a shadow or scale-to-zero
-        (``auth``: ``token`` or ``none``, unchanged when ``None``; ``canary_policy`` as in
-        ``create``, with a new ``canary``)."""
+        """Change a deployment; ``None`` removes a canary, a shadow, scale-to-zero or the
+        feature views (``auth``: ``token`` or ``none``, unchanged when ``None``;
+        ``canary_policy`` and ``features`` as in ``create``)."""
         body: dict[str, Any] = {}
         if model is not None:
             body["model"] = model
@@ -147,6 +153,8 @@ class Deployments:
             body["shadow"] = shadow
         if scale_to_zero_after_s is not _UNSET:
             body["scale_to_zero_after_s"] = scale_to_zero_after_s
+        if features is not _UNSET:
+            body["features"] = None if features is None else dict(features)
         data = self._http.json("PATCH", self._path(project, name), json=body)
         return Deployment.model_validate(data)
 

@@ -12,6 +12,7 @@ from loopml.core.features import (
     FeatureViewApplied,
     MaterializeResult,
     OnlineFeatures,
+    SkewReport,
 )
 from loopml.core.names import DEFAULT_PROJECT
 
@@ -99,3 +100,18 @@ class Features:
             "POST", _path(project, f"{segment(name)}/search"), json={"entities": entities}
         )
         return [OnlineFeatures.model_validate(item) for item in data["items"]]
+
+    def skew(
+        self,
+        name: str,
+        *,
+        deployment: str,
+        sample: int = 1000,
+        tolerance: float = 1e-9,
+        project: str | None = None,
+    ) -> SkewReport:
+        """The share of logged feature values of ``deployment`` that differ, per feature,
+        from a point-in-time join from the lake (the newest ``sample`` logged rows)."""
+        params = {"deployment": deployment, "sample": sample, "tolerance": tolerance}
+        data = self._http.json("GET", _path(project, f"views/{segment(name)}/skew"), params=params)
+        return SkewReport.model_validate(data)

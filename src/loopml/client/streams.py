@@ -40,6 +40,7 @@ class Streams:
         batch_rows: int | None = None,
         batch_ms: int | None = None,
         redeliver_s: int | None = None,
+        push: list[str] | None = None,
         project: str | None = None,
     ) -> Stream:
         """Define a stream; the server's supervisor starts its consumer."""
@@ -53,6 +54,7 @@ class Streams:
             "batch_rows": batch_rows,
             "batch_ms": batch_ms,
             "redeliver_s": redeliver_s,
+            "push": push,
         }
         return Stream.model_validate(self._http.json("POST", _path(project), json=body))
 

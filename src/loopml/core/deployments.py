@@ -21,11 +21,12 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from loopml.core.errors import ValidationError
+from loopml.core.features import VIEW_NAME_PATTERN
 from loopml.core.refs import ModelRef
 
 DEPLOYMENT_NAME_PATTERN = re.compile(r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$")
@@ -114,6 +115,40 @@ class Canary(_Spec):
     )
 
 
+MissingFeatures = Literal["reject", "default"]
+"""What a feature-serving deployment does with an entity the online store has no fresh
+values for: ``reject`` it (422 naming the entity) or fill ``defaults`` (null otherwise)."""
+MAX_SERVED_VIEWS = 10
+
+
+class FeatureServing(_Spec):
+    """The feature views a deployment reads by entity key before each prediction.
+
+    Attributes:
+        views: the views (newest versions) whose online values are added to each instance;
+            an instance names each view's entity keys, and may carry some features itself
+            (request-time values win over stored ones).
+        missing: ``reject`` (422) or ``default`` for an entity with no value, or one older
+            than its view's TTL.
+        defaults: feature values used under ``missing: default`` (unlisted ones are null;
+            ignored under ``reject``).
+    """
+
+    views: list[Annotated[str, Field(pattern=VIEW_NAME_PATTERN.pattern, max_length=63)]] = Field(
+        min_length=1, max_length=MAX_SERVED_VIEWS, json_schema_extra={"uniqueItems": True}
+    )
+    missing: MissingFeatures = "reject"
+    defaults: dict[str, bool | int | float | str | None] = Field(
+        default_factory=dict, max_length=1000
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> FeatureServing:
+        if len(set(self.views)) != len(self.views):
+            raise ValueError(f"feature views named twice: {self.views}")
+        return self
+
+
 class DeploymentSpec(_Spec):
     """What a deployment should serve and how.
 
@@ -129,6 +164,8 @@ class DeploymentSpec(_Spec):
         target: ``local`` (processes supervised by the platform) or ``kubernetes``.
         auth: ``token`` (the default) or ``none``: whether the prediction paths ask for a
             token when the server has authentication on (see ``ServingAuth``).
+        features: feature views the gateway reads by entity key and adds to each request
+            (see ``FeatureServing``); the ``local`` target only.
     """
 
     model: str = Field(pattern=MODEL_REF_PATTERN, max_length=200)
@@ -140,6 +177,7 @@ class DeploymentSpec(_Spec):
     scale_to_zero_after_s: int | None = Field(default=None, ge=10, le=7 * 86400)
     target: Target = "local"
     auth: ServingAuth = "token"
+    features: FeatureServing | None = None
 
     @model_validator(mode="after")
     def _check(self) -> DeploymentSpec:
@@ -150,6 +188,11 @@ class DeploymentSpec(_Spec):
             )
         if self.scale_to_zero_after_s is not None and self.min_replicas != 0:
             raise ValueError("scale_to_zero_after_s needs min_replicas 0")
+        if self.features is not None and self.target != "local":
+            raise ValueError(
+                "features are added by the platform's gateway, which fronts the local "
+                "target only; use target: local"
+            )
         for ref in (self.model, self.shadow, self.canary.model if self.canary else None):
             if ref is not None:
                 ModelRef.parse(ref)

@@ -184,12 +184,22 @@ class MaterializeResult(BaseModel):
     watermark: datetime | None
 
 
+OnlineStatus = Literal["found", "missing", "expired"]
+
+
 class OnlineFeatures(BaseModel):
-    """Online values of one entity: ``values`` is ``None`` when the store has none."""
+    """Online values of one entity.
+
+    Attributes:
+        status: ``found``; ``missing`` when the store has nothing for the entity;
+            ``expired`` when its newest values are older than the view's TTL (then
+            ``event_time`` says how old, and ``values`` is ``None`` as for a missing one).
+    """
 
     entity: dict[str, Any]
     event_time: datetime | None
     values: dict[str, Any] | None
+    status: OnlineStatus = "found"
 
 
 # ----------------------------------------------------------------- online store settings
@@ -225,3 +235,45 @@ OnlineStoreConfig = Annotated[
 ]
 
 FeatureView.model_rebuild()
+
+
+# ----------------------------------------------------------------- training/serving skew
+
+
+class SkewExample(BaseModel):
+    """One logged row whose served value differs from the lake's as of its time."""
+
+    inference_id: str
+    entity: dict[str, Any]
+    served_at: datetime
+    served: Any
+    offline: Any
+
+
+class FeatureSkew(BaseModel):
+    """One feature: of ``compared`` logged rows, ``differ`` got another value than the
+    point-in-time join from the lake gives for the same entity and time."""
+
+    feature: str
+    compared: int
+    differ: int
+    share: float
+    examples: list[SkewExample]
+
+
+class SkewReport(BaseModel):
+    """What ``loopml features skew`` found.
+
+    Attributes:
+        rows_logged: logged rows read (the newest ``sample``, shadows left out).
+        rows_compared: those that carry the view's entity keys and a value of one of its
+            features.
+    """
+
+    view: str
+    version: int
+    deployment: str
+    rows_logged: int
+    rows_compared: int
+    tolerance: float
+    features: list[FeatureSkew]

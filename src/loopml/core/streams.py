@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import BaseModel, ConfigDict, Field
 
 from loopml.core.errors import ValidationError
+from loopml.core.features import validate_view_name
 from loopml.core.lake import TABLE_NAME_PATTERN, validate_table_name
 
 STREAM_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
@@ -174,7 +175,20 @@ class StreamConfig(BaseModel):
         "stays pending with another consumer before it is claimed.",
     )
 
+    push: list[str] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Feature views (over this stream's table) whose online store gets each "
+        "micro-batch's newest values per entity as it commits.",
+    )
+
     def model_post_init(self, _context: object) -> None:
+        for view in self.push:
+            validate_view_name(view)
+        if len(set(self.push)) != len(self.push):
+            raise ValidationError(
+                f"push names a feature view twice: {self.push}", details={"field": "push"}
+            )
         validate_table_name(self.table)
         validate_table_name(self.dead_letter)
         if self.dead_letter == self.table:

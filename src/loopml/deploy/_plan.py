@@ -17,6 +17,7 @@ from loopml.core.deployments import Deployment, DeploymentSpec, DeploymentStatus
 from loopml.core.errors import ConflictError, ValidationError
 from loopml.core.refs import ModelRef
 from loopml.core.registry import ModelVersion, VersionStatus
+from loopml.data.features.serving import check_serving
 from loopml.store import MetadataStore
 from loopml.store.deployments import NewRevision, Role, Roles
 
@@ -68,10 +69,15 @@ class Resolved:
 
 
 def resolve_spec(
-    store: MetadataStore, project: str, spec: Mapping[str, Any] | DeploymentSpec
+    store: MetadataStore,
+    project: str,
+    spec: Mapping[str, Any] | DeploymentSpec,
+    *,
+    check_features: bool = True,
 ) -> Resolved:
     """Resolve the references first (so that an unknown model is 404 whatever else is
-    wrong), then check the whole spec."""
+    wrong), then check the whole spec, and its feature views against the feature store
+    (unless ``check_features`` is off: following an alias keeps what was accepted)."""
     fields = spec.model_dump(mode="json") if isinstance(spec, DeploymentSpec) else dict(spec)
     canary = fields.get("canary")
     refs = {
@@ -86,6 +92,8 @@ def resolve_spec(
         checked = DeploymentSpec.model_validate(fields)
     except pydantic.ValidationError as exc:
         raise spec_error(exc) from None
+    if check_features and checked.features is not None:
+        check_serving(store, project, checked.features)
     return Resolved(checked, versions)
 
 

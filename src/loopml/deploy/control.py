@@ -333,7 +333,7 @@ class DeploymentControl:
             current, roles = self._current(project, name)
             key = (project, name)
             try:
-                resolved = resolve_spec(self.store, project, current.spec)
+                resolved = resolve_spec(self.store, project, current.spec, check_features=False)
                 plan = make_plan(resolved, current, roles, self._next_number(current))
             except (NotFoundError, ConflictError) as exc:
                 self._unfollowed[key] = (

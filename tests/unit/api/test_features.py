@@ -21,7 +21,7 @@ SPEC = """\
 name: user_stats
 entities: [user_id]
 event_time: ts
-ttl: 7d
+ttl: 700w
 source: stats
 features: [spend]
 """
@@ -51,9 +51,9 @@ def test_views_training_set_and_online(client: Client, http: TestClient) -> None
     applied = client.features.apply(SPEC)
     assert (applied.created, applied.view.version) == (True, 1)
     assert client.features.apply(SPEC).created is False
-    assert client.features.apply(SPEC.replace("7d", "8d")).view.version == 2
+    assert client.features.apply(SPEC.replace("700w", "800w")).view.version == 2
     assert [v.name for v in client.features.list()] == ["user_stats"]
-    assert client.features.show("user_stats", version=1).spec.ttl_s == 7 * 86400
+    assert client.features.show("user_stats", version=1).spec.ttl_s == 700 * 7 * 86400
 
     made = client.features.training_set("train", entities="labels", views=["user_stats"])
     assert (made.created, made.row_count) == (True, 2)
@@ -68,6 +68,7 @@ def test_views_training_set_and_online(client: Client, http: TestClient) -> None
     assert client.features.materialize("user_stats").entities_written == 0
     assert client.features.get("user_stats", 1).values == {"spend": 5.0}
     assert client.features.get("user_stats", 9).values is None
+    assert client.features.get("user_stats", 9).status == "missing"
     many = client.features.get_many("user_stats", [{"user_id": 2}, {"user_id": "1"}])
     assert [m.values for m in many] == [{"spend": 2.0}, {"spend": 5.0}]
     shown = http.get(f"{FEATURES}/user_stats", params={"entity": "2"}).json()
@@ -117,4 +118,8 @@ def test_the_online_read_never_takes_the_other_feature_paths(http: TestClient) -
     answer = http.get(f"{FEATURES}/training-sets")
     assert answer.status_code == 405, answer.text
     assert http.get(f"{FEATURES}/views").status_code == 200
+    # A view cannot be named like the list route that would shadow it.
+    reserved = http.post(f"{FEATURES}/views", json={"spec": SPEC.replace("user_stats", "views")})
+    assert reserved.status_code == 422
+    assert "reserved" in reserved.json()["error"]["message"]
     assert http.get(f"{FEATURES}/nothing_here", params={"entity": "1"}).status_code == 404

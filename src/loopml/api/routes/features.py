@@ -21,15 +21,18 @@ from loopml.api.schemas.features import (
     view_path,
 )
 from loopml.core.datasets import DatasetVersionResult
+from loopml.core.deployments import DEPLOYMENT_NAME_PATTERN
 from loopml.core.errors import ValidationError
 from loopml.core.features import (
     VIEW_NAME_PATTERN,
     FeatureView,
     FeatureViewApplied,
     MaterializeResult,
+    SkewReport,
 )
 from loopml.data.features import offline, views
 from loopml.data.features.materialize import materialize, read_online
+from loopml.data.features.skew import MAX_SAMPLE, skew
 
 FEATURES = "/api/v1/projects/{project}/features"
 
@@ -102,6 +105,33 @@ def materialize_view(
         full=body.full,
         actor=actor,
         chunk_rows=ctx.settings.features.materialize_chunk_rows,
+    )
+
+
+@router.get(FEATURES + "/views/{view}/skew")
+def view_skew(
+    ctx: Ctx,
+    project: str = PROJECT,
+    view: str = VIEW,
+    deployment: str = Query(
+        max_length=40,
+        description="The deployment whose logged feature values are checked.",
+        json_schema_extra={"pattern": DEPLOYMENT_NAME_PATTERN.pattern},
+    ),
+    sample: int = Query(default=1000, ge=1, le=MAX_SAMPLE, description="Newest logged rows."),
+    tolerance: float = Query(default=1e-9, ge=0, lt=1, description="Relative, for numbers."),
+) -> SkewReport:
+    """Training/serving skew: the feature values the deployment served (its prediction
+    log) against a point-in-time join from the lake for the same entities and times; the
+    share that differ, per feature."""
+    return skew(
+        ctx.store,
+        ctx.artifacts,
+        project,
+        view,
+        deployment=deployment,
+        sample=sample,
+        tolerance=tolerance,
     )
 
 

@@ -18,6 +18,7 @@ from loopml.core.deployments import (
     MAX_REPLICAS,
     MODEL_REF_PATTERN,
     Canary,
+    FeatureServing,
     Resources,
     Revision,
     ServingAuth,
@@ -46,6 +47,12 @@ def cursor_query() -> Any:
         description="The next_cursor of the previous page.",
         json_schema_extra=_NAME,
     )
+
+
+_FEATURES_HELP = (
+    "Feature views whose online values the gateway adds to each /predict instance, by the "
+    "views' entity keys: {views: [...], missing: reject|default, defaults: {...}}."
+)
 
 
 class _Request(BaseModel):
@@ -77,6 +84,7 @@ class DeploymentCreate(_Request):
     )
     target: Target = "local"
     auth: ServingAuth = Field(default="token", description=_AUTH_HELP)
+    features: FeatureServing | None = Field(default=None, description=_FEATURES_HELP)
 
     def spec_fields(self) -> dict[str, Any]:
         """The deployment spec's fields, as given."""
@@ -95,11 +103,12 @@ class DeploymentUpdate(_Request):
     shadow: str | None = Field(default=None, max_length=200, pattern=MODEL_REF_PATTERN)
     scale_to_zero_after_s: int | None = Field(default=None, ge=10, le=7 * 86400)
     auth: ServingAuth | None = Field(default=None, description=_AUTH_HELP)
+    features: FeatureServing | None = Field(default=None, description=_FEATURES_HELP)
 
     def changes(self) -> dict[str, Any]:
         """The fields given (``null`` kept where it means "remove")."""
         given = self.model_dump(mode="json", include=self.model_fields_set)
-        removable = {"canary", "shadow", "scale_to_zero_after_s"}
+        removable = {"canary", "shadow", "scale_to_zero_after_s", "features"}
         return {k: v for k, v in given.items() if v is not None or k in removable}
 
 

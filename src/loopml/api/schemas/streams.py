@@ -54,6 +54,12 @@ class StreamCreate(BaseModel):
     redeliver_s: int | None = Field(
         default=None, ge=1, le=86_400, description="Redeliver what is not acked after this."
     )
+    push: list[str] | None = Field(
+        default=None,
+        max_length=10,
+        description="Feature views over `table` whose online store gets each batch's newest "
+        "values per entity as it commits.",
+    )
 
 
 class StreamList(BaseModel):

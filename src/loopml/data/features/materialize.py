@@ -34,7 +34,9 @@ from loopml.data.features.online import (
     decode_values,
     encode_entity,
     encode_values,
+    is_fresh,
     namespace,
+    now_us,
 )
 from loopml.data.features.views import event_us, view_sql
 from loopml.data.sources import materialize as read_source
@@ -46,7 +48,7 @@ MAX_READ_ENTITIES = 1000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _newest(table: pa.Table, view: FeatureView) -> pa.Table:
+def newest_per_entity(table: pa.Table, view: FeatureView) -> pa.Table:
     """One row per entity: its newest (rows without a time or a key are left out)."""
     spec = view.spec
     keys = ", ".join(f'"{k}"' for k in spec.entities)
@@ -63,7 +65,8 @@ def _newest(table: pa.Table, view: FeatureView) -> pa.Table:
         con.close()
 
 
-def _online_rows(table: pa.Table, view: FeatureView, chunk: int) -> Iterator[list[OnlineRow]]:
+def online_rows(table: pa.Table, view: FeatureView, chunk: int) -> Iterator[list[OnlineRow]]:
+    """The store's rows for ``table`` (one per entity), ``chunk`` at a time."""
     spec = view.spec
     for batch in table.to_batches(max_chunksize=chunk):
         rows = []
@@ -108,8 +111,8 @@ def materialize(
     after = state.watermark if incremental and state is not None else None
     found = read_source(store, artifacts, project, view_sql(view.spec, after))
     views.check_against(view.spec, found.table.schema)
-    newest = _newest(found.table, view)
-    for rows in _online_rows(newest, view, chunk_rows):
+    newest = newest_per_entity(found.table, view)
+    for rows in online_rows(newest, view, chunk_rows):
         online.write_batch(namespace(project, name), rows)
     watermark = _watermark(newest, view, after)
     with store.session() as session:
@@ -139,8 +142,12 @@ def read_online(
     project: str,
     name: str,
     entities: list[dict[str, Any]],
+    *,
+    now: int | None = None,
 ) -> list[OnlineFeatures]:
-    """The online values of each entity (a dict of the view's keys), in order.
+    """The online values of each entity (a dict of the view's keys), in order; values
+    older than the view's TTL at ``now`` (µs since the epoch; the clock by default) are
+    ``expired`` and not returned.
 
     Raises:
         NotFoundError: no such project or view.
@@ -154,14 +161,24 @@ def read_online(
     view = views.get(store, project, name)
     keys = [encode_entity(view.spec.entities, e) for e in entities]
     found = online.read_batch(namespace(project, name), keys)
-    return [
-        OnlineFeatures(
-            entity=entity,
-            event_time=None if row is None else _from_us(row.event_us),
-            values=None if row is None else decode_values(row.value),
+    at = now_us() if now is None else now
+    answers = []
+    for entity, row in zip(entities, found, strict=True):
+        if row is None:
+            answers.append(
+                OnlineFeatures(entity=entity, event_time=None, values=None, status="missing")
+            )
+            continue
+        fresh = is_fresh(row, view.spec.ttl_s, at)
+        answers.append(
+            OnlineFeatures(
+                entity=entity,
+                event_time=_from_us(row.event_us),
+                values=decode_values(row.value) if fresh else None,
+                status="found" if fresh else "expired",
+            )
         )
-        for entity, row in zip(entities, found, strict=True)
-    ]
+    return answers
 
 
 def _from_us(value: int) -> datetime:

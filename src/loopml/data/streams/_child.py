@@ -22,7 +22,18 @@ def run(settings: Settings, stream_id: str) -> int:
     try:
         with store.session() as session:
             stream = stream_rows.by_id(session, stream_id)
-        consumer = StreamConsumer(store, open_artifact_store(settings), settings.lake, stream)
+        online = None
+        push = None
+        if stream.config.push:
+            from loopml.data.features.online import open_online_store
+            from loopml.data.features.push import OnlinePush
+
+            online = open_online_store(settings.features.online, settings.home)
+            config = stream.config
+            push = OnlinePush(store, online, stream.project, config.table, config.push)
+        consumer = StreamConsumer(
+            store, open_artifact_store(settings), settings.lake, stream, push=push
+        )
 
         async def main() -> None:
             loop = asyncio.get_running_loop()
@@ -30,7 +41,11 @@ def run(settings: Settings, stream_id: str) -> int:
                 loop.add_signal_handler(sig, consumer.stop)
             await consumer.run()
 
-        asyncio.run(main())
+        try:
+            asyncio.run(main())
+        finally:
+            if online is not None:
+                online.close()
         return 0
     finally:
         store.dispose()

@@ -24,7 +24,7 @@ import pyarrow as pa
 from deltalake import DeltaTable
 
 from loopml.core.contracts import parse_contract
-from loopml.core.errors import ConflictError, ValidationError
+from loopml.core.errors import ConflictError, LoopmlError, ValidationError
 from loopml.core.lake import LakeTable, TableCommit
 from loopml.core.streams import Position, Stream, StreamState, above_floor, decode_ids, encode_ids
 from loopml.data import _delta, _sandbox, _tables, contracts, housekeeping, lake
@@ -131,6 +131,7 @@ class StreamCommitter:
         actor: who the commits are recorded as.
         owner: the consumer holding the stream (``loopml.store.streams.claim``); checked
             before each commit, so that a consumer that lost its hold commits nothing more.
+        push: gets each batch's rows before they are committed (``features.push``).
     """
 
     def __init__(
@@ -142,8 +143,10 @@ class StreamCommitter:
         id_text: Callable[[Position], str],
         actor: str,
         owner: str | None = None,
+        push: Callable[[pa.Table], None] | None = None,
     ) -> None:
         self.store, self.artifacts, self.settings = store, artifacts, settings
+        self.push = push
         self.stream, self.actor, self.owner = stream, actor, owner
         self.id_text = id_text
         config = stream.config
@@ -188,6 +191,7 @@ class StreamCommitter:
             self._land_dead(dead)
             outcome.dead = len(dead)
         if rows is not None and rows.num_rows:
+            self._push(rows)
             try:
                 outcome.version = self._land(rows, kept, (row, loc)).version
                 outcome.rows = rows.num_rows
@@ -275,6 +279,18 @@ class StreamCommitter:
     def _advance(self, state: StreamState, ids: Sequence[Position]) -> None:
         self.state = state
         self.done.update(ids)
+
+    def _push(self, rows: pa.Table) -> None:
+        """Hand the rows to ``push`` before they are committed: a crash between the two
+        redelivers the batch, pushed again (a no-op) and committed; pushed after, the
+        redelivery would be dropped as a duplicate, unpushed. A failure fails the commit
+        (retried; the batch is never sent to the dead letters for it)."""
+        if self.push is None:
+            return
+        try:
+            self.push(rows)
+        except LoopmlError as exc:
+            raise LoopmlError(f"pushing to the online store failed: {exc.message}") from exc
 
     def _land(
         self, rows: pa.Table, kept: list[Message], located: tuple[LakeTable, NativeLocation]

@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio.to_thread
 
@@ -35,6 +35,9 @@ from loopml.settings import LakeSettings
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
 from loopml.store import streams as stream_rows
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger("loopml.data.streams")
 T = TypeVar("T")
@@ -73,6 +76,8 @@ class StreamConsumer:
         stream: the stream to consume.
         source: the broker source (made from the stream's config when omitted).
         options: see ``ConsumerOptions``.
+        push: gets each batch's rows before they are committed (the stream's ``push``
+            feature views: ``loopml.data.features.push.OnlinePush``).
     """
 
     def __init__(
@@ -84,6 +89,7 @@ class StreamConsumer:
         *,
         source: StreamSource | None = None,
         options: ConsumerOptions | None = None,
+        push: Callable[[pa.Table], None] | None = None,
     ) -> None:
         self.store = store
         self.stream = stream
@@ -100,6 +106,7 @@ class StreamConsumer:
             self.source.id_text,
             actor=f"stream:{stream.name}",
             owner=self.owner,
+            push=push,
         )
         self.stats = StreamStats(status="starting")
         self.paused = stream.paused

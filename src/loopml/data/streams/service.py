@@ -55,12 +55,15 @@ def create(
     batch_rows: int | None = None,
     batch_ms: int | None = None,
     redeliver_s: int | None = None,
+    push: list[str] | None = None,
     actor: str,
 ) -> Stream:
     """Define a stream (see ``loopml.core.streams.parse_source`` for ``source``).
 
     Raises:
-        ValidationError: a bad name, source, subject, table name, transform or bound.
+        ValidationError: a bad name, source, subject, table name, transform or bound, or
+            a ``push`` view that does not read ``table`` (one not applied yet is accepted,
+            and pushed to once it is).
         NotFoundError: no such project.
         AlreadyExistsError: the project has a stream of that name.
     """
@@ -79,7 +82,13 @@ def create(
         fields["batch_ms"] = batch_ms
     if redeliver_s is not None:
         fields["redeliver_s"] = redeliver_s
+    if push:
+        fields["push"] = push
     config = _config(fields)
+    if config.push:
+        from loopml.data.features.push import check_push
+
+        check_push(store, project, config.table, config.push)
     with store.session() as session:
         return stream_rows.create(session, project, name, config, actor=actor)
 

@@ -465,6 +465,7 @@ class LocalDeployTarget:
             ),
             asleep=managed.asleep,
             auth=managed.deployment.spec.auth,
+            features=managed.deployment.spec.features,
         )
 
     def _stop_everything(self) -> None:

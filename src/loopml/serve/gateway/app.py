@@ -48,6 +48,7 @@ from loopml.core.ids import fast_id
 from loopml.predictions.sink import ShadowAnswer
 from loopml.serve._fastpath import GatewayFastPath
 from loopml.serve.gateway._balance import Balancer
+from loopml.serve.gateway._features import FeatureSource, with_features
 from loopml.serve.gateway._requests import (
     ProxiedResponse,
     error_response,
@@ -91,6 +92,8 @@ class Gateway(V2Handlers):
             ``gateway.on_shadow``; the prediction log connects it).
         on_answer: receives every successful inference answer given to a client (settable
             later as ``gateway.on_answer``; the prediction log connects it).
+        features: completes the requests of deployments that declare feature views
+            (settable later as ``gateway.features``; the platform connects its online store).
     """
 
     def __init__(
@@ -100,8 +103,10 @@ class Gateway(V2Handlers):
         *,
         on_shadow: ShadowHook | None = None,
         on_answer: AnswerHook | None = None,
+        features: FeatureSource | None = None,
     ) -> None:
         self.source = source
+        self.features = features
         self.config = config or GatewayConfig()
         self.on_shadow = on_shadow
         self.on_answer = on_answer
@@ -237,6 +242,12 @@ class Gateway(V2Handlers):
         routes = self._routes(project, name)
         self.source.touch(project, name)
         body = await read_body(request)
+        if routes.features is not None and request.method == "POST":
+            predict = request.url.path.endswith("/predict")
+            if predict or shadowed:
+                body = await with_features(
+                    self.features, project, name, routes.features, body, predict
+                )
         headers, asked_id = passed_headers(request.scope)
         inference_id = (asked_id and safe_id(asked_id)) or fast_id()
         headers["x-request-id"] = inference_id

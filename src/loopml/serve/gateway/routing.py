@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from loopml.core.deployments import FeatureServing
+
 
 class Backend:
     """One ready replica as the gateway reaches it."""
@@ -62,6 +64,7 @@ class Routes:
         asleep: scaled to zero: no replica runs until ``RouteSource.wake``.
         auth: the deployment's ``auth`` (``token`` or ``none``), so the serving check knows
             without a database round trip whether an anonymous call may pass.
+        features: the feature views the gateway completes each request from, if any.
     """
 
     project: str
@@ -70,6 +73,7 @@ class Routes:
     shadow: RevisionRoute | None = None
     asleep: bool = False
     auth: str = "token"
+    features: FeatureServing | None = None
 
 
 class RouteSource(Protocol):

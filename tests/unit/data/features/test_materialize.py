@@ -35,8 +35,14 @@ def online(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OnlineSto
     store.close()
 
 
+def _us(days: float) -> int:
+    return int(at(days).timestamp() * 1_000_000)
+
+
 def _values(store: MetadataStore, online: OnlineStore, *users: object) -> list[object]:
-    found = read_online(store, online, P, "user_stats", [{"user_id": u} for u in users])
+    # Read as of day 3: no value read below is more than 2 days (the TTL) old then.
+    entities = [{"user_id": u} for u in users]
+    found = read_online(store, online, P, "user_stats", entities, now=_us(3))
     return [None if f.values is None else (f.values["spend"], f.values["visits"]) for f in found]
 
 
@@ -100,6 +106,28 @@ def test_read_checks_entities(
     with pytest.raises(ValidationError, match="1 to"):
         read_online(store, online, P, "user_stats", [])
     assert _values(store, online, 1) == [None]
+
+
+def test_reads_apply_the_ttl(
+    store: MetadataStore, artifacts: ArtifactStore, online: OnlineStore
+) -> None:
+    ingest(store, artifacts, "stats", stats([(1, 0, 10.0, 1), (2, 3, 20.0, 5)]))
+    views.apply(store, artifacts, P, VIEW_YAML, actor=ACTOR)
+    materialize(store, artifacts, online, P, "user_stats", actor=ACTOR)
+    entities = [{"user_id": 1}, {"user_id": 2}, {"user_id": 3}]
+    # At day 2 user 1's day-0 value is exactly the TTL (2 days) old: still used.
+    found = read_online(store, online, P, "user_stats", entities, now=_us(2))
+    assert [f.status for f in found] == ["found", "found", "missing"]
+    # A microsecond later it has expired: its time is said, its values are not.
+    found = read_online(store, online, P, "user_stats", entities, now=_us(2) + 1)
+    assert [f.status for f in found] == ["expired", "found", "missing"]
+    assert (found[0].values, found[0].event_time) == (None, at(0))
+    assert found[1].values == {"spend": 20.0, "visits": 5}
+    # By the wall clock (November 2026) every January value is long expired.
+    assert [f.status for f in read_online(store, online, P, "user_stats", entities[:2])] == [
+        "expired",
+        "expired",
+    ]
 
 
 def test_settings_choose_the_backend(tmp_path: Path) -> None:

@@ -166,3 +166,21 @@ def test_entities_from_sql_and_errors(store: MetadataStore, artifacts: ArtifactS
             views=["user_stats", "user_stats"],
             actor=ACTOR,
         )
+
+
+def test_the_join_is_planned_as_an_asof_join_whatever_the_estimates() -> None:
+    # Registered Arrow tables are estimated at ~1 row; DuckDB then plans small ASOF joins
+    # as a nested loop, which is quadratic on real inputs (64 s for 200k x 50k rows).
+    con = offline.connect()
+    try:
+        keys = pa.array([1, 2], pa.int64())
+        stamps = pa.array([at(0), at(1)], pa.timestamp("us", tz="UTC"))
+        con.register("e", pa.table({"k": keys, "t": stamps}))
+        con.register("v", pa.table({"k": keys, "t": stamps, "x": [1.0, 2.0]}))
+        plan = con.sql(
+            "EXPLAIN SELECT * FROM e ASOF LEFT JOIN v ON e.k = v.k AND e.t >= v.t"
+        ).fetchall()[0][1]
+    finally:
+        con.close()
+    assert "ASOF_JOIN" in plan
+    assert "NESTED_LOOP_JOIN" not in plan

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,17 @@ def encode_values(values: dict[str, Any]) -> bytes:
     return orjson.dumps(values, default=str)
 
 
+def is_fresh(row: OnlineRow, ttl_s: int, now_us: int) -> bool:
+    """Whether ``row`` is at most ``ttl_s`` old at ``now_us`` (as the offline join has it: a
+    value exactly ``ttl_s`` old is still used)."""
+    return row.event_us >= now_us - ttl_s * 1_000_000
+
+
+def now_us() -> int:
+    """The wall clock in microseconds since the epoch."""
+    return time.time_ns() // 1000
+
+
 def decode_values(data: bytes) -> dict[str, Any]:
     """Stored values back as a dict."""
     loaded: dict[str, Any] = orjson.loads(data)
@@ -127,6 +139,8 @@ __all__ = [
     "decode_values",
     "encode_entity",
     "encode_values",
+    "is_fresh",
     "namespace",
+    "now_us",
     "open_online_store",
 ]
