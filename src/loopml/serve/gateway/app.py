@@ -241,13 +241,7 @@ class Gateway(V2Handlers):
         key = (project, name)
         routes = self._routes(project, name)
         self.source.touch(project, name)
-        body = await read_body(request)
-        if routes.features is not None and request.method == "POST":
-            predict = request.url.path.endswith("/predict")
-            if predict or shadowed:
-                body = await with_features(
-                    self.features, project, name, routes.features, body, predict
-                )
+        body = await self._completed(request, key, routes, await read_body(request), shadowed)
         headers, asked_id = passed_headers(request.scope)
         inference_id = (asked_id and safe_id(asked_id)) or fast_id()
         headers["x-request-id"] = inference_id
@@ -278,6 +272,23 @@ class Gateway(V2Handlers):
         if shadowed and answer.status == 200:
             self._served(request, key, revision, path, body, answer, inference_id)
         return self._answer(request, key, revision, answer)
+
+    async def _completed(
+        self,
+        request: Request,
+        key: tuple[str, str],
+        routes: Routes,
+        body: bytes,
+        shadowed: bool,
+    ) -> bytes:
+        """The body with the deployment's online features filled in (as it came when the
+        deployment names no feature views, or the call is not an inference)."""
+        if routes.features is None or request.method != "POST":
+            return body
+        predict = request.url.path.endswith("/predict")
+        if not (predict or shadowed):
+            return body
+        return await with_features(self.features, key[0], key[1], routes.features, body, predict)
 
     def _served(
         self,
