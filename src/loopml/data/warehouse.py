@@ -133,7 +133,7 @@ def run_query(
     page = f"LIMIT {limit + 1} OFFSET {offset}"
     paged = f"SELECT * FROM (\n{body}\n) AS _loopml_page {page}"  # noqa: S608
     refs = check_query(con, paged)
-    tables = [(ref.alias, resolve(ref.name, ref.version)) for ref in refs]
+    tables = _resolved(refs, resolve)
     started = time.monotonic()
     table, columns = _run_guarded(paged, tables, limits, timeout_s, limits.max_result_bytes)
     elapsed = time.monotonic() - started
@@ -180,7 +180,7 @@ def query_all(
     body = single_select(con, sql)
     wrapped = f"SELECT * FROM (\n{body}\n) AS _loopml_all"  # noqa: S608
     refs = check_query(con, wrapped)
-    tables = [(ref.alias, resolve(ref.name, ref.version)) for ref in refs]
+    tables = _resolved(refs, resolve)
     table, _ = _run_guarded(wrapped, tables, limits, timeout_s, max_bytes)
     if table.nbytes > max_bytes:
         raise ValidationError(
@@ -189,6 +189,22 @@ def query_all(
             details={"limit_bytes": max_bytes},
         )
     return table, refs
+
+
+def _resolved(refs: list[TableRef], resolve: TableResolver) -> list[tuple[str, pads.Dataset]]:
+    """Each table the query reads, by the name it is registered under; a table created
+    without columns (nothing was written to it yet) is refused: DuckDB cannot scan one."""
+    tables = []
+    for ref in refs:
+        data = resolve(ref.name, ref.version)
+        if len(data.schema) == 0:
+            raise ValidationError(
+                f"table {ref.alias} has no columns yet (nothing was written to it): query it "
+                "once rows have landed",
+                details={"table": ref.alias},
+            )
+        tables.append((ref.alias, data))
+    return tables
 
 
 def _check_arguments(sql: str, limit: int, offset: int, timeout_s: float) -> None:

@@ -29,6 +29,8 @@ class Lake:
             return pads.dataset(CHURN)
         if name == "churn" and version == 0:
             return pads.dataset(CHURN.slice(0, 3))
+        if name == "fresh":  # created, nothing written yet: no columns
+            return pads.dataset(pa.table({}))
         raise NotFoundError(f"no table {name!r} (version {version}) in this project")
 
 
@@ -203,3 +205,11 @@ def test_hostile_queries_are_refused_and_touch_no_file(
         assert SECRET not in message + str(caught.value.details), query
         assert not (tmp_path / "out").exists(), query
     assert sorted(p.name for p in tmp_path.iterdir()) == ["secret.csv"]
+
+
+def test_a_table_without_columns_yet_is_a_clear_error_not_a_crashed_worker(lake: Lake) -> None:
+    with pytest.raises(ValidationError, match="table fresh has no columns yet") as e:
+        run_query("SELECT count(*) FROM fresh", lake)
+    assert e.value.details == {"table": "fresh"}
+    # The worker pool is unharmed: the next query answers.
+    assert run_query("SELECT count(*) AS n FROM churn", lake).table.to_pylist() == [{"n": 25}]
