@@ -47,27 +47,13 @@ def list_windows(
     return [_public(w) for w in found]
 
 
-def project_usage(
-    store: MetadataStore, project: str, *, size: str, since: datetime
-) -> dict[str, dict[str, Any]]:
-    """Per deployment of ``project``: requests and errors summed over its windows of
-    ``size`` that start at or after ``since``, and the newest window's replica resources
-    (``cpu_percent``, ``rss_mb``, ``replicas``; absent without a sample)."""
-    parse_size(size)
-    with store.session() as session:
-        found = rows.project_windows(session, project, size=size, since=since)
-    totals: dict[str, dict[str, Any]] = {}
-    for window in found:  # oldest first: the newest resources win
-        summary = window["summary"] or {}
-        _add_usage(totals, window["deployment"], summary.get("usage", {}), summary.get("resources"))
-    return totals
-
-
 def projects_usage(
     store: MetadataStore, projects: Sequence[str], spans: Sequence[tuple[str, datetime]]
 ) -> list[dict[tuple[str, str], dict[str, Any]]]:
-    """``project_usage`` of many projects and spans (a window size and the earliest start)
-    at once, in one query: per span, per ``(project, deployment)``."""
+    """Per span (a window size and the earliest start), per ``(project, deployment)`` of
+    ``projects``: requests and errors summed over its windows of that size that start at or
+    after that time, and the newest window's replica resources (``cpu_percent``,
+    ``rss_mb``, ``replicas``; absent without a sample). One query for them all."""
     for size, _ in spans:
         parse_size(size)
     with store.session() as session:

@@ -212,24 +212,6 @@ def list_windows(
     return [_window(row) for row in session.scalars(query)]
 
 
-def project_windows(
-    session: Session, project: str, *, size: str, since: datetime
-) -> list[dict[str, Any]]:
-    """Every window of one size in a project that starts at or after ``since``, oldest
-    first: one query whatever the number of deployments."""
-    proj = project_row(session, project)
-    query = (
-        select(MonitorWindowRow)
-        .where(
-            MonitorWindowRow.project_id == proj.id,
-            MonitorWindowRow.size == size,
-            MonitorWindowRow.start >= as_utc(since),
-        )
-        .order_by(MonitorWindowRow.start)
-    )
-    return [_window(row) for row in session.scalars(query)]
-
-
 def usage_windows(
     session: Session, projects: Sequence[str], spans: Sequence[tuple[str, datetime]]
 ) -> list[dict[str, Any]]:
