@@ -5,7 +5,8 @@ It fills a fresh home (a SQLite file, or with ``--postgres`` a fresh PostgreSQL 
 127.0.0.1:5432, created and dropped) in bulk through the store's tables: the runs, their 20
 latest metrics (what the runs table filters and sorts on) and 3 params each, inserted in
 batches of executemany; the 100 deployments as records (``store.deployments.create``, no
-replica started). Then it times, in-process through ``TestClient`` over
+replica started) with their monitor windows of the current hour and day (counts and the
+monitor's summary of them). Then it times, in-process through ``TestClient`` over
 ``loopml.portal.create_app``:
 - ``/`` (the overview),
 - the runs table: first page, sorted by a metric, filtered by a metric and a param and
@@ -32,7 +33,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,12 @@ from loopml import projects
 from loopml.core.clock import utcnow
 from loopml.core.deployments import DeploymentSpec
 from loopml.core.ids import new_id
+from loopml.monitor.drift import DriftConfig
+from loopml.monitor.windows import empty_state, summarize
 from loopml.portal import create_app
 from loopml.settings import Settings
 from loopml.store import MetadataStore, deployments
+from loopml.store import monitor as monitor_rows
 from loopml.store._registry import project_row
 from loopml.store.orm import ParamRow, RunRow
 from loopml.train import tracking
@@ -129,6 +133,38 @@ def fill_deployments(store: MetadataStore, n: int) -> None:
             )
 
 
+def fill_windows(store: MetadataStore, n: int, features: int = 10) -> None:
+    """Each of the ``n`` deployments' monitor windows of the current hour and day: counts
+    as the monitor keeps them (requests, errors and latencies, and 21 bins of each of
+    ``features`` numeric features) and the summary the monitor computes from them
+    (``summarize``; no reference, so drift is off), so that the pages read what
+    deployments in use give them."""
+    now = utcnow()
+    for size, seconds in (("1h", 3600), ("1d", 86_400)):
+        start = datetime.fromtimestamp(now.timestamp() // seconds * seconds, UTC)
+        rng = random.Random(seconds)
+        with store.session() as session:
+            for i in range(n):
+                state = empty_state()
+                requests = rng.randint(100, 10_000)
+                state["usage"].update(requests=requests, rows=requests)
+                state["usage"]["errors"] = {"500": requests // 100}
+                state["usage"]["latency"][3] = requests
+                state["features"] = {
+                    f"f{j}": {"kind": "numeric", "counts": [rng.randint(0, 99) for _ in range(21)]}
+                    for j in range(features)
+                }
+                window = {
+                    "end": start + timedelta(seconds=seconds),
+                    "rows": requests,
+                    "labels": 0,
+                    "state": state,
+                    "summary": summarize(state, None, seconds, DriftConfig()),
+                }
+                key = (f"dep-{i:03d}", "churn", 1, size, start)
+                monitor_rows.put_window(session, "default", key, window)
+
+
 def timed(fn: Callable[[], object], repeat: int) -> list[float]:
     fn()  # warm the caches and the connection pool
     samples = []
@@ -171,6 +207,7 @@ def fill(url: str, args: argparse.Namespace) -> None:
     fill_runs(store, "default", args.runs, args.metrics)
     fill_runs(store, "small", 100, args.metrics)
     fill_deployments(store, args.deployments)
+    fill_windows(store, args.deployments)
     if store.dialect == "postgresql":
         # What autovacuum does after a bulk load, minutes later: the planner needs the
         # tables' statistics to pick the metric index over a scan.
@@ -181,7 +218,7 @@ def fill(url: str, args: argparse.Namespace) -> None:
     store.dispose()
     print(
         f"filled {args.runs:,} (+100) runs x {args.metrics} metrics and {args.deployments} "
-        f"deployments in {took:.1f} s"
+        f"deployments (with their current hour and day windows) in {took:.1f} s"
     )
 
 
@@ -199,10 +236,15 @@ def pages(n_runs: int, n_deployments: int, project: str) -> dict[str, str]:
     return found
 
 
-def measure(http: TestClient, targets: dict[str, str], repeat: int) -> dict[str, list[float]]:
-    """Each page's server times; a deployment page that 404s is left out with a note."""
+def measure(
+    http: TestClient, targets: dict[str, str], repeat: int, only: str = ""
+) -> dict[str, list[float]]:
+    """Each page's server times (of the pages whose label matches ``only``); a deployment
+    page that 404s is left out with a note."""
     results: dict[str, list[float]] = {}
     for label, path in targets.items():
+        if not re.search(only, label):
+            continue
         answer = http.get(path)
         if answer.status_code == 404 and label == "deployment page":
             print(f"note: {path} answers 404 in this tree (no deployment page yet): skipped")
@@ -225,6 +267,9 @@ def main() -> None:
     parser.add_argument("--deployments", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--postgres", action="store_true", help="a fresh PostgreSQL database")
+    parser.add_argument(
+        "--pages", default="", help="time only the pages whose label matches this regex"
+    )
     args = parser.parse_args()
     backend = "PostgreSQL" if args.postgres else "SQLite"
     with tempfile.TemporaryDirectory() as tmp, database(args.postgres, Path(tmp)) as url:
@@ -237,8 +282,9 @@ def main() -> None:
         )
         app = create_app(settings)
         with TestClient(app, base_url="http://127.0.0.1") as http:
-            big = measure(http, pages(args.runs, args.deployments, "default"), args.repeat)
-            small = measure(http, pages(100, 0, "small"), args.repeat)
+            targets = pages(args.runs, args.deployments, "default")
+            big = measure(http, targets, args.repeat, args.pages)
+            small = measure(http, pages(100, 0, "small"), args.repeat, args.pages)
     print(f"\nserver time per page on {backend} (in-process TestClient, {args.repeat} requests)")
     print(
         f"{'page':<40} {f'{args.runs:,} runs p50':>16} {'p95':>8}   {'100 runs p50':>12} "

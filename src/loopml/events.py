@@ -4,6 +4,7 @@ transaction, so callers hold no session)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from loopml.core.types import Event, Page
@@ -20,6 +21,7 @@ def list_events(
     limit: int = 100,
     actor: str | None = None,
     newest_first: bool = False,
+    projects: Sequence[str] | None = None,
 ) -> Page[Event]:
     """One page of events, oldest first (newest first with ``newest_first``); the filters
     are those of ``loopml.store.events.list_``.
@@ -37,4 +39,5 @@ def list_events(
             limit=limit,
             actor=actor,
             newest_first=newest_first,
+            projects=projects,
         )

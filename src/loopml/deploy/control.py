@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +37,7 @@ from loopml.core.errors import AlreadyExistsError, ConflictError, LoopmlError, N
 from loopml.core.logs import LogQuery
 from loopml.core.types import Page
 from loopml.deploy._packages import deployment_folder, fetch, prune
-from loopml.deploy._plan import (
-    Plan,
-    Resolved,
-    in_use_revisions,
-    make_plan,
-    preview,
-    resolve_spec,
-)
+from loopml.deploy._plan import Plan, Resolved, in_use_revisions, make_plan, preview, resolve_spec
 from loopml.deploy._plan import follows as follows
 from loopml.deploy.targets.base import (
     DeployTarget,
@@ -104,6 +97,13 @@ class DeploymentControl:
             page = repo.list_(session, project, limit=limit, cursor=cursor)
         items = [self._live(d) for d in page.items]
         return Page[Deployment](items=items, next_cursor=page.next_cursor)
+
+    def list_in(self, projects: Sequence[str], *, limit_each: int) -> list[Deployment]:
+        """The first ``limit_each`` deployments of each of ``projects`` (one query), with
+        live status but **without** their revisions (``revisions`` empty): for lists."""
+        with self.store.session() as session:
+            found = repo.list_in(session, projects, limit_each=limit_each, revisions=False)
+        return [self._live(d) for d in found]
 
     def list_all(self) -> list[Deployment]:
         """Every deployment of every project, as stored."""

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from loopml.core.alerts import AlertRule, AlertRuleSpec
-from loopml.core.clock import utcnow
+from loopml.core.clock import as_utc, utcnow
 from loopml.core.deployments import Deployment
 from loopml.core.errors import AlreadyExistsError, ValidationError
 from loopml.monitor.histograms import BARS, Distributions, distributions
@@ -47,28 +47,39 @@ def list_windows(
     return [_public(w) for w in found]
 
 
-def project_usage(
-    store: MetadataStore, project: str, *, size: str, since: datetime
-) -> dict[str, dict[str, Any]]:
-    """Per deployment of ``project``: requests and errors summed over its windows of
-    ``size`` that start at or after ``since``, and the newest window's replica resources
-    (``cpu_percent``, ``rss_mb``, ``replicas``; absent without a sample)."""
-    parse_size(size)
+def projects_usage(
+    store: MetadataStore, projects: Sequence[str], spans: Sequence[tuple[str, datetime]]
+) -> list[dict[tuple[str, str], dict[str, Any]]]:
+    """Per span (a window size and the earliest start), per ``(project, deployment)`` of
+    ``projects``: requests and errors summed over its windows of that size that start at or
+    after that time, and the newest window's replica resources (``cpu_percent``,
+    ``rss_mb``, ``replicas``; absent without a sample). One query for them all."""
+    for size, _ in spans:
+        parse_size(size)
     with store.session() as session:
-        found = rows.project_windows(session, project, size=size, since=since)
-    totals: dict[str, dict[str, Any]] = {}
+        found = rows.usage_windows(session, projects, spans)
+    totals: list[dict[tuple[str, str], dict[str, Any]]] = [{} for _ in spans]
     for window in found:  # oldest first: the newest resources win
-        summary = window["summary"] or {}
-        used = summary.get("usage", {})
-        entry = totals.setdefault(window["deployment"], {"requests": 0, "errors": 0})
-        entry["requests"] += int(used.get("requests", 0))
-        entry["errors"] += int(used.get("errors", 0))
-        resources = summary.get("resources")
-        if resources:
-            entry["cpu_percent"] = resources["cpu_percent"]
-            entry["rss_mb"] = resources["rss_mb"]
-            entry["replicas"] = len(resources["replicas"])
+        for (size, since), total in zip(spans, totals, strict=True):
+            if window["size"] == size and window["start"] >= as_utc(since):
+                key = (window["project"], window["deployment"])
+                _add_usage(total, key, window["usage"], window["resources"])
     return totals
+
+
+def _add_usage(
+    totals: dict[Any, dict[str, Any]],
+    key: Any,
+    used: dict[str, Any],
+    resources: dict[str, Any] | None,
+) -> None:
+    entry = totals.setdefault(key, {"requests": 0, "errors": 0})
+    entry["requests"] += int(used.get("requests", 0))
+    entry["errors"] += int(used.get("errors", 0))
+    if resources:
+        entry["cpu_percent"] = resources["cpu_percent"]
+        entry["rss_mb"] = resources["rss_mb"]
+        entry["replicas"] = len(resources["replicas"])
 
 
 def feature_distributions(
@@ -242,6 +253,12 @@ def list_rules(
     """A project's alert rules (of one deployment), by name."""
     with store.session() as session:
         return [_rule(r) for r in alert_rules.list_(session, project, deployment)]
+
+
+def firing_rules(store: MetadataStore, projects: Sequence[str]) -> list[AlertRule]:
+    """The rules firing now in any of ``projects``, by project and name (one query)."""
+    with store.session() as session:
+        return [_rule(r) for r in alert_rules.firing_in(session, projects)]
 
 
 def get_rule(store: MetadataStore, project: str, name: str) -> AlertRule:

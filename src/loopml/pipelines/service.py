@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -259,6 +260,12 @@ def list_runs(
         return runs_repo.list_runs(
             session, project, pipeline=pipeline, status=status, limit=limit, cursor=cursor
         )
+
+
+def recent_runs(store: MetadataStore, projects: Sequence[str], *, limit: int) -> list[PipelineRun]:
+    """The ``limit`` newest runs of any of ``projects``, newest first (one query)."""
+    with store.session() as session:
+        return runs_repo.recent_runs(session, projects, limit=limit)
 
 
 def cancel_run(store: MetadataStore, project: str, run_id: str, *, actor: str) -> PipelineRun:

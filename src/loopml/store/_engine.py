@@ -148,5 +148,13 @@ def create_postgres_engine(url: URL, *, pool_size: int) -> Engine:
     if "connect_timeout" not in url.query:
         connect_args["connect_timeout"] = _PG_CONNECT_TIMEOUT_S
     engine = create_engine(url, pool_size=pool_size, pool_pre_ping=True, connect_args=connect_args)
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        # As on SQLite: a transaction of MetadataStore.reading() only reads, and a write
+        # in it fails at once (SQLSTATE 25006) instead of being committed by a page.
+        if READING.get():
+            connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+
     refuse_nul_text(engine)
     return engine

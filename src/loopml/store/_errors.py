@@ -20,6 +20,7 @@ from loopml.core.errors import (
 _PG_UNIQUE_VIOLATION = "23505"
 _PG_UNDEFINED_TABLE = "42P01"
 _PG_UNDEFINED_COLUMN = "42703"
+_PG_READ_ONLY_TRANSACTION = "25006"
 
 _SCHEMA_HINT = (
     "the metadata database schema is missing or out of date: run `loopml db upgrade` "
@@ -64,6 +65,14 @@ def add_unique(session: Session, row: object, exists: LoopmlError) -> None:
         raise
 
 
+def wrote_while_reading(exc: sa_exc.SQLAlchemyError) -> bool:
+    """Whether ``exc`` is a write refused inside ``MetadataStore.reading()``: SQLite's
+    "attempt to write a readonly database", PostgreSQL's read-only transaction."""
+    if isinstance(exc, sa_exc.DBAPIError) and _sqlstate(exc) == _PG_READ_ONLY_TRANSACTION:
+        return True
+    return "readonly database" in str(getattr(exc, "orig", ""))
+
+
 def _is_missing_schema(exc: sa_exc.DBAPIError) -> bool:
     if _sqlstate(exc) in (_PG_UNDEFINED_TABLE, _PG_UNDEFINED_COLUMN):
         return True
@@ -94,7 +103,7 @@ def translate(exc: sa_exc.SQLAlchemyError, dialect: str) -> LoopmlError | None:
         return ValidationError(
             "a value does not fit its database column (too long or out of range)", details=details
         )
-    if "readonly database" in str(getattr(exc, "orig", "")):
+    if wrote_while_reading(exc):
         return None  # a write inside MetadataStore.reading(): WroteWhileReadingError
     unavailable = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
     disconnected = isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
@@ -108,8 +117,8 @@ def translate(exc: sa_exc.SQLAlchemyError, dialect: str) -> LoopmlError | None:
 
 
 class WroteWhileReadingError(RuntimeError):
-    """A write inside ``MetadataStore.reading()``, which SQLite refused: not an outage, and
-    not the caller's fault; the reader may run again outside ``reading()``."""
+    """A write inside ``MetadataStore.reading()``, which the database refused: not an
+    outage, and not the caller's fault; the reader may run again outside ``reading()``."""
 
 
 @contextmanager
@@ -118,7 +127,7 @@ def translated(dialect: str) -> Iterator[None]:
     try:
         yield
     except sa_exc.SQLAlchemyError as exc:
-        if "readonly database" in str(getattr(exc, "orig", "")):
+        if wrote_while_reading(exc):
             raise WroteWhileReadingError(str(getattr(exc, "orig", exc))) from exc
         mapped = translate(exc, dialect)
         if mapped is None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session
 from loopml.core.errors import AlreadyExistsError, NotFoundError
 from loopml.store import events
 from loopml.store._registry import project_row
-from loopml.store.orm import AlertDeliveryRow, AlertRuleRow
+from loopml.store.orm import AlertDeliveryRow, AlertRuleRow, ProjectRow
 
 _RULE_FIELDS = (
     "id",
@@ -93,6 +94,17 @@ def list_(session: Session, project: str, deployment: str | None = None) -> list
     if deployment is not None:
         query = query.where(AlertRuleRow.deployment == deployment)
     return [_rule(row, project) for row in session.scalars(query.order_by(AlertRuleRow.name))]
+
+
+def firing_in(session: Session, projects: Sequence[str]) -> list[dict[str, Any]]:
+    """The rules firing now in any of ``projects``, by project and name (one query)."""
+    query = (
+        select(AlertRuleRow, ProjectRow.name)
+        .join(ProjectRow, ProjectRow.id == AlertRuleRow.project_id)
+        .where(ProjectRow.name.in_(list(projects)), AlertRuleRow.state == "firing")
+        .order_by(ProjectRow.name, AlertRuleRow.name)
+    )
+    return [_rule(row, project) for row, project in session.execute(query).tuples()]
 
 
 def delete(session: Session, project: str, name: str, *, actor: str) -> None:

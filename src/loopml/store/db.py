@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -20,6 +23,22 @@ from loopml.store import _engine, _migrate, projects
 from loopml.store._errors import translated
 
 SYSTEM_ACTOR = "system"
+
+
+@dataclass
+class _Shared:
+    """The one session of a ``MetadataStore.reading()`` block, opened on first use."""
+
+    store: MetadataStore
+    thread: int
+    session: Session | None = None
+
+    def mine(self, store: MetadataStore) -> bool:
+        # A session is never shared across threads, even where a context was copied.
+        return self.store is store and self.thread == threading.get_ident()
+
+
+_SHARED: ContextVar[_Shared | None] = ContextVar("loopml_store_shared", default=None)
 
 
 class MetadataStore:
@@ -60,10 +79,18 @@ class MetadataStore:
     def session(self) -> Iterator[Session]:
         """One transaction: committed when the block ends, rolled back if it raises.
 
+        Inside ``reading()`` every block shares the reading's one read-only transaction
+        instead (see there).
+
         Database errors leave as loopml errors: unique violations as ``AlreadyExistsError``,
         other integrity violations as ``ConflictError``, a lost or unreachable database as
         ``ServiceUnavailableError`` (retryable).
         """
+        shared = _SHARED.get()
+        if shared is not None and shared.mine(self):
+            with self._shared_session(shared) as session:
+                yield session
+            return
         with translated(self.dialect):
             session = self._sessions()
             try:
@@ -78,18 +105,48 @@ class MetadataStore:
                 session.close()
 
     @contextmanager
-    def reading(self) -> Iterator[None]:
-        """Within this block (this thread or task), sessions only read.
+    def _shared_session(self, shared: _Shared) -> Iterator[Session]:
+        with translated(self.dialect):
+            if shared.session is None:
+                shared.session = self._sessions()
+            try:
+                yield shared.session
+            except BaseException:
+                # Nothing was written (reading refuses writes); ending the transaction
+                # clears a failed statement (PostgreSQL refuses any other until then). The
+                # next block begins a new one.
+                with contextlib.suppress(SQLAlchemyError):
+                    shared.session.rollback()
+                raise
 
-        On SQLite they begin deferred instead of taking the write lock: a page reads a
-        snapshot beside the writers (WAL) instead of waiting for each of them to commit,
-        and a write in one fails at once ("attempt to write a readonly database"). On
-        PostgreSQL nothing changes: its readers never wait on writers.
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Within this block (this thread or task), sessions only read, and share one
+        transaction.
+
+        On SQLite it begins deferred instead of taking the write lock: a page reads one
+        snapshot beside the writers (WAL) instead of waiting for each of them to commit, and
+        a write fails at once ("attempt to write a readonly database"). On PostgreSQL it is
+        ``READ ONLY``: readers never wait on writers there, and a write fails the same way.
+        Either raises ``WroteWhileReadingError``. Every ``session()`` block inside uses the
+        same session and transaction (one connection, one begin, for a whole page), which
+        ends with the block.
         """
         token = _engine.READING.set(True)
+        outer = _SHARED.get()
+        shared = (
+            None if outer is not None and outer.mine(self) else _Shared(self, threading.get_ident())
+        )
+        shared_token = _SHARED.set(shared) if shared is not None else None
         try:
             yield
         finally:
+            if shared_token is not None:
+                _SHARED.reset(shared_token)
+            if shared is not None and shared.session is not None:
+                with contextlib.suppress(SQLAlchemyError):
+                    shared.session.rollback()
+                shared.session.close()
             _engine.READING.reset(token)
 
     def check(self) -> None:

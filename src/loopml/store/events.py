@@ -7,6 +7,7 @@ table by ascending id.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -133,6 +134,7 @@ def list_(
     limit: int = 100,
     actor: str | None = None,
     newest_first: bool = False,
+    projects: Sequence[str] | None = None,
 ) -> Page[Event]:
     """Events in ascending id order (the order they committed), ``limit`` at a time; in
     descending order with ``newest_first`` (then ``cursor`` pages towards older events).
@@ -146,6 +148,7 @@ def list_(
         limit: page size, 1 to 1000.
         actor: only events by this actor, or by its tokens (``user:ada`` also matches
             ``user:ada/token:<id>``).
+        projects: only events of these projects.
 
     Returns:
         One page; ``next_cursor`` is ``None`` on the last page. A tailer resumes from the
@@ -161,6 +164,8 @@ def list_(
         query = _filter_type(query, type)
     if project is not None:
         query = query.where(EventRow.project == validate_project_name(project))
+    if projects is not None:
+        query = query.where(EventRow.project.in_([validate_project_name(p) for p in projects]))
     if since is not None:
         query = query.where(EventRow.time >= as_utc(since))
     if cursor is not None:

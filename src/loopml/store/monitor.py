@@ -9,10 +9,11 @@ SQLite serializes every write transaction), so two monitors taking it at once ar
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.orm import Session
 
 from loopml.core.clock import as_utc
@@ -20,7 +21,12 @@ from loopml.core.errors import ConflictError
 from loopml.core.names import DEFAULT_PROJECT
 from loopml.store._errors import add_unique
 from loopml.store._registry import project_row
-from loopml.store.orm import MonitorCursorRow, MonitorWindowRow, ReferenceProfileRow
+from loopml.store.orm import (
+    MonitorCursorRow,
+    MonitorWindowRow,
+    ProjectRow,
+    ReferenceProfileRow,
+)
 
 LEASE_KEY = "lease"
 WindowKey = tuple[str, str, int, str, datetime]
@@ -206,22 +212,48 @@ def list_windows(
     return [_window(row) for row in session.scalars(query)]
 
 
-def project_windows(
-    session: Session, project: str, *, size: str, since: datetime
+def usage_windows(
+    session: Session, projects: Sequence[str], spans: Sequence[tuple[str, datetime]]
 ) -> list[dict[str, Any]]:
-    """Every window of one size in a project that starts at or after ``since``, oldest
-    first: one query whatever the number of deployments."""
-    proj = project_row(session, project)
+    """The usage and replica resources of every window of ``projects`` of each span (a
+    size and the earliest start), oldest first, in one query whatever the number of
+    projects and deployments. Only those two parts of each summary are read: a window's
+    counts and drift figures can be large.
+
+    Returns:
+        ``project``, ``deployment``, ``size``, ``start``, ``usage`` (``{}`` when absent)
+        and ``resources`` (``None`` when absent) of each window.
+    """
+    if not projects or not spans:
+        return []
+    window = MonitorWindowRow
     query = (
-        select(MonitorWindowRow)
-        .where(
-            MonitorWindowRow.project_id == proj.id,
-            MonitorWindowRow.size == size,
-            MonitorWindowRow.start >= as_utc(since),
+        select(
+            ProjectRow.name,
+            window.deployment,
+            window.size,
+            window.start,
+            window.summary["usage"],
+            window.summary["resources"],
         )
-        .order_by(MonitorWindowRow.start)
+        .join(ProjectRow, ProjectRow.id == window.project_id)
+        .where(
+            ProjectRow.name.in_(list(projects)),
+            or_(*(and_(window.size == s, window.start >= as_utc(t)) for s, t in spans)),
+        )
+        .order_by(window.start)
     )
-    return [_window(row) for row in session.scalars(query)]
+    return [
+        {
+            "project": project,
+            "deployment": deployment,
+            "size": size,
+            "start": start,
+            "usage": usage or {},
+            "resources": resources or None,
+        }
+        for project, deployment, size, start, usage, resources in session.execute(query)
+    ]
 
 
 def drop_windows_before(session: Session, before: datetime) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,6 +39,7 @@ from loopml.store.orm import (
     PipelineRow,
     PipelineRunRow,
     PipelineVersionRow,
+    ProjectRow,
     StepAttemptRow,
     StepRunRow,
 )
@@ -242,6 +244,20 @@ def _parse_cursor(cursor: str) -> tuple[datetime, str]:
 def _cursor(row: PipelineRunRow) -> str:
     micros = (row.created_at - _EPOCH) // timedelta(microseconds=1)
     return f"{micros}-{row.id}"
+
+
+def recent_runs(session: Session, projects: Sequence[str], *, limit: int) -> list[PipelineRun]:
+    """The ``limit`` newest runs of any of ``projects``, newest first (one query)."""
+    check_limit(limit)
+    query = (
+        select(PipelineRunRow, PipelineRow.name, ProjectRow.name)
+        .join(PipelineRow, PipelineRow.id == PipelineRunRow.pipeline_id)
+        .join(ProjectRow, ProjectRow.id == PipelineRunRow.project_id)
+        .where(ProjectRow.name.in_(list(projects)))
+        .order_by(PipelineRunRow.created_at.desc(), PipelineRunRow.id.desc())
+        .limit(limit)
+    )
+    return [_run(row, project, name) for row, name, project in session.execute(query).tuples()]
 
 
 def list_runs(

@@ -268,3 +268,75 @@ def test_reading_sessions_read_beside_a_writer_and_refuse_writes(tmp_path: Path)
     with store.reading(), store.session() as session:
         assert projects.get(session, "yes").name == "yes"
     store.dispose()
+
+
+def test_reading_shares_one_read_only_transaction(store: MetadataStore) -> None:
+    """Inside ``reading()`` every session block is the same session (one transaction for a
+    page); a write fails at once on both databases; a failed block ends the transaction
+    and the next block reads again; outside the block sessions are separate again."""
+    with store.reading():
+        with store.session() as first:
+            assert projects.get(first, "default").name == "default"
+        with store.session() as second:
+            assert second is first
+        with pytest.raises(WroteWhileReadingError), store.session() as session:
+            projects.create(session, "nope", actor="t")
+        with pytest.raises(NotFoundError), store.session() as session:
+            projects.get(session, "missing")
+        with store.session() as again:
+            assert again is first
+            assert projects.get(again, "default").name == "default"
+            with pytest.raises(NotFoundError):
+                projects.get(again, "nope")  # nothing of the refused write was kept
+    with store.session() as one, store.session() as other:
+        assert one is not other
+        projects.create(one, "yes", actor="t")
+
+
+def test_reading_reads_one_snapshot_on_sqlite(tmp_path: Path) -> None:
+    """A page's reads see the database as it was at its first read: a project another
+    connection commits between two of its blocks shows only to the next page."""
+    import threading
+
+    store = MetadataStore(f"sqlite:///{tmp_path / 's.db'}")
+    store.upgrade()
+    writer = MetadataStore(f"sqlite:///{tmp_path / 's.db'}")
+
+    def make_later() -> None:
+        with writer.session() as session:
+            projects.create(session, "later", actor="t")
+
+    try:
+        with store.reading():
+            with store.session() as session:
+                assert projects.get(session, "default").name == "default"
+            # Another thread's context: its transactions write as usual.
+            committing = threading.Thread(target=make_later)
+            committing.start()
+            committing.join()
+            with pytest.raises(NotFoundError), store.session() as session:
+                projects.get(session, "later")
+        with store.reading(), store.session() as session:
+            assert projects.get(session, "later").name == "later"
+    finally:
+        writer.dispose()
+        store.dispose()
+
+
+def test_reading_never_shares_a_session_with_another_thread(store: MetadataStore) -> None:
+    """A thread started with a copy of the reading's context opens its own session."""
+    import contextvars
+    import threading
+
+    seen: list[object] = []
+
+    def other() -> None:
+        with store.session() as session:
+            seen.append(session)
+
+    with store.reading(), store.session() as mine:
+        worker = threading.Thread(target=contextvars.copy_context().run, args=(other,))
+        worker.start()
+        worker.join()
+    assert len(seen) == 1
+    assert seen[0] is not mine

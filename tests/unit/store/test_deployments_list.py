@@ -44,3 +44,33 @@ def test_listed_deployments_show_the_same_revisions_as_get(store: MetadataStore)
     newest = list(range(RECENT_REVISIONS + 5 - RECENT_REVISIONS + 1, RECENT_REVISIONS + 6))
     assert numbers == [1, 2, *[n for n in newest if n > 2]]
     assert [r.number for r in listed["c-canary"].revisions] == [1, 2]
+
+
+def test_list_in_reads_the_first_of_each_project_in_one_go(store: MetadataStore) -> None:
+    """``list_in``: the first ``limit_each`` deployments by name of each project asked for
+    (no other project's), by project then name; without ``revisions`` none are read."""
+    from loopml.store import projects
+
+    spec = DeploymentSpec(model="churn/1", min_replicas=0)
+    with store.session() as session:
+        projects.create(session, "other", actor="test")
+        projects.create(session, "hidden", actor="test")
+        for project, name in [
+            ("default", "c"), ("default", "a"), ("default", "b"),
+            ("other", "z"), ("hidden", "h"),
+        ]:  # fmt: skip
+            deployments.create(
+                session, project, name, spec=spec, revisions=[_revision(1)],
+                roles=Roles(primary=1), traffic={1: 100}, actor="test",
+            )  # fmt: skip
+    with store.session() as session:
+        found = deployments.list_in(session, ["other", "default"], limit_each=2)
+        assert [(d.project, d.name) for d in found] == [
+            ("default", "a"), ("default", "b"), ("other", "z")
+        ]  # fmt: skip
+        assert found[0].revisions == deployments.get(session, "default", "a").revisions
+        bare = deployments.list_in(session, ["default"], limit_each=5, revisions=False)
+        assert [d.name for d in bare] == ["a", "b", "c"]
+        assert all(d.revisions == [] for d in bare)
+        assert bare[0].traffic == {1: 100}
+        assert deployments.list_in(session, [], limit_each=5) == []

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import anyio.to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import ValidationError as BodyError
@@ -28,7 +27,7 @@ from loopml.data import datasets, lake, validation
 from loopml.data.sql_formats import json_rows
 from loopml.portal.pages._histograms import PROFILE_ROWS, Chart, charts
 from loopml.portal.pages._picking import pick
-from loopml.portal.web import PageRoute, Viewer, ViewerDep, context_of, render
+from loopml.portal.web import PageRoute, Viewer, ViewerDep, context_of, read_only, render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 MAX_DATASETS = 200
@@ -80,7 +79,7 @@ def gather(ctx: AppContext, viewer: Viewer, asked: str | None) -> DataView:
 async def data_page(request: Request, viewer: ViewerDep, project: str | None = None) -> Response:
     """A project's tables, datasets (with their splits) and contracts."""
     ctx = context_of(request)
-    view = await anyio.to_thread.run_sync(lambda: gather(ctx, viewer, project))
+    view = await read_only(request, lambda: gather(ctx, viewer, project))
     return render(request, "data.html", viewer, page="data", view=view)
 
 
@@ -118,7 +117,7 @@ async def table_page(request: Request, viewer: ViewerDep, project: str, table: s
     """One table: schema, versions with rows added, column profiles, contract, reports."""
     viewer.require(project)
     ctx = context_of(request)
-    view = await anyio.to_thread.run_sync(lambda: gather_table(ctx, project, table))
+    view = await read_only(request, lambda: gather_table(ctx, project, table))
     return render(request, "data_table.html", viewer, page="data", project=project, view=view)
 
 
@@ -174,7 +173,7 @@ async def sql_console(
         )  # fmt: skip
     status = 200
     try:
-        view = await anyio.to_thread.run_sync(lambda: run_page(ctx, project, q, page))
+        view = await read_only(request, lambda: run_page(ctx, project, q, page))
     except LoopmlError as exc:
         if exc.status >= 500:
             raise

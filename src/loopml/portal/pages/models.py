@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -14,7 +13,15 @@ from loopml import projects
 from loopml.core.errors import ValidationError
 from loopml.core.registry import RegisteredModel
 from loopml.portal.pages._model_view import gather_compare, gather_model
-from loopml.portal.web import PageRoute, Viewer, ViewerDep, context_of, control_of, render
+from loopml.portal.web import (
+    PageRoute,
+    Viewer,
+    ViewerDep,
+    context_of,
+    control_of,
+    read_only,
+    render,
+)
 from loopml.registry import service as registry
 from loopml.store import MetadataStore
 
@@ -76,8 +83,8 @@ async def models_list(request: Request, viewer: ViewerDep) -> Response:
     store = context_of(request).store
     only = request.query_params.get("project", "").strip() or None
     cursor = request.query_params.get("cursor", "").strip() or None
-    visible, found, next_cursor = await anyio.to_thread.run_sync(
-        lambda: gather_models(store, viewer, only, cursor)
+    visible, found, next_cursor = await read_only(
+        request, lambda: gather_models(store, viewer, only, cursor)
     )
     return render(
         request,
@@ -101,8 +108,9 @@ async def model_page(request: Request, viewer: ViewerDep, project: str, name: st
     params = request.query_params
     cursor = _number(params, "cursor")
     selected = _number(params, "version")
-    view = await anyio.to_thread.run_sync(
-        lambda: gather_model(ctx.store, control, project, name, cursor=cursor, selected=selected)
+    view = await read_only(
+        request,
+        lambda: gather_model(ctx.store, control, project, name, cursor=cursor, selected=selected),
     )
     return render(request, "model.html", viewer, page="models", project=project, view=view)
 
@@ -116,7 +124,7 @@ async def compare_versions(
     a = _required(request.query_params, "a")
     b = _required(request.query_params, "b")
     store = context_of(request).store
-    view = await anyio.to_thread.run_sync(lambda: gather_compare(store, project, name, a, b))
+    view = await read_only(request, lambda: gather_compare(store, project, name, a, b))
     return render(
         request, "model_compare.html", viewer, page="models", project=project, name=name, **view
     )

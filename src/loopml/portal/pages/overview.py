@@ -14,7 +14,6 @@ from fastapi.responses import Response
 from loopml import events, projects
 from loopml.core.alerts import AlertRule
 from loopml.core.clock import utcnow
-from loopml.core.deployments import Deployment
 from loopml.core.pipelines import PipelineRun
 from loopml.core.types import Event
 from loopml.deploy import DeploymentControl
@@ -68,32 +67,37 @@ def _sizes(settings: Settings) -> tuple[str, str]:
 def gather(
     store: MetadataStore, control: DeploymentControl, settings: Settings, viewer: Viewer
 ) -> Overview:
-    """Read everything the overview shows (blocking: run it in a worker thread)."""
+    """Read everything the overview shows (blocking: run it in a worker thread), one query
+    per kind whatever the number of projects and deployments: the projects, the
+    deployments, their windows of both sizes, the firing rules, the pipeline runs and the
+    events. Inside ``read_only`` they share one read-only transaction."""
     made = Overview()
     now = utcnow()
     hour_size, day_size = _sizes(settings)
     listed = projects.list_(store, limit=1000).items
     made.projects = viewer.visible([p.name for p in listed])
-    for project in made.projects:
-        found: list[Deployment] = control.list_(project, MAX_DEPLOYMENTS, None).items
-        hour = monitor.project_usage(store, project, size=hour_size, since=now - timedelta(hours=1))
-        day = monitor.project_usage(store, project, size=day_size, since=now - timedelta(days=1))
-        for deployment in found:
-            used_hour = hour.get(deployment.name, {})
-            used_day = day.get(deployment.name, {})
-            made.states[deployment.status.value] += 1
-            for total, used in ((made.hour, used_hour), (made.day, used_day)):
-                total["requests"] += used.get("requests", 0)
-                total["errors"] += used.get("errors", 0)
-            made.replicas += deployment.replicas_ready
-            made.cpu_percent += used_hour.get("cpu_percent", 0.0) * used_hour.get("replicas", 0)
-            made.rss_mb += used_hour.get("rss_mb", 0.0) * used_hour.get("replicas", 0)
-            made.deployments.append({"deployment": deployment, "hour": used_hour, "day": used_day})
-        made.firing += [r for r in monitor.list_rules(store, project) if r.state == "firing"]
-        made.runs += pipelines.list_runs(store, project, limit=FEED).items
-        made.feed += events.list_events(store, project=project, limit=FEED, newest_first=True).items
-    made.runs = sorted(made.runs, key=lambda r: r.created_at, reverse=True)[:FEED]
-    made.feed = sorted(made.feed, key=lambda e: e.time, reverse=True)[:FEED]
+    if not made.projects:
+        return made
+    found = control.list_in(made.projects, limit_each=MAX_DEPLOYMENTS)
+    spans = [(hour_size, now - timedelta(hours=1)), (day_size, now - timedelta(days=1))]
+    hour, day = monitor.projects_usage(store, made.projects, spans)
+    for deployment in found:
+        key = (deployment.project, deployment.name)
+        used_hour, used_day = hour.get(key, {}), day.get(key, {})
+        made.states[deployment.status.value] += 1
+        for total, used in ((made.hour, used_hour), (made.day, used_day)):
+            total["requests"] += used.get("requests", 0)
+            total["errors"] += used.get("errors", 0)
+        made.replicas += deployment.replicas_ready
+        made.cpu_percent += used_hour.get("cpu_percent", 0.0) * used_hour.get("replicas", 0)
+        made.rss_mb += used_hour.get("rss_mb", 0.0) * used_hour.get("replicas", 0)
+        made.deployments.append({"deployment": deployment, "hour": used_hour, "day": used_day})
+    made.firing = monitor.firing_rules(store, made.projects)
+    made.runs = pipelines.recent_runs(store, made.projects, limit=FEED)
+    made.feed = events.list_events(
+        store, projects=made.projects, limit=FEED, newest_first=True
+    ).items
+    made.feed = sorted(made.feed, key=lambda e: e.time, reverse=True)
     return made
 
 

@@ -37,6 +37,7 @@ from loopml.portal.web import (
     ViewerDep,
     check_form,
     context_of,
+    read_only,
     redirect,
     render,
 )
@@ -91,7 +92,7 @@ async def pipelines_page(
 ) -> Response:
     """Specs, schedules and triggers (pause and resume) and recent runs."""
     ctx = context_of(request)
-    view = await anyio.to_thread.run_sync(lambda: gather(ctx, viewer, project, cursor))
+    view = await read_only(request, lambda: gather(ctx, viewer, project, cursor))
     editor = view.project is not None and viewer.can(view.project, Role.EDITOR)
     return render(request, "pipelines.html", viewer, page="pipelines", view=view, editor=editor)
 
@@ -128,7 +129,7 @@ async def _pipeline_page(
     status_code: int = 200,
 ) -> Response:
     ctx = context_of(request)
-    view = await anyio.to_thread.run_sync(lambda: gather_pipeline(ctx, project, name, version))
+    view = await read_only(request, lambda: gather_pipeline(ctx, project, name, version))
     if inputs_text is None:
         inputs_text = json.dumps(view.inputs, indent=2)
     return render(
@@ -255,7 +256,7 @@ async def _run(
 ) -> Response:
     viewer.require(project)
     ctx = context_of(request)
-    view = await anyio.to_thread.run_sync(lambda: gather_run(ctx, project, run_id, step))
+    view = await read_only(request, lambda: gather_run(ctx, project, run_id, step))
     status = view.run.status
     return render(
         request, template, viewer, page="pipelines", project=project, view=view,

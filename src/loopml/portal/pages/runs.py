@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -223,7 +222,5 @@ async def run_page(request: Request, viewer: ViewerDep, project: str, run_id: st
     """One run."""
     viewer.require(project)
     ctx = context_of(request)
-    view = await anyio.to_thread.run_sync(
-        lambda: gather_run(ctx.store, ctx.artifacts, project, run_id)
-    )
+    view = await read_only(request, lambda: gather_run(ctx.store, ctx.artifacts, project, run_id))
     return render(request, "run.html", viewer, page="runs", project=project, view=view)

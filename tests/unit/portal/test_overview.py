@@ -1,0 +1,134 @@
+"""The overview (``/``) over two projects: its tiles and tables sum what each project holds,
+read in one query per kind, and a viewer sees only the projects it has a role in."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+from fastapi.testclient import TestClient
+
+from loopml import projects
+from loopml.api.context import AppContext
+from loopml.core.alerts import AlertRuleSpec
+from loopml.core.clock import utcnow
+from loopml.core.deployments import DeploymentSpec
+from loopml.monitor import service as monitor
+from loopml.pipelines import service as pipelines
+from loopml.store import alert_rules, deployments
+from loopml.store import monitor as windows
+
+from .conftest import ADMIN, VIEWER, log_in
+
+SPEC = """\
+name: hello
+steps:
+  - name: greet
+    python: portal_no_such_module:greet
+"""
+
+
+def _deploy(ctx: AppContext, project: str, name: str) -> None:
+    revision = deployments.NewRevision(
+        number=1, model="churn", version=1, ref="churn/1", role="primary"
+    )
+    with ctx.store.session() as session:
+        deployments.create(
+            session,
+            project,
+            name,
+            spec=DeploymentSpec(model="churn/1", min_replicas=0),
+            revisions=[revision],
+            roles=deployments.Roles(primary=1),
+            traffic={1: 100},
+            actor="t",
+        )
+
+
+def _window(
+    ctx: AppContext, project: str, name: str, size: str, start: datetime, **usage: int
+) -> None:
+    summary: dict[str, object] = {"usage": usage}
+    if size == "1h":
+        replicas = [{"slot": 0}, {"slot": 1}]
+        summary["resources"] = {"cpu_percent": 20.0, "rss_mb": 100.0, "replicas": replicas}
+    window = {
+        "end": start + timedelta(hours=1 if size == "1h" else 24),
+        "rows": usage["requests"],
+        "labels": 0,
+        "state": {},
+        "summary": summary,
+    }
+    with ctx.store.session() as session:
+        windows.put_window(session, project, (name, "churn", 1, size, start), window)
+
+
+def _fill(ctx: AppContext) -> dict[str, str]:
+    """``default``: two deployments, one with windows; ``other``: one deployment with a
+    window and a firing rule; a pipeline run in each. Returns each project's run id."""
+    projects.create(ctx.store, "other", actor="t")
+    for project, name in (("default", "d-a"), ("default", "d-b"), ("other", "o-a")):
+        _deploy(ctx, project, name)
+    now = utcnow()
+    hour = datetime.fromtimestamp(now.timestamp() // 3600 * 3600, UTC)
+    day = datetime.fromtimestamp(now.timestamp() // 86_400 * 86_400, UTC)
+    _window(ctx, "default", "d-a", "1h", hour, requests=10, errors=1)
+    _window(ctx, "default", "d-a", "1h", hour - timedelta(hours=3), requests=1000, errors=9)
+    _window(ctx, "default", "d-a", "1d", day, requests=100, errors=3)
+    _window(ctx, "other", "o-a", "1h", hour, requests=5, errors=0)
+    spec = AlertRuleSpec(
+        name="slow", deployment="o-a", metric="error_rate", comparator=">", threshold=0.5
+    )
+    monitor.create_rule(ctx.store, "other", spec, actor="t")
+    with ctx.store.session() as session:
+        alert_rules.set_state(session, "other", "slow", state="firing", since=now, value=0.9)
+    runs = {}
+    for project in ("default", "other"):
+        pipelines.apply_spec(ctx.store, project, SPEC, actor="t")
+        runs[project] = pipelines.start_run(ctx.store, project, "hello", {}, actor="t").id
+    return runs
+
+
+def _tile(page: str, title: str) -> tuple[str, str]:
+    found = re.search(
+        rf'<h2>{title}</h2><p class="big[^"]*">([^<]*)</p>\s*<p>(.*?)</p>', page, re.S
+    )
+    assert found, f"no {title} tile"
+    return found.group(1), " ".join(found.group(2).split())
+
+
+def test_the_overview_sums_every_project_the_viewer_sees(secured: TestClient) -> None:
+    ctx: AppContext = secured.app.state.ctx  # type: ignore[attr-defined]
+    runs = _fill(ctx)
+    log_in(secured, ADMIN)
+    page = secured.get("/").text
+    assert _tile(page, "Deployments")[0] == "3"
+    assert "pending</span> 3" in _tile(page, "Deployments")[1]
+    # The hour's windows of both projects; the window three hours old is not the last hour.
+    assert _tile(page, "Last hour") == ("15", "requests, 1 errors")
+    assert _tile(page, "Last day") == ("100", "requests, 3 errors")
+    # Each deployment's newest resources times its replicas: 2 x 20 % and 2 x 100 MB, twice.
+    assert _tile(page, "Replicas") == ("0", "80.0 % CPU, 400 MB")
+    assert _tile(page, "Firing alerts") == ("1", "slow")
+    rows = re.findall(r'<a href="/projects/(\w+)/deployments/([\w-]+)">', page)
+    assert rows == [("default", "d-a"), ("default", "d-b"), ("other", "o-a")]
+    assert re.search(r"d-a</a></td>.*?<td>10</td>\s*<td>1</td>\s*<td>100</td>", page, re.S)
+    for project, run in runs.items():
+        assert f'href="/pipelines/{project}/runs/{run}"' in page
+    assert "deployment.created <em>o-a</em> in other" in page
+    assert "deployment.created <em>d-b</em> in default" in page
+
+
+def test_a_viewer_sees_only_its_projects_on_the_overview(secured: TestClient) -> None:
+    ctx: AppContext = secured.app.state.ctx  # type: ignore[attr-defined]
+    runs = _fill(ctx)
+    log_in(secured, VIEWER)
+    page = secured.get("/").text
+    assert _tile(page, "Deployments")[0] == "2"
+    assert _tile(page, "Last hour") == ("10", "requests, 1 errors")
+    assert _tile(page, "Replicas") == ("0", "40.0 % CPU, 200 MB")
+    assert _tile(page, "Firing alerts")[0] == "0"
+    assert "o-a" not in page
+    assert runs["other"] not in page
+    assert f'href="/pipelines/default/runs/{runs["default"]}"' in page
+    assert " in other" not in page
