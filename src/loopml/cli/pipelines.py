@@ -177,12 +177,26 @@ def show(
     _runs_table(recent)
 
 
+def _given(inputs: dict[str, Any]) -> str:
+    """A run's text inputs as ``name=value`` (a codeset's as pinned, ``trainer@3``)."""
+    return ", ".join(f"{k}={v}" for k, v in inputs.items() if isinstance(v, str | int | float))
+
+
 def _runs_table(items: list[PipelineRun], shape: str = "table") -> None:
     rows = [
-        (r.id, r.pipeline, r.status, r.version, when(r.created_at), _duration(r), r.error or "")
+        (
+            r.id,
+            r.pipeline,
+            r.status,
+            _given(r.inputs),
+            when(r.created_at),
+            _duration(r),
+            r.version,
+            r.error or "",
+        )
         for r in items
     ]
-    columns = ["run", "pipeline", "status", "version", "created", "time", "error"]
+    columns = ["run", "pipeline", "status", "inputs", "created", "time", "version", "error"]
     records = [r.model_dump(mode="json") for r in items]
     listing(columns, rows, shape, required=3, records=records)
 

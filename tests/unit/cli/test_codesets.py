@@ -79,3 +79,9 @@ def test_pipelines_assign(platform: Platform, tmp_path: Path) -> None:
     assert "of on-code on assigned@1" in done.output
     shown = platform.cli("triggers", "show", "on-code-on-assigned")
     assert "codeset.versioned" in shown.output
+    # The runs list names the codeset version each run was pinned to (like FuseML's).
+    listed = platform.cli("pipelines", "runs", "on-code", "-o", "csv")
+    assert listed.exit_code == 0, listed.output
+    header, first = listed.stdout.splitlines()[:2]
+    assert header.startswith("run,pipeline,status,inputs,")
+    assert "code=assigned@1" in first
