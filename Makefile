@@ -25,6 +25,8 @@ $(VENV)/.run-installed: pyproject.toml | $(PY)
 
 $(VENV)/.dev-installed: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev]'
+	@[ -n "$(ALLOW_CUDA_TORCH)" ] || $(PY) scripts/check_cpu_torch.py || \
+		{ echo "make install: a CUDA torch or nvidia-* wheel got in (set ALLOW_CUDA_TORCH=1 on a GPU machine)"; exit 1; }
 	@touch $@ $(VENV)/.run-installed
 
 install-run: $(VENV)/.run-installed
@@ -51,8 +53,8 @@ test: lint typecheck ## Lint, type-check and run every test (services are skippe
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; fi; \
 	exit $$rc
 
-test-integration: install ## Only the tests that use real services (PostgreSQL, S3, NATS, Redis, Chromium, subprocesses)
-	LOOPML_REQUIRE_SERVICES=1 $(PY) -m pytest -m "postgres or s3 or nats or redis or browser or e2e" $(PYTEST_ARGS)
+test-integration: install ## Only the tests that use real services (PostgreSQL, S3, NATS, Redis, Chromium, Prometheus, subprocesses)
+	LOOPML_REQUIRE_SERVICES=1 $(PY) -m pytest -m "postgres or s3 or nats or redis or browser or prometheus or e2e" $(PYTEST_ARGS)
 
 bench: install ## Run the benchmarks under bench/ and print their figures
 	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

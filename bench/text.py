@@ -44,7 +44,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT)]
 
-from serving import LOAD_CORE, Result, _asyncio_load, _process, free_port  # noqa: E402
+from _load import LOAD_CORE, Result, _asyncio_load  # noqa: E402
+from serving import _process, free_port  # noqa: E402
 from tests.text_data import reviews  # noqa: E402
 
 TINY = {"vocab_size": 2000, "dim": 256, "layers": 4, "heads": 4, "hidden": 1024}
@@ -103,7 +104,7 @@ def _measure(pid: int, url: str, body: bytes, args: argparse.Namespace) -> Measu
 
     process = psutil.Process(pid)
     before = process.cpu_times()
-    result = _asyncio_load(url, body, args.connections, args.seconds)
+    result = _asyncio_load(url, body, args.connections, args.seconds, {})
     after = process.cpu_times()
     used = (after.user - before.user) + (after.system - before.system)
     # The load generator's warm-up requests also ran on the server: count them out by rate.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,6 +84,16 @@ def running_server(home: Path, extra_env: dict[str, str] | None = None) -> Itera
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def mlflow_cache_folder(config: pytest.Config) -> Path:
+    """Where the MLflow client environments are kept: pytest's cache folder; with the cache
+    plugin off (CI runs ``-p no:cacheprovider``), a folder of the system's temporary
+    directory, kept between runs on the same machine."""
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        return Path(cache.mkdir("mlflow-clients"))
+    return Path(tempfile.gettempdir()) / "loopml-test-mlflow-clients"
 
 
 @pytest.fixture(scope="module")

@@ -37,10 +37,17 @@ def train(
     ctx: typer.Context,
     dataset: str = typer.Option(..., "--dataset", "-d", help="NAME[@VERSION] with a split."),
     target: str = typer.Option(..., "--target", "-y", help="The column to predict."),
-    task: str = typer.Option(..., "--task", help="classification or regression."),
+    task: str = typer.Option(
+        ...,
+        "--task",
+        help="classification, regression, text-classification or text-regression "
+        "(a text column: docs/text.md).",
+    ),
     budget: float = typer.Option(60.0, "--budget", help="AutoML's budget in seconds."),
     metric: str | None = typer.Option(None, "--metric", help="AutoML's search metric."),
-    seed: int = typer.Option(0, "--seed", help="AutoML's seed."),
+    seed: int = typer.Option(
+        0, "--seed", help="AutoML's seed; a fine-tune's data order and initialisation."
+    ),
     estimators: str | None = typer.Option(
         None, "--estimators", help="Comma-separated learners (lgbm,rf,extra_tree,lrl1|enet)."
     ),
@@ -126,6 +133,8 @@ def train(
     state_now: dict[str, Any] = {}
 
     def describe(elapsed: float) -> str:
+        if task.startswith("text-"):
+            return f"training: {elapsed:.0f} s elapsed ({task}, --method {method})"
         if entrypoint is not None:
             return f"training: {elapsed:.0f} s elapsed (your fit(ctx) is running)"
         if elapsed > budget + 1:

@@ -25,6 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from loopml.core.errors import ValidationError
+from loopml.core.extras import require
 from loopml.packaging._manifest import TEXT_CONFIG_FILE, TOKENIZER_FILE, Signature
 
 # A longer input is cut to this many tokens; BERT-class position tables stop at 512.
@@ -59,11 +60,14 @@ class _Input:
 
 def load_tokenizer(data: bytes, config: TextConfig) -> Any:
     """A ``tokenizers.Tokenizer`` from ``tokenizer.json`` bytes, truncating and padding as
-    ``config`` says (whatever the file itself asked for)."""
-    from tokenizers import Tokenizer
+    ``config`` says (whatever the file itself asked for).
 
+    Raises:
+        ConfigurationError: ``tokenizers`` is not installed (the ``serve-text`` extra).
+    """
+    (tokenizers,) = require(("tokenizers",), extra="serve-text", purpose="loading a text model")
     try:
-        tokenizer = Tokenizer.from_str(data.decode())
+        tokenizer = tokenizers.Tokenizer.from_str(data.decode())
     except Exception as exc:  # the Rust side raises plain Exception for a malformed file
         raise ValidationError(f"{TOKENIZER_FILE} is not a valid tokenizer: {exc}") from exc
     tokenizer.enable_truncation(max_length=config.max_length)

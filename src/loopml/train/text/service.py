@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from loopml.core.errors import LoopmlError, ValidationError
+from loopml.core.extras import require
 from loopml.core.registry import ModelVersion, VersionStatus
 from loopml.train.service import CHECKPOINTS_PREFIX, TrainingAccess, TrainOutcome, _fail
 from loopml.train.tracking.active import ActiveRun, start_run_on
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from loopml.train.text import FinetuneSpec, StopFlag
 
 Method = Literal["auto", "finetune", "embeddings"]
+TEXT_TRAINING_MODULES = ("torch", "transformers", "tokenizers")
+"""What both methods import (the ``text`` extra)."""
 
 
 def pick_method(method: str) -> Literal["finetune", "embeddings"]:
@@ -185,6 +188,7 @@ def train_text(
 
     Raises:
         ValidationError: bad arguments, a failed parity check.
+        ConfigurationError: the ``text`` extra is not installed.
         TrainingInterrupted: spot mode got SIGTERM (a checkpoint was saved).
     """
     from loopml.train.text import TEXT_TASKS, pick_text_column
@@ -194,6 +198,7 @@ def train_text(
     if task not in TEXT_TASKS:
         raise ValidationError(f"invalid text task {task!r}: expected one of {list(TEXT_TASKS)}")
     chosen = pick_method(method)
+    require(TEXT_TRAINING_MODULES, extra="text", purpose=f"training a text model ({chosen})")
     frames = access.frames(dataset)
     if target not in frames.train.columns:
         raise ValidationError(
