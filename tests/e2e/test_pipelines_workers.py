@@ -54,7 +54,10 @@ def home(tmp_path: Path) -> Path:
 
 def _env(home: Path, database_url: str | None) -> dict[str, str]:
     env = base_env(home / "loopml-home")
-    env["PYTHONPATH"] = str(home / "code")
+    # The caller's PYTHONPATH stays after the steps' folder (a checkout's src/ comes first).
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(home / "code"), os.environ.get("PYTHONPATH", "")) if p
+    )
     if database_url:
         env["LOOPML_DATABASE_URL"] = database_url
     return env
@@ -62,9 +65,10 @@ def _env(home: Path, database_url: str | None) -> dict[str, str]:
 
 @contextmanager
 def worker(
-    home: Path, name: str, database_url: str | None = None
+    home: Path, name: str, database_url: str | None = None, lease_s: float = LEASE_S
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``loopml worker`` as a process of its own, with a short lease."""
+    """``loopml worker`` as a process of its own, with a short lease (heartbeats at a
+    fifth of it)."""
     log = (home / f"{name}.log").open("wb")
     process = subprocess.Popen(
         [
@@ -73,9 +77,9 @@ def worker(
             "--id",
             name,
             "--lease",
-            str(LEASE_S),
+            str(lease_s),
             "--heartbeat",
-            str(HEARTBEAT_S),
+            str(HEARTBEAT_S * lease_s / LEASE_S),
             "--poll",
             "0.05",
             "--sweep",
@@ -83,7 +87,8 @@ def worker(
             "--concurrency",
             "2",
         ],
-        env=_env(home, database_url),
+        # One thread for torch in a step, so the worker's heartbeats keep the other core.
+        env=_env(home, database_url) | {"OMP_NUM_THREADS": "1"},
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -237,4 +242,103 @@ def test_two_workers_on_postgres_never_run_a_step_twice(home: Path, postgres_url
     assert {a.worker for s in steps for a in s.attempts} == {"one", "two"}
     lines = (home / "ledger").read_text().splitlines()
     assert sorted(line.split()[1] for line in lines) == [f"s{i:02d}" for i in range(16)]
+    store.dispose()
+
+
+TEXT_OPTIONS = {
+    "method": "finetune",
+    "epochs": 6,
+    "batch_size": 8,
+    "tiny": {"vocab_size": 300, "dim": 32, "layers": 2, "heads": 2, "hidden": 64},
+    "checkpoint_every_steps": 4,
+    "checkpoint_every_s": 0,
+}
+TEXT_LOOP = """\
+name: text-loop
+steps:
+  - name: train
+    uses: train_text
+    with:
+      dataset: reviews_snap
+      target: sentiment
+      task: text-classification
+      params: {options}
+    retries: {{count: 2, backoff: 0.2}}
+  - name: register
+    uses: register
+    with: {{run: "${{{{ steps.train.outputs.run }}}}", model: sent}}
+  - name: evaluate
+    uses: evaluate
+    with: {{model: "${{{{ steps.register.outputs.model }}}}"}}
+"""
+
+
+def _checkpoints(home: Path) -> list[int]:
+    """The steps of the complete fine-tune checkpoints in the home's artifacts, ascending."""
+    found = (home / "loopml-home").rglob("checkpoints/*/*/_COMPLETE")
+    return sorted(int(p.parent.name) for p in found)
+
+
+@pytest.mark.timeout(300)  # two workers and two fine-tunes, each importing torch
+def test_a_fine_tune_killed_with_its_worker_resumes_from_its_checkpoint(home: Path) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    import json
+
+    from loopml.sdk.training import train_model
+    from loopml.settings import Settings
+    from loopml.train.tracking.runs import get_run
+    from tests.text_data import ingest_reviews, reviews
+
+    settings = Settings(home=home / "loopml-home")
+    ingest_reviews(settings, "reviews", reviews(160), stratify="sentiment")
+    store = _store(home, None)
+    spec = TEXT_LOOP.format(options=json.dumps(TEXT_OPTIONS))
+    service.apply_spec(store, "default", spec, actor="t")
+    run_id = service.start_run(store, "default", "text-loop", {}, actor="t").id
+    # A longer lease than the other tests': a fine-tune loads both cores of a small machine.
+    with worker(home, "doomed", lease_s=4) as first:
+        deadline = time.monotonic() + 60
+        while not _checkpoints(home):
+            assert first.poll() is None, (home / "doomed.log").read_text()
+            assert time.monotonic() < deadline, "no checkpoint appeared"
+            time.sleep(0.005)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        time.sleep(1)  # the step's process notices its worker died within 0.2 s, and stops
+        left = _checkpoints(home)
+        # 120 training rows in batches of 8 for 6 epochs: 90 steps.
+        assert left, "the checkpoint was dropped"
+        assert left[-1] < 90, "the fine-tune finished before its worker was killed"
+        with worker(home, "rescuer", lease_s=4):
+            run = _wait_run(store, run_id, timeout_s=90)
+    assert run.status == RunStatus.SUCCEEDED, run.error
+    steps = {s.name: s for s in run.steps or []}
+    train = steps["train"]
+    assert [(a.worker, a.status) for a in train.attempts] == [
+        ("doomed", AttemptStatus.LOST),
+        ("rescuer", AttemptStatus.SUCCEEDED),
+    ]
+    assert train.outputs is not None
+    assert train.outputs["metrics"]["resumed_from_step"] == left[-1]
+    tags = get_run(store, "default", train.outputs["run"]).tags or {}
+    assert tags["loopml.resumed_from_step"] == str(left[-1])
+    assert _checkpoints(home) == [], "a finished fine-tune leaves no checkpoint behind"
+
+    straight = train_model(
+        "reviews_snap",
+        target="sentiment",
+        task="text-classification",
+        params=TEXT_OPTIONS,
+        checkpoint_key="uninterrupted",
+        register_as="sent",
+        settings=settings,
+    )
+    assert straight.resumed_from is None
+    assert straight.evaluation is not None
+    evaluated = steps["evaluate"].outputs
+    assert evaluated is not None
+    assert evaluated["model"] == "sent/1"
+    for name, value in straight.evaluation.metrics.items():
+        assert evaluated["metrics"][name] == pytest.approx(value, abs=1e-5), name
     store.dispose()

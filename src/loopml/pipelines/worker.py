@@ -234,7 +234,7 @@ class _Attempt:
         self.claim = claim
         self.config = worker.config
         self.lost = False
-        self._log_size = -1
+        self._log_sent: bytes | None = None
         self._log_key = log_key(claim.project_id, claim.run_id, claim.step, claim.attempt)
 
     def run(self) -> None:
@@ -428,12 +428,12 @@ class _Attempt:
     def _upload_log(self, handle: StepHandle) -> None:
         if self.lost:
             return
-        data = handle.read_log()
-        if len(data) == self._log_size:
+        data = handle.read_log(self.config.step_log_max_bytes)
+        if data == self._log_sent:
             return
         try:
             self.worker.artifacts.write_bytes(self._log_key, data)
-            self._log_size = len(data)
+            self._log_sent = data
         except Exception:  # a log is worth less than the step: keep going without it
             log.exception("could not upload the log of %s", self.claim.step)
 
