@@ -16,7 +16,6 @@ import fcntl
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,9 +23,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from loopml.core.mlflow_models import tracking_uri
 from tests.conftest import missing_service
 
-from .conftest import RunningServer, running_server
+from .conftest import RunningServer, mlflow_cache_folder, running_server
 
 # A real mlflow client script imports mlflow (seconds) and logs through the API: on a busy
 # 2-core CI machine one test took over the suite's default 120 s.
@@ -63,21 +63,12 @@ def _venv(cache: Path, version: str) -> Path:
 def mlflow_python(request: pytest.FixtureRequest) -> Path:
     """The interpreter of a virtual environment holding ``mlflow-skinny`` at that version."""
     version = CLIENTS[request.param]
-    cache = _cache_folder(request.config)
+    cache = mlflow_cache_folder(request.config)
     cache.mkdir(parents=True, exist_ok=True)
     # One maker per version at a time (parallel test workers share the folder).
     with (cache / f"{version}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         return _venv(cache, version)
-
-
-def _cache_folder(config: pytest.Config) -> Path:
-    """pytest's cache folder; with the cache plugin off (CI runs ``-p no:cacheprovider``), a
-    folder of the system's temporary directory, kept between runs on the same machine."""
-    cache = getattr(config, "cache", None)
-    if cache is not None:
-        return Path(cache.mkdir("mlflow-clients"))
-    return Path(tempfile.gettempdir()) / "loopml-test-mlflow-clients"
 
 
 @pytest.fixture(scope="module")
@@ -90,11 +81,14 @@ def _version(python: Path) -> str:
     return python.parent.parent.name
 
 
-def _script(python: Path, server: RunningServer, name: str, *args: str) -> dict[str, object]:
-    env = {**server.env, "MLFLOW_TRACKING_URI": server.url}
+def _script(
+    python: Path, server: RunningServer, name: str, *args: str, env: dict[str, str] | None = None
+) -> dict[str, object]:
+    """Run an example script; ``env`` replaces the tracking URI (the server's root) and adds
+    to the server's environment."""
     done = subprocess.run(
         [str(python), str(EXAMPLES / name), *args],
-        env=env,
+        env={**server.env, "MLFLOW_TRACKING_URI": server.url, **(env or {})},
         capture_output=True,
         text=True,
         timeout=120,
@@ -222,9 +216,46 @@ def test_registry_code_goes_through_the_gate(
     assert promoted["version"] == "1"
     assert promoted["run_id"] == run_id
     assert promoted["aliases"] == ["champion"]
-    assert str(promoted["uri"]).endswith(f"runs/{run_id}/loopml-model")
     resolved = httpx.get(f"{server.url}/api/v1/projects/default/model-refs/{model}@champion")
     assert resolved.json()["version"] == 1
+    # A package loopml made from no MLflow model: MLflow's client has nothing to load, and
+    # is told what to use instead.
+    loaded = _script(mlflow_python, server, "load_model.py", model, json.dumps(ROWS))
+    refused = loaded["refused"]
+    assert isinstance(refused, dict)
+    assert refused["code"] == "INVALID_PARAMETER_VALUE"
+    assert "was not packaged from an MLflow-format model" in str(refused["message"])
+    assert "loopml deploy" in str(refused["message"])
+
+    # The version MLflow's client registered and promoted is deployed with loopml, on the
+    # alias MLflow set, and answers the Open Inference Protocol.
+    assert _deploy_and_predict(server, model) == [0, 1, 1]
+
+
+ROWS = {"a": [2.0, 35.0, 30.0], "b": [2.0, 0.0, 6.0]}
+
+
+def _deploy_and_predict(server: RunningServer, model: str) -> list[float]:
+    """Deploy ``model@champion`` with loopml and call its Open Inference Protocol URL on
+    ``ROWS``; the deployment is deleted after."""
+    deployed = server.cli("deploy", f"{model}@champion", "--name", model, "--replicas", "1")
+    assert deployed.returncode == 0, deployed.stderr
+    assert "ready" in deployed.stdout
+    body = {
+        "inputs": [
+            {"name": col, "shape": [len(data)], "datatype": "FP64", "data": data}
+            for col, data in ROWS.items()
+        ]
+    }
+    try:
+        answer = httpx.post(f"{server.url}/v2/models/{model}/infer", json=body, trust_env=False)
+        assert answer.status_code == 200, answer.text
+        inferred = answer.json()
+        assert (inferred["model_name"], inferred["model_version"]) == (model, "1")
+        predict = next(out for out in inferred["outputs"] if out["name"] == "predict")
+        return [float(value) for value in predict["data"]]
+    finally:
+        assert server.cli("deployments", "delete", model, "--yes").returncode == 0
 
 
 def test_mlflow_3_logged_models_are_recorded_and_not_registered(
@@ -268,3 +299,78 @@ def test_an_mlflow_sklearn_model_is_packaged_client_side_then_registered(
         f"{server.url}/api/v1/projects/default/runs/{run_id}/artifacts/loopml-model/model.onnx"
     )
     assert served.status_code == 200
+
+    # The alias: refused by the gate, then set once it passed; the client then loads
+    # models:/<name>@champion back (its own MLflow model, with its own flavour) and predicts
+    # what the version loopml deploys predicts.
+    gate = registered["refused"]
+    assert isinstance(gate, dict)
+    assert gate["code"] == "RESOURCE_CONFLICT"
+    _pass_gate(server, model, "1")
+    assert _script(mlflow_python, server, "promote.py", model, "1")["aliases"] == ["champion"]
+    loaded = _script(mlflow_python, server, "load_model.py", model, json.dumps(ROWS))
+    assert "refused" not in loaded, loaded
+    assert "sklearn" in list(loaded["flavors"])  # type: ignore[call-overload]
+    assert loaded["predictions"] == pytest.approx(_deploy_and_predict(server, model))
+
+
+ADMIN_PASSWORD = "an mlflow admin passphrase 3"
+
+
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, str]]:
+    """``loopml up`` with authentication on, an admin's token, and a project ``churn``."""
+    env = {"LOOPML_AUTH_ENABLED": "true"}
+    with running_server(tmp_path_factory.mktemp("auth-home"), env) as running:
+        made = running.cli(
+            "users", "create-admin", "ml-admin", "--password-stdin", input=f"{ADMIN_PASSWORD}\n"
+        )
+        assert made.returncode == 0, made.stderr
+        login = httpx.post(
+            f"{running.url}/api/v1/auth/login",
+            json={"user": "ml-admin", "password": ADMIN_PASSWORD},
+        )
+        assert login.status_code == 201, login.text
+        token = str(login.json()["token"])
+        bearer = {"authorization": f"Bearer {token}"}
+        project = httpx.post(
+            f"{running.url}/api/v1/projects", json={"name": "churn"}, headers=bearer
+        )
+        assert project.status_code == 201, project.text
+        yield running, token
+
+
+def test_a_project_s_tracking_uri_takes_a_loopml_token(
+    mlflow_python: Path, auth_server: tuple[RunningServer, str]
+) -> None:
+    """Unchanged tracking code against project ``churn``'s tracking URI, with
+    ``MLFLOW_TRACKING_TOKEN`` a loopml token: refused without it, logged (artifacts too,
+    which MLflow's client resolves against the URI's path) with it, in that project."""
+    server, token = auth_server
+    uri = tracking_uri(server.url, "churn")
+    experiment = f"auth-{_version(mlflow_python)}"
+    anonymous = subprocess.run(
+        [str(mlflow_python), str(EXAMPLES / "track.py"), experiment, "0.1"],
+        env={**server.env, "MLFLOW_TRACKING_URI": uri},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert anonymous.returncode != 0
+    assert "UNAUTHENTICATED" in anonymous.stderr, anonymous.stderr[-2000:]
+
+    env = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_TRACKING_TOKEN": token}
+    runs = [
+        _script(mlflow_python, server, "track.py", experiment, lr, env=env) for lr in ("0.1", "0.3")
+    ]
+    seen = _script(mlflow_python, server, "inspect_runs.py", experiment, env=env)
+    assert seen["ids"] == [runs[0]["run_id"], runs[1]["run_id"]]
+    assert seen["downloaded"] == ["a.csv", "deep/b.csv"]
+    assert seen["notes"] == "lr=0.1\n"
+
+    bearer = {"authorization": f"Bearer {token}"}
+    base = f"{server.url}/api/v1/projects/churn/runs/{runs[0]['run_id']}"
+    mine = httpx.get(base, headers=bearer).json()
+    assert (mine["project"], mine["experiment"]) == ("churn", experiment)
+    notes = httpx.get(f"{base}/artifacts/notes.txt", headers=bearer)
+    assert notes.content == b"lr=0.1\n"

@@ -12,7 +12,9 @@ Actions:
 - ``USER``: any authenticated caller (who am I, my own tokens).
 - ``READ`` / ``WRITE`` / ``ADMIN``: viewer / editor / admin in the route's project (the
   ``{project}`` path parameter, or ``{name}`` under ``/api/v1/projects/{name}``); the
-  gateway's root paths (``/deployments/...``) act in the ``default`` project.
+  gateway's root paths (``/deployments/...``) act in the ``default`` project. MLflow's routes
+  act in the ``{project}`` of their per-project prefix (``/mlflow/projects/{project}/...``),
+  or at the root in the project the ``mlflow.project`` setting names.
 - ``PLATFORM``: a platform admin (users, creating projects, garbage collection).
 
 ``resource`` says which resource a route acts on, for a token narrowed to one: a token
@@ -30,6 +32,7 @@ import enum
 from dataclasses import dataclass
 
 from loopml.core.auth import Role
+from loopml.core.mlflow_models import PROJECT_ROOT
 
 
 class Action(enum.Enum):
@@ -270,6 +273,7 @@ _ROUTES: dict[str, list[tuple[str, str, Action] | tuple[str, str, Action, Resour
     "streams": [
         ("GET", P + "/streams", R),
         ("POST", P + "/streams", W),
+        ("POST", P + "/streams/apply", W),
         ("GET", P + "/streams/{name}", R),
         ("DELETE", P + "/streams/{name}", A),
         ("POST", P + "/streams/{name}/pause", W),
@@ -326,12 +330,14 @@ PERMISSIONS: dict[tuple[str, str], Rule] = _table()
 
 MLFLOW_PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 """MLflow's REST API (``/api/2.0/mlflow/...``, ``/ajax-api/...``, ``.../mlflow-artifacts``)."""
+MLFLOW_PROJECT_ROOT = PROJECT_ROOT
+"""A project's own MLflow tracking URI: the same routes under it act in ``{project}``."""
 MLFLOW_PROJECT = "<mlflow.project>"
-"""The ``project_param`` of MLflow's routes: they act in the project the ``mlflow.project``
-setting names (MLflow has no projects in its paths)."""
+"""The ``project_param`` of MLflow's root routes: they act in the project the
+``mlflow.project`` setting names (MLflow has no projects in its paths)."""
 
 
-def _mlflow_rule(method: str, path: str) -> Rule:
+def _mlflow_rule(method: str, path: str, project_param: str) -> Rule:
     """MLflow's routes, by method: reads (``GET``, and its ``POST .../search`` calls) need a
     viewer, changes an editor, ``DELETE`` (artifacts) an admin."""
     if method == "DELETE":
@@ -340,12 +346,16 @@ def _mlflow_rule(method: str, path: str) -> Rule:
         action = Action.READ
     else:
         action = Action.WRITE
-    return Rule(action, None, MLFLOW_PROJECT)
+    return Rule(action, None, project_param)
 
 
 def rule_for(method: str, path: str) -> Rule | None:
     """The rule of a route (``HEAD`` is read as ``GET``), or ``None`` when it has none."""
     method = "GET" if method == "HEAD" else method
     if path.startswith(MLFLOW_PREFIXES):
-        return _mlflow_rule(method, path)
+        return _mlflow_rule(method, path, MLFLOW_PROJECT)
+    if path.startswith(MLFLOW_PROJECT_ROOT):
+        rest = path.removeprefix(MLFLOW_PROJECT_ROOT)
+        if rest.startswith(MLFLOW_PREFIXES):
+            return _mlflow_rule(method, rest, "project")
     return PERMISSIONS.get((method, path))

@@ -67,7 +67,7 @@ def apply(
     ctx: typer.Context,
     file: Path | None = typer.Argument(None, help="The spec (YAML).", exists=True, dir_okay=False),
     builtin: str | None = typer.Option(
-        None, "--builtin", help="Apply a loop shipped with loopml instead (retrain)."
+        None, "--builtin", help="Apply a loop shipped with loopml instead (retrain, train-code)."
     ),
     project: str = PROJECT,
     json_out: bool = JSON,
@@ -258,6 +258,23 @@ def run(
         raise typer.Exit(1)
 
 
+def _apply_shipped(client: Client, name: str, project: str) -> None:
+    """Apply the shipped loop ``name`` when the project has no pipeline of that name."""
+    from loopml.core.errors import NotFoundError
+    from loopml.pipelines import loops
+
+    if name not in loops.names():
+        return
+    try:
+        client.pipelines.get(name, project=project)
+    except NotFoundError:
+        applied = client.pipelines.apply(loops.text(name), project=project).version
+        console.print(
+            f"applied the shipped pipeline [bold]{name}[/] as version {applied.version}: "
+            f"{' -> '.join(applied.steps)}"
+        )
+
+
 @app.command("assign")
 def assign(
     ctx: typer.Context,
@@ -271,8 +288,13 @@ def assign(
     project: str = PROJECT,
     json_out: bool = JSON,
 ) -> None:
-    """Run the pipeline on the codeset's newest version now and on every new version."""
+    """Run the pipeline on the codeset's newest version now and on every new version.
+
+    A loop shipped with loopml (train-code) is applied first when the project has no
+    pipeline of that name.
+    """
     with state(ctx).client() as client:
+        _apply_shipped(client, name, project)
         trigger, started = client.pipelines.assign(
             name,
             codeset,

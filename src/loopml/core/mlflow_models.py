@@ -1,4 +1,5 @@
-"""Models MLflow 3 clients log through ``/logged-models``: the domain type and its limits.
+"""Models MLflow 3 clients log through ``/logged-models``: the domain type and its limits;
+and where a project's MLflow API is (``tracking_uri``).
 
 loopml records them (name, params, tags, status, source run) and keeps their files, but does
 not serve them: their files are MLflow's format (a pickle), which loopml never loads. A
@@ -16,6 +17,15 @@ MlflowModelStatus = Literal["PENDING", "READY", "FAILED"]
 MAX_NAME = 500
 MAX_ENTRIES = 100
 """Params and tags each, per model."""
+PROJECT_ROOT = "/mlflow/projects/{project}"
+"""The path of a project's own MLflow tracking URI on the server (MLflow's client appends
+``/api/2.0/mlflow/...``, ``/ajax-api/...`` and ``/api/2.0/mlflow-artifacts/...`` to it)."""
+
+
+def tracking_uri(server_url: str, project: str) -> str:
+    """``MLFLOW_TRACKING_URI`` for MLflow clients working in ``project`` on the loopml server
+    at ``server_url``."""
+    return server_url.rstrip("/") + PROJECT_ROOT.format(project=project)
 
 
 class MlflowModel(BaseModel):

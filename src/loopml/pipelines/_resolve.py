@@ -120,13 +120,20 @@ class _Pinner:
         return f"{found.model}/{found.version}", f"model:{manifest}"
 
     def run(self, text: str) -> tuple[str, str]:
-        from loopml.store import lineage
+        """A run by its model at ``model``, else by every model it logged (a codeset's MLflow
+        model is packaged at ``loopml-model``)."""
+        from loopml.core.errors import NotFoundError
+        from loopml.store import lineage, logged_models
 
         with self.store.session() as session:
-            manifest = lineage.find_logged_model(
-                session, self.project, text, "model"
-            ).manifest_sha256
-        return text, f"run:{manifest}"
+            try:
+                found = lineage.find_logged_model(session, self.project, text, "model")
+            except NotFoundError:
+                others = logged_models.list_for_run(session, self.project, text)
+                if not others:
+                    raise
+                return text, "run:" + ",".join(f"{m.path}={m.manifest_sha256}" for m in others)
+        return text, f"run:{found.manifest_sha256}"
 
     def pin(self, kind: ValueType, value: Any) -> tuple[Any, str | None]:
         pinners = {

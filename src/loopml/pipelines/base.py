@@ -8,8 +8,10 @@ executor would run it as a Ray task behind the same two small interfaces.
 from __future__ import annotations
 
 import json
+import os
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from loopml.core.pipelines import StepError
@@ -89,8 +91,9 @@ class StepHandle(ABC):
         """Stop the attempt now (cancelled, timed out, or its lease was lost)."""
 
     @abstractmethod
-    def read_log(self) -> bytes:
-        """What the attempt printed and logged so far."""
+    def read_log(self, max_bytes: int | None = None) -> bytes:
+        """What the attempt printed and logged so far; past ``max_bytes``, its start and its
+        newest end with a line saying how much was left out between them (``capped_log``)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
         """Free what the attempt left behind (after its log was read)."""
@@ -107,3 +110,38 @@ class StepExecutor(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
         """Release what the executor holds."""
+
+
+HEAD_SHARE = 4
+"""A capped log keeps a quarter of its budget from the start (how the step began, the
+first error), the rest from the newest end."""
+
+
+def capped_log(path: Path, max_bytes: int | None) -> bytes:
+    """The file at ``path`` (empty when missing), or past ``max_bytes`` its first and newest
+    bytes, cut at line ends, around a line saying how many bytes were left out; never more
+    than ``max_bytes``. Reads only what it keeps."""
+    try:
+        with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if max_bytes is None or size <= max_bytes:
+                return handle.read()
+            marker_room = 200
+            head = handle.read(max(0, (max_bytes - marker_room) // HEAD_SHARE))
+            tail_room = max(0, max_bytes - marker_room - len(head))
+            handle.seek(max(len(head), size - tail_room))
+            tail = handle.read(tail_room)
+    except FileNotFoundError:
+        return b""
+    if b"\n" in head:
+        head = head[: head.rindex(b"\n") + 1]
+    if b"\n" in tail[:-1]:
+        tail = tail[tail.index(b"\n") + 1 :]
+    dropped = size - len(head) - len(tail)
+    marker = (
+        f"[loopml] ... {dropped:,} bytes of this step's output left out: its log keeps its "
+        f"start and its newest end, {max_bytes:,} bytes (worker.step_log_max_bytes) ...\n"
+    ).encode()
+    if head and not head.endswith(b"\n"):
+        marker = b"\n" + marker
+    return head + marker + tail

@@ -180,6 +180,10 @@ BUILTINS: dict[str, Builtin] = {
                 "run": Param(T.RUN, required=True),
                 "model": Param(T.STRING, required=True, help="The registered model's name."),
                 "description": Param(T.STRING, default=""),
+                "path": Param(
+                    T.STRING,
+                    help="Where the run logged it (default: model, or the run's only model).",
+                ),
             },
             {"model": T.MODEL},
             impl=f"{_MODELS}:register",

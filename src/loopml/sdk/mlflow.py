@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import yaml  # type: ignore[import-untyped]
 
 from loopml.core.errors import ValidationError
+from loopml.core.mlflow_models import PROJECT_ROOT
 from loopml.core.runs import LoggedModel
 
 if TYPE_CHECKING:
@@ -41,7 +42,8 @@ def _reader(client: Client, run_id: str, source: str, project: str) -> Callable[
         return lambda name: b"".join(
             client.runs.iter_artifact(run_id, f"{source}/{name}", project=project)
         )
-    base = f"/api/2.0/mlflow-artifacts/artifacts/models/{match.group(1)}"
+    root = PROJECT_ROOT.format(project=project)
+    base = f"{root}/api/2.0/mlflow-artifacts/artifacts/models/{match.group(1)}"
 
     def read(name: str) -> bytes:
         with client._http.stream("GET", f"{base}/{name}") as response:
@@ -139,5 +141,12 @@ def package_mlflow_model(
         format=manifest.primary,
         manifest_sha256=package.manifest_sha256,
         signature=manifest.signature.model_dump(mode="json"),
-        summary={"parity": parity, "onnx_error": manifest.onnx_error, "from": "mlflow"},
+        summary={
+            "parity": parity,
+            "onnx_error": manifest.onnx_error,
+            "from": "mlflow",
+            # Where MLflow's client finds the model again (models:/name@alias, loaded by
+            # the client itself): the server's get-download-uri answers this source.
+            "mlflow_source": source,
+        },
     )

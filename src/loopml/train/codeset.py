@@ -14,9 +14,15 @@ MLflow's client pointed at loopml, on a run that records the codeset version it 
   file lock and marked ready last.
 - The **run** is created first (experiment: the codeset's name by default) with the input
   ``codeset NAME@VERSION`` (its commit and content hash in the details); the process gets
-  ``MLFLOW_TRACKING_URI`` (loopml's API) and ``MLFLOW_RUN_ID``, so ``mlflow.start_run()``
-  continues that run and ``mlflow.log_*`` lands on it. The run ends FINISHED or FAILED with
+  ``MLFLOW_TRACKING_URI`` (loopml's MLflow API for the run's project) and
+  ``MLFLOW_RUN_ID``, so ``mlflow.start_run()`` continues that run and ``mlflow.log_*`` lands
+  on it. The run ends FINISHED or FAILED with
   the process, unless the code ended it itself.
+- A **model in MLflow's format** the code logged (``mlflow.sklearn.log_model``: an
+  ``MLmodel`` folder of the run, or MLflow 3's ``models:/<id>``) is then packaged as
+  loopml's ONNX / skops package on the same run by ``loopml runs package-mlflow`` run with
+  the environment's own interpreter (``package_mlflow``): the pickle is loaded where the
+  code already ran, never by the server.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from loopml.core.errors import UserCodeError, ValidationError
 
 ENTRY_FILES = ("MLproject", "loopml.yaml")
 PIP_TIMEOUT_S = 1800
+PACKAGE_TIMEOUT_S = 900
 
 
 @dataclass(frozen=True)
@@ -49,7 +56,7 @@ class EntryPoint:
     origin: str
 
 
-def _load_yaml(path: Path) -> dict[str, Any]:
+def _load_yaml(path: Path, shape: str = "") -> dict[str, Any]:
     import yaml  # type: ignore[import-untyped]
 
     try:
@@ -57,7 +64,7 @@ def _load_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise ValidationError(f"{path.name} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
-        raise ValidationError(f"{path.name} must be a mapping with entry_points")
+        raise ValidationError(shape or f"{path.name} must be a mapping with entry_points")
     return data
 
 
@@ -112,11 +119,58 @@ def entry_point(folder: Path, params: Mapping[str, Any] | None = None) -> EntryP
 
 
 def _parent_site_packages() -> list[str]:
-    return [p for p in site.getsitepackages() if Path(p).is_dir()]
+    """The running environment's site-packages, and the folder loopml itself is imported
+    from: an editable install puts it there through a ``.pth`` of its own, which a path
+    named in another ``.pth`` does not follow (the codeset's ``loopml runs package-mlflow``
+    then found no ``loopml``)."""
+    folders = [p for p in site.getsitepackages() if Path(p).is_dir()]
+    own = str(Path(__file__).resolve().parents[2])  # .../loopml/train/codeset.py
+    return folders if own in folders else [*folders, own]
+
+
+def requirements(folder: Path, log: Callable[[str], None] | None = None) -> str:
+    """What the codeset's environment installs: MLflow's ``python_env.yaml`` (its
+    ``dependencies``, a ``-r FILE`` line read from the codeset) when there is one, else
+    ``requirements.txt``, else nothing. The environment always runs the worker's Python: a
+    different ``python`` there is logged, not installed.
+
+    Raises:
+        ValidationError: a ``python_env.yaml`` that is not a mapping with a list of
+            dependency strings, or a ``-r`` file outside the codeset or missing.
+    """
+    env_file = folder / "python_env.yaml"
+    if not env_file.is_file():
+        plain = folder / "requirements.txt"
+        return plain.read_text(encoding="utf-8") if plain.is_file() else ""
+    data = _load_yaml(env_file, "python_env.yaml must be a mapping with dependencies")
+    wanted = str(data.get("python") or "")
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if wanted and log is not None and not (wanted + ".").startswith(running + "."):
+        log(f"python_env.yaml asks for Python {wanted}; the environment runs {running}")
+    dependencies = data.get("dependencies") or []
+    if not isinstance(dependencies, list) or not all(isinstance(d, str) for d in dependencies):
+        raise ValidationError("python_env.yaml: dependencies must be a list of strings")
+    lines: list[str] = []
+    for line in dependencies:
+        if line.startswith("-r"):
+            lines.append(_included(folder, line[2:].strip()))
+        else:
+            lines.append(line)
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def _included(folder: Path, name: str) -> str:
+    path = (folder / name).resolve()
+    if not path.is_relative_to(folder.resolve()) or not path.is_file():
+        raise ValidationError(
+            f"python_env.yaml: -r {name[:100]!r} is not a file inside the codeset",
+            details={"file": name[:100]},
+        )
+    return path.read_text(encoding="utf-8")
 
 
 def _env_key(requirements: str) -> str:
-    text = f"{sys.executable}\n{sys.version}\n{requirements}"
+    text = f"{sys.executable}\n{sys.version}\n{_parent_site_packages()}\n{requirements}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -195,6 +249,20 @@ def run_entry(
 ) -> int:
     """Run ``command`` (bash) in ``folder`` with the environment's ``bin`` first on PATH;
     its output goes to this process's (the step's log). Returns the exit status."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    done = subprocess.run(
+        ["bash", "-c", command],  # noqa: S607
+        cwd=folder,
+        env=_inside(python, env),
+        timeout=timeout_s,
+        check=False,
+    )
+    return done.returncode
+
+
+def _inside(python: Path, env: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment with ``env``, as seen from inside the virtualenv."""
     bin_dir = str(python.parent)
     full = {
         **os.environ,
@@ -204,16 +272,47 @@ def run_entry(
         "PYTHONUNBUFFERED": "1",
     }
     full.pop("PYTHONHOME", None)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    return full
+
+
+def package_mlflow(
+    python: Path,
+    folder: Path,
+    run_id: str,
+    source: str,
+    *,
+    project: str,
+    env: Mapping[str, str],
+    timeout_s: float = PACKAGE_TIMEOUT_S,
+) -> str:
+    """Package the MLflow model the code logged (``source``: a folder of the run, or
+    ``models:/<id>``) as a loopml package on the same run: ``loopml runs package-mlflow``,
+    run by the codeset's own interpreter. Loading the code's pickle there adds no trust the
+    entry point did not already have; the server never loads it. Returns the command's
+    answer.
+
+    Raises:
+        UserCodeError: the model could not be packaged (not scikit-learn, no input
+            example, a model ONNX and skops both refuse); the command's error says why.
+    """
+    command = [str(python), "-m", "loopml.cli.main", "runs", "package-mlflow", run_id]
+    command += ["--source", source, "--project", project]
     done = subprocess.run(
-        ["bash", "-c", command],  # noqa: S607
+        command,
         cwd=folder,
-        env=full,
+        env=_inside(python, env),
+        capture_output=True,
+        text=True,
         timeout=timeout_s,
         check=False,
     )
-    return done.returncode
+    if done.returncode != 0:
+        why = (done.stderr.strip() or done.stdout.strip())[-1500:]
+        raise UserCodeError(
+            f"the run's MLflow model ({source}) could not be packaged for loopml in the "
+            f"codeset's environment: {why}"
+        )
+    return done.stdout.strip()
 
 
 def codeset_input(version: CodesetVersion) -> dict[str, Any]:

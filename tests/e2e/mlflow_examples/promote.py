@@ -12,14 +12,12 @@ name, version = sys.argv[1:3]
 client = MlflowClient()
 client.set_registered_model_alias(name, "champion", version)
 found = client.get_model_version_by_alias(name, "champion")
-uri = client.get_model_version_download_uri(name, found.version)
 print(
     json.dumps(
         {
             "version": found.version,
             "run_id": found.run_id,
             "aliases": list(found.aliases),
-            "uri": uri,
         }
     )
 )

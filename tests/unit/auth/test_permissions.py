@@ -42,6 +42,20 @@ def test_mlflow_routes_act_in_the_mlflow_project_by_method(tmp_path: Path) -> No
     assert deleted.action == Action.ADMIN
 
 
+def test_a_project_s_mlflow_routes_act_in_the_project_of_their_path(tmp_path: Path) -> None:
+    routes = _routes(tmp_path)
+    root = "/mlflow/projects/{project}"
+    mine = {(m, p.removeprefix(root)) for m, p in routes if p.startswith(root + "/")}
+    assert mine == {r for r in routes if r[1].startswith(MLFLOW_PREFIXES)}
+    search = rule_for("POST", root + "/ajax-api/2.0/mlflow/runs/search")
+    assert search is not None
+    assert (search.action, search.project_param) == (Action.READ, "project")
+    upload = rule_for("PUT", root + "/api/2.0/mlflow-artifacts/artifacts/{path:path}")
+    assert upload is not None
+    assert (upload.action, upload.project_param) == (Action.WRITE, "project")
+    assert rule_for("GET", root + "/elsewhere") is None
+
+
 def test_no_entry_names_a_route_that_does_not_exist(tmp_path: Path) -> None:
     assert sorted(set(PERMISSIONS) - _routes(tmp_path)) == []
 

@@ -54,3 +54,14 @@ def test_a_command_imports_only_its_own_module() -> None:
     assert "loopml.cli.tables" in loaded
     assert not loaded & {"loopml.cli.server", "loopml.cli.demo", "loopml.cli.pipelines"}
     assert out[1] == "False False"
+
+
+def test_train_help_names_the_text_tasks() -> None:
+    result = runner.invoke(main.app, ["train", "--help"])
+
+    assert result.exit_code == 0, result.output
+    # The help is wrapped to the terminal: join it again.
+    text = " ".join(result.output.split()).replace("- ", "-")
+    assert "--task <str> classification, regression, text-classification or text-regression" in (
+        text
+    ), text

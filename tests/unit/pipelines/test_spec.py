@@ -297,9 +297,14 @@ def test_the_packaged_loops_are_valid_and_the_deploy_waits_for_the_gate() -> Non
     from loopml.core.errors import NotFoundError
     from loopml.pipelines import loops
 
-    assert loops.names() == ["retrain"]
-    parsed = parse_spec(loops.text("retrain"))
-    assert parsed.order[-2:] == ["gate", "deploy"]
-    assert parsed.spec.step("deploy").if_ == "${{ steps.gate.outputs.passed }}"
-    with pytest.raises(NotFoundError, match="expected one of retrain"):
+    assert loops.names() == ["retrain", "train-code"]
+    for name in loops.names():
+        parsed = parse_spec(loops.text(name))
+        assert parsed.spec.name == name
+        assert parsed.order[-2:] == ["gate", "deploy"]
+        assert parsed.spec.step("deploy").if_ == "${{ steps.gate.outputs.passed }}"
+    code = parse_spec(loops.text("train-code")).spec
+    assert code.inputs["code"].type == "codeset"
+    assert code.step("train").with_ == {"codeset": "${{ inputs.code }}"}
+    with pytest.raises(NotFoundError, match="expected one of retrain, train-code"):
         loops.text("nope")

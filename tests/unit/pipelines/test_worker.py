@@ -3,6 +3,7 @@ backoff, non-retryable errors, timeouts, the cache, cancellation, logs and shutd
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from loopml.core.pipelines import AttemptStatus, RunStatus, StepStatus
 from loopml.pipelines import service
+from loopml.pipelines.base import capped_log
 from loopml.pipelines.worker import WorkerConfig
 from loopml.settings import Settings
 from loopml.storage import ArtifactStore
@@ -57,6 +59,16 @@ def double(ctx, value, counter):
 @step
 def wrong_type(ctx):
     return {"value": "not a number"}
+
+@step
+def loud(ctx, lines, pause):
+    # Fixed-width lines, half before a pause of a few heartbeats (the log is uploaded while
+    # the step runs), half after.
+    for i in range(lines):
+        print(f"line {i:06d} " + "x" * 28, flush=True)
+        if i == lines // 2:
+            time.sleep(pause)
+    return {"lines": lines}
 
 def unmarked(ctx):
     return {}
@@ -347,3 +359,45 @@ steps:
     with store.session() as session:
         kinds = [e.type for e in events.list_(session, type="pipeline.step.*").items]
     assert kinds == ["pipeline.step.succeeded"]
+
+
+def test_a_step_log_past_its_cap_keeps_its_start_and_newest_end(
+    steps: Path, store: MetadataStore, artifacts: ArtifactStore, settings: Settings
+) -> None:
+    spec = """\
+name: loud
+steps:
+  - {name: loud, python: "pipe_steps:loud", with: {lines: 4000, pause: 1.0}}
+"""
+    run_id = run_spec(store, spec)
+    cap = 16 * 1024
+    config = WorkerConfig(**{**FAST.model_dump(), "concurrency": 1, "step_log_max_bytes": cap})
+    with running_worker(store, artifacts, settings, config):
+        run = wait_run(store, run_id)
+    assert run.status == RunStatus.SUCCEEDED
+    _, text = service.read_log(store, artifacts, "default", run_id, "loud")
+    # 4,000 lines of 41 bytes printed (164 KB): what is kept is under the cap.
+    assert len(text) <= cap
+    kept = [int(line[5:11]) for line in text.splitlines() if line.startswith(b"line ")]
+    # The start, and the newest end (printed after the pause).
+    assert (kept[0], kept[-1]) == (0, 3999)
+    assert b'step loud done: {"lines": 4000}' in text
+    [marker] = [line for line in text.splitlines() if line.startswith(b"[loopml] ...")]
+    dropped = int(marker.split()[2].replace(b",", b""))
+    gap = [b for a, b in itertools.pairwise(kept) if b != a + 1]
+    assert len(gap) == 1  # one stretch left out, the lines on either side whole
+    first_after = gap[0]
+    last_before = kept[kept.index(first_after) - 1]
+    assert dropped == (first_after - last_before - 1) * 41
+    assert b"16,384 bytes (worker.step_log_max_bytes)" in marker
+
+
+def test_capped_log_reads_a_file_whole_under_the_cap(tmp_path: Path) -> None:
+    path = tmp_path / "step.log"
+    assert capped_log(path, 100) == b""
+    path.write_bytes(b"a\nb\n" * 25)
+    assert capped_log(path, 100) == capped_log(path, None) == b"a\nb\n" * 25
+    path.write_bytes(b"x" * 10_000)  # one long line: cut where the budget ends
+    capped = capped_log(path, 4096)
+    assert len(capped) <= 4096
+    assert b"bytes of this step's output left out" in capped

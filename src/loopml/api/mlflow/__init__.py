@@ -2,8 +2,11 @@
 
 ``install(app)`` mounts one set of handlers twice, under ``/api/2.0/mlflow`` (MLflow's
 client) and ``/ajax-api/2.0/mlflow`` (MLflow's web UI), and the artifact proxy under
-``/api/2.0/mlflow-artifacts``. The routes are left out of loopml's OpenAPI document:
-MLflow's protos specify them. See docs/mlflow.md for what is supported and how it maps.
+``/api/2.0/mlflow-artifacts``; all of them at the root, acting in the project the
+``mlflow.project`` setting names, and again under ``/mlflow/projects/{project}`` (a tracking
+URI per project: MLflow's client appends its own paths to the URI). The routes are left out
+of loopml's OpenAPI document: MLflow's protos specify them. See docs/mlflow.md for what is
+supported and how it maps.
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fastapi import APIRouter, FastAPI, params
+from fastapi.routing import APIRoute
 
 from loopml.api.mlflow import routes as _routes
 from loopml.api.mlflow._route import MlflowRoute
 from loopml.api.mlflow.artifacts import is_upload_path as is_upload_path
 from loopml.api.mlflow.errors import MlflowApiError
+from loopml.core.mlflow_models import PROJECT_ROOT
 
 PREFIXES = ("/api/2.0", "/ajax-api/2.0")
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -34,28 +39,43 @@ def _fallback() -> APIRouter:
     return router
 
 
+def _mounted(source: APIRouter, prefix: str, deps: list[params.Depends]) -> APIRouter:
+    """``source``'s routes as new routes under ``prefix``.
+
+    A router included with a prefix keeps its routes' own (unprefixed) paths, and the
+    permission check looks a route's rule up by its path: so each mount gets routes of its
+    own whose path is the whole template (``/mlflow/projects/{project}/api/2.0/mlflow/...``).
+    """
+    router = APIRouter(prefix=prefix, route_class=MlflowRoute, dependencies=deps)
+    for route in source.routes:
+        if not isinstance(route, APIRoute):
+            raise TypeError(f"not an API route: {route!r}")
+        router.add_api_route(
+            route.path,
+            route.endpoint,
+            methods=sorted(route.methods or ()),
+            name=route.name,
+            include_in_schema=False,
+        )
+    return router
+
+
 def install(app: FastAPI, dependencies: Sequence[params.Depends] | None = None) -> None:
-    """Mount the MLflow API on ``app`` (both prefixes; unknown MLflow paths answer
-    ``ENDPOINT_NOT_FOUND`` in MLflow's shape), every route behind ``dependencies`` (the
-    permission check)."""
+    """Mount the MLflow API on ``app`` (both prefixes, at the root and under
+    ``PROJECT_ROOT``; unknown MLflow paths answer ``ENDPOINT_NOT_FOUND`` in MLflow's shape),
+    every route behind ``dependencies`` (the permission check)."""
     deps = list(dependencies or [])
-    for prefix in PREFIXES:
-        for module in (_routes.tracking, _routes.registry, _routes.logged_models):
-            app.include_router(
-                module.router, prefix=f"{prefix}/mlflow", include_in_schema=False, dependencies=deps
-            )
-        app.include_router(
-            _fallback(), prefix=f"{prefix}/mlflow", include_in_schema=False, dependencies=deps
-        )
-        app.include_router(
-            _routes.artifacts.router,
-            prefix=f"{prefix}/mlflow-artifacts",
-            include_in_schema=False,
-            dependencies=deps,
-        )
-        app.include_router(
-            _fallback(),
-            prefix=f"{prefix}/mlflow-artifacts",
-            include_in_schema=False,
-            dependencies=deps,
-        )
+    for root in ("", PROJECT_ROOT):
+        for prefix in PREFIXES:
+            tracking = f"{root}{prefix}/mlflow"
+            artifacts = f"{root}{prefix}/mlflow-artifacts"
+            routers = [
+                (_routes.tracking.router, tracking),
+                (_routes.registry.router, tracking),
+                (_routes.logged_models.router, tracking),
+                (_fallback(), tracking),
+                (_routes.artifacts.router, artifacts),
+                (_fallback(), artifacts),
+            ]
+            for router, at in routers:
+                app.include_router(_mounted(router, at, deps), include_in_schema=False)

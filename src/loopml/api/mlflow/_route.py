@@ -18,6 +18,7 @@ from starlette.responses import Response
 from loopml.api.context import AppContext, get_actor, get_context
 from loopml.api.mlflow.errors import from_loopml, from_validation, mlflow_error
 from loopml.core.errors import LoopmlError
+from loopml.core.names import validate_project_name
 
 log = logging.getLogger("loopml.api.mlflow")
 
@@ -43,9 +44,14 @@ class MlflowRoute(APIRoute):
 
 
 def get_project(request: Request) -> str:
-    """The loopml project MLflow clients work in (``mlflow.project``; MLflow has none)."""
-    ctx: AppContext = get_context(request)
-    return ctx.settings.mlflow.project
+    """The loopml project an MLflow request acts in: the ``{project}`` of a per-project
+    tracking URI (``/mlflow/projects/{project}/api/2.0/mlflow/...``), or at the root paths
+    the one the ``mlflow.project`` setting names (MLflow has no projects)."""
+    project = request.path_params.get("project")
+    if project is None:
+        ctx: AppContext = get_context(request)
+        return ctx.settings.mlflow.project
+    return validate_project_name(project)
 
 
 def get_mlflow_actor(request: Request) -> str:
@@ -53,8 +59,8 @@ def get_mlflow_actor(request: Request) -> str:
 
     The seam for authentication: MLflow clients send ``MLFLOW_TRACKING_TOKEN`` as
     ``Authorization: Bearer <token>`` (and ``MLFLOW_TRACKING_USERNAME``/``PASSWORD`` as
-    Basic). loopml's own ``get_actor`` is the one place that will read it once loopml API
-    tokens exist, so MLflow clients are authenticated exactly like loopml's.
+    Basic). The permission check (``api.authz.enforce``) reads that header, as for any
+    loopml route, so MLflow clients are authenticated exactly like loopml's.
     """
     return get_actor(request)
 

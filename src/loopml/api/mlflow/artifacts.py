@@ -9,6 +9,7 @@ no absolute paths, no control characters).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -19,6 +20,10 @@ from loopml.core.keys import join_key, validate_key, validate_prefix
 from loopml.core.types import Artifact
 from loopml.store import experiments, mlflow_models
 from loopml.train.tracking import artifacts as run_artifacts
+
+_UPLOAD_PATH = re.compile(
+    r"^(/mlflow/projects/[^/]+)?/(api|ajax-api)/2\.0/mlflow-artifacts/artifacts/"
+)
 
 
 def _root(ctx: AppContext, project: str, path: str) -> tuple[str, str]:
@@ -92,7 +97,6 @@ def delete(ctx: AppContext, project: str, path: str) -> dict[str, Any]:
 
 
 def is_upload_path(path: str) -> bool:
-    """Whether ``path`` is an MLflow artifact upload (raw body, the upload size limit)."""
-    return path.startswith(
-        ("/api/2.0/mlflow-artifacts/artifacts/", "/ajax-api/2.0/mlflow-artifacts/artifacts/")
-    )
+    """Whether ``path`` is an MLflow artifact upload (raw body, the upload size limit), at the
+    root or under a project's tracking URI (``/mlflow/projects/<project>/...``)."""
+    return _UPLOAD_PATH.match(path) is not None

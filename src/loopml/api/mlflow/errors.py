@@ -20,7 +20,9 @@ from loopml.core.errors import (
     NotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    RateLimitedError,
     ServiceUnavailableError,
+    UnauthenticatedError,
     ValidationError,
 )
 
@@ -50,6 +52,9 @@ _CODES: tuple[tuple[type[LoopmlError], str], ...] = (
     (BadRequestError, "INVALID_PARAMETER_VALUE"),
     (PayloadTooLargeError, "INVALID_PARAMETER_VALUE"),
     (PermissionDeniedError, "PERMISSION_DENIED"),
+    # The permission check's answers (authentication on): no or a bad token, too many bad ones.
+    (UnauthenticatedError, "UNAUTHENTICATED"),
+    (RateLimitedError, "REQUEST_LIMIT_EXCEEDED"),
     (ServiceUnavailableError, "TEMPORARILY_UNAVAILABLE"),
 )
 

@@ -6,6 +6,12 @@ hash the run recorded); an MLflow-format model (an ``MLmodel`` file beside a pic
 refused with a message saying so: the server never loads a client's pickle. Setting an alias
 goes through ``registry.set_alias`` exactly like ``loopml models promote``: ``champion`` moves
 only to a version whose latest gate verdict passed, with no way to force it from MLflow.
+
+``get-download-uri`` (what ``mlflow.pyfunc.load_model("models:/name@alias")`` asks for) points
+at the MLflow-format model a version was packaged from by ``loopml runs package-mlflow`` (the
+run's folder, or the MLflow 3 logged model), so MLflow's client downloads the user's own model
+and loads it with its own flavour, on the client's side; a version with no such source (a
+package loopml trained) is refused with a message naming what to use instead.
 """
 
 from __future__ import annotations
@@ -20,12 +26,14 @@ from loopml.api.mlflow import convert
 from loopml.api.mlflow.errors import MlflowApiError
 from loopml.core import layout
 from loopml.core.errors import NotFoundError, ValidationError
-from loopml.core.keys import join_key
+from loopml.core.keys import join_key, validate_key
 from loopml.core.registry import ModelVersion, VersionStatus
+from loopml.core.runs import LoggedModel
 from loopml.store import (
     experiments,
     lineage,
     logged_models,
+    mlflow_models,
     model_tags,
     model_versions,
     models,
@@ -253,11 +261,61 @@ def search_versions(
     return {"model_versions": items, "next_page_token": page.next_cursor}
 
 
+def _no_mlflow_model(name: str, version: ModelVersion, why: str) -> MlflowApiError:
+    ref = f"{name}/{version.version}"
+    return MlflowApiError(
+        "INVALID_PARAMETER_VALUE",
+        f"version {version.version} of model {name!r} {why}, so there is no MLflow model for "
+        "MLflow's client to download and load (pyfunc.load_model needs an MLmodel file; "
+        "loopml's package is ONNX/skops). Call it through loopml instead: `loopml deploy "
+        f"{ref} --name <endpoint>` and its /v2/models/<endpoint>/infer URL, or fetch the "
+        f"verified package with `python -m loopml.sdk.fetch --model {name} --version "
+        f"{version.version} --dest <dir>`; see docs/mlflow.md",
+    )
+
+
+def _mlflow_source(
+    ctx: AppContext, project: str, name: str, version: ModelVersion, package: LoggedModel
+) -> str:
+    """The artifact URI of the MLflow-format model ``package`` was made from: a folder of the
+    package's run, or an MLflow 3 logged model of the project; its ``MLmodel`` must still be
+    there (the source is what ``package-mlflow`` recorded, so it is checked, not trusted)."""
+    source = package.summary.get("mlflow_source")
+    if package.summary.get("from") != "mlflow" or not isinstance(source, str):
+        raise _no_mlflow_model(name, version, "was not packaged from an MLflow-format model")
+    model = _MLFLOW_MODEL_SOURCE.fullmatch(source)
+    gone = _no_mlflow_model(
+        name, version, f"was packaged from {source!r}, which holds no MLmodel file any more"
+    )
+    with ctx.store.session() as session:
+        project_id = experiments.project_id(session, project)
+        if model is not None:
+            try:
+                mlflow_models.get(session, project, model.group(2))
+            except NotFoundError as exc:
+                raise gone from exc
+    if model is not None:
+        root, uri = (
+            layout.mlflow_model_prefix(project_id, model.group(2)),
+            f"mlflow-artifacts:/models/{model.group(2)}",
+        )
+    else:
+        key = validate_key(source)
+        root = join_key(layout.run_artifacts_prefix(project_id, package.run_id), key)
+        uri = f"{convert.run_artifact_uri(package.run_id)}/{key}"
+    if not ctx.artifacts.exists(join_key(root, "MLmodel")):
+        raise gone
+    return uri
+
+
 def download_uri(ctx: AppContext, project: str, name: str, version: str) -> dict[str, Any]:
-    """``model-versions/get-download-uri``: the package's folder in the run's artifacts."""
+    """``model-versions/get-download-uri``: the MLflow-format model the version was packaged
+    from (``loopml runs package-mlflow``), for MLflow's client to load itself; refused for a
+    version with none (a package loopml trained)."""
     with ctx.store.session() as session:
         found = model_versions.get(session, project, name, _number(version))
-    return {"artifact_uri": _source(ctx, found)}
+        package = logged_models.get(session, project, found.logged_model_id)
+    return {"artifact_uri": _mlflow_source(ctx, project, name, found, package)}
 
 
 def set_alias(

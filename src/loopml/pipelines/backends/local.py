@@ -21,7 +21,13 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from loopml.core.pipelines import StepError
-from loopml.pipelines.base import StepExecutor, StepHandle, StepOutcome, StepTask
+from loopml.pipelines.base import (
+    StepExecutor,
+    StepHandle,
+    StepOutcome,
+    StepTask,
+    capped_log,
+)
 
 _CHILD = "loopml.pipelines._child"
 _PREFIX = "loopml-attempt-"
@@ -96,11 +102,8 @@ class LocalHandle(StepHandle):
                 os.killpg(self._process.pid, signal.SIGKILL)
             self._process.wait()
 
-    def read_log(self) -> bytes:
-        try:
-            return self._log.read_bytes()
-        except FileNotFoundError:
-            return b""
+    def read_log(self, max_bytes: int | None = None) -> bytes:
+        return capped_log(self._log, max_bytes)
 
     def close(self) -> None:
         self.stop()

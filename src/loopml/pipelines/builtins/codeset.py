@@ -1,6 +1,6 @@
 """``train_custom`` on a codeset: fetch the pinned version's files, make (or reuse) its
-virtual environment, and run its entry point on a run that records the version
-(``loopml.train.codeset`` holds the parts)."""
+virtual environment, run its entry point on a run that records the version, and package a
+model the code logged in MLflow's format (``loopml.train.codeset`` holds the parts)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 from loopml.core.codesets import parse_codeset_ref
 from loopml.core.errors import UserCodeError, ValidationError
+from loopml.core.mlflow_models import tracking_uri
 from loopml.core.runs import EndStatus, LogBatch, RunInput
 from loopml.pipelines._step import StepContext
 from loopml.pipelines.builtins._common import metrics
@@ -34,7 +35,8 @@ def train_codeset(
     ctx: StepContext, ref: str, *, params: dict[str, Any] | None, experiment: str | None
 ) -> dict[str, Any]:
     """Run the codeset's ``main`` entry point with ``MLFLOW_TRACKING_URI`` set to loopml's
-    API and ``MLFLOW_RUN_ID`` to a run made for it; outputs the run and its metrics."""
+    MLflow API for the pipeline's project and ``MLFLOW_RUN_ID`` to a run made for it;
+    outputs the run and its metrics."""
     from loopml.train import codeset as runner
     from loopml.train import tracking
 
@@ -45,8 +47,7 @@ def train_codeset(
         )
     version, folder = _fetch(ctx, ref)
     entry = runner.entry_point(folder, params)
-    requirements = folder / "requirements.txt"
-    text = requirements.read_text() if requirements.is_file() else ""
+    text = runner.requirements(folder, ctx.log.info)
     python = runner.environment(ctx.settings.home / "codeset-envs", text, ctx.log.info)
     batch = LogBatch(
         tags={"loopml.codeset": f"{version.codeset}@{version.version}"},
@@ -62,7 +63,7 @@ def train_codeset(
         create_experiment=True,
     )
     env = {
-        "MLFLOW_TRACKING_URI": ctx.api_url.rstrip("/"),
+        "MLFLOW_TRACKING_URI": tracking_uri(ctx.api_url, ctx.project),
         "MLFLOW_RUN_ID": run.id,
         "LOOPML_RUN_ID": run.id,
         "LOOPML_CODESET": f"{version.codeset}@{version.version}",
@@ -79,4 +80,39 @@ def train_codeset(
         ended = tracking.end_run(ctx.store, ctx.project, run.id, outcome, actor=ctx.actor)
     if status != 0:
         raise UserCodeError(f"the codeset's entry point exited with status {status} (run {run.id})")
+    source = _mlflow_model(ctx, run.id)
+    if source is not None:
+        # loopml's own API is at the server's root, not under the project's MLflow URI.
+        client_env = {"LOOPML_CLIENT_URL": ctx.api_url}
+        if "MLFLOW_TRACKING_TOKEN" in env:
+            client_env["LOOPML_TOKEN"] = env["MLFLOW_TRACKING_TOKEN"]
+        ctx.log.info("packaging the MLflow model %s of run %s for loopml", source, run.id)
+        answer = runner.package_mlflow(
+            python, folder, run.id, source, project=ctx.project, env=client_env
+        )
+        ctx.log.info("%s", answer)
     return {"run": run.id, "metrics": metrics(dict(ended.metrics or {}))}
+
+
+def _mlflow_model(ctx: StepContext, run_id: str) -> str | None:
+    """The model in MLflow's format the run logged, when it logged no loopml package: its
+    newest READY MLflow 3 model (``models:/<id>``), else the first folder of its artifacts
+    holding an ``MLmodel`` file (MLflow 2's ``log_model``); ``None`` when there is none."""
+    from loopml.store import mlflow_models
+    from loopml.train.tracking import artifacts as run_artifacts
+
+    if run_artifacts.list_models(ctx.store, ctx.project, run_id):
+        return None
+    with ctx.store.session() as session:
+        ids = mlflow_models.of_runs(session, [run_id])[run_id]
+        found = [mlflow_models.get(session, ctx.project, i) for i in ids]
+    ready = [m for m in found if m.status == "READY"]
+    if ready:
+        return f"models:/{max(ready, key=lambda m: m.created_at).id}"
+    root = run_artifacts.run_root(ctx.store, ctx.project, run_id)
+    folders = sorted(
+        obj.key[len(root) + 1 : -len("/MLmodel")]
+        for obj in ctx.artifacts.list(root)
+        if obj.key.endswith("/MLmodel")
+    )
+    return folders[0] if folders else None

@@ -25,8 +25,20 @@ def _registered_from(ctx: StepContext, model: str, run: str) -> ModelVersion | N
     return next((v for v in page.items if v.run_id == run), None)
 
 
-def register(ctx: StepContext, run: str, model: str, description: str = "") -> dict[str, Any]:
-    """Register the run's logged model as the next version of ``model``.
+def _logged_path(ctx: StepContext, run: str) -> str:
+    """``model``, or the path of the run's only logged model when that is elsewhere (the
+    ``loopml-model`` a codeset's MLflow model was packaged at)."""
+    from loopml.train.tracking import artifacts as run_artifacts
+
+    paths = [m.path for m in run_artifacts.list_models(ctx.store, ctx.project, run)]
+    return paths[0] if len(paths) == 1 else "model"
+
+
+def register(
+    ctx: StepContext, run: str, model: str, description: str = "", path: str | None = None
+) -> dict[str, Any]:
+    """Register the model the run logged at ``path`` as the next version of ``model``
+    (by default at ``model``, or wherever the run's only logged model is).
 
     A retry whose earlier attempt already registered this run reuses that version, so a
     crash between registering and recording the result never registers twice.
@@ -43,6 +55,7 @@ def register(ctx: StepContext, run: str, model: str, description: str = "") -> d
         project=ctx.project,
         model_name=model,
         run_id=run,
+        path=path or _logged_path(ctx, run),
         description=description,
         actor=ctx.actor,
     )

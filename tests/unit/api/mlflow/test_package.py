@@ -1,10 +1,12 @@
 """An MLflow-format sklearn model in a run becomes a loopml package, on the caller's side;
-the server refuses to register the MLflow copy itself."""
+the server refuses to register the MLflow copy itself, and points MLflow's client back at it
+(get-download-uri) for ``pyfunc.load_model("models:/name@alias")``."""
 
 from __future__ import annotations
 
 import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,6 +16,7 @@ from sklearn.linear_model import LogisticRegression
 
 from loopml.client import Client
 from loopml.core.errors import ValidationError
+from loopml.packaging import package_model
 from loopml.sdk.mlflow import package_mlflow_model
 
 MLMODEL = """\
@@ -65,6 +68,53 @@ def test_the_mlflow_copy_is_refused_and_the_packaged_one_registers(
     )
     assert registered.status_code == 200, registered.text
     assert registered.json()["model_version"]["status"] == "READY"
+    # MLflow's client loads models:/sk@<alias> from the MLflow model it was packaged from.
+    uri = http.get(
+        "/api/2.0/mlflow/model-versions/get-download-uri", params={"name": "sk", "version": "1"}
+    )
+    assert uri.status_code == 200, uri.text
+    assert uri.json() == {"artifact_uri": f"mlflow-artifacts:/runs/{run_id}/model"}
+    # Once that model is gone, the answer says so instead of pointing at nothing.
+    http.delete(f"/api/2.0/mlflow-artifacts/artifacts/runs/{run_id}/model/MLmodel")
+    gone = http.get(
+        "/api/2.0/mlflow/model-versions/get-download-uri", params={"name": "sk", "version": "1"}
+    )
+    assert gone.status_code == 400
+    assert "holds no MLmodel file any more" in gone.json()["message"]
+
+
+def test_a_version_without_an_mlflow_model_has_no_download_uri(
+    client: Client, http: TestClient, tmp_path: Path
+) -> None:
+    """A package loopml made itself (as AutoML does) has no MLmodel for MLflow's client to
+    load: get-download-uri answers why, in MLflow's shape, and what to use instead."""
+    run_id = _mlflow_run(client, http)
+    frame = pd.DataFrame({"a": np.arange(40.0), "b": np.arange(40.0) % 7})
+    model = LogisticRegression().fit(frame, (frame["a"] > 20).astype(int))
+    package = package_model(model, tmp_path / "package", sample=frame)
+    for file in sorted(package.path.iterdir()):
+        client.runs.upload_artifact(run_id, f"automl/{file.name}", file)
+    client.runs.record_model(
+        run_id,
+        path="automl",
+        flavor=package.manifest.flavor,
+        format=package.manifest.primary,
+        manifest_sha256=package.manifest_sha256,
+        signature=package.manifest.signature.model_dump(mode="json"),
+    )
+    http.post("/api/2.0/mlflow/registered-models/create", json={"name": "auto"})
+    body = {"name": "auto", "source": f"runs:/{run_id}/automl", "run_id": run_id}
+    created = http.post("/api/2.0/mlflow/model-versions/create", json=body)
+    assert created.status_code == 200, created.text
+    answer = http.get(
+        "/api/2.0/mlflow/model-versions/get-download-uri", params={"name": "auto", "version": "1"}
+    )
+    assert answer.status_code == 400
+    error = answer.json()
+    assert error["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "was not packaged from an MLflow-format model" in error["message"]
+    assert "loopml deploy auto/1" in error["message"]
+    assert "loopml.sdk.fetch --model auto --version 1" in error["message"]
 
 
 def test_only_the_sklearn_flavour_is_read(client: Client, http: TestClient) -> None:
