@@ -9,22 +9,36 @@
      view spec from its cache, the read, the TTL check, the merge into the instance);
    - the gateway's added path (``with_features``: parse the body, the lookup in a worker
      thread, re-encode), on an asyncio loop as the gateway runs it;
-   - the baseline: Feast's storage layout rebuilt here (Feast itself is not installed in
-     this environment): on SQLite one row per (entity, feature) read with one SELECT, as
-     Feast's ``SqliteOnlineStore``; on Redis a hash per entity with a field per feature
-     read with ``HGETALL``, as Feast's ``RedisOnlineStore``, values JSON-encoded (Feast
-     uses protobuf), so the figures compare layouts and code paths, not Feast's own.
+   - the baseline, Feast itself, with ``--feast-python PATH`` (or ``LOOPML_BENCH_FEAST_PYTHON``):
+     the interpreter of a virtual environment of Feast's own (its pins conflict with
+     loopml's), which runs ``bench/_feast_side.py``: the same values written to Parquet, a
+     Feast repo defined in code (provider ``local``, offline store ``file``, online store
+     ``sqlite`` or ``redis`` at the same Redis with a project name of the run's own, its keys
+     deleted after), ``apply``, ``materialize``, then ``get_online_features(...).to_dict()``
+     for one entity x all features over the same entity sequence. Make the environment with
+     ``python3 -m venv /tmp/feast && /tmp/feast/bin/pip install 'feast[redis]==0.67.0'``.
+     The ratios and the 5x verdict are then against Feast;
+   - without it, Feast's storage layout rebuilt here (also printed beside Feast): on SQLite
+     one row per (entity, feature) read with one SELECT, as Feast's ``SqliteOnlineStore``;
+     on Redis a hash per entity with a field per feature read with ``HGETALL``, as Feast's
+     ``RedisOnlineStore``, values JSON-encoded (Feast uses protobuf), so those figures
+     compare layouts and code paths, not Feast's own, and the bench says Feast was not
+     measured.
 
 2. **Point-in-time join** of ``--rows`` (1,000,000) entity rows against 3 views x
    ``--view-features`` (100) features, ``--view-rows`` (200,000) rows per view, with a TTL:
    loopml's ``offline.point_in_time`` (DuckDB ASOF JOIN) against pandas ``merge_asof``
    (``by`` the key, ``tolerance`` the TTL), each in a child process of its own so that its
    peak resident memory is its own; time, rows/s and peak memory; the two results are
-   checked equal on a sample.
+   checked equal on a sample. With ``--feast-python``, also Feast's ``get_historical_features``
+   (file offline store) on the same inputs written to Parquet, in its own process through
+   ``bench/_feast_side.py``, checked equal on the same sample. At the issue's full size Feast
+   is very slow; give a smaller ``--rows`` / ``--view-rows`` to measure all three at one size.
 
 Targets: online p99 <= 1 ms; loopml >= 5x the baseline (Feast, in the issue).
 
-Run ``python bench/features.py [--entities N] [--rows N] [--skip-redis] [--skip-join]``.
+Run ``python bench/features.py [--feast-python /tmp/feast/bin/python] [--entities N] [--rows N]
+[--skip-redis] [--skip-join]``.
 """
 
 from __future__ import annotations
@@ -38,6 +52,8 @@ import random
 import resource
 import sqlite3
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -47,6 +63,7 @@ from pathlib import Path
 from typing import Any
 
 REDIS_URL = os.environ.get("LOOPML_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+FEAST_SIDE = Path(__file__).with_name("_feast_side.py")
 TARGET_P99_MS = 1.0
 TARGET_RATIO = 5.0
 TTL_S = 7 * 86400
@@ -190,7 +207,38 @@ class _Lookup:
         self.lookup.view = lambda project, name: view  # type: ignore[method-assign]
 
 
-def _online_figures(label: str, store: Any, baseline: Any, keys: list[int], features: int) -> None:
+def _feast(args: argparse.Namespace, home: Path, store: str) -> dict[str, Any] | None:
+    """Feast's ``get_online_features`` timed in its own environment, or None without one."""
+    if not args.feast_python:
+        return None
+    from urllib.parse import urlparse
+
+    url = urlparse(REDIS_URL)
+    redis = f"{url.hostname or '127.0.0.1'}:{url.port or 6379},db={url.path.strip('/') or 0}"
+    command = [
+        args.feast_python,
+        str(FEAST_SIDE),
+        "online",
+        str(home),
+        "--store",
+        store,
+        "--redis",
+        redis,
+        "--entities",
+        str(args.entities),
+        "--features",
+        str(args.features),
+    ]
+    done = subprocess.run(command, cwd=home, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.exit(f"Feast's side failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _online_figures(
+    label: str, store: Any, layout: Any, keys: list[int], features: int, feast: Any
+) -> None:
     from loopml.core.deployments import FeatureServing
     from loopml.data.features.online import decode_values, encode_entity
     from loopml.serve.gateway._features import with_features
@@ -207,10 +255,10 @@ def _online_figures(label: str, store: Any, baseline: Any, keys: list[int], feat
     def complete(entity: int) -> object:
         return lookup.complete("bench", serving, [{"user_id": entity}])
 
-    base = _timed(baseline.read, keys)
+    rebuilt = _timed(layout.read, keys)
     own = _timed(loopml_read, keys)
     merged = _timed(complete, keys)
-    assert loopml_read(keys[0]) == baseline.read(keys[0])
+    assert loopml_read(keys[0]) == layout.read(keys[0])
 
     async def gateway() -> tuple[float, float]:
         samples = []
@@ -223,13 +271,30 @@ def _online_figures(label: str, store: Any, baseline: Any, keys: list[int], feat
         return _percentiles(samples)
 
     path = asyncio.run(gateway())
-    print(f"{label}: one entity x {features} features, {len(keys)} reads (ratios: p50 / p99)")
-    _row("baseline: Feast's layout, one read + decode", *base, None)
+    base = rebuilt if feast is None else (feast["p50_ms"], feast["p99_ms"])
+    against = "Feast's layout rebuilt" if feast is None else f"Feast {feast['feast']}"
+    print(f"{label}: one entity x {features} features, {len(keys)} reads")
+    print(f"  (ratios against {against}: p50 / p99)")
+    if feast is not None:
+        assert feast["first_values"] == loopml_read(feast["first_key"]), "Feast read other values"
+        _row(f"Feast {feast['feast']} get_online_features().to_dict()", *base, None)
+        seconds = feast["materialize_s"]
+        print(f"    (Feast's materialize of {feast['entities']} entities: {seconds:.1f} s)")
+    _row(
+        "Feast's layout rebuilt here, one read + decode", *rebuilt, None if feast is None else base
+    )
     _row("loopml OnlineStore.read_batch + decode (in-process)", *own, base)
     _row("loopml OnlineFeatureLookup.complete (TTL, merge)", *merged, base)
     _row("loopml gateway path (parse, lookup in a thread, encode)", *path, base)
     verdict = "met" if own[1] <= TARGET_P99_MS else "NOT met"
     print(f"  target p99 <= {TARGET_P99_MS} ms in-process: {verdict}")
+    if feast is None:
+        print(f"  target >= {TARGET_RATIO:.0f}x Feast: Feast not measured (no --feast-python)")
+        return
+    for name, figures in (("in-process read", own), ("OnlineFeatureLookup.complete", merged)):
+        ratio = base[1] / figures[1]
+        verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
+        print(f"  target >= {TARGET_RATIO:.0f}x Feast at p99, {name}: {ratio:.1f}x, {verdict}")
 
 
 def online(args: argparse.Namespace, home: Path) -> None:
@@ -238,12 +303,14 @@ def online(args: argparse.Namespace, home: Path) -> None:
 
     rng = random.Random(7)
     keys = [rng.randrange(args.entities) for _ in range(args.reads)]
+    (home / "keys.json").write_text(json.dumps(keys))
     started = time.perf_counter()
     sqlite_store = open_online_store(SqliteOnlineStoreConfig(), home)
     _fill_loopml(sqlite_store, "bench/user_stats", args.entities, args.features)
     feast_sqlite = _FeastSqlite(home / "feast.db", args.entities, args.features)
     print(f"(SQLite filled with {args.entities} entities in {time.perf_counter() - started:.1f} s)")
-    _online_figures("SQLite", sqlite_store, feast_sqlite, keys, args.features)
+    feast = _feast(args, home, "sqlite")
+    _online_figures("SQLite", sqlite_store, feast_sqlite, keys, args.features, feast)
     sqlite_store.close()
     if args.skip_redis:
         return
@@ -252,7 +319,8 @@ def online(args: argparse.Namespace, home: Path) -> None:
     feast_redis = _FeastRedis(f"{prefix}-feast", args.entities, args.features)
     try:
         _fill_loopml(redis_store, "bench/user_stats", args.entities, args.features)
-        _online_figures("Redis", redis_store, feast_redis, keys, args.features)
+        feast = _feast(args, home, "redis")
+        _online_figures("Redis", redis_store, feast_redis, keys, args.features, feast)
     finally:
         redis_store.delete_namespace("bench/user_stats")
         redis_store.close()
@@ -356,6 +424,29 @@ def _child(name: str, args: argparse.Namespace, queue: Any) -> None:
     queue.put((seconds, peak_mib, head))
 
 
+def _feast_join(args: argparse.Namespace) -> tuple[float, float, Any, str, int] | None:
+    """Feast's ``get_historical_features`` on the same inputs, in its own environment."""
+    if not args.feast_python:
+        return None
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    with tempfile.TemporaryDirectory(prefix="loopml-bench-feast-join-") as folder:
+        work = Path(folder)
+        entities, tables = _join_inputs(args)
+        pq.write_table(entities, work / "entities.parquet")
+        for v, table in enumerate(tables):
+            pq.write_table(table, work / f"view_{v}.parquet")
+        del entities, tables
+        command = [args.feast_python, str(FEAST_SIDE), "join", folder, "--ttl-s", str(TTL_S)]
+        done = subprocess.run(command, cwd=work, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            sys.exit(f"Feast's side failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        head = pd.read_parquet(work / "feast_head.parquet")
+    return result["seconds"], result["peak_mib"], head, result["feast"], result["rows"]
+
+
 def join(args: argparse.Namespace) -> None:
     context = multiprocessing.get_context("spawn")
     results = {}
@@ -365,6 +456,7 @@ def join(args: argparse.Namespace) -> None:
         process.start()
         results[name] = queue.get()
         process.join()
+    feast = _feast_join(args)
     (base_s, base_mib, base_head), (own_s, own_mib, own_head) = results["pandas"], results["loopml"]
     columns = [c for c in base_head.columns if c.startswith("v")]
     same = base_head[columns].equals(own_head[columns])
@@ -372,15 +464,36 @@ def join(args: argparse.Namespace) -> None:
         f"Point-in-time join: {args.rows} entity rows x 3 views x {args.view_features} "
         f"features ({args.view_rows} rows per view), TTL {TTL_S // 86400} days"
     )
-    print(
-        f"  baseline: pandas merge_asof            {base_s:8.2f} s  {args.rows / base_s:12,.0f} "
-        f"rows/s  peak {base_mib:8,.0f} MiB (inputs included)"
-    )
-    print(
-        f"  loopml point_in_time (DuckDB ASOF)     {own_s:8.2f} s  {args.rows / own_s:12,.0f} "
-        f"rows/s  peak {own_mib:8,.0f} MiB (inputs included)  {base_s / own_s:.1f}x"
-    )
-    print(f"  same values on the first 2,000 rows: {same}")
+
+    def line(label: str, seconds: float, mib: float, ratios: str) -> None:
+        print(
+            f"  {label:<38} {seconds:8.2f} s  {args.rows / seconds:12,.0f} rows/s  "
+            f"peak {mib:8,.0f} MiB (inputs included){ratios}"
+        )
+
+    line("baseline: pandas merge_asof", base_s, base_mib, "")
+    if feast is not None:
+        line(f"Feast {feast[3]} get_historical_features", feast[0], feast[1], "")
+    ratios = f"  {base_s / own_s:.1f}x pandas"
+    if feast is not None:
+        ratios += f", {feast[0] / own_s:.1f}x Feast (Feast's peak {feast[1] / own_mib:.1f}x)"
+    line("loopml point_in_time (DuckDB ASOF)", own_s, own_mib, ratios)
+    print(f"  same values on the first 2,000 rows (pandas, loopml): {same}")
+    if feast is None:
+        print("  Feast not measured (no --feast-python)")
+    else:
+        print(f"  Feast returned {feast[4]:,} of the {args.rows:,} entity rows (see below)")
+        theirs = feast[2]
+        ours = own_head.iloc[theirs["__row"].to_numpy()].reset_index(drop=True)
+        feast_same = theirs[columns].equals(ours[columns])
+        print(
+            f"  same values on the {len(theirs)} of the first 2,000 rows Feast returned "
+            f"(Feast, loopml): {feast_same}"
+        )
+        print(
+            "  (Feast's file store drops an entity row whose key has rows in a view but none "
+            "within the TTL; loopml and pandas keep it with nulls)"
+        )
 
 
 def main() -> None:
@@ -391,10 +504,19 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--view-rows", type=int, default=200_000)
     parser.add_argument("--view-features", type=int, default=100)
+    parser.add_argument(
+        "--feast-python",
+        default=os.environ.get("LOOPML_BENCH_FEAST_PYTHON"),
+        help="the python of a virtual environment with feast[redis] installed",
+    )
     parser.add_argument("--skip-redis", action="store_true")
     parser.add_argument("--skip-online", action="store_true")
     parser.add_argument("--skip-join", action="store_true")
     args = parser.parse_args()
+    if args.feast_python and not os.access(args.feast_python, os.X_OK):
+        parser.error(
+            f"--feast-python {args.feast_python}: not an executable Python (see the docstring)"
+        )
     with tempfile.TemporaryDirectory(prefix="loopml-bench-features-") as folder:
         if not args.skip_online:
             online(args, Path(folder))

@@ -40,7 +40,7 @@ FREE_TEXT_ROUTES = (
     r"/sql$|/tables/\{table\}/(files|records|contract)$|/transforms/\{name\}(/apply)?$"
     r"|/datasets$|/pipelines$|/schedules(/\{name\})?$|/triggers(/\{name\})?$|/fire$"
     r"|/auth/(login|whoami|session)$|/tokens(/\{token\}|/\{prefix\})?$|/users(/\{user\})?$|/members(/\{user\})?$"
-    r"|/projects/\{project\}/tables$|/streams(/\{name\})?$|/alerts(/\{rule\})?$"
+    r"|/projects/\{project\}/tables$|/streams(/\{name\}|/apply)?$|/alerts(/\{rule\})?$"
     r"|/features/(views|training-sets)$"
     # A codeset's archive upload (a raw body no schema describes), its free-text `source`,
     # the webhook's server folder (refused unless under codesets.repository_roots) and the

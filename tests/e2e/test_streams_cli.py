@@ -1,11 +1,15 @@
 """``loopml streams`` against a real ``loopml up`` and the real NATS: the server's supervisor
-runs the consumer, messages published land, a poison one is a dead letter."""
+runs the consumer, messages published land, a poison one is a dead letter; the figures are
+on /metrics; the stream applied from YAML is unchanged, then updated and restarted."""
 
 from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timedelta
+from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 
@@ -25,7 +29,7 @@ def nats_broker(nats_server: str) -> Broker:
 
 
 def test_a_stream_created_with_the_cli_fills_its_table(
-    server: RunningServer, nats_broker: Broker
+    server: RunningServer, nats_broker: Broker, tmp_path: Path
 ) -> None:
     made = server.cli(
         "streams",
@@ -59,4 +63,40 @@ def test_a_stream_created_with_the_cli_fills_its_table(
     assert counted.stdout.split()[-1] == "200,200"  # 200 rows, 200 distinct ids
     listed = json.loads(server.cli("streams", "list", "--json").stdout)
     assert [(s["name"], s["stats"]["status"]) for s in listed] == [("orders-in", "running")]
+    scraped = httpx.get(f"{server.url}/metrics", timeout=30).text
+    labels = 'project="default",source="nats",stream="orders-in",table="orders"'
+    assert f"loopml_stream_messages_total{{{labels}}} 201.0" in scraped
+    assert f"loopml_stream_dead_letters_total{{{labels}}} 1.0" in scraped
+
+    # The same stream in YAML: unchanged, then a new transform the consumer restarts with.
+    spec = tmp_path / "streams.yaml"
+    fields = (
+        f"name: orders-in\nsource: {nats_broker.url}\nsubject: '{nats_broker.subject}'\n"
+        "table: orders\nbatch_ms: 100\n"
+    )
+    spec.write_text(fields)
+    same = server.cli("streams", "apply", str(spec))
+    assert "stream orders-in unchanged" in same.stdout, same.stdout + same.stderr
+    spec.write_text(fields + "transform: SELECT id + 1000 AS id, amount FROM batch\n")
+    assert "stream orders-in updated" in server.cli("streams", "apply", str(spec)).stdout
+    # The consumer sees the change at its next report (within 2 s) and stops without
+    # writing another; a heartbeat well after the change is the restarted consumer's.
+    deadline = time.monotonic() + 60
+    while True:
+        shown = json.loads(server.cli("streams", "show", "orders-in", "--json").stdout)
+        changed = datetime.fromisoformat(shown["updated_at"])
+        beat = shown["stats"]["heartbeat_at"]
+        if beat is not None and datetime.fromisoformat(beat) > changed + timedelta(seconds=1):
+            break
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.5)
+    nats_broker.publish([orjson.dumps({"id": 1, "amount": 1.0})])
+    deadline = time.monotonic() + 60
+    while True:
+        shown = json.loads(server.cli("streams", "show", "orders-in", "--json").stdout)
+        if shown["stats"]["messages"] == 202 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    top = server.cli("sql", "SELECT max(id) AS m FROM orders", "--format", "csv")
+    assert top.stdout.split()[-1] == "1001", top.stdout
     assert server.cli("streams", "delete", "orders-in").returncode == 0

@@ -124,8 +124,14 @@ def show(
 def training_set(
     ctx: typer.Context,
     dataset: str = typer.Argument(..., help="The dataset the result becomes a version of."),
-    entities: str = typer.Option(
-        ..., "--entities", help="The entity table: a lake table or one SELECT."
+    entities: str | None = typer.Option(
+        None, "--entities", help="The entity table: a lake table or one SELECT."
+    ),
+    entities_dataset: str | None = typer.Option(
+        None, "--entities-dataset", help="Or a dataset version: NAME or NAME@VERSION."
+    ),
+    entities_part: str = typer.Option(
+        "all", "--entities-part", help="With --entities-dataset: all, train or eval."
     ),
     views: str = typer.Option(..., "--views", help="Feature views, comma-separated."),
     event_time: str = typer.Option(
@@ -145,6 +151,8 @@ def training_set(
         made = client.features.training_set(
             dataset,
             entities=entities,
+            entities_dataset=entities_dataset,
+            entities_part=entities_part,
             views=[v.strip() for v in views.split(",") if v.strip()],
             event_time=event_time,
             split=split,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -107,6 +108,31 @@ def create(
             project=project,
         )
     _out(made, json_out)
+
+
+@app.command("apply")
+def apply(
+    ctx: typer.Context,
+    file: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="YAML: a stream, or a list under 'streams'."
+    ),
+    project: str = PROJECT,
+    json_out: bool = JSON,
+) -> None:
+    """Create or update the streams a YAML file defines (the fields of `streams create`):
+    all or none; an unchanged stream is left alone."""
+    with state(ctx).client() as client:
+        applied = client.streams.apply(file.read_text(encoding="utf-8"), project=project)
+    if json_out:
+        as_json(applied.model_dump(mode="json"))
+        return
+    for item in applied.items:
+        console.print(
+            f"stream {item.stream.name} {item.action} ({_where(item.stream)} into table "
+            f"{item.stream.config.table})",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command("list")

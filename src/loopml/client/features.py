@@ -57,17 +57,24 @@ class Features:
         self,
         dataset: str,
         *,
-        entities: str,
+        entities: str | None = None,
         views: builtins.list[str],
         event_time: str = "event_time",
         description: str = "",
         split: SplitSpec | None = None,
+        entities_dataset: str | None = None,
+        entities_part: str = "all",
         project: str | None = None,
     ) -> DatasetVersionResult:
-        """Join ``views`` onto ``entities`` as of each row's time, as a dataset version."""
+        """Join ``views`` onto the entity rows as of each row's time, as a dataset version.
+        The entity rows are ``entities`` (a lake table or one SELECT) or
+        ``entities_dataset`` (a dataset version, ``labels`` or ``labels@3``; with
+        ``entities_part`` ``train`` or ``eval`` of its split)."""
         body: dict[str, Any] = {
             "dataset": dataset,
             "entities": entities,
+            "entities_dataset": entities_dataset,
+            "entities_part": entities_part,
             "views": views,
             "event_time": event_time,
             "description": description,

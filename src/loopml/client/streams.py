@@ -6,7 +6,7 @@ import builtins
 
 from loopml.client._http import Http, segment
 from loopml.core.names import DEFAULT_PROJECT
-from loopml.core.streams import Stream
+from loopml.core.streams import Stream, StreamsApplied
 
 
 def _path(project: str | None, name: str = "", tail: str = "") -> str:
@@ -57,6 +57,12 @@ class Streams:
             "push": push,
         }
         return Stream.model_validate(self._http.json("POST", _path(project), json=body))
+
+    def apply(self, spec: str, *, project: str | None = None) -> StreamsApplied:
+        """Create or update the streams a YAML text defines (one stream's mapping, or a
+        list under ``streams``): each item says ``created``, ``updated`` or ``unchanged``."""
+        data = self._http.json("POST", _path(project, tail="apply"), json={"spec": spec})
+        return StreamsApplied.model_validate(data)
 
     def list(self, project: str | None = None) -> builtins.list[Stream]:
         """A project's streams, by name, with their consumers' last reports."""

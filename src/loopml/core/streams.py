@@ -13,10 +13,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
 
 from loopml.core.errors import ValidationError
 from loopml.core.features import validate_view_name
@@ -225,6 +226,127 @@ class Stream(BaseModel):
     actor: str
     created_at: datetime
     updated_at: datetime
+
+
+class StreamSpec(BaseModel):
+    """A stream's definition as written: ``loopml streams create``'s options, one entry of
+    a ``loopml streams apply`` file, the body of ``POST .../streams``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(max_length=63, json_schema_extra={"pattern": STREAM_NAME_PATTERN.pattern})
+    source: str = Field(
+        max_length=500,
+        description="nats://host:port (with `subject`) or redis://host:port/db?stream=key.",
+    )
+    subject: str | None = Field(
+        default=None,
+        max_length=200,
+        description="The NATS subject (wildcards allowed), or a Redis stream's key.",
+    )
+    table: str = Field(max_length=63, json_schema_extra={"pattern": TABLE_NAME_PATTERN.pattern})
+    dead_letter: str | None = Field(
+        default=None,
+        max_length=63,
+        json_schema_extra={"pattern": TABLE_NAME_PATTERN.pattern},
+        description="The dead-letter table (default `<table>__dead`).",
+    )
+    transform: str | None = Field(
+        default=None,
+        max_length=MAX_TRANSFORM_CHARS,
+        description="One SELECT over `batch`, the micro-batch, run before the commit.",
+    )
+    batch_rows: int | None = Field(default=None, ge=1, le=1_000_000)
+    batch_ms: int | None = Field(default=None, ge=1, le=600_000)
+    redeliver_s: int | None = Field(
+        default=None, ge=1, le=86_400, description="Redeliver what is not acked after this."
+    )
+    push: list[str] | None = Field(
+        default=None,
+        max_length=10,
+        description="Feature views over `table` whose online store gets each batch's newest "
+        "values per entity as it commits.",
+    )
+
+
+FIXED_ON_UPDATE = ("source", "table", "redeliver_s")
+"""What an apply may not change on an existing stream: its committed message ids are
+positions in that broker's stream, rows of that table, and the broker-side consumer keeps
+the redelivery delay it was made with. Delete the stream and create it under a new name."""
+MAX_SPECS_CHARS = 200_000
+MAX_SPECS = 100
+
+
+def parse_stream_specs(data: Any) -> list[StreamSpec]:
+    """The stream definitions in a parsed YAML document: one stream's mapping, a list of
+    them, or a mapping whose only key ``streams`` holds that list.
+
+    Raises:
+        ValidationError: another shape, an unknown or missing field, a bad value, or a
+            name given twice; the message says which entry and which field.
+    """
+    entries = data
+    if isinstance(data, dict) and "streams" in data:
+        extra = sorted(str(k) for k in data if k != "streams")
+        if extra:
+            raise ValidationError(
+                f"a streams file has only the key 'streams' at its top, not {extra}",
+                details={"field": extra[0]},
+            )
+        entries = data["streams"]
+    elif isinstance(data, dict):
+        entries = [data]
+    if not isinstance(entries, list) or not entries or len(entries) > MAX_SPECS:
+        raise ValidationError(
+            f"expected one stream (a mapping with name, source, table, ...) or a list of 1 "
+            f"to {MAX_SPECS} of them under 'streams'",
+            details={"field": "streams"},
+        )
+    specs = [_spec(i, entry) for i, entry in enumerate(entries)]
+    names = [s.name for s in specs]
+    doubled = sorted({n for n in names if names.count(n) > 1})
+    if doubled:
+        raise ValidationError(
+            f"the file defines stream {doubled[0]!r} more than once",
+            details={"field": "name", "names": doubled},
+        )
+    return specs
+
+
+def _spec(index: int, entry: Any) -> StreamSpec:
+    where = f"streams[{index}]"
+    if not isinstance(entry, dict):
+        raise ValidationError(
+            f"{where}: expected a mapping with name, source, table, ..., got "
+            f"{type(entry).__name__}",
+            details={"field": where},
+        )
+    if isinstance(entry.get("name"), str):
+        where = f"{where} ({entry['name'][:63]})"
+    try:
+        return StreamSpec.model_validate(entry)
+    except PydanticValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "stream"
+        if first["type"] == "extra_forbidden":
+            known = ", ".join(StreamSpec.model_fields)
+            message = f"{where}: unknown field {field!r}; a stream has {known}"
+        else:
+            message = f"{where}: {field}: {first['msg']}"
+        raise ValidationError(message, details={"field": field, "entry": index}) from None
+
+
+class StreamApplied(BaseModel):
+    """One stream of an apply and what the apply did to it."""
+
+    stream: Stream
+    action: Literal["created", "updated", "unchanged"]
+
+
+class StreamsApplied(BaseModel):
+    """The answer to ``POST .../streams/apply``, in the file's order."""
+
+    items: list[StreamApplied]
 
 
 class StreamState(BaseModel):

@@ -2,20 +2,28 @@
 
 ``record_states`` is called in the transaction that records a lake commit (or reconciles
 one found in the log), so a stream's committed ids move with its rows, never apart. Changes
-to a definition append ``stream.created`` / ``.paused`` / ``.resumed`` / ``.deleted``.
+to a definition append ``stream.created`` / ``.updated`` / ``.paused`` / ``.resumed`` /
+``.deleted``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Literal
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from loopml.core.clock import utcnow
-from loopml.core.errors import AlreadyExistsError, NotFoundError
-from loopml.core.streams import Stream, StreamConfig, StreamState, StreamStats
+from loopml.core.errors import AlreadyExistsError, ConflictError, NotFoundError
+from loopml.core.streams import (
+    FIXED_ON_UPDATE,
+    Stream,
+    StreamConfig,
+    StreamState,
+    StreamStats,
+)
 from loopml.core.streams import validate_stream_name as _check_name
 from loopml.store import events
 from loopml.store._checks import check_actor
@@ -24,6 +32,9 @@ from loopml.store._registry import project_row
 from loopml.store.orm import ProjectRow, StreamRow
 
 MAX_ERROR_CHARS = 500
+_KEEP_UPDATED_AT = {"updated_at": StreamRow.updated_at}
+"""A consumer's reports and commits leave ``updated_at`` alone: it says when the
+definition last changed (created, applied, paused, resumed), not when a heartbeat came."""
 
 
 def _to_domain(row: StreamRow, project: str) -> Stream:
@@ -110,6 +121,42 @@ def create(
     return _to_domain(row, project)
 
 
+def put(
+    session: Session, project: str, name: str, config: StreamConfig, *, actor: str
+) -> tuple[Stream, Literal["created", "updated", "unchanged"]]:
+    """Create the stream, or give an existing one ``config`` (``stream.updated``; its
+    consumer sees the change in its next report and restarts with it); equal
+    configurations change nothing.
+
+    Raises:
+        ConflictError: ``config`` changes a field of ``FIXED_ON_UPDATE``.
+        NotFoundError: no such project.
+    """
+    check_actor(actor)
+    project_id = project_row(session, project).id
+    row = session.scalars(
+        select(StreamRow).where(StreamRow.project_id == project_id, StreamRow.name == name)
+    ).one_or_none()
+    if row is None:
+        return create(session, project, name, config, actor=actor), "created"
+    have = StreamConfig.model_validate(row.config)
+    if have == config:
+        return _to_domain(row, project), "unchanged"
+    fixed = [f for f in FIXED_ON_UPDATE if getattr(have, f) != getattr(config, f)]
+    if fixed:
+        raise ConflictError(
+            f"stream {name!r}: {', '.join(fixed)} cannot change (its committed messages are "
+            "positions in that source and rows of that table): delete the stream and create "
+            "it under another name, or keep the old value",
+            details={"project": project, "stream": name, "fields": fixed},
+        )
+    row.config = config.model_dump(mode="json")
+    row.actor = actor
+    session.flush()
+    _event(session, "stream.updated", project, row, actor)
+    return _to_domain(row, project), "updated"
+
+
 def get(session: Session, project: str, name: str) -> Stream:
     """The stream ``name``; ``NotFoundError`` when it or the project is missing."""
     return _to_domain(_row(session, project, name), project)
@@ -134,6 +181,16 @@ def list_(session: Session, project: str) -> list[Stream]:
         select(StreamRow).where(StreamRow.project_id == project_id).order_by(StreamRow.name)
     )
     return [_to_domain(row, project) for row in rows]
+
+
+def every(session: Session) -> list[Stream]:
+    """Every stream of every project, by project and name (for ``/metrics``)."""
+    rows = session.execute(
+        select(StreamRow, ProjectRow.name)
+        .join(ProjectRow, ProjectRow.id == StreamRow.project_id)
+        .order_by(ProjectRow.name, StreamRow.name)
+    )
+    return [_to_domain(row, project) for row, project in rows]
 
 
 def all_streams(session: Session) -> list[tuple[str, bool]]:
@@ -185,6 +242,7 @@ def record_states(session: Session, states: Iterable[StreamState], at: datetime)
                 messages=state.messages,
                 dead_letters=state.dead_letters,
                 last_commit_at=at,
+                **_KEEP_UPDATED_AT,
             )
         )
 
@@ -226,7 +284,7 @@ def claim(session: Session, stream_id: str, owner: str, stale_s: float) -> str |
                 StreamRow.heartbeat_at < now - timedelta(seconds=stale_s),
             ),
         )
-        .values(owner=owner, heartbeat_at=now)
+        .values(owner=owner, heartbeat_at=now, **_KEEP_UPDATED_AT)
         .execution_options(synchronize_session=False)
     )
     if _count(taken):
@@ -247,7 +305,7 @@ def release(session: Session, stream_id: str, owner: str) -> None:
     session.execute(
         update(StreamRow)
         .where(StreamRow.id == stream_id, StreamRow.owner == owner)
-        .values(owner=None)
+        .values(owner=None, **_KEEP_UPDATED_AT)
         .execution_options(synchronize_session=False)
     )
 
@@ -269,6 +327,7 @@ def report(session: Session, stream_id: str, stats: StreamStats, owner: str) -> 
             errors=stats.errors,
             last_error=None if stats.last_error is None else stats.last_error[:MAX_ERROR_CHARS],
             heartbeat_at=utcnow(),
+            **_KEEP_UPDATED_AT,
         )
         .execution_options(synchronize_session=False)
     )

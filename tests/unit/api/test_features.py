@@ -123,3 +123,40 @@ def test_the_online_read_never_takes_the_other_feature_paths(http: TestClient) -
     assert reserved.status_code == 422
     assert "reserved" in reserved.json()["error"]["message"]
     assert http.get(f"{FEATURES}/nothing_here", params={"entity": "1"}).status_code == 404
+
+
+@pytest.mark.usefixtures("tables")
+def test_a_training_set_from_a_dataset_version(client: Client, http: TestClient) -> None:
+    client.features.apply(SPEC)
+    client.datasets.create(P, "label_set", "labels")
+    made = client.features.training_set(
+        "train", entities_dataset="label_set@1", views=["user_stats"]
+    )
+    assert (made.created, made.row_count) == (True, 2)
+    assert "onto dataset label_set@1" in made.source
+    assert {s.table for s in made.sources} == {"stats", "labels"}
+    rows = client.datasets.read(P, "train").to_pylist()
+    assert sorted((r["user_id"], r["spend"]) for r in rows) == [(1, 1.0), (2, 2.0)]
+    both = {"dataset": "t", "entities": "labels", "entities_dataset": "label_set", "views": []}
+    for body, says in [
+        ({**both, "views": ["user_stats"]}, "one way"),
+        (
+            {"dataset": "t", "entities_dataset": "label_set@x", "views": ["user_stats"]},
+            "invalid dataset reference",
+        ),
+        ({**both, "entities_part": "half", "views": ["user_stats"]}, "entities_part"),
+    ]:
+        answer = http.post(f"{FEATURES}/training-sets", json=body)
+        assert answer.status_code == 422, answer.text
+        assert says in answer.text
+    split = http.post(
+        f"{FEATURES}/training-sets",
+        json={
+            "dataset": "t",
+            "entities_dataset": "label_set",
+            "entities_part": "eval",
+            "views": ["user_stats"],
+        },
+    )
+    assert split.status_code == 404  # no frozen split to take a part of
+    assert "no train/eval split" in split.json()["error"]["message"]

@@ -91,3 +91,64 @@ def test_unknown_project_or_stream_is_404(http: TestClient) -> None:
     assert http.get("/api/v1/projects/nope/streams").status_code == 404
     assert http.post(STREAMS + "/nope/pause").status_code == 404
     assert http.delete(STREAMS + "/nope").status_code == 404
+
+
+STREAMS_FILE = """\
+streams:
+  - name: orders-in
+    source: nats://127.0.0.1:4222
+    subject: orders.*
+    table: orders
+    batch_ms: 100
+  - name: clicks
+    source: redis://127.0.0.1:6379/0?stream=clicks
+    table: clicks
+"""
+
+
+def test_apply_creates_then_leaves_alone_then_updates(client: Client, http: TestClient) -> None:
+    first = client.streams.apply(STREAMS_FILE)
+    assert [(i.stream.name, i.action) for i in first.items] == [
+        ("orders-in", "created"),
+        ("clicks", "created"),
+    ]
+    assert first.items[0].stream.config.batch_ms == 100
+    again = client.streams.apply(STREAMS_FILE)
+    assert [i.action for i in again.items] == ["unchanged", "unchanged"]
+    assert again.items[0].stream.updated_at == first.items[0].stream.updated_at
+    changed = STREAMS_FILE.replace("batch_ms: 100", "batch_ms: 250\n    transform: SELECT 1 AS x")
+    updated = client.streams.apply(changed)
+    assert [i.action for i in updated.items] == ["updated", "unchanged"]
+    shown = client.streams.get("orders-in")
+    assert (shown.config.batch_ms, shown.config.transform) == (250, "SELECT 1 AS x")
+    assert shown.id == first.items[0].stream.id  # the same stream: its committed ids stay
+    kinds = [
+        e["type"] for e in http.get("/api/v1/events", params={"type": "stream.*"}).json()["items"]
+    ]
+    assert kinds == ["stream.created", "stream.created", "stream.updated"]
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "says"),
+    [
+        (("table: orders", "table: orders2"), 409, "table cannot change"),
+        (("subject: orders.*", "subject: other.*"), 409, "source cannot change"),
+        (("batch_ms: 100", "batch_ms: 100\n    redeliver_s: 5"), 409, "redeliver_s cannot"),
+        (("batch_ms: 100", "batch_ms: 100\n    colour: red"), 422, "unknown field 'colour'"),
+        (("batch_ms: 100", "batch_ms: 100\n    transform: SELECT * FROM x"), 422, "micro-batch"),
+        (("clicks\n", "orders-in\n"), 422, "more than once"),
+        (("streams:", "streams: [\n"), 422, "not valid YAML"),
+    ],
+)
+def test_a_refused_apply_changes_nothing(
+    client: Client, http: TestClient, change: tuple[str, str], status: int, says: str
+) -> None:
+    client.streams.apply(STREAMS_FILE)
+    text = (
+        STREAMS_FILE.replace(*change) + "  - {name: third, source: nats://h, subject: s, table: t}"
+    )
+    answer = http.post(STREAMS + "/apply", json={"spec": text})
+    assert answer.status_code == status, answer.text
+    assert says in answer.json()["error"]["message"]
+    assert [s.name for s in client.streams.list()] == ["clicks", "orders-in"]  # not "third"
+    assert client.streams.get("orders-in").config.table == "orders"

@@ -97,6 +97,23 @@ def test_loopml_train_uses_a_training_set(platform: Platform, tmp_path: Path) ->
         "0.25",
     )
     assert "dataset churn_set created version 1: 80 rows" in made.stdout, made.stdout
+    labelled = platform.cli(
+        "datasets", "create", "churn_labels", "--from", "churn", "--split", "0.25"
+    )
+    assert labelled.exit_code == 0, labelled.stdout
+    from_dataset = platform.cli(
+        "features",
+        "training-set",
+        "churn_eval",
+        "--entities-dataset",
+        "churn_labels@1",
+        "--entities-part",
+        "eval",
+        "--views",
+        "spend_view",
+    )
+    assert from_dataset.exit_code == 0, from_dataset.output
+    assert "dataset churn_eval created version 1: 20 rows" in from_dataset.stdout
     trained = platform.cli(
         "train",
         "-d",

@@ -1,4 +1,4 @@
-"""Stream definitions without I/O: source URLs, id ranges, the ack floor."""
+"""Stream definitions without I/O: source URLs, streams files, id ranges, the ack floor."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from loopml.core.streams import (
     decode_ids,
     encode_ids,
     parse_source,
+    parse_stream_specs,
 )
+from loopml.core.yamltext import load_yaml
 
 
 def test_nats_source_needs_a_subject() -> None:
@@ -74,3 +76,60 @@ def test_floor_drops_what_is_acked() -> None:
     ids = {(0, 1), (0, 2), (0, 3), (1, 0)}
     assert above_floor(ids, (0, 2)) == {(0, 3), (1, 0)}
     assert above_floor(ids, None) == ids
+
+
+ORDERS = """\
+name: orders-in
+source: nats://127.0.0.1:4222
+subject: orders.*
+table: orders
+batch_ms: 100
+push: [order_stats]
+"""
+
+
+def test_a_streams_file_holds_one_stream_or_a_list() -> None:
+    (one,) = parse_stream_specs(load_yaml(ORDERS, "streams file"))
+    assert (one.name, one.subject, one.batch_ms, one.push) == (
+        "orders-in",
+        "orders.*",
+        100,
+        ["order_stats"],
+    )
+    assert one.batch_rows is None  # left to the stream's default
+    text = """\
+streams:
+  - {name: a, source: "redis://127.0.0.1:6379/0?stream=k", table: t}
+  - {name: b, source: "nats://127.0.0.1", subject: x.>, table: u, transform: SELECT 1}
+"""
+    assert [s.name for s in parse_stream_specs(load_yaml(text, "f"))] == ["a", "b"]
+    listed = "- {name: c, source: nats://h, subject: s, table: t}"
+    assert [s.name for s in parse_stream_specs(load_yaml(listed, "f"))] == ["c"]
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (ORDERS + "batchrows: 5\n", "unknown field 'batchrows'; a stream has name, source"),
+        ("streams:\n  - {name: a, source: s, table: t, colour: red}", r"streams\[0\] \(a\)"),
+        ("name: a\nsource: nats://h\n", "table: Field required"),
+        (ORDERS.replace("batch_ms: 100", "batch_ms: 0"), "batch_ms: Input should be greater"),
+        (ORDERS.replace("batch_ms: 100", "batch_ms: lots"), "batch_ms: Input should be a valid"),
+        ("streams: []", "a list of 1 to"),
+        ("just text", "expected one stream"),
+        ("streams: [{name: a, source: s, table: t}]\nextra: 1", "only the key 'streams'"),
+        (
+            "streams: [{name: a, source: s, table: t}, {name: a, source: s, table: u}]",
+            "more than once",
+        ),
+        ("streams: [{name: a, source: s, table: t}, 5]", r"streams\[1\]: expected a mapping"),
+    ],
+)
+def test_a_bad_streams_file_names_the_entry_and_field(text: str, says: str) -> None:
+    with pytest.raises(ValidationError, match=says):
+        parse_stream_specs(load_yaml(text, "streams file"))
+
+
+def test_yaml_tags_are_never_run() -> None:
+    with pytest.raises(ValidationError, match="not valid YAML"):
+        load_yaml("!!python/object/apply:os.system ['true']", "streams file")

@@ -55,3 +55,23 @@ def test_an_older_state_never_replaces_a_newer_one(store: MetadataStore) -> None
             [StreamState(stream_id="gone", gen=9, done=[], messages=0, dead_letters=0)],
             utcnow(),
         )
+
+
+def test_reports_and_commits_leave_updated_at_alone(store: MetadataStore) -> None:
+    sid = _stream(store)
+    with store.session() as session:
+        made = stream_rows.by_id(session, sid).updated_at
+    state = StreamState(stream_id=sid, gen=1, done=[[0, 1, 1]], messages=1, dead_letters=0)
+    with store.session() as session:
+        assert stream_rows.claim(session, sid, "a", stale_s=6) is None
+        assert stream_rows.report(session, sid, StreamStats(status="running"), "a") is True
+        stream_rows.record_states(session, [state], utcnow())
+        stream_rows.release(session, sid, "a")
+    with store.session() as session:
+        found = stream_rows.by_id(session, sid)
+        assert (found.updated_at, found.stats.commits) == (made, 1)
+        assert found.stats.heartbeat_at is not None
+        assert found.stats.heartbeat_at > made
+        stream_rows.set_paused(session, "p", "s", True, actor="test")
+    with store.session() as session:
+        assert stream_rows.by_id(session, sid).updated_at > made  # a definition change

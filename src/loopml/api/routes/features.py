@@ -148,6 +148,8 @@ def create_training_set(
         project,
         body.dataset,
         entities=body.entities,
+        entities_dataset=body.entities_dataset,
+        entities_part=body.entities_part,
         views=body.views,
         event_time=body.event_time,
         description=body.description,

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Response
 from loopml.api.context import Actor, Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
-from loopml.api.schemas.streams import StreamCreate, StreamList, stream_path
-from loopml.core.streams import Stream
+from loopml.api.schemas.streams import StreamCreate, StreamList, StreamsApply, stream_path
+from loopml.core.streams import Stream, StreamsApplied
 from loopml.data.streams import service as svc
 
 STREAMS = "/api/v1/projects/{project}/streams"
@@ -23,6 +23,17 @@ def create_stream(body: StreamCreate, ctx: Ctx, actor: Actor, project: str = PRO
     """Define a stream: its consumer starts within seconds, reads the subject or key from
     its start, and commits micro-batches to `table` (bad messages to `dead_letter`)."""
     return svc.create(ctx.store, project, actor=actor, **body.model_dump())
+
+
+@router.post(STREAMS + "/apply")
+def apply_streams(
+    body: StreamsApply, ctx: Ctx, actor: Actor, project: str = PROJECT
+) -> StreamsApplied:
+    """Create or update the streams a YAML (or JSON) file defines, all or none: each is
+    `created`, `updated` (its consumer commits what it holds and restarts with the new
+    definition) or `unchanged`. A stream's source, table and `redeliver_s` cannot change
+    (409)."""
+    return svc.apply(ctx.store, project, body.spec, actor=actor)
 
 
 @router.get(STREAMS)

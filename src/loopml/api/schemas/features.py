@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from loopml.core.datasets import SplitSpec
+from loopml.core.datasets import DATASET_REF_PATTERN, Part, SplitSpec
 from loopml.core.features import (
     COLUMN_PATTERN,
     MAX_SPEC_CHARS,
@@ -51,10 +51,23 @@ class TrainingSetCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset: str = Field(max_length=63, description="The dataset the result is a version of.")
-    entities: str = Field(
+    entities: str | None = Field(
+        default=None,
         min_length=1,
         max_length=MAX_SPEC_CHARS,
-        description="The entity table: a lake table (`labels`, `labels@2`) or one SELECT.",
+        description="The entity table: a lake table (`labels`, `labels@2`) or one SELECT "
+        "(or give `entities_dataset`).",
+    )
+    entities_dataset: str | None = Field(
+        default=None,
+        max_length=80,
+        json_schema_extra={"pattern": DATASET_REF_PATTERN.pattern},
+        description="Instead of `entities`: a dataset version, `labels` (the newest) or "
+        "`labels@3`, read verified against its hash.",
+    )
+    entities_part: Part = Field(
+        default="all",
+        description="With `entities_dataset`: `train` or `eval` of its frozen split.",
     )
     views: list[str] = Field(min_length=1, max_length=MAX_VIEWS)
     event_time: str = Field(

@@ -7,11 +7,9 @@ from typing import Any
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from loopml.core.lake import TABLE_NAME_PATTERN
-from loopml.core.streams import MAX_TRANSFORM_CHARS, STREAM_NAME_PATTERN, Stream
+from loopml.core.streams import MAX_SPECS_CHARS, STREAM_NAME_PATTERN, Stream, StreamSpec
 
 _NAME: dict[str, Any] = {"pattern": STREAM_NAME_PATTERN.pattern}
-_TABLE: dict[str, Any] = {"pattern": TABLE_NAME_PATTERN.pattern}
 
 
 def stream_path() -> Any:
@@ -24,42 +22,17 @@ def stream_path() -> Any:
     )
 
 
-class StreamCreate(BaseModel):
+class StreamCreate(StreamSpec):
     """Body of ``POST .../streams``."""
+
+
+class StreamsApply(BaseModel):
+    """Body of ``POST .../streams/apply``: one stream's YAML (or JSON) definition, a list
+    of them, or a mapping whose key ``streams`` holds that list."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(max_length=63, json_schema_extra=_NAME)
-    source: str = Field(
-        max_length=500,
-        description="nats://host:port (with `subject`) or redis://host:port/db?stream=key.",
-    )
-    subject: str | None = Field(
-        default=None, max_length=200, description="The NATS subject (wildcards allowed)."
-    )
-    table: str = Field(max_length=63, json_schema_extra=_TABLE)
-    dead_letter: str | None = Field(
-        default=None,
-        max_length=63,
-        json_schema_extra=_TABLE,
-        description="The dead-letter table (default `<table>__dead`).",
-    )
-    transform: str | None = Field(
-        default=None,
-        max_length=MAX_TRANSFORM_CHARS,
-        description="One SELECT over `batch`, the micro-batch, run before the commit.",
-    )
-    batch_rows: int | None = Field(default=None, ge=1, le=1_000_000)
-    batch_ms: int | None = Field(default=None, ge=1, le=600_000)
-    redeliver_s: int | None = Field(
-        default=None, ge=1, le=86_400, description="Redeliver what is not acked after this."
-    )
-    push: list[str] | None = Field(
-        default=None,
-        max_length=10,
-        description="Feature views over `table` whose online store gets each batch's newest "
-        "values per entity as it commits.",
-    )
+    spec: str = Field(min_length=1, max_length=MAX_SPECS_CHARS, description="The YAML.")
 
 
 class StreamList(BaseModel):

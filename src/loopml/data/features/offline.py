@@ -9,7 +9,9 @@ leak point-in-time correctness rules out.
 All inputs are read through ``sources.materialize`` (the sandboxed warehouse), so every
 table version read is known; the result becomes a dataset version through
 ``datasets.create_version_from_rows`` with those versions as its sources, and the event
-``feature_training_set.created`` records which view versions were joined.
+``feature_training_set.created`` records which view versions were joined. The entity rows
+may instead be a dataset version (or a part of its split), read verified against its
+hash; its table versions become the result's sources, and the event names the version.
 
 Example:
     >>> made = training_set(store, artifacts, "default", "churn_train",
@@ -23,7 +25,13 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from loopml.core.datasets import DatasetVersionResult, SplitSpec
+from loopml.core.datasets import (
+    DatasetRef,
+    DatasetVersion,
+    DatasetVersionResult,
+    Part,
+    SplitSpec,
+)
 from loopml.core.errors import ValidationError
 from loopml.core.features import COLUMN_PATTERN, FeatureView
 from loopml.data import datasets
@@ -170,7 +178,9 @@ def training_set(
     project: str,
     name: str,
     *,
-    entities: str,
+    entities: str | None = None,
+    entities_dataset: str | None = None,
+    entities_part: Part = "all",
     views: list[str],
     event_time: str = "event_time",
     description: str = "",
@@ -178,18 +188,22 @@ def training_set(
     actor: str,
     timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> DatasetVersionResult:
-    """Join ``views`` onto ``entities`` as of each row's ``event_time``; store the result
-    as the next version of dataset ``name`` (``created`` false when unchanged).
+    """Join ``views`` onto the entity rows as of each row's ``event_time``; store the
+    result as the next version of dataset ``name`` (``created`` false when unchanged).
 
     Args:
         entities: a lake table (``labels``, ``labels@2``) or one SELECT over lake tables.
+        entities_dataset: instead, a dataset version (``labels``, ``labels@3``), read
+            verified against its hash; ``entities_part`` picks ``train`` or ``eval`` of
+            its split. The result's lineage names that version and carries its tables.
         views: the feature views, at their newest versions.
         event_time: the entity table's time column.
 
     Raises:
-        ValidationError: a bad name, a missing column, a clash of feature names, a join
+        ValidationError: both or neither of ``entities`` and ``entities_dataset``, a bad
+            name, reference or part, a missing column, a clash of feature names, a join
             that fails (keys of different types).
-        NotFoundError: no such project, table or view.
+        NotFoundError: no such project, table, dataset, version, split or view.
     """
     if not isinstance(event_time, str) or not COLUMN_PATTERN.fullmatch(event_time):
         raise ValidationError(
@@ -197,14 +211,16 @@ def training_set(
             details={"field": "event_time"},
         )
     found = _views(store, project, views)
-    base = materialize(store, artifacts, project, entities, timeout_s=timeout_s)
+    base = _entity_rows(
+        store, artifacts, project, entities, entities_dataset, entities_part, timeout_s
+    )
     joined = []
     for view in found:
         rows = materialize(store, artifacts, project, view_sql(view.spec), timeout_s=timeout_s)
         check_against(view.spec, rows.table.schema)
         joined.append(JoinedView(view, rows))
-    table = point_in_time(base.table, event_time, joined)
-    read = sorted({*base.sources, *(s for j in joined for s in j.rows.sources)})
+    table = point_in_time(base.rows.table, event_time, joined)
+    read = sorted({*base.rows.sources, *(s for j in joined for s in j.rows.sources)})
     pinned = ", ".join(f"{v.name}@{v.version}" for v in found)
     made = datasets.create_version_from_rows(
         store,
@@ -212,14 +228,80 @@ def training_set(
         project,
         name,
         table,
-        source=f"point-in-time join of {pinned} onto {entities.strip()[:2000]}",
+        source=f"point-in-time join of {pinned} onto {base.said[:2000]}",
         sources=read,
         description=description,
         split=split,
         actor=actor,
     )
-    _record(store, project, made, found, read, actor)
+    _record(store, project, made, found, read, base.dataset, actor)
     return made
+
+
+@dataclass(frozen=True)
+class EntityRows:
+    """The entity rows read, and where from.
+
+    Attributes:
+        said: how the result's ``source`` names them (``labels@2``, the SQL, or
+            ``dataset labels@3 (train)``).
+        dataset: the dataset version read, for the event, else ``None``.
+    """
+
+    rows: Materialized
+    said: str
+    dataset: dict[str, object] | None
+
+
+def _entity_rows(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    project: str,
+    entities: str | None,
+    entities_dataset: str | None,
+    part: Part,
+    timeout_s: float,
+) -> EntityRows:
+    if (entities is None) == (entities_dataset is None):
+        raise _one_way()
+    if entities is not None:
+        if part != "all":
+            raise ValidationError(
+                "`entities_part` picks a part of a dataset's split: it needs `entities_dataset`",
+                details={"field": "entities_part"},
+            )
+        read = materialize(store, artifacts, project, entities, timeout_s=timeout_s)
+        return EntityRows(read, entities.strip(), None)
+    if entities_dataset is None:
+        raise _one_way()
+    version = datasets.get_version(store, project, DatasetRef.parse(entities_dataset))
+    rows = datasets.read_version(store, artifacts, project, version.ref, part)
+    # The dataset's own table versions become the result's too: vacuum keeps their files,
+    # and the lineage reaches the tables through the dataset.
+    tables = [SourceVersion(s.table, s.version) for s in version.sources]
+    said = f"dataset {version.ref}" + ("" if part == "all" else f" ({part})")
+    digest = version.content_hash if part == "all" else _part_hash(version, part)
+    used: dict[str, object] = {
+        "dataset": version.dataset,
+        "version": version.version,
+        "part": part,
+        "content_hash": digest,
+    }
+    return EntityRows(Materialized(rows, tables, None), said, used)
+
+
+def _one_way() -> ValidationError:
+    return ValidationError(
+        "give the entity rows one way: `entities` (a lake table or one SELECT) or "
+        "`entities_dataset` (a dataset version, NAME or NAME@VERSION)",
+        details={"field": "entities"},
+    )
+
+
+def _part_hash(version: DatasetVersion, part: Part) -> str | None:
+    if version.split is None:
+        return None
+    return version.split.train_hash if part == "train" else version.split.eval_hash
 
 
 def _record(
@@ -228,6 +310,7 @@ def _record(
     made: DatasetVersionResult,
     found: list[FeatureView],
     read: list[SourceVersion],
+    dataset: dict[str, object] | None,
     actor: str,
 ) -> None:
     with store.session() as session:
@@ -242,6 +325,7 @@ def _record(
                 "created": made.created,
                 "views": [{"view": v.name, "version": v.version} for v in found],
                 "tables": [s.as_dict() for s in read],
+                "entities_dataset": dataset,
             },
             actor=actor,
         )

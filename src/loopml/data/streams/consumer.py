@@ -9,7 +9,8 @@ the messages until the lake takes them.
 
 The consumer reports its status, lag, rate and errors on the stream's row every few
 seconds, and reads back whether the stream was paused (it then stops fetching; the batch
-in hand is committed first) or deleted (it stops).
+in hand is committed first), deleted (it stops) or updated (it stops, and the supervisor
+starts it again with the new definition).
 """
 
 from __future__ import annotations
@@ -266,15 +267,22 @@ class StreamConsumer:
         now = time.monotonic()
         self.stats.rate = round(self._counted / max(now - self._since, 1e-6), 1)
         self._since, self._counted = now, 0
+        try:  # between commits too (a burst's last batch, a pause): the lag as of now
+            await asyncio.wait_for(self.source.floor(), 5)
+        except Exception as exc:  # a measurement only: the commits' own reads decide
+            log.debug("stream %s: measuring the lag failed: %s", self.stream.name, exc)
         self.stats.lag = self.source.lag
         stats = self.stats.model_copy()
 
         def write() -> bool | None:
             with self.store.session() as session:
                 try:
-                    paused = stream_rows.by_id(session, self.stream.id).paused
+                    found = stream_rows.by_id(session, self.stream.id)
                 except NotFoundError:
                     return None
+                if found.config != self.stream.config:
+                    return None  # updated: commit what is held, the supervisor restarts us
+                paused = found.paused
                 if stats.status in ("running", "paused"):
                     stats.status = "paused" if paused else "running"
                 if not stream_rows.report(session, self.stream.id, stats, self.owner):
@@ -282,7 +290,7 @@ class StreamConsumer:
                 return paused
 
         paused = await anyio.to_thread.run_sync(write)
-        if paused is None:  # the stream was deleted, or is another consumer's now
+        if paused is None:  # deleted, updated, or another consumer's now
             self.stop()
             return
         self.paused = paused

@@ -1,4 +1,4 @@
-"""Defining streams: create, list, show, pause, resume, delete.
+"""Defining streams: create, apply (a YAML file), list, show, pause, resume, delete.
 
 A definition is checked whole before it is stored: the source URL and subject or key, the
 table names, and the transform (one sandboxed ``SELECT`` that reads only ``batch``). The
@@ -10,12 +10,18 @@ from __future__ import annotations
 
 from loopml.core.errors import ValidationError
 from loopml.core.streams import (
+    MAX_SPECS_CHARS,
     Stream,
+    StreamApplied,
     StreamConfig,
+    StreamsApplied,
+    StreamSpec,
     dead_letter_for,
     parse_source,
+    parse_stream_specs,
     validate_stream_name,
 )
+from loopml.core.yamltext import load_yaml
 from loopml.data import _sandbox
 from loopml.store import MetadataStore
 from loopml.store import streams as stream_rows
@@ -67,30 +73,75 @@ def create(
         NotFoundError: no such project.
         AlreadyExistsError: the project has a stream of that name.
     """
-    validate_stream_name(name)
-    if transform is not None:
-        check_transform(transform)
+    spec = StreamSpec.model_construct(
+        name=name,
+        source=source,
+        table=table,
+        subject=subject,
+        dead_letter=dead_letter,
+        transform=transform,
+        batch_rows=batch_rows,
+        batch_ms=batch_ms,
+        redeliver_s=redeliver_s,
+        push=push,
+    )
+    config = build_config(store, project, spec)
+    with store.session() as session:
+        return stream_rows.create(session, project, name, config, actor=actor)
+
+
+def build_config(store: MetadataStore, project: str, spec: StreamSpec) -> StreamConfig:
+    """The checked configuration a definition asks for (defaults filled in).
+
+    Raises:
+        ValidationError: see ``create``.
+    """
+    validate_stream_name(spec.name)
+    if spec.transform is not None:
+        check_transform(spec.transform)
     fields: dict[str, object] = {
-        "source": parse_source(source, subject),
-        "table": table,
-        "dead_letter": dead_letter or dead_letter_for(table),
-        "transform": transform,
+        "source": parse_source(spec.source, spec.subject),
+        "table": spec.table,
+        "dead_letter": spec.dead_letter or dead_letter_for(spec.table),
+        "transform": spec.transform,
     }
-    if batch_rows is not None:
-        fields["batch_rows"] = batch_rows
-    if batch_ms is not None:
-        fields["batch_ms"] = batch_ms
-    if redeliver_s is not None:
-        fields["redeliver_s"] = redeliver_s
-    if push:
-        fields["push"] = push
+    for key in ("batch_rows", "batch_ms", "redeliver_s", "push"):
+        if getattr(spec, key):
+            fields[key] = getattr(spec, key)
     config = _config(fields)
     if config.push:
         from loopml.data.features.push import check_push
 
         check_push(store, project, config.table, config.push)
+    return config
+
+
+def apply(store: MetadataStore, project: str, text: str, *, actor: str) -> StreamsApplied:
+    """Create or update the streams a YAML file defines, all or none: a stream that does
+    not exist is created, one whose configuration differs is updated (its consumer commits
+    what it holds and restarts with the new one), an equal one is left alone.
+
+    Raises:
+        ValidationError: bad YAML, an unknown field, a bad value (each names its entry).
+        ConflictError: a change to a stream's source, table or redelivery delay.
+        NotFoundError: no such project.
+    """
+    if not isinstance(text, str) or not text.strip() or len(text) > MAX_SPECS_CHARS:
+        raise ValidationError(
+            f"expected a streams file of 1 to {MAX_SPECS_CHARS} characters",
+            details={"field": "spec"},
+        )
+    specs = parse_stream_specs(load_yaml(text, "streams file"))
+    configs = [(spec.name, build_config(store, project, spec)) for spec in specs]
     with store.session() as session:
-        return stream_rows.create(session, project, name, config, actor=actor)
+        items = [
+            StreamApplied(stream=made, action=action)
+            for made, action in (
+                stream_rows.put(session, project, name, config, actor=actor)
+                for name, config in configs
+            )
+        ]
+    return StreamsApplied(items=items)
 
 
 def _config(fields: dict[str, object]) -> StreamConfig:

@@ -8,7 +8,8 @@ from datetime import datetime
 import pyarrow as pa
 import pytest
 
-from loopml.core.errors import ValidationError
+from loopml.core.datasets import SplitSpec
+from loopml.core.errors import NotFoundError, ValidationError
 from loopml.data import datasets
 from loopml.data.features import offline, views
 from loopml.storage import ArtifactStore
@@ -184,3 +185,85 @@ def test_the_join_is_planned_as_an_asof_join_whatever_the_estimates() -> None:
         con.close()
     assert "ASOF_JOIN" in plan
     assert "NESTED_LOOP_JOIN" not in plan
+
+
+@pytest.mark.usefixtures("timeline")
+def test_entities_from_a_dataset_version(store: MetadataStore, artifacts: ArtifactStore) -> None:
+    datasets.create_version(store, artifacts, P, "label_set", "labels", actor=ACTOR)
+    split = SplitSpec(eval_fraction=0.3, seed=1)
+    datasets.create_version(store, artifacts, P, "label_set", "labels", split=split, actor=ACTOR)
+    from_table = offline.training_set(
+        store, artifacts, P, "by_table", entities="labels", views=["user_stats"], actor=ACTOR
+    )
+    made = offline.training_set(
+        store,
+        artifacts,
+        P,
+        "by_dataset",
+        entities_dataset="label_set@1",
+        views=["user_stats"],
+        actor=ACTOR,
+    )
+    assert made.row_count == 7
+    # The same entity rows give the same training set, whichever way they came.
+    assert made.content_hash == from_table.content_hash
+    version = datasets.get_version(store, P, "by_dataset")
+    assert "onto dataset label_set@1" in version.source
+    # The dataset's table versions are the result's too (vacuum keeps them; lineage).
+    labels_version = datasets.get_version(store, P, "label_set@1").sources
+    assert set(labels_version) <= set(version.sources)
+    assert {s.table for s in version.sources} == {"stats", "labels"}
+
+    held_out = datasets.read_version(store, artifacts, P, "label_set@2", "eval")
+    evals = offline.training_set(
+        store,
+        artifacts,
+        P,
+        "by_eval",
+        entities_dataset="label_set",  # the newest: version 2, which has the split
+        entities_part="eval",
+        views=["user_stats"],
+        actor=ACTOR,
+    )
+    assert evals.row_count == held_out.num_rows < 7
+    assert "onto dataset label_set@2 (eval)" in datasets.get_version(store, P, "by_eval").source
+    with store.session() as session:
+        found = events.list_(session, type="feature_training_set.created", project=P).items
+    used = {e.payload["dataset"]: e.payload["entities_dataset"] for e in found}
+    assert used["by_table"] is None
+    assert used["by_dataset"] == {
+        "dataset": "label_set",
+        "version": 1,
+        "part": "all",
+        "content_hash": datasets.get_version(store, P, "label_set@1").content_hash,
+    }
+    split_of_2 = datasets.get_version(store, P, "label_set@2").split
+    assert split_of_2 is not None
+    assert used["by_eval"]["content_hash"] == split_of_2.eval_hash  # type: ignore[index]
+
+
+@pytest.mark.usefixtures("timeline")
+@pytest.mark.parametrize(
+    ("given", "error", "says"),
+    [
+        ({"entities": "labels", "entities_dataset": "label_set"}, ValidationError, "one way"),
+        ({}, ValidationError, "one way"),
+        ({"entities": "labels", "entities_part": "eval"}, ValidationError, "entities_dataset"),
+        ({"entities_dataset": "Bad Name"}, ValidationError, "invalid dataset reference"),
+        ({"entities_dataset": "label_set@9"}, NotFoundError, "9"),
+        ({"entities_dataset": "nothing"}, NotFoundError, "nothing"),
+        ({"entities_dataset": "label_set", "entities_part": "train"}, NotFoundError, "no train"),
+        ({"entities_dataset": "label_set", "entities_part": "x"}, ValidationError, "invalid part"),
+    ],
+)
+def test_bad_entity_datasets_are_refused(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    given: dict[str, str],
+    error: type[Exception],
+    says: str,
+) -> None:
+    datasets.create_version(store, artifacts, P, "label_set", "labels", actor=ACTOR)
+    with pytest.raises(error, match=says):
+        offline.training_set(store, artifacts, P, "x", views=["user_stats"], actor=ACTOR, **given)  # type: ignore[arg-type]
+    assert [d.name for d in datasets.list_datasets(store, P).items] == ["label_set"]

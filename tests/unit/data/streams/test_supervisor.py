@@ -76,3 +76,41 @@ def test_consumers_are_started_restarted_paused_and_stopped(
     finally:
         supervisor.stop()
     assert supervisor.pids() == {}
+
+
+def test_an_applied_update_restarts_the_consumer_with_it(
+    store: MetadataStore, project: str, broker: Broker, tmp_path: Path, database_url: str
+) -> None:
+    settings = Settings(
+        home=tmp_path / "home",
+        database={"url": database_url},
+        artifacts={"root": str(tmp_path / "artifacts")},
+    )
+    where = f"source: '{broker.source}'\n" + (
+        f"subject: '{broker.subject}'\n" if broker.subject else ""
+    )
+    spec = f"name: s1\n{where}table: events\nbatch_ms: 50\nredeliver_s: 1\n"
+    (made,) = service.apply(store, project, spec, actor="test").items
+    sid = made.stream.id
+
+    def committed() -> int:
+        return service.get(store, project, "s1").stats.messages
+
+    supervisor = StreamSupervisor(store, settings, interval_s=0.2, grace_s=10).start()
+    try:
+        broker.publish(_bodies(0, 50))
+        _until(lambda: committed() == 50)
+        first = supervisor.pids()[sid]
+        changed = spec + "transform: SELECT id * 10 AS id FROM batch\n"
+        (updated,) = service.apply(store, project, changed, actor="test").items
+        assert updated.action == "updated"
+        _until(lambda: supervisor.pids().get(sid, first) != first, 30)
+        broker.publish(_bodies(50, 50))
+        _until(lambda: committed() == 100)
+    finally:
+        supervisor.stop()
+    from loopml.data import lake
+    from loopml.wiring import open_artifact_store
+
+    rows = lake.read_dataset(store, open_artifact_store(settings), project, "events").to_table()
+    assert sorted(rows.column("id").to_pylist()) == [*range(50), *range(500, 1000, 10)]
