@@ -20,10 +20,21 @@ shifted. Both are written to Parquet in a temporary folder.
    ``pip install evidently==0.7.23 "pandas<2.3"`` when missing, since its pins differ from
    loopml's), pinned to the same core; ``Report.run`` is timed (the pandas frames are read before).
 
+4. A real monitor round: ``--round-rows`` rows (default 200,000) of the window written to a
+   deployment's prediction log through the log's own row builder (``PredictionRecord`` ->
+   ``record_rows`` -> Arrow, appended 5,000 rows at a time as ``PredictionLog`` does, inputs
+   as the JSON text the log keeps), with the reference profile of the training split stored
+   for the deployment's model version (SQLite and a local lake in a temporary home). Then,
+   in a child process on one core, one ``Monitor.tick()`` (reading the log, parsing the
+   inputs' JSON, reducing, merging into the 1 h and 1 d windows, judging, storing) is timed,
+   with the child's peak RSS; and the same rows read again and their inputs decoded alone
+   (``windows._inputs``), for how much of the round is reading and JSON decoding.
+
 Targets: loopml <= 1 s, >= 20 x faster than Evidently, peak RSS < 500 MB. Wall and CPU time
 are both printed: on a shared machine the CPU time is the steadier figure.
 
-Run: ``python bench/monitor.py [--rows 1000000] [--reference 100000] [--skip-evidently]``.
+Run: ``python bench/monitor.py [--rows 1000000] [--reference 100000] [--skip-evidently]
+[--round-rows 200000 | 1000000] [--skip-round]``.
 """
 
 from __future__ import annotations
@@ -182,6 +193,184 @@ print(json.dumps({{"seconds": elapsed, "peak_mb": peak_mb(), "before_mb": before
     return answer
 
 
+LOG_APPEND_ROWS = 5_000  # PredictionLog's max_batch: rows per append to the log
+REQUEST_ROWS = 50  # rows per served request (one PredictionRecord)
+
+
+def _write_log(home: Path, ref: pa.Table, window: pa.Table) -> float:
+    """A deployment whose version has the reference of ``ref``, and ``window``'s rows in its
+    prediction log (within one hour, ending two hours ago); seconds spent writing."""
+    from datetime import UTC, datetime, timedelta
+
+    from loopml.api.startup import build_context
+    from loopml.core.deployments import DeploymentSpec, prediction_table
+    from loopml.data import lake
+    from loopml.monitor.reference import Reference, profile_table, save_reference
+    from loopml.predictions import _rows
+    from loopml.predictions.sink import PredictionRecord
+    from loopml.settings import Settings
+    from loopml.store import deployments
+
+    ctx = build_context(Settings(home=home))
+    ctx.store.upgrade()
+    with ctx.store.session() as session:
+        deployments.create(
+            session,
+            "default",
+            "bench-api",
+            spec=DeploymentSpec(model="churn/1", min_replicas=0),
+            revisions=[deployments.NewRevision(1, "churn", 1, "churn/1", "primary")],
+            roles=deployments.Roles(primary=1),
+            traffic={1: 100},
+            actor="bench",
+        )
+    kinds = {n: "numeric" if n.startswith("n") else "categorical" for n in ref.column_names}
+    profile = profile_table(
+        ref,
+        kinds,  # type: ignore[arg-type]
+        task="classification",
+        predictions=(np.asarray(ref["n1"]) > 1.0).astype(int),
+        classes=["0", "1"],
+    )
+    reference = Reference(status="ready", source="bench training split", profile=profile)
+    save_reference(ctx.store, "default", "churn", 1, reference)
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    columns = {n: window[n].to_numpy(zero_copy_only=False) for n in window.column_names}
+    score = 1 / (1 + np.exp(-(columns["n1"] - 1.0)))
+    rows = window.num_rows
+    started = time.perf_counter()
+    for first in range(0, rows, LOG_APPEND_ROWS):
+        built = []
+        for start in range(first, min(first + LOG_APPEND_ROWS, rows), REQUEST_ROWS):
+            end = min(start + REQUEST_ROWS, rows)
+            record = PredictionRecord(
+                inference_id=f"req-{start}",
+                deployment="bench-api",
+                model="churn",
+                version=1,
+                timestamp=(hour + timedelta(seconds=3000 * start / rows)).timestamp(),
+                latency_s=0.002,
+                protocol="predict",
+                inputs={n: c[start:end] for n, c in columns.items()},
+                predictions=(score[start:end] > 0.5).astype(int),
+                probabilities=np.column_stack([1 - score[start:end], score[start:end]]),
+                classes=["0", "1"],
+            )
+            built += _rows.record_rows(record, "primary")
+        lake.ingest_arrow(
+            ctx.store,
+            ctx.artifacts,
+            "default",
+            prediction_table("bench-api"),
+            _rows.to_arrow(built),
+            actor="bench",
+        )
+    elapsed = time.perf_counter() - started
+    ctx.store.dispose()
+    return elapsed
+
+
+def _round_child(home: str) -> None:
+    """(In a child process on one core.) One monitor round over the log ``_write_log``
+    wrote, then the same rows read and decoded alone; JSON on stdout."""
+    os.sched_setaffinity(0, {0})
+    from datetime import UTC, datetime, timedelta
+
+    from loopml.api.startup import build_context
+    from loopml.monitor import reader
+    from loopml.monitor.engine import Monitor
+    from loopml.monitor.windows import _inputs
+    from loopml.settings import MonitorSettings, Settings
+
+    def peak_mb() -> float:
+        for line in open("/proc/self/status"):  # noqa: SIM115 - read once, closed on exit
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    ctx = build_context(Settings(home=Path(home)))
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    settings = MonitorSettings(enabled=False, lag_s=0, default_rules=[])
+    monitor = Monitor(ctx.store, ctx.artifacts, settings, clock=lambda: now)
+    before = peak_mb()
+    started, cpu = time.perf_counter(), time.process_time()
+    report = monitor.tick()
+    tick_s, tick_cpu = time.perf_counter() - started, time.process_time() - cpu
+    tick_peak = peak_mb()
+    reference = monitor.reference("default", "churn", 1)
+    read_s = decode_s = decode_cpu = 0.0
+    started = time.perf_counter()
+    batches = reader.predictions_between(
+        ctx.store, ctx.artifacts, "default", "bench-api", now - timedelta(days=1), now
+    )
+    for table in batches:
+        read_s += time.perf_counter() - started
+        begun, cpu = time.perf_counter(), time.process_time()
+        _inputs(table, reference)
+        decode_s += time.perf_counter() - begun
+        decode_cpu += time.process_time() - cpu
+        started = time.perf_counter()
+    ctx.store.dispose()
+    print(
+        json.dumps(
+            {
+                "rows": report.rows,
+                "windows": report.windows,
+                "events": report.events,
+                "tick_s": tick_s,
+                "tick_cpu_s": tick_cpu,
+                "before_mb": before,
+                "peak_mb": tick_peak,
+                "read_s": read_s,
+                "decode_s": decode_s,
+                "decode_cpu_s": decode_cpu,
+            }
+        )
+    )
+
+
+def _real_round(ref: pa.Table, cur: pa.Table, rows: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="loopml-bench-round-") as home:
+        written = _write_log(Path(home), ref, cur.slice(0, rows))
+        out = subprocess.run(
+            [sys.executable, __file__, "--round-child", home],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=1800,
+        )
+    answer: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    answer["write_s"] = written
+    return answer
+
+
+def _print_round(got: dict[str, float]) -> None:
+    rows = got["rows"]
+    per_row = 1e6 / rows if rows else float("nan")
+
+    def line(label: str, seconds: float, note: str = "") -> None:
+        print(f"{label:<34}{seconds:>12.2f}  {note}".rstrip())
+
+    def row_cost(seconds: float) -> str:
+        return f"({seconds * per_row:.1f} us a row, {seconds / got['tick_s']:.0%} of the round)"
+
+    print(f"\nA real monitor round: {rows:,} prediction-log rows, inputs as JSON text, one core")
+    line("written through the log, s", got["write_s"])
+    line("Monitor.tick(), s", got["tick_s"], f"({got['tick_s'] * per_row:.1f} us a row)")
+    line("  its CPU time, s", got["tick_cpu_s"])
+    print(f"{'  windows written':<34}{got['windows']:>12}")
+    line("rows read again alone, s", got["read_s"], row_cost(got["read_s"]))
+    line("inputs' JSON decoded alone, s", got["decode_s"], row_cost(got["decode_s"]))
+    cpu = got["decode_cpu_s"]
+    line(
+        "  its CPU time, s",
+        cpu,
+        f"({cpu * per_row:.1f} us a row, of the round's CPU time {cpu / got['tick_cpu_s']:.0%})",
+    )
+    print(f"{'round peak RSS (VmHWM), MB':<34}{got['peak_mb']:>12.0f}")
+    print(f"{'  of which before the round, MB':<34}{got['before_mb']:>12.0f}")
+
+
 def _evidently_python() -> Path | None:
     python = VENV / "bin" / "python"
     if python.exists():
@@ -234,9 +423,17 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--reference", type=int, default=100_000)
     parser.add_argument("--skip-evidently", action="store_true")
+    parser.add_argument("--round-rows", type=int, default=200_000, help="1000000 for the full")
+    parser.add_argument("--skip-round", action="store_true")
+    parser.add_argument("--round-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.round_child:
+        _round_child(args.round_child)
+        return
     os.sched_setaffinity(0, {0})
-    ref, cur = _data(args.rows, args.reference)
+    ref, cur = _data(max(args.rows, args.round_rows), args.reference)
+    round_figures = None if args.skip_round else _real_round(ref, cur, args.round_rows)
+    cur = cur.slice(0, args.rows)
     with tempfile.TemporaryDirectory(prefix="loopml-bench-monitor-") as folder:
         ref_path, cur_path = Path(folder) / "reference.parquet", Path(folder) / "window.parquet"
         # Row groups of 100,000 rows, as the prediction log's appends are small files.
@@ -264,6 +461,8 @@ def main() -> None:
         by_cpu = their_cpu / float(ours["cpu_s"])  # type: ignore[arg-type]
         print(f"speed-up: {wall:.0f}x wall, {by_cpu:.0f}x CPU time (target >= 20x)")
         _compare(ours["scores"], values)  # type: ignore[arg-type]
+    if round_figures is not None:
+        _print_round(round_figures)
 
 
 if __name__ == "__main__":

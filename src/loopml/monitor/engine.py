@@ -28,7 +28,7 @@ from loopml.monitor import reader
 from loopml.monitor.drift import DriftConfig
 from loopml.monitor.episodes import evaluate_deployment
 from loopml.monitor.lease import Lease, LeaseLost, lease_seconds
-from loopml.monitor.quality import quality_of
+from loopml.monitor.quality import quality_of, scaled_quality
 from loopml.monitor.reference import REFERENCE_SET, Reference, ensure_reference
 from loopml.monitor.retention import EVENT as PRUNED
 from loopml.monitor.retention import prune_deployment
@@ -289,13 +289,14 @@ class Monitor:
                 key = (model, version, start)
                 pieces[key] = merge_state(pieces[key], state) if key in pieces else state
         horizon = until - timedelta(seconds=self.settings.label_horizon_s)
-        for joined in reader.labelled_between(
+        for joined, sign in reader.labelled_between(
             self.store, self.artifacts, project, name, since_f, until, horizon
         ):
-            report.labels += joined.num_rows
+            # sign -1: the labels that newer ones replace, taken out of their windows.
+            report.labels += joined.num_rows if sign > 0 else 0
             for (model, version, start), part in split_pieces(joined, self.smallest).items():
                 state = empty_state()
-                state["quality"] = quality_of(part)
+                state["quality"] = scaled_quality(quality_of(part), sign)
                 key = (model, version, start)
                 pieces[key] = merge_state(pieces[key], state) if key in pieces else state
         # Failed requests, callers and replica samples: this server's and the others'.

@@ -19,6 +19,18 @@ import pyarrow.compute as pc
 
 AUC_BINS = 100
 _CLIP = 1e-15
+_ADDITIVE = (
+    "labels",
+    "delay_sum_s",
+    "correct",
+    "logloss_sum",
+    "logloss_n",
+    "sse",
+    "sae",
+    "sum_y",
+    "sum_y2",
+    "numeric",
+)
 
 
 def empty_quality() -> dict[str, Any]:
@@ -121,26 +133,26 @@ def merge_quality(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     for key, counts in b["classes"].items():
         mine = classes.setdefault(key, [0, 0, 0])
         classes[key] = [x + y for x, y in zip(mine, counts, strict=True)]
-    out = {
-        key: a[key] + b[key]
-        for key in (
-            "labels",
-            "delay_sum_s",
-            "correct",
-            "logloss_sum",
-            "logloss_n",
-            "sse",
-            "sae",
-            "sum_y",
-            "sum_y2",
-            "numeric",
-        )
-    }
+    out = {key: a[key] + b[key] for key in _ADDITIVE}
     out["delay_max_s"] = max(a["delay_max_s"], b["delay_max_s"])
     out["classes"] = classes
     out["auc_pos"] = [x + y for x, y in zip(a["auc_pos"], b["auc_pos"], strict=True)]
     out["auc_neg"] = [x + y for x, y in zip(a["auc_neg"], b["auc_neg"], strict=True)]
     out["positive"] = b["positive"] or a["positive"]
+    return out
+
+
+def scaled_quality(q: dict[str, Any], sign: int) -> dict[str, Any]:
+    """``q``'s counts times ``sign``: with ``-1``, what adding takes a replaced label out
+    of a window (its largest delay stays; a maximum cannot be taken back)."""
+    if sign == 1:
+        return q
+    out = {k: v * sign for k, v in q.items() if k in _ADDITIVE}
+    out["classes"] = {k: [c * sign for c in v] for k, v in q["classes"].items()}
+    out["auc_pos"] = [c * sign for c in q["auc_pos"]]
+    out["auc_neg"] = [c * sign for c in q["auc_neg"]]
+    out["delay_max_s"] = 0.0
+    out["positive"] = q["positive"]
     return out
 
 
@@ -167,8 +179,10 @@ def quality_summary(q: dict[str, Any], rows: int) -> dict[str, Any]:
     if q["classes"]:
         f1s = []
         for tp, fp, fn in q["classes"].values():
+            # A class whose only labels were replaced is in neither labels nor answers.
             denominator = 2 * tp + fp + fn
-            f1s.append(2 * tp / denominator if denominator else 0.0)
+            if denominator:
+                f1s.append(2 * tp / denominator)
         out.update(
             accuracy=q["correct"] / n if n else None,
             f1=float(np.mean(f1s)) if f1s else None,

@@ -36,6 +36,7 @@ PREDICTION_FIELDS = [
     "probabilities",
 ]
 FEEDBACK_FIELDS = ["inference_id", "row_index", "label", "label_value", "received_at"]
+_KEY = ["inference_id", "row_index"]
 
 
 def _naive(moment: datetime) -> pa.Scalar:
@@ -64,7 +65,16 @@ def predictions_between(
     if dataset is None:
         return
     where = (ds.field("ts") >= _naive(start)) & (ds.field("ts") < _naive(end))
-    for batch in dataset.to_batches(columns=PREDICTION_FIELDS, filter=where, batch_size=BATCH_ROWS):
+    # One batch read ahead, not Arrow's default 16 (and 4 files): the window's memory is
+    # then a batch's, whatever the log holds.
+    batches = dataset.to_batches(
+        columns=PREDICTION_FIELDS,
+        filter=where,
+        batch_size=BATCH_ROWS,
+        batch_readahead=1,
+        fragment_readahead=1,
+    )
+    for batch in batches:
         if batch.num_rows:
             yield pa.Table.from_batches([batch])
 
@@ -77,15 +87,22 @@ def labelled_between(
     start: datetime,
     end: datetime,
     horizon_start: datetime,
-) -> Iterator[pa.Table]:
+) -> Iterator[tuple[pa.Table, int]]:
     """Labels received with ``start <= received_at < end``, joined to their predictions
-    (made at or after ``horizon_start``) by ``inference_id`` and ``row_index``."""
+    (made at or after ``horizon_start``) by ``inference_id`` and ``row_index``, as
+    ``(rows, sign)``.
+
+    A row's label is its newest one (``newest_labels``): a row labelled again replaces its
+    label, it is not counted twice. So for each labelled row this yields its newest label
+    before ``end`` with sign ``+1`` and, when an earlier round counted one (its newest
+    before ``start``), that one with sign ``-1``, to be taken out of the window."""
     feedback = _dataset(store, artifacts, project, feedback_table(deployment))
     if feedback is None:
         return
     log: ds.Dataset | None = None
     where = (ds.field("received_at") >= _naive(start)) & (ds.field("received_at") < _naive(end))
-    for batch in feedback.to_batches(columns=FEEDBACK_FIELDS, filter=where, batch_size=BATCH_ROWS):
+    counted: pa.Table | None = None
+    for batch in feedback.to_batches(columns=_KEY, filter=where, batch_size=BATCH_ROWS):
         if not batch.num_rows:
             continue
         # The log is opened only when labels arrived: most rounds have none, and opening a
@@ -93,11 +110,49 @@ def labelled_between(
         log = log or _dataset(store, artifacts, project, prediction_table(deployment))
         if log is None:
             return
-        labels = pa.Table.from_batches([batch])
-        ids = pc.unique(labels["inference_id"])
+        keys = pa.Table.from_batches([batch]).group_by(_KEY).aggregate([])
+        if counted is not None:  # a row in two batches of this round counts once
+            keys = keys.join(counted, keys=_KEY, join_type="left anti")
+        if not keys.num_rows:
+            continue
+        counted = keys if counted is None else pa.concat_tables([counted, keys])
+        ids = pc.unique(keys["inference_id"])
+        history = feedback.to_table(
+            columns=FEEDBACK_FIELDS,
+            filter=ds.field("inference_id").isin(ids) & (ds.field("received_at") < _naive(end)),
+        ).join(keys, keys=_KEY, join_type="left semi")
+        before = history.filter(pc.less(history["received_at"], _naive(start)))
         rows = log.to_table(
             columns=PREDICTION_FIELDS,
             filter=ds.field("inference_id").isin(ids) & (ds.field("ts") >= _naive(horizon_start)),
         )
-        if rows.num_rows:
-            yield rows.join(labels, keys=["inference_id", "row_index"], join_type="inner")
+        if not rows.num_rows:
+            continue
+        yield rows.join(newest_labels(history), keys=_KEY, join_type="inner"), 1
+        if before.num_rows:
+            yield rows.join(newest_labels(before), keys=_KEY, join_type="inner"), -1
+
+
+def newest_labels(labels: pa.Table) -> pa.Table:
+    """One label per (inference_id, row_index): the newest received; of labels received at
+    the same moment (one post naming a row twice), the greatest label text, so every round
+    picks the same one."""
+    if not labels.num_rows:
+        return labels
+    ordered = labels.sort_by(
+        [
+            ("inference_id", "ascending"),
+            ("row_index", "ascending"),
+            ("received_at", "descending"),
+            ("label", "descending"),
+        ]
+    )
+    ids, index = ordered["inference_id"], ordered["row_index"]
+    same = pc.and_(
+        pc.equal(ids[1:], ids[:-1]),
+        pc.equal(index[1:], index[:-1]),
+    )
+    first = pa.concat_arrays(
+        [pa.array([True]), pc.invert(pc.fill_null(same, False)).combine_chunks()]
+    )
+    return ordered.filter(first)

@@ -10,7 +10,6 @@ and larger windows merge those pieces.
 
 from __future__ import annotations
 
-import io
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -88,29 +87,50 @@ def empty_state() -> dict[str, Any]:
     }
 
 
+# Rows of logged inputs parsed at a time: one JSON block for a whole batch of 100,000 rows
+# took 260 MB more at its peak than 20,000-row parts do (13 MB), and more CPU.
+JSON_PART_ROWS = 20_000
+
+
 def _inputs(rows: pa.Table, reference: Reference) -> pa.Table | None:
     profile = reference.profile
     if profile is None:
         return None
-    texts = pc.drop_null(rows["inputs"]).to_pylist()
-    if not texts:
+    texts = pc.drop_null(rows["inputs"])
+    if not len(texts):
         return None
-    buffer = "\n".join(texts).encode()
-    numeric = [
-        pa.field(name, pa.float64())
-        for name, ref in profile.features.items()
-        if isinstance(ref, NumericReference)
-    ]
+    numeric = pa.schema(
+        [
+            pa.field(name, pa.float64())
+            for name, ref in profile.features.items()
+            if isinstance(ref, NumericReference)
+        ]
+    )
     try:
-        return pajson.read_json(
-            io.BytesIO(buffer),
-            read_options=pajson.ReadOptions(block_size=max(len(buffer) + 1, 1 << 20)),
-            parse_options=pajson.ParseOptions(explicit_schema=pa.schema(numeric)),
-        )
+        parts = [
+            _parsed(texts.slice(start, JSON_PART_ROWS), numeric)
+            for start in range(0, len(texts), JSON_PART_ROWS)
+        ]
+        # A column typed by one part's values and null in another's is unified here.
+        return pa.concat_tables(parts, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         # Mixed types in a column (a number where text was, or the reverse): read row by
         # row, a number the column cannot take becoming missing.
-        return _inputs_slowly(texts, profile.features)
+        return _inputs_slowly(texts.to_pylist(), profile.features)
+
+
+def _parsed(texts: pa.ChunkedArray, numeric: pa.Schema) -> pa.Table:
+    """Rows of JSON objects as one table: joined by Arrow into one newline-separated
+    buffer (no Python string per row) and read in one block, so every row of the part is
+    typed alike."""
+    strings = texts.combine_chunks().cast(pa.large_string())
+    one_list = pa.LargeListArray.from_arrays(pa.array([0, len(strings)], pa.int64()), strings)
+    buffer = pc.binary_join(one_list, pa.scalar("\n", pa.large_string()))[0].as_buffer()
+    return pajson.read_json(
+        pa.BufferReader(buffer),
+        read_options=pajson.ReadOptions(block_size=max(buffer.size + 1, 1 << 20)),
+        parse_options=pajson.ParseOptions(explicit_schema=numeric),
+    )
 
 
 def _inputs_slowly(texts: list[str], features: dict[str, Any]) -> pa.Table:

@@ -247,6 +247,13 @@ class WorkerSettings(_Section):
     sweep_s: float = Field(
         default=2.0, gt=0, le=3600, description="How often expired leases are settled."
     )
+    step_log_max_bytes: int = Field(
+        default=5 * 1024 * 1024,
+        ge=4096,
+        le=1 << 30,
+        description="The most of a step attempt's output kept with the run: past it, its "
+        "start (a quarter) and its newest end, with a line saying how many bytes were left out.",
+    )
 
 
 class DefaultAlertRule(_Section):

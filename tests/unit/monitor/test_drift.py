@@ -179,3 +179,36 @@ def test_inputs_of_mixed_types_are_read_row_by_row() -> None:
     assert state["features"]["x"]["missing"] == 40
     assert state["features"]["c"]["counts"][0] == 20  # "a"
     assert state["features"]["c"]["unseen"] == 40  # "7" and "true": never seen in training
+
+
+def test_inputs_read_in_parts_count_as_one_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    from loopml.monitor import windows
+    from loopml.monitor.reference import Reference, profile_table
+
+    train = pa.table({"x": [1.0, 2.0, 3.0] * 20, "c": ["a", "b", "c"] * 20})
+    profile = profile_table(train, {"x": "numeric", "c": "categorical"}, task="regression")
+    reference = Reference(status="ready", profile=profile)
+    # The first part's rows lack "c" (typed null there), the next ones' hold it; an integer
+    # "x" in one part and a fraction in another.
+    texts = ['{"x": 2}'] * 5 + ['{"x": 1.5, "c": "a"}', '{"x": 3, "c": "z"}'] * 10
+    rows = pa.table(
+        {
+            "inference_id": [f"i{n}" for n in range(25)],
+            "row_index": [0] * 25,
+            "role": ["primary"] * 25,
+            "latency_ms": [1.0] * 25,
+            "inputs": texts,
+            "prediction": ["1"] * 25,
+            "prediction_value": [1.0] * 25,
+        }
+    )
+    whole = windows.piece_state(rows, reference)
+    monkeypatch.setattr(windows, "JSON_PART_ROWS", 5)
+
+    parted = windows.piece_state(rows, reference)
+
+    assert parted["features"] == whole["features"]
+    assert parted["features"]["x"]["rows"] == 25
+    assert parted["features"]["c"]["missing"] == 5
+    assert parted["features"]["c"]["counts"][0] == 10  # "a"
+    assert parted["features"]["c"]["unseen"] == 10  # "z"
