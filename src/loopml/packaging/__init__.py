@@ -31,6 +31,8 @@ the largest absolute ``predict_proba`` difference is compared, for a regressor
 failed export makes skops the primary format, with the reason in the manifest.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from loopml.packaging._load import LoadedModel as LoadedModel
 from loopml.packaging._load import load_model as load_model
 from loopml.packaging._manifest import MANIFEST_FILE as MANIFEST_FILE
@@ -40,8 +42,21 @@ from loopml.packaging._manifest import ModelManifest as ModelManifest
 from loopml.packaging._manifest import ModelPackage as ModelPackage
 from loopml.packaging._manifest import ParityReport as ParityReport
 from loopml.packaging._manifest import Signature as Signature
-from loopml.packaging._package import package_model as package_model
 from loopml.packaging._signature import infer_signature as infer_signature
+
+if TYPE_CHECKING:
+    from loopml.packaging._package import package_model as package_model
+
+
+def __getattr__(name: str) -> Any:
+    # Packaging (pandas, skl2onnx, skops) loads when first asked for: a model server only
+    # loads packages, and pandas alone would be most of a replica's memory.
+    if name == "package_model":
+        from loopml.packaging._package import package_model
+
+        return package_model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "MANIFEST_FILE",

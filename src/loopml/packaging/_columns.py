@@ -209,18 +209,22 @@ def _numeric_columns(
 
 
 def _float_matrix(
-    lines: Sequence[Sequence[Any]], integers: list[int], *, records: bool = False
+    lines: Sequence[Any], integers: list[int], *, records: bool = False, width: int = 0
 ) -> np.ndarray | None:
-    """``lines`` (columns; with ``records``, rows) as a ``[columns, rows]`` float64 matrix,
-    NaN where null; ``None`` where a value is not a number or null, does not fit a float,
-    or is not whole in an integer column (the per-column path then names it)."""
-    if not set(map(type, chain.from_iterable(lines))) <= _NUMBERS:
+    """``lines`` (columns; with ``records``, rows; with ``width``, one flat row-major run
+    of rows of ``width`` values) as a ``[columns, rows]`` float64 matrix, NaN where null;
+    ``None`` where a value is not a number or null, does not fit a float, or is not whole
+    in an integer column (the per-column path then names it)."""
+    given = lines if width else chain.from_iterable(lines)
+    if not set(map(type, given)) <= _NUMBERS:
         return None
     try:
         matrix = np.array(lines, dtype=np.float64)
     except (OverflowError, ValueError):
         return None
-    if records:
+    if width:
+        matrix = matrix.reshape(-1, width).T
+    elif records:
         matrix = matrix.T
     if integers:
         values = matrix[integers]
@@ -251,6 +255,26 @@ def _plan(signature: Signature) -> _Plan | None:
         _PLANS.clear()
     _PLANS[id(signature)] = (signature, plan)
     return plan
+
+
+def all_numbers(signature: Signature) -> bool:
+    """Whether ``signature`` takes two columns or more, all numbers: the matrix paths'."""
+    return _plan(signature) is not None
+
+
+def tensor_matrix(signature: Signature, data: Sequence[Any], *, by_row: bool) -> np.ndarray | None:
+    """V2 input tensors of an all-number signature in one ``np.array`` call: ``data`` is
+    one ``[N, C]`` tensor's flat, row-major values (``by_row``) or one flat sequence per
+    column in signature order. Returns the ``[columns, rows]`` float64 matrix
+    ``numeric_matrix`` gives ``/predict``; ``None`` where that path does not apply, and the
+    per-column path then checks (and names) every value, so the rules are the same.
+    """
+    plan = _plan(signature)
+    if plan is None:
+        return None
+    names, integers, _, _ = plan
+    matrix = _float_matrix(data, integers, width=len(names) if by_row else 0)
+    return None if matrix is None else np.ascontiguousarray(matrix)
 
 
 def numeric_matrix(

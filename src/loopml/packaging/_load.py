@@ -6,10 +6,9 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
 import pydantic
 
 from loopml.core.errors import (
@@ -31,6 +30,8 @@ from loopml.packaging._manifest import (
 )
 from loopml.packaging._signature import prepare_frame
 
+if TYPE_CHECKING:
+    import pandas as pd
 _NO_PICKLE = (
     "plain pickle is never loaded: a package holds only "
     f"{sorted(PACKAGE_FILES)}; re-package the model with loopml.packaging"
@@ -135,6 +136,8 @@ class LoadedModel:
 
             return pq.read_table(pa.BufferReader(self._samples[SAMPLE_FILE])).to_pandas()
         if INPUT_EXAMPLE_FILE in self._samples:
+            import pandas as pd
+
             try:
                 return pd.DataFrame.from_records(json.loads(self._samples[INPUT_EXAMPLE_FILE]))
             except (ValueError, TypeError):

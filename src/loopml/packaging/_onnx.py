@@ -8,15 +8,16 @@ onnxruntime take a while to import.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from loopml.core.errors import UnsafeArtifactError
 from loopml.packaging._manifest import ParityReport, Signature
 from loopml.packaging._signature import final_estimator, onnx_feed
 
+if TYPE_CHECKING:
+    import pandas as pd
 # Pinned so that the same model gives the same bytes whatever the installed onnx's newest
 # opset is; ai.onnx.ml 3 is the newest that onnxmltools' LightGBM converter emits.
 TARGET_OPSET = {"": 21, "ai.onnx.ml": 3}

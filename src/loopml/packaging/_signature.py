@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
-from pandas.api import types as ptypes
 
 from loopml.core.errors import ValidationError
 from loopml.packaging._manifest import ClassLabel, ColumnSpec, ColumnType, Signature
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas is imported where a frame is built or read: a model server serving ONNX never
+# needs it, and it would be most of a replica's memory (75 MB).
 
 SUPPORTED = (
     "scikit-learn classifiers and regressors (estimators and Pipelines, ColumnTransformer "
@@ -69,6 +73,8 @@ def flavor_of(model: Any) -> Literal["sklearn", "lightgbm", "xgboost"]:
 
 def column_type(series: pd.Series[Any]) -> ColumnType:
     """The logical type of one column, from its pandas dtype."""
+    from pandas.api import types as ptypes
+
     if ptypes.is_bool_dtype(series.dtype):
         return "boolean"
     if ptypes.is_integer_dtype(series.dtype):
@@ -116,6 +122,8 @@ def infer_signature(model: Any, sample: pd.DataFrame) -> Signature:
     Raises:
         ValidationError: the model is not a supported kind, or the sample lacks columns.
     """
+    import pandas as pd
+
     if not isinstance(sample, pd.DataFrame) or sample.empty:
         raise ValidationError("the sample must be a non-empty pandas DataFrame")
     task = check_supported(model)
@@ -136,6 +144,9 @@ def infer_signature(model: Any, sample: pd.DataFrame) -> Signature:
 
 
 def _cast(series: pd.Series[Any], kind: ColumnType) -> pd.Series[Any]:
+    import pandas as pd
+    from pandas.api import types as ptypes
+
     if kind == "string":
         return series.astype(object).map(
             lambda v: v if isinstance(v, str) or pd.isna(v) else str(v)
@@ -163,6 +174,8 @@ def prepare_frame(frame: Any, signature: Signature) -> pd.DataFrame:
     Extra columns are ignored. Raises ``ValidationError`` for a missing column or a value
     that cannot be cast, naming the expected and received columns or types.
     """
+    import pandas as pd
+
     if not isinstance(frame, pd.DataFrame):
         raise ValidationError(f"expected a pandas DataFrame, got {type(frame).__name__}")
     expected = [c.name for c in signature.inputs]

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 
 from loopml.core.errors import LoopmlError, ValidationError
 from loopml.packaging import LoadedModel, Signature, _columns, load_model
@@ -237,6 +236,9 @@ class ModelRuntime:
                 return Prediction(np.ascontiguousarray(outputs[0].ravel()))
             labels = np.asarray(outputs[0]).ravel().astype(self.label_dtype, copy=False)
             return Prediction(labels, np.ascontiguousarray(outputs[1]))
+        # pandas only for a native (skops) model: a replica serving ONNX never loads it.
+        import pandas as pd
+
         frame = pd.DataFrame(dict(columns.arrays))
         try:
             values = np.asarray(self.model.predict(frame)).ravel()
@@ -263,6 +265,8 @@ class ModelRuntime:
         for graph_name, spec in zip(self._graph_inputs, self.signature.inputs, strict=True):
             array = columns.arrays[spec.name]
             if spec.type == "string":
+                import pandas as pd  # a model with a string column only (loaded by warm_up)
+
                 array = np.where(pd.isna(array), "", array)
             else:
                 array = array.astype(np.float32)

@@ -186,6 +186,48 @@ def test_canary_split_is_within_tolerance_over_1000_requests(
     assert float(line.rsplit(" ", 1)[1]) >= counts["2"]
 
 
+def _weights(platform: Platform, name: str) -> dict[int, int]:
+    routes = platform.serving.local.routes(PROJECT, name)
+    return {r.version: r.weight for r in routes.revisions} if routes is not None else {}
+
+
+def test_a_canary_moved_from_10_to_50_percent_takes_effect_within_a_second_under_load(
+    platform: Platform,
+) -> None:
+    spec = {"model": "cancer/1", "canary": {"model": "cancer/2", "percent": 10}}
+    platform.serving.control.create(PROJECT, "moving", spec, actor="t")
+    try:
+        _ready(platform, "moving")
+        with Load(platform, "moving") as load:
+            wait_until(lambda: len(load.answers) >= 50, 60, "no answers under load")
+            changed = platform.serving.control.update(
+                PROJECT, "moving", {"canary": {"model": "cancer/2", "percent": 50}}, actor="t"
+            )
+            moved = time.monotonic()
+            assert changed.traffic == {1: 50, 2: 50}
+            wait_until(
+                lambda: _weights(platform, "moving") == {1: 50, 2: 50},
+                1.0,
+                "the gateway's routes did not move within a second",
+            )
+            settled = moved + 1.0
+            wait_until(
+                lambda: sum(at >= settled for at, _ in list(load.answers)) >= 300,
+                120,
+                "too few answers after the change",
+            )
+        assert load.failures == []
+        before = [v for at, v in load.answers if at < moved]
+        after = [v for at, v in load.answers if at >= settled]
+        # 10 % before (4 sigma of 50 answers and more), 50 % from a second after the change.
+        assert before.count("2") / len(before) < 0.3, Counter(before)
+        n = len(after)
+        sigma = math.sqrt(n * 0.25)
+        assert abs(after.count("2") - n / 2) <= 4 * sigma, Counter(after)
+    finally:
+        _delete(platform, "moving")
+
+
 def test_shadow_answers_are_logged_and_never_returned(
     platform: Platform, mirror: list[ShadowAnswer], client: httpx.Client
 ) -> None:

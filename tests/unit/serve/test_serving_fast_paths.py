@@ -5,6 +5,7 @@ server standing in for a replica: headers, query string, timeouts, keep-alive)."
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -80,6 +81,79 @@ def test_all_number_columns_refuse_what_the_per_column_path_refuses(
 
     with pytest.raises(ValidationError, match=message):
         _columns.from_instances(signature, [good, row], max_rows=None)
+
+
+def test_v2_tensors_of_numbers_convert_as_the_per_column_path_does() -> None:
+    signature = _signature("float", "integer", "float")
+    rows = [[1.5, 2, None], [-3, 4.0, 1e300]]
+    records = [dict(zip(("c0", "c1", "c2"), r, strict=True)) for r in rows]
+    expected = _per_column(signature, records)
+
+    by_row = _columns.tensor_matrix(signature, [v for r in rows for v in r], by_row=True)
+    columns = [list(c) for c in zip(*rows, strict=True)]
+    by_column = _columns.tensor_matrix(signature, columns, by_row=False)
+
+    for matrix in (by_row, by_column):
+        assert matrix is not None  # the fast path ran
+        assert matrix.dtype == np.float64
+        assert matrix.flags.c_contiguous
+        for line, array in zip(matrix, expected.values(), strict=True):
+            np.testing.assert_array_equal(line, array)
+
+
+@pytest.mark.parametrize(
+    ("signature", "data"),
+    [
+        (_signature("float", "integer"), [1.0, 2.5]),  # not whole in an integer column
+        (_signature("float", "float"), [1.0, True]),
+        (_signature("float", "float"), [1.0, "x"]),
+        (_signature("float", "float"), [1.0, 10**400]),
+        (_signature("float", "string"), [1.0, 2.0]),
+        (_signature("float"), [1.0]),
+    ],
+)
+def test_v2_tensors_the_fast_path_leaves_to_the_checks(
+    signature: Signature, data: list[Any]
+) -> None:
+    assert _columns.tensor_matrix(signature, data, by_row=True) is None
+    assert _columns.tensor_matrix(signature, [[v] for v in data], by_row=False) is None
+
+
+@pytest.mark.parametrize("layout", ["matrix", "columns"])
+@pytest.mark.parametrize(
+    ("datatype", "bad", "message"),
+    [
+        ("FP16", 70000.0, r"is FP16 but element 1 is 70000\.0, outside the range"),
+        ("INT64", None, r"is INT64 but element 1 is null"),
+        ("FP32", "oops", r"is FP32 but element 1 is a string \(oops\)"),
+        ("UINT8", 300, r"is UINT8 but element 1 is 300, outside the range UINT8 can hold"),
+    ],
+)
+def test_v2_tensors_of_an_all_number_model_keep_every_check(
+    client: TestClient, cancer: Served, layout: str, datatype: str, bad: Any, message: str
+) -> None:
+    # Whole numbers from 0 to 99: every datatype here holds them.
+    frame = (cancer.frame.iloc[:2] % 100).round().astype(int)
+
+    def request(second: Any) -> dict[str, Any]:
+        if layout == "matrix":
+            data: list[Any] = frame.to_numpy().ravel().tolist()
+            data[1] = second
+            shape = [2, frame.shape[1]]
+            return {"inputs": [{"name": "x", "shape": shape, "datatype": datatype, "data": data}]}
+        tensors = [
+            {"name": c, "shape": [2], "datatype": datatype, "data": frame[c].tolist()}
+            for c in frame.columns
+        ]
+        tensors[0]["data"][1] = second
+        return {"inputs": tensors}
+
+    assert client.post(f"/v2/models/{MODEL}/infer", json=request(7)).status_code == 200
+
+    response = client.post(f"/v2/models/{MODEL}/infer", json=request(bad))
+
+    assert response.status_code == 422, response.text
+    assert re.search(message, response.json()["error"]), response.text
 
 
 # ---------------------------------------------------------------- the model server

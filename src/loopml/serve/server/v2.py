@@ -30,6 +30,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from loopml.core.errors import ValidationError
+from loopml.packaging import _columns
 from loopml.packaging._columns import json_type
 from loopml.packaging.runtime import Columns, ModelRuntime, Prediction
 
@@ -179,10 +180,38 @@ def columns_from_request(
             details={"missing": missing, "unknown": unknown[:100], "expected": names},
         )
     rows = _column_rows(tensors, max_rows)
+    matrix = _column_matrix(runtime, [seen[name] for name in names], rows)
+    if matrix is not None:
+        return Columns.from_matrix(names, matrix)
     values = {
         spec.name: _values(seen[spec.name], spec.type, rows) for spec in runtime.signature.inputs
     }
     return runtime.columns_from_values(values, max_rows=max_rows)
+
+
+def _column_matrix(
+    runtime: ModelRuntime, tensors: Sequence[RequestInput], rows: int
+) -> np.ndarray | None:
+    """One flat ``[N]`` tensor per column of an all-number signature (in its order),
+    checked per datatype in a few C calls, as the ``[columns, rows]`` matrix ``/predict``
+    builds; ``None`` for anything else, which ``_values`` then checks tensor by tensor and
+    refuses with its precise message, so the rules are the same either way."""
+    if not _columns.all_numbers(runtime.signature):
+        return None
+    lines: list[list[Any]] = []
+    groups: dict[str, list[list[Any]]] = {}
+    for tensor, spec in zip(tensors, runtime.signature.inputs, strict=True):
+        data = tensor.data
+        flat = len(tensor.shape) == 1 and len(data) == rows
+        if not flat or tensor.datatype not in _CARRIES[spec.type]:
+            return None
+        lines.append(data)
+        groups.setdefault(tensor.datatype, []).append(data)
+    for datatype, group in groups.items():
+        values = list(chain.from_iterable(group))
+        if not set(map(type, values)) <= _HOLDS[datatype] or not _within(datatype, values):
+            return None
+    return _columns.tensor_matrix(runtime.signature, lines, by_row=False)
 
 
 def _column_rows(tensors: Sequence[RequestInput], max_rows: int | None) -> int:
@@ -264,14 +293,20 @@ def _check_holds(tensor: RequestInput, data: list[Any]) -> None:
     )
 
 
-def _check_range(tensor: RequestInput, data: list[Any]) -> None:
-    bounds = _RANGES.get(tensor.datatype)
+def _within(datatype: str, data: list[Any]) -> bool:
+    """Whether every number in ``data`` fits ``datatype`` (``null`` always does)."""
+    bounds = _RANGES.get(datatype)
     if bounds is None or not data:
-        return
+        return True
     low, high = bounds
     numbers = [v for v in data if v is not None]
-    if not numbers or (low <= min(numbers) and max(numbers) <= high):
+    return not numbers or (low <= min(numbers) and max(numbers) <= high)
+
+
+def _check_range(tensor: RequestInput, data: list[Any]) -> None:
+    if _within(tensor.datatype, data):
         return
+    low, high = _RANGES[tensor.datatype]
     index = next(i for i, v in enumerate(data) if v is not None and not low <= v <= high)
     raise ValidationError(
         f"input tensor {tensor.name!r} is {tensor.datatype} but element {index} is "
@@ -314,6 +349,9 @@ def _from_matrix(runtime: ModelRuntime, tensor: RequestInput, max_rows: int | No
             details={"tensor": tensor.name, "shape": shape, "values": len(data)},
         )
     _check_holds(tensor, data)
+    matrix = _columns.tensor_matrix(runtime.signature, data, by_row=True)
+    if matrix is not None:
+        return Columns.from_matrix(runtime.input_names, matrix)
     values = {spec.name: data[i::width] for i, spec in enumerate(specs)}
     return runtime.columns_from_values(values, max_rows=max_rows)
 
