@@ -17,6 +17,17 @@ monitor's summary of them). Then it times, in-process through ``TestClient`` ove
 and the same runs pages with only 100 runs in the store, for the "100,000 as fast as 100"
 ratio. Target: each page <= 150 ms p95.
 
+Then it starts ``loopml up`` on a loopback port over the same database and loads the
+overview, the runs table's first page and the deployment page in Chromium (Debian's, through
+Playwright; ``--chromium PATH``), each ``--browser-repeat`` times in a fresh browser context
+(empty cache) after one warm-up load, and prints Navigation Timing's figures: the time from
+navigation start to the end of the load event, and the bytes of JavaScript the page loaded.
+Target: <= 1 s and <= 300 KB of JavaScript. Skipped with a note when Chromium or
+Playwright is missing (or with ``--no-browser``).
+
+The fill is ``tests/portal_scale.py``'s, which the browser test of the runs page at
+100,000 runs uses too.
+
 Run: ``python bench/portal.py`` (``--runs 10000`` for a quick look, ``--postgres``).
 """
 
@@ -25,144 +36,47 @@ from __future__ import annotations
 import argparse
 import functools
 import html
-import random
+import os
 import re
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
+import httpx
 from fastapi.testclient import TestClient
-from sqlalchemy import insert
 
 from loopml import projects
-from loopml.core.clock import utcnow
-from loopml.core.deployments import DeploymentSpec
-from loopml.core.ids import new_id
-from loopml.monitor.drift import DriftConfig
-from loopml.monitor.windows import empty_state, summarize
 from loopml.portal import create_app
 from loopml.settings import Settings
-from loopml.store import MetadataStore, deployments
-from loopml.store import monitor as monitor_rows
-from loopml.store._registry import project_row
-from loopml.store.orm import ParamRow, RunRow
-from loopml.train import tracking
+from loopml.store import MetadataStore
+
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]
+from tests.portal_scale import (  # noqa: E402
+    JS_BUDGET_BYTES,
+    LOAD_BUDGET_MS,
+    fill_deployments,
+    fill_runs,
+    fill_windows,
+    load_figures,
+)
 
 TARGET_MS = 150.0
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-BATCH = 2000
+BROWSER_PAGES = ("overview /", "runs: first page", "deployment page")
+"""The pages loaded in Chromium (labels of ``pages``)."""
 PAGES = {
     "runs: first page": "/runs?limit=50",
     "runs: sorted by a metric": "/runs?sort=metrics.m7&order=desc",
     "runs: filtered and sorted": "/runs?q=metrics.m3+>+0.5+and+params.p0+%3D+3"
     "&sort=metrics.m7&order=desc",
 }
-
-
-def fill_runs(store: MetadataStore, project: str, n_runs: int, n_metrics: int) -> None:
-    """``n_runs`` FINISHED runs with ``n_metrics`` latest metrics and 3 params each, in bulk."""
-    experiment = tracking.ensure_experiment(store, project, "bench", actor="bench")
-    with store.session() as session:
-        project_id = project_row(session, project).id
-    rng = random.Random(7)
-    start = utcnow() - timedelta(days=30)
-    for first in range(0, n_runs, BATCH):
-        runs: list[dict[str, Any]] = []
-        metrics: list[tuple[str, str, float, bool, int, int]] = []
-        params: list[dict[str, Any]] = []
-        for i in range(first, min(first + BATCH, n_runs)):
-            run_id = new_id()
-            began = start + timedelta(seconds=i)
-            runs.append(
-                {
-                    "id": run_id,
-                    "created_at": began,
-                    "updated_at": began,
-                    "project_id": project_id,
-                    "experiment_id": experiment.id,
-                    "name": f"run-{i:06d}",
-                    "status": "FINISHED",
-                    "start_time": began,
-                    "end_time": began + timedelta(seconds=30),
-                    "heartbeat_at": began,
-                    "heartbeat_timeout_s": 60,
-                    "code_version": {},
-                    "actor": "bench",
-                }
-            )
-            metrics += [(run_id, f"m{j}", rng.random(), False, 100, i) for j in range(n_metrics)]
-            params += [
-                {"run_id": run_id, "key": f"p{j}", "value": str(rng.randint(0, 9))}
-                for j in range(3)
-            ]
-        with store.session() as session:
-            session.execute(insert(RunRow), runs)
-            # 2,000,000 rows: straight to the driver's executemany, past per-row processing.
-            mark = "?" if session.get_bind().dialect.name == "sqlite" else "%s"
-            session.connection().exec_driver_sql(
-                f"INSERT INTO latest_metrics (run_id, key, value, is_nan, step, timestamp_ms) "
-                f"VALUES ({', '.join([mark] * 6)})",
-                metrics,
-            )
-            session.execute(insert(ParamRow), params)
-
-
-def fill_deployments(store: MetadataStore, n: int) -> None:
-    """``n`` deployment records of ``churn/1`` (no replica is started)."""
-    spec = DeploymentSpec(model="churn/1", min_replicas=0)
-    revision = deployments.NewRevision(
-        number=1, model="churn", version=1, ref="churn/1", role="primary"
-    )
-    with store.session() as session:
-        for i in range(n):
-            deployments.create(
-                session,
-                "default",
-                f"dep-{i:03d}",
-                spec=spec,
-                revisions=[revision],
-                roles=deployments.Roles(primary=1),
-                traffic={1: 100},
-                actor="bench",
-            )
-
-
-def fill_windows(store: MetadataStore, n: int, features: int = 10) -> None:
-    """Each of the ``n`` deployments' monitor windows of the current hour and day: counts
-    as the monitor keeps them (requests, errors and latencies, and 21 bins of each of
-    ``features`` numeric features) and the summary the monitor computes from them
-    (``summarize``; no reference, so drift is off), so that the pages read what
-    deployments in use give them."""
-    now = utcnow()
-    for size, seconds in (("1h", 3600), ("1d", 86_400)):
-        start = datetime.fromtimestamp(now.timestamp() // seconds * seconds, UTC)
-        rng = random.Random(seconds)
-        with store.session() as session:
-            for i in range(n):
-                state = empty_state()
-                requests = rng.randint(100, 10_000)
-                state["usage"].update(requests=requests, rows=requests)
-                state["usage"]["errors"] = {"500": requests // 100}
-                state["usage"]["latency"][3] = requests
-                state["features"] = {
-                    f"f{j}": {"kind": "numeric", "counts": [rng.randint(0, 99) for _ in range(21)]}
-                    for j in range(features)
-                }
-                window = {
-                    "end": start + timedelta(seconds=seconds),
-                    "rows": requests,
-                    "labels": 0,
-                    "state": state,
-                    "summary": summarize(state, None, seconds, DriftConfig()),
-                }
-                key = (f"dep-{i:03d}", "churn", 1, size, start)
-                monitor_rows.put_window(session, "default", key, window)
 
 
 def timed(fn: Callable[[], object], repeat: int) -> list[float]:
@@ -260,6 +174,96 @@ def measure(
     return results
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def served(url: str, tmp: Path) -> Iterator[str]:
+    """``loopml up`` on a free loopback port over the filled database; its base URL."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPML_")}
+    env.update(
+        LOOPML_HOME=str(tmp / "home-up"),
+        LOOPML_DATABASE_URL=url,
+        LOOPML_ARTIFACTS_ROOT=str(tmp / "artifacts"),
+        LOOPML_AUTH_ENABLED="false",
+        OMP_WAIT_POLICY="passive",
+    )
+    command = [sys.executable, "-m", "loopml.cli.main", "up", "--port", str(port)]
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while server.poll() is None:
+            try:
+                if httpx.get(f"{base}/api/v1/health", timeout=2).is_success:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("loopml up did not become ready in 120 s")
+            time.sleep(0.2)
+        else:
+            raise SystemExit(f"loopml up exited with {server.returncode}")
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def browser_loads(
+    base: str, targets: dict[str, str], chromium: str, repeat: int
+) -> dict[str, list[dict[str, float]]]:
+    """Each page's first load in Chromium, ``repeat`` times, each in a fresh browser context
+    (an empty cache: every script and style fetched again), as Navigation Timing gives it."""
+    from playwright.sync_api import sync_playwright
+
+    results: dict[str, list[dict[str, float]]] = {}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
+        for label, path in targets.items():
+            results[label] = []
+            for _ in range(repeat + 1):  # the first one warms the server's caches
+                context = browser.new_context()
+                page = context.new_page()
+                answer = page.goto(base + path)
+                if answer is None or answer.status != 200:
+                    raise SystemExit(f"{path} answered {answer and answer.status} in Chromium")
+                results[label].append(load_figures(page))
+                context.close()
+            results[label] = results[label][1:]
+        browser.close()
+    return results
+
+
+def print_browser(results: dict[str, list[dict[str, float]]], backend: str, repeat: int) -> None:
+    print(
+        f"\nfirst page load in Chromium on {backend} (loopml up on loopback, a fresh browser "
+        f"context each time, {repeat} loads; Navigation Timing: start to the end of the load "
+        "event)"
+    )
+    print(
+        f"{'page':<40} {'load p50':>9} {'max':>8} {'HTML in':>9} {'HTML':>9} {'JS':>9} "
+        f"{'requests':>8}   target"
+    )
+    for label, loads in results.items():
+        load = [f["load_ms"] for f in loads]
+        js = max(f["js_bytes"] for f in loads)
+        ok = max(load) <= LOAD_BUDGET_MS and js <= JS_BUDGET_BYTES
+        print(
+            f"{label:<40} {statistics.median(load):6.0f} ms {max(load):5.0f} ms "
+            f"{statistics.median(f['response_ms'] for f in loads):6.0f} ms "
+            f"{loads[0]['html_bytes'] / 1024:6.1f} KB {js / 1024:6.1f} KB "
+            f"{int(loads[0]['requests']):>8}   {LOAD_BUDGET_MS / 1000:.0f} s, "
+            f"{JS_BUDGET_BYTES // 1024} KB JS {'ok' if ok else 'OVER'}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=100_000)
@@ -270,8 +274,19 @@ def main() -> None:
     parser.add_argument(
         "--pages", default="", help="time only the pages whose label matches this regex"
     )
+    parser.add_argument(
+        "--chromium",
+        default=os.environ.get("LOOPML_TEST_CHROMIUM", "/usr/bin/chromium"),
+        help="the Chromium for the first-page-load figures",
+    )
+    parser.add_argument(
+        "--no-browser", action="store_true", help="skip the first page loads in Chromium"
+    )
+    parser.add_argument("--browser-repeat", type=int, default=5)
     args = parser.parse_args()
     backend = "PostgreSQL" if args.postgres else "SQLite"
+    chromium = None if args.no_browser else browser_ready(args.chromium)
+    loads: dict[str, list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp, database(args.postgres, Path(tmp)) as url:
         fill(url, args)
         settings = Settings(
@@ -281,10 +296,38 @@ def main() -> None:
             auth={"enabled": False},
         )
         app = create_app(settings)
+        targets = pages(args.runs, args.deployments, "default")
         with TestClient(app, base_url="http://127.0.0.1") as http:
-            targets = pages(args.runs, args.deployments, "default")
             big = measure(http, targets, args.repeat, args.pages)
             small = measure(http, pages(100, 0, "small"), args.repeat, args.pages)
+        if chromium:
+            first = {k: v for k, v in targets.items() if k in BROWSER_PAGES}
+            with served(url, Path(tmp)) as base:
+                loads = browser_loads(base, first, chromium, args.browser_repeat)
+    print_server(big, small, backend, args)
+    if loads:
+        print_browser(loads, backend, args.browser_repeat)
+
+
+def browser_ready(chromium: str) -> str | None:
+    """``chromium`` when it and Playwright for Python are there; else None, with a note."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        print("note: no Playwright for Python (pip install -e '.[dev]'): no browser figures")
+        return None
+    if not os.access(chromium, os.X_OK):
+        print(f"note: no Chromium at {chromium} (--chromium PATH): no browser figures")
+        return None
+    return chromium
+
+
+def print_server(
+    big: dict[str, list[float]],
+    small: dict[str, list[float]],
+    backend: str,
+    args: argparse.Namespace,
+) -> None:
     print(f"\nserver time per page on {backend} (in-process TestClient, {args.repeat} requests)")
     print(
         f"{'page':<40} {f'{args.runs:,} runs p50':>16} {'p95':>8}   {'100 runs p50':>12} "

@@ -26,6 +26,7 @@ from loopml.core.auth import MAX_TOKEN_DAYS, SERVER_USER, ApiToken
 from loopml.data import files
 from loopml.data.features.online import LazyOnlineStore
 from loopml.data.records import RecordBatcher
+from loopml.data.streams.metrics import StreamCollector
 from loopml.data.streams.supervisor import StreamSupervisor
 from loopml.deploy import Serving
 from loopml.pipelines.automation import AutomationEngine, AutomationThread
@@ -151,6 +152,8 @@ def lifespan(ctx: AppContext) -> Callable[[FastAPI], AbstractAsyncContextManager
         automation = start_automation(ctx)
         stream_consumers = start_streams(ctx)
         watcher = start_monitor(ctx, serving.gateway.metrics, serving.control)
+        # Wherever the consumers run (here or in workers), their reports are on /metrics.
+        serving.gateway.metrics.registry.register(StreamCollector(ctx.store))
         try:
             yield
         finally:

@@ -188,6 +188,9 @@ def log_config(settings: Settings) -> dict[str, Any]:
 def _run(app: FastAPI, settings: Settings) -> None:
     import uvicorn
 
+    from loopml.api.warm import warm_in_background
+
+    warm_in_background(app)
     uvicorn.run(
         app,
         host=settings.server.host.strip("[]"),

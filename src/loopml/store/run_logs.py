@@ -237,10 +237,15 @@ def latest_points(
 ) -> dict[str, list[tuple[str, float, int, int]]]:
     """The newest point of each metric of these runs as ``(key, value, step, timestamp_ms)``
     (NaN as ``nan``), in one query. Plain tuples: a page of 1,000 runs with 20 metrics
-    each is 20,000 points, and a validated model per point cost more than the query."""
+    each is 20,000 points, and a validated model per point cost more than the query. Read
+    through the session's connection, not the ORM: plain columns need none of its row
+    processing, which took half the time of 2,000 points (the session flushes first, as its
+    own ``execute`` would)."""
     lm = LatestMetricRow
     query = select(lm.run_id, lm.key, lm.value, lm.is_nan, lm.step, lm.timestamp_ms)
     result: dict[str, list[tuple[str, float, int, int]]] = {rid: [] for rid in run_ids}
-    for rid, key, value, is_nan, step, ts in session.execute(query.where(lm.run_id.in_(run_ids))):
+    session.flush()
+    rows = session.connection().execute(query.where(lm.run_id.in_(run_ids)))
+    for rid, key, value, is_nan, step, ts in rows:
         result[rid].append((key, float("nan") if is_nan else value, step, ts))
     return result

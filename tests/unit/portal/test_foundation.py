@@ -4,9 +4,13 @@ without a CDN."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import re
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -156,3 +160,25 @@ def test_the_overview_and_runs_pages_read_beside_a_writer_on_sqlite(
     finally:
         writer.execute("COMMIT")
         writer.close()
+
+
+PORTAL = Path(__file__).resolve().parents[3] / "src" / "loopml" / "portal"
+
+
+def test_every_vendored_file_is_tied_to_the_lock_file() -> None:
+    # `make assets` (assets/vendor.sh) writes vendored.json right after `npm ci` checked each
+    # package's tarball against the lock: a file edited by hand, a package bumped in the lock
+    # without re-vendoring, or a file added to static/vendor without going through it fails.
+    vendor = PORTAL / "static" / "vendor"
+    lock = json.loads((PORTAL / "assets" / "package-lock.json").read_text())
+    wanted = json.loads((PORTAL / "assets" / "package.json").read_text())["dependencies"]
+    made = json.loads((vendor / "vendored.json").read_text())
+    assert set(made) == {p.name for p in vendor.iterdir()} - {"vendored.json"}
+    assert {e["package"] for e in made.values()} == set(wanted)
+    for name, entry in made.items():
+        locked = lock["packages"][f"node_modules/{entry['package']}"]
+        assert locked["version"] == wanted[entry["package"]], name  # pinned, not a range
+        assert locked["integrity"].startswith("sha512-"), name
+        assert (entry["version"], entry["integrity"]) == (locked["version"], locked["integrity"])
+        digest = hashlib.sha512((vendor / name).read_bytes()).digest()
+        assert entry["sha512"] == "sha512-" + base64.b64encode(digest).decode(), name
