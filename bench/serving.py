@@ -54,8 +54,12 @@ memory after its runs <= 150 MB; scale-from-zero first answer <= 2 s; with ``--a
 gateway req/s with token auth on >= 0.95 x off; with ``--monitor``, gateway req/s with the
 monitor loop on (every second) >= 0.95 x off (see ``monitor_rows``).
 
+Each feature's cost (``--features``, instead of the rows above): one deployment switched in
+turn between one revision, a 50 % canary and a shadow (``feature_rows``); the gateway's CPU
+per request in each against plain, and the prediction log's work per answer.
+
 Run: ``python bench/serving.py [--seconds 10] [--connections 32] [--mlflow-python PATH]
-[--auth | --monitor] [--rounds 3]``.
+[--auth | --monitor | --features] [--rounds 3]``.
 """
 
 from __future__ import annotations
@@ -329,6 +333,116 @@ def monitor_rows(args: argparse.Namespace, model: Any, frame: pd.DataFrame, body
     _pair(runs, "monitoring", MONITOR_TARGET, args.rounds)
 
 
+# ---------------------------------------------------------------- each feature's cost
+
+FEATURE_MODES = ("plain", "canary 50 %", "shadow")
+
+
+def _set_mode(client: Any, mode: str) -> None:
+    """Switch the deployment to ``mode`` and wait until every revision's replica is ready
+    (a canary or shadow revision starts its own replica, on the same core)."""
+    second = f"{MODEL}/2"
+    if mode == "plain":
+        client.deployments.update(DEPLOYMENT, canary=None, shadow=None)
+    elif mode == "canary 50 %":
+        client.deployments.update(
+            DEPLOYMENT, canary=second, canary_percent=50, canary_policy={"auto": False}, shadow=None
+        )
+    else:
+        client.deployments.update(DEPLOYMENT, canary=None, shadow=second)
+    client.deployments.wait(DEPLOYMENT, timeout_s=120)
+    time.sleep(2)  # a replica the change stopped finishes draining
+
+
+def _log_capture_cost(body: bytes, answers: int = 20_000) -> tuple[float, float]:
+    """CPU per answer, in this process, of the prediction log's work for one gatewayed
+    answer: the rows built from the request and response bodies (``shadow_rows``, as
+    ``PredictionLog.log_answer`` queues them) and made an Arrow table 5,000 at a time (its
+    append batch). The table's Delta commit, once a second, is apart."""
+    from loopml.predictions import _rows
+    from loopml.predictions.sink import ShadowAnswer
+
+    reply = orjson.dumps(
+        {"predictions": [1], "probabilities": [[0.03, 0.97]], "classes": ["0", "1"]}
+    )
+
+    def answer(n: int) -> ShadowAnswer:
+        return ShadowAnswer(
+            project="default", deployment=DEPLOYMENT, revision=1, model=MODEL, version=1,
+            inference_id=f"bench-{n}", path="/predict", request_body=body, status=200,
+            body=reply, latency_s=0.002, primary_revision=1,
+        )  # fmt: skip
+
+    made = [answer(n) for n in range(answers)]
+    started = time.process_time()
+    built: list[Any] = []
+    for one in made:
+        built += _rows.shadow_rows(one, time.time(), "primary")
+    rows_s = time.process_time() - started
+    started = time.process_time()
+    for first in range(0, len(built), 5000):
+        _rows.to_arrow(built[first : first + 5000])
+    arrow_s = time.process_time() - started
+    return rows_s / answers, arrow_s / answers
+
+
+def feature_rows(args: argparse.Namespace, model: Any, frame: pd.DataFrame, body: bytes) -> None:
+    """What each gateway feature costs per request, in one run: one deployment switched in
+    turn between one revision (plain), a 50 % canary of a second version (the same forest,
+    registered again) and a shadow of it; ``--rounds`` rounds, the order turned each round.
+    Reported per mode: req/s, p50, and the CPU per request of the platform process (the
+    gateway) and of all replicas, whose differences from plain are the canary draw's and
+    the shadow copy's costs; and, measured in this process, the prediction log's work per
+    answer (every mode pays it)."""
+    import loopml
+    from loopml.client import Client
+
+    runs: dict[str, list[tuple[Result, float, float]]] = {m: [] for m in FEATURE_MODES}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        home = work / "home"
+        with _platform(home) as (url, _, platform_pid):
+            _deploy(url, home, model, frame)
+            with Client(url) as client:
+                with loopml.start_run("bench-serving", client=client) as run:
+                    run.log_model(model, sample=frame.head(20))
+                client.models.register_version(MODEL, run_id=run.id)
+                gateway_url = f"{url}/deployments/{DEPLOYMENT}/predict"
+                for i in range(args.rounds):
+                    order = FEATURE_MODES[i % 3 :] + FEATURE_MODES[: i % 3]
+                    for mode in order:
+                        _set_mode(client, mode)
+                        replicas = _replica_pids(platform_pid, DEPLOYMENT)
+                        got = measure(
+                            gateway_url, body, args, work, watch=[platform_pid, *replicas]
+                        )
+                        platform = got.cpu_per_request([platform_pid])
+                        runs[mode].append((got, platform, got.cpu_per_request(replicas)))
+    rows_s, arrow_s = _log_capture_cost(body)
+    print(f"\n{'':22}{'req/s':>9} {'p50 ms':>8}  {'gateway CPU/req':>15}  {'replicas CPU/req':>16}")
+    print(f"  (medians of {args.rounds} rounds; CPU per request in us)")
+    medians: dict[str, tuple[float, float]] = {}
+    for mode, got in runs.items():
+        rps = statistics.median(r.rps for r, _, _ in got)
+        p50 = statistics.median(r.p50 for r, _, _ in got)
+        gateway = statistics.median(g for _, g, _ in got) * 1e6
+        behind = statistics.median(b for _, _, b in got) * 1e6
+        medians[mode] = (gateway, rps)
+        print(f"  {mode:<20}{rps:9.0f} {_ms(p50)}  {gateway:15.0f}  {behind:16.0f}")
+    plain_cpu, plain_rps = medians["plain"]
+    print("\neach feature's cost per request (against plain, same run)")
+    for mode in FEATURE_MODES[1:]:
+        cpu, rps = medians[mode]
+        print(
+            f"  {mode:<20} gateway CPU {cpu - plain_cpu:+.0f} us/req, "
+            f"req/s {rps / plain_rps:.2f} x plain"
+        )
+    print(
+        f"  {'log capture':<20} {rows_s * 1e6:.1f} us/answer building its rows, "
+        f"{arrow_s * 1e6:.1f} us/answer into Arrow (in this process; every mode pays it)"
+    )
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -415,7 +529,14 @@ def main() -> None:
         action="store_true",
         help="only the gateway with the monitor loop on against off (see monitor_rows)",
     )
-    parser.add_argument("--rounds", type=int, default=3, help="with --auth/--monitor: rounds")
+    parser.add_argument(
+        "--features",
+        action="store_true",
+        help="only the gateway's per-feature costs: plain, canary, shadow (see feature_rows)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="with --auth/--monitor/--features: rounds"
+    )
     parser.add_argument(
         "--monitor-interval", type=float, default=1.0, help="with --monitor: seconds per round"
     )
@@ -433,12 +554,13 @@ def main() -> None:
     row = frame.iloc[:1].to_numpy(dtype="float32").ravel().tolist()
     tensor = {"name": "input-0", "shape": [1, len(row)], "datatype": "FP32", "data": row}
     v2_body = orjson.dumps({"inputs": [tensor]})
-    if args.auth or args.monitor:
+    if args.auth or args.monitor or args.features:
         print(
             f"load: {args.generator}, {args.connections} connections (core {LOAD_CORE}); "
             f"servers on core {SERVER_CORE}; 1-row POST, {args.seconds:g} s per measurement"
         )
-        (auth_rows if args.auth else monitor_rows)(args, model, frame, body)
+        rows = auth_rows if args.auth else monitor_rows if args.monitor else feature_rows
+        rows(args, model, frame, body)
         print(f"  total bench time {time.monotonic() - started:.0f} s")
         return
     results: dict[str, Result] = {}
