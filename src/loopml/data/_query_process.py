@@ -26,13 +26,15 @@ import tempfile
 import threading
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 
 from loopml.core.errors import LoopmlError, QueryTimeoutError, ValidationError
 from loopml.data._sandbox import SandboxLimits
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as pads
 
 # Headroom on top of the budget: DuckDB's own structures, the query's vectors in flight.
 _HEADROOM_BYTES = 256 * 1024 * 1024
@@ -125,6 +127,8 @@ def _work(job: QueryJob) -> tuple[str, Any]:
 
 
 def _sendable(data: pads.Dataset) -> pads.Dataset | pa.Table:
+    import pyarrow.dataset as pads
+
     # An in-memory dataset does not pickle; its table does (and is small: a test's rows, or
     # a table created with columns and no data yet).
     if isinstance(data, pads.InMemoryDataset):

@@ -24,12 +24,14 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
 
 from loopml.core.errors import QueryTimeoutError, ValidationError
+
+if TYPE_CHECKING:
+    import duckdb
 
 TABLE_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _VERSIONED_REF = re.compile(r"^([a-z][a-z0-9_]{0,62})@([0-9]{1,18})$")
@@ -83,6 +85,8 @@ class TableRef:
 
 def open_connection(limits: SandboxLimits) -> duckdb.DuckDBPyConnection:
     """A fresh in-memory DuckDB connection, locked down before any user SQL can run."""
+    import duckdb
+
     config: dict[str, Any] = {
         "enable_external_access": False,
         "autoinstall_known_extensions": False,
@@ -112,6 +116,8 @@ def rewrite_versions(sql: str) -> str:
     immediately by digits (no spaces), is rewritten. The quoted form may also be written by
     hand: ``SELECT * FROM "churn@3"``.
     """
+    import duckdb
+
     tokens = duckdb.tokenize(sql)
     edits: list[tuple[int, int, str]] = []
     for (start, kind), (at, at_kind), (num, num_kind) in zip(
@@ -133,6 +139,8 @@ def rewrite_versions(sql: str) -> str:
 
 def single_select(con: duckdb.DuckDBPyConnection, sql: str) -> str:
     """The text of the one ``SELECT`` statement in ``sql``, or ``ValidationError``."""
+    import duckdb
+
     try:
         statements = con.extract_statements(sql)
     except duckdb.Error as exc:
@@ -158,6 +166,8 @@ def single_select(con: duckdb.DuckDBPyConnection, sql: str) -> str:
 
 
 def _without_final_semicolons(sql: str) -> str:
+    import duckdb
+
     # The text is wrapped in a subquery for paging, where a final ';' would not parse.
     tokens = duckdb.tokenize(sql)
     while tokens and tokens[-1][1] == duckdb.token_type.operator and sql[tokens[-1][0]] == ";":
@@ -271,6 +281,8 @@ def execute(
         QueryTimeoutError: it ran past ``timeout_s``.
         ValidationError: DuckDB refused or failed it (out of memory included).
     """
+    import duckdb
+
     timer = threading.Timer(timeout_s, con.interrupt)
     timer.daemon = True
     timer.start()

@@ -22,9 +22,9 @@ from __future__ import annotations
 import logging
 import re
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable
 
@@ -41,6 +41,9 @@ from loopml.settings import LakeSettings
 from loopml.storage import ArtifactStore
 from loopml.storage.native import NativeLocation
 from loopml.store import MetadataStore, lake_housekeeping
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
 
 log = logging.getLogger("loopml.data")
 _COLUMN = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -282,6 +285,8 @@ def check_readable(table: str, version: int, dataset: ds.Dataset, latest: DeltaT
     Raises:
         NotFoundError: some of the version's files are gone.
     """
+    import pyarrow.dataset as ds
+
     if not isinstance(dataset, ds.FileSystemDataset):
         return
     current = set(_file_sizes(latest))

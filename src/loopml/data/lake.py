@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 from deltalake import DeltaTable
 
 from loopml.core import layout
@@ -42,6 +42,9 @@ from loopml.settings import LakeSettings
 from loopml.storage import ArtifactStore
 from loopml.storage.native import NativeLocation
 from loopml.store import MetadataStore, lake_tables, projects
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
 
 log = logging.getLogger("loopml.data")
 MAX_HEAD = 1000
@@ -121,6 +124,8 @@ def read_dataset(
             schema = pa.schema(
                 [pa.field(c.name, pa.type_for_alias(c.type), c.nullable) for c in row.columns]
             )
+            import pyarrow.dataset as ds
+
             return ds.dataset(schema.empty_table())
         dt = latest_dt
     else:

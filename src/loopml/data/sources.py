@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 
 from loopml.core.errors import ValidationError
 from loopml.data import _delta, lake
 from loopml.data.warehouse import DEFAULT_TIMEOUT_S, query_all
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as pads
 
 TABLE_SOURCE = re.compile(r"^\s*([a-z][a-z0-9_]{0,62})(?:@([0-9]{1,9}))?\s*$")
 MAX_SOURCE_BYTES = 2 * 1024**3

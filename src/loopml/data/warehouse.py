@@ -22,10 +22,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import duckdb
 import pyarrow as pa
-import pyarrow.dataset as pads
 
 from loopml.core.errors import ValidationError
 from loopml.data._query_process import QueryProcessPool, parse_bytes
@@ -39,6 +38,10 @@ from loopml.data._sandbox import (
     single_select,
 )
 from loopml.data._sandbox import execute as execute
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow.dataset as pads
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -62,7 +65,7 @@ MAX_QUERY_CHARS = 100_000
 _POOL = QueryProcessPool()
 _CHECKERS = threading.local()
 
-TableResolver = Callable[[str, "int | None"], pads.Dataset]
+TableResolver = Callable[[str, "int | None"], "pads.Dataset"]
 """``(table, version or None) -> Arrow dataset``; raises ``NotFoundError`` when absent."""
 
 

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
 from loopml.core.deployments import feedback_table, prediction_table
 from loopml.core.errors import NotFoundError
 from loopml.data import lake
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
 
 BATCH_ROWS = 100_000
 PREDICTION_FIELDS = [
@@ -61,6 +64,8 @@ def predictions_between(
     end: datetime,
 ) -> Iterator[pa.Table]:
     """The deployment's prediction-log rows with ``start <= ts < end``, in batches."""
+    import pyarrow.dataset as ds
+
     dataset = _dataset(store, artifacts, project, prediction_table(deployment))
     if dataset is None:
         return
@@ -100,6 +105,8 @@ def labelled_between(
     label, it is not counted twice. So for each labelled row this yields its newest label
     before ``end`` with sign ``+1`` and, when an earlier round counted one (its newest
     before ``start``), that one with sign ``-1``, to be taken out of the window."""
+    import pyarrow.dataset as ds
+
     feedback = _dataset(store, artifacts, project, feedback_table(deployment))
     if feedback is None:
         return

@@ -21,8 +21,6 @@ from loopml.registry.versions import resolve
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
 from loopml.train import tracking
-from loopml.train.datasets_io import DATASET_INPUT_KIND, eval_set
-from loopml.train.evaluation import evaluate
 
 LATENCY_CALLS = 200
 
@@ -30,6 +28,8 @@ LATENCY_CALLS = 200
 def _training_facts(
     store: MetadataStore, project: str, version: ModelVersion
 ) -> tuple[str | None, str | None, str | None]:
+    from loopml.train.datasets_io import DATASET_INPUT_KIND
+
     run = tracking.get_run(store, project, version.run_id)
     params = run.params or {}
     datasets = [i.ref for i in run.inputs or [] if i.kind == DATASET_INPUT_KIND]
@@ -57,6 +57,10 @@ def evaluate_version(
         NotFoundError: no such model, version or dataset.
         ArtifactIntegrityError: the package or the eval rows do not match their hashes.
     """
+    # Scoring reads the eval rows with pandas: imported here, not when the API starts.
+    from loopml.train.datasets_io import eval_set
+    from loopml.train.evaluation import evaluate
+
     found = resolve(store, project, f"{model}/{version}")
     trained_on, trained_target, task = _training_facts(store, project, found)
     dataset = dataset or trained_on

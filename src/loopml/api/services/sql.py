@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import pyarrow.dataset as pads
+from typing import TYPE_CHECKING
 
 from loopml import projects
 from loopml.api.context import AppContext
@@ -10,6 +10,9 @@ from loopml.api.schemas.sql import SqlColumn, SqlQuery, SqlResult
 from loopml.data import lake
 from loopml.data.sql_formats import json_rows
 from loopml.data.warehouse import QueryResult, run_query
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as pads
 
 
 def run(ctx: AppContext, project: str, body: SqlQuery) -> QueryResult:

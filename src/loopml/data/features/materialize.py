@@ -20,9 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pyarrow as pa
 
 from loopml.core.errors import ValidationError
@@ -44,12 +43,17 @@ from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
 from loopml.store import feature_views as view_rows
 
+if TYPE_CHECKING:
+    pass
+
 MAX_READ_ENTITIES = 1000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def newest_per_entity(table: pa.Table, view: FeatureView) -> pa.Table:
     """One row per entity: its newest (rows without a time or a key are left out)."""
+    import duckdb
+
     spec = view.spec
     keys = ", ".join(f'"{k}"' for k in spec.entities)
     present = " AND ".join(f'"{c}" IS NOT NULL' for c in [*spec.entities, spec.event_time])

@@ -21,8 +21,8 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import duckdb
 import pyarrow as pa
 
 from loopml.core.datasets import (
@@ -41,6 +41,9 @@ from loopml.data.sources import Materialized, SourceVersion, materialize
 from loopml.data.warehouse import DEFAULT_TIMEOUT_S
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore, events
+
+if TYPE_CHECKING:
+    import duckdb
 
 MAX_VIEWS = 20
 _ROW = "__loopml_row"
@@ -121,6 +124,8 @@ def connect() -> duckdb.DuckDBPyConnection:
     0.23 s as an ASOF join; 200,000 against 50,000 took 64 s as a loop. The threshold is
     off, so the plan is always the ASOF join.
     """
+    import duckdb
+
     con = duckdb.connect(config={"threads": 2, "memory_limit": "1GB"})
     con.execute("SET asof_loop_join_threshold = 0")
     return con
@@ -132,6 +137,8 @@ def _numbered(table: pa.Table, columns: list[str], name: str) -> pa.Table:
 
 def point_in_time(entities: pa.Table, event_time: str, joined: list[JoinedView]) -> pa.Table:
     """``entities`` with every view's features as of each row's time (see the module)."""
+    import duckdb
+
     _check_entities(entities, event_time, joined)
     keys = sorted({k for j in joined for k in j.view.spec.entities})
     con = connect()

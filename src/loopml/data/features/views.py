@@ -19,9 +19,9 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 
 from loopml.core.errors import ValidationError
 from loopml.core.features import (
@@ -37,6 +37,9 @@ from loopml.data.warehouse import TableResolver, run_query
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
 from loopml.store import feature_views as rows
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as pads
 
 
 def parse_spec(text: str) -> FeatureViewSpec:
