@@ -118,7 +118,7 @@ def _schemathesis(
             "--phases",
             "examples,coverage,fuzzing",
             "--max-examples",
-            "25",
+            "15",
             "--seed",
             "20261121",
             "--workers",
@@ -174,8 +174,8 @@ def test_generated_requests_get_documented_answers_and_no_5xx(
         summary = result.stdout[-6000:]
         print(summary)
         assert result.returncode == 0, summary
-    # 63 operations less both REVOKEs
-    assert "Tested: 61" in free_text.stdout, free_text.stdout[-2000:]
+    # 64 operations (streams/apply's YAML among them) less both REVOKEs
+    assert "Tested: 62" in free_text.stdout, free_text.stdout[-2000:]
     assert "Traceback" not in server_log, server_log[-4000:]
     answers = _answers(tmp_path / "structured.har") + _answers(tmp_path / "free_text.har")
     by_status = Counter[int]()

@@ -185,6 +185,10 @@ def log_config(settings: Settings) -> dict[str, Any]:
     return logging_config(server.log_level, server.log_format, settings.server_log)
 
 
+KEEP_ALIVE_S = 30
+"""How long the server keeps an idle client connection open."""
+
+
 def _run(app: FastAPI, settings: Settings) -> None:
     import uvicorn
 
@@ -200,4 +204,8 @@ def _run(app: FastAPI, settings: Settings) -> None:
         access_log=settings.server.log_level == "debug",
         server_header=False,
         timeout_graceful_shutdown=10,
+        # Longer than a client's idle pooled connection lives (the SDK's 4 s, httpx's and
+        # most HTTP clients' 5 s): with uvicorn's own 5 s, a request sent on a connection
+        # the server was closing at that moment failed as "Server disconnected".
+        timeout_keep_alive=KEEP_ALIVE_S,
     )

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from loopml.core.auth import Principal
 
 DEFAULT_URL = "http://127.0.0.1:8765"
+KEEPALIVE_EXPIRY_S = 4.0
+"""How long an idle pooled connection is kept: under the 5 s after which uvicorn (the
+model server, and servers it is often run behind) closes one."""
 
 
 class Client:
@@ -66,7 +69,13 @@ class Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         if http is None:
             http = httpx.Client(
-                base_url=url.rstrip("/"), timeout=timeout, verify=tls_context(), headers=headers
+                base_url=url.rstrip("/"),
+                timeout=timeout,
+                verify=tls_context(),
+                headers=headers,
+                # An idle connection is dropped before a server's keep-alive (uvicorn's 5 s
+                # by default) can close it under a request sent on it.
+                limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY_S),
             )
         else:
             http.headers.update(headers)

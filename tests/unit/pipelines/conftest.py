@@ -20,7 +20,9 @@ from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
 from loopml.wiring import open_artifact_store, open_metadata_store
 
-FAST = WorkerConfig(concurrency=2, lease_s=3.0, heartbeat_s=0.3, poll_s=0.02, sweep_s=0.2)
+# A lease of 30 s: 3 s lapsed in CI while a loaded machine kept the heartbeat from the CPU
+# (or SQLite's write lock), and failed a step that was running fine.
+FAST = WorkerConfig(concurrency=2, lease_s=30.0, heartbeat_s=0.3, poll_s=0.02, sweep_s=0.2)
 
 
 @pytest.fixture
