@@ -31,7 +31,7 @@ import pyarrow as pa
 from loopml.core.errors import QueryTimeoutError, ValidationError
 
 if TYPE_CHECKING:
-    import duckdb
+    from loopml.data._duckdb import duckdb
 
 TABLE_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _VERSIONED_REF = re.compile(r"^([a-z][a-z0-9_]{0,62})@([0-9]{1,18})$")
@@ -85,7 +85,7 @@ class TableRef:
 
 def open_connection(limits: SandboxLimits) -> duckdb.DuckDBPyConnection:
     """A fresh in-memory DuckDB connection, locked down before any user SQL can run."""
-    import duckdb
+    from loopml.data._duckdb import duckdb
 
     config: dict[str, Any] = {
         "enable_external_access": False,
@@ -116,7 +116,7 @@ def rewrite_versions(sql: str) -> str:
     immediately by digits (no spaces), is rewritten. The quoted form may also be written by
     hand: ``SELECT * FROM "churn@3"``.
     """
-    import duckdb
+    from loopml.data._duckdb import duckdb
 
     tokens = duckdb.tokenize(sql)
     edits: list[tuple[int, int, str]] = []
@@ -139,7 +139,7 @@ def rewrite_versions(sql: str) -> str:
 
 def single_select(con: duckdb.DuckDBPyConnection, sql: str) -> str:
     """The text of the one ``SELECT`` statement in ``sql``, or ``ValidationError``."""
-    import duckdb
+    from loopml.data._duckdb import duckdb
 
     try:
         statements = con.extract_statements(sql)
@@ -166,7 +166,7 @@ def single_select(con: duckdb.DuckDBPyConnection, sql: str) -> str:
 
 
 def _without_final_semicolons(sql: str) -> str:
-    import duckdb
+    from loopml.data._duckdb import duckdb
 
     # The text is wrapped in a subquery for paging, where a final ';' would not parse.
     tokens = duckdb.tokenize(sql)
@@ -281,7 +281,7 @@ def execute(
         QueryTimeoutError: it ran past ``timeout_s``.
         ValidationError: DuckDB refused or failed it (out of memory included).
     """
-    import duckdb
+    from loopml.data._duckdb import duckdb
 
     timer = threading.Timer(timeout_s, con.interrupt)
     timer.daemon = True

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 
@@ -43,16 +43,13 @@ from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
 from loopml.store import feature_views as view_rows
 
-if TYPE_CHECKING:
-    pass
-
 MAX_READ_ENTITIES = 1000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def newest_per_entity(table: pa.Table, view: FeatureView) -> pa.Table:
     """One row per entity: its newest (rows without a time or a key are left out)."""
-    import duckdb
+    from loopml.data._duckdb import duckdb
 
     spec = view.spec
     keys = ", ".join(f'"{k}"' for k in spec.entities)

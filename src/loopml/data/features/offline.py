@@ -43,7 +43,7 @@ from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore, events
 
 if TYPE_CHECKING:
-    import duckdb
+    from loopml.data._duckdb import duckdb
 
 MAX_VIEWS = 20
 _ROW = "__loopml_row"
@@ -124,7 +124,7 @@ def connect() -> duckdb.DuckDBPyConnection:
     0.23 s as an ASOF join; 200,000 against 50,000 took 64 s as a loop. The threshold is
     off, so the plan is always the ASOF join.
     """
-    import duckdb
+    from loopml.data._duckdb import duckdb
 
     con = duckdb.connect(config={"threads": 2, "memory_limit": "1GB"})
     con.execute("SET asof_loop_join_threshold = 0")
@@ -137,7 +137,7 @@ def _numbered(table: pa.Table, columns: list[str], name: str) -> pa.Table:
 
 def point_in_time(entities: pa.Table, event_time: str, joined: list[JoinedView]) -> pa.Table:
     """``entities`` with every view's features as of each row's time (see the module)."""
-    import duckdb
+    from loopml.data._duckdb import duckdb
 
     _check_entities(entities, event_time, joined)
     keys = sorted({k for j in joined for k in j.view.spec.entities})
