@@ -14,6 +14,7 @@ from loopml.api.authz import enforce
 from loopml.api.context import AppContext
 from loopml.api.csrf import CrossSiteGuardMiddleware
 from loopml.api.errors import install_error_handlers
+from loopml.api.gateway_link import GatewayLink
 from loopml.api.guard import GuardConfig, RequestGuardMiddleware, is_inference_path
 from loopml.api.routes import (
     artifacts,
@@ -46,6 +47,7 @@ from loopml.api.startup import build_context, build_serving, lifespan
 from loopml.auth.cache import TokenCache
 from loopml.auth.install import load_or_create_secret
 from loopml.auth.ratelimit import FailureLimiter
+from loopml.serve.gateway.wire import REPORT_PATH
 from loopml.settings import Settings
 
 log = logging.getLogger("loopml.api")
@@ -81,6 +83,10 @@ def create_app(
     app.state.ctx = ctx
     app.state.serving = serving = build_serving(ctx)
     app.router.routes.extend(serving.gateway.routes())
+    if settings.gateway.port is not None:
+        # The gateway processes' route feed and reports (loopback, checked by a secret).
+        app.state.gateway_link = GatewayLink(serving.gateway, settings)
+        app.router.routes.extend(app.state.gateway_link.routes())
     install_error_handlers(app)
     app.state.auth_key = load_or_create_secret(settings.home)
     app.state.auth_failures = FailureLimiter(settings.auth.login_failures_per_minute)
@@ -133,7 +139,8 @@ def create_app(
             max_body_bytes=settings.server.max_body_bytes,
             max_upload_bytes=settings.server.max_upload_bytes,
             raw_body_route=lambda path: (
-                artifacts.is_upload_path(path)
+                path == REPORT_PATH
+                or artifacts.is_upload_path(path)
                 or mlflow.is_upload_path(path)
                 or codesets.is_upload_path(path)
             ),

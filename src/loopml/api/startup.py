@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from loopml import registry
 from loopml.api.context import AppContext
+from loopml.api.gateway_link import GatewayLink
 from loopml.api.services.monitoring import start_monitor
 from loopml.api.services.tables import spool_folder
 from loopml.auth.service import revoke_token, server_token
@@ -29,6 +30,7 @@ from loopml.data.records import RecordBatcher
 from loopml.data.streams.metrics import StreamCollector
 from loopml.data.streams.supervisor import StreamSupervisor
 from loopml.deploy import Serving
+from loopml.deploy.gateways import GatewayProcesses
 from loopml.pipelines.automation import AutomationEngine, AutomationThread
 from loopml.pipelines.worker import Worker, WorkerConfig, WorkerThread, server_url
 from loopml.predictions.log import PredictionLog
@@ -119,6 +121,26 @@ def start_streams(ctx: AppContext) -> StreamSupervisor | None:
     return StreamSupervisor(ctx.store, ctx.settings).start()
 
 
+async def start_gateways(ctx: AppContext, link: GatewayLink | None) -> GatewayProcesses | None:
+    """The gateway processes on ``gateway.port`` (``loopml.deploy.gateways``), fed by
+    ``link``; ``None`` when the gateway runs only in this process."""
+    settings = ctx.settings
+    if link is None or settings.gateway.port is None:
+        return None
+    await link.start()
+    processes = GatewayProcesses(
+        host=settings.server.host.strip("[]"),
+        port=settings.gateway.port,
+        count=settings.gateway.processes,
+        platform_url=server_url(settings),
+        secret=link.secret,
+        config=settings.gateway,
+        log_path=settings.home / "logs" / "gateway.log",
+    )
+    await processes.start()
+    return processes
+
+
 def run_maintenance(ctx: AppContext) -> None:
     """One round of housekeeping. Each task must be idempotent and quick.
 
@@ -147,6 +169,7 @@ def lifespan(ctx: AppContext) -> Callable[[FastAPI], AbstractAsyncContextManager
         serving.gateway.on_answer = predictions.log_answer
         if serving.gateway.on_shadow is None:
             serving.gateway.on_shadow = predictions.log_shadow
+        gateways = await start_gateways(ctx, getattr(app.state, "gateway_link", None))
         own = await anyio.to_thread.run_sync(worker_token, ctx, app.state.auth_key)
         worker = start_worker(ctx, own.token if own is not None else None)
         automation = start_automation(ctx)
@@ -167,6 +190,10 @@ def lifespan(ctx: AppContext) -> Callable[[FastAPI], AbstractAsyncContextManager
                 await anyio.to_thread.run_sync(
                     lambda: revoke_token(ctx.store, SERVER_USER, own.id, actor="server")
                 )
+            if gateways is not None:
+                # First: they post their last answers to the prediction log on the way out.
+                await gateways.close()
+                await app.state.gateway_link.close()
             await serving.close()
             await predictions.close()
             # Posts still waiting for their batch are committed and answered before the

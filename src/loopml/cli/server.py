@@ -99,6 +99,13 @@ def up(
             f"(pid {running.pid}): stop it with `loopml down`, or use another --home"
         )
     _check_port_free(bind, settings.server.port)
+    if settings.gateway.port is not None:
+        if settings.gateway.port == settings.server.port:
+            raise ConfigurationError(
+                f"gateway.port {settings.gateway.port} is server.port too: give the gateway "
+                "processes a port of their own, or unset gateway.port"
+            )
+        _check_port_free(bind, settings.gateway.port)
     if demo and settings.auth.enabled and settings.token is None:
         console.print(
             "[yellow]--demo skipped:[/] authentication is on and no LOOPML_TOKEN is set; once "
@@ -171,6 +178,13 @@ def _serve(settings: Settings) -> None:
         f"  portal     http://{url_host}:{settings.server.port}/  (API reference at /docs)",
         highlight=False,
     )
+    if settings.gateway.port is not None:
+        processes = settings.gateway.processes
+        console.print(
+            f"  serving    http://{url_host}:{settings.gateway.port}/deployments/NAME/predict  "
+            f"({processes} gateway process{'es' if processes > 1 else ''})",
+            highlight=False,
+        )
     heap.settle()  # see loopml.core.heap
     url = f"http://{url_host}:{settings.server.port}"
     with _pidfile.held(settings.home, url):

@@ -157,7 +157,7 @@ class PredictionLog:
     def log_answer(self, answer: ShadowAnswer, role: str) -> None:
         """The gateway's answer hook (``AnswerHook``): queue an answer a client got, to become
         rows with ``role``. Only queues, like ``log_shadow``."""
-        arrived = time.time() - answer.latency_s
+        arrived = answer.arrived or time.time() - answer.latency_s
         self._add(
             answer.project,
             answer.deployment,

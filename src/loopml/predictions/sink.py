@@ -91,3 +91,5 @@ class ShadowAnswer:
     body: bytes
     latency_s: float
     primary_revision: int
+    arrived: float | None = None
+    """When the request arrived (Unix seconds); ``None``: ``latency_s`` before now."""

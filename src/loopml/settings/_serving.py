@@ -78,6 +78,22 @@ class GatewaySettings(_Section):
         le=65536,
         description="Shadow copies in flight at once; more are dropped (and counted).",
     )
+    port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="A port of its own for deployments' traffic, served by gateway processes "
+        "of their own (`python -m loopml.serve.gateway`, supervised by `loopml up`) off the "
+        "platform's event loop. Unset, the gateway runs inside the platform's process on "
+        "`server.port`, which serves deployments either way.",
+    )
+    processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Gateway processes sharing `gateway.port` (SO_REUSEPORT), when it is set: "
+        "one per core the serving traffic may use.",
+    )
 
 
 class LocalSettings(_Section):

@@ -9,22 +9,10 @@ Elsewhere this is a plain ``python -m loopml.serve``.
 
 from __future__ import annotations
 
-import ctypes
-import os
-import signal
 import sys
 from collections.abc import Sequence
 
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent(parent: int) -> bool:
-    """Ask for SIGTERM when the parent exits; ``False`` when it already has."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-    # The parent may have died before the request took effect: then we were re-parented.
-    return os.getppid() == parent
+from loopml.core.lifeline import die_with_parent
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,7 +21,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(args) < 3 or args[0] != "--parent-pid" or args[2] != "--":
         print("usage: --parent-pid PID -- WORKER-ARGS", file=sys.stderr)
         return 2
-    if not _die_with_parent(int(args[1])):
+    if not die_with_parent(int(args[1])):
         return 0
     from loopml.serve.server.process import main as serve
 

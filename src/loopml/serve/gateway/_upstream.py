@@ -70,7 +70,8 @@ class UpstreamAnswer:
 class _Connection(asyncio.Protocol):
     """One kept-alive connection to a replica; one call at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, passed: frozenset[bytes] = _PASSED_ON_BYTES) -> None:
+        self._passed = passed
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
@@ -103,7 +104,7 @@ class _Connection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         lower = name.lower()
-        if lower in _PASSED_ON_BYTES:
+        if lower in self._passed:
             self._headers[lower.decode("latin-1")] = value.decode("latin-1")
 
     def on_body(self, body: bytes) -> None:
@@ -176,9 +177,22 @@ class UpstreamClient:
         timeout_s: the longest a call may take, connecting included (then ``UpstreamTimeout``).
         max_connections: the most connections open at once, over all replicas; a call over
             the bound waits for one to be free.
+        passed: the answer headers kept (lower-case names; ``PASSED_ON`` by default).
+        own_host: write the ``Host`` header of the URL called; ``False`` for a relay, whose
+            caller sends the client's own in ``headers``.
     """
 
-    def __init__(self, *, connect_timeout_s: float, timeout_s: float, max_connections: int):
+    def __init__(
+        self,
+        *,
+        connect_timeout_s: float,
+        timeout_s: float,
+        max_connections: int,
+        passed: frozenset[str] = PASSED_ON,
+        own_host: bool = True,
+    ):
+        self._own_host = own_host
+        self._passed = frozenset(name.encode("latin-1") for name in passed)
         self._connect_timeout_s = connect_timeout_s
         self._timeout_s = timeout_s
         self._max_connections = max_connections
@@ -284,7 +298,9 @@ class UpstreamClient:
         connect_by = loop.time() + self._connect_timeout_s
         try:
             async with asyncio.timeout_at(min(connect_by, deadline)):
-                _, connection = await loop.create_connection(_Connection, *key)
+                _, connection = await loop.create_connection(
+                    lambda: _Connection(self._passed), *key
+                )
         except TimeoutError as exc:
             if deadline < connect_by:
                 raise  # the call's own time ran out: a timeout, not an unreachable replica
@@ -296,15 +312,9 @@ class UpstreamClient:
     def _prefix(self, method: str, url: str) -> tuple[str, int, bytes]:
         """Host, port and the head's first bytes (request line, host) for a call to ``url``."""
         host, port, target = self._address(url)
+        own = b"host: " + f"{host}:{port}".encode("latin-1") + b"\r\n" if self._own_host else b""
         prefix = b"".join(
-            [
-                method.encode("ascii"),
-                b" ",
-                target,
-                b" HTTP/1.1\r\nhost: ",
-                f"{host}:{port}".encode("latin-1"),
-                b"\r\ncontent-length: ",
-            ]
+            [method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n", own, b"content-length: "]
         )
         if len(self._prefixes) >= _MAX_PREFIXES:  # query strings vary: never grow unbounded
             self._prefixes.clear()

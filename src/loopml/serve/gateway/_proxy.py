@@ -1,0 +1,578 @@
+"""The gateway process's HTTP server: an asyncio protocol over httptools, no ASGI.
+
+A request on the gateway port is read whole (head and body, within the platform's body
+limit), then either
+
+- **served here** (the lean path): ``POST .../deployments/{name}/predict``,
+  ``.../deployments/{name}/v2/models/{m}/infer`` and ``/v2/models/{m}/infer`` of a
+  deployment the route table marks ``lean`` (see ``wire.Deployment``), from a client that
+  names an allowed ``Host`` and no ``Origin``. A revision is drawn by weight and a replica in
+  turn (``Balancer``); the body goes to the replica as it came, with the headers it needs and
+  the inference id; the answer comes back as it came, with the headers that say who gave it.
+  A successful answer is queued for the prediction log *before* the client gets it, and
+  every answer's metrics sample; ``ProxyServer`` reports both to the platform in batches;
+- or **relayed** to the platform, as it came (method, path, query, headers, body), with the
+  answer passed back: every other request on a serving path (a deployment asleep, with a
+  shadow, feature views or token checks; V2 metadata and health; ``/metrics``; anything the
+  platform's guard must judge). The platform serves those exactly as on its own port.
+
+Paths that are not serving paths get 404 with the platform's address: the API, the portal and
+uploads live on the platform's port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import cast
+
+import httptools
+import orjson
+
+from loopml.core.errors import (
+    BadRequestError,
+    LoopmlError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ServiceUnavailableError,
+    error_headers,
+)
+from loopml.core.ids import fast_id
+from loopml.serve.gateway._balance import Balancer
+from loopml.serve.gateway._upstream import (
+    PASSED_ON,
+    Unreachable,
+    UpstreamAnswer,
+    UpstreamClient,
+    UpstreamTimeout,
+)
+from loopml.serve.gateway.config import GatewayConfig, GatewayTimeoutError
+from loopml.serve.gateway.routing import Backend, RevisionRoute
+from loopml.serve.gateway.wire import Answer, Deployment, Report, RouteTable
+from loopml.serve.oip import error_body_for, safe_id
+
+log = logging.getLogger("loopml.serve.gateway")
+
+_PREDICT = re.compile(r"/(?:projects/([^/]+)/)?deployments/([^/]+)/predict")
+_DEPLOYMENT_INFER = re.compile(
+    r"/(?:projects/([^/]+)/)?deployments/([^/]+)/v2/models/([^/]+)/infer"
+)
+_ROOT_INFER = re.compile(r"/v2/models/([^/]+)/infer")
+_SERVING = re.compile(r"/(?:projects/[^/]+/)?deployments/[^/]+/(?:predict|v2)(?:/.*)?|/v2(?:/.*)?")
+
+# What a replica gets of the client's headers (the rest is the gateway's business).
+_TO_REPLICA = frozenset({b"content-type", b"accept", b"inference-header-content-length"})
+# What the platform does not get of a relayed request's headers: hop-by-hop, and what the
+# relay sets itself.
+_NOT_RELAYED = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"transfer-encoding",
+        b"content-length",
+        b"te",
+        b"upgrade",
+        b"expect",
+        b"proxy-connection",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+    }
+)
+# What a relayed answer passes back to the client.
+RELAYED_BACK = PASSED_ON | {
+    "x-loopml-revision",
+    "x-loopml-model",
+    "x-loopml-model-version",
+    "www-authenticate",
+    "allow",
+    "cache-control",
+}
+_MAX_PIPELINED = 16
+
+
+class Request:
+    """One request, read whole."""
+
+    __slots__ = ("body", "client", "headers", "keep_alive", "method", "path", "query", "started")
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        keep_alive: bool,
+        client: str,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+        self.keep_alive = keep_alive
+        self.client = client
+        self.started = time.perf_counter()
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+def encode_answer(status: int, headers: dict[str, str], body: bytes, keep_alive: bool) -> bytes:
+    """A whole HTTP/1.1 answer."""
+    lines = [b"HTTP/1.1 ", _STATUS_LINES.get(status) or _status_line(status)]
+    for name, value in headers.items():
+        lines += [name.encode("latin-1"), b": ", value.encode("latin-1"), b"\r\n"]
+    if "content-type" not in headers:
+        lines.append(b"content-type: application/json\r\n")
+    lines += [b"content-length: ", str(len(body)).encode("ascii"), b"\r\n"]
+    if not keep_alive:
+        lines.append(b"connection: close\r\n")
+    lines += [b"\r\n", body]
+    return b"".join(lines)
+
+
+def _status_line(status: int) -> bytes:
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    return f"{status} {phrase}\r\n".encode("latin-1")
+
+
+_STATUS_LINES = {s.value: _status_line(s.value) for s in HTTPStatus}
+
+
+def error_answer(path: str, error: LoopmlError, keep_alive: bool) -> bytes:
+    """An error answer as the platform gives it (the V2 body on a V2 path)."""
+    headers = error_headers(error.code, error.message)
+    if isinstance(error, ServiceUnavailableError):
+        headers["retry-after"] = "1"
+    body = orjson.dumps(error_body_for(path, error))
+    return encode_answer(error.status, headers, body, keep_alive)
+
+
+class ProxyServer:
+    """Serves the gateway port from the route table it holds (see the module docstring).
+
+    Args:
+        platform_url: the platform's own address (loopback), where relays and reports go.
+        secret: what proves to the platform that a report comes from its gateway.
+        config: the gateway's timeouts and bounds.
+        max_answers: answers held for the prediction log while the platform cannot take
+            them; past it the oldest are dropped (and counted).
+    """
+
+    def __init__(
+        self,
+        platform_url: str,
+        secret: str,
+        config: GatewayConfig,
+        *,
+        max_answers: int = 100_000,
+    ) -> None:
+        self.platform_url = platform_url.rstrip("/")
+        self.platform_host = self.platform_url.split("://", 1)[-1]
+        self.secret = secret
+        self.config = config
+        self.table = RouteTable()
+        self.report = Report()
+        self.dropped_answers = 0
+        self.max_answers = max_answers
+        self.replicas = UpstreamClient(
+            connect_timeout_s=config.connect_timeout_s,
+            timeout_s=config.timeout_s,
+            max_connections=config.max_connections,
+        )
+        # The platform may hold a request while it wakes a deployment, and holds the route
+        # table's long poll open: its calls may take longer than a replica's.
+        self.platform = UpstreamClient(
+            connect_timeout_s=config.connect_timeout_s,
+            timeout_s=max(config.timeout_s, config.activation_timeout_s) + 30,
+            max_connections=config.max_connections,
+            passed=RELAYED_BACK,
+            own_host=False,
+        )
+        self._balance = Balancer()
+        self._revision_heads: dict[tuple[int, str, int], dict[str, str]] = {}
+
+    async def start(self) -> None:
+        await self.replicas.start()
+        await self.platform.start()
+
+    async def close(self) -> None:
+        await self.replicas.close()
+        await self.platform.close()
+
+    def protocol(self) -> asyncio.Protocol:
+        return _Protocol(self)
+
+    # ------------------------------------------------------------------ requests
+
+    async def handle(self, request: Request) -> bytes:
+        """The whole answer to ``request``."""
+        try:
+            lean = self._lean(request)
+            if lean is not None:
+                return await self._serve(request, *lean)
+            if _SERVING.fullmatch(request.path) or request.path == "/metrics":
+                return await self._relay(request)
+            raise NotFoundError(
+                f"{request.path[:200]!r} is not a serving path: this port serves deployments "
+                f"(/deployments/NAME/predict, /v2/...); the API and portal are on "
+                f"{self.platform_url}",
+            )
+        except LoopmlError as error:
+            return error_answer(request.path, error, request.keep_alive)
+
+    def _lean(self, request: Request) -> tuple[Deployment, Callable[[Backend], str]] | None:
+        """The deployment and replica path of a request served here, else ``None``."""
+        if request.method != "POST":
+            return None
+        path = request.path
+        table = self.table
+        found = _PREDICT.fullmatch(path)
+        if found is not None:
+            deployment = table.deployments.get((found.group(1) or "default", found.group(2)))
+            upstream: Callable[[Backend], str] = _predict
+        else:
+            found = _DEPLOYMENT_INFER.fullmatch(path)
+            if found is not None:
+                deployment = table.deployments.get((found.group(1) or "default", found.group(2)))
+                if deployment is not None and found.group(3) not in deployment.models:
+                    return None
+            else:
+                found = _ROOT_INFER.fullmatch(path)
+                if found is None:
+                    return None
+                model = found.group(1)
+                deployment = table.deployments.get(("default", model))
+                if deployment is None and model in table.by_model:
+                    deployment = table.deployments.get(("default", table.by_model[model]))
+            upstream = _infer
+        if deployment is None or not deployment.lean or not self._plain(request):
+            return None
+        return deployment, upstream
+
+    def _plain(self, request: Request) -> bool:
+        """Whether the request needs none of the platform guard's judgement: an allowed
+        ``Host`` and no ``Origin`` (a browser's cross-site call is the guard's to refuse)."""
+        allowed = self.table.allowed_hosts
+        host: bytes | None = None
+        for name, value in request.headers:
+            if name == b"origin":
+                return False
+            if name == b"host":
+                host = value
+            elif name == b"content-type" and not _is_json(value):
+                return False
+        if "*" in allowed:
+            return True
+        if host is None:
+            return False
+        text = host.decode("latin-1").lower()
+        text = text[1 : text.find("]")] if text.startswith("[") else text.split(":", 1)[0]
+        return text in allowed
+
+    async def _serve(
+        self, request: Request, deployment: Deployment, upstream: Callable[[Backend], str]
+    ) -> bytes:
+        routes = deployment.routes
+        key = (routes.project, routes.name)
+        report = self.report
+        report.touched.add(key)
+        picked = self._balance.pick(routes, None, ())
+        if picked is None:
+            return await self._relay(request)  # every replica just failed: the platform's call
+        headers: dict[str, str] = {}
+        asked: str | None = None
+        for name, value in request.headers:
+            if name in _TO_REPLICA:
+                headers[name.decode("latin-1")] = value.decode("latin-1")
+            elif name == b"x-request-id":
+                asked = safe_id(value.decode("latin-1"))
+        inference_id = asked or fast_id()
+        headers["x-request-id"] = inference_id
+        revision, backend = picked
+        try:
+            answer = await self._send(request, backend, upstream(backend), headers)
+        except Unreachable:
+            picked = self._balance.pick(routes, None, (backend,))
+            if picked is None:
+                return await self._relay(request)
+            revision, backend = picked
+            try:
+                answer = await self._send(request, backend, upstream(backend), headers)
+            except Unreachable:
+                return await self._relay(request)
+        except UpstreamTimeout:
+            error = GatewayTimeoutError(
+                f"the replica did not answer within {self.config.timeout_s:g} s",
+                details={"revision": revision.number},
+            )
+            self._observe(key, revision, error.status, request, error.code)
+            return error_answer(request.path, error, request.keep_alive)
+        elapsed = time.perf_counter() - request.started
+        status = answer.status
+        if status == 200:
+            self._answered(request, key, revision, upstream(backend), answer, inference_id, elapsed)
+        code = answer.headers.get("x-loopml-error-code") or (
+            f"http_{status}" if status >= 400 else None
+        )
+        self._observe(key, revision, status, request, code)
+        headers = answer.headers
+        headers.update(self._revision_head(revision))
+        return encode_answer(status, headers, answer.content, request.keep_alive)
+
+    async def _send(
+        self, request: Request, backend: Backend, path: str, headers: dict[str, str]
+    ) -> UpstreamAnswer:
+        url = backend.url + path + ("?" + request.query if request.query else "")
+        try:
+            return await self.replicas.send("POST", url, request.body, headers)
+        except Unreachable:
+            backend.failed = True
+            raise
+
+    def _revision_head(self, revision: RevisionRoute) -> dict[str, str]:
+        key = (revision.number, revision.model, revision.version)
+        head = self._revision_heads.get(key)
+        if head is None:
+            if len(self._revision_heads) > 4096:
+                self._revision_heads.clear()
+            head = self._revision_heads[key] = {
+                "x-loopml-revision": str(revision.number),
+                "x-loopml-model": revision.model,
+                "x-loopml-model-version": str(revision.version),
+            }
+        return head
+
+    def _answered(
+        self,
+        request: Request,
+        key: tuple[str, str],
+        revision: RevisionRoute,
+        path: str,
+        answer: UpstreamAnswer,
+        inference_id: str,
+        elapsed: float,
+    ) -> None:
+        """Queue an answer for the prediction log, before the client gets it."""
+        answers = self.report.answers
+        if len(answers) >= self.max_answers:
+            answers.pop(0)
+            self.dropped_answers += 1
+        answers.append(
+            Answer(
+                project=key[0],
+                deployment=key[1],
+                revision=revision.number,
+                model=revision.model,
+                version=revision.version,
+                role=revision.role,
+                inference_id=answer.headers.get("x-inference-id") or inference_id,
+                path=path,
+                status=answer.status,
+                latency_s=elapsed,
+                arrived=time.time() - elapsed,
+                request_body=request.body,
+                body=answer.content,
+            )
+        )
+
+    def _observe(
+        self,
+        key: tuple[str, str],
+        revision: RevisionRoute,
+        status: int,
+        request: Request,
+        code: str | None,
+    ) -> None:
+        self.report.observed.append(
+            (
+                key[0],
+                key[1],
+                revision.model,
+                str(revision.version),
+                str(revision.number),
+                status,
+                time.perf_counter() - request.started,
+                code,
+            )
+        )
+
+    async def _relay(self, request: Request) -> bytes:
+        """The platform's answer to ``request``, as it came (see the module docstring)."""
+        headers: dict[str, str] = {}
+        for name, value in request.headers:
+            if name not in _NOT_RELAYED:
+                text = name.decode("latin-1")
+                if text in headers:  # a repeated header: one line, as HTTP allows
+                    headers[text] += ", " + value.decode("latin-1")
+                else:
+                    headers[text] = value.decode("latin-1")
+        headers.setdefault("host", self.platform_host)
+        headers["x-forwarded-for"] = request.client
+        headers["x-forwarded-proto"] = "http"
+        url = self.platform_url + request.path + ("?" + request.query if request.query else "")
+        try:
+            answer = await self.platform.send(request.method, url, request.body, headers)
+        except (Unreachable, UpstreamTimeout) as exc:
+            raise ServiceUnavailableError(
+                f"the platform behind this gateway did not answer ({exc}); retry"
+            ) from None
+        return encode_answer(answer.status, answer.headers, answer.content, request.keep_alive)
+
+
+def _is_json(content_type: bytes) -> bool:
+    return content_type.split(b";", 1)[0].strip().lower() == b"application/json"
+
+
+def _predict(backend: Backend) -> str:
+    return "/predict"
+
+
+def _infer(backend: Backend) -> str:
+    return f"/v2/models/{backend.model}/infer"
+
+
+class _Protocol(asyncio.Protocol):
+    """One client connection: requests are parsed as they come and answered in order."""
+
+    def __init__(self, server: ProxyServer) -> None:
+        self.server = server
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.client = ""
+        self.closed = False
+        self.busy = False
+        self.pending: deque[Request] = deque()
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body: list[bytes] = []
+        self._size = 0
+        self._refused = False
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.client = str(peer[0]) if peer else ""
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._refuse(BadRequestError("this port does not upgrade connections"), "/")
+        except httptools.HttpParserError as exc:
+            self._refuse(BadRequestError(f"the request does not parse as HTTP/1.1: {exc}"), "/")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._body = []
+        self._size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        limit = self.server.table.max_body_bytes
+        expect = False
+        for name, value in self._headers:
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                self._too_large(limit)
+                return
+            if name == b"expect" and value.lower() == b"100-continue":
+                expect = True
+        if expect and self.transport is not None:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        self._size += len(body)
+        limit = self.server.table.max_body_bytes
+        if self._size > limit:
+            self._too_large(limit)
+            return
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._refused:
+            return
+        path, _, query = self._url.decode("latin-1").partition("?")
+        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        request = Request(
+            self.parser.get_method().decode("ascii", "replace"),
+            path,
+            query,
+            self._headers,
+            body,
+            self.parser.should_keep_alive(),
+            self.client,
+        )
+        if self.busy:
+            self.pending.append(request)
+            if len(self.pending) >= _MAX_PIPELINED and self.transport is not None:
+                self.transport.pause_reading()
+            return
+        self.busy = True
+        asyncio.get_running_loop().create_task(self._answer(request))
+
+    # answers
+
+    async def _answer(self, request: Request) -> None:
+        while True:
+            try:
+                data = await self.server.handle(request)
+            except Exception:
+                log.exception("a request to %s failed in the gateway", request.path[:200])
+                error = LoopmlError("the gateway failed on this request; see its log")
+                data = error_answer(request.path, error, False)
+                request.keep_alive = False
+            transport = self.transport
+            if self.closed or transport is None:
+                return
+            transport.write(data)
+            if not request.keep_alive:
+                transport.close()
+                return
+            if not self.pending:
+                self.busy = False
+                if transport.is_reading() is False:
+                    transport.resume_reading()
+                return
+            request = self.pending.popleft()
+
+    def _too_large(self, limit: int) -> None:
+        path = self._url.decode("latin-1").partition("?")[0]
+        self._refuse(
+            PayloadTooLargeError(f"the request body is over the limit of {limit} bytes"), path
+        )
+
+    def _refuse(self, error: LoopmlError, path: str) -> None:
+        """Answer ``error`` and close (what else the client sends is not read)."""
+        self._refused = True
+        if self.transport is not None and not self.closed and not self.busy:
+            self.transport.write(error_answer(path, error, False))
+            self.transport.close()
+        elif self.transport is not None:
+            self.transport.close()

@@ -1,0 +1,231 @@
+"""The gateway as processes of its own (``gateway.port``): a real ``loopml up`` with two
+gateway processes on a port of their own, a deployment served through them, its answers in
+the prediction log, a canary moved from 10 to 50 % under load with no failed request, and a
+gateway process killed under load, restarted, with only the requests it held failing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import httpx
+import psutil
+import pytest
+
+from loopml.storage import LocalArtifactStore
+from loopml.store import MetadataStore
+from tests.conftest import free_port, wait_for_port
+from tests.tracking_rows import log_model, make_run
+from tests.unit.deploy.deploy_support import instances, package_files
+
+from .conftest import RunningServer, running_server
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+GATEWAY_MODULE = "loopml.serve.gateway"
+
+
+class Served:
+    def __init__(self, server: RunningServer, port: int) -> None:
+        self.server = server
+        self.url = f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    root = tmp_path_factory.mktemp("gateway-process")
+    home = root / "home"
+    home.mkdir()
+    port = free_port()
+    env = {
+        "LOOPML_GATEWAY_PORT": str(port),
+        "LOOPML_GATEWAY_PROCESSES": "2",
+        "LOOPML_SERVER_MAX_BODY_BYTES": str(1024 * 1024),
+    }
+    with running_server(home, env) as server:
+        package = package_files(root / "pkg")
+        store = MetadataStore(f"sqlite:///{home / 'loopml.db'}")
+        try:
+            run = make_run(store)
+            log_model(
+                store,
+                LocalArtifactStore(home / "artifacts"),
+                run,
+                files=package.files,
+                manifest=package.manifest,
+            )
+        finally:
+            store.dispose()
+        for _ in range(2):
+            assert server.cli("models", "register", "cancer", "--run", run.id).returncode == 0
+        deployed = server.cli("deploy", "cancer/1", "--name", "churn", "--replicas", "1")
+        assert deployed.returncode == 0, deployed.stderr
+        assert wait_for_port(port), (home / "logs" / "gateway.log").read_text()
+        yield Served(server, port)
+
+
+def _gateways(server: RunningServer) -> list[psutil.Process]:
+    found = []
+    for child in psutil.Process(server.process.pid).children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and GATEWAY_MODULE in child.cmdline():
+                found.append(child)
+        except psutil.Error:  # gone, or a zombie not yet reaped
+            continue
+    return found
+
+
+def _predict(client: httpx.Client, url: str, request_id: str | None = None) -> httpx.Response:
+    headers = {"x-request-id": request_id} if request_id else {}
+    return client.post(
+        f"{url}/deployments/churn/predict", json={"instances": instances(2)}, headers=headers
+    )
+
+
+def _until(check: object, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_serves_a_deployment_and_logs_every_answer(served: Served) -> None:
+    server = served.server
+    assert len(_gateways(server)) == 2
+    ids = [f"gw-{n}" for n in range(20)]
+    with httpx.Client(trust_env=False, timeout=30) as client:
+        for request_id in ids:
+            answer = _predict(client, served.url, request_id)
+            assert answer.status_code == 200, answer.text
+            assert answer.headers["x-loopml-model-version"] == "1"
+            assert answer.headers["x-loopml-revision"] == "1"
+            assert answer.headers["x-inference-id"] == request_id
+            assert len(answer.json()["predictions"]) == 2
+        # What the gateway process does not serve itself, the platform does, as on its port.
+        ready = client.get(f"{served.url}/v2/health/ready")
+        assert ready.status_code == 200, ready.text
+        metadata = client.get(f"{served.url}/deployments/churn/v2/models/cancer")
+        assert metadata.status_code == 200, metadata.text
+        unknown = client.post(f"{served.url}/deployments/nope/predict", json={"instances": []})
+        assert unknown.status_code == 404
+        assert "no deployment 'nope'" in unknown.json()["error"]["message"]
+        # V2 errors keep the protocol's body through the relay.
+        wrong = client.get(f"{served.url}/v2/models/cancer/infer")
+        assert wrong.status_code == 405
+        assert isinstance(wrong.json()["error"], str)
+        # The API is on the platform's port; this one says so.
+        api = client.get(f"{served.url}/api/v1/projects")
+        assert api.status_code == 404
+        assert server.url in api.json()["error"]["message"]
+        # A cross-site call is the platform guard's to refuse, through this port too.
+        refused = client.post(
+            f"{served.url}/deployments/churn/predict",
+            json={"instances": instances(1)},
+            headers={"origin": "http://evil.example"},
+        )
+        assert refused.status_code == 403
+        # Over the body limit: 413 before the body is read.
+        huge = client.post(
+            f"{served.url}/deployments/churn/predict",
+            content=b"x" * (2 * 1024 * 1024),
+            headers={"content-type": "application/json"},
+        )
+        assert huge.status_code == 413
+
+    def logged() -> bool:
+        shown = server.cli(
+            "sql", "SELECT inference_id FROM churn__predictions", "-f", "json", timeout=60
+        )
+        if shown.returncode != 0:
+            return False
+        found = {row["inference_id"] for row in json.loads(shown.stdout)}
+        return set(ids) <= found
+
+    _until(logged, timeout=60)
+    # The gateway processes' traffic is on the platform's /metrics.
+    metrics = httpx.get(f"{server.url}/metrics", trust_env=False).text
+    assert 'loopml_gateway_requests_total{deployment="churn"' in metrics
+
+
+def _load(url: str, stop: threading.Event, outcomes: Counter[str], versions: list[str]) -> None:
+    with httpx.Client(trust_env=False, timeout=30) as client:
+        while not stop.is_set():
+            try:
+                answer = _predict(client, url)
+            except httpx.HTTPError as exc:
+                outcomes[type(exc).__name__] += 1
+                continue
+            outcomes[str(answer.status_code)] += 1
+            if answer.status_code == 200:
+                versions.append(answer.headers["x-loopml-model-version"])
+
+
+def test_a_canary_move_reaches_the_gateways_within_a_second(served: Served) -> None:
+    server = served.server
+    canary = server.cli("deployments", "update", "churn", "--canary", "cancer/2", "--percent", "10")
+    assert canary.returncode == 0, canary.stderr
+    stop = threading.Event()
+    outcomes: Counter[str] = Counter()
+    versions: list[str] = []
+    threads = [
+        threading.Thread(target=_load, args=(served.url, stop, outcomes, versions))
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        _until(lambda: len(versions) > 300)
+        moved = server.cli(
+            "deployments", "update", "churn", "--canary", "cancer/2", "--percent", "50"
+        )
+        assert moved.returncode == 0, moved.stderr
+        time.sleep(1.0)
+        start = len(versions)
+        _until(lambda: len(versions) - start >= 400)
+        after = versions[start:]
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    share = after.count("2") / len(after)
+    assert 0.38 < share < 0.62, share
+    assert set(outcomes) == {"200"}, outcomes
+
+
+def test_a_killed_gateway_process_is_restarted_and_loses_only_what_it_held(
+    served: Served,
+) -> None:
+    server = served.server
+    before = _gateways(server)
+    assert len(before) == 2
+    stop = threading.Event()
+    outcomes: Counter[str] = Counter()
+    versions: list[str] = []
+    connections = 4
+    threads = [
+        threading.Thread(target=_load, args=(served.url, stop, outcomes, versions))
+        for _ in range(connections)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        _until(lambda: len(versions) > 200)
+        victim = before[0]
+        os.kill(victim.pid, signal.SIGKILL)
+        _until(lambda: len(_gateways(server)) == 2 and victim not in _gateways(server))
+        served_then = len(versions)
+        _until(lambda: len(versions) - served_then > 200)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    failed = sum(n for outcome, n in outcomes.items() if outcome != "200")
+    # Each client connection may have had one request in the killed process.
+    assert failed <= connections, outcomes
+    log = (server.home / "logs" / "gateway.log").read_text()
+    assert "serving on" in log
