@@ -218,6 +218,14 @@ def _replica_pids(platform_pid: int, deployment: str) -> list[int]:
     return pids
 
 
+def _gateway_pids(platform_pid: int) -> list[int]:
+    """The pids of the platform's gateway processes (``gateway.port``)."""
+    import psutil
+
+    children = psutil.Process(platform_pid).children(recursive=True)
+    return [c.pid for c in children if "loopml.serve.gateway" in c.cmdline()]
+
+
 def _flag(command: list[str]) -> list[str]:
     """The values of ``--deployment`` in ``command``."""
     return [command[i + 1] for i, arg in enumerate(command[:-1]) if arg == "--deployment"]
@@ -568,7 +576,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         home = work / "home"
-        with _platform(home) as (url, platform_port, platform_pid):
+        gateway_port = free_port()
+        own_gateway = {"LOOPML_GATEWAY_PORT": str(gateway_port), "LOOPML_GATEWAY_PROCESSES": "1"}
+        with _platform(home, extra_env=own_gateway) as (url, platform_port, platform_pid):
             package, manifest_sha256, version = _deploy(url, home, model, frame)
             # Wake the scale-to-zero deployment once (fetches its package), so that it
             # scales down while the throughput runs go.
@@ -613,6 +623,13 @@ def main() -> None:
             watched = [platform_pid, *replicas]
             results["gateway (loopml up)"] = measure(gateway_url, body, args, work, watch=watched)
             results["gateway, 1 connection"] = measure(gateway_url, body, args, work, connections=1)
+            # The same deployment through the gateway process (gateway.port), on core 0 too.
+            gateway_pids = _gateway_pids(platform_pid)
+            own_url = f"http://127.0.0.1:{gateway_port}/deployments/{DEPLOYMENT}/predict"
+            results["gateway process"] = measure(
+                own_url, body, args, work, watch=[*gateway_pids, platform_pid, *replicas]
+            )
+            results["gateway process, 1 conn."] = measure(own_url, body, args, work, connections=1)
 
             waited = _wait_scaled_to_zero(url, timeout=90)
             cold, status = timed_first(
@@ -646,6 +663,13 @@ def main() -> None:
         )
     print(f"  {'scale-from-zero, first':<26}{'':9} {_ms(cold)}  (one request after idle)")
     _cpu_rows(results, platform_pid, replicas, direct_pid, args.connections)
+    own = results["gateway process"]
+    print(
+        f"  gateway process run: the gateway process {own.cpu_per_request(gateway_pids) * 1e6:.0f}"
+        f" us, the platform (reports, prediction log) "
+        f"{own.cpu_per_request([platform_pid]) * 1e6:.0f} us, the replica "
+        f"{own.cpu_per_request(replicas) * 1e6:.0f} us"
+    )
     print(f"  resident memory of the model server direct, after its runs: {direct_rss:.0f} MB")
 
     d = results["direct (loopml.serve)"]
@@ -677,19 +701,23 @@ def main() -> None:
         )
     else:
         print("  n/a    direct >= 5 x mlflow: not measured (mlflow not installed)")
-    ratio = g.rps / d.rps
-    print(
-        f"  {verdict(ratio >= 0.6)} gateway req/s >= 0.6 x direct: {ratio:.2f} x "
-        f"({g.rps:.0f} / {d.rps:.0f}; p50 {g.p50 * 1e3:.2f} against {d.p50 * 1e3:.2f} ms)"
-    )
-    # Under a saturating closed loop, p50 is about connections x CPU per request, so the
-    # line above measures the gateway's CPU cost; one connection measures its latency.
-    d1, g1 = results["direct, 1 connection"], results["gateway, 1 connection"]
-    alone = g1.p50 - d1.p50
-    print(
-        f"  {verdict(alone <= 0.0002)} gateway adds <= 0.2 ms at p50, 1 connection: "
-        f"{alone * 1e3:+.2f} ms ({g1.p50 * 1e3:.2f} - {d1.p50 * 1e3:.2f})"
-    )
+    for label, gw, g1 in (
+        ("gateway process", own, results["gateway process, 1 conn."]),
+        ("gateway in loopml up", g, results["gateway, 1 connection"]),
+    ):
+        ratio = gw.rps / d.rps
+        print(
+            f"  {verdict(ratio >= 0.6)} {label} req/s >= 0.6 x direct: {ratio:.2f} x "
+            f"({gw.rps:.0f} / {d.rps:.0f}; p50 {gw.p50 * 1e3:.2f} against {d.p50 * 1e3:.2f} ms)"
+        )
+        # Under a saturating closed loop, p50 is about connections x CPU per request, so the
+        # line above measures the gateway's CPU cost; one connection measures its latency.
+        d1 = results["direct, 1 connection"]
+        alone = g1.p50 - d1.p50
+        print(
+            f"  {verdict(alone <= 0.0002)} {label} adds <= 0.2 ms at p50, 1 connection: "
+            f"{alone * 1e3:+.2f} ms ({g1.p50 * 1e3:.2f} - {d1.p50 * 1e3:.2f})"
+        )
     print(f"  {verdict(cold <= 2.0)} scale-from-zero first response <= 2 s: {cold:.2f} s")
     print(f"  {verdict(direct_rss <= 150)} model server RSS <= 150 MB: {direct_rss:.0f} MB")
     print("\nnotes")
