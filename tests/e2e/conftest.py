@@ -84,6 +84,7 @@ def running_server(home: Path, extra_env: dict[str, str] | None = None) -> Itera
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+                process.wait()
 
 
 def mlflow_cache_folder(config: pytest.Config) -> Path:

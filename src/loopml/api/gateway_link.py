@@ -3,7 +3,7 @@ table and takes their reports (``loopml.serve.gateway.wire`` says what each carr
 ``loopml.deploy.gateways`` keeps the processes running.
 
 - ``GET /internal/gateway/routes?after=V`` answers the table as soon as its version is past
-  ``V``, else waits (up to ``POLL_S``) for a change: a canary moved from 10 to 50 %, a replica
+  ``V``, else waits (up to ``POLL_S``, 2 s) for a change: a canary moved from 10 to 50 %, a replica
   ready or gone reaches every gateway process in one round trip. The table is rebuilt from
   the local target's published routes every ``REFRESH_S`` and gets a new version only when
   its bytes change.
@@ -24,6 +24,7 @@ import contextlib
 import hmac
 import logging
 import secrets
+import time
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -32,6 +33,7 @@ from starlette.routing import BaseRoute, Route
 from loopml.predictions.sink import ShadowAnswer
 from loopml.serve.gateway.app import Gateway
 from loopml.serve.gateway.metrics import ANONYMOUS
+from loopml.serve.gateway.routing import Backend
 from loopml.serve.gateway.wire import (
     REPORT_PATH,
     ROUTES_PATH,
@@ -45,7 +47,9 @@ from loopml.settings import Settings
 log = logging.getLogger("loopml.api.gateway_link")
 
 REFRESH_S = 0.05
-POLL_S = 20.0
+POLL_S = 2.0
+"""A long poll's longest wait: short, so a stopping platform waits no longer for it."""
+STALE_S = 2.0
 
 
 class GatewayLink:
@@ -69,6 +73,9 @@ class GatewayLink:
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.reports = 0
+        # Each gateway process's requests in flight by replica URL, and when it said so.
+        self._inflight: dict[int, tuple[float, dict[str, int]]] = {}
+        self._seen: dict[str, Backend] = {}
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -104,6 +111,7 @@ class GatewayLink:
             await asyncio.sleep(REFRESH_S)
             try:
                 self.refresh()
+                self._count_inflight()
             except Exception:
                 log.exception("the gateway route table could not be rebuilt; retrying")
 
@@ -162,8 +170,36 @@ class GatewayLink:
                     ),
                     a.role,
                 )
+        if report.process:
+            self._inflight[report.process] = (time.monotonic(), report.inflight)
         self.reports += 1
         return Response(status_code=204)
+
+    def _count_inflight(self) -> None:
+        """Each replica's requests in flight in the gateway processes (``Backend.remote``),
+        for draining and autoscaling; a process silent for ``STALE_S`` (killed) counts none."""
+        now = time.monotonic()
+        totals: dict[str, int] = {}
+        for process, (when, counts) in list(self._inflight.items()):
+            if now - when > STALE_S:
+                del self._inflight[process]
+                continue
+            for url, count in counts.items():
+                totals[url] = totals.get(url, 0) + count
+        # A replica left out of the routes (draining) keeps its count until it is zero.
+        seen = self._seen
+        current = {
+            backend.url: backend
+            for routes in self.gateway.source.all_routes()
+            for revision in routes.revisions
+            for backend in revision.backends
+        }
+        for url in list(seen):
+            if url not in current and not totals.get(url):
+                seen.pop(url).remote = 0
+        seen.update(current)
+        for url, backend in seen.items():
+            backend.remote = totals.get(url, 0)
 
 
 def _refused() -> Response:

@@ -79,7 +79,7 @@ class GatewayProcesses:
             self._spawn(slot)
         self._task = asyncio.create_task(self._watch())
 
-    async def close(self, timeout_s: float = 8.0) -> None:
+    async def close(self, timeout_s: float = 5.0) -> None:
         """SIGTERM each (they post their last report), wait, then SIGKILL what is left."""
         if self._task is not None:
             self._task.cancel()

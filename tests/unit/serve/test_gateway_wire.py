@@ -90,8 +90,12 @@ def test_a_report_carries_the_bodies_as_they_were() -> None:
         touched={("default", "churn"), ("team", "x")},
         observed=[("default", "churn", "cancer", "3", "1", 200, 0.002, None)],
         answers=answers,
+        process=4242,
+        inflight={"http://127.0.0.1:9001": 3},
     )
     back = decode_report(encode_report(report))
+    assert back.process == 4242
+    assert back.inflight == {"http://127.0.0.1:9001": 3}
     assert back.touched == report.touched
     assert back.observed == report.observed
     assert back.answers == answers

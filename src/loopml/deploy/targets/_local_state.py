@@ -82,7 +82,7 @@ class Managed:
 
     def inflight(self) -> int:
         return sum(
-            r.backend.inflight
+            r.backend.load
             for g in self.groups.values()
             for r in g.replicas
             if r.backend is not None

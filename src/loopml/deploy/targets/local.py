@@ -369,7 +369,7 @@ class LocalDeployTarget:
             replica.since = now
         elif state == ReplicaState.DRAINING:
             backend = replica.backend
-            idle = backend is None or backend.inflight == 0
+            idle = backend is None or backend.load == 0
             waited = now - replica.since
             if (waited >= cfg.drain_grace_s and idle) or waited >= cfg.drain_timeout_s:
                 replica.signal(signal.SIGTERM)

@@ -336,11 +336,14 @@ class ProxyServer:
         self, request: Request, backend: Backend, path: str, headers: dict[str, str]
     ) -> UpstreamAnswer:
         url = backend.url + path + ("?" + request.query if request.query else "")
+        backend.inflight += 1
         try:
             return await self.replicas.send("POST", url, request.body, headers)
         except Unreachable:
             backend.failed = True
             raise
+        finally:
+            backend.inflight -= 1
 
     def _revision_head(self, revision: RevisionRoute) -> dict[str, str]:
         key = (revision.number, revision.model, revision.version)

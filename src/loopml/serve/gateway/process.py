@@ -51,6 +51,7 @@ class GatewayProcess:
     def __init__(self, proxy: ProxyServer) -> None:
         self.proxy = proxy
         self.ready = asyncio.Event()
+        self._busy = False
         self._internal = {SECRET_HEADER: proxy.secret, "host": proxy.platform_host}
 
     async def follow(self) -> None:
@@ -94,8 +95,18 @@ class GatewayProcess:
         did not take it. ``True`` when nothing is left to post."""
         proxy = self.proxy
         report = proxy.report
-        if not report:
+        report.process = os.getpid()
+        report.inflight = inflight = {
+            backend.url: backend.inflight
+            for deployment in proxy.table.deployments.values()
+            for revision in deployment.routes.revisions
+            for backend in revision.backends
+            if backend.inflight
+        }
+        # One report more once nothing is in flight, so the platform's counts go to zero.
+        if not report and not self._busy:
             return True
+        self._busy = bool(inflight)
         proxy.report = Report()
         headers = {**self._internal, "content-type": "application/octet-stream"}
         try:
@@ -167,10 +178,15 @@ async def serve(sock: socket.socket, proxy: ProxyServer) -> None:
         await asyncio.wait_for(server.wait_closed(), 5)
     for task in tasks:
         task.cancel()
-    for _ in range(20):  # the last answers, for the prediction log (up to about 5 s)
+    for _ in range(4):  # the last answers, for the prediction log (up to about 1 s)
         if await process.report():
             break
         await asyncio.sleep(0.25)
+    if proxy.report.answers:
+        log.error(
+            "%d answers not posted to the prediction log: the platform stopped first",
+            len(proxy.report.answers),
+        )
     await proxy.close()
 
 

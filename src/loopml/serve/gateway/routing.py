@@ -6,10 +6,11 @@ weights and their ready replicas (``Backend``), and the shadow revision. The gat
 snapshot on every request without a lock; the target swaps in a new one whenever a replica
 becomes ready or goes away, or traffic moves.
 
-A ``Backend`` is shared and mutable in two fields only: ``inflight``, counted by the gateway
-(on the event loop) and read by the target to drain a replica before stopping it, and
-``failed``, set by the gateway when a connection to it fails so that later requests avoid it
-until the target has checked it again.
+A ``Backend`` is shared and mutable in three fields only: ``inflight``, counted by the gateway
+(on the event loop) and read by the target to drain a replica before stopping it (and to
+scale), ``remote``, the same count in the platform's gateway processes as they last reported
+it, and ``failed``, set by the gateway when a connection to it fails so that later requests
+avoid it until the target has checked it again.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from loopml.core.deployments import FeatureServing
 class Backend:
     """One ready replica as the gateway reaches it."""
 
-    __slots__ = ("failed", "inflight", "model", "revision", "url", "version")
+    __slots__ = ("failed", "inflight", "model", "remote", "revision", "url", "version")
 
     def __init__(self, url: str, revision: int, model: str, version: int) -> None:
         self.url = url
@@ -31,7 +32,13 @@ class Backend:
         self.model = model
         self.version = version
         self.inflight = 0
+        self.remote = 0
         self.failed = False
+
+    @property
+    def load(self) -> int:
+        """Its requests in flight, through the platform's gateway and its gateway processes."""
+        return self.inflight + self.remote
 
     def __repr__(self) -> str:
         return f"Backend({self.url!r}, revision={self.revision}, inflight={self.inflight})"

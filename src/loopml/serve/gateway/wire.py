@@ -187,9 +187,13 @@ class Report:
     touched: set[tuple[str, str]] = field(default_factory=set)
     observed: list[Observation] = field(default_factory=list)
     answers: list[Answer] = field(default_factory=list)
+    process: int = 0
+    """The gateway process's id (its in-flight counts replace its last ones)."""
+    inflight: dict[str, int] = field(default_factory=dict)
+    """Requests in flight now, by replica URL (those with none left out)."""
 
     def __bool__(self) -> bool:
-        return bool(self.touched or self.observed or self.answers)
+        return bool(self.touched or self.observed or self.answers or self.inflight)
 
 
 def encode_report(report: Report) -> bytes:
@@ -217,6 +221,8 @@ def encode_report(report: Report) -> bytes:
         bodies += [a.request_body, a.body]
     head = orjson.dumps(
         {
+            "process": report.process,
+            "inflight": report.inflight,
             "touched": sorted(report.touched),
             "observed": report.observed,
             "answers": answers,
@@ -237,6 +243,8 @@ def decode_report(content: bytes) -> Report:
         raise ValueError("a report is a JSON head line, then the answers' bodies")
     data = orjson.loads(head)
     report = Report(
+        process=int(data["process"]),
+        inflight={str(url): int(n) for url, n in data["inflight"].items()},
         touched={(str(p), str(n)) for p, n in data["touched"]},
         observed=[
             (
