@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import psutil
@@ -229,3 +230,70 @@ def test_a_killed_gateway_process_is_restarted_and_loses_only_what_it_held(
     assert failed <= connections, outcomes
     log = (server.home / "logs" / "gateway.log").read_text()
     assert "serving on" in log
+
+
+ADMIN_PASSWORD = "a gateway admin passphrase 9"
+
+
+def test_with_authentication_a_token_is_checked_by_the_platform_and_revocation_holds(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    port = free_port()
+    env = {"LOOPML_GATEWAY_PORT": str(port), "LOOPML_AUTH_ENABLED": "true"}
+    with running_server(home, env) as server:
+        made = server.cli(
+            "users", "create-admin", "ada", "--password-stdin", input=f"{ADMIN_PASSWORD}\n"
+        )
+        assert made.returncode == 0, made.stderr
+        login = httpx.post(
+            f"{server.url}/api/v1/auth/login",
+            json={"user": "ada", "password": ADMIN_PASSWORD},
+            trust_env=False,
+        )
+        assert login.status_code == 201, login.text
+        server.env["LOOPML_TOKEN"] = login.json()["token"]
+        package = package_files(tmp_path / "pkg")
+        store = MetadataStore(f"sqlite:///{home / 'loopml.db'}")
+        try:
+            run = make_run(store)
+            log_model(
+                store,
+                LocalArtifactStore(home / "artifacts"),
+                run,
+                files=package.files,
+                manifest=package.manifest,
+            )
+        finally:
+            store.dispose()
+        assert server.cli("models", "register", "cancer", "--run", run.id).returncode == 0
+        deployed = server.cli("deploy", "cancer/1", "--name", "churn", "--replicas", "1")
+        assert deployed.returncode == 0, deployed.stderr
+        made = server.cli(
+            "tokens", "create", "churn-client", "-p", "default", "--role", "viewer",
+            "--resource", "deployment:churn", "-o", "json",
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        client_token = json.loads(made.stdout)["token"]
+        assert wait_for_port(port)
+        url = f"http://127.0.0.1:{port}/deployments/churn/predict"
+        body = {"instances": instances(1)}
+        with httpx.Client(trust_env=False, timeout=30) as client:
+            anonymous = client.post(url, json=body)
+            assert anonymous.status_code == 401, anonymous.text
+            bearer = {"authorization": f"Bearer {client_token}"}
+            for _ in range(30):
+                answer = client.post(url, json=body, headers=bearer)
+                assert answer.status_code == 200, answer.text
+                # The platform's word to its gateway never reaches the client.
+                assert "x-loopml-allowed" not in answer.headers
+            wrong = client.post(url, json=body, headers={"authorization": "Bearer lm_nope"})
+            assert wrong.status_code == 401
+            revoked = server.cli("tokens", "revoke", client_token)
+            assert revoked.returncode == 0, revoked.stderr
+            deadline = time.monotonic() + 10
+            while client.post(url, json=body, headers=bearer).status_code == 200:
+                assert time.monotonic() < deadline, "a revoked token still served after 10 s"
+                time.sleep(0.2)
+            assert client.post(url, json=body, headers=bearer).status_code == 401

@@ -83,10 +83,11 @@ def create_app(
     app.state.ctx = ctx
     app.state.serving = serving = build_serving(ctx)
     app.router.routes.extend(serving.gateway.routes())
+    link: GatewayLink | None = None
     if settings.gateway.port is not None:
         # The gateway processes' route feed and reports (loopback, checked by a secret).
-        app.state.gateway_link = GatewayLink(serving.gateway, settings)
-        app.router.routes.extend(app.state.gateway_link.routes())
+        app.state.gateway_link = link = GatewayLink(serving.gateway, settings)
+        app.router.routes.extend(link.routes())
     install_error_handlers(app)
     app.state.auth_key = load_or_create_secret(settings.home)
     app.state.auth_failures = FailureLimiter(settings.auth.login_failures_per_minute)
@@ -132,6 +133,8 @@ def create_app(
             root_deployment=serving.gateway.root_deployment,
             # A deployment's ``auth: none``, from the routes the gateway holds.
             allows_anonymous=serving.gateway.allows_anonymous,
+            # Its gateway processes learn which tokens it allowed (X-Loopml-Allowed).
+            gateway_secret=link.secret if link is not None else None,
         )
     app.add_middleware(
         RequestGuardMiddleware,

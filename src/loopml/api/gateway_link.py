@@ -32,7 +32,6 @@ from starlette.routing import BaseRoute, Route
 
 from loopml.predictions.sink import ShadowAnswer
 from loopml.serve.gateway.app import Gateway
-from loopml.serve.gateway.metrics import ANONYMOUS
 from loopml.serve.gateway.routing import Backend
 from loopml.serve.gateway.wire import (
     REPORT_PATH,
@@ -147,8 +146,8 @@ class GatewayLink:
         for project, name in report.touched:
             gateway.source.touch(project, name)
         observe = gateway.metrics.observe
-        for project, name, model, version, revision, status, seconds, code in report.observed:
-            observe((project, name), model, version, revision, status, seconds, code, ANONYMOUS)
+        for project, name, model, version, revision, status, seconds, code, who in report.observed:
+            observe((project, name), model, version, revision, status, seconds, code, who)
         hook = gateway.on_answer
         if hook is not None:
             for a in report.answers:

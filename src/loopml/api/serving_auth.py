@@ -11,16 +11,23 @@ every change of the deployment), so that check costs no database round trip eith
 server-level V2 paths (``/v2``, ``/v2/health/...``) and ``/metrics`` stay open, like
 ``/api/v1/health``. The caller let through is named in the request's scope (``CALLER``: the
 principal as events name it, ``user:ada/token:<id>``), for the gateway's per-caller counts.
+
+A request relayed by one of the platform's gateway processes (it carries their secret) is
+answered with ``X-Loopml-Allowed: SECONDS;PROJECT;DEPLOYMENT;CALLER`` once its token is
+allowed: the gateway process then serves that token's next calls to that deployment itself,
+for no longer than the platform would remember the decision (so a revocation holds in the
+same few seconds), and strips the header from what its client gets.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hmac
 import re
 from collections.abc import Callable
 
 import anyio.to_thread
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loopml.api.guard import send_error
 from loopml.auth import service
@@ -29,12 +36,15 @@ from loopml.auth.permissions import DEPLOYMENT, Action, Rule
 from loopml.auth.ratelimit import FailureLimiter
 from loopml.core.errors import LoopmlError, UnauthenticatedError
 from loopml.serve.gateway.metrics import CALLER
+from loopml.serve.gateway.wire import ALLOWED_HEADER, SECRET_HEADER
 
 _DEPLOYMENT = re.compile(
     r"^(?:/projects/(?P<project>[^/]+))?/deployments/(?P<name>[^/]+)/(?:predict|v2)(?:/|$)"
 )
 _ROOT_V2 = re.compile(r"^/v2/models/(?P<name>[^/]+)(?:/|$)")
 _PREDICT = Rule(Action.READ, DEPLOYMENT)
+_SECRET = SECRET_HEADER.encode()
+_ALLOWED = ALLOWED_HEADER.encode()
 
 
 def deployment_of(
@@ -69,12 +79,14 @@ class ServingAuthMiddleware:
         failures: FailureLimiter,
         root_deployment: Callable[[str], str] | None = None,
         allows_anonymous: Callable[[str, str], bool] | None = None,
+        gateway_secret: str | None = None,
     ) -> None:
         self.app = app
         self.cache = cache
         self.failures = failures
         self.root_deployment = root_deployment
         self.allows_anonymous = allows_anonymous or (lambda _project, _name: False)
+        self._gateway_secret = gateway_secret.encode() if gateway_secret else None
         # (token, project, deployment) -> until when it was allowed, and the caller's name: a
         # repeated call skips even the role check (for as long as the token is remembered).
         self._allowed: dict[tuple[str, str, str], tuple[float, str]] = {}
@@ -85,11 +97,36 @@ class ServingAuthMiddleware:
         # ``auth: none``: open to anyone, with or without a token (none is checked).
         if target is not None and not self.allows_anonymous(*target):
             try:
-                scope[CALLER] = await self._check(scope, *target)
+                scope[CALLER] = caller = await self._check(scope, *target)
             except LoopmlError as error:
                 await send_error(send, error, scope["path"])
                 return
+            if self._from_gateway(scope):
+                send = self._telling(send, scope, target, caller)
         await self.app(scope, receive, send)
+
+    def _from_gateway(self, scope: Scope) -> bool:
+        secret = self._gateway_secret
+        if secret is None:
+            return False
+        for name, value in scope["headers"]:
+            if name == _SECRET:
+                return hmac.compare_digest(value, secret)
+        return False
+
+    def _telling(self, send: Send, scope: Scope, target: tuple[str, str], caller: str) -> Send:
+        """``send`` with the decision added to the answer's head, for the gateway process."""
+        token = _bearer(scope) or ""
+        allowed = self._allowed.get((token, *target))
+        left = 0.0 if allowed is None else allowed[0] - self.cache.now()
+        told = f"{max(left, 0.0):.3f};{target[0]};{target[1]};{caller}".encode("latin-1")
+
+        async def telling(message: Message) -> None:
+            if message["type"] == "http.response.start" and left > 0:
+                message = {**message, "headers": [*message["headers"], (_ALLOWED, told)]}
+            await send(message)
+
+        return telling
 
     async def _check(self, scope: Scope, project: str, deployment: str) -> str:
         """The caller's name, once its token is allowed on the deployment."""

@@ -46,15 +46,15 @@ def test_the_table_says_which_deployments_a_gateway_process_serves_itself() -> N
     assert table.version == 7
     assert table.max_body_bytes == 4096
     assert table.allowed_hosts == frozenset({"127.0.0.1"})
-    lean = {key: d.lean for key, d in table.deployments.items()}
+    lean = {key: (d.lean, d.open) for key, d in table.deployments.items()}
     assert lean == {
-        ("default", "open"): True,
-        # With authentication on, a token check is the platform's.
-        ("default", "closed"): False,
-        ("default", "shadowed"): False,
-        ("default", "asleep"): False,
-        ("default", "featured"): False,
-        ("team", "other"): False,
+        ("default", "open"): (True, True),
+        # With authentication on, a token must be allowed by the platform first.
+        ("default", "closed"): (True, False),
+        ("default", "shadowed"): (False, True),
+        ("default", "asleep"): (False, True),
+        ("default", "featured"): (False, True),
+        ("team", "other"): (True, False),
     }
     opened = table.deployments[("default", "open")]
     assert [b.url for b in opened.routes.revisions[0].backends] == [
@@ -65,10 +65,9 @@ def test_the_table_says_which_deployments_a_gateway_process_serves_itself() -> N
     assert opened.models == {"open", "cancer"}
     # "cancer" is served by several default-project deployments: no root V2 shortcut.
     assert "cancer" not in table.by_model
-    # Without authentication every deployment with ready replicas and nothing else to do is.
+    # Without authentication every deployment is open.
     open_all = parse_route_table(_table(routes, auth_enabled=False))
-    assert open_all.deployments[("default", "closed")].lean
-    assert open_all.deployments[("team", "other")].lean
+    assert all(d.open for d in open_all.deployments.values())
 
 
 def test_equal_tables_are_equal_bytes_whatever_the_order() -> None:
@@ -88,7 +87,7 @@ def test_a_report_carries_the_bodies_as_they_were() -> None:
     ]  # fmt: skip
     report = Report(
         touched={("default", "churn"), ("team", "x")},
-        observed=[("default", "churn", "cancer", "3", "1", 200, 0.002, None)],
+        observed=[("default", "churn", "cancer", "3", "1", 200, 0.002, None, "user:ada/token:1")],
         answers=answers,
         process=4242,
         inflight={"http://127.0.0.1:9001": 3},

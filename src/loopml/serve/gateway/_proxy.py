@@ -6,15 +6,19 @@ limit), then either
 - **served here** (the lean path): ``POST .../deployments/{name}/predict``,
   ``.../deployments/{name}/v2/models/{m}/infer`` and ``/v2/models/{m}/infer`` of a
   deployment the route table marks ``lean`` (see ``wire.Deployment``), from a client that
-  names an allowed ``Host`` and no ``Origin``. A revision is drawn by weight and a replica in
-  turn (``Balancer``); the body goes to the replica as it came, with the headers it needs and
-  the inference id; the answer comes back as it came, with the headers that say who gave it.
-  A successful answer is queued for the prediction log *before* the client gets it, and
-  every answer's metrics sample; ``ProxyServer`` reports both to the platform in batches;
+  names an allowed ``Host`` and no ``Origin``, and, where the deployment asks for a token,
+  with a bearer token the platform allowed on it lately (it says so on a relayed answer:
+  ``X-Loopml-Allowed``, for as long as it would remember the decision itself). A revision
+  is drawn by weight and a replica in turn (``Balancer``); the body goes to the replica as
+  it came, with the headers it needs and the inference id; the answer comes back as it
+  came, with the headers that say who gave it. A successful answer is queued for the
+  prediction log *before* the client gets it, and every answer's metrics sample;
+  ``process.GatewayProcess`` reports both to the platform in batches;
 - or **relayed** to the platform, as it came (method, path, query, headers, body), with the
   answer passed back: every other request on a serving path (a deployment asleep, with a
-  shadow, feature views or token checks; V2 metadata and health; ``/metrics``; anything the
-  platform's guard must judge). The platform serves those exactly as on its own port.
+  shadow or feature views; a token not yet allowed; V2 metadata and health;
+  ``/metrics``; anything the platform's guard must judge). The platform serves those
+  exactly as on its own port.
 
 Paths that are not serving paths get 404 with the platform's address: the API, the portal and
 uploads live on the platform's port.
@@ -52,8 +56,16 @@ from loopml.serve.gateway._upstream import (
     UpstreamTimeout,
 )
 from loopml.serve.gateway.config import GatewayConfig, GatewayTimeoutError
+from loopml.serve.gateway.metrics import ANONYMOUS
 from loopml.serve.gateway.routing import Backend, RevisionRoute
-from loopml.serve.gateway.wire import Answer, Deployment, Report, RouteTable
+from loopml.serve.gateway.wire import (
+    ALLOWED_HEADER,
+    SECRET_HEADER,
+    Answer,
+    Deployment,
+    Report,
+    RouteTable,
+)
 from loopml.serve.oip import error_body_for, safe_id
 
 log = logging.getLogger("loopml.serve.gateway")
@@ -91,14 +103,26 @@ RELAYED_BACK = PASSED_ON | {
     "www-authenticate",
     "allow",
     "cache-control",
+    ALLOWED_HEADER,
 }
+_MAX_ALLOWED = 10_000
 _MAX_PIPELINED = 16
 
 
 class Request:
     """One request, read whole."""
 
-    __slots__ = ("body", "client", "headers", "keep_alive", "method", "path", "query", "started")
+    __slots__ = (
+        "body",
+        "caller",
+        "client",
+        "headers",
+        "keep_alive",
+        "method",
+        "path",
+        "query",
+        "started",
+    )
 
     def __init__(
         self,
@@ -118,6 +142,15 @@ class Request:
         self.keep_alive = keep_alive
         self.client = client
         self.started = time.perf_counter()
+        self.caller = ANONYMOUS
+
+    def bearer(self) -> str | None:
+        """The bearer token the request carries, if any."""
+        value = self.header(b"authorization")
+        if value is None:
+            return None
+        scheme, _, token = value.decode("latin-1").partition(" ")
+        return token.strip() or None if scheme.lower() == "bearer" else None
 
     def header(self, name: bytes) -> bytes | None:
         for key, value in self.headers:
@@ -202,6 +235,8 @@ class ProxyServer:
             own_host=False,
         )
         self._balance = Balancer()
+        # (token, project, deployment) -> until when (monotonic) and the caller's name.
+        self._allowed: dict[tuple[str, str, str], tuple[float, str]] = {}
         self._revision_heads: dict[tuple[int, str, int], dict[str, str]] = {}
 
     async def start(self) -> None:
@@ -260,7 +295,36 @@ class ProxyServer:
             upstream = _infer
         if deployment is None or not deployment.lean or not self._plain(request):
             return None
+        if not deployment.open and not self._allows(request, deployment):
+            return None
         return deployment, upstream
+
+    def _allows(self, request: Request, deployment: Deployment) -> bool:
+        """Whether the platform allowed the request's token on the deployment lately."""
+        token = request.bearer()
+        if token is None:
+            return False
+        routes = deployment.routes
+        allowed = self._allowed.get((token, routes.project, routes.name))
+        if allowed is None or allowed[0] <= time.monotonic():
+            return False
+        request.caller = allowed[1]
+        return True
+
+    def _learn(self, request: Request, told: str) -> None:
+        """Remember the platform's ``X-Loopml-Allowed`` on a relayed request's token."""
+        token = request.bearer()
+        parts = told.split(";", 3)
+        if token is None or len(parts) != 4:
+            return
+        try:
+            seconds = float(parts[0])
+        except ValueError:
+            return
+        if len(self._allowed) >= _MAX_ALLOWED:
+            self._allowed.clear()
+        until = time.monotonic() + min(seconds, 60.0)
+        self._allowed[(token, parts[1], parts[2])] = (until, parts[3])
 
     def _plain(self, request: Request) -> bool:
         """Whether the request needs none of the platform guard's judgement: an allowed
@@ -409,6 +473,7 @@ class ProxyServer:
                 status,
                 time.perf_counter() - request.started,
                 code,
+                request.caller,
             )
         )
 
@@ -425,6 +490,8 @@ class ProxyServer:
         headers.setdefault("host", self.platform_host)
         headers["x-forwarded-for"] = request.client
         headers["x-forwarded-proto"] = "http"
+        # Says to the platform that its own gateway relays this (a client's copy is replaced).
+        headers[SECRET_HEADER] = self.secret
         url = self.platform_url + request.path + ("?" + request.query if request.query else "")
         try:
             answer = await self.platform.send(request.method, url, request.body, headers)
@@ -432,6 +499,9 @@ class ProxyServer:
             raise ServiceUnavailableError(
                 f"the platform behind this gateway did not answer ({exc}); retry"
             ) from None
+        told = answer.headers.pop(ALLOWED_HEADER, None)
+        if told is not None:
+            self._learn(request, told)
         return encode_answer(answer.status, answer.headers, answer.content, request.keep_alive)
 
 

@@ -26,6 +26,8 @@ from loopml.serve.gateway.routing import Backend, RevisionRoute, Routes
 ROUTES_PATH = "/internal/gateway/routes"
 REPORT_PATH = "/internal/gateway/report"
 SECRET_HEADER = "x-loopml-gateway-secret"  # noqa: S105 - a header's name
+ALLOWED_HEADER = "x-loopml-allowed"
+"""On a relayed answer: the platform allowed the token (see ``loopml.api.serving_auth``)."""
 SECRET_ENV = "LOOPML_GATEWAY_SECRET"  # noqa: S105 - a variable's name
 
 
@@ -37,14 +39,17 @@ class Deployment:
         routes: its routes, with backends of the gateway process's own (``failed`` is its
             own view).
         lean: whether the gateway process may serve it itself: replicas ready, no shadow,
-            no feature views, and open to its callers without a token check. Otherwise its
-            requests go to the platform, which serves them as it always has.
+            no feature views. Otherwise its requests go to the platform, which serves them as
+            it always has.
+        open: whether a caller needs no token (authentication off, or ``auth: none``); if
+            one does, the gateway process serves only tokens the platform allowed lately.
         models: the names a V2 path may call it by (its own and its revisions' models).
     """
 
     routes: Routes
     lean: bool
     models: frozenset[str]
+    open: bool = True
 
 
 @dataclass(frozen=True)
@@ -136,11 +141,11 @@ def parse_route_table(content: bytes) -> RouteTable:
             not routes.asleep
             and not item["shadow"]
             and not item["features"]
-            and (not auth_enabled or routes.auth == "none")
             and any(r.backends for r in revisions)
         )
         models = frozenset({routes.name} | {r.model for r in revisions})
-        deployments[(routes.project, routes.name)] = Deployment(routes, lean, models)
+        opened = not auth_enabled or routes.auth == "none"
+        deployments[(routes.project, routes.name)] = Deployment(routes, lean, models, opened)
         if routes.project == "default":
             for model in {r.model for r in revisions}:
                 serving.setdefault(model, []).append(routes.name)
@@ -175,9 +180,9 @@ class Answer:
     body: bytes
 
 
-Observation = tuple[str, str, str, str, str, int, float, str | None]
+Observation = tuple[str, str, str, str, str, int, float, str | None, str]
 """One answer's metrics sample: project, deployment, model, version, revision, status,
-seconds, error code (``GatewayMetrics.observe``'s arguments but the caller)."""
+seconds, error code and caller (``GatewayMetrics.observe``'s arguments)."""
 
 
 @dataclass
@@ -256,8 +261,9 @@ def decode_report(content: bytes) -> Report:
                 int(s),
                 float(t),
                 None if c is None else str(c),
+                str(who),
             )
-            for p, n, m, v, r, s, t, c in data["observed"]
+            for p, n, m, v, r, s, t, c, who in data["observed"]
         ],
     )
     at = 0
