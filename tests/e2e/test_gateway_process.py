@@ -110,6 +110,7 @@ def test_serves_a_deployment_and_logs_every_answer(served: Served) -> None:
         # What the gateway process does not serve itself, the platform does, as on its port.
         ready = client.get(f"{served.url}/v2/health/ready")
         assert ready.status_code == 200, ready.text
+        assert client.head(f"{served.url}/v2/health/ready").status_code == 200
         metadata = client.get(f"{served.url}/deployments/churn/v2/models/cancer")
         assert metadata.status_code == 200, metadata.text
         unknown = client.post(f"{served.url}/deployments/nope/predict", json={"instances": []})

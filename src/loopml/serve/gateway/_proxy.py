@@ -159,8 +159,10 @@ class Request:
         return None
 
 
-def encode_answer(status: int, headers: dict[str, str], body: bytes, keep_alive: bool) -> bytes:
-    """A whole HTTP/1.1 answer."""
+def encode_answer(
+    status: int, headers: dict[str, str], body: bytes, keep_alive: bool, head_only: bool = False
+) -> bytes:
+    """A whole HTTP/1.1 answer (``head_only``: a ``HEAD``'s, the body's length without it)."""
     lines = [b"HTTP/1.1 ", _STATUS_LINES.get(status) or _status_line(status)]
     for name, value in headers.items():
         lines += [name.encode("latin-1"), b": ", value.encode("latin-1"), b"\r\n"]
@@ -169,7 +171,9 @@ def encode_answer(status: int, headers: dict[str, str], body: bytes, keep_alive:
     lines += [b"content-length: ", str(len(body)).encode("ascii"), b"\r\n"]
     if not keep_alive:
         lines.append(b"connection: close\r\n")
-    lines += [b"\r\n", body]
+    lines.append(b"\r\n")
+    if not head_only:
+        lines.append(body)
     return b"".join(lines)
 
 
@@ -493,8 +497,12 @@ class ProxyServer:
         # Says to the platform that its own gateway relays this (a client's copy is replaced).
         headers[SECRET_HEADER] = self.secret
         url = self.platform_url + request.path + ("?" + request.query if request.query else "")
+        # A HEAD's answer has a length and no body, which the relay's parser would wait for:
+        # the platform is asked with GET, and its body left out here.
+        head_only = request.method == "HEAD"
+        method = "GET" if head_only else request.method
         try:
-            answer = await self.platform.send(request.method, url, request.body, headers)
+            answer = await self.platform.send(method, url, request.body, headers)
         except (Unreachable, UpstreamTimeout) as exc:
             raise ServiceUnavailableError(
                 f"the platform behind this gateway did not answer ({exc}); retry"
@@ -502,7 +510,9 @@ class ProxyServer:
         told = answer.headers.pop(ALLOWED_HEADER, None)
         if told is not None:
             self._learn(request, told)
-        return encode_answer(answer.status, answer.headers, answer.content, request.keep_alive)
+        return encode_answer(
+            answer.status, answer.headers, answer.content, request.keep_alive, head_only
+        )
 
 
 def _is_json(content_type: bytes) -> bool:

@@ -136,6 +136,8 @@ class GatewayProcess:
         report.touched |= newer.touched
         report.observed += newer.observed
         report.answers += newer.answers
+        if len(report.observed) > proxy.max_answers:  # metrics samples: the newest are kept
+            del report.observed[: len(report.observed) - proxy.max_answers]
         over = len(report.answers) - proxy.max_answers
         if over > 0:
             del report.answers[:over]
