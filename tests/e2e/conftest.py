@@ -87,6 +87,34 @@ def running_server(home: Path, extra_env: dict[str, str] | None = None) -> Itera
                 process.wait()
 
 
+def log_cancer_model(server: RunningServer, package_dir: Path, versions: int = 1) -> str:
+    """The breast-cancer forest of ``tests.unit.deploy.deploy_support``, logged to a run in
+    the server's own store (as a training run would) and registered ``versions`` times as
+    model ``cancer``; returns the run's id."""
+    from loopml.storage import LocalArtifactStore
+    from loopml.store import MetadataStore
+    from tests.tracking_rows import log_model, make_run
+    from tests.unit.deploy.deploy_support import package_files
+
+    package = package_files(package_dir)
+    store = MetadataStore(f"sqlite:///{server.home / 'loopml.db'}")
+    try:
+        run = make_run(store)
+        log_model(
+            store,
+            LocalArtifactStore(server.home / "artifacts"),
+            run,
+            files=package.files,
+            manifest=package.manifest,
+        )
+    finally:
+        store.dispose()
+    for _ in range(versions):
+        registered = server.cli("models", "register", "cancer", "--run", run.id)
+        assert registered.returncode == 0, registered.stderr
+    return run.id
+
+
 def mlflow_cache_folder(config: pytest.Config) -> Path:
     """Where the MLflow client environments are kept: pytest's cache folder; with the cache
     plugin off (CI runs ``-p no:cacheprovider``), a folder of the system's temporary

@@ -14,12 +14,9 @@ import httpx
 import psutil
 import pytest
 
-from loopml.storage import LocalArtifactStore
-from loopml.store import MetadataStore
-from tests.tracking_rows import log_model, make_run
-from tests.unit.deploy.deploy_support import REPLICA_MODULE, instances, package_files
+from tests.unit.deploy.deploy_support import REPLICA_MODULE, instances
 
-from .conftest import RunningServer, running_server
+from .conftest import RunningServer, log_cancer_model, running_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -47,24 +44,10 @@ def _wait(server: RunningServer, name: str, check: Any, timeout: float = 60) -> 
 
 
 def test_deploy_follow_scale_rollback_and_delete_from_the_cli(tmp_path: Path) -> None:
-    package = package_files(tmp_path / "pkg")
     home = tmp_path / "home"
     home.mkdir()
     with running_server(home) as server:
-        store = MetadataStore(f"sqlite:///{home / 'loopml.db'}")
-        try:
-            run = make_run(store)
-            log_model(
-                store,
-                LocalArtifactStore(home / "artifacts"),
-                run,
-                files=package.files,
-                manifest=package.manifest,
-            )
-        finally:
-            store.dispose()
-        for _ in range(2):
-            assert server.cli("models", "register", "cancer", "--run", run.id).returncode == 0
+        log_cancer_model(server, tmp_path / "pkg", versions=2)
         assert server.cli("models", "alias", "set", "cancer", "prod", "1").returncode == 0
 
         deployed = server.cli("deploy", "cancer@prod", "--name", "churn", "--replicas", "1")

@@ -18,13 +18,10 @@ import httpx
 import psutil
 import pytest
 
-from loopml.storage import LocalArtifactStore
-from loopml.store import MetadataStore
 from tests.conftest import free_port, wait_for_port
-from tests.tracking_rows import log_model, make_run
-from tests.unit.deploy.deploy_support import instances, package_files
+from tests.unit.deploy.deploy_support import instances
 
-from .conftest import RunningServer, running_server
+from .conftest import RunningServer, log_cancer_model, running_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -49,21 +46,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         "LOOPML_SERVER_MAX_BODY_BYTES": str(1024 * 1024),
     }
     with running_server(home, env) as server:
-        package = package_files(root / "pkg")
-        store = MetadataStore(f"sqlite:///{home / 'loopml.db'}")
-        try:
-            run = make_run(store)
-            log_model(
-                store,
-                LocalArtifactStore(home / "artifacts"),
-                run,
-                files=package.files,
-                manifest=package.manifest,
-            )
-        finally:
-            store.dispose()
-        for _ in range(2):
-            assert server.cli("models", "register", "cancer", "--run", run.id).returncode == 0
+        log_cancer_model(server, root / "pkg", versions=2)
         deployed = server.cli("deploy", "cancer/1", "--name", "churn", "--replicas", "1")
         assert deployed.returncode == 0, deployed.stderr
         assert wait_for_port(port), (home / "logs" / "gateway.log").read_text()
@@ -255,20 +238,7 @@ def test_with_authentication_a_token_is_checked_by_the_platform_and_revocation_h
         )
         assert login.status_code == 201, login.text
         server.env["LOOPML_TOKEN"] = login.json()["token"]
-        package = package_files(tmp_path / "pkg")
-        store = MetadataStore(f"sqlite:///{home / 'loopml.db'}")
-        try:
-            run = make_run(store)
-            log_model(
-                store,
-                LocalArtifactStore(home / "artifacts"),
-                run,
-                files=package.files,
-                manifest=package.manifest,
-            )
-        finally:
-            store.dispose()
-        assert server.cli("models", "register", "cancer", "--run", run.id).returncode == 0
+        log_cancer_model(server, tmp_path / "pkg")
         deployed = server.cli("deploy", "cancer/1", "--name", "churn", "--replicas", "1")
         assert deployed.returncode == 0, deployed.stderr
         made = server.cli(

@@ -11,12 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from loopml.storage import LocalArtifactStore
-from loopml.store import MetadataStore
-from tests.tracking_rows import log_model, make_run
-from tests.unit.deploy.deploy_support import instances, package_files
+from tests.unit.deploy.deploy_support import instances
 
-from .conftest import RunningServer, running_server
+from .conftest import RunningServer, log_cancer_model, running_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 # The lag must exceed the prediction log's flush delay (1 s): rows landing behind the
@@ -32,23 +29,10 @@ def _view(server: RunningServer) -> dict[str, Any]:
 
 
 def test_the_monitor_loop_and_its_cli(tmp_path: Path) -> None:
-    package = package_files(tmp_path / "pkg")
     home = tmp_path / "home"
     home.mkdir()
     with running_server(home, FAST) as server:
-        store = MetadataStore(f"sqlite:///{home / 'loopml.db'}")
-        try:
-            run = make_run(store)
-            log_model(
-                store,
-                LocalArtifactStore(home / "artifacts"),
-                run,
-                files=package.files,
-                manifest=package.manifest,
-            )
-        finally:
-            store.dispose()
-        assert server.cli("models", "register", "cancer", "--run", run.id).returncode == 0
+        log_cancer_model(server, tmp_path / "pkg")
         deployed = server.cli("deploy", "cancer/1", "--name", "churn", "--replicas", "1")
         assert deployed.returncode == 0, deployed.stderr
         url = f"{server.url}/deployments/churn/predict"
