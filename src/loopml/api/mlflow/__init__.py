@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from fastapi import APIRouter, FastAPI, params
 from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 from loopml.api.mlflow import routes as _routes
 from loopml.api.mlflow._route import MlflowRoute
@@ -39,43 +40,60 @@ def _fallback() -> APIRouter:
     return router
 
 
-def _mounted(source: APIRouter, prefix: str, deps: list[params.Depends]) -> APIRouter:
+def _mounted(source: APIRouter, prefix: str, deps: list[params.Depends]) -> list[BaseRoute]:
     """``source``'s routes as new routes under ``prefix``.
 
     A router included with a prefix keeps its routes' own (unprefixed) paths, and the
     permission check looks a route's rule up by its path: so each mount gets routes of its
     own whose path is the whole template (``/mlflow/projects/{project}/api/2.0/mlflow/...``).
     """
-    router = APIRouter(prefix=prefix, route_class=MlflowRoute, dependencies=deps)
+    routes: list[BaseRoute] = []
     for route in source.routes:
         if not isinstance(route, APIRoute):
             raise TypeError(f"not an API route: {route!r}")
-        router.add_api_route(
-            route.path,
-            route.endpoint,
-            methods=sorted(route.methods or ()),
-            name=route.name,
-            include_in_schema=False,
+        routes.append(
+            MlflowRoute(
+                prefix + route.path,
+                route.endpoint,
+                methods=sorted(route.methods or ()),
+                name=route.name,
+                include_in_schema=False,
+                dependencies=deps,
+            )
         )
-    return router
+    return routes
+
+
+# The routes built for a set of dependencies: building them (244 routes, each with its
+# dependency analysis) took about 0.35 s, once per app; they hold no state of an app's, so
+# every app of the process shares them (tests build hundreds of apps).
+_BUILT: dict[tuple[object, ...], list[BaseRoute]] = {}
+
+
+def _built(deps: list[params.Depends]) -> list[BaseRoute]:
+    key = tuple(d.dependency for d in deps)
+    routes = _BUILT.get(key)
+    if routes is None:
+        routes = []
+        for root in ("", PROJECT_ROOT):
+            for prefix in PREFIXES:
+                tracking = f"{root}{prefix}/mlflow"
+                artifacts = f"{root}{prefix}/mlflow-artifacts"
+                for router, at in (
+                    (_routes.tracking.router, tracking),
+                    (_routes.registry.router, tracking),
+                    (_routes.logged_models.router, tracking),
+                    (_fallback(), tracking),
+                    (_routes.artifacts.router, artifacts),
+                    (_fallback(), artifacts),
+                ):
+                    routes += _mounted(router, at, deps)
+        _BUILT[key] = routes
+    return routes
 
 
 def install(app: FastAPI, dependencies: Sequence[params.Depends] | None = None) -> None:
     """Mount the MLflow API on ``app`` (both prefixes, at the root and under
     ``PROJECT_ROOT``; unknown MLflow paths answer ``ENDPOINT_NOT_FOUND`` in MLflow's shape),
     every route behind ``dependencies`` (the permission check)."""
-    deps = list(dependencies or [])
-    for root in ("", PROJECT_ROOT):
-        for prefix in PREFIXES:
-            tracking = f"{root}{prefix}/mlflow"
-            artifacts = f"{root}{prefix}/mlflow-artifacts"
-            routers = [
-                (_routes.tracking.router, tracking),
-                (_routes.registry.router, tracking),
-                (_routes.logged_models.router, tracking),
-                (_fallback(), tracking),
-                (_routes.artifacts.router, artifacts),
-                (_fallback(), artifacts),
-            ]
-            for router, at in routers:
-                app.include_router(_mounted(router, at, deps), include_in_schema=False)
+    app.router.routes.extend(_built(list(dependencies or [])))
