@@ -32,6 +32,8 @@ CLAIM_EVERY_S = 10.0
 """The longest time between two looks for expired leases."""
 OPEN_TIMEOUT_S = 10.0
 """How long ``open`` tries before the server counts as unreachable."""
+LEAVE_TIMEOUT_S = 5.0
+"""How long ``close`` tries to leave the group before it lets the name stay."""
 SOCKET_TIMEOUT_S = 30.0
 """A reply slower than this fails the call, so a server that stops answering is an error,
 not a hang; blocking reads wait at most ``_BLOCK_MAX_MS``, well inside it."""
@@ -83,6 +85,10 @@ class RedisStreamSource(StreamSource):
             if "BUSYGROUP" not in str(exc):
                 raise
         except (OSError, TimeoutError, redis.exceptions.ConnectionError) as exc:
+            # Nothing to leave on a server never reached: drop the client without a word
+            # (``close`` would wait out the socket timeout asking a silent server).
+            client, self._redis = self._redis, None
+            await client.aclose()
             raise ServiceUnavailableError(
                 f"cannot reach Redis at {self.config.url}: {exc or type(exc).__name__}",
                 details={"retryable": True},
@@ -148,7 +154,10 @@ class RedisStreamSource(StreamSource):
             return
         client, self._redis = self._redis, None
         try:
-            await self._leave(client)
+            # A server that stopped answering is not waited on for the socket timeout.
+            await asyncio.wait_for(self._leave(client), LEAVE_TIMEOUT_S)
+        except TimeoutError:
+            pass  # the name stays in the group, as when the server is unreachable
         finally:
             await client.aclose()
 
