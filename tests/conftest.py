@@ -8,6 +8,7 @@ that need it are skipped with the reason.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -107,6 +108,62 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'loopml.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+def _migrated(url: str) -> None:
+    from loopml.store import MetadataStore
+
+    store = MetadataStore(url)
+    try:
+        store.upgrade()
+    finally:
+        store.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite metadata database at head, made once per test process."""
+    path = tmp_path_factory.mktemp("template") / "loopml.db"
+    _migrated(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_database: str) -> Iterator[str]:
+    """A PostgreSQL database at head, made once per test process; yields its name."""
+    import psycopg
+
+    name = f"loopml_tpl_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = POSTGRES_ADMIN_URL.rpartition("/")
+    _migrated(f"{base}/{name}")
+    yield name
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def migrated_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A metadata database at head holding the default project, as a server's start leaves
+    an empty one: a copy of a database migrated once per test process (a SQLite file, then
+    a PostgreSQL database made from a template). Migrating each test's own took 0.1 s on
+    SQLite and 0.45 s on PostgreSQL, in about 900 API tests each."""
+    if request.param == "sqlite":
+        path = tmp_path / "loopml.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
+        return
+    import psycopg
+
+    template = request.getfixturevalue("postgres_template")
+    name = f"loopml_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY WAL_LOG')
+    base, _, _ = POSTGRES_ADMIN_URL.rpartition("/")
+    yield f"{base}/{name}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # ---------------------------------------------------------------- S3 (moto server)

@@ -23,10 +23,10 @@ PASSWORD = "another long passphrase 2"
 
 
 @pytest.fixture
-def http(tmp_path: Path, database_url: str) -> Iterator[TestClient]:
+def http(tmp_path: Path, migrated_database_url: str) -> Iterator[TestClient]:
     settings = Settings(
         home=tmp_path / "home",
-        database={"url": database_url},
+        database={"url": migrated_database_url},
         artifacts={"root": str(tmp_path / "artifacts")},
         server={"max_body_bytes": MAX_BODY, "max_upload_bytes": MAX_UPLOAD},
         auth={"enabled": True, "login_failures_per_minute": 5},

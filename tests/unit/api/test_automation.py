@@ -30,11 +30,11 @@ steps:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
+def settings(tmp_path: Path, migrated_database_url: str) -> Settings:
     # The app's own engine ticks once at start-up and then sleeps: the tests tick their own.
     return Settings(
         home=tmp_path / "home",
-        database={"url": database_url},
+        database={"url": migrated_database_url},
         artifacts={"root": str(tmp_path / "artifacts")},
         server={
             "max_body_bytes": MAX_BODY,

@@ -29,10 +29,10 @@ def repos(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str, repos: Path) -> Settings:
+def settings(tmp_path: Path, migrated_database_url: str, repos: Path) -> Settings:
     return Settings(
         home=tmp_path / "home",
-        database={"url": database_url},
+        database={"url": migrated_database_url},
         artifacts={"root": str(tmp_path / "artifacts")},
         server={"max_body_bytes": MAX_BODY, "max_upload_bytes": MAX_UPLOAD},
         codesets={"max_bytes": 100_000, "max_files": 50, "repository_roots": [str(repos)]},
@@ -201,10 +201,10 @@ def test_a_repository_outside_the_roots_is_refused(
         client.codesets.set_webhook("trainer", str(repos / "plain"))
 
 
-def test_no_roots_means_no_repository_is_read(tmp_path: Path, database_url: str) -> None:
+def test_no_roots_means_no_repository_is_read(tmp_path: Path, migrated_database_url: str) -> None:
     settings = Settings(
         home=tmp_path / "home2",
-        database={"url": database_url},
+        database={"url": migrated_database_url},
         artifacts={"root": str(tmp_path / "artifacts2")},
     )
     repo = tmp_path / "repo"

@@ -149,10 +149,10 @@ def test_a_form_type_with_a_csrf_token_header_is_left_to_authentication(
 
 
 @pytest.fixture
-def allowing(tmp_path: Path, database_url: str) -> TestClient:
+def allowing(tmp_path: Path, migrated_database_url: str) -> TestClient:
     settings = Settings(
         home=tmp_path / "home",
-        database={"url": database_url},
+        database={"url": migrated_database_url},
         artifacts={"root": str(tmp_path / "artifacts")},
         server={
             "max_body_bytes": MAX_BODY,
@@ -181,11 +181,13 @@ FORM_TYPES = [h for h in HOSTILE if set(h) == {"content-type"}]
 
 
 @pytest.fixture
-def authed(tmp_path: Path, database_url: str) -> Iterator[tuple[TestClient, dict[str, str]]]:
+def authed(
+    tmp_path: Path, migrated_database_url: str
+) -> Iterator[tuple[TestClient, dict[str, str]]]:
     """The app with authentication on, and a platform admin's valid token."""
     settings = Settings(
         home=tmp_path / "home",
-        database={"url": database_url},
+        database={"url": migrated_database_url},
         artifacts={"root": str(tmp_path / "artifacts")},
         server={"max_body_bytes": MAX_BODY, "max_upload_bytes": MAX_UPLOAD},
         # The matrix sends hundreds of bad tokens from one address on purpose.

@@ -62,9 +62,9 @@ def test_a_bad_level_or_a_long_text_is_422(http: TestClient, logged: Path) -> No
     assert http.get("/api/v1/logs", params={"tail": 0}).status_code == 422
 
 
-def test_a_server_that_keeps_no_file_says_so(tmp_path: Path, database_url: str) -> None:
+def test_a_server_that_keeps_no_file_says_so(tmp_path: Path, migrated_database_url: str) -> None:
     settings = Settings(
-        home=tmp_path / "home", database={"url": database_url}, server={"log_file": ""}
+        home=tmp_path / "home", database={"url": migrated_database_url}, server={"log_file": ""}
     )
     with (
         TestClient(create_app(settings), base_url="http://127.0.0.1") as http,
@@ -74,9 +74,9 @@ def test_a_server_that_keeps_no_file_says_so(tmp_path: Path, database_url: str) 
 
 
 @pytest.fixture
-def authed(tmp_path: Path, database_url: str) -> Iterator[TestClient]:
+def authed(tmp_path: Path, migrated_database_url: str) -> Iterator[TestClient]:
     settings = Settings(
-        home=tmp_path / "home", database={"url": database_url}, auth={"enabled": True}
+        home=tmp_path / "home", database={"url": migrated_database_url}, auth={"enabled": True}
     )
     _write(settings.home / "logs" / "loopml.log", NEWER)
     with TestClient(create_app(settings), base_url="http://127.0.0.1") as http:

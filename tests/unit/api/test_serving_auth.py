@@ -26,10 +26,10 @@ BODY = {"instances": instances(2)}
 
 
 @pytest.fixture
-def http(tmp_path: Path, database_url: str) -> Iterator[TestClient]:
+def http(tmp_path: Path, migrated_database_url: str) -> Iterator[TestClient]:
     settings = Settings(
         home=tmp_path / "home",
-        database={"url": database_url},
+        database={"url": migrated_database_url},
         artifacts={"root": str(tmp_path / "artifacts")},
         # A port of its own: replicas are told the platform's address.
         server={"max_body_bytes": MAX_BODY, "max_upload_bytes": MAX_UPLOAD, "port": free_port()},

@@ -24,10 +24,10 @@ TABLES = "/api/v1/projects/default/tables"
 CREDENTIALS = {"user": "root", "password": ADMIN_PASSWORD}
 
 
-def _settings(tmp_path: Path, database_url: str, *, enabled: bool = True) -> Settings:
+def _settings(tmp_path: Path, migrated_database_url: str, *, enabled: bool = True) -> Settings:
     return Settings(
         home=tmp_path / "home",
-        database={"url": database_url},
+        database={"url": migrated_database_url},
         artifacts={"root": str(tmp_path / "artifacts")},
         server={"max_body_bytes": MAX_BODY, "max_upload_bytes": MAX_UPLOAD},
         auth={"enabled": enabled, "login_failures_per_minute": 5, "session_hours": 8},
@@ -42,15 +42,15 @@ def _client(settings: Settings, base_url: str) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def http(tmp_path: Path, database_url: str) -> Iterator[TestClient]:
+def http(tmp_path: Path, migrated_database_url: str) -> Iterator[TestClient]:
     """Authentication on, over plain http; the client keeps cookies as a browser does."""
-    yield from _client(_settings(tmp_path, database_url), "http://127.0.0.1")
+    yield from _client(_settings(tmp_path, migrated_database_url), "http://127.0.0.1")
 
 
 @pytest.fixture
-def https(tmp_path: Path, database_url: str) -> Iterator[TestClient]:
+def https(tmp_path: Path, migrated_database_url: str) -> Iterator[TestClient]:
     """The same, with requests arriving over https (the scope's scheme)."""
-    yield from _client(_settings(tmp_path, database_url), "https://127.0.0.1")
+    yield from _client(_settings(tmp_path, migrated_database_url), "https://127.0.0.1")
 
 
 def _cookies(answer: object) -> dict[str, set[str]]:
@@ -217,8 +217,10 @@ def test_failed_session_logins_are_rate_limited_with_logins(http: TestClient) ->
     assert "set-cookie" not in limited.headers
 
 
-def test_with_authentication_off_there_is_no_session(tmp_path: Path, database_url: str) -> None:
-    settings = _settings(tmp_path, database_url, enabled=False)
+def test_with_authentication_off_there_is_no_session(
+    tmp_path: Path, migrated_database_url: str
+) -> None:
+    settings = _settings(tmp_path, migrated_database_url, enabled=False)
     with TestClient(create_app(settings), base_url="http://127.0.0.1") as http:
         answer = http.post(SESSION, json=CREDENTIALS)
         assert answer.status_code == 422

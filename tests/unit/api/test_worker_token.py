@@ -15,19 +15,19 @@ from loopml.settings import Settings
 from loopml.store import users
 
 
-def _settings(tmp_path: Path, database_url: str, *, auth: bool) -> Settings:
+def _settings(tmp_path: Path, migrated_database_url: str, *, auth: bool) -> Settings:
     return Settings(
         home=tmp_path / "home",
-        database={"url": database_url},
+        database={"url": migrated_database_url},
         artifacts={"root": str(tmp_path / "artifacts")},
         auth={"enabled": auth},
     )
 
 
 def test_the_embedded_worker_gets_a_server_token_for_the_servers_life(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, migrated_database_url: str
 ) -> None:
-    app = create_app(_settings(tmp_path, database_url, auth=True))
+    app = create_app(_settings(tmp_path, migrated_database_url, auth=True))
     store = app.state.ctx.store
     with TestClient(app):
         made = service.list_tokens(store, service.SERVER_USER)
@@ -42,12 +42,12 @@ def test_the_embedded_worker_gets_a_server_token_for_the_servers_life(
 
 
 def test_no_server_token_with_authentication_off_or_a_token_of_its_own(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, migrated_database_url: str
 ) -> None:
-    off = create_app(_settings(tmp_path, database_url, auth=False))
+    off = create_app(_settings(tmp_path, migrated_database_url, auth=False))
     with TestClient(off):
         pass
-    own = _settings(tmp_path, database_url, auth=True).model_copy(
+    own = _settings(tmp_path, migrated_database_url, auth=True).model_copy(
         update={"token": SecretStr("lml_given")}
     )
     with TestClient(create_app(own)):

@@ -14,10 +14,10 @@ from tests.unit.api.test_feedback import make_deployment
 
 
 @pytest.fixture
-def store_ctx(tmp_path: Path, database_url: str) -> Iterator[AppContext]:
+def store_ctx(tmp_path: Path, migrated_database_url: str) -> Iterator[AppContext]:
     settings = Settings(
         home=tmp_path / "home",
-        database={"url": database_url},
+        database={"url": migrated_database_url},
         artifacts={"root": str(tmp_path / "artifacts")},
     )
     ctx = build_context(settings)

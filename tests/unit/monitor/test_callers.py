@@ -28,10 +28,10 @@ BODY = {"instances": instances(1)}
 
 
 @contextmanager
-def platform(tmp_path: Path, database_url: str, *, auth: bool) -> Iterator[TestClient]:
+def platform(tmp_path: Path, migrated_database_url: str, *, auth: bool) -> Iterator[TestClient]:
     settings = Settings(
         home=tmp_path / "home",
-        database={"url": database_url},
+        database={"url": migrated_database_url},
         artifacts={"root": str(tmp_path / "artifacts")},
         server={"max_body_bytes": MAX_BODY, "max_upload_bytes": MAX_UPLOAD, "port": free_port()},
         auth={"enabled": auth},
@@ -70,9 +70,9 @@ def _token(http: TestClient, admin: dict[str, str], name: str) -> tuple[dict[str
 
 
 def test_each_token_is_counted_apart_and_open_calls_as_anonymous(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, migrated_database_url: str
 ) -> None:
-    with platform(tmp_path, database_url, auth=True) as http:
+    with platform(tmp_path, migrated_database_url, auth=True) as http:
         admin = login(http, "root", ADMIN_PASSWORD)
         sdk = Client(http=TestClient(http.app, base_url="http://127.0.0.1"), token=_bearer(admin))
         sdk.deployments.create("churn", "cancer/1")
@@ -106,9 +106,9 @@ def test_each_token_is_counted_apart_and_open_calls_as_anonymous(
 
 
 def test_with_authentication_off_every_request_is_anonymous(
-    tmp_path: Path, database_url: str
+    tmp_path: Path, migrated_database_url: str
 ) -> None:
-    with platform(tmp_path, database_url, auth=False) as http:
+    with platform(tmp_path, migrated_database_url, auth=False) as http:
         sdk = Client(http=TestClient(http.app, base_url="http://127.0.0.1"))
         sdk.deployments.create("churn", "cancer/1")
         sdk.deployments.wait("churn", timeout_s=60)

@@ -32,9 +32,9 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def any_store(database_url: str) -> Iterator[MetadataStore]:
+def any_store(migrated_database_url: str) -> Iterator[MetadataStore]:
     """An upgraded store on each database: SQLite, then PostgreSQL."""
-    opened = MetadataStore(database_url)
+    opened = MetadataStore(migrated_database_url)
     opened.upgrade()
     yield opened
     opened.dispose()

@@ -19,10 +19,10 @@ VIEWER = ("vera", "a long viewer passphrase 1")
 ORIGIN = "http://127.0.0.1"
 
 
-def portal_settings(tmp_path: Path, database_url: str, *, auth: bool) -> Settings:
+def portal_settings(tmp_path: Path, migrated_database_url: str, *, auth: bool) -> Settings:
     return Settings(
         home=tmp_path / "home",
-        database={"url": database_url},
+        database={"url": migrated_database_url},
         artifacts={"root": str(tmp_path / "artifacts")},
         auth={"enabled": auth, "login_failures_per_minute": 20},
     )
@@ -48,17 +48,17 @@ def log_in(http: TestClient, user: tuple[str, str]) -> None:
 
 
 @pytest.fixture
-def anonymous(tmp_path: Path, database_url: str) -> Iterator[TestClient]:
+def anonymous(tmp_path: Path, migrated_database_url: str) -> Iterator[TestClient]:
     """Authentication off: the local operator sees everything."""
-    app = create_app(portal_settings(tmp_path, database_url, auth=False))
+    app = create_app(portal_settings(tmp_path, migrated_database_url, auth=False))
     with TestClient(app, base_url=ORIGIN) as client:
         yield client
 
 
 @pytest.fixture
-def secured(tmp_path: Path, database_url: str) -> Iterator[TestClient]:
+def secured(tmp_path: Path, migrated_database_url: str) -> Iterator[TestClient]:
     """Authentication on, a platform admin and a viewer of ``default``; nobody logged in."""
-    app = create_app(portal_settings(tmp_path, database_url, auth=True))
+    app = create_app(portal_settings(tmp_path, migrated_database_url, auth=True))
     with TestClient(app, base_url=ORIGIN) as client:
         store = app.state.ctx.store
         service.create_user(store, ADMIN[0], ADMIN[1], platform_admin=True, actor="test")

@@ -340,9 +340,9 @@ def test_the_logs_fragment_returns_the_lines_filtered(
 
 
 @pytest.fixture
-def served(tmp_path: Path, database_url: str) -> Iterator[TestClient]:
+def served(tmp_path: Path, migrated_database_url: str) -> Iterator[TestClient]:
     """Authentication on, on a port of its own (replicas log their predictions there)."""
-    settings = portal_settings(tmp_path, database_url, auth=True)
+    settings = portal_settings(tmp_path, migrated_database_url, auth=True)
     settings = settings.model_copy(
         update={"server": settings.server.model_copy(update={"port": free_port()})}
     )

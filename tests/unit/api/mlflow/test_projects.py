@@ -71,10 +71,10 @@ def test_a_project_that_is_not_there_or_malformed_answers_in_mlflow_s_shape(
 
 
 @pytest.fixture
-def auth_http(tmp_path: Path, database_url: str) -> Iterator[TestClient]:
+def auth_http(tmp_path: Path, migrated_database_url: str) -> Iterator[TestClient]:
     settings = Settings(
         home=tmp_path / "home",
-        database={"url": database_url},
+        database={"url": migrated_database_url},
         artifacts={"root": str(tmp_path / "artifacts")},
         server={"max_body_bytes": MAX_BODY, "max_upload_bytes": MAX_UPLOAD},
         auth={"enabled": True},
