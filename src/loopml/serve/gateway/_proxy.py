@@ -30,24 +30,12 @@ import asyncio
 import logging
 import re
 import time
-from collections import deque
 from collections.abc import Callable
-from http import HTTPStatus
-from typing import cast
 
-import httptools
-import orjson
-
-from loopml.core.errors import (
-    BadRequestError,
-    LoopmlError,
-    NotFoundError,
-    PayloadTooLargeError,
-    ServiceUnavailableError,
-    error_headers,
-)
+from loopml.core.errors import LoopmlError, NotFoundError, ServiceUnavailableError
 from loopml.core.ids import fast_id
 from loopml.serve.gateway._balance import Balancer
+from loopml.serve.gateway._connection import Connection, Request, encode_answer, error_answer
 from loopml.serve.gateway._upstream import (
     PASSED_ON,
     Unreachable,
@@ -56,7 +44,6 @@ from loopml.serve.gateway._upstream import (
     UpstreamTimeout,
 )
 from loopml.serve.gateway.config import GatewayConfig, GatewayTimeoutError
-from loopml.serve.gateway.metrics import ANONYMOUS
 from loopml.serve.gateway.routing import Backend, RevisionRoute
 from loopml.serve.gateway.wire import (
     ALLOWED_HEADER,
@@ -66,7 +53,7 @@ from loopml.serve.gateway.wire import (
     Report,
     RouteTable,
 )
-from loopml.serve.oip import error_body_for, safe_id
+from loopml.serve.oip import safe_id
 
 log = logging.getLogger("loopml.serve.gateway")
 
@@ -106,95 +93,6 @@ RELAYED_BACK = PASSED_ON | {
     ALLOWED_HEADER,
 }
 _MAX_ALLOWED = 10_000
-_MAX_PIPELINED = 16
-
-
-class Request:
-    """One request, read whole."""
-
-    __slots__ = (
-        "body",
-        "caller",
-        "client",
-        "headers",
-        "keep_alive",
-        "method",
-        "path",
-        "query",
-        "started",
-    )
-
-    def __init__(
-        self,
-        method: str,
-        path: str,
-        query: str,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes,
-        keep_alive: bool,
-        client: str,
-    ) -> None:
-        self.method = method
-        self.path = path
-        self.query = query
-        self.headers = headers
-        self.body = body
-        self.keep_alive = keep_alive
-        self.client = client
-        self.started = time.perf_counter()
-        self.caller = ANONYMOUS
-
-    def bearer(self) -> str | None:
-        """The bearer token the request carries, if any."""
-        value = self.header(b"authorization")
-        if value is None:
-            return None
-        scheme, _, token = value.decode("latin-1").partition(" ")
-        return token.strip() or None if scheme.lower() == "bearer" else None
-
-    def header(self, name: bytes) -> bytes | None:
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
-
-
-def encode_answer(
-    status: int, headers: dict[str, str], body: bytes, keep_alive: bool, head_only: bool = False
-) -> bytes:
-    """A whole HTTP/1.1 answer (``head_only``: a ``HEAD``'s, the body's length without it)."""
-    lines = [b"HTTP/1.1 ", _STATUS_LINES.get(status) or _status_line(status)]
-    for name, value in headers.items():
-        lines += [name.encode("latin-1"), b": ", value.encode("latin-1"), b"\r\n"]
-    if "content-type" not in headers:
-        lines.append(b"content-type: application/json\r\n")
-    lines += [b"content-length: ", str(len(body)).encode("ascii"), b"\r\n"]
-    if not keep_alive:
-        lines.append(b"connection: close\r\n")
-    lines.append(b"\r\n")
-    if not head_only:
-        lines.append(body)
-    return b"".join(lines)
-
-
-def _status_line(status: int) -> bytes:
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = ""
-    return f"{status} {phrase}\r\n".encode("latin-1")
-
-
-_STATUS_LINES = {s.value: _status_line(s.value) for s in HTTPStatus}
-
-
-def error_answer(path: str, error: LoopmlError, keep_alive: bool) -> bytes:
-    """An error answer as the platform gives it (the V2 body on a V2 path)."""
-    headers = error_headers(error.code, error.message)
-    if isinstance(error, ServiceUnavailableError):
-        headers["retry-after"] = "1"
-    body = orjson.dumps(error_body_for(path, error))
-    return encode_answer(error.status, headers, body, keep_alive)
 
 
 class ProxyServer:
@@ -252,7 +150,7 @@ class ProxyServer:
         await self.platform.close()
 
     def protocol(self) -> asyncio.Protocol:
-        return _Protocol(self)
+        return Connection(self.handle, lambda: self.table.max_body_bytes)
 
     # ------------------------------------------------------------------ requests
 
@@ -276,32 +174,37 @@ class ProxyServer:
         """The deployment and replica path of a request served here, else ``None``."""
         if request.method != "POST":
             return None
-        path = request.path
+        target = self._target(request.path)
+        if target is None:
+            return None
+        deployment = target[0]
+        if not deployment.lean or not self._plain(request):
+            return None
+        if not deployment.open and not self._allows(request, deployment):
+            return None
+        return target
+
+    def _target(self, path: str) -> tuple[Deployment, Callable[[Backend], str]] | None:
+        """The deployment an inference path names, and its replica path."""
         table = self.table
         found = _PREDICT.fullmatch(path)
         if found is not None:
             deployment = table.deployments.get((found.group(1) or "default", found.group(2)))
-            upstream: Callable[[Backend], str] = _predict
-        else:
-            found = _DEPLOYMENT_INFER.fullmatch(path)
-            if found is not None:
-                deployment = table.deployments.get((found.group(1) or "default", found.group(2)))
-                if deployment is not None and found.group(3) not in deployment.models:
-                    return None
-            else:
-                found = _ROOT_INFER.fullmatch(path)
-                if found is None:
-                    return None
-                model = found.group(1)
-                deployment = table.deployments.get(("default", model))
-                if deployment is None and model in table.by_model:
-                    deployment = table.deployments.get(("default", table.by_model[model]))
-            upstream = _infer
-        if deployment is None or not deployment.lean or not self._plain(request):
+            return None if deployment is None else (deployment, _predict)
+        found = _DEPLOYMENT_INFER.fullmatch(path)
+        if found is not None:
+            deployment = table.deployments.get((found.group(1) or "default", found.group(2)))
+            if deployment is None or found.group(3) not in deployment.models:
+                return None
+            return deployment, _infer
+        found = _ROOT_INFER.fullmatch(path)
+        if found is None:
             return None
-        if not deployment.open and not self._allows(request, deployment):
-            return None
-        return deployment, upstream
+        model = found.group(1)
+        deployment = table.deployments.get(("default", model))
+        if deployment is None and model in table.by_model:
+            deployment = table.deployments.get(("default", table.by_model[model]))
+        return None if deployment is None else (deployment, _infer)
 
     def _allows(self, request: Request, deployment: Deployment) -> bool:
         """Whether the platform allowed the request's token on the deployment lately."""
@@ -527,137 +430,3 @@ def _predict(backend: Backend) -> str:
 
 def _infer(backend: Backend) -> str:
     return f"/v2/models/{backend.model}/infer"
-
-
-class _Protocol(asyncio.Protocol):
-    """One client connection: requests are parsed as they come and answered in order."""
-
-    def __init__(self, server: ProxyServer) -> None:
-        self.server = server
-        self.parser = httptools.HttpRequestParser(self)
-        self.transport: asyncio.Transport | None = None
-        self.client = ""
-        self.closed = False
-        self.busy = False
-        self.pending: deque[Request] = deque()
-        self._url = b""
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._body: list[bytes] = []
-        self._size = 0
-        self._refused = False
-
-    # asyncio.Protocol
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
-        self.client = str(peer[0]) if peer else ""
-
-    def data_received(self, data: bytes) -> None:
-        if self._refused:
-            return
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._refuse(BadRequestError("this port does not upgrade connections"), "/")
-        except httptools.HttpParserError as exc:
-            self._refuse(BadRequestError(f"the request does not parse as HTTP/1.1: {exc}"), "/")
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-
-    # httptools callbacks
-
-    def on_message_begin(self) -> None:
-        self._url = b""
-        self._headers = []
-        self._body = []
-        self._size = 0
-
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
-
-    def on_headers_complete(self) -> None:
-        limit = self.server.table.max_body_bytes
-        expect = False
-        for name, value in self._headers:
-            if name == b"content-length" and value.isdigit() and int(value) > limit:
-                self._too_large(limit)
-                return
-            if name == b"expect" and value.lower() == b"100-continue":
-                expect = True
-        if expect and self.transport is not None:
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-
-    def on_body(self, body: bytes) -> None:
-        self._size += len(body)
-        limit = self.server.table.max_body_bytes
-        if self._size > limit:
-            self._too_large(limit)
-            return
-        self._body.append(body)
-
-    def on_message_complete(self) -> None:
-        if self._refused:
-            return
-        path, _, query = self._url.decode("latin-1").partition("?")
-        body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
-        request = Request(
-            self.parser.get_method().decode("ascii", "replace"),
-            path,
-            query,
-            self._headers,
-            body,
-            self.parser.should_keep_alive(),
-            self.client,
-        )
-        if self.busy:
-            self.pending.append(request)
-            if len(self.pending) >= _MAX_PIPELINED and self.transport is not None:
-                self.transport.pause_reading()
-            return
-        self.busy = True
-        asyncio.get_running_loop().create_task(self._answer(request))
-
-    # answers
-
-    async def _answer(self, request: Request) -> None:
-        while True:
-            try:
-                data = await self.server.handle(request)
-            except Exception:
-                log.exception("a request to %s failed in the gateway", request.path[:200])
-                error = LoopmlError("the gateway failed on this request; see its log")
-                data = error_answer(request.path, error, False)
-                request.keep_alive = False
-            transport = self.transport
-            if self.closed or transport is None:
-                return
-            transport.write(data)
-            if not request.keep_alive:
-                transport.close()
-                return
-            if not self.pending:
-                self.busy = False
-                if transport.is_reading() is False:
-                    transport.resume_reading()
-                return
-            request = self.pending.popleft()
-
-    def _too_large(self, limit: int) -> None:
-        path = self._url.decode("latin-1").partition("?")[0]
-        self._refuse(
-            PayloadTooLargeError(f"the request body is over the limit of {limit} bytes"), path
-        )
-
-    def _refuse(self, error: LoopmlError, path: str) -> None:
-        """Answer ``error`` and close (what else the client sends is not read)."""
-        self._refused = True
-        if self.transport is not None and not self.closed and not self.busy:
-            self.transport.write(error_answer(path, error, False))
-            self.transport.close()
-        elif self.transport is not None:
-            self.transport.close()

@@ -116,38 +116,11 @@ def parse_route_table(content: bytes) -> RouteTable:
     deployments: dict[tuple[str, str], Deployment] = {}
     serving: dict[str, list[str]] = {}
     for item in data["deployments"]:
-        revisions = tuple(
-            RevisionRoute(
-                number=int(rev["number"]),
-                model=str(rev["model"]),
-                version=int(rev["version"]),
-                weight=int(rev["weight"]),
-                backends=tuple(
-                    Backend(str(url), int(rev["number"]), str(rev["model"]), int(rev["version"]))
-                    for url in rev["backends"]
-                ),
-                role=str(rev["role"]),
-            )
-            for rev in item["revisions"]
-        )
-        routes = Routes(
-            project=str(item["project"]),
-            name=str(item["name"]),
-            revisions=revisions,
-            asleep=bool(item["asleep"]),
-            auth=str(item["auth"]),
-        )
-        lean = (
-            not routes.asleep
-            and not item["shadow"]
-            and not item["features"]
-            and any(r.backends for r in revisions)
-        )
-        models = frozenset({routes.name} | {r.model for r in revisions})
-        opened = not auth_enabled or routes.auth == "none"
-        deployments[(routes.project, routes.name)] = Deployment(routes, lean, models, opened)
+        deployment = _deployment(item, auth_enabled)
+        routes = deployment.routes
+        deployments[(routes.project, routes.name)] = deployment
         if routes.project == "default":
-            for model in {r.model for r in revisions}:
+            for model in {r.model for r in routes.revisions}:
                 serving.setdefault(model, []).append(routes.name)
     by_model = {model: names[0] for model, names in serving.items() if len(names) == 1}
     return RouteTable(
@@ -158,6 +131,38 @@ def parse_route_table(content: bytes) -> RouteTable:
         deployments=deployments,
         by_model=by_model,
     )
+
+
+def _deployment(item: dict[str, Any], auth_enabled: bool) -> Deployment:
+    revisions = tuple(
+        RevisionRoute(
+            number=int(rev["number"]),
+            model=str(rev["model"]),
+            version=int(rev["version"]),
+            weight=int(rev["weight"]),
+            backends=tuple(
+                Backend(str(url), int(rev["number"]), str(rev["model"]), int(rev["version"]))
+                for url in rev["backends"]
+            ),
+            role=str(rev["role"]),
+        )
+        for rev in item["revisions"]
+    )
+    routes = Routes(
+        project=str(item["project"]),
+        name=str(item["name"]),
+        revisions=revisions,
+        asleep=bool(item["asleep"]),
+        auth=str(item["auth"]),
+    )
+    lean = (
+        not routes.asleep
+        and not item["shadow"]
+        and not item["features"]
+        and any(r.backends for r in revisions)
+    )
+    models = frozenset({routes.name} | {r.model for r in revisions})
+    return Deployment(routes, lean, models, not auth_enabled or routes.auth == "none")
 
 
 @dataclass(frozen=True)
