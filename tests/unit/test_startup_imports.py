@@ -5,23 +5,14 @@ request that needs them, not at start: they took an idle ``loopml up`` from 227 
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+from tests.import_probe import modules_after
 
 LAZY = ("pandas", "pyarrow.dataset", "duckdb", "scipy", "sklearn", "onnxruntime", "lightgbm")
 
 
 def _loaded_after(statement: str) -> list[str]:
-    probe = (
-        f"import json, sys\n{statement}\n"
-        f"print(json.dumps(sorted(m for m in {list(LAZY)!r} if m in sys.modules)))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
-    )
-    loaded: list[str] = json.loads(done.stdout.strip().splitlines()[-1])
-    return loaded
+    loaded = modules_after(statement)
+    return sorted(m for m in LAZY if m in loaded)
 
 
 def test_the_platform_starts_without_pandas_duckdb_or_the_training_stack() -> None:

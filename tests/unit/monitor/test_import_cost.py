@@ -5,21 +5,13 @@ against 3.6 to 3.9 s before the monitor landed (bench/startup.py)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
+
+from tests.import_probe import modules_after
 
 
 def _loaded_after(statement: str) -> list[str]:
-    probe = (
-        f"import json, sys\n{statement}\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy')[:5]))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
-    )
-    loaded: list[str] = json.loads(done.stdout)
-    return loaded
+    return sorted(m for m in modules_after(statement) if m.split(".")[0] == "scipy")[:5]
 
 
 def test_the_api_app_starts_without_scipy() -> None:
