@@ -71,7 +71,6 @@ class GatewayLink:
         self._document = b""
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.reports = 0
         # Each gateway process's requests in flight by replica URL, and when it said so.
         self._inflight: dict[int, tuple[float, dict[str, int]]] = {}
         self._seen: dict[str, Backend] = {}
@@ -171,7 +170,6 @@ class GatewayLink:
                 )
         if report.process:
             self._inflight[report.process] = (time.monotonic(), report.inflight)
-        self.reports += 1
         return Response(status_code=204)
 
     def _count_inflight(self) -> None:

@@ -34,7 +34,6 @@ class _Slot:
         self.started = 0.0
         self.pause_s = _FIRST_PAUSE_S
         self.restart_at: float | None = None
-        self.restarts = 0
 
 
 class GatewayProcesses:
@@ -68,10 +67,6 @@ class GatewayProcesses:
         self._log_path = log_path
         self._slots = [_Slot(n) for n in range(count)]
         self._task: asyncio.Task[None] | None = None
-
-    def pids(self) -> list[int]:
-        """The running processes' ids."""
-        return [s.process.pid for s in self._slots if s.process and s.process.poll() is None]
 
     async def start(self) -> None:
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,7 +125,6 @@ class GatewayProcesses:
                 process = slot.process
                 if slot.restart_at is not None:
                     if now >= slot.restart_at:
-                        slot.restarts += 1
                         self._spawn(slot)
                     continue
                 if process is None or process.poll() is None:

@@ -109,3 +109,18 @@ def test_a_truncated_report_is_refused() -> None:
     with pytest.raises(ValueError, match="head line"):
         decode_report(b"no head line")
     assert not Report()
+
+
+def test_a_report_held_too_long_keeps_its_newest_answers() -> None:
+    def answer(n: int) -> Answer:
+        return Answer("default", "churn", 1, "cancer", 3, "primary", f"id-{n}", "/predict",
+                      200, 0.1, 1.0, b"request", b"answer")  # fmt: skip
+
+    report = Report(
+        answers=[answer(n) for n in range(10)],
+        observed=[("default", "churn", "cancer", "3", "1", 200, n, None, "-") for n in range(10)],
+    )
+    assert report.trim(4) == 6
+    assert [a.inference_id for a in report.answers] == ["id-6", "id-7", "id-8", "id-9"]
+    assert [o[6] for o in report.observed] == [6, 7, 8, 9]
+    assert report.trim(4) == 0

@@ -120,7 +120,6 @@ class ProxyServer:
         self.config = config
         self.table = RouteTable()
         self.report = Report()
-        self.dropped_answers = 0
         self.max_answers = max_answers
         self.replicas = UpstreamClient(
             connect_timeout_s=config.connect_timeout_s,
@@ -342,10 +341,7 @@ class ProxyServer:
         """Queue an answer for the prediction log, before the client gets it."""
         answers = self.report.answers
         if len(answers) >= self.max_answers:  # the platform is away: the oldest tenth goes
-            dropped = max(1, len(answers) // 10)
-            del answers[:dropped]
-            self.dropped_answers += dropped
-            log.error("%d answers dropped from the prediction log: the platform is away", dropped)
+            self.bound(self.report, self.max_answers * 9 // 10)
         answers.append(
             Answer(
                 project=key[0],
@@ -363,6 +359,13 @@ class ProxyServer:
                 body=answer.content,
             )
         )
+
+    def bound(self, report: Report, limit: int) -> None:
+        """Hold at most ``limit`` answers (and metrics samples) in ``report``, the newest;
+        what goes is logged: it never reaches the prediction log."""
+        dropped = report.trim(limit)
+        if dropped:
+            log.error("%d answers dropped from the prediction log: the platform is away", dropped)
 
     def _observe(
         self,

@@ -50,7 +50,6 @@ class GatewayProcess:
 
     def __init__(self, proxy: ProxyServer) -> None:
         self.proxy = proxy
-        self.ready = asyncio.Event()
         self._busy = False
         self._internal = {SECRET_HEADER: proxy.secret, "host": proxy.platform_host}
 
@@ -69,12 +68,16 @@ class GatewayProcess:
                 log.error("the platform refused the route table (%s); retrying", answer.status)
                 await asyncio.sleep(1.0)
                 continue
-            table = parse_route_table(answer.content)
+            try:
+                table = parse_route_table(answer.content)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("the platform's route table does not parse (%r); retrying", exc)
+                await asyncio.sleep(1.0)
+                continue
             if table.version != version:
                 self.proxy.table = table
                 version = table.version
                 log.info("route table %d: %d deployments", version, len(table.deployments))
-            self.ready.set()
 
     async def recover(self) -> None:
         """Try again, now and then, the replicas a request failed to reach."""
@@ -88,7 +91,10 @@ class GatewayProcess:
     async def report_forever(self) -> None:
         while True:
             await asyncio.sleep(REPORT_EVERY_S)
-            await self.report()
+            try:
+                await self.report()
+            except Exception:  # a task that died here would stop every later report
+                log.exception("a report failed; the next one is in %g s", REPORT_EVERY_S)
 
     async def report(self) -> bool:
         """Post what happened since the last report; keep it for the next one if the platform
@@ -136,13 +142,7 @@ class GatewayProcess:
         report.touched |= newer.touched
         report.observed += newer.observed
         report.answers += newer.answers
-        if len(report.observed) > proxy.max_answers:  # metrics samples: the newest are kept
-            del report.observed[: len(report.observed) - proxy.max_answers]
-        over = len(report.answers) - proxy.max_answers
-        if over > 0:
-            del report.answers[:over]
-            proxy.dropped_answers += over
-            log.error("%d answers dropped from the prediction log: the platform is away", over)
+        proxy.bound(report, proxy.max_answers)
         proxy.report = report
 
 

@@ -205,6 +205,17 @@ class Report:
     def __bool__(self) -> bool:
         return bool(self.touched or self.observed or self.answers or self.inflight)
 
+    def trim(self, limit: int) -> int:
+        """Drop the oldest answers and metrics samples past ``limit`` of each; returns how
+        many answers went."""
+        if len(self.observed) > limit:
+            del self.observed[: len(self.observed) - limit]
+        over = len(self.answers) - limit
+        if over <= 0:
+            return 0
+        del self.answers[:over]
+        return over
+
 
 def encode_report(report: Report) -> bytes:
     """The report as one body: a JSON head line, then the answers' bodies."""
