@@ -28,6 +28,12 @@ Playwright is missing (or with ``--no-browser``).
 The fill is ``tests/portal_scale.py``'s, which the browser test of the runs page at
 100,000 runs uses too.
 
+With ``--mlflow-python PATH`` (an interpreter with ``mlflow`` in its own venv:
+``python3 -m venv /tmp/mlflow-server && /tmp/mlflow-server/bin/pip install mlflow==3.17.2``)
+the same number of runs and metrics go into ``mlflow server``, and its UI's runs-table
+searches and the experiment page in Chromium are timed beside the portal's
+(``bench/_portal_mlflow.py`` says what exactly).
+
 Run: ``python bench/portal.py`` (``--runs 10000`` for a quick look, ``--postgres``).
 """
 
@@ -283,6 +289,16 @@ def main() -> None:
         "--no-browser", action="store_true", help="skip the first page loads in Chromium"
     )
     parser.add_argument("--browser-repeat", type=int, default=5)
+    parser.add_argument(
+        "--mlflow-python",
+        help="an interpreter with mlflow (its own venv): the same runs in MLflow's UI",
+    )
+    parser.add_argument(
+        "--mlflow-repeat",
+        type=int,
+        default=5,
+        help="requests per MLflow search (each can take seconds at 100,000 runs)",
+    )
     args = parser.parse_args()
     backend = "PostgreSQL" if args.postgres else "SQLite"
     chromium = None if args.no_browser else browser_ready(args.chromium)
@@ -307,6 +323,66 @@ def main() -> None:
     print_server(big, small, backend, args)
     if loads:
         print_browser(loads, backend, args.browser_repeat)
+    if args.mlflow_python:
+        compare_mlflow(args, big, loads, chromium)
+
+
+def compare_mlflow(
+    args: argparse.Namespace,
+    big: dict[str, list[float]],
+    loads: dict[str, list[dict[str, float]]],
+    chromium: str | None,
+) -> None:
+    """The same runs in MLflow's server and UI, beside the portal's figures of this run."""
+    from _portal_mlflow import browser_times, mlflow_server, server_times
+
+    with mlflow_server(args.mlflow_python, args.runs, args.metrics) as (url, experiment):
+        # The page loads first: a search MLflow does not finish in time goes on in its
+        # worker, and would load the machine under what came after it.
+        shown = (
+            browser_times(url, experiment, args.runs, chromium, args.browser_repeat)
+            if chromium
+            else []
+        )
+        theirs = server_times(url, experiment, args.runs, args.mlflow_repeat)
+    print(
+        f"\nthe same {args.runs:,} runs x {args.metrics} metrics: the portal's runs pages "
+        "(server time, HTML) against the runs search MLflow's UI makes for them (JSON, over "
+        "loopback), p50 (p95)"
+    )
+    print(f"{'page':<40} {'loopml':>18} {'MLflow server':>20} {'loopml faster':>14}")
+    for label, samples in theirs.items():
+        mine = big.get(label)
+        if not mine:
+            continue
+        if samples is None:
+            print(
+                f"{label:<40} {statistics.median(mine):8.1f} ({p95(mine):6.1f}) ms "
+                f"{'no answer in 120 s':>20}"
+            )
+            continue
+        ratio = statistics.median(samples) / statistics.median(mine)
+        tail = p95(samples) if len(samples) >= 2 else max(samples)
+        print(
+            f"{label:<40} {statistics.median(mine):8.1f} ({p95(mine):6.1f}) ms "
+            f"{statistics.median(samples):9.1f} ({tail:7.1f}) ms {ratio:13.1f}x"
+        )
+    if shown:
+        loaded = [s for s in shown if s is not None]
+        failed = len(shown) - len(loaded)
+        theirs_text = (
+            f"{statistics.median(loaded):.0f} ms p50, max {max(loaded):.0f} ms"
+            if loaded
+            else "never"
+        )
+        if failed:
+            theirs_text += f"; {failed} of {len(shown)} loads not there in 60 s"
+        mine_loads = [f["load_ms"] for f in loads.get("runs: first page", [])]
+        mine_text = f"{statistics.median(mine_loads):.0f} ms p50" if mine_loads else "not run"
+        print(
+            f"first load of the runs table in Chromium: loopml {mine_text} (load event); "
+            f"MLflow's experiment page {theirs_text} (to the newest run's name on screen)"
+        )
 
 
 def browser_ready(chromium: str) -> str | None:

@@ -104,16 +104,27 @@ def _sort_key(
     return query, table.value
 
 
-def _direction(column: Any, descending: bool) -> ColumnElement[Any]:
+def _direction(column: Any, descending: bool, nullable: bool) -> ColumnElement[Any]:
+    """One ORDER BY term; NULLs last, said only where the column may hold one: a plain
+    ``DESC`` on a column that cannot is what PostgreSQL reads along an index backwards."""
     ordered: ColumnElement[Any] = column.desc() if descending else column.asc()
-    return ordered.nulls_last()
+    return ordered.nulls_last() if nullable else ordered
 
 
-def _where(query: Select[Any], project_id: str, spec: RunSearch) -> Select[Any]:
+def _where(
+    query: Select[Any], project_id: str, spec: RunSearch, *, broad: bool = False
+) -> Select[Any]:
     """The project is named by its id, so the planner uses its statistics: named through a
     subquery on its name, PostgreSQL guessed half the runs were the project's and read every
-    run's metric for a project of 100 (280 ms against 30 beside 100,000 runs)."""
-    query = query.where(RunRow.project_id == project_id)
+    run's metric for a project of 100 (280 ms against 30 beside 100,000 runs).
+
+    ``broad`` marks the project's and the lifecycle's terms as true of most runs (SQLite's
+    ``likely``), for the reads along a metric's index: SQLite otherwise takes them, two
+    equalities on ``ix_runs_project_live_start``, for the narrowest path, reads the
+    project's every run and sorts them (100,000 runs, a filter and a metric sort: 660 ms,
+    against 19 ms along the metric's index), statistics or not."""
+    project = RunRow.project_id == project_id
+    query = query.where(func.likely(project) if broad else project)
     if spec.experiment is not None:
         experiment_id = select(ExperimentRow.id).where(
             ExperimentRow.project_id == project_id,
@@ -126,7 +137,8 @@ def _where(query: Select[Any], project_id: str, spec: RunSearch) -> Select[Any]:
         query = query.where(RunRow.id.in_(spec.run_ids))
     if spec.lifecycle != "all":
         deleted = RunRow.deleted_at.is_not(None)
-        query = query.where(deleted if spec.lifecycle == "deleted" else ~deleted)
+        kept = deleted if spec.lifecycle == "deleted" else ~deleted
+        query = query.where(func.likely(kept) if broad else kept)
     if spec.status:
         query = query.where(RunRow.status.in_(spec.status))
     for flt in spec.filters:
@@ -165,11 +177,11 @@ def _beyond(keys: list[Key], values: tuple[Any, ...], before: bool) -> ColumnEle
 def _ordered(keys: list[Key], before: bool) -> list[ColumnElement[Any]]:
     """ORDER BY for ``keys``; ``before`` reads the same order backwards."""
     if not before:
-        return [_direction(column, descending) for column, descending, _ in keys]
-    return [
-        (column.asc() if descending else column.desc()).nulls_first()
-        for column, descending, _ in keys
+        return [_direction(column, descending, nullable) for column, descending, nullable in keys]
+    backwards = [
+        (column.asc() if descending else column.desc(), n) for column, descending, n in keys
     ]
+    return [term.nulls_first() if nullable else term for term, nullable in backwards]
 
 
 _TIE: list[Key] = [(RunRow.start_time, True, False), (RunRow.id, True, False)]
@@ -246,6 +258,10 @@ Picked = list[tuple[Any, ...]]
 """The page's runs as (id, sort values..., start time), in the page's order."""
 
 
+def _sqlite(session: Session) -> bool:
+    return session.get_bind().dialect.name == "sqlite"
+
+
 def _by_one_metric(
     session: Session, project_id: str, spec: RunSearch, position: int | Keyset
 ) -> Picked:
@@ -266,7 +282,7 @@ def _by_one_metric(
     value = lm.value.desc() if order.descending else lm.value.asc()
     picked_with = select(RunRow.id, lm.value, RunRow.start_time).join(lm, has_metric)
     first = (
-        _where(picked_with, project_id, spec)
+        _where(picked_with, project_id, spec, broad=_sqlite(session))
         .order_by(value, RunRow.start_time.desc(), RunRow.id.desc())
         .offset(offset)
         .limit(wanted)
@@ -301,7 +317,10 @@ def _one_metric_keyset(session: Session, project_id: str, spec: RunSearch, at: K
     has_metric = and_(lm.run_id == RunRow.id, lm.key == order.key, lm.is_nan.is_(False))
     with_keys = [(lm.value, order.descending, False), *_TIE]
     with_metric = _where(
-        select(RunRow.id, lm.value, RunRow.start_time).join(lm, has_metric), project_id, spec
+        select(RunRow.id, lm.value, RunRow.start_time).join(lm, has_metric),
+        project_id,
+        spec,
+        broad=_sqlite(session),
     ).order_by(*_ordered(with_keys, at.before))
     without = (
         _where(select(RunRow.id, null().label("value"), RunRow.start_time), project_id, spec)
