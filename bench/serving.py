@@ -68,419 +68,36 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
+import _serving_platform
 import orjson
-import pandas as pd
 from _load import LOAD_CORE, Result, measure, timed_first
+from _serving_modes import auth_rows, feature_rows, monitor_rows
+from _serving_platform import (
+    DEPLOYMENT,
+    MODEL,
+    ZERO_DEPLOYMENT,
+    _deploy,
+    _gateway_pids,
+    _model,
+    _ms,
+    _platform,
+    _process,
+    _records,
+    _replica_pids,
+    _rss_mb,
+    _wait_scaled_to_zero,
+    free_port,
+)
 
-MODEL = "bench-forest"
-DEPLOYMENT = "forest"
-ZERO_DEPLOYMENT = "forest-zero"
-SCALE_TO_ZERO_AFTER_S = 10  # the minimum the spec allows
-SERVER_CORE = "0"
 HERE = Path(__file__).resolve().parent
-ADMIN_PASSWORD = "serving bench admin passphrase"
-AUTH_TARGET = 0.95  # gateway req/s with token auth on >= 0.95 x off (issue 16)
-
-
-def _model() -> tuple[Any, pd.DataFrame]:
-    from sklearn.datasets import load_breast_cancer
-    from sklearn.ensemble import RandomForestClassifier
-
-    frame, target = load_breast_cancer(return_X_y=True, as_frame=True)
-    model = RandomForestClassifier(n_estimators=100, max_depth=8, random_state=0, n_jobs=1)
-    return model.fit(frame, target), frame
-
-
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    loaded: list[dict[str, Any]] = orjson.loads(frame.to_json(orient="records"))
-    return loaded
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _pinned(command: list[str]) -> list[str]:
-    return ["taskset", "-c", SERVER_CORE, *command] if shutil.which("taskset") else command
-
-
-def _wait_http(url: str, process: subprocess.Popen[bytes], what: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{what} did not answer {url} in {timeout} s")
-
-
-@contextmanager
-def _process(command: list[str], ready_url: str, what: str, **kw: Any) -> Iterator[int]:
-    """Start ``command`` pinned to the server core; yield its pid once ``ready_url`` is 200."""
-    process = subprocess.Popen(
-        _pinned(command), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw
-    )
-    try:
-        _wait_http(ready_url, process, what)
-        yield process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-# ---------------------------------------------------------------- the platform
-
-
-@contextmanager
-def _platform(
-    home: Path, *, auth: bool = False, extra_env: dict[str, str] | None = None
-) -> Iterator[tuple[str, int, int]]:
-    """A real ``loopml up`` on core 0 with a temporary home; yields its URL, port and pid. With
-    ``auth``, authentication is on and platform admin ``root`` has password ``ADMIN_PASSWORD``
-    (made first with ``loopml users create-admin``); ``extra_env`` adds settings."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPML_")}
-    env.update(LOOPML_HOME=str(home), OMP_WAIT_POLICY="passive", **(extra_env or {}))
-    loopml = str(Path(sys.executable).with_name("loopml"))
-    if auth:
-        env["LOOPML_AUTH_ENABLED"] = "true"
-        admin = [loopml, "users", "create-admin", "root", "--password-stdin"]
-        subprocess.run(admin, input=f"{ADMIN_PASSWORD}\n", text=True, env=env, check=True)
-    with _process(
-        [loopml, "up", "--port", str(port)], f"{url}/api/v1/health", "loopml up", env=env
-    ) as pid:
-        yield url, port, pid
-
-
-def _deploy(
-    url: str, home: Path, model: Any, frame: pd.DataFrame, token: str | None = None
-) -> tuple[Path, str, int]:
-    """Log, register, promote and deploy ``model``; also create the scale-to-zero
-    deployment (not with ``token``: the auth rows need only the one). Returns the deployed
-    package's folder, its manifest hash and version."""
-    import loopml
-    from loopml.client import Client
-
-    with Client(url, token=token) as client:
-        with loopml.start_run("bench-serving", client=client) as run:
-            run.log_model(model, sample=frame.head(20))
-        version = client.models.register_version(MODEL, run_id=run.id)
-        assert str(version.status).lower().endswith("ready"), version.status_message
-        client.models.promote(MODEL, version.version, force=True, reason="serving bench")
-        client.deployments.create(DEPLOYMENT, f"{MODEL}@champion", min_replicas=1)
-        if token is None:
-            client.deployments.create(
-                ZERO_DEPLOYMENT,
-                f"{MODEL}@champion",
-                min_replicas=0,
-                scale_to_zero_after_s=SCALE_TO_ZERO_AFTER_S,
-            )
-        deployment = client.deployments.wait(DEPLOYMENT, timeout_s=120)
-    revision = next(iter(deployment.traffic))
-    package = home / "deployments" / "default" / DEPLOYMENT / str(revision) / "package"
-    assert (package / "loopml-model.json").exists(), f"no package at {package}"
-    return package, version.manifest_sha256, version.version
-
-
-def _replica_pids(platform_pid: int, deployment: str) -> list[int]:
-    """The pids of ``deployment``'s replicas (the platform's children serving it)."""
-    import psutil
-
-    pids = []
-    for child in psutil.Process(platform_pid).children(recursive=True):
-        command = child.cmdline()
-        if "loopml.deploy.targets._replica" in command and deployment in _flag(command):
-            pids.append(child.pid)
-    return pids
-
-
-def _gateway_pids(platform_pid: int) -> list[int]:
-    """The pids of the platform's gateway processes (``gateway.port``)."""
-    import psutil
-
-    children = psutil.Process(platform_pid).children(recursive=True)
-    return [c.pid for c in children if "loopml.serve.gateway" in c.cmdline()]
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every process ``pid`` started (replicas, gateway processes), recursively."""
-    import psutil
-
-    return [c.pid for c in psutil.Process(pid).children(recursive=True)]
-
-
-def _flag(command: list[str]) -> list[str]:
-    """The values of ``--deployment`` in ``command``."""
-    return [command[i + 1] for i, arg in enumerate(command[:-1]) if arg == "--deployment"]
-
-
-def _deployment_status(url: str, name: str) -> str:
-    from loopml.client import Client
-
-    with Client(url) as client:
-        return str(client.deployments.get(name).status)
-
-
-def _wait_scaled_to_zero(url: str, timeout: float) -> float:
-    """Wait until the zero deployment says ``scaled_to_zero``; return the seconds waited."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if _deployment_status(url, ZERO_DEPLOYMENT).endswith("scaled_to_zero"):
-            return time.monotonic() - started
-        time.sleep(0.25)
-    raise RuntimeError(f"{ZERO_DEPLOYMENT} did not scale to zero in {timeout} s")
-
-
-# ---------------------------------------------------------------- token auth on vs off
-
-
-def _narrow_token(url: str, admin: str) -> str:
-    """A viewer token narrowed to ``deployment:forest``: what a client of it would hold."""
-    import httpx
-
-    body = {"name": "bench", "project": "default", "role": "viewer"}
-    body["resource"] = f"deployment:{DEPLOYMENT}"
-    answer = httpx.post(
-        f"{url}/api/v1/tokens", json=body, headers={"Authorization": f"Bearer {admin}"}
-    )
-    answer.raise_for_status()
-    token: str = answer.json()["token"]
-    return token
-
-
-def auth_rows(args: argparse.Namespace, model: Any, frame: pd.DataFrame, body: bytes) -> None:
-    """The gateway with the token check on and off, in one run, on one deployment and its one
-    replica: a platform with authentication on, the deployment switched between ``auth:
-    token`` (requests carry a token narrowed to it) and ``auth: none`` (no token, the check
-    skipped). ``--rounds`` rounds of one run each, the order flipped every round so that a
-    drift of the machine's load does not side with one mode; reported: each mode's best run
-    (as floor and direct) and the median of the rounds' on/off ratios."""
-    from loopml.client import Client
-
-    modes = [("off", "none", None), ("on", "token", None)]
-    runs: dict[str, list[Result]] = {"off": [], "on": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        home = work / "home"
-        with _platform(home, auth=True) as (url, _, _):
-            admin = Client(url).login("root", ADMIN_PASSWORD)["token"]
-            _deploy(url, home, model, frame, token=admin)
-            modes[1] = ("on", "token", {"Authorization": f"Bearer {_narrow_token(url, admin)}"})
-            gateway_url = f"{url}/deployments/{DEPLOYMENT}/predict"
-            with Client(url, token=admin) as client:
-                for i in range(args.rounds):
-                    for mode, auth, headers in modes if i % 2 == 0 else modes[::-1]:
-                        client.deployments.update(DEPLOYMENT, auth=auth)
-                        runs[mode].append(measure(gateway_url, body, args, work, None, headers))
-    _pair(runs, "token auth", AUTH_TARGET, args.rounds)
-
-
-def _pair(runs: dict[str, list[Result]], what: str, target: float, rounds: int) -> None:
-    """Each mode's best run, and the on/off ratios (best of each, median of the rounds)."""
-    off, on = (max(runs[m], key=lambda r: r.rps) for m in ("off", "on"))
-    print(f"\n{'':30}{'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}  errors  (best of {rounds})")
-    for label, r in ((f"gateway, {what} off", off), (f"gateway, {what} on", on)):
-        print(f"  {label:<28}{r.rps:9.0f} {_ms(r.p50)} {_ms(r.p99)}  {r.errors:6d}")
-    errors = sum(r.errors for r in runs["off"] + runs["on"])
-    paired = statistics.median(a.rps / b.rps for a, b in zip(runs["on"], runs["off"], strict=True))
-    for label, ratio in (("best on / best off", on.rps / off.rps), ("median round", paired)):
-        met = "met   " if ratio >= target and not errors else "MISSED"
-        print(f"  {met} {what} on >= {target} x off, {label}: {ratio:.3f} x")
-    print(f"  req/s per round: off {[round(r.rps) for r in runs['off']]}, ", end="")
-    print(f"on {[round(r.rps) for r in runs['on']]}")
-
-
-# ---------------------------------------------------------------- monitoring on vs off
-
-MONITOR_TARGET = 0.95  # gateway req/s with monitoring on >= 0.95 x off (issue 15)
-MONITOR_OFF = {"LOOPML_MONITOR_ENABLED": "false"}
-MONITOR_WARM_S = 6.0  # the monitor's lag (2 s) and first rounds, before the measurement
-
-
-def monitor_rows(args: argparse.Namespace, model: Any, frame: pd.DataFrame, body: bytes) -> None:
-    """The gateway with the monitor loop on (every second) and off, in one run: one home
-    with the forest deployed once, ``loopml up`` restarted for each measurement with the
-    monitor on or off (the replica is started again from the stored deployment), the order
-    flipped every round. Both modes log every prediction; the difference is the monitor."""
-    from loopml.client import Client
-
-    # A round reads the prediction log, moves the windows, evaluates the rules and samples
-    # the replicas, every --monitor-interval seconds (the product's 30 s by default; 1 s is
-    # a stress case). Each measurement spans at least two rounds.
-    on = {"LOOPML_MONITOR_INTERVAL_S": f"{args.monitor_interval:g}", "LOOPML_MONITOR_LAG_S": "2"}
-    args = argparse.Namespace(
-        **{**vars(args), "seconds": max(args.seconds, 2 * args.monitor_interval)}
-    )
-    print(f"monitor every {args.monitor_interval:g} s, {args.seconds:g} s per measurement")
-    modes = {"off": MONITOR_OFF, "on": on}
-    runs: dict[str, list[Result]] = {"off": [], "on": []}
-    cpu: dict[str, list[float]] = {"off": [], "on": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        home = work / "home"
-        with _platform(home, extra_env=MONITOR_OFF) as (url, _, _):
-            _deploy(url, home, model, frame)
-        order = list(modes)
-        for i in range(args.rounds):
-            for mode in order if i % 2 == 0 else order[::-1]:
-                with _platform(home, extra_env=modes[mode]) as (url, _, pid):
-                    with Client(url) as client:
-                        client.deployments.wait(DEPLOYMENT, timeout_s=120)
-                    gateway_url = f"{url}/deployments/{DEPLOYMENT}/predict"
-                    # Load, discarded, until the monitor's first rounds over logged rows
-                    # (past its lag) are done: they import the log reader's libraries
-                    # once per process, which is start-up, not serving, cost.
-                    warm = argparse.Namespace(**{**vars(args), "seconds": MONITOR_WARM_S})
-                    measure(gateway_url, body, warm, work)
-                    serving = [pid, *_descendants(pid)]
-                    runs[mode].append(measure(gateway_url, body, args, work, watch=serving))
-                    cpu[mode].append(runs[mode][-1].cpu_per_request(serving))
-    _pair(runs, "monitoring", MONITOR_TARGET, args.rounds)
-    # On one saturated core req/s is the inverse of the CPU a request takes there; the CPU
-    # each process used moves far less with the neighbours' load than req/s does.
-    off_us, on_us = (statistics.median(cpu[m]) * 1e6 for m in ("off", "on"))
-    ratio = off_us / on_us
-    met = "met   " if ratio >= MONITOR_TARGET else "MISSED"
-    print(
-        f"  CPU per request of the platform (gateway, log capture, the monitor when on) and "
-        f"its replica: off {off_us:.0f} us, on {on_us:.0f} us (medians of the rounds)"
-    )
-    print(f"  {met} monitoring on >= {MONITOR_TARGET} x off, by CPU per request: {ratio:.3f} x")
-
-
-# ---------------------------------------------------------------- each feature's cost
-
-FEATURE_MODES = ("plain", "canary 50 %", "shadow")
-
-
-def _set_mode(client: Any, mode: str) -> None:
-    """Switch the deployment to ``mode`` and wait until every revision's replica is ready
-    (a canary or shadow revision starts its own replica, on the same core)."""
-    second = f"{MODEL}/2"
-    if mode == "plain":
-        client.deployments.update(DEPLOYMENT, canary=None, shadow=None)
-    elif mode == "canary 50 %":
-        client.deployments.update(
-            DEPLOYMENT, canary=second, canary_percent=50, canary_policy={"auto": False}, shadow=None
-        )
-    else:
-        client.deployments.update(DEPLOYMENT, canary=None, shadow=second)
-    client.deployments.wait(DEPLOYMENT, timeout_s=120)
-    time.sleep(2)  # a replica the change stopped finishes draining
-
-
-def _log_capture_cost(body: bytes, answers: int = 20_000) -> tuple[float, float]:
-    """CPU per answer, in this process, of the prediction log's work for one gatewayed
-    answer: the rows built from the request and response bodies (``shadow_rows``, as
-    ``PredictionLog.log_answer`` queues them) and made an Arrow table 5,000 at a time (its
-    append batch). The table's Delta commit, once a second, is apart."""
-    from loopml.predictions import _rows
-    from loopml.predictions.sink import ShadowAnswer
-
-    reply = orjson.dumps(
-        {"predictions": [1], "probabilities": [[0.03, 0.97]], "classes": ["0", "1"]}
-    )
-
-    def answer(n: int) -> ShadowAnswer:
-        return ShadowAnswer(
-            project="default", deployment=DEPLOYMENT, revision=1, model=MODEL, version=1,
-            inference_id=f"bench-{n}", path="/predict", request_body=body, status=200,
-            body=reply, latency_s=0.002, primary_revision=1,
-        )  # fmt: skip
-
-    made = [answer(n) for n in range(answers)]
-    started = time.process_time()
-    built: list[Any] = []
-    for one in made:
-        built += _rows.shadow_rows(one, time.time(), "primary")
-    rows_s = time.process_time() - started
-    started = time.process_time()
-    for first in range(0, len(built), 5000):
-        _rows.to_arrow(built[first : first + 5000])
-    arrow_s = time.process_time() - started
-    return rows_s / answers, arrow_s / answers
-
-
-def feature_rows(args: argparse.Namespace, model: Any, frame: pd.DataFrame, body: bytes) -> None:
-    """What each gateway feature costs per request, in one run: one deployment switched in
-    turn between one revision (plain), a 50 % canary of a second version (the same forest,
-    registered again) and a shadow of it; ``--rounds`` rounds, the order turned each round.
-    Reported per mode: req/s, p50, and the CPU per request of the platform process (the
-    gateway) and of all replicas, whose differences from plain are the canary draw's and
-    the shadow copy's costs; and, measured in this process, the prediction log's work per
-    answer (every mode pays it)."""
-    import loopml
-    from loopml.client import Client
-
-    runs: dict[str, list[tuple[Result, float, float]]] = {m: [] for m in FEATURE_MODES}
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        home = work / "home"
-        with _platform(home) as (url, _, platform_pid):
-            _deploy(url, home, model, frame)
-            with Client(url) as client:
-                with loopml.start_run("bench-serving", client=client) as run:
-                    run.log_model(model, sample=frame.head(20))
-                client.models.register_version(MODEL, run_id=run.id)
-                gateway_url = f"{url}/deployments/{DEPLOYMENT}/predict"
-                for i in range(args.rounds):
-                    order = FEATURE_MODES[i % 3 :] + FEATURE_MODES[: i % 3]
-                    for mode in order:
-                        _set_mode(client, mode)
-                        replicas = _replica_pids(platform_pid, DEPLOYMENT)
-                        got = measure(
-                            gateway_url, body, args, work, watch=[platform_pid, *replicas]
-                        )
-                        platform = got.cpu_per_request([platform_pid])
-                        runs[mode].append((got, platform, got.cpu_per_request(replicas)))
-    rows_s, arrow_s = _log_capture_cost(body)
-    print(f"\n{'':22}{'req/s':>9} {'p50 ms':>8}  {'gateway CPU/req':>15}  {'replicas CPU/req':>16}")
-    print(f"  (medians of {args.rounds} rounds; CPU per request in us)")
-    medians: dict[str, tuple[float, float]] = {}
-    for mode, got in runs.items():
-        rps = statistics.median(r.rps for r, _, _ in got)
-        p50 = statistics.median(r.p50 for r, _, _ in got)
-        gateway = statistics.median(g for _, g, _ in got) * 1e6
-        behind = statistics.median(b for _, _, b in got) * 1e6
-        medians[mode] = (gateway, rps)
-        print(f"  {mode:<20}{rps:9.0f} {_ms(p50)}  {gateway:15.0f}  {behind:16.0f}")
-    plain_cpu, plain_rps = medians["plain"]
-    print("\neach feature's cost per request (against plain, same run)")
-    for mode in FEATURE_MODES[1:]:
-        cpu, rps = medians[mode]
-        print(
-            f"  {mode:<20} gateway CPU {cpu - plain_cpu:+.0f} us/req, "
-            f"req/s {rps / plain_rps:.2f} x plain"
-        )
-    print(
-        f"  {'log capture':<20} {rows_s * 1e6:.1f} us/answer building its rows, "
-        f"{arrow_s * 1e6:.1f} us/answer into Arrow (in this process; every mode pays it)"
-    )
 
 
 # ---------------------------------------------------------------- main
@@ -513,16 +130,6 @@ def _mlflow(python: str, body: bytes, args: argparse.Namespace, work: Path) -> R
     ready = f"http://127.0.0.1:{port}/ping"
     with _process(command, ready, "mlflow models serve", env=env):
         return measure(f"http://127.0.0.1:{port}/invocations", mlflow_body, args, work)
-
-
-def _ms(seconds: float) -> str:
-    return f"{seconds * 1e3:8.2f}"
-
-
-def _rss_mb(pid: int) -> float:
-    import psutil
-
-    return float(psutil.Process(pid).memory_info().rss / 1e6)
 
 
 def _cpu_rows(
@@ -600,7 +207,8 @@ def main() -> None:
     if args.auth or args.monitor or args.features:
         print(
             f"load: {args.generator}, {args.connections} connections (core {LOAD_CORE}); "
-            f"servers on core {SERVER_CORE}; 1-row POST, {args.seconds:g} s per measurement"
+            f"servers on core {_serving_platform.SERVER_CORE}; 1-row POST, "
+            f"{args.seconds:g} s per measurement"
         )
         rows = auth_rows if args.auth else monitor_rows if args.monitor else feature_rows
         rows(args, model, frame, body)
@@ -686,7 +294,8 @@ def main() -> None:
     )
     print(
         f"model: 100-tree random forest (depth 8) on breast cancer (30 columns), onnx; "
-        f"{os.cpu_count()} CPUs; servers on core {SERVER_CORE}; load: {generator}; "
+        f"{os.cpu_count()} CPUs; servers on core {_serving_platform.SERVER_CORE}; "
+        f"load: {generator}; "
         f"1-row POST, {args.seconds:g} s per measurement"
     )
     print(f"\n{'':28}{'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}  errors  core0 busy  core1 busy")

@@ -27,9 +27,9 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 import _load
+import _serving_platform as serving
 import orjson
 import psutil
-import serving
 from _load import measure
 
 TARGET = 1.6

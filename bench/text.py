@@ -45,7 +45,7 @@ ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT)]
 
 from _load import LOAD_CORE, Result, _asyncio_load  # noqa: E402
-from serving import _process, free_port  # noqa: E402
+from _serving_platform import _process, free_port  # noqa: E402
 from tests.text_data import reviews  # noqa: E402
 
 TINY = {"vocab_size": 2000, "dim": 256, "layers": 4, "heads": 4, "hidden": 1024}
