@@ -15,6 +15,7 @@ caller, so a large ``query_all`` result is not copied through a pipe.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import pickle
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import weakref
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
@@ -178,6 +180,10 @@ class _Worker:
         with contextlib.suppress(OSError):
             self.process.kill()
         self.process.wait()
+        for pipe in (self.process.stdin, self.process.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
 
 
 def _send(stream: IO[bytes], value: object) -> None:
@@ -196,6 +202,12 @@ def _receive(stream: IO[bytes] | None) -> Any:
     return pickle.loads(stream.read(size))  # noqa: S301
 
 
+def _close_at_exit(pool: weakref.ref[QueryProcessPool]) -> None:
+    found = pool()
+    if found is not None:
+        found.close()
+
+
 class QueryProcessPool:
     """Idle worker processes, reused; each runs one query at a time (see the module)."""
 
@@ -203,6 +215,9 @@ class QueryProcessPool:
         self._max_idle = max_idle
         self._lock = threading.Lock()
         self._idle: list[_Worker] = []
+        # Idle workers would outlive their Popen objects at exit (and warn of it); a weak
+        # reference, so a pool dropped earlier is not kept for the exit.
+        atexit.register(_close_at_exit, weakref.ref(self))
 
     def _take(self) -> _Worker:
         with self._lock:

@@ -213,3 +213,29 @@ def test_a_table_without_columns_yet_is_a_clear_error_not_a_crashed_worker(lake:
     assert e.value.details == {"table": "fresh"}
     # The worker pool is unharmed: the next query answers.
     assert run_query("SELECT count(*) AS n FROM churn", lake).table.to_pylist() == [{"n": 25}]
+
+
+def test_a_process_that_ran_queries_exits_without_leaking_its_workers(tmp_path: Path) -> None:
+    """The idle query workers are stopped at exit, their pipes closed: no ResourceWarning for
+    a still-running subprocess or an unclosed pipe (a CLI or a script that ran SQL)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "query.py"
+    script.write_text(
+        "import pyarrow as pa, pyarrow.dataset as pads\n"
+        "from loopml.data.warehouse import run_query\n"
+        "table = pads.dataset(pa.table({'a': [1, 2, 3]}))\n"
+        "found = run_query('SELECT sum(a) AS s FROM t', lambda name, version: table)\n"
+        "print(found.table.column(0).to_pylist())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-X", "dev", "-W", "always::ResourceWarning", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "6" in done.stdout
+    assert "ResourceWarning" not in done.stderr, done.stderr
