@@ -158,7 +158,8 @@ def reference(
         None,
         "--target",
         help="With --table: the table's label column, to calibrate a classifier's "
-        "probabilities on (the estimate before labels maps through it).",
+        "probabilities on, or measure a regressor's errors on (the estimate before labels "
+        "reads either).",
     ),
     project: str = PROJECT,
     json_out: bool = JSON,
@@ -167,7 +168,7 @@ def reference(
     build it from a lake table that holds the model's input columns."""
     if target is not None and table_ref is None:
         raise typer.BadParameter(
-            "--target calibrates on a named table's labels: give --table too",
+            "--target measures on a named table's labels: give --table too",
             param_hint="--target",
         )
     with state(ctx).client() as client:

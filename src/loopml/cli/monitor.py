@@ -108,9 +108,8 @@ def _quality(window: dict[str, Any]) -> str:
 def _estimated(e: dict[str, Any] | None) -> str:
     if not e:
         return ""
-    figures = ", ".join(
-        f"{n} {_number(e[n])}" for n in ("accuracy", "roc_auc") if e.get(n) is not None
-    )
+    shown = ("accuracy", "roc_auc", "mae", "rmse")
+    figures = ", ".join(f"{n} {_number(e[n])}" for n in shown if e.get(n) is not None)
     return f"\nestimated quality (before labels, {e['method']}, {e['rows']} rows): {figures}"
 
 

@@ -70,7 +70,7 @@ class Monitoring:
     ) -> dict[str, Any]:
         """Build a model version's reference profile from a lake table (``name`` or
         ``name@version``), replacing the one it had, calibrated on the table's ``target``
-        labels when named (classifiers); the stored reference."""
+        labels when named (a regressor's errors measured on them); the stored reference."""
         path = f"{_project(project)}/models/{segment(model)}/versions/{version}/reference"
         body = {"table": table} if target is None else {"table": table, "target": target}
         answer: dict[str, Any] = self._http.json("PUT", path, json=body)

@@ -24,7 +24,18 @@ Severity = Literal["info", "warning", "critical"]
 State = Literal["ok", "pending", "firing"]
 RULE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 QUALITY_METRICS = frozenset(
-    {"accuracy", "f1", "roc_auc", "log_loss", "rmse", "mae", "r2", "estimated_accuracy"}
+    {
+        "accuracy",
+        "f1",
+        "roc_auc",
+        "log_loss",
+        "rmse",
+        "mae",
+        "r2",
+        "estimated_accuracy",
+        "estimated_mae",
+        "estimated_rmse",
+    }
 )
 METRICS: dict[str, str] = {
     "requests": "requests in the window (answered and failed)",
@@ -46,6 +57,9 @@ METRICS: dict[str, str] = {
     "r2": "live R2",
     "estimated_accuracy": "accuracy estimated before labels (CBPE: mean probability of the "
     "predicted class, calibrated on the eval set when the reference has a table)",
+    "estimated_mae": "a regressor's MAE estimated before labels (its eval set's errors at "
+    "each row's predicted value)",
+    "estimated_rmse": "a regressor's RMSE estimated before labels (as estimated_mae)",
     "cpu_percent": "the busiest replica's mean CPU (% of one core)",
     "rss_mb": "the largest replica's peak resident memory (MB)",
     "restarts": "replica restarts after a crash",
@@ -188,6 +202,6 @@ def metric_value(summary: dict[str, Any], metric: str) -> float | None:
 def _quality_value(quality: dict[str, Any], metric: str) -> Any:
     if metric == "label_coverage":
         return quality.get("coverage")
-    if metric == "estimated_accuracy":
-        return (quality.get("estimated") or {}).get("accuracy")
+    if metric.startswith("estimated_"):
+        return (quality.get("estimated") or {}).get(metric.removeprefix("estimated_"))
     return quality.get(metric)

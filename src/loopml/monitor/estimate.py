@@ -16,6 +16,13 @@ positive rate (the predicted class's probability follows from it, and the bins' 
 positives are the mapped scores' sums); for more, the predicted class's probability becomes
 the observed accuracy. The state stays sums and counts, plus how many rows were mapped.
 Without a table the probabilities are used as the model gives them.
+
+A regressor has no probabilities: its rows are estimated from its reference's error table
+(``error_table``: the eval set's absolute and squared errors by predicted value), each
+row's numeric prediction mapped to its expected errors, summed (``regression_rows``,
+``abs_error_sum``, ``squared_error_sum``); the summary's method is ``ERROR_METHOD`` and its
+figures ``mae`` and ``rmse``. Without an error table (no eval split, or a profile stored
+before it existed) a regressor has no estimate.
 """
 
 from __future__ import annotations
@@ -28,9 +35,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loopml.monitor.calibration import CalibrationTable
+from loopml.monitor.error_table import ErrorTable
 from loopml.monitor.quality import AUC_BINS, roc_auc
 
 METHOD = "cbpe"
+ERROR_METHOD = "eval errors by prediction"
 
 
 def empty_estimate() -> dict[str, Any]:
@@ -42,14 +51,23 @@ def empty_estimate() -> dict[str, Any]:
         "bin_rows": [0] * AUC_BINS,
         "bin_scores": [0.0] * AUC_BINS,
         "positive": None,
+        "regression_rows": 0,
+        "abs_error_sum": 0.0,
+        "squared_error_sum": 0.0,
     }
 
 
-def estimate_of(rows: pa.Table, calibration: CalibrationTable | None = None) -> dict[str, Any]:
+def estimate_of(
+    rows: pa.Table,
+    calibration: CalibrationTable | None = None,
+    errors: ErrorTable | None = None,
+) -> dict[str, Any]:
     """The sums of prediction-log ``rows`` (one window, one model version) that carry
-    probabilities, mapped through ``calibration`` when there is one; rows without
-    probabilities (regressors) add nothing."""
+    probabilities, mapped through ``calibration`` when there is one; with a regressor's
+    ``errors`` table, the expected errors of the rows with a numeric prediction instead."""
     out = empty_estimate()
+    if errors is not None:
+        return _regression(rows, errors, out)
     if "probabilities" not in rows.column_names:  # rows read with a narrower projection
         return out
     present = pc.is_valid(rows["probabilities"])
@@ -71,6 +89,21 @@ def estimate_of(rows: pa.Table, calibration: CalibrationTable | None = None) -> 
         out["bin_scores"] = np.bincount(
             where, weights=read.expected[binary], minlength=AUC_BINS
         ).tolist()
+    return out
+
+
+def _regression(rows: pa.Table, errors: ErrorTable, out: dict[str, Any]) -> dict[str, Any]:
+    if "prediction_value" not in rows.column_names:
+        return out
+    values = rows["prediction_value"].to_numpy(zero_copy_only=False)
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return out
+    absolute, squared = errors.expected(values)
+    out["regression_rows"] = len(values)
+    out["abs_error_sum"] = float(absolute.sum())
+    out["squared_error_sum"] = float(squared.sum())
     return out
 
 
@@ -151,15 +184,32 @@ def merge_estimate(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[s
         "bin_rows": [x + y for x, y in zip(a["bin_rows"], b["bin_rows"], strict=True)],
         "bin_scores": [x + y for x, y in zip(a["bin_scores"], b["bin_scores"], strict=True)],
         "positive": b["positive"] or a["positive"],
+        # Windows stored before the regressors' estimate have none of these.
+        **{
+            key: a.get(key, 0) + b.get(key, 0)
+            for key in ("regression_rows", "abs_error_sum", "squared_error_sum")
+        },
     }
 
 
 def estimate_summary(
-    e: dict[str, Any] | None, calibration: CalibrationTable | None = None
+    e: dict[str, Any] | None,
+    calibration: CalibrationTable | None = None,
+    errors: ErrorTable | None = None,
 ) -> dict[str, Any] | None:
-    """The estimated figures, or ``None`` when no row carried probabilities. ``calibrated``
+    """The estimated figures, or ``None`` when no row could be estimated. ``calibrated``
     is true when every row went through the reference's table (``calibration``, whose
-    eval-set ECE is shown)."""
+    eval-set ECE is shown); a regressor's figures come with its eval set's (``errors``)."""
+    if e and e.get("regression_rows"):
+        n = e["regression_rows"]
+        return {
+            "method": ERROR_METHOD,
+            "rows": n,
+            "mae": e["abs_error_sum"] / n,
+            "rmse": float(np.sqrt(e["squared_error_sum"] / n)),
+            "eval_mae": errors.mae if errors is not None else None,
+            "eval_rmse": errors.rmse if errors is not None else None,
+        }
     if not e or not e["rows"]:
         return None
     counts = np.asarray(e["bin_rows"], dtype=float)

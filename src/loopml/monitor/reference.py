@@ -39,6 +39,7 @@ from loopml.core.predictions import canonical_text, parse_table_ref
 from loopml.data import datasets, lake
 from loopml.monitor.calibration import MIN_ROWS as MIN_CALIBRATION_ROWS
 from loopml.monitor.calibration import CalibrationTable, calibration_table
+from loopml.monitor.error_table import ErrorTable, error_table
 from loopml.monitor.sketch import (
     CategoricalReference,
     ColumnReference,
@@ -85,6 +86,12 @@ class ReferenceProfile(BaseModel):
         description="A classifier's probabilities against its eval set's labels (none "
         "without an eval split, and in profiles stored before it existed).",
     )
+    errors: ErrorTable | None = Field(
+        default=None,
+        description="A regressor's errors on its eval set by predicted value, for the "
+        "estimate before labels (none without an eval split, and in profiles stored before "
+        "it existed).",
+    )
 
 
 class Reference(BaseModel):
@@ -106,6 +113,7 @@ def profile_table(
     predictions: np.ndarray | None = None,
     classes: list[str] | None = None,
     calibration: CalibrationTable | None = None,
+    errors: ErrorTable | None = None,
     origin: Origin = "dataset",
 ) -> ReferenceProfile:
     """The profile of ``table``'s columns named in ``kinds`` (and of ``predictions``)."""
@@ -130,6 +138,7 @@ def profile_table(
         prediction=prediction,
         classes=classes,
         calibration=calibration,
+        errors=errors,
     )
 
 
@@ -169,6 +178,31 @@ def _calibration(
     return calibration_table(probabilities, labels, [canonical_text(c) for c in classes])
 
 
+def _errors(
+    eval_rows: pa.Table | None,
+    target: str | None,
+    loaded: LoadedModel,
+    columns: list[str],
+) -> ErrorTable | None:
+    """The regressor's errors on its eval rows by prediction (``None`` without them, a
+    target, or enough numeric labels)."""
+    if eval_rows is None or target is None or loaded.manifest.signature.task != "regression":
+        return None
+    if target not in eval_rows.column_names or any(
+        c not in eval_rows.column_names for c in columns
+    ):
+        return None
+    sample = eval_rows.slice(0, PREDICTION_SAMPLE)
+    sample = sample.filter(pc.is_valid(sample[target]))
+    try:
+        labels = np.asarray(sample[target].to_pylist(), dtype=np.float64)
+        predictions = np.asarray(loaded.predict(sample.select(columns).to_pandas()))
+    except Exception:  # the table is an extra: the profile (and drift) stands without it
+        log.exception("the errors of %s on its eval rows failed", loaded.manifest.flavor)
+        return None
+    return error_table(predictions, labels)
+
+
 def _eval_rows(
     store: MetadataStore, artifacts: ArtifactStore, project: str, dataset: str
 ) -> pa.Table | None:
@@ -188,6 +222,7 @@ def _profile_rows(
     *,
     origin: Origin,
     calibration: CalibrationTable | None = None,
+    errors: ErrorTable | None = None,
 ) -> ReferenceProfile:
     """The profile of ``rows`` (holding every signature input) and of the model's
     prediction on up to ``PREDICTION_SAMPLE`` of them."""
@@ -208,6 +243,7 @@ def _profile_rows(
         predictions=predictions,
         classes=classes,
         calibration=calibration,
+        errors=errors,
         origin=origin,
     )
 
@@ -234,12 +270,14 @@ def _from_dataset(
             f"{missing[:5]}: drift is off for this version",
         )
     columns = [c.name for c in loaded.manifest.signature.inputs]
+    evaluated = _eval_rows(store, artifacts, project, dataset) if part == "train split" else None
     calibration = (
-        _calibration(_eval_rows(store, artifacts, project, dataset), target, loaded, columns)
-        if loaded.manifest.signature.task == "classification" and part == "train split"
+        _calibration(evaluated, target, loaded, columns)
+        if loaded.manifest.signature.task == "classification"
         else None
     )
-    profile = _profile_rows(loaded, train, origin="dataset", calibration=calibration)
+    errors = _errors(evaluated, target, loaded, columns)
+    profile = _profile_rows(loaded, train, origin="dataset", calibration=calibration, errors=errors)
     return Reference(status="ready", source=f"dataset {dataset}, {part}", profile=profile)
 
 
@@ -343,36 +381,41 @@ def reference_from_table(
 ) -> Reference:
     """Build ``model/version``'s reference from a lake table (``name`` or ``name@version``;
     its first ``TABLE_ROWS`` rows) and store it in place of any, with the event
-    ``model.version.reference.set``; on any error nothing is stored. With ``target`` (a
-    classifier's label column in the table) the profile also holds the calibration table of
-    the model's probabilities on those rows, which the pre-label estimate maps through.
+    ``model.version.reference.set``; on any error nothing is stored. With ``target`` (the
+    label column in the table) the profile also holds, for a classifier, the calibration
+    table of its probabilities on those rows, which the pre-label estimate maps through;
+    for a regressor, its errors on them by predicted value, which the estimate reads.
 
     Raises:
         NotFoundError: no such model version or table (or table version).
         ValidationError: an invalid table reference, a table lacking the model's input
-            columns (named) or the ``target`` column, a ``target`` for a regressor, under
-            ``MIN_SAMPLE_ROWS`` rows, or values the model refuses.
+            columns (named) or the ``target`` column, under ``MIN_SAMPLE_ROWS`` rows, or
+            values the model refuses.
     """
     with store.session() as session:
         model_versions.get(session, project, model, version)
     with tempfile.TemporaryDirectory(prefix="loopml-reference-") as folder:
         _, loaded = load_version(store, artifacts, project, f"{model}/{version}", Path(folder))
-        if target is not None and loaded.manifest.signature.task != "classification":
-            raise ValidationError(
-                f"{model}/{version} is a regressor: a target column calibrates a classifier's "
-                "probabilities, so leave it out",
-                details={"field": "target"},
-            )
         columns = [c.name for c in loaded.manifest.signature.inputs]
         rows, read = _table_rows(store, artifacts, project, table, columns, target)
         calibration = _calibration(rows, target, loaded, columns)
-        profile = _profile_rows(loaded, rows, origin="table", calibration=calibration)
+        errors = _errors(rows, target, loaded, columns)
+        profile = _profile_rows(
+            loaded, rows, origin="table", calibration=calibration, errors=errors
+        )
     source = f"table {read}, first {rows.num_rows} rows"
-    if target is not None:
+    if target is not None and loaded.manifest.signature.task == "classification":
         source += (
             f", calibrated on its {target!r} labels"
             if calibration is not None
             else f", not calibrated ({target!r} holds under {MIN_CALIBRATION_ROWS} labels)"
+        )
+    elif target is not None:
+        source += (
+            f", errors measured on its {target!r} labels"
+            if errors is not None
+            else f", errors not measured ({target!r} holds under {MIN_CALIBRATION_ROWS} "
+            "numeric labels)"
         )
     reference = Reference(status="ready", source=source, profile=profile)
     with store.session() as session:

@@ -25,6 +25,7 @@ from loopml.core.predictions import canonical_text
 from loopml.monitor import quality, usage
 from loopml.monitor.calibration import CalibrationTable
 from loopml.monitor.drift import DriftConfig, column_drift, dataset_drift
+from loopml.monitor.error_table import ErrorTable
 from loopml.monitor.estimate import estimate_of, estimate_summary, merge_estimate
 from loopml.monitor.reference import Reference
 from loopml.monitor.resources import merge_resources, resources_summary
@@ -164,11 +165,16 @@ def _calibration(reference: Reference | None) -> CalibrationTable | None:
     return profile.calibration if profile is not None else None
 
 
+def _errors(reference: Reference | None) -> ErrorTable | None:
+    profile = reference.profile if reference is not None else None
+    return profile.errors if profile is not None else None
+
+
 def piece_state(rows: pa.Table, reference: Reference | None) -> dict[str, Any]:
     """The state of prediction-log ``rows`` of one model version in one smallest window."""
     state = empty_state()
     state["usage"] = usage.usage_of(rows)
-    state["estimate"] = estimate_of(rows, _calibration(reference))
+    state["estimate"] = estimate_of(rows, _calibration(reference), _errors(reference))
     if reference is None or reference.profile is None:
         return state
     state["reference"] = reference.source
@@ -257,7 +263,7 @@ def summarize(
     summary: dict[str, Any] = {"usage": used}
     summary["quality"] = quality.quality_summary(state["quality"], state["usage"]["rows"])
     summary["quality"]["estimated"] = estimate_summary(
-        state.get("estimate"), _calibration(reference)
+        state.get("estimate"), _calibration(reference), _errors(reference)
     )
     resources = resources_summary(state.get("resources", {}))
     if resources is not None:

@@ -32,6 +32,13 @@ from sklearn.linear_model import LogisticRegression
 def fit(ctx):
     features = ctx.train.drop(columns=[ctx.target])
     return LogisticRegression(max_iter=2000).fit(features, ctx.train[ctx.target])
+
+
+def fit_regressor(ctx):
+    from sklearn.linear_model import LinearRegression
+
+    features = ctx.train.drop(columns=[ctx.target])
+    return LinearRegression().fit(features, ctx.train[ctx.target])
 """
 
 
@@ -165,4 +172,32 @@ def test_a_version_without_a_dataset_or_a_readable_sample_has_drift_off_and_says
     stored = get_reference(store, "default", "churn", 1)
     assert stored is not None
     assert stored.reason == reference.reason
+    store.dispose()
+
+
+def test_a_regressor_s_reference_holds_its_eval_errors_by_prediction(settings: Settings) -> None:
+    store, artifacts = open_metadata_store(settings), open_artifact_store(settings)
+    trained = train_model(
+        "snap",
+        target="f2",
+        task="regression",
+        entrypoint="simple_fit:fit_regressor",
+        register_as="perimeter",
+        settings=settings,
+    )
+    assert trained.version is not None
+    reference = ensure_reference(store, artifacts, "default", "perimeter", 1)
+    assert reference.status == "ready", reference
+    assert reference.profile is not None
+    assert reference.profile.calibration is None
+    table = reference.profile.errors
+    assert table is not None
+    eval_rows = datasets.read_version(store, artifacts, "default", "snap", "eval")
+    assert table.rows == eval_rows.num_rows
+    assert sum(b.rows for b in table.bins) == eval_rows.num_rows
+    assert all(b.lower <= b.predicted <= b.upper for b in table.bins)
+    # The table's overall figures are the eval set's: the evaluation's own, computed apart.
+    assert trained.evaluation is not None
+    assert table.mae == pytest.approx(trained.evaluation.metrics["mae"], rel=1e-6)
+    assert table.rmse == pytest.approx(trained.evaluation.metrics["rmse"], rel=1e-6)
     store.dispose()

@@ -284,7 +284,7 @@ def test_a_labelled_table_calibrates_the_reference_and_a_bad_target_is_refused(
         assert "give --table too" in run.output
 
 
-def test_a_target_for_a_regressor_is_refused(settings: Settings) -> None:
+def test_a_target_for_a_regressor_measures_its_errors_by_prediction(settings: Settings) -> None:
     from sklearn.linear_model import LinearRegression
 
     with running(settings) as (url, _ctx), Client(url) as client:
@@ -293,7 +293,17 @@ def test_a_target_for_a_regressor_is_refused(settings: Settings) -> None:
         with loopml.start_run("user-code", client=client) as run:
             run.log_model(fitted, sample=train.head(100))
         version = client.models.register_version("price", run_id=run.id).version
-        labelled = train.assign(label=train["a"] * 2)
+        # Labels off by 1 where a > 0 and exact elsewhere: the errors follow the prediction.
+        labelled = train.assign(label=train["a"] * 2 + (train["a"] > 0))
         client.tables.append_records("default", "labelled", pa.Table.from_pandas(labelled))
-        with pytest.raises(ValidationError, match="is a regressor"):
-            client.monitoring.set_reference("price", version, table="labelled", target="label")
+
+        stored = client.monitoring.set_reference("price", version, table="labelled", target="label")
+
+        errors = stored["profile"]["errors"]
+        assert stored["source"].endswith("errors measured on its 'label' labels")
+        assert stored["profile"]["calibration"] is None
+        assert errors["rows"] == 500
+        bins = errors["bins"]
+        assert bins[0]["abs_error"] < 0.01
+        assert bins[-1]["abs_error"] > 0.99
+        assert set(stored["profile"]["features"]) == {"a", "b"}

@@ -102,9 +102,10 @@ class ReferenceTable(BaseModel):
     target: str | None = Field(
         default=None,
         max_length=200,
-        description="A classifier's label column in the table: the profile then holds the "
-        "calibration of the model's probabilities against it (at least 100 labelled rows), "
-        "which the estimate before labels maps through. 422 for a regressor.",
+        description="The label column in the table: the profile then holds, for a "
+        "classifier, the calibration of its probabilities against it, for a regressor its "
+        "errors by predicted value (at least 100 labelled rows), which the estimate before "
+        "labels reads.",
     )
 
 
@@ -120,7 +121,8 @@ async def put_reference(
     """Build the version's reference profile from a lake table's first 100,000 rows (and
     the model's predictions on them), replacing the one it had (from its dataset, or the
     sample it was logged with); the monitor judges drift against it from its next round.
-    With `target`, a classifier's profile is calibrated on the table's labels. 404 for an
+    With `target`, a classifier's profile is calibrated on the table's labels (a
+    regressor's holds its errors on them). 404 for an
     unknown table, 422 naming the input columns (or target) the table lacks; nothing is
     stored on an error."""
     return await anyio.to_thread.run_sync(
