@@ -153,6 +153,19 @@ def _training_inputs(
     return (refs[0] if refs else None), (params or {}).get("target")
 
 
+def _labelled_sample(
+    eval_rows: pa.Table | None, target: str | None, columns: list[str]
+) -> pa.Table | None:
+    """Up to ``PREDICTION_SAMPLE`` eval rows with a ``target`` label; ``None`` without eval
+    rows, a target, or the input columns and the target among them."""
+    if eval_rows is None or target is None:
+        return None
+    if any(c not in eval_rows.column_names for c in [*columns, target]):
+        return None
+    sample = eval_rows.slice(0, PREDICTION_SAMPLE)
+    return sample.filter(pc.is_valid(sample[target]))
+
+
 def _calibration(
     eval_rows: pa.Table | None,
     target: str | None,
@@ -161,14 +174,9 @@ def _calibration(
 ) -> CalibrationTable | None:
     """The classifier's calibration on its eval rows (``None`` without them or a target)."""
     classes = loaded.manifest.signature.classes
-    if eval_rows is None or target is None or classes is None:
+    sample = None if classes is None else _labelled_sample(eval_rows, target, columns)
+    if sample is None or target is None or classes is None:
         return None
-    if target not in eval_rows.column_names or any(
-        c not in eval_rows.column_names for c in columns
-    ):
-        return None
-    sample = eval_rows.slice(0, PREDICTION_SAMPLE)
-    sample = sample.filter(pc.is_valid(sample[target]))
     labels = [canonical_text(v) for v in sample[target].to_pylist()]
     try:
         probabilities = loaded.predict_proba(sample.select(columns).to_pandas())
@@ -186,14 +194,11 @@ def _errors(
 ) -> ErrorTable | None:
     """The regressor's errors on its eval rows by prediction (``None`` without them, a
     target, or enough numeric labels)."""
-    if eval_rows is None or target is None or loaded.manifest.signature.task != "regression":
+    if loaded.manifest.signature.task != "regression":
         return None
-    if target not in eval_rows.column_names or any(
-        c not in eval_rows.column_names for c in columns
-    ):
+    sample = _labelled_sample(eval_rows, target, columns)
+    if sample is None or target is None:
         return None
-    sample = eval_rows.slice(0, PREDICTION_SAMPLE)
-    sample = sample.filter(pc.is_valid(sample[target]))
     try:
         labels = np.asarray(sample[target].to_pylist(), dtype=np.float64)
         predictions = np.asarray(loaded.predict(sample.select(columns).to_pandas()))
