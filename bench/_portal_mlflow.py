@@ -23,27 +23,20 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from tracking import _free_port, _serving
 
 POPULATE = Path(__file__).with_name("_mlflow_tracking.py")
 BROWSER_TIMEOUT_S = 60.0
 SEARCH_TIMEOUT_S = 120.0
 PAGE = 50
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def searches(experiment_id: str, n_runs: int) -> dict[str, dict[str, object]]:
@@ -108,45 +101,8 @@ def mlflow_server(python: str, n_runs: int, n_metrics: int) -> Iterator[tuple[st
             "--artifacts-destination",
             str(Path(tmp) / "artifacts"),
         ]
-        log = Path(tmp) / "mlflow.log"
-        with log.open("wb") as out:
-            # Its own session: ``mlflow server`` starts uvicorn workers and job consumers,
-            # which all go with the group.
-            server = subprocess.Popen(
-                command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-            try:
-                _wait_ready(f"{url}/health", server, log)
-                yield url, experiment_id
-            finally:
-                _stop(server)
-
-
-def _stop(server: subprocess.Popen[bytes]) -> None:
-    """Stop the server's whole group: the leader by SIGTERM, then whatever it left by
-    SIGKILL."""
-    try:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=10)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        pass
-    with suppress(ProcessLookupError):
-        os.killpg(server.pid, signal.SIGKILL)
-    server.wait(timeout=10)
-
-
-def _wait_ready(health: str, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(health, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if server.poll() is not None:
-            raise SystemExit(f"mlflow server exited:\n{log.read_text()[-2000:]}")
-        time.sleep(0.2)
-    raise SystemExit("mlflow server was not ready in 120 s")
+        with _serving(command, f"{url}/health", env, Path(tmp) / "mlflow.log"):
+            yield url, experiment_id
 
 
 def server_times(

@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import socket
 import statistics
 import subprocess
@@ -28,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
@@ -167,8 +168,13 @@ def _free_port() -> int:
 
 @contextmanager
 def _serving(command: list[str], url: str, env: dict[str, str], log: Path) -> Iterator[None]:
+    """``command`` started in a session of its own, until ``url`` answers 200 (120 s at
+    most); its whole process group stopped afterwards (``mlflow server`` starts uvicorn
+    workers and job consumers that would outlive a SIGTERM to the leader alone)."""
     with log.open("wb") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
@@ -180,10 +186,23 @@ def _serving(command: list[str], url: str, env: dict[str, str], log: Path) -> It
                 if process.poll() is not None:
                     raise SystemExit(f"server exited:\n{log.read_text()[-2000:]}")
                 time.sleep(0.2)
+            else:
+                raise SystemExit(f"{command[0]} did not answer {url} in 120 s")
             yield
         finally:
-            process.terminate()
-            process.wait(timeout=30)
+            _stop_group(process)
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the group, then SIGKILL to whatever of it is left."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
 
 
 def _client(python: str, uri: str, repeat: int) -> dict[str, list[float]]:
