@@ -5,6 +5,8 @@ from __future__ import annotations
 import builtins
 from typing import Any
 
+import httpx
+
 from loopml.client._http import Http, segment
 from loopml.core.datasets import DatasetVersionResult, SplitSpec
 from loopml.core.features import (
@@ -15,6 +17,9 @@ from loopml.core.features import (
     SkewReport,
 )
 from loopml.core.names import DEFAULT_PROJECT
+
+MATERIALIZE_WAIT_S = 3600.0
+"""How long ``materialize`` waits for the server's answer."""
 
 
 def _path(project: str | None, tail: str) -> str:
@@ -86,9 +91,19 @@ class Features:
     def materialize(
         self, name: str, *, full: bool = False, project: str | None = None
     ) -> MaterializeResult:
-        """Write the view's newest values to the online store (new rows only unless full)."""
+        """Write the view's newest values to the online store (new rows only unless full).
+
+        The answer may take minutes on a large view (10,000,000 entities: about two), so
+        this call waits up to an hour for it, whatever the client's timeout.
+        """
         path = _path(project, f"views/{segment(name)}/materialize")
-        return MaterializeResult.model_validate(self._http.json("POST", path, json={"full": full}))
+        waited = self._http.client.timeout
+        timeout = httpx.Timeout(waited.connect, read=MATERIALIZE_WAIT_S, write=waited.write)
+        # As the request's extension, where httpx reads it (Starlette's test client refuses
+        # the `timeout` argument itself).
+        extensions = {"timeout": timeout.as_dict()}
+        answer = self._http.json("POST", path, json={"full": full}, extensions=extensions)
+        return MaterializeResult.model_validate(answer)
 
     def get(self, name: str, entity: str | int, *, project: str | None = None) -> OnlineFeatures:
         """The online values of one entity of a view keyed by one column."""

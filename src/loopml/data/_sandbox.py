@@ -19,6 +19,7 @@ Two layers, so that a gap in one is caught by the other:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -64,10 +65,14 @@ class SandboxLimits:
     Attributes:
         memory_limit: DuckDB's memory budget (``'1GB'``); a query needing more fails.
         threads: worker threads of the connection.
+        spill_bytes: how much a query over its memory budget may write to a temporary
+            folder of its own (deleted after it), for the platform's own batch jobs; 0 (the
+            default, and always for people's queries) turns spilling off.
     """
 
     memory_limit: str = "1GB"
     threads: int = 2
+    spill_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -83,8 +88,11 @@ class TableRef:
         return self.name if self.version is None else f"{self.name}@{self.version}"
 
 
-def open_connection(limits: SandboxLimits) -> duckdb.DuckDBPyConnection:
-    """A fresh in-memory DuckDB connection, locked down before any user SQL can run."""
+def open_connection(
+    limits: SandboxLimits, spill_folder: str | None = None
+) -> duckdb.DuckDBPyConnection:
+    """A fresh in-memory DuckDB connection, locked down before any user SQL can run; it
+    spills to ``spill_folder`` (up to ``limits.spill_bytes``) only when both are given."""
     from loopml.data._duckdb import duckdb
 
     config: dict[str, Any] = {
@@ -102,6 +110,9 @@ def open_connection(limits: SandboxLimits) -> duckdb.DuckDBPyConnection:
         "temp_directory": "",
         "max_temp_directory_size": "0 bytes",
     }
+    if spill_folder and limits.spill_bytes > 0:
+        config["temp_directory"] = spill_folder
+        config["max_temp_directory_size"] = f"{limits.spill_bytes} bytes"
     con = duckdb.connect(":memory:", config=config)
     con.execute("SET enable_progress_bar = false")
     con.execute("SET lock_configuration = true")
@@ -272,10 +283,10 @@ MAX_TIMEOUT_S = 300.0
 """The longest a query may be given, in seconds."""
 
 
-def execute(
-    con: duckdb.DuckDBPyConnection, sql: str, timeout_s: float
-) -> tuple[pa.Table, list[tuple[str, str]]]:
-    """Run a checked query on a sandboxed connection, interrupting it after ``timeout_s``.
+@contextlib.contextmanager
+def guarded(con: duckdb.DuckDBPyConnection, timeout_s: float) -> Iterator[None]:
+    """Interrupt ``con`` after ``timeout_s`` while the block runs, and turn DuckDB's errors
+    (and Arrow's, from a result read as batches) into loopml's.
 
     Raises:
         QueryTimeoutError: it ran past ``timeout_s``.
@@ -287,16 +298,9 @@ def execute(
     timer.daemon = True
     timer.start()
     try:
-        cursor = con.execute(sql)
-        columns = [(str(d[0]), str(d[1])) for d in cursor.description or []]
-        return cursor.to_arrow_table(), columns
+        yield
     except duckdb.InterruptException as exc:
-        raise QueryTimeoutError(
-            f"the query ran longer than its time limit of {timeout_s:g} s and was stopped: "
-            f"filter or aggregate earlier, or allow more time (timeout_s, at most "
-            f"{MAX_TIMEOUT_S:g})",
-            details={"timeout_s": timeout_s},
-        ) from exc
+        raise _timed_out(timeout_s) from exc
     except duckdb.PermissionException as exc:
         raise ValidationError(
             f"refused by the sandbox: {exc}. Queries read the project's tables by name only",
@@ -304,5 +308,38 @@ def execute(
         ) from exc
     except duckdb.Error as exc:
         raise ValidationError(f"the query failed: {exc}", details={"field": "query"}) from exc
+    except pa.ArrowException as exc:
+        # A batch reader over a running query reports DuckDB's errors as Arrow's.
+        if not timer.is_alive():  # it fired: the read was interrupted
+            raise _timed_out(timeout_s) from exc
+        raise ValidationError(f"the query failed: {exc}", details={"field": "query"}) from exc
     finally:
         timer.cancel()
+
+
+def _timed_out(timeout_s: float) -> QueryTimeoutError:
+    return QueryTimeoutError(
+        f"the query ran longer than its time limit of {timeout_s:g} s and was stopped: "
+        f"filter or aggregate earlier, or allow more time (timeout_s, at most "
+        f"{MAX_TIMEOUT_S:g})",
+        details={"timeout_s": timeout_s},
+    )
+
+
+def columns_of(cursor: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """``(name, DuckDB type)`` of each column of an executed query."""
+    return [(str(d[0]), str(d[1])) for d in cursor.description or []]
+
+
+def execute(
+    con: duckdb.DuckDBPyConnection, sql: str, timeout_s: float
+) -> tuple[pa.Table, list[tuple[str, str]]]:
+    """Run a checked query on a sandboxed connection, interrupting it after ``timeout_s``.
+
+    Raises:
+        QueryTimeoutError: it ran past ``timeout_s``.
+        ValidationError: DuckDB refused or failed it (out of memory included).
+    """
+    with guarded(con, timeout_s):
+        cursor = con.execute(sql)
+        return cursor.to_arrow_table(), columns_of(cursor)

@@ -11,7 +11,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,7 +21,7 @@ import pyarrow as pa
 
 from loopml.core.errors import ValidationError
 from loopml.data import _delta, lake
-from loopml.data.warehouse import DEFAULT_TIMEOUT_S, query_all
+from loopml.data.warehouse import DEFAULT_TIMEOUT_S, WarehouseLimits, query_all, stream_all
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
 
@@ -66,6 +68,31 @@ def parse_table_source(source: str) -> tuple[str, int | None] | None:
     return found.group(1), None if found.group(2) is None else int(found.group(2))
 
 
+class _Pins:
+    """A ``TableResolver`` that pins each table it resolves to a version, and keeps them."""
+
+    def __init__(self, store: MetadataStore, artifacts: ArtifactStore, project: str) -> None:
+        self.store, self.artifacts, self.project = store, artifacts, project
+        self.read: set[SourceVersion] = set()
+
+    def __call__(self, table: str, version: int | None) -> pads.Dataset:
+        if version is None:
+            current = lake.get_table(self.store, self.artifacts, self.project, table).version
+            version = current if current >= 0 else None
+        dataset = lake.read_dataset(self.store, self.artifacts, self.project, table, version)
+        if version is not None:
+            self.read.add(SourceVersion(table, version))
+        return dataset
+
+
+def _check_source(source: object) -> None:
+    if not isinstance(source, str) or not source.strip():
+        raise ValidationError(
+            "expected a source: a table ('churn', 'churn@3') or a SELECT over the tables",
+            details={"field": "from"},
+        )
+
+
 def materialize(
     store: MetadataStore,
     artifacts: ArtifactStore,
@@ -86,25 +113,11 @@ def materialize(
         NotFoundError: no such project, table or version.
         QueryTimeoutError: the query ran past ``timeout_s``.
     """
-    if not isinstance(source, str) or not source.strip():
-        raise ValidationError(
-            "expected a source: a table ('churn', 'churn@3') or a SELECT over the tables",
-            details={"field": "from"},
-        )
-    read: set[SourceVersion] = set()
-
-    def resolve(table: str, version: int | None) -> pads.Dataset:
-        if version is None:
-            current = lake.get_table(store, artifacts, project, table).version
-            version = current if current >= 0 else None
-        dataset = lake.read_dataset(store, artifacts, project, table, version)
-        if version is not None:
-            read.add(SourceVersion(table, version))
-        return dataset
-
+    _check_source(source)
+    pins = _Pins(store, artifacts, project)
     as_table = parse_table_source(source)
     if as_table is not None:
-        dataset = resolve(*as_table)
+        dataset = pins(*as_table)
         with _delta.delta_errors("reading the table"):
             rows = dataset.to_table()
         if rows.nbytes > max_bytes:
@@ -113,6 +126,48 @@ def materialize(
                 "select fewer rows or columns with SQL",
                 details={"limit_bytes": max_bytes},
             )
-        return Materialized(table=rows, sources=sorted(read), query=None)
-    rows, _ = query_all(source, resolve, timeout_s=timeout_s, max_bytes=max_bytes)
-    return Materialized(table=rows, sources=sorted(read), query=source)
+        return Materialized(table=rows, sources=sorted(pins.read), query=None)
+    rows, _ = query_all(source, pins, timeout_s=timeout_s, max_bytes=max_bytes)
+    return Materialized(table=rows, sources=sorted(pins.read), query=source)
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """What ``stream`` reads: ``batches`` one at a time, and what they were read from (as
+    ``Materialized``)."""
+
+    batches: pa.RecordBatchReader
+    sources: list[SourceVersion]
+    query: str | None
+
+
+@contextlib.contextmanager
+def stream(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    project: str,
+    source: str,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    batch_rows: int = 65_536,
+    limits: WarehouseLimits | None = None,
+) -> Iterator[Streamed]:
+    """``materialize`` a batch at a time, whatever the source's size (see
+    ``warehouse.stream_all``): the batches are read inside the block.
+
+    Raises:
+        As ``materialize``; the result is bounded by disk, not memory.
+    """
+    _check_source(source)
+    pins = _Pins(store, artifacts, project)
+    as_table = parse_table_source(source)
+    if as_table is None:
+        sql = source
+    else:
+        name, version = as_table
+        sql = f"SELECT * FROM {name}" + ("" if version is None else f"@{version}")  # noqa: S608
+    with stream_all(sql, pins, timeout_s=timeout_s, batch_rows=batch_rows, limits=limits) as (
+        batches,
+        _,
+    ):
+        yield Streamed(batches, sorted(pins.read), None if as_table else source)

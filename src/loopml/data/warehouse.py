@@ -18,9 +18,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -55,6 +56,7 @@ __all__ = [
     "query_all",
     "rewrite_versions",
     "run_query",
+    "stream_all",
 ]
 
 DEFAULT_LIMIT = 1000
@@ -192,6 +194,49 @@ def query_all(
             details={"limit_bytes": max_bytes},
         )
     return table, refs
+
+
+@contextlib.contextmanager
+def stream_all(
+    sql: str,
+    resolve: TableResolver,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_bytes: int = 64 * 1024**3,
+    batch_rows: int = 65_536,
+    limits: WarehouseLimits | None = None,
+) -> Iterator[tuple[pa.RecordBatchReader, list[TableRef]]]:
+    """``query_all`` a batch at a time: memory bounded whatever the result's size.
+
+    The query runs to its end in a worker, which writes each batch to a temporary file as
+    DuckDB yields it; the block then reads the batches back one at a time, so neither the
+    worker nor this process holds the whole result. Only DuckDB's own state (an
+    aggregate's groups, a sort) is bounded by the memory budget. ``max_bytes`` bounds the
+    file on disk. The file is deleted when the block ends.
+
+    Raises:
+        ValidationError: the query was refused or failed, or its result is over
+            ``max_bytes``.
+        NotFoundError: a referenced table (or version) does not exist.
+        QueryTimeoutError: it ran longer than ``timeout_s``.
+    """
+    limits = limits or WarehouseLimits()
+    _check_arguments(sql, 1, 0, timeout_s)
+    sql = rewrite_versions(sql)
+    con = _checker()
+    body = single_select(con, sql)
+    wrapped = f"SELECT * FROM (\n{body}\n) AS _loopml_all"  # noqa: S608
+    refs = check_query(con, wrapped)
+    tables = _resolved(refs, resolve)
+    with _POOL.stream(
+        wrapped,
+        tables,
+        limits.sandbox,
+        timeout_s,
+        batch_rows=batch_rows,
+        max_result_bytes=max_bytes,
+    ) as batches:
+        yield batches, refs
 
 
 def _resolved(refs: list[TableRef], resolve: TableResolver) -> list[tuple[str, pads.Dataset]]:

@@ -14,6 +14,7 @@ CONFIG_FILE_ENV = "LOOPML_CONFIG"
 DEFAULT_CONFIG_FILE = "loopml.toml"
 
 _MiB = 1024 * 1024
+_GiB = 1024 * _MiB
 
 
 class _Section(BaseModel):
@@ -282,6 +283,13 @@ class FeaturesSettings(_Section):
         ge=1,
         le=1_000_000,
         description="Entities written to the online store per batch while materializing.",
+    )
+    materialize_spill_bytes: int = Field(
+        default=32 * _GiB,
+        ge=0,
+        description="Disk a materialize may use when finding each entity's newest row takes "
+        "more than the query's memory budget (a temporary folder, deleted after it); 0 "
+        "turns spilling off, and a view with more entities than the budget holds fails.",
     )
 
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
 from loopml.client import Client
+from loopml.client.features import MATERIALIZE_WAIT_S
 from loopml.core.errors import NotFoundError, ValidationError
 
 P = "default"
@@ -160,3 +162,20 @@ def test_a_training_set_from_a_dataset_version(client: Client, http: TestClient)
     )
     assert split.status_code == 404  # no frozen split to take a part of
     assert "no train/eval split" in split.json()["error"]["message"]
+
+
+def test_materialize_waits_longer_than_the_client_timeout() -> None:
+    """A large view takes minutes to materialize: the call waits up to an hour for the
+    answer, whatever the client's own (30 s) timeout, which still applies to connecting."""
+    seen: list[dict[str, float]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.extensions["timeout"])
+        body = {"view": "v", "version": 1, "full": True, "rows_read": 0, "entities_written": 0}
+        return httpx.Response(200, json=body | {"watermark": None})
+
+    http = httpx.Client(base_url="http://loopml.test", transport=httpx.MockTransport(answer))
+    client = Client(http=http)
+    assert client.features.materialize("v").full is True
+    assert seen[0]["read"] == MATERIALIZE_WAIT_S == 3600
+    assert seen[0]["connect"] == http.timeout.connect

@@ -105,6 +105,7 @@ def materialize_view(
         full=body.full,
         actor=actor,
         chunk_rows=ctx.settings.features.materialize_chunk_rows,
+        spill_bytes=ctx.settings.features.materialize_spill_bytes,
     )
 
 

@@ -19,13 +19,16 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from loopml.core.errors import ValidationError
-from loopml.core.features import FeatureView, MaterializeResult, OnlineFeatures
+from loopml.core.features import FeatureView, FeatureViewSpec, MaterializeResult, OnlineFeatures
+from loopml.data._sandbox import SandboxLimits
 from loopml.data.features import views
 from loopml.data.features.online import (
     OnlineRow,
@@ -38,7 +41,8 @@ from loopml.data.features.online import (
     now_us,
 )
 from loopml.data.features.views import event_us, view_sql
-from loopml.data.sources import materialize as read_source
+from loopml.data.sources import stream as stream_source
+from loopml.data.warehouse import MAX_TIMEOUT_S, WarehouseLimits
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
 from loopml.store import feature_views as view_rows
@@ -79,12 +83,90 @@ def online_rows(table: pa.Table, view: FeatureView, chunk: int) -> Iterator[list
         yield rows
 
 
-def _watermark(table: pa.Table, view: FeatureView, before: datetime | None) -> datetime | None:
-    if table.num_rows == 0:
-        return before
-    newest: datetime = max(t for t in table.column(view.spec.event_time).to_pylist() if t)
-    newest = newest.replace(tzinfo=UTC) if newest.tzinfo is None else newest
-    return newest if before is None or newest > before else before
+_ROWS = "__loopml_rows"
+_VALUES = "__loopml_values"
+_ORDER = "__loopml_order"
+
+
+def newest_sql(spec: FeatureViewSpec, after: datetime | None, event_type: pa.DataType) -> str:
+    """Each entity's newest row after ``after`` as one aggregate: the keys, how many source
+    rows the entity had (``__loopml_rows``), its newest event time and, as one struct, the
+    features of that row (``__loopml_values``), in key order.
+
+    - An aggregate, not a window over every row: DuckDB keeps one row per entity while it
+      scans, so its memory follows the entities, not the rows, and past its budget it
+      spills (fixed-size states only: an ``arg_max`` of a struct does not spill, and ran
+      out of memory at 10,000,000 entities).
+    - ``arg_max_null`` keeps a null feature of the newest row null (``arg_max`` would skip
+      it for an older value). Every feature takes the same row: the order is the event
+      time, then a hash of the row's features, so rows tied on time cannot be mixed.
+    - Key order: a B-tree store (SQLite) then fills or updates its pages in order instead
+      of at random (1,000,000 entities: 57 s in hash order, 14 s in key order,
+      bench/materialize.py).
+    - Rows without keys form groups of their own, and rows without a time have no
+      newest: both are counted as read and never written.
+    """
+    keys = ", ".join(f'"{k}"' for k in spec.entities)
+    ts = f'"{spec.event_time}"'
+    features = [f'"{f}"' for f in spec.features]
+    picked = ", ".join(f"arg_max_null({f}, {_ORDER}) AS {f}" for f in features)
+    struct = ", ".join(f"'{f}': \"{f}\"" for f in spec.features)
+    # 2**64 shifts the time past the hash (a UBIGINT): the order is (time, hash).
+    order = f"epoch_us({ts})::HUGEINT * 18446744073709551616 + hash({', '.join(features)})"
+    source = view_sql(spec, after, event_type)
+    # Every name matched COLUMN_PATTERN: nothing in this SQL is a value or can be escaped.
+    return (
+        f"SELECT {keys}, {_ROWS}, {ts}, {{{struct}}} AS {_VALUES} FROM (\n"  # noqa: S608
+        f"SELECT {keys}, count(*) AS {_ROWS}, max({ts}) AS {ts}, {picked}\n"
+        f"FROM (SELECT *, {order} AS {_ORDER} FROM ({source}) AS _view) AS _ordered\n"
+        f"GROUP BY {keys}) AS _newest ORDER BY {keys}"
+    )
+
+
+@dataclass
+class _Tally:
+    """What a run has read and written so far."""
+
+    rows_read: int = 0
+    entities: int = 0
+    newest_us: int | None = None
+
+    def rows(self, batch: pa.RecordBatch, spec: FeatureViewSpec) -> list[OnlineRow]:
+        """The store's rows of one batch of ``newest_sql``'s result."""
+        self.rows_read += pc.sum(batch.column(_ROWS)).as_py() or 0
+        present = pc.is_valid(batch.column(spec.event_time))
+        for key in spec.entities:
+            present = pc.and_(present, pc.is_valid(batch.column(key)))
+        kept = batch.filter(present)
+        if kept.num_rows == 0:
+            return []
+        stamps = pc.cast(kept.column(spec.event_time), pa.int64())
+        newest = pc.max(stamps).as_py()
+        self.newest_us = newest if self.newest_us is None else max(self.newest_us, newest)
+        self.entities += kept.num_rows
+        values = kept.column(_VALUES).to_pylist()
+        return [
+            OnlineRow(entity, stamp, encode_values(value))
+            for entity, stamp, value in zip(
+                _entities(kept, spec.entities), stamps.to_pylist(), values, strict=True
+            )
+        ]
+
+    def watermark(self, before: datetime | None) -> datetime | None:
+        """The newest event time written, or ``before`` when nothing newer was."""
+        if self.newest_us is None:
+            return before
+        newest = _from_us(self.newest_us)
+        return newest if before is None or newest > before else before
+
+
+def _entities(batch: pa.RecordBatch, keys: list[str]) -> list[str]:
+    """``encode_entity`` of each row's keys; one integer key (the usual case) is formatted
+    directly, which gives the same text (digits and a sign need no JSON escaping)."""
+    if len(keys) == 1 and pa.types.is_integer(batch.schema.field(keys[0]).type):
+        return [f'["{v}"]' for v in batch.column(keys[0]).to_pylist()]
+    columns = zip(*[batch.column(k).to_pylist() for k in keys], strict=True)
+    return [encode_entity(keys, dict(zip(keys, row, strict=True))) for row in columns]
 
 
 def materialize(
@@ -97,25 +179,42 @@ def materialize(
     full: bool = False,
     actor: str,
     chunk_rows: int = 10_000,
+    timeout_s: float = MAX_TIMEOUT_S,
+    spill_bytes: int = 32 * 1024**3,
 ) -> MaterializeResult:
     """Write the view's newest values per entity into ``online`` (see the module).
+
+    Memory is bounded whatever the view's size: DuckDB finds each entity's newest row in a
+    query worker (its budget holds one row per entity, not the rows), the result comes
+    back through a file a batch at a time, and each batch is written in chunks of
+    ``chunk_rows`` entities before the next is read. Past its memory budget DuckDB spills
+    to a temporary folder, up to ``spill_bytes``.
 
     Raises:
         NotFoundError: no such project, view or source table.
         ValidationError: the source no longer has the view's columns, or fails.
+        QueryTimeoutError: the source's query ran past ``timeout_s``.
     """
     view = views.get(store, project, name)
+    spec = view.spec
     state = view.materialized
     incremental = not full and state is not None and state.version == view.version
     if state is not None and state.version != view.version:
         online.delete_namespace(namespace(project, name))
     after = state.watermark if incremental and state is not None else None
-    found = read_source(store, artifacts, project, view_sql(view.spec, after))
-    views.check_against(view.spec, found.table.schema)
-    newest = newest_per_entity(found.table, view)
-    for rows in online_rows(newest, view, chunk_rows):
-        online.write_batch(namespace(project, name), rows)
-    watermark = _watermark(newest, view, after)
+    schema = views.source_schema(store, artifacts, project, spec.source)
+    views.check_against(spec, schema)
+    sql = newest_sql(spec, after, schema.field(spec.event_time).type)
+    tally = _Tally()
+    limits = WarehouseLimits(sandbox=SandboxLimits(spill_bytes=spill_bytes))
+    with stream_source(
+        store, artifacts, project, sql, timeout_s=timeout_s, batch_rows=chunk_rows, limits=limits
+    ) as found:
+        for batch in found.batches:
+            rows = tally.rows(batch, spec)
+            if rows:
+                online.write_batch(namespace(project, name), rows)
+    watermark = tally.watermark(after)
     with store.session() as session:
         view_rows.record_materialized(
             session,
@@ -123,7 +222,7 @@ def materialize(
             name,
             version=view.version,
             watermark=watermark,
-            rows=newest.num_rows,
+            rows=tally.entities,
             full=not incremental,
             actor=actor,
         )
@@ -131,8 +230,8 @@ def materialize(
         view=name,
         version=view.version,
         full=not incremental,
-        rows_read=found.table.num_rows,
-        entities_written=newest.num_rows,
+        rows_read=tally.rows_read,
+        entities_written=tally.entities,
         watermark=watermark,
     )
 

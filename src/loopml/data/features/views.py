@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -40,6 +40,8 @@ from loopml.store import feature_views as rows
 
 if TYPE_CHECKING:
     import pyarrow.dataset as pads
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def parse_spec(text: str) -> FeatureViewSpec:
@@ -136,13 +138,22 @@ def _quote(column: str) -> str:
 def event_us(when: datetime) -> int:
     """Microseconds since the epoch of an aware (or naive UTC) datetime."""
     aware = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-    delta = aware - datetime(1970, 1, 1, tzinfo=UTC)
+    delta = aware - _EPOCH
     return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def view_sql(spec: FeatureViewSpec, after: datetime | None = None) -> str:
+def view_sql(
+    spec: FeatureViewSpec, after: datetime | None = None, event_type: pa.DataType | None = None
+) -> str:
     """One SELECT of the view's keys, event time (UTC ``TIMESTAMP``) and features, rows
-    after ``after`` only when given."""
+    after ``after`` only when given.
+
+    With the source's ``event_type`` (a microsecond timestamp), the watermark is compared
+    with the column itself, typed as it is, so the scan skips every file and row group whose
+    statistics end at or before it (10,000,000 rows, 1 % after the watermark: 0.06 s
+    instead of 2.2 s, bench/materialize.py); otherwise, through ``epoch_us``, every row is
+    read and compared.
+    """
     as_table = parse_table_source(spec.source)
     if as_table is not None:
         name, version = as_table
@@ -153,5 +164,15 @@ def view_sql(spec: FeatureViewSpec, after: datetime | None = None) -> str:
     columns = [_quote(c) for c in spec.entities]
     columns.append(f"make_timestamp(epoch_us({ts})) AS {ts}")
     columns += [_quote(c) for c in spec.features]
-    where = f"\nWHERE epoch_us({ts}) > {event_us(after)}" if after is not None else ""
+    where = "" if after is None else f"\nWHERE {_after(ts, after, event_type)}"
     return f"SELECT {', '.join(columns)} FROM {origin}{where}"  # noqa: S608
+
+
+def _after(ts: str, after: datetime, kind: pa.DataType | None) -> str:
+    """The condition "later than ``after``" on column ``ts`` of type ``kind``."""
+    stamp = event_us(after)
+    if kind is not None and pa.types.is_timestamp(kind) and kind.unit == "us":
+        # An ISO literal with its offset is read the same whatever the session's time zone.
+        text = (_EPOCH + timedelta(microseconds=stamp)).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return f"{ts} > TIMESTAMPTZ '{text}+00'" if kind.tz else f"{ts} > TIMESTAMP '{text}'"
+    return f"epoch_us({ts}) > {stamp}"

@@ -111,8 +111,14 @@ def _text(value: Any) -> str:
 
 
 def encode_values(values: dict[str, Any]) -> bytes:
-    """Feature values as stored (JSON; datetimes in ISO 8601, decimals as text)."""
-    return orjson.dumps(values, default=str)
+    """Feature values as stored (JSON; datetimes in ISO 8601, decimals as text).
+
+    A copy of orjson's answer: orjson writes into a 4 KiB buffer and shrinks it in place,
+    and the freed tails stay between live objects, so every value kept (a batch waiting to
+    be written) held about 4 KiB of resident memory: 78 MB for 20,000 values of 10
+    features, against 5 MB copied.
+    """
+    return memoryview(orjson.dumps(values, default=str)).tobytes()
 
 
 def is_fresh(row: OnlineRow, ttl_s: int, now_us: int) -> bool:
