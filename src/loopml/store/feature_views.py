@@ -7,7 +7,7 @@ the same transaction.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -180,6 +180,38 @@ def list_(session: Session, project: str) -> list[FeatureView]:
     return [_view(row, version, project) for row, version in rows]
 
 
+def take_materialize_lease(
+    session: Session, project: str, name: str, *, holder: str, now: datetime, lease_s: float
+) -> None:
+    """Hold the view's materialize lease for ``holder`` until ``now + lease_s`` (taken, or
+    renewed when ``holder`` has it).
+
+    Raises:
+        ConflictError: another run holds it, and its lease has not lapsed.
+        NotFoundError: no such project or view.
+    """
+    row = _require(session, project, name, lock=True)
+    until = row.materializing_until
+    if row.materializing_by not in (None, holder) and until is not None and until > now:
+        raise ConflictError(
+            f"feature view {name!r} is being materialized by another run (its lease runs "
+            f"until {until.isoformat()}): wait for it to end, then run again",
+            details={"view": name, "lease_until": until.isoformat()},
+        )
+    row.materializing_by = holder
+    row.materializing_until = now + timedelta(seconds=lease_s)
+    session.flush()
+
+
+def release_materialize_lease(session: Session, project: str, name: str, holder: str) -> None:
+    """Free the view's lease if ``holder`` has it (a run that failed)."""
+    row = _require(session, project, name, lock=True)
+    if row.materializing_by == holder:
+        row.materializing_by = None
+        row.materializing_until = None
+        session.flush()
+
+
 def record_materialized(
     session: Session,
     project: str,
@@ -190,14 +222,29 @@ def record_materialized(
     rows: int,
     full: bool,
     actor: str,
+    holder: str | None = None,
 ) -> MaterializedState:
     """Record that the online store holds ``version`` of the view up to ``watermark`` (never
-    moving the watermark of the same version back).
+    moving the watermark of the same version back), and free ``holder``'s lease.
 
     Emits ``feature_view.materialized``.
+
+    Raises:
+        ConflictError: ``holder`` no longer holds the lease (it lapsed and another run took
+            it): nothing is recorded, and the run should be made again.
     """
     check_actor(actor)
     row = _require(session, project, name, lock=True)
+    if holder is not None:
+        if row.materializing_by != holder:
+            raise ConflictError(
+                f"this materialize run of feature view {name!r} lost its lease to another "
+                "run (it lapsed while this one was writing): nothing was recorded; run it "
+                "again",
+                details={"view": name},
+            )
+        row.materializing_by = None
+        row.materializing_until = None
     kept = row.materialized_until if row.materialized_version == version else None
     if kept is not None and (watermark is None or watermark < kept):
         # A slower run of the same version that finishes last never moves the watermark

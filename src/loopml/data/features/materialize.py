@@ -18,6 +18,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,8 +28,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from loopml.core.clock import utcnow
 from loopml.core.errors import ValidationError
 from loopml.core.features import FeatureView, FeatureViewSpec, MaterializeResult, OnlineFeatures
+from loopml.core.ids import new_id
 from loopml.data._sandbox import SandboxLimits
 from loopml.data.features import views
 from loopml.data.features.online import (
@@ -48,6 +52,9 @@ from loopml.store import MetadataStore
 from loopml.store import feature_views as view_rows
 
 MAX_READ_ENTITIES = 1000
+LEASE_S = 900.0
+"""How long a run's hold on its view lasts unrenewed: past the query's longest time limit
+(300 s), during which nothing renews it."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -169,6 +176,41 @@ def _entities(batch: pa.RecordBatch, keys: list[str]) -> list[str]:
     return [encode_entity(keys, dict(zip(keys, row, strict=True))) for row in columns]
 
 
+class _Lease:
+    """This run's hold on the view (one run of a view at a time), renewed as it writes."""
+
+    def __init__(self, store: MetadataStore, project: str, name: str) -> None:
+        self.store, self.project, self.name = store, project, name
+        self.holder = new_id()
+        self.renewed = 0.0
+
+    def take(self) -> None:
+        """Take or renew it now.
+
+        Raises:
+            ConflictError: another run holds it.
+        """
+        with self.store.session() as session:
+            view_rows.take_materialize_lease(
+                session,
+                self.project,
+                self.name,
+                holder=self.holder,
+                now=utcnow(),
+                lease_s=LEASE_S,
+            )
+        self.renewed = time.monotonic()
+
+    def keep(self) -> None:
+        """Renew it when a third of it has passed."""
+        if time.monotonic() - self.renewed > LEASE_S / 3:
+            self.take()
+
+    def release(self) -> None:
+        with self.store.session() as session:
+            view_rows.release_materialize_lease(session, self.project, self.name, self.holder)
+
+
 def materialize(
     store: MetadataStore,
     artifacts: ArtifactStore,
@@ -190,11 +232,51 @@ def materialize(
     ``chunk_rows`` entities before the next is read. Past its memory budget DuckDB spills
     to a temporary folder, up to ``spill_bytes``.
 
+    One run of a view at a time: a run holds the view's lease (``LEASE_S``, renewed while it
+    writes; a run that died frees the view when it lapses), so an old version's slow run can
+    never write after a new version's run started over.
+
     Raises:
         NotFoundError: no such project, view or source table.
         ValidationError: the source no longer has the view's columns, or fails.
         QueryTimeoutError: the source's query ran past ``timeout_s``.
+        ConflictError: another run of the view is under way.
     """
+    lease = _Lease(store, project, name)
+    lease.take()
+    try:
+        return _run(
+            store,
+            artifacts,
+            online,
+            project,
+            name,
+            full,
+            actor,
+            chunk_rows,
+            timeout_s,
+            spill_bytes,
+            lease,
+        )
+    except BaseException:
+        with contextlib.suppress(Exception):
+            lease.release()
+        raise
+
+
+def _run(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    online: OnlineStore,
+    project: str,
+    name: str,
+    full: bool,
+    actor: str,
+    chunk_rows: int,
+    timeout_s: float,
+    spill_bytes: int,
+    lease: _Lease,
+) -> MaterializeResult:
     view = views.get(store, project, name)
     spec = view.spec
     state = view.materialized
@@ -210,10 +292,12 @@ def materialize(
     with stream_source(
         store, artifacts, project, sql, timeout_s=timeout_s, batch_rows=chunk_rows, limits=limits
     ) as found:
+        lease.keep()
         for batch in found.batches:
             rows = tally.rows(batch, spec)
             if rows:
                 online.write_batch(namespace(project, name), rows)
+            lease.keep()
     watermark = tally.watermark(after)
     with store.session() as session:
         view_rows.record_materialized(
@@ -225,6 +309,7 @@ def materialize(
             rows=tally.entities,
             full=not incremental,
             actor=actor,
+            holder=lease.holder,
         )
     return MaterializeResult(
         view=name,

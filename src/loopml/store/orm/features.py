@@ -2,6 +2,7 @@
 
 ``materialized_*`` is the online store's state for the view: which version was written and
 up to which event time (the watermark an incremental materialization starts after).
+``materializing_*`` is the lease of the run under way, if any: one run of a view at a time.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class FeatureViewRow(EntityMixin, Base):
     materialized_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     materialized_rows: Mapped[int] = mapped_column(BigInteger, default=0)
     materialized_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    materializing_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    materializing_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class FeatureViewVersionRow(EntityMixin, Base):

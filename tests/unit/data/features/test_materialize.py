@@ -6,20 +6,23 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-from loopml.core.errors import ValidationError
+from loopml.core.clock import utcnow
+from loopml.core.errors import ConflictError, ValidationError
 from loopml.core.features import RedisOnlineStoreConfig, SqliteOnlineStoreConfig
+from loopml.data import lake
 from loopml.data.features import views
 from loopml.data.features.materialize import materialize, read_online
-from loopml.data.features.online import OnlineStore, namespace, open_online_store
+from loopml.data.features.online import OnlineRow, OnlineStore, namespace, open_online_store
+from loopml.data.features.online.backends.sqlite import SqliteOnlineStore
 from loopml.storage import ArtifactStore
-from loopml.store import MetadataStore, events
+from loopml.store import MetadataStore, events, feature_views
 
 from .conftest import ACTOR, VIEW_YAML, P, at, ingest, stats
 
@@ -315,3 +318,67 @@ def test_materialize_holds_a_batch_not_the_view(tmp_path: Path) -> None:
     assert written == 400_000
     assert view_bytes > 60 * 2**20
     assert peak < 40 * 2**20, f"the run grew the process by {peak} bytes"
+
+
+def _hold(store: MetadataStore, holder: str, *, now: datetime) -> None:
+    with store.session() as session:
+        feature_views.take_materialize_lease(
+            session, P, "user_stats", holder=holder, now=now, lease_s=60
+        )
+
+
+def test_one_run_of_a_view_at_a_time(
+    store: MetadataStore, artifacts: ArtifactStore, tmp_path: Path
+) -> None:
+    online = open_online_store(SqliteOnlineStoreConfig(), tmp_path)
+    ingest(store, artifacts, "stats", stats([(1, 0, 10.0, 1)]))
+    views.apply(store, artifacts, P, VIEW_YAML, actor=ACTOR)
+    _hold(store, "another-run", now=utcnow())
+    with pytest.raises(ConflictError, match="being materialized by another run"):
+        materialize(store, artifacts, online, P, "user_stats", actor=ACTOR)
+    assert views.get(store, P, "user_stats").materialized is None
+    # A lease that lapsed (its run died) frees the view; a run that ends frees it too.
+    _hold(store, "another-run", now=utcnow() - timedelta(hours=1))
+    assert materialize(store, artifacts, online, P, "user_stats", actor=ACTOR).entities_written == 1
+    _hold(store, "a-third-run", now=utcnow())
+    online.close()
+
+
+def test_a_failed_run_frees_the_view(
+    store: MetadataStore, artifacts: ArtifactStore, tmp_path: Path
+) -> None:
+    online = open_online_store(SqliteOnlineStoreConfig(), tmp_path)
+    ingest(store, artifacts, "stats", stats([(1, 0, 10.0, 1)]))
+    views.apply(store, artifacts, P, VIEW_YAML, actor=ACTOR)
+    lake.ingest_arrow(
+        store,
+        artifacts,
+        P,
+        "stats",
+        stats([(1, 1, 5.0, 1)]).drop(["visits"]),
+        mode="overwrite",
+        actor=ACTOR,
+    )
+    with pytest.raises(ValidationError, match="visits"):
+        materialize(store, artifacts, online, P, "user_stats", actor=ACTOR)
+    _hold(store, "the-next-run", now=utcnow())  # free: no ConflictError
+    online.close()
+
+
+def test_a_run_that_lost_its_lease_records_nothing(
+    store: MetadataStore, artifacts: ArtifactStore, tmp_path: Path
+) -> None:
+    class Overtaken(SqliteOnlineStore):
+        """While the run writes, its lease lapses and another run takes the view."""
+
+        def write_batch(self, namespace: str, rows: Sequence[OnlineRow]) -> None:
+            _hold(store, "a-later-run", now=utcnow() + timedelta(hours=1))
+            super().write_batch(namespace, rows)
+
+    online = Overtaken(SqliteOnlineStoreConfig(), tmp_path / "online.db")
+    ingest(store, artifacts, "stats", stats([(1, 0, 10.0, 1)]))
+    views.apply(store, artifacts, P, VIEW_YAML, actor=ACTOR)
+    with pytest.raises(ConflictError, match="lost its lease"):
+        materialize(store, artifacts, online, P, "user_stats", actor=ACTOR)
+    assert views.get(store, P, "user_stats").materialized is None
+    online.close()
