@@ -22,6 +22,13 @@ _POSTGRES_DRIVERS = {"postgresql", "postgres", "postgresql+psycopg"}
 READING: ContextVar[bool] = ContextVar("loopml_store_reading", default=False)
 """Set by ``MetadataStore.reading()``: this context's transactions only read."""
 
+MMAP_BYTES = 1024**3
+"""How much of a SQLite file its connections read through a memory map instead of ``read()``
+calls. A runs page filtered and sorted over 100,000 runs reads a few thousand pages at
+random: with the map they come straight from the OS's cache (sqlite3, the page's main
+query: 57 ms, 12-17 ms mapped). The mapping is shared by every connection and process; a
+file larger than this reads its remainder the usual way."""
+
 # Without a bound, an unroutable host makes every request hang for the OS TCP timeout.
 _PG_CONNECT_TIMEOUT_S = 10
 
@@ -121,6 +128,7 @@ def create_sqlite_engine(url: URL, *, pool_size: int, busy_timeout_ms: int) -> E
             _ensure_wal(cursor, busy_timeout_ms)
             cursor.execute("PRAGMA foreign_keys = ON")
             cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
         finally:
             cursor.close()
 
