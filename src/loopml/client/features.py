@@ -19,7 +19,7 @@ from loopml.core.features import (
 from loopml.core.names import DEFAULT_PROJECT
 
 MATERIALIZE_WAIT_S = 3600.0
-"""How long ``materialize`` waits for the server's answer."""
+"""How long ``materialize`` and ``training_set`` wait for the server's answer."""
 
 
 def _path(project: str | None, tail: str) -> str:
@@ -74,7 +74,10 @@ class Features:
         """Join ``views`` onto the entity rows as of each row's time, as a dataset version.
         The entity rows are ``entities`` (a lake table or one SELECT) or
         ``entities_dataset`` (a dataset version, ``labels`` or ``labels@3``; with
-        ``entities_part`` ``train`` or ``eval`` of its split)."""
+        ``entities_part`` ``train`` or ``eval`` of its split).
+
+        A large training set takes minutes (1,000,000 rows x 300 features: about one), so
+        this call waits up to an hour for it, as ``materialize`` does."""
         body: dict[str, Any] = {
             "dataset": dataset,
             "entities": entities,
@@ -85,8 +88,17 @@ class Features:
             "description": description,
             "split": None if split is None else split.model_dump(mode="json"),
         }
-        data = self._http.json("POST", _path(project, "training-sets"), json=body)
+        data = self._http.json(
+            "POST", _path(project, "training-sets"), json=body, extensions=self._long_wait()
+        )
         return DatasetVersionResult.model_validate(data)
+
+    def _long_wait(self) -> dict[str, Any]:
+        waited = self._http.client.timeout
+        timeout = httpx.Timeout(waited.connect, read=MATERIALIZE_WAIT_S, write=waited.write)
+        # As the request's extension, where httpx reads it (Starlette's test client refuses
+        # the `timeout` argument itself).
+        return {"timeout": timeout.as_dict()}
 
     def materialize(
         self, name: str, *, full: bool = False, project: str | None = None
@@ -97,12 +109,7 @@ class Features:
         this call waits up to an hour for it, whatever the client's timeout.
         """
         path = _path(project, f"views/{segment(name)}/materialize")
-        waited = self._http.client.timeout
-        timeout = httpx.Timeout(waited.connect, read=MATERIALIZE_WAIT_S, write=waited.write)
-        # As the request's extension, where httpx reads it (Starlette's test client refuses
-        # the `timeout` argument itself).
-        extensions = {"timeout": timeout.as_dict()}
-        answer = self._http.json("POST", path, json={"full": full}, extensions=extensions)
+        answer = self._http.json("POST", path, json={"full": full}, extensions=self._long_wait())
         return MaterializeResult.model_validate(answer)
 
     def get(self, name: str, entity: str | int, *, project: str | None = None) -> OnlineFeatures:

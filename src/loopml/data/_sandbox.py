@@ -105,6 +105,10 @@ def open_connection(
         "python_enable_replacements": False,
         "memory_limit": limits.memory_limit,
         "threads": limits.threads,
+        # DuckDB estimates a scanned Arrow dataset at about one row and plans an ASOF join
+        # under 64 estimated rows as a nested loop: quadratic on real inputs (a training
+        # set's join, features/offline.py). Always the ASOF join.
+        "asof_loop_join_threshold": 0,
         # An empty temp directory turns spilling off: a query over its memory budget fails
         # instead of writing to the server's disk.
         "temp_directory": "",
@@ -115,6 +119,12 @@ def open_connection(
         config["max_temp_directory_size"] = f"{limits.spill_bytes} bytes"
     con = duckdb.connect(":memory:", config=config)
     con.execute("SET enable_progress_bar = false")
+    # Results do not depend on the server's local time zone: a TIMESTAMPTZ comes out as
+    # Arrow's timestamp[tz=UTC] (the lake's own type; by default "Etc/UTC" or
+    # "Europe/Paris" by machine, which a dataset's content hash would carry), and casts and
+    # date parts of one are taken in UTC. (Set here: as a connect option it is an
+    # extension's, applied after the options that lock the connection down.)
+    con.execute("SET TimeZone = 'UTC'")
     con.execute("SET lock_configuration = true")
     return con
 

@@ -194,6 +194,47 @@ def _binary(array: pa.Array) -> list[bytes | memoryview]:
     return [lengths.tobytes(), data]
 
 
+class RowsHash:
+    """The content hash built a column at a time, in schema order, for rows already in
+    canonical order (``content_hash`` with ``ordered=True``, without holding every column at
+    once: a snapshot too large for memory is hashed one column at a time from its file).
+
+    Example:
+        >>> hashed = RowsHash(rows=table.num_rows, columns=table.num_columns)
+        >>> for field, column in zip(table.schema, table.columns):
+        ...     hashed.add(field, column)
+        >>> hashed.hexdigest() == content_hash(table, ordered=True)
+        True
+    """
+
+    def __init__(self, *, rows: int, columns: int) -> None:
+        self.rows = rows
+        self._left = columns
+        self._digest = hashlib.sha256(HASH_VERSION)
+        self._digest.update(struct.pack("<QQ", rows, columns))
+
+    def add(self, field: pa.Field, column: pa.ChunkedArray | pa.Array) -> None:
+        """Hash the next column (normalized, ``rows`` long, in canonical row order)."""
+        if len(column) != self.rows or self._left == 0:
+            raise ValueError(f"column {field.name!r} does not fit the hash's shape")
+        self._left -= 1
+        self._digest.update(_length_prefixed(field.name))
+        self._digest.update(_length_prefixed(type_family(field.type)))
+        if isinstance(column, pa.ChunkedArray):
+            array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+        else:
+            array = column
+        self._digest.update(_valid(array).astype(np.uint8).tobytes())
+        for part in _values(array):
+            self._digest.update(part)
+
+    def hexdigest(self) -> str:
+        """The hash, once every column was added."""
+        if self._left:
+            raise ValueError(f"{self._left} column(s) were not hashed yet")
+        return self._digest.hexdigest()
+
+
 def content_hash(table: pa.Table, *, ordered: bool = False) -> str:
     """The content hash of ``table``'s rows (see the module docstring); the order of its rows
     and chunks does not matter.
@@ -207,13 +248,7 @@ def content_hash(table: pa.Table, *, ordered: bool = False) -> str:
     """
     normalized = normalize(table)
     ordered_rows = normalized if ordered else normalized.take(canonical_order(normalized))
-    digest = hashlib.sha256(HASH_VERSION)
-    digest.update(struct.pack("<QQ", ordered_rows.num_rows, ordered_rows.num_columns))
+    hashed = RowsHash(rows=ordered_rows.num_rows, columns=ordered_rows.num_columns)
     for field, column in zip(ordered_rows.schema, ordered_rows.columns, strict=True):
-        digest.update(_length_prefixed(field.name))
-        digest.update(_length_prefixed(type_family(field.type)))
-        array = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-        digest.update(_valid(array).astype(np.uint8).tobytes())
-        for part in _values(array):
-            digest.update(part)
-    return digest.hexdigest()
+        hashed.add(field, column)
+    return hashed.hexdigest()

@@ -15,6 +15,11 @@ has the same content hash and (if a split is asked for) the same split spec
 Reading (``read_version``) verifies the rows against their content hash (or the split
 part's hash), so a snapshot whose file was changed in storage is refused.
 
+``create_version_streamed`` makes the same version of one SELECT whatever its size: DuckDB
+sorts the rows into canonical order in a query worker (spilling to disk), and the hash,
+profile and split are taken a column at a time from a local file (``_dataset_files``).
+Training sets (``features.offline``) are made this way.
+
 Example:
     >>> made = create_version(store, artifacts, "default", "churn_train",
     ...                       "SELECT * FROM churn WHERE age > 30", actor="me",
@@ -24,17 +29,16 @@ Example:
 
 from __future__ import annotations
 
-import io
 import logging
+import os
+import tempfile
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from loopml.core import layout
 from loopml.core.datasets import (
     MAX_DESCRIPTION,
-    PARTS,
     Dataset,
     DatasetProfile,
     DatasetRef,
@@ -46,15 +50,23 @@ from loopml.core.datasets import (
     SplitSpec,
     validate_dataset_name,
 )
-from loopml.core.errors import ArtifactIntegrityError, NotFoundError, ValidationError
+from loopml.core.errors import NotFoundError
 from loopml.core.ids import new_id
 from loopml.core.types import Page
-from loopml.data._dataset_files import Parts, Writes
+from loopml.data._dataset_files import (
+    Parts,
+    SnapshotFile,
+    Writes,
+    load_verified,
+    summarize,
+    write_sorted,
+)
+from loopml.data._sandbox import SandboxLimits
 from loopml.data._schema import columns_of
 from loopml.data.canonical import canonicalize, content_hash
 from loopml.data.profile import profile_table
-from loopml.data.sources import SourceVersion, materialize
-from loopml.data.warehouse import DEFAULT_TIMEOUT_S
+from loopml.data.sources import SourceVersion, materialize, stream
+from loopml.data.warehouse import DEFAULT_TIMEOUT_S, WarehouseLimits
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore, datasets, projects
 from loopml.store._checks import check_actor, check_text
@@ -73,7 +85,7 @@ class _Snapshot:
     source: str
     query: str | None
     sources: list[SourceTable]
-    rows: pa.Table
+    rows: pa.Table | SnapshotFile
     digest: str
     profile: DatasetProfile
     parts: Parts | None
@@ -174,6 +186,77 @@ def create_version_from_rows(
         project_id = projects.get(session, project).id
     snapshot = _snapshot_of(rows, source, None, sources, split)
     return _keep(store, artifacts, project_id, project, name, snapshot, description, actor)
+
+
+def create_version_streamed(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    project: str,
+    name: str,
+    sql: str,
+    *,
+    source: str,
+    given: dict[str, pa.Table] | None = None,
+    sources: list[SourceVersion] | None = None,
+    description: str = "",
+    split: SplitSpec | None = None,
+    actor: str,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    batch_rows: int = 65_536,
+    spill_bytes: int = 32 * 1024**3,
+) -> DatasetVersionResult:
+    """``create_version`` of one SELECT, with memory bounded whatever the result's size: a
+    row group (about 16 MiB) and one column of it at a time.
+
+    DuckDB puts the rows in canonical order (``ORDER BY ALL``, which sorts as
+    ``canonical_order`` does), spilling past its memory budget to a temporary folder (up to
+    ``spill_bytes``), in a query worker that writes them to disk a batch at a time; here
+    they are written to a local Parquet file ``batch_rows`` at a time, then hashed,
+    profiled and split one column at a time (``_dataset_files.summarize``), and the files
+    are copied to the artifact store a chunk at a time. The version is the one
+    ``create_version_from_rows`` makes of the same rows (same hash, profile and split).
+
+    Args:
+        sql: one SELECT over the project's tables and the ``given`` ones (see
+            ``sources.stream``).
+        source: how the version says it was made.
+        sources: table versions behind ``given`` rows, recorded with those the query read.
+
+    Raises:
+        As ``create_version``.
+    """
+    validate_dataset_name(name)
+    check_text("description", description, max_length=MAX_DESCRIPTION, allow_empty=True)
+    check_actor(actor)
+    with store.session() as session:
+        project_id = projects.get(session, project).id
+    ordered = f"SELECT * FROM (\n{sql}\n) AS _loopml_snapshot ORDER BY ALL"  # noqa: S608
+    limits = WarehouseLimits(sandbox=SandboxLimits(spill_bytes=spill_bytes))
+    with tempfile.TemporaryDirectory(prefix="loopml-snapshot-") as folder:
+        with stream(
+            store,
+            artifacts,
+            project,
+            ordered,
+            timeout_s=timeout_s,
+            batch_rows=batch_rows,
+            limits=limits,
+            given=given,
+        ) as streamed:
+            rows = write_sorted(streamed.batches, os.path.join(folder, DATA_FILE))
+            behind = sorted({*streamed.sources, *(sources or [])})
+            read = [SourceTable(table=s.table, version=s.version) for s in behind]
+        summary = summarize(rows, split, folder)
+        snapshot = _Snapshot(
+            source=source,
+            query=None,
+            sources=read,
+            rows=rows,
+            digest=summary.digest,
+            profile=summary.profile,
+            parts=summary.parts,
+        )
+        return _keep(store, artifacts, project_id, project, name, snapshot, description, actor)
 
 
 def _keep(
@@ -291,7 +374,7 @@ def split_version(
         if version.split.spec == spec:
             return DatasetVersionResult(**version.model_dump(), created=False)
         raise datasets.split_conflict(version.dataset, version.version, version.split)
-    _, rows, _ = _load(artifacts, version, "all")
+    _, rows, _ = load_verified(artifacts, version, "all")
     with store.session() as session:
         project_id = projects.get(session, project).id
         dataset_id = datasets.dataset_id(session, project, version.dataset)
@@ -318,61 +401,11 @@ def _ref(ref: str | DatasetRef) -> DatasetRef:
     return ref if isinstance(ref, DatasetRef) else DatasetRef.parse(ref)
 
 
-def _part_key(version: DatasetVersion, part: Part) -> tuple[str, str]:
-    if part not in PARTS:
-        raise ValidationError(
-            f"invalid part {str(part)[:20]!r}: expected one of {', '.join(PARTS)}",
-            details={"field": "part", "valid": list(PARTS)},
-        )
-    if part == "all":
-        return version.data_key, version.content_hash
-    if version.split is None:
-        raise NotFoundError(
-            f"{version.ref} has no train/eval split: freeze one with `loopml datasets split "
-            f"{version.ref} --eval-fraction 0.2`",
-            details={"dataset": version.dataset, "version": version.version, "part": part},
-        )
-    expected = version.split.train_hash if part == "train" else version.split.eval_hash
-    return version.split.keys[part], expected
-
-
-def _load(
-    artifacts: ArtifactStore, version: DatasetVersion, part: Part
-) -> tuple[bytes, pa.Table, str]:
-    key, expected = _part_key(version, part)
-    refused = f"{version.ref} ({part}) is refused: its file in the artifact store"
-    try:
-        data = artifacts.read_bytes(key)
-    except NotFoundError as exc:
-        raise ArtifactIntegrityError(
-            f"{refused} is missing; create the version again from its source",
-            details={"dataset": version.dataset, "version": version.version, "part": part},
-        ) from exc
-    try:
-        table = pq.read_table(io.BytesIO(data))
-        found = content_hash(table, ordered=True)
-    except (pa.ArrowException, ValidationError, OSError):
-        found = ""
-    if found != expected:
-        raise ArtifactIntegrityError(
-            f"{refused} does not match its recorded content hash {expected[:12]} (it was "
-            "changed or corrupted after the snapshot was made); create the version again "
-            "from its source",
-            details={
-                "dataset": version.dataset,
-                "version": version.version,
-                "part": part,
-                "expected": expected,
-            },
-        )
-    return data, table, expected
-
-
 def _read(
     store: MetadataStore, artifacts: ArtifactStore, project: str, ref: DatasetRef, part: Part
 ) -> tuple[DatasetVersion, pa.Table]:
     version = get_version(store, project, ref)
-    _, table, _ = _load(artifacts, version, part)
+    _, table, _ = load_verified(artifacts, version, part)
     return version, table
 
 
@@ -405,7 +438,7 @@ def read_version_file(
     """A version's (or a part's) Parquet file, verified as ``read_version`` does: the
     version, the file's bytes and the verified content hash."""
     version = get_version(store, project, _ref(ref))
-    data, _, digest = _load(artifacts, version, part)
+    data, _, digest = load_verified(artifacts, version, part)
     return version, data, digest
 
 

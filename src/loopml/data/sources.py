@@ -71,11 +71,22 @@ def parse_table_source(source: str) -> tuple[str, int | None] | None:
 class _Pins:
     """A ``TableResolver`` that pins each table it resolves to a version, and keeps them."""
 
-    def __init__(self, store: MetadataStore, artifacts: ArtifactStore, project: str) -> None:
+    def __init__(
+        self,
+        store: MetadataStore,
+        artifacts: ArtifactStore,
+        project: str,
+        given: dict[str, pa.Table] | None = None,
+    ) -> None:
         self.store, self.artifacts, self.project = store, artifacts, project
+        self.given = given or {}
         self.read: set[SourceVersion] = set()
 
     def __call__(self, table: str, version: int | None) -> pads.Dataset:
+        if version is None and table in self.given:
+            from pyarrow import dataset as arrow_dataset
+
+            return arrow_dataset.dataset(self.given[table])
         if version is None:
             current = lake.get_table(self.store, self.artifacts, self.project, table).version
             version = current if current >= 0 else None
@@ -151,15 +162,20 @@ def stream(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     batch_rows: int = 65_536,
     limits: WarehouseLimits | None = None,
+    given: dict[str, pa.Table] | None = None,
 ) -> Iterator[Streamed]:
     """``materialize`` a batch at a time, whatever the source's size (see
     ``warehouse.stream_all``): the batches are read inside the block.
+
+    ``given`` names tables in memory the SQL may read beside the project's (rows read
+    elsewhere, such as a verified dataset version); a given name hides a project table of
+    the same name, so pick one no project table has.
 
     Raises:
         As ``materialize``; the result is bounded by disk, not memory.
     """
     _check_source(source)
-    pins = _Pins(store, artifacts, project)
+    pins = _Pins(store, artifacts, project, given)
     as_table = parse_table_source(source)
     if as_table is None:
         sql = source

@@ -63,8 +63,12 @@ class Assignment:
     classes: int
 
 
-def assign(table: pa.Table, spec: SplitSpec) -> Assignment:
+def assign(table: pa.Table, spec: SplitSpec, *, columns: list[str] | None = None) -> Assignment:
     """Decide the split of ``table`` (a snapshot, in canonical order).
+
+    Only its row count and its ``stratify`` column are read, so a snapshot kept in a file
+    may pass just that column, with every column's name in ``columns`` (the default:
+    ``table``'s own) for the check and its message.
 
     Raises:
         ValidationError: fewer than two rows, an unknown ``stratify`` column, or a class
@@ -82,16 +86,17 @@ def assign(table: pa.Table, spec: SplitSpec) -> Assignment:
         is_eval = np.zeros(rows, dtype=bool)
         is_eval[order[: _eval_count(spec.eval_fraction, rows)]] = True
         return Assignment(is_eval, [], 0)
+    names = table.column_names if columns is None else columns
+    if spec.stratify not in names or spec.stratify not in table.column_names:
+        raise ValidationError(
+            f"cannot stratify on {spec.stratify[:80]!r}: the dataset has no such column "
+            f"(columns: {', '.join(names)[:500]})",
+            details={"field": "stratify", "columns": names[:1000]},
+        )
     return _stratified(table, spec, score)
 
 
 def _codes(table: pa.Table, column: str) -> tuple[np.ndarray, pa.Array]:
-    if column not in table.column_names:
-        raise ValidationError(
-            f"cannot stratify on {column[:80]!r}: the dataset has no such column (columns: "
-            f"{', '.join(table.column_names)[:500]})",
-            details={"field": "stratify", "columns": table.column_names[:1000]},
-        )
     encoded = pc.dictionary_encode(table.column(column)).combine_chunks()
     indices = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
     codes = np.asarray(indices, dtype=np.int64)

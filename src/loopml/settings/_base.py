@@ -288,8 +288,9 @@ class FeaturesSettings(_Section):
         default=32 * _GiB,
         ge=0,
         description="Disk a materialize may use when finding each entity's newest row takes "
-        "more than the query's memory budget (a temporary folder, deleted after it); 0 "
-        "turns spilling off, and a view with more entities than the budget holds fails.",
+        "more than the query's memory budget, and a training set when its join and sort do "
+        "(a temporary folder, deleted after it); 0 turns spilling off, and a view or "
+        "training set larger than the budget holds fails.",
     )
 
 

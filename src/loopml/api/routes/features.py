@@ -156,6 +156,7 @@ def create_training_set(
         description=body.description,
         split=body.split,
         actor=actor,
+        spill_bytes=ctx.settings.features.materialize_spill_bytes,
     )
     response.status_code = 201 if made.created else 200
     return made
