@@ -11,13 +11,15 @@ first, into a JetStream stream (or a Redis stream key) of this run's own. Then, 
   commit to a Delta table with a temp SQLite metadata database, then ack), its own durable
   consumer reading the same messages, into a fresh table each turn.
 
-Each is timed from its first fetch to its last ack (the floor) or its last commit acked
-(loopml). The process is pinned to one core (``--cpus``), the brokers run outside it.
+Each is timed from its first fetch to its last ack (the floor) or from the consumer's start
+to its last commit acked (loopml; its shutdown is not timed). The process is pinned to one
+core (``--cpus``), the brokers run outside it, and Python's cyclic collector is tuned as in
+a consumer's own process (``core.heap.settle``; ``--default-gc`` keeps the defaults), for both.
 Reported: messages/s by the wall clock and by this process's CPU time (which a busy shared
 machine distorts less), best of ``--runs`` turns, and loopml's ratio to the floor. Targets:
 ratio >= 0.7 and >= 100,000 messages/s.
 
-Run ``python bench/streams.py [--broker nats|redis|all] [--messages N]``.
+Run ``python bench/streams.py [--broker nats|redis|all] [--messages N] [--default-gc]``.
 """
 
 from __future__ import annotations
@@ -154,8 +156,11 @@ class _Redis:
         await client.aclose()
 
 
-def _loopml(broker: _Nats | _Redis, n: int, home: Path, turn: int) -> Callable[[], Awaitable[None]]:
-    """Set up a fresh metadata database, table and stream (untimed); return the timed run."""
+def _loopml(
+    broker: _Nats | _Redis, n: int, home: Path, turn: int
+) -> tuple[Callable[[], Awaitable[None]], Callable[[], Awaitable[None]]]:
+    """Set up a fresh metadata database, table and stream (untimed); return the timed run
+    (from the consumer's start to its last commit acked) and its untimed shutdown."""
     from loopml.data.streams import service
     from loopml.data.streams.consumer import StreamConsumer
     from loopml.settings import LakeSettings
@@ -181,17 +186,23 @@ def _loopml(broker: _Nats | _Redis, n: int, home: Path, turn: int) -> Callable[[
         store, LocalArtifactStore(home / f"lake{turn}"), LakeSettings(), stream
     )
 
+    tasks: list[asyncio.Task[None]] = []
+
     async def run() -> None:
-        task = asyncio.create_task(consumer.run())
+        tasks.append(asyncio.create_task(consumer.run()))
         while consumer.committed < n:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.005)
+            if tasks[0].done():
+                tasks[0].result()
+            await asyncio.sleep(0.002)
+
+    async def finish() -> None:
+        # The consumer's shutdown (its last report, leaving the group, releasing the
+        # stream) is not part of its rate.
         consumer.stop()
-        await task
+        await tasks[0]
         store.dispose()
 
-    return run
+    return run, finish
 
 
 async def _timed(run: Callable[[], Awaitable[None]]) -> tuple[float, float]:
@@ -208,9 +219,11 @@ async def _bench(kind: str, n: int, runs: int) -> dict[str, float]:
     try:
         with tempfile.TemporaryDirectory(prefix="loopml-bench-streams-") as folder:
             for turn in range(runs):
-                ours = _loopml(broker, n, Path(folder), turn)
+                ours, finish = _loopml(broker, n, Path(folder), turn)
                 for name, run in (("floor", lambda: broker.bare(n)), ("loopml", ours)):
                     wall, cpu = await _timed(run)
+                    if name == "loopml":
+                        await finish()
                     print(
                         f"  {kind} {name:6s} turn {turn}: {n / wall:9,.0f} msg/s wall, "
                         f"{n / cpu:9,.0f} msg/s of CPU",
@@ -235,6 +248,11 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--cpus", type=int, default=1, help="Cores to pin this process to.")
+    parser.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="keep Python's default collector thresholds (a consumer's process tunes them)",
+    )
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity") and args.cpus:
         os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: args.cpus]))
@@ -244,9 +262,13 @@ def main() -> None:
     import nats  # noqa: F401
     import redis.asyncio  # noqa: F401
 
-    import loopml.data.streams.backends.nats
-    import loopml.data.streams.backends.redis
     import loopml.data.streams.consumer  # noqa: F401
+    from loopml.core import heap
+
+    if not args.default_gc:
+        # As in a consumer's own process (data/streams/_child.py); the floor, in the same
+        # process, runs with it too.
+        heap.settle()
 
     for kind in kinds:
         print(f"{kind}: {args.messages:,} messages of ~200 bytes, best of {args.runs}", flush=True)

@@ -10,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
+from loopml.core import heap
 from loopml.data.streams.consumer import StreamConsumer
 from loopml.settings import Settings
 from loopml.store import streams as stream_rows
@@ -34,6 +35,10 @@ def run(settings: Settings, stream_id: str) -> int:
         consumer = StreamConsumer(
             store, open_artifact_store(settings), settings.lake, stream, push=push
         )
+        # See loopml.core.heap: at the default thresholds each fetched batch of 5,000
+        # entries started collections that walked every message in hand, more than half of
+        # a consumer's time (bench/streams.py).
+        heap.settle()
 
         async def main() -> None:
             loop = asyncio.get_running_loop()
