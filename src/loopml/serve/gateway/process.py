@@ -22,6 +22,7 @@ import socket
 import sys
 from collections.abc import Sequence
 
+from loopml.core import heap
 from loopml.core.lifeline import die_with_parent
 from loopml.serve.gateway._proxy import ProxyServer
 from loopml.serve.gateway._upstream import Unreachable, UpstreamTimeout
@@ -216,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
         return 1
     proxy = ProxyServer(args.platform, secret, config)
+    heap.settle()  # see loopml.core.heap
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
