@@ -1,7 +1,8 @@
 """Feature store figures (issue 20), each beside its baseline, in one run.
 
 1. **Online lookup** of one entity x ``--features`` (50) features, ``--entities`` (100,000)
-   entities written first, random entities read one at a time (``--reads``), p50 and p99:
+   entities written first, random entities read one at a time (``--reads``), p50 and p99,
+   each contender's best of ``--rounds`` (3) passes over the same reads, Feast's included:
 
    - loopml's ``OnlineStore.read_batch`` plus decoding the values (the in-process call), on
      SQLite (the embedded file) and Redis (127.0.0.1:6379);
