@@ -53,12 +53,16 @@ class ConsumerOptions:
         report_every_s: how often the status is written to the stream's row.
         retry_first_s: first wait after a failed commit or fetch, doubled up to
             ``retry_max_s``.
+        stop_grace_s: once asked to stop, how long a failing commit of the batch in hand
+            is still retried before the consumer gives it up (unacked: the broker
+            redelivers it to the next consumer).
     """
 
     fetch_max: int = 5_000
     report_every_s: float = 2.0
     retry_first_s: float = 0.2
     retry_max_s: float = 30.0
+    stop_grace_s: float = 10.0
 
 
 def consumer_name(stream: Stream) -> str:
@@ -112,6 +116,7 @@ class StreamConsumer:
         self.stats = StreamStats(status="starting")
         self.paused = stream.paused
         self._stop = asyncio.Event()
+        self._stopped_at = 0.0
         self._since = time.monotonic()
         self._counted = 0
         self.committed = 0
@@ -119,6 +124,8 @@ class StreamConsumer:
 
     def stop(self) -> None:
         """Ask the consumer to commit what it holds, ack it, and return."""
+        if not self._stop.is_set():
+            self._stopped_at = time.monotonic()
         self._stop.set()
 
     async def run(self) -> None:
@@ -219,9 +226,12 @@ class StreamConsumer:
                 return
             except Exception as exc:
                 self._failed("committing", exc)
-                if self._stop.is_set() and isinstance(exc, LoopmlError):
-                    return  # shutting down: the broker redelivers the batch
-                await self._sleep(delay)
+                if self._stop.is_set():
+                    if self._give_up(exc):
+                        return  # shutting down: the broker redelivers the batch
+                    await asyncio.sleep(min(delay, 1.0))  # _sleep returns at once now
+                else:
+                    await self._sleep(delay)
                 delay = min(delay * 2, self.options.retry_max_s)
                 continue
             self.committed += outcome.rows + outcome.dead
@@ -229,6 +239,14 @@ class StreamConsumer:
             if self.stats.status == "failing":
                 self.stats.status = "running"
             return
+
+    def _give_up(self, exc: Exception) -> bool:
+        """Whether a stopping consumer leaves a failing batch to the broker: at once for an
+        error of loopml's own (it will not pass), after ``stop_grace_s`` for any other (a
+        broker or disk that does not come back must not hold the process forever)."""
+        if isinstance(exc, LoopmlError):
+            return True
+        return time.monotonic() - self._stopped_at >= self.options.stop_grace_s
 
     def _failed(self, what: str, exc: Exception) -> None:
         self.stats.errors += 1

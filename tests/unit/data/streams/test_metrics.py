@@ -82,6 +82,10 @@ def test_a_streams_figures_are_on_metrics(app: TestClient, broker: Broker) -> No
         while consumer.committed < SENT + 1 and time.monotonic() < deadline:
             assert not task.done(), task
             await asyncio.sleep(0.05)
+        if consumer.committed < SENT + 1:  # say why, and stop the consumer first
+            consumer.stop()
+            await asyncio.wait_for(task, 30)
+            raise AssertionError(f"{consumer.committed} of {SENT + 1} in 60 s: {consumer.stats}")
         await asyncio.sleep(1.1)  # a report after the last commit, past the scrape cache
         scraped.update(_scrape(app))
         consumer.stop()
