@@ -36,7 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from features import TTL_S, _join_inputs
+from _features_join import TTL_S, _join_inputs
 
 PROJECT = "default"
 
