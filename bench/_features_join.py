@@ -13,11 +13,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from features import FEAST_SIDE, NOW_US, TTL_S
+from features import FEAST_SIDE, NOW_US, TTL_S, bench_view
 
 
 def _join_inputs(args: argparse.Namespace) -> tuple[Any, list[Any]]:
@@ -52,32 +51,14 @@ def _join_inputs(args: argparse.Namespace) -> tuple[Any, list[Any]]:
 
 
 def _loopml_join(args: argparse.Namespace) -> Any:
-    from loopml.core.features import FeatureView, FeatureViewSpec
     from loopml.data.features.offline import JoinedView, point_in_time
     from loopml.data.sources import Materialized
 
     entities, tables = _join_inputs(args)
     joined = []
     for v, table in enumerate(tables):
-        spec = FeatureViewSpec(
-            name=f"view_{v}",
-            entities=["user_id"],
-            event_time="ts",
-            ttl_s=TTL_S,
-            source=f"t{v}",
-            features=[c for c in table.column_names if c.startswith("v")],
-        )
-        view = FeatureView(
-            project="bench",
-            name=f"view_{v}",
-            version=1,
-            latest_version=1,
-            spec=spec,
-            spec_hash="",
-            spec_text="",
-            actor="bench",
-            created_at=datetime.now(UTC),
-        )
+        features = [c for c in table.column_names if c.startswith("v")]
+        view = bench_view(f"view_{v}", f"t{v}", features)
         joined.append(JoinedView(view, Materialized(table=table, sources=[], query=None)))
     started = time.perf_counter()
     result = point_in_time(entities, "event_time", joined)

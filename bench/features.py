@@ -96,6 +96,28 @@ def _timed(call: Callable[[int], object], keys: list[int], rounds: int) -> tuple
     return min(f[0] for f in figures), min(f[1] for f in figures)
 
 
+def bench_view(name: str, source: str, features: list[str]) -> Any:
+    """A ``FeatureView`` keyed by ``user_id`` with event time ``ts`` and the bench's TTL, as
+    the store would return it (version 1), without a store."""
+    from loopml.core.features import FeatureView, FeatureViewSpec
+
+    spec = FeatureViewSpec(
+        name=name, entities=["user_id"], event_time="ts", ttl_s=TTL_S, source=source,
+        features=features,
+    )  # fmt: skip
+    return FeatureView(
+        project="bench",
+        name=name,
+        version=1,
+        latest_version=1,
+        spec=spec,
+        spec_hash="",
+        spec_text="",
+        actor="bench",
+        created_at=datetime.now(UTC),
+    )
+
+
 def _row(label: str, p50: float, p99: float, base: tuple[float, float] | None) -> None:
     ratio = "" if base is None else f"  {base[0] / p50:5.1f}x / {base[1] / p99:5.1f}x faster"
     print(f"  {label:<58} p50 {p50:7.3f} ms  p99 {p99:7.3f} ms{ratio}")
@@ -182,28 +204,9 @@ class _Lookup:
     """``OnlineFeatureLookup`` with its view spec given (no metadata store in the bench)."""
 
     def __init__(self, store: Any, features: int) -> None:
-        from loopml.core.features import FeatureView, FeatureViewSpec
         from loopml.data.features.serving import OnlineFeatureLookup
 
-        spec = FeatureViewSpec(
-            name="user_stats",
-            entities=["user_id"],
-            event_time="ts",
-            ttl_s=TTL_S,
-            source="stats",
-            features=[f"feature_{i}" for i in range(features)],
-        )
-        view = FeatureView(
-            project="bench",
-            name="user_stats",
-            version=1,
-            latest_version=1,
-            spec=spec,
-            spec_hash="",
-            spec_text="",
-            actor="bench",
-            created_at=datetime.now(UTC),
-        )
+        view = bench_view("user_stats", "stats", [f"feature_{i}" for i in range(features)])
 
         class _Online:
             def get(self) -> Any:
