@@ -74,6 +74,11 @@ def deploy(
     ),
     namespace: str = typer.Option("default", "--namespace", help="Kubernetes dry run."),
     kserve: bool = typer.Option(False, "--kserve", help="Kubernetes dry run: KServe objects."),
+    gateway_parent: str | None = typer.Option(
+        None,
+        "--gateway-parent",
+        help="Kubernetes dry run: the Gateway (name or namespace/name) an HTTPRoute attaches to.",
+    ),
     project: str = PROJECT,
 ) -> None:
     """Deploy a model: `loopml deploy churn@champion --name churn --replicas 2`."""
@@ -101,7 +106,9 @@ def deploy(
         )
         if dry_run:
             url = platform_url or client.url
-            _print_preview(deployment, output, image, url, namespace, kserve)
+            _print_preview(
+                deployment, output, image, url, namespace, kserve=kserve, gateway=gateway_parent
+            )
             return
         if wait:
             deployment = client.deployments.wait(name, timeout_s=timeout, project=project)
@@ -130,7 +137,14 @@ def _replica_bounds(
 
 
 def _print_preview(
-    deployment: Deployment, output: str, image: str, url: str, namespace: str, kserve: bool
+    deployment: Deployment,
+    output: str,
+    image: str,
+    url: str,
+    namespace: str,
+    *,
+    kserve: bool,
+    gateway: str | None,
 ) -> None:
     if deployment.spec.target == "kubernetes" and output == "yaml":
         try:
@@ -140,7 +154,12 @@ def _print_preview(
                 f"the Kubernetes target is not available in this install ({exc})"
             ) from exc
         manifests = kubernetes.render(
-            deployment, image=image, platform_url=url, namespace=namespace, kserve=kserve
+            deployment,
+            image=image,
+            platform_url=url,
+            namespace=namespace,
+            kserve=kserve,
+            gateway_parent=gateway,
         )
         print(kubernetes.to_yaml(manifests), end="")
         return

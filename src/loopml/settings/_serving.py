@@ -37,6 +37,15 @@ class KubernetesSettings(_Section):
         description="Render KServe InferenceServices (scale to zero, canary percentages) "
         "instead of Deployment, Service and HorizontalPodAutoscaler.",
     )
+    gateway_parent: str | None = Field(
+        default=None,
+        max_length=317,
+        pattern=r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/)?[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+        description="A Gateway API Gateway, `name` or `namespace/name`: each deployment also "
+        "gets an HTTPRoute attached to it that splits traffic by the exact percentages and "
+        "mirrors it to the shadow (see docs/kubernetes.md). Unset: no HTTPRoute. Not with "
+        "kserve.",
+    )
     kubeconfig: Path | None = Field(
         default=None, description="A kubeconfig file; the default one when omitted."
     )

@@ -64,6 +64,7 @@ def _kubernetes(settings: Settings, root: Path) -> DeployTarget:
         platform_url=k8s.platform_url,
         namespace=k8s.namespace,
         kserve=k8s.kserve,
+        gateway_parent=k8s.gateway_parent,
         kubeconfig=k8s.kubeconfig,
         context=k8s.context,
         in_cluster=k8s.in_cluster,

@@ -127,7 +127,14 @@ class _DynamicApi:
     def _require(self, api_version: str, kind: str) -> Any:
         resource = self._resource(api_version, kind)
         if resource is None:
-            hint = " (is KServe installed?)" if "kserve" in api_version else ""
+            hint = ""
+            if "kserve" in api_version:
+                hint = " (is KServe installed?)"
+            elif api_version.startswith("gateway.networking.k8s.io/"):
+                hint = (
+                    " (are the Gateway API CRDs installed? Without them, unset "
+                    "kubernetes.gateway_parent)"
+                )
             raise ConfigurationError(
                 f"the cluster does not serve {kind} {api_version}{hint}",
                 details={"api_version": api_version, "kind": kind},

@@ -251,8 +251,12 @@ def stable_service(
     notes = {"loopml.io/traffic": traffic_note(served)}
     if sum(1 for s in served if s.live) > 1:
         notes["loopml.io/traffic-split"] = (
-            "by ready pods, not by percent: route the per-revision Services with a gateway "
-            "or service mesh for exact weights"
+            "by ready pods, not by percent: the HTTPRoute of the same name splits by percent "
+            "through the Gateway"
+            if options.gateway is not None
+            else "by ready pods, not by percent: route the per-revision Services with a "
+            "gateway or service mesh for exact weights (kubernetes.gateway_parent renders a "
+            "Gateway API HTTPRoute)"
         )
     return {
         "apiVersion": "v1",

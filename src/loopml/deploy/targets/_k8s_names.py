@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 
 from loopml.core.errors import ValidationError
 
 LABEL_LIMIT = 63
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 _HASH_CHARS = 8
 
@@ -55,3 +59,32 @@ def validate_namespace(namespace: str) -> str:
             details={"field": "namespace"},
         )
     return namespace
+
+
+@dataclass(frozen=True)
+class GatewayParent:
+    """The Gateway API ``Gateway`` a deployment's HTTPRoute attaches to: its name, and its
+    namespace when it is not the route's own."""
+
+    name: str
+    namespace: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> GatewayParent:
+        """``name`` or ``namespace/name``, each a valid Kubernetes name, else raise."""
+        parts = text.split("/") if isinstance(text, str) else []
+        name = parts[-1] if parts else ""
+        namespace = parts[0] if len(parts) == 2 else None
+        valid = len(parts) in (1, 2) and len(name) <= 253
+        valid = valid and _DNS1123_SUBDOMAIN.fullmatch(name) is not None
+        if namespace is not None:
+            valid = valid and len(namespace) <= LABEL_LIMIT
+            valid = valid and _DNS1123.fullmatch(namespace) is not None
+        if not valid:
+            raise ValidationError(
+                f"invalid gateway_parent {repr(text)[:80]}: expected the Gateway's name, or "
+                "namespace/name (lowercase letters, digits and '-'; '.' also in the name), "
+                "such as 'gateway-system/public'",
+                details={"field": "gateway_parent"},
+            )
+        return cls(name, namespace)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loopml.core.deployments import Deployment, Revision
+from loopml.deploy.targets._k8s_names import GatewayParent
 
 Manifest = dict[str, Any]
 
@@ -29,6 +30,8 @@ class RenderOptions:
     cpu_utilization: int
     concurrency_target: int
     token_secret: str | None = None
+    gateway: GatewayParent | None = None
+    """The Gateway a deployment's HTTPRoute attaches to; ``None`` renders no HTTPRoute."""
 
 
 @dataclass(frozen=True)

@@ -18,15 +18,19 @@ Per revision that takes traffic, and for the shadow revision, ``render`` gives:
 
 and one **Service** ``<name>`` over the pods of every revision with traffic. Kubernetes
 spreads a Service's requests over ready pods, not by percent: with a canary the split
-follows the replica counts, and exact weights need a gateway or service mesh routing to the
-per-revision Services (docs/kubernetes.md shows a Gateway API HTTPRoute). The shadow's pods
-are not behind that Service; mirroring traffic to them is the gateway's (or mesh's) job.
+follows the replica counts. The shadow's pods are not behind that Service.
+
+With ``gateway_parent`` (a Gateway API ``Gateway``, ``name`` or ``namespace/name``) it also
+renders an **HTTPRoute** ``<name>`` attached to that Gateway (``_k8s_routes``): the
+per-revision Services weighted by the exact percentages, and the shadow's Service as a
+``RequestMirror``, so the cluster's data plane splits and mirrors. Without it, no HTTPRoute.
 
 ``kserve=True`` renders a ``serving.kserve.io/v1beta1`` **InferenceService** instead: the
 same containers as a custom predictor, ``minReplicas`` (0 scales to zero), ``maxReplicas``,
 a concurrency ``scaleTarget``, and for a canary the canary revision with
 ``canaryTrafficPercent`` (KServe sends the rest to the previous ready revision); the shadow
-gets an InferenceService of its own, ``<name>-shadow``.
+gets an InferenceService of its own, ``<name>-shadow``. KServe routes its InferenceServices
+itself, so ``gateway_parent`` is refused with it.
 
 Output is deterministic: the same deployment gives the same objects in the same order.
 """
@@ -53,9 +57,10 @@ from loopml.deploy.targets._k8s_manifests import (
     served_revisions,
     stable_service,
 )
-from loopml.deploy.targets._k8s_names import validate_namespace
+from loopml.deploy.targets._k8s_names import GatewayParent, validate_namespace
 from loopml.deploy.targets._k8s_pod import Manifest, RenderOptions
 from loopml.deploy.targets._k8s_resources import PodMeter
+from loopml.deploy.targets._k8s_routes import http_route
 from loopml.deploy.targets.base import RevisionPackage
 
 __all__ = ["KubernetesTarget", "Manifest", "render", "to_yaml"]
@@ -70,6 +75,7 @@ _KINDS = (
     ("v1", "Service"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("serving.kserve.io/v1beta1", "InferenceService"),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"),
 )
 
 
@@ -80,6 +86,8 @@ def _options(
     cpu_utilization: int,
     concurrency_target: int,
     token_secret: str | None = None,
+    gateway_parent: str | None = None,
+    kserve: bool = False,
 ) -> RenderOptions:
     if not isinstance(image, str) or not _IMAGE.fullmatch(image):
         raise ValidationError(
@@ -102,6 +110,13 @@ def _options(
                 f"invalid {field} {value!r}: expected an integer from {low} to {high}",
                 details={"field": field},
             )
+    if gateway_parent is not None and kserve:
+        raise ValidationError(
+            "gateway_parent renders a Gateway API HTTPRoute for plain Kubernetes objects; "
+            "KServe routes its InferenceServices itself: leave out one of gateway_parent "
+            "and kserve",
+            details={"field": "gateway_parent"},
+        )
     return RenderOptions(
         image=image,
         platform_url=platform_url.rstrip("/"),
@@ -109,6 +124,7 @@ def _options(
         cpu_utilization=cpu_utilization,
         concurrency_target=concurrency_target,
         token_secret=token_secret,
+        gateway=GatewayParent.parse(gateway_parent) if gateway_parent is not None else None,
     )
 
 
@@ -123,6 +139,7 @@ def render(
     cpu_utilization: int = DEFAULT_CPU_UTILIZATION,
     concurrency_target: int = DEFAULT_CONCURRENCY_TARGET,
     token_secret: str | None = None,
+    gateway_parent: str | None = None,
 ) -> list[Manifest]:
     """The Kubernetes objects that run ``deployment``, as plain dicts.
 
@@ -138,14 +155,24 @@ def render(
         cpu_utilization: the autoscaler's CPU target, percent of the request.
         concurrency_target: KServe's in-flight requests per replica to scale at.
         token_secret: a Secret whose ``token`` the package download sends (auth on).
+        gateway_parent: the Gateway API Gateway (``name`` or ``namespace/name``) an
+            HTTPRoute for the deployment attaches to; ``None`` renders no HTTPRoute.
 
     Raises:
         ValidationError: no revision has traffic, traffic names an unknown revision, a
             package does not match its revision, more than two revisions share traffic
-            with ``kserve``, or an invalid image, URL or namespace.
+            with ``kserve``, ``gateway_parent`` with ``kserve``, or an invalid image, URL,
+            namespace or gateway.
     """
     options = _options(
-        image, platform_url, namespace, cpu_utilization, concurrency_target, token_secret
+        image,
+        platform_url,
+        namespace,
+        cpu_utilization,
+        concurrency_target,
+        token_secret,
+        gateway_parent,
+        kserve,
     )
     served = served_revisions(deployment, {p.revision: p for p in packages})
     if kserve:
@@ -153,6 +180,9 @@ def render(
     objects = [stable_service(deployment, served, options)]
     for one in served:
         objects += revision_objects(deployment, one, options)
+    if options.gateway is not None:
+        # Last: applied once the Services it routes to exist.
+        objects.append(http_route(deployment, served, options, options.gateway))
     return objects
 
 
@@ -187,6 +217,8 @@ class KubernetesTarget:
         platform_url: the platform's address as the pods reach it.
         namespace: where the objects go.
         kserve: render KServe InferenceServices instead of Deployment + Service + HPA.
+        gateway_parent: the Gateway (``name`` or ``namespace/name``) each deployment's
+            HTTPRoute attaches to; ``None``: no HTTPRoutes (those left are deleted).
         kubeconfig: a kubeconfig file; ``None`` uses ``$KUBECONFIG`` or ``~/.kube/config``.
         context: the kubeconfig context; ``None`` for its current one.
         in_cluster: use the pod's service account (the platform runs in the cluster).
@@ -212,10 +244,18 @@ class KubernetesTarget:
         cpu_utilization: int = DEFAULT_CPU_UTILIZATION,
         concurrency_target: int = DEFAULT_CONCURRENCY_TARGET,
         token_secret: str | None = None,
+        gateway_parent: str | None = None,
         api: ClusterApi | None = None,
     ) -> None:
         self._options = _options(
-            image, platform_url, namespace, cpu_utilization, concurrency_target, token_secret
+            image,
+            platform_url,
+            namespace,
+            cpu_utilization,
+            concurrency_target,
+            token_secret,
+            gateway_parent,
+            kserve,
         )
         self.kserve = kserve
         self._kubeconfig = Path(kubeconfig) if kubeconfig is not None else None
@@ -229,6 +269,14 @@ class KubernetesTarget:
     def namespace(self) -> str:
         """The namespace the target's objects go to."""
         return self._options.namespace
+
+    @property
+    def gateway_parent(self) -> str | None:
+        """The Gateway the HTTPRoutes attach to, ``namespace/name`` or ``name``."""
+        parent = self._options.gateway
+        if parent is None:
+            return None
+        return f"{parent.namespace}/{parent.name}" if parent.namespace else parent.name
 
     def render(
         self, deployment: Deployment, packages: Iterable[RevisionPackage] = ()
@@ -245,6 +293,7 @@ class KubernetesTarget:
             cpu_utilization=o.cpu_utilization,
             concurrency_target=o.concurrency_target,
             token_secret=o.token_secret,
+            gateway_parent=self.gateway_parent,
         )
 
     def _cluster(self) -> ClusterApi:
