@@ -4,7 +4,7 @@ through the store's tables in batches of ``executemany``, before any server star
 and a page's first-load figures as Chromium's Navigation Timing gives them.
 
 Used by ``bench/portal.py`` (100,000 runs x 20 metrics, 100 deployments) and the browser
-tests (``tests/e2e/test_portal_browser.py``: the runs page at 100,000 runs)."""
+tests (``tests/e2e/test_portal_browser_scale.py``: the runs page at 100,000 runs)."""
 
 from __future__ import annotations
 

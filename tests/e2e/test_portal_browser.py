@@ -5,9 +5,11 @@ critical accessibility violation."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,19 +19,18 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from loopml.client import Client
-from loopml.store import MetadataStore
-from tests.portal_scale import JS_BUDGET_BYTES, fill_runs, load_figures
+from tests.portal_scale import JS_BUDGET_BYTES, load_figures
 
 from .conftest import LOOPML, RunningServer, base_env, running_server
+from .portal_watch import assert_accessible_in_both_themes, log_in, outside, watched
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, BrowserContext, Page
+    from playwright.sync_api import Browser, BrowserContext
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.timeout(900)]
 
 ADMIN = ("root", "a long admin passphrase 1")
 VIEWER = ("vera", "a long viewer passphrase 1")
-SERIOUS = frozenset({"serious", "critical"})
 
 
 @dataclass
@@ -83,14 +84,6 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
         yield Portal(server, token)
 
 
-@dataclass
-class Watched:
-    """A page with what went wrong on it: console errors and failed requests."""
-
-    page: Page
-    problems: list[str]
-
-
 @pytest.fixture
 def browser_context(chromium: Browser) -> Iterator[BrowserContext]:
     context = chromium.new_context()
@@ -98,51 +91,6 @@ def browser_context(chromium: Browser) -> Iterator[BrowserContext]:
         yield context
     finally:
         context.close()
-
-
-def watched(context: BrowserContext) -> Watched:
-    page = context.new_page()
-    problems: list[str] = []
-    page.on(
-        "console",
-        lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None,
-    )
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url} {r.failure}"))
-    page.on(
-        "response",
-        lambda r: problems.append(f"{r.status} on {r.url}") if r.status >= 400 else None,
-    )
-    return Watched(page, problems)
-
-
-def log_in(watch: Watched, url: str, user: tuple[str, str]) -> None:
-    page = watch.page
-    page.goto(f"{url}/")
-    assert "/login" in page.url  # a visitor is sent to the login form
-    page.get_by_label("User name").fill(user[0])
-    page.get_by_label("Password").fill(user[1])
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{url}/")
-    # The overview's own requests (its favicon among them) finish before a test navigates
-    # on; otherwise the browser aborts them and the watch reports a failed request.
-    page.wait_for_load_state("networkidle")
-
-
-def axe_violations(page: Page) -> list[dict[str, Any]]:
-    """axe-core's serious and critical violations on the page as it is now."""
-    from axe_playwright_python.sync_playwright import Axe
-
-    found = Axe().run(page)
-    return [v for v in found.response["violations"] if v.get("impact") in SERIOUS]
-
-
-def assert_accessible_in_both_themes(page: Page, what: str) -> None:
-    """axe-core finds no serious or critical violation on the page in the light theme nor
-    in the dark one (the theme switch's attribute, set as the ◐ button sets it)."""
-    for theme in ("light", "dark"):
-        page.evaluate(f"document.documentElement.setAttribute('data-theme', '{theme}')")
-        assert axe_violations(page) == [], f"{what} ({theme} theme)"
 
 
 PAGES = [
@@ -223,24 +171,137 @@ def test_a_canary_deployed_from_the_form_shows_its_split_on_the_detail_page(
     assert watch.problems == []
 
 
-def test_the_curl_snippet_copied_from_the_page_predicts_in_a_shell(
-    portal: Portal, browser_context: BrowserContext
-) -> None:
-    watch = watched(browser_context)
-    log_in(watch, portal.url, ADMIN)
-    watch.page.goto(portal.url + DEPLOYMENT)
-    snippet = watch.page.locator("#snippet-curl").inner_text()
-    assert snippet.startswith("curl")
+def _run_snippet(snippet: str, kind: str, token: str) -> Any:
+    """Run a snippet as a user pastes it (curl in bash, Python with the test environment's
+    interpreter), with only ``PATH`` and ``LOOPML_TOKEN`` set; what it printed, decoded."""
+    command = ["bash", "-c", snippet] if kind == "curl" else [sys.executable, "-c", snippet]
     done = subprocess.run(
-        ["bash", "-c", snippet],
-        env={"PATH": "/usr/bin:/bin", "LOOPML_TOKEN": portal.token},
+        command,
+        env={"PATH": "/usr/bin:/bin", "LOOPML_TOKEN": token},
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert done.returncode == 0, done.stderr
-    answer = json.loads(done.stdout)
-    assert answer["predictions"], answer
+    assert done.returncode == 0, f"{snippet}\n{done.stdout}\n{done.stderr}"
+    # curl prints the JSON answer; the Python snippets print the decoded value (its repr).
+    return json.loads(done.stdout) if kind == "curl" else ast.literal_eval(done.stdout.strip())
+
+
+@pytest.mark.parametrize("snippet", ["curl", "python", "v2-curl", "v2-python"])
+def test_each_snippet_copied_from_the_page_predicts_as_pasted(
+    portal: Portal, browser_context: BrowserContext, snippet: str
+) -> None:
+    watch = watched(browser_context)
+    log_in(watch, portal.url, ADMIN)
+    watch.page.goto(portal.url + DEPLOYMENT)
+    text = watch.page.locator(f"#snippet-{snippet}").inner_text()
+    answer = _run_snippet(text, snippet.rpartition("-")[2], portal.token)
+    if snippet.startswith("v2"):
+        assert text.startswith("curl" if snippet == "v2-curl" else "import")
+        outputs = answer["outputs"] if snippet == "v2-curl" else answer
+        predict = next(o for o in outputs if o["name"] == "predict")
+        assert predict["shape"] == [1], answer
+        assert len(predict["data"]) == 1, answer
+    else:
+        assert len(answer["predictions"]) == 1, answer
+    assert watch.problems == []
+
+
+def test_the_copy_button_puts_the_snippet_on_the_clipboard(
+    portal: Portal, chromium: Browser
+) -> None:
+    context = chromium.new_context(permissions=["clipboard-read", "clipboard-write"])
+    try:
+        watch = watched(context)
+        log_in(watch, portal.url, ADMIN)
+        page = watch.page
+        page.goto(portal.url + DEPLOYMENT)
+        for snippet in ("curl", "v2-python"):
+            button = page.locator(f'button[data-copy="snippet-{snippet}"]')
+            button.click()
+            page.locator(f"#snippet-{snippet}-note", has_text="Copied.").wait_for(timeout=2_000)
+            copied = page.evaluate("navigator.clipboard.readText()")
+            assert copied == page.locator(f"#snippet-{snippet}").text_content()
+        assert watch.problems == []
+    finally:
+        context.close()
+
+
+def test_without_the_clipboard_api_copy_falls_back_to_the_selection(
+    portal: Portal, chromium: Browser
+) -> None:
+    # Plain HTTP on a host other than localhost is not a secure context: no
+    # navigator.clipboard there. The page must still copy (or at least select) the snippet.
+    context = chromium.new_context(permissions=["clipboard-read", "clipboard-write"])
+    try:
+        reader = context.new_page()
+        watch = watched(context)
+        log_in(watch, portal.url, ADMIN)
+        reader.goto(portal.url + "/login")
+        reader.evaluate("navigator.clipboard.writeText('nothing copied yet')")
+        page = watch.page
+        page.add_init_script(
+            "Object.defineProperty(navigator, 'clipboard', {value: undefined, configurable: true})"
+        )
+        page.goto(portal.url + DEPLOYMENT)
+        assert page.evaluate("navigator.clipboard === undefined")
+        page.locator('button[data-copy="snippet-curl"]').click()
+        snippet = page.locator("#snippet-curl").text_content()
+        assert page.evaluate("window.getSelection().toString()") == snippet
+        note = page.locator("#snippet-curl-note").text_content()
+        assert note == "Copied.", note  # Chromium lets execCommand("copy") write here
+        assert reader.evaluate("navigator.clipboard.readText()") == snippet
+        assert watch.problems == []
+    finally:
+        context.close()
+
+
+def test_the_theme_button_switches_the_theme_and_remembers_it(
+    portal: Portal, chromium: Browser
+) -> None:
+    context = chromium.new_context(color_scheme="light")
+    try:
+        watch = watched(context)
+        log_in(watch, portal.url, ADMIN)
+        page = watch.page
+        theme = "document.documentElement.getAttribute('data-theme')"
+        background = "getComputedStyle(document.body).backgroundColor"
+        assert page.evaluate(theme) == "auto"
+        light = page.evaluate(background)
+        toggle = page.get_by_role("button", name="Switch between dark and light theme")
+        toggle.click()
+        assert page.evaluate(theme) == "dark"
+        dark = page.evaluate(background)
+        assert dark != light
+        assert page.evaluate("localStorage.getItem('loopml-theme')") == "dark"
+        page.goto(portal.url + DEPLOYMENT)  # another page keeps the choice
+        assert page.evaluate(theme) == "dark"
+        assert page.evaluate(background) == dark
+        page.get_by_role("button", name="Switch between dark and light theme").click()
+        assert page.evaluate(theme) == "light"
+        assert page.evaluate(background) == light
+        # The button works from the keyboard too.
+        page.get_by_role("button", name="Switch between dark and light theme").focus()
+        page.keyboard.press("Enter")
+        assert page.evaluate(theme) == "dark"
+        assert watch.problems == []
+    finally:
+        context.close()
+
+
+def test_a_request_to_an_outside_host_is_reported(
+    portal: Portal, browser_context: BrowserContext
+) -> None:
+    # The guard itself: a page that reaches out is caught (the request is aborted here,
+    # nothing leaves the machine).
+    watch = watched(browser_context)
+    watch.page.route("http://cdn.example.invalid/**", lambda route: route.abort())
+    watch.page.goto(portal.url + "/login")
+    watch.page.evaluate("fetch('http://cdn.example.invalid/htmx.js').catch(() => null)")
+    watch.page.wait_for_load_state("networkidle")
+    assert "request to an outside host: http://cdn.example.invalid/htmx.js" in watch.problems
+    assert not outside(portal.url + "/static/loopml.js")
+    assert not outside("data:image/svg+xml,<svg/>")
 
 
 def test_the_try_it_form_predicts(portal: Portal, browser_context: BrowserContext) -> None:
@@ -252,7 +313,7 @@ def test_the_try_it_form_predicts(portal: Portal, browser_context: BrowserContex
     assert inputs.count() > 0
     for index in range(inputs.count()):
         inputs.nth(index).fill("1.5")
-    page.get_by_role("button", name="Predict").click()
+    page.get_by_role("button", name="Predict", exact=True).click()
     answer = page.locator("#try-answer")
     answer.wait_for()
     assert "predictions" in answer.inner_text()
@@ -328,83 +389,4 @@ def test_the_heaviest_pages_load_with_little_javascript(
         with capsys.disabled():
             print(f"\n{path}: loaded in {figures['load_ms']:.0f} ms, {figures['js_bytes']:,} B JS")
         assert figures["js_bytes"] <= JS_BUDGET_BYTES, path
-    assert watch.problems == []
-
-
-SCALE_RUNS = 100_000
-SCALE_METRICS = 3
-
-
-@pytest.fixture(scope="module")
-def many_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[str]]]:
-    """``loopml up`` (authentication off) on a fresh home whose store was filled in bulk
-    with 100,000 runs x 3 metrics before it started; its URL, and the names of the 150 runs
-    with the highest ``m1``, best first, as the database orders them."""
-    from sqlalchemy import text
-
-    home = tmp_path_factory.mktemp("portal-scale-home")
-    store = MetadataStore(f"sqlite:///{home / 'loopml.db'}")
-    store.upgrade()
-    fill_runs(store, "default", SCALE_RUNS, SCALE_METRICS)
-    with store.session() as session:
-        best = session.execute(
-            text(
-                "SELECT runs.name FROM latest_metrics JOIN runs ON runs.id = latest_metrics.run_id"
-                " WHERE latest_metrics.key = 'm1' ORDER BY latest_metrics.value DESC LIMIT 150"
-            )
-        )
-        names = [row[0] for row in best]
-    store.dispose()
-    with running_server(home) as server:
-        yield server.url, names
-
-
-def test_the_runs_page_with_100000_runs_pages_and_sorts(
-    many_runs: tuple[str, list[str]],
-    browser_context: BrowserContext,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    url, best = many_runs
-    watch = watched(browser_context)
-    page = watch.page
-    pager = page.locator("nav.pager")
-    loads: list[str] = []
-
-    def shown(step: str) -> tuple[list[str], list[float]]:
-        """The names and first metric column of the rows on the page now; its load time."""
-        figures = load_figures(page)
-        loads.append(f"{step} {figures['load_ms']:.0f} ms (HTML in {figures['response_ms']:.0f})")
-        rows = page.locator("table.runs tbody tr")
-        names = rows.locator("td:nth-child(2)").all_inner_texts()
-        values = [float(v) for v in rows.locator("td:nth-child(6)").all_inner_texts()]
-        return names, values
-
-    page.goto(f"{url}/runs?project=default")
-    names, _ = shown("first page")
-    assert page.get_by_role("heading", name="Runs in default").is_visible()
-    # Newest first: the fill starts run-000000 first, a second apart.
-    assert names == [f"run-{i:06d}" for i in range(SCALE_RUNS - 1, SCALE_RUNS - 51, -1)]
-    assert "Page 1, runs 1\u201350" in pager.inner_text()
-
-    with page.expect_navigation():
-        page.get_by_role("columnheader").get_by_role("link", name="m1", exact=True).click()
-    assert re.search(r"sort=metrics\.m1.*order=desc", page.url), page.url
-    names, values = shown("sorted by m1")
-    assert (
-        page.get_by_role("columnheader", name=re.compile("^m1")).get_attribute("aria-sort")
-        == "descending"
-    )
-    assert names == best[:50]
-    assert values == sorted(values, reverse=True)
-
-    for step, rows in (("next", best[50:100]), ("next", best[100:150]), ("previous", best[50:100])):
-        link = "Next" if step == "next" else "Previous"
-        with page.expect_navigation():
-            pager.get_by_role("link", name=link, exact=True).click()
-        names, values = shown(step)
-        assert names == rows, step
-        assert values == sorted(values, reverse=True), step
-    assert "Page 2, runs 51\u2013100" in pager.inner_text()
-    with capsys.disabled():
-        print(f"\nruns page, {SCALE_RUNS:,} runs, load (Navigation Timing): " + ", ".join(loads))
     assert watch.problems == []

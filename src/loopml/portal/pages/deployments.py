@@ -13,7 +13,6 @@ no script in the browser.
 from __future__ import annotations
 
 import json
-import shlex
 from typing import Any
 
 import anyio.to_thread
@@ -27,6 +26,7 @@ from loopml.core.deployments import Deployment
 from loopml.core.errors import LoopmlError, ValidationError
 from loopml.core.logs import LEVELS, LogQuery
 from loopml.packaging import Signature
+from loopml.portal.pages._snippets import snippets
 from loopml.portal.pages.deployment_data import (
     Detail,
     ModelFacts,
@@ -74,25 +74,6 @@ def needs_token(viewer: Viewer, deployment: Deployment) -> bool:
     return viewer.auth and deployment.spec.auth == "token"
 
 
-def snippets(url: str, row: dict[str, Any], token: bool) -> dict[str, str]:
-    """A curl line and a Python snippet that POST ``row`` to ``url`` as pasted (the token
-    read from ``$LOOPML_TOKEN``)."""
-    body = json.dumps({"instances": [row]}, separators=(",", ":"))
-    header = ' -H "Authorization: Bearer $LOOPML_TOKEN"' if token else ""
-    curl = (
-        f"curl -s {shlex.quote(url)} -H 'content-type: application/json'{header} "
-        f"-d {shlex.quote(body)}"
-    )
-    lines = ["import httpx", ""]
-    if token:
-        lines[0:1] = ["import os", "", "import httpx"]
-    lines.append(f"answer = httpx.post(\n    {url!r},\n    json={{'instances': [{row!r}]}},")
-    if token:
-        lines.append("    headers={'Authorization': f\"Bearer {os.environ['LOOPML_TOKEN']}\"},")
-    lines += ["    timeout=60,", ")", "answer.raise_for_status()", "print(answer.json())"]
-    return {"curl": curl, "python": "\n".join(lines)}
-
-
 def _chart_data(detail: Detail) -> str:
     """The usage series as JSON for a ``<script type="application/json">`` (``</`` cannot
     end the element: ``<`` is escaped)."""
@@ -117,7 +98,12 @@ async def _page(
     urls = endpoints(str(request.base_url), detail.deployment)
     token = needs_token(viewer, detail.deployment)
     example = detail.facts.example
-    code = snippets(urls["predict"], example, token) if example is not None else None
+    # The gateway completes rows from feature views on /predict only: no V2 snippet then.
+    v2 = detail.deployment.spec.features is None
+    targets = urls if v2 else {"predict": urls["predict"]}
+    code = None
+    if example is not None:
+        code = snippets(targets, example, detail.facts.signature, token)
     values = extra.pop("values", None) or example or {}
     return render(
         request,
@@ -130,6 +116,7 @@ async def _page(
         urls=urls,
         token=token,
         code=code,
+        v2=v2,
         chart=_chart_data(detail),
         lines=lines,
         query=query,
