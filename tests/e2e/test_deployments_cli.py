@@ -22,8 +22,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
 def _replicas(server: RunningServer) -> list[psutil.Process]:
-    children = psutil.Process(server.process.pid).children(recursive=True)
-    return [p for p in children if REPLICA_MODULE in p.cmdline()]
+    found = []
+    for child in psutil.Process(server.process.pid).children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and REPLICA_MODULE in child.cmdline():
+                found.append(child)
+        except psutil.Error:  # gone, or a zombie not yet reaped (a replica scaled away)
+            continue
+    return found
 
 
 def _show(server: RunningServer, name: str) -> dict[str, Any]:

@@ -1,7 +1,9 @@
-"""The gateway as processes of its own (``gateway.port``): a real ``loopml up`` with two
-gateway processes on a port of their own, a deployment served through them, its answers in
-the prediction log, a canary moved from 10 to 50 % under load with no failed request, and a
-gateway process killed under load, restarted, with only the requests it held failing."""
+"""The gateway as processes of its own: a real ``loopml up`` with two gateway processes,
+either on a port of their own (``gateway.port``) or on the platform's one port in front of it
+(``gateway.front``); a deployment served through them while the platform is stopped, its
+answers in the prediction log, a canary moved from 10 to 50 % under load with no failed
+request, and a gateway process killed under load, restarted, with only the requests it held
+failing."""
 
 from __future__ import annotations
 
@@ -29,28 +31,35 @@ GATEWAY_MODULE = "loopml.serve.gateway"
 
 
 class Served:
-    def __init__(self, server: RunningServer, port: int) -> None:
+    def __init__(self, server: RunningServer, url: str, front: bool) -> None:
         self.server = server
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = url
+        self.front = front
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    root = tmp_path_factory.mktemp("gateway-process")
+@pytest.fixture(scope="module", params=["port", "front"])
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    front = request.param == "front"
+    root = tmp_path_factory.mktemp(f"gateway-{request.param}")
     home = root / "home"
     home.mkdir()
     port = free_port()
-    env = {
-        "LOOPML_GATEWAY_PORT": str(port),
-        "LOOPML_GATEWAY_PROCESSES": "2",
-        "LOOPML_SERVER_MAX_BODY_BYTES": str(1024 * 1024),
-    }
+    env = {"LOOPML_GATEWAY_PROCESSES": "2", "LOOPML_SERVER_MAX_BODY_BYTES": str(1024 * 1024)}
+    if front:
+        env["LOOPML_GATEWAY_FRONT"] = "true"
+    else:
+        env["LOOPML_GATEWAY_PORT"] = str(port)
     with running_server(home, env) as server:
         log_cancer_model(server, root / "pkg", versions=2)
         deployed = server.cli("deploy", "cancer/1", "--name", "churn", "--replicas", "1")
         assert deployed.returncode == 0, deployed.stderr
-        assert wait_for_port(port), (home / "logs" / "gateway.log").read_text()
-        yield Served(server, port)
+        if front:
+            yield Served(server, server.url, front=True)
+        else:
+            assert wait_for_port(port), (home / "logs" / "gateway.log").read_text()
+            yield Served(server, f"http://127.0.0.1:{port}", front=False)
 
 
 def _gateways(server: RunningServer) -> list[psutil.Process]:
@@ -83,8 +92,14 @@ def test_serves_a_deployment_and_logs_every_answer(served: Served) -> None:
     assert len(_gateways(server)) == 2
     ids = [f"gw-{n}" for n in range(20)]
     with httpx.Client(trust_env=False, timeout=30) as client:
-        for request_id in ids:
-            answer = _predict(client, served.url, request_id)
+        assert _predict(client, served.url).status_code == 200  # the route table is here
+        # Served by the gateway processes alone: the platform is stopped meanwhile.
+        os.kill(server.process.pid, signal.SIGSTOP)
+        try:
+            answers = [_predict(client, served.url, request_id) for request_id in ids]
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        for request_id, answer in zip(ids, answers, strict=True):
             assert answer.status_code == 200, answer.text
             assert answer.headers["x-loopml-model-version"] == "1"
             assert answer.headers["x-loopml-revision"] == "1"
@@ -103,10 +118,13 @@ def test_serves_a_deployment_and_logs_every_answer(served: Served) -> None:
         wrong = client.get(f"{served.url}/v2/models/cancer/infer")
         assert wrong.status_code == 405
         assert isinstance(wrong.json()["error"], str)
-        # The API is on the platform's port; this one says so.
         api = client.get(f"{served.url}/api/v1/projects")
-        assert api.status_code == 404
-        assert server.url in api.json()["error"]["message"]
+        if served.front:  # the one port: the API on the same connection, then serving again
+            assert api.status_code == 200, api.text
+            assert _predict(client, served.url).status_code == 200
+        else:  # the API is on the platform's port; this one says so
+            assert api.status_code == 404
+            assert server.url in api.json()["error"]["message"]
         # A cross-site call is the platform guard's to refuse, through this port too.
         refused = client.post(
             f"{served.url}/deployments/churn/predict",
@@ -268,3 +286,64 @@ def test_with_authentication_a_token_is_checked_by_the_platform_and_revocation_h
                 assert time.monotonic() < deadline, "a revoked token still served after 10 s"
                 time.sleep(0.2)
             assert client.post(url, json=body, headers=bearer).status_code == 401
+
+
+def test_in_front_one_port_streams_uploads_and_outlives_its_gateways(served: Served) -> None:
+    if not served.front:
+        pytest.skip("gateway.port: the API is on the platform's own port")
+    server = served.server
+    gateways = _gateways(server)
+    rss_before = max(process.memory_info().rss for process in gateways)
+    # 64 MiB up and down through the one port: streamed, the gateways hold none of it.
+    size = 64 * 1024 * 1024
+    block = os.urandom(1024 * 1024)
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(size // len(block)):
+            yield block
+
+    url = f"{served.url}/api/v1/projects/default/artifacts/front.bin"
+    with httpx.Client(trust_env=False, timeout=120) as client:
+        put = client.put(url, content=chunks(), headers={"content-type": "application/x-data"})
+        assert put.status_code == 201, put.text
+        assert put.json()["size"] == size
+        got = 0
+        with client.stream("GET", url) as answer:
+            assert answer.status_code == 200
+            for piece in answer.iter_bytes():
+                got += len(piece)
+        assert got == size
+    rss_after = max(process.memory_info().rss for process in _gateways(server))
+    assert rss_after - rss_before < 24 * 1024 * 1024, (rss_before, rss_after)
+    # Every gateway process killed at once: a new connection waits in the port's backlog
+    # (the platform holds the socket) and is answered once they are back.
+    for process in gateways:
+        os.kill(process.pid, signal.SIGKILL)
+    health = httpx.get(f"{served.url}/api/v1/health", trust_env=False, timeout=30)
+    assert health.status_code == 200, health.text
+    _until(lambda: len(_gateways(server)) == 2)
+
+
+def test_a_stop_loses_no_answer_the_gateway_processes_gave(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"LOOPML_GATEWAY_FRONT": "true"}
+    ids = [f"stop-{n}" for n in range(300)]
+    with running_server(home, env) as server:
+        log_cancer_model(server, tmp_path / "pkg")
+        deployed = server.cli("deploy", "cancer/1", "--name", "churn", "--replicas", "1")
+        assert deployed.returncode == 0, deployed.stderr
+        with httpx.Client(trust_env=False, timeout=30) as client:
+            for request_id in ids:
+                assert _predict(client, server.url, request_id).status_code == 200
+        # Stopped at once: the last answers are still in the gateway process's next report.
+        server.process.terminate()
+        # uvicorn ends a graceful stop by raising the signal it caught again.
+        assert server.process.wait(timeout=60) in (0, -signal.SIGTERM)
+    with running_server(home, env) as server:
+        shown = server.cli(
+            "sql", "SELECT count(DISTINCT inference_id) AS n FROM churn__predictions "
+            "WHERE inference_id LIKE 'stop-%'", "-f", "json", timeout=60,
+        )  # fmt: skip
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout) == [{"n": len(ids)}]

@@ -84,7 +84,7 @@ def create_app(
     app.state.serving = serving = build_serving(ctx)
     app.router.routes.extend(serving.gateway.routes())
     link: GatewayLink | None = None
-    if settings.gateway.port is not None:
+    if settings.gateway.port is not None or settings.gateway.front:
         # The gateway processes' route feed and reports (loopback, checked by a secret).
         app.state.gateway_link = link = GatewayLink(serving.gateway, settings)
         app.router.routes.extend(link.routes())

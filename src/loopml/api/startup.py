@@ -30,7 +30,7 @@ from loopml.data.records import RecordBatcher
 from loopml.data.streams.metrics import StreamCollector
 from loopml.data.streams.supervisor import StreamSupervisor
 from loopml.deploy import Serving
-from loopml.deploy.gateways import GatewayProcesses
+from loopml.deploy.gateways import FrontDoor, GatewayProcesses
 from loopml.pipelines.automation import AutomationEngine, AutomationThread
 from loopml.pipelines.worker import Worker, WorkerConfig, WorkerThread, server_url
 from loopml.predictions.log import PredictionLog
@@ -121,21 +121,26 @@ def start_streams(ctx: AppContext) -> StreamSupervisor | None:
     return StreamSupervisor(ctx.store, ctx.settings).start()
 
 
-async def start_gateways(ctx: AppContext, link: GatewayLink | None) -> GatewayProcesses | None:
-    """The gateway processes on ``gateway.port`` (``loopml.deploy.gateways``), fed by
+async def start_gateways(
+    ctx: AppContext, link: GatewayLink | None, front: FrontDoor | None
+) -> GatewayProcesses | None:
+    """The gateway processes (``loopml.deploy.gateways``) on ``gateway.port``, or on
+    ``server.port`` in front of this process (``front``, which ``loopml up`` opened), fed by
     ``link``; ``None`` when the gateway runs only in this process."""
     settings = ctx.settings
-    if link is None or settings.gateway.port is None:
+    if link is None or (settings.gateway.port is None and front is None):
         return None
     await link.start()
     processes = GatewayProcesses(
         host=settings.server.host.strip("[]"),
-        port=settings.gateway.port,
+        port=settings.gateway.port or settings.server.port,
         count=settings.gateway.processes,
-        platform_url=server_url(settings),
+        platform_url=front.platform_url if front is not None else server_url(settings),
         secret=link.secret,
         config=settings.gateway,
-        log_path=settings.home / "logs" / "gateway.log",
+        # Beside the platform's log file; with none, on the platform's stderr.
+        log_path=None if settings.server_log is None else settings.home / "logs" / "gateway.log",
+        front=front.public if front is not None else None,
     )
     await processes.start()
     return processes
@@ -169,7 +174,10 @@ def lifespan(ctx: AppContext) -> Callable[[FastAPI], AbstractAsyncContextManager
         serving.gateway.on_answer = predictions.log_answer
         if serving.gateway.on_shadow is None:
             serving.gateway.on_shadow = predictions.log_shadow
-        gateways = await start_gateways(ctx, getattr(app.state, "gateway_link", None))
+        gateways = await start_gateways(
+            ctx, getattr(app.state, "gateway_link", None), getattr(app.state, "front", None)
+        )
+        app.state.gateways = gateways  # stopped first on the way out (cli/_uvicorn.py)
         own = await anyio.to_thread.run_sync(worker_token, ctx, app.state.auth_key)
         worker = start_worker(ctx, own.token if own is not None else None)
         automation = start_automation(ctx)

@@ -19,6 +19,7 @@ from loopml.core.errors import ConfigurationError
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from loopml.deploy.gateways import FrontDoor
     from loopml.settings import Settings
     from loopml.store import MetadataStore
 
@@ -178,17 +179,47 @@ def _serve(settings: Settings) -> None:
         f"  portal     http://{url_host}:{settings.server.port}/  (API reference at /docs)",
         highlight=False,
     )
+    processes = settings.gateway.processes
+    gateways = f"{processes} gateway process{'es' if processes > 1 else ''}"
     if settings.gateway.port is not None:
-        processes = settings.gateway.processes
         console.print(
             f"  serving    http://{url_host}:{settings.gateway.port}/deployments/NAME/predict  "
-            f"({processes} gateway process{'es' if processes > 1 else ''})",
+            f"({gateways})",
+            highlight=False,
+        )
+    front = _front_door(settings) if in_front(settings) else None
+    if front is not None:
+        app.state.front = front
+        console.print(
+            f"  serving    http://{url_host}:{settings.server.port}/deployments/NAME/predict  "
+            f"({gateways} in front; the platform behind them on {front.platform_url})",
             highlight=False,
         )
     heap.settle()  # see loopml.core.heap
     url = f"http://{url_host}:{settings.server.port}"
-    with _pidfile.held(settings.home, url):
-        _run(app, settings)
+    try:
+        with _pidfile.held(settings.home, url):
+            _run(app, settings, front)
+    finally:
+        if front is not None:
+            front.close()
+
+
+def in_front(settings: Settings) -> bool:
+    """Whether gateway processes stand in front of the platform on ``server.port``."""
+    return settings.gateway.front and settings.gateway.port is None
+
+
+def _front_door(settings: Settings) -> FrontDoor:
+    """``server.port`` for the gateway processes, and the platform's own loopback port."""
+    from loopml.deploy.gateways import FrontDoor
+
+    try:
+        return FrontDoor(settings.server.host, settings.server.port)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot listen on {settings.server.host}:{settings.server.port}: {exc.strerror}"
+        ) from exc
 
 
 def log_config(settings: Settings) -> dict[str, Any]:
@@ -203,13 +234,18 @@ KEEP_ALIVE_S = 30
 """How long the server keeps an idle client connection open."""
 
 
-def _run(app: FastAPI, settings: Settings) -> None:
+def _run(app: FastAPI, settings: Settings, front: FrontDoor | None = None) -> None:
+    """Serve ``app`` on ``server.port``, or, in front of the gateway processes, on the
+    front door's loopback port."""
+    import sys
+
     import uvicorn
 
     from loopml.api.warm import warm_in_background
+    from loopml.cli._uvicorn import PlatformServer
 
     warm_in_background(app)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.server.host.strip("[]"),
         port=settings.server.port,
@@ -223,3 +259,10 @@ def _run(app: FastAPI, settings: Settings) -> None:
         # the server was closing at that moment failed as "Server disconnected".
         timeout_keep_alive=KEEP_ALIVE_S,
     )
+    host = settings.server.host.strip("[]")
+    shown = f"[{host}]" if ":" in host else host
+    public = f"http://{shown}:{settings.server.port}" if front else None
+    server = PlatformServer(config, app, public)
+    server.run(sockets=[front.internal] if front is not None else None)
+    if not server.started:  # as uvicorn.run: the port could not be bound, or startup failed
+        sys.exit(3)

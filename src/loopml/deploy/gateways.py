@@ -1,8 +1,12 @@
-"""The gateway processes ``loopml up`` runs when ``gateway.port`` is set: ``gateway.processes``
-of ``python -m loopml.serve.gateway`` sharing the port, each tied to the platform (it gets
-SIGTERM when the platform dies, even by SIGKILL) and restarted when it exits, after a pause
-that doubles on each quick exit (0.2 s up to 10 s; back to 0.2 s once one has run a minute).
-Their output goes to ``logs/gateway.log`` in the home."""
+"""The gateway processes ``loopml up`` runs when ``gateway.port`` or ``gateway.front`` is set:
+``gateway.processes`` of ``python -m loopml.serve.gateway`` sharing the port, each tied to the
+platform (it gets SIGTERM when the platform dies, even by SIGKILL) and restarted when it
+exits, after a pause that doubles on each quick exit (0.2 s up to 10 s; back to 0.2 s once
+one has run a minute). Their output goes to ``logs/gateway.log`` in the home.
+
+In front of the platform they serve the listening socket of ``server.port``, which the
+platform binds (so a port already taken fails ``loopml up`` at once) and keeps open: a
+connection that comes while every gateway process is restarting waits in its backlog."""
 
 from __future__ import annotations
 
@@ -10,13 +14,14 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from loopml.serve.gateway.config import GatewayConfig
-from loopml.serve.gateway.process import CONFIG_ENV
+from loopml.serve.gateway.process import CONFIG_ENV, bind
 from loopml.serve.gateway.wire import SECRET_ENV
 
 log = logging.getLogger("loopml.deploy.gateways")
@@ -46,7 +51,9 @@ class GatewayProcesses:
         platform_url: the platform's own address, where they follow the route table.
         secret: the platform's secret for its gateway (``GatewayLink.secret``).
         config: the ``gateway`` settings.
-        log_path: where their output goes.
+        log_path: where their output goes (``None``: the platform's own stderr).
+        front: the listening socket of ``server.port`` they serve in front of the platform
+            (``port`` is then unused).
     """
 
     def __init__(
@@ -58,8 +65,10 @@ class GatewayProcesses:
         platform_url: str,
         secret: str,
         config: GatewayConfig,
-        log_path: Path,
+        log_path: Path | None,
+        front: socket.socket | None = None,
     ) -> None:
+        self.front = front
         self.host = host
         self.port = port
         self.platform_url = platform_url
@@ -69,7 +78,8 @@ class GatewayProcesses:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._log_path.parent.mkdir(parents=True, exist_ok=True)
+        if self._log_path is not None:
+            self._log_path.parent.mkdir(parents=True, exist_ok=True)
         for slot in self._slots:
             self._spawn(slot)
         self._task = asyncio.create_task(self._watch())
@@ -99,20 +109,24 @@ class GatewayProcesses:
             GATEWAY_MODULE,
             "--parent-pid",
             str(os.getpid()),
-            "--host",
-            self.host,
-            "--port",
-            str(self.port),
             "--platform",
             self.platform_url,
         ]
-        with self._log_path.open("ab") as out:
+        passed: tuple[int, ...] = ()
+        if self.front is not None:
+            passed = (self.front.fileno(),)
+            command += ["--front", "--fd", str(passed[0])]
+        else:
+            command += ["--host", self.host, "--port", str(self.port)]
+        with contextlib.ExitStack() as stack:
+            out = None if self._log_path is None else stack.enter_context(self._log_path.open("ab"))
             slot.process = subprocess.Popen(
                 command,
                 env=self._env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                pass_fds=passed,
             )
         slot.started = time.monotonic()
         slot.restart_at = None
@@ -142,6 +156,32 @@ class GatewayProcesses:
                     process.returncode,
                     ran,
                     pause,
-                    self._log_path,
+                    self._log_path or "the platform's log",
                 )
                 slot.restart_at = now + pause
+
+
+class FrontDoor:
+    """``server.port`` held for gateway processes in front of the platform, and the
+    loopback port the platform itself listens on behind them (``gateway.front``).
+
+    Args:
+        host: ``server.host``.
+        port: ``server.port``.
+
+    Raises:
+        OSError: a port could not be bound (taken, or not allowed).
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.public = bind(host.strip("[]"), port, shared=False)
+        try:
+            self.internal = bind("127.0.0.1", 0, shared=False)
+        except OSError:
+            self.public.close()
+            raise
+        self.platform_url = f"http://127.0.0.1:{self.internal.getsockname()[1]}"
+
+    def close(self) -> None:
+        self.public.close()
+        self.internal.close()

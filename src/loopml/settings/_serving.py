@@ -91,17 +91,25 @@ class GatewaySettings(_Section):
         default=None,
         ge=1,
         le=65535,
-        description="A port of its own for deployments' traffic, served by gateway processes "
-        "of their own (`python -m loopml.serve.gateway`, supervised by `loopml up`) off the "
-        "platform's event loop. Unset, the gateway runs inside the platform's process on "
-        "`server.port`, which serves deployments either way.",
+        description="A port of its own for deployments' traffic, served by the gateway "
+        "processes (`python -m loopml.serve.gateway`, supervised by `loopml up`); the platform "
+        "keeps `server.port` (which serves deployments too, through its own gateway). Unset, "
+        "see `gateway.front`.",
+    )
+    front: bool = Field(
+        default=True,
+        description="With `gateway.port` unset: the gateway processes own `server.port`, in "
+        "front of the platform. They serve deployments' traffic themselves and pass every "
+        "other request (API, portal, uploads) to the platform, which listens on a loopback "
+        "port of its own; `loopml up` opens one port. `false`: one process, the gateway "
+        "inside the platform's.",
     )
     processes: int = Field(
         default=1,
         ge=1,
         le=64,
-        description="Gateway processes sharing `gateway.port` (SO_REUSEPORT), when it is set: "
-        "one per core the serving traffic may use.",
+        description="Gateway processes sharing `gateway.port` (SO_REUSEPORT), or `server.port` "
+        "with `gateway.front`: one per core the serving traffic may use.",
     )
 
 

@@ -21,6 +21,7 @@ from loopml.core.errors import (
     ServiceUnavailableError,
     error_headers,
 )
+from loopml.serve.gateway._tunnel import Front, Tunnel
 from loopml.serve.gateway.metrics import ANONYMOUS
 from loopml.serve.oip import error_body_for
 
@@ -123,13 +124,23 @@ class Connection(asyncio.Protocol):
     Args:
         handle: the whole answer to a request.
         max_body: the body limit now (it comes with the route table).
+        front: where the requests this gateway does not serve go, when it stands in front
+            of the platform (``gateway.front``): from the first such request on, the
+            connection's requests pass through a ``Tunnel``.
     """
 
     def __init__(
-        self, handle: Callable[[Request], Awaitable[bytes]], max_body: Callable[[], int]
+        self,
+        handle: Callable[[Request], Awaitable[bytes]],
+        max_body: Callable[[], int],
+        front: Front | None = None,
     ) -> None:
         self.handle = handle
         self.max_body = max_body
+        self.front = front
+        self.tunnel: Tunnel | None = None
+        self._passing = False  # the request being read goes through the tunnel
+        self._raw = False  # upgraded: the client's bytes go through untouched
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.client = ""
@@ -150,17 +161,40 @@ class Connection(asyncio.Protocol):
         self.client = str(peer[0]) if peer else ""
 
     def data_received(self, data: bytes) -> None:
+        if self._raw and self.tunnel is not None:
+            self.tunnel.raw(data)
+            return
         if self._refused:
             return
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._refuse(BadRequestError("this port does not upgrade connections"), "/")
+        except httptools.HttpParserUpgrade as exc:
+            if self.tunnel is None:
+                self._refuse(BadRequestError("this port does not upgrade connections"), "/")
+                return
+            self._raw = True  # the platform took the upgrade: what follows is not HTTP
+            self.tunnel.raw(data[exc.args[0] :])
         except httptools.HttpParserError as exc:
             self._refuse(BadRequestError(f"the request does not parse as HTTP/1.1: {exc}"), "/")
 
+    def eof_received(self) -> bool | None:
+        if self.tunnel is None:
+            return None
+        self.tunnel.client_eof()
+        return True  # the platform's answers may still come: the tunnel closes when it is done
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.tunnel is not None:
+            self.tunnel.client_closed()
+
+    def pause_writing(self) -> None:
+        if self.tunnel is not None:
+            self.tunnel.client_full()
+
+    def resume_writing(self) -> None:
+        if self.tunnel is not None:
+            self.tunnel.client_drained()
 
     # httptools callbacks
 
@@ -177,6 +211,10 @@ class Connection(asyncio.Protocol):
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        front = self.front
+        if front is not None and (self.tunnel is not None or front.passes(self._path())):
+            self._pass_on()
+            return
         limit = self.max_body()
         expect = False
         for name, value in self._headers:
@@ -189,6 +227,9 @@ class Connection(asyncio.Protocol):
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
+        if self._passing and self.tunnel is not None:
+            self.tunnel.body(body)
+            return
         self._size += len(body)
         limit = self.max_body()
         if self._size > limit:
@@ -197,6 +238,10 @@ class Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        if self._passing and self.tunnel is not None:
+            self._passing = False
+            self.tunnel.end()
+            return
         if self._refused:
             return
         path, _, query = self._url.decode("latin-1").partition("?")
@@ -238,13 +283,43 @@ class Connection(asyncio.Protocol):
                 return
             if not self.pending:
                 self.busy = False
-                if transport.is_reading() is False:
+                if self.tunnel is not None:
+                    self.tunnel.open_gate()
+                elif transport.is_reading() is False:
                     transport.resume_reading()
                 return
             request = self.pending.popleft()
 
+    # the platform's requests (gateway.front)
+
+    def _path(self) -> str:
+        return self._url.decode("latin-1").partition("?")[0]
+
+    def _pass_on(self) -> None:
+        """Send the request being read, and every later one, to the platform."""
+        self._passing = True
+        tunnel = self.tunnel
+        if tunnel is None:
+            assert self.front is not None
+            assert self.transport is not None
+            self.tunnel = tunnel = Tunnel(self.transport, self.client, self._unreachable)
+            tunnel.connect(self.front.host, self.front.port)
+            if not self.busy:
+                tunnel.open_gate()
+        parser = self.parser
+        tunnel.head(parser.get_method(), self._url, parser.get_http_version(), self._headers)
+
+    def _unreachable(self, exc: Exception) -> None:
+        """The platform could not be reached for the connection's first passed request."""
+        self._refused = True
+        transport = self.transport
+        if transport is not None and not self.closed:
+            error = ServiceUnavailableError(f"the platform behind this gateway is away ({exc})")
+            transport.write(error_answer(self._path(), error, False))
+            transport.close()
+
     def _too_large(self, limit: int) -> None:
-        path = self._url.decode("latin-1").partition("?")[0]
+        path = self._path()
         self._refuse(
             PayloadTooLargeError(f"the request body is over the limit of {limit} bytes"), path
         )

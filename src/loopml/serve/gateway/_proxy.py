@@ -20,8 +20,10 @@ limit), then either
   ``/metrics``; anything the platform's guard must judge). The platform serves those
   exactly as on its own port.
 
-Paths that are not serving paths get 404 with the platform's address: the API, the portal and
-uploads live on the platform's port.
+Paths that are not serving paths get 404 with the platform's address (the API, the portal and
+uploads live on the platform's port), except in front of the platform (``gateway.front``):
+there a connection's first such request, and every later one on it, pass to the platform
+through a ``_tunnel.Tunnel``, streamed both ways.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from loopml.core.errors import LoopmlError, NotFoundError, ServiceUnavailableErr
 from loopml.core.ids import fast_id
 from loopml.serve.gateway._balance import Balancer
 from loopml.serve.gateway._connection import Connection, Request, encode_answer, error_answer
+from loopml.serve.gateway._tunnel import SERVING, Front
 from loopml.serve.gateway._upstream import (
     PASSED_ON,
     Unreachable,
@@ -62,7 +65,6 @@ _DEPLOYMENT_INFER = re.compile(
     r"/(?:projects/([^/]+)/)?deployments/([^/]+)/v2/models/([^/]+)/infer"
 )
 _ROOT_INFER = re.compile(r"/v2/models/([^/]+)/infer")
-_SERVING = re.compile(r"/(?:projects/[^/]+/)?deployments/[^/]+/(?:predict|v2)(?:/.*)?|/v2(?:/.*)?")
 
 # What a replica gets of the client's headers (the rest is the gateway's business).
 _TO_REPLICA = frozenset({b"content-type", b"accept", b"inference-header-content-length"})
@@ -104,6 +106,7 @@ class ProxyServer:
         config: the gateway's timeouts and bounds.
         max_answers: answers held for the prediction log while the platform cannot take
             them; past it the oldest are dropped (and counted).
+        front: where to pass what is not served here, in front of the platform.
     """
 
     def __init__(
@@ -113,7 +116,9 @@ class ProxyServer:
         config: GatewayConfig,
         *,
         max_answers: int = 100_000,
+        front: Front | None = None,
     ) -> None:
+        self.front = front
         self.platform_url = platform_url.rstrip("/")
         self.platform_host = self.platform_url.split("://", 1)[-1]
         self.secret = secret
@@ -149,7 +154,7 @@ class ProxyServer:
         await self.platform.close()
 
     def protocol(self) -> asyncio.Protocol:
-        return Connection(self.handle, lambda: self.table.max_body_bytes)
+        return Connection(self.handle, lambda: self.table.max_body_bytes, self.front)
 
     # ------------------------------------------------------------------ requests
 
@@ -159,7 +164,7 @@ class ProxyServer:
             lean = self._lean(request)
             if lean is not None:
                 return await self._serve(request, *lean)
-            if _SERVING.fullmatch(request.path) or request.path == "/metrics":
+            if SERVING.fullmatch(request.path) or request.path == "/metrics":
                 return await self._relay(request)
             raise NotFoundError(
                 f"{request.path[:200]!r} is not a serving path: this port serves deployments "

@@ -8,6 +8,11 @@ stops on SIGTERM: it stops taking connections, answers what it holds, posts its 
 and exits. Its settings come from the environment, as its supervisor sets them:
 ``LOOPML_GATEWAY_SECRET`` (the platform's secret for its gateway) and
 ``LOOPML_GATEWAY_CONFIG`` (the ``gateway`` settings section, as JSON).
+
+In front of the platform (``--front``, ``gateway.front``) it serves the listening socket
+the platform opened on ``server.port`` and hands it (``--fd``): connections wait in its
+backlog while a gateway process restarts, and every request that is not a serving path
+goes to the platform's loopback address (``--platform``) through a ``_tunnel.Tunnel``.
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
 from loopml.core import heap
 from loopml.core.lifeline import die_with_parent
 from loopml.serve.gateway._proxy import ProxyServer
+from loopml.serve.gateway._tunnel import Front
 from loopml.serve.gateway._upstream import Unreachable, UpstreamTimeout
 from loopml.serve.gateway.config import GatewayConfig
 from loopml.serve.gateway.wire import (
@@ -147,12 +154,13 @@ class GatewayProcess:
         proxy.report = report
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """The gateway port's listening socket, shared with the other gateway processes."""
+def bind(host: str, port: int, *, shared: bool = True) -> socket.socket:
+    """A listening socket; ``shared``: the gateway port's, with ``SO_REUSEPORT`` so the other
+    gateway processes bind it too."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if hasattr(socket, "SO_REUSEPORT"):
+    if shared and hasattr(socket, "SO_REUSEPORT"):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(2048)
@@ -196,8 +204,13 @@ async def serve(sock: socket.socket, proxy: ProxyServer) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loopml.serve.gateway")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    listen = parser.add_mutually_exclusive_group(required=True)
+    listen.add_argument("--port", type=int, help="bind this port (shared, SO_REUSEPORT)")
+    listen.add_argument("--fd", type=int, help="serve this inherited listening socket")
     parser.add_argument("--platform", required=True, help="the platform's URL (loopback)")
+    parser.add_argument(
+        "--front", action="store_true", help="pass what is not a serving path to the platform"
+    )
     parser.add_argument("--parent-pid", type=int, default=None)
     args = parser.parse_args(argv)
     if args.parent_pid is not None and not die_with_parent(args.parent_pid):
@@ -211,12 +224,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     raw = os.environ.get(CONFIG_ENV)
     config = GatewayConfig.model_validate_json(raw) if raw else GatewayConfig()
-    try:
-        sock = bind(args.host.strip("[]"), args.port)
-    except OSError as exc:
-        print(f"cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
-        return 1
-    proxy = ProxyServer(args.platform, secret, config)
+    if args.fd is not None:
+        sock = socket.socket(fileno=args.fd)
+        sock.setblocking(False)
+    else:
+        try:
+            sock = bind(args.host.strip("[]"), args.port)
+        except OSError as exc:
+            print(f"cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+            return 1
+    front = None
+    if args.front:
+        address = urlsplit(args.platform)
+        if address.hostname is None or address.port is None:
+            print(f"--platform {args.platform!r} names no host and port", file=sys.stderr)
+            return 2
+        front = Front(address.hostname, address.port)
+    proxy = ProxyServer(args.platform, secret, config, front=front)
     heap.settle()  # see loopml.core.heap
     try:
         import uvloop

@@ -1,0 +1,44 @@
+"""The platform's uvicorn server (imported by ``loopml up`` only, with uvicorn)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import uvicorn
+from fastapi import FastAPI
+
+log = logging.getLogger("uvicorn.error")
+
+
+class PlatformServer(uvicorn.Server):
+    """uvicorn's server, which stops the gateway processes first on the way out: they post
+    their last answers for the prediction log while the platform still listens (uvicorn stops
+    listening before the app's lifespan ends, where everything else stops).
+
+    Args:
+        public: the URL of ``server.port`` when gateway processes serve it in front of
+            this server (uvicorn says where it runs only for the ports it binds itself).
+    """
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI, public: str | None = None) -> None:
+        super().__init__(config)
+        self.app = app
+        self.public = public
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.public is not None and sockets and self.started:
+            inner = sockets[0].getsockname()
+            log.info(
+                "Uvicorn running on %s (gateway processes in front; the platform on %s:%d)",
+                self.public,
+                inner[0],
+                inner[1],
+            )
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        gateways = getattr(self.app.state, "gateways", None)
+        if gateways is not None:
+            await gateways.close()
+        await super().shutdown(sockets)
