@@ -234,6 +234,15 @@ KEEP_ALIVE_S = 30
 """How long the server keeps an idle client connection open."""
 
 
+def _behind_gateways() -> str:
+    """Whom the platform trusts for X-Forwarded-For behind its gateway processes: them, and
+    what ``FORWARDED_ALLOW_IPS`` names (uvicorn's own default being loopback)."""
+    from loopml.serve.gateway._tunnel import LOOPBACK
+
+    named = os.environ.get("FORWARDED_ALLOW_IPS", LOOPBACK)
+    return "*" if "*" in named.split(",") else f"{named},127.0.0.1"
+
+
 def _run(app: FastAPI, settings: Settings, front: FrontDoor | None = None) -> None:
     """Serve ``app`` on ``server.port``, or, in front of the gateway processes, on the
     front door's loopback port."""
@@ -258,6 +267,9 @@ def _run(app: FastAPI, settings: Settings, front: FrontDoor | None = None) -> No
         # most HTTP clients' 5 s): with uvicorn's own 5 s, a request sent on a connection
         # the server was closing at that moment failed as "Server disconnected".
         timeout_keep_alive=KEEP_ALIVE_S,
+        # Behind gateway processes every connection comes from loopback, X-Forwarded-For
+        # set by them (the client's own kept only from a proxy FORWARDED_ALLOW_IPS names).
+        forwarded_allow_ips=_behind_gateways() if front is not None else None,
     )
     host = settings.server.host.strip("[]")
     shown = f"[{host}]" if ":" in host else host

@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from loopml.serve.gateway._connection import Connection
 from loopml.serve.gateway._proxy import ProxyServer
-from loopml.serve.gateway._tunnel import HIGH_WATER, Front
+from loopml.serve.gateway._tunnel import HIGH_WATER, Front, trust
 from loopml.serve.gateway.config import GatewayConfig
 
 Scenario = Callable[[int, "Platform"], Awaitable[None]]
@@ -43,9 +43,8 @@ class Platform:
 
     async def echo(self, request: Request) -> Response:
         client = request.client.host if request.client else None
-        return JSONResponse(
-            {"client": client, "headers": request.headers.getlist("x-forwarded-for")}
-        )
+        forwarded = request.headers.getlist("x-forwarded-for")
+        return JSONResponse({"client": client, "headers": forwarded, "scheme": request.url.scheme})
 
     async def upload(self, request: Request) -> Response:
         digest, size = hashlib.sha256(), 0
@@ -88,9 +87,12 @@ def _listener() -> socket.socket:
     return sock
 
 
-def run(scenario: Scenario, *, platform_port: int | None = None) -> None:
+def run(
+    scenario: Scenario, *, platform_port: int | None = None, proxies: str | None = None
+) -> None:
     """``scenario(gateway_port, platform)`` with a gateway in front of the stand-in platform
-    (or of ``platform_port``, where something else listens or nothing does)."""
+    (or of ``platform_port``, where something else listens or nothing does), trusting the
+    forwarding headers of ``proxies`` (``FORWARDED_ALLOW_IPS``'s form), or nobody's."""
 
     async def main() -> None:
         platform = Platform()
@@ -104,7 +106,11 @@ def run(scenario: Scenario, *, platform_port: int | None = None) -> None:
             f"http://127.0.0.1:{port}",
             "secret",
             GatewayConfig(),
-            front=Front("127.0.0.1", platform_port or port),
+            front=Front(
+                "127.0.0.1",
+                platform_port or port,
+                trust(proxies) if proxies is not None else Front.trusted,
+            ),
         )
         await proxy.start()
         outer = _listener()
@@ -171,14 +177,31 @@ def _predict(n: int) -> bytes:
     )
 
 
+FORWARDED = (
+    b"x-forwarded-for: 10.9.9.9\r\nx-forwarded-for: 10.8.8.8\r\nx-forwarded-proto: https\r\n"
+)
+
+
 def test_the_platform_sees_the_clients_address_never_a_forged_one() -> None:
     async def scenario(port: int, platform: Platform) -> None:
-        forged = b"x-forwarded-for: 10.9.9.9\r\nx-forwarded-for: 10.8.8.8\r\n"
-        answer = await _exchange(port, _get("/echo", close=True, extra=forged))
+        answer = await _exchange(port, _get("/echo", close=True, extra=FORWARDED))
         seen = json.loads(_bodies(answer)[0])
-        assert seen == {"client": "127.0.0.1", "headers": ["127.0.0.1"]}
+        assert seen == {"client": "127.0.0.1", "headers": ["127.0.0.1"], "scheme": "http"}
 
-    run(scenario)
+    run(scenario, proxies="10.0.0.0/8")  # a proxy's headers count, not this client's
+
+
+def test_a_trusted_proxy_keeps_its_clients_address_and_scheme() -> None:
+    async def scenario(port: int, platform: Platform) -> None:
+        answer = await _exchange(port, _get("/echo", close=True, extra=FORWARDED))
+        seen = json.loads(_bodies(answer)[0])
+        # The platform's uvicorn trusts loopback (the gateway): the nearest address before
+        # the proxy's is the client, with the scheme the proxy said.
+        assert seen["headers"] == ["10.9.9.9, 10.8.8.8, 127.0.0.1"]
+        assert seen["client"] == "10.8.8.8"
+        assert seen["scheme"] == "https"
+
+    run(scenario, proxies="127.0.0.0/8,::1")
 
 
 def test_uploads_cross_whole_chunked_or_not_and_a_connection_keeps_its_order() -> None:

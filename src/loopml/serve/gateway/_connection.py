@@ -302,7 +302,8 @@ class Connection(asyncio.Protocol):
         if tunnel is None:
             assert self.front is not None
             assert self.transport is not None
-            self.tunnel = tunnel = Tunnel(self.transport, self.client, self._unreachable)
+            proxy = self.front.trusted(self.client)
+            self.tunnel = tunnel = Tunnel(self.transport, self.client, self._unreachable, proxy)
             tunnel.connect(self.front.host, self.front.port)
             if not self.busy:
                 tunnel.open_gate()

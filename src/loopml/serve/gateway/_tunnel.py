@@ -2,19 +2,21 @@
 platform, for a client connection whose requests the gateway does not serve itself.
 
 Once a connection sends a request that is not a serving path (the API, the portal, an
-upload, an event stream), that request and every later one on the connection go to the
+upload, a download), that request and every later one on the connection go to the
 platform over one loopback connection of their own, as they come:
 
 - **requests**, still parsed by the client connection's httptools parser, are written head
   first (rebuilt from the parsed parts, with ``X-Forwarded-For`` set to the client's address,
-  which the platform's server trusts from loopback), then their body a piece at a time as it
-  arrives (chunked again where it came chunked). Nothing is held whole: a gigabyte upload
-  crosses with a buffer of at most ``HIGH_WATER`` bytes, the client's reading paused while
-  the platform catches up. After an upgrade (``101 Switching Protocols``) the bytes cross
-  untouched;
+  which the platform's server trusts from loopback; a client the gateway trusts as a proxy,
+  as uvicorn would with ``FORWARDED_ALLOW_IPS``, has its own ``X-Forwarded-For`` and
+  ``X-Forwarded-Proto`` kept, its address appended; anyone else's are dropped), then their
+  body a piece at a time as it arrives (chunked again where it came chunked). Nothing is
+  held whole: a gigabyte upload crosses with a buffer of at most ``HIGH_WATER`` bytes, the
+  client's reading paused while the platform catches up. After an upgrade (``101 Switching
+  Protocols``) the bytes cross untouched;
 - **answers** are the platform's bytes, passed back untouched and in order (the platform
-  answers a connection's requests in order): server-sent events reach the client as the
-  platform writes them. They wait only for the answers the gateway itself still owes on
+  answers a connection's requests in order): a streamed answer reaches the client as the
+  platform writes it. They wait only for the answers the gateway itself still owes on
   the connection (requests it took before the first one it passed on).
 
 When the client closes, so does the platform connection. When the platform closes (its
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import re
@@ -51,12 +54,47 @@ SERVING = re.compile(r"/(?:projects/[^/]+/)?deployments/[^/]+/(?:predict|v2)(?:/
 """The serving paths: what the gateway answers itself, or relays to the platform whole."""
 
 
+LOOPBACK = "127.0.0.1,::1"
+"""Whom a gateway trusts as a proxy without ``FORWARDED_ALLOW_IPS`` (uvicorn's default)."""
+
+
+def trust(spec: str) -> Callable[[str], bool]:
+    """Whether an address is a proxy whose forwarding headers count: ``spec`` as uvicorn's
+    ``FORWARDED_ALLOW_IPS`` takes it (addresses and networks, comma-separated, ``*`` for
+    any)."""
+    entries = [entry.strip() for entry in spec.split(",") if entry.strip()]
+    if "*" in entries:
+        return lambda _address: True
+    exact = frozenset(entries)
+    networks = []
+    for entry in entries:
+        with contextlib.suppress(ValueError):  # not an address: matched as written
+            networks.append(ipaddress.ip_network(entry, strict=False))
+
+    def trusted(address: str) -> bool:
+        if address in exact:
+            return True
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in networks)
+
+    return trusted
+
+
+def _nobody(_address: str) -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class Front:
-    """Where a gateway in front of the platform passes what it does not serve."""
+    """Where a gateway in front of the platform passes what it does not serve, and whose
+    forwarding headers it keeps (see ``trust``)."""
 
     host: str
     port: int
+    trusted: Callable[[str], bool] = _nobody
 
     @staticmethod
     def passes(path: str) -> bool:
@@ -70,6 +108,7 @@ class Tunnel(asyncio.Protocol):
     Args:
         client: the client connection's transport.
         client_address: the client's address, for ``X-Forwarded-For``.
+        proxy: whether the client is a proxy whose forwarding headers count.
         on_failure: called with the error when the platform cannot be reached, while
             nothing of the platform's has been written to the client yet; the client
             connection answers it and closes.
@@ -80,9 +119,11 @@ class Tunnel(asyncio.Protocol):
         client: asyncio.Transport,
         client_address: str,
         on_failure: Callable[[Exception], None],
+        proxy: bool = False,
     ) -> None:
         self.client = client
         self.forwarded = client_address.encode("latin-1")
+        self.proxy = proxy
         self.on_failure = on_failure
         self.platform: asyncio.Transport | None = None
         self.closed = False
@@ -121,13 +162,21 @@ class Tunnel(asyncio.Protocol):
         """A request's head, as the platform gets it."""
         lines = [method, b" ", url, b" HTTP/", version.encode("ascii"), b"\r\n"]
         chunked = False
+        chain: list[bytes] = []
+        proto = b"http"
         for name, value in headers:
             if name in _NOT_PASSED:
+                if self.proxy and name == b"x-forwarded-for":
+                    chain.append(value)
+                elif self.proxy and name == b"x-forwarded-proto":
+                    proto = value
                 continue
             if name == b"transfer-encoding" and b"chunked" in value.lower():
                 chunked = True
             lines += [name, b": ", value, b"\r\n"]
-        lines += [b"x-forwarded-for: ", self.forwarded, b"\r\nx-forwarded-proto: http\r\n\r\n"]
+        chain.append(self.forwarded)
+        lines += [b"x-forwarded-for: ", b", ".join(chain), b"\r\n"]
+        lines += [b"x-forwarded-proto: ", proto, b"\r\n\r\n"]
         self._chunked = chunked
         self._send(b"".join(lines))
 

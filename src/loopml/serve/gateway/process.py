@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from loopml.core import heap
 from loopml.core.lifeline import die_with_parent
 from loopml.serve.gateway._proxy import ProxyServer
-from loopml.serve.gateway._tunnel import Front
+from loopml.serve.gateway._tunnel import LOOPBACK, Front, trust
 from loopml.serve.gateway._upstream import Unreachable, UpstreamTimeout
 from loopml.serve.gateway.config import GatewayConfig
 from loopml.serve.gateway.wire import (
@@ -239,7 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if address.hostname is None or address.port is None:
             print(f"--platform {args.platform!r} names no host and port", file=sys.stderr)
             return 2
-        front = Front(address.hostname, address.port)
+        # Whose X-Forwarded-For counts: as the platform's uvicorn would judge it on its own.
+        trusted = trust(os.environ.get("FORWARDED_ALLOW_IPS", LOOPBACK))
+        front = Front(address.hostname, address.port, trusted)
     proxy = ProxyServer(args.platform, secret, config, front=front)
     heap.settle()  # see loopml.core.heap
     try:
