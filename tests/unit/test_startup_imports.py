@@ -23,3 +23,11 @@ def test_the_platform_starts_without_pandas_duckdb_or_the_training_stack() -> No
 def test_the_probe_sees_a_module_that_is_loaded() -> None:
     # The probe itself can fail: reading a table loads pyarrow.dataset and pandas.
     assert _loaded_after("import pyarrow.dataset") == ["pandas", "pyarrow.dataset"]
+
+
+def test_a_gateway_process_loads_neither_numpy_nor_the_platform() -> None:
+    # numpy alone was 12 MB of a gateway process's 53 (it came with the prediction log's
+    # types); the store, Starlette and the tables are the platform's, not the gateway's.
+    loaded = modules_after("import loopml.serve.gateway.process")
+    heavy = ("numpy", "pyarrow", "sqlalchemy", "starlette", "fastapi", "httpx", *LAZY)
+    assert sorted(m for m in heavy if m in loaded) == []

@@ -4,10 +4,13 @@ connects them)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from loopml.core.errors import LoopmlError
-from loopml.predictions.sink import ShadowAnswer
 from loopml.settings import GatewaySettings
+
+if TYPE_CHECKING:  # numpy comes with it: a gateway process never loads it
+    from loopml.predictions.sink import ShadowAnswer
 
 
 class GatewayTimeoutError(LoopmlError):
@@ -17,10 +20,10 @@ class GatewayTimeoutError(LoopmlError):
     code = "upstream_timeout"
 
 
-ShadowHook = Callable[[ShadowAnswer], None]
+ShadowHook = Callable[["ShadowAnswer"], None]
 """Receives every shadow answer, on the event loop: it must not block (queue and return)."""
 
-AnswerHook = Callable[[ShadowAnswer, str], None]
+AnswerHook = Callable[["ShadowAnswer", str], None]
 """Receives every successful inference answer the client got (as a ``ShadowAnswer`` whose
 ``revision`` is ``primary_revision``) and the revision's role, on the event loop, before the
 answer is sent: it must not block (queue and return). The prediction log connects it."""
