@@ -11,10 +11,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.conftest import free_port
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext
 
 LOOPML = [sys.executable, "-m", "loopml.cli.main"]
 UPLOAD_LIMIT = 1024 * 1024
@@ -131,3 +135,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     home = tmp_path_factory.mktemp("home")
     with running_server(home, {"LOOPML_SERVER_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT)}) as running:
         yield running
+
+
+@pytest.fixture
+def browser_context(chromium: Browser) -> Iterator[BrowserContext]:
+    """A fresh browser context (its own cookies and storage), closed after the test."""
+    context = chromium.new_context()
+    try:
+        yield context
+    finally:
+        context.close()

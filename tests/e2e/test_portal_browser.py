@@ -84,15 +84,6 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
         yield Portal(server, token)
 
 
-@pytest.fixture
-def browser_context(chromium: Browser) -> Iterator[BrowserContext]:
-    context = chromium.new_context()
-    try:
-        yield context
-    finally:
-        context.close()
-
-
 PAGES = [
     "/",
     "/projects/demo/deployments/cancer-api",
@@ -390,3 +381,86 @@ def test_the_heaviest_pages_load_with_little_javascript(
             print(f"\n{path}: loaded in {figures['load_ms']:.0f} ms, {figures['js_bytes']:,} B JS")
         assert figures["js_bytes"] <= JS_BUDGET_BYTES, path
     assert watch.problems == []
+
+
+def _focused(page: Any) -> dict[str, Any]:
+    """What has the keyboard focus: its tag, name, text, whether it is inside ``main`` and
+    whether its focus ring shows."""
+    found: dict[str, Any] = page.evaluate(
+        """() => {
+            const e = document.activeElement;
+            const style = getComputedStyle(e);
+            return {tag: e.tagName.toLowerCase(), name: e.getAttribute('name'),
+                    text: (e.textContent || '').trim(), inMain: !!e.closest('main'),
+                    ring: style.outlineStyle !== 'none' && style.outlineWidth !== '0px'};
+        }"""
+    )
+    return found
+
+
+def test_the_login_page_passes_axe_and_logs_in_by_keyboard_alone(
+    portal: Portal, browser_context: BrowserContext
+) -> None:
+    watch = watched(browser_context)
+    page = watch.page
+    page.goto(f"{portal.url}/login")
+    page.wait_for_load_state("networkidle")
+    assert_accessible_in_both_themes(page, "/login")
+    assert _focused(page)["name"] == "user"  # the form takes the focus on arrival
+    page.keyboard.type(ADMIN[0])
+    page.keyboard.press("Tab")
+    assert _focused(page)["name"] == "password"
+    page.keyboard.type(ADMIN[1])
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{portal.url}/")
+    page.wait_for_load_state("networkidle")
+    assert watch.problems == []
+
+
+def test_the_keyboard_skips_to_the_content_with_a_visible_focus(
+    portal: Portal, browser_context: BrowserContext
+) -> None:
+    watch = watched(browser_context)
+    log_in(watch, portal.url, ADMIN)
+    page = watch.page
+    page.goto(f"{portal.url}{DEPLOYMENT}")
+    page.wait_for_load_state("networkidle")
+    page.keyboard.press("Tab")
+    first = _focused(page)
+    assert (first["tag"], first["text"]) == ("a", "Skip to content")
+    assert page.get_by_role("link", name="Skip to content").is_visible()  # shown when focused
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    inside = _focused(page)
+    assert inside["inMain"], inside
+    assert inside["ring"], inside
+    assert watch.problems == []
+
+
+READ_WITHOUT_SCRIPTS = {
+    "/": ("cancer-api", "main table"),
+    DEPLOYMENT: ("Revisions", "main table"),
+    "/runs?project=demo": ("Compare selected", "main table"),
+    "/models/demo/cancer": ("Lineage of version", "main svg"),
+    "/pipelines/demo/retrain": ("Recent runs", "main svg"),
+    "/data/demo/tables/patients": ("Column profiles", "main table"),
+}
+"""Pages, a text each shows and what it draws on the server (a table, a picture), with
+JavaScript off."""
+
+
+def test_the_pages_read_without_javascript(portal: Portal, chromium: Browser) -> None:
+    context = chromium.new_context(java_script_enabled=False)
+    try:
+        watch = watched(context)
+        log_in(watch, portal.url, ADMIN)  # a plain form post
+        for path, (text, drawn) in READ_WITHOUT_SCRIPTS.items():
+            answer = watch.page.goto(portal.url + path)
+            assert answer is not None
+            assert answer.status == 200, path
+            main = watch.page.locator("main").inner_text()
+            assert text in main, (path, main[:500])
+            assert watch.page.locator(drawn).count() >= 1, (path, drawn)
+        assert watch.problems == []
+    finally:
+        context.close()

@@ -17,18 +17,9 @@ from .conftest import running_server
 from .portal_watch import watched
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, BrowserContext
+    from playwright.sync_api import BrowserContext
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.timeout(900)]
-
-
-@pytest.fixture
-def browser_context(chromium: Browser) -> Iterator[BrowserContext]:
-    context = chromium.new_context()
-    try:
-        yield context
-    finally:
-        context.close()
 
 
 SCALE_RUNS = 100_000
