@@ -30,7 +30,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from loopml.core.errors import ValidationError
-from loopml.packaging import _columns
+from loopml.packaging import Signature, _columns
 from loopml.packaging._columns import json_type
 from loopml.packaging.runtime import Columns, ModelRuntime, Prediction
 
@@ -316,8 +316,39 @@ def _check_range(tensor: RequestInput, data: list[Any]) -> None:
     )
 
 
+# Per signature and datatype (a server has one signature): its string columns, and the
+# columns a matrix of that datatype cannot carry.
+_REFUSALS: dict[tuple[int, str], tuple[Signature, list[str], list[str]]] = {}
+
+
+def _refusals(signature: Signature, datatype: str) -> tuple[list[str], list[str]]:
+    key = (id(signature), datatype)
+    cached = _REFUSALS.get(key)
+    if cached is not None and cached[0] is signature:
+        return cached[1], cached[2]
+    strings = [s.name for s in signature.inputs if s.type == "string"]
+    refused = [s.name for s in signature.inputs if datatype not in _CARRIES[s.type]]
+    if len(_REFUSALS) > 64:
+        _REFUSALS.clear()
+    _REFUSALS[key] = (signature, strings, refused)
+    return strings, refused
+
+
+def _fits(datatype: str, data: list[Any]) -> bool:
+    """Whether every number in ``data`` fits ``datatype``: ``_within``, in two C calls where
+    no value is null."""
+    bounds = _RANGES.get(datatype)
+    if bounds is None or not data:
+        return True
+    try:
+        return bool(bounds[0] <= min(data) and max(data) <= bounds[1])
+    except TypeError:  # a null among the numbers
+        return _within(datatype, data)
+
+
 def _from_matrix(runtime: ModelRuntime, tensor: RequestInput, max_rows: int | None) -> Columns:
-    specs = runtime.signature.inputs
+    signature = runtime.signature
+    specs = signature.inputs
     width = len(specs)
     shape = tensor.shape
     fits = (len(shape) == 2 and shape[1] == width) or (len(shape) == 1 and width == 1)
@@ -327,14 +358,13 @@ def _from_matrix(runtime: ModelRuntime, tensor: RequestInput, max_rows: int | No
             f"nor an [N, {width}] matrix of its columns {runtime.input_names[:20]}",
             details={"tensor": tensor.name, "shape": shape, "expected": runtime.input_names},
         )
-    strings = [s.name for s in specs if s.type == "string"]
+    strings, refused = _refusals(signature, tensor.datatype)
     if strings:
         raise ValidationError(
             f"the model has string columns {strings[:20]}: send one tensor per column instead "
             "of one matrix",
             details={"string_columns": strings},
         )
-    refused = [s.name for s in specs if tensor.datatype not in _CARRIES[s.type]]
     if refused:
         raise ValidationError(
             f"input tensor {tensor.name!r} is {tensor.datatype}, which cannot carry columns "
@@ -348,8 +378,14 @@ def _from_matrix(runtime: ModelRuntime, tensor: RequestInput, max_rows: int | No
             f"input tensor {tensor.name!r} has shape {shape} but {len(data)} values",
             details={"tensor": tensor.name, "shape": shape, "values": len(data)},
         )
-    _check_holds(tensor, data)
-    matrix = _columns.tensor_matrix(runtime.signature, data, by_row=True)
+    if tensor.datatype in _FLOATS:
+        # The common request: numbers or nulls, in one pass that builds the matrix (the
+        # values a float tensor holds are what the matrix takes), its range checked on it.
+        matrix = _columns.tensor_matrix(signature, data, by_row=True)
+        if matrix is not None and _fits(tensor.datatype, data):
+            return Columns.from_matrix(runtime.input_names, matrix)
+    _check_holds(tensor, data)  # refuses what the fast path did not take, by element
+    matrix = _columns.tensor_matrix(signature, data, by_row=True)
     if matrix is not None:
         return Columns.from_matrix(runtime.input_names, matrix)
     values = {spec.name: data[i::width] for i, spec in enumerate(specs)}
@@ -358,6 +394,16 @@ def _from_matrix(runtime: ModelRuntime, tensor: RequestInput, max_rows: int | No
 
 def datatype_of(dtype: np.dtype[Any]) -> str:
     """The V2 datatype of a NumPy dtype (object and str arrays are ``BYTES``)."""
+    known = _DATATYPES.get(dtype)
+    if known is None:
+        known = _DATATYPES[dtype] = _datatype_of(dtype)
+    return known
+
+
+_DATATYPES: dict[np.dtype[Any], str] = {}
+
+
+def _datatype_of(dtype: np.dtype[Any]) -> str:
     if dtype.kind == "b":
         return "BOOL"
     if dtype.kind in "iuf":
