@@ -99,7 +99,10 @@ def _platform(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPML_")}
-    env.update(LOOPML_HOME=str(home), OMP_WAIT_POLICY="passive", **(extra_env or {}))
+    # The gateway inside the platform unless a caller asks otherwise: the rows that compare
+    # its features (auth, monitor, feature views) watch the platform's CPU.
+    env.update(LOOPML_HOME=str(home), OMP_WAIT_POLICY="passive", LOOPML_GATEWAY_FRONT="false")
+    env.update(extra_env or {})
     loopml = str(Path(sys.executable).with_name("loopml"))
     if auth:
         env["LOOPML_AUTH_ENABLED"] = "true"
@@ -154,7 +157,7 @@ def _replica_pids(platform_pid: int, deployment: str) -> list[int]:
 
 
 def _gateway_pids(platform_pid: int) -> list[int]:
-    """The pids of the platform's gateway processes (``gateway.port``)."""
+    """The pids of the platform's gateway processes."""
     import psutil
 
     children = psutil.Process(platform_pid).children(recursive=True)

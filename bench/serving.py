@@ -141,7 +141,7 @@ def _cpu_rows(
 ) -> None:
     """CPU per request of each process (user + system over the measured seconds): robust
     where the machine is shared, as it counts each process's own CPU, not the wall clock."""
-    g, d = results["gateway (loopml up)"], results["direct (loopml.serve)"]
+    g, d = results["gateway in the platform"], results["direct (loopml.serve)"]
     gateway = g.cpu_per_request([platform_pid])
     behind = g.cpu_per_request(replicas)
     print(f"\nCPU per request, {connections} connections (user + system of each process)")
@@ -151,6 +151,21 @@ def _cpu_rows(
         f"{d.cpu_per_request([direct_pid]) * 1e6:.0f} us, and on V2 infer "
         f"{results['direct, V2 [1, 30] FP32'].cpu_per_request([direct_pid]) * 1e6:.0f} us"
     )
+
+
+def _inner_port(platform_pid: int, public: int) -> int:
+    """The loopback port the platform listens on behind its gateway processes."""
+    import psutil
+
+    listening = {
+        c.laddr.port
+        for c in psutil.Process(platform_pid).net_connections("tcp")
+        if c.status == psutil.CONN_LISTEN
+    }
+    inner = sorted(listening - {public})
+    if len(inner) != 1:
+        raise SystemExit(f"the platform's own port is not one of {sorted(listening)}")
+    return inner[0]
 
 
 def main() -> None:
@@ -219,9 +234,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         home = work / "home"
-        gateway_port = free_port()
-        own_gateway = {"LOOPML_GATEWAY_PORT": str(gateway_port), "LOOPML_GATEWAY_PROCESSES": "1"}
-        with _platform(home, extra_env=own_gateway) as (url, platform_port, platform_pid):
+        # loopml up as it starts by default: a gateway process in front on its one port, the
+        # platform (with its own gateway) behind it on a loopback port.
+        front = {"LOOPML_GATEWAY_FRONT": "true", "LOOPML_GATEWAY_PROCESSES": "1"}
+        with _platform(home, extra_env=front) as (url, platform_port, platform_pid):
             package, manifest_sha256, version = _deploy(url, home, model, frame)
             # Wake the scale-to-zero deployment once (fetches its package), so that it
             # scales down while the throughput runs go.
@@ -261,15 +277,22 @@ def main() -> None:
                 )
                 direct_rss = _rss_mb(direct_pid)
 
-            gateway_url = f"{url}/deployments/{DEPLOYMENT}/predict"
             replicas = _replica_pids(platform_pid, DEPLOYMENT)
+            # The gateway inside the platform (gateway.front=false), on the platform's own
+            # loopback port behind the gateway process.
+            inner = _inner_port(platform_pid, platform_port)
+            gateway_url = f"http://127.0.0.1:{inner}/deployments/{DEPLOYMENT}/predict"
             watched = [platform_pid, *replicas]
-            results["gateway (loopml up)"] = measure(gateway_url, body, args, work, watch=watched)
-            results["gateway, 1 connection"] = measure(gateway_url, body, args, work, connections=1)
-            # The same deployment through the gateway process (gateway.port), on core 0 too.
+            results["gateway in the platform"] = measure(
+                gateway_url, body, args, work, watch=watched
+            )
+            results["gateway in platform, 1 conn."] = measure(
+                gateway_url, body, args, work, connections=1
+            )
+            # The gateway process in front, on loopml up's port (on core 0 too).
             gateway_pids = _gateway_pids(platform_pid)
-            own_url = f"http://127.0.0.1:{gateway_port}/deployments/{DEPLOYMENT}/predict"
-            results["gateway process"] = measure(
+            own_url = f"{url}/deployments/{DEPLOYMENT}/predict"
+            results["gateway process (front)"] = measure(
                 own_url, body, args, work, watch=[*gateway_pids, platform_pid, *replicas]
             )
             results["gateway process, 1 conn."] = measure(own_url, body, args, work, connections=1)
@@ -307,7 +330,7 @@ def main() -> None:
         )
     print(f"  {'scale-from-zero, first':<26}{'':9} {_ms(cold)}  (one request after idle)")
     _cpu_rows(results, platform_pid, replicas, direct_pid, args.connections)
-    own = results["gateway process"]
+    own = results["gateway process (front)"]
     print(
         f"  gateway process run: the gateway process {own.cpu_per_request(gateway_pids) * 1e6:.0f}"
         f" us, the platform (reports, prediction log) "
@@ -317,7 +340,7 @@ def main() -> None:
     print(f"  resident memory of the model server direct, after its runs: {direct_rss:.0f} MB")
 
     d = results["direct (loopml.serve)"]
-    g = results["gateway (loopml up)"]
+    g = results["gateway in the platform"]
     floor = results["floor (Starlette echo)"]
     mlflow = results.get("mlflow models serve")
 
@@ -346,8 +369,8 @@ def main() -> None:
     else:
         print("  n/a    direct >= 5 x mlflow: not measured (mlflow not installed)")
     for label, gw, g1 in (
-        ("gateway process", own, results["gateway process, 1 conn."]),
-        ("gateway in loopml up", g, results["gateway, 1 connection"]),
+        ("gateway process in front", own, results["gateway process, 1 conn."]),
+        ("gateway in the platform", g, results["gateway in platform, 1 conn."]),
     ):
         ratio = gw.rps / d.rps
         print(

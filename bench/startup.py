@@ -39,9 +39,11 @@ def _time(cmd: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
-def _up_ready(env: dict[str, str], rss: list[float] | None = None) -> float:
-    """Seconds from spawn to healthy; with ``rss``, also the process's resident MB after
-    10 idle seconds."""
+def _up_ready(
+    env: dict[str, str], rss: list[float] | None = None, gateways: list[float] | None = None
+) -> float:
+    """Seconds from spawn to healthy; with ``rss``, also the platform process's resident MB
+    after 10 idle seconds, and in ``gateways`` its gateway processes' together."""
     port = _free_port()
     started = time.perf_counter()
     proc = subprocess.Popen(
@@ -59,7 +61,12 @@ def _up_ready(env: dict[str, str], rss: list[float] | None = None) -> float:
                     import psutil
 
                     time.sleep(10)
-                    rss.append(psutil.Process(proc.pid).memory_info().rss / 1e6)
+                    platform = psutil.Process(proc.pid)
+                    rss.append(platform.memory_info().rss / 1e6)
+                    children = platform.children(recursive=True)
+                    served = [c for c in children if "loopml.serve.gateway" in c.cmdline()]
+                    if gateways is not None:
+                        gateways.append(sum(c.memory_info().rss for c in served) / 1e6)
                 return ready
             except OSError:
                 time.sleep(0.01)
@@ -81,12 +88,14 @@ def main() -> None:
     libs = _median(
         [_time([sys.executable, "-c", "import fastapi, sqlalchemy"], env) for _ in range(RUNS)]
     )
-    cold, warm, rss = [], [], []
+    cold, warm, rss, gateways, alone = [], [], [], [], []
     for _ in range(3):
         with tempfile.TemporaryDirectory() as home:
             env["LOOPML_HOME"] = home
             cold.append(_up_ready(env))
-            warm.append(_up_ready(env, rss))
+            warm.append(_up_ready(env, rss, gateways))
+            # The same without gateway processes: the platform serving its port alone.
+            _up_ready({**env, "LOOPML_GATEWAY_FRONT": "false"}, alone)
     print(f"python -c pass                  {bare * 1000:7.0f} ms")
     print(f"loopml --help                   {helps * 1000:7.0f} ms  ({helps / bare:.1f}x bare)")
     print(f"import fastapi, sqlalchemy      {libs * 1000:7.0f} ms")
@@ -98,7 +107,11 @@ def main() -> None:
         f"loopml up ready, existing home  {_median(warm) * 1000:7.0f} ms  "
         f"({_median(warm) / libs:.1f}x the import baseline)"
     )
-    print(f"loopml up idle RSS              {_median(rss):7.0f} MB")
+    print(
+        f"loopml up idle RSS              {_median(rss):7.0f} MB  (the platform process; "
+        f"its gateway process {_median(gateways):.0f} MB more)"
+    )
+    print(f"  with gateway.front=false      {_median(alone):7.0f} MB  (one process)")
     print("targets: --help < 500 ms, up ready < 3000 ms, up idle RSS <= 250 MB")
 
 
