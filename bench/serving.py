@@ -26,6 +26,10 @@ measurement is 1-row ``POST`` requests on 32 keep-alive connections for ``--seco
    ``python3 -m venv /tmp/mlflow && /tmp/mlflow/bin/pip install mlflow``. Without it, and
    without mlflow in this interpreter, the comparison is skipped and said so.
 
+5. V2 peers: KServe's Python ModelServer and BentoML on the deployment's own ONNX file,
+   each from a virtual environment of its own, against loopml's V2 infer direct and through
+   the gateway process (``bench/_serving_peers.py`` says how to make them).
+
 Scale-from-zero: a second deployment with ``min_replicas 0`` and ``--scale-to-zero-after``
 10 s (the minimum) is woken once, left idle until its status is ``scaled_to_zero``, and the
 first request after that is timed (connect to answer).
@@ -48,7 +52,8 @@ from the gateway's routes), in turn, twice each: the same server, replica and co
 so the difference is the token check.
 
 Targets (the serving data path issue): direct req/s >= 0.7 x floor with p99 <= 5 ms; V2
-infer direct >= 0.9 x ``/predict`` direct; direct >= 5 x mlflow; gateway req/s >= 0.6 x
+infer direct >= 0.9 x ``/predict`` direct; direct >= 5 x mlflow; on V2, the gateway >= 3 x
+and direct >= 5 x the best of KServe and BentoML; gateway req/s >= 0.6 x
 direct; the gateway adds <= 0.2 ms at p50 on one connection; the model server's resident
 memory after its runs <= 150 MB; scale-from-zero first answer <= 2 s; with ``--auth``,
 gateway req/s with token auth on >= 0.95 x off; with ``--monitor``, gateway req/s with the
@@ -80,6 +85,7 @@ import _serving_platform
 import orjson
 from _load import LOAD_CORE, Result, measure, timed_first
 from _serving_modes import auth_rows, feature_rows, monitor_rows
+from _serving_peers import add_options, peer_rows
 from _serving_platform import (
     DEPLOYMENT,
     MODEL,
@@ -181,6 +187,7 @@ def main() -> None:
         help="an interpreter with mlflow installed (its own venv); by default this one, "
         "if it has mlflow, else mlflow is skipped",
     )
+    add_options(parser)
     parser.add_argument(
         "--auth",
         action="store_true",
@@ -296,6 +303,9 @@ def main() -> None:
                 own_url, body, args, work, watch=[*gateway_pids, platform_pid, *replicas]
             )
             results["gateway process, 1 conn."] = measure(own_url, body, args, work, connections=1)
+            # V2 infer through the gateway process, as KServe and Triton clients call it.
+            own_v2 = f"{url}/deployments/{DEPLOYMENT}/v2/models/{MODEL}/infer"
+            results["gateway process, V2"] = measure(own_v2, v2_body, args, work)
 
             waited = _wait_scaled_to_zero(url, timeout=90)
             cold, status = timed_first(
@@ -309,6 +319,7 @@ def main() -> None:
             results["mlflow models serve"] = _mlflow(mlflow_python, body, args, work)
         else:
             print("mlflow: skipped (give --mlflow-python, see the module docs)")
+        results.update(peer_rows(args, package / "model.onnx", v2_body, work))
 
     generator = (
         f"wrk -t1 -c{args.connections} (taskset -c {LOAD_CORE})"
@@ -385,6 +396,18 @@ def main() -> None:
             f"  {verdict(alone <= 0.0002)} {label} adds <= 0.2 ms at p50, 1 connection: "
             f"{alone * 1e3:+.2f} ms ({g1.p50 * 1e3:.2f} - {d1.p50 * 1e3:.2f})"
         )
+    peers = {name: r for name, r in results.items() if name.startswith(("kserve", "bentoml"))}
+    if peers:
+        best_name, best = max(peers.items(), key=lambda item: item[1].rps)
+        own_v2 = results["gateway process, V2"]
+        for label, mine, target in (("gateway, V2", own_v2, 3), ("direct, V2", v2, 5)):
+            ratio = mine.rps / best.rps
+            print(
+                f"  {verdict(ratio >= target)} {label} >= {target} x the best peer on V2 "
+                f"({best_name}): {ratio:.1f} x ({mine.rps:.0f} / {best.rps:.0f})"
+            )
+    else:
+        print("  n/a    against KServe and BentoML: not measured (see bench/_serving_peers.py)")
     print(f"  {verdict(cold <= 2.0)} scale-from-zero first response <= 2 s: {cold:.2f} s")
     print(f"  {verdict(direct_rss <= 150)} model server RSS <= 150 MB: {direct_rss:.0f} MB")
     print("\nnotes")
