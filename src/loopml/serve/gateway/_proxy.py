@@ -38,7 +38,7 @@ from loopml.core.errors import LoopmlError, NotFoundError, ServiceUnavailableErr
 from loopml.core.ids import fast_id
 from loopml.serve.gateway._balance import Balancer
 from loopml.serve.gateway._connection import Connection, Request, encode_answer, error_answer
-from loopml.serve.gateway._tunnel import SERVING, Front
+from loopml.serve.gateway._tunnel import Front, serving_path
 from loopml.serve.gateway._upstream import (
     PASSED_ON,
     Unreachable,
@@ -164,7 +164,7 @@ class ProxyServer:
             lean = self._lean(request)
             if lean is not None:
                 return await self._serve(request, *lean)
-            if SERVING.fullmatch(request.path) or request.path == "/metrics":
+            if serving_path(request.path):
                 return await self._relay(request)
             raise NotFoundError(
                 f"{request.path[:200]!r} is not a serving path: this port serves deployments "

@@ -54,6 +54,12 @@ SERVING = re.compile(r"/(?:projects/[^/]+/)?deployments/[^/]+/(?:predict|v2)(?:/
 """The serving paths: what the gateway answers itself, or relays to the platform whole."""
 
 
+def serving_path(path: str) -> bool:
+    """Whether the gateway takes a request for ``path`` itself (serving it, or relaying it
+    whole): the serving paths and ``/metrics``."""
+    return path == "/metrics" or SERVING.fullmatch(path) is not None
+
+
 LOOPBACK = "127.0.0.1,::1"
 """Whom a gateway trusts as a proxy without ``FORWARDED_ALLOW_IPS`` (uvicorn's default)."""
 
@@ -99,7 +105,7 @@ class Front:
     @staticmethod
     def passes(path: str) -> bool:
         """Whether a request for ``path`` goes to the platform through a ``Tunnel``."""
-        return SERVING.fullmatch(path) is None and path != "/metrics"
+        return not serving_path(path)
 
 
 class Tunnel(asyncio.Protocol):
@@ -130,6 +136,7 @@ class Tunnel(asyncio.Protocol):
         self._to_platform: list[bytes] = []
         self._to_platform_size = 0
         self._to_client: list[bytes] = []
+        self._to_client_size = 0
         self._gate_open = False
         self._answered = False  # the platform wrote something to the client
         self._platform_done = False
@@ -234,6 +241,7 @@ class Tunnel(asyncio.Protocol):
             return
         if self._to_client:
             data, self._to_client = b"".join(self._to_client), []
+            self._to_client_size = 0
             self.client.write(data)
             if self.platform is not None and not self._platform_done:
                 self.platform.resume_reading()
@@ -262,11 +270,9 @@ class Tunnel(asyncio.Protocol):
             self.client.write(data)
         else:
             self._to_client.append(data)
-            if sum(len(piece) for piece in self._to_client) > HIGH_WATER and self.platform:
+            self._to_client_size += len(data)
+            if self._to_client_size > HIGH_WATER and self.platform:
                 self.platform.pause_reading()
-
-    def eof_received(self) -> bool | None:
-        return None  # the platform is done: close our side, then the client's (below)
 
     def connection_lost(self, exc: Exception | None) -> None:
         spare, self._spare = self._spare, None
