@@ -111,10 +111,16 @@ class NatsStreamSource(StreamSource):
         return [Message((0, _sequence(m)), m.data, m.reply, m.subject) for m in got]
 
     async def ack(self, messages: Sequence[Message]) -> None:
+        if not messages:
+            return
         publish = self._nc.publish
-        for message in messages:
+        for message in messages[:-1]:
             await publish(message.token, b"+ACK")
-        await self._nc.flush(timeout=30)
+        # The last one as a request: JetStream answers once it has applied that ack, and it
+        # applies a consumer's acks in order, so all of them are in effect on return (a
+        # flush only said the server had the bytes: the consumer's ack floor read next could
+        # still be behind). One round trip a batch, as the flush was.
+        await self._nc.request(messages[-1].token, b"+ACK", timeout=30)
 
     async def floor(self) -> Position | None:
         info = await self._sub.consumer_info()
