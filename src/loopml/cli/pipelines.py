@@ -14,6 +14,7 @@ from loopml.cli._output import (
     as_json,
     check_output,
     console,
+    err_console,
     listing,
     output_option,
     table,
@@ -22,6 +23,8 @@ from loopml.cli._output import (
 )
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from loopml.client import Client
     from loopml.core.pipelines import PipelineRun
 
@@ -211,7 +214,9 @@ def _inputs(values: list[str]) -> dict[str, str]:
     return found
 
 
-def _follow(client: Client, run_id: str, project: str, poll_s: float) -> PipelineRun:
+def _follow(client: Client, run_id: str, project: str, poll_s: float, out: Console) -> PipelineRun:
+    """Poll the run until it ends, printing each step's status change on ``out`` (stderr
+    under ``--json``, so stdout holds the JSON alone)."""
     seen: dict[str, str] = {}
     while True:
         found = client.pipelines.get_run(run_id, project=project)
@@ -219,7 +224,7 @@ def _follow(client: Client, run_id: str, project: str, poll_s: float) -> Pipelin
             label = f"{step.status}" + (f" (attempt {step.attempt})" if step.attempt > 1 else "")
             if seen.get(step.name) != label:
                 seen[step.name] = label
-                console.print(f"  {step.name}: {label}", highlight=False)
+                out.print(f"  {step.name}: {label}", highlight=False)
         if found.status.finished:
             return found
         time.sleep(poll_s)
@@ -249,7 +254,7 @@ def run(
             return
         if not json_out:
             console.print(f"run [bold]{started.id}[/] of {name} v{started.version}")
-        found = _follow(client, started.id, project, poll)
+        found = _follow(client, started.id, project, poll, err_console if json_out else console)
     if json_out:
         as_json(found.model_dump(mode="json"))
     else:
@@ -258,8 +263,9 @@ def run(
         raise typer.Exit(1)
 
 
-def _apply_shipped(client: Client, name: str, project: str) -> None:
-    """Apply the shipped loop ``name`` when the project has no pipeline of that name."""
+def _apply_shipped(client: Client, name: str, project: str, out: Console) -> None:
+    """Apply the shipped loop ``name`` when the project has no pipeline of that name,
+    saying so on ``out``."""
     from loopml.core.errors import NotFoundError
     from loopml.pipelines import loops
 
@@ -269,7 +275,7 @@ def _apply_shipped(client: Client, name: str, project: str) -> None:
         client.pipelines.get(name, project=project)
     except NotFoundError:
         applied = client.pipelines.apply(loops.text(name), project=project).version
-        console.print(
+        out.print(
             f"applied the shipped pipeline [bold]{name}[/] as version {applied.version}: "
             f"{' -> '.join(applied.steps)}"
         )
@@ -294,7 +300,7 @@ def assign(
     pipeline of that name.
     """
     with state(ctx).client() as client:
-        _apply_shipped(client, name, project)
+        _apply_shipped(client, name, project, err_console if json_out else console)
         trigger, started = client.pipelines.assign(
             name,
             codeset,
