@@ -58,16 +58,20 @@ def _drift(window: dict[str, Any]) -> Table | str:
     drift = window["summary"].get("drift", {})
     if drift.get("status") != "ready":
         return f"drift: off ({drift.get('reason', 'no reference')})"
+    alpha = next((c["alpha"] for c in drift["columns"] if c.get("alpha")), None)
     title = (
         f"drift: {len(drift['drifted'])}/{drift['judged']} columns "
         f"({drift['share']:.0%}){' - INPUT DRIFTED' if drift['dataset_drift'] else ''}"
     )
+    if alpha:  # windows stored before the p-value decided have none
+        title += f"; drifted: score past threshold and p < {alpha:.2g}"
     out = Table(title=title, title_justify="left", header_style="bold")
     for column in (
         "column",
         "method",
         "score",
         "threshold",
+        "p",
         "drifted",
         "psi",
         "missing",
@@ -84,6 +88,7 @@ def _drift(window: dict[str, Any]) -> Table | str:
             c["method"],
             _number(c["score"]),
             _number(c["threshold"]),
+            _number(c.get("p_value"), 1),
             "yes" if c["drifted"] else "no",
             _number(c["psi"]),
             f"{c['missing_share']:.1%}",

@@ -1,18 +1,25 @@
 """Drift statistics of a window against its reference, from their sketches (``sketch``).
 
 Every column gets its population stability index (PSI, over ten buckets of the reference's
-deciles) and one test that decides whether it drifted, chosen as Evidently's defaults do by
-the reference's size (``DriftConfig``):
+deciles), a figure of how far it moved, chosen as Evidently's defaults do by the
+reference's size (``DriftConfig``), and a p-value from a test that knows how many rows the
+window holds:
 
-| column | reference rows <= 1,000 | more |
-|---|---|---|
-| numeric | two-sample KS, drift when p < 0.05 | Wasserstein / reference std >= 0.1 |
-| categorical | chi-square (2 x k table), p < 0.05 | Jensen-Shannon distance >= 0.1 |
+| column | figure, reference rows <= 1,000 | more | p-value |
+|---|---|---|---|
+| numeric | two-sample KS p-value | Wasserstein / reference std (>= 0.1) | two-sample KS |
+| categorical | chi-square p-value | Jensen-Shannon distance (>= 0.1) | chi-square (2 x k) |
 
-The input drifted (``dataset_drift``) when at least ``drift_share`` (0.5) of its columns did.
-The KS statistic is exact when the reference kept every distinct value (``exact``); the
-Wasserstein distance integrates ``|F_ref - F_cur|`` with both CDFs linear inside a gap
-between edges (exact tails beyond them).
+A column drifted when its p-value is under ``p_value / m`` (``m``: the judged columns,
+Bonferroni) and, where a distance or the PSI is the figure, that figure reaches its
+threshold too. A distance alone misleads on a young window: 30 unshifted rows put the
+Wasserstein distance of most columns over 0.1. The input drifted (``dataset_drift``) when a
+column did and at least ``drift_share`` of them did, so unshifted traffic is called drifted
+in at most ``p_value`` of its windows whatever their size. The KS statistic is exact when
+the reference kept every distinct value (``exact``), and otherwise taken at its quantile
+edges (a lower bound: the test errs toward no drift); the Wasserstein distance integrates
+``|F_ref - F_cur|`` with both CDFs linear inside a gap between edges (exact tails beyond
+them).
 """
 
 from __future__ import annotations
@@ -49,11 +56,21 @@ class DriftConfig(BaseModel):
     )
     numeric_method: Method = Field(default="auto", description="auto, ks, wasserstein or psi.")
     categorical_method: Method = Field(default="auto", description="auto, chi2, js or psi.")
-    p_value: float = Field(default=0.05, gt=0, lt=1, description="KS / chi-square threshold.")
+    p_value: float = Field(
+        default=0.001,
+        gt=0,
+        lt=1,
+        description="The false-alarm rate: the chance that a window of unshifted traffic is "
+        "called drifted, shared among its judged columns (each tested at p_value / columns).",
+    )
     distance: float = Field(default=0.1, gt=0, description="Wasserstein / JS threshold.")
     psi: float = Field(default=0.1, gt=0, description="PSI threshold when PSI decides.")
     drift_share: float = Field(
-        default=0.5, gt=0, le=1, description="Share of drifted columns that makes input drift."
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of drifted columns that makes input drift, besides at least one "
+        "(0: any one drifted column).",
     )
     min_rows: int = Field(default=30, ge=1, description="Fewer current rows: not judged.")
 
@@ -65,9 +82,17 @@ class ColumnDrift(BaseModel):
 
     column: str
     kind: Literal["numeric", "categorical"]
-    method: str = Field(description="The test that decided: ks, wasserstein, chi2, js or psi.")
-    score: float = Field(description="Its statistic: a p-value or a distance.")
-    threshold: float
+    method: str = Field(description="The figure shown: ks, wasserstein, chi2, js or psi.")
+    score: float = Field(description="Its value: a p-value or a distance.")
+    threshold: float = Field(description="The value at which the figure counts as drift.")
+    p_value: float = Field(
+        default=1.0,
+        description="The test that knows the window's size (KS or chi-square): how likely a "
+        "difference this large is by chance at this many rows.",
+    )
+    alpha: float = Field(
+        default=0.0, description="The p-value under which the column may count as drifted."
+    )
     drifted: bool
     psi: float
     rows: int = Field(description="Current non-missing values.")
@@ -131,11 +156,57 @@ def ks_statistic(ref: NumericReference, window: NumericWindow) -> float:
 
 
 def ks_p_value(statistic: float, n: int, m: int) -> float:
-    """The two-sample KS p-value (``scipy.stats.ks_2samp``'s asymptotic method)."""
-    from scipy import stats  # about 1 s to import: paid by the first drift check, not by startup
+    """The two-sample KS p-value: the asymptotic Kolmogorov distribution at
+    ``(sqrt(ne) + 0.12 + 0.11 / sqrt(ne)) * D`` with ``ne = n m / (n + m)`` (Stephens' small
+    sample correction, as in Numerical Recipes). From 15 rows on it is within 3 % of the exact
+    distribution ``scipy.stats.kstwo`` gives down to p = 1e-4, and on the safe side below 60
+    rows, where it matters; ``kstwo`` took 4 ms a call, this 0.1 us."""
+    from scipy import special  # about 1 s to import: paid by the first drift check
 
-    en = n * m / (n + m)
-    return float(np.clip(stats.kstwo.sf(statistic, max(round(en), 1)), 0.0, 1.0))
+    root = math.sqrt(n * m / (n + m)) if n and m else 0.0
+    return float(
+        np.clip(special.kolmogorov((root + 0.12 + 0.11 / max(root, 1e-9)) * statistic), 0.0, 1.0)
+    )
+
+
+def chi2_p_value(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
+    """The chi-square test of independence of a 2 x k table (reference and window counts per
+    category), categories expected fewer than ``_MIN_EXPECTED`` times in either row pooled
+    first (Cochran's rule): unpooled, 30 rows over 60 categories gave p < 1.25e-4 in 1.3 % of
+    unshifted windows, a hundred times too often."""
+    from scipy import special
+
+    table = _pooled(np.vstack([ref_counts, cur_counts]).astype(np.float64))
+    rows, total = table.sum(axis=1), table.sum()
+    if table.shape[1] < 2 or rows.min() == 0:
+        return 1.0
+    expected = np.outer(rows, table.sum(axis=0)) / total
+    if table.shape[1] == 2:  # Yates' continuity correction, as scipy's for one degree
+        gap = expected - table
+        table = table + np.sign(gap) * np.minimum(0.5, np.abs(gap))
+    statistic = float(((table - expected) ** 2 / expected).sum())
+    return float(special.chdtrc(table.shape[1] - 1, statistic))
+
+
+_MIN_EXPECTED = 5.0
+
+
+def _pooled(table: np.ndarray) -> np.ndarray:
+    """A 2 x k table whose categories expected too rarely are one column, itself added to
+    the rarest of the others while it is still expected too rarely."""
+    table = table[:, table.sum(axis=0) > 0]
+    if table.size == 0:
+        return table
+    least = table.sum(axis=1).min() * table.sum(axis=0) / table.sum()
+    rare = least < _MIN_EXPECTED
+    if not rare.any():
+        return table
+    kept, pool = table[:, ~rare], table[:, rare].sum(axis=1, keepdims=True)
+    if least[rare].sum() < _MIN_EXPECTED and kept.shape[1]:
+        kept = kept.copy()
+        kept[:, int(np.argmin(kept.sum(axis=0)))] += pool[:, 0]
+        return kept
+    return np.hstack([kept, pool])
 
 
 def wasserstein(ref: NumericReference, window: NumericWindow) -> float:
@@ -165,30 +236,34 @@ def wasserstein(ref: NumericReference, window: NumericWindow) -> float:
     return float(area.sum() + tails)
 
 
-def _numeric(name: str, ref: NumericReference, win: NumericWindow, cfg: DriftConfig) -> ColumnDrift:
+def _numeric(
+    name: str, ref: NumericReference, win: NumericWindow, cfg: DriftConfig, alpha: float
+) -> ColumnDrift:
     method = cfg.numeric_method
     if method == "auto":
         method = "ks" if ref.rows <= cfg.small_reference else "wasserstein"
     judged = win.rows >= cfg.min_rows and ref.rows > 0
     cur_cdf = _cur_cdf(win) if ref.rows and win.rows else np.zeros(len(ref.edges))
     psi = _numeric_psi(ref, cur_cdf) if judged else 0.0
+    p = ks_p_value(ks_statistic(ref, win), ref.rows, win.rows) if judged else 1.0
     if not judged:
-        score, threshold, drifted = 0.0, 0.0, False
+        score, threshold, far = 0.0, 0.0, False
     elif method == "ks":
-        score = ks_p_value(ks_statistic(ref, win), ref.rows, win.rows)
-        threshold, drifted = cfg.p_value, score < cfg.p_value
+        score, threshold, far = p, alpha, True
     elif method == "wasserstein":
         score = wasserstein(ref, win) / max(ref.std, _MIN_STD)
-        threshold, drifted = cfg.distance, score >= cfg.distance
+        threshold, far = cfg.distance, score >= cfg.distance
     else:
-        score, threshold, drifted = psi, cfg.psi, psi >= cfg.psi
+        score, threshold, far = psi, cfg.psi, psi >= cfg.psi
     return ColumnDrift(
         column=name,
         kind="numeric",
         method=str(method),
         score=_finite(score),
         threshold=threshold,
-        drifted=bool(drifted),
+        p_value=_finite(p),
+        alpha=alpha,
+        drifted=bool(far and p < alpha),
         psi=_finite(psi),
         rows=win.rows,
         missing_share=_share(win.missing, win.rows + win.missing),
@@ -200,7 +275,7 @@ def _numeric(name: str, ref: NumericReference, win: NumericWindow, cfg: DriftCon
 
 
 def _categorical(
-    name: str, ref: CategoricalReference, win: CategoricalWindow, cfg: DriftConfig
+    name: str, ref: CategoricalReference, win: CategoricalWindow, cfg: DriftConfig, alpha: float
 ) -> ColumnDrift:
     method = cfg.categorical_method
     if method == "auto":
@@ -211,29 +286,27 @@ def _categorical(
     ref_p = ref_counts / max(ref_counts.sum(), 1)
     cur_p = cur_counts / max(cur_counts.sum(), 1)
     psi = _psi(ref_p, cur_p) if judged else 0.0
+    p = chi2_p_value(ref_counts, cur_counts) if judged else 1.0
     if not judged:
-        score, threshold, drifted = 0.0, 0.0, False
+        score, threshold, far = 0.0, 0.0, False
     elif method == "chi2":
-        keep = (ref_counts + cur_counts) > 0
-        table = np.vstack([ref_counts[keep], cur_counts[keep]])
-        from scipy import stats
-
-        score = 1.0 if table.shape[1] < 2 else float(stats.chi2_contingency(table)[1])
-        threshold, drifted = cfg.p_value, score < cfg.p_value
+        score, threshold, far = p, alpha, True
     elif method == "js":
         from scipy.spatial import distance
 
         score = float(distance.jensenshannon(ref_p, cur_p))
-        threshold, drifted = cfg.distance, score >= cfg.distance
+        threshold, far = cfg.distance, score >= cfg.distance
     else:
-        score, threshold, drifted = psi, cfg.psi, psi >= cfg.psi
+        score, threshold, far = psi, cfg.psi, psi >= cfg.psi
     return ColumnDrift(
         column=name,
         kind="categorical",
         method=str(method),
         score=_finite(score),
         threshold=threshold,
-        drifted=bool(drifted),
+        p_value=_finite(p),
+        alpha=alpha,
+        drifted=bool(far and p < alpha),
         psi=_finite(psi),
         rows=win.rows,
         missing_share=_share(win.missing, win.rows + win.missing),
@@ -249,13 +322,19 @@ def _finite(value: float) -> float:
 
 
 def column_drift(
-    name: str, reference: ColumnReference, window: ColumnWindow, config: DriftConfig
+    name: str,
+    reference: ColumnReference,
+    window: ColumnWindow,
+    config: DriftConfig,
+    alpha: float | None = None,
 ) -> ColumnDrift:
-    """One column's drift (the reference and window must be of the same kind)."""
+    """One column's drift (the reference and window must be of the same kind), its p-value
+    compared with ``alpha`` (``config.p_value`` when the column is judged alone)."""
+    level = config.p_value if alpha is None else alpha
     if isinstance(reference, NumericReference) and isinstance(window, NumericWindow):
-        return _numeric(name, reference, window, config)
+        return _numeric(name, reference, window, config, level)
     if isinstance(reference, CategoricalReference) and isinstance(window, CategoricalWindow):
-        return _categorical(name, reference, window, config)
+        return _categorical(name, reference, window, config, level)
     raise TypeError(f"column {name!r}: a {reference.kind} reference with a {window.kind} window")
 
 
@@ -264,13 +343,16 @@ def dataset_drift(
     windows: Mapping[str, ColumnWindow],
     config: DriftConfig | None = None,
 ) -> DatasetDrift:
-    """Every column's drift, and the input's (columns without a window are skipped)."""
+    """Every column's drift, and the input's (columns without a window are skipped).
+
+    The false-alarm rate ``p_value`` is shared among the judged columns (Bonferroni), so
+    unshifted traffic is called drifted in at most that share of windows.
+    """
     cfg = config or DriftConfig()
-    columns = [
-        column_drift(name, ref, windows[name], cfg)
-        for name, ref in references.items()
-        if name in windows
-    ]
+    present = {name: (ref, windows[name]) for name, ref in references.items() if name in windows}
+    judgeable = sum(ref.rows > 0 and win.rows >= cfg.min_rows for ref, win in present.values())
+    alpha = cfg.p_value / max(judgeable, 1)
+    columns = [column_drift(name, ref, win, cfg, alpha) for name, (ref, win) in present.items()]
     judged = [c for c in columns if c.judged]
     drifted = sum(c.drifted for c in judged)
     share = _share(drifted, len(judged))
@@ -279,5 +361,5 @@ def dataset_drift(
         drifted_columns=drifted,
         judged_columns=len(judged),
         share=share,
-        dataset_drift=bool(judged) and share >= cfg.drift_share,
+        dataset_drift=drifted > 0 and share >= cfg.drift_share,
     )

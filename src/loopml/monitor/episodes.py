@@ -1,12 +1,13 @@
 """After a tick's windows are saved: drift episodes and alert rules of one deployment.
 
 A drift episode of a model version opens when its newest judged window of the smallest size
-has drifted (``dataset_drift``: at least ``drift_share`` of the input columns), emitting
-``drift.detected`` once; it closes (``drift.resolved``) when a judged window's drifted share
-falls under half of ``drift_share``, so a share wavering at the threshold opens one episode,
-not one per window. Alert rules read the last stretch of time of their size (``trailing``)
-and go through ``alerts.step``; a rule on a quality metric that starts firing also emits
-``quality.degraded``. Webhooks are called after the transaction.
+has drifted (``dataset_drift``: a column drifted beyond chance at that window's size, and at
+least ``drift_share`` of them did), emitting ``drift.detected`` once; it closes
+(``drift.resolved``) when a judged window has not drifted and its drifted share is at most
+half of ``drift_share``, so a share wavering at the threshold opens one episode, not one per
+window (``episode_change``). Alert rules read the last stretch of time of their size
+(``trailing``) and go through ``alerts.step``; a rule on a quality metric that starts firing
+also emits ``quality.degraded``. Webhooks are called after the transaction.
 """
 
 from __future__ import annotations
@@ -58,6 +59,16 @@ def _newest_by_version(windows: list[dict[str, Any]]) -> dict[tuple[str, int], d
     return found
 
 
+def episode_change(drift: dict[str, Any], is_open: bool, drift_share: float) -> str | None:
+    """The event a judged window's drift summary emits: ``drift.detected`` opens an
+    episode, ``drift.resolved`` closes the open one, None leaves it as it is."""
+    if drift["dataset_drift"] and not is_open:
+        return "drift.detected"
+    if is_open and not drift["dataset_drift"] and drift["share"] <= drift_share / 2:
+        return "drift.resolved"
+    return None
+
+
 def _drift(monitor: Monitor, project: str, name: str, windows: list[dict[str, Any]]) -> list[str]:
     emitted: list[str] = []
     share = monitor.config.drift_share
@@ -76,17 +87,17 @@ def _drift(monitor: Monitor, project: str, name: str, windows: list[dict[str, An
                 "scores": {
                     c["column"]: round(c["score"], 6) for c in drift["columns"] if c["drifted"]
                 },
+                "p_values": {
+                    c["column"]: c.get("p_value") for c in drift["columns"] if c["drifted"]
+                },
             }
-            if drift["dataset_drift"] and not episode.get("open"):
-                kind = "drift.detected"
-                rows.set_cursor(
-                    session, project, name, key, {"open": True, "since": payload["window_start"]}
-                )
-            elif episode.get("open") and drift["share"] < share / 2:
-                kind = "drift.resolved"
-                rows.set_cursor(session, project, name, key, {"open": False})
-            else:
+            kind = episode_change(drift, bool(episode.get("open")), share)
+            if kind is None:
                 continue
+            opened = {"open": True, "since": payload["window_start"]}
+            rows.set_cursor(
+                session, project, name, key, opened if kind == "drift.detected" else {"open": False}
+            )
             events.append(
                 session, type=kind, subject=name, project=project, payload=payload, actor=ACTOR
             )

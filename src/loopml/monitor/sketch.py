@@ -36,6 +36,9 @@ _TAILS = np.array([1e-4, 3e-4, 1e-3, 2e-3, 5e-3])
 QUANTILE_LEVELS = np.unique(
     np.concatenate([np.linspace(0, 1, QUANTILE_BINS + 1), _TAILS, 1 - _TAILS])
 )
+# Up to this many values a window is counted by binary search, above through the grid: on
+# 111 edges the grid's fixed cost (about 0.5 ms) equals the search's at about 5,000 values.
+SEARCH_MAX_VALUES = 4096
 MAX_CATEGORIES = 200
 MAX_CATEGORY_CHARS = 200
 
@@ -204,6 +207,17 @@ def _grid(edges: tuple[float, ...]) -> tuple[int, float, np.ndarray, np.ndarray]
     return cells, float(scale), near, gap_of_cell
 
 
+def _by_search(edges: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The same counts by a binary search per value: for a few thousand values, cheaper
+    than the grid, whose cost grows with its 65,536 cells whatever the values."""
+    k = edges.size
+    located = np.searchsorted(edges, values, side="left")
+    gaps = np.bincount(located, minlength=k + 1)
+    hit = values == edges[np.minimum(located, k - 1)]
+    equal = np.bincount(located[hit], minlength=k)[:k]
+    return gaps, equal, values[(values < edges[0]) | (values > edges[-1])]
+
+
 def _by_grid(edges: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The same counts through a uniform grid over the edges' range: a value in a cell that
     holds no edge (nor one in the cells beside it, which absorbs rounding) belongs to that
@@ -242,6 +256,8 @@ def reduce_numeric(reference: NumericReference, column: pa.Array | np.ndarray) -
         return NumericWindow(rows=int(values.size), missing=missing)
     if edges.size <= 32 or edges[-1] <= edges[0]:
         gaps, equal, outside = _by_comparison(edges, values)
+    elif values.size <= SEARCH_MAX_VALUES:
+        gaps, equal, outside = _by_search(edges, values)
     else:
         gaps, equal, outside = _by_grid(edges, values)
     low, high = edges[0], edges[-1]

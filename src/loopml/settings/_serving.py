@@ -365,13 +365,19 @@ class MonitorSettings(_Section):
         "Windows stay. 0 keeps them forever; `loopml tables vacuum` frees the files.",
     )
     drift_share: float = Field(
-        default=0.5,
-        gt=0,
+        default=0.0,
+        ge=0,
         le=1,
-        description="Share of drifted input columns at which a window's input has drifted.",
+        description="Share of drifted input columns at which a window's input has drifted, "
+        "besides at least one (0: any one column that drifted).",
     )
     drift_p_value: float = Field(
-        default=0.05, gt=0, lt=1, description="KS and chi-square p-value threshold."
+        default=0.001,
+        gt=0,
+        lt=1,
+        description="The drift false-alarm rate: the chance that a window of unshifted "
+        "traffic is called drifted, whatever its size; each of its columns is tested "
+        "(KS, chi-square) at this over the number of columns.",
     )
     drift_distance: float = Field(
         default=0.1, gt=0, description="Wasserstein (normed) and Jensen-Shannon threshold."

@@ -13,6 +13,7 @@ import pyarrow as pa
 from loopml.api.context import AppContext
 from loopml.monitor.reference import Reference, profile_table, save_reference
 from loopml.store import events
+from loopml.store import monitor as rows
 from tests.unit.monitor.logged import log_predictions, monitor_at
 
 # Rows a window: enough that an unshifted sample's Wasserstein distance stays well under the
@@ -89,3 +90,39 @@ def test_a_shift_lasting_into_the_next_window_is_one_episode_resolved_by_unshift
     assert round_at(hour + timedelta(hours=4)) == ["drift.detected"]
     kinds = [kind for kind, _ in _drift_events(store_ctx)]
     assert kinds == ["drift.detected", "drift.resolved", "drift.detected"]
+
+
+def test_a_young_window_of_single_row_requests_does_not_drift(store_ctx: AppContext) -> None:
+    """89 single-row requests drawn from the training distribution, over 8 columns: the
+    distances of such a small window pass 0.1 by chance (which the distance alone called
+    drift of every column), but nothing drifted beyond chance at that size."""
+    rng = np.random.default_rng(11)
+    names = [f"x{i}" for i in range(8)]
+
+    def frame(rows: int) -> pd.DataFrame:
+        return pd.DataFrame({n: rng.normal(0, 1, rows) for n in names})
+
+    train = frame(3000)
+    profile = profile_table(
+        pa.Table.from_pandas(train),
+        dict.fromkeys(names, "numeric"),
+        task="classification",
+        predictions=(train["x0"] > 0).astype(int).to_numpy(),
+        classes=["0", "1"],
+    )
+    reference = Reference(status="ready", source="test training rows", profile=profile)
+    save_reference(store_ctx.store, "default", "churn", 1, reference)
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    clock = [hour + timedelta(hours=1)]
+    young = frame(89)
+    guesses = (young["x0"] > 0).astype(int).to_numpy()
+    log_predictions(store_ctx, "churn-api", young, hour + timedelta(minutes=5), guesses, batch=1)
+    assert monitor_at(store_ctx, clock).tick().events == []
+    assert _drift_events(store_ctx) == []
+    with store_ctx.store.session() as session:
+        [window] = rows.list_windows(session, "default", "churn-api", size="1h", limit=1)
+    drift = window["summary"]["drift"]
+    assert (drift["judged"], drift["drifted"], drift["dataset_drift"]) == (8, [], False)
+    distances = sorted(c["score"] for c in drift["columns"])
+    assert distances[-1] > 0.1  # the figures users read are still there
+    assert all(c["p_value"] >= c["alpha"] == 0.001 / 8 for c in drift["columns"])
