@@ -207,6 +207,11 @@ BUILTINS: dict[str, Builtin] = {
                 "model": Param(T.MODEL, required=True),
                 "eval_hash": Param(T.STRING, help="Which evaluation; the newest by default."),
                 "fail": Param(T.BOOLEAN, default=False, help="Fail the step when refused."),
+                "min_delta": Param(
+                    T.NUMBER,
+                    help="Beat the champion by at least this much (a tie fails); raises the "
+                    "model policy's min_delta, never lowers it.",
+                ),
             },
             {"model": T.MODEL, "passed": T.BOOLEAN},
             impl=f"{_MODELS}:gate",

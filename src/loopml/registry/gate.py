@@ -102,12 +102,15 @@ def judge_version(
     actor: str,
     eval_hash: str | None = None,
     score_champion: ChampionScorer | None = None,
+    min_delta: float | None = None,
 ) -> GateResult:
     """Judge ``version`` by the model's policy and record the verdict (``gate.passed`` or
     ``gate.failed``).
 
     Args:
         eval_hash: which of the version's evaluations to judge; its newest by default.
+        min_delta: a margin over the champion the caller requires (a pipeline's gate step):
+            the policy's ``min_delta`` is raised to it, never lowered.
         score_champion: scores the champion on the challenger's eval set when it has no
             evaluation there yet (the result is stored as the champion's evaluation).
 
@@ -117,6 +120,8 @@ def judge_version(
         NotFoundError: no such model or version.
     """
     policy = get_policy(store, project, model) or DEFAULT_POLICY
+    if min_delta is not None and min_delta > policy.min_delta:
+        policy = policy.model_copy(update={"min_delta": min_delta})
     mine = get_evaluation(store, project, model, version, eval_hash)
     if mine is None:
         raise ConflictError(

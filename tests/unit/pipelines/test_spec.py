@@ -303,6 +303,9 @@ def test_the_packaged_loops_are_valid_and_the_deploy_waits_for_the_gate() -> Non
         assert parsed.spec.name == name
         assert parsed.order[-2:] == ["gate", "deploy"]
         assert parsed.spec.step("deploy").if_ == "${{ steps.gate.outputs.passed }}"
+        # The gate asks for a stated margin over the champion: a tie does not deploy.
+        assert parsed.spec.step("gate").with_["min_delta"] == "${{ inputs.min_delta }}"
+        assert parsed.spec.inputs["min_delta"].default == 0.005
     code = parse_spec(loops.text("train-code")).spec
     assert code.inputs["code"].type == "codeset"
     assert code.step("train").with_ == {"codeset": "${{ inputs.code }}"}

@@ -87,6 +87,31 @@ def test_passed_verdict_allows_promotion_and_default_policy_needs_better(
     assert kinds.count("gate.failed") == 1
 
 
+def test_a_stated_margin_refuses_a_tie_that_the_default_policy_lets_through(
+    store: MetadataStore, artifacts: ArtifactStore
+) -> None:
+    _versions(store, artifacts, 3)
+    _evaluate(store, 1, 0.80)
+    assert gate.judge_version(store, "default", "churn", 1, actor="a").passed
+    set_alias(store, "default", "churn", "champion", 1, actor="a")
+    _evaluate(store, 2, 0.80)  # the same score as the champion
+    assert gate.judge_version(store, "default", "churn", 2, actor="a").passed  # any margin
+    tie = gate.judge_version(store, "default", "churn", 2, actor="a", min_delta=0.005)
+    assert not tie.passed
+    [rule] = tie.rules
+    assert (rule.rule, rule.value, rule.champion_value) == ("must_beat", 0.80, 0.80)
+    assert tie.policy.min_delta == 0.005
+    assert "0.005" in rule.message
+    _evaluate(store, 3, 0.806)
+    assert gate.judge_version(store, "default", "churn", 3, actor="a", min_delta=0.005).passed
+    # A model's own policy asking for more keeps its margin.
+    gate.set_policy(
+        store, "default", "churn", GatePolicy(must_beat="champion", min_delta=0.01), actor="a"
+    )
+    stricter = gate.judge_version(store, "default", "churn", 3, actor="a", min_delta=0.005)
+    assert (stricter.passed, stricter.policy.min_delta) == (False, 0.01)
+
+
 def test_forced_promotion_needs_a_reason_and_is_audited(
     store: MetadataStore, artifacts: ArtifactStore
 ) -> None:

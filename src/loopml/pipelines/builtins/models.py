@@ -90,9 +90,14 @@ def evaluate(
 
 
 def gate(
-    ctx: StepContext, model: str, eval_hash: str | None = None, fail: bool = False
+    ctx: StepContext,
+    model: str,
+    eval_hash: str | None = None,
+    fail: bool = False,
+    min_delta: float | None = None,
 ) -> dict[str, Any]:
-    """Judge the version by its model's policy; the verdict is recorded either way."""
+    """Judge the version by its model's policy; the verdict is recorded either way. With
+    ``min_delta``, beating the champion takes at least that margin (a tie fails)."""
     from loopml.registry.evaluate import champion_scorer
     from loopml.registry.gate import judge_version
 
@@ -105,6 +110,7 @@ def gate(
         actor=ctx.actor,
         eval_hash=eval_hash,
         score_champion=champion_scorer(ctx.store, ctx.artifacts, ctx.project, actor=ctx.actor),
+        min_delta=min_delta,
     )
     for rule in verdict.rules:
         ctx.log.info(
