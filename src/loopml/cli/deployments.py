@@ -36,8 +36,85 @@ _FEATURES_HELP = "A feature view whose online values complete each request (repe
 _MISSING_HELP = "reject (422) or default (null) for an entity without fresh feature values."
 _AUTO_HELP = (
     "Roll the canary back when it is worse than the primary, promote it when it is not after "
-    "a while (the server's `canary` settings; docs/deployments.md)."
+    "--promote-after seconds (each judging option left out takes the server's `canary` "
+    "setting; docs/deployments.md)."
 )
+PROMOTE_AFTER = typer.Option(
+    None,
+    "--promote-after",
+    min=0,
+    max=30 * 86_400,
+    help="--auto-canary: seconds the canary must be no worse before it is promoted "
+    "[canary.promote_after_s: 3600].",
+)
+MIN_REQUESTS = typer.Option(
+    None,
+    "--min-requests",
+    min=1,
+    help="--auto-canary: requests each revision serves before any verdict "
+    "[canary.min_requests: 100].",
+)
+MIN_LABELS = typer.Option(
+    None,
+    "--min-labels",
+    min=1,
+    help="--auto-canary: labels each revision needs before their quality is compared "
+    "[canary.min_labels: 50].",
+)
+MAX_QUALITY_DROP = typer.Option(
+    None,
+    "--max-quality-drop",
+    min=0,
+    max=1,
+    help="--auto-canary: the quality margin: rolled back when its accuracy (classifier) or "
+    "R2 (regressor) is lower than the primary's by more [canary.max_quality_drop: 0.05].",
+)
+MAX_ERROR_INCREASE = typer.Option(
+    None,
+    "--max-error-increase",
+    min=0,
+    max=1,
+    help="--auto-canary: rolled back when its error rate passes the primary's by more (a "
+    "share) [canary.max_error_rate_increase: 0.02].",
+)
+
+
+def canary_policy(
+    auto: bool,
+    promote_after: float | None,
+    min_requests: int | None,
+    min_labels: int | None,
+    max_quality_drop: float | None,
+    max_error_increase: float | None,
+) -> dict[str, Any] | None:
+    """The canary's judging options as the API takes them (``None``: not judged).
+
+    Raises:
+        ValidationError: a judging option without ``--auto-canary``.
+    """
+    given = {
+        "promote_after_s": promote_after,
+        "min_requests": min_requests,
+        "min_labels": min_labels,
+        "max_quality_drop": max_quality_drop,
+        "max_error_rate_increase": max_error_increase,
+    }
+    chosen = {k: v for k, v in given.items() if v is not None}
+    if not auto:
+        if chosen:
+            flags = {
+                "promote_after_s": "--promote-after",
+                "min_requests": "--min-requests",
+                "min_labels": "--min-labels",
+                "max_quality_drop": "--max-quality-drop",
+                "max_error_rate_increase": "--max-error-increase",
+            }
+            named = ", ".join(flags[k] for k in chosen)
+            raise ValidationError(
+                f"{named} judge an automatic canary: add --auto-canary (or leave them out)"
+            )
+        return None
+    return {"auto": True, **chosen}
 
 
 def deploy(
@@ -52,6 +129,11 @@ def deploy(
     canary: str | None = typer.Option(None, "--canary", help="A second model reference."),
     percent: int = typer.Option(10, "--percent", min=1, max=99, help="The canary's share."),
     auto_canary: bool = typer.Option(False, "--auto-canary", help=_AUTO_HELP),
+    promote_after: float | None = PROMOTE_AFTER,
+    min_requests: int | None = MIN_REQUESTS,
+    min_labels: int | None = MIN_LABELS,
+    max_quality_drop: float | None = MAX_QUALITY_DROP,
+    max_error_increase: float | None = MAX_ERROR_INCREASE,
     shadow: str | None = typer.Option(None, "--shadow", help="Gets a copy of every request."),
     scale_to_zero_after: int | None = typer.Option(
         None, "--scale-to-zero-after", min=10, help="Stop after this many idle seconds."
@@ -85,6 +167,11 @@ def deploy(
     if output not in _OUTPUTS:
         raise ValidationError(f"--output {output!r}: expected one of {list(_OUTPUTS)}")
     low, high = _replica_bounds(replicas, min_replicas, max_replicas, scale_to_zero_after)
+    policy = canary_policy(
+        auto_canary, promote_after, min_requests, min_labels, max_quality_drop, max_error_increase
+    )
+    if policy is not None and canary is None:
+        raise ValidationError("--auto-canary judges a canary: give it with --canary MODEL")
     with state(ctx).client() as client:
         deployment = client.deployments.create(
             name,
@@ -93,7 +180,7 @@ def deploy(
             max_replicas=high,
             canary=canary,
             canary_percent=percent if canary else None,
-            canary_policy={"auto": True} if auto_canary else None,
+            canary_policy=policy,
             shadow=shadow,
             scale_to_zero_after_s=scale_to_zero_after,
             cpu=cpu,
@@ -310,6 +397,11 @@ def update(
     percent: int = typer.Option(10, "--percent", min=1, max=99, help="The canary's share."),
     no_canary: bool = typer.Option(False, "--no-canary", help="Remove the canary."),
     auto_canary: bool = typer.Option(False, "--auto-canary", help=_AUTO_HELP),
+    promote_after: float | None = PROMOTE_AFTER,
+    min_requests: int | None = MIN_REQUESTS,
+    min_labels: int | None = MIN_LABELS,
+    max_quality_drop: float | None = MAX_QUALITY_DROP,
+    max_error_increase: float | None = MAX_ERROR_INCREASE,
     shadow: str | None = typer.Option(None, "--shadow", help="A shadow model reference."),
     no_shadow: bool = typer.Option(False, "--no-shadow", help="Remove the shadow."),
     auth: str | None = typer.Option(None, "--auth", help="token or none."),
@@ -317,10 +409,15 @@ def update(
 ) -> None:
     """Change what a deployment serves (a changed version rolls out without dropping requests)."""
     changes: dict[str, Any] = {}
+    policy = canary_policy(
+        auto_canary, promote_after, min_requests, min_labels, max_quality_drop, max_error_increase
+    )
+    if policy is not None and canary is None:
+        raise ValidationError("--auto-canary judges a canary: give it with --canary MODEL")
     if canary is not None or no_canary:
         changes["canary"] = None if no_canary else canary
         changes["canary_percent"] = percent
-        changes["canary_policy"] = {"auto": True} if auto_canary else None
+        changes["canary_policy"] = policy
     if shadow is not None or no_shadow:
         changes["shadow"] = None if no_shadow else shadow
     with state(ctx).client() as client:
