@@ -505,3 +505,32 @@ def test_a_page_read_that_must_write_runs_again_with_the_write_lock(
     with ctx.store.session() as session:
         assert projects.get(session, made).name == made
         assert "made-1" not in [p.name for p in projects.list_(session).items]
+
+
+def test_the_deploy_form_sets_when_a_canary_is_promoted_and_its_quality_margin(
+    anonymous: TestClient, package: PackageFiles
+) -> None:
+    _register(anonymous, package)
+    page = anonymous.get("/deploy?choice=default/cancer")
+    assert 'name="canary_promote_after_s"' in page.text
+    assert "Promoted when no worse after (s)" in page.text
+    judging = {
+        "canary_auto": "true",
+        "canary_promote_after_s": "900",
+        "canary_min_labels": "300",
+        "canary_max_quality_drop": "0.01",
+    }
+    canary = {**DEPLOY, "mode": "canary", "other": "cancer/1", "percent": "25", **judging}
+    answer = anonymous.post(
+        "/portal/deploy", data=_form(page.text, **canary), headers={"Origin": ORIGIN},
+        follow_redirects=False,
+    )  # fmt: skip
+    assert answer.status_code == 303, answer.text
+    made = _control(anonymous).get("default", "fresh").spec.canary
+    assert made is not None
+    assert (made.auto, made.promote_after_s, made.min_labels, made.max_quality_drop) == (
+        True,
+        900.0,
+        300,
+        0.01,
+    )
