@@ -119,6 +119,23 @@ BUILTINS: dict[str, Builtin] = {
             cache=False,
         ),
         Builtin(
+            "labelled",
+            "Refresh a deployment's labelled predictions (its answers joined with their "
+            "labels, inputs as typed columns) and give the rows to train on.",
+            {
+                "deployment": Param(T.STRING, required=True, help="The deployment."),
+                "target": Param(T.STRING, default="label", help="The label's column name."),
+            },
+            {"table": T.TABLE, "training": T.SOURCE, "rows": T.INTEGER},
+            impl=f"{_DATA}:labelled",
+            # Labels land outside the spec: every run joins what has arrived.
+            cache=False,
+            notes=(
+                "`training` is the table version without its lineage columns (inference "
+                "id, row, model version, times): a snapshot's `from`.",
+            ),
+        ),
+        Builtin(
             "split",
             "Freeze a train/eval split onto a dataset version.",
             {
