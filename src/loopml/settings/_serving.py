@@ -370,6 +370,14 @@ class MonitorSettings(_Section):
         le=1,
         description="Share of drifted input columns at which a window's input has drifted.",
     )
+    drift_min_labels: int = Field(
+        default=100,
+        ge=1,
+        le=10_000_000,
+        description="Labels joined to a drifted model version's predictions since its drift "
+        "episode began before the episode emits `drift.labelled` (what a retrain on drift "
+        "should be triggered by).",
+    )
     drift_p_value: float = Field(
         default=0.05, gt=0, lt=1, description="KS and chi-square p-value threshold."
     )
