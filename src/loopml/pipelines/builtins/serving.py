@@ -191,6 +191,8 @@ def _canary(
         if event is None:
             # No verdict (timed out, or the step failed): the canary goes, the alias stays.
             client.deployments.update(deployment, canary=None, project=ctx.project)
+            # Unless the judge decided in the meantime: a promotion already serves it.
+            event = _verdict(client, ctx.project, deployment, revision)
     if event is None:
         raise CanaryFailedError(
             f"the canary of {ref} on {deployment!r} was rolled back: the judge gave no "
