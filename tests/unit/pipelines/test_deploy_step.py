@@ -139,6 +139,9 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         assert register_files(store, artifacts, broken).version == 2
         (wrong,) = register_model(settings, store, artifacts, flipped())
         assert wrong.version == 3
+        # A good model the gate never judged: the registry refuses it the champion alias.
+        (ungated,) = register_model(settings, store, artifacts, fit(0.5))
+        assert ungated.version == 4
         _passes_the_gate(running, 1, 0.80)
         _passes_the_gate(running, 2, 0.90)
         _passes_the_gate(running, 3, 0.90)
@@ -306,3 +309,35 @@ def test_a_canary_worse_on_live_labels_is_rolled_back_by_the_deployments_judge(
     assert (deployment.spec.model, deployment.spec.canary) == ("cancer@champion", None)
     assert deployment.traffic == {1: 100}
     control.delete(PROJECT, "labelled", actor="t")
+
+
+def test_a_promoted_canary_the_gate_refuses_goes_back_to_the_champion(
+    platform: Platform,
+) -> None:
+    control = platform.serving.control
+    set_alias(platform.store, PROJECT, "cancer", "champion", 1, actor="t", force=True, reason="t")
+    control.create(PROJECT, "ungated", {"model": "cancer@champion"}, actor="t")
+    wait_until(
+        lambda: control.get(PROJECT, "ungated").status == DeploymentStatus.READY,
+        60,
+        "the deployment did not become ready",
+    )
+    with Traffic(platform, "ungated") as traffic:
+        run = _ship(platform, model="cancer/4", deployment="ungated", strategy="canary", canary_s=2)
+        # The judge promoted the canary; the alias move was refused; version 1 serves again.
+        wait_until(lambda: traffic.answers[-1:] == [(200, "1")], 60, "version 1 is not back")
+    step = step_of(run, "deploy")
+    assert step.error is not None
+    assert step.error.code == "gate_required", step.error
+    assert "version 4 of model 'cancer' cannot become 'champion'" in step.error.message
+    with platform.store.session() as session:
+        found = events.list_(
+            session, type="deployment.canary.promoted", project=PROJECT, limit=100
+        ).items
+    assert [e.payload["canary"]["version"] for e in found if e.subject == "ungated"] == [4]
+    assert {status for status, _ in traffic.answers} == {200}
+    assert resolve(platform.store, PROJECT, "cancer@champion").version == 1
+    deployment = control.get(PROJECT, "ungated")
+    assert (deployment.spec.model, deployment.spec.canary) == ("cancer@champion", None)
+    assert [r.version for r in deployment.revisions if deployment.traffic.get(r.number)] == [1]
+    control.delete(PROJECT, "ungated", actor="t")

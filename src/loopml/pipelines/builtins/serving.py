@@ -210,6 +210,28 @@ def _canary(
     return _figures(event)
 
 
+def _move_alias_or_restore(
+    ctx: StepContext,
+    client: Client,
+    deployment: str,
+    followed: str,
+    model: str,
+    alias: str,
+    version: int,
+) -> None:
+    """Move ``alias`` to the promoted canary's version; when the registry refuses (the gate
+    guards ``champion``), the deployment goes back to what it followed before the canary."""
+    from loopml.core.errors import LoopmlError
+
+    try:
+        client.models.set_alias(model, alias, version, project=ctx.project)
+    except LoopmlError:
+        client.deployments.update(deployment, model=followed, project=ctx.project)
+        ctx.log.info("%s@%s refused: %s follows %s again", model, alias, deployment, followed)
+        raise
+    ctx.log.info("%s@%s -> version %d", model, alias, version)
+
+
 def _check(strategy: str, canary_percent: int, canary_s: float, min_requests: int) -> None:
     if strategy not in STRATEGIES:
         raise ValidationError(
@@ -254,6 +276,7 @@ def deploy(
     target = f"{name}@{alias}" if alias else f"{name}/{number}"
     deadline = time.monotonic() + wait_s
     figures: dict[str, float] = {}
+    moved = False
     with _client(ctx) as client:
         existing = _find(client, deployment, ctx.project)
         if existing is not None and _share(existing, name, number) == 100:
@@ -272,10 +295,14 @@ def deploy(
                 policy=policy,
                 until=deadline + canary_s,
             )
+            followed = existing.spec.model
             existing = client.deployments.get(deployment, project=ctx.project)
+            if alias:
+                _move_alias_or_restore(ctx, client, deployment, followed, name, alias, number)
+                moved = True
         elif strategy == "canary":
             ctx.log.info("%s does not exist yet: nothing to canary against, deploying", deployment)
-        if alias:
+        if alias and not moved:
             client.models.set_alias(name, alias, number, project=ctx.project)
             ctx.log.info("%s@%s -> version %d", name, alias, number)
         if existing is None:
