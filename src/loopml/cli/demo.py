@@ -254,11 +254,15 @@ def run_demo(
         champion = client.models.resolve(f"{MODEL}@champion", project=PROJECT).version
         during, lost = counts[0] if counts else (0, 0)
         if result.passed:
+            deployed = next((s for s in done.steps or [] if s.name == "deploy"), None)
+            judged = (deployed.outputs or {}).get("canary") or {} if deployed else {}
             out.say(
                 "swap",
-                f"{MODEL}/{champion} served a {inputs['canary_percent']} % canary for "
-                f"{canary_s:g} s, then became the champion and took over {DEPLOYMENT}; "
-                f"{during} requests during the retrain and the swap, {lost} failed",
+                f"{MODEL}/{champion} served a {inputs['canary_percent']} % canary until the "
+                f"canary judge found it no worse than the champion ("
+                f"{int(judged.get('requests', 0))} requests, at least {canary_s:g} s), then "
+                f"became the champion and took over {DEPLOYMENT}; {during} requests during "
+                f"the retrain and the swap, {lost} failed",
             )
         else:
             out.say(
@@ -279,7 +283,9 @@ def demo(
         "refuse: a batch with scrambled labels, the gate refuses the retrain.",
     ),
     budget_s: float = typer.Option(20.0, "--budget-s", min=1, max=3600, help="AutoML budget."),
-    canary_s: float = typer.Option(5.0, "--canary-s", min=0, max=600, help="Canary watch."),
+    canary_s: float = typer.Option(
+        5.0, "--canary-s", min=0, max=600, help="Least time the canary is judged before promotion."
+    ),
 ) -> None:
     """Run the whole loop on a demo project: ingest, train, deploy, traffic, new data, retrain."""
     from loopml.cli._context import state

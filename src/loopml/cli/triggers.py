@@ -65,7 +65,8 @@ def create(
     on: str = typer.Option(
         ...,
         "--on",
-        help="table.appended, drift.detected, quality.degraded, model.version.registered, "
+        help="table.appended, drift.detected, drift.labelled (drift, once its labels are in: "
+        "what a retrain waits for), quality.degraded, model.version.registered, "
         "gate.failed or webhook.",
     ),
     table_: str | None = typer.Option(None, "--table", help="Only this table's appends."),

@@ -35,7 +35,7 @@ class Triggers(AutomationResource[Trigger]):
         enabled: bool = True,
         project: str | None = None,
     ) -> Trigger:
-        """Add a trigger. ``on`` is ``table.appended``, ``drift.detected``,
+        """Add a trigger. ``on`` is ``table.appended``, ``drift.detected``, ``drift.labelled``,
         ``model.version.registered``, ``gate.failed``, ``codeset.versioned`` or
         ``webhook``; a webhook trigger's ``secret`` is in this answer only."""
         body = {

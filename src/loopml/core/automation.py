@@ -44,6 +44,7 @@ class TriggerOn(StrEnum):
 
     TABLE_APPENDED = "table.appended"
     DRIFT_DETECTED = "drift.detected"
+    DRIFT_LABELLED = "drift.labelled"
     QUALITY_DEGRADED = "quality.degraded"
     MODEL_VERSION_REGISTERED = "model.version.registered"
     GATE_FAILED = "gate.failed"
@@ -54,6 +55,7 @@ class TriggerOn(StrEnum):
 WHERE_KEYS: dict[TriggerOn, tuple[str, ...]] = {
     TriggerOn.TABLE_APPENDED: ("table",),
     TriggerOn.DRIFT_DETECTED: ("deployment", "model"),
+    TriggerOn.DRIFT_LABELLED: ("deployment", "model"),
     TriggerOn.QUALITY_DEGRADED: ("deployment", "model"),
     TriggerOn.MODEL_VERSION_REGISTERED: ("model",),
     TriggerOn.GATE_FAILED: ("model",),

@@ -71,6 +71,11 @@ def feedback_table(name: str) -> str:
     return f"{table_stem(name)}__feedback"
 
 
+def labelled_table(name: str) -> str:
+    """The lake table of deployment ``name``'s answers joined with their labels."""
+    return f"{table_stem(name)}__labelled"
+
+
 class _Spec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 

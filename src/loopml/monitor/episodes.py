@@ -5,9 +5,12 @@ has drifted (``dataset_drift``: a column drifted beyond chance at that window's 
 least ``drift_share`` of them did), emitting ``drift.detected`` once; it closes
 (``drift.resolved``) when a judged window has not drifted and its drifted share is at most
 half of ``drift_share``, so a share wavering at the threshold opens one episode, not one per
-window (``episode_change``). Alert rules read the last stretch of time of their size
-(``trailing``) and go through ``alerts.step``; a rule on a quality metric that starts firing
-also emits ``quality.degraded``. Webhooks are called after the transaction.
+window (``episode_change``). While open, the episode emits ``drift.labelled`` once, on the
+round when ``drift_min_labels`` labels have joined that version's predictions since it
+began: a retrain triggered by it has the labelled rows it needs, however late they came.
+Alert rules read the last stretch of time of their size (``trailing``) and go through
+``alerts.step``; a rule on a quality metric that starts firing also emits
+``quality.degraded``. Webhooks are called after the transaction.
 """
 
 from __future__ import annotations
@@ -92,17 +95,60 @@ def _drift(monitor: Monitor, project: str, name: str, windows: list[dict[str, An
                 },
             }
             kind = episode_change(drift, bool(episode.get("open")), share)
-            if kind is None:
-                continue
-            opened = {"open": True, "since": payload["window_start"]}
-            rows.set_cursor(
-                session, project, name, key, opened if kind == "drift.detected" else {"open": False}
-            )
-            events.append(
-                session, type=kind, subject=name, project=project, payload=payload, actor=ACTOR
-            )
-            emitted.append(kind)
+            if kind is not None:
+                episode = (
+                    {"open": True, "since": payload["window_start"]}
+                    if kind == "drift.detected"
+                    else {"open": False}
+                )
+                rows.set_cursor(session, project, name, key, episode)
+                events.append(
+                    session, type=kind, subject=name, project=project, payload=payload, actor=ACTOR
+                )
+                emitted.append(kind)
+            if episode.get("open") and not episode.get("labelled"):
+                emitted += _labelled(monitor, session, project, name, key, episode, payload)
     return emitted
+
+
+def _labelled(
+    monitor: Monitor,
+    session: Any,
+    project: str,
+    name: str,
+    key: str,
+    episode: dict[str, Any],
+    detected: dict[str, Any],
+) -> list[str]:
+    """``drift.labelled``, once per episode, when ``drift_min_labels`` labels have joined the
+    drifted version's predictions in the windows since the episode began: what a retrain
+    started by drift waits for, so that labels landing late still start it."""
+    model, version = detected["model"], detected["version"]
+    size = min(monitor.sizes, key=lambda s: monitor.sizes[s])
+    since = datetime.fromisoformat(episode["since"])
+    windows = rows.list_windows(session, project, name, size=size, since=since, limit=10_000)
+    labels = sum(w["labels"] for w in windows if (w["model"], w["version"]) == (model, version))
+    needed = monitor.settings.drift_min_labels
+    if labels < needed:
+        return []
+    rows.set_cursor(session, project, name, key, {**episode, "labelled": True})
+    payload = {
+        "deployment": name,
+        "model": model,
+        "version": version,
+        "since": episode["since"],
+        "labels": labels,
+        "min_labels": needed,
+    }
+    events.append(
+        session,
+        type="drift.labelled",
+        subject=name,
+        project=project,
+        payload=payload,
+        actor=ACTOR,
+    )
+    return ["drift.labelled"]
 
 
 def _stretches(

@@ -119,6 +119,23 @@ BUILTINS: dict[str, Builtin] = {
             cache=False,
         ),
         Builtin(
+            "labelled",
+            "Refresh a deployment's labelled predictions (its answers joined with their "
+            "labels, inputs as typed columns) and give the rows to train on.",
+            {
+                "deployment": Param(T.STRING, required=True, help="The deployment."),
+                "target": Param(T.STRING, default="label", help="The label's column name."),
+            },
+            {"table": T.TABLE, "training": T.SOURCE, "rows": T.INTEGER},
+            impl=f"{_DATA}:labelled",
+            # Labels land outside the spec: every run joins what has arrived.
+            cache=False,
+            notes=(
+                "`training` is the table version without its lineage columns (inference "
+                "id, row, model version, times): a snapshot's `from`.",
+            ),
+        ),
+        Builtin(
             "split",
             "Freeze a train/eval split onto a dataset version.",
             {
@@ -243,12 +260,16 @@ BUILTINS: dict[str, Builtin] = {
                     "champion); empty to pin the deployment to the version instead.",
                 ),
                 "canary_percent": Param(T.INTEGER, default=10, help="Canary's traffic share."),
-                "canary_s": Param(T.NUMBER, default=30.0, help="How long the canary is watched."),
-                "max_error_rate": Param(
-                    T.NUMBER, default=0.01, help="Largest share of the canary's 5xx answers."
+                "canary_s": Param(
+                    T.NUMBER,
+                    default=30.0,
+                    help="Promoted once the canary judge found it no worse for this long.",
                 ),
                 "min_requests": Param(
-                    T.INTEGER, default=0, help="Fail a canary that drew fewer requests."
+                    T.INTEGER,
+                    default=0,
+                    help="Requests each revision serves before a verdict (0: the server's "
+                    "canary.min_requests).",
                 ),
                 "min_replicas": Param(T.INTEGER, default=1, help="On creation."),
                 "max_replicas": Param(T.INTEGER, help="On creation."),
@@ -265,8 +286,9 @@ BUILTINS: dict[str, Builtin] = {
             # Its effect is on the live deployment, which changes outside the spec.
             cache=False,
             notes=(
-                "Runs before the alias moves: a canary is judged, then the alias move rolls "
-                "the version out.",
+                "Runs before the alias moves: a canary is judged by the deployments' canary "
+                "judge (errors, latency, live quality; the server's canary policy), then the "
+                "alias move rolls the version out.",
             ),
         ),
         Builtin(

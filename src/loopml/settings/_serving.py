@@ -371,6 +371,14 @@ class MonitorSettings(_Section):
         description="Share of drifted input columns at which a window's input has drifted, "
         "besides at least one (0: any one column that drifted).",
     )
+    drift_min_labels: int = Field(
+        default=100,
+        ge=1,
+        le=10_000_000,
+        description="Labels joined to a drifted model version's predictions since its drift "
+        "episode began before the episode emits `drift.labelled` (what a retrain on drift "
+        "should be triggered by).",
+    )
     drift_p_value: float = Field(
         default=0.001,
         gt=0,

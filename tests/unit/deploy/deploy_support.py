@@ -3,12 +3,13 @@ the platform app served by uvicorn in a thread, and the replica processes it sta
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from fastapi import FastAPI
 
 import loopml
 from loopml.api import create_app
+from loopml.client import Client
 from loopml.core.registry import ModelVersion
 from loopml.deploy import Serving
 from loopml.registry import register_version
@@ -223,3 +225,69 @@ def home_settings(home: Path) -> Settings:
         database={"url": f"sqlite:///{home / 'loopml.db'}"},
         artifacts={"root": str(home / "artifacts")},
     )
+
+
+@dataclass
+class LabelledTraffic:
+    """Clients predicting one row at a time from the cancer data, sending each row's true
+    label back through the feedback API; every answer and failure is kept with its time."""
+
+    platform: Platform
+    name: str
+    labels: bool = True
+    project: str = "default"
+    answers: list[tuple[float, str]] = field(default_factory=list)
+    failures: list[tuple[float, str, str]] = field(default_factory=list)
+    _pending: list[dict[str, Any]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def __enter__(self) -> LabelledTraffic:
+        self._threads = [threading.Thread(target=self._predict, args=(i,)) for i in range(2)]
+        if self.labels:
+            self._threads.append(threading.Thread(target=self._label))
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def _predict(self, offset: int) -> None:
+        frame, target = cancer_frame()
+        rows = frame.to_dict("records")
+        url = f"{self.platform.url}/deployments/{self.name}/predict"
+        with httpx.Client(timeout=60, trust_env=False) as http:
+            for i in itertools.count(offset * 7, 2):
+                if self._stop.is_set():
+                    return
+                row = i % len(rows)
+                started = time.monotonic()
+                try:
+                    answer = http.post(url, json={"instances": [rows[row]]})
+                except httpx.HTTPError as exc:
+                    self.failures.append((started, "", repr(exc)))
+                    continue
+                version = answer.headers.get("x-loopml-model-version", "")
+                if answer.status_code != 200:
+                    self.failures.append((started, version, f"{answer.status_code}"))
+                    continue
+                self.answers.append((started, version))
+                with self._lock:
+                    self._pending.append(
+                        {"inference_id": answer.json()["inference_id"], "label": int(target[row])}
+                    )
+
+    def _label(self) -> None:
+        with Client(self.platform.url, timeout=30) as client:
+            while not self._stop.wait(0.3):
+                with self._lock:
+                    batch, self._pending = self._pending, []
+                if batch:
+                    client.predictions.feedback_many(self.name, batch, project=self.project)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(60)
+
+    def versions_since(self, moment: float) -> set[str]:
+        return {version for at, version in list(self.answers) if at >= moment}

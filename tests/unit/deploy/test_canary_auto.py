@@ -13,22 +13,17 @@ names (every request it gets fails with 422).
 
 from __future__ import annotations
 
-import itertools
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 
 import loopml
-from loopml.client import Client
 from loopml.core.canary import CanaryPolicy
 from loopml.core.deployments import Canary, DeploymentStatus
 from loopml.core.types import Event
@@ -36,6 +31,9 @@ from loopml.deploy.canary import CanaryDefaults, policy_of
 from loopml.registry import register_version
 from loopml.settings import Settings
 from loopml.store import events
+from tests.unit.deploy.deploy_support import (
+    LabelledTraffic as Traffic,
+)
 from tests.unit.deploy.deploy_support import (
     Platform,
     cancer_frame,
@@ -137,71 +135,6 @@ def _platform(home: Path, url: str) -> Iterator[Platform]:
     finally:
         running.stop()
     assert replica_processes() == [], "replicas outlived the platform"
-
-
-@dataclass
-class Traffic:
-    """Clients predicting one row at a time from the cancer data, sending each row's true
-    label back through the feedback API; every answer and failure is kept with its time."""
-
-    platform: Platform
-    name: str
-    labels: bool = True
-    answers: list[tuple[float, str]] = field(default_factory=list)
-    failures: list[tuple[float, str, str]] = field(default_factory=list)
-    _pending: list[dict[str, Any]] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _threads: list[threading.Thread] = field(default_factory=list)
-
-    def __enter__(self) -> Traffic:
-        self._threads = [threading.Thread(target=self._predict, args=(i,)) for i in range(2)]
-        if self.labels:
-            self._threads.append(threading.Thread(target=self._label))
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def _predict(self, offset: int) -> None:
-        frame, target = cancer_frame()
-        rows = frame.to_dict("records")
-        url = f"{self.platform.url}/deployments/{self.name}/predict"
-        with httpx.Client(timeout=60, trust_env=False) as http:
-            for i in itertools.count(offset * 7, 2):
-                if self._stop.is_set():
-                    return
-                row = i % len(rows)
-                started = time.monotonic()
-                try:
-                    answer = http.post(url, json={"instances": [rows[row]]})
-                except httpx.HTTPError as exc:
-                    self.failures.append((started, "", repr(exc)))
-                    continue
-                version = answer.headers.get("x-loopml-model-version", "")
-                if answer.status_code != 200:
-                    self.failures.append((started, version, f"{answer.status_code}"))
-                    continue
-                self.answers.append((started, version))
-                with self._lock:
-                    self._pending.append(
-                        {"inference_id": answer.json()["inference_id"], "label": int(target[row])}
-                    )
-
-    def _label(self) -> None:
-        with Client(self.platform.url, timeout=30) as client:
-            while not self._stop.wait(0.3):
-                with self._lock:
-                    batch, self._pending = self._pending, []
-                if batch:
-                    client.predictions.feedback_many(self.name, batch, project=PROJECT)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(60)
-
-    def versions_since(self, moment: float) -> set[str]:
-        return {version for at, version in list(self.answers) if at >= moment}
 
 
 def _deploy(platform: Platform, name: str, canary: dict[str, Any]) -> None:

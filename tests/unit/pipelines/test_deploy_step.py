@@ -2,10 +2,13 @@
 worker running the step, real replica processes behind the gateway).
 
 ``direct`` creates a deployment following ``cancer@champion`` and returns once it serves.
-A ``canary`` of a version whose replica answers 500 to every request of more than one row
-(its ONNX graph reshapes a column to one row: it loads and warms up, then fails at
-inference) fails its error budget under traffic: the step fails once, with the counts, the
-canary is removed and the champion alias stays where it was.
+A ``canary`` is the deployments' automatic canary, judged by the one canary judge
+(``core.canary``) with the server's ``canary`` policy from the monitor's figures: a version
+whose replica answers 500 to every request of more than one row (its ONNX graph reshapes a
+column to one row: it loads and warms up, then fails at inference) is rolled back on its
+error rate; a version that answers every request but wrongly (trained on flipped labels) is
+rolled back on its live accuracy, by the labels sent back through the feedback API. Either
+way the step fails once, with the judge's reasons, and the champion alias stays where it was.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,9 +27,13 @@ from loopml.core.gate import EvaluationReport
 from loopml.core.pipelines import PipelineRun, RunStatus, StepStatus
 from loopml.pipelines import service
 from loopml.registry import gate, resolve, set_alias
+from loopml.settings import CanarySettings, MonitorSettings
+from loopml.store import events
 from tests.unit.deploy.deploy_support import (
+    LabelledTraffic,
     PackageFiles,
     Platform,
+    cancer_frame,
     fit,
     home_settings,
     package_files,
@@ -47,6 +55,7 @@ inputs:
   model: {type: model}
   deployment: {type: string}
   strategy: {type: string, default: direct}
+  canary_s: {type: number, default: 20}
 outputs:
   revision: ${{ steps.deploy.outputs.revision }}
 steps:
@@ -57,8 +66,7 @@ steps:
       deployment: ${{ inputs.deployment }}
       strategy: ${{ inputs.strategy }}
       canary_percent: 50
-      canary_s: 20
-      max_error_rate: 0.05
+      canary_s: ${{ inputs.canary_s }}
       min_requests: 5
       wait_s: 120
     retries: {count: 2, backoff: 0.1}
@@ -105,9 +113,23 @@ def _passes_the_gate(platform: Platform, version: int, auc: float) -> None:
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    """A platform with ``cancer/1`` (good) and ``cancer/2`` (fails on requests), both passed
-    by the gate, and the ``ship`` pipeline."""
-    settings = home_settings(tmp_path_factory.mktemp("deploy-step-home"))
+    """A platform with ``cancer/1`` (good), ``cancer/2`` (fails on requests) and ``cancer/3``
+    (wrong about 90 % of the time), all passed by the gate, and the ``ship`` pipeline."""
+    home = home_settings(tmp_path_factory.mktemp("deploy-step-home"))
+    # The judge's timings shortened through the settings (the lag must exceed the prediction
+    # log's flush delay, 1 s); latency on a shared machine is noise, so it never decides.
+    settings = home.model_copy(
+        update={
+            "monitor": MonitorSettings(interval_s=0.5, lag_s=2, windows=["1h"]),
+            "canary": CanarySettings(
+                interval_s=0.5,
+                min_labels=20,
+                max_quality_drop=0.2,
+                max_latency_ratio=1000,
+                latency_slack_ms=60_000,
+            ),
+        }
+    )
     running = Platform(settings)
     running.start()
     try:
@@ -115,8 +137,14 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         register_model(settings, store, artifacts, fit(1.0))
         broken = broken_package(tmp_path_factory.mktemp("broken") / "pkg")
         assert register_files(store, artifacts, broken).version == 2
+        (wrong,) = register_model(settings, store, artifacts, flipped())
+        assert wrong.version == 3
+        # A good model the gate never judged: the registry refuses it the champion alias.
+        (ungated,) = register_model(settings, store, artifacts, fit(0.5))
+        assert ungated.version == 4
         _passes_the_gate(running, 1, 0.80)
         _passes_the_gate(running, 2, 0.90)
+        _passes_the_gate(running, 3, 0.90)
         service.apply_spec(store, PROJECT, SPEC, actor="t")
         yield running
     finally:
@@ -124,7 +152,17 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     assert replica_processes() == [], "replicas outlived the platform"
 
 
-def _ship(platform: Platform, timeout_s: float = 200, **inputs: str) -> PipelineRun:
+def flipped() -> Any:
+    """A model trained on the cancer data's flipped labels: it answers, wrongly."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    frame, target = cancer_frame()
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=200)).fit(frame, 1 - target)
+
+
+def _ship(platform: Platform, timeout_s: float = 200, **inputs: Any) -> PipelineRun:
     run = service.start_run(platform.store, PROJECT, "ship", inputs, actor="t")
     return wait_run(platform.store, run.id, timeout_s=timeout_s)
 
@@ -198,10 +236,11 @@ def test_a_canary_over_its_error_budget_is_removed_and_the_alias_stays(
     assert step.error.code == "canary_failed", step.error
     message = step.error.message
     assert "the canary of cancer/2 on 'guarded' was rolled back" in message
-    counted = re.search(r"(\d+) of (\d+) requests failed", message)
+    # The deployments' canary judge decided, in its words (it counts 4xx and 5xx).
+    counted = re.search(r"error rate 100\.00% \((\d+) of (\d+)\) against 0\.00%", message)
     assert counted is not None, message
     assert int(counted[1]) == int(counted[2]) >= 5  # every canary answer was a 500
-    assert "over the budget of 5.0%" in message
+    assert "over the margin of 2.00%" in message
     # Not retried, though the step allows two retries: a failed canary is a verdict.
     assert len(step.attempts) == 1
     assert not step.error.retryable
@@ -219,3 +258,86 @@ def test_a_canary_over_its_error_budget_is_removed_and_the_alias_stays(
     assert answer.status_code == 200
     assert answer.headers["x-loopml-model-version"] == "1"
     control.delete(PROJECT, "guarded", actor="t")
+
+
+def test_a_canary_worse_on_live_labels_is_rolled_back_by_the_deployments_judge(
+    platform: Platform,
+) -> None:
+    control = platform.serving.control
+    set_alias(platform.store, PROJECT, "cancer", "champion", 1, actor="t", force=True, reason="t")
+    control.create(PROJECT, "labelled", {"model": "cancer@champion"}, actor="t")
+    wait_until(
+        lambda: control.get(PROJECT, "labelled").status == DeploymentStatus.READY,
+        60,
+        "the deployment did not become ready",
+    )
+    # canary_s is long: only a verdict on the labels can end the canary before it.
+    with LabelledTraffic(platform, "labelled") as traffic:
+        run = _ship(
+            platform, model="cancer/3", deployment="labelled", strategy="canary", canary_s=600
+        )
+    assert run.status == RunStatus.FAILED
+    step = step_of(run, "deploy")
+    assert step.error is not None
+    assert step.error.code == "canary_failed", step.error
+    message = step.error.message
+    assert "the canary of cancer/3 on 'labelled' was rolled back: accuracy " in message
+    quality = re.search(r"accuracy ([\d.]+) \((\d+) labels\) against ([\d.]+)", message)
+    assert quality is not None, message
+    assert float(quality[3]) - float(quality[1]) > 0.5  # the flipped model is wrong
+    assert int(quality[2]) >= 20  # the server's canary.min_labels
+    assert "over the margin of 0.2" in message
+    assert len(step.attempts) == 1
+    # Every request was answered: it was the labels, not errors, that rolled it back.
+    assert traffic.failures == []
+    assert {version for _, version in traffic.answers} == {"1", "3"}
+
+    # The same judge's decision, recorded as the deployment's own event.
+    with platform.store.session() as session:
+        found = events.list_(
+            session, type="deployment.canary.rolled_back", project=PROJECT, limit=100
+        ).items
+    (event,) = [e for e in found if e.subject == "labelled"]
+    assert event.actor == "system"
+    assert event.payload["canary"]["version"] == 3
+    assert event.payload["policy"]["min_labels"] == 20
+    assert event.payload["policy"]["promote_after_s"] == 600
+    assert event.payload["reasons"][0] in message
+
+    assert resolve(platform.store, PROJECT, "cancer@champion").version == 1
+    deployment = control.get(PROJECT, "labelled")
+    assert (deployment.spec.model, deployment.spec.canary) == ("cancer@champion", None)
+    assert deployment.traffic == {1: 100}
+    control.delete(PROJECT, "labelled", actor="t")
+
+
+def test_a_promoted_canary_the_gate_refuses_goes_back_to_the_champion(
+    platform: Platform,
+) -> None:
+    control = platform.serving.control
+    set_alias(platform.store, PROJECT, "cancer", "champion", 1, actor="t", force=True, reason="t")
+    control.create(PROJECT, "ungated", {"model": "cancer@champion"}, actor="t")
+    wait_until(
+        lambda: control.get(PROJECT, "ungated").status == DeploymentStatus.READY,
+        60,
+        "the deployment did not become ready",
+    )
+    with Traffic(platform, "ungated") as traffic:
+        run = _ship(platform, model="cancer/4", deployment="ungated", strategy="canary", canary_s=2)
+        # The judge promoted the canary; the alias move was refused; version 1 serves again.
+        wait_until(lambda: traffic.answers[-1:] == [(200, "1")], 60, "version 1 is not back")
+    step = step_of(run, "deploy")
+    assert step.error is not None
+    assert step.error.code == "gate_required", step.error
+    assert "version 4 of model 'cancer' cannot become 'champion'" in step.error.message
+    with platform.store.session() as session:
+        found = events.list_(
+            session, type="deployment.canary.promoted", project=PROJECT, limit=100
+        ).items
+    assert [e.payload["canary"]["version"] for e in found if e.subject == "ungated"] == [4]
+    assert {status for status, _ in traffic.answers} == {200}
+    assert resolve(platform.store, PROJECT, "cancer@champion").version == 1
+    deployment = control.get(PROJECT, "ungated")
+    assert (deployment.spec.model, deployment.spec.canary) == ("cancer@champion", None)
+    assert [r.version for r in deployment.revisions if deployment.traffic.get(r.number)] == [1]
+    control.delete(PROJECT, "ungated", actor="t")

@@ -297,7 +297,7 @@ def test_the_packaged_loops_are_valid_and_the_deploy_waits_for_the_gate() -> Non
     from loopml.core.errors import NotFoundError
     from loopml.pipelines import loops
 
-    assert loops.names() == ["retrain", "train-code"]
+    assert loops.names() == ["retrain", "retrain-labels", "train-code"]
     for name in loops.names():
         parsed = parse_spec(loops.text(name))
         assert parsed.spec.name == name
@@ -309,5 +309,5 @@ def test_the_packaged_loops_are_valid_and_the_deploy_waits_for_the_gate() -> Non
     code = parse_spec(loops.text("train-code")).spec
     assert code.inputs["code"].type == "codeset"
     assert code.step("train").with_ == {"codeset": "${{ inputs.code }}"}
-    with pytest.raises(NotFoundError, match="expected one of retrain, train-code"):
+    with pytest.raises(NotFoundError, match="expected one of retrain, retrain-labels, train-code"):
         loops.text("nope")

@@ -31,8 +31,8 @@ _INPUTS = "Input values of each run by name; checked against the pipeline's newe
 _POLICY = "While a run it started is active: `skip` starts nothing, `queue` lets one wait."
 _WHERE = (
     "Filters on the event: `table` for table.appended, `model` for model.version.registered "
-    "and gate.failed, `model` or `deployment` for drift.detected and quality.degraded; none for "
-    "webhook."
+    "and gate.failed, `model` or `deployment` for drift.detected, drift.labelled and "
+    "quality.degraded; none for webhook."
 )
 
 

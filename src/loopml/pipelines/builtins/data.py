@@ -1,4 +1,4 @@
-"""Data built-ins: ``snapshot``, ``validate``, ``transform`` and ``split``."""
+"""Data built-ins: ``snapshot``, ``validate``, ``transform``, ``labelled`` and ``split``."""
 
 from __future__ import annotations
 
@@ -122,6 +122,23 @@ def transform(
         timeout_s=timeout_s,
     )
     return {"table": f"{run.output_table}@{run.output_version}", "rows": run.rows}
+
+
+def labelled(ctx: StepContext, deployment: str, target: str = "label") -> dict[str, Any]:
+    """Refresh ``deployment``'s labelled predictions; the version and what to train on."""
+    from loopml.predictions.labelled import refresh
+
+    made = refresh(
+        ctx.store,
+        ctx.artifacts,
+        ctx.project,
+        deployment,
+        target=target,
+        actor=ctx.actor,
+        lake_settings=ctx.settings.lake,
+    )
+    ctx.log.info("%s: %d labelled rows (transform run %s)", made.table, made.run.rows, made.run.id)
+    return {"table": made.table, "training": made.training_sql, "rows": made.run.rows}
 
 
 def split(

@@ -5,9 +5,11 @@ so it acts through the API (``ctx.api_url``) like any client would. Its last act
 move: a deployment follows ``<model>@<alias>``, so moving the alias is what rolls the new
 version out (a rolling swap that drops no request), and every later promotion rolls out by
 itself. A canary therefore has to run *before* the alias moves: the new version serves
-``canary_percent`` of the traffic beside the current one for ``canary_s`` seconds, its 5xx
-answers are counted from the gateway's metrics, and only then does the alias move (or the
-canary is removed and the step fails with the numbers). The champion alias is still
+``canary_percent`` of the traffic beside the current one as an automatic canary, judged by
+the platform's one canary judge (``core.canary``, acted on by ``deploy.canary``: errors,
+latency and live quality by the labels, with the server's ``canary`` policy) and promoted
+once no worse for ``canary_s`` seconds. The step waits for that verdict: promoted, the alias
+moves; rolled back, the step fails with the judge's reasons. The champion alias is still
 guarded by the gate: the API refuses the move (409) for a version the gate did not pass.
 
 ``batch_predict`` scores a table in the step's process through ``serve.batch`` (the serving
@@ -17,7 +19,6 @@ runtime, no HTTP), so its outputs are cached on the pinned model and table versi
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from loopml.core.errors import (
@@ -33,35 +34,18 @@ from loopml.pipelines.builtins._common import model_version
 if TYPE_CHECKING:
     from loopml.client import Client
     from loopml.core.deployments import Deployment
+    from loopml.core.types import Event
 
 STRATEGIES = ("direct", "canary")
 _POLL_S = 0.25
-_WATCH_POLL_S = 1.0
+_VERDICTS = ("deployment.canary.promoted", "deployment.canary.rolled_back")
+_FIGURES = ("requests", "errors", "error_rate", "latency_p95_ms", "labels", "quality")
 
 
 class CanaryFailedError(ConflictError):
-    """The canary answered too many requests with errors; it was rolled back."""
+    """The canary judge rolled the canary back (or gave no verdict in time)."""
 
     code = "canary_failed"
-
-
-@dataclass(frozen=True)
-class CanaryStats:
-    """What the gateway counted for the canary revision while it was watched."""
-
-    requests: int
-    errors: int
-
-    @property
-    def error_rate(self) -> float:
-        return self.errors / self.requests if self.requests else 0.0
-
-    def as_metrics(self) -> dict[str, float]:
-        return {
-            "requests": float(self.requests),
-            "errors": float(self.errors),
-            "error_rate": self.error_rate,
-        }
 
 
 def _client(ctx: StepContext) -> Client:
@@ -126,51 +110,48 @@ def _wait_share(
         time.sleep(_POLL_S)
 
 
-def _gateway_counts(client: Client, project: str, name: str, revision: int) -> CanaryStats:
-    """Requests and 5xx answers the gateway counted for one revision of a deployment."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    text = client._http.request("GET", "/metrics").text
-    requests = errors = 0
-    for family in text_string_to_metric_families(text):
-        if family.name != "loopml_gateway_requests":
-            continue
-        for sample in family.samples:
-            labels = sample.labels
-            if not sample.name.endswith("_total"):
-                continue
-            if (labels.get("project"), labels.get("deployment")) != (project, name):
-                continue
-            if labels.get("revision") != str(revision):
-                continue
-            count = int(sample.value)
-            requests += count
-            if labels.get("status", "").startswith("5"):
-                errors += count
-    return CanaryStats(requests, errors)
+def _verdict(client: Client, project: str, name: str, revision: int) -> Event | None:
+    """The judge's decision on canary ``revision`` of ``name``, if it was made."""
+    for event in client.events.list(
+        type="deployment.canary.*", project=project, newest_first=True, limit=100
+    ).items:
+        canary = event.payload.get("canary") or {}
+        judged = event.type in _VERDICTS and event.subject == name
+        if judged and canary.get("revision") == revision:
+            return event
+    return None
 
 
-def _watch(
-    ctx: StepContext,
-    client: Client,
-    name: str,
-    revision: int,
-    *,
-    canary_s: float,
-    max_error_rate: float,
-    min_requests: int,
-) -> CanaryStats:
-    """Count the canary's answers for ``canary_s`` seconds; stop early once its errors are
-    over the budget whatever the rest of the window brings."""
-    start = _gateway_counts(client, ctx.project, name, revision)
-    until = time.monotonic() + canary_s
+def _await_verdict(
+    client: Client, project: str, name: str, model: str, revision: int, until: float
+) -> Event | None:
+    """Poll until the judge ended canary ``revision`` (its event), or ``None`` at ``until``."""
+    from loopml.core.deployments import DeploymentStatus
+
     while True:
-        now = _gateway_counts(client, ctx.project, name, revision)
-        stats = CanaryStats(now.requests - start.requests, now.errors - start.errors)
-        settled = stats.requests >= max(min_requests, 1) and stats.error_rate > max_error_rate
-        if settled or time.monotonic() >= until:
-            return stats
-        time.sleep(min(_WATCH_POLL_S, max(0.0, until - time.monotonic())))
+        found = client.deployments.get(name, project=project)
+        if found.status == DeploymentStatus.FAILED:
+            raise ConflictError(
+                f"deployment {name!r} failed: {found.status_message or 'no reason given'}",
+                details={"deployment": name},
+            )
+        if found.spec.canary is None or found.spec.canary.model != model:
+            event = _verdict(client, project, name, revision)
+            if event is not None:
+                return event
+            raise CanaryFailedError(
+                f"the canary {model} on {name!r} was removed before the judge decided "
+                "(changed by someone else?); the alias stays",
+                details={"deployment": name},
+            )
+        if time.monotonic() > until:
+            return None
+        time.sleep(_POLL_S)
+
+
+def _figures(event: Event | None) -> dict[str, float]:
+    canary = event.payload.get("canary", {}) if event is not None else {}
+    return {k: float(canary[k]) for k in _FIGURES if canary.get(k) is not None}
 
 
 def _canary(
@@ -181,64 +162,77 @@ def _canary(
     version: int,
     *,
     percent: int,
-    canary_s: float,
-    max_error_rate: float,
-    min_requests: int,
-    deadline: float,
-) -> CanaryStats:
-    """Serve ``model/version`` as the canary, watch it, and remove it; raise when it failed
-    its error budget (or drew fewer than ``min_requests`` requests)."""
-    client.deployments.update(
-        deployment, canary=f"{model}/{version}", canary_percent=percent, project=ctx.project
+    policy: dict[str, Any],
+    until: float,
+) -> dict[str, float]:
+    """Serve ``model/version`` as an automatic canary and wait for the judge's verdict; the
+    canary's figures when promoted, ``CanaryFailedError`` with the reasons when not."""
+    ref = f"{model}/{version}"
+    updated = client.deployments.update(
+        deployment,
+        canary=ref,
+        canary_percent=percent,
+        canary_policy={"auto": True, **policy},
+        project=ctx.project,
     )
-    try:
-        found = _wait_share(client, deployment, ctx.project, model, version, percent, deadline)
-        revision = _revision(found, model, version)
-        ctx.log.info(
-            "canary: %s/%d serves %d%% of %s (revision %d); watching for %g s",
-            model,
-            version,
-            percent,
-            deployment,
-            revision,
-            canary_s,
-        )
-        stats = _watch(
-            ctx,
-            client,
-            deployment,
-            revision,
-            canary_s=canary_s,
-            max_error_rate=max_error_rate,
-            min_requests=min_requests,
-        )
-    finally:
-        # Going full and rolling back both start from no canary: the alias move (or
-        # nothing) decides what the primary serves next.
-        client.deployments.update(deployment, canary=None, project=ctx.project)
+    revision = _revision(updated, model, version)
     ctx.log.info(
-        "canary: %d requests, %d errors (%.2f%%, budget %.2f%%)",
-        stats.requests,
-        stats.errors,
-        100 * stats.error_rate,
-        100 * max_error_rate,
+        "canary: %s serves %d%% of %s (revision %d), judged with %s",
+        ref,
+        percent,
+        deployment,
+        revision,
+        policy,
     )
-    if stats.requests < min_requests or stats.error_rate > max_error_rate:
-        why = (
-            f"{stats.errors} of {stats.requests} requests failed ({stats.error_rate:.1%}, "
-            f"over the budget of {max_error_rate:.1%})"
-            if stats.error_rate > max_error_rate
-            else f"only {stats.requests} requests reached it in {canary_s:g} s "
-            f"(min_requests {min_requests})"
-        )
+    event = None
+    try:
+        event = _await_verdict(client, ctx.project, deployment, ref, revision, until)
+    finally:
+        if event is None:
+            # No verdict (timed out, or the step failed): the canary goes, the alias stays.
+            client.deployments.update(deployment, canary=None, project=ctx.project)
+            # Unless the judge decided in the meantime: a promotion already serves it.
+            event = _verdict(client, ctx.project, deployment, revision)
+    if event is None:
         raise CanaryFailedError(
-            f"the canary of {model}/{version} on {deployment!r} was rolled back: {why}",
-            details={"deployment": deployment, **stats.as_metrics()},
+            f"the canary of {ref} on {deployment!r} was rolled back: the judge gave no "
+            f"verdict in time; it holds until each revision has served its min_requests, "
+            "and judges only while the server's monitor runs (monitor.enabled)",
+            details={"deployment": deployment, "revision": revision},
         )
-    return stats
+    reasons = "; ".join(event.payload.get("reasons", []))
+    ctx.log.info("canary: %s: %s", event.type, reasons)
+    if event.type != "deployment.canary.promoted":
+        raise CanaryFailedError(
+            f"the canary of {ref} on {deployment!r} was rolled back: {reasons}",
+            details={"deployment": deployment, **_figures(event)},
+        )
+    return _figures(event)
 
 
-def _check(strategy: str, canary_percent: int, canary_s: float, max_error_rate: float) -> None:
+def _move_alias_or_restore(
+    ctx: StepContext,
+    client: Client,
+    deployment: str,
+    followed: str,
+    model: str,
+    alias: str,
+    version: int,
+) -> None:
+    """Move ``alias`` to the promoted canary's version; when the registry refuses (the gate
+    guards ``champion``), the deployment goes back to what it followed before the canary."""
+    from loopml.core.errors import LoopmlError
+
+    try:
+        client.models.set_alias(model, alias, version, project=ctx.project)
+    except LoopmlError:
+        client.deployments.update(deployment, model=followed, project=ctx.project)
+        ctx.log.info("%s@%s refused: %s follows %s again", model, alias, deployment, followed)
+        raise
+    ctx.log.info("%s@%s -> version %d", model, alias, version)
+
+
+def _check(strategy: str, canary_percent: int, canary_s: float, min_requests: int) -> None:
     if strategy not in STRATEGIES:
         raise ValidationError(
             f"unknown strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}",
@@ -248,8 +242,8 @@ def _check(strategy: str, canary_percent: int, canary_s: float, max_error_rate: 
         raise ValidationError(f"canary_percent is 1 to 99, got {canary_percent}")
     if not 0 <= canary_s <= 3600:
         raise ValidationError(f"canary_s is 0 to 3600 seconds, got {canary_s}")
-    if not 0 <= max_error_rate <= 1:
-        raise ValidationError(f"max_error_rate is a fraction from 0 to 1, got {max_error_rate}")
+    if min_requests < 0:
+        raise ValidationError(f"min_requests is 0 (the server's) or more, got {min_requests}")
 
 
 def deploy(
@@ -260,7 +254,6 @@ def deploy(
     alias: str = "champion",
     canary_percent: int = 10,
     canary_s: float = 30.0,
-    max_error_rate: float = 0.01,
     min_requests: int = 0,
     min_replicas: int = 1,
     max_replicas: int | None = None,
@@ -271,36 +264,45 @@ def deploy(
 
     The deployment is created when missing, following ``<model>@<alias>`` (or pinned to the
     version when ``alias`` is empty). A canary needs something already served to compare
-    with: a deployment created by this step starts directly.
+    with: a deployment created by this step starts directly. A canary is promoted after
+    ``canary_s`` seconds no worse (``min_requests``: 0 takes the server's ``canary``
+    setting, as every other margin does).
     """
     from loopml.core.deployments import validate_deployment_name
 
     validate_deployment_name(deployment)
-    _check(strategy, canary_percent, canary_s, max_error_rate)
+    _check(strategy, canary_percent, canary_s, min_requests)
     name, number = model_version(model)
     target = f"{name}@{alias}" if alias else f"{name}/{number}"
     deadline = time.monotonic() + wait_s
-    stats = CanaryStats(0, 0)
+    figures: dict[str, float] = {}
+    moved = False
     with _client(ctx) as client:
         existing = _find(client, deployment, ctx.project)
         if existing is not None and _share(existing, name, number) == 100:
             ctx.log.info("%s already serves %s/%d", deployment, name, number)
         elif strategy == "canary" and existing is not None:
-            stats = _canary(
+            policy: dict[str, Any] = {"promote_after_s": canary_s}
+            if min_requests:
+                policy["min_requests"] = min_requests
+            figures = _canary(
                 ctx,
                 client,
                 deployment,
                 name,
                 number,
                 percent=canary_percent,
-                canary_s=canary_s,
-                max_error_rate=max_error_rate,
-                min_requests=min_requests,
-                deadline=deadline,
+                policy=policy,
+                until=deadline + canary_s,
             )
+            followed = existing.spec.model
+            existing = client.deployments.get(deployment, project=ctx.project)
+            if alias:
+                _move_alias_or_restore(ctx, client, deployment, followed, name, alias, number)
+                moved = True
         elif strategy == "canary":
             ctx.log.info("%s does not exist yet: nothing to canary against, deploying", deployment)
-        if alias:
+        if alias and not moved:
             client.models.set_alias(name, alias, number, project=ctx.project)
             ctx.log.info("%s@%s -> version %d", name, alias, number)
         if existing is None:
@@ -314,6 +316,7 @@ def deploy(
             )
             ctx.log.info("created deployment %s following %s", deployment, target)
         elif existing.spec.model != target:
+            # A promoted canary pins the deployment to the version: follow the alias again.
             client.deployments.update(deployment, model=target, project=ctx.project)
         found = _wait_share(client, deployment, ctx.project, name, number, 100, deadline)
     revision = _revision(found, name, number)
@@ -322,7 +325,7 @@ def deploy(
         "deployment": deployment,
         "revision": revision,
         "model": model,
-        "canary": stats.as_metrics() if strategy == "canary" else {},
+        "canary": figures,
     }
 
 

@@ -1,5 +1,6 @@
 """The loops loopml ships as pipeline files (package data): ``retrain``, the default
-retrain-and-deploy loop, and ``train-code``, a codeset's own training code trained,
+retrain-and-deploy loop, ``retrain-labels``, the same loop learning from a deployment's
+labelled predictions, and ``train-code``, a codeset's own training code trained,
 registered, gated and deployed. ``loopml pipelines apply --builtin retrain`` applies one
 (``loopml pipelines assign train-code --codeset NAME`` applies it when missing)."""
 
