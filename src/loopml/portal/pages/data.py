@@ -26,7 +26,7 @@ from loopml.core.lake import LakeTable, TableCommit
 from loopml.data import datasets, lake, validation
 from loopml.data.sql_formats import json_rows
 from loopml.portal.pages._histograms import PROFILE_ROWS, Chart, charts
-from loopml.portal.pages._picking import pick
+from loopml.portal.pages._picking import pick, remember, remembered
 from loopml.portal.web import PageRoute, Viewer, ViewerDep, context_of, read_only, render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -62,9 +62,9 @@ def _latest(store: Any, project: str, found: Dataset) -> DatasetVersion | None:
         return None
 
 
-def gather(ctx: AppContext, viewer: Viewer, asked: str | None) -> DataView:
+def gather(ctx: AppContext, viewer: Viewer, asked: str | None, last: str | None = None) -> DataView:
     """The project's tables and datasets with their latest version's split (blocking)."""
-    project, seen = pick(ctx.store, viewer, asked)
+    project, seen = pick(ctx.store, viewer, asked, last)
     made = DataView(project=project, projects=seen)
     if project is None:
         return made
@@ -79,8 +79,9 @@ def gather(ctx: AppContext, viewer: Viewer, asked: str | None) -> DataView:
 async def data_page(request: Request, viewer: ViewerDep, project: str | None = None) -> Response:
     """A project's tables, datasets (with their splits) and contracts."""
     ctx = context_of(request)
-    view = await read_only(request, lambda: gather(ctx, viewer, project))
-    return render(request, "data.html", viewer, page="data", view=view)
+    last = remembered(request)
+    view = await read_only(request, lambda: gather(ctx, viewer, project, last))
+    return remember(render(request, "data.html", viewer, page="data", view=view), project)
 
 
 @dataclass
