@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from loopml.core import layout
 from loopml.core.clock import utcnow
@@ -79,9 +80,10 @@ def log_model(
     files: dict[str, bytes] | None = None,
     write_manifest: bool = True,
     manifest: bytes | None = None,
+    signature: dict[str, Any] | None = None,
 ) -> str:
     """Write a package (files, then its manifest, or ``manifest`` as given) and its
-    logged_models row; returns the manifest's SHA-256."""
+    logged_models row (with ``signature`` as recorded); returns the manifest's SHA-256."""
     files = MODEL_FILES if files is None else files
     prefix = run.package_prefix(path)
     for name, data in files.items():
@@ -98,7 +100,7 @@ def log_model(
                 flavor="sklearn",
                 format="onnx",
                 manifest_sha256=sha,
-                signature={},
+                signature=signature or {},
                 summary={},
             )
         )

@@ -56,7 +56,8 @@ def _show(found: Stream) -> None:
         highlight=False,
     )
     if stats.last_error:
-        console.print(f"last error: {stats.last_error}", highlight=False, markup=False)
+        at = f" ({when(stats.last_error_at)})" if stats.last_error_at else ""
+        console.print(f"last error{at}: {stats.last_error}", highlight=False, markup=False)
 
 
 def _n(value: float | None) -> str:

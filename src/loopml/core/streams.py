@@ -210,7 +210,10 @@ class StreamStats(BaseModel):
     lag: int | None = Field(default=None, description="Messages in the broker not yet acked.")
     rate: float | None = Field(default=None, description="Messages per second, last interval.")
     errors: int = Field(default=0, description="Failed commits or fetches since it started.")
-    last_error: str | None = None
+    last_error: str | None = Field(
+        default=None, description="The consumer's last failure: what failed, why, the fix."
+    )
+    last_error_at: datetime | None = Field(default=None, description="When it failed.")
     heartbeat_at: datetime | None = None
 
 

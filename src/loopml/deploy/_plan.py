@@ -17,8 +17,9 @@ from loopml.core.deployments import Deployment, DeploymentSpec, DeploymentStatus
 from loopml.core.errors import ConflictError, ValidationError
 from loopml.core.refs import ModelRef
 from loopml.core.registry import ModelVersion, VersionStatus
+from loopml.core.serving_inputs import input_mismatch
 from loopml.data.features.serving import check_serving
-from loopml.store import MetadataStore
+from loopml.store import MetadataStore, logged_models
 from loopml.store.deployments import NewRevision, Role, Roles
 
 
@@ -94,7 +95,38 @@ def resolve_spec(
         raise spec_error(exc) from None
     if check_features and checked.features is not None:
         check_serving(store, project, checked.features)
+    check_inputs(store, project, versions)
     return Resolved(checked, versions)
+
+
+def check_inputs(store: MetadataStore, project: str, versions: Mapping[str, ModelVersion]) -> None:
+    """Refuse a canary or shadow that cannot take the primary's requests (the rule is
+    ``core.serving_inputs``): each of its requests would fail with 422."""
+    primary = versions.get("primary")
+    others = {role: v for role, v in versions.items() if role != "primary"}
+    if primary is None or not others:
+        return
+    with store.session() as session:
+        signatures = {
+            role: logged_models.get(session, project, v.logged_model_id).signature
+            for role, v in versions.items()
+        }
+    for role, version in others.items():
+        reasons = input_mismatch(signatures["primary"], signatures[role])
+        if reasons:
+            share = "its share of the requests" if role == "canary" else "every copy it gets"
+            raise ConflictError(
+                f"the {role} {version.model}/{version.version} cannot take the requests of the "
+                f"primary {primary.model}/{primary.version}: {'; '.join(reasons)}. "
+                f"{share.capitalize()} would fail with 422; deploy a {role} with the same "
+                "inputs (same names, types and order), or serve it as its own deployment",
+                details={
+                    "role": role,
+                    "primary": f"{primary.model}/{primary.version}",
+                    role: f"{version.model}/{version.version}",
+                    "reasons": reasons,
+                },
+            )
 
 
 def resolve_ref(store: MetadataStore, project: str, ref: str) -> ModelVersion:

@@ -154,6 +154,11 @@ class DeploymentControl:
             }
         )
 
+    def check(self, project: str, spec: Mapping[str, Any] | DeploymentSpec) -> None:
+        """Raise what ``create`` or ``update`` would refuse ``spec`` for (its references, its
+        fields, a canary or shadow that cannot take the primary's requests); a preview."""
+        resolve_spec(self.store, project, spec)
+
     # ------------------------------------------------------------------ changes
 
     def create(

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from loopml.core.clock import utcnow
+from loopml.core.clock import as_utc, utcnow
 from loopml.core.errors import AlreadyExistsError, ConflictError, NotFoundError
 from loopml.core.streams import (
     FIXED_ON_UPDATE,
@@ -53,13 +53,31 @@ def _to_domain(row: StreamRow, project: str) -> Stream:
             lag=row.lag,
             rate=row.rate,
             errors=row.errors,
-            last_error=row.last_error,
+            **_read_error(row.last_error),
             heartbeat_at=row.heartbeat_at,
         ),
         actor=row.actor,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
+
+
+def _written_error(stats: StreamStats) -> str | None:
+    """The last error as the one column holds it: its time first (ISO 8601, no spaces)."""
+    if stats.last_error is None:
+        return None
+    at = "" if stats.last_error_at is None else as_utc(stats.last_error_at).isoformat() + " "
+    return (at + stats.last_error)[:MAX_ERROR_CHARS]
+
+
+def _read_error(text: str | None) -> dict[str, Any]:
+    if text is None:
+        return {"last_error": None}
+    stamp, _, rest = text.partition(" ")
+    try:
+        return {"last_error": rest, "last_error_at": as_utc(datetime.fromisoformat(stamp))}
+    except ValueError:  # written before errors had their time
+        return {"last_error": text}
 
 
 def _row(session: Session, project: str, name: str) -> StreamRow:
@@ -325,7 +343,7 @@ def report(session: Session, stream_id: str, stats: StreamStats, owner: str) -> 
             lag=stats.lag,
             rate=stats.rate,
             errors=stats.errors,
-            last_error=None if stats.last_error is None else stats.last_error[:MAX_ERROR_CHARS],
+            last_error=_written_error(stats),
             heartbeat_at=utcnow(),
             **_KEEP_UPDATED_AT,
         )

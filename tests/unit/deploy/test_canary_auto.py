@@ -8,7 +8,9 @@ numbers behind it.
 One platform serves the module, on SQLite then on PostgreSQL; its models: version 1 a
 logistic regression on the cancer data, version 2 the same trained on flipped labels (wrong
 about 90 % of the time), version 3 a second good one, version 4 one trained on other column
-names (every request it gets fails with 422).
+names (every request it gets fails with 422). The control plane refuses such a canary
+(``core.serving_inputs``) when it knows the signatures, so version 4's recorded signature is
+blanked, as for a package that recorded none: the only way such a canary still serves.
 """
 
 from __future__ import annotations
@@ -63,6 +65,18 @@ def _register(platform: Platform, model: Any, columns: list[str] | None = None) 
         actor="t",
     )
     return version.version
+
+
+def _unsigned(platform: Platform, version: int) -> None:
+    """Forget the signature the store recorded for ``version``'s package."""
+    from loopml.registry import get_version
+    from loopml.store.orm import LoggedModelRow
+
+    found = get_version(platform.store, PROJECT, "cancer", version)
+    with platform.store.session() as session:
+        row = session.get(LoggedModelRow, found.logged_model_id)
+        assert row is not None
+        row.signature = {}
 
 
 def _flipped() -> Any:
@@ -131,6 +145,7 @@ def _platform(home: Path, url: str) -> Iterator[Platform]:
             _register(running, _renamed(), [f"g{i}" for i in range(8)]),
         ]
         assert versions == [1, 2, 3, 4]
+        _unsigned(running, 4)
         yield running
     finally:
         running.stop()

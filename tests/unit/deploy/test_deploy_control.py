@@ -342,3 +342,70 @@ def test_a_removed_alias_keeps_what_runs_and_says_so(
     _champion(store, 2)
     assert control.refresh(PROJECT, "churn", reason="alias back") is not None
     assert "cannot follow" not in control.get(PROJECT, "churn").status_message
+
+
+def _signed(store: MetadataStore, artifacts: ArtifactStore, inputs: list[tuple[str, str]]) -> int:
+    """A new READY version of ``cancer`` whose recorded signature takes ``inputs``."""
+    run = make_run(store)
+    columns = [{"name": n, "type": t} for n, t in inputs]
+    outputs = [{"name": "label", "type": "integer"}]
+    signature = {"inputs": columns, "outputs": outputs, "task": "classification"}
+    log_model(store, artifacts, run, signature=signature)
+    version = register_version(
+        store, artifacts, project=PROJECT, model_name="cancer", run_id=run.id, actor="t"
+    )
+    assert version.status == "READY"
+    return version.version
+
+
+def test_a_canary_or_shadow_that_cannot_take_the_primarys_requests_is_refused(
+    control: DeploymentControl,
+    target: RecordingTarget,
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+) -> None:
+    four = [("tenure", "integer"), ("plan", "string"), ("spend", "float"), ("calls", "integer")]
+    champion = _signed(store, artifacts, four)
+    three = _signed(store, artifacts, four[:3])
+    retyped = _signed(store, artifacts, [*four[:3], ("calls", "string")])
+    widened = _signed(store, artifacts, [*four[:3], ("calls", "float")])
+    _champion(store, champion)
+    spec = {"model": "cancer@champion", "canary": {"model": f"cancer/{three}", "percent": 20}}
+
+    for dry_run in (True, False):
+        with pytest.raises(ConflictError) as refused:
+            control.create(PROJECT, "churn", spec, actor="a", dry_run=dry_run)
+        assert refused.value.message == (
+            f"the canary cancer/{three} cannot take the requests of the primary "
+            f"cancer/{champion}: it refuses 'calls', which the primary's requests carry. Its "
+            "share of the requests would fail with 422; deploy a canary with the same inputs "
+            "(same names, types and order), or serve it as its own deployment"
+        )
+    with pytest.raises(ConflictError, match=r"types differ: 'calls' is string \(the primary's"):
+        control.create(
+            PROJECT, "churn", {"model": "cancer@champion", "shadow": f"cancer/{retyped}"}, actor="a"
+        )
+    assert target.applied == []
+
+    # A float column takes the primary's integers; a version without a recorded signature
+    # is not judged.
+    created = control.create(
+        PROJECT, "churn", {"model": "cancer@champion", "shadow": f"cancer/{widened}"}, actor="a"
+    )
+    assert created.shadow_revision is not None
+    control.update(PROJECT, "churn", {"canary": {"model": "cancer/1", "percent": 10}}, actor="a")
+    with pytest.raises(ConflictError, match=f"the canary cancer/{three} cannot take"):
+        control.update(
+            PROJECT, "churn", {"canary": {"model": f"cancer/{three}", "percent": 10}}, actor="a"
+        )
+    with pytest.raises(ConflictError, match=f"the canary cancer/{three} cannot take"):
+        control.check(
+            PROJECT,
+            {"model": "cancer@champion", "canary": {"model": f"cancer/{three}", "percent": 5}},
+        )
+
+    # An alias that moves to a version the shadow cannot follow keeps what runs, and says why.
+    _champion(store, three)
+    assert control.refresh(PROJECT, "churn", reason="alias moved") is None
+    shown = control.get(PROJECT, "churn")
+    assert f"the shadow cancer/{widened} cannot take the requests" in shown.status_message

@@ -388,3 +388,47 @@ def test_a_running_runs_page_refreshes_itself_until_the_run_is_finished(
     final = anonymous.get(f"/pipelines/default/runs/{run.id}")
     assert "htmx.min.js" not in final.text
     assert anonymous.get("/pipelines/default/runs/" + "0" * 32 + "/live").status_code == 404
+
+
+@pytest.mark.nats
+def test_the_data_page_shows_a_streams_last_error_with_its_time_and_fix(
+    anonymous: TestClient, nats_server: str
+) -> None:
+    """A subject no JetStream stream captures: the consumer cannot start, and the page says
+    why (it used to show nothing of streams at all)."""
+    import asyncio
+    import html
+    import uuid
+
+    from loopml.core.errors import ConfigurationError
+    from loopml.data.streams import service as streams
+    from loopml.data.streams.consumer import StreamConsumer
+    from loopml.settings import LakeSettings
+
+    ctx = ctx_of(anonymous)
+    subject = f"nowhere{uuid.uuid4().hex[:8]}.*"
+    stream = streams.create(ctx.store, "default", "lost", source=nats_server, subject=subject,
+                            table="lost", actor="t")  # fmt: skip
+    with pytest.raises(ConfigurationError):
+        asyncio.run(StreamConsumer(ctx.store, ctx.artifacts, LakeSettings(), stream).run())
+    stats = streams.get(ctx.store, "default", "lost").stats
+    at, beat = stats.last_error_at, stats.heartbeat_at
+    assert at is not None
+    assert beat is not None
+
+    page = anonymous.get("/data")
+    assert page.status_code == 200
+    row = re.search(r'<tr id="stream-lost">(.*?)</tr>\s*<tr class="stream-error">(.*?)</tr>',
+                    page.text, re.S)  # fmt: skip
+    assert row, page.text
+    cells = html.unescape(re.sub(r"<[^>]+>", " ", row.group(1))).split()
+    assert cells == [
+        "lost", nats_server, "subject", subject, "lost", "failing", "0", "—", "1",
+        *f"{beat:%Y-%m-%d %H:%M:%S}".split(),
+    ]  # fmt: skip
+    told = " ".join(html.unescape(re.sub(r"<[^>]+>", "", row.group(2))).split())
+    assert told == (
+        f"Last error ({at:%Y-%m-%d %H:%M:%S}): starting: ConfigurationError: no JetStream "
+        f"stream captures the subject {subject!r}: create one (nats stream add --subjects "
+        f"'{subject}')"
+    )

@@ -225,6 +225,43 @@ def test_the_preview_shows_the_plan_and_writes_nothing(
     assert _control(anonymous).get("default", "old").spec.max_replicas == 1
 
 
+def test_the_form_refuses_a_canary_that_cannot_take_the_primarys_requests_and_says_why(
+    anonymous: TestClient, package: PackageFiles
+) -> None:
+    from loopml.registry import register_version
+    from tests.tracking_rows import log_model, make_run
+
+    ctx = anonymous.app.state.ctx  # type: ignore[attr-defined]
+    for columns in (COLUMNS, COLUMNS[:3]):
+        run = make_run(ctx.store)
+        signature = {"inputs": [{"name": c, "type": "float"} for c in columns]}
+        log_model(ctx.store, ctx.artifacts, run, signature=signature)
+        register_version(ctx.store, ctx.artifacts, project="default", model_name="cancer",
+                         run_id=run.id, actor="t")  # fmt: skip
+    wrong = {**DEPLOY, "ref": "cancer/1", "mode": "canary", "other": "cancer/2", "percent": "20"}
+    reason = (
+        "the canary cancer/2 cannot take the requests of the primary cancer/1: it refuses "
+        "&#39;f3&#39;, &#39;f4&#39;, &#39;f5&#39;, &#39;f6&#39;, &#39;f7&#39;, which the "
+        "primary&#39;s requests carry. Its share of the requests would fail with 422"
+    )
+    page = anonymous.get("/deploy?choice=default/cancer")
+    for target in ("/portal/deploy/preview", "/portal/deploy"):
+        answer = anonymous.post(target, data=_form(page.text, **wrong), headers={"Origin": ORIGIN})
+        assert answer.status_code == 409, answer.text
+        assert reason in answer.text
+        assert "What will change" not in answer.text
+    with pytest.raises(NotFoundError):
+        _control(anonymous).get("default", "fresh")
+    _control(anonymous).create("default", "old", {"model": "cancer/1"}, actor="t")
+    change = anonymous.get("/deploy?project=default&name=old")
+    update = {**wrong, "name": "old", "update": "1"}
+    answer = anonymous.post(
+        "/portal/deploy/preview", data=_form(change.text, **update), headers={"Origin": ORIGIN}
+    )
+    assert answer.status_code == 409, answer.text
+    assert reason in answer.text
+
+
 def test_bad_replicas_show_the_form_again_with_the_reason_and_create_nothing(
     anonymous: TestClient, package: PackageFiles
 ) -> None:
@@ -383,6 +420,59 @@ def test_the_try_it_form_predicts_through_the_gateway_with_authentication_on(
         )
         assert bad.status_code == 422
         assert "column &#39;f0&#39; takes a float value" in bad.text
+    finally:
+        control.delete("default", "live", actor="t")
+    assert replica_processes("live") == []
+
+
+def _three_columns(dest: Path) -> PackageFiles:
+    """A model of the first three columns only: it refuses the other five (422)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from loopml.packaging import package_model
+    from tests.unit.deploy.deploy_support import cancer_frame
+
+    frame, target = cancer_frame()
+    model = LogisticRegression(max_iter=200).fit(frame.iloc[:, :3], target)
+    package = package_model(model, dest, sample=frame.iloc[:20, :3])
+    files = {p.name: p.read_bytes() for p in package.path.iterdir() if p.is_file()}
+    return PackageFiles(files, files.pop("loopml-model.json"))
+
+
+def test_a_request_a_replica_refuses_stays_a_4xx_with_its_message_on_the_try_it_form(
+    served: TestClient, package: PackageFiles, tmp_path: Path
+) -> None:
+    """Both versions here were recorded without a signature, so the control plane cannot
+    tell that the canary takes other inputs: its replica's 422 is the caller's error, not
+    a bad gateway (502)."""
+    _register(served, package, versions=1)
+    ctx = served.app.state.ctx  # type: ignore[attr-defined]
+    register_files(ctx.store, ctx.artifacts, _three_columns(tmp_path / "three"))
+    control = _control(served)
+    # Half and half: the page builds its form from the canary (the tie goes to the newer
+    # revision), which the primary's replica refuses.
+    spec = {"model": "cancer/1", "canary": {"model": "cancer/2", "percent": 50}}
+    control.create("default", "live", spec, actor="t")
+    try:
+        log_in(served, VIEWER)
+        page = served.get("/projects/default/deployments/live")
+        row = json.loads(shlex.split(_pre(page.text, "snippet-curl"))[-1])["instances"][0]
+        fields = {f"col:{k}": str(v) for k, v in row.items()}
+        for _ in range(40):
+            answer = served.post(
+                "/portal/deployments/default/live/try",
+                data={**fields, "csrf_token": csrf_of(page.text)},
+                headers={"Origin": ORIGIN},
+            )
+            if answer.status_code != 200:
+                break
+        assert answer.status_code == 422, answer.text
+        assert "Answer (HTTP 422)" in answer.text
+        shown = json.loads(_pre(answer.text, "try-answer"))
+        assert shown["error"]["code"] == "validation_error"
+        assert shown["error"]["message"].startswith(
+            "missing column(s) ['f3', 'f4', 'f5', 'f6', 'f7']"
+        )
     finally:
         control.delete("default", "live", actor="t")
     assert replica_processes("live") == []

@@ -135,3 +135,59 @@ def test_v2_paths_check_model_version_and_method(http: TestClient, source: Fixed
     assert (ready.status_code, ready.json()) == (503, {"name": "churn", "ready": False})
     assert http.get("/deployments/churn/v2/health/live").json() == {"live": True}
     assert source.woken == 0  # probes never wake it
+
+
+def test_a_request_refused_before_any_model_is_counted_apart_not_as_a_deployment_error(
+    http: TestClient, source: FixedRoutes
+) -> None:
+    for path in ("/v2/models/churn/infer", "/deployments/churn/v2/models/churn/infer"):
+        answer = http.get(path)
+        assert answer.status_code == 405, path
+        assert answer.json() == {
+            "error": "method GET is not allowed here; use POST",
+            "code": "method_not_allowed",
+            "details": {"allowed": "POST"},
+        }
+    assert http.post("/deployments/churn/v2/unknown/path", json={}).status_code == 404
+    metrics = http.get("/metrics").text
+    assert (
+        'loopml_gateway_refused_requests_total{code="method_not_allowed",deployment="churn",'
+        'project="default"} 2.0'
+    ) in metrics
+    assert 'code="not_found",deployment="churn",project="default"} 1.0' in metrics
+    # Not a request of the deployment: no series the monitor would read as its errors.
+    assert "loopml_gateway_requests_total{" not in metrics
+    assert "loopml_gateway_errors_total{" not in metrics
+    assert source.woken == 0
+
+
+def test_the_gateways_own_errors_have_the_apis_body_and_v2_paths_the_protocols() -> None:
+    """One shape for loopml's answers (``api/errors.py``); on V2 paths the Open Inference
+    Protocol's ``{"error": "<message>"}``, loopml's code and details beside it."""
+    import json
+
+    from loopml.api.errors import error_response as api_error
+    from loopml.core.errors import NotFoundError
+    from loopml.serve.gateway._requests import error_response
+
+    error = NotFoundError("no deployment 'ghost'", details={"deployment": "ghost"})
+    ours = error_response("/deployments/ghost/predict", error)
+    api = api_error(error.status, error.code, error.message, error.details)
+    assert (
+        json.loads(ours.body)
+        == json.loads(api.body)
+        == {
+            "error": {
+                "code": "not_found",
+                "message": "no deployment 'ghost'",
+                "details": {"deployment": "ghost"},
+            }
+        }
+    )
+    assert ours.headers["x-loopml-error-code"] == api.headers["x-loopml-error-code"]
+    v2 = error_response("/v2/models/ghost/infer", error)
+    assert json.loads(v2.body) == {
+        "error": "no deployment 'ghost'",
+        "code": "not_found",
+        "details": {"deployment": "ghost"},
+    }

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import anyio.to_thread
 
+from loopml.core.clock import utcnow
 from loopml.core.errors import ConfigurationError, ConflictError, LoopmlError, NotFoundError
 from loopml.core.streams import Stream, StreamStats
 from loopml.data.streams._commit import HoldLostError, Outcome, StreamCommitter
@@ -133,7 +134,7 @@ class StreamConsumer:
         stream or client library raises ``ConfigurationError``."""
         await self._retry(lambda: anyio.to_thread.run_sync(self._claim))
         try:
-            await self._retry(self.source.open)
+            await self._open()
             await self._retry(lambda: anyio.to_thread.run_sync(self.committer.load))
             self.stats.status = "paused" if self.paused else "running"
             # Say so before the first batch: a stream whose messages landed reads "running",
@@ -152,6 +153,18 @@ class StreamConsumer:
             await self.source.close()
             with contextlib.suppress(Exception):
                 await anyio.to_thread.run_sync(self._release)
+
+    async def _open(self) -> None:
+        """Open the source; a definition it cannot serve (no JetStream stream for the
+        subject) is reported on the stream's row before it is raised, so ``streams show``,
+        the API and ``/metrics`` say why, not only the foreground ``streams run``."""
+        try:
+            await self._retry(self.source.open)
+        except ConfigurationError as exc:
+            self._failed("starting", exc)
+            with contextlib.suppress(Exception):
+                await self._report()
+            raise
 
     def _claim(self) -> None:
         # A consumer killed without a word holds the stream until its heartbeat is stale.
@@ -251,6 +264,7 @@ class StreamConsumer:
     def _failed(self, what: str, exc: Exception) -> None:
         self.stats.errors += 1
         self.stats.last_error = f"{what}: {type(exc).__name__}: {exc}"[:500]
+        self.stats.last_error_at = utcnow()
         self.stats.status = "failing"
         log.warning("stream %s: %s failed: %s", self.stream.name, what, exc, exc_info=True)
 

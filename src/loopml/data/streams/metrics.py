@@ -14,6 +14,8 @@
 | ``loopml_stream_paused`` | gauge | 1 when paused |
 | ``loopml_stream_heartbeat_timestamp_seconds`` | gauge | the consumer's last report |
 | ``loopml_stream_last_commit_timestamp_seconds`` | gauge | the last commit |
+| ``loopml_stream_last_error_timestamp_seconds`` | gauge | the consumer's last failure |
+| ``loopml_stream_last_error_info`` | gauge | 1, with the failure's text as ``error`` |
 
 Labels: ``project``, ``stream``, ``source`` (nats or redis), ``table``; ``status`` as well
 on ``loopml_stream_status``. A consumer killed without a word keeps its last status: the
@@ -36,6 +38,7 @@ from loopml.store import streams as stream_rows
 
 LABELS = ("project", "stream", "source", "table")
 STATUSES = ("starting", "running", "paused", "failing", "stopped")
+ERROR_LABEL_CHARS = 300
 
 
 class StreamCollector(Collector):
@@ -89,6 +92,12 @@ class StreamCollector(Collector):
             "heartbeat_timestamp_seconds", "When the stream's consumer last reported."
         )
         committed = gauge("last_commit_timestamp_seconds", "When the stream last committed.")
+        failed = gauge("last_error_timestamp_seconds", "When the stream's consumer last failed.")
+        error = gauge(
+            "last_error_info",
+            "The consumer's last failure (what failed, why, the fix) as the error label.",
+            (*LABELS, "error"),
+        )
         for found in streams:
             labels = [found.project, found.name, found.config.source.type, found.config.table]
             stats = found.stats
@@ -107,5 +116,9 @@ class StreamCollector(Collector):
                 heartbeat.add_metric(labels, stats.heartbeat_at.timestamp())
             if stats.last_commit_at is not None:
                 committed.add_metric(labels, stats.last_commit_at.timestamp())
+            if stats.last_error is not None:
+                error.add_metric([*labels, stats.last_error[:ERROR_LABEL_CHARS]], 1.0)
+                if stats.last_error_at is not None:
+                    failed.add_metric(labels, stats.last_error_at.timestamp())
         yield from (lag, rate, messages, dead, commits, errors, status, paused)
-        yield from (heartbeat, committed)
+        yield from (heartbeat, committed, failed, error)

@@ -1,4 +1,5 @@
-"""The data pages: a project's lake tables, datasets and contracts (``/data``), one table
+"""The data pages: a project's lake tables, datasets, contracts and streams (``/data``: each
+stream with its consumer's last report and last error), one table
 (``/data/{project}/tables/{table}``: schema, versions, column profiles, contract and its
 reports) and the read-only SQL console (``/data/{project}/sql``).
 
@@ -23,10 +24,12 @@ from loopml.core.contracts import Contract, ValidationReport
 from loopml.core.datasets import Dataset, DatasetVersion
 from loopml.core.errors import LoopmlError, NotFoundError
 from loopml.core.lake import LakeTable, TableCommit
+from loopml.core.streams import Stream
 from loopml.data import datasets, lake, validation
 from loopml.data.sql_formats import json_rows
+from loopml.data.streams import service as stream_service
 from loopml.portal.pages._histograms import PROFILE_ROWS, Chart, charts
-from loopml.portal.pages._picking import pick
+from loopml.portal.pages._picking import pick, remember, remembered
 from loopml.portal.web import PageRoute, Viewer, ViewerDep, context_of, read_only, render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -53,6 +56,7 @@ class DataView:
     tables: list[LakeTable] = field(default_factory=list)
     datasets: list[tuple[Dataset, DatasetVersion | None]] = field(default_factory=list)
     more_datasets: bool = False
+    streams: list[Stream] = field(default_factory=list)
 
 
 def _latest(store: Any, project: str, found: Dataset) -> DatasetVersion | None:
@@ -62,9 +66,9 @@ def _latest(store: Any, project: str, found: Dataset) -> DatasetVersion | None:
         return None
 
 
-def gather(ctx: AppContext, viewer: Viewer, asked: str | None) -> DataView:
+def gather(ctx: AppContext, viewer: Viewer, asked: str | None, last: str | None = None) -> DataView:
     """The project's tables and datasets with their latest version's split (blocking)."""
-    project, seen = pick(ctx.store, viewer, asked)
+    project, seen = pick(ctx.store, viewer, asked, last)
     made = DataView(project=project, projects=seen)
     if project is None:
         return made
@@ -72,6 +76,7 @@ def gather(ctx: AppContext, viewer: Viewer, asked: str | None) -> DataView:
     page = datasets.list_datasets(ctx.store, project, limit=MAX_DATASETS)
     made.datasets = [(d, _latest(ctx.store, project, d)) for d in page.items]
     made.more_datasets = page.next_cursor is not None
+    made.streams = stream_service.list_streams(ctx.store, project)
     return made
 
 
@@ -79,8 +84,9 @@ def gather(ctx: AppContext, viewer: Viewer, asked: str | None) -> DataView:
 async def data_page(request: Request, viewer: ViewerDep, project: str | None = None) -> Response:
     """A project's tables, datasets (with their splits) and contracts."""
     ctx = context_of(request)
-    view = await read_only(request, lambda: gather(ctx, viewer, project))
-    return render(request, "data.html", viewer, page="data", view=view)
+    last = remembered(request)
+    view = await read_only(request, lambda: gather(ctx, viewer, project, last))
+    return remember(render(request, "data.html", viewer, page="data", view=view), project)
 
 
 @dataclass

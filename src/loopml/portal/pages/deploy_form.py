@@ -331,7 +331,9 @@ async def _plan(request: Request, viewer: Viewer, form: Any) -> list[dict[str, A
 
     def plan() -> list[dict[str, Any]]:
         if update:
-            return change_plan(ctx.store, project, spec, control.get(project, name))
+            current = control.get(project, name)
+            control.check(project, spec)
+            return change_plan(ctx.store, project, spec, current)
         made = control.create(project, name, spec, actor=viewer.actor, dry_run=True)
         rows = change_plan(ctx.store, project, spec, None)
         return rows + [

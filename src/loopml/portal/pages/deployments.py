@@ -273,5 +273,7 @@ async def try_it(request: Request, viewer: ViewerDep, project: str, name: str) -
         )
     status, body = await predict_in_process(request, viewer, deployment, row)
     tried = {"status": status, "body": json.dumps(body, indent=2, default=str)}
-    code = 200 if status < 400 else 502
+    # A request the replica refused (422: a value it cannot take) is the caller's to fix:
+    # it stays a 4xx with the replica's message; only a failed server is a bad gateway.
+    code = 200 if status < 400 else status if status < 500 else 502
     return await _page(request, viewer, project, name, code, tried=tried, values=row)

@@ -13,6 +13,7 @@ from loopml import projects
 from loopml.core.errors import ValidationError
 from loopml.core.registry import RegisteredModel
 from loopml.portal.pages._model_view import gather_compare, gather_model
+from loopml.portal.pages._picking import remember, remembered
 from loopml.portal.web import (
     PageRoute,
     Viewer,
@@ -53,13 +54,20 @@ def _read_cursor(cursor: str) -> tuple[str, str | None]:
 
 
 def gather_models(
-    store: MetadataStore, viewer: Viewer, only: str | None, cursor: str | None
+    store: MetadataStore,
+    viewer: Viewer,
+    only: str | None,
+    cursor: str | None,
+    last: str | None = None,
 ) -> tuple[list[str], list[RegisteredModel], str | None]:
-    """One page of the models of every project the viewer sees (or of ``only``), by project
-    then name; the cursor is ``project/last-name``."""
+    """One page of the models of every project the viewer sees (or of ``only``, else of
+    ``last``, the remembered project, while the viewer sees it), by project then name; the
+    cursor is ``project/last-name``."""
     visible = viewer.visible([p.name for p in projects.list_(store, limit=1000).items])
     if only:
         viewer.require(only)
+    elif last in visible:
+        only = last
     wanted = [only] if only else visible
     start, after = _read_cursor(cursor) if cursor else (wanted[0] if wanted else "", None)
     found: list[RegisteredModel] = []
@@ -72,8 +80,8 @@ def gather_models(
         if len(found) > MODELS_PAGE:
             break
     if len(found) > MODELS_PAGE:
-        last = found[MODELS_PAGE - 1]
-        return visible, found[:MODELS_PAGE], f"{last.project}/{last.name}"
+        final = found[MODELS_PAGE - 1]
+        return visible, found[:MODELS_PAGE], f"{final.project}/{final.name}"
     return visible, found, None
 
 
@@ -81,12 +89,15 @@ def gather_models(
 async def models_list(request: Request, viewer: ViewerDep) -> Response:
     """Every model the viewer may see."""
     store = context_of(request).store
-    only = request.query_params.get("project", "").strip() or None
+    asked = request.query_params.get("project")
+    asked = None if asked is None else asked.strip()
     cursor = request.query_params.get("cursor", "").strip() or None
+    last = remembered(request) if asked is None else None
     visible, found, next_cursor = await read_only(
-        request, lambda: gather_models(store, viewer, only, cursor)
+        request, lambda: gather_models(store, viewer, asked or None, cursor, last)
     )
-    return render(
+    only = asked or (last if last in visible else None)
+    page = render(
         request,
         "models.html",
         viewer,
@@ -97,6 +108,7 @@ async def models_list(request: Request, viewer: ViewerDep) -> Response:
         cursor=cursor,
         next_cursor=next_cursor,
     )
+    return remember(page, asked)
 
 
 @router.get("/models/{project}/{name}")

@@ -29,7 +29,7 @@ from loopml.pipelines import automation_service as automation
 from loopml.pipelines import service
 from loopml.pipelines.parse import parse_spec
 from loopml.portal.pages._dag import Dag, layout
-from loopml.portal.pages._picking import pick
+from loopml.portal.pages._picking import pick, remember, remembered
 from loopml.portal.web import (
     FORM_PREFIX,
     PageRoute,
@@ -69,9 +69,15 @@ class PipelinesView:
     next_cursor: str | None = None
 
 
-def gather(ctx: AppContext, viewer: Viewer, asked: str | None, cursor: str | None) -> PipelinesView:
+def gather(
+    ctx: AppContext,
+    viewer: Viewer,
+    asked: str | None,
+    cursor: str | None,
+    last: str | None = None,
+) -> PipelinesView:
     """A project's pipelines, schedules, triggers and one page of runs (blocking)."""
-    project, seen = pick(ctx.store, viewer, asked)
+    project, seen = pick(ctx.store, viewer, asked, last)
     made = PipelinesView(project=project, projects=seen)
     if project is None:
         return made
@@ -92,9 +98,11 @@ async def pipelines_page(
 ) -> Response:
     """Specs, schedules and triggers (pause and resume) and recent runs."""
     ctx = context_of(request)
-    view = await read_only(request, lambda: gather(ctx, viewer, project, cursor))
+    last = remembered(request)
+    view = await read_only(request, lambda: gather(ctx, viewer, project, cursor, last))
     editor = view.project is not None and viewer.can(view.project, Role.EDITOR)
-    return render(request, "pipelines.html", viewer, page="pipelines", view=view, editor=editor)
+    page = render(request, "pipelines.html", viewer, page="pipelines", view=view, editor=editor)
+    return remember(page, project)
 
 
 @dataclass

@@ -10,11 +10,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from loopml import projects
 from loopml.core.errors import NotFoundError
 from loopml.core.run_search import RunSearch
 from loopml.core.runs import Experiment, LoggedModel, Run
 from loopml.core.types import Artifact
+from loopml.portal.pages._picking import pick, remember, remembered
 from loopml.portal.pages._run_query import (
     DEFAULT_PAGE,
     MAX_COMPARE,
@@ -57,18 +57,6 @@ class RunsTable:
     offset: int = 0
 
 
-def _pick_project(
-    store: MetadataStore, viewer: Viewer, wanted: str | None
-) -> tuple[list[str], str | None]:
-    visible = viewer.visible([p.name for p in projects.list_(store, limit=1000).items])
-    if wanted:
-        viewer.require(wanted)
-        return visible, wanted
-    if not visible:
-        return visible, None
-    return visible, "default" if "default" in visible else visible[0]
-
-
 def _columns(runs: list[Run], sort: str) -> list[str]:
     keys = sorted({k for r in runs for k in (r.metrics or {})})
     first = sort.removeprefix("metrics.") if sort.startswith("metrics.") else None
@@ -77,10 +65,12 @@ def _columns(runs: list[Run], sort: str) -> list[str]:
     return keys[:MAX_COLUMNS]
 
 
-def gather_table(store: MetadataStore, viewer: Viewer, query: RunsQuery) -> RunsTable:
+def gather_table(
+    store: MetadataStore, viewer: Viewer, query: RunsQuery, last: str | None = None
+) -> RunsTable:
     """One page of the table (blocking: run it in a worker thread)."""
     spec = query.spec()
-    visible, project = _pick_project(store, viewer, query.project)
+    project, visible = pick(store, viewer, query.project, last)
     made = RunsTable(projects=visible, project=project)
     if project is None:
         return made
@@ -99,8 +89,9 @@ async def runs_table(request: Request, viewer: ViewerDep) -> Response:
     """The runs table."""
     store = context_of(request).store
     query = read_query(request.query_params)
-    made = await read_only(request, lambda: gather_table(store, viewer, query))
-    return render(
+    last = remembered(request)
+    made = await read_only(request, lambda: gather_table(store, viewer, query, last))
+    page = render(
         request,
         "runs.html",
         viewer,
@@ -111,6 +102,7 @@ async def runs_table(request: Request, viewer: ViewerDep) -> Response:
         default_page=DEFAULT_PAGE,
         max_compare=MAX_COMPARE,
     )
+    return remember(page, query.project)
 
 
 @dataclass

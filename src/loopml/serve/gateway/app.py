@@ -195,6 +195,11 @@ class Gateway(V2Handlers):
                     # A replica that could not be reached or timed out counts against the
                     # revision it was sent to, so a canary's error budget sees it.
                     tried: RevisionRoute | None = state(request.scope).get("gateway_revision")
+                    if tried is None and exc.status < 500:
+                        # Refused before any model saw it: the caller's error, counted apart
+                        # (no model's error rate, no window for a revision that was not asked).
+                        self.metrics.refused.labels(*key, exc.code).inc()
+                        return error_response(request.url.path, exc)
                     model, version, number = (
                         ("", "", "")
                         if tried is None

@@ -11,10 +11,12 @@
 | | | outcome (ok, error, unreachable, dropped) |
 | ``loopml_gateway_activations_total`` | counter | project, deployment |
 | ``loopml_gateway_retries_total`` | counter | project, deployment |
+| ``loopml_gateway_refused_requests_total`` | counter | project, deployment, code |
 | ``loopml_deployment_replicas_ready`` | gauge | project, deployment, revision, model, version |
 
 Requests no replica answered (no such deployment, or the activator gave up) carry ``model``
-and ``version`` ``""``.
+and ``version`` ``""``. A request refused before any model saw it with a 4xx (a GET on an
+infer path, an unknown V2 route) is only in ``loopml_gateway_refused_requests_total``.
 
 Requests per caller are not a Prometheus series (a label per token would grow the scrape
 with every token): ``GatewayMetrics.callers`` counts them in memory, cumulative, by
@@ -90,6 +92,13 @@ class GatewayMetrics:
             "loopml_gateway_errors",
             "Requests answered with an error, by error code.",
             (*_VERSION, "code"),
+            registry=registry,
+        )
+        self.refused = Counter(
+            "loopml_gateway_refused_requests",
+            "Requests refused before any model saw them (a wrong method, an unknown V2 route, "
+            "a missing feature value), by error code: not the deployment's errors.",
+            ("project", "deployment", "code"),
             registry=registry,
         )
         self.latency = Histogram(
