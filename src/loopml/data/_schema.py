@@ -189,7 +189,10 @@ def check_names(schema: pa.Schema) -> None:
         seen.add(name.lower())
 
 
-OVERWRITE_HINT = "Convert those columns, or write with mode=overwrite to replace the table"
+OVERWRITE_HINT = (
+    "Convert those columns, or replace the table by writing in overwrite mode "
+    "(`loopml ingest --mode overwrite`; API: mode=overwrite)"
+)
 
 
 def plan_cast(

@@ -136,7 +136,7 @@ def _opened(path: str) -> BinaryIO:
 def _unparsable(fmt: str, exc: Exception) -> ValidationError:
     return ValidationError(
         f"the file does not parse as {fmt}: {str(exc)[:300]}; check the format "
-        "(pass format=csv|parquet|jsonl) and the file's content",
+        "(`loopml ingest --format csv|parquet|jsonl`; API: format=) and the file's content",
         details={"format": fmt, "reason": str(exc)[:500]},
     )
 

@@ -342,10 +342,14 @@ def _number_like(first: pa.RecordBatch, strict: bool, declared: Collection[str])
     if found and strict:
         raise ValidationError(
             "refused (strict): " + "; ".join(messages) + ". Fix those rows, or ingest "
-            "without strict to store the column as text",
+            "without strict mode (no `--strict`; API: strict=false) to store the column as text",
             details={"columns": found},
         )
-    return [m + ": fix them and ingest again with mode=overwrite, or use strict" for m in messages]
+    return [
+        m + ": fix them and ingest again in overwrite mode (`loopml ingest --mode overwrite`; "
+        "API: mode=overwrite), or refuse such files with strict mode (`--strict`; API: strict=true)"
+        for m in messages
+    ]
 
 
 def _compaction_due(dt: DeltaTable | None, settings: LakeSettings) -> bool:

@@ -250,7 +250,9 @@ def test_a_new_column_made_text_by_a_typo_warns_with_its_rows_or_is_refused(
     commit = _ingest(store, artifacts, files.read_upload(source))
     assert commit.warnings == [
         "column 'age' is stored as text: rows 9 ('forty') are not numbers, while 10 other "
-        "values are: fix them and ingest again with mode=overwrite, or use strict"
+        "values are: fix them and ingest again in overwrite mode (`loopml ingest --mode "
+        "overwrite`; API: mode=overwrite), or refuse such files with strict mode (`--strict`; "
+        "API: strict=true)"
     ]
     names_only = _ingest(store, artifacts, pa.table({"name": ["a", "b"]}), mode="overwrite")
     assert names_only.warnings == []
