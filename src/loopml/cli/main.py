@@ -123,6 +123,8 @@ def root(
     """loopml: the whole machine-learning loop in one self-hosted install."""
     _context.forget_settings()
     ctx.obj = CliState(url=url)
+    _context.invoked.clear()
+    _context.invoked.append(ctx.obj)
 
 
 @app.command("version")
@@ -133,14 +135,29 @@ def version() -> None:
     print(f"loopml {__version__}")
 
 
+def _nearby(details: dict[str, object] | None) -> str:
+    """Close names and other projects for a model or table not found (see ``_nearby``)."""
+    if not details or not _context.invoked:
+        return ""
+    from loopml.cli import _nearby as nearby
+    from loopml.core.errors import LoopmlError
+
+    try:
+        with _context.invoked[0].client() as client:
+            return nearby.hint(client, dict(details))
+    except LoopmlError:
+        return ""
+
+
 def main() -> None:
     """Entry point: known errors print one line and exit 1; others print a traceback, exit 2."""
-    from loopml.core.errors import LoopmlError
+    from loopml.core.errors import LoopmlError, NotFoundError
 
     try:
         app()
     except LoopmlError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        near = _nearby(exc.details) if isinstance(exc, NotFoundError) else ""
+        print(f"error: {exc.message}" + (f"; {near}" if near else ""), file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
