@@ -388,3 +388,15 @@ def test_a_running_runs_page_refreshes_itself_until_the_run_is_finished(
     final = anonymous.get(f"/pipelines/default/runs/{run.id}")
     assert "htmx.min.js" not in final.text
     assert anonymous.get("/pipelines/default/runs/" + "0" * 32 + "/live").status_code == 404
+
+
+def test_the_empty_data_page_names_a_command_that_exists(anonymous: TestClient) -> None:
+    from tests.unit.cli.test_hints import _problem
+
+    projects.create(anonymous.app.state.ctx.store, "empty", actor="t")  # type: ignore[attr-defined]
+    page = anonymous.get("/data?project=empty").text
+
+    hint = re.search(r"No table yet\. Ingest one with <code>(.*?)</code>", page)
+    assert hint is not None, page
+    assert hint.group(1) == "loopml ingest FILE --table NAME -p empty"
+    assert _problem(hint.group(1)) is None
