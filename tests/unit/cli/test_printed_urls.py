@@ -3,6 +3,7 @@ V2 URLs, the feedback URL, the deployment's page; and the URLs ``loopml demo`` n
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import uvicorn
 
 from loopml.cli import _endpoints, monitor
 from loopml.client import Client
+from loopml.core.deployments import Deployment
 from loopml.portal import create_app
 from loopml.portal.pages import deployments as page
 from loopml.settings import Settings
@@ -76,7 +78,7 @@ def _printed(url: str, project: str) -> dict[str, str]:
     return shown
 
 
-def _deployment(url: str, project: str):  # type: ignore[no-untyped-def]
+def _deployment(url: str, project: str) -> Deployment:
     with Client(url) as client:
         return client.deployments.get("api", project=project)
 
@@ -106,3 +108,24 @@ def test_the_urls_the_demo_prints_answer(portal: Platform) -> None:
     with httpx.Client(timeout=30) as http:
         for path in ("/docs", "/api/v1/openapi.json"):
             assert http.get(portal.url + path).status_code == 200, path
+
+
+@pytest.mark.parametrize("project", ["default", "shop"])
+def test_every_url_loopml_deploy_prints_answers(
+    portal: Platform, project: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Client(portal.url) as client:
+        _endpoints.show(client, client.deployments.get("api", project=project))
+    printed = capsys.readouterr().out
+    urls = set(re.findall(r"https?://[^\s']+", printed))
+
+    assert [line.split()[0] for line in printed.splitlines()[:4]] == [
+        "predict",
+        "V2",
+        "feedback",
+        "status",
+    ]
+    assert len(urls) == 3, printed
+    with httpx.Client(timeout=30) as http:
+        answers = {url: http.post(url, json={}).status_code for url in urls}
+    assert {url: s for url, s in answers.items() if s == 404} == {}
