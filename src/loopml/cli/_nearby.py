@@ -42,6 +42,10 @@ def hint(client: Client, details: dict[str, Any]) -> str:
         elsewhere = [p for p in _others(client, project) if _exists(get, p, name)]
     except LoopmlError:
         return ""
+    return _sentence(kind, name, close, elsewhere)
+
+
+def _sentence(kind: str, name: str, close: list[str], elsewhere: list[str]) -> str:
     parts = []
     if close:
         parts.append("did you mean " + " or ".join(repr(c) for c in close) + "?")

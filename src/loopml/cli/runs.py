@@ -97,15 +97,7 @@ def list_runs(
     with state(ctx).client() as client:
         runs = client.runs.search(spec, project=project).items
     folded = not all_runs and parent is None
-    keys = sorted({k for r in runs for k in (r.metrics or {})})
-    rows = [
-        [r.id, r.name, r.status, _children(r) if folded else (r.parent_run_id or "-")]
-        + [r.experiment, when(r.start_time)]
-        + [_number((r.metrics or {}).get(k)) for k in keys]
-        for r in runs
-    ]
-    columns = ["id", "name", "status", "children" if folded else "parent", "experiment"]
-    columns += ["started", *keys]
+    columns, rows = _table(runs, folded)
     records = [r.model_dump(mode="json") for r in runs]
     listing(columns, rows, shape, required=4, records=records)
     hidden = sum(r.children or 0 for r in runs)
@@ -116,6 +108,20 @@ def list_runs(
             highlight=False,
             soft_wrap=True,
         )
+
+
+def _table(runs: list[Run], folded: bool) -> tuple[list[str], list[list[str]]]:
+    """The columns and rows of ``runs list``: a count of child runs when they are folded,
+    else each run's parent."""
+    keys = sorted({k for r in runs for k in (r.metrics or {})})
+    rows = [
+        [r.id, r.name, r.status, _children(r) if folded else (r.parent_run_id or "-")]
+        + [r.experiment, when(r.start_time)]
+        + [_number((r.metrics or {}).get(k)) for k in keys]
+        for r in runs
+    ]
+    columns = ["id", "name", "status", "children" if folded else "parent", "experiment"]
+    return [*columns, "started", *keys], rows
 
 
 def _children(run: Run) -> str:
