@@ -205,3 +205,17 @@ def test_log_model_uploads_the_package_and_records_it(
     assert logged.format in ("onnx", "skops")
     assert logged.signature["task"] == "classification"
     assert len(logged.manifest_sha256) == 64
+
+
+@pytest.mark.parametrize("sdk", ["embedded", "http"], indirect=True)
+def test_the_first_argument_is_the_experiment_and_name_is_the_run(
+    sdk: tuple[StartRun, GetRun, Settings],
+) -> None:
+    start, get, _ = sdk
+    with start(experiment="churn", name="baseline") as named:
+        pass
+    with start("churn") as unnamed:
+        pass
+
+    assert (get(named.id).experiment, get(named.id).name) == ("churn", "baseline")
+    assert (get(unnamed.id).experiment, get(unnamed.id).name) == ("churn", f"run-{unnamed.id[:8]}")

@@ -96,6 +96,10 @@ class CliState:
         return token.get_secret_value() if token else stored_token()
 
 
+invoked: list[CliState] = []
+"""The state of the command running in this process, for the error boundary in ``main``."""
+
+
 def state(ctx: typer.Context) -> CliState:
     """The invocation's state, created by the root callback."""
     obj = ctx.find_root().obj

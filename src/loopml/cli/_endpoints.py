@@ -24,6 +24,14 @@ def predict_url(url: str, project: str, name: str) -> str:
     return f"{url.rstrip('/')}{prefix}/deployments/{name}/predict"
 
 
+def feedback_path(project: str, name: str) -> str:
+    """Where a deployment's labels go (``POST``, by ``inference_id``): the short form answers
+    in project ``default`` only."""
+    if project == "default":
+        return f"/deployments/{name}/feedback"
+    return f"/api/v1/projects/{project}/deployments/{name}/feedback"
+
+
 def curl_line(url: str, row: dict[str, Any]) -> str:
     """One line of shell that POSTs ``row`` to ``url`` as ``{"instances": [row]}``."""
     body = json.dumps({"instances": [row]}, separators=(",", ":"))
@@ -63,6 +71,7 @@ def show(client: Client, deployment: Deployment) -> None:
     console.print(
         f"predict  {url}\n"
         f"V2       {base}/v2/models/{deployment.name}/infer\n"
+        f"feedback {client.url.rstrip('/')}{feedback_path(deployment.project, deployment.name)}\n"
         f"status   loopml deployments show {deployment.name} -p {deployment.project}",
         highlight=False,
         soft_wrap=True,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import socket
+from collections.abc import Iterator
 
 import uvicorn
 from fastapi import FastAPI
@@ -36,6 +39,18 @@ class PlatformServer(uvicorn.Server):
                 inner[0],
                 inner[1],
             )
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """uvicorn's, less one thing: once shut down, uvicorn raises the signals it caught
+        again, so a SIGTERM (``loopml down``) that got its clean stop still ended the
+        process by the signal (``make run``: "Terminated"). A stop asked for by SIGTERM and
+        done exits 0; a Ctrl-C still ends as an interrupt (130)."""
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         gateways = getattr(self.app.state, "gateways", None)

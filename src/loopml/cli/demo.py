@@ -227,7 +227,7 @@ def run_demo(
     inputs = _loop_inputs(budget_s, canary_s)
     with Client(url, timeout=60, token=token) as client:
         client.health()
-        out.say("server", f"{url}  (API {url}/api/v1, OpenAPI {url}/api/v1/openapi.json)")
+        out.say("server", f"{url}  (API reference {url}/docs, OpenAPI {url}/api/v1/openapi.json)")
         _reset(client)
         _setup(client, data.first)
         _champion(client, inputs, len(data.first), budget_s)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 import traceback
+from difflib import get_close_matches
 
 import typer
 from typer import _click as click  # typer's own click, which its classes are built on
@@ -86,6 +87,20 @@ class _LazyGroup(TyperGroup):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         return super().get_command(ctx, cmd_name) or _lazy_command(cmd_name)
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        # Typer suggests among the commands it holds, which here are not the lazy ones.
+        try:
+            return super().resolve_command(ctx, args)
+        except click.exceptions.UsageError as exc:
+            if args and "Did you mean" not in exc.message:
+                matches = get_close_matches(args[0], self.list_commands(ctx))
+                if matches:
+                    named = ", ".join(repr(m) for m in matches)
+                    exc.message = f"{exc.message.rstrip('.')}. Did you mean {named}?"
+            raise
+
 
 app = typer.Typer(
     name="loopml",
@@ -108,6 +123,8 @@ def root(
     """loopml: the whole machine-learning loop in one self-hosted install."""
     _context.forget_settings()
     ctx.obj = CliState(url=url)
+    _context.invoked.clear()
+    _context.invoked.append(ctx.obj)
 
 
 @app.command("version")
@@ -118,14 +135,29 @@ def version() -> None:
     print(f"loopml {__version__}")
 
 
+def _nearby(details: dict[str, object] | None) -> str:
+    """Close names and other projects for a model or table not found (see ``_nearby``)."""
+    if not details or not _context.invoked:
+        return ""
+    from loopml.cli import _nearby as nearby
+    from loopml.core.errors import LoopmlError
+
+    try:
+        with _context.invoked[0].client() as client:
+            return nearby.hint(client, dict(details))
+    except LoopmlError:
+        return ""
+
+
 def main() -> None:
     """Entry point: known errors print one line and exit 1; others print a traceback, exit 2."""
-    from loopml.core.errors import LoopmlError
+    from loopml.core.errors import LoopmlError, NotFoundError
 
     try:
         app()
     except LoopmlError as exc:
-        print(f"error: {exc.message}", file=sys.stderr)
+        near = _nearby(exc.details) if isinstance(exc, NotFoundError) else ""
+        print(f"error: {exc.message}" + (f"; {near}" if near else ""), file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

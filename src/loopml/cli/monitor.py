@@ -14,6 +14,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from loopml.cli._context import project_option, state
+from loopml.cli._endpoints import feedback_path
 from loopml.cli._output import as_json, console
 
 WORST = 8
@@ -97,11 +98,11 @@ def _drift(window: dict[str, Any]) -> Table | str:
     return out
 
 
-def _quality(window: dict[str, Any]) -> str:
+def _quality(window: dict[str, Any], feedback: str) -> str:
     q = window["summary"]["quality"]
     estimated = _estimated(q.get("estimated"))
     if not q["labels"]:
-        return "live quality: no labels yet (send them to /deployments/NAME/feedback)" + estimated
+        return f"live quality: no labels yet (POST them to {feedback})" + estimated
     names = ("accuracy", "f1", "roc_auc", "log_loss", "rmse", "mae", "r2")
     figures = ", ".join(f"{n} {_number(q[n])}" for n in names if q.get(n) is not None)
     return (
@@ -169,7 +170,8 @@ def render(view: dict[str, Any]) -> Group:
             f"newest window {window['start']} .. {window['end']} "
             f"({window['model']}/{window['version']}, {window['rows']} rows)"
         )
-        parts += [_usage(window), _drift(window), _quality(window)]
+        feedback = feedback_path(view["project"], view["deployment"])
+        parts += [_usage(window), _drift(window), _quality(window, feedback)]
         others = [w for w in view["windows"][1:] if w["start"] == window["start"]]
         parts.append(_resources([window, *others]))
         for other in others:

@@ -12,6 +12,7 @@ from loopml.cli._output import (
     as_json,
     check_output,
     console,
+    err_console,
     listing,
     output_option,
     table,
@@ -36,7 +37,12 @@ def _number(value: float | None) -> str:
 
 
 def _spec(
-    experiment: str | None, status: list[str], filters: list[str], order_by: list[str], limit: int
+    experiment: str | None,
+    status: list[str],
+    filters: list[str],
+    order_by: list[str],
+    limit: int,
+    children: dict[str, str | None] | None = None,
 ) -> RunSearch:
     import pydantic
 
@@ -49,6 +55,7 @@ def _spec(
         "filters": [RunFilter.parse(text) for text in filters],
         "order_by": [RunOrder.parse(text) for text in order_by],
         "limit": limit,
+        **(children or {}),
     }
     try:
         return RunSearch.model_validate(parsed, strict=False)
@@ -70,25 +77,55 @@ def list_runs(
         [], "--order-by", help="Such as 'metrics.acc desc' (default: newest first)."
     ),
     limit: int = typer.Option(50, "--limit", "-n", min=1, max=1000, help="How many runs."),
+    all_runs: bool = typer.Option(
+        False, "--all", help="Every run, child runs (AutoML trials) too, flat."
+    ),
+    parent: str | None = typer.Option(None, "--parent", help="Only this run's child runs."),
     project: str = PROJECT,
     output: str = output_option(),
     wide: bool = wide_option(),
     json_out: bool = JSON,
 ) -> None:
-    """List runs, filtered and sorted by metrics, params, tags and attributes."""
+    """List runs, filtered and sorted by metrics, params, tags and attributes.
+
+    Child runs (an AutoML search's trials) are folded under their parent run, which shows
+    how many it has: --parent RUN_ID lists them, --all lists every run flat.
+    """
     shape = check_output("json" if json_out else output, wide)
-    spec = _spec(experiment, status, filters, order_by, limit)
+    children = {"children": "flat" if all_runs else "folded", "parent_run_id": parent}
+    spec = _spec(experiment, status, filters, order_by, limit, children)
     with state(ctx).client() as client:
         runs = client.runs.search(spec, project=project).items
+    folded = not all_runs and parent is None
+    columns, rows = _table(runs, folded)
+    records = [r.model_dump(mode="json") for r in runs]
+    listing(columns, rows, shape, required=4, records=records)
+    hidden = sum(r.children or 0 for r in runs)
+    if folded and hidden and shape not in ("json", "csv"):
+        err_console.print(
+            f"({hidden} child run(s) folded under their parents; list them with "
+            "--parent RUN_ID, or every run with --all)",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def _table(runs: list[Run], folded: bool) -> tuple[list[str], list[list[str]]]:
+    """The columns and rows of ``runs list``: a count of child runs when they are folded,
+    else each run's parent."""
     keys = sorted({k for r in runs for k in (r.metrics or {})})
     rows = [
-        [r.id, r.name, r.status, r.experiment, when(r.start_time)]
+        [r.id, r.name, r.status, _children(r) if folded else (r.parent_run_id or "-")]
+        + [r.experiment, when(r.start_time)]
         + [_number((r.metrics or {}).get(k)) for k in keys]
         for r in runs
     ]
-    columns = ["id", "name", "status", "experiment", "started", *keys]
-    records = [r.model_dump(mode="json") for r in runs]
-    listing(columns, rows, shape, required=3, records=records)
+    columns = ["id", "name", "status", "children" if folded else "parent", "experiment"]
+    return [*columns, "started", *keys], rows
+
+
+def _children(run: Run) -> str:
+    return str(run.children) if run.children else "-"
 
 
 @app.command("show")

@@ -21,13 +21,18 @@ def sql(
     offset: int = typer.Option(0, "--offset", min=0, help="Skip the first N rows."),
     timeout: float = typer.Option(30.0, "--timeout", min=0.1, max=300, help="Seconds allowed."),
     format_: str = typer.Option(
-        "table", "--format", "-f", help="table (default), json (rows as objects) or csv."
+        "table",
+        "--output",
+        "-o",
+        "--format",
+        "-f",
+        help="table (default), json (rows as objects) or csv; -o as in every list command.",
     ),
 ) -> None:
     """Run read-only SQL over a project's lake tables."""
     if format_ not in ("table", "json", "csv"):
         raise typer.BadParameter(
-            f"expected table, json or csv, got {format_!r}", param_hint="--format"
+            f"expected table, json or csv, got {format_!r}", param_hint="--output"
         )
     wire: Literal["json", "csv"] = "csv" if format_ == "csv" else "json"
     with state(ctx).client() as client:

@@ -25,6 +25,7 @@ OrderKind = Literal["metric", "param", "tag", "attribute"]
 Attribute = Literal["start_time", "end_time", "name", "status"]
 Include = Literal["params", "metrics", "tags"]
 Lifecycle = Literal["active", "deleted", "all"]
+Children = Literal["folded", "flat"]
 """Runs not soft-deleted, soft-deleted ones (MLflow's delete-run), or both."""
 ATTRIBUTES: tuple[Attribute, ...] = ("start_time", "end_time", "name", "status")
 INCLUDES: tuple[Include, ...] = ("params", "metrics", "tags")
@@ -168,6 +169,10 @@ class RunSearch(_Spec):
         run_ids: only these runs; empty for all.
         lifecycle: active runs (the default), soft-deleted ones, or all.
         status: only runs in one of these statuses; empty for all.
+        children: ``folded`` (the default) lists top-level runs only, each with how many
+            child runs it has (an AutoML search's trials stay under it); ``flat`` lists
+            every run. A search by ``run_ids`` or ``parent_run_id`` is always flat.
+        parent_run_id: only the child runs of this run.
         filters: every filter must hold (AND).
         order_by: sort keys, then newest first; the default is newest first.
         include: what each run comes with: latest metrics, params, tags.
@@ -184,11 +189,18 @@ class RunSearch(_Spec):
     )
     lifecycle: Lifecycle = "active"
     status: list[RunStatus] = Field(default_factory=list, max_length=5)
+    children: Children = "folded"
+    parent_run_id: str | None = Field(default=None, pattern=ID_PATTERN)
     filters: list[AnyFilter] = Field(default_factory=list, max_length=MAX_FILTERS)
     order_by: list[AnyOrder] = Field(default_factory=list, max_length=MAX_ORDER_KEYS)
     include: list[Include] = Field(default_factory=lambda: list(INCLUDES), max_length=3)
     limit: JsonInt = Field(default=100, ge=1, le=1000)
     cursor: str | None = Field(default=None, pattern=CURSOR_PATTERN)
+
+
+def folds(spec: RunSearch) -> bool:
+    """Whether ``spec`` lists top-level runs only, each with its count of child runs."""
+    return spec.children == "folded" and not spec.run_ids and spec.parent_run_id is None
 
 
 def _unquote(raw: str) -> str:

@@ -177,6 +177,10 @@ class Run(_Frozen):
     code_version: dict[str, Any]
     actor: str
     parent_run_id: str | None = None
+    children: int | None = Field(
+        default=None,
+        description="How many child runs it has (AutoML trials), when a search folds them.",
+    )
     deleted_at: datetime | None = Field(
         default=None, description="When the run was soft-deleted (MLflow's delete-run)."
     )

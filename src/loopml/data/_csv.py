@@ -29,6 +29,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
+from loopml.data._schema import with_first_line
+
 FIRST_BLOCK = 16 * 1024 * 1024
 BLOCK = 8 * 1024 * 1024
 _NEWLINE = ord("\n")
@@ -50,6 +52,11 @@ def _lines(data: bytes) -> int:
     """The line ends in ``data``, counted by NumPy (twice as fast as ``bytes.count``, and
     without the GIL)."""
     return int(np.count_nonzero(np.frombuffer(data, np.uint8) == _NEWLINE))
+
+
+HEADER_LINES = 1
+"""Lines above a CSV's first row: messages name a row by its line of the file (row 0 is
+line 2; a blank line, which Arrow skips, is not counted)."""
 
 
 def open_blocks(
@@ -81,7 +88,7 @@ def open_blocks(
     lines = _lines(first)
     if len(first) < first_block:  # the whole file was in the first block
         source.close()
-        return head.to_reader()
+        return with_first_line(head.to_reader(), HEADER_LINES + 1)
     names = head.schema.names
     convert = pcsv.ConvertOptions(column_types=head.schema)
 
@@ -123,4 +130,5 @@ def open_blocks(
                 for future in pending:
                     future.cancel()
 
-    return pa.RecordBatchReader.from_batches(head.schema, batches())
+    reader = pa.RecordBatchReader.from_batches(head.schema, batches())
+    return with_first_line(reader, HEADER_LINES + 1)

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from loopml.core.errors import ValidationError
 from loopml.core.lake import ColumnInfo, check_declared
-from loopml.data._schema import MAX_SHOWN_ROWS, schema_from
+from loopml.data._schema import MAX_SHOWN_ROWS, first_line, schema_from, where_rows
 
 
 def declared_types(columns: Sequence[ColumnInfo]) -> dict[str, pa.DataType]:
@@ -55,13 +55,15 @@ def apply(
             details={"missing": missing, "columns": names[:1000]},
         )
     target = pa.schema(
-        [pa.field(f.name, types.get(f.name, f.type), f.nullable) for f in reader.schema]
+        [pa.field(f.name, types.get(f.name, f.type), f.nullable) for f in reader.schema],
+        metadata=reader.schema.metadata,
     )
     nulls = pa.array(sorted(null_values), pa.string())
+    line = first_line(reader.schema)
 
     def cast(batch: pa.RecordBatch, offset: int) -> pa.RecordBatch:
         arrays = [
-            _cast(batch.column(i), field, offset, nulls) if field.name in types else batch[i]
+            _cast(batch.column(i), field, offset, nulls, line) if field.name in types else batch[i]
             for i, field in enumerate(target)
         ]
         return pa.RecordBatch.from_arrays(arrays, schema=target)
@@ -85,7 +87,9 @@ def apply(
 _CAST_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError)
 
 
-def _cast(column: pa.Array, field: pa.Field, offset: int, nulls: pa.Array) -> pa.Array:
+def _cast(
+    column: pa.Array, field: pa.Field, offset: int, nulls: pa.Array, line: int | None
+) -> pa.Array:
     if column.type == field.type:
         return column
     if len(nulls) and pa.types.is_string(column.type):
@@ -97,10 +101,10 @@ def _cast(column: pa.Array, field: pa.Field, offset: int, nulls: pa.Array) -> pa
             {"row": offset + i, "value": _short(column[i].as_py())}
             for i in _bad_rows(column, field.type)
         ]
-        shown = ", ".join(f"{r['row']} ({r['value']!r})" for r in rows)
+        verb = "do not convert" if len(rows) > 1 else "does not convert"
         raise ValidationError(
-            f"column {field.name!r} is declared {field.type}, but rows {shown} do not convert "
-            f"to it (read as {column.type}): fix those rows, or declare another type",
+            f"column {field.name!r} is declared {field.type}, but {where_rows(rows, line)} "
+            f"{verb} to it (read as {column.type}): fix those rows, or declare another type",
             details={
                 "columns": [
                     {

@@ -150,12 +150,39 @@ def number_like_strings(batch: pa.RecordBatch) -> list[dict[str, Any]]:
     return found
 
 
-def describe_number_like(problem: dict[str, Any]) -> str:
-    """One sentence for a ``number_like_strings`` finding."""
-    rows = ", ".join(f"{r['row']} ({r['value']!r})" for r in problem["rows"])
+FIRST_LINE = b"loopml.first_line"
+"""Schema metadata a file's reader carries: the file's line of its row 0 (a CSV's 2, under
+its header; a JSON Lines file's 1), so a message names the line a person opens the file
+at, not a 0-based row."""
+
+
+def with_first_line(reader: pa.RecordBatchReader, line: int) -> pa.RecordBatchReader:
+    """``reader``, its schema saying which line of the file its row 0 is."""
+    metadata = {**(reader.schema.metadata or {}), FIRST_LINE: str(line).encode()}
+    return pa.RecordBatchReader.from_batches(reader.schema.with_metadata(metadata), reader)
+
+
+def first_line(schema: pa.Schema) -> int | None:
+    """The file's line of row 0 (see ``FIRST_LINE``), ``None`` when not read from lines."""
+    raw = (schema.metadata or {}).get(FIRST_LINE)
+    return int(raw) if raw is not None and raw.isdigit() else None
+
+
+def where_rows(rows: list[dict[str, Any]], first: int | None) -> str:
+    """``line 3 ('x')`` (``lines ...``) of a file read by lines, else ``row 2 ('x')``
+    counted from 1; ``rows`` hold 0-based ``row`` indices."""
+    word = "line" if first is not None else "row"
+    cells = ", ".join(f"{r['row'] + (first or 1)} ({r['value']!r})" for r in rows)
+    return f"{word}{'s' if len(rows) > 1 else ''} {cells}"
+
+
+def describe_number_like(problem: dict[str, Any], first: int | None = None) -> str:
+    """One sentence for a ``number_like_strings`` finding; ``first`` as in ``where_rows``."""
+    rows = problem["rows"]
+    verb = "are not numbers" if len(rows) > 1 else "is not a number"
     return (
-        f"column {problem['column']!r} is stored as text: rows {rows} are not numbers, while "
-        f"{problem['numbers']} other values are"
+        f"column {problem['column']!r} is stored as text: {where_rows(rows, first)} {verb}, "
+        f"while {problem['numbers']} other values are"
     )
 
 
@@ -189,7 +216,10 @@ def check_names(schema: pa.Schema) -> None:
         seen.add(name.lower())
 
 
-OVERWRITE_HINT = "Convert those columns, or write with mode=overwrite to replace the table"
+OVERWRITE_HINT = (
+    "Convert those columns, or replace the table by writing in overwrite mode "
+    "(`loopml ingest --mode overwrite`; API: mode=overwrite)"
+)
 
 
 def plan_cast(
@@ -232,11 +262,12 @@ def plan_cast(
                 {"column": name, "expected": None, "found": str(found.field(name).type)}
             )
     if problems:
-        raise ValidationError(_describe(problems, hint), details={"columns": problems})
+        described = _describe(problems, hint, first_line(found))
+        raise ValidationError(described, details={"columns": problems})
     return expected
 
 
-def _describe(problems: list[dict[str, Any]], hint: str) -> str:
+def _describe(problems: list[dict[str, Any]], hint: str, first: int | None) -> str:
     parts = []
     for p in problems:
         if p["found"] is None:
@@ -244,8 +275,8 @@ def _describe(problems: list[dict[str, Any]], hint: str) -> str:
         elif p["expected"] is None:
             parts.append(f"{p['column']!r} is not in the table (found {p['found']})")
         else:
-            rows = ", ".join(f"{r['row']} ({r['value']!r})" for r in p.get("rows", []))
-            at = f" at rows {rows}" if rows else ""
+            rows = p.get("rows", [])
+            at = f" at {where_rows(rows, first)}" if rows else ""
             parts.append(f"{p['column']!r} expected {p['expected']}, found {p['found']}{at}")
     return "the data does not match the table's schema: " + "; ".join(parts) + f". {hint}"
 

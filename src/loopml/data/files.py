@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from loopml.core.errors import PayloadTooLargeError, ValidationError
 from loopml.core.lake import ColumnInfo
 from loopml.data import _csv, _declared
+from loopml.data._schema import with_first_line
 
 FileFormat = Literal["csv", "parquet", "jsonl"]
 FORMATS: tuple[FileFormat, ...] = ("csv", "parquet", "jsonl")
@@ -120,6 +121,8 @@ def read_upload(
         else:
             opened = _opened(name) if name else source
             reader = _csv.open_blocks(opened, text_columns=list(types))  # type: ignore[arg-type]
+        if fmt == "jsonl":  # messages name the file's lines (a CSV's reader does too)
+            reader = with_first_line(reader, 1)
         if types:
             reader = _declared.apply(reader, types, _CSV_NULLS if fmt == "csv" else ())
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
@@ -136,7 +139,7 @@ def _opened(path: str) -> BinaryIO:
 def _unparsable(fmt: str, exc: Exception) -> ValidationError:
     return ValidationError(
         f"the file does not parse as {fmt}: {str(exc)[:300]}; check the format "
-        "(pass format=csv|parquet|jsonl) and the file's content",
+        "(`loopml ingest --format csv|parquet|jsonl`; API: format=) and the file's content",
         details={"format": fmt, "reason": str(exc)[:500]},
     )
 

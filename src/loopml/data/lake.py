@@ -33,6 +33,7 @@ from loopml.data._schema import (
     cast_batches,
     check_names,
     describe_number_like,
+    first_line,
     number_like_strings,
     plan_cast,
     schema_from,
@@ -304,7 +305,7 @@ def _write(
     if dt is not None and mode == "append":
         target = plan_cast(_delta.arrow_schema(dt), reader.schema, first)
     elif first is not None:
-        warnings = _number_like(first, strict, declared)
+        warnings = _number_like(first, strict, declared, first_line(reader.schema))
     failures: list[LoopmlError] = []
     stream = pa.RecordBatchReader.from_batches(target, cast_batches(batches, target, failures))
     try:
@@ -332,20 +333,26 @@ def _strict_checked(
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise unreadable(exc) from exc
     if first is not None:
-        _number_like(first, True, declared)
+        _number_like(first, True, declared, first_line(reader.schema))
     return pa.RecordBatchReader.from_batches(reader.schema, batches)
 
 
-def _number_like(first: pa.RecordBatch, strict: bool, declared: Collection[str]) -> list[str]:
+def _number_like(
+    first: pa.RecordBatch, strict: bool, declared: Collection[str], line: int | None
+) -> list[str]:
     found = [p for p in number_like_strings(first) if p["column"] not in declared]
-    messages = [describe_number_like(p) for p in found]
+    messages = [describe_number_like(p, line) for p in found]
     if found and strict:
         raise ValidationError(
             "refused (strict): " + "; ".join(messages) + ". Fix those rows, or ingest "
-            "without strict to store the column as text",
+            "without strict mode (no `--strict`; API: strict=false) to store the column as text",
             details={"columns": found},
         )
-    return [m + ": fix them and ingest again with mode=overwrite, or use strict" for m in messages]
+    return [
+        m + ": fix them and ingest again in overwrite mode (`loopml ingest --mode overwrite`; "
+        "API: mode=overwrite), or refuse such files with strict mode (`--strict`; API: strict=true)"
+        for m in messages
+    ]
 
 
 def _compaction_due(dt: DeltaTable | None, settings: LakeSettings) -> bool:

@@ -65,11 +65,17 @@ def start_run(
 ) -> ActiveRun:
     """Start a run of ``experiment`` (created if missing) and return it, RUNNING.
 
+    The first argument is the experiment (the group of runs), not the run:
+    ``start_run("churn", name="baseline")`` is the run ``baseline`` of experiment
+    ``churn``. Spelling both as keywords reads unambiguously:
+    ``start_run(experiment="churn", name="baseline")``.
+
     Args:
         experiment: the experiment's name, such as ``"churn"``.
         project: the project's name; default the ``project`` setting (``LOOPML_PROJECT``),
             else ``default``.
-        name: a display name for the run.
+        name: the run's own name, such as ``"baseline"`` (default ``run-`` and the first
+            8 characters of its id).
         url: a loopml server; default ``LOOPML_CLIENT_URL``, else the embedded store.
         client: a ready ``loopml.client.Client`` to log through (wins over ``url``).
         settings: settings for the embedded store (default: from the environment).

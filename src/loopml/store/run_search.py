@@ -52,6 +52,7 @@ from loopml.core.run_search import (
     RunPage,
     RunSearch,
     TextFilter,
+    folds,
     keyset_cursor,
     keyset_order,
     read_cursor,
@@ -135,6 +136,11 @@ def _where(
         query = query.where(RunRow.experiment_id.in_(spec.experiment_ids))
     if spec.run_ids:
         query = query.where(RunRow.id.in_(spec.run_ids))
+    if spec.parent_run_id is not None:
+        query = query.where(RunRow.parent_run_id == spec.parent_run_id)
+    elif folds(spec):
+        top = RunRow.parent_run_id.is_(None)
+        query = query.where(func.likely(top) if broad else top)
     if spec.lifecycle != "all":
         deleted = RunRow.deleted_at.is_not(None)
         kept = deleted if spec.lifecycle == "deleted" else ~deleted
@@ -351,6 +357,17 @@ def _aggregate(session: Session, table: Any, value: Any, label: str) -> Any:
     return select(agg).where(table.run_id == RunRow.id).scalar_subquery().label(label)
 
 
+def _child_count(spec: RunSearch) -> Any:
+    """How many child runs each run has, in the search's lifecycle (along the index on
+    ``parent_run_id``)."""
+    child = aliased(RunRow)
+    counted = select(func.count()).where(child.parent_run_id == RunRow.id)
+    if spec.lifecycle != "all":
+        deleted = child.deleted_at.is_not(None)
+        counted = counted.where(deleted if spec.lifecycle == "deleted" else ~deleted)
+    return counted.scalar_subquery().label("children")
+
+
 def _metric_text(session: Session) -> ColumnElement[Any]:
     # Sent as text so no JSON encoder rounds it: SQLite's JSON keeps 15 digits of a double,
     # its printf 16 unless the '!' flag asks for more; 17 significant digits round-trip.
@@ -378,6 +395,8 @@ def _read(session: Session, project_id: str, spec: RunSearch, at: int | Keyset) 
         columns.append(_aggregate(session, LatestMetricRow, _metric_text(session), "metrics"))
     if "tags" in spec.include:
         columns.append(_aggregate(session, RunTagRow, RunTagRow.value, "tags"))
+    if folds(spec):
+        columns.append(_child_count(spec))
     query = select(*columns).join(ExperimentRow, ExperimentRow.id == RunRow.experiment_id)
     one_metric = len(spec.order_by) == 1 and spec.order_by[0].kind == "metric"
     if one_metric and _large(session, project_id):
@@ -452,6 +471,8 @@ def _to_run(project: str, spec: RunSearch, row: Any) -> Run:
         if part in spec.include:
             extra[part] = _decode(row[position])
             position += 1
+    if folds(spec):
+        extra["children"] = int(row[position])
     if "metrics" in extra:
         extra["metrics"] = {
             k: float("nan") if v is None else float(v) for k, v in extra["metrics"].items()

@@ -29,7 +29,7 @@ def test_ingest_warns_refuses_with_strict_and_reads_a_declared_schema(
 
     strict = platform.cli("ingest", str(people), "-t", "strict_people", "--strict")
     assert strict.exit_code == 1
-    assert "refused (strict): column 'age' is stored as text: rows 9 ('forty')" in str(
+    assert "refused (strict): column 'age' is stored as text: line 11 ('forty') is not a" in str(
         strict.exception
     )
     assert "strict_people" not in platform.cli("tables", "list", "-o", "csv").stdout
@@ -37,13 +37,16 @@ def test_ingest_warns_refuses_with_strict_and_reads_a_declared_schema(
     warned = platform.cli("ingest", str(people), "-t", "people")
     assert warned.exit_code == 0, warned.output
     assert "ingested 10 rows into people" in warned.stdout
-    assert "warning: column 'age' is stored as text: rows 9 ('forty')" in warned.stderr
+    assert (
+        "warning: column 'age' is stored as text: line 11 ('forty') is not a number"
+        in warned.stderr
+    )
     assert "--schema NAME:TYPE" in warned.stderr
     assert _table(platform, "people") == {"age": "string", "zip": "int64", "name": "string"}
 
     refused = platform.cli("ingest", str(people), "-t", "typed", "--schema", "age:int64")
     assert refused.exit_code == 1
-    assert "column 'age' is declared int64, but rows 9 ('forty') do not convert" in str(
+    assert "column 'age' is declared int64, but line 11 ('forty') does not convert" in str(
         refused.exception
     )
     assert "typed" not in platform.cli("tables", "list", "-o", "csv").stdout

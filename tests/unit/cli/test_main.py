@@ -38,6 +38,17 @@ def test_an_unknown_command_is_refused() -> None:
     assert "No such command 'nosuch'" in result.output
 
 
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [("deplyments", "'deployments'"), ("ingets", "'ingest'"), ("vresion", "'version'")],
+)
+def test_a_mistyped_command_names_the_one_meant(typed: str, meant: str) -> None:
+    result = runner.invoke(main.app, [typed])
+
+    assert result.exit_code == 2
+    assert f"No such command '{typed}'. Did you mean {meant}" in result.output
+
+
 def test_a_command_imports_only_its_own_module() -> None:
     code = (
         "import sys; from loopml.cli.main import app; "

@@ -46,7 +46,7 @@ def test_a_value_that_does_not_convert_refuses_the_file_naming_its_rows() -> Non
     with pytest.raises(ValidationError) as caught:
         _read(data, "age:int64")
     assert str(caught.value).startswith(
-        "column 'age' is declared int64, but rows 30 ('forty') do not convert to it"
+        "column 'age' is declared int64, but line 32 ('forty') does not convert to it"
     )
     [problem] = caught.value.details["columns"]
     assert problem == {
@@ -64,12 +64,13 @@ def test_rows_are_counted_across_batches_and_every_bad_one_is_found() -> None:
     def batches(size: int) -> pa.RecordBatchReader:
         return pa.Table.from_pydict({"n": values}).to_reader(max_chunksize=size)
 
-    with pytest.raises(ValidationError, match=r"rows 7 \('x'\), 613 \('1.5'\), 650 \('many"):
+    # Not from a file: rows counted from 1.
+    with pytest.raises(ValidationError, match=r"rows 8 \('x'\), 614 \('1.5'\), 651 \('many"):
         _declared.apply(batches(1000), {"n": pa.int64()})  # the first batch: at once
     values[7] = "7"
     cast = _declared.apply(batches(100), {"n": pa.int64()})
     assert cast.read_next_batch().column(0).to_pylist()[:3] == [0, 1, 2]
-    with pytest.raises(ValidationError, match=r"rows 613 \('1.5'\), 650 \('many'\) do not"):
+    with pytest.raises(ValidationError, match=r"rows 614 \('1.5'\), 651 \('many'\) do not"):
         cast.read_all()
 
 
@@ -78,7 +79,8 @@ def test_a_bad_value_in_a_later_csv_block_names_its_row_in_the_file() -> None:
     lines[350] = b"350,three-fifty"
     data = b"a,b\n" + b"\n".join(lines) + b"\n"
     reader = _csv.open_blocks(io.BytesIO(data), first_block=2000, block=700, text_columns=["b"])
-    with pytest.raises(ValidationError, match=r"rows 350 \('three-fifty'\)"):
+    # Row 350 of the data is line 352 of the file: under the header, counted from 1.
+    with pytest.raises(ValidationError, match=r"line 352 \('three-fifty'\) does not convert"):
         _declared.apply(reader, {"b": pa.int64()}).read_all()
 
 
@@ -139,7 +141,7 @@ def test_a_declared_text_column_is_not_a_typo_under_strict(
 
     with pytest.raises(ValidationError, match=r"refused \(strict\): column 'zip'"):
         ingest()
-    with pytest.raises(ValidationError, match=r"'zip' is declared int64, but rows 9 \('unk"):
+    with pytest.raises(ValidationError, match=r"'zip' is declared int64, but line 11 \('unk"):
         ingest("zip:int64")
     with pytest.raises(NotFoundError):  # neither refusal left a table behind
         lake.get_table(store, artifacts, "default", "codes")
@@ -155,3 +157,17 @@ def test_a_binary_file_with_declared_columns_is_a_clear_refusal() -> None:
     png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x00\x00"
     with pytest.raises(ValidationError, match="does not parse as csv"):
         _read(png, "a:bool")
+
+
+def test_a_row_of_a_parquet_file_is_counted_from_1_and_a_json_lines_file_by_line(
+    tmp_path: Path,
+) -> None:
+    parquet = tmp_path / "people.parquet"
+    pq.write_table(pa.table({"age": ["1", "2", "forty"]}), parquet)
+    jsonl = tmp_path / "people.jsonl"
+    jsonl.write_text('{"age": "1"}\n{"age": "2"}\n{"age": "forty"}\n')
+
+    for source, where in ((parquet, "row 3"), (jsonl, "line 3")):
+        with pytest.raises(ValidationError) as caught:
+            files.read_upload(source, columns=parse_declarations(["age:int64"])).read_all()
+        assert f"but {where} ('forty') does not convert" in caught.value.message

@@ -75,7 +75,7 @@ def test_a_csv_refused_names_the_rows_that_do_not_convert(
     with pytest.raises(ValidationError) as caught:
         _ingest(store, artifacts, files.read_upload(source))
     assert caught.value.details["columns"][0]["rows"] == [{"row": 9, "value": "forty"}]
-    assert "'age' expected int64, found string at rows 9 ('forty')" in caught.value.message
+    assert "'age' expected int64, found string at line 11 ('forty')" in caught.value.message
 
 
 def test_missing_and_extra_columns_are_refused_unless_overwriting(
@@ -249,8 +249,10 @@ def test_a_new_column_made_text_by_a_typo_warns_with_its_rows_or_is_refused(
 
     commit = _ingest(store, artifacts, files.read_upload(source))
     assert commit.warnings == [
-        "column 'age' is stored as text: rows 9 ('forty') are not numbers, while 10 other "
-        "values are: fix them and ingest again with mode=overwrite, or use strict"
+        "column 'age' is stored as text: line 11 ('forty') is not a number, while 10 other "
+        "values are: fix them and ingest again in overwrite mode (`loopml ingest --mode "
+        "overwrite`; API: mode=overwrite), or refuse such files with strict mode (`--strict`; "
+        "API: strict=true)"
     ]
     names_only = _ingest(store, artifacts, pa.table({"name": ["a", "b"]}), mode="overwrite")
     assert names_only.warnings == []

@@ -432,3 +432,15 @@ def test_the_data_page_shows_a_streams_last_error_with_its_time_and_fix(
         f"stream captures the subject {subject!r}: create one (nats stream add --subjects "
         f"'{subject}')"
     )
+
+
+def test_the_empty_data_page_names_a_command_that_exists(anonymous: TestClient) -> None:
+    from tests.unit.cli.test_hints import _problem
+
+    projects.create(anonymous.app.state.ctx.store, "empty", actor="t")  # type: ignore[attr-defined]
+    page = anonymous.get("/data?project=empty").text
+
+    hint = re.search(r"No table yet\. Ingest one with <code>(.*?)</code>", page)
+    assert hint is not None, page
+    assert hint.group(1) == "loopml ingest FILE --table NAME -p empty"
+    assert _problem(hint.group(1)) is None

@@ -369,3 +369,37 @@ def test_the_lineage_is_drawn_as_a_graph_whose_boxes_link_to_their_pages(
     assert graph.count("<rect") == 4
     assert graph.count('class="dag-edge"') == 3
     assert '<ul class="lineage" aria-label="Lineage">' in page.text
+
+
+def _text(html: str) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+def test_runs_table_folds_child_runs_under_their_parent(anonymous: TestClient) -> None:
+    store = _ctx(anonymous).store
+    start = {"heartbeat_timeout_s": 60, "actor": "test", "create_experiment": True}
+    parent = tracking.start_run(store, "default", "exp", name="automl", **start)
+    for i in range(30):
+        tracking.start_run(
+            store, "default", "exp", name=f"trial-{i:02d}", parent_run_id=parent.id, **start
+        )
+    tracking.start_run(store, "default", "exp", name="solo", **start)
+
+    folded = anonymous.get("/runs")
+    trials = anonymous.get(f"/runs?parent={parent.id}")
+    flat = anonymous.get("/runs?children=flat&limit=100")
+
+    assert folded.status_code == 200, folded.text
+    text = _text(folded.text)
+    assert "automl 30 child runs" in text
+    assert "solo" in text
+    assert "trial-" not in text
+    assert f"parent={parent.id}" in folded.text
+    assert "Child runs (AutoML trials) are folded under their parent run. List every run" in text
+    assert len(re.findall(r">trial-\d\d</a>", trials.text)) == 30
+    assert "Child runs of automl in default" in _text(trials.text)
+    assert len(re.findall(r">trial-\d\d</a>", flat.text)) == 30
+    assert ">solo</a>" in flat.text
+    refused = anonymous.get("/runs?parent=nope")
+    assert refused.status_code == 422
+    assert "invalid parent &#39;nope&#39;: expected a run id (32 hex digits)" in refused.text

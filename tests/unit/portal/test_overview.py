@@ -132,3 +132,37 @@ def test_a_viewer_sees_only_its_projects_on_the_overview(secured: TestClient) ->
     assert runs["other"] not in page
     assert f'href="/pipelines/default/runs/{runs["default"]}"' in page
     assert " in other" not in page
+
+
+def test_the_activity_feed_folds_repeated_events_into_one_line(anonymous: TestClient) -> None:
+    ctx: AppContext = anonymous.app.state.ctx  # type: ignore[attr-defined]
+    from loopml.store import events
+
+    with ctx.store.session() as session:
+        events.append(
+            session, type="model.registered", subject="churn/1", project="default", actor="ada"
+        )
+        for _ in range(120):
+            events.append(
+                session,
+                type="table.appended",
+                subject="prediction-log",
+                project="default",
+                actor="gateway",
+            )
+        events.append(
+            session, type="alert.fired", subject="slow", project="default", actor="system"
+        )
+
+    page = anonymous.get("/").text
+    feed = page[page.index('id="feed-h"') :]
+    lines = re.findall(r"<li>(.*?)</li>", feed, re.S)
+    text = [" ".join(re.sub(r"<[^>]+>", " ", line).split()) for line in lines]
+
+    assert len(text) == 4, text  # and project.created, the oldest
+    assert "alert.fired slow in default" in text[0]
+    assert "table.appended prediction-log in default 120 times, " in text[1]
+    assert re.search(r"120 times, \d{4}-\d\d-\d\d \d\d:\d\d:\d\d to \d{4}-", text[1])
+    assert "model.registered churn/1 in default" in text[2]
+    assert "times" not in text[2]
+    assert "project.created default" in text[3]

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from loopml.core.run_search import RunFilter, RunOrder, RunSearch
+from loopml.core.run_search import Children, RunFilter, RunOrder, RunSearch
 from loopml.store import MetadataStore, run_search
 from loopml.store.run_search import SMALL_PROJECT
 from tests.portal_scale import fill_runs
@@ -70,12 +70,19 @@ def _everything(store: MetadataStore) -> list[Any]:
                 return found
 
 
-def test_a_deep_page_by_offset_reads_the_covering_index_only(large: MetadataStore) -> None:
+@pytest.mark.parametrize(
+    ("children", "index"),
+    [("folded", "ix_runs_project_top_start"), ("flat", "ix_runs_project_live_start")],
+)
+def test_a_deep_page_by_offset_reads_the_covering_index_only(
+    large: MetadataStore, children: Children, index: str
+) -> None:
     offset = RUNS - 120
-    items, plans = _plans(large, RunSearch(cursor=str(offset), limit=50, include=["metrics"]))
+    spec = RunSearch(cursor=str(offset), limit=50, include=["metrics"], children=children)
+    items, plans = _plans(large, spec)
 
-    page_plan = next(p for p in plans if "ix_runs_project_live_start" in p)
-    assert "COVERING INDEX ix_runs_project_live_start" in page_plan, plans
+    page_plan = next(p for p in plans if index in p)
+    assert f"COVERING INDEX {index}" in page_plan, plans
     assert "TEMP B-TREE FOR RIGHT PART OF ORDER BY" not in page_plan, plans
     newest_first = sorted(_everything(large), key=lambda r: (r.start_time, r.id), reverse=True)
     assert [r.id for r in items] == [r.id for r in newest_first[offset : offset + 50]]

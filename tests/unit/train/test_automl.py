@@ -288,7 +288,11 @@ def test_trials_are_recorded_as_child_runs(store: MetadataStore) -> None:
     found = tracking.search_runs(
         store,
         "default",
-        RunSearch(filters=[RunFilter.parse(f"tags.{PARENT_TAG} = {parent.id}")], limit=100),
+        RunSearch(
+            filters=[RunFilter.parse(f"tags.{PARENT_TAG} = {parent.id}")],
+            limit=100,
+            children="flat",  # a search folds child runs by default
+        ),
     )
     assert sorted(r.id for r in found.items) == sorted(recorder.child_run_ids)
     summary = tracking.get_run(store, "default", parent.id)

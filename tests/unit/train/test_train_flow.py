@@ -83,7 +83,7 @@ def test_automl_registers_and_the_gate_blocks_a_worse_model(settings: Settings) 
     assert run.status == "FINISHED"
     assert [i.ref for i in run.inputs or []] == ["cancer_snap@1"]
     children = tracking.search_runs(
-        store, "default", RunSearch(experiment="cancer_snap", limit=1000)
+        store, "default", RunSearch(experiment="cancer_snap", limit=1000, children="flat")
     )
     assert sum(1 for r in children.items if r.parent_run_id == good.run_id) == good.trials
 

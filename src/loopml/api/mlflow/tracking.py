@@ -195,6 +195,7 @@ def search_runs(ctx: AppContext, project: str, body: schemas.RunSearch) -> dict[
             "experiment_ids": ids,
             "run_ids": translated.run_ids,
             "lifecycle": _LIFECYCLE[body.run_view_type],
+            "children": "flat",  # MLflow lists every run
             "status": translated.status,
             "filters": [f.model_dump() for f in translated.filters],
             "order_by": [o.model_dump() for o in order_by],

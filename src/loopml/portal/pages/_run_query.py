@@ -17,7 +17,14 @@ from typing import Any
 from starlette.datastructures import QueryParams
 
 from loopml.core.errors import ValidationError
-from loopml.core.run_search import MAX_FILTERS, RunFilter, RunOrder, RunSearch, read_cursor
+from loopml.core.run_search import (
+    ID_PATTERN,
+    MAX_FILTERS,
+    RunFilter,
+    RunOrder,
+    RunSearch,
+    read_cursor,
+)
 from loopml.core.runs import MetricPoint
 
 PAGE_SIZES = (25, 50, 100, 200)
@@ -65,6 +72,8 @@ class RunsQuery:
     order: str
     cursor: str | None
     limit: int
+    parent: str | None = None  # only this run's child runs
+    flat: bool = False  # child runs listed with the others, not folded under their parent
 
     def spec(self) -> RunSearch:
         """The store's search spec; ``ValidationError`` with the parser's message."""
@@ -80,6 +89,8 @@ class RunsQuery:
             include=["metrics"],
             limit=self.limit,
             cursor=self.cursor,
+            children="flat" if self.flat else "folded",
+            parent_run_id=self.parent,
         )
 
     def link(self, **changes: Any) -> dict[str, str]:
@@ -92,6 +103,8 @@ class RunsQuery:
             "order": self.order,
             "limit": str(self.limit) if self.limit != DEFAULT_PAGE else None,
             "cursor": self.cursor,
+            "parent": self.parent,
+            "children": "flat" if self.flat else None,
         }
         values.update(changes)
         return {k: str(v) for k, v in values.items() if v not in (None, "")}
@@ -119,6 +132,12 @@ def read_query(params: QueryParams) -> RunsQuery:
     sort = _text(params, "sort")
     if sort:
         RunOrder.parse(sort)  # the parser's message for a bad column
+    parent = _text(params, "parent") or None
+    if parent is not None and not re.fullmatch(ID_PATTERN, parent):
+        raise ValidationError(f"invalid parent {parent[:40]!r}: expected a run id (32 hex digits)")
+    children = _text(params, "children") or "folded"
+    if children not in ("folded", "flat"):
+        raise ValidationError(f"invalid children {children[:20]!r}: expected folded or flat")
     return RunsQuery(
         project=_text(params, "project") or None,
         experiment=_text(params, "experiment") or None,
@@ -127,6 +146,8 @@ def read_query(params: QueryParams) -> RunsQuery:
         order=order,
         cursor=cursor,
         limit=int(limit_text),
+        parent=parent,
+        flat=children == "flat",
     )
 
 

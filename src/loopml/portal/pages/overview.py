@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -36,7 +36,41 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 MAX_DEPLOYMENTS = 500
 """Most deployments listed per project on the overview (the rest are counted)."""
 FEED = 20
-"""Events and pipeline runs shown."""
+"""Events (lines of the activity feed) and pipeline runs shown."""
+FEED_READ = 500
+"""Newest events read for the feed: repeats (a table appended to once a second) fold into
+one line, so the feed's lines reach further back than its first 20 events."""
+
+
+@dataclass
+class FeedLine:
+    """One line of the activity feed: an event, or a run of the same one repeated (same
+    type, subject, project and actor, nothing else between them)."""
+
+    event: Event  # the newest of them
+    count: int = 1
+    oldest: datetime | None = None  # the oldest one's time, when more than one
+
+
+def fold_repeats(found: list[Event], lines: int) -> list[FeedLine]:
+    """``found`` (newest first) as at most ``lines`` feed lines, repeats folded."""
+    folded: list[FeedLine] = []
+    for event in found:
+        last = folded[-1] if folded else None
+        same = (event.type, event.subject, event.project, event.actor)
+        if last is not None and same == (
+            last.event.type,
+            last.event.subject,
+            last.event.project,
+            last.event.actor,
+        ):
+            last.count += 1
+            last.oldest = event.time
+            continue
+        if len(folded) == lines:
+            break
+        folded.append(FeedLine(event))
+    return folded
 
 
 @dataclass
@@ -52,7 +86,7 @@ class Overview:
     rss_mb: float = 0.0
     firing: list[AlertRule] = field(default_factory=list)
     runs: list[PipelineRun] = field(default_factory=list)
-    feed: list[Event] = field(default_factory=list)
+    feed: list[FeedLine] = field(default_factory=list)
     projects: list[str] = field(default_factory=list)
 
 
@@ -94,10 +128,10 @@ def gather(
         made.deployments.append({"deployment": deployment, "hour": used_hour, "day": used_day})
     made.firing = monitor.firing_rules(store, made.projects)
     made.runs = pipelines.recent_runs(store, made.projects, limit=FEED)
-    made.feed = events.list_events(
-        store, projects=made.projects, limit=FEED, newest_first=True
+    recent = events.list_events(
+        store, projects=made.projects, limit=FEED_READ, newest_first=True
     ).items
-    made.feed = sorted(made.feed, key=lambda e: e.time, reverse=True)
+    made.feed = fold_repeats(sorted(recent, key=lambda e: e.time, reverse=True), FEED)
     return made
 
 

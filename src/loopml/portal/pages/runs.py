@@ -55,6 +55,7 @@ class RunsTable:
     next_cursor: str | None = None
     prev_cursor: str | None = None
     offset: int = 0
+    parent: Run | None = None  # the run whose child runs the table lists
 
 
 def _columns(runs: list[Run], sort: str) -> list[str]:
@@ -75,6 +76,8 @@ def gather_table(
     if project is None:
         return made
     made.experiments = tracking.list_experiments(store, project, limit=200).items
+    if query.parent is not None:
+        made.parent = tracking.get_run(store, project, query.parent)
     page = tracking.search_runs(store, project, spec)
     made.runs = page.items
     made.next_cursor = page.next_cursor

@@ -64,6 +64,15 @@ class RunRow(EntityMixin, Base):
         Index("ix_runs_project_start", "project_id", "start_time"),
         # The runs table's page in its default order, read from the index alone (0016).
         Index("ix_runs_project_live_start", "project_id", "deleted_at", "start_time", "id"),
+        # The same for top-level runs, the default listing (child runs folded).
+        Index(
+            "ix_runs_project_top_start",
+            "project_id",
+            "deleted_at",
+            "parent_run_id",
+            "start_time",
+            "id",
+        ),
         Index("ix_runs_status_heartbeat", "status", "heartbeat_at"),
     )
 

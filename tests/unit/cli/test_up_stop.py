@@ -1,0 +1,67 @@
+"""``loopml up`` stopped by ``loopml down`` (SIGTERM) exits 0, so ``make run`` ends without
+"Terminated"; Ctrl-C (SIGINT) still ends as an interrupt."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+
+LOOPML = [sys.executable, "-c", "from loopml.cli.main import main; main()"]
+
+
+def _started(home: Path) -> tuple[subprocess.Popen[str], int]:
+    port = free_port()
+    env = {**os.environ, "LOOPML_HOME": str(home)}
+    process = subprocess.Popen(
+        [*LOOPML, "up", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=1)
+            return process, port
+        except OSError:
+            if process.poll() is not None:
+                break
+            time.sleep(0.2)
+    process.kill()
+    pytest.fail("loopml up did not answer: " + (process.communicate()[0] or "")[-2000:])
+
+
+@pytest.mark.timeout(180)
+def test_loopml_down_ends_up_with_status_0(tmp_path: Path) -> None:
+    process, _ = _started(tmp_path)
+    env = {**os.environ, "LOOPML_HOME": str(tmp_path)}
+
+    down = subprocess.run([*LOOPML, "down"], env=env, capture_output=True, text=True, check=False)
+    status = process.wait(timeout=60)
+    out = process.communicate()[0]
+
+    assert down.returncode == 0, down.stderr
+    assert "stopped loopml at http://127.0.0.1:" in down.stdout
+    assert status == 0, out[-2000:]
+    assert "Application shutdown complete" in out
+
+
+@pytest.mark.timeout(180)
+def test_ctrl_c_still_ends_up_as_an_interrupt(tmp_path: Path) -> None:
+    process, _ = _started(tmp_path)
+
+    process.send_signal(signal.SIGINT)
+    status = process.wait(timeout=60)
+    process.communicate()
+
+    assert status in (130, -signal.SIGINT)
