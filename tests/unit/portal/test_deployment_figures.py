@@ -114,6 +114,8 @@ def test_every_face_shows_the_serving_version_and_its_drift_bars(
     assert "8 of 8 judged features drifted" in text
     assert "cancer/1" not in text.split("Live quality", 1)[1].split("Alert", 1)[0]
     assert re.search(r"Labels received 0 \(0(\.0)? % of rows\)", text)
+    assert "estimated from 30 rows (cbpe, probabilities not calibrated)" in text
+    assert "estimated rows" not in text
     # Each feature's bars for this window hold its 30 rows (none was empty before).
     figures = re.findall(r'<figure class="card drift-feature".*?</figure>', page, re.S)
     assert len(figures) == 8
@@ -143,3 +145,31 @@ def test_feature_bars_are_the_asked_versions_window(
         )
         counts: list[Any] = [sum(b.current_rows for b in d.bins) for d in found.values()]
         assert counts == [rows] * 8, (version, counts)
+
+
+def test_the_cli_says_how_many_drift_columns_it_hides_and_keeps_names_whole(
+    anonymous: TestClient, package: PackageFiles
+) -> None:
+    _two_versions(anonymous, package)
+    view = anonymous.get("/api/v1/projects/default/deployments/churn/monitor").json()
+    drift = view["now"]["window"]["summary"]["drift"]
+    # Thirty columns with the breast-cancer data's long names, as the demo's model has.
+    model = drift["columns"][0]
+    drift["columns"] = [
+        {**model, "column": f"worst concave points {n}", "psi": 30.0 - n} for n in range(30)
+    ]
+    shown = Console(record=True, width=80)
+    shown.print(render(view))
+    out = shown.export_text()
+    # A name too long for its column folds onto more lines, whole (it was cut with "…").
+    table = out.split("drift: 8/8 columns", 1)[1].splitlines()
+    cells = [line.split("│")[1].strip() for line in table if line.startswith("│ ")]
+    assert " ".join(cells[:3]) == "worst concave points 0"
+    assert "…" not in out
+    flat = " ".join(out.split())
+    assert "8 of 30 columns shown, the worst first; 22 hidden" in flat
+    assert "(all of them: loopml monitor churn --all, or -o json)" in flat
+    every = Console(record=True, width=80)
+    every.print(render(view, show_all=True))
+    assert "hidden" not in every.export_text()
+    assert "p < 0.05" in out
