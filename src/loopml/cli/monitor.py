@@ -64,8 +64,8 @@ def _drift(window: dict[str, Any], name: str, show_all: bool) -> list[Any]:
         f"({drift['share']:.0%}){' - INPUT DRIFTED' if drift['dataset_drift'] else ''}"
     )
     out = Table(title=title, title_justify="left", header_style="bold")
-    out.add_column("column", overflow="fold")
-    for column in ("test", "score", "drifts when", "drifted", "psi", "missing", "outside"):
+    out.add_column("column", overflow="fold", min_width=16)
+    for column in ("score", "drifts when", "drift", "psi", "missing", "outside"):
         out.add_column(column)
     columns = list(drift["columns"])
     if drift.get("prediction"):
@@ -75,9 +75,8 @@ def _drift(window: dict[str, Any], name: str, show_all: bool) -> list[Any]:
     for c in shown:
         out.add_row(
             c["column"],
-            c["method"],
             _number(c["score"]),
-            drifts_when(c["method"], c["threshold"]),
+            f"{c['method']} {drifts_when(c['method'], c['threshold'])}",
             "yes" if c["drifted"] else "no",
             _number(c["psi"]),
             f"{c['missing_share']:.1%}",
