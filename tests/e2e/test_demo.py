@@ -31,7 +31,10 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     home: Path = tmp_path_factory.mktemp("demo-home")
-    with running_server(home) as running:
+    # The monitor reads every second, 4 s behind (not every 30 s): the demo waits for it to
+    # have read the champion's labelled traffic before it says what the monitor shows.
+    fast = {"LOOPML_MONITOR_INTERVAL_S": "1", "LOOPML_MONITOR_LAG_S": "4"}
+    with running_server(home, fast) as running:
         yield running
 
 
@@ -55,6 +58,36 @@ def _printed_lines_work(server: RunningServer, out: str, champion: int) -> None:
     shown = server.cli(*monitor.split())
     assert shown.returncode == 0, shown.stderr
     assert "demo/cancer-api" in shown.stdout, shown.stdout
+
+
+def _the_monitor_shows_what_the_demo_said(
+    server: RunningServer, out: str, champion: int, scenario: str
+) -> None:
+    """The demo's monitor line is the monitor's own answer, as ``loopml monitor -o json``
+    gives it: the champion, its labels and its drift against its training rows."""
+    said = re.search(
+        rf"monitor  cancer/{champion} takes 100 % of cancer-api's traffic; its newest window: "
+        r"(\d+) rows, (\d+) labels, live accuracy ([\d.]+); against its training rows "
+        r"\((.+?)\) (\d+) of (\d+) features drifted",
+        out,
+    )
+    assert said, out
+    shown = server.cli("monitor", "cancer-api", "-p", "demo", "-o", "json")
+    assert shown.returncode == 0, shown.stderr
+    now = json.loads(shown.stdout)["now"]
+    assert (now["model"], now["version"]) == ("cancer", champion)
+    window = now["window"]
+    quality, drift = window["summary"]["quality"], window["summary"]["drift"]
+    # The monitor may have read more since (the demo's traffic ended before it spoke).
+    assert int(said.group(1)) <= window["rows"]
+    assert int(said.group(2)) <= quality["labels"]
+    assert int(said.group(2)) >= 119 - 5  # the champion's own labels arrived
+    assert said.group(4) == drift["source"]
+    assert "train" in drift["source"]  # its reference: the rows it was trained on
+    assert int(said.group(6)) == drift["judged"] == 30
+    assert quality["accuracy"] >= 0.85  # the champion handles the traffic it gets
+    if scenario == "promote":
+        assert "(it was trained on both scanners' rows" in out or said.group(5) == "0"
 
 
 # How many times each scenario runs (``LOOPML_DEMO_RUNS``; once by default).
@@ -108,7 +141,9 @@ def test_the_demo_tells_its_scenario_every_time(
         served = {r.number: r.version for r in deployment.revisions}
         assert [served[n] for n, pct in deployment.traffic.items() if pct] == [champion]
         feedback = client.sql("demo", "SELECT count(*) AS n FROM cancer_api__feedback")
-        assert feedback.rows[0][0] == 119
+        # The live rows' labels for the first champion, then the champion's own traffic's.
+        assert feedback.rows[0][0] == 2 * 119
+    _the_monitor_shows_what_the_demo_said(server, out, champion, scenario)
 
     if scenario == "refuse":
         return

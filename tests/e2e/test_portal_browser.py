@@ -117,6 +117,22 @@ def test_the_overview_shows_the_demo_deployment_after_login(
     assert page.get_by_role("heading", name="Overview").is_visible()
     link = page.get_by_role("link", name="cancer-api")
     assert link.is_visible()
+    # The Replicas tile is the sum of the rows: replicas running now and what they use now
+    # (after the demo's swap, the hour's windows also hold cancer/1's stopped replica).
+    tile = page.locator(".tile", has=page.get_by_role("heading", name="Replicas"))
+    count = int(tile.locator(".big").inner_text())
+    used = re.fullmatch(
+        r"running now: ([\d.]+) % CPU, ([\d,]+) MB", tile.locator("p").nth(1).inner_text()
+    )
+    assert used, tile.inner_text()
+    rows = [
+        [c.inner_text() for c in r.locator("td").all()]
+        for r in page.locator("#dep-h ~ table tbody tr").all()
+    ]
+    assert count == sum(int(r[4]) for r in rows) >= 1
+    assert float(used.group(1)) == pytest.approx(sum(float(r[8]) for r in rows), abs=0.1)
+    memory = sum(float(r[9].replace(",", "")) for r in rows)
+    assert float(used.group(2).replace(",", "")) == pytest.approx(memory, abs=len(rows))
     assert watch.problems == []
 
 

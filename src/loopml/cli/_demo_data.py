@@ -3,7 +3,8 @@
 The breast-cancer data (569 rows, 30 features) is shuffled once and cut in three:
 
 - the first 150 rows train the champion;
-- the next 119 rows are live traffic, whose true labels come back as feedback;
+- the next 119 rows are live traffic, whose true labels come back as feedback (in
+  ``promote``, once the new scanner is in use, the same rows as it measures them);
 - the last 300 rows arrive later as a new batch, which depends on the scenario:
 
 ``promote``: a new scanner reports every measurement ten times larger (a unit change). The
@@ -56,12 +57,15 @@ POLICY: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class Batches:
-    """The three parts of the data, as records (see the module docstring)."""
+    """The three parts of the data, as records (see the module docstring), and the live
+    traffic once the new batch arrived (``after``: the new scanner's measurements of the
+    live rows in ``promote``, the same rows in ``refuse``)."""
 
     first: list[dict[str, Any]]
     live: list[dict[str, Any]]
     new: list[dict[str, Any]]
     story: str
+    after: list[dict[str, Any]]
 
 
 def rows(seed: int = 0) -> list[dict[str, Any]]:
@@ -100,9 +104,9 @@ def batches(scenario: str) -> Batches:
     later = everything[FIRST_ROWS + LIVE_ROWS :]
     if scenario == "refuse":
         story = "labels scrambled by a broken export (the features are fine)"
-        return Batches(first, live, scrambled_labels(later), story)
+        return Batches(first, live, scrambled_labels(later), story, live)
     story = "from a new scanner that reports every measurement 10x larger"
-    return Batches(first, live, new_scanner(later), story)
+    return Batches(first, live, new_scanner(later), story, new_scanner(live))
 
 
 def features(row: dict[str, Any]) -> dict[str, Any]:

@@ -92,6 +92,56 @@ def _cells(metrics: dict[str, float], names: list[str]) -> str:
     return "".join(f"{metrics[m]:>10.3f}" if m in metrics else f"{'-':>10}" for m in names)
 
 
+MONITOR_WAIT_S = 120.0
+"""How long the demo waits for the monitor to read the champion's labelled traffic."""
+
+
+def monitored(client: Client, version: int, labels: int, *, promoted: bool) -> None:
+    """What ``loopml monitor`` (and the portal's page) shows for the deployment now, read
+    from the monitor itself once it has read the champion's ``labels`` labelled rows (it
+    reads on its own interval, behind real time); a line saying it has not yet otherwise."""
+    import time
+
+    deadline = time.monotonic() + MONITOR_WAIT_S
+    while True:
+        view = client.monitoring.view(DEPLOYMENT, project=PROJECT)
+        mine = [w for w in view["windows"] if (w["model"], w["version"]) == (MODEL, version)]
+        now = view["now"]
+        if now["version"] == version and sum(w["labels"] for w in mine) >= labels:
+            break
+        if time.monotonic() > deadline:
+            say(
+                "monitor",
+                f"{MODEL}/{version} has not been read by the monitor yet (it reads every "
+                f"monitor.interval_s, behind real time): loopml monitor shows it shortly",
+            )
+            return
+        time.sleep(1.0)
+    say("monitor", figures(now, promoted=promoted))
+
+
+def figures(now: dict[str, Any], *, promoted: bool) -> str:
+    """The monitor's figures for the deployment now (``view["now"]``), as one sentence."""
+    window = now["window"]
+    summary = window["summary"]
+    quality, drift = summary["quality"], summary["drift"]
+    text = (
+        f"{now['model']}/{now['version']} takes {now['traffic_percent']} % of {DEPLOYMENT}'s "
+        f"traffic; its newest window: {window['rows']} rows, {quality['labels']} labels"
+    )
+    if quality.get("accuracy") is not None:
+        text += f", live accuracy {quality['accuracy']:.2f}"
+    if drift.get("status") != "ready":
+        return text + f"; drift off ({drift.get('reason', 'no reference')})"
+    text += (
+        f"; against its training rows ({drift.get('source', 'its reference')}) "
+        f"{len(drift['drifted'])} of {drift['judged']} features drifted"
+    )
+    if promoted and drift["drifted"]:
+        text += " (it was trained on both scanners' rows; the traffic now is the new one's)"
+    return text
+
+
 def predict_url(url: str) -> str:
     """Where clients call the demo's deployment (through the gateway)."""
     return f"{url}/projects/{PROJECT}/deployments/{DEPLOYMENT}/predict"

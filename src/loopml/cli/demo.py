@@ -8,7 +8,10 @@ the trigger on new rows turns into a retrain, judged by the gate against the cha
 same eval set. What the new batch holds is the scenario (``_demo_data``): ``promote`` (a unit
 change the champion cannot handle: the challenger wins, serves a canary, then takes over
 without a failed request) or ``refuse`` (scrambled labels: the gate refuses, the champion
-keeps serving). The outcome is built into the data, not left to chance.
+keeps serving). The outcome is built into the data, not left to chance. Then the champion
+gets its own traffic (the new scanner's, in ``promote``) with its labels, and the demo says
+what the monitor shows for it, read from the monitor's own answer (``now`` of the monitoring
+view, the figures ``loopml monitor`` and the portal show) once it has read that traffic.
 
 Running it again replaces what an earlier demo left (deployment, model, table).
 """
@@ -239,8 +242,10 @@ def run_demo(
         )
         stop = threading.Event()
         counts: list[tuple[int, int]] = []
+        # From here the traffic is what the clinic sends now: in ``promote``, the new
+        # scanner's measurements (the champion's drift shows on the monitor).
         sender = threading.Thread(
-            target=lambda: counts.append(_traffic(client, data.live, feedback=False, stop=stop)),
+            target=lambda: counts.append(_traffic(client, data.after, feedback=False, stop=stop)),
             daemon=True,
         )
         sender.start()
@@ -270,7 +275,17 @@ def run_demo(
                 f"{MODEL}/{champion} keeps serving {DEPLOYMENT} (deploy skipped); "
                 f"{during} requests during the retrain, {lost} failed",
             )
-    out.urls(url, features(data.live[0]), time.monotonic() - started)
+        # The champion's own traffic, labelled: what the monitor shows for it.
+        sent, failed = _traffic(client, data.after, feedback=True, stop=None)
+        source = "the new scanner's" if data.after is not data.live else "the same"
+        out.say(
+            "traffic",
+            f"{sent} requests ({len(data.after)} rows, {source} measurements) to "
+            f"{MODEL}/{champion}, {failed} failed; true labels sent back as feedback",
+        )
+        labelled = len(data.after) - 5 * failed + (0 if result.passed else len(data.live))
+        out.monitored(client, champion, labelled, promoted=result.passed)
+    out.urls(url, features(data.after[0]), time.monotonic() - started)
 
 
 def demo(

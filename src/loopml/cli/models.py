@@ -140,6 +140,16 @@ def lineage(
         f"[bold]{version.model}/{version.version}[/] ({version.status}) <- run "
         f"{found.run.id} '{found.run.name}' ({found.run.status})"
     )
+    if not found.inputs:
+        console.print(
+            f"inputs: none recorded - run {found.run.id} read no dataset it told loopml "
+            "about (a run started with loopml.start_run(inputs=[SNAPSHOT_ID]), "
+            "`loopml train --dataset` or a pipeline records them); drift is judged against "
+            "the sample the model was logged with, if any (`loopml models reference` shows "
+            "it)",
+            highlight=False,
+        )
+        return
     rows = [(i.kind, i.ref, ", ".join(u.ref for u in i.upstream)) for i in found.inputs]
     table("inputs", ["kind", "ref", "from"], rows)
 

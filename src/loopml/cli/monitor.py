@@ -16,6 +16,7 @@ from rich.table import Table
 from loopml.cli._context import project_option, state
 from loopml.cli._endpoints import feedback_path
 from loopml.cli._output import as_json, console
+from loopml.core.drift import LEGEND, drifts_when
 
 WORST = 8
 
@@ -55,10 +56,10 @@ def _usage(window: dict[str, Any]) -> Table:
     return out
 
 
-def _drift(window: dict[str, Any]) -> Table | str:
+def _drift(window: dict[str, Any], name: str, show_all: bool) -> list[Any]:
     drift = window["summary"].get("drift", {})
     if drift.get("status") != "ready":
-        return f"drift: off ({drift.get('reason', 'no reference')})"
+        return [f"drift: off ({drift.get('reason', 'no reference')})"]
     alpha = next((c["alpha"] for c in drift["columns"] if c.get("alpha")), None)
     title = (
         f"drift: {len(drift['drifted'])}/{drift['judged']} columns "
@@ -66,36 +67,38 @@ def _drift(window: dict[str, Any]) -> Table | str:
     )
     if alpha:  # windows stored before the p-value decided have none
         title += f"; drifted: score past threshold and p < {alpha:.2g}"
-    out = Table(title=title, title_justify="left", header_style="bold")
-    for column in (
-        "column",
-        "method",
-        "score",
-        "threshold",
-        "p",
-        "drifted",
-        "psi",
-        "missing",
-        "out of range / new",
-    ):
-        out.add_column(column)
     columns = list(drift["columns"])
     if drift.get("prediction"):
         columns.append(drift["prediction"])
-    worst = sorted(columns, key=lambda c: (not c["drifted"], -c["psi"]))[:WORST]
-    for c in worst:
-        out.add_row(
+    worst = sorted(columns, key=lambda c: (not c["drifted"], -c["psi"]))
+    shown = worst if show_all else worst[:WORST]
+    # "missing" only where a value is missing: eight columns do not fit in 80 with it
+    missing = any(c["missing_share"] for c in shown)
+    out = Table(title=title, title_justify="left", header_style="bold")
+    out.add_column("column", overflow="fold", min_width=14)
+    headers = ("score", "drifts when", "p", "drift", "psi", "missing", "outside")
+    for column in headers if missing else tuple(h for h in headers if h != "missing"):
+        out.add_column(column)
+    for c in shown:
+        cells = [
             c["column"],
-            c["method"],
             _number(c["score"]),
-            _number(c["threshold"]),
+            f"{c['method']} {drifts_when(c['method'], c['threshold'])}",
             _number(c.get("p_value"), 1),
             "yes" if c["drifted"] else "no",
             _number(c["psi"]),
             f"{c['missing_share']:.1%}",
             str(c["out_of_range"] or c["unseen"]),
+        ]
+        out.add_row(*(cells if missing else cells[:6] + cells[7:]))
+    parts: list[Any] = [out, LEGEND]
+    hidden = len(worst) - len(shown)
+    if hidden:
+        parts.append(
+            f"{len(shown)} of {len(worst)} columns shown, the worst first; {hidden} hidden "
+            f"(all of them: loopml monitor {name} --all, or -o json)"
         )
-    return out
+    return parts
 
 
 def _quality(window: dict[str, Any], feedback: str) -> str:
@@ -119,13 +122,12 @@ def _estimated(e: dict[str, Any] | None) -> str:
     return f"\nestimated quality (before labels, {e['method']}, {e['rows']} rows): {figures}"
 
 
-def _resources(windows: list[dict[str, Any]]) -> Table | str:
-    """The replicas of every model version in the newest window."""
+def _resources(window: dict[str, Any], others: list[dict[str, Any]]) -> Table | str:
+    """The replicas of every model version in the window's time."""
     rows = [
-        (f"{w['model']}/{w['version']}", replica)
-        for w in windows
-        for replica in w["summary"].get("resources", {}).get("replicas", [])
-    ]
+        (f"{window['model']}/{window['version']}", replica)
+        for replica in window["summary"].get("resources", {}).get("replicas", [])
+    ] + [(f"{o['model']}/{o['version']}", replica) for o in others for replica in o["replicas"]]
     if not rows:
         return "resources: no replica measured in this window"
     out = Table(title="resources", title_justify="left", header_style="bold")
@@ -154,32 +156,38 @@ def _resources(windows: list[dict[str, Any]]) -> Table | str:
     return out
 
 
-def render(view: dict[str, Any]) -> Group:
-    """The dashboard of one monitoring view."""
+def render(view: dict[str, Any], show_all: bool = False) -> Group:
+    """The dashboard of one monitoring view: the figures of ``view["now"]`` (the serving
+    version's newest window, as the portal and the API show them)."""
     parts: list[Any] = []
+    now = view["now"]
     head = f"[bold]{view['project']}/{view['deployment']}[/] - windows of {view['size']}"
-    for key, ref in view["references"].items():
+    if now["model"]:
+        head += f"\nserving {now['model']}/{now['version']} ({now['traffic_percent']} % of traffic)"
+        ref = now["reference"]
         status = ref["source"] if ref["status"] == "ready" else f"drift off: {ref['reason']}"
-        head += f"\nreference {key}: {status}"
+        head += f"\nreference {now['model']}/{now['version']}: {status}"
     parts.append(head)
-    if not view["windows"]:
-        parts.append("no window yet: nothing has been served (or the monitor has not run)")
+    window = now["window"]
+    if window is None:
+        parts.append(now["reason"] or "no window yet")
     else:
-        window = view["windows"][0]
         parts.append(
             f"newest window {window['start']} .. {window['end']} "
             f"({window['model']}/{window['version']}, {window['rows']} rows)"
         )
         feedback = feedback_path(view["project"], view["deployment"])
-        parts += [_usage(window), _drift(window), _quality(window, feedback)]
-        others = [w for w in view["windows"][1:] if w["start"] == window["start"]]
-        parts.append(_resources([window, *others]))
-        for other in others:
-            used = other["summary"]["usage"]
+        parts += [
+            _usage(window),
+            *_drift(window, view["deployment"], show_all),
+            _quality(window, feedback),
+        ]
+        parts.append(_resources(window, now["others"]))
+        for other in now["others"]:
             name = f"{other['model']}/{other['version']}" if other["model"] else "no replica"
             parts.append(
-                f"also in this window: {name}: {used['requests']} requests, "
-                f"{used['errors']} failed {used['errors_by_status'] or ''}"
+                f"also in this window: {name}: {other['requests']} requests, "
+                f"{other['errors']} failed {other['errors_by_status'] or ''}"
             )
     firing = view["firing"]
     parts.append(
@@ -195,21 +203,24 @@ def monitor(
     window: str = typer.Option("1h", "--window", "-w", help="Window size (1h, 1d, ...)."),
     watch: bool = typer.Option(False, "--watch", help="Redraw every --interval seconds."),
     interval: float = typer.Option(5.0, "--interval", min=0.5, help="Seconds between redraws."),
-    json_: bool = typer.Option(False, "--json", help="Print the view as JSON."),
+    output: str = typer.Option("table", "--output", "-o", help="table, or json for scripts."),
+    json_: bool = typer.Option(False, "--json", help="Print the view as JSON (-o json)."),
+    show_all: bool = typer.Option(False, "--all", help="Every drift column, not the worst 8."),
 ) -> None:
-    """Show a deployment's monitoring: usage, latency, drift, live quality, replica
-    resources, alerts."""
+    """Show a deployment's monitoring: the serving version's usage, latency, drift, live
+    quality, replica resources, alerts (the figures the portal's page shows)."""
+    if output not in ("table", "json"):
+        raise typer.BadParameter(f"--output {output!r}: expected table or json")
     with state(ctx).client() as client:
         view = client.monitoring.view(deployment, window=window, project=project)
-        if json_:
+        if json_ or output == "json":
             as_json(view)
             return
         if not watch:
-            console.print(render(view))
+            console.print(render(view, show_all))
             return
-        with Live(render(view), console=console, refresh_per_second=1) as live:
+        with Live(render(view, show_all), console=console, refresh_per_second=1) as live:
             while True:
                 time.sleep(interval)
-                live.update(
-                    render(client.monitoring.view(deployment, window=window, project=project))
-                )
+                fresh = client.monitoring.view(deployment, window=window, project=project)
+                live.update(render(fresh, show_all))

@@ -30,7 +30,8 @@ class Monitoring:
     def view(
         self, deployment: str, *, window: str = "1h", project: str | None = None
     ) -> dict[str, Any]:
-        """The deployment's monitoring view (recent windows, references, alerts)."""
+        """The deployment's monitoring view: ``now`` (the serving version's figures, the
+        ones the portal and ``loopml monitor`` show), recent windows, references, alerts."""
         path = f"{_project(project)}/deployments/{segment(deployment)}/monitor"
         answer: dict[str, Any] = self._http.json("GET", path, params={"window": window})
         return answer

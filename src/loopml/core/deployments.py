@@ -257,3 +257,12 @@ class Deployment(BaseModel):
     replicas_ready: int = 0
     created_at: datetime
     updated_at: datetime
+
+    def serving(self) -> Revision | None:
+        """The revision taking the most traffic now (the primary; the newest on a tie):
+        the version "this deployment" means on every face that shows its figures.
+        ``None`` when no revision takes traffic."""
+        live = [r for r in self.revisions if self.traffic.get(r.number)]
+        if not live:
+            return None
+        return max(live, key=lambda r: (self.traffic[r.number], r.number))

@@ -304,7 +304,9 @@ class Monitor:
             pieces[key] = merge_state(pieces[key], state) if key in pieces else state
         report.windows += self._save(project, name, pieces, now, until)
         report.deployments += 1
-        report.events += evaluate_deployment(self, project, name, now)
+        serving = deployment.serving()
+        judged = (serving.model, serving.version) if serving else None
+        report.events += evaluate_deployment(self, project, name, now, judged)
 
     def _save(
         self,

@@ -152,7 +152,12 @@ def _labelled(
 
 
 def _stretches(
-    monitor: Monitor, project: str, name: str, rules: list[dict[str, Any]], now: datetime
+    monitor: Monitor,
+    project: str,
+    name: str,
+    rules: list[dict[str, Any]],
+    now: datetime,
+    serving: tuple[str, int] | None,
 ) -> dict[str, Trailing | None]:
     """What each rule's window size reads: its last stretch of time, from the smallest
     windows (one query for the longest). Summing them may build a reference, which writes:
@@ -170,17 +175,19 @@ def _stretches(
         return monitor.reference(project, model, version)
 
     return {
-        label: trailing(windows, now, seconds, smallest, reference, monitor.config)
+        label: trailing(windows, now, seconds, smallest, reference, monitor.config, serving)
         for label, seconds in lengths.items()
     }
 
 
-def _alerts(monitor: Monitor, project: str, name: str, now: datetime) -> list[str]:
+def _alerts(
+    monitor: Monitor, project: str, name: str, now: datetime, serving: tuple[str, int] | None
+) -> list[str]:
     emitted: list[str] = []
     notify: list[tuple[dict[str, Any], str, float | None]] = []
     with monitor.store.session() as session:
         rules = [r for r in alert_rules.list_(session, project, name) if r["enabled"]]
-    stretches = _stretches(monitor, project, name, rules, now)
+    stretches = _stretches(monitor, project, name, rules, now, serving)
     with monitor.store.session() as session:
         for rule in rules:
             stretch = stretches[rule["window"]]
@@ -258,10 +265,17 @@ def _notify(
         )
 
 
-def evaluate_deployment(monitor: Monitor, project: str, name: str, now: datetime) -> list[str]:
-    """Drift episodes and alert rules of one deployment; the event types emitted."""
+def evaluate_deployment(
+    monitor: Monitor,
+    project: str,
+    name: str,
+    now: datetime,
+    serving: tuple[str, int] | None = None,
+) -> list[str]:
+    """Drift episodes and alert rules of one deployment; the event types emitted. Rules
+    judge the ``serving`` version (``Deployment.serving``: the one every face shows)."""
     size = min(monitor.sizes, key=lambda s: monitor.sizes[s])
     with monitor.store.session() as session:
         windows = rows.list_windows(session, project, name, size=size, limit=_RECENT)
     monitor.latest[(project, name)] = windows[:8]
-    return _drift(monitor, project, name, windows) + _alerts(monitor, project, name, now)
+    return _drift(monitor, project, name, windows) + _alerts(monitor, project, name, now, serving)

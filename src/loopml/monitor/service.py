@@ -102,9 +102,14 @@ def feature_distributions(
     with store.session() as session:
         found = rows.get_windows(session, project, [key])
     reference = stored_reference(store, project, model, version)
-    if not found or reference is None or reference.profile is None:
+    if reference is None or reference.profile is None:
         return {}
-    state = next(iter(found.values()))["state"] or {}
+    # Every version's window of that start comes back: take this version's (a window of
+    # requests refused before any replica, model "", has no feature counts).
+    mine = [w for w in found.values() if (w["model"], w["version"]) == (model, version)]
+    if not mine:
+        return {}
+    state = mine[0]["state"] or {}
     features = state.get("features", {})
     return {
         name: distributions(ref, window_column(features.get(name)), bars)
@@ -151,6 +156,86 @@ def set_reference_table(
     )
 
 
+def deployment_now(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    project: str,
+    deployment: str,
+    *,
+    size: str = "1h",
+) -> dict[str, Any]:
+    """The figures for this deployment now, the one answer the portal's page,
+    ``loopml monitor`` (table and JSON) and the API show: the version serving it (the
+    revision taking the most traffic, ``Deployment.serving``, the version alert rules
+    judge too), that version's newest window of ``size`` (``None`` before it answered a
+    request, with ``reason`` saying so), its reference, and what the other versions (and
+    requests refused before any replica, model ``""``) did in a window of the same start.
+
+    Raises:
+        NotFoundError: no such project or deployment.
+        ValidationError: ``size`` is not a window size.
+    """
+    parse_size(size)
+    with store.session() as session:
+        found = deployments.get(session, project, deployment)
+        serving = found.serving()
+        window = (
+            rows.newest_window(
+                session, project, deployment, serving.model, serving.version, size=size
+            )
+            if serving
+            else None
+        )
+        beside = (
+            rows.get_windows(
+                session,
+                project,
+                [(deployment, window["model"], window["version"], size, window["start"])],
+            )
+            if window
+            else {}
+        )
+    now: dict[str, Any] = {
+        "model": serving.model if serving else None,
+        "version": serving.version if serving else None,
+        "traffic_percent": found.traffic.get(serving.number, 0) if serving else 0,
+        "window": _public(window) if window else None,
+        "reason": "",
+        "reference": None,
+        "others": [],
+    }
+    if serving is None:
+        now["reason"] = "no version takes traffic"
+        return now
+    now["reference"] = _reference_view(
+        ensure_reference(store, artifacts, project, serving.model, serving.version)
+    )
+    if window is None:
+        now["reason"] = (
+            f"{serving.model}/{serving.version} has no window of {size} yet: it has answered "
+            "no request the monitor has read"
+        )
+        return now
+    now["others"] = [
+        _other(w)
+        for w in sorted(beside.values(), key=lambda w: (w["model"], w["version"]))
+        if (w["model"], w["version"]) != (serving.model, serving.version)
+    ]
+    return now
+
+
+def _other(window: dict[str, Any]) -> dict[str, Any]:
+    used = window["summary"].get("usage", {})
+    return {
+        "model": window["model"],
+        "version": window["version"],
+        "requests": int(used.get("requests", 0)),
+        "errors": int(used.get("errors", 0)),
+        "errors_by_status": used.get("errors_by_status") or {},
+        "replicas": window["summary"].get("resources", {}).get("replicas", []),
+    }
+
+
 def deployment_view(
     store: MetadataStore,
     artifacts: ArtifactStore,
@@ -159,8 +244,10 @@ def deployment_view(
     *,
     size: str = "1h",
 ) -> dict[str, Any]:
-    """Everything the dashboard shows: the newest window, the recent ones, the references
+    """Everything the dashboard shows: ``now`` (``deployment_now``: the serving version's
+    figures, what every face shows), the recent windows of every version, the references
     of the versions they served, the rules and which are firing."""
+    now = deployment_now(store, artifacts, project, deployment, size=size)
     windows = list_windows(store, project, deployment, size=size, limit=24)
     versions = sorted({(w["model"], w["version"]) for w in windows if w["model"]})
     references = {
@@ -174,6 +261,7 @@ def deployment_view(
         "project": project,
         "deployment": deployment,
         "size": size,
+        "now": now,
         "windows": windows,
         "references": references,
         "alerts": [r.model_dump(mode="json") for r in rules],

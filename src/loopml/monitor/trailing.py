@@ -5,7 +5,9 @@ A rule over ``W`` seconds judges ``(now - W, now]``, not the newest tumbling win
 ``W``, which right after it turns holds a few seconds of traffic (a rule on ``requests`` read
 it as a drop). Windows store counts that add, so the smallest windows covering that stretch
 (from the one holding ``now - W`` to the current, partial, one) are merged into one state and
-summarized, per model version, and the busiest version (most rows) is judged.
+summarized, per model version, and the version serving the deployment now is judged
+(``Deployment.serving``, the version every face shows; the busiest, most rows, when no
+version takes traffic).
 
 What is read reaches back at most one smallest window further than ``W``: ratios,
 percentiles, drift and quality are computed over all of it and the request rate over the time
@@ -68,15 +70,19 @@ def trailing(
     smallest: int,
     reference: Callable[[str, int], Reference | None],
     config: DriftConfig,
+    serving: tuple[str, int] | None = None,
 ) -> Trailing | None:
-    """The busiest version's windows of ``windows`` (the smallest size) over
-    ``(now - seconds, now]``, merged and summarized; ``None`` without any."""
+    """The ``serving`` version's windows of ``windows`` (the smallest size) over
+    ``(now - seconds, now]`` (the busiest version's when ``serving`` is ``None``), merged
+    and summarized; ``None`` without any."""
     now = as_utc(now)
     first = span_start(now, seconds, smallest)
     groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
     for window in sorted(windows, key=lambda w: as_utc(w["start"])):
         if first <= as_utc(window["start"]) <= now:
             groups[(window["model"], window["version"])].append(window)
+    if serving is not None:
+        groups = {serving: groups[serving]} if serving in groups else {}
     if not groups:
         return None
     (model, version), group = max(

@@ -33,6 +33,7 @@ from loopml.api.authz import client_source, limiter_of
 from loopml.api.context import AppContext
 from loopml.auth import service, sessions
 from loopml.core.auth import Principal, Role
+from loopml.core.drift import LEGEND, drifts_when
 from loopml.core.errors import LoopmlError, NotFoundError, PermissionDeniedError
 from loopml.deploy import DeploymentControl, Serving
 from loopml.store import WroteWhileReadingError
@@ -44,6 +45,8 @@ _ANONYMOUS = "anonymous"
 
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals["version"] = __version__
+templates.env.globals["drifts_when"] = drifts_when
+templates.env.globals["drift_legend"] = LEGEND[0].upper() + LEGEND[1:]
 
 
 _T = TypeVar("_T")

@@ -317,6 +317,7 @@ def _default_rules() -> list[DefaultAlertRule]:
         ),
         DefaultAlertRule(suffix="latency", metric="latency_p99_ms", threshold=1000, for_s=300),
         DefaultAlertRule(suffix="restarts", metric="restarts", threshold=2, severity="critical"),
+        DefaultAlertRule(suffix="drift", metric="drift_share", threshold=0.5, for_s=600),
     ]
 
 
@@ -413,6 +414,7 @@ class MonitorSettings(_Section):
         description="Alert rules the monitor creates for each new deployment, on its first "
         "round after the deployment appears, named DEPLOYMENT-SUFFIX (by default: `errors`, "
         "error rate over 5 % for 5 minutes; `latency`, p99 over 1 s for 5 minutes; "
-        "`restarts`, more than 2 replica crashes in the hour, critical). A rule deleted "
-        "afterwards stays deleted; `[]` creates none.",
+        "`restarts`, more than 2 replica crashes in the hour, critical; `drift`, more than "
+        "half of the serving version's features drifted over the last hour, for 10 "
+        "minutes). A rule deleted afterwards stays deleted; `[]` creates none.",
     )

@@ -212,6 +212,27 @@ def list_windows(
     return [_window(row) for row in session.scalars(query)]
 
 
+def newest_window(
+    session: Session, project: str, deployment: str, model: str, version: int, *, size: str
+) -> dict[str, Any] | None:
+    """The newest window of ``size`` of one model version of a deployment (``None``
+    without one)."""
+    proj = project_row(session, project)
+    row = session.scalars(
+        select(MonitorWindowRow)
+        .where(
+            MonitorWindowRow.project_id == proj.id,
+            MonitorWindowRow.deployment == deployment,
+            MonitorWindowRow.model == model,
+            MonitorWindowRow.version == version,
+            MonitorWindowRow.size == size,
+        )
+        .order_by(MonitorWindowRow.start.desc())
+        .limit(1)
+    ).one_or_none()
+    return None if row is None else _window(row)
+
+
 def usage_windows(
     session: Session, projects: Sequence[str], spans: Sequence[tuple[str, datetime]]
 ) -> list[dict[str, Any]]:

@@ -48,6 +48,8 @@ def log_predictions(
     *,
     prefix: str = "req",
     batch: int = 50,
+    model: str = "churn",
+    version: int = 1,
 ) -> list[Key]:
     """``frame``'s rows answered at ``at``, ``batch`` rows a request, appended to the
     deployment's prediction log; the (inference_id, row_index) of each row."""
@@ -60,8 +62,8 @@ def log_predictions(
             PredictionRecord(
                 inference_id=ident,
                 deployment=deployment,
-                model="churn",
-                version=1,
+                model=model,
+                version=version,
                 timestamp=at.timestamp(),
                 latency_s=0.002,
                 protocol="predict",

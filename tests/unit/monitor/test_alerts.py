@@ -184,7 +184,12 @@ def test_each_new_deployment_gets_the_default_rules_once(store_ctx: Any) -> None
 
     server_round()
     rules = {r.name: r for r in service.list_rules(store, "default", "churn-api")}
-    assert set(rules) == {"churn-api-errors", "churn-api-latency", "churn-api-restarts"}
+    assert set(rules) == {
+        "churn-api-errors",
+        "churn-api-latency",
+        "churn-api-restarts",
+        "churn-api-drift",
+    }
     errors = rules["churn-api-errors"]
     assert (errors.metric, errors.comparator, errors.threshold, errors.for_s) == (
         "error_rate",
@@ -193,6 +198,14 @@ def test_each_new_deployment_gets_the_default_rules_once(store_ctx: Any) -> None
         300,
     )
     assert rules["churn-api-restarts"].severity == "critical"
+    drift = rules["churn-api-drift"]
+    assert (drift.metric, drift.comparator, drift.threshold, drift.for_s, drift.window) == (
+        "drift_share",
+        ">",
+        0.5,
+        600,
+        "1h",
+    )
     with store.session() as session:
         made = events.list_(session, type="alert.rule.created").items
     assert {(e.subject, e.actor) for e in made} == {(name, "monitor") for name in rules}
@@ -201,7 +214,7 @@ def test_each_new_deployment_gets_the_default_rules_once(store_ctx: Any) -> None
     service.delete_rule(store, "default", "churn-api-latency", actor="t")
     server_round()
     left = {r.name for r in service.list_rules(store, "default", "churn-api")}
-    assert left == {"churn-api-errors", "churn-api-restarts"}
+    assert left == {"churn-api-errors", "churn-api-restarts", "churn-api-drift"}
 
     # A new deployment of the same name is a new deployment: it gets the missing default,
     # and the rules that are still there are kept as they are.

@@ -107,8 +107,9 @@ def test_the_overview_sums_every_project_the_viewer_sees(secured: TestClient) ->
     # The hour's windows of both projects; the window three hours old is not the last hour.
     assert _tile(page, "Last hour") == ("15", "requests, 1 errors")
     assert _tile(page, "Last day") == ("100", "requests, 3 errors")
-    # Each deployment's newest resources times its replicas: 2 x 20 % and 2 x 100 MB, twice.
-    assert _tile(page, "Replicas") == ("0", "80.0 % CPU, 400 MB")
+    # The hour's windows hold two replicas each, but none runs now: the tile says so (it
+    # once multiplied the windows' figures by their replicas: 80 % CPU, 400 MB of nothing).
+    assert _tile(page, "Replicas") == ("0", "running now: 0.0 % CPU, 0 MB")
     assert _tile(page, "Firing alerts") == ("1", "slow")
     rows = re.findall(r'<a href="/projects/(\w+)/deployments/([\w-]+)">', page)
     assert rows == [("default", "d-a"), ("default", "d-b"), ("other", "o-a")]
@@ -126,7 +127,7 @@ def test_a_viewer_sees_only_its_projects_on_the_overview(secured: TestClient) ->
     page = secured.get("/").text
     assert _tile(page, "Deployments")[0] == "2"
     assert _tile(page, "Last hour") == ("10", "requests, 1 errors")
-    assert _tile(page, "Replicas") == ("0", "40.0 % CPU, 200 MB")
+    assert _tile(page, "Replicas") == ("0", "running now: 0.0 % CPU, 0 MB")
     assert _tile(page, "Firing alerts")[0] == "0"
     assert "o-a" not in page
     assert runs["other"] not in page

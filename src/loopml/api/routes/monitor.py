@@ -45,9 +45,11 @@ class Silence(BaseModel):
 async def deployment_view(
     ctx: Ctx, project: str = PROJECT, name: str = NAME, window: str = SIZE
 ) -> dict[str, Any]:
-    """The deployment's monitoring: its recent windows (usage, drift per column and of the
-    prediction, live quality), the reference of each version they served (or why drift is
-    off), and its alert rules with the firing ones."""
+    """The deployment's monitoring: `now`, the figures for this deployment now (the version
+    taking the most traffic, its newest window, its reference, what other versions did in
+    that window's time: what the portal and `loopml monitor` show), its recent windows
+    (usage, drift per column and of the prediction, live quality), the reference of each
+    version they served (or why drift is off), and its alert rules with the firing ones."""
     return await anyio.to_thread.run_sync(
         lambda: service.deployment_view(ctx.store, ctx.artifacts, project, name, size=window)
     )

@@ -59,6 +59,7 @@ class Detail:
     size: str
     series: dict[str, list[float | None]] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
+    now: dict[str, Any] = field(default_factory=dict)
     latest: dict[str, Any] | None = None
     drift: list[dict[str, Any]] = field(default_factory=list)
     drift_status: dict[str, Any] = field(default_factory=dict)
@@ -70,11 +71,8 @@ class Detail:
 
 
 def serving_revision(deployment: Deployment) -> Revision | None:
-    """The revision taking the most traffic (the primary)."""
-    serving = [r for r in deployment.revisions if deployment.traffic.get(r.number)]
-    if not serving:
-        return None
-    return max(serving, key=lambda r: (deployment.traffic[r.number], r.number))
+    """The revision taking the most traffic (the primary): ``Deployment.serving``."""
+    return deployment.serving()
 
 
 def model_facts(
@@ -137,10 +135,6 @@ def _epoch(value: Any) -> float:
     return moment.timestamp()
 
 
-def _newest_busiest(window: dict[str, Any]) -> tuple[str, int]:
-    return str(window["start"]), int(window["summary"].get("usage", {}).get("requests", 0))
-
-
 def _pictures(
     store: MetadataStore, project: str, name: str, window: dict[str, Any], size: str
 ) -> dict[str, DriftPair]:
@@ -178,8 +172,11 @@ def gather(
     windows = monitor.list_windows(store, project, name, size=size, limit=WINDOWS)
     detail.series = _series(windows)
     detail.rows = sorted(windows, key=lambda w: str(w["start"]), reverse=True)
-    if windows:
-        detail.latest = max(windows, key=_newest_busiest)
+    # The figures for this deployment now: the serving version's newest window, as
+    # ``loopml monitor`` and the API show them (one function decides).
+    detail.now = monitor.deployment_now(store, artifacts, project, name, size=size)
+    if detail.now["window"]:
+        detail.latest = detail.now["window"]
         summary = detail.latest["summary"]
         drift = summary.get("drift", {})
         detail.drift_status = drift

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from loopml import events, projects
+from loopml.api.services.monitoring import replica_samples
 from loopml.core.alerts import AlertRule
 from loopml.core.clock import utcnow
 from loopml.core.pipelines import PipelineRun
@@ -113,6 +114,7 @@ def gather(
     if not made.projects:
         return made
     found = control.list_in(made.projects, limit_each=MAX_DEPLOYMENTS)
+    now_used = _resources_now(control)
     spans = [(hour_size, now - timedelta(hours=1)), (day_size, now - timedelta(days=1))]
     hour, day = monitor.projects_usage(store, made.projects, spans)
     for deployment in found:
@@ -122,10 +124,15 @@ def gather(
         for total, used in ((made.hour, used_hour), (made.day, used_day)):
             total["requests"] += used.get("requests", 0)
             total["errors"] += used.get("errors", 0)
-        made.replicas += deployment.replicas_ready
-        made.cpu_percent += used_hour.get("cpu_percent", 0.0) * used_hour.get("replicas", 0)
-        made.rss_mb += used_hour.get("rss_mb", 0.0) * used_hour.get("replicas", 0)
-        made.deployments.append({"deployment": deployment, "hour": used_hour, "day": used_day})
+        # The replicas running now and what they use now: the tile is the rows' sum (the
+        # hour's windows also hold replicas stopped since, which the tile once counted).
+        used_now = now_used.get(key, {"replicas": 0, "cpu_percent": 0.0, "rss_mb": 0.0})
+        made.replicas += used_now["replicas"]
+        made.cpu_percent += used_now["cpu_percent"]
+        made.rss_mb += used_now["rss_mb"]
+        made.deployments.append(
+            {"deployment": deployment, "hour": used_hour, "day": used_day, "now": used_now}
+        )
     made.firing = monitor.firing_rules(store, made.projects)
     made.runs = pipelines.recent_runs(store, made.projects, limit=FEED)
     recent = events.list_events(
@@ -133,6 +140,22 @@ def gather(
     ).items
     made.feed = fold_repeats(sorted(recent, key=lambda e: e.time, reverse=True), FEED)
     return made
+
+
+def _resources_now(control: DeploymentControl) -> dict[tuple[str, str], dict[str, Any]]:
+    """Per (project, deployment): its replicas running now, their CPU (% of one core,
+    summed) and resident memory (MB, summed), measured now on the targets that measure
+    them."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for sample in replica_samples(control):
+        entry = found.setdefault(
+            (sample.project, sample.deployment), {"replicas": 0, "cpu_percent": 0.0, "rss_mb": 0.0}
+        )
+        entry["replicas"] += 1
+        if sample.measured:
+            entry["cpu_percent"] += sample.cpu_percent
+            entry["rss_mb"] += sample.rss_bytes / 1_048_576
+    return found
 
 
 @router.get("/")
