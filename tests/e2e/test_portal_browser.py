@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -120,9 +121,20 @@ def test_the_overview_shows_the_demo_deployment_after_login(
     assert watch.problems == []
 
 
+SCREEN = {"width": 1280, "height": 800}
+MAX_PAGE_HEIGHT_PX = 4_000
+"""A page taller than this at 1,280 px wide is too long to read: split it or fold it."""
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where each walked page's screenshot at 1,280 x 800 is written (the test prints it)."""
+    return tmp_path_factory.mktemp("portal-screenshots")
+
+
 @pytest.mark.parametrize("path", PAGES)
-def test_no_page_has_a_console_error_a_failed_request_or_a_serious_axe_violation(
-    portal: Portal, browser_context: BrowserContext, path: str
+def test_no_page_is_too_tall_has_a_console_error_a_failed_request_or_a_serious_axe_violation(
+    portal: Portal, browser_context: BrowserContext, screenshots: Path, path: str
 ) -> None:
     if "{runs}" in path:
         with portal.client() as admin:
@@ -131,12 +143,45 @@ def test_no_page_has_a_console_error_a_failed_request_or_a_serious_axe_violation
         path = path.format(runs=",".join(r.id for r in runs))
     watch = watched(browser_context)
     log_in(watch, portal.url, ADMIN)
+    watch.page.set_viewport_size(SCREEN)
     answer = watch.page.goto(portal.url + path)
     assert answer is not None
     assert answer.status == 200, path
     watch.page.wait_for_load_state("networkidle")
+    shot = screenshots / (re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-") or "overview")
+    watch.page.screenshot(path=f"{shot}.png")
+    print(f"screenshot of {path}: {shot}.png")
+    height = watch.page.evaluate("document.documentElement.scrollHeight")
+    assert height <= MAX_PAGE_HEIGHT_PX, f"{path} is {height} px tall (see {shot}.png)"
     if path != "/docs":  # Swagger UI is a third party's page, checked for errors only
         assert_accessible_in_both_themes(watch.page, path)
+    assert watch.problems == []
+
+
+def test_the_api_reference_opens_an_operation_and_shows_its_parameters(
+    portal: Portal, browser_context: BrowserContext
+) -> None:
+    # Swagger UI 4 read FastAPI's OpenAPI 3.1 document as "does not specify a valid version
+    # field" and drew no operation at all; the page still answered 200.
+    watch = watched(browser_context)
+    log_in(watch, portal.url, ADMIN)
+    page = watch.page
+    page.goto(portal.url + "/docs")
+    assert page.get_by_text("OAS 3.1").is_visible()
+    assert page.get_by_text("Unable to render this definition").count() == 0
+    page.locator("#operations-tag-deployments").click()
+    operation = page.locator(
+        "#operations-deployments-get_deployment_api_v1_projects__project__deployments__name__get"
+    )
+    summary = operation.locator(".opblock-summary").first
+    assert "/api/v1/projects/{project}/deployments/{name}" in summary.inner_text()
+    summary.click()
+    parameters = operation.locator(".parameters")
+    parameters.wait_for(timeout=5_000)
+    assert parameters.is_visible()
+    names = parameters.locator(".parameter__name").all_inner_texts()
+    assert [n.split()[0].rstrip("*") for n in names] == ["project", "name"], names
+    assert "The project that owns the deployments." in parameters.inner_text()
     assert watch.problems == []
 
 
