@@ -223,13 +223,24 @@ def _run_snippet(snippet: str, kind: str, token: str) -> Any:
     return json.loads(done.stdout) if kind == "curl" else ast.literal_eval(done.stdout.strip())
 
 
-@pytest.mark.parametrize("snippet", ["curl", "python", "v2-curl", "v2-python"])
+SNIPPET_TABS = {"curl": "curl", "python": "Python", "v2-curl": "V2 curl", "v2-python": "V2 Python"}
+
+
+@pytest.mark.parametrize("snippet", list(SNIPPET_TABS))
 def test_each_snippet_copied_from_the_page_predicts_as_pasted(
     portal: Portal, browser_context: BrowserContext, snippet: str
 ) -> None:
     watch = watched(browser_context)
     log_in(watch, portal.url, ADMIN)
     watch.page.goto(portal.url + DEPLOYMENT)
+    # The snippets are tabs: one shows at a time, the first (curl) to begin with.
+    tab = watch.page.get_by_role("tab", name=SNIPPET_TABS[snippet], exact=True)
+    tab.click()
+    assert tab.get_attribute("aria-selected") == "true"
+    shown = watch.page.locator(".snippet pre").evaluate_all(
+        "pres => pres.filter(p => p.checkVisibility()).map(p => p.id)"
+    )
+    assert shown == [f"snippet-{snippet}"]
     text = watch.page.locator(f"#snippet-{snippet}").inner_text()
     answer = _run_snippet(text, snippet.rpartition("-")[2], portal.token)
     if snippet.startswith("v2"):
@@ -253,6 +264,7 @@ def test_the_copy_button_puts_the_snippet_on_the_clipboard(
         page = watch.page
         page.goto(portal.url + DEPLOYMENT)
         for snippet in ("curl", "v2-python"):
+            page.get_by_role("tab", name=SNIPPET_TABS[snippet], exact=True).click()
             button = page.locator(f'button[data-copy="snippet-{snippet}"]')
             button.click()
             page.locator(f"#snippet-{snippet}-note", has_text="Copied.").wait_for(timeout=2_000)
@@ -349,10 +361,21 @@ def test_the_try_it_form_predicts(portal: Portal, browser_context: BrowserContex
     assert inputs.count() > 0
     for index in range(inputs.count()):
         inputs.nth(index).fill("1.5")
+    page.set_viewport_size(SCREEN)
     page.get_by_role("button", name="Predict", exact=True).click()
     answer = page.locator("#try-answer")
     answer.wait_for()
     assert "predictions" in answer.inner_text()
+    # The answer's page opens at the form: the answer is on screen, not 2,000 px below.
+    top = answer.evaluate("e => e.getBoundingClientRect().top")
+    assert 0 <= top < SCREEN["height"], top
+    # Loading the answer's address again is the deployment page at the form, not a 405.
+    again = page.goto(page.url.partition("#")[0])
+    assert again is not None
+    assert again.status == 200
+    assert page.url == f"{portal.url}{DEPLOYMENT}#try-h"
+    heading = page.get_by_role("heading", name="Try it", exact=True)
+    assert 0 <= heading.evaluate("e => e.getBoundingClientRect().top") < SCREEN["height"]
     assert watch.problems == []
 
 

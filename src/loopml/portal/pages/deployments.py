@@ -243,6 +243,14 @@ async def predict_in_process(
         return answer.status_code, answer.text
 
 
+@router.get(FORM + "/try")
+async def try_it_again(viewer: ViewerDep, project: str, name: str) -> Response:
+    """A reload of the try-it answer's page (its address is the form's): the deployment
+    page at the form, as a reload of any page shows that page (not a 405)."""
+    viewer.require(project)
+    return redirect(page_url(project, name) + "#try-h")
+
+
 @router.post(FORM + "/try")
 async def try_it(request: Request, viewer: ViewerDep, project: str, name: str) -> Response:
     """Predict one row from the try-it form; the page again, with the answer."""

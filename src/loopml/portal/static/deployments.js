@@ -19,7 +19,30 @@
     };
     new uPlot(opts, data, box);
   }
+  // The snippets as tabs (one shown at a time); without JavaScript all four are shown.
+  function tabs(list) {
+    var buttons = Array.prototype.slice.call(list.querySelectorAll("[role=tab]"));
+    function pick(chosen, focus) {
+      buttons.forEach(function (b) {
+        var on = b === chosen;
+        b.setAttribute("aria-selected", on ? "true" : "false");
+        b.tabIndex = on ? 0 : -1;
+        document.getElementById(b.getAttribute("aria-controls")).hidden = !on;
+      });
+      if (focus) { chosen.focus(); }
+    }
+    buttons.forEach(function (b, i) {
+      b.addEventListener("click", function () { pick(b, false); });
+      b.addEventListener("keydown", function (e) {
+        var step = e.key === "ArrowRight" ? 1 : e.key === "ArrowLeft" ? -1 : 0;
+        if (step) { pick(buttons[(i + step + buttons.length) % buttons.length], true); }
+      });
+    });
+    list.hidden = false;
+    pick(buttons[0], false);
+  }
   document.addEventListener("DOMContentLoaded", function () {
+    Array.prototype.forEach.call(document.querySelectorAll(".tabs [role=tablist]"), tabs);
     var source = document.getElementById("usage-data");
     if (!source) { return; }
     var d = JSON.parse(source.textContent);
