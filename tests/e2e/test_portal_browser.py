@@ -379,6 +379,39 @@ def test_the_try_it_form_predicts(portal: Portal, browser_context: BrowserContex
     assert watch.problems == []
 
 
+def _chart_axis(page: Any) -> dict[str, Any]:
+    """The requests chart's time axis as uPlot drew it, and its points."""
+    found: dict[str, Any] = page.evaluate(
+        """() => { const u = document.getElementById('chart-rps').uplot;
+                   return {min: u.scales.x.min, max: u.scales.x.max, t: u.data[0]}; }"""
+    )
+    return found
+
+
+def test_the_usage_charts_span_the_period_shown(
+    portal: Portal, browser_context: BrowserContext
+) -> None:
+    # The axis ran "May 2027 ... May 2029" around one dot: a single window's start padded.
+    watch = watched(browser_context)
+    log_in(watch, portal.url, ADMIN)
+    page = watch.page
+    page.goto(portal.url + DEPLOYMENT)
+    page.wait_for_load_state("networkidle")
+    now = time.time()
+    axis = _chart_axis(page)
+    assert axis["max"] - axis["min"] == pytest.approx(3600, abs=1)  # the last hour
+    assert abs(axis["max"] - now) < 120
+    assert axis["t"]
+    assert all(axis["min"] <= t <= axis["max"] for t in axis["t"])
+    page.get_by_role("link", name="last 24 h").click()
+    page.wait_for_load_state("networkidle")
+    axis = _chart_axis(page)
+    assert axis["max"] - axis["min"] == pytest.approx(86_400, abs=1)
+    assert len(axis["t"]) == 24  # the demo's monitor keeps 1h windows: a point an hour
+    assert page.get_by_role("link", name="last 24 h").get_attribute("aria-current") == "true"
+    assert watch.problems == []
+
+
 def test_the_logs_tail_shows_a_new_line_within_two_seconds(
     portal: Portal, browser_context: BrowserContext
 ) -> None:

@@ -22,13 +22,14 @@ from fastapi.responses import HTMLResponse, Response
 
 from loopml.auth import sessions
 from loopml.core.auth import Role
+from loopml.core.clock import utcnow
 from loopml.core.deployments import Deployment
 from loopml.core.errors import LoopmlError, ValidationError
 from loopml.core.logs import LEVELS, LogQuery
 from loopml.packaging import Signature
 from loopml.portal.pages._snippets import snippets
+from loopml.portal.pages._usage_chart import DEFAULT_PERIOD, PERIODS, Chart, usage_chart
 from loopml.portal.pages.deployment_data import (
-    Detail,
     ModelFacts,
     gather,
     model_facts,
@@ -74,10 +75,10 @@ def needs_token(viewer: Viewer, deployment: Deployment) -> bool:
     return viewer.auth and deployment.spec.auth == "token"
 
 
-def _chart_data(detail: Detail) -> str:
-    """The usage series as JSON for a ``<script type="application/json">`` (``</`` cannot
+def _chart_data(chart: Chart) -> str:
+    """The usage chart as JSON for a ``<script type="application/json">`` (``</`` cannot
     end the element: ``<`` is escaped)."""
-    return json.dumps(detail.series).replace("<", "\\u003c")
+    return json.dumps(chart.as_json()).replace("<", "\\u003c")
 
 
 async def _page(
@@ -95,6 +96,11 @@ async def _page(
         request, lambda: gather(ctx.store, ctx.artifacts, control, ctx.settings, project, name)
     )
     lines = await anyio.to_thread.run_sync(lambda: control.logs(project, name, TAIL, query))
+    period = request.query_params.get("period") or DEFAULT_PERIOD
+    sizes = ctx.settings.monitor.windows
+    chart = await anyio.to_thread.run_sync(
+        lambda: usage_chart(ctx.store, project, name, sizes, period, utcnow())
+    )
     urls = endpoints(str(request.base_url), detail.deployment)
     token = needs_token(viewer, detail.deployment)
     example = detail.facts.example
@@ -117,7 +123,9 @@ async def _page(
         token=token,
         code=code,
         v2=v2,
-        chart=_chart_data(detail),
+        chart=_chart_data(chart),
+        usage=chart,
+        periods=PERIODS,
         lines=lines,
         query=query,
         levels=LEVELS,
