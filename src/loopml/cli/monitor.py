@@ -148,6 +148,13 @@ def _resources(windows: list[dict[str, Any]]) -> Table | str:
     return out
 
 
+def _failed(used: dict[str, Any]) -> str:
+    """``2 failed (HTTP 405: 1, HTTP 503: 1)``: a window's failed requests by status."""
+    by_status = used.get("errors_by_status") or {}
+    statuses = ", ".join(f"HTTP {code}: {n}" for code, n in sorted(by_status.items()))
+    return f"{used['errors']} failed" + (f" ({statuses})" if statuses else "")
+
+
 def render(view: dict[str, Any]) -> Group:
     """The dashboard of one monitoring view."""
     parts: list[Any] = []
@@ -171,8 +178,7 @@ def render(view: dict[str, Any]) -> Group:
             used = other["summary"]["usage"]
             name = f"{other['model']}/{other['version']}" if other["model"] else "no replica"
             parts.append(
-                f"also in this window: {name}: {used['requests']} requests, "
-                f"{used['errors']} failed {used['errors_by_status'] or ''}"
+                f"also in this window: {name}: {used['requests']} requests, {_failed(used)}"
             )
     firing = view["firing"]
     parts.append(

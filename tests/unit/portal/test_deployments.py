@@ -183,6 +183,10 @@ def test_the_deploy_form_lists_versions_and_creates_a_deployment(
     assert page.status_code == 200, page.text
     assert '<option value="cancer/2"' in page.text
     assert "not judged" in page.text
+    # Authentication is off here: the form says the paths are open whatever is chosen (it
+    # offered "need a token (with authentication on)", clipped in its narrow column).
+    assert ">ask for a token</option>" in page.text
+    assert "authentication is off: every path is open until it is turned on" in page.text
     answer = anonymous.post(
         "/portal/deploy",
         data=_form(page.text, **{**DEPLOY, "mode": "canary", "other": "cancer/1", "percent": "25"}),
