@@ -132,6 +132,15 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("portal-screenshots")
 
 
+def assert_short_and_shot(page: Any, path: str, screenshots: Path) -> None:
+    """Write the page's screenshot at 1,280 x 800 (printed) and fail if it is too tall."""
+    shot = screenshots / (re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-")[:80] or "overview")
+    page.screenshot(path=f"{shot}.png")
+    print(f"screenshot of {path}: {shot}.png")
+    height = page.evaluate("document.documentElement.scrollHeight")
+    assert height <= MAX_PAGE_HEIGHT_PX, f"{path} is {height} px tall (see {shot}.png)"
+
+
 @pytest.mark.parametrize("path", PAGES)
 def test_no_page_is_too_tall_has_a_console_error_a_failed_request_or_a_serious_axe_violation(
     portal: Portal, browser_context: BrowserContext, screenshots: Path, path: str
@@ -148,11 +157,7 @@ def test_no_page_is_too_tall_has_a_console_error_a_failed_request_or_a_serious_a
     assert answer is not None
     assert answer.status == 200, path
     watch.page.wait_for_load_state("networkidle")
-    shot = screenshots / (re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-") or "overview")
-    watch.page.screenshot(path=f"{shot}.png")
-    print(f"screenshot of {path}: {shot}.png")
-    height = watch.page.evaluate("document.documentElement.scrollHeight")
-    assert height <= MAX_PAGE_HEIGHT_PX, f"{path} is {height} px tall (see {shot}.png)"
+    assert_short_and_shot(watch.page, path, screenshots)
     if path != "/docs":  # Swagger UI is a third party's page, checked for errors only
         assert_accessible_in_both_themes(watch.page, path)
     assert watch.problems == []
@@ -167,7 +172,8 @@ def test_the_api_reference_opens_an_operation_and_shows_its_parameters(
     log_in(watch, portal.url, ADMIN)
     page = watch.page
     page.goto(portal.url + "/docs")
-    assert page.get_by_text("OAS 3.1").is_visible()
+    page.locator("#operations-tag-deployments").wait_for(timeout=10_000)  # drawn by script
+    assert page.get_by_text("OAS 3.1", exact=True).is_visible()
     assert page.get_by_text("Unable to render this definition").count() == 0
     page.locator("#operations-tag-deployments").click()
     operation = page.locator(
@@ -369,14 +375,18 @@ def test_the_try_it_form_predicts(portal: Portal, browser_context: BrowserContex
     # The answer's page opens at the form: the answer is on screen, not 2,000 px below.
     top = answer.evaluate("e => e.getBoundingClientRect().top")
     assert 0 <= top < SCREEN["height"], top
-    # Loading the answer's address again is the deployment page at the form, not a 405.
-    again = page.goto(page.url.partition("#")[0])
+    assert watch.problems == []
+    # Loading the answer's address again (a second tab: leaving this one would cut its
+    # logs poll short) is the deployment page at the form, not a 405 in raw JSON.
+    other = browser_context.new_page()
+    other.set_viewport_size(SCREEN)
+    again = other.goto(page.url.partition("#")[0])
     assert again is not None
     assert again.status == 200
-    assert page.url == f"{portal.url}{DEPLOYMENT}#try-h"
-    heading = page.get_by_role("heading", name="Try it", exact=True)
+    assert other.url == f"{portal.url}{DEPLOYMENT}#try-h"
+    heading = other.get_by_role("heading", name="Try it", exact=True)
     assert 0 <= heading.evaluate("e => e.getBoundingClientRect().top") < SCREEN["height"]
-    assert watch.problems == []
+    other.close()
 
 
 def _chart_axis(page: Any) -> dict[str, Any]:
@@ -454,16 +464,18 @@ def test_a_viewer_sees_no_deploy_button_and_the_server_refuses_the_post(
 
 
 def test_one_runs_page_and_one_pipeline_runs_page_pass_the_same_checks(
-    portal: Portal, browser_context: BrowserContext
+    portal: Portal, browser_context: BrowserContext, screenshots: Path
 ) -> None:
     with portal.client() as admin:
         run = admin.runs.search(project="demo").items[0]
         pipeline_run = admin.pipelines.runs(project="demo", pipeline="retrain").items[0]
     watch = watched(browser_context)
     log_in(watch, portal.url, ADMIN)
+    watch.page.set_viewport_size(SCREEN)
     for path in (f"/runs/demo/{run.id}", f"/pipelines/demo/runs/{pipeline_run.id}"):
         watch.page.goto(portal.url + path)
         watch.page.wait_for_load_state("networkidle")
+        assert_short_and_shot(watch.page, path, screenshots)
         assert_accessible_in_both_themes(watch.page, path)
     assert watch.problems == []
 
