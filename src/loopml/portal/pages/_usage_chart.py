@@ -5,7 +5,8 @@ The windows come from the largest stored size (``monitor.windows``) that still g
 period ``MIN_POINTS`` points, else the smallest; when that is more than ``MAX_POINTS``
 points, consecutive windows are rolled up (requests and errors added, the latency of the
 busiest window kept). A bucket with no window drew nothing: its requests and errors are 0
-and its latency is absent, so the line runs across the whole period.
+and its latency is absent, so the line runs across the whole period; except a bucket the
+monitor may not have counted yet (it ends within ``pending_s`` of now), which is left out.
 """
 
 from __future__ import annotations
@@ -68,9 +69,16 @@ def bucket_of(period_s: int, sizes: list[str]) -> tuple[str, int]:
 
 
 def usage_chart(
-    store: MetadataStore, project: str, name: str, sizes: list[str], period: str, now: datetime
+    store: MetadataStore,
+    project: str,
+    name: str,
+    sizes: list[str],
+    period: str,
+    now: datetime,
+    pending_s: float = 0.0,
 ) -> Chart:
-    """The chart of ``period`` ending ``now`` (blocking: run it in a worker thread)."""
+    """The chart of ``period`` ending ``now`` (blocking: run it in a worker thread);
+    ``pending_s``: how long the monitor may take to count a request."""
     period_s = period_seconds(period)
     size, bucket_s = bucket_of(period_s, sizes)
     end = as_utc(now).timestamp()
@@ -90,8 +98,12 @@ def usage_chart(
     for start, used in buckets.items():
         busiest = max(used, key=lambda u: u.get("requests", 0), default={})
         series["t"].append(start)
-        series["rps"].append(sum(u.get("requests", 0) for u in used) / bucket_s)
-        series["errors"].append(float(sum(u.get("errors", 0) for u in used)))
+        if not used and start + bucket_s > end - pending_s:  # not counted yet: no 0 drawn
+            series["rps"].append(None)
+            series["errors"].append(None)
+        else:
+            series["rps"].append(sum(u.get("requests", 0) for u in used) / bucket_s)
+            series["errors"].append(float(sum(u.get("errors", 0) for u in used)))
         for q in ("p50", "p95", "p99"):
             series[q].append(busiest.get(f"latency_{q}_ms"))
     return Chart(period, end - period_s, end, bucket_s, size, series)

@@ -97,9 +97,10 @@ async def _page(
     )
     lines = await anyio.to_thread.run_sync(lambda: control.logs(project, name, TAIL, query))
     period = request.query_params.get("period") or DEFAULT_PERIOD
-    sizes = ctx.settings.monitor.windows
+    watch = ctx.settings.monitor
+    pending_s = watch.lag_s + watch.interval_s
     chart = await anyio.to_thread.run_sync(
-        lambda: usage_chart(ctx.store, project, name, sizes, period, utcnow())
+        lambda: usage_chart(ctx.store, project, name, watch.windows, period, utcnow(), pending_s)
     )
     urls = endpoints(str(request.base_url), detail.deployment)
     token = needs_token(viewer, detail.deployment)
