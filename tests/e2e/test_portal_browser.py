@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -136,9 +137,29 @@ def test_the_overview_shows_the_demo_deployment_after_login(
     assert watch.problems == []
 
 
+SCREEN = {"width": 1280, "height": 800}
+MAX_PAGE_HEIGHT_PX = 4_000
+"""A page taller than this at 1,280 px wide is too long to read: split it or fold it."""
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where each walked page's screenshot at 1,280 x 800 is written (the test prints it)."""
+    return tmp_path_factory.mktemp("portal-screenshots")
+
+
+def assert_short_and_shot(page: Any, path: str, screenshots: Path) -> None:
+    """Write the page's screenshot at 1,280 x 800 (printed) and fail if it is too tall."""
+    shot = screenshots / (re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-")[:80] or "overview")
+    page.screenshot(path=f"{shot}.png")
+    print(f"screenshot of {path}: {shot}.png")
+    height = page.evaluate("document.documentElement.scrollHeight")
+    assert height <= MAX_PAGE_HEIGHT_PX, f"{path} is {height} px tall (see {shot}.png)"
+
+
 @pytest.mark.parametrize("path", PAGES)
-def test_no_page_has_a_console_error_a_failed_request_or_a_serious_axe_violation(
-    portal: Portal, browser_context: BrowserContext, path: str
+def test_no_page_is_too_tall_has_a_console_error_a_failed_request_or_a_serious_axe_violation(
+    portal: Portal, browser_context: BrowserContext, screenshots: Path, path: str
 ) -> None:
     if "{runs}" in path:
         with portal.client() as admin:
@@ -147,12 +168,43 @@ def test_no_page_has_a_console_error_a_failed_request_or_a_serious_axe_violation
         path = path.format(runs=",".join(r.id for r in runs))
     watch = watched(browser_context)
     log_in(watch, portal.url, ADMIN)
+    watch.page.set_viewport_size(SCREEN)
     answer = watch.page.goto(portal.url + path)
     assert answer is not None
     assert answer.status == 200, path
     watch.page.wait_for_load_state("networkidle")
+    assert_short_and_shot(watch.page, path, screenshots)
     if path != "/docs":  # Swagger UI is a third party's page, checked for errors only
         assert_accessible_in_both_themes(watch.page, path)
+    assert watch.problems == []
+
+
+def test_the_api_reference_opens_an_operation_and_shows_its_parameters(
+    portal: Portal, browser_context: BrowserContext
+) -> None:
+    # Swagger UI 4 read FastAPI's OpenAPI 3.1 document as "does not specify a valid version
+    # field" and drew no operation at all; the page still answered 200.
+    watch = watched(browser_context)
+    log_in(watch, portal.url, ADMIN)
+    page = watch.page
+    page.goto(portal.url + "/docs")
+    # Drawn by script from a 1.7 MB bundle: 7.6 s on a loaded 2-core machine.
+    page.locator("#operations-tag-deployments").wait_for(timeout=60_000)
+    assert page.get_by_text("OAS 3.1", exact=True).is_visible()
+    assert page.get_by_text("Unable to render this definition").count() == 0
+    page.locator("#operations-tag-deployments").click()
+    operation = page.locator(
+        "#operations-deployments-get_deployment_api_v1_projects__project__deployments__name__get"
+    )
+    summary = operation.locator(".opblock-summary").first
+    assert "/api/v1/projects/{project}/deployments/{name}" in summary.inner_text()
+    summary.click()
+    parameters = operation.locator(".parameters")
+    parameters.wait_for(timeout=30_000)
+    assert parameters.is_visible()
+    names = parameters.locator(".parameter__name").all_inner_texts()
+    assert [n.split()[0].rstrip("*") for n in names] == ["project", "name"], names
+    assert "The project that owns the deployments." in parameters.inner_text()
     assert watch.problems == []
 
 
@@ -194,13 +246,24 @@ def _run_snippet(snippet: str, kind: str, token: str) -> Any:
     return json.loads(done.stdout) if kind == "curl" else ast.literal_eval(done.stdout.strip())
 
 
-@pytest.mark.parametrize("snippet", ["curl", "python", "v2-curl", "v2-python"])
+SNIPPET_TABS = {"curl": "curl", "python": "Python", "v2-curl": "V2 curl", "v2-python": "V2 Python"}
+
+
+@pytest.mark.parametrize("snippet", list(SNIPPET_TABS))
 def test_each_snippet_copied_from_the_page_predicts_as_pasted(
     portal: Portal, browser_context: BrowserContext, snippet: str
 ) -> None:
     watch = watched(browser_context)
     log_in(watch, portal.url, ADMIN)
     watch.page.goto(portal.url + DEPLOYMENT)
+    # The snippets are tabs: one shows at a time, the first (curl) to begin with.
+    tab = watch.page.get_by_role("tab", name=SNIPPET_TABS[snippet], exact=True)
+    tab.click()
+    assert tab.get_attribute("aria-selected") == "true"
+    shown = watch.page.locator(".snippet pre").evaluate_all(
+        "pres => pres.filter(p => p.checkVisibility()).map(p => p.id)"
+    )
+    assert shown == [f"snippet-{snippet}"]
     text = watch.page.locator(f"#snippet-{snippet}").inner_text()
     answer = _run_snippet(text, snippet.rpartition("-")[2], portal.token)
     if snippet.startswith("v2"):
@@ -224,6 +287,7 @@ def test_the_copy_button_puts_the_snippet_on_the_clipboard(
         page = watch.page
         page.goto(portal.url + DEPLOYMENT)
         for snippet in ("curl", "v2-python"):
+            page.get_by_role("tab", name=SNIPPET_TABS[snippet], exact=True).click()
             button = page.locator(f'button[data-copy="snippet-{snippet}"]')
             button.click()
             page.locator(f"#snippet-{snippet}-note", has_text="Copied.").wait_for(timeout=2_000)
@@ -320,10 +384,58 @@ def test_the_try_it_form_predicts(portal: Portal, browser_context: BrowserContex
     assert inputs.count() > 0
     for index in range(inputs.count()):
         inputs.nth(index).fill("1.5")
+    page.set_viewport_size(SCREEN)
     page.get_by_role("button", name="Predict", exact=True).click()
     answer = page.locator("#try-answer")
     answer.wait_for()
     assert "predictions" in answer.inner_text()
+    # The answer's page opens at the form: the answer is on screen, not 2,000 px below.
+    top = answer.evaluate("e => e.getBoundingClientRect().top")
+    assert 0 <= top < SCREEN["height"], top
+    assert watch.problems == []
+    # Loading the answer's address again (a second tab: leaving this one would cut its
+    # logs poll short) is the deployment page at the form, not a 405 in raw JSON.
+    other = browser_context.new_page()
+    other.set_viewport_size(SCREEN)
+    again = other.goto(page.url.partition("#")[0])
+    assert again is not None
+    assert again.status == 200
+    assert other.url == f"{portal.url}{DEPLOYMENT}#try-h"
+    heading = other.get_by_role("heading", name="Try it", exact=True)
+    assert 0 <= heading.evaluate("e => e.getBoundingClientRect().top") < SCREEN["height"]
+    other.close()
+
+
+def _chart_axis(page: Any) -> dict[str, Any]:
+    """The requests chart's time axis as uPlot drew it, and its points."""
+    found: dict[str, Any] = page.evaluate(
+        """() => { const u = document.getElementById('chart-rps').uplot;
+                   return {min: u.scales.x.min, max: u.scales.x.max, t: u.data[0]}; }"""
+    )
+    return found
+
+
+def test_the_usage_charts_span_the_period_shown(
+    portal: Portal, browser_context: BrowserContext
+) -> None:
+    # The axis ran "May 2027 ... May 2029" around one dot: a single window's start padded.
+    watch = watched(browser_context)
+    log_in(watch, portal.url, ADMIN)
+    page = watch.page
+    page.goto(portal.url + DEPLOYMENT)
+    page.wait_for_load_state("networkidle")
+    now = time.time()
+    axis = _chart_axis(page)
+    assert axis["max"] - axis["min"] == pytest.approx(3600, abs=1)  # the last hour
+    assert abs(axis["max"] - now) < 120
+    assert axis["t"]
+    assert all(axis["min"] <= t <= axis["max"] for t in axis["t"])
+    page.get_by_role("link", name="last 24 h").click()
+    page.wait_for_load_state("networkidle")
+    axis = _chart_axis(page)
+    assert axis["max"] - axis["min"] == pytest.approx(86_400, abs=1)
+    assert len(axis["t"]) == 24  # the demo's monitor keeps 1h windows: a point an hour
+    assert page.get_by_role("link", name="last 24 h").get_attribute("aria-current") == "true"
     assert watch.problems == []
 
 
@@ -369,16 +481,18 @@ def test_a_viewer_sees_no_deploy_button_and_the_server_refuses_the_post(
 
 
 def test_one_runs_page_and_one_pipeline_runs_page_pass_the_same_checks(
-    portal: Portal, browser_context: BrowserContext
+    portal: Portal, browser_context: BrowserContext, screenshots: Path
 ) -> None:
     with portal.client() as admin:
         run = admin.runs.search(project="demo").items[0]
         pipeline_run = admin.pipelines.runs(project="demo", pipeline="retrain").items[0]
     watch = watched(browser_context)
     log_in(watch, portal.url, ADMIN)
+    watch.page.set_viewport_size(SCREEN)
     for path in (f"/runs/demo/{run.id}", f"/pipelines/demo/runs/{pipeline_run.id}"):
         watch.page.goto(portal.url + path)
         watch.page.wait_for_load_state("networkidle")
+        assert_short_and_shot(watch.page, path, screenshots)
         assert_accessible_in_both_themes(watch.page, path)
     assert watch.problems == []
 

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Mount
 
 from loopml.core.errors import LoopmlError, error_headers
 
@@ -74,15 +74,23 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
     )
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
+
+
 def _allowed_methods(request: Request) -> str:
-    # Starlette names only the first route whose path matched; a path served by several
-    # routes (GET and PUT on an artifact) allows all of theirs.
-    path = request.scope["path"]
-    methods: set[str] = set()
-    for route in request.app.routes:
-        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
-            methods |= route.methods
-    return ", ".join(sorted(methods))
+    # Asked of the router itself, method by method: FastAPI keeps an included router as one
+    # entry of ``app.routes`` (not its routes), so a walk of ``app.routes`` found none and
+    # the answer said "allowed: " with nothing after it. A mount (static files) takes any
+    # method and says nothing about this path.
+    methods = []
+    for method in _METHODS:
+        scope = {**request.scope, "method": method}
+        if any(
+            not isinstance(route, Mount) and route.matches(scope)[0] == Match.FULL
+            for route in request.app.router.routes
+        ):
+            methods.append(method)
+    return ", ".join(methods)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

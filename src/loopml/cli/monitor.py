@@ -156,6 +156,13 @@ def _resources(window: dict[str, Any], others: list[dict[str, Any]]) -> Table | 
     return out
 
 
+def _failed(used: dict[str, Any]) -> str:
+    """``2 failed (HTTP 405: 1, HTTP 503: 1)``: a window's failed requests by status."""
+    by_status = used.get("errors_by_status") or {}
+    statuses = ", ".join(f"HTTP {code}: {n}" for code, n in sorted(by_status.items()))
+    return f"{used['errors']} failed" + (f" ({statuses})" if statuses else "")
+
+
 def render(view: dict[str, Any], show_all: bool = False) -> Group:
     """The dashboard of one monitoring view: the figures of ``view["now"]`` (the serving
     version's newest window, as the portal and the API show them)."""
@@ -186,8 +193,7 @@ def render(view: dict[str, Any], show_all: bool = False) -> Group:
         for other in now["others"]:
             name = f"{other['model']}/{other['version']}" if other["model"] else "no replica"
             parts.append(
-                f"also in this window: {name}: {other['requests']} requests, "
-                f"{other['errors']} failed {other['errors_by_status'] or ''}"
+                f"also in this window: {name}: {other['requests']} requests, {_failed(other)}"
             )
     firing = view["firing"]
     parts.append(

@@ -67,6 +67,19 @@ def projects_usage(
     return totals
 
 
+def deployment_usage(
+    store: MetadataStore, project: str, deployment: str, *, size: str, since: datetime
+) -> list[dict[str, Any]]:
+    """A deployment's windows of ``size`` that start at or after ``since``, oldest first:
+    ``start`` and the ``usage`` figures of each (every version it served: one entry each),
+    without the windows' counts and drift figures."""
+    parse_size(size)
+    with store.session() as session:
+        deployments.get(session, project, deployment)
+        found = rows.usage_windows(session, [project], [(size, since)], deployment=deployment)
+    return [{"start": w["start"], "usage": w["usage"]} for w in found]
+
+
 def _add_usage(
     totals: dict[Any, dict[str, Any]],
     key: Any,

@@ -16,7 +16,7 @@ from loopml.settings import Settings
 
 def install(app: FastAPI) -> None:
     """Put the portal's pages, static files and ``/docs`` on ``app``."""
-    docs.install(app)  # before /static: its files are under /static/swagger-ui
+    docs.install(app)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     for router in ROUTERS:
         app.include_router(router)

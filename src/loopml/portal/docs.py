@@ -1,28 +1,38 @@
-"""The API reference at ``/docs``: Swagger UI from the ``swagger-ui-bundle`` wheel, served
-by loopml itself (no CDN), over ``/api/v1/openapi.json``."""
+"""The API reference at ``/docs``: Swagger UI 5 (npm ``swagger-ui-dist``, vendored under
+``static/vendor`` by ``make assets``) over ``/api/v1/openapi.json``, served by loopml itself
+(no CDN). Swagger UI 4 cannot read the OpenAPI 3.1 document FastAPI writes; 5 can. The page
+has no inline script (``static/docs.js`` starts Swagger UI), so a strict CSP holds."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
-from fastapi.staticfiles import StaticFiles
-from swagger_ui_bundle import swagger_ui_path
+from html import escape
 
-PREFIX = "/static/swagger-ui"
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>loopml API reference</title>
+  <link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
+  <link rel="stylesheet" href="/static/vendor/swagger-ui.css">
+</head>
+<body>
+<main id="swagger-ui" data-openapi="{openapi}"></main>
+<script src="/static/vendor/swagger-ui-bundle.js" defer></script>
+<script src="/static/docs.js" defer></script>
+</body>
+</html>
+"""
 
 
 def install(app: FastAPI) -> None:
-    """Serve Swagger UI's files and the ``/docs`` page."""
-    app.mount(PREFIX, StaticFiles(directory=swagger_ui_path), name="swagger-ui")
+    """Serve the ``/docs`` page (its files are the portal's static files)."""
+    page = PAGE.format(openapi=escape(app.openapi_url or "/api/v1/openapi.json"))
 
     async def reference() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/api/v1/openapi.json",
-            title="loopml API reference",
-            swagger_js_url=f"{PREFIX}/swagger-ui-bundle.js",
-            swagger_css_url=f"{PREFIX}/swagger-ui.css",
-            swagger_favicon_url="/static/favicon.svg",
-        )
+        return HTMLResponse(page)
 
     app.add_api_route("/docs", reference, methods=["GET"], include_in_schema=False)

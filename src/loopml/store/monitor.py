@@ -234,12 +234,16 @@ def newest_window(
 
 
 def usage_windows(
-    session: Session, projects: Sequence[str], spans: Sequence[tuple[str, datetime]]
+    session: Session,
+    projects: Sequence[str],
+    spans: Sequence[tuple[str, datetime]],
+    *,
+    deployment: str | None = None,
 ) -> list[dict[str, Any]]:
     """The usage and replica resources of every window of ``projects`` of each span (a
     size and the earliest start), oldest first, in one query whatever the number of
     projects and deployments. Only those two parts of each summary are read: a window's
-    counts and drift figures can be large.
+    counts and drift figures can be large. ``deployment``: that deployment's only.
 
     Returns:
         ``project``, ``deployment``, ``size``, ``start``, ``usage`` (``{}`` when absent)
@@ -264,6 +268,8 @@ def usage_windows(
         )
         .order_by(window.start)
     )
+    if deployment is not None:
+        query = query.where(window.deployment == deployment)
     return [
         {
             "project": project,

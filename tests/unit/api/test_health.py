@@ -55,3 +55,8 @@ def test_unknown_route_and_method_get_the_error_body(http: TestClient) -> None:
     wrong = http.put("/api/v1/health", json={})
     assert wrong.status_code == 405
     assert wrong.json()["error"]["code"] == "method_not_allowed"
+    # The methods the path takes, named (they were missing: "allowed: " and nothing after).
+    assert wrong.json()["error"]["message"] == "method PUT not allowed here; allowed: GET"
+    assert wrong.headers["allow"] == "GET"
+    several = http.post("/api/v1/projects/default/deployments/d")
+    assert several.json()["error"]["message"].endswith("allowed: DELETE, GET, PATCH")

@@ -75,6 +75,10 @@ def test_each_feature_shows_its_training_and_window_histograms_worst_first(
     assert 'aria-label="Distribution of moved in training"' in moved
     assert 'aria-label="Distribution of moved in this window"' in moved
     training, window = re.findall(r"<svg.*?</svg>", moved, re.S)
+    # The caption says training is grey: its bars take the muted colour, the window's the accent.
+    assert "in training (grey)" in page.text
+    assert training.startswith('<svg class="histogram reference"')
+    assert window.startswith('<svg class="histogram"')
     assert 10 <= training.count("<rect") <= 21
     # The same bars on both sides, plus the window's values above the training range.
     assert window.count("<rect") in (training.count("<rect"), training.count("<rect") + 1)

@@ -106,9 +106,25 @@ def test_the_page_shows_status_revisions_traffic_urls_and_a_snippet_that_matches
     assert "/projects/default/deployments/churn/v2/models/churn/infer" in text
     assert "<strong>80 %</strong>" in text
     assert "<strong>20 %</strong>" in text
-    assert "Roll back to 1" in text
-    assert "Roll back to 2" in text
+    # Both revisions take traffic: the live canary is promoted or dropped, not "rolled back
+    # to" (this test asserted both rollback buttons before; one was the live primary's).
+    assert "Roll back to" not in text
     assert "Promote the canary" in text
+    assert "Drop the canary" in text
+    # Every section is one click from the top; the snippets are tabs, the first one chosen.
+    toc = re.search(r'<nav class="toc" aria-label="On this page">(.*?)</nav>', text, re.S)
+    assert toc
+    targets = re.findall(r'href="#([a-z-]+)">([^<]+)</a>', toc.group(1))
+    assert [label for _, label in targets] == [
+        "Revisions", "Endpoints", "Try it", "Usage", "Replicas", "Live quality", "Drift",
+        "Alerts", "Logs",
+    ]  # fmt: skip
+    for anchor, _ in targets:
+        assert f'id="{anchor}"' in text, anchor
+    tabs = re.findall(r'role="tab" id="tab-([a-z0-9-]+)"[^>]*>([^<]+)</button>', text)
+    assert tabs == [
+        ("curl", "curl"), ("python", "Python"), ("v2-curl", "V2 curl"), ("v2-python", "V2 Python")
+    ]  # fmt: skip
     curl = shlex.split(_pre(text, "snippet-curl"))
     assert curl[:3] == ["curl", "-s", "http://127.0.0.1/projects/default/deployments/churn/predict"]
     assert "Authorization: Bearer $LOOPML_TOKEN" not in curl  # authentication is off
@@ -151,7 +167,9 @@ def test_promote_and_rollback_change_the_traffic(
     )
     assert back.status_code == 303
     assert _control(anonymous).get("default", "churn").traffic == {1: 100}
-    assert "Roll back to 1" not in anonymous.get("/projects/default/deployments/churn").text
+    page = anonymous.get("/projects/default/deployments/churn").text
+    assert "Roll back to 1" not in page
+    assert "Roll back to 2" in page  # no traffic now: it can be rolled back to
 
 
 def test_the_deploy_form_lists_versions_and_creates_a_deployment(
@@ -165,6 +183,10 @@ def test_the_deploy_form_lists_versions_and_creates_a_deployment(
     assert page.status_code == 200, page.text
     assert '<option value="cancer/2"' in page.text
     assert "not judged" in page.text
+    # Authentication is off here: the form says the paths are open whatever is chosen (it
+    # offered "need a token (with authentication on)", clipped in its narrow column).
+    assert ">ask for a token</option>" in page.text
+    assert "authentication is off: every path is open until it is turned on" in page.text
     answer = anonymous.post(
         "/portal/deploy",
         data=_form(page.text, **{**DEPLOY, "mode": "canary", "other": "cancer/1", "percent": "25"}),
@@ -410,6 +432,8 @@ def test_the_try_it_form_predicts_through_the_gateway_with_authentication_on(
             headers={"Origin": ORIGIN},
         )
         assert answer.status_code == 200, answer.text
+        # The answer's page opens at the form and its answer, not at the top.
+        assert 'action="/portal/deployments/default/live/try#try-h"' in answer.text
         result = json.loads(_pre(answer.text, "try-answer"))
         assert "Answer (HTTP 200)" in answer.text, result
         assert len(result["predictions"]) == 1
@@ -420,6 +444,10 @@ def test_the_try_it_form_predicts_through_the_gateway_with_authentication_on(
         )
         assert bad.status_code == 422
         assert "column &#39;f0&#39; takes a float value" in bad.text
+        # Reloading the answer's address (a GET) is the deployment page, not a raw 405.
+        again = served.get("/portal/deployments/default/live/try", follow_redirects=False)
+        assert again.status_code == 303
+        assert again.headers["location"] == "/projects/default/deployments/live#try-h"
     finally:
         control.delete("default", "live", actor="t")
     assert replica_processes("live") == []
@@ -511,7 +539,9 @@ def test_usage_charts_and_their_table_come_from_the_monitors_windows_with_the_al
     assert found
     series = json.loads(found.group(1))
     assert series["errors"] == [3.0]
-    assert len(series["t"]) == len(series["p95"]) == 1
+    assert len(series["t"]) == len(series["p95"]) == 1  # 1h windows: the last hour is one
+    assert series["max"] - series["min"] == pytest.approx(3600)  # the axis: the last hour
+    assert series["min"] <= series["t"][0] <= series["max"]
     assert re.search(r"<td>cancer/1</td><td>3</td><td>[0-9.]+</td><td>3</td>", page.text)
     assert "<code>error_rate &gt; 0.5</code>" in page.text
 

@@ -116,6 +116,21 @@ def test_the_api_reference_and_every_script_are_served_by_loopml_itself(
     assert anonymous.get("/static/vendor/uPlot.iife.min.js").status_code == 200
 
 
+def test_the_api_reference_is_swagger_ui_5_which_reads_openapi_3_1(
+    anonymous: TestClient,
+) -> None:
+    # Swagger UI 4 answered "does not specify a valid version field" to FastAPI's 3.1.
+    assert anonymous.get("/api/v1/openapi.json").json()["openapi"].startswith("3.1")
+    page = anonymous.get("/docs").text
+    assert '<script src="/static/vendor/swagger-ui-bundle.js"' in page
+    assert "<script>" not in page  # no inline script: a strict CSP holds
+    made = json.loads((PORTAL / "static" / "vendor" / "vendored.json").read_text())
+    bundle = made["swagger-ui-bundle.js"]
+    assert bundle["package"] == "swagger-ui-dist"
+    assert int(bundle["version"].split(".")[0]) >= 5, bundle
+    assert anonymous.get("/static/docs.js").status_code == 200
+
+
 def test_an_error_is_a_page_with_the_api_status_and_message(anonymous: TestClient) -> None:
     answer = anonymous.get("/projects/nowhere/deployments/nothing")
     assert answer.status_code == 404

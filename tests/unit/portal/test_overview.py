@@ -105,7 +105,7 @@ def test_the_overview_sums_every_project_the_viewer_sees(secured: TestClient) ->
     assert _tile(page, "Deployments")[0] == "3"
     assert "pending</span> 3" in _tile(page, "Deployments")[1]
     # The hour's windows of both projects; the window three hours old is not the last hour.
-    assert _tile(page, "Last hour") == ("15", "requests, 1 errors")
+    assert _tile(page, "Last hour") == ("15", "requests, 1 error")  # was "1 errors"
     assert _tile(page, "Last day") == ("100", "requests, 3 errors")
     # The hour's windows hold two replicas each, but none runs now: the tile says so (it
     # once multiplied the windows' figures by their replicas: 80 % CPU, 400 MB of nothing).
@@ -126,7 +126,7 @@ def test_a_viewer_sees_only_its_projects_on_the_overview(secured: TestClient) ->
     log_in(secured, VIEWER)
     page = secured.get("/").text
     assert _tile(page, "Deployments")[0] == "2"
-    assert _tile(page, "Last hour") == ("10", "requests, 1 errors")
+    assert _tile(page, "Last hour") == ("10", "requests, 1 error")
     assert _tile(page, "Replicas") == ("0", "running now: 0.0 % CPU, 0 MB")
     assert _tile(page, "Firing alerts")[0] == "0"
     assert "o-a" not in page

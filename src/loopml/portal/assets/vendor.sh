@@ -10,7 +10,10 @@ mkdir -p "$out"
 files="htmx.org dist/htmx.min.js htmx.min.js
 uplot dist/uPlot.iife.min.js uPlot.iife.min.js
 uplot dist/uPlot.min.css uPlot.min.css
+swagger-ui-dist swagger-ui-bundle.js swagger-ui-bundle.js
+swagger-ui-dist swagger-ui.css swagger-ui.css
 htmx.org LICENSE htmx.LICENSE
+swagger-ui-dist LICENSE swagger-ui.LICENSE
 uplot LICENSE uPlot.LICENSE"
 echo "$files" | while read -r package file name; do
   cp "node_modules/$package/$file" "$out/$name"

@@ -1,7 +1,9 @@
 """A pipeline's steps (or a model version's lineage) laid out as a DAG for an SVG picture:
 a column per topological depth (a step sits one column right of its deepest upstream step),
 a row per step in its column, and a line from each upstream step to the step that needs it.
-Each box carries its state in words as well as in colour, and may link to a page."""
+A graph wider than the page's ``MAX_WIDTH`` (a long chain of steps) is drawn top to bottom
+instead (a row per depth), so nothing is cut off at 1,280 px. Each box carries its state in
+words as well as in colour, and may link to a page."""
 
 from __future__ import annotations
 
@@ -9,7 +11,11 @@ from dataclasses import dataclass
 
 BOX_W, BOX_H = 170, 46
 GAP_X, GAP_Y = 60, 18
+DOWN_GAP_X, DOWN_GAP_Y = 18, 28
+"""The gaps of a graph drawn top to bottom (room for the arrow between rows)."""
 PAD = 8
+MAX_WIDTH = 1232
+"""The page's content width at a 1,280 px window: a wider graph is drawn top to bottom."""
 
 
 @dataclass(frozen=True)
@@ -85,13 +91,28 @@ def layout(
     notes, links, labels = notes or {}, links or {}, labels or {}
     depth = _depths(order, needs)
     rows: dict[int, int] = {}
+    grid: dict[str, tuple[int, int]] = {}
+    for name in order:
+        column = depth[name]
+        grid[name] = (column, rows.get(column, 0))
+        rows[column] = grid[name][1] + 1
+    columns = max(depth.values(), default=0) + 1
+    tallest = max(rows.values(), default=1)
+    width = 2 * PAD + columns * BOX_W + (columns - 1) * GAP_X
+    down = width > MAX_WIDTH
+    if down:  # depth runs down the page, steps of one depth side by side
+        width = 2 * PAD + tallest * BOX_W + (tallest - 1) * DOWN_GAP_X
+        height = 2 * PAD + columns * BOX_H + (columns - 1) * DOWN_GAP_Y
+    else:
+        height = 2 * PAD + tallest * BOX_H + (tallest - 1) * GAP_Y
     where: dict[str, tuple[int, int]] = {}
     nodes = []
     for name in order:
-        column = depth[name]
-        row = rows.get(column, 0)
-        rows[column] = row + 1
-        x, y = PAD + column * (BOX_W + GAP_X), PAD + row * (BOX_H + GAP_Y)
+        column, row = grid[name]
+        if down:
+            x, y = PAD + row * (BOX_W + DOWN_GAP_X), PAD + column * (BOX_H + DOWN_GAP_Y)
+        else:
+            x, y = PAD + column * (BOX_W + GAP_X), PAD + row * (BOX_H + GAP_Y)
         where[name] = (x, y)
         state = states.get(name, "planned")
         nodes.append(
@@ -109,11 +130,11 @@ def layout(
     for name in order:
         x2, y2 = where[name]
         for upstream in needs.get(name, []):
-            if upstream in where:
-                x1, y1 = where[upstream]
+            if upstream not in where:
+                continue
+            x1, y1 = where[upstream]
+            if down:  # bottom of the upstream box to the top of this one
+                edges.append(Edge(x1 + BOX_W // 2, y1 + BOX_H, x2 + BOX_W // 2, y2))
+            else:
                 edges.append(Edge(x1 + BOX_W, y1 + BOX_H // 2, x2, y2 + BOX_H // 2))
-    columns = max(depth.values(), default=0) + 1
-    tallest = max(rows.values(), default=1)
-    width = 2 * PAD + columns * BOX_W + (columns - 1) * GAP_X
-    height = 2 * PAD + tallest * BOX_H + (tallest - 1) * GAP_Y
     return Dag(nodes=nodes, edges=edges, width=width, height=height)

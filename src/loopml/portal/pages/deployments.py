@@ -22,13 +22,14 @@ from fastapi.responses import HTMLResponse, Response
 
 from loopml.auth import sessions
 from loopml.core.auth import Role
+from loopml.core.clock import utcnow
 from loopml.core.deployments import Deployment
 from loopml.core.errors import LoopmlError, ValidationError
 from loopml.core.logs import LEVELS, LogQuery
 from loopml.packaging import Signature
 from loopml.portal.pages._snippets import snippets
+from loopml.portal.pages._usage_chart import DEFAULT_PERIOD, PERIODS, Chart, usage_chart
 from loopml.portal.pages.deployment_data import (
-    Detail,
     ModelFacts,
     gather,
     model_facts,
@@ -74,10 +75,10 @@ def needs_token(viewer: Viewer, deployment: Deployment) -> bool:
     return viewer.auth and deployment.spec.auth == "token"
 
 
-def _chart_data(detail: Detail) -> str:
-    """The usage series as JSON for a ``<script type="application/json">`` (``</`` cannot
+def _chart_data(chart: Chart) -> str:
+    """The usage chart as JSON for a ``<script type="application/json">`` (``</`` cannot
     end the element: ``<`` is escaped)."""
-    return json.dumps(detail.series).replace("<", "\\u003c")
+    return json.dumps(chart.as_json()).replace("<", "\\u003c")
 
 
 async def _page(
@@ -95,6 +96,12 @@ async def _page(
         request, lambda: gather(ctx.store, ctx.artifacts, control, ctx.settings, project, name)
     )
     lines = await anyio.to_thread.run_sync(lambda: control.logs(project, name, TAIL, query))
+    period = request.query_params.get("period") or DEFAULT_PERIOD
+    watch = ctx.settings.monitor
+    pending_s = watch.lag_s + watch.interval_s
+    chart = await anyio.to_thread.run_sync(
+        lambda: usage_chart(ctx.store, project, name, watch.windows, period, utcnow(), pending_s)
+    )
     urls = endpoints(str(request.base_url), detail.deployment)
     token = needs_token(viewer, detail.deployment)
     example = detail.facts.example
@@ -117,7 +124,9 @@ async def _page(
         token=token,
         code=code,
         v2=v2,
-        chart=_chart_data(detail),
+        chart=_chart_data(chart),
+        usage=chart,
+        periods=PERIODS,
         lines=lines,
         query=query,
         levels=LEVELS,
@@ -241,6 +250,14 @@ async def predict_in_process(
         return answer.status_code, answer.json()
     except ValueError:
         return answer.status_code, answer.text
+
+
+@router.get(FORM + "/try")
+async def try_it_again(viewer: ViewerDep, project: str, name: str) -> Response:
+    """A reload of the try-it answer's page (its address is the form's): the deployment
+    page at the form, as a reload of any page shows that page (not a 405)."""
+    viewer.require(project)
+    return redirect(page_url(project, name) + "#try-h")
 
 
 @router.post(FORM + "/try")
