@@ -74,3 +74,24 @@ def test_tabular_and_text_runs_report_the_same_outcome(platform: Platform, tmp_p
     _check_against_the_run(platform, text, "reviews_snap")
     assert text["used_columns"] == ["review"]
     assert set(text["excluded_columns"]) == {"stars"}
+
+
+def test_the_text_table_shows_the_winner_trials_and_package(
+    platform: Platform, tmp_path: Path
+) -> None:
+    reviews(160).to_csv(tmp_path / "reviews.csv", index=False)
+    _dataset(platform, tmp_path / "reviews.csv", "shown", "sentiment")
+    bert = tiny_bert_folder(tmp_path / "bert")
+    trained = platform.cli(
+        "train", "--dataset", "shown_snap", "--target", "sentiment",
+        "--task", "text-classification", "--method", "embeddings", "--base", str(bert),
+        "--estimators", "lrl1", "--max-iter", "2", "--budget", "30",
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    lines = {
+        line.split("│")[1].strip(): line for line in trained.stdout.splitlines() if "│" in line
+    }
+    assert "lrl1" in lines["best"]
+    assert lines["trials"].split("│")[2].strip() == "2"
+    assert "MB" in lines["package"]
+    assert "review" in lines["columns used"]
