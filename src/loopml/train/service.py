@@ -399,25 +399,25 @@ def _fail(run: ActiveRun, exc: BaseException) -> None:
 
 def search_on_run(
     run: ActiveRun,
-    train: pd.DataFrame,
+    frame: pd.DataFrame,
     target: str,
     task: Task,
     budget_s: float,
     options: SearchOptions,
     on_trial: Callable[[Trial], None] | None,
 ) -> tuple[AutoMLResult, int]:
-    """AutoML on ``train`` for ``run``: each trial a child run, the summary on the run.
+    """AutoML on ``frame`` for ``run``: each trial a child run, the summary on the run.
     Returns the result and how many trials were recorded."""
     from loopml.train.automl import resolve_metric, result_batch, run_automl
 
     kind = "binary" if task == "classification" else "regression"
     if task == "classification":
-        classes = train[target].nunique(dropna=True)
+        classes = frame[target].nunique(dropna=True)
         kind = "binary" if classes <= 2 else "multiclass"
     name, _ = resolve_metric(options.metric, kind)  # type: ignore[arg-type]
     children = _ChildRuns(run, run.info.experiment, name, on_trial)
     result = run_automl(
-        train,
+        frame,
         target,
         task=task,
         budget_s=budget_s,
