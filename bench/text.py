@@ -19,7 +19,18 @@ a temporary home: once uninterrupted, once SIGKILLed when the first checkpoint p
 way appears and run again (it resumes). The wall time of the two attempts together over the
 uninterrupted one's (each including its process start) is the overhead. Target <= 1.15.
 
-Run: ``python bench/text.py [--seconds 10] [--connections 4] [--resume-rows 1600]``.
+Heads. Made-up product reviews of 3 classes (``tests.text_data.product_reviews``: negations,
+contrasts, a typo in one review in five) through ``loopml.train_model`` with the embeddings
+method and its defaults (all-MiniLM-L6-v2 from its wheel, AutoML's default search within
+``--heads-budget``), registered and scored on the frozen eval set; against a plain
+scikit-learn ``LogisticRegression`` fitted on the same encoder's embeddings of the same
+training rows and scored on the same eval rows; and the search with the tree learners only
+(what the default was before the linear head was a candidate on embeddings). Target: the
+default search >= the logistic regression.
+
+Run: ``python bench/text.py [--seconds 10] [--connections 4] [--resume-rows 1600]
+[--heads-rows 1200] [--heads-budget 60]`` (``--skip-serving``, ``--skip-resume``,
+``--skip-heads`` leave a part out).
 """
 
 from __future__ import annotations
@@ -245,6 +256,91 @@ def resume(args: argparse.Namespace) -> dict[str, float]:
     }
 
 
+def _embeddings(texts: list[str]) -> Any:
+    """The default encoder's sentence embeddings, as the embeddings method computes them."""
+    from loopml.packaging._onnx import onnx_session
+    from loopml.packaging._text import TextConfig, encode, load_tokenizer
+    from loopml.train.text import _embed
+    from loopml.train.text._base import pad_token, pretrained_tokenizer, resolve_base
+
+    folder = resolve_base(_embed.DEFAULT_PACKAGE)
+    pooling = _embed.read_pooling(folder)
+    pad, pad_id = pad_token(pretrained_tokenizer(folder))
+    config = TextConfig(
+        text_column="review",
+        max_length=min(pooling.max_length, 512),
+        input_names=_embed.INPUT_NAMES,
+        pad_id=pad_id,
+        pad_token=pad,
+        kind="embeddings",
+    )
+    tokenizer = load_tokenizer((folder / "tokenizer.json").read_bytes(), config)
+    module = _embed.embedder_module(folder, pooling)
+    graph = _embed.export_embedder(module, encode(tokenizer, texts[:64], _embed.INPUT_NAMES))
+    return _embed.embed(onnx_session(graph), tokenizer, texts)
+
+
+def heads(args: argparse.Namespace) -> dict[str, Any]:
+    """The embeddings method's default search against a logistic regression on the same
+    embeddings, both scored on the dataset version's frozen eval rows."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, log_loss
+    from tests.text_data import ingest_reviews, product_reviews
+
+    import loopml
+    from loopml.sdk.text import training_access
+    from loopml.settings import Settings
+
+    home = Path(tempfile.mkdtemp(prefix="loopml-bench-heads-"))
+    settings = Settings(
+        home=home,
+        database={"url": f"sqlite:///{home / 'loopml.db'}"},
+        artifacts={"root": str(home / "artifacts")},
+    )
+    ingest_reviews(settings, "heads", product_reviews(args.heads_rows, seed=1), stratify="rating")
+
+    def search(estimators: list[str] | None) -> Any:
+        outcome = loopml.train_model(
+            "heads_snap",
+            target="rating",
+            task="text-classification",
+            budget_s=args.heads_budget,
+            estimators=estimators,
+            params={"method": "embeddings"},
+            register_as="heads",
+            settings=settings,
+        )
+        assert outcome.evaluation is not None
+        return outcome
+
+    outcome = search(None)
+    # What the default search was while the 500,000-cell rule left the linear head out.
+    trees = search(["lgbm", "rf", "extra_tree"])
+    frames = training_access("default", None, None, settings).frames("heads_snap")
+    train = _embeddings(frames.train["review"].astype(str).tolist())
+    evaluate = _embeddings(frames.eval["review"].astype(str).tolist())
+    plain = LogisticRegression(max_iter=1000).fit(train, frames.train["rating"])
+    return {
+        "rows (train, eval)": f"{len(frames.train)}, {len(frames.eval)}",
+        "search: winner": outcome.best_estimator,
+        "search: trials": outcome.trials,
+        "search: elapsed s": outcome.elapsed_s,
+        "search: eval accuracy": outcome.evaluation.metrics["accuracy"],
+        "search: eval log loss": outcome.evaluation.metrics["log_loss"],
+        "trees only: winner": trees.best_estimator,
+        "trees only: trials": trees.trials,
+        "trees only: elapsed s": trees.elapsed_s,
+        "trees only: eval accuracy": trees.evaluation.metrics["accuracy"],
+        "trees only: eval log loss": trees.evaluation.metrics["log_loss"],
+        "logistic regression: eval accuracy": accuracy_score(
+            frames.eval["rating"], plain.predict(evaluate)
+        ),
+        "logistic regression: eval log loss": log_loss(
+            frames.eval["rating"], plain.predict_proba(evaluate), labels=plain.classes_
+        ),
+    }
+
+
 def _report(results: dict[str, Measured]) -> None:
     head = f"{'server':<26}{'req/s':>8}{'sent/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>11}"
     print(head + f"{'errors':>7}")
@@ -270,7 +366,17 @@ def main() -> None:
     parser.add_argument("--resume-rows", type=int, default=1600)
     parser.add_argument("--skip-serving", action="store_true")
     parser.add_argument("--skip-resume", action="store_true")
+    parser.add_argument("--heads-rows", type=int, default=1200)
+    parser.add_argument("--heads-budget", type=float, default=60.0)
+    parser.add_argument("--skip-heads", action="store_true")
     args = parser.parse_args()
+    if not args.skip_heads:
+        found = heads(args)
+        for name, value in found.items():
+            shown = f"{value:.3f}" if isinstance(value, float) else value
+            print(f"heads: {name}: {shown}")
+        verdict = found["search: eval accuracy"] >= found["logistic regression: eval accuracy"]
+        print(f"heads: default search >= logistic regression (accuracy): {verdict}")
     if not args.skip_serving:
         with tempfile.TemporaryDirectory(prefix="loopml-bench-text-") as tmp:
             results = serving(args, Path(tmp))

@@ -3,6 +3,8 @@ the adjectives, so a tiny encoder learns it in a few epochs."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -59,3 +61,85 @@ def ingest_reviews(settings: Any, name: str, frame: pd.DataFrame, stratify: str 
 
 # A fine-tune small enough for a test: 2 layers of width 32, a 300-word vocabulary.
 TINY = {"vocab_size": 300, "dim": 32, "layers": 2, "heads": 2, "hidden": 64}
+
+
+PRODUCTS = ["blender", "kettle", "headset", "backpack", "lamp", "charger", "keyboard", "jacket"]
+GOOD = ["sturdy", "reliable", "comfortable", "fast", "quiet", "well made", "worth the money"]
+BAD = ["flimsy", "noisy", "slow", "uncomfortable", "cheap feeling", "broken", "overpriced"]
+MIXED = ["okay", "average", "fine", "decent enough", "nothing special", "so-so"]
+OPENERS = ["", "honestly", "after a month", "to be fair", "overall", "my wife says", "sadly"]
+
+
+def _typo(text: str, rng: np.random.Generator) -> str:
+    """Swap two neighbouring letters of one word: the typos real reviews have."""
+    words = text.split(" ")
+    i = int(rng.integers(len(words)))
+    word = words[i]
+    if len(word) > 3:
+        j = int(rng.integers(len(word) - 1))
+        words[i] = word[:j] + word[j + 1] + word[j] + word[j + 2 :]
+    return " ".join(words)
+
+
+def _review(label: str, rng: np.random.Generator) -> str:
+    pick = lambda words: str(rng.choice(words))  # noqa: E731
+    item, opener = pick(PRODUCTS), pick(OPENERS)
+    form = int(rng.integers(4))
+    if label == "positive":
+        body = [
+            f"the {item} is {pick(GOOD)}",
+            f"the {item} is not {pick(BAD)} at all",
+            f"i expected it to be {pick(BAD)} but the {item} is {pick(GOOD)}",
+            f"the box was {pick(BAD)}, however the {item} itself is {pick(GOOD)}",
+        ][form]
+    elif label == "negative":
+        body = [
+            f"the {item} is {pick(BAD)}",
+            f"the {item} is not {pick(GOOD)} at all",
+            f"i hoped it would be {pick(GOOD)} but the {item} is {pick(BAD)}",
+            f"the box was {pick(GOOD)}, however the {item} itself is {pick(BAD)}",
+        ][form]
+    else:
+        body = [
+            f"the {item} is {pick(MIXED)}",
+            f"the {item} is {pick(GOOD)} but also {pick(BAD)}",
+            f"the {item} is not {pick(GOOD)} and not {pick(BAD)} either",
+            f"it is {pick(MIXED)}, the {item} is {pick(BAD)} sometimes and {pick(GOOD)} others",
+        ][form]
+    text = f"{opener} {body}".strip()
+    return _typo(text, rng) if rng.random() < 0.2 else text
+
+
+def product_reviews(rows: int, seed: int = 0) -> pd.DataFrame:
+    """``review`` (text) and ``rating`` (negative, neutral, positive): product reviews whose
+    label turns on negations ("not flimsy at all") and contrasts ("the box was poor,
+    however ..."), with a typo in one review in five; a bag of words gets them wrong."""
+    rng = np.random.default_rng(seed)
+    labels = [("negative", "neutral", "positive")[i % 3] for i in range(rows)]
+    return pd.DataFrame({"review": [_review(label, rng) for label in labels], "rating": labels})
+
+
+def tiny_bert_folder(folder: Path) -> Path:
+    """A tiny random BERT saved like a downloaded model (config, safetensors, tokenizer),
+    usable as an embeddings ``base``."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from loopml.train.text._base import train_tokenizer
+
+    tokenizer = train_tokenizer(reviews(160)["review"].tolist(), 300)
+    config = BertConfig(
+        vocab_size=tokenizer.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder, safe_serialization=True)
+    tokenizer.save(str(folder / "tokenizer.json"))
+    (folder / "modules.json").write_text(
+        json.dumps([{"type": "sentence_transformers.models.Normalize"}])
+    )
+    return folder

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from loopml.core.errors import ValidationError
 from loopml.sdk.backends import HttpAccess, HttpBackend
 from loopml.train.service import TrainOutcome, train
 
@@ -62,7 +63,8 @@ def train_model(
         target: the column to predict.
         task: ``classification`` or ``regression``; ``text-classification`` and
             ``text-regression`` go to ``loopml.train_text_model`` with ``params`` as its
-            options.
+            options, and the AutoML options below for its embeddings method
+            (``entrypoint`` and ``keep_columns`` are refused there, with the reason).
         budget_s: AutoML's wall-time budget (ignored by custom training).
         metric: AutoML's search metric (by default ROC AUC, log loss or R²).
         seed: AutoML's seed.
@@ -93,14 +95,18 @@ def train_model(
 
     if task in ("text-classification", "text-regression"):
         from loopml.sdk.text import train_text_model
-        from loopml.train.text.service import text_options
+        from loopml.train.text.service import refuse_for_text, text_options
 
+        refuse_for_text(entrypoint=entrypoint, keep_columns=keep_columns)
         # Text options (method, base, epochs, ...) come as params; see train_text_model.
+        options = text_options(params or {})
+        options["estimators"] = _once("estimators", estimators, options.get("estimators"))
         return train_text_model(
             dataset, target=target, task=task, seed=seed, budget_s=budget_s,
             max_iter=max_iter, checkpoint_key=checkpoint_key, register_as=register_as,
             description=description, experiment=experiment, project=project, url=url,
-            client=client, settings=settings, **text_options(params or {}),
+            client=client, settings=settings, metric=metric, n_jobs=n_jobs,
+            max_model_mb=max_model_mb, on_trial=on_trial, **options,
         )  # fmt: skip
     backend = _backend(project, url, client, settings)
     access: TrainingAccess
@@ -132,3 +138,13 @@ def train_model(
         max_model_mb=max_model_mb,
         keep_columns=keep_columns,
     )
+
+
+def _once(name: str, given: Any, in_params: Any) -> Any:
+    """An option given as an argument or in a text task's params, not both."""
+    if given is not None and in_params is not None:
+        raise ValidationError(
+            f"{name} is given twice, as an argument (--{name}) and in params: keep one",
+            details={"field": name},
+        )
+    return given if given is not None else in_params

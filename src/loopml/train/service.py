@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from loopml.core.errors import LoopmlError, UserCodeError, ValidationError
 from loopml.core.gate import EvaluationReport
 from loopml.core.registry import ModelVersion, VersionStatus
-from loopml.core.runs import parse_batch
+from loopml.core.runs import LoggedModel, parse_batch
 from loopml.train.tracking.active import ActiveRun, start_run_on
 from loopml.train.tracking.backend import TrackingBackend
 
@@ -91,6 +91,36 @@ class TrainOutcome:
     package_mb: float | None = None
     used_columns: list[str] = field(default_factory=list)
     excluded_columns: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """AutoML's options, as ``train`` and the text trainer's embeddings method take them.
+
+    ``linear_first`` puts the linear learner first and scores its default before the
+    search (the text trainer's embeddings: dense, wide, few rows).
+    """
+
+    metric: str | None = None
+    seed: int = 0
+    estimators: list[str] | None = None
+    max_iter: int | None = None
+    n_jobs: int | None = None
+    max_model_mb: float | None = None
+    keep_columns: tuple[str, ...] = ()
+    linear_first: bool = False
+
+
+@dataclass(frozen=True)
+class Searched:
+    """The outcome's fields a search fills (their empty values when none ran)."""
+
+    best_estimator: str | None = None
+    best_score: float | None = None
+    trials: int = 0
+    used_columns: list[str] = field(default_factory=list)
+    excluded_columns: dict[str, str] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -268,37 +298,30 @@ def train(
     details: dict[str, Any] = {}
     try:
         if entrypoint is None:
-            options = {
-                "metric": metric,
-                "seed": seed,
-                "estimators": estimators,
-                "max_iter": max_iter,
-                "n_jobs": n_jobs,
-                "max_model_mb": max_model_mb,
-                "keep_columns": keep_columns or (),
-            }
-            left_s = _automl_budget(budget_s, started, registering=register_as is not None)
-            result, children = _automl(run, frames, target, kind, left_s, options, on_trial)
+            options = SearchOptions(
+                metric=metric,
+                seed=seed,
+                estimators=estimators,
+                max_iter=max_iter,
+                n_jobs=n_jobs,
+                max_model_mb=max_model_mb,
+                keep_columns=tuple(keep_columns or ()),
+            )
+            left_s = automl_budget(budget_s, started, registering=register_as is not None)
+            result, children = search_on_run(
+                run, frames.train, target, kind, left_s, options, on_trial
+            )
             model = result.model
-            used, excluded = result.used_columns, result.dropped_columns
-            details = {
-                "best_config": result.best_config,
-                "metric": result.metric,
-                "estimated_mb": result.size_mb,
-                "n_jobs": result.n_jobs,
-                "automl_s": round(result.elapsed_s, 3),
-            }
-            best_estimator, best_score, trials = result.best_estimator, result.best_score, children
+            searched = searched_fields(result, children)
+            details = dict(searched.details)
             resumed = None
         else:
             model, resumed = _custom(
                 run, access, frames, target, entrypoint, dict(params or {}), checkpoint_key
             )
-            best_estimator, best_score, trials = None, None, 0
-            used, excluded = [], {}
+            searched = Searched()
         packaging = time.monotonic()
         logged = run.log_model(model, sample=_sample(frames.train, target))
-        size = logged.summary.get("size_bytes")
         details["package_s"] = round(time.monotonic() - packaging, 3)
     except BaseException as exc:
         _fail(run, exc)
@@ -316,19 +339,25 @@ def train(
         model_format=logged.format,
         version=version,
         evaluation=evaluation,
-        best_estimator=best_estimator,
-        best_score=best_score,
-        trials=trials,
+        best_estimator=searched.best_estimator,
+        best_score=searched.best_score,
+        trials=searched.trials,
         resumed_from=resumed,
         elapsed_s=time.monotonic() - started,
         details=details,
-        package_mb=None if size is None else size / 1e6,
-        used_columns=used,
-        excluded_columns=excluded,
+        package_mb=package_mb(logged),
+        used_columns=searched.used_columns,
+        excluded_columns=searched.excluded_columns,
     )
 
 
-def _automl_budget(budget_s: float, started: float, *, registering: bool) -> float:
+def package_mb(logged: LoggedModel) -> float | None:
+    """The logged package's size in MB, from the size its record carries."""
+    size = logged.summary.get("size_bytes")
+    return None if size is None else float(size) / 1e6
+
+
+def automl_budget(budget_s: float, started: float, *, registering: bool) -> float:
     """What is left of ``budget_s`` for AutoML (less the registration's reserve). A budget
     that reading the data (or the registration to come) used up still gives AutoML a quarter
     of it: the call then runs over, rather than failing."""
@@ -368,34 +397,61 @@ def _fail(run: ActiveRun, exc: BaseException) -> None:
         run.end("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
 
 
-def _automl(
+def search_on_run(
     run: ActiveRun,
-    frames: Frames,
+    frame: pd.DataFrame,
     target: str,
     task: Task,
     budget_s: float,
-    options: dict[str, Any],
+    options: SearchOptions,
     on_trial: Callable[[Trial], None] | None,
 ) -> tuple[AutoMLResult, int]:
+    """AutoML on ``frame`` for ``run``: each trial a child run, the summary on the run.
+    Returns the result and how many trials were recorded."""
     from loopml.train.automl import resolve_metric, result_batch, run_automl
 
     kind = "binary" if task == "classification" else "regression"
     if task == "classification":
-        classes = frames.train[target].nunique(dropna=True)
+        classes = frame[target].nunique(dropna=True)
         kind = "binary" if classes <= 2 else "multiclass"
-    name, _ = resolve_metric(options["metric"], kind)  # type: ignore[arg-type]
+    name, _ = resolve_metric(options.metric, kind)  # type: ignore[arg-type]
     children = _ChildRuns(run, run.info.experiment, name, on_trial)
     result = run_automl(
-        frames.train,
+        frame,
         target,
         task=task,
         budget_s=budget_s,
         on_trial=children,
         include_packaging=True,
-        **options,
+        metric=options.metric,
+        seed=options.seed,
+        estimators=options.estimators,
+        max_iter=options.max_iter,
+        n_jobs=options.n_jobs,
+        max_model_mb=options.max_model_mb,
+        keep_columns=options.keep_columns,
+        linear_first=options.linear_first,
     )
     run._backend.log_batch(run.id, result_batch(result))
     return result, children.count
+
+
+def searched_fields(result: AutoMLResult, trials: int) -> Searched:
+    """What an AutoML search puts in the outcome, the same for every task."""
+    return Searched(
+        best_estimator=result.best_estimator,
+        best_score=result.best_score,
+        trials=trials,
+        used_columns=list(result.used_columns),
+        excluded_columns=dict(result.dropped_columns),
+        details={
+            "best_config": result.best_config,
+            "metric": result.metric,
+            "estimated_mb": result.size_mb,
+            "n_jobs": result.n_jobs,
+            "automl_s": round(result.elapsed_s, 3),
+        },
+    )
 
 
 def _custom(

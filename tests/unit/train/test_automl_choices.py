@@ -240,14 +240,46 @@ def test_threads_are_what_was_asked_or_the_idle_cores() -> None:
     assert result.model.named_steps["model"].get_params()["n_jobs"] == 2
 
 
-def test_the_linear_learner_is_left_out_of_large_matrices_unless_asked_for() -> None:
-    from loopml.train.automl._inputs import LINEAR_MAX_CELLS, check_estimators
+def test_the_linear_learner_is_left_out_when_its_trial_would_take_the_budget() -> None:
+    from loopml.train.automl._inputs import LINEAR_SHARE, check_estimators
 
-    assert check_estimators(None, "regression", LINEAR_MAX_CELLS) == [
+    allowed = ["lgbm", "rf", "extra_tree", "enet"]
+    within = {"linear_trial_s": LINEAR_SHARE * 60, "budget_s": 60}
+    assert check_estimators(None, "regression", **within) == allowed
+    beyond = {"linear_trial_s": LINEAR_SHARE * 60 + 1, "budget_s": 60}
+    assert check_estimators(None, "binary", **beyond) == ["lgbm", "rf", "extra_tree"]
+    assert check_estimators(["enet"], "regression", linear_trial_s=1e6, budget_s=1) == ["enet"]
+    # First candidate (embeddings): it leads, and may take half the budget.
+    assert check_estimators(None, "binary", linear_first=True, **beyond) == [
+        "lrl1",
         "lgbm",
         "rf",
         "extra_tree",
-        "enet",
     ]
-    assert check_estimators(None, "binary", LINEAR_MAX_CELLS + 1) == ["lgbm", "rf", "extra_tree"]
-    assert check_estimators(["enet"], "regression", 10 * LINEAR_MAX_CELLS) == ["enet"]
+
+
+def test_the_linear_cost_model_keeps_it_on_embeddings_not_on_diamonds() -> None:
+    """One linear trial by the cost model: 1,500 x 384 embeddings of 3 classes (the text
+    issue's reviews, where the cell-count rule dropped it) fit a 60 s budget; diamonds'
+    elastic net (11 s measured) does not."""
+    from loopml.train.automl._engine import _linear_trial_s
+
+    embeddings = _linear_trial_s(1500, 384, 3, "cv")
+    assert embeddings < 0.1 * 60
+    assert 1500 * 384 > 500_000  # the old rule's limit
+    assert _linear_trial_s(36_409 * 9 // 10, 26, 0, "holdout") > 0.1 * 60
+
+
+def test_on_embeddings_the_linear_head_is_the_first_candidate() -> None:
+    """Dense, wide, few rows (what a text encoder gives): 1,400 x 384 is past the old
+    500,000-cell limit that left the linear learner out; it now leads, its default first."""
+    rng = np.random.default_rng(0)
+    matrix = rng.normal(size=(1400, 384))
+    frame = pd.DataFrame(matrix, columns=[f"e{i:04d}" for i in range(384)])
+    frame["y"] = np.where(matrix[:, :20].sum(axis=1) > 0, "pos", "neg")
+    result = run_automl(
+        frame, "y", task="classification", budget_s=60, max_iter=1, linear_first=True
+    )
+    assert result.estimators[0] == "lrl1"
+    assert [(t.estimator, t.source) for t in result.trials] == [("lrl1", "default")]
+    assert result.best_score > 0.95

@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 """Each learner's library default, in FLAML's names: the trials scored before the search."""
 
+LINEAR_DEFAULTS: dict[str, dict[str, Any]] = {
+    "lrl1": {"C": 1.0},
+    "enet": {"alpha": 0.1, "l1_ratio": 0.5, "selection": "cyclic"},
+}
+"""The linear learners' defaults (FLAML's starting values), scored first when the linear
+learner is the first candidate (``run_automl``'s ``linear_first``)."""
+
 
 # FLAML's search space for lgbm starts its regularization at 1/1024, not 0.
 _FLAML_FLOOR = {"reg_alpha": 1 / 1024, "reg_lambda": 1 / 1024}
@@ -79,13 +87,19 @@ def xgboost_installed() -> bool:
 
 
 def default_learners(
-    names: list[str], *, all_learners: bool, classes: np.ndarray | None
+    names: list[str],
+    *,
+    all_learners: bool,
+    classes: np.ndarray | None,
+    linear_first: bool = False,
 ) -> list[str]:
     """The learners whose default is scored first, in order: those of ``names`` with one in
     ``DEFAULTS``, then XGBoost's when ``all_learners`` (the caller named none), xgboost is
     installed, and the labels are numbers XGBoost takes as they are (``classes`` is
-    ``None`` for a regression, or exactly the integers 0..k-1)."""
-    chosen = [n for n in DEFAULTS if n in names]
+    ``None`` for a regression, or exactly the integers 0..k-1). With ``linear_first`` the
+    linear learner's default (of ``names``) comes before them all."""
+    chosen = [n for n in LINEAR_DEFAULTS if linear_first and n in names]
+    chosen += [n for n in DEFAULTS if n in names]
     fits = classes is None or (
         classes.dtype.kind in "iu" and np.array_equal(classes, np.arange(len(classes)))
     )
@@ -122,12 +136,13 @@ def score_default(
     n_jobs: int,
 ) -> _flaml.RawTrial:
     """Fit ``name``'s default on each fold and return its mean validation loss as a trial."""
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.pipeline import Pipeline
 
     task = importlib.import_module("flaml.automl.task.factory").task_factory(kind)
     ml = _ml()
     labels = np.unique(validation.labels)
-    config = dict(DEFAULTS[name])
+    config = dict(DEFAULTS.get(name) or LINEAR_DEFAULTS[name])
     losses: list[float] = []
     predictions: list[np.ndarray] = []
     # Built before the clock starts: the first build imports FLAML's learners, which is
@@ -139,7 +154,10 @@ def score_default(
     started = time.perf_counter()
     nodes = 0.0
     for model, (x_fit, y_fit, x_val, y_val) in zip(models, validation.folds(), strict=True):
-        model.fit(x_fit, y_fit)
+        with warnings.catch_warnings():
+            # saga stops at its max_iter on wide data; the score says how good that is.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(x_fit, y_fit)
         nodes = max(nodes, _fitted_nodes(model[-1], len(validation.labels) / len(y_fit)))
         predicted = ml.get_y_pred(model, x_val, metric, task)
         whole = model.predict(x_val) if kind == "regression" else model.predict_proba(x_val)

@@ -24,7 +24,7 @@ from loopml.train.automl._inputs import (
 )
 from loopml.train.automl._metrics import Direction, TaskKind, resolve_metric
 from loopml.train.automl._select import no_winner, pick_winner
-from loopml.train.automl._split import Validation, make_validation
+from loopml.train.automl._split import N_SPLITS, Validation, make_validation
 from loopml.train.automl._trial_log import TrialLog
 from loopml.train.automl._types import AutoMLResult, Trial
 
@@ -101,6 +101,15 @@ class _Clock:
 
     def left(self) -> float:
         return self.started + self.budget_s - time.perf_counter()
+
+
+def _linear_trial_s(rows: int, columns: int, classes: int, method: str) -> float:
+    """The linear learner's estimated trial: one fit per fold, on the rest of the rows."""
+    name = "enet" if classes == 0 else "lrl1"
+    if method != "cv":
+        return _costs.linear_fit_s(name, rows, columns, classes)
+    fold_rows = rows * (N_SPLITS - 1) // N_SPLITS
+    return N_SPLITS * _costs.linear_fit_s(name, fold_rows, columns, classes)
 
 
 def _check_floor(clock: _Clock) -> None:
@@ -193,6 +202,7 @@ def _search(
     direction: Direction,
     names: list[str],
     all_learners: bool,
+    linear_first: bool,
     seed: int,
     max_iter: int | None,
     n_jobs: int,
@@ -200,7 +210,9 @@ def _search(
 ) -> None:
     """Score the defaults, then let FLAML search for what the clock leaves."""
     kind = prep.data.kind
-    defaults = default_learners(names, all_learners=all_learners, classes=prep.classes)
+    defaults = default_learners(
+        names, all_learners=all_learners, classes=prep.classes, linear_first=linear_first
+    )
     defaults = defaults[: max_iter or None]
     for i, name in enumerate(defaults):
         # The first default is scored whatever the clock says (there must be a winner);
@@ -258,6 +270,7 @@ def run_automl(
     max_model_mb: float | None = None,
     keep_columns: Collection[str] = (),
     include_packaging: bool = False,
+    linear_first: bool = False,
 ) -> AutoMLResult:
     """Score the library defaults, search with FLAML, and return the winner as one Pipeline.
 
@@ -282,7 +295,8 @@ def run_automl(
         seed: the seed of the validation split and the search.
         estimators: learners to search, a subset of ``lgbm``, ``rf``, ``extra_tree`` and
             ``lrl1`` (classification) or ``enet`` (regression); all of them by default,
-            but the linear one on a matrix of more than ``LINEAR_MAX_CELLS`` cells.
+            but the linear one when one trial of it would take more than
+            ``LINEAR_SHARE`` of the budget (``_costs.linear_fit_s``).
             The default of each one in ``DEFAULTS`` is scored first, and XGBoost's too
             when none are named (see ``_defaults.default_learners``).
         eval_frame: rows to score trials on (a holdout); the rows of ``train`` are
@@ -299,6 +313,9 @@ def run_automl(
         keep_columns: columns to use even though they look like identifiers.
         include_packaging: also keep back, within the budget, the time packaging the
             winner is expected to take (``train_model`` packages it next).
+        linear_first: the linear learner is the first candidate (for embeddings: dense,
+            wide, few rows): its default is scored first and it leads the search, and it
+            is searched unless one trial of it would take half the budget.
 
     Returns:
         The fitted winner, every trial, and the timings.
@@ -318,8 +335,14 @@ def run_automl(
     threads = resolve_n_jobs(n_jobs)
     prep = prepare(data, target, task, eval_frame, keep_columns)
     rows, columns = prep.matrix.shape
-    names = check_estimators(estimators, data.kind, rows * columns)
     method = "holdout" if prep.holdout is not None else _flaml.eval_method(rows, columns, budget_s)
+    names = check_estimators(
+        estimators,
+        data.kind,
+        linear_trial_s=_linear_trial_s(rows, columns, prep.n_classes, method),
+        budget_s=budget_s,
+        linear_first=linear_first,
+    )
     validation = make_validation(
         prep.matrix, prep.codes, kind=data.kind, method=method, seed=seed, holdout=prep.holdout
     )
@@ -340,6 +363,7 @@ def run_automl(
         direction=direction,
         names=names,
         all_learners=estimators is None,
+        linear_first=linear_first,
         seed=seed,
         max_iter=max_iter,
         n_jobs=threads,

@@ -35,21 +35,42 @@ def check_budget(budget_s: float, max_iter: int | None, max_model_mb: float | No
         raise ValidationError(f"max_model_mb must be a positive number, got {max_model_mb!r}")
 
 
-# Above this many cells (rows x columns) the linear learner is left out unless asked for:
-# its solver cannot be stopped at the deadline, and one elastic-net trial on diamonds'
-# 36,409 x 26 matrix took 11 s, against 0.2-3 s for the tree learners' trials there.
-LINEAR_MAX_CELLS = 500_000
+# The share of the budget one trial of the linear learner may take (by ``_costs``'
+# estimate) for it to be searched by default: its solver cannot be stopped at the
+# deadline (one elastic-net trial on diamonds' 36,409 x 26 matrix took 11 s, against
+# 0.2-3 s for the tree learners' trials there). When it is the first candidate (on
+# embeddings, where it is the best head and the trees are the slow ones) it may take half.
+LINEAR_SHARE = 0.1
+LINEAR_FIRST_SHARE = 0.5
 _LINEAR = frozenset({"lrl1", "enet"})
 
 
-def check_estimators(estimators: Sequence[str] | None, kind: TaskKind, cells: int = 0) -> list[str]:
-    """The learners to search: all the task's by default (but the linear one on a matrix
-    of more than ``LINEAR_MAX_CELLS`` cells), else the given ones, checked."""
+def check_estimators(
+    estimators: Sequence[str] | None,
+    kind: TaskKind,
+    *,
+    linear_trial_s: float = 0.0,
+    budget_s: float = math.inf,
+    linear_first: bool = False,
+) -> list[str]:
+    """The learners to search, in order: all the task's by default (but the linear one
+    when one trial of it, ``linear_trial_s`` by the cost model, would take more than
+    ``LINEAR_SHARE`` of ``budget_s``), else the given ones, checked. ``linear_first``
+    puts the linear learner first (and lets it take ``LINEAR_FIRST_SHARE``)."""
     allowed = list(_flaml.REGRESSORS if kind == "regression" else _flaml.CLASSIFIERS)
     if estimators is None:
-        if cells > LINEAR_MAX_CELLS:
-            return [e for e in allowed if e not in _LINEAR]
-        return allowed
+        share = LINEAR_FIRST_SHARE if linear_first else LINEAR_SHARE
+        chosen = allowed
+        if linear_trial_s > share * budget_s:
+            chosen = [e for e in allowed if e not in _LINEAR]
+    else:
+        chosen = _named(estimators, kind, allowed)
+    if linear_first:
+        chosen = sorted(chosen, key=lambda e: e not in _LINEAR)
+    return chosen
+
+
+def _named(estimators: Sequence[str], kind: TaskKind, allowed: list[str]) -> list[str]:
     if isinstance(estimators, str) or not estimators:
         raise ValidationError(f"estimators must be a non-empty list of names from {allowed}")
     unknown = [e for e in estimators if e not in allowed]

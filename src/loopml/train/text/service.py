@@ -20,20 +20,31 @@ import contextlib
 import signal
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from loopml.core.errors import LoopmlError, ValidationError
 from loopml.core.extras import require
 from loopml.core.registry import ModelVersion, VersionStatus
-from loopml.train.service import CHECKPOINTS_PREFIX, TrainingAccess, TrainOutcome, _fail
+from loopml.train.service import (
+    CHECKPOINTS_PREFIX,
+    Searched,
+    SearchOptions,
+    TrainingAccess,
+    TrainOutcome,
+    _fail,
+    automl_budget,
+    package_mb,
+)
 from loopml.train.tracking.active import ActiveRun, start_run_on
 
 if TYPE_CHECKING:
     from loopml.core.gate import EvaluationReport
     from loopml.core.runs import LoggedModel
     from loopml.packaging import ModelPackage
+    from loopml.train.automl import Trial
     from loopml.train.text import FinetuneSpec, StopFlag
 
 Method = Literal["auto", "finetune", "embeddings"]
@@ -76,18 +87,22 @@ _OPTIONS = frozenset(
         "estimators",
     }
 )
+# AutoML's options the embeddings method takes besides ``estimators``; fine-tuning refuses
+# them (``_refuse_search``).
+_SEARCH = ("metric", "n_jobs", "max_model_mb")
 
 
 def text_options(params: Mapping[str, Any], *, search: bool = False) -> dict[str, Any]:
     """``train_model``'s params for a text task, checked against ``train_text_model``'s options.
 
-    ``search`` also allows ``budget_s``, ``max_iter`` and ``seed`` (``train_model`` passes
-    those itself; the ``train_text`` pipeline step takes them as params).
+    ``search`` also allows ``budget_s``, ``max_iter``, ``seed``, ``metric``, ``n_jobs`` and
+    ``max_model_mb`` (``train_model`` passes those itself; the ``train_text`` pipeline step
+    takes them as params).
 
     Raises:
         ValidationError: an option ``train_text_model`` does not take.
     """
-    allowed = _OPTIONS | {"budget_s", "max_iter", "seed"} if search else _OPTIONS
+    allowed = _OPTIONS | {"budget_s", "max_iter", "seed", *_SEARCH} if search else _OPTIONS
     unknown = sorted(set(params) - allowed)
     if unknown:
         raise ValidationError(
@@ -130,6 +145,7 @@ def log_package(run: ActiveRun, package: ModelPackage, path: str = "model") -> L
         summary={
             "parity": manifest.parity.model_dump(mode="json") if manifest.parity else None,
             "onnx_error": None,
+            "size_bytes": sum(f.size for f in manifest.files.values()),
         },
     )
 
@@ -155,6 +171,10 @@ def train_text(
     budget_s: float = 60.0,
     max_iter: int | None = None,
     estimators: list[str] | None = None,
+    metric: str | None = None,
+    n_jobs: int | None = None,
+    max_model_mb: float | None = None,
+    on_trial: Callable[[Trial], None] | None = None,
     tiny: dict[str, int] | None = None,
     checkpoint_key: str | None = None,
     register_as: str | None = None,
@@ -179,8 +199,10 @@ def train_text(
         checkpoint_every_steps, checkpoint_every_s: the checkpoint cadence.
         spot: SIGTERM checkpoints and stops (``TrainingInterrupted``) instead of killing.
         device: ``cuda`` or ``cpu`` (default: CUDA when present).
-        budget_s, max_iter, estimators: the embeddings method's AutoML budget, trial cap
-            and learners.
+        budget_s, max_iter, estimators, metric, n_jobs, max_model_mb, on_trial: the
+            embeddings method's AutoML options, as ``loopml.train_model`` takes them (the
+            budget covers the whole call, embedding the texts included); fine-tuning
+            refuses all but ``budget_s``.
         tiny: the random encoder's shape (``vocab_size``, ``dim``, ``layers``, ``heads``,
             ``hidden``).
         checkpoint_key: what identifies "the same training" (default: a hash of it).
@@ -198,6 +220,12 @@ def train_text(
     if task not in TEXT_TASKS:
         raise ValidationError(f"invalid text task {task!r}: expected one of {list(TEXT_TASKS)}")
     chosen = pick_method(method)
+    options = SearchOptions(
+        metric=metric, seed=seed, estimators=estimators, max_iter=max_iter, n_jobs=n_jobs,
+        max_model_mb=max_model_mb,
+    )  # fmt: skip
+    if chosen == "finetune":
+        _refuse_search(options)
     require(TEXT_TRAINING_MODULES, extra="text", purpose=f"training a text model ({chosen})")
     frames = access.frames(dataset)
     if target not in frames.train.columns:
@@ -224,6 +252,12 @@ def train_text(
     )
     details: dict[str, Any] = {"method": chosen, "text_column": column}
     resumed = None
+    # The search's columns are the embedding's: the outcome names the dataset's instead.
+    unused = [c for c in frames.train.columns if c not in (column, target)]
+    searched = Searched(
+        used_columns=[column],
+        excluded_columns=dict.fromkeys(unused, "not the text column, the one a text task reads"),
+    )
     try:
         with tempfile.TemporaryDirectory(prefix="loopml-text-") as tmp:
             if chosen == "finetune":
@@ -248,19 +282,18 @@ def train_text(
             else:
                 from loopml.train.text._embed_method import embeddings_package
 
-                package, extra = embeddings_package(
-                    run,
-                    frames,
-                    task,
-                    column,
-                    target,
-                    base,
-                    seed,
-                    budget_s,
-                    max_iter,
-                    Path(tmp),
-                    estimators,
+                def budget() -> float:
+                    return automl_budget(budget_s, started, registering=register_as is not None)
+
+                package, extra, found = embeddings_package(
+                    run, frames, task, column, target, base, budget, Path(tmp), options, on_trial
                 )
+                searched = replace(
+                    found,
+                    used_columns=searched.used_columns,
+                    excluded_columns=searched.excluded_columns,
+                )
+                details.update(searched.details)
             details.update(extra)
             logged = log_package(run, package)
     except BaseException as exc:
@@ -275,10 +308,51 @@ def train_text(
         model_format=logged.format,
         version=version,
         evaluation=evaluation,
+        best_estimator=searched.best_estimator,
+        best_score=searched.best_score,
+        trials=searched.trials,
         resumed_from=resumed,
         elapsed_s=time.monotonic() - started,
         details=details,
+        package_mb=package_mb(logged),
+        used_columns=searched.used_columns,
+        excluded_columns=searched.excluded_columns,
     )
+
+
+def _refuse_search(options: SearchOptions) -> None:
+    """Fine-tuning has no AutoML search: an option for one is refused, not dropped."""
+    given = [
+        name for name in ("estimators", "max_iter", *_SEARCH) if getattr(options, name) is not None
+    ]
+    if given:
+        raise ValidationError(
+            f"{', '.join(given)} set the embeddings method's AutoML search, and fine-tuning "
+            "trains the encoder end to end with no search: drop them, or use method "
+            "'embeddings' (--method embeddings)",
+            details={"field": given[0]},
+        )
+
+
+def refuse_for_text(*, entrypoint: str | None, keep_columns: list[str] | None) -> None:
+    """``train_model``'s options that a text task cannot honour, refused with the reason.
+
+    Raises:
+        ValidationError: ``entrypoint`` or ``keep_columns`` was given.
+    """
+    if entrypoint is not None:
+        raise ValidationError(
+            "entrypoint (custom training) does not combine with a text task, which trains "
+            "with method 'finetune' or 'embeddings': use task 'classification' or "
+            "'regression' with your fit(ctx), which gets the text column in ctx.train",
+            details={"field": "entrypoint"},
+        )
+    if keep_columns:
+        raise ValidationError(
+            "keep_columns chooses tabular AutoML's columns, and a text task reads only its "
+            "text column: drop it, and name the column with text_column (--text-column)",
+            details={"field": "keep_columns"},
+        )
 
 
 def _register(

@@ -4,7 +4,6 @@ fine-tuning from that folder."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from loopml.registry.packages import load_version
 from loopml.sdk.training import train_model
 from loopml.settings import Settings
 from loopml.wiring import open_artifact_store, open_metadata_store
-from tests.text_data import ingest_reviews, reviews
+from tests.text_data import ingest_reviews, reviews, tiny_bert_folder
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -33,29 +32,7 @@ def settings() -> Settings:
 
 @pytest.fixture
 def bert_folder(tmp_path: Path) -> Path:
-    """A tiny random BERT saved like a downloaded model: config, safetensors, tokenizer."""
-    import torch
-    from transformers import BertConfig, BertModel
-
-    from loopml.train.text._base import train_tokenizer
-
-    tokenizer = train_tokenizer(reviews(160)["review"].tolist(), 300)
-    config = BertConfig(
-        vocab_size=tokenizer.get_vocab_size(),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(0)
-    folder = tmp_path / "tiny-bert"
-    BertModel(config).save_pretrained(folder, safe_serialization=True)
-    tokenizer.save(str(folder / "tokenizer.json"))
-    (folder / "modules.json").write_text(
-        json.dumps([{"type": "sentence_transformers.models.Normalize"}])
-    )
-    return folder
+    return tiny_bert_folder(tmp_path / "tiny-bert")
 
 
 def test_embeddings_from_a_model_folder_then_automl(settings: Settings, bert_folder: Path) -> None:
