@@ -1,0 +1,248 @@
+"""Issue 39's acceptance: the loop closes on labels, on a real ``loopml up``.
+
+The demo's data (scikit-learn's breast cancer, ``loopml.cli._demo_data``): the champion is
+trained by the shipped ``retrain`` loop on 150 rows. Unshifted traffic raises no drift
+event. Then a client sends rows from a "new scanner" (every measurement ten times larger)
+without pause, and their labels come back only later: drift is detected at once, but the
+trigger on ``drift.labelled`` starts the shipped ``retrain-labels`` loop only once the labels
+have landed; the retrain is gated (``min_delta`` over the champion on the same eval set),
+serves a canary judged on live quality by the labels, is promoted, and the client saw no
+failed request throughout. The monitor's and the canary judge's timings are shortened
+through ``LOOPML_*`` settings.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loopml.cli._demo_data import CONTRACT, TARGET, batches, features
+from loopml.client import Client
+from loopml.core.errors import LoopmlError
+from loopml.core.pipelines import PipelineRun, RunStatus
+from loopml.core.types import Event
+from loopml.pipelines import loops
+
+from .conftest import RunningServer, running_server
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+TABLE, MODEL, DEPLOYMENT = "patients", "cancer", "cancer-api"
+FAST = {
+    # The lag must exceed the prediction log's flush delay (1 s).
+    "LOOPML_MONITOR_INTERVAL_S": "1",
+    "LOOPML_MONITOR_LAG_S": "3",
+    "LOOPML_MONITOR_DRIFT_MIN_LABELS": "100",
+    "LOOPML_CANARY_INTERVAL_S": "0.5",
+    "LOOPML_CANARY_MIN_REQUESTS": "10",
+    # Latency on a shared two-core machine is noise: it never decides here.
+    "LOOPML_CANARY_MAX_LATENCY_RATIO": "1000",
+    "LOOPML_CANARY_LATENCY_SLACK_MS": "60000",
+}
+BUDGET_S = 4
+CANARY_S = 6
+MIN_LABELS = 20
+
+
+def wait_for(check: Callable[[], Any], timeout: float, message: str) -> Any:
+    """Poll ``check`` until it is truthy; fail with ``message`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"{message} (after {timeout} s)"
+        time.sleep(0.25)
+    return value
+
+
+def events(client: Client, type: str) -> list[Event]:
+    return [
+        e
+        for e in client.events.list(type=type, limit=100).items
+        if e.payload.get("deployment", e.subject) == DEPLOYMENT
+    ]
+
+
+class Traffic:
+    """A client sending ``rows`` five at a time without pause, counting failed requests;
+    once ``label()`` is called, the labels of every answer so far, and of each later one,
+    are sent back as feedback."""
+
+    def __init__(self, url: str, rows: list[dict[str, Any]]) -> None:
+        self.url, self.rows = url, rows
+        self.sent = 0
+        self.failed: list[str] = []
+        self.versions: set[int] = set()
+        self.labelled_at: datetime | None = None
+        self._answered: list[tuple[str, list[int]]] = []
+        self._labelling = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._send)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(60)
+        assert not self._thread.is_alive()
+
+    def label(self) -> None:
+        self.labelled_at = datetime.now(UTC)
+        self._labelling.set()
+
+    def _send(self) -> None:
+        with Client(self.url, timeout=60) as client:
+            start = 0
+            while not self._stop.is_set():
+                chunk = self.rows[start : start + 5]
+                start = (start + 5) % len(self.rows)
+                self.sent += 1
+                try:
+                    answer = client.deployments.predict(DEPLOYMENT, [features(r) for r in chunk])
+                except LoopmlError as error:
+                    self.failed.append(str(error))
+                    continue
+                self.versions.add(int(answer["version"]))
+                self._answered.append((answer["inference_id"], [int(r[TARGET]) for r in chunk]))
+                if self._labelling.is_set():
+                    self._feedback(client)
+                self._stop.wait(0.05)  # live traffic, not a load test: it shares the machine
+
+    def _feedback(self, client: Client) -> None:
+        answered, self._answered = self._answered, []
+        items = [
+            {"inference_id": inference, "label": label, "row_index": i}
+            for inference, labels in answered
+            for i, label in enumerate(labels)
+        ]
+        for start in range(0, len(items), 5000):
+            client.predictions.feedback_many(DEPLOYMENT, items[start : start + 5000])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    home: Path = tmp_path_factory.mktemp("label-loop-home")
+    with running_server(home, FAST) as running:
+        yield running
+
+
+def _wait_run(client: Client, run: PipelineRun, timeout_s: float) -> PipelineRun:
+    done = client.pipelines.wait(run.id, timeout_s=timeout_s, poll_s=0.5)
+    assert done.status == RunStatus.SUCCEEDED, done.error
+    return done
+
+
+def _steps(client: Client, run: PipelineRun) -> dict[str, Any]:
+    return {s.name: s for s in client.pipelines.get_run(run.id).steps or []}
+
+
+def _champion(client: Client, first: list[dict[str, Any]]) -> None:
+    """The shipped ``retrain`` loop, run once on the first rows: ``cancer/1`` serves."""
+    client.tables.append_records("default", TABLE, first)
+    client.tables.set_contract("default", TABLE, CONTRACT)
+    client.pipelines.apply(loops.text("retrain"))
+    inputs = {
+        "table": TABLE,
+        "target": TARGET,
+        "model": MODEL,
+        "deployment": DEPLOYMENT,
+        "budget_s": BUDGET_S,
+        "strategy": "direct",
+    }
+    _wait_run(client, client.pipelines.run("retrain", inputs=inputs), 240)
+    assert client.models.resolve(f"{MODEL}@champion").version == 1
+
+
+def _judged_rows(client: Client) -> int:
+    """Rows in the served version's newest window whose drift was judged (0: none yet)."""
+    for window in client.monitoring.windows(DEPLOYMENT, window="1h"):
+        drift = window["summary"].get("drift", {})
+        if window["model"] and drift.get("status") == "ready" and drift.get("judged"):
+            return int(window["summary"]["usage"]["rows"])
+    return 0
+
+
+def test_the_loop_closes_on_labels(server: RunningServer) -> None:
+    started = time.monotonic()
+    data = batches("promote")  # its later rows come from the new scanner (ten times larger)
+    with Client(server.url, timeout=60) as client:
+        _champion(client, data.first)
+        trained = time.monotonic() - started
+
+        # (a) Unshifted traffic: judged by the monitor, and no drift event.
+        with Traffic(server.url, data.live) as unshifted:
+            wait_for(lambda: unshifted.sent >= len(data.live) // 5, 60, "too few requests sent")
+        assert unshifted.failed == []
+        wait_for(lambda: _judged_rows(client) >= 100, 60, "the monitor judged no window")
+        assert events(client, "drift.*") == []
+
+        # (b) Shifted traffic, its labels late: drift.labelled starts retrain-labels.
+        client.pipelines.apply(loops.text("retrain-labels"))
+        client.triggers.create(
+            "retrain-on-drift",
+            pipeline="retrain-labels",
+            on="drift.labelled",
+            where={"deployment": DEPLOYMENT},
+            inputs={
+                "deployment": DEPLOYMENT,
+                "model": MODEL,
+                "target": TARGET,  # the champion's label column: the gate scores it too
+                "budget_s": BUDGET_S,
+                "canary_percent": 50,
+                "canary_s": CANARY_S,
+                "min_labels": MIN_LABELS,
+                "max_quality_drop": 0.05,
+            },
+        )
+        with Traffic(server.url, data.new) as shifted:
+            (detected,) = wait_for(
+                lambda: events(client, "drift.detected"), 90, "no drift was detected"
+            )
+            assert detected.payload["version"] == 1
+            assert detected.payload["drifted"], detected.payload
+            # Drift is seen, the labels are not in: no retrain yet.
+            assert events(client, "drift.labelled") == []
+            assert client.pipelines.runs(pipeline="retrain-labels").items == []
+            shifted.label()
+            run = wait_for(
+                lambda: client.pipelines.runs(pipeline="retrain-labels").items,
+                90,
+                "drift.labelled started no retrain",
+            )[0]
+            done = _wait_run(client, run, 300)
+            wait_for(lambda: shifted.versions >= {1, 2}, 30, "version 2 never answered")
+        (labelled,) = events(client, "drift.labelled")
+        assert shifted.labelled_at is not None
+        assert labelled.time > shifted.labelled_at
+        assert labelled.payload["labels"] >= 100
+        assert run.actor == "trigger:retrain-on-drift"
+        assert run.created_at >= labelled.time
+
+        steps = _steps(client, done)
+        gate = steps["gate"].outputs
+        assert gate["passed"] is True, gate
+        assert done.outputs["model"] == f"{MODEL}/2"
+        canary = steps["deploy"].outputs["canary"]
+        assert canary["labels"] >= MIN_LABELS, canary
+        (promoted,) = events(client, "deployment.canary.promoted")
+        assert promoted.payload["canary"]["version"] == 2
+        assert promoted.payload["policy"]["min_labels"] == MIN_LABELS
+        assert promoted.payload["stable"]["labels"] >= MIN_LABELS, promoted.payload
+        # Compared on live quality: the new version is more accurate on the shifted rows.
+        assert promoted.payload["canary"]["quality"] > promoted.payload["stable"]["quality"]
+        assert not any("not compared" in r for r in promoted.payload["reasons"])
+        assert client.models.resolve(f"{MODEL}@champion").version == 2
+        deployment = client.deployments.get(DEPLOYMENT)
+        served = {r.number: r.version for r in deployment.revisions}
+        assert [served[n] for n, pct in deployment.traffic.items() if pct] == [2]
+        assert shifted.failed == [], shifted.failed[:3]
+        assert shifted.sent > 50
+    print(
+        f"\nchampion trained in {trained:.0f} s; the whole loop {time.monotonic() - started:.0f} s"
+    )
