@@ -22,10 +22,11 @@ from typing import Any
 
 import pytest
 
-from loopml.cli._demo_data import CONTRACT, TARGET, batches, features
+from loopml.cli._demo_data import CONTRACT, POLICY, TARGET, batches, features, scrambled_labels
 from loopml.client import Client
 from loopml.core.errors import LoopmlError
-from loopml.core.pipelines import PipelineRun, RunStatus
+from loopml.core.gate import GatePolicy
+from loopml.core.pipelines import PipelineRun, RunStatus, StepStatus
 from loopml.core.types import Event
 from loopml.pipelines import loops
 
@@ -243,6 +244,78 @@ def test_the_loop_closes_on_labels(server: RunningServer) -> None:
         assert [served[n] for n, pct in deployment.traffic.items() if pct] == [2]
         assert shifted.failed == [], shifted.failed[:3]
         assert shifted.sent > 50
+        looped = time.monotonic() - started
+
+        _rolled_back_on_live_labels(server, client, data.live, data.new)
+        _refused_on_scrambled_labels(client, data.new)
     print(
-        f"\nchampion trained in {trained:.0f} s; the whole loop {time.monotonic() - started:.0f} s"
+        f"\nchampion trained after {trained:.0f} s; the drift loop closed after {looped:.0f} s; "
+        f"all done after {time.monotonic() - started:.0f} s"
     )
+
+
+def _rolled_back_on_live_labels(
+    server: RunningServer, client: Client, old: list[dict[str, Any]], shifted: list[dict[str, Any]]
+) -> None:
+    """(d) ``retrain`` on old-scanner rows only: on its own eval set it beats the champion
+    (trained on the new scanner's rows), on the live new-scanner traffic it is wrong, and the
+    pipeline's canary rolls it back on the labels; the champion keeps serving."""
+    client.tables.append_records("default", TABLE, old)
+    inputs = {
+        "table": TABLE,
+        "target": TARGET,
+        "model": MODEL,
+        "deployment": DEPLOYMENT,
+        "budget_s": BUDGET_S,
+        "canary_percent": 50,
+        "canary_s": 300,  # only a verdict on the labels ends the canary before this
+        "min_labels": MIN_LABELS,
+        "max_quality_drop": 0.05,
+    }
+    with Traffic(server.url, shifted) as live:
+        live.label()
+        run = client.pipelines.run("retrain", inputs=inputs)
+        done = client.pipelines.wait(run.id, timeout_s=300, poll_s=0.5)
+    assert done.status == RunStatus.FAILED, done.status
+    steps = _steps(client, done)
+    assert steps["gate"].outputs["passed"] is True  # better than the champion on its eval set
+    assert steps["register"].outputs["model"] == f"{MODEL}/3"
+    error = steps["deploy"].error
+    assert error is not None
+    assert error.code == "canary_failed", error
+    assert f"the canary of {MODEL}/3 on '{DEPLOYMENT}' was rolled back: accuracy " in error.message
+    (rolled_back,) = events(client, "deployment.canary.rolled_back")
+    canary, stable = rolled_back.payload["canary"], rolled_back.payload["stable"]
+    assert canary["version"] == 3
+    assert min(canary["labels"], stable["labels"]) >= MIN_LABELS
+    assert stable["quality"] - canary["quality"] > 0.05, rolled_back.payload
+    assert rolled_back.payload["reasons"][0] in error.message
+    assert client.models.resolve(f"{MODEL}@champion").version == 2
+    deployment = client.deployments.get(DEPLOYMENT)
+    served = {r.number: r.version for r in deployment.revisions}
+    assert [served[n] for n, pct in deployment.traffic.items() if pct] == [2]
+    assert deployment.spec.canary is None
+    assert live.failed == [], live.failed[:3]
+
+
+def _refused_on_scrambled_labels(client: Client, shifted: list[dict[str, Any]]) -> None:
+    """(c) ``retrain`` after new-scanner rows arrived with their labels scrambled (a broken
+    export): the model's gate policy (the demo's: roc_auc >= 0.90 and beat the champion)
+    refuses the version, the deploy is skipped and the champion keeps serving."""
+    client.models.set_gate_policy(MODEL, GatePolicy.model_validate(POLICY))
+    client.tables.append_records("default", TABLE, scrambled_labels(shifted))
+    inputs = {
+        "table": TABLE,
+        "target": TARGET,
+        "model": MODEL,
+        "deployment": DEPLOYMENT,
+        "budget_s": BUDGET_S,
+    }
+    done = _wait_run(client, client.pipelines.run("retrain", inputs=inputs), 300)
+    steps = _steps(client, done)
+    assert steps["register"].outputs["model"] == f"{MODEL}/4"
+    assert steps["gate"].outputs["passed"] is False
+    assert steps["deploy"].status == StepStatus.SKIPPED
+    refused = [e for e in client.events.list(type="gate.failed").items if e.subject == MODEL]
+    assert [e.payload["version"] for e in refused] == [4]
+    assert client.models.resolve(f"{MODEL}@champion").version == 2
