@@ -271,6 +271,22 @@ BUILTINS: dict[str, Builtin] = {
                     help="Requests each revision serves before a verdict (0: the server's "
                     "canary.min_requests).",
                 ),
+                "min_labels": Param(
+                    T.INTEGER,
+                    default=0,
+                    help="Labels each revision needs before their live quality is compared "
+                    "(0: the server's canary.min_labels).",
+                ),
+                "max_quality_drop": Param(
+                    T.NUMBER,
+                    help="Rolled back when its live accuracy (R2) is lower than the primary's "
+                    "by more (the server's canary.max_quality_drop if unset).",
+                ),
+                "max_error_increase": Param(
+                    T.NUMBER,
+                    help="Rolled back when its error rate passes the primary's by more, a "
+                    "share (the server's canary.max_error_rate_increase if unset).",
+                ),
                 "min_replicas": Param(T.INTEGER, default=1, help="On creation."),
                 "max_replicas": Param(T.INTEGER, help="On creation."),
                 "scale_to_zero_after_s": Param(T.INTEGER, help="On creation (min_replicas 0)."),
@@ -287,8 +303,8 @@ BUILTINS: dict[str, Builtin] = {
             cache=False,
             notes=(
                 "Runs before the alias moves: a canary is judged by the deployments' canary "
-                "judge (errors, latency, live quality; the server's canary policy), then the "
-                "alias move rolls the version out.",
+                "judge (errors, latency, live quality; the step's margins over the server's "
+                "canary settings), then the alias move rolls the version out.",
             ),
         ),
         Builtin(

@@ -56,6 +56,9 @@ inputs:
   deployment: {type: string}
   strategy: {type: string, default: direct}
   canary_s: {type: number, default: 20}
+  min_labels: {type: integer, default: 0}
+  max_quality_drop: {type: number, default: 0.2}
+  max_error_increase: {type: number, default: 0.02}
 outputs:
   revision: ${{ steps.deploy.outputs.revision }}
 steps:
@@ -68,6 +71,9 @@ steps:
       canary_percent: 50
       canary_s: ${{ inputs.canary_s }}
       min_requests: 5
+      min_labels: ${{ inputs.min_labels }}
+      max_quality_drop: ${{ inputs.max_quality_drop }}
+      max_error_increase: ${{ inputs.max_error_increase }}
       wait_s: 120
     retries: {count: 2, backoff: 0.1}
 """
@@ -341,3 +347,56 @@ def test_a_promoted_canary_the_gate_refuses_goes_back_to_the_champion(
     assert (deployment.spec.model, deployment.spec.canary) == ("cancer@champion", None)
     assert [r.version for r in deployment.revisions if deployment.traffic.get(r.number)] == [1]
     control.delete(PROJECT, "ungated", actor="t")
+
+
+def test_the_steps_canary_policy_is_the_deployments_and_its_judges(platform: Platform) -> None:
+    control = platform.serving.control
+    set_alias(platform.store, PROJECT, "cancer", "champion", 1, actor="t", force=True, reason="t")
+    control.create(PROJECT, "judged", {"model": "cancer@champion"}, actor="t")
+    wait_until(
+        lambda: control.get(PROJECT, "judged").status == DeploymentStatus.READY,
+        60,
+        "the deployment did not become ready",
+    )
+    inputs = {"min_labels": 7, "max_quality_drop": 0.3, "max_error_increase": 0.5}
+    started = service.start_run(
+        platform.store,
+        PROJECT,
+        "ship",
+        {"model": "cancer/2", "deployment": "judged", "strategy": "canary", "canary_s": 600}
+        | inputs,
+        actor="t",
+    )
+    # No traffic yet: the judge holds, and the deployment carries the step's policy.
+    canary = wait_until(
+        lambda: control.get(PROJECT, "judged").spec.canary, 120, "no canary was set"
+    )
+    assert (canary.model, canary.percent, canary.auto) == ("cancer/2", 50, True)
+    assert canary.promote_after_s == 600
+    assert (canary.min_requests, canary.min_labels) == (5, 7)
+    assert (canary.max_quality_drop, canary.max_error_rate_increase) == (0.3, 0.5)
+    # Left to the server's canary settings.
+    assert (canary.max_latency_ratio, canary.latency_slack_ms) == (None, None)
+
+    with Traffic(platform, "judged"):
+        run = wait_run(platform.store, started.id, timeout_s=200)
+    step = step_of(run, "deploy")
+    assert step.error is not None
+    assert step.error.code == "canary_failed", step.error
+    # Every canary answer failed: 100 % is over the step's margin of 50 %, not the server's 2 %.
+    assert "against 0.00% on the stable revision: 100.00% more, over the margin of 50.00%" in (
+        step.error.message
+    )
+    with platform.store.session() as session:
+        found = events.list_(
+            session, type="deployment.canary.rolled_back", project=PROJECT, limit=100
+        ).items
+    (event,) = [e for e in found if e.subject == "judged"]
+    policy = event.payload["policy"]
+    assert policy["min_labels"] == 7
+    assert policy["max_quality_drop"] == 0.3
+    assert policy["max_error_rate_increase"] == 0.5
+    assert (policy["min_requests"], policy["promote_after_s"]) == (5, 600)
+    assert policy["max_latency_ratio"] == 1000  # the server's
+    assert resolve(platform.store, PROJECT, "cancer@champion").version == 1
+    control.delete(PROJECT, "judged", actor="t")

@@ -306,6 +306,12 @@ def test_the_packaged_loops_are_valid_and_the_deploy_waits_for_the_gate() -> Non
         # The gate asks for a stated margin over the champion: a tie does not deploy.
         assert parsed.spec.step("gate").with_["min_delta"] == "${{ inputs.min_delta }}"
         assert parsed.spec.inputs["min_delta"].default == 0.005
+        # The canary's live-quality policy is the loop's to set.
+        deploy = parsed.spec.step("deploy").with_
+        assert deploy["min_labels"] == "${{ inputs.min_labels }}"
+        assert deploy["max_quality_drop"] == "${{ inputs.max_quality_drop }}"
+        assert parsed.spec.inputs["min_labels"].default == 50
+        assert parsed.spec.inputs["max_quality_drop"].default == 0.05
     code = parse_spec(loops.text("train-code")).spec
     assert code.inputs["code"].type == "codeset"
     assert code.step("train").with_ == {"codeset": "${{ inputs.code }}"}

@@ -7,10 +7,11 @@ version out (a rolling swap that drops no request), and every later promotion ro
 itself. A canary therefore has to run *before* the alias moves: the new version serves
 ``canary_percent`` of the traffic beside the current one as an automatic canary, judged by
 the platform's one canary judge (``core.canary``, acted on by ``deploy.canary``: errors,
-latency and live quality by the labels, with the server's ``canary`` policy) and promoted
-once no worse for ``canary_s`` seconds. The step waits for that verdict: promoted, the alias
-moves; rolled back, the step fails with the judge's reasons. The champion alias is still
-guarded by the gate: the API refuses the move (409) for a version the gate did not pass.
+latency and live quality by the labels, with the step's margins over the server's
+``canary`` settings) and promoted once no worse for ``canary_s`` seconds. The step waits
+for that verdict: promoted, the alias moves; rolled back, the step fails with the judge's
+reasons. The champion alias is still guarded by the gate: the API refuses the move (409)
+for a version the gate did not pass.
 
 ``batch_predict`` scores a table in the step's process through ``serve.batch`` (the serving
 runtime, no HTTP), so its outputs are cached on the pinned model and table versions.
@@ -232,7 +233,7 @@ def _move_alias_or_restore(
     ctx.log.info("%s@%s -> version %d", model, alias, version)
 
 
-def _check(strategy: str, canary_percent: int, canary_s: float, min_requests: int) -> None:
+def _check(strategy: str, canary_percent: int) -> None:
     if strategy not in STRATEGIES:
         raise ValidationError(
             f"unknown strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}",
@@ -240,10 +241,35 @@ def _check(strategy: str, canary_percent: int, canary_s: float, min_requests: in
         )
     if not 1 <= canary_percent <= 99:
         raise ValidationError(f"canary_percent is 1 to 99, got {canary_percent}")
+
+
+def _canary_policy(
+    canary_s: float,
+    min_requests: int = 0,
+    min_labels: int = 0,
+    max_quality_drop: float | None = None,
+    max_error_increase: float | None = None,
+) -> dict[str, Any]:
+    """The canary's judging fields as a deployment takes them (``Canary`` in
+    ``core.deployments``); a count of 0 or a margin of ``None`` is left to the server's
+    ``canary`` setting."""
     if not 0 <= canary_s <= 3600:
         raise ValidationError(f"canary_s is 0 to 3600 seconds, got {canary_s}")
-    if min_requests < 0:
-        raise ValidationError(f"min_requests is 0 (the server's) or more, got {min_requests}")
+    for field, count in (("min_requests", min_requests), ("min_labels", min_labels)):
+        if count < 0:
+            raise ValidationError(f"{field} is 0 (the server's) or more, got {count}")
+    margins = {"max_quality_drop": max_quality_drop, "max_error_increase": max_error_increase}
+    for field, margin in margins.items():
+        if margin is not None and not 0 <= margin <= 1:
+            raise ValidationError(f"{field} is 0 to 1 (the server's when left out), got {margin}")
+    given = {
+        "promote_after_s": canary_s,
+        "min_requests": min_requests or None,
+        "min_labels": min_labels or None,
+        "max_quality_drop": max_quality_drop,
+        "max_error_rate_increase": max_error_increase,
+    }
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def deploy(
@@ -255,6 +281,9 @@ def deploy(
     canary_percent: int = 10,
     canary_s: float = 30.0,
     min_requests: int = 0,
+    min_labels: int = 0,
+    max_quality_drop: float | None = None,
+    max_error_increase: float | None = None,
     min_replicas: int = 1,
     max_replicas: int | None = None,
     scale_to_zero_after_s: int | None = None,
@@ -265,13 +294,17 @@ def deploy(
     The deployment is created when missing, following ``<model>@<alias>`` (or pinned to the
     version when ``alias`` is empty). A canary needs something already served to compare
     with: a deployment created by this step starts directly. A canary is promoted after
-    ``canary_s`` seconds no worse (``min_requests``: 0 takes the server's ``canary``
-    setting, as every other margin does).
+    ``canary_s`` seconds no worse; ``min_requests``, ``min_labels``, ``max_quality_drop``
+    and ``max_error_increase`` are its judge's (``_canary_policy``), each left at 0 or out
+    taking the server's ``canary`` setting.
     """
     from loopml.core.deployments import validate_deployment_name
 
     validate_deployment_name(deployment)
-    _check(strategy, canary_percent, canary_s, min_requests)
+    _check(strategy, canary_percent)
+    policy = _canary_policy(
+        canary_s, min_requests, min_labels, max_quality_drop, max_error_increase
+    )
     name, number = model_version(model)
     target = f"{name}@{alias}" if alias else f"{name}/{number}"
     deadline = time.monotonic() + wait_s
@@ -282,9 +315,6 @@ def deploy(
         if existing is not None and _share(existing, name, number) == 100:
             ctx.log.info("%s already serves %s/%d", deployment, name, number)
         elif strategy == "canary" and existing is not None:
-            policy: dict[str, Any] = {"promote_after_s": canary_s}
-            if min_requests:
-                policy["min_requests"] = min_requests
             figures = _canary(
                 ctx,
                 client,
