@@ -60,21 +60,36 @@ def _drift(window: dict[str, Any], name: str, show_all: bool) -> list[Any]:
     drift = window["summary"].get("drift", {})
     if drift.get("status") != "ready":
         return [f"drift: off ({drift.get('reason', 'no reference')})"]
-    alpha = next((c["alpha"] for c in drift["columns"] if c.get("alpha")), None)
-    title = (
-        f"drift: {len(drift['drifted'])}/{drift['judged']} columns "
-        f"({drift['share']:.0%}){' - INPUT DRIFTED' if drift['dataset_drift'] else ''}"
-    )
-    if alpha:  # windows stored before the p-value decided have none
-        title += f"; drifted: score past threshold and p < {alpha:.2g}"
     columns = list(drift["columns"])
     if drift.get("prediction"):
         columns.append(drift["prediction"])
     worst = sorted(columns, key=lambda c: (not c["drifted"], -c["psi"]))
     shown = worst if show_all else worst[:WORST]
+    parts: list[Any] = [_drift_table(drift, shown), LEGEND]
+    hidden = len(worst) - len(shown)
+    if hidden:
+        parts.append(
+            f"{len(shown)} of {len(worst)} columns shown, the worst first; {hidden} hidden "
+            f"(all of them: loopml monitor {name} --all, or -o json)"
+        )
+    return parts
+
+
+def _drift_title(drift: dict[str, Any]) -> str:
+    title = (
+        f"drift: {len(drift['drifted'])}/{drift['judged']} columns "
+        f"({drift['share']:.0%}){' - INPUT DRIFTED' if drift['dataset_drift'] else ''}"
+    )
+    alpha = next((c["alpha"] for c in drift["columns"] if c.get("alpha")), None)
+    if alpha:  # windows stored before the p-value decided have none
+        title += f"; drifted: score past threshold and p < {alpha:.2g}"
+    return title
+
+
+def _drift_table(drift: dict[str, Any], shown: list[dict[str, Any]]) -> Table:
     # "missing" only where a value is missing: eight columns do not fit in 80 with it
     missing = any(c["missing_share"] for c in shown)
-    out = Table(title=title, title_justify="left", header_style="bold")
+    out = Table(title=_drift_title(drift), title_justify="left", header_style="bold")
     out.add_column("column", overflow="fold", min_width=14)
     headers = ("score", "drifts when", "p", "drift", "psi", "missing", "outside")
     for column in headers if missing else tuple(h for h in headers if h != "missing"):
@@ -91,14 +106,7 @@ def _drift(window: dict[str, Any], name: str, show_all: bool) -> list[Any]:
             str(c["out_of_range"] or c["unseen"]),
         ]
         out.add_row(*(cells if missing else cells[:6] + cells[7:]))
-    parts: list[Any] = [out, LEGEND]
-    hidden = len(worst) - len(shown)
-    if hidden:
-        parts.append(
-            f"{len(shown)} of {len(worst)} columns shown, the worst first; {hidden} hidden "
-            f"(all of them: loopml monitor {name} --all, or -o json)"
-        )
-    return parts
+    return out
 
 
 def _quality(window: dict[str, Any], feedback: str) -> str:

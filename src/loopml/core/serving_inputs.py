@@ -31,6 +31,17 @@ def input_mismatch(primary: Mapping[str, Any], other: Mapping[str, Any]) -> list
     mine, theirs = _columns(primary), _columns(other)
     if mine is None or theirs is None:
         return []
+    reasons = _missing(mine, theirs) + _retyped(mine, theirs)
+    if not reasons and [n for n, _ in mine] != [n for n, _ in theirs]:
+        reasons.append(
+            f"the inputs come in another order ({_names([n for n, _ in theirs])} against the "
+            f"primary's {_names([n for n, _ in mine])}), so rows sent as arrays would be misread"
+        )
+    return reasons
+
+
+def _missing(mine: list[tuple[str, str]], theirs: list[tuple[str, str]]) -> list[str]:
+    """The inputs one side has and the other lacks."""
     types, their_types = dict(mine), dict(theirs)
     reasons = []
     lacking = [n for n, _ in theirs if n not in types]
@@ -39,19 +50,18 @@ def input_mismatch(primary: Mapping[str, Any], other: Mapping[str, Any]) -> list
     unknown = [n for n, _ in mine if n not in their_types]
     if unknown:
         reasons.append(f"it refuses {_names(unknown)}, which the primary's requests carry")
+    return reasons
+
+
+def _retyped(mine: list[tuple[str, str]], theirs: list[tuple[str, str]]) -> list[str]:
+    """The shared inputs whose other type does not take every value of the primary's."""
+    their_types = dict(theirs)
     changed = [
         f"{n!r} is {their_types[n]} (the primary's is {t})"
         for n, t in mine
         if n in their_types and their_types[n] != t and (t, their_types[n]) not in _WIDER
     ]
-    if changed:
-        reasons.append("types differ: " + ", ".join(changed[:10]))
-    if not reasons and [n for n, _ in mine] != [n for n, _ in theirs]:
-        reasons.append(
-            f"the inputs come in another order ({_names([n for n, _ in theirs])} against the "
-            f"primary's {_names([n for n, _ in mine])}), so rows sent as arrays would be misread"
-        )
-    return reasons
+    return ["types differ: " + ", ".join(changed[:10])] if changed else []
 
 
 def _names(names: list[str]) -> str:

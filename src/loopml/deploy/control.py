@@ -12,8 +12,7 @@ moves (the reconciler calls it). ``rollback`` makes an earlier revision the prim
 **pins** the spec to that revision's version, so that nothing moves it back behind the
 user's back; ``update`` with ``model="churn@champion"`` follows the alias again.
 
-Changes to deployments are serialized within this process (one lock); status reads ask the
-target directly.
+Changes are serialized within this process (one lock); status reads ask the target directly.
 """
 
 from __future__ import annotations

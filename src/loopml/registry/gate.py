@@ -134,18 +134,7 @@ def judge_version(
     champion = champion_of(store, project, model)
     theirs: EvaluationReport | None = None
     if champion is not None and champion.version != version and policy.must_beat:
-        stored = get_evaluation(store, project, model, champion.version, report.eval_hash)
-        if stored is not None:
-            theirs = stored.report
-        elif score_champion is not None:
-            theirs = score_champion(champion, report)
-            save_evaluation(store, project, model, champion.version, theirs, actor=actor)
-        else:
-            raise ConflictError(
-                f"the champion (version {champion.version}) has no evaluation on the "
-                f"challenger's eval set {report.eval_hash[:12]}: evaluate it there first",
-                details={"model": model, "champion": champion.version},
-            )
+        theirs = _champions_report(store, project, model, champion, report, score_champion, actor)
     is_champion = champion is not None and champion.version == version
     rules = judge(
         policy,
@@ -168,3 +157,27 @@ def judge_version(
             rules=rules,
             actor=actor,
         )
+
+
+def _champions_report(
+    store: MetadataStore,
+    project: str,
+    model: str,
+    champion: ModelVersion,
+    report: EvaluationReport,
+    score_champion: ChampionScorer | None,
+    actor: str,
+) -> EvaluationReport:
+    """The champion's evaluation on the challenger's eval set: stored, or scored now."""
+    stored = get_evaluation(store, project, model, champion.version, report.eval_hash)
+    if stored is not None:
+        return stored.report
+    if score_champion is None:
+        raise ConflictError(
+            f"the champion (version {champion.version}) has no evaluation on the "
+            f"challenger's eval set {report.eval_hash[:12]}: evaluate it there first",
+            details={"model": model, "champion": champion.version},
+        )
+    theirs = score_champion(champion, report)
+    save_evaluation(store, project, model, champion.version, theirs, actor=actor)
+    return theirs

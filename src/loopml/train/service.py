@@ -35,6 +35,8 @@ from loopml.core.errors import LoopmlError, UserCodeError, ValidationError
 from loopml.core.gate import EvaluationReport
 from loopml.core.registry import ModelVersion, VersionStatus
 from loopml.core.runs import LoggedModel, parse_batch
+from loopml.train.search_options import Searched as Searched
+from loopml.train.search_options import SearchOptions as SearchOptions
 from loopml.train.tracking.active import ActiveRun, start_run_on
 from loopml.train.tracking.backend import TrackingBackend
 
@@ -91,36 +93,6 @@ class TrainOutcome:
     package_mb: float | None = None
     used_columns: list[str] = field(default_factory=list)
     excluded_columns: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class SearchOptions:
-    """AutoML's options, as ``train`` and the text trainer's embeddings method take them.
-
-    ``linear_first`` puts the linear learner first and scores its default before the
-    search (the text trainer's embeddings: dense, wide, few rows).
-    """
-
-    metric: str | None = None
-    seed: int = 0
-    estimators: list[str] | None = None
-    max_iter: int | None = None
-    n_jobs: int | None = None
-    max_model_mb: float | None = None
-    keep_columns: tuple[str, ...] = ()
-    linear_first: bool = False
-
-
-@dataclass(frozen=True)
-class Searched:
-    """The outcome's fields a search fills (their empty values when none ran)."""
-
-    best_estimator: str | None = None
-    best_score: float | None = None
-    trials: int = 0
-    used_columns: list[str] = field(default_factory=list)
-    excluded_columns: dict[str, str] = field(default_factory=dict)
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
