@@ -134,6 +134,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         yield running
 
 
+def _tree_only(name: str) -> str:
+    """A shipped loop whose AutoML searches tree learners only. The shift multiplies every
+    feature by 10, which leaves a linear model's ranking (its roc_auc) as it was: a linear
+    champion would make the gate's verdicts below depend on which learner won."""
+    text = loops.text(name)
+    train = "    uses: train_automl\n"
+    budget = "      budget_s: ${{ inputs.budget_s }}\n"
+    at = text.index(budget, text.index(train)) + len(budget)
+    return text[:at] + "      estimators: [lgbm, rf, extra_tree]\n" + text[at:]
+
+
 def _wait_run(client: Client, run: PipelineRun, timeout_s: float) -> PipelineRun:
     done = client.pipelines.wait(run.id, timeout_s=timeout_s, poll_s=0.5)
     assert done.status == RunStatus.SUCCEEDED, done.error
@@ -148,7 +159,7 @@ def _champion(client: Client, first: list[dict[str, Any]]) -> None:
     """The shipped ``retrain`` loop, run once on the first rows: ``cancer/1`` serves."""
     client.tables.append_records("default", TABLE, first)
     client.tables.set_contract("default", TABLE, CONTRACT)
-    client.pipelines.apply(loops.text("retrain"))
+    client.pipelines.apply(_tree_only("retrain"))
     inputs = {
         "table": TABLE,
         "target": TARGET,
@@ -186,7 +197,7 @@ def test_the_loop_closes_on_labels(server: RunningServer) -> None:
         assert events(client, "drift.*") == []
 
         # (b) Shifted traffic, its labels late: drift.labelled starts retrain-labels.
-        client.pipelines.apply(loops.text("retrain-labels"))
+        client.pipelines.apply(_tree_only("retrain-labels"))
         client.triggers.create(
             "retrain-on-drift",
             pipeline="retrain-labels",
