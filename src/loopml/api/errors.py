@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
@@ -78,19 +79,27 @@ _METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
 
 
 def _allowed_methods(request: Request) -> str:
-    # Asked of the router itself, method by method: FastAPI keeps an included router as one
-    # entry of ``app.routes`` (not its routes), so a walk of ``app.routes`` found none and
-    # the answer said "allowed: " with nothing after it. A mount (static files) takes any
-    # method and says nothing about this path.
-    methods = []
-    for method in _METHODS:
-        scope = {**request.scope, "method": method}
-        if any(
-            not isinstance(route, Mount) and route.matches(scope)[0] == Match.FULL
-            for route in request.app.router.routes
-        ):
-            methods.append(method)
-    return ", ".join(methods)
+    # The methods of the resource the path names: the first route whose path matches (the
+    # one the router took, whatever the method), and every route with its path template.
+    # Not every route that would match the path: ``/transforms/lineage`` (GET) is declared
+    # before ``/transforms/{name}`` (GET, PUT, DELETE), and a PUT on it is no PUT of the
+    # lineage resource. FastAPI keeps an included router as one entry of ``app.routes``, so
+    # the routes are walked as FastAPI's own OpenAPI walk sees them (flattened, in order). A
+    # mount (static files) takes any method and says nothing about this path.
+    routes = [
+        route
+        for route in iter_route_contexts(request.app.router.routes)
+        if not isinstance(route.original_route, Mount)
+    ]
+    scope = dict(request.scope)
+    template = next(
+        (route.path_format for route in routes if route.matches(scope)[0] != Match.NONE), None
+    )
+    methods: set[str] = set()
+    for route in routes:
+        if template is not None and route.path_format == template:
+            methods |= set(route.methods or ())
+    return ", ".join(method for method in _METHODS if method in methods)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -6,10 +6,12 @@ import contextlib
 import logging
 import signal
 import socket
+import threading
 from collections.abc import Iterator
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.server import HANDLED_SIGNALS
 
 log = logging.getLogger("uvicorn.error")
 
@@ -40,17 +42,33 @@ class PlatformServer(uvicorn.Server):
                 inner[1],
             )
 
+    interrupted = False
+    """Whether the stop was asked for by SIGINT (Ctrl-C): ``run`` then ends as an interrupt."""
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         """uvicorn's, less one thing: once shut down, uvicorn raises the signals it caught
         again, so a SIGTERM (``loopml down``) that got its clean stop still ended the
-        process by the signal (``make run``: "Terminated"). A stop asked for by SIGTERM and
-        done exits 0; a Ctrl-C still ends as an interrupt (130)."""
-        with super().capture_signals():
-            try:
-                yield
-            finally:
-                self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
+        process by the signal (``make run``: "Terminated"). Nothing is raised again here: a
+        stop asked for by SIGTERM and done exits 0, and one asked for by SIGINT ends as an
+        interrupt (130) from ``run``. Not by raising SIGINT again either: that does what the
+        handler uvicorn put back does, and a SIGINT inherited ignored (a shell's background
+        job, as ``make`` or CI may start us) swallowed it, so a Ctrl-C'd server exited 0."""
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signals can only be listened to from the main thread
+            return
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in HANDLED_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+        self.interrupted = signal.SIGINT in self._captured_signals
+
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        super().run(sockets)
+        if self.interrupted:
+            raise KeyboardInterrupt
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         gateways = getattr(self.app.state, "gateways", None)

@@ -60,3 +60,11 @@ def test_unknown_route_and_method_get_the_error_body(http: TestClient) -> None:
     assert wrong.headers["allow"] == "GET"
     several = http.post("/api/v1/projects/default/deployments/d")
     assert several.json()["error"]["message"].endswith("allowed: DELETE, GET, PATCH")
+    # The methods of the resource the path names, not of every route whose pattern matches
+    # it: /transforms/lineage (GET) is not /transforms/{name} (GET, PUT, DELETE).
+    lineage = http.options("/api/v1/projects/default/transforms/lineage")
+    assert lineage.status_code == 405
+    assert lineage.headers["allow"] == "GET"
+    assert lineage.json()["error"]["message"] == "method OPTIONS not allowed here; allowed: GET"
+    named = http.post("/api/v1/projects/default/transforms/t")
+    assert named.headers["allow"] == "DELETE, GET, PUT"

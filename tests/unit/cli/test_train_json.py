@@ -39,7 +39,10 @@ def _train(platform: Platform, *args: str) -> dict[str, Any]:
 def _check_against_the_run(platform: Platform, outcome: dict[str, Any], experiment: str) -> None:
     with platform.client() as client:
         run = client.runs.get(outcome["run_id"])
-        found = client.runs.search(RunSearch(experiment=experiment, limit=1000))
+        # Asked by parent: the search folds child runs (trials) under their parent by default.
+        found = client.runs.search(
+            RunSearch(experiment=experiment, parent_run_id=outcome["run_id"], limit=1000)
+        )
         models = client.runs.list_models(outcome["run_id"])
     children = [r for r in found.items if r.parent_run_id == outcome["run_id"]]
     params, metrics = run.params or {}, run.metrics or {}

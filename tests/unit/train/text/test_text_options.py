@@ -52,7 +52,9 @@ def _train(settings: Settings, bert: Path, **options: object) -> TrainOutcome:
 def _run(settings: Settings, run_id: str) -> tuple[dict[str, str], dict[str, object], int]:
     store = open_metadata_store(settings)
     run = tracking.get_run(store, "default", run_id)
-    found = tracking.search_runs(store, "default", RunSearch(experiment="reviews_snap", limit=500))
+    # Asked by parent: the search folds child runs (trials) under their parent by default.
+    trials = RunSearch(experiment="reviews_snap", parent_run_id=run_id, limit=500)
+    found = tracking.search_runs(store, "default", trials)
     children = sum(1 for r in found.items if r.parent_run_id == run_id)
     store.dispose()
     return dict(run.params or {}), dict(run.metrics or {}), children
