@@ -105,4 +105,9 @@ def assert_accessible_in_both_themes(page: Page, what: str) -> None:
     in the dark one (the theme switch's attribute, set as the ◐ button sets it)."""
     for theme in ("light", "dark"):
         page.evaluate(f"document.documentElement.setAttribute('data-theme', '{theme}')")
-        assert axe_violations(page) == [], f"{what} ({theme} theme)"
+        found = axe_violations(page)
+        named = [
+            (v["id"], v.get("help"), [n.get("target") for n in v.get("nodes", [])][:5])
+            for v in found
+        ]
+        assert found == [], f"{what} ({theme} theme): {named}"
