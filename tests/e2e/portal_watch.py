@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
-    from playwright.sync_api import BrowserContext, Page
+    from playwright.sync_api import BrowserContext, Page, Request
 
 SERIOUS = frozenset({"serious", "critical"})
 
@@ -34,22 +34,44 @@ def outside(url: str) -> bool:
     return parts.scheme not in HOSTLESS and parts.hostname not in LOCAL_HOSTS
 
 
+ABORTED = "net::ERR_ABORTED"
+
+
 def watched(context: BrowserContext) -> Watched:
     page = context.new_page()
     problems: list[str] = []
+    # Main-frame navigations begun so far, and how many had begun when each request began.
+    # A request the page still had in flight when it navigated away (a click on a link, a
+    # form posted, while the logs poll is out) is cancelled by the browser: net::ERR_ABORTED
+    # with nothing shown to the person. Any other failure, or an abort with no navigation
+    # after it began, is a problem.
+    navigations = [0]
+    began: dict[Request, int] = {}
 
     def leaving(kind: str, url: str) -> None:
         if outside(url):
             problems.append(f"{kind} to an outside host: {url}")
 
-    page.on("request", lambda r: leaving("request", r.url))
+    def requested(request: Request) -> None:
+        leaving("request", request.url)
+        if request.is_navigation_request() and request.frame == page.main_frame:
+            navigations[0] += 1  # this navigation leaves behind what began before it
+        began[request] = navigations[0]
+
+    def failed(request: Request) -> None:
+        left_behind = began.get(request, navigations[0]) < navigations[0]
+        if request.failure == ABORTED and left_behind:
+            return
+        problems.append(f"request failed: {request.url} {request.failure}")
+
+    page.on("request", requested)
     page.on("websocket", lambda w: leaving("websocket", w.url))
     page.on(
         "console",
         lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None,
     )
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url} {r.failure}"))
+    page.on("requestfailed", failed)
     page.on(
         "response",
         lambda r: problems.append(f"{r.status} on {r.url}") if r.status >= 400 else None,
@@ -83,4 +105,9 @@ def assert_accessible_in_both_themes(page: Page, what: str) -> None:
     in the dark one (the theme switch's attribute, set as the ◐ button sets it)."""
     for theme in ("light", "dark"):
         page.evaluate(f"document.documentElement.setAttribute('data-theme', '{theme}')")
-        assert axe_violations(page) == [], f"{what} ({theme} theme)"
+        found = axe_violations(page)
+        named = [
+            (v["id"], v.get("help"), [n.get("target") for n in v.get("nodes", [])][:5])
+            for v in found
+        ]
+        assert found == [], f"{what} ({theme} theme): {named}"

@@ -169,6 +169,22 @@ def test_run_page_and_compare(anonymous: TestClient) -> None:
     assert anonymous.get(f"/runs/default/{'0' * 32}").status_code == 404
 
 
+def test_run_page_lists_each_artifact_by_its_path_in_the_run(anonymous: TestClient) -> None:
+    from loopml.train.tracking import artifacts as run_artifacts
+
+    run_id = _log_runs(anonymous, 1)[0]
+    ctx = _ctx(anonymous)
+    for path in ("model/MLmodel", "report.json"):
+        run_artifacts.write(ctx.store, ctx.artifacts, "default", run_id, path, [b"{}"])
+    page = anonymous.get(f"/runs/default/{run_id}")
+    assert page.status_code == 200, page.text
+    links = re.findall(
+        rf'<a href="/api/v1/projects/default/runs/{run_id}/artifacts/([^"]*)">([^<]*)</a>',
+        page.text,
+    )
+    assert links == [("model/MLmodel", "model/MLmodel"), ("report.json", "report.json")]
+
+
 def test_compare_refuses_more_than_20_runs(anonymous: TestClient) -> None:
     ids = ",".join(f"{i:032x}" for i in range(21))
     answer = anonymous.get(f"/runs/compare?project=default&ids={ids}")

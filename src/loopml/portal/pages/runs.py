@@ -119,8 +119,9 @@ class RunView:
     models: list[LoggedModel]
 
 
-def _artifact_rows(root: str, items: list[Artifact]) -> list[dict[str, Any]]:
-    return [{"path": a.key[len(root) + 1 :], "size": a.size, "modified": a.modified} for a in items]
+def _artifact_rows(items: list[Artifact]) -> list[dict[str, Any]]:
+    """The table's rows: an ``Artifact``'s key is already its path in the run."""
+    return [{"path": a.key, "size": a.size, "modified": a.modified} for a in items]
 
 
 def gather_run(
@@ -137,12 +138,11 @@ def gather_run(
         )
         for key in keys
     ]
-    root = run_artifacts.run_root(store, project, run_id)
     files = run_artifacts.list_(store, artifacts, project, run_id, limit=ARTIFACTS)
     return RunView(
         run=run,
         charts=charts,
-        artifacts=_artifact_rows(root, files.items),
+        artifacts=_artifact_rows(files.items),
         more_artifacts=files.next_cursor is not None,
         models=run_artifacts.list_models(store, project, run_id),
     )
