@@ -1,0 +1,39 @@
+"""What an AutoML search is asked (``SearchOptions``) and what it fills in a training
+outcome (``Searched``): one pair of types for the tabular path and the text trainer's
+embeddings method, so both honour the same options and report the same fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """AutoML's options, as ``train`` and the text trainer's embeddings method take them.
+
+    ``linear_first`` puts the linear learner first and scores its default before the
+    search (the text trainer's embeddings: dense, wide, few rows).
+    """
+
+    metric: str | None = None
+    seed: int = 0
+    estimators: list[str] | None = None
+    max_iter: int | None = None
+    n_jobs: int | None = None
+    max_model_mb: float | None = None
+    keep_columns: tuple[str, ...] = ()
+    linear_first: bool = False
+
+
+@dataclass(frozen=True)
+class Searched:
+    """The outcome's fields a search fills (their empty values when none ran)."""
+
+    best_estimator: str | None = None
+    best_score: float | None = None
+    trials: int = 0
+    used_columns: list[str] = field(default_factory=list)
+    excluded_columns: dict[str, str] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
