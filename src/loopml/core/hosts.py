@@ -16,6 +16,10 @@ from collections.abc import Iterable, Set
 from loopml.core.errors import BadRequestError
 
 _HOST = b"host"
+_NAMES: dict[bytes, str] = {}
+"""Host header values already read, to their host names: a client names the same few, and
+the gateway's per-request cost is then one dictionary lookup (bounded: cleared when full)."""
+_MAX_NAMES = 1024
 
 
 def host_name(value: str) -> str:
@@ -54,7 +58,11 @@ def host_refusal(
         )
     if not allowed or "*" in allowed:
         return None
-    host = host_name(found.decode("latin-1"))
+    host = _NAMES.get(found)
+    if host is None:
+        if len(_NAMES) >= _MAX_NAMES:
+            _NAMES.clear()
+        host = _NAMES[found] = host_name(found.decode("latin-1"))
     if host in allowed:
         return None
     return BadRequestError(

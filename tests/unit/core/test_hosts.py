@@ -60,3 +60,12 @@ def test_host_name_drops_the_port_and_userinfo_and_lowercases() -> None:
     assert host_name("user@example.com:80") == "example.com"
     assert host_name("[::1]:8080") == "::1"
     assert host_name("[::1") == "[::1"
+
+
+def test_the_names_read_stay_bounded_whatever_hosts_come() -> None:
+    from loopml.core import hosts
+
+    for n in range(3 * hosts._MAX_NAMES):
+        assert _reason([(b"host", b"h%d.example" % n)]) == "host_not_allowed"
+    assert len(hosts._NAMES) <= hosts._MAX_NAMES
+    assert _reason([(b"host", b"localhost:1")]) is None
