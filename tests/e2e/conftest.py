@@ -53,8 +53,10 @@ def base_env(home: Path) -> dict[str, str]:
 
 
 @contextmanager
-def running_server(home: Path, extra_env: dict[str, str] | None = None) -> Iterator[RunningServer]:
-    """``loopml up`` on a free port with ``home``; yields once it answers healthy."""
+def running_server(
+    home: Path, extra_env: dict[str, str] | None = None, *args: str
+) -> Iterator[RunningServer]:
+    """``loopml up ARGS`` on a free port with ``home``; yields once it answers healthy."""
     from loopml.client import Client
     from loopml.core.errors import ServiceUnavailableError
 
@@ -64,7 +66,10 @@ def running_server(home: Path, extra_env: dict[str, str] | None = None) -> Itera
     with log_path.open("wb") as log:
         started = time.monotonic()
         process = subprocess.Popen(
-            [*LOOPML, "up", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+            [*LOOPML, "up", "--port", str(port), *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         url = f"http://127.0.0.1:{port}"
         ready_after = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import threading
 import time
 from collections import Counter
@@ -153,6 +154,49 @@ def test_serves_a_deployment_and_logs_every_answer(served: Served) -> None:
     # The gateway processes' traffic is on the platform's /metrics.
     metrics = httpx.get(f"{server.url}/metrics", trust_env=False).text
     assert 'loopml_gateway_requests_total{deployment="churn"' in metrics
+
+
+def _raw(url: str, request: bytes) -> tuple[int, bytes]:
+    """Status and body of ``request`` sent as written (a client library sends one Host)."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+def test_every_listening_process_refuses_a_missing_repeated_or_foreign_host(
+    served: Served,
+) -> None:
+    """RELIABILITY 31: the gateway processes refuse what the platform's guard refuses, with
+    the same answer, on what they serve (the lean predict path too) and what they relay."""
+    platform = served.server.url
+    body = json.dumps({"instances": instances(1)}).encode()
+    cases = [
+        b"",
+        b"host: 127.0.0.1\r\nhost: evil.example\r\n",
+        b"host: evil.example\r\nhost: 127.0.0.1\r\n",
+        b"host: evil.example\r\n",
+    ]
+    with httpx.Client(trust_env=False, timeout=30) as client:
+        assert _predict(client, served.url).status_code == 200  # lean: served by a gateway
+    for lines in cases:
+        close = lines + b"connection: close\r\n"
+        # The platform's own answer on its own port (the one port, in front).
+        status, expected = _raw(platform, b"GET /api/v1/projects HTTP/1.1\r\n%b\r\n" % close)
+        assert status == 400, expected
+        for request in (
+            b"GET /metrics HTTP/1.1\r\n%b\r\n" % close,
+            b"POST /deployments/churn/predict HTTP/1.1\r\n%bcontent-type: application/json"
+            b"\r\ncontent-length: %d\r\n\r\n%b" % (close, len(body), body),
+        ):
+            assert _raw(served.url, request) == (400, expected), request
+        status, v2 = _raw(served.url, b"GET /v2/models/cancer HTTP/1.1\r\n%b\r\n" % close)
+        assert status == 400
+        assert json.loads(v2)["error"] == json.loads(expected)["error"]["message"]
 
 
 def _load(url: str, stop: threading.Event, outcomes: Counter[str], versions: list[str]) -> None:

@@ -9,7 +9,9 @@ nothing is buffered first:
 - **Media type**: a JSON route's body must be ``application/json`` (or ``+json``): 415
   otherwise, so a cross-site ``text/plain`` form post cannot reach a JSON route. A route
   that takes records also accepts NDJSON (``application/x-ndjson``, ``application/jsonl``).
-- **Host** (DNS rebinding): the ``Host`` header must name an allowed host: 400 otherwise.
+- **Host** (RFC 9112, DNS rebinding): exactly one ``Host`` header, naming an allowed host:
+  400 otherwise. The rule is ``loopml.core.hosts.host_refusal``, which the gateway processes
+  apply too, so every listening process refuses alike.
 - **Origin** (CSRF): a browser request whose ``Origin`` is not an allowed host gets 403.
 
 Every refusal is the stable JSON error body of ``loopml.core.errors``.
@@ -33,6 +35,7 @@ from loopml.core.errors import (
     UnsupportedMediaTypeError,
     error_headers,
 )
+from loopml.core.hosts import host_name, host_refusal
 from loopml.serve.oip import error_body_for
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -82,13 +85,9 @@ def is_inference_path(path: str) -> bool:
     return len(parts) > 5 and parts[1] == "projects" and parts[3] == "deployments"
 
 
-def _host_of(value: str) -> str:
-    """The host name in a ``Host`` header or an origin URL, lowercased, without the port."""
-    netloc = urlsplit(value).netloc if "://" in value else value
-    host = netloc.rsplit("@", 1)[-1]
-    if host.startswith("["):
-        return host[1 : host.find("]")].lower() if "]" in host else host.lower()
-    return host.split(":", 1)[0].lower()
+def _host_of(origin: str) -> str:
+    """The host name in an origin URL, lowercased, without the port."""
+    return host_name(urlsplit(origin).netloc if "://" in origin else origin)
 
 
 class RequestGuardMiddleware:
@@ -103,7 +102,9 @@ class RequestGuardMiddleware:
             await self.app(scope, receive, send)
             return
         headers = _headers(scope["headers"])
-        error = self._check_headers(scope, headers)
+        error: LoopmlError | None = host_refusal(scope["headers"], self.config.allowed_hosts)
+        if error is None:
+            error = self._check_headers(scope, headers)
         if error is not None:
             await send_error(send, error, scope["path"])
             return
@@ -119,13 +120,6 @@ class RequestGuardMiddleware:
     def _check_headers(self, scope: Scope, headers: dict[str, str]) -> LoopmlError | None:
         allowed = self.config.allowed_hosts
         if allowed and "*" not in allowed:
-            host = _host_of(headers.get("host", ""))
-            if host not in allowed:
-                return BadRequestError(
-                    f"Host {host!r} is not served here; allowed hosts: {sorted(allowed)}. "
-                    "Set server.allowed_hosts to add one.",
-                    details={"reason": "host_not_allowed"},
-                )
             origin = headers.get("origin")
             if origin is not None and origin != "null" and _host_of(origin) not in allowed:
                 return PermissionDeniedError(

@@ -52,9 +52,10 @@ def build_context(settings: Settings) -> AppContext:
 
 
 def _startup(ctx: AppContext) -> None:
-    if ctx.settings.database.auto_upgrade and ctx.store.needs_upgrade():
-        revision = ctx.store.upgrade()
-        log.info("database upgraded to %s", revision)
+    # An empty database gets its schema; one at an older revision is refused (see
+    # MetadataStore.prepare: `loopml up --upgrade` or `loopml db upgrade` upgrade it).
+    if ctx.settings.database.auto_upgrade and ctx.store.prepare(create=True) is not None:
+        log.info("database schema created at %s", ctx.store.head_revision())
     removed = ctx.artifacts.cleanup()
     if removed:
         log.info("removed %d orphaned temporary artifact files", removed)

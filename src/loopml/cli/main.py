@@ -113,11 +113,24 @@ app = typer.Typer(
 )
 
 
+def _show_version(shown: bool) -> None:
+    if shown:
+        version()
+        raise typer.Exit()
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
     url: str | None = typer.Option(
         None, "--url", help="Server URL (default: LOOPML_CLIENT_URL or http://127.0.0.1:8765)."
+    ),
+    _version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_show_version,
+        is_eager=True,
+        help="Show loopml's version and its database schema revision, then exit.",
     ),
 ) -> None:
     """loopml: the whole machine-learning loop in one self-hosted install."""
@@ -129,10 +142,16 @@ def root(
 
 @app.command("version")
 def version() -> None:
-    """Print loopml's version."""
+    """Print loopml's version, the schema revision it ships, and the revision of the home's
+    database where that is a SQLite file here (a server database is not contacted)."""
     from loopml._version import __version__
+    from loopml.cli._versions import database_line, schema_head
 
     print(f"loopml {__version__}")
+    print(f"schema   {schema_head()} (newest migration of this version)")
+    line = database_line()
+    if line is not None:
+        print(line)
 
 
 def _nearby(details: dict[str, object] | None) -> str:

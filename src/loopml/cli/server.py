@@ -76,6 +76,12 @@ def up(
     demo: bool = typer.Option(
         False, "--demo", help="Also run `loopml demo` against it once it is ready."
     ),
+    upgrade: bool = typer.Option(
+        False,
+        "--upgrade",
+        help="Upgrade a database at an older schema revision first (back it up before); "
+        "without it, such a database is refused.",
+    ),
 ) -> None:
     """Start loopml: API and embedded defaults (SQLite, local artifact folder)."""
     from loopml.settings import load_settings
@@ -107,6 +113,7 @@ def up(
                 "processes a port of their own, or unset gateway.port"
             )
         _check_port_free(bind, settings.gateway.port)
+    _prepare_database(settings, upgrade=upgrade)
     if demo and settings.auth.enabled and settings.token is None:
         console.print(
             "[yellow]--demo skipped:[/] authentication is on and no LOOPML_TOKEN is set; once "
@@ -116,6 +123,31 @@ def up(
     elif demo:
         _demo_when_ready(settings)
     _serve(settings)
+
+
+def _prepare_database(settings: Settings, *, upgrade: bool) -> None:
+    """Refuse, before anything starts, a database this loopml cannot serve as it is: at an
+    older schema revision (unless ``--upgrade``) or at a newer one; an empty one is left
+    to the platform's start-up, which creates its schema (``database.auto_upgrade``)."""
+    from loopml.store import MetadataStore
+    from loopml.wiring import open_metadata_store
+
+    url = settings.database_url
+    if url.startswith("sqlite") and MetadataStore.sqlite_file(url) is None:
+        return  # a new home: no database file yet
+    store = open_metadata_store(settings)
+    try:
+        if store.current_revision() is None:
+            return
+        before = store.prepare(create=settings.database.auto_upgrade, upgrade=upgrade)
+    finally:
+        store.dispose()
+    if before:
+        console.print(
+            f"database {store.safe_url}: upgraded from revision {before} to "
+            f"{store.head_revision()}",
+            highlight=False,
+        )
 
 
 def _demo_when_ready(settings: Settings) -> None:

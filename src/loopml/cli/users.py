@@ -45,8 +45,7 @@ def create_admin(
     passwords.check_policy(password, name)
     store = open_metadata_store(state(ctx).settings)
     try:
-        if store.needs_upgrade():
-            store.upgrade()
+        store.prepare()  # a new home's first command may be this one
         user = service.create_user(store, name, password, platform_admin=True, actor="cli")
     finally:
         store.dispose()

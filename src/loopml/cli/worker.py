@@ -52,8 +52,7 @@ def worker(
     config = WorkerConfig(**fields)
     store = open_metadata_store(settings)
     try:
-        if settings.database.auto_upgrade and store.needs_upgrade():
-            store.upgrade()
+        store.prepare(create=settings.database.auto_upgrade)
         store.check()
         running = Worker(
             store, open_artifact_store(settings), settings, config, worker_id=worker_id

@@ -138,7 +138,7 @@ class Tables:
                 default it lands, and ``warnings`` of the commit name those rows).
             schema: column name to Arrow type (``{"age": "int64", "zip": "string"}``): these
                 columns are read with these types instead of inferred ones (see
-                ``loopml.core.lake.COLUMN_TYPE_PATTERN`` for the types).
+                ``loopml.core.lake.STORED_TYPE_PATTERN`` for the types).
 
         Raises:
             ValidationError: the file does not match the table's schema, or a value does

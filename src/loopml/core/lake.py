@@ -20,8 +20,29 @@ COLUMN_TYPE_PATTERN = (
     r"^(bool|u?int(8|16|32|64)|float|double|string|large_string|binary|large_binary"
     r"|date32|date64|timestamp\[(s|ms|us|ns)\])$"
 )
-"""The Arrow types a column may be declared with (by name, as ``pa.type_for_alias`` reads)."""
-COLUMN_DECLARATION_PATTERN = r"^[^\x00-\x1f\x7f]{1,255}:" + COLUMN_TYPE_PATTERN[1:]
+"""The Arrow types a data contract may require of a column's values (by name, as
+``pa.type_for_alias`` reads)."""
+STORED_TYPE_PATTERN = r"^(bool|int(8|16|32|64)|float|double|string|binary|date32|timestamp\[us\])$"
+"""The types a table's column may be declared with: those the lake keeps as declared."""
+STORED_TYPES = (
+    "bool, int8, int16, int32, int64, float, double, string, binary, date32, timestamp[us]"
+)
+_NOT_KEPT = {
+    **{
+        f"timestamp[{unit}]": ("timestamps in microseconds only", "timestamp[us]")
+        for unit in ("s", "ms", "ns")
+    },
+    "uint8": ("no unsigned integers", "int16"),
+    "uint16": ("no unsigned integers", "int32"),
+    "uint32": ("no unsigned integers", "int64"),
+    "uint64": ("no unsigned integers", "int64 (values up to 2**63 - 1) or string"),
+    "large_string": ("one string type", "string"),
+    "large_binary": ("one binary type", "binary"),
+    "date64": ("dates as days (date32)", "date32"),
+}
+"""Arrow types Delta Lake would store as another type, and what to declare instead (a
+declaration is refused rather than changed without a word)."""
+COLUMN_DECLARATION_PATTERN = r"^[^\x00-\x1f\x7f]{1,255}:" + STORED_TYPE_PATTERN[1:]
 """``NAME:TYPE``, one declared column of an ingest (the last ``:`` splits them)."""
 
 WriteMode = Literal["append", "overwrite"]
@@ -170,11 +191,18 @@ def check_declared(columns: list[ColumnInfo]) -> list[ColumnInfo]:
                 "none of them a control character",
                 details={"column": column.name[:40]},
             )
-        if not re.fullmatch(COLUMN_TYPE_PATTERN, column.type):
+        if column.type in _NOT_KEPT:
+            holds, instead = _NOT_KEPT[column.type]
+            raise ValidationError(
+                f"column {column.name!r} is declared {column.type}, which the lake would not "
+                f"keep (it holds {holds}): declare it {instead}; incoming values convert to "
+                "it on write where they fit",
+                details={"column": column.name, "type": column.type, "supported": STORED_TYPES},
+            )
+        if not re.fullmatch(STORED_TYPE_PATTERN, column.type):
             raise ValidationError(
                 f"unknown column type {column.type[:40]!r} for {column.name!r}: expected one "
-                "of bool, int8..int64, uint8..uint64, float, double, string, large_string, "
-                "binary, large_binary, date32, date64, timestamp[s|ms|us|ns]",
+                f"of {STORED_TYPES}",
                 details={"column": column.name, "type": column.type[:40]},
             )
         if column.name in seen:

@@ -16,17 +16,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loopml.core.errors import ValidationError
-from loopml.core.lake import ColumnInfo, check_declared
+from loopml.core.lake import ColumnInfo
 from loopml.data._schema import MAX_SHOWN_ROWS, first_line, schema_from, where_rows
 
 
 def declared_types(columns: Sequence[ColumnInfo]) -> dict[str, pa.DataType]:
-    """The Arrow type of each declared column, as the lake stores it (timestamps in µs).
+    """The Arrow type of each declared column, as the lake stores it.
 
     Raises:
         ValidationError: an unknown type, or a column declared twice.
     """
-    schema = schema_from(check_declared(list(columns)))
+    schema = schema_from(list(columns))
     return {field.name: field.type for field in schema}
 
 

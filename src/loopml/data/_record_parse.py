@@ -76,7 +76,7 @@ def read_post(
         UnsupportedMediaTypeError: the Content-Type is neither JSON nor NDJSON.
         ValidationError: a bad key, an empty body, malformed JSON (the message names the
             record and line), a record that is not an object, records without fields or
-            with bad field names, or more than ``max_records`` records.
+            with bad field names, text holding NUL, or more than ``max_records`` records.
     """
     kind = media_kind(content_type)
     if key is not None:
@@ -110,6 +110,8 @@ def read_post(
         )
     check_names(records.schema)
     _check_types(records.schema)
+    if b"\\u0000" in ndjson:  # JSON writes NUL only escaped: else there is none
+        _refuse_nul(ndjson)
     sha256 = hashlib.sha256(body).hexdigest()
     return RecordPost(records=records, body_sha256=sha256, key=key, ndjson=ndjson)
 
@@ -123,6 +125,39 @@ def _check_types(schema: pa.Schema) -> None:
                 "send null",
                 details={"column": field.name},
             )
+
+
+def _refuse_nul(ndjson: bytes) -> None:
+    """Refuse the first record whose text holds NUL (U+0000), naming it and its field: text
+    values may not hold NUL anywhere in loopml (``docs/api.md``), the lake's included."""
+    for index, line in enumerate(ndjson.splitlines()):
+        if b"\\u0000" not in line:
+            continue
+        field = _nul_at(orjson.loads(line), "")
+        if field is not None:
+            raise ValidationError(
+                f"record {index}: field {field[:200]!r} holds the NUL character (U+0000), "
+                "which text values may not contain; remove it, or send the value as a number "
+                "or in a file if it is binary",
+                details={"record": index, "field": field[:200]},
+            )
+
+
+def _nul_at(value: object, path: str) -> str | None:
+    """The path of the first string in ``value`` that holds NUL (``a.b[2]``), else ``None``."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        items = ((f"{path}.{key}" if path else key, item) for key, item in value.items())
+    elif isinstance(value, list):
+        items = ((f"{path}[{n}]", item) for n, item in enumerate(value))
+    else:
+        return None
+    for where, item in items:
+        found = _nul_at(item, where)
+        if found is not None:
+            return found
+    return None
 
 
 def _has_empty_object(kind: pa.DataType) -> bool:

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loopml.core.errors import LoopmlError, ValidationError
-from loopml.core.lake import ColumnInfo
+from loopml.core.lake import ColumnInfo, check_declared
 
 MAX_SHOWN_ROWS = 5
 _INT_BITS = {pa.int8(): 8, pa.int16(): 16, pa.int32(): 32, pa.int64(): 64}
@@ -32,33 +32,11 @@ def schema_from(columns: list[ColumnInfo]) -> pa.Schema:
     """The Arrow schema of declared columns, as Delta Lake will store it.
 
     Raises:
-        ValidationError: an unknown type, or two columns with the same name.
+        ValidationError: a type the lake does not store as declared, or two columns with
+            the same name (``core.lake.check_declared``).
     """
-    seen: set[str] = set()
-    for c in columns:
-        if c.name in seen:
-            raise ValidationError(
-                f"column {c.name!r} is declared twice; column names must be unique",
-                details={"column": c.name},
-            )
-        seen.add(c.name)
-    return pa.schema([pa.field(c.name, _delta_type(c), c.nullable) for c in columns])
-
-
-def _delta_type(column: ColumnInfo) -> pa.DataType:
-    try:
-        arrow_type = pa.type_for_alias(column.type)
-    except (ValueError, KeyError) as exc:
-        raise ValidationError(
-            f"unknown column type {column.type!r} for {column.name!r}: expected an Arrow type "
-            "such as 'int64', 'double', 'string', 'bool', 'date32' or 'timestamp[us]'",
-            details={"column": column.name, "type": column.type},
-        ) from exc
-    # Delta Lake stores timestamps in microseconds only: it converts ms and ns itself but
-    # refuses seconds, so every unit is declared as microseconds here.
-    if pa.types.is_timestamp(arrow_type):
-        return pa.timestamp("us", arrow_type.tz)
-    return arrow_type
+    checked = check_declared(list(columns))
+    return pa.schema([pa.field(c.name, pa.type_for_alias(c.type), c.nullable) for c in checked])
 
 
 def _same_kind(found: pa.DataType, expected: pa.DataType) -> bool:

@@ -37,8 +37,7 @@ class EmbeddedBackend:
         self.project = project
         self.store: MetadataStore = open_metadata_store(settings)
         self.where = self.store.safe_url
-        if self.store.needs_upgrade():
-            self.store.upgrade()
+        self.store.prepare()
         self.artifacts: ArtifactStore = open_artifact_store(settings)
 
     def start(

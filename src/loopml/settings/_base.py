@@ -41,8 +41,10 @@ class DatabaseSettings(_Section):
     )
     auto_upgrade: bool = Field(
         default=True,
-        description="Upgrade the schema when the server starts. Turn off for PostgreSQL in "
-        "production and run `loopml db upgrade` explicitly.",
+        description="Create the schema of an empty database when a process starts, so a new "
+        "home needs no setup. A database at an older revision is never upgraded by a start: "
+        "run `loopml db upgrade` (or `loopml up --upgrade`). Turn off for PostgreSQL in "
+        "production to create its schema explicitly too.",
     )
 
 

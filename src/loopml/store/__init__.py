@@ -28,4 +28,5 @@ from loopml.store import streams as streams
 from loopml.store import transforms as transforms
 from loopml.store import validation_reports as validation_reports
 from loopml.store._errors import WroteWhileReadingError as WroteWhileReadingError
+from loopml.store._migrate import head_revision as head_revision
 from loopml.store.db import MetadataStore as MetadataStore

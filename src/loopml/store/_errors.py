@@ -24,7 +24,7 @@ _PG_READ_ONLY_TRANSACTION = "25006"
 
 _SCHEMA_HINT = (
     "the metadata database schema is missing or out of date: run `loopml db upgrade` "
-    "(or start the server with database.auto_upgrade on)"
+    "(or start with `loopml up --upgrade`)"
 )
 
 

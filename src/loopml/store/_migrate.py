@@ -35,6 +35,13 @@ def script_directory() -> ScriptDirectory:
     return ScriptDirectory.from_config(alembic_config())
 
 
+def head_revision() -> str:
+    """The newest revision this version of loopml ships."""
+    head = script_directory().get_current_head()
+    assert head is not None, "loopml ships at least one migration"
+    return head
+
+
 def current_revision(connection: Connection) -> str | None:
     """The revision the database is at, ``None`` when it has no schema yet."""
     return MigrationContext.configure(connection).get_current_revision()

@@ -175,11 +175,47 @@ class MetadataStore:
         Returns:
             The head revision.
         """
-        self._refuse_unknown_revision()
+        self._refuse_unknown_revision(self.current_revision())
         with self._upgrade_lock(), translated(self.dialect), self._engine.begin() as conn:
             _migrate.upgrade_on(conn)
         self._ensure_default_project()
         return self.head_revision()
+
+    def prepare(self, *, create: bool = True, upgrade: bool = False) -> str | None:
+        """Make the schema ready for a process to start on, or refuse before anything starts.
+
+        An empty database gets the schema when ``create`` (a new home starts with no setup).
+        One at an older revision is upgraded only when ``upgrade``: an operator's choice,
+        made after a backup, never a side effect of a start. One a newer loopml upgraded is
+        always refused: loopml never downgrades.
+
+        Returns:
+            The revision upgraded from (``""`` from an empty database), or ``None`` when
+            the schema was at head already.
+
+        Raises:
+            ConflictError: the schema is behind and ``upgrade`` is off, missing and
+                ``create`` is off, or ahead of this loopml (``details``: current, head).
+        """
+        current, head = self.current_revision(), self.head_revision()
+        if current == head:
+            return None
+        self._refuse_unknown_revision(current)
+        if current is None and not create:
+            raise ConflictError(
+                f"the metadata database {self.safe_url} has no schema yet and "
+                "database.auto_upgrade is off: run `loopml db upgrade`",
+                details={"current": None, "head": head},
+            )
+        if current is not None and not upgrade:
+            raise ConflictError(
+                f"the metadata database {self.safe_url} is at schema revision {current}, "
+                f"behind this loopml's {head}: back it up, then run `loopml db upgrade` (or "
+                "start with `loopml up --upgrade`)",
+                details={"current": current, "head": head},
+            )
+        self.upgrade()
+        return current or ""
 
     def current_revision(self) -> str | None:
         """The schema revision of the database, ``None`` before the first upgrade."""
@@ -191,6 +227,16 @@ class MetadataStore:
         head = self._scripts.get_current_head()
         assert head is not None, "loopml ships at least one migration"
         return head
+
+    @staticmethod
+    def sqlite_file(url: str) -> Path | None:
+        """The file of a SQLite ``url`` where it exists, else ``None`` (another database, a
+        file not made yet): a question that touches nothing, not even the file's folder."""
+        parsed = _engine.parse_url(url)
+        if parsed.get_backend_name() != "sqlite" or _engine.is_memory(parsed):
+            return None
+        path = Path(str(parsed.database))
+        return path if path.is_file() else None
 
     def needs_upgrade(self) -> bool:
         """Whether the schema is behind head: one small query, cheap at server start."""
@@ -204,17 +250,17 @@ class MetadataStore:
     def _scripts(self) -> ScriptDirectory:
         return _migrate.script_directory()
 
-    def _refuse_unknown_revision(self) -> None:
-        current = self.current_revision()
+    def _refuse_unknown_revision(self, current: str | None) -> None:
         if current is None:
             return
         try:
             self._scripts.get_revision(current)
         except CommandError as exc:
             raise ConflictError(
-                f"the metadata database schema is at revision {current!r}, which this "
-                f"version of loopml does not know (newest {self.head_revision()!r}): it was "
-                "upgraded by a newer loopml; upgrade loopml instead",
+                f"the metadata database {self.safe_url} is at schema revision {current!r}, "
+                f"which this version of loopml does not know (its newest is "
+                f"{self.head_revision()!r}): a newer loopml upgraded it, and loopml never "
+                "downgrades; run that newer loopml, or restore a backup taken before it",
                 details={"current": current, "head": self.head_revision()},
             ) from exc
 

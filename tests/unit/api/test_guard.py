@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
+import orjson
+import pytest
 from fastapi.testclient import TestClient
 
 from loopml.client import Client
@@ -113,3 +116,49 @@ def test_inference_paths_take_a_body_without_content_type_as_json() -> None:
     assert not is_inference_path("/api/v1/projects/p/deployments")
     assert not is_inference_path("/api/v1/projects/p/tables/t/records")
     assert not is_inference_path("/deployments")
+
+
+async def _raw_get(app: object, headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:
+    """The app's answer to a GET whose header lines are exactly ``headers`` (a test client
+    always sends one Host)."""
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/api/v1/projects",
+        "raw_path": b"/api/v1/projects",
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 80),
+    }
+    await app(scope, receive, send)  # type: ignore[operator]
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")  # type: ignore[misc]
+    return int(sent[0]["status"]), body  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ([(b"accept", b"*/*")], "host_missing"),
+        ([(b"host", b"127.0.0.1"), (b"host", b"evil.example")], "host_repeated"),
+        ([(b"host", b"evil.example"), (b"host", b"127.0.0.1")], "host_repeated"),
+    ],
+)
+def test_a_missing_or_repeated_host_is_refused(
+    http: TestClient, headers: list[tuple[bytes, bytes]], reason: str
+) -> None:
+    status, body = asyncio.run(_raw_get(http.app, headers))
+    assert status == 400
+    assert orjson.loads(body)["error"]["details"]["reason"] == reason

@@ -7,11 +7,12 @@ import contextlib
 import threading
 
 import psutil
+import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
 from loopml.client import Client
-from loopml.core.lake import COLUMN_TYPE_PATTERN
+from loopml.core.lake import STORED_TYPE_PATTERN
 
 JSON = {"content-type": "application/json"}
 TABLES = "/api/v1/projects/default/tables"
@@ -27,32 +28,67 @@ def test_non_finite_json_numbers_are_422_on_a_json_route(http: TestClient, const
 
 
 def _column_types() -> list[str]:
-    # Every type COLUMN_TYPE_PATTERN lets through, spelled out.
-    ints = [f"{u}int{n}" for u in ("", "u") for n in (8, 16, 32, 64)]
-    plain = ["bool", "float", "double", "string", "large_string", "binary", "large_binary"]
-    dates = ["date32", "date64"] + [f"timestamp[{unit}]" for unit in ("s", "ms", "us", "ns")]
-    return ints + plain + dates
+    # Every type STORED_TYPE_PATTERN lets through, spelled out.
+    ints = [f"int{n}" for n in (8, 16, 32, 64)]
+    return [*ints, "bool", "float", "double", "string", "binary", "date32", "timestamp[us]"]
 
 
 def test_the_column_type_list_matches_the_schema_pattern() -> None:
     import re
 
-    pattern = re.compile(COLUMN_TYPE_PATTERN)
+    pattern = re.compile(STORED_TYPE_PATTERN)
     assert all(pattern.match(t) for t in _column_types())
-    assert len(_column_types()) == 21
+    assert len(_column_types()) == 11
+    assert not any(pattern.match(t) for t in NOT_KEPT)
 
 
-def test_every_column_type_the_schema_accepts_can_be_created(http: TestClient) -> None:
-    # One app for all 21 types keeps this fast; the loop names the type that fails.
+def test_every_column_type_the_schema_accepts_is_created_as_declared(http: TestClient) -> None:
+    # One app for all 11 types keeps this fast; the loop names the type that fails.
     for index, column_type in enumerate(_column_types()):
         body = {"name": f"t{index}", "columns": [{"name": "c", "type": column_type}]}
         answer = http.post(TABLES, json=body)
         assert answer.status_code == 201, (column_type, answer.text)
         columns = http.get(f"{TABLES}/t{index}").json()["columns"]
         assert [c["name"] for c in columns] == ["c"], column_type
-        if column_type.startswith("timestamp"):
-            # Delta Lake keeps microseconds whatever unit was declared.
-            assert columns[0]["type"] == "timestamp[us]"
+        # As declared, spelled as Arrow spells it (date32 is ``date32[day]``).
+        assert columns[0]["type"] == str(pa.type_for_alias(column_type)), column_type
+
+
+# Arrow types Delta Lake stores as another, and what each was stored as.
+NOT_KEPT = {
+    "timestamp[s]": "timestamp[us]",
+    "timestamp[ms]": "timestamp[us]",
+    "timestamp[ns]": "timestamp[us]",
+    "uint8": "int16",
+    "uint16": "int32",
+    "uint32": "int64",
+    "uint64": "int64",
+    "large_string": "string",
+    "large_binary": "binary",
+    "date64": "date32",
+}
+
+
+@pytest.mark.parametrize(("column_type", "instead"), NOT_KEPT.items())
+def test_a_type_the_lake_would_change_is_refused_with_the_supported_types(
+    http: TestClient, client: Client, column_type: str, instead: str
+) -> None:
+    # timestamp[s] was created as timestamp[us], and uint8 as int8, without a word (issue 36).
+    body = {"name": "t1", "columns": [{"name": "seen", "type": column_type}]}
+    answer = http.post(TABLES, json=body)
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["error"]
+    assert f"declare it {instead}" in error["message"]
+    assert "timestamp[us]" in error["details"]["supported"]
+    assert client.tables.list("default") == []
+
+
+@pytest.mark.parametrize("column_type", ["time32[s]", "duration[s]", "halffloat", "null"])
+def test_an_arrow_type_outside_the_list_is_refused(http: TestClient, column_type: str) -> None:
+    body = {"name": "t1", "columns": [{"name": "c", "type": column_type}]}
+    answer = http.post(TABLES, json=body)
+    assert answer.status_code == 422, answer.text
+    assert "expected one of bool" in answer.json()["error"]["message"]
 
 
 def test_duplicate_column_names_are_422_and_nothing_is_created(

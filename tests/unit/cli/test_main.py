@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -76,3 +77,32 @@ def test_train_help_names_the_text_tasks() -> None:
     assert "--task <str> classification, regression, text-classification or text-regression" in (
         text
     ), text
+
+
+def test_version_names_the_schema_and_the_homes_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loopml._version import __version__
+    from loopml.store import MetadataStore, head_revision
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("LOOPML_HOME", str(home))
+    monkeypatch.delenv("LOOPML_DATABASE_URL", raising=False)
+    head = head_revision()
+    for args in (["--version"], ["version"]):
+        result = runner.invoke(main.app, args)
+        assert result.exit_code == 0, result.output
+        # A new home: no database file yet, and none is made by asking.
+        assert result.output.splitlines() == [
+            f"loopml {__version__}",
+            f"schema   {head} (newest migration of this version)",
+        ]
+    assert not home.exists()
+    home.mkdir()
+    store = MetadataStore(f"sqlite:///{home / 'loopml.db'}")
+    try:
+        store.upgrade()
+    finally:
+        store.dispose()
+    result = runner.invoke(main.app, ["--version"])
+    assert f"revision {head} (up to date)" in result.output.splitlines()[-1]

@@ -28,10 +28,10 @@ def test_a_declared_column_is_read_as_declared_and_the_rest_inferred() -> None:
     inferred = _read(CSV)
     assert inferred.column("zip").to_pylist() == [2134, 501, 12345]  # zeros lost
 
-    table = _read(CSV, "zip:string", "seen:timestamp[s]", "spend:float")
+    table = _read(CSV, "zip:string", "seen:timestamp[us]", "spend:float")
     assert table.schema.field("age").type == pa.int64()
     assert table.column("zip").to_pylist() == ["02134", "00501", "12345"]
-    assert table.schema.field("seen").type == pa.timestamp("us")  # as the lake stores it
+    assert table.schema.field("seen").type == pa.timestamp("us")
     assert table.column("seen").to_pylist() == [
         datetime(2024, 1, 2, 10),
         None,
@@ -39,6 +39,11 @@ def test_a_declared_column_is_read_as_declared_and_the_rest_inferred() -> None:
     ]
     # CSV's empty and NA cells are null in a declared column, as in an inferred one.
     assert table.column("spend").to_pylist() == [1.5, None, None]
+
+
+def test_a_timestamp_unit_other_than_microseconds_is_refused() -> None:
+    with pytest.raises(ValidationError, match=r"declare it timestamp\[us\]"):
+        _read(CSV, "seen:timestamp[s]")
 
 
 def test_a_value_that_does_not_convert_refuses_the_file_naming_its_rows() -> None:

@@ -22,6 +22,7 @@ from loopml.serve.gateway._connection import Connection
 from loopml.serve.gateway._proxy import ProxyServer
 from loopml.serve.gateway._tunnel import HIGH_WATER, Front, trust
 from loopml.serve.gateway.config import GatewayConfig
+from loopml.serve.gateway.wire import RouteTable
 
 Scenario = Callable[[int, "Platform"], Awaitable[None]]
 
@@ -31,6 +32,7 @@ class Platform:
 
     def __init__(self) -> None:
         self.released = asyncio.Event()
+        self.predicted: list[int] = []
         self.app = Starlette(
             routes=[
                 Route("/echo", self.echo, methods=["GET"]),
@@ -74,6 +76,7 @@ class Platform:
 
     async def predict(self, request: Request) -> Response:
         n = (await request.json())["n"]
+        self.predicted.append(n)
         if n == 1:  # slower than what is pipelined behind it: the order is the gateway's work
             await asyncio.sleep(0.3)
         return JSONResponse({"relayed": n})
@@ -88,11 +91,16 @@ def _listener() -> socket.socket:
 
 
 def run(
-    scenario: Scenario, *, platform_port: int | None = None, proxies: str | None = None
+    scenario: Scenario,
+    *,
+    platform_port: int | None = None,
+    proxies: str | None = None,
+    hosts: frozenset[str] = frozenset(),
 ) -> None:
     """``scenario(gateway_port, platform)`` with a gateway in front of the stand-in platform
     (or of ``platform_port``, where something else listens or nothing does), trusting the
-    forwarding headers of ``proxies`` (``FORWARDED_ALLOW_IPS``'s form), or nobody's."""
+    forwarding headers of ``proxies`` (``FORWARDED_ALLOW_IPS``'s form), or nobody's, and
+    serving ``hosts`` (the route table's allowed hosts; empty: not yet known)."""
 
     async def main() -> None:
         platform = Platform()
@@ -112,6 +120,7 @@ def run(
                 trust(proxies) if proxies is not None else Front.trusted,
             ),
         )
+        proxy.table = RouteTable(allowed_hosts=hosts)
         await proxy.start()
         outer = _listener()
         connections: list[Connection] = []
@@ -318,3 +327,39 @@ def test_a_refusal_mid_upload_reaches_the_client() -> None:
             assert answer.startswith(b"HTTP/1.1 413"), answer[:100]
 
     run(scenario)
+
+
+def _status_and_reason(answer: bytes) -> tuple[int, str]:
+    status = int(answer.split(b" ", 2)[1])
+    body = json.loads(_bodies(answer)[0])
+    # The V2 error body on a V2 path (the message as ``error``), loopml's elsewhere.
+    details = body["details"] if isinstance(body["error"], str) else body["error"]["details"]
+    return status, details["reason"]
+
+
+def test_a_missing_repeated_or_foreign_host_is_refused_as_the_platform_refuses_it() -> None:
+    body = b'{"n": 7}'
+    predict = b"POST /deployments/churn/predict HTTP/1.1\r\n%bcontent-type: application/json\r\n"
+    predict += b"content-length: %d\r\n\r\n" % len(body) + body
+    cases = {
+        b"": "host_missing",
+        b"host: 127.0.0.1\r\nhost: evil.example\r\n": "host_repeated",
+        b"host: evil.example\r\nhost: 127.0.0.1\r\n": "host_repeated",
+        b"host: evil.example\r\n": "host_not_allowed",
+    }
+
+    async def scenario(port: int, platform: Platform) -> None:
+        for lines, reason in cases.items():
+            for request in (
+                predict % lines,
+                b"GET /metrics HTTP/1.1\r\n%b\r\n" % lines,
+                b"GET /v2/models/churn HTTP/1.1\r\n%b\r\n" % lines,
+            ):
+                answer = await _exchange(port, request)
+                assert _status_and_reason(answer) == (400, reason), request
+                assert b"connection: close" in answer.lower()
+        assert platform.predicted == []  # nothing reached the platform
+        allowed = await _exchange(port, predict % b"host: 127.0.0.1\r\nconnection: close\r\n")
+        assert _bodies(allowed) == [b'{"relayed":7}']
+
+    run(scenario, hosts=frozenset({"127.0.0.1"}))

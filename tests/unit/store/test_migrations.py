@@ -141,3 +141,73 @@ def test_names_compare_bytewise_on_postgresql(store: MetadataStore) -> None:
         ("events", "type", "C"),
         ("projects", "name", "C"),
     ]
+
+
+def _upgrade_to(store: MetadataStore, revision: str) -> None:
+    """Bring ``store``'s database to ``revision`` with Alembic, as an older loopml left it."""
+    from alembic import command
+
+    from loopml.store._migrate import alembic_config
+
+    engine = create_engine(store.url)
+    try:
+        with engine.begin() as conn:
+            config = alembic_config()
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+    finally:
+        engine.dispose()
+
+
+def _parent_of_head() -> str:
+    parent = script_directory().get_revision(script_directory().get_current_head()).down_revision
+    assert isinstance(parent, str)
+    return parent
+
+
+def test_prepare_creates_an_empty_database_and_leaves_one_at_head(
+    empty_store: MetadataStore,
+) -> None:
+    assert empty_store.prepare() == ""
+    assert empty_store.current_revision() == empty_store.head_revision()
+    assert empty_store.prepare() is None
+    assert empty_store.prepare(create=False) is None
+
+
+def test_prepare_refuses_an_empty_database_when_told_not_to_create(
+    empty_store: MetadataStore,
+) -> None:
+    with pytest.raises(ConflictError, match="has no schema yet") as caught:
+        empty_store.prepare(create=False)
+    assert "`loopml db upgrade`" in caught.value.message
+    assert empty_store.current_revision() is None
+
+
+def test_prepare_refuses_an_older_schema_unless_told_to_upgrade(
+    empty_store: MetadataStore,
+) -> None:
+    older, head = _parent_of_head(), empty_store.head_revision()
+    _upgrade_to(empty_store, older)
+    with pytest.raises(ConflictError) as caught:
+        empty_store.prepare()
+    message = caught.value.message
+    assert f"at schema revision {older}, behind this loopml's {head}" in message
+    assert "`loopml db upgrade`" in message
+    assert "`loopml up --upgrade`" in message
+    assert caught.value.details == {"current": older, "head": head}
+    assert empty_store.current_revision() == older  # nothing changed
+    assert empty_store.prepare(upgrade=True) == older
+    assert empty_store.current_revision() == head
+
+
+def test_prepare_refuses_a_newer_schema_even_when_told_to_upgrade(store: MetadataStore) -> None:
+    engine = create_engine(store.url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999_later'")
+    finally:
+        engine.dispose()
+    for upgrade in (False, True):
+        with pytest.raises(ConflictError, match="never downgrades") as caught:
+            store.prepare(upgrade=upgrade)
+        assert caught.value.details["current"] == "9999_later"

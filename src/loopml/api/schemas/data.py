@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from loopml.core.contracts import ValidationReport
 from loopml.core.lake import (
-    COLUMN_TYPE_PATTERN,
+    STORED_TYPE_PATTERN,
     TABLE_NAME_PATTERN,
     ColumnInfo,
     LakeTable,
@@ -41,8 +41,9 @@ class ColumnSpec(BaseModel):
     )
     type: str = Field(
         max_length=64,
-        description="An Arrow type: int64, double, string, ...",
-        json_schema_extra={"pattern": COLUMN_TYPE_PATTERN},
+        description="An Arrow type the lake stores as declared: int64, double, string, "
+        "timestamp[us], ...",
+        json_schema_extra={"pattern": STORED_TYPE_PATTERN},
     )
     # Strict: the schema says boolean, so 0/1 or "true" are refused rather than coerced.
     nullable: StrictBool = True

@@ -1,12 +1,14 @@
 """The gateway process's HTTP server: an asyncio protocol over httptools, no ASGI.
 
 A request on the gateway port is read whole (head and body, within the platform's body
-limit), then either
+limit). One with no ``Host``, two, or one outside the allowed list is refused here as the
+platform's guard refuses it (``loopml.core.hosts``: one rule for every listening process);
+any other is either
 
 - **served here** (the lean path): ``POST .../deployments/{name}/predict``,
   ``.../deployments/{name}/v2/models/{m}/infer`` and ``/v2/models/{m}/infer`` of a
   deployment the route table marks ``lean`` (see ``wire.Deployment``), from a client that
-  names an allowed ``Host`` and no ``Origin``, and, where the deployment asks for a token,
+  names no ``Origin``, and, where the deployment asks for a token,
   with a bearer token the platform allowed on it lately (it says so on a relayed answer:
   ``X-Loopml-Allowed``, for as long as it would remember the decision itself). A revision
   is drawn by weight and a replica in turn (``Balancer``); the body goes to the replica as
@@ -35,6 +37,7 @@ import time
 from collections.abc import Callable
 
 from loopml.core.errors import LoopmlError, NotFoundError, ServiceUnavailableError
+from loopml.core.hosts import host_refusal
 from loopml.core.ids import fast_id
 from loopml.serve.gateway._balance import Balancer
 from loopml.serve.gateway._connection import Connection, Request, encode_answer, error_answer
@@ -160,6 +163,10 @@ class ProxyServer:
 
     async def handle(self, request: Request) -> bytes:
         """The whole answer to ``request``."""
+        refusal = host_refusal(request.headers, self.table.allowed_hosts)
+        if refusal is not None:  # as the platform's guard refuses it: answered, then closed
+            request.keep_alive = False
+            return error_answer(request.path, refusal, False)
         try:
             lean = self._lean(request)
             if lean is not None:
@@ -238,24 +245,15 @@ class ProxyServer:
         self._allowed[(token, parts[1], parts[2])] = (until, parts[3])
 
     def _plain(self, request: Request) -> bool:
-        """Whether the request needs none of the platform guard's judgement: an allowed
-        ``Host`` and no ``Origin`` (a browser's cross-site call is the guard's to refuse)."""
-        allowed = self.table.allowed_hosts
-        host: bytes | None = None
+        """Whether the request needs none of the platform guard's judgement (its ``Host`` was
+        judged in ``handle``): no ``Origin`` (a browser's cross-site call is the guard's to
+        refuse) and a JSON body."""
         for name, value in request.headers:
             if name == b"origin":
                 return False
-            if name == b"host":
-                host = value
-            elif name == b"content-type" and not _is_json(value):
+            if name == b"content-type" and not _is_json(value):
                 return False
-        if "*" in allowed:
-            return True
-        if host is None:
-            return False
-        text = host.decode("latin-1").lower()
-        text = text[1 : text.find("]")] if text.startswith("[") else text.split(":", 1)[0]
-        return text in allowed
+        return True
 
     async def _serve(
         self, request: Request, deployment: Deployment, upstream: Callable[[Backend], str]
@@ -404,7 +402,6 @@ class ProxyServer:
                     headers[text] += ", " + value.decode("latin-1")
                 else:
                     headers[text] = value.decode("latin-1")
-        headers.setdefault("host", self.platform_host)
         headers["x-forwarded-for"] = request.client
         headers["x-forwarded-proto"] = "http"
         # Says to the platform that its own gateway relays this (a client's copy is replaced).
