@@ -146,14 +146,25 @@ def backed(tmp_path_factory: pytest.TempPathFactory) -> Backed:
         started = time.monotonic()
         _ok(server.cli(*args, timeout=300))
         second_s = time.monotonic() - started
+        # Stopped, with retention: the platform needs no server to be backed up.
+        started = time.monotonic()
+        kept = _ok(server.cli(*args, "--keep", "2", timeout=300))
+        third_s = time.monotonic() - started
+    assert "removed 1 snapshots" in kept
     vault = BackupVault(LocalArtifactStore(dest))
-    one, two = vault.manifests()
+    two, three = vault.manifests()
+    db = next(f for f in three.files if f.path == DATABASE_PATH)
     figures = {
-        "first_s": first_s,
-        "second_s": second_s,
-        "size": one.size,
-        "files": len(one.files),
+        "first_cli_s": first_s,
+        "second_cli_s": second_s,
+        "third_cli_s": third_s,
+        "second_s": two.seconds,
+        "third_s": three.seconds,
+        "size": three.size,
+        "files": len(three.files),
+        "database_bytes": db.size,
         "second_new_bytes": two.new_bytes,
+        "third_new_bytes": three.new_bytes,
         "dest_bytes": sum(p.stat().st_size for p in dest.rglob("*") if p.is_file()),
         "load_predictions": load.done["predictions"],
         "load_ingests": load.done["ingests"],
@@ -181,10 +192,10 @@ def _hashes(store: ArtifactStore) -> dict[str, str]:
     }
 
 
-def _snapshot_db(backed: Backed, manifest: Manifest, tmp: Path) -> str:
+def _snapshot_db(vault: BackupVault, manifest: Manifest, tmp: Path) -> str:
     entry = next(f for f in manifest.files if f.path == DATABASE_PATH)
-    path = tmp / "snapshot.db"
-    shutil.copyfile(backed.dest / blob_key(entry.sha256), path)
+    path = tmp / f"snapshot-{manifest.id}.db"
+    path.write_bytes(b"".join(vault.read(entry.sha256)))
     return f"sqlite:///{path}"
 
 
@@ -200,10 +211,10 @@ def _restore(backed: Backed, env: dict[str, str], *extra: str) -> Any:
     )  # fmt: skip
 
 
-def _check_restored(backed: Backed, tmp: Path, db_url: str, artifacts: ArtifactStore) -> None:
-    manifest = BackupVault(LocalArtifactStore(backed.dest)).latest()
+def _check_restored(vault: BackupVault, tmp: Path, db_url: str, artifacts: ArtifactStore) -> None:
+    manifest = vault.latest()
     assert manifest is not None
-    assert _rows(db_url) == _rows(_snapshot_db(backed, manifest, tmp))
+    assert _rows(db_url) == _rows(_snapshot_db(vault, manifest, tmp))
     expected = {f.path: f.sha256 for f in manifest.files if f.path.startswith(ARTIFACTS)}
     assert _hashes(artifacts) == expected
     # Each lake table reads at the version its row records, with the rows it records.
@@ -248,12 +259,13 @@ def test_restore_into_a_fresh_home_on_sqlite(backed: Backed, tmp_path: Path) -> 
     home = tmp_path / "restored"
     env = base_env(home)
     listed = subprocess_run(["backup", "--list", str(backed.dest)], {**env, "COLUMNS": "200"})
-    assert listed.stdout.count("sqlite +secrets") == 2, listed.stdout
+    assert listed.stdout.count("sqlite +secrets") == 2, listed.stdout  # --keep 2
     done = _restore(backed, env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "restored snapshot" in done.stdout
     artifacts = LocalArtifactStore(home / "artifacts")
-    _check_restored(backed, tmp_path, f"sqlite:///{home / 'loopml.db'}", artifacts)
+    vault = BackupVault(LocalArtifactStore(backed.dest))
+    _check_restored(vault, tmp_path, f"sqlite:///{home / 'loopml.db'}", artifacts)
     again = _restore(backed, env)
     assert again.returncode != 0
     assert "is not empty" in again.stderr
@@ -280,15 +292,40 @@ def test_restore_moves_an_embedded_home_to_postgres_and_s3(
     done = _restore(backed, env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "database rows loaded" in done.stdout
-    artifacts = open_artifact_store(
-        s3["LOOPML_ARTIFACTS_ROOT"],
-        s3_endpoint_url=s3_endpoint,
-        s3_access_key_id="testing",
-        s3_secret_access_key="testing",
-    )
+    artifacts = open_artifact_store(s3["LOOPML_ARTIFACTS_ROOT"], **_s3_options(s3_endpoint))
     url = postgres_url.replace("postgresql://", "postgresql+psycopg://")
-    _check_restored(backed, tmp_path, url, artifacts)
+    _check_restored(BackupVault(LocalArtifactStore(backed.dest)), tmp_path, url, artifacts)
     _serves_the_same(backed, home, s3)
+
+    # And back: the PostgreSQL + S3 platform into an S3 prefix, then into a SQLite home.
+    dest = f"s3://{s3_bucket}/backups"
+    _ok(subprocess_run(["backup", dest], env))
+    assert "all intact" in _ok(subprocess_run(["restore", dest, "--verify"], env))
+    back = tmp_path / "back"
+    restored = subprocess_run(["restore", dest], {**base_env(back), **_s3_access(s3)})
+    assert "restored snapshot" in restored.stdout
+    vault = BackupVault(open_artifact_store(dest, **_s3_options(s3_endpoint)))
+    manifest = vault.latest()
+    assert manifest is not None
+    assert manifest.source_database == "postgresql"
+    assert manifest.secrets is None
+    assert "API tokens made before it stop working" in restored.stderr
+    _check_restored(
+        vault, tmp_path, f"sqlite:///{back / 'loopml.db'}", LocalArtifactStore(back / "artifacts")
+    )
+
+
+def _s3_access(s3: dict[str, str]) -> dict[str, str]:
+    """The S3 settings that reach the backup, without naming S3 as the artifact store."""
+    return {k: v for k, v in s3.items() if k.startswith("LOOPML_ARTIFACTS_S3_")}
+
+
+def _s3_options(endpoint: str) -> dict[str, str]:
+    return {
+        "s3_endpoint_url": endpoint,
+        "s3_access_key_id": "testing",
+        "s3_secret_access_key": "testing",
+    }
 
 
 def subprocess_run(args: list[str], env: dict[str, str]) -> Any:
