@@ -4,6 +4,8 @@ secret, as content-addressed snapshots in a folder or an S3 prefix (docs/operati
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from loopml.backup._copy import QuietReporter as QuietReporter
 from loopml.backup._copy import Reporter as Reporter
 from loopml.backup.manifest import FileEntry as FileEntry
@@ -14,13 +16,21 @@ from loopml.backup.restore import verify as verify
 from loopml.backup.take import take_backup as take_backup
 from loopml.backup.vault import BackupVault as BackupVault
 from loopml.backup.vault import Pruned as Pruned
+from loopml.core.errors import NotFoundError
 from loopml.settings import Settings
 from loopml.storage import open_artifact_store
 
 
-def open_vault(dest: str, settings: Settings) -> BackupVault:
-    """The backup destination ``dest``: a folder (made if missing) or ``s3://bucket/prefix``,
-    reached with the S3 endpoint and credentials of the ``artifacts`` settings."""
+def open_vault(dest: str, settings: Settings, *, create: bool = True) -> BackupVault:
+    """The backup destination ``dest``: a folder (made if missing, when ``create``) or
+    ``s3://bucket/prefix``, reached with the S3 endpoint and credentials of the
+    ``artifacts`` settings.
+
+    Raises:
+        NotFoundError: ``create`` is off and the folder does not exist.
+    """
+    if not create and "://" not in dest and not Path(dest).expanduser().is_dir():
+        raise NotFoundError(f"no backup at {dest}: not a folder", details={"backup": dest})
     cfg = settings.artifacts
     secret = cfg.s3_secret_access_key
     return BackupVault(

@@ -21,17 +21,22 @@ def _key(passphrase: str, info: SecretsInfo) -> bytes:
     return base64.urlsafe_b64encode(kdf.derive(passphrase.encode()))
 
 
+def check_passphrase(passphrase: str) -> None:
+    """Raises ``ValidationError`` for a passphrase shorter than 12 characters."""
+    if len(passphrase) < MIN_PASSPHRASE:
+        raise ValidationError(
+            f"the backup passphrase must have {MIN_PASSPHRASE} characters or more",
+            details={"field": "passphrase"},
+        )
+
+
 def encrypt(data: bytes, passphrase: str) -> tuple[bytes, SecretsInfo]:
     """``data`` encrypted under ``passphrase``, and what decrypting it needs besides.
 
     Raises:
         ValidationError: the passphrase is shorter than 12 characters.
     """
-    if len(passphrase) < MIN_PASSPHRASE:
-        raise ValidationError(
-            f"the backup passphrase must have {MIN_PASSPHRASE} characters or more",
-            details={"field": "passphrase"},
-        )
+    check_passphrase(passphrase)
     info = SecretsInfo(salt=os.urandom(16).hex(), n=_N, r=_R, p=_P)
     return Fernet(_key(passphrase, info)).encrypt(data), info
 

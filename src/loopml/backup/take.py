@@ -60,11 +60,12 @@ def take_backup(
     """
     report = reporter or QuietReporter()
     started = time.monotonic()
-    if passphrase is not None and len(passphrase) < secrets.MIN_PASSPHRASE:
-        secrets.encrypt(b"", passphrase)  # raises the passphrase's ValidationError
+    if passphrase is not None:
+        secrets.check_passphrase(passphrase)
+    artifacts = open_artifact_store(settings)
+    _refuse_nested(vault, artifacts)
     copier = Copier.for_vault(vault, vault.latest())
     store = open_metadata_store(settings)
-    artifacts = open_artifact_store(settings)
     try:
         with tempfile.TemporaryDirectory(prefix="loopml-backup-") as tmp:
             report.begin("metadata database", 1)
@@ -98,6 +99,16 @@ def take_backup(
     )
     vault.save(manifest)
     return manifest, copier.vanished
+
+
+def _refuse_nested(vault: BackupVault, artifacts: ArtifactStore) -> None:
+    inside, outside = vault.uri.rstrip("/") + "/", artifacts.uri.rstrip("/") + "/"
+    if inside.startswith(outside) or outside.startswith(inside):
+        raise ValidationError(
+            f"the backup destination {vault.uri} and the artifact store {artifacts.uri} hold "
+            "one another: back up somewhere outside the artifact store",
+            details={"backup": vault.uri, "artifacts": artifacts.uri},
+        )
 
 
 def settings_without_secrets(settings: Settings) -> bytes:

@@ -102,7 +102,7 @@ def backup(
     from loopml.backup import open_vault, take_backup
 
     settings = state(ctx).settings
-    vault = open_vault(dest, settings)
+    vault = open_vault(dest, settings, create=not list_)
     if list_:
         _list(vault)
         return
@@ -151,7 +151,7 @@ def restore(
     from loopml.backup.restore import pick
 
     settings = state(ctx).settings
-    vault = open_vault(src, settings)
+    vault = open_vault(src, settings, create=False)
     manifest = pick(vault, snapshot)
     if verify_only:
         with _bars() as bars:

@@ -89,3 +89,10 @@ def test_a_short_passphrase_is_refused_before_anything_is_copied(tmp_path: Path)
         take_backup(settings, vault, passphrase="short")
     assert vault.snapshot_ids() == []
     assert vault.blobs() == {}
+
+
+def test_a_destination_inside_the_artifact_store_is_refused(tmp_path: Path) -> None:
+    settings = _platform(tmp_path / "source")
+    vault = BackupVault(LocalArtifactStore(tmp_path / "source" / "artifacts" / "backups"))
+    with pytest.raises(ValidationError, match="hold one another"):
+        take_backup(settings, vault)
