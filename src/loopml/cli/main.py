@@ -55,6 +55,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("status", "status"),
     "monitor": ("monitor", "monitor"),
     "logs": ("logs", "logs"),
+    "backup": ("backup", "backup"),
+    "restore": ("backup", "restore"),
 }
 
 
