@@ -374,3 +374,21 @@ def test_a_project_s_tracking_uri_takes_a_loopml_token(
     assert (mine["project"], mine["experiment"]) == ("churn", experiment)
     notes = httpx.get(f"{base}/artifacts/notes.txt", headers=bearer)
     assert notes.content == b"lr=0.1\n"
+
+
+def test_a_finished_run_resumes_and_runs_are_found_by_name(
+    mlflow_python: Path, server: RunningServer
+) -> None:
+    experiment = f"resume-{_version(mlflow_python)}"
+    seen = _script(mlflow_python, server, "resume_search.py", experiment)
+    assert seen["resumed"] == "FINISHED"
+    assert seen["history"] == [0.5, 0.25]
+    assert seen["tag"] == ["r007"]
+    assert seen["tag_quoted"] == ["r008"]
+    assert seen["attribute"] == ["r008"]
+    assert seen["like"] == ["r007", "r008"]
+    assert seen["ilike"] == ["r007"]
+    assert seen["system_tag"] == ["r008"]
+    assert seen["unsupported"] == "INVALID_PARAMETER_VALUE"
+    events = httpx.get(f"{server.url}/api/v1/events", params={"type": "run.resumed"})
+    assert events.json()["items"], events.text

@@ -103,7 +103,7 @@ def run(
     """A run as MLflow's ``Run``: info, data (latest metrics, params, tags), inputs and
     outputs (the MLflow 3 models it produced)."""
     tags = dict(run.tags or {})
-    tags.setdefault(RUN_NAME_TAG, run.name)
+    tags[RUN_NAME_TAG] = run.name  # the run's name is the tag (setting it renames the run)
     inputs = [dataset_input(i) for i in run.inputs or [] if i.kind == DATASET_KIND]
     return {
         "info": run_info(run, experiment_id),

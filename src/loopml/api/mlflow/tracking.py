@@ -163,6 +163,8 @@ def update_run(
     end = _END_STATUSES.get(body.status or "")
     if end is not None:
         run = tracking.end_run(ctx.store, project, run_id, end, actor=actor)
+    elif body.status == "RUNNING":  # MLflow's start_run(run_id=...) resumes a run
+        run = tracking.resume_run(ctx.store, project, run_id, actor=actor)
     else:
         run = tracking.get_run(ctx.store, project, run_id)
         if body.status is not None and run.status != "RUNNING":

@@ -146,6 +146,13 @@ def end_run(
         return run_logs.get(session, project, run_id)
 
 
+def resume_run(store: MetadataStore, project: str, run_id: str, *, actor: str) -> Run:
+    """Set an ended run RUNNING again (MLflow's resumed run); emits ``run.resumed``."""
+    with store.session() as session:
+        runs.resume(session, project, run_id, actor=actor)
+        return run_logs.get(session, project, run_id)
+
+
 def search_runs(store: MetadataStore, project: str, spec: RunSearch) -> RunPage:
     """One page of runs matching ``spec``, with the cursors of the pages around it."""
     with store.session() as session:

@@ -1,0 +1,64 @@
+"""SQL ``LIKE`` with the same meaning on SQLite and PostgreSQL: SQLite's ``LIKE`` ignores
+the case of ASCII letters, PostgreSQL's does not (MLflow's ``LIKE`` is case-sensitive,
+``ILIKE`` not), so on SQLite a case-sensitive ``LIKE`` is written as ``GLOB``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Boolean
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
+
+_GLOB_SPECIAL = {"*": "[*]", "?": "[?]", "[": "[[]"}
+
+
+def like_to_glob(pattern: str) -> str:
+    """A ``LIKE`` pattern as the ``GLOB`` pattern matching the same strings."""
+    out = []
+    for char in pattern:
+        out.append({"%": "*", "_": "?"}.get(char) or _GLOB_SPECIAL.get(char, char))
+    return "".join(out)
+
+
+class _CaseSensitiveLike(FunctionElement[bool]):
+    type = Boolean()
+    name = "case_sensitive_like"
+    inherit_cache = True
+
+
+@compiles(_CaseSensitiveLike)
+def _like(element: _CaseSensitiveLike, compiler: SQLCompiler, **kw: Any) -> str:
+    column, pattern, _ = list(element.clauses)
+    return f"({compiler.process(column, **kw)} LIKE {compiler.process(pattern, **kw)})"
+
+
+@compiles(_CaseSensitiveLike, "sqlite")
+def _glob(element: _CaseSensitiveLike, compiler: SQLCompiler, **kw: Any) -> str:
+    column, _, glob = list(element.clauses)
+    return f"({compiler.process(column, **kw)} GLOB {compiler.process(glob, **kw)})"
+
+
+def like(column: Any, pattern: str, *, insensitive: bool = False) -> ColumnElement[bool]:
+    """``column LIKE pattern`` (case-sensitive on every database), or ``ILIKE``."""
+    if insensitive:
+        found: ColumnElement[bool] = column.ilike(pattern)
+        return found
+    return _CaseSensitiveLike(column, pattern, like_to_glob(pattern))
+
+
+def compare(column: Any, op: str, value: Any) -> ColumnElement[bool]:
+    """``column <op> value`` for ``= != < <= > >= LIKE ILIKE``."""
+    if op in ("LIKE", "ILIKE"):
+        return like(column, str(value), insensitive=op == "ILIKE")
+    found: ColumnElement[bool] = {
+        "=": column.__eq__,
+        "!=": column.__ne__,
+        "<": column.__lt__,
+        "<=": column.__le__,
+        ">": column.__gt__,
+        ">=": column.__ge__,
+    }[op](value)
+    return found
