@@ -22,6 +22,8 @@ from loopml.registry.service import get_version as get_version
 from loopml.registry.service import list_models as list_models
 from loopml.registry.service import list_versions as list_versions
 from loopml.registry.service import resolve_in_project as resolve_in_project
+from loopml.registry.service import search_models as search_models
+from loopml.registry.service import search_versions as search_versions
 from loopml.registry.service import set_model_tag as set_model_tag
 from loopml.registry.service import set_version_tag as set_version_tag
 from loopml.registry.service import update_model as update_model

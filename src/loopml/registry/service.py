@@ -8,9 +8,10 @@ from __future__ import annotations
 from loopml.core.errors import ValidationError
 from loopml.core.refs import ModelRef
 from loopml.core.registry import ModelVersion, RegisteredModel, VersionStatus
+from loopml.core.registry_filter import RegistryClause, RegistryOrder
 from loopml.core.types import Page
 from loopml.registry.versions import resolve
-from loopml.store import MetadataStore, model_tags, model_versions, models
+from loopml.store import MetadataStore, model_tags, model_versions, models, registry_search
 
 
 def create_model(
@@ -35,6 +36,38 @@ def list_models(
     """One page of a project's models, by name."""
     with store.session() as session:
         return models.list_(session, project, limit=limit, cursor=cursor)
+
+
+def search_models(
+    store: MetadataStore,
+    project: str,
+    clauses: list[RegistryClause],
+    *,
+    order_by: list[RegistryOrder] | None = None,
+    limit: int = 100,
+    page_token: str | None = None,
+) -> Page[RegisteredModel]:
+    """One page of the models matching every clause (``core.registry_filter``)."""
+    with store.session() as session:
+        return registry_search.search_models(
+            session, project, clauses, order_by=order_by, limit=limit, page_token=page_token
+        )
+
+
+def search_versions(
+    store: MetadataStore,
+    project: str,
+    clauses: list[RegistryClause],
+    *,
+    order_by: list[RegistryOrder] | None = None,
+    limit: int = 100,
+    page_token: str | None = None,
+) -> Page[ModelVersion]:
+    """One page of the versions, of any model of the project, matching every clause."""
+    with store.session() as session:
+        return registry_search.search_versions(
+            session, project, clauses, order_by=order_by, limit=limit, page_token=page_token
+        )
 
 
 def get_model(store: MetadataStore, project: str, name: str) -> RegisteredModel:

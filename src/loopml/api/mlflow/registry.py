@@ -28,6 +28,7 @@ from loopml.core import layout
 from loopml.core.errors import NotFoundError, ValidationError
 from loopml.core.keys import join_key, validate_key
 from loopml.core.registry import ModelVersion, VersionStatus
+from loopml.core.registry_filter import parse_registry_filter, parse_registry_order
 from loopml.core.runs import LoggedModel
 from loopml.store import (
     experiments,
@@ -49,8 +50,6 @@ _MLFLOW_FORMAT = (
     "<run_id>` (MLflow 3: `--source models:/<model_id>`) and register "
     "runs:/<run_id>/loopml-model; see docs/mlflow.md"
 )
-_NAME_FILTER = re.compile(r"""^\s*name\s*=\s*(['"])(.*)\1\s*$""", re.IGNORECASE)
-_VERSION_FILTER = re.compile(r"""^\s*(name|run_id)\s*=\s*(['"])(.*)\2\s*$""", re.IGNORECASE)
 
 
 def _source(ctx: AppContext, version: ModelVersion) -> str:
@@ -107,23 +106,22 @@ def delete_model(ctx: AppContext, project: str, name: str, actor: str) -> dict[s
 
 
 def search_models(
-    ctx: AppContext, project: str, filter: str | None, max_results: int, page_token: str | None
+    ctx: AppContext,
+    project: str,
+    filter: str | None,
+    order_by: list[str],
+    max_results: int,
+    page_token: str | None,
 ) -> dict[str, Any]:
-    """``registered-models/search``: by name; ``filter`` may only be ``name = '...'``."""
-    if filter and filter.strip():
-        match = _NAME_FILTER.fullmatch(filter)
-        if match is None:
-            raise ValidationError(
-                f"unsupported filter {filter[:100]!r}: only name = '<name>' is supported"
-            )
-        try:
-            return {
-                "registered_models": [get_model(ctx, project, match.group(2))["registered_model"]]
-            }
-        except NotFoundError:
-            return {"registered_models": []}
-    with ctx.store.session() as session:
-        page = models.list_(session, project, limit=min(max_results, MAX_PAGE), cursor=page_token)
+    """``registered-models/search``: MLflow's filter grammar (``core.registry_filter``)."""
+    page = registry.search_models(
+        ctx.store,
+        project,
+        parse_registry_filter(filter, "models"),
+        order_by=parse_registry_order(order_by, "models"),
+        limit=min(max_results, MAX_PAGE),
+        page_token=page_token,
+    )
     found = [convert.registered_model(m) for m in page.items]
     return {"registered_models": found, "next_page_token": page.next_cursor}
 
@@ -237,26 +235,22 @@ def delete_version(
 
 
 def search_versions(
-    ctx: AppContext, project: str, filter: str | None, max_results: int, page_token: str | None
+    ctx: AppContext,
+    project: str,
+    filter: str | None,
+    order_by: list[str],
+    max_results: int,
+    page_token: str | None,
 ) -> dict[str, Any]:
-    """``model-versions/search``: ``name = '...'`` (a model's versions, newest first) or
-    ``run_id = '...'``."""
-    match = _VERSION_FILTER.fullmatch(filter or "")
-    if match is None:
-        raise ValidationError(
-            f"unsupported filter {(filter or '')[:100]!r}: expected name = '<model>' or "
-            "run_id = '<run id>'"
-        )
-    field, value = match.group(1).lower(), match.group(3)
-    if field == "run_id":
-        with ctx.store.session() as session:
-            found = lineage.versions_of_run(session, project, value)
-        return {"model_versions": [_version_json(ctx, v) for v in found]}
-    cursor = int(page_token) if page_token and page_token.isdigit() else None
-    with ctx.store.session() as session:
-        page = model_versions.list_(
-            session, project, value, limit=min(max_results, MAX_PAGE), cursor=cursor
-        )
+    """``model-versions/search``: MLflow's filter grammar (``core.registry_filter``)."""
+    page = registry.search_versions(
+        ctx.store,
+        project,
+        parse_registry_filter(filter, "versions"),
+        order_by=parse_registry_order(order_by, "versions"),
+        limit=min(max_results, MAX_PAGE),
+        page_token=page_token,
+    )
     items = [_version_json(ctx, v) for v in page.items]
     return {"model_versions": items, "next_page_token": page.next_cursor}
 

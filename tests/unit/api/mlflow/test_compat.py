@@ -8,6 +8,9 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from loopml.api.context import AppContext
+from tests.tracking_rows import log_model, make_run
+
 API = "/api/2.0/mlflow"
 
 
@@ -59,3 +62,70 @@ def test_runs_are_found_by_name_as_attribute_and_as_tag(http: TestClient) -> Non
     assert names("run_name ILIKE 'r%'") == ["R008", "r007", "r009"]
     got = _get(http, "runs/get", run_id=run_id)["run"]["data"]["tags"]
     assert {"key": "mlflow.runName", "value": "r009"} in got
+
+
+def _registered(http: TestClient, names: tuple[str, ...]) -> str:
+    """Versions of ``names`` (in that order) registered from one run's package."""
+    ctx: AppContext = http.app.state.ctx  # type: ignore[attr-defined]
+    run = make_run(ctx.store)
+    log_model(ctx.store, ctx.artifacts, run)
+    for name in names:
+        if (
+            _get(http, "registered-models/search", filter=f"name = '{name}'")["registered_models"]
+            == []
+        ):
+            _post(http, "registered-models/create", {"name": name})
+        source = f"runs:/{run.id}/model"
+        _post(http, "model-versions/create", {"name": name, "source": source, "run_id": run.id})
+    return run.id
+
+
+def test_registry_searches_take_mlflow_s_grammar(http: TestClient) -> None:
+    run_id = _registered(http, ("churn", "fraud", "churn", "churn-eu"))
+    _post(http, "registered-models/set-tag", {"name": "churn", "key": "team", "value": "risk"})
+    _post(
+        http, "model-versions/set-tag", {"name": "churn", "version": "2", "key": "ok", "value": "y"}
+    )
+    _post(
+        http,
+        "registered-models/set-tag",
+        {"name": "fraud", "key": "mlflow.prompt.is_prompt", "value": "true"},
+    )
+
+    def models(text: str | None, **params: Any) -> list[str]:
+        found = _get(http, "registered-models/search", filter=text, **params)
+        return [m["name"] for m in found["registered_models"]]
+
+    prompt = "tags.`mlflow.prompt.is_prompt` != 'true'"
+    assert models(prompt) == ["churn", "churn-eu"]
+    assert models(None) == ["churn", "churn-eu", "fraud"]
+    assert models("name LIKE 'C%'") == []  # LIKE is case-sensitive, as in MLflow
+    assert models("name ILIKE 'C%'") == ["churn", "churn-eu"]
+    assert models("name LIKE '%-__'") == ["churn-eu"]
+    assert models(f"tag.team = 'risk' AND {prompt}") == ["churn"]
+    assert models("tags.team != 'ops'") == ["churn"]
+    assert models(None, order_by=["name DESC"]) == ["fraud", "churn-eu", "churn"]
+    first = _get(http, "registered-models/search", max_results=2)
+    rest = _get(
+        http, "registered-models/search", max_results=2, page_token=first["next_page_token"]
+    )
+    assert [m["name"] for m in rest["registered_models"]] == ["fraud"]
+    assert rest["next_page_token"] is None
+    refused = _get(http, "registered-models/search", 400, filter="run_id = 'x'")
+    assert refused["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "invalid attribute key 'run_id'" in refused["message"]
+
+    def versions(text: str) -> list[str]:
+        found = _get(http, "model-versions/search", filter=text)["model_versions"]
+        return [f"{v['name']}/{v['version']}" for v in found]
+
+    assert versions("name = 'churn'") == ["churn/2", "churn/1"]
+    assert versions(f"run_id = '{run_id}' and name != 'churn'") == ["churn-eu/1", "fraud/1"]
+    assert versions(f"run_id IN ('{run_id}') and version_number > 1") == ["churn/2"]
+    assert versions("tags.ok = 'y'") == ["churn/2"]
+    assert versions(
+        f"source_path = 'mlflow-artifacts:/runs/{run_id}/model' and name LIKE 'f%'"
+    ) == ["fraud/1"]
+    assert versions("source_path LIKE '%/other'") == []
+    refused = _get(http, "model-versions/search", 400, filter="current_stage = 'None'")
+    assert refused["error_code"] == "INVALID_PARAMETER_VALUE"

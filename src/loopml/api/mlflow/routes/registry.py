@@ -32,6 +32,7 @@ NAME = Query(max_length=300)
 MAX_RESULTS = Query(default=100, ge=1, le=50_000)
 TOKEN = Query(default=None, max_length=300)
 FILTER = Query(default=None, max_length=1000)
+ORDER_BY = Query(default=[], max_length=10)
 
 
 @router.post("/registered-models/create")
@@ -61,9 +62,10 @@ def search_models(
     project: Project,
     filter: str | None = FILTER,
     max_results: int = MAX_RESULTS,
+    order_by: list[str] = ORDER_BY,
     page_token: str | None = TOKEN,
 ) -> Json:
-    return registry.search_models(ctx, project, filter, max_results, page_token)
+    return registry.search_models(ctx, project, filter, order_by, max_results, page_token)
 
 
 @router.post("/registered-models/rename")
@@ -141,9 +143,10 @@ def search_versions(
     project: Project,
     filter: str | None = FILTER,
     max_results: int = MAX_RESULTS,
+    order_by: list[str] = ORDER_BY,
     page_token: str | None = TOKEN,
 ) -> Json:
-    return registry.search_versions(ctx, project, filter, max_results, page_token)
+    return registry.search_versions(ctx, project, filter, order_by, max_results, page_token)
 
 
 @router.get("/model-versions/get-download-uri")
