@@ -21,6 +21,7 @@ from loopml.registry.service import get_model as get_model
 from loopml.registry.service import get_version as get_version
 from loopml.registry.service import list_models as list_models
 from loopml.registry.service import list_versions as list_versions
+from loopml.registry.service import rename_model as rename_model
 from loopml.registry.service import resolve_in_project as resolve_in_project
 from loopml.registry.service import search_models as search_models
 from loopml.registry.service import search_versions as search_versions
@@ -28,6 +29,8 @@ from loopml.registry.service import set_model_tag as set_model_tag
 from loopml.registry.service import set_version_tag as set_version_tag
 from loopml.registry.service import update_model as update_model
 from loopml.registry.service import update_version as update_version
+from loopml.registry.stages import latest_versions as latest_versions
+from loopml.registry.stages import transition_stage as transition_stage
 from loopml.registry.versions import delete_model as delete_model
 from loopml.registry.versions import delete_version as delete_version
 from loopml.registry.versions import fail_stale_registrations as fail_stale_registrations

@@ -1,6 +1,7 @@
-"""SQL ``LIKE`` with the same meaning on SQLite and PostgreSQL: SQLite's ``LIKE`` ignores
-the case of ASCII letters, PostgreSQL's does not (MLflow's ``LIKE`` is case-sensitive,
-``ILIKE`` not), so on SQLite a case-sensitive ``LIKE`` is written as ``GLOB``."""
+"""What MLflow's searches need of SQL: ``LIKE`` with the same meaning on SQLite and
+PostgreSQL (SQLite's ``LIKE`` ignores the case of ASCII letters, PostgreSQL's does not;
+MLflow's ``LIKE`` is case-sensitive, ``ILIKE`` not: on SQLite a case-sensitive ``LIKE`` is
+written as ``GLOB``), comparisons by MLflow's operator names, and offset page tokens."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
+from loopml.core.errors import ValidationError
+
+MAX_OFFSET = 1_000_000
 _GLOB_SPECIAL = {"*": "[*]", "?": "[?]", "[": "[[]"}
 
 
@@ -62,3 +66,15 @@ def compare(column: Any, op: str, value: Any) -> ColumnElement[bool]:
         ">=": column.__ge__,
     }[op](value)
     return found
+
+
+def parse_page_token(token: str | None) -> int:
+    """The row offset a ``next_page_token`` of these searches stands for (0 for none)."""
+    if not token:
+        return 0
+    if not (token.isascii() and token.isdigit() and int(token) <= MAX_OFFSET):
+        raise ValidationError(
+            f"invalid page_token {token[:40]!r}: pass the next_page_token of the previous page",
+            details={"field": "page_token"},
+        )
+    return int(token)

@@ -1,4 +1,4 @@
-"""Registered models and model versions found by ``core.registry_filter`` clauses (MLflow's
+"""Registered models and model versions found by ``core.mlflow_filter`` clauses (MLflow's
 search grammar), ordered and paged by offset: one query per page, plus the converters' fixed
 few for tags and aliases.
 
@@ -13,12 +13,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, exists, literal, not_, or_, select
 from sqlalchemy.orm import Session
 
-from loopml.core.errors import ValidationError
+from loopml.core.mlflow_filter import IS_PROMPT_TAG, FilterClause, FilterOrder
 from loopml.core.registry import ModelVersion, RegisteredModel
-from loopml.core.registry_filter import IS_PROMPT_TAG, RegistryClause, RegistryOrder
 from loopml.core.types import Page
 from loopml.store._checks import check_limit
-from loopml.store._like import compare
+from loopml.store._like import compare, parse_page_token
 from loopml.store._registry import (
     models_to_domain,
     project_row,
@@ -33,7 +32,6 @@ from loopml.store.orm import (
     RegisteredModelRow,
 )
 
-MAX_OFFSET = 1_000_000
 _MODEL_ORDER = {
     "name": RegisteredModelRow.name,
     "creation_timestamp": RegisteredModelRow.created_at,
@@ -47,18 +45,7 @@ _VERSION_ORDER = {
 }
 
 
-def _offset(token: str | None) -> int:
-    if not token:
-        return 0
-    if not (token.isascii() and token.isdigit() and int(token) <= MAX_OFFSET):
-        raise ValidationError(
-            f"invalid page_token {token[:40]!r}: pass the next_page_token of the previous page",
-            details={"field": "page_token"},
-        )
-    return int(token)
-
-
-def _tag(table: Any, owner: Any, clause: RegistryClause) -> ColumnElement[bool]:
+def _tag(table: Any, owner: Any, clause: FilterClause) -> ColumnElement[bool]:
     """A tag clause; a model without the ``is_prompt`` tag is no prompt (MLflow's rule)."""
     keyed = and_(table.key == clause.key, owner)
     matches = exists().where(keyed, compare(table.value, clause.op, clause.value))
@@ -69,7 +56,7 @@ def _tag(table: Any, owner: Any, clause: RegistryClause) -> ColumnElement[bool]:
     return or_(matches, not_(exists().where(keyed))) if missing_matches else matches
 
 
-def _model_where(clause: RegistryClause) -> ColumnElement[bool]:
+def _model_where(clause: FilterClause) -> ColumnElement[bool]:
     if clause.kind == "tag":
         return _tag(ModelTagRow, ModelTagRow.model_id == RegisteredModelRow.id, clause)
     return compare(RegisteredModelRow.name, clause.op, clause.value)
@@ -83,16 +70,16 @@ def _page(items: list[Any], limit: int, offset: int) -> tuple[list[Any], str | N
 def search_models(
     session: Session,
     project: str,
-    clauses: list[RegistryClause],
+    clauses: list[FilterClause],
     *,
-    order_by: list[RegistryOrder] | None = None,
+    order_by: list[FilterOrder] | None = None,
     limit: int = 100,
     page_token: str | None = None,
 ) -> Page[RegisteredModel]:
     """A page of the project's registered models matching every clause (by name unless
     ``order_by`` says otherwise); ``next_cursor`` is the next page's token."""
     check_limit(limit)
-    offset = _offset(page_token)
+    offset = parse_page_token(page_token)
     proj = project_row(session, project)
     query = select(RegisteredModelRow).where(RegisteredModelRow.project_id == proj.id)
     for clause in clauses:
@@ -114,7 +101,7 @@ def _source_path() -> Any:
     return prefix + ModelVersionRow.run_id + literal("/") + path.scalar_subquery()
 
 
-def _version_where(clause: RegistryClause) -> ColumnElement[bool]:
+def _version_where(clause: FilterClause) -> ColumnElement[bool]:
     if clause.kind == "tag":
         owner = ModelVersionTagRow.version_id == ModelVersionRow.id
         return _tag(ModelVersionTagRow, owner, clause)
@@ -133,16 +120,16 @@ def _version_where(clause: RegistryClause) -> ColumnElement[bool]:
 def search_versions(
     session: Session,
     project: str,
-    clauses: list[RegistryClause],
+    clauses: list[FilterClause],
     *,
-    order_by: list[RegistryOrder] | None = None,
+    order_by: list[FilterOrder] | None = None,
     limit: int = 100,
     page_token: str | None = None,
 ) -> Page[ModelVersion]:
     """A page of the project's model versions matching every clause: by model name, then
     newest version first, unless ``order_by`` says otherwise."""
     check_limit(limit)
-    offset = _offset(page_token)
+    offset = parse_page_token(page_token)
     proj = project_row(session, project)
     query: Select[Any] = versions_query().where(RegisteredModelRow.project_id == proj.id)
     for clause in clauses:

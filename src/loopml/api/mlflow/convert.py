@@ -10,7 +10,7 @@ import math
 from datetime import datetime
 from typing import Any
 
-from loopml.core.mlflow_models import MlflowModel
+from loopml.core.mlflow_models import MlflowModel, stage_of
 from loopml.core.registry import ModelVersion, RegisteredModel, VersionStatus
 from loopml.core.runs import Experiment, LoggedModel, MetricPoint, Run, RunInput
 
@@ -48,7 +48,7 @@ def experiment(exp: Experiment) -> dict[str, Any]:
         "lifecycle_stage": "deleted" if exp.deleted_at else "active",
         "creation_time": millis(exp.created_at),
         "last_update_time": millis(exp.updated_at),
-        "tags": [],
+        "tags": pairs(exp.tags),
     }
 
 
@@ -118,14 +118,15 @@ def run(
 
 
 def model_version(version: ModelVersion, source: str) -> dict[str, Any]:
-    """A model version as MLflow's ``ModelVersion`` (stages are not used: ``None``)."""
+    """A model version as MLflow's ``ModelVersion``; its stage is the stage alias it holds
+    (``core.mlflow_models.STAGE_ALIASES``)."""
     return {
         "name": version.model,
         "version": str(version.version),
         "creation_timestamp": millis(version.created_at),
         "last_updated_timestamp": millis(version.updated_at),
         "user_id": version.actor,
-        "current_stage": "None",
+        "current_stage": stage_of(version.aliases),
         "description": version.description,
         "source": source,
         "run_id": version.run_id,

@@ -24,11 +24,13 @@ from loopml import registry
 from loopml.api.context import AppContext
 from loopml.api.mlflow import convert
 from loopml.api.mlflow.errors import MlflowApiError
+from loopml.api.mlflow.schemas import StageBody
 from loopml.core import layout
 from loopml.core.errors import NotFoundError, ValidationError
 from loopml.core.keys import join_key, validate_key
+from loopml.core.mlflow_filter import parse_mlflow_filter, parse_mlflow_order
+from loopml.core.mlflow_models import parse_stage
 from loopml.core.registry import ModelVersion, VersionStatus
-from loopml.core.registry_filter import parse_registry_filter, parse_registry_order
 from loopml.core.runs import LoggedModel
 from loopml.store import (
     experiments,
@@ -113,12 +115,12 @@ def search_models(
     max_results: int,
     page_token: str | None,
 ) -> dict[str, Any]:
-    """``registered-models/search``: MLflow's filter grammar (``core.registry_filter``)."""
+    """``registered-models/search``: MLflow's filter grammar (``core.mlflow_filter``)."""
     page = registry.search_models(
         ctx.store,
         project,
-        parse_registry_filter(filter, "models"),
-        order_by=parse_registry_order(order_by, "models"),
+        parse_mlflow_filter(filter, "models"),
+        order_by=parse_mlflow_order(order_by, "models"),
         limit=min(max_results, MAX_PAGE),
         page_token=page_token,
     )
@@ -127,13 +129,34 @@ def search_models(
 
 
 def latest_versions(ctx: AppContext, project: str, name: str, stages: list[str]) -> dict[str, Any]:
-    """``registered-models/get-latest-versions``: loopml has no stages, so every version is
-    in stage ``None``: the newest one, unless other stages alone are asked for."""
-    if stages and "None" not in stages:
-        return {"model_versions": []}
-    with ctx.store.session() as session:
-        newest = model_versions.list_(session, project, name, limit=1).items
-    return {"model_versions": [_version_json(ctx, v) for v in newest]}
+    """``registered-models/get-latest-versions``: the version in each stage asked (all when
+    none); stages are aliases (``registry.stages``), ``None`` the newest version in none."""
+    wanted = [parse_stage(s) for s in stages]
+    found = registry.latest_versions(ctx.store, project, name, wanted)
+    return {"model_versions": [_version_json(ctx, v) for v in found]}
+
+
+def transition_stage(ctx: AppContext, project: str, body: StageBody, actor: str) -> dict[str, Any]:
+    """``model-versions/transition-stage`` (MLflow 2): the stage's alias moves to the
+    version, through the gate for Production (``champion``)."""
+    moved = registry.transition_stage(
+        ctx.store,
+        project,
+        body.name,
+        _number(body.version),
+        parse_stage(body.stage),
+        archive_existing=body.archive_existing_versions,
+        actor=actor,
+    )
+    return {"model_version": _version_json(ctx, moved)}
+
+
+def rename_model(
+    ctx: AppContext, project: str, name: str, new_name: str, actor: str
+) -> dict[str, Any]:
+    """``registered-models/rename``."""
+    model = registry.rename_model(ctx.store, project, name, new_name, actor=actor)
+    return {"registered_model": convert.registered_model(model)}
 
 
 def _run_and_path(
@@ -242,12 +265,12 @@ def search_versions(
     max_results: int,
     page_token: str | None,
 ) -> dict[str, Any]:
-    """``model-versions/search``: MLflow's filter grammar (``core.registry_filter``)."""
+    """``model-versions/search``: MLflow's filter grammar (``core.mlflow_filter``)."""
     page = registry.search_versions(
         ctx.store,
         project,
-        parse_registry_filter(filter, "versions"),
-        order_by=parse_registry_order(order_by, "versions"),
+        parse_mlflow_filter(filter, "versions"),
+        order_by=parse_mlflow_order(order_by, "versions"),
         limit=min(max_results, MAX_PAGE),
         page_token=page_token,
     )

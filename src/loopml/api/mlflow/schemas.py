@@ -51,6 +51,12 @@ class ExperimentUpdate(_Body):
     new_name: str | None = None
 
 
+class ExperimentTag(_Body):
+    experiment_id: str
+    key: str
+    value: str = ""
+
+
 class ExperimentSearch(_Body):
     max_results: int = Field(default=1000, ge=1, le=50_000)
     page_token: str | None = None
@@ -144,6 +150,18 @@ class ModelBody(_Body):
 
 class ModelName(_Body):
     name: str
+
+
+class ModelRename(_Body):
+    name: str
+    new_name: str
+
+
+class StageBody(_Body):
+    name: str
+    version: str
+    stage: str
+    archive_existing_versions: bool = False
 
 
 class VersionRef(_Body):

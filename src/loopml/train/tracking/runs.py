@@ -10,6 +10,7 @@ from typing import Any
 
 from loopml.core import layout
 from loopml.core.errors import AlreadyExistsError, NotFoundError
+from loopml.core.mlflow_filter import FilterClause, FilterOrder
 from loopml.core.run_search import RunPage, RunSearch
 from loopml.core.runs import EndStatus, Experiment, LogBatch, MetricPoint, Run
 from loopml.core.types import Page
@@ -53,6 +54,43 @@ def list_experiments(
     """One page of a project's experiments, by name."""
     with store.session() as session:
         return experiments.list_(session, project, limit=limit, cursor=cursor)
+
+
+def search_experiments(
+    store: MetadataStore,
+    project: str,
+    clauses: list[FilterClause],
+    *,
+    lifecycle: str = "active",
+    order_by: list[FilterOrder] | None = None,
+    limit: int = 100,
+    page_token: str | None = None,
+) -> Page[Experiment]:
+    """One page of the experiments matching every clause (``core.mlflow_filter``)."""
+    with store.session() as session:
+        return experiments.search(
+            session,
+            project,
+            lifecycle=lifecycle,
+            clauses=clauses,
+            order_by=order_by,
+            limit=limit,
+            page_token=page_token,
+        )
+
+
+def set_experiment_tag(
+    store: MetadataStore,
+    project: str,
+    experiment_id: str,
+    key: str,
+    value: str | None,
+    *,
+    actor: str,
+) -> Experiment:
+    """Set an experiment's tag, or remove it (``value`` ``None``)."""
+    with store.session() as session:
+        return experiments.set_tag(session, project, experiment_id, key, value, actor=actor)
 
 
 def start_run(

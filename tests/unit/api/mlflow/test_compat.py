@@ -129,3 +129,125 @@ def test_registry_searches_take_mlflow_s_grammar(http: TestClient) -> None:
     assert versions("source_path LIKE '%/other'") == []
     refused = _get(http, "model-versions/search", 400, filter="current_stage = 'None'")
     assert refused["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
+def _gate_passed(http: TestClient, model: str, version: int) -> None:
+    base = f"/api/v1/projects/default/models/{model}/versions/{version}"
+    report = {
+        "eval_hash": "ab" * 16,
+        "task": "classification",
+        "primary_metric": "accuracy",
+        "metrics": {"accuracy": 0.9},
+        "rows": 100,
+    }
+    assert http.post(f"{base}/evaluations", json=report).status_code == 201
+    assert http.post(f"{base}/gate", json={}).json()["passed"] is True
+
+
+def test_stages_are_aliases_and_production_goes_through_the_gate(http: TestClient) -> None:
+    _registered(http, ("churn", "churn", "churn"))
+
+    def move(version: str, stage: str, status: int = 200, archive: bool = False) -> Any:
+        body = {"name": "churn", "version": version, "stage": stage}
+        body["archive_existing_versions"] = archive  # type: ignore[assignment]
+        return _post(http, "model-versions/transition-stage", body, status)
+
+    def latest(*stages: str) -> list[tuple[str, str]]:
+        found = _post(
+            http, "registered-models/get-latest-versions", {"name": "churn", "stages": stages}
+        )
+        return [(v["version"], v["current_stage"]) for v in found["model_versions"]]
+
+    assert latest() == [("3", "None")]
+    assert move("1", "staging")["model_version"]["current_stage"] == "Staging"
+    assert latest("Staging", "None") == [("3", "None"), ("1", "Staging")]
+    refused = move("1", "Production", 409)
+    assert refused["error_code"] == "RESOURCE_CONFLICT"
+    assert "gate has not judged it" in refused["message"]
+    assert _get(http, "model-versions/get", name="churn", version="1")["model_version"][
+        "aliases"
+    ] == ["staging"]
+    _gate_passed(http, "churn", 1)
+    promoted = move("1", "Production")["model_version"]
+    assert (promoted["current_stage"], promoted["aliases"]) == ("Production", ["champion"])
+    _gate_passed(http, "churn", 2)
+    move("2", "Production", archive=True)
+    assert latest() == [("3", "None"), ("2", "Production"), ("1", "Archived")]
+    assert move("1", "None")["model_version"]["current_stage"] == "None"
+    assert move("1", "Released", 400)["error_code"] == "INVALID_PARAMETER_VALUE"
+    events = http.get("/api/v1/events", params={"type": "model.alias.*", "limit": 100})
+    assert [e["payload"]["alias"] for e in events.json()["items"]] == [
+        "staging",
+        "champion",
+        "staging",
+        "champion",
+        "archived",
+        "archived",
+    ]
+
+
+def test_a_registered_model_is_renamed_with_its_versions(http: TestClient) -> None:
+    _registered(http, ("churn", "fraud"))
+    renamed = _post(http, "registered-models/rename", {"name": "churn", "new_name": "churn2"})
+    assert renamed["registered_model"]["name"] == "churn2"
+    version = _get(http, "model-versions/get", name="churn2", version="1")["model_version"]
+    assert version["name"] == "churn2"
+    missing = _get(http, "registered-models/get", 404, name="churn")
+    assert missing["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    taken = _post(http, "registered-models/rename", {"name": "churn2", "new_name": "fraud"}, 400)
+    assert taken["error_code"] == "RESOURCE_ALREADY_EXISTS"
+    bad = _post(http, "registered-models/rename", {"name": "churn2", "new_name": "A B"}, 400)
+    assert bad["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
+def test_experiments_take_spaces_tags_and_mlflow_s_filter(http: TestClient) -> None:
+    spaced = _post(http, "experiments/create", {"name": "churn model"})["experiment_id"]
+    other = _post(
+        http, "experiments/create", {"name": "Churn-eu", "tags": [{"key": "team", "value": "ops"}]}
+    )["experiment_id"]
+    _post(
+        http,
+        "experiments/set-experiment-tag",
+        {"experiment_id": spaced, "key": "team", "value": "risk"},
+    )
+    _post(
+        http,
+        "experiments/set-experiment-tag",
+        {"experiment_id": spaced, "key": "tmp", "value": "x"},
+    )
+    _post(http, "experiments/delete-experiment-tag", {"experiment_id": spaced, "key": "tmp"})
+    got = _get(http, "experiments/get", experiment_id=spaced)["experiment"]
+    assert (got["name"], got["tags"]) == ("churn model", [{"key": "team", "value": "risk"}])
+    assert _get(http, "experiments/get", experiment_id=other)["experiment"]["tags"] == [
+        {"key": "team", "value": "ops"}
+    ]
+
+    def names(text: str, **extra: Any) -> list[str]:
+        found = _post(http, "experiments/search", {"filter": text, **extra})["experiments"]
+        return [e["name"] for e in found]
+
+    assert names("name LIKE 'c%'") == ["churn model"]
+    assert names("name ILIKE 'c%'") == ["Churn-eu", "churn model"]
+    assert names("name != 'churn model' and name ILIKE 'c%'") == ["Churn-eu"]
+    assert names("tags.team = 'risk'") == ["churn model"]
+    assert names("tag.`team` LIKE '%s'") == ["Churn-eu"]
+    assert names("creation_time > 0 and name ILIKE 'C%'", order_by=["name DESC"]) == [
+        "churn model",
+        "Churn-eu",
+    ]
+    page = _post(http, "experiments/search", {"filter": "name ILIKE 'c%'", "max_results": 1})
+    rest = _post(
+        http,
+        "experiments/search",
+        {"filter": "name ILIKE 'c%'", "max_results": 1, "page_token": page["next_page_token"]},
+    )
+    assert [e["name"] for e in rest["experiments"]] == ["churn model"]
+    refused = _post(http, "experiments/search", {"filter": "name > 'a'"}, 400)
+    assert refused["error_code"] == "INVALID_PARAMETER_VALUE"
+    events = http.get("/api/v1/events", params={"type": "experiment.tag.*"}).json()["items"]
+    assert [e["type"] for e in events] == [
+        "experiment.tag.set",
+        "experiment.tag.set",
+        "experiment.tag.set",
+        "experiment.tag.removed",
+    ]

@@ -13,13 +13,14 @@ from fastapi import APIRouter, Query
 from loopml.api.context import Ctx
 from loopml.api.mlflow import registry
 from loopml.api.mlflow._route import MlflowActor, MlflowRoute, Project
-from loopml.api.mlflow.errors import not_implemented
 from loopml.api.mlflow.schemas import (
     AliasBody,
     LatestVersions,
     ModelBody,
     ModelName,
+    ModelRename,
     ModelTag,
+    StageBody,
     VersionBody,
     VersionRef,
     VersionTag,
@@ -69,8 +70,8 @@ def search_models(
 
 
 @router.post("/registered-models/rename")
-def rename_model() -> Json:
-    raise not_implemented("renaming a registered model")
+def rename_model(body: ModelRename, ctx: Ctx, project: Project, actor: MlflowActor) -> Json:
+    return registry.rename_model(ctx, project, body.name, body.new_name, actor)
 
 
 @router.post("/registered-models/get-latest-versions")
@@ -169,5 +170,5 @@ def delete_version_tag(body: VersionTag, ctx: Ctx, project: Project, actor: Mlfl
 
 
 @router.post("/model-versions/transition-stage")
-def transition_stage() -> Json:
-    raise not_implemented("model version stages (deprecated in MLflow; use aliases)")
+def transition_stage(body: StageBody, ctx: Ctx, project: Project, actor: MlflowActor) -> Json:
+    return registry.transition_stage(ctx, project, body, actor)

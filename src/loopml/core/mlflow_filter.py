@@ -1,9 +1,11 @@
-"""MLflow's filter grammar for registered models and model versions, read into typed clauses.
+"""MLflow's filter grammar for experiments, registered models and model versions, read into
+typed clauses.
 
-``name LIKE 'churn%' AND tags.`team` = 'risk'`` (registered models) and ``name = 'churn' and
-run_id IN ('...') and version_number > 2`` (versions) are read here by a small scanner of our
-own; only the typed values of ``RegistryClause`` reach the database. What MLflow's server
-refuses is refused here too (``ValidationError``, MLflow's ``INVALID_PARAMETER_VALUE``).
+``name LIKE 'churn%' AND tags.`team` = 'risk'`` (experiments, registered models) and
+``name = 'churn' and run_id IN ('...') and version_number > 2`` (versions) are read here by a
+small scanner of our own; only the typed values of ``FilterClause`` reach the database. What
+MLflow's server refuses is refused here too (``ValidationError``, MLflow's
+``INVALID_PARAMETER_VALUE``). Runs have a richer grammar of their own (``api.mlflow.filters``).
 
 The grammar: clauses joined by ``AND``; a clause is ``<identifier> <comparator> <value>``; an
 identifier is an attribute (``name``, ``attribute.name``) or a tag (``tags.<key>``,
@@ -19,7 +21,7 @@ from typing import Literal
 
 from loopml.core.errors import ValidationError
 
-Entity = Literal["models", "versions"]
+Entity = Literal["experiments", "models", "versions"]
 Comparator = Literal["=", "!=", "<", "<=", ">", ">=", "LIKE", "ILIKE", "IN"]
 MAX_LENGTH = 10_000
 TEXT_COMPARATORS: tuple[Comparator, ...] = ("=", "!=", "LIKE", "ILIKE")
@@ -29,10 +31,12 @@ IS_PROMPT_TAG = "mlflow.prompt.is_prompt"
 to every model search, and a model without the tag matches it (and ``= 'false'``)."""
 
 _ATTRIBUTES: dict[Entity, dict[str, str]] = {
+    "experiments": {"name": "text", "creation_time": "int", "last_update_time": "int"},
     "models": {"name": "text"},
     "versions": {"name": "text", "run_id": "text", "source_path": "text", "version_number": "int"},
 }
 _ORDER_KEYS: dict[Entity, tuple[str, ...]] = {
+    "experiments": ("name", "creation_time", "last_update_time"),
     "models": ("name", "creation_timestamp", "last_updated_timestamp"),
     "versions": ("name", "version_number", "creation_timestamp", "last_updated_timestamp"),
 }
@@ -53,7 +57,7 @@ _TOKEN = re.compile(
 
 
 @dataclass(frozen=True)
-class RegistryClause:
+class FilterClause:
     """One clause: an attribute or a tag, a comparator, and its typed value."""
 
     kind: Literal["attribute", "tag"]
@@ -63,7 +67,7 @@ class RegistryClause:
 
 
 @dataclass(frozen=True)
-class RegistryOrder:
+class FilterOrder:
     """One ``order_by`` key (MLflow's names: ``creation_timestamp``, ``version_number``...)."""
 
     key: str
@@ -132,27 +136,27 @@ def _value(text: str, tokens: list[tuple[str, str]], i: int) -> tuple[str | int 
 
 def _clause(
     text: str, entity: Entity, ident: str, op: str, value: str | int | list[str]
-) -> RegistryClause:
+) -> FilterClause:
     kind, key = _identifier(text, entity, ident)
     op = "!=" if op == "<>" else op
     shape = "text" if kind == "tag" else _ATTRIBUTES[entity][key]
     if isinstance(value, list):
         if (kind, key, op) != ("attribute", "run_id", "IN") or entity != "versions":
             raise _refuse(text, "only run_id IN (...) takes a list of quoted strings")
-        return RegistryClause(kind, key, "IN", tuple(value))
+        return FilterClause(kind, key, "IN", tuple(value))
     if shape == "int":
         if op not in NUMBER_COMPARATORS or not isinstance(value, int):
             raise _refuse(text, f"{key} is compared with = != < <= > >= and an integer")
-        return RegistryClause(kind, key, op, value)
+        return FilterClause(kind, key, op, value)
     if op not in TEXT_COMPARATORS or not isinstance(value, str):
         what = f"tag {key!r}" if kind == "tag" else key
         raise _refuse(text, f"{what} is compared with = != LIKE ILIKE and a quoted string")
-    return RegistryClause(kind, key, op, value)
+    return FilterClause(kind, key, op, value)
 
 
-def parse_registry_filter(text: str | None, entity: Entity) -> list[RegistryClause]:
-    """The clauses of an MLflow registered-model (``entity`` ``models``) or model-version
-    (``versions``) filter; empty for no filter.
+def parse_mlflow_filter(text: str | None, entity: Entity) -> list[FilterClause]:
+    """The clauses of an MLflow experiment (``entity`` ``experiments``), registered-model
+    (``models``) or model-version (``versions``) filter; empty for no filter.
 
     Raises:
         ValidationError: a filter MLflow's grammar does not allow for ``entity``.
@@ -162,7 +166,7 @@ def parse_registry_filter(text: str | None, entity: Entity) -> list[RegistryClau
     if len(text) > MAX_LENGTH:
         raise _refuse(text, f"longer than {MAX_LENGTH} characters")
     tokens = _tokens(text)
-    clauses: list[RegistryClause] = []
+    clauses: list[FilterClause] = []
     i = 0
     while i < len(tokens):
         if i + 1 >= len(tokens) or tokens[i][0] != "ident" or tokens[i + 1][0] != "op":
@@ -179,13 +183,13 @@ def parse_registry_filter(text: str | None, entity: Entity) -> list[RegistryClau
     return clauses
 
 
-def parse_registry_order(items: list[str], entity: Entity) -> list[RegistryOrder]:
+def parse_mlflow_order(items: list[str], entity: Entity) -> list[FilterOrder]:
     """MLflow ``order_by`` items (``name DESC``, ``version_number``) for ``entity``.
 
     Raises:
         ValidationError: an unknown key or direction.
     """
-    orders: list[RegistryOrder] = []
+    orders: list[FilterOrder] = []
     valid = _ORDER_KEYS[entity]
     for item in items:
         match = re.fullmatch(r"\s*(?:attributes?\.)?(\w+)(?:\s+(\w+))?\s*", item[:200])
@@ -196,5 +200,5 @@ def parse_registry_order(items: list[str], entity: Entity) -> list[RegistryOrder
                 "ASC or DESC",
                 details={"field": "order_by"},
             )
-        orders.append(RegistryOrder(match.group(1), direction == "DESC"))
+        orders.append(FilterOrder(match.group(1), direction == "DESC"))
     return orders
