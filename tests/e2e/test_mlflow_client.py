@@ -458,3 +458,27 @@ def test_registry_search_grammar_rename_and_stages(
         "Production": ["1"],
         "Archived": ["2"],
     }
+
+
+def test_mlflow_3_logged_model_metrics_and_registration(
+    mlflow_python: Path, server: RunningServer, tmp_path: Path
+) -> None:
+    if _version(mlflow_python).startswith("2."):
+        pytest.skip("/logged-models is MLflow 3's")
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from loopml.packaging import package_model
+
+    frame = pd.DataFrame({"a": np.arange(40.0), "b": np.arange(40.0) % 7})
+    estimator = LogisticRegression().fit(frame, (frame["a"] > 20).astype(int))
+    package = package_model(estimator, tmp_path / "package", sample=frame)
+    seen = _script(
+        mlflow_python, server, "logged_model_metrics.py", "lmm-e2e", "lmm", str(package.path)
+    )
+    assert seen["metrics"] == [["acc", 0.75, 0], ["acc", 0.875, 1]]
+    assert seen["run_metrics"] == {"acc": 0.875}
+    assert seen["registered"] == {"version": "1", "status": "READY"}
+    version = httpx.get(f"{server.url}/api/v1/projects/default/models/lmm/versions/1")
+    assert version.json()["status"] == "READY", version.text

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from loopml.core.errors import ValidationError
 from loopml.core.gate import PROTECTED_ALIAS
@@ -30,6 +30,22 @@ def tracking_uri(server_url: str, project: str) -> str:
     """``MLFLOW_TRACKING_URI`` for MLflow clients working in ``project`` on the loopml server
     at ``server_url``."""
     return server_url.rstrip("/") + PROJECT_ROOT.format(project=project)
+
+
+MAX_METRICS = 1000
+"""Metric points logged with one model's id (``log_metric(..., model_id=...)``)."""
+
+
+class ModelMetric(BaseModel):
+    """A metric point an MLflow 3 client logged for a model (``value`` NaN allowed)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    value: float
+    step: int
+    timestamp_ms: int
+    run_id: str | None = None
 
 
 class MlflowModel(BaseModel):
@@ -50,6 +66,7 @@ class MlflowModel(BaseModel):
     actor: str
     created_at: datetime
     updated_at: datetime
+    metrics: list[ModelMetric] = Field(default_factory=list)
 
 
 STAGES = ("None", "Staging", "Production", "Archived")

@@ -14,6 +14,7 @@ from loopml.registry.gc import collect_garbage as collect_garbage
 from loopml.registry.lineage import InputExpander as InputExpander
 from loopml.registry.lineage import input_lineage as input_lineage
 from loopml.registry.lineage import version_lineage as version_lineage
+from loopml.registry.mlflow_models import package_of_mlflow_model as package_of_mlflow_model
 from loopml.registry.service import create_model as create_model
 from loopml.registry.service import delete_model_tag as delete_model_tag
 from loopml.registry.service import delete_version_tag as delete_version_tag

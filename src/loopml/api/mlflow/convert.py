@@ -172,7 +172,17 @@ def mlflow_model(model: MlflowModel) -> dict[str, Any]:
             "source_run_id": model.source_run_id or "",
             "tags": pairs(model.tags),
         },
-        "data": {"params": pairs(model.params), "metrics": []},
+        "data": {
+            "params": pairs(model.params),
+            "metrics": [
+                {
+                    **latest((p.key, p.value, p.step, p.timestamp_ms)),
+                    "run_id": p.run_id or "",
+                    "model_id": model.id,
+                }
+                for p in model.metrics
+            ],
+        },
     }
 
 

@@ -172,6 +172,11 @@ def _run_and_path(
             # MLflow 3 names a package loopml logged by its id (as /logged-models lists it).
             package = logged_models.get(session, project, model.group(2))
             return package.run_id, package.path
+        with contextlib.suppress(NotFoundError):
+            # A logged model whose files are a loopml package (ONNX or skops).
+            return registry.package_of_mlflow_model(
+                ctx.store, ctx.artifacts, project, model.group(2)
+            )
         raise MlflowApiError(
             "INVALID_PARAMETER_VALUE",
             f"source {source[:120]!r} is a model an MLflow client logged (MLflow's format): "

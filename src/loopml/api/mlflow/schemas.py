@@ -31,6 +31,8 @@ class Metric(_Body):
     value: float | str
     timestamp: int = 0
     step: int = 0
+    model_id: str | None = Field(default=None, max_length=64)
+    """MLflow 3: the logged model the point is also for."""
 
 
 ViewType = Literal["ACTIVE_ONLY", "DELETED_ONLY", "ALL"]

@@ -9,6 +9,7 @@ heartbeat timeout loopml allows: MLflow clients send no heartbeats.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -17,6 +18,7 @@ from loopml.api.mlflow import convert, schemas
 from loopml.api.mlflow.filters import parse_filter, parse_order
 from loopml.core.errors import ConflictError, NotFoundError, ValidationError
 from loopml.core.mlflow_filter import parse_mlflow_filter, parse_mlflow_order
+from loopml.core.mlflow_models import ModelMetric
 from loopml.core.run_search import ID_PATTERN, RunSearch
 from loopml.core.runs import (
     MAX_METRICS_PER_BATCH,
@@ -264,10 +266,29 @@ def _batch(body: schemas.LogBatch) -> LogBatch:
     )
 
 
+def _model_metrics(body: schemas.LogBatch) -> dict[str, list[ModelMetric]]:
+    """The points MLflow 3 logged with a ``model_id``, by model."""
+    found: dict[str, list[ModelMetric]] = {}
+    for m in body.metrics:
+        if m.model_id:
+            point = _metric(m)
+            value = math.nan if point["value"] == "NaN" else float(point["value"])
+            found.setdefault(m.model_id, []).append(
+                ModelMetric(
+                    key=m.key,
+                    value=value,
+                    step=m.step,
+                    timestamp_ms=m.timestamp,
+                    run_id=body.id,
+                )
+            )
+    return found
+
+
 def log_batch(ctx: AppContext, project: str, body: schemas.LogBatch, actor: str) -> dict[str, Any]:
     """``runs/log-batch`` (and log-metric, log-parameter, set-tag: batches of one)."""
     batch = _batch(body)
-    tracking.log_batch(ctx.store, project, body.id, batch)
+    tracking.log_batch(ctx.store, project, body.id, batch, model_metrics=_model_metrics(body))
     name = batch.tags.get(convert.RUN_NAME_TAG)
     if name:  # as in MLflow, setting the run-name tag renames the run
         with ctx.store.session() as session:

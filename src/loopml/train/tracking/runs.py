@@ -11,11 +11,20 @@ from typing import Any
 from loopml.core import layout
 from loopml.core.errors import AlreadyExistsError, NotFoundError
 from loopml.core.mlflow_filter import FilterClause, FilterOrder
+from loopml.core.mlflow_models import ModelMetric
 from loopml.core.run_search import RunPage, RunSearch
 from loopml.core.runs import EndStatus, Experiment, LogBatch, MetricPoint, Run
 from loopml.core.types import Page
 from loopml.storage import ArtifactStore
-from loopml.store import MetadataStore, experiments, run_cleanup, run_logs, run_search, runs
+from loopml.store import (
+    MetadataStore,
+    experiments,
+    mlflow_models,
+    run_cleanup,
+    run_logs,
+    run_search,
+    runs,
+)
 
 log = logging.getLogger("loopml.train.tracking")
 
@@ -149,10 +158,20 @@ def get_run(store: MetadataStore, project: str, run_id: str) -> Run:
         return run_logs.get(session, project, run_id)
 
 
-def log_batch(store: MetadataStore, project: str, run_id: str, batch: LogBatch) -> None:
-    """Write a batch (at most 100 params, 1000 metric points, 100 tags) atomically."""
+def log_batch(
+    store: MetadataStore,
+    project: str,
+    run_id: str,
+    batch: LogBatch,
+    *,
+    model_metrics: dict[str, list[ModelMetric]] | None = None,
+) -> None:
+    """Write a batch (at most 100 params, 1000 metric points, 100 tags) atomically, with the
+    points an MLflow 3 client also logged for models (``model_metrics``, by model id)."""
     with store.session() as session:
         run_logs.log_batch(session, project, run_id, batch)
+        for model_id, points in (model_metrics or {}).items():
+            mlflow_models.log_metrics(session, project, model_id, points)
 
 
 def metric_history(

@@ -251,3 +251,27 @@ def test_experiments_take_spaces_tags_and_mlflow_s_filter(http: TestClient) -> N
         "experiment.tag.set",
         "experiment.tag.removed",
     ]
+
+
+def test_metrics_logged_for_a_logged_model_are_its_metrics(http: TestClient) -> None:
+    exp = _post(http, "experiments/create", {"name": "lm"})["experiment_id"]
+    run_id = _post(http, "runs/create", {"experiment_id": exp})["run"]["info"]["run_id"]
+    body = {"experiment_id": exp, "name": "clf", "source_run_id": run_id}
+    model_id = _post(http, "logged-models", body)["model"]["info"]["model_id"]
+    point = {"run_id": run_id, "key": "acc", "value": 0.5, "timestamp": 7, "step": 0}
+    _post(http, "runs/log-metric", {**point, "model_id": model_id})
+    _post(http, "runs/log-metric", {**point, "model_id": model_id})  # a retry: no second point
+    metrics = [
+        {**point, "value": "NaN", "step": 1, "model_id": model_id},
+        {**point, "key": "loss", "value": 0.25},
+    ]
+    _post(http, "runs/log-batch", {"run_id": run_id, "metrics": metrics})
+    got = _get(http, f"logged-models/{model_id}")["model"]["data"]["metrics"]
+    assert [(m["key"], m["value"], m["step"], m["run_id"]) for m in got] == [
+        ("acc", 0.5, 0, run_id),
+        ("acc", "NaN", 1, run_id),
+    ]
+    run = _get(http, "runs/get", run_id=run_id)["run"]["data"]["metrics"]
+    assert sorted(m["key"] for m in run) == ["acc", "loss"]
+    missing = {**point, "model_id": "f" * 32}
+    assert _post(http, "runs/log-metric", missing, 404)["error_code"] == "RESOURCE_DOES_NOT_EXIST"
