@@ -33,10 +33,18 @@ class _CaseSensitiveLike(FunctionElement[bool]):
     inherit_cache = True
 
 
+class _CaseInsensitiveLike(FunctionElement[bool]):
+    type = Boolean()
+    name = "case_insensitive_like"
+    inherit_cache = True
+
+
+# PostgreSQL: ``ESCAPE ''`` turns the backslash into a plain character, as it is to MLflow's
+# users and to SQLite; a pattern ending in one would otherwise be an error (a 5xx).
 @compiles(_CaseSensitiveLike)
 def _like(element: _CaseSensitiveLike, compiler: SQLCompiler, **kw: Any) -> str:
     column, pattern, _ = list(element.clauses)
-    return f"({compiler.process(column, **kw)} LIKE {compiler.process(pattern, **kw)})"
+    return f"({compiler.process(column, **kw)} LIKE {compiler.process(pattern, **kw)} ESCAPE '')"
 
 
 @compiles(_CaseSensitiveLike, "sqlite")
@@ -45,11 +53,25 @@ def _glob(element: _CaseSensitiveLike, compiler: SQLCompiler, **kw: Any) -> str:
     return f"({compiler.process(column, **kw)} GLOB {compiler.process(glob, **kw)})"
 
 
+@compiles(_CaseInsensitiveLike)
+def _ilike(element: _CaseInsensitiveLike, compiler: SQLCompiler, **kw: Any) -> str:
+    column, pattern = list(element.clauses)
+    return f"({compiler.process(column, **kw)} ILIKE {compiler.process(pattern, **kw)} ESCAPE '')"
+
+
+@compiles(_CaseInsensitiveLike, "sqlite")
+def _sqlite_ilike(element: _CaseInsensitiveLike, compiler: SQLCompiler, **kw: Any) -> str:
+    column, pattern = list(element.clauses)
+    return (
+        f"(lower({compiler.process(column, **kw)}) LIKE lower({compiler.process(pattern, **kw)}))"
+    )
+
+
 def like(column: Any, pattern: str, *, insensitive: bool = False) -> ColumnElement[bool]:
-    """``column LIKE pattern`` (case-sensitive on every database), or ``ILIKE``."""
+    """``column LIKE pattern`` (case-sensitive on every database), or ``ILIKE``; ``%`` and
+    ``_`` are the only special characters."""
     if insensitive:
-        found: ColumnElement[bool] = column.ilike(pattern)
-        return found
+        return _CaseInsensitiveLike(column, pattern)
     return _CaseSensitiveLike(column, pattern, like_to_glob(pattern))
 
 

@@ -275,3 +275,21 @@ def test_metrics_logged_for_a_logged_model_are_its_metrics(http: TestClient) -> 
     assert sorted(m["key"] for m in run) == ["acc", "loss"]
     missing = {**point, "model_id": "f" * 32}
     assert _post(http, "runs/log-metric", missing, 404)["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_like_patterns_are_plain_text_but_for_percent_and_underscore(http: TestClient) -> None:
+    exp = _post(http, "experiments/create", {"name": "pat"})["experiment_id"]
+    for name in ("a*b", "a\\b", "a[b]", "a%b"):
+        _post(http, "runs/create", {"experiment_id": exp, "run_name": name})
+
+    def names(pattern: str, op: str = "LIKE") -> list[str]:
+        text = f"attributes.run_name {op} '{pattern}'"
+        found = _post(http, "runs/search", {"experiment_ids": [exp], "filter": text})
+        return sorted(r["info"]["run_name"] for r in found.get("runs", []))
+
+    assert names("a*%") == ["a*b"]
+    assert names("a\\%") == ["a\\b"]
+    assert names("%\\") == []
+    assert names("%\\", "ILIKE") == []
+    assert names("a[%") == ["a[b]"]
+    assert names("A_B", "ILIKE") == ["a%b", "a*b", "a\\b"]
