@@ -10,6 +10,9 @@ artifacts the versions were built from (those belong to the runs).
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -214,17 +217,17 @@ def _deployments_of(session: Session, project_id: str, name: str) -> list[str]:
     return sorted(d for d, spec in rows if name in _ref_names(spec))
 
 
-def _ref_names(value: object) -> set[str]:
-    if isinstance(value, dict):
-        return set().union(*(_ref_names(v) for v in value.values()))
-    if isinstance(value, list):
-        return set().union(*(_ref_names(v) for v in value))
-    if isinstance(value, str):
-        try:
-            return {ModelRef.parse(value).name}
-        except ValidationError:
-            return set()
-    return set()
+def _ref_names(spec: dict[str, Any]) -> set[str]:
+    """The models a deployment spec (``core.deployments.DeploymentSpec``) names: its
+    ``model``, ``canary.model`` and ``shadow`` references."""
+    canary = spec.get("canary")
+    refs = [spec.get("model"), spec.get("shadow"), canary.get("model") if canary else None]
+    names: set[str] = set()
+    for ref in refs:
+        if isinstance(ref, str):
+            with contextlib.suppress(ValidationError):
+                names.add(ModelRef.parse(ref).name)
+    return names
 
 
 def delete(session: Session, project: str, name: str, *, force: bool = False, actor: str) -> int:

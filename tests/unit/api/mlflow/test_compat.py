@@ -9,6 +9,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from loopml.api.context import AppContext
+from loopml.store import experiments
+from loopml.store.orm import DeploymentRow
 from tests.tracking_rows import log_model, make_run
 
 API = "/api/2.0/mlflow"
@@ -186,7 +188,7 @@ def test_stages_are_aliases_and_production_goes_through_the_gate(http: TestClien
     ]
 
 
-def test_a_registered_model_is_renamed_with_its_versions(http: TestClient) -> None:
+def test_a_registered_model_is_renamed_unless_a_deployment_names_it(http: TestClient) -> None:
     _registered(http, ("churn", "fraud"))
     renamed = _post(http, "registered-models/rename", {"name": "churn", "new_name": "churn2"})
     assert renamed["registered_model"]["name"] == "churn2"
@@ -198,6 +200,24 @@ def test_a_registered_model_is_renamed_with_its_versions(http: TestClient) -> No
     assert taken["error_code"] == "RESOURCE_ALREADY_EXISTS"
     bad = _post(http, "registered-models/rename", {"name": "churn2", "new_name": "A B"}, 400)
     assert bad["error_code"] == "INVALID_PARAMETER_VALUE"
+    ctx: AppContext = http.app.state.ctx  # type: ignore[attr-defined]
+    with ctx.store.session() as session:  # a deployment serving fraud, by its name
+        session.add(
+            DeploymentRow(
+                project_id=experiments.project_id(session, "default"),
+                name="fraud-api",
+                spec={"model": "churn2@champion", "canary": {"model": "fraud/1", "percent": 5}},
+                status="READY",
+                traffic={"1": 100},
+                primary_revision=1,
+                actor="test",
+            )
+        )
+    for name in ("fraud", "churn2"):
+        body = {"name": name, "new_name": f"{name}-x"}
+        served = _post(http, "registered-models/rename", body, 409)
+        assert served["error_code"] == "RESOURCE_CONFLICT"
+        assert "deployment(s) fraud-api" in served["message"]
 
 
 def test_experiments_take_spaces_tags_and_mlflow_s_filter(http: TestClient) -> None:
