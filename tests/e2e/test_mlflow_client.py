@@ -374,3 +374,111 @@ def test_a_project_s_tracking_uri_takes_a_loopml_token(
     assert (mine["project"], mine["experiment"]) == ("churn", experiment)
     notes = httpx.get(f"{base}/artifacts/notes.txt", headers=bearer)
     assert notes.content == b"lr=0.1\n"
+
+
+def test_a_finished_run_resumes_and_runs_are_found_by_name(
+    mlflow_python: Path, server: RunningServer
+) -> None:
+    experiment = f"resume-{_version(mlflow_python)}"
+    seen = _script(mlflow_python, server, "resume_search.py", experiment)
+    assert seen["resumed"] == "FINISHED"
+    assert seen["history"] == [0.5, 0.25]
+    assert seen["tag"] == ["r007"]
+    assert seen["tag_quoted"] == ["r008"]
+    assert seen["attribute"] == ["r008"]
+    assert seen["like"] == ["r007", "r008"]
+    assert seen["ilike"] == ["r007"]
+    assert seen["system_tag"] == ["r008"]
+    assert seen["unsupported"] == "INVALID_PARAMETER_VALUE"
+    events = httpx.get(f"{server.url}/api/v1/events", params={"type": "run.resumed"})
+    assert events.json()["items"], events.text
+
+
+def test_experiments_take_spaces_tags_and_like(mlflow_python: Path, server: RunningServer) -> None:
+    prefix = f"exp{_version(mlflow_python).replace('.', '')}"
+    seen = _script(mlflow_python, server, "experiments.py", prefix)
+    assert seen["tags"] == {"team": "risk", "owner": "ada"}
+    assert seen["like"] == [f"{prefix} churn model", f"{prefix}-other"]
+    assert seen["ilike"] == [f"{prefix} churn model"]
+    assert seen["not_equal"] == [f"{prefix} churn model"]
+    assert seen["tag"] == [f"{prefix} churn model"]
+    assert seen["unsupported"] == "INVALID_PARAMETER_VALUE"
+
+
+def test_registry_search_grammar_rename_and_stages(
+    mlflow_python: Path, server: RunningServer, tmp_path: Path
+) -> None:
+    version = _version(mlflow_python)
+    prefix = f"rs{version.replace('.', '')}"
+    run_id = str(_script(mlflow_python, server, "track.py", f"rs-{version}", "0.2")["run_id"])
+    _log_loopml_model(server, run_id, tmp_path)
+    seen = _script(mlflow_python, server, "registry_search.py", run_id, "loopml-model", prefix)
+    churn, fraud = f"{prefix}-churn", f"{prefix}-fraud"
+    assert seen["all"] == [churn, fraud]
+    assert seen["paged"] == [[churn], [fraud]]
+    assert seen["models"] == {
+        "name": [churn],
+        "like": [churn, fraud],
+        "ilike": [fraud],
+        "tag": [churn],
+        "tag_ne": [churn],
+        "order": [fraud, churn],
+        "unsupported": "INVALID_PARAMETER_VALUE",
+    }
+    assert seen["versions"] == {
+        "name": [f"{churn}/1", f"{churn}/2"],
+        "run_id": [f"{churn}/1", f"{churn}/2", f"{fraud}/1"],
+        "tag": [f"{churn}/2"],
+        "source": [f"{churn}/1", f"{churn}/2", f"{fraud}/1"],
+        "number": [f"{churn}/2"],
+        "unsupported": "INVALID_PARAMETER_VALUE",
+    }
+    assert seen["renamed"] == [f"{prefix}-fraud2", f"{prefix}-fraud2"]
+
+    # Stages are aliases: Staging moves freely, Production is `champion` behind the gate.
+    staged = _script(mlflow_python, server, "stages.py", churn, "1", "Staging")
+    assert staged["stage"] == staged["got"] == "Staging"
+    assert staged["aliases"] == ["staging"]
+    assert staged["latest"] == {"None": ["2"], "Staging": ["1"], "Production": [], "Archived": []}
+    refused = _script(mlflow_python, server, "stages.py", churn, "1", "Production")
+    assert refused["refused"]["code"] == "RESOURCE_CONFLICT"  # type: ignore[index]
+    assert "gate has not judged it" in refused["refused"]["message"]  # type: ignore[index]
+    assert refused["got"] == "Staging"
+    _pass_gate(server, churn, "1")
+    promoted = _script(mlflow_python, server, "stages.py", churn, "1", "Production")
+    assert promoted["stage"] == "Production"
+    assert promoted["aliases"] == ["champion"]
+    assert promoted["latest"]["Production"] == ["1"]  # type: ignore[index]
+    assert promoted["latest"]["Staging"] == []  # type: ignore[index]
+    archived = _script(mlflow_python, server, "stages.py", churn, "2", "Archived")
+    assert archived["stage"] == "Archived"
+    assert archived["latest"] == {  # the newest version in no stage: none is left
+        "None": [],
+        "Staging": [],
+        "Production": ["1"],
+        "Archived": ["2"],
+    }
+
+
+def test_mlflow_3_logged_model_metrics_and_registration(
+    mlflow_python: Path, server: RunningServer, tmp_path: Path
+) -> None:
+    if _version(mlflow_python).startswith("2."):
+        pytest.skip("/logged-models is MLflow 3's")
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from loopml.packaging import package_model
+
+    frame = pd.DataFrame({"a": np.arange(40.0), "b": np.arange(40.0) % 7})
+    estimator = LogisticRegression().fit(frame, (frame["a"] > 20).astype(int))
+    package = package_model(estimator, tmp_path / "package", sample=frame)
+    seen = _script(
+        mlflow_python, server, "logged_model_metrics.py", "lmm-e2e", "lmm", str(package.path)
+    )
+    assert seen["metrics"] == [["acc", 0.75, 0], ["acc", 0.875, 1]]
+    assert seen["run_metrics"] == {"acc": 0.875}
+    assert seen["registered"] == {"version": "1", "status": "READY"}
+    version = httpx.get(f"{server.url}/api/v1/projects/default/models/lmm/versions/1")
+    assert version.json()["status"] == "READY", version.text

@@ -103,7 +103,16 @@ class TextFilter(RunFilter):
     value: str = Field(max_length=PARAM_VALUE_MAX)
 
 
-AnyFilter = Annotated[MetricFilter | TextFilter, Field(discriminator="kind")]
+class NameFilter(_Spec):
+    """The run's name compared as text; ``LIKE`` (case-sensitive) and ``ILIKE`` take SQL
+    patterns, ``%`` for any characters and ``_`` for one."""
+
+    kind: Literal["name"]
+    op: Literal["=", "!=", "LIKE", "ILIKE"]
+    value: str = Field(max_length=PARAM_VALUE_MAX)
+
+
+AnyFilter = Annotated[MetricFilter | TextFilter | NameFilter, Field(discriminator="kind")]
 
 
 class RunOrder(_Spec):

@@ -29,7 +29,7 @@ KEY_PATTERN = r"^[A-Za-z0-9_.\-/ ]{1,250}$"
 """Metric, param and tag keys: letters, digits, ``_ . - / `` and space, up to 250."""
 _KEY = re.compile(KEY_PATTERN)
 RUN_ID_PATTERN = r"^[0-9a-f]{32}$"
-EXPERIMENT_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,199}$"
+EXPERIMENT_NAME_PATTERN = r"^[A-Za-z0-9_](?:[A-Za-z0-9_.\- ]{0,198}[A-Za-z0-9_.\-])?$"
 _EXPERIMENT_NAME = re.compile(EXPERIMENT_NAME_PATTERN)
 RUN_NAME_MAX = 200
 PARAM_VALUE_MAX = 6000
@@ -60,7 +60,8 @@ def validate_experiment_name(name: str) -> str:
     if not isinstance(name, str) or not _EXPERIMENT_NAME.fullmatch(name):
         raise ValidationError(
             f"invalid experiment name {repr(name)[:80]}: expected 1 to 200 letters, digits, "
-            "'_', '.' or '-', starting with a letter, digit or '_', such as 'churn-v2'",
+            "'_', '.', '-' or inner spaces, starting with a letter, digit or '_', such as "
+            "'churn-v2' or 'churn model'",
             details={"field": "experiment", "pattern": EXPERIMENT_NAME_PATTERN},
         )
     return name
@@ -137,6 +138,8 @@ class Experiment(_Frozen):
     created_at: datetime
     updated_at: datetime
     deleted_at: datetime | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    """MLflow's experiment tags."""
 
 
 class RunInput(_Body):

@@ -6,11 +6,12 @@ deletion, lineage and garbage collection are in ``versions``, ``lineage`` and ``
 from __future__ import annotations
 
 from loopml.core.errors import ValidationError
+from loopml.core.mlflow_filter import FilterClause, FilterOrder
 from loopml.core.refs import ModelRef
 from loopml.core.registry import ModelVersion, RegisteredModel, VersionStatus
 from loopml.core.types import Page
 from loopml.registry.versions import resolve
-from loopml.store import MetadataStore, model_tags, model_versions, models
+from loopml.store import MetadataStore, model_tags, model_versions, models, registry_search
 
 
 def create_model(
@@ -37,6 +38,38 @@ def list_models(
         return models.list_(session, project, limit=limit, cursor=cursor)
 
 
+def search_models(
+    store: MetadataStore,
+    project: str,
+    clauses: list[FilterClause],
+    *,
+    order_by: list[FilterOrder] | None = None,
+    limit: int = 100,
+    page_token: str | None = None,
+) -> Page[RegisteredModel]:
+    """One page of the models matching every clause (``core.mlflow_filter``)."""
+    with store.session() as session:
+        return registry_search.search_models(
+            session, project, clauses, order_by=order_by, limit=limit, page_token=page_token
+        )
+
+
+def search_versions(
+    store: MetadataStore,
+    project: str,
+    clauses: list[FilterClause],
+    *,
+    order_by: list[FilterOrder] | None = None,
+    limit: int = 100,
+    page_token: str | None = None,
+) -> Page[ModelVersion]:
+    """One page of the versions, of any model of the project, matching every clause."""
+    with store.session() as session:
+        return registry_search.search_versions(
+            session, project, clauses, order_by=order_by, limit=limit, page_token=page_token
+        )
+
+
 def get_model(store: MetadataStore, project: str, name: str) -> RegisteredModel:
     """One registered model, or ``NotFoundError``."""
     with store.session() as session:
@@ -49,6 +82,14 @@ def update_model(
     """Change a model's description."""
     with store.session() as session:
         return models.update(session, project, name, description=description, actor=actor)
+
+
+def rename_model(
+    store: MetadataStore, project: str, name: str, new_name: str, *, actor: str
+) -> RegisteredModel:
+    """Rename a model (refused while a deployment names it)."""
+    with store.session() as session:
+        return models.rename(session, project, name, new_name, actor=actor)
 
 
 def list_versions(

@@ -6,17 +6,28 @@ Every function takes a ``Session`` from ``MetadataStore.session()``; creating on
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from loopml.core.clock import utcnow
 from loopml.core.errors import AlreadyExistsError, NotFoundError, ValidationError
+from loopml.core.mlflow_filter import FilterClause, FilterOrder
 from loopml.core.names import validate_project_name
-from loopml.core.runs import Experiment, validate_experiment_name
+from loopml.core.runs import (
+    MAX_TAGS_PER_BATCH,
+    TAG_VALUE_MAX,
+    Experiment,
+    validate_experiment_name,
+    validate_key,
+)
 from loopml.core.types import Page
 from loopml.store import events
 from loopml.store._checks import check_actor, check_limit, check_text
 from loopml.store._errors import add_unique
+from loopml.store._like import compare, parse_page_token
 from loopml.store.orm import ExperimentRow, ProjectRow
 
 MAX_DESCRIPTION = 4000
@@ -45,6 +56,7 @@ def _to_domain(row: ExperimentRow, project: str) -> Experiment:
         created_at=row.created_at,
         updated_at=row.updated_at,
         deleted_at=row.deleted_at,
+        tags=dict(row.tags or {}),
     )
 
 
@@ -206,28 +218,92 @@ def search(
     project: str,
     *,
     lifecycle: str = "active",
-    names: list[str] | None = None,
+    clauses: list[FilterClause] | None = None,
+    order_by: list[FilterOrder] | None = None,
     limit: int = 100,
-    cursor: str | None = None,
+    page_token: str | None = None,
 ) -> Page[Experiment]:
-    """A project's experiments by name: ``lifecycle`` ``active``, ``deleted`` or ``all``,
-    only those called one of ``names`` when given; ``cursor`` as in ``list_``.
+    """A project's experiments matching every clause (``core.mlflow_filter``, MLflow's
+    grammar): ``lifecycle`` ``active``, ``deleted`` or ``all``; by name unless ``order_by``
+    says otherwise; ``next_cursor`` is the next page's offset token.
 
     Raises:
-        ValidationError: a bad ``limit`` or ``cursor``.
+        ValidationError: a bad ``limit`` or ``page_token``.
         NotFoundError: no such project.
     """
     check_limit(limit)
+    offset = parse_page_token(page_token)
     pid = project_id(session, project)
     query = select(ExperimentRow).where(ExperimentRow.project_id == pid)
     if lifecycle != "all":
         deleted = ExperimentRow.deleted_at.is_not(None)
         query = query.where(deleted if lifecycle == "deleted" else ~deleted)
-    if names is not None:
-        query = query.where(ExperimentRow.name.in_(names))
-    if cursor is not None:
-        query = query.where(ExperimentRow.name > cursor)
-    rows = list(session.scalars(query.order_by(ExperimentRow.name).limit(limit + 1)))
+    for clause in clauses or []:
+        query = query.where(_where(clause))
+    terms = [_ORDER[o.key].desc() if o.descending else _ORDER[o.key] for o in order_by or []]
+    query = query.order_by(*terms, ExperimentRow.name).offset(offset).limit(limit + 1)
+    rows = list(session.scalars(query))
     items = [_to_domain(row, project) for row in rows[:limit]]
-    next_cursor = items[-1].name if len(rows) > limit else None
-    return Page[Experiment](items=items, next_cursor=next_cursor)
+    next_token = str(offset + limit) if len(rows) > limit else None
+    return Page[Experiment](items=items, next_cursor=next_token)
+
+
+_ORDER: dict[str, Any] = {
+    "name": ExperimentRow.name,
+    "creation_time": ExperimentRow.created_at,
+    "last_update_time": ExperimentRow.updated_at,
+}
+
+
+def _where(clause: FilterClause) -> ColumnElement[bool]:
+    if clause.kind == "tag":
+        return compare(ExperimentRow.tags[clause.key].as_string(), clause.op, clause.value)
+    if clause.key == "name":
+        return compare(ExperimentRow.name, clause.op, clause.value)
+    millis = clause.value if isinstance(clause.value, int) else 0  # an int: the parser's
+    moment = datetime.fromtimestamp(millis / 1000, tz=UTC)
+    return compare(_ORDER[clause.key], clause.op, moment)
+
+
+def set_tag(
+    session: Session,
+    project: str,
+    experiment_id: str,
+    key: str,
+    value: str | None,
+    *,
+    actor: str,
+) -> Experiment:
+    """Set an experiment's tag (MLflow's ``set_experiment_tag``), or remove it (``value``
+    ``None``); appends ``experiment.tag.set`` or ``experiment.tag.removed``.
+
+    Raises:
+        NotFoundError: no such project or experiment (or tag, to remove).
+        ValidationError: a bad key or value, or too many tags.
+    """
+    check_actor(actor)
+    validate_key("tag", key)
+    row = _by_id(session, project, experiment_id)
+    tags = dict(row.tags or {})
+    if value is None:
+        if tags.pop(key, None) is None:
+            raise NotFoundError(
+                f"experiment {row.name!r} has no tag {key!r}",
+                details={"experiment": row.name, "key": key},
+            )
+    else:
+        check_text("value", value, max_length=TAG_VALUE_MAX, allow_empty=True)
+        tags[key] = value
+        if len(tags) > MAX_TAGS_PER_BATCH:
+            raise ValidationError(
+                f"an experiment holds at most {MAX_TAGS_PER_BATCH} tags",
+                details={"field": "tags"},
+            )
+    row.tags = tags
+    session.flush()
+    kind = "experiment.tag.removed" if value is None else "experiment.tag.set"
+    payload = {"experiment_id": row.id, "key": key}
+    events.append(
+        session, type=kind, subject=row.name, project=project, payload=payload, actor=actor
+    )
+    return _to_domain(row, project)

@@ -5,11 +5,21 @@ tags, search and delete. Every function takes a ``Session``; creating one append
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from loopml.core.errors import ConflictError, NotFoundError, ValidationError
-from loopml.core.mlflow_models import MAX_ENTRIES, MAX_NAME, MlflowModel, MlflowModelStatus
+from loopml.core.mlflow_models import (
+    MAX_ENTRIES,
+    MAX_METRICS,
+    MAX_NAME,
+    MlflowModel,
+    MlflowModelStatus,
+    ModelMetric,
+)
 from loopml.core.runs import PARAM_VALUE_MAX, TAG_VALUE_MAX, validate_key
 from loopml.core.types import Page
 from loopml.store import events, experiments, runs
@@ -33,7 +43,14 @@ def _to_domain(row: MlflowModelRow, project: str) -> MlflowModel:
         actor=row.actor,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        metrics=[_metric(point) for point in row.metrics or []],
     )
+
+
+def _metric(point: list[Any]) -> ModelMetric:
+    key, value, step, timestamp_ms, run_id = point
+    shown = math.nan if value is None else float(value)  # JSON has no NaN
+    return ModelMetric(key=key, value=shown, step=step, timestamp_ms=timestamp_ms, run_id=run_id)
 
 
 def _entries(kind: str, entries: dict[str, str], max_value: int) -> dict[str, str]:
@@ -126,6 +143,31 @@ def finalize(
     row.status_message = check_text("status_message", message, max_length=4000, allow_empty=True)
     session.flush()
     return _to_domain(row, project)
+
+
+def log_metrics(session: Session, project: str, model_id: str, points: list[ModelMetric]) -> None:
+    """Add metric points logged with the model's id; a point of the same key and step
+    replaces the one before (a retried request is harmless).
+
+    Raises:
+        NotFoundError: no such model.
+        ValidationError: a bad key, or more than ``MAX_METRICS`` points in all.
+    """
+    row = _row(session, project, model_id)
+    kept: dict[tuple[str, int], list[Any]] = {(p[0], p[2]): p for p in row.metrics or []}
+    for point in points:
+        validate_key("metric", point.key)
+        value = None if math.isnan(point.value) else point.value
+        entry = [point.key, value, point.step, point.timestamp_ms, point.run_id]
+        kept[(point.key, point.step)] = entry
+    if len(kept) > MAX_METRICS:
+        raise ValidationError(
+            f"a logged model holds at most {MAX_METRICS} metric points; model {model_id} "
+            f"would hold {len(kept)}",
+            details={"field": "metrics"},
+        )
+    row.metrics = sorted(kept.values(), key=lambda p: (p[0], p[2]))
+    session.flush()
 
 
 def update_entries(

@@ -10,6 +10,9 @@ artifacts the versions were built from (those belong to the runs).
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -22,7 +25,7 @@ from loopml.core.errors import (
     ValidationError,
 )
 from loopml.core.gate import MAX_REASON, PROTECTED_ALIAS
-from loopml.core.refs import NAME_PATTERN, validate_alias, validate_model_name
+from loopml.core.refs import NAME_PATTERN, ModelRef, validate_alias, validate_model_name
 from loopml.core.registry import (
     MAX_DESCRIPTION,
     MAX_TAGS,
@@ -42,7 +45,13 @@ from loopml.store._registry import (
     version_row,
     version_to_domain,
 )
-from loopml.store.orm import ModelAliasRow, ModelTagRow, ModelVersionRow, RegisteredModelRow
+from loopml.store.orm import (
+    DeploymentRow,
+    ModelAliasRow,
+    ModelTagRow,
+    ModelVersionRow,
+    RegisteredModelRow,
+)
 
 
 def _event(
@@ -160,6 +169,65 @@ def update(
     session.flush()
     _event(session, "model.updated", project, name, actor, description=description)
     return _one(session, project, row)
+
+
+def rename(
+    session: Session, project: str, name: str, new_name: str, *, actor: str
+) -> RegisteredModel:
+    """Rename a model (its versions, tags, aliases and gate policy follow) and append
+    ``model.renamed``.
+
+    Raises:
+        ValidationError: a bad new name.
+        NotFoundError: no such project or model.
+        AlreadyExistsError: the project has a model called ``new_name``.
+        ConflictError: a deployment of the project serves the model by its name.
+    """
+    validate_model_name(new_name)
+    check_actor(actor)
+    row = model_row(session, project, name, lock=True)
+    if new_name == name:
+        return _one(session, project, row)
+    taken = select(RegisteredModelRow.id).where(
+        RegisteredModelRow.project_id == row.project_id, RegisteredModelRow.name == new_name
+    )
+    if session.scalar(taken) is not None:
+        raise AlreadyExistsError(
+            f"model {new_name!r} already exists in project {project!r}",
+            details={"project": project, "model": new_name},
+        )
+    serving = _deployments_of(session, row.project_id, name)
+    if serving:
+        raise ConflictError(
+            f"model {name!r} is served by deployment(s) {', '.join(serving)}, which name it: "
+            "point them at another model or delete them before renaming it",
+            details={"model": name, "deployments": serving},
+        )
+    row.name = new_name
+    session.flush()
+    _event(session, "model.renamed", project, new_name, actor, from_name=name)
+    return _one(session, project, row)
+
+
+def _deployments_of(session: Session, project_id: str, name: str) -> list[str]:
+    """The project's deployments whose spec names model ``name`` in a reference."""
+    rows = session.execute(
+        select(DeploymentRow.name, DeploymentRow.spec).where(DeploymentRow.project_id == project_id)
+    ).tuples()
+    return sorted(d for d, spec in rows if name in _ref_names(spec))
+
+
+def _ref_names(spec: dict[str, Any]) -> set[str]:
+    """The models a deployment spec (``core.deployments.DeploymentSpec``) names: its
+    ``model``, ``canary.model`` and ``shadow`` references."""
+    canary = spec.get("canary")
+    refs = [spec.get("model"), spec.get("shadow"), canary.get("model") if canary else None]
+    names: set[str] = set()
+    for ref in refs:
+        if isinstance(ref, str):
+            with contextlib.suppress(ValidationError):
+                names.add(ModelRef.parse(ref).name)
+    return names
 
 
 def delete(session: Session, project: str, name: str, *, force: bool = False, actor: str) -> int:

@@ -49,6 +49,7 @@ from loopml.core.run_search import (
     KeyOrder,
     Keyset,
     MetricFilter,
+    NameFilter,
     RunPage,
     RunSearch,
     TextFilter,
@@ -59,6 +60,7 @@ from loopml.core.run_search import (
 )
 from loopml.core.runs import Run
 from loopml.store import experiments, runs
+from loopml.store._like import compare
 from loopml.store.orm import ExperimentRow, LatestMetricRow, ParamRow, RunRow, RunTagRow
 
 _OPS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
@@ -85,7 +87,9 @@ def parse_offset(cursor: str | None) -> int:
     return int(cursor)
 
 
-def _filter(flt: MetricFilter | TextFilter) -> ColumnElement[bool]:
+def _filter(flt: MetricFilter | TextFilter | NameFilter) -> ColumnElement[bool]:
+    if flt.kind == "name":
+        return compare(RunRow.name, flt.op, flt.value)
     table = aliased(_TABLES[flt.kind])
     condition = _OPS[flt.op](table.value, flt.value)
     if flt.kind == "metric":

@@ -226,6 +226,40 @@ def set_status(
     return to_domain(row, project, experiment)
 
 
+def resume(session: Session, project: str, run_id: str, *, actor: str) -> Run:
+    """Set an ended (or LOST) run RUNNING again, as MLflow's ``start_run(run_id=...)`` does:
+    its end time is cleared, its heartbeat restarts, and ``run.resumed`` records the status
+    it left. Resuming a RUNNING run is a no-op.
+
+    Raises:
+        NotFoundError: no such run in the project.
+        ConflictError: the run is soft-deleted (restore it first).
+    """
+    check_actor(actor)
+    row, experiment = require(session, project, run_id)
+    if row.status == "RUNNING":
+        return to_domain(row, project, experiment)
+    if row.deleted_at is not None:
+        raise ConflictError(
+            f"run {run_id} is deleted; restore it before resuming it",
+            details={"run_id": run_id, "status": row.status},
+        )
+    previous = row.status
+    row.status = "RUNNING"
+    row.end_time = None
+    row.heartbeat_at = utcnow()
+    session.flush()
+    events.append(
+        session,
+        type="run.resumed",
+        subject=run_id,
+        project=project,
+        payload={"run_id": run_id, "from_status": previous},
+        actor=actor,
+    )
+    return to_domain(row, project, experiment)
+
+
 def set_deleted(session: Session, project: str, run_id: str, deleted: bool, *, actor: str) -> Run:
     """Soft-delete a run (MLflow's delete-run) or restore it; what it logged stays.
 

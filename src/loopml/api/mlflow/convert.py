@@ -10,7 +10,7 @@ import math
 from datetime import datetime
 from typing import Any
 
-from loopml.core.mlflow_models import MlflowModel
+from loopml.core.mlflow_models import MlflowModel, stage_of
 from loopml.core.registry import ModelVersion, RegisteredModel, VersionStatus
 from loopml.core.runs import Experiment, LoggedModel, MetricPoint, Run, RunInput
 
@@ -48,7 +48,7 @@ def experiment(exp: Experiment) -> dict[str, Any]:
         "lifecycle_stage": "deleted" if exp.deleted_at else "active",
         "creation_time": millis(exp.created_at),
         "last_update_time": millis(exp.updated_at),
-        "tags": [],
+        "tags": pairs(exp.tags),
     }
 
 
@@ -103,7 +103,7 @@ def run(
     """A run as MLflow's ``Run``: info, data (latest metrics, params, tags), inputs and
     outputs (the MLflow 3 models it produced)."""
     tags = dict(run.tags or {})
-    tags.setdefault(RUN_NAME_TAG, run.name)
+    tags[RUN_NAME_TAG] = run.name  # the run's name is the tag (setting it renames the run)
     inputs = [dataset_input(i) for i in run.inputs or [] if i.kind == DATASET_KIND]
     return {
         "info": run_info(run, experiment_id),
@@ -118,14 +118,15 @@ def run(
 
 
 def model_version(version: ModelVersion, source: str) -> dict[str, Any]:
-    """A model version as MLflow's ``ModelVersion`` (stages are not used: ``None``)."""
+    """A model version as MLflow's ``ModelVersion``; its stage is the stage alias it holds
+    (``core.mlflow_models.STAGE_ALIASES``)."""
     return {
         "name": version.model,
         "version": str(version.version),
         "creation_timestamp": millis(version.created_at),
         "last_updated_timestamp": millis(version.updated_at),
         "user_id": version.actor,
-        "current_stage": "None",
+        "current_stage": stage_of(version.aliases),
         "description": version.description,
         "source": source,
         "run_id": version.run_id,
@@ -171,7 +172,17 @@ def mlflow_model(model: MlflowModel) -> dict[str, Any]:
             "source_run_id": model.source_run_id or "",
             "tags": pairs(model.tags),
         },
-        "data": {"params": pairs(model.params), "metrics": []},
+        "data": {
+            "params": pairs(model.params),
+            "metrics": [
+                {
+                    **latest((p.key, p.value, p.step, p.timestamp_ms)),
+                    "run_id": p.run_id or "",
+                    "model_id": model.id,
+                }
+                for p in model.metrics
+            ],
+        },
     }
 
 

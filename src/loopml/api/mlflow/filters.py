@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from loopml.api.mlflow.convert import RUN_NAME_TAG
 from loopml.core.errors import ValidationError
 from loopml.core.run_search import (
     AnyFilter,
@@ -22,6 +23,7 @@ from loopml.core.run_search import (
     AttributeOrder,
     KeyOrder,
     MetricFilter,
+    NameFilter,
     TextFilter,
 )
 from loopml.core.runs import RUN_STATUSES
@@ -63,8 +65,9 @@ _TOKEN = re.compile(
 )
 SUPPORTED = (
     "metrics.<key> with = != < <= > >= and a number; params.<key> and tags.<key> with "
-    "= != < <= > >= and a quoted string; attributes.status and attributes.run_id with = or "
-    "IN (...); clauses joined by AND"
+    "= != < <= > >= and a quoted string; attributes.run_name (tags.mlflow.runName) with "
+    "= != LIKE ILIKE; attributes.status and attributes.run_id with = or IN (...); clauses "
+    "joined by AND"
 )
 
 
@@ -159,6 +162,9 @@ def parse_filter(text: str | None) -> Translated:
 
 
 def _clause(text: str, out: Translated, kind: str, key: str, op: str, value: Any) -> None:
+    if (kind, key) == ("tag", RUN_NAME_TAG) or (kind == "attribute" and key.lower() == "run_name"):
+        _run_name(text, out, op, value)
+        return
     if kind == "attribute":
         _attribute(text, out, key.lower(), op, value)
         return
@@ -176,6 +182,13 @@ def _clause(text: str, out: Translated, kind: str, key: str, op: str, value: Any
     out.filters.append(
         TextFilter.model_validate({"kind": kind, "key": key, "op": op, "value": value})
     )
+
+
+def _run_name(text: str, out: Translated, op: str, value: Any) -> None:
+    """The run's name is MLflow's ``mlflow.runName`` tag and ``run_name`` attribute."""
+    if op not in ("=", "!=", "LIKE", "ILIKE") or not isinstance(value, str):
+        raise _refuse(text, "the run's name takes = != LIKE ILIKE and a quoted string")
+    out.filters.append(NameFilter(kind="name", op=op, value=value))  # type: ignore[arg-type]
 
 
 def _attribute(text: str, out: Translated, key: str, op: str, value: Any) -> None:

@@ -24,9 +24,12 @@ from loopml import registry
 from loopml.api.context import AppContext
 from loopml.api.mlflow import convert
 from loopml.api.mlflow.errors import MlflowApiError
+from loopml.api.mlflow.schemas import StageBody
 from loopml.core import layout
 from loopml.core.errors import NotFoundError, ValidationError
 from loopml.core.keys import join_key, validate_key
+from loopml.core.mlflow_filter import parse_mlflow_filter, parse_mlflow_order
+from loopml.core.mlflow_models import parse_stage
 from loopml.core.registry import ModelVersion, VersionStatus
 from loopml.core.runs import LoggedModel
 from loopml.store import (
@@ -49,8 +52,6 @@ _MLFLOW_FORMAT = (
     "<run_id>` (MLflow 3: `--source models:/<model_id>`) and register "
     "runs:/<run_id>/loopml-model; see docs/mlflow.md"
 )
-_NAME_FILTER = re.compile(r"""^\s*name\s*=\s*(['"])(.*)\1\s*$""", re.IGNORECASE)
-_VERSION_FILTER = re.compile(r"""^\s*(name|run_id)\s*=\s*(['"])(.*)\2\s*$""", re.IGNORECASE)
 
 
 def _source(ctx: AppContext, version: ModelVersion) -> str:
@@ -107,35 +108,55 @@ def delete_model(ctx: AppContext, project: str, name: str, actor: str) -> dict[s
 
 
 def search_models(
-    ctx: AppContext, project: str, filter: str | None, max_results: int, page_token: str | None
+    ctx: AppContext,
+    project: str,
+    filter: str | None,
+    order_by: list[str],
+    max_results: int,
+    page_token: str | None,
 ) -> dict[str, Any]:
-    """``registered-models/search``: by name; ``filter`` may only be ``name = '...'``."""
-    if filter and filter.strip():
-        match = _NAME_FILTER.fullmatch(filter)
-        if match is None:
-            raise ValidationError(
-                f"unsupported filter {filter[:100]!r}: only name = '<name>' is supported"
-            )
-        try:
-            return {
-                "registered_models": [get_model(ctx, project, match.group(2))["registered_model"]]
-            }
-        except NotFoundError:
-            return {"registered_models": []}
-    with ctx.store.session() as session:
-        page = models.list_(session, project, limit=min(max_results, MAX_PAGE), cursor=page_token)
+    """``registered-models/search``: MLflow's filter grammar (``core.mlflow_filter``)."""
+    page = registry.search_models(
+        ctx.store,
+        project,
+        parse_mlflow_filter(filter, "models"),
+        order_by=parse_mlflow_order(order_by, "models"),
+        limit=min(max_results, MAX_PAGE),
+        page_token=page_token,
+    )
     found = [convert.registered_model(m) for m in page.items]
     return {"registered_models": found, "next_page_token": page.next_cursor}
 
 
 def latest_versions(ctx: AppContext, project: str, name: str, stages: list[str]) -> dict[str, Any]:
-    """``registered-models/get-latest-versions``: loopml has no stages, so every version is
-    in stage ``None``: the newest one, unless other stages alone are asked for."""
-    if stages and "None" not in stages:
-        return {"model_versions": []}
-    with ctx.store.session() as session:
-        newest = model_versions.list_(session, project, name, limit=1).items
-    return {"model_versions": [_version_json(ctx, v) for v in newest]}
+    """``registered-models/get-latest-versions``: the version in each stage asked (all when
+    none); stages are aliases (``registry.stages``), ``None`` the newest version in none."""
+    wanted = [parse_stage(s) for s in stages]
+    found = registry.latest_versions(ctx.store, project, name, wanted)
+    return {"model_versions": [_version_json(ctx, v) for v in found]}
+
+
+def transition_stage(ctx: AppContext, project: str, body: StageBody, actor: str) -> dict[str, Any]:
+    """``model-versions/transition-stage`` (MLflow 2): the stage's alias moves to the
+    version, through the gate for Production (``champion``)."""
+    moved = registry.transition_stage(
+        ctx.store,
+        project,
+        body.name,
+        _number(body.version),
+        parse_stage(body.stage),
+        archive_existing=body.archive_existing_versions,
+        actor=actor,
+    )
+    return {"model_version": _version_json(ctx, moved)}
+
+
+def rename_model(
+    ctx: AppContext, project: str, name: str, new_name: str, actor: str
+) -> dict[str, Any]:
+    """``registered-models/rename``."""
+    model = registry.rename_model(ctx.store, project, name, new_name, actor=actor)
+    return {"registered_model": convert.registered_model(model)}
 
 
 def _run_and_path(
@@ -151,6 +172,11 @@ def _run_and_path(
             # MLflow 3 names a package loopml logged by its id (as /logged-models lists it).
             package = logged_models.get(session, project, model.group(2))
             return package.run_id, package.path
+        with contextlib.suppress(NotFoundError):
+            # A logged model whose files are a loopml package (ONNX or skops).
+            return registry.package_of_mlflow_model(
+                ctx.store, ctx.artifacts, project, model.group(2)
+            )
         raise MlflowApiError(
             "INVALID_PARAMETER_VALUE",
             f"source {source[:120]!r} is a model an MLflow client logged (MLflow's format): "
@@ -237,26 +263,22 @@ def delete_version(
 
 
 def search_versions(
-    ctx: AppContext, project: str, filter: str | None, max_results: int, page_token: str | None
+    ctx: AppContext,
+    project: str,
+    filter: str | None,
+    order_by: list[str],
+    max_results: int,
+    page_token: str | None,
 ) -> dict[str, Any]:
-    """``model-versions/search``: ``name = '...'`` (a model's versions, newest first) or
-    ``run_id = '...'``."""
-    match = _VERSION_FILTER.fullmatch(filter or "")
-    if match is None:
-        raise ValidationError(
-            f"unsupported filter {(filter or '')[:100]!r}: expected name = '<model>' or "
-            "run_id = '<run id>'"
-        )
-    field, value = match.group(1).lower(), match.group(3)
-    if field == "run_id":
-        with ctx.store.session() as session:
-            found = lineage.versions_of_run(session, project, value)
-        return {"model_versions": [_version_json(ctx, v) for v in found]}
-    cursor = int(page_token) if page_token and page_token.isdigit() else None
-    with ctx.store.session() as session:
-        page = model_versions.list_(
-            session, project, value, limit=min(max_results, MAX_PAGE), cursor=cursor
-        )
+    """``model-versions/search``: MLflow's filter grammar (``core.mlflow_filter``)."""
+    page = registry.search_versions(
+        ctx.store,
+        project,
+        parse_mlflow_filter(filter, "versions"),
+        order_by=parse_mlflow_order(order_by, "versions"),
+        limit=min(max_results, MAX_PAGE),
+        page_token=page_token,
+    )
     items = [_version_json(ctx, v) for v in page.items]
     return {"model_versions": items, "next_page_token": page.next_cursor}
 

@@ -31,6 +31,8 @@ class Metric(_Body):
     value: float | str
     timestamp: int = 0
     step: int = 0
+    model_id: str | None = Field(default=None, max_length=64)
+    """MLflow 3: the logged model the point is also for."""
 
 
 ViewType = Literal["ACTIVE_ONLY", "DELETED_ONLY", "ALL"]
@@ -49,6 +51,12 @@ class ExperimentId(_Body):
 class ExperimentUpdate(_Body):
     experiment_id: str
     new_name: str | None = None
+
+
+class ExperimentTag(_Body):
+    experiment_id: str
+    key: str
+    value: str = ""
 
 
 class ExperimentSearch(_Body):
@@ -144,6 +152,18 @@ class ModelBody(_Body):
 
 class ModelName(_Body):
     name: str
+
+
+class ModelRename(_Body):
+    name: str
+    new_name: str
+
+
+class StageBody(_Body):
+    name: str
+    version: str
+    stage: str
+    archive_existing_versions: bool = False
 
 
 class VersionRef(_Body):

@@ -9,6 +9,7 @@ heartbeat timeout loopml allows: MLflow clients send no heartbeats.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -16,6 +17,8 @@ from loopml.api.context import AppContext
 from loopml.api.mlflow import convert, schemas
 from loopml.api.mlflow.filters import parse_filter, parse_order
 from loopml.core.errors import ConflictError, NotFoundError, ValidationError
+from loopml.core.mlflow_filter import parse_mlflow_filter, parse_mlflow_order
+from loopml.core.mlflow_models import ModelMetric
 from loopml.core.run_search import ID_PATTERN, RunSearch
 from loopml.core.runs import (
     MAX_METRICS_PER_BATCH,
@@ -55,6 +58,8 @@ def create_experiment(
 ) -> dict[str, Any]:
     """``experiments/create``: ``{"experiment_id"}``."""
     exp = tracking.create_experiment(ctx.store, project, body.name, actor=actor)
+    for tag in body.tags:
+        tracking.set_experiment_tag(ctx.store, project, exp.id, tag.key, tag.value, actor=actor)
     return {"experiment_id": exp.id}
 
 
@@ -71,35 +76,26 @@ def get_experiment_by_name(ctx: AppContext, project: str, name: str) -> dict[str
 def search_experiments(
     ctx: AppContext, project: str, body: schemas.ExperimentSearch
 ) -> dict[str, Any]:
-    """``experiments/search``: by name; ``filter`` may only be ``name = '...'``."""
-    names = None
-    if body.filter and body.filter.strip():
-        translated = _experiment_filter(body.filter)
-        names = [translated]
-    with ctx.store.session() as session:
-        page = experiments.search(
-            session,
-            project,
-            lifecycle=_LIFECYCLE[body.view_type],
-            names=names,
-            limit=min(body.max_results, MAX_PAGE),
-            cursor=body.page_token or None,
-        )
+    """``experiments/search``: MLflow's filter grammar (``core.mlflow_filter``)."""
+    page = tracking.search_experiments(
+        ctx.store,
+        project,
+        parse_mlflow_filter(body.filter, "experiments"),
+        lifecycle=_LIFECYCLE[body.view_type],
+        order_by=parse_mlflow_order(body.order_by, "experiments"),
+        limit=min(body.max_results, MAX_PAGE),
+        page_token=body.page_token or None,
+    )
     found = [convert.experiment(e) for e in page.items]
     return {"experiments": found, "next_page_token": page.next_cursor}
 
 
-def _experiment_filter(text: str) -> str:
-    parts = text.strip().split("=", 1)
-    left = parts[0].strip().lower()
-    value = parts[1].strip() if len(parts) == 2 else ""
-    quoted = len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""
-    if left not in ("name", "attribute.name", "attributes.name") or not quoted:
-        raise ValidationError(
-            f"unsupported experiment filter {text[:100]!r}: only name = '<name>' is supported",
-            details={"field": "filter"},
-        )
-    return value[1:-1]
+def set_experiment_tag(
+    ctx: AppContext, project: str, experiment_id: str, key: str, value: str | None, actor: str
+) -> dict[str, Any]:
+    """``experiments/set-experiment-tag`` and ``delete-experiment-tag`` (``value`` ``None``)."""
+    tracking.set_experiment_tag(ctx.store, project, experiment_id, key, value, actor=actor)
+    return {}
 
 
 def update_experiment(
@@ -163,6 +159,8 @@ def update_run(
     end = _END_STATUSES.get(body.status or "")
     if end is not None:
         run = tracking.end_run(ctx.store, project, run_id, end, actor=actor)
+    elif body.status == "RUNNING":  # MLflow's start_run(run_id=...) resumes a run
+        run = tracking.resume_run(ctx.store, project, run_id, actor=actor)
     else:
         run = tracking.get_run(ctx.store, project, run_id)
         if body.status is not None and run.status != "RUNNING":
@@ -268,10 +266,29 @@ def _batch(body: schemas.LogBatch) -> LogBatch:
     )
 
 
+def _model_metrics(body: schemas.LogBatch) -> dict[str, list[ModelMetric]]:
+    """The points MLflow 3 logged with a ``model_id``, by model."""
+    found: dict[str, list[ModelMetric]] = {}
+    for m in body.metrics:
+        if m.model_id:
+            point = _metric(m)
+            value = math.nan if point["value"] == "NaN" else float(point["value"])
+            found.setdefault(m.model_id, []).append(
+                ModelMetric(
+                    key=m.key,
+                    value=value,
+                    step=m.step,
+                    timestamp_ms=m.timestamp,
+                    run_id=body.id,
+                )
+            )
+    return found
+
+
 def log_batch(ctx: AppContext, project: str, body: schemas.LogBatch, actor: str) -> dict[str, Any]:
     """``runs/log-batch`` (and log-metric, log-parameter, set-tag: batches of one)."""
     batch = _batch(body)
-    tracking.log_batch(ctx.store, project, body.id, batch)
+    tracking.log_batch(ctx.store, project, body.id, batch, model_metrics=_model_metrics(body))
     name = batch.tags.get(convert.RUN_NAME_TAG)
     if name:  # as in MLflow, setting the run-name tag renames the run
         with ctx.store.session() as session:

@@ -20,6 +20,7 @@ from loopml.core.errors import ValidationError
 from loopml.core.run_search import (
     ID_PATTERN,
     MAX_FILTERS,
+    AnyFilter,
     RunFilter,
     RunOrder,
     RunSearch,
@@ -80,7 +81,7 @@ class RunsQuery:
         texts = split_query(self.q)
         if len(texts) > MAX_FILTERS:
             raise ValidationError(f"invalid search: at most {MAX_FILTERS} filters joined by 'and'")
-        filters = [RunFilter.parse(text) for text in texts]
+        filters: list[AnyFilter] = [RunFilter.parse(text) for text in texts]
         order_by = [RunOrder.parse(f"{self.sort} {self.order}")] if self.sort else []
         return RunSearch(
             experiment=self.experiment,

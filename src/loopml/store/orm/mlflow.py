@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from loopml.store.orm.base import Base, EntityMixin, name_type
@@ -37,4 +37,6 @@ class MlflowModelRow(EntityMixin, Base):
     status_message: Mapped[str] = mapped_column(Text, default="")
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     tags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    metrics: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
+    """Points logged with this model's id: ``[key, value, step, timestamp_ms, run_id]``."""
     actor: Mapped[str] = mapped_column(String(200))

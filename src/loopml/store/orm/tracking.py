@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -52,6 +53,8 @@ class ExperimentRow(EntityMixin, Base):
     description: Mapped[str] = mapped_column(Text, default="")
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     """Set by a soft delete (MLflow's delete-experiment), cleared by a restore."""
+    tags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, server_default=text("'{}'"))
+    """MLflow's experiment tags (``set_experiment_tag``), key to value."""
 
 
 class RunRow(EntityMixin, Base):

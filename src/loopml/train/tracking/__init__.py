@@ -15,6 +15,9 @@ from loopml.train.tracking.runs import heartbeat as heartbeat
 from loopml.train.tracking.runs import list_experiments as list_experiments
 from loopml.train.tracking.runs import log_batch as log_batch
 from loopml.train.tracking.runs import metric_history as metric_history
+from loopml.train.tracking.runs import resume_run as resume_run
+from loopml.train.tracking.runs import search_experiments as search_experiments
 from loopml.train.tracking.runs import search_runs as search_runs
+from loopml.train.tracking.runs import set_experiment_tag as set_experiment_tag
 from loopml.train.tracking.runs import start_run as start_run
 from loopml.train.tracking.runs import sweep_lost_runs as sweep_lost_runs

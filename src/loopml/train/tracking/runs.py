@@ -10,11 +10,21 @@ from typing import Any
 
 from loopml.core import layout
 from loopml.core.errors import AlreadyExistsError, NotFoundError
+from loopml.core.mlflow_filter import FilterClause, FilterOrder
+from loopml.core.mlflow_models import ModelMetric
 from loopml.core.run_search import RunPage, RunSearch
 from loopml.core.runs import EndStatus, Experiment, LogBatch, MetricPoint, Run
 from loopml.core.types import Page
 from loopml.storage import ArtifactStore
-from loopml.store import MetadataStore, experiments, run_cleanup, run_logs, run_search, runs
+from loopml.store import (
+    MetadataStore,
+    experiments,
+    mlflow_models,
+    run_cleanup,
+    run_logs,
+    run_search,
+    runs,
+)
 
 log = logging.getLogger("loopml.train.tracking")
 
@@ -53,6 +63,43 @@ def list_experiments(
     """One page of a project's experiments, by name."""
     with store.session() as session:
         return experiments.list_(session, project, limit=limit, cursor=cursor)
+
+
+def search_experiments(
+    store: MetadataStore,
+    project: str,
+    clauses: list[FilterClause],
+    *,
+    lifecycle: str = "active",
+    order_by: list[FilterOrder] | None = None,
+    limit: int = 100,
+    page_token: str | None = None,
+) -> Page[Experiment]:
+    """One page of the experiments matching every clause (``core.mlflow_filter``)."""
+    with store.session() as session:
+        return experiments.search(
+            session,
+            project,
+            lifecycle=lifecycle,
+            clauses=clauses,
+            order_by=order_by,
+            limit=limit,
+            page_token=page_token,
+        )
+
+
+def set_experiment_tag(
+    store: MetadataStore,
+    project: str,
+    experiment_id: str,
+    key: str,
+    value: str | None,
+    *,
+    actor: str,
+) -> Experiment:
+    """Set an experiment's tag, or remove it (``value`` ``None``)."""
+    with store.session() as session:
+        return experiments.set_tag(session, project, experiment_id, key, value, actor=actor)
 
 
 def start_run(
@@ -111,10 +158,20 @@ def get_run(store: MetadataStore, project: str, run_id: str) -> Run:
         return run_logs.get(session, project, run_id)
 
 
-def log_batch(store: MetadataStore, project: str, run_id: str, batch: LogBatch) -> None:
-    """Write a batch (at most 100 params, 1000 metric points, 100 tags) atomically."""
+def log_batch(
+    store: MetadataStore,
+    project: str,
+    run_id: str,
+    batch: LogBatch,
+    *,
+    model_metrics: dict[str, list[ModelMetric]] | None = None,
+) -> None:
+    """Write a batch (at most 100 params, 1000 metric points, 100 tags) atomically, with the
+    points an MLflow 3 client also logged for models (``model_metrics``, by model id)."""
     with store.session() as session:
         run_logs.log_batch(session, project, run_id, batch)
+        for model_id, points in (model_metrics or {}).items():
+            mlflow_models.log_metrics(session, project, model_id, points)
 
 
 def metric_history(
@@ -143,6 +200,13 @@ def end_run(
     """End a run as FINISHED, FAILED or KILLED."""
     with store.session() as session:
         runs.set_status(session, project, run_id, status, actor=actor)
+        return run_logs.get(session, project, run_id)
+
+
+def resume_run(store: MetadataStore, project: str, run_id: str, *, actor: str) -> Run:
+    """Set an ended run RUNNING again (MLflow's resumed run); emits ``run.resumed``."""
+    with store.session() as session:
+        runs.resume(session, project, run_id, actor=actor)
         return run_logs.get(session, project, run_id)
 
 

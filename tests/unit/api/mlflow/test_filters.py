@@ -7,7 +7,13 @@ import pytest
 
 from loopml.api.mlflow.filters import parse_filter, parse_order
 from loopml.core.errors import ValidationError
-from loopml.core.run_search import AttributeOrder, KeyOrder, MetricFilter, TextFilter
+from loopml.core.run_search import (
+    AttributeOrder,
+    KeyOrder,
+    MetricFilter,
+    NameFilter,
+    TextFilter,
+)
 
 
 def test_clauses_joined_by_and_become_typed_filters() -> None:
@@ -79,3 +85,18 @@ def test_order_by_keys_and_attributes() -> None:
 def test_bad_order_by_is_refused(item: str) -> None:
     with pytest.raises(ValidationError, match="unsupported order_by"):
         parse_order([item])
+
+
+def test_the_run_name_is_an_attribute_and_the_run_name_tag() -> None:
+    out = parse_filter(
+        "tags.mlflow.runName = 'r007' and tags.`mlflow.runName` != 'x' "
+        "and attributes.run_name LIKE 'r%' and run_name ILIKE 'R0%'"
+    )
+    assert out.filters == [
+        NameFilter(kind="name", op="=", value="r007"),
+        NameFilter(kind="name", op="!=", value="x"),
+        NameFilter(kind="name", op="LIKE", value="r%"),
+        NameFilter(kind="name", op="ILIKE", value="R0%"),
+    ]
+    with pytest.raises(ValidationError, match="run's name takes"):
+        parse_filter("attributes.run_name > 'r'")

@@ -13,13 +13,14 @@ from fastapi import APIRouter, Query
 from loopml.api.context import Ctx
 from loopml.api.mlflow import registry
 from loopml.api.mlflow._route import MlflowActor, MlflowRoute, Project
-from loopml.api.mlflow.errors import not_implemented
 from loopml.api.mlflow.schemas import (
     AliasBody,
     LatestVersions,
     ModelBody,
     ModelName,
+    ModelRename,
     ModelTag,
+    StageBody,
     VersionBody,
     VersionRef,
     VersionTag,
@@ -32,6 +33,7 @@ NAME = Query(max_length=300)
 MAX_RESULTS = Query(default=100, ge=1, le=50_000)
 TOKEN = Query(default=None, max_length=300)
 FILTER = Query(default=None, max_length=1000)
+ORDER_BY = Query(default=[], max_length=10)
 
 
 @router.post("/registered-models/create")
@@ -61,14 +63,15 @@ def search_models(
     project: Project,
     filter: str | None = FILTER,
     max_results: int = MAX_RESULTS,
+    order_by: list[str] = ORDER_BY,
     page_token: str | None = TOKEN,
 ) -> Json:
-    return registry.search_models(ctx, project, filter, max_results, page_token)
+    return registry.search_models(ctx, project, filter, order_by, max_results, page_token)
 
 
 @router.post("/registered-models/rename")
-def rename_model() -> Json:
-    raise not_implemented("renaming a registered model")
+def rename_model(body: ModelRename, ctx: Ctx, project: Project, actor: MlflowActor) -> Json:
+    return registry.rename_model(ctx, project, body.name, body.new_name, actor)
 
 
 @router.post("/registered-models/get-latest-versions")
@@ -141,9 +144,10 @@ def search_versions(
     project: Project,
     filter: str | None = FILTER,
     max_results: int = MAX_RESULTS,
+    order_by: list[str] = ORDER_BY,
     page_token: str | None = TOKEN,
 ) -> Json:
-    return registry.search_versions(ctx, project, filter, max_results, page_token)
+    return registry.search_versions(ctx, project, filter, order_by, max_results, page_token)
 
 
 @router.get("/model-versions/get-download-uri")
@@ -166,5 +170,5 @@ def delete_version_tag(body: VersionTag, ctx: Ctx, project: Project, actor: Mlfl
 
 
 @router.post("/model-versions/transition-stage")
-def transition_stage() -> Json:
-    raise not_implemented("model version stages (deprecated in MLflow; use aliases)")
+def transition_stage(body: StageBody, ctx: Ctx, project: Project, actor: MlflowActor) -> Json:
+    return registry.transition_stage(ctx, project, body, actor)

@@ -52,9 +52,14 @@ def search_experiments_get(
     page_token: str | None = Query(default=None, max_length=300),
     filter: str | None = Query(default=None, max_length=1000),
     view_type: schemas.ViewType = "ACTIVE_ONLY",
+    order_by: list[str] = Query(default=[], max_length=10),
 ) -> Json:
     body = schemas.ExperimentSearch(
-        max_results=max_results, page_token=page_token, filter=filter, view_type=view_type
+        max_results=max_results,
+        page_token=page_token,
+        filter=filter,
+        view_type=view_type,
+        order_by=order_by,
     )
     return tracking.search_experiments(ctx, project, body)
 
@@ -78,6 +83,22 @@ def restore_experiment(
     body: schemas.ExperimentId, ctx: Ctx, project: Project, actor: MlflowActor
 ) -> Json:
     return tracking.set_experiment_deleted(ctx, project, body.experiment_id, False, actor)
+
+
+@router.post("/experiments/set-experiment-tag")
+def set_experiment_tag(
+    body: schemas.ExperimentTag, ctx: Ctx, project: Project, actor: MlflowActor
+) -> Json:
+    return tracking.set_experiment_tag(
+        ctx, project, body.experiment_id, body.key, body.value, actor
+    )
+
+
+@router.post("/experiments/delete-experiment-tag")
+def delete_experiment_tag(
+    body: schemas.ExperimentTag, ctx: Ctx, project: Project, actor: MlflowActor
+) -> Json:
+    return tracking.set_experiment_tag(ctx, project, body.experiment_id, body.key, None, actor)
 
 
 @router.post("/runs/create")
