@@ -37,3 +37,18 @@ def current(ctx: typer.Context) -> None:
         store.dispose()
     note = "up to date" if revision == head else f"needs `loopml db upgrade` to {head}"
     console.print(f"database {store.safe_url}: revision {revision or 'none'} ({note})")
+
+
+@app.command("downgrade")
+def downgrade(
+    revision: str = typer.Argument("", metavar="[REVISION]", help="Ignored: always refused."),
+) -> None:
+    """Refused: loopml never downgrades a schema (restore a backup instead)."""
+    from loopml.core.errors import ConflictError
+
+    raise ConflictError(
+        "loopml never downgrades a database schema: a migration may drop or rewrite what an "
+        "older version cannot read back. To go back to an older loopml, restore the backup "
+        "taken before the upgrade (see docs/operations.md, Upgrading)",
+        details={"revision": revision or None},
+    )
