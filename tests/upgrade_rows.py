@@ -35,13 +35,18 @@ from sqlalchemy import (
     table as sql_table,
 )
 
-from loopml.store._engine import parse_url
+from loopml.store._engine import create_sqlite_engine, parse_url
 from loopml.store._migrate import alembic_config, script_directory
 
 
 def engine_for(url: str) -> Engine:
-    """An engine for a loopml database URL (psycopg 3 for PostgreSQL)."""
-    return create_engine(parse_url(url))
+    """An engine for a loopml database URL as loopml opens it: psycopg 3 for PostgreSQL;
+    SQLite's connections with foreign keys on, so a migration that rebuilds a referenced
+    table fails here as it does on a user's database."""
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return create_sqlite_engine(parsed, pool_size=1, busy_timeout_ms=5_000)
+    return create_engine(parsed)
 
 
 def upgrade_to(url: str, revision: str) -> None:

@@ -25,14 +25,16 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("experiments", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("tags", sa.JSON(), nullable=False, server_default=sa.text("'{}'"))
-        )
-    with op.batch_alter_table("mlflow_logged_models", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("metrics", sa.JSON(), nullable=False, server_default=sa.text("'[]'"))
-        )
+    # A plain ADD COLUMN, not batch mode: batch mode rebuilt `experiments` on SQLite (a copy,
+    # then DROP TABLE), which foreign keys from existing runs refuse.
+    op.add_column(
+        "experiments",
+        sa.Column("tags", sa.JSON(), nullable=False, server_default=sa.text("'{}'")),
+    )
+    op.add_column(
+        "mlflow_logged_models",
+        sa.Column("metrics", sa.JSON(), nullable=False, server_default=sa.text("'[]'")),
+    )
 
 
 def downgrade() -> None:
