@@ -32,6 +32,10 @@ def _expected(fixture: Path) -> dict[str, Any]:
 def _home(fixture: Path, tmp_path: Path) -> Path:
     home = tmp_path / "home"
     shutil.copytree(fixture / "home", home)
+    # git keeps no file modes but the executable bit: the install secret is checked out
+    # readable by all, which loopml refuses to use (as it should), so give it back its 0600.
+    for secret in (home / "secrets").glob("*"):
+        secret.chmod(0o600)
     return home
 
 
@@ -66,10 +70,12 @@ def _serves(server: RunningServer, expected: dict[str, Any]) -> None:
 
 
 def test_there_is_a_fixture_of_this_release() -> None:
+    """A release (a version) ships its fixture; migrations added between releases are
+    tested by upgrading the last release's fixture to the head."""
     from loopml import __version__
 
-    assert (FIXTURES / f"{__version__}-{head_revision()}" / "expected.json").is_file(), (
-        "make this release's fixture: python scripts/make_upgrade_fixture.py"
+    assert list(FIXTURES.glob(f"{__version__}-*/expected.json")), (
+        f"make release {__version__}'s fixture: python scripts/make_upgrade_fixture.py"
     )
 
 
