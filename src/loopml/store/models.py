@@ -38,11 +38,11 @@ from loopml.store._errors import add_unique
 from loopml.store._registry import (
     model_row,
     models_to_domain,
-    project_row,
     version_row,
     version_to_domain,
 )
 from loopml.store.orm import ModelAliasRow, ModelTagRow, ModelVersionRow, RegisteredModelRow
+from loopml.store.project_lookup import project_row
 
 
 def _event(
