@@ -67,7 +67,7 @@ def _build(work: Path) -> tuple[Path, str, Path]:
     import torch
     from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
-    from loopml.packaging._text import TextConfig
+    from loopml.packaging.text import TextConfig
     from loopml.train.text._base import pad_token, train_tokenizer
     from loopml.train.text._data import Targets
     from loopml.train.text._export import INPUT_NAMES, package_text_model
@@ -258,8 +258,8 @@ def resume(args: argparse.Namespace) -> dict[str, float]:
 
 def _embeddings(texts: list[str]) -> Any:
     """The default encoder's sentence embeddings, as the embeddings method computes them."""
-    from loopml.packaging._onnx import onnx_session
-    from loopml.packaging._text import TextConfig, encode, load_tokenizer
+    from loopml.packaging.onnx_export import onnx_session
+    from loopml.packaging.text import TextConfig, encode, load_tokenizer
     from loopml.train.text import _embed
     from loopml.train.text._base import pad_token, pretrained_tokenizer, resolve_base
 

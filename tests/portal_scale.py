@@ -21,8 +21,8 @@ from loopml.monitor.drift import DriftConfig
 from loopml.monitor.windows import empty_state, summarize
 from loopml.store import MetadataStore, deployments
 from loopml.store import monitor as monitor_rows
-from loopml.store._registry import project_row
 from loopml.store.orm import ParamRow, RunRow
+from loopml.store.project_lookup import project_row
 from loopml.train import tracking
 
 if TYPE_CHECKING:

@@ -12,8 +12,8 @@ from loopml.core import layout
 from loopml.core.clock import utcnow
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
-from loopml.store._registry import project_row
 from loopml.store.orm import ExperimentRow, LoggedModelRow, RunInputRow, RunRow
+from loopml.store.project_lookup import project_row
 
 # An ONNX ModelProto opens with its ir_version field (0x08): the registry checks that.
 MODEL_FILES = {

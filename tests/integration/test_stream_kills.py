@@ -50,7 +50,7 @@ def _committed(store: MetadataStore) -> int:
 def _start(settings_file: Path, stream_id: str, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "loopml.data.streams._child", str(settings_file), stream_id],
+            [sys.executable, "-m", "loopml.data.streams.process", str(settings_file), stream_id],
             stdout=out,
             stderr=subprocess.STDOUT,
         )

@@ -1,9 +1,10 @@
 """The house rules of docs/architecture.md, checked on the code as it is: module size,
-function complexity, the documented layers equal to the enforced ones, and the import
-contracts catching a wrong import."""
+function complexity, the documented layers equal to the enforced ones, the import
+contracts catching a wrong import, and no package reaching into another's private parts."""
 
 from __future__ import annotations
 
+import ast
 import re
 import shutil
 import subprocess
@@ -41,6 +42,50 @@ def test_no_function_over_the_complexity_limit() -> None:
         if block.complexity > MAX_COMPLEXITY
     }
     assert complex_ == {}, f"split these (cyclomatic complexity over {MAX_COMPLEXITY}): {complex_}"
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _imports(path: Path) -> list[tuple[int, list[str], str | None]]:
+    """Each ``(line, module path, imported name or None)`` of a module, relative imports
+    resolved, wherever the import stands (functions and ``TYPE_CHECKING`` blocks too)."""
+    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+    package = parts[:-1]
+    found: list[tuple[int, list[str], str | None]] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name.split("."), None) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = base + (node.module.split(".") if node.module else [])
+            found += [(node.lineno, module, alias.name) for alias in node.names]
+    return found
+
+
+def _cross_package_private_imports() -> list[str]:
+    # A package is the first component under loopml; the root's own private modules
+    # (``loopml._version``, the version file hatch reads) belong to every package.
+    offenders: list[tuple[str, int, str]] = []
+    for path in SRC.rglob("*.py"):
+        own = path.relative_to(SRC).parts[0].removesuffix(".py")
+        for line, module, name in _imports(path):
+            if module[0] != "loopml" or len(module) < 2 or module[1] in (own, "_version"):
+                continue
+            if any(_private(part) for part in module[1:]) or (name and _private(name)):
+                what = ".".join(module) + (f" import {name}" if name else "")
+                offenders.append((str(path.relative_to(ROOT)), line, what))
+    return [f"{path}:{line} {what}" for path, line, what in sorted(offenders)]
+
+
+def test_no_package_imports_another_packages_private_parts() -> None:
+    offenders = _cross_package_private_imports()
+    assert len(offenders) == 0, (
+        f"{len(offenders)} imports of another package's private module or name; export "
+        "what others need (a public module, or a name in the package's __init__):\n"
+        + "\n".join(offenders)
+    )
 
 
 def _contracts() -> list[dict[str, object]]:

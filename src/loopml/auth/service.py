@@ -32,7 +32,7 @@ from loopml.core.errors import (
     ValidationError,
 )
 from loopml.store import MetadataStore, api_tokens, runs, users
-from loopml.store._registry import project_row
+from loopml.store.project_lookup import project_row
 
 # last_used_at is written at most this often per token, not on every request.
 _TOUCH_EVERY = timedelta(minutes=1)

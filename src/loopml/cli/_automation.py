@@ -23,7 +23,7 @@ from loopml.cli._output import (
 
 if TYPE_CHECKING:
     from loopml.client import Client
-    from loopml.client._automations import AutomationResource
+    from loopml.client.automations import AutomationResource
     from loopml.core.automation import Firing
 
 PROJECT = project_option("The project that owns it.")

@@ -269,7 +269,7 @@ KEEP_ALIVE_S = 30
 def _behind_gateways() -> str:
     """Whom the platform trusts for X-Forwarded-For behind its gateway processes: them, and
     what ``FORWARDED_ALLOW_IPS`` names (uvicorn's own default being loopback)."""
-    from loopml.serve.gateway._tunnel import LOOPBACK
+    from loopml.serve.gateway import LOOPBACK
 
     named = os.environ.get("FORWARDED_ALLOW_IPS", LOOPBACK)
     return "*" if "*" in named.split(",") else f"{named},127.0.0.1"

@@ -205,7 +205,7 @@ def run(ctx: typer.Context, name: str = NAME, project: str = PROJECT) -> None:
     """Run the stream's consumer in the foreground, against the configured metadata
     database (server side, like `loopml worker`). SIGTERM or Ctrl-C commits what it
     holds and stops."""
-    from loopml.data.streams._child import run as run_consumer
+    from loopml.data.streams.process import run as run_consumer
     from loopml.store import streams as stream_rows
 
     settings = state(ctx).settings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loopml.client._automations import AutomationResource
+from loopml.client.automations import AutomationResource
 from loopml.core.automation import Schedule
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from loopml.client._automations import AutomationResource
 from loopml.client._http import segment
+from loopml.client.automations import AutomationResource
 from loopml.core.automation import SECRET_HEADER, Trigger
 
 

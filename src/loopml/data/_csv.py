@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
-from loopml.data._schema import with_first_line
+from loopml.data.schema import with_first_line
 
 FIRST_BLOCK = 16 * 1024 * 1024
 BLOCK = 8 * 1024 * 1024

@@ -5,7 +5,7 @@ codes as integers (losing their leading zeros). A declared column is read as giv
 CSV reads it as text first (so ``02134`` stays whole), and every format then casts it to the
 declared type with ``safe=True``. A value that does not convert refuses the file with the
 column, the type and the first offending rows, counted from 0 across the whole file, as the
-other schema errors count them (``loopml.data._schema``).
+other schema errors count them (``loopml.data.schema``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from loopml.core.errors import ValidationError
 from loopml.core.lake import ColumnInfo
-from loopml.data._schema import MAX_SHOWN_ROWS, first_line, schema_from, where_rows
+from loopml.data.schema import MAX_SHOWN_ROWS, first_line, schema_from, where_rows
 
 
 def declared_types(columns: Sequence[ColumnInfo]) -> dict[str, pa.DataType]:

@@ -18,7 +18,7 @@ from loopml.core.contracts import REASON_COLUMN, ValidationReport, parse_contrac
 from loopml.core.errors import ValidationError
 from loopml.core.lake import LakeTable, TableCommit, WriteMode
 from loopml.data import contracts
-from loopml.data._schema import unreadable
+from loopml.data.schema import unreadable
 from loopml.store import MetadataStore, validation_reports
 
 Write = Callable[[str, pa.Table, WriteMode], TableCommit]

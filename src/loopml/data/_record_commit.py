@@ -26,7 +26,7 @@ from loopml.core.ingest import IngestKey, RecordsCommit
 from loopml.core.lake import LakeTable
 from loopml.data import _delta, _tables, housekeeping, lake
 from loopml.data._record_parse import RecordPost, read_typed
-from loopml.data._schema import plan_cast
+from loopml.data.schema import plan_cast
 from loopml.settings import LakeSettings
 from loopml.storage import ArtifactStore
 from loopml.storage.native import NativeLocation

@@ -18,7 +18,7 @@ import pyarrow.json as pjson
 
 from loopml.core.errors import UnsupportedMediaTypeError, ValidationError
 from loopml.core.ingest import JSON_MEDIA_TYPE, NDJSON_MEDIA_TYPES, validate_idempotency_key
-from loopml.data._schema import check_names
+from loopml.data.schema import check_names
 
 _ARROW_ROW = re.compile(r" in row (\d+)$")
 

@@ -16,7 +16,7 @@ from loopml.core.errors import AlreadyExistsError, NotFoundError
 from loopml.core.ingest import IngestKey
 from loopml.core.lake import LakeTable, TableCommit
 from loopml.data import _delta
-from loopml.data._schema import columns_of
+from loopml.data.schema import columns_of
 from loopml.storage import ArtifactStore
 from loopml.storage.native import NativeLocation
 from loopml.store import MetadataStore, ingest_keys, lake_tables, projects, streams

@@ -62,14 +62,13 @@ from loopml.data._dataset_files import (
     write_sorted,
 )
 from loopml.data._sandbox import SandboxLimits
-from loopml.data._schema import columns_of
 from loopml.data.canonical import canonicalize, content_hash
 from loopml.data.profile import profile_table
+from loopml.data.schema import columns_of
 from loopml.data.sources import SourceVersion, materialize, stream
 from loopml.data.warehouse import DEFAULT_TIMEOUT_S, WarehouseLimits
 from loopml.storage import ArtifactStore
-from loopml.store import MetadataStore, datasets, projects
-from loopml.store._checks import check_actor, check_text
+from loopml.store import MetadataStore, check_actor, check_text, datasets, projects
 from loopml.store.datasets import StaleDatasetError, VersionDraft
 
 log = logging.getLogger("loopml.data")

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from loopml.core.errors import PayloadTooLargeError, ValidationError
 from loopml.core.lake import ColumnInfo
 from loopml.data import _csv, _declared
-from loopml.data._schema import with_first_line
+from loopml.data.schema import with_first_line
 
 FileFormat = Literal["csv", "parquet", "jsonl"]
 FORMATS: tuple[FileFormat, ...] = ("csv", "parquet", "jsonl")

@@ -29,7 +29,7 @@ from loopml.core.lake import (
     validate_write_mode,
 )
 from loopml.data import _delta, _guarded, _tables, housekeeping
-from loopml.data._schema import (
+from loopml.data.schema import (
     cast_batches,
     check_names,
     describe_number_like,
@@ -184,7 +184,7 @@ def ingest_arrow(
     """Write ``data`` to a table as one Delta commit and emit ``table.appended``.
 
     The first write creates the table and fixes its schema; later appends must match it,
-    after safe casts (see ``loopml.data._schema``). ``overwrite`` replaces rows and schema.
+    after safe casts (see ``loopml.data.schema``). ``overwrite`` replaces rows and schema.
     A table with a validation contract checks the batch first (``loopml.data._guarded``):
     ``reject`` refuses it whole, ``quarantine`` lands its good rows and writes the bad ones
     to ``<table>__rejected``; either way a report is stored.

@@ -48,8 +48,8 @@ from loopml.deploy.targets.base import (
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
 from loopml.store import deployments as repo
-from loopml.store._registry import project_row
 from loopml.store.deployments import Roles
+from loopml.store.project_lookup import project_row
 
 log = logging.getLogger("loopml.deploy")
 

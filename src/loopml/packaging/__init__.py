@@ -35,13 +35,16 @@ from typing import TYPE_CHECKING, Any
 
 from loopml.packaging._load import LoadedModel as LoadedModel
 from loopml.packaging._load import load_model as load_model
+from loopml.packaging._manifest import DEFAULT_TOLERANCE as DEFAULT_TOLERANCE
 from loopml.packaging._manifest import MANIFEST_FILE as MANIFEST_FILE
+from loopml.packaging._manifest import TOKENIZER_FILE as TOKENIZER_FILE
 from loopml.packaging._manifest import ColumnSpec as ColumnSpec
 from loopml.packaging._manifest import FileEntry as FileEntry
 from loopml.packaging._manifest import ModelManifest as ModelManifest
 from loopml.packaging._manifest import ModelPackage as ModelPackage
 from loopml.packaging._manifest import ParityReport as ParityReport
 from loopml.packaging._manifest import Signature as Signature
+from loopml.packaging._signature import column_type as column_type
 from loopml.packaging._signature import infer_signature as infer_signature
 
 if TYPE_CHECKING:
@@ -59,7 +62,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "DEFAULT_TOLERANCE",
     "MANIFEST_FILE",
+    "TOKENIZER_FILE",
     "ColumnSpec",
     "FileEntry",
     "LoadedModel",
@@ -67,6 +72,7 @@ __all__ = [
     "ModelPackage",
     "ParityReport",
     "Signature",
+    "column_type",
     "infer_signature",
     "load_model",
     "package_model",

@@ -159,7 +159,7 @@ class LoadedModel:
         prepared = prepare_frame(frame, self.manifest.signature)
         if self.format == "skops":
             return np.asarray(self._model.predict(prepared))
-        from loopml.packaging._onnx import run_onnx
+        from loopml.packaging.onnx_export import run_onnx
 
         values = run_onnx(self._model, prepared, self.manifest.signature)[0].ravel()
         return values if self.manifest.signature.task == "classification" else values.astype(float)
@@ -175,7 +175,7 @@ class LoadedModel:
         prepared = prepare_frame(frame, self.manifest.signature)
         if self.format == "skops":
             return np.asarray(self._model.predict_proba(prepared), dtype=np.float64)
-        from loopml.packaging._onnx import run_onnx
+        from loopml.packaging.onnx_export import run_onnx
 
         return run_onnx(self._model, prepared, self.manifest.signature)[1].astype(np.float64)
 
@@ -219,12 +219,12 @@ def load_model(
     if name not in blobs:
         raise NotFoundError(f"the package at {folder} has no {name}")
     if chosen == "onnx" and manifest.flavor == "transformers":
-        from loopml.packaging._text import text_session
+        from loopml.packaging.text import text_session
 
         session = text_session(blobs, manifest.signature, single_thread=single_thread)
         return LoadedModel(manifest, "onnx", session, samples)
     if chosen == "onnx":
-        from loopml.packaging._onnx import onnx_session
+        from loopml.packaging.onnx_export import onnx_session
 
         session = onnx_session(blobs[name], single_thread=single_thread)
         return LoadedModel(manifest, "onnx", session, samples)

@@ -17,7 +17,7 @@ INPUT_EXAMPLE_FILE = "input_example.json"
 # Up to SAMPLE_ROWS rows of the packaging sample's input columns: the reference profile of a
 # version whose run consumed no dataset (loopml.monitor.reference) is built from them.
 SAMPLE_FILE = "sample.parquet"
-# A text package's tokenizer and its config (see loopml.packaging._text).
+# A text package's tokenizer and its config (see loopml.packaging.text).
 TOKENIZER_FILE = "tokenizer.json"
 TEXT_CONFIG_FILE = "text.json"
 # The only names a package may hold. Anything else (model.pkl, model.joblib, weights.bin, ...)
@@ -70,6 +70,11 @@ class FileEntry(_Strict):
 
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size: int = Field(ge=0)
+
+
+# float32 carries about 7 significant digits; a few hundred summed trees or a softmax
+# lose one or two more. 1e-4 leaves that room and still catches a wrong conversion.
+DEFAULT_TOLERANCE = 1e-4
 
 
 class ParityReport(_Strict):

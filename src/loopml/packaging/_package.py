@@ -12,6 +12,7 @@ import pandas as pd
 
 from loopml.core.errors import ConflictError, ValidationError
 from loopml.packaging._manifest import (
+    DEFAULT_TOLERANCE,
     INPUT_EXAMPLE_FILE,
     MANIFEST_FILE,
     ONNX_FILE,
@@ -31,9 +32,6 @@ _EXAMPLE_ROWS = 5
 # Enough for a drift reference (at most 1,000 rows: the exact KS and chi-square tests), small
 # enough to keep a package light (about 8 bytes a numeric value before compression).
 SAMPLE_ROWS = 1000
-# float32 carries about 7 significant digits; a few hundred summed trees or a softmax
-# lose one or two more. 1e-4 leaves that room and still catches a wrong conversion.
-DEFAULT_TOLERANCE = 1e-4
 
 
 def _library_versions() -> dict[str, str]:
@@ -59,11 +57,12 @@ def _prepare_dest(dest: Path) -> bool:
 def _try_onnx(
     model: Any, frame: pd.DataFrame, signature: Signature, tolerance: float
 ) -> tuple[bytes | None, ParityReport | None, str | None]:
-    from loopml.packaging import _onnx
+    from loopml.packaging import onnx_export
 
     try:
-        data = _onnx.export_onnx(model, signature)
-        report = _onnx.parity(model, _onnx.onnx_session(data), frame, signature, tolerance)
+        data = onnx_export.export_onnx(model, signature)
+        session = onnx_export.onnx_session(data)
+        report = onnx_export.parity(model, session, frame, signature, tolerance)
     except Exception as exc:  # any converter/runtime failure means "serve with skops"
         return None, None, f"{type(exc).__name__}: {exc}"[:2000]
     return data, report, None

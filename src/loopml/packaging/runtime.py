@@ -2,7 +2,7 @@
 
 Requests arrive as JSON and leave as JSON; in between, a request is a ``Columns`` (one typed
 NumPy array per signature column) and its answer a ``Prediction``. Converting and checking
-happen once per request, per column, before any batching (see ``loopml.packaging._columns``), so
+happen once per request, per column, before any batching (see ``loopml.packaging.columns``), so
 a batch never fails because of one request's input. ``predict_many`` runs several requests
 as one model call.
 
@@ -25,7 +25,8 @@ from typing import Any, Literal
 import numpy as np
 
 from loopml.core.errors import LoopmlError, ValidationError
-from loopml.packaging import LoadedModel, Signature, _columns, load_model
+from loopml.packaging import LoadedModel, Signature, load_model
+from loopml.packaging.columns import check_rows, from_instances, numeric_matrix, to_array
 
 log = logging.getLogger("loopml.serve")
 
@@ -41,7 +42,7 @@ class Columns:
     """One request's input, checked against the signature.
 
     Attributes:
-        arrays: one array per signature column, by column name (see ``loopml.packaging._columns``
+        arrays: one array per signature column, by column name (see ``loopml.packaging.columns``
             for the dtypes).
         rows: the number of rows, the length of every array.
         matrix: for an all-number signature, the same values as one ``[columns, rows]``
@@ -155,13 +156,13 @@ class ModelRuntime:
         ``ignore_extra``, record keys the model does not take are dropped, not refused.
 
         Raises:
-            ValidationError: see ``loopml.packaging._columns.from_instances``; the message names
+            ValidationError: see ``loopml.packaging.columns.from_instances``; the message names
                 the column and the first offending row.
         """
-        matrix = _columns.numeric_matrix(self.signature, instances, max_rows, ignore_extra)
+        matrix = numeric_matrix(self.signature, instances, max_rows, ignore_extra)
         if matrix is not None:
             return Columns.from_matrix(self.input_names, matrix)
-        arrays = _columns.from_instances(self.signature, instances, max_rows, ignore_extra)
+        arrays = from_instances(self.signature, instances, max_rows, ignore_extra)
         return Columns(arrays, len(next(iter(arrays.values()))))
 
     def columns_from_values(
@@ -189,8 +190,8 @@ class ModelRuntime:
                 details={"lengths": {n: len(v) for n, v in values.items()}},
             )
         count = rows.pop()
-        _columns.check_rows(count, max_rows, "rows")
-        arrays = {s.name: _columns.to_array(s, values[s.name]) for s in self.signature.inputs}
+        check_rows(count, max_rows, "rows")
+        arrays = {s.name: to_array(s, values[s.name]) for s in self.signature.inputs}
         return Columns(arrays, count)
 
     def predict(self, columns: Columns) -> Prediction:

@@ -31,7 +31,8 @@ from loopml.core.lake import WriteMode, validate_table_name, validate_write_mode
 from loopml.core.predictions import BATCH_OUTPUT_COLUMNS, BatchResult, parse_table_ref
 from loopml.core.refs import ModelRef
 from loopml.data import files, lake
-from loopml.packaging import ColumnSpec, _columns
+from loopml.packaging import ColumnSpec
+from loopml.packaging.columns import to_array
 from loopml.packaging.runtime import Columns, ModelRuntime, Prediction, load_runtime
 from loopml.registry.packages import fetch_package
 from loopml.settings import LakeSettings
@@ -305,7 +306,7 @@ class _Scorer:
 
 
 def _column(spec: ColumnSpec, column: pa.Array, offset: int) -> np.ndarray:
-    """One input column as the runtime's array (see ``loopml.packaging._columns``): numbers
+    """One input column as the runtime's array (see ``loopml.packaging.columns``): numbers
     straight from Arrow; anything else through the server's own checks."""
     kind = column.type
     if spec.type in ("float", "integer") and pa.types.is_integer(kind):
@@ -317,7 +318,7 @@ def _column(spec: ColumnSpec, column: pa.Array, offset: int) -> np.ndarray:
     if spec.type == "string" and (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         return np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
     try:
-        return _columns.to_array(spec, column.to_pylist())
+        return to_array(spec, column.to_pylist())
     except ValidationError as exc:
         raise _at_input_row(exc, offset) from None
 

@@ -1,7 +1,7 @@
 """The SDK's HTTP side: a run's records (``HttpBackend``, a ``TrackingBackend``) and
 training's datasets, registry and checkpoints (``HttpAccess``, a ``TrainingAccess``) on a
 loopml server. Their embedded twins write straight into the stores:
-``loopml.registry.embedded``.
+``loopml.registry.embedded_training``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from loopml.core.errors import ValidationError
 from loopml.core.gate import EvaluationReport
 from loopml.core.registry import ModelVersion
 from loopml.core.runs import EndStatus, LogBatch, LoggedModel, Run
-from loopml.registry.embedded import EmbeddedBackend
+from loopml.registry.embedded_training import EmbeddedBackend
 from loopml.train.service import Frames
 
 if TYPE_CHECKING:

@@ -35,7 +35,7 @@ def training_access(
     backend = _backend(project, url, client, settings)
     if isinstance(backend, HttpBackend):
         return HttpAccess(backend)
-    from loopml.registry.embedded import EmbeddedAccess, EmbeddedBackend
+    from loopml.registry.embedded_training import EmbeddedAccess, EmbeddedBackend
 
     assert isinstance(backend, EmbeddedBackend)
     return EmbeddedAccess(backend)

@@ -113,7 +113,7 @@ def train_model(
     if isinstance(backend, HttpBackend):
         access = HttpAccess(backend)
     else:
-        from loopml.registry.embedded import EmbeddedAccess, EmbeddedBackend
+        from loopml.registry.embedded_training import EmbeddedAccess, EmbeddedBackend
 
         assert isinstance(backend, EmbeddedBackend)
         access = EmbeddedAccess(backend)

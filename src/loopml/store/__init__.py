@@ -27,6 +27,8 @@ from loopml.store import runs as runs
 from loopml.store import streams as streams
 from loopml.store import transforms as transforms
 from loopml.store import validation_reports as validation_reports
+from loopml.store._checks import check_actor as check_actor
+from loopml.store._checks import check_text as check_text
 from loopml.store._errors import WroteWhileReadingError as WroteWhileReadingError
 from loopml.store._migrate import head_revision as head_revision
 from loopml.store.db import MetadataStore as MetadataStore

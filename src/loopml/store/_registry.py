@@ -14,7 +14,6 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from loopml.core.errors import NotFoundError, ValidationError
-from loopml.core.names import validate_project_name
 from loopml.core.refs import validate_model_name, validate_version_number
 from loopml.core.registry import MAX_TAGS, ModelVersion, RegisteredModel, VersionStatus
 from loopml.store.orm import (
@@ -25,6 +24,7 @@ from loopml.store.orm import (
     ProjectRow,
     RegisteredModelRow,
 )
+from loopml.store.project_lookup import project_row
 
 # Bound on the ids in one ``IN (...)``: SQLite allows 32766 parameters, PostgreSQL 65535.
 _IN_CHUNK = 500
@@ -38,15 +38,6 @@ def chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
     """``items`` in slices small enough for one ``IN (...)``."""
     for start in range(0, len(items), _IN_CHUNK):
         yield items[start : start + _IN_CHUNK]
-
-
-def project_row(session: Session, project: str) -> ProjectRow:
-    """The project called ``project``; ``NotFoundError`` when absent."""
-    validate_project_name(project)
-    row = session.scalars(select(ProjectRow).where(ProjectRow.name == project)).one_or_none()
-    if row is None:
-        raise NotFoundError(f"project {project!r} not found", details={"project": project})
-    return row
 
 
 def model_row(

@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 
 from loopml.core.errors import AlreadyExistsError, NotFoundError
 from loopml.store import events
-from loopml.store._registry import project_row
 from loopml.store.orm import AlertDeliveryRow, AlertRuleRow, ProjectRow
+from loopml.store.project_lookup import project_row
 
 _RULE_FIELDS = (
     "id",

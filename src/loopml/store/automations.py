@@ -22,9 +22,9 @@ from loopml.core.errors import AlreadyExistsError, NotFoundError
 from loopml.store import events, firings
 from loopml.store._checks import check_actor
 from loopml.store._errors import add_unique
-from loopml.store._registry import project_row
 from loopml.store.orm import PipelineRow, ScheduleRow, TriggerRow
 from loopml.store.pipelines import get as get_pipeline
+from loopml.store.project_lookup import project_row
 
 Row = TypeVar("Row", ScheduleRow, TriggerRow)
 Domain = TypeVar("Domain")

@@ -26,8 +26,8 @@ from loopml.core.errors import ConflictError, NotFoundError, ValidationError
 from loopml.store import events
 from loopml.store._checks import check_actor
 from loopml.store._errors import add_unique
-from loopml.store._registry import project_row
 from loopml.store.orm import CodesetRow, CodesetVersionRow, ProjectRow
+from loopml.store.project_lookup import project_row
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,8 @@ from loopml.core.types import Page
 from loopml.store import events
 from loopml.store._checks import check_actor, check_limit
 from loopml.store._errors import add_unique
-from loopml.store._registry import project_row
 from loopml.store.orm import DeploymentRevisionRow, DeploymentRow, EventRow, ProjectRow
+from loopml.store.project_lookup import project_row
 
 RECENT_REVISIONS = 20
 """How many of the newest revisions a ``Deployment`` carries (besides those in use); the

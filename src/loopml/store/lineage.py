@@ -21,7 +21,6 @@ from loopml.store._checks import check_text
 from loopml.store._registry import (
     VersionRecord,
     chunks,
-    project_row,
     versions_query,
     versions_to_domain,
 )
@@ -33,6 +32,7 @@ from loopml.store.orm import (
     RunInputRow,
     RunRow,
 )
+from loopml.store.project_lookup import project_row
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_LINEAGE_RUNS = 1000

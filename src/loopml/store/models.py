@@ -41,7 +41,6 @@ from loopml.store._errors import add_unique
 from loopml.store._registry import (
     model_row,
     models_to_domain,
-    project_row,
     version_row,
     version_to_domain,
 )
@@ -52,6 +51,7 @@ from loopml.store.orm import (
     ModelVersionRow,
     RegisteredModelRow,
 )
+from loopml.store.project_lookup import project_row
 
 
 def _event(

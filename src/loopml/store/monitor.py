@@ -20,13 +20,13 @@ from loopml.core.clock import as_utc
 from loopml.core.errors import ConflictError
 from loopml.core.names import DEFAULT_PROJECT
 from loopml.store._errors import add_unique
-from loopml.store._registry import project_row
 from loopml.store.orm import (
     MonitorCursorRow,
     MonitorWindowRow,
     ProjectRow,
     ReferenceProfileRow,
 )
+from loopml.store.project_lookup import project_row
 
 LEASE_KEY = "lease"
 WindowKey = tuple[str, str, int, str, datetime]

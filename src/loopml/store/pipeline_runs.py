@@ -34,7 +34,6 @@ from loopml.core.pipelines import (
 from loopml.core.types import Page
 from loopml.store import events
 from loopml.store._checks import check_actor, check_limit
-from loopml.store._registry import project_row
 from loopml.store.orm import (
     PipelineRow,
     PipelineRunRow,
@@ -45,6 +44,7 @@ from loopml.store.orm import (
 )
 from loopml.store.pipeline_settle import advance, cancel_waiting, lock_run
 from loopml.store.pipelines import require
+from loopml.store.project_lookup import project_row
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 CURSOR_PATTERN = re.compile(r"^[0-9]{1,17}-[0-9a-f]{32}$")

@@ -23,8 +23,8 @@ from loopml.core.pipelines import (
 from loopml.store import events
 from loopml.store._checks import check_actor
 from loopml.store._errors import add_unique
-from loopml.store._registry import project_row
 from loopml.store.orm import PipelineRow, PipelineVersionRow
+from loopml.store.project_lookup import project_row
 
 
 def _pipeline(row: PipelineRow, project: str) -> Pipeline:

@@ -28,8 +28,8 @@ from loopml.core.streams import validate_stream_name as _check_name
 from loopml.store import events
 from loopml.store._checks import check_actor
 from loopml.store._errors import add_unique
-from loopml.store._registry import project_row
 from loopml.store.orm import ProjectRow, StreamRow
+from loopml.store.project_lookup import project_row
 
 MAX_ERROR_CHARS = 500
 _KEEP_UPDATED_AT = {"updated_at": StreamRow.updated_at}

@@ -14,8 +14,8 @@ from loopml.core.errors import AlreadyExistsError, NotFoundError
 from loopml.store import events
 from loopml.store._checks import check_actor
 from loopml.store._errors import add_unique
-from loopml.store._registry import project_row
 from loopml.store.orm import MembershipRow, ProjectRow, UserRow
+from loopml.store.project_lookup import project_row
 
 
 def _to_domain(row: UserRow) -> User:

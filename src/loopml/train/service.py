@@ -108,7 +108,7 @@ class Frames:
 class TrainingAccess(Protocol):
     """Where training reads its dataset and records what it made: a server over HTTP
     (``loopml.sdk.backends.HttpAccess``) or the embedded stores
-    (``loopml.registry.embedded.EmbeddedAccess``)."""
+    (``loopml.registry.embedded_training.EmbeddedAccess``)."""
 
     project: str
 

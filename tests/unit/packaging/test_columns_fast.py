@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from loopml.core.errors import ValidationError
-from loopml.packaging import ColumnSpec, Signature, _columns
+from loopml.packaging import ColumnSpec, Signature
+from loopml.packaging import columns as _columns
 
 SIGNATURE = Signature(
     inputs=[

@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from loopml.core.errors import ValidationError
-from loopml.packaging import _columns
+from loopml.packaging import columns as _columns
 from loopml.packaging._manifest import ColumnSpec, Signature
 from loopml.serve.gateway.app import Gateway
 from loopml.serve.gateway.config import GatewayConfig

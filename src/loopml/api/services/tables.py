@@ -29,7 +29,7 @@ from loopml.core.lake import (
 from loopml.core.lake import validate_write_mode as validate_mode
 from loopml.core.names import validate_project_name
 from loopml.data import files, housekeeping, lake, records, validation
-from loopml.data._schema import columns_of
+from loopml.data.schema import columns_of
 
 _FILENAME = re.compile(r"""filename\*?=(?:UTF-8'')?"?([^";]{1,255})""", re.IGNORECASE)
 

@@ -17,7 +17,7 @@ import pyarrow.json as pjson
 
 from loopml.core.errors import ValidationError
 from loopml.data._record_commit import fit
-from loopml.data._schema import check_names
+from loopml.data.schema import check_names
 from loopml.data.streams.base import Message
 
 BAD = (ValidationError, pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError)

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 def _access(ctx: StepContext) -> TrainingAccess:
-    from loopml.registry.embedded import EmbeddedAccess, EmbeddedBackend
+    from loopml.registry.embedded_training import EmbeddedAccess, EmbeddedBackend
 
     return EmbeddedAccess(EmbeddedBackend(ctx.settings, ctx.project))
 

@@ -49,7 +49,8 @@ from loopml.serve.gateway._upstream import (
     UpstreamClient,
     UpstreamTimeout,
 )
-from loopml.serve.gateway.config import GatewayConfig, GatewayTimeoutError
+from loopml.serve.gateway.config import GatewayConfig
+from loopml.serve.gateway.errors import GatewayTimeoutError
 from loopml.serve.gateway.routing import Backend, RevisionRoute
 from loopml.serve.gateway.wire import (
     ALLOWED_HEADER,

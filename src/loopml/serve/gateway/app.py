@@ -66,12 +66,9 @@ from loopml.serve.gateway._upstream import (
     UpstreamTimeout,
 )
 from loopml.serve.gateway._v2 import Upstream, V2Handlers
-from loopml.serve.gateway.config import (
-    AnswerHook,
-    GatewayConfig,
-    GatewayTimeoutError,
-    ShadowHook,
-)
+from loopml.serve.gateway.config import GatewayConfig
+from loopml.serve.gateway.errors import GatewayTimeoutError
+from loopml.serve.gateway.hooks import AnswerHook, ShadowHook
 from loopml.serve.gateway.metrics import ANONYMOUS, CALLER, GatewayMetrics
 from loopml.serve.gateway.routing import Backend, RevisionRoute, Routes, RouteSource
 from loopml.serve.metrics import CONTENT_TYPE

@@ -30,8 +30,8 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from loopml.core.errors import ValidationError
-from loopml.packaging import Signature, _columns
-from loopml.packaging._columns import json_type
+from loopml.packaging import Signature
+from loopml.packaging.columns import all_numbers, json_type, tensor_matrix
 from loopml.packaging.runtime import Columns, ModelRuntime, Prediction
 
 Datatype = Literal[
@@ -196,7 +196,7 @@ def _column_matrix(
     checked per datatype in a few C calls, as the ``[columns, rows]`` matrix ``/predict``
     builds; ``None`` for anything else, which ``_values`` then checks tensor by tensor and
     refuses with its precise message, so the rules are the same either way."""
-    if not _columns.all_numbers(runtime.signature):
+    if not all_numbers(runtime.signature):
         return None
     lines: list[list[Any]] = []
     groups: dict[str, list[list[Any]]] = {}
@@ -211,7 +211,7 @@ def _column_matrix(
         values = list(chain.from_iterable(group))
         if not set(map(type, values)) <= _HOLDS[datatype] or not _within(datatype, values):
             return None
-    return _columns.tensor_matrix(runtime.signature, lines, by_row=False)
+    return tensor_matrix(runtime.signature, lines, by_row=False)
 
 
 def _column_rows(tensors: Sequence[RequestInput], max_rows: int | None) -> int:
@@ -381,11 +381,11 @@ def _from_matrix(runtime: ModelRuntime, tensor: RequestInput, max_rows: int | No
     if tensor.datatype in _FLOATS:
         # The common request: numbers or nulls, in one pass that builds the matrix (the
         # values a float tensor holds are what the matrix takes), its range checked on it.
-        matrix = _columns.tensor_matrix(signature, data, by_row=True)
+        matrix = tensor_matrix(signature, data, by_row=True)
         if matrix is not None and _fits(tensor.datatype, data):
             return Columns.from_matrix(runtime.input_names, matrix)
     _check_holds(tensor, data)  # refuses what the fast path did not take, by element
-    matrix = _columns.tensor_matrix(signature, data, by_row=True)
+    matrix = tensor_matrix(signature, data, by_row=True)
     if matrix is not None:
         return Columns.from_matrix(runtime.input_names, matrix)
     values = {spec.name: data[i::width] for i, spec in enumerate(specs)}

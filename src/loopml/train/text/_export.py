@@ -20,8 +20,8 @@ import numpy as np
 
 from loopml.core.errors import ValidationError
 from loopml.packaging import ColumnSpec, ModelPackage, ParityReport, Signature
-from loopml.packaging._text import TextConfig, encode, load_tokenizer
-from loopml.packaging._text_write import write_text_package
+from loopml.packaging.text import TextConfig, encode, load_tokenizer
+from loopml.packaging.text_write import write_text_package
 from loopml.train.text._data import Targets, base_task
 
 PARITY_ROWS = 200
@@ -137,7 +137,7 @@ def package_text_model(
     Raises:
         ValidationError: parity failed (the report is in the details), or no sample text.
     """
-    from loopml.packaging._onnx import onnx_session
+    from loopml.packaging.onnx_export import onnx_session
 
     if not sample:
         raise ValidationError("packaging a text model needs at least one sample text")
@@ -178,7 +178,7 @@ def package_text_model(
 
 
 def _outputs(targets: Targets) -> Any:
-    from loopml.packaging._signature import column_type
+    from loopml.packaging import column_type
 
     if targets.classes is None:
         return [ColumnSpec(name="prediction", type="float")]

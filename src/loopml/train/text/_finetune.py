@@ -12,9 +12,8 @@ from typing import Any
 import pandas as pd
 
 from loopml.core.errors import ValidationError
-from loopml.packaging import ModelPackage
-from loopml.packaging._manifest import TOKENIZER_FILE
-from loopml.packaging._text import TextConfig
+from loopml.packaging import TOKENIZER_FILE, ModelPackage
+from loopml.packaging.text import TextConfig
 from loopml.train.custom import CheckpointStore
 from loopml.train.text import _base
 from loopml.train.text._checkpoints import Checkpointer

@@ -1,6 +1,6 @@
 """``TrackingBackend``: where a run's records go, as ``ActiveRun`` sees it. Two implement it:
-``loopml.sdk.backends.HttpBackend`` (a server) and ``loopml.registry.embedded.EmbeddedBackend``
-(the stores, in-process)."""
+``loopml.sdk.backends.HttpBackend`` (a server) and
+``loopml.registry.embedded_training.EmbeddedBackend`` (the stores, in-process)."""
 
 from __future__ import annotations
 

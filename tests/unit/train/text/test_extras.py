@@ -23,7 +23,7 @@ LOAD = """
 import sys
 sys.modules["tokenizers"] = None
 from loopml.core.errors import ConfigurationError
-from loopml.packaging._text import TextConfig, load_tokenizer
+from loopml.packaging.text import TextConfig, load_tokenizer
 config = TextConfig(text_column="t", max_length=8, input_names=["ids"], pad_id=0, pad_token="[PAD]")
 try:
     load_tokenizer(b"{}", config)

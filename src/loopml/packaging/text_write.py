@@ -1,4 +1,4 @@
-"""Writing a text package folder (see ``loopml.packaging._text`` for its layout)."""
+"""Writing a text package folder (see ``loopml.packaging.text`` for its layout)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from loopml.packaging._manifest import (
     sha256_hex,
 )
 from loopml.packaging._package import _prepare_dest, _write
-from loopml.packaging._text import TextConfig
+from loopml.packaging.text import TextConfig
 
 
 def write_text_package(

@@ -135,7 +135,7 @@ def text_session(
             match the signature.
         UnsafeArtifactError: the ONNX graph fails ``check_onnx``.
     """
-    from loopml.packaging._onnx import onnx_session
+    from loopml.packaging.onnx_export import onnx_session
 
     for name in (TOKENIZER_FILE, TEXT_CONFIG_FILE, "model.onnx"):
         if name not in blobs:
