@@ -18,12 +18,7 @@ from loopml.core.registry import ModelVersion, RegisteredModel
 from loopml.core.types import Page
 from loopml.store._checks import check_limit
 from loopml.store._like import compare, parse_page_token
-from loopml.store._registry import (
-    models_to_domain,
-    project_row,
-    versions_query,
-    versions_to_domain,
-)
+from loopml.store._registry import models_to_domain, versions_query, versions_to_domain
 from loopml.store.orm import (
     LoggedModelRow,
     ModelTagRow,
@@ -31,6 +26,7 @@ from loopml.store.orm import (
     ModelVersionTagRow,
     RegisteredModelRow,
 )
+from loopml.store.project_lookup import project_row
 
 _MODEL_ORDER = {
     "name": RegisteredModelRow.name,
