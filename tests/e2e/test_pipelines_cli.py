@@ -55,6 +55,9 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         yield running
 
 
+# Ten CLI calls, each a fresh interpreter importing loopml: about 1 s each on a quiet
+# machine, 10 s at a load average of 12, where the suite's 120 s cut it off mid-call.
+@pytest.mark.timeout(300)
 def test_apply_run_show_and_logs(up: RunningServer, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(
