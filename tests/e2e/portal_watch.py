@@ -40,13 +40,17 @@ ABORTED = "net::ERR_ABORTED"
 def watched(context: BrowserContext) -> Watched:
     page = context.new_page()
     problems: list[str] = []
-    # Main-frame navigations begun so far, and how many had begun when each request began.
-    # A request the page still had in flight when it navigated away (a click on a link, a
-    # form posted, while the logs poll is out) is cancelled by the browser: net::ERR_ABORTED
-    # with nothing shown to the person. Any other failure, or an abort with no navigation
-    # after it began, is a problem.
+    # Main-frame navigations begun so far, whether one is still on its way (begun, its page
+    # not yet shown), and for each request how many had begun when it began and whether one
+    # was on its way. A request the page still had in flight when it navigated away (a click
+    # on a link, a form posted, while the logs poll is out) is cancelled by the browser:
+    # net::ERR_ABORTED with nothing shown to the person. That includes a poll sent while a
+    # posted form waits for its answer: the old page still runs its timers until the new one
+    # is shown. Any other failure, or an abort with no navigation after or around it, is a
+    # problem.
     navigations = [0]
-    began: dict[Request, int] = {}
+    on_its_way = [False]
+    began: dict[Request, tuple[int, bool]] = {}
 
     def leaving(kind: str, url: str) -> None:
         if outside(url):
@@ -56,14 +60,21 @@ def watched(context: BrowserContext) -> Watched:
         leaving("request", request.url)
         if request.is_navigation_request() and request.frame == page.main_frame:
             navigations[0] += 1  # this navigation leaves behind what began before it
-        began[request] = navigations[0]
+            on_its_way[0] = True
+        began[request] = (navigations[0], on_its_way[0])
+
+    def shown(frame: Any) -> None:
+        if frame == page.main_frame:
+            on_its_way[0] = False
 
     def failed(request: Request) -> None:
-        left_behind = began.get(request, navigations[0]) < navigations[0]
+        count, during = began.get(request, (navigations[0], False))
+        left_behind = count < navigations[0] or (during and not request.is_navigation_request())
         if request.failure == ABORTED and left_behind:
             return
         problems.append(f"request failed: {request.url} {request.failure}")
 
+    page.on("framenavigated", shown)
     page.on("request", requested)
     page.on("websocket", lambda w: leaving("websocket", w.url))
     page.on(

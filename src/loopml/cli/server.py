@@ -147,6 +147,7 @@ def _prepare_database(settings: Settings, *, upgrade: bool) -> None:
             f"database {store.safe_url}: upgraded from revision {before} to "
             f"{store.head_revision()}",
             highlight=False,
+            soft_wrap=True,  # one line in a log, however long the database's path
         )
 
 

@@ -63,7 +63,7 @@ def test_experiments_create_get_list_and_refuse_bad_names(store: MetadataStore) 
     with store.session() as session, pytest.raises(AlreadyExistsError):
         experiments.create(session, "default", "churn", actor="ada")
     started = time.perf_counter()
-    for bad in ["x" * 10_000_000, "", "../etc", "a b", "name\nRUN curl x", "<img src=x>"]:
+    for bad in ["x" * 10_000_000, "", "../etc", " padded", "name\nRUN curl x", "<img src=x>"]:
         with store.session() as session, pytest.raises(ValidationError, match="experiment name"):
             experiments.create(session, "default", bad, actor="ada")
     assert time.perf_counter() - started < 1.0
