@@ -18,7 +18,7 @@ def worker(
         None, "--concurrency", "-c", min=1, max=64, help="Steps at once [worker.concurrency: 2]."
     ),
     lease: float | None = typer.Option(
-        None, "--lease", min=0.1, max=3600, help="Lease seconds [worker.lease_s: 6]."
+        None, "--lease", min=0.1, max=3600, help="Lease seconds [worker.lease_s: 30]."
     ),
     heartbeat: float | None = typer.Option(
         None, "--heartbeat", min=0.05, max=1200, help="Seconds [worker.heartbeat_s: 2]."

@@ -269,7 +269,7 @@ class WorkerSettings(_Section):
 
     concurrency: int = Field(default=2, ge=1, le=64, description="Steps run at once.")
     lease_s: float = Field(
-        default=6.0, gt=0, le=3600, description="How long a claim lasts without a heartbeat."
+        default=30.0, gt=0, le=3600, description="How long a claim lasts without a heartbeat."
     )
     heartbeat_s: float = Field(
         default=2.0, gt=0, le=1200, description="How often a running step's lease is renewed."
