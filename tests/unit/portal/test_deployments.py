@@ -554,8 +554,9 @@ def test_usage_charts_and_their_table_come_from_the_monitors_windows_with_the_al
     )
     assert found
     series = json.loads(found.group(1))
-    assert series["errors"] == [3.0]
-    assert len(series["t"]) == len(series["p95"]) == 1  # 1h windows: the last hour is one
+    # The usage-only 1m windows: a point a minute, the 3 failures in the minute they came.
+    assert [e for e in series["errors"] if e] == [3.0]
+    assert len(series["t"]) == len(series["p95"]) == 60
     assert series["max"] - series["min"] == pytest.approx(3600)  # the axis: the last hour
     assert series["min"] <= series["t"][0] <= series["max"]
     assert re.search(r"<td>cancer/1</td><td>3</td><td>[0-9.]+</td><td>3</td>", page.text)
