@@ -299,7 +299,7 @@ def _show(deployment: Deployment) -> None:
             r.number,
             f"{r.model}/{r.version}",
             r.ref,
-            r.role,
+            deployment.role_now(r),
             f"{deployment.traffic[r.number]}%" if r.number in deployment.traffic else "",
             "yes" if r.number == deployment.shadow_revision else "",
             when(r.created_at),

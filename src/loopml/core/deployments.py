@@ -239,6 +239,7 @@ class Deployment(BaseModel):
     Attributes:
         traffic: revision number -> percent of requests (sums to 100).
         shadow_revision: the revision that gets a copy of traffic, if any.
+        canary_revision: the revision of the live canary, if any.
         replicas_ready: replicas answering now (all revisions).
         status_message: why it is failed or pending.
     """
@@ -253,10 +254,21 @@ class Deployment(BaseModel):
     status_message: str = ""
     traffic: dict[int, int] = Field(default_factory=dict)
     shadow_revision: int | None = None
+    canary_revision: int | None = None
     revisions: list[Revision] = Field(default_factory=list)
     replicas_ready: int = 0
     created_at: datetime
     updated_at: datetime
+
+    def role_now(self, revision: Revision) -> str:
+        """What ``revision`` is now, which its ``role`` (what it was created as) is not
+        once a canary is promoted: ``shadow``, ``canary``, ``primary`` (the rest of the
+        traffic) or ``retired`` (no traffic, no copy: what a rollback may return to)."""
+        if revision.number == self.shadow_revision:
+            return "shadow"
+        if revision.number == self.canary_revision:
+            return "canary"
+        return "primary" if self.traffic.get(revision.number) else "retired"
 
     def serving(self) -> Revision | None:
         """The revision taking the most traffic now (the primary; the newest on a tie):

@@ -226,6 +226,7 @@ def preview(project: str, name: str, spec: DeploymentSpec, plan: Plan) -> Deploy
         status_message="dry run: nothing was created",
         traffic=plan.traffic,
         shadow_revision=plan.roles.shadow,
+        canary_revision=plan.roles.canary,
         revisions=[
             Revision(
                 number=n.number,

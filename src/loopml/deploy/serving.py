@@ -113,7 +113,7 @@ def _tasks(
     from loopml.core.canary import CanaryPolicy
     from loopml.deploy.canary import CanaryDefaults, CanaryWatch
     from loopml.deploy.scrape import ScrapeTargets
-    from loopml.monitor.compare import smallest_size
+    from loopml.monitor.compare import judged_size
 
     tasks: list[Callable[[], object]] = []
     if settings.monitor.enabled:
@@ -123,7 +123,7 @@ def _tasks(
             control,
             store,
             CanaryDefaults(canary.auto, policy),
-            window=smallest_size(settings.monitor.windows),
+            window=judged_size(settings.monitor),
             interval_s=canary.interval_s,
         )
         tasks.append(watch.run_due)

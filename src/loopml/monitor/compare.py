@@ -17,6 +17,7 @@ from loopml.core.canary import Figures
 from loopml.monitor.quality import empty_quality, merge_quality, quality_summary
 from loopml.monitor.usage import empty_usage, merge_usage, usage_summary
 from loopml.monitor.windows import parse_sizes, window_start
+from loopml.settings import MonitorSettings
 from loopml.store import MetadataStore
 from loopml.store import monitor as rows
 
@@ -28,6 +29,12 @@ Version = tuple[str, int]
 def smallest_size(sizes: list[str]) -> str:
     """The smallest of the monitor's window sizes (``["1h", "1d"]`` -> ``"1h"``)."""
     return next(iter(parse_sizes(sizes)))
+
+
+def judged_size(settings: MonitorSettings) -> str:
+    """The size canaries (and drift, quality and alert rules) are judged by: the smallest of
+    ``windows``, never the usage-only ``usage_window`` (smaller, and not one of them)."""
+    return smallest_size(settings.windows)
 
 
 def figures_since(

@@ -34,6 +34,8 @@ from loopml.monitor.retention import EVENT as PRUNED
 from loopml.monitor.retention import prune_deployment
 from loopml.monitor.service import create_default_rules
 from loopml.monitor.shares import CountKey, collect, fold, gateway_states, publish
+from loopml.monitor.usage_windows import UsagePieces, add_rows, add_states, keyed
+from loopml.monitor.usage_windows import usage_window as usage_row
 from loopml.monitor.windows import (
     Piece,
     empty_state,
@@ -68,6 +70,8 @@ class TickReport:
     rows: int = 0
     labels: int = 0
     windows: int = 0
+    usage_windows: int = 0
+    """Usage-only windows written (``monitor.usage_window``), besides ``windows``."""
     events: list[str] = field(default_factory=list)
     skipped: bool = False
     """Another monitor holds the lease: this round did nothing."""
@@ -110,6 +114,10 @@ class Monitor:
         self.clock = clock
         self.sizes = parse_sizes(settings.windows)
         self.smallest = min(self.sizes.values())
+        self.usage = settings.usage_size()
+        """The usage-only size and its seconds (``None``: off); never one of ``sizes``."""
+        # What the gateways counted goes in the smallest window of either kind of that moment.
+        self._grain = self.usage[1] if self.usage else self.smallest
         self.config = drift_config(settings)
         self._sources = {"errors": errors, "callers": callers}
         self._seen: dict[str, dict[CountKey, float]] = {}
@@ -136,7 +144,7 @@ class Monitor:
         now = as_utc(self.clock())
         # Every server counts its own gateway and replicas, holder or not (``shares``).
         counts = {name: self._deltas(name) for name in self._sources}
-        share = gateway_states(counts, self._measure(), self._restarts, now, self.smallest)
+        share = gateway_states(counts, self._measure(), self._restarts, now, self._grain)
         if not self.lease.take(now):
             try:
                 publish(self.store, self.lease.id, share)
@@ -166,6 +174,9 @@ class Monitor:
             with self.store.session() as session:
                 cutoff = now - timedelta(days=self.settings.retention_days)
                 rows.drop_windows_before(session, cutoff)
+                if self.usage is not None:
+                    cutoff = now - timedelta(days=self.settings.usage_retention_days)
+                    rows.drop_windows_before(session, cutoff, size=self.usage[0])
             self._prune_logs(found, now, report)
             self._pruned = now
         return report
@@ -280,10 +291,13 @@ class Monitor:
         since_p = _moment(mark.get("predictions")) or first
         since_f = _moment(mark.get("feedback")) or since_p
         pieces: dict[Piece, dict[str, Any]] = {}
+        minutes: UsagePieces = {}
         for table in reader.predictions_between(
             self.store, self.artifacts, project, name, since_p, until
         ):
             report.rows += table.num_rows
+            if self.usage is not None:
+                add_rows(minutes, table, self.usage[1])
             for (model, version, start), part in split_pieces(table, self.smallest).items():
                 state = piece_state(part, self.reference(project, model, version))
                 key = (model, version, start)
@@ -302,7 +316,11 @@ class Monitor:
         # Failed requests, callers and replica samples: this server's and the others'.
         for key, state in shared.items():
             pieces[key] = merge_state(pieces[key], state) if key in pieces else state
-        report.windows += self._save(project, name, pieces, now, until)
+        if self.usage is not None:
+            add_states(minutes, shared, self.usage[1])
+        written, used = self._save(project, name, pieces, minutes, now, until)
+        report.windows += written
+        report.usage_windows += used
         report.deployments += 1
         serving = deployment.serving()
         judged = (serving.model, serving.version) if serving else None
@@ -313,9 +331,12 @@ class Monitor:
         project: str,
         name: str,
         pieces: dict[Piece, dict[str, Any]],
+        minutes: UsagePieces,
         now: datetime,
         until: datetime,
-    ) -> int:
+    ) -> tuple[int, int]:
+        """Every window the pieces fall in, and the usage-only ones, in one transaction with
+        the watermark; how many of each."""
         windows: dict[rows.WindowKey, dict[str, Any]] = {}
         for (model, version, start), state in pieces.items():
             for size, seconds in self.sizes.items():
@@ -328,9 +349,11 @@ class Monitor:
             (model, version): self.reference(project, model, version) if model else None
             for _, model, version, _, _ in windows
         }
+        size, usage_s = self.usage or ("", 0)
+        usage = keyed(name, minutes, size, now.tzinfo) if self.usage else {}
         with self.store.session() as session:
             self.lease.check(session)
-            stored = rows.get_windows(session, project, list(windows))
+            stored = rows.get_windows(session, project, [*windows, *usage])
             for key, state in windows.items():
                 old = stored.get(key)
                 merged = merge_state(old["state"], state) if old else state
@@ -350,6 +373,10 @@ class Monitor:
                         "summary": summary,
                     },
                 )
+            for key, used in usage.items():
+                elapsed = min(usage_s, max((until - key[4]).total_seconds(), 1.0))
+                window = usage_row(used, stored.get(key), key[4], usage_s, elapsed)
+                rows.put_window(session, project, key, window)
             rows.set_cursor(
                 session,
                 project,
@@ -357,7 +384,7 @@ class Monitor:
                 WATERMARK,
                 {"predictions": until.isoformat(), "feedback": until.isoformat()},
             )
-        return len(windows)
+        return len(windows), len(usage)
 
     # ------------------------------------------------------------------ the loop
 

@@ -44,13 +44,14 @@ def gateway_states(
     samples: list[ReplicaSample],
     restarts: dict[tuple[str, str, str], int],
     now: datetime,
-    smallest: int,
+    grain: int,
 ) -> Share:
     """This server's counts (``errors`` by status, ``callers`` by caller: what its gateway
-    counted since the previous round) and replica samples as states of the smallest window
-    holding ``now``. ``restarts`` is each replica slot's restart count at its previous
-    sample, updated here."""
-    start = int(now.timestamp()) // smallest * smallest
+    counted since the previous round) and replica samples as states of the window of
+    ``grain`` seconds holding ``now`` (the smallest the monitor writes, usage-only ones
+    included; larger windows take it by its start). ``restarts`` is each replica slot's
+    restart count at its previous sample, updated here."""
+    start = int(now.timestamp()) // grain * grain
     share: Share = {}
     for field_name, found in counts.items():
         for (project, name, model, version, what), count in found.items():

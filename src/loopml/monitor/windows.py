@@ -10,7 +10,7 @@ and larger windows merge those pieces.
 
 from __future__ import annotations
 
-import re
+import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,8 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
-from loopml.core.errors import ValidationError
 from loopml.core.predictions import canonical_text
+from loopml.core.window_sizes import parse_size as parse_size
+from loopml.core.window_sizes import parse_sizes as parse_sizes
 from loopml.monitor import quality, usage
 from loopml.monitor.calibration import CalibrationTable
 from loopml.monitor.drift import DriftConfig, column_drift, dataset_drift
@@ -38,34 +39,8 @@ from loopml.monitor.sketch import (
     reduce,
 )
 
-_SIZE = re.compile(r"^([1-9][0-9]{0,4})([mhd])$")
-_UNIT_S = {"m": 60, "h": 3600, "d": 86_400}
 Piece = tuple[str, int, int]
 """model, version, window start (Unix seconds) of the smallest size."""
-
-
-def parse_size(size: str) -> int:
-    """``"1h"`` -> 3600: a window size in seconds."""
-    found = _SIZE.fullmatch(size) if isinstance(size, str) else None
-    if found is None:
-        raise ValidationError(
-            f"invalid window size {str(size)[:20]!r}: expected a number and m, h or d ('1h')",
-            details={"field": "windows"},
-        )
-    return int(found.group(1)) * _UNIT_S[found.group(2)]
-
-
-def parse_sizes(sizes: list[str]) -> dict[str, int]:
-    """The sizes in seconds, smallest first; each a multiple of the smallest."""
-    parsed = sorted(((parse_size(s), s) for s in dict.fromkeys(sizes)), key=lambda p: p[0])
-    smallest = parsed[0][0]
-    for seconds, size in parsed:
-        if seconds % smallest:
-            raise ValidationError(
-                f"window size {size!r} is not a multiple of the smallest ({parsed[0][1]!r})",
-                details={"field": "windows"},
-            )
-    return {size: seconds for seconds, size in parsed}
 
 
 def window_start(moment: datetime, seconds: int) -> datetime:
@@ -194,24 +169,28 @@ def piece_state(rows: pa.Table, reference: Reference | None) -> dict[str, Any]:
     return state
 
 
-def split_pieces(rows: pa.Table, smallest_s: int) -> dict[Piece, pa.Table]:
-    """``rows`` grouped by model, version and window of the smallest size."""
+def split_pieces(rows: pa.Table, seconds: int) -> dict[Piece, pa.Table]:
+    """``rows`` grouped by model, version and window of ``seconds``: sorted once and sliced,
+    so a first look reading a day back splits into 1,440 one-minute pieces in one pass."""
+    if not rows.num_rows:
+        return {}
     micros = np.asarray(pc.cast(rows["ts"], pa.int64()).to_numpy(zero_copy_only=False))
-    starts = micros // 1_000_000 // smallest_s * smallest_s
-    keyed = rows.append_column("_start", pa.array(starts, pa.int64()))
-    groups = keyed.group_by(["model", "model_version", "_start"]).aggregate([])
+    starts = micros // 1_000_000 // seconds * seconds
+    models = pc.dictionary_encode(pc.fill_null(rows["model"], "").combine_chunks())
+    codes = np.asarray(models.indices.to_numpy(zero_copy_only=False))
+    versions = np.asarray(
+        pc.fill_null(rows["model_version"], 0).to_numpy(zero_copy_only=False), dtype=np.int64
+    )
+    order = np.lexsort((starts, versions, codes))  # stable: rows keep their order in a piece
+    keys = np.stack([codes[order], versions[order], starts[order]])
+    cuts = np.flatnonzero(np.any(keys[:, 1:] != keys[:, :-1], axis=0)) + 1
+    bounds = [0, *cuts.tolist(), rows.num_rows]
+    ordered = rows.take(pa.array(order))
+    names = models.dictionary.to_pylist()
     pieces: dict[Piece, pa.Table] = {}
-    for model, version, start in zip(
-        groups["model"].to_pylist(),
-        groups["model_version"].to_pylist(),
-        groups["_start"].to_pylist(),
-        strict=True,
-    ):
-        mask = pc.and_(
-            pc.and_(pc.equal(keyed["model"], model), pc.equal(keyed["model_version"], version)),
-            pc.equal(keyed["_start"], start),
-        )
-        pieces[(str(model), int(version), int(start))] = keyed.filter(mask).drop_columns(["_start"])
+    for low, high in itertools.pairwise(bounds):
+        code, version, start = keys[:, low].tolist()
+        pieces[(str(names[code]), int(version), int(start))] = ordered.slice(low, high - low)
     return pieces
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from loopml.core.alerts import AlertRuleSpec, Comparator, Severity
+from loopml.core.errors import ValidationError
+from loopml.core.window_sizes import usage_seconds
 from loopml.settings._base import _MiB, _Section
 
 
@@ -334,7 +336,16 @@ class MonitorSettings(_Section):
         default_factory=lambda: ["1h", "1d"],
         min_length=1,
         max_length=4,
-        description="Tumbling window sizes: a number and a unit, m, h or d (at least 1m).",
+        description="Tumbling window sizes: a number and a unit, m, h or d (at least 1m). "
+        "Drift, live quality, canaries and alert rules read the smallest.",
+    )
+    usage_window: str = Field(
+        default="1m",
+        max_length=8,
+        description="The size of the usage-only windows the deployment page's charts draw "
+        "(requests, errors, latency, callers; no drift or quality): smaller than the "
+        "smallest of `windows` and dividing it. Empty: none. Left at its default while "
+        "`windows` already has a size of 1m, it is off (those windows draw the line).",
     )
     lag_s: float = Field(
         default=10.0,
@@ -356,6 +367,13 @@ class MonitorSettings(_Section):
     )
     retention_days: float = Field(
         default=90.0, gt=0, description="Windows that ended longer ago than this are deleted."
+    )
+    usage_retention_days: float = Field(
+        default=2.0,
+        gt=0,
+        description="Usage-only windows (`usage_window`) that ended longer ago than this are "
+        "deleted: 1,440 a day per model version at 1m; the charts of longer periods read "
+        "the smallest of `windows`.",
     )
     prediction_retention_days: float = Field(
         default=0.0,
@@ -418,3 +436,30 @@ class MonitorSettings(_Section):
         "half of the serving version's features drifted over the last hour, for 10 "
         "minutes). A rule deleted afterwards stays deleted; `[]` creates none.",
     )
+
+    @model_validator(mode="after")
+    def _valid_usage_window(self) -> MonitorSettings:
+        try:
+            if self.usage_size() is None:
+                self.usage_window = ""
+        except ValidationError as error:
+            raise ValueError(str(error)) from None
+        return self
+
+    def usage_size(self) -> tuple[str, int] | None:
+        """The usage-only size and its seconds; ``None`` when off: empty, or left at its
+        default where it does not fit `windows` (which has 1m already, or is invalid: the
+        monitor says so).
+
+        Raises:
+            ValidationError: a size set that is invalid or not smaller than the smallest of
+                `windows` and a divisor of it.
+        """
+        if not self.usage_window:
+            return None
+        try:
+            return self.usage_window, usage_seconds(self.usage_window, self.windows)
+        except ValidationError:
+            if "usage_window" in self.model_fields_set:
+                raise
+            return None

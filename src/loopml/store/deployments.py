@@ -178,6 +178,7 @@ def _to_domain(
         status_message=row.status_message,
         traffic={int(k): v for k, v in row.traffic.items()},
         shadow_revision=row.shadow_revision,
+        canary_revision=row.canary_revision,
         revisions=_shown_revisions(session, row) if shown is None else shown,
         replicas_ready=row.replicas_ready,
         created_at=row.created_at,

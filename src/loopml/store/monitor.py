@@ -283,9 +283,13 @@ def usage_windows(
     ]
 
 
-def drop_windows_before(session: Session, before: datetime) -> int:
-    """Delete windows that ended before ``before`` (retention); how many went."""
-    result = session.execute(delete(MonitorWindowRow).where(MonitorWindowRow.end < as_utc(before)))
+def drop_windows_before(session: Session, before: datetime, *, size: str | None = None) -> int:
+    """Delete windows (of ``size`` only, when given) that ended before ``before``
+    (retention); how many went."""
+    query = delete(MonitorWindowRow).where(MonitorWindowRow.end < as_utc(before))
+    if size is not None:
+        query = query.where(MonitorWindowRow.size == size)
+    result = session.execute(query)
     return int(getattr(result, "rowcount", 0) or 0)
 
 

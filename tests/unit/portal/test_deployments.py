@@ -142,12 +142,24 @@ def test_the_page_shows_status_revisions_traffic_urls_and_a_snippet_that_matches
     assert '<script type="application/json" id="usage-data">' not in text  # no window yet
 
 
+def _roles(page: str) -> dict[str, str]:
+    """The revisions table's Role column as a person reads it, by revision number."""
+    found = re.findall(
+        r"<tr>\s*<td>(\d+)</td>\s*<td>[^<]*</td>\s*<td><code>[^<]*</code></td>\s*<td>(.*?)</td>",
+        page,
+        re.S,
+    )
+    return {number: " ".join(re.sub(r"<[^>]+>", "", cell).split()) for number, cell in found}
+
+
 def test_promote_and_rollback_change_the_traffic(
     anonymous: TestClient, package: PackageFiles
 ) -> None:
     _register(anonymous, package)
     _idle(anonymous)
-    token = csrf_of(anonymous.get("/projects/default/deployments/churn").text)
+    page = anonymous.get("/projects/default/deployments/churn").text
+    assert _roles(page) == {"2": "canary", "1": "primary"}
+    token = csrf_of(page)
     answer = anonymous.post(
         "/portal/deployments/default/churn/promote",
         data={"csrf_token": token, "action": "promote"},
@@ -159,6 +171,9 @@ def test_promote_and_rollback_change_the_traffic(
     promoted = _control(anonymous).get("default", "churn")
     assert (promoted.spec.model, promoted.spec.canary) == ("cancer/2", None)
     assert set(promoted.traffic.values()) == {100}
+    # The promoted canary takes every request: the page says what it is now.
+    page = anonymous.get("/projects/default/deployments/churn").text
+    assert _roles(page) == {"2": "primary (was canary)", "1": "retired"}
     back = anonymous.post(
         "/portal/deployments/default/churn/rollback",
         data={"csrf_token": token, "revision": "1"},
@@ -170,6 +185,7 @@ def test_promote_and_rollback_change_the_traffic(
     page = anonymous.get("/projects/default/deployments/churn").text
     assert "Roll back to 1" not in page
     assert "Roll back to 2" in page  # no traffic now: it can be rolled back to
+    assert _roles(page) == {"2": "retired", "1": "primary"}
 
 
 def test_the_deploy_form_lists_versions_and_creates_a_deployment(
@@ -538,8 +554,9 @@ def test_usage_charts_and_their_table_come_from_the_monitors_windows_with_the_al
     )
     assert found
     series = json.loads(found.group(1))
-    assert series["errors"] == [3.0]
-    assert len(series["t"]) == len(series["p95"]) == 1  # 1h windows: the last hour is one
+    # The usage-only 1m windows: a point a minute, the 3 failures in the minute they came.
+    assert [e for e in series["errors"] if e] == [3.0]
+    assert len(series["t"]) == len(series["p95"]) == 60
     assert series["max"] - series["min"] == pytest.approx(3600)  # the axis: the last hour
     assert series["min"] <= series["t"][0] <= series["max"]
     assert re.search(r"<td>cancer/1</td><td>3</td><td>[0-9.]+</td><td>3</td>", page.text)

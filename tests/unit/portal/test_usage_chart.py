@@ -17,22 +17,21 @@ from loopml.api.services.monitoring import gateway_errors
 from loopml.core.clock import utcnow
 from loopml.monitor.engine import Monitor
 from loopml.portal import create_app
-from loopml.portal.pages._usage_chart import bucket_of
+from loopml.portal.pages._usage_chart import bucket_of, stored_sizes
 from loopml.serve.gateway.metrics import GatewayMetrics
 from tests.unit.deploy.deploy_support import PackageFiles, package_files, register_files
 
 from .conftest import ORIGIN, portal_settings
 
-SIZES = ["1m", "1h", "1d"]
+SIZES = ["1h", "1d", "1m"]
 
 
 @pytest.fixture
 def minutes(tmp_path: Path, migrated_database_url: str) -> Iterator[TestClient]:
-    """Authentication off; the monitor keeps 1-minute windows too."""
+    """Authentication off; the monitor's default windows: 1 h and 1 day judged, and the
+    usage-only 1-minute ones the chart draws."""
     settings = portal_settings(tmp_path, migrated_database_url, auth=False)
-    settings = settings.model_copy(
-        update={"monitor": settings.monitor.model_copy(update={"windows": SIZES})}
-    )
+    assert stored_sizes(settings.monitor) == SIZES
     with TestClient(create_app(settings), base_url=ORIGIN) as client:
         yield client
 

@@ -1,8 +1,10 @@
 """The deployment page's usage charts over a chosen period (the last hour by default): the
 time axis spans exactly that period, one point per bucket of it, from the monitor's windows.
 
-The windows come from the largest stored size (``monitor.windows``) that still gives the
-period ``MIN_POINTS`` points, else the smallest; when that is more than ``MAX_POINTS``
+The windows come from the largest stored size (``monitor.windows`` and the usage-only
+``monitor.usage_window``, ``stored_sizes``) that still gives the period ``MIN_POINTS``
+points, else the smallest: with the defaults, the last hour and 6 hours from 1-minute
+windows, 24 hours and 7 days from 1-hour ones; when that is more than ``MAX_POINTS``
 points, consecutive windows are rolled up (requests and errors added, the latency of the
 busiest window kept). A bucket with no window drew nothing: its requests and errors are 0
 and its latency is absent, so the line runs across the whole period; except a bucket the
@@ -20,6 +22,7 @@ from loopml.core.clock import as_utc
 from loopml.core.errors import ValidationError
 from loopml.monitor import service as monitor
 from loopml.monitor.windows import parse_size
+from loopml.settings import MonitorSettings
 from loopml.store import MetadataStore
 
 PERIODS = {"1h": "last hour", "6h": "last 6 h", "24h": "last 24 h", "7d": "last 7 days"}
@@ -57,6 +60,12 @@ def period_seconds(period: str) -> int:
             details={"field": "period"},
         )
     return parse_size(period)
+
+
+def stored_sizes(settings: MonitorSettings) -> list[str]:
+    """The window sizes the monitor writes: ``windows`` and the usage-only size, if any."""
+    usage = settings.usage_size()
+    return [*settings.windows, *([usage[0]] if usage else [])]
 
 
 def bucket_of(period_s: int, sizes: list[str]) -> tuple[str, int]:

@@ -28,7 +28,13 @@ from loopml.core.errors import LoopmlError, ValidationError
 from loopml.core.logs import LEVELS, LogQuery
 from loopml.packaging import Signature
 from loopml.portal.pages._snippets import snippets
-from loopml.portal.pages._usage_chart import DEFAULT_PERIOD, PERIODS, Chart, usage_chart
+from loopml.portal.pages._usage_chart import (
+    DEFAULT_PERIOD,
+    PERIODS,
+    Chart,
+    stored_sizes,
+    usage_chart,
+)
 from loopml.portal.pages.deployment_data import (
     ModelFacts,
     gather,
@@ -99,8 +105,9 @@ async def _page(
     period = request.query_params.get("period") or DEFAULT_PERIOD
     watch = ctx.settings.monitor
     pending_s = watch.lag_s + watch.interval_s
+    sizes = stored_sizes(watch)
     chart = await anyio.to_thread.run_sync(
-        lambda: usage_chart(ctx.store, project, name, watch.windows, period, utcnow(), pending_s)
+        lambda: usage_chart(ctx.store, project, name, sizes, period, utcnow(), pending_s)
     )
     urls = endpoints(str(request.base_url), detail.deployment)
     token = needs_token(viewer, detail.deployment)
