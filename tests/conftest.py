@@ -23,6 +23,8 @@ import pytest
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
+    from tests.ray_cluster import RayCluster
+
 POSTGRES_ADMIN_URL = os.environ.get(
     "LOOPML_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -295,6 +297,25 @@ def prometheus_binary() -> Path:
     return PROMETHEUS
 
 
+# ---------------------------------------------------------------- Ray
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster]:
+    """A Ray cluster of one head node (1 CPU), started with the ray extra's ``ray start`` in
+    a folder of its own and ended by its processes' pids; the xdist workers of this run
+    share it (pytest-xdist's ``xdist_group`` does not group under pytest 9)."""
+    from tests.ray_cluster import RAY, shared_cluster
+
+    if not RAY.is_file():
+        missing_service(f"Ray ({RAY} missing: pip install 'loopml[ray]')")
+    base = tmp_path_factory.getbasetemp()
+    # An xdist worker's base is a folder of this run's; without xdist, the base itself.
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    with shared_cluster(shared, free_port()) as cluster:
+        yield cluster
+
+
 # ---------------------------------------------------------------- reporting
 
 _SERVICE_FIXTURES = {
@@ -304,6 +325,7 @@ _SERVICE_FIXTURES = {
     "redis": "redis_server",
     "browser": "chromium",
     "prometheus": "prometheus_binary",
+    "ray": "ray_cluster",
 }
 
 
@@ -325,6 +347,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         ("redis", "Redis"),
         ("browser", "Chromium"),
         ("prometheus", "Prometheus"),
+        ("ray", "Ray"),
         ("e2e", "e2e"),
     )
     for marker, label in labels:

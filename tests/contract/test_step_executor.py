@@ -1,5 +1,5 @@
-"""The one contract every ``StepExecutor`` passes (today the local executor: a child process
-per attempt; a Ray executor joins the ``executor`` fixture's list when it lands). Whatever the
+"""The one contract every ``StepExecutor`` passes: the local executor (a child process per
+attempt) and the Ray executor (a Ray task per attempt on a real local cluster). Whatever the
 executor: a step's outputs come back, a raising step is a failed outcome that says whose
 failure it was, a process that dies is a failed, retryable outcome, ``stop`` ends a running
 step, and the step's output is in its log."""
@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from loopml.core.executors import RayExecutorConfig
 from loopml.pipelines.backends.local import LocalExecutor, LocalExecutorConfig
 from loopml.pipelines.base import StepExecutor, StepHandle, StepOutcome, StepTask
 from loopml.settings import Settings
@@ -49,9 +50,22 @@ def sleeps(ctx, seconds):
 """
 
 
-@pytest.fixture(params=["local"])
-def executor(request: pytest.FixtureRequest) -> Iterator[StepExecutor]:
-    made = LocalExecutor(LocalExecutorConfig(stop_grace_s=1.0))
+@pytest.fixture(
+    params=[
+        "local",
+        pytest.param("ray", marks=pytest.mark.ray),
+    ]
+)
+def executor(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StepExecutor]:
+    made: StepExecutor
+    if request.param == "ray":
+        from loopml.pipelines.backends.ray import RayExecutor
+
+        cluster = request.getfixturevalue("ray_cluster")
+        config = RayExecutorConfig(type="ray", address=cluster.address, stop_grace_s=1.0)
+        made = RayExecutor(config, Settings(home=tmp_path / "home"))
+    else:
+        made = LocalExecutor(LocalExecutorConfig(stop_grace_s=1.0))
     yield made
     made.close()
 

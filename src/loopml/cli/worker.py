@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 from types import FrameType
+from typing import Any
 
 import typer
 
@@ -33,10 +34,22 @@ def worker(
     streams: bool = typer.Option(
         False, "--streams", help="Also run a consumer process per stream source."
     ),
+    executor: str | None = typer.Option(
+        None,
+        "--executor",
+        help="Where steps run: local (child processes) or ray (Ray tasks) "
+        "[worker.executor.type: local].",
+    ),
+    ray_address: str | None = typer.Option(
+        None,
+        "--ray-address",
+        help="The Ray cluster's head, host:port (implies --executor ray) "
+        "[worker.executor.address].",
+    ),
 ) -> None:
     """Run pipeline steps: claim them from the metadata database, run each in a child
-    process, renew its lease, commit its result. SIGTERM or Ctrl-C stops it; running steps
-    are stopped and given back to the queue."""
+    process (or a Ray task: --executor ray), renew its lease, commit its result. SIGTERM or
+    Ctrl-C stops it; running steps are stopped and given back to the queue."""
     from loopml.pipelines.worker import Worker, WorkerConfig
     from loopml.wiring import open_artifact_store, open_metadata_store
 
@@ -49,6 +62,7 @@ def worker(
         "sweep_s": sweep,
     }
     fields = settings.worker.model_dump() | {k: v for k, v in flags.items() if v is not None}
+    fields["executor"] = _executor(fields["executor"], executor, ray_address)
     config = WorkerConfig(**fields)
     store = open_metadata_store(settings)
     try:
@@ -64,8 +78,9 @@ def worker(
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
         console.print(
-            f"pipeline worker [bold]{running.id}[/] on {store.safe_url}: {concurrency} at once, "
-            f"lease {lease:g} s, heartbeat {heartbeat:g} s",
+            f"pipeline worker [bold]{running.id}[/] on {store.safe_url}: "
+            f"{config.concurrency} at once, lease {config.lease_s:g} s, heartbeat "
+            f"{config.heartbeat_s:g} s, executor {running.executor.name}",
             highlight=False,
         )
         supervisor = None
@@ -80,3 +95,17 @@ def worker(
                 supervisor.stop()
     finally:
         store.dispose()
+
+
+def _executor(configured: dict[str, Any], kind: str | None, address: str | None) -> dict[str, Any]:
+    """The executor section with the flags applied: another type starts from its defaults."""
+    if address is not None:
+        kind = kind or "ray"
+        if kind != "ray":
+            raise typer.BadParameter("--ray-address needs --executor ray", param_hint="--executor")
+    if kind is None:
+        return configured
+    if kind not in ("local", "ray"):
+        raise typer.BadParameter(f"{kind!r}: expected local or ray", param_hint="--executor")
+    chosen = configured if configured.get("type") == kind else {"type": kind}
+    return chosen | ({"address": address} if address is not None else {})

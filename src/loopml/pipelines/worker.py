@@ -25,14 +25,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import SecretStr, model_validator
 
 from loopml.core.errors import ServiceUnavailableError
 from loopml.core.ids import new_id
 from loopml.core.pipelines import StepError, log_key
 from loopml.pipelines._resolve import Prepared, outputs_exist, prepare
 from loopml.pipelines._run_step import describe
-from loopml.pipelines.backends.local import LocalExecutor, LocalExecutorConfig
+from loopml.pipelines.backends import open_executor
 from loopml.pipelines.base import StepExecutor, StepHandle, StepOutcome
 from loopml.settings import Settings, WorkerSettings
 from loopml.storage import ArtifactStore
@@ -45,10 +45,8 @@ T = TypeVar("T")
 
 
 class WorkerConfig(WorkerSettings):
-    """How a worker claims and supervises steps: the ``worker`` settings section, plus the
-    executor that runs each step."""
-
-    executor: LocalExecutorConfig = Field(default_factory=LocalExecutorConfig)
+    """How a worker claims and supervises steps, and where its executor runs them: the
+    ``worker`` settings section, checked as a whole."""
 
     @model_validator(mode="after")
     def _lease_outlives_heartbeats(self) -> WorkerConfig:
@@ -97,7 +95,7 @@ class Worker:
         settings: handed to each step (its database and artifact root).
         config: concurrency, lease, heartbeat, polling.
         worker_id: the name leases are taken under (default ``host:pid:random``).
-        executor: where steps run (default: the local executor of ``config``).
+        executor: where steps run (default: the one ``config.executor`` names).
         api_url: the platform's API that steps acting through it call (``deploy``);
             default ``settings.client.url``. The worker embedded in a server passes the
             server's own address (``server_url``).
@@ -118,7 +116,7 @@ class Worker:
         self.artifacts = artifacts
         self.config = config or WorkerConfig()
         self.id = worker_id or f"{socket.gethostname()[:100]}:{os.getpid()}:{new_id()[:6]}"
-        self.executor = executor or LocalExecutor(self.config.executor)
+        self.executor = executor or open_executor(self.config.executor, settings)
         self.payload = settings_payload(settings)
         self.sys_path = [p for p in sys.path if p]
         self.api_url = api_url or settings.client.url
@@ -133,7 +131,12 @@ class Worker:
 
     def run(self) -> None:
         """Work until ``stop()``; running steps are then stopped and given back."""
-        log.info("pipeline worker %s started (%d at once)", self.id, self.config.concurrency)
+        log.info(
+            "pipeline worker %s started (%d at once, executor %s)",
+            self.id,
+            self.config.concurrency,
+            self.executor.name,
+        )
         try:
             while not self._stop.is_set():
                 if not self.tick():

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from loopml.core.alerts import AlertRuleSpec, Comparator, Severity
 from loopml.core.errors import ValidationError
+from loopml.core.executors import ExecutorConfig, LocalExecutorConfig
 from loopml.core.window_sizes import usage_seconds
 from loopml.settings._base import _MiB, _Section
 
@@ -288,6 +289,15 @@ class WorkerSettings(_Section):
         le=1 << 30,
         description="The most of a step attempt's output kept with the run: past it, its "
         "start (a quarter) and its newest end, with a line saying how many bytes were left out.",
+    )
+    executor: ExecutorConfig = Field(
+        default_factory=LocalExecutorConfig,
+        description='Where steps run: `{type = "local"}` (a child process of the worker per '
+        'step, the default; also `python`, `stop_grace_s = 3.0`) or `{type = "ray", address '
+        '= "10.0.0.5:6379"}` (a Ray task per step on that cluster; also `num_cpus = 1.0` and '
+        "custom `resources` per task, `python`, `stop_grace_s = 3.0`; needs "
+        "`pip install 'loopml[ray]'`, see docs/pipelines.md); in the environment as JSON, "
+        '`LOOPML_WORKER_EXECUTOR=\'{"type": "ray"}\'`.',
     )
 
 

@@ -16,10 +16,9 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from loopml.core.executors import LocalExecutorConfig as LocalExecutorConfig
 from loopml.core.pipelines import StepError
 from loopml.pipelines.base import (
     StepExecutor,
@@ -48,18 +47,10 @@ def _remove_orphans() -> None:
             continue  # another user's live worker
 
 
-class LocalExecutorConfig(BaseModel):
-    """The local executor: worker child processes on this machine."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["local"] = "local"
-    python: str | None = Field(
-        default=None, description="Interpreter for step processes (default: the worker's)."
-    )
-    stop_grace_s: float = Field(
-        default=3.0, ge=0, le=300, description="SIGTERM, then SIGKILL after this many seconds."
-    )
+def attempt_folder() -> Path:
+    """A private folder (mode 0700) for one attempt's files; if this process dies before
+    removing it, the next executor started on this machine does."""
+    return Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"))
 
 
 class LocalHandle(StepHandle):
@@ -71,6 +62,11 @@ class LocalHandle(StepHandle):
         self._grace_s = grace_s
         self._log = folder / "step.log"
         self._result = folder / "result.json"
+
+    @property
+    def log_path(self) -> Path:
+        """The file the step's output goes to, as it runs (the Ray executor streams it)."""
+        return self._log
 
     def wait(self, timeout_s: float) -> StepOutcome | None:
         try:
@@ -120,7 +116,7 @@ class LocalExecutor(StepExecutor):
         _remove_orphans()
 
     def start(self, task: StepTask) -> LocalHandle:
-        folder = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"))  # mode 0700
+        folder = attempt_folder()
         task_file = folder / "task.json"
         # The task holds the settings' secrets: readable by the worker's user only.
         fd = os.open(task_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
