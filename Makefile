@@ -4,8 +4,12 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
-# pytest-xdist workers for `make test` (two keep both cores of a CI machine busy; 0 = none)
+# pytest-xdist workers for `make test` (two keep both cores of a CI machine busy; 0 = none).
+# --dist loadscope hands each worker whole modules (and classes), so a module's server or
+# platform fixture is built once, not once per worker that drew some of its tests; the
+# slowest tests' times are printed at the end, to see where the suite's time goes.
 PYTEST_WORKERS ?= 2
+PYTEST_DIST ?= --dist loadscope --durations=40
 
 .DEFAULT_GOAL := help
 .PHONY: help install install-run run test test-integration lint format typecheck bench clean assets
@@ -49,7 +53,7 @@ typecheck: install ## mypy --strict over src/loopml
 	$(VENV)/bin/mypy
 
 test: lint typecheck ## Lint, type-check and run every test (services are skipped if absent)
-	OMP_WAIT_POLICY=passive $(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS); rc=$$?; \
+	OMP_WAIT_POLICY=passive $(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_DIST) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; fi; \
 	exit $$rc
 
