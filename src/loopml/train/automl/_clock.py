@@ -49,7 +49,7 @@ class Clock:
     def ensemble_s(self, pool: list[Trial], search_rows: int, known: Collection[int]) -> float:
         """What an ensemble of ``pool`` will take: the validation predictions of the members
         whose trial gave none (``known``: those that did; the trial again, on every
-        searched row), each member's refit, and packaging."""
+        searched row), the greedy selection, each member's refit, and packaging."""
         if len(pool) < 2:
             return 0.0
         scored = sum(
@@ -60,8 +60,9 @@ class Clock:
         refit = sum(
             _costs.refit_s(t.train_time_s, t.sample_size, self._rows, self._method) for t in pool
         )
+        select = _costs.LOSS_CALL_S * _ensemble.selection_calls(len(pool), self._method)
         config = _ensemble.member_config([(t, 1) for t in pool])
-        before = scored + refit
+        before = scored + select + refit
         return self._floor + before + self.package_s_of(_costs.ENSEMBLE, config, before)
 
     def package_s_of(self, name: str, config: dict[str, Any], after_s: float = 0.0) -> float:

@@ -111,7 +111,9 @@ def _search(
     search_iter = None if max_iter is None else max_iter - len(defaults)
     if search_iter == 0:
         return MAX_ITER
-    budget = turn.search_left()
+    # Under a cap the ensemble comes after the search, as the trials do not depend on the
+    # clock there.
+    budget = turn.search_left() if max_iter is None else turn.spare()
     if budget <= 0 and log.trials:
         return BUDGET
     _flaml.search(
