@@ -97,8 +97,11 @@ def train(
     registry and score it on the frozen eval set (what `loopml models gate` judges)."""
     from loopml.sdk.training import train_model
 
+    # --budget counts from here: the command's imports and the client are in it, the
+    # interpreter's start is not (a process's start would be wrong where the command runs
+    # inside a longer-lived one, as under a test runner).
+    started = time.monotonic()
     client = state(ctx).client()
-    started = _process_started()
     best: list[float] = []
     quiet = json_out or not sys.stderr.isatty()
     progress = None
@@ -195,15 +198,6 @@ def train(
             progress.stop()
         client.close()
     _report(outcome, json_out)
-
-
-def _process_started() -> float:
-    """This process's start as a ``time.monotonic()`` reading: ``--budget`` counts the
-    whole command, the interpreter's start and the imports included."""
-    import psutil
-
-    age = max(0.0, time.time() - float(psutil.Process().create_time()))
-    return time.monotonic() - age
 
 
 def _spend(spend: dict[str, Any]) -> str:

@@ -85,7 +85,7 @@ def train_model(
         max_model_mb: the largest model package AutoML may pick, in MB.
         keep_columns: columns AutoML uses even though they look like identifiers.
         started: the ``time.monotonic()`` reading AutoML's budget counts from; by default
-            this call's start (``loopml train`` passes its process's start).
+            this call's start (``loopml train`` passes its command's start).
 
     AutoML keeps the whole call within ``budget_s`` (see ``loopml.train.service.train``).
 
