@@ -97,8 +97,11 @@ def train(
     registry and score it on the frozen eval set (what `loopml models gate` judges)."""
     from loopml.sdk.training import train_model
 
-    client = state(ctx).client()
+    # --budget counts from here: the command's imports and the client are in it, the
+    # interpreter's start is not (a process's start would be wrong where the command runs
+    # inside a longer-lived one, as under a test runner).
     started = time.monotonic()
+    client = state(ctx).client()
     best: list[float] = []
     quiet = json_out or not sys.stderr.isatty()
     progress = None
@@ -182,6 +185,7 @@ def train(
                 n_jobs=n_jobs,
                 max_model_mb=max_model_mb,
                 keep_columns=keep_cols,
+                started=started,
             )
     except UserCodeError as exc:
         if progress is not None:
@@ -194,6 +198,15 @@ def train(
             progress.stop()
         client.close()
     _report(outcome, json_out)
+
+
+def _spend(spend: dict[str, Any]) -> str:
+    """``used 0.97 x: search 20.1 s, ensemble 1.2 s, ...`` (``loopml.train.budget``)."""
+    skip = ("unused", "wall", "used", "stopped")
+    phases = ", ".join(f"{k} {v:.1f} s" for k, v in spend.items() if k not in skip)
+    stopped = spend.get("stopped", "budget")
+    why = "" if stopped == "budget" else f"; stopped: {stopped}"
+    return f"used {spend['used']:.2f} x ({phases}; unused {spend['unused']:.1f} s){why}"
 
 
 def _warn_identifiers(outcome: TrainOutcome) -> None:
@@ -226,6 +239,7 @@ def _report(outcome: TrainOutcome, json_out: bool) -> None:
                 "package_mb": outcome.package_mb,
                 "used_columns": outcome.used_columns,
                 "excluded_columns": outcome.excluded_columns,
+                "budget": outcome.details.get("budget"),
             }
         )
         return
@@ -235,6 +249,8 @@ def _report(outcome: TrainOutcome, json_out: bool) -> None:
         ("model format", outcome.model_format),
         ("elapsed", f"{outcome.elapsed_s:.1f} s"),
     ]
+    if "budget" in outcome.details:
+        rows.append(("budget", _spend(outcome.details["budget"])))
     if outcome.package_mb is not None:
         rows.append(("package", f"{outcome.package_mb:.2f} MB"))
     if outcome.used_columns:

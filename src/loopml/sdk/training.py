@@ -55,6 +55,7 @@ def train_model(
     n_jobs: int | None = None,
     max_model_mb: float | None = None,
     keep_columns: list[str] | None = None,
+    started: float | None = None,
 ) -> TrainOutcome:
     """Train on a dataset version's frozen split; track, package, register and evaluate.
 
@@ -83,6 +84,8 @@ def train_model(
         n_jobs: AutoML's threads (``-1`` every core; default: the idle cores).
         max_model_mb: the largest model package AutoML may pick, in MB.
         keep_columns: columns AutoML uses even though they look like identifiers.
+        started: the ``time.monotonic()`` reading AutoML's budget counts from; by default
+            this call's start (``loopml train`` passes its command's start).
 
     AutoML keeps the whole call within ``budget_s`` (see ``loopml.train.service.train``).
 
@@ -137,6 +140,7 @@ def train_model(
         n_jobs=n_jobs,
         max_model_mb=max_model_mb,
         keep_columns=keep_columns,
+        started=started,
     )
 
 

@@ -203,7 +203,7 @@ def test_the_budget_is_respected_and_every_trial_is_reported() -> None:
     )
     wall = time.perf_counter() - started
 
-    assert 0.9 * budget <= wall <= 1.1 * budget + 0.5, result.timings
+    assert 0.9 * budget <= wall <= 1.1 * budget + 0.5, (result.timings, result.ensemble, seen[-3:])
     assert result.elapsed_s <= wall
     assert sum(result.timings.values()) == pytest.approx(result.elapsed_s, abs=0.01)
     assert seen == result.trials
@@ -219,11 +219,14 @@ def test_the_budget_is_respected_and_every_trial_is_reported() -> None:
     # The library default is scored first; the search then tries the other learners (the
     # budget is too short on a busy machine to promise it reaches every one).
     assert (seen[0].estimator, seen[0].source) == ("lgbm", "default")
-    # XGBoost's default next where it is installed, then the search, then at most one
-    # final ensemble.
+    # XGBoost's default next where it is installed, then the search, with at most one
+    # final ensemble (decided inside the search, which may go on after it).
     sources = [t.source for t in seen]
-    assert sources == sorted(sources, key=["default", "search", "ensemble"].index)
+    defaults = sources.count("default")
+    assert set(sources[:defaults]) == {"default"}
+    assert "default" not in sources[defaults:]
     assert sources.count("ensemble") <= 1
+    assert result.stopped == "budget"
     assert len({t.estimator for t in seen}) >= 3
 
 

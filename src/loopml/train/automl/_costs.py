@@ -72,6 +72,12 @@ ENSEMBLE_SIZE_FACTOR = 2.0
 SAMPLE_VALUE_BYTES = 8.0
 SAMPLE_ROWS = 1000
 ENSEMBLE_BASE_BYTES = 150_000.0
+# Seconds per fold loss the ensemble's greedy selection computes (FLAML's metric function,
+# through scikit-learn's input validation): 13 ms for ROC AUC on 114 rows at load 9-12 on
+# the shared 2-core machine (485 of them, 6.3 s, for a pool of two on 5 folds, which the
+# ensemble's room did not count), about 1 ms on a quiet one. Counting the loaded figure
+# costs little: a refused ensemble hands its room back to the search.
+LOSS_CALL_S = 0.01
 
 
 # Seconds per cell (row x column) of one fit of a linear learner, and per class for the

@@ -10,9 +10,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from loopml.core.errors import ValidationError
 from loopml.train.automl import _costs, _ensemble, _flaml, _warm
 from loopml.train.automl._checks import check_training_data
+from loopml.train.automl._clock import Clock
 from loopml.train.automl._defaults import default_learners, score_default, starting_points
 from loopml.train.automl._final import FINAL_FIT_SLACK, final_fit_rows, fit_final, subsample
 from loopml.train.automl._inputs import (
@@ -22,85 +22,31 @@ from loopml.train.automl._inputs import (
     prepare,
     resolve_n_jobs,
 )
-from loopml.train.automl._metrics import Direction, TaskKind, resolve_metric
+from loopml.train.automl._metrics import Direction, resolve_metric
 from loopml.train.automl._select import no_winner, pick_winner
 from loopml.train.automl._split import N_SPLITS, Validation, make_validation
 from loopml.train.automl._trial_log import TrialLog
+from loopml.train.automl._turn import EnsembleTurn
 from loopml.train.automl._types import AutoMLResult, Trial
 
 TrialCallback = Callable[[Trial], None]
 
-# Time kept back from the search on top of the best model's estimated refit (and
-# packaging): assembling the pipeline, and a trial in flight when the budget runs out
-# that ends a little late.
-RESERVE_SHARE = 0.06
 # From this many searched rows on (FLAML's first sample size), the lgbm search starts from
 # the default: a climb from FLAML's 4 trees of 4 leaves on such a frame rarely passes the
 # default within a short budget (on diamonds' 36,409 rows, 30 s: RMSE 578 against the
 # default's 513; started from it, 508). On fewer rows trials are cheap, the climb is
 # quick, and that start would spend a trial scoring the default again.
 DEFAULT_START_ROWS = 10_000
-RESERVE_MIN_S = 0.3
+# Why a search stopped (``AutoMLResult.stopped``). A search that returns with more than
+# EXHAUSTED_MIN_S (and 5 % of the budget) left over ran out of configurations to try.
+BUDGET = "budget"
+MAX_ITER = "max_iter"
+EXHAUSTED = "search space exhausted"
+EXHAUSTED_MIN_S = 1.0
 
 
 def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
-
-
-class _Clock:
-    """The run's deadline, and what the final phase of the best trial so far will take."""
-
-    def __init__(
-        self, started: float, budget_s: float, prep: Prepared, method: str, packaging: bool
-    ) -> None:
-        self.started = started
-        self.budget_s = budget_s
-        self._rows = len(prep.codes)
-        self._classes = prep.n_classes
-        self._method = method
-        self._packaging = packaging
-        self._floor = max(RESERVE_MIN_S, RESERVE_SHARE * budget_s)
-
-    def package_s(self, trial: Trial | None) -> float:
-        if trial is None:
-            return 0.0
-        return self.package_s_of(trial.estimator, trial.config)
-
-    def reserve(self, trial: Trial | None) -> float:
-        if trial is None:
-            return self._floor
-        refit = _costs.refit_s(trial.train_time_s, trial.sample_size, self._rows, self._method)
-        return self._floor + refit + self.package_s_of(trial.estimator, trial.config, refit)
-
-    def ensemble_s(self, pool: list[Trial], search_rows: int, known: Collection[int]) -> float:
-        """What an ensemble of ``pool`` will take: the validation predictions of the members
-        whose trial gave none (``known``: those that did; the trial again, on every
-        searched row), each member's refit, and packaging."""
-        if len(pool) < 2:
-            return 0.0
-        scored = sum(
-            _costs.SAFETY * t.train_time_s * search_rows / max(t.sample_size, 1)
-            for t in pool
-            if t.iteration not in known
-        )
-        refit = sum(
-            _costs.refit_s(t.train_time_s, t.sample_size, self._rows, self._method) for t in pool
-        )
-        config = _ensemble.member_config([(t, 1) for t in pool])
-        before = scored + refit
-        return self._floor + before + self.package_s_of(_costs.ENSEMBLE, config, before)
-
-    def package_s_of(self, name: str, config: dict[str, Any], after_s: float = 0.0) -> float:
-        """Packaging ``name`` with ``config`` once ``after_s`` seconds of fitting are done:
-        the libraries' import goes on in the background meanwhile, so only what is left of
-        it then counts."""
-        if not self._packaging:
-            return 0.0
-        import_s = max(0.0, _warm.import_left_s(_costs.PACKAGE_IMPORT_S) - after_s)
-        return _costs.package_s(name, config, self._rows, self._classes, import_s=import_s)
-
-    def left(self) -> float:
-        return self.started + self.budget_s - time.perf_counter()
 
 
 def _linear_trial_s(rows: int, columns: int, classes: int, method: str) -> float:
@@ -110,16 +56,6 @@ def _linear_trial_s(rows: int, columns: int, classes: int, method: str) -> float
         return _costs.linear_fit_s(name, rows, columns, classes)
     fold_rows = rows * (N_SPLITS - 1) // N_SPLITS
     return N_SPLITS * _costs.linear_fit_s(name, fold_rows, columns, classes)
-
-
-def _check_floor(clock: _Clock) -> None:
-    floor = clock.reserve(None)
-    if clock.budget_s <= floor:
-        raise ValidationError(
-            f"a budget of {clock.budget_s:g} s is too small: the final fit alone needs "
-            f"{floor:.1f} s",
-            details={"budget_s": clock.budget_s},
-        )
 
 
 def _final_model(
@@ -139,64 +75,12 @@ def _final_model(
     return fit_final(prep.preprocessor, matrix, labels, steps), rows
 
 
-def _try_ensemble(
-    validation: Validation,
-    log: TrialLog,
-    clock: _Clock,
-    best: Trial,
-    *,
-    kind: TaskKind,
-    metric: str,
-    direction: Direction,
-    n_jobs: int,
-    max_model_mb: float | None,
-) -> dict[str, Any] | None:
-    """Blend the best model of each learner, when the time left allows it, and record the
-    blend as a trial (``source`` ``ensemble``) when its gain over the best single model is
-    clear of the folds' spread (``Blend.clear_gain``); the winner is then picked among all
-    trials as usual, so the blend wins only by more than the tie share. Returns the
-    blend's summary (``Blend.summary``), kept or not; ``None`` when none was made."""
-    pool = _ensemble.candidates(log.trials, direction, max_model_mb)
-    rows = len(validation.labels)
-    allowed = clock.left() + FINAL_FIT_SLACK * clock.budget_s
-    while len(pool) >= 2 and clock.ensemble_s(pool, rows, log.predictions) > allowed:
-        pool = pool[:-1]
-    if len(pool) < 2:
-        return None
-    # Stop fitting members while the best single model can still be refit and packaged.
-    deadline = time.perf_counter() + allowed - clock.reserve(best)
-    found = _ensemble.blend(
-        pool,
-        validation,
-        kind=kind,
-        metric=metric,
-        n_jobs=n_jobs,
-        deadline=deadline,
-        known=log.predictions,
-    )
-    if found is None or len(found.members) < 2:
-        return None
-    if not found.clear_gain:
-        return found.summary()
-    members = [t for t, _ in found.members]
-    log(
-        _flaml.RawTrial(
-            estimator=_ensemble.ESTIMATOR,
-            config=found.config,
-            loss=found.loss,
-            train_time_s=sum(t.train_time_s * rows / max(t.sample_size, 1) for t in members),
-            sample_size=rows,
-            source="ensemble",
-        )
-    )
-    return found.summary()
-
-
 def _search(
     prep: Prepared,
     validation: Validation,
     log: TrialLog,
-    clock: _Clock,
+    clock: Clock,
+    turn: EnsembleTurn,
     *,
     metric: str,
     direction: Direction,
@@ -207,8 +91,10 @@ def _search(
     max_iter: int | None,
     n_jobs: int,
     max_model_mb: float | None,
-) -> None:
-    """Score the defaults, then let FLAML search for what the clock leaves."""
+) -> str:
+    """Score the defaults, then let FLAML search for what the clock leaves (the ensemble's
+    turn comes inside the search: ``EnsembleTurn``). Returns why the search stopped:
+    ``budget``, ``max_iter`` or ``search space exhausted``."""
     kind = prep.data.kind
     defaults = default_learners(
         names, all_learners=all_learners, classes=prep.classes, linear_first=linear_first
@@ -224,19 +110,12 @@ def _search(
         log(score_default(name, validation, kind=kind, metric=metric, n_jobs=n_jobs))
     search_iter = None if max_iter is None else max_iter - len(defaults)
     if search_iter == 0:
-        return
-
-    def time_left() -> float:
-        # Room for the final ensemble of the best model of each learner so far, or for the
-        # best model alone, whichever takes longer.
-        pool = _ensemble.candidates(log.trials, direction, max_model_mb)
-        single = clock.reserve(pick_winner(log.trials, direction, max_model_mb))
-        ensemble = clock.ensemble_s(pool, len(validation.labels), log.predictions)
-        return clock.left() - max(single, ensemble)
-
-    budget = time_left()
+        return MAX_ITER
+    # Under a cap the ensemble comes after the search, as the trials do not depend on the
+    # clock there.
+    budget = turn.search_left() if max_iter is None else turn.spare()
     if budget <= 0 and log.trials:
-        return
+        return BUDGET
     _flaml.search(
         validation,
         kind=kind,
@@ -246,12 +125,16 @@ def _search(
         seed=seed,
         max_iter=search_iter,
         n_jobs=n_jobs,
-        time_left=time_left,
+        time_left=turn.search_left,
         on_trial=log,
         starting_points=(
             starting_points(names) if len(validation.labels) >= DEFAULT_START_ROWS else None
         ),
     )
+    if max_iter is not None:
+        return MAX_ITER
+    # FLAML ends early only when every learner's search space is used up.
+    return EXHAUSTED if turn.spare() > max(EXHAUSTED_MIN_S, 0.05 * clock.budget_s) else BUDGET
 
 
 def run_automl(
@@ -277,7 +160,9 @@ def run_automl(
     The whole call (checks, preprocessing, the defaults, the search, the final fit) aims to
     take ``budget_s`` seconds of wall time: after every trial the search's end is moved so
     that the best model so far can still be refit (and, with ``include_packaging``,
-    packaged) in what is left. The winner is the trial with the best validation score
+    packaged) in what is left; the final ensemble is decided inside the search when the
+    clock reaches the room kept for it, and a refused one hands that room back to the
+    search (``EnsembleTurn``). The winner is the trial with the best validation score
     whose estimated package fits ``max_model_mb``; of trials within 0.1 % of that score,
     the smallest. When preparing the data used the budget up, the defaults are still
     scored and the call runs over. The winner is refit on all labelled rows of ``train``,
@@ -346,19 +231,30 @@ def run_automl(
     validation = make_validation(
         prep.matrix, prep.codes, kind=data.kind, method=method, seed=seed, holdout=prep.holdout
     )
-    clock = _Clock(started, budget_s, prep, method, include_packaging)
-    _check_floor(clock)
+    clock = Clock(started, budget_s, prep, method, include_packaging)
+    clock.check_floor()
     prepared = time.perf_counter()
 
     def size_mb(name: str, config: dict[str, Any]) -> float:
         return _costs.size_mb(name, config, rows, prep.n_classes, columns)
 
     log = TrialLog(started, direction, on_trial, size_mb)
-    _search(
+    turn = EnsembleTurn(
+        validation,
+        log,
+        clock,
+        kind=data.kind,
+        metric=metric,
+        direction=direction,
+        n_jobs=threads,
+        max_model_mb=max_model_mb,
+    )
+    stopped = _search(
         prep,
         validation,
         log,
         clock,
+        turn,
         metric=metric,
         direction=direction,
         names=names,
@@ -369,21 +265,11 @@ def run_automl(
         n_jobs=threads,
         max_model_mb=max_model_mb,
     )
-    best = pick_winner(log.trials, direction, max_model_mb)
-    if best is None:
+    if turn.winner() is None:
         raise no_winner(log.trials, max_model_mb, budget_s)
-    ensemble = _try_ensemble(
-        validation,
-        log,
-        clock,
-        best,
-        kind=data.kind,
-        metric=metric,
-        direction=direction,
-        n_jobs=threads,
-        max_model_mb=max_model_mb,
-    )
-    best = pick_winner(log.trials, direction, max_model_mb) or best
+    turn.take()
+    best = turn.winner()
+    assert best is not None  # a kept blend only adds a trial
     searched = time.perf_counter()
     seconds_left = budget_s * (1 + FINAL_FIT_SLACK) - (searched - started) - clock.package_s(best)
     model, fit_rows = _final_model(prep, best, seconds_left, seed, threads)
@@ -403,7 +289,8 @@ def run_automl(
         elapsed_s=finished - started,
         timings={
             "prepare": prepared - started,
-            "search": searched - prepared,
+            "search": searched - prepared - turn.seconds,
+            "ensemble": turn.seconds,
             "final_fit": finished - searched,
         },
         classes=None if prep.classes is None else [_plain(c) for c in prep.classes],
@@ -417,5 +304,7 @@ def run_automl(
         size_mb=best.size_mb,
         n_jobs=threads,
         max_model_mb=max_model_mb,
-        ensemble=ensemble,
+        ensemble=turn.summary,
+        stopped=stopped,
+        ensemble_in_search=turn.in_search,
     )

@@ -42,7 +42,7 @@ import numpy as np
 
 from loopml.train.automl import _costs, _flaml
 from loopml.train.automl._metrics import Direction, TaskKind, score_to_loss
-from loopml.train.automl._split import Validation
+from loopml.train.automl._split import N_SPLITS, Validation
 from loopml.train.automl._types import Trial
 
 ESTIMATOR = _costs.ENSEMBLE
@@ -90,6 +90,15 @@ def candidates(
     return [t for t in ranked if score_to_loss(t.score, direction) <= MAX_LOSS_RATIO * top][
         :MAX_CANDIDATES
     ]
+
+
+def selection_calls(pool: int, method: str) -> int:
+    """How many fold losses the greedy selection of a pool of this size and its
+    cross-fitting compute (``_greedy``, ``_cross_fitted``): what their time is estimated
+    from (``_costs.LOSS_CALL_S``)."""
+    votes = 1 + (ROUNDS - 1) * pool
+    folds, plain = (N_SPLITS, N_SPLITS) if method == "cv" else (HOLDOUT_PARTS, 1)
+    return votes * (plain + folds * (folds - 1)) + 2 * folds
 
 
 def member_config(members: list[tuple[Trial, int]]) -> dict[str, Any]:

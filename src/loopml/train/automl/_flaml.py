@@ -208,9 +208,10 @@ def search(
 
     After every trial, ``time_left()`` says how many seconds the search may still take
     (the run's deadline less the time the final fit and packaging of the best model so
-    far are expected to need): FLAML's budget is moved to match, so a slow winner found
-    late shortens the search instead of overrunning the run, and a cheaper one found
-    later gives the time back.
+    far are expected to need; it may decide the final ensemble first, between two
+    trials: ``_turn``): FLAML's budget is moved to match, so a slow winner found late
+    shortens the search instead of overrunning the run, and a cheaper one found later
+    (or a refused ensemble) gives the time back.
 
     With ``max_iter``, learners take turns (``roundrobin``) instead of being picked by
     their measured cost: the sequence of trials then depends on the seed and the data

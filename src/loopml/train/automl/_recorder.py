@@ -142,6 +142,8 @@ def result_batch(result: AutoMLResult) -> LogBatch:
         "n_jobs": str(result.n_jobs),
         "used_columns": _text(",".join(result.used_columns)),
         "excluded_columns": _text(",".join(result.dropped_columns)),
+        "stopped": result.stopped,
+        "ensemble_in_search": "true" if result.ensemble_in_search else "false",
     } | {f"best.{k}": _text(v) for k, v in result.best_config.items()}
     values = {
         f"best_{result.metric}": result.best_score,

@@ -57,8 +57,9 @@ class AutoMLResult:
         eval_method: how trials were scored: ``cv`` or ``holdout``.
         budget_s: the time budget asked for.
         elapsed_s: wall time of the whole call.
-        timings: seconds per phase: ``prepare`` (checks and preprocessing), ``search``,
-            ``final_fit``.
+        timings: seconds per phase: ``prepare`` (checks and preprocessing), ``search``
+            (the defaults and FLAML's trials), ``ensemble`` (deciding the final blend),
+            ``final_fit``; they sum to ``elapsed_s``.
         classes: the class labels in the model's order (classification), else ``None``.
         dropped_columns: columns not used, each with the reason.
         dropped_rows: training rows left out because their target is missing.
@@ -75,6 +76,10 @@ class AutoMLResult:
         ensemble: the final blend tried, if any (``_ensemble.Blend.summary``): its members
             and votes, cross-fitted loss, gain over the best single model on each fold,
             the margin that gain had to clear, and whether it was kept as a trial.
+        stopped: why the search stopped: ``budget`` (its time was up), ``max_iter``, or
+            ``search space exhausted`` (FLAML ran out of configurations with time left).
+        ensemble_in_search: whether the ensemble was decided inside the search, which
+            then went on with the time the ensemble did not take.
     """
 
     model: Any
@@ -102,3 +107,5 @@ class AutoMLResult:
     n_jobs: int = 1
     max_model_mb: float | None = None
     ensemble: dict[str, Any] | None = None
+    stopped: str = "budget"
+    ensemble_in_search: bool = False

@@ -1,0 +1,146 @@
+"""The final ensemble's turn, and how long the search may still run around it.
+
+The search keeps room for the ensemble of the best model of each learner so far (or for
+the best model alone, whichever takes longer). When the clock reaches that room, the
+ensemble is decided there and then, between two trials, inside the search: a refused
+ensemble (or one with too few members) hands its room back, and the search goes on until
+only the winner's refit and packaging are left. Deciding it after the search instead left
+that room unused whenever the blend was refused: runs ended at 0.48-0.75 x their budget
+(issue 38). A search that ends first (``max_iter``, an exhausted space) has the ensemble
+decided after it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from loopml.train.automl import _ensemble, _flaml
+from loopml.train.automl._clock import Clock
+from loopml.train.automl._final import FINAL_FIT_SLACK
+from loopml.train.automl._metrics import Direction, TaskKind
+from loopml.train.automl._select import pick_winner
+from loopml.train.automl._split import Validation
+from loopml.train.automl._trial_log import TrialLog
+from loopml.train.automl._types import Trial
+
+
+class EnsembleTurn:
+    """The final ensemble, tried at most once, and the search's time left around it.
+
+    Attributes:
+        done: whether the ensemble has been decided (tried, or found impossible).
+        in_search: whether it was decided inside the search (the search then resumed).
+        summary: the blend tried (``Blend.summary``, with when it was decided, in seconds
+            since the run's start, and whether inside the search), kept or not; ``None``
+            when none was made.
+        seconds: the time deciding it took.
+    """
+
+    def __init__(
+        self,
+        validation: Validation,
+        log: TrialLog,
+        clock: Clock,
+        *,
+        kind: TaskKind,
+        metric: str,
+        direction: Direction,
+        n_jobs: int,
+        max_model_mb: float | None,
+    ) -> None:
+        self._validation = validation
+        self._log = log
+        self._clock = clock
+        self._kind = kind
+        self._metric = metric
+        self._direction = direction
+        self._n_jobs = n_jobs
+        self._max_model_mb = max_model_mb
+        self.done = False
+        self.in_search = False
+        self.summary: dict[str, Any] | None = None
+        self.seconds = 0.0
+
+    def winner(self) -> Trial | None:
+        return pick_winner(self._log.trials, self._direction, self._max_model_mb)
+
+    def _room(self) -> tuple[float, int]:
+        """The ensemble's room (0 once decided) and the size of its pool."""
+        if self.done:
+            return 0.0, 0
+        pool = _ensemble.candidates(self._log.trials, self._direction, self._max_model_mb)
+        rows = len(self._validation.labels)
+        return self._clock.ensemble_s(pool, rows, self._log.predictions), len(pool)
+
+    def search_left(self) -> float:
+        """The seconds the search may still take; called after every trial. When the clock
+        reaches the ensemble's room, the ensemble is decided first (``take``)."""
+        single = self._clock.reserve(self.winner())
+        room, pool = self._room()
+        left = self._clock.left() - max(single, room)
+        if left > 0 or pool < 2:
+            return left
+        self.take(in_search=True)
+        return self._clock.left() - self._clock.reserve(self.winner())
+
+    def spare(self) -> float:
+        """What the clock leaves beyond the work after the search (the ensemble's room
+        while undecided): the time a search that ended on its own did not use."""
+        return self._clock.left() - max(self._clock.reserve(self.winner()), self._room()[0])
+
+    def take(self, *, in_search: bool = False) -> None:
+        """Decide the ensemble now, unless it was decided already."""
+        if self.done:
+            return
+        self.done = True
+        self.in_search = in_search
+        began = time.perf_counter()
+        best = self.winner()
+        tried = None if best is None else self._try(best)
+        self.seconds = time.perf_counter() - began
+        if tried is not None:
+            at_s = round(began - self._clock.started, 3)
+            self.summary = tried | {"decided_at_s": at_s, "in_search": in_search}
+
+    def _try(self, best: Trial) -> dict[str, Any] | None:
+        """Blend the best model of each learner, when the time left allows it, and record
+        the blend as a trial (``source`` ``ensemble``) when its gain over the best single
+        model is clear of the folds' spread (``Blend.clear_gain``); the winner is then
+        picked among all trials as usual, so the blend wins only by more than the tie
+        share. Returns the blend's summary, kept or not; ``None`` when none was made."""
+        log, clock = self._log, self._clock
+        pool = _ensemble.candidates(log.trials, self._direction, self._max_model_mb)
+        rows = len(self._validation.labels)
+        allowed = clock.left() + FINAL_FIT_SLACK * clock.budget_s
+        while len(pool) >= 2 and clock.ensemble_s(pool, rows, log.predictions) > allowed:
+            pool = pool[:-1]
+        if len(pool) < 2:
+            return None
+        # Stop fitting members while the best single model can still be refit and packaged.
+        deadline = time.perf_counter() + allowed - clock.reserve(best)
+        found = _ensemble.blend(
+            pool,
+            self._validation,
+            kind=self._kind,
+            metric=self._metric,
+            n_jobs=self._n_jobs,
+            deadline=deadline,
+            known=log.predictions,
+        )
+        if found is None or len(found.members) < 2:
+            return None
+        if found.clear_gain:
+            members = [t for t, _ in found.members]
+            fit_s = sum(t.train_time_s * rows / max(t.sample_size, 1) for t in members)
+            log(
+                _flaml.RawTrial(
+                    estimator=_ensemble.ESTIMATOR,
+                    config=found.config,
+                    loss=found.loss,
+                    train_time_s=fit_s,
+                    sample_size=rows,
+                    source="ensemble",
+                )
+            )
+        return found.summary()

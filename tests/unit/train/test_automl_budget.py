@@ -1,0 +1,99 @@
+"""The whole budget (issue 38): the final ensemble is decided inside the search, a refused
+one hands its room back to the search, and a run says why its search stopped."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from sklearn import datasets
+
+from loopml.train.automl import _flaml, run_automl
+from loopml.train.automl._checks import check_training_data
+from loopml.train.automl._clock import Clock
+from loopml.train.automl._inputs import prepare
+from loopml.train.automl._split import Validation, make_validation
+from loopml.train.automl._trial_log import TrialLog
+from loopml.train.automl._turn import EnsembleTurn
+
+BUDGET = 100.0
+
+
+def _turn_near_its_end(left_s: float) -> tuple[EnsembleTurn, TrialLog, Validation, Clock]:
+    """A turn on diabetes' 5 folds whose clock has ``left_s`` seconds left, and two trials
+    (lgbm the better, then rf) whose blend wins on average through one fold only (the
+    lgbm is far off there, the rf better), inside the folds' spread: it is refused. rf's
+    trial took 40 s, so the ensemble's room (rf's refit, 11 s, and the selection, 4.9 s,
+    among it) is about 16 s larger than the winner's refit."""
+    frame = datasets.load_diabetes(as_frame=True).frame
+    data = check_training_data(frame, "target", "regression")
+    prep = prepare(data, "target", "regression", None, ())
+    validation = make_validation(
+        prep.matrix, prep.codes, kind="regression", method="cv", seed=0, holdout=None
+    )
+    clock = Clock(time.perf_counter() - (BUDGET - left_s), BUDGET, prep, "cv", False)
+    log = TrialLog(clock.started, "min", None, lambda name, config: 0.1)
+    truth = [y_val for *_, y_val in validation.folds()]
+    rng = np.random.default_rng(1)
+    rows = len(validation.labels)
+    for name, loss, seconds, scales in (
+        ("lgbm", 60.0, 0.01, [1, 1, 1, 1, 4]),
+        ("rf", 61.0, 40.0, [2, 2, 2, 2, 1.5]),
+    ):
+        noisy = [t + rng.normal(scale=s, size=len(t)) for t, s in zip(truth, scales, strict=True)]
+        log(_flaml.RawTrial(name, {}, loss, seconds, rows, predictions=noisy))
+    turn = EnsembleTurn(
+        validation,
+        log,
+        clock,
+        kind="regression",
+        metric="rmse",
+        direction="min",
+        n_jobs=1,
+        max_model_mb=None,
+    )
+    return turn, log, validation, clock
+
+
+def test_while_the_ensemble_has_room_the_search_goes_on_and_it_is_not_decided() -> None:
+    turn, log, _, clock = _turn_near_its_end(left_s=30.0)
+
+    left = turn.search_left()
+
+    assert 0 < left < clock.left() - 10.0  # the ensemble's room is kept back
+    assert not turn.done
+    assert len(log.trials) == 2
+
+
+def test_a_refused_ensemble_hands_its_room_back_to_the_search() -> None:
+    turn, log, _, clock = _turn_near_its_end(left_s=16.0)
+
+    # Within the ensemble's room: the ensemble is decided now, between two trials.
+    left = turn.search_left()
+
+    assert turn.done
+    assert turn.in_search
+    assert turn.summary is not None
+    assert turn.summary["kept"] is False
+    assert turn.summary["in_search"] is True
+    assert [t.source for t in log.trials] == ["search", "search"]  # no ensemble trial
+    # The search resumes: only the winner's refit (and the floor) is kept back now.
+    assert left > 0
+    assert left == pytest.approx(clock.left() - clock.reserve(log.trials[0]), abs=0.05)
+    # Decided once: later trials do not try it again.
+    turn.search_left()
+    assert turn.summary["decided_at_s"] == pytest.approx(BUDGET - 16.0, abs=0.5)
+
+
+def test_an_iteration_cap_is_why_the_search_stopped_and_the_timings_add_up() -> None:
+    frame = datasets.load_diabetes(as_frame=True).frame
+
+    result = run_automl(
+        frame, "target", task="regression", budget_s=30, max_iter=3, n_jobs=1, seed=0
+    )
+
+    assert result.stopped == "max_iter"
+    assert not result.ensemble_in_search  # under a cap the ensemble comes after the search
+    assert set(result.timings) == {"prepare", "search", "ensemble", "final_fit"}
+    assert sum(result.timings.values()) == pytest.approx(result.elapsed_s, abs=0.01)
