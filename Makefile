@@ -6,10 +6,12 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 # pytest-xdist workers for `make test` (two keep both cores of a CI machine busy; 0 = none).
 # --dist loadscope hands each worker whole modules (and classes), so a module's server or
-# platform fixture is built once, not once per worker that drew some of its tests; the
-# slowest tests' times are printed at the end, to see where the suite's time goes.
+# platform fixture is built once, not once per worker that drew some of its tests; in the
+# order collected (tests/conftest.py puts the slowest modules first), not xdist's own order
+# (most tests first, which left the one-test end-to-end modules running alone at the end).
+# The slowest tests' times are printed at the end, to see where the suite's time goes.
 PYTEST_WORKERS ?= 2
-PYTEST_DIST ?= --dist loadscope --durations=40
+PYTEST_DIST ?= --dist loadscope --no-loadscope-reorder --durations=40
 
 .DEFAULT_GOAL := help
 .PHONY: help install install-run run test test-integration lint format typecheck bench clean assets

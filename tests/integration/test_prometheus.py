@@ -135,6 +135,14 @@ def _value(prometheus: str, promql: str, at: float | None = None) -> float | Non
     return float(found[0]["value"][1]) if found else None
 
 
+def _newest_sample(prometheus: str, selector: str) -> float:
+    """The time of the newest sample of a range selector's series (Unix seconds)."""
+    series = _query(prometheus, selector)
+    times = [float(at) for found in series for at, _ in found["values"]]
+    assert times, (selector, series)
+    return max(times)
+
+
 def _predict(platform: Platform, http: httpx.Client, row: int) -> str:
     frame, _ = cancer_frame()
     answer = http.post(
@@ -173,8 +181,10 @@ def test_prometheus_counts_the_requests_on_the_platform_and_the_replica(
     # Evaluated at the newest sample, so that Prometheus extrapolates nothing past it; before
     # the first sample it extrapolates towards zero by (first value / increase) of the
     # sampled interval: 1 of the 41 counted.
-    last = _value(prometheus, f"max(timestamp({gateway}))")
-    assert last is not None
+    # The newest sample's time, from the samples themselves: an instant query at a moment
+    # when a scrape had just failed (a 1 s scrape of a busy platform can) finds the series
+    # stale and answers nothing.
+    last = _newest_sample(prometheus, f"{gateway}[1m]")
     increase = _value(prometheus, f"sum(increase({gateway}[1m]))", last)
     rate = _value(prometheus, f"sum(rate({gateway}[1m]))", last)
     assert increase is not None

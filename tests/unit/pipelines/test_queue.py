@@ -137,13 +137,16 @@ def test_retries_wait_their_backoff_then_fail_and_skip_dependents(any_store: Met
     for failure in (1, 2):
         held = claim(any_store, now=now)
         assert held is not None
+        backoff = timedelta(seconds=5 * 2 ** (failure - 1))  # 5 s, then 10 s
+        before = utcnow()
         with any_store.session() as session:
             assert queue.fail(session, held.step_run_id, held.token, ERROR, retryable=True)
+        after = utcnow()
         step = step_of(get(any_store, run.id), "a")
         assert step.status == StepStatus.QUEUED
         assert step.next_attempt_at is not None
-        wait = (step.next_attempt_at - utcnow()).total_seconds()
-        assert 5 * 2 ** (failure - 1) - 1 < wait <= 5 * 2 ** (failure - 1)  # 5 s, then 10 s
+        # Counted from the failure: between the clock read before and after it.
+        assert before + backoff <= step.next_attempt_at <= after + backoff
         assert claim(any_store, now=utcnow()) is None  # not before its backoff
         now = step.next_attempt_at
     held = claim(any_store, now=now)

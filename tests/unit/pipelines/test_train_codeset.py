@@ -7,6 +7,7 @@ metrics land on a loopml run that records the codeset version. It runs in a proj
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,6 +71,12 @@ steps:
 """
 
 
+def _why(store: Any, artifacts: Any, run_id: str, step: str) -> str:
+    """A failed step's error and the end of its log, whole: what a CI log needs to say why."""
+    attempt, log = service.read_log(store, artifacts, PROJECT, run_id, step)
+    return f"{attempt.error}\n--- the step's log, its end:\n{log[-4000:].decode(errors='replace')}"
+
+
 def test_a_codeset_trains_in_its_environment_and_logs_through_mlflow_rest(
     tmp_path: Path,
 ) -> None:
@@ -94,7 +101,7 @@ def test_a_codeset_trains_in_its_environment_and_logs_through_mlflow_rest(
         with running_worker(store, artifacts, settings, LONG_LEASE):
             done = wait_run(store, run.id, timeout_s=240, project=PROJECT)
         train = step_of(done, "train")
-        assert done.status == "SUCCEEDED", train.error
+        assert done.status == "SUCCEEDED", _why(store, artifacts, done.id, "train")
         assert train.outputs is not None
         assert train.outputs["metrics"] == {"alpha_sq": pytest.approx(0.64)}
         with Client(platform.url) as client:
@@ -112,7 +119,7 @@ def test_a_codeset_trains_in_its_environment_and_logs_through_mlflow_rest(
         again = service.start_run(store, PROJECT, "fit-code", {"code": "squarer"}, actor="t")
         with running_worker(store, artifacts, settings, LONG_LEASE):
             second = step_of(wait_run(store, again.id, timeout_s=240, project=PROJECT), "train")
-        assert second.status == "SUCCEEDED", second.error
+        assert second.status == "SUCCEEDED", _why(store, artifacts, again.id, "train")
         assert second.outputs is not None
         assert second.outputs["metrics"] == {"alpha_sq": pytest.approx(0.512)}
         envs = [p for p in (home / "codeset-envs").iterdir() if p.is_dir()]
