@@ -183,9 +183,12 @@ def _loopml(spec: DataSet, train: pd.DataFrame, budget: float, n_jobs: int) -> t
     return Result("loopml (search+fit+package)", 0.0, wall, size / 1e6, note), result.model
 
 
-def _whole_call(spec: DataSet, train: pd.DataFrame, budget: float, n_jobs: int) -> Result:
-    """``train_model`` on ``train`` in a fresh embedded home: its wall time (the clock
-    starts at the call, after the table and the dataset are written)."""
+def whole_train_call(
+    train: pd.DataFrame, task: str, metric: str, budget: float, n_jobs: int
+) -> tuple[Any, float]:
+    """``train_model`` on ``train`` (a ``target`` column) in a fresh embedded home, and its
+    wall time (the clock starts at the call, after the table and the dataset are written).
+    bench/automl_budget.py calls it too."""
     import pyarrow as pa
 
     from loopml.core.datasets import SplitSpec
@@ -201,7 +204,7 @@ def _whole_call(spec: DataSet, train: pd.DataFrame, budget: float, n_jobs: int) 
         artifacts = open_artifact_store(settings)
         table = pa.Table.from_pandas(train, preserve_index=False)
         lake.ingest_arrow(store, artifacts, "default", "bench", table, actor="bench")
-        stratify = "target" if spec.task == "classification" else None
+        stratify = "target" if task == "classification" else None
         split = SplitSpec(eval_fraction=0.2, seed=0, stratify=stratify)
         datasets.create_version(
             store, artifacts, "default", "bench_snap", "bench", split=split, actor="bench"
@@ -211,14 +214,19 @@ def _whole_call(spec: DataSet, train: pd.DataFrame, budget: float, n_jobs: int) 
         outcome = train_model(
             "bench_snap",
             target="target",
-            task=spec.task,
-            metric=spec.metric,
+            task=task,
+            metric=metric,
             budget_s=budget,
             register_as="bench",
             settings=settings,
             n_jobs=n_jobs,
         )
-        wall = time.perf_counter() - started
+        return outcome, time.perf_counter() - started
+
+
+def _whole_call(spec: DataSet, train: pd.DataFrame, budget: float, n_jobs: int) -> Result:
+    """``train_model`` on ``train`` in a fresh embedded home: its wall time."""
+    outcome, wall = whole_train_call(train, spec.task, spec.metric, budget, n_jobs)
     scores = (outcome.evaluation.metrics if outcome.evaluation else {}).get(spec.metric)
     note = (
         f"train_model: reported {outcome.elapsed_s:.1f} s; {spec.metric} {scores} on its own "

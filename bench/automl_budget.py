@@ -29,8 +29,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -61,40 +59,11 @@ def _frame(name: str) -> tuple[Any, str]:
 
 def _child(name: str, budget: float, n_jobs: int) -> dict[str, Any]:
     """One ``train_model`` call on ``name`` in a fresh embedded home."""
-    import pyarrow as pa
-
-    from loopml.core.datasets import SplitSpec
-    from loopml.data import datasets, lake
-    from loopml.sdk.training import train_model
-    from loopml.settings import Settings
-    from loopml.wiring import open_artifact_store, open_metadata_store
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from automl import whole_train_call  # bench/automl.py: the same home, table and call
 
     frame, task = _frame(name)
-    with tempfile.TemporaryDirectory() as home:
-        settings = Settings(home=Path(home))
-        store = open_metadata_store(settings)
-        store.upgrade()
-        artifacts = open_artifact_store(settings)
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        lake.ingest_arrow(store, artifacts, "default", "bench", table, actor="bench")
-        stratify = "target" if task == "classification" else None
-        split = SplitSpec(eval_fraction=0.2, seed=0, stratify=stratify)
-        datasets.create_version(
-            store, artifacts, "default", "bench_snap", "bench", split=split, actor="bench"
-        )
-        store.dispose()
-        started = time.perf_counter()
-        outcome = train_model(
-            "bench_snap",
-            target="target",
-            task=task,
-            metric=METRICS[name],
-            budget_s=budget,
-            register_as="bench",
-            settings=settings,
-            n_jobs=n_jobs,
-        )
-        wall = time.perf_counter() - started
+    outcome, wall = whole_train_call(frame, task, METRICS[name], budget, n_jobs)
     metrics = outcome.evaluation.metrics if outcome.evaluation else {}
     return {
         "wall": wall,
