@@ -7,10 +7,9 @@ its own, read from the stored verdict, so the two can never read as a contradict
 
 from __future__ import annotations
 
-import json
-import shlex
 from typing import TYPE_CHECKING, Any
 
+from loopml.cli import _endpoints
 from loopml.cli._demo_data import DEPLOYMENT, MODEL, PROJECT
 from loopml.cli._output import console
 
@@ -144,20 +143,12 @@ def figures(now: dict[str, Any], *, promoted: bool) -> str:
 
 def predict_url(url: str) -> str:
     """Where clients call the demo's deployment (through the gateway)."""
-    return f"{url}/projects/{PROJECT}/deployments/{DEPLOYMENT}/predict"
+    return _endpoints.predict_url(url, PROJECT, DEPLOYMENT)
 
 
-def curl_line(url: str, row: dict[str, Any]) -> str:
-    """A ``curl`` command, on one line, that sends ``row`` (every feature) for a prediction."""
-    body = json.dumps({"instances": [row]}, separators=(",", ":"))
-    return (
-        f"curl -s {shlex.quote(predict_url(url))} -H 'content-type: application/json' "
-        f"-d {shlex.quote(body)}"
-    )
-
-
-def urls(url: str, row: dict[str, Any], elapsed_s: float) -> None:
-    """The closing lines: where to look, and a prediction to try."""
+def urls(url: str, row: dict[str, Any], elapsed_s: float, token: str | None = None) -> None:
+    """The closing lines: where to look, and a prediction to try (with the demo's ``token``
+    when authentication is on)."""
     console.print(
         f"\n[bold]demo done in {elapsed_s:.0f} s[/]\n"
         f"  predict     {predict_url(url)}\n"
@@ -170,4 +161,4 @@ def urls(url: str, row: dict[str, Any], elapsed_s: float) -> None:
         soft_wrap=True,
     )
     # Plain print: Rich would wrap the long line, and a wrapped line does not paste.
-    print(curl_line(url, row), flush=True)
+    print(_endpoints.curl_line(predict_url(url), row, token), flush=True)

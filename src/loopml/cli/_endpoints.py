@@ -32,10 +32,18 @@ def feedback_path(project: str, name: str) -> str:
     return f"/api/v1/projects/{project}/deployments/{name}/feedback"
 
 
-def curl_line(url: str, row: dict[str, Any]) -> str:
-    """One line of shell that POSTs ``row`` to ``url`` as ``{"instances": [row]}``."""
+def curl_line(url: str, row: dict[str, Any], token: str | None = None) -> str:
+    """One line of shell that POSTs ``row`` to ``url`` as ``{"instances": [row]}``; with the
+    CLI's ``token`` (authentication on), it sends that token as the CLI does, named by where
+    it lives (``$LOOPML_TOKEN`` or ``loopml login``'s file), never printed."""
+    from loopml.cli._token import shell_reference
+
     body = json.dumps({"instances": [row]}, separators=(",", ":"))
-    return f"curl -s {shlex.quote(url)} -H 'content-type: application/json' -d {shlex.quote(body)}"
+    auth = f' -H "authorization: Bearer {shell_reference(token)}"' if token else ""
+    return (
+        f"curl -s {shlex.quote(url)} -H 'content-type: application/json'{auth} "
+        f"-d {shlex.quote(body)}"
+    )
 
 
 def example_row(client: Client, deployment: Deployment) -> dict[str, Any] | None:
@@ -64,8 +72,9 @@ def example_row(client: Client, deployment: Deployment) -> dict[str, Any] | None
     return rows[0] if isinstance(rows, list) and rows and isinstance(rows[0], dict) else None
 
 
-def show(client: Client, deployment: Deployment) -> None:
-    """Print the deployment's URLs and, when an example row is known, a curl line."""
+def show(client: Client, deployment: Deployment, token: str | None = None) -> None:
+    """Print the deployment's URLs and, when an example row is known, a curl line (sending
+    the CLI's ``token``, if it has one)."""
     url = predict_url(client.url, deployment.project, deployment.name)
     base = url.removesuffix("/predict")
     console.print(
@@ -79,4 +88,4 @@ def show(client: Client, deployment: Deployment) -> None:
     row = example_row(client, deployment)
     if row is not None:
         console.print("try (one line):", highlight=False)
-        print(curl_line(url, row), flush=True)
+        print(curl_line(url, row, token), flush=True)

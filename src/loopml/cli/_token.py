@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 
@@ -33,3 +34,14 @@ def save_token(token: str) -> Path:
         handle.write(token + "\n")
     os.replace(tmp, path)
     return path
+
+
+def shell_reference(token: str) -> str:
+    """How a line of shell the CLI prints gets ``token`` (the one the CLI sends) when pasted,
+    without printing the secret: ``$LOOPML_TOKEN`` when that is where it came from, else
+    ``$(cat FILE)`` for the one ``loopml login`` stored, else ``$LOOPML_TOKEN`` to be set."""
+    if os.environ.get("LOOPML_TOKEN") == token:
+        return "$LOOPML_TOKEN"
+    if stored_token() == token:
+        return f"$(cat {shlex.quote(str(token_file()))})"
+    return "$LOOPML_TOKEN"

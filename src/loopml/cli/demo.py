@@ -285,7 +285,7 @@ def run_demo(
         )
         labelled = len(data.after) - 5 * failed + (0 if result.passed else len(data.live))
         out.monitored(client, champion, labelled, promoted=result.passed)
-    out.urls(url, features(data.after[0]), time.monotonic() - started)
+    out.urls(url, features(data.after[0]), time.monotonic() - started, token)
 
 
 def demo(

@@ -203,7 +203,7 @@ def deploy(
         if output == "table":
             from loopml.cli import _endpoints
 
-            _endpoints.show(client, deployment)
+            _endpoints.show(client, deployment, state(ctx).token())
 
 
 def _replica_bounds(

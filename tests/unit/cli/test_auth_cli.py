@@ -82,3 +82,46 @@ def test_up_says_when_auth_is_on_without_an_admin(tmp_path: Path) -> None:
     service.create_user(store, "root", "a long admin passphrase", platform_admin=True, actor="t")
     assert _auth_line(store, on) == "on (1 platform admin)"
     store.dispose()
+
+
+@pytest.mark.parametrize("source", ["environment", "login"])
+def test_a_printed_curl_line_sends_the_clis_token_without_printing_it(
+    env: Path, monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
+    import http.server
+    import subprocess
+    import threading
+
+    from loopml.cli._endpoints import curl_line
+
+    token = "lm_abcdefgh_" + "t" * 43
+    if source == "environment":
+        monkeypatch.setenv("LOOPML_TOKEN", token)
+    else:
+        monkeypatch.delenv("LOOPML_TOKEN", raising=False)
+        save_token(token)
+    seen: list[str | None] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append(self.headers.get("authorization"))
+            self.rfile.read(int(self.headers["content-length"]))
+            self.send_response(200)
+            self.send_header("content-length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    line = curl_line(f"http://127.0.0.1:{server.server_port}/predict", {"x": 1}, token)
+    assert token not in line
+    assert "authorization: Bearer $" in line
+    pasted = subprocess.run(["bash", "-c", line], capture_output=True, text=True, timeout=30)
+    server.server_close()
+    assert pasted.returncode == 0, pasted.stderr
+    assert seen == [f"Bearer {token}"]
+    # Without a token (authentication off) the line sends none.
+    assert "authorization" not in curl_line("http://127.0.0.1:1/predict", {"x": 1})
