@@ -1,8 +1,8 @@
 """MLflow 2's model version stages as loopml aliases (``core.mlflow_models.STAGE_ALIASES``):
 moving a version to a stage points that stage's alias at it, through the same alias rules
-(Production is ``champion``, so the gate decides), and takes the version's other stage
-aliases off it, so a version is in one stage at a time. One transaction: a refused move
-changes nothing.
+(``versions.move_alias``: Production is ``champion``, so the gate decides), and takes the
+version's other stage aliases off it, so a version is in one stage at a time. One
+transaction: a refused move changes nothing.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from loopml.core.mlflow_models import STAGE_ALIASES, STAGES, stage_of
 from loopml.core.registry import ModelVersion
+from loopml.registry.versions import move_alias
 from loopml.store import MetadataStore, model_versions, models
 
 
@@ -37,14 +38,14 @@ def transition_stage(
         alias = STAGE_ALIASES.get(stage)
         previous = _holder(session, project, model, alias) if alias else None
         if alias is not None:
-            models.set_alias(session, project, model, alias, version, actor=actor)
+            move_alias(session, project, model, alias, version, actor=actor)
         for other in (a for s, a in STAGE_ALIASES.items() if s != stage):
             if other in current.aliases:
                 models.delete_alias(session, project, model, other, actor=actor)
         archive = STAGE_ALIASES["Archived"]
         moved_off = previous is not None and previous != version
         if archive_existing and moved_off and alias != archive and previous is not None:
-            models.set_alias(session, project, model, archive, previous, actor=actor)
+            move_alias(session, project, model, archive, previous, actor=actor)
         return model_versions.get(session, project, model, version)
 
 

@@ -1,7 +1,8 @@
 """Registering, resolving, aliasing and deleting model versions: the registry's services.
 
 Each service takes its backends as arguments (a ``MetadataStore``, an ``ArtifactStore``)
-and opens its own transactions.
+and opens its own transactions; ``move_alias`` runs in its caller's (``stages`` moves
+several aliases in one).
 """
 
 from __future__ import annotations
@@ -10,13 +11,16 @@ import contextlib
 import logging
 from datetime import timedelta
 
-from loopml.core import layout
+from sqlalchemy.orm import Session
+
+from loopml.core import layout, promotion
 from loopml.core.errors import AlreadyExistsError, LoopmlError
-from loopml.core.refs import ModelRef, validate_model_name
+from loopml.core.gate import PROTECTED_ALIAS
+from loopml.core.refs import ModelRef, validate_alias, validate_model_name
 from loopml.core.registry import ModelVersion, VersionStatus
 from loopml.registry._verify import VerificationFailed, verify_package
 from loopml.storage import ArtifactStore
-from loopml.store import MetadataStore, lineage, model_versions, models
+from loopml.store import MetadataStore, check_actor, gates, lineage, model_versions, models
 
 log = logging.getLogger("loopml.registry")
 
@@ -118,12 +122,55 @@ def set_alias(
     """Point ``alias`` at a READY ``version`` (emits ``model.alias.set`` with from/to).
 
     ``champion`` moves only to a version the gate passed, unless ``force`` with a
-    ``reason`` (audited as ``model.promotion.forced``); see ``store.models.set_alias``.
+    ``reason`` (audited as ``model.promotion.forced``); the rules are
+    ``core.promotion.decide_alias_move``.
+
+    Raises:
+        ConflictError: the version is not READY.
+        GateRequiredError: ``champion`` to a version the gate has not passed, unforced.
+        ValidationError: a bad alias or actor, or ``force`` without a reason.
+        NotFoundError: no such project, model or version.
     """
     with store.session() as session:
-        return models.set_alias(
+        return move_alias(
             session, project, model, alias, version, actor=actor, force=force, reason=reason
         )
+
+
+def move_alias(
+    session: Session,
+    project: str,
+    model: str,
+    alias: str,
+    version: int,
+    *,
+    actor: str,
+    force: bool = False,
+    reason: str | None = None,
+) -> ModelVersion:
+    """``set_alias`` inside the caller's transaction (``transition_stage`` moves several).
+
+    The model row is locked before the version and its verdict are read, and the move is
+    written in the same transaction: a concurrent move of the model's aliases waits, so the
+    rules judge what the move then records.
+    """
+    validate_alias(alias)
+    check_actor(actor)
+    reason = promotion.checked_reason(force, reason)
+    models.lock(session, project, model)
+    target = model_versions.get(session, project, model, version)
+    verdict = gates.latest_verdict(session, target.id) if alias == PROTECTED_ALIAS else None
+    move = promotion.decide_alias_move(
+        model=model,
+        alias=alias,
+        version=version,
+        status=target.status,
+        status_message=target.status_message,
+        verdict=verdict,
+        force=force,
+        reason=reason,
+    )
+    return models.move_alias(session, project, model, move, actor=actor)
 
 
 def remove_alias(store: MetadataStore, project: str, model: str, alias: str, *, actor: str) -> None:

@@ -2,8 +2,9 @@
 
 A policy belongs to a registered model; evaluations and verdicts to a version. A version's
 evaluation on one eval set (``eval_hash``) is replaced when it is evaluated again; verdicts
-accumulate, and the newest one decides whether the version may be promoted (see
-``store.models.set_alias``). Every change appends its event in the same transaction.
+accumulate, and the newest one decides whether the version may be promoted (read here by
+``latest_verdict``, judged by ``core.promotion``). Every change appends its event in the same
+transaction.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from loopml.core.gate import (
     RuleOutcome,
     StoredEvaluation,
 )
+from loopml.core.promotion import Verdict
 from loopml.core.registry import ModelVersion
 from loopml.store import events
 from loopml.store._checks import check_actor, check_limit
@@ -253,14 +255,16 @@ def latest_result(session: Session, project: str, model: str, version: int) -> G
     return results[0] if results else None
 
 
-def latest_result_of(session: Session, version_id: str) -> GateResultRow | None:
-    """The newest verdict row of a version, by its id (for the promotion check)."""
-    return session.scalar(
+def latest_verdict(session: Session, version_id: str) -> Verdict | None:
+    """The newest verdict of a version, by its id (``ModelVersion.id``), as promotion reads
+    it; ``None`` when the gate never judged it."""
+    row = session.scalar(
         select(GateResultRow)
         .where(GateResultRow.version_id == version_id)
         .order_by(GateResultRow.created_at.desc(), GateResultRow.id.desc())
         .limit(1)
     )
+    return None if row is None else Verdict(id=row.id, passed=row.passed, rules=tuple(row.rules))
 
 
 def list_results(

@@ -3,6 +3,9 @@
 Versions live in ``store.model_versions``. Every function takes a ``Session`` from
 ``MetadataStore.session()``; the change and its event commit or vanish together.
 
+Which version an alias may point at is decided by ``core.promotion`` (the registry asks it);
+``move_alias`` records the move it allowed.
+
 Deleting a model that still has versions is refused (``ConflictError``) unless ``force``
 is given; a forced delete removes its aliases, versions and tags, never the runs or the
 artifacts the versions were built from (those belong to the runs).
@@ -11,6 +14,7 @@ artifacts the versions were built from (those belong to the runs).
 from __future__ import annotations
 
 import contextlib
+from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import delete as sql_delete
@@ -20,22 +24,20 @@ from sqlalchemy.orm import Session
 from loopml.core.errors import (
     AlreadyExistsError,
     ConflictError,
-    GateRequiredError,
     NotFoundError,
     ValidationError,
 )
-from loopml.core.gate import MAX_REASON, PROTECTED_ALIAS
+from loopml.core.promotion import AliasMove
 from loopml.core.refs import NAME_PATTERN, ModelRef, validate_alias, validate_model_name
 from loopml.core.registry import (
     MAX_DESCRIPTION,
     MAX_TAGS,
     ModelVersion,
     RegisteredModel,
-    VersionStatus,
     validate_tag,
 )
 from loopml.core.types import Page
-from loopml.store import events, gates
+from loopml.store import events
 from loopml.store._checks import check_actor, check_limit, check_text
 from loopml.store._errors import add_unique
 from loopml.store._registry import (
@@ -258,53 +260,45 @@ def delete(session: Session, project: str, name: str, *, force: bool = False, ac
     return versions
 
 
-def set_alias(
-    session: Session,
-    project: str,
-    name: str,
-    alias: str,
-    version: int,
-    *,
-    actor: str,
-    force: bool = False,
-    reason: str | None = None,
+def lock(session: Session, project: str, name: str) -> None:
+    """Lock model ``name`` until the transaction ends, so moves of its aliases (and the
+    numbering of its versions) take turns; ``NotFoundError`` when it is missing."""
+    model_row(session, project, name, lock=True)
+
+
+def move_alias(
+    session: Session, project: str, name: str, move: AliasMove, *, actor: str
 ) -> ModelVersion:
-    """Point ``alias`` at ``version`` (create or move it) and append ``model.alias.set``.
+    """Point ``move.alias`` at ``move.version`` (create or move it) and append
+    ``model.alias.set``, after ``model.promotion.forced`` when the move overrides the gate.
 
-    The model row is locked first, so concurrent moves of one model's aliases take turns:
-    the last to commit wins, and every move is an event whose ``from_version`` is the
-    version the alias really left.
-
-    ``champion`` (``core.gate.PROTECTED_ALIAS``) is guarded by the gate: it moves only to a
-    version whose newest gate verdict passed. ``force`` with a ``reason`` overrides that,
-    and the override is recorded as a ``model.promotion.forced`` event with the actor.
+    This writes what ``core.promotion.decide_alias_move`` allowed and checks none of its
+    rules: decide in the same transaction, after ``lock``. The model row is locked here too,
+    so concurrent moves of one model's aliases take turns: the last to commit wins, and every
+    move is an event whose ``from_version`` is the version the alias really left.
 
     Raises:
-        ConflictError: the version is not READY (only verified versions carry aliases).
-        GateRequiredError: ``champion`` to a version whose newest verdict failed or that has
-            none, without ``force``.
-        ValidationError: ``force`` without a reason.
         NotFoundError: no such project, model or version.
     """
-    validate_alias(alias)
+    validate_alias(move.alias)
     check_actor(actor)
-    if force:
-        reason = check_text("reason", reason or "", max_length=MAX_REASON)
-        if not reason.strip(" \t\r\n"):
-            raise ValidationError("a forced promotion needs a reason that is not blank")
     model = model_row(session, project, name, lock=True)
-    target = version_row(session, project, model, version)
-    if target.status != VersionStatus.READY:
-        raise ConflictError(
-            f"version {version} of model {name!r} is {target.status}: only READY versions "
-            f"can carry an alias ({target.status_message or 'registration not verified'})",
-            details={"model": name, "version": version, "status": target.status},
+    target = version_row(session, project, model, move.version)
+    if move.forced is not None:
+        _event(
+            session,
+            "model.promotion.forced",
+            project,
+            name,
+            actor,
+            alias=move.alias,
+            version=move.version,
+            **asdict(move.forced),
         )
-    gate = _check_gate(session, project, name, alias, version, target.id, force, reason, actor)
-    current = session.get(ModelAliasRow, (model.id, alias))
+    current = session.get(ModelAliasRow, (model.id, move.alias))
     previous: int | None = None
     if current is None:
-        session.add(ModelAliasRow(model_id=model.id, alias=alias, version_id=target.id))
+        session.add(ModelAliasRow(model_id=model.id, alias=move.alias, version_id=target.id))
     else:
         previous = session.scalar(
             select(ModelVersionRow.version).where(ModelVersionRow.id == current.version_id)
@@ -317,62 +311,12 @@ def set_alias(
         project,
         name,
         actor,
-        alias=alias,
+        alias=move.alias,
         from_version=previous,
-        to_version=version,
-        **gate,
+        to_version=move.version,
+        **move.event_fields(),
     )
     return version_to_domain(session, target, name, project)
-
-
-def _check_gate(
-    session: Session,
-    project: str,
-    name: str,
-    alias: str,
-    version: int,
-    version_id: str,
-    force: bool,
-    reason: str | None,
-    actor: str,
-) -> dict[str, object]:
-    """Refuse a protected alias move the gate does not allow; the event fields it adds."""
-    if alias != PROTECTED_ALIAS:
-        return {}
-    verdict = gates.latest_result_of(session, version_id)
-    if verdict is not None and verdict.passed:
-        return {"gate_result_id": verdict.id}
-    state = "failed" if verdict is not None else "missing"
-    if not force:
-        why = (
-            f"its latest gate verdict failed ({_failed_rules(verdict.rules)})"
-            if verdict is not None
-            else "the gate has not judged it"
-        )
-        raise GateRequiredError(
-            f"version {version} of model {name!r} cannot become {alias!r}: {why}. Run "
-            f"`loopml models gate {name}/{version}`, or force it with a reason "
-            "(`--force --reason ...`), which is audited",
-            details={"model": name, "version": version, "gate": state},
-        )
-    _event(
-        session,
-        "model.promotion.forced",
-        project,
-        name,
-        actor,
-        alias=alias,
-        version=version,
-        gate=state,
-        gate_result_id=verdict.id if verdict is not None else None,
-        reason=reason,
-    )
-    return {"forced": True, "reason": reason}
-
-
-def _failed_rules(rules: list[dict[str, object]]) -> str:
-    failed = [str(r.get("message", r.get("metric", "?"))) for r in rules if not r.get("passed")]
-    return "; ".join(failed) or "no rule passed"
 
 
 def delete_alias(session: Session, project: str, name: str, alias: str, *, actor: str) -> None:

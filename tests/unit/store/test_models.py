@@ -9,11 +9,14 @@ from pathlib import Path
 import pytest
 
 from loopml.core.errors import AlreadyExistsError, ConflictError, NotFoundError, ValidationError
+from loopml.core.gate import GatePolicy, RuleOutcome
+from loopml.core.promotion import AliasMove, ForcedPromotion
 from loopml.core.registry import MAX_TAGS, VersionStatus
 from loopml.storage import LocalArtifactStore
 from loopml.store import (
     MetadataStore,
     events,
+    gates,
     lineage,
     model_tags,
     model_versions,
@@ -168,10 +171,8 @@ def test_aliases_move_resolve_and_guard_deletion(store: MetadataStore, tmp_path:
     _register(store, tmp_path, n=3)
     _ready(store, 1, 2)
     with store.session() as session:
-        with pytest.raises(ConflictError, match="only READY versions"):
-            models.set_alias(session, "default", "churn", "prod", 3, actor="ada")
-        models.set_alias(session, "default", "churn", "prod", 1, actor="ada")
-        moved = models.set_alias(session, "default", "churn", "prod", 2, actor="bob")
+        models.move_alias(session, "default", "churn", AliasMove("prod", 1), actor="ada")
+        moved = models.move_alias(session, "default", "churn", AliasMove("prod", 2), actor="bob")
         assert moved.aliases == ["prod"]
         assert models.get(session, "default", "churn").aliases == {"prod": 2}
         assert model_versions.resolve(session, "default", "churn@prod").version == 2
@@ -205,6 +206,99 @@ def test_aliases_move_resolve_and_guard_deletion(store: MetadataStore, tmp_path:
     assert "model.version.deleted" in _types(store, "model.version.*")
 
 
+def test_move_alias_records_the_move_the_rules_allowed(
+    store: MetadataStore, tmp_path: Path
+) -> None:
+    _register(store, tmp_path, n=2)
+    _ready(store, 1, 2)
+    override = ForcedPromotion(gate="failed", gate_result_id="r1", reason="hotfix #12")
+    with store.session() as session:
+        forced = AliasMove("champion", 1, forced=override)
+        models.move_alias(session, "default", "churn", forced, actor="ada")
+        passed = AliasMove("champion", 2, gate_result_id="r2")
+        models.move_alias(session, "default", "churn", passed, actor="bob")
+        with pytest.raises(NotFoundError, match="version 9 of model 'churn' not found"):
+            models.move_alias(session, "default", "churn", AliasMove("prod", 9), actor="ada")
+    with store.session() as session:
+        feed = events.list_(session, type="model.*", limit=1000).items
+    moves = [
+        (e.type, e.actor, e.payload) for e in feed if "promotion" in e.type or "alias" in e.type
+    ]
+    assert moves == [
+        (
+            "model.promotion.forced",
+            "ada",
+            {
+                "model": "churn",
+                "alias": "champion",
+                "version": 1,
+                "gate": "failed",
+                "gate_result_id": "r1",
+                "reason": "hotfix #12",
+            },
+        ),
+        (
+            "model.alias.set",
+            "ada",
+            {
+                "model": "churn",
+                "alias": "champion",
+                "from_version": None,
+                "to_version": 1,
+                "forced": True,
+                "reason": "hotfix #12",
+            },
+        ),
+        (
+            "model.alias.set",
+            "bob",
+            {
+                "model": "churn",
+                "alias": "champion",
+                "from_version": 1,
+                "to_version": 2,
+                "gate_result_id": "r2",
+            },
+        ),
+    ]
+
+
+def test_latest_verdict_is_the_newest_gate_result(store: MetadataStore, tmp_path: Path) -> None:
+    _register(store, tmp_path, n=1)
+
+    def record(passed: bool) -> str:
+        rule = RuleOutcome(rule="threshold", metric="roc_auc", passed=passed, message="m")
+        with store.session() as session:
+            return gates.record_result(
+                session,
+                "default",
+                "churn",
+                1,
+                policy=GatePolicy(),
+                eval_hash="ab" * 8,
+                champion_version=None,
+                rules=[rule],
+                actor="a",
+            ).id
+
+    with store.session() as session:
+        version_id = model_versions.get(session, "default", "churn", 1).id
+        assert gates.latest_verdict(session, version_id) is None
+    failed = record(False)
+    with store.session() as session:
+        verdict = gates.latest_verdict(session, version_id)
+    assert verdict is not None
+    assert (verdict.id, verdict.passed) == (failed, False)
+    assert [(r["metric"], r["passed"], r["message"]) for r in verdict.rules] == [
+        ("roc_auc", False, "m")
+    ]
+    passed = record(True)
+    with store.session() as session:
+        newest = gates.latest_verdict(session, version_id)
+    assert newest is not None
+    assert (newest.id, newest.passed) == (passed, True)
+
+
 def test_no_ready_version_is_a_clear_not_found(store: MetadataStore, tmp_path: Path) -> None:
     _register(store, tmp_path, n=1)
     with store.session() as session, pytest.raises(NotFoundError, match="no READY version"):
@@ -215,7 +309,7 @@ def test_delete_model_with_versions_needs_force(store: MetadataStore, tmp_path: 
     _register(store, tmp_path, n=2)
     _ready(store, 1)
     with store.session() as session:
-        models.set_alias(session, "default", "churn", "prod", 1, actor="ada")
+        models.move_alias(session, "default", "churn", AliasMove("prod", 1), actor="ada")
     with pytest.raises(ConflictError, match="2 version"), store.session() as session:
         models.delete(session, "default", "churn", actor="ada")
     with store.session() as session:
