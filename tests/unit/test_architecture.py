@@ -1,16 +1,18 @@
 """The house rules of docs/architecture.md, checked on the code as it is: module size,
-function complexity, the documented layers equal to the enforced ones, the import
-contracts catching a wrong import, and no package reaching into another's private parts."""
+function complexity, the documented layers and contracts equal to the enforced ones, the
+import contracts catching a wrong import, and no package reaching into another's private
+parts."""
 
 from __future__ import annotations
 
 import ast
-import re
+import difflib
 import shutil
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from radon.complexity import cc_visit
@@ -88,18 +90,83 @@ def test_no_package_imports_another_packages_private_parts() -> None:
     )
 
 
-def _contracts() -> list[dict[str, object]]:
+def _contracts() -> list[dict[str, Any]]:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    contracts: list[dict[str, object]] = config["tool"]["importlinter"]["contracts"]
+    contracts: list[dict[str, Any]] = config["tool"]["importlinter"]["contracts"]
     return contracts
 
 
-def test_documented_layers_are_the_enforced_layers() -> None:
-    layers = next(c for c in _contracts() if c["type"] == "layers")["layers"]
+def _documented(tag: str) -> list[str]:
+    """The lines between ``<!-- {tag}: begin`` and ``<!-- {tag}: end -->`` in the doc."""
     doc = (ROOT / "docs" / "architecture.md").read_text()
-    block = doc.split("<!-- layers: begin", 1)[1].split("<!-- layers: end -->", 1)[0]
-    documented = re.findall(r"^\d+\. `([^`]+)`$", block, flags=re.MULTILINE)
-    assert documented == layers
+    begin, end = f"<!-- {tag}: begin", f"<!-- {tag}: end -->"
+    assert begin in doc, f"docs/architecture.md lost its {begin} line"
+    assert end in doc, f"docs/architecture.md lost its {end} line"
+    block = doc.split(begin, 1)[1].split("-->", 1)[1].split(end, 1)[0]
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def _must_match(tag: str, documented: list[str], enforced: list[str]) -> None:
+    diff = "\n".join(
+        difflib.unified_diff(
+            documented, enforced, "docs/architecture.md", "pyproject.toml", lineterm=""
+        )
+    )
+    assert documented == enforced, (
+        f"docs/architecture.md's {tag} block differs from pyproject.toml's import contracts "
+        f"(the contracts are the source: fix the doc, or the contract on purpose):\n{diff}"
+    )
+
+
+def _code_list(modules: list[str]) -> str:
+    return ", ".join(f"`{m}`" for m in modules)
+
+
+# What each contract type may hold that the doc shows; any other key (an ignore_imports,
+# say) would be a rule the doc hides, so the test asks for it to be shown first.
+_SHOWN = {
+    "layers": {"name", "type", "layers"},
+    "forbidden": {"name", "type", "source_modules", "forbidden_modules", "allow_indirect_imports"},
+    "acyclic_siblings": {"name", "type", "ancestors"},
+}
+
+
+def _rendered(contract: dict[str, Any]) -> str:
+    """One contract other than the layers as its line in the doc's contracts block."""
+    kind = contract["type"]
+    hidden = set(contract) - _SHOWN.get(kind, set())
+    assert kind in _SHOWN, f"docs/architecture.md cannot show a {kind} contract yet"
+    assert not hidden, (
+        f"contract {contract['name']!r} has {sorted(hidden)}, which docs/architecture.md "
+        "does not show: teach _rendered to write it"
+    )
+    if kind == "forbidden":
+        sources = " and ".join(f"`{m}`" for m in contract["source_modules"])
+        reach = (
+            "directly (indirect imports allowed)"
+            if contract.get("allow_indirect_imports")
+            else "even indirectly"
+        )
+        rule = f"{sources} never imports {_code_list(contract['forbidden_modules'])}, {reach}"
+    else:
+        rule = (
+            f"no import cycle between the sibling packages or modules under "
+            f"{_code_list(contract['ancestors'])}, at any depth"
+        )
+    return f"- **{contract['name']}**: {rule}"
+
+
+def test_documented_layers_are_the_enforced_layers() -> None:
+    (layers,) = [c for c in _contracts() if c["type"] == "layers"]
+    hidden = set(layers) - _SHOWN["layers"]
+    assert not hidden, f"the layers contract has {sorted(hidden)}, which the doc does not show"
+    enforced = [f"{n}. `{layer}`" for n, layer in enumerate(layers["layers"], 1)]
+    _must_match("layers", _documented("layers"), enforced)
+
+
+def test_documented_contracts_are_the_enforced_contracts() -> None:
+    enforced = [_rendered(c) for c in _contracts() if c["type"] != "layers"]
+    _must_match("contracts", _documented("contracts"), enforced)
 
 
 def _lint_imports(tree: Path) -> subprocess.CompletedProcess[str]:

@@ -1,4 +1,6 @@
-"""Domain core: ids, names, keys, domain types and the error hierarchy. No I/O."""
+"""Domain core: ids, names, keys, domain types, the error hierarchy and the pure policies
+(gate rules, who may carry an alias, canary judgement, retries and DAG unblocking, automation
+concurrency). No I/O; the bottom layer, importing nothing of loopml."""
 
 from loopml.core.errors import (
     AlreadyExistsError as AlreadyExistsError,

@@ -1,5 +1,7 @@
 """The deployment control plane: deployments resolved to revisions, rolled out to targets,
-kept running by a reconciler that follows alias moves (see docs/deployments.md).
+kept running by a reconciler that follows alias moves, automatic canaries judged from the
+monitor's windows (see docs/deployments.md). Above ``monitor`` and ``serve``, below
+``client``.
 
 ::
 

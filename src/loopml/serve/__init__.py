@@ -1,7 +1,7 @@
-"""Online serving: one model version behind the Open Inference Protocol (KServe V2) and
-``POST /predict``, with adaptive micro-batching and Prometheus metrics.
-
-::
+"""Online serving, as two programs: the model server (``server``: one model version behind
+the Open Inference Protocol (KServe V2) and ``POST /predict``, adaptive micro-batching) and
+the gateway (``gateway``: every deployment's front door, routing, canary, shadow, the
+activator), with the protocol pieces both speak (``oip``, ``metrics``, ``_fastpath``)::
 
     runtime = load_runtime(package_dir, manifest_sha256=version.manifest_sha256)
     app = create_model_app(runtime, deployment="churn-prod", model_name="churn", version=3)
@@ -9,8 +9,14 @@
 or, as a process: ``python -m loopml.serve --package DIR --manifest-sha256 HASH --name churn
 --version 3 --deployment churn-prod --port 9001``. See docs/serving.md.
 
-The names below are imported on first use, so that ``loopml.serve``'s subpackages (deploy
-targets, the gateway) do not pay for NumPy, pandas and ONNX Runtime unless they serve.
+Above ``predictions``, below ``monitor`` and ``deploy``. It imports ``packaging``, the
+prediction-log interface (``predictions.sink``, ``predictions.http_sink``), ``settings`` and
+``core``; never training, the registry, data or the stores, even indirectly (a contract in
+pyproject.toml).
+
+The names below are re-exported from ``loopml.packaging.runtime``, ``loopml.predictions.sink``
+and ``server`` on first use, so that importing the gateway (as the deploy targets do) does
+not pay for NumPy, pandas and ONNX Runtime.
 """
 
 from __future__ import annotations
