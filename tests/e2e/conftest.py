@@ -54,15 +54,16 @@ def base_env(home: Path) -> dict[str, str]:
 
 @contextmanager
 def running_server(
-    home: Path, extra_env: dict[str, str] | None = None, *args: str
+    home: Path, extra_env: dict[str, str] | None = None, *args: str, log_path: Path | None = None
 ) -> Iterator[RunningServer]:
-    """``loopml up ARGS`` on a free port with ``home``; yields once it answers healthy."""
+    """``loopml up ARGS`` on a free port with ``home``; yields once it answers healthy. Its
+    stdout and stderr go to ``log_path`` (``home/server.log`` by default)."""
     from loopml.client import Client
     from loopml.core.errors import ServiceUnavailableError
 
     port = free_port()
     env = {**base_env(home), **(extra_env or {})}
-    log_path = home / "server.log"
+    log_path = log_path or home / "server.log"
     with log_path.open("wb") as log:
         started = time.monotonic()
         process = subprocess.Popen(

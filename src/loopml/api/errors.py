@@ -15,7 +15,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import Match, Mount
 
-from loopml.core.errors import LoopmlError, error_headers
+from loopml.core.errors import DiskFullError, LoopmlError, error_headers
 
 log = logging.getLogger("loopml.api")
 
@@ -43,8 +43,12 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=all_headers)
 
 
-async def _loopml_error(_: Request, exc: Exception) -> Response:
+async def _loopml_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, LoopmlError)
+    if isinstance(exc, DiskFullError):
+        disk = getattr(request.app.state, "disk", None)  # set by the lifespan (startup.py)
+        if disk is not None:
+            disk.refused(str(exc.details.get("store", "unknown")))
     if exc.status >= 500:
         log.error("%s: %s", exc.code, exc.message)
     return error_response(exc.status, exc.code, exc.message, exc.details)

@@ -31,6 +31,7 @@ from loopml.data.streams.metrics import StreamCollector
 from loopml.data.streams.supervisor import StreamSupervisor
 from loopml.deploy import Serving
 from loopml.deploy.gateways import FrontDoor, GatewayProcesses
+from loopml.monitor.disk import DiskSpace
 from loopml.pipelines.automation import AutomationEngine, AutomationThread
 from loopml.pipelines.worker import Worker, WorkerConfig, WorkerThread, server_url
 from loopml.predictions.log import PredictionLog
@@ -170,8 +171,13 @@ def lifespan(ctx: AppContext) -> Callable[[FastAPI], AbstractAsyncContextManager
         await serving.start()
         records = RecordBatcher(ctx.store, ctx.artifacts, ctx.settings.lake)
         app.state.records = records
+        disk = DiskSpace({"home": ctx.settings.home})
+        app.state.disk = disk  # counts the requests refused with DiskFullError
+        serving.gateway.metrics.registry.register(disk)
         # Answers through the gateway (and the shadow's) are logged here, in the platform.
-        predictions = PredictionLog(records)
+        predictions = PredictionLog(
+            records, on_disk_full=lambda rows: disk.refused("prediction_log", rows)
+        )
         serving.gateway.on_answer = predictions.log_answer
         if serving.gateway.on_shadow is None:
             serving.gateway.on_shadow = predictions.log_shadow

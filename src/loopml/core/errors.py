@@ -159,6 +159,19 @@ class ServiceUnavailableError(LoopmlError):
     code = "service_unavailable"
 
 
+class DiskFullError(ServiceUnavailableError):
+    """A write was refused because the disk holding it is full (or over its quota); nothing
+    was written. Build one with ``core.disk.disk_full`` so the message names what and where.
+
+    507 Insufficient Storage, not 503: the platform is up and keeps serving, and a retry
+    fails until someone frees space, so clients must not retry it by themselves
+    (``details['retryable']`` is false).
+    """
+
+    status = 507
+    code = "disk_full"
+
+
 class ConfigurationError(LoopmlError):
     """loopml's own configuration is invalid or incomplete."""
 

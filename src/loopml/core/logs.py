@@ -12,18 +12,21 @@ filter leaves them out.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import os
 import re
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
+from loopml.core.disk import is_disk_full
 from loopml.core.errors import ValidationError
 
 LEVELS: dict[str, int] = {
@@ -200,17 +203,51 @@ class PrivateRotatingFileHandler(RotatingFileHandler):
     one after each rotation included: the server's log sits in the home, beside its secrets,
     and may quote what callers sent."""
 
+    dropped_for_space: ClassVar[int] = 0
+    """Records not written because the disk was full, by every such handler of the process:
+    they are dropped (the server goes on) with one line on stderr per full spell."""
+
     def __init__(self, filename: str, max_bytes: int, backups: int) -> None:
         folder = Path(filename).parent
         if not folder.is_dir():
             folder.mkdir(mode=0o700, parents=True)
         super().__init__(filename, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+        self._full = False  # in a full spell: records are being dropped
+        self._failed = False  # the record being emitted was dropped
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._failed = False
+        super().emit(record)  # errors go to handleError
+        if self._full and not self._failed:
+            self._full = False
+            _say(f"loopml: the server log {self.baseFilename} is written again")
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if not is_disk_full(error):
+            super().handleError(record)
+            return
+        self._failed = True
+        PrivateRotatingFileHandler.dropped_for_space += 1
+        if not self._full:
+            self._full = True
+            _say(
+                f"loopml: the disk holding the server log {self.baseFilename} is full: its "
+                "records are dropped (counted in loopml_disk_full_refusals_total"
+                '{store="log"}) until space returns'
+            )
 
     def _open(self) -> io.TextIOWrapper:
         descriptor = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         if os.name != "nt":
             os.fchmod(descriptor, 0o600)  # a file made before, under a wider umask
         return open(descriptor, "a", encoding=self.encoding, errors=self.errors)
+
+
+def _say(line: str) -> None:
+    with contextlib.suppress(OSError, ValueError):  # stderr may be on the full disk too
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from deltalake.exceptions import (
 )
 from pydantic import ValidationError as PydanticValidationError
 
+from loopml.core.disk import disk_full, is_disk_full
 from loopml.core.errors import (
     ConflictError,
     LoopmlError,
@@ -37,7 +38,7 @@ from loopml.core.errors import (
 from loopml.core.ingest import IngestKey
 from loopml.core.lake import TableCommit
 from loopml.core.streams import StreamState
-from loopml.storage.native import NativeLocation
+from loopml.storage.native import NativeLocation, free_bytes
 
 COMMIT_ID_KEY = "loopml.commit"
 INGEST_KEYS_KEY = "loopml.ingest_keys"
@@ -93,9 +94,26 @@ def writer_for(sample: pa.RecordBatch | None) -> WriterProperties:
     )
 
 
+MIN_FREE_BYTES = 1024 * 1024
+"""A local lake write is refused up front below this much free space: the Rust writer
+panics (a traceback on stderr) when the disk fills under it."""
+
+
+def ensure_space(loc: NativeLocation) -> None:
+    """Refuse a write to the local table at ``loc`` when its disk is (all but) full.
+
+    Raises:
+        DiskFullError: less than ``MIN_FREE_BYTES`` free.
+    """
+    free = free_bytes(loc)
+    if free is not None and free < MIN_FREE_BYTES:
+        raise disk_full("the table's new version", loc.uri, store="lake")
+
+
 @contextmanager
-def delta_errors(what: str) -> Iterator[None]:
-    """Turn ``deltalake`` and object-store failures into loopml errors."""
+def delta_errors(what: str, loc: NativeLocation | None = None) -> Iterator[None]:
+    """Turn ``deltalake`` and object-store failures into loopml errors; a full disk names
+    ``loc``."""
     try:
         yield
     except LoopmlError:
@@ -110,6 +128,9 @@ def delta_errors(what: str) -> Iterator[None]:
     except TableNotFoundError as exc:
         raise NotFoundError(f"{what}: the table has no data yet") from exc
     except (DeltaError, OSError) as exc:
+        if is_disk_full(exc):
+            where = loc.uri if loc is not None else "the lake"
+            raise disk_full(f"the table's change ({what})", where, store="lake") from exc
         raise ServiceUnavailableError(
             f"{what}: the lake storage failed ({type(exc).__name__}); retry later",
             details={"reason": str(exc)[:500], "retryable": True},
@@ -137,7 +158,8 @@ def arrow_schema(dt: DeltaTable) -> pa.Schema:
 
 def create_empty(loc: NativeLocation, schema: pa.Schema) -> None:
     """Commit version 0 of an empty table with ``schema``."""
-    with delta_errors("creating the table"):
+    ensure_space(loc)
+    with delta_errors("creating the table", loc):
         DeltaTable.create(loc.uri, schema=schema, storage_options=loc.storage_options)
 
 
@@ -163,7 +185,8 @@ def write(
         sample: the data's first batch, which picks the columns' encodings (``writer_for``).
     """
     commit_id = uuid.uuid4().hex
-    with delta_errors("writing the table"):
+    ensure_space(loc)
+    with delta_errors("writing the table", loc):
         write_deltalake(
             loc.uri if table is None else table,
             data,

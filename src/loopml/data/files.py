@@ -25,6 +25,7 @@ import pyarrow.csv as pcsv
 import pyarrow.json as pjson
 import pyarrow.parquet as pq
 
+from loopml.core.disk import disk_full, is_disk_full
 from loopml.core.errors import PayloadTooLargeError, ValidationError
 from loopml.core.lake import ColumnInfo
 from loopml.data import _csv, _declared
@@ -275,19 +276,27 @@ def spool(chunks: Iterable[bytes], folder: Path, limit: int) -> Iterator[Path]:
 
     Raises:
         PayloadTooLargeError: more than ``limit`` bytes arrived.
+        DiskFullError: the disk holding ``folder`` is full.
     """
-    folder.mkdir(parents=True, exist_ok=True)
-    sweep_spool(folder)
-    fd, name = tempfile.mkstemp(dir=folder, prefix="ingest-")
-    path = Path(name)
+    path: Path | None = None
     try:
-        size = 0
-        with os.fdopen(fd, "wb") as out:
-            for chunk in chunks:
-                size += len(chunk)
-                if size > limit:
-                    raise _too_large(limit)
-                out.write(chunk)
-        yield path
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            sweep_spool(folder)
+            fd, name = tempfile.mkstemp(dir=folder, prefix="ingest-")
+            path = Path(name)
+            size = 0
+            with os.fdopen(fd, "wb") as out:
+                for chunk in chunks:
+                    size += len(chunk)
+                    if size > limit:
+                        raise _too_large(limit)
+                    out.write(chunk)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise disk_full("the uploaded file", str(folder), store="spool") from exc
+            raise
+        yield Path(name)
     finally:
-        path.unlink(missing_ok=True)
+        if path is not None:
+            path.unlink(missing_ok=True)

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import anyio.to_thread
 
 from loopml.core.deployments import prediction_table
-from loopml.core.errors import LoopmlError, ValidationError
+from loopml.core.errors import DiskFullError, LoopmlError, ValidationError
 from loopml.core.names import validate_project_name
 from loopml.core.predictions import ROLES
 from loopml.predictions import _rows as _predrows
@@ -104,6 +104,8 @@ class PredictionLog:
             (a Delta file and a catalog row) on the platform's own CPU, which the gateway
             shares: under load, one commit a second costs far less than five.
         max_queue: most rows queued; more are dropped and counted.
+        on_disk_full: told how many rows a full disk refused (the ``/metrics`` counter);
+            they are dropped, with one warning per full spell, and serving goes on.
     """
 
     def __init__(
@@ -113,6 +115,7 @@ class PredictionLog:
         max_batch: int = 5000,
         flush_ms: float = 1000.0,
         max_queue: int = 100_000,
+        on_disk_full: Callable[[int], None] | None = None,
     ) -> None:
         self._batcher = batcher
         self._max_batch, self._max_queue, self._flush_s = max_batch, max_queue, flush_ms / 1000
@@ -123,6 +126,8 @@ class PredictionLog:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
         self._appended = self._dropped = self._refused = self._skipped = 0
+        self._on_disk_full = on_disk_full
+        self._full_rows = 0  # rows refused in the current full spell; 0: none
 
     @property
     def stats(self) -> LogStats:
@@ -220,6 +225,10 @@ class PredictionLog:
             await self._batcher.append(
                 project, table, RecordPost(records=records, body_sha256=""), actor=ACTOR
             )
+        except DiskFullError as exc:
+            self._refused += records.num_rows
+            self._disk_full(records.num_rows, exc)
+            return
         except LoopmlError as exc:
             self._refused += records.num_rows
             log.warning(
@@ -231,6 +240,24 @@ class PredictionLog:
             )
             return
         self._appended += records.num_rows
+        if self._full_rows:
+            log.warning(
+                "prediction log: written again; %d rows were dropped while the disk was full",
+                self._full_rows,
+            )
+            self._full_rows = 0
+
+    def _disk_full(self, rows: int, exc: DiskFullError) -> None:
+        if self._on_disk_full is not None:
+            self._on_disk_full(rows)
+        if not self._full_rows:
+            log.warning(
+                "prediction log: %s; predictions are still answered, their rows dropped "
+                '(counted in loopml_disk_full_refusals_total{store="prediction_log"}) until '
+                "space returns",
+                exc.message,
+            )
+        self._full_rows += rows
 
 
 def _tables(

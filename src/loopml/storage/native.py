@@ -92,3 +92,25 @@ def s3_location(bucket: str, root: str, prefix: str, options: dict[str, str]) ->
     """``s3://bucket/<root><prefix>`` with the store's options."""
     folder = validate_prefix(prefix).rstrip("/")
     return NativeLocation(uri=f"s3://{bucket}/{root}{folder}", storage_options=dict(options))
+
+
+def free_bytes(loc: NativeLocation) -> int | None:
+    """Bytes free to this process on the disk holding a local ``loc`` (its nearest folder
+    that exists); ``None`` for an object store."""
+    if "://" in loc.uri:
+        return None
+    return disk_free_bytes(Path(loc.uri))
+
+
+def disk_free_bytes(path: Path) -> int | None:
+    """Bytes free to this process on the disk holding ``path`` (its nearest folder that
+    exists); ``None`` when none can be read."""
+    for folder in (path, *path.parents):
+        try:
+            st = os.statvfs(folder)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return None
+        return st.f_bavail * st.f_frsize
+    return None

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
+from loopml.core.disk import disk_full
 from loopml.core.errors import (
     AlreadyExistsError,
     ConflictError,
@@ -21,6 +22,7 @@ _PG_UNIQUE_VIOLATION = "23505"
 _PG_UNDEFINED_TABLE = "42P01"
 _PG_UNDEFINED_COLUMN = "42703"
 _PG_READ_ONLY_TRANSACTION = "25006"
+_PG_DISK_FULL = "53100"
 
 _SCHEMA_HINT = (
     "the metadata database schema is missing or out of date: run `loopml db upgrade` "
@@ -80,8 +82,20 @@ def _is_missing_schema(exc: sa_exc.DBAPIError) -> bool:
     return text.startswith(("no such table", "no such column"))
 
 
-def translate(exc: sa_exc.SQLAlchemyError, dialect: str) -> LoopmlError | None:
+def _is_disk_full(exc: sa_exc.SQLAlchemyError) -> bool:
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    if _sqlstate(exc) == _PG_DISK_FULL:
+        return True
+    return getattr(exc.orig, "sqlite_errorname", "") == "SQLITE_FULL"
+
+
+def translate(
+    exc: sa_exc.SQLAlchemyError, dialect: str, where: str = "the metadata database"
+) -> LoopmlError | None:
     """The loopml error for a database error, or ``None`` for a programming error.
+
+    ``where`` names the database in a full disk's message (SQLite's file).
 
     Messages never include the driver's text: it may carry host names, user names or
     values, and it goes out to HTTP clients. The original stays chained for server logs.
@@ -105,6 +119,8 @@ def translate(exc: sa_exc.SQLAlchemyError, dialect: str) -> LoopmlError | None:
         )
     if wrote_while_reading(exc):
         return None  # a write inside MetadataStore.reading(): WroteWhileReadingError
+    if _is_disk_full(exc):
+        return disk_full("the change to the metadata database", where, store="database")
     unavailable = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
     disconnected = isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
     if isinstance(exc, unavailable) or disconnected:
@@ -122,14 +138,14 @@ class WroteWhileReadingError(RuntimeError):
 
 
 @contextmanager
-def translated(dialect: str) -> Iterator[None]:
+def translated(dialect: str, where: str = "the metadata database") -> Iterator[None]:
     """Raise the loopml error for any database error raised inside the block."""
     try:
         yield
     except sa_exc.SQLAlchemyError as exc:
         if wrote_while_reading(exc):
             raise WroteWhileReadingError(str(getattr(exc, "orig", exc))) from exc
-        mapped = translate(exc, dialect)
+        mapped = translate(exc, dialect, where)
         if mapped is None:
             raise
         raise mapped from exc

@@ -66,6 +66,12 @@ class MetadataStore:
         else:
             self._engine = _engine.create_postgres_engine(parsed, pool_size=pool_size)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        # What a full disk's message names: SQLite's file, or the server's database.
+        self._where = (
+            str(parsed.database)
+            if self.dialect == "sqlite" and parsed.database
+            else f"the metadata database {self.safe_url}"
+        )
 
     @property
     def safe_url(self) -> str:
@@ -91,7 +97,7 @@ class MetadataStore:
             with self._shared_session(shared) as session:
                 yield session
             return
-        with translated(self.dialect):
+        with translated(self.dialect, self._where):
             session = self._sessions()
             try:
                 yield session
@@ -106,7 +112,7 @@ class MetadataStore:
 
     @contextmanager
     def _shared_session(self, shared: _Shared) -> Iterator[Session]:
-        with translated(self.dialect):
+        with translated(self.dialect, self._where):
             if shared.session is None:
                 shared.session = self._sessions()
             try:

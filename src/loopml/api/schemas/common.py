@@ -101,6 +101,7 @@ _ERROR_STATUSES = {
     422: "A field failed validation.",
     429: "Too many failed logins or token checks from this address; retry later.",
     503: "The database or object store is unreachable; retry.",
+    507: "The disk holding the data is full (`disk_full`): nothing was written; free space.",
 }
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -16,6 +16,7 @@ from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
+from loopml.core.disk import disk_full, is_disk_full
 from loopml.core.errors import (
     ConflictError,
     InvalidPathError,
@@ -43,6 +44,8 @@ def symlink_refused(key: str) -> InvalidPathError:
 
 
 def storage_failed(key: str, exc: OSError) -> ServiceUnavailableError:
+    if is_disk_full(exc):  # LocalArtifactStore.write names its folder
+        return disk_full(f"artifact {key!r}", "the artifact store", store="artifacts")
     name = errno.errorcode.get(exc.errno or 0, "unknown")
     return ServiceUnavailableError(
         f"Writing artifact {key!r} failed: {exc.strerror or exc} ({name}); nothing was "

@@ -8,9 +8,9 @@ Symlinks are never followed below the root (RELIABILITY item 2): paths are walke
 folder relative to descriptors (see ``_local_fs``), a symlink anywhere on a key's path is
 refused with ``InvalidPathError``, and ``list`` skips symlinks and never descends into them.
 
-Disk errors while writing (``ENOSPC``, ``EIO``, ...) surface as ``ServiceUnavailableError``
-(HTTP 503, retryable) after the temporary file is removed; an exception raised by the caller's
-``chunks`` iterator propagates unchanged.
+Disk errors while writing (``EIO``, ...) surface as ``ServiceUnavailableError`` (HTTP 503,
+retryable) after the temporary file is removed, a full disk as ``DiskFullError`` (507) naming
+the root; an exception raised by the caller's ``chunks`` iterator propagates unchanged.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from typing import BinaryIO, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from loopml.core.errors import NotFoundError
+from loopml.core.disk import disk_full
+from loopml.core.errors import DiskFullError, NotFoundError
 from loopml.core.keys import MAX_DEPTH, RESERVED_PREFIX, validate_key
 from loopml.storage.backends._local_fs import (
     DIR_FLAGS,
@@ -83,7 +84,16 @@ class LocalArtifactStore(ArtifactStore):
     def write(self, key: str, chunks: Iterable[bytes]) -> ObjectInfo:
         key, parts = self._parts(key)
         self._precheck(key, parts)
-        tmp_fd, tmp_path = tempfile.mkstemp(dir=self._root / TMP_DIR, prefix="w-")
+        try:
+            return self._write(key, parts, chunks)
+        except DiskFullError as exc:
+            raise disk_full(f"artifact {key!r}", str(self._root), store="artifacts") from exc
+
+    def _write(self, key: str, parts: Sequence[str], chunks: Iterable[bytes]) -> ObjectInfo:
+        try:
+            tmp_fd, tmp_path = tempfile.mkstemp(dir=self._root / TMP_DIR, prefix="w-")
+        except OSError as exc:
+            raise storage_failed(key, exc) from exc
         try:
             try:
                 size, sha256 = stream_to(tmp_fd, chunks, key)
