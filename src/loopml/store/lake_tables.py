@@ -102,6 +102,8 @@ def locked_row(session: Session, project: str, name: str) -> LakeTableRow:
     return row
 
 
+# get and list_ are alike in shape to transforms.py's, and stay each repository's own: the
+# lookups are _named's; the domain type, its converter and its not-found message are not.
 def get(session: Session, project: str, name: str) -> LakeTable:
     """The table ``name`` of ``project``; ``NotFoundError`` when there is none."""
     return _to_domain(_require(session, project, name), project)

@@ -85,6 +85,8 @@ def _require(session: Session, project: str, name: str, *, lock: bool = False) -
     return row
 
 
+# find, get and list_ are alike in shape to lake_tables.py's, and stay each repository's own
+# for the reasons given there.
 def find(session: Session, project: str, name: str) -> Transform | None:
     """The transform ``name`` of ``project``, or ``None``; ``NotFoundError`` for no project."""
     row = named_row(session, TransformRow, projects.get(session, project).id, name)
