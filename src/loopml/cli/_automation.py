@@ -10,15 +10,12 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from loopml.cli._context import project_option, state
+from loopml.cli._list_command import add_list_command
 from loopml.cli._output import (
     as_json,
-    check_output,
     console,
-    listing,
-    output_option,
     table,
     when,
-    wide_option,
 )
 
 if TYPE_CHECKING:
@@ -57,15 +54,6 @@ def print_one(found: Any, json_out: bool, show: Callable[[Any], None]) -> None:
         show(found)
 
 
-def print_list(
-    items: list[Any], shape: str, columns: list[str], row: Callable[[Any], tuple[Any, ...]]
-) -> None:
-    """Schedules or triggers as ``shape`` prints them (see ``listing``): ``columns``, one
-    ``row`` each, the first two always shown."""
-    records = [item.model_dump(mode="json") for item in items]
-    listing(columns, [row(item) for item in items], shape, required=2, records=records)
-
-
 def add_shared_commands(
     app: typer.Typer,
     *,
@@ -89,18 +77,15 @@ def add_shared_commands(
     name_arg = typer.Argument(..., help=f"The {noun}'s name.")
     list_help, columns, row = listing
 
-    @app.command("list", help=list_help)
-    def list_(
-        ctx: typer.Context,
-        project: str = PROJECT,
-        output: str = output_option(),
-        wide: bool = wide_option(),
-        json_out: bool = JSON,
-    ) -> None:
-        shape = check_output(output, wide, json_out)
-        with state(ctx).client() as client:
-            items = resource(client).list(project)
-        print_list(items, shape, columns, row)
+    add_list_command(
+        app,
+        help=list_help,
+        project_option=PROJECT,
+        json_option=JSON,
+        fetch=lambda client, project: resource(client).list(project),
+        columns=columns,
+        row=row,
+    )
 
     @app.command("show", help=f"Show a {noun} and its recent firings.")
     def show_(

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.console import Console
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+Item = TypeVar("Item", bound="BaseModel")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -119,6 +123,20 @@ def listing(
         _csv(columns, rows)
         return
     _table(columns, rows, output, required)
+
+
+def listing_of(
+    items: Sequence[Item],
+    columns: Sequence[str],
+    row: Callable[[Item], Sequence[Any]],
+    output: str,
+    *,
+    required: int = 1,
+) -> None:
+    """``listing`` of the API's objects: one ``row`` of cells each, and JSON the objects in
+    full."""
+    records = [item.model_dump(mode="json") for item in items]
+    listing(columns, [row(item) for item in items], output, required=required, records=records)
 
 
 def _csv(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from loopml.cli._context import project_option, state
+from loopml.cli._list_command import add_list_command
 from loopml.cli._output import (
     as_json,
     check_output,
@@ -20,6 +21,7 @@ from loopml.cli._output import (
 )
 
 if TYPE_CHECKING:
+    from loopml.core.codesets import Codeset
     from loopml.settings import Settings
     from loopml.storage.codetree import Limits
 
@@ -73,31 +75,26 @@ def register(
     )
 
 
-@app.command("list")
-def list_(
-    ctx: typer.Context,
-    project: str = PROJECT,
-    output: str = output_option(),
-    wide: bool = wide_option(),
-    json_out: bool = JSON,
-) -> None:
-    """The project's codesets at their newest versions."""
-    shape = check_output(output, wide, json_out)
-    with state(ctx).client() as client:
-        found = client.codesets.list(project)
-    rows = [
-        [
-            c.name,
-            c.latest_version,
-            _short(c.latest.commit if c.latest else None),
-            c.latest.file_count if c.latest else 0,
-            when(c.latest.created_at) if c.latest else "-",
-            c.repository or "-",
-        ]
-        for c in found
+def _codeset_row(c: Codeset) -> list[Any]:
+    return [
+        c.name,
+        c.latest_version,
+        _short(c.latest.commit if c.latest else None),
+        c.latest.file_count if c.latest else 0,
+        when(c.latest.created_at) if c.latest else "-",
+        c.repository or "-",
     ]
-    columns = ["name", "version", "commit", "files", "registered", "webhook repository"]
-    listing(columns, rows, shape, required=2, records=[c.model_dump(mode="json") for c in found])
+
+
+add_list_command(
+    app,
+    help="The project's codesets at their newest versions.",
+    project_option=PROJECT,
+    json_option=JSON,
+    fetch=lambda client, project: client.codesets.list(project),
+    columns=["name", "version", "commit", "files", "registered", "webhook repository"],
+    row=_codeset_row,
+)
 
 
 @app.command("versions")

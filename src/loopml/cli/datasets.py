@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from loopml.cli._context import project_option, state
+from loopml.cli._delete import YES, deleting
 from loopml.cli._output import (
     as_json,
     check_output,
@@ -271,13 +272,9 @@ def delete(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="The dataset."),
     project: str = PROJECT,
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    yes: bool = YES,
 ) -> None:
     """Delete a dataset, all its versions and their files."""
-    if not yes:
-        typer.confirm(
-            f"delete dataset {name!r} of project {project!r} and all its versions?", abort=True
-        )
-    with state(ctx).client() as client:
+    question = f"delete dataset {name!r} of project {project!r} and all its versions?"
+    with deleting(ctx, yes, question, "dataset", name) as client:
         client.datasets.delete(project, name)
-    console.print(f"deleted dataset [bold]{name}[/]")

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from loopml.cli._context import project_option, state
+from loopml.cli._delete import YES, deleting
 from loopml.cli._output import (
     as_json,
     check_output,
@@ -444,12 +445,11 @@ def rollback(
 def delete(
     ctx: typer.Context,
     name: str = NAME,
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    yes: bool = YES,
     project: str = PROJECT,
 ) -> None:
     """Delete a deployment and stop its replicas."""
-    if not yes:
-        typer.confirm(f"Delete deployment {name!r} and stop its replicas?", abort=True)
-    with state(ctx).client() as client:
+    with deleting(
+        ctx, yes, f"Delete deployment {name!r} and stop its replicas?", "deployment", name
+    ) as client:
         client.deployments.delete(name, project=project)
-    console.print(f"deleted deployment [bold]{name}[/]")

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from loopml.cli._context import project_option, state
+from loopml.cli._list_command import add_list_command
 from loopml.cli._output import (
     as_json,
-    check_output,
     console,
-    listing,
-    output_option,
     when,
-    wide_option,
 )
 
 if TYPE_CHECKING:
@@ -76,31 +73,27 @@ def apply(
     console.print(f"feature view {view.name} {verb} version {view.version}", highlight=False)
 
 
-@app.command("list")
-def list_(
-    ctx: typer.Context,
-    project: str = PROJECT,
-    output: str = output_option(),
-    wide: bool = wide_option(),
-    json_out: bool = JSON,
-) -> None:
-    """The project's feature views at their newest versions."""
-    shape = check_output(output, wide, json_out)
-    with state(ctx).client() as client:
-        found = client.features.list(project)
-    rows = [
-        [
-            v.name,
-            v.version,
-            ",".join(v.spec.entities),
-            len(v.spec.features),
-            _ttl(v.spec.ttl_s),
-            _online(v),
-        ]
-        for v in found
+def _view_row(v: FeatureView) -> list[Any]:
+    spec = v.spec
+    return [
+        v.name,
+        v.version,
+        ",".join(spec.entities),
+        len(spec.features),
+        _ttl(spec.ttl_s),
+        _online(v),
     ]
-    columns = ["name", "version", "entities", "features", "ttl", "online"]
-    listing(columns, rows, shape, required=2, records=[v.model_dump(mode="json") for v in found])
+
+
+add_list_command(
+    app,
+    help="The project's feature views at their newest versions.",
+    project_option=PROJECT,
+    json_option=JSON,
+    fetch=lambda client, project: client.features.list(project),
+    columns=["name", "version", "entities", "features", "ttl", "online"],
+    row=_view_row,
+)
 
 
 @app.command("show")

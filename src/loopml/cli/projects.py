@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from loopml.cli._context import state
+from loopml.cli._delete import YES, deleting
 from loopml.cli._output import check_output, console, listing, output_option, when, wide_option
 
 app = typer.Typer(help="Create, list and delete projects.", no_args_is_help=True)
@@ -42,11 +43,10 @@ def create_project(
 def delete_project(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="The project to delete."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    yes: bool = YES,
 ) -> None:
     """Delete a project and all its artifacts."""
-    if not yes:
-        typer.confirm(f"Delete project {name!r} and all its artifacts?", abort=True)
-    with state(ctx).client() as client:
+    with deleting(
+        ctx, yes, f"Delete project {name!r} and all its artifacts?", "project", name
+    ) as client:
         client.projects.delete(name)
-    console.print(f"deleted project [bold]{name}[/]")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from loopml.cli._context import project_option, state
+from loopml.cli._delete import YES, deleting
 from loopml.cli._output import (
     as_json,
     check_output,
@@ -184,14 +185,11 @@ def delete_run(
     ctx: typer.Context,
     run_id: str = typer.Argument(..., help="The run to delete."),
     project: str = PROJECT,
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    yes: bool = YES,
 ) -> None:
     """Delete a run, its child runs and all their files."""
-    if not yes:
-        typer.confirm(f"Delete run {run_id} and all its files?", abort=True)
-    with state(ctx).client() as client:
+    with deleting(ctx, yes, f"Delete run {run_id} and all its files?", "run", run_id) as client:
         client.runs.delete(run_id, project=project)
-    console.print(f"deleted run [bold]{run_id}[/]")
 
 
 from loopml.cli import mlflow as _mlflow  # noqa: E402

@@ -54,6 +54,8 @@ def _row(s: Schedule) -> tuple[Any, ...]:
     )
 
 
+# Alike in shape to triggers.py's, not one piece: each noun's ``create`` has its own options
+# and fields (a cron and its zone here), and what the two share is add_shared_commands's.
 @app.command("create")
 def create(
     ctx: typer.Context,

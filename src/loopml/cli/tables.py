@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from loopml.cli._context import project_option, state
+from loopml.cli._delete import YES, deleting
 from loopml.cli._output import (
     as_json,
     check_output,
@@ -109,14 +110,13 @@ def delete(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="The table."),
     project: str = PROJECT,
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    yes: bool = YES,
 ) -> None:
     """Delete a table and all its data."""
-    if not yes:
-        typer.confirm(f"delete table {name!r} of project {project!r} and all its data?", abort=True)
-    with state(ctx).client() as client:
+    with deleting(
+        ctx, yes, f"delete table {name!r} of project {project!r} and all its data?", "table", name
+    ) as client:
         client.tables.delete(project, name)
-    console.print(f"deleted table [bold]{name}[/]")
 
 
 @app.command("compact")

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from loopml.cli._context import project_option, state
+from loopml.cli._delete import YES, deleting
 from loopml.cli._output import (
     as_json,
     check_output,
@@ -187,11 +188,10 @@ def delete(
     ctx: typer.Context,
     name: str = NAME,
     project: str = PROJECT,
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    yes: bool = YES,
 ) -> None:
     """Delete a transform and its run history; the tables it wrote stay."""
-    if not yes:
-        typer.confirm(f"delete transform {name!r} of project {project!r}?", abort=True)
-    with state(ctx).client() as client:
+    with deleting(
+        ctx, yes, f"delete transform {name!r} of project {project!r}?", "transform", name
+    ) as client:
         client.transforms.delete(project, name)
-    console.print(f"deleted transform [bold]{name}[/]")

@@ -57,6 +57,8 @@ def _row(t: Trigger) -> tuple[Any, ...]:
     )
 
 
+# Alike in shape to schedules.py's, not one piece: each noun's ``create`` has its own options
+# and fields (an event and its filter here), and what the two share is add_shared_commands's.
 @app.command("create")
 def create(
     ctx: typer.Context,

@@ -5,7 +5,8 @@ typed clauses.
 ``name = 'churn' and run_id IN ('...') and version_number > 2`` (versions) are read here by a
 small scanner of our own; only the typed values of ``FilterClause`` reach the database. What
 MLflow's server refuses is refused here too (``ValidationError``, MLflow's
-``INVALID_PARAMETER_VALUE``). Runs have a richer grammar of their own (``api.mlflow.filters``).
+``INVALID_PARAMETER_VALUE``). Runs have a richer grammar of their own (``api.mlflow.filters``),
+read by the same ``tokenize`` with its own token set.
 
 The grammar: clauses joined by ``AND``; a clause is ``<identifier> <comparator> <value>``; an
 identifier is an attribute (``name``, ``attribute.name``) or a tag (``tags.<key>``,
@@ -16,6 +17,7 @@ integer (numeric attributes) or a list of quoted strings (``run_id IN (...)``).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -40,6 +42,8 @@ _ORDER_KEYS: dict[Entity, tuple[str, ...]] = {
     "models": ("name", "creation_timestamp", "last_updated_timestamp"),
     "versions": ("name", "version_number", "creation_timestamp", "last_updated_timestamp"),
 }
+Token = tuple[str, str]
+"""A filter's token: the name of the pattern group that read it, and its text."""
 _TOKEN = re.compile(
     r"""\s*(?:
       (?P<word>(?i:and|or|not\s+in|in|not|ilike|like)\b)
@@ -80,13 +84,23 @@ def _refuse(text: str, why: str) -> ValidationError:
     )
 
 
-def _tokens(text: str) -> list[tuple[str, str]]:
-    found: list[tuple[str, str]] = []
+def tokenize(
+    text: str, pattern: re.Pattern[str], refuse: Callable[[str, str], ValidationError]
+) -> list[Token]:
+    """``text`` read by ``pattern``'s named groups into tokens, for the registry and
+    experiment grammar here and the runs grammar (``api.mlflow.filters``), each with its own
+    token set.
+
+    A ``word`` group reads a keyword: upper-cased, its spaces single; ``LIKE``, ``ILIKE``,
+    ``IN`` and ``NOT IN`` become comparators (``op``), any other word its own kind (``and``).
+    Text no group reads is refused with ``refuse(text, why)``.
+    """
+    found: list[Token] = []
     position = 0
     while text[position:].strip():
-        match = _TOKEN.match(text, position)
+        match = pattern.match(text, position)
         if match is None or match.end() == position:
-            raise _refuse(text, f"cannot read {text[position : position + 30]!r}")
+            raise refuse(text, f"cannot read {text[position : position + 30]!r}")
         kind = match.lastgroup or ""
         raw = match.group(kind)
         if kind == "word":
@@ -95,6 +109,20 @@ def _tokens(text: str) -> list[tuple[str, str]]:
         found.append((kind, raw))
         position = match.end()
     return found
+
+
+def read_list(tokens: list[Token], i: int) -> tuple[list[str], int] | None:
+    """The quoted strings of the ``('a', 'b')`` list opened at ``tokens[i]``, and the index
+    after its ``)``; ``None`` when no ``)`` closes it."""
+    items: list[str] = []
+    i += 1
+    while i < len(tokens) and tokens[i][0] in ("sq", "dq", "comma"):
+        if tokens[i][0] != "comma":
+            items.append(tokens[i][1])
+        i += 1
+    if i >= len(tokens) or tokens[i][0] != "close":
+        return None
+    return items, i + 1
 
 
 def _identifier(text: str, entity: Entity, ident: str) -> tuple[Literal["attribute", "tag"], str]:
@@ -115,7 +143,7 @@ def _identifier(text: str, entity: Entity, ident: str) -> tuple[Literal["attribu
     return "attribute", key
 
 
-def _value(text: str, tokens: list[tuple[str, str]], i: int) -> tuple[str | int | list[str], int]:
+def _value(text: str, tokens: list[Token], i: int) -> tuple[str | int | list[str], int]:
     kind, raw = tokens[i] if i < len(tokens) else ("end", "")
     if kind in ("sq", "dq"):
         return raw, i + 1
@@ -123,15 +151,10 @@ def _value(text: str, tokens: list[tuple[str, str]], i: int) -> tuple[str | int 
         return (int(raw) if raw.lstrip("+-").isdigit() else raw), i + 1
     if kind != "open":
         raise _refuse(text, "expected a quoted string, a number or a list ('a', 'b')")
-    items: list[str] = []
-    i += 1
-    while i < len(tokens) and tokens[i][0] in ("sq", "dq", "comma"):
-        if tokens[i][0] != "comma":
-            items.append(tokens[i][1])
-        i += 1
-    if i >= len(tokens) or tokens[i][0] != "close" or not items:
+    found = read_list(tokens, i)
+    if found is None or not found[0]:
         raise _refuse(text, "a list is ('a', 'b', ...) of quoted strings")
-    return items, i + 1
+    return found
 
 
 def _clause(
@@ -165,7 +188,7 @@ def parse_mlflow_filter(text: str | None, entity: Entity) -> list[FilterClause]:
         return []
     if len(text) > MAX_LENGTH:
         raise _refuse(text, f"longer than {MAX_LENGTH} characters")
-    tokens = _tokens(text)
+    tokens = tokenize(text, _TOKEN, _refuse)
     clauses: list[FilterClause] = []
     i = 0
     while i < len(tokens):

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 __all__ = ["TrainOutcome", "train_model"]
 
 
+# The training service's parameters again, with where to record, rather than **kwargs: this
+# is the public signature (and its docstring the one documentation) that help(), editors and
+# type checkers read; ``train`` takes them on as they are.
 def train_model(
     dataset: str,
     *,

@@ -26,6 +26,7 @@ from loopml.core.errors import ConflictError, NotFoundError, ValidationError
 from loopml.store import events
 from loopml.store._checks import check_actor
 from loopml.store._errors import add_unique
+from loopml.store._named import named_row, version_row
 from loopml.store.orm import CodesetRow, CodesetVersionRow, ProjectRow
 from loopml.store.project_lookup import project_row
 
@@ -84,16 +85,9 @@ def _codeset(row: CodesetRow, project: str, latest: CodesetVersionRow | None) ->
     )
 
 
-def _find(session: Session, project_id: str, name: str, *, lock: bool = False) -> CodesetRow | None:
-    query = select(CodesetRow).where(CodesetRow.project_id == project_id, CodesetRow.name == name)
-    if lock:
-        query = query.with_for_update()
-    return session.scalars(query).one_or_none()
-
-
 def _require(session: Session, project: str, name: str, *, lock: bool = False) -> CodesetRow:
     validate_codeset_name(name)
-    row = _find(session, project_row(session, project).id, name, lock=lock)
+    row = named_row(session, CodesetRow, project_row(session, project).id, name, lock=lock)
     if row is None:
         raise NotFoundError(
             f"codeset {name!r} not found in project {project!r}: register it first with "
@@ -104,11 +98,7 @@ def _require(session: Session, project: str, name: str, *, lock: bool = False) -
 
 
 def _version_row(session: Session, row: CodesetRow, version: int) -> CodesetVersionRow:
-    found = session.scalars(
-        select(CodesetVersionRow).where(
-            CodesetVersionRow.codeset_id == row.id, CodesetVersionRow.version == version
-        )
-    ).one_or_none()
+    found = version_row(session, CodesetVersionRow, CodesetVersionRow.codeset_id, row.id, version)
     if found is None:
         raise NotFoundError(
             f"codeset {row.name!r} has no version {version} (newest: {row.latest_version})",
@@ -148,7 +138,8 @@ def add_version(
     validate_commit(new.commit)
     check_actor(actor)
     project_id_ = project_row(session, project).id
-    row = _find(session, project_id_, name, lock=True) or _create(session, project_id_, name, actor)
+    row = named_row(session, CodesetRow, project_id_, name, lock=True)
+    row = row or _create(session, project_id_, name, actor)
     same = session.scalars(
         select(CodesetVersionRow).where(
             CodesetVersionRow.codeset_id == row.id,

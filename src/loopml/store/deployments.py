@@ -27,11 +27,12 @@ from loopml.core.deployments import (
     Revision,
     validate_deployment_name,
 )
-from loopml.core.errors import AlreadyExistsError, NotFoundError, ValidationError
+from loopml.core.errors import AlreadyExistsError, NotFoundError
 from loopml.core.types import Page
 from loopml.store import events
 from loopml.store._checks import check_actor, check_limit
 from loopml.store._errors import add_unique
+from loopml.store._named import name_page
 from loopml.store.orm import DeploymentRevisionRow, DeploymentRow, EventRow, ProjectRow
 from loopml.store.project_lookup import project_row
 
@@ -313,24 +314,18 @@ def list_(
     """A project's deployments by name, ``limit`` at a time (``cursor``: the previous
     page's ``next_cursor``)."""
     check_limit(limit)
-    proj = project_row(session, project)
-    query = (
-        select(DeploymentRow)
-        .where(DeploymentRow.project_id == proj.id)
-        .order_by(DeploymentRow.name)
-        .limit(limit + 1)
+    project_id = project_row(session, project).id
+    rows, next_cursor = name_page(
+        session,
+        DeploymentRow,
+        project_id,
+        limit=limit,
+        cursor=cursor,
+        pattern=DEPLOYMENT_NAME_PATTERN,
     )
-    if cursor is not None:
-        if not DEPLOYMENT_NAME_PATTERN.fullmatch(cursor):
-            raise ValidationError(
-                f"invalid cursor {cursor[:80]!r}: pass the next_cursor of the previous page",
-                details={"field": "cursor"},
-            )
-        query = query.where(DeploymentRow.name > cursor)
-    rows = list(session.scalars(query))
-    shown = _shown_revisions_of(session, rows[:limit])
-    items = [_to_domain(session, row, project, shown[row.id]) for row in rows[:limit]]
-    return Page[Deployment](items=items, next_cursor=items[-1].name if len(rows) > limit else None)
+    shown = _shown_revisions_of(session, rows)
+    items = [_to_domain(session, row, project, shown[row.id]) for row in rows]
+    return Page[Deployment](items=items, next_cursor=next_cursor)
 
 
 def list_all(session: Session) -> list[Deployment]:

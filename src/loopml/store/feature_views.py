@@ -24,6 +24,7 @@ from loopml.core.features import (
 from loopml.store import events
 from loopml.store._checks import check_actor
 from loopml.store._errors import add_unique
+from loopml.store._named import named_row, version_row
 from loopml.store.orm import FeatureViewRow, FeatureViewVersionRow
 from loopml.store.project_lookup import project_row
 
@@ -54,20 +55,9 @@ def _view(row: FeatureViewRow, version: FeatureViewVersionRow, project: str) -> 
     )
 
 
-def _find(
-    session: Session, project_id: str, name: str, *, lock: bool = False
-) -> FeatureViewRow | None:
-    query = select(FeatureViewRow).where(
-        FeatureViewRow.project_id == project_id, FeatureViewRow.name == name
-    )
-    if lock:
-        query = query.with_for_update()
-    return session.scalars(query).one_or_none()
-
-
 def _require(session: Session, project: str, name: str, *, lock: bool = False) -> FeatureViewRow:
     validate_view_name(name)
-    row = _find(session, project_row(session, project).id, name, lock=lock)
+    row = named_row(session, FeatureViewRow, project_row(session, project).id, name, lock=lock)
     if row is None:
         raise NotFoundError(
             f"feature view {name!r} not found in project {project!r}: apply its spec first "
@@ -78,11 +68,9 @@ def _require(session: Session, project: str, name: str, *, lock: bool = False) -
 
 
 def _version_row(session: Session, row: FeatureViewRow, version: int) -> FeatureViewVersionRow:
-    found = session.scalars(
-        select(FeatureViewVersionRow).where(
-            FeatureViewVersionRow.view_id == row.id, FeatureViewVersionRow.version == version
-        )
-    ).one_or_none()
+    found = version_row(
+        session, FeatureViewVersionRow, FeatureViewVersionRow.view_id, row.id, version
+    )
     if found is None:
         raise NotFoundError(
             f"feature view {row.name!r} has no version {version} (newest: {row.latest_version})",
@@ -112,7 +100,7 @@ def apply(
     validate_view_name(spec.name)
     check_actor(actor)
     project_id = project_row(session, project).id
-    row = _find(session, project_id, spec.name, lock=True)
+    row = named_row(session, FeatureViewRow, project_id, spec.name, lock=True)
     if row is not None:
         latest = _version_row(session, row, row.latest_version)
         if latest.spec_hash == spec_hash:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from loopml.core.errors import AlreadyExistsError, NotFoundError
@@ -18,6 +17,7 @@ from loopml.core.lake import ColumnInfo, LakeTable, validate_table_name
 from loopml.store import events, projects
 from loopml.store._checks import check_actor, check_text
 from loopml.store._errors import add_unique
+from loopml.store._named import named_row, named_rows
 from loopml.store.orm import LakeTableRow
 
 MAX_DESCRIPTION = 4000
@@ -39,17 +39,9 @@ def _to_domain(row: LakeTableRow, project: str) -> LakeTable:
     )
 
 
-def _find(session: Session, project_id: str, name: str) -> LakeTableRow | None:
-    query = select(LakeTableRow).where(
-        LakeTableRow.project_id == project_id, LakeTableRow.name == name
-    )
-    return session.scalars(query).one_or_none()
-
-
 def _require(session: Session, project: str, name: str) -> LakeTableRow:
     validate_table_name(name)
-    project_id = projects.get(session, project).id
-    row = _find(session, project_id, name)
+    row = named_row(session, LakeTableRow, projects.get(session, project).id, name)
     if row is None:
         raise NotFoundError(
             f"table {name!r} not found in project {project!r}: ingest a file to create it",
@@ -82,7 +74,7 @@ def create(
         f"table {name!r} already exists in project {project!r}",
         details={"project": project, "table": name},
     )
-    if _find(session, project_id, name) is not None:
+    if named_row(session, LakeTableRow, project_id, name) is not None:
         raise exists
     row = LakeTableRow(
         project_id=project_id,
@@ -101,10 +93,7 @@ def locked_row(session: Session, project: str, name: str) -> LakeTableRow:
     """The table's row, locked for update until the transaction ends; ``NotFoundError``."""
     validate_table_name(name)
     project_id = projects.get(session, project).id
-    query = select(LakeTableRow).where(
-        LakeTableRow.project_id == project_id, LakeTableRow.name == name
-    )
-    row = session.scalars(query.with_for_update()).one_or_none()
+    row = named_row(session, LakeTableRow, project_id, name, lock=True)
     if row is None:
         raise NotFoundError(
             f"table {name!r} not found in project {project!r}",
@@ -113,6 +102,8 @@ def locked_row(session: Session, project: str, name: str) -> LakeTableRow:
     return row
 
 
+# get and list_ are alike in shape to transforms.py's, and stay each repository's own: the
+# lookups are _named's; the domain type, its converter and its not-found message are not.
 def get(session: Session, project: str, name: str) -> LakeTable:
     """The table ``name`` of ``project``; ``NotFoundError`` when there is none."""
     return _to_domain(_require(session, project, name), project)
@@ -120,14 +111,8 @@ def get(session: Session, project: str, name: str) -> LakeTable:
 
 def list_(session: Session, project: str) -> list[LakeTable]:
     """A project's tables, by name."""
-    project_id = projects.get(session, project).id
-    query = (
-        select(LakeTableRow)
-        .where(LakeTableRow.project_id == project_id)
-        .order_by(LakeTableRow.name)
-        .limit(MAX_TABLES)
-    )
-    return [_to_domain(row, project) for row in session.scalars(query)]
+    rows = named_rows(session, LakeTableRow, projects.get(session, project).id, MAX_TABLES)
+    return [_to_domain(row, project) for row in rows]
 
 
 def record_commit(

@@ -40,6 +40,7 @@ from loopml.core.types import Page
 from loopml.store import events
 from loopml.store._checks import check_actor, check_limit, check_text
 from loopml.store._errors import add_unique
+from loopml.store._named import name_page
 from loopml.store._registry import (
     model_row,
     models_to_domain,
@@ -140,24 +141,13 @@ def list_(
         NotFoundError: no such project.
     """
     check_limit(limit)
-    proj = project_row(session, project)
-    query = (
-        select(RegisteredModelRow)
-        .where(RegisteredModelRow.project_id == proj.id)
-        .order_by(RegisteredModelRow.name)
-        .limit(limit + 1)
+    project_id = project_row(session, project).id
+    rows, next_cursor = name_page(
+        session, RegisteredModelRow, project_id, limit=limit, cursor=cursor, pattern=NAME_PATTERN
     )
-    if cursor is not None:
-        if not NAME_PATTERN.fullmatch(cursor):
-            raise ValidationError(
-                f"invalid cursor {cursor[:80]!r}: pass the next_cursor of the previous page",
-                details={"field": "cursor"},
-            )
-        query = query.where(RegisteredModelRow.name > cursor)
-    rows = list(session.scalars(query))
-    items = models_to_domain(session, project, rows[:limit])
-    next_cursor = items[-1].name if len(rows) > limit else None
-    return Page[RegisteredModel](items=items, next_cursor=next_cursor)
+    return Page[RegisteredModel](
+        items=models_to_domain(session, project, rows), next_cursor=next_cursor
+    )
 
 
 def update(

@@ -1,9 +1,9 @@
 """The training service: AutoML or the user's own ``fit(ctx)`` on a dataset snapshot, tracked,
-packaged, registered and evaluated, from the SDK or ``loopml train``.
+packaged, registered and evaluated, from the SDK (``loopml.train_model``, with an example),
+``loopml train`` or a pipeline's training step.
 
-Training runs in the caller's process; everything it records goes to a server over HTTP
-(``url=``, a ``client``, or ``LOOPML_CLIENT_URL``) or, with none, to the embedded store, as
-``loopml.start_run`` does. The steps:
+Training runs in the caller's process; everything it records goes where its
+``TrainingAccess`` points: a server over HTTP or the embedded stores. The steps:
 
 1. read the dataset version's frozen split (train rows, eval rows and their hash);
 2. start a run with the dataset as its input and the target and task as params;
@@ -12,12 +12,6 @@ Training runs in the caller's process; everything it records goes to a server ov
 4. package and log the model (ONNX when it exports with parity, else skops);
 5. register it as the next version of ``register_as`` (when given), and have the registry
    score it on the frozen eval set: the evaluation report the gate judges.
-
-Example:
-    >>> import loopml
-    >>> outcome = loopml.train_model("churn_snap@2", target="churned", task="classification",
-    ...                        budget_s=60, register_as="churn")
-    >>> outcome.version, outcome.evaluation.metrics["roc_auc"]
 """
 
 from __future__ import annotations
@@ -210,28 +204,10 @@ def train(
     Args:
         access: where datasets are read and runs, models and checkpoints recorded (a server
             over HTTP, or the embedded stores); it also names the project.
-        dataset: ``name``, ``name@latest`` or ``name@3``; the version must have a split.
-        target: the column to predict.
-        task: ``classification`` or ``regression``.
-        budget_s: AutoML's wall-time budget (ignored by custom training).
-        metric: AutoML's search metric (by default ROC AUC, log loss or R²).
-        seed: AutoML's seed.
-        estimators: AutoML's learners (default: all supported).
-        max_iter: cap AutoML's trials (for repeatable searches).
-        entrypoint: ``module:function`` for custom training instead of AutoML.
-        params: parameters for custom training (``ctx.params``), logged on the run.
-        checkpoint_key: what identifies "the same training" for resuming; by default a
-            hash of the entrypoint, the dataset version and the params.
-        register_as: the registered model to add the trained model to as a new version.
-        description: the version's description.
-        experiment: the experiment (default: the dataset's name).
-        on_trial: called with each AutoML trial (progress).
-        n_jobs: AutoML's threads (``-1`` every core; default: the idle cores).
-        max_model_mb: the largest model package AutoML may pick, in MB (estimated from
-            each trial's configuration).
-        keep_columns: columns AutoML uses even though they look like identifiers.
-        started: the ``time.monotonic()`` reading the budget counts from (the CLI passes
-            its command's start); by default this call's start.
+
+    The other arguments are ``loopml.train_model``'s, documented there (it passes its own
+    on); here ``task`` is ``classification`` or ``regression`` only, and a model package's
+    size (``max_model_mb``) is estimated from each trial's configuration.
 
     AutoML keeps the whole call (reading the data, search, refit, packaging, registration
     and evaluation) within ``budget_s``: it gets what reading the data left, less

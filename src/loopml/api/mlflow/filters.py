@@ -17,6 +17,7 @@ from typing import Any
 
 from loopml.api.mlflow.convert import RUN_NAME_TAG
 from loopml.core.errors import ValidationError
+from loopml.core.mlflow_filter import Token, read_list, tokenize
 from loopml.core.run_search import (
     AnyFilter,
     AnyOrder,
@@ -49,6 +50,9 @@ _ORDER_ATTRIBUTES = {
     "run_name": "name",
     "status": "status",
 }
+# The runs grammar's own token set for the shared ``tokenize``: numbers with exponents
+# (``1e-3``), no ``<>``, non-empty quoted keys, entity prefixes of letters only, and OR or NOT
+# read as names (then refused as such): what either grammar accepts or refuses stays its own.
 _TOKEN = re.compile(
     r"""\s*(?:
       (?P<and>(?i:and)\b)
@@ -89,21 +93,6 @@ def _refuse(text: str, why: str) -> ValidationError:
     )
 
 
-def _tokens(text: str) -> list[tuple[str, str]]:
-    found: list[tuple[str, str]] = []
-    position = 0
-    while position < len(text):
-        if not text[position:].strip():
-            break
-        match = _TOKEN.match(text, position)
-        if match is None or match.end() == position:
-            raise _refuse(text, f"cannot read {text[position : position + 30]!r}")
-        kind = match.lastgroup or ""
-        found.append((kind, match.group(kind)))
-        position = match.end()
-    return found
-
-
 def _split_ident(text: str, ident: str) -> tuple[str, str]:
     if "." not in ident:
         return "attribute", ident
@@ -116,22 +105,17 @@ def _split_ident(text: str, ident: str) -> tuple[str, str]:
     return kind, key
 
 
-def _value(text: str, tokens: list[tuple[str, str]], i: int) -> tuple[Any, int]:
+def _value(text: str, tokens: list[Token], i: int) -> tuple[Any, int]:
     kind, raw = tokens[i] if i < len(tokens) else ("end", "")
     if kind in ("sq", "dq"):
         return raw, i + 1
     if kind == "num":
         return float(raw), i + 1
     if kind == "open":
-        items: list[str] = []
-        i += 1
-        while i < len(tokens) and tokens[i][0] in ("sq", "dq", "comma"):
-            if tokens[i][0] != "comma":
-                items.append(tokens[i][1])
-            i += 1
-        if i >= len(tokens) or tokens[i][0] != "close":
+        found = read_list(tokens, i)
+        if found is None:
             raise _refuse(text, "a list must be ('a', 'b', ...) of quoted strings")
-        return items, i + 1
+        return found
     raise _refuse(text, "expected a number, a quoted string or a (list)")
 
 
@@ -142,7 +126,7 @@ def parse_filter(text: str | None) -> Translated:
         return out
     if len(text) > MAX_FILTER_LENGTH:
         raise _refuse(text, f"longer than {MAX_FILTER_LENGTH} characters")
-    tokens = _tokens(text)
+    tokens = tokenize(text, _TOKEN, _refuse)
     i = 0
     while i < len(tokens):
         if i + 1 >= len(tokens) or tokens[i][0] != "ident" or tokens[i + 1][0] != "op":

@@ -24,7 +24,7 @@ from loopml import registry
 from loopml.api.context import AppContext
 from loopml.api.mlflow import convert
 from loopml.api.mlflow.errors import MlflowApiError
-from loopml.api.mlflow.schemas import StageBody
+from loopml.api.mlflow.schemas import RegistrySearch, StageBody
 from loopml.core import layout
 from loopml.core.errors import NotFoundError, ValidationError
 from loopml.core.keys import join_key, validate_key
@@ -107,22 +107,15 @@ def delete_model(ctx: AppContext, project: str, name: str, actor: str) -> dict[s
     return {}
 
 
-def search_models(
-    ctx: AppContext,
-    project: str,
-    filter: str | None,
-    order_by: list[str],
-    max_results: int,
-    page_token: str | None,
-) -> dict[str, Any]:
+def search_models(ctx: AppContext, project: str, search: RegistrySearch) -> dict[str, Any]:
     """``registered-models/search``: MLflow's filter grammar (``core.mlflow_filter``)."""
     page = registry.search_models(
         ctx.store,
         project,
-        parse_mlflow_filter(filter, "models"),
-        order_by=parse_mlflow_order(order_by, "models"),
-        limit=min(max_results, MAX_PAGE),
-        page_token=page_token,
+        parse_mlflow_filter(search.filter, "models"),
+        order_by=parse_mlflow_order(search.order_by, "models"),
+        limit=min(search.max_results, MAX_PAGE),
+        page_token=search.page_token,
     )
     found = [convert.registered_model(m) for m in page.items]
     return {"registered_models": found, "next_page_token": page.next_cursor}
@@ -262,22 +255,15 @@ def delete_version(
     return {}
 
 
-def search_versions(
-    ctx: AppContext,
-    project: str,
-    filter: str | None,
-    order_by: list[str],
-    max_results: int,
-    page_token: str | None,
-) -> dict[str, Any]:
+def search_versions(ctx: AppContext, project: str, search: RegistrySearch) -> dict[str, Any]:
     """``model-versions/search``: MLflow's filter grammar (``core.mlflow_filter``)."""
     page = registry.search_versions(
         ctx.store,
         project,
-        parse_mlflow_filter(filter, "versions"),
-        order_by=parse_mlflow_order(order_by, "versions"),
-        limit=min(max_results, MAX_PAGE),
-        page_token=page_token,
+        parse_mlflow_filter(search.filter, "versions"),
+        order_by=parse_mlflow_order(search.order_by, "versions"),
+        limit=min(search.max_results, MAX_PAGE),
+        page_token=search.page_token,
     )
     items = [_version_json(ctx, v) for v in page.items]
     return {"model_versions": items, "next_page_token": page.next_cursor}

@@ -67,6 +67,15 @@ class ExperimentSearch(_Body):
     view_type: ViewType = "ACTIVE_ONLY"
 
 
+class RegistrySearch(_Body):
+    """A registered-model or model-version search, from its query parameters."""
+
+    filter: str | None = None
+    order_by: list[str] = Field(default_factory=list)
+    max_results: int = 100
+    page_token: str | None = None
+
+
 class RunCreate(_Body):
     experiment_id: str | None = None
     user_id: str | None = None

@@ -109,6 +109,10 @@ def list_datasets(
     return datasets.list_(ctx, project, limit, cursor)
 
 
+# The get, delete and list routes below are alike in shape to a table's contract and reports
+# routes (routes/tables.py), not in logic: each is one documented operation into its own
+# service, and a version cursor is checked by the store (whose message says what to pass)
+# where a report cursor's pattern is checked by its route first.
 @router.get("/{name}")
 def get_dataset(ctx: Ctx, project: str = PROJECT, name: str = NAME) -> DatasetDetail:
     """A dataset with its newest 100 versions (the rest through `/versions`)."""

@@ -22,6 +22,11 @@ router = APIRouter(route_class=StrictJSONRoute, tags=["schedules"], responses=ER
 PROJECT = project_path("The project that owns the schedules.")
 NAME = automation_path("schedule")
 
+# Alike in shape to routes/triggers.py, and kept apart (docs/pipelines.md, "One automation
+# model, two nouns"): each route is its own documented operation calling its own service
+# function, and the patches differ (a trigger's null min_rows clears it; a schedule's null
+# fields are left as they are).
+
 
 @router.post(SCHEDULES, status_code=201)
 def create_schedule(

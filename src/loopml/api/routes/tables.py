@@ -154,6 +154,8 @@ def set_contract(
     return tables.set_contract(ctx, project, table, body, actor)
 
 
+# Alike in shape to a dataset's get, delete and versions routes (routes/datasets.py), kept
+# apart for the reasons given there.
 @router.get("/{table}/contract")
 def get_contract(ctx: Ctx, project: str = PROJECT, table: str = TABLE) -> Contract:
     """The table's validation contract (404 when it has none)."""

@@ -27,6 +27,8 @@ router = APIRouter(route_class=StrictJSONRoute, tags=["triggers"], responses=ERR
 PROJECT = project_path("The project that owns the triggers.")
 NAME = automation_path("trigger")
 
+# Alike in shape to routes/schedules.py, kept apart for the reasons given there.
+
 
 @router.post(TRIGGERS, status_code=201, response_model_exclude_none=True)
 def create_trigger(body: TriggerCreate, ctx: Ctx, actor: Actor, project: str = PROJECT) -> Trigger:

@@ -6,9 +6,9 @@ MLflow's client sends them; GET requests carry query parameters.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
 from loopml.api.context import Ctx
 from loopml.api.mlflow import registry
@@ -20,6 +20,7 @@ from loopml.api.mlflow.schemas import (
     ModelName,
     ModelRename,
     ModelTag,
+    RegistrySearch,
     StageBody,
     VersionBody,
     VersionRef,
@@ -34,6 +35,20 @@ MAX_RESULTS = Query(default=100, ge=1, le=50_000)
 TOKEN = Query(default=None, max_length=300)
 FILTER = Query(default=None, max_length=1000)
 ORDER_BY = Query(default=[], max_length=10)
+
+
+def _search(
+    filter: str | None = FILTER,
+    max_results: int = MAX_RESULTS,
+    order_by: list[str] = ORDER_BY,
+    page_token: str | None = TOKEN,
+) -> RegistrySearch:
+    return RegistrySearch(
+        filter=filter, order_by=order_by, max_results=max_results, page_token=page_token
+    )
+
+
+Search = Annotated[RegistrySearch, Depends(_search)]
 
 
 @router.post("/registered-models/create")
@@ -58,15 +73,8 @@ def delete_model(body: ModelName, ctx: Ctx, project: Project, actor: MlflowActor
 
 
 @router.get("/registered-models/search")
-def search_models(
-    ctx: Ctx,
-    project: Project,
-    filter: str | None = FILTER,
-    max_results: int = MAX_RESULTS,
-    order_by: list[str] = ORDER_BY,
-    page_token: str | None = TOKEN,
-) -> Json:
-    return registry.search_models(ctx, project, filter, order_by, max_results, page_token)
+def search_models(ctx: Ctx, project: Project, search: Search) -> Json:
+    return registry.search_models(ctx, project, search)
 
 
 @router.post("/registered-models/rename")
@@ -139,15 +147,8 @@ def delete_version(body: VersionRef, ctx: Ctx, project: Project, actor: MlflowAc
 
 
 @router.get("/model-versions/search")
-def search_versions(
-    ctx: Ctx,
-    project: Project,
-    filter: str | None = FILTER,
-    max_results: int = MAX_RESULTS,
-    order_by: list[str] = ORDER_BY,
-    page_token: str | None = TOKEN,
-) -> Json:
-    return registry.search_versions(ctx, project, filter, order_by, max_results, page_token)
+def search_versions(ctx: Ctx, project: Project, search: Search) -> Json:
+    return registry.search_versions(ctx, project, search)
 
 
 @router.get("/model-versions/get-download-uri")
