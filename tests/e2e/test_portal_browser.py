@@ -6,6 +6,7 @@ critical accessibility violation."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import re
 import subprocess
@@ -24,6 +25,7 @@ from tests.portal_scale import JS_BUDGET_BYTES, load_figures
 
 from .conftest import LOOPML, RunningServer, base_env, running_server
 from .portal_watch import assert_accessible_in_both_themes, log_in, outside, watched
+from .test_demo import DEMO_ARGS, check_the_demo_told
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext
@@ -40,6 +42,7 @@ class Portal:
 
     server: RunningServer
     token: str
+    demo_out: str
 
     @property
     def url(self) -> str:
@@ -71,6 +74,10 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
         "LOOPML_WORKER_LEASE_S": "90",
         "LOOPML_WORKER_HEARTBEAT_S": "5",
         "LOOPML_SERVER_LOG_FORMAT": "json",
+        # The demo waits for the monitor to have read the champion's labelled traffic before
+        # it says what the monitor shows: every second, 4 s behind, not every 30 s, 10 s behind.
+        "LOOPML_MONITOR_INTERVAL_S": "1",
+        "LOOPML_MONITOR_LAG_S": "4",
     }
     _cli({**base_env(home), **secured}, "users", "create-admin", ADMIN[0], "--password-stdin",
          stdin=ADMIN[1] + "\n")  # fmt: skip
@@ -78,11 +85,11 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
         with Client(server.url) as anonymous:
             token = str(anonymous.login(ADMIN[0], ADMIN[1], expires_in_days=1)["token"])
         env = {**server.env, "LOOPML_TOKEN": token}
-        _cli(env, "demo", "--budget-s", "20", "--canary-s", "3", timeout=640)
+        demo_out = _cli(env, "demo", *DEMO_ARGS, timeout=640)
         with Client(server.url, token=token) as admin:
             admin.users.create(VIEWER[0], VIEWER[1])
             admin.users.set_role("demo", VIEWER[0], "viewer")
-        yield Portal(server, token)
+        yield Portal(server, token, demo_out)
 
 
 PAGES = [
@@ -107,6 +114,17 @@ PAGES = [
 """Every page walked by the accessibility and console checks; ``{runs}`` is the demo's runs'
 ids (up to 3), comma-separated. A run's page and a pipeline run's page are walked by their
 own test below (their ids come from the data)."""
+
+
+def test_the_demo_told_its_promote_scenario_and_its_lines_work_with_the_users_token(
+    portal: Portal,
+) -> None:
+    """CI's one run of the ``promote`` scenario is this module's demo (test_demo.py runs
+    ``refuse``), checked first, before any page changes what it left."""
+    as_admin = dataclasses.replace(
+        portal.server, env={**portal.server.env, "LOOPML_TOKEN": portal.token}
+    )
+    check_the_demo_told(as_admin, portal.demo_out, "promote")
 
 
 def test_the_overview_shows_the_demo_deployment_after_login(

@@ -13,9 +13,10 @@ from loopml.store import MetadataStore
 
 
 @pytest.fixture
-def store(database_url: str) -> Iterator[MetadataStore]:
-    metadata = MetadataStore(database_url)
-    metadata.upgrade()
+def store(migrated_database_url: str) -> Iterator[MetadataStore]:
+    """A store at head holding only the default project (a copy of one migrated per test
+    process: migrating each test's own cost 0.45 s on PostgreSQL)."""
+    metadata = MetadataStore(migrated_database_url)
     yield metadata
     metadata.dispose()
 

@@ -12,10 +12,10 @@ from loopml.store import MetadataStore
 
 
 @pytest.fixture
-def store(database_url: str) -> Iterator[MetadataStore]:
-    """An upgraded store holding only the default project."""
-    metadata = MetadataStore(database_url)
-    metadata.upgrade()
+def store(migrated_database_url: str) -> Iterator[MetadataStore]:
+    """A store at head holding only the default project (a copy of one migrated per test
+    process)."""
+    metadata = MetadataStore(migrated_database_url)
     yield metadata
     metadata.dispose()
 

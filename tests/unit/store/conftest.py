@@ -18,7 +18,9 @@ def empty_store(database_url: str) -> Iterator[MetadataStore]:
 
 
 @pytest.fixture
-def store(empty_store: MetadataStore) -> MetadataStore:
-    """A store whose schema is at head, holding only the default project."""
-    empty_store.upgrade()
-    return empty_store
+def store(migrated_database_url: str) -> Iterator[MetadataStore]:
+    """A store whose schema is at head, holding only the default project (a copy of one
+    migrated per test process; the migrations' own tests use ``empty_store``)."""
+    store = MetadataStore(migrated_database_url)
+    yield store
+    store.dispose()
