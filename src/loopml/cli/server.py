@@ -198,7 +198,7 @@ def _auth_line(store: MetadataStore, settings: Settings) -> str:
 
 def _serve(settings: Settings) -> None:
     from loopml._version import __version__
-    from loopml.portal import create_app
+    from loopml.platform import create_app
 
     settings.home.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
@@ -283,8 +283,8 @@ def _run(app: FastAPI, settings: Settings, front: FrontDoor | None = None) -> No
 
     import uvicorn
 
-    from loopml.api.warm import warm_in_background
     from loopml.cli._uvicorn import PlatformServer
+    from loopml.platform.warm import warm_in_background
 
     warm_in_background(app)
     config = uvicorn.Config(

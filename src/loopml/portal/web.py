@@ -29,14 +29,14 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
 from loopml._version import __version__
-from loopml.api.authz import client_source, limiter_of
-from loopml.api.context import AppContext
 from loopml.auth import service, sessions
 from loopml.core.auth import Principal, Role
 from loopml.core.drift import LEGEND, drifts_when
 from loopml.core.errors import LoopmlError, NotFoundError, PermissionDeniedError
 from loopml.deploy import DeploymentControl, Serving
 from loopml.store import WroteWhileReadingError
+from loopml.web.authz import client_source, limiter_of
+from loopml.web.context import AppContext
 
 HERE = Path(__file__).parent
 FORM_PREFIX = "/portal/"

@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from loopml.api import create_app
 from loopml.auth import service
 from loopml.core.clock import utcnow
+from loopml.platform import create_api_app
 from loopml.settings import Settings
 from loopml.store.orm import ApiTokenRow
 
@@ -31,7 +31,7 @@ def http(tmp_path: Path, migrated_database_url: str) -> Iterator[TestClient]:
         server={"max_body_bytes": MAX_BODY, "max_upload_bytes": MAX_UPLOAD},
         auth={"enabled": True, "login_failures_per_minute": 5},
     )
-    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+    with TestClient(create_api_app(settings), base_url="http://127.0.0.1") as client:
         store = client.app.state.ctx.store  # type: ignore[attr-defined]
         service.create_user(store, "root", ADMIN_PASSWORD, platform_admin=True, actor="test")
         yield client

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from loopml.api.context import AppContext
 from loopml.client import Client
 from loopml.core.deployments import DeploymentStatus
 from loopml.core.errors import NotFoundError, ValidationError
 from loopml.settings import Settings
+from loopml.web.context import AppContext
 from tests.conftest import free_port
 from tests.unit.deploy.deploy_support import (
     PackageFiles,

@@ -10,16 +10,16 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from loopml.api import create_app
-from loopml.api.context import AppContext
 from loopml.client import Client
 from loopml.core.deployments import DeploymentSpec
 from loopml.core.errors import NotFoundError, ValidationError
 from loopml.packaging import load_model, package_model
+from loopml.platform import create_api_app
 from loopml.predictions.http_sink import HttpPredictionSink
 from loopml.serve import ModelRuntime, create_model_app
 from loopml.settings import Settings
 from loopml.store import deployments
+from loopml.web.context import AppContext
 from tests.unit.predictions.test_predlog_http import serve_platform
 
 URL = "/deployments/churn-api/feedback"
@@ -137,7 +137,7 @@ def test_more_than_10000_labels_in_one_post_are_refused(settings: Settings) -> N
     roomy = settings.model_copy(
         update={"server": settings.server.model_copy(update={"max_body_bytes": 4 * 1024 * 1024})}
     )
-    with TestClient(create_app(roomy), base_url="http://127.0.0.1") as http:
+    with TestClient(create_api_app(roomy), base_url="http://127.0.0.1") as http:
         make_deployment(http.app.state.ctx)  # type: ignore[attr-defined]
         items = [{"inference_id": f"i{n}", "label": n % 2} for n in range(10_001)]
         refused = http.post(URL, json={"items": items})

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from loopml.api.context import AppContext
 from loopml.client import Client
 from loopml.core.errors import ConflictError, GateRequiredError, NotFoundError, ValidationError
 from loopml.core.gate import EvaluationReport, GatePolicy
+from loopml.web.context import AppContext
 from tests.tracking_rows import log_model, make_run
 
 EVAL = "ab" * 32

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from loopml.api.context import AppContext
 from loopml.client import Client
 from loopml.core.errors import (
     AlreadyExistsError,
@@ -17,6 +16,7 @@ from loopml.core.errors import (
 )
 from loopml.core.registry import ModelVersion, RegisteredModel, VersionStatus
 from loopml.store.orm import RunRow
+from loopml.web.context import AppContext
 from tests.tracking_rows import Run, log_model, make_run
 
 

@@ -6,10 +6,10 @@ import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
-from loopml.api.context import AppContext
 from loopml.client import Client
 from loopml.core.errors import NotFoundError, QueryTimeoutError, ValidationError
 from loopml.data import lake
+from loopml.web.context import AppContext
 
 
 @pytest.fixture

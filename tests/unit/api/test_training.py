@@ -9,12 +9,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sklearn.datasets import load_wine
 
-from loopml.api.context import AppContext
 from loopml.client import Client
 from loopml.core.datasets import SplitSpec
 from loopml.core.errors import GateRequiredError
 from loopml.data import datasets, lake
 from loopml.sdk.training import train_model
+from loopml.web.context import AppContext
 
 
 def _snapshots(http: TestClient) -> None:

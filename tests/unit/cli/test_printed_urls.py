@@ -16,7 +16,7 @@ import uvicorn
 from loopml.cli import _endpoints, monitor
 from loopml.client import Client
 from loopml.core.deployments import Deployment
-from loopml.portal import create_app
+from loopml.platform import create_app
 from loopml.portal.pages import deployments as page
 from loopml.settings import Settings
 from tests.conftest import free_port

@@ -11,14 +11,14 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from loopml.api import create_app
-from loopml.api.context import AppContext
-from loopml.api.services.monitoring import gateway_callers
 from loopml.auth import service
 from loopml.client import Client
 from loopml.monitor.engine import Monitor
+from loopml.platform import create_api_app
+from loopml.platform.monitoring import gateway_callers
 from loopml.settings import Settings
 from loopml.store import monitor as rows
+from loopml.web.context import AppContext
 from tests.conftest import free_port
 from tests.unit.api.conftest import MAX_BODY, MAX_UPLOAD
 from tests.unit.api.test_auth import ADMIN_PASSWORD, login
@@ -38,7 +38,7 @@ def platform(tmp_path: Path, migrated_database_url: str, *, auth: bool) -> Itera
         # This test's monitor is the only one on the database.
         monitor={"enabled": False, "lag_s": 0, "default_rules": []},
     )
-    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+    with TestClient(create_api_app(settings), base_url="http://127.0.0.1") as client:
         ctx: AppContext = client.app.state.ctx  # type: ignore[attr-defined]
         service.create_user(ctx.store, "root", ADMIN_PASSWORD, platform_admin=True, actor="test")
         register_files(ctx.store, ctx.artifacts, package_files(tmp_path / "pkg"))

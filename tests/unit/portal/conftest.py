@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from loopml.auth import service
 from loopml.core.auth import Role
-from loopml.portal import create_app
+from loopml.platform import create_app
 from loopml.settings import Settings
 
 ADMIN = ("root", "a long admin passphrase 1")

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from loopml.api.context import AppContext
 from loopml.core.pipelines import PipelineRun, RunStatus
 from loopml.deploy import DeploymentControl
 from loopml.pipelines import automation_service, service
+from loopml.web.context import AppContext
 from tests.unit.deploy.deploy_support import PackageFiles, package_files, register_files
 
 from .conftest import ORIGIN, VIEWER, csrf_of, log_in

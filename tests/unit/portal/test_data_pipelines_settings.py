@@ -12,13 +12,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from loopml import projects
-from loopml.api.context import AppContext
 from loopml.auth import service as auth
 from loopml.auth import sessions
 from loopml.core.contracts import Contract
 from loopml.core.errors import LoopmlError
 from loopml.data import lake, validation
 from loopml.pipelines import automation_service, service
+from loopml.web.context import AppContext
 
 from .conftest import ADMIN, ORIGIN, VIEWER, csrf_of, log_in
 

@@ -15,13 +15,13 @@ import pytest
 from fastapi.testclient import TestClient
 from rich.console import Console
 
-from loopml.api.context import AppContext
 from loopml.cli.monitor import render
 from loopml.core.alerts import AlertRuleSpec
 from loopml.monitor import service
 from loopml.monitor.reference import Reference, profile_table, save_reference
 from loopml.monitor.windows import empty_state, window_start
 from loopml.store import monitor as monitor_rows
+from loopml.web.context import AppContext
 from tests.unit.deploy.deploy_support import (
     PackageFiles,
     cancer_frame,

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from loopml.api.services.monitoring import gateway_errors
 from loopml.auth import service
 from loopml.core.alerts import AlertRuleSpec
 from loopml.core.auth import Role
@@ -24,7 +23,8 @@ from loopml.core.errors import NotFoundError
 from loopml.deploy import DeploymentControl
 from loopml.monitor import service as monitor_service
 from loopml.monitor.engine import Monitor
-from loopml.portal import create_app
+from loopml.platform import create_app
+from loopml.platform.monitoring import gateway_errors
 from loopml.serve.gateway.metrics import GatewayMetrics
 from tests.conftest import free_port
 from tests.unit.deploy.deploy_support import (

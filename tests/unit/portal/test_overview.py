@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from fastapi.testclient import TestClient
 
 from loopml import projects
-from loopml.api.context import AppContext
 from loopml.core.alerts import AlertRuleSpec
 from loopml.core.clock import utcnow
 from loopml.core.deployments import DeploymentSpec
@@ -17,6 +16,7 @@ from loopml.monitor import service as monitor
 from loopml.pipelines import service as pipelines
 from loopml.store import alert_rules, deployments
 from loopml.store import monitor as windows
+from loopml.web.context import AppContext
 
 from .conftest import ADMIN, VIEWER, log_in
 

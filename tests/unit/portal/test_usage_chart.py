@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from loopml.api.services.monitoring import gateway_errors
 from loopml.core.clock import utcnow
 from loopml.monitor.engine import Monitor
-from loopml.portal import create_app
+from loopml.platform import create_app
+from loopml.platform.monitoring import gateway_errors
 from loopml.portal.pages._usage_chart import bucket_of, stored_sizes
 from loopml.serve.gateway.metrics import GatewayMetrics
 from tests.unit.deploy.deploy_support import PackageFiles, package_files, register_files

@@ -16,7 +16,6 @@ import pytest
 from typer.testing import CliRunner
 
 import loopml
-from loopml.api.context import AppContext
 from loopml.cli.main import app as cli
 from loopml.client import Client
 from loopml.core.errors import NotFoundError, ValidationError
@@ -24,6 +23,7 @@ from loopml.data import lake
 from loopml.predictions.batch import score_table
 from loopml.registry.packages import fetch_package
 from loopml.serve import ModelRuntime, load_runtime
+from loopml.web.context import AppContext
 from tests.unit.conftest import mixed_frame, records
 from tests.unit.predictions.test_predlog_http import Platform, serve_platform
 

@@ -11,7 +11,6 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Header, Path, Request, Response
 
-from loopml.api.context import Actor, Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
 from loopml.api.services import predictions
@@ -19,6 +18,7 @@ from loopml.core.deployments import DEPLOYMENT_NAME_PATTERN
 from loopml.core.ingest import IDEMPOTENCY_KEY_PATTERN
 from loopml.core.names import DEFAULT_PROJECT
 from loopml.core.predictions import FeedbackBatch, FeedbackItem, FeedbackResult
+from loopml.web.context import Actor, Ctx
 
 router = APIRouter(route_class=StrictJSONRoute, tags=["feedback"], responses=ERROR_RESPONSES)
 PROJECT = project_path("The project that owns the deployment.")

@@ -7,7 +7,6 @@ from typing import Any
 
 import anyio.to_thread
 
-from loopml.api.context import AppContext
 from loopml.core.clock import utcnow
 from loopml.core.deployments import feedback_table, validate_deployment_name
 from loopml.core.errors import ServiceUnavailableError
@@ -23,6 +22,7 @@ from loopml.core.predictions import (
 )
 from loopml.data import records
 from loopml.predictions import feedback
+from loopml.web.context import AppContext
 
 
 async def add_feedback(

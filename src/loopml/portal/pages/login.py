@@ -9,7 +9,6 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from loopml.api.authz import clear_session_cookies, password_login, set_session_cookies
 from loopml.auth import service, sessions
 from loopml.core.errors import UnauthenticatedError
 from loopml.portal.web import (
@@ -22,6 +21,7 @@ from loopml.portal.web import (
     redirect,
     render,
 )
+from loopml.web.authz import clear_session_cookies, password_login, set_session_cookies
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 _VISITOR = "anonymous"

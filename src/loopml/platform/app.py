@@ -1,5 +1,7 @@
-"""The app factory: one FastAPI app with its guard, error handlers and routers; how its
-backends are opened and what it runs in the background is ``loopml.api.startup``."""
+"""The app factories: the API's app with its guards, error handlers and routers
+(``create_api_app``), and the platform's whole app, the API's with the portal on it
+(``create_app``); how the backends are opened and what runs in the background is
+``loopml.platform.startup``."""
 
 from __future__ import annotations
 
@@ -10,11 +12,8 @@ from fastapi import Depends, FastAPI
 
 from loopml._version import __version__
 from loopml.api import mlflow
-from loopml.api.authz import enforce
-from loopml.api.context import AppContext
 from loopml.api.csrf import CrossSiteGuardMiddleware
 from loopml.api.errors import install_error_handlers
-from loopml.api.gateway_link import GatewayLink
 from loopml.api.guard import GuardConfig, RequestGuardMiddleware, is_inference_path
 from loopml.api.routes import (
     artifacts,
@@ -42,18 +41,32 @@ from loopml.api.routes import (
     transforms,
     triggers,
 )
-from loopml.api.serving_auth import ServingAuthMiddleware
-from loopml.api.startup import build_context, build_serving, lifespan
 from loopml.auth.cache import TokenCache
 from loopml.auth.install import load_or_create_secret
 from loopml.auth.ratelimit import FailureLimiter
+from loopml.platform.gateway_link import GatewayLink
+from loopml.platform.serving_auth import ServingAuthMiddleware
+from loopml.platform.startup import build_context, build_serving, lifespan
+from loopml.portal import install as install_portal
+from loopml.portal.web import is_form_path
 from loopml.serve.gateway.wire import REPORT_PATH
 from loopml.settings import Settings
+from loopml.web.authz import enforce
+from loopml.web.context import AppContext
 
 log = logging.getLogger("loopml.api")
 
 
-def create_app(
+def create_app(settings: Settings | None = None, *, context: AppContext | None = None) -> FastAPI:
+    """The platform's app: the API's (``create_api_app``, same arguments) with the portal
+    installed; the portal's forms pass the cross-site guard only from this server's own
+    origin."""
+    app = create_api_app(settings, context=context, form_route=is_form_path)
+    install_portal(app)
+    return app
+
+
+def create_api_app(
     settings: Settings | None = None,
     *,
     context: AppContext | None = None,

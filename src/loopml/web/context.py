@@ -34,7 +34,7 @@ def get_context(request: Request) -> AppContext:
 
 def get_actor(request: Request) -> str:
     """Who is making the request: ``user:<name>/token:<id>`` once the permission check let a
-    token through (``api/authz.py`` runs first), ``anonymous`` with authentication off."""
+    token through (``web/authz.py`` runs first), ``anonymous`` with authentication off."""
     principal = getattr(request.state, "principal", None)
     return str(principal.actor) if principal is not None else ANONYMOUS_ACTOR
 

@@ -18,9 +18,6 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from loopml import registry
-from loopml.api.context import AppContext
-from loopml.api.gateway_link import GatewayLink
-from loopml.api.services.monitoring import start_monitor
 from loopml.api.services.tables import spool_folder
 from loopml.auth.service import revoke_token, server_token
 from loopml.core.auth import MAX_TOKEN_DAYS, SERVER_USER, ApiToken
@@ -33,9 +30,12 @@ from loopml.deploy import Serving
 from loopml.deploy.gateways import FrontDoor, GatewayProcesses
 from loopml.pipelines.automation import AutomationEngine, AutomationThread
 from loopml.pipelines.worker import Worker, WorkerConfig, WorkerThread, server_url
+from loopml.platform.gateway_link import GatewayLink
+from loopml.platform.monitoring import start_monitor
 from loopml.predictions.log import PredictionLog
 from loopml.settings import Settings
 from loopml.train import tracking
+from loopml.web.context import AppContext
 from loopml.wiring import open_artifact_store, open_metadata_store
 
 log = logging.getLogger("loopml.api")
