@@ -97,7 +97,7 @@ def login(logins: int) -> None:
             auth={"enabled": True},
         )
         with TestClient(create_api_app(settings), base_url="http://127.0.0.1") as http:
-            store = http.app.state.ctx.store  # type: ignore[attr-defined]
+            store = http.app.state.running.context.store  # type: ignore[attr-defined]
             service.create_user(store, "root", PASSWORD, platform_admin=True, actor="b")
             body = {"user": "root", "password": PASSWORD}
             took: list[float] = []

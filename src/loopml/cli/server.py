@@ -199,16 +199,18 @@ def _auth_line(store: MetadataStore, settings: Settings) -> str:
 def _serve(settings: Settings) -> None:
     from loopml._version import __version__
     from loopml.platform import create_app
+    from loopml.web.context import running_of
 
     settings.home.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
+    running = running_of(app)
     url_host = f"[{settings.server.host}]" if ":" in settings.server.host else settings.server.host
     console.print(
         f"loopml {__version__} on [bold]http://{url_host}:{settings.server.port}[/]\n"
         f"  home       {settings.home}\n"
-        f"  database   {app.state.ctx.store.safe_url}\n"
+        f"  database   {running.context.store.safe_url}\n"
         f"  artifacts  {settings.artifact_root}\n"
-        f"  auth       {_auth_line(app.state.ctx.store, settings)}\n"
+        f"  auth       {_auth_line(running.context.store, settings)}\n"
         f"  portal     http://{url_host}:{settings.server.port}/  (API reference at /docs)",
         highlight=False,
     )
@@ -222,7 +224,7 @@ def _serve(settings: Settings) -> None:
         )
     front = _front_door(settings) if in_front(settings) else None
     if front is not None:
-        app.state.front = front
+        running.front = front
         console.print(
             f"  serving    http://{url_host}:{settings.server.port}/deployments/NAME/predict  "
             f"({gateways} in front; the platform behind them on {front.platform_url})",

@@ -52,7 +52,7 @@ from loopml.portal.web import is_form_path
 from loopml.serve.gateway.wire import REPORT_PATH
 from loopml.settings import Settings
 from loopml.web.authz import enforce
-from loopml.web.context import AppContext
+from loopml.web.context import AppContext, Running
 
 log = logging.getLogger("loopml.api")
 
@@ -82,6 +82,14 @@ def create_api_app(
     """
     settings = settings or (context.settings if context else Settings())
     ctx = context or build_context(settings)
+    serving = build_serving(ctx)
+    key = load_or_create_secret(settings.home)
+    failures = FailureLimiter(settings.auth.login_failures_per_minute)
+    running = Running(context=ctx, serving=serving, auth_key=key, auth_failures=failures)
+    link: GatewayLink | None = None
+    if settings.gateway.port is not None or settings.gateway.front:
+        # The gateway processes' route feed and reports (loopback, checked by a secret).
+        link = GatewayLink(serving.gateway, settings)
 
     app = FastAPI(
         title="loopml",
@@ -91,19 +99,14 @@ def create_api_app(
         # The interactive docs pages load their scripts from a CDN; loopml serves no CDN code.
         docs_url=None,
         redoc_url=None,
-        lifespan=lifespan(ctx),
+        lifespan=lifespan(link),
     )
-    app.state.ctx = ctx
-    app.state.serving = serving = build_serving(ctx)
+    # The one thing on app.state; routes and pages read it through loopml.web.context.
+    app.state.running = running
     app.router.routes.extend(serving.gateway.routes())
-    link: GatewayLink | None = None
-    if settings.gateway.port is not None or settings.gateway.front:
-        # The gateway processes' route feed and reports (loopback, checked by a secret).
-        app.state.gateway_link = link = GatewayLink(serving.gateway, settings)
+    if link is not None:
         app.router.routes.extend(link.routes())
     install_error_handlers(app)
-    app.state.auth_key = load_or_create_secret(settings.home)
-    app.state.auth_failures = FailureLimiter(settings.auth.login_failures_per_minute)
     for module in (
         health,
         auth,
@@ -137,11 +140,11 @@ def create_api_app(
     # Inside the guard: the gateway's routes skip FastAPI's own layers (its hot path).
     app.add_middleware(serving.gateway.fast_path)
     if settings.auth.enabled:
-        cache = TokenCache(ctx.store, app.state.auth_key)
+        cache = TokenCache(ctx.store, key)
         app.add_middleware(
             ServingAuthMiddleware,
             cache=cache,
-            failures=app.state.auth_failures,
+            failures=failures,
             # The gateway's own rule for which deployment /v2/models/{name} reaches.
             root_deployment=serving.gateway.root_deployment,
             # A deployment's ``auth: none``, from the routes the gateway holds.

@@ -1,16 +1,25 @@
-"""What every route needs, built once per app and handed in as a dependency."""
+"""What every route and page needs, built once per app: the backends (``AppContext``) and
+the running platform's parts (``Running``), stored once on ``app.state.running`` by the app
+factory and read through ``running_of`` or the ``Ctx`` dependency."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
+from starlette.applications import Starlette
 
 from loopml.data.features.online import LazyOnlineStore
 from loopml.settings import Settings
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
+
+if TYPE_CHECKING:
+    from loopml.auth.ratelimit import FailureLimiter
+    from loopml.data.records import RecordBatcher
+    from loopml.deploy import Serving
+    from loopml.deploy.gateways import FrontDoor, GatewayProcesses
 
 # With authentication off, every change is recorded as made by this actor.
 ANONYMOUS_ACTOR = "anonymous"
@@ -26,10 +35,39 @@ class AppContext:
     online: LazyOnlineStore
 
 
+@dataclass
+class Running:
+    """The running platform's parts: the one object the app factory puts on ``app.state``.
+
+    The first four exist once the app is built; the others are filled in as the server
+    starts (``records`` and ``gateways`` by the app's lifespan, ``front`` by ``loopml up``).
+    """
+
+    context: AppContext
+    serving: Serving
+    # The per-install secret: tokens' HMACs and forms' CSRF tokens are keyed by it.
+    auth_key: bytes
+    # Failed logins and token checks per client address (one counter per app).
+    auth_failures: FailureLimiter
+    records: RecordBatcher | None = None
+    gateways: GatewayProcesses | None = None
+    front: FrontDoor | None = None
+
+
+def running_of(app: Starlette) -> Running:
+    """The running platform's parts of ``app`` (one built by ``loopml.platform``)."""
+    running: Running = app.state.running
+    return running
+
+
+def get_running(request: Request) -> Running:
+    """The running platform's parts of the request's app."""
+    return running_of(request.app)
+
+
 def get_context(request: Request) -> AppContext:
-    """The app's context, as stored on ``app.state`` by the factory."""
-    ctx: AppContext = request.app.state.ctx
-    return ctx
+    """The app's backends."""
+    return running_of(request.app).context
 
 
 def get_actor(request: Request) -> str:

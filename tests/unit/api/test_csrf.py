@@ -194,7 +194,7 @@ def authed(
         auth={"enabled": True, "login_failures_per_minute": 10_000},
     )
     with TestClient(create_api_app(settings), base_url="http://127.0.0.1") as http:
-        store = http.app.state.ctx.store  # type: ignore[attr-defined]
+        store = http.app.state.running.context.store  # type: ignore[attr-defined]
         service.create_user(store, "root", ADMIN_PASSWORD, platform_admin=True, actor="test")
         login = {"user": "root", "password": ADMIN_PASSWORD}
         token = http.post("/api/v1/auth/login", json=login).json()["token"]

@@ -39,7 +39,7 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> PackageFiles:
 @pytest.fixture
 def versions(http: TestClient, package: PackageFiles) -> None:
     """Model ``cancer`` with READY versions 1 and 2."""
-    ctx: AppContext = http.app.state.ctx  # type: ignore[attr-defined]
+    ctx: AppContext = http.app.state.running.context  # type: ignore[attr-defined]
     for _ in range(2):
         register_files(ctx.store, ctx.artifacts, package)
 

@@ -88,7 +88,7 @@ def _logged(client: Client, count: int) -> list[dict[str, Any]]:
 def test_a_deployment_serves_from_entity_keys(
     client: Client, http: TestClient, package: PackageFiles, tmp_path: Path
 ) -> None:
-    ctx: AppContext = http.app.state.ctx  # type: ignore[attr-defined]
+    ctx: AppContext = http.app.state.running.context  # type: ignore[attr-defined]
     register_files(ctx.store, ctx.artifacts, package)
     now = datetime.now(UTC)
     rows = instances(3)

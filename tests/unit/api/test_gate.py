@@ -21,7 +21,7 @@ min_delta: 0.01
 
 
 def _two_versions(http: TestClient, client: Client) -> None:
-    ctx: AppContext = http.app.state.ctx  # type: ignore[attr-defined]
+    ctx: AppContext = http.app.state.running.context  # type: ignore[attr-defined]
     run = make_run(ctx.store)
     log_model(ctx.store, ctx.artifacts, run)
     client.models.register_version("churn", run_id=run.id)

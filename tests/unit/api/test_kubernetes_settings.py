@@ -27,6 +27,6 @@ def test_enabled_without_a_platform_url_is_a_clear_configuration_error(tmp_path:
 
 def test_kubernetes_target_offered_only_when_enabled(tmp_path: Path) -> None:
     off = create_api_app(_settings(tmp_path / "off"))
-    assert set(off.state.serving.control.targets) == {"local"}
+    assert set(off.state.running.serving.control.targets) == {"local"}
     on = create_api_app(_settings(tmp_path / "on", enabled=True, platform_url="http://loopml:8765"))
-    assert set(on.state.serving.control.targets) == {"local", "kubernetes"}
+    assert set(on.state.running.serving.control.targets) == {"local", "kubernetes"}

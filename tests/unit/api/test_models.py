@@ -21,7 +21,7 @@ from tests.tracking_rows import Run, log_model, make_run
 
 
 def _ctx(http: TestClient) -> AppContext:
-    ctx: AppContext = http.app.state.ctx  # type: ignore[attr-defined]
+    ctx: AppContext = http.app.state.running.context  # type: ignore[attr-defined]
     return ctx
 
 

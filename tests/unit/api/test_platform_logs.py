@@ -80,7 +80,7 @@ def authed(tmp_path: Path, migrated_database_url: str) -> Iterator[TestClient]:
     )
     _write(settings.home / "logs" / "loopml.log", NEWER)
     with TestClient(create_api_app(settings), base_url="http://127.0.0.1") as http:
-        store = http.app.state.ctx.store  # type: ignore[attr-defined]
+        store = http.app.state.running.context.store  # type: ignore[attr-defined]
         service.create_user(store, "root", ADMIN_PASSWORD, platform_admin=True, actor="test")
         yield http
 

@@ -242,11 +242,11 @@ def test_shutting_down_answers_the_posts_still_waiting(settings: Settings) -> No
             async with app.router.lifespan_context(app):
                 waiting = asyncio.ensure_future(http.post(URL, json=[{"id": 1}, {"id": 2}]))
                 for _ in range(300):
-                    if app.state.records.waiting:
+                    if app.state.running.records.waiting:
                         break
                     await asyncio.sleep(0.02)
                 await asyncio.sleep(0.1)
-                assert app.state.records.waiting == 1
+                assert app.state.running.records.waiting == 1
                 assert not waiting.done()  # the timer is a minute away
             answer = await asyncio.wait_for(waiting, timeout=30)
         return answer.status_code, answer.json()["rows"]

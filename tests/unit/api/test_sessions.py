@@ -36,7 +36,7 @@ def _settings(tmp_path: Path, migrated_database_url: str, *, enabled: bool = Tru
 
 def _client(settings: Settings, base_url: str) -> Iterator[TestClient]:
     with TestClient(create_api_app(settings), base_url=base_url) as client:
-        store = client.app.state.ctx.store  # type: ignore[attr-defined]
+        store = client.app.state.running.context.store  # type: ignore[attr-defined]
         service.create_user(store, "root", ADMIN_PASSWORD, platform_admin=True, actor="test")
         yield client
 

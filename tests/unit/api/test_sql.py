@@ -16,7 +16,7 @@ from loopml.web.context import AppContext
 def ctx(http: TestClient, client: Client) -> AppContext:
     client.projects.create("shop")
     client.projects.create("other")
-    context: AppContext = http.app.state.ctx  # type: ignore[attr-defined]
+    context: AppContext = http.app.state.running.context  # type: ignore[attr-defined]
     first = pa.table({"id": [1, 2, 3], "label": [0, 1, 0], "day": ["2026-01-01"] * 3})
     more = pa.table({"id": [4, 5], "label": [1, 1], "day": ["2026-01-02"] * 2})
     lake.ingest_arrow(context.store, context.artifacts, "shop", "churn", first, actor="t")

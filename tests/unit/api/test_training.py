@@ -18,7 +18,7 @@ from loopml.web.context import AppContext
 
 
 def _snapshots(http: TestClient) -> None:
-    ctx: AppContext = http.app.state.ctx  # type: ignore[attr-defined]
+    ctx: AppContext = http.app.state.running.context  # type: ignore[attr-defined]
     frame = load_wine(as_frame=True).frame
     frame.columns = [f"c{i}" for i in range(frame.shape[1] - 1)] + ["label"]
     noisy = frame.copy()

@@ -21,7 +21,7 @@ TOTALS = "SELECT region, sum(amount) AS total FROM sales GROUP BY region"
 @pytest.fixture
 def ctx(http: TestClient, client: Client) -> AppContext:
     client.projects.create("shop")
-    context: AppContext = http.app.state.ctx  # type: ignore[attr-defined]
+    context: AppContext = http.app.state.running.context  # type: ignore[attr-defined]
     _ingest(context, region=["n", "s"], amount=[1.0, 2.0])
     return context
 

@@ -80,7 +80,7 @@ def serve(home: Path) -> Iterator[Platform]:
             pytest.fail("the platform did not start")
         time.sleep(0.02)
     try:
-        yield Platform(f"http://127.0.0.1:{port}", app.state.ctx)
+        yield Platform(f"http://127.0.0.1:{port}", app.state.running.context)
     finally:
         server.should_exit = True
         thread.join(30)

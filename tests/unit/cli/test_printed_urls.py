@@ -49,7 +49,7 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             pytest.fail("the platform did not start")
         time.sleep(0.02)
     try:
-        running = Platform(f"http://127.0.0.1:{port}", app.state.ctx)
+        running = Platform(f"http://127.0.0.1:{port}", app.state.running.context)
         package = package_files(home / "pkg")
         with Client(running.url) as client:
             client.projects.create("shop")

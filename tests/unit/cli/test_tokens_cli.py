@@ -55,7 +55,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
             pytest.fail("the server did not start")
         time.sleep(0.02)
     try:
-        store = api.state.ctx.store
+        store = api.state.running.context.store
         service.create_user(store, "root", ADMIN_PASSWORD, platform_admin=True, actor="test")
         url = f"http://127.0.0.1:{port}"
         with Client(url) as anonymous:

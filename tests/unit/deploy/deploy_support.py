@@ -137,17 +137,17 @@ class Platform:
 
     @property
     def serving(self) -> Serving:
-        serving: Serving = self.app.state.serving
+        serving: Serving = self.app.state.running.serving
         return serving
 
     @property
     def store(self) -> MetadataStore:
-        store: MetadataStore = self.app.state.ctx.store
+        store: MetadataStore = self.app.state.running.context.store
         return store
 
     @property
     def artifacts(self) -> ArtifactStore:
-        artifacts: ArtifactStore = self.app.state.ctx.artifacts
+        artifacts: ArtifactStore = self.app.state.running.context.artifacts
         return artifacts
 
     def start(self) -> None:

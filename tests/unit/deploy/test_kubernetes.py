@@ -986,7 +986,7 @@ def test_fetch_sends_the_pods_token_when_authentication_is_on(
         auth={"enabled": True},
     )
     with TestClient(create_api_app(settings), base_url="http://127.0.0.1") as http:
-        store, key = http.app.state.ctx.store, http.app.state.auth_key
+        store, key = http.app.state.running.context.store, http.app.state.running.auth_key
         password = "a long pod password 42"
         service.create_user(store, "ada", password, platform_admin=True, actor="test")
         token = service.login(store, key, "ada", password, lifetime=timedelta(days=1)).token

@@ -87,7 +87,7 @@ def running(settings: Settings) -> Iterator[tuple[str, AppContext]]:
         assert time.monotonic() < deadline, "the platform did not start in time"
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}", app.state.ctx
+        yield f"http://127.0.0.1:{port}", app.state.running.context
     finally:
         server.should_exit = True
         thread.join(30)

@@ -119,7 +119,7 @@ def test_the_reference_api_shows_the_calibration_table(settings: Settings) -> No
     assert trained.version is not None
     with TestClient(create_api_app(settings), base_url="http://127.0.0.1") as http:
         shown = Client(http=http).monitoring.reference("cancer", 1)  # built on this request
-        store = http.app.state.ctx.store  # type: ignore[attr-defined]
+        store = http.app.state.running.context.store  # type: ignore[attr-defined]
         stored = get_reference(store, "default", "cancer", 1)
     assert stored is not None
     assert stored.profile is not None

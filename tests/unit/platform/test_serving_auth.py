@@ -35,7 +35,7 @@ def http(tmp_path: Path, migrated_database_url: str) -> Iterator[TestClient]:
         auth={"enabled": True},
     )
     with TestClient(create_api_app(settings), base_url="http://127.0.0.1") as client:
-        ctx: AppContext = client.app.state.ctx  # type: ignore[attr-defined]
+        ctx: AppContext = client.app.state.running.context  # type: ignore[attr-defined]
         service.create_user(ctx.store, "root", ADMIN_PASSWORD, platform_admin=True, actor="test")
         register_files(ctx.store, ctx.artifacts, package_files(tmp_path / "pkg"))
         yield client

@@ -28,7 +28,7 @@ def test_the_embedded_worker_gets_a_server_token_for_the_servers_life(
     tmp_path: Path, migrated_database_url: str
 ) -> None:
     app = create_api_app(_settings(tmp_path, migrated_database_url, auth=True))
-    store = app.state.ctx.store
+    store = app.state.running.context.store
     with TestClient(app):
         made = service.list_tokens(store, service.SERVER_USER)
         assert [(t.name, t.revoked_at) for t in made] == [("embedded-worker", None)]
@@ -52,5 +52,5 @@ def test_no_server_token_with_authentication_off_or_a_token_of_its_own(
     )
     with TestClient(create_api_app(own)):
         pass
-    store = off.state.ctx.store
+    store = off.state.running.context.store
     assert service.SERVER_USER not in {u.name for u in service.list_users(store)}

@@ -42,8 +42,8 @@ def _two_versions(http: TestClient, package: PackageFiles) -> tuple[AppContext, 
     """cancer/1 answered 300 rows (119 labelled) and cancer/2, serving now, 30 rows from a
     scanner reporting ten times the sizes; a request refused before any replica stored as a
     window of model "" of the same start. The monitor has read it all."""
-    ctx: AppContext = http.app.state.ctx  # type: ignore[attr-defined]
-    control = http.app.state.serving.control  # type: ignore[attr-defined]
+    ctx: AppContext = http.app.state.running.context  # type: ignore[attr-defined]
+    control = http.app.state.running.serving.control  # type: ignore[attr-defined]
     frame, target = cancer_frame()
     profile = profile_table(
         pa.Table.from_pandas(frame), dict.fromkeys(COLUMNS, "numeric"), task="classification"

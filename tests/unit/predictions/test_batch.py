@@ -78,7 +78,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         assert version.version == 1
         table = frame.assign(customer_id=np.arange(len(frame), dtype=np.int64))
         client.tables.append_records("default", INPUT, pa.Table.from_pandas(table))
-        ctx: AppContext = platform.counter.app.state.ctx  # type: ignore[attr-defined]
+        ctx: AppContext = platform.counter.app.state.running.context  # type: ignore[attr-defined]
         _, path = fetch_package(ctx.store, ctx.artifacts, "default", "churn/1", home / "pkg")
         runtime = load_runtime(path, manifest_sha256=version.manifest_sha256)
         assert runtime.format == "onnx"

@@ -29,7 +29,7 @@ from loopml.web.authz import (
     session_token,
     set_session_cookies,
 )
-from loopml.web.context import Actor, Ctx
+from loopml.web.context import Actor, Ctx, get_running
 
 router = APIRouter(route_class=StrictJSONRoute, tags=["auth"], responses=ERROR_RESPONSES)
 PROJECT = project_path("The project whose members are listed or set.")
@@ -223,7 +223,7 @@ def create_token(body: TokenCreate, request: Request, ctx: Ctx) -> ApiToken:
     token, shown once."""
     return service.create_token(
         ctx.store,
-        request.app.state.auth_key,
+        get_running(request).auth_key,
         _caller(request),
         name=body.name,
         project=body.project,

@@ -27,7 +27,7 @@ from loopml.core.ingest import (
     RecordsCommit,
 )
 from loopml.core.lake import COLUMN_DECLARATION_PATTERN, LakeTable, TableCommit
-from loopml.web.context import Actor, Ctx
+from loopml.web.context import Actor, Ctx, get_running
 
 PREFIX = "/api/v1/projects/{project}/tables"
 router = APIRouter(
@@ -253,7 +253,7 @@ async def append_records(
     """
     result = await tables.append_records(
         ctx,
-        request.app.state,
+        get_running(request).records,
         project,
         table,
         request,

@@ -116,7 +116,7 @@ def _pulled(body: AsyncIterator[bytes], token: anyio.lowlevel.EventLoopToken) ->
 
 async def append_records(
     ctx: AppContext,
-    state: Any,
+    batcher: records.RecordBatcher | None,
     project: str,
     table: str,
     request: Request,
@@ -131,7 +131,6 @@ async def append_records(
     records.media_kind(content_type)
     if key is not None:
         validate_idempotency_key(key)
-    batcher: records.RecordBatcher | None = getattr(state, "records", None)
     if batcher is None:
         raise ServiceUnavailableError(
             "record ingest is not running: the server has not started, or is stopping"

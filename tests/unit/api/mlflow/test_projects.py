@@ -80,7 +80,7 @@ def auth_http(tmp_path: Path, migrated_database_url: str) -> Iterator[TestClient
         auth={"enabled": True},
     )
     with TestClient(create_api_app(settings), base_url="http://127.0.0.1") as client:
-        store = client.app.state.ctx.store  # type: ignore[attr-defined]
+        store = client.app.state.running.context.store  # type: ignore[attr-defined]
         service.create_user(store, "root", ADMIN_PASSWORD, platform_admin=True, actor="test")
         yield client
 

@@ -48,7 +48,7 @@ def _scrape(app: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
 
 
 def test_a_streams_figures_are_on_metrics(app: TestClient, broker: Broker) -> None:
-    ctx = app.app.state.ctx  # type: ignore[attr-defined]
+    ctx = app.app.state.running.context  # type: ignore[attr-defined]
     app.post("/api/v1/projects", json={"name": "p"}).raise_for_status()
     stream = service.create(
         ctx.store,
