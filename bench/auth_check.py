@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from loopml.api.serving_auth import ServingAuthMiddleware
 from loopml.auth import passwords, service
 from loopml.auth.cache import TokenCache
 from loopml.auth.ratelimit import FailureLimiter
 from loopml.core.auth import Principal
+from loopml.platform.serving_auth import ServingAuthMiddleware
 from loopml.store import MetadataStore
 
 LOGIN_TARGET_MS = 300.0
@@ -86,7 +86,7 @@ def login(logins: int) -> None:
     """Print the median and p95 of real logins through the app, and of one verification."""
     from fastapi.testclient import TestClient
 
-    from loopml.api import create_app
+    from loopml.platform import create_api_app
     from loopml.settings import Settings
 
     with tempfile.TemporaryDirectory() as folder:
@@ -96,8 +96,8 @@ def login(logins: int) -> None:
             artifacts={"root": str(Path(folder) / "artifacts")},
             auth={"enabled": True},
         )
-        with TestClient(create_app(settings), base_url="http://127.0.0.1") as http:
-            store = http.app.state.ctx.store  # type: ignore[attr-defined]
+        with TestClient(create_api_app(settings), base_url="http://127.0.0.1") as http:
+            store = http.app.state.running.context.store  # type: ignore[attr-defined]
             service.create_user(store, "root", PASSWORD, platform_admin=True, actor="b")
             body = {"user": "root", "password": PASSWORD}
             took: list[float] = []

@@ -202,10 +202,10 @@ def _write_log(home: Path, ref: pa.Table, window: pa.Table) -> float:
     prediction log (within one hour, ending two hours ago); seconds spent writing."""
     from datetime import UTC, datetime, timedelta
 
-    from loopml.api.startup import build_context
     from loopml.core.deployments import DeploymentSpec, prediction_table
     from loopml.data import lake
     from loopml.monitor.reference import Reference, profile_table, save_reference
+    from loopml.platform.startup import build_context
     from loopml.predictions import _rows
     from loopml.predictions.sink import PredictionRecord
     from loopml.settings import Settings
@@ -276,10 +276,10 @@ def _round_child(home: str) -> None:
     os.sched_setaffinity(0, {0})
     from datetime import UTC, datetime, timedelta
 
-    from loopml.api.startup import build_context
     from loopml.monitor import reader
     from loopml.monitor.engine import Monitor
     from loopml.monitor.windows import _inputs
+    from loopml.platform.startup import build_context
     from loopml.settings import MonitorSettings, Settings
 
     def peak_mb() -> float:

@@ -7,7 +7,7 @@ latest metrics (what the runs table filters and sorts on) and 3 params each, ins
 batches of executemany; the 100 deployments as records (``store.deployments.create``, no
 replica started) with their monitor windows of the current hour and day (counts and the
 monitor's summary of them). Then it times, in-process through ``TestClient`` over
-``loopml.portal.create_app``:
+``loopml.platform.create_app``:
 - ``/`` (the overview),
 - the runs table: first page, sorted by a metric, filtered by a metric and a param and
   sorted, a deep page (90% into the runs) jumped to by its offset (``page=N``) and reached
@@ -59,7 +59,7 @@ import httpx
 from fastapi.testclient import TestClient
 
 from loopml import projects
-from loopml.portal import create_app
+from loopml.platform import create_app
 from loopml.settings import Settings
 from loopml.store import MetadataStore
 

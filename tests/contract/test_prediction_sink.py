@@ -16,10 +16,10 @@ from typing import Any
 import orjson
 import pytest
 
-from loopml.api.startup import build_context
 from loopml.core.predictions import PREDICTION_COLUMNS
 from loopml.data import lake
 from loopml.data.records import RecordBatcher
+from loopml.platform.startup import build_context
 from loopml.predictions.http_sink import HttpPredictionSink
 from loopml.predictions.log import PredictionLog
 from loopml.predictions.sink import PredictionSink

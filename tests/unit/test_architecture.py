@@ -185,8 +185,9 @@ def _lint_imports(tree: Path) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("module", "wrong_import", "broken"),
     [
-        ("data/__init__.py", "import loopml.api.app", "Layers"),
+        ("data/__init__.py", "import loopml.platform.app", "Layers"),
         ("serve/oip.py", "import loopml.train.evaluation", "Serving programs"),
+        ("portal/docs.py", "import loopml.api.errors", "The portal calls"),
         ("packaging/_manifest.py", "import loopml.packaging._signature", "No import cycles"),
     ],
 )

@@ -41,9 +41,9 @@ def sdk(
         yield start, lambda run_id: tracking.get_run(store, "default", run_id), settings
         store.dispose()
         return
-    from loopml.api import create_app
+    from loopml.platform import create_api_app
 
-    with TestClient(create_app(settings), base_url="http://127.0.0.1") as http:
+    with TestClient(create_api_app(settings), base_url="http://127.0.0.1") as http:
         client = Client(http=http)
 
         def start_http(*args: object, **kwargs: object) -> loopml.ActiveRun:

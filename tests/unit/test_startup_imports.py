@@ -16,7 +16,7 @@ def _loaded_after(statement: str) -> list[str]:
 
 
 def test_the_platform_starts_without_pandas_duckdb_or_the_training_stack() -> None:
-    statement = "import loopml.cli.main, loopml.api.app, loopml.portal.app, loopml.cli.server"
+    statement = "import loopml.cli.main, loopml.platform.app, loopml.cli.server"
     assert _loaded_after(statement) == []
 
 

@@ -1,3 +1,3 @@
-"""The HTTP API: FastAPI app, one router per resource, services, the request guard."""
-
-from loopml.api.app import create_app as create_app
+"""The HTTP API: one router per resource (``routes``), request and response bodies
+(``schemas``), HTTP-side glue (``services``), the request guards and error mapping, and the
+MLflow REST layer (``mlflow``). ``loopml.platform`` builds the app that mounts them."""

@@ -46,7 +46,8 @@ def error_response(
 async def _loopml_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, LoopmlError)
     if isinstance(exc, DiskFullError):
-        disk = getattr(request.app.state, "disk", None)  # set by the lifespan (startup.py)
+        running = getattr(request.app.state, "running", None)
+        disk = running.disk if running is not None else None  # set by the platform's lifespan
         if disk is not None:
             disk.refused(str(exc.details.get("store", "unknown")))
     if exc.status >= 500:

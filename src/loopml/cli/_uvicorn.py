@@ -13,6 +13,8 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.server import HANDLED_SIGNALS
 
+from loopml.web.context import running_of
+
 log = logging.getLogger("uvicorn.error")
 
 
@@ -71,7 +73,7 @@ class PlatformServer(uvicorn.Server):
             raise KeyboardInterrupt
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        gateways = getattr(self.app.state, "gateways", None)
+        gateways = running_of(self.app).gateways
         if gateways is not None:
             await gateways.close()
         await super().shutdown(sockets)

@@ -198,17 +198,19 @@ def _auth_line(store: MetadataStore, settings: Settings) -> str:
 
 def _serve(settings: Settings) -> None:
     from loopml._version import __version__
-    from loopml.portal import create_app
+    from loopml.platform import create_app
+    from loopml.web.context import running_of
 
     settings.home.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
+    running = running_of(app)
     url_host = f"[{settings.server.host}]" if ":" in settings.server.host else settings.server.host
     console.print(
         f"loopml {__version__} on [bold]http://{url_host}:{settings.server.port}[/]\n"
         f"  home       {settings.home}\n"
-        f"  database   {app.state.ctx.store.safe_url}\n"
+        f"  database   {running.context.store.safe_url}\n"
         f"  artifacts  {settings.artifact_root}\n"
-        f"  auth       {_auth_line(app.state.ctx.store, settings)}\n"
+        f"  auth       {_auth_line(running.context.store, settings)}\n"
         f"  portal     http://{url_host}:{settings.server.port}/  (API reference at /docs)",
         highlight=False,
     )
@@ -222,7 +224,7 @@ def _serve(settings: Settings) -> None:
         )
     front = _front_door(settings) if in_front(settings) else None
     if front is not None:
-        app.state.front = front
+        running.front = front
         console.print(
             f"  serving    http://{url_host}:{settings.server.port}/deployments/NAME/predict  "
             f"({gateways} in front; the platform behind them on {front.platform_url})",
@@ -283,8 +285,8 @@ def _run(app: FastAPI, settings: Settings, front: FrontDoor | None = None) -> No
 
     import uvicorn
 
-    from loopml.api.warm import warm_in_background
     from loopml.cli._uvicorn import PlatformServer
+    from loopml.platform.warm import warm_in_background
 
     warm_in_background(app)
     config = uvicorn.Config(

@@ -29,14 +29,14 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
 from loopml._version import __version__
-from loopml.api.authz import client_source, limiter_of
-from loopml.api.context import AppContext
 from loopml.auth import service, sessions
 from loopml.core.auth import Principal, Role
 from loopml.core.drift import LEGEND, drifts_when
 from loopml.core.errors import LoopmlError, NotFoundError, PermissionDeniedError
-from loopml.deploy import DeploymentControl, Serving
+from loopml.deploy import DeploymentControl
 from loopml.store import WroteWhileReadingError
+from loopml.web.authz import client_source, limiter_of
+from loopml.web.context import AppContext, get_running
 
 HERE = Path(__file__).parent
 FORM_PREFIX = "/portal/"
@@ -128,8 +128,7 @@ class Viewer:
 
 def context_of(request: Request) -> AppContext:
     """The app's backends."""
-    ctx: AppContext = request.app.state.ctx
-    return ctx
+    return get_running(request).context
 
 
 async def read_only(request: Request, gather: Callable[[], _T]) -> _T:
@@ -153,15 +152,14 @@ async def read_only(request: Request, gather: Callable[[], _T]) -> _T:
 
 def control_of(request: Request) -> DeploymentControl:
     """The app's deployment control plane."""
-    serving: Serving = request.app.state.serving
-    return serving.control
+    return get_running(request).serving.control
 
 
 async def current_viewer(request: Request) -> Viewer:
     """The page's viewer (a dependency); raises ``LoginRequired`` with authentication on and
     no valid session."""
     ctx = context_of(request)
-    key: bytes = request.app.state.auth_key
+    key = get_running(request).auth_key
     if not ctx.settings.auth.enabled:
         return Viewer(None, sessions.csrf_token(key, _ANONYMOUS), auth=False)
     token = request.cookies.get(sessions.SESSION_COOKIE)

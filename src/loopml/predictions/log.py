@@ -17,7 +17,7 @@ deployment to ``prediction_table(deployment)`` through ``RecordBatcher.append``,
 rows at a time or ``flush_ms`` after the first of them arrived. ``close`` appends everything
 still queued; call it before the batcher's own ``close``. Wiring, in the app's lifespan::
 
-    log = PredictionLog(app.state.records)
+    log = PredictionLog(records)
     gateway.on_shadow = log.log_shadow
     gateway.on_answer = log.log_answer
     ...
@@ -98,7 +98,7 @@ class PredictionLog:
     ``close`` are called from it.
 
     Args:
-        batcher: the app's record batcher (``app.state.records``).
+        batcher: the app's record batcher (``Running.records`` in ``loopml.web.context``).
         max_batch: most rows per append.
         flush_ms: longest a queued row waits for others. Each append is a table commit
             (a Delta file and a catalog row) on the platform's own CPU, which the gateway

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from loopml.api import create_app
 from loopml.client import Client
+from loopml.platform import create_api_app
 from loopml.settings import Settings
 
 MAX_BODY = 64 * 1024
@@ -29,7 +29,7 @@ def settings(tmp_path: Path, migrated_database_url: str) -> Settings:
 @pytest.fixture
 def http(settings: Settings) -> Iterator[TestClient]:
     """A raw HTTP client bound to the app (for requests the SDK would never send)."""
-    with TestClient(create_app(settings), base_url="http://127.0.0.1") as test_client:
+    with TestClient(create_api_app(settings), base_url="http://127.0.0.1") as test_client:
         yield test_client
 
 

@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from loopml.api import create_app
 from loopml.auth import service
 from loopml.core.clock import utcnow
+from loopml.platform import create_api_app
 from loopml.settings import Settings
 from loopml.store.orm import ApiTokenRow
 
@@ -31,8 +31,8 @@ def http(tmp_path: Path, migrated_database_url: str) -> Iterator[TestClient]:
         server={"max_body_bytes": MAX_BODY, "max_upload_bytes": MAX_UPLOAD},
         auth={"enabled": True, "login_failures_per_minute": 5},
     )
-    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
-        store = client.app.state.ctx.store  # type: ignore[attr-defined]
+    with TestClient(create_api_app(settings), base_url="http://127.0.0.1") as client:
+        store = client.app.state.running.context.store  # type: ignore[attr-defined]
         service.create_user(store, "root", ADMIN_PASSWORD, platform_admin=True, actor="test")
         yield client
 
@@ -73,7 +73,7 @@ def test_the_token_is_shown_once_and_stored_as_prefix_and_hash(http: TestClient)
     listed = http.get("/api/v1/tokens", headers=admin).json()["items"]
     assert [t["prefix"] for t in listed] == [token.split("_")[1]]
     assert token not in http.get("/api/v1/tokens", headers=admin).text
-    store = http.app.state.ctx.store  # type: ignore[attr-defined]
+    store = http.app.state.running.context.store  # type: ignore[attr-defined]
     with store.session() as session:
         stored = [r.token_hash for r in session.query(ApiTokenRow)]
     assert token not in stored[0]
@@ -134,7 +134,7 @@ def test_expired_and_revoked_tokens_are_refused(http: TestClient) -> None:
     assert "revoked" in revoked.json()["error"]["message"]
 
     other = http.post("/api/v1/tokens", json={"name": "old"}, headers=admin).json()
-    store = http.app.state.ctx.store  # type: ignore[attr-defined]
+    store = http.app.state.running.context.store  # type: ignore[attr-defined]
     with store.session() as session:
         session.execute(
             update(ApiTokenRow)

@@ -63,7 +63,7 @@ def test_every_token_expires_and_null_is_refused(http: TestClient) -> None:
         assert out.status_code == 422, days
     assert _token(http, admin, expires_in_days=365)["expires_at"] is not None
 
-    store = http.app.state.ctx.store  # type: ignore[attr-defined]
+    store = http.app.state.running.context.store  # type: ignore[attr-defined]
     root = Principal(user="root", token_id=None, platform_admin=True, roles={})
     with pytest.raises(ValidationError, match="every token expires"):
         service.create_token(store, b"k" * 32, root, name="x", expires_in_days=None)  # type: ignore[arg-type]
@@ -73,7 +73,7 @@ def test_a_token_stored_without_an_expiry_keeps_working(http: TestClient) -> Non
     # Rows made before expiry was required have expires_at NULL: they stay valid until revoked.
     admin = login(http, "root", ADMIN_PASSWORD)
     old = _token(http, admin)
-    store = http.app.state.ctx.store  # type: ignore[attr-defined]
+    store = http.app.state.running.context.store  # type: ignore[attr-defined]
     with store.session() as session:
         session.execute(
             update(ApiTokenRow).where(ApiTokenRow.id == old["id"]).values(expires_at=None)

@@ -57,7 +57,7 @@ def test_a_disabled_user_loses_its_tokens_and_sessions_and_cannot_log_in(
 
 
 def test_the_last_platform_admin_cannot_be_disabled(http: TestClient) -> None:
-    store = http.app.state.ctx.store  # type: ignore[attr-defined]
+    store = http.app.state.running.context.store  # type: ignore[attr-defined]
     with pytest.raises(ConflictError, match="last platform admin"):
         service.disable_user(store, "root", caller=None, actor="test")
     admin = login(http, "root", ADMIN_PASSWORD)

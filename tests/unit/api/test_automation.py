@@ -52,7 +52,7 @@ def client(http: TestClient) -> Client:
 
 
 def engine(http: TestClient) -> AutomationEngine:
-    return AutomationEngine(http.app.state.ctx.store)  # type: ignore[attr-defined]
+    return AutomationEngine(http.app.state.running.context.store)  # type: ignore[attr-defined]
 
 
 def trigger_runs(client: Client, name: str) -> list[str]:
@@ -147,7 +147,7 @@ def test_webhook_fires_with_its_secret_only(http: TestClient, client: Client) ->
     assert len(hook.secret) > 40
     assert client.triggers.get("ci").secret is None
     assert http.get("/api/v1/projects/default/triggers/ci").json()["secret"] is None
-    with http.app.state.ctx.store.session() as session:  # type: ignore[attr-defined]
+    with http.app.state.running.context.store.session() as session:  # type: ignore[attr-defined]
         stored = session.scalars(select(TriggerRow.secret_hash)).one()
     assert stored is not None
     assert hook.secret not in stored

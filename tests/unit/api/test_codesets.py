@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from loopml.api import create_app
 from loopml.client import Client
 from loopml.core.errors import NotFoundError, PermissionDeniedError, ValidationError
+from loopml.platform import create_api_app
 from loopml.settings import Settings
 from tests.unit.storage.test_codetree import TRAINER, git, make_repo, write
 
@@ -209,7 +209,7 @@ def test_no_roots_means_no_repository_is_read(tmp_path: Path, migrated_database_
     )
     repo = tmp_path / "repo"
     make_repo(repo, TRAINER)
-    with TestClient(create_app(settings), base_url="http://127.0.0.1") as http:
+    with TestClient(create_api_app(settings), base_url="http://127.0.0.1") as http:
         client = Client(http=http)
         client.codesets.register("trainer", repo)
         with pytest.raises(PermissionDeniedError, match=r"codesets\.repository_roots"):

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from loopml.api import create_app
 from loopml.api.route_table import iter_api_routes
 from loopml.auth import service
+from loopml.platform import create_api_app
 from loopml.settings import Settings
 
 from .conftest import MAX_BODY, MAX_UPLOAD
@@ -160,7 +160,7 @@ def allowing(tmp_path: Path, migrated_database_url: str) -> TestClient:
             "allowed_origins": ["http://127.0.0.1:3000"],
         },
     )
-    return TestClient(create_app(settings), base_url="http://127.0.0.1")
+    return TestClient(create_api_app(settings), base_url="http://127.0.0.1")
 
 
 def test_an_allowed_origin_may_change_state(allowing: TestClient) -> None:
@@ -193,8 +193,8 @@ def authed(
         # The matrix sends hundreds of bad tokens from one address on purpose.
         auth={"enabled": True, "login_failures_per_minute": 10_000},
     )
-    with TestClient(create_app(settings), base_url="http://127.0.0.1") as http:
-        store = http.app.state.ctx.store  # type: ignore[attr-defined]
+    with TestClient(create_api_app(settings), base_url="http://127.0.0.1") as http:
+        store = http.app.state.running.context.store  # type: ignore[attr-defined]
         service.create_user(store, "root", ADMIN_PASSWORD, platform_admin=True, actor="test")
         login = {"user": "root", "password": ADMIN_PASSWORD}
         token = http.post("/api/v1/auth/login", json=login).json()["token"]

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from loopml.api.context import AppContext
 from loopml.client import Client
 from loopml.core.deployments import DeploymentStatus
 from loopml.core.errors import NotFoundError, ValidationError
 from loopml.settings import Settings
+from loopml.web.context import AppContext
 from tests.conftest import free_port
 from tests.unit.deploy.deploy_support import (
     PackageFiles,
@@ -39,7 +39,7 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> PackageFiles:
 @pytest.fixture
 def versions(http: TestClient, package: PackageFiles) -> None:
     """Model ``cancer`` with READY versions 1 and 2."""
-    ctx: AppContext = http.app.state.ctx  # type: ignore[attr-defined]
+    ctx: AppContext = http.app.state.running.context  # type: ignore[attr-defined]
     for _ in range(2):
         register_files(ctx.store, ctx.artifacts, package)
 

@@ -17,11 +17,11 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
-from loopml.api.context import AppContext
 from loopml.client import Client
 from loopml.core.deployments import DeploymentStatus
 from loopml.core.errors import NotFoundError, ValidationError
 from loopml.settings import Settings
+from loopml.web.context import AppContext
 from tests.conftest import free_port
 from tests.unit.deploy.deploy_support import (
     PackageFiles,
@@ -88,7 +88,7 @@ def _logged(client: Client, count: int) -> list[dict[str, Any]]:
 def test_a_deployment_serves_from_entity_keys(
     client: Client, http: TestClient, package: PackageFiles, tmp_path: Path
 ) -> None:
-    ctx: AppContext = http.app.state.ctx  # type: ignore[attr-defined]
+    ctx: AppContext = http.app.state.running.context  # type: ignore[attr-defined]
     register_files(ctx.store, ctx.artifacts, package)
     now = datetime.now(UTC)
     rows = instances(3)

@@ -10,16 +10,16 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from loopml.api import create_app
-from loopml.api.context import AppContext
 from loopml.client import Client
 from loopml.core.deployments import DeploymentSpec
 from loopml.core.errors import NotFoundError, ValidationError
 from loopml.packaging import load_model, package_model
+from loopml.platform import create_api_app
 from loopml.predictions.http_sink import HttpPredictionSink
 from loopml.serve import ModelRuntime, create_model_app
 from loopml.settings import Settings
 from loopml.store import deployments
+from loopml.web.context import AppContext
 from tests.unit.predictions.test_predlog_http import serve_platform
 
 URL = "/deployments/churn-api/feedback"
@@ -43,7 +43,7 @@ def make_deployment(ctx: AppContext, name: str = "churn-api", project: str = "de
 
 @pytest.fixture
 def deployed(http: TestClient) -> TestClient:
-    make_deployment(http.app.state.ctx)  # type: ignore[attr-defined]
+    make_deployment(http.app.state.running.context)  # type: ignore[attr-defined]
     return http
 
 
@@ -137,8 +137,8 @@ def test_more_than_10000_labels_in_one_post_are_refused(settings: Settings) -> N
     roomy = settings.model_copy(
         update={"server": settings.server.model_copy(update={"max_body_bytes": 4 * 1024 * 1024})}
     )
-    with TestClient(create_app(roomy), base_url="http://127.0.0.1") as http:
-        make_deployment(http.app.state.ctx)  # type: ignore[attr-defined]
+    with TestClient(create_api_app(roomy), base_url="http://127.0.0.1") as http:
+        make_deployment(http.app.state.running.context)  # type: ignore[attr-defined]
         items = [{"inference_id": f"i{n}", "label": n % 2} for n in range(10_001)]
         refused = http.post(URL, json={"items": items})
         assert refused.status_code == 422, refused.text
@@ -191,7 +191,7 @@ def test_feedback_joins_the_prediction_log_by_inference_id_in_sql(tmp_path: Path
     runtime = _small_model(tmp_path / "model")
     names = runtime.input_names
     with serve_platform(tmp_path / "platform") as platform:
-        make_deployment(platform.counter.app.state.ctx)  # type: ignore[attr-defined]
+        make_deployment(platform.counter.app.state.running.context)  # type: ignore[attr-defined]
         sink = HttpPredictionSink(platform.url, "default", "churn-api", flush_ms=0)
         app = create_model_app(
             runtime, deployment="churn-api", model_name="churn", version=1, sink=sink

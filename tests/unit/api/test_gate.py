@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from loopml.api.context import AppContext
 from loopml.client import Client
 from loopml.core.errors import ConflictError, GateRequiredError, NotFoundError, ValidationError
 from loopml.core.gate import EvaluationReport, GatePolicy
+from loopml.web.context import AppContext
 from tests.tracking_rows import log_model, make_run
 
 EVAL = "ab" * 32
@@ -21,7 +21,7 @@ min_delta: 0.01
 
 
 def _two_versions(http: TestClient, client: Client) -> None:
-    ctx: AppContext = http.app.state.ctx  # type: ignore[attr-defined]
+    ctx: AppContext = http.app.state.running.context  # type: ignore[attr-defined]
     run = make_run(ctx.store)
     log_model(ctx.store, ctx.artifacts, run)
     client.models.register_version("churn", run_id=run.id)

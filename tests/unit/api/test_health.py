@@ -6,9 +6,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from loopml import __version__
-from loopml.api import create_app
 from loopml.client import Client
 from loopml.core.errors import ServiceUnavailableError
+from loopml.platform import create_api_app
 from loopml.settings import Settings
 
 
@@ -27,7 +27,7 @@ def test_unreachable_database_is_not_ready_but_live(tmp_path: Path) -> None:
         home=tmp_path,
         database={"url": "postgresql://postgres@127.0.0.1:1/nowhere", "auto_upgrade": False},
     )
-    with TestClient(create_app(settings), base_url="http://127.0.0.1") as http:
+    with TestClient(create_api_app(settings), base_url="http://127.0.0.1") as http:
         assert http.get("/api/v1/health/live").status_code == 200
         ready = http.get("/api/v1/health/ready")
         assert ready.status_code == 503

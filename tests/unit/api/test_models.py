@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from loopml.api.context import AppContext
 from loopml.client import Client
 from loopml.core.errors import (
     AlreadyExistsError,
@@ -17,11 +16,12 @@ from loopml.core.errors import (
 )
 from loopml.core.registry import ModelVersion, RegisteredModel, VersionStatus
 from loopml.store.orm import RunRow
+from loopml.web.context import AppContext
 from tests.tracking_rows import Run, log_model, make_run
 
 
 def _ctx(http: TestClient) -> AppContext:
-    ctx: AppContext = http.app.state.ctx  # type: ignore[attr-defined]
+    ctx: AppContext = http.app.state.running.context  # type: ignore[attr-defined]
     return ctx
 
 

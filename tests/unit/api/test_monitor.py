@@ -13,7 +13,7 @@ from tests.unit.api.test_feedback import make_deployment
 
 @pytest.fixture
 def deployed(http: TestClient) -> TestClient:
-    make_deployment(http.app.state.ctx)  # type: ignore[attr-defined]
+    make_deployment(http.app.state.running.context)  # type: ignore[attr-defined]
     return http
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from loopml.api import create_app
 from loopml.auth import service
 from loopml.client import Client
 from loopml.core.errors import NotFoundError, PermissionDeniedError
+from loopml.platform import create_api_app
 from loopml.settings import Settings
 
 from .test_auth import ADMIN_PASSWORD, login, make_user
@@ -67,7 +67,7 @@ def test_a_server_that_keeps_no_file_says_so(tmp_path: Path, migrated_database_u
         home=tmp_path / "home", database={"url": migrated_database_url}, server={"log_file": ""}
     )
     with (
-        TestClient(create_app(settings), base_url="http://127.0.0.1") as http,
+        TestClient(create_api_app(settings), base_url="http://127.0.0.1") as http,
         pytest.raises(NotFoundError, match=r"server\.log_file is empty"),
     ):
         Client(http=http).platform_logs()
@@ -79,8 +79,8 @@ def authed(tmp_path: Path, migrated_database_url: str) -> Iterator[TestClient]:
         home=tmp_path / "home", database={"url": migrated_database_url}, auth={"enabled": True}
     )
     _write(settings.home / "logs" / "loopml.log", NEWER)
-    with TestClient(create_app(settings), base_url="http://127.0.0.1") as http:
-        store = http.app.state.ctx.store  # type: ignore[attr-defined]
+    with TestClient(create_api_app(settings), base_url="http://127.0.0.1") as http:
+        store = http.app.state.running.context.store  # type: ignore[attr-defined]
         service.create_user(store, "root", ADMIN_PASSWORD, platform_admin=True, actor="test")
         yield http
 

@@ -15,9 +15,9 @@ import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
-from loopml.api import create_app
 from loopml.client import Client
 from loopml.core.errors import ValidationError
+from loopml.platform import create_api_app
 from loopml.settings import Settings
 from tests.unit.api.conftest import MAX_BODY
 
@@ -234,7 +234,7 @@ def test_shutting_down_answers_the_posts_still_waiting(settings: Settings) -> No
     """The app's lifespan ends (the server stops) while a post waits for its batch's timer:
     the post is committed and answered before the store closes."""
     lake = settings.lake.model_copy(update={"records_batch_ms": 60_000.0})
-    app = create_app(settings.model_copy(update={"lake": lake}))
+    app = create_api_app(settings.model_copy(update={"lake": lake}))
 
     async def scenario() -> tuple[int, int]:
         transport = httpx.ASGITransport(app=app)
@@ -242,15 +242,15 @@ def test_shutting_down_answers_the_posts_still_waiting(settings: Settings) -> No
             async with app.router.lifespan_context(app):
                 waiting = asyncio.ensure_future(http.post(URL, json=[{"id": 1}, {"id": 2}]))
                 for _ in range(300):
-                    if app.state.records.waiting:
+                    if app.state.running.records.waiting:
                         break
                     await asyncio.sleep(0.02)
                 await asyncio.sleep(0.1)
-                assert app.state.records.waiting == 1
+                assert app.state.running.records.waiting == 1
                 assert not waiting.done()  # the timer is a minute away
             answer = await asyncio.wait_for(waiting, timeout=30)
         return answer.status_code, answer.json()["rows"]
 
     assert asyncio.run(scenario()) == (201, 2)
-    with TestClient(create_app(settings), base_url="http://127.0.0.1") as http:
+    with TestClient(create_api_app(settings), base_url="http://127.0.0.1") as http:
         assert _table(http)["row_count"] == 2

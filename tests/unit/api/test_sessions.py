@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from loopml.api import create_app
 from loopml.auth import service
 from loopml.core.clock import utcnow
+from loopml.platform import create_api_app
 from loopml.settings import Settings
 
 from .conftest import MAX_BODY, MAX_UPLOAD
@@ -35,8 +35,8 @@ def _settings(tmp_path: Path, migrated_database_url: str, *, enabled: bool = Tru
 
 
 def _client(settings: Settings, base_url: str) -> Iterator[TestClient]:
-    with TestClient(create_app(settings), base_url=base_url) as client:
-        store = client.app.state.ctx.store  # type: ignore[attr-defined]
+    with TestClient(create_api_app(settings), base_url=base_url) as client:
+        store = client.app.state.running.context.store  # type: ignore[attr-defined]
         service.create_user(store, "root", ADMIN_PASSWORD, platform_admin=True, actor="test")
         yield client
 
@@ -221,7 +221,7 @@ def test_with_authentication_off_there_is_no_session(
     tmp_path: Path, migrated_database_url: str
 ) -> None:
     settings = _settings(tmp_path, migrated_database_url, enabled=False)
-    with TestClient(create_app(settings), base_url="http://127.0.0.1") as http:
+    with TestClient(create_api_app(settings), base_url="http://127.0.0.1") as http:
         answer = http.post(SESSION, json=CREDENTIALS)
         assert answer.status_code == 422
         assert "auth.enabled" in answer.json()["error"]["message"]

@@ -6,17 +6,17 @@ import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
-from loopml.api.context import AppContext
 from loopml.client import Client
 from loopml.core.errors import NotFoundError, QueryTimeoutError, ValidationError
 from loopml.data import lake
+from loopml.web.context import AppContext
 
 
 @pytest.fixture
 def ctx(http: TestClient, client: Client) -> AppContext:
     client.projects.create("shop")
     client.projects.create("other")
-    context: AppContext = http.app.state.ctx  # type: ignore[attr-defined]
+    context: AppContext = http.app.state.running.context  # type: ignore[attr-defined]
     first = pa.table({"id": [1, 2, 3], "label": [0, 1, 0], "day": ["2026-01-01"] * 3})
     more = pa.table({"id": [4, 5], "label": [1, 1], "day": ["2026-01-02"] * 2})
     lake.ingest_arrow(context.store, context.artifacts, "shop", "churn", first, actor="t")

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from loopml.api import create_app
 from loopml.client import Client
 from loopml.core.errors import AlreadyExistsError, NotFoundError
+from loopml.platform import create_api_app
 from loopml.settings import Settings
 
 STREAMS = "/api/v1/projects/default/streams"
@@ -21,7 +21,7 @@ def http(settings: Settings) -> Iterator[TestClient]:
     quiet = settings.model_copy(
         update={"server": settings.server.model_copy(update={"streams": False})}
     )
-    with TestClient(create_app(quiet), base_url="http://127.0.0.1") as test_client:
+    with TestClient(create_api_app(quiet), base_url="http://127.0.0.1") as test_client:
         yield test_client
 
 

@@ -9,16 +9,16 @@ import pytest
 from fastapi.testclient import TestClient
 from sklearn.datasets import load_wine
 
-from loopml.api.context import AppContext
 from loopml.client import Client
 from loopml.core.datasets import SplitSpec
 from loopml.core.errors import GateRequiredError
 from loopml.data import datasets, lake
 from loopml.sdk.training import train_model
+from loopml.web.context import AppContext
 
 
 def _snapshots(http: TestClient) -> None:
-    ctx: AppContext = http.app.state.ctx  # type: ignore[attr-defined]
+    ctx: AppContext = http.app.state.running.context  # type: ignore[attr-defined]
     frame = load_wine(as_frame=True).frame
     frame.columns = [f"c{i}" for i in range(frame.shape[1] - 1)] + ["label"]
     noisy = frame.copy()

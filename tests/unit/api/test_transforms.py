@@ -8,11 +8,11 @@ import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
-from loopml.api.context import AppContext
 from loopml.client import Client
 from loopml.core.errors import NotFoundError, QueryTimeoutError, ValidationError
 from loopml.core.transforms import TableVersion
 from loopml.data import lake
+from loopml.web.context import AppContext
 
 BASE = "/api/v1/projects/shop/transforms"
 TOTALS = "SELECT region, sum(amount) AS total FROM sales GROUP BY region"
@@ -21,7 +21,7 @@ TOTALS = "SELECT region, sum(amount) AS total FROM sales GROUP BY region"
 @pytest.fixture
 def ctx(http: TestClient, client: Client) -> AppContext:
     client.projects.create("shop")
-    context: AppContext = http.app.state.ctx  # type: ignore[attr-defined]
+    context: AppContext = http.app.state.running.context  # type: ignore[attr-defined]
     _ingest(context, region=["n", "s"], amount=[1.0, 2.0])
     return context
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from loopml.api import create_app
 from loopml.api.route_table import iter_api_routes
 from loopml.auth.permissions import (
     MLFLOW_PREFIXES,
@@ -13,11 +12,12 @@ from loopml.auth.permissions import (
     Action,
     rule_for,
 )
+from loopml.platform import create_api_app
 from loopml.settings import Settings
 
 
 def _routes(tmp_path: Path) -> set[tuple[str, str]]:
-    app = create_app(Settings(home=tmp_path / "home"))
+    app = create_api_app(Settings(home=tmp_path / "home"))
     return {(method, path) for method, path, _ in iter_api_routes(app)}
 
 
@@ -83,7 +83,7 @@ def test_every_narrowing_names_a_parameter_its_route_has(tmp_path: Path) -> None
 
     from loopml.auth.permissions import Source
 
-    app = create_app(Settings(home=tmp_path / "home"))
+    app = create_api_app(Settings(home=tmp_path / "home"))
     routes = {(method, path): route for method, path, route in iter_api_routes(app)}
     for (method, path), rule in PERMISSIONS.items():
         if rule.resource is None:

@@ -203,8 +203,8 @@ def test_the_token_cache_forgets_a_revoked_token_after_its_ttl(tmp_path: Path) -
 
 
 def test_serving_paths_name_their_deployment_as_the_gateway_resolves_it() -> None:
-    from loopml.api.serving_auth import deployment_of
     from loopml.core.errors import NotFoundError
+    from loopml.platform.serving_auth import deployment_of
 
     def by_model(name: str) -> str:  # the gateway's rule: a model name reaches its deployment
         if name == "churn-model":

@@ -14,13 +14,13 @@ import pytest
 import uvicorn
 from typer.testing import CliRunner, Result
 
-from loopml.api import create_app
-from loopml.api.context import AppContext
 from loopml.cli import main
 from loopml.client import Client
 from loopml.core.deployments import DeploymentSpec
+from loopml.platform import create_api_app
 from loopml.settings import Settings
 from loopml.store import deployments
+from loopml.web.context import AppContext
 from tests.conftest import free_port
 
 COLUMNS = 80
@@ -67,7 +67,7 @@ def serve(home: Path) -> Iterator[Platform]:
         server={"streams": False, "automation_interval_s": 3600},
         monitor={"enabled": False},
     )
-    app = create_app(settings)
+    app = create_api_app(settings)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
@@ -80,7 +80,7 @@ def serve(home: Path) -> Iterator[Platform]:
             pytest.fail("the platform did not start")
         time.sleep(0.02)
     try:
-        yield Platform(f"http://127.0.0.1:{port}", app.state.ctx)
+        yield Platform(f"http://127.0.0.1:{port}", app.state.running.context)
     finally:
         server.should_exit = True
         thread.join(30)

@@ -16,7 +16,7 @@ import uvicorn
 from loopml.cli import _endpoints, monitor
 from loopml.client import Client
 from loopml.core.deployments import Deployment
-from loopml.portal import create_app
+from loopml.platform import create_app
 from loopml.portal.pages import deployments as page
 from loopml.settings import Settings
 from tests.conftest import free_port
@@ -49,7 +49,7 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             pytest.fail("the platform did not start")
         time.sleep(0.02)
     try:
-        running = Platform(f"http://127.0.0.1:{port}", app.state.ctx)
+        running = Platform(f"http://127.0.0.1:{port}", app.state.running.context)
         package = package_files(home / "pkg")
         with Client(running.url) as client:
             client.projects.create("shop")

@@ -14,11 +14,11 @@ import pytest
 import uvicorn
 from typer.testing import CliRunner
 
-from loopml.api import create_app
 from loopml.auth import service
 from loopml.cli.main import app
 from loopml.client import Client
 from loopml.core.errors import PermissionDeniedError, UnauthenticatedError
+from loopml.platform import create_api_app
 from loopml.settings import Settings
 from tests.conftest import free_port
 
@@ -42,7 +42,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
     settings = Settings(
         home=home, database={"url": f"sqlite:///{tmp_path / 'db.sqlite'}"}, auth={"enabled": True}
     )
-    api = create_app(settings)
+    api = create_api_app(settings)
     port = free_port()
     running = uvicorn.Server(
         uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
@@ -55,7 +55,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
             pytest.fail("the server did not start")
         time.sleep(0.02)
     try:
-        store = api.state.ctx.store
+        store = api.state.running.context.store
         service.create_user(store, "root", ADMIN_PASSWORD, platform_admin=True, actor="test")
         url = f"http://127.0.0.1:{port}"
         with Client(url) as anonymous:

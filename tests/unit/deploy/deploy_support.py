@@ -23,10 +23,10 @@ import uvicorn
 from fastapi import FastAPI
 
 import loopml
-from loopml.api import create_app
 from loopml.client import Client
 from loopml.core.registry import ModelVersion
 from loopml.deploy import Serving
+from loopml.platform import create_api_app
 from loopml.registry import register_version
 from loopml.settings import Settings
 from loopml.storage import ArtifactStore
@@ -121,7 +121,7 @@ def instances(rows: int = 2) -> list[dict[str, float]]:
 
 
 class Platform:
-    """The platform app (``create_app(settings)``) under uvicorn in a thread, on a real
+    """The platform app (``create_api_app(settings)``) under uvicorn in a thread, on a real
     port; ``restart`` stops it (lifespan shutdown: every replica stops) and starts a new
     app on the same home."""
 
@@ -133,21 +133,21 @@ class Platform:
         self.url = f"http://127.0.0.1:{self.port}"
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
-        self.app: FastAPI = create_app(self.settings)
+        self.app: FastAPI = create_api_app(self.settings)
 
     @property
     def serving(self) -> Serving:
-        serving: Serving = self.app.state.serving
+        serving: Serving = self.app.state.running.serving
         return serving
 
     @property
     def store(self) -> MetadataStore:
-        store: MetadataStore = self.app.state.ctx.store
+        store: MetadataStore = self.app.state.running.context.store
         return store
 
     @property
     def artifacts(self) -> ArtifactStore:
-        artifacts: ArtifactStore = self.app.state.ctx.artifacts
+        artifacts: ArtifactStore = self.app.state.running.context.artifacts
         return artifacts
 
     def start(self) -> None:
@@ -168,7 +168,7 @@ class Platform:
 
     def restart(self) -> None:
         self.stop()
-        self.app = create_app(self.settings)
+        self.app = create_api_app(self.settings)
         self.start()
 
     def predict(self, client: httpx.Client, name: str, **headers: str) -> httpx.Response:

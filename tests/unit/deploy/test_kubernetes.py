@@ -19,7 +19,6 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from loopml.api import create_app
 from loopml.client import Client
 from loopml.core.deployments import Deployment, DeploymentSpec, DeploymentStatus, Revision
 from loopml.core.errors import (
@@ -33,6 +32,7 @@ from loopml.deploy.targets._k8s_names import dns_label, label_value
 from loopml.deploy.targets.base import RevisionPackage
 from loopml.deploy.targets.kubernetes import KubernetesTarget, Manifest, render, to_yaml
 from loopml.packaging import MANIFEST_FILE, load_model
+from loopml.platform import create_api_app
 from loopml.sdk import fetch
 from loopml.settings import Settings
 from tests.unit.conftest import Served
@@ -781,7 +781,7 @@ def platform(tmp_path: Path) -> Iterator[TestClient]:
         database={"url": f"sqlite:///{tmp_path / 'loopml.db'}"},
         artifacts={"root": str(tmp_path / "artifacts")},
     )
-    with TestClient(create_app(settings), base_url="http://127.0.0.1") as http:
+    with TestClient(create_api_app(settings), base_url="http://127.0.0.1") as http:
         yield http
 
 
@@ -985,8 +985,8 @@ def test_fetch_sends_the_pods_token_when_authentication_is_on(
         artifacts={"root": str(tmp_path / "artifacts")},
         auth={"enabled": True},
     )
-    with TestClient(create_app(settings), base_url="http://127.0.0.1") as http:
-        store, key = http.app.state.ctx.store, http.app.state.auth_key
+    with TestClient(create_api_app(settings), base_url="http://127.0.0.1") as http:
+        store, key = http.app.state.running.context.store, http.app.state.running.auth_key
         password = "a long pod password 42"
         service.create_user(store, "ada", password, platform_admin=True, actor="test")
         token = service.login(store, key, "ada", password, lifetime=timedelta(days=1)).token

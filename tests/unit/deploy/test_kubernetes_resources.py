@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from loopml.api.services.monitoring import deployment_replicas, replica_samples
 from loopml.core.deployments import Deployment
 from loopml.core.errors import PermissionDeniedError, ServiceUnavailableError
 from loopml.deploy import DeploymentControl
+from loopml.deploy.replicas import deployment_replicas, replica_samples
 from loopml.deploy.targets._k8s_resources import PodMeter, parse_quantity
 from loopml.deploy.targets.kubernetes import KubernetesTarget, Manifest
 from loopml.monitor.engine import Monitor

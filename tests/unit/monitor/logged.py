@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from loopml.api.context import AppContext
 from loopml.core.deployments import feedback_table, prediction_table
 from loopml.core.predictions import FeedbackItem
 from loopml.data import lake
@@ -20,6 +19,7 @@ from loopml.predictions import _rows
 from loopml.predictions.feedback import feedback_records
 from loopml.predictions.sink import PredictionRecord
 from loopml.settings import MonitorSettings
+from loopml.web.context import AppContext
 
 Key = tuple[str, int]
 """inference_id, row_index: what a label names."""

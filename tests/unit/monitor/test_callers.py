@@ -11,14 +11,14 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from loopml.api import create_app
-from loopml.api.context import AppContext
-from loopml.api.services.monitoring import gateway_callers
 from loopml.auth import service
 from loopml.client import Client
 from loopml.monitor.engine import Monitor
+from loopml.platform import create_api_app
+from loopml.platform.monitoring import gateway_callers
 from loopml.settings import Settings
 from loopml.store import monitor as rows
+from loopml.web.context import AppContext
 from tests.conftest import free_port
 from tests.unit.api.conftest import MAX_BODY, MAX_UPLOAD
 from tests.unit.api.test_auth import ADMIN_PASSWORD, login
@@ -38,23 +38,23 @@ def platform(tmp_path: Path, migrated_database_url: str, *, auth: bool) -> Itera
         # This test's monitor is the only one on the database.
         monitor={"enabled": False, "lag_s": 0, "default_rules": []},
     )
-    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
-        ctx: AppContext = client.app.state.ctx  # type: ignore[attr-defined]
+    with TestClient(create_api_app(settings), base_url="http://127.0.0.1") as client:
+        ctx: AppContext = client.app.state.running.context  # type: ignore[attr-defined]
         service.create_user(ctx.store, "root", ADMIN_PASSWORD, platform_admin=True, actor="test")
         register_files(ctx.store, ctx.artifacts, package_files(tmp_path / "pkg"))
         yield client
 
 
 def _monitor(http: TestClient) -> Monitor:
-    ctx: AppContext = http.app.state.ctx  # type: ignore[attr-defined]
-    metrics = http.app.state.serving.gateway.metrics  # type: ignore[attr-defined]
+    ctx: AppContext = http.app.state.running.context  # type: ignore[attr-defined]
+    metrics = http.app.state.running.serving.gateway.metrics  # type: ignore[attr-defined]
     return Monitor(
         ctx.store, ctx.artifacts, ctx.settings.monitor, callers=lambda: gateway_callers(metrics)
     )
 
 
 def _callers(http: TestClient, deployment: str) -> dict[str, int]:
-    ctx: AppContext = http.app.state.ctx  # type: ignore[attr-defined]
+    ctx: AppContext = http.app.state.running.context  # type: ignore[attr-defined]
     with ctx.store.session() as session:
         [window] = rows.list_windows(session, "default", deployment, size="1h")
     found: dict[str, Any] = window["summary"]["usage"]["callers"]

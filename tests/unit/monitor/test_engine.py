@@ -20,8 +20,6 @@ import uvicorn
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, generate_latest
 
-from loopml.api import create_app
-from loopml.api.context import AppContext
 from loopml.client import Client
 from loopml.core.deployments import prediction_table
 from loopml.data import lake
@@ -32,11 +30,13 @@ from loopml.packaging import load_model, package_model
 from loopml.pipelines import automation_service as auto
 from loopml.pipelines import service as pipelines
 from loopml.pipelines.automation import AutomationEngine
+from loopml.platform import create_api_app
 from loopml.predictions._rows import PREDICTION_SCHEMA
 from loopml.predictions.http_sink import HttpPredictionSink
 from loopml.serve import ModelRuntime, create_model_app
 from loopml.settings import Settings
 from loopml.store import events
+from loopml.web.context import AppContext
 from tests.conftest import free_port
 from tests.unit.api.test_feedback import make_deployment
 from tests.unit.monitor.test_alerts import _Hook
@@ -76,7 +76,7 @@ def settings(tmp_path: Path, migrated_database_url: str) -> Settings:
 @contextmanager
 def running(settings: Settings) -> Iterator[tuple[str, AppContext]]:
     """The platform served by uvicorn in a thread; its URL and context."""
-    app = create_app(settings)
+    app = create_api_app(settings)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -87,7 +87,7 @@ def running(settings: Settings) -> Iterator[tuple[str, AppContext]]:
         assert time.monotonic() < deadline, "the platform did not start in time"
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}", app.state.ctx
+        yield f"http://127.0.0.1:{port}", app.state.running.context
     finally:
         server.should_exit = True
         thread.join(30)

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from loopml.api.context import AppContext
 from loopml.monitor.reference import Reference, profile_table, save_reference
 from loopml.store import events
 from loopml.store import monitor as rows
+from loopml.web.context import AppContext
 from tests.unit.monitor.logged import log_predictions, monitor_at
 
 # Rows a window: enough that an unshifted sample's Wasserstein distance stays well under the

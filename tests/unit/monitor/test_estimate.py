@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from loopml.api.context import AppContext
 from loopml.client import Client
 from loopml.core.alerts import metric_value
 from loopml.monitor.calibration import calibration_table
@@ -17,6 +16,7 @@ from loopml.monitor.reference import Reference, save_reference
 from loopml.serve import ModelRuntime
 from loopml.settings import Settings
 from loopml.store import monitor as monitor_rows
+from loopml.web.context import AppContext
 from tests.unit.api.test_feedback import make_deployment
 from tests.unit.monitor.test_engine import (
     _frame,

@@ -15,7 +15,7 @@ def _loaded_after(statement: str) -> list[str]:
 
 
 def test_the_api_app_starts_without_scipy() -> None:
-    assert _loaded_after("import loopml.api.app") == []
+    assert _loaded_after("import loopml.platform.app") == []
 
 
 def test_a_drift_check_still_loads_scipy_when_it_needs_it() -> None:

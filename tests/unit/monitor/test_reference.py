@@ -12,13 +12,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sklearn.datasets import load_breast_cancer
 
-from loopml.api import create_app
 from loopml.client import Client
 from loopml.core.datasets import SplitSpec
 from loopml.data import datasets, lake
 from loopml.monitor.engine import Monitor
 from loopml.monitor.reference import ensure_reference, get_reference, profile_table
 from loopml.monitor.sketch import NumericReference
+from loopml.platform import create_api_app
 from loopml.registry import register_version
 from loopml.sdk.training import train_model
 from loopml.settings import Settings
@@ -117,9 +117,9 @@ def test_the_reference_api_shows_the_calibration_table(settings: Settings) -> No
         settings=settings,
     )
     assert trained.version is not None
-    with TestClient(create_app(settings), base_url="http://127.0.0.1") as http:
+    with TestClient(create_api_app(settings), base_url="http://127.0.0.1") as http:
         shown = Client(http=http).monitoring.reference("cancer", 1)  # built on this request
-        store = http.app.state.ctx.store  # type: ignore[attr-defined]
+        store = http.app.state.running.context.store  # type: ignore[attr-defined]
         stored = get_reference(store, "default", "cancer", 1)
     assert stored is not None
     assert stored.profile is not None

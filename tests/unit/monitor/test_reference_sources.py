@@ -16,7 +16,6 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 import loopml
-from loopml.api.context import AppContext
 from loopml.cli.main import app as cli
 from loopml.client import Client
 from loopml.core.deployments import prediction_table
@@ -24,10 +23,11 @@ from loopml.core.errors import NotFoundError, ValidationError
 from loopml.data import lake
 from loopml.monitor.engine import Monitor
 from loopml.monitor.reference import get_reference
-from loopml.portal import create_app as create_platform
+from loopml.platform import create_app as create_platform
 from loopml.predictions._rows import PREDICTION_SCHEMA
 from loopml.settings import Settings
 from loopml.store import events
+from loopml.web.context import AppContext
 from tests.unit.api.test_feedback import make_deployment
 from tests.unit.monitor.test_engine import running
 from tests.unit.monitor.test_engine import settings as settings  # a fixture

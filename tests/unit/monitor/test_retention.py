@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from loopml.api.context import AppContext
 from loopml.core.deployments import feedback_table, prediction_table
 from loopml.core.errors import ValidationError
 from loopml.core.predictions import FeedbackItem
@@ -20,6 +19,7 @@ from loopml.predictions.feedback import feedback_records
 from loopml.settings import MonitorSettings
 from loopml.store import deployments, events
 from loopml.store import monitor as rows
+from loopml.web.context import AppContext
 from tests.unit.monitor.test_engine import _log_rows
 
 

@@ -14,7 +14,6 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from loopml.api.context import AppContext
 from loopml.core.alerts import AlertRuleSpec
 from loopml.monitor import service
 from loopml.monitor.compare import figures_since, judged_size
@@ -23,6 +22,7 @@ from loopml.monitor.usage_windows import USAGE_ONLY
 from loopml.portal.pages._usage_chart import stored_sizes, usage_chart
 from loopml.settings import MonitorSettings
 from loopml.store import monitor as rows
+from loopml.web.context import AppContext
 from tests.unit.monitor.logged import log_labels, log_predictions, monitor_at, monitor_settings
 
 

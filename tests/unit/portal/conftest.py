@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from loopml.auth import service
 from loopml.core.auth import Role
-from loopml.portal import create_app
+from loopml.platform import create_app
 from loopml.settings import Settings
 
 ADMIN = ("root", "a long admin passphrase 1")
@@ -60,7 +60,7 @@ def secured(tmp_path: Path, migrated_database_url: str) -> Iterator[TestClient]:
     """Authentication on, a platform admin and a viewer of ``default``; nobody logged in."""
     app = create_app(portal_settings(tmp_path, migrated_database_url, auth=True))
     with TestClient(app, base_url=ORIGIN) as client:
-        store = app.state.ctx.store
+        store = app.state.running.context.store
         service.create_user(store, ADMIN[0], ADMIN[1], platform_admin=True, actor="test")
         service.create_user(store, VIEWER[0], VIEWER[1], platform_admin=False, actor="test")
         service.set_role(store, "default", VIEWER[0], Role.VIEWER, actor="test")

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from loopml.api.context import AppContext
 from loopml.core.pipelines import PipelineRun, RunStatus
 from loopml.deploy import DeploymentControl
 from loopml.pipelines import automation_service, service
+from loopml.web.context import AppContext
 from tests.unit.deploy.deploy_support import PackageFiles, package_files, register_files
 
 from .conftest import ORIGIN, VIEWER, csrf_of, log_in
@@ -50,7 +50,7 @@ def steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def ctx_of(http: TestClient) -> AppContext:
-    ctx: AppContext = http.app.state.ctx  # type: ignore[attr-defined]
+    ctx: AppContext = http.app.state.running.context  # type: ignore[attr-defined]
     return ctx
 
 
@@ -184,7 +184,7 @@ def test_the_deploy_form_deploys_with_a_shadow_and_shows_it(
     answer = anonymous.post("/portal/deploy", data=fields, headers=HEADERS, follow_redirects=False)
     assert answer.status_code == 303, answer.text
     assert answer.headers["location"] == "/projects/default/deployments/shady"
-    control: DeploymentControl = anonymous.app.state.serving.control  # type: ignore[attr-defined]
+    control: DeploymentControl = anonymous.app.state.running.serving.control  # type: ignore[attr-defined]
     made = control.get("default", "shady")
     assert (made.spec.model, made.spec.shadow, made.spec.canary) == ("cancer/2", "cancer/1", None)
     assert list(made.traffic.values()) == [100]  # the shadow takes a copy, not a share

@@ -12,19 +12,19 @@ import pytest
 from fastapi.testclient import TestClient
 
 from loopml import projects
-from loopml.api.context import AppContext
 from loopml.auth import service as auth
 from loopml.auth import sessions
 from loopml.core.contracts import Contract
 from loopml.core.errors import LoopmlError
 from loopml.data import lake, validation
 from loopml.pipelines import automation_service, service
+from loopml.web.context import AppContext
 
 from .conftest import ADMIN, ORIGIN, VIEWER, csrf_of, log_in
 
 
 def ctx_of(http: TestClient) -> AppContext:
-    ctx: AppContext = http.app.state.ctx  # type: ignore[attr-defined]
+    ctx: AppContext = http.app.state.running.context  # type: ignore[attr-defined]
     return ctx
 
 
@@ -226,7 +226,7 @@ def test_with_authentication_off_settings_says_how_to_turn_it_on(anonymous: Test
     assert page.status_code == 200
     assert "LOOPML_AUTH_ENABLED=true" in page.text
     assert '<form method="post" action="/portal/settings' not in page.text
-    token = sessions.csrf_token(anonymous.app.state.auth_key, "anonymous")  # type: ignore[attr-defined]
+    token = sessions.csrf_token(anonymous.app.state.running.auth_key, "anonymous")  # type: ignore[attr-defined]
     answer = anonymous.post(
         "/portal/settings/tokens", data={"csrf_token": token, "name": "ci"},
         headers={"Origin": ORIGIN},
@@ -437,7 +437,7 @@ def test_the_data_page_shows_a_streams_last_error_with_its_time_and_fix(
 def test_the_empty_data_page_names_a_command_that_exists(anonymous: TestClient) -> None:
     from tests.unit.cli.test_hints import _problem
 
-    projects.create(anonymous.app.state.ctx.store, "empty", actor="t")  # type: ignore[attr-defined]
+    projects.create(anonymous.app.state.running.context.store, "empty", actor="t")  # type: ignore[attr-defined]
     page = anonymous.get("/data?project=empty").text
 
     hint = re.search(r"No table yet\. Ingest one with <code>(.*?)</code>", page)

@@ -26,7 +26,7 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> PackageFiles:
 
 def _window(http: TestClient) -> None:
     """A reference of two features and one stored 1h window where ``moved`` shifted."""
-    ctx = http.app.state.ctx  # type: ignore[attr-defined]
+    ctx = http.app.state.running.context  # type: ignore[attr-defined]
     rng = np.random.default_rng(3)
     train = pa.table(
         {"calm": rng.normal(0, 1, 5_000), "moved": rng.normal(0, 1, 5_000),
@@ -58,9 +58,9 @@ def _window(http: TestClient) -> None:
 def test_each_feature_shows_its_training_and_window_histograms_worst_first(
     anonymous: TestClient, package: PackageFiles
 ) -> None:
-    ctx = anonymous.app.state.ctx  # type: ignore[attr-defined]
+    ctx = anonymous.app.state.running.context  # type: ignore[attr-defined]
     register_files(ctx.store, ctx.artifacts, package)
-    control = anonymous.app.state.serving.control  # type: ignore[attr-defined]
+    control = anonymous.app.state.running.serving.control  # type: ignore[attr-defined]
     control.create("default", "churn", {"model": "cancer/1", "min_replicas": 0}, actor="t")
     before = anonymous.get("/projects/default/deployments/churn")
     assert "drift-pictures" not in before.text  # no window yet

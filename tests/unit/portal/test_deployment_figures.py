@@ -15,13 +15,13 @@ import pytest
 from fastapi.testclient import TestClient
 from rich.console import Console
 
-from loopml.api.context import AppContext
 from loopml.cli.monitor import render
 from loopml.core.alerts import AlertRuleSpec
 from loopml.monitor import service
 from loopml.monitor.reference import Reference, profile_table, save_reference
 from loopml.monitor.windows import empty_state, window_start
 from loopml.store import monitor as monitor_rows
+from loopml.web.context import AppContext
 from tests.unit.deploy.deploy_support import (
     PackageFiles,
     cancer_frame,
@@ -42,8 +42,8 @@ def _two_versions(http: TestClient, package: PackageFiles) -> tuple[AppContext, 
     """cancer/1 answered 300 rows (119 labelled) and cancer/2, serving now, 30 rows from a
     scanner reporting ten times the sizes; a request refused before any replica stored as a
     window of model "" of the same start. The monitor has read it all."""
-    ctx: AppContext = http.app.state.ctx  # type: ignore[attr-defined]
-    control = http.app.state.serving.control  # type: ignore[attr-defined]
+    ctx: AppContext = http.app.state.running.context  # type: ignore[attr-defined]
+    control = http.app.state.running.serving.control  # type: ignore[attr-defined]
     frame, target = cancer_frame()
     profile = profile_table(
         pa.Table.from_pandas(frame), dict.fromkeys(COLUMNS, "numeric"), task="classification"

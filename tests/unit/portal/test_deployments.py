@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from loopml.api.services.monitoring import gateway_errors
 from loopml.auth import service
 from loopml.core.alerts import AlertRuleSpec
 from loopml.core.auth import Role
@@ -24,7 +23,8 @@ from loopml.core.errors import NotFoundError
 from loopml.deploy import DeploymentControl
 from loopml.monitor import service as monitor_service
 from loopml.monitor.engine import Monitor
-from loopml.portal import create_app
+from loopml.platform import create_app
+from loopml.platform.monitoring import gateway_errors
 from loopml.serve.gateway.metrics import GatewayMetrics
 from tests.conftest import free_port
 from tests.unit.deploy.deploy_support import (
@@ -45,13 +45,13 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> PackageFiles:
 
 
 def _register(http: TestClient, package: PackageFiles, versions: int = 2) -> None:
-    ctx = http.app.state.ctx  # type: ignore[attr-defined]
+    ctx = http.app.state.running.context  # type: ignore[attr-defined]
     for _ in range(versions):
         register_files(ctx.store, ctx.artifacts, package)
 
 
 def _control(http: TestClient) -> DeploymentControl:
-    control: DeploymentControl = http.app.state.serving.control  # type: ignore[attr-defined]
+    control: DeploymentControl = http.app.state.running.serving.control  # type: ignore[attr-defined]
     return control
 
 
@@ -269,7 +269,7 @@ def test_the_form_refuses_a_canary_that_cannot_take_the_primarys_requests_and_sa
     from loopml.registry import register_version
     from tests.tracking_rows import log_model, make_run
 
-    ctx = anonymous.app.state.ctx  # type: ignore[attr-defined]
+    ctx = anonymous.app.state.running.context  # type: ignore[attr-defined]
     for columns in (COLUMNS, COLUMNS[:3]):
         run = make_run(ctx.store)
         signature = {"inputs": [{"name": c, "type": "float"} for c in columns]}
@@ -348,7 +348,7 @@ def test_a_viewer_sees_the_page_but_no_button_and_cannot_change_anything(
     _register(secured, package)
     _idle(secured)
     service.create_user(
-        secured.app.state.ctx.store,  # type: ignore[attr-defined]
+        secured.app.state.running.context.store,  # type: ignore[attr-defined]
         "olga",
         "a long outsider passphrase",
         platform_admin=False,
@@ -423,7 +423,7 @@ def served(tmp_path: Path, migrated_database_url: str) -> Iterator[TestClient]:
     )
     app = create_app(settings)
     with TestClient(app, base_url=ORIGIN) as client:
-        store = app.state.ctx.store
+        store = app.state.running.context.store
         service.create_user(store, ADMIN[0], ADMIN[1], platform_admin=True, actor="test")
         service.create_user(store, VIEWER[0], VIEWER[1], platform_admin=False, actor="test")
         service.set_role(store, "default", VIEWER[0], Role.VIEWER, actor="test")
@@ -490,7 +490,7 @@ def test_a_request_a_replica_refuses_stays_a_4xx_with_its_message_on_the_try_it_
     tell that the canary takes other inputs: its replica's 422 is the caller's error, not
     a bad gateway (502)."""
     _register(served, package, versions=1)
-    ctx = served.app.state.ctx  # type: ignore[attr-defined]
+    ctx = served.app.state.running.context  # type: ignore[attr-defined]
     register_files(ctx.store, ctx.artifacts, _three_columns(tmp_path / "three"))
     control = _control(served)
     # Half and half: the page builds its form from the canary (the tie goes to the newer
@@ -529,7 +529,7 @@ def test_usage_charts_and_their_table_come_from_the_monitors_windows_with_the_al
     _control(anonymous).create(
         "default", "churn", {"model": "cancer/1", "min_replicas": 0}, actor="t"
     )
-    ctx = anonymous.app.state.ctx  # type: ignore[attr-defined]
+    ctx = anonymous.app.state.running.context  # type: ignore[attr-defined]
     metrics = GatewayMetrics(list)
     now = datetime.now(UTC)
     engine = Monitor(
@@ -627,7 +627,7 @@ def test_a_page_read_that_must_write_runs_again_with_the_write_lock(
     from loopml.portal.web import read_only
     from loopml.store import projects
 
-    ctx = anonymous.app.state.ctx  # type: ignore[attr-defined]
+    ctx = anonymous.app.state.running.context  # type: ignore[attr-defined]
     request = Request({"type": "http", "app": anonymous.app})
     tries: list[int] = []
 

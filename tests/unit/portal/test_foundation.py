@@ -158,7 +158,7 @@ def test_the_overview_and_runs_pages_read_beside_a_writer_on_sqlite(
 ) -> None:
     """Their reads begin deferred (``MetadataStore.reading``): while another connection
     holds SQLite's write lock they answer at once, not after it commits (or busy_timeout)."""
-    store = anonymous.app.state.ctx.store  # type: ignore[attr-defined]
+    store = anonymous.app.state.running.context.store  # type: ignore[attr-defined]
     if store.dialect != "sqlite":
         pytest.skip("PostgreSQL's readers never wait on writers")
     # Rendered once first: a first render's imports and template compiling took seconds on

@@ -23,7 +23,7 @@ NOW_MS = 1_790_000_000_000
 
 
 def _ctx(http: TestClient) -> Any:
-    return http.app.state.ctx  # type: ignore[attr-defined]
+    return http.app.state.running.context  # type: ignore[attr-defined]
 
 
 def _log_runs(http: TestClient, n: int, project: str = "default") -> list[str]:
@@ -359,7 +359,7 @@ def test_the_lineage_is_drawn_as_a_graph_whose_boxes_link_to_their_pages(
     anonymous: TestClient,
 ) -> None:
     _model_with_two_versions(anonymous)
-    control = anonymous.app.state.serving.control  # type: ignore[attr-defined]
+    control = anonymous.app.state.running.serving.control  # type: ignore[attr-defined]
     control.create("default", "churn-api", {"model": "churn/2", "min_replicas": 0}, actor="t")
     page = anonymous.get("/models/default/churn?version=2")
     assert page.status_code == 200, page.text

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from fastapi.testclient import TestClient
 
 from loopml import projects
-from loopml.api.context import AppContext
 from loopml.core.alerts import AlertRuleSpec
 from loopml.core.clock import utcnow
 from loopml.core.deployments import DeploymentSpec
@@ -17,6 +16,7 @@ from loopml.monitor import service as monitor
 from loopml.pipelines import service as pipelines
 from loopml.store import alert_rules, deployments
 from loopml.store import monitor as windows
+from loopml.web.context import AppContext
 
 from .conftest import ADMIN, VIEWER, log_in
 
@@ -98,7 +98,7 @@ def _tile(page: str, title: str) -> tuple[str, str]:
 
 
 def test_the_overview_sums_every_project_the_viewer_sees(secured: TestClient) -> None:
-    ctx: AppContext = secured.app.state.ctx  # type: ignore[attr-defined]
+    ctx: AppContext = secured.app.state.running.context  # type: ignore[attr-defined]
     runs = _fill(ctx)
     log_in(secured, ADMIN)
     page = secured.get("/").text
@@ -121,7 +121,7 @@ def test_the_overview_sums_every_project_the_viewer_sees(secured: TestClient) ->
 
 
 def test_a_viewer_sees_only_its_projects_on_the_overview(secured: TestClient) -> None:
-    ctx: AppContext = secured.app.state.ctx  # type: ignore[attr-defined]
+    ctx: AppContext = secured.app.state.running.context  # type: ignore[attr-defined]
     runs = _fill(ctx)
     log_in(secured, VIEWER)
     page = secured.get("/").text
@@ -136,7 +136,7 @@ def test_a_viewer_sees_only_its_projects_on_the_overview(secured: TestClient) ->
 
 
 def test_the_activity_feed_folds_repeated_events_into_one_line(anonymous: TestClient) -> None:
-    ctx: AppContext = anonymous.app.state.ctx  # type: ignore[attr-defined]
+    ctx: AppContext = anonymous.app.state.running.context  # type: ignore[attr-defined]
     from loopml.store import events
 
     with ctx.store.session() as session:

@@ -17,7 +17,7 @@ def _post(http: TestClient, url: str, token: str) -> int:
 
 
 def test_an_admin_disables_and_enables_a_user_from_the_settings_page(secured: TestClient) -> None:
-    store = secured.app.state.ctx.store  # type: ignore[attr-defined]
+    store = secured.app.state.running.context.store  # type: ignore[attr-defined]
     log_in(secured, VIEWER)
     viewer_cookie = secured.cookies.get("loopml_session")
     assert secured.get("/models").status_code == 200

@@ -45,9 +45,9 @@ def _sent(curl: str) -> Any:
 def test_the_page_shows_a_v2_curl_and_python_snippet_with_the_example_row(
     anonymous: TestClient, package: PackageFiles
 ) -> None:
-    ctx = anonymous.app.state.ctx  # type: ignore[attr-defined]
+    ctx = anonymous.app.state.running.context  # type: ignore[attr-defined]
     register_files(ctx.store, ctx.artifacts, package)
-    control: DeploymentControl = anonymous.app.state.serving.control  # type: ignore[attr-defined]
+    control: DeploymentControl = anonymous.app.state.running.serving.control  # type: ignore[attr-defined]
     control.create("default", "churn", {"model": "cancer/1", "min_replicas": 0}, actor="t")
     page = anonymous.get("/projects/default/deployments/churn")
     assert page.status_code == 200, page.text

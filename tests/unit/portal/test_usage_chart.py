@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from loopml.api.services.monitoring import gateway_errors
 from loopml.core.clock import utcnow
 from loopml.monitor.engine import Monitor
-from loopml.portal import create_app
+from loopml.platform import create_app
+from loopml.platform.monitoring import gateway_errors
 from loopml.portal.pages._usage_chart import bucket_of, stored_sizes
 from loopml.serve.gateway.metrics import GatewayMetrics
 from tests.unit.deploy.deploy_support import PackageFiles, package_files, register_files
@@ -59,9 +59,9 @@ def test_each_period_reads_the_largest_size_that_draws_a_line_and_rolls_up_past_
 def test_the_time_axis_spans_the_period_shown_with_a_point_a_minute(
     minutes: TestClient, package: PackageFiles
 ) -> None:
-    ctx = minutes.app.state.ctx  # type: ignore[attr-defined]
+    ctx = minutes.app.state.running.context  # type: ignore[attr-defined]
     register_files(ctx.store, ctx.artifacts, package)
-    control = minutes.app.state.serving.control  # type: ignore[attr-defined]
+    control = minutes.app.state.running.serving.control  # type: ignore[attr-defined]
     control.create("default", "churn", {"model": "cancer/1", "min_replicas": 0}, actor="t")
     metrics = GatewayMetrics(list)
     now = utcnow()

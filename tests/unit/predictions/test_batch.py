@@ -16,7 +16,6 @@ import pytest
 from typer.testing import CliRunner
 
 import loopml
-from loopml.api.context import AppContext
 from loopml.cli.main import app as cli
 from loopml.client import Client
 from loopml.core.errors import NotFoundError, ValidationError
@@ -24,6 +23,7 @@ from loopml.data import lake
 from loopml.predictions.batch import score_table
 from loopml.registry.packages import fetch_package
 from loopml.serve import ModelRuntime, load_runtime
+from loopml.web.context import AppContext
 from tests.unit.conftest import mixed_frame, records
 from tests.unit.predictions.test_predlog_http import Platform, serve_platform
 
@@ -78,7 +78,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         assert version.version == 1
         table = frame.assign(customer_id=np.arange(len(frame), dtype=np.int64))
         client.tables.append_records("default", INPUT, pa.Table.from_pandas(table))
-        ctx: AppContext = platform.counter.app.state.ctx  # type: ignore[attr-defined]
+        ctx: AppContext = platform.counter.app.state.running.context  # type: ignore[attr-defined]
         _, path = fetch_package(ctx.store, ctx.artifacts, "default", "churn/1", home / "pkg")
         runtime = load_runtime(path, manifest_sha256=version.manifest_sha256)
         assert runtime.format == "onnx"

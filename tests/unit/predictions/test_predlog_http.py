@@ -24,8 +24,8 @@ import uvicorn
 from prometheus_client import CollectorRegistry, generate_latest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from loopml.api import create_app
 from loopml.client import Client
+from loopml.platform import create_api_app
 from loopml.predictions.http_sink import HttpPredictionSink
 from loopml.predictions.sink import PredictionRecord
 from loopml.settings import Settings
@@ -66,7 +66,7 @@ def platform_settings(home: Path) -> Settings:
 @contextmanager
 def serve_platform(home: Path, port: int | None = None) -> Iterator[Platform]:
     """The loopml API app served by uvicorn in a thread, on ``port`` (a free one by default)."""
-    counter = PostCounter(create_app(platform_settings(home)))
+    counter = PostCounter(create_api_app(platform_settings(home)))
     port = port or free_port()
     config = uvicorn.Config(
         counter, host="127.0.0.1", port=port, log_level="warning", lifespan="on"

@@ -15,14 +15,14 @@ import pyarrow as pa
 import pytest
 from starlette.testclient import TestClient
 
-from loopml.api.context import AppContext
-from loopml.api.startup import build_context
 from loopml.core.predictions import PREDICTION_COLUMNS
 from loopml.data import lake
 from loopml.data.records import RecordBatcher
+from loopml.platform.startup import build_context
 from loopml.predictions.log import LogStats, PredictionLog
 from loopml.predictions.sink import PredictionSink, ShadowAnswer
 from loopml.settings import Settings
+from loopml.web.context import AppContext
 from tests.unit.conftest import DEPLOYMENT, MODEL, VERSION, Served, make_app
 from tests.unit.predictions.test_predlog_http import make_record
 

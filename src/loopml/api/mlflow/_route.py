@@ -15,10 +15,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.responses import Response
 
-from loopml.api.context import AppContext, get_actor, get_context
 from loopml.api.mlflow.errors import from_loopml, from_validation, mlflow_error
 from loopml.core.errors import LoopmlError
 from loopml.core.names import validate_project_name
+from loopml.web.context import AppContext, get_actor, get_context
 
 log = logging.getLogger("loopml.api.mlflow")
 
@@ -59,7 +59,7 @@ def get_mlflow_actor(request: Request) -> str:
 
     The seam for authentication: MLflow clients send ``MLFLOW_TRACKING_TOKEN`` as
     ``Authorization: Bearer <token>`` (and ``MLFLOW_TRACKING_USERNAME``/``PASSWORD`` as
-    Basic). The permission check (``api.authz.enforce``) reads that header, as for any
+    Basic). The permission check (``web.authz.enforce``) reads that header, as for any
     loopml route, so MLflow clients are authenticated exactly like loopml's.
     """
     return get_actor(request)

@@ -13,13 +13,13 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from loopml.api.context import AppContext
 from loopml.core import layout
 from loopml.core.errors import NotFoundError
 from loopml.core.keys import join_key, validate_key, validate_prefix
 from loopml.core.types import Artifact
 from loopml.store import experiments, mlflow_models
 from loopml.train.tracking import artifacts as run_artifacts
+from loopml.web.context import AppContext
 
 _UPLOAD_PATH = re.compile(
     r"^(/mlflow/projects/[^/]+)?/(api|ajax-api)/2\.0/mlflow-artifacts/artifacts/"

@@ -11,7 +11,6 @@ import logging
 import re
 from typing import Any
 
-from loopml.api.context import AppContext
 from loopml.api.mlflow import convert, schemas
 from loopml.api.mlflow.tracking import (
     DEFAULT_EXPERIMENT_ID,
@@ -23,6 +22,7 @@ from loopml.core import layout
 from loopml.core.errors import NotFoundError, ValidationError
 from loopml.core.mlflow_models import MlflowModelStatus
 from loopml.store import experiments, logged_models, mlflow_models, run_logs, runs
+from loopml.web.context import AppContext
 
 log = logging.getLogger("loopml.api.mlflow")
 

@@ -21,7 +21,6 @@ import re
 from typing import Any
 
 from loopml import registry
-from loopml.api.context import AppContext
 from loopml.api.mlflow import convert
 from loopml.api.mlflow.errors import MlflowApiError
 from loopml.api.mlflow.schemas import RegistrySearch, StageBody
@@ -41,6 +40,7 @@ from loopml.store import (
     model_versions,
     models,
 )
+from loopml.web.context import AppContext
 
 MAX_PAGE = 1000
 _RUNS_SOURCE = re.compile(r"^runs:/([0-9a-f]{32})/(.+)$")

@@ -13,7 +13,6 @@ import math
 import re
 from typing import Any
 
-from loopml.api.context import AppContext
 from loopml.api.mlflow import convert, schemas
 from loopml.api.mlflow.filters import parse_filter, parse_order
 from loopml.core.errors import ConflictError, NotFoundError, ValidationError
@@ -32,6 +31,7 @@ from loopml.core.runs import (
 from loopml.store import experiments, mlflow_models, run_logs, run_search, runs
 from loopml.store.runs import MAX_HEARTBEAT_TIMEOUT_S
 from loopml.train import tracking
+from loopml.web.context import AppContext
 
 DEFAULT_EXPERIMENT_ID = "0"
 LOG_MODEL_TAG = "mlflow.log-model.history"

@@ -9,13 +9,13 @@ from urllib.parse import quote
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from loopml.api.context import Actor, Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.routes.tables import is_files_path
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
 from loopml.api.services import artifacts
 from loopml.core.keys import KEY_PATTERN, PREFIX_PATTERN
 from loopml.core.types import Artifact, Page
+from loopml.web.context import Actor, Ctx
 
 PREFIX = "/api/v1/projects/{project}/artifacts"
 router = APIRouter(

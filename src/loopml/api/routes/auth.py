@@ -8,14 +8,6 @@ from datetime import datetime, timedelta
 from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from loopml.api.authz import (
-    clear_session_cookies,
-    password_login,
-    principal_of,
-    session_token,
-    set_session_cookies,
-)
-from loopml.api.context import Actor, Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
 from loopml.auth import service
@@ -30,6 +22,14 @@ from loopml.core.auth import (
     User,
 )
 from loopml.core.errors import ValidationError
+from loopml.web.authz import (
+    clear_session_cookies,
+    password_login,
+    principal_of,
+    session_token,
+    set_session_cookies,
+)
+from loopml.web.context import Actor, Ctx, get_running
 
 router = APIRouter(route_class=StrictJSONRoute, tags=["auth"], responses=ERROR_RESPONSES)
 PROJECT = project_path("The project whose members are listed or set.")
@@ -223,7 +223,7 @@ def create_token(body: TokenCreate, request: Request, ctx: Ctx) -> ApiToken:
     token, shown once."""
     return service.create_token(
         ctx.store,
-        request.app.state.auth_key,
+        get_running(request).auth_key,
         _caller(request),
         name=body.name,
         project=body.project,

@@ -10,7 +10,6 @@ import anyio
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from loopml.api.context import Actor, AppContext, Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.codesets import (
     CodesetList,
@@ -31,6 +30,7 @@ from loopml.core.codesets import (
 )
 from loopml.core.errors import PayloadTooLargeError
 from loopml.pipelines import codesets as svc
+from loopml.web.context import Actor, AppContext, Ctx
 
 CODESETS = "/api/v1/projects/{project}/codesets"
 PUSH = "/api/v1/codesets/{codeset_id}/push"

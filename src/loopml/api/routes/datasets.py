@@ -8,7 +8,6 @@ from typing import Any
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 
-from loopml.api.context import Actor, Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, ErrorBody, project_path
 from loopml.api.schemas.datasets import (
@@ -28,6 +27,7 @@ from loopml.core.datasets import (
     SplitSpec,
 )
 from loopml.data.datasets import PARQUET_MEDIA_TYPE
+from loopml.web.context import Actor, Ctx
 
 PREFIX = "/api/v1/projects/{project}/datasets"
 router = APIRouter(

@@ -8,7 +8,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from loopml.api.context import Actor
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, log_query, project_path, tail_query
 from loopml.api.schemas.deployments import (
@@ -26,6 +25,7 @@ from loopml.core.deployments import Deployment
 from loopml.core.logs import LogQuery
 from loopml.core.types import Page
 from loopml.deploy import DeploymentControl
+from loopml.web.context import Actor
 
 router = APIRouter(route_class=StrictJSONRoute, tags=["deployments"], responses=ERROR_RESPONSES)
 DEPLOYMENTS = "/api/v1/projects/{project}/deployments"

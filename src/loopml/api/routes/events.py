@@ -7,10 +7,10 @@ from typing import Literal
 from fastapi import APIRouter, Query
 
 from loopml import events
-from loopml.api.context import Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, IsoDatetime, project_query
 from loopml.core.types import Event, Page
+from loopml.web.context import Ctx
 
 router = APIRouter(
     route_class=StrictJSONRoute, prefix="/api/v1/events", tags=["events"], responses=ERROR_RESPONSES

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
-from loopml.api.context import Actor, Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
 from loopml.api.schemas.tracking import ExperimentCreate, experiment_path
 from loopml.core.runs import EXPERIMENT_NAME_PATTERN, Experiment
 from loopml.core.types import Page
 from loopml.train import tracking
+from loopml.web.context import Actor, Ctx
 
 router = APIRouter(
     route_class=StrictJSONRoute,

@@ -8,7 +8,6 @@ from typing import Any
 from fastapi import APIRouter, Query, Response
 from starlette.convertors import Convertor, register_url_convertor
 
-from loopml.api.context import Actor, Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
 from loopml.api.schemas.features import (
@@ -33,6 +32,7 @@ from loopml.core.features import (
 from loopml.data.features import offline, views
 from loopml.data.features.materialize import materialize, read_online
 from loopml.data.features.skew import MAX_SAMPLE, skew
+from loopml.web.context import Actor, Ctx
 
 FEATURES = "/api/v1/projects/{project}/features"
 

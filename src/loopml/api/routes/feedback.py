@@ -11,7 +11,6 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Header, Path, Request, Response
 
-from loopml.api.context import Actor, Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
 from loopml.api.services import predictions
@@ -19,6 +18,7 @@ from loopml.core.deployments import DEPLOYMENT_NAME_PATTERN
 from loopml.core.ingest import IDEMPOTENCY_KEY_PATTERN
 from loopml.core.names import DEFAULT_PROJECT
 from loopml.core.predictions import FeedbackBatch, FeedbackItem, FeedbackResult
+from loopml.web.context import Actor, Ctx, get_running
 
 router = APIRouter(route_class=StrictJSONRoute, tags=["feedback"], responses=ERROR_RESPONSES)
 PROJECT = project_path("The project that owns the deployment.")
@@ -66,7 +66,7 @@ async def _add(
     key: str | None,
 ) -> FeedbackResult:
     result = await predictions.add_feedback(
-        ctx, request.app.state, project, name, body, key=key, actor=actor
+        ctx, get_running(request).records, project, name, body, key=key, actor=actor
     )
     if result.replayed:
         response.status_code = 200

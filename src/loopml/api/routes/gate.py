@@ -6,12 +6,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from loopml.api.context import Actor, Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
 from loopml.api.schemas.registry import model_path, version_path
 from loopml.api.services import gate as svc
 from loopml.core.gate import EvaluationReport, GatePolicy, GateResult, StoredEvaluation
+from loopml.web.context import Actor, Ctx
 
 router = APIRouter(route_class=StrictJSONRoute, tags=["gate"], responses=ERROR_RESPONSES)
 MODEL = "/api/v1/projects/{project}/models/{model}"

@@ -6,10 +6,10 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from loopml._version import __version__
-from loopml.api.context import Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, HealthReport
 from loopml.core.errors import LoopmlError
+from loopml.web.context import Ctx
 
 router = APIRouter(
     route_class=StrictJSONRoute, prefix="/api/v1/health", tags=["health"], responses=ERROR_RESPONSES

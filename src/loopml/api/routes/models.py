@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Response
 
 from loopml import registry
-from loopml.api.context import Actor, Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
 from loopml.api.schemas.registry import (
@@ -31,6 +30,7 @@ from loopml.core.registry import (
     VersionStatus,
 )
 from loopml.core.types import Page
+from loopml.web.context import Actor, Ctx
 
 router = APIRouter(route_class=StrictJSONRoute, tags=["models"], responses=ERROR_RESPONSES)
 MODELS = "/api/v1/projects/{project}/models"

@@ -9,16 +9,16 @@ import anyio.to_thread
 from fastapi import APIRouter, Body, Depends, Path, Query
 from pydantic import BaseModel, Field
 
-from loopml.api.context import Actor, Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
 from loopml.api.schemas.deployments import deployment_path
 from loopml.api.services import deployments as deployment_svc
-from loopml.api.services.monitoring import ReplicaList, deployment_replicas
 from loopml.core.alerts import AlertRule, AlertRuleSpec
 from loopml.deploy import DeploymentControl
+from loopml.deploy.replicas import ReplicaList, deployment_replicas
 from loopml.monitor import service
 from loopml.monitor.reference import Reference
+from loopml.web.context import Actor, Ctx
 
 router = APIRouter(tags=["monitoring"], responses=ERROR_RESPONSES, route_class=StrictJSONRoute)
 PROJECT = project_path("The project that owns the deployment.")

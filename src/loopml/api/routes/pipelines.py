@@ -7,7 +7,6 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from loopml.api.context import Actor, Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, ErrorBody, log_query, project_path
 from loopml.api.schemas.pipelines import (
@@ -25,6 +24,7 @@ from loopml.core.pipelines import PIPELINE_NAME_PATTERN, PipelineApplied, Pipeli
 from loopml.core.refs import MAX_VERSION
 from loopml.pipelines import service
 from loopml.store.pipeline_runs import CURSOR_PATTERN
+from loopml.web.context import Actor, Ctx
 
 PROJECT_PREFIX = "/api/v1/projects/{project}"
 PIPELINES = PROJECT_PREFIX + "/pipelines"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Body
 
-from loopml.api.context import Actor, Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
 from loopml.api.services import predictions
 from loopml.core.predictions import BatchByDeployment, BatchByModel, BatchResult
+from loopml.web.context import Actor, Ctx
 
 router = APIRouter(
     route_class=StrictJSONRoute,

@@ -5,8 +5,6 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request, Response
 
 from loopml import projects
-from loopml.api.authz import principal_of
-from loopml.api.context import Actor, Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import (
     ERROR_RESPONSES,
@@ -16,6 +14,8 @@ from loopml.api.schemas.common import (
     project_path,
 )
 from loopml.core.types import Page, Project
+from loopml.web.authz import principal_of
+from loopml.web.context import Actor, Ctx
 
 router = APIRouter(
     route_class=StrictJSONRoute,

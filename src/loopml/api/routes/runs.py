@@ -9,7 +9,6 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.convertors import Convertor, register_url_convertor
 
-from loopml.api.context import Actor, Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.routes.artifacts import artifact_headers
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
@@ -28,6 +27,7 @@ from loopml.core.runs import LoggedModel, MetricPoint, Run
 from loopml.core.types import Artifact, Page
 from loopml.train import tracking
 from loopml.train.tracking import artifacts as run_artifacts
+from loopml.web.context import Actor, Ctx
 
 
 class RunIdConvertor(Convertor[str]):

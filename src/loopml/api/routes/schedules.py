@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Response
 
-from loopml.api.context import Actor, Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.automation import (
     FiringList,
@@ -16,6 +15,7 @@ from loopml.api.schemas.automation import (
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
 from loopml.core.automation import Schedule
 from loopml.pipelines import automation_service as svc
+from loopml.web.context import Actor, Ctx
 
 SCHEDULES = "/api/v1/projects/{project}/schedules"
 router = APIRouter(route_class=StrictJSONRoute, tags=["schedules"], responses=ERROR_RESPONSES)

@@ -6,12 +6,19 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
-from loopml.api.context import Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, ErrorBody, project_path
-from loopml.api.schemas.sql import SqlQuery, SqlResult
-from loopml.api.services import sql
-from loopml.data.sql_formats import ARROW_MEDIA_TYPE, CSV_MEDIA_TYPE, arrow_bytes, csv_bytes
+from loopml.api.schemas.sql import SqlColumn, SqlQuery, SqlResult
+from loopml.data import sql
+from loopml.data.sql_formats import (
+    ARROW_MEDIA_TYPE,
+    CSV_MEDIA_TYPE,
+    arrow_bytes,
+    csv_bytes,
+    json_rows,
+)
+from loopml.data.warehouse import QueryResult
+from loopml.web.context import Ctx
 
 NEXT_OFFSET_HEADER = "X-Loopml-Next-Offset"
 ROW_COUNT_HEADER = "X-Loopml-Row-Count"
@@ -54,7 +61,15 @@ def run_sql(body: SqlQuery, ctx: Ctx, project: str = PROJECT) -> Any:
     refused. Answers one page of at most ``limit`` rows; ask for the next with
     ``offset = next_offset`` (also in the ``X-Loopml-Next-Offset`` header).
     """
-    result = sql.run(ctx, project, body)
+    result = sql.run(
+        ctx.store,
+        ctx.artifacts,
+        project,
+        body.query,
+        limit=body.limit,
+        offset=body.offset,
+        timeout_s=body.timeout_s,
+    )
     headers = {ROW_COUNT_HEADER: str(result.table.num_rows)}
     if result.next_offset is not None:
         headers[NEXT_OFFSET_HEADER] = str(result.next_offset)
@@ -63,5 +78,18 @@ def run_sql(body: SqlQuery, ctx: Ctx, project: str = PROJECT) -> Any:
     if body.format == "arrow":
         return Response(arrow_bytes(result.table), media_type=ARROW_MEDIA_TYPE, headers=headers)
     return Response(
-        sql.as_json(result).model_dump_json(), media_type="application/json", headers=headers
+        _as_json(result).model_dump_json(), media_type="application/json", headers=headers
+    )
+
+
+def _as_json(result: QueryResult) -> SqlResult:
+    """A result page as the JSON body (see ``SqlResult`` for how values are written)."""
+    return SqlResult(
+        columns=[SqlColumn(name=name, type=kind) for name, kind in result.columns],
+        rows=json_rows(result.table),
+        row_count=result.table.num_rows,
+        offset=result.offset,
+        next_offset=result.next_offset,
+        tables=result.tables,
+        elapsed_ms=round(result.elapsed_s * 1000, 3),
     )

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from loopml.api.context import Actor, Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
 from loopml.api.schemas.streams import StreamCreate, StreamList, StreamsApply, stream_path
 from loopml.core.streams import Stream, StreamsApplied
 from loopml.data.streams import service as svc
+from loopml.web.context import Actor, Ctx
 
 STREAMS = "/api/v1/projects/{project}/streams"
 router = APIRouter(route_class=StrictJSONRoute, tags=["streams"], responses=ERROR_RESPONSES)

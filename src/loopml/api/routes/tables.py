@@ -7,7 +7,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import Field
 
-from loopml.api.context import Actor, Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
 from loopml.api.schemas.data import (
@@ -28,6 +27,7 @@ from loopml.core.ingest import (
     RecordsCommit,
 )
 from loopml.core.lake import COLUMN_DECLARATION_PATTERN, LakeTable, TableCommit
+from loopml.web.context import Actor, Ctx, get_running
 
 PREFIX = "/api/v1/projects/{project}/tables"
 router = APIRouter(
@@ -255,7 +255,7 @@ async def append_records(
     """
     result = await tables.append_records(
         ctx,
-        request.app.state,
+        get_running(request).records,
         project,
         table,
         request,

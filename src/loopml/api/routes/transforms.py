@@ -6,7 +6,6 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Query, Response
 
-from loopml.api.context import Actor, Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, ErrorBody, project_path
 from loopml.api.schemas.transforms import (
@@ -20,6 +19,7 @@ from loopml.api.services import transforms
 from loopml.core.lake import TABLE_NAME_PATTERN
 from loopml.core.transforms import Transform, TransformLineage, TransformRun
 from loopml.store.transforms import CURSOR_PATTERN
+from loopml.web.context import Actor, Ctx
 
 PREFIX = "/api/v1/projects/{project}/transforms"
 router = APIRouter(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 
-from loopml.api.context import Actor, Ctx
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.automation import (
     FireResult,
@@ -20,6 +19,7 @@ from loopml.api.schemas.automation import (
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
 from loopml.core.automation import FiringOutcome, Trigger
 from loopml.pipelines import automation_service as svc
+from loopml.web.context import Actor, Ctx
 
 TRIGGERS = "/api/v1/projects/{project}/triggers"
 FIRE = "/api/v1/triggers/{trigger_id}/fire"

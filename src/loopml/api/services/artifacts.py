@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator, Iterator
 import anyio.to_thread
 
 from loopml import projects
-from loopml.api.context import AppContext
 from loopml.api.streaming import blocking_chunks
 from loopml.core.errors import ValidationError
 from loopml.core.keys import validate_key, validate_prefix
 from loopml.core.types import Artifact, Page, Project
 from loopml.storage import ObjectInfo
 from loopml.store import events
+from loopml.web.context import AppContext
 
 MAX_PAGE = 1000
 # An event's subject holds at most 300 characters; a key may have 1024 (the payload has it all).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from loopml.api.context import AppContext
 from loopml.api.schemas.datasets import DatasetCreate, DatasetList, VersionList
 from loopml.core.datasets import (
     DatasetDetail,
@@ -16,6 +15,7 @@ from loopml.core.datasets import (
 )
 from loopml.core.names import validate_project_name
 from loopml.data import datasets
+from loopml.web.context import AppContext
 
 DETAIL_VERSIONS = 100
 

@@ -10,13 +10,13 @@ from loopml.core.deployments import Deployment, Revision
 from loopml.core.errors import ValidationError
 from loopml.core.logs import LogQuery
 from loopml.core.types import Page
-from loopml.deploy import DeploymentControl, Serving
+from loopml.deploy import DeploymentControl
+from loopml.web.context import get_running
 
 
 def get_control(request: Request) -> DeploymentControl:
     """The app's control plane (a route dependency)."""
-    serving: Serving = request.app.state.serving
-    return serving.control
+    return get_running(request).serving.control
 
 
 def create(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from loopml.api.context import AppContext
 from loopml.core.gate import EvaluationReport, GatePolicy, GateResult, StoredEvaluation
 from loopml.registry import evaluate, gate
+from loopml.web.context import AppContext
 
 
 def set_policy(

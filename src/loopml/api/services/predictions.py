@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
 
 import anyio.to_thread
 
-from loopml.api.context import AppContext
 from loopml.core.clock import utcnow
 from loopml.core.deployments import feedback_table, validate_deployment_name
 from loopml.core.errors import ServiceUnavailableError
@@ -23,11 +21,12 @@ from loopml.core.predictions import (
 )
 from loopml.data import records
 from loopml.predictions import feedback
+from loopml.web.context import AppContext
 
 
 async def add_feedback(
     ctx: AppContext,
-    state: Any,
+    batcher: records.RecordBatcher | None,
     project: str,
     deployment: str,
     body: FeedbackItem | FeedbackBatch,
@@ -47,7 +46,6 @@ async def add_feedback(
     validate_deployment_name(deployment)
     if key is not None:
         validate_idempotency_key(key)
-    batcher: records.RecordBatcher | None = getattr(state, "records", None)
     if batcher is None:
         raise ServiceUnavailableError(
             "record ingest is not running: the server has not started, or is stopping"

@@ -13,7 +13,6 @@ import anyio.to_thread
 import pyarrow as pa
 from starlette.requests import Request
 
-from loopml.api.context import AppContext
 from loopml.api.schemas.data import ReportPage, TableHead
 from loopml.core.contracts import Contract
 from loopml.core.errors import ServiceUnavailableError
@@ -30,6 +29,7 @@ from loopml.core.lake import validate_write_mode as validate_mode
 from loopml.core.names import validate_project_name
 from loopml.data import files, housekeeping, lake, records, validation
 from loopml.data.schema import columns_of
+from loopml.web.context import AppContext
 
 _FILENAME = re.compile(r"""filename\*?=(?:UTF-8'')?"?([^";]{1,255})""", re.IGNORECASE)
 
@@ -116,7 +116,7 @@ def _pulled(body: AsyncIterator[bytes], token: anyio.lowlevel.EventLoopToken) ->
 
 async def append_records(
     ctx: AppContext,
-    state: Any,
+    batcher: records.RecordBatcher | None,
     project: str,
     table: str,
     request: Request,
@@ -131,7 +131,6 @@ async def append_records(
     records.media_kind(content_type)
     if key is not None:
         validate_idempotency_key(key)
-    batcher: records.RecordBatcher | None = getattr(state, "records", None)
     if batcher is None:
         raise ServiceUnavailableError(
             "record ingest is not running: the server has not started, or is stopping"

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from loopml.api.context import AppContext
 from loopml.api.schemas.transforms import TransformApply, TransformDefine, TransformRunPage
 from loopml.core.transforms import Transform, TransformLineage, TransformRun
 from loopml.data import transforms
+from loopml.web.context import AppContext
 
 
 def list_(ctx: AppContext, project: str) -> list[Transform]:

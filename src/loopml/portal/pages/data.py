@@ -4,7 +4,7 @@ stream with its consumer's last report and last error), one table
 reports) and the read-only SQL console (``/data/{project}/sql``).
 
 They read what the API's table, dataset and SQL routes read, through the same functions
-(``loopml.data``, ``loopml.api.services.sql``); reading needs the viewer role in the
+(``loopml.data``, ``loopml.data.sql``); reading needs the viewer role in the
 project, as ``GET .../tables`` and ``POST .../sql`` do.
 """
 
@@ -15,22 +15,19 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from pydantic import ValidationError as BodyError
 
-from loopml.api.context import AppContext
-from loopml.api.schemas.sql import SqlQuery
-from loopml.api.services import sql
 from loopml.core.contracts import Contract, ValidationReport
 from loopml.core.datasets import Dataset, DatasetVersion
 from loopml.core.errors import LoopmlError, NotFoundError
 from loopml.core.lake import LakeTable, TableCommit
 from loopml.core.streams import Stream
-from loopml.data import datasets, lake, validation
+from loopml.data import datasets, lake, sql, validation
 from loopml.data.sql_formats import json_rows
 from loopml.data.streams import service as stream_service
 from loopml.portal.pages._histograms import PROFILE_ROWS, Chart, charts
 from loopml.portal.pages._picking import pick, remember, remembered
 from loopml.portal.web import PageRoute, Viewer, ViewerDep, context_of, read_only, render
+from loopml.web.context import AppContext
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 MAX_DATASETS = 200
@@ -141,17 +138,18 @@ class SqlView:
 
 
 def run_page(ctx: AppContext, project: str, query: str, page: int) -> SqlView:
-    """Run one page of ``query`` through the API's SQL service (sandboxed, read-only,
-    bounded in rows and time); a refusal or failure becomes the view's error."""
+    """Run one page of ``query`` through the SQL service (``data.sql``: sandboxed,
+    read-only, bounded in rows and time); a refusal raises, and the console shows it."""
     made = SqlView(query=query, page=page)
-    try:
-        body = SqlQuery(
-            query=query, limit=SQL_PAGE, offset=(page - 1) * SQL_PAGE, timeout_s=SQL_TIMEOUT_S
-        )
-    except BodyError as exc:
-        made.error = "the query is refused: " + "; ".join(e["msg"] for e in exc.errors())
-        return made
-    result = sql.run(ctx, project, body)
+    result = sql.run(
+        ctx.store,
+        ctx.artifacts,
+        project,
+        query,
+        limit=SQL_PAGE,
+        offset=(page - 1) * SQL_PAGE,
+        timeout_s=SQL_TIMEOUT_S,
+    )
     made.columns = list(result.columns)
     made.rows = json_rows(result.table)
     made.has_next = result.next_offset is not None

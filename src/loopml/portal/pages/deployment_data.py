@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from loopml.api.services.monitoring import ReplicaList, deployment_replicas
 from loopml.core import layout
 from loopml.core.deployments import Deployment, Revision
 from loopml.core.errors import LoopmlError
 from loopml.deploy import DeploymentControl
+from loopml.deploy.replicas import ReplicaList, deployment_replicas
 from loopml.monitor import service as monitor
 from loopml.monitor.windows import parse_size
 from loopml.packaging import MANIFEST_FILE, ModelManifest, Signature

@@ -9,7 +9,6 @@ import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from loopml.api.authz import clear_session_cookies, password_login, set_session_cookies
 from loopml.auth import service, sessions
 from loopml.core.errors import UnauthenticatedError
 from loopml.portal.web import (
@@ -22,6 +21,8 @@ from loopml.portal.web import (
     redirect,
     render,
 )
+from loopml.web.authz import clear_session_cookies, password_login, set_session_cookies
+from loopml.web.context import get_running
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 _VISITOR = "anonymous"
@@ -35,7 +36,7 @@ def safe_next(target: object) -> str:
 
 
 def _visitor(request: Request) -> Viewer:
-    key: bytes = request.app.state.auth_key
+    key = get_running(request).auth_key
     return Viewer(None, sessions.csrf_token(key, _VISITOR), auth=True)
 
 

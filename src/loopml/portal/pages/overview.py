@@ -12,12 +12,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from loopml import events, projects
-from loopml.api.services.monitoring import replica_samples
 from loopml.core.alerts import AlertRule
 from loopml.core.clock import utcnow
 from loopml.core.pipelines import PipelineRun
 from loopml.core.types import Event
 from loopml.deploy import DeploymentControl
+from loopml.deploy.replicas import replica_samples
 from loopml.monitor import service as monitor
 from loopml.monitor.windows import parse_size
 from loopml.pipelines import service as pipelines

@@ -20,7 +20,6 @@ import anyio.to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from loopml.api.context import AppContext
 from loopml.core.auth import Role
 from loopml.core.automation import Schedule, Trigger
 from loopml.core.errors import NotFoundError, ValidationError
@@ -41,6 +40,7 @@ from loopml.portal.web import (
     redirect,
     render,
 )
+from loopml.web.context import AppContext
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 RUNS = 50

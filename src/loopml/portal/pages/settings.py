@@ -37,6 +37,7 @@ from loopml.portal.web import (
     render,
 )
 from loopml.store import MetadataStore
+from loopml.web.context import get_running
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 ROLES = ("viewer", "editor", "admin")
@@ -146,7 +147,7 @@ async def create_token(request: Request, viewer: ViewerDep) -> Response:
     assert viewer.principal is not None
     caller = viewer.principal
     ctx = context_of(request)
-    key: bytes = request.app.state.auth_key
+    key = get_running(request).auth_key
     name, role = _text(form, "name"), _text(form, "role")
     try:
         if name is None:

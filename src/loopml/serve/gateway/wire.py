@@ -27,7 +27,7 @@ ROUTES_PATH = "/internal/gateway/routes"
 REPORT_PATH = "/internal/gateway/report"
 SECRET_HEADER = "x-loopml-gateway-secret"  # noqa: S105 - a header's name
 ALLOWED_HEADER = "x-loopml-allowed"
-"""On a relayed answer: the platform allowed the token (see ``loopml.api.serving_auth``)."""
+"""On a relayed answer: the platform allowed the token (see ``loopml.platform.serving_auth``)."""
 SECRET_ENV = "LOOPML_GATEWAY_SECRET"  # noqa: S105 - a variable's name
 
 

@@ -8,9 +8,9 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from loopml.api.context import AppContext
 from loopml.store import experiments
 from loopml.store.orm import DeploymentRow
+from loopml.web.context import AppContext
 from tests.tracking_rows import log_model, make_run
 
 API = "/api/2.0/mlflow"
@@ -68,7 +68,7 @@ def test_runs_are_found_by_name_as_attribute_and_as_tag(http: TestClient) -> Non
 
 def _registered(http: TestClient, names: tuple[str, ...]) -> str:
     """Versions of ``names`` (in that order) registered from one run's package."""
-    ctx: AppContext = http.app.state.ctx  # type: ignore[attr-defined]
+    ctx: AppContext = http.app.state.running.context  # type: ignore[attr-defined]
     run = make_run(ctx.store)
     log_model(ctx.store, ctx.artifacts, run)
     for name in names:
@@ -200,7 +200,7 @@ def test_a_registered_model_is_renamed_unless_a_deployment_names_it(http: TestCl
     assert taken["error_code"] == "RESOURCE_ALREADY_EXISTS"
     bad = _post(http, "registered-models/rename", {"name": "churn2", "new_name": "A B"}, 400)
     assert bad["error_code"] == "INVALID_PARAMETER_VALUE"
-    ctx: AppContext = http.app.state.ctx  # type: ignore[attr-defined]
+    ctx: AppContext = http.app.state.running.context  # type: ignore[attr-defined]
     with ctx.store.session() as session:  # a deployment serving fraud, by its name
         session.add(
             DeploymentRow(

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from loopml.api import create_app
 from loopml.auth import service
+from loopml.platform import create_api_app
 from loopml.settings import Settings
 from tests.unit.api.conftest import MAX_BODY, MAX_UPLOAD
 from tests.unit.api.test_auth import ADMIN_PASSWORD, login, make_user
@@ -79,8 +79,8 @@ def auth_http(tmp_path: Path, migrated_database_url: str) -> Iterator[TestClient
         server={"max_body_bytes": MAX_BODY, "max_upload_bytes": MAX_UPLOAD},
         auth={"enabled": True},
     )
-    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
-        store = client.app.state.ctx.store  # type: ignore[attr-defined]
+    with TestClient(create_api_app(settings), base_url="http://127.0.0.1") as client:
+        store = client.app.state.running.context.store  # type: ignore[attr-defined]
         service.create_user(store, "root", ADMIN_PASSWORD, platform_admin=True, actor="test")
         yield client
 

@@ -13,9 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from loopml.api import create_app
 from loopml.data.streams import service
 from loopml.data.streams.consumer import ConsumerOptions, StreamConsumer
+from loopml.platform import create_api_app
 from loopml.settings import LakeSettings, Settings
 from loopml.wiring import open_artifact_store
 from tests.brokers import Broker
@@ -32,7 +32,7 @@ def app(tmp_path: Path, database_url: str) -> Iterator[TestClient]:
         server={"streams": False},  # the test runs the consumer itself
         monitor={"enabled": False},
     )
-    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
+    with TestClient(create_api_app(settings), base_url="http://127.0.0.1") as client:
         yield client
 
 
@@ -48,7 +48,7 @@ def _scrape(app: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
 
 
 def test_a_streams_figures_are_on_metrics(app: TestClient, broker: Broker) -> None:
-    ctx = app.app.state.ctx  # type: ignore[attr-defined]
+    ctx = app.app.state.running.context  # type: ignore[attr-defined]
     app.post("/api/v1/projects", json={"name": "p"}).raise_for_status()
     stream = service.create(
         ctx.store,

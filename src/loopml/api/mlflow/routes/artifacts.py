@@ -9,11 +9,11 @@ import anyio.to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from loopml.api.context import Ctx
 from loopml.api.mlflow import artifacts
 from loopml.api.mlflow._route import MlflowRoute, Project
 from loopml.api.routes.artifacts import artifact_headers
 from loopml.api.streaming import blocking_chunks
+from loopml.web.context import Ctx
 
 router = APIRouter(route_class=MlflowRoute)
 FILE = "/artifacts/{path:path}"

@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from loopml.api.context import Ctx
 from loopml.api.mlflow import registry
 from loopml.api.mlflow._route import MlflowActor, MlflowRoute, Project
 from loopml.api.mlflow.schemas import (
@@ -27,6 +26,7 @@ from loopml.api.mlflow.schemas import (
     VersionTag,
     VersionUpdate,
 )
+from loopml.web.context import Ctx
 
 router = APIRouter(route_class=MlflowRoute)
 Json = dict[str, Any]

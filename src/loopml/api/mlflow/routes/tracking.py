@@ -10,9 +10,9 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
-from loopml.api.context import Ctx
 from loopml.api.mlflow import schemas, tracking
 from loopml.api.mlflow._route import MlflowActor, MlflowRoute, Project
+from loopml.web.context import Ctx
 
 router = APIRouter(route_class=MlflowRoute)
 Json = dict[str, Any]

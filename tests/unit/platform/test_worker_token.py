@@ -9,8 +9,8 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from loopml.api import create_app
 from loopml.auth import service
+from loopml.platform import create_api_app
 from loopml.settings import Settings
 from loopml.store import users
 
@@ -27,8 +27,8 @@ def _settings(tmp_path: Path, migrated_database_url: str, *, auth: bool) -> Sett
 def test_the_embedded_worker_gets_a_server_token_for_the_servers_life(
     tmp_path: Path, migrated_database_url: str
 ) -> None:
-    app = create_app(_settings(tmp_path, migrated_database_url, auth=True))
-    store = app.state.ctx.store
+    app = create_api_app(_settings(tmp_path, migrated_database_url, auth=True))
+    store = app.state.running.context.store
     with TestClient(app):
         made = service.list_tokens(store, service.SERVER_USER)
         assert [(t.name, t.revoked_at) for t in made] == [("embedded-worker", None)]
@@ -44,13 +44,13 @@ def test_the_embedded_worker_gets_a_server_token_for_the_servers_life(
 def test_no_server_token_with_authentication_off_or_a_token_of_its_own(
     tmp_path: Path, migrated_database_url: str
 ) -> None:
-    off = create_app(_settings(tmp_path, migrated_database_url, auth=False))
+    off = create_api_app(_settings(tmp_path, migrated_database_url, auth=False))
     with TestClient(off):
         pass
     own = _settings(tmp_path, migrated_database_url, auth=True).model_copy(
         update={"token": SecretStr("lml_given")}
     )
-    with TestClient(create_app(own)):
+    with TestClient(create_api_app(own)):
         pass
-    store = off.state.ctx.store
+    store = off.state.running.context.store
     assert service.SERVER_USER not in {u.name for u in service.list_users(store)}

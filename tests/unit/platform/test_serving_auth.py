@@ -9,17 +9,16 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from loopml.api import create_app
-from loopml.api.context import AppContext
 from loopml.auth import service
 from loopml.client import Client
 from loopml.core.deployments import DeploymentStatus
+from loopml.platform import create_api_app
 from loopml.settings import Settings
+from loopml.web.context import AppContext
 from tests.conftest import free_port
+from tests.unit.api.conftest import MAX_BODY, MAX_UPLOAD
+from tests.unit.api.test_auth import ADMIN_PASSWORD, login
 from tests.unit.deploy.deploy_support import instances, package_files, register_files
-
-from .conftest import MAX_BODY, MAX_UPLOAD
-from .test_auth import ADMIN_PASSWORD, login
 
 DEPLOYMENTS = "/api/v1/projects/default/deployments"
 BODY = {"instances": instances(2)}
@@ -35,8 +34,8 @@ def http(tmp_path: Path, migrated_database_url: str) -> Iterator[TestClient]:
         server={"max_body_bytes": MAX_BODY, "max_upload_bytes": MAX_UPLOAD, "port": free_port()},
         auth={"enabled": True},
     )
-    with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
-        ctx: AppContext = client.app.state.ctx  # type: ignore[attr-defined]
+    with TestClient(create_api_app(settings), base_url="http://127.0.0.1") as client:
+        ctx: AppContext = client.app.state.running.context  # type: ignore[attr-defined]
         service.create_user(ctx.store, "root", ADMIN_PASSWORD, platform_admin=True, actor="test")
         register_files(ctx.store, ctx.artifacts, package_files(tmp_path / "pkg"))
         yield client

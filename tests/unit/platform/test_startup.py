@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from loopml.api.startup import build_context, build_worker
+from loopml.platform.startup import build_context, build_worker
 from loopml.settings import Settings
 
 

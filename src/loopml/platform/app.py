@@ -1,5 +1,7 @@
-"""The app factory: one FastAPI app with its guard, error handlers and routers; how its
-backends are opened and what it runs in the background is ``loopml.api.startup``."""
+"""The app factories: the API's app with its guards, error handlers and routers
+(``create_api_app``), and the platform's whole app, the API's with the portal on it
+(``create_app``); how the backends are opened and what runs in the background is
+``loopml.platform.startup``."""
 
 from __future__ import annotations
 
@@ -10,11 +12,8 @@ from fastapi import Depends, FastAPI
 
 from loopml._version import __version__
 from loopml.api import mlflow
-from loopml.api.authz import enforce
-from loopml.api.context import AppContext
 from loopml.api.csrf import CrossSiteGuardMiddleware
 from loopml.api.errors import install_error_handlers
-from loopml.api.gateway_link import GatewayLink
 from loopml.api.guard import GuardConfig, RequestGuardMiddleware, is_inference_path
 from loopml.api.routes import (
     artifacts,
@@ -42,18 +41,32 @@ from loopml.api.routes import (
     transforms,
     triggers,
 )
-from loopml.api.serving_auth import ServingAuthMiddleware
-from loopml.api.startup import build_context, build_serving, lifespan
 from loopml.auth.cache import TokenCache
 from loopml.auth.install import load_or_create_secret
 from loopml.auth.ratelimit import FailureLimiter
+from loopml.platform.gateway_link import GatewayLink
+from loopml.platform.serving_auth import ServingAuthMiddleware
+from loopml.platform.startup import build_context, build_serving, lifespan
+from loopml.portal import install as install_portal
+from loopml.portal.web import is_form_path
 from loopml.serve.gateway.wire import REPORT_PATH
 from loopml.settings import Settings
+from loopml.web.authz import enforce
+from loopml.web.context import AppContext, Running
 
 log = logging.getLogger("loopml.api")
 
 
-def create_app(
+def create_app(settings: Settings | None = None, *, context: AppContext | None = None) -> FastAPI:
+    """The platform's app: the API's (``create_api_app``, same arguments) with the portal
+    installed; the portal's forms pass the cross-site guard only from this server's own
+    origin."""
+    app = create_api_app(settings, context=context, form_route=is_form_path)
+    install_portal(app)
+    return app
+
+
+def create_api_app(
     settings: Settings | None = None,
     *,
     context: AppContext | None = None,
@@ -69,6 +82,14 @@ def create_app(
     """
     settings = settings or (context.settings if context else Settings())
     ctx = context or build_context(settings)
+    serving = build_serving(ctx)
+    key = load_or_create_secret(settings.home)
+    failures = FailureLimiter(settings.auth.login_failures_per_minute)
+    running = Running(context=ctx, serving=serving, auth_key=key, auth_failures=failures)
+    link: GatewayLink | None = None
+    if settings.gateway.port is not None or settings.gateway.front:
+        # The gateway processes' route feed and reports (loopback, checked by a secret).
+        link = GatewayLink(serving.gateway, settings)
 
     app = FastAPI(
         title="loopml",
@@ -78,19 +99,14 @@ def create_app(
         # The interactive docs pages load their scripts from a CDN; loopml serves no CDN code.
         docs_url=None,
         redoc_url=None,
-        lifespan=lifespan(ctx),
+        lifespan=lifespan(link),
     )
-    app.state.ctx = ctx
-    app.state.serving = serving = build_serving(ctx)
+    # The one thing on app.state; routes and pages read it through loopml.web.context.
+    app.state.running = running
     app.router.routes.extend(serving.gateway.routes())
-    link: GatewayLink | None = None
-    if settings.gateway.port is not None or settings.gateway.front:
-        # The gateway processes' route feed and reports (loopback, checked by a secret).
-        app.state.gateway_link = link = GatewayLink(serving.gateway, settings)
+    if link is not None:
         app.router.routes.extend(link.routes())
     install_error_handlers(app)
-    app.state.auth_key = load_or_create_secret(settings.home)
-    app.state.auth_failures = FailureLimiter(settings.auth.login_failures_per_minute)
     for module in (
         health,
         auth,
@@ -124,11 +140,11 @@ def create_app(
     # Inside the guard: the gateway's routes skip FastAPI's own layers (its hot path).
     app.add_middleware(serving.gateway.fast_path)
     if settings.auth.enabled:
-        cache = TokenCache(ctx.store, app.state.auth_key)
+        cache = TokenCache(ctx.store, key)
         app.add_middleware(
             ServingAuthMiddleware,
             cache=cache,
-            failures=app.state.auth_failures,
+            failures=failures,
             # The gateway's own rule for which deployment /v2/models/{name} reaches.
             root_deployment=serving.gateway.root_deployment,
             # A deployment's ``auth: none``, from the routes the gateway holds.

@@ -1,5 +1,5 @@
 """A fresh server's first page does not build the routers' state: ``loopml up`` warms them
-(``loopml.api.warm``) while it starts listening. Counted, not timed: the endpoints whose
+(``loopml.platform.warm``) while it starts listening. Counted, not timed: the endpoints whose
 dependencies FastAPI builds during the first request."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import fastapi.routing
 import pytest
 from starlette.testclient import TestClient
 
-from loopml.api.warm import warm_routes
-from loopml.portal.app import create_app
+from loopml.platform import create_app
+from loopml.platform.warm import warm_routes
 from loopml.settings import Settings
 
 

@@ -43,7 +43,7 @@ from loopml.serve.gateway.wire import (
 )
 from loopml.settings import Settings
 
-log = logging.getLogger("loopml.api.gateway_link")
+log = logging.getLogger("loopml.platform.gateway_link")
 
 REFRESH_S = 0.05
 POLL_S = 2.0

@@ -33,6 +33,7 @@ from loopml.auth.ratelimit import FailureLimiter
 from loopml.core.auth import ApiToken, Principal
 from loopml.core.errors import PermissionDeniedError, UnauthenticatedError
 from loopml.store import MetadataStore
+from loopml.web.context import get_running
 
 # The gateway's root paths serve the default project.
 _DEFAULT_PROJECT = "default"
@@ -58,7 +59,7 @@ def set_session_cookies(response: Response, request: Request, token: str, max_ag
     """Put a browser session on ``response``: its token in the ``HttpOnly`` session cookie
     and its CSRF token (returned) in the readable one; ``SameSite=Lax``, ``Secure`` over
     https."""
-    csrf = sessions.csrf_token(request.app.state.auth_key, token)
+    csrf = sessions.csrf_token(get_running(request).auth_key, token)
     secure = request.url.scheme == "https"
     for name, value, http_only in (
         (sessions.SESSION_COOKIE, token, True),
@@ -99,7 +100,7 @@ def password_login(
     limiter.check(source)
     try:
         return service.login(
-            store, request.app.state.auth_key, user, password, lifetime=lifetime, token_name=name
+            store, get_running(request).auth_key, user, password, lifetime=lifetime, token_name=name
         )
     except UnauthenticatedError:
         limiter.fail(source)
@@ -113,8 +114,7 @@ def client_source(request: Request) -> str:
 
 def limiter_of(request: Request) -> FailureLimiter:
     """The app's failure counter (one per app)."""
-    limiter: FailureLimiter = request.app.state.auth_failures
-    return limiter
+    return get_running(request).auth_failures
 
 
 def principal_of(request: Request) -> Principal | None:
@@ -129,7 +129,8 @@ async def enforce(request: Request) -> None:
     Async, so that with authentication off it costs no worker-thread hop; the token lookup
     (a database read) runs in a worker thread.
     """
-    ctx = request.app.state.ctx
+    running = get_running(request)
+    ctx = running.context
     if not ctx.settings.auth.enabled:
         return
     route = request.scope.get("route")
@@ -148,7 +149,7 @@ async def enforce(request: Request) -> None:
             "authentication required: send Authorization: Bearer <token> (set LOOPML_TOKEN, "
             "or run `loopml login`)"
         )
-    key: bytes = request.app.state.auth_key
+    key = running.auth_key
     source = client_source(request)
     limiter = limiter_of(request)
     limiter.check(source)

@@ -18,9 +18,6 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from loopml import registry
-from loopml.api.context import AppContext
-from loopml.api.gateway_link import GatewayLink
-from loopml.api.services.monitoring import start_monitor
 from loopml.api.services.tables import spool_folder
 from loopml.auth.service import revoke_token, server_token
 from loopml.core.auth import MAX_TOKEN_DAYS, SERVER_USER, ApiToken
@@ -34,9 +31,12 @@ from loopml.deploy.gateways import FrontDoor, GatewayProcesses
 from loopml.monitor.disk import DiskSpace
 from loopml.pipelines.automation import AutomationEngine, AutomationThread
 from loopml.pipelines.worker import Worker, WorkerConfig, WorkerThread, server_url
+from loopml.platform.gateway_link import GatewayLink
+from loopml.platform.monitoring import start_monitor
 from loopml.predictions.log import PredictionLog
 from loopml.settings import Settings
 from loopml.train import tracking
+from loopml.web.context import AppContext, running_of
 from loopml.wiring import open_artifact_store, open_metadata_store
 
 log = logging.getLogger("loopml.api")
@@ -160,19 +160,23 @@ def run_maintenance(ctx: AppContext) -> None:
     files.sweep_spool(spool_folder(ctx))
 
 
-def lifespan(ctx: AppContext) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """The app's lifespan: start everything the server runs, yield, stop it in reverse."""
+def lifespan(
+    link: GatewayLink | None,
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: start everything the server runs, yield, stop it in reverse;
+    ``link`` feeds the gateway processes, if the settings start any."""
 
     @asynccontextmanager
     async def run(app: FastAPI) -> AsyncIterator[None]:
+        running = running_of(app)
+        ctx, serving = running.context, running.serving
         await anyio.to_thread.run_sync(_startup, ctx)
         housekeeping = asyncio.create_task(_maintain(ctx))
-        serving: Serving = app.state.serving
         await serving.start()
         records = RecordBatcher(ctx.store, ctx.artifacts, ctx.settings.lake)
-        app.state.records = records
+        running.records = records
         disk = DiskSpace({"home": ctx.settings.home})
-        app.state.disk = disk  # counts the requests refused with DiskFullError
+        running.disk = disk  # counts the requests refused with DiskFullError
         serving.gateway.metrics.registry.register(disk)
         # Answers through the gateway (and the shadow's) are logged here, in the platform.
         predictions = PredictionLog(
@@ -181,11 +185,9 @@ def lifespan(ctx: AppContext) -> Callable[[FastAPI], AbstractAsyncContextManager
         serving.gateway.on_answer = predictions.log_answer
         if serving.gateway.on_shadow is None:
             serving.gateway.on_shadow = predictions.log_shadow
-        gateways = await start_gateways(
-            ctx, getattr(app.state, "gateway_link", None), getattr(app.state, "front", None)
-        )
-        app.state.gateways = gateways  # stopped first on the way out (cli/_uvicorn.py)
-        own = await anyio.to_thread.run_sync(worker_token, ctx, app.state.auth_key)
+        gateways = await start_gateways(ctx, link, running.front)
+        running.gateways = gateways  # stopped first on the way out (cli/_uvicorn.py)
+        own = await anyio.to_thread.run_sync(worker_token, ctx, running.auth_key)
         worker = start_worker(ctx, own.token if own is not None else None)
         automation = start_automation(ctx)
         stream_consumers = start_streams(ctx)
@@ -205,10 +207,10 @@ def lifespan(ctx: AppContext) -> Callable[[FastAPI], AbstractAsyncContextManager
                 await anyio.to_thread.run_sync(
                     lambda: revoke_token(ctx.store, SERVER_USER, own.id, actor="server")
                 )
-            if gateways is not None:
+            if gateways is not None and link is not None:
                 # First: they post their last answers to the prediction log on the way out.
                 await gateways.close()
-                await app.state.gateway_link.close()
+                await link.close()
             await serving.close()
             await predictions.close()
             # Posts still waiting for their batch are committed and answered before the

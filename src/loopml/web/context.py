@@ -1,0 +1,84 @@
+"""What every route and page needs, built once per app: the backends (``AppContext``) and
+the running platform's parts (``Running``), stored once on ``app.state.running`` by the app
+factory and read through ``running_of`` or the ``Ctx`` dependency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends, Request
+from starlette.applications import Starlette
+
+from loopml.data.features.online import LazyOnlineStore
+from loopml.settings import Settings
+from loopml.storage import ArtifactStore
+from loopml.store import MetadataStore
+
+if TYPE_CHECKING:
+    from loopml.auth.ratelimit import FailureLimiter
+    from loopml.data.records import RecordBatcher
+    from loopml.deploy import Serving
+    from loopml.deploy.gateways import FrontDoor, GatewayProcesses
+    from loopml.monitor.disk import DiskSpace
+
+# With authentication off, every change is recorded as made by this actor.
+ANONYMOUS_ACTOR = "anonymous"
+
+
+@dataclass(frozen=True)
+class AppContext:
+    """The backends the app was built with (Dagster-style resources, never globals)."""
+
+    settings: Settings
+    store: MetadataStore
+    artifacts: ArtifactStore
+    online: LazyOnlineStore
+
+
+@dataclass
+class Running:
+    """The running platform's parts: the one object the app factory puts on ``app.state``.
+
+    The first four exist once the app is built; the others are filled in as the server
+    starts (``records`` and ``gateways`` by the app's lifespan, ``front`` by ``loopml up``).
+    """
+
+    context: AppContext
+    serving: Serving
+    # The per-install secret: tokens' HMACs and forms' CSRF tokens are keyed by it.
+    auth_key: bytes
+    # Failed logins and token checks per client address (one counter per app).
+    auth_failures: FailureLimiter
+    records: RecordBatcher | None = None
+    gateways: GatewayProcesses | None = None
+    front: FrontDoor | None = None
+    # Free space of the home's disk and the writes refused for lack of it (``/metrics``).
+    disk: DiskSpace | None = None
+
+
+def running_of(app: Starlette) -> Running:
+    """The running platform's parts of ``app`` (one built by ``loopml.platform``)."""
+    running: Running = app.state.running
+    return running
+
+
+def get_running(request: Request) -> Running:
+    """The running platform's parts of the request's app."""
+    return running_of(request.app)
+
+
+def get_context(request: Request) -> AppContext:
+    """The app's backends."""
+    return running_of(request.app).context
+
+
+def get_actor(request: Request) -> str:
+    """Who is making the request: ``user:<name>/token:<id>`` once the permission check let a
+    token through (``web/authz.py`` runs first), ``anonymous`` with authentication off."""
+    principal = getattr(request.state, "principal", None)
+    return str(principal.actor) if principal is not None else ANONYMOUS_ACTOR
+
+
+Ctx = Annotated[AppContext, Depends(get_context)]
+Actor = Annotated[str, Depends(get_actor)]
