@@ -44,9 +44,9 @@ from loopml.core.errors import (
     LoopmlError,
     ServiceUnavailableError,
 )
-from loopml.core.ids import fast_id
 from loopml.predictions.sink import ShadowAnswer
 from loopml.serve._fastpath import GatewayFastPath
+from loopml.serve.gateway import _decide as decide
 from loopml.serve.gateway._balance import Balancer
 from loopml.serve.gateway._features import FeatureSource, with_features
 from loopml.serve.gateway._requests import (
@@ -55,7 +55,6 @@ from loopml.serve.gateway._requests import (
     key_of,
     named,
     no_deployment,
-    passed_headers,
     read_body,
     state,
 )
@@ -72,7 +71,6 @@ from loopml.serve.gateway.hooks import AnswerHook, ShadowHook
 from loopml.serve.gateway.metrics import ANONYMOUS, CALLER, GatewayMetrics
 from loopml.serve.gateway.routing import Backend, RevisionRoute, Routes, RouteSource
 from loopml.serve.metrics import CONTENT_TYPE
-from loopml.serve.oip import safe_id
 
 log = logging.getLogger("loopml.serve.gateway.app")
 
@@ -244,36 +242,34 @@ class Gateway(V2Handlers):
         routes = self._routes(project, name)
         self.source.touch(project, name)
         body = await self._completed(request, key, routes, await read_body(request), shadowed)
-        headers, asked_id = passed_headers(request.scope)
-        inference_id = (asked_id and safe_id(asked_id)) or fast_id()
-        headers["x-request-id"] = inference_id
-        picked = self._balance.pick(routes, pin, ()) or await self._activate(key, pin)
+        headers, inference_id = decide.replica_headers(request.scope["headers"])
+        attempt = decide.first(self._balance, routes, pin) or await self._activate(key, pin)
         if shadowed and routes.shadow is not None:
-            self._shadow(key, routes.shadow, request, body, upstream, headers, picked[0])
-        revision, backend = picked
+            self._shadow(key, routes.shadow, request, body, upstream, headers, attempt.revision)
         scoped = state(request.scope)
-        scoped["gateway_revision"] = revision
-        path = upstream(backend)
-        try:
-            answer = await self._send(request, backend, path, body, headers)
-        except Unreachable:
-            self.metrics.retries.labels(*key).inc()
-            fresh = self.source.routes(project, name) or routes
-            revision, backend = self._balance.pick(fresh, pin, (backend,)) or await self._activate(
-                key, pin
-            )
-            scoped["gateway_revision"] = revision
-            path = upstream(backend)
+        while True:
+            scoped["gateway_revision"] = attempt.revision
+            path = upstream(attempt.backend)
             try:
-                answer = await self._send(request, backend, path, body, headers)
+                answer = await self._send(request, attempt.backend, path, body, headers)
+                break
             except Unreachable:
-                raise ServiceUnavailableError(
-                    f"deployment {name!r}: no replica could be reached; retry",
-                    details={"deployment": name},
-                ) from None
-        if shadowed and answer.status == 200:
-            self._served(request, key, revision, path, body, answer, inference_id)
-        return self._answer(request, key, revision, answer)
+                if not decide.retries(attempt):
+                    raise ServiceUnavailableError(
+                        f"deployment {name!r}: no replica could be reached; retry",
+                        details={"deployment": name},
+                    ) from None
+                self.metrics.retries.labels(*key).inc()
+                fresh = self.source.routes(project, name) or routes
+                attempt = decide.again(self._balance, fresh, pin, attempt) or (
+                    await self._activate(key, pin, retry=True)
+                )
+        settled = decide.settle(
+            attempt.revision, answer.status, answer.headers.get("x-loopml-error-code"), shadowed
+        )
+        if settled.logged:
+            self._served(request, key, attempt.revision, path, body, answer, inference_id)
+        return self._answer(request, key, attempt.revision, answer, settled)
 
     async def _completed(
         self,
@@ -328,8 +324,8 @@ class Gateway(V2Handlers):
             log.exception("the answer hook failed on deployment %s", key[1])
 
     async def _activate(
-        self, key: tuple[str, str], pin: int | None
-    ) -> tuple[RevisionRoute, Backend]:
+        self, key: tuple[str, str], pin: int | None, *, retry: bool = False
+    ) -> decide.Attempt:
         """Wake the deployment and wait (bounded) for a ready replica."""
         self.metrics.activations.labels(*key).inc()
         self.source.wake(*key)
@@ -339,7 +335,7 @@ class Gateway(V2Handlers):
             routes = self._routes(*key)
             picked = self._balance.pick(routes, pin, ())
             if picked is not None:
-                return picked
+                return decide.Attempt(picked[0], picked[1], retry)
         raise ServiceUnavailableError(
             f"deployment {key[1]!r} has no ready replica after "
             f"{self.config.activation_timeout_s:g} s; see `loopml deployments show {key[1]}`",
@@ -373,27 +369,22 @@ class Gateway(V2Handlers):
         key: tuple[str, str],
         revision: RevisionRoute,
         answer: UpstreamAnswer,
+        settled: decide.Settled,
     ) -> Response:
         headers = answer.headers
-        headers["X-Loopml-Revision"] = str(revision.number)
-        headers["X-Loopml-Model"] = revision.model
-        headers["X-Loopml-Model-Version"] = str(revision.version)
-        status = answer.status
-        code = answer.headers.get("x-loopml-error-code") or (
-            f"http_{status}" if status >= 400 else None
-        )
+        headers.update(settled.headers)
         elapsed = time.perf_counter() - state(request.scope)["gateway_started"]
         self.metrics.observe(
             key,
             revision.model,
             str(revision.version),
             str(revision.number),
-            status,
+            answer.status,
             elapsed,
-            code,
+            settled.code,
             request.scope.get(CALLER, ANONYMOUS),
         )
-        return ProxiedResponse(answer.content, status, headers)
+        return ProxiedResponse(answer.content, answer.status, headers)
 
     # ------------------------------------------------------------------ shadow
 
