@@ -179,8 +179,6 @@ def lifespan(ctx: AppContext) -> Callable[[FastAPI], AbstractAsyncContextManager
             records, on_disk_full=lambda rows: disk.refused("prediction_log", rows)
         )
         serving.gateway.on_answer = predictions.log_answer
-        if serving.gateway.on_shadow is None:
-            serving.gateway.on_shadow = predictions.log_shadow
         gateways = await start_gateways(
             ctx, getattr(app.state, "gateway_link", None), getattr(app.state, "front", None)
         )

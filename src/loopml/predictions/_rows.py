@@ -1,6 +1,6 @@
 """Rows of the prediction log (``loopml.core.predictions.PREDICTION_COLUMNS``), built from
-what the model server recorded (``record_rows``) or from a shadow answer the gateway saw
-(``shadow_rows``), and written as NDJSON (for record ingest over HTTP) or Arrow (in-process).
+what the model server recorded (``record_rows``) or from an answer a gateway saw
+(``answer_rows``), and written as NDJSON (for record ingest over HTTP) or Arrow (in-process).
 
 This runs off the hot path (the sink's thread, a worker thread): the model server only
 enqueues its columnar ``PredictionRecord``.
@@ -21,7 +21,7 @@ from loopml.core.predictions import PREDICTION_COLUMNS, canonical_text, numeric_
 from loopml.predictions.sink import PredictionRecord
 
 if TYPE_CHECKING:
-    from loopml.predictions.sink import ShadowAnswer
+    from loopml.predictions.sink import Answer
 
 Row = dict[str, Any]
 PREDICTION_SCHEMA = pa.schema(
@@ -141,10 +141,9 @@ def _probability_texts(
     return [orjson.dumps(dict(zip(keys, row, strict=True))).decode() for row in values]
 
 
-def shadow_rows(answer: ShadowAnswer, arrived: float, role: str = "shadow") -> list[Row]:
-    """Rows from a revision's answer (``/predict`` or V2 ``/infer``), as the gateway saw it
-    (the shadow's, or with another ``role`` the one the client got); ``arrived`` is about
-    when the request came (Unix seconds).
+def answer_rows(answer: Answer) -> list[Row]:
+    """Rows from a revision's answer (``/predict`` or V2 ``/infer``) as a gateway saw it,
+    with its role.
 
     Returns:
         The rows; none for an error answer or a body that cannot be read.
@@ -172,8 +171,8 @@ def shadow_rows(answer: ShadowAnswer, arrived: float, role: str = "shadow") -> l
         deployment=answer.deployment,
         model=answer.model,
         version=answer.version,
-        role=role,
-        ts=utc(arrived),
+        role=answer.role,
+        ts=utc(answer.arrived),
         latency_ms=answer.latency_s * 1000.0,
         protocol=protocol,
         inputs=inputs,

@@ -22,8 +22,8 @@ turn (round robin); a connection that fails is retried once on another replica. 
 deployment without a ready replica (scaled to zero, or starting) is woken and the request
 waits for a replica (the **activator**, bounded by ``activation_timeout_s``; then 503 with
 ``Retry-After``). Inference requests are also copied to the **shadow** revision, if any,
-without waiting: its answer goes to ``on_shadow`` and into the metrics, never to the
-client. Every answer says who gave it: ``X-Loopml-Revision``, ``X-Loopml-Model`` and
+without waiting: its answer goes to ``on_answer`` (role ``shadow``) and into the metrics,
+never to the client. Every answer says who gave it: ``X-Loopml-Revision``, ``X-Loopml-Model`` and
 ``X-Loopml-Model-Version``; the inference id (the client's ``X-Request-Id`` if it is safe,
 else a new one) is the same for the primary and its shadow.
 """
@@ -44,7 +44,7 @@ from loopml.core.errors import (
     LoopmlError,
     ServiceUnavailableError,
 )
-from loopml.predictions.sink import ShadowAnswer
+from loopml.predictions.sink import Answer
 from loopml.serve._fastpath import GatewayFastPath
 from loopml.serve.gateway import _decide as decide
 from loopml.serve.gateway._balance import Balancer
@@ -67,7 +67,7 @@ from loopml.serve.gateway._upstream import (
 from loopml.serve.gateway._v2 import Upstream, V2Handlers
 from loopml.serve.gateway.config import GatewayConfig
 from loopml.serve.gateway.errors import GatewayTimeoutError
-from loopml.serve.gateway.hooks import AnswerHook, ShadowHook
+from loopml.serve.gateway.hooks import AnswerHook
 from loopml.serve.gateway.metrics import ANONYMOUS, CALLER, GatewayMetrics
 from loopml.serve.gateway.routing import Backend, RevisionRoute, Routes, RouteSource
 from loopml.serve.metrics import CONTENT_TYPE
@@ -83,10 +83,9 @@ class Gateway(V2Handlers):
     Args:
         source: the target whose replicas it reaches (the local target).
         config: timeouts and bounds.
-        on_shadow: receives the shadow revision's answers (settable later as
-            ``gateway.on_shadow``; the prediction log connects it).
-        on_answer: receives every successful inference answer given to a client (settable
-            later as ``gateway.on_answer``; the prediction log connects it).
+        on_answer: receives every successful inference answer given to a client and every
+            shadow answer, each with its role (settable later as ``gateway.on_answer``;
+            the prediction log connects it).
         features: completes the requests of deployments that declare feature views
             (settable later as ``gateway.features``; the platform connects its online store).
     """
@@ -96,14 +95,12 @@ class Gateway(V2Handlers):
         source: RouteSource,
         config: GatewayConfig | None = None,
         *,
-        on_shadow: ShadowHook | None = None,
         on_answer: AnswerHook | None = None,
         features: FeatureSource | None = None,
     ) -> None:
         self.source = source
         self.features = features
         self.config = config or GatewayConfig()
-        self.on_shadow = on_shadow
         self.on_answer = on_answer
         self.metrics = GatewayMetrics(source.all_routes)
         self._client: UpstreamClient | None = None
@@ -245,7 +242,7 @@ class Gateway(V2Handlers):
         headers, inference_id = decide.replica_headers(request.scope["headers"])
         attempt = decide.first(self._balance, routes, pin) or await self._activate(key, pin)
         if shadowed and routes.shadow is not None:
-            self._shadow(key, routes.shadow, request, body, upstream, headers, attempt.revision)
+            self._shadow(key, routes.shadow, request, body, upstream, headers)
         scoped = state(request.scope)
         while True:
             scoped["gateway_revision"] = attempt.revision
@@ -303,23 +300,25 @@ class Gateway(V2Handlers):
         hook = self.on_answer
         if hook is None:
             return
-        served = ShadowAnswer(
+        latency_s = time.perf_counter() - state(request.scope)["gateway_started"]
+        served = Answer(
             project=key[0],
             deployment=key[1],
             revision=revision.number,
             model=revision.model,
             version=revision.version,
+            role=revision.role,
             # The replica's id: a /predict body may name its own.
             inference_id=answer.headers.get("x-inference-id") or inference_id,
             path=path,
-            request_body=body,
             status=answer.status,
+            latency_s=latency_s,
+            arrived=time.time() - latency_s,
+            request_body=body,
             body=answer.content,
-            latency_s=time.perf_counter() - state(request.scope)["gateway_started"],
-            primary_revision=revision.number,
         )
         try:
-            hook(served, revision.role)
+            hook(served)
         except Exception:
             log.exception("the answer hook failed on deployment %s", key[1])
 
@@ -396,7 +395,6 @@ class Gateway(V2Handlers):
         body: bytes,
         upstream: Upstream,
         headers: dict[str, str],
-        primary: RevisionRoute,
     ) -> None:
         labels = (*key, shadow.model, str(shadow.version))
         if not shadow.usable():
@@ -408,7 +406,7 @@ class Gateway(V2Handlers):
         backend = self._balance.turn(Routes(key[0], key[1], ()), shadow, ())
         path = upstream(backend)
         task = asyncio.create_task(
-            self._shadow_call(key, shadow, request, backend, path, body, headers, primary)
+            self._shadow_call(key, shadow, request, backend, path, body, headers)
         )
         self._shadows.add(task)
         task.add_done_callback(self._shadows.discard)
@@ -422,7 +420,6 @@ class Gateway(V2Handlers):
         path: str,
         body: bytes,
         headers: dict[str, str],
-        primary: RevisionRoute,
     ) -> None:
         started = time.perf_counter()
         status, content, outcome = 0, b"", "unreachable"
@@ -434,25 +431,27 @@ class Gateway(V2Handlers):
         except (Unreachable, LoopmlError):
             pass
         self.metrics.shadow.labels(*key, shadow.model, str(shadow.version), outcome).inc()
-        hook = self.on_shadow
+        hook = self.on_answer
         if hook is None:
             return
+        latency_s = time.perf_counter() - started
         try:
             hook(
-                ShadowAnswer(
+                Answer(
                     project=key[0],
                     deployment=key[1],
                     revision=shadow.number,
                     model=shadow.model,
                     version=shadow.version,
+                    role="shadow",
                     inference_id=inference_id,
                     path=path,
-                    request_body=body,
                     status=status,
+                    latency_s=latency_s,
+                    arrived=time.time() - latency_s,
+                    request_body=body,
                     body=content,
-                    latency_s=time.perf_counter() - started,
-                    primary_revision=primary.number,
                 )
             )
         except Exception:
-            log.exception("the shadow hook failed on deployment %s", key[1])
+            log.exception("the answer hook failed on a shadow of deployment %s", key[1])
