@@ -12,7 +12,7 @@ gateway process hands the request to the platform, which does that.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from loopml.core.ids import fast_id
 from loopml.serve.gateway._balance import Balancer
@@ -24,17 +24,17 @@ TO_REPLICA = frozenset({b"content-type", b"accept", b"inference-header-content-l
 _REQUEST_ID = b"x-request-id"
 
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One try of a request on one replica; ``retry``: it is the second, and the last."""
+class Attempt(NamedTuple):
+    """One try of a request on one replica; ``retry``: it is the second, and the last.
+    (Tuples, not frozen dataclasses: one is made per request, and a frozen dataclass's
+    ``__init__`` costs several times a tuple's.)"""
 
     revision: RevisionRoute
     backend: Backend
     retry: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Settled:
+class Settled(NamedTuple):
     """What a gateway does with a replica's answer besides passing it on.
 
     Attributes:
