@@ -165,28 +165,28 @@ def _set_mode(client: Any, mode: str) -> None:
 
 def _log_capture_cost(body: bytes, answers: int = 20_000) -> tuple[float, float]:
     """CPU per answer, in this process, of the prediction log's work for one gatewayed
-    answer: the rows built from the request and response bodies (``shadow_rows``, as
+    answer: the rows built from the request and response bodies (``answer_rows``, as
     ``PredictionLog.log_answer`` queues them) and made an Arrow table 5,000 at a time (its
     append batch). The table's Delta commit, once a second, is apart."""
     from loopml.predictions import _rows
-    from loopml.predictions.sink import ShadowAnswer
+    from loopml.predictions.sink import Answer
 
     reply = orjson.dumps(
         {"predictions": [1], "probabilities": [[0.03, 0.97]], "classes": ["0", "1"]}
     )
 
-    def answer(n: int) -> ShadowAnswer:
-        return ShadowAnswer(
+    def answer(n: int) -> Answer:
+        return Answer(
             project="default", deployment=DEPLOYMENT, revision=1, model=MODEL, version=1,
-            inference_id=f"bench-{n}", path="/predict", request_body=body, status=200,
-            body=reply, latency_s=0.002, primary_revision=1,
+            role="primary", inference_id=f"bench-{n}", path="/predict", status=200,
+            latency_s=0.002, arrived=time.time(), request_body=body, body=reply,
         )  # fmt: skip
 
     made = [answer(n) for n in range(answers)]
     started = time.process_time()
     built: list[Any] = []
     for one in made:
-        built += _rows.shadow_rows(one, time.time(), "primary")
+        built += _rows.answer_rows(one)
     rows_s = time.process_time() - started
     started = time.process_time()
     for first in range(0, len(built), 5000):

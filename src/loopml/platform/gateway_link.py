@@ -30,7 +30,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from loopml.predictions.sink import ShadowAnswer
 from loopml.serve.gateway.app import Gateway
 from loopml.serve.gateway.routing import Backend
 from loopml.serve.gateway.wire import (
@@ -149,25 +148,8 @@ class GatewayLink:
             observe((project, name), model, version, revision, status, seconds, code, who)
         hook = gateway.on_answer
         if hook is not None:
-            for a in report.answers:
-                hook(
-                    ShadowAnswer(
-                        project=a.project,
-                        deployment=a.deployment,
-                        revision=a.revision,
-                        model=a.model,
-                        version=a.version,
-                        inference_id=a.inference_id,
-                        path=a.path,
-                        request_body=a.request_body,
-                        status=a.status,
-                        body=a.body,
-                        latency_s=a.latency_s,
-                        primary_revision=a.revision,
-                        arrived=a.arrived,
-                    ),
-                    a.role,
-                )
+            for answer in report.answers:
+                hook(answer)
         if report.process:
             self._inflight[report.process] = (time.monotonic(), report.inflight)
         return Response(status_code=204)

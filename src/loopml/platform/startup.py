@@ -183,8 +183,6 @@ def lifespan(
             records, on_disk_full=lambda rows: disk.refused("prediction_log", rows)
         )
         serving.gateway.on_answer = predictions.log_answer
-        if serving.gateway.on_shadow is None:
-            serving.gateway.on_shadow = predictions.log_shadow
         gateways = await start_gateways(ctx, link, running.front)
         running.gateways = gateways  # stopped first on the way out (cli/_uvicorn.py)
         own = await anyio.to_thread.run_sync(worker_token, ctx, running.auth_key)

@@ -1,6 +1,6 @@
 """Rows of the prediction log (``loopml.core.predictions.PREDICTION_COLUMNS``), built from
-what the model server recorded (``record_rows``) or from a shadow answer the gateway saw
-(``shadow_rows``), and written as NDJSON (for record ingest over HTTP) or Arrow (in-process).
+what the model server recorded (``record_rows``) or from an answer a gateway saw
+(``answer_rows``), and written as NDJSON (for record ingest over HTTP) or Arrow (in-process).
 
 This runs off the hot path (the sink's thread, a worker thread): the model server only
 enqueues its columnar ``PredictionRecord``.
@@ -17,11 +17,22 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from loopml.core.errors import ValidationError
+from loopml.core.inference import (
+    PREDICT,
+    PREDICT_PROBA,
+    InferenceRequest,
+    PredictRequest,
+    flat_tensor,
+    output_tensors,
+    parse_predict,
+    parse_request,
+)
 from loopml.core.predictions import PREDICTION_COLUMNS, canonical_text, numeric_value
 from loopml.predictions.sink import PredictionRecord
 
 if TYPE_CHECKING:
-    from loopml.predictions.sink import ShadowAnswer
+    from loopml.predictions.sink import Answer
 
 Row = dict[str, Any]
 PREDICTION_SCHEMA = pa.schema(
@@ -141,10 +152,10 @@ def _probability_texts(
     return [orjson.dumps(dict(zip(keys, row, strict=True))).decode() for row in values]
 
 
-def shadow_rows(answer: ShadowAnswer, arrived: float, role: str = "shadow") -> list[Row]:
-    """Rows from a revision's answer (``/predict`` or V2 ``/infer``), as the gateway saw it
-    (the shadow's, or with another ``role`` the one the client got); ``arrived`` is about
-    when the request came (Unix seconds).
+def answer_rows(answer: Answer) -> list[Row]:
+    """Rows from a revision's answer (``/predict`` or V2 ``/infer``) as a gateway saw it,
+    with its role; the request is parsed by the protocol's own parser
+    (``loopml.core.inference``), as the replica that answered parsed it.
 
     Returns:
         The rows; none for an error answer or a body that cannot be read.
@@ -154,16 +165,14 @@ def shadow_rows(answer: ShadowAnswer, arrived: float, role: str = "shadow") -> l
     try:
         request = orjson.loads(answer.request_body)
         response = orjson.loads(answer.body)
-    except orjson.JSONDecodeError:
+        if answer.path.endswith("/infer"):
+            protocol = "v2"
+            parsed = _v2(parse_request(request), response)
+        else:
+            protocol = "predict"
+            parsed = _predict(parse_predict(request), response)
+    except (orjson.JSONDecodeError, ValidationError):
         return []
-    if not isinstance(request, dict) or not isinstance(response, dict):
-        return []
-    if answer.path.endswith("/infer"):
-        protocol = "v2"
-        parsed = _v2(request, response)
-    else:
-        protocol = "predict"
-        parsed = _predict(request, response)
     if parsed is None:
         return []
     inputs, predictions, probabilities = parsed
@@ -172,8 +181,8 @@ def shadow_rows(answer: ShadowAnswer, arrived: float, role: str = "shadow") -> l
         deployment=answer.deployment,
         model=answer.model,
         version=answer.version,
-        role=role,
-        ts=utc(arrived),
+        role=answer.role,
+        ts=utc(answer.arrived),
         latency_ms=answer.latency_s * 1000.0,
         protocol=protocol,
         inputs=inputs,
@@ -185,44 +194,28 @@ def shadow_rows(answer: ShadowAnswer, arrived: float, role: str = "shadow") -> l
 _Parsed = tuple[list[str | None], list[Any], list[str | None] | None]
 
 
-def _predict(request: dict[str, Any], response: dict[str, Any]) -> _Parsed | None:
-    instances = request.get("instances")
-    predictions = response.get("predictions")
+def _predict(request: PredictRequest, response: object) -> _Parsed | None:
+    instances = request.instances
+    predictions = response.get("predictions") if isinstance(response, dict) else None
     if not isinstance(instances, list) or not isinstance(predictions, list):
         return None
     inputs: list[str | None] = [orjson.dumps(row).decode() for row in instances]
-    proba = response.get("probabilities")
-    classes = response.get("classes")
+    proba = response.get("probabilities") if isinstance(response, dict) else None
+    classes = response.get("classes") if isinstance(response, dict) else None
     texts = None
     if isinstance(proba, list) and proba and all(isinstance(r, list) for r in proba):
         texts = _probability_texts(np.asarray(proba, dtype=np.float64), classes)
     return inputs, predictions, texts
 
 
-def _tensor(tensors: object, name: str) -> dict[str, Any] | None:
-    if isinstance(tensors, list):
-        for tensor in tensors:
-            if isinstance(tensor, dict) and tensor.get("name") == name:
-                return tensor
-    return None
-
-
-def _flat(data: object) -> list[Any]:
-    values = data if isinstance(data, list) else []
-    while values and isinstance(values[0], list):
-        values = [v for part in values for v in (part if isinstance(part, list) else [part])]
-    return values
-
-
-def _v2(request: dict[str, Any], response: dict[str, Any]) -> _Parsed | None:
-    predict = _tensor(response.get("outputs"), "predict")
-    if predict is None:
+def _v2(request: InferenceRequest, response: object) -> _Parsed | None:
+    outputs = output_tensors(response)
+    predictions = outputs.get(PREDICT)
+    if predictions is None:
         return None
-    predictions = _flat(predict.get("data"))
     rows = len(predictions)
-    tensors = [t for t in request.get("inputs") or [] if isinstance(t, dict)]
-    columns = {str(t.get("name")): _flat(t.get("data")) for t in tensors}
-    proba = _tensor(response.get("outputs"), "predict_proba")
+    columns = {t.name: flat_tensor(t) for t in request.inputs}
+    proba = outputs.get(PREDICT_PROBA)
     return _v2_inputs(columns, rows), predictions, _v2_probabilities(proba, rows)
 
 
@@ -239,10 +232,9 @@ def _v2_inputs(columns: dict[str, list[Any]], rows: int) -> list[str | None]:
     return [None] * rows
 
 
-def _v2_probabilities(proba: dict[str, Any] | None, rows: int) -> list[str | None] | None:
-    if proba is None or not rows:
+def _v2_probabilities(flat: list[Any] | None, rows: int) -> list[str | None] | None:
+    if flat is None or not rows:
         return None
-    flat = _flat(proba.get("data"))
     width = len(flat) // rows
     if not (width and width * rows == len(flat) and all(_number(v) for v in flat)):
         return None

@@ -1,15 +1,14 @@
 """``PredictionLog``: the platform's own prediction log, appending through its record batcher
 (no HTTP), in the same rows as a replica's ``HttpPredictionSink``.
 
-Three things feed it, all on the platform's event loop and all only enqueueing:
+Two things feed it, both on the platform's event loop and both only enqueueing:
 
-- ``log_answer(answer, role)``, the gateway's answer hook (``Gateway.on_answer``): every
-  successful inference answer a client got through the gateway becomes rows with the
-  revision's role (``primary`` or ``canary``); the local target's replicas do not log
-  themselves, so a replica killed mid-load loses no answered row;
-- ``log_shadow(answer)``, the gateway's shadow hook (``Gateway.on_shadow``): the shadow
-  revision's answer to a copy of a request becomes rows with role ``shadow`` (its inputs as
-  the client sent them, its predictions as the shadow answered);
+- ``log_answer(answer)``, the gateway's answer hook (``Gateway.on_answer``), for every
+  ``Answer`` a gateway saw, the platform's own or a gateway process's (through its report):
+  each successful inference answer a client got, with its revision's role (``primary`` or
+  ``canary``; the local target's replicas do not log themselves, so a replica killed
+  mid-load loses no answered row), and each shadow answer to a copy of a request (role
+  ``shadow``: its inputs as the client sent them, its predictions as the shadow answered);
 - ``sink(project)``, a ``PredictionSink`` for a model server running inside the platform.
 
 A background task turns what is queued into Arrow (in a worker thread) and appends it per
@@ -18,7 +17,6 @@ rows at a time or ``flush_ms`` after the first of them arrived. ``close`` append
 still queued; call it before the batcher's own ``close``. Wiring, in the app's lifespan::
 
     log = PredictionLog(records)
-    gateway.on_shadow = log.log_shadow
     gateway.on_answer = log.log_answer
     ...
     await log.close()          # then: await records.close()
@@ -28,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -46,7 +43,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from loopml.data.records import RecordBatcher
-    from loopml.predictions.sink import ShadowAnswer
+    from loopml.predictions.sink import Answer
 
 log = logging.getLogger("loopml.predictions.log")
 
@@ -62,11 +59,11 @@ class LogStats:
 
     Attributes:
         appended: rows committed to their tables.
-        dropped: rows not queued (a shadow answer counts as one): the queue was full, or
+        dropped: rows not queued (an answer counts as one): the queue was full, or
             the log was closed.
         refused: rows a table refused (its schema was changed by hand).
-        skipped: shadow answers not logged: errors, or bodies that could not be read.
-        pending: rows queued or being appended now (a shadow answer counts as one).
+        skipped: answers not logged: errors, or bodies that could not be read.
+        pending: rows queued or being appended now (an answer counts as one).
     """
 
     appended: int
@@ -94,7 +91,7 @@ class _Sink:
 class PredictionLog:
     """The platform's prediction log; see the module docstring.
 
-    Lives in one event loop (the platform's): ``log_shadow``, ``sink(...).record`` and
+    Lives in one event loop (the platform's): ``log_answer``, ``sink(...).record`` and
     ``close`` are called from it.
 
     Args:
@@ -147,28 +144,12 @@ class PredictionLog:
             raise ValidationError(f"role must be one of {list(ROLES)}, got {role!r}")
         return _Sink(self, project, role)
 
-    def log_shadow(self, answer: ShadowAnswer) -> None:
-        """The gateway's shadow hook (``ShadowHook``): queue the shadow's answer, to become
-        rows with role ``shadow``; an error answer is counted (``skipped``), not logged.
-        Only queues: the answer is read later, in a worker thread."""
-        arrived = time.time() - answer.latency_s
-        self._add(
-            answer.project,
-            answer.deployment,
-            1,
-            lambda: _predrows.shadow_rows(answer, arrived),
-        )
-
-    def log_answer(self, answer: ShadowAnswer, role: str) -> None:
-        """The gateway's answer hook (``AnswerHook``): queue an answer a client got, to become
-        rows with ``role``. Only queues, like ``log_shadow``."""
-        arrived = answer.arrived or time.time() - answer.latency_s
-        self._add(
-            answer.project,
-            answer.deployment,
-            1,
-            lambda: _predrows.shadow_rows(answer, arrived, role),
-        )
+    def log_answer(self, answer: Answer) -> None:
+        """The gateway's answer hook (``AnswerHook``), the log's one intake for what a gateway
+        saw: queue ``answer`` to become rows with its role; an error answer is counted
+        (``skipped``), not logged. Only queues: the bodies are read later, in a worker thread.
+        """
+        self._add(answer.project, answer.deployment, 1, lambda: _predrows.answer_rows(answer))
 
     async def close(self) -> LogStats:
         """Append everything queued, wait for it, and take nothing more."""
@@ -264,7 +245,7 @@ def _tables(
     taken: list[tuple[str, str, int, _Build]],
 ) -> tuple[dict[tuple[str, str], pa.Table], int]:
     """The queued entries' rows as one Arrow table per (project, prediction table), and how
-    many entries gave no rows (shadow answers that were errors or unreadable)."""
+    many entries gave no rows (answers that were errors or unreadable)."""
     grouped: dict[tuple[str, str], list[_predrows.Row]] = {}
     skipped = 0
     for project, deployment, _, build in taken:

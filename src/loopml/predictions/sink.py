@@ -8,15 +8,19 @@ counted (``loopml_model_sink_errors_total``) and swallowed: recording never fail
 
 The record is columnar, as it arrived: no per-row objects are built on the hot path, and a
 prediction log can append the arrays to Arrow/Parquet as they are.
+
+What a gateway saw is an ``Answer`` (with its role: primary, canary or shadow), the other
+thing the prediction log takes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
-import numpy as np
+if TYPE_CHECKING:  # a gateway process imports ``Answer`` and never loads numpy
+    import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,18 +69,21 @@ class PredictionSink(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class ShadowAnswer:
-    """What a revision answered through the gateway: a shadow's answer to a copy of a request
-    (never sent to the client), or the primary's answer the client got (``revision`` equal to
-    ``primary_revision``); the gateway hands both to the prediction log.
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a revision answered through a gateway: the prediction log's one intake for
+    answers (``PredictionLog.log_answer``), whichever gateway saw it (the platform's own, or a
+    gateway process through its report).
 
     Attributes:
-        inference_id: the id the primary's answer carries too.
-        path: the path called on the shadow replica; ``request_body`` the body sent.
-        status: its HTTP status, 0 when it could not be reached.
-        body: its answer (JSON), empty when unreachable.
-        primary_revision: the revision whose answer the client got.
+        role: ``primary`` or ``canary``: the answer the client got; ``shadow``: the shadow
+            revision's answer to a copy of the request, never sent to the client.
+        inference_id: the id the client's answer carries (a shadow's too).
+        path: the path called on the replica (its protocol: ``/predict`` or V2 ``/infer``).
+        status: its HTTP status, 0 when the replica could not be reached.
+        latency_s: seconds from the request's arrival to the answer.
+        arrived: when the request arrived, Unix seconds.
+        request_body: the body the replica got; ``body`` its answer, as they were.
     """
 
     project: str
@@ -84,12 +91,11 @@ class ShadowAnswer:
     revision: int
     model: str
     version: int
+    role: str
     inference_id: str
     path: str
-    request_body: bytes
     status: int
-    body: bytes
     latency_s: float
-    primary_revision: int
-    arrived: float | None = None
-    """When the request arrived (Unix seconds); ``None``: ``latency_s`` before now."""
+    arrived: float
+    request_body: bytes
+    body: bytes

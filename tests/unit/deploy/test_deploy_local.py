@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from loopml.core.deployments import DeploymentStatus
-from loopml.predictions.sink import ShadowAnswer
+from loopml.predictions.sink import Answer
 from loopml.registry import set_alias
 from tests.unit.deploy.deploy_support import (
     Platform,
@@ -128,10 +128,20 @@ def split(platform: Platform) -> Iterator[None]:
 
 
 @pytest.fixture
-def mirror(platform: Platform) -> Iterator[list[ShadowAnswer]]:
-    """``mirror``: version 1, with a shadow on version 3; yields what the hook receives."""
-    seen: list[ShadowAnswer] = []
-    platform.serving.gateway.on_shadow = seen.append
+def mirror(platform: Platform) -> Iterator[list[Answer]]:
+    """``mirror``: version 1, with a shadow on version 3; yields the shadow answers the answer
+    hook receives (each answer still goes on to the hook it had)."""
+    seen: list[Answer] = []
+    gateway = platform.serving.gateway
+    logged = gateway.on_answer
+
+    def hook(answer: Answer) -> None:
+        if answer.role == "shadow":
+            seen.append(answer)
+        if logged is not None:
+            logged(answer)
+
+    gateway.on_answer = hook
     spec = {"model": "cancer/1", "shadow": "cancer/3"}
     created = platform.serving.control.create(PROJECT, "mirror", spec, actor="t")
     assert (created.traffic, created.shadow_revision) == ({1: 100}, 2)
@@ -147,7 +157,7 @@ def mirror(platform: Platform) -> Iterator[list[ShadowAnswer]]:
         "the shadow did not start",
     )
     yield seen
-    platform.serving.gateway.on_shadow = None
+    gateway.on_answer = logged
     _delete(platform, "mirror")
 
 
@@ -229,7 +239,7 @@ def test_a_canary_moved_from_10_to_50_percent_takes_effect_within_a_second_under
 
 
 def test_shadow_answers_are_logged_and_never_returned(
-    platform: Platform, mirror: list[ShadowAnswer], client: httpx.Client
+    platform: Platform, mirror: list[Answer], client: httpx.Client
 ) -> None:
     split = mirror
     split.clear()

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from loopml.core.inference import parse_request
 from loopml.deploy import DeploymentControl
 from loopml.packaging import Signature
 from loopml.portal.pages._snippets import datatype, snippets, v2_inputs
-from loopml.serve.server.v2 import parse_request
 from tests.unit.deploy.deploy_support import PackageFiles, package_files, register_files
 
 COLUMNS = [f"f{i}" for i in range(8)]

@@ -20,7 +20,7 @@ from loopml.data import lake
 from loopml.data.records import RecordBatcher
 from loopml.platform.startup import build_context
 from loopml.predictions.log import LogStats, PredictionLog
-from loopml.predictions.sink import PredictionSink, ShadowAnswer
+from loopml.predictions.sink import Answer, PredictionSink
 from loopml.settings import Settings
 from loopml.web.context import AppContext
 from tests.unit.conftest import DEPLOYMENT, MODEL, VERSION, Served, make_app
@@ -64,24 +64,25 @@ def _rows(ctx: AppContext) -> list[dict[str, Any]]:
     return sorted(table.to_pylist(), key=lambda r: (r["inference_id"], r["row_index"]))
 
 
-def _answer(path: str, request: bytes, response: Any, *, inference_id: str) -> ShadowAnswer:
-    return ShadowAnswer(
+def _answer(path: str, request: bytes, response: Any, *, inference_id: str) -> Answer:
+    return Answer(
         project="default",
         deployment=DEPLOYMENT,
         revision=2,
         model=MODEL,
         version=VERSION,
+        role="shadow",
         inference_id=inference_id,
         path=path,
-        request_body=request,
         status=response.status_code,
-        body=response.content,
         latency_s=0.003,
-        primary_revision=1,
+        arrived=time.time() - 0.003,
+        request_body=request,
+        body=response.content,
     )
 
 
-def _shadow_answers(served: Served) -> list[ShadowAnswer]:
+def _shadow_answers(served: Served) -> list[Answer]:
     """Real answers of a real model server: /predict (records), V2 column tensors, a V2
     matrix, and an error."""
     instances = served.records(slice(0, 3))
@@ -124,7 +125,7 @@ def test_shadow_answers_become_rows_with_role_shadow(cancer: Served, ctx: AppCon
 
     async def body(log: PredictionLog) -> None:
         for answer in answers:
-            log.log_shadow(answer)
+            log.log_answer(answer)
 
     stats = _run(ctx, body, flush_ms=600_000)
 
@@ -162,6 +163,24 @@ def test_shadow_answers_become_rows_with_role_shadow(cancer: Served, ctx: AppCon
     assert orjson.loads(matrix_row["inputs"]) == [instances[2][n] for n in names]
     assert matrix_row["prediction"] == str(expected[2])
     assert {r["latency_ms"] for r in rows} == {3.0}
+
+
+def test_every_answer_is_logged_with_its_own_role(cancer: Served, ctx: AppContext) -> None:
+    shadow = _shadow_answers(cancer)[0]
+    answers = [
+        dataclasses.replace(shadow, inference_id=f"as-{role}", role=role, revision=number)
+        for number, role in enumerate(("primary", "canary", "shadow"), start=1)
+    ]
+
+    async def body(log: PredictionLog) -> None:
+        for answer in answers:
+            log.log_answer(answer)
+
+    stats = _run(ctx, body, flush_ms=600_000)
+
+    assert (stats.appended, stats.skipped) == (9, 0)
+    roles = {(r["inference_id"], r["role"]) for r in _rows(ctx)}
+    assert roles == {("as-primary", "primary"), ("as-canary", "canary"), ("as-shadow", "shadow")}
 
 
 def test_an_in_platform_sink_logs_records_like_a_replica(mixed: Served, ctx: AppContext) -> None:

@@ -267,7 +267,7 @@ def _gateway_client(url: str, timeout_s: float) -> tuple[Gateway, TestClient]:
 def test_the_upstream_call_passes_what_it_should_and_keeps_connections(replica: str) -> None:
     answers: list[Any] = []
     gateway, client = _gateway_client(replica, timeout_s=5)
-    gateway.on_answer = lambda answer, role: answers.append((answer, role))
+    gateway.on_answer = lambda answer: answers.append((answer, answer.role))
     with client:
         for _ in range(5):
             answer = client.post(

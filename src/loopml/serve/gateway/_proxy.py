@@ -38,7 +38,8 @@ from collections.abc import Callable
 
 from loopml.core.errors import LoopmlError, NotFoundError, ServiceUnavailableError
 from loopml.core.hosts import host_refusal
-from loopml.core.ids import fast_id
+from loopml.predictions.sink import Answer
+from loopml.serve.gateway import _decide as decide
 from loopml.serve.gateway._balance import Balancer
 from loopml.serve.gateway._connection import Connection, Request, encode_answer, error_answer
 from loopml.serve.gateway._tunnel import Front, serving_path
@@ -55,12 +56,10 @@ from loopml.serve.gateway.routing import Backend, RevisionRoute
 from loopml.serve.gateway.wire import (
     ALLOWED_HEADER,
     SECRET_HEADER,
-    Answer,
     Deployment,
     Report,
     RouteTable,
 )
-from loopml.serve.oip import safe_id
 
 log = logging.getLogger("loopml.serve.gateway")
 
@@ -70,8 +69,6 @@ _DEPLOYMENT_INFER = re.compile(
 )
 _ROOT_INFER = re.compile(r"/v2/models/([^/]+)/infer")
 
-# What a replica gets of the client's headers (the rest is the gateway's business).
-_TO_REPLICA = frozenset({b"content-type", b"accept", b"inference-header-content-length"})
 # What the platform does not get of a relayed request's headers: hop-by-hop, and what the
 # relay sets itself.
 _NOT_RELAYED = frozenset(
@@ -147,7 +144,6 @@ class ProxyServer:
         self._balance = Balancer()
         # (token, project, deployment) -> until when (monotonic) and the caller's name.
         self._allowed: dict[tuple[str, str, str], tuple[float, str]] = {}
-        self._revision_heads: dict[tuple[int, str, int], dict[str, str]] = {}
 
     async def start(self) -> None:
         await self.replicas.start()
@@ -261,55 +257,50 @@ class ProxyServer:
     ) -> bytes:
         routes = deployment.routes
         key = (routes.project, routes.name)
-        report = self.report
-        report.touched.add(key)
-        picked = self._balance.pick(routes, None, ())
-        if picked is None:
+        self.report.touched.add(key)
+        attempt = decide.first(self._balance, routes, None)
+        if attempt is None:
             return await self._relay(request)  # every replica just failed: the platform's call
-        headers: dict[str, str] = {}
-        asked: str | None = None
-        for name, value in request.headers:
-            if name in _TO_REPLICA:
-                headers[name.decode("latin-1")] = value.decode("latin-1")
-            elif name == b"x-request-id":
-                asked = safe_id(value.decode("latin-1"))
-        inference_id = asked or fast_id()
-        headers["x-request-id"] = inference_id
-        revision, backend = picked
-        try:
-            answer = await self._send(request, backend, upstream(backend), headers)
-        except Unreachable:
-            picked = self._balance.pick(routes, None, (backend,))
-            if picked is None:
-                return await self._relay(request)
-            revision, backend = picked
+        headers, inference_id = decide.replica_headers(request.headers)
+        while True:
             try:
-                answer = await self._send(request, backend, upstream(backend), headers)
+                answer = await self._send(request, attempt.backend, upstream, headers)
+                break
             except Unreachable:
-                return await self._relay(request)
-        except UpstreamTimeout:
-            error = GatewayTimeoutError(
-                f"the replica did not answer within {self.config.timeout_s:g} s",
-                details={"revision": revision.number},
-            )
-            self._observe(key, revision, error.status, request, error.code)
-            return error_answer(request.path, error, request.keep_alive)
-        elapsed = time.perf_counter() - request.started
-        status = answer.status
-        if status == 200:
-            self._answered(request, key, revision, upstream(backend), answer, inference_id, elapsed)
-        code = answer.headers.get("x-loopml-error-code") or (
-            f"http_{status}" if status >= 400 else None
+                retry = decide.retries(attempt) and decide.again(
+                    self._balance, routes, None, attempt
+                )
+                if not retry:
+                    return await self._relay(request)
+                attempt = retry
+            except UpstreamTimeout:
+                error = GatewayTimeoutError(
+                    f"the replica did not answer within {self.config.timeout_s:g} s",
+                    details={"revision": attempt.revision.number},
+                )
+                self._observe(key, attempt.revision, error.status, request, error.code)
+                return error_answer(request.path, error, request.keep_alive)
+        revision = attempt.revision
+        settled = decide.settle(
+            revision, answer.status, answer.headers.get("x-loopml-error-code"), True
         )
-        self._observe(key, revision, status, request, code)
+        if settled.logged:
+            elapsed = time.perf_counter() - request.started
+            path = upstream(attempt.backend)
+            self._answered(request, key, revision, path, answer, inference_id, elapsed)
+        self._observe(key, revision, answer.status, request, settled.code)
         headers = answer.headers
-        headers.update(self._revision_head(revision))
-        return encode_answer(status, headers, answer.content, request.keep_alive)
+        headers.update(settled.headers)
+        return encode_answer(answer.status, headers, answer.content, request.keep_alive)
 
     async def _send(
-        self, request: Request, backend: Backend, path: str, headers: dict[str, str]
+        self,
+        request: Request,
+        backend: Backend,
+        upstream: Callable[[Backend], str],
+        headers: dict[str, str],
     ) -> UpstreamAnswer:
-        url = backend.url + path + ("?" + request.query if request.query else "")
+        url = backend.url + upstream(backend) + ("?" + request.query if request.query else "")
         backend.inflight += 1
         try:
             return await self.replicas.send("POST", url, request.body, headers)
@@ -318,19 +309,6 @@ class ProxyServer:
             raise
         finally:
             backend.inflight -= 1
-
-    def _revision_head(self, revision: RevisionRoute) -> dict[str, str]:
-        key = (revision.number, revision.model, revision.version)
-        head = self._revision_heads.get(key)
-        if head is None:
-            if len(self._revision_heads) > 4096:
-                self._revision_heads.clear()
-            head = self._revision_heads[key] = {
-                "x-loopml-revision": str(revision.number),
-                "x-loopml-model": revision.model,
-                "x-loopml-model-version": str(revision.version),
-            }
-        return head
 
     def _answered(
         self,

@@ -1,5 +1,5 @@
-"""Request plumbing of the gateway: which deployment a path names, the headers a replica
-gets, and JSON and error answers (V2 error bodies on V2 paths)."""
+"""Request plumbing of the gateway: which deployment a path names, reading the body, and
+JSON and error answers (V2 error bodies on V2 paths)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,6 @@ from loopml.core.names import DEFAULT_PROJECT, PROJECT_NAME_PATTERN
 from loopml.serve.gateway.routing import Routes
 from loopml.serve.oip import MethodNotAllowedError, error_body_for
 
-_REQUEST_HEADERS = frozenset({b"content-type", b"accept", b"inference-header-content-length"})
-_REQUEST_ID = b"x-request-id"
 _JSON_TYPE = [(b"content-type", b"application/json")]
 
 
@@ -78,19 +76,6 @@ async def _received(request: Request) -> bytes:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def passed_headers(scope: Scope) -> tuple[dict[str, str], str | None]:
-    """The client's headers a replica needs, and its ``X-Request-Id`` if any (one pass over
-    the raw list: no Headers object)."""
-    passed: dict[str, str] = {}
-    request_id: str | None = None
-    for name, value in scope["headers"]:
-        if name in _REQUEST_HEADERS:
-            passed[name.decode("latin-1")] = value.decode("latin-1")
-        elif name == _REQUEST_ID:
-            request_id = value.decode("latin-1")
-    return passed, request_id
 
 
 def state(scope: Scope) -> dict[str, Any]:

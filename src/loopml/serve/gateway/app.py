@@ -22,8 +22,8 @@ turn (round robin); a connection that fails is retried once on another replica. 
 deployment without a ready replica (scaled to zero, or starting) is woken and the request
 waits for a replica (the **activator**, bounded by ``activation_timeout_s``; then 503 with
 ``Retry-After``). Inference requests are also copied to the **shadow** revision, if any,
-without waiting: its answer goes to ``on_shadow`` and into the metrics, never to the
-client. Every answer says who gave it: ``X-Loopml-Revision``, ``X-Loopml-Model`` and
+without waiting: its answer goes to ``on_answer`` (role ``shadow``) and into the metrics,
+never to the client. Every answer says who gave it: ``X-Loopml-Revision``, ``X-Loopml-Model`` and
 ``X-Loopml-Model-Version``; the inference id (the client's ``X-Request-Id`` if it is safe,
 else a new one) is the same for the primary and its shadow.
 """
@@ -44,9 +44,9 @@ from loopml.core.errors import (
     LoopmlError,
     ServiceUnavailableError,
 )
-from loopml.core.ids import fast_id
-from loopml.predictions.sink import ShadowAnswer
+from loopml.predictions.sink import Answer
 from loopml.serve._fastpath import GatewayFastPath
+from loopml.serve.gateway import _decide as decide
 from loopml.serve.gateway._balance import Balancer
 from loopml.serve.gateway._features import FeatureSource, with_features
 from loopml.serve.gateway._requests import (
@@ -55,7 +55,6 @@ from loopml.serve.gateway._requests import (
     key_of,
     named,
     no_deployment,
-    passed_headers,
     read_body,
     state,
 )
@@ -68,11 +67,10 @@ from loopml.serve.gateway._upstream import (
 from loopml.serve.gateway._v2 import Upstream, V2Handlers
 from loopml.serve.gateway.config import GatewayConfig
 from loopml.serve.gateway.errors import GatewayTimeoutError
-from loopml.serve.gateway.hooks import AnswerHook, ShadowHook
+from loopml.serve.gateway.hooks import AnswerHook
 from loopml.serve.gateway.metrics import ANONYMOUS, CALLER, GatewayMetrics
 from loopml.serve.gateway.routing import Backend, RevisionRoute, Routes, RouteSource
 from loopml.serve.metrics import CONTENT_TYPE
-from loopml.serve.oip import safe_id
 
 log = logging.getLogger("loopml.serve.gateway.app")
 
@@ -85,10 +83,9 @@ class Gateway(V2Handlers):
     Args:
         source: the target whose replicas it reaches (the local target).
         config: timeouts and bounds.
-        on_shadow: receives the shadow revision's answers (settable later as
-            ``gateway.on_shadow``; the prediction log connects it).
-        on_answer: receives every successful inference answer given to a client (settable
-            later as ``gateway.on_answer``; the prediction log connects it).
+        on_answer: receives every successful inference answer given to a client and every
+            shadow answer, each with its role (settable later as ``gateway.on_answer``;
+            the prediction log connects it).
         features: completes the requests of deployments that declare feature views
             (settable later as ``gateway.features``; the platform connects its online store).
     """
@@ -98,14 +95,12 @@ class Gateway(V2Handlers):
         source: RouteSource,
         config: GatewayConfig | None = None,
         *,
-        on_shadow: ShadowHook | None = None,
         on_answer: AnswerHook | None = None,
         features: FeatureSource | None = None,
     ) -> None:
         self.source = source
         self.features = features
         self.config = config or GatewayConfig()
-        self.on_shadow = on_shadow
         self.on_answer = on_answer
         self.metrics = GatewayMetrics(source.all_routes)
         self._client: UpstreamClient | None = None
@@ -244,36 +239,34 @@ class Gateway(V2Handlers):
         routes = self._routes(project, name)
         self.source.touch(project, name)
         body = await self._completed(request, key, routes, await read_body(request), shadowed)
-        headers, asked_id = passed_headers(request.scope)
-        inference_id = (asked_id and safe_id(asked_id)) or fast_id()
-        headers["x-request-id"] = inference_id
-        picked = self._balance.pick(routes, pin, ()) or await self._activate(key, pin)
+        headers, inference_id = decide.replica_headers(request.scope["headers"])
+        attempt = decide.first(self._balance, routes, pin) or await self._activate(key, pin)
         if shadowed and routes.shadow is not None:
-            self._shadow(key, routes.shadow, request, body, upstream, headers, picked[0])
-        revision, backend = picked
+            self._shadow(key, routes.shadow, request, body, upstream, headers)
         scoped = state(request.scope)
-        scoped["gateway_revision"] = revision
-        path = upstream(backend)
-        try:
-            answer = await self._send(request, backend, path, body, headers)
-        except Unreachable:
-            self.metrics.retries.labels(*key).inc()
-            fresh = self.source.routes(project, name) or routes
-            revision, backend = self._balance.pick(fresh, pin, (backend,)) or await self._activate(
-                key, pin
-            )
-            scoped["gateway_revision"] = revision
-            path = upstream(backend)
+        while True:
+            scoped["gateway_revision"] = attempt.revision
+            path = upstream(attempt.backend)
             try:
-                answer = await self._send(request, backend, path, body, headers)
+                answer = await self._send(request, attempt.backend, path, body, headers)
+                break
             except Unreachable:
-                raise ServiceUnavailableError(
-                    f"deployment {name!r}: no replica could be reached; retry",
-                    details={"deployment": name},
-                ) from None
-        if shadowed and answer.status == 200:
-            self._served(request, key, revision, path, body, answer, inference_id)
-        return self._answer(request, key, revision, answer)
+                if not decide.retries(attempt):
+                    raise ServiceUnavailableError(
+                        f"deployment {name!r}: no replica could be reached; retry",
+                        details={"deployment": name},
+                    ) from None
+                self.metrics.retries.labels(*key).inc()
+                fresh = self.source.routes(project, name) or routes
+                attempt = decide.again(self._balance, fresh, pin, attempt) or (
+                    await self._activate(key, pin, retry=True)
+                )
+        settled = decide.settle(
+            attempt.revision, answer.status, answer.headers.get("x-loopml-error-code"), shadowed
+        )
+        if settled.logged:
+            self._served(request, key, attempt.revision, path, body, answer, inference_id)
+        return self._answer(request, key, attempt.revision, answer, settled)
 
     async def _completed(
         self,
@@ -307,29 +300,31 @@ class Gateway(V2Handlers):
         hook = self.on_answer
         if hook is None:
             return
-        served = ShadowAnswer(
+        latency_s = time.perf_counter() - state(request.scope)["gateway_started"]
+        served = Answer(
             project=key[0],
             deployment=key[1],
             revision=revision.number,
             model=revision.model,
             version=revision.version,
+            role=revision.role,
             # The replica's id: a /predict body may name its own.
             inference_id=answer.headers.get("x-inference-id") or inference_id,
             path=path,
-            request_body=body,
             status=answer.status,
+            latency_s=latency_s,
+            arrived=time.time() - latency_s,
+            request_body=body,
             body=answer.content,
-            latency_s=time.perf_counter() - state(request.scope)["gateway_started"],
-            primary_revision=revision.number,
         )
         try:
-            hook(served, revision.role)
+            hook(served)
         except Exception:
             log.exception("the answer hook failed on deployment %s", key[1])
 
     async def _activate(
-        self, key: tuple[str, str], pin: int | None
-    ) -> tuple[RevisionRoute, Backend]:
+        self, key: tuple[str, str], pin: int | None, *, retry: bool = False
+    ) -> decide.Attempt:
         """Wake the deployment and wait (bounded) for a ready replica."""
         self.metrics.activations.labels(*key).inc()
         self.source.wake(*key)
@@ -339,7 +334,7 @@ class Gateway(V2Handlers):
             routes = self._routes(*key)
             picked = self._balance.pick(routes, pin, ())
             if picked is not None:
-                return picked
+                return decide.Attempt(picked[0], picked[1], retry)
         raise ServiceUnavailableError(
             f"deployment {key[1]!r} has no ready replica after "
             f"{self.config.activation_timeout_s:g} s; see `loopml deployments show {key[1]}`",
@@ -373,27 +368,22 @@ class Gateway(V2Handlers):
         key: tuple[str, str],
         revision: RevisionRoute,
         answer: UpstreamAnswer,
+        settled: decide.Settled,
     ) -> Response:
         headers = answer.headers
-        headers["X-Loopml-Revision"] = str(revision.number)
-        headers["X-Loopml-Model"] = revision.model
-        headers["X-Loopml-Model-Version"] = str(revision.version)
-        status = answer.status
-        code = answer.headers.get("x-loopml-error-code") or (
-            f"http_{status}" if status >= 400 else None
-        )
+        headers.update(settled.headers)
         elapsed = time.perf_counter() - state(request.scope)["gateway_started"]
         self.metrics.observe(
             key,
             revision.model,
             str(revision.version),
             str(revision.number),
-            status,
+            answer.status,
             elapsed,
-            code,
+            settled.code,
             request.scope.get(CALLER, ANONYMOUS),
         )
-        return ProxiedResponse(answer.content, status, headers)
+        return ProxiedResponse(answer.content, answer.status, headers)
 
     # ------------------------------------------------------------------ shadow
 
@@ -405,7 +395,6 @@ class Gateway(V2Handlers):
         body: bytes,
         upstream: Upstream,
         headers: dict[str, str],
-        primary: RevisionRoute,
     ) -> None:
         labels = (*key, shadow.model, str(shadow.version))
         if not shadow.usable():
@@ -417,7 +406,7 @@ class Gateway(V2Handlers):
         backend = self._balance.turn(Routes(key[0], key[1], ()), shadow, ())
         path = upstream(backend)
         task = asyncio.create_task(
-            self._shadow_call(key, shadow, request, backend, path, body, headers, primary)
+            self._shadow_call(key, shadow, request, backend, path, body, headers)
         )
         self._shadows.add(task)
         task.add_done_callback(self._shadows.discard)
@@ -431,7 +420,6 @@ class Gateway(V2Handlers):
         path: str,
         body: bytes,
         headers: dict[str, str],
-        primary: RevisionRoute,
     ) -> None:
         started = time.perf_counter()
         status, content, outcome = 0, b"", "unreachable"
@@ -443,25 +431,27 @@ class Gateway(V2Handlers):
         except (Unreachable, LoopmlError):
             pass
         self.metrics.shadow.labels(*key, shadow.model, str(shadow.version), outcome).inc()
-        hook = self.on_shadow
+        hook = self.on_answer
         if hook is None:
             return
+        latency_s = time.perf_counter() - started
         try:
             hook(
-                ShadowAnswer(
+                Answer(
                     project=key[0],
                     deployment=key[1],
                     revision=shadow.number,
                     model=shadow.model,
                     version=shadow.version,
+                    role="shadow",
                     inference_id=inference_id,
                     path=path,
-                    request_body=body,
                     status=status,
+                    latency_s=latency_s,
+                    arrived=time.time() - latency_s,
+                    request_body=body,
                     body=content,
-                    latency_s=time.perf_counter() - started,
-                    primary_revision=primary.number,
                 )
             )
         except Exception:
-            log.exception("the shadow hook failed on deployment %s", key[1])
+            log.exception("the answer hook failed on a shadow of deployment %s", key[1])

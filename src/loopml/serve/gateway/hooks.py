@@ -1,18 +1,13 @@
-"""The hooks through which the gateway hands answers on (the prediction log connects them)."""
+"""The hook through which the gateway hands answers on (the prediction log connects it)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # numpy comes with it: a gateway process never loads it
-    from loopml.predictions.sink import ShadowAnswer
+from loopml.predictions.sink import Answer
 
-
-ShadowHook = Callable[["ShadowAnswer"], None]
-"""Receives every shadow answer, on the event loop: it must not block (queue and return)."""
-
-AnswerHook = Callable[["ShadowAnswer", str], None]
-"""Receives every successful inference answer the client got (as a ``ShadowAnswer`` whose
-``revision`` is ``primary_revision``) and the revision's role, on the event loop, before the
-answer is sent: it must not block (queue and return). The prediction log connects it."""
+AnswerHook = Callable[[Answer], None]
+"""Receives every answer the prediction log takes, with its role: each successful inference
+answer a client got (``primary`` or ``canary``, before the client gets it) and each shadow
+answer (``shadow``, errors included); on the event loop: it must not block (queue and
+return). ``PredictionLog.log_answer`` is one."""

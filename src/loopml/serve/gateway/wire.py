@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from loopml.predictions.sink import Answer
 from loopml.serve.gateway.routing import Backend, RevisionRoute, Routes
 
 ROUTES_PATH = "/internal/gateway/routes"
@@ -165,26 +166,6 @@ def _deployment(item: dict[str, Any], auth_enabled: bool) -> Deployment:
     return Deployment(routes, lean, models, not auth_enabled or routes.auth == "none")
 
 
-@dataclass(frozen=True)
-class Answer:
-    """An answer a client got from a replica through a gateway process (for the prediction
-    log): which revision gave it, and the two bodies as they were."""
-
-    project: str
-    deployment: str
-    revision: int
-    model: str
-    version: int
-    role: str
-    inference_id: str
-    path: str
-    status: int
-    latency_s: float
-    arrived: float
-    request_body: bytes
-    body: bytes
-
-
 Observation = tuple[str, str, str, str, str, int, float, str | None, str]
 """One answer's metrics sample: project, deployment, model, version, revision, status,
 seconds, error code and caller (``GatewayMetrics.observe``'s arguments)."""
@@ -197,6 +178,7 @@ class Report:
     touched: set[tuple[str, str]] = field(default_factory=set)
     observed: list[Observation] = field(default_factory=list)
     answers: list[Answer] = field(default_factory=list)
+    """Each answer a client got, for the prediction log as it is (``PredictionLog.log_answer``)."""
     process: int = 0
     """The gateway process's id (its in-flight counts replace its last ones)."""
     inflight: dict[str, int] = field(default_factory=dict)

@@ -37,7 +37,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from loopml._version import __version__
-from loopml.core.errors import BadRequestError, LoopmlError, NotFoundError, ValidationError
+from loopml.core.errors import BadRequestError, LoopmlError, NotFoundError
+from loopml.core.inference import InferenceRequest, parse_predict, parse_request
 from loopml.packaging.runtime import Columns, ModelRuntime, Prediction
 from loopml.predictions.sink import PredictionRecord, PredictionSink
 from loopml.serve._fastpath import InferenceFastPath
@@ -59,8 +60,6 @@ log = logging.getLogger("loopml.serve")
 # A body larger than this is decoded and checked in a worker thread: a 10,000-row request
 # takes milliseconds, which would hold up every small request behind it on the event loop.
 _OFFLOAD_BYTES = 256 * 1024
-_PREDICT_KEYS = frozenset({"instances", "inference_id", "extra"})
-_EXTRA = ("forbid", "ignore")
 
 Handler = Callable[[Request], Awaitable[Response]]
 T = TypeVar("T")
@@ -134,8 +133,8 @@ class _ModelServer:
         arrived = time.time()
         body = await read_body(request, self.settings.max_body_bytes)
 
-        def check() -> tuple[v2.InferenceRequest, list[str], Columns]:
-            parsed = v2.parse_request(decode_json(body))
+        def check() -> tuple[InferenceRequest, list[str], Columns]:
+            parsed = parse_request(decode_json(body))
             outputs = v2.output_names(self.runtime, parsed)
             max_rows = self.settings.max_rows
             return parsed, outputs, v2.columns_from_request(self.runtime, parsed, max_rows)
@@ -231,30 +230,12 @@ async def _off_loop_if_large(check: Callable[[], T], size: int) -> T:
 
 
 def _instances(request: Request, body: object) -> tuple[object, bool]:
-    """The body's instances, and whether columns the model does not take are ignored
-    (``"extra": "ignore"``; the default, ``"forbid"``, refuses them with their names)."""
-    if not isinstance(body, dict) or "instances" not in body:
-        raise ValidationError(
-            'the body must be a JSON object {"instances": [{"column": value, ...}, ...]}',
-            details={"field": "instances"},
-        )
-    unknown = sorted(set(body).difference(_PREDICT_KEYS))
-    if unknown:
-        raise ValidationError(
-            f"unknown field(s) {unknown[:10]} in the body; it takes {sorted(_PREDICT_KEYS)}",
-            details={"unknown": unknown[:10]},
-        )
-    extra = body.get("extra", "forbid")
-    if extra not in _EXTRA:
-        raise ValidationError(
-            f'"extra" must be "forbid" (the default: unknown columns are refused) or "ignore" '
-            f"(they are dropped), got {str(extra)[:50]!r}",
-            details={"field": "extra"},
-        )
-    given = safe_id(body.get("inference_id"))
+    """The body's instances, and whether columns the model does not take are ignored."""
+    parsed = parse_predict(body)
+    given = safe_id(parsed.inference_id)
     if given is not None:
         request.state.inference_id = given
-    return body["instances"], extra == "ignore"
+    return parsed.instances, parsed.ignore_extra
 
 
 def _json_array(array: Any) -> Any:

@@ -23,34 +23,21 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from itertools import chain
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
-import pydantic
-from pydantic import BaseModel, ConfigDict, Field
 
 from loopml.core.errors import ValidationError
+from loopml.core.inference import (
+    PREDICT,
+    PREDICT_PROBA,
+    InferenceRequest,
+    RequestInput,
+    flat_tensor,
+)
 from loopml.packaging import Signature
 from loopml.packaging.columns import all_numbers, json_type, tensor_matrix
 from loopml.packaging.runtime import Columns, ModelRuntime, Prediction
-
-Datatype = Literal[
-    "BOOL",
-    "UINT8",
-    "UINT16",
-    "UINT32",
-    "UINT64",
-    "INT8",
-    "INT16",
-    "INT32",
-    "INT64",
-    "FP16",
-    "FP32",
-    "FP64",
-    "BYTES",
-]
-PREDICT = "predict"
-PREDICT_PROBA = "predict_proba"
 
 _FLOATS = frozenset({"FP16", "FP32", "FP64"})
 _INTS = frozenset({"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"})
@@ -79,56 +66,6 @@ _RANGES: dict[str, tuple[float, float]] = {
 }
 # What the model metadata advertises per column type (every compatible type is accepted).
 INPUT_DATATYPES = {"float": "FP64", "integer": "INT64", "boolean": "BOOL", "string": "BYTES"}
-
-
-class _V2Model(BaseModel):
-    # Unknown fields are ignored, as the protocol's extensions add their own.
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class RequestInput(_V2Model):
-    """One input tensor."""
-
-    name: str = Field(min_length=1, max_length=256)
-    shape: list[Annotated[int, Field(ge=0, strict=True)]] = Field(min_length=1, max_length=8)
-    datatype: Datatype
-    parameters: dict[str, Any] | None = None
-    data: list[Any]
-
-
-class RequestOutput(_V2Model):
-    """One output the client asks for."""
-
-    name: str = Field(min_length=1, max_length=256)
-    parameters: dict[str, Any] | None = None
-
-
-class InferenceRequest(_V2Model):
-    """The body of ``POST /v2/models/{name}[/versions/{v}]/infer``."""
-
-    id: str | None = Field(default=None, max_length=256)
-    parameters: dict[str, Any] | None = None
-    inputs: list[RequestInput] = Field(min_length=1, max_length=4096)
-    outputs: list[RequestOutput] | None = Field(default=None, max_length=16)
-
-
-def parse_request(body: object) -> InferenceRequest:
-    """Validate a decoded JSON body as an inference request.
-
-    Raises:
-        ValidationError: the body is not an inference request; the message names the fields.
-    """
-    try:
-        return InferenceRequest.model_validate(body)
-    except pydantic.ValidationError as exc:
-        errors = [
-            {"loc": [str(p) for p in err["loc"]], "msg": err["msg"], "type": err["type"]}
-            for err in exc.errors(include_url=False, include_input=False)[:20]
-        ]
-        summary = "; ".join(f"{'.'.join(e['loc']) or 'body'}: {e['msg']}" for e in errors[:3])
-        raise ValidationError(
-            f"invalid inference request: {summary}", details={"errors": errors}
-        ) from None
 
 
 def output_names(runtime: ModelRuntime, request: InferenceRequest) -> list[str]:
@@ -244,19 +181,6 @@ def _check_rows(rows: int, max_rows: int | None) -> None:
         )
 
 
-def _flat(tensor: RequestInput) -> list[Any]:
-    data = tensor.data
-    while data and type(data[0]) is list:
-        if set(map(type, data)) != {list}:
-            raise ValidationError(
-                f"input tensor {tensor.name!r}: data mixes nested arrays and values; send it "
-                "flat or nested to the same depth",
-                details={"tensor": tensor.name},
-            )
-        data = list(chain.from_iterable(data))
-    return data
-
-
 def _values(tensor: RequestInput, column_type: str, rows: int) -> list[Any]:
     """A column tensor's values, checked against its datatype and shape."""
     if tensor.datatype not in _CARRIES[column_type]:
@@ -269,7 +193,7 @@ def _values(tensor: RequestInput, column_type: str, rows: int) -> list[Any]:
                 "expected": INPUT_DATATYPES[column_type],
             },
         )
-    data = _flat(tensor)
+    data = flat_tensor(tensor)
     if len(data) != rows:
         raise ValidationError(
             f"input tensor {tensor.name!r} has shape {tensor.shape} but {len(data)} values",
@@ -372,7 +296,7 @@ def _from_matrix(runtime: ModelRuntime, tensor: RequestInput, max_rows: int | No
             details={"tensor": tensor.name, "datatype": tensor.datatype, "columns": refused},
         )
     _check_rows(shape[0], max_rows)
-    data = _flat(tensor)
+    data = flat_tensor(tensor)
     if len(data) != math.prod(shape):
         raise ValidationError(
             f"input tensor {tensor.name!r} has shape {shape} but {len(data)} values",
