@@ -11,7 +11,15 @@ from loopml.core.refs import ModelRef
 from loopml.core.registry import ModelVersion, RegisteredModel, VersionStatus
 from loopml.core.types import Page
 from loopml.registry.versions import resolve
-from loopml.store import MetadataStore, model_tags, model_versions, models, registry_search
+from loopml.store import (
+    MetadataStore,
+    lineage,
+    model_tags,
+    model_versions,
+    models,
+    registry_search,
+)
+from loopml.store.lineage import LoggedModelInfo
 
 
 def create_model(
@@ -180,3 +188,13 @@ def resolve_in_project(store: MetadataStore, project: str, ref: str) -> ModelVer
             details={"field": "ref"},
         )
     return resolve(store, project, parsed)
+
+
+def package_location(store: MetadataStore, logged_model_id: str) -> LoggedModelInfo:
+    """Where the package a version was registered from is (its project, run and folder).
+
+    Raises:
+        NotFoundError: no such logged model (its run was deleted).
+    """
+    with store.session() as session:
+        return lineage.logged_model(session, logged_model_id)

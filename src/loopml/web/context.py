@@ -13,7 +13,7 @@ from starlette.applications import Starlette
 from loopml.data.features.online import LazyOnlineStore
 from loopml.settings import Settings
 from loopml.storage import ArtifactStore
-from loopml.store import MetadataStore
+from loopml.store import MetadataStore as MetadataStore
 
 if TYPE_CHECKING:
     from loopml.auth.ratelimit import FailureLimiter

@@ -17,8 +17,7 @@ from loopml.api.schemas.transforms import (
 )
 from loopml.api.services import transforms
 from loopml.core.lake import TABLE_NAME_PATTERN
-from loopml.core.transforms import Transform, TransformLineage, TransformRun
-from loopml.store.transforms import CURSOR_PATTERN
+from loopml.core.transforms import CURSOR_PATTERN, Transform, TransformLineage, TransformRun
 from loopml.web.context import Actor, Ctx
 
 PREFIX = "/api/v1/projects/{project}/transforms"

@@ -19,9 +19,9 @@ from loopml.portal.pages._dag import Dag, layout
 from loopml.registry import gate
 from loopml.registry import service as registry
 from loopml.registry.lineage import version_lineage
-from loopml.store import MetadataStore
 from loopml.train import tracking
 from loopml.train.tracking import artifacts as run_artifacts
+from loopml.web.context import MetadataStore
 
 VERSIONS_PAGE = 20
 
