@@ -6,9 +6,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from loopml.settings import Settings
     from loopml.storage import ArtifactStore
-    from loopml.store import MetadataStore
+    from loopml.store import MetadataStore as MetadataStore
 
 
 def open_metadata_store(settings: Settings) -> MetadataStore:
@@ -20,6 +22,21 @@ def open_metadata_store(settings: Settings) -> MetadataStore:
         pool_size=settings.database.pool_size,
         busy_timeout_ms=settings.database.busy_timeout_ms,
     )
+
+
+def database_file(settings: Settings) -> Path | None:
+    """The file of the SQLite database ``settings`` name where it exists, else ``None``
+    (another database, a file not made yet): a question that touches nothing."""
+    from loopml.store import MetadataStore
+
+    return MetadataStore.sqlite_file(settings.database_url)
+
+
+def schema_head() -> str:
+    """The newest schema revision (Alembic's) this version of loopml ships."""
+    from loopml.store import head_revision
+
+    return head_revision()
 
 
 def open_artifact_store(settings: Settings) -> ArtifactStore:

@@ -129,6 +129,12 @@ def server_token(store: MetadataStore, key: bytes, *, lifetime: timedelta) -> Ap
     return _issue(store, key, caller, name="embedded-worker", lifetime=lifetime)
 
 
+def count_admins(store: MetadataStore) -> int:
+    """How many enabled platform admins there are."""
+    with store.session() as session:
+        return users.count_admins(session)
+
+
 def list_users(store: MetadataStore) -> list[User]:
     """Every user, by name."""
     with store.session() as session:

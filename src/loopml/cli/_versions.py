@@ -6,9 +6,9 @@ from __future__ import annotations
 
 def schema_head() -> str:
     """The newest Alembic revision this version of loopml ships."""
-    from loopml.store import head_revision
+    from loopml.wiring import schema_head as head
 
-    return head_revision()
+    return head()
 
 
 def database_line() -> str | None:
@@ -17,12 +17,11 @@ def database_line() -> str | None:
     here: an unreachable host would hang a version query)."""
     from loopml.core.errors import LoopmlError
     from loopml.settings import load_settings
-    from loopml.store import MetadataStore
-    from loopml.wiring import open_metadata_store
+    from loopml.wiring import database_file, open_metadata_store
 
     try:
         settings = load_settings()
-        if MetadataStore.sqlite_file(settings.database_url) is None:
+        if database_file(settings) is None:
             return None
         store = open_metadata_store(settings)
     except (LoopmlError, ValueError):  # a settings file in error: the version still shows

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from loopml.deploy.gateways import FrontDoor
     from loopml.settings import Settings
-    from loopml.store import MetadataStore
+    from loopml.wiring import MetadataStore
 
 LOOPBACK_NAMES = frozenset({"localhost"})
 
@@ -129,11 +129,9 @@ def _prepare_database(settings: Settings, *, upgrade: bool) -> None:
     """Refuse, before anything starts, a database this loopml cannot serve as it is: at an
     older schema revision (unless ``--upgrade``) or at a newer one; an empty one is left
     to the platform's start-up, which creates its schema (``database.auto_upgrade``)."""
-    from loopml.store import MetadataStore
-    from loopml.wiring import open_metadata_store
+    from loopml.wiring import database_file, open_metadata_store
 
-    url = settings.database_url
-    if url.startswith("sqlite") and MetadataStore.sqlite_file(url) is None:
+    if settings.database_url.startswith("sqlite") and database_file(settings) is None:
         return  # a new home: no database file yet
     store = open_metadata_store(settings)
     try:
@@ -185,12 +183,11 @@ def _demo_when_ready(settings: Settings) -> None:
 def _auth_line(store: MetadataStore, settings: Settings) -> str:
     if not settings.auth.enabled:
         return "off (loopback only; every local caller is trusted)"
-    from loopml.store import users
+    from loopml.auth.service import count_admins
 
     if store.needs_upgrade():
         return "on"
-    with store.session() as session:
-        admins = users.count_admins(session)
+    admins = count_admins(store)
     if admins:
         return f"on ({admins} platform admin{'s' if admins > 1 else ''})"
     return "[bold red]on, but no platform admin yet[/]: run `loopml users create-admin NAME`"

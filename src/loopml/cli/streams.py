@@ -205,16 +205,14 @@ def run(ctx: typer.Context, name: str = NAME, project: str = PROJECT) -> None:
     """Run the stream's consumer in the foreground, against the configured metadata
     database (server side, like `loopml worker`). SIGTERM or Ctrl-C commits what it
     holds and stops."""
+    from loopml.data.streams import service as streams
     from loopml.data.streams.process import run as run_consumer
-    from loopml.store import streams as stream_rows
-
-    settings = state(ctx).settings
     from loopml.wiring import open_metadata_store
 
+    settings = state(ctx).settings
     store = open_metadata_store(settings)
     try:
-        with store.session() as session:
-            stream_id = stream_rows.get(session, project, name).id
+        stream_id = streams.get(store, project, name).id
     finally:
         store.dispose()
     raise typer.Exit(run_consumer(settings, stream_id))

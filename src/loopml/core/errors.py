@@ -222,3 +222,8 @@ def error_from_body(status: int, body: Any) -> LoopmlError:
     cls = error_class_for(err["code"])
     details = err.get("details") if isinstance(err.get("details"), dict) else {}
     return cls(str(err.get("message", "")), details=details)
+
+
+class WroteWhileReadingError(RuntimeError):
+    """A write inside ``MetadataStore.reading()``, which the database refused: not an
+    outage, and not the caller's fault; the reader may run again outside ``reading()``."""

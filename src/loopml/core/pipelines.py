@@ -258,3 +258,7 @@ class PipelineRun(_Frozen):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     steps: list[StepRun] | None = None
+
+
+CURSOR_PATTERN = re.compile(r"^[0-9]{1,17}-[0-9a-f]{32}$")
+"""A runs cursor: the last run's creation time (microseconds) and id."""

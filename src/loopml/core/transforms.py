@@ -198,3 +198,8 @@ class TransformLineage(BaseModel):
     runs: list[TransformRun]
     sources: list[TableVersion]
     truncated: bool = False
+
+
+# A cursor carries the last run's time and id, so any well-formed one is a valid position
+# (a deleted run's too): "<microseconds since the epoch>-<id>".
+CURSOR_PATTERN = re.compile(r"^[0-9]{1,17}-[0-9a-f]{32}$")

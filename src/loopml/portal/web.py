@@ -32,9 +32,13 @@ from loopml._version import __version__
 from loopml.auth import service, sessions
 from loopml.core.auth import Principal, Role
 from loopml.core.drift import LEGEND, drifts_when
-from loopml.core.errors import LoopmlError, NotFoundError, PermissionDeniedError
+from loopml.core.errors import (
+    LoopmlError,
+    NotFoundError,
+    PermissionDeniedError,
+    WroteWhileReadingError,
+)
 from loopml.deploy import DeploymentControl
-from loopml.store import WroteWhileReadingError
 from loopml.web.authz import client_source, limiter_of
 from loopml.web.context import AppContext, get_running
 

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from loopml.core.errors import ConflictError
-from loopml.core.gate import EvaluationReport, StoredEvaluation
+from loopml.core.gate import EvaluationReport, GateResult, StoredEvaluation
 from loopml.core.registry import ModelVersion
 from loopml.registry import gate
 from loopml.registry.packages import load_version
@@ -120,3 +120,26 @@ def champion_scorer(
         return stored.report
 
     return score
+
+
+def judge(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    project: str,
+    model: str,
+    version: int,
+    *,
+    eval_hash: str | None,
+    actor: str,
+) -> GateResult:
+    """Judge a version by its model's policy and record the verdict; the champion is scored
+    on the challenger's eval set first when it never was."""
+    return gate.judge_version(
+        store,
+        project,
+        model,
+        version,
+        actor=actor,
+        eval_hash=eval_hash,
+        score_champion=champion_scorer(store, artifacts, project, actor=actor),
+    )

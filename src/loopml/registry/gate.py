@@ -43,6 +43,11 @@ def get_policy(store: MetadataStore, project: str, model: str) -> GatePolicy | N
         return gates.get_policy(session, project, model)
 
 
+def policy_in_force(store: MetadataStore, project: str, model: str) -> GatePolicy:
+    """The policy a model is judged by: its own, or ``DEFAULT_POLICY`` (beat the champion)."""
+    return get_policy(store, project, model) or DEFAULT_POLICY
+
+
 def delete_policy(store: MetadataStore, project: str, model: str, *, actor: str) -> None:
     """Drop the model's policy: ``DEFAULT_POLICY`` applies again."""
     with store.session() as session:

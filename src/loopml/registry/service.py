@@ -9,9 +9,19 @@ from loopml.core.errors import ValidationError
 from loopml.core.mlflow_filter import FilterClause, FilterOrder
 from loopml.core.refs import ModelRef
 from loopml.core.registry import ModelVersion, RegisteredModel, VersionStatus
+from loopml.core.runs import LoggedModel
 from loopml.core.types import Page
 from loopml.registry.versions import resolve
-from loopml.store import MetadataStore, model_tags, model_versions, models, registry_search
+from loopml.store import (
+    MetadataStore,
+    lineage,
+    logged_models,
+    model_tags,
+    model_versions,
+    models,
+    registry_search,
+)
+from loopml.store.lineage import LoggedModelInfo
 
 
 def create_model(
@@ -76,6 +86,15 @@ def get_model(store: MetadataStore, project: str, name: str) -> RegisteredModel:
         return models.get(session, project, name)
 
 
+def model_with_newest(
+    store: MetadataStore, project: str, name: str
+) -> tuple[RegisteredModel, list[ModelVersion]]:
+    """One registered model and its newest version (none when it has none yet)."""
+    with store.session() as session:
+        model = models.get(session, project, name)
+        return model, model_versions.list_(session, project, name, limit=1).items
+
+
 def update_model(
     store: MetadataStore, project: str, name: str, *, description: str, actor: str
 ) -> RegisteredModel:
@@ -112,6 +131,15 @@ def get_version(store: MetadataStore, project: str, model: str, version: int) ->
     """One version, or ``NotFoundError``."""
     with store.session() as session:
         return model_versions.get(session, project, model, version)
+
+
+def version_package(
+    store: MetadataStore, project: str, model: str, version: int
+) -> tuple[ModelVersion, LoggedModel]:
+    """One version and the package it was registered from."""
+    with store.session() as session:
+        found = model_versions.get(session, project, model, version)
+        return found, logged_models.get(session, project, found.logged_model_id)
 
 
 def update_version(
@@ -180,3 +208,13 @@ def resolve_in_project(store: MetadataStore, project: str, ref: str) -> ModelVer
             details={"field": "ref"},
         )
     return resolve(store, project, parsed)
+
+
+def package_location(store: MetadataStore, logged_model_id: str) -> LoggedModelInfo:
+    """Where the package a version was registered from is (its project, run and folder).
+
+    Raises:
+        NotFoundError: no such logged model (its run was deleted).
+    """
+    with store.session() as session:
+        return lineage.logged_model(session, logged_model_id)

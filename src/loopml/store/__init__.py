@@ -4,6 +4,7 @@ Repositories take a ``Session`` from ``MetadataStore.session()`` and return core
 objects; ORM rows never leave this package.
 """
 
+from loopml.core.errors import WroteWhileReadingError as WroteWhileReadingError
 from loopml.store import datasets as datasets
 from loopml.store import deployments as deployments
 from loopml.store import events as events
@@ -29,6 +30,5 @@ from loopml.store import transforms as transforms
 from loopml.store import validation_reports as validation_reports
 from loopml.store._checks import check_actor as check_actor
 from loopml.store._checks import check_text as check_text
-from loopml.store._errors import WroteWhileReadingError as WroteWhileReadingError
 from loopml.store._migrate import head_revision as head_revision
 from loopml.store.db import MetadataStore as MetadataStore

@@ -15,6 +15,7 @@ from loopml.core.errors import (
     LoopmlError,
     ServiceUnavailableError,
     ValidationError,
+    WroteWhileReadingError,
 )
 
 # PostgreSQL SQLSTATEs (https://www.postgresql.org/docs/current/errcodes-appendix.html).
@@ -130,11 +131,6 @@ def translate(
             message = "the metadata database is unreachable; retry later"
         return ServiceUnavailableError(message, details={**details, "retryable": True})
     return None
-
-
-class WroteWhileReadingError(RuntimeError):
-    """A write inside ``MetadataStore.reading()``, which the database refused: not an
-    outage, and not the caller's fault; the reader may run again outside ``reading()``."""
 
 
 @contextmanager

@@ -8,7 +8,6 @@ PENDING (``core.pipeline_policy.first_status``). The queue its steps then go thr
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from loopml.core.clock import utcnow
 from loopml.core.errors import NotFoundError, ValidationError
 from loopml.core.pipeline_policy import first_status
 from loopml.core.pipelines import (
+    CURSOR_PATTERN,
     AttemptStatus,
     PipelineRun,
     RunStatus,
@@ -47,8 +47,6 @@ from loopml.store.pipelines import require
 from loopml.store.project_lookup import project_row
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-CURSOR_PATTERN = re.compile(r"^[0-9]{1,17}-[0-9a-f]{32}$")
-"""A runs cursor: the last run's creation time (microseconds) and id."""
 
 
 @dataclass(frozen=True)

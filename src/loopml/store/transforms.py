@@ -7,7 +7,6 @@ before that transaction (``loopml.data.transforms``), so a failed write records 
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +16,7 @@ from sqlalchemy.orm import Session
 from loopml.core.errors import AlreadyExistsError, NotFoundError, ValidationError
 from loopml.core.lake import WriteMode, validate_table_name, validate_write_mode
 from loopml.core.transforms import (
+    CURSOR_PATTERN,
     TableVersion,
     Transform,
     TransformRun,
@@ -34,9 +34,6 @@ from loopml.store.orm import TransformRow, TransformRunRow
 
 MAX_TRANSFORMS = 10_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-# A cursor carries the last run's time and id, so any well-formed one is a valid position
-# (a deleted run's too): "<microseconds since the epoch>-<id>".
-CURSOR_PATTERN = re.compile(r"^[0-9]{1,17}-[0-9a-f]{32}$")
 
 
 def _to_domain(row: TransformRow, project: str) -> Transform:

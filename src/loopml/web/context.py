@@ -13,12 +13,12 @@ from starlette.applications import Starlette
 from loopml.data.features.online import LazyOnlineStore
 from loopml.settings import Settings
 from loopml.storage import ArtifactStore
-from loopml.store import MetadataStore
+from loopml.store import MetadataStore as MetadataStore
 
 if TYPE_CHECKING:
     from loopml.auth.ratelimit import FailureLimiter
     from loopml.data.records import RecordBatcher
-    from loopml.deploy import Serving
+    from loopml.deploy import DeploymentControl, Serving
     from loopml.deploy.gateways import FrontDoor, GatewayProcesses
     from loopml.monitor.disk import DiskSpace
 
@@ -66,6 +66,11 @@ def running_of(app: Starlette) -> Running:
 def get_running(request: Request) -> Running:
     """The running platform's parts of the request's app."""
     return running_of(request.app)
+
+
+def get_control(request: Request) -> DeploymentControl:
+    """The app's deployments control plane (a route dependency)."""
+    return running_of(request.app).serving.control
 
 
 def get_context(request: Request) -> AppContext:

@@ -13,12 +13,11 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from loopml.core import layout
 from loopml.core.errors import NotFoundError
 from loopml.core.keys import join_key, validate_key, validate_prefix
 from loopml.core.types import Artifact
-from loopml.store import experiments, mlflow_models
 from loopml.train.tracking import artifacts as run_artifacts
+from loopml.train.tracking import mlflow_records
 from loopml.web.context import AppContext
 
 _UPLOAD_PATH = re.compile(
@@ -39,10 +38,7 @@ def _root(ctx: AppContext, project: str, path: str) -> tuple[str, str]:
     key = parts[2] if len(parts) == 3 else ""
     if parts[0] == "runs":
         return run_artifacts.run_root(ctx.store, project, parts[1]), key
-    with ctx.store.session() as session:
-        mlflow_models.get(session, project, parts[1])
-        project_id = experiments.project_id(session, project)
-    return layout.mlflow_model_prefix(project_id, parts[1]), key
+    return mlflow_records.logged_model_root(ctx.store, project, parts[1]), key
 
 
 def upload(ctx: AppContext, project: str, path: str, chunks: Iterable[bytes]) -> None:

@@ -1,5 +1,5 @@
 """MLflow 3's ``/logged-models`` over loopml: models MLflow clients log are recorded in
-``store.mlflow_models`` (their files under their own folder, never loaded by the server);
+``train.tracking.mlflow_records`` (their files under their own folder, never loaded by the server);
 packages loopml itself logged for a run are listed beside them, READY and named by their
 folder, so ``mlflow.register_model("runs:/<run>/<folder>")`` from an MLflow 3 client finds
 them.
@@ -19,9 +19,9 @@ from loopml.api.mlflow.tracking import (
     experiment_of,
 )
 from loopml.core import layout
-from loopml.core.errors import NotFoundError, ValidationError
+from loopml.core.errors import ValidationError
 from loopml.core.mlflow_models import MlflowModelStatus
-from loopml.store import experiments, logged_models, mlflow_models, run_logs, runs
+from loopml.train.tracking import mlflow_records as records
 from loopml.web.context import AppContext
 
 log = logging.getLogger("loopml.api.mlflow")
@@ -39,31 +39,26 @@ def create(
 ) -> dict[str, Any]:
     """``POST /logged-models``: a PENDING model whose files the client uploads next."""
     experiment = experiment_of(ctx, project, body.experiment_id or DEFAULT_EXPERIMENT_ID, actor)
-    with ctx.store.session() as session:
-        model = mlflow_models.create(
-            session,
-            project,
-            experiment.id,
-            name=body.name or f"model-{experiment.id[:8]}",
-            model_type=body.model_type or "",
-            source_run_id=body.source_run_id or None,
-            params={p.key: p.value for p in body.params},
-            tags={t.key: t.value for t in body.tags},
-            actor=actor,
-        )
+    model = records.create_logged_model(
+        ctx.store,
+        project,
+        experiment.id,
+        name=body.name or f"model-{experiment.id[:8]}",
+        model_type=body.model_type or "",
+        source_run_id=body.source_run_id or None,
+        params={p.key: p.value for p in body.params},
+        tags={t.key: t.value for t in body.tags},
+        actor=actor,
+    )
     return {"model": convert.mlflow_model(model)}
 
 
 def get(ctx: AppContext, project: str, model_id: str) -> dict[str, Any]:
     """``GET /logged-models/{id}``: an MLflow model, or a package loopml logged."""
-    with ctx.store.session() as session:
-        try:
-            return {"model": convert.mlflow_model(mlflow_models.get(session, project, model_id))}
-        except NotFoundError:
-            package = logged_models.get(session, project, model_id)
-            run = run_logs.get(session, project, package.run_id, parts=())
-            experiment_id = experiments.get(session, project, run.experiment).id
-    return {"model": convert.loopml_package(package, experiment_id)}
+    found = records.logged_model_or_package(ctx.store, project, model_id)
+    if isinstance(found, records.PackageView):
+        return {"model": convert.loopml_package(found.package, found.experiment_id)}
+    return {"model": convert.mlflow_model(found)}
 
 
 def finalize(ctx: AppContext, project: str, model_id: str, status: str) -> dict[str, Any]:
@@ -74,8 +69,7 @@ def finalize(ctx: AppContext, project: str, model_id: str, status: str) -> dict[
             f"invalid status {status[:40]!r}: expected LOGGED_MODEL_READY or "
             "LOGGED_MODEL_UPLOAD_FAILED"
         )
-    with ctx.store.session() as session:
-        model = mlflow_models.finalize(session, project, model_id, settled)
+    model = records.finalize_logged_model(ctx.store, project, model_id, settled)
     return {"model": convert.mlflow_model(model)}
 
 
@@ -89,22 +83,20 @@ def update(
     remove_tag: str | None = None,
 ) -> dict[str, Any]:
     """Params (``POST .../params``), tags (``PATCH .../tags``), a tag's removal."""
-    with ctx.store.session() as session:
-        mlflow_models.update_entries(
-            session,
-            project,
-            model_id,
-            params={p.key: p.value for p in params or []},
-            tags={t.key: t.value for t in tags or []},
-            remove_tag=remove_tag,
-        )
+    records.update_logged_model(
+        ctx.store,
+        project,
+        model_id,
+        params={p.key: p.value for p in params or []},
+        tags={t.key: t.value for t in tags or []},
+        remove_tag=remove_tag,
+    )
     return {}
 
 
 def delete(ctx: AppContext, project: str, model_id: str, actor: str) -> dict[str, Any]:
     """``DELETE /logged-models/{id}``: the record, then its files."""
-    with ctx.store.session() as session:
-        project_id = mlflow_models.delete(session, project, model_id, actor=actor)
+    project_id = records.delete_logged_model(ctx.store, project, model_id, actor=actor)
     try:
         ctx.artifacts.delete_prefix(layout.mlflow_model_prefix(project_id, model_id))
     except Exception:
@@ -134,48 +126,25 @@ def search(ctx: AppContext, project: str, body: schemas.LoggedModelSearch) -> di
     ids = [i for i in (experiment_id_of(ctx, project, e) for e in body.experiment_ids) if i]
     if body.experiment_ids and not ids:
         return {"models": []}
-    with ctx.store.session() as session:
-        page = mlflow_models.search(
-            session,
-            project,
-            experiment_ids=ids,
-            name=wanted.get("name"),
-            source_run_id=wanted.get("source_run_id"),
-            limit=min(body.max_results, MAX_PAGE),
-            cursor=body.page_token or None,
-        )
-        found = [convert.mlflow_model(m) for m in page.items]
-        if body.page_token is None:
-            found += _packages(session, project, ids, wanted)
+    page, packages = records.search_logged_models(
+        ctx.store,
+        project,
+        experiment_ids=ids,
+        name=wanted.get("name"),
+        source_run_id=wanted.get("source_run_id"),
+        limit=min(body.max_results, MAX_PAGE),
+        cursor=body.page_token or None,
+        with_packages=body.page_token is None,
+    )
+    found = [convert.mlflow_model(m) for m in page.items]
+    found += [convert.loopml_package(p.package, p.experiment_id) for p in packages]
     answer: dict[str, Any] = {"models": found}
     if page.next_cursor:
         answer["next_page_token"] = page.next_cursor
     return answer
 
 
-def _packages(session: Any, project: str, ids: list[str], wanted: dict[str, str]) -> list[Any]:
-    run_id = wanted.get("source_run_id")
-    if run_id is None:
-        if "name" not in wanted:
-            return []  # listing every run's packages is loopml's own API's job
-        found = logged_models.list_by_path(session, project, ids, wanted["name"])
-        exp_ids = experiments.ids_by_name(session, project, sorted({e for e, _ in found}))
-        return [convert.loopml_package(p, exp_ids[e]) for e, p in found]
-    runs.require(session, project, run_id)
-    run = run_logs.get(session, project, run_id, parts=())
-    experiment_id = experiments.get(session, project, run.experiment).id
-    if ids and experiment_id not in ids:
-        return []
-    return [
-        convert.loopml_package(p, experiment_id)
-        for p in logged_models.list_for_run(session, project, run_id)
-        if wanted.get("name") in (None, p.path)
-    ]
-
-
 def log_outputs(ctx: AppContext, project: str, body: schemas.LogOutputs) -> dict[str, Any]:
     """``runs/outputs``: the run produced these models."""
-    with ctx.store.session() as session:
-        for item in body.models:
-            mlflow_models.set_source_run(session, project, item.model_id, body.id)
+    records.set_source_runs(ctx.store, project, [item.model_id for item in body.models], body.id)
     return {}

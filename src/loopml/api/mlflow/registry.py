@@ -1,5 +1,5 @@
-"""MLflow's model registry operations as calls into loopml's registry (``registry`` and the
-``store`` repositories): one function per endpoint.
+"""MLflow's model registry operations as calls into loopml's registry (``registry`` and its
+records' services, ``registry.service``): one function per endpoint.
 
 A version is registered from a model *loopml* packaged (ONNX or skops, with a manifest whose
 hash the run recorded); an MLflow-format model (an ``MLmodel`` file beside a pickle) is
@@ -31,15 +31,8 @@ from loopml.core.mlflow_filter import parse_mlflow_filter, parse_mlflow_order
 from loopml.core.mlflow_models import parse_stage
 from loopml.core.registry import ModelVersion, VersionStatus
 from loopml.core.runs import LoggedModel
-from loopml.store import (
-    experiments,
-    lineage,
-    logged_models,
-    mlflow_models,
-    model_tags,
-    model_versions,
-    models,
-)
+from loopml.registry import service
+from loopml.train.tracking import mlflow_records
 from loopml.web.context import AppContext
 
 MAX_PAGE = 1000
@@ -55,8 +48,7 @@ _MLFLOW_FORMAT = (
 
 
 def _source(ctx: AppContext, version: ModelVersion) -> str:
-    with ctx.store.session() as session:
-        logged = lineage.logged_model(session, version.logged_model_id)
+    logged = service.package_location(ctx.store, version.logged_model_id)
     return f"{convert.run_artifact_uri(logged.run_id)}/{logged.path}"
 
 
@@ -75,18 +67,15 @@ def create_model(
     ctx: AppContext, project: str, name: str, tags: dict[str, str], description: str, actor: str
 ) -> dict[str, Any]:
     """``registered-models/create``."""
-    with ctx.store.session() as session:
-        model = models.create(
-            session, project, name, description=description, tags=tags, actor=actor
-        )
+    model = service.create_model(
+        ctx.store, project, name, description=description, tags=tags, actor=actor
+    )
     return {"registered_model": convert.registered_model(model)}
 
 
 def get_model(ctx: AppContext, project: str, name: str) -> dict[str, Any]:
     """``registered-models/get``, with its newest version as ``latest_versions``."""
-    with ctx.store.session() as session:
-        model = models.get(session, project, name)
-        newest = model_versions.list_(session, project, name, limit=1).items
+    model, newest = service.model_with_newest(ctx.store, project, name)
     body = convert.registered_model(model)
     body["latest_versions"] = [_version_json(ctx, v) for v in newest]
     return {"registered_model": body}
@@ -96,8 +85,7 @@ def update_model(
     ctx: AppContext, project: str, name: str, description: str, actor: str
 ) -> dict[str, Any]:
     """``registered-models/update``: the description."""
-    with ctx.store.session() as session:
-        model = models.update(session, project, name, description=description, actor=actor)
+    model = service.update_model(ctx.store, project, name, description=description, actor=actor)
     return {"registered_model": convert.registered_model(model)}
 
 
@@ -161,9 +149,9 @@ def _run_and_path(
             return match.group(1), match.group(2)
     model = _MLFLOW_MODEL_SOURCE.fullmatch(source)
     if model is not None:
-        with ctx.store.session() as session, contextlib.suppress(NotFoundError):
+        with contextlib.suppress(NotFoundError):
             # MLflow 3 names a package loopml logged by its id (as /logged-models lists it).
-            package = logged_models.get(session, project, model.group(2))
+            package = mlflow_records.loopml_package(ctx.store, project, model.group(2))
             return package.run_id, package.path
         with contextlib.suppress(NotFoundError):
             # A logged model whose files are a loopml package (ONNX or skops).
@@ -183,8 +171,7 @@ def _run_and_path(
 
 
 def _refuse_mlflow_format(ctx: AppContext, project: str, run_id: str, path: str) -> None:
-    with ctx.store.session() as session:
-        project_id = experiments.project_id(session, project)
+    project_id = mlflow_records.project_id(ctx.store, project)
     root = layout.run_artifacts_prefix(project_id, run_id)
     if ctx.artifacts.exists(join_key(root, path, "MLmodel")):
         raise MlflowApiError(
@@ -222,17 +209,15 @@ def create_version(
         _refuse_mlflow_format(ctx, project, source_run, path)
         raise
     for key, value in tags.items():
-        with ctx.store.session() as session:
-            version = model_tags.set_version_tag(
-                session, project, name, version.version, key, value, actor=actor
-            )
+        version = service.set_version_tag(
+            ctx.store, project, name, version.version, key, value, actor=actor
+        )
     return {"model_version": _version_json(ctx, version)}
 
 
 def get_version(ctx: AppContext, project: str, name: str, version: str) -> dict[str, Any]:
     """``model-versions/get``."""
-    with ctx.store.session() as session:
-        found = model_versions.get(session, project, name, _number(version))
+    found = service.get_version(ctx.store, project, name, _number(version))
     return {"model_version": _version_json(ctx, found)}
 
 
@@ -240,10 +225,9 @@ def update_version(
     ctx: AppContext, project: str, name: str, version: str, description: str, actor: str
 ) -> dict[str, Any]:
     """``model-versions/update``: the description."""
-    with ctx.store.session() as session:
-        found = model_versions.update_description(
-            session, project, name, _number(version), description=description, actor=actor
-        )
+    found = service.update_version(
+        ctx.store, project, name, _number(version), description=description, actor=actor
+    )
     return {"model_version": _version_json(ctx, found)}
 
 
@@ -295,19 +279,14 @@ def _mlflow_source(
     gone = _no_mlflow_model(
         name, version, f"was packaged from {source!r}, which holds no MLmodel file any more"
     )
-    with ctx.store.session() as session:
-        project_id = experiments.project_id(session, project)
-        if model is not None:
-            try:
-                mlflow_models.get(session, project, model.group(2))
-            except NotFoundError as exc:
-                raise gone from exc
     if model is not None:
-        root, uri = (
-            layout.mlflow_model_prefix(project_id, model.group(2)),
-            f"mlflow-artifacts:/models/{model.group(2)}",
-        )
+        try:
+            root = mlflow_records.logged_model_root(ctx.store, project, model.group(2))
+        except NotFoundError as exc:
+            raise gone from exc
+        uri = f"mlflow-artifacts:/models/{model.group(2)}"
     else:
+        project_id = mlflow_records.project_id(ctx.store, project)
         key = validate_key(source)
         root = join_key(layout.run_artifacts_prefix(project_id, package.run_id), key)
         uri = f"{convert.run_artifact_uri(package.run_id)}/{key}"
@@ -320,9 +299,7 @@ def download_uri(ctx: AppContext, project: str, name: str, version: str) -> dict
     """``model-versions/get-download-uri``: the MLflow-format model the version was packaged
     from (``loopml runs package-mlflow``), for MLflow's client to load itself; refused for a
     version with none (a package loopml trained)."""
-    with ctx.store.session() as session:
-        found = model_versions.get(session, project, name, _number(version))
-        package = logged_models.get(session, project, found.logged_model_id)
+    found, package = service.version_package(ctx.store, project, name, _number(version))
     return {"artifact_uri": _mlflow_source(ctx, project, name, found, package)}
 
 
@@ -352,11 +329,10 @@ def set_model_tag(
     ctx: AppContext, project: str, name: str, key: str, value: str | None, actor: str
 ) -> dict[str, Any]:
     """``registered-models/set-tag`` and ``delete-tag`` (``value`` ``None``)."""
-    with ctx.store.session() as session:
-        if value is None:
-            model_tags.delete_model_tag(session, project, name, key, actor=actor)
-        else:
-            model_tags.set_model_tag(session, project, name, key, value, actor=actor)
+    if value is None:
+        service.delete_model_tag(ctx.store, project, name, key, actor=actor)
+    else:
+        service.set_model_tag(ctx.store, project, name, key, value, actor=actor)
     return {}
 
 
@@ -371,11 +347,10 @@ def set_version_tag(
 ) -> dict[str, Any]:
     """``model-versions/set-tag`` and ``delete-tag`` (``value`` ``None``)."""
     number = _number(version)
-    with ctx.store.session() as session:
-        if value is None:
-            model_tags.delete_version_tag(session, project, name, number, key, actor=actor)
-        else:
-            model_tags.set_version_tag(session, project, name, number, key, value, actor=actor)
+    if value is None:
+        service.delete_version_tag(ctx.store, project, name, number, key, actor=actor)
+    else:
+        service.set_version_tag(ctx.store, project, name, number, key, value, actor=actor)
     return {}
 
 

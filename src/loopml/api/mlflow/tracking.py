@@ -1,5 +1,5 @@
 """MLflow's tracking operations as calls into loopml's own tracking (``train.tracking`` and
-the ``store`` repositories): one function per MLflow endpoint, each one transaction.
+its MLflow records, ``train.tracking.mlflow_records``): one function per MLflow endpoint.
 
 MLflow's experiment id ``"0"`` (a client that names no experiment) is the project's
 ``mlflow.default_experiment``, created on first use. Runs created here get the longest
@@ -28,9 +28,8 @@ from loopml.core.runs import (
     Run,
     parse_batch,
 )
-from loopml.store import experiments, mlflow_models, run_logs, run_search, runs
-from loopml.store.runs import MAX_HEARTBEAT_TIMEOUT_S
 from loopml.train import tracking
+from loopml.train.tracking import mlflow_records as records
 from loopml.web.context import AppContext
 
 DEFAULT_EXPERIMENT_ID = "0"
@@ -49,8 +48,7 @@ def experiment_of(ctx: AppContext, project: str, experiment_id: str, actor: str)
     if experiment_id == DEFAULT_EXPERIMENT_ID:
         name = ctx.settings.mlflow.default_experiment
         return tracking.ensure_experiment(ctx.store, project, name, actor=actor)
-    with ctx.store.session() as session:
-        return experiments.get_by_id(session, project, experiment_id)
+    return records.experiment_by_id(ctx.store, project, experiment_id)
 
 
 def create_experiment(
@@ -102,8 +100,9 @@ def update_experiment(
     ctx: AppContext, project: str, body: schemas.ExperimentUpdate, actor: str
 ) -> dict[str, Any]:
     """``experiments/update``: rename."""
-    with ctx.store.session() as session:
-        experiments.update(session, project, body.experiment_id, name=body.new_name, actor=actor)
+    records.update_experiment(
+        ctx.store, project, body.experiment_id, name=body.new_name, actor=actor
+    )
     return {}
 
 
@@ -111,17 +110,13 @@ def set_experiment_deleted(
     ctx: AppContext, project: str, experiment_id: str, deleted: bool, actor: str
 ) -> dict[str, Any]:
     """``experiments/delete`` and ``experiments/restore`` (soft; its runs stay as they are)."""
-    with ctx.store.session() as session:
-        experiments.update(session, project, experiment_id, deleted=deleted, actor=actor)
+    records.update_experiment(ctx.store, project, experiment_id, deleted=deleted, actor=actor)
     return {}
 
 
 def _run_json(ctx: AppContext, project: str, run: Run) -> dict[str, Any]:
-    with ctx.store.session() as session:
-        experiment_id = experiments.get(session, project, run.experiment).id
-        points = run_logs.latest_points(session, [run.id])[run.id]
-        outputs = mlflow_models.of_runs(session, [run.id])[run.id]
-    return convert.run(run, experiment_id, points, outputs)
+    view = records.run_view(ctx.store, project, run)
+    return convert.run(run, view.experiment_id, view.points, view.outputs)
 
 
 def create_run(
@@ -135,7 +130,7 @@ def create_run(
         ctx.store,
         project,
         exp.name,
-        heartbeat_timeout_s=MAX_HEARTBEAT_TIMEOUT_S,
+        heartbeat_timeout_s=records.MAX_HEARTBEAT_TIMEOUT_S,
         actor=actor,
         name=name,
         batch=parse_batch({"tags": tags}),
@@ -154,8 +149,7 @@ def update_run(
     """``runs/update``: end it (FINISHED, FAILED, KILLED) and/or rename it."""
     run_id = body.id
     if body.run_name:
-        with ctx.store.session() as session:
-            runs.rename(session, project, run_id, body.run_name, actor=actor)
+        records.rename_run(ctx.store, project, run_id, body.run_name, actor=actor)
     end = _END_STATUSES.get(body.status or "")
     if end is not None:
         run = tracking.end_run(ctx.store, project, run_id, end, actor=actor)
@@ -175,8 +169,7 @@ def set_run_deleted(
     ctx: AppContext, project: str, run_id: str, deleted: bool, actor: str
 ) -> dict[str, Any]:
     """``runs/delete`` and ``runs/restore``: soft, as in MLflow."""
-    with ctx.store.session() as session:
-        runs.set_deleted(session, project, run_id, deleted, actor=actor)
+    records.set_run_deleted(ctx.store, project, run_id, deleted, actor=actor)
     return {}
 
 
@@ -202,13 +195,7 @@ def search_runs(ctx: AppContext, project: str, body: schemas.RunSearch) -> dict[
             "cursor": body.page_token or None,
         }
     )
-    with ctx.store.session() as session:
-        page = run_search.search(session, project, spec)
-        run_ids = [r.id for r in page.items]
-        points = run_logs.latest_points(session, run_ids)
-        outputs = mlflow_models.of_runs(session, run_ids)
-        names = sorted({r.experiment for r in page.items})
-        exp_ids = experiments.ids_by_name(session, project, names) if names else {}
+    page, points, outputs, exp_ids = records.search_runs(ctx.store, project, spec)
     found = [convert.run(r, exp_ids[r.experiment], points[r.id], outputs[r.id]) for r in page.items]
     answer: dict[str, Any] = {"runs": found}
     if page.next_cursor:
@@ -220,10 +207,8 @@ def experiment_id_of(ctx: AppContext, project: str, experiment_id: str) -> str |
     """An MLflow experiment id as loopml's (``"0"``: the default experiment, if it exists);
     ``None`` for one that cannot be a loopml experiment id."""
     if experiment_id == DEFAULT_EXPERIMENT_ID:
-        with ctx.store.session() as session:
-            name = ctx.settings.mlflow.default_experiment
-            found = experiments.ids_by_name(session, project, [name])
-        return found.get(name)
+        name = ctx.settings.mlflow.default_experiment
+        return records.experiment_id_by_name(ctx.store, project, name)
     return experiment_id if _is_id(experiment_id) else None
 
 
@@ -291,15 +276,13 @@ def log_batch(ctx: AppContext, project: str, body: schemas.LogBatch, actor: str)
     tracking.log_batch(ctx.store, project, body.id, batch, model_metrics=_model_metrics(body))
     name = batch.tags.get(convert.RUN_NAME_TAG)
     if name:  # as in MLflow, setting the run-name tag renames the run
-        with ctx.store.session() as session:
-            runs.rename(session, project, body.id, name, actor=actor)
+        records.rename_run(ctx.store, project, body.id, name, actor=actor)
     return {}
 
 
 def delete_tag(ctx: AppContext, project: str, body: schemas.DeleteTag) -> dict[str, Any]:
     """``runs/delete-tag``."""
-    with ctx.store.session() as session:
-        run_logs.delete_tag(session, project, body.id, body.key)
+    records.delete_run_tag(ctx.store, project, body.id, body.key)
     return {}
 
 
@@ -363,5 +346,4 @@ def require_run(ctx: AppContext, project: str, run_id: str) -> None:
     """``NotFoundError`` unless ``run_id`` is a run of ``project``."""
     if not _is_id(run_id):
         raise NotFoundError(f"run {run_id[:40]!r} not found", details={"run_id": run_id[:40]})
-    with ctx.store.session() as session:
-        runs.require(session, project, run_id)
+    records.require_run(ctx.store, project, run_id)

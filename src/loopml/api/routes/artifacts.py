@@ -6,14 +6,16 @@ from email.utils import format_datetime
 from typing import Any
 from urllib.parse import quote
 
+import anyio.to_thread
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
+from loopml import projects
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.routes.tables import is_files_path
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
-from loopml.api.services import artifacts
-from loopml.core.keys import KEY_PATTERN, PREFIX_PATTERN
+from loopml.api.streaming import blocking_chunks
+from loopml.core.keys import KEY_PATTERN, PREFIX_PATTERN, validate_key
 from loopml.core.types import Artifact, Page
 from loopml.web.context import Actor, Ctx
 
@@ -79,7 +81,7 @@ def list_artifacts(
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> Page[Artifact]:
     """A project's artifacts under ``prefix`` (a folder), sorted by key."""
-    return artifacts.list_(ctx, project, prefix, limit, cursor)
+    return projects.list_artifacts(ctx.store, ctx.artifacts, project, prefix, limit, cursor)
 
 
 @router.put("/{key:path}", status_code=201)
@@ -91,13 +93,17 @@ async def upload_artifact(
     The body is streamed to the store and hashed on the way (SHA-256, in the answer); nothing
     is visible under ``key`` until the whole body has arrived.
     """
-    return await artifacts.upload(ctx, project, key, request.stream(), actor)
+    validate_key(key)
+    chunks = blocking_chunks(request.stream())
+    return await anyio.to_thread.run_sync(
+        lambda: projects.write_artifact(ctx.store, ctx.artifacts, project, key, chunks, actor=actor)
+    )
 
 
 @router.get("/{key:path}", response_class=StreamingResponse, responses=_BINARY)
 def download_artifact(ctx: Ctx, project: str = PROJECT, key: str = KEY) -> StreamingResponse:
     """Download an artifact as an attachment."""
-    info, chunks = artifacts.open_chunks(ctx, project, key)
+    info, chunks = projects.open_artifact(ctx.store, ctx.artifacts, project, key)
     return StreamingResponse(
         chunks, media_type="application/octet-stream", headers=artifact_headers(info)
     )
@@ -106,12 +112,12 @@ def download_artifact(ctx: Ctx, project: str = PROJECT, key: str = KEY) -> Strea
 @router.head("/{key:path}", response_class=Response, responses=_BINARY)
 def stat_artifact(ctx: Ctx, project: str = PROJECT, key: str = KEY) -> Response:
     """An artifact's size and checksum in the headers, without the body."""
-    info = artifacts.stat(ctx, project, key)
+    info = projects.artifact_info(ctx.store, ctx.artifacts, project, key)
     return Response(media_type="application/octet-stream", headers=artifact_headers(info))
 
 
 @router.delete("/{key:path}", status_code=204)
 def delete_artifact(ctx: Ctx, actor: Actor, project: str = PROJECT, key: str = KEY) -> Response:
     """Delete an artifact."""
-    artifacts.delete(ctx, project, key, actor)
+    projects.delete_artifact(ctx.store, ctx.artifacts, project, key, actor)
     return Response(status_code=204)

@@ -17,19 +17,24 @@ from loopml.api.schemas.datasets import (
     dataset_path,
     version_path,
 )
-from loopml.api.services import datasets
 from loopml.core.datasets import (
     DATASET_NAME_PATTERN,
     DatasetDetail,
+    DatasetRef,
     DatasetVersion,
     DatasetVersionResult,
     Part,
     SplitSpec,
+    parse_version,
+    validate_dataset_name,
 )
+from loopml.core.names import validate_project_name
+from loopml.data import datasets
 from loopml.data.datasets import PARQUET_MEDIA_TYPE
 from loopml.web.context import Actor, Ctx
 
 PREFIX = "/api/v1/projects/{project}/datasets"
+DETAIL_VERSIONS = 100
 router = APIRouter(
     route_class=StrictJSONRoute, prefix=PREFIX, tags=["datasets"], responses=ERROR_RESPONSES
 )
@@ -90,7 +95,19 @@ def create_dataset_version(
     latest version holds the same rows (and, if asked for, the same split), it is returned
     with 200 and `created` false instead of a copy.
     """
-    return _status(datasets.create(ctx, project, body, actor), response)
+    validate_project_name(project)
+    made = datasets.create_version(
+        ctx.store,
+        ctx.artifacts,
+        project,
+        body.name,
+        body.source,
+        description=body.description,
+        split=body.split,
+        actor=actor,
+        timeout_s=body.timeout_s,
+    )
+    return _status(made, response)
 
 
 @router.get("")
@@ -106,7 +123,8 @@ def list_datasets(
     ),
 ) -> DatasetList:
     """A project's datasets by name, each with its latest version's summary."""
-    return datasets.list_(ctx, project, limit, cursor)
+    page = datasets.list_datasets(ctx.store, project, limit=limit, cursor=cursor)
+    return DatasetList(items=page.items, next_cursor=page.next_cursor)
 
 
 # The get, delete and list routes below are alike in shape to a table's contract and reports
@@ -116,13 +134,15 @@ def list_datasets(
 @router.get("/{name}")
 def get_dataset(ctx: Ctx, project: str = PROJECT, name: str = NAME) -> DatasetDetail:
     """A dataset with its newest 100 versions (the rest through `/versions`)."""
-    return datasets.get(ctx, project, name)
+    found = datasets.get_dataset(ctx.store, project, name)
+    page = datasets.list_versions(ctx.store, project, name, limit=DETAIL_VERSIONS)
+    return DatasetDetail(**found.model_dump(), versions=page.items, next_cursor=page.next_cursor)
 
 
 @router.delete("/{name}", status_code=204)
 def delete_dataset(ctx: Ctx, actor: Actor, project: str = PROJECT, name: str = NAME) -> Response:
     """Delete a dataset, all its versions and their files."""
-    datasets.delete(ctx, project, name, actor)
+    datasets.delete_dataset(ctx.store, ctx.artifacts, project, name, actor=actor)
     return Response(status_code=204)
 
 
@@ -140,7 +160,8 @@ def list_versions(
     ),
 ) -> VersionList:
     """A dataset's versions, newest first."""
-    return datasets.versions(ctx, project, name, limit, cursor)
+    page = datasets.list_versions(ctx.store, project, name, limit=limit, cursor=cursor)
+    return VersionList(items=page.items, next_cursor=page.next_cursor)
 
 
 @router.get("/{name}/versions/{version}")
@@ -148,7 +169,7 @@ def get_version(
     ctx: Ctx, project: str = PROJECT, name: str = NAME, version: str = VERSION
 ) -> DatasetVersion:
     """One version: its sources, query, hash, column profile and split."""
-    return datasets.version(ctx, project, name, version)
+    return datasets.get_version(ctx.store, project, _ref(name, version))
 
 
 @router.post("/{name}/versions/{version}/split", status_code=201, responses=_MADE)
@@ -166,7 +187,14 @@ def split_version(
     A version's split never changes: the same spec again answers 200 with the version as
     it is; another spec is refused with 409 (make a new version instead).
     """
-    return _status(datasets.split(ctx, project, name, version, spec, actor), response)
+    made = datasets.split_version(
+        ctx.store, ctx.artifacts, project, _ref(name, version), spec, actor=actor
+    )
+    return _status(made, response)
+
+
+def _ref(name: str, version: str) -> DatasetRef:
+    return DatasetRef(name=validate_dataset_name(name), version=parse_version(version))
 
 
 def _chunks(data: bytes) -> Iterator[bytes]:
@@ -183,7 +211,9 @@ def download_version(
     part: Part = Query(default="all", description="all, or a part of its split: train, eval."),
 ) -> StreamingResponse:
     """The version's rows (or a split part's) as a Parquet file, verified before it is sent."""
-    found, data, digest = datasets.data(ctx, project, name, version, part)
+    found, data, digest = datasets.read_version_file(
+        ctx.store, ctx.artifacts, project, _ref(name, version), part
+    )
     filename = f"{found.dataset}-v{found.version}" + ("" if part == "all" else f"-{part}")
     headers = {
         "Content-Disposition": f'attachment; filename="{filename}.parquet"',

@@ -20,19 +20,18 @@ from loopml.api.schemas.deployments import (
     cursor_query,
     deployment_path,
 )
-from loopml.api.services import deployments as svc
 from loopml.core.deployments import Deployment
 from loopml.core.logs import LogQuery
 from loopml.core.types import Page
-from loopml.deploy import DeploymentControl
-from loopml.web.context import Actor
+from loopml.deploy import DeploymentControl, scaling
+from loopml.web.context import Actor, get_control
 
 router = APIRouter(route_class=StrictJSONRoute, tags=["deployments"], responses=ERROR_RESPONSES)
 DEPLOYMENTS = "/api/v1/projects/{project}/deployments"
 DEPLOYMENT = DEPLOYMENTS + "/{name}"
 PROJECT = project_path("The project that owns the deployments.")
 NAME = deployment_path()
-Control = Annotated[DeploymentControl, Depends(svc.get_control)]
+Control = Annotated[DeploymentControl, Depends(get_control)]
 
 
 @router.post(
@@ -53,7 +52,7 @@ def create_deployment(
     `status` becomes `ready` once replicas answer (`scaled_to_zero` with `min_replicas` 0)."""
     if dry_run:
         response.status_code = 200
-    return svc.create(control, project, body, actor, dry_run)
+    return control.create(project, body.name, body.spec_fields(), actor=actor, dry_run=dry_run)
 
 
 @router.get(DEPLOYMENTS)
@@ -64,13 +63,13 @@ def list_deployments(
     cursor: str | None = cursor_query(),
 ) -> Page[Deployment]:
     """A project's deployments by name, a page at a time, with live status."""
-    return svc.list_(control, project, limit, cursor)
+    return control.list_(project, limit, cursor)
 
 
 @router.get(DEPLOYMENT)
 def get_deployment(control: Control, project: str = PROJECT, name: str = NAME) -> Deployment:
     """One deployment: spec, traffic per revision, shadow, status, recent revisions."""
-    return svc.get(control, project, name)
+    return control.get(project, name)
 
 
 @router.patch(DEPLOYMENT)
@@ -79,7 +78,7 @@ def update_deployment(
 ) -> Deployment:
     """Change spec fields; references are resolved again, and a changed version is a new
     revision, rolled out without dropping requests."""
-    return svc.update(control, project, name, body, actor)
+    return control.update(project, name, body.changes(), actor=actor)
 
 
 @router.delete(DEPLOYMENT, status_code=204)
@@ -87,7 +86,7 @@ def delete_deployment(
     control: Control, actor: Actor, project: str = PROJECT, name: str = NAME
 ) -> Response:
     """Delete a deployment; its replicas are stopped before the answer."""
-    svc.delete(control, project, name, actor)
+    control.delete(project, name, actor=actor)
     return Response(status_code=204)
 
 
@@ -96,7 +95,15 @@ def scale_deployment(
     body: ScaleRequest, control: Control, actor: Actor, project: str = PROJECT, name: str = NAME
 ) -> Deployment:
     """Set the replica bounds (`replicas` sets both)."""
-    return svc.scale(control, project, name, body, actor)
+    return scaling.scale(
+        control,
+        project,
+        name,
+        replicas=body.replicas,
+        min_replicas=body.min_replicas,
+        max_replicas=body.max_replicas,
+        actor=actor,
+    )
 
 
 @router.post(DEPLOYMENT + "/rollback")
@@ -109,13 +116,13 @@ def rollback_deployment(
 ) -> Deployment:
     """Send all traffic to an earlier revision; the spec is pinned to its version (update
     `model` to an alias to follow it again)."""
-    return svc.rollback(control, project, name, body.revision, actor)
+    return control.rollback(project, name, body.revision, actor=actor)
 
 
 @router.get(DEPLOYMENT + "/revisions")
 def list_revisions(control: Control, project: str = PROJECT, name: str = NAME) -> RevisionList:
     """Every revision the deployment has had, oldest first."""
-    return RevisionList(items=svc.revisions(control, project, name))
+    return RevisionList(items=control.revisions(project, name))
 
 
 @router.get(DEPLOYMENT + "/logs")
@@ -128,4 +135,4 @@ def deployment_logs(
 ) -> DeploymentLogs:
     """The last lines the deployment's replicas (and their supervisor) wrote; with `grep`
     or `level`, the last of those that match (searched back through the rotated file)."""
-    return DeploymentLogs(lines=svc.logs(control, project, name, tail, query))
+    return DeploymentLogs(lines=control.logs(project, name, tail, query))

@@ -13,11 +13,11 @@ from fastapi import APIRouter, Body, Header, Path, Request, Response
 
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
-from loopml.api.services import predictions
 from loopml.core.deployments import DEPLOYMENT_NAME_PATTERN
 from loopml.core.ingest import IDEMPOTENCY_KEY_PATTERN
 from loopml.core.names import DEFAULT_PROJECT
 from loopml.core.predictions import FeedbackBatch, FeedbackItem, FeedbackResult
+from loopml.predictions import feedback
 from loopml.web.context import Actor, Ctx, get_running
 
 router = APIRouter(route_class=StrictJSONRoute, tags=["feedback"], responses=ERROR_RESPONSES)
@@ -65,8 +65,8 @@ async def _add(
     body: FeedbackItem | FeedbackBatch,
     key: str | None,
 ) -> FeedbackResult:
-    result = await predictions.add_feedback(
-        ctx, get_running(request).records, project, name, body, key=key, actor=actor
+    result = await feedback.add(
+        ctx.store, get_running(request).records, project, name, body, key=key, actor=actor
     )
     if result.replayed:
         response.status_code = 200

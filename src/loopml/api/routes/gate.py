@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
 from loopml.api.schemas.registry import model_path, version_path
-from loopml.api.services import gate as svc
 from loopml.core.gate import EvaluationReport, GatePolicy, GateResult, StoredEvaluation
+from loopml.registry import evaluate, gate
 from loopml.web.context import Actor, Ctx
 
 router = APIRouter(route_class=StrictJSONRoute, tags=["gate"], responses=ERROR_RESPONSES)
@@ -70,19 +70,19 @@ def set_policy(
     body: GatePolicy, ctx: Ctx, actor: Actor, project: str = PROJECT, model: str = NAME
 ) -> GatePolicy:
     """Create or replace the model's gate policy."""
-    return svc.set_policy(ctx, project, model, body, actor)
+    return gate.set_policy(ctx.store, project, model, body, actor=actor)
 
 
 @router.get(MODEL + "/gate-policy")
 def get_policy(ctx: Ctx, project: str = PROJECT, model: str = NAME) -> GatePolicy:
     """The model's gate policy (the default, `must_beat: champion`, when it has none)."""
-    return svc.get_policy(ctx, project, model)
+    return gate.policy_in_force(ctx.store, project, model)
 
 
 @router.delete(MODEL + "/gate-policy", status_code=204)
 def delete_policy(ctx: Ctx, actor: Actor, project: str = PROJECT, model: str = NAME) -> Response:
     """Drop the model's gate policy: the default applies again."""
-    svc.delete_policy(ctx, project, model, actor)
+    gate.delete_policy(ctx.store, project, model, actor=actor)
     return Response(status_code=204)
 
 
@@ -91,7 +91,7 @@ def list_evaluations(
     ctx: Ctx, project: str = PROJECT, model: str = NAME, version: int = NUMBER
 ) -> EvaluationList:
     """The version's evaluation reports, one per eval set, newest first."""
-    return EvaluationList(items=svc.list_evaluations(ctx, project, model, version))
+    return EvaluationList(items=gate.list_evaluations(ctx.store, project, model, version))
 
 
 @router.post(VERSION + "/evaluations", status_code=201)
@@ -104,7 +104,7 @@ def save_evaluation(
     version: int = NUMBER,
 ) -> StoredEvaluation:
     """Store an evaluation report computed elsewhere (replaces one on the same eval set)."""
-    return svc.save_evaluation(ctx, project, model, version, body, actor)
+    return gate.save_evaluation(ctx.store, project, model, version, body, actor=actor)
 
 
 @router.post(VERSION + "/evaluate", status_code=201)
@@ -118,7 +118,16 @@ def evaluate_version(
 ) -> StoredEvaluation:
     """Score the version on a dataset's frozen eval set: metrics and single-row latency of
     the packaged model, stored as its evaluation report."""
-    return svc.evaluate_version(ctx, project, model, version, body.dataset, body.target, actor)
+    return evaluate.evaluate_version(
+        ctx.store,
+        ctx.artifacts,
+        project,
+        model,
+        version,
+        actor=actor,
+        dataset=body.dataset,
+        target=body.target,
+    )
 
 
 @router.post(VERSION + "/gate", status_code=201)
@@ -132,7 +141,9 @@ def judge(
 ) -> GateResult:
     """Judge the version by the model's policy; the verdict is stored and emitted as
     `gate.passed` or `gate.failed`."""
-    return svc.judge(ctx, project, model, version, body.eval_hash, actor)
+    return evaluate.judge(
+        ctx.store, ctx.artifacts, project, model, version, eval_hash=body.eval_hash, actor=actor
+    )
 
 
 @router.get(VERSION + "/gate")
@@ -144,4 +155,4 @@ def list_results(
     limit: int = Query(default=20, ge=1, le=1000),
 ) -> GateResultList:
     """The version's gate verdicts, newest first."""
-    return GateResultList(items=svc.list_results(ctx, project, model, version, limit))
+    return GateResultList(items=gate.list_results(ctx.store, project, model, version, limit=limit))

@@ -12,13 +12,12 @@ from pydantic import BaseModel, Field
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
 from loopml.api.schemas.deployments import deployment_path
-from loopml.api.services import deployments as deployment_svc
 from loopml.core.alerts import AlertRule, AlertRuleSpec
 from loopml.deploy import DeploymentControl
 from loopml.deploy.replicas import ReplicaList, deployment_replicas
 from loopml.monitor import service
 from loopml.monitor.reference import Reference
-from loopml.web.context import Actor, Ctx
+from loopml.web.context import Actor, Ctx, get_control
 
 router = APIRouter(tags=["monitoring"], responses=ERROR_RESPONSES, route_class=StrictJSONRoute)
 PROJECT = project_path("The project that owns the deployment.")
@@ -71,7 +70,7 @@ def list_windows(
 async def list_replicas(
     project: str = PROJECT,
     name: str = deployment_path(),
-    control: DeploymentControl = Depends(deployment_svc.get_control),
+    control: DeploymentControl = Depends(get_control),
 ) -> ReplicaList:
     """The deployment's replicas measured now: CPU since the previous reading (% of one
     core), resident memory, established connections, restarts after a crash, uptime. The

@@ -20,10 +20,15 @@ from loopml.api.schemas.pipelines import (
     step_path,
 )
 from loopml.core.logs import LogQuery
-from loopml.core.pipelines import PIPELINE_NAME_PATTERN, PipelineApplied, PipelineRun, RunStatus
+from loopml.core.pipelines import (
+    CURSOR_PATTERN,
+    PIPELINE_NAME_PATTERN,
+    PipelineApplied,
+    PipelineRun,
+    RunStatus,
+)
 from loopml.core.refs import MAX_VERSION
 from loopml.pipelines import service
-from loopml.store.pipeline_runs import CURSOR_PATTERN
 from loopml.web.context import Actor, Ctx
 
 PROJECT_PREFIX = "/api/v1/projects/{project}"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
+
+import anyio.to_thread
 from fastapi import APIRouter, Body
 
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
-from loopml.api.services import predictions
+from loopml.core.names import validate_project_name
 from loopml.core.predictions import BatchByDeployment, BatchByModel, BatchResult
 from loopml.web.context import Actor, Ctx
 
@@ -35,4 +38,21 @@ async def predict_batch(
     output is committed. A file is scored by ingesting it into a table first (the CLI's
     `loopml predict --input FILE` does that).
     """
-    return await predictions.predict_batch(ctx, project, body, actor=actor)
+    from loopml.predictions import batch
+
+    validate_project_name(project)
+    score = partial(
+        batch.score_table,
+        ctx.store,
+        ctx.artifacts,
+        project,
+        input=body.input,
+        output=body.output,
+        mode=body.mode,
+        model=body.model if isinstance(body, BatchByModel) else None,
+        deployment=body.deployment if isinstance(body, BatchByDeployment) else None,
+        workdir=ctx.settings.home / "tmp" / "batch",
+        actor=actor,
+        lake_settings=ctx.settings.lake,
+    )
+    return await anyio.to_thread.run_sync(score)

@@ -15,10 +15,9 @@ from loopml.api.schemas.transforms import (
     TransformRunPage,
     transform_path,
 )
-from loopml.api.services import transforms
 from loopml.core.lake import TABLE_NAME_PATTERN
-from loopml.core.transforms import Transform, TransformLineage, TransformRun
-from loopml.store.transforms import CURSOR_PATTERN
+from loopml.core.transforms import CURSOR_PATTERN, Transform, TransformLineage, TransformRun
+from loopml.data import transforms
 from loopml.web.context import Actor, Ctx
 
 PREFIX = "/api/v1/projects/{project}/transforms"
@@ -40,7 +39,7 @@ _SQL_ERRORS: dict[int | str, dict[str, Any]] = {
 @router.get("")
 def list_transforms(ctx: Ctx, project: str = PROJECT) -> TransformList:
     """A project's transforms, by name."""
-    return TransformList(items=transforms.list_(ctx, project))
+    return TransformList(items=transforms.list_transforms(ctx.store, project))
 
 
 # Declared before /{name}, which would otherwise take it: 'lineage' is a reserved name.
@@ -59,13 +58,13 @@ def table_lineage(
 ) -> TransformLineage:
     """Where a table version came from: the run that wrote it, then the runs that wrote that
     run's inputs, back to the versions that came in by ingest (``sources``)."""
-    return transforms.lineage(ctx, project, table, version)
+    return transforms.lineage(ctx.store, ctx.artifacts, project, table, version)
 
 
 @router.get("/{name}")
 def get_transform(ctx: Ctx, project: str = PROJECT, name: str = NAME) -> Transform:
     """A transform's definition: its SQL, output table, mode and revision."""
-    return transforms.get(ctx, project, name)
+    return transforms.get_transform(ctx.store, project, name)
 
 
 @router.put("/{name}", responses=_SQL_ERRORS)
@@ -77,7 +76,16 @@ def define_transform(
     The SQL is checked by the sandbox now; the tables it reads need not exist until it is
     applied. A change of SQL, table or mode adds one to ``revision``.
     """
-    return transforms.define(ctx, project, name, body, actor)
+    return transforms.define(
+        ctx.store,
+        project,
+        name,
+        sql=body.sql,
+        into=body.into,
+        mode=body.mode,
+        description=body.description,
+        actor=actor,
+    )
 
 
 @router.post("/{name}/apply", status_code=201, responses=_SQL_ERRORS)
@@ -95,7 +103,20 @@ def apply_transform(
     ``into``); without a body the saved definition runs. A refused query or failed write
     records nothing and keeps the definition as it was.
     """
-    return transforms.apply(ctx, project, name, body, actor)
+    body = body or TransformApply()
+    return transforms.apply(
+        ctx.store,
+        ctx.artifacts,
+        project,
+        name,
+        sql=body.sql,
+        into=body.into,
+        mode=body.mode,
+        description=body.description,
+        actor=actor,
+        lake_settings=ctx.settings.lake,
+        timeout_s=body.timeout_s,
+    )
 
 
 @router.get("/{name}/runs")
@@ -112,11 +133,12 @@ def list_runs(
     ),
 ) -> TransformRunPage:
     """A transform's runs, newest first."""
-    return transforms.runs(ctx, project, name, limit, cursor)
+    page = transforms.runs(ctx.store, project, name, limit=limit, cursor=cursor)
+    return TransformRunPage(items=page.items, next_cursor=page.next_cursor)
 
 
 @router.delete("/{name}", status_code=204)
 def delete_transform(ctx: Ctx, actor: Actor, project: str = PROJECT, name: str = NAME) -> Response:
     """Delete a transform and its run history; the tables it wrote stay."""
-    transforms.delete(ctx, project, name, actor)
+    transforms.delete(ctx.store, project, name, actor=actor)
     return Response(status_code=204)

@@ -19,9 +19,9 @@ from loopml.portal.pages._dag import Dag, layout
 from loopml.registry import gate
 from loopml.registry import service as registry
 from loopml.registry.lineage import version_lineage
-from loopml.store import MetadataStore
 from loopml.train import tracking
 from loopml.train.tracking import artifacts as run_artifacts
+from loopml.web.context import MetadataStore
 
 VERSIONS_PAGE = 20
 
@@ -83,9 +83,7 @@ def gather_model(
     """A model, one page of its versions, and the lineage of ``selected`` (by default the
     newest version on the page)."""
     model = registry.get_model(store, project, name)
-    view = ModelView(
-        model=model, policy=gate.get_policy(store, project, name) or gate.DEFAULT_POLICY
-    )
+    view = ModelView(model=model, policy=gate.policy_in_force(store, project, name))
     page = registry.list_versions(store, project, name, limit=VERSIONS_PAGE, cursor=cursor)
     view.next_cursor = page.next_cursor
     runs = _run_metrics(store, project, [v.run_id for v in page.items])

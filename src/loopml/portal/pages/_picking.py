@@ -11,7 +11,7 @@ from starlette.responses import Response
 from loopml import projects
 from loopml.core.names import PROJECT_NAME_PATTERN
 from loopml.portal.web import Viewer
-from loopml.store import MetadataStore
+from loopml.web.context import MetadataStore
 
 MAX_PROJECTS = 1000
 """Most projects offered in an area page's project picker."""

@@ -23,7 +23,7 @@ from loopml.core.errors import ValidationError
 from loopml.monitor import service as monitor
 from loopml.monitor.windows import parse_size
 from loopml.settings import MonitorSettings
-from loopml.store import MetadataStore
+from loopml.web.context import MetadataStore
 
 PERIODS = {"1h": "last hour", "6h": "last 6 h", "24h": "last 24 h", "7d": "last 7 days"}
 """The periods offered, by their query value (``?period=6h``)."""

@@ -38,7 +38,7 @@ from loopml.portal.web import (
 )
 from loopml.registry import gate
 from loopml.registry import service as registry
-from loopml.store import MetadataStore
+from loopml.web.context import MetadataStore
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 MAX_PROJECTS = 200

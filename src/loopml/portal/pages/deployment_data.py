@@ -29,7 +29,7 @@ from loopml.portal.pages._histograms import DriftPair, drift_pair
 from loopml.registry import service as registry
 from loopml.settings import Settings
 from loopml.storage import ArtifactStore
-from loopml.store import MetadataStore, lineage
+from loopml.web.context import MetadataStore
 
 log = logging.getLogger("loopml.portal")
 WINDOWS = 48
@@ -83,8 +83,7 @@ def model_facts(
     facts = ModelFacts()
     try:
         found = registry.get_version(store, project, model, version)
-        with store.session() as session:
-            info = lineage.logged_model(session, found.logged_model_id)
+        info = registry.package_location(store, found.logged_model_id)
         prefix = f"{layout.run_artifacts_prefix(info.project_id, info.run_id)}/{info.path}"
         with artifacts.open(f"{prefix}/{MANIFEST_FILE}") as file:
             raw = file.read(MAX_MANIFEST_BYTES + 1)

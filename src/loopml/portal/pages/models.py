@@ -24,7 +24,7 @@ from loopml.portal.web import (
     render,
 )
 from loopml.registry import service as registry
-from loopml.store import MetadataStore
+from loopml.web.context import MetadataStore
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 MODELS_PAGE = 50

@@ -31,7 +31,7 @@ from loopml.portal.web import (
     render,
 )
 from loopml.settings import Settings
-from loopml.store import MetadataStore
+from loopml.web.context import MetadataStore
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 MAX_DEPLOYMENTS = 500

@@ -27,9 +27,9 @@ from loopml.portal.pages._run_query import (
 )
 from loopml.portal.web import PageRoute, Viewer, ViewerDep, context_of, read_only, render
 from loopml.storage import ArtifactStore
-from loopml.store import MetadataStore
 from loopml.train import tracking
 from loopml.train.tracking import artifacts as run_artifacts
+from loopml.web.context import MetadataStore
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 MAX_COLUMNS = 8

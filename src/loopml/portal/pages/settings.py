@@ -36,8 +36,7 @@ from loopml.portal.web import (
     redirect,
     render,
 )
-from loopml.store import MetadataStore
-from loopml.web.context import get_running
+from loopml.web.context import MetadataStore, get_running
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 ROLES = ("viewer", "editor", "admin")
