@@ -90,6 +90,22 @@ def test_no_package_imports_another_packages_private_parts() -> None:
     )
 
 
+def test_orm_rows_stay_in_the_store() -> None:
+    """Packages above the store get ids and domain values from it, never an ORM row: no
+    import of ``loopml.store.orm``, of a ``...Row`` or of ``project_row`` outside it."""
+    offenders = []
+    for path in SRC.rglob("*.py"):
+        if path.relative_to(SRC).parts[0] == "store":
+            continue
+        for line, module, name in _imports(path):
+            if module[:2] != ["loopml", "store"]:
+                continue
+            if "orm" in module or (name and (name.endswith("Row") or name == "project_row")):
+                what = ".".join(module) + (f" import {name}" if name else "")
+                offenders.append(f"{path.relative_to(ROOT)}:{line} {what}")
+    assert offenders == [], "ORM rows used outside loopml.store:\n" + "\n".join(offenders)
+
+
 def _contracts() -> list[dict[str, Any]]:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     contracts: list[dict[str, Any]] = config["tool"]["importlinter"]["contracts"]

@@ -15,7 +15,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import Match, Mount
 
-from loopml.core.errors import DiskFullError, LoopmlError, error_headers
+from loopml.core.errors import DiskFullError, LoopmlError, error_headers, invalid_request
 
 log = logging.getLogger("loopml.api")
 
@@ -66,18 +66,8 @@ def _message_of(err: Mapping[str, Any]) -> str:
 
 async def _validation_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        {
-            "loc": [str(part) for part in err.get("loc", ())],
-            "msg": _message_of(err),
-            "type": str(err.get("type", "")),
-        }
-        for err in exc.errors()[:20]
-    ]
-    summary = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in errors[:3])
-    return error_response(
-        422, "validation_error", f"invalid request: {summary}", {"errors": errors}
-    )
+    error = invalid_request({**err, "msg": _message_of(err)} for err in exc.errors())
+    return error_response(error.status, error.code, error.message, error.details)
 
 
 _METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")

@@ -31,8 +31,7 @@ from loopml.core.errors import (
     UnauthenticatedError,
     ValidationError,
 )
-from loopml.store import MetadataStore, api_tokens, runs, users
-from loopml.store.project_lookup import project_row
+from loopml.store import MetadataStore, api_tokens, project_lookup, runs, users
 
 # last_used_at is written at most this often per token, not on every request.
 _TOUCH_EVERY = timedelta(minutes=1)
@@ -275,7 +274,7 @@ def _issue(
     secret, prefix = tokens.new_token()
     expires = utcnow() + lifetime
     with store.session() as session:
-        project_id = project_row(session, project).id if project else None
+        project_id = project_lookup.project_id(session, project) if project else None
         made = api_tokens.create(
             session,
             user=caller.user,

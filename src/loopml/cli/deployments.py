@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -18,6 +19,7 @@ from loopml.cli._output import (
     when,
     wide_option,
 )
+from loopml.core.deployments import DeploymentRequest
 from loopml.core.errors import ConfigurationError, ValidationError
 
 if TYPE_CHECKING:
@@ -118,6 +120,25 @@ def canary_policy(
     return {"auto": True, **chosen}
 
 
+@dataclass(frozen=True)
+class Preview:
+    """How ``loopml deploy --dry-run`` renders a Kubernetes deployment's objects."""
+
+    image: str
+    platform_url: str
+    namespace: str
+    kserve: bool
+    gateway_parent: str | None
+
+
+def _given(**fields: Any) -> dict[str, Any]:
+    """The fields given: an option left out takes the server's default."""
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+# Typer reads each option from a parameter of the command function, so the command keeps its
+# parameters; it builds the DeploymentRequest (``loopml.core.deployments``) that the client
+# and the API's body share at once, checked as the API checks it, and hands only that on.
 def deploy(
     ctx: typer.Context,
     model: str = typer.Argument(
@@ -173,31 +194,30 @@ def deploy(
     )
     if policy is not None and canary is None:
         raise ValidationError("--auto-canary judges a canary: give it with --canary MODEL")
-    with state(ctx).client() as client:
-        deployment = client.deployments.create(
-            name,
-            model,
+    features = {"views": feature_views, "missing": missing} if feature_views else None
+    request = DeploymentRequest.parse(
+        _given(
+            name=name,
+            model=model,
             min_replicas=low,
             max_replicas=high,
-            canary=canary,
-            canary_percent=percent if canary else None,
-            canary_policy=policy,
+            target=target,
+            canary={"model": canary, "percent": percent, **(policy or {})} if canary else None,
             shadow=shadow,
             scale_to_zero_after_s=scale_to_zero_after,
-            cpu=cpu,
-            memory=memory,
-            target=target,
             auth=auth,
-            features={"views": feature_views, "missing": missing} if feature_views else None,
-            dry_run=dry_run,
-            project=project,
+            features=features,
+            resources=_given(cpu=cpu, memory=memory) or None,
         )
+    )
+    with state(ctx).client() as client:
         if dry_run:
+            deployment = client.deployments.create_from(request, dry_run=True, project=project)
             url = platform_url or client.url
-            _print_preview(
-                deployment, output, image, url, namespace, kserve=kserve, gateway=gateway_parent
-            )
+            preview = Preview(image, url, namespace, kserve, gateway_parent)
+            _print_preview(deployment, output, preview)
             return
+        deployment = client.deployments.create_from(request, project=project)
         if wait:
             deployment = client.deployments.wait(name, timeout_s=timeout, project=project)
         _print(deployment, output)
@@ -224,16 +244,7 @@ def _replica_bounds(
     return low, max(high if high is not None else low, 1)
 
 
-def _print_preview(
-    deployment: Deployment,
-    output: str,
-    image: str,
-    url: str,
-    namespace: str,
-    *,
-    kserve: bool,
-    gateway: str | None,
-) -> None:
+def _print_preview(deployment: Deployment, output: str, preview: Preview) -> None:
     if deployment.spec.target == "kubernetes" and output == "yaml":
         try:
             from loopml.deploy.targets import kubernetes
@@ -243,11 +254,11 @@ def _print_preview(
             ) from exc
         manifests = kubernetes.render(
             deployment,
-            image=image,
-            platform_url=url,
-            namespace=namespace,
-            kserve=kserve,
-            gateway_parent=gateway,
+            image=preview.image,
+            platform_url=preview.platform_url,
+            namespace=preview.namespace,
+            kserve=preview.kserve,
+            gateway_parent=preview.gateway_parent,
         )
         print(kubernetes.to_yaml(manifests), end="")
         return

@@ -14,6 +14,13 @@ from loopml.cli._context import project_option, state
 from loopml.cli._heartbeat import heartbeat, interval_for
 from loopml.cli._output import as_json, console, table
 from loopml.core.errors import UserCodeError, ValidationError
+from loopml.train.options import (
+    DEFAULT_BUDGET_S,
+    Registration,
+    SearchOptions,
+    TrainingData,
+    TrainOptions,
+)
 
 if TYPE_CHECKING:
     from loopml.sdk.training import TrainOutcome
@@ -33,6 +40,9 @@ def _params(items: list[str]) -> dict[str, Any]:
     return found
 
 
+# Typer reads each option from a parameter of the command function, so the command keeps its
+# parameters; it builds the TrainOptions (``loopml.train.options``) the SDK and the training
+# service share at once, and hands only that on.
 def train(
     ctx: typer.Context,
     dataset: str = typer.Option(..., "--dataset", "-d", help="NAME[@VERSION] with a split."),
@@ -43,7 +53,7 @@ def train(
         help="classification, regression, text-classification or text-regression "
         "(a text column: docs/text.md).",
     ),
-    budget: float = typer.Option(60.0, "--budget", help="AutoML's budget in seconds."),
+    budget: float = typer.Option(DEFAULT_BUDGET_S, "--budget", help="AutoML's budget in seconds."),
     metric: str | None = typer.Option(None, "--metric", help="AutoML's search metric."),
     seed: int = typer.Option(
         0, "--seed", help="AutoML's seed; a fine-tune's data order and initialisation."
@@ -95,21 +105,13 @@ def train(
 ) -> None:
     """Train a model on a dataset snapshot's frozen split; with --register, add it to the
     registry and score it on the frozen eval set (what `loopml models gate` judges)."""
-    from loopml.sdk.training import train_model
-
     # --budget counts from here: the command's imports and the client are in it, the
     # interpreter's start is not (a process's start would be wrong where the command runs
     # inside a longer-lived one, as under a test runner).
     started = time.monotonic()
-    client = state(ctx).client()
-    best: list[float] = []
-    quiet = json_out or not sys.stderr.isatty()
-    progress = None
-    task_id = None
-    options = _params(param)
+    params = _params(param)
     if task.startswith("text-"):
-        quiet = True
-        options = {
+        params = {
             "text_column": text_column,
             "method": method,
             "base": base,
@@ -118,7 +120,40 @@ def train(
             "checkpoint_every_steps": checkpoint_every,
             "checkpoint_every_s": checkpoint_seconds,
             "spot": spot,
-        } | options
+        } | params
+    options = TrainOptions(
+        data=TrainingData(dataset=dataset, target=target, task=task),
+        search=SearchOptions(
+            budget_s=budget,
+            metric=metric,
+            seed=seed,
+            estimators=estimators.split(",") if estimators else None,
+            max_iter=max_iter,
+            n_jobs=n_jobs,
+            max_model_mb=max_model_mb,
+            keep_columns=tuple(c.strip() for c in keep_columns.split(",")) if keep_columns else (),
+        ),
+        entrypoint=entrypoint,
+        params=params,
+        checkpoint_key=checkpoint_key,
+        registration=Registration(register) if register is not None else None,
+        experiment=experiment,
+    )
+    _run(ctx, options, project, json_out, started)
+
+
+def _run(
+    ctx: typer.Context, options: TrainOptions, project: str, json_out: bool, started: float
+) -> None:
+    """Train with a progress bar (a terminal) or heartbeats (none), then report."""
+    from loopml.sdk.training import train_with
+
+    client = state(ctx).client()
+    task, budget, entrypoint = options.data.task, options.search.budget_s, options.entrypoint
+    best: list[float] = []
+    quiet = json_out or not sys.stderr.isatty() or task.startswith("text-")
+    progress = None
+    task_id = None
     if entrypoint is None and not quiet:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -137,6 +172,7 @@ def train(
 
     def describe(elapsed: float) -> str:
         if task.startswith("text-"):
+            method = options.params.get("method")
             return f"training: {elapsed:.0f} s elapsed ({task}, --method {method})"
         if entrypoint is not None:
             return f"training: {elapsed:.0f} s elapsed (your fit(ctx) is running)"
@@ -161,31 +197,11 @@ def train(
                 f"{trial.best_score:.4f}",
             )
 
-    keep_cols = [c.strip() for c in keep_columns.split(",")] if keep_columns else None
     beats = heartbeat(describe, interval_for(budget), enabled=not sys.stderr.isatty())
     try:
         with beats:
-            outcome = train_model(
-                dataset,
-                target=target,
-                task=task,
-                budget_s=budget,
-                metric=metric,
-                seed=seed,
-                estimators=estimators.split(",") if estimators else None,
-                max_iter=max_iter,
-                entrypoint=entrypoint,
-                params=options,
-                checkpoint_key=checkpoint_key,
-                register_as=register,
-                experiment=experiment,
-                project=project,
-                client=client,
-                on_trial=on_trial,
-                n_jobs=n_jobs,
-                max_model_mb=max_model_mb,
-                keep_columns=keep_cols,
-                started=started,
+            outcome = train_with(
+                options, project=project, client=client, on_trial=on_trial, started=started
             )
     except UserCodeError as exc:
         if progress is not None:

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from loopml.client._http import Http, segment
-from loopml.core.deployments import Deployment, DeploymentStatus, Revision
+from loopml.core.deployments import Deployment, DeploymentRequest, DeploymentStatus, Revision
 from loopml.core.errors import ServiceUnavailableError
 from loopml.core.types import Page
 
@@ -68,6 +68,10 @@ class Deployments:
             features: feature views the gateway completes each ``/predict`` instance from
                 (``{"views": ["user_stats"], "missing": "reject"}``; see docs/features.md).
             dry_run: only resolve and check; nothing is created.
+
+        Raises:
+            ValidationError: an option out of its bounds, as the API would answer (see
+                ``create_from``).
         """
         body: dict[str, Any] = {
             "name": name,
@@ -93,6 +97,21 @@ class Deployments:
         resources = {k: v for k, v in (("cpu", cpu), ("memory", memory)) if v is not None}
         if resources:
             body["resources"] = resources
+        request = DeploymentRequest.parse(body)
+        return self.create_from(request, dry_run=dry_run, project=project)
+
+    def create_from(
+        self, request: DeploymentRequest, *, dry_run: bool = False, project: str = DEFAULT_PROJECT
+    ) -> Deployment:
+        """Create the deployment ``request`` describes (``create`` builds one from its
+        options; ``DeploymentRequest.parse`` checks a body as the API does).
+
+        Args:
+            request: the deployment's name and options; the options left out take the
+                server's defaults.
+            dry_run: only resolve and check; nothing is created.
+        """
+        body = request.model_dump(mode="json", exclude_unset=True)
         params = {"dry_run": "true"} if dry_run else {}
         data = self._http.json("POST", self._path(project), json=body, params=params)
         return Deployment.model_validate(data)

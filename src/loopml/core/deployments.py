@@ -19,13 +19,15 @@ a deployment's lake tables are named after it with ``-`` replaced by ``_``
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ValidationError as PydanticValidationError
 
-from loopml.core.errors import ValidationError
+from loopml.core.errors import ValidationError, invalid_request
 from loopml.core.features import VIEW_NAME_PATTERN
 from loopml.core.refs import ModelRef
 
@@ -154,7 +156,78 @@ class FeatureServing(_Spec):
         return self
 
 
-class DeploymentSpec(_Spec):
+DEPLOYMENT_NAME_HELP = (
+    "1 to 40 lowercase letters, digits or '-', starting with a letter ('churn-api')."
+)
+SERVING_AUTH_HELP = (
+    "With authentication on: 'token' (prediction paths ask for a bearer token) or 'none' "
+    "(anyone who reaches the gateway may predict). With authentication off, all are open."
+)
+FEATURE_SERVING_HELP = (
+    "Feature views whose online values the gateway adds to each /predict instance, by the "
+    "views' entity keys: {views: [...], missing: reject|default, defaults: {...}}."
+)
+
+
+class DeploymentOptions(_Spec):
+    """A deployment's options, each with its default and bounds, defined once for the spec,
+    the API's request bodies, the client and ``loopml deploy``. Rules across fields are the
+    spec's (``DeploymentSpec``), checked after the model references are looked up, so an
+    unknown model is 404 whatever else is wrong."""
+
+    model: str = Field(
+        max_length=200,
+        pattern=MODEL_REF_PATTERN,
+        description="'churn/3', 'churn@champion' (followed when the alias moves) or 'churn' "
+        "(the newest READY version).",
+    )
+    min_replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS, description="0: start on demand.")
+    max_replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS)
+    resources: Resources = Field(default_factory=Resources)
+    canary: Canary | None = Field(default=None, description="A second model and its share.")
+    shadow: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=MODEL_REF_PATTERN,
+        description="A model that gets a copy of every request; its answers are never returned.",
+    )
+    scale_to_zero_after_s: int | None = Field(
+        default=None, ge=10, le=7 * 86400, description="Needs min_replicas 0."
+    )
+    target: Target = "local"
+    auth: ServingAuth = Field(default="token", description=SERVING_AUTH_HELP)
+    features: FeatureServing | None = Field(default=None, description=FEATURE_SERVING_HELP)
+
+
+class DeploymentRequest(DeploymentOptions):
+    """A deployment to create: its name and options (the body of ``POST
+    .../deployments``). The name is checked by the control plane
+    (``validate_deployment_name``), whose message says how to fix it."""
+
+    name: str = Field(
+        max_length=40,
+        description=DEPLOYMENT_NAME_HELP,
+        json_schema_extra={"pattern": DEPLOYMENT_NAME_PATTERN.pattern},
+    )
+
+    @classmethod
+    def parse(cls, body: Mapping[str, Any]) -> DeploymentRequest:
+        """The request ``body`` describes, checked as the API checks it.
+
+        Raises:
+            ValidationError: what the API would answer 422 with for the same body.
+        """
+        try:
+            return cls.model_validate(body)
+        except PydanticValidationError as exc:
+            raise invalid_request(exc.errors(), prefix=("body",)) from None
+
+    def spec_fields(self) -> dict[str, Any]:
+        """The deployment spec's fields, as given."""
+        return self.model_dump(mode="json", exclude={"name"})
+
+
+class DeploymentSpec(DeploymentOptions):
     """What a deployment should serve and how.
 
     Attributes:
@@ -172,17 +245,6 @@ class DeploymentSpec(_Spec):
         features: feature views the gateway reads by entity key and adds to each request
             (see ``FeatureServing``); the ``local`` target only.
     """
-
-    model: str = Field(pattern=MODEL_REF_PATTERN, max_length=200)
-    min_replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
-    max_replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS)
-    resources: Resources = Field(default_factory=Resources)
-    canary: Canary | None = None
-    shadow: str | None = Field(default=None, pattern=MODEL_REF_PATTERN, max_length=200)
-    scale_to_zero_after_s: int | None = Field(default=None, ge=10, le=7 * 86400)
-    target: Target = "local"
-    auth: ServingAuth = "token"
-    features: FeatureServing | None = None
 
     @model_validator(mode="after")
     def _check(self) -> DeploymentSpec:

@@ -8,6 +8,8 @@ that body, so ``except NotFoundError`` works the same in-process and over HTTP.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import islice
 from typing import Any, ClassVar
 from urllib.parse import quote, unquote
 
@@ -58,6 +60,26 @@ class ValidationError(LoopmlError):
 
     status = 422
     code = "validation_error"
+
+
+def invalid_request(
+    errors: Iterable[Mapping[str, Any]], prefix: Sequence[str] = ()
+) -> ValidationError:
+    """A body's field errors (pydantic's ``errors()``, each ``loc``, ``msg``, ``type``) as the
+    one ``ValidationError`` the API answers 422 with: the first 20 in the details, the first
+    three in the message. ``prefix`` goes before each location (the API's ``body``), so a
+    body checked before it is sent reads as the API's answer to it.
+    """
+    found = [
+        {
+            "loc": [*prefix, *(str(part) for part in err.get("loc", ()))],
+            "msg": str(err.get("msg", "")),
+            "type": str(err.get("type", "")),
+        }
+        for err in islice(errors, 20)
+    ]
+    summary = "; ".join(f"{'.'.join(e['loc'])}: {e['msg']}" for e in found[:3])
+    return ValidationError(f"invalid request: {summary}", details={"errors": found})
 
 
 class NotFoundError(LoopmlError):

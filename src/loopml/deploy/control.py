@@ -49,7 +49,7 @@ from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
 from loopml.store import deployments as repo
 from loopml.store.deployments import Roles
-from loopml.store.project_lookup import project_row
+from loopml.store.project_lookup import project_id
 
 log = logging.getLogger("loopml.deploy")
 
@@ -183,7 +183,7 @@ class DeploymentControl:
         validate_deployment_name(name)
         with self._lock:
             with self.store.session() as session:
-                project_row(session, project)
+                project_id(session, project)  # NotFoundError before the name is looked at
                 try:
                     repo.get(session, project, name)
                 except NotFoundError:

@@ -11,6 +11,9 @@ Example:
     >>> outcome = loopml.train_model("churn_snap@2", target="churned", task="classification",
     ...                        budget_s=60, register_as="churn")
     >>> outcome.version, outcome.evaluation.metrics["roc_auc"]
+
+``train_model`` builds the options once (``loopml.train.options.TrainOptions``) and hands
+them to ``train_with``, which ``loopml train`` calls with the options it built.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from loopml.core.errors import ValidationError
 from loopml.sdk.backends import HttpAccess, HttpBackend
+from loopml.train.options import DEFAULT_BUDGET_S, Registration, TrainingData, TrainOptions
+from loopml.train.search_options import SearchOptions
 from loopml.train.service import TrainOutcome, train
 
 if TYPE_CHECKING:
@@ -28,18 +33,18 @@ if TYPE_CHECKING:
     from loopml.train.automl import Trial
     from loopml.train.service import TrainingAccess
 
-__all__ = ["TrainOutcome", "train_model"]
+__all__ = ["TrainOptions", "TrainOutcome", "train_model", "train_with"]
 
 
-# The training service's parameters again, with where to record, rather than **kwargs: this
-# is the public signature (and its docstring the one documentation) that help(), editors and
-# type checkers read; ``train`` takes them on as they are.
+# The options one by one, with where to record, rather than a TrainOptions argument: this is
+# the public signature users' code calls (and its docstring the one documentation that
+# help(), editors and type checkers read); it builds the TrainOptions the service takes.
 def train_model(
     dataset: str,
     *,
     target: str,
     task: str,
-    budget_s: float = 60.0,
+    budget_s: float = DEFAULT_BUDGET_S,
     metric: str | None = None,
     seed: int = 0,
     estimators: list[str] | None = None,
@@ -97,23 +102,53 @@ def train_model(
         ValidationError: bad arguments, or data AutoML refuses.
         ConflictError: the dataset version has no split.
     """
+    options = TrainOptions(
+        data=TrainingData(dataset=dataset, target=target, task=task),
+        search=SearchOptions(
+            budget_s=budget_s,
+            metric=metric,
+            seed=seed,
+            estimators=estimators,
+            max_iter=max_iter,
+            n_jobs=n_jobs,
+            max_model_mb=max_model_mb,
+            keep_columns=tuple(keep_columns or ()),
+        ),
+        entrypoint=entrypoint,
+        params=dict(params or {}),
+        checkpoint_key=checkpoint_key,
+        registration=Registration(register_as, description) if register_as is not None else None,
+        experiment=experiment,
+    )
+    return train_with(
+        options,
+        project=project,
+        url=url,
+        client=client,
+        settings=settings,
+        on_trial=on_trial,
+        started=started,
+    )
+
+
+def train_with(
+    options: TrainOptions,
+    *,
+    project: str = "default",
+    url: str | None = None,
+    client: Client | None = None,
+    settings: Settings | None = None,
+    on_trial: Callable[[Trial], None] | None = None,
+    started: float | None = None,
+) -> TrainOutcome:
+    """``train_model`` with its options built: train, track, package, register, evaluate.
+
+    The arguments but ``options`` are ``train_model``'s, as are the errors raised.
+    """
     from loopml.sdk.tracking import _backend
 
-    if task in ("text-classification", "text-regression"):
-        from loopml.sdk.text import train_text_model
-        from loopml.train.text.service import refuse_for_text, text_options
-
-        refuse_for_text(entrypoint=entrypoint, keep_columns=keep_columns)
-        # Text options (method, base, epochs, ...) come as params; see train_text_model.
-        options = text_options(params or {})
-        options["estimators"] = _once("estimators", estimators, options.get("estimators"))
-        return train_text_model(
-            dataset, target=target, task=task, seed=seed, budget_s=budget_s,
-            max_iter=max_iter, checkpoint_key=checkpoint_key, register_as=register_as,
-            description=description, experiment=experiment, project=project, url=url,
-            client=client, settings=settings, metric=metric, n_jobs=n_jobs,
-            max_model_mb=max_model_mb, on_trial=on_trial, **options,
-        )  # fmt: skip
+    if options.data.task in ("text-classification", "text-regression"):
+        return _train_text(options, project, url, client, settings, on_trial)
     backend = _backend(project, url, client, settings)
     access: TrainingAccess
     if isinstance(backend, HttpBackend):
@@ -123,28 +158,37 @@ def train_model(
 
         assert isinstance(backend, EmbeddedBackend)
         access = EmbeddedAccess(backend)
-    return train(
-        access,
-        dataset,
-        target=target,
-        task=task,
-        budget_s=budget_s,
-        metric=metric,
-        seed=seed,
-        estimators=estimators,
-        max_iter=max_iter,
-        entrypoint=entrypoint,
-        params=params,
-        checkpoint_key=checkpoint_key,
-        register_as=register_as,
-        description=description,
-        experiment=experiment,
-        on_trial=on_trial,
-        n_jobs=n_jobs,
-        max_model_mb=max_model_mb,
-        keep_columns=keep_columns,
-        started=started,
-    )
+    return train(access, options, on_trial=on_trial, started=started)
+
+
+def _train_text(
+    options: TrainOptions,
+    project: str,
+    url: str | None,
+    client: Client | None,
+    settings: Settings | None,
+    on_trial: Callable[[Trial], None] | None,
+) -> TrainOutcome:
+    """A text task: to ``loopml.train_text_model``, with ``params`` as its options and the
+    AutoML options for its embeddings method."""
+    from loopml.sdk.text import train_text_model
+    from loopml.train.text.service import refuse_for_text, text_options
+
+    search, data, registration = options.search, options.data, options.registration
+    refuse_for_text(entrypoint=options.entrypoint, keep_columns=list(search.keep_columns))
+    # Text options (method, base, epochs, ...) come as params; see train_text_model.
+    found = text_options(options.params)
+    found["estimators"] = _once("estimators", search.estimators, found.get("estimators"))
+    return train_text_model(
+        data.dataset, target=data.target, task=data.task, seed=search.seed,
+        budget_s=search.budget_s, max_iter=search.max_iter,
+        checkpoint_key=options.checkpoint_key,
+        register_as=registration.model if registration else None,
+        description=registration.description if registration else "",
+        experiment=options.experiment, project=project, url=url, client=client,
+        settings=settings, metric=search.metric, n_jobs=search.n_jobs,
+        max_model_mb=search.max_model_mb, on_trial=on_trial, **found,
+    )  # fmt: skip
 
 
 def _once(name: str, given: Any, in_params: Any) -> Any:

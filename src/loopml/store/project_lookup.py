@@ -1,5 +1,6 @@
 """A project's row by its name: the lookup every repository of a project's records starts
-from, and the check that a project exists for the packages above the store."""
+from; and, for the packages above the store, which get no ORM row, its id (which is also
+the check that it exists)."""
 
 from __future__ import annotations
 
@@ -18,3 +19,8 @@ def project_row(session: Session, project: str) -> ProjectRow:
     if row is None:
         raise NotFoundError(f"project {project!r} not found", details={"project": project})
     return row
+
+
+def project_id(session: Session, project: str) -> str:
+    """The id of the project called ``project``; ``NotFoundError`` when absent."""
+    return project_row(session, project).id

@@ -8,15 +8,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+DEFAULT_BUDGET_S = 60.0
+"""AutoML's wall-time budget unless one is given: ``loopml train --budget``,
+``loopml.train_model(budget_s=)`` and ``SearchOptions`` share it."""
+
 
 @dataclass(frozen=True)
 class SearchOptions:
     """AutoML's options, as ``train`` and the text trainer's embeddings method take them.
 
-    ``linear_first`` puts the linear learner first and scores its default before the
+    ``budget_s`` covers the whole training call (see ``loopml.train.service.train``); its
+    bounds, with ``max_iter``'s and ``max_model_mb``'s, are checked where the search starts
+    (``loopml.train.automl``), so custom training, which ignores them, is not refused for
+    them. ``linear_first`` puts the linear learner first and scores its default before the
     search (the text trainer's embeddings: dense, wide, few rows).
     """
 
+    budget_s: float = DEFAULT_BUDGET_S
     metric: str | None = None
     seed: int = 0
     estimators: list[str] | None = None

@@ -20,7 +20,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -30,6 +30,7 @@ from loopml.core.gate import EvaluationReport
 from loopml.core.registry import ModelVersion, VersionStatus
 from loopml.core.runs import LoggedModel, parse_batch
 from loopml.train.budget import BudgetSpend
+from loopml.train.options import TrainOptions
 from loopml.train.search_options import Searched as Searched
 from loopml.train.search_options import SearchOptions as SearchOptions
 from loopml.train.tracking.active import ActiveRun, start_run_on
@@ -178,25 +179,9 @@ def _check_task(task: str) -> Task:
 
 def train(
     access: TrainingAccess,
-    dataset: str,
+    options: TrainOptions,
     *,
-    target: str,
-    task: str,
-    budget_s: float = 60.0,
-    metric: str | None = None,
-    seed: int = 0,
-    estimators: list[str] | None = None,
-    max_iter: int | None = None,
-    entrypoint: str | None = None,
-    params: Mapping[str, Any] | None = None,
-    checkpoint_key: str | None = None,
-    register_as: str | None = None,
-    description: str = "",
-    experiment: str | None = None,
     on_trial: Callable[[Trial], None] | None = None,
-    n_jobs: int | None = None,
-    max_model_mb: float | None = None,
-    keep_columns: list[str] | None = None,
     started: float | None = None,
 ) -> TrainOutcome:
     """Train on a dataset version's frozen split; track, package, register and evaluate.
@@ -204,10 +189,12 @@ def train(
     Args:
         access: where datasets are read and runs, models and checkpoints recorded (a server
             over HTTP, or the embedded stores); it also names the project.
-
-    The other arguments are ``loopml.train_model``'s, documented there (it passes its own
-    on); here ``task`` is ``classification`` or ``regression`` only, and a model package's
-    size (``max_model_mb``) is estimated from each trial's configuration.
+        options: what to train on, search and register (``loopml.train_model`` documents
+            each option and builds them); here the task is ``classification`` or
+            ``regression`` only, and a model package's size (``max_model_mb``) is
+            estimated from each trial's configuration.
+        on_trial: called with each AutoML trial (progress).
+        started: the ``time.monotonic()`` reading the budget counts from (default: now).
 
     AutoML keeps the whole call (reading the data, search, refit, packaging, registration
     and evaluation) within ``budget_s``: it gets what reading the data left, less
@@ -222,13 +209,15 @@ def train(
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")
     started = time.monotonic() if started is None else started
-    spend = BudgetSpend(budget_s, started)
-    kind = _check_task(task)
+    data, search, entrypoint = options.data, options.search, options.entrypoint
+    target, params, registration = data.target, options.params, options.registration
+    spend = BudgetSpend(search.budget_s, started)
+    kind = _check_task(data.task)
     if entrypoint is None:
         from loopml.train.automl import warm_packaging
 
         warm_packaging()  # seconds of imports, done while the data is read and searched
-    frames = access.frames(dataset)
+    frames = access.frames(data.dataset)
     if target not in frames.train.columns:
         raise ValidationError(
             f"dataset {frames.label} has no column {target!r}: its columns are "
@@ -242,10 +231,10 @@ def train(
         "eval_hash": frames.eval_hash,
         "trainer": entrypoint or "automl",
     }
-    run_params.update({f"param.{k}": v for k, v in (params or {}).items()})
+    run_params.update({f"param.{k}": v for k, v in params.items()})
     run = start_run_on(
         access.backend,
-        experiment or frames.label.split("@")[0],
+        options.experiment or frames.label.split("@")[0],
         name=f"train-{entrypoint or 'automl'}",
         params=run_params,
         inputs=[frames.label],
@@ -254,18 +243,9 @@ def train(
     spend.mark("read")
     try:
         if entrypoint is None:
-            options = SearchOptions(
-                metric=metric,
-                seed=seed,
-                estimators=estimators,
-                max_iter=max_iter,
-                n_jobs=n_jobs,
-                max_model_mb=max_model_mb,
-                keep_columns=tuple(keep_columns or ()),
-            )
-            left_s = automl_budget(budget_s, started, registering=register_as is not None)
+            left_s = automl_budget(search.budget_s, started, registering=registration is not None)
             result, children = search_on_run(
-                run, frames.train, target, kind, left_s, options, on_trial
+                run, frames.train, target, kind, left_s, search, on_trial
             )
             model = result.model
             spend.add(result.timings, rest="other")
@@ -275,7 +255,7 @@ def train(
             resumed = None
         else:
             model, resumed = _custom(
-                run, access, frames, target, entrypoint, dict(params or {}), checkpoint_key
+                run, access, frames, target, entrypoint, dict(params), options.checkpoint_key
             )
             searched = Searched()
         packaging = time.monotonic()
@@ -288,8 +268,8 @@ def train(
     run.end("FINISHED")
     spend.mark("other")
     version, evaluation = (
-        _register(access, register_as, run.id, description, frames.label)
-        if register_as is not None
+        _register(access, registration.model, run.id, registration.description, frames.label)
+        if registration is not None
         else (None, None)
     )
     if entrypoint is None:

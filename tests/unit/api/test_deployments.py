@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from loopml.client import Client
-from loopml.core.deployments import DeploymentStatus
+from loopml.core.deployments import DeploymentRequest, DeploymentStatus
 from loopml.core.errors import NotFoundError, ValidationError
 from loopml.settings import Settings
 from loopml.web.context import AppContext
@@ -106,6 +106,27 @@ def test_invalid_deployments_are_refused(
     answer = http.post(DEPLOYMENTS, json=body)
     assert answer.status_code == status, answer.text
     assert answer.json()["error"]["code"] == code
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": "churn", "model": "Bad Model"},
+        {"name": "churn", "model": "cancer/1", "resources": {"cpu": "lots"}, "target": "mars"},
+        {"name": "churn", "model": "cancer/1", "canary": {"model": "cancer/2", "percent": 100}},
+        {"name": "churn", "model": "cancer/1", "features": {"views": ["a", "a"]}, "extra": 1},
+    ],
+)
+def test_a_request_checked_before_it_is_sent_reads_as_the_apis_answer(
+    http: TestClient, body: dict[str, object]
+) -> None:
+    """``loopml deploy`` and the client check a body with ``DeploymentRequest.parse`` before
+    sending it: the user must read the same error as when the API refused it."""
+    answer = http.post(DEPLOYMENTS, json=body)
+    assert answer.status_code == 422, answer.text
+    with pytest.raises(ValidationError) as local:
+        DeploymentRequest.parse(body)
+    assert local.value.to_dict() == answer.json()
 
 
 def test_a_canarys_judging_fields_are_kept_and_checked(client: Client, versions: None) -> None:

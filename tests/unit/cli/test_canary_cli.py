@@ -91,3 +91,29 @@ def test_a_judging_option_without_auto_canary_says_what_to_add(
     )
     assert alone.exit_code == 1
     assert "give it with --canary MODEL" in str(alone.exception)
+
+
+def test_a_kubernetes_dry_run_renders_with_the_preview_options(
+    platform: Platform, registered: str
+) -> None:
+    pytest.importorskip("loopml.deploy.targets.kubernetes")
+    shown = platform.cli(
+        "deploy", f"{registered}/1", "--name", "churn-k8s", "--target", "kubernetes",
+        "--replicas", "2", "--cpu", "250m", "--dry-run", "-o", "yaml",
+        "--namespace", "ml", "--image", "loopml:test",
+    )  # fmt: skip
+    assert shown.exit_code == 0, shown.output
+    assert "kind: Deployment" in shown.stdout
+    assert "namespace: ml" in shown.stdout
+    assert "image: loopml:test" in shown.stdout
+    assert "250m" in shown.stdout
+
+
+def test_an_option_out_of_bounds_is_refused_as_the_api_refuses_it(
+    platform: Platform, registered: str
+) -> None:
+    refused = platform.cli(
+        "deploy", f"{registered}/1", "--name", "churn-api", "--cpu", "lots", "--dry-run"
+    )
+    assert refused.exit_code == 1
+    assert str(refused.exception).startswith("invalid request: body.resources.cpu: String")

@@ -1,9 +1,10 @@
 """Request bodies and parameters of the deployment routes.
 
-The fields and rules mirror ``loopml.core.deployments.DeploymentSpec``, declared here so that
-generated clients and fuzzers know them. Rules across fields (``min_replicas`` at most
-``max_replicas``, scale-to-zero needs ``min_replicas`` 0) are checked by the control plane
-after the model references are looked up, so an unknown model is 404 whatever else is wrong.
+A deployment's options, their defaults and bounds, are ``loopml.core.deployments``'
+(``DeploymentOptions``); the bodies here use them so that generated clients and fuzzers know
+them. Rules across fields (``min_replicas`` at most ``max_replicas``, scale-to-zero needs
+``min_replicas`` 0) are checked by the control plane after the model references are looked
+up, so an unknown model is 404 whatever else is wrong.
 """
 
 from __future__ import annotations
@@ -14,29 +15,27 @@ from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from loopml.core.deployments import (
+    DEPLOYMENT_NAME_HELP,
     DEPLOYMENT_NAME_PATTERN,
+    FEATURE_SERVING_HELP,
     MAX_REPLICAS,
     MODEL_REF_PATTERN,
+    SERVING_AUTH_HELP,
     Canary,
+    DeploymentRequest,
     FeatureServing,
     Resources,
     Revision,
     ServingAuth,
-    Target,
 )
 from loopml.core.refs import MAX_VERSION
 
 _NAME: dict[str, Any] = {"pattern": DEPLOYMENT_NAME_PATTERN.pattern}
-_NAME_HELP = "1 to 40 lowercase letters, digits or '-', starting with a letter ('churn-api')."
-_AUTH_HELP = (
-    "With authentication on: 'token' (prediction paths ask for a bearer token) or 'none' "
-    "(anyone who reaches the gateway may predict). With authentication off, all are open."
-)
 
 
 def deployment_path() -> Any:
     """The ``{name}`` path parameter: a deployment's name."""
-    return Path(description=_NAME_HELP, max_length=40, json_schema_extra=_NAME)
+    return Path(description=DEPLOYMENT_NAME_HELP, max_length=40, json_schema_extra=_NAME)
 
 
 def cursor_query() -> Any:
@@ -49,46 +48,13 @@ def cursor_query() -> Any:
     )
 
 
-_FEATURES_HELP = (
-    "Feature views whose online values the gateway adds to each /predict instance, by the "
-    "views' entity keys: {views: [...], missing: reject|default, defaults: {...}}."
-)
-
-
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class DeploymentCreate(_Request):
-    """Body of ``POST /api/v1/projects/{project}/deployments``."""
-
-    name: str = Field(max_length=40, description=_NAME_HELP, json_schema_extra=_NAME)
-    model: str = Field(
-        max_length=200,
-        pattern=MODEL_REF_PATTERN,
-        description="'churn/3', 'churn@champion' (followed when the alias moves) or 'churn' "
-        "(the newest READY version).",
-    )
-    min_replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS, description="0: start on demand.")
-    max_replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS)
-    resources: Resources = Field(default_factory=Resources)
-    canary: Canary | None = Field(default=None, description="A second model and its share.")
-    shadow: str | None = Field(
-        default=None,
-        max_length=200,
-        pattern=MODEL_REF_PATTERN,
-        description="A model that gets a copy of every request; its answers are never returned.",
-    )
-    scale_to_zero_after_s: int | None = Field(
-        default=None, ge=10, le=7 * 86400, description="Needs min_replicas 0."
-    )
-    target: Target = "local"
-    auth: ServingAuth = Field(default="token", description=_AUTH_HELP)
-    features: FeatureServing | None = Field(default=None, description=_FEATURES_HELP)
-
-    def spec_fields(self) -> dict[str, Any]:
-        """The deployment spec's fields, as given."""
-        return self.model_dump(mode="json", exclude={"name"})
+class DeploymentCreate(DeploymentRequest):
+    """Body of ``POST /api/v1/projects/{project}/deployments``: ``loopml.core.deployments``'
+    ``DeploymentRequest``, which the client and ``loopml deploy`` build."""
 
 
 class DeploymentUpdate(_Request):
@@ -102,8 +68,8 @@ class DeploymentUpdate(_Request):
     canary: Canary | None = None
     shadow: str | None = Field(default=None, max_length=200, pattern=MODEL_REF_PATTERN)
     scale_to_zero_after_s: int | None = Field(default=None, ge=10, le=7 * 86400)
-    auth: ServingAuth | None = Field(default=None, description=_AUTH_HELP)
-    features: FeatureServing | None = Field(default=None, description=_FEATURES_HELP)
+    auth: ServingAuth | None = Field(default=None, description=SERVING_AUTH_HELP)
+    features: FeatureServing | None = Field(default=None, description=FEATURE_SERVING_HELP)
 
     def changes(self) -> dict[str, Any]:
         """The fields given (``null`` kept where it means "remove")."""

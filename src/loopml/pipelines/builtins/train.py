@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from loopml.pipelines._step import StepContext
 from loopml.pipelines.builtins._common import metrics
+from loopml.train.search_options import DEFAULT_BUDGET_S
 
 if TYPE_CHECKING:
     from loopml.train.service import TrainingAccess
@@ -32,7 +33,7 @@ def train_automl(
     dataset: str,
     target: str,
     task: str,
-    budget_s: float = 60.0,
+    budget_s: float = DEFAULT_BUDGET_S,
     metric: str | None = None,
     seed: int = 0,
     estimators: list[str] | None = None,
@@ -40,19 +41,20 @@ def train_automl(
     experiment: str | None = None,
 ) -> dict[str, Any]:
     """AutoML on the dataset version's frozen split; the best model is logged on the run."""
+    from loopml.train.options import SearchOptions, TrainingData, TrainOptions
     from loopml.train.service import train
 
+    search = SearchOptions(
+        budget_s=budget_s, metric=metric, seed=seed, estimators=estimators, max_iter=max_iter
+    )
+    options = TrainOptions(
+        data=TrainingData(dataset=dataset, target=target, task=task),
+        search=search,
+        experiment=experiment,
+    )
     outcome = train(
         _access(ctx),
-        dataset,
-        target=target,
-        task=task,
-        budget_s=budget_s,
-        metric=metric,
-        seed=seed,
-        estimators=estimators,
-        max_iter=max_iter,
-        experiment=experiment,
+        options,
         on_trial=lambda t: ctx.log.info("trial %d: %s", t.iteration, t.estimator),
     )
     ctx.log.info("run %s: %s, best %s", outcome.run_id, outcome.best_estimator, outcome.best_score)
@@ -72,6 +74,7 @@ def train_custom(
     """Your ``fit(ctx)``; a retry resumes from the last checkpoint the failed attempt saved.
     With ``codeset``, that codeset version's entry point instead (``train_codeset``)."""
     from loopml.core.errors import ValidationError
+    from loopml.train.options import TrainingData, TrainOptions
     from loopml.train.service import train
 
     if codeset is not None:
@@ -82,13 +85,11 @@ def train_custom(
         return train_codeset(ctx, codeset, params=params, experiment=experiment)
     if dataset is None or target is None or task is None or entrypoint is None:
         raise ValidationError("train_custom needs dataset, target, task and entrypoint")
-    outcome = train(
-        _access(ctx),
-        dataset,
-        target=target,
-        task=task,
+    options = TrainOptions(
+        data=TrainingData(dataset=dataset, target=target, task=task),
         entrypoint=entrypoint,
-        params=params,
+        params=params or {},
         experiment=experiment,
     )
+    outcome = train(_access(ctx), options)
     return _outputs(outcome)

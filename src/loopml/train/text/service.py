@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from loopml.core.errors import LoopmlError, ValidationError
 from loopml.core.extras import require
 from loopml.core.registry import ModelVersion, VersionStatus
+from loopml.train.search_options import DEFAULT_BUDGET_S
 from loopml.train.service import (
     CHECKPOINTS_PREFIX,
     Searched,
@@ -168,7 +169,7 @@ def train_text(
     checkpoint_every_s: float = 600.0,
     spot: bool = False,
     device: str | None = None,
-    budget_s: float = 60.0,
+    budget_s: float = DEFAULT_BUDGET_S,
     max_iter: int | None = None,
     estimators: list[str] | None = None,
     metric: str | None = None,
