@@ -30,6 +30,7 @@ from loopml.core.errors import PayloadTooLargeError, ValidationError
 from loopml.core.lake import ColumnInfo
 from loopml.data import _csv, _declared
 from loopml.data.schema import with_first_line
+from loopml.settings import Settings
 
 FileFormat = Literal["csv", "parquet", "jsonl"]
 FORMATS: tuple[FileFormat, ...] = ("csv", "parquet", "jsonl")
@@ -253,6 +254,11 @@ def _prepend(head: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     if head:
         yield head
     yield from rest
+
+
+def spool_folder(settings: Settings) -> Path:
+    """Where uploads wait while they are read: under the server's home, never a client path."""
+    return settings.home / "tmp" / "ingest"
 
 
 def sweep_spool(folder: Path, max_age_s: float = SPOOL_MAX_AGE_S) -> int:

@@ -213,12 +213,14 @@ def vacuum(
     project: str,
     table: str,
     *,
-    retention_hours: int,
+    retention_hours: int | None,
     dry_run: bool,
     actor: str,
+    settings: LakeSettings | None = None,
 ) -> VacuumReport:
     """Free the files of versions older than ``retention_hours``, except referenced ones.
 
+    ``None`` keeps ``settings.vacuum_retention_hours`` (the default settings' without them).
     The latest version and every version in ``referenced_versions`` keep their files.
     Emits ``table.vacuumed`` (also on a dry run, with ``dry_run`` true).
 
@@ -226,6 +228,8 @@ def vacuum(
         ValidationError: a retention below 0 or above ten years.
         NotFoundError: no such project or table, or no data yet.
     """
+    if retention_hours is None:
+        retention_hours = (settings or LakeSettings()).vacuum_retention_hours
     if not 0 <= retention_hours <= MAX_RETENTION_HOURS:
         raise ValidationError(
             f"retention_hours must be between 0 and {MAX_RETENTION_HOURS}, got {retention_hours}",

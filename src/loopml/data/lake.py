@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from deltalake import DeltaTable
@@ -32,6 +32,7 @@ from loopml.data import _delta, _guarded, _tables, housekeeping
 from loopml.data.schema import (
     cast_batches,
     check_names,
+    columns_of,
     describe_number_like,
     first_line,
     number_like_strings,
@@ -371,10 +372,14 @@ def history(
     table: str,
     limit: int | None = None,
 ) -> list[TableCommit]:
-    """The table's commits, newest first (empty before the first commit)."""
-    _, loc = _tables.locate(store, artifacts, project, table)
+    """The table's commits, newest first (empty before the first commit); the table's row
+    is reconciled with its log first, as ``get_table`` does."""
+    row, loc = _tables.locate(store, artifacts, project, table)
     dt = _delta.open_table(loc)
-    return [] if dt is None else _delta.history(dt, limit)
+    if dt is None:
+        return []
+    _tables.reconcile(store, row, dt)
+    return _delta.history(dt, limit)
 
 
 def head(
@@ -388,6 +393,25 @@ def head(
     dataset = read_dataset(store, artifacts, project, table)
     with _delta.delta_errors("reading the table"):
         return dataset.head(n)
+
+
+def head_json(
+    store: MetadataStore, artifacts: ArtifactStore, project: str, table: str, n: int = 10
+) -> tuple[list[ColumnInfo], list[dict[str, Any]]]:
+    """``head``'s columns and rows, the values ready for JSON (bytes as text, NaN as null)."""
+    rows = head(store, artifacts, project, table, n)
+    return columns_of(rows.schema), [_jsonable(r) for r in rows.to_pylist()]
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        elif isinstance(value, float) and value != value:  # NaN is not JSON
+            value = None
+        out[key] = value
+    return out
 
 
 def delete_table(

@@ -18,7 +18,6 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from loopml import registry
-from loopml.api.services.tables import spool_folder
 from loopml.auth.service import revoke_token, server_token
 from loopml.core.auth import MAX_TOKEN_DAYS, SERVER_USER, ApiToken
 from loopml.data import files
@@ -157,7 +156,7 @@ def run_maintenance(ctx: AppContext) -> None:
     """
     tracking.sweep_lost_runs(ctx.store)
     registry.fail_stale_registrations(ctx.store)
-    files.sweep_spool(spool_folder(ctx))
+    files.sweep_spool(files.spool_folder(ctx.settings))
 
 
 def lifespan(

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -19,6 +20,7 @@ import loopml
 from loopml.cli.main import app as cli
 from loopml.client import Client
 from loopml.core.errors import NotFoundError, ValidationError
+from loopml.core.predictions import BatchResult
 from loopml.data import lake
 from loopml.predictions.batch import score_table
 from loopml.registry.packages import fetch_package
@@ -162,6 +164,36 @@ def test_the_api_scores_a_table_version_with_a_deployments_model(setup: Setup) -
 
     assert (result.rows, result.version, again.output_version, latest.rows) == (300, 1, 1, 305)
     _check_output(setup, setup.output("scored_api"), setup.frame)
+
+
+def test_the_predict_batch_route_answers_201_and_refuses_unreadable_bodies(
+    setup: Setup,
+) -> None:
+    url = f"{setup.platform.url}/api/v1/projects/default/predict-batch"
+    refused = [
+        {"input": INPUT, "output": "refused"},  # neither a model nor a deployment
+        {"input": INPUT, "output": "refused", "model": "churn/1", "deployment": "churn-x"},
+        {"input": INPUT, "output": "refused", "model": "churn/1", "rows": 3},
+        {"input": INPUT, "output": "Refused", "model": "churn/1"},
+    ]
+    with httpx.Client(timeout=120) as http:
+        answers = [http.post(url, json=body) for body in refused]
+        scored = http.post(url, json={"input": INPUT, "output": "scored_raw", "model": "churn/1"})
+
+    assert [a.status_code for a in answers] == [422] * len(refused)
+    with pytest.raises(NotFoundError):
+        setup.output("refused")
+    assert scored.status_code == 201, scored.text
+    result = BatchResult.model_validate(scored.json())
+    assert (result.rows, result.output, result.model, result.version) == (
+        300,
+        "scored_raw",
+        "churn",
+        1,
+    )
+    _check_output(setup, setup.output("scored_raw"), setup.frame)
+    workdir = setup.ctx.settings.home / "tmp" / "batch"  # the route's scratch folder
+    assert not workdir.exists() or list(workdir.iterdir()) == []
 
 
 def test_a_csv_file_through_the_cli_equals_the_runtime(setup: Setup, tmp_path: Path) -> None:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import AsyncIterator
+from functools import partial
 from typing import Annotated, Any, Literal
 
+import anyio.lowlevel
+import anyio.to_thread
 from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import Field
 
@@ -17,24 +22,35 @@ from loopml.api.schemas.data import (
     TableList,
     table_path,
 )
-from loopml.api.services import tables
+from loopml.api.streaming import pulled_pieces
 from loopml.core.contracts import Contract
+from loopml.core.errors import ServiceUnavailableError
 from loopml.core.housekeeping import MAX_RETENTION_HOURS, CompactReport, VacuumReport
 from loopml.core.ingest import (
     IDEMPOTENCY_KEY_PATTERN,
     JSON_MEDIA_TYPE,
     NDJSON_MEDIA_TYPES,
     RecordsCommit,
+    validate_idempotency_key,
 )
-from loopml.core.lake import COLUMN_DECLARATION_PATTERN, LakeTable, TableCommit
-from loopml.web.context import Actor, Ctx, get_running
+from loopml.core.lake import (
+    COLUMN_DECLARATION_PATTERN,
+    LakeTable,
+    TableCommit,
+    parse_declarations,
+    validate_table_name,
+    validate_write_mode,
+)
+from loopml.core.names import validate_project_name
+from loopml.data import files, housekeeping, lake, records, validation
+from loopml.web.context import Actor, AppContext, Ctx, get_running
 
 PREFIX = "/api/v1/projects/{project}/tables"
 router = APIRouter(
     route_class=StrictJSONRoute, prefix=PREFIX, tags=["tables"], responses=ERROR_RESPONSES
 )
 PROJECT = project_path("The project that owns the tables.")
-# The pattern is declared for the API's document; the service checks it with a message
+# The pattern is declared for the API's document; `parse_declarations` checks it with a message
 # that says what was wrong (an unknown type, a missing ':').
 DeclaredColumn = Annotated[
     str, Field(max_length=320, json_schema_extra={"pattern": COLUMN_DECLARATION_PATTERN})
@@ -76,6 +92,7 @@ _REPLAYED: dict[int | str, dict[str, Any]] = {
         },
     }
 }
+_FILENAME = re.compile(r"""filename\*?=(?:UTF-8'')?"?([^";]{1,255})""", re.IGNORECASE)
 
 
 def _table_path_tail(path: str) -> str | None:
@@ -98,25 +115,33 @@ def is_files_path(path: str) -> bool:
 @router.get("")
 def list_tables(ctx: Ctx, project: str = PROJECT) -> TableList:
     """A project's tables, by name."""
-    return TableList(items=tables.list_(ctx, project))
+    return TableList(items=lake.list_tables(ctx.store, project))
 
 
 @router.post("", status_code=201)
 def create_table(body: TableCreate, ctx: Ctx, actor: Actor, project: str = PROJECT) -> LakeTable:
     """Create a table; with ``columns`` it starts empty at version 0 with that schema."""
-    return tables.create(ctx, project, body.name, body.description, body.column_infos(), actor)
+    return lake.create_table(
+        ctx.store,
+        ctx.artifacts,
+        project,
+        body.name,
+        columns=body.column_infos(),
+        description=body.description,
+        actor=actor,
+    )
 
 
 @router.get("/{table}")
 def get_table(ctx: Ctx, project: str = PROJECT, table: str = TABLE) -> LakeTable:
     """A table: its version, row count and columns."""
-    return tables.get(ctx, project, table)
+    return lake.get_table(ctx.store, ctx.artifacts, project, table)
 
 
 @router.delete("/{table}", status_code=204)
 def delete_table(ctx: Ctx, actor: Actor, project: str = PROJECT, table: str = TABLE) -> Response:
     """Delete a table and its data."""
-    tables.delete(ctx, project, table, actor)
+    lake.delete_table(ctx.store, ctx.artifacts, project, table, actor=actor)
     return Response(status_code=204)
 
 
@@ -128,7 +153,7 @@ def table_history(
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> TableHistory:
     """A table's commits, newest first."""
-    return TableHistory(items=tables.history(ctx, project, table, limit))
+    return TableHistory(items=lake.history(ctx.store, ctx.artifacts, project, table, limit))
 
 
 @router.get("/{table}/head")
@@ -139,7 +164,8 @@ def table_head(
     n: int = Query(default=10, ge=0, le=1000),
 ) -> TableHead:
     """The first ``n`` rows of the latest version."""
-    return tables.head(ctx, project, table, n)
+    columns, rows = lake.head_json(ctx.store, ctx.artifacts, project, table, n)
+    return TableHead(columns=columns, rows=rows)
 
 
 @router.put("/{table}/contract")
@@ -151,7 +177,7 @@ def set_contract(
     Regexes must compile in RE2; a ``quarantine`` contract needs ``<table>__rejected`` to
     be a valid table name (at most 63 characters).
     """
-    return tables.set_contract(ctx, project, table, body, actor)
+    return validation.set_contract(ctx.store, project, table, body, actor=actor)
 
 
 # Alike in shape to a dataset's get, delete and versions routes (routes/datasets.py), kept
@@ -159,13 +185,13 @@ def set_contract(
 @router.get("/{table}/contract")
 def get_contract(ctx: Ctx, project: str = PROJECT, table: str = TABLE) -> Contract:
     """The table's validation contract (404 when it has none)."""
-    return tables.get_contract(ctx, project, table)
+    return validation.get_contract(ctx.store, project, table)
 
 
 @router.delete("/{table}/contract", status_code=204)
 def delete_contract(ctx: Ctx, actor: Actor, project: str = PROJECT, table: str = TABLE) -> Response:
     """Drop the table's validation contract: appends are no longer checked."""
-    tables.delete_contract(ctx, project, table, actor)
+    validation.delete_contract(ctx.store, project, table, actor=actor)
     return Response(status_code=204)
 
 
@@ -183,7 +209,8 @@ def list_reports(
     ),
 ) -> ReportPage:
     """The table's validation reports (one per checked batch), newest first."""
-    return tables.reports(ctx, project, table, limit, cursor)
+    page = validation.reports(ctx.store, project, table, limit=limit, cursor=cursor)
+    return ReportPage(items=page.items, next_cursor=page.next_cursor)
 
 
 @router.post("/{table}/files", status_code=201, openapi_extra=_RAW_BODY)
@@ -215,19 +242,68 @@ async def ingest_file(
     The first file creates the table and fixes its schema; later ones must match it after
     safe casts, or are refused with 422 naming the columns and first offending rows.
     """
-    return await tables.ingest_upload(
+    return await _ingest_upload(
         ctx,
         project,
         table,
         request.stream(),
         format=format,
         mode=mode,
-        filename=tables.filename_of(content_disposition),
+        filename=_filename_of(content_disposition),
         content_type=request.headers.get("content-type"),
         actor=actor,
         strict=strict,
         columns=column,
     )
+
+
+def _filename_of(content_disposition: str | None) -> str | None:
+    """The client's file name, used only for its extension (never as a path)."""
+    found = _FILENAME.search(content_disposition or "")
+    return found.group(1) if found else None
+
+
+async def _ingest_upload(
+    ctx: AppContext,
+    project: str,
+    table: str,
+    body: AsyncIterator[bytes],
+    *,
+    format: str | None,
+    mode: str,
+    filename: str | None,
+    content_type: str | None,
+    actor: str,
+    strict: bool,
+    columns: list[str],
+) -> TableCommit:
+    """Read a streamed upload with Arrow as it arrives (Parquet: once spooled) and commit
+    it to the table; ``columns`` (``NAME:TYPE`` each) are read with those types."""
+    validate_project_name(project)
+    validate_table_name(table)
+    write_mode = validate_write_mode(mode)
+    declared = parse_declarations(columns)
+    fmt = files.infer_format(format, filename=filename, content_type=content_type)
+    limit = ctx.settings.server.max_upload_bytes
+    folder = files.spool_folder(ctx.settings)
+    chunks = pulled_pieces(body, anyio.lowlevel.current_token())
+
+    def work() -> TableCommit:
+        with files.read_stream(chunks, fmt, folder, limit, declared) as reader:
+            return lake.ingest_arrow(
+                ctx.store,
+                ctx.artifacts,
+                project,
+                table,
+                reader,
+                mode=write_mode,
+                actor=actor,
+                lake_settings=ctx.settings.lake,
+                strict=strict,
+                declared=[c.name for c in declared],
+            )
+
+    return await anyio.to_thread.run_sync(work)
 
 
 @router.post("/{table}/records", status_code=201, openapi_extra=_RECORDS_BODY, responses=_REPLAYED)
@@ -253,16 +329,29 @@ async def append_records(
     each post lands whole or not at all. The first post creates the table and fixes its
     schema; a post that does not fit it is refused with 422 naming the columns.
     """
-    result = await tables.append_records(
-        ctx,
-        get_running(request).records,
-        project,
-        table,
-        request,
-        content_type=request.headers.get("content-type"),
-        key=idempotency_key,
-        actor=actor,
+    batcher = get_running(request).records
+    content_type = request.headers.get("content-type")
+    validate_project_name(project)
+    validate_table_name(table)
+    records.media_kind(content_type)
+    if idempotency_key is not None:
+        validate_idempotency_key(idempotency_key)
+    if batcher is None:
+        raise ServiceUnavailableError(
+            "record ingest is not running: the server has not started, or is stopping"
+        )
+    body = await request.body()
+    post = await anyio.to_thread.run_sync(
+        partial(
+            records.read_post,
+            body,
+            content_type,
+            key=idempotency_key,
+            max_records=ctx.settings.lake.records_max_per_post,
+            schema=batcher.schema_hint(project, table),
+        )
     )
+    result = await batcher.append(project, table, post, actor=actor)
     if result.replayed:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
@@ -274,7 +363,7 @@ def compact_table(
     ctx: Ctx, actor: Actor, project: str = PROJECT, table: str = TABLE
 ) -> CompactReport:
     """Rewrite the table's small files into large ones, as a new version with the same rows."""
-    return tables.compact(ctx, project, table, actor)
+    return housekeeping.compact(ctx.store, ctx.artifacts, project, table, actor=actor)
 
 
 @router.post("/{table}/vacuum")
@@ -294,4 +383,13 @@ def vacuum_table(
     dry_run: bool = Query(default=False, description="Report what would be freed; free nothing."),
 ) -> VacuumReport:
     """Free the storage of old versions beyond the retention, except referenced versions."""
-    return tables.vacuum(ctx, project, table, retention_hours, dry_run, actor)
+    return housekeeping.vacuum(
+        ctx.store,
+        ctx.artifacts,
+        project,
+        table,
+        retention_hours=retention_hours,
+        dry_run=dry_run,
+        actor=actor,
+        settings=ctx.settings.lake,
+    )
