@@ -30,11 +30,15 @@ def _bodies(start: int, n: int) -> list[bytes]:
 
 
 def test_consumers_are_started_restarted_paused_and_stopped(
-    store: MetadataStore, project: str, broker: Broker, tmp_path: Path, database_url: str
+    store: MetadataStore,
+    project: str,
+    broker: Broker,
+    tmp_path: Path,
+    migrated_database_url: str,
 ) -> None:
     settings = Settings(
         home=tmp_path / "home",
-        database={"url": database_url},
+        database={"url": migrated_database_url},  # the store's own
         artifacts={"root": str(tmp_path / "artifacts")},
     )
     stream = service.create(
@@ -79,11 +83,15 @@ def test_consumers_are_started_restarted_paused_and_stopped(
 
 
 def test_an_applied_update_restarts_the_consumer_with_it(
-    store: MetadataStore, project: str, broker: Broker, tmp_path: Path, database_url: str
+    store: MetadataStore,
+    project: str,
+    broker: Broker,
+    tmp_path: Path,
+    migrated_database_url: str,
 ) -> None:
     settings = Settings(
         home=tmp_path / "home",
-        database={"url": database_url},
+        database={"url": migrated_database_url},  # the store's own
         artifacts={"root": str(tmp_path / "artifacts")},
     )
     where = f"source: '{broker.source}'\n" + (
