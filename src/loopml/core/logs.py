@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from loopml.core.disk import is_disk_full
-from loopml.core.errors import ValidationError
+from loopml.core.errors import DiskFullError, ValidationError
 
 LEVELS: dict[str, int] = {
     "debug": logging.DEBUG,
@@ -193,6 +194,45 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+class DiskFullBrief(logging.Filter):
+    """A record that carries a full disk's error says so in one line, without its
+    traceback, and the same line is let through once a minute at most: on a full disk every
+    background loop (the reconciler, the monitor, housekeeping) fails each round, and a
+    traceback a round would bury the one thing to do, free space. Other records pass as
+    they are."""
+
+    every_s: ClassVar[float] = 60.0
+    _last: ClassVar[dict[tuple[str, str], float]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not getattr(record, "disk_full", False):
+            if error is None or not is_disk_full(error):
+                return True
+            key = (record.name, str(record.msg))
+            now = time.monotonic()
+            last = DiskFullBrief._last.get(key)
+            if last is not None and now - last < self.every_s:
+                return False
+            DiskFullBrief._last[key] = now
+            record.msg = f"{record.getMessage()}: {_disk_full_reason(error)}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+            record.disk_full = True  # the next handler sees it already brief
+        return True
+
+
+def _disk_full_reason(error: BaseException) -> str:
+    """The loopml message of the full disk in ``error``'s chain, else the error itself."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, DiskFullError):
+            return seen.message
+        seen = seen.__cause__ or seen.__context__
+    return f"the disk is full ({error})"
+
+
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 """The text form of a record in the server's log file: its level word comes within the
 first characters, where ``level_of`` looks, and a traceback's lines continue it."""
@@ -306,12 +346,15 @@ def logging_config(
             "max_bytes": file.max_bytes,
             "backups": file.backups,
         }
+    for handler in handlers.values():
+        handler["filters"] = ["disk_full"]
     access: dict[str, Any] = {"level": number, "propagate": True}
     if not json_lines:
         access = {"handlers": ["access", *kept], "level": number, "propagate": False}
     return {
         "version": 1,
         "disable_existing_loggers": False,
+        "filters": {"disk_full": {"()": DiskFullBrief}},
         "formatters": formatters,
         "handlers": handlers,
         "loggers": {

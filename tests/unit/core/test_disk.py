@@ -123,3 +123,43 @@ def test_the_server_log_drops_and_counts_records_with_one_line_per_full_spell(
         f"loopml: the server log {handler.baseFilename} is written again",
     ]
     assert len(disk.lines) == 2
+
+
+def test_a_background_loops_full_disk_is_one_brief_line_a_minute() -> None:
+    """What the reconciler logged on a full disk, round after round: its traceback. The
+    server's handlers now say it in one line, once a minute, and keep other tracebacks."""
+    import io
+
+    from loopml.core.logs import DiskFullBrief
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(DiskFullBrief())
+    logger = logging.getLogger("loopml.test_disk_brief")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        for _ in range(3):
+            try:
+                try:
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                except OSError as exc:
+                    raise disk_full("the change", "/home/loopml.db", store="database") from exc
+            except DiskFullError:
+                logger.exception("deployment %s: could not record its status", "a/b")
+        try:
+            raise RuntimeError("something else")
+        except RuntimeError:
+            logger.exception("another failure")
+    finally:
+        logger.removeHandler(handler)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == (
+        "deployment a/b: could not record its status: the disk holding /home/loopml.db is "
+        "full: the change was not written; free space on it and retry (nothing already "
+        "stored was changed)"
+    )
+    assert lines[1] == "another failure"
+    assert lines[2] == "Traceback (most recent call last):"
+    assert "RuntimeError: something else" in lines
+    assert sum("could not record" in line for line in lines) == 1
