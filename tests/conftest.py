@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,6 +49,26 @@ def missing_service(what: str) -> None:
     if services_required():
         pytest.fail(f"{what} is required (LOOPML_REQUIRE_SERVICES=1) but unavailable")
     pytest.skip(f"{what} unavailable")
+
+
+@contextmanager
+def small_disk(folder: Path, size: str) -> Iterator[Path]:
+    """``folder`` (made) as a tmpfs of ``size`` ("40m"), for full-disk tests; unmounted on
+    the way out. Mounting needs root: skipped without it, failed under
+    ``LOOPML_REQUIRE_SERVICES=1``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        missing_service(f"a {size} tmpfs (mount needs root): {mounted.stderr}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 def free_port() -> int:

@@ -7,7 +7,6 @@ stored before is changed, and once space is freed everything works again without
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import missing_service
+from tests.conftest import small_disk
 from tests.unit.deploy.deploy_support import instances
 
 from .conftest import RunningServer, log_cancer_model, running_server
@@ -30,20 +29,8 @@ CSV = "id,amount\n" + "".join(f"{i},{i * 0.5}\n" for i in range(500))
 
 @pytest.fixture
 def small_home(tmp_path: Path) -> Iterator[Path]:
-    home = tmp_path / "home"
-    home.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(home)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        missing_service(f"a 40 MB tmpfs for LOOPML_HOME (mount needs root): {mounted.stderr}")
-    try:
+    with small_disk(tmp_path / "home", "40m") as home:
         yield home
-    finally:
-        subprocess.run(["umount", "-l", str(home)], check=False)
 
 
 def _fill(home: Path) -> Path:

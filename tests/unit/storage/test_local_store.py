@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import resource
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 
 from loopml.core.errors import ConflictError, DiskFullError, ServiceUnavailableError
 from loopml.storage import LocalArtifactStore
-from tests.conftest import missing_service
+from tests.conftest import small_disk
 
 MiB = 1024 * 1024
 
@@ -50,17 +49,7 @@ def test_disk_failure_mid_write_removes_the_temp_file(tmp_path: Path, file_size_
 def test_a_full_disk_refuses_the_write_naming_the_root_and_keeps_the_old_object(
     tmp_path: Path,
 ) -> None:
-    root = tmp_path / "root"
-    root.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(root)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        missing_service(f"a 2 MB tmpfs (mount needs root): {mounted.stderr}")
-    try:
+    with small_disk(tmp_path / "root", "2m") as root:
         store = LocalArtifactStore(root)
         store.write_bytes("model.bin", b"old")
         chunks = (b"x" * (256 * 1024) for _ in range(12))
@@ -76,8 +65,6 @@ def test_a_full_disk_refuses_the_write_naming_the_root_and_keeps_the_old_object(
         assert store.read_bytes("model.bin") == b"old"
         store.write_bytes("model.bin", b"new")  # the space is back: no restart, no cleanup
         assert store.read_bytes("model.bin") == b"new"
-    finally:
-        subprocess.run(["umount", "-l", str(root)], check=False)
 
 
 def test_delete_prunes_empty_folders(tmp_path: Path) -> None:
