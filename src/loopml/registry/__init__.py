@@ -31,6 +31,7 @@ from loopml.registry.service import set_version_tag as set_version_tag
 from loopml.registry.service import update_model as update_model
 from loopml.registry.service import update_version as update_version
 from loopml.registry.stages import latest_versions as latest_versions
+from loopml.registry.stages import latest_versions_of as latest_versions_of
 from loopml.registry.stages import transition_stage as transition_stage
 from loopml.registry.versions import delete_model as delete_model
 from loopml.registry.versions import delete_version as delete_version

@@ -5,6 +5,8 @@ deletion, lineage and garbage collection are in ``versions``, ``lineage`` and ``
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from loopml.core.errors import ValidationError
 from loopml.core.mlflow_filter import FilterClause, FilterOrder
 from loopml.core.refs import ModelRef
@@ -84,15 +86,6 @@ def get_model(store: MetadataStore, project: str, name: str) -> RegisteredModel:
     """One registered model, or ``NotFoundError``."""
     with store.session() as session:
         return models.get(session, project, name)
-
-
-def model_with_newest(
-    store: MetadataStore, project: str, name: str
-) -> tuple[RegisteredModel, list[ModelVersion]]:
-    """One registered model and its newest version (none when it has none yet)."""
-    with store.session() as session:
-        model = models.get(session, project, name)
-        return model, model_versions.list_(session, project, name, limit=1).items
 
 
 def update_model(
@@ -208,6 +201,15 @@ def resolve_in_project(store: MetadataStore, project: str, ref: str) -> ModelVer
             details={"field": "ref"},
         )
     return resolve(store, project, parsed)
+
+
+def package_sources(
+    store: MetadataStore, logged_model_ids: Collection[str]
+) -> dict[str, tuple[str, str]]:
+    """The run and folder of each logged model (by id) in one query: what a page of versions
+    names as its source. An id whose run was deleted is left out."""
+    with store.session() as session:
+        return lineage.package_paths(session, logged_model_ids)
 
 
 def package_location(store: MetadataStore, logged_model_id: str) -> LoggedModelInfo:

@@ -7,6 +7,7 @@ so hold the write lock), so two concurrent registrations get 1 and 2, never the 
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from datetime import timedelta
 
 from sqlalchemy import func, select, update
@@ -20,6 +21,7 @@ from loopml.core.types import Page
 from loopml.store import events
 from loopml.store._checks import check_actor, check_limit, check_text
 from loopml.store._registry import (
+    chunks,
     model_row,
     version_row,
     version_to_domain,
@@ -268,3 +270,44 @@ def fail_stale_pending(session: Session, *, older_than: timedelta, actor: str) -
             actor=actor,
         )
     return len(stale)
+
+
+def newest_in_stages(
+    session: Session, model_ids: Sequence[str], stage_aliases: Collection[str]
+) -> dict[str, list[ModelVersion]]:
+    """MLflow's ``latest_versions`` of many models at once: for each model (by id), the
+    versions its ``stage_aliases`` point at and its newest version holding none of them, in
+    4 queries a chunk of models. A model with no version has an empty list."""
+    found: dict[str, list[ModelVersion]] = {model_id: [] for model_id in model_ids}
+    for part in chunks(list(model_ids)):
+        staged = select(ModelAliasRow.version_id).where(
+            ModelAliasRow.version_id == ModelVersionRow.id,
+            ModelAliasRow.alias.in_(list(stage_aliases)),
+        )
+        unstaged = session.execute(
+            select(ModelVersionRow.model_id, func.max(ModelVersionRow.version))
+            .where(ModelVersionRow.model_id.in_(part), ~staged.exists())
+            .group_by(ModelVersionRow.model_id)
+        )
+        wanted = {(model_id, number) for model_id, number in unstaged}
+        aliased = session.execute(
+            select(ModelAliasRow.model_id, ModelVersionRow.version)
+            .join(ModelVersionRow, ModelAliasRow.version_id == ModelVersionRow.id)
+            .where(ModelAliasRow.model_id.in_(part), ModelAliasRow.alias.in_(list(stage_aliases)))
+        )
+        wanted.update(aliased.tuples().all())
+        if not wanted:
+            continue
+        numbers = sorted({number for _, number in wanted})
+        records = [
+            record
+            for record in session.execute(
+                versions_query().where(
+                    ModelVersionRow.model_id.in_(part), ModelVersionRow.version.in_(numbers)
+                )
+            ).tuples()
+            if (record[0].model_id, record[0].version) in wanted
+        ]
+        for record, version in zip(records, versions_to_domain(session, records), strict=True):
+            found[record[0].model_id].append(version)
+    return found

@@ -29,7 +29,7 @@ from loopml.core.errors import NotFoundError, ValidationError
 from loopml.core.keys import join_key, validate_key
 from loopml.core.mlflow_filter import parse_mlflow_filter, parse_mlflow_order
 from loopml.core.mlflow_models import parse_stage
-from loopml.core.registry import ModelVersion, VersionStatus
+from loopml.core.registry import ModelVersion, RegisteredModel, VersionStatus
 from loopml.core.runs import LoggedModel
 from loopml.registry import service
 from loopml.train.tracking import mlflow_records
@@ -56,6 +56,21 @@ def _version_json(ctx: AppContext, version: ModelVersion) -> dict[str, Any]:
     return convert.model_version(version, _source(ctx, version))
 
 
+def _versions_json(ctx: AppContext, versions: list[ModelVersion]) -> list[dict[str, Any]]:
+    """Many versions at once, their sources looked up in one query."""
+    sources = service.package_sources(ctx.store, [v.logged_model_id for v in versions])
+    out = []
+    for version in versions:
+        found = sources.get(version.logged_model_id)
+        if found is None:
+            out.append(_version_json(ctx, version))  # its own lookup says what is missing
+            continue
+        run_id, path = found
+        source = f"{convert.run_artifact_uri(run_id)}/{path}"
+        out.append(convert.model_version(version, source))
+    return out
+
+
 def _number(version: str | int) -> int:
     try:
         return int(version)
@@ -74,11 +89,21 @@ def create_model(
 
 
 def get_model(ctx: AppContext, project: str, name: str) -> dict[str, Any]:
-    """``registered-models/get``, with its newest version as ``latest_versions``."""
-    model, newest = service.model_with_newest(ctx.store, project, name)
-    body = convert.registered_model(model)
-    body["latest_versions"] = [_version_json(ctx, v) for v in newest]
-    return {"registered_model": body}
+    """``registered-models/get``, with ``latest_versions`` as MLflow gives them: the version
+    in each stage and the newest in none (``registry.latest_versions_of``)."""
+    return {"registered_model": _models_json(ctx, [service.get_model(ctx.store, project, name)])[0]}
+
+
+def _models_json(ctx: AppContext, models: list[RegisteredModel]) -> list[dict[str, Any]]:
+    latest = registry.latest_versions_of(ctx.store, models)
+    every = [v for m in models for v in latest[m.name]]
+    shown = iter(_versions_json(ctx, every))
+    out = []
+    for model in models:
+        body = convert.registered_model(model)
+        body["latest_versions"] = [next(shown) for _ in latest[model.name]]
+        out.append(body)
+    return out
 
 
 def update_model(
@@ -105,7 +130,7 @@ def search_models(ctx: AppContext, project: str, search: RegistrySearch) -> dict
         limit=min(search.max_results, MAX_PAGE),
         page_token=search.page_token,
     )
-    found = [convert.registered_model(m) for m in page.items]
+    found = _models_json(ctx, list(page.items))
     return {"registered_models": found, "next_page_token": page.next_cursor}
 
 
@@ -249,7 +274,7 @@ def search_versions(ctx: AppContext, project: str, search: RegistrySearch) -> di
         limit=min(search.max_results, MAX_PAGE),
         page_token=search.page_token,
     )
-    items = [_version_json(ctx, v) for v in page.items]
+    items = _versions_json(ctx, list(page.items))
     return {"model_versions": items, "next_page_token": page.next_cursor}
 
 

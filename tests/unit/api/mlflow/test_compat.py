@@ -175,6 +175,17 @@ def test_stages_are_aliases_and_production_goes_through_the_gate(http: TestClien
     _gate_passed(http, "churn", 2)
     move("2", "Production", archive=True)
     assert latest() == [("3", "None"), ("2", "Production"), ("1", "Archived")]
+    _post(http, "registered-models/create", {"name": "empty"})
+    got = _get(http, "registered-models/get", name="churn")["registered_model"]
+    searched = _get(http, "registered-models/search", max_results=10)["registered_models"]
+    assert [m["name"] for m in searched] == ["churn", "empty"]
+    assert searched[1]["latest_versions"] == []
+    for shown in (got, searched[0]):
+        listed = shown["latest_versions"]
+        assert [(v["version"], v["current_stage"]) for v in listed] == latest()
+        for v in listed:  # each as model-versions/get shows it, source included
+            one = _get(http, "model-versions/get", name="churn", version=v["version"])
+            assert v == one["model_version"]
     assert move("1", "None")["model_version"]["current_stage"] == "None"
     assert move("1", "Released", 400)["error_code"] == "INVALID_PARAMETER_VALUE"
     events = http.get("/api/v1/events", params={"type": "model.alias.*", "limit": 100})
