@@ -1,14 +1,18 @@
-"""The free space of the disk holding ``LOOPML_HOME``, and the writes refused for lack of
+"""The free space of the disks the platform writes to, and the writes refused for lack of
 it, on the platform's ``/metrics``:
 
 | metric | labels |
 |---|---|
-| ``loopml_disk_free_bytes`` | path (``home``): bytes free to the server, read per scrape |
+| ``loopml_disk_free_bytes`` | path (``home``, ``artifacts``, ``database``): free, per scrape |
 | ``loopml_disk_size_bytes`` | path: the filesystem's size |
 | ``loopml_disk_full_refusals_total`` | store: writes refused because the disk was full |
 
 The stores: ``lake``, ``database``, ``artifacts``, ``spool`` (uploads), ``prediction_log``
 and ``log`` (the server's log file).
+
+``home`` is always watched; the artifact root (lake tables, models, uploads) and a SQLite
+database get a path of their own when they lie on another filesystem than the home
+(``watched``), so an operator who put them on a disk of their own sees that disk fill.
 
 A request refused with ``DiskFullError`` counts once under the store that refused it; the
 prediction log counts the rows it dropped, the server's log file the records it dropped.
@@ -20,6 +24,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -27,11 +32,39 @@ from prometheus_client.registry import Collector
 from loopml.core.logs import PrivateRotatingFileHandler
 
 
+def watched(home: Path, artifact_uri: str, database_url: str) -> dict[str, Path]:
+    """The folders whose disks ``/metrics`` reports: the home, and the local artifact root
+    and the SQLite database's folder where each lies on a filesystem of its own (an S3
+    root or a PostgreSQL database is not this machine's disk)."""
+    paths = {"home": home}
+    devices = {_device(home)}
+    candidates = []
+    if artifact_uri.startswith("file://"):
+        candidates.append(("artifacts", Path(unquote(urlsplit(artifact_uri).path))))
+    if database_url.startswith("sqlite:///"):
+        file = database_url.removeprefix("sqlite:///").split("?", 1)[0]
+        if file and file != ":memory:":
+            candidates.append(("database", Path(file).parent))
+    for label, path in candidates:
+        device = _device(path)
+        if device is not None and device not in devices:
+            paths[label] = path
+            devices.add(device)
+    return paths
+
+
+def _device(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_dev
+    except OSError:
+        return None
+
+
 class DiskSpace(Collector):
     """The disk gauges and the refusals counter, for a ``CollectorRegistry``.
 
     Args:
-        paths: label → a folder on the disk to watch (``{"home": settings.home}``).
+        paths: label → a folder on the disk to watch (``watched(...)``).
     """
 
     def __init__(self, paths: Mapping[str, Path]) -> None:

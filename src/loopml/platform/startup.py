@@ -27,7 +27,7 @@ from loopml.data.streams.metrics import StreamCollector
 from loopml.data.streams.supervisor import StreamSupervisor
 from loopml.deploy import Serving
 from loopml.deploy.gateways import FrontDoor, GatewayProcesses
-from loopml.monitor.disk import DiskSpace
+from loopml.monitor.disk import DiskSpace, watched
 from loopml.pipelines.automation import AutomationEngine, AutomationThread
 from loopml.pipelines.worker import Worker, WorkerConfig, WorkerThread, server_url
 from loopml.platform.gateway_link import GatewayLink
@@ -174,7 +174,7 @@ def lifespan(
         await serving.start()
         records = RecordBatcher(ctx.store, ctx.artifacts, ctx.settings.lake)
         running.records = records
-        disk = DiskSpace({"home": ctx.settings.home})
+        disk = DiskSpace(watched(ctx.settings.home, ctx.artifacts.uri, ctx.settings.database_url))
         running.disk = disk  # counts the requests refused with DiskFullError
         serving.gateway.metrics.registry.register(disk)
         # Answers through the gateway (and the shadow's) are logged here, in the platform.
