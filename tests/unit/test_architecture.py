@@ -244,7 +244,7 @@ def _lint_imports(tree: Path) -> subprocess.CompletedProcess[str]:
     [
         ("data/__init__.py", "import loopml.platform.app", "Layers"),
         ("serve/oip.py", "import loopml.train.evaluation", "Serving programs"),
-        ("portal/docs.py", "import loopml.api.errors", "The portal calls"),
+        ("portal/docs.py", "import loopml.api.schemas.common", "The portal calls"),
         ("api/mlflow/filters.py", "import loopml.store.runs", "The faces call"),
         ("packaging/_manifest.py", "import loopml.packaging._signature", "No import cycles"),
     ],
