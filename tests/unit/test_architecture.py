@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import re
 import shutil
 import subprocess
 import sys
@@ -106,6 +107,46 @@ def test_orm_rows_stay_in_the_store() -> None:
     assert offenders == [], "ORM rows used outside loopml.store:\n" + "\n".join(offenders)
 
 
+# The schema is the store's own business, so its hint may name the command that upgrades it.
+_STORE_COMMANDS = re.compile(r"`loopml (?!db upgrade`|up --upgrade`)")
+
+
+def _string_literals(path: Path) -> list[tuple[int, str]]:
+    """Each ``(line, text)`` of a module's string literals, an f-string's literal parts as
+    one text; bare string statements (docstrings, attribute docstrings) left out."""
+    tree = ast.parse(path.read_text())
+    skip: set[int] = set()
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant | ast.JoinedStr):
+            skip.add(id(node.value))
+        elif isinstance(node, ast.JoinedStr):
+            parts = [v for v in node.values if isinstance(v, ast.Constant)]
+            skip.update(id(v) for v in parts)
+            found.append((node.lineno, "".join(str(v.value) for v in parts)))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found.append((node.lineno, node.value))
+    return found
+
+
+def test_store_messages_name_no_cli_command() -> None:
+    """What to do next (the CLI command to run) is the layers above's to say: the store
+    raises the errors ``core`` builds and its own strings name no ``loopml`` command but
+    the schema's upgrade. Docstrings may."""
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line} {text!r}"
+        for path in sorted((SRC / "store").rglob("*.py"))
+        for line, text in sorted(_string_literals(path))
+        if _STORE_COMMANDS.search(text)
+    ]
+    assert offenders == [], (
+        "the store's messages name a CLI command; build the message in core (as "
+        "core/promotion.py does) and raise it from the store:\n" + "\n".join(offenders)
+    )
+
+
 def _contracts() -> list[dict[str, Any]]:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     contracts: list[dict[str, Any]] = config["tool"]["importlinter"]["contracts"]
@@ -203,7 +244,7 @@ def _lint_imports(tree: Path) -> subprocess.CompletedProcess[str]:
     [
         ("data/__init__.py", "import loopml.platform.app", "Layers"),
         ("serve/oip.py", "import loopml.train.evaluation", "Serving programs"),
-        ("portal/docs.py", "import loopml.api.errors", "The portal calls"),
+        ("portal/docs.py", "import loopml.api.schemas.common", "The portal calls"),
         ("api/mlflow/filters.py", "import loopml.store.runs", "The faces call"),
         ("packaging/_manifest.py", "import loopml.packaging._signature", "No import cycles"),
     ],

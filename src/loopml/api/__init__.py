@@ -1,3 +1,3 @@
 """The HTTP API: one router per resource (``routes``), request and response bodies
-(``schemas``), HTTP-side glue (``services``), the request guards and error mapping, and the
-MLflow REST layer (``mlflow``). ``loopml.platform`` builds the app that mounts them."""
+(``schemas``) and the MLflow REST layer (``mlflow``); nothing else. ``loopml.platform``
+builds the app that mounts them, with its guards and error mapping."""

@@ -281,3 +281,12 @@ class Firing(_Frozen):
     reason: str | None = None
     event_id: int | None = None
     payload: dict[str, Any] | None = None
+
+
+def schedule_taken(project: str, name: str) -> str:
+    """The message refusing a second schedule of ``name`` in ``project``, with the ways to
+    change the one there is."""
+    return (
+        f"schedule {name!r} already exists in project {project!r}: pick another name, "
+        "or change it with `loopml schedules` pause/resume or the PATCH route"
+    )

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from loopml.core.errors import ValidationError
+from loopml.core.errors import NotFoundError, ValidationError
 
 CODESET_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 CODESET_REF_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}(@[1-9][0-9]{0,8})?$")
@@ -183,3 +183,12 @@ def push_target(payload: dict[str, Any]) -> tuple[str | None, str | None]:
     if after == ZERO_COMMIT:
         return branch, None
     return branch, validate_commit(after.lower())
+
+
+def codeset_not_found(project: str, name: str) -> NotFoundError:
+    """The error for a codeset the project does not have, with the command that registers one."""
+    return NotFoundError(
+        f"codeset {name!r} not found in project {project!r}: register it first with "
+        "`loopml codesets register NAME PATH`",
+        details={"project": project, "codeset": name},
+    )

@@ -29,7 +29,7 @@ from pydantic import (
     StrictStr,
 )
 
-from loopml.core.errors import ValidationError
+from loopml.core.errors import ConflictError, NotFoundError, ValidationError
 from loopml.core.lake import ColumnInfo
 from loopml.core.numbers import WholeInt
 
@@ -397,3 +397,35 @@ class DatasetDetail(Dataset):
 
     versions: list[DatasetVersionInfo]
     next_cursor: str | None = None
+
+
+def dataset_not_found(name: str) -> NotFoundError:
+    """The error for a dataset the project does not have, with the command that creates it."""
+    return NotFoundError(
+        f"dataset {name!r} not found: create it with `loopml datasets create {name} --from TABLE`",
+        details={"dataset": name},
+    )
+
+
+def version_not_found(name: str, version: int | None) -> NotFoundError:
+    """The error for a version ``name`` does not have (``None``: it has none at all), with
+    the command that lists its versions."""
+    shown = "any version" if version is None else f"version {version}"
+    return NotFoundError(
+        f"dataset {name!r} has no {shown}: `loopml datasets show {name}` lists its versions",
+        details={"dataset": name, "version": version},
+    )
+
+
+def split_conflict(name: str, version: int, frozen: DatasetSplit) -> ConflictError:
+    """The refusal of another split for ``name@version``, whose split is ``frozen``."""
+    spec = frozen.spec
+    shown = f"eval_fraction {spec.eval_fraction}, seed {spec.seed}"
+    shown += f", stratify {spec.stratify!r}" if spec.stratify else ""
+    return ConflictError(
+        f"{name}@{version} already has a frozen split ({shown}); a split never changes, so "
+        f"that models stay comparable on the same eval set (eval_hash "
+        f"{frozen.eval_hash[:12]}). Make a new version with the split you want: "
+        f"`loopml datasets create {name} --from ... --split ...`",
+        details={"dataset": name, "version": version, "split": spec.model_dump()},
+    )

@@ -1,7 +1,7 @@
 """The one error hierarchy of loopml.
 
 Every error a user can cause or meet is a ``LoopmlError`` subclass that carries its HTTP
-status and a stable ``code``. ``api/errors.py`` turns any of them into the same JSON body
+status and a stable ``code``. ``platform/errors.py`` turns any of them into the same JSON body
 (``{"error": {"code", "message", "details"}}``) and ``client/`` rebuilds the same class from
 that body, so ``except NotFoundError`` works the same in-process and over HTTP.
 """

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
-from loopml.core.errors import ValidationError
+from loopml.core.errors import NotFoundError, ValidationError
 from loopml.core.lake import TABLE_NAME_PATTERN
 
 VIEW_NAME_PATTERN = TABLE_NAME_PATTERN
@@ -277,3 +277,12 @@ class SkewReport(BaseModel):
     rows_compared: int
     tolerance: float
     features: list[FeatureSkew]
+
+
+def view_not_found(project: str, name: str) -> NotFoundError:
+    """The error for a feature view the project does not have, with the command that adds one."""
+    return NotFoundError(
+        f"feature view {name!r} not found in project {project!r}: apply its spec first "
+        "with `loopml features apply FILE`",
+        details={"project": project, "view": name},
+    )

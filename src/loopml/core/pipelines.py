@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from loopml.core.errors import ValidationError
+from loopml.core.errors import NotFoundError, ValidationError
 
 PIPELINE_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 STEP_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -262,3 +262,12 @@ class PipelineRun(_Frozen):
 
 CURSOR_PATTERN = re.compile(r"^[0-9]{1,17}-[0-9a-f]{32}$")
 """A runs cursor: the last run's creation time (microseconds) and id."""
+
+
+def pipeline_not_found(project: str, name: str) -> NotFoundError:
+    """The error for a pipeline the project does not have, with the command that adds one."""
+    return NotFoundError(
+        f"pipeline {name!r} not found in project {project!r}: apply its spec first with "
+        "`loopml pipelines apply FILE`",
+        details={"project": project, "pipeline": name},
+    )

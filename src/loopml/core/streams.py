@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
-from loopml.core.errors import ValidationError
+from loopml.core.errors import NotFoundError, ValidationError
 from loopml.core.features import validate_view_name
 from loopml.core.lake import TABLE_NAME_PATTERN, validate_table_name
 
@@ -388,3 +388,11 @@ def decode_ids(ranges: Iterable[Iterable[int]]) -> set[Position]:
 def above_floor(ids: Iterable[Position], floor: Position | None) -> set[Position]:
     """The ids above ``floor`` (all of them when there is none)."""
     return set(ids) if floor is None else {i for i in ids if i > floor}
+
+
+def stream_not_found(project: str, name: str) -> NotFoundError:
+    """The error for a stream the project does not have, with the command that lists them."""
+    return NotFoundError(
+        f"stream {name!r} not found in project {project!r}: see `loopml streams list`",
+        details={"project": project, "stream": name},
+    )

@@ -14,7 +14,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict
 
 from loopml.core.contracts import REJECTED_SUFFIX
-from loopml.core.errors import ValidationError
+from loopml.core.errors import NotFoundError, ValidationError
 from loopml.core.lake import TABLE_NAME_PATTERN, WriteMode, validate_table_name
 
 TRANSFORM_NAME_PATTERN = TABLE_NAME_PATTERN
@@ -203,3 +203,12 @@ class TransformLineage(BaseModel):
 # A cursor carries the last run's time and id, so any well-formed one is a valid position
 # (a deleted run's too): "<microseconds since the epoch>-<id>".
 CURSOR_PATTERN = re.compile(r"^[0-9]{1,17}-[0-9a-f]{32}$")
+
+
+def transform_not_found(project: str, name: str) -> NotFoundError:
+    """The error for a transform the project does not have, with the command that defines one."""
+    return NotFoundError(
+        f"transform {name!r} not found in project {project!r}: define it with "
+        "`loopml transforms apply NAME --sql ... --into TABLE`",
+        details={"project": project, "transform": name},
+    )

@@ -48,6 +48,7 @@ from loopml.core.datasets import (
     Part,
     SourceTable,
     SplitSpec,
+    split_conflict,
     validate_dataset_name,
 )
 from loopml.core.errors import NotFoundError
@@ -372,7 +373,7 @@ def split_version(
     if version.split is not None:
         if version.split.spec == spec:
             return DatasetVersionResult(**version.model_dump(), created=False)
-        raise datasets.split_conflict(version.dataset, version.version, version.split)
+        raise split_conflict(version.dataset, version.version, version.split)
     _, rows, _ = load_verified(artifacts, version, "all")
     with store.session() as session:
         project_id = projects.get(session, project).id

@@ -12,9 +12,6 @@ from fastapi import Depends, FastAPI
 
 from loopml._version import __version__
 from loopml.api import mlflow
-from loopml.api.csrf import CrossSiteGuardMiddleware
-from loopml.api.errors import install_error_handlers
-from loopml.api.guard import GuardConfig, RequestGuardMiddleware, is_inference_path
 from loopml.api.routes import (
     artifacts,
     auth,
@@ -44,7 +41,10 @@ from loopml.api.routes import (
 from loopml.auth.cache import TokenCache
 from loopml.auth.install import load_or_create_secret
 from loopml.auth.ratelimit import FailureLimiter
+from loopml.platform.csrf import CrossSiteGuardMiddleware
+from loopml.platform.errors import install_error_handlers
 from loopml.platform.gateway_link import GatewayLink
+from loopml.platform.guard import GuardConfig, RequestGuardMiddleware, is_inference_path
 from loopml.platform.serving_auth import ServingAuthMiddleware
 from loopml.platform.startup import build_context, build_serving, lifespan
 from loopml.portal import install as install_portal

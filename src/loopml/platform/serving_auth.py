@@ -29,12 +29,12 @@ from collections.abc import Callable
 import anyio.to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from loopml.api.guard import send_error
 from loopml.auth import service
 from loopml.auth.cache import TokenCache
 from loopml.auth.permissions import DEPLOYMENT, Action, Rule
 from loopml.auth.ratelimit import FailureLimiter
 from loopml.core.errors import LoopmlError, UnauthenticatedError
+from loopml.platform.guard import send_error
 from loopml.serve.gateway.metrics import CALLER
 from loopml.serve.gateway.wire import ALLOWED_HEADER, SECRET_HEADER
 

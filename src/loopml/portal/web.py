@@ -10,7 +10,7 @@ authentication off the viewer is the local operator and may do everything, as wi
 Forms post to ``/portal/...`` with a hidden ``csrf_token``: the HMAC of the session's token
 under the install's secret (of ``anonymous`` with authentication off), which a page on
 another origin cannot read. The cross-site guard also refuses those posts from any other
-``Origin`` (``loopml.api.csrf``).
+``Origin`` (``loopml.platform.csrf``).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from loopml.core.codesets import (
     CodesetFile,
     CodesetRegistered,
     CodesetVersion,
+    codeset_not_found,
     validate_codeset_name,
     validate_commit,
 )
@@ -89,11 +90,7 @@ def _require(session: Session, project: str, name: str, *, lock: bool = False) -
     validate_codeset_name(name)
     row = named_row(session, CodesetRow, project_row(session, project).id, name, lock=lock)
     if row is None:
-        raise NotFoundError(
-            f"codeset {name!r} not found in project {project!r}: register it first with "
-            "`loopml codesets register NAME PATH`",
-            details={"project": project, "codeset": name},
-        )
+        raise codeset_not_found(project, name)
     return row
 
 

@@ -23,8 +23,11 @@ from loopml.core.datasets import (
     DatasetVersion,
     DatasetVersionInfo,
     SourceTable,
+    dataset_not_found,
     parse_version,
+    split_conflict,
     validate_dataset_name,
+    version_not_found,
 )
 from loopml.core.errors import ConflictError, NotFoundError, ValidationError
 from loopml.core.lake import ColumnInfo
@@ -113,11 +116,7 @@ def _find(session: Session, project_id: str, name: str, *, lock: bool = False) -
     query = select(DatasetRow).where(DatasetRow.project_id == project_id, DatasetRow.name == name)
     row = session.scalars(query.with_for_update() if lock else query).one_or_none()
     if row is None:
-        raise NotFoundError(
-            f"dataset {name!r} not found: create it with `loopml datasets create {name} "
-            "--from TABLE`",
-            details={"dataset": name},
-        )
+        raise dataset_not_found(name)
     return row
 
 
@@ -133,12 +132,7 @@ def _version_row(session: Session, dataset: DatasetRow, version: int | None) -> 
     )
     row = session.scalars(query).one_or_none()
     if row is None:
-        shown = "any version" if version is None else f"version {version}"
-        raise NotFoundError(
-            f"dataset {dataset.name!r} has no {shown}: `loopml datasets show {dataset.name}` "
-            "lists its versions",
-            details={"dataset": dataset.name, "version": version},
-        )
+        raise version_not_found(dataset.name, version)
     return row
 
 
@@ -391,20 +385,6 @@ def set_split(
         actor=actor,
     )
     return _version(row, project, name), True
-
-
-def split_conflict(name: str, version: int, frozen: DatasetSplit) -> ConflictError:
-    """The refusal of another split for ``name@version``, whose split is ``frozen``."""
-    spec = frozen.spec
-    shown = f"eval_fraction {spec.eval_fraction}, seed {spec.seed}"
-    shown += f", stratify {spec.stratify!r}" if spec.stratify else ""
-    return ConflictError(
-        f"{name}@{version} already has a frozen split ({shown}); a split never changes, so "
-        f"that models stay comparable on the same eval set (eval_hash "
-        f"{frozen.eval_hash[:12]}). Make a new version with the split you want: "
-        f"`loopml datasets create {name} --from ... --split ...`",
-        details={"dataset": name, "version": version, "split": spec.model_dump()},
-    )
 
 
 def delete(session: Session, project: str, name: str, *, actor: str) -> Dataset:

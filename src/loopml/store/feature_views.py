@@ -20,6 +20,7 @@ from loopml.core.features import (
     FeatureViewSpec,
     MaterializedState,
     validate_view_name,
+    view_not_found,
 )
 from loopml.store import events
 from loopml.store._checks import check_actor
@@ -59,11 +60,7 @@ def _require(session: Session, project: str, name: str, *, lock: bool = False) -
     validate_view_name(name)
     row = named_row(session, FeatureViewRow, project_row(session, project).id, name, lock=lock)
     if row is None:
-        raise NotFoundError(
-            f"feature view {name!r} not found in project {project!r}: apply its spec first "
-            "with `loopml features apply FILE`",
-            details={"project": project, "view": name},
-        )
+        raise view_not_found(project, name)
     return row
 
 

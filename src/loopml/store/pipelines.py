@@ -18,6 +18,7 @@ from loopml.core.pipelines import (
     Pipeline,
     PipelineApplied,
     PipelineVersion,
+    pipeline_not_found,
     validate_pipeline_name,
 )
 from loopml.store import events
@@ -68,11 +69,7 @@ def require(session: Session, project: str, name: str) -> tuple[PipelineRow, str
     project_id = project_row(session, project).id
     row = _find(session, project_id, name)
     if row is None:
-        raise NotFoundError(
-            f"pipeline {name!r} not found in project {project!r}: apply its spec first with "
-            "`loopml pipelines apply FILE`",
-            details={"project": project, "pipeline": name},
-        )
+        raise pipeline_not_found(project, name)
     return row, project_id
 
 

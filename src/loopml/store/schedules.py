@@ -19,6 +19,7 @@ from loopml.core.automation import (
     AutomationKind,
     Concurrency,
     Schedule,
+    schedule_taken,
 )
 from loopml.store import automations
 from loopml.store.automations import Kind
@@ -61,10 +62,7 @@ def create(
         NotFoundError: no such project or pipeline.
         AlreadyExistsError: the project has a schedule of that name.
     """
-    taken = (
-        f"schedule {name!r} already exists in project {project!r}: pick another name, "
-        "or change it with `loopml schedules` pause/resume or the PATCH route"
-    )
+    taken = schedule_taken(project, name)
     return automations.create(
         session,
         KIND,

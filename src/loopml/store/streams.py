@@ -23,6 +23,7 @@ from loopml.core.streams import (
     StreamConfig,
     StreamState,
     StreamStats,
+    stream_not_found,
 )
 from loopml.core.streams import validate_stream_name as _check_name
 from loopml.store import events
@@ -87,10 +88,7 @@ def _row(session: Session, project: str, name: str) -> StreamRow:
         select(StreamRow).where(StreamRow.project_id == project_id, StreamRow.name == name)
     ).one_or_none()
     if row is None:
-        raise NotFoundError(
-            f"stream {name!r} not found in project {project!r}: see `loopml streams list`",
-            details={"project": project, "stream": name},
-        )
+        raise stream_not_found(project, name)
     return row
 
 

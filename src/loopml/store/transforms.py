@@ -13,13 +13,14 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from loopml.core.errors import AlreadyExistsError, NotFoundError, ValidationError
+from loopml.core.errors import AlreadyExistsError, ValidationError
 from loopml.core.lake import WriteMode, validate_table_name, validate_write_mode
 from loopml.core.transforms import (
     CURSOR_PATTERN,
     TableVersion,
     Transform,
     TransformRun,
+    transform_not_found,
     validate_description,
     validate_output_table,
     validate_sql_text,
@@ -67,18 +68,10 @@ def _run_to_domain(row: TransformRunRow, project: str, transform: str) -> Transf
     )
 
 
-def _not_found(project: str, name: str) -> NotFoundError:
-    return NotFoundError(
-        f"transform {name!r} not found in project {project!r}: define it with "
-        "`loopml transforms apply NAME --sql ... --into TABLE`",
-        details={"project": project, "transform": name},
-    )
-
-
 def _require(session: Session, project: str, name: str, *, lock: bool = False) -> TransformRow:
     row = named_row(session, TransformRow, projects.get(session, project).id, name, lock=lock)
     if row is None:
-        raise _not_found(project, name)
+        raise transform_not_found(project, name)
     return row
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from loopml.api.route_table import iter_api_routes
 from loopml.auth import service
 from loopml.platform import create_api_app
+from loopml.platform.route_table import iter_api_routes
 from loopml.settings import Settings
 
 from .conftest import MAX_BODY, MAX_UPLOAD

@@ -108,7 +108,7 @@ def test_cross_origin_writes_are_refused(http: TestClient) -> None:
 
 
 def test_inference_paths_take_a_body_without_content_type_as_json() -> None:
-    from loopml.api.guard import is_inference_path
+    from loopml.platform.guard import is_inference_path
 
     assert is_inference_path("/v2/models/churn/infer")
     assert is_inference_path("/deployments/churn/predict")

@@ -115,9 +115,9 @@ def test_control_characters_in_column_names_are_422(
 
 
 def test_every_api_route_reads_json_strictly(http: TestClient) -> None:
-    from loopml.api.route_table import iter_api_routes
     from loopml.api.routes._strict_json import StrictJSONRoute
     from loopml.auth.permissions import MLFLOW_PREFIXES, MLFLOW_PROJECT_ROOT
+    from loopml.platform.route_table import iter_api_routes
 
     routes = list(iter_api_routes(http.app))  # type: ignore[arg-type]
     assert len(routes) > 100

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from loopml.api.route_table import iter_api_routes
 from loopml.auth.permissions import (
     MLFLOW_PREFIXES,
     MLFLOW_PROJECT,
@@ -13,6 +12,7 @@ from loopml.auth.permissions import (
     rule_for,
 )
 from loopml.platform import create_api_app
+from loopml.platform.route_table import iter_api_routes
 from loopml.settings import Settings
 
 

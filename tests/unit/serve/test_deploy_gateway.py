@@ -162,12 +162,12 @@ def test_a_request_refused_before_any_model_is_counted_apart_not_as_a_deployment
 
 
 def test_the_gateways_own_errors_have_the_apis_body_and_v2_paths_the_protocols() -> None:
-    """One shape for loopml's answers (``api/errors.py``); on V2 paths the Open Inference
+    """One shape for loopml's answers (``platform/errors.py``); on V2 paths the Open Inference
     Protocol's ``{"error": "<message>"}``, loopml's code and details beside it."""
     import json
 
-    from loopml.api.errors import error_response as api_error
     from loopml.core.errors import NotFoundError
+    from loopml.platform.errors import error_response as api_error
     from loopml.serve.gateway._requests import error_response
 
     error = NotFoundError("no deployment 'ghost'", details={"deployment": "ghost"})

@@ -25,7 +25,7 @@ class StrictJSONRequest(Request):
         """The body decoded by ``loads_strict`` (cached, like Starlette's).
 
         FastAPI answers the ``JSONDecodeError`` it raises with its 422 ``json_invalid``
-        error, and ``api/errors.py`` keeps the reason in the message.
+        error, and ``platform/errors.py`` keeps the reason in the message.
         """
         if not hasattr(self, "_json"):
             self._json = loads_strict(await self.body())

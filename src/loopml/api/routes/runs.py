@@ -20,7 +20,6 @@ from loopml.api.schemas.tracking import (
     RunUpdate,
     run_id_path,
 )
-from loopml.api.streaming import blocking_chunks
 from loopml.core.keys import KEY_PATTERN, PREFIX_PATTERN
 from loopml.core.runs import KEY_PATTERN as METRIC_KEY_PATTERN
 from loopml.core.runs import LoggedModel, MetricPoint, Run
@@ -28,6 +27,7 @@ from loopml.core.types import Artifact, Page
 from loopml.train import tracking
 from loopml.train.tracking import artifacts as run_artifacts
 from loopml.web.context import Actor, Ctx
+from loopml.web.streaming import blocking_chunks
 
 
 class RunIdConvertor(Convertor[str]):

@@ -22,7 +22,6 @@ from loopml.api.schemas.data import (
     TableList,
     table_path,
 )
-from loopml.api.streaming import pulled_pieces
 from loopml.core.contracts import Contract
 from loopml.core.errors import ServiceUnavailableError
 from loopml.core.housekeeping import MAX_RETENTION_HOURS, CompactReport, VacuumReport
@@ -44,6 +43,7 @@ from loopml.core.lake import (
 from loopml.core.names import validate_project_name
 from loopml.data import files, housekeeping, lake, records, validation
 from loopml.web.context import Actor, AppContext, Ctx, get_running
+from loopml.web.streaming import pulled_pieces
 
 PREFIX = "/api/v1/projects/{project}/tables"
 router = APIRouter(

@@ -107,7 +107,7 @@ _ERROR_STATUSES = {
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": text} for status, text in _ERROR_STATUSES.items()
 }
-"""Every router documents these answers (see api/errors.py for how they are made)."""
+"""Every router documents these answers (see platform/errors.py for how they are made)."""
 
 
 class _Request(BaseModel):

@@ -35,8 +35,8 @@ from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from loopml.api.guard import send_error
 from loopml.core.errors import PermissionDeniedError
+from loopml.platform.guard import send_error
 
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FORM_TYPES = ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data")

@@ -1,4 +1,4 @@
-"""Request bodies streamed into blocking writers."""
+"""Request bodies streamed into blocking readers and writers: the API routes that take uploads."""
 
 from __future__ import annotations
 
