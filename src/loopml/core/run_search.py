@@ -21,6 +21,7 @@ from loopml.core.types import Page
 
 FilterKind = Literal["metric", "param", "tag"]
 Operator = Literal["=", "!=", "<", "<=", ">", ">="]
+TextOperator = Literal["=", "!=", "<", "<=", ">", ">=", "LIKE", "ILIKE"]
 OrderKind = Literal["metric", "param", "tag", "attribute"]
 Attribute = Literal["start_time", "end_time", "name", "status"]
 Include = Literal["params", "metrics", "tags"]
@@ -38,7 +39,8 @@ ID_PATTERN = r"^[0-9a-f]{32}$"
 
 _PREFIXES: dict[str, FilterKind] = {"metrics": "metric", "params": "param", "tags": "tag"}
 _FILTER_TEXT = re.compile(
-    r"^\s*(metrics|params|tags)\.([A-Za-z0-9_.\-/]{1,250})\s*(!=|<=|>=|=|<|>)\s*(.{0,6000}?)\s*$"
+    r"^\s*(metrics|params|tags)\.([A-Za-z0-9_.\-/]{1,250})\s*(!=|<=|>=|=|<|>|(?i:i?like)(?=\s))"
+    r"\s*(.{0,6000}?)\s*$"
 )
 _ORDER_TEXT = re.compile(
     r"^\s*(?:(metrics|params|tags|attributes)\.)?([A-Za-z0-9_.\-/]{1,250})\s*(asc|desc)?\s*$",
@@ -58,11 +60,11 @@ class RunFilter(_Spec):
     """
 
     key: str = Field(pattern=KEY_PATTERN, max_length=250)
-    op: Operator
 
     @classmethod
     def parse(cls, text: str) -> MetricFilter | TextFilter:
-        """Read ``metrics.acc >= 0.9``, ``params.model = lgbm`` or ``tags.team = 'risk'``.
+        """Read ``metrics.acc >= 0.9``, ``params.model = lgbm``, ``tags.team = 'risk'`` or
+        ``params.model LIKE 'lgbm%'``.
 
         Raises:
             ValidationError: the text is not of that form.
@@ -71,11 +73,13 @@ class RunFilter(_Spec):
         if match is None:
             raise ValidationError(
                 f"invalid filter {text[:80]!r}: expected '<metrics|params|tags>.<key> <op> "
-                "<value>' with op one of = != < <= > >=, such as 'metrics.acc >= 0.9'",
+                "<value>' with op one of = != < <= > >= (and LIKE, ILIKE for params and "
+                "tags), such as 'metrics.acc >= 0.9'",
                 details={"field": "filter"},
             )
         prefix, key, op, raw = match.groups()
         kind = _PREFIXES[prefix]
+        op = op.upper()
         try:
             if kind == "metric":
                 return MetricFilter.model_validate(
@@ -92,14 +96,17 @@ class MetricFilter(RunFilter):
     """A latest metric compared with a number; NaN never matches."""
 
     kind: Literal["metric"]
+    op: Operator
     value: float = Field(allow_inf_nan=False)
 
 
 class TextFilter(RunFilter):
     """A param or tag compared as text (``<`` and ``>`` compare byte-wise); ``!=`` matches
-    runs that have the key with another value."""
+    runs that have the key with another value. ``LIKE`` (case-sensitive) and ``ILIKE`` take
+    SQL patterns, ``%`` for any characters and ``_`` for one, as MLflow's search does."""
 
     kind: Literal["param", "tag"]
+    op: TextOperator
     value: str = Field(max_length=PARAM_VALUE_MAX)
 
 

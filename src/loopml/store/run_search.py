@@ -91,7 +91,10 @@ def _filter(flt: MetricFilter | TextFilter | NameFilter) -> ColumnElement[bool]:
     if flt.kind == "name":
         return compare(RunRow.name, flt.op, flt.value)
     table = aliased(_TABLES[flt.kind])
-    condition = _OPS[flt.op](table.value, flt.value)
+    if flt.op in ("LIKE", "ILIKE"):
+        condition = compare(table.value, flt.op, flt.value)
+    else:
+        condition = _OPS[flt.op](table.value, flt.value)
     if flt.kind == "metric":
         condition = and_(table.is_nan.is_(False), condition)
     return exists().where(table.run_id == RunRow.id, table.key == flt.key, condition)

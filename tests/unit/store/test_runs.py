@@ -189,6 +189,30 @@ def _count_queries(store: MetadataStore) -> Iterator[list[str]]:
         event.remove(engine, "before_cursor_execute", count)
 
 
+def test_params_and_tags_match_like_and_ilike_on_every_dialect(store: MetadataStore) -> None:
+    """``LIKE`` is case-sensitive and ``ILIKE`` not, ``_`` one character and a backslash a
+    plain one, on SQLite as on PostgreSQL (MLflow's meaning)."""
+    ids = {}
+    for model in ("lgbm", "LGBM-x", "rf", "a\\b"):
+        run = _start(store, "like")
+        _log(store, run.id, params={"model": model}, tags={"team": model.upper()})
+        ids[model] = run.id
+
+    def found(text: str) -> list[str]:
+        spec = RunSearch(experiment="like", filters=[RunFilter.parse(text)])
+        with store.session() as session:
+            page = run_search.search(session, "default", spec)
+        return sorted(model for model, id_ in ids.items() if id_ in {r.id for r in page.items})
+
+    assert found("params.model LIKE 'lg%'") == ["lgbm"]
+    assert found("params.model ilike 'lg%'") == ["LGBM-x", "lgbm"]
+    assert found("params.model LIKE '__'") == ["rf"]
+    assert found("params.model LIKE 'a\\%'") == ["a\\b"]
+    assert found("tags.team LIKE 'LG%'") == ["LGBM-x", "lgbm"]
+    with pytest.raises(ValidationError, match="LIKE"):
+        RunFilter.parse("metrics.acc LIKE '1%'")
+
+
 def test_search_is_the_project_lookup_then_one_query_per_page(store: MetadataStore) -> None:
     """The project's id is read once, then one query per page names it by id (through a
     subquery on its name, PostgreSQL's planner misjudged a small project's share of runs)."""

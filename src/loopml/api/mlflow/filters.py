@@ -4,7 +4,7 @@
 ``metrics.`val loss` DESC`` are parsed here by a small scanner of our own; nothing of the
 text reaches the database but the typed values of ``MetricFilter`` and ``TextFilter``.
 
-What loopml's search can answer is translated; anything else (``LIKE``, ``ILIKE``, filters
+What loopml's search can answer is translated; anything else (``LIKE`` on metrics, filters
 on times or datasets, ``OR``) is refused with ``INVALID_PARAMETER_VALUE`` naming what works,
 never silently ignored.
 """
@@ -69,7 +69,7 @@ _TOKEN = re.compile(
 )
 SUPPORTED = (
     "metrics.<key> with = != < <= > >= and a number; params.<key> and tags.<key> with "
-    "= != < <= > >= and a quoted string; attributes.run_name (tags.mlflow.runName) with "
+    "= != < <= > >= LIKE ILIKE and a quoted string; attributes.run_name (tags.mlflow.runName) with "
     "= != LIKE ILIKE; attributes.status and attributes.run_id with = or IN (...); clauses "
     "joined by AND"
 )
@@ -152,7 +152,8 @@ def _clause(text: str, out: Translated, kind: str, key: str, op: str, value: Any
     if kind == "attribute":
         _attribute(text, out, key.lower(), op, value)
         return
-    if op not in ("=", "!=", "<", "<=", ">", ">="):
+    text_ops = ("LIKE", "ILIKE") if kind in ("param", "tag") else ()
+    if op not in ("=", "!=", "<", "<=", ">", ">=", *text_ops):
         raise _refuse(text, f"{op} is not supported on {kind}s")
     if kind == "metric":
         if not isinstance(value, float):

@@ -133,8 +133,16 @@ def test_search_translates_filters_orders_and_pages(http: TestClient) -> None:
         ids[2],
     ]
     assert "next_page_token" not in second
-    refused = _post(http, "runs/search", {**body, "filter": "params.even LIKE '0%'"}, 400)
-    assert "LIKE is not supported" in refused["message"]
+
+    def found(text: str) -> list[str]:
+        answer = _post(http, "runs/search", {"experiment_ids": [exp], "filter": text})
+        return sorted(r["info"]["run_id"] for r in answer.get("runs", []))
+
+    assert found("params.even LIKE '0%'") == sorted(ids[0::2])
+    assert found("params.even LIKE '_'") == sorted(ids)
+    assert found("params.even ILIKE '1'") == sorted(ids[1::2])
+    refused = _post(http, "runs/search", {**body, "filter": "metrics.acc LIKE '0%'"}, 400)
+    assert "LIKE is not supported on metrics" in refused["message"]
 
 
 @pytest.mark.parametrize(

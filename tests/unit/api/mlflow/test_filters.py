@@ -42,6 +42,14 @@ def test_status_and_run_id_attributes() -> None:
     assert parse_filter("status = 'FINISHED' and status = 'KILLED'").matches_nothing
 
 
+def test_params_and_tags_take_like_and_ilike() -> None:
+    found = parse_filter("params.model LIKE 'lg%' and tags.team ilike 'R_sk'").filters
+    assert [(f.kind, f.key, f.op, f.value) for f in found] == [
+        ("param", "model", "LIKE", "lg%"),
+        ("tag", "team", "ILIKE", "R_sk"),
+    ]
+
+
 def test_empty_filter_is_everything() -> None:
     assert parse_filter(None).filters == []
     assert parse_filter("   ").status == []
@@ -50,7 +58,7 @@ def test_empty_filter_is_everything() -> None:
 @pytest.mark.parametrize(
     ("text", "why"),
     [
-        ("params.model LIKE 'lg%'", "LIKE is not supported"),
+        ("metrics.acc LIKE '0.9%'", "LIKE is not supported on metrics"),
         ("metrics.acc > 0.9 OR metrics.acc < 0.1", "OR is not supported"),
         ("metrics.acc > 'high'", "compared with a number"),
         ("params.lr = 0.1", "quoted string"),
