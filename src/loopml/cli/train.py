@@ -16,8 +16,11 @@ from loopml.cli._output import as_json, console, table
 from loopml.core.errors import UserCodeError, ValidationError
 from loopml.train.options import (
     DEFAULT_BUDGET_S,
+    Checkpointing,
+    FinetuneOptions,
     Registration,
     SearchOptions,
+    TextTrainOptions,
     TrainingData,
     TrainOptions,
 )
@@ -88,20 +91,34 @@ def train(
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
     text_column: str | None = typer.Option(None, "--text-column", help="Text tasks: the texts."),
     method: str = typer.Option(
-        "auto", "--method", help="Text tasks: auto, finetune or embeddings (see docs/text.md)."
+        TextTrainOptions.method,
+        "--method",
+        help="Text tasks: auto, finetune or embeddings (see docs/text.md).",
     ),
     base: str | None = typer.Option(
         None, "--base", help="Text tasks: the weights, a model folder or package:NAME."
     ),
-    epochs: int = typer.Option(3, "--epochs", min=1, help="Fine-tuning's epochs."),
-    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Fine-tuning's batch."),
+    epochs: int = typer.Option(
+        FinetuneOptions.epochs, "--epochs", min=1, help="Fine-tuning's epochs."
+    ),
+    batch_size: int = typer.Option(
+        FinetuneOptions.batch_size, "--batch-size", min=1, help="Fine-tuning's batch."
+    ),
     checkpoint_every: int = typer.Option(
-        100, "--checkpoint-every", min=0, help="Fine-tuning: checkpoint every N steps."
+        Checkpointing.every_steps,
+        "--checkpoint-every",
+        min=0,
+        help="Fine-tuning: checkpoint every N steps.",
     ),
     checkpoint_seconds: float = typer.Option(
-        600.0, "--checkpoint-seconds", min=0, help="Fine-tuning: checkpoint every S seconds."
+        Checkpointing.every_s,
+        "--checkpoint-seconds",
+        min=0,
+        help="Fine-tuning: checkpoint every S seconds.",
     ),
-    spot: bool = typer.Option(False, "--spot", help="Fine-tuning: SIGTERM checkpoints, stops."),
+    spot: bool = typer.Option(
+        Checkpointing.spot, "--spot", help="Fine-tuning: SIGTERM checkpoints, stops."
+    ),
 ) -> None:
     """Train a model on a dataset snapshot's frozen split; with --register, add it to the
     registry and score it on the frozen eval set (what `loopml models gate` judges)."""

@@ -60,34 +60,24 @@ def train_text_model(
         target: the column to predict.
         task: ``text-classification`` or ``text-regression``.
         project, url, client, settings: where to record (see ``loopml.start_run``).
-        **options: ``loopml.train.text.service.train_text``'s options: ``text_column``,
-            ``method`` (``auto``, ``finetune``, ``embeddings``), ``base``, ``epochs``,
-            ``batch_size``, ``learning_rate``, ``max_length``, ``seed``,
+        **options: the options by their flat names (``TEXT_KEYWORDS`` in
+            ``loopml.train.options``, grouped there into ``TextTrainOptions``):
+            ``text_column``, ``method`` (``auto``, ``finetune``, ``embeddings``), ``base``,
+            ``epochs``, ``batch_size``, ``learning_rate``, ``max_length``, ``seed``,
             ``checkpoint_every_steps``, ``checkpoint_every_s``, ``spot``, ``device``,
-            ``budget_s``, ``max_iter``, ``estimators``, ``tiny``, ``checkpoint_key``,
-            ``register_as``, ``description``, ``experiment``.
+            ``budget_s``, ``max_iter``, ``estimators``, ``metric``, ``n_jobs``,
+            ``max_model_mb``, ``tiny``, ``checkpoint_key``, ``register_as``,
+            ``description``, ``experiment``; and ``on_trial``, called with each trial of
+            the embeddings method's search.
 
     Raises:
         ValidationError: an unknown option, bad arguments, a failed parity check.
         TrainingInterrupted: spot mode got SIGTERM (a checkpoint was saved first).
     """
+    from loopml.train.options import TextTrainOptions, TrainingData
     from loopml.train.text.service import train_text
 
     access = training_access(project, url, client, settings)
-    return train_text(access, dataset, target=target, task=task, **_checked(options))
-
-
-def _checked(options: dict[str, Any]) -> dict[str, Any]:
-    import inspect
-
-    from loopml.core.errors import ValidationError
-    from loopml.train.text.service import train_text
-
-    known = set(inspect.signature(train_text).parameters) - {"access", "dataset"}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ValidationError(
-            f"unknown text training options {unknown}: expected some of {sorted(known)}",
-            details={"field": "options"},
-        )
-    return options
+    on_trial = options.pop("on_trial", None)
+    built = TextTrainOptions.from_keywords(TrainingData(dataset, target, task), options)
+    return train_text(access, built, on_trial=on_trial)

@@ -19,6 +19,7 @@ them to ``train_with``, which ``loopml train`` calls with the options it built.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from loopml.core.errors import ValidationError
@@ -169,26 +170,27 @@ def _train_text(
     settings: Settings | None,
     on_trial: Callable[[Trial], None] | None,
 ) -> TrainOutcome:
-    """A text task: to ``loopml.train_text_model``, with ``params`` as its options and the
-    AutoML options for its embeddings method."""
-    from loopml.sdk.text import train_text_model
-    from loopml.train.text.service import refuse_for_text, text_options
+    """A text task: ``params`` as the text trainer's options, with the AutoML options for its
+    embeddings method, to the text training service."""
+    from loopml.sdk.text import training_access
+    from loopml.train.options import TextTrainOptions
+    from loopml.train.text.service import refuse_for_text, text_options, train_text
 
-    search, data, registration = options.search, options.data, options.registration
+    search = options.search
     refuse_for_text(entrypoint=options.entrypoint, keep_columns=list(search.keep_columns))
     # Text options (method, base, epochs, ...) come as params; see train_text_model.
     found = text_options(options.params)
-    found["estimators"] = _once("estimators", search.estimators, found.get("estimators"))
-    return train_text_model(
-        data.dataset, target=data.target, task=data.task, seed=search.seed,
-        budget_s=search.budget_s, max_iter=search.max_iter,
-        checkpoint_key=options.checkpoint_key,
-        register_as=registration.model if registration else None,
-        description=registration.description if registration else "",
-        experiment=options.experiment, project=project, url=url, client=client,
-        settings=settings, metric=search.metric, n_jobs=search.n_jobs,
-        max_model_mb=search.max_model_mb, on_trial=on_trial, **found,
-    )  # fmt: skip
+    estimators = _once("estimators", search.estimators, found.pop("estimators", None))
+    access = training_access(project, url, client, settings)
+    text = TextTrainOptions.from_keywords(options.data, found)
+    text = replace(
+        text,
+        checkpoints=replace(text.checkpoints, key=options.checkpoint_key),
+        search=replace(search, estimators=estimators),
+        registration=options.registration,
+        experiment=options.experiment,
+    )
+    return train_text(access, text, on_trial=on_trial)
 
 
 def _once(name: str, given: Any, in_params: Any) -> Any:

