@@ -27,6 +27,12 @@ from loopml.core.mlflow_models import tracking_uri
 from tests.conftest import missing_service
 
 from .conftest import RunningServer, mlflow_cache_folder, running_server
+from .mlflow_expected import (
+    check_experiments,
+    check_registry_search,
+    check_resume,
+    check_tracking,
+)
 
 # A real mlflow client script imports mlflow (seconds) and logs through the API: on a busy
 # 2-core CI machine one test took over the suite's default 120 s.
@@ -38,11 +44,13 @@ EXTRAS = ("scikit-learn", "pandas", "skops")
 EXAMPLES = Path(__file__).parent / "mlflow_examples"
 
 
-def _venv(cache: Path, version: str) -> Path:
-    folder = cache / version
+def _venv(cache: Path, name: str, packages: tuple[str, ...]) -> Path:
+    """The interpreter of ``cache/name``, a virtual environment holding ``packages``, made
+    once (a marker names what it holds)."""
+    folder = cache / name
     python = folder / "bin" / "python"
     marker = folder / "installed"
-    wanted = " ".join((f"mlflow-skinny=={version}", *EXTRAS))
+    wanted = " ".join(packages)
     if marker.exists() and marker.read_text().startswith(wanted):
         return python
     started = time.monotonic()
@@ -54,7 +62,7 @@ def _venv(cache: Path, version: str) -> Path:
         timeout=900,
     )
     if done.returncode != 0:
-        missing_service(f"PyPI (pip install mlflow-skinny=={version}): {done.stderr[-500:]}")
+        missing_service(f"PyPI (pip install {wanted}): {done.stderr[-500:]}")
     marker.write_text(f"{wanted}\n{time.monotonic() - started:.0f} s\n")
     return python
 
@@ -68,7 +76,7 @@ def mlflow_python(request: pytest.FixtureRequest) -> Path:
     # One maker per version at a time (parallel test workers share the folder).
     with (cache / f"{version}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _venv(cache, version)
+        return _venv(cache, version, (f"mlflow-skinny=={version}", *EXTRAS))
 
 
 @pytest.fixture(scope="module")
@@ -104,26 +112,7 @@ def _script(
 def test_tracking_code_logs_to_loopml_unchanged(mlflow_python: Path, server: RunningServer) -> None:
     experiment = f"e2e-{_version(mlflow_python)}"
     runs = [_script(mlflow_python, server, "track.py", experiment, lr) for lr in ("0.1", "0.3")]
-    seen = _script(mlflow_python, server, "inspect_runs.py", experiment)
-    assert seen["ids"] == [runs[0]["run_id"], runs[1]["run_id"]]
-    assert seen["acc"] == [0.9, 0.7]
-    assert seen["params"] == {"lr": "0.1", "depth": "3", "model": "gbm"}
-    assert seen["tags"] == {"team": "risk", "stage": "dev", "data": "v1"}
-    assert seen["run_name"] == "lr-0.1"
-    assert seen["history"] == [[step, 0.1 / (step + 1)] for step in range(5)]
-    assert seen["top"] == [
-        ["config", True],
-        ["hello.txt", False],
-        ["notes.txt", False],
-        ["reports", True],
-    ]
-    assert seen["nested"] == [["reports/a.csv", False], ["reports/deep", True]]
-    assert seen["downloaded"] == ["a.csv", "deep/b.csv"]
-    assert seen["notes"] == "lr=0.1\n"
-    assert seen["refused"] == "INVALID_PARAMETER_VALUE"
-    assert seen["deleted_hidden"]
-    assert seen["restored"]
-    assert seen["missing"] == "RESOURCE_DOES_NOT_EXIST"
+    check_tracking(_script(mlflow_python, server, "inspect_runs.py", experiment), runs)
 
     # The same run through loopml's own API and CLI.
     run_id = str(runs[0]["run_id"])
@@ -380,29 +369,14 @@ def test_a_finished_run_resumes_and_runs_are_found_by_name(
     mlflow_python: Path, server: RunningServer
 ) -> None:
     experiment = f"resume-{_version(mlflow_python)}"
-    seen = _script(mlflow_python, server, "resume_search.py", experiment)
-    assert seen["resumed"] == "FINISHED"
-    assert seen["history"] == [0.5, 0.25]
-    assert seen["tag"] == ["r007"]
-    assert seen["tag_quoted"] == ["r008"]
-    assert seen["attribute"] == ["r008"]
-    assert seen["like"] == ["r007", "r008"]
-    assert seen["ilike"] == ["r007"]
-    assert seen["system_tag"] == ["r008"]
-    assert seen["unsupported"] == "INVALID_PARAMETER_VALUE"
+    check_resume(_script(mlflow_python, server, "resume_search.py", experiment))
     events = httpx.get(f"{server.url}/api/v1/events", params={"type": "run.resumed"})
     assert events.json()["items"], events.text
 
 
 def test_experiments_take_spaces_tags_and_like(mlflow_python: Path, server: RunningServer) -> None:
     prefix = f"exp{_version(mlflow_python).replace('.', '')}"
-    seen = _script(mlflow_python, server, "experiments.py", prefix)
-    assert seen["tags"] == {"team": "risk", "owner": "ada"}
-    assert seen["like"] == [f"{prefix} churn model", f"{prefix}-other"]
-    assert seen["ilike"] == [f"{prefix} churn model"]
-    assert seen["not_equal"] == [f"{prefix} churn model"]
-    assert seen["tag"] == [f"{prefix} churn model"]
-    assert seen["unsupported"] == "INVALID_PARAMETER_VALUE"
+    check_experiments(_script(mlflow_python, server, "experiments.py", prefix), prefix)
 
 
 def test_registry_search_grammar_rename_and_stages(
@@ -413,27 +387,8 @@ def test_registry_search_grammar_rename_and_stages(
     run_id = str(_script(mlflow_python, server, "track.py", f"rs-{version}", "0.2")["run_id"])
     _log_loopml_model(server, run_id, tmp_path)
     seen = _script(mlflow_python, server, "registry_search.py", run_id, "loopml-model", prefix)
-    churn, fraud = f"{prefix}-churn", f"{prefix}-fraud"
-    assert seen["all"] == [churn, fraud]
-    assert seen["paged"] == [[churn], [fraud]]
-    assert seen["models"] == {
-        "name": [churn],
-        "like": [churn, fraud],
-        "ilike": [fraud],
-        "tag": [churn],
-        "tag_ne": [churn],
-        "order": [fraud, churn],
-        "unsupported": "INVALID_PARAMETER_VALUE",
-    }
-    assert seen["versions"] == {
-        "name": [f"{churn}/1", f"{churn}/2"],
-        "run_id": [f"{churn}/1", f"{churn}/2", f"{fraud}/1"],
-        "tag": [f"{churn}/2"],
-        "source": [f"{churn}/1", f"{churn}/2", f"{fraud}/1"],
-        "number": [f"{churn}/2"],
-        "unsupported": "INVALID_PARAMETER_VALUE",
-    }
-    assert seen["renamed"] == [f"{prefix}-fraud2", f"{prefix}-fraud2"]
+    check_registry_search(seen, prefix)
+    churn = f"{prefix}-churn"
 
     # Stages are aliases: Staging moves freely, Production is `champion` behind the gate.
     staged = _script(mlflow_python, server, "stages.py", churn, "1", "Staging")

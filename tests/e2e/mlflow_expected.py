@@ -1,0 +1,88 @@
+"""What the MLflow example scripts (``mlflow_examples/``) must print, checked the same way
+against loopml (``test_mlflow_client.py``) and against MLflow's own server
+(``test_mlflow_reference.py``), so the expectations themselves are MLflow's: an expectation
+MLflow's server does not meet is a wrong test, not a loopml feature.
+
+Where loopml differs on purpose (the gate on ``champion``/Production, stages as aliases, one
+version a stage), each test says so itself; docs/mlflow.md lists those differences.
+"""
+
+from __future__ import annotations
+
+
+def check_tracking(seen: dict[str, object], runs: list[dict[str, object]]) -> None:
+    """``inspect_runs.py`` after two ``track.py`` runs (lr 0.1, then 0.3)."""
+    assert seen["ids"] == [runs[0]["run_id"], runs[1]["run_id"]]
+    assert seen["acc"] == [0.9, 0.7]
+    assert seen["params"] == {"lr": "0.1", "depth": "3", "model": "gbm"}
+    assert seen["tags"] == {"team": "risk", "stage": "dev", "data": "v1"}
+    assert seen["run_name"] == "lr-0.1"
+    assert seen["history"] == [[step, 0.1 / (step + 1)] for step in range(5)]
+    assert seen["top"] == [
+        ["config", True],
+        ["hello.txt", False],
+        ["notes.txt", False],
+        ["reports", True],
+    ]
+    assert seen["nested"] == [["reports/a.csv", False], ["reports/deep", True]]
+    assert seen["downloaded"] == ["a.csv", "deep/b.csv"]
+    assert seen["notes"] == "lr=0.1\n"
+    assert seen["refused"] is None  # params.model LIKE 'g%' is answered
+    assert seen["deleted_hidden"]
+    assert seen["restored"]
+    assert seen["missing"] == "RESOURCE_DOES_NOT_EXIST"
+
+
+def check_resume(seen: dict[str, object]) -> None:
+    """``resume_search.py``: a finished run resumed, runs found by name."""
+    assert seen["resumed"] == "FINISHED"
+    assert seen["history"] == [0.5, 0.25]
+    assert seen["tag"] == ["r007"]
+    assert seen["tag_quoted"] == ["r008"]
+    assert seen["attribute"] == ["r008"]
+    assert seen["like"] == ["r007", "r008"]
+    assert seen["ilike"] == ["r007"]
+    assert seen["system_tag"] == ["r008"]
+    assert seen["unsupported"] == "INVALID_PARAMETER_VALUE"
+
+
+def check_experiments(seen: dict[str, object], prefix: str) -> None:
+    """``experiments.py PREFIX``: names with spaces, tags, LIKE."""
+    assert seen["tags"] == {"team": "risk", "owner": "ada"}
+    assert seen["like"] == [f"{prefix} churn model", f"{prefix}-other"]
+    assert seen["ilike"] == [f"{prefix} churn model"]
+    assert seen["not_equal"] == [f"{prefix} churn model"]
+    assert seen["tag"] == [f"{prefix} churn model"]
+    assert seen["unsupported"] == "INVALID_PARAMETER_VALUE"
+
+
+def check_registry_search(seen: dict[str, object], prefix: str, *, source: bool = True) -> None:
+    """``registry_search.py RUN PATH PREFIX``: the registry's filter grammar and a rename.
+
+    Args:
+        source: the versions' sources end with the run's PATH. MLflow 3's client registers
+            a model it logged as ``models:/<model_id>``, so on MLflow's server the
+            ``source_path LIKE '%/PATH'`` search finds none of them.
+    """
+    churn, fraud = f"{prefix}-churn", f"{prefix}-fraud"
+    assert seen["all"] == [churn, fraud]
+    assert seen["paged"] == [[churn], [fraud]]
+    assert seen["models"] == {
+        "name": [churn],
+        "like": [churn, fraud],
+        "ilike": [fraud],
+        "tag": [churn],
+        "tag_ne": [churn],
+        "order": [fraud, churn],
+        "unsupported": "INVALID_PARAMETER_VALUE",
+    }
+    every = [f"{churn}/1", f"{churn}/2", f"{fraud}/1"]
+    assert seen["versions"] == {
+        "name": [f"{churn}/1", f"{churn}/2"],
+        "run_id": every,
+        "tag": [f"{churn}/2"],
+        "source": every if source else [],
+        "number": [f"{churn}/2"],
+        "unsupported": "INVALID_PARAMETER_VALUE",
+    }
+    assert seen["renamed"] == [f"{prefix}-fraud2", f"{prefix}-fraud2"]
