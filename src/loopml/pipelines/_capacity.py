@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from loopml.core.clock import utcnow
 from loopml.core.errors import ValidationError
-from loopml.core.step_resources import largest
+from loopml.core.step_resources import NodeShape, StepResources, largest
 from loopml.pipelines.spec import PipelineSpec
 from loopml.store import MetadataStore
 from loopml.store import pipeline_workers as workers_repo
@@ -17,6 +17,7 @@ LIVE_WINDOW = timedelta(minutes=10)
 """A worker that reported within this long counts as part of the platform now (workers
 report every ``REPORT_EVERY_S``)."""
 REPORT_EVERY_S = 60.0
+_MINUTES = int(LIVE_WINDOW.total_seconds() // 60)
 
 
 def check_resources(store: MetadataStore, spec: PipelineSpec) -> list[str]:
@@ -27,42 +28,37 @@ def check_resources(store: MetadataStore, spec: PipelineSpec) -> list[str]:
         ValidationError: a step asks for more than any recently seen node has; the message
             names the step, what it asked, and the largest node.
     """
-    asking = [step for step in spec.steps if step.resources is not None]
+    asking = {step.name: step.resources for step in spec.steps if step.resources is not None}
     if not asking:
         return []
     with store.session() as session:
         nodes = workers_repo.nodes_seen(session, utcnow() - LIVE_WINDOW)
-    minutes = int(LIVE_WINDOW.total_seconds() // 60)
     if not nodes:
-        names = ", ".join(repr(step.name) for step in asking)
+        names = ", ".join(repr(name) for name in asking)
         return [
-            f"no pipeline worker reported its nodes in the last {minutes} minutes, so the "
+            f"no pipeline worker reported its nodes in the last {_MINUTES} minutes, so the "
             f"resources of step(s) {names} were not checked: a step no node can run stays "
             "queued"
         ]
+    refused = {
+        name: asked for name, asked in asking.items() if not any(node.fits(asked) for node in nodes)
+    }
+    if refused:
+        raise _refusal(refused, nodes)
+    return []
+
+
+def _refusal(refused: dict[str, StepResources], nodes: list[NodeShape]) -> ValidationError:
     biggest = largest(nodes)
     assert biggest is not None
-    refused = [
-        step for step in asking if step.resources and not any(n.fits(step.resources) for n in nodes)
-    ]
-    if not refused:
-        return []
-    asked = "; ".join(
-        f"step {step.name!r} asks for {step.resources.describe()}"
-        for step in refused
-        if step.resources
-    )
+    asked = "; ".join(f"step {name!r} asks for {r.describe()}" for name, r in refused.items())
     them = "it" if len(refused) == 1 else "them"
-    raise ValidationError(
+    return ValidationError(
         f"{asked}; no node can run {them}: the largest node of the workers seen in the last "
-        f"{minutes} minutes has {biggest.describe()}. Ask for less, or add a worker (or a "
+        f"{_MINUTES} minutes has {biggest.describe()}. Ask for less, or add a worker (or a "
         "Ray node) that has it",
         details={
-            "steps": {
-                step.name: step.resources.model_dump(exclude_none=True)
-                for step in refused
-                if step.resources
-            },
+            "steps": {name: r.model_dump(exclude_none=True) for name, r in refused.items()},
             "largest_node": biggest.model_dump(),
         },
     )
