@@ -109,6 +109,8 @@ def apply(
         )
     else:
         console.print(f"[bold]{version.pipeline}[/] unchanged: still version {version.version}")
+    for warning in applied.warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
 
 
 @app.command("list")

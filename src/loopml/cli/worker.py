@@ -46,6 +46,14 @@ def worker(
         help="The Ray cluster's head, host:port (implies --executor ray) "
         "[worker.executor.address].",
     ),
+    cpus: float | None = typer.Option(
+        None,
+        "--cpus",
+        min=0.01,
+        max=1024,
+        help="CPUs the local executor gives steps: their resources.cpus never add up to more "
+        "[worker.executor.cpus: the CPU count].",
+    ),
 ) -> None:
     """Run pipeline steps: claim them from the metadata database, run each in a child
     process (or a Ray task: --executor ray), renew its lease, commit its result. SIGTERM or
@@ -63,6 +71,10 @@ def worker(
     }
     fields = settings.worker.model_dump() | {k: v for k, v in flags.items() if v is not None}
     fields["executor"] = _executor(fields["executor"], executor, ray_address)
+    if cpus is not None:
+        if fields["executor"].get("type") != "local":
+            raise typer.BadParameter("--cpus is for the local executor", param_hint="--cpus")
+        fields["executor"] = fields["executor"] | {"cpus": cpus}
     config = WorkerConfig(**fields)
     store = open_metadata_store(settings)
     try:

@@ -20,6 +20,14 @@ class LocalExecutorConfig(BaseModel):
     python: str | None = Field(
         default=None, description="Interpreter for step processes (default: the worker's)."
     )
+    cpus: float | None = Field(
+        default=None,
+        gt=0,
+        le=1024,
+        description="CPUs this machine gives the worker's steps (default: its CPU count): "
+        "running steps' `resources.cpus` (1 each when not asked) never add up to more; a step "
+        "that does not fit in what is free waits in the queue.",
+    )
     stop_grace_s: float = Field(
         default=3.0, ge=0, le=300, description="SIGTERM, then SIGKILL after this many seconds."
     )

@@ -194,6 +194,11 @@ class PipelineApplied(_Frozen):
     pipeline: Pipeline
     version: PipelineVersion
     created: bool
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What was accepted unchecked (a step's resources when no worker had "
+        "reported its nodes lately).",
+    )
 
 
 class StepAttempt(_Frozen):

@@ -283,6 +283,7 @@ def prepare(
         settings=settings,
         sys_path=sys_path,
         api_url=api_url,
+        resources={} if step.resources is None else step.resources.model_dump(exclude_none=True),
     )
     return Prepared(task=task, inputs=params, cache_key=key)
 

@@ -1,8 +1,8 @@
 """Executors: where a claimed step's code runs. The worker owns the queue (claims, leases,
 heartbeats, results); an executor only runs one attempt and reports how it ended.
 
-``local`` runs each attempt in a child process of the worker (``backends/local.py``); a Ray
-executor would run it as a Ray task behind the same two small interfaces.
+``local`` runs each attempt in a child process of the worker (``backends/local.py``), ``ray``
+as a Ray task on a cluster (``backends/ray.py``), behind the same two small interfaces.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from loopml.core.pipelines import StepError
+from loopml.core.step_resources import NodeShape
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class StepTask:
         sys_path: import path entries the step's module may need.
         api_url: the platform's API, for steps that act through it (``deploy``): a step
             process is not the server that owns the deployments.
+        resources: what the step asked for (``StepResources`` as data, unset parts left
+            out); the Ray executor reserves it for the task.
     """
 
     project: str
@@ -47,6 +50,7 @@ class StepTask:
     settings: dict[str, Any]
     sys_path: list[str] = field(default_factory=list)
     api_url: str | None = None
+    resources: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         """The task as JSON text."""
@@ -100,13 +104,22 @@ class StepHandle(ABC):
 
 
 class StepExecutor(ABC):
-    """Starts attempts. Implementations: ``LocalExecutor``; a Ray executor can follow."""
+    """Starts attempts. Implementations: ``LocalExecutor``, ``RayExecutor``."""
 
     name: ClassVar[str]
+
+    weighs_cpus: ClassVar[bool] = False
+    """Whether the worker must count steps' CPUs against ``nodes()`` before claiming
+    (a local machine), rather than leave the placing to the executor (Ray schedules)."""
 
     @abstractmethod
     def start(self, task: StepTask) -> StepHandle:
         """Start running ``task``; return at once."""
+
+    def nodes(self) -> list[NodeShape]:
+        """What each node this executor runs steps on offers a step, as of now (reported
+        to the store, and checked against at ``pipelines apply``); empty when unknown."""
+        return []
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
         """Release what the executor holds."""

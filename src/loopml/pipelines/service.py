@@ -28,7 +28,9 @@ from loopml.core.pipelines import (
     StepAttempt,
     validate_pipeline_name,
 )
+from loopml.core.step_resources import DEFAULT_CPUS
 from loopml.core.types import Page
+from loopml.pipelines._capacity import check_resources
 from loopml.pipelines.catalog import BUILTINS, PYTHON
 from loopml.pipelines.parse import parse_spec
 from loopml.pipelines.refs import find
@@ -76,11 +78,13 @@ def apply_spec(store: MetadataStore, project: str, text: str, *, actor: str) -> 
 
     Raises:
         SpecError: the spec is refused; each problem names its line.
+        ValidationError: a step asks for resources no node of the recently seen workers has.
         NotFoundError: no such project.
     """
     parsed = parse_spec(text)
+    warnings = check_resources(store, parsed.spec)
     with store.session() as session:
-        return repo.apply(
+        applied = repo.apply(
             session,
             project,
             name=parsed.spec.name,
@@ -90,6 +94,7 @@ def apply_spec(store: MetadataStore, project: str, text: str, *, actor: str) -> 
             definition=definition_of(parsed),
             actor=actor,
         )
+    return applied.model_copy(update={"warnings": warnings}) if warnings else applied
 
 
 def _inputs(spec: PipelineSpec, given: dict[str, Any]) -> dict[str, Any]:
@@ -162,6 +167,7 @@ def plans(definition: dict[str, Any]) -> list[StepPlan]:
                 retry=step.retries.model_dump(),
                 timeout_s=step.timeout,
                 cache=cache,
+                cpus=DEFAULT_CPUS if step.resources is None else step.resources.weight,
             )
         )
     return made

@@ -24,6 +24,9 @@ Example::
         uses: register
         with: {run: "${{ steps.train.outputs.run }}", model: churn}
 
+A step may ask for resources, ``resources: {cpus: 2, memory: 4GiB, gpus: 1}``: one
+attempt needs them on one node (``core.step_resources``).
+
 A step may carry a condition, ``if: ${{ steps.gate.outputs.passed }}`` (one reference to a
 boolean output or input): when it is false the step is SKIPPED, the steps behind it are
 skipped too, and the run succeeds, since a refusal is an outcome, not a failure.
@@ -55,6 +58,7 @@ from loopml.core.pipelines import (
     STEP_NAME_PATTERN,
     SpecError,
 )
+from loopml.core.step_resources import StepResources
 from loopml.pipelines._yaml import Located, Path, YamlSyntaxError, load_located
 from loopml.pipelines.types import ValueType
 
@@ -139,6 +143,11 @@ class StepSpec(_Spec):
         description="Run the step only when this boolean reference is true "
         "(`${{ steps.gate.outputs.passed }}`); otherwise it is SKIPPED, and so are the steps "
         "that need it, and the run still succeeds.",
+    )
+    resources: StepResources | None = Field(
+        default=None,
+        description="What one attempt needs on one node: `{cpus: 2, memory: 4GiB, gpus: 1}`, "
+        "checked against the workers' nodes at apply.",
     )
 
     @field_validator("retries", mode="before")
@@ -263,9 +272,10 @@ def spec_hash(spec: PipelineSpec) -> str:
     formatting do not change a pipeline's identity."""
     data = spec.model_dump(mode="json", by_alias=True)
     for step in data["steps"]:
-        # Conditions came later: a spec without one keeps the identity it always had.
-        if step.get("if") is None:
-            step.pop("if", None)
+        # Conditions and resources came later: a spec without them keeps its identity.
+        for later in ("if", "resources"):
+            if step.get(later) is None:
+                step.pop(later, None)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -1,11 +1,12 @@
 """The worker: sweep expired leases, claim due steps, run each through an executor while
 renewing its lease, and commit its result under the claim's fencing token.
 
-One worker runs up to ``concurrency`` steps at once, each supervised by a thread of its
-own: the thread heartbeats every ``heartbeat_s`` (which also tells it when the run is being
-cancelled), enforces the step's timeout, uploads the log so far, and commits the outcome.
-A heartbeat or commit that finds the lease taken over stops the step and writes nothing
-(RELIABILITY 19). A worker that dies leaves its steps' leases to expire; any worker's sweep
+One worker runs up to ``concurrency`` steps at once (on the local executor, also no more
+than its CPUs' worth: a step's ``resources.cpus``, 1 when not asked), each supervised by a
+thread of its own: the thread heartbeats every ``heartbeat_s`` (which also tells it when the
+run is being cancelled), enforces the step's timeout, uploads the log so far, and commits
+the outcome. A heartbeat or commit that finds the lease taken over stops the step and writes
+nothing (RELIABILITY 19). A worker that dies leaves its steps' leases to expire; any worker's sweep
 then retries them under their policy (RELIABILITY 18, 20).
 
 Example:
@@ -30,13 +31,14 @@ from pydantic import SecretStr, model_validator
 from loopml.core.errors import ServiceUnavailableError
 from loopml.core.ids import new_id
 from loopml.core.pipelines import StepError, log_key
+from loopml.pipelines._capacity import REPORT_EVERY_S
 from loopml.pipelines._resolve import Prepared, outputs_exist, prepare
 from loopml.pipelines._run_step import describe
 from loopml.pipelines.backends import open_executor
 from loopml.pipelines.base import StepExecutor, StepHandle, StepOutcome
 from loopml.settings import Settings, WorkerSettings
 from loopml.storage import ArtifactStore
-from loopml.store import MetadataStore
+from loopml.store import MetadataStore, pipeline_workers
 from loopml.store import pipeline_queue as queue
 from loopml.store.pipeline_queue import Beat, Claim
 
@@ -121,10 +123,13 @@ class Worker:
         self.sys_path = [p for p in sys.path if p]
         self.api_url = api_url or settings.client.url
         self._active: dict[str, threading.Thread] = {}
+        self._cpus: dict[str, float] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._next_sweep = 0.0
+        self._next_report = 0.0
+        self._capacity: float | None = None
         self._trouble = 0
 
     # ------------------------------------------------------------------ the loop
@@ -157,13 +162,20 @@ class Worker:
         return self._stop.is_set()
 
     def tick(self) -> bool:
-        """One round: sweep when due, then claim while there is room. Whether it claimed."""
+        """One round: report and sweep when due, then claim while there is room. Whether it
+        claimed."""
+        if time.monotonic() >= self._next_report:
+            self._next_report = time.monotonic() + REPORT_EVERY_S
+            self.report()
         if time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + self.config.sweep_s
             self.sweep()
         claimed = False
         while not self._stop.is_set() and self.running() < self.config.concurrency:
-            claim = self._claim()
+            free = self.free_cpus()
+            if free is not None and free <= 0:
+                break
+            claim = self._claim(free)
             if claim is None:
                 break
             claimed = True
@@ -172,8 +184,31 @@ class Worker:
             )
             with self._lock:
                 self._active[claim.step_run_id] = thread
+                self._cpus[claim.step_run_id] = claim.cpus
             thread.start()
         return claimed
+
+    def free_cpus(self) -> float | None:
+        """The CPUs a step may still ask for here, when this worker's executor runs steps
+        on this machine (``None``: the executor places them, as Ray does)."""
+        if not self.executor.weighs_cpus:
+            return None
+        if self._capacity is None:
+            self._capacity = max(n.cpus for n in self.executor.nodes())
+        with self._lock:
+            return self._capacity - sum(self._cpus.values())
+
+    def report(self) -> None:
+        """Record in the store what this worker's nodes offer (``pipelines apply`` checks
+        steps' resources against it)."""
+        try:
+            nodes = self.executor.nodes()
+            with self.store.session() as session:
+                pipeline_workers.report(session, self.id, self.executor.name, nodes)
+        except ServiceUnavailableError as exc:
+            log.warning("could not report this worker's nodes: %s", exc.message)
+        except Exception:  # a report is worth less than the work: keep claiming without it
+            log.exception("could not report this worker's nodes")
 
     def running(self) -> int:
         """How many steps this worker runs now."""
@@ -192,10 +227,12 @@ class Worker:
             log.info("settled %d expired step lease(s)", settled)
         return settled
 
-    def _claim(self) -> Claim | None:
+    def _claim(self, max_cpus: float | None = None) -> Claim | None:
         try:
             with self.store.session() as session:
-                claim = queue.claim(session, self.id, lease_s=self.config.lease_s)
+                claim = queue.claim(
+                    session, self.id, lease_s=self.config.lease_s, max_cpus=max_cpus
+                )
             if claim is not None:
                 with self.store.session() as session:
                     queue.mark_run_started(session, claim.run_id)
@@ -218,6 +255,7 @@ class Worker:
     def _finished(self, step_run_id: str) -> None:
         with self._lock:
             self._active.pop(step_run_id, None)
+            self._cpus.pop(step_run_id, None)
         self._wake.set()
 
     def _shutdown(self, timeout_s: float = 30.0) -> None:

@@ -19,6 +19,7 @@ from loopml.store import model_versions as model_versions
 from loopml.store import models as models
 from loopml.store import pipeline_queue as pipeline_queue
 from loopml.store import pipeline_runs as pipeline_runs
+from loopml.store import pipeline_workers as pipeline_workers
 from loopml.store import pipelines as pipelines
 from loopml.store import projects as projects
 from loopml.store import run_cleanup as run_cleanup

@@ -61,6 +61,7 @@ class StepPlan:
     retry: dict[str, float]
     timeout_s: float | None
     cache: bool
+    cpus: float = 1.0
 
 
 def _error(data: dict[str, Any] | None) -> StepError | None:
@@ -166,6 +167,7 @@ def create_run(
                 retry=plan.retry,
                 timeout_s=plan.timeout_s,
                 cache=plan.cache,
+                cpus=plan.cpus,
                 next_attempt_at=now if status == StepStatus.QUEUED else None,
             )
         )

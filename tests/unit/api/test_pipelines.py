@@ -14,6 +14,9 @@ from fastapi.testclient import TestClient
 from loopml.client import Client
 from loopml.core.errors import NotFoundError, ValidationError
 from loopml.core.pipelines import RunStatus, SpecError, StepStatus
+from loopml.core.step_resources import NodeShape
+from loopml.settings import Settings
+from loopml.store import MetadataStore, pipeline_workers
 
 STEPS = """
 import time
@@ -133,3 +136,25 @@ def test_the_log_is_plain_text_never_html(steps: None, client: Client, http: Tes
     assert answer.headers["x-content-type-options"] == "nosniff"
     assert answer.headers["x-loopml-attempt"] == "1"
     assert "hello <b>x</b>" in answer.text
+
+
+def test_resources_are_checked_at_apply_through_the_api(client: Client, settings: Settings) -> None:
+    # The app's embedded worker reported this machine when it started.
+    asks = SPEC.replace("python: ", "resources: {gpus: 64}\n    python: ", 1)
+    with pytest.raises(ValidationError) as caught:
+        client.pipelines.apply(asks)
+    assert caught.value.message.startswith("step 'greet' asks for 64 GPUs; no node can run it")
+    assert "the largest node of the workers seen in the last 10 minutes has " in (
+        caught.value.message
+    )
+    assert caught.value.details["steps"] == {"greet": {"gpus": 64}}
+    store = MetadataStore(settings.database_url)
+    try:
+        with store.session() as session:
+            big = NodeShape(cpus=16, memory=1 << 34, gpus=64)
+            pipeline_workers.report(session, "gpu-box:1", "local", [big])
+    finally:
+        store.dispose()
+    applied = client.pipelines.apply(asks)
+    assert applied.created
+    assert applied.warnings == []

@@ -106,3 +106,6 @@ def test_loopml_worker_refuses_a_remote_cluster_with_the_reason() -> None:
     wrong = CliRunner().invoke(main.app, ["worker", "--executor", "local", "--ray-address", REMOTE])
     assert wrong.exit_code == 2
     assert "--ray-address needs --executor ray" in wrong.output
+    cpus = CliRunner().invoke(main.app, ["worker", "--ray-address", REMOTE, "--cpus", "2"])
+    assert cpus.exit_code == 2
+    assert "--cpus is for the local executor" in cpus.output

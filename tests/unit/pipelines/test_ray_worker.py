@@ -13,6 +13,7 @@ from typing import Any
 import psutil
 import pytest
 
+from loopml.core.errors import ValidationError
 from loopml.core.executors import RayExecutorConfig
 from loopml.core.pipelines import AttemptStatus, RunStatus, StepStatus
 from loopml.pipelines import service
@@ -241,3 +242,36 @@ def _victim_id(ray: Any) -> str:
         for node in ray.nodes()
         if node["Alive"] and node["Resources"].get(KILL_SLOT) and not node["Resources"].get("CPU")
     )
+
+
+def test_a_step_asks_the_cluster_for_resources(
+    ray_cluster: RayCluster,
+    steps: Path,
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    settings: Settings,
+) -> None:
+    asks = """\
+name: asks
+steps:
+  - {{name: first, python: "ray_steps:where", with: {{value: 1}}, resources: {resources},
+     outputs: {{value: integer, pid: integer, parent: integer, parents: list}}}}
+"""
+    with ray_worker(store, artifacts, settings, ray_cluster):
+        # The worker reports the cluster's nodes when it starts.
+        deadline = time.monotonic() + 30
+        while service.apply_spec(
+            store, "default", asks.format(resources="{gpus: 0}"), actor="t"
+        ).warnings:
+            assert time.monotonic() < deadline, "the Ray worker never reported its nodes"
+            time.sleep(0.1)
+        with pytest.raises(ValidationError) as caught:
+            service.apply_spec(store, "default", asks.format(resources="{gpus: 64}"), actor="t")
+        assert caught.value.message.startswith("step 'first' asks for 64 GPUs; no node can run")
+        assert "the largest node of the workers seen in the last 10 minutes has " in (
+            caught.value.message
+        )
+        run_id = run_spec(store, asks.format(resources="{cpus: 1, memory: 64MiB}"))
+        run = wait_run(store, run_id, timeout_s=90)
+    assert run.status == RunStatus.SUCCEEDED
+    assert step_of(run, "first").outputs["value"] == 2

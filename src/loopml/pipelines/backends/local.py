@@ -20,6 +20,7 @@ from typing import ClassVar
 
 from loopml.core.executors import LocalExecutorConfig as LocalExecutorConfig
 from loopml.core.pipelines import StepError
+from loopml.core.step_resources import NodeShape
 from loopml.pipelines.base import (
     StepExecutor,
     StepHandle,
@@ -45,6 +46,19 @@ def _remove_orphans() -> None:
             shutil.rmtree(folder, ignore_errors=True)
         except PermissionError:
             continue  # another user's live worker
+
+
+def this_machine(cpus: float | None = None) -> NodeShape:
+    """What this machine offers a step: ``cpus`` (else its CPU count), its memory, and the
+    NVIDIA GPUs its driver shows (``/dev/nvidia0``, ...)."""
+    import psutil
+
+    gpus = sum(1 for dev in Path("/dev").glob("nvidia[0-9]*") if dev.name[6:].isdigit())
+    return NodeShape(
+        cpus=cpus or float(os.cpu_count() or 1),
+        memory=int(psutil.virtual_memory().total),
+        gpus=gpus,
+    )
 
 
 def attempt_folder() -> Path:
@@ -110,10 +124,14 @@ class LocalExecutor(StepExecutor):
     """Runs each attempt as ``python -m loopml.pipelines._child`` on this machine."""
 
     name: ClassVar[str] = "local"
+    weighs_cpus: ClassVar[bool] = True
 
     def __init__(self, config: LocalExecutorConfig | None = None) -> None:
         self.config = config or LocalExecutorConfig()
         _remove_orphans()
+
+    def nodes(self) -> list[NodeShape]:
+        return [this_machine(self.config.cpus)]
 
     def start(self, task: StepTask) -> LocalHandle:
         folder = attempt_folder()

@@ -25,6 +25,7 @@ from loopml._version import __version__
 from loopml.core.errors import ConfigurationError, ServiceUnavailableError
 from loopml.core.executors import LocalExecutorConfig, RayExecutorConfig
 from loopml.core.pipelines import StepError
+from loopml.core.step_resources import NodeShape
 from loopml.pipelines.backends.local import LocalExecutor, attempt_folder
 from loopml.pipelines.base import StepExecutor, StepHandle, StepOutcome, StepTask, capped_log
 from loopml.settings import Settings
@@ -175,6 +176,13 @@ def run_attempt(
 
 
 # ------------------------------------------------------------------ in the worker
+
+
+def task_options(resources: dict[str, Any]) -> dict[str, Any]:
+    """The Ray task options a step's ``resources`` set, over the worker-wide ``num_cpus``."""
+    names = {"cpus": "num_cpus", "gpus": "num_gpus", "memory": "memory"}
+    return {names[key]: value for key, value in resources.items() if key in names}
+
 
 _RAY_NODE = re.compile(r"node ID: ([0-9a-f]+)")
 _RAY_IP = re.compile(r"Node IP: ([0-9A-Fa-f.:]+)")
@@ -331,8 +339,24 @@ class RayExecutor(StepExecutor):
                 signal.signal(signal.SIGTERM, previous)
         self._owns = True
 
+    def nodes(self) -> list[NodeShape]:
+        shapes = []
+        for node in self._ray.nodes():
+            if not node.get("Alive"):
+                continue
+            # Ray's `memory` is what its tasks may reserve on the node, the figure that counts.
+            found = node.get("Resources") or {}
+            shapes.append(
+                NodeShape(
+                    cpus=float(found.get("CPU", 0)),
+                    memory=int(found.get("memory", 0)),
+                    gpus=int(found.get("GPU", 0)),
+                )
+            )
+        return shapes
+
     def start(self, task: StepTask) -> RayHandle:
-        stream = self._remote.remote(
+        stream = self._remote.options(**task_options(task.resources)).remote(
             task.to_json(), __version__, self.config.python, self.config.stop_grace_s
         )
         return RayHandle(self._ray, stream, task, self.config.stop_grace_s)

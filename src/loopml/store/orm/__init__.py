@@ -34,6 +34,7 @@ from loopml.store.orm.monitor import ReferenceProfileRow as ReferenceProfileRow
 from loopml.store.orm.pipelines import PipelineRow as PipelineRow
 from loopml.store.orm.pipelines import PipelineRunRow as PipelineRunRow
 from loopml.store.orm.pipelines import PipelineVersionRow as PipelineVersionRow
+from loopml.store.orm.pipelines import PipelineWorkerRow as PipelineWorkerRow
 from loopml.store.orm.pipelines import StepAttemptRow as StepAttemptRow
 from loopml.store.orm.pipelines import StepCacheRow as StepCacheRow
 from loopml.store.orm.pipelines import StepRunRow as StepRunRow

@@ -1,4 +1,5 @@
-"""Pipelines, their versions, runs, step runs (the work queue), attempts and the step cache.
+"""Pipelines, their versions, runs, step runs (the work queue), attempts, the step cache and
+the workers' reports of what their nodes offer.
 
 ``pipeline_step_runs`` is the queue: workers claim a QUEUED row whose ``next_attempt_at``
 has come, set a lease and bump ``fencing_token``; every later write by that worker names the
@@ -106,6 +107,7 @@ class StepRunRow(EntityMixin, Base):
     retry: Mapped[dict[str, Any]] = mapped_column(JSON)
     timeout_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     cache: Mapped[bool] = mapped_column(Boolean, default=False)
+    cpus: Mapped[float] = mapped_column(Float, default=1.0, server_default="1")
     cache_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
     cached_from: Mapped[str | None] = mapped_column(String(32), nullable=True)
     lease_owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
@@ -153,3 +155,16 @@ class StepCacheRow(EntityMixin, Base):
     uses: Mapped[str] = mapped_column(String(63))
     outputs: Mapped[dict[str, Any]] = mapped_column(JSON)
     step_run_id: Mapped[str] = mapped_column(String(32))
+
+
+class PipelineWorkerRow(EntityMixin, Base):
+    """A pipeline worker as it last reported: its executor and the shapes of the nodes that
+    executor runs steps on (``[{cpus, memory, gpus}]``), so an apply can tell a step that no
+    node could ever run."""
+
+    __tablename__ = "pipeline_workers"
+
+    worker: Mapped[str] = mapped_column(String(200), unique=True)
+    executor: Mapped[str] = mapped_column(String(20))
+    nodes: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -45,6 +45,7 @@ class Claim:
     lease_expires_at: datetime
     timeout_s: float | None
     cache: bool
+    cpus: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -67,13 +68,25 @@ class RunContext:
 
 
 def claim(
-    session: Session, worker: str, *, lease_s: float, now: datetime | None = None
+    session: Session,
+    worker: str,
+    *,
+    lease_s: float,
+    max_cpus: float | None = None,
+    now: datetime | None = None,
 ) -> Claim | None:
-    """Claim the next runnable step for ``worker``, or ``None`` when none is due."""
+    """Claim the next runnable step for ``worker``, or ``None`` when none is due; with
+    ``max_cpus``, only a step that asked for at most that many CPUs (the others wait for a
+    worker with room)."""
     now = now or utcnow()
+    fits = () if max_cpus is None else (StepRunRow.cpus <= max_cpus,)
     row = session.scalars(
         select(StepRunRow)
-        .where(StepRunRow.status == StepStatus.QUEUED.value, StepRunRow.next_attempt_at <= now)
+        .where(
+            StepRunRow.status == StepStatus.QUEUED.value,
+            StepRunRow.next_attempt_at <= now,
+            *fits,
+        )
         .order_by(StepRunRow.next_attempt_at, StepRunRow.position, StepRunRow.id)
         .limit(1)
         .with_for_update(skip_locked=True)
@@ -119,6 +132,7 @@ def claim(
         lease_expires_at=row.lease_expires_at,
         timeout_s=row.timeout_s,
         cache=row.cache,
+        cpus=row.cpus,
     )
 
 
