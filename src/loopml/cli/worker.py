@@ -52,7 +52,7 @@ def worker(
         min=0.01,
         max=1024,
         help="CPUs the local executor gives steps: their resources.cpus never add up to more "
-        "[worker.executor.cpus: the CPU count].",
+        "[worker.executor.cpus: the CPU count, or --concurrency if larger].",
     ),
 ) -> None:
     """Run pipeline steps: claim them from the metadata database, run each in a child

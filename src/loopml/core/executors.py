@@ -24,7 +24,8 @@ class LocalExecutorConfig(BaseModel):
         default=None,
         gt=0,
         le=1024,
-        description="CPUs this machine gives the worker's steps (default: its CPU count): "
+        description="CPUs this machine gives the worker's steps (default: the larger of its "
+        "CPU count and `worker.concurrency`): "
         "running steps' `resources.cpus` (1 each when not asked) never add up to more; a step "
         "that does not fit in what is free waits in the queue.",
     )

@@ -194,7 +194,12 @@ class Worker:
         if not self.executor.weighs_cpus:
             return None
         if self._capacity is None:
-            self._capacity = max(n.cpus for n in self.executor.nodes())
+            machine = max(n.cpus for n in self.executor.nodes())
+            # Without an explicit `cpus`, steps that ask for nothing (1 CPU each) still run
+            # `concurrency` at once, as before steps had resources: an operator who set it
+            # above the CPU count chose to overcommit.
+            given = getattr(self.executor.config, "cpus", None)
+            self._capacity = machine if given else max(machine, float(self.config.concurrency))
         with self._lock:
             return self._capacity - sum(self._cpus.values())
 

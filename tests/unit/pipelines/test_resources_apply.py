@@ -5,6 +5,7 @@ together."""
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Callable
 from datetime import timedelta
@@ -158,3 +159,18 @@ def test_the_worker_reports_this_machine(store: MetadataStore, settings: Setting
     assert node.cpus == 3
     assert node.memory > 0
     assert worker.free_cpus() == 3
+
+
+def test_without_cpus_given_the_configured_concurrency_still_runs(
+    store: MetadataStore, settings: Settings
+) -> None:
+    """Steps that ask for nothing count one CPU each; a worker whose `concurrency` is above
+    the CPU count keeps running that many of them (the operator chose to overcommit), while
+    an explicit `cpus` is the exact limit."""
+    machines = float(os.cpu_count() or 1)
+    wide = WorkerConfig(**{**FAST.model_dump(), "concurrency": int(machines) + 6})
+    artifacts = open_artifact_store(settings)
+    worker = Worker(store, artifacts, settings, wide, executor=LocalExecutor())
+    assert worker.free_cpus() == machines + 6
+    exact = LocalExecutor(LocalExecutorConfig(cpus=1))
+    assert Worker(store, artifacts, settings, wide, executor=exact).free_cpus() == 1
