@@ -20,6 +20,16 @@ REPORT_EVERY_S = 60.0
 _MINUTES = int(LIVE_WINDOW.total_seconds() // 60)
 
 
+def cpu_limit(nodes: list[NodeShape], given: float | None, concurrency: int) -> float:
+    """What a local worker's running steps' ``cpus`` may add up to: ``given``
+    (``worker.executor.cpus``) when set, else the larger of the machine's CPUs and
+    ``concurrency``: steps that ask for nothing (1 CPU each) still run ``concurrency`` at
+    once, as before steps had resources; an operator who set it above the CPU count chose
+    to overcommit."""
+    machine = max(node.cpus for node in nodes)
+    return machine if given else max(machine, float(concurrency))
+
+
 def check_resources(store: MetadataStore, spec: PipelineSpec) -> list[str]:
     """The warnings of an apply that could not check the resources (no worker reported
     lately: workers may start after the pipeline is applied).

@@ -31,7 +31,7 @@ from pydantic import SecretStr, model_validator
 from loopml.core.errors import ServiceUnavailableError
 from loopml.core.ids import new_id
 from loopml.core.pipelines import StepError, log_key
-from loopml.pipelines._capacity import REPORT_EVERY_S
+from loopml.pipelines._capacity import REPORT_EVERY_S, cpu_limit
 from loopml.pipelines._resolve import Prepared, outputs_exist, prepare
 from loopml.pipelines._run_step import describe
 from loopml.pipelines.backends import open_executor
@@ -194,12 +194,8 @@ class Worker:
         if not self.executor.weighs_cpus:
             return None
         if self._capacity is None:
-            machine = max(n.cpus for n in self.executor.nodes())
-            # Without an explicit `cpus`, steps that ask for nothing (1 CPU each) still run
-            # `concurrency` at once, as before steps had resources: an operator who set it
-            # above the CPU count chose to overcommit.
             given = getattr(self.executor.config, "cpus", None)
-            self._capacity = machine if given else max(machine, float(self.config.concurrency))
+            self._capacity = cpu_limit(self.executor.nodes(), given, self.config.concurrency)
         with self._lock:
             return self._capacity - sum(self._cpus.values())
 
