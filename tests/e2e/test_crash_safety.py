@@ -48,12 +48,15 @@ from .conftest import RunningServer, running_server
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
 LEASE_S = 2.0
+HEARTBEAT_S = 2  # a training run's heartbeat timeout
 # Short leases so a step whose worker died with the platform is taken back in seconds.
 SETTINGS = {
     "LOOPML_WORKER_LEASE_S": str(LEASE_S),
     "LOOPML_WORKER_HEARTBEAT_S": "0.4",
     "LOOPML_WORKER_SWEEP_S": "0.5",
     "LOOPML_WORKER_POLL_S": "0.1",
+    # ...and a training run whose client died with it is marked LOST in seconds.
+    "LOOPML_SERVER_MAINTENANCE_INTERVAL_S": "0.5",
     "OMP_NUM_THREADS": "1",
 }
 KINDS = ("ingest", "register", "deploy", "pipeline")
@@ -123,7 +126,7 @@ def _register(client: Client, platform: Platform, round_: int) -> None:
     """What a training run does on a remote platform: upload the package, record it, end
     the run, register the model."""
     package = platform.package
-    run = client.runs.create("crash", name=f"round-{round_}")
+    run = client.runs.create("crash", name=f"round-{round_}", heartbeat_timeout_s=HEARTBEAT_S)
     for name, data in package.files.items():
         client.runs.upload_artifact(run.id, f"model/{name}", data)
     client.runs.upload_artifact(run.id, "model/loopml-model.json", package.manifest)
@@ -272,7 +275,7 @@ def _check_tables(store: MetadataStore, client: Client, home: Path) -> None:
         assert (listed.version, listed.row_count) == (newest.version(), rows.num_rows), name
 
 
-def _check_artifacts(store: MetadataStore, home: Path) -> None:
+def _check_artifacts(store: MetadataStore, home: Path) -> int:
     """Invariant 2: every READY version's package and every logged model's package is
     there, file by file, with the hashes its manifest names (the registry's own check)."""
     artifacts = LocalArtifactStore(home / "artifacts")
@@ -296,6 +299,29 @@ def _check_artifacts(store: MetadataStore, home: Path) -> None:
         assert packages[model_id][1] == sha
     for prefix, sha in packages.values():
         verify_package(artifacts, prefix, sha)
+    # A registration the kill cut off is left PENDING (never served, its package unverified)
+    # until the housekeeping fails it an hour later: counted, for the log.
+    with store.session() as session:
+        return len(
+            session.execute(select(ModelVersionRow.id).where(ModelVersionRow.status == "PENDING"))
+            .scalars()
+            .all()
+        )
+
+
+def _check_training_runs(store: MetadataStore) -> None:
+    """A training run the kill cut off (its client gone with the platform) is marked LOST
+    once its heartbeat times out, never left RUNNING."""
+    deadline = time.monotonic() + SETTLE_S
+    while True:
+        with store.session() as session:
+            running = (
+                session.execute(select(RunRow.id).where(RunRow.status == "RUNNING")).scalars().all()
+            )
+        if not running:
+            return
+        assert time.monotonic() < deadline, f"training runs still RUNNING: {running}"
+        time.sleep(0.3)
 
 
 def _check_deployments(client: Client) -> None:
@@ -333,12 +359,14 @@ def _check(server: RunningServer, platform: Platform) -> None:
     try:
         with Client(server.url, timeout=30) as client:
             _check_tables(store, client, platform.home)
-            _check_artifacts(store, platform.home)
+            pending = _check_artifacts(store, platform.home)
+            _check_training_runs(store)
             _check_deployments(client)
             _check_runs(client)
     finally:
         store.dispose()
-    platform.say(f"  invariants hold ({time.monotonic() - started:.1f}s after ready)")
+    took = time.monotonic() - started
+    platform.say(f"  invariants hold ({took:.1f}s after ready; {pending} versions PENDING)")
 
 
 def test_sigkill_at_random_points_leaves_every_store_consistent(tmp_path: Path) -> None:
