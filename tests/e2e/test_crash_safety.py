@@ -107,19 +107,22 @@ class Platform:
     rng: random.Random
     env: dict[str, str]
     durations: dict[str, float] = field(default_factory=dict)
-    log: list[str] = field(default_factory=list)
 
     def say(self, line: str) -> None:
-        self.log.append(line)
-        print(line, flush=True)
+        print(line, flush=True)  # shown with a failure: the seed and each kill point
 
 
-def _ingest(client: Client, platform: Platform, round_: int) -> None:
+def _csv(platform: Platform, round_: int) -> Path:
+    """The round's file to ingest, written before the clock starts."""
     path = platform.home / f"ingest-{round_}.csv"
     if not path.exists():
         lines = "".join(f"{round_},{i},{i * 0.25}\n" for i in range(ROWS))
         path.write_text("round,i,x\n" + lines)
-    client.tables.ingest_file("default", TABLE, path)
+    return path
+
+
+def _ingest(client: Client, platform: Platform, round_: int) -> None:
+    client.tables.ingest_file("default", TABLE, _csv(platform, round_))
 
 
 def _register(client: Client, platform: Platform, round_: int) -> None:
@@ -220,6 +223,7 @@ def _kill(server: RunningServer) -> None:
 
 
 def _kill_during(server: RunningServer, platform: Platform, kind: str, round_: int) -> None:
+    _csv(platform, round_)
     delay = platform.rng.uniform(0, platform.durations[kind])
     platform.say(f"round {round_}: {kind}, SIGKILL after {delay:.3f}s")
     outcome: list[str] = []
@@ -246,6 +250,7 @@ def _measure(server: RunningServer, platform: Platform) -> None:
     table, a model version, a deployment and a finished pipeline run to start from)."""
     with Client(server.url, timeout=30) as client:
         client.pipelines.apply(PIPELINE)
+        _csv(platform, 0)
         for kind in KINDS:
             started = time.monotonic()
             WORK[kind](client, platform, 0)
@@ -324,8 +329,12 @@ def _check_training_runs(store: MetadataStore) -> None:
         time.sleep(0.3)
 
 
-def _check_deployments(client: Client) -> None:
-    """Invariant 3: each deployment settles (ready and answering, or failed with a reason)."""
+def _check_deployments(client: Client, home: Path) -> None:
+    """Invariant 3: each deployment settles (ready and answering, or failed with a reason),
+    and no package folder outlives its deployment (a delete cut off before its clean-up)."""
+    stored = {f"default/{d.name}" for d in client.deployments.iter()}
+    folders = {f"{p.parent.name}/{p.name}" for p in (home / "deployments").glob("*/*")}
+    assert folders <= stored, f"package folders of no deployment: {folders - stored}"
     for deployment in list(client.deployments.iter()):
         deadline = time.monotonic() + SETTLE_S
         while True:
@@ -361,7 +370,7 @@ def _check(server: RunningServer, platform: Platform) -> None:
             _check_tables(store, client, platform.home)
             pending = _check_artifacts(store, platform.home)
             _check_training_runs(store)
-            _check_deployments(client)
+            _check_deployments(client, platform.home)
             _check_runs(client)
     finally:
         store.dispose()
