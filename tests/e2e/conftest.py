@@ -54,10 +54,15 @@ def base_env(home: Path) -> dict[str, str]:
 
 @contextmanager
 def running_server(
-    home: Path, extra_env: dict[str, str] | None = None, *args: str, log_path: Path | None = None
+    home: Path,
+    extra_env: dict[str, str] | None = None,
+    *args: str,
+    log_path: Path | None = None,
+    own_group: bool = False,
 ) -> Iterator[RunningServer]:
     """``loopml up ARGS`` on a free port with ``home``; yields once it answers healthy. Its
-    stdout and stderr go to ``log_path`` (``home/server.log`` by default)."""
+    stdout and stderr go to ``log_path`` (``home/server.log`` by default); ``own_group``
+    starts it in a process group of its own, for a test to kill as a whole."""
     from loopml.client import Client
     from loopml.core.errors import ServiceUnavailableError
 
@@ -71,6 +76,7 @@ def running_server(
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=own_group,
         )
         url = f"http://127.0.0.1:{port}"
         ready_after = None

@@ -329,6 +329,22 @@ class DeploymentControl:
             deployment_folder(self.root, deployment.project, deployment.name), ignore_errors=True
         )
 
+    def remove_orphans(self) -> list[str]:
+        """Remove the package folders of deployments no longer stored (``project/name``
+        of each): a platform killed between a delete's commit and its clean-up, or between
+        a create's fetch and its commit, leaves them behind."""
+        removed: list[str] = []
+        if not self.root.is_dir():
+            return removed
+        with self._lock:  # a create fetches into its folder before its row exists
+            stored = {(d.project, d.name) for d in self.list_all()}
+            for project in sorted(p for p in self.root.iterdir() if p.is_dir()):
+                for folder in sorted(f for f in project.iterdir() if f.is_dir()):
+                    if (project.name, folder.name) not in stored:
+                        shutil.rmtree(folder, ignore_errors=True)
+                        removed.append(f"{project.name}/{folder.name}")
+        return removed
+
     def refresh(self, project: str, name: str, *, reason: str) -> Deployment | None:
         """Resolve the deployment's references again; when a version changed, record the new
         revisions and swap them in. ``None`` when nothing changed (or a reference no longer

@@ -2,9 +2,10 @@
 
 A background thread that, every ``interval_s``:
 
-- **settles** once after a (re)start: each stored deployment's references are resolved
-  again (an alias that moved while the platform was down is followed) and the deployment
-  is handed to its target, which starts its replicas again;
+- **settles** once after a (re)start: the package folders of deployments no longer stored
+  (a delete killed before its clean-up) are removed; each stored deployment's references
+  are resolved again (an alias that moved while the platform was down is followed) and the
+  deployment is handed to its target, which starts its replicas again;
 - **follows** the event feed from where it started: ``model.alias.set`` and
   ``model.alias.removed`` re-resolve the deployments on that alias, ``model.version.ready``
   those on the model's newest version (``churn``); a changed version is rolled out;
@@ -105,6 +106,9 @@ class Reconciler:
                 log.exception("deployment reconciler: %r failed; retrying next round", task)
 
     def _settle(self) -> None:
+        orphans = self.control.remove_orphans()
+        if orphans:
+            log.info("removed the packages of deleted deployments: %s", ", ".join(orphans))
         for deployment in self.control.list_all():
             try:
                 changed = self.control.refresh(

@@ -22,7 +22,7 @@ from loopml.deploy.control import follows
 from loopml.deploy.targets.base import DeployTarget, RevisionPackage
 from loopml.registry import register_version, remove_alias, resolve, set_alias
 from loopml.storage import ArtifactStore, LocalArtifactStore
-from loopml.store import MetadataStore, events, projects
+from loopml.store import MetadataStore, deployments, events, projects
 from tests.tracking_rows import log_model, make_run, manifest_bytes
 from tests.unit.deploy.deploy_support import PackageFiles, package_files, register_files
 
@@ -409,3 +409,21 @@ def test_a_canary_or_shadow_that_cannot_take_the_primarys_requests_is_refused(
     assert control.refresh(PROJECT, "churn", reason="alias moved") is None
     shown = control.get(PROJECT, "churn")
     assert f"the shadow cancer/{widened} cannot take the requests" in shown.status_message
+
+
+def test_settling_removes_the_folders_a_killed_delete_left(
+    control: DeploymentControl, store: MetadataStore, tmp_path: Path
+) -> None:
+    control.create(PROJECT, "churn", {"model": "cancer/1"}, actor="a")
+    control.create(PROJECT, "gone", {"model": "cancer/1"}, actor="a")
+    kept = tmp_path / "deployments" / PROJECT / "churn"
+    left = tmp_path / "deployments" / PROJECT / "gone"
+    assert (kept / "1" / "package").is_dir()
+    assert (left / "1" / "package").is_dir()
+    # A platform killed between a delete's commit and its clean-up: the row is gone, its
+    # fetched packages are not.
+    with store.session() as session:
+        deployments.delete(session, PROJECT, "gone", actor="a")
+    Reconciler(control, store).run_once()
+    assert not left.exists()
+    assert (kept / "1" / "package").is_dir()
