@@ -305,7 +305,8 @@ def _check_artifacts(store: MetadataStore, home: Path) -> int:
     for prefix, sha in packages.values():
         verify_package(artifacts, prefix, sha)
     # A registration the kill cut off is left PENDING (never served, its package unverified)
-    # until the housekeeping fails it an hour later: counted, for the log.
+    # until the housekeeping verifies it again two minutes later (settle_stale_registrations,
+    # tested in tests/unit/registry/test_aliases.py): counted, for the log.
     with store.session() as session:
         return len(
             session.execute(select(ModelVersionRow.id).where(ModelVersionRow.status == "PENDING"))

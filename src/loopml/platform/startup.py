@@ -151,10 +151,12 @@ def run_maintenance(ctx: AppContext) -> None:
     """One round of housekeeping. Each task must be idempotent and quick.
 
     - Runs whose heartbeat stopped for longer than their timeout are marked LOST.
-    - Model versions left PENDING by a registration that died are marked FAILED.
+    - Model versions left PENDING by a registration that died are verified again after two
+      minutes and settled READY or FAILED; what is still PENDING after an hour is FAILED.
     - Upload spool files left by a killed server (older than a few hours) are removed.
     """
     tracking.sweep_lost_runs(ctx.store)
+    registry.settle_stale_registrations(ctx.store, ctx.artifacts)
     registry.fail_stale_registrations(ctx.store)
     files.sweep_spool(files.spool_folder(ctx.settings))
 

@@ -40,3 +40,4 @@ from loopml.registry.versions import register_version as register_version
 from loopml.registry.versions import remove_alias as remove_alias
 from loopml.registry.versions import resolve as resolve
 from loopml.registry.versions import set_alias as set_alias
+from loopml.registry.versions import settle_stale_registrations as settle_stale_registrations

@@ -14,7 +14,7 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from loopml.core import layout, promotion
-from loopml.core.errors import AlreadyExistsError, LoopmlError
+from loopml.core.errors import AlreadyExistsError, LoopmlError, NotFoundError
 from loopml.core.gate import PROTECTED_ALIAS
 from loopml.core.refs import ModelRef, validate_alias, validate_model_name
 from loopml.core.registry import ModelVersion, VersionStatus
@@ -35,19 +35,28 @@ def _ensure_model(store: MetadataStore, project: str, name: str, actor: str) -> 
         models.create(session, project, name, actor=actor)
 
 
-def _verdict(
+def _files_verdict(
     artifacts: ArtifactStore, prefix: str, manifest_sha256: str
 ) -> tuple[VersionStatus, str]:
+    """READY, or FAILED naming what is wrong with the package's files; raises what kept
+    them from being read."""
     try:
         verify_package(artifacts, prefix, manifest_sha256)
     except VerificationFailed as exc:
         return VersionStatus.FAILED, str(exc)
+    return VersionStatus.READY, ""
+
+
+def _verdict(
+    artifacts: ArtifactStore, prefix: str, manifest_sha256: str
+) -> tuple[VersionStatus, str]:
+    try:
+        return _files_verdict(artifacts, prefix, manifest_sha256)
     except LoopmlError as exc:
         return VersionStatus.FAILED, f"artifacts could not be verified ({exc.message}); retry"
     except Exception:
         log.exception("verifying the package under %s failed unexpectedly", prefix)
         return VersionStatus.FAILED, "internal error while verifying the artifacts; see the log"
-    return VersionStatus.READY, ""
 
 
 def register_version(
@@ -68,7 +77,8 @@ def register_version(
     every listed file's size and SHA-256, streamed): READY when all of it matches, FAILED
     with a message naming the file otherwise. A registration that dies midway is never READY:
     any error during verification settles it FAILED, and one killed outright stays PENDING
-    until ``fail_stale_registrations`` fails it.
+    until the housekeeping verifies it again (``settle_stale_registrations``, after two
+    minutes) or, failing that, ``fail_stale_registrations`` fails it after an hour.
 
     Returns:
         The settled version (READY or FAILED): check ``status`` and ``status_message``.
@@ -198,6 +208,53 @@ def delete_model(
     """
     with store.session() as session:
         return models.delete(session, project, name, force=force, actor=actor)
+
+
+def settle_stale_registrations(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    *,
+    older_than: timedelta = timedelta(minutes=2),
+) -> int:
+    """Verify again the versions left PENDING longer than ``older_than`` (their registering
+    process was killed between the insert and the verdict) and settle each READY or FAILED,
+    as its registration would have: the verdict depends only on the run's files, so any
+    server may give it, and the first verdict stands (``set_status``). A package that cannot
+    be read now is left PENDING for the next round; ``fail_stale_registrations`` fails what
+    is still PENDING after an hour. Meant for the server's housekeeping round; returns how
+    many it settled."""
+    with store.session() as session:
+        stale = model_versions.stale_pending(session, older_than=older_than)
+    settled = 0
+    for version in stale:
+        try:
+            with store.session() as session:
+                logged = lineage.logged_model(session, version.logged_model_id)
+        except NotFoundError:
+            continue  # its run is gone: the hour's sweep fails it
+        prefix = f"{layout.run_artifacts_prefix(logged.project_id, logged.run_id)}/{logged.path}"
+        try:
+            status, message = _files_verdict(artifacts, prefix, logged.manifest_sha256)
+        except Exception as exc:  # unreadable now, which says nothing of the files
+            log.warning(
+                "version %s/%s: its package could not be read (%s); next round",
+                version.model,
+                version.version,
+                exc,
+            )
+            continue
+        with store.session() as session:
+            model_versions.set_status(
+                session,
+                version.project,
+                version.model,
+                version.version,
+                status,
+                message,
+                actor=SWEEPER_ACTOR,
+            )
+        settled += 1
+    return settled
 
 
 def fail_stale_registrations(

@@ -249,6 +249,22 @@ def resolve(session: Session, project: str, ref: ModelRef | str) -> ModelVersion
     return versions_to_domain(session, [found])[0]
 
 
+def stale_pending(
+    session: Session, *, older_than: timedelta, limit: int = 100
+) -> list[ModelVersion]:
+    """Versions PENDING for longer than ``older_than``, oldest first, at most ``limit``."""
+    query = (
+        versions_query()
+        .where(
+            ModelVersionRow.status == VersionStatus.PENDING.value,
+            ModelVersionRow.created_at < utcnow() - older_than,
+        )
+        .order_by(ModelVersionRow.created_at)
+        .limit(limit)
+    )
+    return versions_to_domain(session, session.execute(query).tuples().all())
+
+
 def fail_stale_pending(session: Session, *, older_than: timedelta, actor: str) -> int:
     """Mark FAILED every version PENDING for longer than ``older_than`` (its registration
     died midway, RELIABILITY 18) and append ``model.version.failed`` for each; returns how many.

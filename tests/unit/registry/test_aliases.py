@@ -18,10 +18,11 @@ from loopml.registry import (
     remove_alias,
     resolve,
     set_alias,
+    settle_stale_registrations,
 )
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore, events, lineage, model_versions, models
-from tests.tracking_rows import log_model, make_run
+from tests.tracking_rows import MODEL_FILES, log_model, make_run
 
 
 def _versions(store: MetadataStore, artifacts: ArtifactStore, n: int) -> None:
@@ -94,3 +95,30 @@ def test_stale_pending_registration_is_failed_by_the_sweeper(
     assert version.status == VersionStatus.FAILED
     with pytest.raises(ConflictError, match="only READY"):
         set_alias(store, "default", "churn", "prod", 1, actor="a")
+
+
+def test_a_registration_killed_before_its_verdict_is_verified_again(
+    store: MetadataStore, artifacts: ArtifactStore
+) -> None:
+    """The housekeeping verifies a version left PENDING again and settles it as its
+    registration would have: READY when the package's files are whole, FAILED naming the
+    file when one was changed; a younger one is left to its registration."""
+    run = make_run(store)
+    log_model(store, artifacts, run)
+    log_model(store, artifacts, run, path="broken")
+    with store.session() as session:
+        models.create(session, "default", "churn", actor="a")
+        for path in ("model", "broken"):
+            logged = lineage.find_logged_model(session, "default", run.id, path)
+            model_versions.create(session, "default", "churn", logged, actor="a")
+    name = next(iter(MODEL_FILES))
+    artifacts.write_bytes(f"{run.package_prefix('broken')}/{name}", b"changed after it was logged")
+    assert settle_stale_registrations(store, artifacts, older_than=timedelta(hours=1)) == 0
+    assert settle_stale_registrations(store, artifacts, older_than=timedelta(0)) == 2
+    whole, changed = resolve(store, "default", "churn/1"), resolve(store, "default", "churn/2")
+    assert (whole.status, whole.status_message) == (VersionStatus.READY, "")
+    assert changed.status == VersionStatus.FAILED
+    assert name in changed.status_message
+    # Settled: the hour's sweep has nothing left, and a second round changes nothing.
+    assert fail_stale_registrations(store, older_than=timedelta(0)) == 0
+    assert settle_stale_registrations(store, artifacts, older_than=timedelta(0)) == 0
