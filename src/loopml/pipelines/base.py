@@ -121,6 +121,12 @@ class StepExecutor(ABC):
         to the store, and checked against at ``pipelines apply``); empty when unknown."""
         return []
 
+    @property
+    def cpus_given(self) -> float | None:
+        """The CPUs its settings give steps on this machine (``worker.executor.cpus``), or
+        ``None`` when not set or not counted here."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
         """Release what the executor holds."""
 

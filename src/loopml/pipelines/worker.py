@@ -194,7 +194,7 @@ class Worker:
         if not self.executor.weighs_cpus:
             return None
         if self._capacity is None:
-            given = getattr(self.executor.config, "cpus", None)
+            given = self.executor.cpus_given
             self._capacity = cpu_limit(self.executor.nodes(), given, self.config.concurrency)
         with self._lock:
             return self._capacity - sum(self._cpus.values())

@@ -133,6 +133,10 @@ class LocalExecutor(StepExecutor):
     def nodes(self) -> list[NodeShape]:
         return [this_machine(self.config.cpus)]
 
+    @property
+    def cpus_given(self) -> float | None:
+        return self.config.cpus
+
     def start(self, task: StepTask) -> LocalHandle:
         folder = attempt_folder()
         task_file = folder / "task.json"
