@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from loopml.core.clock import utcnow
 from loopml.core.deployments import Deployment, Revision
 from loopml.core.errors import ConflictError
 from loopml.core.refs import ModelRef
@@ -19,6 +20,7 @@ from loopml.registry import resolve
 from loopml.registry.packages import fetch_package
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
+from loopml.store.deployments import NewRevision
 
 KEEP_NEWEST = 5
 """Besides the revisions in use, the packages of this many newest revisions stay on disk
@@ -71,6 +73,47 @@ def fetch(
         manifest_sha256=version.manifest_sha256,
         path=str(package),
     )
+
+
+def fetch_new(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    root: Path,
+    project: str,
+    name: str,
+    new: list[NewRevision],
+) -> list[RevisionPackage]:
+    """Fetch the packages of a change's new revisions, each into a folder emptied first (a
+    folder left by a change that failed to commit may hold another version)."""
+    now = utcnow()
+    packages = []
+    for added in new:
+        folder = deployment_folder(root, project, name) / str(added.number)
+        shutil.rmtree(folder, ignore_errors=True)
+        revision = Revision(
+            number=added.number,
+            model=added.model,
+            version=added.version,
+            ref=added.ref,
+            role=added.role,
+            created_at=now,
+        )
+        packages.append(fetch(store, artifacts, root, project, name, revision))
+    return packages
+
+
+def remove_unstored(root: Path, stored: set[tuple[str, str]]) -> list[str]:
+    """Remove each ``root/PROJECT/NAME`` package folder whose ``(project, name)`` is not in
+    ``stored``; returns ``project/name`` of each."""
+    removed: list[str] = []
+    if not root.is_dir():
+        return removed
+    for project in sorted(p for p in root.iterdir() if p.is_dir()):
+        for folder in sorted(f for f in project.iterdir() if f.is_dir()):
+            if (project.name, folder.name) not in stored:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(f"{project.name}/{folder.name}")
+    return removed
 
 
 def prune(root: Path, deployment: Deployment) -> None:

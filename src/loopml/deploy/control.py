@@ -24,7 +24,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from loopml.core.clock import utcnow
 from loopml.core.deployments import (
     Deployment,
     DeploymentSpec,
@@ -35,7 +34,13 @@ from loopml.core.deployments import (
 from loopml.core.errors import AlreadyExistsError, ConflictError, LoopmlError, NotFoundError
 from loopml.core.logs import LogQuery
 from loopml.core.types import Page
-from loopml.deploy._packages import deployment_folder, fetch, prune
+from loopml.deploy._packages import (
+    deployment_folder,
+    fetch,
+    fetch_new,
+    prune,
+    remove_unstored,
+)
 from loopml.deploy._plan import Plan, Resolved, in_use_revisions, make_plan, preview, resolve_spec
 from loopml.deploy._plan import follows as follows
 from loopml.deploy.targets.base import (
@@ -201,7 +206,7 @@ class DeploymentControl:
                 return preview(project, name, resolved.spec, plan)
             target = self._target(resolved.spec.target)
             shutil.rmtree(deployment_folder(self.root, project, name), ignore_errors=True)
-            packages = self._fetch_new(project, name, plan)
+            packages = fetch_new(self.store, self.artifacts, self.root, project, name, plan.new)
             with self.store.session() as session:
                 deployment = repo.create(
                     session,
@@ -333,17 +338,9 @@ class DeploymentControl:
         """Remove the package folders of deployments no longer stored (``project/name``
         of each): a platform killed between a delete's commit and its clean-up, or between
         a create's fetch and its commit, leaves them behind."""
-        removed: list[str] = []
-        if not self.root.is_dir():
-            return removed
         with self._lock:  # a create fetches into its folder before its row exists
             stored = {(d.project, d.name) for d in self.list_all()}
-            for project in sorted(p for p in self.root.iterdir() if p.is_dir()):
-                for folder in sorted(f for f in project.iterdir() if f.is_dir()):
-                    if (project.name, folder.name) not in stored:
-                        shutil.rmtree(folder, ignore_errors=True)
-                        removed.append(f"{project.name}/{folder.name}")
-        return removed
+            return remove_unstored(self.root, stored)
 
     def refresh(self, project: str, name: str, *, reason: str) -> Deployment | None:
         """Resolve the deployment's references again; when a version changed, record the new
@@ -458,7 +455,9 @@ class DeploymentControl:
     ) -> Deployment:
         spec = spec or current.spec
         revisions = {r.number: r for r in current.revisions}
-        packages = self._fetch_new(current.project, current.name, plan)
+        packages = fetch_new(
+            self.store, self.artifacts, self.root, current.project, current.name, plan.new
+        )
         fresh = {p.revision for p in packages}
         packages += [
             p
@@ -484,25 +483,6 @@ class DeploymentControl:
         self._target(spec.target).apply(deployment, packages)
         prune(self.root, deployment)
         return deployment
-
-    def _fetch_new(self, project: str, name: str, plan: Plan) -> list[RevisionPackage]:
-        """Fetch the packages of the plan's new revisions (afresh: a folder left by a
-        change that failed to commit may hold another version)."""
-        now = utcnow()
-        packages = []
-        for new in plan.new:
-            folder = deployment_folder(self.root, project, name) / str(new.number)
-            shutil.rmtree(folder, ignore_errors=True)
-            revision = Revision(
-                number=new.number,
-                model=new.model,
-                version=new.version,
-                ref=new.ref,
-                role=new.role,
-                created_at=now,
-            )
-            packages.append(fetch(self.store, self.artifacts, self.root, project, name, revision))
-        return packages
 
     def _packages(
         self, project: str, name: str, plan: Plan, revisions: dict[int, Revision]
