@@ -102,7 +102,7 @@ def test_a_full_home_refuses_writes_clearly_serves_and_recovers(
         error = refused.json()["error"]
         assert error["code"] == "disk_full"
         assert f"the disk holding {small_home}/" in error["message"]
-        assert "the table's new version was not written" in error["message"]
+        assert "table default/sales's new version was not written" in error["message"]
         registered = httpx.post(f"{server.url}{VERSIONS}", json={"run_id": run_id}, trust_env=False)
         assert registered.status_code == 507, registered.text
         assert f"the disk holding {small_home}/loopml.db is full" in registered.text

@@ -99,21 +99,28 @@ MIN_FREE_BYTES = 1024 * 1024
 panics (a traceback on stderr) when the disk fills under it."""
 
 
-def ensure_space(loc: NativeLocation) -> None:
-    """Refuse a write to the local table at ``loc`` when its disk is (all but) full.
+def ensure_space(loc: NativeLocation, name: str | None = None) -> None:
+    """Refuse a write to the local table at ``loc`` (``name``: ``project/table``, for the
+    message) when its disk is (all but) full.
 
     Raises:
         DiskFullError: less than ``MIN_FREE_BYTES`` free.
     """
     free = free_bytes(loc)
     if free is not None and free < MIN_FREE_BYTES:
-        raise disk_full("the table's new version", loc.uri, store="lake")
+        raise disk_full(f"{_the_table(name)}'s new version", loc.uri, store="lake")
+
+
+def _the_table(name: str | None) -> str:
+    return "the table" if name is None else f"table {name}"
 
 
 @contextmanager
-def delta_errors(what: str, loc: NativeLocation | None = None) -> Iterator[None]:
+def delta_errors(
+    what: str, loc: NativeLocation | None = None, name: str | None = None
+) -> Iterator[None]:
     """Turn ``deltalake`` and object-store failures into loopml errors; a full disk names
-    ``loc``."""
+    ``loc`` and the table's ``name`` (``project/table``)."""
     try:
         yield
     except LoopmlError:
@@ -130,7 +137,8 @@ def delta_errors(what: str, loc: NativeLocation | None = None) -> Iterator[None]
     except (DeltaError, OSError) as exc:
         if is_disk_full(exc):
             where = loc.uri if loc is not None else "the lake"
-            raise disk_full(f"the table's change ({what})", where, store="lake") from exc
+            change = f"{_the_table(name)}'s change ({what})"
+            raise disk_full(change, where, store="lake") from exc
         raise ServiceUnavailableError(
             f"{what}: the lake storage failed ({type(exc).__name__}); retry later",
             details={"reason": str(exc)[:500], "retryable": True},
@@ -156,10 +164,10 @@ def arrow_schema(dt: DeltaTable) -> pa.Schema:
     return pa.schema(dt.schema().to_arrow())
 
 
-def create_empty(loc: NativeLocation, schema: pa.Schema) -> None:
-    """Commit version 0 of an empty table with ``schema``."""
-    ensure_space(loc)
-    with delta_errors("creating the table", loc):
+def create_empty(loc: NativeLocation, schema: pa.Schema, name: str | None = None) -> None:
+    """Commit version 0 of an empty table with ``schema`` (``name``: ``project/table``)."""
+    ensure_space(loc, name)
+    with delta_errors("creating the table", loc, name):
         DeltaTable.create(loc.uri, schema=schema, storage_options=loc.storage_options)
 
 
@@ -171,6 +179,7 @@ def write(
     metadata: Mapping[str, str] | None = None,
     table: DeltaTable | None = None,
     sample: pa.RecordBatch | None = None,
+    name: str | None = None,
 ) -> str:
     """Write ``data`` as one Delta commit; returns the commit's id (see ``find_commit``).
 
@@ -183,10 +192,11 @@ def write(
         table: the open table at ``loc``, written through (which saves reading its log
             again) and left at the new version.
         sample: the data's first batch, which picks the columns' encodings (``writer_for``).
+        name: ``project/table``, which a full disk's message names.
     """
     commit_id = uuid.uuid4().hex
-    ensure_space(loc)
-    with delta_errors("writing the table", loc):
+    ensure_space(loc, name)
+    with delta_errors("writing the table", loc, name):
         write_deltalake(
             loc.uri if table is None else table,
             data,

@@ -161,7 +161,7 @@ def create_table(
         lake_tables.create(session, project, table, description=description, actor=actor)
     if schema is not None:
         _, loc = _tables.locate(store, artifacts, project, table)
-        _delta.create_empty(loc, schema)
+        _delta.create_empty(loc, schema, f"{project}/{table}")
     return get_table(store, artifacts, project, table)
 
 
@@ -310,7 +310,9 @@ def _write(
     failures: list[LoopmlError] = []
     stream = pa.RecordBatchReader.from_batches(target, cast_batches(batches, target, failures))
     try:
-        commit_id = _delta.write(loc, stream, mode, metadata=metadata, table=dt, sample=first)
+        commit_id = _delta.write(
+            loc, stream, mode, metadata=metadata, table=dt, sample=first, name=f"{project}/{table}"
+        )
     except Exception:
         if failures:
             raise failures[0] from None
