@@ -7,6 +7,7 @@ Usage: python log_and_register.py EXPERIMENT MODEL ROWS_JSON ; prints one JSON o
 
 import json
 import sys
+import time
 
 import mlflow
 import mlflow.sklearn
@@ -20,14 +21,20 @@ mlflow.set_experiment(experiment)
 frame = pd.DataFrame({"a": np.arange(40.0), "b": np.arange(40.0) % 7})
 with mlflow.start_run() as run:
     model = LogisticRegression().fit(frame, (frame["a"] > 20).astype(int))
-    mlflow.sklearn.log_model(
+    info = mlflow.sklearn.log_model(
         model, "model", input_example=frame.head(5), registered_model_name=name
     )
 client = MlflowClient()
 first = client.get_model_version(name, "1")
-second = client.create_model_version(
-    name, source=f"runs:/{run.info.run_id}/model", run_id=run.info.run_id
-)
+# MLflow 3 keeps the model apart from the run, as models:/<id>; MLflow 2 in the run's folder.
+uri = info.model_uri
+source = uri if uri.startswith("models:/") else f"runs:/{run.info.run_id}/model"
+second = client.create_model_version(name, source=source, run_id=run.info.run_id)
+for _ in range(600):  # MLflow 2's create_model_version does not wait; poll as it would
+    if second.status != "PENDING_REGISTRATION":
+        break
+    time.sleep(0.5)
+    second = client.get_model_version(name, second.version)
 print(
     json.dumps(
         {
