@@ -259,12 +259,28 @@ def test_mlflow_3_logged_models_are_recorded_and_not_registered(
     assert seen["tags"] == {"team": "risk"}
     assert seen["source_run_id"] == seen["run_id"]
     assert seen["files"] == ["MLmodel", "model.pkl"]
+    # Accepted and packaged on the server; this one has no sklearn flavour, so its version
+    # FAILS with the converter's reason, which the waiting client raises.
     refused = seen["refused"]
     assert isinstance(refused, dict)
-    assert refused["code"] == "INVALID_PARAMETER_VALUE"
-    assert "never loads a client's pickle" in str(refused["message"])
+    assert "no sklearn flavour" in str(refused["message"])
     versions = httpx.get(f"{server.url}/api/v1/projects/default/models/lm-model/versions")
-    assert versions.json()["items"] == []
+    assert [v["status"] for v in versions.json()["items"]] == ["FAILED"]
+
+
+def test_log_model_with_registered_model_name_is_packaged_on_the_server(
+    mlflow_python: Path, server: RunningServer
+) -> None:
+    """``log_model(registered_model_name=...)`` and ``create_model_version(source=runs:/...)``:
+    PACKAGING, then READY once the sandboxed converter made the package; served, it predicts
+    what the estimator did."""
+    model = f"reg-{_version(mlflow_python).replace('.', '-')}"
+    rows = json.dumps(ROWS)
+    seen = _script(mlflow_python, server, "log_and_register.py", f"exp-{model}", model, rows)
+    assert seen["statuses"] == ["READY", "READY"]
+    _pass_gate(server, model, "1")
+    assert _script(mlflow_python, server, "promote.py", model, "1")["aliases"] == ["champion"]
+    assert _deploy_and_predict(server, model) == pytest.approx(seen["predictions"])
 
 
 def test_an_mlflow_sklearn_model_is_packaged_client_side_then_registered(

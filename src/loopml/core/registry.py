@@ -2,8 +2,10 @@
 
 A version's status moves once: PENDING (just registered, artifacts being verified) to READY
 (every file of the package present, with the size and SHA-256 its manifest records) or
-FAILED (``status_message`` names what was missing or wrong). Nothing but READY is served or
-aliased.
+FAILED (``status_message`` names what was missing or wrong). A version registered from an
+MLflow-format model starts PACKAGING instead (the server's sandboxed converter is making its
+package, ``registry.mlflow_packaging``) and then settles the same way. Nothing but READY is
+served or aliased.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class VersionStatus(StrEnum):
     """Where a version's registration stands."""
 
     PENDING = "PENDING"
+    PACKAGING = "PACKAGING"
     READY = "READY"
     FAILED = "FAILED"
 

@@ -33,6 +33,8 @@ from loopml.pipelines.worker import Worker, WorkerConfig, WorkerThread, server_u
 from loopml.platform.gateway_link import GatewayLink
 from loopml.platform.monitoring import start_monitor
 from loopml.predictions.log import PredictionLog
+from loopml.registry import mlflow_packaging
+from loopml.registry.mlflow_packaging import MlflowPackager
 from loopml.settings import Settings
 from loopml.train import tracking
 from loopml.web.context import AppContext, running_of
@@ -43,11 +45,13 @@ log = logging.getLogger("loopml.api")
 
 def build_context(settings: Settings) -> AppContext:
     """Open the backends named by ``settings``."""
+    store, artifacts = open_metadata_store(settings), open_artifact_store(settings)
     return AppContext(
         settings=settings,
-        store=open_metadata_store(settings),
-        artifacts=open_artifact_store(settings),
+        store=store,
+        artifacts=artifacts,
         online=LazyOnlineStore(settings.features.online, settings.home),
+        packager=MlflowPackager(store, artifacts, settings),
     )
 
 
@@ -56,6 +60,10 @@ def _startup(ctx: AppContext) -> None:
     # MetadataStore.prepare: `loopml up --upgrade` or `loopml db upgrade` upgrade it).
     if ctx.settings.database.auto_upgrade and ctx.store.prepare(create=True) is not None:
         log.info("database schema created at %s", ctx.store.head_revision())
+    # Versions a stopped server of this host left PACKAGING would never settle.
+    failed = mlflow_packaging.fail_interrupted(ctx.store)
+    if failed:
+        log.info("failed %d model versions left PACKAGING by a stopped server", failed)
     removed = ctx.artifacts.cleanup()
     if removed:
         log.info("removed %d orphaned temporary artifact files", removed)
@@ -218,6 +226,8 @@ def lifespan(
             housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await housekeeping
+            if ctx.packager is not None:
+                await anyio.to_thread.run_sync(ctx.packager.close)
             ctx.online.close()
             ctx.store.dispose()
 

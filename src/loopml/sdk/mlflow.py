@@ -3,23 +3,19 @@ package it as loopml does (ONNX with a parity check, and skops, hashed) on the s
 
 This runs in the caller's process, on the caller's machine: it loads the run's pickle, which
 only someone who trusts that run should do. loopml's server never loads a client's pickle
-(registering an MLflow-format model is refused); this is the client side of that rule.
+(it converts one only inside a sandbox, ``registry.mlflow_packaging``); this is the client
+side of that rule. Reading the MLflow model is ``packaging.mlflow_format``, shared with the
+server's converter.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import pickle
 import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import yaml  # type: ignore[import-untyped]
-
-from loopml.core.errors import ValidationError
 from loopml.core.mlflow_models import PROJECT_ROOT
 from loopml.core.runs import LoggedModel
 
@@ -52,43 +48,6 @@ def _reader(client: Client, run_id: str, source: str, project: str) -> Callable[
     return read
 
 
-def _sklearn_flavor(mlmodel: dict[str, Any], source: str) -> dict[str, Any]:
-    flavor = (mlmodel.get("flavors") or {}).get("sklearn")
-    if not isinstance(flavor, dict):
-        found = ", ".join(sorted(mlmodel.get("flavors") or {})) or "none"
-        raise ValidationError(
-            f"the MLflow model at {source!r} has no sklearn flavour (it has: {found}); "
-            "only models logged by mlflow.sklearn.log_model can be packaged this way"
-        )
-    return flavor
-
-
-def _example(read: Callable[[str], bytes], source: str, info: Any) -> pd.DataFrame:
-    import pandas as pd
-
-    if not isinstance(info, dict) or not info.get("artifact_path"):
-        raise ValidationError(
-            f"the MLflow model at {source!r} has no input example: pass sample rows"
-        )
-    raw = json.loads(read(str(info["artifact_path"])))
-    if isinstance(raw, dict) and "dataframe_split" in raw:
-        raw = raw["dataframe_split"]
-    if isinstance(raw, dict) and "columns" in raw:
-        return pd.DataFrame(raw["data"], columns=raw["columns"])
-    return pd.DataFrame(raw)
-
-
-def _load(data: bytes, serialization: str) -> Any:
-    """The estimator, loaded here: the caller's own decision about a run it trusts (see the
-    module docstring), whether MLflow wrote it with skops (MLflow 3's default) or pickle."""
-    if serialization == "skops":
-        import skops.io
-
-        return skops.io.loads(data, trusted=skops.io.get_untrusted_types(data=data))
-    # cloudpickle's output of an estimator is a plain pickle.
-    return pickle.load(io.BytesIO(data))  # noqa: S301
-
-
 def package_mlflow_model(
     client: Client,
     run_id: str,
@@ -116,17 +75,14 @@ def package_mlflow_model(
         ValidationError: no sklearn flavour, no sample, or a model loopml cannot package.
     """
     from loopml.packaging import package_model
+    from loopml.packaging.mlflow_format import input_example, load_estimator, read_mlflow_model
 
     read = _reader(client, run_id, source, project)
-    mlmodel = yaml.safe_load(read("MLmodel"))
-    if not isinstance(mlmodel, dict):
-        raise ValidationError(f"{source}/MLmodel is not an MLflow model description")
-    flavor = _sklearn_flavor(mlmodel, source)
-    data = read(str(flavor.get("pickled_model", "model.pkl")))
-    model = _load(data, str(flavor.get("serialization_format", "cloudpickle")))
+    mlflow_model = read_mlflow_model(read, source)
+    # Loaded here, in the caller's process: its own decision about a run it trusts.
+    model = load_estimator(mlflow_model)
     if sample is None:
-        info = mlmodel.get("saved_input_example_info")
-        sample = _example(read, source, info)
+        sample = input_example(read, mlflow_model, source)
     with tempfile.TemporaryDirectory(prefix="loopml-mlflow-") as tmp:
         package = package_model(model, Path(tmp) / "package", sample=sample)
         for file in sorted(package.path.iterdir()):

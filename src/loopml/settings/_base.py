@@ -219,6 +219,45 @@ class MlflowSettings(_Section):
         description="The experiment MLflow's experiment id '0' (a client that names none) "
         "logs to; created on first use.",
     )
+    convert_workers: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="MLflow-format models (a pickle) registered through the MLflow API are "
+        "packaged by a sandboxed converter on the server (docs/mlflow.md); how many run at "
+        "once. Others wait their turn, PACKAGING.",
+    )
+    convert_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        le=86_400,
+        description="Wall-clock limit of one conversion in the sandbox; past it the converter's "
+        "processes are killed and the version FAILS. Building its environment (pip, outside "
+        "the sandbox) is not counted.",
+    )
+    convert_cpu_s: int = Field(
+        default=600,
+        ge=1,
+        description="CPU seconds the converter may use (RLIMIT_CPU).",
+    )
+    convert_memory_bytes: int = Field(
+        default=4 * _GiB,
+        ge=64 * _MiB,
+        description="Address space of each converter process (RLIMIT_AS).",
+    )
+    convert_max_processes: int = Field(
+        default=256,
+        ge=8,
+        description="Processes and threads the converter may have at once (RLIMIT_NPROC, "
+        "against fork bombs). Counted per user: uid 65534 when the server runs as root, the "
+        "server's own user otherwise.",
+    )
+    convert_max_bytes: int = Field(
+        default=2 * _GiB,
+        ge=_MiB,
+        description="Largest MLflow model (all its files) copied into the sandbox, and largest "
+        "file the converter may write (RLIMIT_FSIZE).",
+    )
 
 
 class LakeSettings(_Section):

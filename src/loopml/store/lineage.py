@@ -70,7 +70,12 @@ def find_logged_model(session: Session, project: str, run_id: str, path: str) ->
             details={"project": project, "run_id": run_id},
         )
     row = session.scalars(
-        select(LoggedModelRow).where(LoggedModelRow.run_id == run_id, LoggedModelRow.path == path)
+        select(LoggedModelRow).where(
+            LoggedModelRow.run_id == run_id,
+            LoggedModelRow.path == path,
+            # A package the server's converter is still making is no model to register.
+            LoggedModelRow.format != "packaging",
+        )
     ).one_or_none()
     if row is None:
         raise NotFoundError(

@@ -99,6 +99,63 @@ def record(
     return _to_domain(row)
 
 
+# The format of a package the server's converter is still making (``reserve``): such a
+# record names no files yet, so lookups by run, path or id do not find it.
+PACKAGING_FORMAT = "packaging"
+
+
+def reserve(
+    session: Session, project: str, run_id: str, *, path: str, summary: dict[str, Any]
+) -> str:
+    """Record the package the server's converter will write at ``path`` of run ``run_id``
+    (format ``packaging``, no manifest yet), so a PACKAGING version can name it; returns its
+    id. ``complete`` fills it in once the package exists.
+
+    Raises:
+        NotFoundError: no such run in the project.
+        AlreadyExistsError: the run has a model at ``path``.
+    """
+    runs.require(session, project, run_id)
+    row = LoggedModelRow(
+        run_id=run_id,
+        path=validate_key(path),
+        flavor="",
+        format=PACKAGING_FORMAT,
+        manifest_sha256="",
+        signature={},
+        summary=_check_json("summary", summary),
+    )
+    taken = AlreadyExistsError(
+        f"run {run_id} already logged a model at {path!r}", details={"run_id": run_id}
+    )
+    add_unique(session, row, taken)
+    return row.id
+
+
+def complete(
+    session: Session,
+    model_id: str,
+    *,
+    flavor: str,
+    format: str,
+    manifest_sha256: str,
+    signature: dict[str, Any],
+    summary: dict[str, Any],
+) -> None:
+    """Fill in a package ``reserve`` recorded, now that its files exist."""
+    check_text("flavor", flavor, max_length=50)
+    check_text("format", format, max_length=20)
+    if not _SHA256.fullmatch(manifest_sha256):
+        raise ValidationError(f"invalid manifest_sha256 {manifest_sha256[:80]!r}")
+    row = session.get(LoggedModelRow, model_id)
+    if row is None or row.format != PACKAGING_FORMAT:
+        raise NotFoundError(f"no package being made with id {model_id!r}")
+    row.flavor, row.format, row.manifest_sha256 = flavor, format, manifest_sha256
+    row.signature = _check_json("signature", signature)
+    row.summary = _check_json("summary", {**row.summary, **summary})
+    session.flush()
+
+
 def list_for_run(session: Session, project: str, run_id: str) -> list[LoggedModel]:
     """The models a run logged, by path.
 
@@ -106,7 +163,9 @@ def list_for_run(session: Session, project: str, run_id: str) -> list[LoggedMode
         NotFoundError: no such run in the project.
     """
     runs.require(session, project, run_id)
-    query = select(LoggedModelRow).where(LoggedModelRow.run_id == run_id)
+    query = select(LoggedModelRow).where(
+        LoggedModelRow.run_id == run_id, LoggedModelRow.format != PACKAGING_FORMAT
+    )
     return [_to_domain(row) for row in session.scalars(query.order_by(LoggedModelRow.path))]
 
 
@@ -117,6 +176,8 @@ def get(session: Session, project: str, model_id: str) -> LoggedModel:
         NotFoundError: no such logged model in the project.
     """
     row = session.get(LoggedModelRow, model_id) if len(model_id) == 32 else None
+    if row is not None and row.format == PACKAGING_FORMAT:
+        row = None
     if row is None or session.execute(runs.select_run(project, row.run_id)).first() is None:
         raise NotFoundError(
             f"logged model {model_id[:40]!r} not found in project {project!r}",
@@ -135,6 +196,7 @@ def list_by_path(
         .join(RunRow, RunRow.id == LoggedModelRow.run_id)
         .join(ExperimentRow, ExperimentRow.id == RunRow.experiment_id)
         .where(RunRow.project_id == runs.project_id_of(project), LoggedModelRow.path == path)
+        .where(LoggedModelRow.format != PACKAGING_FORMAT)
         .order_by(LoggedModelRow.created_at.desc())
         .limit(limit)
     )

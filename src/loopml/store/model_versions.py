@@ -34,6 +34,8 @@ from loopml.store.orm import (
     ModelVersionRow,
 )
 
+_UNSETTLED = (VersionStatus.PENDING, VersionStatus.PACKAGING)
+
 
 def _event(session: Session, type: str, v: ModelVersion, actor: str, **payload: object) -> None:
     events.append(
@@ -54,9 +56,10 @@ def create(
     *,
     description: str = "",
     actor: str,
+    status: VersionStatus = VersionStatus.PENDING,
 ) -> ModelVersion:
-    """Add the next version of ``model`` (status PENDING) and append
-    ``model.version.registered``.
+    """Add the next version of ``model`` (status PENDING, or PACKAGING while the server's
+    converter makes its package) and append ``model.version.registered``.
 
     Raises:
         NotFoundError: no such project or model.
@@ -79,7 +82,7 @@ def create(
         run_id=logged.run_id,
         logged_model_id=logged.id,
         manifest_sha256=logged.manifest_sha256,
-        status=VersionStatus.PENDING.value,
+        status=status.value,
         status_message="",
         description=description,
         actor=actor,
@@ -95,6 +98,7 @@ def create(
         run_id=logged.run_id,
         path=logged.path,
         manifest_sha256=logged.manifest_sha256,
+        status=version.status.value,
     )
     return version
 
@@ -150,20 +154,23 @@ def set_status(
     *,
     actor: str,
 ) -> ModelVersion:
-    """Settle a PENDING version as READY or FAILED; append ``model.version.ready`` or
-    ``model.version.failed``.
+    """Settle a PENDING or PACKAGING version as READY or FAILED; append
+    ``model.version.ready`` or ``model.version.failed``.
 
-    The first verdict stands: a version no longer PENDING (a sweeper failed it while its
+    The first verdict stands: a version already settled (a sweeper failed it while its
     verification was still running) is returned unchanged, with no event.
     """
-    if status == VersionStatus.PENDING:
+    if status in _UNSETTLED:
         raise ValidationError("a version can only be settled as READY or FAILED")
     check_actor(actor)
     parent = model_row(session, project, model)
     row = version_row(session, project, parent, version)
     changed = session.execute(
         update(ModelVersionRow)
-        .where(ModelVersionRow.id == row.id, ModelVersionRow.status == VersionStatus.PENDING.value)
+        .where(
+            ModelVersionRow.id == row.id,
+            ModelVersionRow.status.in_([s.value for s in _UNSETTLED]),
+        )
         .values(status=status.value, status_message=message[:MAX_DESCRIPTION], updated_at=utcnow())
         .returning(ModelVersionRow.id)
         .execution_options(synchronize_session=False)
@@ -173,6 +180,43 @@ def set_status(
     if changed is not None:
         kind = "ready" if status == VersionStatus.READY else "failed"
         _event(session, f"model.version.{kind}", result, actor, message=result.status_message)
+    return result
+
+
+def attach_package(
+    session: Session, project: str, model: str, version: int, manifest_sha256: str, *, actor: str
+) -> ModelVersion:
+    """Record the manifest hash of the package the converter made for a PACKAGING version
+    (its logged model, ``logged_models.complete``) and append ``model.version.packaged``; the
+    version stays PACKAGING until ``set_status`` settles it after verification.
+
+    Raises:
+        ConflictError: the version is no longer PACKAGING (it was failed meanwhile).
+    """
+    parent = model_row(session, project, model)
+    row = version_row(session, project, parent, version)
+    if row.status != VersionStatus.PACKAGING.value:
+        raise ConflictError(f"version {version} of model {model!r} is {row.status}, not PACKAGING")
+    row.manifest_sha256 = manifest_sha256
+    session.flush()
+    result = version_to_domain(session, row, model, project)
+    _event(session, "model.version.packaged", result, actor, manifest_sha256=manifest_sha256)
+    return result
+
+
+def packaging(session: Session, *, limit: int = 1000) -> list[tuple[ModelVersion, str]]:
+    """Versions still PACKAGING, oldest first, each with its package record's ``packager``
+    (``host:pid`` of the server converting it)."""
+    from loopml.store.orm import LoggedModelRow
+
+    query = versions_query().where(ModelVersionRow.status == VersionStatus.PACKAGING.value)
+    rows = session.execute(query.order_by(ModelVersionRow.created_at).limit(limit)).tuples().all()
+    found = versions_to_domain(session, rows)
+    result = []
+    for version in found:
+        logged = session.get(LoggedModelRow, version.logged_model_id)
+        packager = (logged.summary or {}).get("packager", "") if logged is not None else ""
+        result.append((version, str(packager)))
     return result
 
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from loopml.deploy import DeploymentControl, Serving
     from loopml.deploy.gateways import FrontDoor, GatewayProcesses
     from loopml.monitor.disk import DiskSpace
+    from loopml.registry.mlflow_packaging import MlflowPackager
 
 # With authentication off, every change is recorded as made by this actor.
 ANONYMOUS_ACTOR = "anonymous"
@@ -34,6 +35,9 @@ class AppContext:
     store: MetadataStore
     artifacts: ArtifactStore
     online: LazyOnlineStore
+    # Packages MLflow-format models registered through the MLflow API (sandboxed converter
+    # jobs on the app's threads); None where the app registers none.
+    packager: MlflowPackager | None = None
 
 
 @dataclass

@@ -19,6 +19,8 @@ USER_TAG = "mlflow.user"
 DATASET_KIND = "mlflow_dataset"
 _VERSION_STATUS = {
     VersionStatus.PENDING: "PENDING_REGISTRATION",
+    # MLflow's client waits on PENDING_REGISTRATION (get_model_version, 300 s by default).
+    VersionStatus.PACKAGING: "PENDING_REGISTRATION",
     VersionStatus.READY: "READY",
     VersionStatus.FAILED: "FAILED_REGISTRATION",
 }

@@ -2,8 +2,10 @@
 records' services, ``registry.service``): one function per endpoint.
 
 A version is registered from a model *loopml* packaged (ONNX or skops, with a manifest whose
-hash the run recorded); an MLflow-format model (an ``MLmodel`` file beside a pickle) is
-refused with a message saying so: the server never loads a client's pickle. Setting an alias
+hash the run recorded). An MLflow-format model (an ``MLmodel`` file beside a pickle) is
+accepted as a PACKAGING version (``PENDING_REGISTRATION`` to MLflow's client, which waits on
+it) and packaged by the app's sandboxed converter (``registry.mlflow_packaging``): the
+server's own process never loads a client's pickle. Setting an alias
 goes through ``registry.set_alias`` exactly like ``loopml models promote``: ``champion`` moves
 only to a version whose latest gate verdict passed, with no way to force it from MLflow.
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from loopml import registry
@@ -31,7 +34,7 @@ from loopml.core.mlflow_filter import parse_mlflow_filter, parse_mlflow_order
 from loopml.core.mlflow_models import parse_stage
 from loopml.core.registry import ModelVersion, RegisteredModel, VersionStatus
 from loopml.core.runs import LoggedModel
-from loopml.registry import service
+from loopml.registry import mlflow_packaging, service
 from loopml.train.tracking import mlflow_records
 from loopml.web.context import AppContext
 
@@ -39,12 +42,20 @@ MAX_PAGE = 1000
 _RUNS_SOURCE = re.compile(r"^runs:/([0-9a-f]{32})/(.+)$")
 _ARTIFACTS_SOURCE = re.compile(r"^mlflow-artifacts:/+runs/([0-9a-f]{32})/(.+)$")
 _MLFLOW_MODEL_SOURCE = re.compile(r"^(mlflow-artifacts:/+models/|models:/)([0-9a-f]{32})/?$")
-_MLFLOW_FORMAT = (
-    "loopml registers only models it packaged (ONNX or skops, hashed), and its server never "
-    "loads a client's pickle. Package it on your machine with `loopml runs package-mlflow "
-    "<run_id>` (MLflow 3: `--source models:/<model_id>`) and register "
-    "runs:/<run_id>/loopml-model; see docs/mlflow.md"
+_NO_PACKAGER = (
+    "this server packages no MLflow-format model (MLmodel and a pickle); package it on your "
+    "machine with `loopml runs package-mlflow <run_id>` and register runs:/<run_id>/loopml-model"
 )
+
+
+@dataclass(frozen=True)
+class _MlflowFormat:
+    """An MLflow-format model a registration names: its run, its folder in the artifact
+    store, and the source as MLflow names it (a folder of the run, or ``models:/<id>``)."""
+
+    run_id: str
+    prefix: str
+    source: str
 
 
 def _source(ctx: AppContext, version: ModelVersion) -> str:
@@ -165,9 +176,7 @@ def rename_model(
     return {"registered_model": convert.registered_model(model)}
 
 
-def _run_and_path(
-    ctx: AppContext, project: str, source: str, run_id: str | None
-) -> tuple[str, str]:
+def _run_and_path(ctx: AppContext, project: str, source: str) -> tuple[str, str] | _MlflowFormat:
     for pattern in (_RUNS_SOURCE, _ARTIFACTS_SOURCE):
         match = pattern.fullmatch(source.rstrip("/"))
         if match is not None:
@@ -183,11 +192,9 @@ def _run_and_path(
             return registry.package_of_mlflow_model(
                 ctx.store, ctx.artifacts, project, model.group(2)
             )
-        raise MlflowApiError(
-            "INVALID_PARAMETER_VALUE",
-            f"source {source[:120]!r} is a model an MLflow client logged (MLflow's format): "
-            + _MLFLOW_FORMAT,
-        )
+        # A logged model in MLflow's own format: packaged by the converter.
+        run_id, prefix = mlflow_packaging.mlflow_model_source(ctx.store, project, model.group(2))
+        return _MlflowFormat(run_id, prefix, f"models:/{model.group(2)}")
     raise ValidationError(
         f"invalid source {source[:120]!r}: expected runs:/<run_id>/<path> or "
         "mlflow-artifacts:/runs/<run_id>/<path>",
@@ -195,15 +202,56 @@ def _run_and_path(
     )
 
 
-def _refuse_mlflow_format(ctx: AppContext, project: str, run_id: str, path: str) -> None:
+def _mlflow_format(ctx: AppContext, project: str, run_id: str, path: str) -> _MlflowFormat | None:
     project_id = mlflow_records.project_id(ctx.store, project)
-    root = layout.run_artifacts_prefix(project_id, run_id)
-    if ctx.artifacts.exists(join_key(root, path, "MLmodel")):
-        raise MlflowApiError(
-            "INVALID_PARAMETER_VALUE",
-            f"run {run_id} holds an MLflow-format model at {path!r} (MLmodel and a pickle): "
-            + _MLFLOW_FORMAT,
+    prefix = join_key(layout.run_artifacts_prefix(project_id, run_id), validate_key(path))
+    if ctx.artifacts.exists(join_key(prefix, "MLmodel")):
+        return _MlflowFormat(run_id, prefix, path)
+    return None
+
+
+def _package_on_server(
+    ctx: AppContext, project: str, name: str, found: _MlflowFormat, description: str, actor: str
+) -> ModelVersion:
+    if ctx.packager is None:
+        raise MlflowApiError("INVALID_PARAMETER_VALUE", _NO_PACKAGER)
+    version, job = mlflow_packaging.accept(
+        ctx.store,
+        project=project,
+        model_name=name,
+        run_id=found.run_id,
+        mlflow_source=found.source,
+        source_prefix=found.prefix,
+        description=description,
+        actor=actor,
+    )
+    ctx.packager.submit(job)
+    return version
+
+
+def _register(
+    ctx: AppContext, project: str, name: str, source: str, description: str, actor: str
+) -> ModelVersion:
+    found = _run_and_path(ctx, project, source)
+    if isinstance(found, _MlflowFormat):
+        return _package_on_server(ctx, project, name, found, description, actor)
+    source_run, path = found
+    try:
+        return registry.register_version(
+            ctx.store,
+            ctx.artifacts,
+            project=project,
+            model_name=name,
+            run_id=source_run,
+            path=path,
+            description=description,
+            actor=actor,
         )
+    except NotFoundError:
+        mlflow_model = _mlflow_format(ctx, project, source_run, path)
+        if mlflow_model is None:
+            raise
+    return _package_on_server(ctx, project, name, mlflow_model, description, actor)
 
 
 def create_version(
@@ -217,22 +265,10 @@ def create_version(
     actor: str,
 ) -> dict[str, Any]:
     """``model-versions/create``: register the loopml package at ``source``; the answer is
-    the settled version (READY or FAILED_REGISTRATION), so the client's wait ends at once."""
-    source_run, path = _run_and_path(ctx, project, source, run_id)
-    try:
-        version = registry.register_version(
-            ctx.store,
-            ctx.artifacts,
-            project=project,
-            model_name=name,
-            run_id=source_run,
-            path=path,
-            description=description,
-            actor=actor,
-        )
-    except NotFoundError:
-        _refuse_mlflow_format(ctx, project, source_run, path)
-        raise
+    the settled version (READY or FAILED_REGISTRATION), so the client's wait ends at once.
+    An MLflow-format model is answered PACKAGING (``PENDING_REGISTRATION``): MLflow's
+    client polls ``get_model_version`` until the converter settles it."""
+    version = _register(ctx, project, name, source, description, actor)
     for key, value in tags.items():
         version = service.set_version_tag(
             ctx.store, project, name, version.version, key, value, actor=actor
@@ -380,5 +416,5 @@ def set_version_tag(
 
 
 def ready(version: ModelVersion) -> bool:
-    """Whether a version may be served (loopml registers synchronously: READY or FAILED)."""
+    """Whether a version may be served (READY; not PENDING, PACKAGING or FAILED)."""
     return version.status == VersionStatus.READY

@@ -1,0 +1,208 @@
+"""Registering an MLflow-format model through MLflow's API: the version is PACKAGING
+(``PENDING_REGISTRATION``) at once, and the app's sandboxed converter settles it, READY with
+the package, or FAILED with the reason. Hostile pickles (each ``__reduce__`` does one harmful
+thing) fail their version and touch nothing outside the sandbox (docs/security.md)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from sklearn.linear_model import LogisticRegression
+
+from loopml.client import Client
+from loopml.packaging import load_model
+from loopml.registry.packages import fetch_package
+from loopml.settings import Settings
+from loopml.web.context import running_of
+
+from .test_package import MLMODEL
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed"),
+    pytest.mark.timeout(300),
+]
+
+FRAME = pd.DataFrame({"a": np.arange(40.0), "b": np.arange(40.0) % 7})
+
+
+class _Hostile:
+    """Unpickling this runs ``code`` (``exec``), as a malicious model's pickle would."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (exec, (self.code,))
+
+
+@pytest.fixture
+def settings(tmp_path: Path, migrated_database_url: str) -> Settings:
+    return Settings(
+        home=tmp_path / "home",
+        database={"url": migrated_database_url},
+        artifacts={"root": str(tmp_path / "artifacts")},
+        mlflow={"convert_timeout_s": 20, "convert_cpu_s": 30, "convert_max_processes": 32},
+    )
+
+
+def _run_with(client: Client, http: TestClient, model_bytes: bytes) -> str:
+    exp = http.post("/api/2.0/mlflow/experiments/create", json={"name": "sk"}).json()
+    run = http.post("/api/2.0/mlflow/runs/create", json={"experiment_id": exp["experiment_id"]})
+    run_id: str = run.json()["run"]["info"]["run_id"]
+    example = {"columns": ["a", "b"], "data": FRAME.head(5).to_numpy().tolist()}
+    client.runs.upload_artifact(run_id, "model/MLmodel", MLMODEL.encode())
+    client.runs.upload_artifact(run_id, "model/model.pkl", model_bytes)
+    client.runs.upload_artifact(run_id, "model/input_example.json", json.dumps(example).encode())
+    return run_id
+
+
+def _register(http: TestClient, run_id: str, name: str = "sk") -> dict[str, Any]:
+    """Register ``runs:/<run>/model`` as MLflow's client does, then wait as it does."""
+    body = {"name": name, "source": f"runs:/{run_id}/model", "run_id": run_id}
+    created = http.post("/api/2.0/mlflow/model-versions/create", json=body)
+    assert created.status_code == 200, created.text
+    return _wait(http, created.json()["model_version"])
+
+
+def _wait(http: TestClient, version: dict[str, Any], name: str = "sk") -> dict[str, Any]:
+    """Poll ``get_model_version`` while it is PENDING_REGISTRATION, as MLflow's client does."""
+    deadline = time.monotonic() + 240
+    while version["status"] == "PENDING_REGISTRATION" and time.monotonic() < deadline:
+        time.sleep(0.2)
+        params = {"name": name, "version": version["version"]}
+        version = http.get("/api/2.0/mlflow/model-versions/get", params=params).json()[
+            "model_version"
+        ]
+    return dict(version)
+
+
+def _hostile(client: Client, http: TestClient, code: str) -> dict[str, Any]:
+    run_id = _run_with(client, http, pickle.dumps(_Hostile(code)))
+    version = _register(http, run_id)
+    assert version["status"] == "FAILED_REGISTRATION", version
+    return version
+
+
+def test_an_mlflow_sklearn_model_is_packaged_on_the_server_and_served(
+    client: Client, http: TestClient, tmp_path: Path
+) -> None:
+    model = LogisticRegression().fit(FRAME, (FRAME["a"] > 20).astype(int))
+    run_id = _run_with(client, http, pickle.dumps(model))
+    body = {"name": "sk", "source": f"runs:/{run_id}/model", "run_id": run_id}
+    created = http.post("/api/2.0/mlflow/model-versions/create", json=body).json()
+    assert created["model_version"]["status"] == "PENDING_REGISTRATION"
+    version = _wait(http, created["model_version"])
+    assert version["status"] == "READY", version["status_message"]
+    assert version["source"].startswith(f"mlflow-artifacts:/runs/{run_id}/loopml-mlflow/")
+    events = http.get("/api/v1/events", params={"type": "model.version.*"}).json()["items"]
+    kinds = {e["type"] for e in events if e["subject"] == "sk/1"}
+    assert {"model.version.registered", "model.version.packaged", "model.version.ready"} <= kinds
+    # The package the sandbox made, verified and loaded (never through pickle), predicts what
+    # the estimator predicts.
+    ctx = running_of(http.app).context
+    version_, folder = fetch_package(ctx.store, ctx.artifacts, "default", "sk/1", tmp_path / "p")
+    loaded = load_model(folder, manifest_sha256=version_.manifest_sha256)
+    np.testing.assert_array_equal(np.asarray(loaded.predict(FRAME)).ravel(), model.predict(FRAME))
+    # MLflow's client still loads models:/sk/1 from the MLflow model it came from.
+    uri = http.get(
+        "/api/2.0/mlflow/model-versions/get-download-uri", params={"name": "sk", "version": "1"}
+    )
+    assert uri.json() == {"artifact_uri": f"mlflow-artifacts:/runs/{run_id}/model"}
+
+
+def test_a_packaging_version_takes_no_alias(client: Client, http: TestClient) -> None:
+    # The converter sleeps first, so the version is surely still PACKAGING.
+    run_id = _run_with(client, http, pickle.dumps(_Hostile("import time; time.sleep(3)")))
+    body = {"name": "sk", "source": f"runs:/{run_id}/model", "run_id": run_id}
+    assert http.post("/api/2.0/mlflow/model-versions/create", json=body).status_code == 200
+    alias = {"name": "sk", "alias": "staging", "version": "1"}
+    refused = http.post("/api/2.0/mlflow/registered-models/alias", json=alias)
+    assert refused.status_code == 409, refused.text
+    assert "PACKAGING" in refused.json()["message"]
+
+
+def test_a_pickle_opening_a_socket_reaches_nothing(client: Client, http: TestClient) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(0.5)
+        port = server.getsockname()[1]
+        code = (
+            "import socket\n"
+            f"socket.create_connection(('127.0.0.1', {port}), timeout=5)\n"
+            "socket.create_connection(('127.0.0.1', 5432), timeout=5)"
+        )
+        version = _hostile(client, http, code)
+        with pytest.raises(TimeoutError):
+            server.accept()
+    assert "ConnectionRefusedError" in version["status_message"]
+
+
+def test_a_pickle_writing_outside_its_folder_writes_nothing_there(
+    client: Client, http: TestClient, settings: Settings
+) -> None:
+    outside = Path(f"/tmp/outside-{uuid.uuid4().hex}")
+    home_file = settings.home / f"pwned-{uuid.uuid4().hex}"
+    code = f"open({str(outside)!r}, 'w').write('x')\nopen({str(home_file)!r}, 'w').write('x')"
+    version = _hostile(client, http, code)
+    assert not outside.exists()
+    assert not home_file.exists()
+    # /tmp is the sandbox's own; the home shows only as empty folders leading to the
+    # environment, which uid 65534 cannot write.
+    assert "Permission denied" in version["status_message"]
+
+
+def test_a_pickle_reading_the_servers_files_finds_none(
+    client: Client, http: TestClient, settings: Settings, tmp_path: Path
+) -> None:
+    secret = settings.home / "secret.txt"
+    secret.write_text("the server's")
+    database = Path(settings.database_url.removeprefix("sqlite:///"))
+    code = f"print(open({str(secret)!r}).read())"
+    if settings.database_url.startswith("sqlite:///"):
+        code = f"print(open({str(database)!r}, 'rb').read(16))\n" + code
+    version = _hostile(client, http, code)
+    assert "the server's" not in version["status_message"]
+    assert "SQLite format" not in version["status_message"]
+    assert "No such file or directory" in version["status_message"]
+
+
+def test_a_fork_bomb_is_stopped_and_the_host_is_fine(client: Client, http: TestClient) -> None:
+    started = time.monotonic()
+    version = _hostile(client, http, "import os\nwhile True:\n    os.fork()")
+    assert time.monotonic() - started < 90
+    message = version["status_message"]
+    assert "Resource temporarily unavailable" in message or "ran past its limit" in message
+    # The host still starts processes (the bomb's are gone with its sandbox).
+    assert subprocess.run(["true"], check=False).returncode == 0
+
+
+def test_an_endless_loop_is_killed_at_the_timeout(
+    client: Client, http: TestClient, settings: Settings
+) -> None:
+    started = time.monotonic()
+    version = _hostile(client, http, "while True:\n    pass")
+    assert time.monotonic() - started < settings.mlflow.convert_timeout_s + 60
+    assert "ran past its limit of 20 s" in version["status_message"]
+
+
+def test_without_bubblewrap_the_version_fails_and_nothing_runs(
+    client: Client, http: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    canary = tmp_path / "ran"
+    empty = tmp_path / "no-tools"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    version = _hostile(client, http, f"open({str(canary)!r}, 'w').write('x')")
+    assert "bubblewrap (bwrap) is not installed" in version["status_message"]
+    assert not canary.exists()
