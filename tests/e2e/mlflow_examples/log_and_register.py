@@ -21,14 +21,14 @@ mlflow.set_experiment(experiment)
 frame = pd.DataFrame({"a": np.arange(40.0), "b": np.arange(40.0) % 7})
 with mlflow.start_run() as run:
     model = LogisticRegression().fit(frame, (frame["a"] > 20).astype(int))
-    info = mlflow.sklearn.log_model(
+    mlflow.sklearn.log_model(
         model, "model", input_example=frame.head(5), registered_model_name=name
     )
 client = MlflowClient()
 first = client.get_model_version(name, "1")
-# MLflow 3 keeps the model apart from the run, as models:/<id>; MLflow 2 in the run's folder.
-uri = info.model_uri
-source = uri if uri.startswith("models:/") else f"runs:/{run.info.run_id}/model"
+# runs:/<run>/model: MLflow 2 keeps the model in the run's folder, MLflow 3 apart from the
+# run (as models:/<id>), which the server resolves by the run and the model's name.
+source = f"runs:/{run.info.run_id}/model"
 second = client.create_model_version(name, source=source, run_id=run.info.run_id)
 for _ in range(600):  # MLflow 2's create_model_version does not wait; poll as it would
     if second.status != "PENDING_REGISTRATION":

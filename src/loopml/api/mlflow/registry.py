@@ -250,8 +250,28 @@ def _register(
     except NotFoundError:
         mlflow_model = _mlflow_format(ctx, project, source_run, path)
         if mlflow_model is None:
-            raise
+            logged = _logged_by_name(ctx, project, source_run, path)
+            if logged is None:
+                raise
+            # MLflow 3 keeps a model its run logged apart from the run, as models:/<id>;
+            # runs:/<run>/<name> names it as MLflow's server resolves it.
+            return _register(ctx, project, name, f"models:/{logged}", description, actor)
     return _package_on_server(ctx, project, name, mlflow_model, description, actor)
+
+
+def _logged_by_name(ctx: AppContext, project: str, run_id: str, name: str) -> str | None:
+    """The newest MLflow 3 model run ``run_id`` logged under ``name``, by id."""
+    page, _ = mlflow_records.search_logged_models(
+        ctx.store,
+        project,
+        experiment_ids=[],
+        name=name,
+        source_run_id=run_id,
+        limit=1,
+        cursor=None,
+        with_packages=False,
+    )
+    return page.items[0].id if page.items else None
 
 
 def create_version(
