@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from loopml import registry
 from loopml.auth.service import revoke_token, server_token
 from loopml.core.auth import MAX_TOKEN_DAYS, SERVER_USER, ApiToken
+from loopml.core.errors import ServiceUnavailableError
 from loopml.data import files
 from loopml.data.features.online import LazyOnlineStore
 from loopml.data.records import RecordBatcher
@@ -60,8 +61,14 @@ def _startup(ctx: AppContext) -> None:
     # MetadataStore.prepare: `loopml up --upgrade` or `loopml db upgrade` upgrade it).
     if ctx.settings.database.auto_upgrade and ctx.store.prepare(create=True) is not None:
         log.info("database schema created at %s", ctx.store.head_revision())
-    # Versions a stopped server of this host left PACKAGING would never settle.
-    failed = mlflow_packaging.fail_interrupted(ctx.store)
+    # Versions a stopped server of this host left PACKAGING would never settle. At start,
+    # when none can be this process's own; a database unreachable now leaves the server
+    # live and not ready (its health says so), not failed to start.
+    try:
+        failed = mlflow_packaging.fail_interrupted(ctx.store)
+    except ServiceUnavailableError as exc:
+        log.warning("versions left PACKAGING were not checked: %s", exc.message)
+        failed = 0
     if failed:
         log.info("failed %d model versions left PACKAGING by a stopped server", failed)
     removed = ctx.artifacts.cleanup()

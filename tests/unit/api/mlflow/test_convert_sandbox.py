@@ -26,13 +26,19 @@ from loopml.packaging import load_model
 from loopml.registry.packages import fetch_package
 from loopml.settings import Settings
 from loopml.web.context import running_of
+from tests.conftest import missing_service
 
 from .test_package import MLMODEL
 
-pytestmark = [
-    pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed"),
-    pytest.mark.timeout(300),
-]
+pytestmark = [pytest.mark.timeout(300)]
+
+
+@pytest.fixture(autouse=True)
+def _bubblewrap() -> None:
+    """Skipped without ``bwrap``, failed under ``LOOPML_REQUIRE_SERVICES=1`` (CI installs it)."""
+    if shutil.which("bwrap") is None:
+        missing_service("bubblewrap (bwrap; apt-get install bubblewrap)")
+
 
 FRAME = pd.DataFrame({"a": np.arange(40.0), "b": np.arange(40.0) % 7})
 
@@ -206,3 +212,47 @@ def test_without_bubblewrap_the_version_fails_and_nothing_runs(
     version = _hostile(client, http, f"open({str(canary)!r}, 'w').write('x')")
     assert "bubblewrap (bwrap) is not installed" in version["status_message"]
     assert not canary.exists()
+
+
+def test_a_version_a_stopped_server_left_packaging_is_failed_at_start(
+    client: Client, http: TestClient
+) -> None:
+    """At start, a version this host's stopped server left PACKAGING (its packager process
+    is gone) is FAILED with the reason; one a live process is packaging is left alone."""
+    from sqlalchemy import update
+
+    from loopml.registry import mlflow_packaging
+    from loopml.store.orm import LoggedModelRow
+
+    store = running_of(http.app).context.store
+    run_id = _run_with(client, http, b"not read")
+    version, _ = mlflow_packaging.accept(
+        store,
+        project="default",
+        model_name="left",
+        run_id=run_id,
+        mlflow_source="model",
+        source_prefix="unused",
+        actor="t",
+    )
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    alive = subprocess.Popen(["sleep", "30"])
+    try:
+        for pid, expected in ((alive.pid, 0), (gone.pid, 1)):
+            packager = f"{socket.gethostname()}:{pid}"
+            with store.session() as session:
+                session.execute(
+                    update(LoggedModelRow)
+                    .where(LoggedModelRow.id == version.logged_model_id)
+                    .values(summary={"from": "mlflow", "packager": packager})
+                )
+            assert mlflow_packaging.fail_interrupted(store) == expected
+    finally:
+        alive.kill()
+        alive.wait()
+    failed = http.get(
+        "/api/2.0/mlflow/model-versions/get", params={"name": "left", "version": "1"}
+    ).json()["model_version"]
+    assert failed["status"] == "FAILED_REGISTRATION"
+    assert "stopped before it finished" in failed["status_message"]
