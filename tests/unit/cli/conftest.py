@@ -60,15 +60,17 @@ def make_deployment(platform: Platform, project: str, name: str = "churn-api") -
 def serve(home: Path) -> Iterator[Platform]:
     """The platform with nothing in the background that would change what a test seeded:
     no stream consumers, no monitor loop, and the automation engine asleep."""
+    # The port is in the settings: the embedded worker's steps call the server at
+    # ``server.port`` (a codeset's MLflow calls), so it must be the one uvicorn listens on.
+    port = free_port()
     settings = Settings(
         home=home,
         database={"url": f"sqlite:///{home / 'loopml.db'}"},
         artifacts={"root": str(home / "artifacts")},
-        server={"streams": False, "automation_interval_s": 3600},
+        server={"port": port, "streams": False, "automation_interval_s": 3600},
         monitor={"enabled": False},
     )
     app = create_api_app(settings)
-    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
