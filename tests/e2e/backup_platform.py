@@ -107,10 +107,7 @@ def build(server: RunningServer, tmp: Path, redis_prefix: str) -> Built:
         _log_model(server, client, tmp / "pkg")
         _models(client, tmp, dataset)
         took["models"] = time.monotonic() - started
-        # The alert rules and a first prediction early: the monitor's windows, the rule
-        # that fires and its delivery are written on the monitor's ticks meanwhile.
         _automation(client, server.url, admin_token, tmp)
-        predict(server.url, admin_token)
         client.users.create("bob", ADMIN_PASSWORD)
         client.users.set_role("default", "bob", "viewer")
         took["automation"] = time.monotonic() - started
@@ -118,12 +115,17 @@ def build(server: RunningServer, tmp: Path, redis_prefix: str) -> Built:
         took["pipelines"] = time.monotonic() - started
         online = _features(client, redis_prefix)
         took["features"] = time.monotonic() - started
+        # The deployment's replicas and the pipeline's runs started above and got ready
+        # meanwhile; a first prediction lets the monitor write its windows, the rule that
+        # fires and its delivery (wait_for_every_table waits for them).
+        client.deployments.wait("churn", timeout_s=240)
+        predict(server.url, admin_token)
+        took["deployed"] = time.monotonic() - started
+        made = client.tokens.create(
+            "churn-client", project="default", role="viewer", resource="deployment:churn"
+        )
     print(f"\n[build seconds, cumulative] { {k: round(v, 1) for k, v in took.items()} }")
-    made = server.cli(
-        "tokens", "create", "churn-client", "-p", "default", "--role", "viewer",
-        "--resource", "deployment:churn", "-o", "json",
-    )  # fmt: skip
-    return Built(admin_token, str(json.loads(ok(made))["token"]), online)
+    return Built(admin_token, str(made.token), online)
 
 
 def _tables(client: Client, tmp: Path) -> str:
@@ -170,8 +172,8 @@ def _log_model(server: RunningServer, client: Client, package_dir: Path) -> None
 
 def _models(client: Client, tmp: Path, dataset: str) -> None:
     """The cancer model's alias, tags, evaluation and gate; a run logged through the SDK
-    (params, metrics, tags, an input, an artifact); ``churn`` serving version 1 with
-    version 2 as its canary."""
+    (params, metrics, tags, an input, an artifact); ``churn`` made to serve version 1 with
+    version 2 as its canary (its replicas start while the rest is made)."""
     import loopml
 
     client.models.set_alias("cancer", "prod", 1)
@@ -189,15 +191,14 @@ def _models(client: Client, tmp: Path, dataset: str) -> None:
         notes.write_text("a run's artifact\n")
         run.log_artifact(notes)
     client.deployments.create("churn", "cancer@prod", canary="cancer/2", canary_percent=30)
-    client.deployments.wait("churn", timeout_s=240)
 
 
 def _pipelines(client: Client, tmp: Path) -> None:
-    """``snap`` run once to its end (history), started again by every ingest into
-    ``sales`` (a trigger, fired here once), and a schedule (off)."""
+    """``snap`` run (its end, its history, is waited for with every table's rows),
+    started again by every ingest into ``sales`` (a trigger, fired here once), and a
+    schedule (off)."""
     client.pipelines.apply(PIPELINE)
-    run = client.pipelines.run("snap")
-    client.pipelines.wait(run.id, timeout_s=300)
+    client.pipelines.run("snap")
     client.triggers.create(
         "on-sales", pipeline="snap", on="table.appended", where={"table": "sales"}
     )
