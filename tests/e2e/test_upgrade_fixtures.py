@@ -1,7 +1,7 @@
 """Each release's fixture home (``tests/fixtures/homes/<version>-<revision>/``, made by
 ``scripts/make_upgrade_fixture.py``) upgraded by this loopml, on SQLite and on PostgreSQL,
-then served: its project, runs, models and users are there, and a deployment of its model
-answers the predictions the fixture recorded for the same rows."""
+then served: its project, runs, models, users and token are there, and its deployment,
+applied again, answers the predictions the fixture recorded for the same rows."""
 
 from __future__ import annotations
 
@@ -62,8 +62,10 @@ def _serves(server: RunningServer, expected: dict[str, Any]) -> None:
         assert client.runs.list_artifacts(expected["run"], project=project).items
         assert client.models.versions(model, project=project).items
         assert set(expected["users"]) <= {u.name for u in client.users.list()}
-        name = "upgraded"
-        client.deployments.create(name, f"{model}@champion", project=project)
+        token = client.tokens.find(expected["token_prefix"])
+        assert (token.user, token.revoked_at) == (expected["users"][0], None)
+        # The fixture's own deployment, applied again by the upgraded platform.
+        name = expected["deployment"]
         client.deployments.wait(name, timeout_s=240, project=project)
         answer = client.deployments.predict(name, expected["rows"], project=project)
     assert answer["predictions"] == pytest.approx(expected["predictions"])
