@@ -238,11 +238,13 @@ def _automation(client: Client, url: str, work: Path) -> None:
     mlflow.raise_for_status()
 
 
-def _users(client: Client, home: Path, url: str) -> None:
+def _users(client: Client, home: Path, url: str) -> str:
+    """An admin, a viewer member of the project, and the admin's token; its prefix."""
     _cli(home, url, "users", "create-admin", ADMIN, "--password-stdin", stdin=f"{PASSWORD}\n")
     client.users.create(VIEWER, PASSWORD)
     client.users.set_role(PROJECT, VIEWER, "viewer")
-    client.login(ADMIN, PASSWORD)  # a token (with auth off, the only way to make one)
+    # A token (with auth off, the only way to make one): a year, so the test finds it live.
+    return str(client.login(ADMIN, PASSWORD, expires_in_days=365)["prefix"])
 
 
 def _empty_tables(database: Path) -> list[str]:
@@ -279,7 +281,7 @@ def make(out: Path) -> Path:
             run_id, rows = _model(client, work, dataset)
             _automation(client, url, work)
             answers = client.deployments.predict(DEPLOYMENT, rows, project=PROJECT)
-            _users(client, home, url)
+            token_prefix = _users(client, home, url)
             empty = _wait_for_rows(home / "loopml.db", 60)
             print(f"tables still empty: {', '.join(empty) or 'none'}", flush=True)
         if empty:
@@ -300,7 +302,9 @@ def make(out: Path) -> Path:
             "project": PROJECT,
             "run": run_id,
             "model": MODEL,
+            "deployment": DEPLOYMENT,
             "users": [ADMIN, VIEWER],
+            "token_prefix": token_prefix,
             "password": PASSWORD,
             "rows": rows,
             "predictions": answers["predictions"],

@@ -1,7 +1,7 @@
 """Each release's fixture home (``tests/fixtures/homes/<version>-<revision>/``, made by
 ``scripts/make_upgrade_fixture.py``) upgraded by this loopml, on SQLite and on PostgreSQL,
-then served: its project, runs, models and users are there, and a deployment of its model
-answers the predictions the fixture recorded for the same rows."""
+then served: its project, runs, models, users and token are there, and its deployment,
+applied again, answers the predictions the fixture recorded for the same rows."""
 
 from __future__ import annotations
 
@@ -62,8 +62,10 @@ def _serves(server: RunningServer, expected: dict[str, Any]) -> None:
         assert client.runs.list_artifacts(expected["run"], project=project).items
         assert client.models.versions(model, project=project).items
         assert set(expected["users"]) <= {u.name for u in client.users.list()}
-        name = "upgraded"
-        client.deployments.create(name, f"{model}@champion", project=project)
+        token = client.tokens.find(expected["token_prefix"])
+        assert (token.user, token.revoked_at) == (expected["users"][0], None)
+        # The fixture's own deployment, applied again by the upgraded platform.
+        name = expected["deployment"]
         client.deployments.wait(name, timeout_s=240, project=project)
         answer = client.deployments.predict(name, expected["rows"], project=project)
     assert answer["predictions"] == pytest.approx(expected["predictions"])
@@ -77,6 +79,22 @@ def test_there_is_a_fixture_of_this_release() -> None:
     assert list(FIXTURES.glob(f"{__version__}-*/expected.json")), (
         f"make release {__version__}'s fixture: python scripts/make_upgrade_fixture.py"
     )
+
+
+@pytest.mark.parametrize("fixture", HOMES, ids=[p.name for p in HOMES])
+def test_a_fixture_holds_rows_in_every_table_of_its_schema(fixture: Path, tmp_path: Path) -> None:
+    """Every table that the fixture's schema revision has (as Alembic makes it, so none can
+    be missing from the file) holds at least one row: an upgrade is tested on data in all
+    of them. A table added since is filled by the next release's fixture, which the script
+    refuses to write with any table empty (``test_there_is_a_fixture_of_this_release``
+    asks for it); until then ``tests/unit/store/test_migrations_with_data.py`` puts rows in
+    it."""
+    revision = _expected(fixture)["revision"]
+    made = f"sqlite:///{tmp_path / 'schema.db'}"
+    upgrade_to(made, revision)
+    held = counts(f"sqlite:///{fixture / 'home' / 'loopml.db'}")
+    assert sorted(held) == sorted(counts(made)), f"{fixture.name}: not the tables of {revision}"
+    assert [name for name, rows in held.items() if rows == 0] == [], fixture.name
 
 
 @pytest.mark.parametrize("fixture", HOMES, ids=[p.name for p in HOMES])

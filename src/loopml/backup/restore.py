@@ -20,6 +20,7 @@ from pathlib import Path
 from loopml.auth.install import SECRET_FILE
 from loopml.backup import secrets
 from loopml.backup._copy import QuietReporter, Reporter
+from loopml.backup._online import refill_online, restored_as_file
 from loopml.backup.manifest import (
     ARTIFACTS,
     DATABASE_PATH,
@@ -51,6 +52,9 @@ class Restored:
     files: int = 0
     bytes: int = 0
     rows: int | None = None
+    online: dict[str, int] | None = None
+    """Entities written per ``project/view`` when the online store was refilled from the
+    lake (``None``: restored as the backup's file)."""
     notes: list[str] = field(default_factory=list)
 
 
@@ -121,6 +125,9 @@ def restore_backup(
             "(take backups with --include-secrets to keep them); passwords still work"
         )
     _Restore(settings, vault, manifest, result, report).run(secret)
+    if not restored_as_file(settings, manifest):
+        result.online, notes = refill_online(settings)
+        result.notes.extend(notes)
     return result
 
 

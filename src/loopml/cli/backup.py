@@ -168,5 +168,10 @@ def restore(
         f"restored snapshot [bold]{manifest.id}[/] ({manifest.created_at:%Y-%m-%d %H:%M:%S} "
         f"UTC) into {settings.home}: {done.files} files, {_size(done.bytes)}{rows}"
     )
+    if done.online:
+        console.print(
+            f"online store refilled from the lake: {len(done.online)} feature views, "
+            f"{sum(done.online.values())} entities"
+        )
     for note in done.notes:
         err_console.print(f"note: {note}")

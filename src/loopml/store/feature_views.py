@@ -26,7 +26,7 @@ from loopml.store import events
 from loopml.store._checks import check_actor
 from loopml.store._errors import add_unique
 from loopml.store._named import named_row, version_row
-from loopml.store.orm import FeatureViewRow, FeatureViewVersionRow
+from loopml.store.orm import FeatureViewRow, FeatureViewVersionRow, ProjectRow
 from loopml.store.project_lookup import project_row
 
 
@@ -163,6 +163,18 @@ def list_(session: Session, project: str) -> list[FeatureView]:
         .order_by(FeatureViewRow.name)
     )
     return [_view(row, version, project) for row, version in rows]
+
+
+def materialized(session: Session) -> list[tuple[str, str, int]]:
+    """Every view the online store holds rows of, in every project: (project, view, the
+    version materialized), by project and name."""
+    rows = session.execute(
+        select(ProjectRow.name, FeatureViewRow.name, FeatureViewRow.materialized_version)
+        .join(ProjectRow, ProjectRow.id == FeatureViewRow.project_id)
+        .where(FeatureViewRow.materialized_version.is_not(None))
+        .order_by(ProjectRow.name, FeatureViewRow.name)
+    )
+    return [(project, name, int(version)) for project, name, version in rows]
 
 
 def take_materialize_lease(

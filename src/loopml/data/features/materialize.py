@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -278,26 +278,13 @@ def _run(
     lease: _Lease,
 ) -> MaterializeResult:
     view = views.get(store, project, name)
-    spec = view.spec
     state = view.materialized
     incremental = not full and state is not None and state.version == view.version
     if state is not None and state.version != view.version:
         online.delete_namespace(namespace(project, name))
     after = state.watermark if incremental and state is not None else None
-    schema = views.source_schema(store, artifacts, project, spec.source)
-    views.check_against(spec, schema)
-    sql = newest_sql(spec, after, schema.field(spec.event_time).type)
-    tally = _Tally()
-    limits = WarehouseLimits(sandbox=SandboxLimits(spill_bytes=spill_bytes))
-    with stream_source(
-        store, artifacts, project, sql, timeout_s=timeout_s, batch_rows=chunk_rows, limits=limits
-    ) as found:
-        lease.keep()
-        for batch in found.batches:
-            rows = tally.rows(batch, spec)
-            if rows:
-                online.write_batch(namespace(project, name), rows)
-            lease.keep()
+    limits = _Limits(chunk_rows, timeout_s, spill_bytes)
+    tally = _write_newest(store, artifacts, online, view, after, limits, lease.keep)
     watermark = tally.watermark(after)
     with store.session() as session:
         view_rows.record_materialized(
@@ -319,6 +306,76 @@ def _run(
         entities_written=tally.entities,
         watermark=watermark,
     )
+
+
+@dataclass(frozen=True)
+class _Limits:
+    chunk_rows: int = 10_000
+    timeout_s: float = MAX_TIMEOUT_S
+    spill_bytes: int = 32 * 1024**3
+
+
+def _write_newest(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    online: OnlineStore,
+    view: FeatureView,
+    after: datetime | None,
+    limits: _Limits,
+    keep: Callable[[], None],
+) -> _Tally:
+    """Write each entity's newest row after ``after`` (all of them for ``None``) into the
+    view's namespace, calling ``keep`` between chunks (a lease's renewal)."""
+    spec, project = view.spec, view.project
+    schema = views.source_schema(store, artifacts, project, spec.source)
+    views.check_against(spec, schema)
+    sql = newest_sql(spec, after, schema.field(spec.event_time).type)
+    tally = _Tally()
+    warehouse = WarehouseLimits(sandbox=SandboxLimits(spill_bytes=limits.spill_bytes))
+    with stream_source(
+        store,
+        artifacts,
+        project,
+        sql,
+        timeout_s=limits.timeout_s,
+        batch_rows=limits.chunk_rows,
+        limits=warehouse,
+    ) as found:
+        keep()
+        for batch in found.batches:
+            rows = tally.rows(batch, spec)
+            if rows:
+                online.write_batch(namespace(project, view.name), rows)
+            keep()
+    return tally
+
+
+def refill(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    online: OnlineStore,
+    project: str,
+    name: str,
+    version: int,
+    *,
+    chunk_rows: int = 10_000,
+) -> int:
+    """Write ``version`` of the view's newest values per entity from its source into an
+    empty ``online`` store, recording nothing: a restored platform's online store filled
+    again from its restored lake, its metadata (the watermark) left as the backup has it.
+    Returns the entities written.
+
+    Raises:
+        NotFoundError: no such project, view, version or source table.
+        ValidationError: the source no longer has the view's columns, or fails.
+    """
+    view = views.get(store, project, name, version)
+    tally = _write_newest(store, artifacts, online, view, None, _Limits(chunk_rows), _nothing)
+    return tally.entities
+
+
+def _nothing() -> None:
+    return None
 
 
 def read_online(
