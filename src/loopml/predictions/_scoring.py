@@ -121,11 +121,11 @@ class OutputRows:
     def stamp(self, scored: pa.RecordBatch) -> pa.RecordBatch:
         """The output batch of the next ``scored`` chunk: ids numbered from the rows so far."""
         rows = scored.num_rows
-        first = self.rows
-        ids = [f"{self.batch_id}-{i}" for i in range(first, first + rows)]
+        numbers = pa.array(np.arange(self.rows, self.rows + rows, dtype=np.int64))
+        ids = pc.binary_join_element_wise(f"{self.batch_id}-", pc.cast(numbers, pa.string()), "")
         arrays = [
             *scored.columns,
-            pa.array(ids, pa.string()),
+            ids,
             pa.array([self.model] * rows, pa.string()),
             pa.array(np.full(rows, self.version, dtype=np.int64)),
         ]

@@ -16,9 +16,11 @@ beside the actor pool's, and on 1-CPU nodes its plan waits forever for one.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,8 @@ from loopml.store import MetadataStore
 from loopml.wiring import import_ray, init_ray, refuse_local_storage
 
 _PURPOSE = "batch scoring on Ray (--on ray)"
+IN_FLIGHT = 2
+"""Row groups queued per actor (each about 25 MB scored, in the object store)."""
 _CONNECT = threading.Lock()
 
 
@@ -183,11 +187,10 @@ def score(
     chunk_rows: int,
 ) -> Iterator[pa.RecordBatch]:
     """The scored rows, in input order, from one actor per CPU of the cluster (no more
-    than there are row groups). At most one row group per actor is in flight."""
+    than there are row groups). ``IN_FLIGHT`` row groups per actor are queued, so an actor
+    scores its next one while this process writes the last."""
     if not source.units:
         return
-    from ray.util import ActorPool
-
     cpus = int(ray.cluster_resources().get("CPU", 1))
     count = max(1, min(len(source.units), cpus))
     remote = ray.remote(num_cpus=1, max_restarts=0, scheduling_strategy="SPREAD")(ScoringActor)
@@ -195,19 +198,26 @@ def score(
     args = (shared, manifest_sha256, source.schema, source.filesystem, chunk_rows)
     actors = [remote.remote(*args) for _ in range(count)]
     try:
-        pool = ActorPool(actors)
-        scored = pool.map(lambda actor, unit: actor.score.remote(unit), source.units)
-        while True:
-            try:
-                table = next(scored)
-            except StopIteration:
-                return
-            except ray.exceptions.RayTaskError as exc:
-                # A loopml error on the node (a value a column refuses) is the one to report.
-                if isinstance(exc.cause, LoopmlError):
-                    raise exc.cause from None
-                raise
+        units = iter(enumerate(source.units))
+        pending: deque[Any] = deque()
+        for index, unit in itertools.islice(units, count * IN_FLIGHT):
+            pending.append(actors[index % count].score.remote(unit))
+        while pending:
+            table = _fetched(ray, pending.popleft())
+            for index, unit in itertools.islice(units, 1):
+                pending.append(actors[index % count].score.remote(unit))
             yield from table.to_batches()
     finally:
         for actor in actors:
             ray.kill(actor)
+
+
+def _fetched(ray: Any, ref: Any) -> pa.Table:
+    try:
+        table: pa.Table = ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        # A loopml error on the node (a value a column refuses) is the one to report.
+        if isinstance(exc.cause, LoopmlError):
+            raise exc.cause from None
+        raise
+    return table

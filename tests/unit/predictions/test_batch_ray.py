@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -138,3 +139,14 @@ def test_a_remote_cluster_with_a_local_lake_is_refused_with_the_reason(
     assert REMOTE in refused.value.message
     assert "artifacts.root" in refused.value.message
     assert "database.url" not in refused.value.message  # the server alone touches the DB
+
+
+def test_without_ray_installed_the_error_says_how_to_install_it(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loopml.predictions import ray_batch
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    with pytest.raises(ConfigurationError, match=r"pip install 'loopml\[ray\]'") as refused:
+        ray_batch.connect(RayTarget.of(settings))
+    assert "batch scoring on Ray" in refused.value.message
