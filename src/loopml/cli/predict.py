@@ -40,16 +40,26 @@ def predict(
         None, "--model", "-m", help="Or with this model: churn, churn/3, churn@champion."
     ),
     mode: str = typer.Option("append", "--mode", help="append or overwrite."),
+    on: str = typer.Option(
+        "local",
+        "--on",
+        help="local (in the server) or ray: the table's files read and scored in parallel "
+        "on the server's Ray cluster (worker.executor's address, else a Ray instance of its "
+        "own; needs loopml[ray] on the server).",
+    ),
     project: str = project_option("The project."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON instead of a sentence."),
 ) -> None:
     """Score a table or a file with a deployment's (or a model's) version, into a table.
 
     The server runs the same runtime as online serving, without HTTP per row. A file is
-    uploaded into a staging table first (deleted afterwards).
+    uploaded into a staging table first (deleted afterwards). `--on ray` scores the table's
+    files in parallel on the server's Ray cluster, with the same output.
     """
     if (deployment is None) == (model is None):
         raise ValidationError("pass --deployment D or --model REF (one of them)")
+    if on not in ("local", "ray"):
+        raise ValidationError(f"--on is local or ray, got {on!r}")
     file = Path(input)
     with state(ctx).client() as client:
         if file.is_file():
@@ -62,11 +72,18 @@ def predict(
                     project=project,
                     mode=mode,
                     progress=bar,
+                    on=on,
                 )
         else:
-            with _spinner(f"scoring {input} ..."):
+            with _spinner(f"scoring {input}{' on Ray' if on == 'ray' else ''} ..."):
                 result = client.predictions.batch(
-                    input, output, model=model, deployment=deployment, project=project, mode=mode
+                    input,
+                    output,
+                    model=model,
+                    deployment=deployment,
+                    project=project,
+                    mode=mode,
+                    on=on,
                 )
     if json_out:
         as_json(result.model_dump(mode="json"))

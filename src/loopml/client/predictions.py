@@ -130,12 +130,13 @@ class Predictions:
         project: str = "default",
         mode: str = "append",
         timeout_s: float = 3600.0,
+        on: str = "local",
     ) -> BatchResult:
         """Score a table (``customers`` or ``customers@3``) with a model (``churn``,
         ``churn/3``, ``churn@champion``) or what a deployment serves, into ``output``.
 
-        The server runs the model; this waits until the output is committed (up to
-        ``timeout_s``).
+        The server runs the model (``on="ray"``: on its Ray cluster, in parallel); this
+        waits until the output is committed (up to ``timeout_s``).
 
         Raises:
             ValidationError: neither or both of model and deployment; the input lacks a
@@ -144,7 +145,7 @@ class Predictions:
         """
         if (model is None) == (deployment is None):
             raise ValidationError("pass either model= or deployment=, not both")
-        body: dict[str, Any] = {"input": input, "output": output, "mode": mode}
+        body: dict[str, Any] = {"input": input, "output": output, "mode": mode, "on": on}
         body.update({"model": model} if model is not None else {"deployment": deployment})
         wait = httpx.Timeout(timeout_s, connect=10).as_dict()
         data = self._http.json(
@@ -166,6 +167,7 @@ class Predictions:
         mode: str = "append",
         timeout_s: float = 3600.0,
         progress: Progress | None = None,
+        on: str = "local",
     ) -> BatchResult:
         """Score a local CSV, Parquet or JSON Lines file: it is uploaded into a staging table
         (``<output>__input_<id>``), scored like ``batch``, and the staging table deleted.
@@ -186,6 +188,7 @@ class Predictions:
                 project=project,
                 mode=mode,
                 timeout_s=timeout_s,
+                on=on,
             )
         finally:
             # Best effort: the staging table may not exist (the upload failed), and an error

@@ -179,6 +179,12 @@ class _BatchRequest(BaseModel):
         "(classifiers), `inference_id`, `model` and `model_version`.",
     )
     mode: Literal["append", "overwrite"] = "append"
+    on: Literal["local", "ray"] = Field(
+        default="local",
+        description="Where the rows are scored: `local` (in the server's process) or `ray` "
+        "(the table's files read and scored in parallel on the Ray cluster of "
+        "`worker.executor`, else a Ray instance of the server's own; needs `loopml[ray]`).",
+    )
 
 
 class BatchByModel(_BatchRequest):

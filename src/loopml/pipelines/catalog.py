@@ -317,6 +317,12 @@ BUILTINS: dict[str, Builtin] = {
                 "deployment": Param(T.STRING, help="Score with its primary version."),
                 "mode": Param(T.STRING, default="overwrite", help="overwrite or append."),
                 "chunk_rows": Param(T.INTEGER, default=50_000),
+                "on": Param(
+                    T.STRING,
+                    default="local",
+                    help="local, or ray: the table's files scored in parallel on the "
+                    "worker's Ray cluster (needs loopml[ray]).",
+                ),
             },
             {"table": T.TABLE, "rows": T.INTEGER, "model": T.MODEL},
             impl=f"{_SERVING}:batch_predict",

@@ -17,34 +17,34 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from loopml.core.deployments import validate_deployment_name
 from loopml.core.errors import LoopmlError, ValidationError
 from loopml.core.ids import new_id
 from loopml.core.lake import WriteMode, validate_table_name, validate_write_mode
-from loopml.core.predictions import BATCH_OUTPUT_COLUMNS, BatchResult, parse_table_ref
+from loopml.core.predictions import BatchResult, parse_table_ref
 from loopml.core.refs import ModelRef
 from loopml.data import files, lake
-from loopml.packaging import ColumnSpec
-from loopml.packaging.columns import to_array
-from loopml.packaging.runtime import Columns, ModelRuntime, Prediction, load_runtime
+from loopml.packaging.runtime import ModelRuntime, load_runtime
+from loopml.predictions._scoring import ChunkScorer, OutputRows, Progress, check_input
 from loopml.registry.packages import fetch_package
 from loopml.settings import LakeSettings
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore, deployments
 
-Progress = Callable[[int], None]
-"""Called with the number of rows scored so far, after each chunk."""
+if TYPE_CHECKING:
+    from loopml.core.registry import ModelVersion
+    from loopml.predictions.ray_batch import RayTarget
+
+__all__ = ["DEFAULT_CHUNK_ROWS", "MAX_CHUNK_ROWS", "Progress", "score_table"]
 
 DEFAULT_CHUNK_ROWS = 50_000
 MAX_CHUNK_ROWS = 1_000_000
-_PREDICTION_TYPES = {"O": pa.string(), "U": pa.string(), "i": pa.int64(), "b": pa.bool_()}
 
 
 def score_table(
@@ -62,6 +62,7 @@ def score_table(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     lake_settings: LakeSettings | None = None,
     progress: Progress | None = None,
+    ray: RayTarget | None = None,
 ) -> BatchResult:
     """Score ``input`` with a model version and write the rows and predictions to ``output``.
 
@@ -77,12 +78,17 @@ def score_table(
         chunk_rows: rows per model call (and per written batch).
         lake_settings: to compact the output afterwards when it has many small files.
         progress: called with the rows scored so far after each chunk.
+        ray: where to score on Ray (``loopml.predictions.ray_batch``): the input table's
+            files are read and scored by actors on the cluster, the output still written
+            here as one commit, with the same columns and values as without it.
 
     Raises:
         ValidationError: bad arguments; the input lacks a model column (``details.missing``)
             or holds one named like an output column; a value the model's column refuses.
         NotFoundError: no such table, version, model, deployment or project.
         ConflictError: the model version is not READY.
+        ConfigurationError: ``ray`` given, and Ray is not installed here, or the cluster is
+            on other machines while the lake is a local folder.
     """
     write_mode = validate_write_mode(mode)
     validate_table_name(output)
@@ -92,43 +98,132 @@ def score_table(
             details={"field": "chunk_rows"},
         )
     ref = _model_ref(store, project, model, deployment)
+    if ray is not None:
+        return _score_on_ray(
+            store, artifacts, project, ray, input, output, workdir, ref, write_mode, actor,
+            chunk_rows, lake_settings, progress,
+        )  # fmt: skip
     schema, batches = _open_input(store, artifacts, project, input)
-    workdir.mkdir(parents=True, exist_ok=True)
-    folder = workdir / f"batch-{new_id()}"
-    try:
-        version, path = fetch_package(store, artifacts, project, ref, folder)
-        runtime = load_runtime(path, manifest_sha256=version.manifest_sha256)
-    finally:
-        # Both formats are in memory once loaded: the files are not needed to score.
-        shutil.rmtree(folder, ignore_errors=True)
-    scorer = _Scorer(runtime, schema, version.model, version.version)
-    source = str(input) if isinstance(input, str) else f"file {input.name}"
-    metadata = {
-        "loopml.batch_scoring": json.dumps(
-            {"model": version.model, "version": version.version, "input": source}
-        )
-    }
-    stream = scorer.stream(_chunks(batches, chunk_rows), progress)
+    version, runtime, _ = _load(store, artifacts, project, ref, workdir, keep_files=False)
+    check_input(runtime, schema, version.model, version.version)
+    scorer = ChunkScorer(runtime, schema)
+    rows = OutputRows(scorer.schema, version.model, version.version)
     commit = _ingest(
         store,
         artifacts,
         project,
         output,
-        stream,
+        rows.stream(_score_here(scorer, _chunks(batches, chunk_rows)), progress),
         write_mode,
         actor,
         lake_settings,
-        metadata,
-        scorer,
+        _lineage(version, input),
+        rows,
     )
+    return _result(rows, output, commit, version, runtime)
+
+
+def _score_on_ray(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    project: str,
+    target: RayTarget,
+    input: str | Path,
+    output: str,
+    workdir: Path,
+    ref: str,
+    mode: WriteMode,
+    actor: str,
+    chunk_rows: int,
+    lake_settings: LakeSettings | None,
+    progress: Progress | None,
+) -> BatchResult:
+    from loopml.predictions import ray_batch
+
+    if not isinstance(input, str):
+        raise ValidationError(
+            "scoring on Ray reads a lake table's files on the cluster: ingest the file into "
+            "a table first (`loopml predict --input FILE` does that)",
+            details={"field": "input"},
+        )
+    ray_batch.refuse_unreachable_lake(target)
+    source = ray_batch.open_table(store, artifacts, project, input)
+    version, runtime, package = _load(store, artifacts, project, ref, workdir, keep_files=True)
+    check_input(runtime, source.schema, version.model, version.version)
+    # Last: a request that names no table or model never starts a Ray instance.
+    ray = ray_batch.connect(target)
+    rows = OutputRows(ChunkScorer(runtime, source.schema).schema, version.model, version.version)
+    scored = ray_batch.score(ray, source, package, version.manifest_sha256, chunk_rows)
+    commit = _ingest(
+        store,
+        artifacts,
+        project,
+        output,
+        rows.stream(scored, progress),
+        mode,
+        actor,
+        lake_settings,
+        _lineage(version, input),
+        rows,
+    )
+    return _result(rows, output, commit, version, runtime)
+
+
+def _load(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    project: str,
+    ref: str,
+    workdir: Path,
+    *,
+    keep_files: bool,
+) -> tuple[ModelVersion, ModelRuntime, dict[str, bytes]]:
+    """The version, loaded (verified) as a replica loads it, and its package's files when
+    ``keep_files`` (to load it again elsewhere)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    folder = workdir / f"batch-{new_id()}"
+    try:
+        version, path = fetch_package(store, artifacts, project, ref, folder)
+        runtime = load_runtime(path, manifest_sha256=version.manifest_sha256)
+        package = (
+            {str(f.relative_to(path)): f.read_bytes() for f in path.rglob("*") if f.is_file()}
+            if keep_files
+            else {}
+        )
+    finally:
+        # Both formats are in memory once loaded: the files are not needed to score.
+        shutil.rmtree(folder, ignore_errors=True)
+    return version, runtime, package
+
+
+def _lineage(version: ModelVersion, input: str | Path) -> dict[str, str]:
+    source = str(input) if isinstance(input, str) else f"file {input.name}"
+    return {
+        "loopml.batch_scoring": json.dumps(
+            {"model": version.model, "version": version.version, "input": source}
+        )
+    }
+
+
+def _result(
+    rows: OutputRows, output: str, commit: int, version: ModelVersion, runtime: ModelRuntime
+) -> BatchResult:
     return BatchResult(
-        rows=scorer.rows,
+        rows=rows.rows,
         output=output,
         output_version=commit,
         model=version.model,
         version=version.version,
         classes=runtime.classes,
     )
+
+
+def _score_here(scorer: ChunkScorer, chunks: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    offset = 0
+    for chunk in chunks:
+        if chunk.num_rows:
+            yield scorer.score(chunk, offset)
+            offset += chunk.num_rows
 
 
 def _model_ref(
@@ -177,7 +272,7 @@ def _ingest(
     actor: str,
     lake_settings: LakeSettings | None,
     metadata: dict[str, str],
-    scorer: _Scorer,
+    scorer: OutputRows,
 ) -> int:
     reader = pa.RecordBatchReader.from_batches(scorer.schema, stream)
     existed = _exists(store, project, output)
@@ -219,119 +314,3 @@ def _drop_if_empty(
             lake.delete_table(store, artifacts, project, table, actor=actor)
     except LoopmlError:
         pass
-
-
-class _Scorer:
-    """Scores chunks of the input and builds the output batches."""
-
-    def __init__(self, runtime: ModelRuntime, schema: pa.Schema, model: str, version: int):
-        self.runtime = runtime
-        self.model, self.version = model, version
-        names = set(schema.names)
-        missing = [n for n in runtime.input_names if n not in names]
-        if missing:
-            raise ValidationError(
-                f"the input lacks the model's column(s) {missing[:20]}: model {model} version "
-                f"{version} takes {runtime.input_names[:50]}",
-                details={"missing": missing, "expected": runtime.input_names},
-            )
-        taken = [n for n in BATCH_OUTPUT_COLUMNS if n in names]
-        if taken:
-            raise ValidationError(
-                f"the input has column(s) {taken} named like the columns batch scoring adds "
-                f"{list(BATCH_OUTPUT_COLUMNS)}: rename or drop them first",
-                details={"columns": taken},
-            )
-        fields = [*schema, pa.field("prediction", self._prediction_type())]
-        if runtime.is_classifier:
-            fields.append(pa.field("probabilities", pa.list_(pa.float64())))
-        fields += [
-            pa.field("inference_id", pa.string()),
-            pa.field("model", pa.string()),
-            pa.field("model_version", pa.int64()),
-        ]
-        self.schema = pa.schema(fields)
-        self.batch_id = new_id()
-        self.rows = 0
-        self.failure: Exception | None = None
-
-    def _prediction_type(self) -> pa.DataType:
-        if not self.runtime.is_classifier:
-            return pa.float64()
-        return _PREDICTION_TYPES.get(self.runtime.label_dtype.kind, pa.string())
-
-    def stream(
-        self, chunks: Iterator[pa.RecordBatch], progress: Progress | None
-    ) -> Iterator[pa.RecordBatch]:
-        """The output batches; an error is kept in ``failure`` before it is raised."""
-        try:
-            for chunk in chunks:
-                if chunk.num_rows == 0:
-                    continue
-                prediction = self.runtime.predict(self._columns(chunk))
-                yield self._output(chunk, prediction)
-                self.rows += chunk.num_rows
-                if progress is not None:
-                    progress(self.rows)
-        except Exception as exc:
-            self.failure = exc
-            raise
-
-    def _columns(self, chunk: pa.RecordBatch) -> Columns:
-        arrays = {
-            spec.name: _column(spec, chunk.column(spec.name), self.rows)
-            for spec in self.runtime.signature.inputs
-        }
-        return Columns(arrays, chunk.num_rows)
-
-    def _output(self, chunk: pa.RecordBatch, prediction: Prediction) -> pa.RecordBatch:
-        rows = chunk.num_rows
-        kind = self.schema.field("prediction").type
-        values = prediction.predictions
-        labels = values.tolist() if kind == pa.string() else values
-        arrays: list[pa.Array] = [*chunk.columns, pa.array(labels, type=kind)]
-        if self.runtime.is_classifier:
-            assert prediction.probabilities is not None
-            proba = np.asarray(prediction.probabilities, dtype=np.float64)
-            flat = pa.FixedSizeListArray.from_arrays(pa.array(proba.ravel()), proba.shape[1])
-            arrays.append(flat.cast(pa.list_(pa.float64())))
-        first = self.rows
-        ids = [f"{self.batch_id}-{i}" for i in range(first, first + rows)]
-        arrays += [
-            pa.array(ids, pa.string()),
-            pa.array([self.model] * rows, pa.string()),
-            pa.array(np.full(rows, self.version, dtype=np.int64)),
-        ]
-        return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
-
-
-def _column(spec: ColumnSpec, column: pa.Array, offset: int) -> np.ndarray:
-    """One input column as the runtime's array (see ``loopml.packaging.columns``): numbers
-    straight from Arrow; anything else through the server's own checks."""
-    kind = column.type
-    if spec.type in ("float", "integer") and pa.types.is_integer(kind):
-        return _floats(column)
-    if spec.type == "float" and pa.types.is_floating(kind):
-        return _floats(column)
-    if spec.type == "boolean" and pa.types.is_boolean(kind) and column.null_count == 0:
-        return np.asarray(column.to_numpy(zero_copy_only=False), dtype=bool)
-    if spec.type == "string" and (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
-        return np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
-    try:
-        return to_array(spec, column.to_pylist())
-    except ValidationError as exc:
-        raise _at_input_row(exc, offset) from None
-
-
-def _floats(column: pa.Array) -> np.ndarray:
-    values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-    return np.asarray(values, dtype=np.float64)
-
-
-def _at_input_row(exc: ValidationError, offset: int) -> ValidationError:
-    """The error with its row counted from the start of the input, not of the chunk."""
-    row = exc.details.get("row")
-    if not isinstance(row, int) or offset == 0:
-        return exc
-    message = exc.message.replace(f": row {row} has", f": row {offset + row} has", 1)
-    return ValidationError(message, details={**exc.details, "row": offset + row})

@@ -36,9 +36,12 @@ async def predict_batch(
 
     Runs the serving runtime in the server, without HTTP per row; the answer comes when the
     output is committed. A file is scored by ingesting it into a table first (the CLI's
-    `loopml predict --input FILE` does that).
+    `loopml predict --input FILE` does that). With `on: ray` the table's files are read
+    and scored in parallel on the Ray cluster (`worker.executor`'s, else one of the
+    server's own), the output still written here as one commit.
     """
     from loopml.predictions import batch
+    from loopml.predictions.ray_batch import RayTarget
 
     validate_project_name(project)
     score = partial(
@@ -54,5 +57,6 @@ async def predict_batch(
         workdir=ctx.settings.home / "tmp" / "batch",
         actor=actor,
         lake_settings=ctx.settings.lake,
+        ray=RayTarget.of(ctx.settings) if body.on == "ray" else None,
     )
     return await anyio.to_thread.run_sync(score)

@@ -14,12 +14,10 @@ import contextlib
 import os
 import re
 import shutil
-import signal
 import socket
 import threading
 from collections.abc import Iterator
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 from loopml._version import __version__
 from loopml.core.errors import ConfigurationError, ServiceUnavailableError
@@ -29,85 +27,27 @@ from loopml.core.step_resources import NodeShape
 from loopml.pipelines.backends.local import LocalExecutor, attempt_folder
 from loopml.pipelines.base import StepExecutor, StepHandle, StepOutcome, StepTask, capped_log
 from loopml.settings import Settings
+from loopml.wiring import (
+    address_host,
+    import_ray,
+    init_ray,
+    is_local_address,
+    refuse_local_storage,
+)
+
+__all__ = [
+    "RayExecutor",
+    "address_host",
+    "is_local_address",
+    "refuse_local_storage",
+    "run_attempt",
+]
 
 LOG_INTERVAL_S = 0.5
 """How often the task sends what the step printed since."""
 _CHUNK_BYTES = 1 << 20
 _STOP_SLACK_S = 5.0
-_INSTALL = "pip install 'loopml[ray]'"
-
-
-def import_ray() -> Any:
-    """The ``ray`` module.
-
-    Raises:
-        ConfigurationError: Ray is not installed here.
-    """
-    try:
-        import ray
-    except ImportError as exc:
-        raise ConfigurationError(
-            f'the Ray executor (worker.executor type "ray") needs Ray, which is not '
-            f"installed in this environment ({exc}): {_INSTALL}"
-        ) from exc
-    return ray
-
-
-# ------------------------------------------------------------------ where the cluster is
-
-
-def _this_machine() -> set[str]:
-    import psutil
-
-    names = {"localhost", "::1", socket.gethostname().lower(), socket.getfqdn().lower()}
-    for addresses in psutil.net_if_addrs().values():
-        for found in addresses:
-            if found.family in (socket.AF_INET, socket.AF_INET6):
-                names.add(found.address.split("%", 1)[0].lower())
-    return names
-
-
-def address_host(address: str) -> str:
-    """The host of a Ray address (``host:port``, ``[v6]:port``), lowercased."""
-    return (urlsplit(f"//{address}").hostname or address).lower()
-
-
-def is_local_address(address: str | None) -> bool:
-    """Whether ``address`` is on this machine: unset and ``auto`` are (a cluster ``ray.init``
-    starts or finds here), as are loopback and this machine's own names and addresses."""
-    if address in (None, "", "auto", "local"):
-        return True
-    assert address is not None
-    host = address_host(address)
-    return host.startswith("127.") or host in _this_machine()
-
-
-def refuse_local_storage(address: str | None, settings: Settings) -> None:
-    """Refuse a cluster on other machines when the step processes there could not reach
-    the worker's artifact folder or SQLite file.
-
-    Raises:
-        ConfigurationError: naming the cluster and what to use instead.
-    """
-    if is_local_address(address):
-        return
-    problems = []
-    root = settings.artifact_root
-    if urlsplit(root).scheme.lower() not in ("s3",):
-        problems.append(
-            f"the artifact store is the local folder {root!r} (artifacts.root): use an "
-            "s3:// root every node reaches"
-        )
-    if settings.database_url.startswith("sqlite"):
-        problems.append(
-            "the metadata database is a SQLite file on this machine (database.url): use PostgreSQL"
-        )
-    if problems:
-        raise ConfigurationError(
-            f"the Ray cluster at {address!r} is not on this machine, so its nodes run steps "
-            "that write where this worker's files are out of their reach: " + "; ".join(problems),
-            details={"address": address},
-        )
+_PURPOSE = 'the Ray executor (worker.executor type "ray")'
 
 
 # ------------------------------------------------------------------ on the node
@@ -309,7 +249,7 @@ class RayExecutor(StepExecutor):
     def __init__(self, config: RayExecutorConfig, settings: Settings) -> None:
         self.config = config
         refuse_local_storage(config.address, settings)
-        self._ray = import_ray()
+        self._ray = import_ray(_PURPOSE)
         self._owns = False
         if not self._ray.is_initialized():
             self._connect()
@@ -324,19 +264,12 @@ class RayExecutor(StepExecutor):
         )(run_attempt)
 
     def _connect(self) -> None:
-        # ray.init sets its own SIGTERM handler (exit at once): keep the process's own, which
-        # stops the worker's steps and gives them back.
-        main = threading.current_thread() is threading.main_thread()
-        previous = signal.getsignal(signal.SIGTERM) if main else None
         try:
-            self._ray.init(address=self.config.address, log_to_driver=False)
+            init_ray(self._ray, self.config.address)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise ServiceUnavailableError(
                 f"cannot reach the Ray cluster at {self.config.address or '(local)'}: {exc}"
             ) from exc
-        finally:
-            if main and previous is not None:
-                signal.signal(signal.SIGTERM, previous)
         self._owns = True
 
     def nodes(self) -> list[NodeShape]:

@@ -20,6 +20,7 @@ runtime, no HTTP), so its outputs are cached on the pinned model and table versi
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from loopml.core.errors import (
@@ -367,10 +368,17 @@ def batch_predict(
     deployment: str | None = None,
     mode: str = "overwrite",
     chunk_rows: int = 50_000,
+    on: str = "local",
 ) -> dict[str, Any]:
     """Score a table version with a model version (or a deployment's primary version) into
-    ``output``; ``overwrite`` by default, so a rerun replaces rather than duplicates."""
+    ``output``; ``overwrite`` by default, so a rerun replaces rather than duplicates. ``on:
+    ray`` scores the table's files on the worker's Ray cluster (or a Ray of the step's own).
+    """
     from loopml.predictions.batch import score_table
+    from loopml.predictions.ray_batch import RayTarget
+
+    if on not in ("local", "ray"):
+        raise ValidationError(f"on is local or ray, got {on!r}", details={"field": "on"})
 
     result = score_table(
         ctx.store,
@@ -385,6 +393,8 @@ def batch_predict(
         mode=mode,
         chunk_rows=chunk_rows,
         lake_settings=ctx.settings.lake,
+        progress=_progress_log(ctx),
+        ray=RayTarget.of(ctx.settings) if on == "ray" else None,
     )
     ctx.log.info(
         "scored %d rows of %s with %s/%d into %s@%d",
@@ -400,3 +410,19 @@ def batch_predict(
         "rows": result.rows,
         "model": f"{result.model}/{result.version}",
     }
+
+
+PROGRESS_EVERY_S = 10.0
+
+
+def _progress_log(ctx: StepContext) -> Callable[[int], None]:
+    """Logs the rows scored so far, at most every ``PROGRESS_EVERY_S``."""
+    last = time.monotonic()
+
+    def report(rows: int) -> None:
+        nonlocal last
+        if time.monotonic() - last >= PROGRESS_EVERY_S:
+            last = time.monotonic()
+            ctx.log.info("scored %d rows so far", rows)
+
+    return report

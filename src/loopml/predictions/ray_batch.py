@@ -1,0 +1,223 @@
+"""Batch scoring on a Ray cluster: the input table's files read and scored in parallel.
+
+The server (or a ``batch_predict`` step) is the driver. It resolves the table version to its
+Delta files and their Parquet row groups (the units of work, in the order the local path
+reads them), and starts one actor per CPU of the cluster, spread over its nodes. Each actor
+loads the model version once, from the package's files verified against the registry's
+manifest hash (``load_runtime``, the serving runtime), then reads the row groups it is
+handed straight from the lake and scores them ``chunk_rows`` at a time (``ChunkScorer``,
+the local path's code). The driver takes the scored row groups back in input order and
+writes them as one commit of the output table, as the local path does, so the same rows get
+the same columns and values either way.
+
+Plain Ray actors, not Ray Data's ``map_batches``: Ray Data 2.60's read tasks need a CPU
+beside the actor pool's, and on 1-CPU nodes its plan waits forever for one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import tempfile
+import threading
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from loopml.core.errors import LoopmlError, ServiceUnavailableError
+from loopml.core.executors import RayExecutorConfig
+from loopml.core.predictions import parse_table_ref
+from loopml.data import lake
+from loopml.packaging.runtime import load_runtime
+from loopml.predictions._scoring import ChunkScorer
+from loopml.settings import Settings
+from loopml.storage import ArtifactStore
+from loopml.store import MetadataStore
+from loopml.wiring import import_ray, init_ray, refuse_local_storage
+
+_PURPOSE = "batch scoring on Ray (--on ray)"
+IN_FLIGHT = 2
+"""Row groups queued per actor (each about 25 MB scored, in the object store)."""
+_CONNECT = threading.Lock()
+
+
+@dataclass(frozen=True)
+class RayTarget:
+    """Where batch scoring joins a Ray cluster: the worker's (``worker.executor`` of type
+    ``ray``), else a Ray instance of this process's own (``ray.init()``)."""
+
+    address: str | None
+    settings: Settings
+
+    @classmethod
+    def of(cls, settings: Settings) -> RayTarget:
+        executor = settings.worker.executor
+        address = executor.address if isinstance(executor, RayExecutorConfig) else None
+        return cls(address=address, settings=settings)
+
+
+def refuse_unreachable_lake(target: RayTarget) -> None:
+    """Refuse a cluster on other machines when the lake is a local folder (its nodes read
+    the lake themselves); the metadata database is the driver's alone.
+
+    Raises:
+        ConfigurationError: naming the cluster and ``artifacts.root``.
+    """
+    refuse_local_storage(target.address, target.settings, database=False)
+
+
+def connect(target: RayTarget) -> Any:
+    """The ``ray`` module, joined to the target's cluster (once per process: later calls
+    reuse the connection).
+
+    Raises:
+        ConfigurationError: Ray is not installed; the cluster is on other machines while the
+            lake and artifacts are a local folder.
+        ServiceUnavailableError: the cluster cannot be reached.
+    """
+    refuse_unreachable_lake(target)
+    ray = import_ray(_PURPOSE)
+    with _CONNECT:
+        if not ray.is_initialized():
+            try:
+                init_ray(ray, target.address)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise ServiceUnavailableError(
+                    f"cannot reach the Ray cluster at {target.address or '(local)'}: {exc}"
+                ) from exc
+    # The address ray.init resolved (RAY_ADDRESS, a cluster found here) too.
+    refuse_local_storage(ray.get_runtime_context().gcs_address, target.settings, database=False)
+    return ray
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One Parquet row group of the input: ``offset`` is its first row's place in the input."""
+
+    path: str
+    row_group: int
+    offset: int
+    rows: int
+
+
+@dataclass(frozen=True)
+class TableFiles:
+    """A table version as the actors read it: its schema, its row groups in order, and the
+    filesystem (Delta Lake's, with the store's options) that opens them."""
+
+    schema: pa.Schema
+    units: list[Unit]
+    filesystem: Any
+
+
+def open_table(
+    store: MetadataStore, artifacts: ArtifactStore, project: str, ref: str
+) -> TableFiles:
+    """The row groups of table ``ref`` (``customers``, ``customers@3``), in the order the
+    local path reads its rows (footers only are read here).
+
+    Raises:
+        NotFoundError: no such project, table or version.
+    """
+    table, version = parse_table_ref(ref)
+    dataset = lake.read_dataset(store, artifacts, project, table, version)
+    if not isinstance(dataset, ds.FileSystemDataset):  # a table with no data yet
+        return TableFiles(schema=dataset.schema, units=[], filesystem=None)
+    units: list[Unit] = []
+    offset = 0
+    for fragment in dataset.get_fragments():
+        fragment.ensure_complete_metadata()
+        for group in fragment.row_groups:
+            if group.num_rows:
+                units.append(Unit(fragment.path, group.id, offset, group.num_rows))
+                offset += group.num_rows
+    return TableFiles(schema=dataset.schema, units=units, filesystem=dataset.filesystem)
+
+
+class ScoringActor:
+    """A Ray actor: the model version loaded once, then row groups read and scored."""
+
+    def __init__(
+        self,
+        package: dict[str, bytes],
+        manifest_sha256: str | None,
+        schema: pa.Schema,
+        filesystem: Any,
+        chunk_rows: int,
+    ) -> None:
+        folder = Path(tempfile.mkdtemp(prefix="loopml-batch-"))
+        try:
+            for name, data in package.items():
+                target = folder / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+            runtime = load_runtime(folder, manifest_sha256=manifest_sha256)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        self._scorer = ChunkScorer(runtime, schema)
+        self._schema = schema
+        self._filesystem = filesystem
+        self._chunk_rows = chunk_rows
+
+    def score(self, unit: Unit) -> pa.Table:
+        """The row group's rows with their predictions."""
+        fragment = ds.ParquetFileFormat().make_fragment(
+            unit.path, filesystem=self._filesystem, row_groups=[unit.row_group]
+        )
+        rows = fragment.to_table(schema=self._schema)
+        scored = []
+        offset = unit.offset
+        for chunk in rows.to_batches(max_chunksize=self._chunk_rows):
+            if chunk.num_rows:
+                scored.append(self._scorer.score(chunk, offset))
+                offset += chunk.num_rows
+        return pa.Table.from_batches(scored, schema=self._scorer.schema)
+
+
+def score(
+    ray: Any,
+    source: TableFiles,
+    package: dict[str, bytes],
+    manifest_sha256: str | None,
+    chunk_rows: int,
+) -> Iterator[pa.RecordBatch]:
+    """The scored rows, in input order, from one actor per CPU of the cluster (no more
+    than there are row groups). ``IN_FLIGHT`` row groups per actor are queued, so an actor
+    scores its next one while this process writes the last."""
+    if not source.units:
+        return
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    count = max(1, min(len(source.units), cpus))
+    remote = ray.remote(num_cpus=1, max_restarts=0, scheduling_strategy="SPREAD")(ScoringActor)
+    shared = ray.put(package)
+    args = (shared, manifest_sha256, source.schema, source.filesystem, chunk_rows)
+    actors = [remote.remote(*args) for _ in range(count)]
+    try:
+        units = iter(enumerate(source.units))
+        pending: deque[Any] = deque()
+        for index, unit in itertools.islice(units, count * IN_FLIGHT):
+            pending.append(actors[index % count].score.remote(unit))
+        while pending:
+            table = _fetched(ray, pending.popleft())
+            for index, unit in itertools.islice(units, 1):
+                pending.append(actors[index % count].score.remote(unit))
+            yield from table.to_batches()
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+
+
+def _fetched(ray: Any, ref: Any) -> pa.Table:
+    try:
+        table: pa.Table = ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        # A loopml error on the node (a value a column refuses) is the one to report.
+        if isinstance(exc.cause, LoopmlError):
+            raise exc.cause from None
+        raise
+    return table

@@ -1,0 +1,152 @@
+"""Batch scoring on a real Ray cluster (``ray_cluster``): a table of several Delta files,
+scored on the cluster, gives the rows the local path gives, with the same columns, values
+and lineage; a cluster on another machine with a local lake is refused with the reason."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from loopml.core.errors import ConfigurationError
+from loopml.data import lake
+from loopml.predictions.batch import score_table
+from loopml.predictions.ray_batch import RayTarget
+from loopml.settings import Settings
+from loopml.storage import ArtifactStore
+from loopml.store import MetadataStore
+from loopml.wiring import open_artifact_store, open_metadata_store
+from tests.ray_cluster import RayCluster
+from tests.unit.deploy.deploy_support import cancer_frame, fit, register_model
+
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+FILES = 3
+REMOTE = "10.255.255.1:6379"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path / "home")
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[MetadataStore]:
+    opened = open_metadata_store(settings)
+    opened.upgrade()
+    yield opened
+    opened.dispose()
+
+
+@pytest.fixture
+def artifacts(settings: Settings) -> ArtifactStore:
+    return open_artifact_store(settings)
+
+
+def _scored(store: MetadataStore, artifacts: ArtifactStore, table: str) -> pa.Table:
+    """The output's rows in input order: by the row number that ends each inference id."""
+    out = lake.read_dataset(store, artifacts, "default", table).to_table()
+    rows = [int(i.rsplit("-", 1)[1]) for i in out.column("inference_id").to_pylist()]
+    assert sorted(rows) == list(range(out.num_rows))
+    return out.take(sorted(range(out.num_rows), key=rows.__getitem__))
+
+
+def _lineage(store: MetadataStore, artifacts: ArtifactStore, table: str) -> dict[str, object]:
+    dt = lake.open_delta(store, artifacts, "default", table)
+    return json.loads(dt.history(1)[0]["loopml.batch_scoring"])
+
+
+@pytest.mark.ray
+def test_a_table_of_several_files_scores_on_ray_as_it_does_locally(
+    ray_cluster: RayCluster,
+    settings: Settings,
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    tmp_path: Path,
+) -> None:
+    import ray
+
+    register_model(settings, store, artifacts, fit(1.0))
+    frame, _ = cancer_frame()
+    rows = pa.Table.from_pandas(frame, preserve_index=False)
+    step = -(-rows.num_rows // FILES)
+    for start in range(0, rows.num_rows, step):  # one Delta file per append
+        lake.ingest_arrow(
+            store, artifacts, "default", "patients", rows.slice(start, step), actor="t"
+        )
+    assert len(lake.open_delta(store, artifacts, "default", "patients").file_uris()) == FILES
+    common = {"input": "patients", "workdir": tmp_path / "work", "actor": "t", "model": "cancer/1"}
+    local = score_table(store, artifacts, "default", output="local_out", **common)  # type: ignore[arg-type]
+
+    on_ray = settings.model_copy(
+        update={"worker": settings.worker.model_copy(update={"executor": _executor(ray_cluster)})}
+    )
+    seen: list[int] = []
+    try:
+        remote = score_table(
+            store,
+            artifacts,
+            "default",
+            output="ray_out",
+            chunk_rows=50,
+            progress=seen.append,
+            ray=RayTarget.of(on_ray),
+            **common,  # type: ignore[arg-type]
+        )
+    finally:
+        ray.shutdown()
+    assert (remote.rows, remote.model, remote.version) == (local.rows, "cancer", 1)
+    assert remote.classes == local.classes
+    assert seen[-1] == rows.num_rows
+    assert seen == sorted(seen)
+    expected = _scored(store, artifacts, "local_out")
+    got = _scored(store, artifacts, "ray_out")
+    assert got.schema == expected.schema
+    for name in [*frame.columns, "prediction", "probabilities", "model", "model_version"]:
+        assert got.column(name).to_pylist() == expected.column(name).to_pylist(), name
+    lineage = _lineage(store, artifacts, "ray_out")
+    assert lineage == _lineage(store, artifacts, "local_out")
+    assert lineage == {"model": "cancer", "version": 1, "input": "patients"}
+
+
+def _executor(cluster: RayCluster) -> object:
+    from loopml.core.executors import RayExecutorConfig
+
+    return RayExecutorConfig(type="ray", address=cluster.address)
+
+
+def test_a_remote_cluster_with_a_local_lake_is_refused_with_the_reason(
+    settings: Settings, store: MetadataStore, artifacts: ArtifactStore, tmp_path: Path
+) -> None:
+    target = RayTarget(address=REMOTE, settings=settings)
+    with pytest.raises(ConfigurationError) as refused:
+        score_table(
+            store,
+            artifacts,
+            "default",
+            input="patients",
+            output="out",
+            workdir=tmp_path,
+            actor="t",
+            model="cancer",
+            ray=target,
+        )
+    assert REMOTE in refused.value.message
+    assert "artifacts.root" in refused.value.message
+    assert "database.url" not in refused.value.message  # the server alone touches the DB
+
+
+def test_without_ray_installed_the_error_says_how_to_install_it(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loopml.predictions import ray_batch
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    with pytest.raises(ConfigurationError, match=r"pip install 'loopml\[ray\]'") as refused:
+        ray_batch.connect(RayTarget.of(settings))
+    assert "batch scoring on Ray" in refused.value.message
