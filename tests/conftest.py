@@ -26,6 +26,12 @@ if TYPE_CHECKING:
 
     from tests.ray_cluster import RayCluster
 
+# Ray 2.60 turns token authentication on for a local ``ray.init()`` and writes the token
+# to ~/.ray/auth_token, which every later ``ray start`` of the user then demands: one test's
+# local Ray would break the next test's cluster (tests/ray_cluster.py). The tests' clusters
+# are loopback-only and run without it, explicitly, in this process and every child.
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
 POSTGRES_ADMIN_URL = os.environ.get(
     "LOOPML_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
