@@ -86,3 +86,65 @@ def check_registry_search(seen: dict[str, object], prefix: str, *, source: bool 
         "unsupported": "INVALID_PARAMETER_VALUE",
     }
     assert seen["renamed"] == [f"{prefix}-fraud2", f"{prefix}-fraud2"]
+
+
+def check_tracking_tour(seen: dict[str, object], prefix: str, *, three: bool) -> None:
+    """``tracking_tour.py PREFIX``: the client's own run calls, experiments' lifecycle,
+    nested runs, inputs, tables, streams and (MLflow 3) logged models the fluent way."""
+    assert seen["experiment"] == {
+        "name": f"{prefix}-b",
+        "by_name": True,
+        "tags": ["kind", "owner"],
+        "found": [f"{prefix}-b"],
+    }
+    artifacts = ["copied", "d.json", "files", "t.txt", "table.json"]
+    assert seen["client_run"] == {
+        "name": "client-run-2",
+        "status": "FINISHED",
+        "params": {"lr": "0.1", "depth": "3"},
+        "metrics": {"loss": 0.25, "acc": 0.9},
+        "tags": ["stage", "team"],
+        "inputs": ["frame"],
+        "artifacts": sorted([*artifacts, "stream.bin"]) if three else artifacts,
+        "table": [1, 2],
+    }
+    assert seen["nested"] == {
+        "parent": True,
+        "fluent_parent": True,
+        "last": True,
+        "child_inputs": ["frame2", "frame3"] if three else ["frame2"],
+        "table": [3],
+        "deleted_hidden": True,
+        "found": ["child"],
+    }
+    if three:
+        assert seen["logged"] == {
+            "params": {"k": "1", "lr": "0.2"},
+            "tags": ["team"],
+            "status": "READY",
+            "last": True,
+            "found": True,
+            "external_deleted": True,
+            "outputs": True,
+            "files": ["weights.txt"],
+        }
+
+
+def check_registry_tour(seen: dict[str, object], prefix: str) -> None:
+    """``registry_tour.py RUN PATH PREFIX``: a registered model's lifecycle, version updates,
+    tags and aliases removed, a copy, the download URI and the fluent searches."""
+    assert seen["model"] == {
+        "description": "second",
+        "tags": {"team": "risk"},
+        "aliases": {},
+        "version_description": "v1",
+        "version_tags": {"checked": "yes"},
+    }
+    assert seen["copied"] == [f"{prefix}-copy", "1", True]
+    assert seen["download_uri"] is True
+    assert seen["fluent"] == {
+        "models": [f"{prefix}-copy", f"{prefix}-tour"],
+        "versions": ["1", "2"],
+    }
+    assert seen["after_delete"] == ["1"]
+    assert seen["deleted"] == "RESOURCE_DOES_NOT_EXIST"

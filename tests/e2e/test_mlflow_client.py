@@ -16,6 +16,7 @@ import fcntl
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +34,7 @@ from .mlflow_expected import (
     check_resume,
     check_tracking,
 )
+from .mlflow_inventory import check_calls
 
 # A real mlflow client script imports mlflow (seconds) and logs through the API: on a busy
 # 2-core CI machine one test took over the suite's default 120 s.
@@ -42,6 +44,7 @@ CLIENTS = {"2.x": "2.22.5", "3.x": "3.17.2"}
 # What the example scripts import besides mlflow: mlflow.sklearn.log_model needs these.
 EXTRAS = ("scikit-learn", "pandas", "skops")
 EXAMPLES = Path(__file__).parent / "mlflow_examples"
+RECORDER = Path(__file__).parent / "mlflow_record.py"
 
 
 def _venv(cache: Path, name: str, packages: tuple[str, ...]) -> Path:
@@ -92,16 +95,21 @@ def _version(python: Path) -> str:
 def _script(
     python: Path, server: RunningServer, name: str, *args: str, env: dict[str, str] | None = None
 ) -> dict[str, object]:
-    """Run an example script; ``env`` replaces the tracking URI (the server's root) and adds
-    to the server's environment."""
-    done = subprocess.run(
-        [str(python), str(EXAMPLES / name), *args],
-        env={**server.env, "MLFLOW_TRACKING_URI": server.url, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    """Run an example script, its MLflow calls recorded (``mlflow_record.py``); ``env``
+    replaces the tracking URI (the server's root) and adds to the server's environment. The
+    calls the inventory lists for the script must all have been made."""
+    with tempfile.TemporaryDirectory() as tmp:
+        record = Path(tmp) / "calls.json"
+        done = subprocess.run(
+            [str(python), str(RECORDER), str(record), str(EXAMPLES / name), *args],
+            env={**server.env, "MLFLOW_TRACKING_URI": server.url, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        recorded = json.loads(record.read_text())
+    check_calls(name, recorded["public"], recorded["calls"])
     # MLflow prints links to its own web UI after a run ends; the script's answer is the
     # one JSON line.
     line = next(row for row in done.stdout.splitlines() if row.startswith("{"))

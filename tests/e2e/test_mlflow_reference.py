@@ -27,8 +27,10 @@ from .conftest import RunningServer, mlflow_cache_folder
 from .mlflow_expected import (
     check_experiments,
     check_registry_search,
+    check_registry_tour,
     check_resume,
     check_tracking,
+    check_tracking_tour,
 )
 from .test_mlflow_client import (
     CLIENTS,
@@ -156,3 +158,73 @@ def test_registry_as_on_loopml_but_the_gate_and_stages(
         "Production": ["1"],
         "Archived": ["2"],
     }
+
+
+def test_the_tours_token_uri_and_log_and_register_as_on_loopml(
+    mlflow_python: Path,  # noqa: F811
+    reference: RunningServer,
+) -> None:
+    """What ``test_mlflow_coverage.py`` and ``test_mlflow_client.py`` run against loopml:
+    the tour scripts, a tracking token (MLflow's server without authentication ignores it;
+    the client still sends it) and ``log_model(registered_model_name=...)``."""
+    version = _version(mlflow_python)
+    short = version.replace(".", "")
+    prefix = f"reftour{short}"
+    seen = _script(mlflow_python, reference, "tracking_tour.py", prefix)
+    check_tracking_tour(seen, prefix, three=version.startswith("3."))
+    logged = _script(mlflow_python, reference, "log_sklearn.py", f"ref-rt-{version}")
+    prefix = f"refrt{short}"
+    seen = _script(
+        mlflow_python, reference, "registry_tour.py", str(logged["run_id"]), "model", prefix
+    )
+    check_registry_tour(seen, prefix)
+
+    env = {"MLFLOW_TRACKING_URI": reference.url, "MLFLOW_TRACKING_TOKEN": "lm_not-checked-here"}
+    experiment = f"ref-token-{short}"
+    runs = [
+        _script(mlflow_python, reference, "track.py", experiment, lr, env=env)
+        for lr in ("0.1", "0.3")
+    ]
+    check_tracking(_script(mlflow_python, reference, "inspect_runs.py", experiment, env=env), runs)
+
+    model = f"refreg-{short}"
+    seen = _script(
+        mlflow_python, reference, "log_and_register.py", f"ref-{model}", model, json.dumps(ROWS)
+    )
+    assert seen["statuses"] == ["READY", "READY"]
+
+
+def test_mlflow_3_logged_models_as_on_loopml_but_packaging(
+    mlflow_python: Path,  # noqa: F811
+    reference: RunningServer,
+    tmp_path: Path,
+) -> None:
+    """The logged-models scripts. MLflow's server registers any logged model as it is; loopml
+    packages an MLflow-format one in its sandbox, so the fake pickle of ``logged_models.py``
+    FAILS there and is READY here."""
+    if _version(mlflow_python).startswith("2."):
+        pytest.skip("/logged-models is MLflow 3's")
+    seen = _script(mlflow_python, reference, "logged_models.py", "ref-lm", "ref-lm-model")
+    assert seen["found"] == [seen["model_id"]]
+    assert seen["status"] == "READY"
+    assert seen["params"] == {"depth": "3", "lr": "0.1"}
+    assert seen["tags"] == {"team": "risk"}
+    assert seen["source_run_id"] == seen["run_id"]
+    assert seen["files"] == ["MLmodel", "model.pkl"]
+    assert seen["refused"] is None
+
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from loopml.packaging import package_model
+
+    frame = pd.DataFrame({"a": np.arange(40.0), "b": np.arange(40.0) % 7})
+    estimator = LogisticRegression().fit(frame, (frame["a"] > 20).astype(int))
+    package = package_model(estimator, tmp_path / "package", sample=frame)
+    seen = _script(
+        mlflow_python, reference, "logged_model_metrics.py", "ref-lmm", "ref-lmm", str(package.path)
+    )
+    assert seen["metrics"] == [["acc", 0.75, 0], ["acc", 0.875, 1]]
+    assert seen["run_metrics"] == {"acc": 0.875}
+    assert seen["registered"] == {"version": "1", "status": "READY"}

@@ -328,8 +328,14 @@ PERMISSIONS: dict[tuple[str, str], Rule] = _table()
 """``(method, path template)`` -> ``Rule``: every route of the API."""
 
 
-MLFLOW_PREFIXES = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
-"""MLflow's REST API (``/api/2.0/mlflow/...``, ``/ajax-api/...``, ``.../mlflow-artifacts``)."""
+MLFLOW_PREFIXES = (
+    "/api/2.0/mlflow",
+    "/ajax-api/2.0/mlflow",
+    "/api/3.0/mlflow",
+    "/ajax-api/3.0/mlflow",
+)
+"""MLflow's REST API (``/api/2.0/mlflow/...``, ``/ajax-api/...``, ``.../mlflow-artifacts``,
+and MLflow 3's ``/api/3.0/mlflow/...``, which loopml answers ``ENDPOINT_NOT_FOUND``)."""
 MLFLOW_PROJECT_ROOT = PROJECT_ROOT
 """A project's own MLflow tracking URI: the same routes under it act in ``{project}``."""
 MLFLOW_PROJECT = "<mlflow.project>"

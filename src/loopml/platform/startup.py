@@ -34,7 +34,7 @@ from loopml.pipelines.worker import Worker, WorkerConfig, WorkerThread, server_u
 from loopml.platform.gateway_link import GatewayLink
 from loopml.platform.monitoring import start_monitor
 from loopml.predictions.log import PredictionLog
-from loopml.registry import mlflow_packaging
+from loopml.registry import mlflow_recovery
 from loopml.registry.mlflow_packaging import MlflowPackager
 from loopml.settings import Settings
 from loopml.train import tracking
@@ -61,19 +61,28 @@ def _startup(ctx: AppContext) -> None:
     # MetadataStore.prepare: `loopml up --upgrade` or `loopml db upgrade` upgrade it).
     if ctx.settings.database.auto_upgrade and ctx.store.prepare(create=True) is not None:
         log.info("database schema created at %s", ctx.store.head_revision())
-    # Versions a stopped server of this host left PACKAGING would never settle. At start,
+    # Versions a stopped server of this host left PACKAGING are converted again. At start,
     # when none can be this process's own; a database unreachable now leaves the server
     # live and not ready (its health says so), not failed to start.
     try:
-        failed = mlflow_packaging.fail_interrupted(ctx.store)
+        resumed = _requeue_packaging(ctx, at_start=True)
     except ServiceUnavailableError as exc:
         log.warning("versions left PACKAGING were not checked: %s", exc.message)
-        failed = 0
-    if failed:
-        log.info("failed %d model versions left PACKAGING by a stopped server", failed)
+        resumed = 0
+    if resumed:
+        log.info("converting again %d model versions a stopped server left PACKAGING", resumed)
     removed = ctx.artifacts.cleanup()
     if removed:
         log.info("removed %d orphaned temporary artifact files", removed)
+
+
+def _requeue_packaging(ctx: AppContext, *, at_start: bool = False) -> int:
+    if ctx.packager is None:
+        return 0
+    if not at_start:
+        mlflow_recovery.heartbeat(ctx.store)
+    stale = timedelta(seconds=ctx.settings.mlflow.convert_stale_s)
+    return mlflow_recovery.requeue_orphans(ctx.packager, stale_after=stale, at_start=at_start)
 
 
 async def _maintain(ctx: AppContext) -> None:
@@ -168,11 +177,15 @@ def run_maintenance(ctx: AppContext) -> None:
     - Runs whose heartbeat stopped for longer than their timeout are marked LOST.
     - Model versions left PENDING by a registration that died are verified again after two
       minutes and settled READY or FAILED; what is still PENDING after an hour is FAILED.
+    - Versions this server is packaging are marked seen; those left PACKAGING by a server
+      not seen for ``mlflow.convert_stale_s`` (stopped, here or on another host) are
+      converted again here.
     - Upload spool files left by a killed server (older than a few hours) are removed.
     """
     tracking.sweep_lost_runs(ctx.store)
     registry.settle_stale_registrations(ctx.store, ctx.artifacts)
     registry.fail_stale_registrations(ctx.store)
+    _requeue_packaging(ctx)
     files.sweep_spool(files.spool_folder(ctx.settings))
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from loopml.core import layout
+from loopml.core.clock import utcnow
 from loopml.core.errors import LoopmlError, ValidationError
 from loopml.core.keys import join_key, validate_key
 from loopml.core.refs import validate_model_name
@@ -41,7 +42,7 @@ from loopml.registry.sandbox import (
     interpreter_folders,
     run_sandboxed,
 )
-from loopml.registry.versions import SWEEPER_ACTOR, _ensure_model, _verdict
+from loopml.registry.versions import _ensure_model, _verdict
 from loopml.settings import Settings
 from loopml.storage import ArtifactStore
 from loopml.store import (
@@ -65,6 +66,11 @@ _NOT_NEEDED = ("mlflow", "mlflow-skinny")
 
 class ConversionFailed(Exception):
     """The MLflow model could not be packaged; the message is the version's reason."""
+
+
+class _Superseded(Exception):
+    """Another server took the conversion over (``mlflow_recovery``): this one settles
+    nothing and writes nothing more."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,12 @@ def accept(
     validate_model_name(model_name)
     _ensure_model(store, project, model_name, actor)
     path = f"{PACKAGES_FOLDER}/{uuid.uuid4().hex[:16]}"
-    summary = {"from": "mlflow", "mlflow_source": mlflow_source, "packager": packager_id()}
+    summary = {
+        "from": "mlflow",
+        "mlflow_source": mlflow_source,
+        "packager": packager_id(),
+        "packager_seen": utcnow().isoformat(),
+    }
     with store.session() as session:
         logged_id = logged_models.reserve(session, project, run_id, path=path, summary=summary)
         info = lineage.logged_model(session, logged_id)
@@ -149,14 +160,18 @@ def mlflow_model_source(store: MetadataStore, project: str, model_id: str) -> tu
 
 def convert(
     store: MetadataStore, artifacts: ArtifactStore, settings: Settings, job: PackagingJob
-) -> ModelVersion:
-    """Run ``job`` to its end: the version READY, or FAILED with the reason."""
+) -> ModelVersion | None:
+    """Run ``job`` to its end: the version READY, or FAILED with the reason; ``None`` when
+    another server took the conversion over meanwhile (it settles the version)."""
     status, message = VersionStatus.FAILED, "internal error while packaging; see the server log"
     scratch = Path(tempfile.mkdtemp(prefix="loopml-convert-"))
     try:
         manifest_sha256 = _package(store, artifacts, settings, job, scratch)
         prefix = _run_prefix(store, job)
         status, message = _verdict(artifacts, prefix, manifest_sha256)
+    except _Superseded:
+        log.warning("version %s/%s is packaged by another server now", job.model, job.version)
+        return None
     except SandboxUnavailable as exc:
         message = f"the server cannot sandbox the converter, so it did not run: {exc}"
     except ConversionFailed as exc:
@@ -167,17 +182,33 @@ def convert(
         log.exception("packaging version %s/%s failed unexpectedly", job.model, job.version)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-        with store.session() as session:
-            settled = model_versions.set_status(
-                session,
-                job.project,
-                job.model,
-                job.version,
-                status,
-                message[:_MAX_REASON],
-                actor=job.actor,
-            )
-    return settled
+    return settle(store, job, status, message)
+
+
+def settle(
+    store: MetadataStore, job: PackagingJob, status: VersionStatus, message: str
+) -> ModelVersion:
+    """Set the version of ``job`` READY or FAILED with ``message`` (the first verdict stands)."""
+    with store.session() as session:
+        return model_versions.set_status(
+            session,
+            job.project,
+            job.model,
+            job.version,
+            status,
+            message[:_MAX_REASON],
+            actor=job.actor,
+        )
+
+
+def _keep_claim(store: MetadataStore, job: PackagingJob) -> None:
+    me = packager_id()
+    with store.session() as session:
+        mine = logged_models.claim_packaging(
+            session, job.logged_model_id, expected=me, packager=me, now=utcnow()
+        )
+    if not mine:
+        raise _Superseded()
 
 
 def _run_prefix(store: MetadataStore, job: PackagingJob) -> str:
@@ -307,6 +338,7 @@ def _upload(store: MetadataStore, artifacts: ArtifactStore, job: PackagingJob, o
     manifest = _read_regular(out / MANIFEST_FILE)
     document = _manifest(manifest)
     prefix = _run_prefix(store, job)
+    _keep_claim(store, job)  # a server that took over writes the same folder
     for name in names:
         artifacts.write_bytes(join_key(prefix, name), _read_regular(out / name))
     digest = hashlib.sha256(manifest).hexdigest()
@@ -352,41 +384,16 @@ class MlflowPackager:
         """Queue ``job``; its outcome is the version's status."""
         self._pool.submit(convert, self._store, self._artifacts, self._settings, job)
 
+    @property
+    def store(self) -> MetadataStore:
+        """The metadata store the jobs settle versions in."""
+        return self._store
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        """The artifact store the jobs read and write."""
+        return self._artifacts
+
     def close(self) -> None:
         """Stop taking jobs and wait for the running ones (each bounded by its timeout)."""
         self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-def fail_interrupted(store: MetadataStore) -> int:
-    """Fail the versions a stopped server of this host left PACKAGING (its ``packager``
-    process is gone); run at start. Returns how many."""
-    host = socket.gethostname()
-    failed = 0
-    with store.session() as session:
-        for version, packager in model_versions.packaging(session):
-            owner, _, pid = packager.rpartition(":")
-            if owner != host or (pid.isdigit() and _alive(int(pid))):
-                continue
-            model_versions.set_status(
-                session,
-                version.project,
-                version.model,
-                version.version,
-                VersionStatus.FAILED,
-                "the server packaging this version stopped before it finished; register again",
-                actor=SWEEPER_ACTOR,
-            )
-            failed += 1
-    return failed
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

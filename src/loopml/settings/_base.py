@@ -235,6 +235,16 @@ class MlflowSettings(_Section):
         "processes are killed and the version FAILS. Building its environment (pip, outside "
         "the sandbox) is not counted.",
     )
+    convert_stale_s: float = Field(
+        default=600.0,
+        ge=30,
+        le=86_400,
+        description="A server says on every housekeeping round (server.maintenance_interval_s) "
+        "that it is still packaging the versions it took; a PACKAGING version whose server "
+        "has not said so for this long (it stopped, on this host or another sharing the "
+        "database) is taken over by another server's housekeeping, which converts it again. "
+        "A server's own stopped process's versions are taken over at its start.",
+    )
     convert_cpu_s: int = Field(
         default=600,
         ge=1,

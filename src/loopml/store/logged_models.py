@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -15,11 +17,12 @@ from sqlalchemy.orm import Session
 
 from loopml.core.errors import AlreadyExistsError, NotFoundError, ValidationError
 from loopml.core.keys import validate_key
+from loopml.core.registry import VersionStatus
 from loopml.core.runs import LoggedModel
 from loopml.store import runs
 from loopml.store._checks import check_text
 from loopml.store._errors import add_unique
-from loopml.store.orm import ExperimentRow, LoggedModelRow, RunRow
+from loopml.store.orm import ExperimentRow, LoggedModelRow, ModelVersionRow, RunRow
 
 MAX_JSON_BYTES = 256 * 1024
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -130,6 +133,68 @@ def reserve(
     )
     add_unique(session, row, taken)
     return row.id
+
+
+@dataclass(frozen=True)
+class PackagingClaim:
+    """Who is making a package the converter reserved: ``packager`` (``host:pid`` of the
+    server), when that server last said it still was (``seen``; ``None`` on records older
+    than the heartbeat), the MLflow model it is made from, and whether the files and the
+    manifest are already recorded (``completed``: only the verdict is missing)."""
+
+    packager: str
+    seen: datetime | None
+    mlflow_source: str
+    completed: bool
+
+
+def packaging_claim(session: Session, model_id: str) -> PackagingClaim | None:
+    """The claim on the package record ``model_id`` of a PACKAGING version; ``None`` if gone."""
+    row = session.get(LoggedModelRow, model_id)
+    if row is None:
+        return None
+    summary = row.summary or {}
+    seen = summary.get("packager_seen")
+    return PackagingClaim(
+        packager=str(summary.get("packager", "")),
+        seen=datetime.fromisoformat(seen) if isinstance(seen, str) else None,
+        mlflow_source=str(summary.get("mlflow_source", "")),
+        completed=row.format != PACKAGING_FORMAT,
+    )
+
+
+def claim_packaging(
+    session: Session, model_id: str, *, expected: str, packager: str, now: datetime
+) -> bool:
+    """Make ``packager`` the maker of package record ``model_id`` if ``expected`` still is
+    (the row is locked, so of two servers taking over the same record one wins), and mark
+    it seen ``now``; ``expected == packager`` is the maker saying it still is. Returns
+    whether the record is now ``packager``'s."""
+    row = session.scalars(
+        select(LoggedModelRow).where(LoggedModelRow.id == model_id).with_for_update()
+    ).one_or_none()
+    if row is None or (row.summary or {}).get("packager", "") != expected:
+        return False
+    row.summary = {**row.summary, "packager": packager, "packager_seen": now.isoformat()}
+    session.flush()
+    return True
+
+
+def touch_packaging(session: Session, packager: str, now: datetime) -> int:
+    """Mark seen ``now`` the package records of PACKAGING versions that ``packager`` is
+    making; its housekeeping says so every round. Returns how many."""
+    query = (
+        select(LoggedModelRow)
+        .join(ModelVersionRow, ModelVersionRow.logged_model_id == LoggedModelRow.id)
+        .where(ModelVersionRow.status == VersionStatus.PACKAGING.value)
+    )
+    touched = 0
+    for row in session.scalars(query):
+        if (row.summary or {}).get("packager") == packager:
+            row.summary = {**row.summary, "packager_seen": now.isoformat()}
+            touched += 1
+    session.flush()
+    return touched
 
 
 def complete(

@@ -204,20 +204,12 @@ def attach_package(
     return result
 
 
-def packaging(session: Session, *, limit: int = 1000) -> list[tuple[ModelVersion, str]]:
-    """Versions still PACKAGING, oldest first, each with its package record's ``packager``
-    (``host:pid`` of the server converting it)."""
-    from loopml.store.orm import LoggedModelRow
-
+def packaging(session: Session, *, limit: int = 1000) -> list[ModelVersion]:
+    """Versions still PACKAGING, oldest first (``logged_models.packaging_claim`` says who is
+    making each one's package)."""
     query = versions_query().where(ModelVersionRow.status == VersionStatus.PACKAGING.value)
     rows = session.execute(query.order_by(ModelVersionRow.created_at).limit(limit)).tuples().all()
-    found = versions_to_domain(session, rows)
-    result = []
-    for version in found:
-        logged = session.get(LoggedModelRow, version.logged_model_id)
-        packager = (logged.summary or {}).get("packager", "") if logged is not None else ""
-        result.append((version, str(packager)))
-    return result
+    return versions_to_domain(session, rows)
 
 
 def update_description(

@@ -24,6 +24,9 @@ from loopml.api.mlflow.errors import MlflowApiError
 from loopml.core.mlflow_models import PROJECT_ROOT
 
 PREFIXES = ("/api/2.0", "/ajax-api/2.0")
+# MLflow 3's own paths (traces, evaluation datasets, workspaces, MCP servers): none is
+# served, each answers ENDPOINT_NOT_FOUND in MLflow's shape, which its client raises as such.
+UNSERVED_PREFIXES = ("/api/3.0", "/ajax-api/3.0")
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
@@ -88,6 +91,8 @@ def _built(deps: list[params.Depends]) -> list[BaseRoute]:
                     (_fallback(), artifacts),
                 ):
                     routes += _mounted(router, at, deps)
+            for prefix in UNSERVED_PREFIXES:
+                routes += _mounted(_fallback(), f"{root}{prefix}/mlflow", deps)
         _BUILT[key] = routes
     return routes
 

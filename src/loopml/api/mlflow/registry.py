@@ -42,6 +42,8 @@ MAX_PAGE = 1000
 _RUNS_SOURCE = re.compile(r"^runs:/([0-9a-f]{32})/(.+)$")
 _ARTIFACTS_SOURCE = re.compile(r"^mlflow-artifacts:/+runs/([0-9a-f]{32})/(.+)$")
 _MLFLOW_MODEL_SOURCE = re.compile(r"^(mlflow-artifacts:/+models/|models:/)([0-9a-f]{32})/?$")
+# A registered version, as ``copy_model_version`` names its source.
+_VERSION_SOURCE = re.compile(r"^models:/([^/@]{1,200})/([0-9]{1,9})$")
 _NO_PACKAGER = (
     "this server packages no MLflow-format model (MLmodel and a pickle); package it on your "
     "machine with `loopml runs package-mlflow <run_id>` and register runs:/<run_id>/loopml-model"
@@ -195,9 +197,15 @@ def _run_and_path(ctx: AppContext, project: str, source: str) -> tuple[str, str]
         # A logged model in MLflow's own format: packaged by the converter.
         run_id, prefix = mlflow_packaging.mlflow_model_source(ctx.store, project, model.group(2))
         return _MlflowFormat(run_id, prefix, f"models:/{model.group(2)}")
+    copied = _VERSION_SOURCE.fullmatch(source)
+    if copied is not None:  # copy_model_version: the same package, in another model
+        _, package = service.version_package(
+            ctx.store, project, copied.group(1), _number(copied.group(2))
+        )
+        return package.run_id, package.path
     raise ValidationError(
-        f"invalid source {source[:120]!r}: expected runs:/<run_id>/<path> or "
-        "mlflow-artifacts:/runs/<run_id>/<path>",
+        f"invalid source {source[:120]!r}: expected runs:/<run_id>/<path>, "
+        "mlflow-artifacts:/runs/<run_id>/<path>, models:/<model_id> or models:/<name>/<version>",
         details={"field": "source"},
     )
 

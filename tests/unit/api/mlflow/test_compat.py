@@ -324,3 +324,30 @@ def test_like_patterns_are_plain_text_but_for_percent_and_underscore(http: TestC
     assert names("%\\", "ILIKE") == []
     assert names("a[%") == ["a[b]"]
     assert names("A_B", "ILIKE") == ["a%b", "a*b", "a\\b"]
+
+
+def test_a_version_is_copied_by_its_models_uri(http: TestClient) -> None:
+    """``copy_model_version`` sends ``source=models:/<name>/<version>``: the same package,
+    verified again, as the next version of the other model (MLflow's client creates it)."""
+    run_id = _registered(http, ("churn",))
+    _post(http, "registered-models/create", {"name": "copy"})
+    body = {"name": "copy", "source": "models:/churn/1", "run_id": run_id}
+    copied = _post(http, "model-versions/create", body)["model_version"]
+    assert (copied["version"], copied["status"], copied["run_id"]) == ("1", "READY", run_id)
+    missing = {"name": "copy", "source": "models:/churn/9", "run_id": run_id}
+    assert _post(http, "model-versions/create", missing, 404)["error_code"] == (
+        "RESOURCE_DOES_NOT_EXIST"
+    )
+
+
+def test_mlflow_3_paths_loopml_does_not_serve_answer_in_mlflow_s_shape(http: TestClient) -> None:
+    """MLflow 3 sends traces, datasets, workspaces and MCP servers to ``/api/3.0/mlflow``: an
+    error its client reads (``ENDPOINT_NOT_FOUND``), not loopml's own 404 body."""
+    for path in (
+        "/api/3.0/mlflow/traces/search",
+        "/ajax-api/3.0/mlflow/workspaces",
+        "/mlflow/projects/default/api/3.0/mlflow/mcp-servers/search",
+    ):
+        answer = http.post(path, json={})
+        assert answer.status_code == 404, path
+        assert answer.json()["error_code"] == "ENDPOINT_NOT_FOUND", answer.text

@@ -214,25 +214,29 @@ def test_without_bubblewrap_the_version_fails_and_nothing_runs(
     assert not canary.exists()
 
 
-def test_a_version_a_stopped_server_left_packaging_is_failed_at_start(
+def test_a_version_a_stopped_server_left_packaging_is_converted_again(
     client: Client, http: TestClient
 ) -> None:
-    """At start, a version this host's stopped server left PACKAGING (its packager process
-    is gone) is FAILED with the reason; one a live process is packaging is left alone."""
+    """A version this host's stopped server left PACKAGING (its packager process is gone)
+    is taken over and converted: READY; one a live process is packaging is left alone."""
+    from datetime import timedelta
+
     from sqlalchemy import update
 
-    from loopml.registry import mlflow_packaging
+    from loopml.registry import mlflow_packaging, mlflow_recovery
     from loopml.store.orm import LoggedModelRow
 
-    store = running_of(http.app).context.store
-    run_id = _run_with(client, http, b"not read")
+    ctx = running_of(http.app).context
+    assert ctx.packager is not None
+    model = LogisticRegression().fit(FRAME, (FRAME["a"] > 20).astype(int))
+    run_id = _run_with(client, http, pickle.dumps(model))
     version, _ = mlflow_packaging.accept(
-        store,
+        ctx.store,
         project="default",
         model_name="left",
         run_id=run_id,
         mlflow_source="model",
-        source_prefix="unused",
+        source_prefix="rebuilt by the recovery from mlflow_source",
         actor="t",
     )
     gone = subprocess.Popen(["true"])
@@ -241,18 +245,20 @@ def test_a_version_a_stopped_server_left_packaging_is_failed_at_start(
     try:
         for pid, expected in ((alive.pid, 0), (gone.pid, 1)):
             packager = f"{socket.gethostname()}:{pid}"
-            with store.session() as session:
+            with ctx.store.session() as session:
                 session.execute(
                     update(LoggedModelRow)
                     .where(LoggedModelRow.id == version.logged_model_id)
-                    .values(summary={"from": "mlflow", "packager": packager})
+                    .values(
+                        summary={"from": "mlflow", "mlflow_source": "model", "packager": packager}
+                    )
                 )
-            assert mlflow_packaging.fail_interrupted(store) == expected
+            taken = mlflow_recovery.requeue_orphans(
+                ctx.packager, stale_after=timedelta(hours=1), at_start=True
+            )
+            assert taken == expected
     finally:
         alive.kill()
         alive.wait()
-    failed = http.get(
-        "/api/2.0/mlflow/model-versions/get", params={"name": "left", "version": "1"}
-    ).json()["model_version"]
-    assert failed["status"] == "FAILED_REGISTRATION"
-    assert "stopped before it finished" in failed["status_message"]
+    ready = _wait(http, {"status": "PENDING_REGISTRATION", "version": "1"}, name="left")
+    assert ready["status"] == "READY", ready["status_message"]
