@@ -71,8 +71,6 @@ class Topology:
     lease_s: float = 3.0
     ray_token: str = field(default_factory=lambda: secrets.token_hex(32))
 
-    # ------------------------------------------------------------------ names
-
     def ns(self, host: str) -> str:
         return f"{self.prefix}-{host}"
 
@@ -122,8 +120,6 @@ class Topology:
             "LOOPML_DATABASE_URL": self.database_url,
             **{f"LOOPML_ARTIFACTS_{k.upper()}": v for k, v in self.artifact_settings().items()},
             "LOOPML_AUTH_ENABLED": "true",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
             "OMP_NUM_THREADS": "1",
             "RAY_USAGE_STATS_ENABLED": "0",
             # Token auth with a token of the topology's own, whatever ~/.ray/auth_token holds.
@@ -131,8 +127,6 @@ class Topology:
             "RAY_AUTH_TOKEN": self.ray_token,
             "NO_PROXY": "*",
         }
-
-    # ------------------------------------------------------------------ processes
 
     def start(
         self, host: str, name: str, command: list[str], env: dict[str, str] | None = None
@@ -186,9 +180,6 @@ class Topology:
     @classmethod
     def load(cls, folder: Path) -> Topology:
         return cls(**json.loads((folder / _STATE).read_text()))
-
-
-# ---------------------------------------------------------------------------- helpers
 
 
 def _run(command: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -253,9 +244,6 @@ def _wait_text(topo: Topology, log: str, text: str, process: subprocess.Popen[by
         if process.poll() is not None or time.monotonic() > deadline:
             raise TopologyError(f"{log} did not start: {topo.logs(log)}")
         time.sleep(0.2)
-
-
-# ---------------------------------------------------------------------------- building
 
 
 def _network(topo: Topology) -> None:
