@@ -134,10 +134,15 @@ class Topology:
         """Start ``command`` on ``host`` (in its namespaces), its output in ``logs/NAME.log``."""
         (self.path / "logs").mkdir(exist_ok=True)
         enter = ["nsenter", "-t", str(self.inits[host]), "-n", "-p", "-m"]
+        # A temporary folder per host, as separate machines have: the local executor names
+        # its attempt folders by pid, and pids repeat across the hosts' PID namespaces.
+        tmp = self.path / f"tmp-{host}"
+        tmp.mkdir(exist_ok=True)
+        tmp.chmod(0o1777)
         with (self.path / "logs" / f"{name}.log").open("ab") as log:
             process = subprocess.Popen(
                 [*enter, *command],
-                env=env or self.env(),
+                env=(env or self.env()) | {"TMPDIR": str(tmp)},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -155,20 +160,20 @@ class Topology:
 
     def kill_host(self, host: str) -> list[int]:
         """SIGKILL every process of ``host`` at once, as a machine that dies; returns them."""
-        killed: list[int] = []
-        for _ in range(5):  # a process may fork while the others are killed
-            pids = set(self.host_pids(host)) | set(self.pids.get(host, []))
-            pids -= set(killed)
-            if not pids:
-                break
+        killed: set[int] = set()
+        deadline = time.monotonic() + 10
+        # Until none is left: a process may fork while the others are killed.
+        while pids := set(self.host_pids(host)) | (set(self.pids.get(host, [])) - killed):
+            if time.monotonic() > deadline:
+                raise TopologyError(f"{host}'s processes {sorted(pids)} outlived SIGKILL")
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-            killed.extend(pids)
-            time.sleep(0.1)
-        for pid in self.pids.get(host, []):
-            _reap(pid)
-        return killed
+            killed |= pids
+            for pid in self.pids.get(host, []):
+                _reap(pid)
+            time.sleep(0.05)
+        return sorted(killed)
 
     def logs(self, name: str, tail: int = 3000) -> str:
         path = self.path / "logs" / f"{name}.log"
@@ -440,7 +445,8 @@ def up(folder: Path | None = None, lease_s: float = 3.0) -> Topology:
 def down(topo: Topology, keep_folder: bool = False) -> None:
     """Kill every process of every host, delete the namespaces, links and folder."""
     for host in reversed(HOSTS):
-        topo.kill_host(host)
+        with contextlib.suppress(TopologyError):  # the namespaces go all the same
+            topo.kill_host(host)
     for host in HOSTS:
         _run(["ip", "netns", "del", topo.ns(host)], check=False)
         _run(["ip", "link", "del", topo.ns(host)], check=False)
