@@ -214,8 +214,10 @@ def lifespan(
         serving.gateway.on_answer = predictions.log_answer
         gateways = await start_gateways(ctx, link, running.front)
         running.gateways = gateways  # stopped first on the way out (cli/_uvicorn.py)
-        own = await anyio.to_thread.run_sync(worker_token, ctx, running.auth_key)
-        worker = start_worker(ctx, own.token if own is not None else None)
+        own, worker = None, None
+        if ctx.settings.server.worker:
+            own = await anyio.to_thread.run_sync(worker_token, ctx, running.auth_key)
+            worker = start_worker(ctx, own.token if own is not None else None)
         automation = start_automation(ctx)
         stream_consumers = start_streams(ctx)
         watcher = start_monitor(ctx, serving.gateway.metrics, serving.control)
@@ -229,7 +231,8 @@ def lifespan(
             if stream_consumers is not None:
                 await anyio.to_thread.run_sync(stream_consumers.stop)
             await anyio.to_thread.run_sync(automation.stop)
-            await anyio.to_thread.run_sync(worker.stop)
+            if worker is not None:
+                await anyio.to_thread.run_sync(worker.stop)
             if own is not None:
                 await anyio.to_thread.run_sync(
                     lambda: revoke_token(ctx.store, SERVER_USER, own.id, actor="server")

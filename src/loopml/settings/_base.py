@@ -124,6 +124,11 @@ class ServerSettings(_Section):
         description="Run a consumer process for each stream source (NATS JetStream, Redis "
         "Streams) in this server; turn off where `loopml worker --streams` runs them.",
     )
+    worker: bool = Field(
+        default=True,
+        description="Run a pipeline worker inside this server (configured by `worker`); turn "
+        "off where a pool of `loopml worker` processes runs the steps.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Server log level."
     )

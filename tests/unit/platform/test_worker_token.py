@@ -1,9 +1,11 @@
 """With authentication on, the server's embedded worker acts through the API (the ``deploy``
 step) with a token of the server's own user, made at start and revoked at stop; with it off,
-or with a ``LOOPML_TOKEN`` of the server's own, no such token is made."""
+or with a ``LOOPML_TOKEN`` of the server's own, no such token is made; with ``server.worker``
+off, neither the worker nor its token."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -53,4 +55,18 @@ def test_no_server_token_with_authentication_off_or_a_token_of_its_own(
     with TestClient(create_api_app(own)):
         pass
     store = off.state.running.context.store
+    assert service.SERVER_USER not in {u.name for u in service.list_users(store)}
+
+
+def test_a_server_with_its_worker_off_runs_no_worker_and_makes_no_token(
+    tmp_path: Path, migrated_database_url: str
+) -> None:
+    settings = _settings(tmp_path, migrated_database_url, auth=True)
+    settings = settings.model_copy(
+        update={"server": settings.server.model_copy(update={"worker": False})}
+    )
+    app = create_api_app(settings)
+    with TestClient(app):
+        assert "pipeline-worker" not in {t.name for t in threading.enumerate()}
+    store = app.state.running.context.store
     assert service.SERVER_USER not in {u.name for u in service.list_users(store)}
