@@ -108,6 +108,7 @@ def check_tracking_tour(seen: dict[str, object], prefix: str, *, three: bool) ->
         "artifacts": sorted([*artifacts, "stream.bin"]) if three else artifacts,
         "table": [1, 2],
     }
+    assert seen["by_time"] == seen["by_time_expected"]
     assert seen["nested"] == {
         "parent": True,
         "fluent_parent": True,

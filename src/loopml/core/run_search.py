@@ -119,7 +119,20 @@ class NameFilter(_Spec):
     value: str = Field(max_length=PARAM_VALUE_MAX)
 
 
-AnyFilter = Annotated[MetricFilter | TextFilter | NameFilter, Field(discriminator="kind")]
+class TimeFilter(_Spec):
+    """The run's start or end compared with a time in milliseconds since the epoch (MLflow's
+    ``attributes.start_time > 1700000000000``); a run not ended has no end time, so no
+    comparison of ``end_time`` matches it."""
+
+    kind: Literal["time"]
+    key: Literal["start_time", "end_time"]
+    op: Operator
+    value: JsonInt = Field(ge=0, le=253_402_300_799_999)  # up to the year 9999
+
+
+AnyFilter = Annotated[
+    MetricFilter | TextFilter | NameFilter | TimeFilter, Field(discriminator="kind")
+]
 
 
 class RunOrder(_Spec):

@@ -1,13 +1,15 @@
 """What MLflow's searches need of SQL: ``LIKE`` with the same meaning on SQLite and
 PostgreSQL (SQLite's ``LIKE`` ignores the case of ASCII letters, PostgreSQL's does not;
 MLflow's ``LIKE`` is case-sensitive, ``ILIKE`` not: on SQLite a case-sensitive ``LIKE`` is
-written as ``GLOB``), comparisons by MLflow's operator names, and offset page tokens."""
+written as ``GLOB``), comparisons by MLflow's operator names, times in MLflow's whole
+milliseconds, and offset page tokens."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Boolean
+from sqlalchemy import Boolean, and_, or_
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
@@ -16,6 +18,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from loopml.core.errors import ValidationError
 
 MAX_OFFSET = 1_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _GLOB_SPECIAL = {"*": "[*]", "?": "[?]", "[": "[[]"}
 
 
@@ -100,3 +103,22 @@ def parse_page_token(token: str | None) -> int:
             details={"field": "page_token"},
         )
     return int(token)
+
+
+def compare_millis(column: Any, op: str, ms: int) -> ColumnElement[bool]:
+    """A stored time (to the microsecond) against a time in whole milliseconds since the
+    epoch, as MLflow's clients read times back (truncated): ``=`` is that millisecond's
+    span, and ``<=`` takes the whole of it."""
+    start = _EPOCH + timedelta(milliseconds=ms)
+    end = start + timedelta(milliseconds=1)
+    if op == "=":
+        return and_(column >= start, column < end)
+    if op == "!=":
+        return or_(column < start, column >= end)
+    bounds: dict[str, ColumnElement[bool]] = {
+        "<": column < start,
+        "<=": column < end,
+        ">": column >= end,
+        ">=": column >= start,
+    }
+    return bounds[op]

@@ -53,6 +53,7 @@ from loopml.core.run_search import (
     RunPage,
     RunSearch,
     TextFilter,
+    TimeFilter,
     folds,
     keyset_cursor,
     keyset_order,
@@ -60,7 +61,7 @@ from loopml.core.run_search import (
 )
 from loopml.core.runs import Run
 from loopml.store import experiments, runs
-from loopml.store._like import compare
+from loopml.store._like import compare, compare_millis
 from loopml.store.orm import ExperimentRow, LatestMetricRow, ParamRow, RunRow, RunTagRow
 
 _OPS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
@@ -87,9 +88,11 @@ def parse_offset(cursor: str | None) -> int:
     return int(cursor)
 
 
-def _filter(flt: MetricFilter | TextFilter | NameFilter) -> ColumnElement[bool]:
+def _filter(flt: MetricFilter | TextFilter | NameFilter | TimeFilter) -> ColumnElement[bool]:
     if flt.kind == "name":
         return compare(RunRow.name, flt.op, flt.value)
+    if flt.kind == "time":
+        return compare_millis(getattr(RunRow, flt.key), flt.op, flt.value)
     table = aliased(_TABLES[flt.kind])
     if flt.op in ("LIKE", "ILIKE"):
         condition = compare(table.value, flt.op, flt.value)

@@ -121,6 +121,20 @@ found = mlflow.search_runs([exp_id], "attributes.run_name = 'child'", output_for
 out["nested"]["deleted_hidden"] = hidden
 out["nested"]["found"] = [r.info.run_name for r in found]
 
+# Runs by their times, in the milliseconds the client reads back.
+start, end = done.info.start_time, done.info.end_time
+by_time = {
+    f"attributes.start_time = {start}": True,
+    f"attributes.start_time <= {start}": True,
+    f"attributes.start_time > {start}": False,
+    f"attributes.end_time >= {end} and attributes.end_time < {end + 1}": True,
+    f"attributes.end_time < {start}": False,
+}
+out["by_time"] = {
+    text: run_id in [r.info.run_id for r in client.search_runs([exp_id], text)] for text in by_time
+}
+out["by_time_expected"] = by_time
+
 # MLflow 3: logged models through the fluent API, outputs, a single file.
 if three:
     with mlflow.start_run() as run3:

@@ -5,7 +5,7 @@
 text reaches the database but the typed values of ``MetricFilter`` and ``TextFilter``.
 
 What loopml's search can answer is translated; anything else (``LIKE`` on metrics, filters
-on times or datasets, ``OR``) is refused with ``INVALID_PARAMETER_VALUE`` naming what works,
+on datasets, ``OR``) is refused with ``INVALID_PARAMETER_VALUE`` naming what works,
 never silently ignored.
 """
 
@@ -26,6 +26,7 @@ from loopml.core.run_search import (
     MetricFilter,
     NameFilter,
     TextFilter,
+    TimeFilter,
 )
 from loopml.core.runs import RUN_STATUSES
 
@@ -70,8 +71,9 @@ _TOKEN = re.compile(
 SUPPORTED = (
     "metrics.<key> with = != < <= > >= and a number; params.<key> and tags.<key> with "
     "= != < <= > >= LIKE ILIKE and a quoted string; attributes.run_name (tags.mlflow.runName) with "
-    "= != LIKE ILIKE; attributes.status and attributes.run_id with = or IN (...); clauses "
-    "joined by AND"
+    "= != LIKE ILIKE; attributes.status and attributes.run_id with = or IN (...); "
+    "attributes.start_time and attributes.end_time (milliseconds since the epoch) with "
+    "= != < <= > >= and a number; clauses joined by AND"
 )
 
 
@@ -176,7 +178,21 @@ def _run_name(text: str, out: Translated, op: str, value: Any) -> None:
     out.filters.append(NameFilter(kind="name", op=op, value=value))  # type: ignore[arg-type]
 
 
+def _time(text: str, out: Translated, key: str, op: str, value: Any) -> None:
+    """``attributes.start_time > 1700000000000``: milliseconds since the epoch."""
+    if op not in ("=", "!=", "<", "<=", ">", ">=") or not isinstance(value, float):
+        raise _refuse(text, f"attributes.{key} is compared (= != < <= > >=) with a number")
+    if not value.is_integer() or not 0 <= value <= 253_402_300_799_999:
+        raise _refuse(text, f"attributes.{key} takes whole milliseconds since the epoch")
+    out.filters.append(
+        TimeFilter.model_validate({"kind": "time", "key": key, "op": op, "value": int(value)})
+    )
+
+
 def _attribute(text: str, out: Translated, key: str, op: str, value: Any) -> None:
+    if key in ("start_time", "end_time"):
+        _time(text, out, key, op, value)
+        return
     values = value if isinstance(value, list) else [value]
     if op not in ("=", "IN", "!=", "NOT IN") or not all(isinstance(v, str) for v in values):
         raise _refuse(text, f"attributes.{key} takes = 'x', != 'x', IN ('x', ...) or NOT IN")

@@ -3,6 +3,7 @@ shapes and statuses, limits, soft deletion, artifact paths, and both mounts."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -143,6 +144,31 @@ def test_search_translates_filters_orders_and_pages(http: TestClient) -> None:
     assert found("params.even ILIKE '1'") == sorted(ids[1::2])
     refused = _post(http, "runs/search", {**body, "filter": "metrics.acc LIKE '0%'"}, 400)
     assert "LIKE is not supported on metrics" in refused["message"]
+
+
+def test_runs_are_searched_by_their_start_and_end_in_milliseconds(http: TestClient) -> None:
+    """``attributes.start_time`` / ``end_time`` against the times MLflow's client reads back
+    (whole milliseconds): a run's own start matches ``=``, ``<=`` and ``>=`` it."""
+    exp = _post(http, "experiments/create", {"name": "times"})["experiment_id"]
+    first = _post(http, "runs/create", {"experiment_id": exp})["run"]["info"]["run_id"]
+    time.sleep(0.01)
+    second = _post(http, "runs/create", {"experiment_id": exp})["run"]["info"]["run_id"]
+    _post(http, "runs/update", {"run_id": first, "status": "FINISHED"})
+    start = http.get(f"{API}/runs/get", params={"run_id": second}).json()["run"]["info"]
+    at = int(start["start_time"])
+
+    def found(text: str) -> list[str]:
+        answer = _post(http, "runs/search", {"experiment_ids": [exp], "filter": text})
+        return sorted(r["info"]["run_id"] for r in answer.get("runs", []))
+
+    assert found(f"attributes.start_time = {at}") == [second]
+    assert found(f"attributes.start_time >= {at}") == [second]
+    assert found(f"attributes.start_time < {at}") == [first]
+    assert found(f"attributes.start_time <= {at}") == sorted([first, second])
+    assert found(f"attributes.start_time != {at}") == [first]
+    # The running run has no end: no comparison of end_time matches it.
+    assert found("attributes.end_time > 0") == [first]
+    assert found(f"attributes.end_time < {at + 10**9} and attributes.start_time < {at}") == [first]
 
 
 @pytest.mark.parametrize(
