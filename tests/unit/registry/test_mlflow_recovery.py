@@ -34,12 +34,12 @@ def _orphaned(packager: str, seen_ago: timedelta | None, *, at_start: bool, aliv
     ("packager", "seen_ago", "at_start", "alive", "expected"),
     [
         # this process's own, during a round: never
-        (f"{HERE}:{os.getpid()}", timedelta(hours=5), False, True, False),
+        ("{self}", timedelta(hours=5), False, True, False),
         # this process's pid at start: an earlier process that had it
-        (f"{HERE}:{os.getpid()}", timedelta(0), True, True, True),
+        ("{self}", timedelta(0), True, True, True),
         # this host, process gone / still running
-        (f"{HERE}:1234567", timedelta(0), False, False, True),
-        (f"{HERE}:1234567", timedelta(0), False, True, False),
+        ("{here}:1234567", timedelta(0), False, False, True),
+        ("{here}:1234567", timedelta(0), False, True, False),
         # another host: only by its last sign of life
         ("elsewhere:42", timedelta(minutes=9), False, False, False),
         ("elsewhere:42", timedelta(minutes=11), False, False, True),
@@ -50,4 +50,7 @@ def _orphaned(packager: str, seen_ago: timedelta | None, *, at_start: bool, aliv
 def test_a_version_is_taken_over_only_when_its_server_is_gone(
     packager: str, seen_ago: timedelta | None, at_start: bool, alive: bool, expected: bool
 ) -> None:
+    # The test ids stay the same in every pytest-xdist worker: the pid and host are put in
+    # here, not in the parameters.
+    packager = packager.format(self=f"{HERE}:{os.getpid()}", here=HERE)
     assert _orphaned(packager, seen_ago, at_start=at_start, alive=alive) is expected
