@@ -57,6 +57,9 @@ from loopml.store import MetadataStore
 
 log = logging.getLogger("loopml.data")
 _IDLE_S = 300.0
+_MAX_IDLE = 32
+"""Idle queues kept (each holds its table's Delta log open, 0.1-0.2 MB): a burst of posts to
+many tables must not keep every table's log for ``_IDLE_S`` (issue 36)."""
 BACKLOG_BATCHES = 20
 """Posts to a table with this many batches' worth of records waiting get 503 (memory bound)."""
 
@@ -198,9 +201,14 @@ class RecordBatcher:
         # An idle queue holds its table's log open; a table posted to again within a few
         # minutes keeps it, so that the log is not read afresh.
         now = asyncio.get_running_loop().time()
-        for name, queue in list(self._queues.items()):
-            idle = not queue.pending and not queue.committing
-            if idle and now - queue.idle_since > _IDLE_S:
+        idle = [
+            (queue.idle_since, name)
+            for name, queue in self._queues.items()
+            if not queue.pending and not queue.committing
+        ]
+        idle.sort()
+        for rank, (since, name) in enumerate(idle):
+            if now - since > _IDLE_S or len(idle) - rank > _MAX_IDLE:
                 del self._queues[name]
 
     def _enqueue(self, queue: _Queue, waiting: _Waiting) -> None:

@@ -124,6 +124,13 @@ class ServerSettings(_Section):
         description="Run a consumer process for each stream source (NATS JetStream, Redis "
         "Streams) in this server; turn off where `loopml worker --streams` runs them.",
     )
+    arrow_memory_pool: Literal["system", "mimalloc", "jemalloc"] = Field(
+        default="system",
+        description="The allocator of the server's Arrow buffers (ingest, table reads). "
+        "`system` (malloc) gives freed memory back; Arrow's own default, `mimalloc`, kept "
+        "about 30 MB more resident after a burst of ingest and queries (docs/operations.md, "
+        "Memory).",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Server log level."
     )
