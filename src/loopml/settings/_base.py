@@ -128,8 +128,8 @@ class ServerSettings(_Section):
         default="system",
         description="The allocator of the server's Arrow buffers (ingest, table reads). "
         "`system` (malloc) gives freed memory back; Arrow's own default, `mimalloc`, kept "
-        "about 30 MB more resident after a burst of ingest and queries (docs/operations.md, "
-        "Memory).",
+        "about 30 MB more resident after a burst of ingest and queries; `jemalloc` measured "
+        "as `system` (docs/operations.md, Memory).",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Server log level."
