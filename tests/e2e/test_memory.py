@@ -1,18 +1,17 @@
 """The platform's resident memory after a burst of hostile and ordinary load (issue 36).
 
 A short barrage (``tests/e2e/barrage.py``: small tables of odd types by record post and file,
-SQL good and bad, table reads, bad input on many routes) from 8 clients at once, then a
-short idle: the platform process's RSS, and its anonymous part, must stay within stated
-bounds of the idle figures.
+SQL good and bad, table reads, bad input on many routes, among it 0.5 MB record posts that
+do not fit their table) from 8 clients at once, then a short idle: the platform process's
+RSS, and its anonymous part, must stay within stated bounds of the idle figures.
 
-Most of what remains is paid once: the code of DeltaLake, DuckDB and Arrow paged in by the
+Much of what remains is paid once: the code of DeltaLake, DuckDB and Arrow paged in by the
 first ingest and query (about 90 MB, file-backed, shared and reclaimable) and the first
-ingest's libraries. Measured on a 2-core machine with this load, three runs each: +146 to
-+148 MB (anonymous +57 to +60) with the fixes; +174 to +181 MB (anonymous +85 to +91)
-before them (a DuckDB database per thread of the server's pool, Arrow's mimalloc pool
-keeping freed buffers, every table's Delta log kept open), which the anonymous bound
-refuses every time (the total one on two runs of three). docs/operations.md (Memory) has
-the figures."""
+ingest's libraries. Measured on a 2-core machine with this load, twice each: +206 and +209
+MB (anonymous +117 and +120) with the fixes; +308 and +322 MB (anonymous +220 and +234)
+before them (each refused post's records kept by a reference cycle, a DuckDB database per
+thread of the server's pool, Arrow's mimalloc pool keeping freed buffers, every table's
+Delta log kept open). docs/operations.md (Memory) has the figures."""
 
 from __future__ import annotations
 
@@ -30,9 +29,9 @@ pytestmark = [
     pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="reads Linux's /proc"),
 ]
 
-GROWTH_MB = 170
+GROWTH_MB = 250
 """Bound on the RSS growth over the idle figure, after the load and a short idle."""
-ANONYMOUS_GROWTH_MB = 75
+ANONYMOUS_GROWTH_MB = 160
 """Bound on the anonymous part of it (heap and private mappings: what the process holds)."""
 
 
