@@ -128,7 +128,7 @@ class ServerSettings(_Section):
         default="system",
         description="The allocator of the server's Arrow buffers (ingest, table reads). "
         "`system` (malloc) gives freed memory back; Arrow's own default, `mimalloc`, kept "
-        "about 30 MB more resident after a burst of ingest and queries; `jemalloc` measured "
+        "15-30 MB more resident after a burst of ingest and queries; `jemalloc` measured "
         "as `system` (docs/operations.md, Memory).",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
