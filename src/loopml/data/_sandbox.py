@@ -129,6 +129,29 @@ def open_connection(
     return con
 
 
+_CHECKING: list[duckdb.DuckDBPyConnection] = []
+_CHECKING_LOCK = threading.Lock()
+_CHECKERS = threading.local()
+
+
+def checker() -> duckdb.DuckDBPyConnection:
+    """This thread's connection for checking queries (it parses them, never runs one).
+
+    A cursor of one locked-down database that every thread shares: a DuckDB database costs
+    the process 2-4 MB that glibc keeps after it closes, and a server's thread pool has up to
+    40 threads, so a connection of its own per thread held 100 MB and more after a burst of
+    queries (issue 36; ``bench/server_memory.py``). A cursor costs a few KB.
+    """
+    cursor: duckdb.DuckDBPyConnection | None = getattr(_CHECKERS, "cursor", None)
+    if cursor is None:
+        with _CHECKING_LOCK:
+            if not _CHECKING:
+                _CHECKING.append(open_connection(SandboxLimits(memory_limit="64MB", threads=1)))
+            cursor = _CHECKING[0].cursor()
+        _CHECKERS.cursor = cursor
+    return cursor
+
+
 def rewrite_versions(sql: str) -> str:
     """Turn each ``name@N`` into the quoted identifier ``"name@N"``.
 

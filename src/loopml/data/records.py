@@ -57,6 +57,9 @@ from loopml.store import MetadataStore
 
 log = logging.getLogger("loopml.data")
 _IDLE_S = 300.0
+_MAX_IDLE = 32
+"""Idle queues kept (each holds its table's Delta log open, 0.1-0.2 MB): a burst of posts to
+many tables must not keep every table's log for ``_IDLE_S`` (issue 36)."""
 BACKLOG_BATCHES = 20
 """Posts to a table with this many batches' worth of records waiting get 503 (memory bound)."""
 
@@ -87,6 +90,20 @@ class _Queue:
     """``peak`` as it was when the last commit started: the posts likely to come back."""
     idle_since: float = 0.0
     handle: Handle | None = None
+
+
+def _without_frames(exc: BaseException) -> BaseException:
+    """``exc`` without the tracebacks of it and what caused it: their frames hold the
+    batch's records (megabytes of Arrow buffers) in a reference cycle with the exception,
+    which only Python's rarer full collections free; a burst of refused posts grew the
+    server by about 4.5 MB each (issue 36). The 422 the post gets needs no frames."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        link.__traceback__ = None
+        link = link.__cause__ or link.__context__
+    return exc
 
 
 def _retrieve(future: asyncio.Future[RecordsCommit]) -> None:
@@ -163,7 +180,12 @@ class RecordBatcher:
         if post.key is not None:
             self._keys[(project, table, post.key)] = waiting
         self._enqueue(queue, waiting)
-        return await asyncio.shield(waiting.future)
+        try:
+            return await asyncio.shield(waiting.future)
+        finally:
+            # A refusal's traceback holds this frame, whose future holds the refusal: a
+            # cycle that would keep the post's records until a full collection.
+            del waiting, post
 
     def schema_hint(self, project: str, table: str) -> pa.Schema | None:
         """The table's schema as this server's last commit to it left it (``None`` if
@@ -198,9 +220,14 @@ class RecordBatcher:
         # An idle queue holds its table's log open; a table posted to again within a few
         # minutes keeps it, so that the log is not read afresh.
         now = asyncio.get_running_loop().time()
-        for name, queue in list(self._queues.items()):
-            idle = not queue.pending and not queue.committing
-            if idle and now - queue.idle_since > _IDLE_S:
+        idle = [
+            (queue.idle_since, name)
+            for name, queue in self._queues.items()
+            if not queue.pending and not queue.committing
+        ]
+        idle.sort()
+        for rank, (since, name) in enumerate(idle):
+            if now - since > _IDLE_S or len(idle) - rank > _MAX_IDLE:
                 del self._queues[name]
 
     def _enqueue(self, queue: _Queue, waiting: _Waiting) -> None:
@@ -268,7 +295,7 @@ class RecordBatcher:
             if isinstance(outcome, RecordsCommit):
                 waiting.future.set_result(outcome)
             else:
-                waiting.future.set_exception(outcome)
+                waiting.future.set_exception(_without_frames(outcome))
         queue.committing = 0
         queue.idle_since = asyncio.get_running_loop().time()
         if queue.pending and (queue.due or self._closing or self._ready(queue)):

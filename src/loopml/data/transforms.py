@@ -35,7 +35,7 @@ from loopml.core.transforms import (
 )
 from loopml.core.types import Page
 from loopml.data import lake
-from loopml.data._sandbox import SandboxLimits, check_query, open_connection, rewrite_versions
+from loopml.data._sandbox import check_query, checker, rewrite_versions
 from loopml.data._storable import storable
 from loopml.data.sources import materialize, parse_table_source
 from loopml.data.warehouse import DEFAULT_TIMEOUT_S
@@ -328,11 +328,7 @@ def tables_read(sql: str) -> set[str]:
     as_table = parse_table_source(sql)
     if as_table is not None:
         return {as_table[0]}
-    con = open_connection(SandboxLimits())
-    try:
-        refs = check_query(con, rewrite_versions(sql))
-    finally:
-        con.close()
+    refs = check_query(checker(), rewrite_versions(sql))
     return {ref.name for ref in refs}
 
 

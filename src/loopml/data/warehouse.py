@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,14 +33,13 @@ from loopml.data._sandbox import (
     SandboxLimits,
     TableRef,
     check_query,
-    open_connection,
+    checker,
     rewrite_versions,
     single_select,
 )
 from loopml.data._sandbox import execute as execute
 
 if TYPE_CHECKING:
-    import duckdb
     import pyarrow.dataset as pads
 
 __all__ = [
@@ -65,7 +63,6 @@ DEFAULT_TIMEOUT_S = 30.0
 MAX_QUERY_CHARS = 100_000
 # The query workers of this process (started on the first query; see ``_query_process``).
 _POOL = QueryProcessPool()
-_CHECKERS = threading.local()
 
 TableResolver = Callable[[str, "int | None"], "pads.Dataset"]
 """``(table, version or None) -> Arrow dataset``; raises ``NotFoundError`` when absent."""
@@ -132,7 +129,7 @@ def run_query(
     limits = limits or WarehouseLimits()
     _check_arguments(sql, limit, offset, timeout_s)
     sql = rewrite_versions(sql)
-    con = _checker()
+    con = checker()
     body = single_select(con, sql)
     # Running the caller's SQL is the point; it is checked (again, wrapped) just below.
     page = f"LIMIT {limit + 1} OFFSET {offset}"
@@ -181,7 +178,7 @@ def query_all(
     limits = limits or WarehouseLimits()
     _check_arguments(sql, 1, 0, timeout_s)
     sql = rewrite_versions(sql)
-    con = _checker()
+    con = checker()
     body = single_select(con, sql)
     wrapped = f"SELECT * FROM (\n{body}\n) AS _loopml_all"  # noqa: S608
     refs = check_query(con, wrapped)
@@ -223,7 +220,7 @@ def stream_all(
     limits = limits or WarehouseLimits()
     _check_arguments(sql, 1, 0, timeout_s)
     sql = rewrite_versions(sql)
-    con = _checker()
+    con = checker()
     body = single_select(con, sql)
     wrapped = f"SELECT * FROM (\n{body}\n) AS _loopml_all"  # noqa: S608
     refs = check_query(con, wrapped)
@@ -273,16 +270,6 @@ def _check_arguments(sql: str, limit: int, offset: int, timeout_s: float) -> Non
             f"expected a timeout from 0 to {MAX_TIMEOUT_S:g} seconds, got {timeout_s}",
             details={"field": "timeout_s"},
         )
-
-
-def _checker() -> duckdb.DuckDBPyConnection:
-    """This thread's connection for checking queries: it only parses, never runs them, so
-    it is kept (opening a locked-down connection costs more than the check)."""
-    con: duckdb.DuckDBPyConnection | None = getattr(_CHECKERS, "con", None)
-    if con is None:
-        con = open_connection(SandboxLimits(memory_limit="64MB", threads=1))
-        _CHECKERS.con = con
-    return con
 
 
 def _run_guarded(

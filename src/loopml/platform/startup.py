@@ -56,7 +56,28 @@ def build_context(settings: Settings) -> AppContext:
     )
 
 
+def use_arrow_pool(name: str) -> None:
+    """Make ``name`` (``server.arrow_memory_pool``) the allocator of this process's Arrow
+    buffers from now on."""
+    import pyarrow as pa
+
+    pools = {
+        "system": pa.system_memory_pool,
+        "mimalloc": pa.mimalloc_memory_pool,
+        "jemalloc": pa.jemalloc_memory_pool,
+    }
+    try:
+        pa.set_memory_pool(pools[name]())
+    except NotImplementedError:  # a pyarrow built without it
+        log.warning(
+            "Arrow's %s allocator is not available: keeping %s",
+            name,
+            pa.default_memory_pool().backend_name,
+        )
+
+
 def _startup(ctx: AppContext) -> None:
+    use_arrow_pool(ctx.settings.server.arrow_memory_pool)
     # An empty database gets its schema; one at an older revision is refused (see
     # MetadataStore.prepare: `loopml up --upgrade` or `loopml db upgrade` upgrade it).
     if ctx.settings.database.auto_upgrade and ctx.store.prepare(create=True) is not None:

@@ -129,6 +129,13 @@ class ServerSettings(_Section):
         description="Run a pipeline worker inside this server (configured by `worker`); turn "
         "off where a pool of `loopml worker` processes runs the steps.",
     )
+    arrow_memory_pool: Literal["system", "mimalloc", "jemalloc"] = Field(
+        default="system",
+        description="The allocator of the server's Arrow buffers (ingest, table reads). "
+        "`system` (malloc) gives freed memory back; Arrow's own default, `mimalloc`, kept "
+        "15-30 MB more resident after a burst of ingest and queries; `jemalloc` measured "
+        "as `system` (docs/operations.md, Memory).",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Server log level."
     )

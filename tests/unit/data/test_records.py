@@ -355,6 +355,21 @@ def test_closing_commits_the_posts_still_waiting(
     assert _ids(store, artifacts) == [1, 2]
 
 
+def test_a_burst_over_many_tables_keeps_a_bounded_number_of_logs_open(
+    store: MetadataStore, artifacts: ArtifactStore
+) -> None:
+    async def scenario(batcher: RecordBatcher) -> list[bool]:
+        for n in range(40):  # the first post creates the table, the second keeps its log
+            for _ in range(2):
+                await batcher.append("default", f"t{n}", _post({"id": n}), actor=ACTOR)
+        return [batcher.schema_hint("default", f"t{n}") is not None for n in range(40)]
+
+    kept = _run(store, artifacts, scenario, records_batch_ms=0.0)
+    # The oldest idle tables' logs were let go; the latest are kept for their next posts.
+    assert not any(kept[:7])
+    assert all(kept[-32:])
+
+
 def test_a_table_fed_by_records_is_compacted_in_the_background(
     store: MetadataStore, artifacts: ArtifactStore
 ) -> None:

@@ -33,11 +33,7 @@ def check_transform(sql: str) -> str:
     Raises:
         ValidationError: another statement, a refused function, or another table read.
     """
-    con = _sandbox.open_connection(_sandbox.SandboxLimits(memory_limit="64MB", threads=1))
-    try:
-        refs = _sandbox.check_query(con, sql)
-    finally:
-        con.close()
+    refs = _sandbox.check_query(_sandbox.checker(), sql)
     others = sorted({ref.alias for ref in refs} - {"batch"})
     if others:
         raise ValidationError(
