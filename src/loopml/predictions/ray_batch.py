@@ -191,8 +191,13 @@ def score(
     scores its next one while this process writes the last."""
     if not source.units:
         return
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    count = max(1, min(len(source.units), cpus))
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    if cpus < 1:
+        raise ServiceUnavailableError(
+            "the Ray cluster has no CPU for the scoring actors (each takes 1): add a node "
+            "with CPUs, or score without --on ray"
+        )
+    count = min(len(source.units), cpus)
     remote = ray.remote(num_cpus=1, max_restarts=0, scheduling_strategy="SPREAD")(ScoringActor)
     shared = ray.put(package)
     args = (shared, manifest_sha256, source.schema, source.filesystem, chunk_rows)
@@ -213,11 +218,32 @@ def score(
 
 
 def _fetched(ray: Any, ref: Any) -> pa.Table:
+    """A scored row group; the error to report when it could not be scored.
+
+    Raises:
+        LoopmlError: the node's own (a value a column refuses).
+        ServiceUnavailableError: the actor, its process or its node died first (nothing of
+            the output is written: the commit comes after the last row group).
+    """
+    errors = ray.exceptions
     try:
         table: pa.Table = ray.get(ref)
-    except ray.exceptions.RayTaskError as exc:
-        # A loopml error on the node (a value a column refuses) is the one to report.
+    except errors.RayTaskError as exc:
         if isinstance(exc.cause, LoopmlError):
             raise exc.cause from None
         raise
+    except (
+        errors.RayActorError,
+        errors.NodeDiedError,
+        errors.WorkerCrashedError,
+        errors.ObjectLostError,
+        errors.OutOfMemoryError,
+    ) as exc:
+        why = " ".join(str(exc).split())[:300]
+        raise ServiceUnavailableError(
+            f"a scoring actor on the Ray cluster died before it answered "
+            f"({type(exc).__name__}: {why}); nothing was written: score again (a node was "
+            "lost, or it ran out of memory)",
+            details={"reason": "ray_actor_died"},
+        ) from exc
     return table

@@ -7,16 +7,18 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
 
-from loopml.core.errors import ConfigurationError
+from loopml.core.errors import ConfigurationError, ServiceUnavailableError
 from loopml.data import lake
 from loopml.predictions.batch import score_table
-from loopml.predictions.ray_batch import RayTarget
+from loopml.predictions.ray_batch import RayTarget, _fetched
 from loopml.settings import Settings
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
@@ -98,6 +100,7 @@ def test_a_table_of_several_files_scores_on_ray_as_it_does_locally(
             ray=RayTarget.of(on_ray),
             **common,  # type: ignore[arg-type]
         )
+        _a_dead_actor_is_a_clear_error(ray)
     finally:
         ray.shutdown()
     assert (remote.rows, remote.model, remote.version) == (local.rows, "cancer", 1)
@@ -112,6 +115,22 @@ def test_a_table_of_several_files_scores_on_ray_as_it_does_locally(
     lineage = _lineage(store, artifacts, "ray_out")
     assert lineage == _lineage(store, artifacts, "local_out")
     assert lineage == {"model": "cancer", "version": 1, "input": "patients"}
+
+
+def _a_dead_actor_is_a_clear_error(ray: Any) -> None:
+    """An actor killed before it answers (its node lost) is a 503 that says so."""
+
+    @ray.remote(num_cpus=0)
+    class Slow:
+        def wait(self) -> None:
+            time.sleep(60)
+
+    actor = Slow.remote()  # type: ignore[attr-defined]
+    pending = actor.wait.remote()
+    ray.kill(actor)
+    with pytest.raises(ServiceUnavailableError, match=r"scoring actor .* died") as caught:
+        _fetched(ray, pending)
+    assert caught.value.details == {"reason": "ray_actor_died"}
 
 
 def _executor(cluster: RayCluster) -> object:
