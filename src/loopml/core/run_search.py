@@ -36,6 +36,8 @@ CURSOR_PATTERN = r"^(?:[0-9]{1,9}|k[A-Za-z0-9_-]{4,1000})$"
 """A row offset (``page=N``'s jump), or a keyset cursor (``k...``: a page's ``next_cursor``)."""
 MAX_OFFSET = 999_999_999
 ID_PATTERN = r"^[0-9a-f]{32}$"
+MAX_TIME_MS = 253_402_300_799_998
+"""The latest time a time filter takes: its millisecond still ends within the year 9999."""
 
 _PREFIXES: dict[str, FilterKind] = {"metrics": "metric", "params": "param", "tags": "tag"}
 _FILTER_TEXT = re.compile(
@@ -127,7 +129,7 @@ class TimeFilter(_Spec):
     kind: Literal["time"]
     key: Literal["start_time", "end_time"]
     op: Operator
-    value: JsonInt = Field(ge=0, le=253_402_300_799_999)  # up to the year 9999
+    value: JsonInt = Field(ge=0, le=MAX_TIME_MS)
 
 
 AnyFilter = Annotated[

@@ -19,6 +19,7 @@ from loopml.api.mlflow.convert import RUN_NAME_TAG
 from loopml.core.errors import ValidationError
 from loopml.core.mlflow_filter import Token, read_list, tokenize
 from loopml.core.run_search import (
+    MAX_TIME_MS,
     AnyFilter,
     AnyOrder,
     AttributeOrder,
@@ -182,7 +183,7 @@ def _time(text: str, out: Translated, key: str, op: str, value: Any) -> None:
     """``attributes.start_time > 1700000000000``: milliseconds since the epoch."""
     if op not in ("=", "!=", "<", "<=", ">", ">=") or not isinstance(value, float):
         raise _refuse(text, f"attributes.{key} is compared (= != < <= > >=) with a number")
-    if not value.is_integer() or not 0 <= value <= 253_402_300_799_999:
+    if not value.is_integer() or not 0 <= value <= MAX_TIME_MS:
         raise _refuse(text, f"attributes.{key} takes whole milliseconds since the epoch")
     out.filters.append(
         TimeFilter.model_validate({"kind": "time", "key": key, "op": op, "value": int(value)})

@@ -166,6 +166,9 @@ def test_runs_are_searched_by_their_start_and_end_in_milliseconds(http: TestClie
     assert found(f"attributes.start_time < {at}") == [first]
     assert found(f"attributes.start_time <= {at}") == sorted([first, second])
     assert found(f"attributes.start_time != {at}") == [first]
+    # The latest time taken: its millisecond still ends in the year 9999.
+    assert found("attributes.start_time < 253402300799998") == sorted([first, second])
+    assert found("attributes.start_time = 253402300799998") == []
     # The running run has no end: no comparison of end_time matches it.
     assert found("attributes.end_time > 0") == [first]
     assert found(f"attributes.end_time < {at + 10**9} and attributes.start_time < {at}") == [first]

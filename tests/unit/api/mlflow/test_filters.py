@@ -63,6 +63,7 @@ def test_empty_filter_is_everything() -> None:
         ("metrics.acc > 'high'", "compared with a number"),
         ("params.lr = 0.1", "quoted string"),
         ("attributes.start_time > 1.5", "whole milliseconds"),
+        ("attributes.start_time < 253402300799999", "whole milliseconds"),
         ("attributes.end_time LIKE '1%'", "compared (= != < <= > >=) with a number"),
         ("datasets.name = 'x'", "unknown entity"),
         ("metrics.acc >", "expected a number"),
