@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from loopml.core.processes import alive as alive
+
 PID_FILE = "loopml.pid"
 
 
@@ -39,20 +41,6 @@ def read(home: Path) -> Running | None:
         file.unlink(missing_ok=True)
         return None
     return found
-
-
-def alive(pid: int) -> bool:
-    """Whether process ``pid`` exists (and is not a zombie)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    with contextlib.suppress(OSError, IndexError):
-        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    return True
 
 
 @contextlib.contextmanager

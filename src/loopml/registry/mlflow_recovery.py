@@ -13,7 +13,6 @@ notices before writing the package and settles nothing.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import socket
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from loopml.core import layout
 from loopml.core.clock import utcnow
 from loopml.core.errors import LoopmlError
 from loopml.core.keys import join_key, validate_key
+from loopml.core.processes import alive
 from loopml.core.registry import ModelVersion, VersionStatus
 from loopml.registry.mlflow_packaging import (
     MlflowPackager,
@@ -87,7 +87,7 @@ def requeue_orphans(
             now=utcnow(),
             stale_after=stale_after,
             at_start=at_start,
-            alive=_alive,
+            alive=alive,
         ):
             continue
         with store.session() as session:
@@ -150,13 +150,3 @@ def _job(store: MetadataStore, version: ModelVersion, source: str) -> PackagingJ
         info.path,
         SWEEPER_ACTOR,
     )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

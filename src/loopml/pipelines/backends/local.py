@@ -20,6 +20,7 @@ from typing import ClassVar
 
 from loopml.core.executors import LocalExecutorConfig as LocalExecutorConfig
 from loopml.core.pipelines import StepError
+from loopml.core.processes import alive
 from loopml.core.step_resources import NodeShape
 from loopml.pipelines.base import (
     StepExecutor,
@@ -40,12 +41,8 @@ def _remove_orphans() -> None:
         pid = folder.name.removeprefix(_PREFIX).split("-", 1)[0]
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        if not alive(int(pid)):  # another user's live worker counts as alive
             shutil.rmtree(folder, ignore_errors=True)
-        except PermissionError:
-            continue  # another user's live worker
 
 
 def this_machine(cpus: float | None = None) -> NodeShape:
