@@ -45,7 +45,7 @@ def test_refused_posts_hold_no_arrow_memory(store: MetadataStore, artifacts: Art
         held = asyncio.run(scenario())
     finally:
         gc.enable()
-    # One post's buffers (about 2 MB) may still be alive at a moment, while its refusal
-    # unwinds in the batcher's thread; none may pile up. Before the fix: 4, 8, 12, 16, 20 MB.
-    assert max(held) - held[0] < 3_000_000, held
-    assert held[-1] - held[0] < 1_000_000, held
+    # Before the fix: 4, 8, 12, 16, 20 MB. Then the CI saw one post's 2 MB alive after its
+    # refusal at random, held by anyio's worker thread until it had handed the result back;
+    # the batcher empties the list it passes, so now nothing is held at any moment.
+    assert max(held) - held[0] < 1_000_000, held
