@@ -60,7 +60,7 @@ SETTINGS = {
     "OMP_NUM_THREADS": "1",
 }
 KINDS = ("ingest", "register", "deploy", "pipeline")
-ROUNDS = 10  # two or three kill points for each kind of work
+ROUNDS = 8  # two kill points for each kind of work
 ROWS = 100_000  # per ingest: a torn one would leave a round with fewer
 SETTLE_S = 90.0  # after a restart, for a deployment to serve and a pipeline run to end
 TABLE = "events"

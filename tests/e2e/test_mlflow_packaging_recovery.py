@@ -108,14 +108,14 @@ def test_a_restarted_server_converts_again_what_it_left_packaging(
         os.killpg(first.process.pid, signal.SIGKILL)
         first.process.wait(timeout=20)
 
-    env.update(LOOPML_MLFLOW_CONVERT_WORKERS="2", LOOPML_MLFLOW_CONVERT_TIMEOUT_S="45")
+    env.update(LOOPML_MLFLOW_CONVERT_WORKERS="2", LOOPML_MLFLOW_CONVERT_TIMEOUT_S="30")
     with running_server(home, env) as second:
         ready = _settled(second, "good")
         assert ready["status"] == "READY", ready["status_message"]
         assert ready["manifest_sha256"]
         slow = _settled(second, "slow")
         assert slow["status"] == "FAILED"
-        assert "ran past its limit of 45 s" in slow["status_message"]
+        assert "ran past its limit of 30 s" in slow["status_message"]
         events = httpx.get(f"{second.url}/api/v1/events", params={"type": "model.version.*"})
         kinds = [e["type"] for e in events.json()["items"] if e["subject"] == "good/1"]
         assert "model.version.ready" in kinds
