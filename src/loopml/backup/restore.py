@@ -11,6 +11,7 @@ last: a failure at any step removes what was written, so no half-restored platfo
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import uuid
@@ -33,12 +34,15 @@ from loopml.backup.manifest import (
 )
 from loopml.backup.vault import BackupVault
 from loopml.core.errors import ArtifactIntegrityError, ConflictError, NotFoundError
+from loopml.data.features.online import open_online_store
 from loopml.settings import Settings
 from loopml.storage import ArtifactStore, open_artifact_store
 from loopml.store import MetadataStore
 from loopml.store.snapshot import database_tables, load_file
 from loopml.wiring import open_artifact_store as open_configured_store
 from loopml.wiring import open_metadata_store
+
+log = logging.getLogger(__name__)
 
 SETTINGS_COPY = "settings.from-backup.json"
 """Where the backed-up settings land in the restored home: for reading, never applied."""
@@ -56,6 +60,9 @@ class Restored:
     """Entities written per ``project/view`` when the online store was refilled from the
     lake (``None``: restored as the backup's file)."""
     notes: list[str] = field(default_factory=list)
+    unfinished: list[str] = field(default_factory=list)
+    """What the restore left to do by hand (a view the online store was not refilled
+    with), each with its command; the CLI exits non-zero when there is any."""
 
 
 def pick(vault: BackupVault, snapshot: str | None) -> Manifest:
@@ -126,8 +133,7 @@ def restore_backup(
         )
     _Restore(settings, vault, manifest, result, report).run(secret)
     if not restored_as_file(settings, manifest):
-        result.online, notes = refill_online(settings)
-        result.notes.extend(notes)
+        result.online, result.unfinished = refill_online(settings)
     return result
 
 
@@ -165,6 +171,8 @@ def _refuse_non_empty(settings: Settings) -> None:
                 f"the database file {_sqlite_path(store)} exists: restore into a new file",
                 details={"database": _sqlite_path(store)},
             )
+    if settings.features.online.type != "sqlite":  # the SQLite file lives in the home
+        _refuse_online_in_use(settings)
     if settings.artifacts.root is not None:
         artifacts = open_configured_store(settings)
         first = next(iter(artifacts.list("")), None)
@@ -174,6 +182,29 @@ def _refuse_non_empty(settings: Settings) -> None:
                 "restore into an empty one",
                 details={"artifacts": artifacts.uri, "key": first.key},
             )
+
+
+def _refuse_online_in_use(settings: Settings) -> None:
+    """The refill writes every materialized view's entities into the online store: over
+    another platform's keys it would mix the two (a key the backup lacks would survive)."""
+    config = settings.features.online
+    try:
+        online = open_online_store(config, settings.home)
+        try:
+            key = online.first_key()
+        finally:
+            online.close()
+    except Exception:  # unreachable now: the refill at the end names it, with its command
+        log.warning("could not check the online store is empty before the restore", exc_info=True)
+        return
+    if key is not None:
+        prefix = getattr(config, "key_prefix", "")
+        raise ConflictError(
+            f"the online store ({config.type}, key prefix {prefix!r}) is not empty (it holds "
+            f"{key}): restore into an unused one (features.online.key_prefix) or delete its "
+            "keys first",
+            details={"online": config.type, "key_prefix": prefix, "key": key},
+        )
 
 
 def _sqlite_path(store: MetadataStore) -> str:

@@ -13,6 +13,9 @@ import typer
 from loopml.cli._context import state
 from loopml.cli._output import console, err_console, table
 
+UNFINISHED_EXIT = 3
+"""`loopml restore`'s exit code when the restore is done but left a step to do by hand."""
+
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
@@ -175,3 +178,9 @@ def restore(
         )
     for note in done.notes:
         err_console.print(f"note: {note}")
+    if done.unfinished:
+        for step in done.unfinished:
+            err_console.print(f"[bold red]not done[/]: {step}")
+        # Everything else is restored and stays; a script must not start serving features
+        # from a half-filled online store without noticing.
+        raise typer.Exit(UNFINISHED_EXIT)

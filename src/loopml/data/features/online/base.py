@@ -40,5 +40,10 @@ class OnlineStore(abc.ABC):
         """Forget every row of ``namespace`` (a view whose version changed)."""
 
     @abc.abstractmethod
+    def first_key(self) -> str | None:
+        """Some key the store holds, in its own spelling (``None`` when it is empty): what a
+        restore names when it refuses to write over a store in use."""
+
+    @abc.abstractmethod
     def close(self) -> None:
         """Release connections; the store is not used afterwards."""

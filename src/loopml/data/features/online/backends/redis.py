@@ -77,5 +77,11 @@ class RedisOnlineStore(OnlineStore):
         if batch:
             self._redis.unlink(*batch)
 
+    def first_key(self) -> str | None:
+        pattern = _GLOB.sub(r"\\\1", f"{self._prefix}:") + "*"
+        for key in self._redis.scan_iter(match=pattern, count=1000):
+            return key.decode() if isinstance(key, bytes) else str(key)
+        return None
+
     def close(self) -> None:
         self._redis.close()

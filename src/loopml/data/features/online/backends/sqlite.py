@@ -75,6 +75,11 @@ class SqliteOnlineStore(OnlineStore):
         with self._lock:
             self._con.execute("DELETE FROM online_features WHERE ns = ?", (namespace,))
 
+    def first_key(self) -> str | None:
+        with self._lock:
+            row = self._con.execute("SELECT ns, entity FROM online_features LIMIT 1").fetchone()
+        return None if row is None else f"{row[0]}:{row[1]}"
+
     def close(self) -> None:
         with self._lock:
             self._con.close()
