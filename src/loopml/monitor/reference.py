@@ -229,15 +229,15 @@ def _profile_rows(
     calibration: CalibrationTable | None = None,
     errors: ErrorTable | None = None,
 ) -> ReferenceProfile:
-    """The profile of ``rows`` (holding every signature input) and of the model's
-    prediction on up to ``PREDICTION_SAMPLE`` of them."""
+    """The profile of ``rows``' inputs (but dates: new rows bring new dates) and predictions."""
     signature = loaded.manifest.signature
     kinds: dict[str, Literal["numeric", "categorical"]] = {
         c.name: "numeric" if c.type in ("float", "integer") else "categorical"
         for c in signature.inputs
+        if c.type != "datetime"
     }
-    sample = rows.slice(0, PREDICTION_SAMPLE).select(list(kinds)).to_pandas()
-    predictions = np.asarray(loaded.predict(sample))
+    sample = rows.slice(0, PREDICTION_SAMPLE).select([c.name for c in signature.inputs])
+    predictions = np.asarray(loaded.predict(sample.to_pandas()))
     classes = (
         [canonical_text(c) for c in signature.classes] if signature.classes is not None else None
     )

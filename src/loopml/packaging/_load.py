@@ -28,7 +28,7 @@ from loopml.packaging._manifest import (
     ModelManifest,
     sha256_hex,
 )
-from loopml.packaging._signature import prepare_frame
+from loopml.packaging._signature import model_frame, prepare_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -158,7 +158,7 @@ class LoadedModel:
         """
         prepared = prepare_frame(frame, self.manifest.signature)
         if self.format == "skops":
-            return np.asarray(self._model.predict(prepared))
+            return np.asarray(self._model.predict(model_frame(prepared, self.manifest.signature)))
         from loopml.packaging.onnx_export import run_onnx
 
         values = run_onnx(self._model, prepared, self.manifest.signature)[0].ravel()
@@ -174,7 +174,8 @@ class LoadedModel:
             raise ValidationError("predict_proba needs a classifier; this model is a regressor")
         prepared = prepare_frame(frame, self.manifest.signature)
         if self.format == "skops":
-            return np.asarray(self._model.predict_proba(prepared), dtype=np.float64)
+            native = model_frame(prepared, self.manifest.signature)
+            return np.asarray(self._model.predict_proba(native), dtype=np.float64)
         from loopml.packaging.onnx_export import run_onnx
 
         return run_onnx(self._model, prepared, self.manifest.signature)[1].astype(np.float64)

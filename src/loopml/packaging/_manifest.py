@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MANIFEST_FILE = "loopml-model.json"
 ONNX_FILE = "model.onnx"
@@ -36,7 +36,9 @@ PACKAGE_FILES = frozenset(
 # A manifest is a few KiB; the bound keeps a hostile folder from making the loader read GiBs.
 MAX_MANIFEST_BYTES = 1 << 20
 
-ColumnType = Literal["float", "integer", "string", "boolean"]
+ColumnType = Literal["float", "integer", "string", "boolean", "datetime"]
+# The calendar numbers a ``datetime`` column reaches the model as (see loopml.packaging.dates).
+DatePart = Literal["year", "month", "day", "day_of_week", "day_of_year", "hour", "days"]
 ClassLabel = str | int | float | bool
 
 
@@ -49,6 +51,22 @@ class ColumnSpec(_Strict):
 
     name: str = Field(min_length=1, description="The column's name in the input frame.")
     type: ColumnType = Field(description="The column's logical type.")
+    # Left out of the JSON when unset, so a manifest without dates keeps the bytes it had
+    # before ``datetime`` columns existed.
+    parts: list[DatePart] | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="For a datetime column: the calendar numbers the model takes, in order, "
+        "each as a float column named ``<name>.<part>``.",
+    )
+
+    @model_validator(mode="after")
+    def _parts_for_dates(self) -> ColumnSpec:
+        if (self.type == "datetime") != (self.parts is not None):
+            raise ValueError("parts are given for a datetime column, and only for one")
+        if self.parts is not None and (not self.parts or len(set(self.parts)) != len(self.parts)):
+            raise ValueError("a datetime column's parts are a non-empty list without repeats")
+        return self
 
 
 class Signature(_Strict):

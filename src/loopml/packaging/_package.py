@@ -25,7 +25,13 @@ from loopml.packaging._manifest import (
     Signature,
     sha256_hex,
 )
-from loopml.packaging._signature import check_supported, flavor_of, infer_signature, prepare_frame
+from loopml.packaging._signature import (
+    check_supported,
+    flavor_of,
+    infer_signature,
+    model_frame,
+    prepare_frame,
+)
 
 _LIBRARIES = ("scikit-learn", "lightgbm", "onnx", "onnxruntime", "skl2onnx", "skops")
 _EXAMPLE_ROWS = 5
@@ -145,7 +151,7 @@ def package_model(
     from loopml.packaging import _skops
 
     skops_bytes, trusted = _skops.dump(model)
-    _check_skops_roundtrip(model, skops_bytes, trusted, frame)
+    _check_skops_roundtrip(model, skops_bytes, trusted, model_frame(frame, signature))
     onnx_bytes, report, onnx_error = _try_onnx(model, frame, signature, tolerance)
     dest = Path(dest)
     created = _prepare_dest(dest)
@@ -155,7 +161,9 @@ def package_model(
             _write(dest, ONNX_FILE, onnx_bytes, files)
         _write(dest, SKOPS_FILE, skops_bytes, files)
         example = sample.iloc[:_EXAMPLE_ROWS][[c.name for c in signature.inputs]]
-        _write(dest, INPUT_EXAMPLE_FILE, example.to_json(orient="records").encode(), files)
+        # ISO dates, as a caller sends them (pandas writes epoch milliseconds by default).
+        text = example.to_json(orient="records", date_format="iso")
+        _write(dest, INPUT_EXAMPLE_FILE, text.encode(), files)
         sample_bytes = _sample_parquet(frame)
         if sample_bytes is not None:
             _write(dest, SAMPLE_FILE, sample_bytes, files)

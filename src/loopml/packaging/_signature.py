@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from loopml.core.errors import ValidationError
+from loopml.packaging import dates
 from loopml.packaging._manifest import ClassLabel, ColumnSpec, ColumnType, Signature
 
 if TYPE_CHECKING:
@@ -92,19 +93,43 @@ def _label_value(value: Any) -> ClassLabel:
     return item
 
 
-def _input_columns(model: Any, sample: pd.DataFrame) -> list[str]:
+def _input_columns(model: Any, sample: pd.DataFrame) -> list[ColumnSpec]:
     names = getattr(model, "feature_names_in_", None)
     # LightGBM reports its own sanitized names ("mean radius" -> "mean_radius"); they are
     # only usable when the sample really holds them.
-    if names is not None and all(str(n) in sample.columns for n in names):
-        return [str(n) for n in names]
+    if names is not None:
+        specs = _specs(sample, [str(n) for n in names])
+        if specs is not None:
+            return specs
     expected = getattr(model, "n_features_in_", None)
     if expected is not None and expected != sample.shape[1]:
         raise ValidationError(
             f"the model takes {expected} features but the sample has {sample.shape[1]} "
             f"columns ({list(sample.columns)[:20]}); pass exactly the model's input columns"
         )
-    return [str(c) for c in sample.columns]
+    return [ColumnSpec(name=str(c), type=column_type(sample[c])) for c in sample.columns]
+
+
+def _specs(sample: pd.DataFrame, names: list[str]) -> list[ColumnSpec] | None:
+    """The signature of a model taking ``names``: a sample column each, or a run of
+    ``<column>.<part>`` names of a sample column (a datetime one, see loopml.packaging.dates);
+    ``None`` when a name is neither."""
+    specs: list[ColumnSpec] = []
+    for name in names:
+        if name in sample.columns:
+            specs.append(ColumnSpec(name=name, type=column_type(sample[name])))
+            continue
+        column, _, part = name.rpartition(".")
+        if column not in sample.columns or part not in dates.PARTS:
+            return None
+        last = specs[-1] if specs else None
+        if last is not None and last.name == column and last.parts is not None:
+            specs[-1] = ColumnSpec(name=column, type="datetime", parts=[*last.parts, part])
+        elif any(s.name == column for s in specs):
+            return None
+        else:
+            specs.append(ColumnSpec(name=column, type="datetime", parts=[part]))
+    return specs
 
 
 def infer_signature(model: Any, sample: pd.DataFrame) -> Signature:
@@ -127,9 +152,7 @@ def infer_signature(model: Any, sample: pd.DataFrame) -> Signature:
     if not isinstance(sample, pd.DataFrame) or sample.empty:
         raise ValidationError("the sample must be a non-empty pandas DataFrame")
     task = check_supported(model)
-    inputs = [
-        ColumnSpec(name=c, type=column_type(sample[c])) for c in _input_columns(model, sample)
-    ]
+    inputs = _input_columns(model, sample)
     if task == "regression":
         return Signature(
             inputs=inputs, outputs=[ColumnSpec(name="prediction", type="float")], task=task
@@ -151,6 +174,8 @@ def _cast(series: pd.Series[Any], kind: ColumnType) -> pd.Series[Any]:
         return series.astype(object).map(
             lambda v: v if isinstance(v, str) or pd.isna(v) else str(v)
         )
+    if kind == "datetime":
+        return pd.Series(dates.utc_values(series), index=series.index)
     if kind == "boolean" and ptypes.is_bool_dtype(series.dtype):
         return series.astype(bool)
     numeric = pd.to_numeric(series, errors="raise")
@@ -198,19 +223,27 @@ def prepare_frame(frame: Any, signature: Signature) -> pd.DataFrame:
     return pd.DataFrame(out, index=frame.index)
 
 
+def model_frame(frame: pd.DataFrame, signature: Signature) -> pd.DataFrame:
+    """A prepared frame as the native model takes it: a datetime column as its parts."""
+    return dates.expand_frame(frame, signature)
+
+
 def onnx_feed(frame: pd.DataFrame, signature: Signature, input_names: list[str]) -> dict[str, Any]:
-    """ONNX inputs for a prepared frame: the i-th graph input gets the i-th signature column.
+    """ONNX inputs for a prepared frame: the i-th graph input gets the model's i-th column
+    (the signature's, a datetime column as its parts).
 
     Each column is one ``[N, 1]`` tensor: strings as a string tensor (a missing value as ""),
     every other type as float32.
     """
-    if len(input_names) != len(signature.inputs):
+    columns = dates.model_columns(signature)
+    if len(input_names) != len(columns):
         raise ValidationError(
-            f"the ONNX graph has {len(input_names)} inputs but the signature "
-            f"{len(signature.inputs)} columns; the package is inconsistent"
+            f"the ONNX graph has {len(input_names)} inputs but the model "
+            f"{len(columns)} columns; the package is inconsistent"
         )
+    frame = model_frame(frame, signature)
     feed: dict[str, Any] = {}
-    for name, spec in zip(input_names, signature.inputs, strict=True):
+    for name, spec in zip(input_names, columns, strict=True):
         column = frame[spec.name]
         if spec.type == "string":
             values = column.where(column.notna(), "").to_numpy(dtype=object)

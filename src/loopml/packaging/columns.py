@@ -12,6 +12,9 @@ A column becomes:
 - ``boolean``: bool. ``true``/``false`` or ``0``/``1`` (``1.0`` too); no missing values, as
   the packaging scheme has no way to feed one.
 - ``string``: object array of ``str``, ``None`` where missing.
+- ``datetime``: ``datetime64[us]`` in UTC, NaT where missing, from an ISO-8601 string (a
+  date, or a date and time with or without an offset; without one it is UTC); the runtime
+  derives the model's calendar columns from it (``loopml.packaging.dates``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from loopml.core.errors import ValidationError
-from loopml.packaging import ColumnSpec, Signature
+from loopml.packaging import ColumnSpec, Signature, dates
 
 _NONE = type(None)
 _NUMERIC = frozenset({"float", "integer"})
@@ -40,6 +43,8 @@ _EXPECTED = {
     "integer": "an integer (or null when missing)",
     "boolean": "true or false (or 0/1)",
     "string": "a string (or null when missing)",
+    "datetime": 'an ISO-8601 date or time such as "2024-05-31" or "2024-05-31T14:30:00+02:00" '
+    "(or null when missing)",
 }
 _JSON_TYPES = {
     dict: "an object",
@@ -99,9 +104,14 @@ def to_array(spec: ColumnSpec, values: Sequence[Any]) -> np.ndarray:
 
     Raises:
         ValidationError: a value of the wrong JSON type, a fraction in an integer column, a
-            boolean that is not true/false/0/1 or is missing; the message names the column
-            and the first offending row.
+            boolean that is not true/false/0/1 or is missing, a datetime that is not an
+            ISO-8601 date or time; the message names the column and the first offending row.
     """
+    if spec.type == "datetime":
+        try:
+            return dates.parse(values)
+        except dates.BadDate as exc:
+            raise _bad_value(spec, exc.row, values[exc.row]) from None
     allowed = _ALLOWED[spec.type]
     found = set(map(type, values))
     if not found <= allowed:

@@ -14,7 +14,8 @@ import numpy as np
 
 from loopml.core.errors import UnsafeArtifactError
 from loopml.packaging._manifest import ParityReport, Signature
-from loopml.packaging._signature import final_estimator, onnx_feed
+from loopml.packaging._signature import final_estimator, model_frame, onnx_feed
+from loopml.packaging.dates import model_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -121,7 +122,8 @@ def _selects_columns(model: Any) -> bool:
 def export_onnx(
     model: Any, signature: Signature, target_opset: dict[str, int] | None = None
 ) -> bytes:
-    """The model as ONNX bytes whose i-th input is the signature's i-th column (``[N, 1]``).
+    """The model as ONNX bytes whose i-th input is the model's i-th column (``[N, 1]``): the
+    signature's, a datetime column as its parts (``loopml.packaging.dates.model_columns``).
 
     A model that starts with a ColumnTransformer gets the columns as separate inputs, which
     skl2onnx routes by name; any other model sees one float matrix, so a Concat is put in
@@ -141,7 +143,7 @@ def export_onnx(
     if signature.task == "classification":
         # zipmap=False: probabilities as a plain [N, classes] tensor, not a list of dicts.
         options = {id(final_estimator(model)): {"zipmap": False}}
-    columns = signature.inputs
+    columns = model_columns(signature)
     if _selects_columns(model):
         types = [
             (
@@ -227,6 +229,7 @@ def parity(
     """Compare the ONNX session with the native model on up to ``PARITY_ROWS`` rows."""
     rows = frame.iloc[:PARITY_ROWS]
     outputs = run_onnx(session, rows, signature)
+    rows = model_frame(rows, signature)
     agreement: float | None = None
     if signature.task == "classification":
         native = np.asarray(model.predict_proba(rows), dtype=np.float64)

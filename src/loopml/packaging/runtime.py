@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from loopml.core.errors import LoopmlError, ValidationError
-from loopml.packaging import LoadedModel, Signature, load_model
+from loopml.packaging import LoadedModel, Signature, dates, load_model
 from loopml.packaging.columns import check_rows, from_instances, numeric_matrix, to_array
 
 log = logging.getLogger("loopml.serve")
@@ -143,6 +143,9 @@ class ModelRuntime:
         self.value_dtype = np.dtype(np.float32 if self._session is not None else np.float64)
         self._calls = 0
         self._lock = threading.Lock()
+        # The model's own columns: the signature's, a datetime column as its calendar parts.
+        self._has_dates = dates.has_dates(self.signature)
+        self._model_columns = dates.model_columns(self.signature)
 
     @property
     def model_calls(self) -> int:
@@ -225,7 +228,7 @@ class ModelRuntime:
         ONNX Runtime's first-run allocations. Best effort: a model that refuses the row
         (an unknown category, say) is simply not warmed.
         """
-        fill = {"float": 0.0, "integer": 0, "boolean": False, "string": ""}
+        fill = {"float": 0.0, "integer": 0, "boolean": False, "string": "", "datetime": None}
         row = {c.name: [fill[c.type]] for c in self.signature.inputs}
         with contextlib.suppress(Exception):
             self._run(self.columns_from_values(row))
@@ -240,7 +243,7 @@ class ModelRuntime:
         # pandas only for a native (skops) model: a replica serving ONNX never loads it.
         import pandas as pd
 
-        frame = pd.DataFrame(dict(columns.arrays))
+        frame = pd.DataFrame(self._model_arrays(columns))
         try:
             values = np.asarray(self.model.predict(frame)).ravel()
             proba = self.model.predict_proba(frame) if self.is_classifier else None
@@ -262,9 +265,10 @@ class ModelRuntime:
             # input is a view of it.
             values = columns.matrix.astype(np.float32)
             return {name: values[i].reshape(-1, 1) for i, name in enumerate(self._graph_inputs)}
+        arrays = self._model_arrays(columns)
         feed: dict[str, np.ndarray] = {}
-        for graph_name, spec in zip(self._graph_inputs, self.signature.inputs, strict=True):
-            array = columns.arrays[spec.name]
+        for graph_name, spec in zip(self._graph_inputs, self._model_columns, strict=True):
+            array = arrays[spec.name]
             if spec.type == "string":
                 import pandas as pd  # a model with a string column only (loaded by warm_up)
 
@@ -273,6 +277,11 @@ class ModelRuntime:
                 array = array.astype(np.float32)
             feed[graph_name] = array.reshape(-1, 1)
         return feed
+
+    def _model_arrays(self, columns: Columns) -> Mapping[str, np.ndarray]:
+        if not self._has_dates:
+            return columns.arrays
+        return dates.expand_arrays(self.signature, columns.arrays)
 
 
 def load_runtime(

@@ -161,6 +161,10 @@ def _column(spec: ColumnSpec, column: pa.Array, offset: int) -> np.ndarray:
         return np.asarray(column.to_numpy(zero_copy_only=False), dtype=bool)
     if spec.type == "string" and (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         return np.asarray(column.to_numpy(zero_copy_only=False), dtype=object)
+    if spec.type == "datetime" and (pa.types.is_timestamp(kind) or pa.types.is_date(kind)):
+        # Arrow keeps a zoned timestamp as UTC: dropping the zone keeps those values.
+        utc = pc.cast(column, pa.timestamp("us"))
+        return np.asarray(utc.to_numpy(zero_copy_only=False), dtype="datetime64[us]")
     try:
         return to_array(spec, column.to_pylist())
     except ValidationError as exc:

@@ -23,7 +23,7 @@ from sklearn.model_selection import train_test_split
 
 from loopml.core.errors import ValidationError
 from loopml.core.run_search import RunFilter, RunSearch
-from loopml.packaging import load_model, package_model
+from loopml.packaging import dates, load_model, package_model
 from loopml.store import MetadataStore
 from loopml.train import tracking
 from loopml.train.automl import (
@@ -129,8 +129,8 @@ def test_the_winner_packages_as_onnx_with_parity(
 
 def mixed_frame(n: int = 400) -> pd.DataFrame:
     """Numbers with NaNs, a string category with missing values, a boolean, an integer,
-    two columns AutoML cannot use (a timestamp, an empty column), and two targets:
-    ``churn`` (text classes) and ``spend`` (a number)."""
+    a timestamp (used as calendar numbers), a column AutoML cannot use (an empty one), and
+    two targets: ``churn`` (text classes) and ``spend`` (a number)."""
     rng = np.random.default_rng(5)
     frame = pd.DataFrame(
         {
@@ -164,28 +164,31 @@ def test_categorical_and_missing_values_train_and_export(
     result = run_automl(frame, target, task=task, estimators=[estimator], budget_s=60, max_iter=4)
 
     assert result.best_estimator == estimator
-    assert set(result.dropped_columns) == {"signed up", "notes"}
-    assert "derive numbers" in result.dropped_columns["signed up"]
+    assert set(result.dropped_columns) == {"notes"}
     package = package_model(result.model, tmp_path / "pkg", sample=features)
     assert package.manifest.primary == "onnx", package.manifest.onnx_error
-    assert [c.name for c in package.manifest.signature.inputs] == [
-        "age years",
-        "visits",
-        "plan",
-        "autopay",
+    signature = package.manifest.signature
+    assert [(c.name, c.type) for c in signature.inputs] == [
+        ("age years", "float"),
+        ("visits", "integer"),
+        ("plan", "string"),
+        ("autopay", "boolean"),
+        ("signed up", "datetime"),
     ]
     # Missing values, an unseen category and "" reach ONNX and the native model alike.
     probe = features.iloc[:6].copy()
     probe["plan"] = [None, "", "enterprise", "pro", np.nan, "basic"]
     probe.loc[probe.index[0], "age years"] = np.nan
+    probe.loc[probe.index[1], "signed up"] = pd.NaT
     loaded = load_model(package.path)
+    native = dates.expand_frame(probe, signature)  # the pipeline takes the calendar numbers
     if task == "classification":
         np.testing.assert_allclose(
-            loaded.predict_proba(probe), result.model.predict_proba(probe), atol=1e-4
+            loaded.predict_proba(probe), result.model.predict_proba(native), atol=1e-4
         )
-        assert list(loaded.predict(probe)) == list(result.model.predict(probe))
+        assert list(loaded.predict(probe)) == list(result.model.predict(native))
     else:
-        np.testing.assert_allclose(loaded.predict(probe), result.model.predict(probe), rtol=1e-5)
+        np.testing.assert_allclose(loaded.predict(probe), result.model.predict(native), rtol=1e-5)
 
 
 def test_the_budget_is_respected_and_every_trial_is_reported() -> None:

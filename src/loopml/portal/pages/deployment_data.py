@@ -105,7 +105,13 @@ def model_facts(
 
 def made_row(signature: Signature) -> dict[str, Any]:
     """A row of placeholder values typed as the signature says (when no example exists)."""
-    blank: dict[str, Any] = {"float": 0.0, "integer": 0, "string": "", "boolean": False}
+    blank: dict[str, Any] = {
+        "float": 0.0,
+        "integer": 0,
+        "string": "",
+        "boolean": False,
+        "datetime": "2024-01-01",
+    }
     return {c.name: blank[c.type] for c in signature.inputs}
 
 

@@ -47,6 +47,7 @@ _CARRIES: dict[str, frozenset[str]] = {
     "integer": _INTS | _FLOATS,
     "boolean": _INTS | _FLOATS | {"BOOL"},
     "string": frozenset({"BYTES"}),
+    "datetime": frozenset({"BYTES"}),  # ISO-8601 strings
 }
 # Which JSON values each tensor datatype may hold (null: a missing value).
 _NONE = type(None)
@@ -65,7 +66,13 @@ _RANGES: dict[str, tuple[float, float]] = {
     "FP32": (-3.4028234663852886e38, 3.4028234663852886e38),
 }
 # What the model metadata advertises per column type (every compatible type is accepted).
-INPUT_DATATYPES = {"float": "FP64", "integer": "INT64", "boolean": "BOOL", "string": "BYTES"}
+INPUT_DATATYPES = {
+    "float": "FP64",
+    "integer": "INT64",
+    "boolean": "BOOL",
+    "string": "BYTES",
+    "datetime": "BYTES",
+}
 
 
 def output_names(runtime: ModelRuntime, request: InferenceRequest) -> list[str]:

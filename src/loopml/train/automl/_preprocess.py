@@ -12,7 +12,13 @@ get a ``OneHotEncoder`` with an explicit category list and ``handle_unknown="ign
 * at most ``MAX_CATEGORIES`` of the most frequent values per column become categories;
   rarer ones encode as unknown, so an ID-like column cannot explode the matrix.
 
-Datetime-like columns, columns with no values at all and identifier-like columns (see
+A date or time column (``datetime64``, zoned or not, or ``date``/``datetime`` objects)
+becomes calendar numbers (``loopml.packaging.dates``): ``<column>.year``, ``.month``,
+``.day``, ``.day_of_week``, ``.day_of_year``, ``.days`` (since 1970) and ``.hour`` when some
+value is not at midnight, median-imputed like the numeric columns. The packaged signature
+keeps the original column, typed ``datetime``, and a caller sends dates, not the numbers.
+
+Timedelta columns, columns with no values at all and identifier-like columns (see
 ``_identifiers``; unless the caller keeps them) are not used (``dropped``), each with its
 reason; the fitted pipeline neither needs nor minds them.
 """
@@ -27,6 +33,7 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 
+from loopml.packaging import dates
 from loopml.train.automl._identifiers import identifier_reason
 
 MAX_CATEGORIES = 100
@@ -37,20 +44,23 @@ class ColumnPlan:
     """Which columns are used, and how.
 
     Attributes:
-        numeric: numeric and boolean columns (median-imputed).
+        numeric: numeric and boolean columns, and the date columns' parts (median-imputed).
         categories: each text/categorical column and its categories, in encoding order.
+        dates: each date column and its parts (``loopml.packaging.dates.PARTS``), whose
+            columns ``<column>.<part>`` are among ``numeric``.
         dropped: columns left out, each with the reason.
         identifiers: the identifier-like columns among ``dropped``.
     """
 
     numeric: list[str] = field(default_factory=list)
     categories: dict[str, list[str]] = field(default_factory=dict)
+    dates: dict[str, list[str]] = field(default_factory=dict)
     dropped: dict[str, str] = field(default_factory=dict)
     identifiers: list[str] = field(default_factory=list)
 
     def used(self, columns: list[str]) -> list[str]:
         """The used columns among ``columns``, in that order."""
-        kept = set(self.numeric) | set(self.categories)
+        kept = set(self.numeric) | set(self.categories) | set(self.dates)
         return [c for c in columns if c in kept]
 
 
@@ -74,17 +84,22 @@ def plan_columns(features: pd.DataFrame, keep: Collection[str] = ()) -> ColumnPl
     for name in features.columns:
         column = features[name]
         dtype = column.dtype
-        reason = None if name in keep else identifier_reason(column)
+        # A date unique per row is no identifier: its calendar numbers repeat.
+        reason = None if name in keep or _is_dates(column) else identifier_reason(column)
         if reason is not None:
             plan.dropped[name] = reason
             plan.identifiers.append(name)
-        elif ptypes.is_datetime64_any_dtype(dtype) or ptypes.is_timedelta64_dtype(dtype):
+        elif ptypes.is_timedelta64_dtype(dtype):
             plan.dropped[name] = (
-                f"{dtype} columns are not used: derive numbers from them (an age, an hour, "
-                "a day of the week) in a transform"
+                f"{dtype} columns are not used: derive numbers from them (a number of days, "
+                "of hours) in a transform"
             )
         elif column.isna().all():
             plan.dropped[name] = "every value is missing"
+        elif _is_dates(column):
+            parts = _date_parts(column)
+            plan.dates[name] = parts
+            plan.numeric.extend(dates.feature_name(name, p) for p in parts)
         elif ptypes.is_bool_dtype(dtype) or (
             ptypes.is_numeric_dtype(dtype) and not ptypes.is_complex_dtype(dtype)
         ):
@@ -98,18 +113,43 @@ def plan_columns(features: pd.DataFrame, keep: Collection[str] = ()) -> ColumnPl
     return plan
 
 
+def _is_dates(column: pd.Series[Any]) -> bool:
+    if ptypes.is_datetime64_any_dtype(column.dtype):
+        return True
+    return column.dtype == object and ptypes.infer_dtype(column, skipna=True) in (
+        "date",
+        "datetime",
+    )
+
+
+def _date_parts(column: pd.Series[Any]) -> list[str]:
+    """Every calendar part but ``hour``, which only a column with times of day gets."""
+    values = dates.utc_values(column)
+    values = values[~np.isnat(values)]
+    timed = bool((values != values.astype("datetime64[D]")).any())
+    return [p for p in dates.PARTS if p != "hour" or timed]
+
+
 def training_frame(features: pd.DataFrame, plan: ColumnPlan) -> pd.DataFrame:
     """The used features as the pipeline is fitted on them: text as ``str``, numbers as
-    float. The pipeline then knows only these columns (``feature_names_in_``), so neither
-    a packaged signature nor a caller needs the dropped ones.
+    float, a date column as its parts' columns, in its place. The pipeline then knows only
+    these columns (``feature_names_in_``), so neither a packaged signature nor a caller
+    needs the dropped ones.
     """
-    used = set(plan.numeric) | set(plan.categories)
-    out = features[[c for c in features.columns if c in used]].copy()
-    for name in plan.categories:
-        out[name] = as_text(out[name])
-    for name in plan.numeric:
-        out[name] = out[name].astype(np.float64)
-    return out
+    out: dict[str, Any] = {}
+    for name in plan.used(list(features.columns)):
+        column = features[name]
+        if name in plan.categories:
+            out[name] = as_text(column)
+        elif name in plan.dates:
+            parts = plan.dates[name]
+            numbers = dates.calendar(dates.utc_values(column), parts)
+            out.update(
+                {dates.feature_name(name, p): v for p, v in zip(parts, numbers, strict=True)}
+            )
+        else:
+            out[name] = column.astype(np.float64)
+    return pd.DataFrame(out, index=features.index)
 
 
 def build_preprocessor(plan: ColumnPlan) -> Any:

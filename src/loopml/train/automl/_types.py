@@ -46,7 +46,9 @@ class AutoMLResult:
     Attributes:
         model: the winner, fitted on all training rows: one scikit-learn ``Pipeline``
             (``preprocess`` ColumnTransformer, an optional ``scale`` step, ``model``) that
-            ``loopml.packaging.package_model`` packages.
+            ``loopml.packaging.package_model`` packages. It takes a date column as its
+            calendar columns ``<column>.<part>`` (``loopml.packaging.dates.expand_frame``
+            makes them); the package takes the dates themselves.
         task: ``classification`` or ``regression``.
         kind: ``binary``, ``multiclass`` or ``regression``.
         metric: the metric optimized (FLAML's name); ``direction`` says which way is better.
