@@ -312,13 +312,20 @@ def _database(topo: Topology) -> None:
         "db", "moto", [PYTHON, "-m", "moto.server", "-H", topo.ip("db"), "-p", str(S3_PORT)]
     )
     _wait_port(topo.ip("db"), PG_PORT, "PostgreSQL", postgres)
-    _run(
-        [
-            *as_postgres,
-            str(INITDB.parent / "createdb"),
-            *("-h", topo.ip("db"), "-p", str(PG_PORT), "-U", "postgres", "loopml"),
-        ]
-    )
+    createdb = [
+        *as_postgres,
+        str(INITDB.parent / "createdb"),
+        *("-h", topo.ip("db"), "-p", str(PG_PORT), "-U", "postgres", "loopml"),
+    ]
+    # PostgreSQL listens before it accepts: connections made in between are refused with
+    # "the database system is starting up" (seen on a busy machine).
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while "starting up" in (made := _run(createdb, check=False)).stderr:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    if made.returncode != 0:
+        raise TopologyError(f"createdb failed: {made.stderr.strip()}")
     _wait_port(topo.ip("db"), S3_PORT, "moto's S3 server", moto)
     import boto3
 
@@ -359,6 +366,10 @@ def _platform(topo: Topology, host: str) -> subprocess.Popen[bytes]:
         "LOOPML_SERVER_WORKER": "false",
         "LOOPML_SERVER_ALLOWED_HOSTS": json.dumps([topo.ip("p1"), topo.ip("p2")]),
         "LOOPML_SERVER_MAINTENANCE_INTERVAL_S": "1",
+        # A round a second (the lease stays its 30 s minimum), reading up to 3 s ago: the
+        # prediction log's posts (0.2 s batches) land well within that.
+        "LOOPML_MONITOR_INTERVAL_S": "1",
+        "LOOPML_MONITOR_LAG_S": "3",
     }
     return topo.start(host, f"loopml-{host}", [PYTHON, "-m", "loopml.cli.main", "up"], env)
 
@@ -414,11 +425,15 @@ def up(folder: Path | None = None, lease_s: float = 3.0) -> Topology:
         with _timed(timing, "db"):
             _database(topo)
             _schema_and_admin(topo)
-        # The platforms start while the Ray nodes do (they need only the database).
-        servers = {host: _platform(topo, host) for host in ("p1", "p2")}
+        # The platforms start while the Ray nodes do (they need only the database); p2 once
+        # p1 serves, so that p1's monitor takes the database's monitor lease first and holds
+        # it (a test that kills p1 sees p2 take it over).
+        servers = {"p1": _platform(topo, "p1")}
         with _timed(timing, "ray"):
             nodes = {"p1": _ray_node(topo, "p1", head=True)}
             _wait_text(topo, "ray-p1", "Ray runtime started", nodes["p1"])
+            _wait_port(topo.ip("p1"), API_PORT, "loopml up on p1", servers["p1"])
+            servers["p2"] = _platform(topo, "p2")
             for host in ("w1", "w2"):  # one at a time: two at once time out on 2 cores
                 nodes[host] = _ray_node(topo, host, head=False)
                 _wait_text(topo, f"ray-{host}", "Ray runtime started", nodes[host])

@@ -2,9 +2,11 @@
 topology for the module): the database and S3 on ``db``, two platforms sharing them, two
 worker hosts each with a Ray node and a ``loopml worker --executor ray``. A worker host dies
 mid-step (every process in its namespaces SIGKILLed): its step is retried on the other host
-and the run succeeds, no step run twice to completion. Then a platform dies while a schedule
-runs: the other fires its next ticks, and no tick fires twice. Needs root; skipped (failed
-under ``LOOPML_REQUIRE_SERVICES=1``) where ``ip netns`` is not allowed."""
+and the run succeeds, no step run twice to completion. Then a platform dies while a schedule,
+triggers and the monitor run: the other fires the next ticks, reads the events past each
+trigger's cursor and takes the monitor's lease over; no tick fires twice, no event is lost
+or fired twice, no request is counted twice in the monitor's windows. Needs root; skipped
+(failed under ``LOOPML_REQUIRE_SERVICES=1``) where ``ip netns`` is not allowed."""
 
 from __future__ import annotations
 
@@ -12,21 +14,40 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from scripts.topology import Topology, TopologyError, down, up, why_not_here
+from scripts.topology import (
+    ADMIN,
+    ADMIN_PASSWORD,
+    Topology,
+    TopologyError,
+    down,
+    up,
+    why_not_here,
+)
 from sqlalchemy import text
 
+from loopml.client import Client
+from loopml.core.automation import FiringOutcome
 from loopml.core.clock import utcnow
+from loopml.core.deployments import DeploymentStatus
 from loopml.core.pipelines import AttemptStatus, PipelineRun, RunStatus
+from loopml.monitor import service as monitor_service
 from loopml.pipelines import automation_service, service
 from loopml.settings import load_settings
-from loopml.store import MetadataStore
+from loopml.store import MetadataStore, events
 from loopml.wiring import open_artifact_store
 from tests.conftest import missing_service
+from tests.unit.deploy.deploy_support import (
+    PackageFiles,
+    cancer_frame,
+    package_files,
+    register_files,
+)
 
 # Its own PostgreSQL and S3 on the db host: not the postgres and s3 markers' services.
 pytestmark = [pytest.mark.e2e, pytest.mark.ray, pytest.mark.timeout(300)]
@@ -58,7 +79,16 @@ def noop(ctx):
 
 
 @pytest.fixture(scope="module")
-def topology() -> Iterator[Topology]:
+def package(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Future[PackageFiles]]:
+    """The model the monitor's deployment serves, packaged in a thread while the topology
+    comes up (10 to 35 s of imports, fitting and ONNX export on a busy 2-core machine)."""
+    with ThreadPoolExecutor(1) as pool:
+        yield pool.submit(package_files, tmp_path_factory.mktemp("package") / "pkg")
+
+
+@pytest.fixture(scope="module")
+def topology(package: Future[PackageFiles]) -> Iterator[Topology]:
+    # ``package`` is asked for only to start first, and overlap the topology's start.
     reason = why_not_here()
     if reason:
         missing_service(reason)
@@ -204,27 +234,176 @@ def _fired(store: MetadataStore, count: int, timeout_s: float) -> float:
     return took
 
 
-def test_a_schedule_fires_once_per_tick_and_from_p2_when_p1_dies(
-    topology: Topology, store: MetadataStore
-) -> None:
-    spec = "name: ticks\nsteps:\n  - {name: noop, python: 'multihost_steps:noop'}\n"
-    service.apply_spec(store, "default", spec, actor="t")
-    # Due once a year by its cron, so only the ticks this test makes due fire: with
-    # "* * * * *" a minute boundary passing while the test runs fired a tick of its own
-    # (CI: 3 firings where 2 were made due).
-    schedule = automation_service.create_schedule(
-        store, "default", name="each-tick", pipeline="ticks", cron="0 0 1 1 *", actor="t"
+DEPLOYMENT = "watched"
+PHASES = ("early", "late", "racing", "after")
+"""When each phase's trigger gets its one event (a record appended to its table): after the
+first tick (through p1), just before p1 dies (through p1, so p1's engine may be reading it
+when it dies), while p1 dies (through p2), after (through p2)."""
+
+
+def _triggers(store: MetadataStore) -> int:
+    """A trigger per phase, on its table; one on every append (the prediction log's too).
+    Returns the event id that one reads past."""
+    for phase in PHASES:
+        automation_service.create_trigger(
+            store, "default", name=f"on-{phase}", pipeline="ticks", on="table.appended",
+            where={"table": f"ev_{phase}"}, actor="t",
+        )  # fmt: skip
+    every = automation_service.create_trigger(
+        store, "default", name="on-every", pipeline="ticks", on="table.appended", actor="t"
     )
-    # Both platforms' automation engines race for each tick: one fires it.
-    for tick in range(1, 4):
-        _due_now(store, schedule.id)
-        _fired(store, tick, timeout_s=15)
-    assert topology.kill_host("p1")
-    assert topology.host_pids("p1") == []
-    # p2 alone fires the next ticks, within its next automation rounds.
-    for tick in range(4, 6):
-        _due_now(store, schedule.id)
-        took = _fired(store, tick, timeout_s=15)
-        print(f"\n[multihost] tick {tick} fired {took:.1f} s after due, p1 dead", file=sys.stderr)
-    history = automation_service.schedule_history(store, "default", "each-tick")
-    assert len({firing.time for firing in history}) == 5
+    with store.session() as session:
+        query = text("SELECT cursor FROM pipeline_triggers WHERE id = :id")
+        return int(session.execute(query, {"id": every.id}).scalar_one())
+
+
+def _append(client: Client, phase: str) -> None:
+    client.tables.append_records("default", f"ev_{phase}", [{"phase": phase}])
+
+
+def _deploy(
+    topology: Topology, store: MetadataStore, package: Future[PackageFiles], client: Client
+) -> float:
+    """``cancer/1`` deployed through p2 (whose gateway serves it) and 20 requests answered,
+    counted by p1's monitor (it started first, so it holds the lease); seconds it took."""
+    start = time.monotonic()
+    artifacts = open_artifact_store(
+        load_settings(
+            database={"url": topology.database_url}, artifacts=topology.artifact_settings()
+        )
+    )
+    register_files(store, artifacts, package.result(timeout=120), name="cancer")
+    client.deployments.create(DEPLOYMENT, "cancer/1")
+    deadline = time.monotonic() + 60
+    while (status := client.deployments.get(DEPLOYMENT).status) != DeploymentStatus.READY:
+        assert time.monotonic() < deadline, f"the deployment is still {status}"
+        time.sleep(0.2)
+    _wait_counted(store, _send(client, 20), timeout_s=30)
+    assert _monitoring(topology) == ["p1"]
+    return time.monotonic() - start
+
+
+def _client(topology: Topology, host: str) -> Client:
+    with Client(topology.url(host)) as anonymous:
+        token = anonymous.login(ADMIN, ADMIN_PASSWORD)["token"]
+    return Client(topology.url(host), token=token)
+
+
+def _send(client: Client, requests: int) -> int:
+    """``requests`` predictions of 3 rows each through p2's gateway; how many."""
+    rows = cancer_frame()[0].head(3).to_dict("records")
+    for _ in range(requests):
+        assert len(client.deployments.predict(DEPLOYMENT, rows)["predictions"]) == 3
+    return requests
+
+
+def _counted(store: MetadataStore, size: str) -> tuple[int, int]:
+    """The rows and requests in the deployment's windows of ``size``, each window once."""
+    found = monitor_service.list_windows(store, "default", DEPLOYMENT, size=size, limit=500)
+    starts = [(w["model"], w["version"], w["start"]) for w in found]
+    assert len(starts) == len(set(starts)), f"a {size} window listed twice: {sorted(starts)}"
+    return sum(w["rows"] for w in found), sum(w["summary"]["usage"]["requests"] for w in found)
+
+
+def _wait_counted(store: MetadataStore, requests: int, timeout_s: float) -> float:
+    """Seconds until the 1-minute windows hold ``requests`` requests' rows."""
+    start = time.monotonic()
+    while (rows := _counted(store, "1m")[0]) < 3 * requests:
+        assert time.monotonic() - start < timeout_s, f"{rows} of {3 * requests} rows counted"
+        time.sleep(0.2)
+    return time.monotonic() - start
+
+
+def _monitoring(topology: Topology) -> list[str]:
+    """The platforms whose monitor has taken the database's monitor lease (their log says)."""
+    logs = {h: topology.path / f"home-{h}" / "logs" / "loopml.log" for h in ("p1", "p2")}
+    return [
+        host
+        for host, log in logs.items()
+        if log.exists() and "now runs the monitor" in log.read_text(errors="replace")
+    ]
+
+
+def test_a_schedule_fires_once_per_tick_and_from_p2_when_p1_dies(
+    topology: Topology, store: MetadataStore, package: Future[PackageFiles]
+) -> None:
+    """Schedules, triggers and the monitor while p1 dies: p2 fires the next ticks and
+    reads the events past each trigger's cursor, and its monitor takes the lease over; no
+    tick fires twice, every event fires its triggers once, every request's rows are in the
+    windows once."""
+    with (
+        _client(topology, "p1") as on_p1,
+        _client(topology, "p2") as on_p2,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        deployed = pool.submit(_deploy, topology, store, package, on_p2)  # while the ticks fire
+        spec = "name: ticks\nsteps:\n  - {name: noop, python: 'multihost_steps:noop'}\n"
+        service.apply_spec(store, "default", spec, actor="t")
+        # Due once a year by its cron, so only the ticks this test makes due fire: with
+        # "* * * * *" a minute boundary passing while the test runs fired a tick of its own
+        # (CI: 3 firings where 2 were made due).
+        schedule = automation_service.create_schedule(
+            store, "default", name="each-tick", pipeline="ticks", cron="0 0 1 1 *", actor="t"
+        )
+        every_from = _triggers(store)
+        # Both platforms' automation engines race for each tick: one fires it.
+        for tick in range(1, 4):
+            _due_now(store, schedule.id)
+            _fired(store, tick, timeout_s=15)
+            if tick == 1:
+                _append(on_p1, "early")
+        took = deployed.result(timeout=120)
+        print(f"\n[multihost] deployed, 20 requests counted by p1 in {took:.1f} s", file=sys.stderr)
+        sent = 20 + _send(on_p2, 10)  # within the monitor's lag: left for p2 to count
+        _append(on_p1, "late")
+        racing = pool.submit(_append, on_p2, "racing")
+        killed_at, dead_since = time.monotonic(), utcnow()
+        assert topology.kill_host("p1")
+        assert topology.host_pids("p1") == []
+        racing.result(timeout=30)
+        # p2 alone fires the next ticks, within its next automation rounds.
+        for tick in range(4, 6):
+            _due_now(store, schedule.id)
+            took = _fired(store, tick, timeout_s=15)
+            print(f"[multihost] tick {tick} fired {took:.1f} s after due, p1 dead", file=sys.stderr)
+        history = automation_service.schedule_history(store, "default", "each-tick")
+        assert len({firing.time for firing in history}) == 5
+        _append(on_p2, "after")
+        sent += _send(on_p2, 20)
+    # p2's monitor takes the lease once p1's has run out (30 s after p1's last round).
+    while _monitoring(topology) != ["p1", "p2"]:
+        assert time.monotonic() - killed_at < 40, "p2's monitor did not take the lease over"
+        time.sleep(0.2)
+    took = time.monotonic() - killed_at
+    print(f"[multihost] p2 runs the monitor {took:.1f} s after p1 died", file=sys.stderr)
+    _wait_counted(store, sent, timeout_s=20)
+    time.sleep(2.5)  # more rounds of p2's monitor: nothing is counted again
+    for size in ("1m", "1h"):
+        assert _counted(store, size) == (3 * sent, sent), size
+    _check_triggers(store, every_from, dead_since)
+
+
+def _check_triggers(store: MetadataStore, every_from: int, dead_since: datetime) -> None:
+    """Each phase's event started one run; every append fired ``on-every`` once, those after
+    p1 died from p2 (the only engine left), so its cursor passed to p2."""
+    with store.session() as session:
+        appended = events.list_(
+            session, type="table.appended", project="default", cursor=str(every_from), limit=1000
+        ).items
+    for phase in PHASES:
+        (event,) = [e for e in appended if e.subject == f"ev_{phase}"]
+        (firing,) = automation_service.trigger_history(store, "default", f"on-{phase}")
+        assert (firing.event_id, firing.outcome) == (event.id, FiringOutcome.STARTED), phase
+        assert firing.run_id is not None
+        run = service.get_run(store, "default", firing.run_id)
+        assert (run.pipeline, run.actor) == ("ticks", f"trigger:on-{phase}")
+    deadline = time.monotonic() + 15
+    while len(
+        fired := automation_service.trigger_history(store, "default", "on-every", 1000)
+    ) < len(appended):
+        assert time.monotonic() < deadline, f"{len(fired)} firings of {len(appended)} events"
+        time.sleep(0.2)
+    assert sorted(f.event_id or 0 for f in fired) == [e.id for e in appended]
+    after = next(e.id for e in appended if e.subject == "ev_after")
+    assert next(f for f in fired if f.event_id == after).time > dead_since
+    print(f"[multihost] on-every fired {len(fired)} times, once per append", file=sys.stderr)
