@@ -1,22 +1,21 @@
 """The deployment control plane: what each deployment serves, decided and recorded.
 
-Every change goes the same way: the spec's model references are resolved to READY versions
-through the registry; a role (primary, canary, shadow) whose resolved version differs from
-the revision playing it now gets a **new revision**; traffic follows the roles
-(``{primary: 100 - p, canary: p}``); the packages of the revisions in use are fetched to
-local disk; the store records it all with its events; the deployment's target is told to
-make it so (the local target swaps replicas without dropping a request).
+Every change goes the same way: the spec's model references are resolved to READY versions;
+a role (primary, canary, shadow) whose resolved version differs from the revision playing it
+gets a **new revision**; traffic follows the roles (``{primary: 100 - p, canary: p}``); the
+packages in use are fetched to local disk; the store records it all with its events; the
+target is told to make it so (the local target swaps replicas without dropping a request).
 
-A deployment on an alias (``churn@champion``) is re-resolved by ``refresh`` when the alias
-moves (the reconciler calls it). ``rollback`` makes an earlier revision the primary and
-**pins** the spec to that revision's version, so that nothing moves it back behind the
-user's back; ``update`` with ``model="churn@champion"`` follows the alias again.
-
+``refresh`` re-resolves a deployment on an alias when it moves (the reconciler calls it);
+``reapply`` hands a target what another server changed. ``rollback`` makes an earlier
+revision the primary and **pins** the spec to its version, so that nothing moves it back
+behind the user's back; ``update`` with ``model="churn@champion"`` follows the alias again.
 Changes are serialized within this process (one lock); status reads ask the target directly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import threading
@@ -83,11 +82,8 @@ class DeploymentControl:
         self.targets = dict(targets)
         self.root = root
         self._lock = threading.RLock()
-        # Why a deployment's references stopped resolving (an alias removed), until they
-        # resolve again: part of its status message.
+        # Why a deployment's references stopped resolving, until they do: in its status.
         self._unfollowed: dict[tuple[str, str], str] = {}
-
-    # ------------------------------------------------------------------ reads
 
     def get(self, project: str, name: str) -> Deployment:
         """One deployment, with its status as its target reports it now."""
@@ -335,9 +331,8 @@ class DeploymentControl:
         )
 
     def remove_orphans(self) -> list[str]:
-        """Remove the package folders of deployments no longer stored (``project/name``
-        of each): a platform killed between a delete's commit and its clean-up, or between
-        a create's fetch and its commit, leaves them behind."""
+        """Remove the package folders of deployments no longer stored (``project/name`` of
+        each), left by a platform killed mid-delete or between a create's fetch and commit."""
         with self._lock:  # a create fetches into its folder before its row exists
             stored = {(d.project, d.name) for d in self.list_all()}
             return remove_unstored(self.root, stored)
@@ -362,6 +357,14 @@ class DeploymentControl:
             if plan.roles == roles and plan.traffic == current.traffic:
                 return None
             return self._commit(current, plan, SYSTEM_ACTOR, change=["followed"], reason=reason)
+
+    def reapply(self, project: str, name: str) -> None:
+        """Hand the deployment as stored now (changed through another server) to its target;
+        read under the lock, so an older copy never undoes a change made here meanwhile."""
+        with self._lock, contextlib.suppress(NotFoundError):  # gone: the sync forgets it
+            current, _ = self._current(project, name)
+            self.apply(current)
+            prune(self.root, current)
 
     def apply(self, deployment: Deployment) -> None:
         """Hand the deployment to its target again (after a platform restart); a failure is

@@ -11,7 +11,10 @@ A background thread that, every ``interval_s``:
   those on the model's newest version (``churn``); a changed version is rolled out;
 - **syncs** each deployment's status from its target into the store (an event when it
   changes), and stops what still runs for deployments that disappeared behind its back
-  (their project was deleted, or another server deleted them);
+  (their project was deleted, or another server deleted them); a deployment created or
+  changed through another server sharing the database (scaled, its traffic split, rolled
+  back) is handed to this server's target too, so that every server behind a load balancer
+  serves every deployment as it is stored;
 - runs the **tasks** it was given (judging canaries, listing replicas for Prometheus),
   each on its own: one that fails does not stop the others.
 
@@ -65,6 +68,7 @@ class Reconciler:
         self._cursor: int | None = None
         self._settled = False
         self._known: dict[Key, Deployment] = {}
+        self._synced = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -163,6 +167,16 @@ class Reconciler:
         for key, gone in self._known.items():
             if key not in now:
                 self.control.forget(gone)
+        if self._synced:  # the first round's settling applied every deployment
+            for key, deployment in now.items():
+                before = self._known.get(key)
+                if before is not None and _desired(before) == _desired(deployment):
+                    continue
+                try:
+                    self.control.reapply(*key)
+                except Exception:
+                    log.exception("deployment %s/%s: could not apply its change", *key)
+        self._synced = True
         self._known = now
         for deployment in deployments:
             try:
@@ -171,6 +185,13 @@ class Reconciler:
                 continue  # deleted meanwhile; forgotten next round
             except Exception:
                 log.exception("deployment %s/%s: could not record its status", *_key(deployment))
+
+
+def _desired(deployment: Deployment) -> dict[str, object]:
+    """What a deployment asks its target to run (not what the target reports back)."""
+    return deployment.model_dump(
+        include={"id", "spec", "traffic", "shadow_revision", "canary_revision", "revisions"}
+    )
 
 
 def _key(deployment: Deployment) -> Key:

@@ -297,6 +297,48 @@ def test_the_reconciler_follows_aliases_and_settles_after_a_restart(
     assert control.get(PROJECT, "churn").traffic == {3: 100}
 
 
+def test_another_servers_creates_changes_and_deletes_reach_this_servers_target(
+    control: DeploymentControl,
+    target: RecordingTarget,
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    tmp_path: Path,
+) -> None:
+    """Two servers behind one load balancer share the database: what one creates, scales,
+    rolls back or deletes, the other's reconciler hands to its own target within a round,
+    so both serve the deployment as stored (the multi-host test saw p1 answer 404 for
+    120 s for a deployment made through p2). A round that sees no change applies nothing."""
+    here_target = RecordingTarget()
+    here = DeploymentControl(store, artifacts, {"local": here_target}, tmp_path / "here")
+    reconciler = Reconciler(here, store)
+    reconciler.run_once()
+    assert here_target.applied == []
+
+    control.create(PROJECT, "churn", {"model": "cancer/1"}, actor="elsewhere")
+    reconciler.run_once()
+    ((applied, packages),) = here_target.applied
+    assert (applied.name, applied.traffic, [p.version for p in packages]) == (
+        "churn",
+        {1: 100},
+        [1],
+    )
+    assert (tmp_path / "here").is_dir()  # its package fetched here
+
+    reconciler.run_once()
+    assert len(here_target.applied) == 1  # nothing changed: nothing applied again
+
+    control.scale(PROJECT, "churn", min_replicas=2, max_replicas=3, actor="elsewhere")
+    control.update(PROJECT, "churn", {"model": "cancer/2"}, actor="elsewhere")
+    reconciler.run_once()
+    latest = here_target.applied[-1][0]
+    assert (latest.spec.min_replicas, latest.spec.model) == (2, "cancer/2")
+    assert [latest.traffic] == [{2: 100}]
+
+    control.delete(PROJECT, "churn", actor="elsewhere")
+    reconciler.run_once()
+    assert [d.name for d in here_target.deleted] == ["churn"]
+
+
 def test_the_reconciler_stops_what_vanished_with_its_project(
     control: DeploymentControl,
     target: RecordingTarget,
