@@ -234,12 +234,14 @@ def _run(
 
 
 def _spend(spend: dict[str, Any]) -> str:
-    """``used 0.97 x: search 20.1 s, ensemble 1.2 s, ...`` (``loopml.train.budget``)."""
-    skip = ("unused", "wall", "used", "stopped")
+    """``used 58.2 of 60 s, 0.97 x (search 50.1 s, ...; unused 1.8 s)``, and why the search
+    stopped when it ended early (``loopml.train.budget``)."""
+    skip = ("unused", "budget", "wall", "used", "stopped")
     phases = ", ".join(f"{k} {v:.1f} s" for k, v in spend.items() if k not in skip)
     stopped = spend.get("stopped", "budget")
-    why = "" if stopped == "budget" else f"; stopped: {stopped}"
-    return f"used {spend['used']:.2f} x ({phases}; unused {spend['unused']:.1f} s){why}"
+    why = "" if stopped == "budget" else f"; the search ended early: {stopped}"
+    of = f"{spend['wall']:.1f} of {spend['budget']:g} s, " if "budget" in spend else ""
+    return f"used {of}{spend['used']:.2f} x ({phases}; unused {spend['unused']:.1f} s){why}"
 
 
 def _warn_identifiers(outcome: TrainOutcome) -> None:

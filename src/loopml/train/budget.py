@@ -2,8 +2,10 @@
 
 ``train`` (and the text trainer's embeddings method) measure each phase of the call;
 ``BudgetSpend.batch`` writes them as the run's metrics ``budget.<phase>_s``, with
-``budget.unused_s`` (what was left when the call ended), ``budget.wall_s`` and
-``budget.used`` (wall time over budget), and why the search stopped as the tag
+``budget.unused_s`` (what was left when the call ended), ``budget.budget_s``,
+``budget.wall_s`` and ``budget.used`` (wall time over budget), and why the search
+stopped (``budget``, or ``max_iter`` and ``search space exhausted`` when it ended early)
+as the tag
 ``loopml.budget.stopped``: ``loopml runs show RUN_ID`` lists them.
 """
 
@@ -67,12 +69,13 @@ class BudgetSpend:
         return max(0.0, self.budget_s - self.wall_s)
 
     def summary(self) -> dict[str, float | str]:
-        """The phases (rounded, in ``PHASES`` order), the unused time, the wall time, the
-        share of the budget used and why the search stopped."""
+        """The phases (rounded, in ``PHASES`` order), the unused time, the budget, the wall
+        time, the share of the budget used and why the search stopped."""
         out: dict[str, float | str] = {
             p: round(self.phases[p], 3) for p in PHASES if p in self.phases
         }
         out["unused"] = round(self.unused_s, 3)
+        out["budget"] = round(self.budget_s, 3)
         out["wall"] = round(self.wall_s, 3)
         out["used"] = round(self.wall_s / self.budget_s, 3)
         out["stopped"] = self.stopped
@@ -80,10 +83,12 @@ class BudgetSpend:
 
     def batch(self) -> LogBatch:
         """The run's record of the spend: metrics ``budget.<phase>_s``, ``budget.unused_s``,
-        ``budget.wall_s``, ``budget.used``, and the tag ``loopml.budget.stopped``."""
+        ``budget.budget_s``, ``budget.wall_s``, ``budget.used``, and the tag
+        ``loopml.budget.stopped``."""
         now_ms = int(utcnow().timestamp() * 1000)
         values = {f"budget.{p}_s": s for p, s in self.phases.items()} | {
             "budget.unused_s": self.unused_s,
+            "budget.budget_s": self.budget_s,
             "budget.wall_s": self.wall_s,
             "budget.used": self.wall_s / self.budget_s,
         }

@@ -197,10 +197,10 @@ def train(
         started: the ``time.monotonic()`` reading the budget counts from (default: now).
 
     AutoML keeps the whole call (reading the data, search, refit, packaging, registration
-    and evaluation) within ``budget_s``: it gets what reading the data left, less
-    ``REGISTER_RESERVE_S`` when registering, and reserves the winner's estimated refit and
-    packaging time out of it. Where the budget went is recorded on the run
-    (``loopml.train.budget``) and in ``details["budget"]``.
+    and evaluation) within ``budget_s``: it gets what reading the data left, and reserves
+    the winner's estimated refit, packaging and registration time out of it. Where the
+    budget went is recorded on the run (``loopml.train.budget``) and in
+    ``details["budget"]``.
 
     Raises:
         UserCodeError: custom training code raised (its traceback is in the details).
@@ -243,9 +243,18 @@ def train(
     spend.mark("read")
     try:
         if entrypoint is None:
-            left_s = automl_budget(search.budget_s, started, registering=registration is not None)
+            # The search keeps back the registration itself, by the winner's size: a fixed
+            # reserve for it was 3 times what a small model's took.
+            left_s = automl_budget(search.budget_s, started, registering=False)
             result, children = search_on_run(
-                run, frames.train, target, kind, left_s, search, on_trial
+                run,
+                frames.train,
+                target,
+                kind,
+                left_s,
+                search,
+                on_trial,
+                registering=registration is not None,
             )
             model = result.model
             spend.add(result.timings, rest="other")
@@ -302,9 +311,11 @@ def package_mb(logged: LoggedModel) -> float | None:
 
 
 def automl_budget(budget_s: float, started: float, *, registering: bool) -> float:
-    """What is left of ``budget_s`` for AutoML (less the registration's reserve). A budget
-    that reading the data (or the registration to come) used up still gives AutoML a quarter
-    of it: the call then runs over, rather than failing."""
+    """What is left of ``budget_s`` for AutoML, less ``REGISTER_RESERVE_S`` when
+    ``registering`` (the text trainer's embeddings method: the tabular search counts the
+    registration itself, by the winner's size). A budget that reading the data (or the
+    registration to come) used up still gives AutoML a quarter of it: the call then runs
+    over, rather than failing."""
     left_s = budget_s - (time.monotonic() - started)
     if registering:
         left_s -= REGISTER_RESERVE_S
@@ -349,9 +360,12 @@ def search_on_run(
     budget_s: float,
     options: SearchOptions,
     on_trial: Callable[[Trial], None] | None,
+    *,
+    registering: bool = False,
 ) -> tuple[AutoMLResult, int]:
-    """AutoML on ``frame`` for ``run``: each trial a child run, the summary on the run.
-    Returns the result and how many trials were recorded."""
+    """AutoML on ``frame`` for ``run``: each trial a child run, the summary on the run;
+    with ``registering``, the search keeps back the winner's registration too. Returns
+    the result and how many trials were recorded."""
     from loopml.train.automl import resolve_metric, result_batch, run_automl
 
     kind = "binary" if task == "classification" else "regression"
@@ -367,6 +381,7 @@ def search_on_run(
         budget_s=budget_s,
         on_trial=children,
         include_packaging=True,
+        include_registration=registering,
         metric=options.metric,
         seed=options.seed,
         estimators=options.estimators,

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 from sklearn import datasets
 
-from loopml.train.automl import _flaml, run_automl
+from loopml.train.automl import _costs, _flaml, run_automl
 from loopml.train.automl._checks import check_training_data
 from loopml.train.automl._clock import Clock
 from loopml.train.automl._inputs import prepare
 from loopml.train.automl._split import Validation, make_validation
 from loopml.train.automl._trial_log import TrialLog
 from loopml.train.automl._turn import EnsembleTurn
+from loopml.train.automl._types import Trial
 
 BUDGET = 100.0
 
@@ -97,3 +98,41 @@ def test_an_iteration_cap_is_why_the_search_stopped_and_the_timings_add_up() -> 
     assert not result.ensemble_in_search  # under a cap the ensemble comes after the search
     assert set(result.timings) == {"prepare", "search", "ensemble", "final_fit"}
     assert sum(result.timings.values()) == pytest.approx(result.elapsed_s, abs=0.01)
+
+
+def _trial(estimator: str, config: dict[str, float]) -> Trial:
+    return Trial(
+        iteration=1,
+        estimator=estimator,
+        config=config,
+        score=0.5,
+        train_time_s=0.1,
+        sample_size=353,
+        elapsed_s=1.0,
+        best_score=0.5,
+        best_estimator=estimator,
+        improved=True,
+    )
+
+
+def test_the_registration_kept_back_is_the_winners_not_a_fixed_3_s() -> None:
+    frame = datasets.load_diabetes(as_frame=True).frame
+    data = check_training_data(frame, "target", "regression")
+    prep = prepare(data, "target", "regression", None, ())
+    now = time.perf_counter()
+    plain = Clock(now, BUDGET, prep, "cv", True)
+    registering = Clock(now, BUDGET, prep, "cv", True, registering=True)
+    linear = _trial("enet", {"alpha": 0.1})
+    trees = _trial("lgbm", {"n_estimators": 500, "num_leaves": 15, "min_child_samples": 5})
+
+    small = registering.reserve(linear) - plain.reserve(linear)
+    large = registering.reserve(trees) - plain.reserve(trees)
+
+    # A linear model registers in about a second; a fixed 3 s reserve for it ended small
+    # runs 20-40 % short of their budget.
+    assert small == pytest.approx(_costs.REGISTER_FIXED_S)
+    assert small < 1.5
+    nodes = 500 * (2 * 15 - 1)
+    assert large - small == pytest.approx(_costs.NODE_REGISTER_S * nodes)
+    # Its ONNX session (and scoring) grows with the trees' nodes, as packaging does.
+    assert registering.package_s(trees) > registering.package_s(linear) + 1.0

@@ -1,5 +1,6 @@
 """The run's clock: its deadline, and what the work after the search will take (the final
-ensemble, the winner's refit and packaging), which the search leaves room for."""
+ensemble, the winner's refit, packaging and registration), which the search leaves room
+for."""
 
 from __future__ import annotations
 
@@ -23,7 +24,13 @@ class Clock:
     """The run's deadline, and what the final phase of the best trial so far will take."""
 
     def __init__(
-        self, started: float, budget_s: float, prep: Prepared, method: str, packaging: bool
+        self,
+        started: float,
+        budget_s: float,
+        prep: Prepared,
+        method: str,
+        packaging: bool,
+        registering: bool = False,
     ) -> None:
         self.started = started
         self.budget_s = budget_s
@@ -31,6 +38,7 @@ class Clock:
         self._classes = prep.n_classes
         self._method = method
         self._packaging = packaging
+        self._registering = registering
         self._floor = max(RESERVE_MIN_S, RESERVE_SHARE * budget_s)
 
     def package_s(self, trial: Trial | None) -> float:
@@ -39,8 +47,8 @@ class Clock:
         return self.package_s_of(trial.estimator, trial.config)
 
     def reserve(self, trial: Trial | None) -> float:
-        """What ``trial``, as the winner, needs after the search: its refit, its packaging,
-        and the floor."""
+        """What ``trial``, as the winner, needs after the search: its refit, its packaging
+        (and registration), and the floor."""
         if trial is None:
             return self._floor
         refit = _costs.refit_s(trial.train_time_s, trial.sample_size, self._rows, self._method)
@@ -66,13 +74,15 @@ class Clock:
         return self._floor + before + self.package_s_of(_costs.ENSEMBLE, config, before)
 
     def package_s_of(self, name: str, config: dict[str, Any], after_s: float = 0.0) -> float:
-        """Packaging ``name`` with ``config`` once ``after_s`` seconds of fitting are done:
-        the libraries' import goes on in the background meanwhile, so only what is left of
-        it then counts."""
+        """Packaging (and registering) ``name`` with ``config`` once ``after_s`` seconds of
+        fitting are done: the libraries' import goes on in the background meanwhile, so
+        only what is left of it then counts."""
+        rows, classes = self._rows, self._classes
+        register = _costs.register_s(name, config, rows, classes) if self._registering else 0.0
         if not self._packaging:
-            return 0.0
+            return register
         import_s = max(0.0, _warm.import_left_s(_costs.PACKAGE_IMPORT_S) - after_s)
-        return _costs.package_s(name, config, self._rows, self._classes, import_s=import_s)
+        return register + _costs.package_s(name, config, rows, classes, import_s=import_s)
 
     def left(self) -> float:
         return self.started + self.budget_s - time.perf_counter()

@@ -153,6 +153,7 @@ def run_automl(
     max_model_mb: float | None = None,
     keep_columns: Collection[str] = (),
     include_packaging: bool = False,
+    include_registration: bool = False,
     linear_first: bool = False,
 ) -> AutoMLResult:
     """Score the library defaults, search with FLAML, and return the winner as one Pipeline.
@@ -198,6 +199,8 @@ def run_automl(
         keep_columns: columns to use even though they look like identifiers.
         include_packaging: also keep back, within the budget, the time packaging the
             winner is expected to take (``train_model`` packages it next).
+        include_registration: also keep back the time registering the winner and scoring
+            it on the frozen eval set are expected to take (``_costs.register_s``).
         linear_first: the linear learner is the first candidate (for embeddings: dense,
             wide, few rows): its default is scored first and it leads the search, and it
             is searched unless one trial of it would take half the budget.
@@ -231,7 +234,7 @@ def run_automl(
     validation = make_validation(
         prep.matrix, prep.codes, kind=data.kind, method=method, seed=seed, holdout=prep.holdout
     )
-    clock = Clock(started, budget_s, prep, method, include_packaging)
+    clock = Clock(started, budget_s, prep, method, include_packaging, include_registration)
     clock.check_floor()
     prepared = time.perf_counter()
 
