@@ -21,11 +21,6 @@ from loopml.train.budget import PHASES
 from loopml.wiring import open_artifact_store, open_metadata_store
 
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-# The search ignores the linear learner's ConvergenceWarning inside catch_warnings, whose
-# filters are the process's: the thread importing the packaging libraries meanwhile
-# (``_warm``) can restore the filters it saw on entering a block of its own, and the
-# warning then surfaced as an error in these whole calls in 2 of 6 runs.
-pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 FEATURES = [f"f{i}" for i in range(6)]
 
 
