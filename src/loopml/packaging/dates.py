@@ -100,6 +100,12 @@ def calendar(values: np.ndarray, parts: Sequence[str]) -> list[np.ndarray]:
     return out
 
 
+def part_columns(column: str, values: np.ndarray, parts: Sequence[str]) -> dict[str, np.ndarray]:
+    """The model's columns (``<column>.<part>``) for one datetime column's values."""
+    numbers = calendar(values, parts)
+    return {feature_name(column, p): v for p, v in zip(parts, numbers, strict=True)}
+
+
 def has_dates(signature: Signature) -> bool:
     """Whether the signature has a ``datetime`` column."""
     return any(spec.type == "datetime" for spec in signature.inputs)
@@ -125,10 +131,8 @@ def expand_arrays(signature: Signature, arrays: Mapping[str, np.ndarray]) -> dic
     for spec in signature.inputs:
         if spec.parts is None:
             out[spec.name] = arrays[spec.name]
-            continue
-        numbers = calendar(arrays[spec.name], spec.parts)
-        for part, values in zip(spec.parts, numbers, strict=True):
-            out[feature_name(spec.name, part)] = values
+        else:
+            out.update(part_columns(spec.name, arrays[spec.name], spec.parts))
     return out
 
 

@@ -142,11 +142,7 @@ def training_frame(features: pd.DataFrame, plan: ColumnPlan) -> pd.DataFrame:
         if name in plan.categories:
             out[name] = as_text(column)
         elif name in plan.dates:
-            parts = plan.dates[name]
-            numbers = dates.calendar(dates.utc_values(column), parts)
-            out.update(
-                {dates.feature_name(name, p): v for p, v in zip(parts, numbers, strict=True)}
-            )
+            out.update(dates.part_columns(name, dates.utc_values(column), plan.dates[name]))
         else:
             out[name] = column.astype(np.float64)
     return pd.DataFrame(out, index=features.index)
