@@ -32,6 +32,12 @@ class LocalExecutorConfig(BaseModel):
     stop_grace_s: float = Field(
         default=3.0, ge=0, le=300, description="SIGTERM, then SIGKILL after this many seconds."
     )
+    fork_server: bool = Field(
+        default=True,
+        description="Fork each step's process from a process that has imported loopml "
+        "already (about 0.5 s less a step; the step still runs in a process and session of "
+        "its own). Off: a fresh interpreter per step.",
+    )
 
 
 class RayExecutorConfig(BaseModel):

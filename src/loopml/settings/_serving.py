@@ -295,7 +295,8 @@ class WorkerSettings(_Section):
         description='Where steps run: `{type = "local"}` (a child process of the worker per '
         "step, the default; also `cpus` (what the steps' `resources.cpus` may add up to; "
         "default: the larger of the CPU count and `concurrency`), `python`, "
-        '`stop_grace_s = 3.0`) or `{type = "ray", address = "10.0.0.5:6379"}` (a Ray task '
+        "`stop_grace_s = 3.0`, `fork_server = true` (forked from a process with loopml "
+        'imported: 0.5 s less a step)) or `{type = "ray", address = "10.0.0.5:6379"}` (a Ray task '
         "per step on that cluster; also `num_cpus = 1.0` and "
         "custom `resources` per task, `python`, `stop_grace_s = 3.0`; needs "
         "`pip install 'loopml[ray]'`, see docs/pipelines.md); in the environment as JSON, "

@@ -37,6 +37,9 @@ def where(ctx, value):
     import psutil
 
     parent = psutil.Process(os.getppid())
+    # Forked from the Ray worker process's fork server (loopml imported already).
+    assert parent.cmdline()[1:3] == ["-m", "loopml.pipelines._forkserver"], parent.cmdline()
+    parent = parent.parent()
     print(f"doubling {value} in process {os.getpid()}", flush=True)
     return {
         "value": value * 2,
@@ -128,8 +131,8 @@ steps:
     assert first.outputs["value"] == 4
     assert second.outputs["value"] == 8
     for done in (first, second):
-        # The step's process was started by a Ray worker process (a raylet's child), not by
-        # this worker.
+        # The step's process was started by a Ray worker process (a raylet's child), through
+        # that process's fork server, not by this worker.
         parent = done.outputs["parent"]
         ray_worker_name, its_parent = done.outputs["parents"]
         assert ray_worker_name.startswith("ray::")

@@ -1,0 +1,176 @@
+"""The local executor's fork server (``pipelines._forkserver``): a step's process is forked
+from it, in a session of its own, with the worker's environment and folder as they are when
+the step starts; stopping a step takes its children too; a server that dies fails its running
+steps as a dead process would, and the next step gets a new server."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from loopml.pipelines.backends import _forked
+from loopml.pipelines.backends.local import LocalExecutor, LocalExecutorConfig, LocalHandle
+from loopml.pipelines.base import StepOutcome, StepTask
+from loopml.settings import Settings
+
+STEPS = """
+import json
+import os
+import subprocess
+import time
+
+from loopml.pipelines import step
+
+
+@step
+def where(ctx):
+    parent = open(f"/proc/{os.getppid()}/cmdline", "rb").read().split(b"\\0")
+    print("facts", json.dumps({
+        "parent": [part.decode() for part in parent if part],
+        "session_leader": os.getsid(0) == os.getpid(),
+        "marker": os.environ.get("LOOPML_FORK_TEST_MARKER"),
+        "cwd": os.getcwd(),
+    }), flush=True)
+    return {}
+
+
+@step
+def sleeps_with_a_child(ctx):
+    child = subprocess.Popen(["sleep", "300"])
+    print("grandchild", child.pid, flush=True)
+    time.sleep(300)
+    return {}
+"""
+
+
+@pytest.fixture
+def task_for(tmp_path: Path) -> Any:
+    folder = tmp_path / "usercode"
+    folder.mkdir()
+    (folder / "fork_steps.py").write_text(textwrap.dedent(STEPS))
+    settings = Settings(home=tmp_path / "home").model_dump(mode="json")
+
+    def make(function: str, outputs: dict[str, str]) -> StepTask:
+        return StepTask(
+            project="default",
+            project_id="p" * 32,
+            pipeline="forks",
+            run_id="r" * 32,
+            step=function,
+            step_run_id="s" * 32,
+            attempt=1,
+            uses="python",
+            python=f"fork_steps:{function}",
+            params={},
+            outputs=outputs,
+            settings=settings,
+            sys_path=[str(folder)],
+        )
+
+    return make
+
+
+def _finish(handle: LocalHandle, timeout_s: float = 60.0) -> StepOutcome:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        outcome = handle.wait(0.2)
+        if outcome is not None:
+            return outcome
+    pytest.fail("the step did not finish")
+
+
+def _facts(executor: LocalExecutor, task_for: Any) -> dict[str, Any]:
+    handle = executor.start(task_for("where", {}))
+    try:
+        outcome = _finish(handle)
+        assert outcome.ok, (outcome.error, handle.read_log())
+        line = handle.read_log().split(b"facts ", 1)[1].split(b"\n", 1)[0]
+        return json.loads(line)
+    finally:
+        handle.close()
+
+
+@pytest.fixture
+def executor() -> Iterator[LocalExecutor]:
+    made = LocalExecutor(LocalExecutorConfig(stop_grace_s=1.0))
+    yield made
+    made.close()
+
+
+def test_a_step_is_forked_from_the_server_with_the_workers_environment_now(
+    executor: LocalExecutor, task_for: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Set after the server started: each step gets the environment of the moment it starts.
+    monkeypatch.setenv("LOOPML_FORK_TEST_MARKER", "set-later")
+    monkeypatch.chdir(tmp_path)
+    facts = _facts(executor, task_for)
+    assert facts["parent"][1:3] == ["-m", "loopml.pipelines._forkserver"], facts
+    assert facts["session_leader"] is True
+    assert facts["marker"] == "set-later"
+    assert facts["cwd"] == str(tmp_path)
+
+
+def test_with_the_fork_server_off_a_step_is_a_fresh_interpreter(task_for: Any) -> None:
+    fresh = LocalExecutor(LocalExecutorConfig(fork_server=False))
+    facts = _facts(fresh, task_for)
+    assert facts["parent"] == psutil.Process().cmdline(), facts  # this process: the worker
+    assert facts["session_leader"] is True
+
+
+def _child_pid(handle: LocalHandle) -> int:
+    deadline = time.monotonic() + 60
+    while b"grandchild " not in handle.read_log():
+        assert time.monotonic() < deadline, handle.read_log()
+        time.sleep(0.05)
+    return int(handle.read_log().split(b"grandchild ", 1)[1].split()[0])
+
+
+def test_stop_ends_the_step_and_its_children(executor: LocalExecutor, task_for: Any) -> None:
+    handle = executor.start(task_for("sleeps_with_a_child", {}))
+    try:
+        grandchild = _child_pid(handle)
+        assert psutil.pid_exists(grandchild)
+        handle.stop()
+        outcome = handle.wait(5)
+        assert outcome is not None
+        assert not outcome.ok
+        deadline = time.monotonic() + 5
+        while psutil.pid_exists(grandchild) and psutil.Process(grandchild).status() != "zombie":
+            assert time.monotonic() < deadline, "the step's own child outlived the stop"
+            time.sleep(0.05)
+    finally:
+        handle.close()
+
+
+def test_a_dead_server_fails_its_steps_and_the_next_step_gets_a_new_one(
+    executor: LocalExecutor, task_for: Any
+) -> None:
+    handle = executor.start(task_for("sleeps_with_a_child", {}))
+    try:
+        grandchild = _child_pid(handle)
+        server = _forked.server_for(sys.executable)
+        os.kill(server.pid, signal.SIGKILL)
+        outcome = _finish(handle, timeout_s=30)
+        assert not outcome.ok
+        assert outcome.error is not None
+        assert outcome.error.retryable
+    finally:
+        handle.close()
+        # Orphaned, the step exits by itself; its own children are left, as they are when
+        # the worker dies (the step's process is what the server's death ends).
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(grandchild, signal.SIGKILL)
+    facts = _facts(executor, task_for)
+    assert facts["parent"][1:3] == ["-m", "loopml.pipelines._forkserver"]
+    assert _forked.server_for(os.sys.executable) is not server  # type: ignore[attr-defined]
