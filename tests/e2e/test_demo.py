@@ -105,8 +105,12 @@ RUNS = int(os.environ.get("LOOPML_DEMO_RUNS", "1"))
 
 # One run of ``promote`` is test_portal_browser.py's demo (see the module's docstring).
 SCENARIOS = ["promote", "refuse"] if RUNS > 1 else ["refuse"]
-DEMO_ARGS = ("--budget-s", "20", "--canary-s", "3")
-"""The demo's options in these tests and in test_portal_browser.py's."""
+DEMO_ARGS = ("--budget-s", "8", "--canary-s", "3")
+"""The demo's options in these tests and in test_portal_browser.py's. The champion and the
+retrain each search for 8 s, not the default 20: on 150 and 450 rows of the demo's data two
+trials already tell the story (``tests/unit/cli/test_demo_story.py`` checks the gate's
+verdicts at ``max_iter=2`` for every learner), and the two demos of a CI run spend 48 s less
+training."""
 
 
 @pytest.mark.timeout(660)
