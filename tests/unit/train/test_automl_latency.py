@@ -68,9 +68,8 @@ def _fitted(frame: pd.DataFrame, task: str, name: str, config: dict[str, Any]) -
     else:
         steps = final_steps(name, config, data.kind)
     model = fit_final(prep.preprocessor, prep.matrix, prep.data.labels, steps)
-    estimate = _costs.predict_ms(
-        name, config, len(prep.codes), prep.n_classes, inputs_ms=_inputs_ms(data.features)
-    )
+    inputs_ms = _inputs_ms(prep.plan, list(data.features.columns))
+    estimate = _costs.predict_ms(name, config, len(prep.codes), prep.n_classes, inputs_ms=inputs_ms)
     return model, estimate
 
 

@@ -23,6 +23,7 @@ from loopml.train.automl._inputs import (
     resolve_n_jobs,
 )
 from loopml.train.automl._metrics import Direction, resolve_metric
+from loopml.train.automl._preprocess import ColumnPlan
 from loopml.train.automl._select import Limits, no_winner, pick_winner
 from loopml.train.automl._split import N_SPLITS, Validation, make_validation
 from loopml.train.automl._trial_log import TrialLog
@@ -58,18 +59,12 @@ def _linear_trial_s(rows: int, columns: int, classes: int, method: str) -> float
     return N_SPLITS * _costs.linear_fit_s(name, fold_rows, columns, classes)
 
 
-def _inputs_ms(features: pd.DataFrame) -> float:
-    """The model server's estimated time for one row's inputs: every column of the
-    package's signature (``features``: the used ones), by its kind."""
-    numbers = texts = dates = 0
-    for dtype in features.dtypes:
-        if pd.api.types.is_datetime64_any_dtype(dtype):
-            dates += 1
-        elif pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
-            numbers += 1
-        else:
-            texts += 1
-    return _costs.input_ms(numbers, texts, dates)
+def _inputs_ms(plan: ColumnPlan, columns: list[str]) -> float:
+    """The model server's estimated time for one row's inputs: the columns of the
+    package's signature (the used ones of ``columns``), by their kind in ``plan``."""
+    used = plan.used(columns)
+    texts, dates = len(plan.categories), len(plan.dates)
+    return _costs.input_ms(len(used) - texts - dates, texts, dates)
 
 
 def _final_model(
@@ -261,7 +256,7 @@ def run_automl(
     def size_mb(name: str, config: dict[str, Any]) -> float:
         return _costs.size_mb(name, config, rows, prep.n_classes, columns)
 
-    inputs_ms = _inputs_ms(data.features[prep.plan.used(list(data.features.columns))])
+    inputs_ms = _inputs_ms(prep.plan, list(data.features.columns))
 
     def predict_ms(name: str, config: dict[str, Any]) -> float:
         return _costs.predict_ms(name, config, rows, prep.n_classes, inputs_ms=inputs_ms)
