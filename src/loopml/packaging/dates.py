@@ -137,13 +137,14 @@ def expand_arrays(signature: Signature, arrays: Mapping[str, np.ndarray]) -> dic
 
 
 def utc_values(series: pd.Series[Any]) -> np.ndarray:
-    """A pandas column of dates or times (``datetime64``, with or without a time zone, or
-    ``date``/``datetime`` objects) as ``datetime64[us]`` in UTC, NaT where missing."""
+    """A pandas column of dates or times (``datetime64``, with or without a time zone,
+    ``date``/``datetime`` objects, or ISO-8601 strings) as ``datetime64[us]`` in UTC, NaT
+    where missing."""
     import pandas as pd
     from pandas.api import types as ptypes
 
     if not ptypes.is_datetime64_any_dtype(series.dtype):
-        return parse([None if v is None or v is pd.NaT or v != v else v for v in series])
+        return parse([None if pd.isna(v) else v for v in series.astype(object)])
     if getattr(series.dtype, "tz", None) is not None:
         series = series.dt.tz_convert("UTC").dt.tz_localize(None)
     return np.asarray(series.to_numpy(dtype="datetime64[us]"))

@@ -157,6 +157,10 @@ BUILTINS: dict[str, Builtin] = {
                 "seed": Param(T.INTEGER, default=0),
                 "estimators": Param(T.LIST),
                 "max_iter": Param(T.INTEGER),
+                "max_model_mb": Param(T.NUMBER, help="The largest model package, in MB."),
+                "max_predict_ms": Param(
+                    T.NUMBER, help="The longest one-row latency on the model server, in ms."
+                ),
             },
             {"run": T.RUN, "metrics": T.METRICS},
             impl=f"{_TRAIN}:train_automl",

@@ -63,6 +63,7 @@ def train_model(
     on_trial: Callable[[Trial], None] | None = None,
     n_jobs: int | None = None,
     max_model_mb: float | None = None,
+    max_predict_ms: float | None = None,
     keep_columns: list[str] | None = None,
     started: float | None = None,
 ) -> TrainOutcome:
@@ -92,6 +93,9 @@ def train_model(
         on_trial: called with each AutoML trial (progress).
         n_jobs: AutoML's threads (``-1`` every core; default: the idle cores).
         max_model_mb: the largest model package AutoML may pick, in MB.
+        max_predict_ms: the longest one-row (batch 1) latency on the model server AutoML's
+            model may take, in ms: estimated per trial, measured on the package; a model
+            measured over it is not registered (the call fails and says so).
         keep_columns: columns AutoML uses even though they look like identifiers.
         started: the ``time.monotonic()`` reading AutoML's budget counts from; by default
             this call's start (``loopml train`` passes its command's start).
@@ -113,6 +117,7 @@ def train_model(
             max_iter=max_iter,
             n_jobs=n_jobs,
             max_model_mb=max_model_mb,
+            max_predict_ms=max_predict_ms,
             keep_columns=tuple(keep_columns or ()),
         ),
         entrypoint=entrypoint,
@@ -177,7 +182,11 @@ def _train_text(
     from loopml.train.text.service import refuse_for_text, text_options, train_text
 
     search = options.search
-    refuse_for_text(entrypoint=options.entrypoint, keep_columns=list(search.keep_columns))
+    refuse_for_text(
+        entrypoint=options.entrypoint,
+        keep_columns=list(search.keep_columns),
+        max_predict_ms=search.max_predict_ms,
+    )
     # Text options (method, base, epochs, ...) come as params; see train_text_model.
     found = text_options(options.params)
     estimators = _once("estimators", search.estimators, found.pop("estimators", None))

@@ -1,4 +1,5 @@
-"""Model evaluation: metrics on a frozen eval set, and single-row predict latency.
+"""Model evaluation: metrics on a frozen eval set, and single-row predict latency (of a
+model in memory, or of a package as the model server runs it).
 
 ``evaluate`` scores an in-memory model (the Pipeline ``run_automl`` returns, or any fitted
 scikit-learn classifier or regressor) and a loaded package (``LoadedModel``) through the
@@ -22,8 +23,11 @@ of ROC AUC and log loss (``details["unknown_classes"]``).
 
 from __future__ import annotations
 
+import json
 import math
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -278,14 +282,42 @@ def predict_latency(
     """
     if not isinstance(row, pd.DataFrame) or len(row) != 1:
         raise ValidationError("predict_latency needs a DataFrame of exactly one row")
+    return _timed(lambda: model.predict(row), calls)
+
+
+def served_latency(
+    path: Path, manifest_sha256: str, row: pd.DataFrame, *, calls: int = DEFAULT_LATENCY_CALLS
+) -> Latency:
+    """Single-row latency of the package in ``path`` as the model server runs it
+    (``load_runtime``: one ONNX Runtime thread), per call: the request's checks and casts
+    (``columns_from_instances``, fed the row as a client's JSON) and the model call.
+
+    Raises:
+        ValidationError: ``row`` is not a one-row frame, or ``calls`` is below 1.
+    """
+    from loopml.packaging.runtime import load_runtime
+
+    if not isinstance(row, pd.DataFrame) or len(row) != 1:
+        raise ValidationError("served_latency needs a DataFrame of exactly one row")
+    runtime = load_runtime(path, manifest_sha256=manifest_sha256)
+    # The columns the package takes (AutoML's leaves out identifier-like ones), as a
+    # client sends them.
+    taken = row[[c for c in row.columns if c in set(runtime.input_names)]]
+    records = json.loads(taken.to_json(orient="records", date_format="iso"))
+    return _timed(lambda: runtime.predict(runtime.columns_from_instances(records)), calls)
+
+
+def _timed(call: Callable[[], object], calls: int) -> Latency:
+    """The median and 99th percentile of ``calls`` timed calls, after a tenth (at least
+    one) not counted, which warm caches."""
     if calls < 1:
         raise ValidationError(f"calls must be at least 1, got {calls}")
     for _ in range(max(1, calls // 10)):
-        model.predict(row)
+        call()
     samples = np.empty(calls, dtype=np.float64)
     for i in range(calls):
         began = time.perf_counter_ns()
-        model.predict(row)
+        call()
         samples[i] = (time.perf_counter_ns() - began) / 1e6
     p50, p99 = np.percentile(samples, [50, 99])
     return Latency(p50_ms=float(p50), p99_ms=float(p99))

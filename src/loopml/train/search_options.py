@@ -5,8 +5,11 @@ embeddings method, so both honour the same options and report the same fields.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
+
+from loopml.core.errors import ValidationError
 
 DEFAULT_BUDGET_S = 60.0
 """AutoML's wall-time budget unless one is given: ``loopml train --budget``,
@@ -18,10 +21,11 @@ class SearchOptions:
     """AutoML's options, as ``train`` and the text trainer's embeddings method take them.
 
     ``budget_s`` covers the whole training call (see ``loopml.train.service.train``); its
-    bounds, with ``max_iter``'s and ``max_model_mb``'s, are checked where the search starts
+    bounds, with ``max_iter``'s, are checked where the search starts
     (``loopml.train.automl``), so custom training, which ignores them, is not refused for
-    them. ``linear_first`` puts the linear learner first and scores its default before the
-    search (the text trainer's embeddings: dense, wide, few rows).
+    them. ``max_model_mb`` and ``max_predict_ms`` are refused here when not positive.
+    ``linear_first`` puts the linear learner first and scores its default before the search
+    (the text trainer's embeddings: dense, wide, few rows).
     """
 
     budget_s: float = DEFAULT_BUDGET_S
@@ -31,8 +35,25 @@ class SearchOptions:
     max_iter: int | None = None
     n_jobs: int | None = None
     max_model_mb: float | None = None
+    max_predict_ms: float | None = None
     keep_columns: tuple[str, ...] = ()
     linear_first: bool = False
+
+    def __post_init__(self) -> None:
+        # A limit is refused where it is given (the CLI's option, the SDK's argument, a
+        # pipeline step's param), before any run starts: no model fits a limit of 0.
+        for name in ("max_model_mb", "max_predict_ms"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                positive = False
+            else:
+                positive = math.isfinite(value) and value > 0
+            if not positive:
+                raise ValidationError(
+                    f"{name} must be a positive number, got {value!r}", details={"field": name}
+                )
 
 
 @dataclass(frozen=True)

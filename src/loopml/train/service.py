@@ -30,6 +30,7 @@ from loopml.core.gate import EvaluationReport
 from loopml.core.registry import ModelVersion, VersionStatus
 from loopml.core.runs import LoggedModel, parse_batch
 from loopml.train.budget import BudgetSpend
+from loopml.train.latency import LatencyCheck
 from loopml.train.options import TrainOptions
 from loopml.train.search_options import Searched as Searched
 from loopml.train.search_options import SearchOptions as SearchOptions
@@ -70,6 +71,8 @@ class TrainOutcome:
         resumed_from: the checkpoint step custom training resumed from, if any.
         elapsed_s: wall time of the whole call.
         package_mb: the model package's size (ONNX, skops, manifest), in MB.
+        predict_ms: the AutoML package's one-row latency (batch 1) as the model server runs
+            it, the median of ``latency.CALLS`` calls, in ms (``None`` for custom training).
         used_columns: the feature columns the AutoML model reads.
         excluded_columns: the columns AutoML left out, each with the reason (identifier-like
             ones among them unless kept with ``keep_columns``).
@@ -88,6 +91,7 @@ class TrainOutcome:
     elapsed_s: float = 0.0
     details: dict[str, Any] = field(default_factory=dict)
     package_mb: float | None = None
+    predict_ms: float | None = None
     used_columns: list[str] = field(default_factory=list)
     excluded_columns: dict[str, str] = field(default_factory=dict)
 
@@ -191,8 +195,9 @@ def train(
             over HTTP, or the embedded stores); it also names the project.
         options: what to train on, search and register (``loopml.train_model`` documents
             each option and builds them); here the task is ``classification`` or
-            ``regression`` only, and a model package's size (``max_model_mb``) is
-            estimated from each trial's configuration.
+            ``regression`` only; a model package's size (``max_model_mb``) and one-row
+            latency (``max_predict_ms``) are estimated from each trial's configuration, and
+            the winner's latency is measured on its package (``loopml.train.latency``).
         on_trial: called with each AutoML trial (progress).
         started: the ``time.monotonic()`` reading the budget counts from (default: now).
 
@@ -204,7 +209,8 @@ def train(
 
     Raises:
         UserCodeError: custom training code raised (its traceback is in the details).
-        ValidationError: bad arguments, or data AutoML refuses.
+        ValidationError: bad arguments, data AutoML refuses, or an AutoML package measured
+            over ``max_predict_ms`` (the run then fails, nothing is registered).
         ConflictError: the dataset version has no split.
     """
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")
@@ -240,6 +246,7 @@ def train(
         inputs=[frames.label],
     )
     details: dict[str, Any] = {}
+    check: LatencyCheck | None = None
     spend.mark("read")
     try:
         if entrypoint is None:
@@ -262,14 +269,21 @@ def train(
             searched = searched_fields(result, children)
             details = dict(searched.details)
             resumed = None
+            check = LatencyCheck(
+                _sample(frames.train, target).head(1),
+                search.max_predict_ms,
+                estimator=result.best_estimator,
+                estimated_ms=result.predict_ms,
+            )
         else:
             model, resumed = _custom(
                 run, access, frames, target, entrypoint, dict(params), options.checkpoint_key
             )
             searched = Searched()
         packaging = time.monotonic()
-        logged = run.log_model(model, sample=_sample(frames.train, target))
+        logged = run.log_model(model, sample=_sample(frames.train, target), check=check)
         details["package_s"] = round(time.monotonic() - packaging, 3)
+        _log_costs(run, logged, check)
         spend.mark("package")
     except BaseException as exc:
         _fail(run, exc)
@@ -299,9 +313,21 @@ def train(
         elapsed_s=time.monotonic() - started,
         details=details,
         package_mb=package_mb(logged),
+        predict_ms=None if check is None or check.latency is None else check.latency.p50_ms,
         used_columns=searched.used_columns,
         excluded_columns=searched.excluded_columns,
     )
+
+
+def _log_costs(run: ActiveRun, logged: LoggedModel, check: LatencyCheck | None) -> None:
+    """The package's size and, when measured, its one-row latency, as the run's metrics
+    beside its score."""
+    size = package_mb(logged)
+    if size is not None:
+        run.log_metric("package_mb", size)
+    if check is not None and check.latency is not None:
+        run.log_metric("predict_ms", check.latency.p50_ms)
+        run.log_metric("predict_p99_ms", check.latency.p99_ms)
 
 
 def package_mb(logged: LoggedModel) -> float | None:
@@ -388,6 +414,7 @@ def search_on_run(
         max_iter=options.max_iter,
         n_jobs=options.n_jobs,
         max_model_mb=options.max_model_mb,
+        max_predict_ms=options.max_predict_ms,
         keep_columns=options.keep_columns,
         linear_first=options.linear_first,
     )
@@ -407,6 +434,7 @@ def searched_fields(result: AutoMLResult, trials: int) -> Searched:
             "best_config": result.best_config,
             "metric": result.metric,
             "estimated_mb": result.size_mb,
+            "estimated_predict_ms": result.predict_ms,
             "n_jobs": result.n_jobs,
             "automl_s": round(result.elapsed_s, 3),
         },

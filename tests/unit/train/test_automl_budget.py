@@ -13,6 +13,7 @@ from loopml.train.automl import _costs, _flaml, run_automl
 from loopml.train.automl._checks import check_training_data
 from loopml.train.automl._clock import Clock
 from loopml.train.automl._inputs import prepare
+from loopml.train.automl._select import NO_LIMITS
 from loopml.train.automl._split import Validation, make_validation
 from loopml.train.automl._trial_log import TrialLog
 from loopml.train.automl._turn import EnsembleTurn
@@ -52,7 +53,7 @@ def _turn_near_its_end(left_s: float) -> tuple[EnsembleTurn, TrialLog, Validatio
         metric="rmse",
         direction="min",
         n_jobs=1,
-        max_model_mb=None,
+        limits=NO_LIMITS,
     )
     return turn, log, validation, clock
 

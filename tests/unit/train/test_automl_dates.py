@@ -158,3 +158,56 @@ def test_a_loaded_package_takes_a_frame_of_dates_or_strings(
         loaded = load_model(package.path, prefer=prefer)
         np.testing.assert_allclose(loaded.predict_proba(features), native, atol=1e-4)
         np.testing.assert_allclose(loaded.predict_proba(as_text), native, atol=1e-4)
+
+
+def test_a_text_column_of_iso_dates_is_planned_as_dates() -> None:
+    n = 12
+    days = [f"2024-05-{d:02d}" for d in range(1, n)] + [None]
+    frame = pd.DataFrame(
+        {
+            "day": pd.Series(days, dtype=object),
+            "stamp": [f"2024-05-{d:02d}T14:30:00+02:00" for d in range(1, n + 1)],
+            "typed": pd.Series(days, dtype="string"),
+            # One value of another form keeps a column text (the server would refuse it).
+            "almost": [*days[:-1], "soon"],
+            "code": [f"202405{d:02d}" for d in range(1, n + 1)],  # a number, not a date
+            "month": [f"2024-{m:02d}" for m in range(1, n + 1)],  # a year and month
+            "bad": [f"2024-13-{d:02d}" for d in range(1, n + 1)],  # no 13th month
+            "x": np.arange(n, dtype=float),
+        }
+    )
+
+    plan = plan_columns(frame)
+
+    no_hour = [p for p in dates.PARTS if p != "hour"]
+    assert plan.dates == {"day": no_hour, "stamp": list(dates.PARTS), "typed": no_hour}
+    assert set(plan.categories) | set(plan.dropped) == {"almost", "code", "month", "bad"}
+    trained = training_frame(frame, plan)
+    assert trained["day.day"].tolist()[:3] == [1, 2, 3]
+    assert np.isnan(trained["day.day"].iloc[-1])
+    assert trained["typed.day"].tolist()[:3] == [1, 2, 3]
+    # 14:30 at +02:00 is 12:30 UTC.
+    assert trained["stamp.hour"].tolist()[:2] == [12, 12]
+
+
+def test_automl_trains_on_iso_date_text_and_the_package_serves_it(tmp_path: Path) -> None:
+    frame = _frame()
+    text = frame.assign(when=frame["when"].dt.strftime("%Y-%m-%d").astype(object))
+    text.loc[frame["when"].isna(), "when"] = None
+
+    result = run_automl(
+        text, "busy", task="classification", estimators=["lgbm"], budget_s=5, max_iter=3
+    )
+    package = package_model(result.model, tmp_path / "pkg", sample=text.drop(columns="busy"))
+
+    assert result.used_columns == ["when", "x"]
+    assert result.best_score > 0.9, result.best_score  # the month is learnt from the text
+    inputs = package.manifest.signature.inputs
+    assert [(c.name, c.type) for c in inputs] == [("when", "datetime"), ("x", "float")]
+    assert package.manifest.primary == "onnx", package.manifest.onnx_error
+    runtime = ModelRuntime(load_model(package.path, manifest_sha256=package.manifest_sha256))
+    rows = _iso_rows(frame.drop(columns="busy").iloc[:40])
+    answer = runtime.predict(runtime.columns_from_instances(rows))
+    native = _native(result, text.drop(columns="busy").iloc[:40], package.manifest.signature)
+    assert answer.probabilities is not None
+    np.testing.assert_allclose(answer.probabilities, native, atol=1e-4)

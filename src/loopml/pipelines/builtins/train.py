@@ -25,6 +25,9 @@ def _outputs(outcome: Any) -> dict[str, Any]:
         found["best_score"] = outcome.best_score
     if outcome.resumed_from is not None:
         found["resumed_from_step"] = outcome.resumed_from
+    for name in ("package_mb", "predict_ms"):
+        if getattr(outcome, name, None) is not None:
+            found[name] = getattr(outcome, name)
     return {"run": outcome.run_id, "metrics": metrics(found)}
 
 
@@ -39,13 +42,22 @@ def train_automl(
     estimators: list[str] | None = None,
     max_iter: int | None = None,
     experiment: str | None = None,
+    max_model_mb: float | None = None,
+    max_predict_ms: float | None = None,
 ) -> dict[str, Any]:
-    """AutoML on the dataset version's frozen split; the best model is logged on the run."""
+    """AutoML on the dataset version's frozen split; the best model is logged on the run
+    (with its package size and measured one-row latency among the step's metrics)."""
     from loopml.train.options import SearchOptions, TrainingData, TrainOptions
     from loopml.train.service import train
 
     search = SearchOptions(
-        budget_s=budget_s, metric=metric, seed=seed, estimators=estimators, max_iter=max_iter
+        budget_s=budget_s,
+        metric=metric,
+        seed=seed,
+        estimators=estimators,
+        max_iter=max_iter,
+        max_model_mb=max_model_mb,
+        max_predict_ms=max_predict_ms,
     )
     options = TrainOptions(
         data=TrainingData(dataset=dataset, target=target, task=task),

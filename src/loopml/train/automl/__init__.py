@@ -20,8 +20,9 @@ can still be refit, and with ``include_packaging`` packaged, in what is left
 (``_costs``); the final ensemble is decided inside the search when the clock reaches
 the room kept for it, and a refused one hands that room back to the search (``_turn``);
 the refit is on fewer rows only when it would clearly overrun (``final_fit_rows``).
-``AutoMLResult.stopped`` says why the search stopped. The winner is the best score under
-``max_model_mb``, the smallest package among near-ties (``_select``).
+``AutoMLResult.stopped`` says why the search stopped. The winner is the best score within
+``max_model_mb`` and ``max_predict_ms`` (estimated: ``_costs``), the smallest package among
+near-ties (``_select``).
 
 Columns: identifier-like ones (unique per row, monotone integers) are left out unless
 named in ``keep_columns`` (``_identifiers``); ``AutoMLResult.used_columns`` lists the rest.

@@ -1,5 +1,5 @@
-"""What a trial's model will cost once it is the winner: its package size, and the time to
-refit it on every row and package it.
+"""What a trial's model will cost once it is the winner: its package size, its one-row
+latency on the model server, and the time to refit it on every row and package it.
 
 Tree ensembles dominate both. A tree of ``L`` leaves has ``2L - 1`` nodes, and the package
 stores every node twice (ONNX's ``TreeEnsemble`` attributes and skops' arrays), so the size
@@ -18,10 +18,15 @@ and the packaging time both grow with the node count, which a configuration boun
 
 The estimates are upper bounds: a tree often stops short of its leaf cap. The per-node
 constants were measured on this project's packages (``docs/training.md``).
+
+The latency (``predict_ms``) is the request's inputs (checked and cast per column) plus
+the node visits of one row down every tree: a leaf-wise ``lgbm`` tree's path is taken as
+a quarter of its leaves, a forest's or XGBoost's as its depth (``log2`` of its leaves).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from loopml.train.automl._flaml import MEASURED_NODES
@@ -86,6 +91,30 @@ ENSEMBLE_BASE_BYTES = 150_000.0
 # ensemble's room did not count), about 1 ms on a quiet one. Counting the loaded figure
 # costs little: a refused ensemble hands its room back to the search.
 LOSS_CALL_S = 0.01
+
+# One row's latency on the model server's runtime (``ModelRuntime``: the request's checks
+# and casts per column, then ONNX Runtime on one thread), the median of 200-400 calls,
+# measured on the shared 2-core machine (docs/training.md). The inputs cost most: 6 us
+# fixed, 1.1 us a column when every column is a number (one matrix cast), else 2 us a
+# number column and 5 us a text one, and about 35 us a date column (its calendar parts
+# are computed per request): a linear model took 8-9 us on 2 columns, 14.7 us on
+# diabetes' 10, 36 us on cancer's 30, 77 us on digits' 64; 39 us on 5 numbers and 5
+# texts, 51 us on 10 texts, 56 us on 10 numbers and a date, 118 us on 30 numbers and 10
+# texts. Trees add about 2 ns a node visited: lgbm on diabetes (442 rows) with 500 trees
+# of 4, 31 and up to 88 leaves added 2, 7.7 and 27 us (a path of a quarter of the
+# leaves: 2, 8.75, 23 us), 100 random-forest trees grown to purity 2 us (their depth,
+# log2 of the rows: 2 us). An ensemble adds about 2 us a member (the vote): 11 us for a
+# linear model and 4 small trees on 2 columns, 21 us for four members. Measured on 2
+# columns (binary, 4 classes, regression): 0.87-1.09 x this estimate for single models,
+# 0.67-0.94 x for ensembles; a 10-class lgbm of 500 x 128 leaves on digits 0.3 x (its
+# trees stopped far short of their leaf cap): it errs on the safe side.
+PREDICT_FIXED_MS = 0.006
+PREDICT_MATRIX_COLUMN_MS = 0.0011
+PREDICT_NUMBER_MS = 0.002
+PREDICT_TEXT_MS = 0.005
+PREDICT_DATE_MS = 0.035
+PREDICT_VISIT_MS = 2e-6
+PREDICT_MEMBER_MS = 0.002
 
 
 # Seconds per cell (row x column) of one fit of a linear learner, and per class for the
@@ -183,3 +212,49 @@ def refit_s(train_time_s: float, sample_size: int, rows: int, method: str) -> fl
     """
     per_fit = train_time_s / (N_SPLITS - 1) if method == "cv" else train_time_s
     return SAFETY * per_fit * rows / max(sample_size, 1)
+
+
+def input_ms(numbers: int, texts: int, dates: int) -> float:
+    """The estimated milliseconds the model server spends on one row's inputs (the fixed
+    part included): ``numbers`` number and boolean columns, ``texts`` text ones, ``dates``
+    date ones, all the package's signature takes (used by the model or not)."""
+    if texts == 0 and dates == 0:
+        return PREDICT_FIXED_MS + PREDICT_MATRIX_COLUMN_MS * numbers
+    per_column = PREDICT_NUMBER_MS * numbers + PREDICT_TEXT_MS * texts + PREDICT_DATE_MS * dates
+    return PREDICT_FIXED_MS + per_column
+
+
+def tree_visits(name: str, config: dict[str, Any], rows: int, classes: int) -> float:
+    """The estimated tree nodes one row visits in ``name`` fitted with ``config`` (an
+    ensemble's: its members' together); 0 for a linear model."""
+    if name == ENSEMBLE:
+        return sum(
+            tree_visits(m["estimator"], m["config"], rows, classes) for m in _members(config)
+        )
+    rows = max(rows, 1)
+    trees = float(config.get("n_estimators", 0))
+    if name == "lgbm":
+        cap = rows / float(config.get("min_child_samples", 20))
+        path = min(float(config.get("num_leaves", 31)), cap) / 4
+        trees *= classes if classes > 2 else 1
+    elif name == "xgb_limitdepth":
+        cap = rows / max(float(config.get("min_child_weight", 1.0)), 1e-3)
+        path = min(float(config.get("max_depth", 6)), math.log2(max(cap, 2.0)))
+        trees *= classes if classes > 2 else 1
+    elif name in _FORESTS:
+        path = math.log2(max(min(float(config.get("max_leaves", rows)), float(rows)), 2.0))
+        # A forest's leaf holds one value a class, which the runtime adds up per tree.
+        path += classes if classes > 2 else 0
+    else:
+        return 0.0
+    return trees * (1 + path)
+
+
+def predict_ms(
+    name: str, config: dict[str, Any], rows: int, classes: int, *, inputs_ms: float
+) -> float:
+    """The estimated one-row latency, in ms, of ``name`` fitted with ``config`` on the model
+    server: ``inputs_ms`` (``input_ms``), its trees' node visits and an ensemble's vote."""
+    members = len(_members(config)) if name == ENSEMBLE else 0
+    trees = PREDICT_VISIT_MS * tree_visits(name, config, rows, classes)
+    return inputs_ms + trees + PREDICT_MEMBER_MS * members

@@ -23,7 +23,8 @@ from loopml.train.automl._inputs import (
     resolve_n_jobs,
 )
 from loopml.train.automl._metrics import Direction, resolve_metric
-from loopml.train.automl._select import no_winner, pick_winner
+from loopml.train.automl._preprocess import ColumnPlan
+from loopml.train.automl._select import Limits, no_winner, pick_winner
 from loopml.train.automl._split import N_SPLITS, Validation, make_validation
 from loopml.train.automl._trial_log import TrialLog
 from loopml.train.automl._turn import EnsembleTurn
@@ -58,6 +59,14 @@ def _linear_trial_s(rows: int, columns: int, classes: int, method: str) -> float
     return N_SPLITS * _costs.linear_fit_s(name, fold_rows, columns, classes)
 
 
+def _inputs_ms(plan: ColumnPlan, columns: list[str]) -> float:
+    """The model server's estimated time for one row's inputs: the columns of the
+    package's signature (the used ones of ``columns``), by their kind in ``plan``."""
+    used = plan.used(columns)
+    texts, dates = len(plan.categories), len(plan.dates)
+    return _costs.input_ms(len(used) - texts - dates, texts, dates)
+
+
 def _final_model(
     prep: Prepared, best: Trial, seconds_left: float, seed: int, n_jobs: int
 ) -> tuple[Any, int]:
@@ -90,7 +99,7 @@ def _search(
     seed: int,
     max_iter: int | None,
     n_jobs: int,
-    max_model_mb: float | None,
+    limits: Limits,
 ) -> str:
     """Score the defaults, then let FLAML search for what the clock leaves (the ensemble's
     turn comes inside the search: ``EnsembleTurn``). Returns why the search stopped:
@@ -103,7 +112,7 @@ def _search(
     for i, name in enumerate(defaults):
         # The first default is scored whatever the clock says (there must be a winner);
         # a later one only when it fits, by the last one's time, beside the best's reserve.
-        spare = clock.left() - clock.reserve(pick_winner(log.trials, direction, max_model_mb))
+        spare = clock.left() - clock.reserve(pick_winner(log.trials, direction, limits))
         if i and spare < log.trials[-1].train_time_s:
             defaults = defaults[:i]
             break
@@ -151,6 +160,7 @@ def run_automl(
     max_iter: int | None = None,
     n_jobs: int | None = None,
     max_model_mb: float | None = None,
+    max_predict_ms: float | None = None,
     keep_columns: Collection[str] = (),
     include_packaging: bool = False,
     include_registration: bool = False,
@@ -164,8 +174,9 @@ def run_automl(
     packaged) in what is left; the final ensemble is decided inside the search when the
     clock reaches the room kept for it, and a refused one hands that room back to the
     search (``EnsembleTurn``). The winner is the trial with the best validation score
-    whose estimated package fits ``max_model_mb``; of trials within 0.1 % of that score,
-    the smallest. When preparing the data used the budget up, the defaults are still
+    whose estimated package fits ``max_model_mb`` and whose estimated one-row latency on
+    the model server fits ``max_predict_ms``; of trials within 0.1 % of that score, the
+    smallest. When preparing the data used the budget up, the defaults are still
     scored and the call runs over. The winner is refit on all labelled rows of ``train``,
     unless its trial's pace
     says that refit would overrun the budget by more than ``FINAL_FIT_SLACK``: then on a
@@ -196,6 +207,9 @@ def run_automl(
             the cores the machine leaves idle (``resolve_n_jobs``).
         max_model_mb: the largest package, in MB, the winner may make (estimated from its
             configuration: see ``_costs``).
+        max_predict_ms: the longest one-row (batch 1) latency on the model server, in ms,
+            the winner may take (estimated from its configuration and the columns:
+            ``_costs.predict_ms``; ``train_model`` measures the package's).
         keep_columns: columns to use even though they look like identifiers.
         include_packaging: also keep back, within the budget, the time packaging the
             winner is expected to take (``train_model`` packages it next).
@@ -211,12 +225,13 @@ def run_automl(
     Raises:
         ValidationError: bad arguments or data (see ``check_training_data``), a metric
             that does not fit the task, a budget below the final fit's reserve, or no
-            trial under ``max_model_mb``.
+            trial within ``max_model_mb`` and ``max_predict_ms``.
     """
     started = time.perf_counter()
     if include_packaging:
         _warm.warm_packaging()
-    check_budget(budget_s, max_iter, max_model_mb)
+    check_budget(budget_s, max_iter, max_model_mb, max_predict_ms)
+    limits = Limits(max_model_mb, max_predict_ms)
     data = check_training_data(train, target, task)
     metric, direction = resolve_metric(metric, data.kind)
     check_estimators(estimators, data.kind)
@@ -241,7 +256,12 @@ def run_automl(
     def size_mb(name: str, config: dict[str, Any]) -> float:
         return _costs.size_mb(name, config, rows, prep.n_classes, columns)
 
-    log = TrialLog(started, direction, on_trial, size_mb)
+    inputs_ms = _inputs_ms(prep.plan, list(data.features.columns))
+
+    def predict_ms(name: str, config: dict[str, Any]) -> float:
+        return _costs.predict_ms(name, config, rows, prep.n_classes, inputs_ms=inputs_ms)
+
+    log = TrialLog(started, direction, on_trial, size_mb, predict_ms)
     turn = EnsembleTurn(
         validation,
         log,
@@ -250,7 +270,7 @@ def run_automl(
         metric=metric,
         direction=direction,
         n_jobs=threads,
-        max_model_mb=max_model_mb,
+        limits=limits,
     )
     stopped = _search(
         prep,
@@ -266,10 +286,10 @@ def run_automl(
         seed=seed,
         max_iter=max_iter,
         n_jobs=threads,
-        max_model_mb=max_model_mb,
+        limits=limits,
     )
     if turn.winner() is None:
-        raise no_winner(log.trials, max_model_mb, budget_s)
+        raise no_winner(log.trials, limits, budget_s)
     turn.take()
     best = turn.winner()
     assert best is not None  # a kept blend only adds a trial
@@ -307,6 +327,8 @@ def run_automl(
         size_mb=best.size_mb,
         n_jobs=threads,
         max_model_mb=max_model_mb,
+        predict_ms=best.predict_ms,
+        max_predict_ms=max_predict_ms,
         ensemble=turn.summary,
         stopped=stopped,
         ensemble_in_search=turn.in_search,

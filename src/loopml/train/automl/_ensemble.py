@@ -25,8 +25,8 @@ metric such as accuracy takes the arg-max of the averaged probabilities): scikit
 ``VotingRegressor`` or soft ``VotingClassifier`` with those weights, which skl2onnx exports
 as one graph. A blend with a clear gain is recorded as a trial (``source`` ``ensemble``) and
 picked like any other: it wins only when it beats the best single model by more than the
-tie share (it is always the larger package) and its estimated package fits
-``max_model_mb``.
+tie share (it is always the larger package) and its estimated package and latency fit the
+limits (``max_model_mb``, ``max_predict_ms``: its members' trees add up).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ import numpy as np
 
 from loopml.train.automl import _costs, _flaml
 from loopml.train.automl._metrics import Direction, TaskKind, score_to_loss
+from loopml.train.automl._select import Limits
 from loopml.train.automl._split import N_SPLITS, Validation
 from loopml.train.automl._types import Trial
 
@@ -69,16 +70,14 @@ def _better(a: float, b: float, direction: Direction) -> bool:
     return a > b if direction == "max" else a < b
 
 
-def candidates(
-    trials: list[Trial], direction: Direction, max_model_mb: float | None
-) -> list[Trial]:
-    """The best trial of each learner (finite score, under ``max_model_mb``, a loss within
+def candidates(trials: list[Trial], direction: Direction, limits: Limits) -> list[Trial]:
+    """The best trial of each learner (finite score, within ``limits``, a loss within
     ``MAX_LOSS_RATIO`` of the best one's), best first, at most ``MAX_CANDIDATES``."""
     best: dict[str, Trial] = {}
     for trial in trials:
         if trial.estimator == ESTIMATOR or not math.isfinite(trial.score):
             continue
-        if max_model_mb is not None and trial.size_mb > max_model_mb:
+        if not limits.fits(trial):
             continue
         held = best.get(trial.estimator)
         if held is None or _better(trial.score, held.score, direction):

@@ -23,16 +23,33 @@ from loopml.train.automl._preprocess import (
 )
 
 
-def check_budget(budget_s: float, max_iter: int | None, max_model_mb: float | None) -> None:
-    """Refuse a budget, trial cap or size limit that is not a positive number."""
-    if not isinstance(budget_s, int | float) or not math.isfinite(budget_s) or budget_s <= 0:
+def _positive(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value) and value > 0
+
+
+def check_budget(
+    budget_s: float,
+    max_iter: int | None,
+    max_model_mb: float | None,
+    max_predict_ms: float | None = None,
+) -> None:
+    """Refuse a budget, trial cap, size or latency limit that is not a positive number."""
+    if not _positive(budget_s):
         raise ValidationError(f"budget_s must be a positive number of seconds, got {budget_s!r}")
     if max_iter is not None and max_iter < 1:
         raise ValidationError(f"max_iter must be at least 1, got {max_iter}")
-    if max_model_mb is not None and not (
-        isinstance(max_model_mb, int | float) and math.isfinite(max_model_mb) and max_model_mb > 0
-    ):
-        raise ValidationError(f"max_model_mb must be a positive number, got {max_model_mb!r}")
+    if max_model_mb is not None and not _positive(max_model_mb):
+        raise ValidationError(
+            f"max_model_mb must be a positive number, got {max_model_mb!r}",
+            details={"field": "max_model_mb"},
+        )
+    if max_predict_ms is not None and not _positive(max_predict_ms):
+        raise ValidationError(
+            f"max_predict_ms must be a positive number of milliseconds, got {max_predict_ms!r}",
+            details={"field": "max_predict_ms"},
+        )
 
 
 # The share of the budget one trial of the linear learner may take (by ``_costs``'

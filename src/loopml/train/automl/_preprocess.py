@@ -12,10 +12,11 @@ get a ``OneHotEncoder`` with an explicit category list and ``handle_unknown="ign
 * at most ``MAX_CATEGORIES`` of the most frequent values per column become categories;
   rarer ones encode as unknown, so an ID-like column cannot explode the matrix.
 
-A date or time column (``datetime64``, zoned or not, or ``date``/``datetime`` objects)
-becomes calendar numbers (``loopml.packaging.dates``): ``<column>.year``, ``.month``,
-``.day``, ``.day_of_week``, ``.day_of_year``, ``.days`` (since 1970) and ``.hour`` when some
-value is not at midnight, median-imputed like the numeric columns. The packaged signature
+A date or time column (``datetime64``, zoned or not, ``date``/``datetime`` objects, or
+text whose every value is an ISO-8601 date or time: ``_iso_dates``) becomes calendar
+numbers (``loopml.packaging.dates``): ``<column>.year``, ``.month``, ``.day``,
+``.day_of_week``, ``.day_of_year``, ``.days`` (since 1970) and ``.hour`` when some value is
+not at midnight, median-imputed like the numeric columns. The packaged signature
 keeps the original column, typed ``datetime``, and a caller sends dates, not the numbers.
 
 Timedelta columns, columns with no values at all and identifier-like columns (see
@@ -25,6 +26,7 @@ reason; the fitted pipeline neither needs nor minds them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +39,12 @@ from loopml.packaging import dates
 from loopml.train.automl._identifiers import identifier_reason
 
 MAX_CATEGORIES = 100
+# ISO-8601's extended form, a date and an optional time of day and offset: what a text
+# column's values must all look like to be dates. A bare number ("20240501") or a year
+# and month ("2024-05") is more often a code than a date, and stays text.
+_ISO_DATE = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?"
+)
 
 
 @dataclass(frozen=True)
@@ -84,8 +92,9 @@ def plan_columns(features: pd.DataFrame, keep: Collection[str] = ()) -> ColumnPl
     for name in features.columns:
         column = features[name]
         dtype = column.dtype
+        is_dates = _is_dates(column)
         # A date unique per row is no identifier: its calendar numbers repeat.
-        reason = None if name in keep or _is_dates(column) else identifier_reason(column)
+        reason = None if name in keep or is_dates else identifier_reason(column)
         if reason is not None:
             plan.dropped[name] = reason
             plan.identifiers.append(name)
@@ -96,7 +105,7 @@ def plan_columns(features: pd.DataFrame, keep: Collection[str] = ()) -> ColumnPl
             )
         elif column.isna().all():
             plan.dropped[name] = "every value is missing"
-        elif _is_dates(column):
+        elif is_dates:
             parts = _date_parts(column)
             plan.dates[name] = parts
             plan.numeric.extend(dates.feature_name(name, p) for p in parts)
@@ -116,10 +125,31 @@ def plan_columns(features: pd.DataFrame, keep: Collection[str] = ()) -> ColumnPl
 def _is_dates(column: pd.Series[Any]) -> bool:
     if ptypes.is_datetime64_any_dtype(column.dtype):
         return True
-    return column.dtype == object and ptypes.infer_dtype(column, skipna=True) in (
-        "date",
-        "datetime",
-    )
+    if column.dtype != object and not isinstance(column.dtype, pd.StringDtype):
+        return False
+    kind = ptypes.infer_dtype(column, skipna=True)
+    return kind in ("date", "datetime") or (kind == "string" and _iso_dates(column))
+
+
+def _iso_dates(column: pd.Series[Any]) -> bool:
+    """Whether every value present of a text column is an ISO-8601 date or time: of the
+    extended form (``_ISO_DATE``), parsed strictly by pandas and by the model server's own
+    parser (``dates.parse``), so what training takes as a date, the server takes too. One
+    value of any other form keeps the column text: the server would refuse that value in
+    a request, where a text column takes any."""
+    present = column.dropna()
+    # The first value rejects most text columns before their values are gathered.
+    if present.empty or not _ISO_DATE.fullmatch(str(present.iloc[0])):
+        return False
+    values = pd.unique(present.astype(str))
+    if not all(_ISO_DATE.fullmatch(v) for v in values):
+        return False
+    try:
+        pd.to_datetime(pd.Series(values), format="ISO8601", utc=True)
+        dates.parse(list(values))
+    except (ValueError, dates.BadDate):
+        return False
+    return True
 
 
 def _date_parts(column: pd.Series[Any]) -> list[str]:

@@ -42,6 +42,7 @@ def trial_batch(trial: Trial, metric: str, parent_run_id: str) -> LogBatch:
         "elapsed_s": trial.elapsed_s,
         "sample_size": float(trial.sample_size),
         "estimated_mb": trial.size_mb,
+        "estimated_predict_ms": trial.predict_ms,
     }
     return LogBatch(
         params=dict(list(params.items())[:100]),
@@ -145,11 +146,14 @@ def result_batch(result: AutoMLResult) -> LogBatch:
         "stopped": result.stopped,
         "ensemble_in_search": "true" if result.ensemble_in_search else "false",
     } | {f"best.{k}": _text(v) for k, v in result.best_config.items()}
+    limits = {"max_model_mb": result.max_model_mb, "max_predict_ms": result.max_predict_ms}
+    params |= {k: f"{v:g}" for k, v in limits.items() if v is not None}
     values = {
         f"best_{result.metric}": result.best_score,
         "trials": float(len(result.trials)),
         "elapsed_s": result.elapsed_s,
         "estimated_mb": result.size_mb,
+        "estimated_predict_ms": result.predict_ms,
     } | {f"{phase}_s": seconds for phase, seconds in result.timings.items()}
     return LogBatch(
         params=dict(list(params.items())[:100]),

@@ -16,8 +16,8 @@ TrialCallback = Callable[[Trial], None]
 
 
 class TrialLog:
-    """Records each raw trial as a ``Trial`` (with its estimated package size) and passes it
-    to the callback."""
+    """Records each raw trial as a ``Trial`` (with its estimated package size and one-row
+    latency) and passes it to the callback."""
 
     def __init__(
         self,
@@ -25,6 +25,7 @@ class TrialLog:
         direction: Direction,
         on_trial: TrialCallback | None,
         size_mb: Callable[[str, dict[str, object]], float],
+        predict_ms: Callable[[str, dict[str, object]], float] | None = None,
     ) -> None:
         self.trials: list[Trial] = []
         # The validation predictions that came with a trial (``RawTrial.predictions``),
@@ -35,6 +36,7 @@ class TrialLog:
         self._direction = direction
         self._on_trial = on_trial
         self._size_mb = size_mb
+        self._predict_ms = predict_ms
 
     def _improves(self, score: float, best: Trial | None, *, of_best: bool = True) -> bool:
         """Whether ``score`` beats ``best``'s best score so far (``of_best``) or its own."""
@@ -64,6 +66,9 @@ class TrialLog:
             improved=improved,
             source=raw.source,
             size_mb=round(self._size_mb(raw.estimator, raw.config), 4),
+            predict_ms=0.0
+            if self._predict_ms is None
+            else round(self._predict_ms(raw.estimator, raw.config), 5),
         )
         self.trials.append(trial)
         if raw.predictions is not None:

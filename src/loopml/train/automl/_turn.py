@@ -19,7 +19,7 @@ from loopml.train.automl import _ensemble, _flaml
 from loopml.train.automl._clock import Clock
 from loopml.train.automl._final import FINAL_FIT_SLACK
 from loopml.train.automl._metrics import Direction, TaskKind
-from loopml.train.automl._select import pick_winner
+from loopml.train.automl._select import Limits, pick_winner
 from loopml.train.automl._split import Validation
 from loopml.train.automl._trial_log import TrialLog
 from loopml.train.automl._types import Trial
@@ -47,7 +47,7 @@ class EnsembleTurn:
         metric: str,
         direction: Direction,
         n_jobs: int,
-        max_model_mb: float | None,
+        limits: Limits,
     ) -> None:
         self._validation = validation
         self._log = log
@@ -56,20 +56,20 @@ class EnsembleTurn:
         self._metric = metric
         self._direction = direction
         self._n_jobs = n_jobs
-        self._max_model_mb = max_model_mb
+        self._limits = limits
         self.done = False
         self.in_search = False
         self.summary: dict[str, Any] | None = None
         self.seconds = 0.0
 
     def winner(self) -> Trial | None:
-        return pick_winner(self._log.trials, self._direction, self._max_model_mb)
+        return pick_winner(self._log.trials, self._direction, self._limits)
 
     def _room(self) -> tuple[float, int]:
         """The ensemble's room (0 once decided) and the size of its pool."""
         if self.done:
             return 0.0, 0
-        pool = _ensemble.candidates(self._log.trials, self._direction, self._max_model_mb)
+        pool = _ensemble.candidates(self._log.trials, self._direction, self._limits)
         rows = len(self._validation.labels)
         return self._clock.ensemble_s(pool, rows, self._log.predictions), len(pool)
 
@@ -110,7 +110,7 @@ class EnsembleTurn:
         picked among all trials as usual, so the blend wins only by more than the tie
         share. Returns the blend's summary, kept or not; ``None`` when none was made."""
         log, clock = self._log, self._clock
-        pool = _ensemble.candidates(log.trials, self._direction, self._max_model_mb)
+        pool = _ensemble.candidates(log.trials, self._direction, self._limits)
         rows = len(self._validation.labels)
         allowed = clock.left() + FINAL_FIT_SLACK * clock.budget_s
         while len(pool) >= 2 and clock.ensemble_s(pool, rows, log.predictions) > allowed:

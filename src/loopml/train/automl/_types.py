@@ -37,6 +37,10 @@ class Trial(BaseModel):
     size_mb: float = Field(
         default=0.0, description="The estimated package size of this trial's model, in MB."
     )
+    predict_ms: float = Field(
+        default=0.0,
+        description="The estimated latency of one row (batch 1) on the model server, in ms.",
+    )
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,8 @@ class AutoMLResult:
         size_mb: the winner's estimated package size in MB.
         n_jobs: the threads the search and the final fit used.
         max_model_mb: the package size limit asked for, if any.
+        predict_ms: the winner's estimated one-row latency on the model server, in ms.
+        max_predict_ms: the one-row latency limit asked for, if any.
         ensemble: the final blend tried, if any (``_ensemble.Blend.summary``): its members
             and votes, cross-fitted loss, gain over the best single model on each fold,
             the margin that gain had to clear, and whether it was kept as a trial.
@@ -108,6 +114,8 @@ class AutoMLResult:
     size_mb: float = 0.0
     n_jobs: int = 1
     max_model_mb: float | None = None
+    predict_ms: float = 0.0
+    max_predict_ms: float | None = None
     ensemble: dict[str, Any] | None = None
     stopped: str = "budget"
     ensemble_in_search: bool = False

@@ -179,7 +179,11 @@ def train_text(
     dataset, target, task = options.data.dataset, options.data.target, options.data.task
     if task not in TEXT_TASKS:
         raise ValidationError(f"invalid text task {task!r}: expected one of {list(TEXT_TASKS)}")
-    refuse_for_text(entrypoint=None, keep_columns=list(options.search.keep_columns))
+    refuse_for_text(
+        entrypoint=None,
+        keep_columns=list(options.search.keep_columns),
+        max_predict_ms=options.search.max_predict_ms,
+    )
     chosen = pick_method(options.method)
     search = options.search
     if chosen == "finetune":
@@ -281,11 +285,13 @@ def _refuse_search(options: SearchOptions) -> None:
         )
 
 
-def refuse_for_text(*, entrypoint: str | None, keep_columns: list[str] | None) -> None:
+def refuse_for_text(
+    *, entrypoint: str | None, keep_columns: list[str] | None, max_predict_ms: float | None = None
+) -> None:
     """``train_model``'s options that a text task cannot honour, refused with the reason.
 
     Raises:
-        ValidationError: ``entrypoint`` or ``keep_columns`` was given.
+        ValidationError: ``entrypoint``, ``keep_columns`` or ``max_predict_ms`` was given.
     """
     if entrypoint is not None:
         raise ValidationError(
@@ -299,6 +305,13 @@ def refuse_for_text(*, entrypoint: str | None, keep_columns: list[str] | None) -
             "keep_columns chooses tabular AutoML's columns, and a text task reads only its "
             "text column: drop it, and name the column with text_column (--text-column)",
             details={"field": "keep_columns"},
+        )
+    if max_predict_ms is not None:
+        raise ValidationError(
+            "max_predict_ms limits tabular AutoML's models (estimated per trial, measured on "
+            "the package); a text model's latency is its encoder's, which it does not "
+            "estimate: drop it for a text task",
+            details={"field": "max_predict_ms"},
         )
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loopml.core.errors import ValidationError
 from loopml.core.runs import (
@@ -27,6 +27,9 @@ from loopml.core.runs import (
 from loopml.train.tracking._code import capture_code_version
 from loopml.train.tracking._pump import Pump
 from loopml.train.tracking.backend import TrackingBackend
+
+if TYPE_CHECKING:
+    from loopml.packaging import ModelPackage
 
 log = logging.getLogger("loopml.sdk")
 
@@ -132,7 +135,13 @@ class ActiveRun:
             self._backend.upload(self.id, f"{prefix}{source.name}", source)
 
     def log_model(
-        self, model: Any, *, sample: Any, path: str = "model", signature: Any = None
+        self,
+        model: Any,
+        *,
+        sample: Any,
+        path: str = "model",
+        signature: Any = None,
+        check: Callable[[ModelPackage], None] | None = None,
     ) -> LoggedModel:
         """Package a fitted model (ONNX and skops, with a manifest), upload it under ``path``
         and record it as a logged model of this run.
@@ -142,6 +151,8 @@ class ActiveRun:
             sample: a pandas DataFrame of input rows (signature, parity check, example).
             path: the folder inside the run's artifacts.
             signature: a ``loopml.packaging.Signature``; inferred when omitted.
+            check: called with the written package before it is uploaded; when it raises,
+                nothing is uploaded or recorded (training's latency limit).
         """
         import tempfile
 
@@ -150,6 +161,8 @@ class ActiveRun:
         with tempfile.TemporaryDirectory(prefix="loopml-model-") as tmp:
             folder = Path(tmp) / "package"
             package = package_model(model, folder, sample=sample, signature=signature)
+            if check is not None:
+                check(package)
             for file in sorted(package.path.iterdir()):
                 self._backend.upload(self.id, f"{path.strip('/')}/{file.name}", file)
         manifest = package.manifest
