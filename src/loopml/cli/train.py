@@ -16,6 +16,7 @@ from loopml.cli._output import as_json, console, table
 from loopml.core.errors import UserCodeError, ValidationError
 from loopml.train.options import (
     DEFAULT_BUDGET_S,
+    DEFAULT_MAX_MODEL_MB,
     Checkpointing,
     FinetuneOptions,
     Registration,
@@ -65,8 +66,11 @@ def train(
         None, "--estimators", help="Comma-separated learners (lgbm,rf,extra_tree,lrl1|enet)."
     ),
     max_iter: int | None = typer.Option(None, "--max-iter", min=1, help="Cap AutoML's trials."),
-    max_model_mb: float | None = typer.Option(
-        None, "--max-model-mb", min=0.001, help="AutoML: the largest model package, in MB."
+    max_model_mb: float = typer.Option(
+        DEFAULT_MAX_MODEL_MB,
+        "--max-model-mb",
+        min=0.001,
+        help="AutoML: the largest model package, in MB.",
     ),
     max_predict_ms: float | None = typer.Option(
         None,

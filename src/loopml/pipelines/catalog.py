@@ -157,7 +157,9 @@ BUILTINS: dict[str, Builtin] = {
                 "seed": Param(T.INTEGER, default=0),
                 "estimators": Param(T.LIST),
                 "max_iter": Param(T.INTEGER),
-                "max_model_mb": Param(T.NUMBER, help="The largest model package, in MB."),
+                "max_model_mb": Param(
+                    T.NUMBER, help="The largest model package, in MB (default 50)."
+                ),
                 "max_predict_ms": Param(
                     T.NUMBER, help="The longest one-row latency on the model server, in ms."
                 ),

@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 from loopml.core.errors import ValidationError
 from loopml.sdk.backends import HttpAccess, HttpBackend
-from loopml.train.options import DEFAULT_BUDGET_S, Registration, TrainingData, TrainOptions
+from loopml.train.options import (
+    DEFAULT_BUDGET_S,
+    DEFAULT_MAX_MODEL_MB,
+    Registration,
+    TrainingData,
+    TrainOptions,
+)
 from loopml.train.search_options import SearchOptions
 from loopml.train.service import TrainOutcome, train
 
@@ -62,7 +68,7 @@ def train_model(
     settings: Settings | None = None,
     on_trial: Callable[[Trial], None] | None = None,
     n_jobs: int | None = None,
-    max_model_mb: float | None = None,
+    max_model_mb: float = DEFAULT_MAX_MODEL_MB,
     max_predict_ms: float | None = None,
     keep_columns: list[str] | None = None,
     started: float | None = None,
@@ -92,7 +98,7 @@ def train_model(
         url, client, settings: where to record (see ``loopml.start_run``).
         on_trial: called with each AutoML trial (progress).
         n_jobs: AutoML's threads (``-1`` every core; default: the idle cores).
-        max_model_mb: the largest model package AutoML may pick, in MB.
+        max_model_mb: the largest model package AutoML may pick, in MB (50 unless given).
         max_predict_ms: the longest one-row (batch 1) latency on the model server AutoML's
             model may take, in ms: estimated per trial, measured on the package; a model
             measured over it is not registered (the call fails and says so).

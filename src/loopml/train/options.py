@@ -21,6 +21,7 @@ from typing import Any
 
 from loopml.core.errors import ValidationError
 from loopml.train.search_options import DEFAULT_BUDGET_S as DEFAULT_BUDGET_S
+from loopml.train.search_options import DEFAULT_MAX_MODEL_MB as DEFAULT_MAX_MODEL_MB
 from loopml.train.search_options import SearchOptions as SearchOptions
 
 

@@ -14,6 +14,10 @@ from loopml.core.errors import ValidationError
 DEFAULT_BUDGET_S = 60.0
 """AutoML's wall-time budget unless one is given: ``loopml train --budget``,
 ``loopml.train_model(budget_s=)`` and ``SearchOptions`` share it."""
+DEFAULT_MAX_MODEL_MB = 50.0
+"""The largest model package AutoML picks unless told otherwise (issue 38: "the default
+keeps a model under 50 MB"): a forest of deep trees on a large table can reach hundreds of
+MB for a score a smaller model nearly matches, and the package is loaded by every replica."""
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,7 @@ class SearchOptions:
     estimators: list[str] | None = None
     max_iter: int | None = None
     n_jobs: int | None = None
-    max_model_mb: float | None = None
+    max_model_mb: float | None = DEFAULT_MAX_MODEL_MB
     max_predict_ms: float | None = None
     keep_columns: tuple[str, ...] = ()
     linear_first: bool = False

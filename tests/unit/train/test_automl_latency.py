@@ -174,6 +174,8 @@ def test_the_run_records_the_measured_latency_and_size_within_the_limit(
     assert run.metrics["package_mb"] == pytest.approx(outcome.package_mb)
     assert run.metrics["estimated_predict_ms"] <= LIMIT_MS
     assert run.params["max_predict_ms"] == f"{LIMIT_MS:g}"
+    # Not given, the size limit is the default one: a package under 50 MB.
+    assert run.params["max_model_mb"] == "50"
 
 
 def test_a_limit_no_model_meets_fails_naming_the_limit_and_the_fastest() -> None:

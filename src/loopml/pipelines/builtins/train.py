@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from loopml.pipelines._step import StepContext
 from loopml.pipelines.builtins._common import metrics
-from loopml.train.search_options import DEFAULT_BUDGET_S
+from loopml.train.search_options import DEFAULT_BUDGET_S, DEFAULT_MAX_MODEL_MB
 
 if TYPE_CHECKING:
     from loopml.train.service import TrainingAccess
@@ -42,7 +42,7 @@ def train_automl(
     estimators: list[str] | None = None,
     max_iter: int | None = None,
     experiment: str | None = None,
-    max_model_mb: float | None = None,
+    max_model_mb: float = DEFAULT_MAX_MODEL_MB,
     max_predict_ms: float | None = None,
 ) -> dict[str, Any]:
     """AutoML on the dataset version's frozen split; the best model is logged on the run
