@@ -78,6 +78,29 @@ def _walk(node: yaml.Node, path: Path, found: Located, seen: set[int]) -> None:
             _walk(item, child, found, seen)
 
 
+_BOOL = "tag:yaml.org,2002:bool"
+_STR = "tag:yaml.org,2002:str"
+
+
+def _text_keys(root: yaml.Node) -> None:
+    """A plain key YAML 1.1 reads as a boolean (``on``, ``off``, ``yes``, ``no``, ``y``,
+    ``n``) stays the word written: ``with: {on: ray}`` is the step's ``on`` parameter, not
+    ``True``. Values keep YAML's reading."""
+    pending, seen = [root], set()
+    while pending:
+        node = pending.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag == _BOOL and key.style is None:
+                    key.tag = _STR
+                pending.extend((key, value))
+        elif isinstance(node, yaml.SequenceNode):
+            pending.extend(node.value)
+
+
 def _line(exc: yaml.YAMLError, text: str) -> int:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     if mark is not None:
@@ -105,6 +128,8 @@ def load_located(text: str) -> Located:
         raise YamlSyntaxError(_reason(exc), _line(exc, text)) from None
     try:
         node = loader.get_single_node()
+        if node is not None:
+            _text_keys(node)
         data = None if node is None else loader.construct_document(node)
     except yaml.YAMLError as exc:
         raise YamlSyntaxError(_reason(exc), _line(exc, text)) from None

@@ -2,7 +2,9 @@
 
 The server (or a ``batch_predict`` step) is the driver. It resolves the table version to its
 Delta files and their Parquet row groups (the units of work, in the order the local path
-reads them), and starts one actor per CPU of the cluster, spread over its nodes. Each actor
+reads them), and starts one actor per free CPU of the cluster, spread over its nodes (at
+least one, which fails the scoring with the reason when no CPU frees up for it in
+``ACTOR_START_S``: a ``batch_predict`` step on the Ray executor holds a CPU itself). Each actor
 loads the model version once, from the package's files verified against the registry's
 manifest hash (``load_runtime``, the serving runtime), then reads the row groups it is
 handed straight from the lake and scores them ``chunk_rows`` at a time (``ChunkScorer``,
@@ -42,6 +44,10 @@ from loopml.wiring import import_ray, init_ray, refuse_local_storage
 
 _PURPOSE = "batch scoring on Ray (--on ray)"
 IN_FLIGHT = 2
+# How long the first scoring actor may wait for a CPU before the scoring fails (the step is
+# retried by its policy), and how much longer the others may take to start after it.
+ACTOR_START_S = 120.0
+ALSO_START_S = 5.0
 """Row groups queued per actor (each about 25 MB scored, in the object store)."""
 _CONNECT = threading.Lock()
 
@@ -185,9 +191,10 @@ def score(
     package: dict[str, bytes],
     manifest_sha256: str | None,
     chunk_rows: int,
+    start_timeout_s: float = ACTOR_START_S,
 ) -> Iterator[pa.RecordBatch]:
-    """The scored rows, in input order, from one actor per CPU of the cluster (no more
-    than there are row groups). ``IN_FLIGHT`` row groups per actor are queued, so an actor
+    """The scored rows, in input order, from one actor per free CPU of the cluster (no
+    more than there are row groups). ``IN_FLIGHT`` row groups per actor are queued, so an actor
     scores its next one while this process writes the last."""
     if not source.units:
         return
@@ -197,11 +204,15 @@ def score(
             "the Ray cluster has no CPU for the scoring actors (each takes 1): add a node "
             "with CPUs, or score without --on ray"
         )
-    count = min(len(source.units), cpus)
+    # As many actors as there are free CPUs now (at least one, which waits for a CPU): an
+    # actor for a CPU another task holds would keep its queued row groups waiting.
+    free = int(ray.available_resources().get("CPU", 0))
+    count = min(len(source.units), max(1, free))
     remote = ray.remote(num_cpus=1, max_restarts=0, scheduling_strategy="SPREAD")(ScoringActor)
     shared = ray.put(package)
     args = (shared, manifest_sha256, source.schema, source.filesystem, chunk_rows)
-    actors = [remote.remote(*args) for _ in range(count)]
+    actors = _started(ray, [remote.remote(*args) for _ in range(count)], cpus, start_timeout_s)
+    count = len(actors)
     try:
         units = iter(enumerate(source.units))
         pending: deque[Any] = deque()
@@ -215,6 +226,33 @@ def score(
     finally:
         for actor in actors:
             ray.kill(actor)
+
+
+def _started(ray: Any, actors: list[Any], cpus: int, timeout_s: float) -> list[Any]:
+    """The actors that started: the first within ``timeout_s``, the rest within
+    ``ALSO_START_S`` after it (the others are killed).
+
+    Raises:
+        ServiceUnavailableError: none started: every CPU of the cluster stayed taken (a
+            ``batch_predict`` step on the Ray executor holds one itself).
+    """
+    ready = {actor.__ray_ready__.remote(): actor for actor in actors}
+    done, waiting = ray.wait(list(ready), num_returns=1, timeout=timeout_s)
+    if done and waiting:
+        more, waiting = ray.wait(waiting, num_returns=len(waiting), timeout=ALSO_START_S)
+        done += more
+    for ref in waiting:
+        ray.kill(ready[ref])
+    if not done:
+        raise ServiceUnavailableError(
+            f"no scoring actor could start on the Ray cluster in {timeout_s:g} s: each takes "
+            f"a CPU, and all {cpus} of the cluster's stayed taken (a batch_predict step run by "
+            "a worker on the Ray executor holds one itself). Add a node with CPUs, or score "
+            "without on: ray",
+            details={"reason": "ray_no_free_cpu", "cluster_cpus": cpus},
+        )
+    started = {id(ready[ref]) for ref in done}
+    return [actor for actor in actors if id(actor) in started]
 
 
 def _fetched(ray: Any, ref: Any) -> pa.Table:

@@ -202,6 +202,20 @@ def test_serving_built_ins_check_their_parameters() -> None:
     ]
 
 
+def test_a_key_yaml_11_reads_as_a_boolean_stays_the_word_written() -> None:
+    # `on` is batch_predict's parameter; YAML 1.1 would read the key as True ("keys must be
+    # text"). Values keep YAML's reading.
+    spec = parse_spec(
+        "name: p\nsteps:\n  - name: score\n    uses: batch_predict\n"
+        "    with: {input: t, output: o, model: m/1, on: ray}\n"
+    )
+    (step,) = spec.spec.steps
+    assert step.with_["on"] == "ray"
+    flagged = parse_spec("name: p\nsteps:\n  - {name: s, python: 'm:f', with: {flag: yes}}\n")
+    (flag,) = flagged.spec.steps
+    assert flag.with_["flag"] is True
+
+
 def test_field_errors_name_their_line() -> None:
     found = problems(
         """\
