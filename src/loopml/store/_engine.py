@@ -31,6 +31,9 @@ file larger than this reads its remainder the usual way."""
 
 # Without a bound, an unroutable host makes every request hang for the OS TCP timeout.
 _PG_CONNECT_TIMEOUT_S = 10
+KEEPALIVE_IDLE_S = 10
+KEEPALIVE_INTERVAL_S = 5
+KEEPALIVE_COUNT = 3
 
 
 def parse_url(url: str) -> URL:
@@ -155,6 +158,33 @@ def create_postgres_engine(url: URL, *, pool_size: int) -> Engine:
     connect_args: dict[str, Any] = {}
     if "connect_timeout" not in url.query:
         connect_args["connect_timeout"] = _PG_CONNECT_TIMEOUT_S
+    # A host that vanishes without closing its connections (power lost, link cut): both ends
+    # probe an idle connection after KEEPALIVE_IDLE_S, and give up after KEEPALIVE_COUNT
+    # unanswered probes KEEPALIVE_INTERVAL_S apart (25 s in all, where the kernel's defaults
+    # wait over two hours). This side stops waiting on a vanished database; the database
+    # ends a vanished platform's or worker's session, so the row locks its transaction held
+    # (a claim, a lease) are released. Values in the URL win.
+    for name, value in (
+        ("keepalives", 1),
+        ("keepalives_idle", KEEPALIVE_IDLE_S),
+        ("keepalives_interval", KEEPALIVE_INTERVAL_S),
+        ("keepalives_count", KEEPALIVE_COUNT),
+    ):
+        if name not in url.query:
+            connect_args[name] = value
+    given = url.query.get("options", "")
+    given = given if isinstance(given, str) else " ".join(given)
+    server_side = [
+        f"-c tcp_keepalives_{name}={value}"
+        for name, value in (
+            ("idle", KEEPALIVE_IDLE_S),
+            ("interval", KEEPALIVE_INTERVAL_S),
+            ("count", KEEPALIVE_COUNT),
+        )
+        if f"tcp_keepalives_{name}" not in given
+    ]
+    if server_side:  # after the URL's own options (a search_path, say), which it keeps
+        connect_args["options"] = " ".join([given, *server_side]).strip()
     engine = create_engine(url, pool_size=pool_size, pool_pre_ping=True, connect_args=connect_args)
 
     @event.listens_for(engine, "begin")

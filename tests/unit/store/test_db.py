@@ -147,6 +147,55 @@ def test_check_passes_at_head(store: MetadataStore) -> None:
 
 
 @pytest.mark.postgres
+def test_postgres_sessions_probe_a_vanished_peer_on_both_ends(postgres_url: str) -> None:
+    # A host that vanishes without closing its connections: the server ends its session
+    # (and its transaction's row locks) after 10 s idle + 3 probes 5 s apart, where the
+    # kernel's defaults wait over two hours; the client's libpq probes the same way.
+    store = MetadataStore(postgres_url)
+    try:
+        with store.session() as session:
+            shown = {
+                name: session.execute(text(f"SHOW {name}")).scalar_one()
+                for name in (
+                    "tcp_keepalives_idle",
+                    "tcp_keepalives_interval",
+                    "tcp_keepalives_count",
+                )
+            }
+            dsn = session.connection().connection.dbapi_connection.info.dsn  # type: ignore[union-attr]
+    finally:
+        store.dispose()
+    assert shown == {
+        "tcp_keepalives_idle": "10",
+        "tcp_keepalives_interval": "5",
+        "tcp_keepalives_count": "3",
+    }
+    for part in (
+        "keepalives=1",
+        "keepalives_idle=10",
+        "keepalives_interval=5",
+        "keepalives_count=3",
+    ):
+        assert part in dsn, dsn
+
+
+def test_keepalives_given_in_the_url_win(postgres_url: str) -> None:
+    # postgres_url's own options set the test's schema (search_path): they are kept.
+    store = MetadataStore(f"{postgres_url}%20-ctcp_keepalives_count%3D4&keepalives_idle=30")
+    try:
+        with store.session() as session:
+            count = session.execute(text("SHOW tcp_keepalives_count")).scalar_one()
+            idle = session.execute(text("SHOW tcp_keepalives_idle")).scalar_one()
+            path = session.execute(text("SHOW search_path")).scalar_one()
+            dsn = session.connection().connection.dbapi_connection.info.dsn  # type: ignore[union-attr]
+    finally:
+        store.dispose()
+    assert (count, idle) == ("4", "10")
+    assert path == postgres_url.rsplit("%3D", 1)[1]
+    assert "keepalives_idle=30" in dsn
+    assert " keepalives_idle=10 " not in dsn
+
+
 def test_connection_killed_mid_write_is_503_and_leaves_nothing(postgres_url: str) -> None:
     # RELIABILITY item 22: the database goes away in the middle of a transaction.
     store = MetadataStore(postgres_url)
