@@ -273,8 +273,11 @@ def train_text(
 
 def _refuse_search(options: SearchOptions) -> None:
     """Fine-tuning has no AutoML search: an option for one is refused, not dropped."""
+    unset = SearchOptions()  # max_model_mb has a default (50 MB): only another is "given"
     given = [
-        name for name in ("estimators", "max_iter", *_SEARCH) if getattr(options, name) is not None
+        name
+        for name in ("estimators", "max_iter", *_SEARCH)
+        if getattr(options, name) not in (None, getattr(unset, name))
     ]
     if given:
         raise ValidationError(
