@@ -157,6 +157,12 @@ BUILTINS: dict[str, Builtin] = {
                 "seed": Param(T.INTEGER, default=0),
                 "estimators": Param(T.LIST),
                 "max_iter": Param(T.INTEGER),
+                "on": Param(
+                    T.STRING,
+                    default="local",
+                    help="local, or ray: the trials run as Ray tasks on the worker's Ray "
+                    "cluster, one CPU each (needs loopml[ray]).",
+                ),
             },
             {"run": T.RUN, "metrics": T.METRICS},
             impl=f"{_TRAIN}:train_automl",

@@ -33,6 +33,8 @@ class SearchOptions:
     max_model_mb: float | None = None
     keep_columns: tuple[str, ...] = ()
     linear_first: bool = False
+    on: str = "local"
+    ray_address: str | None = None
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from loopml.train.tracking.backend import TrackingBackend
 if TYPE_CHECKING:
     import pandas as pd
 
-    from loopml.train.automl import AutoMLResult, Trial
+    from loopml.train.automl import AutoMLResult, RayTrials, Trial
     from loopml.train.custom import CheckpointStore
 
 Task = Literal["classification", "regression"]
@@ -216,6 +216,7 @@ def train(
     if entrypoint is None:
         from loopml.train.automl import warm_packaging
 
+        _join(search)  # before the run starts: a cluster out of reach fails at once
         warm_packaging()  # seconds of imports, done while the data is read and searched
     frames = access.frames(data.dataset)
     if target not in frames.train.columns:
@@ -352,6 +353,14 @@ def _fail(run: ActiveRun, exc: BaseException) -> None:
         run.end("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
 
 
+def _join(options: SearchOptions) -> RayTrials | None:
+    """The Ray cluster the trials run on with ``on: ray`` (joined once per process)."""
+    from loopml.train.automl import check_place, connect_ray
+
+    check_place(options.on)
+    return connect_ray(options.ray_address) if options.on == "ray" else None
+
+
 def search_on_run(
     run: ActiveRun,
     frame: pd.DataFrame,
@@ -390,6 +399,7 @@ def search_on_run(
         max_model_mb=options.max_model_mb,
         keep_columns=options.keep_columns,
         linear_first=options.linear_first,
+        ray=_join(options),
     )
     run._backend.log_batch(run.id, result_batch(result))
     return result, children.count
@@ -409,6 +419,8 @@ def searched_fields(result: AutoMLResult, trials: int) -> Searched:
             "estimated_mb": result.size_mb,
             "n_jobs": result.n_jobs,
             "automl_s": round(result.elapsed_s, 3),
+            "on": result.on,
+            "concurrent_trials": result.concurrent_trials,
         },
     )
 

@@ -39,13 +39,24 @@ def train_automl(
     estimators: list[str] | None = None,
     max_iter: int | None = None,
     experiment: str | None = None,
+    on: str = "local",
 ) -> dict[str, Any]:
-    """AutoML on the dataset version's frozen split; the best model is logged on the run."""
+    """AutoML on the dataset version's frozen split; the best model is logged on the run.
+    ``on: ray`` runs the trials on the worker's Ray cluster (``worker.executor``'s address,
+    else a Ray instance of the step's own)."""
+    from loopml.core.executors import RayExecutorConfig
     from loopml.train.options import SearchOptions, TrainingData, TrainOptions
     from loopml.train.service import train
 
+    executor = ctx.settings.worker.executor
     search = SearchOptions(
-        budget_s=budget_s, metric=metric, seed=seed, estimators=estimators, max_iter=max_iter
+        budget_s=budget_s,
+        metric=metric,
+        seed=seed,
+        estimators=estimators,
+        max_iter=max_iter,
+        on=on,
+        ray_address=executor.address if isinstance(executor, RayExecutorConfig) else None,
     )
     options = TrainOptions(
         data=TrainingData(dataset=dataset, target=target, task=task),

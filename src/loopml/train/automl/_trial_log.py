@@ -64,6 +64,7 @@ class TrialLog:
             improved=improved,
             source=raw.source,
             size_mb=round(self._size_mb(raw.estimator, raw.config), 4),
+            node=raw.node,
         )
         self.trials.append(trial)
         if raw.predictions is not None:

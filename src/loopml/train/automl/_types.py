@@ -37,6 +37,9 @@ class Trial(BaseModel):
     size_mb: float = Field(
         default=0.0, description="The estimated package size of this trial's model, in MB."
     )
+    node: str = Field(
+        default="", description="The Ray node the trial ran on (``--on ray``), else empty."
+    )
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,8 @@ class AutoMLResult:
             ``search space exhausted`` (FLAML ran out of configurations with time left).
         ensemble_in_search: whether the ensemble was decided inside the search, which
             then went on with the time the ensemble did not take.
+        on: where the trials ran: ``local`` or ``ray``.
+        concurrent_trials: how many trials ran at a time (the Ray cluster's CPUs).
     """
 
     model: Any
@@ -111,3 +116,5 @@ class AutoMLResult:
     ensemble: dict[str, Any] | None = None
     stopped: str = "budget"
     ensemble_in_search: bool = False
+    on: str = "local"
+    concurrent_trials: int = 1
