@@ -100,7 +100,9 @@ def _score_defaults(
         found = (
             [score_here(defaults[i])]
             if on_ray is None
-            else on_ray.score_defaults(defaults[i : i + wave])
+            # Given up on only past twice the budget: a slow first default runs over, as
+            # here; a cluster whose CPUs are all held would wait forever.
+            else on_ray.score_defaults(defaults[i : i + wave], clock.left() + clock.budget_s)
         )
         for raw in found:
             log(raw)
