@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from loopml.cli._context import project_option, state
+from loopml.cli._context import project_option, settings, state
 from loopml.cli._heartbeat import heartbeat, interval_for
 from loopml.cli._output import as_json, console, table
 from loopml.core.errors import UserCodeError, ValidationError
+from loopml.core.executors import RayExecutorConfig
 from loopml.train.options import (
     DEFAULT_BUDGET_S,
     DEFAULT_MAX_MODEL_MB,
@@ -84,6 +85,18 @@ def train(
     ),
     n_jobs: int | None = typer.Option(
         None, "--n-jobs", help="AutoML's threads (-1: every core; default: the idle cores)."
+    ),
+    on: str = typer.Option(
+        "local",
+        "--on",
+        help="Where AutoML's trials run: local (this process) or ray (tasks of 1 CPU on a Ray "
+        "cluster, as many at a time as it has CPUs; needs loopml[ray]).",
+    ),
+    ray_address: str | None = typer.Option(
+        None,
+        "--ray-address",
+        help="With --on ray: the cluster's head, host:port (default: worker.executor's "
+        "address, else what ray.init() finds, else a Ray instance of this command's own).",
     ),
     entrypoint: str | None = typer.Option(
         None, "--entrypoint", help="Custom training: module:function called as fit(ctx)."
@@ -159,6 +172,8 @@ def train(
             max_model_mb=max_model_mb,
             max_predict_ms=max_predict_ms,
             keep_columns=tuple(c.strip() for c in keep_columns.split(",")) if keep_columns else (),
+            on=on,
+            ray_address=_ray_address(ray_address) if on == "ray" else None,
         ),
         entrypoint=entrypoint,
         params=params,
@@ -167,6 +182,15 @@ def train(
         experiment=experiment,
     )
     _run(ctx, options, project, json_out, started)
+
+
+def _ray_address(given: str | None) -> str | None:
+    """The cluster ``--on ray`` joins: the one given, else the worker's (``worker.executor``
+    of type ``ray``), as ``loopml predict --on ray`` and the worker find it."""
+    if given is not None:
+        return given
+    executor = settings().worker.executor
+    return executor.address if isinstance(executor, RayExecutorConfig) else None
 
 
 def _run(

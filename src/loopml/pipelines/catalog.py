@@ -163,6 +163,12 @@ BUILTINS: dict[str, Builtin] = {
                 "max_predict_ms": Param(
                     T.NUMBER, help="The longest one-row latency on the model server, in ms."
                 ),
+                "on": Param(
+                    T.STRING,
+                    default="local",
+                    help="local, or ray: the trials run as Ray tasks on the worker's Ray "
+                    "cluster, one CPU each (needs loopml[ray]).",
+                ),
             },
             {"run": T.RUN, "metrics": T.METRICS},
             impl=f"{_TRAIN}:train_automl",

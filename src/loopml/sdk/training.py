@@ -72,6 +72,8 @@ def train_model(
     max_predict_ms: float | None = None,
     keep_columns: list[str] | None = None,
     started: float | None = None,
+    on: str = "local",
+    ray_address: str | None = None,
 ) -> TrainOutcome:
     """Train on a dataset version's frozen split; track, package, register and evaluate.
 
@@ -105,6 +107,10 @@ def train_model(
         keep_columns: columns AutoML uses even though they look like identifiers.
         started: the ``time.monotonic()`` reading AutoML's budget counts from; by default
             this call's start (``loopml train`` passes its command's start).
+        on: where AutoML's trials run: ``local`` (this process) or ``ray`` (tasks of 1 CPU
+            on a Ray cluster, as many at a time as it has CPUs; needs ``loopml[ray]``).
+        ray_address: with ``on="ray"``, the cluster's head (``host:port``); by default what
+            ``ray.init()`` finds, else a Ray instance of this process's own.
 
     AutoML keeps the whole call within ``budget_s`` (see ``loopml.train.service.train``).
 
@@ -125,6 +131,8 @@ def train_model(
             max_model_mb=max_model_mb,
             max_predict_ms=max_predict_ms,
             keep_columns=tuple(keep_columns or ()),
+            on=on,
+            ray_address=ray_address,
         ),
         entrypoint=entrypoint,
         params=dict(params or {}),

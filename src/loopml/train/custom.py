@@ -240,3 +240,52 @@ def call_fit(fit: Callable[..., Any], ctx: TrainContext, entrypoint: str) -> Any
             "or pipeline, or a LightGBM model)"
         )
     return model
+
+
+def run_custom(
+    run: Any,
+    store: Any,
+    prefix: str,
+    frames: tuple[pd.DataFrame, pd.DataFrame, str],
+    target: str,
+    entrypoint: str,
+    params: dict[str, Any],
+    key: str | None,
+) -> tuple[Any, int | None]:
+    """Call the user's ``fit`` on the (train, eval, dataset label) ``frames`` with
+    checkpoints under ``prefix`` + the checkpoint key in ``store``; returns the model and
+    the checkpoint step it resumed from. The run is tagged with the key (and the step), the
+    params logged; the checkpoints are deleted once ``fit`` returns."""
+    import tempfile
+
+    train, eval_, label = frames
+    fit = load_entrypoint(entrypoint)
+    key = key or checkpoint_key(entrypoint, label, params)
+    if not key.replace("-", "").replace("_", "").isalnum() or len(key) > 64:
+        raise ValidationError("a checkpoint key is 1 to 64 letters, digits, '-' or '_'")
+    where = f"{prefix}{key}"
+    run.set_tags({"loopml.checkpoint_key": key})
+    if params:
+        run.log_params(
+            {k: json.dumps(v) if not isinstance(v, str) else v for k, v in params.items()}
+        )
+    with tempfile.TemporaryDirectory(prefix="loopml-train-") as tmp:
+        work = Path(tmp) / "checkpoint"
+        work.mkdir()
+        ctx = TrainContext(
+            train=train,
+            eval=eval_,
+            target=target,
+            params=params,
+            run=run,
+            checkpoint_dir=work,
+            _store=store,
+            _prefix=where,
+            _restore_dir=Path(tmp) / "restored",
+        )
+        model = call_fit(fit, ctx, entrypoint)
+        resumed = ctx.attempt_resumed_from
+    if resumed is not None:
+        run.set_tags({"loopml.resumed_from_step": str(resumed)})
+    clear_checkpoints(store, where)
+    return model, resumed

@@ -42,6 +42,8 @@ class SearchOptions:
     max_predict_ms: float | None = None
     keep_columns: tuple[str, ...] = ()
     linear_first: bool = False
+    on: str = "local"
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         # A limit is refused where it is given (the CLI's option, the SDK's argument, a

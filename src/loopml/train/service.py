@@ -16,7 +16,6 @@ Training runs in the caller's process; everything it records goes where its
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -40,7 +39,7 @@ from loopml.train.tracking.backend import TrackingBackend
 if TYPE_CHECKING:
     import pandas as pd
 
-    from loopml.train.automl import AutoMLResult, Trial
+    from loopml.train.automl import AutoMLResult, RayTrials, Trial
     from loopml.train.custom import CheckpointStore
 
 Task = Literal["classification", "regression"]
@@ -222,6 +221,7 @@ def train(
     if entrypoint is None:
         from loopml.train.automl import warm_packaging
 
+        _join(search)  # before the run starts: a cluster out of reach fails at once
         warm_packaging()  # seconds of imports, done while the data is read and searched
     frames = access.frames(data.dataset)
     if target not in frames.train.columns:
@@ -276,8 +276,17 @@ def train(
                 estimated_ms=result.predict_ms,
             )
         else:
-            model, resumed = _custom(
-                run, access, frames, target, entrypoint, dict(params), options.checkpoint_key
+            from loopml.train.custom import run_custom
+
+            model, resumed = run_custom(
+                run,
+                access.checkpoints(),
+                f"{CHECKPOINTS_PREFIX}/",
+                (frames.train, frames.eval, frames.label),
+                target,
+                entrypoint,
+                dict(params),
+                options.checkpoint_key,
             )
             searched = Searched()
         packaging = time.monotonic()
@@ -378,6 +387,14 @@ def _fail(run: ActiveRun, exc: BaseException) -> None:
         run.end("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
 
 
+def _join(options: SearchOptions) -> RayTrials | None:
+    """The Ray cluster the trials run on with ``on: ray`` (joined once per process)."""
+    from loopml.train.automl import check_place, connect_ray
+
+    check_place(options.on)
+    return connect_ray(options.ray_address) if options.on == "ray" else None
+
+
 def search_on_run(
     run: ActiveRun,
     frame: pd.DataFrame,
@@ -417,6 +434,7 @@ def search_on_run(
         max_predict_ms=options.max_predict_ms,
         keep_columns=options.keep_columns,
         linear_first=options.linear_first,
+        ray=_join(options),
     )
     run._backend.log_batch(run.id, result_batch(result))
     return result, children.count
@@ -437,55 +455,7 @@ def searched_fields(result: AutoMLResult, trials: int) -> Searched:
             "estimated_predict_ms": result.predict_ms,
             "n_jobs": result.n_jobs,
             "automl_s": round(result.elapsed_s, 3),
+            "on": result.on,
+            "concurrent_trials": result.concurrent_trials,
         },
     )
-
-
-def _custom(
-    run: ActiveRun,
-    access: TrainingAccess,
-    frames: Frames,
-    target: str,
-    entrypoint: str,
-    params: dict[str, Any],
-    key: str | None,
-) -> tuple[Any, int | None]:
-    from loopml.train.custom import (
-        TrainContext,
-        call_fit,
-        checkpoint_key,
-        clear_checkpoints,
-        load_entrypoint,
-    )
-
-    fit = load_entrypoint(entrypoint)
-    key = key or checkpoint_key(entrypoint, frames.label, params)
-    if not key.replace("-", "").replace("_", "").isalnum() or len(key) > 64:
-        raise ValidationError("a checkpoint key is 1 to 64 letters, digits, '-' or '_'")
-    store = access.checkpoints()
-    prefix = f"{CHECKPOINTS_PREFIX}/{key}"
-    run.set_tags({"loopml.checkpoint_key": key})
-    if params:
-        run.log_params(
-            {k: json.dumps(v) if not isinstance(v, str) else v for k, v in params.items()}
-        )
-    with tempfile.TemporaryDirectory(prefix="loopml-train-") as tmp:
-        work = Path(tmp) / "checkpoint"
-        work.mkdir()
-        ctx = TrainContext(
-            train=frames.train,
-            eval=frames.eval,
-            target=target,
-            params=params,
-            run=run,
-            checkpoint_dir=work,
-            _store=store,
-            _prefix=prefix,
-            _restore_dir=Path(tmp) / "restored",
-        )
-        model = call_fit(fit, ctx, entrypoint)
-        resumed = ctx.attempt_resumed_from
-    if resumed is not None:
-        run.set_tags({"loopml.resumed_from_step": str(resumed)})
-    clear_checkpoints(store, prefix)
-    return model, resumed

@@ -44,12 +44,17 @@ def train_automl(
     experiment: str | None = None,
     max_model_mb: float = DEFAULT_MAX_MODEL_MB,
     max_predict_ms: float | None = None,
+    on: str = "local",
 ) -> dict[str, Any]:
     """AutoML on the dataset version's frozen split; the best model is logged on the run
-    (with its package size and measured one-row latency among the step's metrics)."""
+    (with its package size and measured one-row latency among the step's metrics).
+    ``on: ray`` runs the trials on the worker's Ray cluster (``worker.executor``'s address,
+    else a Ray instance of the step's own)."""
+    from loopml.core.executors import RayExecutorConfig
     from loopml.train.options import SearchOptions, TrainingData, TrainOptions
     from loopml.train.service import train
 
+    executor = ctx.settings.worker.executor
     search = SearchOptions(
         budget_s=budget_s,
         metric=metric,
@@ -58,6 +63,8 @@ def train_automl(
         max_iter=max_iter,
         max_model_mb=max_model_mb,
         max_predict_ms=max_predict_ms,
+        on=on,
+        ray_address=executor.address if isinstance(executor, RayExecutorConfig) else None,
     )
     options = TrainOptions(
         data=TrainingData(dataset=dataset, target=target, task=task),

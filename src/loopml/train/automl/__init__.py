@@ -24,6 +24,9 @@ the refit is on fewer rows only when it would clearly overrun (``final_fit_rows`
 ``max_model_mb`` and ``max_predict_ms`` (estimated: ``_costs``), the smallest package among
 near-ties (``_select``).
 
+Trials on a Ray cluster (``ray=connect_ray(address)``): the same defaults and search, as
+Ray tasks of 1 CPU, as many at a time as the cluster has CPUs (``_ray``).
+
 Columns: identifier-like ones (unique per row, monotone integers) are left out unless
 named in ``keep_columns`` (``_identifiers``); ``AutoMLResult.used_columns`` lists the rest.
 
@@ -46,6 +49,9 @@ from loopml.train.automl._flaml import REGRESSORS as REGRESSORS
 from loopml.train.automl._metrics import metrics_for as metrics_for
 from loopml.train.automl._metrics import resolve_metric as resolve_metric
 from loopml.train.automl._preprocess import MAX_CATEGORIES as MAX_CATEGORIES
+from loopml.train.automl._ray import RayTrials as RayTrials
+from loopml.train.automl._ray import check_place as check_place
+from loopml.train.automl._ray import connect as connect_ray
 from loopml.train.automl._recorder import PARENT_TAG as PARENT_TAG
 from loopml.train.automl._recorder import TrialRecorder as TrialRecorder
 from loopml.train.automl._recorder import result_batch as result_batch
@@ -63,9 +69,12 @@ __all__ = [
     "PARENT_TAG",
     "REGRESSORS",
     "AutoMLResult",
+    "RayTrials",
     "Trial",
     "TrialCallback",
     "TrialRecorder",
+    "check_place",
+    "connect_ray",
     "final_fit_rows",
     "metrics_for",
     "resolve_metric",

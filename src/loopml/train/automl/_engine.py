@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,9 @@ from loopml.train.automl._split import N_SPLITS, Validation, make_validation
 from loopml.train.automl._trial_log import TrialLog
 from loopml.train.automl._turn import EnsembleTurn
 from loopml.train.automl._types import AutoMLResult, Trial
+
+if TYPE_CHECKING:
+    from loopml.train.automl._ray import RaySearch, RayTrials
 
 TrialCallback = Callable[[Trial], None]
 
@@ -84,6 +87,37 @@ def _final_model(
     return fit_final(prep.preprocessor, matrix, labels, steps), rows
 
 
+def _score_defaults(
+    defaults: list[str],
+    log: TrialLog,
+    clock: Clock,
+    score_here: Callable[[str], _flaml.RawTrial],
+    *,
+    direction: Direction,
+    limits: Limits,
+    on_ray: RaySearch | None,
+) -> list[str]:
+    """Score the defaults in turn (on Ray, as many at a time as the cluster has CPUs);
+    returns those scored."""
+    wave = 1 if on_ray is None else on_ray.slots
+    for i in range(0, len(defaults), wave):
+        # The first default is scored whatever the clock says (there must be a winner);
+        # a later one only when it fits, by the last one's time, beside the best's reserve.
+        spare = clock.left() - clock.reserve(pick_winner(log.trials, direction, limits))
+        if i and spare < log.trials[-1].train_time_s:
+            return defaults[:i]
+        found = (
+            [score_here(defaults[i])]
+            if on_ray is None
+            # Given up on only past twice the budget: a slow first default runs over, as
+            # here; a cluster whose CPUs are all held would wait forever.
+            else on_ray.score_defaults(defaults[i : i + wave], clock.left() + clock.budget_s)
+        )
+        for raw in found:
+            log(raw)
+    return defaults
+
+
 def _search(
     prep: Prepared,
     validation: Validation,
@@ -100,23 +134,25 @@ def _search(
     max_iter: int | None,
     n_jobs: int,
     limits: Limits,
+    on_ray: RaySearch | None = None,
 ) -> str:
     """Score the defaults, then let FLAML search for what the clock leaves (the ensemble's
-    turn comes inside the search: ``EnsembleTurn``). Returns why the search stopped:
-    ``budget``, ``max_iter`` or ``search space exhausted``."""
+    turn comes inside the search: ``EnsembleTurn``), here or, with ``on_ray``, as tasks on
+    a Ray cluster. Returns why the search stopped: ``budget``, ``max_iter`` or ``search
+    space exhausted``."""
     kind = prep.data.kind
     defaults = default_learners(
         names, all_learners=all_learners, classes=prep.classes, linear_first=linear_first
     )
-    defaults = defaults[: max_iter or None]
-    for i, name in enumerate(defaults):
-        # The first default is scored whatever the clock says (there must be a winner);
-        # a later one only when it fits, by the last one's time, beside the best's reserve.
-        spare = clock.left() - clock.reserve(pick_winner(log.trials, direction, limits))
-        if i and spare < log.trials[-1].train_time_s:
-            defaults = defaults[:i]
-            break
-        log(score_default(name, validation, kind=kind, metric=metric, n_jobs=n_jobs))
+    defaults = _score_defaults(
+        defaults[: max_iter or None],
+        log,
+        clock,
+        lambda name: score_default(name, validation, kind=kind, metric=metric, n_jobs=n_jobs),
+        direction=direction,
+        limits=limits,
+        on_ray=on_ray,
+    )
     search_iter = None if max_iter is None else max_iter - len(defaults)
     if search_iter == 0:
         return MAX_ITER
@@ -125,25 +161,41 @@ def _search(
     budget = turn.search_left() if max_iter is None else turn.spare()
     if budget <= 0 and log.trials:
         return BUDGET
-    _flaml.search(
-        validation,
-        kind=kind,
-        metric=metric,
-        time_budget_s=max(budget, 0.1),
-        estimators=names,
-        seed=seed,
-        max_iter=search_iter,
-        n_jobs=n_jobs,
-        time_left=turn.search_left,
-        on_trial=log,
-        starting_points=(
-            starting_points(names) if len(validation.labels) >= DEFAULT_START_ROWS else None
-        ),
-    )
+    start = len(validation.labels) >= DEFAULT_START_ROWS
+    if on_ray is not None:
+        on_ray.search(
+            names,
+            seed=seed,
+            max_iter=search_iter,
+            budget_s=max(budget, 0.1),
+            time_left=turn.search_left,
+            on_trial=log,
+            start=start,
+        )
+    else:
+        _flaml.search(
+            validation,
+            kind=kind,
+            metric=metric,
+            time_budget_s=max(budget, 0.1),
+            estimators=names,
+            seed=seed,
+            max_iter=search_iter,
+            n_jobs=n_jobs,
+            time_left=turn.search_left,
+            on_trial=log,
+            starting_points=starting_points(names) if start else None,
+        )
     if max_iter is not None:
         return MAX_ITER
     # FLAML ends early only when every learner's search space is used up.
     return EXHAUSTED if turn.spare() > max(EXHAUSTED_MIN_S, 0.05 * clock.budget_s) else BUDGET
+
+
+def _on_ray(ray: RayTrials, validation: Validation, kind: Any, metric: str) -> RaySearch:
+    from loopml.train.automl._ray import RaySearch
+
+    return RaySearch(ray, validation, kind, metric)
 
 
 def run_automl(
@@ -165,6 +217,7 @@ def run_automl(
     include_packaging: bool = False,
     include_registration: bool = False,
     linear_first: bool = False,
+    ray: RayTrials | None = None,
 ) -> AutoMLResult:
     """Score the library defaults, search with FLAML, and return the winner as one Pipeline.
 
@@ -218,6 +271,9 @@ def run_automl(
         linear_first: the linear learner is the first candidate (for embeddings: dense,
             wide, few rows): its default is scored first and it leads the search, and it
             is searched unless one trial of it would take half the budget.
+        ray: a joined Ray cluster (``_ray.connect``): the defaults and the search's trials
+            run there, one CPU each, as many at a time as it has CPUs (``_ray``); the
+            ensemble and the final fit stay in this process.
 
     Returns:
         The fitted winner, every trial, and the timings.
@@ -287,6 +343,7 @@ def run_automl(
         max_iter=max_iter,
         n_jobs=threads,
         limits=limits,
+        on_ray=None if ray is None else _on_ray(ray, validation, data.kind, metric),
     )
     if turn.winner() is None:
         raise no_winner(log.trials, limits, budget_s)
@@ -332,4 +389,6 @@ def run_automl(
         ensemble=turn.summary,
         stopped=stopped,
         ensemble_in_search=turn.in_search,
+        on="local" if ray is None else "ray",
+        concurrent_trials=1 if ray is None else ray.slots,
     )

@@ -69,6 +69,8 @@ class RawTrial:
     # The model's predictions on the validation rows, per fold (probabilities for
     # classes), when they came for free: for the final ensemble (``_ensemble``).
     predictions: list[np.ndarray] | None = None
+    # The Ray node the trial ran on (``_ray``); empty for a trial of this process.
+    node: str = ""
 
 
 @dataclass(frozen=True)

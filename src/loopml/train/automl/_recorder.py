@@ -21,6 +21,7 @@ from loopml.train.automl._types import AutoMLResult, Trial
 PARENT_TAG = "loopml.parent_run_id"
 TRIAL_TAG = "loopml.automl.trial"
 ESTIMATOR_TAG = "loopml.automl.estimator"
+NODE_TAG = "loopml.automl.node"
 
 
 def _text(value: Any) -> str:
@@ -44,19 +45,22 @@ def trial_batch(trial: Trial, metric: str, parent_run_id: str) -> LogBatch:
         "estimated_mb": trial.size_mb,
         "estimated_predict_ms": trial.predict_ms,
     }
+    tags = {
+        PARENT_TAG: parent_run_id,
+        TRIAL_TAG: str(trial.iteration),
+        ESTIMATOR_TAG: trial.estimator,
+        "loopml.automl.improved": "true" if trial.improved else "false",
+        "loopml.automl.source": trial.source,
+    }
+    if trial.node:
+        tags[NODE_TAG] = trial.node
     return LogBatch(
         params=dict(list(params.items())[:100]),
         metrics=[
             MetricPoint(key=k, value=_value(v), step=trial.iteration, timestamp_ms=now_ms)
             for k, v in values.items()
         ],
-        tags={
-            PARENT_TAG: parent_run_id,
-            TRIAL_TAG: str(trial.iteration),
-            ESTIMATOR_TAG: trial.estimator,
-            "loopml.automl.improved": "true" if trial.improved else "false",
-            "loopml.automl.source": trial.source,
-        },
+        tags=tags,
     )
 
 
@@ -145,6 +149,8 @@ def result_batch(result: AutoMLResult) -> LogBatch:
         "excluded_columns": _text(",".join(result.dropped_columns)),
         "stopped": result.stopped,
         "ensemble_in_search": "true" if result.ensemble_in_search else "false",
+        "on": result.on,
+        "concurrent_trials": str(result.concurrent_trials),
     } | {f"best.{k}": _text(v) for k, v in result.best_config.items()}
     limits = {"max_model_mb": result.max_model_mb, "max_predict_ms": result.max_predict_ms}
     params |= {k: f"{v:g}" for k, v in limits.items() if v is not None}

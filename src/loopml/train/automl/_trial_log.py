@@ -69,6 +69,7 @@ class TrialLog:
             predict_ms=0.0
             if self._predict_ms is None
             else round(self._predict_ms(raw.estimator, raw.config), 5),
+            node=raw.node,
         )
         self.trials.append(trial)
         if raw.predictions is not None:

@@ -41,6 +41,9 @@ class Trial(BaseModel):
         default=0.0,
         description="The estimated latency of one row (batch 1) on the model server, in ms.",
     )
+    node: str = Field(
+        default="", description="The Ray node the trial ran on (``--on ray``), else empty."
+    )
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,8 @@ class AutoMLResult:
             ``search space exhausted`` (FLAML ran out of configurations with time left).
         ensemble_in_search: whether the ensemble was decided inside the search, which
             then went on with the time the ensemble did not take.
+        on: where the trials ran: ``local`` or ``ray``.
+        concurrent_trials: how many trials ran at a time (the Ray cluster's CPUs).
     """
 
     model: Any
@@ -119,3 +124,5 @@ class AutoMLResult:
     ensemble: dict[str, Any] | None = None
     stopped: str = "budget"
     ensemble_in_search: bool = False
+    on: str = "local"
+    concurrent_trials: int = 1
