@@ -66,6 +66,22 @@ def _reap() -> None:
         _say({"exited": pid, "code": _exit_code(status)})
 
 
+_STARTED_IN = os.getcwd()
+
+
+def _import_path(cwd: str) -> None:
+    """``sys.path`` as ``python -m`` started in ``cwd`` with this ``PYTHONPATH`` has it:
+    the folder first, then ``PYTHONPATH``'s entries, then this interpreter's own. Other
+    variables Python reads only at start-up (``PYTHONWARNINGS``, ``PYTHONHASHSEED``) are
+    as they were when the worker started the server."""
+    if sys.path and sys.path[0] in ("", _STARTED_IN):
+        sys.path[0] = cwd
+    extra = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    for entry in reversed(extra):
+        if entry not in sys.path:
+            sys.path.insert(1, entry)
+
+
 def _run_child(request: dict[str, Any], closing: list[int]) -> None:
     """In the forked child: become what ``python -u -m loopml.pipelines._child`` was, run
     the attempt, exit. Never returns."""
@@ -91,6 +107,7 @@ def _run_child(request: dict[str, Any], closing: list[int]) -> None:
         os.environ.clear()
         os.environ.update(request["env"])
         os.chdir(request["cwd"])
+        _import_path(request["cwd"])
         from loopml.pipelines import _child
 
         code = _child.main(["_child", request["task"], request["result"], str(os.getppid())])

@@ -33,6 +33,14 @@ import time
 from loopml.pipelines import step
 
 
+def _probe():
+    try:
+        import fork_pythonpath_probe
+    except ImportError:
+        return None
+    return fork_pythonpath_probe.WHERE
+
+
 @step
 def where(ctx):
     parent = open(f"/proc/{os.getppid()}/cmdline", "rb").read().split(b"\\0")
@@ -41,6 +49,7 @@ def where(ctx):
         "session_leader": os.getsid(0) == os.getpid(),
         "marker": os.environ.get("LOOPML_FORK_TEST_MARKER"),
         "cwd": os.getcwd(),
+        "from_pythonpath": _probe(),
     }), flush=True)
     return {}
 
@@ -111,17 +120,29 @@ def executor() -> Iterator[LocalExecutor]:
 def test_a_step_is_forked_from_the_server_with_the_workers_environment_now(
     executor: LocalExecutor, task_for: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Set after the server started: each step gets the environment of the moment it starts.
+    # Set after the server started: each step gets the environment of the moment it starts,
+    # PYTHONPATH on its import path as a fresh interpreter would have it.
     monkeypatch.setenv("LOOPML_FORK_TEST_MARKER", "set-later")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(_probe(tmp_path / "on-pythonpath")))
     facts = _facts(executor, task_for)
     assert facts["parent"][1:3] == ["-m", "loopml.pipelines._forkserver"], facts
     assert facts["session_leader"] is True
     assert facts["marker"] == "set-later"
     assert facts["cwd"] == str(tmp_path)
+    assert facts["from_pythonpath"] == str(tmp_path / "on-pythonpath")
 
 
-def test_with_the_fork_server_off_a_step_is_a_fresh_interpreter(task_for: Any) -> None:
+def _probe(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / "fork_pythonpath_probe.py").write_text(f"WHERE = {str(folder)!r}\n")
+    return folder
+
+
+def test_with_the_fork_server_off_a_step_is_a_fresh_interpreter(
+    task_for: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(_probe(tmp_path / "on-pythonpath")))
     fresh = LocalExecutor(LocalExecutorConfig(fork_server=False))
     facts = _facts(fresh, task_for)
     assert facts["parent"] == psutil.Process().cmdline(), facts  # this process: the worker
