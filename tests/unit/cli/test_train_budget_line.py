@@ -50,5 +50,5 @@ def test_the_best_line_shows_the_package_size_and_measured_latency_beside_the_sc
         predict_ms=0.03612,
     )
 
-    assert _best(outcome) == "lgbm (0.9912; 0.42 MB, 0.036 ms a row)"
+    assert _best(outcome) == "lgbm (0.9912; 0.42 MB, 0.036 ms a row served)"
     assert _best(replace(outcome, package_mb=None, predict_ms=None)) == "lgbm (0.9912)"

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from loopml.core.errors import ValidationError
 from loopml.train.automl import _costs, _ensemble, _flaml, _warm
 from loopml.train.automl._checks import check_training_data
 from loopml.train.automl._clock import Clock
@@ -313,6 +314,15 @@ def run_automl(
         return _costs.size_mb(name, config, rows, prep.n_classes, columns)
 
     inputs_ms = _inputs_ms(prep.plan, list(data.features.columns))
+    if max_predict_ms is not None and inputs_ms >= max_predict_ms:
+        # Every model reads the same inputs: no search can end under the limit.
+        raise ValidationError(
+            f"no model can answer one row within {max_predict_ms:g} ms (max_predict_ms): "
+            f"reading the row's {len(prep.plan.used(list(data.features.columns)))} columns "
+            f"alone takes about {inputs_ms:.4f} ms on the model server (estimated), before "
+            "any model runs. Raise max_predict_ms, or give the model fewer columns",
+            details={"max_predict_ms": max_predict_ms, "inputs_ms": round(inputs_ms, 5)},
+        )
 
     def predict_ms(name: str, config: dict[str, Any]) -> float:
         return _costs.predict_ms(name, config, rows, prep.n_classes, inputs_ms=inputs_ms)
