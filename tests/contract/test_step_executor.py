@@ -70,24 +70,25 @@ def executor(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StepExe
     made.close()
 
 
-@pytest.fixture
-def task_for(tmp_path: Path) -> Any:
+def task_maker(tmp_path: Path, module: str, source: str) -> Any:
+    """``make(function, params, outputs)``: a task for a function of ``module`` (written from
+    ``source`` into a folder of its own, on the task's ``sys.path``), in a fresh home."""
     folder = tmp_path / "usercode"
     folder.mkdir()
-    (folder / "contract_steps.py").write_text(textwrap.dedent(STEPS))
+    (folder / f"{module}.py").write_text(textwrap.dedent(source))
     settings = Settings(home=tmp_path / "home").model_dump(mode="json")
 
     def make(function: str, params: dict[str, Any], outputs: dict[str, str]) -> StepTask:
         return StepTask(
             project="default",
             project_id="p" * 32,
-            pipeline="contract",
+            pipeline=module,
             run_id="r" * 32,
             step=function,
             step_run_id="s" * 32,
             attempt=1,
             uses="python",
-            python=f"contract_steps:{function}",
+            python=f"{module}:{function}",
             params=params,
             outputs=outputs,
             settings=settings,
@@ -97,7 +98,12 @@ def task_for(tmp_path: Path) -> Any:
     return make
 
 
-def _finish(handle: StepHandle, timeout_s: float = 60.0) -> StepOutcome:
+@pytest.fixture
+def task_for(tmp_path: Path) -> Any:
+    return task_maker(tmp_path, "contract_steps", STEPS)
+
+
+def finish(handle: StepHandle, timeout_s: float = 60.0) -> StepOutcome:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         outcome = handle.wait(0.2)
@@ -109,7 +115,7 @@ def _finish(handle: StepHandle, timeout_s: float = 60.0) -> StepOutcome:
 def test_outputs_come_back_and_the_output_is_logged(executor: StepExecutor, task_for: Any) -> None:
     handle = executor.start(task_for("add", {"a": 2, "b": 3}, {"sum": "integer"}))
     try:
-        outcome = _finish(handle)
+        outcome = finish(handle)
         assert (outcome.ok, outcome.outputs, outcome.error) == (True, {"sum": 5}, None)
         assert b"adding 2 and 3" in handle.read_log()
     finally:
@@ -121,7 +127,7 @@ def test_a_raising_step_is_a_failed_outcome_that_names_the_users_code(
 ) -> None:
     handle = executor.start(task_for("broken", {}, {}))
     try:
-        outcome = _finish(handle)
+        outcome = finish(handle)
         assert not outcome.ok
         assert outcome.error is not None
         assert outcome.error.type == "ValueError"
@@ -137,7 +143,7 @@ def test_a_process_that_dies_is_a_failed_retryable_outcome(
 ) -> None:
     handle = executor.start(task_for("dies", {}, {}))
     try:
-        outcome = _finish(handle)
+        outcome = finish(handle)
         assert not outcome.ok
         assert outcome.error is not None
         assert outcome.error.retryable

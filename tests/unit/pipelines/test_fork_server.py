@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +20,7 @@ import pytest
 
 from loopml.pipelines.backends import _forked
 from loopml.pipelines.backends.local import LocalExecutor, LocalExecutorConfig, LocalHandle
-from loopml.pipelines.base import StepOutcome, StepTask
-from loopml.settings import Settings
+from tests.contract.test_step_executor import finish, task_maker
 
 STEPS = """
 import json
@@ -65,44 +63,13 @@ def sleeps_with_a_child(ctx):
 
 @pytest.fixture
 def task_for(tmp_path: Path) -> Any:
-    folder = tmp_path / "usercode"
-    folder.mkdir()
-    (folder / "fork_steps.py").write_text(textwrap.dedent(STEPS))
-    settings = Settings(home=tmp_path / "home").model_dump(mode="json")
-
-    def make(function: str, outputs: dict[str, str]) -> StepTask:
-        return StepTask(
-            project="default",
-            project_id="p" * 32,
-            pipeline="forks",
-            run_id="r" * 32,
-            step=function,
-            step_run_id="s" * 32,
-            attempt=1,
-            uses="python",
-            python=f"fork_steps:{function}",
-            params={},
-            outputs=outputs,
-            settings=settings,
-            sys_path=[str(folder)],
-        )
-
-    return make
-
-
-def _finish(handle: LocalHandle, timeout_s: float = 60.0) -> StepOutcome:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        outcome = handle.wait(0.2)
-        if outcome is not None:
-            return outcome
-    pytest.fail("the step did not finish")
+    return task_maker(tmp_path, "fork_steps", STEPS)
 
 
 def _facts(executor: LocalExecutor, task_for: Any) -> dict[str, Any]:
-    handle = executor.start(task_for("where", {}))
+    handle = executor.start(task_for("where", {}, {}))
     try:
-        outcome = _finish(handle)
+        outcome = finish(handle)
         assert outcome.ok, (outcome.error, handle.read_log())
         line = handle.read_log().split(b"facts ", 1)[1].split(b"\n", 1)[0]
         return json.loads(line)
@@ -158,7 +125,7 @@ def _child_pid(handle: LocalHandle) -> int:
 
 
 def test_stop_ends_the_step_and_its_children(executor: LocalExecutor, task_for: Any) -> None:
-    handle = executor.start(task_for("sleeps_with_a_child", {}))
+    handle = executor.start(task_for("sleeps_with_a_child", {}, {}))
     try:
         grandchild = _child_pid(handle)
         assert psutil.pid_exists(grandchild)
@@ -177,12 +144,12 @@ def test_stop_ends_the_step_and_its_children(executor: LocalExecutor, task_for: 
 def test_a_dead_server_fails_its_steps_and_the_next_step_gets_a_new_one(
     executor: LocalExecutor, task_for: Any
 ) -> None:
-    handle = executor.start(task_for("sleeps_with_a_child", {}))
+    handle = executor.start(task_for("sleeps_with_a_child", {}, {}))
     try:
         grandchild = _child_pid(handle)
         server = _forked.server_for(sys.executable)
         os.kill(server.pid, signal.SIGKILL)
-        outcome = _finish(handle, timeout_s=30)
+        outcome = finish(handle, timeout_s=30)
         assert not outcome.ok
         assert outcome.error is not None
         assert outcome.error.retryable
