@@ -110,7 +110,10 @@ def test_a_kept_identifier_is_used_and_the_size_limit_holds(settings: Settings) 
 
 
 def test_a_small_budget_is_used_not_kept_back_for_a_small_model(settings: Settings) -> None:
-    budget = 15.0
+    # 20 s, not 15: about 1.5 s is still kept back for a small model's registration and
+    # packaging, and the search stops a trial's length early or late, so at 15 s the call
+    # ended at 0.899 x its budget in one CI run (0.90-0.93 otherwise).
+    budget = 20.0
 
     outcome = _train(settings, budget, register_as="cancer", n_jobs=1)
 
