@@ -12,6 +12,7 @@ from loopml.cli._context import project_option, state
 from loopml.cli._output import as_json, console, err_console
 from loopml.cli.artifacts import _bar
 from loopml.core.errors import ValidationError
+from loopml.core.executors import check_place
 
 
 @contextlib.contextmanager
@@ -58,8 +59,7 @@ def predict(
     """
     if (deployment is None) == (model is None):
         raise ValidationError("pass --deployment D or --model REF (one of them)")
-    if on not in ("local", "ray"):
-        raise ValidationError(f"--on is local or ray, got {on!r}")
+    check_place(on, option="--on")
     file = Path(input)
     with state(ctx).client() as client:
         if file.is_file():

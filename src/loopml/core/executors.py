@@ -10,6 +10,26 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from loopml.core.errors import ValidationError
+
+Place = Literal["local", "ray"]
+"""Where a piece of work runs: this process or machine (``local``), or the Ray cluster."""
+PLACES: tuple[Place, ...] = ("local", "ray")
+
+
+def check_place(on: str, *, option: str = "on") -> Place:
+    """``on`` when it is a place (``local`` or ``ray``): for the CLI's ``--on``, a step's
+    ``on:`` and ``loopml train --on``, which all say the same when it is not.
+
+    Raises:
+        ValidationError: naming both places and what was given.
+    """
+    if on == "local":
+        return "local"
+    if on == "ray":
+        return "ray"
+    raise ValidationError(f"{option} is local or ray, got {on!r}", details={"field": "on"})
+
 
 class LocalExecutorConfig(BaseModel):
     """The local executor: worker child processes on this machine."""

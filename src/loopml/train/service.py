@@ -389,7 +389,8 @@ def _fail(run: ActiveRun, exc: BaseException) -> None:
 
 def _join(options: SearchOptions) -> RayTrials | None:
     """The Ray cluster the trials run on with ``on: ray`` (joined once per process)."""
-    from loopml.train.automl import check_place, connect_ray
+    from loopml.core.executors import check_place
+    from loopml.train.automl import connect_ray
 
     check_place(options.on)
     return connect_ray(options.ray_address) if options.on == "ray" else None

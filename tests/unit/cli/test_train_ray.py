@@ -84,6 +84,12 @@ def test_on_must_be_local_or_ray(platform: Platform, cancer: None) -> None:
     refused = platform.cli(*TRAIN, "--budget", "5", "--on", "foo")
     assert isinstance(refused.exception, ValidationError)  # printed as one line by main()
     assert "on is local or ray, got 'foo'" in str(refused.exception)
+    # Batch scoring says the same, before it reads or uploads anything.
+    scored = platform.cli(
+        "predict", "--input", "cancer", "--model", "m@prod", "-o", "out", "--on", "foo"
+    )
+    assert isinstance(scored.exception, ValidationError)
+    assert str(scored.exception) == "--on is local or ray, got 'foo'"
 
 
 def test_a_cluster_out_of_reach_is_named(platform: Platform, cancer: None) -> None:

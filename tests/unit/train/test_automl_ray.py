@@ -12,7 +12,7 @@ from sklearn.datasets import load_breast_cancer
 
 from loopml.core.errors import ServiceUnavailableError
 from loopml.train.automl import connect_ray, run_automl
-from loopml.train.automl._ray import split_search
+from loopml.train.automl._ray import split_search, trial_slots
 from tests.ray_cluster import RayCluster
 
 NAMES = ["lgbm", "rf", "extra_tree", "lrl1"]
@@ -46,6 +46,10 @@ def test_a_trial_cap_is_shared_out_and_an_empty_share_runs_no_part() -> None:
     assert len(split_search(NAMES, 4, seed=0, max_iter=2)) == 2
 
 
+def test_a_search_task_a_free_cpu_and_one_when_none_is_free() -> None:
+    assert [trial_slots(4, free) for free in (4, 3, 0)] == [4, 3, 1]
+
+
 @pytest.mark.ray
 def test_a_cluster_whose_cpus_are_all_held_is_named_not_waited_on(ray_cluster: RayCluster) -> None:
     import ray
@@ -53,7 +57,7 @@ def test_a_cluster_whose_cpus_are_all_held_is_named_not_waited_on(ray_cluster: R
 
     trials = connect_ray(ray_cluster.address)
     # Every CPU reserved, as a training step on the Ray executor holds its own.
-    held = placement_group([{"CPU": trials.slots}])
+    held = placement_group([{"CPU": ray.cluster_resources()["CPU"]}])
     ray.get(held.ready(), timeout=30)
     frame = load_breast_cancer(as_frame=True).frame.iloc[:200, [0, 1, 2, 30]]
     started = time.monotonic()

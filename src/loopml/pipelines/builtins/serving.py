@@ -374,11 +374,11 @@ def batch_predict(
     ``output``; ``overwrite`` by default, so a rerun replaces rather than duplicates. ``on:
     ray`` scores the table's files on the worker's Ray cluster (or a Ray of the step's own).
     """
+    from loopml.core.executors import check_place
     from loopml.predictions.batch import score_table
     from loopml.predictions.ray_batch import RayTarget
 
-    if on not in ("local", "ray"):
-        raise ValidationError(f"on is local or ray, got {on!r}", details={"field": "on"})
+    check_place(on)
 
     result = score_table(
         ctx.store,

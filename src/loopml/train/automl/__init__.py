@@ -50,7 +50,6 @@ from loopml.train.automl._metrics import metrics_for as metrics_for
 from loopml.train.automl._metrics import resolve_metric as resolve_metric
 from loopml.train.automl._preprocess import MAX_CATEGORIES as MAX_CATEGORIES
 from loopml.train.automl._ray import RayTrials as RayTrials
-from loopml.train.automl._ray import check_place as check_place
 from loopml.train.automl._ray import connect as connect_ray
 from loopml.train.automl._recorder import PARENT_TAG as PARENT_TAG
 from loopml.train.automl._recorder import TrialRecorder as TrialRecorder
@@ -73,7 +72,6 @@ __all__ = [
     "Trial",
     "TrialCallback",
     "TrialRecorder",
-    "check_place",
     "connect_ray",
     "final_fit_rows",
     "metrics_for",

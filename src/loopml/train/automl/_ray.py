@@ -33,15 +33,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from loopml.core.errors import ServiceUnavailableError, ValidationError
+from loopml.core.errors import ServiceUnavailableError
 from loopml.train.automl import _flaml
 from loopml.train.automl._defaults import score_default, starting_points
 from loopml.train.automl._metrics import TaskKind
 from loopml.train.automl._split import Validation
 from loopml.wiring import import_ray, init_ray
 
-PLACES = ("local", "ray")
-"""Where AutoML's trials run: ``local`` (this process's threads) or ``ray``."""
 _PURPOSE = "AutoML on Ray (--on ray)"
 CONNECT_TIMEOUT_S = 5.0
 """How long the head's port may take to answer: ``ray.init`` itself retries for minutes."""
@@ -58,16 +56,6 @@ POLL_S = 0.1
 STOP_GRACE_S = 0.5
 """How long parts may take to end their trial in flight once the deadline passed, before
 their tasks are cancelled."""
-
-
-def check_place(on: str) -> None:
-    """Refuse a place other than ``local`` or ``ray``.
-
-    Raises:
-        ValidationError: naming both.
-    """
-    if on not in PLACES:
-        raise ValidationError(f"on is local or ray, got {on!r}", details={"field": "on"})
 
 
 @dataclass(frozen=True)
@@ -103,8 +91,16 @@ def connect(address: str | None) -> RayTrials:
             f"the Ray cluster at {where} has no CPU to run AutoML's trials on",
             details={"address": address},
         )
-    _warm(ray, cpus)
-    return RayTrials(ray=ray, address=address, slots=cpus)
+    slots = trial_slots(cpus, int(ray.available_resources().get("CPU", 0)))
+    _warm(ray, slots)
+    return RayTrials(ray=ray, address=address, slots=slots)
+
+
+def trial_slots(cpus: int, free: int) -> int:
+    """How many search tasks to run at a time on a cluster of ``cpus`` CPUs, ``free`` of them
+    free now: one a free CPU, at least one (which waits for a CPU). A task for a CPU another
+    job holds would start when that job ends, its share of the budget gone by then."""
+    return max(1, min(cpus, free))
 
 
 def _import_learners() -> None:
