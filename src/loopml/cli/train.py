@@ -352,13 +352,13 @@ def _report(outcome: TrainOutcome, json_out: bool) -> None:
         rows.append(("eval", ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))))
         if outcome.evaluation.latency:
             lat = outcome.evaluation.latency
-            # Not the served figure above: a one-row pandas frame through the loaded
-            # package, which is what the gate's latency rules judge.
+            # The registered version's, measured as served on an eval row: what the gate's
+            # latency rules judge.
             rows.append(
                 (
                     "eval latency",
-                    f"p50 {lat.p50_ms:.3f} ms, p99 {lat.p99_ms:.3f} ms (a one-row frame, "
-                    "as the gate judges)",
+                    f"p50 {lat.p50_ms:.3f} ms, p99 {lat.p99_ms:.3f} ms a row served "
+                    "(the gate judges it)",
                 )
             )
     table("trained", ["", ""], rows)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from loopml.core.errors import ConflictError
 from loopml.core.gate import EvaluationReport, GateResult, StoredEvaluation
@@ -21,6 +22,9 @@ from loopml.registry.versions import resolve
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
 from loopml.train import tracking
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 LATENCY_CALLS = 200
 
@@ -73,7 +77,7 @@ def evaluate_version(
         )
     rows = eval_set(store, artifacts, project, dataset)
     with tempfile.TemporaryDirectory(prefix="loopml-eval-") as tmp:
-        _, loaded = load_version(store, artifacts, project, found.ref, Path(tmp))
+        fetched, loaded = load_version(store, artifacts, project, found.ref, Path(tmp))
         report = evaluate(
             loaded,
             rows.frame,
@@ -82,9 +86,31 @@ def evaluate_version(
             eval_hash=rows.eval_hash,
             primary_metric=primary_metric,
             dataset=rows.dataset,
-            latency_calls=latency_calls,
         )
+        if latency_calls > 0:
+            folder = Path(tmp) / f"{fetched.model}-{fetched.version}"  # load_version's
+            report = _served(report, folder, fetched, rows.frame, target, latency_calls)
     return gate.save_evaluation(store, project, model, version, report, actor=actor)
+
+
+def _served(
+    report: EvaluationReport,
+    folder: Path,
+    version: ModelVersion,
+    frame: pd.DataFrame,
+    target: str,
+    calls: int,
+) -> EvaluationReport:
+    """``report`` with the package's one-row latency as the model server runs it
+    (``served_latency``: the first eval row as a client's JSON, its checks and casts and one
+    ONNX Runtime thread): the figure ``loopml train --max-predict-ms`` limits and the server
+    answers in, so the gate's latency rules judge what callers will wait for."""
+    from loopml.train.evaluation import served_latency
+
+    row = frame.drop(columns=[target]).iloc[:1]
+    latency = served_latency(folder, version.manifest_sha256, row, calls=calls)
+    details = {**report.details, "latency_calls": calls, "latency_measured": "served"}
+    return report.model_copy(update={"latency": latency, "details": details})
 
 
 def champion_scorer(

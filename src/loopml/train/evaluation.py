@@ -217,7 +217,9 @@ def evaluate(
             ``log_loss`` (multiclass) or ``r2`` (regression) when omitted.
         dataset: the dataset version the eval set belongs to (``name@3``), if known.
         latency_calls: when positive, ``predict_latency`` on the first eval row with that
-            many calls; pass a loaded package to measure what will be served.
+            many calls: a one-row frame through ``model``. A registered version's
+            evaluation (``loopml.registry.evaluate``), which the gate judges, measures
+            ``served_latency`` instead, the model server's path.
 
     Returns:
         The evaluation report, ready for ``loopml.registry.gate.save_evaluation``.

@@ -109,6 +109,10 @@ def test_automl_registers_and_the_gate_blocks_a_worse_model(settings: Settings) 
         store, artifacts, "default", "cancer", 2, actor="t", dataset="cancer_snap@1"
     )
     assert on_same.report.eval_hash == good.eval_hash
+    # The gate's latency rules judge the model server's path (an eval row as a client's
+    # JSON, one ONNX Runtime thread), the figure --max-predict-ms limits.
+    assert on_same.report.details["latency_measured"] == "served"
+    assert on_same.report.latency is not None
     verdict = gate.judge_version(
         store, "default", "cancer", 2, actor="t", eval_hash=good.eval_hash, score_champion=scorer
     )
