@@ -141,7 +141,8 @@ def _loopml(
         finished = time.perf_counter()
         one_row_ms = model_server_one_row_ms(package, _row(test.drop(columns="target")))
     note = (
-        f"{len(result.trials)} trials, {result.eval_method}, {result.best_estimator}, "
+        f"{len(result.trials)} trials, {result.eval_method}, stopped: {result.stopped}, "
+        f"{result.best_estimator}, "
         f"{primary}; search+fit {searched - started:.1f} s, package {finished - searched:.1f} s; "
         + _ensemble_note(result)
     )

@@ -108,6 +108,8 @@ def test_a_fine_tune_whose_node_dies_resumes_on_another_node_from_its_checkpoint
         def ready(self) -> bool:
             return True
 
+    if ray.is_initialized():  # an earlier test's, in this process, to the shared cluster
+        ray.shutdown()
     init_ray(ray, cluster.address)  # the worker's executor drives through this connection
     try:
         head = ray.get_runtime_context().get_node_id()
