@@ -22,7 +22,9 @@ from loopml.train.automl._types import Trial
 BUDGET = 100.0
 
 
-def _turn_near_its_end(left_s: float) -> tuple[EnsembleTurn, TrialLog, Validation, Clock]:
+def _turn_near_its_end(
+    left_s: float, lgbm_s: float = 0.01
+) -> tuple[EnsembleTurn, TrialLog, Validation, Clock]:
     """A turn on diabetes' 5 folds whose clock has ``left_s`` seconds left, and two trials
     (lgbm the better, then rf) whose blend wins on average through one fold only (the
     lgbm is far off there, the rf better), inside the folds' spread: it is refused. rf's
@@ -40,7 +42,7 @@ def _turn_near_its_end(left_s: float) -> tuple[EnsembleTurn, TrialLog, Validatio
     rng = np.random.default_rng(1)
     rows = len(validation.labels)
     for name, loss, seconds, scales in (
-        ("lgbm", 60.0, 0.01, [1, 1, 1, 1, 4]),
+        ("lgbm", 60.0, lgbm_s, [1, 1, 1, 1, 4]),
         ("rf", 61.0, 40.0, [2, 2, 2, 2, 1.5]),
     ):
         noisy = [t + rng.normal(scale=s, size=len(t)) for t, s in zip(truth, scales, strict=True)]
@@ -86,6 +88,27 @@ def test_a_refused_ensemble_hands_its_room_back_to_the_search() -> None:
     # Decided once: later trials do not try it again.
     turn.search_left()
     assert turn.summary["decided_at_s"] == pytest.approx(BUDGET - 16.0, abs=0.5)
+
+
+def test_the_ensemble_is_decided_before_no_learners_next_trial_fits_in_the_time_left() -> None:
+    # Both learners' best trials took 20 s or more: FLAML starts no trial longer than the
+    # time it has left, so with 15 s before the ensemble's room (about 24 s: the refits,
+    # 5.5 s and 11 s, and the selection) it would end its search there, and the ensemble,
+    # decided after it, would leave its room unused when refused (fair at 60 s: 0.86 x).
+    turn, log, _, clock = _turn_near_its_end(left_s=40.0, lgbm_s=20.0)
+
+    left = turn.search_left()
+
+    assert turn.done
+    assert turn.in_search
+    assert turn.summary is not None and turn.summary["kept"] is False
+    assert left == pytest.approx(clock.left() - clock.reserve(log.trials[0]), abs=0.05)
+    assert left > 20.0  # the room handed back: the search goes on
+
+    # With time for another trial before the room, the ensemble waits.
+    waiting, _, _, _ = _turn_near_its_end(left_s=60.0, lgbm_s=20.0)
+    assert waiting.search_left() > 20.0
+    assert not waiting.done
 
 
 def test_an_iteration_cap_is_why_the_search_stopped_and_the_timings_add_up() -> None:
