@@ -101,7 +101,8 @@ def test_the_ensemble_is_decided_before_no_learners_next_trial_fits_in_the_time_
 
     assert turn.done
     assert turn.in_search
-    assert turn.summary is not None and turn.summary["kept"] is False
+    assert turn.summary is not None
+    assert turn.summary["kept"] is False
     assert left == pytest.approx(clock.left() - clock.reserve(log.trials[0]), abs=0.05)
     assert left > 20.0  # the room handed back: the search goes on
 
