@@ -35,6 +35,7 @@ from loopml.client import Client
 from loopml.core.automation import FiringOutcome
 from loopml.core.clock import utcnow
 from loopml.core.deployments import DeploymentStatus
+from loopml.core.errors import NotFoundError
 from loopml.core.pipelines import AttemptStatus, PipelineRun, RunStatus
 from loopml.monitor import service as monitor_service
 from loopml.pipelines import automation_service, service
@@ -185,7 +186,10 @@ def test_parallel_steps_use_both_worker_hosts_and_survive_one_dying(
     )
     for name, found in steps.items():
         if len(found.attempts) > 1:
-            _, text = service.read_log(store, artifacts, "default", run_id, name, attempt=1)
+            try:
+                _, text = service.read_log(store, artifacts, "default", run_id, name, attempt=1)
+            except NotFoundError:  # its worker died before its first heartbeat uploaded it
+                text = b"(none uploaded)"
             print(f"[multihost] {name} attempt 1 log:", text.decode()[-1500:], file=sys.stderr)
     assert run.status == RunStatus.SUCCEEDED
     # No step ran twice to completion: one "done" mark each, the killed attempt's never.
