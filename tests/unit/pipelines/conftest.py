@@ -25,6 +25,21 @@ from loopml.wiring import open_artifact_store, open_metadata_store
 FAST = WorkerConfig(concurrency=2, lease_s=30.0, heartbeat_s=0.3, poll_s=0.02, sweep_s=0.2)
 
 
+def cluster_settings(home: Path, postgres_url: str, s3_bucket: str, s3_endpoint: str) -> Settings:
+    """PostgreSQL metadata and S3 artifacts (moto's server), as every node of a cluster
+    reaches them."""
+    return Settings(
+        home=home,
+        database={"url": postgres_url},
+        artifacts={
+            "root": f"s3://{s3_bucket}/loopml",
+            "s3_endpoint_url": s3_endpoint,
+            "s3_access_key_id": "testing",
+            "s3_secret_access_key": "testing",
+        },
+    )
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """The embedded defaults (SQLite, local folder) in a fresh home."""

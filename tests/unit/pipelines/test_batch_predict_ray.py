@@ -26,7 +26,7 @@ from tests.ray_cluster import RayCluster
 from tests.unit.deploy.deploy_support import cancer_frame, fit, register_model
 from tests.unit.predictions.test_batch_ray import _lineage, _scored
 
-from .conftest import step_of, wait_run
+from .conftest import cluster_settings, step_of, wait_run
 from .test_ray_worker import ray_worker, run_spec
 
 pytestmark = pytest.mark.ray
@@ -51,16 +51,7 @@ def settings(
 ) -> Settings:
     """PostgreSQL and S3, as every host of a cluster reaches them; the worker's executor is
     the cluster, which is also where the step's ``on: ray`` scores."""
-    made = Settings(
-        home=tmp_path / "home",
-        database={"url": postgres_url},
-        artifacts={
-            "root": f"s3://{s3_bucket}/loopml",
-            "s3_endpoint_url": s3_endpoint,
-            "s3_access_key_id": "testing",
-            "s3_secret_access_key": "testing",
-        },
-    )
+    made = cluster_settings(tmp_path / "home", postgres_url, s3_bucket, s3_endpoint)
     executor = RayExecutorConfig(type="ray", address=ray_cluster.address, stop_grace_s=1.0)
     return made.model_copy(update={"worker": made.worker.model_copy(update={"executor": executor})})
 

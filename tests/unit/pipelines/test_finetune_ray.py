@@ -29,7 +29,7 @@ from tests.e2e.test_pipelines_workers import TEXT_OPTIONS
 from tests.ray_cluster import KILL_SLOT, RAY, RayCluster
 from tests.text_data import ingest_reviews, reviews
 
-from .conftest import FAST, running_worker, step_of, wait_run
+from .conftest import FAST, cluster_settings, running_worker, step_of, wait_run
 from .test_ray_worker import run_spec
 
 pytestmark = pytest.mark.ray
@@ -67,17 +67,7 @@ def cluster() -> Iterator[RayCluster]:
 
 @pytest.fixture
 def settings(tmp_path: Path, postgres_url: str, s3_bucket: str, s3_endpoint: str) -> Settings:
-    """PostgreSQL and S3, as every node of a cluster reaches them."""
-    return Settings(
-        home=tmp_path / "home",
-        database={"url": postgres_url},
-        artifacts={
-            "root": f"s3://{s3_bucket}/loopml",
-            "s3_endpoint_url": s3_endpoint,
-            "s3_access_key_id": "testing",
-            "s3_secret_access_key": "testing",
-        },
-    )
+    return cluster_settings(tmp_path / "home", postgres_url, s3_bucket, s3_endpoint)
 
 
 def _checkpoints(artifacts: ArtifactStore) -> list[int]:
