@@ -14,7 +14,6 @@ from loopml.core.errors import ValidationError
 
 Place = Literal["local", "ray"]
 """Where a piece of work runs: this process or machine (``local``), or the Ray cluster."""
-PLACES: tuple[Place, ...] = ("local", "ray")
 
 
 def check_place(on: str, *, option: str = "on") -> Place:

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 from loopml.core.errors import ConflictError
 from loopml.core.gate import EvaluationReport, GateResult, StoredEvaluation
 from loopml.core.registry import ModelVersion
+from loopml.packaging import load_model
 from loopml.registry import gate
-from loopml.registry.packages import load_version
+from loopml.registry.packages import fetch_package
 from loopml.registry.versions import resolve
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
@@ -77,7 +78,8 @@ def evaluate_version(
         )
     rows = eval_set(store, artifacts, project, dataset)
     with tempfile.TemporaryDirectory(prefix="loopml-eval-") as tmp:
-        fetched, loaded = load_version(store, artifacts, project, found.ref, Path(tmp))
+        fetched, folder = fetch_package(store, artifacts, project, found.ref, Path(tmp) / "pkg")
+        loaded = load_model(folder, manifest_sha256=fetched.manifest_sha256)
         report = evaluate(
             loaded,
             rows.frame,
@@ -88,7 +90,6 @@ def evaluate_version(
             dataset=rows.dataset,
         )
         if latency_calls > 0:
-            folder = Path(tmp) / f"{fetched.model}-{fetched.version}"  # load_version's
             report = _served(report, folder, fetched, rows.frame, target, latency_calls)
     return gate.save_evaluation(store, project, model, version, report, actor=actor)
 
