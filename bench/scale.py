@@ -110,6 +110,9 @@ def main() -> None:
         shutil.rmtree(home, ignore_errors=True)
 
 
+BATCH_OBJECT_STORE_BYTES = 1_000_000_000
+
+
 def _batch(home: Path, rows: int, files: int) -> None:
     from tests.conftest import free_port
     from tests.ray_cluster import RayCluster
@@ -149,7 +152,9 @@ def _batch(home: Path, rows: int, files: int) -> None:
         )
 
     local = _cell("local (in process)", score("out_local"), rows)
-    cluster = RayCluster.start(free_port())
+    # An object store a real node would have (Ray's default is 30 % of its memory): the
+    # tests' 80 MB ones made every scored row group (about 40 MB) spill to disk.
+    cluster = RayCluster.start(free_port(), object_store_bytes=BATCH_OBJECT_STORE_BYTES)
     import ray
 
     try:

@@ -34,7 +34,8 @@ KILL_SLOT = "node_kill_slot"
 """A custom resource (one on the head) that only the node-killing test's tasks ask for, so
 that no other test's task runs on the node it kills."""
 # Small object stores: the tasks pass a task file, log chunks and outcomes, nothing big.
-_OBJECT_STORE_BYTES = "80000000"
+# (A bench that moves row groups asks for more: with 80 MB, 5M scored rows spilled to disk.)
+OBJECT_STORE_BYTES = 80_000_000
 
 
 def _env() -> dict[str, str]:
@@ -84,9 +85,10 @@ class RayCluster:
     address: str
     folder: Path
     nodes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    object_store_bytes: int = OBJECT_STORE_BYTES
 
     @classmethod
-    def start(cls, port: int) -> RayCluster:
+    def start(cls, port: int, object_store_bytes: int = OBJECT_STORE_BYTES) -> RayCluster:
         folder = Path(tempfile.mkdtemp(prefix="lr-", dir="/tmp"))  # Ray's socket paths are short
         out = folder / "head.out"
         with out.open("wb") as log:
@@ -102,11 +104,16 @@ class RayCluster:
                     "--include-dashboard=false",
                     "--disable-usage-stats",
                     f"--temp-dir={folder}",
-                    f"--object-store-memory={_OBJECT_STORE_BYTES}",
+                    f"--object-store-memory={object_store_bytes}",
                 ],
                 log,
             )
-        cluster = cls(address=f"127.0.0.1:{port}", folder=folder, nodes=[head])
+        cluster = cls(
+            address=f"127.0.0.1:{port}",
+            folder=folder,
+            nodes=[head],
+            object_store_bytes=object_store_bytes,
+        )
         _wait_started(head, out)
         return cluster
 
@@ -125,7 +132,7 @@ class RayCluster:
                     f"--num-cpus={num_cpus}",
                     f"--resources={json.dumps(resources or {})}",
                     "--disable-usage-stats",
-                    f"--object-store-memory={_OBJECT_STORE_BYTES}",
+                    f"--object-store-memory={self.object_store_bytes}",
                 ],
                 log,
             )

@@ -19,13 +19,10 @@ beside the actor pool's, and on 1-CPU nodes its plan waits forever for one.
 from __future__ import annotations
 
 import itertools
-import shutil
-import tempfile
 import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -35,8 +32,7 @@ from loopml.core.errors import LoopmlError, ServiceUnavailableError
 from loopml.core.executors import RayExecutorConfig
 from loopml.core.predictions import parse_table_ref
 from loopml.data import lake
-from loopml.packaging.runtime import load_runtime
-from loopml.predictions._scoring import ChunkScorer
+from loopml.predictions._ray_actor import ScoringActor, Unit
 from loopml.settings import Settings
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
@@ -102,16 +98,6 @@ def connect(target: RayTarget) -> Any:
 
 
 @dataclass(frozen=True)
-class Unit:
-    """One Parquet row group of the input: ``offset`` is its first row's place in the input."""
-
-    path: str
-    row_group: int
-    offset: int
-    rows: int
-
-
-@dataclass(frozen=True)
 class TableFiles:
     """A table version as the actors read it: its schema, its row groups in order, and the
     filesystem (Delta Lake's, with the store's options) that opens them."""
@@ -143,46 +129,6 @@ def open_table(
                 units.append(Unit(fragment.path, group.id, offset, group.num_rows))
                 offset += group.num_rows
     return TableFiles(schema=dataset.schema, units=units, filesystem=dataset.filesystem)
-
-
-class ScoringActor:
-    """A Ray actor: the model version loaded once, then row groups read and scored."""
-
-    def __init__(
-        self,
-        package: dict[str, bytes],
-        manifest_sha256: str | None,
-        schema: pa.Schema,
-        filesystem: Any,
-        chunk_rows: int,
-    ) -> None:
-        folder = Path(tempfile.mkdtemp(prefix="loopml-batch-"))
-        try:
-            for name, data in package.items():
-                target = folder / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
-            runtime = load_runtime(folder, manifest_sha256=manifest_sha256)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-        self._scorer = ChunkScorer(runtime, schema)
-        self._schema = schema
-        self._filesystem = filesystem
-        self._chunk_rows = chunk_rows
-
-    def score(self, unit: Unit) -> pa.Table:
-        """The row group's rows with their predictions."""
-        fragment = ds.ParquetFileFormat().make_fragment(
-            unit.path, filesystem=self._filesystem, row_groups=[unit.row_group]
-        )
-        rows = fragment.to_table(schema=self._schema)
-        scored = []
-        offset = unit.offset
-        for chunk in rows.to_batches(max_chunksize=self._chunk_rows):
-            if chunk.num_rows:
-                scored.append(self._scorer.score(chunk, offset))
-                offset += chunk.num_rows
-        return pa.Table.from_batches(scored, schema=self._scorer.schema)
 
 
 def score(
