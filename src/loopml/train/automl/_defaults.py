@@ -148,7 +148,11 @@ def score_default(
     # Built before the clock starts: the first build imports FLAML's learners, which is
     # no part of what a refit of this model would cost.
     models = [
-        Pipeline(_flaml.final_steps(name, config, kind, n_jobs=n_jobs))
+        Pipeline(
+            _flaml.final_steps(
+                name, config, kind, n_jobs=n_jobs, categorical=validation.categorical
+            )
+        )
         for _ in range(1 if validation.val is not None else validation.splitter.get_n_splits())
     ]
     started = time.perf_counter()

@@ -24,7 +24,7 @@ from loopml.train.automl._inputs import (
     resolve_n_jobs,
 )
 from loopml.train.automl._metrics import Direction, resolve_metric
-from loopml.train.automl._preprocess import ColumnPlan
+from loopml.train.automl._preprocess import ColumnPlan, code_columns
 from loopml.train.automl._select import Limits, no_winner, pick_winner
 from loopml.train.automl._split import N_SPLITS, Validation, make_validation
 from loopml.train.automl._trial_log import TrialLog
@@ -75,10 +75,13 @@ def _final_model(
     prep: Prepared, best: Trial, seconds_left: float, seed: int, n_jobs: int
 ) -> tuple[Any, int]:
     kind = prep.data.kind
+    categorical = code_columns(prep.plan)
     if best.estimator == _ensemble.ESTIMATOR:
-        steps = _ensemble.final_steps(best.config, kind, n_jobs=n_jobs)
+        steps = _ensemble.final_steps(best.config, kind, n_jobs=n_jobs, categorical=categorical)
     else:
-        steps = _flaml.final_steps(best.estimator, best.config, kind, n_jobs=n_jobs)
+        steps = _flaml.final_steps(
+            best.estimator, best.config, kind, n_jobs=n_jobs, categorical=categorical
+        )
     rows = final_fit_rows(best, len(prep.codes), seconds_left)
     if rows < len(prep.codes):
         picked = subsample(prep.codes, rows, prep.data.kind, seed)
@@ -304,7 +307,13 @@ def run_automl(
         linear_first=linear_first,
     )
     validation = make_validation(
-        prep.matrix, prep.codes, kind=data.kind, method=method, seed=seed, holdout=prep.holdout
+        prep.matrix,
+        prep.codes,
+        kind=data.kind,
+        method=method,
+        seed=seed,
+        holdout=prep.holdout,
+        categorical=code_columns(prep.plan),
     )
     clock = Clock(started, budget_s, prep, method, include_packaging, include_registration)
     clock.check_floor()

@@ -173,7 +173,10 @@ def _fold_predictions(
     for x_fit, y_fit, x_val, _ in validation.folds():
         if time.perf_counter() >= deadline:
             return None
-        model = Pipeline(_flaml.final_steps(trial.estimator, trial.config, kind, n_jobs=n_jobs))
+        steps = _flaml.final_steps(
+            trial.estimator, trial.config, kind, n_jobs=n_jobs, categorical=validation.categorical
+        )
+        model = Pipeline(steps)
         with warnings.catch_warnings():
             # As in the search: a linear member may stop at its max_iter, as it did there.
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -309,14 +312,19 @@ def blend(
     )
 
 
-def final_steps(config: dict[str, Any], kind: TaskKind, *, n_jobs: int) -> list[tuple[str, Any]]:
-    """Unfitted pipeline steps for an ensemble configuration: ``[("model", Voting...)]``."""
+def final_steps(
+    config: dict[str, Any], kind: TaskKind, *, n_jobs: int, categorical: tuple[int, ...] = ()
+) -> list[tuple[str, Any]]:
+    """Unfitted pipeline steps for an ensemble configuration: ``[("model", Voting...)]``
+    (its LightGBM members split the ``categorical`` columns as categories)."""
     from sklearn.ensemble import VotingClassifier, VotingRegressor
     from sklearn.pipeline import Pipeline
 
     estimators: list[tuple[str, Any]] = []
     for i, member in enumerate(config["members"]):
-        steps = _flaml.final_steps(member["estimator"], member["config"], kind, n_jobs=n_jobs)
+        steps = _flaml.final_steps(
+            member["estimator"], member["config"], kind, n_jobs=n_jobs, categorical=categorical
+        )
         estimators.append(
             (f"{i}_{member['estimator']}", Pipeline(steps) if len(steps) > 1 else steps[0][1])
         )

@@ -53,7 +53,7 @@ EXCLUDED: dict[str, str] = {
 }
 """FLAML learners loopml does not search, and why."""
 _SCALED = frozenset({"lrl1", "enet"})
-ALWAYS_CV_ROWS = 3000
+ALWAYS_CV_ROWS = 10_000
 
 
 @dataclass(frozen=True)
@@ -119,9 +119,23 @@ def _scaled_factory(estimator_class: Any) -> Callable[..., Any]:
     return make
 
 
-def _learner_class(name: str, kind: TaskKind) -> Any:
-    """FLAML's learner class for ``name``, or a standardizing subclass for linear ones."""
+def _learner_class(name: str, kind: TaskKind, categorical: tuple[int, ...] = ()) -> Any:
+    """FLAML's learner class for ``name``; for LightGBM, one that splits the
+    ``categorical`` columns (the category codes) as categories; for linear ones, a
+    standardizing subclass."""
     learners = _flaml("flaml.automl.model")
+    if name == "lgbm" and categorical:
+        lgbm: Any = learners.LGBMEstimator
+
+        class Categorical(lgbm):  # type: ignore[misc]
+            def __init__(self, task: Any = kind, **config: Any) -> None:
+                super().__init__(task, **config)
+                # LightGBM's alias: under its own name, a parameter of the Dataset's
+                # constructor draws a warning that it is ignored (it is not).
+                self.params["categorical_column"] = list(categorical)
+
+        Categorical.__name__ = "CategoricalLGBMEstimator"
+        return Categorical
     plain = {
         "lgbm": learners.LGBMEstimator,
         "rf": learners.RandomForestEstimator,
@@ -142,16 +156,22 @@ def _learner_class(name: str, kind: TaskKind) -> Any:
 
 
 def final_steps(
-    name: str, config: dict[str, Any], kind: TaskKind, *, n_jobs: int = 1
+    name: str,
+    config: dict[str, Any],
+    kind: TaskKind,
+    *,
+    n_jobs: int = 1,
+    categorical: tuple[int, ...] = (),
 ) -> list[tuple[str, Any]]:
     """Unfitted pipeline steps for a search result: ``[("scale", ...)?, ("model", ...)]``.
 
     The estimator is built the way FLAML builds it for a trial (its ``config2params``
-    renames and fixed settings: ``max_bin`` from ``log_max_bin``, ``n_jobs``, seeds).
+    renames and fixed settings: ``max_bin`` from ``log_max_bin``, ``n_jobs``, seeds), with
+    LightGBM splitting the ``categorical`` columns as categories.
     """
     task = _flaml("flaml.automl.task.factory").task_factory(kind)
     config = {k: v for k, v in config.items() if k != MEASURED_NODES}
-    learner = _learner_class(name, kind)(task=task, n_jobs=n_jobs, **config)
+    learner = _learner_class(name, kind, categorical)(task=task, n_jobs=n_jobs, **config)
     if name in _SCALED:
         from sklearn.preprocessing import StandardScaler
 
@@ -165,7 +185,8 @@ def eval_method(rows: int, columns: int, budget_s: float) -> str:
     and the data is small), applied to the budget asked for, and ``cv`` for any frame of
     at most ``ALWAYS_CV_ROWS`` rows: there a 10 % holdout is a few hundred rows, too few to
     tell two good models apart (on digits, a 135-row holdout preferred a linear model
-    with twice the default LightGBM's test log loss). FLAML would apply its rule to the
+    with twice the default LightGBM's test log loss; on txhousing, a 645-row one preferred
+    extra trees, test RMSE 9,853, to the LightGBM default, 9,511). FLAML would apply its rule to the
     search's share, which varies by milliseconds from run to run; near the threshold, two
     runs of the same search could then score trials differently.
     """
@@ -245,7 +266,7 @@ def search(
 
     automl = _Hooked()
     for name in estimators:
-        automl.add_learner(name, _learner_class(name, kind))
+        automl.add_learner(name, _learner_class(name, kind, validation.categorical))
     settings: dict[str, Any] = {
         "task": "regression" if kind == "regression" else "classification",
         "metric": metric,

@@ -31,6 +31,8 @@ class Validation:
         matrix, labels: the rows FLAML searches on (the training part under holdout).
         val: the holdout rows and labels (``None`` under cross-validation).
         splitter: the cross-validation splitter (``None`` under holdout).
+        categorical: the matrix's category-code columns (``_preprocess.code_columns``),
+            which LightGBM splits as categories.
     """
 
     method: str
@@ -38,6 +40,7 @@ class Validation:
     labels: np.ndarray
     val: tuple[np.ndarray, np.ndarray] | None
     splitter: Any
+    categorical: tuple[int, ...] = ()
 
     def folds(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """``(x_fit, y_fit, x_val, y_val)`` for each fold (one under holdout)."""
@@ -66,21 +69,25 @@ def make_validation(
     method: str,
     seed: int,
     holdout: tuple[np.ndarray, np.ndarray] | None,
+    categorical: tuple[int, ...] = (),
 ) -> Validation:
     """The validation scheme for ``method`` (``cv`` or ``holdout``); a given ``holdout``
     (the caller's eval frame, preprocessed) is used as is."""
     from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
     if holdout is not None:
-        return Validation("holdout", matrix, codes, holdout, None)
+        return Validation("holdout", matrix, codes, holdout, None, categorical)
     classes = kind != "regression"
     if method == "cv":
         stratify = classes and _stratifiable(codes, N_SPLITS)
         cls = StratifiedKFold if stratify else KFold
-        return Validation("cv", matrix, codes, None, cls(N_SPLITS, shuffle=True, random_state=seed))
+        splitter = cls(N_SPLITS, shuffle=True, random_state=seed)
+        return Validation("cv", matrix, codes, None, splitter, categorical)
     stratify_by = codes if classes and _stratifiable(codes, 2) else None
     fit, val = train_test_split(
         np.arange(len(codes)), test_size=HOLDOUT_SHARE, random_state=seed, stratify=stratify_by
     )
     fit, val = np.sort(fit), np.sort(val)
-    return Validation("holdout", matrix[fit], codes[fit], (matrix[val], codes[val]), None)
+    return Validation(
+        "holdout", matrix[fit], codes[fit], (matrix[val], codes[val]), None, categorical
+    )
