@@ -61,6 +61,28 @@ def _measured(model: Any, frame: pd.DataFrame, tmp_path: Path) -> float:
     return served_latency(package.path, package.manifest_sha256, features.head(1)).p50_ms
 
 
+class Reference:
+    """A small linear regression's package, timed beside a test's own: the costs were
+    measured on a quiet machine, and a loaded one (a CI run's other workers) slows every
+    call alike, so its measured latency over its estimate says how much slower the machine
+    runs now."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        rng = np.random.default_rng(2)
+        frame = pd.DataFrame({"p": rng.normal(size=400), "q": rng.normal(size=400)})
+        frame["y"] = frame["p"] - 2 * frame["q"] + rng.normal(size=400)
+        model, self.estimate = _fitted(frame, "regression", "enet", {})
+        features = frame.drop(columns="y")
+        self.package = package_model(model, tmp_path, sample=features)
+        self.row = features.head(1)
+
+    def slowdown(self) -> float:
+        """The measured latency over the estimate, now."""
+        package = self.package
+        measured = served_latency(package.path, package.manifest_sha256, self.row).p50_ms
+        return measured / self.estimate
+
+
 def _fitted(frame: pd.DataFrame, task: str, name: str, config: dict[str, Any]) -> Any:
     data = check_training_data(frame, "y", task)
     prep = prepare(data, "y", task, None, ())  # type: ignore[arg-type]
@@ -109,10 +131,15 @@ def test_the_latency_estimate_is_within_a_factor_of_two_of_the_served_package(
     frame: pd.DataFrame, task: str, name: str, config: dict[str, Any], tmp_path: Path
 ) -> None:
     model, estimate = _fitted(frame, task, name, config)
+    reference = Reference(tmp_path / "reference")
 
+    before = reference.slowdown()
     measured = _measured(model, frame, tmp_path / "package")
+    # On a quiet machine (a slowdown of 1 or less) the bound is the estimate's own; on a
+    # loaded one the upper bound stretches by how much slower the reference ran meanwhile.
+    slowdown = max(1.0, (before + reference.slowdown()) / 2)
 
-    assert estimate / 2 <= measured <= estimate * 2, (estimate, measured)
+    assert estimate / 2 <= measured <= estimate * 2 * slowdown, (estimate, measured, slowdown)
 
 
 def test_a_tight_latency_limit_picks_a_faster_model_than_none() -> None:
