@@ -289,17 +289,20 @@ def test_a_canary_no_worse_is_promoted_after_its_time(platform: Platform) -> Non
             "model": "cancer/3",
             "min_requests": 10,
             "min_labels": 10,
-            "max_quality_drop": 0.2,
+            # Both models miss the same rows, 6 of them among rows 31-44: which revision
+            # the router sends those to is chance, so on 10 labels their accuracies can
+            # differ by 0.2 or more with no model worse. Quality is judged in the test above.
+            "max_quality_drop": 1.0,
             "max_error_rate_increase": 0.5,
             "promote_after_s": 4,
         },
     )
     with Traffic(platform, name) as traffic:
         event = _settled(platform, name)
+        assert event.type == "deployment.canary.promoted", event.payload
         switched = _routed_to(platform, name, {2})
         wait_until(lambda: traffic.versions_since(switched), 30, "no answers after")
     assert traffic.failures == []
-    assert event.type == "deployment.canary.promoted"
     payload = event.payload
     assert payload["elapsed_s"] >= 4
     assert payload["change"] == ["canary", "model"]
