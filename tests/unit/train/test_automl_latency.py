@@ -83,6 +83,12 @@ class Reference:
         return measured / self.estimate
 
 
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
+    """One reference package for the module's cases."""
+    return Reference(tmp_path_factory.mktemp("reference"))
+
+
 def _fitted(frame: pd.DataFrame, task: str, name: str, config: dict[str, Any]) -> Any:
     data = check_training_data(frame, "y", task)
     prep = prepare(data, "y", task, None, ())  # type: ignore[arg-type]
@@ -128,10 +134,14 @@ def _mixed() -> pd.DataFrame:
     ids=["linear", "lgbm-8-classes", "forest", "ensemble", "text-and-date-columns"],
 )
 def test_the_latency_estimate_is_within_a_factor_of_two_of_the_served_package(
-    frame: pd.DataFrame, task: str, name: str, config: dict[str, Any], tmp_path: Path
+    frame: pd.DataFrame,
+    task: str,
+    name: str,
+    config: dict[str, Any],
+    reference: Reference,
+    tmp_path: Path,
 ) -> None:
     model, estimate = _fitted(frame, task, name, config)
-    reference = Reference(tmp_path / "reference")
 
     before = reference.slowdown()
     measured = _measured(model, frame, tmp_path / "package")
