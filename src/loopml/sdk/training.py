@@ -71,6 +71,7 @@ def train_model(
     max_model_mb: float = DEFAULT_MAX_MODEL_MB,
     max_predict_ms: float | None = None,
     keep_columns: list[str] | None = None,
+    bagging: bool = False,
     started: float | None = None,
     on: str = "local",
     ray_address: str | None = None,
@@ -105,6 +106,9 @@ def train_model(
             model may take, in ms: estimated per trial, measured on the package; a model
             measured over it is not registered (the call fails and says so).
         keep_columns: columns AutoML uses even though they look like identifiers.
+        bagging: AutoML's cross-validated winner is its 5 fold models averaged, where the
+            bag fits ``max_model_mb``, ``max_predict_ms`` and the budget, instead of one
+            refit on every row.
         started: the ``time.monotonic()`` reading AutoML's budget counts from; by default
             this call's start (``loopml train`` passes its command's start).
         on: where AutoML's trials run: ``local`` (this process) or ``ray`` (tasks of 1 CPU
@@ -131,6 +135,7 @@ def train_model(
             max_model_mb=max_model_mb,
             max_predict_ms=max_predict_ms,
             keep_columns=tuple(keep_columns or ()),
+            bagging=bagging,
             on=on,
             ray_address=ray_address,
         ),

@@ -29,7 +29,9 @@ class SearchOptions:
     (``loopml.train.automl``), so custom training, which ignores them, is not refused for
     them. ``max_model_mb`` and ``max_predict_ms`` are refused here when not positive.
     ``linear_first`` puts the linear learner first and scores its default before the search
-    (the text trainer's embeddings: dense, wide, few rows).
+    (the text trainer's embeddings: dense, wide, few rows). ``bagging`` lets a
+    cross-validated winner be its fold models averaged (``loopml.train.automl._bag``)
+    instead of one refit on every row.
     """
 
     budget_s: float = DEFAULT_BUDGET_S
@@ -42,6 +44,7 @@ class SearchOptions:
     max_predict_ms: float | None = None
     keep_columns: tuple[str, ...] = ()
     linear_first: bool = False
+    bagging: bool = False
     on: str = "local"
     ray_address: str | None = None
 

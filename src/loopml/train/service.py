@@ -435,6 +435,7 @@ def search_on_run(
         max_predict_ms=options.max_predict_ms,
         keep_columns=options.keep_columns,
         linear_first=options.linear_first,
+        bagging=options.bagging,
         ray=_join(options),
     )
     run._backend.log_batch(run.id, result_batch(result))
@@ -454,6 +455,7 @@ def searched_fields(result: AutoMLResult, trials: int) -> Searched:
             "metric": result.metric,
             "estimated_mb": result.size_mb,
             "estimated_predict_ms": result.predict_ms,
+            "bagged_folds": result.bagged_folds,
             "n_jobs": result.n_jobs,
             "automl_s": round(result.elapsed_s, 3),
             "on": result.on,

@@ -48,6 +48,9 @@ def _check_against_the_run(platform: Platform, outcome: dict[str, Any], experime
     params, metrics = run.params or {}, run.metrics or {}
     assert outcome["trials"] == len(children) == metrics["trials"] >= 1
     assert outcome["best_estimator"] == params["best_estimator"]
+    # Refit on every row (bagging is asked for with --bagging), as the run recorded it.
+    assert outcome["bagged_folds"] == 0
+    assert params["bagged_folds"] == "0"
     assert outcome["best_score"] == pytest.approx(metrics[f"best_{params['metric']}"])
     assert outcome["package_mb"] == pytest.approx(models[0].summary["size_bytes"] / 1e6)
     assert outcome["package_mb"] > 0

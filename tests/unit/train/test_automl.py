@@ -203,10 +203,17 @@ def test_lightgbm_takes_a_text_column_as_categories(target: str) -> None:
     preprocess, model = result.model.steps[0][1], result.model.steps[-1][1]
     names = list(preprocess.get_feature_names_out())
     assert names[-1] == "codes__plan"
-    infos = model.booster_.dump_model()["feature_infos"]
-    # LightGBM lists the values of a column it takes as categories, none of a numeric one.
-    categorical = {int(k.split("_")[1]) for k, info in infos.items() if info["values"]}
-    assert categorical == {len(names) - 1}
+    # Bagged (on the folds), every fold's model takes the codes so.
+    bagged = run_automl(
+        frame, target, task=task, estimators=["lgbm"], budget_s=60, max_iter=1, bagging=True
+    )
+    members = bagged.model.steps[-1][1].estimators_
+    assert bagged.bagged_folds == len(members) == 5
+    for member in [model, *members]:
+        infos = member.booster_.dump_model()["feature_infos"]
+        # LightGBM lists the values of a column it takes as categories, none of a numeric one.
+        categorical = {int(k.split("_")[1]) for k, info in infos.items() if info["values"]}
+        assert categorical == {len(names) - 1}
 
 
 def test_the_budget_is_respected_and_every_trial_is_reported() -> None:

@@ -242,6 +242,14 @@ def test_threads_are_what_was_asked_or_the_idle_cores() -> None:
     )
     assert result.n_jobs == 2
     assert result.model.named_steps["model"].get_params()["n_jobs"] == 2
+    # Bagged, each fold's model has the threads.
+    bagged = run_automl(
+        cancer(), "target", task="classification", budget_s=60, max_iter=1, n_jobs=2,
+        bagging=True,
+    )  # fmt: skip
+    bag = bagged.model.named_steps["model"]
+    assert bagged.bagged_folds == len(bag.estimators_) == 5
+    assert {member.get_params()["n_jobs"] for member in bag.estimators_} == {2}
 
 
 def test_the_linear_learner_is_left_out_when_its_trial_would_take_the_budget() -> None:

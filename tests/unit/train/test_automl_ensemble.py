@@ -279,6 +279,7 @@ def test_a_run_keeps_the_ensemble_when_it_beats_the_best_model(tmp_path: Path) -
     assert blend.size_mb == pytest.approx(
         _costs.size_mb("ensemble", blend.config, len(frame), 0, 6), rel=1e-3
     )
+    assert result.bagged_folds == 0
     assert isinstance(result.model.named_steps["model"], VotingRegressor)
     features = frame.drop(columns="target")
     package = package_model(result.model, tmp_path / "pkg", sample=features)

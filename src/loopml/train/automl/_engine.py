@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from loopml.core.errors import ValidationError
-from loopml.train.automl import _costs, _ensemble, _flaml, _warm
+from loopml.train.automl import _bag, _costs, _ensemble, _flaml, _warm
 from loopml.train.automl._checks import check_training_data
 from loopml.train.automl._clock import Clock
 from loopml.train.automl._defaults import default_learners, score_default, starting_points
@@ -72,23 +72,37 @@ def _inputs_ms(plan: ColumnPlan, columns: list[str]) -> float:
 
 
 def _final_model(
-    prep: Prepared, best: Trial, seconds_left: float, seed: int, n_jobs: int
+    prep: Prepared,
+    best: Trial,
+    seconds_left: float,
+    seed: int,
+    n_jobs: int,
+    bag: Validation | None = None,
 ) -> tuple[Any, int]:
+    """The winner fitted: on each fold of ``bag`` (``_bag.fit_bag``) when given, else on
+    every row (or as many as ``seconds_left`` allows: ``final_fit_rows``)."""
     kind = prep.data.kind
     categorical = code_columns(prep.plan)
-    if best.estimator == _ensemble.ESTIMATOR:
-        steps = _ensemble.final_steps(best.config, kind, n_jobs=n_jobs, categorical=categorical)
-    else:
-        steps = _flaml.final_steps(
+
+    def steps() -> list[tuple[str, Any]]:
+        if best.estimator == _ensemble.ESTIMATOR:
+            return _ensemble.final_steps(best.config, kind, n_jobs=n_jobs, categorical=categorical)
+        return _flaml.final_steps(
             best.estimator, best.config, kind, n_jobs=n_jobs, categorical=categorical
         )
+
+    if bag is not None:
+        from sklearn.pipeline import Pipeline
+
+        bagged = _bag.fit_bag(steps, bag, kind, prep.data.labels)
+        return Pipeline([("preprocess", prep.preprocessor), *bagged]), len(prep.codes)
     rows = final_fit_rows(best, len(prep.codes), seconds_left)
     if rows < len(prep.codes):
         picked = subsample(prep.codes, rows, prep.data.kind, seed)
         matrix, labels = prep.matrix[picked], prep.data.labels[picked]
     else:
         matrix, labels = prep.matrix, prep.data.labels
-    return fit_final(prep.preprocessor, matrix, labels, steps), rows
+    return fit_final(prep.preprocessor, matrix, labels, steps()), rows
 
 
 def _score_defaults(
@@ -222,6 +236,7 @@ def run_automl(
     include_registration: bool = False,
     linear_first: bool = False,
     ray: RayTrials | None = None,
+    bagging: bool = False,
 ) -> AutoMLResult:
     """Score the library defaults, search with FLAML, and return the winner as one Pipeline.
 
@@ -237,7 +252,8 @@ def run_automl(
     scored and the call runs over. The winner is refit on all labelled rows of ``train``,
     unless its trial's pace
     says that refit would overrun the budget by more than ``FINAL_FIT_SLACK``: then on a
-    seeded, class-stratified sample of as many rows as fit (``final_fit_rows``).
+    seeded, class-stratified sample of as many rows as fit (``final_fit_rows``). With
+    ``bagging``, a cross-validated winner is bagged instead where it fits.
 
     Args:
         train: the training frame, target column included.
@@ -278,6 +294,11 @@ def run_automl(
         ray: a joined Ray cluster (``_ray.connect``): the defaults and the search's trials
             run there, one CPU each, as many at a time as it has CPUs (``_ray``); the
             ensemble and the final fit stay in this process.
+        bagging: under (stratified) cross-validation, fit a single-model winner once on
+            each fold's training rows and average the fold models (``_bag``), when its
+            bag's estimates fit the limits and the time left holds its fits; else it is
+            refit on every row. Off by default: on the benchmark it helped three data sets
+            and hurt two (docs/training.md).
 
     Returns:
         The fitted winner, every trial, and the timings.
@@ -315,9 +336,6 @@ def run_automl(
         holdout=prep.holdout,
         categorical=code_columns(prep.plan),
     )
-    clock = Clock(started, budget_s, prep, method, include_packaging, include_registration)
-    clock.check_floor()
-    prepared = time.perf_counter()
 
     def size_mb(name: str, config: dict[str, Any]) -> float:
         return _costs.size_mb(name, config, rows, prep.n_classes, columns)
@@ -336,6 +354,16 @@ def run_automl(
     def predict_ms(name: str, config: dict[str, Any]) -> float:
         return _costs.predict_ms(name, config, rows, prep.n_classes, inputs_ms=inputs_ms)
 
+    bagger = _bag.Bagger(
+        enabled=bagging and _bag.possible(validation, data.kind),
+        limits=limits,
+        rows=rows,
+        size_mb=size_mb,
+        predict_ms=predict_ms,
+    )
+    clock = Clock(started, budget_s, prep, method, include_packaging, include_registration, bagger)
+    clock.check_floor()
+    prepared = time.perf_counter()
     log = TrialLog(started, direction, on_trial, size_mb, predict_ms)
     turn = EnsembleTurn(
         validation,
@@ -370,8 +398,17 @@ def run_automl(
     best = turn.winner()
     assert best is not None  # a kept blend only adds a trial
     searched = time.perf_counter()
-    seconds_left = budget_s * (1 + FINAL_FIT_SLACK) - (searched - started) - clock.package_s(best)
-    model, fit_rows = _final_model(prep, best, seconds_left, seed, threads)
+    end = budget_s * (1 + FINAL_FIT_SLACK) - (searched - started)
+    bagged = clock.bags(best)
+    size, latency = bagger.estimates(best) if bagged else (best.size_mb, best.predict_ms)
+    model, fit_rows = _final_model(
+        prep,
+        best,
+        end - clock.package_s(best),
+        seed,
+        threads,
+        bag=validation if bagged else None,
+    )
     finished = time.perf_counter()
     return AutoMLResult(
         model=model,
@@ -400,14 +437,15 @@ def run_automl(
         estimators=names,
         used_columns=prep.plan.used(list(data.features.columns)),
         identifier_columns={c: prep.plan.dropped[c] for c in prep.plan.identifiers},
-        size_mb=best.size_mb,
+        size_mb=round(size, 4),
         n_jobs=threads,
         max_model_mb=max_model_mb,
-        predict_ms=best.predict_ms,
+        predict_ms=round(latency, 5),
         max_predict_ms=max_predict_ms,
         ensemble=turn.summary,
         stopped=stopped,
         ensemble_in_search=turn.in_search,
         on="local" if ray is None else "ray",
         concurrent_trials=1 if ray is None else ray.slots,
+        bagged_folds=_bag.FOLDS if bagged else 0,
     )

@@ -144,6 +144,7 @@ def result_batch(result: AutoMLResult) -> LogBatch:
         "eval_method": result.eval_method,
         "best_estimator": result.best_estimator,
         "final_fit_rows": str(result.final_fit_rows),
+        "bagged_folds": str(result.bagged_folds),
         "n_jobs": str(result.n_jobs),
         "used_columns": _text(",".join(result.used_columns)),
         "excluded_columns": _text(",".join(result.dropped_columns)),

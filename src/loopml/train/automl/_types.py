@@ -79,10 +79,11 @@ class AutoMLResult:
         used_columns: the feature columns the model reads, in order.
         identifier_columns: the identifier-like columns left out (also in
             ``dropped_columns``), each with the reason.
-        size_mb: the winner's estimated package size in MB.
+        size_mb: the winner's estimated package size in MB (its bag's when bagged).
         n_jobs: the threads the search and the final fit used.
         max_model_mb: the package size limit asked for, if any.
-        predict_ms: the winner's estimated one-row latency on the model server, in ms.
+        predict_ms: the winner's estimated one-row latency on the model server, in ms
+            (its bag's when bagged).
         max_predict_ms: the one-row latency limit asked for, if any.
         ensemble: the final blend tried, if any (``_ensemble.Blend.summary``): its members
             and votes, cross-fitted loss, gain over the best single model on each fold,
@@ -93,6 +94,9 @@ class AutoMLResult:
             then went on with the time the ensemble did not take.
         on: where the trials ran: ``local`` or ``ray``.
         concurrent_trials: how many trials ran at a time (the Ray cluster's CPUs).
+        bagged_folds: the folds the winner was bagged on (``_bag``: one fit a fold, their
+            predictions averaged), 0 when it was refit on ``final_fit_rows`` rows instead.
+            ``size_mb`` and ``predict_ms`` are the bag's then.
     """
 
     model: Any
@@ -126,3 +130,4 @@ class AutoMLResult:
     ensemble_in_search: bool = False
     on: str = "local"
     concurrent_trials: int = 1
+    bagged_folds: int = 0
