@@ -105,6 +105,26 @@ def _final_model(
     return fit_final(prep.preprocessor, matrix, labels, steps()), rows
 
 
+def _fit_winner(
+    prep: Prepared,
+    validation: Validation,
+    clock: Clock,
+    bagger: _bag.Bagger,
+    best: Trial,
+    end: float,
+    seed: int,
+    n_jobs: int,
+) -> tuple[Any, int, float, float, int]:
+    """The winner fitted, bagged when the clock says its bag fits (``Clock.bags``), with
+    ``end`` seconds left: the model, the rows it was refit on, its estimated package (MB)
+    and one-row latency (ms), and the folds it was bagged on (0: refit)."""
+    bagged = clock.bags(best)
+    size, latency = bagger.estimates(best) if bagged else (best.size_mb, best.predict_ms)
+    bag = validation if bagged else None
+    model, rows = _final_model(prep, best, end - clock.package_s(best), seed, n_jobs, bag=bag)
+    return model, rows, size, latency, _bag.FOLDS if bagged else 0
+
+
 def _score_defaults(
     defaults: list[str],
     log: TrialLog,
@@ -399,15 +419,8 @@ def run_automl(
     assert best is not None  # a kept blend only adds a trial
     searched = time.perf_counter()
     end = budget_s * (1 + FINAL_FIT_SLACK) - (searched - started)
-    bagged = clock.bags(best)
-    size, latency = bagger.estimates(best) if bagged else (best.size_mb, best.predict_ms)
-    model, fit_rows = _final_model(
-        prep,
-        best,
-        end - clock.package_s(best),
-        seed,
-        threads,
-        bag=validation if bagged else None,
+    model, fit_rows, size, latency, folds = _fit_winner(
+        prep, validation, clock, bagger, best, end, seed, threads
     )
     finished = time.perf_counter()
     return AutoMLResult(
@@ -447,5 +460,5 @@ def run_automl(
         ensemble_in_search=turn.in_search,
         on="local" if ray is None else "ray",
         concurrent_trials=1 if ray is None else ray.slots,
-        bagged_folds=_bag.FOLDS if bagged else 0,
+        bagged_folds=folds,
     )
