@@ -16,10 +16,11 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from loopml.packaging import load_model, package_model
-from loopml.train.automl import AutoMLResult, Trial, _bag, _costs, _flaml, run_automl
+from loopml.train.automl import AutoMLResult, _bag, _costs, _flaml, run_automl
 from loopml.train.automl._recorder import result_batch
 from loopml.train.automl._select import NO_LIMITS, Limits
 from loopml.train.automl._split import make_validation
+from tests.unit.train.test_automl_ensemble import trial
 
 MODEL_FILES = ("model.onnx", "model.skops")
 
@@ -143,30 +144,15 @@ def test_a_bagged_run_keeps_its_budget() -> None:
 
 
 def test_a_bag_over_its_cap_or_a_limit_is_not_taken() -> None:
-    def trial(**config: object) -> Trial:
-        return Trial(
-            iteration=1,
-            estimator="lgbm",
-            config=config,
-            score=0.9,
-            train_time_s=1.0,
-            sample_size=500,
-            elapsed_s=1.0,
-            best_score=0.9,
-            best_estimator="lgbm",
-            improved=True,
-        )
-
     def bagger(limits: Limits, enabled: bool = True) -> _bag.Bagger:
         return _bag.Bagger(
             enabled=enabled,
             limits=limits,
-            rows=500,
             size_mb=lambda name, config: _costs.size_mb(name, config, 500, 2, 10),
             predict_ms=lambda name, config: _costs.predict_ms(name, config, 500, 2, inputs_ms=0.01),
         )
 
-    small = trial(n_estimators=100, num_leaves=31)
+    small = trial(1, "lgbm", 0.9, config={"n_estimators": 100, "num_leaves": 31})
     size, latency = bagger(NO_LIMITS).estimates(small)
     assert size == pytest.approx(_costs.size_mb("ensemble", _bag.bag_config(small), 500, 2, 10))
     assert size < _bag.MAX_BAG_MB
@@ -176,6 +162,6 @@ def test_a_bag_over_its_cap_or_a_limit_is_not_taken() -> None:
     assert not bagger(Limits(max_predict_ms=latency * 0.99)).fits(small)
     assert bagger(Limits(max_model_mb=size * 1.01, max_predict_ms=latency * 1.01)).fits(small)
     # A large model is not made five times larger, whatever the limit allows.
-    large = trial(n_estimators=2000, num_leaves=31)
+    large = trial(1, "lgbm", 0.9, config={"n_estimators": 2000, "num_leaves": 31})
     assert bagger(NO_LIMITS).estimates(large)[0] > _bag.MAX_BAG_MB
     assert not bagger(NO_LIMITS).fits(large)

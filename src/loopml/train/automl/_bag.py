@@ -90,13 +90,11 @@ class Bagger:
     Attributes:
         enabled: bagging was asked for and the validation allows it (``possible``).
         limits: the run's limits, which the bag's estimates must fit.
-        rows: the rows the bag is fitted on.
         size_mb, predict_ms: the run's estimates of a learner and configuration.
     """
 
     enabled: bool
     limits: Limits
-    rows: int
     size_mb: Callable[[str, dict[str, Any]], float]
     predict_ms: Callable[[str, dict[str, Any]], float]
 
@@ -114,9 +112,6 @@ class Bagger:
         if size > min(MAX_BAG_MB, self.limits.max_model_mb or math.inf):
             return False
         return self.limits.max_predict_ms is None or latency <= self.limits.max_predict_ms
-
-    def fit_s(self, trial: Trial) -> float:
-        return fit_s(trial, self.rows)
 
 
 def _member_steps(steps: list[tuple[str, Any]]) -> Any:

@@ -377,7 +377,6 @@ def run_automl(
     bagger = _bag.Bagger(
         enabled=bagging and _bag.possible(validation, data.kind),
         limits=limits,
-        rows=rows,
         size_mb=size_mb,
         predict_ms=predict_ms,
     )
