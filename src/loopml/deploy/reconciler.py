@@ -14,7 +14,8 @@ A background thread that, every ``interval_s``:
   (their project was deleted, or another server deleted them); a deployment created or
   changed through another server sharing the database (scaled, its traffic split, rolled
   back) is handed to this server's target too, so that every server behind a load balancer
-  serves every deployment as it is stored;
+  serves every deployment as it is stored (a hand-over that raised is tried again each
+  round until it goes through);
 - runs the **tasks** it was given (judging canaries, listing replicas for Prometheus),
   each on its own: one that fails does not stop the others.
 
@@ -68,6 +69,7 @@ class Reconciler:
         self._cursor: int | None = None
         self._settled = False
         self._known: dict[Key, Deployment] = {}
+        self._unapplied: set[Key] = set()
         self._synced = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -122,6 +124,7 @@ class Reconciler:
                     self.control.apply(deployment)
             except Exception:
                 log.exception("deployment %s/%s: could not start it", *_key(deployment))
+                self._unapplied.add(_key(deployment))
 
     def _follow(self) -> None:
         assert self._cursor is not None
@@ -167,15 +170,21 @@ class Reconciler:
         for key, gone in self._known.items():
             if key not in now:
                 self.control.forget(gone)
-        if self._synced:  # the first round's settling applied every deployment
-            for key, deployment in now.items():
-                before = self._known.get(key)
-                if before is not None and _desired(before) == _desired(deployment):
-                    continue
-                try:
-                    self.control.reapply(*key)
-                except Exception:
-                    log.exception("deployment %s/%s: could not apply its change", *key)
+        failed: set[Key] = set()
+        for key, deployment in now.items():
+            before = self._known.get(key)
+            # The first round's settling applied every deployment (but those it failed on).
+            changed = self._synced and (before is None or _desired(before) != _desired(deployment))
+            if not changed and key not in self._unapplied:
+                continue
+            try:
+                self.control.reapply(*key)
+            except Exception:
+                log.exception("deployment %s/%s: could not apply its change", *key)
+                failed.add(key)
+        # Tried again next round: recorded as known and nothing more, a change that failed
+        # to apply here waited for the deployment's next change.
+        self._unapplied = failed
         self._synced = True
         self._known = now
         for deployment in deployments:

@@ -339,6 +339,46 @@ def test_another_servers_creates_changes_and_deletes_reach_this_servers_target(
     assert [d.name for d in here_target.deleted] == ["churn"]
 
 
+class FlakyTarget(RecordingTarget):
+    """A target whose next ``failures`` applies raise, as a spawn does when the host is out
+    of processes or file handles (not a ``LoopmlError``, which ``apply`` records)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def apply(self, deployment: Deployment, packages: list[RevisionPackage]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise OSError(24, "Too many open files")
+        super().apply(deployment, packages)
+
+
+def test_a_change_that_failed_to_reach_this_servers_target_is_tried_again(
+    control: DeploymentControl, store: MetadataStore, artifacts: ArtifactStore, tmp_path: Path
+) -> None:
+    """A hand-over that raised is tried each round until it goes through, at the platform's
+    start as after another server's change: it was recorded as seen, and the change waited
+    for the deployment's next one."""
+    control.create(PROJECT, "churn", {"model": "cancer/1"}, actor="elsewhere")
+    here_target = FlakyTarget(failures=2)
+    here = DeploymentControl(store, artifacts, {"local": here_target}, tmp_path / "here")
+    reconciler = Reconciler(here, store)
+
+    reconciler.run_once()  # settling fails, then the round's retry
+    assert here_target.applied == []
+    reconciler.run_once()
+    assert [d.spec.min_replicas for d, _ in here_target.applied] == [1]
+
+    here_target.failures = 1
+    control.scale(PROJECT, "churn", min_replicas=2, max_replicas=3, actor="elsewhere")
+    reconciler.run_once()
+    assert len(here_target.applied) == 1
+    reconciler.run_once()
+    reconciler.run_once()  # applied once, then nothing changed
+    assert [d.spec.min_replicas for d, _ in here_target.applied] == [1, 2]
+
+
 def test_the_reconciler_stops_what_vanished_with_its_project(
     control: DeploymentControl,
     target: RecordingTarget,
