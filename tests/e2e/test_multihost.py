@@ -1,6 +1,7 @@
 """loopml on five hosts (network namespaces on one machine, ``scripts/topology.py``, one
 topology for the module): the database and S3 on ``db``, two platforms sharing them, two
-worker hosts each with a Ray node and a ``loopml worker --executor ray``. A worker host dies
+worker hosts each with a Ray node and a ``loopml worker --executor ray``. A 5M-row table is
+batch-scored on Ray through a platform, by an actor on each worker host. A worker host dies
 mid-step (every process in its namespaces SIGKILLed): its step is retried on the other host
 and the run succeeds, no step run twice to completion. Then a platform dies while a schedule,
 triggers and the monitor run: the other fires the next ticks, reads the events past each
@@ -19,6 +20,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
+import numpy as np
+import pyarrow as pa
 import pytest
 from scripts.topology import (
     ADMIN,
@@ -37,9 +40,11 @@ from loopml.core.clock import utcnow
 from loopml.core.deployments import DeploymentStatus
 from loopml.core.errors import NotFoundError
 from loopml.core.pipelines import AttemptStatus, PipelineRun, RunStatus
+from loopml.data import lake
 from loopml.monitor import service as monitor_service
 from loopml.pipelines import automation_service, service
 from loopml.settings import load_settings
+from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore, events
 from loopml.wiring import open_artifact_store
 from tests.conftest import missing_service
@@ -52,6 +57,7 @@ from tests.unit.deploy.deploy_support import (
 
 # Its own PostgreSQL and S3 on the db host: not the postgres and s3 markers' services.
 pytestmark = [pytest.mark.e2e, pytest.mark.ray, pytest.mark.timeout(300)]
+BIG_ROWS = 5_000_000
 
 STEPS = """
 import os, socket, time
@@ -138,6 +144,61 @@ def _wait_run(store: MetadataStore, run_id: str, timeout_s: float) -> PipelineRu
         time.sleep(0.2)
 
 
+def _big_table(rows: int) -> pa.Table:
+    """``rows`` rows like the cancer data's 8 columns (resampled, with 2 % noise)."""
+    frame, _ = cancer_frame()
+    rng = np.random.default_rng(0)
+    picked = frame.to_numpy()[rng.integers(0, len(frame), rows)]
+    picked *= rng.normal(1.0, 0.02, picked.shape)
+    return pa.table({name: picked[:, i] for i, name in enumerate(frame.columns)})
+
+
+def test_a_5m_row_table_is_scored_on_ray_across_both_worker_hosts(
+    topology: Topology, store: MetadataStore, package: Future[PackageFiles]
+) -> None:
+    """``loopml predict --on ray`` through p1 (the driver: its settings name the cluster)
+    over a 5M-row table in S3, in four Delta files: one actor on each worker host reads
+    its row groups from S3 and scores them, p1 writes the output as one commit. First in
+    the module, while both worker hosts live."""
+    artifacts = _artifacts(topology)
+    register_files(store, artifacts, package.result(timeout=120), name="scorer")
+    table = _big_table(BIG_ROWS)
+    part = BIG_ROWS // 4
+    for start in range(0, BIG_ROWS, part):
+        lake.ingest_arrow(store, artifacts, "default", "big", table.slice(start, part), actor="t")
+    del table
+
+    with _client(topology, "p1") as client:
+        started = time.monotonic()
+        result = client.predictions.batch("big", "big_scored", model="scorer/1", on="ray")
+        took = time.monotonic() - started
+        # The figure beside it: the same rows scored in p1's process (nothing asserted).
+        started = time.monotonic()
+        local = client.predictions.batch("big", "big_local", model="scorer/1")
+        here = time.monotonic() - started
+    print(
+        f"\n[multihost] {result.rows:,} rows scored on Ray in {took:.1f} s "
+        f"({result.rows / took:,.0f} rows/s): {result.ray_nodes}; in p1's process "
+        f"{here:.1f} s ({local.rows / here:,.0f} rows/s)",
+        file=sys.stderr,
+    )
+
+    assert (result.rows, result.output_version) == (BIG_ROWS, 0)
+    assert set(result.ray_nodes) == {topology.ip("w1"), topology.ip("w2")}
+    assert sum(result.ray_nodes.values()) == BIG_ROWS
+    assert min(result.ray_nodes.values()) >= BIG_ROWS // 4  # both took a fair share
+    written = lake.get_table(store, artifacts, "default", "big_scored")
+    assert (written.version, written.row_count) == (0, BIG_ROWS)
+
+
+def _artifacts(topology: Topology) -> ArtifactStore:
+    return open_artifact_store(
+        load_settings(
+            database={"url": topology.database_url}, artifacts=topology.artifact_settings()
+        )
+    )
+
+
 def test_parallel_steps_use_both_worker_hosts_and_survive_one_dying(
     topology: Topology, store: MetadataStore
 ) -> None:
@@ -179,11 +240,7 @@ def test_parallel_steps_use_both_worker_hosts_and_survive_one_dying(
         tried = [(a.worker, a.status.value, a.error and a.error.message) for a in found.attempts]
         print(f"[multihost] step {name} (started on {hosts[name]}): {tried}", file=sys.stderr)
     print(f"[multihost] marks {sorted(p.name for p in folder.iterdir())}", file=sys.stderr)
-    artifacts = open_artifact_store(
-        load_settings(
-            database={"url": topology.database_url}, artifacts=topology.artifact_settings()
-        )
-    )
+    artifacts = _artifacts(topology)
     for name, found in steps.items():
         if len(found.attempts) > 1:
             try:
@@ -271,11 +328,7 @@ def _deploy(
     """``cancer/1`` deployed through p2 (whose gateway serves it) and 20 requests answered,
     counted by p1's monitor (it started first, so it holds the lease); seconds it took."""
     start = time.monotonic()
-    artifacts = open_artifact_store(
-        load_settings(
-            database={"url": topology.database_url}, artifacts=topology.artifact_settings()
-        )
-    )
+    artifacts = _artifacts(topology)
     register_files(store, artifacts, package.result(timeout=120), name="cancer")
     client.deployments.create(DEPLOYMENT, "cancer/1")
     deadline = time.monotonic() + 60

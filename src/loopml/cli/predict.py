@@ -92,3 +92,7 @@ def predict(
         f"scored [bold]{result.rows}[/] rows with {result.model} version {result.version} "
         f"into {result.output} (version {result.output_version})"
     )
+    if result.ray_nodes:
+        each = ", ".join(f"{node}: {rows:,} rows" for node, rows in result.ray_nodes.items())
+        count = len(result.ray_nodes)
+        console.print(f"on {count} Ray node{'s' if count > 1 else ''} ({each})")

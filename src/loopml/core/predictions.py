@@ -220,3 +220,8 @@ class BatchResult(BaseModel):
     classes: list[str | int | float | bool] | None = Field(
         default=None, description="A classifier's classes, in `probabilities` order."
     )
+    ray_nodes: dict[str, int] = Field(
+        default_factory=dict,
+        description="Scored on Ray (`on: ray`): the rows each Ray node scored, by the node's "
+        "address; empty when the server scored them.",
+    )

@@ -54,6 +54,12 @@ class ScoringActor:
         self._filesystem = filesystem
         self._chunk_rows = chunk_rows
 
+    def node(self) -> str:
+        """The address of the Ray node this actor runs on."""
+        import ray
+
+        return str(ray.util.get_node_ip_address())
+
     def score(self, unit: Unit) -> pa.Table:
         """The row group's rows with their predictions."""
         fragment = ds.ParquetFileFormat().make_fragment(

@@ -153,7 +153,10 @@ def _score_on_ray(
     # Last: a request that names no table or model never starts a Ray instance.
     ray = ray_batch.connect(target)
     rows = OutputRows(ChunkScorer(runtime, source.schema).schema, version.model, version.version)
-    scored = ray_batch.score(ray, source, package, version.manifest_sha256, chunk_rows)
+    nodes: dict[str, int] = {}
+    scored = ray_batch.score(
+        ray, source, package, version.manifest_sha256, chunk_rows, rows_by_node=nodes
+    )
     commit = _ingest(
         store,
         artifacts,
@@ -166,7 +169,9 @@ def _score_on_ray(
         _lineage(version, input),
         rows,
     )
-    return _result(rows, output, commit, version, runtime)
+    return _result(rows, output, commit, version, runtime).model_copy(
+        update={"ray_nodes": dict(sorted(nodes.items()))}
+    )
 
 
 def _load(

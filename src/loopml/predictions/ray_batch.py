@@ -138,10 +138,12 @@ def score(
     manifest_sha256: str | None,
     chunk_rows: int,
     start_timeout_s: float = ACTOR_START_S,
+    rows_by_node: dict[str, int] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """The scored rows, in input order, from one actor per free CPU of the cluster (no
     more than there are row groups). ``IN_FLIGHT`` row groups per actor are queued, so an actor
-    scores its next one while this process writes the last."""
+    scores its next one while this process writes the last. ``rows_by_node`` (given) counts
+    the rows each Ray node scored, by the node's address, as they come back."""
     if not source.units:
         return
     cpus = int(ray.cluster_resources().get("CPU", 0))
@@ -160,14 +162,22 @@ def score(
     actors = _started(ray, [remote.remote(*args) for _ in range(count)], cpus, start_timeout_s)
     count = len(actors)
     try:
+        nodes = [_fetched(ray, ref) for ref in [actor.node.remote() for actor in actors]]
         units = iter(enumerate(source.units))
-        pending: deque[Any] = deque()
+        pending: deque[tuple[Any, str]] = deque()
+
+        def send(index: int, unit: Unit) -> None:
+            pending.append((actors[index % count].score.remote(unit), nodes[index % count]))
+
         for index, unit in itertools.islice(units, count * IN_FLIGHT):
-            pending.append(actors[index % count].score.remote(unit))
+            send(index, unit)
         while pending:
-            table = _fetched(ray, pending.popleft())
+            ref, node = pending.popleft()
+            table = _fetched(ray, ref)
+            if rows_by_node is not None:
+                rows_by_node[node] = rows_by_node.get(node, 0) + table.num_rows
             for index, unit in itertools.islice(units, 1):
-                pending.append(actors[index % count].score.remote(unit))
+                send(index, unit)
             yield from table.to_batches()
     finally:
         for actor in actors:
@@ -201,8 +211,9 @@ def _started(ray: Any, actors: list[Any], cpus: int, timeout_s: float) -> list[A
     return [actor for actor in actors if id(actor) in started]
 
 
-def _fetched(ray: Any, ref: Any) -> pa.Table:
-    """A scored row group; the error to report when it could not be scored.
+def _fetched(ray: Any, ref: Any) -> Any:
+    """A scored row group (or an actor's other answer); the error to report when it could
+    not be scored.
 
     Raises:
         LoopmlError: the node's own (a value a column refuses).
@@ -211,7 +222,7 @@ def _fetched(ray: Any, ref: Any) -> pa.Table:
     """
     errors = ray.exceptions
     try:
-        table: pa.Table = ray.get(ref)
+        answer = ray.get(ref)
     except errors.RayTaskError as exc:
         if isinstance(exc.cause, LoopmlError):
             raise exc.cause from None
@@ -230,4 +241,4 @@ def _fetched(ray: Any, ref: Any) -> pa.Table:
             "lost, or it ran out of memory)",
             details={"reason": "ray_actor_died"},
         ) from exc
-    return table
+    return answer

@@ -104,6 +104,9 @@ def test_a_table_of_several_files_scores_on_ray_as_it_does_locally(
     finally:
         ray.shutdown()
     assert (remote.rows, remote.model, remote.version) == (local.rows, "cancer", 1)
+    # Where the rows were scored: the cluster's one node, each row once; none here locally.
+    assert (len(remote.ray_nodes), sum(remote.ray_nodes.values())) == (1, rows.num_rows)
+    assert local.ray_nodes == {}
     assert remote.classes == local.classes
     assert seen[-1] == rows.num_rows
     assert seen == sorted(seen)

@@ -405,6 +405,8 @@ def batch_predict(
         result.output,
         result.output_version,
     )
+    if result.ray_nodes:
+        ctx.log.info("rows scored per Ray node: %s", result.ray_nodes)
     return {
         "table": f"{result.output}@{result.output_version}",
         "rows": result.rows,
