@@ -7,7 +7,7 @@ scoring with the reason, where it used to wait forever."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -21,8 +21,9 @@ from loopml.predictions.batch import score_table
 from loopml.settings import Settings
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
+from tests.conftest import free_port, missing_service
 from tests.e2e.test_predict_ray import _scoring_actors
-from tests.ray_cluster import RayCluster
+from tests.ray_cluster import RAY, RayCluster
 from tests.unit.deploy.deploy_support import cancer_frame, fit, register_model
 from tests.unit.predictions.test_batch_ray import _lineage, _scored
 
@@ -42,22 +43,33 @@ steps:
 
 
 @pytest.fixture
+def cluster() -> Iterator[RayCluster]:
+    """A cluster of this test's own: a head (1 CPU, which the step's task holds) and a
+    second node (1 CPU) for the scoring actor. Not the shared ``ray_cluster``: other tests'
+    scoring actors spread over every node with a free CPU, and would die with this node."""
+    if not RAY.is_file():
+        missing_service(f"Ray ({RAY} missing: pip install 'loopml[ray]')")
+    started = RayCluster.start(free_port())
+    try:
+        started.add_node("scorer")
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
 def settings(
-    tmp_path: Path,
-    postgres_url: str,
-    s3_bucket: str,
-    s3_endpoint: str,
-    ray_cluster: RayCluster,
+    tmp_path: Path, postgres_url: str, s3_bucket: str, s3_endpoint: str, cluster: RayCluster
 ) -> Settings:
     """PostgreSQL and S3, as every host of a cluster reaches them; the worker's executor is
     the cluster, which is also where the step's ``on: ray`` scores."""
     made = cluster_settings(tmp_path / "home", postgres_url, s3_bucket, s3_endpoint)
-    executor = RayExecutorConfig(type="ray", address=ray_cluster.address, stop_grace_s=1.0)
+    executor = RayExecutorConfig(type="ray", address=cluster.address, stop_grace_s=1.0)
     return made.model_copy(update={"worker": made.worker.model_copy(update={"executor": executor})})
 
 
 def test_the_step_scores_on_ray_from_s3_as_the_local_path_does(
-    ray_cluster: RayCluster,
+    cluster: RayCluster,
     settings: Settings,
     store: MetadataStore,
     artifacts: ArtifactStore,
@@ -82,17 +94,20 @@ def test_the_step_scores_on_ray_from_s3_as_the_local_path_does(
         actor="t",
         model="cancer/1",
     )
-    actors = _scoring_actors(ray_cluster)
+    actors = _scoring_actors(cluster)
 
     # The step's own task holds the head's one CPU while it runs: the scoring actor needs
-    # another, on a second node (a second host, in a real cluster).
-    node = ray_cluster.add_node("scorer")
+    # another, on the second node (a second host, in a real cluster).
+    import ray
+
+    if ray.is_initialized():  # an earlier test's, in this process, to the shared cluster
+        ray.shutdown()
     try:
-        with ray_worker(store, artifacts, settings, ray_cluster) as worker:
+        with ray_worker(store, artifacts, settings, cluster) as worker:
             assert worker.executor.name == "ray"
             run = wait_run(store, run_spec(store, SPEC), timeout_s=180)
     finally:
-        ray_cluster.kill_node(node)
+        ray.shutdown()
 
     scored = step_of(run, "score")
     assert run.status == RunStatus.SUCCEEDED, scored.error
@@ -102,7 +117,7 @@ def test_the_step_scores_on_ray_from_s3_as_the_local_path_does(
     # actors ran on the cluster too.
     _, text = service.read_log(store, artifacts, "default", run.id, "score")
     assert text.splitlines()[0].decode().startswith("[loopml] step 'score' runs on Ray node ")
-    assert _scoring_actors(ray_cluster) > actors, "no scoring actor ran on the Ray cluster"
+    assert _scoring_actors(cluster) > actors, "no scoring actor ran on the Ray cluster"
     expected = _scored(store, artifacts, "local_out")
     got = _scored(store, artifacts, "ray_out")
     assert got.schema == expected.schema
