@@ -10,7 +10,6 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
-import pyarrow.compute as pc
 from deltalake import (
     ColumnProperties,
     CommitProperties,
@@ -38,6 +37,7 @@ from loopml.core.errors import (
 from loopml.core.ingest import IngestKey
 from loopml.core.lake import TableCommit
 from loopml.core.streams import StreamState
+from loopml.data.parquet_files import ROW_GROUP_ROWS, plain_columns
 from loopml.storage.native import NativeLocation, free_bytes
 
 COMMIT_ID_KEY = "loopml.commit"
@@ -52,45 +52,22 @@ table says otherwise), so that opening a table fed by many small commits reads o
 checkpoint and a few JSON entries instead of every entry; and no expired-log cleanup, which
 would delete log entries by age alone (``delta.logRetentionDuration``) and so make versions
 that a run or a dataset snapshot references unreadable, whatever vacuum keeps for them."""
-ROW_GROUP_ROWS = 256 * 1024
-"""Parquet's writer default is 1 Mi: with 256 Ki, a streamed upload's rows are encoded as
-they arrive instead of all at the end (about 0.1 s less after the last byte of a 1M-row
-file), and DuckDB scans a file's row groups in parallel."""
 WRITER = WriterProperties(max_row_group_size=ROW_GROUP_ROWS, compression="SNAPPY")
 """The writer's settings when ``writer_for`` has no reason to change them (Snappy, as the
-default)."""
-DICTIONARY_SAMPLE_ROWS = 65_536
-"""Rows of a write's first batch that ``writer_for`` counts distinct values in."""
-_MIN_SAMPLE_ROWS = 1_000
+default; 256 Ki rows a row group: see ``parquet_files.ROW_GROUP_ROWS``)."""
 _PLAIN = ColumnProperties(dictionary_enabled=False)
 
 
 def writer_for(sample: pa.RecordBatch | None) -> WriterProperties:
     """``WRITER``, with dictionary encoding off for the columns whose values mostly differ
-    in ``sample`` (the write's first rows): more than half of them distinct.
-
-    Parquet's writer dictionary-encodes every column by default, and falls back to plain
-    values once a row group's dictionary passes 1 MB; for ids, measurements, free text and
-    timestamps it hashes every value for nothing. On the ingest benchmark's 1M rows, turning
-    it off for those columns halved the writer's time (0.42 s to 0.22 s), and the files came
-    out 6 % smaller, because low-cardinality columns keep their dictionaries. A sample of
-    fewer than 1,000 rows says too little: small writes keep the default.
-    """
-    if sample is None or sample.num_rows < _MIN_SAMPLE_ROWS:
-        return WRITER
-    rows = sample.slice(0, DICTIONARY_SAMPLE_ROWS)
-    plain: dict[str, ColumnProperties] = {}
-    for field, column in zip(rows.schema, rows.columns, strict=True):
-        try:
-            distinct = pc.count_distinct(column, mode="all").as_py()
-        except pa.ArrowException:  # a type it cannot count (nested ones): the default
-            continue
-        if distinct * 2 > rows.num_rows:
-            plain[field.name] = _PLAIN
+    in ``sample`` (the write's first rows): see ``parquet_files.plain_columns``."""
+    plain = plain_columns(sample)
     if not plain:
         return WRITER
     return WriterProperties(
-        max_row_group_size=ROW_GROUP_ROWS, compression="SNAPPY", column_properties=plain
+        max_row_group_size=ROW_GROUP_ROWS,
+        compression="SNAPPY",
+        column_properties=dict.fromkeys(plain, _PLAIN),
     )
 
 

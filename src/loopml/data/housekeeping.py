@@ -185,6 +185,18 @@ def needs_compaction(dt: DeltaTable, settings: LakeSettings) -> bool:
     return len(small) > settings.compact_min_files
 
 
+def compaction_due(dt: DeltaTable | None, settings: LakeSettings) -> bool:
+    """Whether a write that left the table at ``dt`` should be followed by a compaction:
+    never after the table's first commit (``dt`` is ``None``: one write, few files), and
+    when the files cannot be listed (``maybe_compact`` looks again, and logs what fails)."""
+    if dt is None:
+        return False
+    try:
+        return needs_compaction(dt, settings)
+    except LoopmlError:
+        return True
+
+
 def maybe_compact(
     store: MetadataStore,
     artifacts: ArtifactStore,

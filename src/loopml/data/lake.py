@@ -320,7 +320,7 @@ def _write(
     commit = _tables.record(store, row, loc, commit_id, mode, actor, dt)
     if warnings:
         commit = commit.model_copy(update={"warnings": warnings})
-    if lake_settings is not None and _compaction_due(dt, lake_settings):
+    if lake_settings is not None and housekeeping.compaction_due(dt, lake_settings):
         housekeeping.maybe_compact(store, artifacts, project, table, lake_settings, actor=actor)
     return commit
 
@@ -356,15 +356,6 @@ def _number_like(
         "API: mode=overwrite), or refuse such files with strict mode (`--strict`; API: strict=true)"
         for m in messages
     ]
-
-
-def _compaction_due(dt: DeltaTable | None, settings: LakeSettings) -> bool:
-    if dt is None:
-        return False  # the table's first commit: one file
-    try:
-        return housekeeping.needs_compaction(dt, settings)
-    except LoopmlError:
-        return True  # maybe_compact looks again, and logs what fails
 
 
 def history(

@@ -11,6 +11,7 @@ columns, types and values.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -101,12 +102,20 @@ class ChunkScorer:
         return arrays
 
 
-class OutputRows:
-    """Turns scored chunks, in input order, into the output table's batches."""
+@dataclass(frozen=True)
+class RowStamp:
+    """What the writer adds to scored rows: ``inference_id`` (``<batch id>-<row>``, the row
+    counted from the input's start), ``model`` and ``model_version``. Plain data, so a Ray
+    actor that writes its own files stamps its rows as the server would."""
 
-    def __init__(self, scored: pa.Schema, model: str, version: int) -> None:
-        self.model, self.version = model, version
-        self.schema = pa.schema(
+    schema: pa.Schema
+    batch_id: str
+    model: str
+    version: int
+
+    @classmethod
+    def of(cls, scored: pa.Schema, model: str, version: int) -> RowStamp:
+        schema = pa.schema(
             [
                 *scored,
                 pa.field("inference_id", pa.string()),
@@ -114,14 +123,13 @@ class OutputRows:
                 pa.field("model_version", pa.int64()),
             ]
         )
-        self.batch_id = new_id()
-        self.rows = 0
-        self.failure: Exception | None = None
+        return cls(schema, new_id(), model, version)
 
-    def stamp(self, scored: pa.RecordBatch) -> pa.RecordBatch:
-        """The output batch of the next ``scored`` chunk: ids numbered from the rows so far."""
+    def apply(self, scored: pa.RecordBatch, first_row: int) -> pa.RecordBatch:
+        """``scored`` with the columns added; ``first_row``: its first row's place in the
+        input."""
         rows = scored.num_rows
-        numbers = pa.array(np.arange(self.rows, self.rows + rows, dtype=np.int64))
+        numbers = pa.array(np.arange(first_row, first_row + rows, dtype=np.int64))
         ids = pc.binary_join_element_wise(f"{self.batch_id}-", pc.cast(numbers, pa.string()), "")
         arrays = [
             *scored.columns,
@@ -129,8 +137,25 @@ class OutputRows:
             pa.array([self.model] * rows, pa.string()),
             pa.array(np.full(rows, self.version, dtype=np.int64)),
         ]
-        self.rows += rows
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+
+
+class OutputRows:
+    """Turns scored chunks, in input order, into the output table's batches."""
+
+    def __init__(self, scored: pa.Schema, model: str, version: int) -> None:
+        self.stamper = RowStamp.of(scored, model, version)
+        self.model, self.version = model, version
+        self.schema = self.stamper.schema
+        self.batch_id = self.stamper.batch_id
+        self.rows = 0
+        self.failure: Exception | None = None
+
+    def stamp(self, scored: pa.RecordBatch) -> pa.RecordBatch:
+        """The output batch of the next ``scored`` chunk: ids numbered from the rows so far."""
+        stamped = self.stamper.apply(scored, self.rows)
+        self.rows += scored.num_rows
+        return stamped
 
     def stream(
         self, scored: Iterator[pa.RecordBatch], progress: Progress | None

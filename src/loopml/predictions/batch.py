@@ -19,7 +19,7 @@ import json
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -29,7 +29,8 @@ from loopml.core.ids import new_id
 from loopml.core.lake import WriteMode, validate_table_name, validate_write_mode
 from loopml.core.predictions import BatchResult, parse_table_ref
 from loopml.core.refs import ModelRef
-from loopml.data import files, lake
+from loopml.data import files, lake, lake_files
+from loopml.data.parquet_files import DataFile
 from loopml.packaging.runtime import ModelRuntime, load_runtime
 from loopml.predictions._scoring import ChunkScorer, OutputRows, Progress, check_input
 from loopml.registry.packages import fetch_package
@@ -39,7 +40,7 @@ from loopml.store import MetadataStore, deployments
 
 if TYPE_CHECKING:
     from loopml.core.registry import ModelVersion
-    from loopml.predictions.ray_batch import RayTarget
+    from loopml.predictions.ray_batch import RayTarget, TableFiles
 
 __all__ = ["DEFAULT_CHUNK_ROWS", "MAX_CHUNK_ROWS", "Progress", "score_table"]
 
@@ -154,24 +155,70 @@ def _score_on_ray(
     ray = ray_batch.connect(target)
     rows = OutputRows(ChunkScorer(runtime, source.schema).schema, version.model, version.version)
     nodes: dict[str, int] = {}
-    scored = ray_batch.score(
-        ray, source, package, version.manifest_sha256, chunk_rows, rows_by_node=nodes
+    existed = _exists(store, project, output)
+    write = (
+        lake_files.begin(store, artifacts, project, output, rows.schema, mode=mode, actor=actor)
+        if source.units
+        else None
     )
-    commit = _ingest(
-        store,
-        artifacts,
-        project,
-        output,
-        rows.stream(scored, progress),
-        mode,
-        actor,
-        lake_settings,
-        _lineage(version, input),
-        rows,
-    )
+    if write is None:
+        # A contract checks the rows here, before they land; an empty input: one empty commit.
+        scored = ray_batch.score(
+            ray, source, package, version.manifest_sha256, chunk_rows, rows_by_node=nodes
+        )
+        stream = rows.stream(scored, progress)
+        commit = _ingest(
+            store, artifacts, project, output, stream, mode, actor, lake_settings,
+            _lineage(version, input), rows,
+        )  # fmt: skip
+    else:
+        commit = _commit_files(
+            store, artifacts, ray, write, source, package, version, chunk_rows, rows, nodes,
+            progress, lake_settings, actor, existed, _lineage(version, input),
+        )  # fmt: skip
     return _result(rows, output, commit, version, runtime).model_copy(
         update={"ray_nodes": dict(sorted(nodes.items()))}
     )
+
+
+def _commit_files(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    ray: Any,
+    write: lake_files.FilesWrite,
+    source: TableFiles,
+    package: dict[str, bytes],
+    version: ModelVersion,
+    chunk_rows: int,
+    rows: OutputRows,
+    nodes: dict[str, int],
+    progress: Progress | None,
+    lake_settings: LakeSettings | None,
+    actor: str,
+    existed: bool,
+    metadata: dict[str, str],
+) -> int:
+    """Score on the cluster with each actor writing its files of the output, then commit
+    them all as one version (none of them on a failure)."""
+    from loopml.predictions import ray_batch
+
+    files: list[DataFile] = []
+    try:
+        files = ray_batch.write_files(
+            ray, source, package, version.manifest_sha256, chunk_rows, write.sink,
+            rows.stamper, rows_by_node=nodes, progress=progress,
+        )  # fmt: skip
+        rows.rows = sum(f.rows for f in files)
+        commit = lake_files.commit(
+            store, artifacts, write, files, metadata=metadata, actor=actor,
+            lake_settings=lake_settings,
+        )  # fmt: skip
+    except Exception:
+        lake_files.abandon(write, files)
+        if not existed:
+            _drop_if_empty(store, artifacts, project=write.project, table=write.table, actor=actor)
+        raise
+    return commit.version
 
 
 def _load(

@@ -8,9 +8,13 @@ least one, which fails the scoring with the reason when no CPU frees up for it i
 loads the model version once, from the package's files verified against the registry's
 manifest hash (``load_runtime``, the serving runtime), then reads the row groups it is
 handed straight from the lake and scores them ``chunk_rows`` at a time (``ChunkScorer``,
-the local path's code). The driver takes the scored row groups back in input order and
-writes them as one commit of the output table, as the local path does, so the same rows get
-the same columns and values either way.
+the local path's code). ``write_files``: each actor also adds the writer's columns
+(``RowStamp``, numbered from the row group's place in the input) and writes the row group as
+a data file of the output table (``parquet_files.FileSink``); the driver takes the files'
+descriptions back in input order and commits them as one version (``lake_files``), so no
+scored row crosses the object store or the driver. ``score`` sends the scored rows back
+instead, for an output whose contract must see them. Either way the same rows get the same
+columns and values as on the local path.
 
 Plain Ray actors, not Ray Data's ``map_batches``: Ray Data 2.60's read tasks need a CPU
 beside the actor pool's, and on 1-CPU nodes its plan waits forever for one.
@@ -18,10 +22,11 @@ beside the actor pool's, and on 1-CPU nodes its plan waits forever for one.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +37,9 @@ from loopml.core.errors import LoopmlError, ServiceUnavailableError
 from loopml.core.executors import RayExecutorConfig
 from loopml.core.predictions import parse_table_ref
 from loopml.data import lake
+from loopml.data.parquet_files import DataFile, FileSink, remove
 from loopml.predictions._ray_actor import ScoringActor, Unit
+from loopml.predictions._scoring import Progress, RowStamp
 from loopml.settings import Settings
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
@@ -40,11 +47,11 @@ from loopml.wiring import import_ray, init_ray, refuse_local_storage
 
 _PURPOSE = "batch scoring on Ray (--on ray)"
 IN_FLIGHT = 2
+"""Row groups queued per actor."""
 # How long the first scoring actor may wait for a CPU before the scoring fails (the step is
 # retried by its policy), and how much longer the others may take to start after it.
 ACTOR_START_S = 120.0
 ALSO_START_S = 5.0
-"""Row groups queued per actor (each about 25 MB scored, in the object store)."""
 _CONNECT = threading.Lock()
 
 
@@ -143,7 +150,76 @@ def score(
     """The scored rows, in input order, from one actor per free CPU of the cluster (no
     more than there are row groups). ``IN_FLIGHT`` row groups per actor are queued, so an actor
     scores its next one while this process writes the last. ``rows_by_node`` (given) counts
-    the rows each Ray node scored, by the node's address, as they come back."""
+    the rows each Ray node scored, by the node's address, as they come back.
+
+    This is the path for an output this process must see the rows of (a table with a
+    validation contract); ``write_files`` has the actors write the output's files instead.
+    """
+    answers = _dispatch(
+        ray, source, package, manifest_sha256, chunk_rows, start_timeout_s,
+        lambda actor, unit: actor.score.remote(unit),
+    )  # fmt: skip
+    for table, node in answers:
+        if rows_by_node is not None:
+            rows_by_node[node] = rows_by_node.get(node, 0) + table.num_rows
+        yield from table.to_batches()
+
+
+def write_files(
+    ray: Any,
+    source: TableFiles,
+    package: dict[str, bytes],
+    manifest_sha256: str | None,
+    chunk_rows: int,
+    sink: FileSink,
+    stamp: RowStamp,
+    *,
+    start_timeout_s: float = ACTOR_START_S,
+    rows_by_node: dict[str, int] | None = None,
+    progress: Progress | None = None,
+) -> list[DataFile]:
+    """The output's data files, in input order: each actor scores a row group, adds the
+    writer's columns (``stamp``) and writes it to ``sink`` as one file; only the files'
+    descriptions come back. ``progress`` is called with the rows written so far.
+
+    Raises:
+        LoopmlError, ServiceUnavailableError: as ``_fetched``; the files written before the
+            failure are removed (best effort).
+    """
+    sink_ref, stamp_ref = ray.put(sink), ray.put(stamp)
+    answers = _dispatch(
+        ray, source, package, manifest_sha256, chunk_rows, start_timeout_s,
+        lambda actor, unit: actor.write.remote(unit, sink_ref, stamp_ref),
+    )  # fmt: skip
+    files: list[DataFile] = []
+    rows = 0
+    try:
+        with contextlib.closing(answers):
+            for written, node in answers:
+                files.append(written)
+                rows += written.rows
+                if rows_by_node is not None:
+                    rows_by_node[node] = rows_by_node.get(node, 0) + written.rows
+                if progress is not None:
+                    progress(rows)
+    except BaseException:
+        remove(sink, files)
+        raise
+    return files
+
+
+def _dispatch(
+    ray: Any,
+    source: TableFiles,
+    package: dict[str, bytes],
+    manifest_sha256: str | None,
+    chunk_rows: int,
+    start_timeout_s: float,
+    call: Callable[[Any, Unit], Any],
+) -> Generator[tuple[Any, str]]:
+    """Each row group's answer (``call``'s, on one of the actors), in input order, with the
+    address of the node that gave it. ``IN_FLIGHT`` calls per actor are queued, so an actor
+    works on its next row group while this process takes the last answer."""
     if not source.units:
         return
     cpus = int(ray.cluster_resources().get("CPU", 0))
@@ -167,18 +243,16 @@ def score(
         pending: deque[tuple[Any, str]] = deque()
 
         def send(index: int, unit: Unit) -> None:
-            pending.append((actors[index % count].score.remote(unit), nodes[index % count]))
+            pending.append((call(actors[index % count], unit), nodes[index % count]))
 
         for index, unit in itertools.islice(units, count * IN_FLIGHT):
             send(index, unit)
         while pending:
             ref, node = pending.popleft()
-            table = _fetched(ray, ref)
-            if rows_by_node is not None:
-                rows_by_node[node] = rows_by_node.get(node, 0) + table.num_rows
+            answer = _fetched(ray, ref)
             for index, unit in itertools.islice(units, 1):
                 send(index, unit)
-            yield from table.to_batches()
+            yield answer, node
     finally:
         for actor in actors:
             ray.kill(actor)

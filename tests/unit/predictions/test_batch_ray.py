@@ -17,6 +17,7 @@ import pytest
 
 from loopml.core.errors import ConfigurationError, ServiceUnavailableError
 from loopml.data import lake
+from loopml.data.parquet_files import ROW_GROUP_ROWS
 from loopml.predictions.batch import score_table
 from loopml.predictions.ray_batch import RayTarget, _fetched
 from loopml.settings import Settings
@@ -118,6 +119,11 @@ def test_a_table_of_several_files_scores_on_ray_as_it_does_locally(
     lineage = _lineage(store, artifacts, "ray_out")
     assert lineage == _lineage(store, artifacts, "local_out")
     assert lineage == {"model": "cancer", "version": 1, "input": "patients"}
+    # The actors wrote the output's files (one per input row group), the server committed
+    # them as one version, recorded as an ingest's commit is.
+    commit = lake.history(store, artifacts, "default", "ray_out")[0]
+    assert (commit.version, commit.rows_added, commit.files_added) == (0, rows.num_rows, FILES)
+    assert lake.get_table(store, artifacts, "default", "ray_out").row_count == rows.num_rows
 
 
 def _a_dead_actor_is_a_clear_error(ray: Any) -> None:
@@ -172,3 +178,87 @@ def test_without_ray_installed_the_error_says_how_to_install_it(
     with pytest.raises(ConfigurationError, match=r"pip install 'loopml\[ray\]'") as refused:
         ray_batch.connect(RayTarget.of(settings))
     assert "batch scoring on Ray" in refused.value.message
+
+
+@pytest.mark.ray
+def test_on_ray_appends_and_overwrites_and_a_failure_half_way_lands_nothing(
+    ray_cluster: RayCluster,
+    settings: Settings,
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    tmp_path: Path,
+) -> None:
+    """The actors' files join an existing output in append and overwrite modes; when a row
+    group fails after others were written, no version is committed, the files written so far
+    are deleted, and an output the scoring created is dropped."""
+    import ray
+    from sklearn.linear_model import LogisticRegression
+
+    import loopml
+    from loopml.core.errors import NotFoundError, ValidationError
+    from loopml.registry.versions import register_version
+
+    frame, target = cancer_frame()
+    frame = frame.assign(f0=frame["f0"].round().astype("int64"))  # an integer column
+    model = LogisticRegression(max_iter=500).fit(frame, target)
+    with loopml.start_run("ray-tests", settings=settings) as run:
+        run.log_model(model, sample=frame.head(20))
+    register_version(
+        store, artifacts, project="default", model_name="ints", run_id=run.id, actor="t"
+    )
+    rows = pa.Table.from_pandas(
+        frame.assign(f0=frame["f0"].astype("float64")), preserve_index=False
+    )
+    step = -(-rows.num_rows // FILES)
+    for start in range(0, rows.num_rows, step):
+        lake.ingest_arrow(store, artifacts, "default", "whole", rows.slice(start, step), actor="t")
+    # One file of two row groups (the lake writes 256 Ki rows a group), a fraction in the
+    # integer column in the second: the first is scored and written before it fails.
+    big = rows.take([i % rows.num_rows for i in range(ROW_GROUP_ROWS + 100)])
+    f0 = big.column("f0").to_pylist()
+    f0[ROW_GROUP_ROWS + 5] += 0.5
+    big = big.set_column(0, "f0", pa.array(f0))
+    lake.ingest_arrow(store, artifacts, "default", "broken", big, actor="t")
+    on_ray = settings.model_copy(
+        update={"worker": settings.worker.model_copy(update={"executor": _executor(ray_cluster)})}
+    )
+    common = {
+        "workdir": tmp_path / "work",
+        "actor": "t",
+        "model": "ints/1",
+        "ray": RayTarget.of(on_ray),
+    }
+    lake_files = sorted(str(p) for p in settings.home.rglob("*.parquet"))
+    try:
+        first = score_table(store, artifacts, "default", input="whole", output="out", **common)  # type: ignore[arg-type]
+        again = score_table(store, artifacts, "default", input="whole", output="out", **common)  # type: ignore[arg-type]
+        assert (first.output_version, again.output_version) == (0, 1)
+        assert lake.get_table(store, artifacts, "default", "out").row_count == 2 * rows.num_rows
+        replaced = score_table(
+            store,
+            artifacts,
+            "default",
+            input="whole",
+            output="out",
+            mode="overwrite",
+            **common,  # type: ignore[arg-type]
+        )
+        assert replaced.output_version == 2
+        assert lake.get_table(store, artifacts, "default", "out").row_count == rows.num_rows
+        assert _scored(store, artifacts, "out").num_rows == rows.num_rows
+        lake_files = sorted(str(p) for p in settings.home.rglob("*.parquet"))
+
+        with pytest.raises(ValidationError, match="f0") as refused:
+            score_table(store, artifacts, "default", input="broken", output="never", **common)  # type: ignore[arg-type]
+        with pytest.raises(ValidationError, match="f0"):
+            score_table(store, artifacts, "default", input="broken", output="out", **common)  # type: ignore[arg-type]
+    finally:
+        ray.shutdown()
+    assert refused.value.details["row"] == ROW_GROUP_ROWS + 5  # from the input's start
+    with pytest.raises(NotFoundError):  # the output it would have created
+        lake.get_table(store, artifacts, "default", "never")
+    kept = lake.get_table(store, artifacts, "default", "out")
+    assert (kept.version, kept.row_count) == (2, rows.num_rows)
+    # The row group scored before each failure was written by the actor, then deleted (the
+    # new output's with its table): the lake holds the files it held before.
+    assert sorted(str(p) for p in settings.home.rglob("*.parquet")) == lake_files
