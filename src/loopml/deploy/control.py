@@ -356,7 +356,17 @@ class DeploymentControl:
             self._unfollowed.pop(key, None)
             if plan.roles == roles and plan.traffic == current.traffic:
                 return None
-            return self._commit(current, plan, SYSTEM_ACTOR, change=["followed"], reason=reason)
+            try:
+                return self._commit(current, plan, SYSTEM_ACTOR, change=["followed"], reason=reason)
+            except Exception as exc:  # the reconciler tries again each round
+                why = (
+                    exc.message if isinstance(exc, LoopmlError) else f"{type(exc).__name__}: {exc}"
+                )
+                self._unfollowed[key] = (
+                    f"could not switch to what its references name now ({why[:300]}); "
+                    "trying again, and what ran keeps serving"
+                )
+                raise
 
     def reapply(self, project: str, name: str) -> None:
         """Hand the deployment as stored now (changed through another server) to its target;

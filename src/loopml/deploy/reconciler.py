@@ -8,7 +8,9 @@ A background thread that, every ``interval_s``:
   deployment is handed to its target, which starts its replicas again;
 - **follows** the event feed from where it started: ``model.alias.set`` and
   ``model.alias.removed`` re-resolve the deployments on that alias, ``model.version.ready``
-  those on the model's newest version (``churn``); a changed version is rolled out;
+  those on the model's newest version (``churn``); a changed version is rolled out; a
+  switch that raised (the new package could not be fetched: the object store was away) is
+  tried again each round until it goes through, with the deployment's status saying so;
 - **syncs** each deployment's status from its target into the store (an event when it
   changes), and stops what still runs for deployments that disappeared behind its back
   (their project was deleted, or another server deleted them); a deployment created or
@@ -70,6 +72,8 @@ class Reconciler:
         self._settled = False
         self._known: dict[Key, Deployment] = {}
         self._unapplied: set[Key] = set()
+        self._unfollowed: dict[Key, str] = {}
+        """Deployments whose switch to a moved reference raised, with the event's reason."""
         self._synced = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -102,6 +106,7 @@ class Reconciler:
                 self._settle()
                 self._settled = True
             self._follow()
+            self._follow_again()
             self._sync()
         except Exception:
             log.exception("deployment reconciler: round failed; retrying")
@@ -161,8 +166,24 @@ class Reconciler:
                     continue  # deleted meanwhile
                 except Exception:
                     log.exception(
-                        "deployment %s/%s: could not follow %s", *_key(deployment), event.type
+                        "deployment %s/%s: could not follow %s; trying again each round",
+                        *_key(deployment),
+                        event.type,
                     )
+                    self._unfollowed[_key(deployment)] = f"{event.type} #{event.id}"
+
+    def _follow_again(self) -> None:
+        """Retry the switches that raised: the event that asked for one is behind the cursor,
+        and the deployment's next event may never come."""
+        for key, reason in list(self._unfollowed.items()):
+            try:
+                self.control.refresh(*key, reason=reason)
+            except NotFoundError:
+                pass  # deleted meanwhile
+            except Exception as exc:
+                log.debug("deployment %s/%s: following %s failed again: %s", *key, reason, exc)
+                continue
+            del self._unfollowed[key]
 
     def _sync(self) -> None:
         deployments = self.control.list_all()

@@ -14,6 +14,7 @@ from loopml.core.errors import (
     AlreadyExistsError,
     ConflictError,
     NotFoundError,
+    ServiceUnavailableError,
     ValidationError,
 )
 from loopml.core.types import Event
@@ -377,6 +378,55 @@ def test_a_change_that_failed_to_reach_this_servers_target_is_tried_again(
     reconciler.run_once()
     reconciler.run_once()  # applied once, then nothing changed
     assert [d.spec.min_replicas for d, _ in here_target.applied] == [1, 2]
+
+
+class AwayStore:
+    """The artifact store, but its reads raise while ``away`` (an object store that does
+    not answer: what an S3 store raises then)."""
+
+    def __init__(self, inner: ArtifactStore) -> None:
+        self.inner = inner
+        self.away = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def open(self, key: str) -> object:
+        if self.away:
+            raise ServiceUnavailableError("the object store did not answer")
+        return self.inner.open(key)
+
+
+def test_an_alias_move_whose_package_could_not_be_fetched_is_followed_once_it_can(
+    control: DeploymentControl, store: MetadataStore, artifacts: ArtifactStore, tmp_path: Path
+) -> None:
+    """The event that moved the alias is behind the reconciler's cursor once read: a switch
+    that raised is tried each round (the status says so meanwhile), where it used to wait
+    for the alias's next move and the deployment kept serving the old version."""
+    _champion(store, 1)
+    away = AwayStore(artifacts)
+    here_target = RecordingTarget()
+    here = DeploymentControl(store, away, {"local": here_target}, tmp_path / "here")  # type: ignore[arg-type]
+    here.create(PROJECT, "churn", {"model": "cancer@champion"}, actor="ada")
+    reconciler = Reconciler(here, store)
+    reconciler.run_once()
+
+    away.away = True
+    _champion(store, 2)
+    reconciler.run_once()
+    reconciler.run_once()
+    waiting = here.get(PROJECT, "churn")
+    assert [r.version for r in waiting.revisions if r.role == "primary"] == [1]
+    assert "could not switch to what its references name now" in waiting.status_message
+    assert "the object store did not answer" in waiting.status_message
+
+    away.away = False
+    reconciler.run_once()
+    followed = here.get(PROJECT, "churn")
+    primary = next(r for r in followed.revisions if r.number == max(followed.traffic))
+    assert (primary.version, followed.traffic) == (2, {primary.number: 100})
+    assert "could not switch" not in followed.status_message
+    assert here_target.applied[-1][0].traffic == followed.traffic
 
 
 def test_the_reconciler_stops_what_vanished_with_its_project(
