@@ -38,8 +38,12 @@ validation score (the winner may be a smaller model within 0.1 % of it). Issue t
 trials of the local path. The nodes share this machine's cores with the driver (which
 also refits the winner).
 
-Run ``python bench/scale.py [--rows 2000000] [--files 8] [--runs 20] [--budget 60]
-[--only batch|dispatch|automl]``.
+``--model gbm`` scores with LightGBM (300 trees) instead of the logistic regression: a
+model that costs more to score a row than to read and write it, which is what a cluster is
+for.
+
+Run ``python bench/scale.py [--rows 2000000] [--files 8] [--model logistic|gbm] [--runs 20]
+[--budget 60] [--only batch|dispatch|automl]``.
 """
 
 from __future__ import annotations
@@ -101,11 +105,18 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=60.0, help="automl: seconds per call")
     parser.add_argument("--automl-rows", type=int, default=20_000)
     parser.add_argument("--only", choices=["batch", "dispatch", "automl"], help="one section only")
+    parser.add_argument(
+        "--model",
+        choices=["logistic", "gbm"],
+        default="logistic",
+        help="batch: a logistic regression (costs less to score than to move a row) or "
+        "LightGBM with 300 trees (costs more)",
+    )
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="loopml-scale-"))
     try:
         if args.only in (None, "batch"):
-            _batch(home / "batch", args.rows, args.files)
+            _batch(home / "batch", args.rows, args.files, args.model)
         if args.only in (None, "dispatch"):
             _dispatch(home / "dispatch", args.runs)
         if args.only in (None, "automl"):
@@ -117,10 +128,25 @@ def main() -> None:
 BATCH_OBJECT_STORE_BYTES = 1_000_000_000
 
 
-def _batch(home: Path, rows: int, files: int) -> None:
+def _model(kind: str) -> Any:
+    """The model scored: the tests' logistic regression, or LightGBM with 300 trees of 31
+    leaves on the same 8 columns (about 60x the logistic regression's cost a row here)."""
+    from tests.unit.deploy.deploy_support import cancer_frame, fit
+
+    if kind == "logistic":
+        return fit(1.0)
+    from lightgbm import LGBMClassifier
+
+    frame, target = cancer_frame()
+    return LGBMClassifier(n_estimators=300, min_child_samples=2, n_jobs=1, verbose=-1).fit(
+        frame, target
+    )
+
+
+def _batch(home: Path, rows: int, files: int, model: str) -> None:
     from tests.conftest import free_port
     from tests.ray_cluster import RayCluster
-    from tests.unit.deploy.deploy_support import fit, register_model
+    from tests.unit.deploy.deploy_support import register_model
 
     from loopml.core.executors import RayExecutorConfig
     from loopml.data import lake
@@ -133,13 +159,16 @@ def _batch(home: Path, rows: int, files: int) -> None:
     store = open_metadata_store(settings)
     store.upgrade()
     artifacts = open_artifact_store(settings)
-    register_model(settings, store, artifacts, fit(1.0))
+    register_model(settings, store, artifacts, _model(model))
     table = _table(rows)
     step = -(-rows // files)
     for start in range(0, rows, step):
         lake.ingest_arrow(store, artifacts, "default", "big", table.slice(start, step), actor="b")
     written = len(lake.open_delta(store, artifacts, "default", "big").file_uris())
-    print(f"batch scoring {rows:,} rows ({written} Delta files), {os.cpu_count()} cores")
+    print(
+        f"batch scoring {rows:,} rows ({written} Delta files) with the {model} model, "
+        f"{os.cpu_count()} cores"
+    )
 
     def score(output: str, target: RayTarget | None = None) -> Any:
         return lambda progress: score_table(
