@@ -313,8 +313,7 @@ class DeploymentControl:
             )
 
     def delete(self, project: str, name: str, *, actor: str) -> None:
-        """Delete a deployment; its target stops it (the local target waits until its
-        processes are gone) and its fetched packages are removed."""
+        """Delete it: its target stops it (waiting for its processes), its packages go."""
         with self._lock:
             with self.store.session() as session:
                 gone = repo.delete(session, project, name, actor=actor)
@@ -326,9 +325,8 @@ class DeploymentControl:
         target = self.targets.get(deployment.spec.target)
         if target is not None:
             target.delete(deployment)
-        shutil.rmtree(
-            deployment_folder(self.root, deployment.project, deployment.name), ignore_errors=True
-        )
+        folder = deployment_folder(self.root, deployment.project, deployment.name)
+        shutil.rmtree(folder, ignore_errors=True)
 
     def remove_orphans(self) -> list[str]:
         """Remove the package folders of deployments no longer stored (``project/name`` of
@@ -348,25 +346,18 @@ class DeploymentControl:
                 resolved = resolve_spec(self.store, project, current.spec, check_features=False)
                 plan = make_plan(resolved, current, roles, self._next_number(current))
             except (NotFoundError, ConflictError) as exc:
-                self._unfollowed[key] = (
-                    f"cannot follow its references ({exc.message}); what ran keeps serving"
-                )
+                why = f"cannot follow its references ({exc.message}); what ran keeps serving"
+                self._unfollowed[key] = why
                 self.sync(current)
                 return None
             self._unfollowed.pop(key, None)
             if plan.roles == roles and plan.traffic == current.traffic:
                 return None
-            try:
-                return self._commit(current, plan, SYSTEM_ACTOR, change=["followed"], reason=reason)
-            except Exception as exc:  # the reconciler tries again each round
-                why = (
-                    exc.message if isinstance(exc, LoopmlError) else f"{type(exc).__name__}: {exc}"
-                )
-                self._unfollowed[key] = (
-                    f"could not switch to what its references name now ({why[:300]}); "
-                    "trying again, and what ran keeps serving"
-                )
-                raise
+            return self._commit(current, plan, SYSTEM_ACTOR, change=["followed"], reason=reason)
+
+    def unfollowed(self, project: str, name: str, why: str) -> None:
+        """Say ``why`` in the deployment's status until its references are followed."""
+        self._unfollowed[(project, name)] = why
 
     def reapply(self, project: str, name: str) -> None:
         """Hand the deployment as stored now (changed through another server) to its target;

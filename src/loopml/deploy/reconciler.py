@@ -31,7 +31,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from loopml.core.deployments import Deployment
-from loopml.core.errors import NotFoundError
+from loopml.core.errors import LoopmlError, NotFoundError
 from loopml.core.types import Event
 from loopml.deploy.control import DeploymentControl, follows
 from loopml.store import MetadataStore, events
@@ -164,13 +164,14 @@ class Reconciler:
                     )
                 except NotFoundError:
                     continue  # deleted meanwhile
-                except Exception:
+                except Exception as exc:
                     log.exception(
                         "deployment %s/%s: could not follow %s; trying again each round",
                         *_key(deployment),
                         event.type,
                     )
                     self._unfollowed[_key(deployment)] = f"{event.type} #{event.id}"
+                    self.control.unfollowed(*_key(deployment), _switch_failed(exc))
 
     def _follow_again(self) -> None:
         """Retry the switches that raised: the event that asked for one is behind the cursor,
@@ -182,6 +183,7 @@ class Reconciler:
                 pass  # deleted meanwhile
             except Exception as exc:
                 log.debug("deployment %s/%s: following %s failed again: %s", *key, reason, exc)
+                self.control.unfollowed(*key, _switch_failed(exc))
                 continue
             del self._unfollowed[key]
 
@@ -215,6 +217,15 @@ class Reconciler:
                 continue  # deleted meanwhile; forgotten next round
             except Exception:
                 log.exception("deployment %s/%s: could not record its status", *_key(deployment))
+
+
+def _switch_failed(exc: Exception) -> str:
+    """The status message of a deployment whose switch to a moved reference raised."""
+    why = exc.message if isinstance(exc, LoopmlError) else f"{type(exc).__name__}: {exc}"
+    return (
+        f"could not switch to what its references name now ({why[:300]}); trying again, "
+        "and what ran keeps serving"
+    )
 
 
 def _desired(deployment: Deployment) -> dict[str, object]:
