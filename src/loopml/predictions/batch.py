@@ -156,11 +156,16 @@ def _score_on_ray(
     rows = OutputRows(ChunkScorer(runtime, source.schema).schema, version.model, version.version)
     nodes: dict[str, int] = {}
     existed = _exists(store, project, output)
-    write = (
-        lake_files.begin(store, artifacts, project, output, rows.schema, mode=mode, actor=actor)
-        if source.units
-        else None
-    )
+    try:
+        write = (
+            lake_files.begin(store, artifacts, project, output, rows.schema, mode=mode, actor=actor)
+            if source.units
+            else None
+        )
+    except Exception:  # a full disk: the row begin created for a new output goes too
+        if not existed:
+            _drop_if_empty(store, artifacts, project, output, actor)
+        raise
     if write is None:
         # A contract checks the rows here, before they land; an empty input: one empty commit.
         scored = ray_batch.score(
