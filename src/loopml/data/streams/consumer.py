@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("loopml.data.streams")
 T = TypeVar("T")
+CLOSE_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -150,9 +151,21 @@ class StreamConsumer:
                 self.stats.status = "stopped"
                 await self._report()
         finally:
-            await self.source.close()
+            await self._close_source()
             with contextlib.suppress(Exception):
                 await anyio.to_thread.run_sync(self._release)
+
+    async def _close_source(self) -> None:
+        """Disconnect, but never hold a stopping consumer for longer than ``CLOSE_TIMEOUT_S``:
+        a broker client whose close hangs (a half-open socket) is left to the process's end."""
+        try:
+            await asyncio.wait_for(self.source.close(), CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            log.warning(
+                "stream %s: the broker connection did not close within %g s; left open",
+                self.stream.name,
+                CLOSE_TIMEOUT_S,
+            )
 
     async def _open(self) -> None:
         """Open the source; a definition it cannot serve (no JetStream stream for the

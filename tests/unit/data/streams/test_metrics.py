@@ -4,6 +4,7 @@ poison one among them), then the API app, in-process, is scraped and parsed."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,15 @@ from loopml.wiring import open_artifact_store
 from tests.brokers import Broker
 
 SENT = 30
+WATCH_S = 100.0
+"""Past this, a consume that has not ended prints where each of its tasks waits: the pytest
+timeout (120 s) shows threads, and an event loop's coroutines are invisible in those."""
+
+
+def _print_task_stacks() -> None:
+    print(f"consume() still running after {WATCH_S:g} s; its tasks:", file=sys.stderr)
+    for task in asyncio.all_tasks():
+        task.print_stack(file=sys.stderr)
 
 
 @pytest.fixture
@@ -70,6 +80,13 @@ def test_a_streams_figures_are_on_metrics(app: TestClient, broker: Broker) -> No
     broker.publish([orjson.dumps({"id": i}) for i in range(SENT)] + [b"poison"])
 
     async def consume() -> None:
+        watchdog = asyncio.get_running_loop().call_later(WATCH_S, _print_task_stacks)
+        try:
+            await consume_and_scrape()
+        finally:
+            watchdog.cancel()
+
+    async def consume_and_scrape() -> None:
         consumer = StreamConsumer(
             ctx.store,
             open_artifact_store(ctx.settings),

@@ -16,6 +16,7 @@ from loopml.data.streams.consumer import ConsumerOptions, StreamConsumer, consum
 from loopml.settings import LakeSettings
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
+from loopml.store import streams as stream_rows
 from tests.brokers import Broker
 
 
@@ -59,3 +60,56 @@ def test_a_stopping_consumer_gives_up_a_batch_it_cannot_commit(
     assert 0.9 <= took < 5, took  # the grace, then gave up
     assert consumer.committed == 0
     assert "NOGROUP" in (consumer.stats.last_error or ""), consumer.stats
+
+
+@pytest.mark.nats
+@pytest.mark.parametrize("broker", ["nats"], indirect=True)
+def test_a_stopping_consumer_returns_when_the_broker_client_does_not_close(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    project: str,
+    broker: Broker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A client's close can hang on a peer that stopped reading (its last flush waits for a
+    # full socket to drain): the consumer gives it CLOSE_TIMEOUT_S, then lets go of the stream.
+    from loopml.core.streams import NatsSource
+    from loopml.data.streams import consumer as consumer_module
+    from loopml.data.streams.backends.nats import NatsStreamSource
+
+    class HangsOnClose(NatsStreamSource):
+        async def close(self) -> None:
+            await asyncio.Event().wait()
+
+    monkeypatch.setattr(consumer_module, "CLOSE_TIMEOUT_S", 0.5)
+    stream = service.create(
+        store, project, "s1", source=broker.source, subject=broker.subject, table="orders",
+        batch_ms=50, actor="test",
+    )  # fmt: skip
+    broker.publish([orjson.dumps({"id": i}) for i in range(5)])
+    options = ConsumerOptions(report_every_s=0.2)
+
+    async def run() -> tuple[float, StreamConsumer]:
+        config = stream.config.source
+        assert isinstance(config, NatsSource)
+        source = HangsOnClose(config, consumer_name(stream), stream.config.redeliver_s)
+        consumer = StreamConsumer(
+            store, artifacts, LakeSettings(), stream, source=source, options=options
+        )
+        task = asyncio.create_task(consumer.run())
+        deadline = time.monotonic() + 30
+        while consumer.committed < 5 and time.monotonic() < deadline:
+            assert not task.done(), task
+            await asyncio.sleep(0.05)
+        asked = time.monotonic()
+        consumer.stop()
+        await asyncio.wait_for(task, 10)  # before: waited on the close for ever
+        took = time.monotonic() - asked
+        await NatsStreamSource.close(source)  # this test's own: no socket left open
+        return took, consumer
+
+    took, consumer = asyncio.run(run())
+    assert consumer.committed == 5
+    assert 0.4 <= took < 5, took
+    with store.session() as session:
+        assert not stream_rows.holds(session, stream.id, consumer.owner)  # let go
