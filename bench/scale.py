@@ -89,9 +89,10 @@ def _cell(name: str, call: Any, rows: int) -> float:
     result = call(progress)
     seconds = time.perf_counter() - started
     assert result.rows == rows, (result.rows, rows)
+    nodes = getattr(result, "ray_nodes", None)
     print(
         f"  {name:<22} {seconds:7.2f} s  {rows / seconds:>10,.0f} rows/s  "
-        f"(first rows after {first[0]:.2f} s)",
+        f"(first rows after {first[0]:.2f} s{'; rows by node ' + str(nodes) if nodes else ''})",
         flush=True,
     )
     return rows / seconds

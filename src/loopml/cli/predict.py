@@ -94,5 +94,8 @@ def predict(
     )
     if result.ray_nodes:
         each = ", ".join(f"{node}: {rows:,} rows" for node, rows in result.ray_nodes.items())
-        count = len(result.ray_nodes)
-        console.print(f"on {count} Ray node{'s' if count > 1 else ''} ({each})")
+        count, actors = len(result.ray_nodes), result.ray_actors
+        console.print(
+            f"on {count} Ray node{'s' if count > 1 else ''} by {actors} "
+            f"actor{'s' if actors > 1 else ''} ({each})"
+        )

@@ -225,3 +225,9 @@ class BatchResult(BaseModel):
         description="Scored on Ray (`on: ray`): the rows each Ray node scored, by the node's "
         "address; empty when the server scored them.",
     )
+    ray_actors: int = Field(
+        default=0,
+        description="Scored on Ray: how many scoring actors did it, one per CPU of the "
+        "cluster free when the call began (each loads the model once); 0 when the server "
+        "scored them.",
+    )

@@ -40,7 +40,7 @@ from loopml.store import MetadataStore, deployments
 
 if TYPE_CHECKING:
     from loopml.core.registry import ModelVersion
-    from loopml.predictions.ray_batch import RayTarget, TableFiles
+    from loopml.predictions.ray_batch import Placement, RayTarget, TableFiles
 
 __all__ = ["DEFAULT_CHUNK_ROWS", "MAX_CHUNK_ROWS", "Progress", "score_table"]
 
@@ -154,7 +154,7 @@ def _score_on_ray(
     # Last: a request that names no table or model never starts a Ray instance.
     ray = ray_batch.connect(target)
     rows = OutputRows(ChunkScorer(runtime, source.schema).schema, version.model, version.version)
-    nodes: dict[str, int] = {}
+    placement = ray_batch.Placement()
     existed = _exists(store, project, output)
     try:
         write = (
@@ -169,7 +169,7 @@ def _score_on_ray(
     if write is None:
         # A contract checks the rows here, before they land; an empty input: one empty commit.
         scored = ray_batch.score(
-            ray, source, package, version.manifest_sha256, chunk_rows, rows_by_node=nodes
+            ray, source, package, version.manifest_sha256, chunk_rows, placement=placement
         )
         stream = rows.stream(scored, progress)
         commit = _ingest(
@@ -178,11 +178,14 @@ def _score_on_ray(
         )  # fmt: skip
     else:
         commit = _commit_files(
-            store, artifacts, ray, write, source, package, version, chunk_rows, rows, nodes,
+            store, artifacts, ray, write, source, package, version, chunk_rows, rows, placement,
             progress, lake_settings, actor, existed, _lineage(version, input),
         )  # fmt: skip
     return _result(rows, output, commit, version, runtime).model_copy(
-        update={"ray_nodes": dict(sorted(nodes.items()))}
+        update={
+            "ray_nodes": dict(sorted(placement.rows_by_node.items())),
+            "ray_actors": placement.actors,
+        }
     )
 
 
@@ -196,7 +199,7 @@ def _commit_files(
     version: ModelVersion,
     chunk_rows: int,
     rows: OutputRows,
-    nodes: dict[str, int],
+    placement: Placement,
     progress: Progress | None,
     lake_settings: LakeSettings | None,
     actor: str,
@@ -211,7 +214,7 @@ def _commit_files(
     try:
         files = ray_batch.write_files(
             ray, source, package, version.manifest_sha256, chunk_rows, write.sink,
-            rows.stamper, rows_by_node=nodes, progress=progress,
+            rows.stamper, placement=placement, progress=progress,
         )  # fmt: skip
         rows.rows = sum(f.rows for f in files)
         commit = lake_files.commit(

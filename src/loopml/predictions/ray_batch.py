@@ -25,9 +25,10 @@ from __future__ import annotations
 import contextlib
 import itertools
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -52,7 +53,21 @@ IN_FLIGHT = 2
 # retried by its policy), and how much longer the others may take to start after it.
 ACTOR_START_S = 120.0
 ALSO_START_S = 5.0
+RELEASE_WAIT_S = 5.0
+"""Longest a call waits, after killing its actors, for the cluster to show their CPUs free."""
 _CONNECT = threading.Lock()
+
+
+@dataclass
+class Placement:
+    """Where one call's row groups were scored: the rows each Ray node scored, by the node's
+    address, and how many actors (one per CPU free when the call began) scored them."""
+
+    rows_by_node: dict[str, int] = field(default_factory=dict)
+    actors: int = 0
+
+    def add(self, node: str, rows: int) -> None:
+        self.rows_by_node[node] = self.rows_by_node.get(node, 0) + rows
 
 
 @dataclass(frozen=True)
@@ -145,23 +160,23 @@ def score(
     manifest_sha256: str | None,
     chunk_rows: int,
     start_timeout_s: float = ACTOR_START_S,
-    rows_by_node: dict[str, int] | None = None,
+    placement: Placement | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """The scored rows, in input order, from one actor per free CPU of the cluster (no
     more than there are row groups). ``IN_FLIGHT`` row groups per actor are queued, so an actor
-    scores its next one while this process writes the last. ``rows_by_node`` (given) counts
-    the rows each Ray node scored, by the node's address, as they come back.
+    scores its next one while this process writes the last. ``placement`` (given) counts the
+    actors, and the rows each Ray node scored as they come back.
 
     This is the path for an output this process must see the rows of (a table with a
     validation contract); ``write_files`` has the actors write the output's files instead.
     """
+    placement = placement if placement is not None else Placement()
     answers = _dispatch(
-        ray, source, package, manifest_sha256, chunk_rows, start_timeout_s,
+        ray, source, package, manifest_sha256, chunk_rows, start_timeout_s, placement,
         lambda actor, unit: actor.score.remote(unit),
     )  # fmt: skip
     for table, node in answers:
-        if rows_by_node is not None:
-            rows_by_node[node] = rows_by_node.get(node, 0) + table.num_rows
+        placement.add(node, table.num_rows)
         yield from table.to_batches()
 
 
@@ -175,7 +190,7 @@ def write_files(
     stamp: RowStamp,
     *,
     start_timeout_s: float = ACTOR_START_S,
-    rows_by_node: dict[str, int] | None = None,
+    placement: Placement | None = None,
     progress: Progress | None = None,
 ) -> list[DataFile]:
     """The output's data files, in input order: each actor scores a row group, adds the
@@ -187,8 +202,9 @@ def write_files(
             failure are removed (best effort).
     """
     sink_ref, stamp_ref = ray.put(sink), ray.put(stamp)
+    placement = placement if placement is not None else Placement()
     answers = _dispatch(
-        ray, source, package, manifest_sha256, chunk_rows, start_timeout_s,
+        ray, source, package, manifest_sha256, chunk_rows, start_timeout_s, placement,
         lambda actor, unit: actor.write.remote(unit, sink_ref, stamp_ref),
     )  # fmt: skip
     files: list[DataFile] = []
@@ -198,8 +214,7 @@ def write_files(
             for written, node in answers:
                 files.append(written)
                 rows += written.rows
-                if rows_by_node is not None:
-                    rows_by_node[node] = rows_by_node.get(node, 0) + written.rows
+                placement.add(node, written.rows)
                 if progress is not None:
                     progress(rows)
     except BaseException:
@@ -215,6 +230,7 @@ def _dispatch(
     manifest_sha256: str | None,
     chunk_rows: int,
     start_timeout_s: float,
+    placement: Placement,
     call: Callable[[Any, Unit], Any],
 ) -> Generator[tuple[Any, str]]:
     """Each row group's answer (``call``'s, on one of the actors), in input order, with the
@@ -236,7 +252,7 @@ def _dispatch(
     shared = ray.put(package)
     args = (shared, manifest_sha256, source.schema, source.filesystem, chunk_rows)
     actors = _started(ray, [remote.remote(*args) for _ in range(count)], cpus, start_timeout_s)
-    count = len(actors)
+    count = placement.actors = len(actors)
     try:
         nodes = [_fetched(ray, ref) for ref in [actor.node.remote() for actor in actors]]
         units = iter(enumerate(source.units))
@@ -256,6 +272,19 @@ def _dispatch(
     finally:
         for actor in actors:
             ray.kill(actor)
+        _await_release(ray, free)
+
+
+def _await_release(ray: Any, free: int) -> None:
+    """Wait (``RELEASE_WAIT_S`` at most) until the cluster shows the ``free`` CPUs this call
+    found free again. Ray reports a killed actor's CPU free a moment later, and the next call
+    sizes its actors on what is free then: back to back, it started one actor on two nodes,
+    and scored at one node's speed."""
+    deadline = time.monotonic() + RELEASE_WAIT_S
+    while int(ray.available_resources().get("CPU", 0)) < free:
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(0.02)
 
 
 def _started(ray: Any, actors: list[Any], cpus: int, timeout_s: float) -> list[Any]:

@@ -24,7 +24,8 @@ from loopml.settings import Settings
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
 from loopml.wiring import open_artifact_store, open_metadata_store
-from tests.ray_cluster import RayCluster
+from tests.conftest import free_port, missing_service
+from tests.ray_cluster import RAY, RayCluster
 from tests.unit.deploy.deploy_support import cancer_frame, fit, register_model
 
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
@@ -262,3 +263,49 @@ def test_on_ray_appends_and_overwrites_and_a_failure_half_way_lands_nothing(
     # The row group scored before each failure was written by the actor, then deleted (the
     # new output's with its table): the lake holds the files it held before.
     assert sorted(str(p) for p in settings.home.rglob("*.parquet")) == lake_files
+
+
+@pytest.mark.ray
+def test_back_to_back_calls_each_get_an_actor_per_free_cpu(
+    settings: Settings, store: MetadataStore, artifacts: ArtifactStore, tmp_path: Path
+) -> None:
+    """A call sizes its actors on the CPUs free when it begins; Ray shows a killed actor's
+    CPU free a moment after the kill, so a call now waits for that before it returns. Before,
+    the second of two calls on two 1-CPU nodes found one CPU free and scored on one actor.
+    A cluster of this test's own: on the shared one other tests' actors hold CPUs."""
+    if not RAY.is_file():
+        missing_service(f"Ray ({RAY} missing: pip install 'loopml[ray]')")
+    import ray
+
+    register_model(settings, store, artifacts, fit(1.0))
+    frame, _ = cancer_frame()
+    rows = pa.Table.from_pandas(frame, preserve_index=False)
+    step = -(-rows.num_rows // FILES)
+    for start in range(0, rows.num_rows, step):
+        lake.ingest_arrow(
+            store, artifacts, "default", "patients", rows.slice(start, step), actor="t"
+        )
+    cluster = RayCluster.start(free_port())
+    try:
+        cluster.add_node("second", num_cpus=1)
+        on_ray = settings.model_copy(
+            update={"worker": settings.worker.model_copy(update={"executor": _executor(cluster)})}
+        )
+        common = {"input": "patients", "workdir": tmp_path / "work", "actor": "t"}
+        calls = [
+            score_table(
+                store,
+                artifacts,
+                "default",
+                output=f"out{i}",
+                model="cancer/1",
+                ray=RayTarget.of(on_ray),
+                **common,  # type: ignore[arg-type]
+            )
+            for i in range(3)
+        ]
+    finally:
+        ray.shutdown()
+        cluster.stop()
+    assert [c.ray_actors for c in calls] == [2, 2, 2]
+    assert [sum(c.ray_nodes.values()) for c in calls] == [rows.num_rows] * 3

@@ -406,7 +406,9 @@ def batch_predict(
         result.output_version,
     )
     if result.ray_nodes:
-        ctx.log.info("rows scored per Ray node: %s", result.ray_nodes)
+        ctx.log.info(
+            "rows scored per Ray node, by %d actors: %s", result.ray_actors, result.ray_nodes
+        )
     return {
         "table": f"{result.output}@{result.output_version}",
         "rows": result.rows,
