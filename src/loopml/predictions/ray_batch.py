@@ -159,18 +159,18 @@ def score(
     package: dict[str, bytes],
     manifest_sha256: str | None,
     chunk_rows: int,
+    *,
+    placement: Placement,
     start_timeout_s: float = ACTOR_START_S,
-    placement: Placement | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """The scored rows, in input order, from one actor per free CPU of the cluster (no
     more than there are row groups). ``IN_FLIGHT`` row groups per actor are queued, so an actor
-    scores its next one while this process writes the last. ``placement`` (given) counts the
-    actors, and the rows each Ray node scored as they come back.
+    scores its next one while this process writes the last. ``placement`` counts the actors,
+    and the rows each Ray node scored as they come back.
 
     This is the path for an output this process must see the rows of (a table with a
     validation contract); ``write_files`` has the actors write the output's files instead.
     """
-    placement = placement if placement is not None else Placement()
     answers = _dispatch(
         ray, source, package, manifest_sha256, chunk_rows, start_timeout_s, placement,
         lambda actor, unit: actor.score.remote(unit),
@@ -189,8 +189,8 @@ def write_files(
     sink: FileSink,
     stamp: RowStamp,
     *,
+    placement: Placement,
     start_timeout_s: float = ACTOR_START_S,
-    placement: Placement | None = None,
     progress: Progress | None = None,
 ) -> list[DataFile]:
     """The output's data files, in input order: each actor scores a row group, adds the
@@ -202,7 +202,6 @@ def write_files(
             failure are removed (best effort).
     """
     sink_ref, stamp_ref = ray.put(sink), ray.put(stamp)
-    placement = placement if placement is not None else Placement()
     answers = _dispatch(
         ray, source, package, manifest_sha256, chunk_rows, start_timeout_s, placement,
         lambda actor, unit: actor.write.remote(unit, sink_ref, stamp_ref),
