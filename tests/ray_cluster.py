@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import IO
 import psutil
 
 import loopml
+from tests.waiting import eventually
 
 RAY = Path(sys.executable).parent / "ray"
 START_TIMEOUT_S = 120.0
@@ -46,12 +46,16 @@ def _env() -> dict[str, str]:
 
 
 def _wait_started(process: subprocess.Popen[bytes], out: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
     try:
-        while _STARTED not in out.read_text(errors="replace"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"ray start failed: {out.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.1)
+        eventually(
+            lambda: _STARTED in out.read_text(errors="replace") or process.poll() is not None,
+            START_TIMEOUT_S,
+            "ray start to say it started",
+            interval_s=0.1,
+            describe=lambda: out.read_text(errors="replace")[-3000:],
+        )
+        if _STARTED not in out.read_text(errors="replace"):
+            raise RuntimeError(f"ray start failed: {out.read_text(errors='replace')[-3000:]}")
     except BaseException:
         kill_tree(process.pid)
         process.wait(10)

@@ -7,7 +7,6 @@ twice changes nothing, and delete stops everything, twice as well as once."""
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from loopml.deploy.targets.kubernetes import KubernetesTarget
 from loopml.deploy.targets.local import LocalDeployTarget, LocalTargetConfig
 from tests.unit.deploy.deploy_support import package_files
 from tests.unit.deploy.test_kubernetes import FakeCluster
+from tests.waiting import eventually
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -67,11 +67,7 @@ def _deployment(target: str, traffic: dict[int, int], name: str = "churn-prod") 
 
 
 def _wait(check: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting until {what}")
-        time.sleep(0.1)
+    eventually(check, timeout, what, interval_s=0.1)
 
 
 @pytest.fixture(scope="module")

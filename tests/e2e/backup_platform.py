@@ -8,6 +8,7 @@ that runs while it is backed up (predictions, ingests, and the pipeline runs the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -19,6 +20,7 @@ import httpx
 
 from loopml.client import Client
 from tests.unit.deploy.deploy_support import cancer_frame, instances
+from tests.waiting import eventually
 
 from .conftest import RunningServer
 
@@ -233,10 +235,13 @@ def _features(client: Client, redis_prefix: str) -> list[dict[str, Any]]:
             row = {"user_id": i % USERS, "ts": f"2026-01-01T00:00:{i:02d}", "clicks": i}
             r.xadd(key, {"data": json.dumps(row)})
     client.streams.create("clicks", source=f"{REDIS}?stream={key}", table="clicks")
-    deadline = time.monotonic() + 120
-    while client.streams.get("clicks").stats.messages < CLICKS:
-        assert time.monotonic() < deadline, client.streams.get("clicks")
-        time.sleep(0.2)
+    eventually(
+        lambda: client.streams.get("clicks").stats.messages >= CLICKS,
+        120,
+        f"{CLICKS} clicks committed",
+        interval_s=0.2,
+        describe=lambda: client.streams.get("clicks"),
+    )
     client.features.apply(VIEW)
     client.features.materialize("click_stats")
     return online_values(client)
@@ -314,17 +319,19 @@ def wait_for_every_table(database: Path, timeout_s: float) -> list[str]:
     from loopml.store.orm import Base
 
     engine = create_engine(f"sqlite:///{database}")
-    deadline = time.monotonic() + timeout_s
+
+    def empty() -> list[str]:
+        with engine.connect() as conn:
+            return [
+                name
+                for name, table in sorted(Base.metadata.tables.items())
+                if conn.execute(select(func.count()).select_from(table)).scalar_one() == 0
+            ]
+
     try:
-        while True:
-            with engine.connect() as conn:
-                empty = [
-                    name
-                    for name, table in sorted(Base.metadata.tables.items())
-                    if conn.execute(select(func.count()).select_from(table)).scalar_one() == 0
-                ]
-            if not empty or time.monotonic() > deadline:
-                return empty
-            time.sleep(0.5)
+        # The caller asserts on what is still empty, naming the tables.
+        with contextlib.suppress(AssertionError):
+            eventually(lambda: not empty(), timeout_s, "a row in every table", interval_s=0.5)
+        return empty()
     finally:
         engine.dispose()

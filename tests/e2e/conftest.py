@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.conftest import free_port
+from tests.waiting import eventually
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext
@@ -64,7 +65,6 @@ def running_server(
     stdout and stderr go to ``log_path`` (``home/server.log`` by default); ``own_group``
     starts it in a process group of its own, for a test to kill as a whole."""
     from loopml.client import Client
-    from loopml.core.errors import ServiceUnavailableError
 
     port = free_port()
     env = {**base_env(home), **(extra_env or {})}
@@ -81,14 +81,18 @@ def running_server(
         url = f"http://127.0.0.1:{port}"
         ready_after = None
         with Client(url, timeout=2) as client:
-            while time.monotonic() - started < 90 and process.poll() is None:
-                try:
-                    client.health()
-                except ServiceUnavailableError:
-                    time.sleep(0.02)
-                    continue
-                ready_after = time.monotonic() - started
-                break
+            try:
+                eventually(
+                    lambda: process.poll() is not None or client.health(),
+                    90,
+                    f"loopml up on {url} to answer healthy",
+                    interval_s=0.02,
+                )
+            except AssertionError:
+                pass  # failed below, with the server's log
+            else:
+                if process.poll() is None:
+                    ready_after = time.monotonic() - started
         try:
             if ready_after is None:
                 pytest.fail(f"loopml up did not become ready:\n{log_path.read_text()}")

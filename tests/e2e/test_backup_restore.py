@@ -27,6 +27,7 @@ from loopml.backup import BackupVault, Manifest
 from loopml.backup.manifest import ARTIFACTS, DATABASE_PATH, blob_key
 from loopml.storage import ArtifactStore, LocalArtifactStore, open_artifact_store
 from loopml.store.orm import Base
+from tests.waiting import eventually
 
 from .backup_platform import (
     Load,
@@ -140,7 +141,7 @@ def test_the_backed_up_platform_has_rows_in_every_table(backed: Backed, tmp_path
     """Every table of the metadata schema holds rows in the snapshot, so the row-by-row
     comparisons below cover it: a new table fails here until the platform above makes
     some."""
-    assert backed.empty_tables == []
+    assert backed.empty_tables == [], f"tables with no row: {backed.empty_tables}"
     vault = BackupVault(LocalArtifactStore(backed.dest))
     manifest = vault.manifests()[0]
     rows = _rows(_snapshot_db(vault, manifest, tmp_path))
@@ -250,15 +251,13 @@ def _serves_the_same(backed: Backed, home: Path, env: dict[str, str], prefix: st
         shown = json.loads(ok(server.cli("deployments", "show", "churn", "--json")))
         assert shown["name"] == "churn"
         assert shown["canary_revision"] is not None, shown
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                assert predict(server.url, backed.client_token) == backed.answers
-                break
-            except AssertionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(1)
+        eventually(
+            lambda: predict(server.url, backed.client_token) == backed.answers,
+            120,
+            "the restored deployment to answer as before the backup",
+            interval_s=1,
+            describe=lambda: (predict(server.url, backed.client_token), backed.answers),
+        )
         with Client(server.url, token=backed.admin_token) as client:
             assert online_values(client) == backed.online
 

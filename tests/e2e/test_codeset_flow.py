@@ -29,14 +29,15 @@ import random
 import site
 import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from loopml.client import Client
 from tests.conftest import missing_service
+from tests.waiting import eventually
 
 from .conftest import RunningServer, mlflow_cache_folder, running_server
 
@@ -166,13 +167,19 @@ def _ok(server: RunningServer, *args: str) -> str:
 
 def _runs(client: Client, count: int, timeout_s: float = 240) -> list[str]:
     """The ids of the pipeline's runs, oldest first, once ``count`` of them have ended."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+
+    def ended() -> list[str] | None:
         items = client.pipelines.runs(pipeline="train-code").items
         if len(items) >= count and all(r.status.finished for r in items):
             return [r.id for r in reversed(items)]
-        assert time.monotonic() < deadline, [(r.id, r.status, r.error) for r in items]
-        time.sleep(0.5)
+        return None
+
+    def state() -> list[Any]:
+        return [
+            (r.id, r.status, r.error) for r in client.pipelines.runs(pipeline="train-code").items
+        ]
+
+    return eventually(ended, timeout_s, f"{count} ended runs", interval_s=0.5, describe=state)
 
 
 def _succeeded(client: Client, run_id: str) -> dict[str, str]:

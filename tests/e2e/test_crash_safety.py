@@ -42,6 +42,7 @@ from loopml.store.orm import (
     RunRow,
 )
 from tests.unit.deploy.deploy_support import PackageFiles, instances, package_files
+from tests.waiting import eventually
 
 from .conftest import RunningServer, running_server
 
@@ -188,13 +189,13 @@ def _ready_versions(client: Client) -> list[Any]:
 
 
 def _wait_run(client: Client, run_id: str, timeout_s: float = SETTLE_S) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        run = client.pipelines.get_run(run_id)
-        if run.status.finished:
-            return run
-        assert time.monotonic() < deadline, f"pipeline run {run_id} still {run.status}"
-        time.sleep(0.2)
+    return eventually(
+        lambda: (run := client.pipelines.get_run(run_id)).status.finished and run,
+        timeout_s,
+        f"pipeline run {run_id} to finish",
+        interval_s=0.2,
+        describe=lambda: client.pipelines.get_run(run_id).status,
+    )
 
 
 def _up(platform: Platform, round_: int) -> Any:
@@ -318,16 +319,19 @@ def _check_artifacts(store: MetadataStore, home: Path) -> int:
 def _check_training_runs(store: MetadataStore) -> None:
     """A training run the kill cut off (its client gone with the platform) is marked LOST
     once its heartbeat times out, never left RUNNING."""
-    deadline = time.monotonic() + SETTLE_S
-    while True:
+
+    def running() -> list[str]:
         with store.session() as session:
-            running = (
-                session.execute(select(RunRow.id).where(RunRow.status == "RUNNING")).scalars().all()
-            )
-        if not running:
-            return
-        assert time.monotonic() < deadline, f"training runs still RUNNING: {running}"
-        time.sleep(0.3)
+            found = session.execute(select(RunRow.id).where(RunRow.status == "RUNNING"))
+            return list(found.scalars().all())
+
+    eventually(
+        lambda: not running(),
+        SETTLE_S,
+        "no training run left RUNNING",
+        interval_s=0.3,
+        describe=lambda: f"still RUNNING: {running()}",
+    )
 
 
 def _check_deployments(client: Client, home: Path) -> None:
@@ -337,21 +341,27 @@ def _check_deployments(client: Client, home: Path) -> None:
     folders = {f"{p.parent.name}/{p.name}" for p in (home / "deployments").glob("*/*")}
     assert folders <= stored, f"package folders of no deployment: {folders - stored}"
     for deployment in list(client.deployments.iter()):
-        deadline = time.monotonic() + SETTLE_S
-        while True:
-            try:
-                found = client.deployments.get(deployment.name)
-            except NotFoundError:  # a delete the kill interrupted finished on restart
-                break
-            if found.status == DeploymentStatus.FAILED:
-                assert found.status_message, found
-                break
-            if found.status == DeploymentStatus.READY:
-                answer = client.deployments.predict(deployment.name, instances(3))
-                assert len(answer["predictions"]) == 3, answer
-                break
-            assert time.monotonic() < deadline, f"deployment stuck: {found}"
-            time.sleep(0.3)
+        found = eventually(
+            lambda name=deployment.name: _settled(client, name),
+            SETTLE_S,
+            f"deployment {deployment.name} to settle",
+            interval_s=0.3,
+        )
+        if found.status == DeploymentStatus.FAILED:
+            assert found.status_message, found
+        elif found.status == DeploymentStatus.READY:
+            answer = client.deployments.predict(deployment.name, instances(3))
+            assert len(answer["predictions"]) == 3, answer
+
+
+def _settled(client: Client, name: str) -> Any:
+    """The deployment once ready or failed, a true value once deleted, else None."""
+    try:
+        found = client.deployments.get(name)
+    except NotFoundError:  # a delete the kill interrupted finished on restart
+        return "deleted"
+    settled = (DeploymentStatus.FAILED, DeploymentStatus.READY)
+    return found if found.status in settled else None
 
 
 def _check_runs(client: Client) -> None:

@@ -6,7 +6,6 @@ with SIGKILL."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import psutil
 import pytest
 
 from tests.unit.deploy.deploy_support import REPLICA_MODULE, instances
+from tests.waiting import eventually
 
 from .conftest import RunningServer, log_cancer_model, running_server
 
@@ -40,13 +40,13 @@ def _show(server: RunningServer, name: str) -> dict[str, Any]:
 
 
 def _wait(server: RunningServer, name: str, check: Any, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        data = _show(server, name)
-        if check(data):
-            return data
-        assert time.monotonic() < deadline, data
-        time.sleep(0.5)
+    return eventually(
+        lambda: check(data := _show(server, name)) and data,
+        timeout,
+        f"deployment {name} to pass {check}",
+        interval_s=0.5,
+        describe=lambda: _show(server, name),
+    )
 
 
 def test_deploy_follow_scale_rollback_and_delete_from_the_cli(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ stored before is changed, and once space is freed everything works again without
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 
 from tests.conftest import small_disk
 from tests.unit.deploy.deploy_support import instances
+from tests.waiting import eventually
 
 from .conftest import RunningServer, log_cancer_model, running_server
 
@@ -116,12 +116,16 @@ def test_a_full_home_refuses_writes_clearly_serves_and_recovers(
 
         for _ in range(5):
             assert _predict(server) == before  # served, while its log rows cannot be written
-        deadline = time.monotonic() + 15
-        while (
-            _metrics(server).get('loopml_disk_full_refusals_total{store="prediction_log"}', 0) < 1
-        ):
-            assert time.monotonic() < deadline, _metrics(server)
-            time.sleep(0.3)
+        eventually(
+            lambda: (
+                _metrics(server).get('loopml_disk_full_refusals_total{store="prediction_log"}', 0)
+                >= 1
+            ),
+            60,
+            "a prediction-log refusal counted on /metrics",
+            interval_s=0.3,
+            describe=lambda: _metrics(server),
+        )
         figures = _metrics(server)
         assert figures['loopml_disk_free_bytes{path="home"}'] < 64 * 1024
         assert figures['loopml_disk_size_bytes{path="home"}'] == 40 * 1024 * 1024

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from loopml.client import Client
+from tests.waiting import eventually
 
 from .conftest import LOOPML, RunningServer, running_server
 
@@ -64,9 +65,9 @@ def test_a_server_killed_mid_ingest_leaves_a_whole_version(tmp_path: Path) -> No
             stderr=subprocess.DEVNULL,
         )
         spool = home / "tmp" / "ingest"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not any(spool.glob("ingest-*")):
-            time.sleep(0.01)
+        eventually(
+            lambda: any(spool.glob("ingest-*")), 60, "the upload's spool file", interval_s=0.01
+        )
         time.sleep(0.3)  # mid-upload or mid-write, whichever it reached
         os.kill(running.process.pid, signal.SIGKILL)
         running.process.wait(timeout=10)

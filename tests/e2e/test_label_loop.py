@@ -29,6 +29,7 @@ from loopml.core.gate import GatePolicy
 from loopml.core.pipelines import PipelineRun, RunStatus, StepStatus
 from loopml.core.types import Event
 from loopml.pipelines import loops
+from tests.waiting import eventually
 
 from .conftest import RunningServer, running_server
 
@@ -53,11 +54,7 @@ MIN_LABELS = 20
 
 def wait_for(check: Callable[[], Any], timeout: float, message: str) -> Any:
     """Poll ``check`` until it is truthy; fail with ``message`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"{message} (after {timeout} s)"
-        time.sleep(0.25)
-    return value
+    return eventually(check, timeout, message, interval_s=0.25)
 
 
 def events(client: Client, type: str) -> list[Event]:

@@ -29,6 +29,7 @@ from loopml.store import MetadataStore
 from loopml.store.orm import LoggedModelRow
 from tests.conftest import missing_service
 from tests.unit.api.mlflow.test_package import MLMODEL
+from tests.waiting import eventually
 
 from .conftest import RunningServer, running_server
 
@@ -82,11 +83,12 @@ def _version(server: RunningServer, name: str, version: int = 1) -> dict[str, An
 
 
 def _settled(server: RunningServer, name: str, timeout: float = 180) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while (found := _version(server, name))["status"] == "PACKAGING":
-        assert time.monotonic() < deadline, found
-        time.sleep(0.5)
-    return found
+    return eventually(
+        lambda: (found := _version(server, name))["status"] != "PACKAGING" and found,
+        timeout,
+        f"{name}/1 to leave PACKAGING",
+        interval_s=0.5,
+    )
 
 
 def test_a_restarted_server_converts_again_what_it_left_packaging(

@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
+from tests.waiting import eventually
 
 from .conftest import RunningServer, mlflow_cache_folder
 from .mlflow_expected import (
@@ -84,17 +85,18 @@ def reference(
             command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         try:
-            while time.monotonic() - started < 120:
-                if process.poll() is not None:
-                    pytest.fail(f"mlflow server exited:\n{(home / 'server.log').read_text()}")
-                try:
-                    if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.3)
-            else:
-                pytest.fail(f"mlflow server did not answer in 120 s:\n{home / 'server.log'}")
+            eventually(
+                lambda: (
+                    process.poll() is not None
+                    or httpx.get(f"{url}/health", timeout=2).status_code == 200
+                ),
+                120,
+                "the mlflow server to answer /health",
+                interval_s=0.3,
+                describe=(home / "server.log").read_text,
+            )
+            if process.poll() is not None:
+                pytest.fail(f"mlflow server exited:\n{(home / 'server.log').read_text()}")
             yield RunningServer(url, home, process, time.monotonic() - started, env)
         finally:
             os.killpg(process.pid, 15)

@@ -4,7 +4,6 @@ watches a real deployment served through the gateway."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import httpx
 import pytest
 
 from tests.unit.deploy.deploy_support import instances
+from tests.waiting import eventually
 
 from .conftest import RunningServer, log_cancer_model, running_server
 
@@ -28,6 +28,29 @@ def _view(server: RunningServer) -> dict[str, Any]:
     return data
 
 
+def _usage(view: dict[str, Any]) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
+    """What the served model's windows counted, and the errors by (model, status)."""
+    windows = view["windows"]
+    # The served model's windows (a round past the hour adds a window of replica figures
+    # with no request: the newest is not always the one with the traffic).
+    served = [w["summary"]["usage"] for w in windows if w["model"]]
+    used = {k: sum(u[k] for u in served) for k in ("answered", "rows")} if served else {}
+    # A request the gateway refused before any replica saw it counts under model "".
+    errors = {
+        (w["model"], status): n
+        for w in windows
+        for status, n in w["summary"]["usage"]["errors_by_status"].items()
+    }
+    return used, errors
+
+
+def _counted(server: RunningServer) -> Any:
+    """``(used, errors, view)`` once 5 requests were answered and 1 refused, else None."""
+    view = _view(server)
+    used, errors = _usage(view)
+    return (used, errors, view) if used.get("answered") == 5 and sum(errors.values()) == 1 else None
+
+
 def test_the_monitor_loop_and_its_cli(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
@@ -42,26 +65,15 @@ def test_the_monitor_loop_and_its_cli(tmp_path: Path) -> None:
         bad = httpx.post(url, json={"instances": [{"nope": 1.0}]}, trust_env=False)
         assert bad.status_code == 422
 
-        deadline = time.monotonic() + 60
-        while True:
-            view = _view(server)
-            windows = view["windows"]
-            # The served model's windows (a round past the hour adds a window of replica
-            # figures with no request: the newest is not always the one with the traffic).
-            served = [w["summary"]["usage"] for w in windows if w["model"]]
-            used = {k: sum(u[k] for u in served) for k in ("answered", "rows")} if served else {}
-            # A request the gateway refused before any replica saw it counts under model "".
-            errors = {
-                (w["model"], status): n
-                for w in windows
-                for status, n in w["summary"]["usage"]["errors_by_status"].items()
-            }
-            if used.get("answered") == 5 and sum(errors.values()) == 1:
-                break
-            assert time.monotonic() < deadline, used
-            time.sleep(0.5)
-        assert used["rows"] == 15
-        assert list(errors) in ([("cancer", "422")], [("", "422")])
+        used, errors, view = eventually(
+            lambda: _counted(server),
+            60,
+            "5 answered requests and 1 error in the monitor's windows",
+            interval_s=0.5,
+            describe=lambda: _usage(_view(server)),
+        )
+        assert used["rows"] == 15, used
+        assert list(errors) in ([("cancer", "422")], [("", "422")]), errors
         [reference] = view["references"].values()
         assert reference["status"] == "off"  # logged without a dataset: drift is off
         shown = server.cli("monitor", "churn")
@@ -75,10 +87,13 @@ def test_the_monitor_loop_and_its_cli(tmp_path: Path) -> None:
             "--threshold", "3", "--severity", "critical",
         )  # fmt: skip
         assert made.returncode == 0, made.stderr
-        deadline = time.monotonic() + 30
-        while "FIRING" not in (shown := server.cli("monitor", "churn")).stdout:
-            assert time.monotonic() < deadline, shown.stdout
-            time.sleep(0.5)
+        shown = eventually(
+            lambda: "FIRING" in (out := server.cli("monitor", "churn")).stdout and out,
+            60,
+            "the busy alert FIRING in loopml monitor",
+            interval_s=0.5,
+            describe=lambda: server.cli("monitor", "churn").stdout,
+        )
         assert "busy" in shown.stdout
         listed = server.cli("alerts", "list")
         assert "firing" in listed.stdout

@@ -7,7 +7,6 @@ API returns are compared figure by figure: they must be the same."""
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 from loopml.client import Client
 from tests.unit.deploy.deploy_support import cancer_frame
 from tests.unit.monitor.logged import log_predictions
+from tests.waiting import eventually
 
 from .conftest import RunningServer, log_cancer_model, running_server
 
@@ -83,23 +83,29 @@ def _setup(server: RunningServer, tmp: Path) -> None:
 
 def _settled(server: RunningServer) -> dict[str, Any]:
     """``loopml monitor churn -o json`` once the monitor has read everything."""
-    deadline = time.monotonic() + 120
-    while True:
+
+    def view() -> dict[str, Any]:
         shown = server.cli("monitor", "churn", "-o", "json")
         assert shown.returncode == 0, shown.stderr
-        view: dict[str, Any] = json.loads(shown.stdout)
-        window = view["now"]["window"]
-        done = (
-            window is not None
-            and window["rows"] == 40
-            and window["labels"] == 25
-            and view["firing"] == ["drifting"]
-        )
-        if done:
-            return view
-        seen = [(w["model"], w["version"], w["rows"]) for w in view["windows"]]
-        assert time.monotonic() < deadline, (view["firing"], view["alerts"], seen)
-        time.sleep(0.5)
+        found: dict[str, Any] = json.loads(shown.stdout)
+        return found
+
+    def done() -> dict[str, Any] | None:
+        found = view()
+        window = found["now"]["window"]
+        if window is None or (window["rows"], window["labels"]) != (40, 25):
+            return None
+        return found if found["firing"] == ["drifting"] else None
+
+    def seen() -> object:
+        found = view()
+        windows = [(w["model"], w["version"], w["rows"]) for w in found["windows"]]
+        return (found["firing"], found["alerts"], windows)
+
+    return eventually(
+        done, 120, "a window of 40 rows and 25 labels, drifting firing", interval_s=0.5,
+        describe=seen,
+    )  # fmt: skip
 
 
 def _page_figures(chromium: Browser, url: str) -> dict[str, Any]:

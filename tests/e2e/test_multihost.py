@@ -11,6 +11,7 @@ or fired twice, no request is counted twice in the monitor's windows. Needs root
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import textwrap
 import time
@@ -54,6 +55,7 @@ from tests.unit.deploy.deploy_support import (
     package_files,
     register_files,
 )
+from tests.waiting import eventually
 
 # Its own PostgreSQL and S3 on the db host: not the postgres and s3 markers' services.
 pytestmark = [pytest.mark.e2e, pytest.mark.ray, pytest.mark.timeout(300)]
@@ -120,11 +122,13 @@ def store(topology: Topology) -> Iterator[MetadataStore]:
 
 
 def _wait_files(folder: Path, pattern: str, count: int, timeout_s: float) -> list[Path]:
-    deadline = time.monotonic() + timeout_s
-    while len(found := sorted(folder.glob(pattern))) < count:
-        assert time.monotonic() < deadline, f"only {[p.name for p in found]} after {timeout_s} s"
-        time.sleep(0.1)
-    return found
+    return eventually(
+        lambda: len(found := sorted(folder.glob(pattern))) >= count and found,
+        timeout_s,
+        f"{count} files {pattern} in {folder}",
+        interval_s=0.1,
+        describe=lambda: [p.name for p in folder.glob(pattern)],
+    )
 
 
 def _explain(topology: Topology, store: MetadataStore, run_id: str) -> None:
@@ -136,12 +140,15 @@ def _explain(topology: Topology, store: MetadataStore, run_id: str) -> None:
 
 
 def _wait_run(store: MetadataStore, run_id: str, timeout_s: float) -> PipelineRun:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        run = service.get_run(store, "default", run_id)
-        if run.status.finished or time.monotonic() > deadline:
-            return run
-        time.sleep(0.2)
+    # The caller explains a run still unfinished (the workers' logs) before failing.
+    with contextlib.suppress(AssertionError):
+        eventually(
+            lambda: service.get_run(store, "default", run_id).status.finished,
+            timeout_s,
+            f"run {run_id} to finish",
+            interval_s=0.2,
+        )
+    return service.get_run(store, "default", run_id)
 
 
 def _big_table(rows: int) -> pa.Table:
@@ -286,12 +293,16 @@ def _fired(store: MetadataStore, count: int, timeout_s: float) -> float:
     """Seconds until the schedule has fired ``count`` times in all; then, after a few more
     automation rounds of every platform (1 s each), still ``count`` times."""
     start = time.monotonic()
-    while len(automation_service.schedule_history(store, "default", "each-tick")) < count:
-        assert time.monotonic() - start < timeout_s, f"fewer than {count} firings"
-        time.sleep(0.1)
+    eventually(
+        lambda: len(automation_service.schedule_history(store, "default", "each-tick")) >= count,
+        timeout_s,
+        f"{count} firings of each-tick",
+        interval_s=0.1,
+    )
     took = time.monotonic() - start
-    time.sleep(2.5)
-    assert len(automation_service.schedule_history(store, "default", "each-tick")) == count
+    time.sleep(2.5)  # more automation rounds, in which nothing may fire again
+    fired = len(automation_service.schedule_history(store, "default", "each-tick"))
+    assert fired == count, f"each-tick fired {fired} times, not {count}"
     return took
 
 
@@ -331,11 +342,14 @@ def _deploy(
     artifacts = _artifacts(topology)
     register_files(store, artifacts, package.result(timeout=120), name="cancer")
     client.deployments.create(DEPLOYMENT, "cancer/1")
-    deadline = time.monotonic() + 60
-    while (status := client.deployments.get(DEPLOYMENT).status) != DeploymentStatus.READY:
-        assert time.monotonic() < deadline, f"the deployment is still {status}"
-        time.sleep(0.2)
-    _wait_counted(store, _send(client, 20), timeout_s=30)
+    eventually(
+        lambda: client.deployments.get(DEPLOYMENT).status == DeploymentStatus.READY,
+        120,
+        f"{DEPLOYMENT} to be READY",
+        interval_s=0.2,
+        describe=lambda: client.deployments.get(DEPLOYMENT).status,
+    )
+    _wait_counted(store, _send(client, 20), timeout_s=60)
     assert _monitoring(topology) == ["p1"]
     return time.monotonic() - start
 
@@ -365,9 +379,13 @@ def _counted(store: MetadataStore, size: str) -> tuple[int, int]:
 def _wait_counted(store: MetadataStore, requests: int, timeout_s: float) -> float:
     """Seconds until the 1-minute windows hold ``requests`` requests' rows."""
     start = time.monotonic()
-    while (rows := _counted(store, "1m")[0]) < 3 * requests:
-        assert time.monotonic() - start < timeout_s, f"{rows} of {3 * requests} rows counted"
-        time.sleep(0.2)
+    eventually(
+        lambda: _counted(store, "1m")[0] >= 3 * requests,
+        timeout_s,
+        f"{3 * requests} rows counted in the 1-minute windows",
+        interval_s=0.2,
+        describe=lambda: f"{_counted(store, '1m')[0]} counted",
+    )
     return time.monotonic() - start
 
 
@@ -406,7 +424,7 @@ def test_a_schedule_fires_once_per_tick_and_from_p2_when_p1_dies(
         # Both platforms' automation engines race for each tick: one fires it.
         for tick in range(1, 4):
             _due_now(store, schedule.id)
-            _fired(store, tick, timeout_s=15)
+            _fired(store, tick, timeout_s=60)
             if tick == 1:
                 _append(on_p1, "early")
         took = deployed.result(timeout=120)
@@ -421,19 +439,23 @@ def test_a_schedule_fires_once_per_tick_and_from_p2_when_p1_dies(
         # p2 alone fires the next ticks, within its next automation rounds.
         for tick in range(4, 6):
             _due_now(store, schedule.id)
-            took = _fired(store, tick, timeout_s=15)
+            took = _fired(store, tick, timeout_s=60)
             print(f"[multihost] tick {tick} fired {took:.1f} s after due, p1 dead", file=sys.stderr)
         history = automation_service.schedule_history(store, "default", "each-tick")
         assert len({firing.time for firing in history}) == 5
         _append(on_p2, "after")
         sent += _send(on_p2, 20)
     # p2's monitor takes the lease once p1's has run out (30 s after p1's last round).
-    while _monitoring(topology) != ["p1", "p2"]:
-        assert time.monotonic() - killed_at < 40, "p2's monitor did not take the lease over"
-        time.sleep(0.2)
+    eventually(
+        lambda: _monitoring(topology) == ["p1", "p2"],
+        150,
+        "p2's monitor to take the lease over",
+        interval_s=0.2,
+        describe=lambda: _monitoring(topology),
+    )
     took = time.monotonic() - killed_at
     print(f"[multihost] p2 runs the monitor {took:.1f} s after p1 died", file=sys.stderr)
-    _wait_counted(store, sent, timeout_s=20)
+    _wait_counted(store, sent, timeout_s=60)
     time.sleep(2.5)  # more rounds of p2's monitor: nothing is counted again
     for size in ("1m", "1h"):
         assert _counted(store, size) == (3 * sent, sent), size
@@ -454,12 +476,16 @@ def _check_triggers(store: MetadataStore, every_from: int, dead_since: datetime)
         assert firing.run_id is not None
         run = service.get_run(store, "default", firing.run_id)
         assert (run.pipeline, run.actor) == ("ticks", f"trigger:on-{phase}")
-    deadline = time.monotonic() + 15
-    while len(
-        fired := automation_service.trigger_history(store, "default", "on-every", 1000)
-    ) < len(appended):
-        assert time.monotonic() < deadline, f"{len(fired)} firings of {len(appended)} events"
-        time.sleep(0.2)
+    fired = eventually(
+        lambda: (
+            len(found := automation_service.trigger_history(store, "default", "on-every", 1000))
+            >= len(appended)
+            and found
+        ),
+        60,
+        f"{len(appended)} firings of on-every",
+        interval_s=0.2,
+    )
     assert sorted(f.event_id or 0 for f in fired) == [e.id for e in appended]
     after = next(e.id for e in appended if e.subject == "ev_after")
     assert next(f for f in fired if f.event_id == after).time > dead_since

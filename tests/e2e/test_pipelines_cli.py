@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.waiting import eventually
 
 from .conftest import RunningServer, running_server
 
@@ -108,22 +110,30 @@ def test_cancel_a_running_pipeline(up: RunningServer, tmp_path: Path) -> None:
     )
     assert up.cli("pipelines", "apply", str(spec)).returncode == 0
     started = json.loads(up.cli("pipelines", "run", "sleepy", "--json").stdout)
-    deadline = time.monotonic() + 30
-    while (
-        json.loads(up.cli("pipelines", "show", started["id"], "--json").stdout)["status"]
-        != "RUNNING"
-    ):
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+
+    def shown() -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(
+            up.cli("pipelines", "show", started["id"], "--json").stdout
+        )
+        return found
+
+    eventually(
+        lambda: shown()["status"] == "RUNNING",
+        60,
+        "the run to be RUNNING",
+        interval_s=0.2,
+        describe=lambda: shown()["status"],
+    )
     cancelled = up.cli("pipelines", "cancel", started["id"])
     assert cancelled.returncode == 0, cancelled.stderr
-    while True:
-        found = json.loads(up.cli("pipelines", "show", started["id"], "--json").stdout)
-        if found["status"] == "CANCELLED":
-            break
-        assert time.monotonic() < deadline, found["status"]
-        time.sleep(0.2)
-    assert found["steps"][0]["status"] == "CANCELLED"
+    found = eventually(
+        lambda: (run := shown())["status"] == "CANCELLED" and run,
+        60,
+        "the run to be CANCELLED",
+        interval_s=0.2,
+        describe=lambda: shown()["status"],
+    )
+    assert found["steps"][0]["status"] == "CANCELLED", found["steps"]
     missing = up.cli("pipelines", "show", "0" * 32)
     assert missing.returncode == 1
     assert "not found" in missing.stderr
@@ -189,15 +199,18 @@ def test_schedules_and_triggers_from_the_command_line(up: RunningServer, tmp_pat
     fired = up.cli("triggers", "fire", trigger["id"], "--secret", trigger["secret"], "--json")
     assert fired.returncode == 0, fired.stderr
     run_id = json.loads(fired.stdout)["run_id"]
-    deadline = time.monotonic() + 60
-    status = ""
-    while time.monotonic() < deadline:
+
+    def status() -> str:
         runs = json.loads(up.cli("pipelines", "runs", "greeter", "--json").stdout)
-        status = next((r["status"] for r in runs if r["id"] == run_id), "")
-        if status in ("SUCCEEDED", "FAILED", "CANCELLED"):
-            break
-        time.sleep(0.3)
-    assert status == "SUCCEEDED"
+        return str(next((r["status"] for r in runs if r["id"] == run_id), ""))
+
+    ended = eventually(
+        lambda: (found := status()) in ("SUCCEEDED", "FAILED", "CANCELLED") and found,
+        60,
+        f"the fired run {run_id} to end",
+        interval_s=0.3,
+    )
+    assert ended == "SUCCEEDED", ended
     shown = json.loads(up.cli("triggers", "show", "hook", "--json").stdout)
     assert [(f["outcome"], f["run_id"]) for f in shown["history"]] == [("started", run_id)]
     assert shown["secret"] is None

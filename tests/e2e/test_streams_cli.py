@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
 import pytest
 
 from tests.brokers import Broker
+from tests.waiting import eventually
 
 from .conftest import RunningServer
 
@@ -26,6 +29,29 @@ def nats_broker(nats_server: str) -> Broker:
     made.create()
     yield made  # type: ignore[misc]
     made.remove()
+
+
+def _shown_once(
+    server: RunningServer, done: Callable[[dict[str, Any]], bool], what: str, timeout_s: float
+) -> dict[str, Any]:
+    """``loopml streams show orders-in --json`` once ``done`` holds for it."""
+
+    def shown() -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(
+            server.cli("streams", "show", "orders-in", "--json").stdout
+        )
+        return found
+
+    return eventually(
+        lambda: done(found := shown()) and found, timeout_s, what, interval_s=0.5, describe=shown
+    )
+
+
+def _restarted(shown: dict[str, Any]) -> bool:
+    """A heartbeat well after the stream's change: the restarted consumer's."""
+    changed = datetime.fromisoformat(shown["updated_at"])
+    beat = shown["stats"]["heartbeat_at"]
+    return beat is not None and datetime.fromisoformat(beat) > changed + timedelta(seconds=1)
 
 
 def test_a_stream_created_with_the_cli_fills_its_table(
@@ -49,13 +75,9 @@ def test_a_stream_created_with_the_cli_fills_its_table(
     nats_broker.publish(
         [orjson.dumps({"id": i, "amount": i * 1.5}) for i in range(200)] + [b"oops"]
     )
-    deadline = time.monotonic() + 120
-    while True:
-        shown = json.loads(server.cli("streams", "show", "orders-in", "--json").stdout)
-        if shown["stats"]["messages"] == 201 or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert (shown["stats"]["messages"], shown["stats"]["dead_letters"]) == (201, 1)
+    shown = _shown_once(server, lambda s: s["stats"]["messages"] == 201, "201 messages", 120)
+    stats = shown["stats"]
+    assert (stats["messages"], stats["dead_letters"]) == (201, 1), stats
     counted = server.cli(
         "sql", "SELECT count(*) AS n, count(DISTINCT id) AS d FROM orders", "--format", "csv"
     )
@@ -81,22 +103,9 @@ def test_a_stream_created_with_the_cli_fills_its_table(
     assert "stream orders-in updated" in server.cli("streams", "apply", str(spec)).stdout
     # The consumer sees the change at its next report (within 2 s) and stops without
     # writing another; a heartbeat well after the change is the restarted consumer's.
-    deadline = time.monotonic() + 60
-    while True:
-        shown = json.loads(server.cli("streams", "show", "orders-in", "--json").stdout)
-        changed = datetime.fromisoformat(shown["updated_at"])
-        beat = shown["stats"]["heartbeat_at"]
-        if beat is not None and datetime.fromisoformat(beat) > changed + timedelta(seconds=1):
-            break
-        assert time.monotonic() < deadline, shown
-        time.sleep(0.5)
+    _shown_once(server, _restarted, "a heartbeat of the restarted consumer", 60)
     nats_broker.publish([orjson.dumps({"id": 1, "amount": 1.0})])
-    deadline = time.monotonic() + 60
-    while True:
-        shown = json.loads(server.cli("streams", "show", "orders-in", "--json").stdout)
-        if shown["stats"]["messages"] == 202 or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+    _shown_once(server, lambda s: s["stats"]["messages"] == 202, "202 messages", 60)
     top = server.cli("sql", "SELECT max(id) AS m FROM orders", "--format", "csv")
     assert top.stdout.split()[-1] == "1001", top.stdout
     assert server.cli("streams", "delete", "orders-in").returncode == 0

@@ -25,6 +25,7 @@ from loopml.data.streams import service
 from loopml.storage import LocalArtifactStore
 from loopml.store import MetadataStore, projects
 from tests.brokers import BROKERS, Broker, broker_fixture
+from tests.waiting import eventually
 
 MESSAGES = int(os.environ.get("LOOPML_TEST_STREAM_MESSAGES", "10000"))
 KILLS = 3
@@ -59,17 +60,15 @@ def _start(settings_file: Path, stream_id: str, log: Path) -> subprocess.Popen[b
 def _wait_for(
     store: MetadataStore, target: int, process: subprocess.Popen[bytes], log: Path
 ) -> None:
-    deadline = time.monotonic() + 240
-    while _committed(store) < target:
-        if process.poll() is not None:
-            pytest.fail(
-                f"the consumer exited with {process.returncode}:\n{log.read_text()[-3000:]}"
-            )
-        if time.monotonic() > deadline:
-            pytest.fail(
-                f"{_committed(store)} of {target} committed in time:\n{log.read_text()[-3000:]}"
-            )
-        time.sleep(0.02)
+    eventually(
+        lambda: _committed(store) >= target or process.poll() is not None,
+        240,
+        f"{target} messages committed",
+        interval_s=0.02,
+        describe=lambda: f"{_committed(store)} committed; the log:\n{log.read_text()[-3000:]}",
+    )
+    if process.poll() is not None and _committed(store) < target:
+        pytest.fail(f"the consumer exited with {process.returncode}:\n{log.read_text()[-3000:]}")
 
 
 @pytest.mark.timeout(600)

@@ -21,6 +21,7 @@ from loopml.settings import Settings
 from loopml.store import MetadataStore
 from loopml.train import tracking
 from loopml.train.tracking._code import capture_code_version
+from tests.waiting import eventually
 
 StartRun = Callable[..., loopml.ActiveRun]
 GetRun = Callable[[str], Run]
@@ -118,14 +119,12 @@ def test_heartbeats_keep_a_run_alive_and_metrics_flush_in_the_background(
     with start("churn", heartbeat_interval_s=0.1, flush_interval_s=0.1) as run:
         first = get(run.id).heartbeat_at
         run.log_metric("loss", 0.5)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            got = get(run.id)
-            if got.heartbeat_at > first and got.metrics:
-                break
-            time.sleep(0.05)
-        assert got.heartbeat_at > first
-        assert got.metrics == {"loss": 0.5}
+        got = eventually(
+            lambda: (found := get(run.id)).heartbeat_at > first and found.metrics and found,
+            30,
+            "a newer heartbeat and the flushed metric",
+        )
+        assert got.metrics == {"loss": 0.5}, got.metrics
 
 
 def test_bad_input_is_refused_before_anything_is_sent(

@@ -29,6 +29,7 @@ from tests.unit.deploy.deploy_support import (
     package_files,
     register_files,
 )
+from tests.waiting import eventually
 
 P = "default"
 FEATURES = [f"f{i}" for i in range(8)]
@@ -73,16 +74,15 @@ def _predict(http: TestClient, rows: list[dict[str, Any]], path: str = "predict"
 
 def _logged(client: Client, count: int) -> list[dict[str, Any]]:
     table = "churn__predictions"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def rows() -> int:
         try:
-            rows = client.tables.get(P, table).row_count
+            return client.tables.get(P, table).row_count
         except NotFoundError:
-            rows = 0
-        if rows >= count:
-            return client.sql(P, f"SELECT inputs FROM {table}").records()
-        time.sleep(0.2)
-    raise AssertionError(f"the prediction log has fewer than {count} rows after 30 s")
+            return 0
+
+    eventually(lambda: rows() >= count, 30, f"{count} rows in {table}", describe=rows)
+    return client.sql(P, f"SELECT inputs FROM {table}").records()
 
 
 def test_a_deployment_serves_from_entity_keys(
@@ -155,13 +155,13 @@ def test_a_deployment_serves_from_entity_keys(
     )
     assert updated.spec.features is not None
     assert updated.spec.features.missing == "default"
-    served = _predict(http, [{"patient_id": 9}])
-    for _ in range(50):  # the gateway sees the new spec once the target publishes it
-        if served.status_code == 200:
-            break
-        time.sleep(0.1)
-        served = _predict(http, [{"patient_id": 9}])
-    assert served.status_code == 200, served.text
+    # The gateway sees the new spec once the target publishes it.
+    eventually(
+        lambda: _predict(http, [{"patient_id": 9}]).status_code == 200,
+        30,
+        "an unknown entity to be served its defaults",
+        describe=lambda: _predict(http, [{"patient_id": 9}]).text,
+    )
 
     # The log holds what the model saw: the key and every feature value.
     logged = _logged(client, 6)

@@ -4,7 +4,6 @@ and a real SQLite file, driven through ``typer``'s runner as a user types the co
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from loopml.settings import Settings
 from loopml.store import deployments
 from loopml.web.context import AppContext
 from tests.conftest import free_port
+from tests.waiting import eventually
 
 COLUMNS = 80
 
@@ -76,11 +76,8 @@ def serve(home: Path) -> Iterator[Platform]:
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the platform did not start")
-        time.sleep(0.02)
+    eventually(lambda: server.started or not thread.is_alive(), 60, "the platform to start")
+    assert server.started, "the platform's thread ended before it started"
     try:
         yield Platform(f"http://127.0.0.1:{port}", app.state.running.context)
     finally:

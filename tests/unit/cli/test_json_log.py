@@ -8,13 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 import loopml
 from tests.conftest import free_port
+from tests.waiting import eventually
 
 
 def _environment(home: Path, port: int, log_format: str) -> dict[str, str]:
@@ -37,14 +37,16 @@ def test_loopml_up_writes_json_lines_on_stderr(tmp_path: Path) -> None:
         command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as process:
         try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and process.poll() is None:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=2).is_success:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.2)
+            # Done once it answers, or once it ended (its stderr, checked below, says why).
+            eventually(
+                lambda: (
+                    process.poll() is not None
+                    or httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=2).is_success
+                ),
+                60,
+                "loopml up to answer /api/v1/health",
+                interval_s=0.2,
+            )
         finally:
             process.send_signal(signal.SIGTERM)
             _, stderr = process.communicate(timeout=60)

@@ -8,13 +8,13 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 import loopml
 from tests.conftest import free_port
+from tests.waiting import eventually
 
 CLI = [sys.executable, "-c", "from loopml.cli.main import main; main()"]
 
@@ -32,15 +32,15 @@ def _environment(home: Path, port: int) -> dict[str, str]:
 
 
 def _ready(process: subprocess.Popen[str], url: str) -> bool:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"{url}/api/v1/health", timeout=2).is_success:
-                return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    return False
+    eventually(
+        lambda: (
+            process.poll() is not None or httpx.get(f"{url}/api/v1/health", timeout=2).is_success
+        ),
+        60,
+        f"{url} to answer /api/v1/health",
+        interval_s=0.2,
+    )
+    return process.poll() is None
 
 
 def test_loopml_up_keeps_its_log_in_a_private_file_and_serves_it_searched(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from loopml.portal.pages import deployments as page
 from loopml.settings import Settings
 from tests.conftest import free_port
 from tests.unit.deploy.deploy_support import package_files, register_files
+from tests.waiting import eventually
 
 from .conftest import Platform
 
@@ -43,11 +43,8 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the platform did not start")
-        time.sleep(0.02)
+    eventually(lambda: server.started or not thread.is_alive(), 60, "the platform to start")
+    assert server.started, "the platform's thread ended before it started"
     try:
         running = Platform(f"http://127.0.0.1:{port}", app.state.running.context)
         package = package_files(home / "pkg")

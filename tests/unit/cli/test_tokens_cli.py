@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from loopml.core.errors import PermissionDeniedError, UnauthenticatedError
 from loopml.platform import create_api_app
 from loopml.settings import Settings
 from tests.conftest import free_port
+from tests.waiting import eventually
 
 ADMIN_PASSWORD = "a long admin passphrase 1"
 PASSWORD = "another long passphrase 2"
@@ -49,11 +49,8 @@ def server(tmp_path: Path) -> Iterator[Server]:
     )
     thread = threading.Thread(target=running.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 60
-    while not running.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the server did not start")
-        time.sleep(0.02)
+    eventually(lambda: running.started or not thread.is_alive(), 60, "the server to start")
+    assert running.started, "the server's thread ended before it started"
     try:
         store = api.state.running.context.store
         service.create_user(store, "root", ADMIN_PASSWORD, platform_admin=True, actor="test")

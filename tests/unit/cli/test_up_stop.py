@@ -7,13 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import free_port
+from tests.waiting import eventually
 
 LOOPML = [sys.executable, "-c", "from loopml.cli.main import main; main()"]
 # A shell's background job (bash without job control: make, CI, ``cmd &``) starts its
@@ -36,17 +36,21 @@ def _started(home: Path, command: list[str] = LOOPML) -> tuple[subprocess.Popen[
         stderr=subprocess.STDOUT,
         text=True,
     )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=1)
-            return process, port
-        except OSError:
-            if process.poll() is not None:
-                break
-            time.sleep(0.2)
-    process.kill()
-    pytest.fail("loopml up did not answer: " + (process.communicate()[0] or "")[-2000:])
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            return True
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=1)
+        return True
+
+    try:
+        eventually(answers, 90, "loopml up to answer /api/v1/health", interval_s=0.2)
+    except AssertionError as waited:
+        process.kill()
+        pytest.fail(f"{waited}\n" + (process.communicate()[0] or "")[-2000:])
+    if process.poll() is not None:
+        pytest.fail("loopml up ended: " + (process.communicate()[0] or "")[-2000:])
+    return process, port
 
 
 @pytest.mark.timeout(180)

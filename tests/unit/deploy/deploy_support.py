@@ -32,6 +32,7 @@ from loopml.settings import Settings
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
 from tests.conftest import free_port
+from tests.waiting import eventually
 
 MODEL = "cancer"
 REPLICA_MODULE = "loopml.deploy.targets._replica"
@@ -192,14 +193,7 @@ def running_platform(settings: Settings) -> Iterator[Platform]:
 
 def wait_until(check: Callable[[], Any], timeout: float, message: str) -> Any:
     """Poll ``check`` until it is truthy; fail with ``message`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{message} (after {timeout} s)")
-        time.sleep(0.05)
+    return eventually(check, timeout, message)
 
 
 def replica_processes(deployment: str | None = None) -> list[psutil.Process]:

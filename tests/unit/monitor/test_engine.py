@@ -5,7 +5,6 @@ run by hand with the real store, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -41,6 +40,7 @@ from tests.conftest import free_port
 from tests.unit.api.test_feedback import make_deployment
 from tests.unit.monitor.test_alerts import _Hook
 from tests.unit.monitor.test_alerts import hook as hook  # a fixture
+from tests.waiting import eventually
 
 FEATURES = ["a", "b"]
 
@@ -81,11 +81,8 @@ def running(settings: Settings) -> Iterator[tuple[str, AppContext]]:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive(), "the platform did not start"
-        assert time.monotonic() < deadline, "the platform did not start in time"
-        time.sleep(0.02)
+    eventually(lambda: server.started or not thread.is_alive(), 60, "the platform to start")
+    assert server.started, "the platform's thread ended before it started"
     try:
         yield f"http://127.0.0.1:{port}", app.state.running.context
     finally:

@@ -13,6 +13,7 @@ from loopml.platform.monitoring import gateway_errors
 from loopml.serve.gateway.metrics import GatewayMetrics
 from loopml.store import monitor as rows
 from loopml.web.context import AppContext
+from tests.waiting import eventually
 
 KEY = ("default", "churn-api")
 
@@ -80,18 +81,17 @@ def test_windows_past_retention_are_dropped(store_ctx: AppContext) -> None:
 
 
 def test_the_monitor_thread_runs_rounds_until_stopped(store_ctx: AppContext) -> None:
-    import time
 
     from loopml.monitor.engine import MonitorThread
 
     settings = store_ctx.settings.monitor.model_copy(update={"interval_s": 0.05})
     monitor = Monitor(store_ctx.store, store_ctx.artifacts, settings)
     thread = MonitorThread(monitor).start()
-    deadline = time.monotonic() + 20
-    while KEY not in monitor.latest and time.monotonic() < deadline:
-        time.sleep(0.05)
-    thread.stop()
-    assert KEY in monitor.latest  # a round looked at the deployment
+    try:
+        # A round looked at the deployment.
+        eventually(lambda: KEY in monitor.latest, 20, f"a monitor round to look at {KEY}")
+    finally:
+        thread.stop()
 
 
 def test_a_window_keeps_the_busiest_callers_and_folds_the_rest_into_other() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 import textwrap
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +18,7 @@ from loopml.settings import Settings
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
 from loopml.wiring import open_artifact_store, open_metadata_store
+from tests.waiting import eventually
 
 # A lease of 30 s: 3 s lapsed in CI while a loaded machine kept the heartbeat from the CPU
 # (or SQLite's write lock), and failed a step that was running fine.
@@ -110,15 +110,17 @@ def wait_run(
     store: MetadataStore, run_id: str, *, timeout_s: float = 60.0, project: str = "default"
 ) -> PipelineRun:
     """Poll until the run has finished."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+
+    def finished() -> PipelineRun | None:
         found = service.get_run(store, project, run_id)
-        if found.status.finished:
-            return found
-        if time.monotonic() > deadline:
-            steps = [(s.name, s.status, s.attempt) for s in found.steps or []]
-            raise AssertionError(f"run {run_id} still {found.status} after {timeout_s}s: {steps}")
-        time.sleep(0.05)
+        return found if found.status.finished else None
+
+    def state() -> str:
+        found = service.get_run(store, project, run_id)
+        steps = [(s.name, s.status, s.attempt) for s in found.steps or []]
+        return f"run {run_id} is {found.status}, its steps: {steps}"
+
+    return eventually(finished, timeout_s, f"run {run_id} to finish", describe=state)
 
 
 def step_of(run: PipelineRun, name: str):  # type: ignore[no-untyped-def]

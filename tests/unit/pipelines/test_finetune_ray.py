@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from tests.conftest import free_port, missing_service
 from tests.e2e.test_pipelines_workers import TEXT_OPTIONS
 from tests.ray_cluster import KILL_SLOT, RAY, RayCluster
 from tests.text_data import ingest_reviews, reviews
+from tests.waiting import eventually
 
 from .conftest import FAST, cluster_settings, running_worker, step_of, wait_run
 from .test_ray_worker import run_spec
@@ -108,10 +108,7 @@ def test_a_fine_tune_whose_node_dies_resumes_on_another_node_from_its_checkpoint
         ray.get(holder.ready.remote(), timeout=60)
         victim = cluster.add_node("victim", num_cpus=1, resources={KILL_SLOT: 1})
         with running_worker(store, artifacts, settings, config):
-            deadline = time.monotonic() + 120
-            while not _checkpoints(artifacts):
-                assert time.monotonic() < deadline, "no checkpoint appeared"
-                time.sleep(0.02)
+            eventually(lambda: _checkpoints(artifacts), 120, "a checkpoint", interval_s=0.02)
             victim_id = next(n["NodeID"] for n in ray.nodes() if n["NodeID"] != head)
             cluster.kill_node(victim)  # every process of it: what it wrote is all there is
             left = _checkpoints(artifacts)

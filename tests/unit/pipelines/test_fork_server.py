@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import pytest
 from loopml.pipelines.backends import _forked
 from loopml.pipelines.backends.local import LocalExecutor, LocalExecutorConfig, LocalHandle
 from tests.contract.test_step_executor import finish, task_maker
+from tests.waiting import eventually
 
 STEPS = """
 import json
@@ -117,11 +117,20 @@ def test_with_the_fork_server_off_a_step_is_a_fresh_interpreter(
 
 
 def _child_pid(handle: LocalHandle) -> int:
-    deadline = time.monotonic() + 60
-    while b"grandchild " not in handle.read_log():
-        assert time.monotonic() < deadline, handle.read_log()
-        time.sleep(0.05)
+    eventually(
+        lambda: b"grandchild " in handle.read_log(),
+        60,
+        "the step to print its child's pid",
+        describe=handle.read_log,
+    )
     return int(handle.read_log().split(b"grandchild ", 1)[1].split()[0])
+
+
+def _ended(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def test_stop_ends_the_step_and_its_children(executor: LocalExecutor, task_for: Any) -> None:
@@ -133,10 +142,7 @@ def test_stop_ends_the_step_and_its_children(executor: LocalExecutor, task_for: 
         outcome = handle.wait(5)
         assert outcome is not None
         assert not outcome.ok
-        deadline = time.monotonic() + 5
-        while psutil.pid_exists(grandchild) and psutil.Process(grandchild).status() != "zombie":
-            assert time.monotonic() < deadline, "the step's own child outlived the stop"
-            time.sleep(0.05)
+        eventually(lambda: _ended(grandchild), 60, f"the step's own child {grandchild} to end")
     finally:
         handle.close()
 

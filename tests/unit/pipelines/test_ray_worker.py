@@ -4,7 +4,6 @@ stops its task's process, and a step whose node dies is retried on another node.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +21,7 @@ from loopml.settings import Settings
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
 from tests.ray_cluster import KILL_SLOT, RayCluster
+from tests.waiting import eventually
 
 from .conftest import FAST, step_of, wait_run
 
@@ -85,23 +85,18 @@ def run_spec(store: MetadataStore, spec: str) -> str:
 
 
 def wait_for(path: Path, timeout_s: float = 60.0) -> int:
-    deadline = time.monotonic() + timeout_s
-    while not path.exists() or not path.read_text():
-        assert time.monotonic() < deadline, f"{path} was never written"
-        time.sleep(0.05)
-    return int(path.read_text())
+    return int(eventually(lambda: path.exists() and path.read_text(), timeout_s, f"{path}"))
 
 
-def gone(pid: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.05)
-    return False
+def _ended(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def gone(pid: int, timeout_s: float = 60.0) -> bool:
+    return eventually(lambda: _ended(pid), timeout_s, f"process {pid} to end")
 
 
 def test_steps_run_as_ray_tasks_with_outputs_and_logs(
@@ -169,7 +164,7 @@ steps:
         pid = wait_for(marker)
         service.cancel_run(store, "default", run_id, actor="t")
         run = wait_run(store, run_id, timeout_s=30)
-        assert gone(pid, timeout_s=5), "the step's process outlived its cancelled Ray task"
+        assert gone(pid), "the step's process outlived its cancelled Ray task"
     assert run.status == RunStatus.CANCELLED
     assert step_of(run, "nap").status == StepStatus.CANCELLED
 
@@ -221,7 +216,7 @@ steps:
         ray_cluster.kill_node(victim)
         ray.kill(holder)
         run = wait_run(store, run_id, timeout_s=90)
-        assert gone(pid, timeout_s=5)
+        assert gone(pid)
     finally:
         thread.stop()
         ray_cluster.kill_node(victim)
@@ -262,12 +257,16 @@ steps:
 """
     with ray_worker(store, artifacts, settings, ray_cluster):
         # The worker reports the cluster's nodes when it starts.
-        deadline = time.monotonic() + 30
-        while service.apply_spec(
-            store, "default", asks.format(resources="{gpus: 0}"), actor="t"
-        ).warnings:
-            assert time.monotonic() < deadline, "the Ray worker never reported its nodes"
-            time.sleep(0.1)
+        eventually(
+            lambda: (
+                not service.apply_spec(
+                    store, "default", asks.format(resources="{gpus: 0}"), actor="t"
+                ).warnings
+            ),
+            60,
+            "the Ray worker to report its nodes (a spec applied without warnings)",
+            interval_s=0.1,
+        )
         with pytest.raises(ValidationError) as caught:
             service.apply_spec(store, "default", asks.format(resources="{gpus: 64}"), actor="t")
         assert caught.value.message.startswith("step 'first' asks for 64 GPUs; no node can run")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from loopml.deploy import DeploymentControl
 from loopml.pipelines import automation_service, service
 from loopml.web.context import AppContext
 from tests.unit.deploy.deploy_support import PackageFiles, package_files, register_files
+from tests.waiting import eventually
 
 from .conftest import ORIGIN, VIEWER, csrf_of, log_in
 
@@ -70,12 +70,13 @@ def trigger_enabled(ctx: AppContext) -> bool:
 
 
 def finished(ctx: AppContext, run_id: str) -> PipelineRun:
-    """The run once it has finished (30 s at most)."""
-    deadline = time.monotonic() + 30
-    while not (run := service.get_run(ctx.store, "default", run_id)).status.finished:
-        assert time.monotonic() < deadline, f"the run is still {run.status}"
-        time.sleep(0.1)
-    return run
+    """The run once it has finished (60 s at most)."""
+
+    def done() -> PipelineRun | None:
+        run = service.get_run(ctx.store, "default", run_id)
+        return run if run.status.finished else None
+
+    return eventually(done, 60, f"run {run_id} to finish", interval_s=0.1)
 
 
 def test_a_trigger_is_paused_and_resumed_from_the_pipelines_page(anonymous: TestClient) -> None:
@@ -143,10 +144,13 @@ def test_the_cancel_button_stops_a_running_run(steps: None, anonymous: TestClien
     assert started.status_code == 303, started.text
     run_page = started.headers["location"]
     run_id = run_page.rsplit("/", 1)[1]
-    deadline = time.monotonic() + 30
-    while service.get_run(ctx.store, "default", run_id).status != RunStatus.RUNNING:
-        assert time.monotonic() < deadline, "the worker did not start the run"
-        time.sleep(0.1)
+    eventually(
+        lambda: service.get_run(ctx.store, "default", run_id).status == RunStatus.RUNNING,
+        60,
+        "the worker to start the run",
+        interval_s=0.1,
+        describe=lambda: service.get_run(ctx.store, "default", run_id).status,
+    )
     page = anonymous.get(run_page)
     cancel = f"/portal/pipelines/default/runs/{run_id}/cancel"
     assert f'action="{cancel}"' in page.text

@@ -5,7 +5,6 @@ schedule's pause button, the run form, and API tokens, users and members."""
 from __future__ import annotations
 
 import re
-import time
 
 import pyarrow as pa
 import pytest
@@ -19,6 +18,7 @@ from loopml.core.errors import LoopmlError
 from loopml.data import lake, validation
 from loopml.pipelines import automation_service, service
 from loopml.web.context import AppContext
+from tests.waiting import eventually
 
 from .conftest import ADMIN, ORIGIN, VIEWER, csrf_of, log_in
 
@@ -378,10 +378,12 @@ def test_a_running_runs_page_refreshes_itself_until_the_run_is_finished(
         assert "/static/vendor/htmx.min.js" in page.text
         assert f'hx-get="{live}?step=greet"' in fragment.text
     service.cancel_run(ctx.store, "default", run.id, actor="t")
-    deadline = time.monotonic() + 30
-    while not service.get_run(ctx.store, "default", run.id).status.finished:
-        assert time.monotonic() < deadline, "the run did not finish"
-        time.sleep(0.2)
+    eventually(
+        lambda: service.get_run(ctx.store, "default", run.id).status.finished,
+        60,
+        "the cancelled run to finish",
+        interval_s=0.2,
+    )
     done = anonymous.get(live)
     assert '<div id="run-live">' in done.text  # no more polling
     assert "hx-get" not in done.text

@@ -31,6 +31,7 @@ from loopml.predictions.sink import PredictionRecord
 from loopml.settings import Settings
 from tests.conftest import free_port
 from tests.unit.conftest import DEPLOYMENT, MODEL, VERSION, Served
+from tests.waiting import eventually
 
 TABLE = "churn_prod__predictions"
 RECORDS_PATH = f"/api/v1/projects/default/tables/{TABLE}/records"
@@ -74,11 +75,8 @@ def serve_platform(home: Path, port: int | None = None) -> Iterator[Platform]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the platform did not start")
-        time.sleep(0.02)
+    eventually(lambda: server.started or not thread.is_alive(), 60, "the platform to start")
+    assert server.started, "the platform's thread ended before it started"
     try:
         yield Platform(f"http://127.0.0.1:{port}", counter)
     finally:
@@ -119,12 +117,8 @@ def _copies(record: PredictionRecord, count: int, prefix: str) -> list[Predictio
     return [PredictionRecord(**{**fields, "inference_id": f"{prefix}-{i}"}) for i in range(count)]
 
 
-def _wait(condition: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail("timed out")
-        time.sleep(0.05)
+def _wait(condition: Any, what: str, timeout: float = 30.0) -> None:
+    eventually(condition, timeout, what)
 
 
 def _ids(platform: Platform) -> list[str]:
@@ -139,7 +133,7 @@ def test_records_are_posted_in_batches_and_land_once_each(
     sink = HttpPredictionSink(platform.url, "default", DEPLOYMENT, max_batch=1000, flush_ms=50)
     for record in records:
         sink.record(record)
-    _wait(lambda: sink.stats.delivered == 2500)
+    _wait(lambda: sink.stats.delivered == 2500, "2500 rows delivered")
     stats = sink.close()
 
     assert platform.counter.posts[RECORDS_PATH] == 3  # 1000 + 1000 + 500
@@ -219,12 +213,12 @@ def test_the_hot_path_never_waits_while_the_platform_is_down(
     total = time.perf_counter() - started
     assert total < 1.0, total
     assert slowest < 0.05, slowest
-    _wait(lambda: sink.stats.retries >= 2)
+    _wait(lambda: sink.stats.retries >= 2, "the sink to retry twice")
     assert sink.stats.delivered == 0
     assert sink.stats.pending == 2000
 
     with serve_platform(tmp_path / "platform", port) as platform:
-        _wait(lambda: sink.stats.delivered == 2000)
+        _wait(lambda: sink.stats.delivered == 2000, "2000 rows delivered")
         stats = sink.close()
         assert (stats.dropped, stats.lost, stats.refused) == (0, 0, 0)
         assert sorted(_ids(platform)) == sorted(r.inference_id for r in records)
@@ -331,7 +325,7 @@ def test_a_worker_sigtermed_after_n_requests_has_logged_all_n(
     try:
         url = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=url, timeout=10) as http:
-            _wait(lambda: _ready(process, http, stderr), timeout=90)
+            _wait(lambda: _ready(process, http, stderr), "the model server to be ready", timeout=90)
             answers: dict[str, int] = {}
             for i in range(40):
                 rows = 1 + i % 3

@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import free_port
 from tests.unit.conftest import DEPLOYMENT, MODEL, VERSION, Served
+from tests.waiting import eventually
 
 SERVE = [sys.executable, "-m", "loopml.serve"]
 
@@ -45,18 +46,15 @@ def _env() -> dict[str, str]:
 
 
 def _wait_ready(process: subprocess.Popen[bytes], url: str, stderr: Path) -> None:
-    deadline = time.monotonic() + 90
     with httpx.Client(base_url=url, timeout=2) as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"the server exited ({process.returncode}):\n{stderr.read_text()}")
-            try:
-                if client.get("/v2/health/ready").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-    pytest.fail(f"the server did not become ready:\n{stderr.read_text()}")
+        eventually(
+            lambda: process.poll() is not None or client.get("/v2/health/ready").status_code == 200,
+            90,
+            f"{url} to be ready",
+            describe=stderr.read_text,
+        )
+    if process.poll() is not None:
+        pytest.fail(f"the server exited ({process.returncode}):\n{stderr.read_text()}")
 
 
 def _raw_request(port: int, body: bytes) -> tuple[socket.socket, bytes]:
@@ -68,15 +66,16 @@ def _raw_request(port: int, body: bytes) -> tuple[socket.socket, bytes]:
     return sock, head
 
 
-def _stops_listening(port: int, within_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=2).close()
-        except ConnectionRefusedError:
-            return True
-        time.sleep(0.05)
+def _refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
     return False
+
+
+def _stops_listening(port: int, within_s: float = 60.0) -> bool:
+    return eventually(lambda: _refused(port), within_s, f"port {port} to refuse connections")
 
 
 def _read_response(sock: socket.socket) -> tuple[int, bytes]:

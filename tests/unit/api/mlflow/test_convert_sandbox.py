@@ -10,7 +10,6 @@ import pickle
 import shutil
 import socket
 import subprocess
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from loopml.registry.packages import fetch_package
 from loopml.settings import Settings
 from loopml.web.context import running_of
 from tests.conftest import missing_service
+from tests.waiting import eventually
 
 from .test_package import MLMODEL
 
@@ -84,14 +84,16 @@ def _register(http: TestClient, run_id: str, name: str = "sk") -> dict[str, Any]
 
 def _wait(http: TestClient, version: dict[str, Any], name: str = "sk") -> dict[str, Any]:
     """Poll ``get_model_version`` while it is PENDING_REGISTRATION, as MLflow's client does."""
-    deadline = time.monotonic() + 240
-    while version["status"] == "PENDING_REGISTRATION" and time.monotonic() < deadline:
-        time.sleep(0.2)
-        params = {"name": name, "version": version["version"]}
-        version = http.get("/api/2.0/mlflow/model-versions/get", params=params).json()[
-            "model_version"
-        ]
-    return dict(version)
+    params = {"name": name, "version": version["version"]}
+
+    def settled() -> dict[str, Any] | None:
+        got = http.get("/api/2.0/mlflow/model-versions/get", params=params).json()
+        found: dict[str, Any] = got["model_version"]
+        return found if found["status"] != "PENDING_REGISTRATION" else None
+
+    if version["status"] != "PENDING_REGISTRATION":
+        return dict(version)
+    return eventually(settled, 240, f"{name}/{version['version']} to leave PENDING_REGISTRATION")
 
 
 def _hostile(client: Client, http: TestClient, code: str) -> dict[str, Any]:
@@ -184,11 +186,11 @@ def test_a_pickle_reading_the_servers_files_finds_none(
 
 
 def test_a_fork_bomb_is_stopped_and_the_host_is_fine(client: Client, http: TestClient) -> None:
-    started = time.monotonic()
+    # The sandbox, not the test's patience, ended it: the version failed (``_hostile``) with
+    # the process limit's error or the converter's own time limit in its message.
     version = _hostile(client, http, "import os\nwhile True:\n    os.fork()")
-    assert time.monotonic() - started < 90
     message = version["status_message"]
-    assert "Resource temporarily unavailable" in message or "ran past its limit" in message
+    assert "Resource temporarily unavailable" in message or "ran past its limit" in message, message
     # The host still starts processes (the bomb's are gone with its sandbox).
     assert subprocess.run(["true"], check=False).returncode == 0
 
@@ -196,10 +198,10 @@ def test_a_fork_bomb_is_stopped_and_the_host_is_fine(client: Client, http: TestC
 def test_an_endless_loop_is_killed_at_the_timeout(
     client: Client, http: TestClient, settings: Settings
 ) -> None:
-    started = time.monotonic()
+    # Killed by the converter's limit (its message says so), not left running.
     version = _hostile(client, http, "while True:\n    pass")
-    assert time.monotonic() - started < settings.mlflow.convert_timeout_s + 60
-    assert "ran past its limit of 20 s" in version["status_message"]
+    assert settings.mlflow.convert_timeout_s == 20
+    assert "ran past its limit of 20 s" in version["status_message"], version["status_message"]
 
 
 def test_without_bubblewrap_the_version_fails_and_nothing_runs(

@@ -16,13 +16,20 @@ from loopml.data.streams.supervisor import StreamSupervisor
 from loopml.settings import Settings
 from loopml.store import MetadataStore
 from tests.brokers import Broker
+from tests.waiting import eventually
 
 
-def _until(check: Callable[[], bool], within_s: float = 90.0) -> None:
-    deadline = time.monotonic() + within_s
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+def _until(check: Callable[[], bool], what: str, within_s: float = 90.0) -> None:
+    eventually(check, within_s, what)
+
+
+def _committed(committed: Callable[[], int], n: int) -> None:
+    eventually(
+        lambda: committed() == n,
+        90,
+        f"{n} messages committed",
+        describe=lambda: f"committed: {committed()}",
+    )
 
 
 def _bodies(start: int, n: int) -> list[bytes]:
@@ -59,24 +66,28 @@ def test_consumers_are_started_restarted_paused_and_stopped(
     supervisor = StreamSupervisor(store, settings, interval_s=0.2, grace_s=10).start()
     try:
         broker.publish(_bodies(0, 100))
-        _until(lambda: committed() == 100)
+        _committed(committed, 100)
         first = supervisor.pids()[stream.id]
         os.kill(first, signal.SIGKILL)
-        _until(lambda: supervisor.pids().get(stream.id, first) != first)
+        _until(lambda: supervisor.pids().get(stream.id, first) != first, "a new consumer")
         broker.publish(_bodies(100, 100))
-        _until(lambda: committed() == 200)
+        _committed(committed, 200)
 
         service.set_paused(store, project, "s1", True, actor="test")
-        _until(lambda: service.get(store, project, "s1").stats.status == "paused", 30)
+        _until(
+            lambda: service.get(store, project, "s1").stats.status == "paused",
+            "the stream to read paused",
+            30,
+        )
         time.sleep(0.5)  # a fetch under way when the pause was read still lands its batch
         broker.publish(_bodies(200, 50))
         time.sleep(1.0)
-        assert committed() == 200
+        assert committed() == 200, f"{committed()} committed while paused, not 200"
         service.set_paused(store, project, "s1", False, actor="test")
-        _until(lambda: committed() == 250)
+        _committed(committed, 250)
 
         service.delete(store, project, "s1", actor="test")
-        _until(lambda: stream.id not in supervisor.pids(), 30)
+        _until(lambda: stream.id not in supervisor.pids(), "its consumer gone", 30)
     finally:
         supervisor.stop()
     assert supervisor.pids() == {}
@@ -107,14 +118,14 @@ def test_an_applied_update_restarts_the_consumer_with_it(
     supervisor = StreamSupervisor(store, settings, interval_s=0.2, grace_s=10).start()
     try:
         broker.publish(_bodies(0, 50))
-        _until(lambda: committed() == 50)
+        _committed(committed, 50)
         first = supervisor.pids()[sid]
         changed = spec + "transform: SELECT id * 10 AS id FROM batch\n"
         (updated,) = service.apply(store, project, changed, actor="test").items
         assert updated.action == "updated"
-        _until(lambda: supervisor.pids().get(sid, first) != first, 30)
+        _until(lambda: supervisor.pids().get(sid, first) != first, "a restarted consumer", 30)
         broker.publish(_bodies(50, 50))
-        _until(lambda: committed() == 100)
+        _committed(committed, 100)
     finally:
         supervisor.stop()
     from loopml.data import lake

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from loopml.sdk.training import train_model
 from loopml.settings import Settings
 from tests.text_data import TINY, ingest_reviews, reviews
+from tests.waiting import eventually
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -67,18 +67,18 @@ def _start_child(spot: bool) -> subprocess.Popen[str]:
 
 
 def _wait_for_checkpoint(child: subprocess.Popen[str], timeout: float = 60) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        steps = _steps()
-        if steps:
-            return steps
-        if child.poll() is not None:
-            _, err = child.communicate()
-            raise AssertionError(f"the child ended before a checkpoint: {err[-3000:]}")
-        time.sleep(0.005)
-    child.kill()
-    child.communicate()
-    raise AssertionError("no checkpoint appeared")
+    try:
+        eventually(
+            lambda: _steps() or child.poll() is not None, timeout, "a checkpoint", interval_s=0.005
+        )
+    except AssertionError:
+        child.kill()
+        child.communicate()
+        raise
+    if steps := _steps():
+        return steps
+    _, err = child.communicate()
+    raise AssertionError(f"the child ended before a checkpoint: {err[-3000:]}")
 
 
 def test_sigkill_then_resume_ends_like_an_uninterrupted_run(settings: Settings) -> None:
