@@ -12,7 +12,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+
+from tests.waiting import eventually
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -83,15 +84,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            sock.settimeout(0.2)
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return True
-        time.sleep(0.05)
-    return False
+def _accepts(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_for_port(port: int, timeout: float = 60.0) -> bool:
+    """Whether 127.0.0.1:``port`` accepts a connection within ``timeout`` s (callers fail
+    with the server's log)."""
+    try:
+        eventually(lambda: _accepts(port), timeout, f"port {port} to accept connections")
+    except AssertionError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- PostgreSQL

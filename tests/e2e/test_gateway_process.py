@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -82,11 +82,8 @@ def _predict(client: httpx.Client, url: str, request_id: str | None = None) -> h
     )
 
 
-def _until(check: object, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
+def _until(check: Callable[[], object], what: str, timeout: float = 60) -> None:
+    eventually(check, timeout, what, interval_s=0.1)
 
 
 def test_serves_a_deployment_and_logs_every_answer(served: Served) -> None:
@@ -151,7 +148,7 @@ def test_serves_a_deployment_and_logs_every_answer(served: Served) -> None:
         found = {row["inference_id"] for row in json.loads(shown.stdout)}
         return set(ids) <= found
 
-    _until(logged, timeout=60)
+    _until(logged, "every answer logged", timeout=60)
     # The gateway processes' traffic is on the platform's /metrics.
     metrics = httpx.get(f"{server.url}/metrics", trust_env=False).text
     assert 'loopml_gateway_requests_total{deployment="churn"' in metrics
@@ -227,14 +224,14 @@ def test_a_canary_move_reaches_the_gateways_within_a_second(served: Served) -> N
     for thread in threads:
         thread.start()
     try:
-        _until(lambda: len(versions) > 300)
+        _until(lambda: len(versions) > 300, "300 answers")
         moved = server.cli(
             "deployments", "update", "churn", "--canary", "cancer/2", "--percent", "50"
         )
         assert moved.returncode == 0, moved.stderr
         time.sleep(1.0)
         start = len(versions)
-        _until(lambda: len(versions) - start >= 400)
+        _until(lambda: len(versions) - start >= 400, "400 more answers")
         after = versions[start:]
     finally:
         stop.set()
@@ -262,12 +259,15 @@ def test_a_killed_gateway_process_is_restarted_and_loses_only_what_it_held(
     for thread in threads:
         thread.start()
     try:
-        _until(lambda: len(versions) > 200)
+        _until(lambda: len(versions) > 200, "200 answers")
         victim = before[0]
         os.kill(victim.pid, signal.SIGKILL)
-        _until(lambda: len(_gateways(server)) == 2 and victim not in _gateways(server))
+        _until(
+            lambda: len(_gateways(server)) == 2 and victim not in _gateways(server),
+            "a new gateway in the killed one's place",
+        )
         served_then = len(versions)
-        _until(lambda: len(versions) - served_then > 200)
+        _until(lambda: len(versions) - served_then > 200, "200 answers after the kill")
     finally:
         stop.set()
         for thread in threads:
@@ -369,7 +369,7 @@ def test_in_front_one_port_streams_uploads_and_outlives_its_gateways(served: Ser
         os.kill(process.pid, signal.SIGKILL)
     health = httpx.get(f"{served.url}/api/v1/health", trust_env=False, timeout=30)
     assert health.status_code == 200, health.text
-    _until(lambda: len(_gateways(server)) == 2)
+    _until(lambda: len(_gateways(server)) == 2, "two gateways")
 
 
 def test_a_stop_loses_no_answer_the_gateway_processes_gave(tmp_path: Path) -> None:

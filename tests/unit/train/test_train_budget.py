@@ -133,9 +133,11 @@ def test_a_capped_search_ends_early_and_the_run_says_why(settings: Settings) -> 
     outcome = _train(settings, budget, max_iter=2, n_jobs=1)
 
     spend = outcome.details["budget"]
-    assert spend["stopped"] == "max_iter"
-    assert outcome.elapsed_s < 0.5 * budget
-    assert spend["unused"] > 0.5 * budget
+    # The cap, not the clock, ended the search: the run says so, it ran the capped number
+    # of trials, and budget was left.
+    assert spend["stopped"] == "max_iter", spend
+    assert outcome.trials <= 2 + 1, (outcome.trials, spend)  # the cap, and the default's
+    assert spend["unused"] > 0, spend
     store = open_metadata_store(settings)
     run = tracking.get_run(store, "default", outcome.run_id)
     store.dispose()
@@ -146,4 +148,4 @@ def test_a_capped_search_ends_early_and_the_run_says_why(settings: Settings) -> 
     assert run.params["stopped"] == "max_iter"
     assert run.tags["loopml.budget.stopped"] == "max_iter"
     assert run.metrics["budget.used"] == pytest.approx(spend["used"], abs=0.001)
-    assert run.metrics["budget.wall_s"] < 0.5 * budget
+    assert run.metrics["budget.wall_s"] == pytest.approx(spend["wall"], abs=0.001), spend
