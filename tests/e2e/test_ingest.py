@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from loopml.client import Client
@@ -17,6 +18,12 @@ from tests.waiting import eventually
 from .conftest import LOOPML, RunningServer, running_server
 
 pytestmark = pytest.mark.e2e
+
+
+def _uploading(pid: int, port: int) -> bool:
+    """Whether process ``pid`` has a connection open to 127.0.0.1:``port``."""
+    connections = psutil.Process(pid).net_connections(kind="tcp")
+    return any(c.raddr and c.raddr.port == port and c.status == "ESTABLISHED" for c in connections)
 
 
 def test_ingest_then_inspect_with_the_cli(server: RunningServer, tmp_path: Path) -> None:
@@ -64,9 +71,11 @@ def test_a_server_killed_mid_ingest_leaves_a_whole_version(tmp_path: Path) -> No
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        spool = home / "tmp" / "ingest"
+        # A CSV upload streams into the table (only Parquet is spooled): the upload is under
+        # way once the client holds a connection to the server.
+        port = int(running.url.rsplit(":", 1)[1])
         eventually(
-            lambda: any(spool.glob("ingest-*")), 60, "the upload's spool file", interval_s=0.01
+            lambda: _uploading(ingest.pid, port), 60, "the upload to the server", interval_s=0.01
         )
         time.sleep(0.3)  # mid-upload or mid-write, whichever it reached
         os.kill(running.process.pid, signal.SIGKILL)
