@@ -263,7 +263,10 @@ def test_the_budget_is_respected_and_every_trial_is_reported() -> None:
     assert "default" not in sources[defaults:]
     assert sources.count("ensemble") <= 1
     assert result.stopped == "budget"
-    assert len({t.estimator for t in seen}) >= 3
+    # Both libraries' defaults are always scored; how many more learners the search reaches
+    # in 8 s depends on the machine's load (fewer than 3 under stress-ng --cpu 2), so that is
+    # not asserted here: the capped, seeded search below pins its learners.
+    assert {"lgbm", "xgboost"} <= {t.estimator for t in seen}, [t.estimator for t in seen]
 
 
 def test_the_same_seed_gives_the_same_search_under_an_iteration_cap() -> None:
