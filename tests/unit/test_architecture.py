@@ -360,8 +360,10 @@ def _timed(node: ast.AST, clocked: set[str]) -> bool:
             return True
         passes = _is_call_of(node, _PASS_THROUGH)
         return passes and any(_timed(a, clocked) for a in node.args)
-    if isinstance(node, ast.Subscript):
-        return _timed(node.value, clocked)
+    if isinstance(node, ast.Subscript):  # a time-named key too: outcome["budget"]["wall"]
+        key = node.slice
+        named = isinstance(key, ast.Constant) and isinstance(key.value, str)
+        return (named and bool(_TIME_WORDS.search(key.value))) or _timed(node.value, clocked)
     if isinstance(node, ast.BinOp):
         return _timed(node.left, clocked) or _timed(node.right, clocked)
     if isinstance(node, ast.UnaryOp):
@@ -507,6 +509,7 @@ def test_no_test_bounds_a_wall_clock_time_without_a_margin() -> None:
         ),
         ("def f(r):\n    assert 0 < r.latency_s < 5\n", _unmarked_time_bounds),
         ("def f(t0):\n    assert time.perf_counter() - t0 <= 2.5\n", _unmarked_time_bounds),
+        ('def f(out):\n    assert out["budget"]["wall"] <= 22\n', _unmarked_time_bounds),
     ],
 )
 def test_the_waiting_rules_catch_a_violation(tmp_path: Path, source: str, rule: Any) -> None:

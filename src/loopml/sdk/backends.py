@@ -39,7 +39,12 @@ class HttpBackend:
         if heartbeat_timeout_s is not None:
             body["heartbeat_timeout_s"] = heartbeat_timeout_s
         body.update(batch.model_dump(mode="json", exclude={"metrics"}, exclude_defaults=True))
-        return self.client.runs.create(experiment, project=self.project, **body)
+        run = self.client.runs.create(experiment, project=self.project, **body)
+        # Creating a run takes no metric points: the first batch's follow (an AutoML trial's
+        # score and timings), as the embedded backend writes them with the run.
+        if batch.metrics:
+            self.log_batch(run.id, LogBatch(metrics=batch.metrics))
+        return run
 
     def log_batch(self, run_id: str, batch: LogBatch) -> None:
         self.client.runs.log_batch(run_id, batch, project=self.project)
