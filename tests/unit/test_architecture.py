@@ -425,10 +425,6 @@ _NOT_YET_CONVERTED = {
     "test_the_hot_path_never_waits_while_the_platform_is_down",
     "tests/unit/predictions/test_predlog_inprocess.py:body",
     "tests/unit/serve/test_batching.py:test_after_a_burst_a_lone_item_waits_at_most_max_wait",
-    "tests/unit/serve/test_server.py:test_sink_gets_each_prediction_with_its_inputs",
-    "tests/unit/serve/test_serving_fast_paths.py:test_a_replica_slower_than_the_timeout_is_a_504",
-    "tests/unit/store/test_db.py:test_reading_sessions_read_beside_a_writer_and_refuse_writes",
-    "tests/unit/store/test_projects.py:_sqlite_second_writer_waits_then_conflicts",
     "tests/unit/store/test_runs.py:test_batches_are_bounded_and_validated",
     "tests/unit/store/test_runs.py:test_experiments_create_get_list_and_refuse_bad_names",
     "tests/unit/train/test_automl_latency.py:"

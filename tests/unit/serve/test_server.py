@@ -258,7 +258,9 @@ class BrokenSink:
 def test_sink_gets_each_prediction_with_its_inputs(wine: Served) -> None:
     sink = ListSink()
     with TestClient(make_app(wine, sink=sink)) as client:
+        sent = time.perf_counter()
         first = client.post("/predict", json={"instances": wine.records(slice(0, 4))}).json()
+        request_s = time.perf_counter() - sent
         client.post("/predict", json={"instances": [{"alcohol": "strong"}]})
 
     assert len(sink.records) == 1  # the refused request is not a prediction
@@ -272,7 +274,8 @@ def test_sink_gets_each_prediction_with_its_inputs(wine: Served) -> None:
     assert record.probabilities.shape == (4, 3)
     assert record.classes == [0, 1, 2]
     np.testing.assert_array_equal(record.inputs["alcohol"], wine.frame["alcohol"].iloc[:4])
-    assert 0 < record.latency_s < 5
+    # The latency recorded lies within the request's round trip, measured around it here.
+    assert 0 < record.latency_s <= request_s, (record.latency_s, request_s)
     assert record.timestamp > 1.7e9
 
 

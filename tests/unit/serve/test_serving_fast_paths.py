@@ -213,6 +213,7 @@ class _Replica(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     seen: ClassVar[list[dict[str, Any]]] = []
     connections: ClassVar[set[int]] = set()
+    answered: ClassVar[list[str]] = []  # paths whose answer was written, in order
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("content-length", "0")))
@@ -230,6 +231,7 @@ class _Replica(BaseHTTPRequestHandler):
         self.send_header("x-replica-secret", "not for clients")
         self.end_headers()
         self.wfile.write(answer)
+        _Replica.answered.append(self.path)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -306,7 +308,13 @@ def test_a_replica_slower_than_the_timeout_is_a_504(replica: str) -> None:
         answer = client.post("/deployments/churn/v2/models/churn/slow", content=b"{}")
         assert answer.status_code == 404  # not a V2 route: never sent
         answer = client.post("/deployments/churn/predict?slow=1", content=b"{}")
-        elapsed = time.monotonic() - started
+        # The replica takes a second over it: the gateway answered while it still worked.
+        slow_seen = [s["path"] for s in _Replica.seen if "slow" in s["path"]]
+        slow_answered = [p for p in _Replica.answered if "slow" in p]
     assert answer.status_code == 504, answer.text
     assert answer.json()["error"]["code"] == "upstream_timeout"
-    assert elapsed < 0.9
+    assert len(slow_seen) == 1, slow_seen
+    assert slow_answered == [], (
+        f"the gateway waited for the slow replica's answer: {slow_answered}, "
+        f"took {time.monotonic() - started:.2f} s"
+    )

@@ -103,7 +103,9 @@ def _sqlite_second_writer_waits_then_conflicts(store: MetadataStore) -> None:
         projects.create(session, "race", actor="loser")
     waited = time.monotonic() - started
     thread.join()
-    assert 0.1 < waited < 5
+    # It waited for the winner's commit (the winner held it 0.3 s), then saw its row: the
+    # AlreadyExistsError above, not busy_timeout's ServiceUnavailableError.
+    assert waited > 0.1, waited
     with store.session() as session:
         feed = events.list_(session, project="race").items
     assert [(e.type, e.actor) for e in feed] == [("project.created", "winner")]
