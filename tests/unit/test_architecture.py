@@ -418,15 +418,11 @@ _NOT_YET_CONVERTED = {
     "tests/unit/data/streams/test_stop.py:test_a_stopping_consumer_gives_up_a_batch_it_cannot_commit",
     "tests/unit/data/streams/test_stop.py:"
     "test_a_stopping_consumer_returns_when_the_broker_client_does_not_close",
-    "tests/unit/data/test_contracts.py:test_a_catastrophic_regex_finishes_fast_on_re2",
     "tests/unit/portal/test_foundation.py:"
     "test_the_overview_and_runs_pages_read_beside_a_writer_on_sqlite",
     "tests/unit/predictions/test_predlog_http.py:"
     "test_the_hot_path_never_waits_while_the_platform_is_down",
     "tests/unit/predictions/test_predlog_inprocess.py:body",
-    "tests/unit/serve/test_batching.py:test_after_a_burst_a_lone_item_waits_at_most_max_wait",
-    "tests/unit/store/test_runs.py:test_batches_are_bounded_and_validated",
-    "tests/unit/store/test_runs.py:test_experiments_create_get_list_and_refuse_bad_names",
     "tests/unit/train/test_automl_latency.py:"
     "test_a_limit_below_what_the_inputs_take_fails_before_any_trial",
     "tests/unit/train/test_automl_ray.py:"

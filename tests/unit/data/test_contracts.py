@@ -95,7 +95,9 @@ def test_a_catastrophic_regex_finishes_fast_on_re2() -> None:
     assert _check({"columns": {"v": {"regex": "(a+)+$"}}}, batch) == ["v:regex"]
     assert _check({"columns": {"v": {"regex": "^(a|aa)+$"}}}, batch) == ["v:regex"]
     assert _check({"columns": {"v": {"regex": "^(a+)+!$"}}}, batch) == []
-    assert time.monotonic() - started < 5
+    took = time.monotonic() - started
+    # margin: 0.054 s measured at load 4.5; 5 s is 90x (backtracking never finishes these).
+    assert took < 5, f"three regexes over 1 MB took {took:.2f} s"
 
 
 def test_contracts_are_strict_and_yaml_is_loaded_safely(tmp_path: Path) -> None:

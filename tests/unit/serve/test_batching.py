@@ -70,7 +70,7 @@ def test_a_lone_item_is_not_held_for_the_wait() -> None:
 
 def test_after_a_burst_a_lone_item_waits_at_most_max_wait() -> None:
     run = Doubler(delay_s=0.005)
-    batcher = MicroBatcher(run, max_batch_size=64, max_wait_s=0.1)
+    batcher = MicroBatcher(run, max_batch_size=64, max_wait_s=0.5)
 
     async def scenario() -> float:
         for _ in range(3):  # teach the batcher that items come in groups
@@ -84,7 +84,9 @@ def test_after_a_burst_a_lone_item_waits_at_most_max_wait() -> None:
     elapsed = _run(scenario())
 
     assert isinstance(elapsed, float)
-    assert elapsed < 0.1 + 0.08  # max wait, plus the call and the scheduling slack
+    # margin: 0.106 s measured at load 4.5 with a 0.1 s max wait: 0.006 s of call and
+    # scheduling; 0.15 s of it is 25x, and still well under twice the 0.5 s max wait.
+    assert elapsed < 0.5 + 0.15, f"a lone item waited {elapsed:.3f} s (max wait 0.5 s)"
 
 
 def test_waiting_gathers_a_group_that_arrives_spread_out() -> None:

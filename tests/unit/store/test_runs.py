@@ -66,7 +66,9 @@ def test_experiments_create_get_list_and_refuse_bad_names(store: MetadataStore) 
     for bad in ["x" * 10_000_000, "", "../etc", " padded", "name\nRUN curl x", "<img src=x>"]:
         with store.session() as session, pytest.raises(ValidationError, match="experiment name"):
             experiments.create(session, "default", bad, actor="ada")
-    assert time.perf_counter() - started < 1.0
+    took = time.perf_counter() - started
+    # margin: 0.026-0.032 s measured at load 4.5; 1 s is 30x (a 10 MB name read in full).
+    assert took < 1.0, f"refusing six names took {took:.3f} s"
 
 
 def test_latest_metrics_follow_the_highest_step_then_the_newest_time(store: MetadataStore) -> None:
@@ -135,7 +137,9 @@ def test_batches_are_bounded_and_validated(store: MetadataStore) -> None:
     for batch in too_big:
         with pytest.raises(ValidationError, match="invalid log batch"):
             _log(store, run.id, **batch)
-    assert time.perf_counter() - started < 2.0
+    took = time.perf_counter() - started
+    # margin: 0.005-0.015 s measured at load 4.5; 2 s is 130x.
+    assert took < 2.0, f"refusing seven batches took {took:.3f} s"
     with store.session() as session, pytest.raises(ValidationError, match="limit"):
         run_logs.metric_history(session, "default", run.id, "m", limit=1_000_000_000)
 
