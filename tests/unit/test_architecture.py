@@ -413,20 +413,10 @@ _NOT_YET_CONVERTED = {
     "tests/e2e/test_up.py:test_cli_without_a_server_says_so_in_one_line",
     "tests/integration/test_prometheus.py:"
     "test_prometheus_counts_the_requests_on_the_platform_and_the_replica",
-    "tests/unit/api/test_runs.py:test_oversized_and_bad_fields_get_a_fast_4xx",
     "tests/unit/data/streams/test_metrics.py:test_a_streams_figures_are_on_metrics",
     "tests/unit/data/streams/test_stop.py:test_a_stopping_consumer_gives_up_a_batch_it_cannot_commit",
     "tests/unit/data/streams/test_stop.py:"
     "test_a_stopping_consumer_returns_when_the_broker_client_does_not_close",
-    "tests/unit/portal/test_foundation.py:"
-    "test_the_overview_and_runs_pages_read_beside_a_writer_on_sqlite",
-    "tests/unit/predictions/test_predlog_http.py:"
-    "test_the_hot_path_never_waits_while_the_platform_is_down",
-    "tests/unit/predictions/test_predlog_inprocess.py:body",
-    "tests/unit/train/test_automl_latency.py:"
-    "test_a_limit_below_what_the_inputs_take_fails_before_any_trial",
-    "tests/unit/train/test_automl_ray.py:"
-    "test_a_cluster_whose_cpus_are_all_held_is_named_not_waited_on",
     "tests/unit/train/test_train_budget.py:test_the_whole_training_call_keeps_its_budget",
 }
 

@@ -225,9 +225,10 @@ def test_oversized_and_bad_fields_get_a_fast_4xx(
     started = time.perf_counter()
     response = http.post(f"/api/v1/projects/default/{path}", json=body)
     assert response.status_code in (413, 422), response.text[:300]
-    # Generous: on a loaded 2-core CI machine even a small refused body took 2.1 s once; a
-    # body that is parsed or validated in full before the refusal takes far longer.
-    assert time.perf_counter() - started < 5.0
+    took = time.perf_counter() - started
+    # margin: 0.02-1.96 s measured at load 4.5 on 2 cores (2.1 s once in CI); 45 s is 20x+.
+    # What it catches: a refusal that parses or validates the body in full (quadratically).
+    assert took < 45.0, f"refused in {took:.2f} s"
 
 
 def test_oversized_batches_are_refused(client: Client, http: TestClient) -> None:

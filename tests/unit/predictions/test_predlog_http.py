@@ -211,8 +211,12 @@ def test_the_hot_path_never_waits_while_the_platform_is_down(
         sink.record(record)
         slowest = max(slowest, time.perf_counter() - before)
     total = time.perf_counter() - started
-    assert total < 1.0, total
-    assert slowest < 0.05, slowest
+    # margin: 2000 calls took 0.0023 s at load 4.5, the slowest 4e-5 s: 1 s is 400x and
+    # 0.05 s 1000x. A call that waited on the down platform would wait a post's retry
+    # delay, 0.05 s and more.
+    assert total < 1.0, f"2000 calls took {total:.3f} s"
+    # margin: the slowest call took 4e-5 s at load 4.5; 0.05 s is 1000x.
+    assert slowest < 0.05, f"the slowest call took {slowest:.4f} s"
     _wait(lambda: sink.stats.retries >= 2, "the sink to retry twice")
     assert sink.stats.delivered == 0
     assert sink.stats.pending == 2000

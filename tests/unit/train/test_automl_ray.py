@@ -66,4 +66,7 @@ def test_a_cluster_whose_cpus_are_all_held_is_named_not_waited_on(ray_cluster: R
             run_automl(frame, "target", task="classification", budget_s=3, ray=trials)
     finally:
         remove_placement_group(held)
-    assert time.monotonic() - started < 3 * 2 + 5
+    took = time.monotonic() - started
+    # margin: 6.0 s measured at load 4.5 (a 3 s budget); 120 s is 20x. Waiting on the held
+    # CPUs would never end.
+    assert took < 120, f"named the held CPUs after {took:.1f} s"
