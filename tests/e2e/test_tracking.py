@@ -9,19 +9,22 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from loopml.client import Client
+from loopml.core.runs import Run
 from tests.waiting import eventually
 
 from .conftest import running_server
 
 pytestmark = pytest.mark.e2e
 
-HEARTBEAT_TIMEOUT_S = 2
+# The script beats every 0.5 s: a timeout 20x that keeps a live run RUNNING on a loaded
+# machine that delays a few beats (at 2 s, a 2 s stall of the script could lose it).
+HEARTBEAT_TIMEOUT_S = 10
 
 TRAIN = textwrap.dedent(
     """
@@ -95,9 +98,16 @@ def test_a_killed_training_process_leaves_a_lost_run(tmp_path: Path) -> None:
     ):
         assert proc.stdout is not None
         run_id = proc.stdout.readline().strip()
-        assert client.runs.get(run_id).status == "RUNNING"
-        time.sleep(1.5)  # heartbeats keep it RUNNING past most of the timeout
-        assert client.runs.get(run_id).status == "RUNNING"
+        first = client.runs.get(run_id)
+        assert first.status == "RUNNING", first
+
+        def beaten() -> Run | None:  # the server recorded three more heartbeats
+            now = client.runs.get(run_id)
+            return now if now.heartbeat_at >= first.heartbeat_at + timedelta(seconds=1.5) else None
+
+        # What keeps a live run RUNNING: its heartbeats reach the server, and it is RUNNING.
+        beating = eventually(beaten, 60, "the script's heartbeats to be recorded")
+        assert beating.status == "RUNNING", beating
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         # Its heartbeats stop, and the server marks it LOST past the heartbeat timeout.
