@@ -189,13 +189,20 @@ def _ready_versions(client: Client) -> list[Any]:
 
 
 def _wait_run(client: Client, run_id: str, timeout_s: float = SETTLE_S) -> Any:
-    return eventually(
-        lambda: (run := client.pipelines.get_run(run_id)).status.finished and run,
-        timeout_s,
-        f"pipeline run {run_id} to finish",
-        interval_s=0.2,
-        describe=lambda: client.pipelines.get_run(run_id).status,
-    )
+    """The run once finished. An error reading it is raised at once, not waited out: a
+    client whose platform was killed must see it die (``_kill_during`` gives it 60 s)."""
+
+    def finished() -> Any:
+        try:
+            run = client.pipelines.get_run(run_id)
+        except Exception as exc:  # returned (true) to end the wait, raised below
+            return exc
+        return run if run.status.finished else None
+
+    found = eventually(finished, timeout_s, f"pipeline run {run_id} to finish", interval_s=0.2)
+    if isinstance(found, Exception):
+        raise found
+    return found
 
 
 def _up(platform: Platform, round_: int) -> Any:
