@@ -86,6 +86,13 @@ def _drift_title(drift: dict[str, Any]) -> str:
     return title
 
 
+def _rule(method: str, threshold: float) -> str:
+    """The "drifts when" cell: the test and its rule, the test named once
+    (``ks p < 0.05``, ``wasserstein >= 0.1``, ``ks -``)."""
+    rule = drifts_when(method, threshold)
+    return rule if rule.startswith(f"{method} ") else f"{method} {rule}"
+
+
 def _drift_table(drift: dict[str, Any], shown: list[dict[str, Any]]) -> Table:
     # "missing" only where a value is missing: eight columns do not fit in 80 with it
     missing = any(c["missing_share"] for c in shown)
@@ -98,7 +105,7 @@ def _drift_table(drift: dict[str, Any], shown: list[dict[str, Any]]) -> Table:
         cells = [
             c["column"],
             _number(c["score"]),
-            f"{c['method']} {drifts_when(c['method'], c['threshold'])}",
+            _rule(c["method"], c["threshold"]),
             _number(c.get("p_value"), 1),
             "yes" if c["drifted"] else "no",
             _number(c["psi"]),
