@@ -11,6 +11,7 @@ import httpx
 
 from loopml.core.errors import (
     LoopmlError,
+    ReplyTimeoutError,
     ServiceUnavailableError,
     error_from_body,
     error_from_headers,
@@ -33,7 +34,18 @@ class Http:
     def base_url(self) -> str:
         return str(self.client.base_url)
 
-    def _unreachable(self, exc: Exception) -> ServiceUnavailableError:
+    def _unreachable(self, exc: Exception, method: str, path: str) -> ServiceUnavailableError:
+        if isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout):
+            # The server took the connection: it is running, only this answer is slow.
+            limit = _read_timeout(exc)
+            waited = f"{limit:g} s" if limit is not None else "the client's timeout"
+            return ReplyTimeoutError(
+                f"loopml at {self.base_url} did not answer {method} {path} within {waited}: "
+                "the server is up, and the call may still finish there (check before "
+                "sending it again). Allow more time with LOOPML_CLIENT_TIMEOUT_S, or the SDK's "
+                "Client(timeout=...).",
+                details={"url": self.base_url, "method": method, "path": path},
+            )
         return ServiceUnavailableError(
             f"cannot reach loopml at {self.base_url}: {exc or type(exc).__name__}. "
             "Is the server running? Start it with `loopml up`, or set LOOPML_CLIENT_URL.",
@@ -47,7 +59,7 @@ class Http:
         try:
             response = self.client.request(method, path, **kwargs)
         except (httpx.ConnectError, httpx.TimeoutException, httpx.RemoteProtocolError) as exc:
-            raise self._unreachable(exc) from exc
+            raise self._unreachable(exc, method, path) from exc
         if response.is_error and raise_errors:
             raise _error(response)
         return response
@@ -66,10 +78,20 @@ class Http:
                     raise _error(response)
                 yield response
         except (httpx.ConnectError, httpx.TimeoutException, httpx.RemoteProtocolError) as exc:
-            raise self._unreachable(exc) from exc
+            raise self._unreachable(exc, method, path) from exc
 
     def close(self) -> None:
         self.client.close()
+
+
+def _read_timeout(exc: httpx.TimeoutException) -> float | None:
+    """The read timeout the timed-out request was sent with (a call may set its own)."""
+    try:
+        timeouts = exc.request.extensions.get("timeout", {})
+    except RuntimeError:  # an exception raised without its request
+        return None
+    limit = timeouts.get("read")
+    return float(limit) if isinstance(limit, int | float) else None
 
 
 def _error(response: httpx.Response) -> LoopmlError:

@@ -181,6 +181,15 @@ class ServiceUnavailableError(LoopmlError):
     code = "service_unavailable"
 
 
+class ReplyTimeoutError(ServiceUnavailableError):
+    """The server took the request but did not answer within the client's timeout. Raised
+    by the SDK, never sent by a server: the server is up, and the call may still finish
+    there, so the caller checks before it sends it again (or allows more time)."""
+
+    status = 504
+    code = "reply_timeout"
+
+
 class DiskFullError(ServiceUnavailableError):
     """A write was refused because the disk holding it is full (or over its quota); nothing
     was written. Build one with ``core.disk.disk_full`` so the message names what and where.
