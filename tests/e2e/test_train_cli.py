@@ -57,6 +57,9 @@ def test_train_gate_and_promote_from_the_shell(server: RunningServer, tmp_path: 
     judged = server.cli("models", "gate", "cancer/1")
     assert judged.returncode == 0, judged.stderr
     assert "PASSED" in judged.stdout
+    # The verdict line says what decided it.
+    line = " ".join(judged.stdout.split())  # as one line, wherever the terminal wrapped it
+    assert "no champion yet: nothing to beat on roc_auc" in line, judged.stdout
     assert server.cli("models", "promote", "cancer/1").returncode == 0
 
     (tmp_path / "userfit.py").write_text(textwrap.dedent(FIT))

@@ -46,7 +46,8 @@ def _print_result(result: GateResult) -> None:
     )
     console.print(
         f"gate {verdict} for {result.model}/{result.version}{versus} "
-        f"on eval set {result.eval_hash[:12]}"
+        f"on eval set {result.eval_hash[:12]}: {result.summary}",
+        highlight=False,
     )
     rows = [("pass" if r.passed else "FAIL", r.rule, r.metric, r.message) for r in result.rules]
     table(None, ["", "rule", "metric", "detail"], rows or [("pass", "-", "-", "no rules")])

@@ -25,7 +25,7 @@ import math
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from loopml.core.errors import ValidationError
 from loopml.core.yamltext import load_yaml
@@ -200,6 +200,37 @@ class GateResult(BaseModel):
     actor: str
     created_at: datetime
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def summary(self) -> str:
+        """What decided the verdict, in one line (``verdict_summary``)."""
+        return verdict_summary(self.passed, self.rules, self.policy)
+
+
+def verdict_summary(passed: bool, rules: list[RuleOutcome], policy: GatePolicy) -> str:
+    """What decided a verdict, as a person reads it: the rules that failed (or, when all
+    passed, every rule), each with its metric and figures. A champion comparison on a metric
+    the policy did not choose says it was the report's primary metric."""
+    deciding = rules if passed else [r for r in rules if not r.passed]
+    if not deciding:
+        return "no rules to apply: the policy has none"
+    parts = []
+    for rule in deciding:
+        text = rule.message
+        if (
+            rule.rule == "must_beat"
+            and rule.champion_value is not None
+            and not (policy.compare_metric)
+        ):
+            text = (
+                f"on the report's primary metric, {rule.metric} (a gate policy's "
+                f"compare_metric picks another): {text}"
+            )
+        elif rule.metric not in text:
+            text = f"{rule.metric}: {text}"
+        parts.append(text)
+    return "; ".join(parts)
+
 
 def _better(metric: str, challenger: float, champion: float, delta: float) -> bool:
     if METRIC_DIRECTIONS[metric]:
@@ -317,7 +348,7 @@ def _must_beat(
             metric=metric,
             passed=True,
             value=value,
-            message="no champion yet: nothing to beat",
+            message=f"no champion yet: nothing to beat on {metric}",
         )
     theirs = champion.metrics.get(metric)
     if theirs is None:

@@ -23,6 +23,7 @@ from loopml.core.gate import (
     GateResult,
     RuleOutcome,
     StoredEvaluation,
+    verdict_summary,
 )
 from loopml.core.promotion import Verdict
 from loopml.core.registry import ModelVersion
@@ -245,6 +246,7 @@ def record_result(
         eval_hash=eval_hash,
         champion_version=champion_version,
         rules=row.rules,
+        summary=verdict_summary(passed, rules, policy),
     )
     return _result(project, model, version, row)
 

@@ -226,6 +226,9 @@ def test_model_page_versions_gate_lineage_and_compare(anonymous: TestClient) -> 
     assert "<code>@champion</code> → 2" in page.text
     assert page.text.count("✓ passed") >= 1
     assert page.text.count("✗ failed") >= 1
+    # The verdict says what decided it: the rule that failed, with its metric and figures.
+    assert 'title="roc_auc = 0.75, required &gt;= 0.8">✗ failed' in page.text
+    assert "Decided by: roc_auc = 0.9, required &gt;= 0.8</caption>" in page.text
     assert "roc_auc" in page.text
     assert "0.75" in page.text
     assert "0.8" in page.text

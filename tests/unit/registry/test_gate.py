@@ -185,3 +185,43 @@ def test_judging_the_champion_itself_says_so_and_records_it_as_the_champion(
     with store.session() as session:
         verdicts = [e for e in events.list_(session, limit=1000).items if e.type == "gate.passed"]
     assert verdicts[-1].payload["champion_version"] == 2
+
+
+def test_the_verdict_names_the_metric_that_decided_it_in_its_summary_and_event(
+    store: MetadataStore, artifacts: ArtifactStore
+) -> None:
+    # With no policy, a version passed over the champion on the report's primary metric
+    # and nothing said which metric that was.
+    _versions(store, artifacts, 3)
+    _evaluate(store, 1, 0.80)
+    gate.judge_version(store, "default", "churn", 1, actor="a")
+    set_alias(store, "default", "churn", "champion", 1, actor="a")
+    _evaluate(store, 2, 0.85)
+    better = gate.judge_version(store, "default", "churn", 2, actor="a")
+    assert better.passed
+    assert better.summary == (
+        "on the report's primary metric, roc_auc (a gate policy's compare_metric picks "
+        "another): roc_auc 0.85 vs champion v1 0.8 (higher is better, by at least 0)"
+    ), better.summary
+    assert better.model_dump(mode="json")["summary"] == better.summary
+    with store.session() as session:
+        passed = [e for e in events.list_(session, limit=1000).items if e.type == "gate.passed"]
+    [event] = [e for e in passed if e.payload["version"] == 2]
+    assert event.payload["summary"] == better.summary
+
+    # A policy that names its metric and a threshold: a failure names only what failed.
+    gate.set_policy(
+        store,
+        "default",
+        "churn",
+        GatePolicy(
+            thresholds=[MinThreshold(metric="accuracy", min=0.9)],
+            must_beat="champion",
+            compare_metric="accuracy",
+        ),
+        actor="a",
+    )
+    _evaluate(store, 3, 0.86)
+    refused = gate.judge_version(store, "default", "churn", 3, actor="a")
+    assert not refused.passed
+    assert refused.summary == "accuracy = 0.81, required >= 0.9", refused.summary

@@ -116,13 +116,13 @@ def gate(
         ctx.log.info(
             "rule %s on %s: %s", rule.rule, rule.metric, "passed" if rule.passed else "failed"
         )
+    ctx.log.info("gate %s: %s", "passed" if verdict.passed else "failed", verdict.summary)
     if not verdict.passed and fail:
         raise GateRequiredError(
-            f"the gate refused {model}: "
-            + ", ".join(f"{r.rule} on {r.metric}" for r in verdict.rules if not r.passed),
+            f"the gate refused {model}: {verdict.summary}",
             details={"model": name, "version": number},
         )
-    return {"model": model, "passed": verdict.passed}
+    return {"model": model, "passed": verdict.passed, "summary": verdict.summary}
 
 
 def promote(ctx: StepContext, model: str, alias: str = "champion") -> dict[str, Any]:
