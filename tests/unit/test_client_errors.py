@@ -5,18 +5,21 @@ Is the server running?" for a 52 s evaluation past the client's 30 s)."""
 from __future__ import annotations
 
 import contextlib
+import http.server
+import json
 import os
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from loopml.client import Client
-from loopml.core.errors import ReplyTimeoutError, ServiceUnavailableError
+from loopml.core.errors import NotFoundError, ReplyTimeoutError, ServiceUnavailableError
 from tests.conftest import free_port
 
 
@@ -46,6 +49,48 @@ def silent_server() -> Iterator[str]:
         conn.close()
     thread.join(timeout=10)
     assert not thread.is_alive(), "the silent server's accept loop did not end"
+
+
+@pytest.fixture
+def slow_server() -> Iterator[str]:
+    """A real HTTP server that answers every request after 1.5 s, with a loopml 404."""
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            time.sleep(1.5)  # the answer is late; nothing is polled
+            body = json.dumps({"error": {"code": "not_found", "message": "no such model"}})
+            # A client that gave up has hung up: its answer has nowhere to go.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.send_response(404)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_scoring_calls_wait_for_their_answer_past_the_clients_timeout(slow_server: str) -> None:
+    # Evaluating (and gating, which may score the champion) is the server's work before it
+    # answers: a text model's took 52 s, past the client's 30 s.
+    client = Client(slow_server, timeout=0.5)
+    with pytest.raises(ReplyTimeoutError):
+        client.models.get("churn")  # an ordinary call keeps the client's timeout
+    with pytest.raises(NotFoundError, match="no such model"):
+        client.models.evaluate("churn", 1)
+    with pytest.raises(NotFoundError, match="no such model"):
+        client.models.gate("churn", 1)
 
 
 def test_a_slow_answer_is_a_reply_timeout_that_says_the_server_is_up(silent_server: str) -> None:

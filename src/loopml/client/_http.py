@@ -52,6 +52,16 @@ class Http:
             details={"url": self.base_url},
         )
 
+    def long_wait(self, read_s: float) -> dict[str, Any]:
+        """Request extensions that wait up to ``read_s`` for the answer, whatever the client's
+        own timeout, for a call whose work the server does before it answers (scoring a
+        model, materializing a view); connecting and sending keep the client's timeouts."""
+        waited = self.client.timeout
+        timeout = httpx.Timeout(waited.connect, read=read_s, write=waited.write)
+        # As the request's extension, where httpx reads it (Starlette's test client refuses
+        # the `timeout` argument itself).
+        return {"timeout": timeout.as_dict()}
+
     def request(
         self, method: str, path: str, *, raise_errors: bool = True, **kwargs: Any
     ) -> httpx.Response:

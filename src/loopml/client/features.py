@@ -5,8 +5,6 @@ from __future__ import annotations
 import builtins
 from typing import Any
 
-import httpx
-
 from loopml.client._http import Http, segment
 from loopml.core.datasets import DatasetVersionResult, SplitSpec
 from loopml.core.features import (
@@ -94,11 +92,7 @@ class Features:
         return DatasetVersionResult.model_validate(data)
 
     def _long_wait(self) -> dict[str, Any]:
-        waited = self._http.client.timeout
-        timeout = httpx.Timeout(waited.connect, read=MATERIALIZE_WAIT_S, write=waited.write)
-        # As the request's extension, where httpx reads it (Starlette's test client refuses
-        # the `timeout` argument itself).
-        return {"timeout": timeout.as_dict()}
+        return self._http.long_wait(MATERIALIZE_WAIT_S)
 
     def materialize(
         self, name: str, *, full: bool = False, project: str | None = None

@@ -28,6 +28,9 @@ from loopml.core.registry import (
 from loopml.core.types import Page
 
 DEFAULT_PROJECT = "default"
+SCORING_WAIT_S = 1800.0
+"""How long ``evaluate`` and ``gate`` wait for their answer, whatever the client's timeout:
+the server scores a model on a whole eval set before it answers."""
 
 
 class Models:
@@ -268,7 +271,12 @@ class Models:
         if target is not None:
             body["target"] = target
         path = f"{self._version(project, name, version)}/evaluate"
-        return StoredEvaluation.model_validate(self._http.json("POST", path, json=body))
+        # Scoring a text model on its eval set takes a minute or more (52 s seen): past the
+        # client's 30 s, the call looked like a dead server though it went on and succeeded.
+        answer = self._http.json(
+            "POST", path, json=body, extensions=self._http.long_wait(SCORING_WAIT_S)
+        )
+        return StoredEvaluation.model_validate(answer)
 
     def gate(
         self,
@@ -280,7 +288,13 @@ class Models:
     ) -> GateResult:
         """Judge a version by the model's policy; the verdict is stored and returned."""
         path = f"{self._version(project, name, version)}/gate"
-        data = self._http.json("POST", path, json={"eval_hash": eval_hash})
+        # Judging may score the champion on the challenger's eval set first (as evaluate).
+        data = self._http.json(
+            "POST",
+            path,
+            json={"eval_hash": eval_hash},
+            extensions=self._http.long_wait(SCORING_WAIT_S),
+        )
         return GateResult.model_validate(data)
 
     def gate_results(
