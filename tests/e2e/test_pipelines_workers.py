@@ -186,12 +186,18 @@ def step_status(store: MetadataStore, run_id: str) -> StepStatus:
 
 
 def test_a_stopped_worker_past_its_lease_cannot_commit(home: Path) -> None:
+    # A 4 s lease (heartbeats every 0.8 s), not 1.5 s: on a loaded machine the sleepy
+    # worker's own heartbeats must keep its lease until it is stopped, and its step (3 s)
+    # must still be running when the test stops the worker, then write its side effect
+    # long before the reclaimed attempt (after the lease, plus 3 s) looks for it. With 1.5 s
+    # and 1.5 s this failed once in a fresh-clone run with both cores busy: those are the two
+    # timings a loaded machine can break.
     store = _store(home, None)
-    run_id = _start(store, home, seconds=1.5)
-    with worker(home, "sleepy") as stale:
+    run_id = _start(store, home, seconds=3)
+    with worker(home, "sleepy", lease_s=4) as stale:
         _wait_for(home / "started-1")
         stale.send_signal(signal.SIGSTOP)
-        with worker(home, "awake"):
+        with worker(home, "awake", lease_s=4):
             run = _wait_run(store, run_id)
             assert run.status == RunStatus.SUCCEEDED
             # The stale attempt's process finished meanwhile; its worker wakes up to commit.
