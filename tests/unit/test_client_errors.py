@@ -20,7 +20,7 @@ import pytest
 
 from loopml.client import Client
 from loopml.core.errors import NotFoundError, ReplyTimeoutError, ServiceUnavailableError
-from tests.conftest import free_port
+from tests.conftest import free_port, serving
 
 
 @pytest.fixture
@@ -73,12 +73,8 @@ def slow_server() -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)) as url:
+        yield url
 
 
 def test_scoring_calls_wait_for_their_answer_past_the_clients_timeout(slow_server: str) -> None:

@@ -4,7 +4,6 @@ by the monitor's round over real windows, notifying a real HTTP server."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -16,6 +15,7 @@ from loopml.core.alerts import AlertRuleSpec, metric_value, step
 from loopml.core.errors import ValidationError
 from loopml.monitor import service
 from loopml.monitor.webhooks import WebhookRefused, check_target, deliver
+from tests.conftest import serving
 
 T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -144,12 +144,8 @@ class _Hook(BaseHTTPRequestHandler):
 @pytest.fixture
 def hook() -> Iterator[str]:
     _Hook.received, _Hook.answers = [], []
-    server = HTTPServer(("127.0.0.1", 0), _Hook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    server.shutdown()
-    server.server_close()
+    with serving(HTTPServer(("127.0.0.1", 0), _Hook)) as url:
+        yield f"{url}/hook"
 
 
 def test_a_delivery_retries_server_errors_then_lands(hook: str) -> None:
