@@ -242,7 +242,7 @@ BUILTINS: dict[str, Builtin] = {
                     "model policy's min_delta, never lowers it.",
                 ),
             },
-            {"model": T.MODEL, "passed": T.BOOLEAN},
+            {"model": T.MODEL, "passed": T.BOOLEAN, "summary": T.STRING},
             impl=f"{_MODELS}:gate",
             cache=False,
         ),

@@ -5,6 +5,7 @@ gate refuses."""
 from __future__ import annotations
 
 import os
+import re
 
 import pandas as pd
 import pyarrow as pa
@@ -134,7 +135,9 @@ def test_the_loop_then_the_cache_then_a_refused_promotion(
             store, service.start_run(store, "default", "cancer-loop", actor="t").id, timeout_s=120
         )
     assert refused.status == RunStatus.FAILED
-    assert step_of(refused, "gate").outputs == {"model": "cancer/1", "passed": False}
+    judged = step_of(refused, "gate").outputs
+    assert (judged["model"], judged["passed"]) == ("cancer/1", False)
+    assert re.fullmatch(r"roc_auc = [0-9.]+, required >= 1\.01", judged["summary"]), judged
     promote = step_of(refused, "promote")
     assert (promote.status, promote.attempt) == (StepStatus.FAILED, 1)  # not retried
     assert promote.error is not None
