@@ -185,10 +185,13 @@ def test_the_loop_closes_on_labels(server: RunningServer) -> None:
         _champion(client, data.first)
         trained = time.monotonic() - started
 
-        # (a) Unshifted traffic: judged by the monitor, and no drift event.
+        # (a) Unshifted traffic, labelled as it is answered (as real traffic is before it
+        # shifts, in the same hour): judged by the monitor, and no drift event.
         with Traffic(server.url, data.live) as unshifted:
+            unshifted.label()
             wait_for(lambda: unshifted.sent >= len(data.live) // 5, 60, "too few requests sent")
         assert unshifted.failed == []
+        assert unshifted.rows_answered >= 100  # drift_min_labels: enough to fire on them
         answered = unshifted.rows_answered
         wait_for(lambda: _judged(client, answered), 60, "the monitor judged no window")
         assert events(client, "drift.*") == []
@@ -211,14 +214,20 @@ def test_the_loop_closes_on_labels(server: RunningServer) -> None:
                 "max_quality_drop": 0.05,
             },
         )
+        shift_at = datetime.now(UTC)
         with Traffic(server.url, data.new) as shifted:
             (detected,) = wait_for(
                 lambda: events(client, "drift.detected"), 90, "no drift was detected"
             )
             assert detected.payload["version"] == 1
             assert detected.payload["drifted"], detected.payload
-            # Drift is seen, the labels are not in: no retrain yet.
+            # Drift is seen, the shifted answers' labels are not in: no retrain yet, though
+            # the window holds the labels of the unshifted answers before the shift (on the
+            # window's count, drift.labelled fired on them with drift.detected).
             assert events(client, "drift.labelled") == []
+            # The onset is the first shifted answer's time, not its window's start.
+            onset = datetime.fromisoformat(detected.payload["onset"])
+            assert onset >= shift_at, (detected.payload, shift_at)
             assert client.pipelines.runs(pipeline="retrain-labels").items == []
             shifted.label()
             run = wait_for(
@@ -232,10 +241,15 @@ def test_the_loop_closes_on_labels(server: RunningServer) -> None:
         assert shifted.labelled_at is not None
         assert labelled.time > shifted.labelled_at
         assert labelled.payload["labels"] >= 100
+        assert labelled.payload["since"] == detected.payload["onset"]
         assert run.actor == "trigger:retrain-on-drift"
         assert run.created_at >= labelled.time
 
         steps = _steps(client, done)
+        # It learned from the shifted answers alone, not the unshifted ones labelled before.
+        learned = steps["labelled"].outputs
+        assert learned["since"] == detected.payload["onset"]
+        assert learned["rows"] - learned["training_rows"] >= unshifted.rows_answered, learned
         gate = steps["gate"].outputs
         assert gate["passed"] is True, gate
         assert done.outputs["model"] == f"{MODEL}/2"

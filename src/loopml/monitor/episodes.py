@@ -5,9 +5,12 @@ has drifted (``dataset_drift``: a column drifted beyond chance at that window's 
 least ``drift_share`` of them did), emitting ``drift.detected`` once; it closes
 (``drift.resolved``) when a judged window has not drifted and its drifted share is at most
 half of ``drift_share``, so a share wavering at the threshold opens one episode, not one per
-window (``episode_change``). While open, the episode emits ``drift.labelled`` once, on the
-round when ``drift_min_labels`` labels have joined that version's predictions since it
-began: a retrain triggered by it has the labelled rows it needs, however late they came.
+window (``episode_change``). An episode's ``onset`` is the change point of the drifted rows
+(``onset``), not its window's start. While open, the episode emits ``drift.labelled`` on the
+round when ``drift_min_labels`` labels have joined that version's answers made since the
+onset: a retrain triggered by it has the labelled rows it needs, however late they came, and
+the labels of the answers made before the shift do not count. After a refusal (``_refused``)
+it emits it again at twice the last count while the version is still served.
 Alert rules read the last stretch of time of their size (``trailing``) and go through
 ``alerts.step``; a rule on a quality metric that starts firing also emits
 ``quality.degraded``. Webhooks are called after the transaction.
@@ -16,13 +19,18 @@ Alert rules read the last stretch of time of their size (``trailing``) and go th
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from loopml.core.alerts import QUALITY_METRICS, AlertRuleSpec, step
+from loopml.monitor import reader
+from loopml.monitor.onset import onset_index
 from loopml.monitor.trailing import Trailing, span_start, trailing
 from loopml.monitor.webhooks import deliver, slack_body
-from loopml.monitor.windows import parse_size
+from loopml.monitor.windows import parse_size, parsed_inputs, window_start
 from loopml.store import alert_rules, events
 from loopml.store import monitor as rows
 
@@ -30,6 +38,7 @@ if TYPE_CHECKING:
     from loopml.monitor.drift import DriftConfig
     from loopml.monitor.reference import Reference
     from loopml.settings import MonitorSettings
+    from loopml.storage import ArtifactStore
     from loopml.store import MetadataStore
 
 
@@ -37,6 +46,7 @@ class Monitor(Protocol):
     """What this module needs of ``engine.Monitor`` (which imports this module)."""
 
     store: MetadataStore
+    artifacts: ArtifactStore
     settings: MonitorSettings
     config: DriftConfig
     sizes: dict[str, int]
@@ -49,6 +59,9 @@ class Monitor(Protocol):
 log = logging.getLogger("loopml.monitor")
 ACTOR = "monitor"
 _RECENT = 48
+ONSET_ROWS = 200_000
+"""The newest rows an onset is found among (a busy deployment's two windows, bounded)."""
+Version = tuple[str, int]
 
 
 def _newest_by_version(windows: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
@@ -72,83 +85,213 @@ def episode_change(drift: dict[str, Any], is_open: bool, drift_share: float) -> 
     return None
 
 
-def _drift(monitor: Monitor, project: str, name: str, windows: list[dict[str, Any]]) -> list[str]:
-    emitted: list[str] = []
+def _cursor(key: Version) -> str:
+    return f"drift:{key[0]}/{key[1]}"
+
+
+def _drift(
+    monitor: Monitor,
+    project: str,
+    name: str,
+    windows: list[dict[str, Any]],
+    until: datetime,
+    serving: Version | None,
+) -> list[str]:
+    """Open and close each version's episode on its newest judged window, and emit its
+    ``drift.labelled`` when due. What reads the lake (the onset, the labels) runs between
+    the transaction that reads the episodes and the one that writes them."""
     share = monitor.config.drift_share
+    newest = _newest_by_version(windows)
     with monitor.store.session() as session:
-        for (model, version), window in _newest_by_version(windows).items():
-            key = f"drift:{model}/{version}"
-            episode = rows.get_cursor(session, project, name, key)
-            drift = window["summary"]["drift"]
-            payload = {
-                "deployment": name,
-                "model": model,
-                "version": version,
-                "window_start": window["start"].isoformat(),
-                "share": drift["share"],
-                "drifted": drift["drifted"][:50],
-                "scores": {
-                    c["column"]: round(c["score"], 6) for c in drift["columns"] if c["drifted"]
-                },
-                "p_values": {
-                    c["column"]: c.get("p_value") for c in drift["columns"] if c["drifted"]
-                },
-            }
-            kind = episode_change(drift, bool(episode.get("open")), share)
+        before = {key: rows.get_cursor(session, project, name, _cursor(key)) for key in newest}
+    changes = {
+        key: episode_change(window["summary"]["drift"], bool(before[key].get("open")), share)
+        for key, window in newest.items()
+    }
+    after: dict[Version, dict[str, Any]] = {}
+    for key, kind in changes.items():
+        start = newest[key]["start"]
+        if kind == "drift.detected":
+            onset = _onset(monitor, project, name, key, newest[key], until)
+            after[key] = {"open": True, "since": start.isoformat(), "onset": onset.isoformat()}
+        else:
+            after[key] = {"open": False} if kind == "drift.resolved" else before[key]
+    counts = {
+        key: count
+        for key, episode in after.items()
+        if _due(episode, key, serving)
+        and (count := _labels(monitor, project, name, key, episode, until)) is not None
+    }
+    emitted: list[str] = []
+    with monitor.store.session() as session:
+        for key, window in newest.items():
+            kind, episode = changes[key], after[key]
             if kind is not None:
-                episode = (
-                    {"open": True, "since": payload["window_start"]}
-                    if kind == "drift.detected"
-                    else {"open": False}
-                )
-                rows.set_cursor(session, project, name, key, episode)
+                payload = _detected(name, key, window)
+                if kind == "drift.detected":
+                    payload["onset"] = episode["onset"]
+                rows.set_cursor(session, project, name, _cursor(key), episode)
                 events.append(
                     session, type=kind, subject=name, project=project, payload=payload, actor=ACTOR
                 )
                 emitted.append(kind)
-            if episode.get("open") and not episode.get("labelled"):
-                emitted += _labelled(monitor, session, project, name, key, episode, payload)
+            if key in counts and counts[key] >= _threshold(monitor, episode):
+                _emit_labelled(monitor, session, project, name, key, episode, counts[key])
+                emitted.append("drift.labelled")
     return emitted
 
 
-def _labelled(
+def _detected(name: str, key: Version, window: dict[str, Any]) -> dict[str, Any]:
+    drift = window["summary"]["drift"]
+    return {
+        "deployment": name,
+        "model": key[0],
+        "version": key[1],
+        "window_start": window["start"].isoformat(),
+        "share": drift["share"],
+        "drifted": drift["drifted"][:50],
+        "scores": {c["column"]: round(c["score"], 6) for c in drift["columns"] if c["drifted"]},
+        "p_values": {c["column"]: c.get("p_value") for c in drift["columns"] if c["drifted"]},
+    }
+
+
+def _onset(
+    monitor: Monitor,
+    project: str,
+    name: str,
+    key: Version,
+    window: dict[str, Any],
+    until: datetime,
+) -> datetime:
+    """When the drift seen in ``window`` began: the change point (``onset``) of the drifted
+    columns over the version's rows of this window and the one before it (the unshifted
+    rows the change is told from), in the order they were answered; the window's start
+    when its rows cannot be read."""
+    start: datetime = window["start"]
+    reference = monitor.reference(project, key[0], key[1])
+    profile = reference.profile
+    drifted = window["summary"]["drift"]["drifted"]
+    if profile is None:
+        return start
+    columns = {c: profile.features[c] for c in drifted if c in profile.features}
+    smallest = min(monitor.sizes.values())
+    since = start - timedelta(seconds=smallest)
+    try:
+        parts = [
+            part.filter(
+                pc.and_(
+                    pc.and_(
+                        pc.equal(part["model"], key[0]), pc.equal(part["model_version"], key[1])
+                    ),
+                    pc.is_valid(part["inputs"]),
+                )
+            ).select(["ts", "inputs"])
+            for part in reader.predictions_between(
+                monitor.store, monitor.artifacts, project, name, since, until
+            )
+        ]
+        found = pa.concat_tables(parts) if parts else None
+        if found is None or not found.num_rows:
+            return start
+        found = found.sort_by("ts").slice(max(found.num_rows - ONSET_ROWS, 0))
+        inputs = parsed_inputs(found, reference)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        log.warning("%s/%s: the drift's onset could not be read (%s)", project, name, exc)
+        return start
+    if inputs is None or inputs.num_rows != found.num_rows:
+        return start
+    moment: datetime = found["ts"][onset_index(columns, inputs)].as_py()
+    return moment.replace(tzinfo=UTC)
+
+
+def _due(episode: dict[str, Any], key: Version, serving: Version | None) -> bool:
+    """An open episode waits for its labels; once labelled, it may re-arm only while its
+    version is still the one served (``_refused`` says whether it does)."""
+    if not episode.get("open"):
+        return False
+    return not episode.get("labelled") or serving in (None, key)
+
+
+def _refused(monitor: Monitor, project: str, name: str, key: Version, after: str) -> bool:
+    """Whether the change the last ``drift.labelled`` asked for was refused since: a
+    ``gate.failed`` of the model, or a canary of the deployment rolled back. A retrain still
+    running, or never started, re-arms nothing."""
+    since = datetime.fromisoformat(after)
+    kinds = (("gate.failed", key[0]), ("deployment.canary.rolled_back", name))
+    with monitor.store.session() as session:
+        for kind, subject in kinds:
+            found = events.list_(session, type=kind, project=project, since=since, limit=1000)
+            if any(e.subject == subject for e in found.items):
+                return True
+    return False
+
+
+def _threshold(monitor: Monitor, episode: dict[str, Any]) -> int:
+    """Labels the next ``drift.labelled`` needs: ``drift_min_labels``, then twice the count
+    the last one had."""
+    needed = monitor.settings.drift_min_labels
+    if not episode.get("labelled"):
+        return needed
+    return 2 * int(episode.get("labels") or needed)
+
+
+def _labels(
+    monitor: Monitor,
+    project: str,
+    name: str,
+    key: Version,
+    episode: dict[str, Any],
+    until: datetime,
+) -> int | None:
+    """Labels of the version's answers made since the episode's onset; ``None`` when the
+    windows since then (which count every label of the onset's whole window, an upper
+    bound) hold too few to be worth the exact count."""
+    if episode.get("labelled") and not _refused(
+        monitor, project, name, key, episode.get("labelled_at") or episode["since"]
+    ):
+        return None
+    onset = datetime.fromisoformat(episode.get("onset") or episode["since"])
+    smallest = min(monitor.sizes.values())
+    size = min(monitor.sizes, key=lambda s: monitor.sizes[s])
+    with monitor.store.session() as session:
+        windows = rows.list_windows(
+            session, project, name, size=size, since=window_start(onset, smallest), limit=10_000
+        )
+    upper = sum(w["labels"] for w in windows if (w["model"], w["version"]) == key)
+    if upper < _threshold(monitor, episode):
+        return None
+    return reader.labels_since(monitor.store, monitor.artifacts, project, name, key, onset, until)
+
+
+def _emit_labelled(
     monitor: Monitor,
     session: Any,
     project: str,
     name: str,
-    key: str,
+    key: Version,
     episode: dict[str, Any],
-    detected: dict[str, Any],
-) -> list[str]:
-    """``drift.labelled``, once per episode, when ``drift_min_labels`` labels have joined the
-    drifted version's predictions in the windows since the episode began: what a retrain
-    started by drift waits for, so that labels landing late still start it."""
-    model, version = detected["model"], detected["version"]
-    size = min(monitor.sizes, key=lambda s: monitor.sizes[s])
-    since = datetime.fromisoformat(episode["since"])
-    windows = rows.list_windows(session, project, name, size=size, since=since, limit=10_000)
-    labels = sum(w["labels"] for w in windows if (w["model"], w["version"]) == (model, version))
-    needed = monitor.settings.drift_min_labels
-    if labels < needed:
-        return []
-    rows.set_cursor(session, project, name, key, {**episode, "labelled": True})
+    labels: int,
+) -> None:
+    """``drift.labelled``: the episode's onset and how many of the answers since then have
+    their labels. ``round`` 1 is the first; a later round, at twice the last one's count,
+    means the change the last one started was refused (``_refused``) and the drifted version
+    is still served."""
+    turn = int(episode.get("round") or (1 if episode.get("labelled") else 0)) + 1
     payload = {
         "deployment": name,
-        "model": model,
-        "version": version,
-        "since": episode["since"],
+        "model": key[0],
+        "version": key[1],
+        "since": episode.get("onset") or episode["since"],
         "labels": labels,
-        "min_labels": needed,
+        "min_labels": monitor.settings.drift_min_labels,
+        "round": turn,
     }
-    events.append(
-        session,
-        type="drift.labelled",
-        subject=name,
-        project=project,
-        payload=payload,
-        actor=ACTOR,
+    event = events.append(
+        session, type="drift.labelled", subject=name, project=project, payload=payload, actor=ACTOR
     )
-    return ["drift.labelled"]
+    at = event.time.isoformat()
+    done = {"labelled": True, "labels": labels, "round": turn, "labelled_at": at}
+    rows.set_cursor(session, project, name, _cursor(key), {**episode, **done})
 
 
 def _stretches(
@@ -278,4 +421,7 @@ def evaluate_deployment(
     with monitor.store.session() as session:
         windows = rows.list_windows(session, project, name, size=size, limit=_RECENT)
     monitor.latest[(project, name)] = windows[:8]
-    return _drift(monitor, project, name, windows) + _alerts(monitor, project, name, now, serving)
+    until = now - timedelta(seconds=monitor.settings.lag_s)
+    return _drift(monitor, project, name, windows, until, serving) + _alerts(
+        monitor, project, name, now, serving
+    )

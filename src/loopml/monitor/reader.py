@@ -172,3 +172,46 @@ def newest_labels(labels: pa.Table) -> pa.Table:
         [pa.array([True]), pc.invert(pc.fill_null(same, False)).combine_chunks()]
     )
     return ordered.filter(first)
+
+
+def labels_since(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    project: str,
+    deployment: str,
+    version: tuple[str, int],
+    start: datetime,
+    end: datetime,
+) -> int:
+    """How many of ``version``'s answers made at ``start <= ts < end`` have a label received
+    before ``end`` (a row labelled twice counts once)."""
+    import pyarrow.dataset as ds
+
+    feedback = _dataset(store, artifacts, project, feedback_table(deployment))
+    log = _dataset(store, artifacts, project, prediction_table(deployment))
+    if feedback is None or log is None:
+        return 0
+    model, number = version
+    answered = (
+        log.to_table(
+            columns=_KEY,
+            filter=(ds.field("ts") >= _naive(start))
+            & (ds.field("ts") < _naive(end))
+            & (ds.field("model") == model)
+            & (ds.field("model_version") == number),
+        )
+        .group_by(_KEY)
+        .aggregate([])
+    )
+    if not answered.num_rows:
+        return 0
+    labelled = (
+        feedback.to_table(
+            columns=_KEY,
+            filter=(ds.field("received_at") < _naive(end))
+            & ds.field("inference_id").isin(pc.unique(answered["inference_id"])),
+        )
+        .group_by(_KEY)
+        .aggregate([])
+    )
+    return int(answered.join(labelled, keys=_KEY, join_type="inner").num_rows)

@@ -68,7 +68,9 @@ def empty_state() -> dict[str, Any]:
 JSON_PART_ROWS = 20_000
 
 
-def _inputs(rows: pa.Table, reference: Reference) -> pa.Table | None:
+def parsed_inputs(rows: pa.Table, reference: Reference) -> pa.Table | None:
+    """The logged inputs of ``rows`` as typed columns (numbers as float64), rows with no
+    inputs left out; ``None`` when the reference has no profile or no row has inputs."""
     profile = reference.profile
     if profile is None:
         return None
@@ -154,7 +156,7 @@ def piece_state(rows: pa.Table, reference: Reference | None) -> dict[str, Any]:
         return state
     state["reference"] = reference.source
     profile = reference.profile
-    inputs = _inputs(rows, reference)
+    inputs = parsed_inputs(rows, reference)
     if inputs is not None:
         for name, ref in profile.features.items():
             if name in inputs.column_names:

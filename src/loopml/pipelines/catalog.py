@@ -125,14 +125,28 @@ BUILTINS: dict[str, Builtin] = {
             {
                 "deployment": Param(T.STRING, required=True, help="The deployment."),
                 "target": Param(T.STRING, default="label", help="The label's column name."),
+                "since": Param(
+                    T.STRING,
+                    help="Train on the answers made since: `drift` (the onset of the "
+                    "deployment's newest drift whose labels are in; all when none), an ISO "
+                    "8601 time, or empty for all.",
+                ),
             },
-            {"table": T.TABLE, "training": T.SOURCE, "rows": T.INTEGER},
+            {
+                "table": T.TABLE,
+                "training": T.SOURCE,
+                "rows": T.INTEGER,
+                "training_rows": T.INTEGER,
+                "since": T.STRING,
+            },
             impl=f"{_DATA}:labelled",
             # Labels land outside the spec: every run joins what has arrived.
             cache=False,
             notes=(
                 "`training` is the table version without its lineage columns (inference "
-                "id, row, model version, times): a snapshot's `from`.",
+                "id, row, model version, times), limited to the answers made since `since`: "
+                "a snapshot's `from`. `rows` counts every labelled answer, `training_rows` "
+                "those trained on.",
             ),
         ),
         Builtin(

@@ -10,11 +10,17 @@ inference id and row, the model version that answered and when, and when the lab
 Shadow answers are left out (the client never saw them); a row labelled twice keeps its
 newest label. Each refresh replaces the table with the join over everything logged so far:
 the transform's run says which versions it read.
+
+A retrain after a drift learns the relation that holds now: ``since`` keeps what it trains on
+to the answers made since a moment, by default (``drift_onset``) the onset of the
+deployment's newest drift whose labels are in (its ``drift.labelled`` event). The answers
+before it, labelled under the old relation, would otherwise outvote the shifted ones.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from loopml.core.deployments import feedback_table, labelled_table, prediction_table
 from loopml.core.errors import NotFoundError, ValidationError
@@ -23,7 +29,7 @@ from loopml.data import lake
 from loopml.data.sources import materialize
 from loopml.settings import LakeSettings
 from loopml.storage import ArtifactStore
-from loopml.store import MetadataStore
+from loopml.store import MetadataStore, events
 
 LINEAGE_COLUMNS = (
     "inference_id",
@@ -49,6 +55,8 @@ class Labelled:
     run: TransformRun
     features: dict[str, str]
     target: str
+    since: datetime | None = None
+    """Only the answers made at or after this are trained on (``None``: all)."""
 
     @property
     def table(self) -> str:
@@ -59,7 +67,34 @@ class Labelled:
     def training_sql(self) -> str:
         """The version written without its lineage columns: what a snapshot learns from."""
         lineage = ", ".join(LINEAGE_COLUMNS)
-        return f"SELECT * EXCLUDE ({lineage}) FROM {self.table}"  # noqa: S608
+        where = ""
+        if self.since is not None:
+            moment = self.since.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")
+            where = f" WHERE predicted_at >= TIMESTAMP '{moment}'"
+        return f"SELECT * EXCLUDE ({lineage}) FROM {self.table}{where}"  # noqa: S608
+
+
+def drift_onset(store: MetadataStore, project: str, deployment: str) -> datetime | None:
+    """The onset of ``deployment``'s newest drift whose labels are in: the ``since`` of its
+    newest ``drift.labelled`` event (``None`` when it never had one)."""
+    cursor = None
+    with store.session() as session:
+        while True:
+            page = events.list_(
+                session,
+                type="drift.labelled",
+                project=project,
+                newest_first=True,
+                cursor=cursor,
+                limit=1000,
+            )
+            for event in page.items:
+                if event.payload.get("deployment") == deployment:
+                    moment = datetime.fromisoformat(str(event.payload["since"]))
+                    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+            if page.next_cursor is None:
+                return None
+            cursor = page.next_cursor
 
 
 def refresh(
@@ -71,8 +106,10 @@ def refresh(
     target: str = "label",
     actor: str,
     lake_settings: LakeSettings | None = None,
+    since: datetime | None = None,
 ) -> Labelled:
-    """Write ``deployment``'s labelled answers into its labelled table (see the module).
+    """Write ``deployment``'s labelled answers into its labelled table (see the module);
+    the table holds them all, ``training_sql`` the ones answered at or after ``since``.
 
     Raises:
         NotFoundError: the deployment has served nothing, or has no label yet.
@@ -100,7 +137,7 @@ def refresh(
         actor=actor,
         lake_settings=lake_settings,
     )
-    return Labelled(run=run, features=features, target=target)
+    return Labelled(run=run, features=features, target=target, since=since)
 
 
 def _exists(

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from loopml.core.errors import NotFoundError, ValidationError
+from loopml.core.pipelines import PipelineRun
 from loopml.data import lake, transforms
 from loopml.data.sources import materialize
 from loopml.platform.startup import build_context
@@ -163,3 +164,69 @@ def test_a_pipeline_snapshots_the_labelled_rows_as_its_training_data(
     assert [c.name for c in made.columns] == ["tenure", "charges", "plan", "active", "churned"]
     # The training rows trace back through the labelled table to the log and the labels.
     assert [(s.table, s.version) for s in made.sources] == [("churn_api__labelled", 0)]
+
+
+SINCE = """\
+name: since-drift
+inputs:
+  since: {type: string, default: drift}
+steps:
+  - name: labelled
+    uses: labelled
+    with: {deployment: churn-api, target: churned, since: "${{ inputs.since }}"}
+  - name: snapshot
+    uses: snapshot
+    with:
+      dataset: churn_recent
+      from: ${{ steps.labelled.outputs.training }}
+"""
+
+
+def test_after_a_drift_the_pipeline_learns_from_the_answers_made_since_its_onset(
+    ctx: AppContext,
+) -> None:
+    """The old relation's labelled answers stay in the table but are not trained on: the
+    step reads the onset from the deployment's newest ``drift.labelled`` (another
+    deployment's, newer, is not its); a time or an empty ``since`` is taken as given."""
+    from loopml.data.datasets import get_version
+    from loopml.pipelines import service
+    from loopml.store import events
+    from tests.unit.pipelines.conftest import running_worker, step_of, wait_run
+
+    frame = _frame()
+    old = log_predictions(ctx, "churn-api", frame.iloc[:4], T0, [0] * 4, prefix="old", batch=2)
+    onset = T0 + timedelta(minutes=30)
+    new = log_predictions(ctx, "churn-api", frame.iloc[4:], onset, [1] * 2, prefix="new")
+    log_labels(ctx, "churn-api", old + new, [0, 0, 0, 0, 1, 1], onset + timedelta(minutes=5))
+    with ctx.store.session() as session:
+        for deployment, since in (("churn-api", onset), ("other-api", T0 - timedelta(days=1))):
+            payload = {"deployment": deployment, "since": since.isoformat(), "labels": 2}
+            events.append(
+                session, type="drift.labelled", subject=deployment, project="default",
+                payload=payload, actor="monitor",
+            )  # fmt: skip
+    service.apply_spec(ctx.store, "default", SINCE, actor="t")
+
+    def run_with(since: str) -> PipelineRun:
+        with running_worker(ctx.store, ctx.artifacts, ctx.settings):
+            inputs = {"since": since}
+            started = service.start_run(ctx.store, "default", "since-drift", inputs, actor="t")
+            return wait_run(ctx.store, started.id, timeout_s=120)
+
+    run = run_with("drift")
+    assert run.error is None, run.error
+    outputs = step_of(run, "labelled").outputs
+    assert (outputs["rows"], outputs["training_rows"]) == (6, 2)
+    assert outputs["since"] == onset.isoformat()
+    made = get_version(ctx.store, "default", step_of(run, "snapshot").outputs["dataset"])
+    assert made.row_count == 2
+
+    everything = step_of(run_with(""), "labelled").outputs
+    assert (everything["training_rows"], everything["since"]) == (6, "")
+    later = run_with((onset + timedelta(minutes=1)).isoformat())
+    assert later.error is not None
+    assert "no labelled answer of 'churn-api' was made since" in later.error
+    assert "(6 before it)" in later.error
+    wrong = run_with("yesterday")
+    assert wrong.error is not None
+    assert "invalid since 'yesterday': expected drift, an ISO 8601 time" in wrong.error

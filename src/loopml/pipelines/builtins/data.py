@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from loopml.core.contracts import parse_contract
@@ -124,10 +125,22 @@ def transform(
     return {"table": f"{run.output_table}@{run.output_version}", "rows": run.rows}
 
 
-def labelled(ctx: StepContext, deployment: str, target: str = "label") -> dict[str, Any]:
-    """Refresh ``deployment``'s labelled predictions; the version and what to train on."""
-    from loopml.predictions.labelled import refresh
+def labelled(
+    ctx: StepContext, deployment: str, target: str = "label", since: str | None = None
+) -> dict[str, Any]:
+    """Refresh ``deployment``'s labelled predictions; the version and what to train on: the
+    answers made since ``since`` (``drift``: the onset of its newest labelled drift; a
+    time; empty: all)."""
+    from loopml.data.sources import materialize
+    from loopml.predictions.labelled import drift_onset, refresh
 
+    moment = _since(since)
+    if since == "drift":
+        moment = drift_onset(ctx.store, ctx.project, deployment)
+        ctx.log.info(
+            "since the drift's onset: %s",
+            moment.isoformat() if moment else "none yet, so every labelled answer",
+        )
     made = refresh(
         ctx.store,
         ctx.artifacts,
@@ -136,9 +149,49 @@ def labelled(ctx: StepContext, deployment: str, target: str = "label") -> dict[s
         target=target,
         actor=ctx.actor,
         lake_settings=ctx.settings.lake,
+        since=moment,
     )
-    ctx.log.info("%s: %d labelled rows (transform run %s)", made.table, made.run.rows, made.run.id)
-    return {"table": made.table, "training": made.training_sql, "rows": made.run.rows}
+    training = made.run.rows
+    if moment is not None:
+        count = f"SELECT count(*) AS n FROM ({made.training_sql})"  # noqa: S608
+        counted = materialize(ctx.store, ctx.artifacts, ctx.project, count)
+        training = int(counted.table.column("n")[0].as_py())
+        if not training:
+            raise ValidationError(
+                f"no labelled answer of {deployment!r} was made since {moment.isoformat()} "
+                f"({made.run.rows} before it): send their labels, or set since to an earlier "
+                "time (empty: all)",
+                details={"field": "since", "since": moment.isoformat(), "rows": made.run.rows},
+            )
+    ctx.log.info(
+        "%s: %d labelled rows, %d to train on (transform run %s)",
+        made.table,
+        made.run.rows,
+        training,
+        made.run.id,
+    )
+    return {
+        "table": made.table,
+        "training": made.training_sql,
+        "rows": made.run.rows,
+        "training_rows": training,
+        "since": moment.isoformat() if moment else "",
+    }
+
+
+def _since(since: str | None) -> datetime | None:
+    """``since`` as a time (UTC when it names no zone); ``None`` for empty or ``drift``."""
+    if not since or since == "drift":
+        return None
+    try:
+        moment = datetime.fromisoformat(since)
+    except ValueError:
+        raise ValidationError(
+            f"invalid since {since!r}: expected drift, an ISO 8601 time "
+            "(2026-11-27T14:38:00Z) or empty for every labelled answer",
+            details={"field": "since"},
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def split(
