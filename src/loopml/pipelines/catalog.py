@@ -256,7 +256,9 @@ BUILTINS: dict[str, Builtin] = {
                     "model policy's min_delta, never lowers it.",
                 ),
             },
-            {"model": T.MODEL, "passed": T.BOOLEAN, "summary": T.STRING},
+            # The summary is a sentence per deciding rule: longer than a string's 200
+            # characters when several rules failed (the demo's refusal names two).
+            {"model": T.MODEL, "passed": T.BOOLEAN, "summary": T.ANY},
             impl=f"{_MODELS}:gate",
             cache=False,
         ),

@@ -16,6 +16,8 @@ from loopml.core.gate import GatePolicy
 from loopml.core.pipelines import RunStatus, StepStatus
 from loopml.data import lake
 from loopml.pipelines import service
+from loopml.pipelines.catalog import BUILTINS
+from loopml.pipelines.types import ValueType, check_value
 from loopml.registry import gate, resolve
 from loopml.settings import Settings
 from loopml.storage import ArtifactStore
@@ -128,7 +130,9 @@ def test_the_loop_then_the_cache_then_a_refused_promotion(
             store,
             "default",
             "cancer",
-            GatePolicy.model_validate({"thresholds": [{"metric": "roc_auc", "min": 1.01}]}),
+            GatePolicy.model_validate(
+                {"thresholds": [{"metric": m, "min": 1.01} for m in ("roc_auc", "accuracy", "f1")]}
+            ),
             actor="t",
         )
         refused = wait_run(
@@ -137,9 +141,19 @@ def test_the_loop_then_the_cache_then_a_refused_promotion(
     assert refused.status == RunStatus.FAILED
     judged = step_of(refused, "gate").outputs
     assert (judged["model"], judged["passed"]) == ("cancer/1", False)
-    assert re.fullmatch(r"roc_auc = [0-9.]+, required >= 1\.01", judged["summary"]), judged
+    rule = r"{} = [0-9.]+, required >= 1\.01"
+    said = "; ".join(rule.format(m) for m in ("roc_auc", "accuracy", "f1"))
+    assert re.fullmatch(said, judged["summary"]), judged
     promote = step_of(refused, "promote")
     assert (promote.status, promote.attempt) == (StepStatus.FAILED, 1)  # not retried
     assert promote.error is not None
     assert promote.error.code == "gate_required"
     assert not promote.error.retryable
+
+
+def test_the_gate_step_s_summary_may_be_longer_than_a_string_output() -> None:
+    """A verdict names every rule that failed: the demo's refusal (a threshold and the
+    champion) came to more than a string output's 200 characters, and the step failed
+    with "returned bad outputs" once the summary was declared a string."""
+    summary = BUILTINS["gate"].outputs["summary"]
+    assert check_value(ValueType(summary), "roc_auc = 0.5, required >= 0.9; " * 20) is None
