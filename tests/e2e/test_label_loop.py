@@ -169,10 +169,14 @@ def _champion(client: Client, first: list[dict[str, Any]]) -> None:
     assert client.models.resolve(f"{MODEL}@champion").version == 1
 
 
-def _judged(client: Client, rows: int) -> bool:
-    """Whether the monitor counted ``rows`` rows of the served model and judged drift on a
-    window of them (the hour may turn between two windows)."""
-    windows = [w for w in client.monitoring.windows(DEPLOYMENT, window="1h") if w["model"]]
+def _judged(client: Client, rows: int, version: int | None = None) -> bool:
+    """Whether the monitor counted ``rows`` rows of the served model (of ``version``, if
+    given) and judged drift on a window of them (the hour may turn between two windows)."""
+    windows = [
+        w
+        for w in client.monitoring.windows(DEPLOYMENT, window="1h")
+        if w["model"] and version in (None, w["version"])
+    ]
     counted = sum(int(w["summary"]["usage"]["rows"]) for w in windows)
     drifts = [w["summary"].get("drift", {}) for w in windows]
     return counted >= rows and any(d.get("status") == "ready" and d.get("judged") for d in drifts)
@@ -237,6 +241,11 @@ def test_the_loop_closes_on_labels(server: RunningServer) -> None:
             )[0]
             done = _wait_run(client, run, 300)
             wait_for(lambda: shifted.versions >= {1, 2}, 30, "version 2 never answered")
+            # Its reference is the shifted rows it was trained on (since the onset), so the
+            # shifted traffic it now serves is no drift of its own: no second episode, no
+            # second retrain for the same shift.
+            wait_for(lambda: _judged(client, 100, version=2), 60, "version 2 was never judged")
+        assert [e.payload for e in events(client, "drift.detected")] == [detected.payload]
         (labelled,) = events(client, "drift.labelled")
         assert shifted.labelled_at is not None
         assert labelled.time > shifted.labelled_at
