@@ -66,6 +66,11 @@ def _drift(window: dict[str, Any], name: str, show_all: bool) -> list[Any]:
     worst = sorted(columns, key=lambda c: (not c["drifted"], -c["psi"]))
     shown = worst if show_all else worst[:WORST]
     parts: list[Any] = [_drift_table(drift, shown), LEGEND]
+    if drift.get("looks"):  # windows stored before looks have none
+        parts.append(
+            f"judged at {drift['judged_rows']:,} rows, look {drift['looks']} (again once "
+            "the rows grow 10 %)"
+        )
     hidden = len(worst) - len(shown)
     if hidden:
         parts.append(

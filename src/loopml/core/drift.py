@@ -30,5 +30,5 @@ def drifts_when(method: str, threshold: float) -> str:
     if not threshold:
         return "-"
     if method in P_VALUE_TESTS:
-        return f"p < {threshold:g}"
+        return f"p < {threshold:.3g}"
     return f"{method} >= {threshold:g}"

@@ -15,7 +15,10 @@ Bonferroni) and, where a distance or the PSI is the figure, that figure reaches 
 threshold too. A distance alone misleads on a young window: 30 unshifted rows put the
 Wasserstein distance of most columns over 0.1. The input drifted (``dataset_drift``) when a
 column did and at least ``drift_share`` of them did, so unshifted traffic is called drifted
-in at most ``p_value`` of its windows whatever their size. The KS statistic is exact when
+in at most ``p_value`` of its windows whatever their size, and however often a growing window
+is judged: the monitor judges a window again only once its rows have grown by
+``look_growth``, at most ``looks`` times, the looks sharing ``p_value`` in proportion to
+1 / look (``DriftConfig.level``, ``windows.summarize``). The KS statistic is exact when
 the reference kept every distinct value (``exact``), and otherwise taken at its quantile
 edges (a lower bound: the test errs toward no drift); the Wasserstein distance integrates
 ``|F_ref - F_cur|`` with both CDFs linear inside a gap between edges (exact tails beyond
@@ -73,6 +76,29 @@ class DriftConfig(BaseModel):
         "(0: any one drifted column).",
     )
     min_rows: int = Field(default=30, ge=1, description="Fewer current rows: not judged.")
+    looks: int = Field(
+        default=128,
+        ge=1,
+        description="The most times one window's drift is judged as it fills; the looks "
+        "share p_value (``level``), so a window of unshifted traffic is called drifted at "
+        "some look in at most p_value of windows, however many rows it gets and however "
+        "often the monitor reads it.",
+    )
+    look_growth: float = Field(
+        default=0.1,
+        ge=0,
+        description="A window is judged again once its rows have grown by this share since "
+        "its last judgment (128 looks from 30 rows reach 5.5 million rows at 0.1); between "
+        "looks its last verdict stands.",
+    )
+
+    def level(self, look: int = 1) -> float:
+        """The false-alarm rate of a window's ``look``-th judgment: ``p_value`` spent over
+        at most ``looks`` looks in proportion to 1 / look, so that all of a window's looks
+        together spend ``p_value`` (a union bound), and the early looks, on few rows, get
+        the most: a shift from a window's first row is still seen within 60 rows."""
+        harmonic = sum(1 / i for i in range(1, self.looks + 1))
+        return self.p_value / (min(max(look, 1), self.looks) * harmonic)
 
 
 class ColumnDrift(BaseModel):
@@ -342,16 +368,19 @@ def dataset_drift(
     references: Mapping[str, ColumnReference],
     windows: Mapping[str, ColumnWindow],
     config: DriftConfig | None = None,
+    look: int = 1,
 ) -> DatasetDrift:
-    """Every column's drift, and the input's (columns without a window are skipped).
+    """Every column's drift, and the input's (columns without a window are skipped), at the
+    window's ``look``-th judgment.
 
-    The false-alarm rate ``p_value`` is shared among the judged columns (Bonferroni), so
-    unshifted traffic is called drifted in at most that share of windows.
+    The false-alarm rate ``p_value`` is shared among a window's looks (``DriftConfig.level``)
+    and, within a look, among its judged columns (Bonferroni), so unshifted traffic is called
+    drifted at some look in at most that share of windows.
     """
     cfg = config or DriftConfig()
     present = {name: (ref, windows[name]) for name, ref in references.items() if name in windows}
     judgeable = sum(ref.rows > 0 and win.rows >= cfg.min_rows for ref, win in present.values())
-    alpha = cfg.p_value / max(judgeable, 1)
+    alpha = cfg.level(look) / max(judgeable, 1)
     columns = [column_drift(name, ref, win, cfg, alpha) for name, (ref, win) in present.items()]
     judged = [c for c in columns if c.judged]
     drifted = sum(c.drifted for c in judged)

@@ -360,7 +360,8 @@ class Monitor:
                 seconds = self.sizes[key[3]]
                 elapsed = min(seconds, max((until - key[4]).total_seconds(), 1.0))
                 reference = references[(key[1], key[2])]
-                summary = summarize(merged, reference, elapsed, self.config)
+                previous = old["summary"] if old else None
+                summary = summarize(merged, reference, elapsed, self.config, previous)
                 rows.put_window(
                     session,
                     project,

@@ -235,11 +235,29 @@ def merge_state(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def look_due(earlier: dict[str, Any] | None, rows: int, source: str, config: DriftConfig) -> bool:
+    """Whether a window of ``rows`` rows is judged for drift now, given its ``earlier``
+    verdict: its first judgment (or one against another reference), then once its rows have
+    grown by ``look_growth`` since the last, at most ``looks`` times."""
+    if not earlier or earlier.get("status") != "ready" or earlier.get("source") != source:
+        return True
+    if not earlier.get("judged"):  # too few rows for any column yet: not a look
+        return True
+    if int(earlier.get("looks", 1)) >= config.looks:
+        return False
+    return rows >= int(earlier.get("judged_rows", 0)) * (1 + config.look_growth)
+
+
 def summarize(
-    state: dict[str, Any], reference: Reference | None, seconds: float, config: DriftConfig
+    state: dict[str, Any],
+    reference: Reference | None,
+    seconds: float,
+    config: DriftConfig,
+    previous: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A window's figures: usage, drift per column and of the input, prediction drift,
-    live quality, replica resources."""
+    live quality, replica resources. ``previous`` is the window's summary as last saved:
+    its drift verdict stands until the next look (``look_due``)."""
     used = usage.usage_summary(state["usage"], seconds)
     summary: dict[str, Any] = {"usage": used}
     summary["quality"] = quality.quality_summary(state["quality"], state["usage"]["rows"])
@@ -253,10 +271,18 @@ def summarize(
         reason = reference.reason if reference else "no reference profile yet"
         summary["drift"] = {"status": "off", "reason": reason}
         return summary
+    earlier = (previous or {}).get("drift")
+    rows = int(state["usage"]["rows"])
+    if not look_due(earlier, rows, reference.source, config):
+        summary["drift"] = earlier
+        return summary
+    looks = 0
+    if earlier and earlier.get("status") == "ready" and earlier.get("judged"):
+        looks = int(earlier.get("looks", 1)) if earlier.get("source") == reference.source else 0
     profile = reference.profile
     windows = {name: window_column(data) for name, data in state["features"].items()}
     present = {name: w for name, w in windows.items() if w is not None}
-    result = dataset_drift(profile.features, present, config)
+    result = dataset_drift(profile.features, present, config, looks + 1)
     drift: dict[str, Any] = {
         "status": "ready",
         "source": reference.source,
@@ -265,11 +291,14 @@ def summarize(
         "drifted": [c.column for c in result.columns if c.drifted],
         "judged": result.judged_columns,
         "columns": [c.model_dump() for c in result.columns],
+        "looks": looks + (1 if result.judged_columns else 0),
+        "judged_rows": rows,
     }
     prediction = window_column(state["prediction"])
     if profile.prediction is not None and prediction is not None:
+        level = config.level(looks + 1)
         drift["prediction"] = column_drift(
-            "prediction", profile.prediction, prediction, config
+            "prediction", profile.prediction, prediction, config, level
         ).model_dump()
     summary["drift"] = drift
     return summary

@@ -416,8 +416,10 @@ class MonitorSettings(_Section):
         gt=0,
         lt=1,
         description="The drift false-alarm rate: the chance that a window of unshifted "
-        "traffic is called drifted, whatever its size; each of its columns is tested "
-        "(KS, chi-square) at this over the number of columns.",
+        "traffic is called drifted at any of its looks, whatever its size and however "
+        "often the monitor reads it (the window is judged again as its rows grow by 10 %, "
+        "at most 128 times, the looks sharing this); within a look each column is tested "
+        "(KS, chi-square) at its share over the number of columns.",
     )
     drift_distance: float = Field(
         default=0.1, gt=0, description="Wasserstein (normed) and Jensen-Shannon threshold."

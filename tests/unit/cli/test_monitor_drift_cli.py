@@ -42,7 +42,9 @@ def test_the_drift_table_shows_the_p_value_beside_each_figure(platform: Platform
     shown = platform.cli("monitor", "churn-api")
     assert shown.exit_code == 0, shown.output
     text = shown.stdout
-    assert "drift: 0/3 columns (0%); drifted: score past threshold and p < 0.00033" in text
+    # The first look's share of p_value (DriftConfig.level), over the 3 columns.
+    assert "drift: 0/3 columns (0%); drifted: score past threshold and p < 6.1e-05" in text
+    assert "judged at 40 rows, look 1 (again once the rows grow 10 %)" in text
     assert max(len(line) for line in text.splitlines()) <= 80
     header = next(line for line in text.splitlines() if "column" in line and "score" in line)
     assert " p " in header

@@ -8,6 +8,7 @@ from the prediction log, are in ``test_episodes.py``."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Literal
 
 import numpy as np
@@ -19,7 +20,7 @@ from loopml.monitor.drift import DriftConfig
 from loopml.monitor.episodes import episode_change
 from loopml.monitor.reference import Reference, profile_table
 from loopml.monitor.sketch import reduce
-from loopml.monitor.windows import empty_state, summarize
+from loopml.monitor.windows import empty_state, merge_state, summarize
 
 WINDOWS = 200
 NUMERIC = ["normal", "lognormal", "integer", "normal2", "lognormal2", "integer2"]
@@ -107,4 +108,91 @@ def test_a_one_std_shift_of_two_columns_is_detected_at_400_rows(reference: Refer
         assert drift["drifted"] == ["normal", "lognormal"]
         shown = {c["column"]: c for c in drift["columns"]}  # type: ignore[attr-defined]
         assert shown["normal"]["score"] > 0.5  # Wasserstein / std, the figure users see
-        assert shown["normal"]["p_value"] < shown["normal"]["alpha"] == CONFIG.p_value / 8
+        assert shown["normal"]["p_value"] < shown["normal"]["alpha"] == CONFIG.level(1) / 8
+
+
+def _filled(
+    reference: Reference,
+    seed: int,
+    per_round: int,
+    rounds: int,
+    config: DriftConfig,
+    *,
+    afresh: bool = False,
+    shifted: tuple[str, ...] = (),
+) -> int | None:
+    """A window filled as the monitor fills it: each round's rows reduced to sketches,
+    merged into its state and summarized with its last summary (``afresh``: without it, as
+    every round was judged before looks); the rows at which its verdict first said drift,
+    ``None`` when it never did."""
+    assert reference.profile is not None
+    state: dict[str, object] = empty_state()
+    summary: dict[str, object] | None = None
+    for turn in range(rounds):
+        frame = _draw(seed=1000 * seed + turn, rows=per_round, shifted=shifted)
+        piece = empty_state()
+        piece["usage"]["rows"] = per_round
+        for name, column in reference.profile.features.items():
+            values = frame[name].to_numpy()
+            data = values if name in NUMERIC else pa.array(values, pa.string())
+            piece["features"][name] = reduce(column, data).model_dump()
+        state = merge_state(state, piece)
+        summary = summarize(state, reference, 3600.0, config, None if afresh else summary)
+        drift = summary["drift"]
+        assert isinstance(drift, dict)
+        if drift["dataset_drift"]:
+            return (turn + 1) * per_round
+    return None
+
+
+# A window the monitor judged afresh every round raised drift at 270 rows (of 260 such hours
+# replayed, this one did; bench/drift_false_alarms.py measures the rates).
+ALARMED_WHEN_JUDGED_EVERY_ROUND = 190
+
+
+def test_an_hour_of_unshifted_traffic_judged_round_by_round_raises_no_drift(
+    reference: Reference,
+) -> None:
+    """30 rows a round (1 request a second at a 30 s interval) for an hour: the window is
+    summarized at every round, as the monitor does, and its verdict holds whatever the
+    number of rounds: judged again only once its rows grew by 10 %, its looks sharing
+    p_value. Judged afresh at every round at p_value, the first of these hours raised
+    drift (the false-alarm rate held per judgment, not per hour)."""
+    hours = [ALARMED_WHEN_JUDGED_EVERY_ROUND, *range(20)]
+    old = DriftConfig(looks=1)
+    assert _filled(reference, hours[0], 30, 120, old, afresh=True) == 270
+    assert [h for h in hours if _filled(reference, h, 30, 120, CONFIG) is not None] == []
+
+
+def test_a_window_is_judged_again_only_as_its_rows_grow(reference: Reference) -> None:
+    """The looks of one unshifted hour: at most ``looks``, each once the rows grew by 10 %."""
+    assert reference.profile is not None
+    state: dict[str, object] = empty_state()
+    summary: dict[str, object] | None = None
+    looked: list[int] = []
+    for turn in range(120):
+        frame = _draw(seed=500_000 + turn, rows=30)
+        piece = empty_state()
+        piece["usage"]["rows"] = 30
+        for name, column in reference.profile.features.items():
+            values = frame[name].to_numpy()
+            data = values if name in NUMERIC else pa.array(values, pa.string())
+            piece["features"][name] = reduce(column, data).model_dump()
+        state = merge_state(state, piece)
+        summary = summarize(state, reference, 3600.0, CONFIG, summary)
+        drift = summary["drift"]
+        assert isinstance(drift, dict)
+        if not looked or drift["judged_rows"] != looked[-1]:
+            looked.append(drift["judged_rows"])
+            assert drift["looks"] == len(looked)
+    assert looked[:4] == [30, 60, 90, 120]  # each round is 10 % more, up to 300 rows
+    assert all(b >= a * 1.1 for a, b in itertools.pairwise(looked)), looked
+    assert 30 < len(looked) < 60, looked
+
+
+def test_a_one_std_shift_of_one_column_is_seen_within_60_rows(reference: Reference) -> None:
+    """The looks' stricter levels cost little: a shift from the window's first row, 10 rows
+    a round, is seen by 60 rows in every one of 20 windows (the early looks, on few rows,
+    get the largest share of p_value)."""
+    seen = [_filled(reference, 8000 + w, 10, 30, CONFIG, shifted=("normal",)) for w in range(20)]
+    assert all(rows is not None and rows <= 60 for rows in seen), seen

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from loopml.monitor.drift import DriftConfig
 from loopml.monitor.reference import Reference, profile_table, save_reference
 from loopml.store import events
 from loopml.store import monitor as rows
@@ -125,4 +126,4 @@ def test_a_young_window_of_single_row_requests_does_not_drift(store_ctx: AppCont
     assert (drift["judged"], drift["drifted"], drift["dataset_drift"]) == (8, [], False)
     distances = sorted(c["score"] for c in drift["columns"])
     assert distances[-1] > 0.1  # the figures users read are still there
-    assert all(c["p_value"] >= c["alpha"] == 0.001 / 8 for c in drift["columns"])
+    assert all(c["p_value"] >= c["alpha"] == DriftConfig().level(1) / 8 for c in drift["columns"])
