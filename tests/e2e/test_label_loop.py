@@ -229,9 +229,9 @@ def test_the_loop_closes_on_labels(server: RunningServer) -> None:
             # the window holds the labels of the unshifted answers before the shift (on the
             # window's count, drift.labelled fired on them with drift.detected).
             assert events(client, "drift.labelled") == []
-            # The onset is the first shifted answer's time, not its window's start.
-            onset = datetime.fromisoformat(detected.payload["onset"])
-            assert onset >= shift_at, (detected.payload, shift_at)
+            # The onset is found in the rows, not the window's start (seen on a few dozen
+            # shifted rows, it may land a request or two early; it is found again below).
+            assert detected.payload["onset"] > detected.payload["window_start"]
             assert client.pipelines.runs(pipeline="retrain-labels").items == []
             shifted.label()
             run = wait_for(
@@ -250,14 +250,15 @@ def test_the_loop_closes_on_labels(server: RunningServer) -> None:
         assert shifted.labelled_at is not None
         assert labelled.time > shifted.labelled_at
         assert labelled.payload["labels"] >= 100
-        assert labelled.payload["since"] == detected.payload["onset"]
+        # Found again once the labels are in, on many shifted rows: the first shifted answer.
+        assert datetime.fromisoformat(labelled.payload["since"]) >= shift_at, labelled.payload
         assert run.actor == "trigger:retrain-on-drift"
         assert run.created_at >= labelled.time
 
         steps = _steps(client, done)
         # It learned from the shifted answers alone, not the unshifted ones labelled before.
         learned = steps["labelled"].outputs
-        assert learned["since"] == detected.payload["onset"]
+        assert learned["since"] == labelled.payload["since"]
         assert learned["rows"] - learned["training_rows"] >= unshifted.rows_answered, learned
         gate = steps["gate"].outputs
         assert gate["passed"] is True, gate

@@ -60,6 +60,7 @@ log = logging.getLogger("loopml.monitor")
 ACTOR = "monitor"
 _RECENT = 48
 ONSET_ROWS = 200_000
+MOVED = 0.05
 """The newest rows an onset is found among (a busy deployment's two windows, bounded)."""
 Version = tuple[str, int]
 
@@ -112,8 +113,14 @@ def _drift(
     for key, kind in changes.items():
         start = newest[key]["start"]
         if kind == "drift.detected":
-            onset = _onset(monitor, project, name, key, newest[key], until)
-            after[key] = {"open": True, "since": start.isoformat(), "onset": onset.isoformat()}
+            columns = _moved(newest[key]["summary"]["drift"])
+            onset = _onset(monitor, project, name, key, start, columns, until)
+            after[key] = {
+                "open": True,
+                "since": start.isoformat(),
+                "onset": onset.isoformat(),
+                "columns": columns,
+            }
         else:
             after[key] = {"open": False} if kind == "drift.resolved" else before[key]
     counts = {
@@ -135,8 +142,10 @@ def _drift(
                     session, type=kind, subject=name, project=project, payload=payload, actor=ACTOR
                 )
                 emitted.append(kind)
-            if key in counts and counts[key] >= _threshold(monitor, episode):
-                _emit_labelled(monitor, session, project, name, key, episode, counts[key])
+            if key in counts and counts[key][0] >= _threshold(monitor, episode):
+                labels, onset = counts[key]
+                episode = {**episode, "onset": onset.isoformat(), "refined": True}
+                _emit_labelled(monitor, session, project, name, key, episode, labels)
                 emitted.append("drift.labelled")
     return emitted
 
@@ -155,25 +164,37 @@ def _detected(name: str, key: Version, window: dict[str, Any]) -> dict[str, Any]
     }
 
 
+def _moved(drift: dict[str, Any]) -> list[str]:
+    """The columns an onset is found on: the drifted ones, then those whose p-value is
+    under ``MOVED`` (a shift seen early, on few rows, is often significant in one column
+    and on its way in the others: more columns that moved together place it better)."""
+    drifted = list(drift["drifted"])
+    moved = [
+        c["column"]
+        for c in drift["columns"]
+        if c["column"] not in drifted and c.get("judged") and c.get("p_value", 1.0) < MOVED
+    ]
+    return [*drifted, *moved][:50]
+
+
 def _onset(
     monitor: Monitor,
     project: str,
     name: str,
     key: Version,
-    window: dict[str, Any],
+    start: datetime,
+    names: list[str],
     until: datetime,
 ) -> datetime:
-    """When the drift seen in ``window`` began: the change point (``onset``) of the drifted
-    columns over the version's rows of this window and the one before it (the unshifted
-    rows the change is told from), in the order they were answered; the window's start
-    when its rows cannot be read."""
-    start: datetime = window["start"]
+    """When the drift seen in the window starting at ``start`` began: the change point
+    (``onset``) of the columns ``names`` over the version's rows of this window and the one
+    before it (the unshifted rows the change is told from), in the order they were answered;
+    the window's start when its rows cannot be read."""
     reference = monitor.reference(project, key[0], key[1])
     profile = reference.profile
-    drifted = window["summary"]["drift"]["drifted"]
     if profile is None:
         return start
-    columns = {c: profile.features[c] for c in drifted if c in profile.features}
+    columns = {c: profile.features[c] for c in names if c in profile.features}
     smallest = min(monitor.sizes.values())
     since = start - timedelta(seconds=smallest)
     try:
@@ -242,10 +263,12 @@ def _labels(
     key: Version,
     episode: dict[str, Any],
     until: datetime,
-) -> int | None:
-    """Labels of the version's answers made since the episode's onset; ``None`` when the
-    windows since then (which count every label of the onset's whole window, an upper
-    bound) hold too few to be worth the exact count."""
+) -> tuple[int, datetime] | None:
+    """Labels of the version's answers made since the episode's onset, and that onset;
+    ``None`` when the windows since then (which count every label of the onset's whole
+    window, an upper bound) hold too few to be worth the exact count. Before its first
+    count the onset is found again: at detection a shift may be a few dozen rows old, which
+    places it within a few rows; by the time its labels are in there are many more."""
     if episode.get("labelled") and not _refused(
         monitor, project, name, key, episode.get("labelled_at") or episode["since"]
     ):
@@ -260,7 +283,11 @@ def _labels(
     upper = sum(w["labels"] for w in windows if (w["model"], w["version"]) == key)
     if upper < _threshold(monitor, episode):
         return None
-    return reader.labels_since(monitor.store, monitor.artifacts, project, name, key, onset, until)
+    if not episode.get("refined") and episode.get("columns"):
+        start = datetime.fromisoformat(episode["since"])
+        onset = _onset(monitor, project, name, key, start, episode["columns"], until)
+    count = reader.labels_since(monitor.store, monitor.artifacts, project, name, key, onset, until)
+    return count, onset
 
 
 def _emit_labelled(
