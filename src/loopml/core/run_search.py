@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -83,9 +84,22 @@ class RunFilter(_Spec):
         kind = _PREFIXES[prefix]
         op = op.upper()
         try:
+            if kind == "metric" and op in ("LIKE", "ILIKE"):
+                raise ValidationError(
+                    f"invalid filter {text[:80]!r}: {op} compares params and tags as text; a "
+                    "metric takes = != < <= > >= and a number",
+                    details={"field": "filter"},
+                )
             if kind == "metric":
+                value = _number(raw)
+                if isinstance(value, str) or not math.isfinite(value):
+                    raise ValidationError(
+                        f"invalid filter {text[:80]!r}: a metric is compared with a finite "
+                        f"number, got {raw[:40]!r} (such as 'metrics.acc >= 0.9')",
+                        details={"field": "filter"},
+                    )
                 return MetricFilter.model_validate(
-                    {"kind": kind, "key": key, "op": op, "value": _number(raw)}
+                    {"kind": kind, "key": key, "op": op, "value": value}
                 )
             return TextFilter.model_validate(
                 {"kind": kind, "key": key, "op": op, "value": _unquote(raw)}

@@ -142,6 +142,28 @@ def test_bad_search_is_a_4xx_page_with_the_message(anonymous: TestClient) -> Non
         assert message in answer.text, query
 
 
+def test_a_search_that_does_not_parse_keeps_its_form_and_says_what_was_expected(
+    anonymous: TestClient,
+) -> None:
+    """A metric compared with a word: the page keeps the form as it was sent, says a number
+    was expected (it showed pydantic's "1 validation error for MetricFilter ... float_type"
+    on an error page without the form)."""
+    _log_runs(anonymous, 3)
+    answer = anonymous.get("/runs", params={"q": "metrics.acc >= high", "sort": "metrics.acc"})
+    assert answer.status_code == 422, answer.text
+    page = answer.text
+    assert 'value="metrics.acc &gt;= high"' in page  # the search, as typed
+    assert 'value="metrics.acc"' in page  # the sort too
+    assert "a metric is compared with a finite number, got &#39;high&#39;" in page
+    assert "validation error" not in page
+    assert 'role="alert"' in page
+    assert "Clear the search" in page
+    for word in ("nan", "inf"):
+        refused = anonymous.get("/runs", params={"q": f"metrics.acc >= {word}"})
+        assert refused.status_code == 422
+        assert f"finite number, got &#39;{word}&#39;" in refused.text
+
+
 def test_run_page_and_compare(anonymous: TestClient) -> None:
     ids = _log_runs(anonymous, 3)
     page = anonymous.get(f"/runs/default/{ids[2]}")

@@ -213,7 +213,7 @@ def test_params_and_tags_match_like_and_ilike_on_every_dialect(store: MetadataSt
     assert found("params.model LIKE '__'") == ["rf"]
     assert found("params.model LIKE 'a\\%'") == ["a\\b"]
     assert found("tags.team LIKE 'LG%'") == ["LGBM-x", "lgbm"]
-    with pytest.raises(ValidationError, match="LIKE"):
+    with pytest.raises(ValidationError, match="LIKE compares params and tags as text"):
         RunFilter.parse("metrics.acc LIKE '1%'")
 
 

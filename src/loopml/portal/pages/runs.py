@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from loopml.core.errors import NotFoundError
+from loopml.core.errors import NotFoundError, ValidationError
 from loopml.core.run_search import RunSearch
 from loopml.core.runs import Experiment, LoggedModel, Run
 from loopml.core.types import Artifact
@@ -93,11 +93,26 @@ async def runs_table(request: Request, viewer: ViewerDep) -> Response:
     store = context_of(request).store
     query = read_query(request.query_params)
     last = remembered(request)
-    made = await read_only(request, lambda: gather_table(store, viewer, query, last))
+
+    def gather() -> tuple[RunsTable, str | None]:
+        # A search that does not parse keeps its form, filled as it was sent, above the
+        # parser's message: the user corrects it there.
+        try:
+            return gather_table(store, viewer, query, last), None
+        except ValidationError as exc:
+            project, visible = pick(store, viewer, query.project, last)
+            kept = RunsTable(projects=visible, project=project)
+            if project is not None:
+                kept.experiments = tracking.list_experiments(store, project, limit=200).items
+            return kept, exc.message
+
+    made, error = await read_only(request, gather)
     page = render(
         request,
         "runs.html",
         viewer,
+        status_code=422 if error else 200,
+        error=error,
         page="runs",
         view=made,
         query=query,
