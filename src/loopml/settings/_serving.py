@@ -407,9 +407,9 @@ class MonitorSettings(_Section):
         default=100,
         ge=1,
         le=10_000_000,
-        description="Labels joined to a drifted model version's predictions since its drift "
-        "episode began before the episode emits `drift.labelled` (what a retrain on drift "
-        "should be triggered by).",
+        description="Labels joined to a drifted model version's answers made since its "
+        "drift's onset before the episode emits `drift.labelled` (what a retrain on drift "
+        "should be triggered by); again at twice the count after a refused retrain.",
     )
     drift_p_value: float = Field(
         default=0.001,
