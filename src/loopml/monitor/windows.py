@@ -273,13 +273,26 @@ def summarize(
         return summary
     earlier = (previous or {}).get("drift")
     rows = int(state["usage"]["rows"])
-    if not look_due(earlier, rows, reference.source, config):
+    if look_due(earlier, rows, reference.source, config):
+        summary["drift"] = _judged(state, reference, config, rows, _looks(earlier, reference))
+    else:
         summary["drift"] = earlier
-        return summary
-    looks = 0
-    if earlier and earlier.get("status") == "ready" and earlier.get("judged"):
-        looks = int(earlier.get("looks", 1)) if earlier.get("source") == reference.source else 0
+    return summary
+
+
+def _looks(earlier: dict[str, Any] | None, reference: Reference) -> int:
+    """The looks a window had against ``reference`` before this one."""
+    if not earlier or earlier.get("status") != "ready" or not earlier.get("judged"):
+        return 0
+    return int(earlier.get("looks", 1)) if earlier.get("source") == reference.source else 0
+
+
+def _judged(
+    state: dict[str, Any], reference: Reference, config: DriftConfig, rows: int, looks: int
+) -> dict[str, Any]:
+    """The drift of a window of ``rows`` rows at its next look (after ``looks``)."""
     profile = reference.profile
+    assert profile is not None
     windows = {name: window_column(data) for name, data in state["features"].items()}
     present = {name: w for name, w in windows.items() if w is not None}
     result = dataset_drift(profile.features, present, config, looks + 1)
@@ -300,8 +313,7 @@ def summarize(
         drift["prediction"] = column_drift(
             "prediction", profile.prediction, prediction, config, level
         ).model_dump()
-    summary["drift"] = drift
-    return summary
+    return drift
 
 
 def window_end(start: datetime, seconds: int) -> datetime:
