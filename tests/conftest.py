@@ -91,6 +91,7 @@ def serving(server: socketserver.BaseServer) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+        thread.join(timeout=10)
 
 
 def free_port() -> int:
