@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -14,8 +15,21 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
 Item = TypeVar("Item", bound="BaseModel")
-console = Console()
-err_console = Console(stderr=True)
+
+
+class _Console(Console):
+    """Rich's console, except that into a pipe or a file (no terminal, no ``COLUMNS`` set) a
+    printed line is never wrapped: Rich folds at 80 columns there, which broke log lines and
+    commands pasted from them. Tables still fit the width."""
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        if options.get("soft_wrap") is None:
+            options["soft_wrap"] = not self.is_terminal and "COLUMNS" not in os.environ
+        super().print(*objects, **options)
+
+
+console = _Console()
+err_console = _Console(stderr=True)
 
 
 def when(value: datetime) -> str:
