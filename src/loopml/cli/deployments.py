@@ -20,9 +20,10 @@ from loopml.cli._output import (
     wide_option,
 )
 from loopml.core.deployments import DeploymentRequest
-from loopml.core.errors import ConfigurationError, ValidationError
+from loopml.core.errors import ConfigurationError, LoopmlError, ValidationError
 
 if TYPE_CHECKING:
+    from loopml.client import Client
     from loopml.core.deployments import Canary, Deployment
 
 app = typer.Typer(
@@ -220,7 +221,7 @@ def deploy(
         deployment = client.deployments.create_from(request, project=project)
         if wait:
             deployment = client.deployments.wait(name, timeout_s=timeout, project=project)
-        _print(deployment, output)
+        _print(deployment, output, _auth_on(client) if output == "table" else None)
         if output == "table":
             from loopml.cli import _endpoints
 
@@ -271,7 +272,19 @@ def _canary_text(canary: Canary | None) -> str:
     return f"{canary.model} {canary.percent}%" + (" (auto)" if canary.auto else "")
 
 
-def _print(deployment: Deployment, output: str) -> None:
+def _auth_on(client: Client) -> bool | None:
+    """Whether the server checks tokens (None: it could not say); ``whoami`` answers 422
+    when authentication is off."""
+    try:
+        client.whoami()
+    except ValidationError as exc:
+        return False if "authentication is off" in exc.message else None
+    except LoopmlError:
+        return None
+    return True
+
+
+def _print(deployment: Deployment, output: str, checked: bool | None = None) -> None:
     data = deployment.model_dump(mode="json")
     if output == "json":
         as_json(data)
@@ -280,10 +293,16 @@ def _print(deployment: Deployment, output: str) -> None:
 
         print(yaml.safe_dump(data, sort_keys=False), end="")
     else:
-        _show(deployment)
+        _show(deployment, checked)
 
 
-def _show(deployment: Deployment) -> None:
+def _auth_text(auth: str, checked: bool | None) -> str:
+    if auth == "token" and checked is False:
+        return "token, once authentication is on (it is off on this server: no token is checked)"
+    return auth
+
+
+def _show(deployment: Deployment, checked: bool | None = None) -> None:
     spec = deployment.spec
     rows: list[tuple[str, Any]] = [
         ("name", deployment.name),
@@ -302,7 +321,7 @@ def _show(deployment: Deployment) -> None:
             f"{spec.scale_to_zero_after_s} s" if spec.scale_to_zero_after_s else "",
         ),
         ("target", spec.target),
-        ("auth", spec.auth),
+        ("auth", _auth_text(spec.auth, checked)),
         ("updated", when(deployment.updated_at)),
     ]
     table(None, ["field", "value"], rows)
@@ -365,7 +384,8 @@ def show(
     """Show a deployment: spec, status and revisions with their traffic."""
     with state(ctx).client() as client:
         deployment = client.deployments.get(name, project=project)
-    _print(deployment, "json" if json_out else "table")
+        checked = None if json_out else _auth_on(client)
+    _print(deployment, "json" if json_out else "table", checked)
 
 
 @app.command("logs")
@@ -436,7 +456,8 @@ def update(
         deployment = client.deployments.update(
             name, model=model, auth=auth, project=project, **changes
         )
-    _print(deployment, "table")
+        checked = _auth_on(client)
+    _print(deployment, "table", checked)
 
 
 @app.command("rollback")
