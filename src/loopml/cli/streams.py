@@ -90,6 +90,11 @@ def create(
     push: list[str] = typer.Option(
         [], "--push", help="A feature view over the table to write each batch to (repeatable)."
     ),
+    create_stream: bool = typer.Option(
+        False,
+        "--create-stream",
+        help="NATS: make the JetStream stream over the subject if none captures it.",
+    ),
     project: str = PROJECT,
     json_out: bool = JSON,
 ) -> None:
@@ -106,8 +111,13 @@ def create(
             batch_ms=batch_ms,
             redeliver_s=redeliver_s,
             push=push or None,
+            create_stream=create_stream,
             project=project,
         )
+    broker, where = made.broker_stream, made.config.source
+    if broker is not None and where.type == "nats" and not json_out:
+        how = "created over" if broker.created else "already captures"
+        console.print(f"JetStream stream {broker.name} {how} {where.subject!r}", highlight=False)
     _out(made, json_out)
 
 

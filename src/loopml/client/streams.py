@@ -6,7 +6,7 @@ import builtins
 
 from loopml.client._http import Http, segment
 from loopml.core.names import DEFAULT_PROJECT
-from loopml.core.streams import Stream, StreamsApplied
+from loopml.core.streams import Stream, StreamCreated, StreamsApplied
 
 
 def _path(project: str | None, name: str = "", tail: str = "") -> str:
@@ -41,9 +41,12 @@ class Streams:
         batch_ms: int | None = None,
         redeliver_s: int | None = None,
         push: list[str] | None = None,
+        create_stream: bool = False,
         project: str | None = None,
-    ) -> Stream:
-        """Define a stream; the server's supervisor starts its consumer."""
+    ) -> StreamCreated:
+        """Define a stream; the server's supervisor starts its consumer. With
+        ``create_stream``, the server makes the JetStream stream over ``subject`` when none
+        captures it (``broker_stream`` in the answer names the one read)."""
         body = {
             "name": name,
             "source": source,
@@ -55,8 +58,9 @@ class Streams:
             "batch_ms": batch_ms,
             "redeliver_s": redeliver_s,
             "push": push,
+            "create_stream": create_stream,
         }
-        return Stream.model_validate(self._http.json("POST", _path(project), json=body))
+        return StreamCreated.model_validate(self._http.json("POST", _path(project), json=body))
 
     def apply(self, spec: str, *, project: str | None = None) -> StreamsApplied:
         """Create or update the streams a YAML text defines (one stream's mapping, or a

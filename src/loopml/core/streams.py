@@ -231,6 +231,22 @@ class Stream(BaseModel):
     updated_at: datetime
 
 
+class BrokerStream(BaseModel):
+    """The broker's own stream a NATS source reads: the JetStream stream capturing its
+    subject, made by ``create_stream`` when none did."""
+
+    name: str
+    created: bool = Field(description="Made now; otherwise it captured the subject already.")
+
+
+class StreamCreated(Stream):
+    """A stream just defined; ``broker_stream`` says which JetStream stream it reads when
+    ``create_stream`` was asked (``None`` otherwise, and for Redis, whose key is made with
+    the consumer group)."""
+
+    broker_stream: BrokerStream | None = None
+
+
 class StreamSpec(BaseModel):
     """A stream's definition as written: ``loopml streams create``'s options, one entry of
     a ``loopml streams apply`` file, the body of ``POST .../streams``."""

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
 from loopml.api.schemas.streams import StreamCreate, StreamList, StreamsApply, stream_path
-from loopml.core.streams import Stream, StreamsApplied
+from loopml.core.streams import Stream, StreamCreated, StreamsApplied
 from loopml.data.streams import service as svc
 from loopml.web.context import Actor, Ctx
 
@@ -19,9 +19,12 @@ NAME = stream_path()
 
 
 @router.post(STREAMS, status_code=201)
-def create_stream(body: StreamCreate, ctx: Ctx, actor: Actor, project: str = PROJECT) -> Stream:
+def create_stream(
+    body: StreamCreate, ctx: Ctx, actor: Actor, project: str = PROJECT
+) -> StreamCreated:
     """Define a stream: its consumer starts within seconds, reads the subject or key from
-    its start, and commits micro-batches to `table` (bad messages to `dead_letter`)."""
+    its start, and commits micro-batches to `table` (bad messages to `dead_letter`). With
+    `create_stream`, the JetStream stream is made first when none captures the subject."""
     return svc.create(ctx.store, project, actor=actor, **body.model_dump())
 
 

@@ -9,6 +9,7 @@ as one more module under ``backends/``.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loopml.core.errors import ConfigurationError
-from loopml.core.streams import NatsSource, Position, RedisSource
+from loopml.core.streams import BrokerStream, NatsSource, Position, RedisSource
 
 
 @dataclass(slots=True)
@@ -84,6 +85,17 @@ _BACKENDS = {
 }
 
 
+def _backend(kind: str) -> tuple[Any, str]:
+    module_name, _, class_name = _BACKENDS[kind].partition(":")
+    try:
+        return importlib.import_module(module_name), class_name
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"the {kind} stream backend needs its client library ({exc.name}): "
+            "pip install 'nats-py' or 'redis'"
+        ) from exc
+
+
 def open_source(
     config: NatsSource | RedisSource, consumer: str, redeliver_s: float = 60.0
 ) -> StreamSource:
@@ -94,13 +106,23 @@ def open_source(
     Raises:
         ConfigurationError: the client library is not installed.
     """
-    module_name, _, class_name = _BACKENDS[config.type].partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(
-            f"the {config.type} stream backend needs its client library ({exc.name}): "
-            "pip install 'nats-py' or 'redis'"
-        ) from exc
+    module, class_name = _backend(config.type)
     source: StreamSource = getattr(module, class_name)(config, consumer, redeliver_s)
     return source
+
+
+def ensure_broker_stream(config: NatsSource | RedisSource, name: str) -> BrokerStream | None:
+    """Make sure the broker holds what ``config`` reads: for NATS, the JetStream stream
+    capturing the subject (made as ``name`` when none does); ``None`` for Redis, whose key
+    the consumer group creates.
+
+    Raises:
+        ConfigurationError: the client library is not installed.
+        ServiceUnavailableError: the broker cannot be reached.
+        ConflictError: the broker refused the new stream.
+    """
+    if config.type != "nats":
+        return None
+    module, _ = _backend(config.type)
+    made: BrokerStream = asyncio.run(module.ensure_stream(config, name))
+    return made

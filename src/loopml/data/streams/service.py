@@ -14,6 +14,7 @@ from loopml.core.streams import (
     Stream,
     StreamApplied,
     StreamConfig,
+    StreamCreated,
     StreamsApplied,
     StreamSpec,
     dead_letter_for,
@@ -23,6 +24,7 @@ from loopml.core.streams import (
 )
 from loopml.core.yamltext import load_yaml
 from loopml.data import _sandbox
+from loopml.data.streams.base import ensure_broker_stream
 from loopml.store import MetadataStore
 from loopml.store import streams as stream_rows
 
@@ -58,9 +60,13 @@ def create(
     batch_ms: int | None = None,
     redeliver_s: int | None = None,
     push: list[str] | None = None,
+    create_stream: bool = False,
     actor: str,
-) -> Stream:
-    """Define a stream (see ``loopml.core.streams.parse_source`` for ``source``).
+) -> StreamCreated:
+    """Define a stream (see ``loopml.core.streams.parse_source`` for ``source``). With
+    ``create_stream``, a NATS source's JetStream stream is made first when none captures
+    the subject (``loopml-<project>-<name>``, over exactly that subject); the answer's
+    ``broker_stream`` says which one it reads.
 
     Raises:
         ValidationError: a bad name, source, subject, table name, transform or bound, or
@@ -68,6 +74,8 @@ def create(
             and pushed to once it is).
         NotFoundError: no such project.
         AlreadyExistsError: the project has a stream of that name.
+        ServiceUnavailableError: ``create_stream`` and the broker cannot be reached.
+        ConflictError: ``create_stream`` and the broker refused the new stream.
     """
     spec = StreamSpec.model_construct(
         name=name,
@@ -82,8 +90,14 @@ def create(
         push=push,
     )
     config = build_config(store, project, spec)
+    broker = None
+    if create_stream:
+        # Before the row, so a broker that refuses leaves no definition behind; a stream
+        # made for a name already taken is found and reused by the next try.
+        broker = ensure_broker_stream(config.source, f"loopml-{project}-{name}")
     with store.session() as session:
-        return stream_rows.create(session, project, name, config, actor=actor)
+        made = stream_rows.create(session, project, name, config, actor=actor)
+    return StreamCreated(**made.model_dump(), broker_stream=broker)
 
 
 def build_config(store: MetadataStore, project: str, spec: StreamSpec) -> StreamConfig:

@@ -1,9 +1,11 @@
 """NATS JetStream: a durable pull consumer with explicit acks, filtered on the subject.
 
-The JetStream stream that captures the subject must exist (``nats stream add``); the
-consumer ``loopml-<stream id>`` is created on it if missing, delivering from the start of
-the stream. A message's position is its stream sequence, which a redelivery keeps. The ack
-floor is the consumer's ``ack_floor.stream_seq``: every message at or below it is acked.
+The JetStream stream that captures the subject must exist: ``ensure_stream`` makes one when
+a stream is created with ``create_stream`` (``loopml streams create --create-stream``), or
+``nats stream add`` does. The consumer ``loopml-<stream id>`` is created on it if missing,
+delivering from the start of the stream. A message's position is its stream sequence, which
+a redelivery keeps. The ack floor is the consumer's ``ack_floor.stream_seq``: every message
+at or below it is acked.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from loopml.core.errors import ConfigurationError, ServiceUnavailableError
-from loopml.core.streams import NatsSource, Position
+from loopml.core.errors import ConfigurationError, ConflictError, ServiceUnavailableError
+from loopml.core.streams import BrokerStream, NatsSource, Position
 from loopml.data.streams.base import Message, StreamSource
 
 log = logging.getLogger("loopml.data.streams")
@@ -43,6 +45,57 @@ def _sequence(msg: Any) -> int:
     return int(msg.metadata.sequence.stream)
 
 
+async def _connect(url: str, error_cb: Any = None) -> Client:
+    nc = Client()
+    try:
+        await asyncio.wait_for(
+            nc.connect(
+                url,
+                connect_timeout=5,
+                max_reconnect_attempts=-1,
+                allow_reconnect=True,
+                error_cb=error_cb,
+            ),
+            OPEN_TIMEOUT_S,
+        )
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        await nc.close()
+        raise ServiceUnavailableError(
+            f"cannot reach NATS at {url} within {OPEN_TIMEOUT_S:g} s: {exc or type(exc).__name__}",
+            details={"retryable": True},
+        ) from exc
+    return nc
+
+
+async def ensure_stream(config: NatsSource, name: str) -> BrokerStream:
+    """The JetStream stream that captures ``config.subject``: the one that already does, or
+    a new one named ``name`` over exactly that subject (file storage, the server's limits).
+
+    Raises:
+        ServiceUnavailableError: NATS cannot be reached.
+        ConflictError: JetStream refused the new stream (its subjects overlap another's).
+    """
+    nc = await _connect(config.url)
+    try:
+        js = nc.jetstream()
+        try:
+            found = await js.find_stream_name_by_subject(config.subject)
+            return BrokerStream(name=found, created=False)
+        except nats.js.errors.NotFoundError:
+            pass
+        try:
+            await js.add_stream(name=name, subjects=[config.subject])
+        except nats.js.errors.APIError as exc:
+            raise ConflictError(
+                f"JetStream refused the stream {name!r} over {config.subject!r}: "
+                f"{exc.description or exc}",
+                details={"field": "subject"},
+            ) from exc
+        return BrokerStream(name=name, created=True)
+    finally:
+        await nc.close()
+
+
 class NatsStreamSource(StreamSource):
     """A JetStream subject read through a durable pull consumer."""
 
@@ -54,25 +107,7 @@ class NatsStreamSource(StreamSource):
         self._sub: Any = None
 
     async def open(self) -> None:
-        nc = Client()
-        try:
-            await asyncio.wait_for(
-                nc.connect(
-                    self.config.url,
-                    connect_timeout=5,
-                    max_reconnect_attempts=-1,
-                    allow_reconnect=True,
-                    error_cb=self._on_error,
-                ),
-                OPEN_TIMEOUT_S,
-            )
-        except (OSError, TimeoutError, nats.errors.Error) as exc:
-            await nc.close()
-            raise ServiceUnavailableError(
-                f"cannot reach NATS at {self.config.url} within {OPEN_TIMEOUT_S:g} s: "
-                f"{exc or type(exc).__name__}",
-                details={"retryable": True},
-            ) from exc
+        nc = await _connect(self.config.url, self._on_error)
         self._nc = nc
         js = nc.jetstream()
         try:
