@@ -1,9 +1,12 @@
 """README.md's Quickstart and tour, run as written: every ``bash`` and ``python`` block, in
-order, against a real ``loopml up`` (only its URL is replaced by the test server's). A block
-right after ``<!-- not run by tests/e2e/test_readme.py ... -->`` is skipped (``make run``)."""
+order, against a real ``loopml up`` (only its URL is replaced by the test server's) and the
+real NATS, with nothing else installed (no ``nats`` CLI). A block right after
+``<!-- not run by tests/e2e/test_readme.py ... -->`` is skipped (``make run``)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import re
@@ -14,20 +17,55 @@ from pathlib import Path
 
 import pytest
 
+from tests.waiting import eventually
+
 from .conftest import RunningServer, running_server
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.nats]
 
 README = Path(__file__).parents[2] / "README.md"
 BLOCK = re.compile(
     r"(<!-- not run by tests/e2e/test_readme\.py[^>]*-->\n)?```(bash|python)\n(.*?)```", re.S
 )
 README_URL = "http://127.0.0.1:8765"
+README_SUBJECT = "orders.*"
+README_JETSTREAM = "loopml-churn-orders-in"
+"""What the README's stream block makes on the shared NATS: ``--create-stream`` names the
+JetStream stream after the project and the stream."""
 
 
 def blocks(text: str) -> list[tuple[str, str]]:
     """The README's blocks to run, as (language, code), in order."""
     return [(m.group(2), m.group(3)) for m in BLOCK.finditer(text) if not m.group(1)]
+
+
+async def _jetstream_capturing(url: str, subject: str, delete: str | None = None) -> str | None:
+    import nats
+    import nats.js.errors
+
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        if delete is not None:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await js.delete_stream(delete)
+        try:
+            found: str = await js.find_stream_name_by_subject(subject)
+        except nats.js.errors.NotFoundError:
+            return None
+        return found
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+def readme_jetstream(nats_server: str) -> Iterator[None]:
+    """The README's JetStream stream, absent before (a run's leftover removed: its messages
+    would be consumed again) and removed after."""
+    other = asyncio.run(_jetstream_capturing(nats_server, README_SUBJECT, README_JETSTREAM))
+    assert other is None, f"the JetStream stream {other} on {nats_server} captures orders.*"
+    yield
+    asyncio.run(_jetstream_capturing(nats_server, README_SUBJECT, README_JETSTREAM))
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +94,17 @@ def _paste(line: str) -> dict[str, object]:
     return answer
 
 
+def _streamed(server: RunningServer) -> int:
+    shown = server.cli("streams", "show", "orders-in", "-p", "churn", "--json")
+    assert shown.returncode == 0, shown.stderr
+    messages: int = json.loads(shown.stdout)["stats"]["messages"]
+    return messages
+
+
 @pytest.mark.timeout(600)
-def test_the_readme_runs_as_written(server: RunningServer, tmp_path: Path) -> None:
+def test_the_readme_runs_as_written(
+    server: RunningServer, readme_jetstream: None, tmp_path: Path
+) -> None:
     found = blocks(README.read_text(encoding="utf-8"))
     assert [language for language, _ in found].count("bash") >= 4
     outputs: list[str] = []
@@ -70,6 +117,15 @@ def test_the_readme_runs_as_written(server: RunningServer, tmp_path: Path) -> No
             assert "/projects/churn/deployments/churn-api/predict" in curl
             assert _paste(curl)["version"] == 1
             assert re.search(r"churn-api\W+ready\W+churn@champion", out), out  # loopml status
+        if "loopml streams create" in code:
+            # The stream made its JetStream stream, and the 1,000 messages land, as the
+            # README says after the block.
+            made = f"JetStream stream {README_JETSTREAM} created over '{README_SUBJECT}'"
+            assert made in out, out
+            eventually(lambda: _streamed(server) == 1000, 120, "1000 messages committed")
+            counted = server.cli("sql", "SELECT count(*) FROM orders", "-p", "churn")
+            assert counted.returncode == 0, counted.stderr
+            assert re.search(r"\b1000\b", counted.stdout), counted.stdout
         if "loopml models list" in code:
             # Your model and AutoML's are versions of the same model, in the same project.
             assert re.search(r"churn\W+2\W+champion=1", out), out
