@@ -60,6 +60,10 @@ def test_train_gate_and_promote_from_the_shell(server: RunningServer, tmp_path: 
     # The verdict line says what decided it.
     line = " ".join(judged.stdout.split())  # as one line, wherever the terminal wrapped it
     assert "no champion yet: nothing to beat on roc_auc" in line, judged.stdout
+    as_json = server.cli("models", "gate", "cancer/1", "-o", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    verdict = json.loads(as_json.stdout)
+    assert (verdict["model"], verdict["version"], verdict["passed"]) == ("cancer", 1, True)
     assert server.cli("models", "promote", "cancer/1").returncode == 0
 
     (tmp_path / "userfit.py").write_text(textwrap.dedent(FIT))

@@ -52,6 +52,15 @@ def as_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
+def shown_as_json(output: str) -> bool:
+    """``-o`` of a command that shows one thing: ``table`` or ``json``."""
+    if output not in ("table", "json"):
+        from loopml.core.errors import ValidationError
+
+        raise ValidationError(f"--output {output!r}: expected table or json")
+    return output == "json"
+
+
 OUTPUTS = ("table", "wide", "json", "csv")
 _CELL_EXTRA = 3  # a Rich column's padding and border
 

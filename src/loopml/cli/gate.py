@@ -13,6 +13,7 @@ from loopml.cli._output import (
     console,
     listing,
     output_option,
+    shown_as_json,
     table,
     when,
     wide_option,
@@ -25,6 +26,7 @@ policy_app = typer.Typer(help="A model's gate policy.", no_args_is_help=True)
 
 PROJECT = project_option("The project that owns the model.")
 JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
+SHOW_OUTPUT = typer.Option("table", "--output", "-o", help="table or json (the same as --json).")
 REF = typer.Argument(..., help="The version, as NAME/VERSION (for example churn/3).")
 
 
@@ -53,8 +55,15 @@ def _print_result(result: GateResult) -> None:
     table(None, ["", "rule", "metric", "detail"], rows or [("pass", "-", "-", "no rules")])
 
 
-def gate(ctx: typer.Context, ref: str = REF, project: str = PROJECT, json_out: bool = JSON) -> None:
+def gate(
+    ctx: typer.Context,
+    ref: str = REF,
+    project: str = PROJECT,
+    json_out: bool = JSON,
+    output: str = SHOW_OUTPUT,
+) -> None:
     """Judge a version by its model's gate policy; exits 1 when the gate fails."""
+    json_out = json_out or shown_as_json(output)
     name, version = _version(ref)
     with state(ctx).client() as client:
         result = client.models.gate(name, version, project=project)

@@ -4,12 +4,12 @@ open alerts."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from loopml.cli._context import current_project, project_option, state
-from loopml.cli._output import console, listing, when
+from loopml.cli._output import as_json, console, listing, shown_as_json, when
 
 if TYPE_CHECKING:
     from loopml.core.alerts import AlertRule
@@ -25,11 +25,13 @@ def status(
     project: str = PROJECT,
     runs: int = typer.Option(5, "--runs", "-n", min=0, max=100, help="Latest runs shown."),
     alerts: int = typer.Option(5, "--alerts", min=0, max=100, help="Newest open alerts shown."),
+    output: str = typer.Option("table", "--output", "-o", help="table or json."),
 ) -> None:
     """Where things stand: server, deployments and their state, latest pipeline runs, and the
     alert rules that are firing or about to."""
     from loopml.core.errors import ServiceUnavailableError
 
+    json_out = shown_as_json(output)
     cli = state(ctx)
     with cli.client() as client:
         try:
@@ -38,6 +40,9 @@ def status(
             # A 503 from the health route carries its report: the server answers, but its
             # database does not (or its schema is behind); anything else is no answer at all.
             verdict = "not ready" if "checks" in exc.details else "down"
+            if json_out:
+                as_json({"server": {"url": client.url, "status": verdict, "message": exc.message}})
+                raise typer.Exit(1) from None
             console.print(
                 f"server    {client.url}: [red]{verdict}[/] ({exc.message})",
                 highlight=False,
@@ -45,21 +50,51 @@ def status(
             )
             raise typer.Exit(1) from None
         name, source = current_project()
-        chosen = "" if project != name else f" (current, from {source})"
-        console.print(
-            f"server    {client.url}: [green]{health.get('status', 'ok')}[/], "
-            f"loopml {health.get('version', '?')}\n"
-            f"project   {project}{chosen}",
-            highlight=False,
-            soft_wrap=True,
-        )
         deployments = list(client.deployments.iter(project=project))
         pipeline_runs = client.pipelines.runs(project=project, limit=runs).items if runs else []
         rules = client.monitoring.alerts(project=project)
+    if json_out:
+        server = {"url": client.url, **health}
+        as_json(
+            _status_json(
+                server, project, project == name, deployments, pipeline_runs, rules, alerts
+            )
+        )
+        return
+    chosen = "" if project != name else f" (current, from {source})"
+    console.print(
+        f"server    {client.url}: [green]{health.get('status', 'ok')}[/], "
+        f"loopml {health.get('version', '?')}\n"
+        f"project   {project}{chosen}",
+        highlight=False,
+        soft_wrap=True,
+    )
     _deployments(deployments)
     if runs:
         _runs(pipeline_runs)
     _alerts(rules, alerts)
+
+
+def _status_json(
+    server: dict[str, Any],
+    project: str,
+    current: bool,
+    deployments: list[Deployment],
+    pipeline_runs: list[PipelineRun],
+    rules: list[AlertRule],
+    shown: int,
+) -> dict[str, Any]:
+    """What the tables show, as ``-o json`` prints it: the same deployments, runs and open
+    alerts (at most ``shown``, firing first), and how many rules the project has."""
+    return {
+        "server": server,
+        "project": project,
+        "current": current,
+        "deployments": [d.model_dump(mode="json") for d in deployments],
+        "pipeline_runs": [r.model_dump(mode="json") for r in pipeline_runs],
+        "open_alerts": [r.model_dump(mode="json") for r in open_alerts(rules)[:shown]],
+        "alert_rules": len(rules),
+    }
 
 
 def _deployments(deployments: list[Deployment]) -> None:

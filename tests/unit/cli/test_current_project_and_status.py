@@ -103,6 +103,26 @@ def test_status_shows_the_open_alerts_newest_first(platform: Platform, watched: 
     assert "alerts    no alert rules in this project" in none.stdout
 
 
+def test_status_as_json_holds_what_its_tables_show(platform: Platform, watched: str) -> None:
+    shown = platform.cli("status", "-o", "json", env={"LOOPML_PROJECT": PROJECT})
+    assert shown.exit_code == 0, shown.output
+    data = json.loads(shown.stdout)
+    assert data["server"]["url"] == platform.url
+    assert data["server"]["status"] == "ok"
+    assert (data["project"], data["current"]) == (PROJECT, True)
+    assert [d["name"] for d in data["deployments"]] == ["churn-api"]
+    assert [(a["name"], a["state"]) for a in data["open_alerts"]] == [
+        ("errors", "firing"),
+        ("latency", "pending"),
+    ]
+    assert data["alert_rules"] == 3
+    down = platform.cli("status", "-o", "json", env={"LOOPML_CLIENT_URL": "http://127.0.0.1:9"})
+    assert down.exit_code == 1
+    assert json.loads(down.stdout)["server"]["status"] == "down"
+    wrong = platform.cli("status", "-o", "yaml")
+    assert "--output 'yaml': expected table or json" in str(wrong.exception), wrong.output
+
+
 def test_status_says_when_the_server_is_down(platform: Platform) -> None:
     shown = platform.cli("status", env={"LOOPML_CLIENT_URL": "http://127.0.0.1:9"})
     assert shown.exit_code == 1
