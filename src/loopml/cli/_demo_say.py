@@ -151,6 +151,7 @@ def urls(url: str, row: dict[str, Any], elapsed_s: float, token: str | None = No
     when authentication is on)."""
     console.print(
         f"\n[bold]demo done in {elapsed_s:.0f} s[/]\n"
+        f"  portal      {url}/projects/{PROJECT}/deployments/{DEPLOYMENT}\n"
         f"  predict     {predict_url(url)}\n"
         f"  deployment  {url}/api/v1/projects/{PROJECT}/deployments/{DEPLOYMENT}\n"
         f"  pipeline    {url}/api/v1/projects/{PROJECT}/pipelines/retrain\n"

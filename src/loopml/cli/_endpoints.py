@@ -38,7 +38,10 @@ def curl_line(url: str, row: dict[str, Any], token: str | None = None) -> str:
     it lives (``$LOOPML_TOKEN`` or ``loopml login``'s file), never printed."""
     from loopml.cli._token import shell_reference
 
-    body = json.dumps({"instances": [row]}, separators=(",", ":"))
+    # A float as a person would type it: 12 significant digits drop binary noise
+    # (0.9309000000000001 prints 0.9309), a change in the 13th digit at most.
+    tidy = {k: float(f"{v:.12g}") if isinstance(v, float) else v for k, v in row.items()}
+    body = json.dumps({"instances": [tidy]}, separators=(",", ":"))
     auth = f' -H "authorization: Bearer {shell_reference(token)}"' if token else ""
     return (
         f"curl -s {shlex.quote(url)} -H 'content-type: application/json'{auth} "

@@ -107,6 +107,22 @@ def test_the_urls_the_demo_prints_answer(portal: Platform) -> None:
             assert http.get(portal.url + path).status_code == 200, path
 
 
+def test_the_demo_names_its_portal_page_and_its_curl_line_has_no_float_noise(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from loopml.cli import _demo_say
+
+    row = {"mean radius": 0.9309000000000001, "texture": 12.5, "scanner": "a", "n": 3}
+    _demo_say.urls("http://127.0.0.1:8765", row, 61.0)
+    printed = capsys.readouterr().out
+    portal_line = next(line for line in printed.splitlines() if "portal" in line)
+    page_path = page.page_url(_demo_say.PROJECT, _demo_say.DEPLOYMENT)
+    assert portal_line.split() == ["portal", f"http://127.0.0.1:8765{page_path}"]
+    curl = printed.splitlines()[-1]
+    assert '"mean radius":0.9309,' in curl, curl
+    assert '"texture":12.5,"scanner":"a","n":3' in curl, curl
+
+
 @pytest.mark.parametrize("project", ["default", "shop"])
 def test_every_url_loopml_deploy_prints_answers(
     portal: Platform, project: str, capsys: pytest.CaptureFixture[str]
