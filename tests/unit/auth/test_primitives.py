@@ -11,7 +11,7 @@ import pytest
 from loopml.auth import passwords, tokens
 from loopml.auth.install import SECRET_FILE, load_or_create_secret
 from loopml.auth.ratelimit import FailureLimiter
-from loopml.core.errors import RateLimitedError, ValidationError
+from loopml.core.errors import ConfigurationError, RateLimitedError, ValidationError
 
 
 def test_tokens_are_random_prefixed_and_stored_only_as_a_keyed_hash() -> None:
@@ -172,7 +172,7 @@ def test_the_install_secret_is_made_once_and_kept_private(tmp_path: Path) -> Non
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert load_or_create_secret(tmp_path) == secret
     os.chmod(path, 0o644)
-    with pytest.raises(PermissionError, match="chmod 600"):
+    with pytest.raises(ConfigurationError, match="chmod 600"):
         load_or_create_secret(tmp_path)
 
 

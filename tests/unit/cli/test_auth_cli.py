@@ -125,3 +125,35 @@ def test_a_printed_curl_line_sends_the_clis_token_without_printing_it(
     assert seen == [f"Bearer {token}"]
     # Without a token (authentication off) the line sends none.
     assert "authorization" not in curl_line("http://127.0.0.1:1/predict", {"x": 1})
+
+
+def test_up_with_an_install_key_others_can_read_says_chmod_600_in_one_line(
+    tmp_path: Path,
+) -> None:
+    """Issue 51, item 7: it was "internal error (a bug in loopml)" and a traceback."""
+    import subprocess
+    import sys
+
+    import loopml
+    from tests.conftest import free_port
+
+    key = tmp_path / "home" / "secrets" / "install.key"
+    key.parent.mkdir(parents=True, mode=0o700)
+    key.write_text("ab" * 32 + "\n")
+    key.chmod(0o644)
+    environment = {
+        **os.environ,
+        "PYTHONPATH": str(Path(loopml.__file__).parents[1]),
+        "LOOPML_HOME": str(tmp_path / "home"),
+        "LOOPML_SERVER_PORT": str(free_port()),
+        "LOOPML_SERVER_STREAMS": "false",
+        "LOOPML_MONITOR_ENABLED": "false",
+    }
+    command = [sys.executable, "-c", "from loopml.cli.main import main; main()", "up"]
+    done = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.strip()]
+    assert errors[-1].startswith("error: "), done.stderr
+    assert f"run `chmod 600 {key}`" in errors[-1]
+    assert "Traceback" not in done.stderr
+    assert "internal error" not in done.stderr
