@@ -22,6 +22,8 @@ DATABASE_PATH = "db/loopml.db"
 """The metadata database, always as one SQLite file (see ``loopml.store.snapshot``)."""
 ONLINE_PATH = "home/online.db"
 SETTINGS_PATH = "settings.json"
+CURRENT_PROJECT_PATH = "home/current_project"
+"""The project ``loopml use`` chose (``loopml.core.layout.CURRENT_PROJECT_FILE``), if any."""
 SECRET_PATH = "secrets/install.key.enc"  # noqa: S105 (a path, not a secret)
 ARTIFACTS = "artifacts/"
 

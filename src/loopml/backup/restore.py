@@ -24,6 +24,7 @@ from loopml.backup._copy import QuietReporter, Reporter
 from loopml.backup._online import refill_online, restored_as_file
 from loopml.backup.manifest import (
     ARTIFACTS,
+    CURRENT_PROJECT_PATH,
     DATABASE_PATH,
     ONLINE_PATH,
     SECRET_PATH,
@@ -33,6 +34,7 @@ from loopml.backup.manifest import (
     blob_key,
 )
 from loopml.backup.vault import BackupVault
+from loopml.core import layout
 from loopml.core.errors import ArtifactIntegrityError, ConflictError, NotFoundError
 from loopml.data.features.online import open_online_store
 from loopml.settings import Settings
@@ -275,6 +277,8 @@ class _Restore:
                 self._copy_to(entry, staging / "online.db")
             elif entry.path == SETTINGS_PATH:
                 self._copy_to(entry, staging / SETTINGS_COPY)
+            elif entry.path == CURRENT_PROJECT_PATH:
+                self._copy_to(entry, staging / layout.CURRENT_PROJECT_FILE)
         if secret is not None:
             path = staging / SECRET_FILE
             path.parent.mkdir(mode=0o700, exist_ok=True)

@@ -21,6 +21,7 @@ from loopml.auth.install import SECRET_FILE
 from loopml.backup import secrets
 from loopml.backup._copy import Copier, QuietReporter, Reporter
 from loopml.backup.manifest import (
+    CURRENT_PROJECT_PATH,
     DATABASE_PATH,
     ONLINE_PATH,
     SECRET_PATH,
@@ -81,6 +82,7 @@ def take_backup(
             _copy_online_store(settings, copier, Path(tmp))
         _copy_artifacts(artifacts, pins, copier, report)
         copier.add_bytes(SETTINGS_PATH, settings_without_secrets(settings))
+        _copy_current_project(settings, copier)
         sealed = _copy_secret(settings, copier, passphrase) if passphrase is not None else None
     finally:
         store.dispose()
@@ -170,6 +172,14 @@ def _copy_last_checkpoint(
         return  # deleted meanwhile, or unreadable: readers list the log instead
     if version <= pinned:
         copier.add_bytes("artifacts/" + info.key, data)
+
+
+def _copy_current_project(settings: Settings, copier: Copier) -> None:
+    try:
+        chosen = (settings.home / layout.CURRENT_PROJECT_FILE).read_bytes()
+    except FileNotFoundError:
+        return  # `loopml use` never ran here
+    copier.add_bytes(CURRENT_PROJECT_PATH, chosen)
 
 
 def _copy_secret(settings: Settings, copier: Copier, passphrase: str) -> SecretsInfo:

@@ -12,9 +12,9 @@ if TYPE_CHECKING:
     from loopml.client import Client
     from loopml.settings import Settings
 
+from loopml.core.layout import CURRENT_PROJECT_FILE
+
 DEFAULT_PROJECT = "default"
-CURRENT_PROJECT_FILE = "current_project"
-"""Under the home folder: the project ``loopml use`` chose."""
 
 _settings: list[Settings] = []
 

@@ -6,6 +6,10 @@ under the same name never sees a deleted one's files.
 
 from __future__ import annotations
 
+CURRENT_PROJECT_FILE = "current_project"
+"""Under the home folder, not the artifact store: the project ``loopml use`` chose (a backup
+carries it)."""
+
 
 def project_prefix(project_id: str) -> str:
     """Everything a project owns."""

@@ -96,3 +96,37 @@ def test_a_destination_inside_the_artifact_store_is_refused(tmp_path: Path) -> N
     vault = BackupVault(LocalArtifactStore(tmp_path / "source" / "artifacts" / "backups"))
     with pytest.raises(ValidationError, match="hold one another"):
         take_backup(settings, vault)
+
+
+def test_the_project_loopml_use_chose_comes_back(tmp_path: Path) -> None:
+    """Issue 51, item 7: a restored home was back on the default project."""
+    from loopml.cli._context import project_file
+
+    settings = _platform(tmp_path / "source")
+    project_file(settings.home).write_text("churn\n", encoding="utf-8")
+    vault = BackupVault(LocalArtifactStore(tmp_path / "dest"))
+    take_backup(settings, vault)
+    target = Settings(home=tmp_path / "target")
+    restore_backup(target, vault)
+    assert project_file(target.home).read_text(encoding="utf-8") == "churn\n"
+
+
+def test_a_home_where_loopml_use_never_ran_restores_without_a_choice(tmp_path: Path) -> None:
+    from loopml.cli._context import project_file
+
+    settings = _platform(tmp_path / "source")
+    vault = BackupVault(LocalArtifactStore(tmp_path / "dest"))
+    take_backup(settings, vault)
+    target = Settings(home=tmp_path / "target")
+    restore_backup(target, vault)
+    assert not project_file(target.home).exists()
+
+
+def test_the_operations_doc_says_only_an_upgrade_brings_a_restored_older_database_forward() -> None:
+    """Issue 51, item 7: it said a plain `loopml up` does, which refuses an older revision
+    (``loopml.cli.server._prepare_database``; tests/unit/cli/test_db.py)."""
+    text = (Path(__file__).parents[3] / "docs" / "operations.md").read_text(encoding="utf-8")
+    said = " ".join(text[text.index("Loading into PostgreSQL needs") :].split()[:60])
+    assert "(or `loopml up`)" not in said
+    assert "`loopml up --upgrade`" in said
+    assert "a plain `loopml up` refuses a database at an older revision" in said
