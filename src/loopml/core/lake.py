@@ -15,6 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from loopml.core.errors import ValidationError
 
+PENDING_VERSION = -2
+"""The version of a table's row while the ingest that creates it has not committed yet: the
+row exists so that concurrent writers and idempotency keys find it, but the table does not
+until its first version is recorded (issue 51). A pending row is never listed or read; one
+whose writer died or was refused is cleaned up (``loopml.data.lake.sweep_pending``)."""
+
 TABLE_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 COLUMN_TYPE_PATTERN = (
     r"^(bool|u?int(8|16|32|64)|float|double|string|large_string|binary|large_binary"

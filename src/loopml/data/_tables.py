@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 
 from loopml.core import layout
 from loopml.core.clock import utcnow
-from loopml.core.errors import AlreadyExistsError, NotFoundError
+from loopml.core.errors import AlreadyExistsError, ConflictError, NotFoundError
 from loopml.core.ingest import IngestKey
-from loopml.core.lake import LakeTable, TableCommit
+from loopml.core.lake import PENDING_VERSION, LakeTable, TableCommit
 from loopml.data import _delta
 from loopml.data.schema import columns_of
 from loopml.storage import ArtifactStore
@@ -29,11 +29,12 @@ loopml's prune deletes rows of a lake table."""
 
 
 def locate(
-    store: MetadataStore, artifacts: ArtifactStore, project: str, table: str
+    store: MetadataStore, artifacts: ArtifactStore, project: str, table: str, pending: bool = False
 ) -> tuple[LakeTable, NativeLocation]:
+    """The table's row and its Delta folder; a pending row only with ``pending`` (writers)."""
     with store.session() as session:
         project_id = projects.get(session, project).id
-        row = lake_tables.get(session, project, table)
+        row = lake_tables.get(session, project, table, pending=pending)
     return row, artifacts.native_location(layout.lake_table_prefix(project_id, row.id))
 
 
@@ -47,12 +48,12 @@ def located(
 ) -> tuple[LakeTable, NativeLocation]:
     """``locate``, creating the table's row first where it is missing and ``create`` is set."""
     try:
-        return locate(store, artifacts, project, table)
+        return locate(store, artifacts, project, table, pending=True)
     except NotFoundError:
         if not create:
             raise
     ensure_row(store, project, table, True, actor)
-    return locate(store, artifacts, project, table)
+    return locate(store, artifacts, project, table, pending=True)
 
 
 def _keys_in(entries: Sequence[Mapping[str, Any]]) -> list[IngestKey]:
@@ -126,16 +127,18 @@ def peek(reader: pa.RecordBatchReader) -> tuple[pa.RecordBatch | None, Iterator[
 
 
 def ensure_row(store: MetadataStore, project: str, table: str, create: bool, actor: str) -> None:
+    """Make sure the table has a row: a pending one when the write creates it, so that a
+    write that never commits (a crash, a full disk) leaves no table behind."""
     with store.session() as session:
         try:
-            lake_tables.get(session, project, table)
+            lake_tables.get(session, project, table, pending=True)
             return
         except NotFoundError:
             if not create:
                 raise
     try:
         with store.session() as session:
-            lake_tables.create(session, project, table, actor=actor)
+            lake_tables.create(session, project, table, actor=actor, pending=True)
     except AlreadyExistsError:
         pass  # created concurrently: the same table either way
 
@@ -174,3 +177,36 @@ def record(
         )
         _record_carried(session, row, entries)
     return commit
+
+
+def abandon(store: MetadataStore, artifacts: ArtifactStore, row: LakeTable) -> bool:
+    """Delete the pending row of a table whose first write never committed, and free its
+    folder; a row whose log holds a commit is left to ``reconcile``. Whether it was deleted."""
+    if row.version != PENDING_VERSION:
+        return False
+    _, loc = locate(store, artifacts, row.project, row.name, pending=True)
+    if _delta.open_table(loc) is not None:
+        return False
+    with store.session() as session:
+        project_id = projects.get(session, row.project).id
+        gone = lake_tables.delete_pending(session, row.project, row.name)
+    if gone is None:
+        return False
+    try:
+        artifacts.delete_prefix(layout.lake_table_prefix(project_id, gone.id))
+    except Exception:
+        log.exception("the half-made table %s/%s's folder was not freed", row.project, row.name)
+    return True
+
+
+def abandon_on_failure(
+    store: MetadataStore, artifacts: ArtifactStore, row: LakeTable, exc: BaseException
+) -> None:
+    """After a write to ``row`` failed with ``exc``: a table this write was creating is not
+    left behind (a conflict means another writer is creating it too: theirs)."""
+    if row.version != PENDING_VERSION or isinstance(exc, ConflictError):
+        return
+    try:
+        abandon(store, artifacts, row)
+    except Exception:
+        log.exception("the half-made table %s/%s was left for the sweep", row.project, row.name)

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Mapping
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from deltalake import DeltaTable
 
 from loopml.core import layout
+from loopml.core.clock import utcnow
 from loopml.core.errors import LoopmlError, NotFoundError, ValidationError
 from loopml.core.lake import (
+    PENDING_VERSION,
     ColumnInfo,
     LakeTable,
     TableCommit,
@@ -70,9 +73,37 @@ def get_table(
     Raises:
         NotFoundError: no such project or table.
     """
-    row, loc = _tables.locate(store, artifacts, project, table)
+    row, loc = _tables.locate(store, artifacts, project, table, pending=True)
     dt = _delta.open_table(loc)
-    return row if dt is None else _tables.reconcile(store, row, dt)
+    if dt is not None:
+        row = _tables.reconcile(store, row, dt)
+    if row.version == PENDING_VERSION:  # its first ingest has not committed: no table yet
+        _tables.locate(store, artifacts, project, table)  # raises NotFoundError
+    return row
+
+
+def sweep_pending(
+    store: MetadataStore, artifacts: ArtifactStore, *, older_than: timedelta
+) -> tuple[int, int]:
+    """Settle the rows of tables whose first ingest never recorded its commit (the writer
+    was killed, or refused): one whose log holds the commit is reconciled (the table
+    exists), one created more than ``older_than`` ago with no commit is deleted with its
+    folder (a younger one may be a first ingest still streaming its file).
+
+    Returns:
+        How many were reconciled and how many deleted.
+    """
+    with store.session() as session:
+        rows = lake_tables.pending(session, utcnow() - older_than)
+    completed = deleted = 0
+    for row in rows:
+        _, loc = _tables.locate(store, artifacts, row.project, row.name, pending=True)
+        dt = _delta.open_table(loc)
+        if dt is not None:
+            completed += _tables.reconcile(store, row, dt).version != PENDING_VERSION
+        else:
+            deleted += _tables.abandon(store, artifacts, row)
+    return completed, deleted
 
 
 def open_delta(
@@ -226,6 +257,41 @@ def ingest_arrow(
     if strict:
         data = _strict_checked(data, declared)
     row, loc = located or _tables.located(store, artifacts, project, table, create, actor)
+    try:
+        return _ingest_located(
+            store,
+            artifacts,
+            (row, loc),
+            data,
+            mode=mode,
+            actor=actor,
+            lake_settings=lake_settings,
+            commit_metadata=commit_metadata,
+            delta_table=delta_table,
+            strict=strict,
+            declared=declared,
+        )
+    except BaseException as exc:
+        _tables.abandon_on_failure(store, artifacts, row, exc)
+        raise
+
+
+def _ingest_located(
+    store: MetadataStore,
+    artifacts: ArtifactStore,
+    located: tuple[LakeTable, NativeLocation],
+    data: pa.Table | pa.RecordBatchReader,
+    *,
+    mode: WriteMode,
+    actor: str,
+    lake_settings: LakeSettings | None,
+    commit_metadata: Mapping[str, str] | None,
+    delta_table: DeltaTable | None,
+    strict: bool,
+    declared: Collection[str],
+) -> TableCommit:
+    row, loc = located
+    project, table = row.project, row.name
     if row.contract is None:
         return _write(
             store,
@@ -289,7 +355,7 @@ def _write(
 ) -> TableCommit:
     # The table's log is read once: the write goes through the open table, which leaves it
     # at the new version for recording and the compaction check.
-    row, loc = located or _tables.locate(store, artifacts, project, table)
+    row, loc = located or _tables.locate(store, artifacts, project, table, pending=True)
     dt = delta_table if delta_table is not None else _delta.open_table(loc)
     if dt is not None:
         row = _tables.reconcile(store, row, dt)

@@ -21,7 +21,7 @@ from loopml import registry
 from loopml.auth.service import revoke_token, server_token
 from loopml.core.auth import MAX_TOKEN_DAYS, SERVER_USER, ApiToken
 from loopml.core.errors import ServiceUnavailableError
-from loopml.data import files
+from loopml.data import files, lake
 from loopml.data.features.online import LazyOnlineStore
 from loopml.data.records import RecordBatcher
 from loopml.data.streams.metrics import StreamCollector
@@ -95,6 +95,28 @@ def _startup(ctx: AppContext) -> None:
     removed = ctx.artifacts.cleanup()
     if removed:
         log.info("removed %d orphaned temporary artifact files", removed)
+    _sweep_pending_tables(ctx)
+
+
+HALF_MADE_TABLE_AGE = timedelta(hours=1)
+"""A table row whose first ingest recorded no commit for this long is deleted: the writer was
+killed or refused (a younger one may be a first ingest of a large file still streaming)."""
+
+
+def _sweep_pending_tables(ctx: AppContext) -> None:
+    try:
+        completed, deleted = lake.sweep_pending(
+            ctx.store, ctx.artifacts, older_than=HALF_MADE_TABLE_AGE
+        )
+    except ServiceUnavailableError as exc:
+        log.warning("tables whose first ingest was cut off were not checked: %s", exc.message)
+        return
+    if completed or deleted:
+        log.info(
+            "tables whose first ingest was cut off: %d completed from their log, %d removed",
+            completed,
+            deleted,
+        )
 
 
 def _requeue_packaging(ctx: AppContext, *, at_start: bool = False) -> int:
@@ -202,12 +224,14 @@ def run_maintenance(ctx: AppContext) -> None:
       not seen for ``mlflow.convert_stale_s`` (stopped, here or on another host) are
       converted again here.
     - Upload spool files left by a killed server (older than a few hours) are removed.
+    - Tables whose first ingest never committed are removed after an hour (never listed).
     """
     tracking.sweep_lost_runs(ctx.store)
     registry.settle_stale_registrations(ctx.store, ctx.artifacts)
     registry.fail_stale_registrations(ctx.store)
     _requeue_packaging(ctx)
     files.sweep_spool(files.spool_folder(ctx.settings))
+    _sweep_pending_tables(ctx)
 
 
 def lifespan(

@@ -69,7 +69,7 @@ def find(session: Session, project: str, table: str, keys: Collection[str]) -> d
     Raises:
         NotFoundError: no such project or table.
     """
-    table_id = lake_tables.get(session, project, table).id
+    table_id = lake_tables.get(session, project, table, pending=True).id
     return {key: _to_domain(row) for key, row in _rows(session, table_id, keys).items()}
 
 
@@ -137,7 +137,7 @@ def release(session: Session, project: str, table: str, keys: Collection[str]) -
     """
     if not keys:
         return 0
-    table_id = lake_tables.get(session, project, table).id
+    table_id = lake_tables.get(session, project, table, pending=True).id
     result = session.execute(
         delete(IngestKeyRow).where(
             IngestKeyRow.table_id == table_id,

@@ -4,21 +4,27 @@ The row is a cache of the table's Delta log (version, row count, columns) plus w
 loopml knows (description, contract). ``loopml.data.lake`` writes the log first, then
 records the commit here; if the process dies in between, the next read reconciles the row
 from the log (``record_commit`` with ``reconciled=True``).
+
+A row an ingest creates is pending (``PENDING_VERSION``) until its first commit is recorded:
+it is not a table yet, so it is never listed nor found by ``get``, and ``table.created`` is
+appended with that first commit.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from loopml.core.errors import AlreadyExistsError, NotFoundError
-from loopml.core.lake import ColumnInfo, LakeTable, validate_table_name
+from loopml.core.lake import PENDING_VERSION, ColumnInfo, LakeTable, validate_table_name
 from loopml.store import events, projects
 from loopml.store._checks import check_actor, check_text
 from loopml.store._errors import add_unique
 from loopml.store._named import named_row, named_rows
-from loopml.store.orm import LakeTableRow
+from loopml.store.orm import LakeTableRow, ProjectRow
 
 MAX_DESCRIPTION = 4000
 MAX_TABLES = 10_000
@@ -39,10 +45,10 @@ def _to_domain(row: LakeTableRow, project: str) -> LakeTable:
     )
 
 
-def _require(session: Session, project: str, name: str) -> LakeTableRow:
+def _require(session: Session, project: str, name: str, pending: bool = False) -> LakeTableRow:
     validate_table_name(name)
     row = named_row(session, LakeTableRow, projects.get(session, project).id, name)
-    if row is None:
+    if row is None or (row.version == PENDING_VERSION and not pending):
         raise NotFoundError(
             f"table {name!r} not found in project {project!r}: ingest a file to create it",
             details={"project": project, "table": name},
@@ -58,8 +64,12 @@ def create(
     description: str = "",
     columns: list[ColumnInfo] | None = None,
     actor: str,
+    pending: bool = False,
 ) -> LakeTable:
-    """Create a table's row (version -1, no data yet) and append ``table.created``.
+    """Create a table's row (version -1, no data yet) and append ``table.created``; with
+    ``pending``, the row of a table an ingest is creating (see the module's docstring).
+
+    Creating a table whose row is pending makes that row the table's.
 
     Raises:
         ValidationError: a bad name, description or actor.
@@ -74,18 +84,19 @@ def create(
         f"table {name!r} already exists in project {project!r}",
         details={"project": project, "table": name},
     )
-    if named_row(session, LakeTableRow, project_id, name) is not None:
+    found = named_row(session, LakeTableRow, project_id, name, lock=True)
+    if found is not None and (pending or found.version != PENDING_VERSION):
         raise exists
-    row = LakeTableRow(
-        project_id=project_id,
-        name=name,
-        description=description,
-        version=-1,
-        row_count=0,
-        columns=[c.model_dump() for c in columns or []],
-    )
-    add_unique(session, row, exists)
-    events.append(session, type="table.created", subject=name, project=project, actor=actor)
+    row = found or LakeTableRow(project_id=project_id, name=name, row_count=0)
+    row.description = description
+    row.version = PENDING_VERSION if pending else -1
+    row.columns = [c.model_dump() for c in columns or []]
+    if found is None:
+        add_unique(session, row, exists)
+    else:
+        session.flush()
+    if not pending:
+        events.append(session, type="table.created", subject=name, project=project, actor=actor)
     return _to_domain(row, project)
 
 
@@ -104,15 +115,41 @@ def locked_row(session: Session, project: str, name: str) -> LakeTableRow:
 
 # get and list_ are alike in shape to transforms.py's, and stay each repository's own: the
 # lookups are _named's; the domain type, its converter and its not-found message are not.
-def get(session: Session, project: str, name: str) -> LakeTable:
-    """The table ``name`` of ``project``; ``NotFoundError`` when there is none."""
-    return _to_domain(_require(session, project, name), project)
+def get(session: Session, project: str, name: str, *, pending: bool = False) -> LakeTable:
+    """The table ``name`` of ``project``; ``NotFoundError`` when there is none. A pending
+    row counts only with ``pending`` (for the writers that may complete it)."""
+    return _to_domain(_require(session, project, name, pending), project)
 
 
 def list_(session: Session, project: str) -> list[LakeTable]:
-    """A project's tables, by name."""
+    """A project's tables, by name (never a pending row)."""
     rows = named_rows(session, LakeTableRow, projects.get(session, project).id, MAX_TABLES)
-    return [_to_domain(row, project) for row in rows]
+    return [_to_domain(row, project) for row in rows if row.version != PENDING_VERSION]
+
+
+def pending(session: Session, created_before: datetime | None = None) -> list[LakeTable]:
+    """Every project's pending rows (created before ``created_before`` when given)."""
+    query = (
+        select(LakeTableRow, ProjectRow.name)
+        .join(ProjectRow, ProjectRow.id == LakeTableRow.project_id)
+        .where(LakeTableRow.version == PENDING_VERSION)
+        .order_by(LakeTableRow.created_at)
+    )
+    if created_before is not None:
+        query = query.where(LakeTableRow.created_at < created_before)
+    return [_to_domain(row, project) for row, project in session.execute(query)]
+
+
+def delete_pending(session: Session, project: str, name: str) -> LakeTable | None:
+    """Delete the row ``name`` if it is still pending (no event: it never was a table);
+    returns what was deleted (its id names the folder the caller frees), else ``None``."""
+    row = named_row(session, LakeTableRow, projects.get(session, project).id, name, lock=True)
+    if row is None or row.version != PENDING_VERSION:
+        return None
+    table = _to_domain(row, project)
+    session.delete(row)
+    session.flush()
+    return table
 
 
 def record_commit(
@@ -146,6 +183,8 @@ def record_commit(
     """
     check_actor(actor)
     row = locked_row(session, project, name)
+    if row.version == PENDING_VERSION:
+        events.append(session, type="table.created", subject=name, project=project, actor=actor)
     if version > row.version:
         row.version = version
         row.row_count = row_count
