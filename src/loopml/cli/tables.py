@@ -185,14 +185,29 @@ def ingest(
         help="Column types instead of inferred ones: NAME:TYPE[,NAME:TYPE...] (age:int64,"
         "zip:string), or a YAML/JSON file of them (@FILE, or a file's path). Repeatable.",
     ),
+    again: bool = typer.Option(
+        False,
+        "--again",
+        help="Append the file even if this same file already landed in this table (by "
+        "default, running the same ingest again is answered by the commit that holds it).",
+    ),
 ) -> None:
     """Ingest a CSV, Parquet or JSON Lines file into a table (created on first ingest).
 
     Types are inferred from the file unless --schema declares them; a value that does not
-    convert to its declared type refuses the file, naming its rows.
+    convert to its declared type refuses the file, naming its rows. The upload carries an
+    Idempotency-Key derived from the file and the target, so running the same ingest again
+    (after a lost answer) never appends it twice.
     """
+    from loopml.client.tables import file_idempotency_key
+
     declared = {c.name: c.type for c in declared_columns(schema)}
     size = file.stat().st_size
+    key = None
+    if not again:
+        key = file_idempotency_key(
+            file, project, table_name, mode, format=format, strict=strict, schema=declared
+        )
     with state(ctx).client() as client, _bar(f"ingest {file.name}", size) as bar:
         commit = client.tables.ingest_file(
             project,
@@ -203,7 +218,15 @@ def ingest(
             progress=bar,
             strict=strict,
             schema=declared,
+            idempotency_key=key,
         )
+    if commit.replayed:
+        console.print(
+            f"already ingested: version {commit.version} of {table_name} holds this file "
+            f"({commit.rows_added or 0} rows); nothing was appended (--again appends it again)",
+            highlight=False,
+        )
+        return
     console.print(
         f"ingested [bold]{commit.rows_added or 0}[/] rows into {table_name} "
         f"(version {commit.version})"

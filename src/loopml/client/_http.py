@@ -68,7 +68,8 @@ class Http:
         """Send a request; raise the server's error as its loopml class on 4xx/5xx."""
         try:
             response = self.client.request(method, path, **kwargs)
-        except (httpx.ConnectError, httpx.TimeoutException, httpx.RemoteProtocolError) as exc:
+        except (httpx.NetworkError, httpx.TimeoutException, httpx.RemoteProtocolError) as exc:
+            # NetworkError: a refused connection, or one that broke while sending or reading.
             raise self._unreachable(exc, method, path) from exc
         if response.is_error and raise_errors:
             raise _error(response)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import hashlib
 import os
 import random
 import time
@@ -12,12 +13,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+import httpx
 import orjson
 
 from loopml.client._http import Http, segment
 from loopml.client.artifacts import Progress, _file_chunks
 from loopml.core.contracts import Contract, ValidationReport, load_contract, parse_contract
-from loopml.core.errors import ConflictError, ServiceUnavailableError, ValidationError
+from loopml.core.errors import (
+    ConflictError,
+    LoopmlError,
+    ReplyTimeoutError,
+    ServiceUnavailableError,
+    ValidationError,
+)
 from loopml.core.housekeeping import CompactReport, VacuumReport
 from loopml.core.ingest import RecordsCommit, validate_idempotency_key
 from loopml.core.lake import LakeTable, TableCommit
@@ -62,6 +70,53 @@ def _ndjson(records: Sequence[Mapping[str, Any]] | pa.Table) -> bytes:
                 details={"record": index},
             ) from exc
     return b"\n".join(lines)
+
+
+def file_idempotency_key(
+    path: str | os.PathLike[str],
+    project: str,
+    table: str,
+    mode: str,
+    *,
+    format: str | None = None,
+    strict: bool = False,
+    schema: Mapping[str, str] | None = None,
+) -> str:
+    """The ``Idempotency-Key`` that names an upload of this file to this table with these
+    options: ``file-`` and the SHA-256 of the file's bytes, the target and the options (what
+    ``loopml ingest`` sends, so that running it again after a lost answer never appends the
+    file twice)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    columns = sorted(f"{name}:{kind}" for name, kind in (schema or {}).items())
+    target = [project, table, mode, format or "", f"strict={strict}", *columns]
+    digest.update("\0".join(["", *target]).encode())
+    return "file-" + digest.hexdigest()
+
+
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+"""Failures before the request left: the upload cannot have landed."""
+
+
+def _cut_off(exc: ServiceUnavailableError, file: Path, project: str, table: str) -> LoopmlError:
+    """The error for an upload whose connection broke after it was sent: it may have landed."""
+    cause = exc.__cause__
+    if (
+        isinstance(exc, ReplyTimeoutError)  # its message already says it may finish there
+        or isinstance(cause, _NOT_SENT)
+        or not isinstance(cause, httpx.TransportError)  # the server answered
+    ):
+        return exc
+    return ServiceUnavailableError(
+        f"the connection to loopml broke before it answered the upload of {file.name} "
+        f"({cause or type(cause).__name__}): the ingest may have committed. "
+        f"Check with `loopml tables history {table} -p {project}`, or run the same "
+        "`loopml ingest` again: its Idempotency-Key (from the file and the target) makes an "
+        "upload that landed answer `already ingested` instead of appending twice.",
+        details={**exc.details, "file": str(file), "may_have_committed": True},
+    )
 
 
 def _path(project: str, table: str = "", tail: str = "") -> str:
@@ -126,6 +181,7 @@ class Tables:
         progress: Progress | None = None,
         strict: bool = False,
         schema: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
     ) -> TableCommit:
         """Stream a CSV, Parquet or JSON Lines file into a table as one commit.
 
@@ -139,11 +195,17 @@ class Tables:
             schema: column name to Arrow type (``{"age": "int64", "zip": "string"}``): these
                 columns are read with these types instead of inferred ones (see
                 ``loopml.core.lake.STORED_TYPE_PATTERN`` for the types).
+            idempotency_key: makes a retry land once: an upload under a key that already
+                landed in the table answers that commit (``replayed``) and writes nothing
+                (``file_idempotency_key`` derives one from the file and the target).
 
         Raises:
             ValidationError: the file does not match the table's schema, or a value does
                 not convert to its declared type (``details`` names the columns, expected
                 and found types and first offending rows).
+            ServiceUnavailableError: the server was not reached, or the connection broke
+                after the upload was sent (``details.may_have_committed``: check the
+                table's history, or retry under the same key).
         """
         file = Path(path)
         params: builtins.list[tuple[str, str]] = [("mode", mode)]
@@ -156,15 +218,20 @@ class Tables:
             "Content-Type": _MEDIA_TYPES.get(format or "", "application/octet-stream"),
             "Content-Disposition": f"attachment; filename*=UTF-8''{quote(file.name)}",
         }
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = validate_idempotency_key(idempotency_key)
         with file.open("rb") as handle:
             headers["Content-Length"] = str(os.fstat(handle.fileno()).st_size)
-            data = self._http.json(
-                "POST",
-                _path(project, table, "files"),
-                params=params,
-                content=_file_chunks(handle, progress),
-                headers=headers,
-            )
+            try:
+                data = self._http.json(
+                    "POST",
+                    _path(project, table, "files"),
+                    params=params,
+                    content=_file_chunks(handle, progress),
+                    headers=headers,
+                )
+            except ServiceUnavailableError as exc:
+                raise _cut_off(exc, file, project, table) from exc.__cause__
         return TableCommit.model_validate(data)
 
     def append_records(

@@ -131,6 +131,8 @@ class TableCommit(BaseModel):
         files_added: data files the commit added, where the log records it.
         warnings: what the write did that the writer may not have meant (a new column
             stored as text because a few of its values are not numbers), with the rows.
+        replayed: an upload with the same ``Idempotency-Key`` had already landed: nothing
+            was written, and this is the commit that holds it.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -142,6 +144,7 @@ class TableCommit(BaseModel):
     rows_added: int | None = None
     files_added: int | None = None
     warnings: list[str] = Field(default_factory=list)
+    replayed: bool = False
 
 
 def parse_declarations(declared: Iterable[str]) -> list[ColumnInfo]:

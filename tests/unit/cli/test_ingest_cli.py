@@ -5,7 +5,13 @@ made a new column text, ``--strict`` to refuse such a file, ``--schema`` to decl
 from __future__ import annotations
 
 import json
+import socketserver
 from pathlib import Path
+
+from typer.testing import CliRunner
+
+from loopml.cli import main
+from tests.conftest import serving
 
 from .conftest import Platform
 
@@ -84,3 +90,55 @@ def test_ingest_reads_a_schema_file_and_explains_a_bad_one(
         result = platform.cli("ingest", str(fixed), "-t", "bad_schema", "-s", bad)
         assert result.exit_code == 1, (bad, result.output)
         assert message in str(result.exception), (bad, result.exception)
+
+
+class _HangsUp(socketserver.StreamRequestHandler):
+    """Reads a whole request, then closes the connection without answering: a server that
+    died (or a proxy that dropped the connection) after the upload was sent."""
+
+    def handle(self) -> None:
+        length = 0
+        while (line := self.rfile.readline()) not in (b"\r\n", b"\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value.strip())
+        self.rfile.read(length)
+        self.server.uploads += 1  # type: ignore[attr-defined]
+
+
+def test_a_connection_cut_after_the_upload_says_it_may_have_committed_and_how_to_check(
+    tmp_path: Path,
+) -> None:
+    """Issue 51, item 4: it said "cannot reach loopml ... Is the server running?"."""
+    people = _people(tmp_path / "people.csv")
+    server = socketserver.TCPServer(("127.0.0.1", 0), _HangsUp)
+    server.uploads = 0  # type: ignore[attr-defined]
+    with serving(server) as url:
+        environment = {"LOOPML_CLIENT_URL": url, "COLUMNS": "200"}
+        result = CliRunner().invoke(
+            main.app, ["ingest", str(people), "-t", "people", "-p", "shop"], env=environment
+        )
+    assert server.uploads == 1  # type: ignore[attr-defined]
+    assert result.exit_code == 1
+    said = str(result.exception)
+    assert "the ingest may have committed" in said
+    assert "`loopml tables history people -p shop`" in said
+    assert "Is the server running?" not in said
+
+
+def test_the_same_ingest_run_again_lands_once_unless_asked_again(
+    platform: Platform, tmp_path: Path
+) -> None:
+    """Issue 51, item 4: `loopml ingest` sends an Idempotency-Key from the file and target."""
+    people = _people(tmp_path / "people.csv", bad="40")
+    first = platform.cli("ingest", str(people), "-t", "once")
+    assert first.exit_code == 0, first.output
+    assert "ingested 10 rows into once (version 0)" in first.stdout
+    again = platform.cli("ingest", str(people), "-t", "once")
+    assert again.exit_code == 0, again.output
+    assert "already ingested: version 0 of once holds this file (10 rows)" in again.stdout
+    with platform.client() as client:
+        assert client.tables.get("default", "once").row_count == 10
+    forced = platform.cli("ingest", str(people), "-t", "once", "--again")
+    assert forced.exit_code == 0, forced.output
+    assert "ingested 10 rows into once (version 1)" in forced.stdout

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from functools import partial
 from typing import Annotated, Any, Literal
 
@@ -41,7 +41,8 @@ from loopml.core.lake import (
     validate_write_mode,
 )
 from loopml.core.names import validate_project_name
-from loopml.data import files, housekeeping, lake, records, validation
+from loopml.data import files, housekeeping, keyed_files, lake, records, validation
+from loopml.storage.native import NativeLocation
 from loopml.web.context import Actor, AppContext, Ctx, get_running
 from loopml.web.streaming import pulled_pieces
 
@@ -90,6 +91,14 @@ _REPLAYED: dict[int | str, dict[str, Any]] = {
                 "schema": {"type": "string"},
             }
         },
+    }
+}
+_FILE_REPLAYED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": TableCommit,
+        "description": "A retry of an upload that already landed (same Idempotency-Key and "
+        "options): nothing was written; the body is the commit that holds it (`replayed`).",
+        "headers": _REPLAYED[200]["headers"],
     }
 }
 _FILENAME = re.compile(r"""filename\*?=(?:UTF-8'')?"?([^";]{1,255})""", re.IGNORECASE)
@@ -213,9 +222,10 @@ def list_reports(
     return ReportPage(items=page.items, next_cursor=page.next_cursor)
 
 
-@router.post("/{table}/files", status_code=201, openapi_extra=_RAW_BODY)
+@router.post("/{table}/files", status_code=201, openapi_extra=_RAW_BODY, responses=_FILE_REPLAYED)
 async def ingest_file(
     request: Request,
+    response: Response,
     ctx: Ctx,
     actor: Actor,
     project: str = PROJECT,
@@ -236,13 +246,24 @@ async def ingest_file(
         "inferring it; a value that does not convert refuses the file, naming its rows.",
     ),
     content_disposition: str | None = Header(default=None, max_length=1000),
+    idempotency_key: str | None = Header(
+        default=None,
+        alias="Idempotency-Key",
+        description="Makes a retried upload land once: an upload under a key that already "
+        "landed in this table gets that commit again (200, `replayed`) and writes nothing. "
+        "The key stands for the file (`loopml ingest` sends `file-` and the SHA-256 of the "
+        "file, the project, table and mode); the same key with other options is refused.",
+        json_schema_extra={"pattern": IDEMPOTENCY_KEY_PATTERN.pattern, "maxLength": 200},
+    ),
 ) -> TableCommit:
     """Ingest the raw request body (a CSV, Parquet or JSON Lines file) as one commit.
 
     The first file creates the table and fixes its schema; later ones must match it after
     safe casts, or are refused with 422 naming the columns and first offending rows.
     """
-    return await _ingest_upload(
+    if idempotency_key is not None:
+        validate_idempotency_key(idempotency_key)
+    commit = await _ingest_upload(
         ctx,
         project,
         table,
@@ -254,7 +275,12 @@ async def ingest_file(
         actor=actor,
         strict=strict,
         columns=column,
+        key=idempotency_key,
     )
+    if commit.replayed:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return commit
 
 
 def _filename_of(content_disposition: str | None) -> str | None:
@@ -276,6 +302,7 @@ async def _ingest_upload(
     actor: str,
     strict: bool,
     columns: list[str],
+    key: str | None = None,
 ) -> TableCommit:
     """Read a streamed upload with Arrow as it arrives (Parquet: once spooled) and commit
     it to the table; ``columns`` (``NAME:TYPE`` each) are read with those types."""
@@ -288,7 +315,10 @@ async def _ingest_upload(
     folder = files.spool_folder(ctx.settings)
     chunks = pulled_pieces(body, anyio.lowlevel.current_token())
 
-    def work() -> TableCommit:
+    def write(
+        metadata: Mapping[str, str] | None = None,
+        located: tuple[LakeTable, NativeLocation] | None = None,
+    ) -> TableCommit:
         with files.read_stream(chunks, fmt, folder, limit, declared) as reader:
             return lake.ingest_arrow(
                 ctx.store,
@@ -299,9 +329,20 @@ async def _ingest_upload(
                 mode=write_mode,
                 actor=actor,
                 lake_settings=ctx.settings.lake,
+                commit_metadata=metadata,
+                located=located,
                 strict=strict,
                 declared=[c.name for c in declared],
             )
+
+    def work() -> TableCommit:
+        if key is None:
+            return write()
+        # Checked before the body is read: a replay reads none of it.
+        options = keyed_files.upload_options(fmt, write_mode, strict, columns)
+        return keyed_files.ingest_once(
+            ctx.store, ctx.artifacts, project, table, key, options, actor=actor, write=write
+        )
 
     return await anyio.to_thread.run_sync(work)
 
