@@ -18,6 +18,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
+from loopml.core.clock import utcnow
 from loopml.core.errors import ConflictError, LoopmlError, ValidationError
 from loopml.core.ingest import IngestKey, validate_idempotency_key
 from loopml.core.lake import LakeTable, TableCommit
@@ -108,9 +109,12 @@ def _answer(
     _, loc = _tables.locate(store, artifacts, row.project, row.name, pending=True)
     dt = _delta.open_table(loc)
     assert dt is not None, "a key landed in a version of the table"
-    commit = next(
-        c for c in _delta.history(dt, dt.version() - held.version + 1) if c.version == held.version
-    )
+    recent = _delta.history(dt, dt.version() - held.version + 1)
+    commit = next((c for c in recent if c.version == held.version), None)
+    if commit is None:  # its log entry expired (the log's retention): the version is known
+        return TableCommit(
+            version=held.version, timestamp=utcnow(), operation="WRITE", replayed=True
+        )
     return commit.model_copy(update={"replayed": True})
 
 
