@@ -13,6 +13,8 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.server import HANDLED_SIGNALS
 
+from loopml.core.timeline import mark
+from loopml.platform.warm import warm_in_background
 from loopml.web.context import running_of
 
 log = logging.getLogger("uvicorn.error")
@@ -35,6 +37,14 @@ class PlatformServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
+        if self.started:
+            # Health answers from here: what it does not need starts now (the lifespan's
+            # Background, the routes' warm-up), not before.
+            mark("listening")
+            running = running_of(self.app)
+            if running.listening is not None:
+                running.listening.set()
+            warm_in_background(self.app)
         if self.public is not None and sockets and self.started:
             inner = sockets[0].getsockname()
             log.info(

@@ -19,10 +19,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from loopml.serve.gateway.config import GatewayConfig
 from loopml.serve.gateway.process import CONFIG_ENV, bind
 from loopml.serve.gateway.wire import SECRET_ENV
+
+if TYPE_CHECKING:
+    from loopml.settings import Settings
 
 log = logging.getLogger("loopml.deploy.gateways")
 
@@ -30,6 +34,7 @@ GATEWAY_MODULE = "loopml.serve.gateway"
 _FIRST_PAUSE_S = 0.2
 _LONGEST_PAUSE_S = 10.0
 _STEADY_S = 60.0
+_LOG = "gateway.log"
 
 
 class _Slot:
@@ -69,6 +74,7 @@ class GatewayProcesses:
         front: socket.socket | None = None,
     ) -> None:
         self.front = front
+        self.secret = secret
         self.host = host
         self.port = port
         self.platform_url = platform_url
@@ -77,11 +83,38 @@ class GatewayProcesses:
         self._slots = [_Slot(n) for n in range(count)]
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, secret: str, platform_url: str, front: FrontDoor | None
+    ) -> GatewayProcesses:
+        """The gateway processes of ``settings`` (not started), on ``gateway.port`` or in
+        front of the platform (``front``), sending the platform (at ``platform_url``) its
+        ``secret``."""
+        return cls(
+            host=settings.server.host.strip("[]"),
+            port=settings.gateway.port or settings.server.port,
+            count=settings.gateway.processes,
+            platform_url=front.platform_url if front is not None else platform_url,
+            secret=secret,
+            config=settings.gateway,
+            # Beside the platform's log file; with none, on the platform's stderr.
+            log_path=None if settings.server_log is None else settings.home / "logs" / _LOG,
+            front=front.public if front is not None else None,
+        )
+
+    def spawn(self) -> None:
+        """Start the processes not started yet: ``loopml up`` does it before it imports the
+        platform, so that their start overlaps its own (connections wait in the backlog of
+        the platform's socket meanwhile)."""
         if self._log_path is not None:
             self._log_path.parent.mkdir(parents=True, exist_ok=True)
         for slot in self._slots:
-            self._spawn(slot)
+            if slot.process is None:
+                self._spawn(slot)
+
+    async def start(self) -> None:
+        """``spawn``, then watch them: one that exits is started again."""
+        self.spawn()
         self._task = asyncio.create_task(self._watch())
 
     async def close(self, timeout_s: float = 5.0) -> None:

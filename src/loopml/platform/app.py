@@ -57,11 +57,18 @@ from loopml.web.context import AppContext, Running
 log = logging.getLogger("loopml.api")
 
 
-def create_app(settings: Settings | None = None, *, context: AppContext | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    context: AppContext | None = None,
+    gateway_secret: str | None = None,
+) -> FastAPI:
     """The platform's app: the API's (``create_api_app``, same arguments) with the portal
     installed; the portal's forms pass the cross-site guard only from this server's own
     origin."""
-    app = create_api_app(settings, context=context, form_route=is_form_path)
+    app = create_api_app(
+        settings, context=context, form_route=is_form_path, gateway_secret=gateway_secret
+    )
     install_portal(app)
     return app
 
@@ -71,6 +78,7 @@ def create_api_app(
     *,
     context: AppContext | None = None,
     form_route: Callable[[str], bool] = lambda path: False,
+    gateway_secret: str | None = None,
 ) -> FastAPI:
     """Build the loopml API app.
 
@@ -79,6 +87,7 @@ def create_api_app(
         context: ready-made backends (tests hand in their own); built from settings if omitted.
         form_route: the paths whose handlers check a form's own CSRF field (the portal's),
             which the cross-site guard lets post a form body from this server's origin.
+        gateway_secret: the secret of the gateway processes ``loopml up`` spawned already.
     """
     settings = settings or (context.settings if context else Settings())
     ctx = context or build_context(settings)
@@ -89,7 +98,7 @@ def create_api_app(
     link: GatewayLink | None = None
     if settings.gateway.port is not None or settings.gateway.front:
         # The gateway processes' route feed and reports (loopback, checked by a secret).
-        link = GatewayLink(serving.gateway, settings)
+        link = GatewayLink(serving.gateway, settings, gateway_secret)
 
     app = FastAPI(
         title="loopml",

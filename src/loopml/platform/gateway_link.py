@@ -56,11 +56,13 @@ class GatewayLink:
     Args:
         gateway: the platform's own gateway (its route source, metrics and answer hook).
         settings: the platform's settings (authentication, the body limit, allowed hosts).
+        secret: what the gateway processes send (``loopml up`` spawned them with it);
+            a new one when omitted.
     """
 
-    def __init__(self, gateway: Gateway, settings: Settings) -> None:
+    def __init__(self, gateway: Gateway, settings: Settings, secret: str | None = None) -> None:
         self.gateway = gateway
-        self.secret = secrets.token_urlsafe(32)
+        self.secret = secret or secrets.token_urlsafe(32)
         self._auth_enabled = settings.auth.enabled
         self._max_body_bytes = settings.server.max_body_bytes
         self._hosts = sorted(

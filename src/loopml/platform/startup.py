@@ -21,6 +21,7 @@ from loopml import registry
 from loopml.auth.service import revoke_token, server_token
 from loopml.core.auth import MAX_TOKEN_DAYS, SERVER_USER, ApiToken
 from loopml.core.errors import ServiceUnavailableError
+from loopml.core.timeline import mark
 from loopml.data import files, lake
 from loopml.data.features.online import LazyOnlineStore
 from loopml.data.records import RecordBatcher
@@ -29,6 +30,7 @@ from loopml.data.streams.supervisor import StreamSupervisor
 from loopml.deploy import Serving
 from loopml.deploy.gateways import FrontDoor, GatewayProcesses
 from loopml.monitor.disk import DiskSpace, watched
+from loopml.monitor.engine import MonitorThread
 from loopml.pipelines.automation import AutomationEngine, AutomationThread
 from loopml.pipelines.worker import Worker, WorkerConfig, WorkerThread, server_url
 from loopml.platform.gateway_link import GatewayLink
@@ -82,9 +84,13 @@ def _startup(ctx: AppContext) -> None:
     # MetadataStore.prepare: `loopml up --upgrade` or `loopml db upgrade` upgrade it).
     if ctx.settings.database.auto_upgrade and ctx.store.prepare(create=True) is not None:
         log.info("database schema created at %s", ctx.store.head_revision())
-    # Versions a stopped server of this host left PACKAGING are converted again. At start,
-    # when none can be this process's own; a database unreachable now leaves the server
-    # live and not ready (its health says so), not failed to start.
+
+
+def _tidy_at_start(ctx: AppContext) -> None:
+    """What a stopped server left: versions PACKAGING, orphaned temporary artifact files.
+    Health does not wait for it (a tree of artifacts can take long to walk)."""
+    # At start, none of the versions left PACKAGING can be this process's own; a database
+    # unreachable now leaves the server live and not ready (its health says so).
     try:
         resumed = _requeue_packaging(ctx, at_start=True)
     except ServiceUnavailableError as exc:
@@ -190,25 +196,21 @@ def start_streams(ctx: AppContext) -> StreamSupervisor | None:
 
 
 async def start_gateways(
-    ctx: AppContext, link: GatewayLink | None, front: FrontDoor | None
+    ctx: AppContext,
+    link: GatewayLink | None,
+    front: FrontDoor | None,
+    spawned: GatewayProcesses | None = None,
 ) -> GatewayProcesses | None:
     """The gateway processes (``loopml.deploy.gateways``) on ``gateway.port``, or on
     ``server.port`` in front of this process (``front``, which ``loopml up`` opened), fed by
-    ``link``; ``None`` when the gateway runs only in this process."""
+    ``link``; ``spawned``: those ``loopml up`` started already, with ``link``'s secret.
+    ``None`` when the gateway runs only in this process."""
     settings = ctx.settings
     if link is None or (settings.gateway.port is None and front is None):
         return None
     await link.start()
-    processes = GatewayProcesses(
-        host=settings.server.host.strip("[]"),
-        port=settings.gateway.port or settings.server.port,
-        count=settings.gateway.processes,
-        platform_url=front.platform_url if front is not None else server_url(settings),
-        secret=link.secret,
-        config=settings.gateway,
-        # Beside the platform's log file; with none, on the platform's stderr.
-        log_path=None if settings.server_log is None else settings.home / "logs" / "gateway.log",
-        front=front.public if front is not None else None,
+    processes = spawned or GatewayProcesses.from_settings(
+        settings, secret=link.secret, platform_url=server_url(settings), front=front
     )
     await processes.start()
     return processes
@@ -234,17 +236,65 @@ def run_maintenance(ctx: AppContext) -> None:
     _sweep_pending_tables(ctx)
 
 
+class Background:
+    """What the server runs that health does not need: start-up housekeeping, the embedded
+    worker (and its fork server), the automation engine, stream consumers and the monitor
+    (whose first round reads every deployment's windows). ``loopml up`` starts them once its
+    port answers (``Running.listening``), so they neither delay nor slow the first answer."""
+
+    def __init__(self, ctx: AppContext, serving: Serving, auth_key: bytes) -> None:
+        self.ctx, self.serving, self.auth_key = ctx, serving, auth_key
+        self.own: ApiToken | None = None
+        self.worker: WorkerThread | None = None
+        self.automation: AutomationThread | None = None
+        self.streams: StreamSupervisor | None = None
+        self.monitor: MonitorThread | None = None
+
+    async def start(self, listening: asyncio.Event | None = None) -> None:
+        """Start each part, once ``listening`` is set when given."""
+        ctx = self.ctx
+        if listening is not None:
+            await listening.wait()
+        await anyio.to_thread.run_sync(_tidy_at_start, ctx)
+        if ctx.settings.server.worker:
+            self.own = await anyio.to_thread.run_sync(worker_token, ctx, self.auth_key)
+            self.worker = start_worker(ctx, self.own.token if self.own is not None else None)
+        mark("worker started")
+        self.automation = start_automation(ctx)
+        self.streams = start_streams(ctx)
+        self.monitor = start_monitor(ctx, self.serving.gateway.metrics, self.serving.control)
+        mark("automation, streams and monitor started")
+
+    async def stop(self) -> None:
+        """Stop what was started, in reverse."""
+        for part in (self.monitor, self.streams, self.automation, self.worker):
+            if part is not None:
+                await anyio.to_thread.run_sync(part.stop)
+        own = self.own
+        if own is not None:
+            await anyio.to_thread.run_sync(
+                lambda: revoke_token(self.ctx.store, SERVER_USER, own.id, actor="server")
+            )
+
+
+def _report_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("starting the background parts failed", exc_info=task.exception())
+
+
 def lifespan(
     link: GatewayLink | None,
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """The app's lifespan: start everything the server runs, yield, stop it in reverse;
-    ``link`` feeds the gateway processes, if the settings start any."""
+    """The app's lifespan: start what the server runs (what health does not need once
+    ``Running.listening`` is set, when it is given), yield, stop it in reverse; ``link``
+    feeds the gateway processes, if the settings start any."""
 
     @asynccontextmanager
     async def run(app: FastAPI) -> AsyncIterator[None]:
         running = running_of(app)
         ctx, serving = running.context, running.serving
         await anyio.to_thread.run_sync(_startup, ctx)
+        mark("database ready")
         housekeeping = asyncio.create_task(_maintain(ctx))
         await serving.start()
         records = RecordBatcher(ctx.store, ctx.artifacts, ctx.settings.lake)
@@ -257,31 +307,24 @@ def lifespan(
             records, on_disk_full=lambda rows: disk.refused("prediction_log", rows)
         )
         serving.gateway.on_answer = predictions.log_answer
-        gateways = await start_gateways(ctx, link, running.front)
+        mark("serving started")
+        # Before health answers: in front of the platform, they answer on server.port.
+        gateways = await start_gateways(ctx, link, running.front, running.gateways)
         running.gateways = gateways  # stopped first on the way out (cli/_uvicorn.py)
-        own, worker = None, None
-        if ctx.settings.server.worker:
-            own = await anyio.to_thread.run_sync(worker_token, ctx, running.auth_key)
-            worker = start_worker(ctx, own.token if own is not None else None)
-        automation = start_automation(ctx)
-        stream_consumers = start_streams(ctx)
-        watcher = start_monitor(ctx, serving.gateway.metrics, serving.control)
+        mark("gateway processes started")
+        background = Background(ctx, serving, running.auth_key)
+        later = asyncio.create_task(background.start(running.listening))
+        later.add_done_callback(_report_failure)
+        if running.listening is None:
+            await later
         # Wherever the consumers run (here or in workers), their reports are on /metrics.
         serving.gateway.metrics.registry.register(StreamCollector(ctx.store))
         try:
             yield
         finally:
-            if watcher is not None:
-                await anyio.to_thread.run_sync(watcher.stop)
-            if stream_consumers is not None:
-                await anyio.to_thread.run_sync(stream_consumers.stop)
-            await anyio.to_thread.run_sync(automation.stop)
-            if worker is not None:
-                await anyio.to_thread.run_sync(worker.stop)
-            if own is not None:
-                await anyio.to_thread.run_sync(
-                    lambda: revoke_token(ctx.store, SERVER_USER, own.id, actor="server")
-                )
+            later.cancel()
+            await asyncio.gather(later, return_exceptions=True)  # its failure is logged
+            await background.stop()
             if gateways is not None and link is not None:
                 # First: they post their last answers to the prediction log on the way out.
                 await gateways.close()

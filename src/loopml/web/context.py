@@ -4,6 +4,7 @@ factory and read through ``running_of`` or the ``Ctx`` dependency."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
@@ -59,6 +60,10 @@ class Running:
     front: FrontDoor | None = None
     # Free space of the home's disk and the writes refused for lack of it (``/metrics``).
     disk: DiskSpace | None = None
+    # Set by ``loopml up`` once its port answers: the lifespan starts what health does not
+    # need (worker, automation, streams, monitor, start-up housekeeping) after it. None
+    # (an app served otherwise, as in tests): everything starts before the app serves.
+    listening: asyncio.Event | None = None
 
 
 def running_of(app: Starlette) -> Running:
