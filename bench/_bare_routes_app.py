@@ -1,0 +1,74 @@
+"""The reference of `bench/startup.py`: a bare FastAPI app with loopml's routes (the API's, the
+MLflow layer's and the portal's, so the same route modules are imported and the same routes
+built) and nothing else: no database, no lifespan, no gateway processes, no middleware, its
+health a constant. What `uvicorn bench._bare_routes_app:app` takes to answer is the floor of
+what `loopml up` can take with these routes."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from loopml.api import mlflow
+from loopml.api.routes import (
+    artifacts,
+    auth,
+    codesets,
+    datasets,
+    deployments,
+    events,
+    experiments,
+    features,
+    feedback,
+    gate,
+    logs,
+    models,
+    monitor,
+    pipelines,
+    predictions,
+    projects,
+    runs,
+    schedules,
+    sql,
+    streams,
+    tables,
+    transforms,
+    triggers,
+)
+from loopml.portal import install
+
+app = FastAPI(title="bare", openapi_url=None, docs_url=None, redoc_url=None)
+
+
+@app.get("/api/v1/health")
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+for module in (
+    auth,
+    feedback,
+    predictions,
+    projects,
+    events,
+    logs,
+    artifacts,
+    experiments,
+    runs,
+    models,
+    gate,
+    sql,
+    tables,
+    datasets,
+    transforms,
+    deployments,
+    pipelines,
+    schedules,
+    triggers,
+    codesets,
+    streams,
+    features,
+    monitor,
+):
+    app.include_router(module.router)
+mlflow.install(app)
+install(app)
