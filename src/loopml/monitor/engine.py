@@ -54,9 +54,11 @@ from loopml.store import monitor as rows
 log = logging.getLogger("loopml.monitor")
 ACTOR = "monitor"
 ErrorSource = Callable[[], dict[CountKey, float]]
-"""Cumulative failed requests by (project, deployment, model, version, status)."""
+"""Failed requests by (project, deployment, model, version, status), counted from zero since
+the process started."""
 CallerSource = Callable[[], dict[CountKey, float]]
-"""Cumulative requests by (project, deployment, model, version, caller)."""
+"""Requests by (project, deployment, model, version, caller), counted from zero since the
+process started."""
 ResourceSource = Callable[[], list[ReplicaSample]]
 """Every replica's resources now (the deploy targets that can measure them)."""
 WATERMARK = "watermark"
@@ -235,8 +237,11 @@ class Monitor:
                 log.exception("building the reference of %s failed", event.subject)
 
     def _deltas(self, name: str) -> dict[CountKey, float]:
-        """What a cumulative source (``errors``, ``callers``) counted since the last round;
-        nothing the first time (its baseline)."""
+        """What a cumulative source (``errors``, ``callers``) counted since the last round,
+        the first time everything since it started: its counts start at zero with its process,
+        as this monitor does, so a request that failed before the first round (a 422 never
+        reaches the prediction log) is counted in that round's window, not taken as a
+        baseline and lost (issue 55)."""
         source = self._sources[name]
         if source is None:
             return {}
@@ -245,10 +250,8 @@ class Monitor:
         except Exception:
             log.exception("could not read the gateway's %s counts", name)
             return {}
-        seen = self._seen.get(name)
+        seen = self._seen.get(name, {})
         self._seen[name] = current
-        if seen is None:
-            return {}
         return {k: v - seen.get(k, 0.0) for k, v in current.items() if v > seen.get(k, 0.0)}
 
     def _defaults(self, deployment: Deployment) -> None:

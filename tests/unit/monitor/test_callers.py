@@ -81,7 +81,7 @@ def test_each_token_is_counted_apart_and_open_calls_as_anonymous(
         sdk.deployments.wait("open", timeout_s=60)
         (ada, ada_id), (bob, bob_id) = _token(http, admin, "ada"), _token(http, admin, "bob")
         monitor = _monitor(http)
-        monitor.tick()  # the counts' baseline
+        monitor.tick()  # a first round, before anything is counted
         for headers, times in ((ada, 3), (bob, 2)):
             for _ in range(times):
                 answer = http.post("/deployments/churn/predict", json=BODY, headers=headers)

@@ -51,7 +51,7 @@ def test_the_holder_adds_what_the_other_servers_counted_once(store_ctx: AppConte
     holder, here = _server(store_ctx, clock, [_sample(20, 100)])
     other, there = _server(store_ctx, clock, [_sample(60, 300, replica=1)])
     assert not holder.tick().skipped
-    assert other.tick().skipped  # the baseline of its counters: nothing to leave yet
+    assert other.tick().skipped  # nothing counted yet: nothing to leave
     for _ in range(2):
         here.observe(KEY, "churn", "1", "1", 503, 0.01, "unavailable", "user:ada")
     for _ in range(3):

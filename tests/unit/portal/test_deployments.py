@@ -539,7 +539,7 @@ def test_usage_charts_and_their_table_come_from_the_monitors_windows_with_the_al
         clock=lambda: now,
         errors=lambda: gateway_errors(metrics),
     )
-    engine.tick()  # the baseline
+    engine.tick()  # a first round, before anything is counted
     for _ in range(3):
         metrics.observe(("default", "churn"), "cancer", "1", "1", 503, 0.01, "unavailable")
     engine.tick()

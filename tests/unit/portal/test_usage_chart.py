@@ -73,7 +73,7 @@ def test_the_time_axis_spans_the_period_shown_with_a_point_a_minute(
         clock=lambda: clock[0],
         errors=lambda: gateway_errors(metrics),
     )
-    engine.tick()  # the baseline
+    engine.tick()  # a first round, before anything is counted
     for ago, failed in ((10, 2), (5, 4)):  # errors counted in two minutes of the hour
         clock[0] = now - timedelta(minutes=ago)
         for _ in range(failed):
