@@ -13,7 +13,10 @@ from loopml.core.alerts import AlertRuleSpec
 from loopml.core.clock import utcnow
 from loopml.core.deployments import DeploymentSpec
 from loopml.monitor import service as monitor
+from loopml.monitor.windows import parse_size, window_start
 from loopml.pipelines import service as pipelines
+from loopml.portal.pages.overview import gather
+from loopml.portal.web import Viewer
 from loopml.store import alert_rules, deployments
 from loopml.store import monitor as windows
 from loopml.web.context import AppContext
@@ -53,7 +56,7 @@ def _window(
         replicas = [{"slot": 0}, {"slot": 1}]
         summary["resources"] = {"cpu_percent": 20.0, "rss_mb": 100.0, "replicas": replicas}
     window = {
-        "end": start + timedelta(hours=1 if size == "1h" else 24),
+        "end": start + timedelta(seconds=parse_size(size)),
         "rows": usage["requests"],
         "labels": 0,
         "state": {},
@@ -72,10 +75,15 @@ def _fill(ctx: AppContext) -> dict[str, str]:
     now = utcnow()
     hour = datetime.fromtimestamp(now.timestamp() // 3600 * 3600, UTC)
     day = datetime.fromtimestamp(now.timestamp() // 86_400 * 86_400, UTC)
+    minute = window_start(now, 60)
     _window(ctx, "default", "d-a", "1h", hour, requests=10, errors=1)
+    _window(ctx, "default", "d-a", "1m", minute - timedelta(minutes=20), requests=10, errors=1)
     _window(ctx, "default", "d-a", "1h", hour - timedelta(hours=3), requests=1000, errors=9)
+    _window(ctx, "default", "d-a", "1m", minute - timedelta(hours=3), requests=1000, errors=9)
+    _window(ctx, "default", "d-a", "1h", hour - timedelta(days=2), requests=50, errors=5)
     _window(ctx, "default", "d-a", "1d", day, requests=100, errors=3)
     _window(ctx, "other", "o-a", "1h", hour, requests=5, errors=0)
+    _window(ctx, "other", "o-a", "1m", minute - timedelta(minutes=1), requests=5, errors=0)
     spec = AlertRuleSpec(
         name="slow", deployment="o-a", metric="error_rate", comparator=">", threshold=0.5
     )
@@ -104,16 +112,18 @@ def test_the_overview_sums_every_project_the_viewer_sees(secured: TestClient) ->
     page = secured.get("/").text
     assert _tile(page, "Deployments")[0] == "3"
     assert "pending</span> 3" in _tile(page, "Deployments")[1]
-    # The hour's windows of both projects; the window three hours old is not the last hour.
+    # The minutes of both projects in the last 60; the minute three hours old is not in it.
     assert _tile(page, "Last hour") == ("15", "requests, 1 error")  # was "1 errors"
-    assert _tile(page, "Last day") == ("100", "requests, 3 errors")
+    # The hours of the last 24 (the three-hour-old one too), not the 1-day window since
+    # midnight, nor the hour two days old.
+    assert _tile(page, "Last day") == ("1,015", "requests, 10 errors")
     # The hour's windows hold two replicas each, but none runs now: the tile says so (it
     # once multiplied the windows' figures by their replicas: 80 % CPU, 400 MB of nothing).
     assert _tile(page, "Replicas") == ("0", "running now: 0.0 % CPU, 0 MB")
     assert _tile(page, "Firing alerts") == ("1", "slow")
     rows = re.findall(r'<a href="/projects/(\w+)/deployments/([\w-]+)">', page)
     assert rows == [("default", "d-a"), ("default", "d-b"), ("other", "o-a")]
-    assert re.search(r"d-a</a></td>.*?<td>10</td>\s*<td>1</td>\s*<td>100</td>", page, re.S)
+    assert re.search(r"d-a</a></td>.*?<td>10</td>\s*<td>1</td>\s*<td>1,010</td>", page, re.S)
     for project, run in runs.items():
         assert f'href="/pipelines/{project}/runs/{run}"' in page
     assert "deployment.created <em>o-a</em> in other" in page
@@ -167,3 +177,24 @@ def test_the_activity_feed_folds_repeated_events_into_one_line(anonymous: TestCl
     assert "model.registered churn/1 in default" in text[2]
     assert "times" not in text[2]
     assert "project.created default" in text[3]
+
+
+def test_the_last_hour_is_the_trailing_60_minutes_not_the_clock_hour(
+    anonymous: TestClient,
+) -> None:
+    """2,140 requests served 30 minutes before now, in the clock hour before now's: the
+    tiles said 0 (they added the windows starting after now - 1 h: the hour under way)."""
+    ctx: AppContext = anonymous.app.state.running.context  # type: ignore[attr-defined]
+    control = anonymous.app.state.running.serving.control  # type: ignore[attr-defined]
+    _deploy(ctx, "default", "d-a")
+    now = window_start(utcnow(), 3600) + timedelta(minutes=20)
+    burst = now - timedelta(minutes=30)
+    _window(ctx, "default", "d-a", "1h", window_start(burst, 3600), requests=2440, errors=4)
+    _window(ctx, "default", "d-a", "1m", window_start(burst, 60), requests=2140, errors=4)
+    early = now - timedelta(minutes=75)  # in the same clock hour, outside the last 60 min
+    _window(ctx, "default", "d-a", "1m", window_start(early, 60), requests=300, errors=0)
+    _window(ctx, "default", "d-a", "1h", window_start(now, 3600), requests=0, errors=0)
+    made = gather(ctx.store, control, ctx.settings, Viewer(None, "", False), now=now)
+    assert made.hour == {"requests": 2140, "errors": 4}
+    assert made.deployments[0]["hour"]["requests"] == 2140
+    assert made.day == {"requests": 2440, "errors": 4}

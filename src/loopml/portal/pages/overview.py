@@ -19,7 +19,7 @@ from loopml.core.types import Event
 from loopml.deploy import DeploymentControl
 from loopml.deploy.replicas import replica_samples
 from loopml.monitor import service as monitor
-from loopml.monitor.windows import parse_size
+from loopml.monitor.windows import parse_size, window_start
 from loopml.pipelines import service as pipelines
 from loopml.portal.web import (
     PageRoute,
@@ -37,6 +37,7 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 MAX_DEPLOYMENTS = 500
 """Most deployments listed per project on the overview (the rest are counted)."""
 FEED = 20
+HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 """Events (lines of the activity feed) and pipeline runs shown."""
 FEED_READ = 500
 """Newest events read for the feed: repeats (a table appended to once a second) fold into
@@ -91,32 +92,39 @@ class Overview:
     projects: list[str] = field(default_factory=list)
 
 
-def _sizes(settings: Settings) -> tuple[str, str]:
-    """The window sizes summed for the last hour (the smallest) and the last day (the
-    largest that is at most a day)."""
-    sizes = sorted(settings.monitor.windows, key=parse_size)
-    day = [s for s in sizes if parse_size(s) <= 86_400]
-    return sizes[0], (day[-1] if day else sizes[0])
+def _spans(settings: Settings, now: datetime) -> list[tuple[str, datetime]]:
+    """What the "last hour" and "last day" tiles sum: the windows overlapping the trailing
+    60 minutes and 24 hours before ``now``, of the smallest size stored (the usage-only
+    minutes, else the smallest of ``monitor.windows``) for the hour and the smallest of
+    ``monitor.windows`` for the day. Summing the windows that start after ``now - 1 h``
+    read only the clock hour under way: 0 requests half an hour after 2,140 (issue 55)."""
+    judged = min(settings.monitor.windows, key=parse_size)
+    usage = settings.monitor.usage_size()
+    sizes = ((usage[0] if usage else judged, HOUR), (judged, DAY))
+    return [(size, window_start(now - span, parse_size(size))) for size, span in sizes]
 
 
 def gather(
-    store: MetadataStore, control: DeploymentControl, settings: Settings, viewer: Viewer
+    store: MetadataStore,
+    control: DeploymentControl,
+    settings: Settings,
+    viewer: Viewer,
+    now: datetime | None = None,
 ) -> Overview:
     """Read everything the overview shows (blocking: run it in a worker thread), one query
     per kind whatever the number of projects and deployments: the projects, the
     deployments, their windows of both sizes, the firing rules, the pipeline runs and the
-    events. Inside ``read_only`` they share one read-only transaction."""
+    events. Inside ``read_only`` they share one read-only transaction. ``now``: where the
+    tiles' trailing hour and day end (the clock's now unless given)."""
     made = Overview()
-    now = utcnow()
-    hour_size, day_size = _sizes(settings)
+    now = now or utcnow()
     listed = projects.list_(store, limit=1000).items
     made.projects = viewer.visible([p.name for p in listed])
     if not made.projects:
         return made
     found = control.list_in(made.projects, limit_each=MAX_DEPLOYMENTS)
     now_used = _resources_now(control)
-    spans = [(hour_size, now - timedelta(hours=1)), (day_size, now - timedelta(days=1))]
-    hour, day = monitor.projects_usage(store, made.projects, spans)
+    hour, day = monitor.projects_usage(store, made.projects, _spans(settings, now))
     for deployment in found:
         key = (deployment.project, deployment.name)
         used_hour, used_day = hour.get(key, {}), day.get(key, {})
