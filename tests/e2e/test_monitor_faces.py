@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from loopml.client import Client
+from loopml.core.drift import figure
 from tests.unit.deploy.deploy_support import cancer_frame
 from tests.unit.monitor.logged import log_predictions
 from tests.waiting import eventually
@@ -183,7 +184,7 @@ def test_the_portal_the_cli_and_the_api_show_the_same_figures(
     assert page["drifted"] == len(drift["drifted"]) == 8
     assert page["judged"] == drift["judged"] == 8
     assert page["columns"] == {
-        c["column"]: (round(c["score"], 4), round(c["psi"], 4)) for c in drift["columns"]
+        c["column"]: (float(figure(c["score"])), float(figure(c["psi"]))) for c in drift["columns"]
     }
     assert page["firing"] == cli["firing"] == api["firing"] == ["drifting"]
     assert page["bars"] == [40] * 8  # every feature's window bars hold the window's rows

@@ -16,9 +16,14 @@ from rich.table import Table
 from loopml.cli._context import project_option, state
 from loopml.cli._endpoints import feedback_path
 from loopml.cli._output import as_json, console
-from loopml.core.drift import LEGEND, drifts_when
+from loopml.core.drift import LEGEND, drifts_when, figure
 
 WORST = 8
+
+
+def _figure(value: float | None) -> str:
+    """A drift figure (score, p-value, PSI), written as the portal writes it."""
+    return "-" if value is None else figure(value)
 
 
 def _number(value: Any, digits: int = 3) -> str:
@@ -109,11 +114,11 @@ def _drift_table(drift: dict[str, Any], shown: list[dict[str, Any]]) -> Table:
     for c in shown:
         cells = [
             c["column"],
-            _number(c["score"]),
+            _figure(c["score"]),
             _rule(c["method"], c["threshold"]),
-            _number(c.get("p_value"), 1),
+            _figure(c.get("p_value")),
             "yes" if c["drifted"] else "no",
-            _number(c["psi"]),
+            _figure(c["psi"]),
             f"{c['missing_share']:.1%}",
             str(c["out_of_range"] or c["unseen"]),
         ]

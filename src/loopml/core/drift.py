@@ -6,6 +6,8 @@ different, drifted at or above it).
 Example:
     >>> drifts_when("ks", 0.05)
     'p < 0.05'
+    >>> figure(4.47e-29)
+    '4.47e-29'
 """
 
 from __future__ import annotations
@@ -32,3 +34,10 @@ def drifts_when(method: str, threshold: float) -> str:
     if method in P_VALUE_TESTS:
         return f"p < {threshold:.3g}"
     return f"{method} >= {threshold:g}"
+
+
+def figure(value: float) -> str:
+    """A drift table's score, p-value or PSI as every face writes it: three significant
+    figures, so a p-value of ``4.47e-29`` reads as that, not as ``0.0000`` (four decimals
+    round every p-value under 5e-5 to zero)."""
+    return f"{value:.3g}"

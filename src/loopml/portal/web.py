@@ -31,7 +31,7 @@ from fastapi.templating import Jinja2Templates
 from loopml._version import __version__
 from loopml.auth import service, sessions
 from loopml.core.auth import Principal, Role
-from loopml.core.drift import LEGEND, drifts_when
+from loopml.core.drift import LEGEND, drifts_when, figure
 from loopml.core.errors import (
     LoopmlError,
     NotFoundError,
@@ -50,6 +50,7 @@ _ANONYMOUS = "anonymous"
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals["version"] = __version__
 templates.env.globals["drifts_when"] = drifts_when
+templates.env.globals["drift_figure"] = figure
 templates.env.globals["drift_legend"] = LEGEND[0].upper() + LEGEND[1:]
 
 

@@ -53,5 +53,5 @@ def test_the_drift_table_shows_the_p_value_beside_each_figure(platform: Platform
         row = next(line for line in text.splitlines() if line.startswith(f"│ {name} "))
         cells = [cell.strip() for cell in row.strip("│").split("│")]
         assert cells[1] == f"{column['score']:.3g}"  # the distance, as before
-        assert cells[3] == f"{column['p_value']:.1g}"
+        assert cells[3] == f"{column['p_value']:.3g}"  # as the portal writes it (issue 55)
         assert cells[4] == "no"

@@ -63,6 +63,7 @@ class Detail:
     latest: dict[str, Any] | None = None
     drift: list[dict[str, Any]] = field(default_factory=list)
     drift_status: dict[str, Any] = field(default_factory=dict)
+    drift_prediction: dict[str, Any] | None = None
     pictures: dict[str, DriftPair] = field(default_factory=dict)
     quality: dict[str, Any] = field(default_factory=dict)
     alerts: list[dict[str, Any]] = field(default_factory=list)
@@ -187,6 +188,8 @@ def gather(
         detail.drift_status = drift
         columns = drift.get("columns", [])
         detail.drift = sorted(columns, key=lambda c: (not c["drifted"], -c["psi"]))
+        # The model's output, judged against its training predictions, as the CLI shows it.
+        detail.drift_prediction = drift.get("prediction")
         if columns:
             detail.pictures = _pictures(store, project, name, detail.latest, size)
         detail.quality = summary.get("quality", {})
