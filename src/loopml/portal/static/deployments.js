@@ -6,6 +6,9 @@
     var box = document.getElementById(id);
     if (!box || typeof uPlot === "undefined") { return; }
     var width = Math.max(box.clientWidth || 360, 300);
+    // Every point drawn as a dot, besides the line: a burst inside one minute, with empty
+    // minutes on both sides, has no segment to draw and showed nothing (issue 55).
+    series.forEach(function (s) { s.points = { show: true, size: 5, fill: s.stroke }; });
     var opts = {
       title: box.getAttribute("data-title"),
       width: width,
