@@ -95,18 +95,40 @@ MONITOR_WAIT_S = 120.0
 """How long the demo waits for the monitor to read the champion's labelled traffic."""
 
 
-def monitored(client: Client, version: int, labels: int, *, promoted: bool) -> None:
+Marks = dict[tuple[str, int, str], int]
+"""Labels per window of the deployment (model, version, start) before this run's traffic."""
+
+
+def label_marks(client: Client) -> Marks:
+    """The labels each of the deployment's windows already holds: an earlier demo on the same
+    home left its windows (same model name, same version numbers), which ``monitored`` must
+    not take for this run's."""
+    view = client.monitoring.view(DEPLOYMENT, project=PROJECT)
+    return {_window_key(w): int(w["labels"]) for w in view["windows"]}
+
+
+def _window_key(window: dict[str, Any]) -> tuple[str, int, str]:
+    return (window["model"], int(window["version"]), str(window["start"]))
+
+
+def monitored(
+    client: Client, version: int, labels: int, *, promoted: bool, before: Marks | None = None
+) -> None:
     """What ``loopml monitor`` (and the portal's page) shows for the deployment now, read
-    from the monitor itself once it has read the champion's ``labels`` labelled rows (it
-    reads on its own interval, behind real time); a line saying it has not yet otherwise."""
+    from the monitor itself once it has read this run's ``labels`` labelled rows of the
+    champion (it reads on its own interval, behind real time): the labels its windows hold
+    beyond ``before`` (``label_marks`` before the run's traffic); a line saying it has not
+    yet otherwise."""
     import time
 
+    before = before or {}
     deadline = time.monotonic() + MONITOR_WAIT_S
     while True:
         view = client.monitoring.view(DEPLOYMENT, project=PROJECT)
         mine = [w for w in view["windows"] if (w["model"], w["version"]) == (MODEL, version)]
+        counted = sum(w["labels"] - before.get(_window_key(w), 0) for w in mine)
         now = view["now"]
-        if now["version"] == version and sum(w["labels"] for w in mine) >= labels:
+        if now["version"] == version and counted >= labels:
             break
         if time.monotonic() > deadline:
             say(

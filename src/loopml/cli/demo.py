@@ -234,6 +234,8 @@ def run_demo(
         _reset(client)
         _setup(client, data.first)
         _champion(client, inputs, len(data.first), budget_s)
+        # What an earlier demo left in the deployment's windows is not this run's.
+        marks = out.label_marks(client)
         sent, failed = _traffic(client, data.live, feedback=True, stop=None)
         out.say(
             "traffic",
@@ -284,7 +286,7 @@ def run_demo(
             f"{MODEL}/{champion}, {failed} failed; true labels sent back as feedback",
         )
         labelled = len(data.after) - 5 * failed + (0 if result.passed else len(data.live))
-        out.monitored(client, champion, labelled, promoted=result.passed)
+        out.monitored(client, champion, labelled, promoted=result.passed, before=marks)
     out.urls(url, features(data.after[0]), time.monotonic() - started, token)
 
 
