@@ -37,7 +37,6 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 MAX_DEPLOYMENTS = 500
 """Most deployments listed per project on the overview (the rest are counted)."""
 FEED = 20
-HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 """Events (lines of the activity feed) and pipeline runs shown."""
 FEED_READ = 500
 """Newest events read for the feed: repeats (a table appended to once a second) fold into
@@ -90,6 +89,9 @@ class Overview:
     runs: list[PipelineRun] = field(default_factory=list)
     feed: list[FeedLine] = field(default_factory=list)
     projects: list[str] = field(default_factory=list)
+
+
+HOUR, DAY = timedelta(hours=1), timedelta(days=1)
 
 
 def _spans(settings: Settings, now: datetime) -> list[tuple[str, datetime]]:
