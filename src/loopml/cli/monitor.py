@@ -107,10 +107,12 @@ def _drift_table(drift: dict[str, Any], shown: list[dict[str, Any]]) -> Table:
     # "missing" only where a value is missing: eight columns do not fit in 80 with it
     missing = any(c["missing_share"] for c in shown)
     out = Table(title=_drift_title(drift), title_justify="left", header_style="bold")
-    out.add_column("column", overflow="fold", min_width=14)
+    out.add_column("column", overflow="fold", min_width=12)
     headers = ("score", "drifts when", "p", "drift", "psi", "missing", "outside")
     for column in headers if missing else tuple(h for h in headers if h != "missing"):
-        out.add_column(column)
+        # Seven columns fit in 80 with the rule and the figures whole (a p-value to three
+        # figures is 8 wide) and names folded; with "missing" the cells wrap.
+        out.add_column(column, no_wrap=not missing and column != "outside")
     for c in shown:
         cells = [
             c["column"],
