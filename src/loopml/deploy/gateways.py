@@ -107,7 +107,8 @@ class GatewayProcesses:
         platform, so that their start overlaps its own (connections wait in the backlog of
         the platform's socket meanwhile)."""
         if self._log_path is not None:
-            self._log_path.parent.mkdir(parents=True, exist_ok=True)
+            # 0700 as the platform's own log handler makes it, which may come second now.
+            self._log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         for slot in self._slots:
             if slot.process is None:
                 self._spawn(slot)
