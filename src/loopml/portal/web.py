@@ -54,6 +54,19 @@ templates.env.globals["drift_figure"] = figure
 templates.env.globals["drift_legend"] = LEGEND[0].upper() + LEGEND[1:]
 
 
+def who(actor: str | None) -> str:
+    """An event's actor as a person reads it: ``user:walker/token:eb51...`` is ``walker``
+    (the page keeps the whole actor in the element's title); ``monitor``, ``gateway`` and
+    the other system actors as they are."""
+    if not actor:
+        return ""
+    user = actor.split("/token:", 1)[0]
+    return user.removeprefix("user:") or actor
+
+
+templates.env.globals["who"] = who
+
+
 _T = TypeVar("_T")
 
 

@@ -179,6 +179,27 @@ def test_the_activity_feed_folds_repeated_events_into_one_line(anonymous: TestCl
     assert "project.created default" in text[3]
 
 
+def test_the_feed_names_a_token_s_user_and_keeps_the_token_in_its_title(
+    anonymous: TestClient,
+) -> None:
+    ctx: AppContext = anonymous.app.state.running.context  # type: ignore[attr-defined]
+    from loopml.store import events
+
+    actor = "user:walker/token:eb5156c0ffee4a5e9d1b"
+    with ctx.store.session() as session:
+        events.append(
+            session, type="model.registered", subject="churn/2", project="default", actor=actor
+        )
+
+    page = anonymous.get("/").text
+    feed = page[page.index('id="feed-h"') :]
+    line = re.findall(r"<li>(.*?)</li>", feed, re.S)[0]
+    assert f'<strong title="{actor}">walker</strong>' in line, line
+    assert " ".join(re.sub(r"<[^>]+>", " ", line).split()).endswith(
+        "walker model.registered churn/2 in default"
+    )
+
+
 def test_the_last_hour_is_the_trailing_60_minutes_not_the_clock_hour(
     anonymous: TestClient,
 ) -> None:
