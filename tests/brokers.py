@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -94,3 +95,24 @@ BROKERS = [
     pytest.param("nats", marks=pytest.mark.nats),
     pytest.param("redis", marks=pytest.mark.redis),
 ]
+
+
+async def jetstream_capturing(url: str, subject: str, delete: str | None = None) -> str | None:
+    """The JetStream stream capturing ``subject`` on the real NATS at ``url`` (``None``:
+    none), after deleting the stream ``delete`` if it is there."""
+    import nats
+    import nats.js.errors
+
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        if delete is not None:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await js.delete_stream(delete)
+        try:
+            found: str = await js.find_stream_name_by_subject(subject)
+        except nats.js.errors.NotFoundError:
+            return None
+        return found
+    finally:
+        await nc.close()

@@ -6,7 +6,6 @@ real NATS, with nothing else installed (no ``nats`` CLI). A block right after
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.brokers import jetstream_capturing
 from tests.waiting import eventually
 
 from .conftest import RunningServer, running_server
@@ -39,33 +39,14 @@ def blocks(text: str) -> list[tuple[str, str]]:
     return [(m.group(2), m.group(3)) for m in BLOCK.finditer(text) if not m.group(1)]
 
 
-async def _jetstream_capturing(url: str, subject: str, delete: str | None = None) -> str | None:
-    import nats
-    import nats.js.errors
-
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        if delete is not None:
-            with contextlib.suppress(nats.js.errors.NotFoundError):
-                await js.delete_stream(delete)
-        try:
-            found: str = await js.find_stream_name_by_subject(subject)
-        except nats.js.errors.NotFoundError:
-            return None
-        return found
-    finally:
-        await nc.close()
-
-
 @pytest.fixture
 def readme_jetstream(nats_server: str) -> Iterator[None]:
     """The README's JetStream stream, absent before (a run's leftover removed: its messages
     would be consumed again) and removed after."""
-    other = asyncio.run(_jetstream_capturing(nats_server, README_SUBJECT, README_JETSTREAM))
+    other = asyncio.run(jetstream_capturing(nats_server, README_SUBJECT, README_JETSTREAM))
     assert other is None, f"the JetStream stream {other} on {nats_server} captures orders.*"
     yield
-    asyncio.run(_jetstream_capturing(nats_server, README_SUBJECT, README_JETSTREAM))
+    asyncio.run(jetstream_capturing(nats_server, README_SUBJECT, README_JETSTREAM))
 
 
 @pytest.fixture(scope="module")

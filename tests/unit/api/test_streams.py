@@ -4,7 +4,6 @@ the consumers are tested on the real brokers in tests/unit/data/streams)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import Iterator
 
@@ -15,6 +14,7 @@ from loopml.client import Client
 from loopml.core.errors import AlreadyExistsError, NotFoundError
 from loopml.platform import create_api_app
 from loopml.settings import Settings
+from tests.brokers import jetstream_capturing
 
 STREAMS = "/api/v1/projects/default/streams"
 
@@ -157,27 +157,6 @@ def test_a_refused_apply_changes_nothing(
     assert client.streams.get("orders-in").config.table == "orders"
 
 
-async def _jetstream(url: str, subject: str, delete: str | None = None) -> str | None:
-    """The JetStream stream capturing ``subject`` on the real NATS (``None``: none), after
-    deleting the stream ``delete`` if it is there."""
-    import nats
-    import nats.js.errors
-
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        if delete is not None:
-            with contextlib.suppress(nats.js.errors.NotFoundError):
-                await js.delete_stream(delete)
-        try:
-            found: str = await js.find_stream_name_by_subject(subject)
-        except nats.js.errors.NotFoundError:
-            return None
-        return found
-    finally:
-        await nc.close()
-
-
 @pytest.mark.nats
 def test_create_stream_makes_the_jetstream_stream_once(
     http: TestClient, client: Client, nats_server: str
@@ -185,13 +164,13 @@ def test_create_stream_makes_the_jetstream_stream_once(
     # Issue 55: the README's stream needed `nats stream add` first, from the nats CLI.
     subject = f"cs{uuid.uuid4().hex[:12]}.*"
     made_name = "loopml-default-orders-in"
-    assert asyncio.run(_jetstream(nats_server, subject)) is None
+    assert asyncio.run(jetstream_capturing(nats_server, subject)) is None
     try:
         body = {"name": "orders-in", "source": nats_server, "subject": subject, "table": "o"}
         answer = http.post(STREAMS, json={**body, "create_stream": True})
         assert answer.status_code == 201, answer.text
         assert answer.json()["broker_stream"] == {"name": made_name, "created": True}
-        assert asyncio.run(_jetstream(nats_server, subject)) == made_name
+        assert asyncio.run(jetstream_capturing(nats_server, subject)) == made_name
         again = client.streams.create(
             "orders-too", source=nats_server, subject=subject, table="o2", create_stream=True
         )
@@ -200,8 +179,8 @@ def test_create_stream_makes_the_jetstream_stream_once(
         plain = client.streams.create("orders-3", source=nats_server, subject=subject, table="o3")
         assert plain.broker_stream is None
     finally:
-        asyncio.run(_jetstream(nats_server, subject, delete=made_name))
-    assert asyncio.run(_jetstream(nats_server, subject)) is None
+        asyncio.run(jetstream_capturing(nats_server, subject, delete=made_name))
+    assert asyncio.run(jetstream_capturing(nats_server, subject)) is None
 
 
 def test_create_stream_on_an_unreachable_nats_is_503_and_stores_nothing(
