@@ -9,31 +9,8 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from loopml.api import mlflow
-from loopml.api.routes import (
-    artifacts,
-    auth,
-    codesets,
-    datasets,
-    deployments,
-    events,
-    experiments,
-    features,
-    feedback,
-    gate,
-    logs,
-    models,
-    monitor,
-    pipelines,
-    predictions,
-    projects,
-    runs,
-    schedules,
-    sql,
-    streams,
-    tables,
-    transforms,
-    triggers,
-)
+from loopml.api.routes import health as health_routes
+from loopml.api.routes.all import MODULES
 from loopml.portal import install
 
 app = FastAPI(title="bare", openapi_url=None, docs_url=None, redoc_url=None)
@@ -44,31 +21,8 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-for module in (
-    auth,
-    feedback,
-    predictions,
-    projects,
-    events,
-    logs,
-    artifacts,
-    experiments,
-    runs,
-    models,
-    gate,
-    sql,
-    tables,
-    datasets,
-    transforms,
-    deployments,
-    pipelines,
-    schedules,
-    triggers,
-    codesets,
-    streams,
-    features,
-    monitor,
-):
-    app.include_router(module.router)
+for module in MODULES:
+    if module is not health_routes:  # the bare app's health is a constant
+        app.include_router(module.router)
 mlflow.install(app)
 install(app)

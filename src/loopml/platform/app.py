@@ -12,32 +12,8 @@ from fastapi import Depends, FastAPI
 
 from loopml._version import __version__
 from loopml.api import mlflow
-from loopml.api.routes import (
-    artifacts,
-    auth,
-    codesets,
-    datasets,
-    deployments,
-    events,
-    experiments,
-    features,
-    feedback,
-    gate,
-    health,
-    logs,
-    models,
-    monitor,
-    pipelines,
-    predictions,
-    projects,
-    runs,
-    schedules,
-    sql,
-    streams,
-    tables,
-    transforms,
-    triggers,
-)
+from loopml.api.routes import artifacts, codesets, tables
+from loopml.api.routes.all import MODULES as ROUTE_MODULES
 from loopml.auth.cache import TokenCache
 from loopml.auth.install import load_or_create_secret
 from loopml.auth.ratelimit import FailureLimiter
@@ -116,32 +92,7 @@ def create_api_app(
     if link is not None:
         app.router.routes.extend(link.routes())
     install_error_handlers(app)
-    for module in (
-        health,
-        auth,
-        feedback,
-        predictions,
-        projects,
-        events,
-        logs,
-        artifacts,
-        experiments,
-        runs,
-        models,
-        gate,
-        sql,
-        tables,
-        datasets,
-        transforms,
-        deployments,
-        pipelines,
-        schedules,
-        triggers,
-        codesets,
-        streams,
-        features,
-        monitor,
-    ):
+    for module in ROUTE_MODULES:
         # Every route runs the permission check first (a no-op with authentication off).
         app.include_router(module.router, dependencies=[Depends(enforce)])
     mlflow.install(app, dependencies=[Depends(enforce)])
