@@ -7,11 +7,14 @@ it, and the labels of the rows answered before then are labels of the old relati
 the reference is 0 and variance 1: for a number, where its value falls in the reference's
 distribution (its mid-CDF, centred: a shift of location) and how far from the middle (a
 shift of spread); for a category, how rare its value is in the reference (unseen values
-rarest). The change point is the row from which the scores' sums, each squared and divided
-by the rows summed, add up to the most: CUSUM's estimate of one change from the reference.
-Each shifted row adds its expected shift to a sum while the unshifted rows before it add
-only noise, so the figure grows up to the change and falls after it. The last ``MIN_TAIL``
-rows are never the start: a few rows' sum is too noisy to say.
+rarest). The change point is the row that splits the scores most likely: the rows before it
+drawn as the reference's (mean 0, variance 1), the rows from it on with a mean and a
+variance of their own, each score normal. Its mean alone would place a sharp shift early:
+an unshifted row whose scores lie past halfway to the shifted rows' (a malignant tumour's
+large measurements, just before a scanner reports them all ten times larger) fits a shifted
+mean better than 0. Its variance tells them apart: the shifted rows' scores lie close
+together, and such a row lies far from them. The last ``MIN_TAIL`` rows are never the
+start: a few rows' variance is too noisy to say.
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ from loopml.monitor.sketch import (
 )
 
 MIN_TAIL = 20
+# The least variance a tail's scores are given (a standard deviation of 0.1, a tenth of the
+# reference's): a tail all past the reference's range has none, and its likelihood must stay
+# finite.
+VARIANCE_FLOOR = 1e-2
 _FLOOR = 1e-3
 
 
@@ -94,19 +101,26 @@ def column_scores(ref: ColumnReference, column: pa.Array | pa.ChunkedArray) -> l
 
 def change_point(scores: Sequence[np.ndarray]) -> int:
     """The index of the first shifted row (0 when every row looks shifted, or there are too
-    few rows): where the tail sums of the scores, squared, summed over the scores and divided
-    by the rows summed, are largest. Summed, the columns that all moved at the same row agree
-    on it, and one row's chance value in one column cannot pull the estimate."""
+    few rows): the split whose negative log-likelihood, summed over the scores, is least,
+    with the rows before it standard normal and those from it on normal with the tail's own
+    mean and variance (floored at ``VARIANCE_FLOOR``). Summed, the columns that all moved at
+    the same row agree on it, and one row's chance value in one column cannot pull the
+    estimate."""
     series = [s for s in scores if s.size > MIN_TAIL]
     if not series:
         return 0
     n = series[0].size
-    lengths = np.arange(n, MIN_TAIL - 1, -1, dtype=np.float64)
-    figure = np.zeros(lengths.size)
+    rows = np.arange(n, MIN_TAIL - 1, -1, dtype=np.float64)  # the tail's rows, per start
+    cost = np.zeros(rows.size)
     for values in series:
-        tails = np.cumsum(values[::-1])[::-1][: n - MIN_TAIL + 1]
-        figure += tails**2 / lengths
-    return int(np.argmax(figure))
+        squares = values * values
+        head = np.concatenate(([0.0], np.cumsum(squares)))[: rows.size] / 2
+        sums = np.cumsum(values[::-1])[::-1][: rows.size]
+        spread = np.cumsum(squares[::-1])[::-1][: rows.size] - sums * sums / rows
+        spread = np.maximum(spread, 0.0)
+        variance = np.maximum(spread / rows, VARIANCE_FLOOR)
+        cost += head + spread / (2 * variance) + rows / 2 * np.log(variance)
+    return int(np.argmin(cost))
 
 
 def onset_index(references: Mapping[str, ColumnReference], inputs: pa.Table) -> int:
