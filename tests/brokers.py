@@ -116,3 +116,17 @@ async def jetstream_capturing(url: str, subject: str, delete: str | None = None)
         return found
     finally:
         await nc.close()
+
+
+async def jetstream_consumers(url: str, subject: str) -> list[str]:
+    """The durable consumers of the JetStream stream capturing ``subject`` on the real NATS
+    at ``url``."""
+    import nats
+
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        stream = await js.find_stream_name_by_subject(subject)
+        return [c.name for c in await js.consumers_info(stream) if c.name]
+    finally:
+        await nc.close()

@@ -4,6 +4,7 @@ on /metrics; the stream applied from YAML is unchanged, then updated and restart
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -15,7 +16,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.brokers import Broker
+from tests.brokers import Broker, jetstream_consumers
 from tests.waiting import eventually
 
 from .conftest import RunningServer
@@ -108,4 +109,8 @@ def test_a_stream_created_with_the_cli_fills_its_table(
     _shown_once(server, lambda s: s["stats"]["messages"] == 202, "202 messages", 60)
     top = server.cli("sql", "SELECT max(id) AS m FROM orders", "--format", "csv")
     assert top.stdout.split()[-1] == "1001", top.stdout
-    assert server.cli("streams", "delete", "orders-in").returncode == 0
+    deleted = server.cli("streams", "delete", "orders-in")
+    assert deleted.returncode == 0, deleted.stderr
+    assert "stream orders-in deleted; its consumer on the broker removed" in deleted.stdout
+    subject = nats_broker.subject or ""
+    assert asyncio.run(jetstream_consumers(nats_broker.url, subject)) == []

@@ -204,10 +204,15 @@ def resume(ctx: typer.Context, name: str = NAME, project: str = PROJECT) -> None
 
 @app.command("delete")
 def delete(ctx: typer.Context, name: str = NAME, project: str = PROJECT) -> None:
-    """Delete the definition; its consumer stops, its tables stay."""
+    """Delete the definition and its consumer on the broker; its tables and the broker's
+    messages stay."""
     with state(ctx).client() as client:
-        client.streams.delete(name, project=project)
-    console.print(f"stream {name} deleted", highlight=False)
+        gone = client.streams.delete(name, project=project)
+    consumer = {
+        "removed": "its consumer on the broker removed",
+        "none": "the broker held no consumer of it",
+    }.get(gone.broker_consumer, f"its consumer {gone.broker_consumer}")
+    console.print(f"stream {name} deleted; {consumer}", highlight=False)
 
 
 @app.command("run")

@@ -6,7 +6,7 @@ import builtins
 
 from loopml.client._http import Http, segment
 from loopml.core.names import DEFAULT_PROJECT
-from loopml.core.streams import Stream, StreamCreated, StreamsApplied
+from loopml.core.streams import Stream, StreamCreated, StreamDeleted, StreamsApplied
 
 
 def _path(project: str | None, name: str = "", tail: str = "") -> str:
@@ -85,6 +85,7 @@ class Streams:
         """Fetch again, where the acks left off."""
         return Stream.model_validate(self._http.json("POST", _path(project, name, "resume")))
 
-    def delete(self, name: str, *, project: str | None = None) -> None:
-        """Delete the definition (its tables stay)."""
-        self._http.request("DELETE", _path(project, name))
+    def delete(self, name: str, *, project: str | None = None) -> StreamDeleted:
+        """Delete the definition and its consumer on the broker (``broker_consumer`` says
+        what became of it); its tables and the broker's messages stay."""
+        return StreamDeleted.model_validate(self._http.json("DELETE", _path(project, name)))

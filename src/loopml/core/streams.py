@@ -247,6 +247,16 @@ class StreamCreated(Stream):
     broker_stream: BrokerStream | None = None
 
 
+class StreamDeleted(Stream):
+    """A stream just deleted: its tables and the broker's messages stay; its consumer on the
+    broker (the JetStream durable, the Redis group) is removed with it."""
+
+    broker_consumer: str = Field(
+        description="`removed`; `none` (the broker held none); or `left on the broker "
+        "(why): how to remove it` when the broker could not be reached."
+    )
+
+
 class StreamSpec(BaseModel):
     """A stream's definition as written: ``loopml streams create``'s options, one entry of
     a ``loopml streams apply`` file, the body of ``POST .../streams``."""

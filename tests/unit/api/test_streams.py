@@ -8,13 +8,16 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 
 from loopml.client import Client
 from loopml.core.errors import AlreadyExistsError, NotFoundError
+from loopml.core.streams import Stream
+from loopml.data.streams.base import consumer_name, open_source
 from loopml.platform import create_api_app
 from loopml.settings import Settings
-from tests.brokers import jetstream_capturing
+from tests.brokers import jetstream_capturing, jetstream_consumers
 
 STREAMS = "/api/v1/projects/default/streams"
 
@@ -190,4 +193,53 @@ def test_create_stream_on_an_unreachable_nats_is_503_and_stores_nothing(
     answer = http.post(STREAMS, json={**body, "create_stream": True})
     assert answer.status_code == 503, answer.text
     assert "cannot reach NATS" in answer.text
+    assert client.streams.list() == []
+
+
+async def _open_and_close(stream: Stream) -> None:
+    source = open_source(stream.config.source, consumer_name(stream))
+    await source.open()
+    await source.close()
+
+
+@pytest.mark.nats
+@pytest.mark.redis
+def test_delete_removes_the_consumer_on_the_broker_and_keeps_its_messages(
+    client: Client, nats_server: str, redis_server: str
+) -> None:
+    # Issue 55, item 7: a deleted stream's durable consumer stayed on NATS for ever.
+    subject = f"del{uuid.uuid4().hex[:12]}.*"
+    key = f"loopml-test-del-{uuid.uuid4().hex[:12]}"
+    made = client.streams.create(
+        "orders-in", source=nats_server, subject=subject, table="o", create_stream=True
+    )
+    assert made.broker_stream is not None
+    clicks = client.streams.create("clicks", source=f"{redis_server}?stream={key}", table="c")
+    try:
+        for stream in (made, clicks):  # the consumers make their durable and group on open
+            asyncio.run(_open_and_close(stream))
+        assert asyncio.run(jetstream_consumers(nats_server, subject)) == [consumer_name(made)]
+        groups = redis.Redis.from_url(redis_server).xinfo_groups(key)
+        assert [g["name"].decode() for g in groups] == [consumer_name(clicks)]
+
+        assert client.streams.delete("orders-in").broker_consumer == "removed"
+        assert client.streams.delete("clicks").broker_consumer == "removed"
+        assert asyncio.run(jetstream_consumers(nats_server, subject)) == []
+        assert redis.Redis.from_url(redis_server).xinfo_groups(key) == []
+        # The broker's own stream stays, with its messages.
+        assert asyncio.run(jetstream_capturing(nats_server, subject)) == made.broker_stream.name
+        with pytest.raises(NotFoundError):
+            client.streams.get("orders-in")
+    finally:
+        asyncio.run(jetstream_capturing(nats_server, subject, delete=made.broker_stream.name))
+        redis.Redis.from_url(redis_server).delete(key)
+
+
+def test_delete_with_the_broker_unreachable_deletes_and_says_what_was_left(
+    client: Client,
+) -> None:
+    client.streams.create("s1", source="nats://127.0.0.1:1", subject="a.*", table="t")
+    gone = client.streams.delete("s1")
+    assert gone.broker_consumer.startswith("left on the broker (cannot reach NATS"), gone
+    assert f"nats consumer rm <the stream capturing a.*> loopml-{gone.id}" in gone.broker_consumer
     assert client.streams.list() == []

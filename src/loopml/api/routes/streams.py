@@ -3,12 +3,12 @@ Redis streams consumed into lake tables by the server's supervisor."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter
 
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
 from loopml.api.schemas.streams import StreamCreate, StreamList, StreamsApply, stream_path
-from loopml.core.streams import Stream, StreamCreated, StreamsApplied
+from loopml.core.streams import Stream, StreamCreated, StreamDeleted, StreamsApplied
 from loopml.data.streams import service as svc
 from loopml.web.context import Actor, Ctx
 
@@ -64,8 +64,11 @@ def resume_stream(ctx: Ctx, actor: Actor, project: str = PROJECT, name: str = NA
     return svc.set_paused(ctx.store, project, name, False, actor=actor)
 
 
-@router.delete(STREAMS + "/{name}", status_code=204)
-def delete_stream(ctx: Ctx, actor: Actor, project: str = PROJECT, name: str = NAME) -> Response:
-    """Delete the definition; its consumer stops, its tables and the broker's messages stay."""
-    svc.delete(ctx.store, project, name, actor=actor)
-    return Response(status_code=204)
+@router.delete(STREAMS + "/{name}")
+def delete_stream(
+    ctx: Ctx, actor: Actor, project: str = PROJECT, name: str = NAME
+) -> StreamDeleted:
+    """Delete the definition and its consumer on the broker (``broker_consumer`` says what
+    became of it; an unreachable broker leaves it, and the definition is deleted all the
+    same); the running consumer stops, the tables and the broker's messages stay."""
+    return svc.delete(ctx.store, project, name, actor=actor)

@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from loopml.core.errors import ConfigurationError
-from loopml.core.streams import BrokerStream, NatsSource, Position, RedisSource
+from loopml.core.streams import BrokerStream, NatsSource, Position, RedisSource, Stream
+
+
+def consumer_name(stream: Stream) -> str:
+    """The broker-side durable consumer (or group) of a stream: one per stream id, so a
+    stream deleted and created again starts afresh."""
+    return f"loopml-{stream.id}"
 
 
 @dataclass(slots=True)
@@ -126,3 +132,19 @@ def ensure_broker_stream(config: NatsSource | RedisSource, name: str) -> BrokerS
     module, _ = _backend(config.type)
     made: BrokerStream = asyncio.run(module.ensure_stream(config, name))
     return made
+
+
+def remove_broker_consumer(stream: Stream) -> bool:
+    """Remove what the broker keeps for ``stream``'s consumer once the stream is deleted:
+    the JetStream durable consumer (which would otherwise hold the stream's messages for
+    ever under an interest or work-queue retention, and is listed for ever besides), or the
+    Redis consumer group. The broker's messages stay. ``False`` when there was none.
+
+    Raises:
+        ConfigurationError: the client library is not installed.
+        ServiceUnavailableError: the broker cannot be reached.
+    """
+    config = stream.config.source
+    module, _ = _backend(config.type)
+    removed: bool = asyncio.run(module.remove_consumer(config, consumer_name(stream)))
+    return removed

@@ -32,7 +32,7 @@ from loopml.core.clock import utcnow
 from loopml.core.errors import ConfigurationError, ConflictError, LoopmlError, NotFoundError
 from loopml.core.streams import Stream, StreamStats
 from loopml.data.streams._commit import HoldLostError, Outcome, StreamCommitter
-from loopml.data.streams.base import Message, StreamSource, open_source
+from loopml.data.streams.base import Message, StreamSource, consumer_name, open_source
 from loopml.settings import LakeSettings
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
@@ -65,12 +65,6 @@ class ConsumerOptions:
     retry_first_s: float = 0.2
     retry_max_s: float = 30.0
     stop_grace_s: float = 10.0
-
-
-def consumer_name(stream: Stream) -> str:
-    """The broker-side durable consumer (or group) of a stream: one per stream id, so a
-    stream deleted and created again starts afresh."""
-    return f"loopml-{stream.id}"
 
 
 class StreamConsumer:

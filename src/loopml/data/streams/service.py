@@ -8,13 +8,17 @@ consumer itself is started by the supervisor (``loopml up``, ``loopml worker``) 
 
 from __future__ import annotations
 
-from loopml.core.errors import ValidationError
+import logging
+
+from loopml.core.errors import ConfigurationError, ServiceUnavailableError, ValidationError
 from loopml.core.streams import (
     MAX_SPECS_CHARS,
+    NatsSource,
     Stream,
     StreamApplied,
     StreamConfig,
     StreamCreated,
+    StreamDeleted,
     StreamsApplied,
     StreamSpec,
     dead_letter_for,
@@ -24,9 +28,11 @@ from loopml.core.streams import (
 )
 from loopml.core.yamltext import load_yaml
 from loopml.data import _sandbox
-from loopml.data.streams.base import ensure_broker_stream
+from loopml.data.streams.base import consumer_name, ensure_broker_stream, remove_broker_consumer
 from loopml.store import MetadataStore
 from loopml.store import streams as stream_rows
+
+log = logging.getLogger("loopml.data.streams")
 
 
 def check_transform(sql: str) -> str:
@@ -187,7 +193,25 @@ def set_paused(
         return stream_rows.set_paused(session, project, name, paused, actor=actor)
 
 
-def delete(store: MetadataStore, project: str, name: str, *, actor: str) -> Stream:
-    """Delete a stream's definition; its tables and the broker's messages stay."""
+def delete(store: MetadataStore, project: str, name: str, *, actor: str) -> StreamDeleted:
+    """Delete a stream's definition and its consumer on the broker (``broker_consumer``
+    says what became of it); its tables and the broker's messages stay. A broker that
+    cannot be reached leaves its consumer, with the way to remove it by hand: the
+    definition is deleted all the same (a stream is often deleted because its broker is
+    gone)."""
     with store.session() as session:
-        return stream_rows.delete(session, project, name, actor=actor)
+        gone = stream_rows.delete(session, project, name, actor=actor)
+    try:
+        found = remove_broker_consumer(gone)
+    except (ConfigurationError, ServiceUnavailableError) as exc:
+        left = f"left on the broker ({exc}): {_removal_hint(gone)}"
+        log.warning("stream %s/%s deleted; its consumer was %s", project, name, left)
+        return StreamDeleted(**gone.model_dump(), broker_consumer=left)
+    return StreamDeleted(**gone.model_dump(), broker_consumer="removed" if found else "none")
+
+
+def _removal_hint(stream: Stream) -> str:
+    source, consumer = stream.config.source, consumer_name(stream)
+    if isinstance(source, NatsSource):
+        return f"nats consumer rm <the stream capturing {source.subject}> {consumer}"
+    return f"redis-cli XGROUP DESTROY {source.key} {consumer}"

@@ -30,6 +30,9 @@ log = logging.getLogger("loopml.data.streams")
 OPEN_TIMEOUT_S = 10.0
 """How long ``open`` tries to connect before the server counts as unreachable: nats-py
 retries a first connection forever when it reconnects forever, as a source must once up."""
+REMOVE_TIMEOUT_S = 3.0
+"""How long a stream's deletion tries to reach NATS to remove its consumer: the definition is
+deleted either way, and a deletion is often of a stream whose broker is gone."""
 MAX_ACK_PENDING = 200_000
 """Messages out and unacked at once: two micro-batches at the largest size, so the broker
 never holds back a batch the consumer is waiting to fill."""
@@ -45,7 +48,7 @@ def _sequence(msg: Any) -> int:
     return int(msg.metadata.sequence.stream)
 
 
-async def _connect(url: str, error_cb: Any = None) -> Client:
+async def _connect(url: str, error_cb: Any = None, timeout_s: float = OPEN_TIMEOUT_S) -> Client:
     nc = Client()
     try:
         await asyncio.wait_for(
@@ -56,12 +59,12 @@ async def _connect(url: str, error_cb: Any = None) -> Client:
                 allow_reconnect=True,
                 error_cb=error_cb,
             ),
-            OPEN_TIMEOUT_S,
+            timeout_s,
         )
     except (OSError, TimeoutError, nats.errors.Error) as exc:
         await nc.close()
         raise ServiceUnavailableError(
-            f"cannot reach NATS at {url} within {OPEN_TIMEOUT_S:g} s: {exc or type(exc).__name__}",
+            f"cannot reach NATS at {url} within {timeout_s:g} s: {str(exc) or type(exc).__name__}",
             details={"retryable": True},
         ) from exc
     return nc
@@ -92,6 +95,25 @@ async def ensure_stream(config: NatsSource, name: str) -> BrokerStream:
                 details={"field": "subject"},
             ) from exc
         return BrokerStream(name=name, created=True)
+    finally:
+        await nc.close()
+
+
+async def remove_consumer(config: NatsSource, durable: str) -> bool:
+    """Delete the durable consumer ``durable`` from the JetStream stream that captures
+    ``config.subject``; ``False`` when neither is there.
+
+    Raises:
+        ServiceUnavailableError: NATS cannot be reached.
+    """
+    nc = await _connect(config.url, timeout_s=REMOVE_TIMEOUT_S)
+    try:
+        js = nc.jetstream()
+        try:
+            stream = await js.find_stream_name_by_subject(config.subject)
+            return bool(await js.delete_consumer(stream, durable))
+        except nats.js.errors.NotFoundError:
+            return False
     finally:
         await nc.close()
 

@@ -39,6 +39,9 @@ SOCKET_TIMEOUT_S = 30.0
 not a hang; blocking reads wait at most ``_BLOCK_MAX_MS``, well inside it."""
 _BLOCK_MAX_MS = 5_000
 _ACK_CHUNK = 10_000
+REMOVE_TIMEOUT_S = 3.0
+"""How long a stream's deletion tries to reach Redis to destroy its group (the definition is
+deleted either way)."""
 
 
 def _position(entry_id: bytes) -> Position:
@@ -54,6 +57,32 @@ def _body(fields: dict[bytes, bytes] | None) -> bytes:
         return data
     text = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in fields.items()}
     return orjson.dumps(text)
+
+
+async def remove_consumer(config: RedisSource, group: str) -> bool:
+    """Destroy the consumer group ``group`` of ``config.key`` (its pending entries with it;
+    the key's entries stay); ``False`` when neither is there.
+
+    Raises:
+        ServiceUnavailableError: Redis cannot be reached.
+    """
+    client = aioredis.Redis.from_url(
+        config.url, socket_connect_timeout=REMOVE_TIMEOUT_S, socket_timeout=REMOVE_TIMEOUT_S
+    )
+    try:
+        destroyed = await asyncio.wait_for(
+            client.xgroup_destroy(config.key, group), REMOVE_TIMEOUT_S
+        )
+        return bool(destroyed)
+    except redis.exceptions.ResponseError:
+        return False  # no such key
+    except (OSError, TimeoutError, redis.exceptions.ConnectionError) as exc:
+        raise ServiceUnavailableError(
+            f"cannot reach Redis at {config.url}: {exc or type(exc).__name__}",
+            details={"retryable": True},
+        ) from exc
+    finally:
+        await client.aclose()
 
 
 class RedisStreamSource(StreamSource):
