@@ -19,7 +19,7 @@ from loopml.cli._output import (
 )
 
 if TYPE_CHECKING:
-    from loopml.core.streams import Stream
+    from loopml.core.streams import BrokerStream, Stream
 
 app = typer.Typer(
     help="Streams: NATS JetStream and Redis Streams into lake tables.", no_args_is_help=True
@@ -114,11 +114,17 @@ def create(
             create_stream=create_stream,
             project=project,
         )
-    broker, where = made.broker_stream, made.config.source
-    if broker is not None and where.type == "nats" and not json_out:
+    if not json_out:
+        _say_broker(made, made.broker_stream)
+    _out(made, json_out)
+
+
+def _say_broker(stream: Stream, broker: BrokerStream | None) -> None:
+    """Which JetStream stream a ``create_stream`` read: made now, or found."""
+    where = stream.config.source
+    if broker is not None and where.type == "nats":
         how = "created over" if broker.created else "already captures"
         console.print(f"JetStream stream {broker.name} {how} {where.subject!r}", highlight=False)
-    _out(made, json_out)
 
 
 @app.command("apply")
@@ -138,6 +144,7 @@ def apply(
         as_json(applied.model_dump(mode="json"))
         return
     for item in applied.items:
+        _say_broker(item.stream, item.broker_stream)
         console.print(
             f"stream {item.stream.name} {item.action} ({_where(item.stream)} into table "
             f"{item.stream.config.table})",

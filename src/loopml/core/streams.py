@@ -296,6 +296,11 @@ class StreamSpec(BaseModel):
         description="Feature views over `table` whose online store gets each batch's newest "
         "values per entity as it commits.",
     )
+    create_stream: bool = Field(
+        default=False,
+        description="NATS: make the JetStream stream over `subject` when none captures it "
+        "(named `loopml-<project>-<name>`); the answer's `broker_stream` names the one read.",
+    )
 
 
 FIXED_ON_UPDATE = ("source", "table", "redeliver_s")
@@ -370,6 +375,9 @@ class StreamApplied(BaseModel):
 
     stream: Stream
     action: Literal["created", "updated", "unchanged"]
+    broker_stream: BrokerStream | None = Field(
+        default=None, description="The JetStream stream read, where `create_stream` asked."
+    )
 
 
 class StreamsApplied(BaseModel):

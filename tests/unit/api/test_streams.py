@@ -186,6 +186,42 @@ def test_create_stream_makes_the_jetstream_stream_once(
     assert asyncio.run(jetstream_capturing(nats_server, subject)) is None
 
 
+@pytest.mark.nats
+def test_an_apply_file_s_create_stream_makes_the_jetstream_stream(
+    client: Client, nats_server: str
+) -> None:
+    subject = f"ap{uuid.uuid4().hex[:12]}.*"
+    made_name = "loopml-default-orders-in"
+    text = (
+        f"name: orders-in\nsource: {nats_server}\nsubject: '{subject}'\ntable: o\n"
+        "create_stream: true\n"
+    )
+    try:
+        (item,) = client.streams.apply(text).items
+        assert item.action == "created"
+        assert item.broker_stream is not None
+        assert (item.broker_stream.name, item.broker_stream.created) == (made_name, True)
+        assert asyncio.run(jetstream_capturing(nats_server, subject)) == made_name
+        # Applied again: the stream is unchanged, and the JetStream stream found, not made.
+        (again,) = client.streams.apply(text).items
+        assert again.action == "unchanged"
+        assert again.broker_stream is not None
+        assert again.broker_stream.created is False
+    finally:
+        asyncio.run(jetstream_capturing(nats_server, subject, delete=made_name))
+
+
+def test_an_apply_whose_nats_is_unreachable_is_503_and_stores_nothing(
+    http: TestClient, client: Client
+) -> None:
+    third = "{name: third, source: 'nats://127.0.0.1:1', subject: s, table: t, create_stream: true}"
+    text = f"{STREAMS_FILE}  - {third}\n"
+    answer = http.post(STREAMS + "/apply", json={"spec": text})
+    assert answer.status_code == 503, answer.text
+    assert "cannot reach NATS at nats://127.0.0.1:1" in answer.json()["error"]["message"]
+    assert client.streams.list() == []
+
+
 def test_create_stream_on_an_unreachable_nats_is_503_and_stores_nothing(
     http: TestClient, client: Client
 ) -> None:

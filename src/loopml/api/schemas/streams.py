@@ -25,12 +25,6 @@ def stream_path() -> Any:
 class StreamCreate(StreamSpec):
     """Body of ``POST .../streams``."""
 
-    create_stream: bool = Field(
-        default=False,
-        description="NATS: make the JetStream stream over `subject` when none captures it "
-        "(named `loopml-<project>-<name>`); the answer's `broker_stream` names the one read.",
-    )
-
 
 class StreamsApply(BaseModel):
     """Body of ``POST .../streams/apply``: one stream's YAML (or JSON) definition, a list

@@ -139,8 +139,10 @@ def apply(store: MetadataStore, project: str, text: str, *, actor: str) -> Strea
 
     Raises:
         ValidationError: bad YAML, an unknown field, a bad value (each names its entry).
-        ConflictError: a change to a stream's source, table or redelivery delay.
+        ConflictError: a change to a stream's source, table or redelivery delay, or a
+            ``create_stream`` the broker refused.
         NotFoundError: no such project.
+        ServiceUnavailableError: a ``create_stream`` whose broker cannot be reached.
     """
     if not isinstance(text, str) or not text.strip() or len(text) > MAX_SPECS_CHARS:
         raise ValidationError(
@@ -148,13 +150,24 @@ def apply(store: MetadataStore, project: str, text: str, *, actor: str) -> Strea
             details={"field": "spec"},
         )
     specs = parse_stream_specs(load_yaml(text, "streams file"))
-    configs = [(spec.name, build_config(store, project, spec)) for spec in specs]
+    configs = [(spec, build_config(store, project, spec)) for spec in specs]
+    # Before the rows, as ``create`` does: a broker that refuses leaves no definition.
+    brokers = [
+        ensure_broker_stream(config.source, f"loopml-{project}-{spec.name}")
+        if spec.create_stream
+        else None
+        for spec, config in configs
+    ]
     with store.session() as session:
         items = [
-            StreamApplied(stream=made, action=action)
-            for made, action in (
-                stream_rows.put(session, project, name, config, actor=actor)
-                for name, config in configs
+            StreamApplied(stream=made, action=action, broker_stream=broker)
+            for (made, action), broker in zip(
+                (
+                    stream_rows.put(session, project, spec.name, config, actor=actor)
+                    for spec, config in configs
+                ),
+                brokers,
+                strict=True,
             )
         ]
     return StreamsApplied(items=items)
