@@ -8,6 +8,10 @@ the cache plugin is off), with scikit-learn, pandas and skops for the
 ``mlflow.sklearn.log_model`` script: 150 s for mlflow-skinny alone per version on the busy
 2-core machine where it was written (load average 14), nothing on later runs. Where PyPI
 cannot be reached the tests skip (and fail when ``LOOPML_REQUIRE_SERVICES=1``).
+
+Each script runs in a process of its own, forked from one per client that imported MLflow,
+pandas and scikit-learn once (``mlflow_processes.py``): the import was half these tests'
+time, and a forked child starts from the state the import left, never another script's.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import pytest
 from loopml.core.mlflow_models import tracking_uri
 from tests.conftest import missing_service
 
+from . import mlflow_processes
 from .conftest import RunningServer, mlflow_cache_folder, running_server
 from .mlflow_expected import (
     check_experiments,
@@ -114,11 +119,10 @@ def _script(
     calls the inventory lists for the script must all have been made."""
     with tempfile.TemporaryDirectory() as tmp:
         record = Path(tmp) / "calls.json"
-        done = subprocess.run(
-            [str(python), str(RECORDER), str(record), str(EXAMPLES / name), *args],
+        done = mlflow_processes.run(
+            python,
+            [str(RECORDER), str(record), str(EXAMPLES / name), *args],
             env={**server.env, "MLFLOW_TRACKING_URI": server.url, **(env or {})},
-            capture_output=True,
-            text=True,
             timeout=120,
         )
         assert done.returncode == 0, done.stderr[-3000:]
@@ -201,11 +205,10 @@ def test_registry_code_goes_through_the_gate(
     run_id = str(run["run_id"])
     model = f"churn-{_version(mlflow_python).replace('.', '-')}"
 
-    refused = subprocess.run(
-        [str(mlflow_python), str(EXAMPLES / "register.py"), run_id, "reports", model],
+    refused = mlflow_processes.run(
+        mlflow_python,
+        [str(EXAMPLES / "register.py"), run_id, "reports", model],
         env={**server.env, "MLFLOW_TRACKING_URI": server.url},
-        capture_output=True,
-        text=True,
         timeout=120,
     )
     assert refused.returncode != 0
@@ -376,11 +379,10 @@ def test_a_project_s_tracking_uri_takes_a_loopml_token(
     server, token = auth_server
     uri = tracking_uri(server.url, "churn")
     experiment = f"auth-{_version(mlflow_python)}"
-    anonymous = subprocess.run(
-        [str(mlflow_python), str(EXAMPLES / "track.py"), experiment, "0.1"],
+    anonymous = mlflow_processes.run(
+        mlflow_python,
+        [str(EXAMPLES / "track.py"), experiment, "0.1"],
         env={**server.env, "MLFLOW_TRACKING_URI": uri},
-        capture_output=True,
-        text=True,
         timeout=120,
     )
     assert anonymous.returncode != 0
