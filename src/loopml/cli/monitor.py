@@ -172,7 +172,7 @@ def _resources(window: dict[str, Any], others: list[dict[str, Any]]) -> Table | 
     for model, r in rows:
         out.add_row(
             model,
-            r["replica"],
+            r["replica"] + (" (retired)" if r.get("retired") else ""),
             str(r["pid"]),
             _number(r["cpu_mean"]),
             _number(r["cpu_max"]),

@@ -234,7 +234,20 @@ def deployment_now(
         for w in sorted(beside.values(), key=lambda w: (w["model"], w["version"]))
         if (w["model"], w["version"]) != (serving.model, serving.version)
     ]
+    _mark_retired(now, set(found.traffic))
     return now
+
+
+def _mark_retired(now: dict[str, Any], live: set[int]) -> None:
+    """Say of each replica measured in the window whether its revision still takes
+    traffic (``retired``: it was replaced, by a promotion, a rollback or a new spec, and
+    its figures are from before that)."""
+    replicas = list(now["window"]["summary"].get("resources", {}).get("replicas", []))
+    for other in now["others"]:
+        replicas += other["replicas"]
+    for replica in replicas:
+        revision = str(replica["replica"]).partition("/")[0].removeprefix("r")
+        replica["retired"] = not revision.isdigit() or int(revision) not in live
 
 
 def _other(window: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
+from rich.console import Console
 
+from loopml.cli.monitor import render
 from loopml.core.alerts import metric_value
 from loopml.core.resources import ReplicaSample
 from loopml.deploy.targets._meter import ProcessMeter
@@ -172,7 +174,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     running = Platform(settings.model_copy(update={"monitor": monitor}))
     running.start()
     try:
-        register_model(running.settings, running.store, running.artifacts, fit(1.0))
+        register_model(running.settings, running.store, running.artifacts, fit(1.0), versions=2)
         yield running
     finally:
         running.stop()
@@ -264,6 +266,39 @@ def test_a_replicas_cpu_memory_and_restart_appear_within_one_window(platform: Pl
                 return bool(shown.json()["state"] == "firing")
 
             wait_until(firing, 30, "the memory rule never fired")
+
+            # A new model replaces revision 1: its replica, still in this window's figures,
+            # is marked retired where the deployment's figures are shown (issue 55, item 7).
+            control.update("default", "metered", {"model": "cancer/2"}, actor="t")
+            wait_until(
+                lambda: any(p.pid != again.pid for p in replica_processes("metered")),
+                60,
+                "revision 2's replica never started",
+            )
+            [newer] = [p for p in replica_processes("metered") if p.pid != again.pid]
+            assert _measured(http, platform, "metered", newer.pid)["replica"] == "r2/0"
+            view = http.get(f"{platform.url}/api/v1/projects/default/deployments/metered/monitor")
+            assert view.status_code == 200, view.text
+            now = view.json()["now"]
+            shown = [
+                *now["window"]["summary"]["resources"]["replicas"],
+                *(r for other in now["others"] for r in other["replicas"]),
+            ]
+            retired = {r["replica"]: r["retired"] for r in shown}
+            assert now["version"] == 2
+            if "r1/0" not in retired:
+                # The hour turned between the two replicas' samples: revision 1's is in the
+                # window before, and the one shown starts after it was last measured.
+                assert now["window"]["start"] > seen["window"]["start"], now
+            else:
+                assert retired == {"r1/0": True, "r2/0": False}
+                # ``loopml monitor``'s resources table says so too.
+                console = Console(width=200, record=True)
+                console.print(render(view.json()))
+                printed = console.export_text()
+                assert "r1/0 (retired)" in printed, printed
+                assert "r2/0 (retired)" not in printed, printed
+            assert retired["r2/0"] is False
     finally:
         control.delete("default", "metered", actor="t")
 
