@@ -48,7 +48,10 @@ def _sequence(msg: Any) -> int:
     return int(msg.metadata.sequence.stream)
 
 
-async def _connect(url: str, error_cb: Any = None, timeout_s: float = OPEN_TIMEOUT_S) -> Client:
+async def _connect(url: str, error_cb: Any = None, timeout_s: float | None = None) -> Client:
+    """A connection to ``url``, given up after ``timeout_s`` (``OPEN_TIMEOUT_S`` as it is
+    when called)."""
+    timeout_s = OPEN_TIMEOUT_S if timeout_s is None else timeout_s
     nc = Client()
     try:
         await asyncio.wait_for(
