@@ -11,7 +11,7 @@ from collections.abc import Callable
 from fastapi import Depends, FastAPI
 
 from loopml._version import __version__
-from loopml.api import mlflow
+from loopml.api import mlflow, openapi
 from loopml.api.routes import artifacts, codesets, tables
 from loopml.api.routes.all import MODULES as ROUTE_MODULES
 from loopml.auth.cache import TokenCache
@@ -96,6 +96,7 @@ def create_api_app(
         # Every route runs the permission check first (a no-op with authentication off).
         app.include_router(module.router, dependencies=[Depends(enforce)])
     mlflow.install(app, dependencies=[Depends(enforce)])
+    openapi.install(app)
     hosts = {h.lower() for h in settings.server.allowed_hosts} | {settings.server.host.lower()}
     # Inside the guard: the gateway's routes skip FastAPI's own layers (its hot path).
     app.add_middleware(serving.gateway.fast_path)
