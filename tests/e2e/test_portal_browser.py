@@ -167,12 +167,17 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def assert_short_and_shot(page: Any, path: str, screenshots: Path) -> None:
-    """Write the page's screenshot at 1,280 x 800 (printed) and fail if it is too tall."""
+    """Write the page's screenshot at 1,280 x 800 (printed) and fail if it is too tall, or
+    wider than the window (a wide table scrolls in place, the page never sideways)."""
     shot = screenshots / (re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-")[:80] or "overview")
     page.screenshot(path=f"{shot}.png")
     print(f"screenshot of {path}: {shot}.png")
     height = page.evaluate("document.documentElement.scrollHeight")
     assert height <= MAX_PAGE_HEIGHT_PX, f"{path} is {height} px tall (see {shot}.png)"
+    width, window = page.evaluate(
+        "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    assert width <= window, f"{path} is {width} px wide in a {window} px window (see {shot}.png)"
 
 
 @pytest.mark.parametrize("path", PAGES)
