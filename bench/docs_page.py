@@ -19,7 +19,6 @@ Run: ``.venv/bin/python bench/docs_page.py`` (``--rounds 5``).
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import socket
@@ -29,10 +28,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 from playwright.sync_api import Browser, sync_playwright
+
+from loopml.api.openapi import inline_shared
 
 TAG = "#operations-tag-deployments"
 
@@ -41,28 +41,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _inlined(node: Any, components: dict[str, Any]) -> Any:
-    if isinstance(node, list):
-        return [_inlined(item, components) for item in node]
-    if not isinstance(node, dict):
-        return node
-    ref = node.get("$ref", "")
-    for kind in ("responses", "parameters"):
-        prefix = f"#/components/{kind}/"
-        if isinstance(ref, str) and ref.startswith(prefix):
-            return copy.deepcopy(components[kind][ref.removeprefix(prefix)])
-    return {key: _inlined(value, components) for key, value in node.items()}
-
-
-def _inline(shared: dict[str, Any]) -> dict[str, Any]:
-    doc = copy.deepcopy(shared)
-    components = doc["components"]
-    doc["paths"] = _inlined(doc["paths"], components)
-    components.pop("responses", None)
-    components.pop("parameters", None)
-    return doc
 
 
 def _open(browser: Browser, url: str, body: bytes | None) -> tuple[float, float, float]:
@@ -115,7 +93,7 @@ def main() -> None:
                 sys.exit("loopml up did not answer within 120 s")
             time.sleep(0.2)
         served = httpx.get(url + "/api/v1/openapi.json", timeout=60).content
-        inline = json.dumps(_inline(json.loads(served)), separators=(",", ":")).encode()
+        inline = json.dumps(inline_shared(json.loads(served)), separators=(",", ":")).encode()
         bodies = {"shared": None, "inline": inline}
         sizes = {"shared": len(served), "inline": len(inline)}
         figures: dict[str, list[tuple[float, float, float]]] = {name: [] for name in bodies}

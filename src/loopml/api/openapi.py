@@ -11,6 +11,7 @@ a deployment's ``name``, ``limit``) are shared the same way, under ``components/
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections import Counter
@@ -100,6 +101,31 @@ def share_parameters(doc: dict[str, Any]) -> dict[str, Any]:
     if shared:
         doc.setdefault("components", {}).setdefault("parameters", {}).update(shared)
     return doc
+
+
+def _inlined(node: Any, components: dict[str, Any]) -> Any:
+    if isinstance(node, list):
+        return [_inlined(item, components) for item in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref", "")
+    for kind in ("responses", "parameters"):
+        prefix = f"#/components/{kind}/"
+        if isinstance(ref, str) and ref.startswith(prefix):
+            return copy.deepcopy(components[kind][ref.removeprefix(prefix)])
+    return {key: _inlined(value, components) for key, value in node.items()}
+
+
+def inline_shared(doc: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``doc`` with every shared answer and parameter written back where it is
+    referred to, and ``components/responses`` and ``components/parameters`` gone: FastAPI's
+    own document (``tests/unit/api/test_openapi.py``; ``bench/docs_page.py`` times both)."""
+    flat = copy.deepcopy(doc)
+    components = flat.get("components", {})
+    flat["paths"] = _inlined(flat.get("paths", {}), components)
+    components.pop("responses", None)
+    components.pop("parameters", None)
+    return flat
 
 
 def install(app: FastAPI) -> None:

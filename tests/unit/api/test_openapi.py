@@ -5,27 +5,13 @@ anything)."""
 
 from __future__ import annotations
 
-import copy
 import json
-from typing import Any
 
 from fastapi.openapi.utils import get_openapi
 from fastapi.testclient import TestClient
 from openapi_spec_validator import validate
 
-
-def _inlined(node: Any, components: dict[str, Any]) -> Any:
-    """``node`` with each reference to a shared answer or parameter replaced by it."""
-    if isinstance(node, list):
-        return [_inlined(item, components) for item in node]
-    if not isinstance(node, dict):
-        return node
-    ref = node.get("$ref", "")
-    for kind in ("responses", "parameters"):
-        prefix = f"#/components/{kind}/"
-        if isinstance(ref, str) and ref.startswith(prefix):
-            return copy.deepcopy(components[kind][ref.removeprefix(prefix)])
-    return {key: _inlined(value, components) for key, value in node.items()}
+from loopml.api.openapi import inline_shared
 
 
 def test_the_shared_document_is_fastapis_own_with_references(http: TestClient) -> None:
@@ -44,8 +30,7 @@ def test_the_shared_document_is_fastapis_own_with_references(http: TestClient) -
     components = shared["components"]
     assert {"Error401", "Error503"} <= set(components["responses"])
     assert "path_project" in components["parameters"]
-    assert _inlined(shared["paths"], components) == own["paths"]
-    assert components["schemas"] == own["components"]["schemas"]
+    assert inline_shared(shared) == own
     validate(shared)
     # Each shared answer and parameter is referred to more than once, or it is not shared.
     text = json.dumps(shared["paths"])
