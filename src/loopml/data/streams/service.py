@@ -226,5 +226,8 @@ def delete(store: MetadataStore, project: str, name: str, *, actor: str) -> Stre
 def _removal_hint(stream: Stream) -> str:
     source, consumer = stream.config.source, consumer_name(stream)
     if isinstance(source, NatsSource):
-        return f"nats consumer rm <the stream capturing {source.subject}> {consumer}"
-    return f"redis-cli XGROUP DESTROY {source.key} {consumer}"
+        return (
+            f"nats --server {source.url} consumer rm "
+            f"<the stream capturing {source.subject}> {consumer}"
+        )
+    return f"redis-cli -u {source.url} XGROUP DESTROY {source.key} {consumer}"

@@ -117,6 +117,12 @@ async def remove_consumer(config: NatsSource, durable: str) -> bool:
             return bool(await js.delete_consumer(stream, durable))
         except nats.js.errors.NotFoundError:
             return False
+        except (TimeoutError, nats.errors.Error) as exc:  # JetStream off, slow or refusing
+            raise ServiceUnavailableError(
+                f"NATS at {config.url} did not remove the consumer {durable!r}: "
+                f"{str(exc) or type(exc).__name__}",
+                details={"retryable": True},
+            ) from exc
     finally:
         await nc.close()
 

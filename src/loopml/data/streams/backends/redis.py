@@ -76,9 +76,10 @@ async def remove_consumer(config: RedisSource, group: str) -> bool:
         return bool(destroyed)
     except redis.exceptions.ResponseError:
         return False  # no such key
-    except (OSError, TimeoutError, redis.exceptions.ConnectionError) as exc:
+    except (OSError, TimeoutError, redis.exceptions.RedisError) as exc:
+        # Unreachable, slow (redis's own TimeoutError is no builtin one) or refusing.
         raise ServiceUnavailableError(
-            f"cannot reach Redis at {config.url}: {exc or type(exc).__name__}",
+            f"cannot reach Redis at {config.url}: {str(exc) or type(exc).__name__}",
             details={"retryable": True},
         ) from exc
     finally:
