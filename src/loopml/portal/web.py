@@ -39,6 +39,7 @@ from loopml.core.errors import (
     WroteWhileReadingError,
 )
 from loopml.deploy import DeploymentControl
+from loopml.portal.reference import inline_code
 from loopml.web.authz import client_source, limiter_of
 from loopml.web.context import AppContext, get_running
 
@@ -52,6 +53,7 @@ templates.env.globals["version"] = __version__
 templates.env.globals["drifts_when"] = drifts_when
 templates.env.globals["drift_figure"] = figure
 templates.env.globals["drift_legend"] = LEGEND[0].upper() + LEGEND[1:]
+templates.env.filters["inline_code"] = inline_code
 
 
 def who(actor: str | None) -> str:

@@ -105,7 +105,8 @@ def test_the_api_reference_and_every_script_are_served_by_loopml_itself(
 ) -> None:
     page = anonymous.get("/docs")
     assert page.status_code == 200
-    sources = re.findall(r'(?:src|href)="([^"]+)"', page.text + anonymous.get("/").text)
+    pages = page.text + anonymous.get("/docs/try").text + anonymous.get("/").text
+    sources = re.findall(r'(?:src|href)="([^"]+)"', pages)
     assert sources
     for source in sources:
         if source.startswith("#"):
@@ -122,7 +123,7 @@ def test_the_api_reference_is_swagger_ui_5_which_reads_openapi_3_1(
 ) -> None:
     # Swagger UI 4 answered "does not specify a valid version field" to FastAPI's 3.1.
     assert anonymous.get("/api/v1/openapi.json").json()["openapi"].startswith("3.1")
-    page = anonymous.get("/docs").text
+    page = anonymous.get("/docs/try").text
     assert '<script src="/static/vendor/swagger-ui-bundle.js"' in page
     assert "<script>" not in page  # no inline script: a strict CSP holds
     made = json.loads((PORTAL / "static" / "vendor" / "vendored.json").read_text())
