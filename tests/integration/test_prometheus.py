@@ -259,3 +259,19 @@ def test_the_grafana_dashboard_queries_what_the_platform_exposes(
     accuracy = _value(prometheus, f'loopml_monitor_accuracy{{deployment="{NAME}"}}')
     assert accuracy is not None
     assert accuracy > 0.8
+    # The series stays from round to round (issue 55: it came and went with the newest
+    # window's labels): every scrape over several monitor rounds has it, as the "Live
+    # accuracy" panel's range query reads it.
+    [(_, live)] = [(t, e) for t, e in exprs if t == "Live accuracy"]
+    scraped = f"count_over_time(({substituted(live)})[8s:1s])"
+
+    def every_scrape_has_it() -> bool:
+        found = _value(prometheus, scraped)
+        return found is not None and found >= 8
+
+    wait_until(every_scrape_has_it, 30, f"8 consecutive seconds of {live} ({scraped})")
+    reach = _value(prometheus, f'loopml_monitor_accuracy_seconds{{deployment="{NAME}"}}')
+    assert reach is not None
+    # From the start of the oldest labelled window read: this clock hour's (or, if the hour
+    # turned during the test, the one before).
+    assert 0 < reach <= 2 * 3600, reach

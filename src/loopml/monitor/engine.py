@@ -27,6 +27,7 @@ from loopml.core.resources import ReplicaSample
 from loopml.monitor import reader
 from loopml.monitor.drift import DriftConfig
 from loopml.monitor.episodes import evaluate_deployment
+from loopml.monitor.gauges import Gauge
 from loopml.monitor.lease import Lease, LeaseLost, lease_seconds
 from loopml.monitor.quality import quality_of, scaled_quality
 from loopml.monitor.reference import REFERENCE_SET, Reference, ensure_reference
@@ -133,8 +134,9 @@ class Monitor:
         self._pruned: datetime | None = None
         self._stop = threading.Event()
         self.lease = Lease(store, lease_seconds(settings.interval_s))
-        self.latest: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        """The newest windows of the smallest size per (project, deployment), for /metrics."""
+        self.latest: dict[tuple[str, str], list[Gauge]] = {}
+        """Each version's figures over a trailing stretch per (project, deployment), for
+        /metrics (``gauges``)."""
         self.alert_states: dict[tuple[str, str, str, str], str] = {}
         """Each rule's state after the last round, by (project, deployment, rule, severity)."""
 

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 
 from loopml.core.alerts import QUALITY_METRICS, AlertRuleSpec, step
 from loopml.monitor import reader
+from loopml.monitor.gauges import Gauge, gauges, look_back_start
 from loopml.monitor.onset import onset_index
 from loopml.monitor.trailing import Trailing, span_start, trailing
 from loopml.monitor.webhooks import deliver, slack_body
@@ -50,7 +51,7 @@ class Monitor(Protocol):
     settings: MonitorSettings
     config: DriftConfig
     sizes: dict[str, int]
-    latest: dict[tuple[str, str], list[dict[str, Any]]]
+    latest: dict[tuple[str, str], list[Gauge]]
     alert_states: dict[tuple[str, str, str, str], str]
 
     def reference(self, project: str, model: str, version: int) -> Reference: ...
@@ -445,9 +446,16 @@ def evaluate_deployment(
     """Drift episodes and alert rules of one deployment; the event types emitted. Rules
     judge the ``serving`` version (``Deployment.serving``: the one every face shows)."""
     size = min(monitor.sizes, key=lambda s: monitor.sizes[s])
+    smallest = monitor.sizes[size]
+    since = look_back_start(now, smallest)
     with monitor.store.session() as session:
         windows = rows.list_windows(session, project, name, size=size, limit=_RECENT)
-    monitor.latest[(project, name)] = windows[:8]
+        looked = rows.list_windows(session, project, name, size=size, since=since, limit=10_000)
+
+    def reference(model: str, version: int) -> Reference:
+        return monitor.reference(project, model, version)
+
+    monitor.latest[(project, name)] = gauges(looked, now, smallest, reference, monitor.config)
     until = now - timedelta(seconds=monitor.settings.lag_s)
     return _drift(monitor, project, name, windows, until, serving) + _alerts(
         monitor, project, name, now, serving

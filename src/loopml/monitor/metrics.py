@@ -7,14 +7,17 @@ query per scrape):
 | ``loopml_monitor_drift_score`` | project, deployment, model, version, column, method |
 | ``loopml_monitor_accuracy`` | project, deployment, model, version |
 | ``loopml_monitor_label_coverage`` | project, deployment, model, version |
+| ``loopml_monitor_accuracy_seconds`` | project, deployment, model, version |
 | ``loopml_monitor_alert_state`` | project, deployment, rule, severity (0 ok, 1 pending, 2 firing) |
 | ``loopml_replica_cpu_percent`` | project, deployment, model, version, revision, replica |
 | ``loopml_replica_rss_bytes`` | the same |
 | ``loopml_replica_connections`` | the same |
 | ``loopml_replica_restarts`` | the same (crashes followed by a restart on this server) |
 
-Figures are those of the newest window of the smallest size; the replicas' are the samples
-of the last round.
+Each version's figures are over a trailing stretch (``monitor.gauges``): drift over the
+last hour, accuracy and coverage over the last hour or further back until it holds enough
+labels (``loopml_monitor_accuracy_seconds`` says how far), so that a series stays while its
+figure is known; the replicas' are the samples of the last round.
 """
 
 from __future__ import annotations
@@ -59,15 +62,16 @@ class MonitorCollector(Collector):
             "Alert rule state: 0 ok, 1 pending, 2 firing.",
             labels=("project", "deployment", "rule", "severity"),
         )
-        for (project, deployment), windows in list(self._monitor.latest.items()):
-            seen: set[tuple[str, int]] = set()
-            for window in windows:  # newest first: the first of each version counts
-                key = (window["model"], window["version"])
-                if key in seen or not window["model"]:
-                    continue
-                seen.add(key)
-                labels = (project, deployment, key[0], str(key[1]))
-                drift = window["summary"].get("drift", {})
+        reach = GaugeMetricFamily(
+            "loopml_monitor_accuracy_seconds",
+            "How far back the accuracy and label coverage reach (s): the last hour, or "
+            "further until it holds enough labels.",
+            labels=_VERSION,
+        )
+        for (project, deployment), found in list(self._monitor.latest.items()):
+            for gauge in found:
+                labels = (project, deployment, gauge.model, str(gauge.version))
+                drift = gauge.drift
                 if drift.get("status") == "ready":
                     share.add_metric(labels, drift.get("share", 0.0))
                     for column in drift.get("columns", []):
@@ -75,16 +79,18 @@ class MonitorCollector(Collector):
                             score.add_metric(
                                 (*labels, column["column"], column["method"]), column["score"]
                             )
-                quality = window["summary"].get("quality", {})
+                quality = gauge.quality
                 if quality.get("accuracy") is not None:
                     accuracy.add_metric(labels, quality["accuracy"])
-                coverage.add_metric(labels, quality.get("coverage", 0.0))
+                if quality:
+                    coverage.add_metric(labels, quality.get("coverage", 0.0))
+                    reach.add_metric(labels, gauge.quality_seconds)
         yield from self._replicas()
         for (project, deployment, rule, severity), state in list(
             self._monitor.alert_states.items()
         ):
             alerts.add_metric((project, deployment, rule, severity), STATE_VALUES.get(state, 0.0))
-        yield from (share, score, accuracy, coverage, alerts)
+        yield from (share, score, accuracy, coverage, reach, alerts)
 
     def _replicas(self) -> Iterator[Metric]:
         labels = (*_VERSION, "revision", "replica")
