@@ -4,14 +4,20 @@ hour, and how many rows a one-standard-deviation shift of one column takes to be
 
 Each simulated hour is one window filled the monitor's way: every round (its 30 s
 interval) the rows that arrived are reduced to sketches against the reference
-(``sketch.reduce``, what ``piece_state`` stores), merged into the window's state
-(``merge_state``) and summarized with the window's last summary (``summarize``); the hour
-raised drift if any round's verdict (``dataset_drift``) did. Two rules in the same run:
+(``sketch.reduce``) and to the sequential test's runs (``sequential.piece``), what
+``piece_state`` stores, merged into the window's state (``merge_state``) and summarized
+with the window's last summary (``summarize``); the hour
+raised drift if any round's verdict (``dataset_drift``) did. Three rules in the same run:
 
 - **every round** (``looks=1``, summarized without its last summary): the window judged
   afresh at every round at ``p_value``, as before issue 50;
-- **looks** (the default ``DriftConfig``): judged again only once its rows grew by 10 %, at
-  most 128 times, each look at ``p_value / 128``.
+- **looks** (``sequential_share=0``): judged again only once its rows grew by 10 %, at most
+  128 times, the looks sharing ``p_value``, as before the sequential test;
+- **looks + sequential** (the default ``DriftConfig``): the looks sharing half of
+  ``p_value`` and the sequential test over the rows (``sequential.py``) the other half.
+
+A last line per rate reads the sequential test alone after every row of a shift from
+mid-hour (its delay in rows, without the rounds' 30 s steps).
 
 The columns: three numeric (normal, lognormal, integer) and one categorical (12 values);
 the reference: 5,000 training rows (Wasserstein and Jensen-Shannon are the figures, KS and
@@ -45,6 +51,7 @@ import pandas as pd
 import pyarrow as pa
 from scipy import stats
 
+from loopml.monitor import sequential
 from loopml.monitor.drift import DriftConfig
 from loopml.monitor.reference import Reference, profile_table
 from loopml.monitor.sketch import reduce
@@ -53,8 +60,14 @@ from loopml.monitor.windows import empty_state, merge_state, summarize
 INTERVAL_S = 30
 CATEGORIES = [f"k{i}" for i in range(12)]
 WEIGHTS = np.arange(12, 0, -1) / np.arange(12, 0, -1).sum()
-RULES = {"every round": DriftConfig(looks=1), "looks": DriftConfig()}
-"""``every round`` is summarized without its last summary: judged afresh each round."""
+RULES = {
+    "every round": DriftConfig(looks=1, sequential_share=0),
+    "looks": DriftConfig(sequential_share=0),
+    "looks + sequential": DriftConfig(),
+}
+"""``every round`` is summarized without its last summary: judged afresh each round;
+``looks`` spends all of ``p_value`` on the looks (before the sequential test), ``looks +
+sequential`` (the default) half on each."""
 
 
 def draw(rng: np.random.Generator, rows: int, shift: float = 0.0) -> pd.DataFrame:
@@ -97,14 +110,14 @@ def hour(job: tuple[int, int, int, int | None]) -> dict[str, int | None]:
             frame.loc[moved, "normal"] += 1.0
         piece = empty_state()
         piece["usage"]["rows"] = per_round
+        inputs = pa.Table.from_pandas(frame, preserve_index=False)
         for name, column in ref.profile.features.items():
-            values = frame[name].to_numpy()
-            data = pa.array(values, pa.string()) if name == "region" else values
-            piece["features"][name] = reduce(column, data).model_dump()
+            piece["features"][name] = reduce(column, inputs[name]).model_dump()
+        piece["sequential"] = sequential.piece(ref.profile.features, inputs)
         state = merge_state(state, piece)
         seen += per_round
         for rule, config in RULES.items():
-            earlier = summaries[rule] if rule == "looks" else None
+            earlier = summaries[rule] if rule != "every round" else None
             summaries[rule] = summarize(state, ref, 3600.0, config, earlier)
             drift = summaries[rule]["drift"]  # type: ignore[index]
             if first[rule] is None and drift["dataset_drift"]:
@@ -112,6 +125,28 @@ def hour(job: tuple[int, int, int, int | None]) -> dict[str, int | None]:
         if all(v is not None for v in first.values()):
             break
     return first
+
+
+def row_by_row(job: tuple[int, int, int]) -> int | None:
+    """The sequential test alone, read after every row: half an hour of unshifted rows at
+    ``rate``, then the shifted ones one at a time; the shifted rows it took (None: not
+    within 600)."""
+    seed, rate, reference_rows = job
+    ref = reference(reference_rows)
+    assert ref.profile is not None
+    rng = np.random.default_rng(seed)
+    before = pa.Table.from_pandas(draw(rng, rate * 1800), preserve_index=False)
+    state = sequential.piece(ref.profile.features, before)
+    after = draw(rng, 600)
+    after["normal"] += 1.0
+    rows = pa.Table.from_pandas(after, preserve_index=False)
+    alpha = DriftConfig().sequential_level
+    for row in range(rows.num_rows):
+        state = sequential.merge(state, sequential.piece(ref.profile.features, rows.slice(row, 1)))
+        found = sequential.verdict(state, ref.profile.features, alpha)
+        if found is not None and found["alarm"]:
+            return row + 1
+    return None
 
 
 def upper(alarms: int, hours: int) -> float:
@@ -163,6 +198,13 @@ def main() -> None:
                 shifted = list(pool.map(hour, cases, chunksize=4))
                 said = "; ".join(f"{rule}: {delays(shifted, rule)}" for rule in RULES)
                 print(f"       1-sd shift {label}, rows to drift: {said}", flush=True)
+            cases = [(20_000 + s, rate, args.reference) for s in range(args.shifted)]
+            alone = [{"row by row": r} for r in pool.map(row_by_row, cases, chunksize=4)]
+            print(
+                "       1-sd shift from mid-hour, the sequential test read after every row: "
+                f"{delays(alone, 'row by row')}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -76,6 +76,8 @@ def _drift(window: dict[str, Any], name: str, show_all: bool) -> list[Any]:
             f"judged at {drift['judged_rows']:,} rows, look {drift['looks']} (again once "
             "the rows grow 10 %)"
         )
+    if drift.get("sequential"):  # windows stored before the sequential test have none
+        parts.append(_sequential_line(drift["sequential"]))
     hidden = len(worst) - len(shown)
     if hidden:
         parts.append(
@@ -83,6 +85,15 @@ def _drift(window: dict[str, Any], name: str, show_all: bool) -> list[Any]:
             f"(all of them: loopml monitor {name} --all, or -o json)"
         )
     return parts
+
+
+def _sequential_line(found: dict[str, Any]) -> str:
+    """The sequential test's statistic nearest its threshold (docs/monitoring.md)."""
+    which = f"{found['column']} {found['score']} {found['direction']}"
+    limit, rows = f"{found['threshold']:.1f}", f"{found['rows']:,} rows"
+    if found["alarm"]:
+        return f"sequential: {which} DRIFTED, CUSUM {found['cusum']:.1f} >= {limit} at {rows}"
+    return f"sequential: nearest {which}, CUSUM {found['cusum']:.1f} of {limit} at {rows}"
 
 
 def _drift_title(drift: dict[str, Any]) -> str:

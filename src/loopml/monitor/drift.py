@@ -92,13 +92,29 @@ class DriftConfig(BaseModel):
         "looks its last verdict stands.",
     )
 
+    sequential_share: float = Field(
+        default=0.5,
+        ge=0,
+        lt=1,
+        description="The share of p_value spent by the sequential test over a window's rows "
+        "(``sequential.py``: a shift in the middle of a busy window seen within about 50 "
+        "rows); the looks spend the rest. 0 turns it off.",
+    )
+
     def level(self, look: int = 1) -> float:
-        """The false-alarm rate of a window's ``look``-th judgment: ``p_value`` spent over
-        at most ``looks`` looks in proportion to 1 / look, so that all of a window's looks
-        together spend ``p_value`` (a union bound), and the early looks, on few rows, get
-        the most: a shift from a window's first row is still seen within 60 rows."""
+        """The false-alarm rate of a window's ``look``-th judgment: the looks' part of
+        ``p_value`` spent over at most ``looks`` looks in proportion to 1 / look, so that
+        all of a window's looks together spend it (a union bound), and the early looks, on
+        few rows, get the most: a shift from a window's first row is still seen within 60
+        rows."""
         harmonic = sum(1 / i for i in range(1, self.looks + 1))
-        return self.p_value / (min(max(look, 1), self.looks) * harmonic)
+        spent = self.p_value * (1 - self.sequential_share)
+        return spent / (min(max(look, 1), self.looks) * harmonic)
+
+    @property
+    def sequential_level(self) -> float:
+        """The false-alarm rate of a window's sequential test, over all its rows."""
+        return self.p_value * self.sequential_share
 
 
 class ColumnDrift(BaseModel):

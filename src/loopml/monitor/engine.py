@@ -87,6 +87,7 @@ def drift_config(settings: MonitorSettings) -> DriftConfig:
         p_value=settings.drift_p_value,
         distance=settings.drift_distance,
         drift_share=settings.drift_share,
+        sequential_share=settings.drift_sequential_share,
     )
 
 

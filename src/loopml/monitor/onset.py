@@ -99,6 +99,40 @@ def column_scores(ref: ColumnReference, column: pa.Array | pa.ChunkedArray) -> l
     return _categorical_scores(ref, column)
 
 
+Support = tuple[np.ndarray, np.ndarray]
+"""A score's distribution over the reference: its values and their weights (summing to 1)."""
+_GRID = 512
+
+
+def score_support(ref: ColumnReference) -> list[Support]:
+    """What each of ``column_scores``'s scores is on unshifted rows (drawn as the
+    reference's), in the same order: a number's location and spread at the reference's
+    distinct values (an exact reference) or on a fine grid of its CDF (uniform), a
+    category's rarity at each kept value and "other"."""
+    if isinstance(ref, NumericReference):
+        if not ref.edges:
+            return []
+        if ref.exact:
+            cdf = np.asarray(ref.cdf, dtype=np.float64)
+            mass = np.diff(cdf, prepend=0.0)
+            centred = cdf - mass / 2 - 0.5
+        else:
+            mass = np.full(_GRID, 1 / _GRID)
+            centred = (np.arange(_GRID) + 0.5) / _GRID - 0.5
+        supports = []
+        for raw in (centred, np.abs(centred)):
+            mean, std = _standardised(raw, mass)
+            supports.append(((raw - mean) / std, mass))
+        return supports
+    if ref.rows <= 0:
+        return []
+    counts = np.asarray([*ref.counts, ref.other], dtype=np.float64)
+    shares = counts / ref.rows
+    surprise = -np.log(np.maximum(shares, 0.5 / ref.rows))
+    mean, std = _standardised(surprise, shares)
+    return [((surprise - mean) / std, shares)]
+
+
 def change_point(scores: Sequence[np.ndarray]) -> int:
     """The index of the first shifted row (0 when every row looks shifted, or there are too
     few rows): the split whose negative log-likelihood, summed over the scores, is least,

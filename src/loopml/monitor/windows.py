@@ -23,7 +23,7 @@ import pyarrow.json as pajson
 from loopml.core.predictions import canonical_text
 from loopml.core.window_sizes import parse_size as parse_size
 from loopml.core.window_sizes import parse_sizes as parse_sizes
-from loopml.monitor import quality, usage
+from loopml.monitor import quality, sequential, usage
 from loopml.monitor.calibration import CalibrationTable
 from loopml.monitor.drift import DriftConfig, column_drift, dataset_drift
 from loopml.monitor.error_table import ErrorTable
@@ -161,6 +161,7 @@ def piece_state(rows: pa.Table, reference: Reference | None) -> dict[str, Any]:
         for name, ref in profile.features.items():
             if name in inputs.column_names:
                 state["features"][name] = reduce(ref, inputs[name]).model_dump()
+        state["sequential"] = sequential.piece(profile.features, inputs)
     if profile.prediction is not None:
         column = (
             rows["prediction_value"]
@@ -211,7 +212,7 @@ def merge_state(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     cannot be added to the newer: ``a``'s columns and prediction are dropped."""
     tag_a, tag_b = a.get("reference"), b.get("reference")
     if tag_a and tag_b and tag_a != tag_b:
-        a = {**a, "features": {}, "prediction": None}
+        a = {**a, "features": {}, "prediction": None, "sequential": None}
     features = dict(a["features"])
     for name, data in b["features"].items():
         mine = window_column(features.get(name))
@@ -232,6 +233,8 @@ def merge_state(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         # Windows stored before replica resources were measured have no "resources".
         "resources": merge_resources(a.get("resources", {}), b.get("resources", {})),
         "reference": tag_b or tag_a or "",
+        # Windows stored before the sequential test have no "sequential".
+        "sequential": sequential.merge(a.get("sequential"), b.get("sequential")),
     }
 
 
@@ -274,10 +277,45 @@ def summarize(
     earlier = (previous or {}).get("drift")
     rows = int(state["usage"]["rows"])
     if look_due(earlier, rows, reference.source, config):
-        summary["drift"] = _judged(state, reference, config, rows, _looks(earlier, reference))
+        drift = _judged(state, reference, config, rows, _looks(earlier, reference))
     else:
-        summary["drift"] = earlier
+        drift = dict(earlier or {})
+    summary["drift"] = _with_sequential(drift, earlier, state, reference, config)
     return summary
+
+
+def _with_sequential(
+    drift: dict[str, Any],
+    earlier: dict[str, Any] | None,
+    state: dict[str, Any],
+    reference: Reference,
+    config: DriftConfig,
+) -> dict[str, Any]:
+    """``drift`` with the sequential test's verdict (read every round, not only at looks):
+    once it passed its threshold it stands for the window, and its column counts as
+    drifted."""
+    assert reference.profile is not None
+    latched = (earlier or {}).get("sequential") or {}
+    same = (earlier or {}).get("source") == reference.source
+    if same and latched.get("alarm"):
+        found: dict[str, Any] | None = latched
+    else:
+        found = sequential.verdict(
+            state.get("sequential"), reference.profile.features, config.sequential_level
+        )
+    if found is None:
+        drift.pop("sequential", None)
+        return drift
+    drift["sequential"] = found
+    if found["alarm"]:
+        drifted = list(drift.get("drifted", []))
+        if found["column"] not in drifted:
+            drifted.append(found["column"])
+        judged = max(int(drift.get("judged", 0)), len(drifted))
+        share = len(drifted) / judged
+        drift.update(drifted=drifted, share=share)
+        drift["dataset_drift"] = share >= config.drift_share
+    return drift
 
 
 def _looks(earlier: dict[str, Any] | None, reference: Reference) -> int:

@@ -416,10 +416,19 @@ class MonitorSettings(_Section):
         gt=0,
         lt=1,
         description="The drift false-alarm rate: the chance that a window of unshifted "
-        "traffic is called drifted at any of its looks, whatever its size and however "
-        "often the monitor reads it (the window is judged again as its rows grow by 10 %, "
-        "at most 128 times, the looks sharing this); within a look each column is tested "
-        "(KS, chi-square) at its share over the number of columns.",
+        "traffic is called drifted at any of its looks or by the sequential test, whatever "
+        "its size and however often the monitor reads it (the window is judged again as its "
+        "rows grow by 10 %, at most 128 times, the looks sharing what the sequential test "
+        "leaves, `drift_sequential_share`); within a look each column is tested (KS, "
+        "chi-square) at its share over the number of columns.",
+    )
+    drift_sequential_share: float = Field(
+        default=0.5,
+        ge=0,
+        lt=1,
+        description="The share of `drift_p_value` spent by the sequential test over each "
+        "window's rows in the order they were answered (CUSUMs: a shift in the middle of a "
+        "busy hour seen within about 50 rows); the looks spend the rest. 0 turns it off.",
     )
     drift_distance: float = Field(
         default=0.1, gt=0, description="Wasserstein (normed) and Jensen-Shannon threshold."

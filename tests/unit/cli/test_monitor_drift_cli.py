@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pyarrow as pa
 
+from loopml.monitor import sequential
 from loopml.monitor.drift import DriftConfig
 from loopml.monitor.reference import Reference, profile_table, save_reference
 from loopml.monitor.sketch import reduce
@@ -26,8 +27,10 @@ def test_the_drift_table_shows_the_p_value_beside_each_figure(platform: Platform
     reference = Reference(status="ready", source="dataset d@1, train split", profile=profile)
     save_reference(platform.ctx.store, "default", "cancer", 1, reference)
     state = empty_state()
-    for n in names:  # 40 unshifted rows: a young window
-        state["features"][n] = reduce(profile.features[n], rng.normal(0, 1, 40)).model_dump()
+    rows = pa.table({n: rng.normal(0, 1, 40) for n in names})  # 40 unshifted: a young window
+    for n in names:
+        state["features"][n] = reduce(profile.features[n], rows[n]).model_dump()
+    state["sequential"] = sequential.piece(profile.features, rows)
     state["usage"]["rows"] = 40
     summary = summarize(state, reference, 3600, DriftConfig())
     start = window_start(datetime.now(UTC), 3600)
@@ -43,8 +46,16 @@ def test_the_drift_table_shows_the_p_value_beside_each_figure(platform: Platform
     assert shown.exit_code == 0, shown.output
     text = shown.stdout
     # The first look's share of p_value (DriftConfig.level), over the 3 columns.
-    assert "drift: 0/3 columns (0%); drifted: score past threshold and p < 6.1e-05" in text
+    # (half of it: the sequential test spends the other half, drift_sequential_share).
+    assert "drift: 0/3 columns (0%); drifted: score past threshold and p < 3.1e-05" in text
     assert "judged at 40 rows, look 1 (again once the rows grow 10 %)" in text
+    found = summary["drift"]["sequential"]
+    assert found["alarm"] is False
+    line = (
+        f"sequential: nearest {found['column']} {found['score']} {found['direction']}, "
+        f"CUSUM {found['cusum']:.1f} of {found['threshold']:.1f} at 40 rows"
+    )
+    assert line in text
     assert max(len(line) for line in text.splitlines()) <= 80
     header = next(line for line in text.splitlines() if "column" in line and "score" in line)
     assert " p " in header

@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from loopml.monitor import sequential
 from loopml.monitor.drift import DriftConfig
 from loopml.monitor.episodes import episode_change
 from loopml.monitor.reference import Reference, profile_table
@@ -120,29 +121,38 @@ def _filled(
     *,
     afresh: bool = False,
     shifted: tuple[str, ...] = (),
+    shift_from: int = 0,
 ) -> int | None:
-    """A window filled as the monitor fills it: each round's rows reduced to sketches,
-    merged into its state and summarized with its last summary (``afresh``: without it, as
-    every round was judged before looks); the rows at which its verdict first said drift,
-    ``None`` when it never did."""
-    assert reference.profile is not None
+    """A window filled as the monitor fills it: each round's rows reduced to sketches and
+    the sequential test's runs (``piece_state``), merged into its state and summarized with
+    its last summary (``afresh``: without it, as every round was judged before looks); the
+    rows after the shift's start (round ``shift_from``) at which its verdict first said
+    drift, ``None`` when it never did."""
     state: dict[str, object] = empty_state()
     summary: dict[str, object] | None = None
     for turn in range(rounds):
-        frame = _draw(seed=1000 * seed + turn, rows=per_round, shifted=shifted)
-        piece = empty_state()
-        piece["usage"]["rows"] = per_round
-        for name, column in reference.profile.features.items():
-            values = frame[name].to_numpy()
-            data = values if name in NUMERIC else pa.array(values, pa.string())
-            piece["features"][name] = reduce(column, data).model_dump()
-        state = merge_state(state, piece)
+        moved = shifted if turn >= shift_from else ()
+        frame = _draw(seed=1000 * seed + turn, rows=per_round, shifted=moved)
+        state = merge_state(state, _piece(reference, frame))
         summary = summarize(state, reference, 3600.0, config, None if afresh else summary)
         drift = summary["drift"]
         assert isinstance(drift, dict)
         if drift["dataset_drift"]:
-            return (turn + 1) * per_round
+            return (turn + 1 - shift_from) * per_round
     return None
+
+
+def _piece(reference: Reference, frame: pd.DataFrame) -> dict[str, object]:
+    """What ``piece_state`` stores of these rows' inputs: each column's sketch and the
+    sequential test's runs."""
+    assert reference.profile is not None
+    piece = empty_state()
+    piece["usage"]["rows"] = len(frame)
+    inputs = pa.Table.from_pandas(frame, preserve_index=False)
+    for name, column in reference.profile.features.items():
+        piece["features"][name] = reduce(column, inputs[name]).model_dump()
+    piece["sequential"] = sequential.piece(reference.profile.features, inputs)
+    return piece
 
 
 # A window the monitor judged afresh every round raised drift at 270 rows (of 260 such hours
@@ -171,14 +181,7 @@ def test_a_window_is_judged_again_only_as_its_rows_grow(reference: Reference) ->
     summary: dict[str, object] | None = None
     looked: list[int] = []
     for turn in range(120):
-        frame = _draw(seed=500_000 + turn, rows=30)
-        piece = empty_state()
-        piece["usage"]["rows"] = 30
-        for name, column in reference.profile.features.items():
-            values = frame[name].to_numpy()
-            data = values if name in NUMERIC else pa.array(values, pa.string())
-            piece["features"][name] = reduce(column, data).model_dump()
-        state = merge_state(state, piece)
+        state = merge_state(state, _piece(reference, _draw(seed=500_000 + turn, rows=30)))
         summary = summarize(state, reference, 3600.0, CONFIG, summary)
         drift = summary["drift"]
         assert isinstance(drift, dict)
@@ -196,3 +199,21 @@ def test_a_one_std_shift_of_one_column_is_seen_within_60_rows(reference: Referen
     get the largest share of p_value)."""
     seen = [_filled(reference, 8000 + w, 10, 30, CONFIG, shifted=("normal",)) for w in range(20)]
     assert all(rows is not None and rows <= 60 for rows in seen), seen
+
+
+def test_a_one_std_shift_in_the_middle_of_an_hour_is_seen_within_90_rows(
+    reference: Reference,
+) -> None:
+    """Half an hour of unshifted rows at 1 request a second (30 a round), then one column
+    moved by one std: the sequential test sees it within three rounds in every one of 10
+    windows (its threshold at 1,800 rows is about 24 for 32 statistics); the looks alone,
+    judging the whole window, need more than twice that in most (the unshifted rows before
+    the shift dilute it)."""
+
+    def rows_to_drift(window: int, config: DriftConfig) -> int | None:
+        return _filled(reference, 9000 + window, 30, 75, config, shifted=("normal",), shift_from=60)
+
+    seen = [rows_to_drift(w, CONFIG) for w in range(10)]
+    assert all(rows is not None and rows <= 90 for rows in seen), seen
+    alone = [rows_to_drift(w, DriftConfig(sequential_share=0)) for w in range(10)]
+    assert sum(rows is None or rows > 180 for rows in alone) >= 5, alone
