@@ -13,8 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 from rich.console import Console
 
-from loopml.cli.monitor import _drift_table
+from loopml.cli.monitor import _drift_table, _sequential_line
 from loopml.core.drift import figure
+from loopml.monitor import sequential
 from loopml.monitor.drift import DriftConfig
 from loopml.monitor.reference import Reference, profile_table, save_reference
 from loopml.monitor.sketch import reduce
@@ -51,6 +52,7 @@ def _window(http: TestClient, config: DriftConfig | None = None) -> dict[str, An
     for name, values in current.items():
         state["features"][name] = reduce(profile.features[name], values).model_dump()
     state["prediction"] = reduce(profile.prediction, rng.normal(14, 2, 500)).model_dump()  # type: ignore[arg-type]
+    state["sequential"] = sequential.piece(profile.features, pa.table(current))
     state["usage"]["rows"] = 500
     start = window_start(datetime.now(UTC), 3600)
     summary = summarize(state, reference, 3600, config or DriftConfig())
@@ -136,3 +138,31 @@ def test_drift_figures_read_as_the_cli_writes_them_and_the_prediction_has_its_ro
     assert row["score"] == figure(prediction["score"])
     assert "prediction (the model&#39;s output)" in page
     assert f" {row['score']} " in printed
+
+
+def test_the_sequential_test_reads_as_the_cli_writes_it(
+    anonymous: TestClient, package: PackageFiles
+) -> None:
+    """The CUSUM that passed its threshold, named with its figures, on the page and in
+    ``loopml monitor``'s line alike."""
+    ctx = anonymous.app.state.running.context  # type: ignore[attr-defined]
+    register_files(ctx.store, ctx.artifacts, package)
+    control = anonymous.app.state.running.serving.control  # type: ignore[attr-defined]
+    control.create("default", "churn", {"model": "cancer/1", "min_replicas": 0}, actor="t")
+    found = _window(anonymous)["sequential"]
+    assert found["alarm"]
+    assert (found["column"], found["score"], found["direction"], found["rows"]) == (
+        "moved",
+        "location",
+        "up",
+        500,
+    )
+    page = anonymous.get("/projects/default/deployments/churn").text
+    cusum, limit = f"{found['cusum']:.1f}", f"{found['threshold']:.1f}"
+    said = (
+        '<strong class="bad" data-figure="sequential">moved location up drifted</strong>, '
+        f"CUSUM {cusum} past {limit} at 500 rows."
+    )
+    assert said in page
+    line = f"sequential: moved location up DRIFTED, CUSUM {cusum} >= {limit} at 500 rows"
+    assert _sequential_line(found) == line
