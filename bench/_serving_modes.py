@@ -1,6 +1,6 @@
 """The serving benchmark's paired modes (``bench/serving.py --auth | --monitor |
---features``): one deployment measured with a feature on and off in turns, on one
-``loopml up``; their docstrings say what each compares."""
+--features | --v2``): one deployment measured with a feature on and off (or in its request
+forms) in turns, on one ``loopml up``; their docstrings say what each compares."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from _serving_platform import (
     MODEL,
     _deploy,
     _descendants,
+    _gateway_pids,
     _ms,
     _platform,
     _replica_pids,
@@ -250,3 +251,76 @@ def feature_rows(args: argparse.Namespace, model: Any, frame: pd.DataFrame, body
         f"  {'log capture':<20} {rows_s * 1e6:.1f} us/answer building its rows, "
         f"{arrow_s * 1e6:.1f} us/answer into Arrow (in this process; every mode pays it)"
     )
+
+
+# ---------------------------------------------------------------- V2 through the gateway
+
+V2_TAIL_TARGET = 2.0  # V2's p99 through the gateway process <= 2 x /predict's (issue 53)
+
+
+def v2_rows(args: argparse.Namespace, model: Any, frame: pd.DataFrame, body: bytes) -> None:
+    """``/predict`` and V2 infer through the gateway process in front (``loopml up`` as it
+    starts by default), in turn on one platform, ``--rounds`` rounds, the order turned each
+    round so that neither form always follows the other's log backlog: V2 with one
+    ``[1, 30]`` FP32 tensor and with 30 one-column ``[1]`` tensors (as a client that follows
+    the model's V2 metadata, shape ``[-1]`` per column, sends it: tritonclient among them).
+    Per form: each run's req/s, p50 and p99, and the CPU per request of the gateway
+    process, the platform (which takes the prediction log) and the replica."""
+    row = frame.iloc[:1].to_numpy(dtype="float32").ravel().tolist()
+    one = {"name": "input-0", "shape": [1, len(row)], "datatype": "FP32", "data": row}
+    columns = [
+        {"name": str(name), "shape": [1], "datatype": "FP32", "data": [value]}
+        for name, value in zip(frame.columns, row, strict=True)
+    ]
+    forms = {
+        "/predict": ("predict", body),
+        "V2 [1, 30]": ("v2", orjson.dumps({"inputs": [one]})),
+        "V2 30 x [1]": ("v2", orjson.dumps({"inputs": columns})),
+    }
+    runs: dict[str, list[tuple[Result, float, float, float]]] = {f: [] for f in forms}
+    front = {"LOOPML_GATEWAY_FRONT": "true", "LOOPML_GATEWAY_PROCESSES": "1"}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        home = work / "home"
+        with _platform(home, extra_env=front) as (url, _, platform_pid):
+            _deploy(url, home, model, frame)
+            paths = {
+                "predict": f"{url}/deployments/{DEPLOYMENT}/predict",
+                "v2": f"{url}/deployments/{DEPLOYMENT}/v2/models/{MODEL}/infer",
+            }
+            gateways = _gateway_pids(platform_pid)
+            replicas = _replica_pids(platform_pid, DEPLOYMENT)
+            names = list(forms)
+            for i in range(args.rounds):
+                for form in names[i % 3 :] + names[: i % 3]:
+                    kind, payload = forms[form]
+                    watched = [*gateways, platform_pid, *replicas]
+                    got = measure(paths[kind], payload, args, work, watch=watched)
+                    cpu = (
+                        got.cpu_per_request(gateways),
+                        got.cpu_per_request([platform_pid]),
+                        got.cpu_per_request(replicas),
+                    )
+                    runs[form].append((got, *cpu))
+    print(
+        f"\n{'':18}{'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}  errors  CPU us/req: gateway, ", end=""
+    )
+    print("platform, replica (each run)")
+    for form, got in runs.items():
+        for r, gateway, platform, replica in got:
+            print(
+                f"  {form:<16}{r.rps:9.0f} {_ms(r.p50)} {_ms(r.p99)}  {r.errors:6d}  "
+                f"{gateway * 1e6:7.0f} {platform * 1e6:9.0f} {replica * 1e6:8.0f}"
+            )
+    predict_p99 = statistics.median(r.p99 for r, *_ in runs["/predict"])
+    predict_rps = statistics.median(r.rps for r, *_ in runs["/predict"])
+    for form in names[1:]:
+        p99 = statistics.median(r.p99 for r, *_ in runs[form])
+        rps = statistics.median(r.rps for r, *_ in runs[form])
+        ratio = p99 / predict_p99
+        met = "met   " if ratio <= V2_TAIL_TARGET else "MISSED"
+        print(
+            f"  {met} {form} p99 {p99 * 1e3:.1f} ms <= {V2_TAIL_TARGET:g} x /predict's "
+            f"{predict_p99 * 1e3:.1f} ms (medians of the rounds): {ratio:.2f} x; "
+            f"req/s {rps / predict_rps:.2f} x /predict's"
+        )

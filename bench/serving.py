@@ -65,7 +65,7 @@ turn between one revision, a 50 % canary and a shadow (``feature_rows``); the ga
 per request in each against plain, and the prediction log's work per answer.
 
 Run: ``python bench/serving.py [--seconds 10] [--connections 32] [--mlflow-python PATH]
-[--auth | --monitor | --features] [--rounds 3]``.
+[--auth | --monitor | --features | --v2] [--rounds 3]``.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 import _serving_platform
 import orjson
 from _load import LOAD_CORE, Result, measure, timed_first
-from _serving_modes import auth_rows, feature_rows, monitor_rows
+from _serving_modes import auth_rows, feature_rows, monitor_rows, v2_rows
 from _serving_peers import add_options, peer_rows
 from _serving_platform import (
     DEPLOYMENT,
@@ -204,7 +204,13 @@ def main() -> None:
         help="only the gateway's per-feature costs: plain, canary, shadow (see feature_rows)",
     )
     parser.add_argument(
-        "--rounds", type=int, default=3, help="with --auth/--monitor/--features: rounds"
+        "--v2",
+        action="store_true",
+        help="only /predict against V2 (one tensor, per-column tensors) through the gateway "
+        "process, in turn (see v2_rows)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="with --auth/--monitor/--features/--v2: rounds"
     )
     parser.add_argument(
         "--monitor-interval",
@@ -226,13 +232,14 @@ def main() -> None:
     row = frame.iloc[:1].to_numpy(dtype="float32").ravel().tolist()
     tensor = {"name": "input-0", "shape": [1, len(row)], "datatype": "FP32", "data": row}
     v2_body = orjson.dumps({"inputs": [tensor]})
-    if args.auth or args.monitor or args.features:
+    if args.auth or args.monitor or args.features or args.v2:
         print(
             f"load: {args.generator}, {args.connections} connections (core {LOAD_CORE}); "
             f"servers on core {_serving_platform.SERVER_CORE}; 1-row POST, "
             f"{args.seconds:g} s per measurement"
         )
-        rows = auth_rows if args.auth else monitor_rows if args.monitor else feature_rows
+        modes = {"auth": auth_rows, "monitor": monitor_rows, "v2": v2_rows}
+        rows = next((run for flag, run in modes.items() if getattr(args, flag)), feature_rows)
         rows(args, model, frame, body)
         print(f"  total bench time {time.monotonic() - started:.0f} s")
         return
