@@ -8,8 +8,11 @@ MLflow's client pointed at loopml, on a run that records the codeset version it 
 - The **environment** is a virtualenv made by the running interpreter with
   ``--system-site-packages`` and a ``.pth`` naming the running environment's own
   site-packages (a venv made from a venv sees only the base interpreter's packages), so a
-  requirement already installed here is satisfied without the network; ``pip install -r
-  requirements.txt`` installs only what is missing. It is cached under
+  requirement already installed here is satisfied without the network; ``pip install
+  --only-binary=:all: -r requirements.txt`` installs only what is missing, and only wheels
+  (a source distribution's build script would run here, outside any sandbox). Only plain
+  requirements are read (``check_requirements``: a name, extras, version specifiers and
+  markers), never a URL, a path or a pip option. It is cached under
   ``<home>/codeset-envs/<sha256 of the requirements and the interpreter>``, made under a
   file lock and marked ready last.
 - The **run** is created first (experiment: the codeset's name by default) with the input
@@ -39,6 +42,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
 
 from loopml.core.codesets import CodesetVersion
 from loopml.core.errors import UserCodeError, ValidationError
@@ -141,7 +146,9 @@ def requirements(folder: Path, log: Callable[[str], None] | None = None) -> str:
     env_file = folder / "python_env.yaml"
     if not env_file.is_file():
         plain = folder / "requirements.txt"
-        return plain.read_text(encoding="utf-8") if plain.is_file() else ""
+        text = plain.read_text(encoding="utf-8") if plain.is_file() else ""
+        check_requirements(text, "requirements.txt")
+        return text
     data = _load_yaml(env_file, "python_env.yaml must be a mapping with dependencies")
     wanted = str(data.get("python") or "")
     running = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -153,10 +160,53 @@ def requirements(folder: Path, log: Callable[[str], None] | None = None) -> str:
     lines: list[str] = []
     for line in dependencies:
         if line.startswith("-r"):
-            lines.append(_included(folder, line[2:].strip()))
+            included = line[2:].strip()
+            text = _included(folder, included)
+            check_requirements(text, included)
+            lines.append(text)
         else:
+            check_requirements(line, "python_env.yaml")
             lines.append(line)
     return "\n".join(lines) + "\n" if lines else ""
+
+
+_ONLY_PLAIN = (
+    "only plain requirements are installed: a name, [extras], version specifiers and "
+    "markers, from the package index, as wheels (no URLs, paths, -e, -r, -c, --index-url or "
+    "--extra-index-url)"
+)
+
+
+def check_requirements(text: str, source: str) -> None:
+    """Refuse any line of ``text`` (from ``source``, a file's name) that is not a plain
+    requirement: a pip option (``-e``, ``-r``, ``-c``, ``--index-url``, ...), a URL, a path
+    or a direct reference (``name @ url``). Blank lines and comments pass.
+
+    Raises:
+        ValidationError: naming the file, the line's number and the line.
+    """
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split(" #", 1)[0].split("\t#", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        reason = _not_plain(line)
+        if reason is not None:
+            raise ValidationError(
+                f"{source}, line {number}: {line[:200]!r} {reason}; {_ONLY_PLAIN}",
+                details={"file": source, "line": number, "requirement": line[:200]},
+            )
+
+
+def _not_plain(line: str) -> str | None:
+    if line.startswith("-"):
+        return f"is a pip option ({line.split()[0][:40]})"
+    try:
+        parsed = Requirement(line)
+    except InvalidRequirement:
+        return "is not a requirement (a URL or a path?)"
+    if parsed.url:
+        return "names where to get it (a direct reference)"
+    return None
 
 
 def _included(folder: Path, name: str) -> str:
@@ -200,6 +250,7 @@ def _make_env(folder: Path, requirements: str, log: Callable[[str], None]) -> No
             "pip",
             "install",
             "--disable-pip-version-check",
+            "--only-binary=:all:",
             "-q",
             "-r",
             str(folder / "requirements.txt"),
@@ -211,7 +262,8 @@ def _make_env(folder: Path, requirements: str, log: Callable[[str], None]) -> No
     if done.returncode != 0:
         raise UserCodeError(
             "pip could not install the codeset's requirements.txt (what is already "
-            f"installed needs no network; the rest does): {done.stderr.strip()[-1500:]}"
+            "installed needs no network; the rest does, and only wheels are installed: a "
+            f"requirement with no wheel for this platform cannot be): {done.stderr.strip()[-1500:]}"
         )
 
 

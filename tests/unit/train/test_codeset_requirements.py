@@ -1,14 +1,17 @@
 """What a codeset's environment installs: MLflow's python_env.yaml (with -r files read from
-the codeset), else requirements.txt, else nothing; bad files are a clear error."""
+the codeset), else requirements.txt, else nothing; bad files are a clear error, a line that
+is not a plain requirement is refused with its file and number, and only wheels are
+installed (a source distribution's build script would run outside the sandbox)."""
 
 from __future__ import annotations
 
+import tarfile
 from pathlib import Path
 
 import pytest
 
-from loopml.core.errors import ValidationError
-from loopml.train.codeset import requirements
+from loopml.core.errors import UserCodeError, ValidationError
+from loopml.train.codeset import environment, requirements
 
 
 def test_requirements_txt_alone(tmp_path: Path) -> None:
@@ -50,3 +53,77 @@ def test_a_bad_python_env_yaml_is_refused(tmp_path: Path, content: str, message:
 
     with pytest.raises(ValidationError, match=message):
         requirements(codeset)
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("git+https://github.com/someone/thing.git", "is not a requirement"),
+        ("https://example.com/thing-1.0-py3-none-any.whl", "is not a requirement"),
+        ("./vendored/thing", "is not a requirement"),
+        ("/opt/wheels/thing-1.0.tar.gz", "is not a requirement"),
+        ("thing @ https://example.com/thing-1.0.tar.gz", "a direct reference"),
+        ("-e .", r"is a pip option \(-e\)"),
+        ("--index-url https://pypi.example.com/simple", r"is a pip option \(--index-url\)"),
+        ("--extra-index-url=https://pypi.example.com", "is a pip option"),
+        ("-r other.txt", r"is a pip option \(-r\)"),
+        ("-c constraints.txt", r"is a pip option \(-c\)"),
+    ],
+)
+def test_a_requirement_that_is_not_plain_is_refused_with_its_line(
+    tmp_path: Path, line: str, reason: str
+) -> None:
+    (tmp_path / "requirements.txt").write_text(f"# pinned\nnumpy>=1.26\n\n{line}\n")
+    with pytest.raises(ValidationError, match=reason) as refused:
+        requirements(tmp_path)
+    assert refused.value.details == {"file": "requirements.txt", "line": 4, "requirement": line}
+    assert f"requirements.txt, line 4: {line!r}" in refused.value.message
+    assert "only plain requirements are installed" in refused.value.message
+
+
+def test_plain_requirements_with_extras_markers_and_comments_pass(tmp_path: Path) -> None:
+    text = (
+        "scikit-learn[alldeps]>=1.3,<2 ; python_version >= '3.9'  # the model's\n"
+        "numpy==1.26.4\n# a comment\n\nmlflow-skinny\n"
+    )
+    (tmp_path / "requirements.txt").write_text(text)
+    assert requirements(tmp_path) == text
+
+
+def test_python_env_yaml_lines_and_its_r_files_are_checked_too(tmp_path: Path) -> None:
+    (tmp_path / "extra.txt").write_text("pandas>=2\n--extra-index-url https://evil\n")
+    (tmp_path / "python_env.yaml").write_text("dependencies: [mlflow-skinny, -r extra.txt]\n")
+    with pytest.raises(ValidationError, match=r"extra.txt, line 2: '--extra-index-url"):
+        requirements(tmp_path)
+    (tmp_path / "python_env.yaml").write_text("dependencies: ['thing @ file:///tmp/x']\n")
+    with pytest.raises(ValidationError, match=r"python_env\.yaml, line 1"):
+        requirements(tmp_path)
+
+
+def test_a_source_distribution_is_never_built_on_the_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A requirement pip would find only as a source distribution, whose setup.py writes a
+    marker when it runs: the environment is refused and the marker never appears (pip
+    ran the build script before --only-binary=:all:). The index is a local folder, with
+    the build using this environment's setuptools: no network."""
+    marker = tmp_path / "built-on-the-host"
+    source = tmp_path / "src" / "evil_setup-1.0"
+    source.mkdir(parents=True)
+    (source / "setup.py").write_text(
+        f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
+        "from setuptools import setup\nsetup(name='evil-setup', version='1.0')\n"
+    )
+    (source / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: evil-setup\nVersion: 1.0\n")
+    index = tmp_path / "index"
+    index.mkdir()
+    with tarfile.open(index / "evil_setup-1.0.tar.gz", "w:gz") as sdist:
+        sdist.add(source, arcname="evil_setup-1.0")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(index))
+    monkeypatch.setenv("PIP_NO_BUILD_ISOLATION", "0")  # pip's inverted flag: no isolation
+    said: list[str] = []
+    with pytest.raises(UserCodeError, match="only wheels are installed") as refused:
+        environment(tmp_path / "envs", "evil-setup==1.0\n", said.append)
+    assert "No matching distribution found for evil-setup" in refused.value.message
+    assert not marker.exists()
