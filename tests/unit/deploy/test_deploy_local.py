@@ -347,28 +347,32 @@ def test_a_version_that_does_not_start_leaves_the_old_one_serving(
     platform: Platform, client: httpx.Client
 ) -> None:
     control = platform.serving.control
-    control.update(PROJECT, "swap", {"model": "cancer/3"}, actor="t")
-    # Revision 3's fetched package is corrupted: the server refuses it and exits 2.
-    model = platform.settings.home / "deployments" / PROJECT / "swap" / "3" / "package"
+    # A deployment of its own: the module's tests share one platform and may run in any
+    # order (pytest-randomly); this one used the alias test's "swap" and failed without it.
+    control.create(PROJECT, "broken", {"model": "cancer/2"}, actor="t")
+    _ready(platform, "broken")
+    control.update(PROJECT, "broken", {"model": "cancer/3"}, actor="t")
+    # Revision 2's fetched package is corrupted: the server refuses it and exits 2.
+    model = platform.settings.home / "deployments" / PROJECT / "broken" / "2" / "package"
     onnx = next(model.glob("*.onnx"))
     onnx.write_bytes(b"corrupted" + onnx.read_bytes())
 
     def failed() -> bool:
-        return control.get(PROJECT, "swap").status == DeploymentStatus.FAILED
+        return control.get(PROJECT, "broken").status == DeploymentStatus.FAILED
 
     wait_until(failed, 60, "the broken revision was not reported")
     for _ in range(10):
-        answer = platform.predict(client, "swap")
+        answer = platform.predict(client, "broken")
         assert answer.status_code == 200
         assert answer.headers["x-loopml-model-version"] == "2"
-    message = control.get(PROJECT, "swap").status_message
-    assert "revision 3 (cancer/3) does not start" in message
+    message = control.get(PROJECT, "broken").status_message
+    assert "revision 2 (cancer/3) does not start" in message
     assert "keep serving" in message
-    rolled = control.rollback(PROJECT, "swap", 2, actor="t")
+    rolled = control.rollback(PROJECT, "broken", 1, actor="t")
     assert rolled.spec.model == "cancer/2"
-    _ready(platform, "swap")
-    wait_until(lambda: len(replica_processes("swap")) == 1, 30, "revision 3 kept restarting")
-    _delete(platform, "swap")
+    _ready(platform, "broken")
+    wait_until(lambda: len(replica_processes("broken")) == 1, 30, "revision 2 kept restarting")
+    _delete(platform, "broken")
 
 
 # ---------------------------------------------------------------- scale to zero
