@@ -71,6 +71,10 @@ class RawTrial:
     predictions: list[np.ndarray] | None = None
     # The Ray node the trial ran on (``_ray``); empty for a trial of this process.
     node: str = ""
+    # When it ended, in Unix seconds on the node that ran it (``_ray``: the driver hears of
+    # a trial later, by how much depends on its load); 0 for a trial of this process, which
+    # is recorded as it ends.
+    ended: float = 0.0
 
 
 @dataclass(frozen=True)

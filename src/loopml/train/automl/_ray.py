@@ -222,7 +222,7 @@ def _part(
 
     def send(raw: _flaml.RawTrial) -> None:
         last_s[0] = raw.train_time_s
-        mailbox.add.remote(dataclasses.replace(raw, node=node))
+        mailbox.add.remote(dataclasses.replace(raw, node=node, ended=time.time()))
 
     _flaml.search(
         validation,

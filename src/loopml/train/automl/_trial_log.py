@@ -33,6 +33,8 @@ class TrialLog:
         self.predictions: dict[int, list[np.ndarray]] = {}
         self._kept: dict[str, Trial] = {}
         self._started = started
+        # The same moment in Unix seconds, for trials that say when they ended elsewhere.
+        self._epoch = time.time() - (time.perf_counter() - started)
         self._direction = direction
         self._on_trial = on_trial
         self._size_mb = size_mb
@@ -49,6 +51,13 @@ class TrialLog:
             return True
         return score > than if self._direction == "max" else score < than
 
+    def _elapsed(self, raw: _flaml.RawTrial) -> float:
+        """Seconds since the search started when the trial ended: by the node that ran it
+        when it says (a Ray trial), else now."""
+        if raw.ended:
+            return max(raw.ended - self._epoch, 0.0)
+        return time.perf_counter() - self._started
+
     def __call__(self, raw: _flaml.RawTrial) -> None:
         score = score_from_loss(raw.loss, self._direction)
         best = self.trials[-1] if self.trials else None
@@ -60,7 +69,7 @@ class TrialLog:
             score=score,
             train_time_s=raw.train_time_s,
             sample_size=raw.sample_size,
-            elapsed_s=time.perf_counter() - self._started,
+            elapsed_s=self._elapsed(raw),
             best_score=score if improved or best is None else best.best_score,
             best_estimator=raw.estimator if improved or best is None else best.best_estimator,
             improved=improved,
