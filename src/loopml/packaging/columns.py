@@ -219,10 +219,16 @@ def _numeric_columns(
 
 
 def _float_matrix(
-    lines: Sequence[Any], integers: list[int], *, records: bool = False, width: int = 0
+    lines: Sequence[Any],
+    integers: list[int],
+    *,
+    records: bool = False,
+    width: int = 0,
+    column_major: bool = False,
 ) -> np.ndarray | None:
     """``lines`` (columns; with ``records``, rows; with ``width``, one flat row-major run
-    of rows of ``width`` values) as a ``[columns, rows]`` float64 matrix, NaN where null;
+    of rows of ``width`` values, or with ``column_major`` too, ``width`` columns' values one
+    column after another) as a ``[columns, rows]`` float64 matrix, NaN where null;
     ``None`` where a value is not a number or null, does not fit a float, or is not whole
     in an integer column (the per-column path then names it)."""
     given = lines if width else chain.from_iterable(lines)
@@ -233,7 +239,7 @@ def _float_matrix(
     except (OverflowError, ValueError):
         return None
     if width:
-        matrix = matrix.reshape(-1, width).T
+        matrix = matrix.reshape(width, -1) if column_major else matrix.reshape(-1, width).T
     elif records:
         matrix = matrix.T
     if integers:
@@ -274,8 +280,8 @@ def all_numbers(signature: Signature) -> bool:
 
 def tensor_matrix(signature: Signature, data: Sequence[Any], *, by_row: bool) -> np.ndarray | None:
     """V2 input tensors of an all-number signature in one ``np.array`` call: ``data`` is
-    one ``[N, C]`` tensor's flat, row-major values (``by_row``) or one flat sequence per
-    column in signature order. Returns the ``[columns, rows]`` float64 matrix
+    one ``[N, C]`` tensor's flat, row-major values (``by_row``) or the column tensors' values
+    one column after another, in signature order. Returns the ``[columns, rows]`` float64 matrix
     ``numeric_matrix`` gives ``/predict``; ``None`` where that path does not apply, and the
     per-column path then checks (and names) every value, so the rules are the same.
     """
@@ -283,7 +289,7 @@ def tensor_matrix(signature: Signature, data: Sequence[Any], *, by_row: bool) ->
     if plan is None:
         return None
     names, integers, _, _ = plan
-    matrix = _float_matrix(data, integers, width=len(names) if by_row else 0)
+    matrix = _float_matrix(data, integers, width=len(names), column_major=not by_row)
     return None if matrix is None else np.ascontiguousarray(matrix)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from loopml.core.inference import (
     PREDICT,
     PREDICT_PROBA,
     InferenceRequest,
+    InputTensors,
     PredictRequest,
     flat_tensor,
     output_tensors,
@@ -214,9 +216,24 @@ def _v2(request: InferenceRequest, response: object) -> _Parsed | None:
     if predictions is None:
         return None
     rows = len(predictions)
-    columns = {t.name: flat_tensor(t) for t in request.inputs}
     proba = outputs.get(PREDICT_PROBA)
-    return _v2_inputs(columns, rows), predictions, _v2_probabilities(proba, rows)
+    return (
+        _v2_inputs(_v2_columns(request.inputs), rows),
+        predictions,
+        _v2_probabilities(proba, rows),
+    )
+
+
+def _v2_columns(tensors: InputTensors) -> dict[str, list[Any]]:
+    """Each tensor's data flat, by name: as given where no tensor is nested (the tensors'
+    first values are checked together, as ``flat_tensor`` checks one tensor's)."""
+    try:
+        nested = list in set(map(type, map(itemgetter(0), tensors.data)))
+    except IndexError:  # an empty tensor: flat_tensor reads each one
+        nested = True
+    if not nested:
+        return dict(zip(tensors.names, tensors.data, strict=True))
+    return {t.name: flat_tensor(t) for t in tensors}
 
 
 def _v2_inputs(columns: dict[str, list[Any]], rows: int) -> list[str | None]:
@@ -226,9 +243,12 @@ def _v2_inputs(columns: dict[str, list[Any]], rows: int) -> list[str | None]:
         flat = next(iter(columns.values()))
         width = len(flat) // rows
         return [orjson.dumps(flat[i * width : (i + 1) * width]).decode() for i in range(rows)]
-    if all(len(values) == rows for values in columns.values()):
+    if set(map(len, columns.values())) <= {rows}:
         names = list(columns)
-        return [orjson.dumps({n: columns[n][i] for n in names}).decode() for i in range(rows)]
+        return [
+            orjson.dumps(dict(zip(names, row, strict=True))).decode()
+            for row in zip(*columns.values(), strict=True)
+        ]
     return [None] * rows
 
 

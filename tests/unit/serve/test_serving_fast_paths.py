@@ -90,8 +90,8 @@ def test_v2_tensors_of_numbers_convert_as_the_per_column_path_does() -> None:
     expected = _per_column(signature, records)
 
     by_row = _columns.tensor_matrix(signature, [v for r in rows for v in r], by_row=True)
-    columns = [list(c) for c in zip(*rows, strict=True)]
-    by_column = _columns.tensor_matrix(signature, columns, by_row=False)
+    one_after_another = [v for column in zip(*rows, strict=True) for v in column]
+    by_column = _columns.tensor_matrix(signature, one_after_another, by_row=False)
 
     for matrix in (by_row, by_column):
         assert matrix is not None  # the fast path ran
@@ -116,7 +116,7 @@ def test_v2_tensors_the_fast_path_leaves_to_the_checks(
     signature: Signature, data: list[Any]
 ) -> None:
     assert _columns.tensor_matrix(signature, data, by_row=True) is None
-    assert _columns.tensor_matrix(signature, [[v] for v in data], by_row=False) is None
+    assert _columns.tensor_matrix(signature, data, by_row=False) is None  # one row
 
 
 @pytest.mark.parametrize("layout", ["matrix", "columns"])

@@ -403,3 +403,83 @@ def test_binary_tensor_extension_is_415(client: TestClient) -> None:
 
     assert response.status_code == 415
     assert "binary tensor data extension is not supported" in response.json()["error"]
+
+
+@pytest.mark.parametrize("rows", [1, 25])
+@pytest.mark.parametrize("datatype", ["FP32", "FP64"])
+def test_every_form_of_the_same_rows_gets_the_same_answer(
+    client: TestClient, cancer: Served, rows: int, datatype: str
+) -> None:
+    frame = cancer.frame.iloc[:rows].astype("float32").astype("float64")
+    matrix = {
+        "name": "input-0",
+        "shape": [rows, frame.shape[1]],
+        "datatype": datatype,
+        "data": frame.to_numpy().ravel().tolist(),
+    }
+    columns = column_tensors(frame, dict.fromkeys(frame.columns, datatype))
+    mixed = column_tensors(frame, {frame.columns[1]: "FP32", frame.columns[2]: "FP16"})
+    forms = {
+        "matrix": [matrix],
+        "columns": columns,
+        "columns, another order": columns[::-1],
+        "columns, [N, 1] nested": column_tensors(frame, nested=True),
+        "columns, mixed datatypes": mixed,
+    }
+
+    answers = {
+        form: client.post(INFER, json={"id": "same", "inputs": inputs})
+        for form, inputs in forms.items()
+    }
+
+    assert {form: a.status_code for form, a in answers.items()} == dict.fromkeys(forms, 200)
+    outputs = {form: a.json()["outputs"] for form, a in answers.items()}
+    assert all(o == outputs["matrix"] for o in outputs.values()), outputs
+    predicted = _outputs(answers["matrix"].json())["predict"]["data"]
+    assert predicted == cancer.native.predict(frame).tolist()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("reordered-and-twice", r"input tensor 'mean radius' is given twice"),
+        ("reordered-and-missing", r"missing \['mean radius'\], unknown \[\]"),
+        ("reordered-unequal-rows", r"different numbers of rows \{'worst fractal dimension': 1"),
+        ("one-in-int8-out-of-range", r"'mean area' is INT8 but element 0 is .*, outside"),
+        ("one-in-bool", r"'mean area' is BOOL, which cannot carry a float column; use FP64"),
+        ("null-in-int64", r"'mean radius' is INT64 but element 0 is null"),
+        ("nested-object", r"'mean radius' is FP64 but element 0 is an object"),
+        ("unhashable-datatype", r"inputs\.0\.datatype: Input should be 'BOOL'"),
+        ("nested-shape", r"inputs\.0\.shape\.0: Input should be a valid integer"),
+    ],
+)
+def test_hostile_column_tensors_are_a_clear_422(
+    client: TestClient, cancer: Served, change: str, message: str
+) -> None:
+    tensors = column_tensors(cancer.frame.iloc[:1])
+    first, area = tensors[0], tensors[3]
+    if change == "reordered-and-twice":
+        tensors = [*tensors[::-1], dict(first)]
+    elif change == "reordered-and-missing":
+        tensors = tensors[:0:-1]
+    elif change == "reordered-unequal-rows":
+        tensors = tensors[::-1]
+        first.update(shape=[2], data=first["data"] * 2)
+    elif change == "one-in-int8-out-of-range":
+        area.update(datatype="INT8", data=[int(area["data"][0])])
+    elif change == "one-in-bool":
+        area.update(datatype="BOOL", data=[True])
+    elif change == "null-in-int64":
+        first.update(datatype="INT64", data=[None])
+    elif change == "nested-object":
+        first["data"] = [{"value": 1.0}]
+    elif change == "unhashable-datatype":
+        first["datatype"] = ["FP64"]
+    elif change == "nested-shape":
+        first["shape"] = [[1]]
+
+    response = client.post(INFER, json={"inputs": tensors})
+
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "validation_error"
+    assert re.search(message, response.json()["error"]), response.json()["error"]

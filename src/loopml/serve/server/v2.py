@@ -32,6 +32,7 @@ from loopml.core.inference import (
     PREDICT,
     PREDICT_PROBA,
     InferenceRequest,
+    InputTensors,
     RequestInput,
     flat_tensor,
 )
@@ -105,17 +106,37 @@ def columns_from_request(
     """
     names = runtime.input_names
     tensors = request.inputs
-    if len(tensors) == 1 and tensors[0].name not in names:
+    if len(tensors) == 1 and tensors.names[0] not in names:
         return _from_matrix(runtime, tensors[0], max_rows)
-    seen: dict[str, RequestInput] = {}
-    for tensor in tensors:
-        if tensor.name in seen:
-            raise ValidationError(
-                f"input tensor {tensor.name!r} is given twice", details={"tensor": tensor.name}
-            )
-        seen[tensor.name] = tensor
-    unknown = [n for n in seen if n not in names]
-    missing = [n for n in names if n not in seen]
+    order = None if tensors.names == tuple(names) else _signature_order(tensors, names)
+    rows = _column_rows(tensors, max_rows)
+    if order is not None:
+        tensors = tensors.take(order)
+    matrix = _column_matrix(runtime, tensors, rows)
+    if matrix is not None:
+        return Columns.from_matrix(names, matrix)
+    values = {
+        spec.name: _values(tensor, spec.type, rows)
+        for spec, tensor in zip(runtime.signature.inputs, tensors, strict=True)
+    }
+    return runtime.columns_from_values(values, max_rows=max_rows)
+
+
+def _signature_order(tensors: InputTensors, names: list[str]) -> list[int]:
+    """Where each signature column's tensor is in the request, for tensors sent in another
+    order than the signature's (the order alone is a tuple comparison)."""
+    given = tensors.names
+    position = dict(zip(given, range(len(given)), strict=True))
+    if len(position) != len(given):
+        seen: set[str] = set()
+        for name in given:
+            if name in seen:
+                raise ValidationError(
+                    f"input tensor {name!r} is given twice", details={"tensor": name}
+                )
+            seen.add(name)
+    unknown = [n for n in position if n not in names]
+    missing = [n for n in names if n not in position]
     if unknown or missing:
         raise ValidationError(
             f"input tensors do not match the model: missing {missing[:20]}, unknown "
@@ -123,58 +144,76 @@ def columns_from_request(
             f"[N, {len(names)}] matrix of numbers in that order)",
             details={"missing": missing, "unknown": unknown[:100], "expected": names},
         )
-    rows = _column_rows(tensors, max_rows)
-    matrix = _column_matrix(runtime, [seen[name] for name in names], rows)
-    if matrix is not None:
-        return Columns.from_matrix(names, matrix)
-    values = {
-        spec.name: _values(seen[spec.name], spec.type, rows) for spec in runtime.signature.inputs
-    }
-    return runtime.columns_from_values(values, max_rows=max_rows)
+    return [position[n] for n in names]
 
 
-def _column_matrix(
-    runtime: ModelRuntime, tensors: Sequence[RequestInput], rows: int
-) -> np.ndarray | None:
-    """One flat ``[N]`` tensor per column of an all-number signature (in its order),
-    checked per datatype in a few C calls, as the ``[columns, rows]`` matrix ``/predict``
-    builds; ``None`` for anything else, which ``_values`` then checks tensor by tensor and
-    refuses with its precise message, so the rules are the same either way."""
-    if not all_numbers(runtime.signature):
+def _column_matrix(runtime: ModelRuntime, tensors: InputTensors, rows: int) -> np.ndarray | None:
+    """One flat ``[N]`` tensor per column of an all-number signature (in its order), as
+    the ``[columns, rows]`` matrix ``/predict`` builds, checked over all tensors in a few C
+    calls: the matrix takes what a float tensor holds, then each datatype's values are
+    checked against what it holds and its range. ``None`` for anything else, which
+    ``_values`` then checks tensor by tensor and refuses with its precise message, so the
+    rules are the same either way."""
+    signature = runtime.signature
+    if (
+        not all_numbers(signature)
+        or tensors.shape != (rows,)
+        or set(map(len, tensors.data)) != {rows}
+    ):
         return None
-    lines: list[list[Any]] = []
-    groups: dict[str, list[list[Any]]] = {}
-    for tensor, spec in zip(tensors, runtime.signature.inputs, strict=True):
-        data = tensor.data
-        flat = len(tensor.shape) == 1 and len(data) == rows
-        if not flat or tensor.datatype not in _CARRIES[spec.type]:
+    values = list(chain.from_iterable(tensors.data))
+    groups = _datatype_groups(signature, tensors, values)
+    if groups is None:
+        return None
+    matrix = tensor_matrix(signature, values, by_row=False)
+    if matrix is None:
+        return None
+    for datatype, held in groups.items():
+        if datatype in _FLOATS and datatype not in _RANGES:
+            continue  # FP64 holds what the matrix took: numbers and nulls
+        holds = datatype in _FLOATS or set(map(type, held)) <= _HOLDS[datatype]
+        if not holds or not _fits(datatype, held):
             return None
-        lines.append(data)
-        groups.setdefault(tensor.datatype, []).append(data)
-    for datatype, group in groups.items():
-        values = list(chain.from_iterable(group))
-        if not set(map(type, values)) <= _HOLDS[datatype] or not _within(datatype, values):
-            return None
-    return tensor_matrix(runtime.signature, lines, by_row=False)
+    return matrix
 
 
-def _column_rows(tensors: Sequence[RequestInput], max_rows: int | None) -> int:
-    counts: dict[str, int] = {}
-    for tensor in tensors:
-        shape = tensor.shape
+def _datatype_groups(
+    signature: Signature, tensors: InputTensors, values: list[Any]
+) -> dict[str, list[Any]] | None:
+    """The tensors' ``values`` (their data flat, column after column) by datatype; ``None``
+    where a datatype cannot carry its column. One datatype for every column (the common
+    request) is a set and a cached lookup."""
+    datatypes = tensors.datatypes
+    if len(set(datatypes)) == 1:
+        return None if _refusals(signature, datatypes[0])[1] else {datatypes[0]: values}
+    groups: dict[str, list[Any]] = {}
+    for datatype, spec, data in zip(datatypes, signature.inputs, tensors.data, strict=True):
+        if datatype not in _CARRIES[spec.type]:
+            return None
+        groups.setdefault(datatype, []).extend(data)
+    return groups
+
+
+def _column_rows(tensors: InputTensors, max_rows: int | None) -> int:
+    if tensors.shape is not None and len(tensors.shape) == 1:
+        rows = tensors.shape[0]
+        _check_rows(rows, max_rows)
+        return rows
+    by_name: dict[str, int] = {}
+    for name, shape in zip(tensors.names, tensors.shapes, strict=True):
         if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
             raise ValidationError(
-                f"input tensor {tensor.name!r} has shape {shape}; a column tensor is [N] or [N, 1]",
-                details={"tensor": tensor.name, "shape": shape},
+                f"input tensor {name!r} has shape {shape}; a column tensor is [N] or [N, 1]",
+                details={"tensor": name, "shape": shape},
             )
-        counts[tensor.name] = shape[0]
-    if len(set(counts.values())) > 1:
+        by_name[name] = shape[0]
+    if len(set(by_name.values())) > 1:
         raise ValidationError(
-            f"input tensors have different numbers of rows {counts}; every column needs one "
+            f"input tensors have different numbers of rows {by_name}; every column needs one "
             "value per row",
-            details={"rows": counts},
+            details={"rows": by_name},
         )
-    rows = next(iter(counts.values()))
+    rows = next(iter(by_name.values()))
     _check_rows(rows, max_rows)
     return rows
 
