@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain, repeat
 from operator import itemgetter
-from typing import Annotated, Any, Literal, TypeVar, get_args
+from typing import Annotated, Any, Literal, NamedTuple, TypeVar, cast, get_args
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
@@ -42,8 +42,7 @@ PREDICT_PROBA = "predict_proba"
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class RequestInput:
+class RequestInput(NamedTuple):
     """One input tensor."""
 
     name: str
@@ -101,16 +100,14 @@ class InputTensors:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class RequestOutput:
+class RequestOutput(NamedTuple):
     """One output the client asks for."""
 
     name: str
     parameters: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class InferenceRequest:
+class InferenceRequest(NamedTuple):
     """The body of ``POST /v2/models/{name}[/versions/{v}]/infer``."""
 
     inputs: InputTensors
@@ -191,6 +188,8 @@ def _quick(body: object) -> InferenceRequest | None:
 def _quick_inputs(tensors: object) -> InputTensors | None:
     if type(tensors) is not list or not 1 <= len(tensors) <= 4096:
         return None
+    if len(tensors) == 1:
+        return _quick_tensor(tensors[0])
     if set(map(type, tensors)) != {dict}:
         return None
     try:
@@ -212,6 +211,33 @@ def _quick_inputs(tensors: object) -> InputTensors | None:
         return None
     shape = next(iter(distinct)) if len(distinct) == 1 else None
     return InputTensors(names, shapes, datatypes, data, tensor_parameters, shape)
+
+
+def _quick_tensor(tensor: object) -> InputTensors | None:
+    """One tensor (the ``[N, C]`` matrix a Triton or KServe client sends), checked as
+    ``_quick_inputs`` checks many, without its sets' fixed cost."""
+    if type(tensor) is not dict:
+        return None
+    try:
+        name, shape, datatype, data = _TENSOR(tensor)
+    except KeyError:
+        return None
+    parameters = tensor.get("parameters")
+    if not (
+        type(name) is str
+        and 1 <= len(name) <= 256
+        and type(shape) is list
+        and 1 <= len(shape) <= 8
+        and set(map(type, shape)) == {int}
+        and min(shape) >= 0
+        and type(datatype) is str
+        and datatype in _DATATYPES
+        and type(data) is list
+        and _parameters(parameters)
+    ):
+        return None
+    datatypes = (cast(Datatype, datatype),)  # one of _DATATYPES, checked above
+    return InputTensors((name,), (shape,), datatypes, (data,), (parameters,), tuple(shape))
 
 
 def _names(names: Sequence[Any]) -> bool:
