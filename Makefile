@@ -54,7 +54,11 @@ format: install ## Apply ruff's fixes and formatting
 typecheck: install ## mypy --strict over src/loopml
 	$(VENV)/bin/mypy
 
+# The tests start hundreds of Python processes (servers, CLI calls, gateway processes,
+# replicas): each would compile loopml's sources again where PYTHONDONTWRITEBYTECODE is set
+# (this machine sets it), so they keep their bytecode in a cache of their own in the venv.
 test: lint typecheck ## Lint, type-check and run every test (services are skipped if absent)
+	env -u PYTHONDONTWRITEBYTECODE PYTHONPYCACHEPREFIX=$(CURDIR)/$(VENV)/pycache \
 	OMP_WAIT_POLICY=passive $(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_DIST) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; fi; \
 	exit $$rc
