@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import cache
 
 from fastapi import Depends, FastAPI
+from starlette.routing import BaseRoute
 
 from loopml._version import __version__
 from loopml.api import mlflow, openapi
@@ -31,6 +33,20 @@ from loopml.web.authz import enforce
 from loopml.web.context import AppContext, Running
 
 log = logging.getLogger("loopml.api")
+
+
+@cache
+def _api_routes() -> tuple[BaseRoute, ...]:
+    """The API's routes, every one behind the permission check (a no-op with authentication
+    off), built once for the process and shared by each app it makes, as the MLflow layer's
+    are: they hold no state of an app's (a route reads its app's from the request). FastAPI
+    builds an included router's routes (their parameters' and answers' pydantic adapters)
+    on its first request, per app; the tests make an app for each of about 1,800 API tests,
+    and that building was most of each one's time."""
+    template = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    for module in ROUTE_MODULES:
+        template.include_router(module.router, dependencies=[Depends(enforce)])
+    return tuple(template.router.routes)
 
 
 def create_app(
@@ -92,9 +108,7 @@ def create_api_app(
     if link is not None:
         app.router.routes.extend(link.routes())
     install_error_handlers(app)
-    for module in ROUTE_MODULES:
-        # Every route runs the permission check first (a no-op with authentication off).
-        app.include_router(module.router, dependencies=[Depends(enforce)])
+    app.router.routes.extend(_api_routes())
     mlflow.install(app, dependencies=[Depends(enforce)])
     openapi.install(app)
     hosts = {h.lower() for h in settings.server.allowed_hosts} | {settings.server.host.lower()}
