@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import logging
 import signal
+import ssl
 import threading
 import time
+from functools import cache
 from pathlib import Path
 
 import httpx
@@ -65,6 +67,11 @@ from loopml.serve.gateway.routing import Routes
 log = logging.getLogger("loopml.serve.local")
 
 
+@cache
+def _tls_context() -> ssl.SSLContext:
+    return ssl.create_default_context()
+
+
 class LocalDeployTarget:
     """Runs deployments as supervised model-server processes (see the module docstring).
 
@@ -85,7 +92,11 @@ class LocalDeployTarget:
         self._nudge = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._probe = httpx.Client(timeout=self.config.probe_timeout_s, trust_env=False)
+        # Replicas answer plain HTTP on loopback; the client still builds a TLS context,
+        # which loads the system's CA file (17 ms): one for the process, not one per target.
+        self._probe = httpx.Client(
+            timeout=self.config.probe_timeout_s, trust_env=False, verify=_tls_context()
+        )
         self._meter = ProcessMeter()
 
     # ------------------------------------------------------------------ lifecycle
