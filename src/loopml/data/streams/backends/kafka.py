@@ -11,9 +11,11 @@ owner from the committed offset, and the commit record drops those already lande
 
 Partitions move between the group's members with ``cooperative-sticky``; a member that
 stops fetching for ``redeliver_s`` (``max.poll.interval.ms``) leaves the group, as one
-whose heartbeats stop for ``SESSION_TIMEOUT_MS`` does. The floor is one per partition (the
-committed offset less one); the lag is the high watermark of the last fetch reply less the
-committed offset (a broker's ListOffsets "latest" is not relied on: Tansu's lags behind).
+whose heartbeats stop for ``SESSION_TIMEOUT_MS`` does. The floor is one per partition: below
+the first offset delivered since the partition was assigned (reading starts at the committed
+offset) or below the offset this source committed since, so it costs no broker call; the
+lag is the high watermark of the last fetch reply less that offset (a broker's ListOffsets
+"latest" is not relied on: Tansu's lags behind).
 """
 
 from __future__ import annotations
@@ -39,11 +41,12 @@ OPEN_TIMEOUT_S = 10.0
 REMOVE_TIMEOUT_S = 3.0
 """How long a stream's deletion tries to reach Kafka to delete its group (the definition is
 deleted either way)."""
-COMMIT_TIMEOUT_S = 30.0
-"""How long an offset commit or a committed-offset read may take before it fails."""
 SESSION_TIMEOUT_MS = 6_000
 """Heartbeats missed this long and a member is out of the group (shorter with a shorter
 ``redeliver_s``, since librdkafka wants ``max.poll.interval.ms`` at least as long)."""
+FETCH_WAIT_MAX_S = 0.5
+"""The longest one fetch blocks its thread: librdkafka's wait cannot be interrupted, and a
+stopping consumer (or ``close``) waits for it."""
 _NOT_FATAL = {KafkaError._PARTITION_EOF, KafkaError._MAX_POLL_EXCEEDED}
 
 
@@ -108,8 +111,17 @@ class KafkaStreamSource(StreamSource):
         self._next: dict[int, int] = {}
         """Per partition, one past the last offset delivered since it was assigned."""
         self._committed: dict[int, int] = {}
-        """Per assigned partition, the group's committed offset as last known."""
+        """Per assigned partition, an offset below which all are acked: the first delivered
+        since it was assigned, or the last this source committed."""
         self._error: KafkaError | None = None
+        self._calls = 0
+        self._idle = threading.Condition(self._lock)
+
+    @property
+    def held(self) -> int:
+        """Messages delivered and not acked, in the partitions this source holds now."""
+        with self._lock:
+            return sum(len(offsets) for offsets in self._pending.values())
 
     def _settings(self) -> dict[str, Any]:
         session = min(SESSION_TIMEOUT_MS, self.redeliver_ms)
@@ -174,7 +186,8 @@ class KafkaStreamSource(StreamSource):
         log.info("Kafka %s: revoked %s", self.group, sorted(tp.partition for tp in partitions))
 
     async def fetch(self, max_messages: int, timeout_s: float) -> list[Message]:
-        got = await asyncio.to_thread(self._consumer.consume, max_messages, max(timeout_s, 0.0))
+        wait = min(max(timeout_s, 0.0), FETCH_WAIT_MAX_S)
+        got = await self._call("consume", max_messages, wait)
         out: list[Message] = []
         failed: KafkaError | None = None
         topic = self.config.topic
@@ -192,6 +205,8 @@ class KafkaStreamSource(StreamSource):
                 if held is None:  # revoked since librdkafka queued it: the next owner reads it
                     continue
                 held.add(offset)
+                if partition not in following:
+                    self._committed.setdefault(partition, offset)
                 following[partition] = offset + 1
                 out.append(Message((partition, offset), m.value() or b"", None, topic))
         if out:
@@ -214,9 +229,7 @@ class KafkaStreamSource(StreamSource):
         if not offsets:
             return
         try:
-            done = await asyncio.to_thread(
-                self._consumer.commit, offsets=offsets, asynchronous=False
-            )
+            done = await self._call("commit", offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             raise _unreachable(self.config, "committing offsets", exc) from exc
         with self._lock:
@@ -224,6 +237,21 @@ class KafkaStreamSource(StreamSource):
                 if tp.error is None and tp.partition in self._assigned:
                     known = self._committed.get(tp.partition, -1)
                     self._committed[tp.partition] = max(known, tp.offset)
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """The consumer's ``method`` in a worker thread; ``close`` waits for the calls in
+        flight (closing a librdkafka consumer under a running call crashes the process)."""
+        with self._lock:
+            if self._consumer is None:
+                raise ServiceUnavailableError("the Kafka source is closed")
+            call = getattr(self._consumer, method)
+            self._calls += 1
+        try:
+            return await asyncio.to_thread(call, *args, **kwargs)
+        finally:
+            with self._lock:
+                self._calls -= 1
+                self._idle.notify_all()
 
     def _targets(self, messages: Sequence[Message]) -> list[TopicPartition]:
         """The offsets to commit once ``messages`` are acked: per partition still held,
@@ -251,47 +279,36 @@ class KafkaStreamSource(StreamSource):
         if self._consumer is None:
             return None
         with self._lock:
-            unknown = [p for p in self._assigned if p not in self._committed]
-        if unknown:
-            await asyncio.to_thread(self._read_committed, unknown)
-        with self._lock:
             committed = {p: c for p, c in self._committed.items() if p in self._assigned}
         self._measure_lag(committed)
-        floor = {p: c - 1 for p, c in committed.items() if c >= 0}
+        floor = {p: c - 1 for p, c in committed.items()}
         return floor or None
-
-    def _read_committed(self, partitions: list[int]) -> None:
-        asked = [TopicPartition(self.config.topic, p) for p in partitions]
-        try:
-            got = self._consumer.committed(asked, timeout=COMMIT_TIMEOUT_S)
-        except KafkaException as exc:
-            raise _unreachable(self.config, "reading committed offsets", exc) from exc
-        with self._lock:
-            for tp in got:
-                if tp.error is None and tp.partition in self._assigned:
-                    # -1001 (none committed yet) reads as -1: known, and no floor.
-                    known = self._committed.get(tp.partition, -1)
-                    self._committed[tp.partition] = max(known, tp.offset, -1)
 
     def _measure_lag(self, committed: dict[int, int]) -> None:
         lag, measured = 0, False
         for partition, offset in committed.items():
             tp = TopicPartition(self.config.topic, partition)
             try:
-                low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+                _, high = self._consumer.get_watermark_offsets(tp, cached=True)
             except KafkaException:
                 continue
             if high < 0:
                 continue  # no fetch reply for it yet
-            lag += max(0, high - (offset if offset >= 0 else max(low, 0)))
+            lag += max(0, high - offset)
             measured = True
         if measured:
             self.lag = lag
 
     async def close(self) -> None:
-        consumer, self._consumer = self._consumer, None
+        with self._lock:
+            consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            await asyncio.to_thread(consumer.close)
+            await asyncio.to_thread(self._close, consumer)
+
+    def _close(self, consumer: Any) -> None:
+        with self._lock:
+            self._idle.wait_for(lambda: self._calls == 0)
+        consumer.close()
 
     def id_text(self, position: Position) -> str:
         return f"{position[0]}:{position[1]}"
