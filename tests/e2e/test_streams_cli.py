@@ -1,7 +1,7 @@
 """``loopml streams`` against a real ``loopml up`` and the real NATS (and Kafka, on Tansu): the
-server's supervisor
-runs the consumer, messages published land, a poison one is a dead letter; the figures are
-on /metrics; the stream applied from YAML is unchanged, then updated and restarted."""
+server's supervisor runs the consumer, messages published land, a poison one is a dead
+letter; the figures are on /metrics; the stream applied from YAML is unchanged, then updated
+and restarted."""
 
 from __future__ import annotations
 
