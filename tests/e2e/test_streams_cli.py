@@ -1,6 +1,7 @@
-"""``loopml streams`` against a real ``loopml up`` and the real NATS: the server's supervisor
-runs the consumer, messages published land, a poison one is a dead letter; the figures are
-on /metrics; the stream applied from YAML is unchanged, then updated and restarted."""
+"""``loopml streams`` against a real ``loopml up`` and the real NATS (and Kafka, on Tansu): the
+server's supervisor runs the consumer, messages published land, a poison one is a dead
+letter; the figures are on /metrics; the stream applied from YAML is unchanged, then updated
+and restarted."""
 
 from __future__ import annotations
 
@@ -114,3 +115,37 @@ def test_a_stream_created_with_the_cli_fills_its_table(
     assert "stream orders-in deleted; its consumer on the broker removed" in deleted.stdout
     subject = nats_broker.subject or ""
     assert asyncio.run(jetstream_consumers(nats_broker.url, subject)) == []
+
+
+@pytest.mark.kafka
+def test_a_kafka_stream_created_with_the_cli_fills_its_table(
+    server: RunningServer, kafka_server: str
+) -> None:
+    kafka = Broker("kafka", kafka_server, f"e2e{time.time_ns() % 10**9}")
+    kafka.create()
+    try:
+        made = server.cli(
+            "streams", "create", "orders-k", "--source", kafka.url, "--subject",
+            kafka.subject or "", "--table", "orders_k", "--batch-ms", "100",
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        assert f"reads {kafka.url} topic {kafka.subject}" in made.stdout
+        kafka.publish([orjson.dumps({"id": i}) for i in range(50)] + [b"oops"])
+
+        def shown() -> dict[str, Any]:
+            found: dict[str, Any] = json.loads(
+                server.cli("streams", "show", "orders-k", "--json").stdout
+            )
+            return found
+
+        stats = eventually(
+            lambda: (s := shown()["stats"])["messages"] == 51 and s, 120, "51 messages"
+        )
+        assert (stats["messages"], stats["dead_letters"]) == (51, 1), stats
+        scraped = httpx.get(f"{server.url}/metrics", timeout=30).text
+        labels = 'project="default",source="kafka",stream="orders-k",table="orders_k"'
+        assert f"loopml_stream_messages_total{{{labels}}} 51.0" in scraped
+        deleted = server.cli("streams", "delete", "orders-k")
+        assert deleted.returncode == 0, deleted.stderr
+    finally:
+        kafka.remove()

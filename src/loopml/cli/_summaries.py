@@ -19,7 +19,7 @@ SUMMARIES: dict[str, str] = {
     "pipelines": "Pipelines: workflow specs and their runs.",
     "schedules": "Schedules: cron-started pipeline runs.",
     "triggers": "Triggers: event- and webhook-started pipeline runs.",
-    "streams": "Streams: NATS JetStream and Redis Streams into lake tables.",
+    "streams": "Streams: NATS JetStream, Redis Streams and Kafka into lake tables.",
     "features": "Feature views, point-in-time training sets and online feature values.",
     "codesets": "Codesets: immutable, content-addressed versions of a folder or a git commit.",
     "users": "Users and their roles in projects (create-admin works on the server's side).",

@@ -1,4 +1,5 @@
-"""``loopml streams``: consume NATS JetStream subjects and Redis streams into lake tables."""
+"""``loopml streams``: consume NATS JetStream subjects, Redis streams and Kafka topics into
+lake tables."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
     from loopml.core.streams import BrokerStream, Stream
 
 app = typer.Typer(
-    help="Streams: NATS JetStream and Redis Streams into lake tables.", no_args_is_help=True
+    help="Streams: NATS JetStream, Redis Streams and Kafka into lake tables.",
+    no_args_is_help=True,
 )
 
 PROJECT = project_option("The project that owns it.")
@@ -34,6 +36,8 @@ def _where(found: Stream) -> str:
     source = found.config.source
     if source.type == "nats":
         return f"{source.url} subject {source.subject}"
+    if source.type == "kafka":
+        return f"{source.url} topic {source.topic}"
     return f"{source.url} key {source.key}"
 
 
@@ -76,10 +80,14 @@ def create(
     ctx: typer.Context,
     name: str = NAME,
     source: str = typer.Option(
-        ..., "--source", help="nats://host:port or redis://host:port/db?stream=key."
+        ...,
+        "--source",
+        help="nats://host:port, redis://host:port/db?stream=key or kafka://host:port.",
     ),
     table_: str = typer.Option(..., "--table", help="The lake table the rows land in."),
-    subject: str | None = typer.Option(None, "--subject", help="The NATS subject (orders.*)."),
+    subject: str | None = typer.Option(
+        None, "--subject", help="The NATS subject (orders.*) or the Kafka topic."
+    ),
     dead_letter: str | None = typer.Option(None, "--dead-letter", help="Default <table>__dead."),
     transform: str | None = typer.Option(None, "--transform", help="SELECT ... FROM batch."),
     batch_rows: int | None = typer.Option(None, "--batch-rows", min=1, help="Rows per commit."),

@@ -1,4 +1,5 @@
-"""Stream sources through the API: NATS JetStream subjects and Redis streams into tables."""
+"""Stream sources through the API: NATS JetStream subjects, Redis streams and Kafka topics
+into tables."""
 
 from __future__ import annotations
 

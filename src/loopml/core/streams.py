@@ -1,8 +1,8 @@
-"""Stream sources as the rest of loopml sees them: a broker, a subject or key, a table.
+"""Streams as the rest of loopml sees them: a source (``loopml.core.stream_sources``), a table.
 
-A ``Stream`` consumes a NATS JetStream subject or a Redis stream key into a lake table in
-micro-batches. Which messages a stream has committed is its ``done`` set: the ids of the
-messages whose rows (or dead letters) landed, as ranges, kept only above the broker's ack
+A ``Stream`` consumes a NATS JetStream subject, a Redis stream key or a Kafka topic into a
+lake table in micro-batches. Which messages a stream has committed is its ``done`` set: the
+ids of the messages whose rows (or dead letters) landed, as ranges, kept only above the broker's ack
 floor (below it nothing is ever delivered again). Each commit carries the whole set in its
 Delta ``commitInfo`` and records it on the stream's row in the transaction that records the
 commit, so a message redelivered after a crash is recognised and dropped. No I/O here.
@@ -11,10 +11,9 @@ commit, so a message redelivered after a crash is recognised and dropped. No I/O
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
@@ -22,16 +21,20 @@ from pydantic import ValidationError as PydanticValidationError
 from loopml.core.errors import NotFoundError, ValidationError
 from loopml.core.features import validate_view_name
 from loopml.core.lake import TABLE_NAME_PATTERN, validate_table_name
+from loopml.core.stream_sources import AnySource
 
 STREAM_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-SUBJECT_PATTERN = re.compile(r"^[A-Za-z0-9_\-]+(\.([A-Za-z0-9_\-]+|\*))*(\.>)?$|^>$")
-"""A NATS subject: dot-separated tokens, ``*`` for one token, a final ``>`` for the rest."""
-REDIS_KEY_PATTERN = re.compile(r"^[!-~]{1,200}$")
 MAX_TRANSFORM_CHARS = 20_000
 DEAD_LETTER_SUFFIX = "__dead"
+Source = Annotated[AnySource, Field(discriminator="type")]
 Position = tuple[int, int]
 """A message's place in its stream, ordered: ``(0, sequence)`` for JetStream,
-``(milliseconds, sequence)`` for a Redis stream id."""
+``(milliseconds, sequence)`` for a Redis stream id, ``(partition, offset)`` for Kafka."""
+Floor = Position | Mapping[int, int]
+"""Where a source's acks stand: one position for a stream with one order (JetStream,
+Redis), or per major (a Kafka partition) the highest minor (offset) at or below which all
+are acked, since one position cannot describe several partitions; a major absent from the
+mapping has no known floor."""
 
 
 def validate_stream_name(name: str) -> str:
@@ -43,102 +46,6 @@ def validate_stream_name(name: str) -> str:
             details={"field": "name", "pattern": STREAM_NAME_PATTERN.pattern},
         )
     return name
-
-
-class NatsSource(BaseModel):
-    """A JetStream subject, read by a durable pull consumer with explicit acks.
-
-    Attributes:
-        url: the server, ``nats://host:port``.
-        subject: the subject (wildcards allowed) the consumer filters on; a JetStream
-            stream must already capture it.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    type: Literal["nats"] = "nats"
-    url: str
-    subject: str
-
-
-class RedisSource(BaseModel):
-    """A Redis stream key, read through a consumer group.
-
-    Attributes:
-        url: the server and database, ``redis://host:port/db``.
-        key: the stream's key (created empty if missing).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    type: Literal["redis"] = "redis"
-    url: str
-    key: str
-
-
-Source = Annotated[NatsSource | RedisSource, Field(discriminator="type")]
-
-
-def parse_source(source: str, subject: str | None = None) -> NatsSource | RedisSource:
-    """The source named by a URL: ``nats://host:port`` with ``subject``, or
-    ``redis://host:port/db?stream=key`` (``subject`` may name the key instead).
-
-    Raises:
-        ValidationError: another scheme, credentials or a path where none is expected, a
-            missing or malformed subject or key.
-    """
-    parts = urlsplit(source.strip())
-    if parts.scheme not in ("nats", "redis") or not parts.hostname:
-        raise ValidationError(
-            f"unsupported stream source {source[:100]!r}: expected nats://host:port (with a "
-            "subject) or redis://host:port/db?stream=key",
-            details={"field": "source", "expected": ["nats", "redis"]},
-        )
-    if parts.username or parts.password:
-        raise ValidationError(
-            "credentials in a stream source URL are not supported yet (they would be stored "
-            "in the metadata database): use a broker on a trusted network",
-            details={"field": "source"},
-        )
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise ValidationError(f"bad port in {source[:100]!r}", details={"field": "source"}) from exc
-    if parts.scheme == "nats":
-        return _nats(parts.hostname, port or 4222, parts.path, subject)
-    return _redis(parts.hostname, port or 6379, parts.path, parts.query, subject)
-
-
-def _host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
-def _nats(host: str, port: int, path: str, subject: str | None) -> NatsSource:
-    if path not in ("", "/"):
-        raise ValidationError("a nats:// source has no path", details={"field": "source"})
-    if not subject or len(subject) > 200 or not SUBJECT_PATTERN.fullmatch(subject):
-        raise ValidationError(
-            f"a nats:// source needs a subject such as 'orders.*' or 'orders.>', got "
-            f"{(subject or '')[:80]!r}",
-            details={"field": "subject"},
-        )
-    return NatsSource(url=f"nats://{_host(host)}:{port}", subject=subject)
-
-
-def _redis(host: str, port: int, path: str, query: str, subject: str | None) -> RedisSource:
-    db = path.strip("/") or "0"
-    if not db.isdigit() or int(db) > 15:
-        raise ValidationError(
-            f"a redis:// source's path is its database number (0-15), got {path[:40]!r}",
-            details={"field": "source"},
-        )
-    keys = parse_qs(query).get("stream", [])
-    key = keys[0] if keys else subject
-    if not key or not REDIS_KEY_PATTERN.fullmatch(key):
-        raise ValidationError(
-            "a redis:// source needs its stream key: redis://host:port/0?stream=orders (1 to "
-            "200 visible ASCII characters)",
-            details={"field": "stream"},
-        )
-    return RedisSource(url=f"redis://{_host(host)}:{port}/{int(db)}", key=key)
 
 
 def dead_letter_for(table: str) -> str:
@@ -173,7 +80,9 @@ class StreamConfig(BaseModel):
         le=86_400,
         description="Seconds after which a message fetched and not acknowledged is delivered "
         "again (a consumer that died): JetStream's ack_wait; for Redis, how long an entry "
-        "stays pending with another consumer before it is claimed.",
+        "stays pending with another consumer before it is claimed; for Kafka, the "
+        "max.poll.interval.ms after which a consumer that stopped fetching leaves the group "
+        "and its partitions move.",
     )
 
     push: list[str] = Field(
@@ -266,12 +175,13 @@ class StreamSpec(BaseModel):
     name: str = Field(max_length=63, json_schema_extra={"pattern": STREAM_NAME_PATTERN.pattern})
     source: str = Field(
         max_length=500,
-        description="nats://host:port (with `subject`) or redis://host:port/db?stream=key.",
+        description="nats://host:port (with `subject`), redis://host:port/db?stream=key or "
+        "kafka://host:port (with `subject` naming the topic).",
     )
     subject: str | None = Field(
         default=None,
         max_length=200,
-        description="The NATS subject (wildcards allowed), or a Redis stream's key.",
+        description="The NATS subject (wildcards allowed), a Redis stream's key, or a Kafka topic.",
     )
     table: str = Field(max_length=63, json_schema_extra={"pattern": TABLE_NAME_PATTERN.pattern})
     dead_letter: str | None = Field(
@@ -419,9 +329,22 @@ def decode_ids(ranges: Iterable[Iterable[int]]) -> set[Position]:
     return out
 
 
-def above_floor(ids: Iterable[Position], floor: Position | None) -> set[Position]:
+def above_floor(ids: Iterable[Position], floor: Floor | None) -> set[Position]:
     """The ids above ``floor`` (all of them when there is none)."""
-    return set(ids) if floor is None else {i for i in ids if i > floor}
+    if floor is None:
+        return set(ids)
+    if isinstance(floor, tuple):
+        return {i for i in ids if i > floor}
+    return {i for i in ids if i[0] not in floor or i[1] > floor[i[0]]}
+
+
+def under_floor(position: Position, floor: Floor | None) -> bool:
+    """Whether ``position`` is at or below ``floor`` (acked, never delivered again)."""
+    if floor is None:
+        return False
+    if isinstance(floor, tuple):
+        return position <= floor
+    return position[0] in floor and position[1] <= floor[position[0]]
 
 
 def stream_not_found(project: str, name: str) -> NotFoundError:

@@ -5,16 +5,15 @@ from __future__ import annotations
 import pytest
 
 from loopml.core.errors import ValidationError
+from loopml.core.stream_sources import KafkaSource, NatsSource, RedisSource, parse_source
 from loopml.core.streams import (
-    NatsSource,
-    RedisSource,
     StreamConfig,
     above_floor,
     dead_letter_for,
     decode_ids,
     encode_ids,
-    parse_source,
     parse_stream_specs,
+    under_floor,
 )
 from loopml.core.yamltext import load_yaml
 
@@ -133,3 +132,33 @@ def test_a_bad_streams_file_names_the_entry_and_field(text: str, says: str) -> N
 def test_yaml_tags_are_never_run() -> None:
     with pytest.raises(ValidationError, match="not valid YAML"):
         load_yaml("!!python/object/apply:os.system ['true']", "streams file")
+
+
+def test_a_kafka_source_names_its_topic_and_carries_only_settings_that_are_not_secret() -> None:
+    assert parse_source("kafka://127.0.0.1:9092", "orders") == KafkaSource(
+        url="kafka://127.0.0.1:9092", topic="orders"
+    )
+    tls = parse_source("kafka://broker?topic=o.v1&security.protocol=SSL&ssl.ca.location=/ca")
+    assert tls == KafkaSource(
+        url="kafka://broker:9092",
+        topic="o.v1",
+        options={"security.protocol": "SSL", "ssl.ca.location": "/ca"},
+    )
+    with pytest.raises(ValidationError, match="topic"):
+        parse_source("kafka://127.0.0.1:9092")
+    with pytest.raises(ValidationError, match="topic"):
+        parse_source("kafka://127.0.0.1:9092", "no/slash")
+    with pytest.raises(ValidationError, match="never stored"):
+        parse_source("kafka://b:9092?sasl.password=x", "t")
+    with pytest.raises(ValidationError, match="does not take 'debug'"):
+        parse_source("kafka://b:9092?debug=all", "t")
+
+
+def test_a_floor_per_partition_drops_each_partitions_acked_ids() -> None:
+    ids = {(0, 5), (0, 6), (1, 2), (2, 0)}
+    assert above_floor(ids, {0: 5, 1: 2}) == {(0, 6), (2, 0)}
+    assert under_floor((1, 2), {1: 2})
+    assert not under_floor((2, 0), {1: 2})
+    assert under_floor((0, 2), (0, 2))
+    assert not under_floor((0, 3), (0, 2))
+    assert not under_floor((0, 0), None)

@@ -7,7 +7,8 @@ from datetime import timedelta
 from sqlalchemy import update
 
 from loopml.core.clock import utcnow
-from loopml.core.streams import StreamConfig, StreamState, StreamStats, parse_source
+from loopml.core.stream_sources import parse_source
+from loopml.core.streams import StreamConfig, StreamState, StreamStats
 from loopml.store import MetadataStore, projects
 from loopml.store import streams as stream_rows
 from loopml.store.orm import StreamRow

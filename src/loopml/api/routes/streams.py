@@ -1,5 +1,5 @@
-"""Stream sources under /api/v1/projects/{project}/streams: NATS JetStream subjects and
-Redis streams consumed into lake tables by the server's supervisor."""
+"""Stream sources under /api/v1/projects/{project}/streams: NATS JetStream subjects, Redis
+streams and Kafka topics consumed into lake tables by the server's supervisor."""
 
 from __future__ import annotations
 

@@ -26,7 +26,15 @@ from deltalake import DeltaTable
 from loopml.core.contracts import parse_contract
 from loopml.core.errors import ConflictError, LoopmlError, ValidationError
 from loopml.core.lake import LakeTable, TableCommit
-from loopml.core.streams import Position, Stream, StreamState, above_floor, decode_ids, encode_ids
+from loopml.core.streams import (
+    Floor,
+    Position,
+    Stream,
+    StreamState,
+    above_floor,
+    decode_ids,
+    encode_ids,
+)
 from loopml.data import _delta, _sandbox, _tables, contracts, housekeeping, lake
 from loopml.data._record_commit import fit
 from loopml.data.streams import _decode
@@ -168,7 +176,7 @@ class StreamCommitter:
         self.done = decode_ids(self.state.done)
         return self.state
 
-    def commit(self, messages: Sequence[Message], floor: Position | None) -> Outcome:
+    def commit(self, messages: Sequence[Message], floor: Floor | None) -> Outcome:
         """Land ``messages`` (see the module docstring); ``floor`` is the broker's ack floor.
 
         Raises:

@@ -3,8 +3,8 @@
 A source hands out messages with their position (``loopml.core.streams.Position``) and
 acknowledges them once their commit is recorded. Decoding, validation, de-duplication,
 batching and committing live above it (``loopml.data.streams.consumer``), so a backend is a
-thin adapter over its client library: NATS JetStream and Redis Streams today, Kafka later
-as one more module under ``backends/``.
+thin adapter over its client library: NATS JetStream, Redis Streams and Kafka, one module
+each under ``backends/``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from loopml.core.errors import ConfigurationError
-from loopml.core.streams import BrokerStream, NatsSource, Position, RedisSource, Stream
+from loopml.core.stream_sources import AnySource
+from loopml.core.streams import BrokerStream, Floor, Position, Stream
 
 
 def consumer_name(stream: Stream) -> str:
@@ -34,7 +35,8 @@ class Message:
         id: its position in the stream; the same on every redelivery.
         data: its body (a JSON object is expected).
         token: what the source needs to acknowledge it.
-        subject: the subject it was published on (NATS), or the stream key (Redis).
+        subject: the subject it was published on (NATS), the stream key (Redis), or the
+            topic (Kafka).
     """
 
     id: Position
@@ -69,9 +71,10 @@ class StreamSource(ABC):
         """Acknowledge ``messages``; returns once the broker has them."""
 
     @abstractmethod
-    async def floor(self) -> Position | None:
+    async def floor(self) -> Floor | None:
         """A position at or below which no message will ever be delivered again (all are
-        acked), ``None`` when unknown; refreshes ``lag`` too."""
+        acked), or one per partition where the stream has several (Kafka); ``None`` when
+        unknown. Refreshes ``lag`` too."""
 
     @abstractmethod
     async def close(self) -> None:
@@ -88,7 +91,9 @@ class StreamSource(ABC):
 _BACKENDS = {
     "nats": "loopml.data.streams.backends.nats:NatsStreamSource",
     "redis": "loopml.data.streams.backends.redis:RedisStreamSource",
+    "kafka": "loopml.data.streams.backends.kafka:KafkaStreamSource",
 }
+_CLIENTS = {"nats": "nats-py", "redis": "redis", "kafka": "confluent-kafka"}
 
 
 def _backend(kind: str) -> tuple[Any, str]:
@@ -98,13 +103,11 @@ def _backend(kind: str) -> tuple[Any, str]:
     except ImportError as exc:
         raise ConfigurationError(
             f"the {kind} stream backend needs its client library ({exc.name}): "
-            "pip install 'nats-py' or 'redis'"
+            f"pip install '{_CLIENTS[kind]}'"
         ) from exc
 
 
-def open_source(
-    config: NatsSource | RedisSource, consumer: str, redeliver_s: float = 60.0
-) -> StreamSource:
+def open_source(config: AnySource, consumer: str, redeliver_s: float = 60.0) -> StreamSource:
     """The source for ``config``, its durable consumer (or group) named ``consumer``, which
     redelivers what is not acked within ``redeliver_s``; the backend's client library is
     imported only now.
@@ -117,10 +120,11 @@ def open_source(
     return source
 
 
-def ensure_broker_stream(config: NatsSource | RedisSource, name: str) -> BrokerStream | None:
+def ensure_broker_stream(config: AnySource, name: str) -> BrokerStream | None:
     """Make sure the broker holds what ``config`` reads: for NATS, the JetStream stream
     capturing the subject (made as ``name`` when none does); ``None`` for Redis, whose key
-    the consumer group creates.
+    the consumer group creates, and for Kafka, whose topic is the cluster's to make (its
+    partitions and replication are an operator's choice).
 
     Raises:
         ConfigurationError: the client library is not installed.
@@ -137,8 +141,9 @@ def ensure_broker_stream(config: NatsSource | RedisSource, name: str) -> BrokerS
 def remove_broker_consumer(stream: Stream) -> bool:
     """Remove what the broker keeps for ``stream``'s consumer once the stream is deleted:
     the JetStream durable consumer (which would otherwise hold the stream's messages for
-    ever under an interest or work-queue retention, and is listed for ever besides), or the
-    Redis consumer group. The broker's messages stay. ``False`` when there was none.
+    ever under an interest or work-queue retention, and is listed for ever besides), the
+    Redis consumer group, or the Kafka consumer group. The broker's messages stay. ``False``
+    when there was none.
 
     Raises:
         ConfigurationError: the client library is not installed.

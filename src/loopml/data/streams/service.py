@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 
 from loopml.core.errors import ConfigurationError, ServiceUnavailableError, ValidationError
+from loopml.core.stream_sources import KafkaSource, NatsSource, parse_source
 from loopml.core.streams import (
     MAX_SPECS_CHARS,
-    NatsSource,
     Stream,
     StreamApplied,
     StreamConfig,
@@ -22,7 +22,6 @@ from loopml.core.streams import (
     StreamsApplied,
     StreamSpec,
     dead_letter_for,
-    parse_source,
     parse_stream_specs,
     validate_stream_name,
 )
@@ -69,7 +68,7 @@ def create(
     create_stream: bool = False,
     actor: str,
 ) -> StreamCreated:
-    """Define a stream (see ``loopml.core.streams.parse_source`` for ``source``). With
+    """Define a stream (see ``loopml.core.stream_sources.parse_source`` for ``source``). With
     ``create_stream``, a NATS source's JetStream stream is made first when none captures
     the subject (``loopml-<project>-<name>``, over exactly that subject); the answer's
     ``broker_stream`` says which one it reads.
@@ -230,4 +229,7 @@ def _removal_hint(stream: Stream) -> str:
             f"nats --server {source.url} consumer rm "
             f"<the stream capturing {source.subject}> {consumer}"
         )
+    if isinstance(source, KafkaSource):
+        server = source.url.removeprefix("kafka://")
+        return f"kafka-consumer-groups.sh --bootstrap-server {server} --delete --group {consumer}"
     return f"redis-cli -u {source.url} XGROUP DESTROY {source.key} {consumer}"

@@ -22,7 +22,8 @@ from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from loopml.core.errors import ConfigurationError, ConflictError, ServiceUnavailableError
-from loopml.core.streams import BrokerStream, NatsSource, Position
+from loopml.core.stream_sources import NatsSource
+from loopml.core.streams import BrokerStream, Position
 from loopml.data.streams.base import Message, StreamSource
 
 log = logging.getLogger("loopml.data.streams")

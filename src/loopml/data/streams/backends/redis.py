@@ -23,7 +23,8 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from loopml.core.errors import ServiceUnavailableError
-from loopml.core.streams import Position, RedisSource
+from loopml.core.stream_sources import RedisSource
+from loopml.core.streams import Position
 from loopml.data.streams.base import Message, StreamSource
 
 CONSUMER = "loopml"

@@ -1,0 +1,314 @@
+"""Kafka: a consumer group (librdkafka, through confluent-kafka) with manual offset commits.
+
+The group ``loopml-<stream id>`` reads the topic from its start (``auto.offset.reset``
+``earliest``) or from its committed offsets. A message's position is ``(partition,
+offset)``. Kafka's offsets are cumulative per partition: committing ``n`` says every
+offset below ``n`` is done. So the source keeps, per partition, the offsets delivered and
+not acked, and an ack commits (synchronously) the lowest of them, or one past the last
+delivered when none is left: never past a message not acked. A partition revoked in a
+rebalance (or lost with the session) drops its pending set; its messages go to the next
+owner from the committed offset, and the commit record drops those already landed.
+
+Partitions move between the group's members with ``cooperative-sticky``; a member that
+stops fetching for ``redeliver_s`` (``max.poll.interval.ms``) leaves the group, as one
+whose heartbeats stop for ``SESSION_TIMEOUT_MS`` does. The floor is one per partition: below
+the first offset delivered since the partition was assigned (reading starts at the committed
+offset) or below the offset this source committed since, so it costs no broker call; the
+lag is the high watermark of the last fetch reply less that offset (a broker's ListOffsets
+"latest" is not relied on: Tansu's lags behind).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from loopml.core.errors import ConfigurationError, ServiceUnavailableError
+from loopml.core.stream_sources import KafkaSource
+from loopml.core.streams import Floor, Position
+from loopml.data.streams.base import Message, StreamSource
+
+log = logging.getLogger("loopml.data.streams")
+
+OPEN_TIMEOUT_S = 10.0
+"""How long ``open`` waits for the cluster's metadata before it counts as unreachable."""
+REMOVE_TIMEOUT_S = 3.0
+"""How long a stream's deletion tries to reach Kafka to delete its group (the definition is
+deleted either way)."""
+SESSION_TIMEOUT_MS = 6_000
+"""Heartbeats missed this long and a member is out of the group (shorter with a shorter
+``redeliver_s``, since librdkafka wants ``max.poll.interval.ms`` at least as long)."""
+FETCH_WAIT_MAX_S = 0.5
+"""The longest one fetch blocks its thread: librdkafka's wait cannot be interrupted, and a
+stopping consumer (or ``close``) waits for it."""
+_NOT_FATAL = {KafkaError._PARTITION_EOF, KafkaError._MAX_POLL_EXCEEDED}
+
+
+def _server(config: KafkaSource) -> str:
+    return config.url.removeprefix("kafka://")
+
+
+def client_config(config: KafkaSource) -> dict[str, Any]:
+    """The librdkafka settings every client of ``config`` starts from: the bootstrap
+    server and the source's own settings (TLS, SASL)."""
+    return {"bootstrap.servers": _server(config), **config.options}
+
+
+def _unreachable(config: KafkaSource, what: str, exc: Exception) -> ServiceUnavailableError:
+    return ServiceUnavailableError(
+        f"cannot reach Kafka at {_server(config)} (topic {config.topic!r}) {what}: {_reason(exc)}",
+        details={"retryable": True},
+    )
+
+
+def _reason(exc: Exception | KafkaError) -> str:
+    error = exc.args[0] if isinstance(exc, KafkaException) and exc.args else exc
+    if isinstance(error, KafkaError):
+        return str(error.str())
+    return str(error) or type(error).__name__
+
+
+async def remove_consumer(config: KafkaSource, group: str) -> bool:
+    """Delete the consumer group ``group`` (its committed offsets with it; the topic's
+    messages stay); ``False`` when there was none.
+
+    Raises:
+        ServiceUnavailableError: Kafka cannot be reached or refused.
+    """
+    admin = AdminClient(client_config(config))
+    futures = admin.delete_consumer_groups([group], request_timeout=REMOVE_TIMEOUT_S)
+    try:
+        await asyncio.to_thread(futures[group].result, REMOVE_TIMEOUT_S + 1)
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else None
+        if isinstance(error, KafkaError) and error.code() == KafkaError.GROUP_ID_NOT_FOUND:
+            return False
+        raise _unreachable(config, f"deleting the group {group!r}", exc) from exc
+    except Exception as exc:  # a timed-out future
+        raise _unreachable(config, f"deleting the group {group!r}", exc) from exc
+    return True
+
+
+class KafkaStreamSource(StreamSource):
+    """A Kafka topic read through a consumer group, offsets committed on ack."""
+
+    def __init__(self, config: KafkaSource, consumer: str, redeliver_s: float = 60.0) -> None:
+        self.config = config
+        self.group = consumer
+        self.redeliver_ms = max(1, int(redeliver_s * 1000))
+        self._consumer: Any = None
+        # Rebalance callbacks run in the fetching thread, acks in another: one lock.
+        self._lock = threading.Lock()
+        self._assigned: set[int] = set()
+        self._pending: dict[int, set[int]] = {}
+        """Per partition, the offsets delivered and not acked."""
+        self._next: dict[int, int] = {}
+        """Per partition, one past the last offset delivered since it was assigned."""
+        self._committed: dict[int, int] = {}
+        """Per assigned partition, an offset below which all are acked: the first delivered
+        since it was assigned, or the last this source committed."""
+        self._error: KafkaError | None = None
+        self._calls = 0
+        self._idle = threading.Condition(self._lock)
+
+    @property
+    def held(self) -> int:
+        """Messages delivered and not acked, in the partitions this source holds now."""
+        with self._lock:
+            return sum(len(offsets) for offsets in self._pending.values())
+
+    def _settings(self) -> dict[str, Any]:
+        session = min(SESSION_TIMEOUT_MS, self.redeliver_ms)
+        return {
+            **client_config(self.config),
+            "group.id": self.group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "session.timeout.ms": session,
+            "heartbeat.interval.ms": max(100, session // 3),
+            "max.poll.interval.ms": max(self.redeliver_ms, session),
+            "error_cb": self._on_error,
+            "logger": log,
+        }
+
+    async def open(self) -> None:
+        consumer = Consumer(self._settings())
+        timeout_s = OPEN_TIMEOUT_S
+        try:
+            metadata = await asyncio.to_thread(consumer.list_topics, self.config.topic, timeout_s)
+        except KafkaException as exc:
+            await asyncio.to_thread(consumer.close)
+            raise _unreachable(self.config, f"within {timeout_s:g} s", exc) from exc
+        found = metadata.topics.get(self.config.topic)
+        if found is None or found.error is not None:
+            await asyncio.to_thread(consumer.close)
+            raise ConfigurationError(
+                f"no topic {self.config.topic!r} on the Kafka cluster at "
+                f"{_server(self.config)}: create it (kafka-topics.sh --bootstrap-server "
+                f"{_server(self.config)} --create --topic {self.config.topic} --partitions N)"
+            )
+        consumer.subscribe(
+            [self.config.topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        self._consumer = consumer
+
+    def _on_error(self, error: KafkaError) -> None:
+        self._error = error
+        log.warning("Kafka at %s: %s", _server(self.config), error.str())
+
+    def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        with self._lock:
+            for tp in partitions:
+                self._assigned.add(tp.partition)
+                self._pending[tp.partition] = set()
+                self._next.pop(tp.partition, None)
+                self._committed.pop(tp.partition, None)  # another member may have moved it
+        log.info("Kafka %s: assigned %s", self.group, sorted(tp.partition for tp in partitions))
+
+    def _on_revoke(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
+        with self._lock:
+            for tp in partitions:
+                self._assigned.discard(tp.partition)
+                self._pending.pop(tp.partition, None)
+                self._next.pop(tp.partition, None)
+                self._committed.pop(tp.partition, None)
+        log.info("Kafka %s: revoked %s", self.group, sorted(tp.partition for tp in partitions))
+
+    async def fetch(self, max_messages: int, timeout_s: float) -> list[Message]:
+        wait = min(max(timeout_s, 0.0), FETCH_WAIT_MAX_S)
+        got = await self._call("consume", max_messages, wait)
+        out: list[Message] = []
+        failed: KafkaError | None = None
+        topic = self.config.topic
+        with self._lock:
+            pending, following = self._pending, self._next
+            for m in got:
+                error = m.error()
+                if error is not None:
+                    if error.code() not in _NOT_FATAL:
+                        failed = error
+                    log.info("Kafka %s: %s", self.group, error.str())
+                    continue
+                partition, offset = m.partition(), m.offset()
+                held = pending.get(partition)
+                if held is None:  # revoked since librdkafka queued it: the next owner reads it
+                    continue
+                held.add(offset)
+                if partition not in following:
+                    self._committed.setdefault(partition, offset)
+                following[partition] = offset + 1
+                out.append(Message((partition, offset), m.value() or b"", None, topic))
+        if out:
+            self._error = None
+            return out
+        failed = failed or self._error
+        if failed is not None:
+            self._error = None
+            self._raise(failed)
+        return out
+
+    def _raise(self, error: KafkaError) -> None:
+        where = f"Kafka at {_server(self.config)} (topic {self.config.topic!r})"
+        if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            raise ConfigurationError(f"{where}: no such topic any more: {error.str()}")
+        raise ServiceUnavailableError(f"{where}: {error.str()}", details={"retryable": True})
+
+    async def ack(self, messages: Sequence[Message]) -> None:
+        offsets = self._targets(messages)
+        if not offsets:
+            return
+        try:
+            done = await self._call("commit", offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            raise _unreachable(self.config, "committing offsets", exc) from exc
+        with self._lock:
+            for tp in done or offsets:
+                if tp.error is None and tp.partition in self._assigned:
+                    known = self._committed.get(tp.partition, -1)
+                    self._committed[tp.partition] = max(known, tp.offset)
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """The consumer's ``method`` in a worker thread; ``close`` waits for the calls in
+        flight (closing a librdkafka consumer under a running call crashes the process)."""
+        with self._lock:
+            if self._consumer is None:
+                raise ServiceUnavailableError("the Kafka source is closed")
+            call = getattr(self._consumer, method)
+            self._calls += 1
+        try:
+            return await asyncio.to_thread(call, *args, **kwargs)
+        finally:
+            with self._lock:
+                self._calls -= 1
+                self._idle.notify_all()
+
+    def _targets(self, messages: Sequence[Message]) -> list[TopicPartition]:
+        """The offsets to commit once ``messages`` are acked: per partition still held,
+        the lowest offset delivered and not acked, or one past the last delivered."""
+        touched: set[int] = set()
+        with self._lock:
+            pending = self._pending
+            for message in messages:
+                partition, offset = message.id
+                held = pending.get(partition)
+                if held is not None:
+                    held.discard(offset)
+                touched.add(partition)
+            out = []
+            for partition in touched:
+                if partition not in self._next:  # revoked, or nothing delivered since
+                    continue
+                held = pending.get(partition)
+                target = min(held) if held else self._next[partition]
+                if target > self._committed.get(partition, -1):
+                    out.append(TopicPartition(self.config.topic, partition, target))
+        return out
+
+    async def floor(self) -> Floor | None:
+        if self._consumer is None:
+            return None
+        with self._lock:
+            committed = {p: c for p, c in self._committed.items() if p in self._assigned}
+        self._measure_lag(committed)
+        floor = {p: c - 1 for p, c in committed.items()}
+        return floor or None
+
+    def _measure_lag(self, committed: dict[int, int]) -> None:
+        lag, measured = 0, False
+        for partition, offset in committed.items():
+            tp = TopicPartition(self.config.topic, partition)
+            try:
+                _, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if high < 0:
+                continue  # no fetch reply for it yet
+            lag += max(0, high - offset)
+            measured = True
+        if measured:
+            self.lag = lag
+
+    async def close(self) -> None:
+        with self._lock:
+            consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await asyncio.to_thread(self._close, consumer)
+
+    def _close(self, consumer: Any) -> None:
+        with self._lock:
+            self._idle.wait_for(lambda: self._calls == 0)
+        consumer.close()
+
+    def id_text(self, position: Position) -> str:
+        return f"{position[0]}:{position[1]}"
