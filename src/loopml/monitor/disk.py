@@ -160,17 +160,21 @@ class DiskReserve:
 
     def make(self) -> bool:
         """Allocate the reserve where it is missing and the disk has room; whether it is held
-        now. Never while an operation that frees space runs."""
-        if self.size <= 0:
-            return False
+        now. Never while an operation that frees space runs; one of another size (the setting
+        changed) is replaced, and removed where the size is 0."""
         with self._lock:
+            held = self.held()
+            if held == self.size:
+                return held > 0
             if self._freeing:
                 return False
-            if self.held() == self.size:
-                return True
-            free = _free(self.path.parent)
-            if free is None or free + self.held() < 2 * self.size:
+            if self.size <= 0:
+                self.path.unlink(missing_ok=True)
                 return False
+            free = _free(self.path.parent)
+            if free is None or free + held < 2 * self.size:
+                return False
+            self.path.unlink(missing_ok=True)
             return self._allocate()
 
     def _allocate(self) -> bool:

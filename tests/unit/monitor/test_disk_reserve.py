@@ -61,6 +61,20 @@ def test_without_room_no_reserve_is_made_and_nothing_is_left(tmp_path: Path) -> 
         assert not DiskReserve(home / "disk.reserve", 0).make()
 
 
+def test_a_reserve_of_another_size_is_replaced_and_one_of_size_0_removed(
+    tmp_path: Path,
+) -> None:
+    with small_disk(tmp_path / "home", "8m") as home:
+        assert DiskReserve(home / "disk.reserve", 3 * MiB).make()
+        _fill(home)
+        smaller = DiskReserve(home / "disk.reserve", MiB)
+        assert smaller.make()  # 3 MiB given back, 1 MiB held again
+        assert smaller.held() == MiB
+        assert _free(home) >= 2 * MiB
+        assert not DiskReserve(home / "disk.reserve", 0).make()
+        assert not (home / "disk.reserve").exists()
+
+
 def test_metrics_show_what_the_reserve_holds(tmp_path: Path) -> None:
     with small_disk(tmp_path / "home", "8m") as home:
         reserve = DiskReserve(home / "disk.reserve", MiB)
