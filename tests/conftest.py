@@ -49,6 +49,9 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
         if name.startswith("LOOPML_") and not name.startswith(("LOOPML_TEST_", "LOOPML_REQUIRE")):
             monkeypatch.delenv(name)
     monkeypatch.setenv("LOOPML_HOME", str(tmp_path / "loopml-home"))
+    # No 8 MiB disk reserve in each of the hundreds of homes a run makes; the reserve's own
+    # tests ask for one (a server of tests/e2e gets the default: its env drops LOOPML_*).
+    monkeypatch.setenv("LOOPML_SERVER_DISK_RESERVE_BYTES", "0")
     monkeypatch.chdir(tmp_path)
 
 

@@ -2,11 +2,14 @@
 refused with 507 ``disk_full`` naming what and where, predictions are still answered (their
 log rows dropped and counted), ``/metrics`` shows the free space and the refusals, nothing
 stored before is changed, and once space is freed everything works again without a restart
-(RELIABILITY 32). Needs root for the mount: skipped without it, failed with
-``LOOPML_REQUIRE_SERVICES=1``."""
+(RELIABILITY 32); and a disk filled to its last byte is freed with loopml itself (a table
+delete, a vacuum, a gc), the disk reserve given back for them (issue 51). Needs root for the
+mount: skipped without it, failed with ``LOOPML_REQUIRE_SERVICES=1``."""
 
 from __future__ import annotations
 
+import json
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 TABLE = "/api/v1/projects/default/tables/sales"
 VERSIONS = "/api/v1/projects/default/models/cancer/versions"
 CSV = "id,amount\n" + "".join(f"{i},{i * 0.5}\n" for i in range(500))
+RESERVE = 4 * 1024 * 1024
+RESERVE_GAUGE = 'loopml_disk_reserve_bytes{path="home"}'
+FREE_GAUGE = 'loopml_disk_free_bytes{path="home"}'
 
 
 @pytest.fixture
@@ -46,10 +52,10 @@ def _fill(home: Path) -> Path:
     return filler
 
 
-def _ingest(server: RunningServer) -> httpx.Response:
+def _ingest(server: RunningServer, table: str = TABLE, csv: str = CSV) -> httpx.Response:
     return httpx.post(
-        f"{server.url}{TABLE}/files",
-        content=CSV.encode(),
+        f"{server.url}{table}/files",
+        content=csv.encode(),
         headers={"Content-Type": "text/csv"},
         trust_env=False,
     )
@@ -150,3 +156,83 @@ def test_a_full_home_refuses_writes_clearly_serves_and_recovers(
         assert version.status_code in (200, 201), version.text
         assert version.json()["status"] == "READY"
         assert _predict(server) == before
+
+
+def _incompressible_csv(size: int) -> str:
+    """About ``size`` bytes of CSV whose Parquet file is about as large (random hex)."""
+    rows = size // 70
+    return "id,payload\n" + "".join(f"{i},{secrets.token_hex(32)}\n" for i in range(rows))
+
+
+def _reserve_made(server: RunningServer) -> None:
+    eventually(
+        lambda: _metrics(server).get(RESERVE_GAUGE) == RESERVE,
+        60,
+        "the disk reserve made again once space returned",
+        interval_s=0.3,
+        describe=lambda: _metrics(server),
+    )
+
+
+def test_a_full_home_is_freed_with_loopml_itself(small_home: Path, tmp_path: Path) -> None:
+    env = {"LOOPML_SERVER_DISK_RESERVE_BYTES": str(RESERVE)}
+    with running_server(small_home, env, log_path=tmp_path / "server.log") as server:
+        big = "/api/v1/projects/default/tables/big"
+        for _ in range(3):
+            answer = _ingest(server, big, _incompressible_csv(2_500_000))
+            assert answer.status_code == 201, answer.text
+        for _ in range(3):
+            assert _ingest(server).status_code == 201
+        compacted = server.cli("tables", "compact", "sales", "--json")
+        assert compacted.returncode == 0, compacted.stderr
+        orphan = small_home / "artifacts" / "projects" / "deleted-project" / "model.bin"
+        orphan.parent.mkdir(parents=True)
+        orphan.write_bytes(secrets.token_bytes(1024 * 1024))  # left by a deleted project
+
+        filler = _fill(small_home)
+        assert _ingest(server).status_code == 507
+        deleted = server.cli("tables", "delete", "big", "--yes")
+        assert deleted.returncode == 0, deleted.stderr
+        names = [t["name"] for t in _get(server, "/api/v1/projects/default/tables")["items"]]
+        assert "big" not in names
+        assert "sales" in names
+        figures = _metrics(server)
+        assert figures[RESERVE_GAUGE] == RESERVE  # made again: the delete freed enough
+        assert figures[FREE_GAUGE] > 4 * 1024 * 1024
+
+        _fill(small_home)  # full again, the reserve held
+        vacuumed = server.cli("tables", "vacuum", "sales", "--retention-hours", "0", "--json")
+        assert vacuumed.returncode == 0, vacuumed.stderr
+        report = json.loads(vacuumed.stdout)
+        assert report["files_deleted"] >= 3
+        assert report["bytes_freed"] > 0
+        assert _metrics(server)[RESERVE_GAUGE] == 0  # no room for it twice yet
+
+        filler.unlink()  # space returns: the next housekeeping round makes the reserve
+        _reserve_made(server)
+        _fill(small_home)
+        collected = server.cli("gc", "--json")
+        assert collected.returncode == 0, collected.stderr
+        assert json.loads(collected.stdout)["bytes"] >= 1024 * 1024
+        assert not orphan.exists()
+
+        again = _ingest(server)  # in the space the gc freed and the reserve gave back
+        assert again.status_code == 201, again.text
+        filler.unlink()
+        _reserve_made(server)
+        assert _ingest(server).status_code == 201
+        said = (tmp_path / "server.log").read_text()
+        assert said.count(f"its reserve ({RESERVE} bytes) was released") == 3
+        assert "Traceback" not in said
+
+
+def test_up_without_room_for_the_reserve_starts_and_says_so(
+    small_home: Path, tmp_path: Path
+) -> None:
+    env = {"LOOPML_SERVER_DISK_RESERVE_BYTES": str(32 * 1024 * 1024)}  # twice is 64 MB
+    with running_server(small_home, env, log_path=tmp_path / "server.log") as server:
+        assert _ingest(server).status_code == 201
+        assert _metrics(server)[RESERVE_GAUGE] == 0
+        assert not (small_home / "disk.reserve").exists()
+    said = (tmp_path / "server.log").read_text()
+    assert "no disk reserve: the disk holding" in said

@@ -144,7 +144,10 @@ def _belongs(
     artifacts: ArtifactStore, info: ObjectInfo, pins: dict[str, int], copier: Copier
 ) -> bool:
     """Whether an object is part of the snapshot: anything outside the lake, and a lake
-    table's files as of the version the snapshot's metadata records."""
+    table's files as of the version the snapshot's metadata records; never the disk
+    reserve (an artifact root that is the home itself lists it)."""
+    if info.key.startswith(layout.DISK_RESERVE_FILE):
+        return False
     match = _LAKE_KEY.match(info.key)
     if match is None:
         return True

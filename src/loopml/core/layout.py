@@ -9,6 +9,9 @@ from __future__ import annotations
 CURRENT_PROJECT_FILE = "current_project"
 """Under the home folder, not the artifact store: the project ``loopml use`` chose (a backup
 carries it)."""
+DISK_RESERVE_FILE = "disk.reserve"
+"""Under the home folder: the space kept for freeing space on a full disk
+(``server.disk_reserve_bytes``); never backed up."""
 
 
 def project_prefix(project_id: str) -> str:

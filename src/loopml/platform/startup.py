@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from loopml import registry
 from loopml.auth.service import revoke_token, server_token
+from loopml.core import layout
 from loopml.core.auth import MAX_TOKEN_DAYS, SERVER_USER, ApiToken
 from loopml.core.errors import ServiceUnavailableError
 from loopml.core.timeline import mark
@@ -29,7 +30,7 @@ from loopml.data.streams.metrics import StreamCollector
 from loopml.data.streams.supervisor import StreamSupervisor
 from loopml.deploy import Serving
 from loopml.deploy.gateways import FrontDoor, GatewayProcesses
-from loopml.monitor.disk import DiskSpace, watched
+from loopml.monitor.disk import DiskReserve, DiskSpace, watched
 from loopml.monitor.engine import MonitorThread
 from loopml.pipelines.automation import AutomationEngine, AutomationThread
 from loopml.pipelines.worker import Worker, WorkerConfig, WorkerThread, server_url
@@ -134,14 +135,32 @@ def _requeue_packaging(ctx: AppContext, *, at_start: bool = False) -> int:
     return mlflow_recovery.requeue_orphans(ctx.packager, stale_after=stale, at_start=at_start)
 
 
-async def _maintain(ctx: AppContext) -> None:
-    """Housekeeping on a timer, in a worker thread, never stopping on a failed round."""
+async def _maintain(ctx: AppContext, reserve: DiskReserve) -> None:
+    """Housekeeping on a timer, in a worker thread, never stopping on a failed round; the
+    disk reserve is made again once space returns."""
     while True:
         await asyncio.sleep(ctx.settings.server.maintenance_interval_s)
         try:
+            await anyio.to_thread.run_sync(reserve.make)
             await anyio.to_thread.run_sync(run_maintenance, ctx)
         except Exception:
             log.exception("housekeeping round failed; retrying next round")
+
+
+def _make_reserve(ctx: AppContext) -> DiskReserve:
+    """The home's disk reserve, made now where the disk has room; without room the server
+    starts anyway, and says so."""
+    size = ctx.settings.server.disk_reserve_bytes
+    reserve = DiskReserve(ctx.settings.home / layout.DISK_RESERVE_FILE, size)
+    if size and not reserve.make():
+        log.warning(
+            "no disk reserve: the disk holding %s has less than twice "
+            "server.disk_reserve_bytes (%d bytes) free; a table delete, vacuum or gc on a "
+            "full disk may then be refused. It is made once the disk has room",
+            ctx.settings.home,
+            size,
+        )
+    return reserve
 
 
 def build_serving(ctx: AppContext) -> Serving:
@@ -295,11 +314,15 @@ def lifespan(
         ctx, serving = running.context, running.serving
         await anyio.to_thread.run_sync(_startup, ctx)
         mark("database ready")
-        housekeeping = asyncio.create_task(_maintain(ctx))
+        reserve = await anyio.to_thread.run_sync(_make_reserve, ctx)
+        running.reserve = reserve
+        housekeeping = asyncio.create_task(_maintain(ctx, reserve))
         await serving.start()
         records = RecordBatcher(ctx.store, ctx.artifacts, ctx.settings.lake)
         running.records = records
-        disk = DiskSpace(watched(ctx.settings.home, ctx.artifacts.uri, ctx.settings.database_url))
+        disk = DiskSpace(
+            watched(ctx.settings.home, ctx.artifacts.uri, ctx.settings.database_url), reserve
+        )
         running.disk = disk  # counts the requests refused with DiskFullError
         serving.gateway.metrics.registry.register(disk)
         # Answers through the gateway (and the shadow's) are logged here, in the platform.

@@ -116,6 +116,15 @@ class ServerSettings(_Section):
         description="How often the server runs its housekeeping (marking runs whose "
         "heartbeat stopped as LOST, ...), in seconds.",
     )
+    disk_reserve_bytes: int = Field(
+        default=8 * _MiB,
+        ge=0,
+        le=1024 * _MiB,
+        description="Space kept in a file in the home (`disk.reserve`, its blocks allocated) "
+        "and given back when a table delete, a vacuum or a gc starts on a full disk, so "
+        "that they can record what they do and free space; made again once the disk has "
+        "room for twice this. 0: no reserve (docs/operations.md, A full disk).",
+    )
     automation_interval_s: float = Field(
         default=1.0, gt=0, le=3600, description="How often schedules and triggers are checked (s)."
     )

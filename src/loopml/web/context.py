@@ -5,6 +5,7 @@ factory and read through ``running_of`` or the ``Ctx`` dependency."""
 from __future__ import annotations
 
 import asyncio
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from loopml.data.records import RecordBatcher
     from loopml.deploy import DeploymentControl, Serving
     from loopml.deploy.gateways import FrontDoor, GatewayProcesses
-    from loopml.monitor.disk import DiskSpace
+    from loopml.monitor.disk import DiskReserve, DiskSpace
     from loopml.registry.mlflow_packaging import MlflowPackager
 
 # With authentication off, every change is recorded as made by this actor.
@@ -60,6 +61,8 @@ class Running:
     front: FrontDoor | None = None
     # Free space of the home's disk and the writes refused for lack of it (``/metrics``).
     disk: DiskSpace | None = None
+    # The space kept in the home for a delete, vacuum or gc on a full disk.
+    reserve: DiskReserve | None = None
     # Set by ``loopml up`` once its port answers: the lifespan starts what health does not
     # need (worker, automation, streams, monitor, start-up housekeeping) after it. None
     # (an app served otherwise, as in tests): everything starts before the app serves.
@@ -92,6 +95,13 @@ def get_actor(request: Request) -> str:
     token through (``web/authz.py`` runs first), ``anonymous`` with authentication off."""
     principal = getattr(request.state, "principal", None)
     return str(principal.actor) if principal is not None else ANONYMOUS_ACTOR
+
+
+def freeing_space(request: Request, what: str) -> AbstractContextManager[None]:
+    """Around a route that frees space (``what``: "a table delete"): the home's reserve is
+    released for it on a full disk (``DiskReserve.freeing``)."""
+    reserve = running_of(request.app).reserve
+    return nullcontext() if reserve is None else reserve.freeing(what)
 
 
 Ctx = Annotated[AppContext, Depends(get_context)]

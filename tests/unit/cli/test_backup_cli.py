@@ -9,7 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from loopml.cli import main
+from loopml.core import layout
 from loopml.core.errors import NotFoundError
+from loopml.monitor.disk import DiskReserve
 from loopml.settings import Settings
 from loopml.store import MetadataStore
 
@@ -57,3 +59,21 @@ def test_restore_from_nowhere_is_refused_and_makes_nothing(home: Path, tmp_path:
     listed = runner.invoke(main.app, ["backup", "--list", str(missing)])
     assert listed.exit_code != 0
     assert not missing.exists()
+
+
+def test_the_disk_reserve_is_never_backed_up_nor_restored(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reserve = DiskReserve(home / layout.DISK_RESERVE_FILE, 4 * 1024 * 1024)
+    assert reserve.make()
+    dest = tmp_path / "backups"
+    done = runner.invoke(main.app, ["backup", str(dest)])
+    assert done.exit_code == 0, done.output
+    kept = [p for p in dest.rglob("*") if p.is_file()]
+    assert not [p for p in kept if "reserve" in p.name]
+    assert sum(p.stat().st_size for p in kept) < reserve.size  # not inside another file
+
+    monkeypatch.setenv("LOOPML_HOME", str(tmp_path / "restored"))
+    done = runner.invoke(main.app, ["restore", str(dest)])
+    assert done.exit_code == 0, done.output
+    assert not (tmp_path / "restored" / layout.DISK_RESERVE_FILE).exists()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from loopml import registry
 from loopml.api.routes._strict_json import StrictJSONRoute
@@ -30,7 +30,7 @@ from loopml.core.registry import (
     VersionStatus,
 )
 from loopml.core.types import Page
-from loopml.web.context import Actor, Ctx
+from loopml.web.context import Actor, Ctx, freeing_space
 
 router = APIRouter(route_class=StrictJSONRoute, tags=["models"], responses=ERROR_RESPONSES)
 MODELS = "/api/v1/projects/{project}/models"
@@ -279,9 +279,12 @@ def input_lineage(
 
 @router.post("/api/v1/gc", tags=["admin"])
 def collect_garbage(
+    request: Request,
     ctx: Ctx,
     actor: Actor,
     dry_run: bool = Query(default=False, description="Only report what would go."),
 ) -> GcReport:
-    """Delete the artifacts of deleted projects and runs, and abandoned temporary files."""
-    return registry.collect_garbage(ctx.store, ctx.artifacts, dry_run=dry_run, actor=actor)
+    """Delete the artifacts of deleted projects and runs, and abandoned temporary files (on
+    a full disk too: the disk's reserve is released)."""
+    with freeing_space(request, "a gc"):
+        return registry.collect_garbage(ctx.store, ctx.artifacts, dry_run=dry_run, actor=actor)

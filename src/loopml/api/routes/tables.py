@@ -43,7 +43,7 @@ from loopml.core.lake import (
 from loopml.core.names import validate_project_name
 from loopml.data import files, housekeeping, keyed_files, lake, records, validation
 from loopml.storage.native import NativeLocation
-from loopml.web.context import Actor, AppContext, Ctx, get_running
+from loopml.web.context import Actor, AppContext, Ctx, freeing_space, get_running
 from loopml.web.streaming import pulled_pieces
 
 PREFIX = "/api/v1/projects/{project}/tables"
@@ -148,9 +148,12 @@ def get_table(ctx: Ctx, project: str = PROJECT, table: str = TABLE) -> LakeTable
 
 
 @router.delete("/{table}", status_code=204)
-def delete_table(ctx: Ctx, actor: Actor, project: str = PROJECT, table: str = TABLE) -> Response:
-    """Delete a table and its data."""
-    lake.delete_table(ctx.store, ctx.artifacts, project, table, actor=actor)
+def delete_table(
+    request: Request, ctx: Ctx, actor: Actor, project: str = PROJECT, table: str = TABLE
+) -> Response:
+    """Delete a table and its data (on a full disk too: the disk's reserve is released)."""
+    with freeing_space(request, "a table delete"):
+        lake.delete_table(ctx.store, ctx.artifacts, project, table, actor=actor)
     return Response(status_code=204)
 
 
@@ -409,6 +412,7 @@ def compact_table(
 
 @router.post("/{table}/vacuum")
 def vacuum_table(
+    request: Request,
     ctx: Ctx,
     actor: Actor,
     project: str = PROJECT,
@@ -423,14 +427,16 @@ def vacuum_table(
     ),
     dry_run: bool = Query(default=False, description="Report what would be freed; free nothing."),
 ) -> VacuumReport:
-    """Free the storage of old versions beyond the retention, except referenced versions."""
-    return housekeeping.vacuum(
-        ctx.store,
-        ctx.artifacts,
-        project,
-        table,
-        retention_hours=retention_hours,
-        dry_run=dry_run,
-        actor=actor,
-        settings=ctx.settings.lake,
-    )
+    """Free the storage of old versions beyond the retention, except referenced versions
+    (on a full disk too: the disk's reserve is released)."""
+    with freeing_space(request, "a vacuum"):
+        return housekeeping.vacuum(
+            ctx.store,
+            ctx.artifacts,
+            project,
+            table,
+            retention_hours=retention_hours,
+            dry_run=dry_run,
+            actor=actor,
+            settings=ctx.settings.lake,
+        )
