@@ -85,15 +85,23 @@ LINES = [
 
 
 @pytest.fixture(scope="module")
-def log(platform: Platform) -> Path:
-    """Deployment ``churn-api``'s replica log, with ``LINES`` in it."""
+def deployed(platform: Platform) -> Path:
+    """Deployment ``churn-api`` (made once for the module); the path of its replica log."""
     with platform.client() as client:
         client.projects.create(PROJECT)
     make_deployment(platform, PROJECT)
     path = platform.ctx.settings.home / "deployments" / PROJECT / "churn-api" / "replicas.log"
     path.parent.mkdir(parents=True, exist_ok=True)
-    _append(path, LINES)
     return path
+
+
+@pytest.fixture
+def log(deployed: Path) -> Path:
+    """``churn-api``'s replica log holding ``LINES`` and nothing else: the follow test
+    appends to it and rotates it, which a test after it must not read (random order)."""
+    deployed.with_name(deployed.name + ".1").unlink(missing_ok=True)
+    deployed.write_text("".join(line + "\n" for line in LINES), encoding="utf-8")
+    return deployed
 
 
 @pytest.fixture
