@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "loopml.json"
 NAME = "scraped"
+DASHBOARD_NAME = "dashboard"
 SENT = 40
 METRIC = re.compile(r"\bloopml_[a-z0-9_]+")
 
@@ -143,10 +144,10 @@ def _newest_sample(prometheus: str, selector: str) -> float:
     return max(times)
 
 
-def _predict(platform: Platform, http: httpx.Client, row: int) -> str:
+def _predict(platform: Platform, http: httpx.Client, row: int, name: str = NAME) -> str:
     frame, _ = cancer_frame()
     answer = http.post(
-        f"{platform.url}/deployments/{NAME}/predict",
+        f"{platform.url}/deployments/{name}/predict",
         json={"instances": [frame.iloc[row].to_dict()]},
     )
     assert answer.status_code == 200, answer.text
@@ -220,21 +221,38 @@ def test_the_grafana_dashboard_queries_what_the_platform_exposes(
     assert dashboard["uid"] == "loopml"
     exprs = _exprs(dashboard)
     assert len(exprs) >= 12
+    # A deployment of its own: the counting test counts every request to NAME's, in any order.
+    control = platform.serving.control
+    control.create("default", DASHBOARD_NAME, {"model": "cancer/1"}, actor="t")
+    wait_until(
+        lambda: control.get("default", DASHBOARD_NAME).status == DeploymentStatus.READY,
+        90,
+        f"deployment {DASHBOARD_NAME} did not become ready",
+    )
     # Traffic with labels, and an alert rule: every monitoring panel but drift gets data (a
     # version whose run consumed no dataset has no reference, so no drift figures).
     spec = AlertRuleSpec(
-        name="slow", deployment=NAME, metric="latency_p99_ms", comparator=">", threshold=1e6
+        name="slow",
+        deployment=DASHBOARD_NAME,
+        metric="latency_p99_ms",
+        comparator=">",
+        threshold=1e6,
     )
     create_rule(platform.store, "default", spec, actor="t")
     _, target = cancer_frame()
     with httpx.Client(timeout=30, trust_env=False) as http, Client(platform.url) as client:
         labels = [
-            {"inference_id": _predict(platform, http, row), "label": int(target[row])}
+            {
+                "inference_id": _predict(platform, http, row, DASHBOARD_NAME),
+                "label": int(target[row]),
+            }
             for row in range(20)
         ]
-        client.predictions.feedback_many(NAME, labels)
+        client.predictions.feedback_many(DASHBOARD_NAME, labels)
         # One failed request, for the error panels.
-        bad = http.post(f"{platform.url}/deployments/{NAME}/predict", json={"instances": [{}]})
+        bad = http.post(
+            f"{platform.url}/deployments/{DASHBOARD_NAME}/predict", json={"instances": [{}]}
+        )
         assert bad.status_code == 422, bad.text
     names = _scraped_names(httpx.get(f"{platform.url}/metrics", trust_env=False).text)
     listed = orjson.loads((platform.settings.home / "prometheus" / "targets.json").read_bytes())
@@ -256,7 +274,7 @@ def test_the_grafana_dashboard_queries_what_the_platform_exposes(
         return empty <= {"Drift share", "Drift score per column"}
 
     wait_until(every_panel_has_data, 45, "dashboard panels without data")
-    accuracy = _value(prometheus, f'loopml_monitor_accuracy{{deployment="{NAME}"}}')
+    accuracy = _value(prometheus, f'loopml_monitor_accuracy{{deployment="{DASHBOARD_NAME}"}}')
     assert accuracy is not None
     assert accuracy > 0.8
     # The series stays from round to round (issue 55: it came and went with the newest
@@ -270,7 +288,7 @@ def test_the_grafana_dashboard_queries_what_the_platform_exposes(
         return found is not None and found >= 8
 
     wait_until(every_scrape_has_it, 30, f"8 consecutive seconds of {live} ({scraped})")
-    reach = _value(prometheus, f'loopml_monitor_accuracy_seconds{{deployment="{NAME}"}}')
+    reach = _value(prometheus, f'loopml_monitor_accuracy_seconds{{deployment="{DASHBOARD_NAME}"}}')
     assert reach is not None
     # From the start of the oldest labelled window read: this clock hour's (or, if the hour
     # turned during the test, the one before).
