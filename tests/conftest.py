@@ -496,6 +496,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             if fixture in getattr(item, "fixturenames", ()):
                 item.add_marker(getattr(pytest.mark, marker))
     items.sort(key=_run_order)  # stable: the rest keep the order they were collected in
+    _keep_stories_in_order(items)
+
+
+def _keep_stories_in_order(items: list[pytest.Item]) -> None:
+    """A module marked ``story`` runs its tests in the file's order, whatever order a plugin
+    (pytest-randomly) gave them: each test of it starts from what the one before left (a
+    host it killed). Its tests are together in ``items`` (modules are kept whole)."""
+    start = 0
+    while start < len(items):
+        path = items[start].nodeid.partition("::")[0]
+        end = start
+        while end < len(items) and items[end].nodeid.partition("::")[0] == path:
+            end += 1
+        if items[start].get_closest_marker("story") is not None:
+            items[start:end] = sorted(items[start:end], key=lambda item: item.location[1])
+        start = end
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -58,7 +58,9 @@ from tests.unit.deploy.deploy_support import (
 from tests.waiting import eventually
 
 # Its own PostgreSQL and S3 on the db host: not the postgres and s3 markers' services.
-pytestmark = [pytest.mark.e2e, pytest.mark.ray, pytest.mark.timeout(300)]
+# A story: the 5M-row scoring needs both worker hosts, the parallel steps kill w1, the
+# schedule kills p1 (tests/conftest.py keeps the file's order under pytest-randomly).
+pytestmark = [pytest.mark.e2e, pytest.mark.ray, pytest.mark.story, pytest.mark.timeout(300)]
 BIG_ROWS = 5_000_000
 
 STEPS = """
