@@ -11,8 +11,10 @@ import fastapi.routing
 import pytest
 from starlette.testclient import TestClient
 
+from loopml.platform import app as platform_app
 from loopml.platform import create_app
 from loopml.platform.warm import warm_routes
+from loopml.portal import app as portal_app
 from loopml.settings import Settings
 
 
@@ -39,6 +41,15 @@ def _builds_during(client: TestClient, path: str, monkeypatch: pytest.MonkeyPatc
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(home=tmp_path / "home")
+
+
+@pytest.fixture(autouse=True)
+def fresh_process() -> None:
+    """The app about to be made is its process's first: the apps of one process share the
+    API's and the pages' routes (built once), so one made earlier by another test would
+    have built them already. The earlier apps keep the routes they hold."""
+    platform_app._api_routes.cache_clear()
+    portal_app._page_routes.cache_clear()
 
 
 @pytest.mark.parametrize("warm", [False, True], ids=["cold", "warmed"])
