@@ -85,6 +85,19 @@ def small_disk(folder: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
+def fill_disk(folder: Path) -> Path:
+    """Fill ``folder``'s disk to its last byte with one file; returns the file."""
+    filler = folder / "filler"
+    with filler.open("wb", buffering=0) as out:
+        for size in (1024 * 1024, 4096, 1):
+            try:
+                while True:
+                    out.write(b"\0" * size)
+            except OSError:
+                continue
+    return filler
+
+
 @contextmanager
 def serving(server: socketserver.BaseServer) -> Iterator[str]:
     """Serve ``server`` (an ``http.server`` bound to 127.0.0.1) on a thread; yields its base

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import fill_disk as _fill
 from tests.conftest import small_disk
 from tests.unit.deploy.deploy_support import instances
 from tests.waiting import eventually
@@ -37,19 +38,6 @@ FREE_GAUGE = 'loopml_disk_free_bytes{path="home"}'
 def small_home(tmp_path: Path) -> Iterator[Path]:
     with small_disk(tmp_path / "home", "40m") as home:
         yield home
-
-
-def _fill(home: Path) -> Path:
-    """Fill the home's disk to its last byte with one file; returns the file."""
-    filler = home / "filler"
-    with filler.open("wb", buffering=0) as out:
-        for size in (1024 * 1024, 4096, 1):
-            try:
-                while True:
-                    out.write(b"\0" * size)
-            except OSError:
-                continue
-    return filler
 
 
 def _ingest(server: RunningServer, table: str = TABLE, csv: str = CSV) -> httpx.Response:

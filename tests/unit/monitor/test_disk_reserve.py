@@ -10,21 +10,10 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 
 from loopml.monitor.disk import DiskReserve, DiskSpace
+from tests.conftest import fill_disk as _fill
 from tests.conftest import small_disk
 
 MiB = 1024 * 1024
-
-
-def _fill(folder: Path) -> Path:
-    filler = folder / "filler"
-    with filler.open("wb", buffering=0) as out:
-        for size in (MiB, 4096, 1):
-            try:
-                while True:
-                    out.write(b"\0" * size)
-            except OSError:
-                continue
-    return filler
 
 
 def _free(folder: Path) -> int:
