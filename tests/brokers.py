@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -189,3 +192,14 @@ async def jetstream_consumers(url: str, subject: str) -> list[str]:
         return [c.name for c in await js.consumers_info(stream) if c.name]
     finally:
         await nc.close()
+
+
+def start_consumer(settings_file: Path, stream_id: str, log: Path) -> subprocess.Popen[bytes]:
+    """A stream's consumer as its own process (``loopml.data.streams.process``), its output
+    appended to ``log``: for the tests that kill it."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "loopml.data.streams.process", str(settings_file), stream_id],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )

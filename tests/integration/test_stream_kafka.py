@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -26,7 +24,7 @@ from loopml.data.streams import service
 from loopml.data.streams.base import consumer_name
 from loopml.storage import LocalArtifactStore
 from loopml.store import MetadataStore, projects
-from tests.brokers import kafka_publish, kafka_topic
+from tests.brokers import kafka_publish, kafka_topic, start_consumer
 from tests.waiting import eventually
 
 MESSAGES = 20_000
@@ -97,15 +95,6 @@ def _group_at_end(url: str, topic: str, group: str) -> bool:
         probe.close()
 
 
-def _start(settings_file: Path, stream_id: str, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "loopml.data.streams.process", str(settings_file), stream_id],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
 @pytest.mark.timeout(300)
 def test_killed_while_the_producer_writes_every_message_lands_once(
     tmp_path: Path, store: MetadataStore, kafka_server: str, topic: str
@@ -136,7 +125,7 @@ def test_killed_while_the_producer_writes_every_message_lands_once(
     log = tmp_path / "consumer.log"
     rng = random.Random(52)
     for _kill in range(2):
-        process = _start(settings_file, stream.id, log)
+        process = start_consumer(settings_file, stream.id, log)
         target = _committed(store) + rng.randint(500, 3000)
         eventually(
             lambda: _committed(store) >= target or process.poll() is not None,  # noqa: B023
@@ -150,7 +139,7 @@ def test_killed_while_the_producer_writes_every_message_lands_once(
         process.wait()
     producer.join(120)
     assert produced.is_set()
-    process = _start(settings_file, stream.id, log)
+    process = start_consumer(settings_file, stream.id, log)
     try:
         eventually(
             lambda: _group_at_end(kafka_server, topic, consumer_name(stream)),

@@ -11,7 +11,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ from loopml.data import lake
 from loopml.data.streams import service
 from loopml.storage import LocalArtifactStore
 from loopml.store import MetadataStore, projects
-from tests.brokers import BROKERS, Broker, broker_fixture
+from tests.brokers import BROKERS, Broker, broker_fixture, start_consumer
 from tests.waiting import eventually
 
 MESSAGES = int(os.environ.get("LOOPML_TEST_STREAM_MESSAGES", "10000"))
@@ -46,15 +45,6 @@ def store(database_url: str) -> Iterator[MetadataStore]:
 
 def _committed(store: MetadataStore) -> int:
     return service.get(store, "p", "s1").stats.messages
-
-
-def _start(settings_file: Path, stream_id: str, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "loopml.data.streams.process", str(settings_file), stream_id],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
 
 
 def _wait_for(
@@ -107,7 +97,7 @@ def test_killed_three_times_every_message_lands_once(
     rng = random.Random(os.environ.get("LOOPML_TEST_SEED", "20"))
     killed_at = []
     for kill in range(KILLS):
-        process = _start(settings_file, stream.id, log)
+        process = start_consumer(settings_file, stream.id, log)
         # Somewhere in this quarter of the messages, wherever a commit or an ack then is. A
         # consumer that restarted fast may already be past the quarter (CI once saw every
         # message committed before the third kill): then the next message is the target, and
@@ -127,7 +117,7 @@ def test_killed_three_times_every_message_lands_once(
     # The kills must land mid-stream for the test to mean anything.
     assert killed_at, "the consumer committed every message before it could be killed"
     assert killed_at[0] < MESSAGES, killed_at
-    process = _start(settings_file, stream.id, log)
+    process = start_consumer(settings_file, stream.id, log)
     _wait_for(store, MESSAGES, process, log)
     time.sleep(0.5)  # a duplicate commit, were there one, would land now
     process.send_signal(signal.SIGTERM)
