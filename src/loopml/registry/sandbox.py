@@ -5,7 +5,8 @@ the system folders and the interpreter it runs, a private ``/tmp``, and one writ
 the scratch folder, mounted at ``/scratch``; nothing else of the host, so not the loopml home,
 its database or its artifact store. ``--unshare-all`` gives it its own network namespace (no
 network), PID, IPC, UTS and cgroup namespaces; it runs as uid/gid 65534 of its own user
-namespace, with no capabilities on the host. ``prlimit`` caps its CPU time, address space,
+namespace, or, started by root, as a host uid of its own (``sandbox_uid``), with no
+capabilities on the host. ``prlimit`` caps its CPU time, address space,
 processes (against fork bombs) and file sizes, and a wall-clock timeout kills its process
 group. Without ``bwrap`` or ``prlimit``, or where namespaces cannot be made, nothing runs:
 ``SandboxUnavailable`` says what is missing.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import site
@@ -29,6 +31,13 @@ SCRATCH = "/scratch"
 # The sandbox's own /tmp: an empty tmpfs of its mount namespace, not the host's.
 _TMP = "/tmp"  # noqa: S108
 NOBODY = "65534"
+# Started by root, each sandbox runs as a host uid (and gid) of its own, drawn from a range
+# no system or desktop account uses: RLIMIT_NPROC counts a uid's processes host-wide, so
+# under one shared uid (65534, before) a fork bomb in one conversion left every other
+# conversion on the host unable to start a thread (OpenBLAS then raised SIGINT in numpy's
+# import). Two sandboxes at once draw the same uid once in 2**24 pairs.
+_UID_BASE = 1 << 30
+_UID_SPAN = 1 << 24
 # What the dynamic loader and Python read from /etc; the rest of /etc stays unseen.
 _ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "passwd", "group")
 _SYSTEM = ("/usr", "/lib", "/lib32", "/lib64", "/bin", "/sbin")
@@ -104,26 +113,32 @@ def _namespaces(root: bool) -> list[str]:
         # Unprivileged: a user namespace of its own, mapping uid/gid 65534 to this user.
         return ["--unshare-all", "--unshare-user", "--uid", NOBODY, "--gid", NOBODY]
     # Started by root, no user namespace: a process mapped to root is exempt from
-    # RLIMIT_NPROC (a fork bomb would meet no limit), so the command becomes the host's
-    # uid/gid 65534 instead (setpriv, after bwrap mounted the view), with no capabilities.
+    # RLIMIT_NPROC (a fork bomb would meet no limit), so the command becomes a host uid/gid
+    # of its own instead (setpriv, after bwrap mounted the view), with no capabilities.
     return ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts"]
 
 
-def _drop(root: bool) -> list[str]:
-    if not root:
+def sandbox_uid() -> int:
+    """A host uid (and gid) for one sandbox started by root: its own process count."""
+    return _UID_BASE + secrets.randbelow(_UID_SPAN)
+
+
+def _drop(uid: int | None) -> list[str]:
+    if uid is None:
         return []
     return [
-        *("setpriv", "--reuid", NOBODY, "--regid", NOBODY, "--clear-groups"),
+        *("setpriv", "--reuid", str(uid), "--regid", str(uid), "--clear-groups"),
         *("--bounding-set", "-all", "--inh-caps", "-all", "--no-new-privs", "--"),
     ]
 
 
 def bwrap_argv(
-    bwrap: str, scratch: Path, read_only: Sequence[Path], *, root: bool = False
+    bwrap: str, scratch: Path, read_only: Sequence[Path], *, uid: int | None = None
 ) -> list[str]:
     """The ``bwrap`` arguments: system folders and ``read_only`` bound read-only, ``scratch``
-    read-write at ``/scratch``, everything else absent; ``root``: started by root (see
-    ``_namespaces``), followed by the ``setpriv`` that drops to uid 65534."""
+    read-write at ``/scratch``, everything else absent; ``uid``: started by root (see
+    ``_namespaces``), followed by the ``setpriv`` that drops to that host uid."""
+    root = uid is not None
     argv = [bwrap, *_namespaces(root), "--die-with-parent", "--new-session"]
     for folder in _SYSTEM:
         if Path(folder).is_symlink():
@@ -136,7 +151,8 @@ def bwrap_argv(
             argv += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
     # Before the folders: one of them may live under the host's /tmp.
     argv += ["--perms", "1777", "--tmpfs", _TMP]
-    # bwrap makes a bound folder's missing parents 0700, which uid 65534 could not search.
+    # bwrap makes a bound folder's missing parents 0700, which the sandbox's uid could not
+    # search.
     parents = {a for p in read_only for a in Path(p).parents if a != Path("/")}
     for parent in sorted(parents - {Path(p) for p in read_only}):
         if not any(_within(parent, Path(s)) for s in _SYSTEM):
@@ -146,7 +162,9 @@ def bwrap_argv(
     argv += ["--proc", "/proc", "--dev", "/dev"]
     argv += ["--bind", str(scratch), SCRATCH, "--chdir", SCRATCH]
     argv += ["--setenv", "HOME", SCRATCH, "--setenv", "TMPDIR", _TMP]
-    return [*argv, *_drop(root)]
+    # A uid with no passwd entry: a library asking the user's name (getpass) gets one.
+    argv += ["--setenv", "USER", "sandbox", "--setenv", "LOGNAME", "sandbox"]
+    return [*argv, *_drop(uid)]
 
 
 def prlimit_argv(prlimit: str, limits: SandboxLimits) -> list[str]:
@@ -190,11 +208,11 @@ def run_sandboxed(
     """
     bwrap, prlimit = _tools()
     check_hidden([*read_only, scratch], hidden)
-    root = os.geteuid() == 0
-    if root:
+    uid = sandbox_uid() if os.geteuid() == 0 else None
+    if uid is not None:
         for path in [scratch, *scratch.rglob("*")]:
-            os.lchown(path, int(NOBODY), int(NOBODY))
-    sandbox = bwrap_argv(bwrap, scratch, read_only, root=root)
+            os.lchown(path, uid, uid)
+    sandbox = bwrap_argv(bwrap, scratch, read_only, uid=uid)
     argv = [*prlimit_argv(prlimit, limits), *sandbox, *command]
     returncode, timed_out, tail = _run(argv, limits.timeout_s)
     if returncode != 0 and _no_namespaces(tail):

@@ -280,8 +280,8 @@ class MlflowSettings(_Section):
         default=256,
         ge=8,
         description="Processes and threads the converter may have at once (RLIMIT_NPROC, "
-        "against fork bombs). Counted per user: uid 65534 when the server runs as root, the "
-        "server's own user otherwise.",
+        "against fork bombs). Counted per user: each conversion's own uid when the server "
+        "runs as root, the server's own user otherwise.",
     )
     convert_max_bytes: int = Field(
         default=2 * _GiB,
