@@ -4,13 +4,17 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
-# pytest-xdist workers for `make test` (two keep both cores of a CI machine busy; 0 = none).
+# pytest-xdist workers for `make test` (0 = none). Three on a 2-core CI machine: the
+# end-to-end tests spend much of their time waiting on the servers and CLI calls they start,
+# and two workers left the CPU 18-24 % idle (census runs 15 and 18: 34:58 and 38:13 of
+# pytest); three left it 8 % idle and took 24:26 (run 19). tests/cpu_time.py prints each
+# module's CPU at the end of a run: the figure to cut now.
 # --dist loadscope hands each worker whole modules (and classes), so a module's server or
 # platform fixture is built once, not once per worker that drew some of its tests; in the
 # order collected (tests/conftest.py puts the slowest modules first), not xdist's own order
 # (most tests first, which left the one-test end-to-end modules running alone at the end).
 # The slowest tests' times are printed at the end, to see where the suite's time goes.
-PYTEST_WORKERS ?= 2
+PYTEST_WORKERS ?= 3
 PYTEST_DIST ?= --dist loadscope --no-loadscope-reorder --durations=40
 
 .DEFAULT_GOAL := help
@@ -57,10 +61,16 @@ typecheck: install ## mypy --strict over src/loopml
 # The tests start hundreds of Python processes (servers, CLI calls, gateway processes,
 # replicas): each would compile loopml's sources again where PYTHONDONTWRITEBYTECODE is set
 # (this machine sets it), so they keep their bytecode in a cache of their own in the venv.
-test: lint typecheck ## Lint, type-check and run every test (services are skipped if absent)
+# mypy runs beside the tests, niced (about 50 s of one core, in the CPU the tests leave
+# idle), not before them; its verdict counts as much as theirs and is printed after them.
+test: lint ## Lint, type-check and run every test (services are skipped if absent)
+	@nice -n 10 $(VENV)/bin/mypy > $(VENV)/typecheck.log 2>&1 & typecheck=$$!; \
 	env -u PYTHONDONTWRITEBYTECODE PYTHONPYCACHEPREFIX=$(CURDIR)/$(VENV)/pycache \
 	OMP_WAIT_POLICY=passive $(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_DIST) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; fi; \
+	echo "== mypy (make typecheck), run beside the tests:"; \
+	if wait $$typecheck; then tail -n 1 $(VENV)/typecheck.log; \
+	else cat $(VENV)/typecheck.log; echo "make test: mypy found errors (above)"; rc=1; fi; \
 	exit $$rc
 
 test-integration: install ## Only the tests that use real services (PostgreSQL, S3, NATS, Redis, Kafka, Chromium, Prometheus, Ray, subprocesses)

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
     from tests.ray_cluster import RayCluster
 
+# Each test's CPU time, summed by module at the end of a run (where CI's time goes).
+pytest_plugins = ["tests.cpu_time"]
+
 # Ray 2.60 turns token authentication on for a local ``ray.init()`` and writes the token
 # to ~/.ray/auth_token, which every later ``ray start`` of the user then demands: one test's
 # local Ray would break the next test's cluster (tests/ray_cluster.py). The tests' clusters
@@ -472,7 +475,7 @@ _SERVICE_FIXTURES = {
 
 
 # The modules that take longest (minutes each in a CI log's slowest durations), run first:
-# `make test` hands whole modules to its two xdist workers in collection order
+# `make test` hands whole modules to its xdist workers in collection order
 # (--dist loadscope --no-loadscope-reorder), so these start at once, side by side, and the
 # many short modules after them even out the end; last, one of them would run alone.
 SLOWEST_FIRST = (
