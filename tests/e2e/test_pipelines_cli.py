@@ -140,8 +140,10 @@ def test_cancel_a_running_pipeline(up: RunningServer, tmp_path: Path) -> None:
 
 
 def test_schedules_and_triggers_from_the_command_line(up: RunningServer, tmp_path: Path) -> None:
+    # A pipeline of its own: the module's tests share one server, in any order, and
+    # test_apply_run_show_and_logs counts greeter's versions and runs.
     spec = tmp_path / "good.yaml"
-    spec.write_text(GOOD)
+    spec.write_text(GOOD.replace("name: greeter\n", "name: waker\n", 1))
     assert up.cli("pipelines", "apply", str(spec)).returncode == 0
 
     made = up.cli(
@@ -149,7 +151,7 @@ def test_schedules_and_triggers_from_the_command_line(up: RunningServer, tmp_pat
         "create",
         "nightly",
         "--pipeline",
-        "greeter",
+        "waker",
         "--cron",
         "0 3 * * *",
         "--tz",
@@ -165,7 +167,7 @@ def test_schedules_and_triggers_from_the_command_line(up: RunningServer, tmp_pat
         {"who": "night"},
         True,
     )
-    bad = up.cli("schedules", "create", "broken", "--pipeline", "greeter", "--cron", "61 * * * *")
+    bad = up.cli("schedules", "create", "broken", "--pipeline", "waker", "--cron", "61 * * * *")
     assert bad.returncode == 1
     assert "cron" in bad.stderr
     assert "Traceback" not in bad.stderr
@@ -183,7 +185,7 @@ def test_schedules_and_triggers_from_the_command_line(up: RunningServer, tmp_pat
         "create",
         "hook",
         "--pipeline",
-        "greeter",
+        "waker",
         "--on",
         "webhook",
         "--input",
@@ -201,7 +203,7 @@ def test_schedules_and_triggers_from_the_command_line(up: RunningServer, tmp_pat
     run_id = json.loads(fired.stdout)["run_id"]
 
     def status() -> str:
-        runs = json.loads(up.cli("pipelines", "runs", "greeter", "--json").stdout)
+        runs = json.loads(up.cli("pipelines", "runs", "waker", "--json").stdout)
         return str(next((r["status"] for r in runs if r["id"] == run_id), ""))
 
     ended = eventually(
