@@ -341,15 +341,20 @@ def _listening(process: subprocess.Popen[bytes], port: int) -> bool:
     return process.poll() is None and _accepts(port)
 
 
-def _start_tansu(binary: Path, log: Path) -> tuple[subprocess.Popen[bytes], int] | None:
+def _start_tansu(
+    binary: Path, log: Path, *extra: str, advertised: int | None = None
+) -> tuple[subprocess.Popen[bytes], int] | None:
+    """Tansu in memory on a free loopback port, advertising ``advertised`` (its own port if
+    None), with ``extra`` arguments: its process and port, or None after 3 ports."""
     # Tansu exits 0 when its port is taken (by a race with another process): try another.
     for _ in range(3):
         port = free_port()
         listener = f"tcp://127.0.0.1:{port}"
+        shown = f"tcp://127.0.0.1:{advertised or port}"
         with log.open("ab") as out:
             process = subprocess.Popen(
                 [binary, "broker", "--listener-url", listener, "--advertised-listener-url",
-                 listener, "--storage-engine", "memory://tansu/"],
+                 shown, "--storage-engine", "memory://tansu/", *extra],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )  # fmt: skip
         started = _listening(process, port)

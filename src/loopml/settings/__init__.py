@@ -39,6 +39,7 @@ from loopml.settings._base import FeaturesSettings as FeaturesSettings
 from loopml.settings._base import LakeSettings as LakeSettings
 from loopml.settings._base import MlflowSettings as MlflowSettings
 from loopml.settings._base import ServerSettings as ServerSettings
+from loopml.settings._base import StreamsSettings as StreamsSettings
 from loopml.settings._base import TrackingSettings as TrackingSettings
 from loopml.settings._serving import AutoscaleSettings as AutoscaleSettings
 from loopml.settings._serving import CanarySettings as CanarySettings
@@ -74,6 +75,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    streams: StreamsSettings = Field(default_factory=StreamsSettings)
     client: ClientSettings = Field(default_factory=ClientSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)

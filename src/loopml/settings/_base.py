@@ -1,5 +1,5 @@
-"""The settings sections every process reads: database, artifacts, server, client, auth,
-tracking, MLflow, the lake and the feature store (the tree itself is
+"""The settings sections every process reads: database, artifacts, server, streams, client,
+auth, tracking, MLflow, the lake and the feature store (the tree itself is
 ``loopml.settings.Settings``)."""
 
 from __future__ import annotations
@@ -173,6 +173,17 @@ class ServerSettings(_Section):
         ge=1,
         le=9,
         description="How many rotated copies of the log file are kept, and searched.",
+    )
+
+
+class StreamsSettings(_Section):
+    """What the stream consumers need besides a stream's definition."""
+
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None,
+        description="The SASL password of every Kafka source whose URL names `sasl.username` "
+        "(env LOOPML_STREAMS_KAFKA_SASL_PASSWORD): kept here because a stream's definition, "
+        "stored in the metadata database, never holds a secret (docs/streams.md, Kafka).",
     )
 
 

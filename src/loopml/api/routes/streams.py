@@ -71,4 +71,4 @@ def delete_stream(
     """Delete the definition and its consumer on the broker (``broker_consumer`` says what
     became of it; an unreachable broker leaves it, and the definition is deleted all the
     same); the running consumer stops, the tables and the broker's messages stay."""
-    return svc.delete(ctx.store, project, name, actor=actor)
+    return svc.delete(ctx.store, project, name, actor=actor, secrets=ctx.settings.streams)

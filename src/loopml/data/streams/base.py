@@ -19,6 +19,7 @@ from typing import Any
 from loopml.core.errors import ConfigurationError
 from loopml.core.stream_sources import AnySource
 from loopml.core.streams import BrokerStream, Floor, Position, Stream
+from loopml.settings import StreamsSettings
 
 
 def consumer_name(stream: Stream) -> str:
@@ -107,16 +108,29 @@ def _backend(kind: str) -> tuple[Any, str]:
         ) from exc
 
 
-def open_source(config: AnySource, consumer: str, redeliver_s: float = 60.0) -> StreamSource:
+def _secrets(config: AnySource, settings: StreamsSettings | None) -> dict[str, Any]:
+    """The server's secrets a backend takes besides ``config`` (which stores none)."""
+    if config.type == "kafka" and settings is not None:
+        return {"sasl_password": settings.kafka_sasl_password}
+    return {}
+
+
+def open_source(
+    config: AnySource,
+    consumer: str,
+    redeliver_s: float = 60.0,
+    settings: StreamsSettings | None = None,
+) -> StreamSource:
     """The source for ``config``, its durable consumer (or group) named ``consumer``, which
-    redelivers what is not acked within ``redeliver_s``; the backend's client library is
-    imported only now.
+    redelivers what is not acked within ``redeliver_s``, logging in with the secrets of
+    ``settings``; the backend's client library is imported only now.
 
     Raises:
         ConfigurationError: the client library is not installed.
     """
     module, class_name = _backend(config.type)
-    source: StreamSource = getattr(module, class_name)(config, consumer, redeliver_s)
+    backend = getattr(module, class_name)
+    source: StreamSource = backend(config, consumer, redeliver_s, **_secrets(config, settings))
     return source
 
 
@@ -138,12 +152,12 @@ def ensure_broker_stream(config: AnySource, name: str) -> BrokerStream | None:
     return made
 
 
-def remove_broker_consumer(stream: Stream) -> bool:
+def remove_broker_consumer(stream: Stream, settings: StreamsSettings | None = None) -> bool:
     """Remove what the broker keeps for ``stream``'s consumer once the stream is deleted:
     the JetStream durable consumer (which would otherwise hold the stream's messages for
     ever under an interest or work-queue retention, and is listed for ever besides), the
     Redis consumer group, or the Kafka consumer group. The broker's messages stay. ``False``
-    when there was none.
+    when there was none. ``settings``: as for ``open_source``.
 
     Raises:
         ConfigurationError: the client library is not installed.
@@ -151,5 +165,6 @@ def remove_broker_consumer(stream: Stream) -> bool:
     """
     config = stream.config.source
     module, _ = _backend(config.type)
-    removed: bool = asyncio.run(module.remove_consumer(config, consumer_name(stream)))
+    removal = module.remove_consumer(config, consumer_name(stream), **_secrets(config, settings))
+    removed: bool = asyncio.run(removal)
     return removed

@@ -33,7 +33,7 @@ from loopml.core.errors import ConfigurationError, ConflictError, LoopmlError, N
 from loopml.core.streams import Stream, StreamStats
 from loopml.data.streams._commit import HoldLostError, Outcome, StreamCommitter
 from loopml.data.streams.base import Message, StreamSource, consumer_name, open_source
-from loopml.settings import LakeSettings
+from loopml.settings import LakeSettings, StreamsSettings
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
 from loopml.store import streams as stream_rows
@@ -79,6 +79,8 @@ class StreamConsumer:
         options: see ``ConsumerOptions``.
         push: gets each batch's rows before they are committed (the stream's ``push``
             feature views: ``loopml.data.features.push.OnlinePush``).
+        secrets: the server's stream settings, for the source's login (a Kafka SASL
+            password).
     """
 
     def __init__(
@@ -91,12 +93,13 @@ class StreamConsumer:
         source: StreamSource | None = None,
         options: ConsumerOptions | None = None,
         push: Callable[[pa.Table], None] | None = None,
+        secrets: StreamsSettings | None = None,
     ) -> None:
         self.store = store
         self.stream = stream
         self.options = options or ConsumerOptions()
         self.source = source or open_source(
-            stream.config.source, consumer_name(stream), stream.config.redeliver_s
+            stream.config.source, consumer_name(stream), stream.config.redeliver_s, secrets
         )
         self.owner = f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.committer = StreamCommitter(

@@ -33,7 +33,12 @@ def run(settings: Settings, stream_id: str) -> int:
             config = stream.config
             push = OnlinePush(store, online, stream.project, config.table, config.push)
         consumer = StreamConsumer(
-            store, open_artifact_store(settings), settings.lake, stream, push=push
+            store,
+            open_artifact_store(settings),
+            settings.lake,
+            stream,
+            push=push,
+            secrets=settings.streams,
         )
         # See loopml.core.heap: at the default thresholds each fetched batch of 5,000
         # entries started collections that walked every message in hand, more than half of

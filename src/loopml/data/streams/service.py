@@ -28,6 +28,7 @@ from loopml.core.streams import (
 from loopml.core.yamltext import load_yaml
 from loopml.data import _sandbox
 from loopml.data.streams.base import consumer_name, ensure_broker_stream, remove_broker_consumer
+from loopml.settings import StreamsSettings
 from loopml.store import MetadataStore
 from loopml.store import streams as stream_rows
 
@@ -205,16 +206,23 @@ def set_paused(
         return stream_rows.set_paused(session, project, name, paused, actor=actor)
 
 
-def delete(store: MetadataStore, project: str, name: str, *, actor: str) -> StreamDeleted:
+def delete(
+    store: MetadataStore,
+    project: str,
+    name: str,
+    *,
+    actor: str,
+    secrets: StreamsSettings | None = None,
+) -> StreamDeleted:
     """Delete a stream's definition and its consumer on the broker (``broker_consumer``
     says what became of it); its tables and the broker's messages stay. A broker that
     cannot be reached leaves its consumer, with the way to remove it by hand: the
     definition is deleted all the same (a stream is often deleted because its broker is
-    gone)."""
+    gone). ``secrets``: the server's stream settings, for the broker's login."""
     with store.session() as session:
         gone = stream_rows.delete(session, project, name, actor=actor)
     try:
-        found = remove_broker_consumer(gone)
+        found = remove_broker_consumer(gone, secrets)
     except (ConfigurationError, ServiceUnavailableError) as exc:
         left = f"left on the broker ({exc}): {_removal_hint(gone)}"
         log.warning("stream %s/%s deleted; its consumer was %s", project, name, left)

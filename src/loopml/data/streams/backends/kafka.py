@@ -28,6 +28,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
+from pydantic import SecretStr
 
 from loopml.core.errors import ConfigurationError, ServiceUnavailableError
 from loopml.core.stream_sources import KafkaSource
@@ -54,10 +55,15 @@ def _server(config: KafkaSource) -> str:
     return config.url.removeprefix("kafka://")
 
 
-def client_config(config: KafkaSource) -> dict[str, Any]:
+def client_config(config: KafkaSource, sasl_password: SecretStr | None = None) -> dict[str, Any]:
     """The librdkafka settings every client of ``config`` starts from: the bootstrap
-    server and the source's own settings (TLS, SASL)."""
-    return {"bootstrap.servers": _server(config), **config.options}
+    server, the source's own settings (TLS, SASL), and ``sasl_password`` (the server's
+    ``streams.kafka_sasl_password``) when the source names a SASL user or mechanism."""
+    out: dict[str, Any] = {"bootstrap.servers": _server(config), **config.options}
+    sasl = "sasl.username" in config.options or "sasl.mechanism" in config.options
+    if sasl and sasl_password is not None:
+        out["sasl.password"] = sasl_password.get_secret_value()
+    return out
 
 
 def _unreachable(config: KafkaSource, what: str, exc: Exception) -> ServiceUnavailableError:
@@ -74,14 +80,16 @@ def _reason(exc: Exception | KafkaError) -> str:
     return str(error) or type(error).__name__
 
 
-async def remove_consumer(config: KafkaSource, group: str) -> bool:
+async def remove_consumer(
+    config: KafkaSource, group: str, sasl_password: SecretStr | None = None
+) -> bool:
     """Delete the consumer group ``group`` (its committed offsets with it; the topic's
-    messages stay); ``False`` when there was none.
+    messages stay); ``False`` when there was none. ``sasl_password``: see ``client_config``.
 
     Raises:
         ServiceUnavailableError: Kafka cannot be reached or refused.
     """
-    admin = AdminClient(client_config(config))
+    admin = AdminClient(client_config(config, sasl_password))
     futures = admin.delete_consumer_groups([group], request_timeout=REMOVE_TIMEOUT_S)
     try:
         await asyncio.to_thread(futures[group].result, REMOVE_TIMEOUT_S + 1)
@@ -96,10 +104,18 @@ async def remove_consumer(config: KafkaSource, group: str) -> bool:
 
 
 class KafkaStreamSource(StreamSource):
-    """A Kafka topic read through a consumer group, offsets committed on ack."""
+    """A Kafka topic read through a consumer group, offsets committed on ack;
+    ``sasl_password``: see ``client_config``."""
 
-    def __init__(self, config: KafkaSource, consumer: str, redeliver_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        config: KafkaSource,
+        consumer: str,
+        redeliver_s: float = 60.0,
+        sasl_password: SecretStr | None = None,
+    ) -> None:
         self.config = config
+        self._sasl_password = sasl_password
         self.group = consumer
         self.redeliver_ms = max(1, int(redeliver_s * 1000))
         self._consumer: Any = None
@@ -126,7 +142,7 @@ class KafkaStreamSource(StreamSource):
     def _settings(self) -> dict[str, Any]:
         session = min(SESSION_TIMEOUT_MS, self.redeliver_ms)
         return {
-            **client_config(self.config),
+            **client_config(self.config, self._sasl_password),
             "group.id": self.group,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
@@ -146,7 +162,10 @@ class KafkaStreamSource(StreamSource):
             metadata = await asyncio.to_thread(consumer.list_topics, self.config.topic, timeout_s)
         except KafkaException as exc:
             await asyncio.to_thread(consumer.close)
-            raise _unreachable(self.config, f"within {timeout_s:g} s", exc) from exc
+            # The last error the client reported says why (a TLS or SASL failure), where
+            # the metadata call only says it timed out.
+            cause = KafkaException(self._error) if self._error is not None else exc
+            raise _unreachable(self.config, f"within {timeout_s:g} s", cause) from exc
         found = metadata.topics.get(self.config.topic)
         if found is None or found.error is not None:
             await asyncio.to_thread(consumer.close)
@@ -164,7 +183,8 @@ class KafkaStreamSource(StreamSource):
         self._consumer = consumer
 
     def _on_error(self, error: KafkaError) -> None:
-        self._error = error
+        if error.code() != KafkaError._ALL_BROKERS_DOWN or self._error is None:
+            self._error = error  # "all brokers are down" says less than what came before
         log.warning("Kafka at %s: %s", _server(self.config), error.str())
 
     def _on_assign(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
