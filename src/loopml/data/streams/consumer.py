@@ -142,6 +142,12 @@ class StreamConsumer:
             try:
                 await self._consume()
             finally:
+                # The reporter ends on the stop itself; the cancel only cuts its sleep or
+                # report short. A cancel alone can be lost: Python 3.11's asyncio.wait_for
+                # returns the inner result when the inner call ends as the cancel arrives,
+                # and a consumer sent SIGTERM then awaited its reporter for ever (census
+                # run 21).
+                self.stop()
                 reporter.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reporter
@@ -297,9 +303,11 @@ class StreamConsumer:
             await asyncio.wait_for(self._stop.wait(), seconds)
 
     async def _report_loop(self) -> None:
-        # Also how a pause reaches the consumer: within one interval.
-        while True:
-            await asyncio.sleep(self.options.report_every_s)
+        # Also how a pause reaches the consumer: within one interval. Until the stop.
+        while not self._stop.is_set():
+            await self._sleep(self.options.report_every_s)
+            if self._stop.is_set():
+                return
             try:
                 await self._report()
             except Exception:

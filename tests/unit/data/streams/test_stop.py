@@ -114,3 +114,31 @@ def test_a_stopping_consumer_returns_when_the_broker_client_does_not_close(
     assert 0.4 <= took < 5, took
     with store.session() as session:
         assert not stream_rows.holds(session, stream.id, consumer.owner)  # let go
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("broker", ["redis"], indirect=True)
+def test_the_status_reporter_ends_on_the_stop_without_its_cancel(
+    store: MetadataStore, artifacts: ArtifactStore, project: str, broker: Broker
+) -> None:
+    # Census run 21: a Kafka consumer sent SIGTERM never exited. Its tasks, dumped from the
+    # live process: run() awaited its status reporter, which was "cancelling" yet asleep in
+    # its loop. The cancel had been lost (Python 3.11's asyncio.wait_for, in the report,
+    # returns the inner result when the inner call ends as the cancel arrives), and the
+    # reporter only ever ended by a cancel. It now ends on the stop itself.
+    stream = service.create(
+        store, project, "s1", source=broker.source, table="orders", actor="test"
+    )  # fmt: skip
+    options = ConsumerOptions(report_every_s=0.05)
+
+    async def run() -> None:
+        consumer = StreamConsumer(store, artifacts, LakeSettings(), stream, options=options)
+        await asyncio.to_thread(consumer._claim)  # the holder's reports: they keep it going
+        reporter = asyncio.create_task(consumer._report_loop())
+        await asyncio.sleep(0.2)  # a few reports, as a running consumer makes them
+        assert not reporter.done()
+        consumer.stop()
+        # No cancel: before, the loop went on reporting for ever.
+        await asyncio.wait_for(reporter, 30)
+
+    asyncio.run(run())
