@@ -9,8 +9,6 @@ the TLS listener here is a terminating proxy in front of a Tansu that advertises
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import threading
 import uuid
 from collections.abc import Iterator
@@ -21,10 +19,6 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from pydantic import SecretStr
 
 from loopml.core.errors import ServiceUnavailableError
@@ -32,41 +26,10 @@ from loopml.core.stream_sources import KafkaSource, parse_source
 from loopml.data.streams.base import Message, open_source
 from loopml.settings import StreamsSettings
 from tests.conftest import _start_tansu, missing_service, tansu_binary
+from tests.tls import self_signed
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.kafka
-
-
-def _certificate(folder: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and its key."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 class _TlsProxy:
@@ -146,7 +109,7 @@ def _tansu(log: Path, *extra: str, advertised: int | None = None) -> Iterator[in
 @pytest.fixture
 def tls_kafka(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """``kafka://127.0.0.1:<TLS port>`` of a Tansu that advertises it, and the CA file."""
-    cert, key = _certificate(tmp_path)
+    cert, key = self_signed(tmp_path)
     with (
         _TlsProxy(cert, key) as proxy,
         _tansu(tmp_path / "tansu.log", advertised=proxy.port) as plain,
