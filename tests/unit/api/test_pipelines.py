@@ -6,17 +6,20 @@ from __future__ import annotations
 import sys
 import textwrap
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from loopml.client import Client
+from loopml.core.clock import utcnow
 from loopml.core.errors import NotFoundError, ValidationError
 from loopml.core.pipelines import RunStatus, SpecError, StepStatus
 from loopml.core.step_resources import NodeShape
 from loopml.settings import Settings
 from loopml.store import MetadataStore, pipeline_workers
+from tests.waiting import eventually
 
 STEPS = """
 import time
@@ -138,8 +141,21 @@ def test_the_log_is_plain_text_never_html(steps: None, client: Client, http: Tes
     assert "hello <b>x</b>" in answer.text
 
 
+def _nodes_seen(store: MetadataStore) -> list[NodeShape]:
+    with store.session() as session:
+        return pipeline_workers.nodes_seen(session, utcnow() - timedelta(minutes=10))
+
+
 def test_resources_are_checked_at_apply_through_the_api(client: Client, settings: Settings) -> None:
-    # The app's embedded worker reported this machine when it started.
+    # The app's embedded worker reports this machine from its own thread once it starts:
+    # an apply before that report is only warned (see test_resources_apply.py).
+    store = MetadataStore(settings.database_url)
+    try:
+        eventually(
+            lambda: _nodes_seen(store), 60, "the embedded worker's first report of its nodes"
+        )
+    finally:
+        store.dispose()
     asks = SPEC.replace("python: ", "resources: {gpus: 64}\n    python: ", 1)
     with pytest.raises(ValidationError) as caught:
         client.pipelines.apply(asks)
