@@ -10,8 +10,9 @@ commit, so a message redelivered after a crash is recognised and dropped. No I/O
 
 from __future__ import annotations
 
+import heapq
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -310,15 +311,52 @@ class StreamState(BaseModel):
 
 def encode_ids(ids: Iterable[Position]) -> list[list[int]]:
     """``ids`` as sorted ranges ``[major, first_minor, last_minor]`` of consecutive minors."""
+    return _runs(sorted(ids))
+
+
+def _runs(ordered: Iterable[Position]) -> list[list[int]]:
+    """The ranges of ``ordered`` (sorted, repeats allowed)."""
     ranges: list[list[int]] = []
     last = [-1, -1, -2]
-    for major, minor in sorted(ids if isinstance(ids, (set, frozenset)) else set(ids)):
-        if last[0] == major and last[2] + 1 == minor:
-            last[2] = minor
+    for major, minor in ordered:
+        if last[0] == major and minor <= last[2] + 1:
+            if minor > last[2]:
+                last[2] = minor
         else:
             last = [major, minor, minor]
             ranges.append(last)
     return ranges
+
+
+def ranges_above_floor(ranges: Sequence[Sequence[int]], floor: Floor | None) -> list[list[int]]:
+    """``encode_ids(above_floor(decode_ids(ranges), floor))``, computed range by range."""
+    out: list[list[int]] = []
+    for major, first, last in ranges:
+        if isinstance(floor, tuple):
+            if major < floor[0]:
+                continue
+            if major == floor[0]:
+                first = max(first, floor[1] + 1)
+        elif floor is not None and major in floor:
+            first = max(first, floor[major] + 1)
+        if first <= last:
+            out.append([major, first, last])
+    return out
+
+
+def ranges_with(ranges: Sequence[Sequence[int]], ids: Iterable[Position]) -> list[list[int]]:
+    """``encode_ids(decode_ids(ranges) | set(ids))`` for ``ranges`` as ``encode_ids`` makes
+    them, without decoding them: only ``ids`` are sorted, and a broker delivers them nearly
+    in order already, which the sort takes in about one pass (a stream's commit record grew
+    with every batch, and sorting all of it was most of a commit's cost)."""
+    out: list[list[int]] = []
+    for major, first, last in heapq.merge(map(list, ranges), _runs(sorted(ids))):
+        if out and out[-1][0] == major and first <= out[-1][2] + 1:
+            if last > out[-1][2]:
+                out[-1][2] = last
+        else:
+            out.append([major, first, last])
+    return out
 
 
 def decode_ids(ranges: Iterable[Iterable[int]]) -> set[Position]:

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loopml.core.errors import ValidationError
 from loopml.core.stream_sources import KafkaSource, NatsSource, RedisSource, parse_source
 from loopml.core.streams import (
+    Floor,
     StreamConfig,
     above_floor,
     dead_letter_for,
     decode_ids,
     encode_ids,
     parse_stream_specs,
+    ranges_above_floor,
+    ranges_with,
     under_floor,
 )
 from loopml.core.yamltext import load_yaml
@@ -69,6 +74,30 @@ def test_ids_round_trip_as_ranges() -> None:
     assert ranges == [[0, 1, 1000], [0, 2000, 2000], [5, 0, 1], [6, 0, 0]]
     assert decode_ids(ranges) == ids
     assert encode_ids([]) == []
+
+
+POSITIONS = st.sets(st.tuples(st.integers(0, 3), st.integers(0, 40)), max_size=60)
+FLOORS = st.one_of(
+    st.none(),
+    st.tuples(st.integers(-1, 4), st.integers(-1, 41)),
+    st.dictionaries(st.integers(0, 4), st.integers(-1, 41), max_size=4),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    held=POSITIONS, added=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 40))), floor=FLOORS
+)
+def test_ranges_kept_in_step_equal_the_ranges_of_the_ids(
+    held: set[tuple[int, int]], added: list[tuple[int, int]], floor: Floor | None
+) -> None:
+    # What a stream's committer keeps range by range (pruned by the floor, then grown by a
+    # batch, in any order, repeats included) is what encoding the set of ids gives.
+    ranges = encode_ids(held)
+    assert ranges_above_floor(ranges, floor) == encode_ids(above_floor(held, floor))
+    assert ranges_with(ranges, added) == encode_ids(held | set(added))
+    assert ranges_with([], []) == []
+    assert ranges == encode_ids(held)  # the inputs are left as they were
 
 
 def test_floor_drops_what_is_acked() -> None:

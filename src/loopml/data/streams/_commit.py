@@ -34,6 +34,8 @@ from loopml.core.streams import (
     above_floor,
     decode_ids,
     encode_ids,
+    ranges_above_floor,
+    ranges_with,
 )
 from loopml.data import _delta, _sandbox, _tables, contracts, housekeeping, lake
 from loopml.data._record_commit import fit
@@ -162,6 +164,8 @@ class StreamCommitter:
         self.dead = _Writer(store, artifacts, stream.project, config.dead_letter)
         self.state = StreamState(stream_id=stream.id, gen=0, done=[], messages=0, dead_letters=0)
         self.done: set[Position] = set()
+        self._ranges: list[list[int]] = []
+        """``encode_ids(self.done)``, kept in step with it."""
         self._duck = (
             None if config.transform is None else _sandbox.open_connection(TRANSFORM_LIMITS)
         )
@@ -174,6 +178,7 @@ class StreamCommitter:
         with self.store.session() as session:
             self.state = stream_rows.committed(session, self.stream.id)
         self.done = decode_ids(self.state.done)
+        self._ranges = encode_ids(self.done)
         return self.state
 
     def commit(self, messages: Sequence[Message], floor: Floor | None) -> Outcome:
@@ -192,6 +197,7 @@ class StreamCommitter:
             return outcome
         self._check_hold()
         self.done = above_floor(self.done, floor)
+        self._ranges = ranges_above_floor(self._ranges, floor)
         batch = list(fresh.values())
         row, loc = self.main.locate(self.actor)
         rows, kept, dead = self._rows(batch, row)
@@ -275,11 +281,10 @@ class StreamCommitter:
         )
 
     def _next(self, ids: Sequence[Position], rows: int, dead: int) -> StreamState:
-        done = self.done.union(ids)
         return StreamState(
             stream_id=self.stream.id,
             gen=self.state.gen + 1,
-            done=encode_ids(done),
+            done=ranges_with(self._ranges, ids),
             messages=self.state.messages + rows + dead,
             dead_letters=self.state.dead_letters + dead,
         )
@@ -287,6 +292,7 @@ class StreamCommitter:
     def _advance(self, state: StreamState, ids: Sequence[Position]) -> None:
         self.state = state
         self.done.update(ids)
+        self._ranges = state.done
 
     def _push(self, rows: pa.Table) -> None:
         """Hand the rows to ``push`` before they are committed: a crash between the two
