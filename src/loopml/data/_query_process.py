@@ -356,6 +356,11 @@ class QueryProcessPool:
                 f"memory (budget {job.budget_bytes // 2**20} MiB): filter or aggregate "
                 "earlier, or read fewer or smaller values"
             ) from None
+        except BaseException:
+            # Anything else (a job that cannot be pickled, an interrupt): the worker may be
+            # mid-job, so it is stopped; dropped running, its Popen would warn when collected.
+            worker.kill()
+            raise
         self._give_back(worker)
         if kind == "ok":
             columns: list[tuple[str, str]] = value
