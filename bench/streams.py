@@ -216,12 +216,20 @@ class _Kafka:
     def _bare(self, n: int, clock: _Clock) -> None:
         from confluent_kafka import Consumer, TopicPartition
 
+        from loopml.data.streams.backends import kafka as kafka_backend
+
         consumer = Consumer(
             {
                 "bootstrap.servers": self.server,
                 "group.id": f"bare-{uuid.uuid4().hex[:8]}",
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
+                # The group settings of loopml's Kafka source: with librdkafka's defaults
+                # the join takes 23 s on Tansu, and the client prefetches the topic while
+                # it waits, which then reads as a rate no fetch reaches.
+                "partition.assignment.strategy": "cooperative-sticky",
+                "session.timeout.ms": kafka_backend.SESSION_TIMEOUT_MS,
+                "heartbeat.interval.ms": kafka_backend.SESSION_TIMEOUT_MS // 3,
             }
         )
         consumer.subscribe([self.subject])
