@@ -311,21 +311,20 @@ class StreamState(BaseModel):
 
 def encode_ids(ids: Iterable[Position]) -> list[list[int]]:
     """``ids`` as sorted ranges ``[major, first_minor, last_minor]`` of consecutive minors."""
-    return _runs(sorted(ids))
+    return _coalesced([major, minor, minor] for major, minor in sorted(ids))
 
 
-def _runs(ordered: Iterable[Position]) -> list[list[int]]:
-    """The ranges of ``ordered`` (sorted, repeats allowed)."""
-    ranges: list[list[int]] = []
-    last = [-1, -1, -2]
-    for major, minor in ordered:
-        if last[0] == major and minor <= last[2] + 1:
-            if minor > last[2]:
-                last[2] = minor
+def _coalesced(ranges: Iterable[list[int]]) -> list[list[int]]:
+    """Sorted ``ranges`` (repeats and overlaps allowed), those of one major that overlap or
+    touch joined into one; each range returned is a new list."""
+    out: list[list[int]] = []
+    for major, first, last in ranges:
+        if out and out[-1][0] == major and first <= out[-1][2] + 1:
+            if last > out[-1][2]:
+                out[-1][2] = last
         else:
-            last = [major, minor, minor]
-            ranges.append(last)
-    return ranges
+            out.append([major, first, last])
+    return out
 
 
 def ranges_above_floor(ranges: Sequence[Sequence[int]], floor: Floor | None) -> list[list[int]]:
@@ -349,14 +348,8 @@ def ranges_with(ranges: Sequence[Sequence[int]], ids: Iterable[Position]) -> lis
     them, without decoding them: only ``ids`` are sorted, and a broker delivers them nearly
     in order already, which the sort takes in about one pass (a stream's commit record grew
     with every batch, and sorting all of it was most of a commit's cost)."""
-    out: list[list[int]] = []
-    for major, first, last in heapq.merge(map(list, ranges), _runs(sorted(ids))):
-        if out and out[-1][0] == major and first <= out[-1][2] + 1:
-            if last > out[-1][2]:
-                out[-1][2] = last
-        else:
-            out.append([major, first, last])
-    return out
+    singles = ([major, minor, minor] for major, minor in sorted(ids))
+    return _coalesced(heapq.merge(map(list, ranges), singles))
 
 
 def decode_ids(ranges: Iterable[Iterable[int]]) -> set[Position]:
