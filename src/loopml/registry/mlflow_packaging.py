@@ -4,12 +4,13 @@ accepted at once as PACKAGING, and a converter job packages it on the server, in
 The job (``convert``, run by ``MlflowPackager``'s threads, never by the request): copy the
 MLflow model's files from the artifact store into a fresh scratch folder; build its
 environment from its ``requirements.txt`` / ``python_env.yaml`` (``train.codeset``'s cached
-virtualenvs, made outside the sandbox; nothing installed when the platform's environment
-already satisfies them); run ``loopml.packaging.mlflow_convert`` in the sandbox
-(``registry.sandbox``), the only place the pickle is loaded; then, in the platform and without
-loading anything, upload the package files it wrote to the run (``loopml-mlflow/<id>``, one
-folder per registration), complete the package's record, verify the package against its
-manifest as any registration does, and settle the version READY or FAILED with the reason.
+virtualenvs, pip run in the sandbox too, ``registry.env_install``; nothing installed when the
+platform's environment already satisfies them); run ``loopml.packaging.mlflow_convert`` in
+the sandbox (``registry.sandbox``), the only place the pickle is loaded; then, in the
+platform and without loading anything, upload the package files it wrote to the run
+(``loopml-mlflow/<id>``, one folder per registration), complete the package's record, verify
+the package against its manifest as any registration does, and settle the version READY or
+FAILED with the reason.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from loopml.core.keys import join_key, validate_key
 from loopml.core.refs import validate_model_name
 from loopml.core.registry import ModelVersion, VersionStatus
 from loopml.registry._verify import MANIFEST_FILE, PACKAGE_FILES
+from loopml.registry.env_install import sandboxed_pip
 from loopml.registry.sandbox import (
     SCRATCH,
     SandboxLimits,
@@ -173,7 +175,10 @@ def convert(
         log.warning("version %s/%s is packaged by another server now", job.model, job.version)
         return None
     except SandboxUnavailable as exc:
-        message = f"the server cannot sandbox the converter, so it did not run: {exc}"
+        message = (
+            "the server cannot sandbox the model's environment and converter, so neither ran: "
+            f"{exc}"
+        )
     except ConversionFailed as exc:
         message = str(exc)
     except LoopmlError as exc:
@@ -227,7 +232,10 @@ def _package(
     source = scratch / "mlflow-model"
     _copy_in(artifacts, job.source_prefix, source, settings.mlflow.convert_max_bytes)
     python = codeset.environment(
-        settings.home / "mlflow-envs", _requirements(source), lambda line: log.info("%s", line)
+        settings.home / "mlflow-envs",
+        _requirements(source),
+        lambda line: log.info("%s", line),
+        sandboxed_pip(hidden_paths(settings), limits_of(settings)),
     )
     command = [str(python), "-m", "loopml.packaging.mlflow_convert"]
     command += [f"{SCRATCH}/mlflow-model", f"{SCRATCH}/package"]

@@ -10,6 +10,11 @@ capabilities on the host. ``prlimit`` caps its CPU time, address space,
 processes (against fork bombs) and file sizes, and a wall-clock timeout kills its process
 group. Without ``bwrap`` or ``prlimit``, or where namespaces cannot be made, nothing runs:
 ``SandboxUnavailable`` says what is missing.
+
+Building a model's environment (``registry.env_install``: pip, reading the model's own
+requirements) runs in the same sandbox with two differences: the host's network (pip
+downloads what the platform's environment lacks; DNS and the CA certificates shown too), and
+the environment's own folder bound read-write at its own path (a venv's scripts name it).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import site
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +45,8 @@ _UID_BASE = 1 << 30
 _UID_SPAN = 1 << 24
 # What the dynamic loader and Python read from /etc; the rest of /etc stays unseen.
 _ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "passwd", "group")
+# And, for a sandbox with the network, what name resolution and TLS read.
+_NETWORK_ETC = ("resolv.conf", "hosts", "nsswitch.conf", "host.conf", "gai.conf", "ssl/certs")
 _SYSTEM = ("/usr", "/lib", "/lib32", "/lib64", "/bin", "/sbin")
 _TAIL = 4000
 
@@ -108,14 +115,16 @@ def check_hidden(shown: Sequence[Path], hidden: Sequence[Path]) -> None:
                 )
 
 
-def _namespaces(root: bool) -> list[str]:
+def _namespaces(root: bool, network: bool) -> list[str]:
     if not root:
         # Unprivileged: a user namespace of its own, mapping uid/gid 65534 to this user.
-        return ["--unshare-all", "--unshare-user", "--uid", NOBODY, "--gid", NOBODY]
+        shared = ["--share-net"] if network else []
+        return ["--unshare-all", *shared, "--unshare-user", "--uid", NOBODY, "--gid", NOBODY]
     # Started by root, no user namespace: a process mapped to root is exempt from
     # RLIMIT_NPROC (a fork bomb would meet no limit), so the command becomes a host uid/gid
     # of its own instead (setpriv, after bwrap mounted the view), with no capabilities.
-    return ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts"]
+    unshared = ["--unshare-ipc", "--unshare-pid", "--unshare-uts"]
+    return unshared if network else [*unshared, "--unshare-net"]
 
 
 def sandbox_uid() -> int:
@@ -133,32 +142,46 @@ def _drop(uid: int | None) -> list[str]:
 
 
 def bwrap_argv(
-    bwrap: str, scratch: Path, read_only: Sequence[Path], *, uid: int | None = None
+    bwrap: str,
+    scratch: Path,
+    read_only: Sequence[Path],
+    *,
+    uid: int | None = None,
+    writable: Sequence[Path] = (),
+    network: bool = False,
 ) -> list[str]:
     """The ``bwrap`` arguments: system folders and ``read_only`` bound read-only, ``scratch``
-    read-write at ``/scratch``, everything else absent; ``uid``: started by root (see
-    ``_namespaces``), followed by the ``setpriv`` that drops to that host uid."""
+    read-write at ``/scratch`` and ``writable`` read-write at their own paths, everything
+    else absent; ``uid``: started by root (see ``_namespaces``), followed by the ``setpriv``
+    that drops to that host uid; ``network``: the host's network, not a namespace without
+    one."""
     root = uid is not None
-    argv = [bwrap, *_namespaces(root), "--die-with-parent", "--new-session"]
+    argv = [bwrap, *_namespaces(root, network), "--die-with-parent", "--new-session"]
     for folder in _SYSTEM:
         if Path(folder).is_symlink():
             argv += ["--symlink", os.readlink(folder), folder]
         elif Path(folder).is_dir():
             argv += ["--ro-bind", folder, folder]
     argv += ["--perms", "0755", "--dir", "/etc"]
-    for name in _ETC_FILES:
+    for name in _ETC_FILES + (_NETWORK_ETC if network else ()):
         if Path("/etc", name).exists():
+            if "/" in name:  # its folder searchable (bwrap would make it 0700)
+                argv += ["--perms", "0755", "--dir", f"/etc/{name.rsplit('/', 1)[0]}"]
             argv += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
     # Before the folders: one of them may live under the host's /tmp.
     argv += ["--perms", "1777", "--tmpfs", _TMP]
     # bwrap makes a bound folder's missing parents 0700, which the sandbox's uid could not
     # search.
-    parents = {a for p in read_only for a in Path(p).parents if a != Path("/")}
-    for parent in sorted(parents - {Path(p) for p in read_only}):
+    shown = [*read_only, *writable]
+    parents = {a for p in shown for a in Path(p).parents if a != Path("/")}
+    for parent in sorted(parents - {Path(p) for p in shown}):
         if not any(_within(parent, Path(s)) for s in _SYSTEM):
             argv += ["--perms", "0755", "--dir", str(parent)]
     for folder in sorted({str(p) for p in read_only}):
         argv += ["--ro-bind", folder, folder]
+    # After the read-only ones: a writable folder inside one of them stays writable.
+    for folder in sorted({str(p) for p in writable}):
+        argv += ["--bind", folder, folder]
     argv += ["--proc", "/proc", "--dev", "/dev"]
     argv += ["--bind", str(scratch), SCRATCH, "--chdir", SCRATCH]
     argv += ["--setenv", "HOME", SCRATCH, "--setenv", "TMPDIR", _TMP]
@@ -180,9 +203,9 @@ def prlimit_argv(prlimit: str, limits: SandboxLimits) -> list[str]:
     ]
 
 
-def _environment() -> dict[str, str]:
+def _environment(extra: Mapping[str, str]) -> dict[str, str]:
     # The host's environment is not passed: it may hold the server's secrets.
-    return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONNOUSERSITE": "1"}
+    return {**extra, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONNOUSERSITE": "1"}
 
 
 def run_sandboxed(
@@ -192,29 +215,38 @@ def run_sandboxed(
     read_only: Sequence[Path],
     hidden: Sequence[Path],
     limits: SandboxLimits,
+    writable: Sequence[Path] = (),
+    network: bool = False,
+    environment: Mapping[str, str] | None = None,
 ) -> SandboxResult:
-    """Run ``command`` in the sandbox, ``scratch`` its only writable folder (``/scratch``).
+    """Run ``command`` in the sandbox, ``scratch`` (``/scratch``) and ``writable`` its only
+    writable folders.
 
     Args:
         command: what to run, with paths as the sandbox sees them.
         scratch: the host folder mounted read-write at ``/scratch``.
         read_only: host folders the command needs (its interpreter and packages).
         hidden: folders that must stay invisible (the home, the database, the artifacts);
-            refused if any of ``read_only`` holds one.
+            refused if any of ``read_only`` or ``writable`` holds one.
         limits: CPU, memory, processes, file size and wall-clock limits.
+        writable: host folders bound read-write at their own paths.
+        network: the host's network instead of none (only for pip's downloads).
+        environment: variables set for the command, beside ``PATH`` and ``LANG`` (the
+            host's own are never passed).
 
     Raises:
         SandboxUnavailable: the sandbox cannot be made here; nothing was run.
     """
     bwrap, prlimit = _tools()
-    check_hidden([*read_only, scratch], hidden)
+    check_hidden([*read_only, *writable, scratch], hidden)
     uid = sandbox_uid() if os.geteuid() == 0 else None
     if uid is not None:
-        for path in [scratch, *scratch.rglob("*")]:
-            os.lchown(path, uid, uid)
-    sandbox = bwrap_argv(bwrap, scratch, read_only, uid=uid)
+        for folder in [scratch, *writable]:
+            for path in [folder, *folder.rglob("*")]:
+                os.lchown(path, uid, uid)
+    sandbox = bwrap_argv(bwrap, scratch, read_only, uid=uid, writable=writable, network=network)
     argv = [*prlimit_argv(prlimit, limits), *sandbox, *command]
-    returncode, timed_out, tail = _run(argv, limits.timeout_s)
+    returncode, timed_out, tail = _run(argv, limits.timeout_s, _environment(environment or {}))
     if returncode != 0 and _no_namespaces(tail):
         raise SandboxUnavailable(
             "bubblewrap cannot create the sandbox's namespaces here (user namespaces "
@@ -223,14 +255,14 @@ def run_sandboxed(
     return SandboxResult(returncode, timed_out, tail)
 
 
-def _run(argv: list[str], timeout_s: float) -> tuple[int, bool, str]:
+def _run(argv: list[str], timeout_s: float, env: dict[str, str]) -> tuple[int, bool, str]:
     with tempfile.TemporaryFile() as output:
         process = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
-            env=_environment(),
+            env=env,
             start_new_session=True,
         )
         timed_out = False

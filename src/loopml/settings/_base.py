@@ -264,8 +264,9 @@ class MlflowSettings(_Section):
         gt=0,
         le=86_400,
         description="Wall-clock limit of one conversion in the sandbox; past it the converter's "
-        "processes are killed and the version FAILS. Building its environment (pip, outside "
-        "the sandbox) is not counted.",
+        "processes are killed and the version FAILS. Building its environment (pip, in the "
+        "sandbox too) has the same limit of its own; so do the CPU, memory, process and "
+        "file-size limits below.",
     )
     convert_stale_s: float = Field(
         default=600.0,
@@ -298,7 +299,7 @@ class MlflowSettings(_Section):
         default=2 * _GiB,
         ge=_MiB,
         description="Largest MLflow model (all its files) copied into the sandbox, and largest "
-        "file the converter may write (RLIMIT_FSIZE).",
+        "file the converter, or the pip building its environment, may write (RLIMIT_FSIZE).",
     )
 
 

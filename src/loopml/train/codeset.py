@@ -10,7 +10,9 @@ MLflow's client pointed at loopml, on a run that records the codeset version it 
   site-packages (a venv made from a venv sees only the base interpreter's packages), so a
   requirement already installed here is satisfied without the network; ``pip install
   --only-binary=:all: -r requirements.txt`` installs only what is missing, and only wheels
-  (a source distribution's build script would run here, outside any sandbox). Only plain
+  (a source distribution's build script would run as the server's user). The caller says
+  who runs pip: ``host_pip`` for a codeset (its own code runs as that user next), the
+  sandbox for an MLflow model's converter (``registry.env_install``). Only plain
   requirements are read (``check_requirements``: a name, extras, version specifiers and
   markers), never a URL, a path or a pip option. It is cached under
   ``<home>/codeset-envs/<sha256 of the requirements and the interpreter>``, made under a
@@ -38,7 +40,7 @@ import shutil
 import site
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -224,7 +226,37 @@ def _env_key(requirements: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _make_env(folder: Path, requirements: str, log: Callable[[str], None]) -> None:
+def pip_argv(python: Path, requirements_file: Path) -> list[str]:
+    """The pip command that installs ``requirements_file`` into ``python``'s environment:
+    wheels only, quiet, no version check."""
+    return [
+        str(python),
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "--only-binary=:all:",
+        "-q",
+        "-r",
+        str(requirements_file),
+    ]
+
+
+# Runs pip's command (``pip_argv``) with the environment's folder writable; says how it ended.
+Installer = Callable[[Sequence[str], Path], tuple[int, str]]
+
+
+def host_pip(argv: Sequence[str], folder: Path) -> tuple[int, str]:
+    """Run pip as the calling process's user, with its environment (a codeset's steps run the
+    codeset's own code as that user anyway); the MLflow converter's environment is built by
+    ``registry.env_install``'s sandboxed pip instead."""
+    done = subprocess.run(list(argv), capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+    return done.returncode, done.stderr
+
+
+def _make_env(
+    folder: Path, requirements: str, log: Callable[[str], None], install: Installer
+) -> None:
     subprocess.run(
         [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(folder)],
         check=True,
@@ -243,32 +275,20 @@ def _make_env(folder: Path, requirements: str, log: Callable[[str], None]) -> No
         return
     (folder / "requirements.txt").write_text(requirements)
     log(f"installing requirements.txt into {folder.name}")
-    done = subprocess.run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "--only-binary=:all:",
-            "-q",
-            "-r",
-            str(folder / "requirements.txt"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=PIP_TIMEOUT_S,
-    )
-    if done.returncode != 0:
+    returncode, output = install(pip_argv(python, folder / "requirements.txt"), folder)
+    if returncode != 0:
         raise UserCodeError(
-            "pip could not install the codeset's requirements.txt (what is already "
+            "pip could not install the requirements (what is already "
             "installed needs no network; the rest does, and only wheels are installed: a "
-            f"requirement with no wheel for this platform cannot be): {done.stderr.strip()[-1500:]}"
+            f"requirement with no wheel for this platform cannot be): {output.strip()[-1500:]}"
         )
 
 
-def environment(cache: Path, requirements: str, log: Callable[[str], None]) -> Path:
-    """The python of the virtual environment for ``requirements`` (made once, cached).
+def environment(
+    cache: Path, requirements: str, log: Callable[[str], None], install: Installer
+) -> Path:
+    """The python of the virtual environment for ``requirements`` (made once, cached), its
+    requirements installed by ``install`` (``host_pip``, or a sandboxed pip).
 
     A venv's scripts name its own folder, so it is made in place; a ``ready`` marker written
     last tells a finished one from one a killed process left half-made (made again).
@@ -283,7 +303,7 @@ def environment(cache: Path, requirements: str, log: Callable[[str], None]) -> P
             return folder / "bin" / "python"
         shutil.rmtree(folder, ignore_errors=True)
         try:
-            _make_env(folder, requirements, log)
+            _make_env(folder, requirements, log, install)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise

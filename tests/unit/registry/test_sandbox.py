@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -83,3 +84,43 @@ def test_a_fork_bomb_in_one_sandbox_leaves_another_free_to_start_threads(tmp_pat
         bomb.join(timeout=LIMITS.timeout_s + 10)
     assert len(bombed) == 1, "the bomb's sandbox did not end"
     assert not bombed[0].timed_out, bombed
+
+
+def test_with_the_network_it_reaches_the_host_and_writes_only_its_own_folder(
+    tmp_path: Path,
+) -> None:
+    """The sandbox pip builds an environment in: the host's network (a listener of the
+    test's on loopback accepts), its folder writable at its own path, the folder beside it
+    shown read-only, and nothing else of the host writable."""
+    env, beside = tmp_path / "envs" / "env", tmp_path / "envs" / "beside"
+    env.mkdir(parents=True)
+    beside.mkdir()
+    (tmp_path / "scratch").mkdir()
+    code = f"""
+import socket, sys
+socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30).close()
+open({str(env / "made")!r}, "w").write("x")
+for path in ({str(beside / "x")!r}, {str(tmp_path / "x")!r}):
+    try:
+        open(path, "w")
+    except OSError as exc:
+        print(path, type(exc).__name__)
+"""
+    python = Path(sys.executable)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        result = run_sandboxed(
+            [str(python), "-c", code, str(server.getsockname()[1])],
+            scratch=tmp_path / "scratch",
+            read_only=[*interpreter_folders(python), beside],
+            hidden=[],
+            limits=LIMITS,
+            writable=[env],
+            network=True,
+        )
+        server.settimeout(5)
+        server.accept()[0].close()  # the connection the sandbox made, queued
+    assert result.returncode == 0, result.output
+    assert (env / "made").read_text() == "x"
+    assert f"{beside / 'x'} OSError" in result.output, result.output
+    assert not (beside / "x").exists()
+    assert not (tmp_path / "x").exists()

@@ -48,7 +48,9 @@ def train_codeset(
     version, folder = _fetch(ctx, ref)
     entry = runner.entry_point(folder, params)
     text = runner.requirements(folder, ctx.log.info)
-    python = runner.environment(ctx.settings.home / "codeset-envs", text, ctx.log.info)
+    python = runner.environment(
+        ctx.settings.home / "codeset-envs", text, ctx.log.info, runner.host_pip
+    )
     batch = LogBatch(
         tags={"loopml.codeset": f"{version.codeset}@{version.version}"},
         inputs=[RunInput.model_validate(runner.codeset_input(version))],

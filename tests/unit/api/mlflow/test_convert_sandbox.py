@@ -26,6 +26,7 @@ from loopml.registry.packages import fetch_package
 from loopml.settings import Settings
 from loopml.web.context import running_of
 from tests.conftest import missing_service
+from tests.pip_index import serve_index, wheel
 from tests.waiting import eventually
 
 from .test_package import MLMODEL
@@ -67,12 +68,15 @@ CONVERT_TIMEOUT_S = 300
 def settings(
     request: pytest.FixtureRequest, tmp_path: Path, migrated_database_url: str
 ) -> Settings:
-    timeout = getattr(request, "param", CONVERT_TIMEOUT_S)
+    # A number: the conversion's wall-clock limit; a dict: other mlflow settings.
+    param = getattr(request, "param", CONVERT_TIMEOUT_S)
+    mlflow = {"convert_timeout_s": CONVERT_TIMEOUT_S, "convert_cpu_s": 30}
+    mlflow |= param if isinstance(param, dict) else {"convert_timeout_s": param}
     return Settings(
         home=tmp_path / "home",
         database={"url": migrated_database_url},
         artifacts={"root": str(tmp_path / "artifacts")},
-        mlflow={"convert_timeout_s": timeout, "convert_cpu_s": 30, "convert_max_processes": 32},
+        mlflow={**mlflow, "convert_max_processes": 32},
     )
 
 
@@ -141,6 +145,27 @@ def test_an_mlflow_sklearn_model_is_packaged_on_the_server_and_served(
         "/api/2.0/mlflow/model-versions/get-download-uri", params={"name": "sk", "version": "1"}
     )
     assert uri.json() == {"artifact_uri": f"mlflow-artifacts:/runs/{run_id}/model"}
+
+
+@pytest.mark.parametrize("settings", [{"convert_max_bytes": 1 << 20}], indirect=True)
+def test_the_models_requirements_are_installed_in_the_sandbox_under_its_limits(
+    client: Client, http: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model's ``requirements.txt`` names a wheel (from the test's own index, over HTTP:
+    the sandboxed pip has the network) that unpacks a 2 MiB file, over the sandbox's file
+    size limit (``mlflow.convert_max_bytes``, 1 MiB here): the version FAILS with pip's
+    error. Before, pip ran as the server's user, outside the sandbox and its limits, and
+    the version was READY."""
+    with serve_index(tmp_path / "index", monkeypatch) as index:
+        big = {"loopml_big/__init__.py": b"", "loopml_big/blob.bin": b"\0" * (2 << 20)}
+        wheel(index.folder, "loopml_big", big)
+        model = LogisticRegression().fit(FRAME, (FRAME["a"] > 20).astype(int))
+        run_id = _run_with(client, http, pickle.dumps(model))
+        client.runs.upload_artifact(run_id, "model/requirements.txt", b"loopml-big==1.0\n")
+        version = _register(http, run_id)
+        assert "/loopml_big-1.0-py3-none-any.whl" in index.asked, index.asked
+    assert version["status"] == "FAILED_REGISTRATION", version
+    assert "File too large" in version["status_message"], version["status_message"]
 
 
 def test_a_packaging_version_takes_no_alias(client: Client, http: TestClient) -> None:
