@@ -99,7 +99,12 @@ def test_a_restarted_server_converts_again_what_it_left_packaging(
     time limit, as a first run would have settled them."""
     home = tmp_path / "home"
     home.mkdir()
-    env = {"LOOPML_DATABASE_URL": postgres_url, "LOOPML_MLFLOW_CONVERT_WORKERS": "1"}
+    # Create answers at once (PENDING_REGISTRATION), leaving the conversion to be cut short.
+    env = {
+        "LOOPML_DATABASE_URL": postgres_url,
+        "LOOPML_MLFLOW_CONVERT_WORKERS": "1",
+        "LOOPML_MLFLOW_REGISTER_WAIT_S": "0",
+    }
     with running_server(home, env, own_group=True) as first:
         sleeper = _run_with_model(first, pickle.dumps(_Sleeps()))
         good = _run_with_model(first, GOOD)

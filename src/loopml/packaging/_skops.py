@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import importlib
 import io
+import sys
+import threading
 import zipfile
+from importlib.machinery import ModuleSpec
+from types import ModuleType
 from typing import Any
 
 from loopml.core.errors import UnsafeArtifactError
@@ -29,6 +33,40 @@ _ALLOWED_TYPES = frozenset(
 _DENIED = frozenset({"numpy.memmap", "numpy.core.memmap.memmap", "numpy._core.memmap.memmap"})
 _DENIED_WORDS = ("pickle", "joblib", "load", "save", "file", "exec", "eval", "system", "popen")
 _ZIP_MAGIC = b"PK\x03\x04"
+
+
+class _NoTorchHere:
+    """A meta-path finder refusing ``torch`` to one thread, while it imports skops.
+
+    skops lists its trusted types from ``sklearn.utils.all_estimators()``, whose package walk
+    imports every sklearn package, ``sklearn.externals.array_api_compat.torch`` among them,
+    and that imports torch when it is installed (loopml's text extra): 2.4 s of CPU for
+    ``import skops.io`` against 1.5 s without, in every process that packages or loads a
+    model. The walk skips a package whose import fails, and no estimator lives there, so the
+    trusted types are the same. Other threads import torch as usual meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self.thread = threading.get_ident()
+
+    def find_spec(
+        self, name: str, path: Any = None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if threading.get_ident() == self.thread and name.partition(".")[0] == "torch":
+            raise ModuleNotFoundError(f"torch is not imported by skops here ({name})", name=name)
+        return None
+
+
+def skops_io() -> ModuleType:
+    """``skops.io``, imported without torch unless torch is already imported."""
+    if "skops.io" in sys.modules or "torch" in sys.modules:
+        return importlib.import_module("skops.io")
+    finder = _NoTorchHere()
+    sys.meta_path.insert(0, finder)
+    try:
+        return importlib.import_module("skops.io")
+    finally:
+        sys.meta_path.remove(finder)
 
 
 def type_refusal(name: str) -> str | None:
@@ -75,7 +113,7 @@ def check_policy(names: list[str]) -> None:
 
 def untrusted_types(data: bytes) -> list[str]:
     """The types in a skops file that skops does not trust by default (reads JSON only)."""
-    import skops.io as sio
+    sio = skops_io()
 
     if not data.startswith(_ZIP_MAGIC) or not zipfile.is_zipfile(io.BytesIO(data)):
         raise UnsafeArtifactError(
@@ -90,7 +128,7 @@ def untrusted_types(data: bytes) -> list[str]:
 
 def dump(model: Any) -> tuple[bytes, list[str]]:
     """The model as skops bytes and the (policy-checked) types it needs trusted."""
-    import skops.io as sio
+    sio = skops_io()
 
     data: bytes = sio.dumps(model)
     trusted = untrusted_types(data)
@@ -100,7 +138,7 @@ def dump(model: Any) -> tuple[bytes, list[str]]:
 
 def load(data: bytes, trusted: list[str]) -> Any:
     """Load skops bytes trusting exactly ``trusted``, after checking file and list."""
-    import skops.io as sio
+    sio = skops_io()
 
     check_policy(trusted)
     needed = untrusted_types(data)

@@ -88,8 +88,9 @@ def load_estimator(model: MlflowModel) -> Any:
     contained (see the module docstring), whether MLflow wrote it with skops (MLflow 3's
     default) or pickle."""
     if model.serialization == "skops":
-        import skops.io
+        from loopml.packaging._skops import skops_io
 
-        return skops.io.loads(model.data, trusted=skops.io.get_untrusted_types(data=model.data))
+        sio = skops_io()
+        return sio.loads(model.data, trusted=sio.get_untrusted_types(data=model.data))
     # cloudpickle's output of an estimator is a plain pickle.
     return pickle.load(io.BytesIO(model.data))  # noqa: S301

@@ -24,7 +24,7 @@ import socket
 import stat
 import tempfile
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -388,9 +388,18 @@ class MlflowPackager:
             max_workers=settings.mlflow.convert_workers, thread_name_prefix="mlflow-convert"
         )
 
-    def submit(self, job: PackagingJob) -> None:
-        """Queue ``job``; its outcome is the version's status."""
-        self._pool.submit(convert, self._store, self._artifacts, self._settings, job)
+    def submit(self, job: PackagingJob) -> Future[ModelVersion | None]:
+        """Queue ``job``; its outcome is the version's status, and the future's result (the
+        settled version; ``None`` if another server took it over)."""
+        return self._pool.submit(convert, self._store, self._artifacts, self._settings, job)
+
+    def settled(self, job: Future[ModelVersion | None], wait_s: float) -> ModelVersion | None:
+        """The version ``job`` settled, once it has within ``wait_s``; ``None`` while it is
+        still PACKAGING then (or was taken over)."""
+        try:
+            return job.result(timeout=wait_s)
+        except TimeoutError:
+            return None
 
     @property
     def store(self) -> MetadataStore:

@@ -259,6 +259,16 @@ class MlflowSettings(_Section):
         "packaged by a sandboxed converter on the server (docs/mlflow.md); how many run at "
         "once. Others wait their turn, PACKAGING.",
     )
+    register_wait_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=60,
+        description="How long MLflow's `model-versions/create` of an MLflow-format model waits "
+        "for its conversion before it answers: settled within it, the answer is the version "
+        "READY (or FAILED, with the reason) and MLflow's client, which polls a "
+        "PENDING_REGISTRATION version every 3 s, needs no poll; otherwise PENDING_REGISTRATION "
+        "and the conversion goes on. 0 answers at once.",
+    )
     convert_timeout_s: float = Field(
         default=600.0,
         gt=0,

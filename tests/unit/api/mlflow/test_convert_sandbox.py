@@ -70,7 +70,8 @@ def settings(
 ) -> Settings:
     # A number: the conversion's wall-clock limit; a dict: other mlflow settings.
     param = getattr(request, "param", CONVERT_TIMEOUT_S)
-    mlflow = {"convert_timeout_s": CONVERT_TIMEOUT_S, "convert_cpu_s": 30}
+    # register_wait_s 0: create answers PENDING_REGISTRATION at once, as these tests await.
+    mlflow = {"convert_timeout_s": CONVERT_TIMEOUT_S, "convert_cpu_s": 30, "register_wait_s": 0}
     mlflow |= param if isinstance(param, dict) else {"convert_timeout_s": param}
     return Settings(
         home=tmp_path / "home",
@@ -80,8 +81,8 @@ def settings(
     )
 
 
-def _run_with(client: Client, http: TestClient, model_bytes: bytes) -> str:
-    exp = http.post("/api/2.0/mlflow/experiments/create", json={"name": "sk"}).json()
+def _run_with(client: Client, http: TestClient, model_bytes: bytes, experiment: str = "sk") -> str:
+    exp = http.post("/api/2.0/mlflow/experiments/create", json={"name": experiment}).json()
     run = http.post("/api/2.0/mlflow/runs/create", json={"experiment_id": exp["experiment_id"]})
     run_id: str = run.json()["run"]["info"]["run_id"]
     example = {"columns": ["a", "b"], "data": FRAME.head(5).to_numpy().tolist()}
@@ -166,6 +167,26 @@ def test_the_models_requirements_are_installed_in_the_sandbox_under_its_limits(
         assert "/loopml_big-1.0-py3-none-any.whl" in index.asked, index.asked
     assert version["status"] == "FAILED_REGISTRATION", version
     assert "File too large" in version["status_message"], version["status_message"]
+
+
+@pytest.mark.parametrize("settings", [{"register_wait_s": 60}], indirect=True)
+def test_create_answers_with_the_settled_version_when_it_settles_within_the_wait(
+    client: Client, http: TestClient
+) -> None:
+    """Within ``mlflow.register_wait_s``, ``model-versions/create`` answers with the version
+    READY (MLflow's client then polls nothing), or FAILED with the reason."""
+    model = LogisticRegression().fit(FRAME, (FRAME["a"] > 20).astype(int))
+    run_id = _run_with(client, http, pickle.dumps(model))
+    body = {"name": "sk", "source": f"runs:/{run_id}/model", "run_id": run_id}
+    created = http.post("/api/2.0/mlflow/model-versions/create", json=body)
+    assert created.status_code == 200, created.text
+    assert created.json()["model_version"]["status"] == "READY", created.json()
+    hostile = pickle.dumps(_Hostile("raise SystemExit('refused')"))
+    run_id = _run_with(client, http, hostile, experiment="hostile")
+    body["run_id"], body["source"] = run_id, f"runs:/{run_id}/model"
+    failed = http.post("/api/2.0/mlflow/model-versions/create", json=body).json()
+    assert failed["model_version"]["status"] == "FAILED_REGISTRATION", failed
+    assert "refused" in failed["model_version"]["status_message"]
 
 
 def test_a_packaging_version_takes_no_alias(client: Client, http: TestClient) -> None:
