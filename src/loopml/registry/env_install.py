@@ -12,6 +12,7 @@ variables) or the local indexes and certificates it names, so the server reads i
 from __future__ import annotations
 
 import ast
+import logging
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,8 @@ from loopml.train.codeset import Installer
 
 _CONFIG_TIMEOUT_S = 60
 
+log = logging.getLogger("loopml.registry")
+
 
 def pip_configuration(python: str = sys.executable) -> tuple[dict[str, str], list[Path]]:
     """The server's pip settings as ``PIP_*`` variables, and the local paths they name.
@@ -32,13 +35,19 @@ def pip_configuration(python: str = sys.executable) -> tuple[dict[str, str], lis
     ``pip config list`` prints ``section.name='value'`` lines, the environment's
     (``:env:``) last; a name set in several places keeps its last value, as pip does.
     """
-    done = subprocess.run(
-        [python, "-m", "pip", "config", "list"],
-        capture_output=True,
-        text=True,
-        timeout=_CONFIG_TIMEOUT_S,
-        check=False,
-    )
+    try:
+        done = subprocess.run(
+            [python, "-m", "pip", "config", "list"],
+            capture_output=True,
+            text=True,
+            timeout=_CONFIG_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("the server's pip settings could not be read (%s): pip's defaults", exc)
+        return {}, []
+    if done.returncode != 0:
+        log.warning("`pip config list` failed, pip's defaults: %s", done.stderr.strip()[-300:])
     variables: dict[str, str] = {}
     for line in done.stdout.splitlines():
         key, sep, quoted = line.partition("=")

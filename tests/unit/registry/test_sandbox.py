@@ -11,12 +11,16 @@ from pathlib import Path
 import pytest
 
 from loopml.registry.sandbox import SandboxLimits, SandboxResult, interpreter_folders, run_sandboxed
+from tests.conftest import missing_service
 from tests.waiting import eventually
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("bwrap") is None or shutil.which("prlimit") is None,
-    reason="needs bubblewrap and prlimit (Debian's bubblewrap and util-linux)",
-)
+
+@pytest.fixture(autouse=True)
+def _bubblewrap() -> None:
+    """Skipped without ``bwrap``, failed under ``LOOPML_REQUIRE_SERVICES=1`` (CI installs it)."""
+    if shutil.which("bwrap") is None or shutil.which("prlimit") is None:
+        missing_service("bubblewrap and prlimit (apt-get install bubblewrap util-linux)")
+
 
 LIMITS = SandboxLimits(
     timeout_s=120, cpu_s=60, memory_bytes=2 << 30, max_processes=16, max_file_bytes=1 << 20
