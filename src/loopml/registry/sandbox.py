@@ -141,6 +141,42 @@ def _drop(uid: int | None) -> list[str]:
     ]
 
 
+def _system_binds(network: bool) -> list[str]:
+    """The system folders and the few ``/etc`` files, read-only (and with the network what
+    name resolution and TLS read)."""
+    argv = []
+    for folder in _SYSTEM:
+        if Path(folder).is_symlink():
+            argv += ["--symlink", os.readlink(folder), folder]
+        elif Path(folder).is_dir():
+            argv += ["--ro-bind", folder, folder]
+    argv += ["--perms", "0755", "--dir", "/etc"]
+    for name in _ETC_FILES + (_NETWORK_ETC if network else ()):
+        if Path("/etc", name).exists():
+            if "/" in name:  # its folder searchable (bwrap would make it 0700)
+                argv += ["--perms", "0755", "--dir", f"/etc/{name.rsplit('/', 1)[0]}"]
+            argv += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+    return argv
+
+
+def _folder_binds(read_only: Sequence[Path], writable: Sequence[Path]) -> list[str]:
+    """``read_only`` and ``writable`` at their own paths, their parents searchable."""
+    argv = []
+    # bwrap makes a bound folder's missing parents 0700, which the sandbox's uid could not
+    # search.
+    shown = [*read_only, *writable]
+    parents = {a for p in shown for a in Path(p).parents if a != Path("/")}
+    for parent in sorted(parents - {Path(p) for p in shown}):
+        if not any(_within(parent, Path(s)) for s in _SYSTEM):
+            argv += ["--perms", "0755", "--dir", str(parent)]
+    for folder in sorted({str(p) for p in read_only}):
+        argv += ["--ro-bind", folder, folder]
+    # After the read-only ones: a writable folder inside one of them stays writable.
+    for folder in sorted({str(p) for p in writable}):
+        argv += ["--bind", folder, folder]
+    return argv
+
+
 def bwrap_argv(
     bwrap: str,
     scratch: Path,
@@ -157,31 +193,10 @@ def bwrap_argv(
     one."""
     root = uid is not None
     argv = [bwrap, *_namespaces(root, network), "--die-with-parent", "--new-session"]
-    for folder in _SYSTEM:
-        if Path(folder).is_symlink():
-            argv += ["--symlink", os.readlink(folder), folder]
-        elif Path(folder).is_dir():
-            argv += ["--ro-bind", folder, folder]
-    argv += ["--perms", "0755", "--dir", "/etc"]
-    for name in _ETC_FILES + (_NETWORK_ETC if network else ()):
-        if Path("/etc", name).exists():
-            if "/" in name:  # its folder searchable (bwrap would make it 0700)
-                argv += ["--perms", "0755", "--dir", f"/etc/{name.rsplit('/', 1)[0]}"]
-            argv += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+    argv += _system_binds(network)
     # Before the folders: one of them may live under the host's /tmp.
     argv += ["--perms", "1777", "--tmpfs", _TMP]
-    # bwrap makes a bound folder's missing parents 0700, which the sandbox's uid could not
-    # search.
-    shown = [*read_only, *writable]
-    parents = {a for p in shown for a in Path(p).parents if a != Path("/")}
-    for parent in sorted(parents - {Path(p) for p in shown}):
-        if not any(_within(parent, Path(s)) for s in _SYSTEM):
-            argv += ["--perms", "0755", "--dir", str(parent)]
-    for folder in sorted({str(p) for p in read_only}):
-        argv += ["--ro-bind", folder, folder]
-    # After the read-only ones: a writable folder inside one of them stays writable.
-    for folder in sorted({str(p) for p in writable}):
-        argv += ["--bind", folder, folder]
+    argv += _folder_binds(read_only, writable)
     argv += ["--proc", "/proc", "--dev", "/dev"]
     argv += ["--bind", str(scratch), SCRATCH, "--chdir", SCRATCH]
     argv += ["--setenv", "HOME", SCRATCH, "--setenv", "TMPDIR", _TMP]
