@@ -66,7 +66,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mlflow-python", required=True)
     parser.add_argument("--rounds", type=int, default=3, help="versions per turn")
-    parser.add_argument("--turns", type=int, default=2, help="turns per server, alternating")
+    parser.add_argument("--turns", type=int, default=3, help="turns per server, alternating")
     args = parser.parse_args()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOPML_", "MLFLOW_"))}
     env["OMP_WAIT_POLICY"] = "passive"
