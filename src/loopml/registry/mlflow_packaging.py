@@ -24,7 +24,7 @@ import socket
 import stat
 import tempfile
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -388,17 +388,14 @@ class MlflowPackager:
             max_workers=settings.mlflow.convert_workers, thread_name_prefix="mlflow-convert"
         )
 
-    def submit(self, job: PackagingJob) -> Future[ModelVersion | None]:
-        """Queue ``job``; its outcome is the version's status, and the future's result (the
-        settled version; ``None`` if another server took it over)."""
-        return self._pool.submit(convert, self._store, self._artifacts, self._settings, job)
-
-    def settled(self, job: Future[ModelVersion | None], wait_s: float) -> ModelVersion | None:
-        """The version ``job`` settled, once it has within ``wait_s``; ``None`` while it is
-        still PACKAGING then (or was taken over)."""
+    def submit(self, job: PackagingJob, wait_s: float = 0.0) -> ModelVersion | None:
+        """Queue ``job`` (its outcome is the version's status) and wait up to ``wait_s`` for
+        it: the version it settled, or ``None`` while it is still PACKAGING then (or was
+        taken over, or the packager is closing)."""
+        future = self._pool.submit(convert, self._store, self._artifacts, self._settings, job)
         try:
-            return job.result(timeout=wait_s)
-        except TimeoutError:
+            return future.result(timeout=wait_s) if wait_s > 0 else None
+        except (TimeoutError, CancelledError):
             return None
 
     @property

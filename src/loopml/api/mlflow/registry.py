@@ -234,7 +234,7 @@ def _package_on_server(
         actor=actor,
     )
     # Answering with the settled version spares MLflow's client its polling (every 3 s).
-    settled = ctx.packager.settled(ctx.packager.submit(job), ctx.settings.mlflow.register_wait_s)
+    settled = ctx.packager.submit(job, wait_s=ctx.settings.mlflow.register_wait_s)
     return settled or version
 
 
