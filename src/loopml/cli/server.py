@@ -218,6 +218,8 @@ def _auth_line(store: MetadataStore, settings: Settings) -> str:
 
 def _serve(settings: Settings) -> None:
     settings.home.mkdir(parents=True, exist_ok=True)
+    arenas = settings.server.malloc_arenas
+    heap.limit_arenas(os.cpu_count() or 1 if arenas is None else arenas)  # before any thread
     front = _front_door(settings) if in_front(settings) else None
     try:
         early = _spawn_gateways(settings, front)

@@ -22,6 +22,7 @@ from loopml.auth.service import revoke_token, server_token
 from loopml.core import layout
 from loopml.core.auth import MAX_TOKEN_DAYS, SERVER_USER, ApiToken
 from loopml.core.errors import ServiceUnavailableError
+from loopml.core.heap import HeapTrim
 from loopml.core.timeline import mark
 from loopml.data import files, lake
 from loopml.data.features.online import LazyOnlineStore
@@ -32,6 +33,7 @@ from loopml.deploy import Serving
 from loopml.deploy.gateways import FrontDoor, GatewayProcesses
 from loopml.monitor.disk import DiskReserve, DiskSpace, watched
 from loopml.monitor.engine import MonitorThread
+from loopml.monitor.heap import HeapCollector
 from loopml.pipelines.automation import AutomationEngine, AutomationThread
 from loopml.pipelines.worker import Worker, WorkerConfig, WorkerThread, server_url
 from loopml.platform.gateway_link import GatewayLink
@@ -135,14 +137,16 @@ def _requeue_packaging(ctx: AppContext, *, at_start: bool = False) -> int:
     return mlflow_recovery.requeue_orphans(ctx.packager, stale_after=stale, at_start=at_start)
 
 
-async def _maintain(ctx: AppContext, reserve: DiskReserve) -> None:
+async def _maintain(ctx: AppContext, reserve: DiskReserve, trim: HeapTrim) -> None:
     """Housekeeping on a timer, in a worker thread, never stopping on a failed round; the
-    disk reserve is made again once space returns."""
+    disk reserve is made again once space returns, and freed heap given back once the
+    process has grown by ``server.heap_trim_step_bytes`` (``loopml.core.heap``)."""
     while True:
         await asyncio.sleep(ctx.settings.server.maintenance_interval_s)
         try:
             await anyio.to_thread.run_sync(reserve.make)
             await anyio.to_thread.run_sync(run_maintenance, ctx)
+            await anyio.to_thread.run_sync(trim)
         except Exception:
             log.exception("housekeeping round failed; retrying next round")
 
@@ -316,7 +320,9 @@ def lifespan(
         mark("database ready")
         reserve = await anyio.to_thread.run_sync(_make_reserve, ctx)
         running.reserve = reserve
-        housekeeping = asyncio.create_task(_maintain(ctx, reserve))
+        trim = HeapTrim(ctx.settings.server.heap_trim_step_bytes)
+        serving.gateway.metrics.registry.register(HeapCollector(trim))
+        housekeeping = asyncio.create_task(_maintain(ctx, reserve, trim))
         await serving.start()
         records = RecordBatcher(ctx.store, ctx.artifacts, ctx.settings.lake)
         running.records = records

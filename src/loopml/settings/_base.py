@@ -125,6 +125,24 @@ class ServerSettings(_Section):
         "that they can record what they do and free space; made again once the disk has "
         "room for twice this. 0: no reserve (docs/operations.md, A full disk).",
     )
+    heap_trim_step_bytes: int = Field(
+        default=16 * _MiB,
+        ge=0,
+        le=4096 * _MiB,
+        description="Once the server's private memory has grown by this much since the last "
+        "time, its housekeeping round gives the C allocator's freed pages back to the "
+        "system (`malloc_trim`; glibc only): after a burst of ingest and queries 35-40 MB "
+        "the allocator kept otherwise. 0: never (docs/operations.md, Memory).",
+    )
+    malloc_arenas: int | None = Field(
+        default=None,
+        ge=0,
+        le=1024,
+        description="The most malloc arenas of the server process (glibc's `M_ARENA_MAX`): "
+        "empty for one per CPU core, 0 for glibc's own (8 per core). Each arena keeps what "
+        "its threads freed; capped at 2 on a 2-core machine, a burst of ingest and queries "
+        "left about 25 MB less resident (docs/operations.md, Memory).",
+    )
     automation_interval_s: float = Field(
         default=1.0, gt=0, le=3600, description="How often schedules and triggers are checked (s)."
     )
