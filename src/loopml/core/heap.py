@@ -12,7 +12,8 @@ tens of MB of freed pages that way (``bench/server_memory.py``, docs/operations.
   server's threads start.
 - ``HeapTrim`` calls ``malloc_trim(0)``, which gives back every free page of every arena,
   from the housekeeping round once the process's own memory has grown by a step since it
-  last ran: it takes a few milliseconds and each arena's lock while it walks them.
+  last ran: it holds each arena's lock while it walks it (8 ms of CPU for 40 MB freed in
+  50 KB holes over 80 MB of heaps).
 
 Where the C library is not glibc (musl, macOS) or ``/proc`` is absent, those two do nothing."""
 
