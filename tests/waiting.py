@@ -55,3 +55,10 @@ def eventually(
                 message += f"\n{describe()}"
             raise AssertionError(_shortened(message)) from error
         time.sleep(min(interval_s, deadline - now))
+
+
+REQUEST_GUARD_S = 120.0
+"""The timeout of a test's own HTTP request: a hang guard, not a check. httpx's default of
+5 s decides a verdict on a loaded machine (a server packaging a model, or a test run beside
+it, can take longer to answer), so a test never leaves it in place (tests/unit/
+test_architecture.py holds that)."""

@@ -20,7 +20,7 @@ import httpx
 
 from loopml.client import Client
 from tests.unit.deploy.deploy_support import cancer_frame, instances
-from tests.waiting import eventually
+from tests.waiting import REQUEST_GUARD_S, eventually
 
 from .conftest import RunningServer
 
@@ -273,6 +273,7 @@ def _automation(client: Client, url: str, token: str, tmp: Path) -> None:
         json={"name": "mlflow-model"},
         headers={"authorization": f"Bearer {token}"},
         trust_env=False,
+        timeout=REQUEST_GUARD_S,
     )
     assert mlflow.status_code == 200, mlflow.text
 

@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from loopml.core.pipelines import RunStatus, StepStatus
+from tests.waiting import REQUEST_GUARD_S
 
 from .conftest import RunningServer, running_server
 
@@ -62,7 +63,7 @@ def _printed_lines_work(server: RunningServer, out: str, champion: int) -> None:
     token = server.env.get("LOOPML_TOKEN")
     bearer = {"authorization": f"Bearer {token}"} if token else {}
     for url in urls:
-        assert httpx.get(url, headers=bearer).status_code == 200, url
+        assert httpx.get(url, headers=bearer, timeout=REQUEST_GUARD_S).status_code == 200, url
     [monitor] = re.findall(r"^  monitor +loopml (.+)$", out, re.M)
     shown = server.cli(*monitor.split())
     assert shown.returncode == 0, shown.stderr

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from tests.unit.deploy.deploy_support import REPLICA_MODULE, instances
-from tests.waiting import eventually
+from tests.waiting import REQUEST_GUARD_S, eventually
 
 from .conftest import RunningServer, log_cancer_model, running_server
 
@@ -65,6 +65,7 @@ def test_deploy_follow_scale_rollback_and_delete_from_the_cli(tmp_path: Path) ->
             f"{server.url}/deployments/churn/predict",
             json={"instances": instances(2)},
             trust_env=False,
+            timeout=REQUEST_GUARD_S,
         )
         assert answer.status_code == 200
         assert answer.headers["x-loopml-model-version"] == "1"

@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import fill_disk as _fill
 from tests.conftest import small_disk
 from tests.unit.deploy.deploy_support import instances
-from tests.waiting import eventually
+from tests.waiting import REQUEST_GUARD_S, eventually
 
 from .conftest import RunningServer, log_cancer_model, running_server
 
@@ -46,6 +46,7 @@ def _ingest(server: RunningServer, table: str = TABLE, csv: str = CSV) -> httpx.
         content=csv.encode(),
         headers={"Content-Type": "text/csv"},
         trust_env=False,
+        timeout=REQUEST_GUARD_S,
     )
 
 
@@ -62,7 +63,7 @@ def _predict(server: RunningServer) -> dict[str, Any]:
 
 
 def _metrics(server: RunningServer) -> dict[str, float]:
-    text = httpx.get(f"{server.url}/metrics", trust_env=False).text
+    text = httpx.get(f"{server.url}/metrics", trust_env=False, timeout=REQUEST_GUARD_S).text
     return {
         line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
@@ -71,7 +72,7 @@ def _metrics(server: RunningServer) -> dict[str, float]:
 
 
 def _get(server: RunningServer, path: str) -> Any:
-    answer = httpx.get(f"{server.url}{path}", trust_env=False)
+    answer = httpx.get(f"{server.url}{path}", trust_env=False, timeout=REQUEST_GUARD_S)
     assert answer.status_code == 200, answer.text
     return answer.json()
 
@@ -97,7 +98,12 @@ def test_a_full_home_refuses_writes_clearly_serves_and_recovers(
         assert error["code"] == "disk_full"
         assert f"the disk holding {small_home}/" in error["message"]
         assert "table default/sales's new version was not written" in error["message"]
-        registered = httpx.post(f"{server.url}{VERSIONS}", json={"run_id": run_id}, trust_env=False)
+        registered = httpx.post(
+            f"{server.url}{VERSIONS}",
+            json={"run_id": run_id},
+            trust_env=False,
+            timeout=REQUEST_GUARD_S,
+        )
         assert registered.status_code == 507, registered.text
         assert f"the disk holding {small_home}/loopml.db is full" in registered.text
         cli = server.cli("models", "register", "cancer", "--run", run_id)
@@ -140,7 +146,12 @@ def test_a_full_home_refuses_writes_clearly_serves_and_recovers(
         again = _ingest(server)
         assert again.status_code == 201, again.text
         assert again.json()["version"] == first.json()["version"] + 1
-        version = httpx.post(f"{server.url}{VERSIONS}", json={"run_id": run_id}, trust_env=False)
+        version = httpx.post(
+            f"{server.url}{VERSIONS}",
+            json={"run_id": run_id},
+            trust_env=False,
+            timeout=REQUEST_GUARD_S,
+        )
         assert version.status_code in (200, 201), version.text
         assert version.json()["status"] == "READY"
         assert _predict(server) == before

@@ -23,7 +23,7 @@ import pytest
 
 from tests.conftest import free_port, wait_for_port
 from tests.unit.deploy.deploy_support import instances
-from tests.waiting import eventually
+from tests.waiting import REQUEST_GUARD_S, eventually
 
 from .conftest import RunningServer, log_cancer_model, running_server
 
@@ -161,7 +161,7 @@ def test_serves_a_deployment_and_logs_every_answer(served: Served) -> None:
 
     _until(logged, "every answer logged", timeout=60)
     # The gateway processes' traffic is on the platform's /metrics.
-    metrics = httpx.get(f"{server.url}/metrics", trust_env=False).text
+    metrics = httpx.get(f"{server.url}/metrics", trust_env=False, timeout=REQUEST_GUARD_S).text
     assert 'loopml_gateway_requests_total{deployment="churn"' in metrics
 
 
@@ -309,6 +309,7 @@ def test_with_authentication_a_token_is_checked_by_the_platform_and_revocation_h
             f"{server.url}/api/v1/auth/login",
             json={"user": "ada", "password": ADMIN_PASSWORD},
             trust_env=False,
+            timeout=REQUEST_GUARD_S,
         )
         assert login.status_code == 201, login.text
         server.env["LOOPML_TOKEN"] = login.json()["token"]

@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.waiting import eventually
+from tests.waiting import REQUEST_GUARD_S, eventually
 
 from . import barrage
 from .conftest import running_server
@@ -70,7 +70,7 @@ def test_rss_after_a_barrage_returns_under_the_bound(tmp_path: Path) -> None:
 
 def _trims(url: str) -> str | None:
     """The heap counters on ``/metrics`` once the server has trimmed at least once."""
-    text = httpx.get(f"{url}/metrics", trust_env=False).text
+    text = httpx.get(f"{url}/metrics", trust_env=False, timeout=REQUEST_GUARD_S).text
     trims = re.search(r"^loopml_server_heap_trims_total (\S+)$", text, re.M)
     given = re.search(r"^loopml_server_heap_given_back_bytes_total (\S+)$", text, re.M)
     if trims is None or given is None or float(trims.group(1)) < 1:

@@ -30,6 +30,7 @@ import pytest
 
 from loopml.core.mlflow_models import tracking_uri
 from tests.conftest import missing_service
+from tests.waiting import REQUEST_GUARD_S
 
 from . import mlflow_processes
 from .conftest import RunningServer, mlflow_cache_folder, running_server
@@ -142,7 +143,9 @@ def test_tracking_code_logs_to_loopml_unchanged(mlflow_python: Path, server: Run
 
     # The same run through loopml's own API and CLI.
     run_id = str(runs[0]["run_id"])
-    mine = httpx.get(f"{server.url}/api/v1/projects/default/runs/{run_id}").json()
+    mine = httpx.get(
+        f"{server.url}/api/v1/projects/default/runs/{run_id}", timeout=REQUEST_GUARD_S
+    ).json()
     assert mine["experiment"] == experiment
     assert mine["status"] == "FINISHED"
     assert mine["params"]["model"] == "gbm"
@@ -165,7 +168,11 @@ def _log_loopml_model(server: RunningServer, run_id: str, tmp_path: Path) -> Non
     package = package_model(model, tmp_path / "package", sample=frame)
     base = f"{server.url}/api/v1/projects/default/runs/{run_id}"
     for file in sorted(package.path.iterdir()):
-        put = httpx.put(f"{base}/artifacts/loopml-model/{file.name}", content=file.read_bytes())
+        put = httpx.put(
+            f"{base}/artifacts/loopml-model/{file.name}",
+            content=file.read_bytes(),
+            timeout=REQUEST_GUARD_S,
+        )
         assert put.status_code == 201, put.text
     manifest = package.manifest
     recorded = httpx.post(
@@ -177,6 +184,7 @@ def _log_loopml_model(server: RunningServer, run_id: str, tmp_path: Path) -> Non
             "manifest_sha256": package.manifest_sha256,
             "signature": manifest.signature.model_dump(mode="json"),
         },
+        timeout=REQUEST_GUARD_S,
     )
     assert recorded.status_code == 201, recorded.text
 
@@ -190,9 +198,9 @@ def _pass_gate(server: RunningServer, model: str, version: str) -> None:
         "metrics": {"accuracy": 0.9},
         "rows": 100,
     }
-    saved = httpx.post(f"{base}/evaluations", json=report)
+    saved = httpx.post(f"{base}/evaluations", json=report, timeout=REQUEST_GUARD_S)
     assert saved.status_code == 201, saved.text
-    judged = httpx.post(f"{base}/gate", json={})
+    judged = httpx.post(f"{base}/gate", json={}, timeout=REQUEST_GUARD_S)
     assert judged.status_code == 201, judged.text
     assert judged.json()["passed"] is True
 
@@ -230,7 +238,9 @@ def test_registry_code_goes_through_the_gate(
     assert promoted["version"] == "1"
     assert promoted["run_id"] == run_id
     assert promoted["aliases"] == ["champion"]
-    resolved = httpx.get(f"{server.url}/api/v1/projects/default/model-refs/{model}@champion")
+    resolved = httpx.get(
+        f"{server.url}/api/v1/projects/default/model-refs/{model}@champion", timeout=REQUEST_GUARD_S
+    )
     assert resolved.json()["version"] == 1
     # A package loopml made from no MLflow model: MLflow's client has nothing to load, and
     # is told what to use instead.
@@ -262,7 +272,12 @@ def _deploy_and_predict(server: RunningServer, model: str) -> list[float]:
         ]
     }
     try:
-        answer = httpx.post(f"{server.url}/v2/models/{model}/infer", json=body, trust_env=False)
+        answer = httpx.post(
+            f"{server.url}/v2/models/{model}/infer",
+            json=body,
+            trust_env=False,
+            timeout=REQUEST_GUARD_S,
+        )
         assert answer.status_code == 200, answer.text
         inferred = answer.json()
         assert (inferred["model_name"], inferred["model_version"]) == (model, "1")
@@ -289,7 +304,9 @@ def test_mlflow_3_logged_models_are_recorded_and_not_registered(
     refused = seen["refused"]
     assert isinstance(refused, dict)
     assert "no sklearn flavour" in str(refused["message"])
-    versions = httpx.get(f"{server.url}/api/v1/projects/default/models/lm-model/versions")
+    versions = httpx.get(
+        f"{server.url}/api/v1/projects/default/models/lm-model/versions", timeout=REQUEST_GUARD_S
+    )
     assert [v["status"] for v in versions.json()["items"]] == ["FAILED"]
 
 
@@ -323,10 +340,13 @@ def test_an_mlflow_sklearn_model_is_packaged_client_side_then_registered(
     assert "packaged" in packaged.stdout
     registered = _script(mlflow_python, server, "register.py", run_id, "loopml-model", model)
     assert registered["status"] == "READY"
-    version = httpx.get(f"{server.url}/api/v1/projects/default/models/{model}/versions/1")
+    version = httpx.get(
+        f"{server.url}/api/v1/projects/default/models/{model}/versions/1", timeout=REQUEST_GUARD_S
+    )
     assert version.json()["run_id"] == run_id
     served = httpx.get(
-        f"{server.url}/api/v1/projects/default/runs/{run_id}/artifacts/loopml-model/model.onnx"
+        f"{server.url}/api/v1/projects/default/runs/{run_id}/artifacts/loopml-model/model.onnx",
+        timeout=REQUEST_GUARD_S,
     )
     assert served.status_code == 200
 
@@ -359,12 +379,16 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Runn
         login = httpx.post(
             f"{running.url}/api/v1/auth/login",
             json={"user": "ml-admin", "password": ADMIN_PASSWORD},
+            timeout=REQUEST_GUARD_S,
         )
         assert login.status_code == 201, login.text
         token = str(login.json()["token"])
         bearer = {"authorization": f"Bearer {token}"}
         project = httpx.post(
-            f"{running.url}/api/v1/projects", json={"name": "churn"}, headers=bearer
+            f"{running.url}/api/v1/projects",
+            json={"name": "churn"},
+            headers=bearer,
+            timeout=REQUEST_GUARD_S,
         )
         assert project.status_code == 201, project.text
         yield running, token
@@ -399,9 +423,9 @@ def test_a_project_s_tracking_uri_takes_a_loopml_token(
 
     bearer = {"authorization": f"Bearer {token}"}
     base = f"{server.url}/api/v1/projects/churn/runs/{runs[0]['run_id']}"
-    mine = httpx.get(base, headers=bearer).json()
+    mine = httpx.get(base, headers=bearer, timeout=REQUEST_GUARD_S).json()
     assert (mine["project"], mine["experiment"]) == ("churn", experiment)
-    notes = httpx.get(f"{base}/artifacts/notes.txt", headers=bearer)
+    notes = httpx.get(f"{base}/artifacts/notes.txt", headers=bearer, timeout=REQUEST_GUARD_S)
     assert notes.content == b"lr=0.1\n"
 
 
@@ -410,7 +434,9 @@ def test_a_finished_run_resumes_and_runs_are_found_by_name(
 ) -> None:
     experiment = f"resume-{_version(mlflow_python)}"
     check_resume(_script(mlflow_python, server, "resume_search.py", experiment))
-    events = httpx.get(f"{server.url}/api/v1/events", params={"type": "run.resumed"})
+    events = httpx.get(
+        f"{server.url}/api/v1/events", params={"type": "run.resumed"}, timeout=REQUEST_GUARD_S
+    )
     assert events.json()["items"], events.text
 
 
@@ -475,5 +501,7 @@ def test_mlflow_3_logged_model_metrics_and_registration(
     assert seen["metrics"] == [["acc", 0.75, 0], ["acc", 0.875, 1]]
     assert seen["run_metrics"] == {"acc": 0.875}
     assert seen["registered"] == {"version": "1", "status": "READY"}
-    version = httpx.get(f"{server.url}/api/v1/projects/default/models/lmm/versions/1")
+    version = httpx.get(
+        f"{server.url}/api/v1/projects/default/models/lmm/versions/1", timeout=REQUEST_GUARD_S
+    )
     assert version.json()["status"] == "READY", version.text

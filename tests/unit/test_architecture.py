@@ -399,28 +399,6 @@ def _has_margin(lines: list[str], line: int) -> bool:
     return False
 
 
-# Asserts that still bound a wall-clock time without a margin, as "path:function", left
-# for the rest of issue 49: each is to assert the thing itself, compare with a reference of
-# the same run, or get a 20x margin. The list only shrinks: a new offender fails, and so
-# does an entry that no longer offends (remove it).
-_NOT_YET_CONVERTED = {
-    "tests/contract/test_stream_source.py:"
-    "test_a_batch_held_past_its_lease_goes_to_another_consumer_and_not_before",
-    "tests/contract/test_stream_source.py:"
-    "test_an_unreachable_server_is_a_clear_error_within_a_bound",
-    "tests/e2e/test_portal_browser.py:test_the_logs_tail_shows_a_new_line_within_two_seconds",
-    "tests/e2e/test_portal_browser.py:test_the_usage_charts_span_the_period_shown",
-    "tests/e2e/test_up.py:test_cli_without_a_server_says_so_in_one_line",
-    "tests/integration/test_prometheus.py:"
-    "test_prometheus_counts_the_requests_on_the_platform_and_the_replica",
-    "tests/unit/data/streams/test_metrics.py:test_a_streams_figures_are_on_metrics",
-    "tests/unit/data/streams/test_stop.py:test_a_stopping_consumer_gives_up_a_batch_it_cannot_commit",
-    "tests/unit/data/streams/test_stop.py:"
-    "test_a_stopping_consumer_returns_when_the_broker_client_does_not_close",
-    "tests/unit/train/test_train_budget.py:test_the_whole_training_call_keeps_its_budget",
-}
-
-
 def _unmarked_time_bounds(path: Path, root: Path = ROOT) -> list[str]:
     """``file:line function`` of each assert bounding a wall-clock time from above without
     a margin."""
@@ -463,15 +441,39 @@ def _function_of(where: str) -> str:
 
 
 def test_no_test_bounds_a_wall_clock_time_without_a_margin() -> None:
-    found = [where for path in _test_modules() for where in _unmarked_time_bounds(path)]
-    offenders = [w for w in found if _function_of(w) not in _NOT_YET_CONVERTED]
-    converted = _NOT_YET_CONVERTED - {_function_of(w) for w in found}
-    assert converted == set(), f"no longer offending, take them off _NOT_YET_CONVERTED: {converted}"
+    offenders = [where for path in _test_modules() for where in _unmarked_time_bounds(path)]
     assert offenders == [], (
         "these asserts bound a wall-clock time from above, which a loaded machine breaks: "
         "assert the thing itself (the engine's records, who released a batch), compare with "
         "a reference measured in the same run, or keep a bound 20x over what a loaded "
         "machine measures with a '# margin:' comment saying so:\n" + "\n".join(offenders)
+    )
+
+
+_HTTP_VERBS = {"get", "post", "put", "patch", "delete", "head", "options", "request", "stream"}
+
+
+def _default_http_timeouts(path: Path, root: Path = ROOT) -> list[str]:
+    """``file:line`` of each httpx request, and each httpx client not on an in-process
+    transport, left on httpx's default timeout of 5 s: a wall-clock bound on the server's
+    answer that decides the test's verdict on a loaded machine."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.Call):
+            continue
+        given = {k.arg for k in node.keywords}
+        request = _is_call_of(node, _HTTP_VERBS, "httpx")
+        client = _is_call_of(node, {"Client", "AsyncClient"}, "httpx") and "transport" not in given
+        if (request or client) and "timeout" not in given and None not in given:
+            found.append(f"{path.relative_to(root)}:{node.lineno}")
+    return found
+
+
+def test_no_test_leaves_an_http_request_on_httpxs_default_timeout() -> None:
+    offenders = [where for path in _test_modules() for where in _default_http_timeouts(path)]
+    assert offenders == [], (
+        "these httpx requests keep httpx's 5 s timeout, which a loaded machine passes: give "
+        "them timeout=REQUEST_GUARD_S (tests/waiting.py), a hang guard:\n" + "\n".join(offenders)
     )
 
 
@@ -492,6 +494,8 @@ def test_no_test_bounds_a_wall_clock_time_without_a_margin() -> None:
         ("def f(r):\n    assert 0 < r.latency_s < 5\n", _unmarked_time_bounds),
         ("def f(t0):\n    assert time.perf_counter() - t0 <= 2.5\n", _unmarked_time_bounds),
         ('def f(out):\n    assert out["budget"]["wall"] <= 22\n', _unmarked_time_bounds),
+        ("def f(url):\n    return httpx.get(url).json()\n", _default_http_timeouts),
+        ("def f(url):\n    return httpx.Client(base_url=url)\n", _default_http_timeouts),
     ],
 )
 def test_the_waiting_rules_catch_a_violation(tmp_path: Path, source: str, rule: Any) -> None:
@@ -510,10 +514,16 @@ def test_the_waiting_rules_catch_a_violation(tmp_path: Path, source: str, rule: 
         "def f(r):\n    assert r.p50_ms <= r.p99_ms\n    assert r.elapsed_s <= r.wall_s\n",
         "def f(t0):\n    took = time.monotonic() - t0\n    # margin: 0.1 s seen, 20x\n"
         "    assert took < 2\n",
+        "def f(url):\n    return httpx.get(url, timeout=REQUEST_GUARD_S)\n",
+        "def f(app):\n    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app))\n",
     ],
 )
 def test_the_waiting_rules_let_the_legitimate_pass(tmp_path: Path, source: str) -> None:
     module = tmp_path / "test_x.py"
     module.write_text(source)
-    found = _sleeping_loops(module, tmp_path) + _unmarked_time_bounds(module, tmp_path)
+    found = (
+        _sleeping_loops(module, tmp_path)
+        + _unmarked_time_bounds(module, tmp_path)
+        + _default_http_timeouts(module, tmp_path)
+    )
     assert found == [], f"flagged a legitimate line: {found}"

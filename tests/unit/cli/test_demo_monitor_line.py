@@ -19,6 +19,7 @@ from loopml.client import Client
 from loopml.monitor.windows import window_start
 from loopml.store import monitor as rows
 from tests.unit.cli.conftest import Platform, make_deployment, serve
+from tests.waiting import REQUEST_GUARD_S
 
 LABELS = 119
 
@@ -60,7 +61,9 @@ def test_the_closing_line_waits_for_this_runs_labels_not_the_first_runs(
                     _put(platform, hour, 941, LABELS, 0.95)
 
         http = httpx.Client(
-            base_url=platform.url, event_hooks={"response": [monitor_reads_the_labels]}
+            base_url=platform.url,
+            event_hooks={"response": [monitor_reads_the_labels]},
+            timeout=REQUEST_GUARD_S,
         )
         with Client(http=http) as client:
             marks = _demo_say.label_marks(client)  # before this run's traffic

@@ -14,7 +14,7 @@ import httpx
 
 import loopml
 from tests.conftest import free_port
-from tests.waiting import eventually
+from tests.waiting import REQUEST_GUARD_S, eventually
 
 CLI = [sys.executable, "-c", "from loopml.cli.main import main; main()"]
 
@@ -62,10 +62,14 @@ def test_loopml_up_keeps_its_log_in_a_private_file_and_serves_it_searched(
                 assert stat.S_IMODE(path.stat().st_mode) == 0o600
                 assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
 
-            found = httpx.get(f"{url}/api/v1/logs", params={"grep": "startup COMPLETE"}).json()
+            found = httpx.get(
+                f"{url}/api/v1/logs", params={"grep": "startup COMPLETE"}, timeout=REQUEST_GUARD_S
+            ).json()
             assert len(found["lines"]) == 1
             assert found["lines"][0].endswith("Application startup complete.")
-            errors = httpx.get(f"{url}/api/v1/logs", params={"level": "error"}).json()
+            errors = httpx.get(
+                f"{url}/api/v1/logs", params={"level": "error"}, timeout=REQUEST_GUARD_S
+            ).json()
             assert not any("startup" in line for line in errors["lines"])
 
             cli = subprocess.run(

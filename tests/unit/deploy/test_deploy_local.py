@@ -31,6 +31,7 @@ from tests.unit.deploy.deploy_support import (
     replica_processes,
     wait_until,
 )
+from tests.waiting import REQUEST_GUARD_S
 
 pytestmark = pytest.mark.timeout(300)
 PROJECT = "default"
@@ -185,7 +186,7 @@ def test_canary_split_is_within_tolerance_over_1000_requests(
     n, p = 1000, 0.20
     sigma = math.sqrt(n * p * (1 - p))
     assert abs(counts["2"] - n * p) <= 4 * sigma, counts
-    metrics = httpx.get(f"{platform.url}/metrics", trust_env=False).text
+    metrics = httpx.get(f"{platform.url}/metrics", trust_env=False, timeout=REQUEST_GUARD_S).text
     line = next(
         m
         for m in metrics.splitlines()
@@ -255,7 +256,7 @@ def test_shadow_answers_are_logged_and_never_returned(
     assert sorted(a.inference_id for a in split) == sorted(ids)
     assert {(a.revision, a.version, a.status) for a in split} == {(2, 3, 200)}
     assert all(b'"version":3' in a.body for a in split)
-    metrics = httpx.get(f"{platform.url}/metrics", trust_env=False).text
+    metrics = httpx.get(f"{platform.url}/metrics", trust_env=False, timeout=REQUEST_GUARD_S).text
     shadowed = (
         'loopml_gateway_shadow_requests_total{deployment="mirror",model="cancer",'
         'outcome="ok",project="default",version="3"}'

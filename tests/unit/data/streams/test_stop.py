@@ -26,7 +26,7 @@ def test_a_stopping_consumer_gives_up_a_batch_it_cannot_commit(
     store: MetadataStore, artifacts: ArtifactStore, project: str, broker: Broker
 ) -> None:
     stream = service.create(
-        store, project, "s1", source=broker.source, table="orders", batch_ms=1500,
+        store, project, "s1", source=broker.source, table="orders", batch_ms=4000,
         actor="test",
     )  # fmt: skip
     broker.publish([orjson.dumps({"id": i}) for i in range(5)])
@@ -37,9 +37,11 @@ def test_a_stopping_consumer_gives_up_a_batch_it_cannot_commit(
         task = asyncio.create_task(consumer.run())
         client = aioredis.Redis.from_url(broker.url)
         try:
-            # The batch is gathering (1.5 s window): the group goes away under it, so every
-            # commit fails asking for the ack floor (NOGROUP, a broker error, not loopml's).
-            deadline = time.monotonic() + 10
+            # The batch is gathering (a 4 s window, long beside the 0.3 s below even with
+            # the machine loaded): the group goes away under it, so every commit fails asking
+            # for the ack floor (NOGROUP, a broker error, not loopml's). The deadline is a
+            # hang guard: the waits below end on their conditions.
+            deadline = time.monotonic() + 120
             while consumer.stats.status != "running" and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
             await asyncio.sleep(0.3)
@@ -51,13 +53,16 @@ def test_a_stopping_consumer_gives_up_a_batch_it_cannot_commit(
             assert consumer.stats.errors >= 3, consumer.stats
             asked = time.monotonic()
             consumer.stop()
-            await asyncio.wait_for(task, 10)  # before: retried until the broker came back
+            # A hang guard, not a check: before, it retried until the broker came back.
+            await asyncio.wait_for(task, 120)
             return time.monotonic() - asked, consumer
         finally:
             await client.aclose()
 
     took, consumer = asyncio.run(run())
-    assert 0.9 <= took < 5, took  # the grace, then gave up
+    # It retried for the grace, then gave up: returned (above), nothing committed, the
+    # broker's error kept. How soon after the grace it returned is the load's, not its own.
+    assert took >= 0.9, took
     assert consumer.committed == 0
     assert "NOGROUP" in (consumer.stats.last_error or ""), consumer.stats
 
@@ -102,7 +107,8 @@ def test_a_stopping_consumer_returns_when_the_broker_client_does_not_close(
         monkeypatch.setattr(Client, "close", never_closes)
         consumer.stop()
         try:
-            await asyncio.wait_for(task, 10)  # before: waited on the close for ever
+            # A hang guard, not a check: before, it waited on the close for ever.
+            await asyncio.wait_for(task, 120)
         finally:
             monkeypatch.setattr(Client, "close", real_close)
         took = time.monotonic() - asked
@@ -111,7 +117,7 @@ def test_a_stopping_consumer_returns_when_the_broker_client_does_not_close(
 
     took, consumer = asyncio.run(run())
     assert consumer.committed == 5
-    assert 0.4 <= took < 5, took
+    assert took >= 0.4, took  # it gave the close its time, then let go (returned above)
     with store.session() as session:
         assert not stream_rows.holds(session, stream.id, consumer.owner)  # let go
 
