@@ -260,11 +260,15 @@ DEPLOYMENT = "/projects/demo/deployments/cancer-api"
 
 
 def test_a_canary_deployed_from_the_form_shows_its_split_on_the_detail_page(
-    portal: Portal, browser_context: BrowserContext
+    portal: Portal, browser_context: BrowserContext, screenshots: Path
 ) -> None:
+    """The split on the page, which passes the page checks with its canary too, then the
+    canary dropped from the page: the demo's one version takes every request again (the
+    other tests of this module, in any order, see the deployment as the demo left it)."""
     watch = watched(browser_context)
     log_in(watch, portal.url, ADMIN)
     page = watch.page
+    page.set_viewport_size(SCREEN)
     page.goto(f"{portal.url}/deploy?project=demo&name=cancer-api")
     page.get_by_label("canary: a share of the traffic").check()
     page.get_by_label("Canary or shadow version").select_option("cancer/1")
@@ -275,6 +279,16 @@ def test_a_canary_deployed_from_the_form_shows_its_split_on_the_detail_page(
     assert "80 %" in traffic
     assert "20 %" in traffic
     assert "cancer/1" in traffic
+    page.wait_for_load_state("networkidle")
+    assert_short_and_shot(page, DEPLOYMENT + "#canary", screenshots)
+    assert_accessible_in_both_themes(page, DEPLOYMENT + " with a canary")
+    page.get_by_role("button", name="Drop the canary").click()
+    page.wait_for_url(f"{portal.url}{DEPLOYMENT}")
+    assert "100 %" in page.get_by_role("table").first.inner_text()
+    with portal.client() as admin:
+        after = admin.deployments.get("cancer-api", project="demo")
+    assert after.spec.canary is None
+    assert sorted(after.traffic.values()) == [100], after.traffic
     assert watch.problems == []
 
 

@@ -188,6 +188,26 @@ def test_promote_and_rollback_change_the_traffic(
     assert _roles(page) == {"2": "retired", "1": "primary"}
 
 
+def test_a_long_history_lists_the_live_and_newest_revisions_and_links_to_all(
+    anonymous: TestClient, package: PackageFiles
+) -> None:
+    _register(anonymous, package)
+    control = _control(anonymous)
+    control.create("default", "long", {"model": "cancer/1", "min_replicas": 0}, actor="t")
+    for n in range(2, 10):  # revisions 2 to 9, the version changing each time
+        control.update("default", "long", {"model": f"cancer/{2 - n % 2}"}, actor="t")
+    control.rollback("default", "long", 3, actor="t")  # an old one takes the traffic again
+    page = anonymous.get("/projects/default/deployments/long").text
+    # The one serving, then the five newest others, newest first: the page stays a page.
+    assert list(_roles(page)) == ["9", "8", "7", "6", "5", "3"]
+    assert _roles(page)["3"].startswith("primary")
+    assert "The live and newest 6 of 9 revisions" in page
+    assert 'href="?revisions=all#rev-h">list all 9</a>' in page
+    every = anonymous.get("/projects/default/deployments/long?revisions=all").text
+    assert list(_roles(every)) == [str(n) for n in range(9, 0, -1)]
+    assert "list all" not in every
+
+
 def test_the_deploy_form_lists_versions_and_creates_a_deployment(
     anonymous: TestClient, package: PackageFiles
 ) -> None:

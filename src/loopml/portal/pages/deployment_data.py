@@ -71,6 +71,27 @@ class Detail:
     replicas: ReplicaList | None = None
 
 
+REVISIONS_LISTED = 5
+"""The newest revisions the deployment page lists besides the live ones, unless asked for all
+(``?revisions=all``): a deployment redeployed for months gathers one a promotion, and the
+page must stay a page (the API's deployment carries the newest 20)."""
+
+
+def listed_revisions(detail: Detail, every: bool) -> list[Revision]:
+    """The revisions the deployment page lists, newest first: all of them when ``every``,
+    else the live ones (taking traffic, or the shadow's copy) and the newest others, up to
+    ``REVISIONS_LISTED`` of those."""
+    newest = sorted(detail.revisions, key=lambda r: r.number, reverse=True)
+    if every:
+        return newest
+    deployment = detail.deployment
+    live = {n for n, share in deployment.traffic.items() if share}
+    if deployment.shadow_revision is not None:
+        live.add(deployment.shadow_revision)
+    recent = [r.number for r in newest if r.number not in live][:REVISIONS_LISTED]
+    return [r for r in newest if r.number in live or r.number in recent]
+
+
 def serving_revision(deployment: Deployment) -> Revision | None:
     """The revision taking the most traffic (the primary): ``Deployment.serving``."""
     return deployment.serving()

@@ -38,6 +38,7 @@ from loopml.portal.pages._usage_chart import (
 from loopml.portal.pages.deployment_data import (
     ModelFacts,
     gather,
+    listed_revisions,
     model_facts,
     serving_revision,
 )
@@ -127,6 +128,7 @@ async def _page(
         page="deployments",
         d=detail.deployment,
         detail=detail,
+        revisions=listed_revisions(detail, every=request.query_params.get("revisions") == "all"),
         urls=urls,
         token=token,
         code=code,
