@@ -55,7 +55,7 @@ def _predict(server: RunningServer) -> dict[str, Any]:
         f"{server.url}/deployments/churn/predict",
         json={"instances": instances(3)},
         trust_env=False,
-        timeout=10,
+        timeout=REQUEST_GUARD_S,
     )
     assert answer.status_code == 200, answer.text
     body: dict[str, Any] = answer.json()

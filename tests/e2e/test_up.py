@@ -13,6 +13,7 @@ import pytest
 
 from loopml.client import Client
 from tests.conftest import free_port
+from tests.waiting import REQUEST_GUARD_S
 
 from .conftest import LOOPML, UPLOAD_LIMIT, RunningServer, base_env
 
@@ -66,7 +67,7 @@ def test_oversize_streamed_upload_is_cut_off_without_growing_memory(
             conn.sendall(frame)
             sent += len(chunk)
             if not probes:  # mid-upload, the server must still answer its health probe
-                with Client(server.url, timeout=5) as prober:
+                with Client(server.url, timeout=REQUEST_GUARD_S) as prober:
                     probes.append(prober.health()["status"])
     except OSError:
         pass  # the server stopped reading and closed: what we want

@@ -246,7 +246,7 @@ def test_the_servers_own_log_searched_and_followed(platform: Platform) -> None:
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
         try:
-            assert [lines.get(timeout=60), lines.get(timeout=5)] == SERVER_LINES[1:3]
+            assert [lines.get(timeout=60), lines.get(timeout=60)] == SERVER_LINES[1:3]
             late = "2026-05-01 10:00:03,000 WARNING loopml.automation: schedule nightly is late"
             _append(path, ["2026-05-01 10:00:03,000 INFO loopml.reconciler: quiet", late])
             assert lines.get(timeout=30) == late
