@@ -106,6 +106,8 @@ def test_the_page_shows_status_revisions_traffic_urls_and_a_snippet_that_matches
     assert "/projects/default/deployments/churn/v2/models/churn/infer" in text
     assert "<strong>80 %</strong>" in text
     assert "<strong>20 %</strong>" in text
+    # The replicas tile counts both revisions' replicas: its bounds are each revision's.
+    assert "ready across 2 revisions, 0 to 1 each" in text
     # Both revisions take traffic: the live canary is promoted or dropped, not "rolled back
     # to" (this test asserted both rollback buttons before; one was the live primary's).
     assert "Roll back to" not in text
@@ -174,6 +176,7 @@ def test_promote_and_rollback_change_the_traffic(
     # The promoted canary takes every request: the page says what it is now.
     page = anonymous.get("/projects/default/deployments/churn").text
     assert _roles(page) == {"2": "primary (was canary)", "1": "retired"}
+    assert "ready, of 0 to 1" in page  # one revision serves
     back = anonymous.post(
         "/portal/deployments/default/churn/rollback",
         data={"csrf_token": token, "revision": "1"},
