@@ -25,7 +25,6 @@ from urllib.parse import quote
 import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 
 from loopml._version import __version__
@@ -42,6 +41,7 @@ from loopml.deploy import DeploymentControl
 from loopml.portal.reference import inline_code
 from loopml.web.authz import client_source, limiter_of
 from loopml.web.context import AppContext, get_running
+from loopml.web.routes import DeclaredRoute
 
 HERE = Path(__file__).parent
 FORM_PREFIX = "/portal/"
@@ -230,7 +230,7 @@ def login_redirect(request: Request) -> RedirectResponse:
     return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
 
 
-class PageRoute(APIRoute):
+class PageRoute(DeclaredRoute):
     """A portal route: an error is a page with the same status and message as the API's
     error, a missing session is a redirect to the login form."""
 

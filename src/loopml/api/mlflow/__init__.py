@@ -11,12 +11,11 @@ supported and how it maps.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 from fastapi import APIRouter, FastAPI, params
 from fastapi.routing import APIRoute
-from starlette.routing import BaseRoute, compile_path
+from starlette.routing import BaseRoute
 
 from loopml.api.mlflow import routes as _routes
 from loopml.api.mlflow._route import MlflowRoute
@@ -77,10 +76,7 @@ def _moved(route: MlflowRoute, old_prefix: str, new_prefix: str) -> MlflowRoute:
     that reads the request's path parameters), so the handler is shared.
     """
     assert route.path.startswith(old_prefix), (route.path, old_prefix)
-    moved = copy.copy(route)
-    moved.path = new_prefix + route.path.removeprefix(old_prefix)
-    moved.path_regex, moved.path_format, moved.param_convertors = compile_path(moved.path)
-    return moved
+    return route.at(new_prefix + route.path.removeprefix(old_prefix))
 
 
 # The routes built for a set of dependencies: they hold no state of an app's, so every app

@@ -12,18 +12,18 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from starlette.responses import Response
 
 from loopml.api.mlflow.errors import from_loopml, from_validation, mlflow_error
 from loopml.core.errors import LoopmlError
 from loopml.core.names import validate_project_name
 from loopml.web.context import AppContext, get_actor, get_context
+from loopml.web.routes import DeclaredRoute
 
 log = logging.getLogger("loopml.api.mlflow")
 
 
-class MlflowRoute(APIRoute):
+class MlflowRoute(DeclaredRoute):
     """A route whose errors are MLflow's ``{"error_code", "message"}``."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:

@@ -13,9 +13,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
-from fastapi.routing import APIRoute
 
 from loopml.core.jsontext import loads_strict
+from loopml.web.routes import DeclaredRoute
 
 
 class StrictJSONRequest(Request):
@@ -32,7 +32,7 @@ class StrictJSONRequest(Request):
         return self._json
 
 
-class StrictJSONRoute(APIRoute):
+class StrictJSONRoute(DeclaredRoute):
     """An API route that reads its JSON body with ``loads_strict``."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
