@@ -8,11 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -230,9 +227,7 @@ class MetadataStore:
 
     def head_revision(self) -> str:
         """The newest revision this version of loopml ships."""
-        head = self._scripts.get_current_head()
-        assert head is not None, "loopml ships at least one migration"
-        return head
+        return _migrate.head_revision()
 
     @staticmethod
     def sqlite_file(url: str) -> Path | None:
@@ -252,23 +247,16 @@ class MetadataStore:
         """Close every pooled connection."""
         self._engine.dispose()
 
-    @cached_property
-    def _scripts(self) -> ScriptDirectory:
-        return _migrate.script_directory()
-
     def _refuse_unknown_revision(self, current: str | None) -> None:
-        if current is None:
+        if current is None or current in _migrate.revisions():
             return
-        try:
-            self._scripts.get_revision(current)
-        except CommandError as exc:
-            raise ConflictError(
-                f"the metadata database {self.safe_url} is at schema revision {current!r}, "
-                f"which this version of loopml does not know (its newest is "
-                f"{self.head_revision()!r}): a newer loopml upgraded it, and loopml never "
-                "downgrades; run that newer loopml, or restore a backup taken before it",
-                details={"current": current, "head": self.head_revision()},
-            ) from exc
+        raise ConflictError(
+            f"the metadata database {self.safe_url} is at schema revision {current!r}, "
+            f"which this version of loopml does not know (its newest is "
+            f"{self.head_revision()!r}): a newer loopml upgraded it, and loopml never "
+            "downgrades; run that newer loopml, or restore a backup taken before it",
+            details={"current": current, "head": self.head_revision()},
+        )
 
     def _upgrade_lock(self) -> contextlib.AbstractContextManager[None]:
         if self.dialect == "sqlite" and not _engine.is_memory(self._parsed):

@@ -11,12 +11,48 @@ from sqlalchemy import create_engine, inspect
 
 from loopml.core.errors import ConflictError
 from loopml.store import MetadataStore, events, projects
-from loopml.store._migrate import MIGRATIONS_DIR, script_directory
+from loopml.store._migrate import (
+    MIGRATIONS_DIR,
+    current_revision,
+    head_revision,
+    revisions,
+    script_directory,
+)
 from loopml.store.orm import Base
 
 
 def test_single_head() -> None:
     assert len(script_directory().get_heads()) == 1
+
+
+def test_the_revisions_read_from_the_files_are_alembics() -> None:
+    # The start-up reads them without Alembic (store/_migrate.py): they must agree.
+    scripts = script_directory()
+    assert revisions() == {
+        script.revision: script.down_revision for script in scripts.walk_revisions()
+    }
+    assert head_revision() == scripts.get_current_head()
+
+
+def test_the_current_revision_is_alembics(empty_store: MetadataStore) -> None:
+    engine = create_engine(empty_store.url)
+
+    def both() -> tuple[str | None, str | None]:
+        with engine.connect() as conn:
+            return current_revision(conn), MigrationContext.configure(conn).get_current_revision()
+
+    try:
+        assert both() == (None, None)
+        empty_store.upgrade()
+        assert both() == (head_revision(), head_revision())
+        with engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0003'")
+        assert both() == ("0003", "0003")
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM alembic_version")
+        assert both() == (None, None)
+    finally:
+        engine.dispose()
 
 
 def test_migration_template_ships_with_the_package() -> None:
