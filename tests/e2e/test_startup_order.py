@@ -30,6 +30,9 @@ BEFORE_HEALTH = [
     "gateway processes started",
     "listening",
 ]
+# Then the deferred start opens: once health first answered ready, or a second after the
+# port listens when no probe came (a loaded machine can delay the harness's first poll).
+OPENED = {"health answered", "no health probe yet"}
 # What health does not need: the embedded worker and its fork server, the automation
 # engine, stream consumers, the monitor's first round and the routes' warm-up.
 AFTER_HEALTH = ["worker started", "automation, streams and monitor started", "routes warmed"]
@@ -86,6 +89,7 @@ def test_health_waits_for_the_database_and_for_nothing_it_does_not_need(tmp_path
         )
     names = [step.name for step in steps]
     assert names[: len(BEFORE_HEALTH)] == BEFORE_HEALTH, names
-    assert sorted(names[len(BEFORE_HEALTH) :]) == sorted(AFTER_HEALTH), names
+    assert names[len(BEFORE_HEALTH)] in OPENED, names
+    assert sorted(names[len(BEFORE_HEALTH) + 1 :]) == sorted(AFTER_HEALTH), names
     before = set().union(*(step.imported for step in steps[: len(BEFORE_HEALTH)]))
     assert sorted(m for m in HEAVY if m in before) == []

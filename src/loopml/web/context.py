@@ -5,8 +5,9 @@ factory and read through ``running_of`` or the ``Ctx`` dependency."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
@@ -67,6 +68,10 @@ class Running:
     # need (worker, automation, streams, monitor, start-up housekeeping) after it. None
     # (an app served otherwise, as in tests): everything starts before the app serves.
     listening: asyncio.Event | None = None
+    # Set when health first answers ready: ``loopml up`` opens ``listening`` then (or a
+    # second after its port listens, whichever is first), so the first probe does not share
+    # the interpreter with the deferred work's start.
+    answered: threading.Event = field(default_factory=threading.Event)
 
 
 def running_of(app: Starlette) -> Running:
@@ -105,4 +110,5 @@ def freeing_space(request: Request, what: str) -> AbstractContextManager[None]:
 
 
 Ctx = Annotated[AppContext, Depends(get_context)]
+RunningParts = Annotated[Running, Depends(get_running)]
 Actor = Annotated[str, Depends(get_actor)]

@@ -10,6 +10,7 @@ from loopml.client import Client
 from loopml.core.errors import ServiceUnavailableError
 from loopml.platform import create_api_app
 from loopml.settings import Settings
+from loopml.web.context import running_of
 
 
 def test_health_is_ready_on_a_fresh_database(client: Client) -> None:
@@ -20,6 +21,29 @@ def test_health_is_ready_on_a_fresh_database(client: Client) -> None:
 def test_live_and_ready_endpoints(http: TestClient) -> None:
     assert http.get("/api/v1/health/live").json()["status"] == "ok"
     assert http.get("/api/v1/health/ready").status_code == 200
+
+
+def test_the_first_ready_answer_opens_the_deferred_start(tmp_path: Path) -> None:
+    # `loopml up` starts what health does not need once this is set (cli/_uvicorn.py).
+    settings = Settings(home=tmp_path)
+    app = create_api_app(settings)
+    with TestClient(app, base_url="http://127.0.0.1") as http:
+        answered = running_of(app).answered
+        assert http.get("/api/v1/health/live").status_code == 200
+        assert not answered.is_set()  # liveness says nothing of readiness
+        assert http.get("/api/v1/health").status_code == 200
+        assert answered.is_set()
+
+
+def test_a_health_that_is_not_ready_opens_nothing(tmp_path: Path) -> None:
+    settings = Settings(
+        home=tmp_path,
+        database={"url": "postgresql://postgres@127.0.0.1:1/nowhere", "auto_upgrade": False},
+    )
+    app = create_api_app(settings)
+    with TestClient(app, base_url="http://127.0.0.1") as http:
+        assert http.get("/api/v1/health/ready").status_code == 503
+        assert not running_of(app).answered.is_set()
 
 
 def test_unreachable_database_is_not_ready_but_live(tmp_path: Path) -> None:
