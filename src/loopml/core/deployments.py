@@ -332,6 +332,14 @@ class Deployment(BaseModel):
             return "canary"
         return "primary" if self.traffic.get(revision.number) else "retired"
 
+    def live_revisions(self) -> set[int]:
+        """The revisions live now: those taking a share of the traffic, and the shadow's
+        copy. Each runs its own replicas; the others are retired."""
+        live = {number for number, share in self.traffic.items() if share}
+        if self.shadow_revision is not None:
+            live.add(self.shadow_revision)
+        return live
+
     def serving(self) -> Revision | None:
         """The revision taking the most traffic now (the primary; the newest on a tie):
         the version "this deployment" means on every face that shows its figures.

@@ -209,6 +209,9 @@ def test_a_long_history_lists_the_live_and_newest_revisions_and_links_to_all(
     every = anonymous.get("/projects/default/deployments/long?revisions=all").text
     assert list(_roles(every)) == [str(n) for n in range(9, 0, -1)]
     assert "list all" not in every
+    # The link keeps what else the page was asked for (the logs' filter, the period).
+    filtered = anonymous.get("/projects/default/deployments/long?grep=boot&period=1h").text
+    assert 'href="?grep=boot&amp;period=1h&amp;revisions=all#rev-h">list all 9</a>' in filtered
 
 
 def test_the_deploy_form_lists_versions_and_creates_a_deployment(

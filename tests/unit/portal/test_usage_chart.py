@@ -102,6 +102,9 @@ def test_the_time_axis_spans_the_period_shown_with_a_point_a_minute(
         assert chart["max"] - chart["min"] == pytest.approx(span, abs=1), period
         assert chart["bucket_s"] == bucket, period
         assert sum(e or 0 for e in chart["errors"]) == 6.0, period
+    # A period link keeps what else the page was asked for (the logs' filter).
+    filtered = minutes.get("/projects/default/deployments/churn?grep=boot&period=6h").text
+    assert '<a href="?grep=boot&amp;period=24h#use-h">last 24 h</a>' in filtered
     wrong = minutes.get("/projects/default/deployments/churn?period=2h")
     assert wrong.status_code == 422
     assert "unknown period &#39;2h&#39;: expected one of 1h, 6h, 24h, 7d" in wrong.text

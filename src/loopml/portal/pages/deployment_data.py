@@ -84,10 +84,7 @@ def listed_revisions(detail: Detail, every: bool) -> list[Revision]:
     newest = sorted(detail.revisions, key=lambda r: r.number, reverse=True)
     if every:
         return newest
-    deployment = detail.deployment
-    live = {n for n, share in deployment.traffic.items() if share}
-    if deployment.shadow_revision is not None:
-        live.add(deployment.shadow_revision)
+    live = detail.deployment.live_revisions()
     recent = [r.number for r in newest if r.number not in live][:REVISIONS_LISTED]
     return [r for r in newest if r.number in live or r.number in recent]
 
