@@ -21,9 +21,11 @@ lag is the high watermark of the last fetch reply less that offset (a broker's L
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -130,6 +132,8 @@ class KafkaStreamSource(StreamSource):
         """Per assigned partition, an offset below which all are acked: the first delivered
         since it was assigned, or the last this source committed."""
         self._error: KafkaError | None = None
+        self._worker: ThreadPoolExecutor | None = None
+        """The one thread every call on the consumer runs on (see ``_call``), per open."""
         self._calls = 0
         self._idle = threading.Condition(self._lock)
 
@@ -180,6 +184,7 @@ class KafkaStreamSource(StreamSource):
             on_revoke=self._on_revoke,
             on_lost=self._on_revoke,
         )
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"kafka-{self.group}")
         self._consumer = consumer
 
     def _on_error(self, error: KafkaError) -> None:
@@ -259,15 +264,20 @@ class KafkaStreamSource(StreamSource):
                     self._committed[tp.partition] = max(known, tp.offset)
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """The consumer's ``method`` in a worker thread; ``close`` waits for the calls in
-        flight (closing a librdkafka consumer under a running call crashes the process)."""
+        """The consumer's ``method`` on the source's one worker thread, so a commit never
+        runs beside a fetch: an offset commit made from another thread while ``consume``
+        waited took up to 0.4 s (measured against Tansu, 29 November; 1-6 ms after the
+        fetch returned), and the micro-batch behind it waited too. ``close`` waits for the
+        calls in flight (closing a librdkafka consumer under a running call crashes the
+        process)."""
         with self._lock:
             if self._consumer is None:
                 raise ServiceUnavailableError("the Kafka source is closed")
-            call = getattr(self._consumer, method)
+            call = functools.partial(getattr(self._consumer, method), *args, **kwargs)
+            worker = self._worker
             self._calls += 1
         try:
-            return await asyncio.to_thread(call, *args, **kwargs)
+            return await asyncio.get_running_loop().run_in_executor(worker, call)
         finally:
             with self._lock:
                 self._calls -= 1
@@ -322,8 +332,11 @@ class KafkaStreamSource(StreamSource):
     async def close(self) -> None:
         with self._lock:
             consumer, self._consumer = self._consumer, None
+            worker, self._worker = self._worker, None
         if consumer is not None:
             await asyncio.to_thread(self._close, consumer)
+        if worker is not None:
+            worker.shutdown(wait=False)
 
     def _close(self, consumer: Any) -> None:
         with self._lock:
