@@ -95,6 +95,8 @@ def test_kafka_offsets_never_pass_a_message_not_acked(kafka_server: str) -> None
             got += await source.fetch(n - len(got), 0.5)
         return got
 
+    lags: list[int | None] = []
+
     async def scenario() -> tuple[Floor | None, Floor | None, list[Message]]:
         first = open_source(config, "loopml-t", 30)
         await first.open()
@@ -102,8 +104,10 @@ def test_kafka_offsets_never_pass_a_message_not_acked(kafka_server: str) -> None
             early, late = await fetch(first, 10), await fetch(first, 20)
             await first.ack(late)
             held_back = await first.floor()
+            lags.append(first.lag)
             await first.ack(early)
             floor = await first.floor()
+            lags.append(first.lag)
             await first.ack(early)  # again: a retried ack changes nothing
         finally:
             await first.close()
@@ -121,3 +125,5 @@ def test_kafka_offsets_never_pass_a_message_not_acked(kafka_server: str) -> None
     assert not under_floor((0, 0), held_back)  # offset 0 was not acked
     assert floor == {0: 29}
     assert after == []
+    # The lag: the fetch replies' high watermark (30) less the committed offset.
+    assert lags == [30, 0]
