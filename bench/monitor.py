@@ -204,7 +204,8 @@ def _write_log(home: Path, ref: pa.Table, window: pa.Table) -> float:
 
     from loopml.core.deployments import DeploymentSpec, prediction_table
     from loopml.data import lake
-    from loopml.monitor.reference import Reference, profile_table, save_reference
+    from loopml.monitor.reference import Reference, profile_table
+    from loopml.monitor.reference_store import save_reference
     from loopml.platform.startup import build_context
     from loopml.predictions import _rows
     from loopml.predictions.sink import PredictionRecord

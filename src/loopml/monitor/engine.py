@@ -30,7 +30,8 @@ from loopml.monitor.episodes import evaluate_deployment
 from loopml.monitor.gauges import Gauge
 from loopml.monitor.lease import Lease, LeaseLost, lease_seconds
 from loopml.monitor.quality import quality_of, scaled_quality
-from loopml.monitor.reference import REFERENCE_SET, Reference, ensure_reference
+from loopml.monitor.reference import REFERENCE_SET, Reference
+from loopml.monitor.reference_store import ensure_reference
 from loopml.monitor.retention import EVENT as PRUNED
 from loopml.monitor.retention import prune_deployment
 from loopml.monitor.service import create_default_rules

@@ -17,8 +17,9 @@ from loopml.core.clock import as_utc, utcnow
 from loopml.core.deployments import Deployment
 from loopml.core.errors import AlreadyExistsError, ValidationError
 from loopml.monitor.histograms import BARS, Distributions, distributions
-from loopml.monitor.reference import Reference, ensure_reference, reference_from_table
-from loopml.monitor.reference import get_reference as stored_reference
+from loopml.monitor.reference import Reference
+from loopml.monitor.reference_store import ensure_reference, reference_from_table
+from loopml.monitor.reference_store import get_reference as stored_reference
 from loopml.monitor.webhooks import check_target
 from loopml.monitor.windows import parse_size, window_column
 from loopml.settings import DefaultAlertRule

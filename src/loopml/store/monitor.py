@@ -66,8 +66,10 @@ def put_reference(
     reason: str,
     source: str,
     profile: dict[str, Any],
+    replace: bool = True,
 ) -> None:
-    """Store (or replace) a version's reference."""
+    """Store a version's reference, replacing the one it had unless ``replace`` is off
+    (then one stored already stays: the first one wins)."""
     proj = project_row(session, project)
     row = session.scalars(
         select(ReferenceProfileRow).where(
@@ -79,6 +81,8 @@ def put_reference(
     if row is None:
         row = ReferenceProfileRow(project_id=proj.id, model=model, version=version)
         session.add(row)
+    elif not replace:
+        return
     row.status, row.reason, row.source, row.profile = status, reason[:500], source[:300], profile
     session.flush()
 

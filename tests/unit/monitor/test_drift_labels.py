@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from loopml.monitor.reference import save_reference
+from loopml.monitor.reference_store import save_reference
 from loopml.pipelines import automation_service, service
 from loopml.pipelines.automation import AutomationEngine
 from loopml.store import events

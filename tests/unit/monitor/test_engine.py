@@ -24,7 +24,8 @@ from loopml.core.deployments import prediction_table
 from loopml.data import lake
 from loopml.monitor.engine import Monitor
 from loopml.monitor.metrics import MonitorCollector
-from loopml.monitor.reference import Reference, profile_table, save_reference
+from loopml.monitor.reference import Reference, profile_table
+from loopml.monitor.reference_store import save_reference
 from loopml.packaging import load_model, package_model
 from loopml.pipelines import automation_service as auto
 from loopml.pipelines import service as pipelines

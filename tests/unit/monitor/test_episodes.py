@@ -11,7 +11,8 @@ import pandas as pd
 import pyarrow as pa
 
 from loopml.monitor.drift import DriftConfig
-from loopml.monitor.reference import Reference, profile_table, save_reference
+from loopml.monitor.reference import Reference, profile_table
+from loopml.monitor.reference_store import save_reference
 from loopml.store import events
 from loopml.store import monitor as rows
 from loopml.web.context import AppContext

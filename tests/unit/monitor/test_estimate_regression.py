@@ -13,7 +13,8 @@ from loopml.client import Client
 from loopml.core.alerts import metric_value
 from loopml.monitor.error_table import MIN_ROWS, error_table
 from loopml.monitor.estimate import ERROR_METHOD, estimate_of, estimate_summary, merge_estimate
-from loopml.monitor.reference import Reference, profile_table, save_reference
+from loopml.monitor.reference import Reference, profile_table
+from loopml.monitor.reference_store import save_reference
 from loopml.packaging import load_model, package_model
 from loopml.serve import ModelRuntime
 from loopml.settings import Settings

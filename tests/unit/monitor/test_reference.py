@@ -16,7 +16,8 @@ from loopml.client import Client
 from loopml.core.datasets import SplitSpec
 from loopml.data import datasets, lake
 from loopml.monitor.engine import Monitor
-from loopml.monitor.reference import ensure_reference, get_reference, profile_table
+from loopml.monitor.reference import Reference, profile_table
+from loopml.monitor.reference_store import ensure_reference, get_reference, save_reference
 from loopml.monitor.sketch import NumericReference
 from loopml.platform import create_api_app
 from loopml.registry import register_version
@@ -172,6 +173,33 @@ def test_a_version_without_a_dataset_or_a_readable_sample_has_drift_off_and_says
     stored = get_reference(store, "default", "churn", 1)
     assert stored is not None
     assert stored.reason == reference.reason
+    store.dispose()
+
+
+def test_a_reference_built_on_its_own_never_replaces_one_stored_meanwhile(
+    settings: Settings,
+) -> None:
+    # ensure_reference reads none, builds one (seconds, for a real model), then stores it
+    # with replace=False: a table reference set in between (census run 40: the user's
+    # `models reference --table` while the monitor built its own) stays.
+    store, artifacts = open_metadata_store(settings), open_artifact_store(settings)
+    run = make_run(store)
+    log_model(store, artifacts, run)
+    register_version(
+        store, artifacts, project="default", model_name="churn", run_id=run.id, actor="t"
+    )
+    built = ensure_reference(store, artifacts, "default", "churn", 1)  # "off": no sample
+    profile = profile_table(
+        pa.table({"a": [1.0, 2.0]}), {"a": "numeric"}, task="classification", classes=["0", "1"]
+    )
+    chosen = Reference(status="ready", source="table training@0", profile=profile)
+    save_reference(store, "default", "churn", 1, chosen)  # as set_reference_table stores it
+    save_reference(store, "default", "churn", 1, built, replace=False)  # the late one
+    stored = get_reference(store, "default", "churn", 1)
+    assert stored is not None
+    assert (stored.status, stored.source) == ("ready", "table training@0")
+    save_reference(store, "default", "churn", 1, built)  # a replacing save does replace
+    assert get_reference(store, "default", "churn", 1) == built
     store.dispose()
 
 

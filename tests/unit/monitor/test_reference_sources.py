@@ -22,7 +22,7 @@ from loopml.core.deployments import prediction_table
 from loopml.core.errors import NotFoundError, ValidationError
 from loopml.data import lake
 from loopml.monitor.engine import Monitor
-from loopml.monitor.reference import get_reference
+from loopml.monitor.reference_store import get_reference
 from loopml.platform import create_app as create_platform
 from loopml.predictions._rows import PREDICTION_SCHEMA
 from loopml.settings import Settings

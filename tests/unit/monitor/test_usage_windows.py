@@ -17,7 +17,8 @@ import pytest
 from loopml.core.alerts import AlertRuleSpec
 from loopml.monitor import service
 from loopml.monitor.compare import figures_since, judged_size
-from loopml.monitor.reference import Reference, profile_table, save_reference
+from loopml.monitor.reference import Reference, profile_table
+from loopml.monitor.reference_store import save_reference
 from loopml.monitor.usage_windows import USAGE_ONLY
 from loopml.portal.pages._usage_chart import stored_sizes, usage_chart
 from loopml.settings import MonitorSettings

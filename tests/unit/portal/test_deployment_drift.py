@@ -17,7 +17,8 @@ from loopml.cli.monitor import _drift_table, _sequential_line
 from loopml.core.drift import figure
 from loopml.monitor import sequential
 from loopml.monitor.drift import DriftConfig
-from loopml.monitor.reference import Reference, profile_table, save_reference
+from loopml.monitor.reference import Reference, profile_table
+from loopml.monitor.reference_store import save_reference
 from loopml.monitor.sketch import reduce
 from loopml.monitor.windows import empty_state, summarize, window_start
 from loopml.store import monitor as monitor_rows

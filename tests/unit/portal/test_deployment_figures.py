@@ -19,7 +19,8 @@ from loopml.cli.monitor import render
 from loopml.core.alerts import AlertRuleSpec
 from loopml.monitor import service
 from loopml.monitor.drift import DriftConfig
-from loopml.monitor.reference import Reference, profile_table, save_reference
+from loopml.monitor.reference import Reference, profile_table
+from loopml.monitor.reference_store import save_reference
 from loopml.monitor.windows import empty_state, window_start
 from loopml.store import monitor as monitor_rows
 from loopml.web.context import AppContext
