@@ -8,6 +8,7 @@ that need it are skipped with the reason.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -304,12 +305,33 @@ def _reachable(url: str) -> bool:
 
 
 @pytest.fixture(scope="session")
-def nats_server() -> str:
+def nats_server() -> Iterator[str]:
     """The NATS server (with JetStream) the stream tests publish to; each test uses its own
-    JetStream stream and subjects."""
+    JetStream stream and subjects.
+
+    It also holds one stream of its own (no messages) while the tests run: deleting an
+    account's last stream makes nats-server remove the account's store folder, and a stream
+    another test process created at that moment failed ("error creating store for stream",
+    census run 41: mkdir .../jetstream/$G/streams: no such file or directory)."""
     if not _reachable(NATS_URL):
         missing_service(f"NATS at {NATS_URL}")
-    return NATS_URL
+    anchor = f"LOOPMLTESTANCHOR{uuid.uuid4().hex[:8]}"
+    asyncio.run(_nats_stream(anchor, create=True))
+    yield NATS_URL
+    asyncio.run(_nats_stream(anchor, create=False))
+
+
+async def _nats_stream(name: str, *, create: bool) -> None:
+    import nats
+
+    nc = await nats.connect(NATS_URL)
+    try:
+        if create:
+            await nc.jetstream().add_stream(name=name, subjects=[f"{name.lower()}.none"])
+        else:
+            await nc.jetstream().delete_stream(name)
+    finally:
+        await nc.close()
 
 
 @pytest.fixture(scope="session")
