@@ -78,8 +78,10 @@ class Broker:
             import nats
 
             nc = await nats.connect(self.url)
-            await nc.jetstream().add_stream(name=f"T{self.tag}", subjects=[f"t{self.tag}.>"])
-            await nc.close()
+            try:  # closed on a failure too: an unclosed socket fails the next test's setup
+                await nc.jetstream().add_stream(name=f"T{self.tag}", subjects=[f"t{self.tag}.>"])
+            finally:
+                await nc.close()
 
     def remove(self) -> None:
         asyncio.run(self._remove())
@@ -92,8 +94,10 @@ class Broker:
             import nats
 
             nc = await nats.connect(self.url)
-            await nc.jetstream().delete_stream(f"T{self.tag}")
-            await nc.close()
+            try:
+                await nc.jetstream().delete_stream(f"T{self.tag}")
+            finally:
+                await nc.close()
             return
         import redis.asyncio as aioredis
 
