@@ -130,7 +130,7 @@ def reference_from_table(
         )
     reference = Reference(status="ready", source=source, profile=profile)
     with store.session() as session:
-        _put(session, project, model, version, reference)
+        monitor_rows.put_reference(session, project, model, version, **_fields(reference))
         events.append(
             session,
             type=REFERENCE_SET,
@@ -175,30 +175,20 @@ def save_reference(
 ) -> None:
     """Store a version's reference, replacing any unless ``replace`` is off."""
     with store.session() as session:
-        _put(session, project, model, version, reference, replace=replace)
+        monitor_rows.put_reference(
+            session, project, model, version, **_fields(reference), replace=replace
+        )
 
 
-def _put(
-    session: Any,
-    project: str,
-    model: str,
-    version: int,
-    reference: Reference,
-    *,
-    replace: bool = True,
-) -> None:
+def _fields(reference: Reference) -> dict[str, Any]:
+    """A reference as its stored row's fields."""
     profile: dict[str, Any] = reference.profile.model_dump() if reference.profile else {}
-    monitor_rows.put_reference(
-        session,
-        project,
-        model,
-        version,
-        status=reference.status,
-        reason=reference.reason,
-        source=reference.source,
-        profile=profile,
-        replace=replace,
-    )
+    return {
+        "status": reference.status,
+        "reason": reference.reason,
+        "source": reference.source,
+        "profile": profile,
+    }
 
 
 def ensure_reference(
