@@ -11,9 +11,10 @@ Two things feed it, both on the platform's event loop and both only enqueueing:
   ``shadow``: its inputs as the client sent them, its predictions as the shadow answered);
 - ``sink(project)``, a ``PredictionSink`` for a model server running inside the platform.
 
-A background task turns what is queued into Arrow (in a worker thread) and appends it per
-deployment to ``prediction_table(deployment)`` through ``RecordBatcher.append``, ``max_batch``
-rows at a time or ``flush_ms`` after the first of them arrived. ``close`` appends everything
+What is queued is turned into Arrow on the log's own thread, ``BUILD_AHEAD`` entries at a
+time as they come, and a background task appends it per deployment to
+``prediction_table(deployment)`` through ``RecordBatcher.append``, ``max_batch`` rows at a
+time or ``flush_ms`` after the first of them arrived. ``close`` appends everything
 still queued; call it before the batcher's own ``close``. Wiring, in the app's lifespan::
 
     log = PredictionLog(records)
@@ -26,11 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-
-import anyio.to_thread
 
 from loopml.core.deployments import prediction_table
 from loopml.core.errors import DiskFullError, LoopmlError, ValidationError
@@ -51,6 +51,15 @@ ACTOR = "prediction-log"
 """Who the log's appends are recorded as."""
 
 _Build = Callable[[], list[_predrows.Row]]
+_Entry = tuple[str, str, int, _Build]
+_Built = tuple[dict[tuple[str, str], "pa.Table"], int]
+
+BUILD_AHEAD = 256
+"""Queued entries handed to the log's thread at a time, to become Arrow before their append.
+Built all at the append, once a second under load, 2,000-6,000 answers at 30-50 us each
+took a third of a core the serving path shares for a few hundred milliseconds: the requests
+answered then made the serving p99 (issue 53, ``bench/serving_tail.py``). A few
+milliseconds of work every tenth of a second costs the same CPU without the spells."""
 
 
 @dataclass(frozen=True)
@@ -116,8 +125,9 @@ class PredictionLog:
     ) -> None:
         self._batcher = batcher
         self._max_batch, self._max_queue, self._flush_s = max_batch, max_queue, flush_ms / 1000
-        self._queue: list[tuple[str, str, int, _Build]] = []
-        self._queued = 0
+        self._queue: list[_Entry] = []  # not yet handed to the thread
+        self._built: list[asyncio.Future[_Built]] = []  # handed, for the next append
+        self._queued = 0  # rows in both, not yet taken by an append
         self._sending = 0
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -125,6 +135,8 @@ class PredictionLog:
         self._appended = self._dropped = self._refused = self._skipped = 0
         self._on_disk_full = on_disk_full
         self._full_rows = 0  # rows refused in the current full spell; 0: none
+        # One thread, so that the entries are built, and their rows appended, in order.
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prediction-log")
 
     @property
     def stats(self) -> LogStats:
@@ -147,7 +159,7 @@ class PredictionLog:
     def log_answer(self, answer: Answer) -> None:
         """The gateway's answer hook (``AnswerHook``), the log's one intake for what a gateway
         saw: queue ``answer`` to become rows with its role; an error answer is counted
-        (``skipped``), not logged. Only queues: the bodies are read later, in a worker thread.
+        (``skipped``), not logged. Only queues: the bodies are read later, in the log's thread.
         """
         self._add(answer.project, answer.deployment, 1, lambda: _predrows.answer_rows(answer))
 
@@ -157,6 +169,7 @@ class PredictionLog:
         self._flush()
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._thread.shutdown(wait=False)
         return self.stats
 
     # ------------------------------------------------------------------ internals
@@ -169,26 +182,36 @@ class PredictionLog:
         self._queued += rows
         if self._queued >= self._max_batch:
             self._flush()
-        elif self._timer is None:
+            return
+        if len(self._queue) >= BUILD_AHEAD:
+            self._build_ahead()
+        if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._flush_s, self._flush)
+
+    def _build_ahead(self) -> None:
+        """Hand the queued entries to the log's thread, to become Arrow tables."""
+        taken, self._queue = self._queue, []
+        loop = asyncio.get_running_loop()
+        self._built.append(loop.run_in_executor(self._thread, _tables, taken))
 
     def _flush(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not self._queue:
+        if self._queue:
+            self._build_ahead()
+        if not self._built:
             return
-        taken, self._queue = self._queue, []
-        rows = sum(entry[2] for entry in taken)
-        self._queued -= rows
+        built, self._built = self._built, []
+        rows, self._queued = self._queued, 0
         self._sending += rows
-        task = asyncio.get_running_loop().create_task(self._append(taken, rows))
+        task = asyncio.get_running_loop().create_task(self._append(built, rows))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _append(self, taken: list[tuple[str, str, int, _Build]], queued: int) -> None:
+    async def _append(self, built: list[asyncio.Future[_Built]], queued: int) -> None:
         try:
-            tables, skipped = await anyio.to_thread.run_sync(_tables, taken)
+            tables, skipped = _merged(await asyncio.gather(*built))
             self._skipped += skipped
             await asyncio.gather(
                 *(self._append_one(project, name, t) for (project, name), t in tables.items())
@@ -241,9 +264,21 @@ class PredictionLog:
         self._full_rows += rows
 
 
-def _tables(
-    taken: list[tuple[str, str, int, _Build]],
-) -> tuple[dict[tuple[str, str], pa.Table], int]:
+def _merged(parts: Sequence[_Built]) -> _Built:
+    """The tables built ahead as one per (project, prediction table), and their skips."""
+    if len(parts) == 1:
+        return parts[0]
+    import pyarrow as pa
+
+    grouped: dict[tuple[str, str], list[pa.Table]] = {}
+    for tables, _ in parts:
+        for key, table in tables.items():
+            grouped.setdefault(key, []).append(table)
+    merged = {key: pa.concat_tables(tables) for key, tables in grouped.items()}
+    return merged, sum(skipped for _, skipped in parts)
+
+
+def _tables(taken: list[_Entry]) -> _Built:
     """The queued entries' rows as one Arrow table per (project, prediction table), and how
     many entries gave no rows (answers that were errors or unreadable)."""
     grouped: dict[tuple[str, str], list[_predrows.Row]] = {}

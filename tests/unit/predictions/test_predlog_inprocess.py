@@ -15,11 +15,12 @@ import pyarrow as pa
 import pytest
 from starlette.testclient import TestClient
 
+from loopml.core.deployments import prediction_table
 from loopml.core.predictions import PREDICTION_COLUMNS
 from loopml.data import lake
 from loopml.data.records import RecordBatcher
 from loopml.platform.startup import build_context
-from loopml.predictions.log import LogStats, PredictionLog
+from loopml.predictions.log import BUILD_AHEAD, LogStats, PredictionLog
 from loopml.predictions.sink import Answer, PredictionSink
 from loopml.settings import Settings
 from loopml.web.context import AppContext
@@ -226,6 +227,34 @@ def test_a_full_queue_drops_and_close_appends_the_rest(cancer: Served, ctx: AppC
 
     assert (stats.appended, stats.dropped) == (200, 100)
     assert len({r["inference_id"] for r in _rows(ctx)}) == 20
+
+
+def test_entries_built_ahead_in_pieces_make_one_append_in_order(
+    cancer: Served, ctx: AppContext
+) -> None:
+    """Over twice ``BUILD_AHEAD`` entries for two deployments before one append: they go to
+    the log's thread in pieces as they come, and the append holds each row once, in its
+    deployment's table."""
+    mine = make_record(cancer, slice(0, 1), "x")
+    other = make_record(cancer, slice(0, 1), "x", deployment="other")
+    count = 2 * BUILD_AHEAD + 7
+
+    async def body(log: PredictionLog) -> None:
+        sink = log.sink("default")
+        for i in range(count):
+            sink.record(make_copy(other if i % 3 == 0 else mine, f"r{i:04d}"))
+        assert not lake.list_tables(ctx.store, "default")  # built ahead, not yet appended
+
+    stats = _run(ctx, body, flush_ms=600_000, max_batch=100_000)
+
+    assert (stats.appended, stats.dropped, stats.pending) == (count, 0, 0)
+
+    def ids(table: str) -> list[str]:
+        found = lake.read_dataset(ctx.store, ctx.artifacts, "default", table).to_table()
+        return sorted(found.column("inference_id").to_pylist())
+
+    assert ids(TABLE) == [f"r{i:04d}" for i in range(count) if i % 3]
+    assert ids(prediction_table("other")) == [f"r{i:04d}" for i in range(0, count, 3)]
 
 
 def make_copy(record: Any, inference_id: str) -> Any:
