@@ -109,9 +109,14 @@ def _ensemble_note(result: Any) -> str:
         return "no ensemble tried"
     members = "+".join(f"{name.split('#')[0]}x{votes}" for name, votes in tried["members"].items())
     verdict = "kept" if tried["kept"] else "refused"
+    rows = (
+        f", by rows {tried['mean_row_gain']:.4g} against {tried['row_margin']:.4g}"
+        if "mean_row_gain" in tried
+        else ""
+    )
     return (
         f"ensemble {members} {verdict}: cross-fitted loss {tried['loss']:.4g}, gain a fold "
-        f"{tried['mean_gain']:.3g} against a margin of {tried['margin']:.3g}"
+        f"{tried['mean_gain']:.3g} against a margin of {tried['margin']:.3g}{rows}"
     )
 
 
