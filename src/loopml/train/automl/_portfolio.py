@@ -25,9 +25,9 @@ chosen on thousands of rows. Only for regression: the classifiers are scored as 
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -82,6 +82,16 @@ def _deadline_callback(deadline: float) -> Callable[[Any], None]:
     return stop
 
 
+def _validation_rows(model: Any, x_val: np.ndarray, y_val: np.ndarray) -> dict[str, Any]:
+    """The validation rows as ``fit`` takes them: ``eval_X``/``eval_y`` where LightGBM has
+    them (4.6 on; its ``eval_set`` then warns that it is deprecated, and a filter against
+    that warning is not safe while another thread changes the filters: the packaging
+    libraries' import runs beside the search), else ``eval_set`` (4.3, the floor)."""
+    if "eval_X" in inspect.signature(model.fit).parameters:
+        return {"eval_X": x_val, "eval_y": y_val}
+    return {"eval_set": [(x_val, y_val)]}
+
+
 def _fit_fold(
     model: Any, fold: tuple[np.ndarray, ...], metric: str, deadline: float
 ) -> tuple[np.ndarray, int, int]:
@@ -95,7 +105,7 @@ def _fit_fold(
     model.fit(
         x_fit,
         y_fit,
-        eval_set=[(x_val, y_val)],
+        **_validation_rows(model, x_val, y_val),
         callbacks=[
             lightgbm.early_stopping(PATIENCE, first_metric_only=True, verbose=False),
             _deadline_callback(deadline),
@@ -132,13 +142,9 @@ def score_config(
         steps = _flaml.final_steps(
             "lgbm", config, "regression", n_jobs=n_jobs, categorical=validation.categorical
         )
-        with warnings.catch_warnings():
-            # LightGBM 4.6+ asks for eval_X/eval_y; eval_set works from 4.3, the floor.
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            predicted, best, leaves = _fit_fold(
-                steps[-1][1], fold, metric, now + (deadline - now) / (len(folds) - i)
-            )
+        predicted, best, leaves = _fit_fold(
+            steps[-1][1], fold, metric, now + (deadline - now) / (len(folds) - i)
+        )
         if best < 1:
             return None
         losses.append(float(_ml().sklearn_metric_loss_score(metric, predicted, fold[3])))
