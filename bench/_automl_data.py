@@ -13,10 +13,20 @@ none of them is installed, and none is a dependency of loopml.
   city (RMSE); a 46-value city column, missing values in 11 % of the rows.
 - ``midwest`` (plotnine): 437 rows, binary: a metro county (ROC AUC); a state column and
   25 skewed counts and shares.
+- ``bikeshare`` (ISLP, the data of *An Introduction to Statistical Learning*): 8,645 rows,
+  regression of an hour's bike rentals in Washington, D.C. in 2011 (RMSE); the hour, day
+  of the year, weekday, a month and a weather text column, temperature, humidity, wind.
+- ``wage`` (ISLP): 3,000 rows, regression of a man's wage in the Mid-Atlantic region
+  (RMSE); age and year, 6 categorical columns (education, marital status, job class,
+  health...); a noisy target with a separate cluster of high earners.
+
+Not run by default (``--datasets`` names them): the six above are issue 38's; the last two
+are regression sets added for issue 53 (AutoML on regression).
 
 txhousing drops the rows without a median price and its ``volume`` column (sales times the
 mean price: the answer's twin); midwest drops ``category`` (its last letter spells urban or
-rural), the ``PID`` and the county's name (an identifier).
+rural), the ``PID`` and the county's name (an identifier); bikeshare drops ``casual`` and
+``registered`` (the two parts of the answer); wage drops ``logwage`` (the answer's log).
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ WHEELS = {
     "plotnine": "plotnine==0.15.9",
     "statsmodels": "statsmodels==0.15.0",
     "palmerpenguins": "palmerpenguins==0.1.6",
+    "islp": "ISLP==0.6.0",
 }
 
 
@@ -95,6 +106,16 @@ def _midwest(cache: Path) -> pd.DataFrame:
     return frame.drop(columns=["PID", "county", "category"]).rename(columns={"inmetro": "target"})
 
 
+def _bikeshare(cache: Path) -> pd.DataFrame:
+    frame = _wheel_csv(cache, "islp", "ISLP/data/Bikeshare.csv")
+    return frame.drop(columns=["casual", "registered"]).rename(columns={"bikers": "target"})
+
+
+def _wage(cache: Path) -> pd.DataFrame:
+    frame = _wheel_csv(cache, "islp", "ISLP/data/Wage.csv")
+    return frame.drop(columns="logwage").rename(columns={"wage": "target"})
+
+
 DATASETS = {
     "diamonds": DataSet("regression", "rmse", _diamonds),
     "fair": DataSet("classification", "roc_auc", _fair),
@@ -103,6 +124,12 @@ DATASETS = {
     "txhousing": DataSet("regression", "rmse", _txhousing),
     "midwest": DataSet("classification", "roc_auc", _midwest),
 }
+"""The data sets run by default (issue 38's six)."""
+EXTRA = {
+    "bikeshare": DataSet("regression", "rmse", _bikeshare),
+    "wage": DataSet("regression", "rmse", _wage),
+}
+"""Regression sets run when ``--datasets`` names them (issue 53)."""
 
 
 def lower_is_better(metric: str) -> bool:

@@ -33,6 +33,7 @@ class Clock:
         packaging: bool,
         registering: bool = False,
         bagger: _bag.Bagger | None = None,
+        loss_call_s: float = _costs.LOSS_CALL_S,
     ) -> None:
         self.started = started
         self.budget_s = budget_s
@@ -43,6 +44,7 @@ class Clock:
         self._registering = registering
         self._floor = max(RESERVE_MIN_S, RESERVE_SHARE * budget_s)
         self._bagger = bagger
+        self._loss_call_s = loss_call_s
 
     def bags(self, trial: Trial | None) -> bool:
         """Whether ``trial``, as the winner, is to be bagged (``_bag``): its bag fits the
@@ -91,7 +93,7 @@ class Clock:
         refit = sum(
             _costs.refit_s(t.train_time_s, t.sample_size, self._rows, self._method) for t in pool
         )
-        select = _costs.LOSS_CALL_S * _ensemble.selection_calls(len(pool), self._method)
+        select = self._loss_call_s * _ensemble.selection_calls(len(pool), self._method)
         config = _ensemble.member_config([(t, 1) for t in pool])
         before = scored + select + refit
         return self._floor + before + self.package_s_of(_costs.ENSEMBLE, config, before)

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from loopml.core.errors import ValidationError
-from loopml.train.automl import _bag, _costs, _ensemble, _flaml, _warm
+from loopml.train.automl import _bag, _costs, _ensemble, _flaml, _portfolio, _warm
 from loopml.train.automl._checks import check_training_data
 from loopml.train.automl._clock import Clock
 from loopml.train.automl._defaults import default_learners, score_default, starting_points
@@ -192,6 +192,10 @@ def _search(
         on_ray=on_ray,
     )
     search_iter = None if max_iter is None else max_iter - len(defaults)
+    if on_ray is None and _portfolio.applies(kind, metric, names, all_learners):
+        search_iter = _portfolio.score_before_search(
+            validation, log, clock, metric, direction, limits, n_jobs, search_iter
+        )
     if search_iter == 0:
         return MAX_ITER
     # Under a cap the ensemble comes after the search, as the trials do not depend on the
@@ -380,7 +384,16 @@ def run_automl(
         size_mb=size_mb,
         predict_ms=predict_ms,
     )
-    clock = Clock(started, budget_s, prep, method, include_packaging, include_registration, bagger)
+    clock = Clock(
+        started,
+        budget_s,
+        prep,
+        method,
+        include_packaging,
+        include_registration,
+        bagger,
+        loss_call_s=_ensemble.loss_call_s(metric, data.kind),
+    )
     clock.check_floor()
     prepared = time.perf_counter()
     log = TrialLog(started, direction, on_trial, size_mb, predict_ms)

@@ -28,9 +28,13 @@ class Limits:
 
     def fits(self, trial: Trial) -> bool:
         """Whether ``trial``'s estimated size and latency are within the limits."""
-        if self.max_model_mb is not None and trial.size_mb > self.max_model_mb:
+        return self.allows(trial.size_mb, trial.predict_ms)
+
+    def allows(self, size_mb: float, predict_ms: float) -> bool:
+        """Whether a model of this estimated size and latency is within the limits."""
+        if self.max_model_mb is not None and size_mb > self.max_model_mb:
             return False
-        return self.max_predict_ms is None or trial.predict_ms <= self.max_predict_ms
+        return self.max_predict_ms is None or predict_ms <= self.max_predict_ms
 
 
 NO_LIMITS = Limits()

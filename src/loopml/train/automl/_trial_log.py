@@ -29,7 +29,7 @@ class TrialLog:
     ) -> None:
         self.trials: list[Trial] = []
         # The validation predictions that came with a trial (``RawTrial.predictions``),
-        # by iteration: only those of each learner's best trial are kept.
+        # by iteration: only those of each learner's best trial (``Trial.family``) are kept.
         self.predictions: dict[int, list[np.ndarray]] = {}
         self._kept: dict[str, Trial] = {}
         self._started = started
@@ -39,6 +39,12 @@ class TrialLog:
         self._on_trial = on_trial
         self._size_mb = size_mb
         self._predict_ms = predict_ms
+
+    def estimates(self, estimator: str, config: dict[str, object]) -> tuple[float, float]:
+        """A model's estimated package size (MB) and one-row latency (ms), as its trial's
+        would be recorded."""
+        latency = 0.0 if self._predict_ms is None else self._predict_ms(estimator, config)
+        return round(self._size_mb(estimator, config), 4), round(latency, 5)
 
     def _improves(self, score: float, best: Trial | None, *, of_best: bool = True) -> bool:
         """Whether ``score`` beats ``best``'s best score so far (``of_best``) or its own."""
@@ -82,11 +88,11 @@ class TrialLog:
         )
         self.trials.append(trial)
         if raw.predictions is not None:
-            kept = self._kept.get(raw.estimator)
+            kept = self._kept.get(trial.family)
             if kept is None or self._improves(score, kept, of_best=False):
                 if kept is not None:
                     self.predictions.pop(kept.iteration, None)
                 self.predictions[trial.iteration] = raw.predictions
-                self._kept[raw.estimator] = trial
+                self._kept[trial.family] = trial
         if self._on_trial is not None:
             self._on_trial(trial)

@@ -121,6 +121,11 @@ class EnsembleTurn:
             at_s = round(began - self._clock.started, 3)
             self.summary = tried | {"decided_at_s": at_s, "in_search": in_search}
 
+    def _fits(self, members: list[Trial]) -> bool:
+        """Whether a blend of ``members`` would be within the limits (its estimates)."""
+        config = _ensemble.member_config([(t, 1) for t in members])
+        return self._limits.allows(*self._log.estimates(_ensemble.ESTIMATOR, config))
+
     def _try(self, best: Trial) -> dict[str, Any] | None:
         """Blend the best model of each learner, when the time left allows it, and record
         the blend as a trial (``source`` ``ensemble``) when its gain over the best single
@@ -145,6 +150,7 @@ class EnsembleTurn:
             n_jobs=self._n_jobs,
             deadline=deadline,
             known=log.predictions,
+            fits=self._fits,
         )
         if found is None or len(found.members) < 2:
             return None

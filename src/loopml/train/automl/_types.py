@@ -31,7 +31,8 @@ class Trial(BaseModel):
     improved: bool = Field(description="Whether this trial is the new best.")
     source: str = Field(
         default="search",
-        description="``default`` (a library default, scored before the search), ``search`` "
+        description="``default`` (a library default, scored before the search), "
+        "``portfolio`` (a regression's early-stopped LightGBM, scored next), ``search`` "
         "(FLAML's) or ``ensemble``.",
     )
     size_mb: float = Field(
@@ -44,6 +45,14 @@ class Trial(BaseModel):
     node: str = Field(
         default="", description="The Ray node the trial ran on (``--on ray``), else empty."
     )
+
+    @property
+    def family(self) -> str:
+        """What the final ensemble takes one candidate of: the learner (its best trial), or
+        for a portfolio trial the trial itself (each is a model of its own kind)."""
+        return (
+            f"{self.estimator}#{self.iteration}" if self.source == "portfolio" else self.estimator
+        )
 
 
 @dataclass(frozen=True)
