@@ -10,27 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from loopml.train.automl import Trial, _ensemble, _flaml, _portfolio, run_automl
+from loopml.train.automl import _ensemble, _flaml, _portfolio, run_automl
 from loopml.train.automl._select import NO_LIMITS
 from loopml.train.automl._split import Validation, make_validation
 from loopml.train.automl._trial_log import TrialLog
-
-
-def trial(iteration: int, estimator: str, score: float, **fields: object) -> Trial:
-    values: dict[str, object] = {
-        "iteration": iteration,
-        "estimator": estimator,
-        "config": {},
-        "score": score,
-        "train_time_s": 0.1,
-        "sample_size": 100,
-        "elapsed_s": float(iteration),
-        "best_score": score,
-        "best_estimator": estimator,
-        "improved": True,
-        "size_mb": 1.0,
-    }
-    return Trial.model_validate(values | fields)
+from tests.unit.train.test_automl_ensemble import trial
 
 
 def steps_target(rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -177,7 +161,7 @@ def test_the_numpy_losses_are_flamls(metric: str) -> None:
     predicted = y + rng.normal(size=500) * 3
     ml = importlib.import_module("flaml.automl.ml")
 
-    mine = _ensemble._fold_loss(metric, "regression", predicted, y)
+    mine = _ensemble.fold_loss(metric, "regression", predicted, y)
 
     assert mine == pytest.approx(float(ml.sklearn_metric_loss_score(metric, predicted, y)))
 

@@ -227,7 +227,7 @@ def _fold_predictions(
 
 
 def loss_call_s(metric: str, kind: TaskKind) -> float:
-    """The estimated seconds of one fold loss of the greedy selection (``_fold_loss``)."""
+    """The estimated seconds of one fold loss of the greedy selection (``fold_loss``)."""
     if kind == "regression" and metric in _NUMPY_LOSSES:
         return _costs.NUMPY_LOSS_CALL_S
     return _costs.LOSS_CALL_S
@@ -247,7 +247,9 @@ def _numpy_loss(metric: str, predicted: np.ndarray, y_val: np.ndarray) -> float 
     return math.sqrt(mse) if metric == "rmse" else mse
 
 
-def _fold_loss(metric: str, kind: TaskKind, predicted: np.ndarray, y_val: np.ndarray) -> float:
+def fold_loss(metric: str, kind: TaskKind, predicted: np.ndarray, y_val: np.ndarray) -> float:
+    """One fold's loss of ``predicted`` (FLAML's, from NumPy for the common regression
+    metrics)."""
     if kind == "regression" and metric in _NUMPY_LOSSES:
         fast = _numpy_loss(metric, predicted, y_val)
         if fast is not None:
@@ -272,7 +274,7 @@ def _loss(
     losses = []
     for fold, y_val in enumerate(truth):
         blended = sum(preds[i][fold] * n for i, n in votes.items()) / total
-        losses.append(_fold_loss(metric, kind, np.asarray(blended), y_val))
+        losses.append(fold_loss(metric, kind, np.asarray(blended), y_val))
     return float(np.mean(losses))
 
 

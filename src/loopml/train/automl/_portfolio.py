@@ -24,7 +24,6 @@ chosen on thousands of rows. Only for regression: the classifiers are scored as 
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import math
 import time
@@ -35,6 +34,7 @@ import numpy as np
 
 from loopml.train.automl import _flaml
 from loopml.train.automl._clock import Clock
+from loopml.train.automl._ensemble import fold_loss
 from loopml.train.automl._metrics import Direction, TaskKind
 from loopml.train.automl._select import Limits, pick_winner
 from loopml.train.automl._split import Validation
@@ -117,10 +117,6 @@ def _fit_fold(
     return np.asarray(model.predict(x_val), dtype=np.float64), best, leaves
 
 
-def _ml() -> Any:
-    return importlib.import_module("flaml.automl.ml")
-
-
 def score_config(
     name: str,
     validation: Validation,
@@ -147,7 +143,7 @@ def score_config(
         )
         if best < 1:
             return None
-        losses.append(float(_ml().sklearn_metric_loss_score(metric, predicted, fold[3])))
+        losses.append(fold_loss(metric, "regression", predicted, fold[3]))
         predictions.append(predicted)
         rounds.append(best)
         per_tree = max(per_tree, leaves / best)
