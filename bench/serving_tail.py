@@ -14,7 +14,13 @@ Read with the prediction log's flush in mind (``PredictionLog``: at most once a 
 rows built in the platform): a tail that comes once a second, while the platform's share of
 the core rises, is the log's work taking the core from the gateway and the replica.
 
-Run: ``python bench/serving_tail.py [--seconds 5] [--rounds 2]``.
+With ``--monitor process,thread`` it measures the monitor's rounds in a process of their own
+at a lower priority (``monitor.process``, the default) against a thread of the platform, a
+platform each, and prints both side by side; ``--monitor-interval 5`` puts a round in every
+run (the product's interval is 30 s).
+
+Run: ``python bench/serving_tail.py [--seconds 5] [--rounds 2] [--monitor process,thread]
+[--monitor-interval 5]``.
 """
 
 from __future__ import annotations
@@ -46,6 +52,13 @@ from _serving_platform import (
 )
 
 SAMPLE_S = 0.02
+MONITOR_MODULE = "loopml.platform.monitor_process"
+MONITOR_ENV = {
+    "process": {"LOOPML_MONITOR_PROCESS": "true"},
+    "thread": {"LOOPML_MONITOR_PROCESS": "false"},
+    "off": {"LOOPML_MONITOR_ENABLED": "false"},
+}
+MODEL_AND_FRAME: list = []
 pids_started = [0.0]  # when the platform first answered (perf_counter)
 SLOW = 2.5  # a request slower than this many p50s is in the tail
 
@@ -82,7 +95,8 @@ def _sample(pids: dict[str, int], stop: threading.Event, out: list[tuple[float, 
 
 def _run(
     port: int, path: str, body: bytes, label: str, pids: dict[str, int], seconds: float
-) -> None:
+) -> tuple[float, float, float]:
+    """Print one run's figures; its (req/s, p99, slowest)."""
     asyncio.run(_load(port, path, body, 2.0))  # warm-up
     stop, samples = threading.Event(), []
     began = time.perf_counter()
@@ -121,27 +135,33 @@ def _run(
         span = max(spans[where], 1) * SAMPLE_S
         shares = ", ".join(f"{n} {totals[n] / span:.0%}" for n in pids)
         print(f"  share of core 0 {where:<12} ({span:4.1f} s): {shares}")
+    return len(seen) / seconds, p99, latencies[-1]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument(
-        "--monitor-off",
-        action="store_true",
-        help="start the platform with its monitor off (LOOPML_MONITOR_ENABLED=false)",
-    )
-    args = parser.parse_args()
-    os.sched_setaffinity(0, {LOAD_CORE})
-    model, frame = _model()
-    row = frame.iloc[:1].to_numpy(dtype="float32").ravel().tolist()
-    body = orjson.dumps({"instances": [dict(zip(frame.columns, row, strict=True))]})
-    tensor = {"name": "input-0", "shape": [1, len(row)], "datatype": "FP32", "data": row}
-    v2 = orjson.dumps({"inputs": [tensor]})
+def _monitor_pid(platform_pid: int) -> int | None:
+    for child in psutil.Process(platform_pid).children():
+        if MONITOR_MODULE in child.cmdline():
+            return child.pid
+    return None
+
+
+def _modes(text: str) -> list[str]:
+    modes = text.split(",")
+    unknown = set(modes) - set(MONITOR_ENV)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown monitor mode(s) {sorted(unknown)}")
+    return modes
+
+
+def _measure(mode: str, args: argparse.Namespace, body: bytes, v2: bytes) -> dict:
+    """One platform with the monitor as ``mode`` says, ``--rounds`` rounds of each path."""
+    model, frame = MODEL_AND_FRAME
     front = {"LOOPML_GATEWAY_FRONT": "true", "LOOPML_GATEWAY_PROCESSES": "1"}
-    if args.monitor_off:
-        front["LOOPML_MONITOR_ENABLED"] = "false"
+    front.update(MONITOR_ENV[mode])
+    if args.monitor_interval:
+        front["LOOPML_MONITOR_INTERVAL_S"] = str(args.monitor_interval)
+    print(f"\n=== monitor: {mode} ===")
+    found: dict[str, list[tuple[float, float, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         with _platform(home, extra_env=front) as (url, platform_port, platform_pid):
@@ -152,13 +172,62 @@ def main() -> None:
             (gateway,) = _gateway_pids(platform_pid)
             (replica,) = _replica_pids(platform_pid, DEPLOYMENT)
             pids = {"gateway": gateway, "platform": platform_pid, "replica": replica}
+            monitor = _monitor_pid(platform_pid)
+            if monitor is not None:
+                pids["monitor"] = monitor
             paths = {
                 "/predict": (f"/deployments/{DEPLOYMENT}/predict", body),
                 "V2 [1, 30]": (f"/deployments/{DEPLOYMENT}/v2/models/{MODEL}/infer", v2),
             }
             for _ in range(args.rounds):
                 for label, (path, payload) in paths.items():
-                    _run(port, path, payload, label, pids, args.seconds)
+                    seen = _run(port, path, payload, label, pids, args.seconds)
+                    found.setdefault(label, []).append(seen)
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--monitor",
+        type=_modes,
+        default=["process"],
+        help="where the monitor's rounds run, a platform each, in turns: process (the "
+        "default, monitor.process), thread (monitor.process=false), off "
+        "(monitor.enabled=false); for example process,thread",
+    )
+    parser.add_argument(
+        "--monitor-interval",
+        type=float,
+        default=0.0,
+        help="the monitor's interval (s; default: the product's 30 s). A short one puts a "
+        "round in every run: the worst case",
+    )
+    parser.add_argument("--monitor-off", action="store_true", help="the same as --monitor off")
+    args = parser.parse_args()
+    if args.monitor_off:
+        args.monitor = ["off"]
+    os.sched_setaffinity(0, {LOAD_CORE})
+    model, frame = _model()
+    MODEL_AND_FRAME[:] = [model, frame]
+    row = frame.iloc[:1].to_numpy(dtype="float32").ravel().tolist()
+    body = orjson.dumps({"instances": [dict(zip(frame.columns, row, strict=True))]})
+    tensor = {"name": "input-0", "shape": [1, len(row)], "datatype": "FP32", "data": row}
+    v2 = orjson.dumps({"inputs": [tensor]})
+    results: dict[str, dict[str, list[tuple[float, float, float]]]] = {}
+    for mode in args.monitor:  # a mode named twice: its rounds add up
+        for label, seen in _measure(mode, args, body, v2).items():
+            results.setdefault(mode, {}).setdefault(label, []).extend(seen)
+    print("\nsummary (median over the rounds; slowest: each round's slowest request)")
+    print(f"{'monitor':<8} {'path':<11} {'req/s':>7} {'p99 ms':>7}  slowest ms")
+    for mode, found in results.items():
+        for label, seen in found.items():
+            rate = statistics.median(r for r, _, _ in seen)
+            p99 = statistics.median(p for _, p, _ in seen)
+            slowest = " ".join(f"{m * 1e3:.0f}" for _, _, m in seen)
+            print(f"{mode:<8} {label:<11} {rate:7.0f} {p99 * 1e3:7.1f}  {slowest}")
 
 
 if __name__ == "__main__":

@@ -273,7 +273,16 @@ def test_the_grafana_dashboard_queries_what_the_platform_exposes(
     names = _scraped_names(
         httpx.get(f"{platform.url}/metrics", trust_env=False, timeout=REQUEST_GUARD_S).text
     )
-    listed = orjson.loads((platform.settings.home / "prometheus" / "targets.json").read_bytes())
+    # The reconciler lists a ready replica for Prometheus on its next round (every 0.5 s),
+    # which may come after the requests above: wait for it, or its metrics look missing.
+    targets = platform.settings.home / "prometheus" / "targets.json"
+
+    def listed_replica() -> list[dict[str, Any]] | None:
+        groups: list[dict[str, Any]] = orjson.loads(targets.read_bytes())
+        ours = [g for g in groups if g["labels"]["deployment"] == DASHBOARD_NAME]
+        return groups if ours else None
+
+    listed = wait_until(listed_replica, 30, f"{targets} to list the replica of {DASHBOARD_NAME}")
     for group in listed:
         url = f"http://{group['targets'][0]}/metrics"
         names |= _scraped_names(httpx.get(url, trust_env=False, timeout=REQUEST_GUARD_S).text)

@@ -102,6 +102,9 @@ class Monitor:
         errors: where failed requests are counted (the gateway's metrics), if anywhere.
         callers: where requests are counted per caller (the gateway's), if anywhere.
         resources: where replicas are measured (the deploy targets), if anywhere.
+        takes_lease: whether this monitor runs rounds when it can take the lease; false: it
+            only leaves its server's counts for the holder each round (the API server
+            beside its monitor process, ``monitor.process``).
     """
 
     def __init__(
@@ -114,8 +117,10 @@ class Monitor:
         errors: ErrorSource | None = None,
         callers: CallerSource | None = None,
         resources: ResourceSource | None = None,
+        takes_lease: bool = True,
     ) -> None:
         self.store, self.artifacts, self.settings = store, artifacts, settings
+        self.takes_lease = takes_lease
         self.clock = clock
         self.sizes = parse_sizes(settings.windows)
         self.smallest = min(self.sizes.values())
@@ -151,7 +156,7 @@ class Monitor:
         # Every server counts its own gateway and replicas, holder or not (``shares``).
         counts = {name: self._deltas(name) for name in self._sources}
         share = gateway_states(counts, self._measure(), self._restarts, now, self._grain)
-        if not self.lease.take(now):
+        if not (self.takes_lease and self.lease.take(now)):
             try:
                 publish(self.store, self.lease.id, share)
             except Exception:
@@ -396,8 +401,9 @@ class Monitor:
 
     # ------------------------------------------------------------------ the loop
 
-    def run(self) -> None:
-        """Tick every ``interval_s`` until ``stop``."""
+    def run(self, after_round: Callable[[], None] | None = None) -> None:
+        """Tick every ``interval_s`` until ``stop``, calling ``after_round`` after each
+        round (its failure is logged, as a round's is)."""
         log.info(
             "monitor started (every %g s, windows %s)", self.settings.interval_s, list(self.sizes)
         )
@@ -406,6 +412,8 @@ class Monitor:
         while not self._stop.wait(self.settings.interval_s):
             try:
                 self.tick()
+                if after_round is not None:
+                    after_round()
             except Exception:
                 log.exception("monitor round failed; retrying next round")
         self._release()
@@ -431,9 +439,11 @@ def _moment(text: str | None) -> datetime | None:
 class MonitorThread:
     """A monitor running in a background thread of this process (the API server)."""
 
-    def __init__(self, monitor: Monitor) -> None:
+    def __init__(self, monitor: Monitor, after_round: Callable[[], None] | None = None) -> None:
         self.monitor = monitor
-        self._thread = threading.Thread(target=monitor.run, name="monitor", daemon=True)
+        self._thread = threading.Thread(
+            target=monitor.run, args=(after_round,), name="monitor", daemon=True
+        )
 
     def start(self) -> MonitorThread:
         self._thread.start()

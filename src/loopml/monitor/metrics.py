@@ -22,25 +22,91 @@ figure is known; the replicas' are the samples of the last round.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import logging
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from loopml.monitor.gauges import Gauge
+
 if TYPE_CHECKING:
     from loopml.monitor.engine import Monitor
+
+log = logging.getLogger("loopml.monitor")
+Latest = dict[tuple[str, str], list[Gauge]]
+AlertStates = dict[tuple[str, str, str, str], str]
 
 _VERSION = ("project", "deployment", "model", "version")
 _USAGE = ("cpu_percent", "rss_bytes")
 STATE_VALUES = {"ok": 0.0, "pending": 1.0, "firing": 2.0}
 
 
-class MonitorCollector(Collector):
-    """Gauges of one monitor, for a ``CollectorRegistry``."""
+class FigureFile:
+    """What the monitor process's last round computed for ``/metrics`` (each version's
+    gauges, each rule's state), in a file the API server reads when it changed: the
+    process writes it after every round, whole (a new file moved over the old one)."""
 
-    def __init__(self, monitor: Monitor) -> None:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._seen: tuple[int, int] | None = None
+        self._figures: tuple[Latest, AlertStates] = ({}, {})
+
+    def write(self, monitor: Monitor) -> None:
+        """Keep ``monitor``'s figures of its last round."""
+        data = {
+            "latest": [
+                [project, name, [dataclasses.asdict(gauge) for gauge in found]]
+                for (project, name), found in list(monitor.latest.items())
+            ],
+            "alerts": [[*key, state] for key, state in list(monitor.alert_states.items())],
+        }
+        fresh = self.path.with_name(self.path.name + ".new")
+        fresh.write_text(json.dumps(data), encoding="utf-8")
+        os.replace(fresh, self.path)
+
+    def read(self) -> tuple[Latest, AlertStates]:
+        """The figures last written (none before the first round); a file that cannot be
+        read is logged once and leaves the figures read before."""
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return self._figures
+        seen = (stat.st_ino, stat.st_mtime_ns)  # each write is a new file: a new inode
+        if seen == self._seen:
+            return self._figures
+        self._seen = seen
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            latest = {
+                (project, name): [Gauge(**gauge) for gauge in found]
+                for project, name, found in data["latest"]
+            }
+            alerts = {(e[0], e[1], e[2], e[3]): e[4] for e in data["alerts"]}
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            log.exception("could not read the monitor process's figures in %s", self.path)
+        else:
+            self._figures = (latest, alerts)
+        return self._figures
+
+
+class MonitorCollector(Collector):
+    """Gauges of one monitor, for a ``CollectorRegistry``: its replica samples, and its
+    versions' figures and rule states, or those ``figures`` holds (a monitor process's)."""
+
+    def __init__(self, monitor: Monitor, figures: FigureFile | None = None) -> None:
         self._monitor = monitor
+        self._file = figures
+
+    def _figures(self) -> tuple[Latest, AlertStates]:
+        if self._file is not None:
+            return self._file.read()
+        return self._monitor.latest, self._monitor.alert_states
 
     def collect(self) -> Iterator[Metric]:
         share = GaugeMetricFamily(
@@ -68,7 +134,8 @@ class MonitorCollector(Collector):
             "further until it holds enough labels.",
             labels=_VERSION,
         )
-        for (project, deployment), found in list(self._monitor.latest.items()):
+        latest, alert_states = self._figures()
+        for (project, deployment), found in list(latest.items()):
             for gauge in found:
                 labels = (project, deployment, gauge.model, str(gauge.version))
                 drift = gauge.drift
@@ -86,9 +153,7 @@ class MonitorCollector(Collector):
                     coverage.add_metric(labels, quality.get("coverage", 0.0))
                     reach.add_metric(labels, gauge.quality_seconds)
         yield from self._replicas()
-        for (project, deployment, rule, severity), state in list(
-            self._monitor.alert_states.items()
-        ):
+        for (project, deployment, rule, severity), state in list(alert_states.items()):
             alerts.add_metric((project, deployment, rule, severity), STATE_VALUES.get(state, 0.0))
         yield from (share, score, accuracy, coverage, reach, alerts)
 

@@ -23,10 +23,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import SecretStr, model_validator
+from pydantic import model_validator
 
 from loopml.core.errors import ServiceUnavailableError
 from loopml.core.ids import new_id
@@ -36,7 +35,7 @@ from loopml.pipelines._resolve import Prepared, outputs_exist, prepare
 from loopml.pipelines._run_step import describe
 from loopml.pipelines.backends import open_executor
 from loopml.pipelines.base import StepExecutor, StepHandle, StepOutcome
-from loopml.settings import Settings, WorkerSettings
+from loopml.settings import Settings, WorkerSettings, settings_payload
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore, pipeline_workers
 from loopml.store import pipeline_queue as queue
@@ -60,18 +59,6 @@ class WorkerConfig(WorkerSettings):
         return self
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, SecretStr):
-        return value.get_secret_value()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
 def server_url(settings: Settings) -> str:
     """The address a server started with ``settings`` answers on, as its own steps reach it
     (``client.url`` may name another server, or none was set)."""
@@ -79,13 +66,6 @@ def server_url(settings: Settings) -> str:
     host = settings.server.host.strip("[]")
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{settings.server.port}"
-
-
-def settings_payload(settings: Settings) -> dict[str, Any]:
-    """The settings a step process needs, as plain data (secrets in clear, no client)."""
-    data: dict[str, Any] = _plain(settings.model_dump(mode="python"))
-    data.pop("client", None)
-    return data
 
 
 class Worker:

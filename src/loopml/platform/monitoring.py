@@ -1,15 +1,33 @@
-"""The monitor embedded in every platform server: its loop, its error counts (read from the
-gateway's request counter), its requests per caller (the gateway's in-memory counts), its
-replica samples (``deploy.replicas``) and its gauges on the gateway's ``/metrics``."""
+"""The monitor of every platform server: its rounds (in a process of its own, or a thread),
+its error counts (read from the gateway's request counter), its requests per caller (the
+gateway's in-memory counts), its replica samples (``deploy.replicas``) and its gauges on the
+gateway's ``/metrics``."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from loopml.core.processes import terminate
 from loopml.deploy import DeploymentControl
 from loopml.deploy.replicas import replica_samples
 from loopml.monitor.engine import Monitor, MonitorThread
-from loopml.monitor.metrics import MonitorCollector
+from loopml.monitor.metrics import FigureFile, MonitorCollector
 from loopml.serve.gateway.metrics import CallerKey, GatewayMetrics
+from loopml.settings import Settings, write_settings_file
 from loopml.web.context import AppContext
+
+log = logging.getLogger("loopml.monitor")
+MODULE = "loopml.platform.monitor_process"
+_LOG = "monitor.log"
 
 ErrorKey = tuple[str, str, str, str, str]
 
@@ -42,11 +60,13 @@ def gateway_callers(metrics: GatewayMetrics) -> dict[CallerKey, float]:
 
 def start_monitor(
     ctx: AppContext, metrics: GatewayMetrics, control: DeploymentControl
-) -> MonitorThread | None:
-    """Run the monitor in a background thread (unless ``monitor.enabled`` is off) and add
-    its gauges to the gateway's registry."""
+) -> MonitorThread | MonitorProcess | None:
+    """Run the monitor (unless ``monitor.enabled`` is off): its rounds in a process of its
+    own (``monitor.process``) or in a background thread, and this server's counts in a
+    thread either way; add its gauges to the gateway's registry."""
     if not ctx.settings.monitor.enabled:
         return None
+    own_process = ctx.settings.monitor.process
     monitor = Monitor(
         ctx.store,
         ctx.artifacts,
@@ -54,6 +74,97 @@ def start_monitor(
         errors=lambda: gateway_errors(metrics),
         callers=lambda: gateway_callers(metrics),
         resources=lambda: replica_samples(control),
+        takes_lease=not own_process,
     )
-    metrics.registry.register(MonitorCollector(monitor))
-    return MonitorThread(monitor).start()
+    counts = MonitorThread(monitor)
+    if not own_process:
+        metrics.registry.register(MonitorCollector(monitor))
+        return counts.start()
+    process = MonitorProcess(ctx.settings, counts)
+    metrics.registry.register(MonitorCollector(monitor, process.figures))
+    return process.start()
+
+
+class MonitorProcess:
+    """``python -m loopml.platform.monitor_process`` (see there), restarted when it exits,
+    after a pause that doubles on each quick exit (1 s up to 30 s; back to 1 s once one has
+    run a minute); beside it, ``counts``: this server's own monitor, which leaves its
+    gateway's and replicas' counts for the process each round. The process's output goes
+    to ``logs/monitor.log`` in the home (the server's stderr when it keeps no log file)."""
+
+    FIRST_PAUSE_S = 1.0
+    LONGEST_PAUSE_S = 30.0
+    STEADY_S = 60.0
+
+    def __init__(self, settings: Settings, counts: MonitorThread, grace_s: float = 30.0) -> None:
+        self.settings, self.counts, self.grace_s = settings, counts, grace_s
+        self.folder = Path(tempfile.mkdtemp(prefix="loopml-monitor-"))  # mode 0700
+        self.settings_file = write_settings_file(settings, self.folder / "settings.json")
+        self.figures = FigureFile(self.folder / "figures.json")
+        self.log_path = None if settings.server_log is None else settings.home / "logs" / _LOG
+        self.process: subprocess.Popen[bytes] | None = None
+        self._started = 0.0
+        self._pause_s = self.FIRST_PAUSE_S
+        self._stop = threading.Event()
+        self._watch = threading.Thread(target=self._loop, name="monitor-process", daemon=True)
+
+    def start(self) -> MonitorProcess:
+        self.counts.start()
+        self._spawn()
+        self._watch.start()
+        return self
+
+    def _spawn(self) -> None:
+        command = [
+            sys.executable,
+            "-m",
+            MODULE,
+            str(self.settings_file),
+            str(self.figures.path),
+            str(os.getpid()),
+        ]
+        with contextlib.ExitStack() as stack:
+            out = None
+            if self.log_path is not None:
+                self.log_path.parent.mkdir(parents=True, exist_ok=True)
+                out = stack.enter_context(self.log_path.open("ab"))
+            self.process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+            )
+        self._started = time.monotonic()
+        nice = self.settings.monitor.nice
+        if nice:  # before it starts a thread: the priority is each thread's own on Linux
+            lower = min(os.getpriority(os.PRIO_PROCESS, 0) + nice, 19)
+            with contextlib.suppress(ProcessLookupError):
+                os.setpriority(os.PRIO_PROCESS, self.process.pid, lower)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(1.0):
+            process = self.process
+            if process is None or process.poll() is None:
+                continue
+            ran = time.monotonic() - self._started
+            steady = ran >= self.STEADY_S
+            self._pause_s = (
+                self.FIRST_PAUSE_S if steady else min(self._pause_s * 2, self.LONGEST_PAUSE_S)
+            )
+            log.warning(
+                "the monitor process (pid %d) exited with code %s after %.1f s; restarting "
+                "in %.1f s (see %s)",
+                process.pid,
+                process.returncode,
+                ran,
+                self._pause_s,
+                self.log_path or "the server's log",
+            )
+            if not self._stop.wait(self._pause_s):
+                self._spawn()
+
+    def stop(self) -> None:
+        """Stop the process after its round (killed past ``grace_s``; the lease then
+        expires by itself), then this server's counts."""
+        self._stop.set()
+        self._watch.join()
+        terminate(self.process, self.grace_s)
+        self.counts.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)

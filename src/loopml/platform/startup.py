@@ -37,7 +37,7 @@ from loopml.monitor.heap import HeapCollector
 from loopml.pipelines.automation import AutomationEngine, AutomationThread
 from loopml.pipelines.worker import Worker, WorkerConfig, WorkerThread, server_url
 from loopml.platform.gateway_link import GatewayLink
-from loopml.platform.monitoring import start_monitor
+from loopml.platform.monitoring import MonitorProcess, start_monitor
 from loopml.predictions.log import PredictionLog
 from loopml.registry import mlflow_recovery
 from loopml.registry.mlflow_packaging import MlflowPackager
@@ -271,7 +271,7 @@ class Background:
         self.worker: WorkerThread | None = None
         self.automation: AutomationThread | None = None
         self.streams: StreamSupervisor | None = None
-        self.monitor: MonitorThread | None = None
+        self.monitor: MonitorThread | MonitorProcess | None = None
 
     async def start(self, listening: asyncio.Event | None = None) -> None:
         """Start each part, once ``listening`` is set when given."""

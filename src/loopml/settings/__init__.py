@@ -15,6 +15,7 @@ environment.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -41,14 +42,14 @@ from loopml.settings._base import MlflowSettings as MlflowSettings
 from loopml.settings._base import ServerSettings as ServerSettings
 from loopml.settings._base import StreamsSettings as StreamsSettings
 from loopml.settings._base import TrackingSettings as TrackingSettings
+from loopml.settings._monitor import DefaultAlertRule as DefaultAlertRule
+from loopml.settings._monitor import MonitorSettings as MonitorSettings
 from loopml.settings._serving import AutoscaleSettings as AutoscaleSettings
 from loopml.settings._serving import CanarySettings as CanarySettings
-from loopml.settings._serving import DefaultAlertRule as DefaultAlertRule
 from loopml.settings._serving import DeploymentsSettings as DeploymentsSettings
 from loopml.settings._serving import GatewaySettings as GatewaySettings
 from loopml.settings._serving import KubernetesSettings as KubernetesSettings
 from loopml.settings._serving import LocalSettings as LocalSettings
-from loopml.settings._serving import MonitorSettings as MonitorSettings
 from loopml.settings._serving import WorkerSettings as WorkerSettings
 
 
@@ -145,3 +146,32 @@ class Settings(BaseSettings):
 def load_settings(**overrides: Any) -> Settings:
     """Read settings from code overrides, the environment and the TOML file, in that order."""
     return Settings(**overrides)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def settings_payload(settings: Settings) -> dict[str, Any]:
+    """The settings a child process of the platform needs, as plain data (secrets in clear,
+    no client section); ``Settings.model_validate`` reads it back."""
+    data: dict[str, Any] = _plain(settings.model_dump(mode="python"))
+    data.pop("client", None)
+    return data
+
+
+def write_settings_file(settings: Settings, path: Path) -> Path:
+    """``settings_payload`` as JSON in a new file ``path`` only this user can read (the
+    settings hold their secrets in clear); ``path`` itself."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(settings_payload(settings), handle, default=str)
+    return path

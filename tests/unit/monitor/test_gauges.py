@@ -6,6 +6,7 @@ PostgreSQL, the monitor's rounds run by hand on a chosen clock."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,17 +17,18 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from loopml.monitor.engine import Monitor
 from loopml.monitor.gauges import ENOUGH_LABELS
-from loopml.monitor.metrics import MonitorCollector
+from loopml.monitor.metrics import FigureFile, MonitorCollector
 from loopml.web.context import AppContext
 from tests.unit.monitor.logged import log_labels, log_predictions, monitor_at
 
 VERSION = {"project": "default", "deployment": "churn-api", "model": "churn", "version": "1"}
 
 
-def _scraped(monitor: Monitor) -> dict[str, float]:
-    """The monitor's gauges of churn-api's version 1, by metric name, as a scrape reads them."""
+def _scraped(monitor: Monitor, figures: FigureFile | None = None) -> dict[str, float]:
+    """The monitor's gauges of churn-api's version 1, by metric name, as a scrape reads them
+    (its figures those of ``figures``, when given)."""
     registry = CollectorRegistry()
-    registry.register(MonitorCollector(monitor))
+    registry.register(MonitorCollector(monitor, figures))
     found = {}
     for family in text_string_to_metric_families(generate_latest(registry).decode()):
         for sample in family.samples:
@@ -86,6 +88,33 @@ def test_accuracy_reaches_back_past_a_window_without_labels_until_it_has_enough(
     # 40 wrong (predicted 1, labelled 0), 50 right, read over the last hour only.
     assert scraped["loopml_monitor_accuracy"] == pytest.approx(50 / 90), scraped
     assert scraped["loopml_monitor_accuracy_seconds"] == pytest.approx(3600 + 300), scraped
+
+
+def test_the_figures_of_a_monitor_process_reach_the_servers_gauges_through_its_file(
+    store_ctx: AppContext, tmp_path: Path
+) -> None:
+    """``monitor.process``: the rounds run in another process, which writes its figures to
+    a file after each one; the server's collector reads them from there."""
+    ctx = store_ctx
+    hour = (datetime.now(UTC) - timedelta(hours=1)).replace(minute=0, second=0, microsecond=0)
+    answered = _answered(ctx, 60, hour - timedelta(minutes=30), "1", "a")
+    log_labels(ctx, "churn-api", answered, ["1"] * 45 + ["0"] * 15, hour - timedelta(minutes=20))
+    rounds = monitor_at(ctx, [hour + timedelta(minutes=2)])
+    rounds.tick()
+    figures = FigureFile(tmp_path / "figures.json")
+    server = Monitor(ctx.store, ctx.artifacts, ctx.settings.monitor, takes_lease=False)
+    assert _scraped(server, figures) == {}  # before the process's first round
+
+    figures.write(rounds)
+    read = _scraped(server, FigureFile(figures.path))  # as the server reads it
+    assert read == _scraped(rounds) != {}
+    assert read["loopml_monitor_accuracy"] == pytest.approx(0.75), read
+
+    # A file that cannot be read (written by hand, say) leaves the figures last read.
+    server_figures = FigureFile(figures.path)
+    assert _scraped(server, server_figures) == read
+    figures.path.write_text("{not json", encoding="utf-8")
+    assert _scraped(server, server_figures) == read
 
 
 def test_a_version_without_traffic_or_labels_in_the_look_back_has_no_gauge(

@@ -14,9 +14,7 @@ wait as standbys, taking over when its heartbeat goes stale.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -25,28 +23,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from pydantic import SecretStr
-
-from loopml.settings import Settings
+from loopml.core.processes import terminate
+from loopml.settings import Settings, write_settings_file
 from loopml.store import MetadataStore
 from loopml.store import streams as stream_rows
 
 log = logging.getLogger("loopml.data.streams")
 _CHILD = "loopml.data.streams.process"
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, SecretStr):
-        return value.get_secret_value()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 @dataclass
@@ -136,12 +120,7 @@ class StreamSupervisor:
     def _workdir(self) -> Path:
         if self._folder is None:
             folder = Path(tempfile.mkdtemp(prefix="loopml-streams-"))  # mode 0700
-            # The settings hold their secrets in clear: readable by this user only.
-            fd = os.open(folder / "settings.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                payload = _plain(self._settings.model_dump(mode="python"))
-                payload.pop("client", None)
-                json.dump(payload, handle, default=str)
+            write_settings_file(self._settings, folder / "settings.json")
             self._folder = folder
         return self._folder
 
@@ -158,15 +137,7 @@ class StreamSupervisor:
             )
 
     def _terminate(self, child: _Child) -> None:
-        process = child.process
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=self.grace_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(child.process, self.grace_s)
 
     def stop(self) -> None:
         """Stop supervising; every consumer commits what it holds (or is killed after
