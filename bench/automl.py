@@ -48,7 +48,6 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +57,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 import numpy as np
 import orjson
 import pandas as pd
-from _automl_data import DATASETS, EXTRA, DataSet, lower_is_better
+from _automl_data import DATASETS, EXTRA, DataSet
 from _automl_peers import Result, autogluon, model_server_one_row_ms
+from _automl_report import Outcome, print_results, summary, verdict_of
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import log_loss, mean_squared_error, roc_auc_score
 from sklearn.model_selection import train_test_split
@@ -68,7 +68,6 @@ from loopml.packaging import package_model
 from loopml.train.automl import run_automl
 from loopml.train.search_options import DEFAULT_MAX_MODEL_MB
 
-TARGET_OVERHEAD = 0.10
 # FLAML's default learners but ``sgd``, which on the raw (unscaled) diamonds frame diverged
 # and still won (RMSE 1828): what a user who checks FLAML's pick would call.
 FLAML_LEARNERS = ["lgbm", "rf", "xgboost", "extra_tree", "xgb_limitdepth"]
@@ -291,53 +290,6 @@ def _timed(fit: Callable[[], Any]) -> tuple[Any, float]:
     return model, time.perf_counter() - started
 
 
-def _print(name: str, spec: DataSet, rows: int, budget: float, results: list[Result]) -> None:
-    better = "lower" if lower_is_better(spec.metric) else "higher"
-    print(
-        f"\n{name}: {spec.task}, {spec.metric} ({better} is better) on {rows} held-out rows, "
-        f"budget {budget:g} s"
-    )
-    header = f"{'score':>10} {'wall s':>8} {'wall/budget':>12} {'size MB':>8} {'1 row ms':>9}"
-    print(f"  {'':<30} {header}")
-    for r in results:
-        searched = any(word in r.label for word in ("FLAML", "loopml", "AutoGluon"))
-        ratio = f"{r.wall_s / budget:11.2f}x" if searched else ""
-        size = f"{r.size_mb:8.2f}" if r.size_mb is not None else ""
-        latency = f"{r.one_row_ms:9.3f}" if r.one_row_ms is not None else ""
-        print(f"  {r.label:<30} {r.score:10.4f} {r.wall_s:8.2f} {ratio:>12} {size:>8} {latency:>9}")
-        if r.note:
-            print(f"  {'':<30} {r.note}")
-
-
-def _at_least_as_good(metric: str, mine: float, other: float) -> bool:
-    return mine <= other if lower_is_better(metric) else mine >= other
-
-
-def _shortfall(metric: str, mine: float, other: float) -> float:
-    """How much worse ``mine`` is than ``other``, as a share of ``other`` (negative: better)."""
-    gap = (mine - other) if lower_is_better(metric) else (other - mine)
-    return gap / abs(other)
-
-
-def _verdict(spec: DataSet, results: list[Result]) -> str:
-    mine, *rest = results
-    others = [r for r in rest if not r.label.startswith("loopml")]
-    beaten = [r.label for r in others if not _at_least_as_good(spec.metric, mine.score, r.score)]
-    return "loopml >= all" if not beaten else f"loopml behind: {', '.join(beaten)}"
-
-
-@dataclass
-class Outcome:
-    """One data set's figures for the summary."""
-
-    name: str
-    metric: str
-    used: list[float]  # wall time over budget of each loopml run
-    verdict: str
-    mine: Result
-    peers: dict[str, Result]
-
-
 def _bench(name: str, args: argparse.Namespace, autogluon_python: str | None) -> Outcome:
     spec = {**DATASETS, **EXTRA}[name]
     budget, n_jobs = args.budget, args.n_jobs
@@ -373,77 +325,15 @@ def _bench(name: str, args: argparse.Namespace, autogluon_python: str | None) ->
         Result("LightGBM, defaults", _score(spec.metric, lgbm, cat_test, y_test), lgbm_wall),
         Result("XGBoost, defaults", _score(spec.metric, xgb, cat_test, y_test), xgb_wall),
     ]
-    verdict = _verdict(spec, results)
+    verdict = verdict_of(spec, results)
     used = [mine.wall_s / budget]
     if args.whole_call:
         whole = _whole_call(spec, train, budget, n_jobs)
         results.append(whole)
         used.append(whole.wall_s / budget)
-    _print(name, spec, len(test), budget, results)
+    print_results(name, spec, len(test), budget, results)
     print(f"  -> {verdict}")
     return Outcome(name, spec.metric, used, verdict, mine, peers)
-
-
-def _beats_medium(o: Outcome) -> bool:
-    return _at_least_as_good(o.metric, o.mine.score, o.peers["medium_quality"].score)
-
-
-def _summary(outcomes: list[Outcome], budget: float) -> None:
-    """One line per target of issue 38, met or missed."""
-
-    def said(ok: bool) -> str:
-        return "met" if ok else "MISSED"
-
-    print(f"\nsummary at --budget {budget:g} s, {len(outcomes)} data sets:")
-    medium = [o for o in outcomes if "medium_quality" in o.peers]
-    six = [o for o in medium if o.name in DATASETS]
-    if six:
-        wins = [o.name for o in six if _beats_medium(o)]
-        print(
-            f"  score >= AutoGluon medium_quality on {len(wins)} of {len(six)} of issue 38's "
-            f"data sets ({', '.join(wins) or 'none'}; target 5 of 6 at 60 s): "
-            f"{said(len(wins) >= min(5, len(six)) and len(six) >= 6)}"
-        )
-    for o in medium:
-        if o.name in DATASETS or o.metric != "rmse":
-            continue
-        gap = _shortfall(o.metric, o.mine.score, o.peers["medium_quality"].score)
-        print(f"  {o.name}: RMSE {100 * gap:+.2f} % against AutoGluon medium_quality's")
-    best = [o for o in outcomes if "best_quality" in o.peers]
-    if best:
-        gaps = sorted(
-            _shortfall(o.metric, o.mine.score, o.peers["best_quality"].score) for o in best
-        )
-        median = float(np.median(gaps))
-        print(
-            f"  shortfall against AutoGluon best_quality, median data set: {100 * median:+.2f} % "
-            f"(each: {', '.join(f'{100 * g:+.2f} %' for g in gaps)}; target <= 1 % at 300 s): "
-            f"{said(median <= 0.01)}"
-        )
-    peers = [(o, p) for o in outcomes for p in o.peers.values()]
-    if peers:
-        sizes = [p.size_mb / o.mine.size_mb for o, p in peers if p.size_mb and o.mine.size_mb]
-        speeds = [
-            p.one_row_ms / o.mine.one_row_ms for o, p in peers if p.one_row_ms and o.mine.one_row_ms
-        ]
-        print(
-            f"  AutoGluon's predictor folder over loopml's package: {min(sizes):.1f}x to "
-            f"{max(sizes):.1f}x (target >= 10x): {said(min(sizes) >= 10)}"
-        )
-        print(
-            f"  one-row latency, AutoGluon predict over loopml's model server: "
-            f"{min(speeds):.1f}x to {max(speeds):.1f}x (target >= 10x): {said(min(speeds) >= 10)}"
-        )
-    else:
-        print("  AutoGluon: not run (no --autogluon-python): its targets are not measured")
-    used = [u for o in outcomes for u in o.used]
-    kept = max(used) <= 1 + TARGET_OVERHEAD and min(used) >= 1 - TARGET_OVERHEAD
-    print(
-        f"  loopml wall time over budget: {min(used):.2f}x to {max(used):.2f}x (target "
-        f"{1 - TARGET_OVERHEAD:.1f}x to {1 + TARGET_OVERHEAD:.1f}x, unless the search space "
-        f"ran out): {said(kept)}"
-    )
-    print("  " + "; ".join(f"{o.name}: {o.verdict}" for o in outcomes))
 
 
 def main() -> None:
@@ -501,7 +391,7 @@ def main() -> None:
         names = [*DATASETS, *EXTRA] if args.datasets == "all" else args.datasets.split(",")
         for name in names:
             outcomes.append(_bench(name, args, python))
-    _summary(outcomes, args.budget)
+    summary(outcomes, args.budget)
 
 
 if __name__ == "__main__":
