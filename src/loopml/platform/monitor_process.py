@@ -13,7 +13,8 @@ first (the figures: docs/serving.md).
 The process takes the database's monitor lease like any monitor (``loopml.monitor.lease``);
 it has no gateway or replicas of its own, so the server's counts reach it as another
 server's do (``loopml.monitor.shares``). After every round it writes its figures for the
-server's ``/metrics`` to ``FIGURES_FILE`` (``FigureFile``). It stops on SIGTERM (sent by
+server's ``/metrics`` to ``FIGURES_FILE`` (``FigureFile``); its log records go to the server
+as JSON lines on stdout. It stops on SIGTERM (sent by
 the server, or by the kernel when the server dies: ``die_with_parent``) after its round,
 letting the lease go.
 """
@@ -28,7 +29,7 @@ import sys
 from pathlib import Path
 
 from loopml.core.lifeline import die_with_parent
-from loopml.core.logs import TEXT_FORMAT, JsonFormatter
+from loopml.core.logs import JsonFormatter
 from loopml.monitor.engine import Monitor, MonitorThread
 from loopml.monitor.metrics import FigureFile
 from loopml.settings import Settings
@@ -39,9 +40,9 @@ STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 def _logging(settings: Settings) -> None:
-    handler = logging.StreamHandler()
-    json_lines = settings.server.log_format == "json"
-    handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter(TEXT_FORMAT))
+    """JSON lines on stdout, which the server logs as its own records (``relay_records``)."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter())
     logging.basicConfig(level=logging.WARNING, handlers=[handler])
     logging.getLogger("loopml").setLevel(settings.server.log_level.upper())
 

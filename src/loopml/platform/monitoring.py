@@ -6,6 +6,7 @@ gateway's ``/metrics``."""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -14,7 +15,9 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
+from typing import IO
 
 from loopml.core.processes import terminate
 from loopml.deploy import DeploymentControl
@@ -27,7 +30,6 @@ from loopml.web.context import AppContext
 
 log = logging.getLogger("loopml.monitor")
 MODULE = "loopml.platform.monitor_process"
-_LOG = "monitor.log"
 
 ErrorKey = tuple[str, str, str, str, str]
 
@@ -85,12 +87,44 @@ def start_monitor(
     return process.start()
 
 
+def relay_records(output: IO[bytes]) -> None:
+    """Log the records a monitor process writes (one JSON object a line, ``JsonFormatter``'s)
+    through this process's logging, as they were logged here; a line that is not one (what
+    Python prints when the process fails before its logging is set) at warning, as it came.
+    Returns when the process closes its output."""
+    for raw in output:
+        line = raw.decode("utf-8", "replace").rstrip()
+        if not line:
+            continue
+        try:
+            entry = json.loads(line)
+            record = logging.makeLogRecord(
+                {
+                    "name": entry["logger"],
+                    "levelno": logging.getLevelName(entry["level"].upper()),
+                    "levelname": entry["level"].upper(),
+                    "msg": entry["message"],
+                    "created": datetime.fromisoformat(entry["ts"]).timestamp(),
+                    "exc_text": entry.get("exc_info"),
+                    "stack_info": entry.get("stack_info"),
+                }
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            log.warning("monitor process: %s", line)
+            continue
+        target = logging.getLogger(record.name)
+        if target.isEnabledFor(record.levelno):
+            target.handle(record)
+    output.close()
+
+
 class MonitorProcess:
     """``python -m loopml.platform.monitor_process`` (see there), restarted when it exits,
     after a pause that doubles on each quick exit (1 s up to 30 s; back to 1 s once one has
     run a minute); beside it, ``counts``: this server's own monitor, which leaves its
-    gateway's and replicas' counts for the process each round. The process's output goes
-    to ``logs/monitor.log`` in the home (the server's stderr when it keeps no log file)."""
+    gateway's and replicas' counts for the process each round. The process's log records
+    are the server's own (``relay_records``): in its log file and on its stderr, as a
+    monitor in a thread of the server wrote them."""
 
     FIRST_PAUSE_S = 1.0
     LONGEST_PAUSE_S = 30.0
@@ -101,7 +135,6 @@ class MonitorProcess:
         self.folder = Path(tempfile.mkdtemp(prefix="loopml-monitor-"))  # mode 0700
         self.settings_file = write_settings_file(settings, self.folder / "settings.json")
         self.figures = FigureFile(self.folder / "figures.json")
-        self.log_path = None if settings.server_log is None else settings.home / "logs" / _LOG
         self.process: subprocess.Popen[bytes] | None = None
         self._started = 0.0
         self._pause_s = self.FIRST_PAUSE_S
@@ -123,15 +156,15 @@ class MonitorProcess:
             str(self.figures.path),
             str(os.getpid()),
         ]
-        with contextlib.ExitStack() as stack:
-            out = None
-            if self.log_path is not None:
-                self.log_path.parent.mkdir(parents=True, exist_ok=True)
-                out = stack.enter_context(self.log_path.open("ab"))
-            self.process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
-            )
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         self._started = time.monotonic()
+        output = self.process.stdout
+        assert output is not None
+        threading.Thread(
+            target=relay_records, args=(output,), name="monitor-process-log", daemon=True
+        ).start()
         nice = self.settings.monitor.nice
         if nice:  # before it starts a thread: the priority is each thread's own on Linux
             lower = min(os.getpriority(os.PRIO_PROCESS, 0) + nice, 19)
@@ -150,12 +183,11 @@ class MonitorProcess:
             )
             log.warning(
                 "the monitor process (pid %d) exited with code %s after %.1f s; restarting "
-                "in %.1f s (see %s)",
+                "in %.1f s",
                 process.pid,
                 process.returncode,
                 ran,
                 self._pause_s,
-                self.log_path or "the server's log",
             )
             if not self._stop.wait(self._pause_s):
                 self._spawn()

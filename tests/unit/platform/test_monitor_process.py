@@ -1,11 +1,13 @@
 """The monitor's rounds in a process of their own (``monitor.process``, issue 53 item 3): a
 real platform with a real replica, the process as ``loopml up`` starts it. Its rounds see
 the server's own counts (a refused request never reaches the prediction log, so only the
-server's gateway knows it), its figures reach the server's ``/metrics``, it runs at the
-lower priority, comes back when killed, and is gone with its lease when the server stops."""
+server's gateway knows it), its figures reach the server's ``/metrics`` and its log records
+the server's log, it runs at the lower priority, comes back when killed, and is gone with
+its lease when the server stops."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 from fastapi.testclient import TestClient
 
 from loopml.client import Client
@@ -67,20 +70,32 @@ def _monitor_process() -> psutil.Process | None:
     return None
 
 
+def _logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
+    return any(r.name == "loopml.monitor" and text in r.getMessage() for r in list(caplog.records))
+
+
 def _new_process(old: int) -> psutil.Process | None:
     found = _monitor_process()
     return found if found is not None and found.pid != old else None
 
 
 def test_rounds_run_in_their_own_process_with_the_servers_counts(
-    tmp_path: Path, migrated_database_url: str
+    tmp_path: Path, migrated_database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="loopml.monitor")
     with platform(tmp_path, migrated_database_url) as http:
         first = eventually(_monitor_process, 30, "the monitor process to start")
         lower = psutil.Process().nice() + NICE  # it lowers its own once started
         eventually(lambda: first.nice() == lower, 30, f"the monitor process at nice {lower}")
         folder = Path(first.cmdline()[-3]).parent  # its settings file's
         assert folder.is_dir()
+        # Its log records are the server's: logged here, as a thread's were.
+        eventually(
+            lambda: _logged(caplog, f"pid {first.pid}) now runs the monitor"),
+            30,
+            "the monitor process's lease record in the server's log",
+            describe=lambda: [r.getMessage() for r in caplog.records][-10:],
+        )
 
         sdk = Client(http=TestClient(http.app, base_url="http://127.0.0.1"))
         sdk.deployments.create("churn", "cancer/1")
