@@ -20,7 +20,7 @@ the consumer group's join (about 20 s for the bare consumer's default session ti
 Tansu, 5 s for loopml's), is printed apart: it is paid once per consumer start, not per
 message, and with 200,000 messages it would otherwise be most of a Kafka turn. The process
 is pinned to one core (``--cpus``), the brokers run outside it, and Python's cyclic collector
-is tuned as in a consumer's own process (``core.heap.settle``; ``--default-gc`` keeps the
+is tuned as in a consumer's own process (``system.heap.settle``; ``--default-gc`` keeps the
 defaults), for both.
 Reported: messages/s by the wall clock and by this process's CPU time (which a busy shared
 machine distorts less), best of ``--runs`` turns, and loopml's ratio to the floor. Targets:
@@ -428,7 +428,7 @@ def main() -> None:
         KAFKA_URL, tansu = _tansu()
 
     import loopml.data.streams.consumer  # noqa: F401
-    from loopml.core import heap
+    from loopml.system import heap
 
     if not args.default_gc:
         # As in a consumer's own process (data/streams/process.py); the floor, in the same

@@ -4,7 +4,7 @@ A short barrage (``tests/e2e/barrage.py``: small tables of odd types by record p
 SQL good and bad, table reads, bad input on many routes, among it 0.5 MB record posts that
 do not fit their table) from 8 clients at once, then a short idle: the platform process's
 RSS, and its anonymous part, must stay within stated bounds of the idle figures, and a
-housekeeping round must give the freed heap back (``loopml.core.heap.HeapTrim``, counted on
+housekeeping round must give the freed heap back (``loopml.system.heap.HeapTrim``, counted on
 ``/metrics``).
 
 Much of what remains is paid once: the code of DeltaLake, DuckDB and Arrow paged in by the

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from loopml.core.processes import alive as alive
+from loopml.system.processes import alive as alive
 
 PID_FILE = "loopml.pid"
 

@@ -15,9 +15,9 @@ import typer
 from loopml.cli import _pidfile
 from loopml.cli._context import state
 from loopml.cli._output import console
-from loopml.core import heap
 from loopml.core.errors import ConfigurationError
 from loopml.core.timeline import STARTUP, Step, mark
+from loopml.system import heap
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -234,7 +234,7 @@ def _serve(settings: Settings) -> None:
         running.listening = asyncio.Event()
         mark("app built")
         _print_banner(settings, running)
-        heap.settle()  # see loopml.core.heap
+        heap.settle()  # see loopml.system.heap
         url_host = _url_host(settings)
         url = f"http://{url_host}:{settings.server.port}"
         with _pidfile.held(settings.home, url):
@@ -315,7 +315,7 @@ def _front_door(settings: Settings) -> FrontDoor:
 
 def log_config(settings: Settings) -> dict[str, Any]:
     """uvicorn's ``log_config``: ``server.log_format`` on stderr, and the log file."""
-    from loopml.core.logs import logging_config
+    from loopml.system.logfiles import logging_config
 
     server = settings.server
     return logging_config(server.log_level, server.log_format, settings.server_log)

@@ -35,7 +35,7 @@ from urllib.parse import unquote, urlsplit
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from loopml.core.logs import PrivateRotatingFileHandler
+from loopml.system.logfiles import PrivateRotatingFileHandler
 
 log = logging.getLogger("loopml.monitor")
 

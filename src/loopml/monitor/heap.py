@@ -6,7 +6,7 @@
 | ``loopml_server_heap_given_back_bytes_total`` | none: freed heap given back to the system |
 | ``loopml_server_heap_trims_total`` | none: how many times it was |
 
-The giving back is ``loopml.core.heap.HeapTrim``, from the housekeeping round; see
+The giving back is ``loopml.system.heap.HeapTrim``, from the housekeeping round; see
 docs/operations.md, Memory."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from loopml.core.heap import HeapTrim, private_bytes
+from loopml.system.heap import HeapTrim, private_bytes
 
 
 class HeapCollector(Collector):

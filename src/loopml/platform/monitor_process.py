@@ -28,11 +28,11 @@ import signal
 import sys
 from pathlib import Path
 
-from loopml.core.lifeline import die_with_parent
-from loopml.core.logs import JsonFormatter
 from loopml.monitor.engine import Monitor, MonitorThread
 from loopml.monitor.metrics import FigureFile
 from loopml.settings import Settings
+from loopml.system.lifeline import die_with_parent
+from loopml.system.logfiles import JsonFormatter
 from loopml.wiring import open_artifact_store, open_metadata_store
 
 log = logging.getLogger("loopml.monitor")

@@ -19,13 +19,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO
 
-from loopml.core.processes import terminate
 from loopml.deploy import DeploymentControl
 from loopml.deploy.replicas import replica_samples
 from loopml.monitor.engine import Monitor, MonitorThread
 from loopml.monitor.metrics import FigureFile, MonitorCollector
 from loopml.serve.gateway.metrics import CallerKey, GatewayMetrics
 from loopml.settings import Settings, write_settings_file
+from loopml.system.processes import terminate
 from loopml.web.context import AppContext
 
 log = logging.getLogger("loopml.monitor")

@@ -22,7 +22,6 @@ from loopml.auth.service import revoke_token, server_token
 from loopml.core import layout
 from loopml.core.auth import MAX_TOKEN_DAYS, SERVER_USER, ApiToken
 from loopml.core.errors import ServiceUnavailableError
-from loopml.core.heap import HeapTrim
 from loopml.core.timeline import mark
 from loopml.data import files, lake
 from loopml.data.features.online import LazyOnlineStore
@@ -42,6 +41,7 @@ from loopml.predictions.log import PredictionLog
 from loopml.registry import mlflow_recovery
 from loopml.registry.mlflow_packaging import MlflowPackager
 from loopml.settings import Settings
+from loopml.system.heap import HeapTrim
 from loopml.train import tracking
 from loopml.web.context import AppContext, running_of
 from loopml.wiring import open_artifact_store, open_metadata_store
@@ -140,7 +140,7 @@ def _requeue_packaging(ctx: AppContext, *, at_start: bool = False) -> int:
 async def _maintain(ctx: AppContext, reserve: DiskReserve, trim: HeapTrim) -> None:
     """Housekeeping on a timer, in a worker thread, never stopping on a failed round; the
     disk reserve is made again once space returns, and freed heap given back once the
-    process has grown by ``server.heap_trim_step_bytes`` (``loopml.core.heap``)."""
+    process has grown by ``server.heap_trim_step_bytes`` (``loopml.system.heap``)."""
     while True:
         await asyncio.sleep(ctx.settings.server.maintenance_interval_s)
         try:

@@ -22,7 +22,6 @@ from loopml.core import layout
 from loopml.core.clock import utcnow
 from loopml.core.errors import LoopmlError
 from loopml.core.keys import join_key, validate_key
-from loopml.core.processes import alive
 from loopml.core.registry import ModelVersion, VersionStatus
 from loopml.registry.mlflow_packaging import (
     MlflowPackager,
@@ -34,6 +33,7 @@ from loopml.registry.mlflow_packaging import (
 from loopml.registry.versions import SWEEPER_ACTOR, _verdict
 from loopml.store import MetadataStore, lineage, logged_models, model_versions
 from loopml.store.logged_models import PackagingClaim
+from loopml.system.processes import alive
 
 log = logging.getLogger("loopml.registry")
 

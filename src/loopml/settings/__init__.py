@@ -28,7 +28,6 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from loopml.core.logs import LogFile
 from loopml.settings._base import CONFIG_FILE_ENV as CONFIG_FILE_ENV
 from loopml.settings._base import DEFAULT_CONFIG_FILE as DEFAULT_CONFIG_FILE
 from loopml.settings._base import ArtifactSettings as ArtifactSettings
@@ -51,6 +50,7 @@ from loopml.settings._serving import GatewaySettings as GatewaySettings
 from loopml.settings._serving import KubernetesSettings as KubernetesSettings
 from loopml.settings._serving import LocalSettings as LocalSettings
 from loopml.settings._serving import WorkerSettings as WorkerSettings
+from loopml.system.logfiles import LogFile
 
 
 class Settings(BaseSettings):

@@ -13,8 +13,8 @@ from sqlalchemy import exc as sa_exc
 
 from loopml.core.disk import disk_full, is_disk_full
 from loopml.core.errors import DiskFullError, ServiceUnavailableError, error_from_body
-from loopml.core.logs import PrivateRotatingFileHandler
 from loopml.store._errors import translate
+from loopml.system.logfiles import PrivateRotatingFileHandler
 
 
 def _chained(inner: BaseException) -> RuntimeError:
@@ -130,7 +130,7 @@ def test_a_background_loops_full_disk_is_one_brief_line_a_minute() -> None:
     server's handlers now say it in one line, once a minute, and keep other tracebacks."""
     import io
 
-    from loopml.core.logs import DiskFullBrief
+    from loopml.system.logfiles import DiskFullBrief
 
     out = io.StringIO()
     handler = logging.StreamHandler(out)

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from loopml.core.errors import ValidationError
-from loopml.core.logs import MAX_GREP, JsonFormatter, LogQuery, level_of, new_lines
+from loopml.core.logs import MAX_GREP, LogQuery, level_of, new_lines
+from loopml.system.logfiles import JsonFormatter
 
 LOG = [
     "starting replica",  # before any level: none

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from loopml.core.logs import LogQuery, newest_first
+from loopml.core.logs import LogQuery
 from loopml.deploy.targets._process import rotate, tail
+from loopml.system.logfiles import newest_first
 
 
 def _write(path: Path, lines: list[str]) -> None:

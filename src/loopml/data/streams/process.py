@@ -10,10 +10,10 @@ import signal
 import sys
 from pathlib import Path
 
-from loopml.core import heap
 from loopml.data.streams.consumer import StreamConsumer
 from loopml.settings import Settings
 from loopml.store import streams as stream_rows
+from loopml.system import heap
 from loopml.wiring import open_artifact_store, open_metadata_store
 
 
@@ -40,7 +40,7 @@ def run(settings: Settings, stream_id: str) -> int:
             push=push,
             secrets=settings.streams,
         )
-        # See loopml.core.heap: at the default thresholds each fetched batch of 5,000
+        # See loopml.system.heap: at the default thresholds each fetched batch of 5,000
         # entries started collections that walked every message in hand, more than half of
         # a consumer's time (bench/streams.py).
         heap.settle()

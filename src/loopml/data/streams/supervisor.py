@@ -24,10 +24,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from loopml.core.processes import terminate
 from loopml.settings import Settings, write_settings_file
 from loopml.store import MetadataStore
 from loopml.store import streams as stream_rows
+from loopml.system.processes import terminate
 
 log = logging.getLogger("loopml.data.streams")
 _CHILD = "loopml.data.streams.process"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from loopml.core.lifeline import die_with_parent
+from loopml.system.lifeline import die_with_parent
 
 
 def main(argv: Sequence[str] | None = None) -> int:

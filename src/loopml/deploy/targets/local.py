@@ -40,7 +40,7 @@ from pathlib import Path
 import httpx
 
 from loopml.core.deployments import Deployment, DeploymentStatus
-from loopml.core.logs import LogQuery, newest_first
+from loopml.core.logs import LogQuery
 from loopml.core.resources import ReplicaSample
 from loopml.deploy.targets._local_config import LocalTargetConfig as LocalTargetConfig
 from loopml.deploy.targets._local_state import (
@@ -63,6 +63,7 @@ from loopml.deploy.targets._process import (
 from loopml.deploy.targets._process import tail as tail_of
 from loopml.deploy.targets.base import RevisionPackage, TargetStatus
 from loopml.serve.gateway.routing import Routes
+from loopml.system.logfiles import newest_first
 
 log = logging.getLogger("loopml.serve.local")
 _tls_context = cache(ssl.create_default_context)

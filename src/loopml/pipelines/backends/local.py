@@ -23,7 +23,6 @@ from typing import ClassVar
 
 from loopml.core.executors import LocalExecutorConfig as LocalExecutorConfig
 from loopml.core.pipelines import StepError
-from loopml.core.processes import alive
 from loopml.core.step_resources import NodeShape
 from loopml.pipelines.backends import _forked
 from loopml.pipelines.base import (
@@ -33,6 +32,7 @@ from loopml.pipelines.base import (
     StepTask,
     capped_log,
 )
+from loopml.system.processes import alive
 
 _CHILD = "loopml.pipelines._child"
 _log = logging.getLogger(__name__)

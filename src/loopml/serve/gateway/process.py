@@ -28,8 +28,6 @@ import sys
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from loopml.core import heap
-from loopml.core.lifeline import die_with_parent
 from loopml.serve.gateway._proxy import ProxyServer
 from loopml.serve.gateway._tunnel import LOOPBACK, Front, trust
 from loopml.serve.gateway._upstream import Unreachable, UpstreamTimeout
@@ -43,6 +41,8 @@ from loopml.serve.gateway.wire import (
     encode_report,
     parse_route_table,
 )
+from loopml.system import heap
+from loopml.system.lifeline import die_with_parent
 
 log = logging.getLogger("loopml.serve.gateway")
 
@@ -243,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         trusted = trust(os.environ.get("FORWARDED_ALLOW_IPS", LOOPBACK))
         front = Front(address.hostname, address.port, trusted)
     proxy = ProxyServer(args.platform, secret, config, front=front)
-    heap.settle()  # see loopml.core.heap
+    heap.settle()  # see loopml.system.heap
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]

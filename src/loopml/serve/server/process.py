@@ -26,9 +26,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loopml.core import heap
 from loopml.core.errors import LoopmlError
 from loopml.serve.server.config import ModelServerSettings, PredictionLogSettings
+from loopml.system import heap
 
 if TYPE_CHECKING:
     from loopml.predictions.http_sink import HttpPredictionSink
@@ -181,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the default action (death by SIGTERM) follows; a no-op handler makes that exit 0.
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, _after_shutdown)
-    heap.settle()  # see loopml.core.heap
+    heap.settle()  # see loopml.system.heap
     try:
         uvicorn.Server(config).run()
     finally:

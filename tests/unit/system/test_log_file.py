@@ -17,7 +17,8 @@ from typing import Literal
 import pytest
 
 import loopml
-from loopml.core.logs import LogFile, LogQuery, logging_config, newest_first
+from loopml.core.logs import LogQuery
+from loopml.system.logfiles import LogFile, logging_config, newest_first
 
 MAX_BYTES = 4096
 BACKUPS = 2
@@ -28,7 +29,7 @@ LOGGING = textwrap.dedent(
     """
     import json, logging, logging.config, os, sys
     from pathlib import Path
-    from loopml.core.logs import LogFile, logging_config
+    from loopml.system.logfiles import LogFile, logging_config
 
     os.umask(0o022)  # the usual umask: without the handler's care the files would be 0644
     file = LogFile(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))

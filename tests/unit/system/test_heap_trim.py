@@ -1,4 +1,4 @@
-"""The server's heap trim (``loopml.core.heap``): freed pages that glibc kept in its
+"""The server's heap trim (``loopml.system.heap``): freed pages that glibc kept in its
 heap go back to the system once the process has grown by the step, and not before."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from loopml.core.heap import HeapTrim, limit_arenas, private_bytes
+from loopml.system.heap import HeapTrim, limit_arenas, private_bytes
 
 pytestmark = pytest.mark.skipif(
     platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from loopml.core import heap
+from loopml.system import heap
 
 
 def test_settle_freezes_the_heap_and_raises_the_young_threshold() -> None:
