@@ -34,6 +34,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from loopml.cluster.ray import import_ray, init_ray, refuse_local_storage
 from loopml.core.errors import LoopmlError, ServiceUnavailableError
 from loopml.core.executors import RayExecutorConfig
 from loopml.core.predictions import parse_table_ref
@@ -44,7 +45,6 @@ from loopml.predictions._scoring import Progress, RowStamp
 from loopml.settings import Settings
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
-from loopml.wiring import import_ray, init_ray, refuse_local_storage
 
 _PURPOSE = "batch scoring on Ray (--on ray)"
 IN_FLIGHT = 2

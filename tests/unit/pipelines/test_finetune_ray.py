@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from loopml.cluster.ray import init_ray
 from loopml.core.executors import RayExecutorConfig
 from loopml.core.pipelines import AttemptStatus, RunStatus
 from loopml.pipelines import service
@@ -22,7 +23,6 @@ from loopml.settings import Settings
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
 from loopml.train.tracking.runs import get_run
-from loopml.wiring import init_ray
 from tests.conftest import free_port, missing_service
 from tests.e2e.test_pipelines_workers import TEXT_OPTIONS
 from tests.ray_cluster import KILL_SLOT, RAY, RayCluster

@@ -14,10 +14,11 @@ from typer.testing import CliRunner
 
 from loopml._version import __version__
 from loopml.cli import main
+from loopml.cluster.ray import is_local_address, refuse_local_storage
 from loopml.core.errors import ConfigurationError
 from loopml.core.executors import RayExecutorConfig
 from loopml.pipelines.backends import open_executor
-from loopml.pipelines.backends.ray import is_local_address, refuse_local_storage, run_attempt
+from loopml.pipelines.backends.ray import run_attempt
 from loopml.pipelines.base import StepOutcome, StepTask
 from loopml.settings import Settings
 

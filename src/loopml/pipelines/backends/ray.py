@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from loopml._version import __version__
+from loopml.cluster.ray import import_ray, init_ray, refuse_local_storage
 from loopml.core.errors import ConfigurationError, ServiceUnavailableError
 from loopml.core.executors import LocalExecutorConfig, RayExecutorConfig
 from loopml.core.pipelines import StepError
@@ -27,19 +28,9 @@ from loopml.core.step_resources import NodeShape
 from loopml.pipelines.backends.local import LocalExecutor, attempt_folder
 from loopml.pipelines.base import StepExecutor, StepHandle, StepOutcome, StepTask, capped_log
 from loopml.settings import Settings
-from loopml.wiring import (
-    address_host,
-    import_ray,
-    init_ray,
-    is_local_address,
-    refuse_local_storage,
-)
 
 __all__ = [
     "RayExecutor",
-    "address_host",
-    "is_local_address",
-    "refuse_local_storage",
     "run_attempt",
 ]
 

@@ -33,12 +33,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from loopml.cluster.ray import import_ray, init_ray
 from loopml.core.errors import ServiceUnavailableError
 from loopml.train.automl import _flaml
 from loopml.train.automl._defaults import score_default, starting_points
 from loopml.train.automl._metrics import TaskKind
 from loopml.train.automl._split import Validation
-from loopml.wiring import import_ray, init_ray
 
 _PURPOSE = "AutoML on Ray (--on ray)"
 CONNECT_TIMEOUT_S = 5.0
