@@ -170,7 +170,7 @@ def _log_capture_cost(body: bytes, answers: int = 20_000) -> tuple[float, float]
     ``PredictionLog.log_answer`` queues them) and made an Arrow table 5,000 at a time (its
     append batch). The table's Delta commit, once a second, is apart."""
     from loopml.predictions import _rows
-    from loopml.predictions.sink import Answer
+    from loopml.predictions.intake import Answer
 
     reply = orjson.dumps(
         {"predictions": [1], "probabilities": [[0.03, 0.97]], "classes": ["0", "1"]}

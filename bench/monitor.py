@@ -208,7 +208,7 @@ def _write_log(home: Path, ref: pa.Table, window: pa.Table) -> float:
     from loopml.monitor.reference_store import save_reference
     from loopml.platform.startup import build_context
     from loopml.predictions import _rows
-    from loopml.predictions.sink import PredictionRecord
+    from loopml.predictions.intake import PredictionRecord
     from loopml.settings import Settings
     from loopml.store import deployments
 

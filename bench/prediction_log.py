@@ -26,7 +26,7 @@ import orjson
 
 from loopml.core.inference import parse_predict, parse_request
 from loopml.predictions import _rows
-from loopml.predictions.sink import Answer, PredictionRecord
+from loopml.predictions.intake import Answer, PredictionRecord
 
 COLUMNS = [f"f{i}" for i in range(8)]
 

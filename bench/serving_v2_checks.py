@@ -127,7 +127,7 @@ def measure(package: Path) -> dict[str, float]:
     from loopml.core.inference import parse_predict, parse_request
     from loopml.packaging import load_model
     from loopml.predictions._rows import answer_rows
-    from loopml.predictions.sink import Answer
+    from loopml.predictions.intake import Answer
     from loopml.serve import ModelRuntime
     from loopml.serve.server import v2
 

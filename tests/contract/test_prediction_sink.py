@@ -24,8 +24,8 @@ from loopml.data import lake
 from loopml.data.records import RecordBatcher
 from loopml.platform.startup import build_context
 from loopml.predictions.http_sink import HttpPredictionSink
+from loopml.predictions.intake import PredictionSink
 from loopml.predictions.log import PredictionLog
-from loopml.predictions.sink import PredictionSink
 from loopml.settings import Settings
 from tests.unit.conftest import DEPLOYMENT, Served, mixed  # noqa: F401 - a fixture
 from tests.unit.predictions.test_predlog_http import make_record, serve_platform

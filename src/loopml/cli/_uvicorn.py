@@ -15,8 +15,8 @@ from fastapi import FastAPI
 from uvicorn.server import HANDLED_SIGNALS
 
 from loopml.core.timeline import mark
+from loopml.faces.context import running_of
 from loopml.platform.warm import warm_in_background
-from loopml.web.context import running_of
 
 log = logging.getLogger("uvicorn.error")
 

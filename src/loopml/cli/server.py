@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from loopml.deploy.gateways import FrontDoor, GatewayProcesses
+    from loopml.faces.context import Running
     from loopml.settings import Settings
-    from loopml.web.context import Running
     from loopml.wiring import MetadataStore
 
 LOOPBACK_NAMES = frozenset({"localhost"})
@@ -223,8 +223,8 @@ def _serve(settings: Settings) -> None:
     front = _front_door(settings) if in_front(settings) else None
     try:
         early = _spawn_gateways(settings, front)
+        from loopml.faces.context import running_of
         from loopml.platform import create_app
-        from loopml.web.context import running_of
 
         mark("platform imported")
         app = create_app(settings, gateway_secret=early.secret if early is not None else None)

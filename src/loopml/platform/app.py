@@ -19,6 +19,8 @@ from loopml.api.routes.all import MODULES as ROUTE_MODULES
 from loopml.auth.cache import TokenCache
 from loopml.auth.install import load_or_create_secret
 from loopml.auth.ratelimit import FailureLimiter
+from loopml.faces.authz import enforce
+from loopml.faces.context import AppContext, Running
 from loopml.platform.csrf import CrossSiteGuardMiddleware
 from loopml.platform.errors import install_error_handlers
 from loopml.platform.gateway_link import GatewayLink
@@ -26,11 +28,9 @@ from loopml.platform.guard import GuardConfig, RequestGuardMiddleware, is_infere
 from loopml.platform.serving_auth import ServingAuthMiddleware
 from loopml.platform.startup import build_context, build_serving, lifespan
 from loopml.portal import install as install_portal
-from loopml.portal.web import is_form_path
+from loopml.portal.viewer import is_form_path
 from loopml.serve.gateway.wire import REPORT_PATH
 from loopml.settings import Settings
-from loopml.web.authz import enforce
-from loopml.web.context import AppContext, Running
 
 log = logging.getLogger("loopml.api")
 
@@ -102,7 +102,7 @@ def create_api_app(
         redoc_url=None,
         lifespan=lifespan(link),
     )
-    # The one thing on app.state; routes and pages read it through loopml.web.context.
+    # The one thing on app.state; routes and pages read it through loopml.faces.context.
     app.state.running = running
     app.router.routes.extend(serving.gateway.routes())
     if link is not None:

@@ -14,7 +14,7 @@ state-changing request to another origin without asking first (no CORS preflight
 - on ``POST``, a form content type is refused unless the request carries an
   ``Authorization`` or an ``X-CSRF-Token`` header, which no form and no simple request can
   set (with authentication on, the token, or the browser session's CSRF token, is then
-  checked by ``web/authz.py``). So a form posted with the session cookie alone is refused
+  checked by ``faces/authz.py``). So a form posted with the session cookie alone is refused
   here, and a page's own ``fetch`` of a multipart upload passes with its CSRF token.
   ``PUT``, ``PATCH`` and ``DELETE`` are never
   simple requests: a browser always asks first (a preflight loopml never grants) and always

@@ -21,12 +21,12 @@ from typing import IO
 
 from loopml.deploy import DeploymentControl
 from loopml.deploy.replicas import replica_samples
+from loopml.faces.context import AppContext
 from loopml.monitor.engine import Monitor, MonitorThread
 from loopml.monitor.metrics import FigureFile, MonitorCollector
 from loopml.serve.gateway.metrics import CallerKey, GatewayMetrics
 from loopml.settings import Settings, write_settings_file
 from loopml.system.processes import terminate
-from loopml.web.context import AppContext
 
 log = logging.getLogger("loopml.monitor")
 MODULE = "loopml.platform.monitor_process"

@@ -30,6 +30,7 @@ from loopml.data.streams.metrics import StreamCollector
 from loopml.data.streams.supervisor import StreamSupervisor
 from loopml.deploy import Serving
 from loopml.deploy.gateways import FrontDoor, GatewayProcesses
+from loopml.faces.context import AppContext, running_of
 from loopml.monitor.disk import DiskReserve, DiskSpace, watched
 from loopml.monitor.engine import MonitorThread
 from loopml.monitor.heap import HeapCollector
@@ -43,7 +44,6 @@ from loopml.registry.mlflow_packaging import MlflowPackager
 from loopml.settings import Settings
 from loopml.system.heap import HeapTrim
 from loopml.train import tracking
-from loopml.web.context import AppContext, running_of
 from loopml.wiring import open_artifact_store, open_metadata_store
 
 log = logging.getLogger("loopml.api")

@@ -2,10 +2,10 @@
 over its routes), with the API reference at ``/docs``; ``install`` puts it on the app that
 ``loopml.platform.create_app`` builds.
 
-It imports the capability services and ``loopml.web`` (the app's context, the session
+It imports the capability services and ``loopml.faces`` (the app's context, the session
 helpers), never ``loopml.api`` (a contract in pyproject.toml).
 """
 
-from loopml.portal.app import install
+from loopml.portal.mount import install
 
 __all__ = ["install"]

@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 
 from loopml.portal import reference
-from loopml.portal.web import templates
+from loopml.portal.viewer import templates
 
 TRY_PAGE = """<!doctype html>
 <html lang="en">

@@ -31,10 +31,10 @@ from loopml.core.inference import (
     parse_request,
 )
 from loopml.core.predictions import PREDICTION_COLUMNS, canonical_text, numeric_value
-from loopml.predictions.sink import PredictionRecord
+from loopml.predictions.intake import PredictionRecord
 
 if TYPE_CHECKING:
-    from loopml.predictions.sink import Answer
+    from loopml.predictions.intake import Answer
 
 Row = dict[str, Any]
 PREDICTION_SCHEMA = pa.schema(

@@ -48,7 +48,7 @@ from loopml.core.errors import ValidationError
 from loopml.core.names import validate_project_name
 from loopml.core.predictions import PREDICTION_COLUMNS, ROLES
 from loopml.predictions import _rows as _predrows
-from loopml.predictions.sink import PredictionRecord
+from loopml.predictions.intake import PredictionRecord
 
 log = logging.getLogger("loopml.predictions.log")
 

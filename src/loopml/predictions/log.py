@@ -37,13 +37,13 @@ from loopml.core.errors import DiskFullError, LoopmlError, ValidationError
 from loopml.core.names import validate_project_name
 from loopml.core.predictions import ROLES
 from loopml.predictions import _rows as _predrows
-from loopml.predictions.sink import PredictionRecord, PredictionSink
+from loopml.predictions.intake import PredictionRecord, PredictionSink
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from loopml.data.records import RecordBatcher
-    from loopml.predictions.sink import Answer
+    from loopml.predictions.intake import Answer
 
 log = logging.getLogger("loopml.predictions.log")
 
@@ -104,7 +104,7 @@ class PredictionLog:
     ``close`` are called from it.
 
     Args:
-        batcher: the app's record batcher (``Running.records`` in ``loopml.web.context``).
+        batcher: the app's record batcher (``Running.records`` in ``loopml.faces.context``).
         max_batch: most rows per append.
         flush_ms: longest a queued row waits for others. Each append is a table commit
             (a Delta file and a catalog row) on the platform's own CPU, which the gateway

@@ -10,11 +10,11 @@ or, as a process: ``python -m loopml.serve --package DIR --manifest-sha256 HASH 
 --version 3 --deployment churn-prod --port 9001``. See docs/serving.md.
 
 Above ``predictions``, below ``monitor`` and ``deploy``. It imports ``packaging``, the
-prediction-log interface (``predictions.sink``, ``predictions.http_sink``), ``settings`` and
+prediction-log interface (``predictions.intake``, ``predictions.http_sink``), ``settings`` and
 ``core``; never training, the registry, data or the stores, even indirectly (a contract in
 pyproject.toml).
 
-The names below are re-exported from ``loopml.packaging.runtime``, ``loopml.predictions.sink``
+The names below are re-exported from ``loopml.packaging.runtime``, ``loopml.predictions.intake``
 and ``server`` on first use, so that importing the gateway (as the deploy targets do) does
 not pay for NumPy, pandas and ONNX Runtime.
 """
@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from loopml.packaging.runtime import ModelRuntime as ModelRuntime
     from loopml.packaging.runtime import Prediction as Prediction
     from loopml.packaging.runtime import load_runtime as load_runtime
-    from loopml.predictions.sink import PredictionRecord as PredictionRecord
-    from loopml.predictions.sink import PredictionSink as PredictionSink
+    from loopml.predictions.intake import PredictionRecord as PredictionRecord
+    from loopml.predictions.intake import PredictionSink as PredictionSink
     from loopml.serve.server.app import create_model_app as create_model_app
     from loopml.serve.server.batching import MicroBatcher as MicroBatcher
     from loopml.serve.server.batching import OverloadedError as OverloadedError
@@ -44,8 +44,8 @@ _LAZY = {
     "Prediction": "loopml.packaging.runtime",
     "load_runtime": "loopml.packaging.runtime",
     "create_model_app": "loopml.serve.server.app",
-    "PredictionRecord": "loopml.predictions.sink",
-    "PredictionSink": "loopml.predictions.sink",
+    "PredictionRecord": "loopml.predictions.intake",
+    "PredictionSink": "loopml.predictions.intake",
 }
 
 __all__ = sorted(_LAZY)

@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from loopml.client import Client
 from loopml.core.deployments import DeploymentRequest, DeploymentStatus
 from loopml.core.errors import NotFoundError, ValidationError
+from loopml.faces.context import AppContext
 from loopml.settings import Settings
-from loopml.web.context import AppContext
 from tests.conftest import free_port
 from tests.unit.deploy.deploy_support import (
     PackageFiles,

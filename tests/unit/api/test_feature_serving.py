@@ -20,8 +20,8 @@ from fastapi.testclient import TestClient
 from loopml.client import Client
 from loopml.core.deployments import DeploymentStatus
 from loopml.core.errors import NotFoundError, ValidationError
+from loopml.faces.context import AppContext
 from loopml.settings import Settings
-from loopml.web.context import AppContext
 from tests.conftest import free_port
 from tests.unit.deploy.deploy_support import (
     PackageFiles,

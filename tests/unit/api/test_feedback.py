@@ -13,13 +13,13 @@ from fastapi.testclient import TestClient
 from loopml.client import Client
 from loopml.core.deployments import DeploymentSpec
 from loopml.core.errors import NotFoundError, ValidationError
+from loopml.faces.context import AppContext
 from loopml.packaging import load_model, package_model
 from loopml.platform import create_api_app
 from loopml.predictions.http_sink import HttpPredictionSink
 from loopml.serve import ModelRuntime, create_model_app
 from loopml.settings import Settings
 from loopml.store import deployments
-from loopml.web.context import AppContext
 from tests.unit.predictions.test_predlog_http import serve_platform
 
 URL = "/deployments/churn-api/feedback"

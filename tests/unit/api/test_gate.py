@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from loopml.client import Client
 from loopml.core.errors import ConflictError, GateRequiredError, NotFoundError, ValidationError
 from loopml.core.gate import EvaluationReport, GatePolicy
-from loopml.web.context import AppContext
+from loopml.faces.context import AppContext
 from tests.tracking_rows import log_model, make_run
 
 EVAL = "ab" * 32

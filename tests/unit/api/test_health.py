@@ -8,9 +8,9 @@ from fastapi.testclient import TestClient
 from loopml import __version__
 from loopml.client import Client
 from loopml.core.errors import ServiceUnavailableError
+from loopml.faces.context import running_of
 from loopml.platform import create_api_app
 from loopml.settings import Settings
-from loopml.web.context import running_of
 
 
 def test_health_is_ready_on_a_fresh_database(client: Client) -> None:

@@ -15,8 +15,8 @@ from loopml.core.errors import (
     ValidationError,
 )
 from loopml.core.registry import ModelVersion, RegisteredModel, VersionStatus
+from loopml.faces.context import AppContext
 from loopml.store.orm import RunRow
-from loopml.web.context import AppContext
 from tests.tracking_rows import Run, log_model, make_run
 
 

@@ -1,4 +1,4 @@
-"""Every route is declared at import and built on first use (``loopml.web.routes``): each one
+"""Every route is declared at import and built on first use (``loopml.faces.routes``): each one
 must still build, and its declaration must be the one FastAPI's own ``APIRoute`` makes of the
 same arguments, since FastAPI builds the included route from it."""
 
@@ -15,8 +15,8 @@ from starlette.routing import Match
 
 from loopml.api.mlflow import routes as mlflow_routes
 from loopml.api.routes.all import MODULES
+from loopml.faces.routes import DeclaredRoute
 from loopml.portal import pages
-from loopml.web.routes import DeclaredRoute
 
 # What FastAPI reads of the original route when it includes it (_EffectiveRouteContext),
 # and what the permission table and the OpenAPI document read.

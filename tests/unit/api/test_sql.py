@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from loopml.client import Client
 from loopml.core.errors import NotFoundError, QueryTimeoutError, ValidationError
 from loopml.data import lake
-from loopml.web.context import AppContext
+from loopml.faces.context import AppContext
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from loopml.client import Client
 from loopml.core.datasets import SplitSpec
 from loopml.core.errors import GateRequiredError
 from loopml.data import datasets, lake
+from loopml.faces.context import AppContext
 from loopml.sdk.training import train_model
-from loopml.web.context import AppContext
 
 
 def _snapshots(http: TestClient) -> None:

@@ -12,7 +12,7 @@ from loopml.client import Client
 from loopml.core.errors import NotFoundError, QueryTimeoutError, ValidationError
 from loopml.core.transforms import TableVersion
 from loopml.data import lake
-from loopml.web.context import AppContext
+from loopml.faces.context import AppContext
 
 BASE = "/api/v1/projects/shop/transforms"
 TOTALS = "SELECT region, sum(amount) AS total FROM sales GROUP BY region"

@@ -16,10 +16,10 @@ from typer.testing import CliRunner, Result
 from loopml.cli import main
 from loopml.client import Client
 from loopml.core.deployments import DeploymentSpec
+from loopml.faces.context import AppContext
 from loopml.platform import create_api_app
 from loopml.settings import Settings
 from loopml.store import deployments
-from loopml.web.context import AppContext
 from tests.conftest import free_port
 from tests.waiting import eventually
 

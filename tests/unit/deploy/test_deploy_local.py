@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from loopml.core.deployments import DeploymentStatus
-from loopml.predictions.sink import Answer
+from loopml.predictions.intake import Answer
 from loopml.registry import set_alias
 from tests.unit.deploy.deploy_support import (
     Platform,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from loopml.faces.context import AppContext
 from loopml.platform.startup import build_context
 from loopml.settings import Settings
-from loopml.web.context import AppContext
 from tests.unit.api.test_feedback import make_deployment
 
 

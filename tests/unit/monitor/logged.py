@@ -14,12 +14,12 @@ import pandas as pd
 from loopml.core.deployments import feedback_table, prediction_table
 from loopml.core.predictions import FeedbackItem
 from loopml.data import lake
+from loopml.faces.context import AppContext
 from loopml.monitor.engine import Monitor
 from loopml.predictions import _rows
 from loopml.predictions.feedback import feedback_records
-from loopml.predictions.sink import PredictionRecord
+from loopml.predictions.intake import PredictionRecord
 from loopml.settings import MonitorSettings
-from loopml.web.context import AppContext
 
 Key = tuple[str, int]
 """inference_id, row_index: what a label names."""

@@ -13,12 +13,12 @@ from fastapi.testclient import TestClient
 
 from loopml.auth import service
 from loopml.client import Client
+from loopml.faces.context import AppContext
 from loopml.monitor.engine import Monitor
 from loopml.platform import create_api_app
 from loopml.platform.monitoring import gateway_callers
 from loopml.settings import Settings
 from loopml.store import monitor as rows
-from loopml.web.context import AppContext
 from tests.conftest import free_port
 from tests.unit.api.conftest import MAX_BODY, MAX_UPLOAD
 from tests.unit.api.test_auth import ADMIN_PASSWORD, login

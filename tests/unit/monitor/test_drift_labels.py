@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from loopml.faces.context import AppContext
 from loopml.monitor.reference_store import save_reference
 from loopml.pipelines import automation_service, service
 from loopml.pipelines.automation import AutomationEngine
 from loopml.store import events
-from loopml.web.context import AppContext
 from tests.unit.monitor.logged import log_labels, log_predictions, monitor_at
 from tests.unit.monitor.test_episodes import ROWS, _drift_events, _frame, _reference
 

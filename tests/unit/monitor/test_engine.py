@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from loopml.client import Client
 from loopml.core.deployments import prediction_table
 from loopml.data import lake
+from loopml.faces.context import AppContext
 from loopml.monitor.engine import Monitor
 from loopml.monitor.metrics import MonitorCollector
 from loopml.monitor.reference import Reference, profile_table
@@ -36,7 +37,6 @@ from loopml.predictions.http_sink import HttpPredictionSink
 from loopml.serve import ModelRuntime, create_model_app
 from loopml.settings import Settings
 from loopml.store import events
-from loopml.web.context import AppContext
 from tests.conftest import free_port
 from tests.unit.api.test_feedback import make_deployment
 from tests.unit.monitor.test_alerts import _Hook

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from loopml.faces.context import AppContext
 from loopml.monitor.drift import DriftConfig
 from loopml.monitor.reference import Reference, profile_table
 from loopml.monitor.reference_store import save_reference
 from loopml.store import events
 from loopml.store import monitor as rows
-from loopml.web.context import AppContext
 from tests.unit.monitor.logged import log_predictions, monitor_at
 
 # Rows a window: enough that an unshifted sample's Wasserstein distance stays well under the

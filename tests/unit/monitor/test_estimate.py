@@ -11,13 +11,13 @@ from sklearn.metrics import roc_auc_score
 
 from loopml.client import Client
 from loopml.core.alerts import metric_value
+from loopml.faces.context import AppContext
 from loopml.monitor.calibration import calibration_table
 from loopml.monitor.reference import Reference
 from loopml.monitor.reference_store import save_reference
 from loopml.serve import ModelRuntime
 from loopml.settings import Settings
 from loopml.store import monitor as monitor_rows
-from loopml.web.context import AppContext
 from tests.unit.api.test_feedback import make_deployment
 from tests.unit.monitor.test_engine import (
     _frame,

@@ -12,10 +12,10 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from loopml.client import Client
+from loopml.faces.context import AppContext
 from loopml.monitor import reader
 from loopml.monitor.engine import Monitor
 from loopml.platform.monitoring import gateway_callers, gateway_errors
-from loopml.web.context import AppContext
 from tests.unit.monitor.test_callers import BODY, platform
 from tests.waiting import eventually
 

@@ -15,10 +15,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from loopml.faces.context import AppContext
 from loopml.monitor.engine import Monitor
 from loopml.monitor.gauges import ENOUGH_LABELS
 from loopml.monitor.metrics import FigureFile, MonitorCollector
-from loopml.web.context import AppContext
 from tests.unit.monitor.logged import log_labels, log_predictions, monitor_at
 
 VERSION = {"project": "default", "deployment": "churn-api", "model": "churn", "version": "1"}

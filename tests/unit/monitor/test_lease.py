@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from loopml.faces.context import AppContext
 from loopml.monitor.engine import Monitor
 from loopml.monitor.lease import Lease, LeaseLost
 from loopml.settings import MonitorSettings
 from loopml.store import monitor as rows
-from loopml.web.context import AppContext
 from tests.unit.monitor.test_engine import _log_rows
 
 

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from sklearn import metrics
 
+from loopml.faces.context import AppContext
 from loopml.monitor import reader
 from loopml.store import monitor as rows
-from loopml.web.context import AppContext
 from tests.unit.monitor.logged import log_labels, log_predictions, monitor_at
 
 

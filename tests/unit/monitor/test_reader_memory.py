@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from loopml.web.context import AppContext
+from loopml.faces.context import AppContext
 from tests.unit.monitor.logged import log_predictions
 
 APPENDS, ROWS, COLUMNS = 30, 400, 24

@@ -21,13 +21,13 @@ from loopml.client import Client
 from loopml.core.deployments import prediction_table
 from loopml.core.errors import NotFoundError, ValidationError
 from loopml.data import lake
+from loopml.faces.context import AppContext
 from loopml.monitor.engine import Monitor
 from loopml.monitor.reference_store import get_reference
 from loopml.platform import create_app as create_platform
 from loopml.predictions._rows import PREDICTION_SCHEMA
 from loopml.settings import Settings
 from loopml.store import events
-from loopml.web.context import AppContext
 from tests.unit.api.test_feedback import make_deployment
 from tests.unit.monitor.test_engine import running
 from tests.unit.monitor.test_engine import settings as settings  # a fixture

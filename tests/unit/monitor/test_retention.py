@@ -13,13 +13,13 @@ from loopml.core.deployments import feedback_table, prediction_table
 from loopml.core.errors import ValidationError
 from loopml.core.predictions import FeedbackItem
 from loopml.data import housekeeping, lake
+from loopml.faces.context import AppContext
 from loopml.monitor.engine import Monitor
 from loopml.monitor.retention import prune_deployment
 from loopml.predictions.feedback import feedback_records
 from loopml.settings import MonitorSettings
 from loopml.store import deployments, events
 from loopml.store import monitor as rows
-from loopml.web.context import AppContext
 from tests.unit.monitor.test_engine import _log_rows
 
 

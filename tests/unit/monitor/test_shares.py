@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from loopml.core.resources import ReplicaSample
+from loopml.faces.context import AppContext
 from loopml.monitor.engine import Monitor
 from loopml.platform.monitoring import gateway_callers, gateway_errors
 from loopml.serve.gateway.metrics import GatewayMetrics
 from loopml.store import monitor as rows
-from loopml.web.context import AppContext
 from tests.unit.monitor.test_lease import Clock, _settings
 from tests.unit.monitor.test_resources import _sample
 

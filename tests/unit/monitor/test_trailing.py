@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from loopml.core.alerts import AlertRuleSpec
+from loopml.faces.context import AppContext
 from loopml.monitor import service
 from loopml.monitor.engine import Monitor
 from loopml.monitor.trailing import span_start
 from loopml.settings import Settings
 from loopml.store import events
-from loopml.web.context import AppContext
 from tests.unit.monitor.test_engine import _log_rows
 
 HOUR = 3600

@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from loopml.faces.context import AppContext
 from loopml.monitor.engine import Monitor
 from loopml.monitor.usage import empty_usage, usage_summary
 from loopml.platform.monitoring import gateway_errors
 from loopml.serve.gateway.metrics import GatewayMetrics
 from loopml.store import monitor as rows
-from loopml.web.context import AppContext
 from tests.waiting import eventually
 
 KEY = ("default", "churn-api")

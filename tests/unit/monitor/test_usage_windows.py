@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 
 from loopml.core.alerts import AlertRuleSpec
+from loopml.faces.context import AppContext
 from loopml.monitor import service
 from loopml.monitor.compare import figures_since, judged_size
 from loopml.monitor.reference import Reference, profile_table
@@ -23,7 +24,6 @@ from loopml.monitor.usage_windows import USAGE_ONLY
 from loopml.portal.pages._usage_chart import stored_sizes, usage_chart
 from loopml.settings import MonitorSettings
 from loopml.store import monitor as rows
-from loopml.web.context import AppContext
 from tests.unit.monitor.logged import log_labels, log_predictions, monitor_at, monitor_settings
 
 

@@ -14,12 +14,12 @@ import pytest
 from loopml.core.gate import GatePolicy
 from loopml.core.pipelines import RunStatus, StepStatus
 from loopml.data.datasets import get_version
+from loopml.faces.context import AppContext
 from loopml.pipelines import loops, service
 from loopml.platform.startup import build_context
 from loopml.predictions.labelled import LINEAGE_COLUMNS
 from loopml.registry import gate
 from loopml.settings import Settings
-from loopml.web.context import AppContext
 from tests.unit.api.test_feedback import make_deployment
 from tests.unit.deploy.deploy_support import cancer_frame, fit, register_model
 from tests.unit.monitor.logged import log_labels, log_predictions

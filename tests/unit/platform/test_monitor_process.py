@@ -21,11 +21,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from loopml.client import Client
+from loopml.faces.context import AppContext
 from loopml.platform import create_api_app
 from loopml.platform.monitoring import MODULE
 from loopml.settings import Settings
 from loopml.store import monitor as rows
-from loopml.web.context import AppContext
 from tests.conftest import free_port
 from tests.unit.deploy.deploy_support import instances, package_files, register_files
 from tests.waiting import eventually

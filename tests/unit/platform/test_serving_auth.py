@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 from loopml.auth import service
 from loopml.client import Client
 from loopml.core.deployments import DeploymentStatus
+from loopml.faces.context import AppContext
 from loopml.platform import create_api_app
 from loopml.settings import Settings
-from loopml.web.context import AppContext
 from tests.conftest import free_port
 from tests.unit.api.conftest import MAX_BODY, MAX_UPLOAD
 from tests.unit.api.test_auth import ADMIN_PASSWORD, login

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from loopml.platform import app as platform_app
 from loopml.platform import create_app
 from loopml.platform.warm import warm_routes
-from loopml.portal import app as portal_app
+from loopml.portal import mount as portal_mount
 from loopml.settings import Settings
 
 
@@ -49,7 +49,7 @@ def fresh_process() -> None:
     API's and the pages' routes (built once), so one made earlier by another test would
     have built them already. The earlier apps keep the routes they hold."""
     platform_app._api_routes.cache_clear()
-    portal_app._page_routes.cache_clear()
+    portal_mount._page_routes.cache_clear()
 
 
 @pytest.mark.parametrize("warm", [False, True], ids=["cold", "warmed"])

@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 
 from loopml.core.pipelines import PipelineRun, RunStatus
 from loopml.deploy import DeploymentControl
+from loopml.faces.context import AppContext
 from loopml.pipelines import automation_service, service
-from loopml.web.context import AppContext
 from tests.unit.deploy.deploy_support import PackageFiles, package_files, register_files
 from tests.waiting import eventually
 

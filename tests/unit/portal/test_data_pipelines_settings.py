@@ -16,8 +16,8 @@ from loopml.auth import sessions
 from loopml.core.contracts import Contract
 from loopml.core.errors import LoopmlError
 from loopml.data import lake, validation
+from loopml.faces.context import AppContext
 from loopml.pipelines import automation_service, service
-from loopml.web.context import AppContext
 from tests.waiting import eventually
 
 from .conftest import ADMIN, ORIGIN, VIEWER, csrf_of, log_in

@@ -17,13 +17,13 @@ from rich.console import Console
 
 from loopml.cli.monitor import render
 from loopml.core.alerts import AlertRuleSpec
+from loopml.faces.context import AppContext
 from loopml.monitor import service
 from loopml.monitor.drift import DriftConfig
 from loopml.monitor.reference import Reference, profile_table
 from loopml.monitor.reference_store import save_reference
 from loopml.monitor.windows import empty_state, window_start
 from loopml.store import monitor as monitor_rows
-from loopml.web.context import AppContext
 from tests.unit.deploy.deploy_support import (
     PackageFiles,
     cancer_frame,

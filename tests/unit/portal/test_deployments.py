@@ -650,7 +650,7 @@ def test_a_page_read_that_must_write_runs_again_with_the_write_lock(
     import anyio
     from starlette.requests import Request
 
-    from loopml.portal.web import read_only
+    from loopml.portal.viewer import read_only
     from loopml.store import projects
 
     ctx = anonymous.app.state.running.context  # type: ignore[attr-defined]

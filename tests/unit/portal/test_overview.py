@@ -12,14 +12,14 @@ from loopml import projects
 from loopml.core.alerts import AlertRuleSpec
 from loopml.core.clock import utcnow
 from loopml.core.deployments import DeploymentSpec
+from loopml.faces.context import AppContext
 from loopml.monitor import service as monitor
 from loopml.monitor.windows import parse_size, window_start
 from loopml.pipelines import service as pipelines
 from loopml.portal.pages.overview import gather
-from loopml.portal.web import Viewer
+from loopml.portal.viewer import Viewer
 from loopml.store import alert_rules, deployments
 from loopml.store import monitor as windows
-from loopml.web.context import AppContext
 
 from .conftest import ADMIN, VIEWER, log_in
 

@@ -11,7 +11,7 @@ import orjson
 from starlette.testclient import TestClient
 
 from loopml.predictions._rows import answer_rows
-from loopml.predictions.sink import Answer
+from loopml.predictions.intake import Answer
 from tests.unit.conftest import MODEL, VERSION, Served, make_app
 
 INFER = f"/v2/models/{MODEL}/infer"

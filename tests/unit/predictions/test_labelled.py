@@ -15,10 +15,10 @@ from loopml.core.errors import NotFoundError, ValidationError
 from loopml.core.pipelines import PipelineRun
 from loopml.data import lake, transforms
 from loopml.data.sources import materialize
+from loopml.faces.context import AppContext
 from loopml.platform.startup import build_context
 from loopml.predictions.labelled import LINEAGE_COLUMNS, refresh
 from loopml.settings import Settings
-from loopml.web.context import AppContext
 from tests.unit.api.test_feedback import make_deployment
 from tests.unit.monitor.logged import log_labels, log_predictions
 

@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from loopml.client import Client
 from loopml.platform import create_api_app
 from loopml.predictions.http_sink import HttpPredictionSink
-from loopml.predictions.sink import PredictionRecord
+from loopml.predictions.intake import PredictionRecord
 from loopml.settings import Settings
 from tests.conftest import free_port
 from tests.unit.conftest import DEPLOYMENT, MODEL, VERSION, Served

@@ -19,11 +19,11 @@ from loopml.core.deployments import prediction_table
 from loopml.core.predictions import PREDICTION_COLUMNS
 from loopml.data import lake
 from loopml.data.records import RecordBatcher
+from loopml.faces.context import AppContext
 from loopml.platform.startup import build_context
+from loopml.predictions.intake import Answer, PredictionSink
 from loopml.predictions.log import BUILD_AHEAD, LogStats, PredictionLog
-from loopml.predictions.sink import Answer, PredictionSink
 from loopml.settings import Settings
-from loopml.web.context import AppContext
 from tests.unit.conftest import DEPLOYMENT, MODEL, VERSION, Served, make_app
 from tests.unit.predictions.test_predlog_http import make_record
 

@@ -17,8 +17,8 @@ from starlette.responses import Response
 from loopml.api.mlflow.errors import from_loopml, from_validation, mlflow_error
 from loopml.core.errors import LoopmlError
 from loopml.core.names import validate_project_name
-from loopml.web.context import AppContext, get_actor, get_context
-from loopml.web.routes import DeclaredRoute
+from loopml.faces.context import AppContext, get_actor, get_context
+from loopml.faces.routes import DeclaredRoute
 
 log = logging.getLogger("loopml.api.mlflow")
 

@@ -16,9 +16,9 @@ from typing import Any
 from loopml.core.errors import NotFoundError
 from loopml.core.keys import join_key, validate_key, validate_prefix
 from loopml.core.types import Artifact
+from loopml.faces.context import AppContext
 from loopml.train.tracking import artifacts as run_artifacts
 from loopml.train.tracking import mlflow_records
-from loopml.web.context import AppContext
 
 _UPLOAD_PATH = re.compile(
     r"^(/mlflow/projects/[^/]+)?/(api|ajax-api)/2\.0/mlflow-artifacts/artifacts/"

@@ -21,8 +21,8 @@ from loopml.api.mlflow.tracking import (
 from loopml.core import layout
 from loopml.core.errors import ValidationError
 from loopml.core.mlflow_models import MlflowModelStatus
+from loopml.faces.context import AppContext
 from loopml.train.tracking import mlflow_records as records
-from loopml.web.context import AppContext
 
 log = logging.getLogger("loopml.api.mlflow")
 

@@ -34,9 +34,9 @@ from loopml.core.mlflow_filter import parse_mlflow_filter, parse_mlflow_order
 from loopml.core.mlflow_models import parse_stage
 from loopml.core.registry import ModelVersion, RegisteredModel, VersionStatus
 from loopml.core.runs import LoggedModel
+from loopml.faces.context import AppContext
 from loopml.registry import mlflow_packaging, service
 from loopml.train.tracking import mlflow_records
-from loopml.web.context import AppContext
 
 MAX_PAGE = 1000
 _RUNS_SOURCE = re.compile(r"^runs:/([0-9a-f]{32})/(.+)$")

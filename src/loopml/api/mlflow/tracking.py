@@ -28,9 +28,9 @@ from loopml.core.runs import (
     Run,
     parse_batch,
 )
+from loopml.faces.context import AppContext
 from loopml.train import tracking
 from loopml.train.tracking import mlflow_records as records
-from loopml.web.context import AppContext
 
 DEFAULT_EXPERIMENT_ID = "0"
 LOG_MODEL_TAG = "mlflow.log-model.history"

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import Request, Response
 
 from loopml.core.jsontext import loads_strict
-from loopml.web.routes import DeclaredRoute
+from loopml.faces.routes import DeclaredRoute
 
 
 class StrictJSONRequest(Request):

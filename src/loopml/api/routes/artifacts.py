@@ -16,8 +16,8 @@ from loopml.api.routes.tables import is_files_path
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
 from loopml.core.keys import KEY_PATTERN, PREFIX_PATTERN, validate_key
 from loopml.core.types import Artifact, Page
-from loopml.web.context import Actor, Ctx
-from loopml.web.streaming import blocking_chunks
+from loopml.faces.context import Actor, Ctx
+from loopml.faces.streaming import blocking_chunks
 
 PREFIX = "/api/v1/projects/{project}/artifacts"
 router = APIRouter(

@@ -22,14 +22,14 @@ from loopml.core.auth import (
     User,
 )
 from loopml.core.errors import ValidationError
-from loopml.web.authz import (
+from loopml.faces.authz import (
     clear_session_cookies,
     password_login,
     principal_of,
     session_token,
     set_session_cookies,
 )
-from loopml.web.context import Actor, Ctx, get_running
+from loopml.faces.context import Actor, Ctx, get_running
 
 router = APIRouter(route_class=StrictJSONRoute, tags=["auth"], responses=ERROR_RESPONSES)
 PROJECT = project_path("The project whose members are listed or set.")

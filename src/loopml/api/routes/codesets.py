@@ -29,8 +29,8 @@ from loopml.core.codesets import (
     CodesetWebhook,
 )
 from loopml.core.errors import PayloadTooLargeError
+from loopml.faces.context import Actor, AppContext, Ctx
 from loopml.pipelines import codesets as svc
-from loopml.web.context import Actor, AppContext, Ctx
 
 CODESETS = "/api/v1/projects/{project}/codesets"
 PUSH = "/api/v1/codesets/{codeset_id}/push"

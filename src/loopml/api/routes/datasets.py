@@ -31,7 +31,7 @@ from loopml.core.datasets import (
 from loopml.core.names import validate_project_name
 from loopml.data import datasets
 from loopml.data.datasets import PARQUET_MEDIA_TYPE
-from loopml.web.context import Actor, Ctx
+from loopml.faces.context import Actor, Ctx
 
 PREFIX = "/api/v1/projects/{project}/datasets"
 DETAIL_VERSIONS = 100

@@ -24,7 +24,7 @@ from loopml.core.deployments import Deployment
 from loopml.core.logs import LogQuery
 from loopml.core.types import Page
 from loopml.deploy import DeploymentControl, scaling
-from loopml.web.context import Actor, get_control
+from loopml.faces.context import Actor, get_control
 
 router = APIRouter(route_class=StrictJSONRoute, tags=["deployments"], responses=ERROR_RESPONSES)
 DEPLOYMENTS = "/api/v1/projects/{project}/deployments"

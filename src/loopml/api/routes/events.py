@@ -10,7 +10,7 @@ from loopml import events
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, IsoDatetime, project_query
 from loopml.core.types import Event, Page
-from loopml.web.context import Ctx
+from loopml.faces.context import Ctx
 
 router = APIRouter(
     route_class=StrictJSONRoute, prefix="/api/v1/events", tags=["events"], responses=ERROR_RESPONSES

@@ -9,8 +9,8 @@ from loopml.api.schemas.common import ERROR_RESPONSES, project_path
 from loopml.api.schemas.tracking import ExperimentCreate, experiment_path
 from loopml.core.runs import EXPERIMENT_NAME_PATTERN, Experiment
 from loopml.core.types import Page
+from loopml.faces.context import Actor, Ctx
 from loopml.train import tracking
-from loopml.web.context import Actor, Ctx
 
 router = APIRouter(
     route_class=StrictJSONRoute,

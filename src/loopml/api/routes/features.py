@@ -32,7 +32,7 @@ from loopml.core.features import (
 from loopml.data.features import offline, views
 from loopml.data.features.materialize import materialize, read_online
 from loopml.data.features.skew import MAX_SAMPLE, skew
-from loopml.web.context import Actor, Ctx
+from loopml.faces.context import Actor, Ctx
 
 FEATURES = "/api/v1/projects/{project}/features"
 

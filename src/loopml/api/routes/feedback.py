@@ -17,8 +17,8 @@ from loopml.core.deployments import DEPLOYMENT_NAME_PATTERN
 from loopml.core.ingest import IDEMPOTENCY_KEY_PATTERN
 from loopml.core.names import DEFAULT_PROJECT
 from loopml.core.predictions import FeedbackBatch, FeedbackItem, FeedbackResult
+from loopml.faces.context import Actor, Ctx, get_running
 from loopml.predictions import feedback
-from loopml.web.context import Actor, Ctx, get_running
 
 router = APIRouter(route_class=StrictJSONRoute, tags=["feedback"], responses=ERROR_RESPONSES)
 PROJECT = project_path("The project that owns the deployment.")

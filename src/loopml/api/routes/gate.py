@@ -10,8 +10,8 @@ from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
 from loopml.api.schemas.registry import model_path, version_path
 from loopml.core.gate import EvaluationReport, GatePolicy, GateResult, StoredEvaluation
+from loopml.faces.context import Actor, Ctx
 from loopml.registry import evaluate, gate
-from loopml.web.context import Actor, Ctx
 
 router = APIRouter(route_class=StrictJSONRoute, tags=["gate"], responses=ERROR_RESPONSES)
 MODEL = "/api/v1/projects/{project}/models/{model}"

@@ -9,7 +9,7 @@ from loopml._version import __version__
 from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, HealthReport
 from loopml.core.errors import LoopmlError
-from loopml.web.context import Running, RunningParts
+from loopml.faces.context import Running, RunningParts
 
 router = APIRouter(
     route_class=StrictJSONRoute, prefix="/api/v1/health", tags=["health"], responses=ERROR_RESPONSES

@@ -11,7 +11,7 @@ from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, LogLines, log_query, tail_query
 from loopml.core.errors import NotFoundError
 from loopml.core.logs import LogQuery
-from loopml.web.context import Ctx
+from loopml.faces.context import Ctx
 
 router = APIRouter(
     route_class=StrictJSONRoute, prefix="/api/v1/logs", tags=["logs"], responses=ERROR_RESPONSES

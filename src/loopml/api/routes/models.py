@@ -30,7 +30,7 @@ from loopml.core.registry import (
     VersionStatus,
 )
 from loopml.core.types import Page
-from loopml.web.context import Actor, Ctx, freeing_space
+from loopml.faces.context import Actor, Ctx, freeing_space
 
 router = APIRouter(route_class=StrictJSONRoute, tags=["models"], responses=ERROR_RESPONSES)
 MODELS = "/api/v1/projects/{project}/models"

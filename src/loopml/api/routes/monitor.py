@@ -15,9 +15,9 @@ from loopml.api.schemas.deployments import deployment_path
 from loopml.core.alerts import AlertRule, AlertRuleSpec
 from loopml.deploy import DeploymentControl
 from loopml.deploy.replicas import ReplicaList, deployment_replicas
+from loopml.faces.context import Actor, Ctx, get_control
 from loopml.monitor import service
 from loopml.monitor.reference import Reference
-from loopml.web.context import Actor, Ctx, get_control
 
 router = APIRouter(tags=["monitoring"], responses=ERROR_RESPONSES, route_class=StrictJSONRoute)
 PROJECT = project_path("The project that owns the deployment.")

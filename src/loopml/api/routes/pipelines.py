@@ -28,8 +28,8 @@ from loopml.core.pipelines import (
     RunStatus,
 )
 from loopml.core.refs import MAX_VERSION
+from loopml.faces.context import Actor, Ctx
 from loopml.pipelines import service
-from loopml.web.context import Actor, Ctx
 
 PROJECT_PREFIX = "/api/v1/projects/{project}"
 PIPELINES = PROJECT_PREFIX + "/pipelines"

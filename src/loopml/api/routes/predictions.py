@@ -11,7 +11,7 @@ from loopml.api.routes._strict_json import StrictJSONRoute
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
 from loopml.core.names import validate_project_name
 from loopml.core.predictions import BatchByDeployment, BatchByModel, BatchResult
-from loopml.web.context import Actor, Ctx
+from loopml.faces.context import Actor, Ctx
 
 router = APIRouter(
     route_class=StrictJSONRoute,

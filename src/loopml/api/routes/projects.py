@@ -14,8 +14,8 @@ from loopml.api.schemas.common import (
     project_path,
 )
 from loopml.core.types import Page, Project
-from loopml.web.authz import principal_of
-from loopml.web.context import Actor, Ctx
+from loopml.faces.authz import principal_of
+from loopml.faces.context import Actor, Ctx
 
 router = APIRouter(
     route_class=StrictJSONRoute,

@@ -24,10 +24,10 @@ from loopml.core.keys import KEY_PATTERN, PREFIX_PATTERN
 from loopml.core.runs import KEY_PATTERN as METRIC_KEY_PATTERN
 from loopml.core.runs import LoggedModel, MetricPoint, Run
 from loopml.core.types import Artifact, Page
+from loopml.faces.context import Actor, Ctx
+from loopml.faces.streaming import blocking_chunks
 from loopml.train import tracking
 from loopml.train.tracking import artifacts as run_artifacts
-from loopml.web.context import Actor, Ctx
-from loopml.web.streaming import blocking_chunks
 
 
 class RunIdConvertor(Convertor[str]):

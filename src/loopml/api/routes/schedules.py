@@ -14,8 +14,8 @@ from loopml.api.schemas.automation import (
 )
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
 from loopml.core.automation import Schedule
+from loopml.faces.context import Actor, Ctx
 from loopml.pipelines import automation_service as svc
-from loopml.web.context import Actor, Ctx
 
 SCHEDULES = "/api/v1/projects/{project}/schedules"
 router = APIRouter(route_class=StrictJSONRoute, tags=["schedules"], responses=ERROR_RESPONSES)

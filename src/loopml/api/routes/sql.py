@@ -18,7 +18,7 @@ from loopml.data.sql_formats import (
     json_rows,
 )
 from loopml.data.warehouse import QueryResult
-from loopml.web.context import Ctx
+from loopml.faces.context import Ctx
 
 NEXT_OFFSET_HEADER = "X-Loopml-Next-Offset"
 ROW_COUNT_HEADER = "X-Loopml-Row-Count"

@@ -10,7 +10,7 @@ from loopml.api.schemas.common import ERROR_RESPONSES, project_path
 from loopml.api.schemas.streams import StreamCreate, StreamList, StreamsApply, stream_path
 from loopml.core.streams import Stream, StreamCreated, StreamDeleted, StreamsApplied
 from loopml.data.streams import service as svc
-from loopml.web.context import Actor, Ctx
+from loopml.faces.context import Actor, Ctx
 
 STREAMS = "/api/v1/projects/{project}/streams"
 router = APIRouter(route_class=StrictJSONRoute, tags=["streams"], responses=ERROR_RESPONSES)

@@ -42,9 +42,9 @@ from loopml.core.lake import (
 )
 from loopml.core.names import validate_project_name
 from loopml.data import files, housekeeping, keyed_files, lake, records, validation
+from loopml.faces.context import Actor, AppContext, Ctx, freeing_space, get_running
+from loopml.faces.streaming import pulled_pieces
 from loopml.storage.native import NativeLocation
-from loopml.web.context import Actor, AppContext, Ctx, freeing_space, get_running
-from loopml.web.streaming import pulled_pieces
 
 PREFIX = "/api/v1/projects/{project}/tables"
 router = APIRouter(

@@ -18,7 +18,7 @@ from loopml.api.schemas.transforms import (
 from loopml.core.lake import TABLE_NAME_PATTERN
 from loopml.core.transforms import CURSOR_PATTERN, Transform, TransformLineage, TransformRun
 from loopml.data import transforms
-from loopml.web.context import Actor, Ctx
+from loopml.faces.context import Actor, Ctx
 
 PREFIX = "/api/v1/projects/{project}/transforms"
 router = APIRouter(

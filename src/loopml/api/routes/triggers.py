@@ -18,8 +18,8 @@ from loopml.api.schemas.automation import (
 )
 from loopml.api.schemas.common import ERROR_RESPONSES, project_path
 from loopml.core.automation import FiringOutcome, Trigger
+from loopml.faces.context import Actor, Ctx
 from loopml.pipelines import automation_service as svc
-from loopml.web.context import Actor, Ctx
 
 TRIGGERS = "/api/v1/projects/{project}/triggers"
 FIRE = "/api/v1/triggers/{trigger_id}/fire"

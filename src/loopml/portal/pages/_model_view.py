@@ -15,13 +15,13 @@ from loopml.core.registry import LineageInput, ModelVersion, RegisteredModel, Ve
 from loopml.core.run_search import RunSearch
 from loopml.core.runs import Run
 from loopml.deploy import DeploymentControl
+from loopml.faces.context import MetadataStore
 from loopml.portal.pages._dag import Dag, layout
 from loopml.registry import gate
 from loopml.registry import service as registry
 from loopml.registry.lineage import version_lineage
 from loopml.train import tracking
 from loopml.train.tracking import artifacts as run_artifacts
-from loopml.web.context import MetadataStore
 
 VERSIONS_PAGE = 20
 

@@ -10,8 +10,8 @@ from starlette.responses import Response
 
 from loopml import projects
 from loopml.core.names import PROJECT_NAME_PATTERN
-from loopml.portal.web import Viewer
-from loopml.web.context import MetadataStore
+from loopml.faces.context import MetadataStore
+from loopml.portal.viewer import Viewer
 
 MAX_PROJECTS = 1000
 """Most projects offered in an area page's project picker."""

@@ -20,10 +20,10 @@ from typing import Any
 
 from loopml.core.clock import as_utc
 from loopml.core.errors import ValidationError
+from loopml.faces.context import MetadataStore
 from loopml.monitor import service as monitor
 from loopml.monitor.windows import parse_size
 from loopml.settings import MonitorSettings
-from loopml.web.context import MetadataStore
 
 PERIODS = {"1h": "last hour", "6h": "last 6 h", "24h": "last 24 h", "7d": "last 7 days"}
 """The periods offered, by their query value (``?period=6h``)."""

@@ -24,10 +24,10 @@ from loopml.core.streams import Stream
 from loopml.data import datasets, lake, sql, validation
 from loopml.data.sql_formats import json_rows
 from loopml.data.streams import service as stream_service
+from loopml.faces.context import AppContext
 from loopml.portal.pages._histograms import PROFILE_ROWS, Chart, charts
 from loopml.portal.pages._picking import pick, remember, remembered
-from loopml.portal.web import PageRoute, Viewer, ViewerDep, context_of, read_only, render
-from loopml.web.context import AppContext
+from loopml.portal.viewer import PageRoute, Viewer, ViewerDep, context_of, read_only, render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 MAX_DATASETS = 200

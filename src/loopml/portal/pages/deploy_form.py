@@ -25,8 +25,9 @@ from loopml.core.auth import Role
 from loopml.core.deployments import Deployment, DeploymentSpec
 from loopml.core.errors import LoopmlError, ValidationError
 from loopml.core.registry import ModelVersion, VersionStatus
+from loopml.faces.context import MetadataStore
 from loopml.portal.pages.deployments import page_url
-from loopml.portal.web import (
+from loopml.portal.viewer import (
     PageRoute,
     Viewer,
     ViewerDep,
@@ -38,7 +39,6 @@ from loopml.portal.web import (
 )
 from loopml.registry import gate
 from loopml.registry import service as registry
-from loopml.web.context import MetadataStore
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 MAX_PROJECTS = 200

@@ -22,6 +22,7 @@ from loopml.core.deployments import Deployment, Revision
 from loopml.core.errors import LoopmlError
 from loopml.deploy import DeploymentControl
 from loopml.deploy.replicas import ReplicaList, deployment_replicas
+from loopml.faces.context import MetadataStore
 from loopml.monitor import service as monitor
 from loopml.monitor.windows import parse_size
 from loopml.packaging import MANIFEST_FILE, ModelManifest, Signature
@@ -29,7 +30,6 @@ from loopml.portal.pages._histograms import DriftPair, drift_pair
 from loopml.registry import service as registry
 from loopml.settings import Settings
 from loopml.storage import ArtifactStore
-from loopml.web.context import MetadataStore
 
 log = logging.getLogger("loopml.portal")
 WINDOWS = 48

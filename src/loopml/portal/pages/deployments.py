@@ -42,7 +42,7 @@ from loopml.portal.pages.deployment_data import (
     model_facts,
     serving_revision,
 )
-from loopml.portal.web import (
+from loopml.portal.viewer import (
     PageRoute,
     Viewer,
     ViewerDep,

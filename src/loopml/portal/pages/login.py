@@ -11,7 +11,9 @@ from fastapi.responses import Response
 
 from loopml.auth import service, sessions
 from loopml.core.errors import UnauthenticatedError
-from loopml.portal.web import (
+from loopml.faces.authz import clear_session_cookies, password_login, set_session_cookies
+from loopml.faces.context import get_running
+from loopml.portal.viewer import (
     FORM_PREFIX,
     PageRoute,
     Viewer,
@@ -21,8 +23,6 @@ from loopml.portal.web import (
     redirect,
     render,
 )
-from loopml.web.authz import clear_session_cookies, password_login, set_session_cookies
-from loopml.web.context import get_running
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 _VISITOR = "anonymous"

@@ -12,9 +12,10 @@ from fastapi.responses import Response
 from loopml import projects
 from loopml.core.errors import ValidationError
 from loopml.core.registry import RegisteredModel
+from loopml.faces.context import MetadataStore
 from loopml.portal.pages._model_view import gather_compare, gather_model
 from loopml.portal.pages._picking import remember, remembered
-from loopml.portal.web import (
+from loopml.portal.viewer import (
     PageRoute,
     Viewer,
     ViewerDep,
@@ -24,7 +25,6 @@ from loopml.portal.web import (
     render,
 )
 from loopml.registry import service as registry
-from loopml.web.context import MetadataStore
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 MODELS_PAGE = 50

@@ -18,10 +18,11 @@ from loopml.core.pipelines import PipelineRun
 from loopml.core.types import Event
 from loopml.deploy import DeploymentControl
 from loopml.deploy.replicas import replica_samples
+from loopml.faces.context import MetadataStore
 from loopml.monitor import service as monitor
 from loopml.monitor.windows import parse_size, window_start
 from loopml.pipelines import service as pipelines
-from loopml.portal.web import (
+from loopml.portal.viewer import (
     PageRoute,
     Viewer,
     ViewerDep,
@@ -31,7 +32,6 @@ from loopml.portal.web import (
     render,
 )
 from loopml.settings import Settings
-from loopml.web.context import MetadataStore
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 MAX_DEPLOYMENTS = 500

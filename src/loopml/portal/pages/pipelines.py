@@ -24,12 +24,13 @@ from loopml.core.auth import Role
 from loopml.core.automation import Schedule, Trigger
 from loopml.core.errors import NotFoundError, ValidationError
 from loopml.core.pipelines import Pipeline, PipelineRun, PipelineVersion, RunStatus
+from loopml.faces.context import AppContext
 from loopml.pipelines import automation_service as automation
 from loopml.pipelines import service
 from loopml.pipelines.parse import parse_spec
 from loopml.portal.pages._dag import Dag, layout
 from loopml.portal.pages._picking import pick, remember, remembered
-from loopml.portal.web import (
+from loopml.portal.viewer import (
     FORM_PREFIX,
     PageRoute,
     Viewer,
@@ -40,7 +41,6 @@ from loopml.portal.web import (
     redirect,
     render,
 )
-from loopml.web.context import AppContext
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 RUNS = 50

@@ -14,6 +14,7 @@ from loopml.core.errors import NotFoundError, ValidationError
 from loopml.core.run_search import RunSearch
 from loopml.core.runs import Experiment, LoggedModel, Run
 from loopml.core.types import Artifact
+from loopml.faces.context import MetadataStore
 from loopml.portal.pages._picking import pick, remember, remembered
 from loopml.portal.pages._run_query import (
     DEFAULT_PAGE,
@@ -25,11 +26,10 @@ from loopml.portal.pages._run_query import (
     read_ids,
     read_query,
 )
-from loopml.portal.web import PageRoute, Viewer, ViewerDep, context_of, read_only, render
+from loopml.portal.viewer import PageRoute, Viewer, ViewerDep, context_of, read_only, render
 from loopml.storage import ArtifactStore
 from loopml.train import tracking
 from loopml.train.tracking import artifacts as run_artifacts
-from loopml.web.context import MetadataStore
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 MAX_COLUMNS = 8

@@ -25,8 +25,9 @@ from starlette.datastructures import FormData
 from loopml.auth import service
 from loopml.core.auth import DEFAULT_TOKEN_DAYS, MAX_TOKEN_DAYS, ApiToken, Membership, Role, User
 from loopml.core.errors import LoopmlError, PermissionDeniedError, ValidationError
+from loopml.faces.context import MetadataStore, get_running
 from loopml.portal.pages._picking import visible_projects
-from loopml.portal.web import (
+from loopml.portal.viewer import (
     FORM_PREFIX,
     PageRoute,
     Viewer,
@@ -36,7 +37,6 @@ from loopml.portal.web import (
     redirect,
     render,
 )
-from loopml.web.context import MetadataStore, get_running
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 ROLES = ("viewer", "editor", "admin")

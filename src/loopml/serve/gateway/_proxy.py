@@ -38,7 +38,7 @@ from collections.abc import Callable
 
 from loopml.core.errors import LoopmlError, NotFoundError, ServiceUnavailableError
 from loopml.core.hosts import host_refusal
-from loopml.predictions.sink import Answer
+from loopml.predictions.intake import Answer
 from loopml.serve.gateway import _decide as decide
 from loopml.serve.gateway._balance import Balancer
 from loopml.serve.gateway._connection import Connection, Request, encode_answer, error_answer

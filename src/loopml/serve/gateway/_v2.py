@@ -45,7 +45,7 @@ class V2Handlers:
         name: str,
         upstream: Upstream,
         pin: int | None,
-        shadowed: bool,
+        inference: bool,
     ) -> Response:
         raise NotImplementedError
 

@@ -44,7 +44,7 @@ from loopml.core.errors import (
     LoopmlError,
     ServiceUnavailableError,
 )
-from loopml.predictions.sink import Answer
+from loopml.predictions.intake import Answer
 from loopml.serve._fastpath import GatewayFastPath
 from loopml.serve.gateway import _decide as decide
 from loopml.serve.gateway._balance import Balancer
@@ -233,15 +233,15 @@ class Gateway(V2Handlers):
         name: str,
         upstream: Upstream,
         pin: int | None,
-        shadowed: bool,
+        inference: bool,
     ) -> Response:
         key = (project, name)
         routes = self._routes(project, name)
         self.source.touch(project, name)
-        body = await self._completed(request, key, routes, await read_body(request), shadowed)
+        body = await self._completed(request, key, routes, await read_body(request), inference)
         headers, inference_id = decide.replica_headers(request.scope["headers"])
         attempt = decide.first(self._balance, routes, pin) or await self._activate(key, pin)
-        if shadowed and routes.shadow is not None:
+        if inference and routes.shadow is not None:
             self._shadow(key, routes.shadow, request, body, upstream, headers)
         scoped = state(request.scope)
         while True:
@@ -262,7 +262,7 @@ class Gateway(V2Handlers):
                     await self._activate(key, pin, retry=True)
                 )
         settled = decide.settle(
-            attempt.revision, answer.status, answer.headers.get("x-loopml-error-code"), shadowed
+            attempt.revision, answer.status, answer.headers.get("x-loopml-error-code"), inference
         )
         if settled.logged:
             self._served(request, key, attempt.revision, path, body, answer, inference_id)
@@ -274,14 +274,14 @@ class Gateway(V2Handlers):
         key: tuple[str, str],
         routes: Routes,
         body: bytes,
-        shadowed: bool,
+        inference: bool,
     ) -> bytes:
         """The body with the deployment's online features filled in (as it came when the
         deployment names no feature views, or the call is not an inference)."""
         if routes.features is None or request.method != "POST":
             return body
         predict = request.url.path.endswith("/predict")
-        if not (predict or shadowed):
+        if not (predict or inference):
             return body
         return await with_features(self.features, key[0], key[1], routes.features, body, predict)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from loopml.predictions.sink import Answer
+from loopml.predictions.intake import Answer
 
 AnswerHook = Callable[[Answer], None]
 """Receives every answer the prediction log takes, with its role: each successful inference

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from loopml.predictions.sink import Answer
+from loopml.predictions.intake import Answer
 from loopml.serve.gateway.routing import Backend, RevisionRoute, Routes
 
 ROUTES_PATH = "/internal/gateway/routes"

@@ -40,7 +40,7 @@ from loopml._version import __version__
 from loopml.core.errors import BadRequestError, LoopmlError, NotFoundError
 from loopml.core.inference import InferenceRequest, parse_predict, parse_request
 from loopml.packaging.runtime import Columns, ModelRuntime, Prediction
-from loopml.predictions.sink import PredictionRecord, PredictionSink
+from loopml.predictions.intake import PredictionRecord, PredictionSink
 from loopml.serve._fastpath import InferenceFastPath
 from loopml.serve.metrics import CONTENT_TYPE, ServerMetrics
 from loopml.serve.oip import MethodNotAllowedError, safe_id
@@ -309,7 +309,7 @@ def create_model_app(
             prediction record).
         model_name: the registered model's name, as the V2 paths must name it.
         version: the model version, as ``/versions/{v}`` paths must give it.
-        sink: receives every successful prediction (see ``loopml.predictions.sink``).
+        sink: receives every successful prediction (see ``loopml.predictions.intake``).
         settings: batching, limits and shutdown; the defaults when omitted.
 
     Returns:

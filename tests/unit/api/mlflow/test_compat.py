@@ -8,9 +8,9 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from loopml.faces.context import AppContext
 from loopml.store import experiments
 from loopml.store.orm import DeploymentRow
-from loopml.web.context import AppContext
 from tests.tracking_rows import log_model, make_run
 
 API = "/api/2.0/mlflow"

@@ -21,10 +21,10 @@ from fastapi.testclient import TestClient
 from sklearn.linear_model import LogisticRegression
 
 from loopml.client import Client
+from loopml.faces.context import running_of
 from loopml.packaging import load_model
 from loopml.registry.packages import fetch_package
 from loopml.settings import Settings
-from loopml.web.context import running_of
 from tests.conftest import missing_service
 from tests.pip_index import serve_index, wheel
 from tests.waiting import eventually

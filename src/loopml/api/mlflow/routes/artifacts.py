@@ -12,8 +12,8 @@ from fastapi.responses import StreamingResponse
 from loopml.api.mlflow import artifacts
 from loopml.api.mlflow._route import MlflowRoute, Project
 from loopml.api.routes.artifacts import artifact_headers
-from loopml.web.context import Ctx
-from loopml.web.streaming import blocking_chunks
+from loopml.faces.context import Ctx
+from loopml.faces.streaming import blocking_chunks
 
 router = APIRouter(route_class=MlflowRoute)
 FILE = "/artifacts/{path:path}"

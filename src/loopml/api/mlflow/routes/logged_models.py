@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path
 
 from loopml.api.mlflow import logged_models, schemas
 from loopml.api.mlflow._route import MlflowActor, MlflowRoute, Project
-from loopml.web.context import Ctx
+from loopml.faces.context import Ctx
 
 router = APIRouter(route_class=MlflowRoute)
 Json = dict[str, Any]

@@ -26,7 +26,7 @@ from loopml.api.mlflow.schemas import (
     VersionTag,
     VersionUpdate,
 )
-from loopml.web.context import Ctx
+from loopml.faces.context import Ctx
 
 router = APIRouter(route_class=MlflowRoute)
 Json = dict[str, Any]

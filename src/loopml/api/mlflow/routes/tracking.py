@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query
 
 from loopml.api.mlflow import schemas, tracking
 from loopml.api.mlflow._route import MlflowActor, MlflowRoute, Project
-from loopml.web.context import Ctx
+from loopml.faces.context import Ctx
 
 router = APIRouter(route_class=MlflowRoute)
 Json = dict[str, Any]

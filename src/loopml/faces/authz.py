@@ -32,8 +32,8 @@ from loopml.auth.permissions import MLFLOW_PROJECT, Action, Rule, Source, rule_f
 from loopml.auth.ratelimit import FailureLimiter
 from loopml.core.auth import ApiToken, Principal
 from loopml.core.errors import PermissionDeniedError, UnauthenticatedError
+from loopml.faces.context import get_running
 from loopml.store import MetadataStore
-from loopml.web.context import get_running
 
 # The gateway's root paths serve the default project.
 _DEFAULT_PROJECT = "default"

@@ -1,4 +1,4 @@
-"""Putting the portal on an app: its pages, its static files and the API reference."""
+"""Mounting the portal on an app (`install`): its pages, its static files and the API reference."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from starlette.routing import BaseRoute
 
 from loopml.portal import docs
 from loopml.portal.pages import ROUTERS
-from loopml.portal.web import HERE
+from loopml.portal.viewer import HERE
 
 
 @cache

@@ -1,4 +1,6 @@
-"""The hook through which every served prediction can be recorded, never waiting on storage.
+"""What the prediction log takes in: a replica's ``PredictionRecord`` through the hook every
+served prediction is recorded by (``PredictionSink``), never waiting on storage, and a
+gateway's ``Answer``.
 
 The model server hands each successful prediction to an optional ``PredictionSink``, after
 the answer is computed and before it is sent. ``record`` must not block: an implementation

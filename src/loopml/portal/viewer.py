@@ -38,10 +38,10 @@ from loopml.core.errors import (
     WroteWhileReadingError,
 )
 from loopml.deploy import DeploymentControl
+from loopml.faces.authz import client_source, limiter_of
+from loopml.faces.context import AppContext, get_running
+from loopml.faces.routes import DeclaredRoute
 from loopml.portal.reference import inline_code
-from loopml.web.authz import client_source, limiter_of
-from loopml.web.context import AppContext, get_running
-from loopml.web.routes import DeclaredRoute
 
 HERE = Path(__file__).parent
 FORM_PREFIX = "/portal/"

@@ -97,7 +97,7 @@ def get_context(request: Request) -> AppContext:
 
 def get_actor(request: Request) -> str:
     """Who is making the request: ``user:<name>/token:<id>`` once the permission check let a
-    token through (``web/authz.py`` runs first), ``anonymous`` with authentication off."""
+    token through (``faces/authz.py`` runs first), ``anonymous`` with authentication off."""
     principal = getattr(request.state, "principal", None)
     return str(principal.actor) if principal is not None else ANONYMOUS_ACTOR
 
