@@ -8,8 +8,8 @@ from pathlib import Path
 
 from loopml.backup._copy import QuietReporter as QuietReporter
 from loopml.backup._copy import Reporter as Reporter
-from loopml.backup.manifest import FileEntry as FileEntry
 from loopml.backup.manifest import Manifest as Manifest
+from loopml.backup.manifest import VaultFile as VaultFile
 from loopml.backup.restore import Restored as Restored
 from loopml.backup.restore import restore_backup as restore_backup
 from loopml.backup.restore import verify as verify

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from loopml.backup.manifest import ARTIFACTS, FileEntry, Manifest
+from loopml.backup.manifest import ARTIFACTS, Manifest, VaultFile
 from loopml.backup.vault import BackupVault
 from loopml.core.errors import ArtifactIntegrityError, NotFoundError
 from loopml.storage import ArtifactStore, ObjectInfo
@@ -63,7 +63,7 @@ class Copier:
     vault: BackupVault
     known: dict[str, int]
     trusted: dict[tuple[str, int, float], str]
-    files: list[FileEntry] = field(default_factory=list)
+    files: list[VaultFile] = field(default_factory=list)
     vanished: list[str] = field(default_factory=list)
     new_bytes: int = 0
     new_files: int = 0
@@ -88,12 +88,12 @@ class Copier:
     def add_bytes(self, path: str, data: bytes) -> None:
         sha = hashlib.sha256(data).hexdigest()
         self._store(sha, len(data), [data])
-        self.files.append(FileEntry(path=path, sha256=sha, size=len(data)))
+        self.files.append(VaultFile(path=path, sha256=sha, size=len(data)))
 
     def add_file(self, path: str, source: Path) -> None:
         sha, size = _digest(_file_chunks(source))
         self._store(sha, size, _file_chunks(source))
-        self.files.append(FileEntry(path=path, sha256=sha, size=size))
+        self.files.append(VaultFile(path=path, sha256=sha, size=size))
 
     def add_object(self, artifacts: ArtifactStore, info: ObjectInfo) -> None:
         """Add an artifact store object; one deleted meanwhile is noted in ``vanished``."""
@@ -116,4 +116,4 @@ class Copier:
                     raise
                 sha = None
         assert sha is not None
-        self.files.append(FileEntry(path=path, sha256=sha, size=size, modified=modified))
+        self.files.append(VaultFile(path=path, sha256=sha, size=size, modified=modified))

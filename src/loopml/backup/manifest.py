@@ -36,7 +36,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class FileEntry(_Model):
+class VaultFile(_Model):
     """One file of a snapshot.
 
     Attributes:
@@ -77,7 +77,7 @@ class Manifest(_Model):
         default_factory=dict, description="each lake table's folder and the version kept"
     )
     secrets: SecretsInfo | None = None
-    files: list[FileEntry]
+    files: list[VaultFile]
     seconds: float = 0.0
     new_bytes: int = 0
     new_files: int = 0

@@ -29,8 +29,8 @@ from loopml.backup.manifest import (
     ONLINE_PATH,
     SECRET_PATH,
     SETTINGS_PATH,
-    FileEntry,
     Manifest,
+    VaultFile,
     blob_key,
 )
 from loopml.backup.vault import BackupVault
@@ -245,14 +245,14 @@ class _Restore:
                 self._unwrite(artifacts)
             raise
 
-    def _copy_to(self, entry: FileEntry, path: Path) -> None:
+    def _copy_to(self, entry: VaultFile, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as handle:
             for chunk in self.vault.read(entry.sha256):
                 handle.write(chunk)
         self._count(entry)
 
-    def _count(self, entry: FileEntry) -> None:
+    def _count(self, entry: VaultFile) -> None:
         self.result.files += 1
         self.result.bytes += entry.size
         self.report.advance()

@@ -16,7 +16,7 @@ PID_FILE = "loopml.pid"
 
 
 @dataclass(frozen=True)
-class Running:
+class RunningServer:
     """A ``loopml up`` process, as its pid file describes it."""
 
     pid: int
@@ -28,13 +28,13 @@ def path(home: Path) -> Path:
     return home / PID_FILE
 
 
-def read(home: Path) -> Running | None:
+def read(home: Path) -> RunningServer | None:
     """The running server of ``home``; ``None`` when there is none (a stale file from a
     process that is gone is removed)."""
     file = path(home)
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
-        found = Running(pid=int(data["pid"]), url=str(data["url"]))
+        found = RunningServer(pid=int(data["pid"]), url=str(data["url"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if not alive(found.pid):

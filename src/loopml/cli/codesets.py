@@ -23,7 +23,7 @@ from loopml.cli._output import (
 if TYPE_CHECKING:
     from loopml.core.codesets import Codeset
     from loopml.settings import Settings
-    from loopml.storage.codetree import Limits
+    from loopml.storage.codetree import TreeLimits
 
 app = typer.Typer(
     help="Codesets: immutable, content-addressed versions of a folder or a git commit.",
@@ -36,10 +36,10 @@ NAME = typer.Argument(..., help="The codeset's name.")
 VERSION = typer.Option(None, "--version", "-v", min=1, help="Default: the newest.")
 
 
-def _limits(settings: Settings) -> Limits:
-    from loopml.storage.codetree import Limits
+def _limits(settings: Settings) -> TreeLimits:
+    from loopml.storage.codetree import TreeLimits
 
-    return Limits(settings.codesets.max_bytes, settings.codesets.max_files)
+    return TreeLimits(settings.codesets.max_bytes, settings.codesets.max_files)
 
 
 def _short(commit: str | None) -> str:

@@ -18,8 +18,8 @@ from loopml.core.codesets import (
 from loopml.core.errors import ValidationError
 from loopml.core.names import DEFAULT_PROJECT
 from loopml.storage.codetree import (
-    Limits,
     PackedTree,
+    TreeLimits,
     archive_of,
     export_commit,
     export_remote,
@@ -27,7 +27,7 @@ from loopml.storage.codetree import (
     pack_directory,
 )
 
-DEFAULT_LIMITS = Limits(max_bytes=100 * 1024 * 1024, max_files=20_000)
+DEFAULT_LIMITS = TreeLimits(max_bytes=100 * 1024 * 1024, max_files=20_000)
 
 
 def _path(project: str | None, tail: str = "") -> str:
@@ -38,7 +38,7 @@ def _looks_remote(location: str) -> bool:
     return "://" in location or (location.count(":") == 1 and "@" in location.split(":")[0])
 
 
-def pack_source(source: str, limits: Limits = DEFAULT_LIMITS) -> tuple[PackedTree, str]:
+def pack_source(source: str, limits: TreeLimits = DEFAULT_LIMITS) -> tuple[PackedTree, str]:
     """The files ``source`` names, and how the version records where they came from.
 
     ``PATH``: the folder, ``.gitignore`` respected (with the commit when it is a clean git
@@ -82,7 +82,7 @@ class Codesets:
         source: str | Path,
         *,
         project: str | None = None,
-        limits: Limits = DEFAULT_LIMITS,
+        limits: TreeLimits = DEFAULT_LIMITS,
     ) -> CodesetRegistered:
         """Pack ``source`` here (see ``pack_source``) and register it; ``created`` is false
         when the same files were already a version."""
@@ -159,7 +159,7 @@ class Codesets:
         version: int | None = None,
         *,
         project: str | None = None,
-        limits: Limits = DEFAULT_LIMITS,
+        limits: TreeLimits = DEFAULT_LIMITS,
     ) -> builtins.list[str]:
         """Write a version's files under ``destination`` (created; it must hold nothing);
         returns their paths."""

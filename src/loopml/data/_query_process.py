@@ -37,7 +37,7 @@ from typing import IO, TYPE_CHECKING, Any
 import pyarrow as pa
 
 from loopml.core.errors import LoopmlError, QueryTimeoutError, ValidationError
-from loopml.data._sandbox import SandboxLimits
+from loopml.data._sandbox import QueryLimits
 
 if TYPE_CHECKING:
     import pyarrow.dataset as pads
@@ -60,7 +60,7 @@ class QueryJob:
 
     sql: str
     tables: list[tuple[str, pads.Dataset | pa.Table]]
-    sandbox: SandboxLimits
+    sandbox: QueryLimits
     timeout_s: float
     budget_bytes: int
     out_path: str
@@ -281,7 +281,7 @@ class QueryProcessPool:
         self,
         sql: str,
         tables: list[tuple[str, pads.Dataset]],
-        sandbox: SandboxLimits,
+        sandbox: QueryLimits,
         timeout_s: float,
         budget_bytes: int,
     ) -> tuple[pa.Table, list[tuple[str, str]]]:
@@ -308,7 +308,7 @@ class QueryProcessPool:
         self,
         sql: str,
         tables: list[tuple[str, pads.Dataset]],
-        sandbox: SandboxLimits,
+        sandbox: QueryLimits,
         timeout_s: float,
         *,
         batch_rows: int,

@@ -48,7 +48,7 @@ Outcome = RecordsCommit | Exception
 
 
 @dataclass
-class BatchResult:
+class BatchCommit:
     """What ``commit_batch`` did: each post's outcome, in order (its ``RecordsCommit``, or
     the error that refused it: nothing of it landed), the handle for the next batch, and
     whether the table now needs compacting."""
@@ -111,7 +111,7 @@ class _Batch:
         """The table's row (reconciled) and location, for the batch's first commit only:
         after it the row is out of date."""
 
-    def run(self) -> BatchResult:
+    def run(self) -> BatchCommit:
         try:
             self._reconcile()
             if any(post.key is not None for post in self.posts):
@@ -128,7 +128,7 @@ class _Batch:
             except Exception:  # only a hint for reading posts; the commit stands
                 self.handle.schema = None
         outcomes = [o if o is not None else RuntimeError("no outcome") for o in self.outcomes]
-        return BatchResult(outcomes, self.handle, self._compaction_due())
+        return BatchCommit(outcomes, self.handle, self._compaction_due())
 
     def _compaction_due(self) -> bool:
         if self.handle is None or not any(isinstance(o, RecordsCommit) for o in self.outcomes):
@@ -323,7 +323,7 @@ def commit_batch(
     actor: str,
     posts: Sequence[RecordPost],
     handle: Handle | None = None,
-) -> BatchResult:
+) -> BatchCommit:
     """Land a batch of posts (with distinct keys) in ``table``; see the module docstring.
 
     The table is not compacted here (the posts' answers would wait for it): the result

@@ -59,7 +59,7 @@ _READ_ONLY_HINT = (
 
 
 @dataclass(frozen=True)
-class SandboxLimits:
+class QueryLimits:
     """The resource budget of one query's connection.
 
     Attributes:
@@ -89,7 +89,7 @@ class TableRef:
 
 
 def open_connection(
-    limits: SandboxLimits, spill_folder: str | None = None
+    limits: QueryLimits, spill_folder: str | None = None
 ) -> duckdb.DuckDBPyConnection:
     """A fresh in-memory DuckDB connection, locked down before any user SQL can run; it
     spills to ``spill_folder`` (up to ``limits.spill_bytes``) only when both are given."""
@@ -146,7 +146,7 @@ def checker() -> duckdb.DuckDBPyConnection:
     if cursor is None:
         with _CHECKING_LOCK:
             if not _CHECKING:
-                _CHECKING.append(open_connection(SandboxLimits(memory_limit="64MB", threads=1)))
+                _CHECKING.append(open_connection(QueryLimits(memory_limit="64MB", threads=1)))
             cursor = _CHECKING[0].cursor()
         _CHECKERS.cursor = cursor
     return cursor

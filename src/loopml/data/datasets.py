@@ -62,7 +62,7 @@ from loopml.data._dataset_files import (
     summarize,
     write_sorted,
 )
-from loopml.data._sandbox import SandboxLimits
+from loopml.data._sandbox import QueryLimits
 from loopml.data.canonical import canonicalize, content_hash
 from loopml.data.profile import profile_table
 from loopml.data.schema import columns_of
@@ -231,7 +231,7 @@ def create_version_streamed(
     with store.session() as session:
         project_id = projects.get(session, project).id
     ordered = f"SELECT * FROM (\n{sql}\n) AS _loopml_snapshot ORDER BY ALL"  # noqa: S608
-    limits = WarehouseLimits(sandbox=SandboxLimits(spill_bytes=spill_bytes))
+    limits = WarehouseLimits(sandbox=QueryLimits(spill_bytes=spill_bytes))
     with tempfile.TemporaryDirectory(prefix="loopml-snapshot-") as folder:
         with stream(
             store,

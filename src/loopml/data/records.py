@@ -43,7 +43,7 @@ from loopml.core.names import validate_project_name
 from loopml.data import housekeeping
 from loopml.data._record_commit import (
     MAX_POSTS_PER_COMMIT,
-    BatchResult,
+    BatchCommit,
     Handle,
     commit_batch,
     key_reused,
@@ -273,7 +273,7 @@ class RecordBatcher:
     async def _commit(self, queue: _Queue, batch: list[_Waiting]) -> None:
         posts = [w.post for w in batch]
         try:
-            result: BatchResult = await anyio.to_thread.run_sync(
+            result: BatchCommit = await anyio.to_thread.run_sync(
                 commit_batch,
                 self._store,
                 self._artifacts,
@@ -286,7 +286,7 @@ class RecordBatcher:
             )
         except Exception as exc:  # a bug, not a verdict: every post of the batch gets it
             log.exception("record batch for %s/%s failed", queue.project, queue.table)
-            result = BatchResult([exc] * len(batch), None)
+            result = BatchCommit([exc] * len(batch), None)
         finally:
             # anyio's worker thread lets go of its call's arguments only after it has
             # handed the result back: emptied here, the list no longer holds the records

@@ -30,7 +30,7 @@ from loopml.core.errors import ValidationError
 from loopml.data._query_process import QueryProcessPool, parse_bytes
 from loopml.data._sandbox import MAX_TIMEOUT_S as MAX_TIMEOUT_S
 from loopml.data._sandbox import (
-    SandboxLimits,
+    QueryLimits,
     TableRef,
     check_query,
     checker,
@@ -78,7 +78,7 @@ class WarehouseLimits:
     """
 
     max_result_bytes: int = 64 * 1024 * 1024
-    sandbox: SandboxLimits = field(default_factory=SandboxLimits)
+    sandbox: QueryLimits = field(default_factory=QueryLimits)
 
 
 @dataclass(frozen=True)

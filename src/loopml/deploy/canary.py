@@ -52,7 +52,7 @@ def policy_of(canary: Canary, defaults: CanaryDefaults) -> tuple[bool, CanaryPol
 
 
 @dataclass(frozen=True)
-class Verdict:
+class CanaryVerdict:
     """One judged canary: the decision and what it was made from."""
 
     project: str
@@ -95,7 +95,7 @@ class CanaryWatch:
         self._last = now
         self.run_once()
 
-    def run_once(self) -> list[Verdict]:
+    def run_once(self) -> list[CanaryVerdict]:
         """Judge every automatic canary once, act on the decisions; what was judged."""
         verdicts = []
         for deployment in self.control.list_all():
@@ -115,7 +115,7 @@ class CanaryWatch:
                 self._act(verdict)
         return verdicts
 
-    def _judge(self, deployment: Deployment) -> Verdict | None:
+    def _judge(self, deployment: Deployment) -> CanaryVerdict | None:
         project, name = deployment.project, deployment.name
         with self.store.session() as session:
             current, roles = repo.get_with_roles(session, project, name)
@@ -142,7 +142,7 @@ class CanaryWatch:
             "elapsed_s": round(elapsed, 3),
             "reasons": list(decision.reasons),
         }
-        return Verdict(project, name, decision, details)
+        return CanaryVerdict(project, name, decision, details)
 
     def _since(self, deployment: Deployment, revision: int, now: datetime) -> datetime:
         """When this canary was first seen (recorded now if it is new)."""
@@ -156,7 +156,7 @@ class CanaryWatch:
         log.info("deployment %s/%s: judging canary revision %d", project, name, revision)
         return now
 
-    def _act(self, verdict: Verdict) -> None:
+    def _act(self, verdict: CanaryVerdict) -> None:
         action = verdict.decision.action
         if action == "hold":
             return

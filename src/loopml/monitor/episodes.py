@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from loopml.store import MetadataStore
 
 
-class Monitor(Protocol):
+class MonitorView(Protocol):
     """What this module needs of ``engine.Monitor`` (which imports this module)."""
 
     store: MetadataStore
@@ -92,7 +92,7 @@ def _cursor(key: Version) -> str:
 
 
 def _drift(
-    monitor: Monitor,
+    monitor: MonitorView,
     project: str,
     name: str,
     windows: list[dict[str, Any]],
@@ -179,7 +179,7 @@ def _moved(drift: dict[str, Any]) -> list[str]:
 
 
 def _onset(
-    monitor: Monitor,
+    monitor: MonitorView,
     project: str,
     name: str,
     key: Version,
@@ -234,7 +234,7 @@ def _due(episode: dict[str, Any], key: Version, serving: Version | None) -> bool
     return not episode.get("labelled") or serving in (None, key)
 
 
-def _refused(monitor: Monitor, project: str, name: str, key: Version, after: str) -> bool:
+def _refused(monitor: MonitorView, project: str, name: str, key: Version, after: str) -> bool:
     """Whether the change the last ``drift.labelled`` asked for was refused since: a
     ``gate.failed`` of the model, or a canary of the deployment rolled back. A retrain still
     running, or never started, re-arms nothing."""
@@ -248,7 +248,7 @@ def _refused(monitor: Monitor, project: str, name: str, key: Version, after: str
     return False
 
 
-def _threshold(monitor: Monitor, episode: dict[str, Any]) -> int:
+def _threshold(monitor: MonitorView, episode: dict[str, Any]) -> int:
     """Labels the next ``drift.labelled`` needs: ``drift_min_labels``, then twice the count
     the last one had."""
     needed = monitor.settings.drift_min_labels
@@ -258,7 +258,7 @@ def _threshold(monitor: Monitor, episode: dict[str, Any]) -> int:
 
 
 def _labels(
-    monitor: Monitor,
+    monitor: MonitorView,
     project: str,
     name: str,
     key: Version,
@@ -292,7 +292,7 @@ def _labels(
 
 
 def _emit_labelled(
-    monitor: Monitor,
+    monitor: MonitorView,
     session: Any,
     project: str,
     name: str,
@@ -323,7 +323,7 @@ def _emit_labelled(
 
 
 def _stretches(
-    monitor: Monitor,
+    monitor: MonitorView,
     project: str,
     name: str,
     rules: list[dict[str, Any]],
@@ -352,7 +352,7 @@ def _stretches(
 
 
 def _alerts(
-    monitor: Monitor, project: str, name: str, now: datetime, serving: tuple[str, int] | None
+    monitor: MonitorView, project: str, name: str, now: datetime, serving: tuple[str, int] | None
 ) -> list[str]:
     emitted: list[str] = []
     notify: list[tuple[dict[str, Any], str, float | None]] = []
@@ -412,7 +412,7 @@ def _emit(
 
 
 def _notify(
-    monitor: Monitor, project: str, rule: dict[str, Any], event: str, value: float | None
+    monitor: MonitorView, project: str, rule: dict[str, Any], event: str, value: float | None
 ) -> None:
     settings = monitor.settings
     outcome = deliver(
@@ -437,7 +437,7 @@ def _notify(
 
 
 def evaluate_deployment(
-    monitor: Monitor,
+    monitor: MonitorView,
     project: str,
     name: str,
     now: datetime,

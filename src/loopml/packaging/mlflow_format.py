@@ -28,7 +28,7 @@ Reader = Callable[[str], bytes]
 
 
 @dataclass(frozen=True)
-class MlflowModel:
+class MlflowSklearnModel:
     """What packaging needs of an MLflow sklearn model: the estimator's bytes, how they were
     serialized (``cloudpickle``, ``pickle`` or ``skops``) and the ``MLmodel`` description."""
 
@@ -48,7 +48,7 @@ def _sklearn_flavor(mlmodel: dict[str, Any], source: str) -> dict[str, Any]:
     return flavor
 
 
-def read_mlflow_model(read: Reader, source: str) -> MlflowModel:
+def read_mlflow_model(read: Reader, source: str) -> MlflowSklearnModel:
     """The ``MLmodel`` and the estimator's bytes of the MLflow model ``read`` reads.
 
     Raises:
@@ -59,10 +59,10 @@ def read_mlflow_model(read: Reader, source: str) -> MlflowModel:
         raise ValidationError(f"{source}/MLmodel is not an MLflow model description")
     flavor = _sklearn_flavor(mlmodel, source)
     data = read(str(flavor.get("pickled_model", "model.pkl")))
-    return MlflowModel(mlmodel, data, str(flavor.get("serialization_format", "cloudpickle")))
+    return MlflowSklearnModel(mlmodel, data, str(flavor.get("serialization_format", "cloudpickle")))
 
 
-def input_example(read: Reader, model: MlflowModel, source: str) -> pd.DataFrame:
+def input_example(read: Reader, model: MlflowSklearnModel, source: str) -> pd.DataFrame:
     """The model's input example as rows (MLflow's ``saved_input_example_info``).
 
     Raises:
@@ -83,7 +83,7 @@ def input_example(read: Reader, model: MlflowModel, source: str) -> pd.DataFrame
     return pd.DataFrame(raw)
 
 
-def load_estimator(model: MlflowModel) -> Any:
+def load_estimator(model: MlflowSklearnModel) -> Any:
     """The estimator, deserialized in this process: only where its pickle is trusted or
     contained (see the module docstring), whether MLflow wrote it with skops (MLflow 3's
     default) or pickle."""

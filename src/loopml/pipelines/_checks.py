@@ -9,7 +9,7 @@ from typing import Any
 
 from loopml.pipelines._yaml import Located, Path
 from loopml.pipelines.catalog import BUILTINS, Builtin, available
-from loopml.pipelines.refs import BadReference, Reference, find, walk
+from loopml.pipelines.refs import BadReference, ValueRef, find, walk
 from loopml.pipelines.spec import (
     ENTRYPOINT_PATTERN,
     PipelineSpec,
@@ -97,7 +97,7 @@ class _Checker:
 
     # ------------------------------------------------------------------ references
 
-    def ref_type(self, ref: Reference, path: Path, step: str | None) -> ValueType | None:
+    def ref_type(self, ref: ValueRef, path: Path, step: str | None) -> ValueType | None:
         if ref.step is None:
             found = self.spec.inputs.get(ref.name)
             if found is None:
@@ -141,7 +141,7 @@ class _Checker:
                 self._check_type(ref, kind, sub, whole, expected if sub == path else None)
 
     def _check_type(
-        self, ref: Reference, kind: ValueType, path: Path, whole: bool, expected: ValueType | None
+        self, ref: ValueRef, kind: ValueType, path: Path, whole: bool, expected: ValueType | None
     ) -> None:
         if not whole:
             if kind not in SCALAR_TYPES and kind != ValueType.ANY:

@@ -21,7 +21,7 @@ from typing import Any
 from loopml.core.errors import ValidationError
 from loopml.pipelines.base import StepTask
 from loopml.pipelines.catalog import BUILTINS, PYTHON
-from loopml.pipelines.refs import Reference, substitute
+from loopml.pipelines.refs import ValueRef, substitute
 from loopml.pipelines.spec import PipelineSpec, StepSpec
 from loopml.pipelines.types import ValueType
 from loopml.storage import ArtifactStore
@@ -38,7 +38,7 @@ class StepInputError(ValidationError):
 
 
 @dataclass(frozen=True)
-class Prepared:
+class PreparedStep:
     """A claimed step ready to run: its task, resolved inputs and cache key."""
 
     task: StepTask
@@ -46,7 +46,7 @@ class Prepared:
     cache_key: str | None
 
 
-def _lookup(context: RunContext, ref: Reference) -> Any:
+def _lookup(context: RunContext, ref: ValueRef) -> Any:
     if ref.step is None:
         if ref.name not in context.inputs:
             raise StepInputError(f"the run has no input {ref.name!r}")
@@ -238,7 +238,7 @@ def prepare(
     settings: dict[str, Any],
     sys_path: list[str],
     api_url: str | None = None,
-) -> Prepared:
+) -> PreparedStep:
     """Resolve the claimed step of ``context``'s run into a task.
 
     Raises:
@@ -285,7 +285,7 @@ def prepare(
         api_url=api_url,
         resources={} if step.resources is None else step.resources.model_dump(exclude_none=True),
     )
-    return Prepared(task=task, inputs=params, cache_key=key)
+    return PreparedStep(task=task, inputs=params, cache_key=key)
 
 
 def outputs_exist(

@@ -32,7 +32,7 @@ log = logging.getLogger("loopml.pipelines.automation")
 
 
 @dataclass
-class TickReport:
+class AutomationReport:
     """What one round did (counts of firings, by what caused them)."""
 
     schedules: int = 0
@@ -81,9 +81,9 @@ class AutomationEngine:
 
     # ------------------------------------------------------------------ one round
 
-    def tick(self) -> TickReport:
+    def tick(self) -> AutomationReport:
         """One round: due schedules, new events, waiting runs whose predecessor ended."""
-        report = TickReport()
+        report = AutomationReport()
         report.schedules = self._guarded(self._schedules)
         report.events = self._guarded(self._triggers)
         report.waited = self._guarded(self._waiting)

@@ -39,7 +39,7 @@ from loopml.pipelines.automation_service import (
 )
 from loopml.settings import CodesetsSettings
 from loopml.storage import ArtifactStore
-from loopml.storage.codetree import Limits, PackedTree, archive_of, export_commit, read_archive
+from loopml.storage.codetree import PackedTree, TreeLimits, archive_of, export_commit, read_archive
 from loopml.store import MetadataStore, codesets
 
 WEBHOOK_PATH = "/api/v1/codesets/{codeset_id}/push"
@@ -57,9 +57,9 @@ class PushResult:
     skipped: str | None = None
 
 
-def limits(settings: CodesetsSettings) -> Limits:
+def limits(settings: CodesetsSettings) -> TreeLimits:
     """The size limits of a codeset version, from the settings."""
-    return Limits(max_bytes=settings.max_bytes, max_files=settings.max_files)
+    return TreeLimits(max_bytes=settings.max_bytes, max_files=settings.max_files)
 
 
 def register_tree(

@@ -26,7 +26,7 @@ class BadReference(ValueError):
 
 
 @dataclass(frozen=True)
-class Reference:
+class ValueRef:
     """One reference: to a pipeline input (``step`` is ``None``) or to a step's output."""
 
     name: str
@@ -38,21 +38,21 @@ class Reference:
         return f"steps.{self.step}.outputs.{self.name}"
 
 
-def _parse(inner: str) -> Reference:
+def _parse(inner: str) -> ValueRef:
     text = inner.strip()
     if len(text) > MAX_REFERENCE_CHARS:
         raise BadReference("a reference is at most 300 characters")
     if found := _INPUT.fullmatch(text):
-        return Reference(name=found.group(1))
+        return ValueRef(name=found.group(1))
     if found := _OUTPUT.fullmatch(text):
-        return Reference(step=found.group(1), name=found.group(2))
+        return ValueRef(step=found.group(1), name=found.group(2))
     raise BadReference(
         f"unknown reference '${{{{ {text[:80]} }}}}': expected '${{{{ inputs.NAME }}}}' or "
         "'${{ steps.STEP.outputs.NAME }}'"
     )
 
 
-def find(text: str) -> tuple[list[Reference], bool]:
+def find(text: str) -> tuple[list[ValueRef], bool]:
     """The references in ``text``, and whether ``text`` is exactly one reference.
 
     Raises:
@@ -80,7 +80,7 @@ def walk(
             yield from walk(item, (*path, index))
 
 
-def substitute(value: Any, lookup: Callable[[Reference], Any]) -> Any:
+def substitute(value: Any, lookup: Callable[[ValueRef], Any]) -> Any:
     """``value`` with every reference replaced by ``lookup(reference)``.
 
     A string that is exactly one reference becomes the looked-up value itself; references

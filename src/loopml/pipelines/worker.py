@@ -31,7 +31,7 @@ from loopml.core.errors import ServiceUnavailableError
 from loopml.core.ids import new_id
 from loopml.core.pipelines import StepError, log_key
 from loopml.pipelines._capacity import REPORT_EVERY_S, cpu_limit
-from loopml.pipelines._resolve import Prepared, outputs_exist, prepare
+from loopml.pipelines._resolve import PreparedStep, outputs_exist, prepare
 from loopml.pipelines._run_step import describe
 from loopml.pipelines.backends import open_executor
 from loopml.pipelines.base import StepExecutor, StepHandle, StepOutcome
@@ -316,7 +316,7 @@ class _Attempt:
 
     # ------------------------------------------------------------------ the attempt
 
-    def _prepare(self) -> Prepared | None:
+    def _prepare(self) -> PreparedStep | None:
         c = self.claim
         try:
             with self.worker.store.session() as session:
@@ -334,7 +334,7 @@ class _Attempt:
             self._fail(describe(exc, user_code=False))
             return None
 
-    def _cached(self, prepared: Prepared) -> bool:
+    def _cached(self, prepared: PreparedStep) -> bool:
         c = self.claim
         key = prepared.cache_key
         if key is None:

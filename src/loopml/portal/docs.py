@@ -37,7 +37,7 @@ def install(app: FastAPI) -> None:
     """Serve ``/docs`` and ``/docs/try`` (their files are the portal's static files)."""
     openapi = app.openapi_url or "/api/v1/openapi.json"
     try_page = TRY_PAGE.format(openapi=escape(openapi))
-    built: list[reference.Reference] = []
+    built: list[reference.ApiReference] = []
 
     async def docs(request: Request) -> HTMLResponse:
         if not built:  # the document is fixed once the app runs: built on the first visit

@@ -27,7 +27,7 @@ _SHARED = "#/components/"
 
 
 @dataclass(frozen=True)
-class Part:
+class TypePart:
     """A piece of a type as written: a schema's name links to its anchor."""
 
     text: str
@@ -39,7 +39,7 @@ class Field:
     """A parameter or a schema's property."""
 
     name: str
-    type: list[Part]
+    type: list[TypePart]
     required: bool
     text: str
     where: str = ""
@@ -49,10 +49,10 @@ class Field:
 
 
 @dataclass(frozen=True)
-class Answer:
+class ResponseDoc:
     status: str
     text: str
-    type: list[Part]
+    type: list[TypePart]
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,9 @@ class Operation:
     text: str
     deprecated: bool
     fields: list[Field]
-    body: list[Part]
+    body: list[TypePart]
     body_media: str
-    answers: list[Answer]
+    answers: list[ResponseDoc]
     errors: list[str]
     """The statuses answered with one of the shared error answers (listed once on the page)."""
     try_href: str
@@ -82,17 +82,17 @@ class Tag:
 class Schema:
     name: str
     text: str
-    type: list[Part]
+    type: list[TypePart]
     fields: list[Field]
 
 
 @dataclass(frozen=True)
-class Reference:
+class ApiReference:
     title: str
     version: str
     text: str
     tags: list[Tag]
-    errors: list[Answer]
+    errors: list[ResponseDoc]
     schemas: list[Schema]
 
     @property
@@ -127,47 +127,47 @@ def _followed(doc: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
-def _joined(options: list[dict[str, Any]]) -> list[Part]:
-    parts: list[Part] = []
+def _joined(options: list[dict[str, Any]]) -> list[TypePart]:
+    parts: list[TypePart] = []
     for option in options:
         if parts:
-            parts.append(Part(" | "))
+            parts.append(TypePart(" | "))
         parts += type_parts(option)
     return parts
 
 
-def type_parts(schema: dict[str, Any]) -> list[Part]:
+def type_parts(schema: dict[str, Any]) -> list[TypePart]:
     """A JSON schema as a short type: ``Deployment``, ``array of string``, ``integer |
     null``, ``"a" | "b"``, ``object of number``."""
     if "$ref" in schema:
         name = str(schema["$ref"]).rsplit("/", 1)[-1]
-        return [Part(name, schema_anchor(name))]
+        return [TypePart(name, schema_anchor(name))]
     for key in ("anyOf", "oneOf"):
         if key in schema:
             return _joined(schema[key])
     if len(schema.get("allOf", [])) == 1:
         return type_parts(schema["allOf"][0])
     if "const" in schema:
-        return [Part(json.dumps(schema["const"]))]
+        return [TypePart(json.dumps(schema["const"]))]
     if "enum" in schema:
-        return [Part(" | ".join(json.dumps(value) for value in schema["enum"]))]
+        return [TypePart(" | ".join(json.dumps(value) for value in schema["enum"]))]
     return _typed(schema)
 
 
-def _typed(schema: dict[str, Any]) -> list[Part]:
+def _typed(schema: dict[str, Any]) -> list[TypePart]:
     """``type_parts`` of a schema by its ``type``."""
     kind = schema.get("type")
     if kind == "array":
-        return [Part("array of "), *type_parts(schema.get("items", {}))]
+        return [TypePart("array of "), *type_parts(schema.get("items", {}))]
     extra = schema.get("additionalProperties")
     if kind == "object" and isinstance(extra, dict) and extra:
-        return [Part("object of "), *type_parts(extra)]
+        return [TypePart("object of "), *type_parts(extra)]
     if isinstance(kind, list):
-        return [Part(" | ".join(str(k) for k in kind))]
+        return [TypePart(" | ".join(str(k) for k in kind))]
     if kind:
         shown = f"{kind} ({schema['format']})" if "format" in schema else str(kind)
-        return [Part(shown)]
-    return [Part("any")]
+        return [TypePart(shown)]
+    return [TypePart("any")]
 
 
 _BOUNDS = (
@@ -203,7 +203,7 @@ def _parameter(doc: dict[str, Any], node: dict[str, Any]) -> Field:
     )
 
 
-def _content(node: dict[str, Any]) -> tuple[str, list[Part]]:
+def _content(node: dict[str, Any]) -> tuple[str, list[TypePart]]:
     """The first media type of a body or an answer and its schema's type."""
     for media, held in node.get("content", {}).items():
         schema = held.get("schema")
@@ -211,14 +211,14 @@ def _content(node: dict[str, Any]) -> tuple[str, list[Part]]:
     return "", []
 
 
-def _answers(doc: dict[str, Any], operation: dict[str, Any]) -> tuple[list[Answer], list[str]]:
-    answers: list[Answer] = []
+def _answers(doc: dict[str, Any], operation: dict[str, Any]) -> tuple[list[ResponseDoc], list[str]]:
+    answers: list[ResponseDoc] = []
     errors: list[str] = []
     for status, node in operation.get("responses", {}).items():
         if str(node.get("$ref", "")).startswith(_SHARED + "responses/"):
             errors.append(str(status))
             continue
-        answers.append(Answer(str(status), node.get("description", ""), _content(node)[1]))
+        answers.append(ResponseDoc(str(status), node.get("description", ""), _content(node)[1]))
     return answers, errors
 
 
@@ -259,15 +259,15 @@ def _schema(name: str, schema: dict[str, Any]) -> Schema:
     return Schema(name, schema.get("description", ""), shown, fields)
 
 
-def _shared_errors(doc: dict[str, Any]) -> list[Answer]:
+def _shared_errors(doc: dict[str, Any]) -> list[ResponseDoc]:
     shared = doc.get("components", {}).get("responses", {})
     return [
-        Answer(name.removeprefix("Error"), node.get("description", ""), _content(node)[1])
+        ResponseDoc(name.removeprefix("Error"), node.get("description", ""), _content(node)[1])
         for name, node in sorted(shared.items())
     ]
 
 
-def build(doc: dict[str, Any]) -> Reference:
+def build(doc: dict[str, Any]) -> ApiReference:
     """The page's view of an OpenAPI document: its operations grouped by their first tag
     (tags in the document's order, else by name), its shared error answers and schemas."""
     grouped: dict[str, list[Operation]] = {}
@@ -281,7 +281,7 @@ def build(doc: dict[str, Any]) -> Reference:
     order = declared + sorted(set(grouped) - set(declared))
     info = doc.get("info", {})
     schemas = doc.get("components", {}).get("schemas", {})
-    return Reference(
+    return ApiReference(
         title=info.get("title", "API"),
         version=info.get("version", ""),
         text=info.get("description", ""),

@@ -42,7 +42,7 @@ _MAX_LINK_HOPS = 40
 
 
 @dataclass(frozen=True)
-class Limits:
+class TreeLimits:
     """How large a tree may be: total bytes of its files, and how many files."""
 
     max_bytes: int
@@ -81,7 +81,7 @@ class PackedTree:
 class _Collector:
     """Adds files to a tree, checking each name and the limits as it goes."""
 
-    def __init__(self, limits: Limits, origin: str) -> None:
+    def __init__(self, limits: TreeLimits, origin: str) -> None:
         self.limits = limits
         self.origin = origin
         self.tree = PackedTree()
@@ -209,7 +209,7 @@ def _local_file(root: Path, real_root: Path, rel: str) -> tuple[Path, int, bool]
     return path, info.st_size, bool(info.st_mode & stat.S_IXUSR)
 
 
-def pack_directory(root: Path, limits: Limits) -> PackedTree:
+def pack_directory(root: Path, limits: TreeLimits) -> PackedTree:
     """The files of ``root``, ``.gitignore`` respected (see the module docstring).
 
     Raises:
@@ -249,7 +249,7 @@ def _check_ref(ref: str) -> str:
     return ref
 
 
-def export_commit(repository: Path, ref: str | None, limits: Limits) -> PackedTree:
+def export_commit(repository: Path, ref: str | None, limits: TreeLimits) -> PackedTree:
     """The tree of one commit of a local repository (``git archive``), with its sha.
 
     Raises:
@@ -274,7 +274,7 @@ def export_commit(repository: Path, ref: str | None, limits: Limits) -> PackedTr
     return tree
 
 
-def export_remote(url: str, ref: str | None, limits: Limits) -> PackedTree:
+def export_remote(url: str, ref: str | None, limits: TreeLimits) -> PackedTree:
     """``export_commit`` of a repository cloned from ``url`` into a temporary folder."""
     if url.startswith("-"):
         raise ValidationError(f"invalid repository URL {url[:100]!r}")
@@ -328,7 +328,9 @@ def _members(archive: tarfile.TarFile, collector: _Collector, links: dict[str, s
         collector.add(name, handle.read(), bool(member.mode & stat.S_IXUSR))
 
 
-def read_archive(data: bytes, limits: Limits, origin: str, *, links: bool = False) -> PackedTree:
+def read_archive(
+    data: bytes, limits: TreeLimits, origin: str, *, links: bool = False
+) -> PackedTree:
     """A tree from a tar archive (plain or gzip): regular files only; with ``links``
     (``git archive``'s output), links within the tree are stored as copies of their files.
 
@@ -381,7 +383,7 @@ def archive_of(tree: PackedTree) -> bytes:
     return build_archive((p, d, x) for p, (d, x) in tree.files.items())
 
 
-def extract_archive(data: bytes, destination: Path, limits: Limits) -> list[str]:
+def extract_archive(data: bytes, destination: Path, limits: TreeLimits) -> list[str]:
     """Write a codeset archive's files under ``destination`` (checked like an upload);
     returns their paths."""
     tree = read_archive(data, limits, "codeset archive")

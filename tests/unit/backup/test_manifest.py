@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from loopml.backup.manifest import (
-    FileEntry,
     Manifest,
+    VaultFile,
     blob_key,
     is_snapshot_id,
     keeps_log_file,
@@ -30,7 +30,7 @@ def _manifest(at: datetime, *shas: str) -> Manifest:
         loopml_version="0.1.0",
         schema_revision="abc",
         source_database="sqlite",
-        files=[FileEntry(path=f"artifacts/{i}", sha256=s, size=1) for i, s in enumerate(shas)],
+        files=[VaultFile(path=f"artifacts/{i}", sha256=s, size=1) for i, s in enumerate(shas)],
     )
 
 

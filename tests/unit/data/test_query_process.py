@@ -9,7 +9,7 @@ import psutil
 import pytest
 
 from loopml.data._query_process import QueryProcessPool
-from loopml.data._sandbox import SandboxLimits
+from loopml.data._sandbox import QueryLimits
 
 
 def _children() -> set[int]:
@@ -24,7 +24,7 @@ def test_a_job_that_cannot_be_sent_stops_its_worker_instead_of_dropping_it() -> 
     before = _children()
     try:
         with pytest.raises(TypeError, match="pickle"):
-            pool.run("SELECT 1", [("t", threading.Lock())], SandboxLimits(), 30, 2**28)  # type: ignore[list-item]
+            pool.run("SELECT 1", [("t", threading.Lock())], QueryLimits(), 30, 2**28)  # type: ignore[list-item]
         left = _children() - before
         assert not left, f"the worker started for the failed job is still running: {left}"
     finally:

@@ -10,7 +10,7 @@ import pyarrow.dataset as pads
 import pytest
 
 from loopml.core.errors import LoopmlError, NotFoundError, QueryTimeoutError, ValidationError
-from loopml.data._sandbox import SandboxLimits, open_connection
+from loopml.data._sandbox import QueryLimits, open_connection
 from loopml.data.warehouse import WarehouseLimits, rewrite_versions, run_query
 
 SECRET = "canary-7f3a9c-do-not-leak"
@@ -132,7 +132,7 @@ def test_a_result_over_the_byte_cap_is_refused(lake: Lake) -> None:
 
 
 def test_a_query_over_its_memory_budget_fails_without_spilling(lake: Lake) -> None:
-    limits = WarehouseLimits(sandbox=SandboxLimits(memory_limit="32MB", threads=1))
+    limits = WarehouseLimits(sandbox=QueryLimits(memory_limit="32MB", threads=1))
     with pytest.raises(ValidationError, match="failed"):
         run_query(
             "SELECT count(DISTINCT repeat('x', 50) || range) FROM range(5000000)",
@@ -142,7 +142,7 @@ def test_a_query_over_its_memory_budget_fails_without_spilling(lake: Lake) -> No
 
 
 def test_the_connection_configuration_is_locked() -> None:
-    con = open_connection(SandboxLimits())
+    con = open_connection(QueryLimits())
     with pytest.raises(duckdb.Error, match="locked"):
         con.execute("SET enable_external_access = true")
     assert con.execute("SELECT current_setting('enable_external_access')").fetchone() == (False,)

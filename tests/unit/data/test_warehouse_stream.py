@@ -12,7 +12,7 @@ import pyarrow.dataset as pads
 import pytest
 
 from loopml.core.errors import NotFoundError, QueryTimeoutError, ValidationError
-from loopml.data._sandbox import SandboxLimits
+from loopml.data._sandbox import QueryLimits
 from loopml.data.warehouse import WarehouseLimits, stream_all
 
 
@@ -71,13 +71,13 @@ _GROUPED = f"SELECT count(*) AS n FROM (SELECT s, count(*) FROM ({_BIG}) GROUP B
 def test_over_its_memory_budget_a_streamed_query_spills_only_when_allowed(
     tmp_folder: Path,
 ) -> None:
-    tight = SandboxLimits(memory_limit="64MB", threads=1)
+    tight = QueryLimits(memory_limit="64MB", threads=1)
     with (
         pytest.raises(ValidationError, match="failed"),
         stream_all(_GROUPED, _nothing, limits=WarehouseLimits(sandbox=tight)),
     ):
         pass
-    spilling = SandboxLimits(memory_limit="64MB", threads=1, spill_bytes=2 * 1024**3)
+    spilling = QueryLimits(memory_limit="64MB", threads=1, spill_bytes=2 * 1024**3)
     with stream_all(_GROUPED, _nothing, limits=WarehouseLimits(sandbox=spilling)) as (b, _):
         assert pa.Table.from_batches(list(b)).to_pylist() == [{"n": 3_000_000}]
     # The spill folder went with the query's folder.

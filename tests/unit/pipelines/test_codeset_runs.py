@@ -10,7 +10,7 @@ from loopml.pipelines import automation_service as auto
 from loopml.pipelines import codesets, service
 from loopml.pipelines.automation import AutomationEngine
 from loopml.storage import ArtifactStore
-from loopml.storage.codetree import Limits, build_archive, read_archive
+from loopml.storage.codetree import TreeLimits, build_archive, read_archive
 from loopml.store import MetadataStore
 
 SPEC = """\
@@ -20,7 +20,7 @@ inputs:
 steps:
   - {name: a, python: "m:f"}
 """
-LIMITS = Limits(max_bytes=10_000, max_files=10)
+LIMITS = TreeLimits(max_bytes=10_000, max_files=10)
 
 
 def register(store: MetadataStore, artifacts: ArtifactStore, name: str, text: str) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from loopml.portal.reference import Part, build, facts, inline_code, type_parts
+from loopml.portal.reference import TypePart, build, facts, inline_code, type_parts
 
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
@@ -83,7 +83,7 @@ def test_a_schema_is_written_as_a_short_type() -> None:
     def shown(schema: dict[str, Any]) -> str:
         return "".join(p.text for p in type_parts(schema))
 
-    assert type_parts({"$ref": "#/components/schemas/Run"}) == [Part("Run", "schema-Run")]
+    assert type_parts({"$ref": "#/components/schemas/Run"}) == [TypePart("Run", "schema-Run")]
     assert shown({"anyOf": [{"type": "integer"}, {"type": "null"}]}) == "integer | null"
     assert shown({"type": "array", "items": {"$ref": "#/x/Tag"}}) == "array of Tag"
     assert shown({"type": "object", "additionalProperties": {"type": "number"}}) == (

@@ -13,7 +13,7 @@ import pytest
 
 from loopml.core.errors import PayloadTooLargeError, ValidationError
 from loopml.storage.codetree import (
-    Limits,
+    TreeLimits,
     archive_of,
     build_archive,
     export_commit,
@@ -23,7 +23,7 @@ from loopml.storage.codetree import (
     read_archive,
 )
 
-BIG = Limits(max_bytes=10_000_000, max_files=1000)
+BIG = TreeLimits(max_bytes=10_000_000, max_files=1000)
 
 
 def git(repo: Path, *args: str) -> str:
@@ -167,10 +167,10 @@ def test_a_committed_link_out_of_the_tree_is_refused(tmp_path: Path) -> None:
 def test_the_size_and_file_limits(tmp_path: Path) -> None:
     write(tmp_path, {"a.py": "a" * 600, "b.py": "b" * 600})
     with pytest.raises(PayloadTooLargeError, match=r"codesets\.max_bytes"):
-        pack_directory(tmp_path, Limits(max_bytes=1000, max_files=10))
+        pack_directory(tmp_path, TreeLimits(max_bytes=1000, max_files=10))
     with pytest.raises(PayloadTooLargeError, match=r"codesets\.max_files"):
-        pack_directory(tmp_path, Limits(max_bytes=10_000, max_files=1))
-    assert pack_directory(tmp_path, Limits(max_bytes=1200, max_files=2)).size == 1200
+        pack_directory(tmp_path, TreeLimits(max_bytes=10_000, max_files=1))
+    assert pack_directory(tmp_path, TreeLimits(max_bytes=1200, max_files=2)).size == 1200
 
 
 def _tar(members: list[tarfile.TarInfo], data: dict[str, bytes]) -> bytes:
@@ -206,7 +206,7 @@ def test_an_archive_over_the_limit_is_refused_before_it_is_read(tmp_path: Path) 
     big = tarfile.TarInfo("big.bin")
     data = _tar([big], {"big.bin": b"\0" * 5000})
     with pytest.raises(PayloadTooLargeError):
-        read_archive(data, Limits(max_bytes=4000, max_files=10), "upload")
+        read_archive(data, TreeLimits(max_bytes=4000, max_files=10), "upload")
 
 
 def test_archives_are_deterministic_and_round_trip(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 from loopml.packaging import load_model, package_model
 from loopml.train.automl import AutoMLResult, _bag, _costs, _flaml, run_automl
 from loopml.train.automl._recorder import result_batch
-from loopml.train.automl._select import NO_LIMITS, Limits
+from loopml.train.automl._select import NO_LIMITS, CostLimits
 from loopml.train.automl._split import make_validation
 from tests.unit.train.test_automl_ensemble import trial
 
@@ -147,7 +147,7 @@ def test_a_bagged_run_keeps_its_budget() -> None:
 
 
 def test_a_bag_over_its_cap_or_a_limit_is_not_taken() -> None:
-    def bagger(limits: Limits, enabled: bool = True) -> _bag.Bagger:
+    def bagger(limits: CostLimits, enabled: bool = True) -> _bag.Bagger:
         return _bag.Bagger(
             enabled=enabled,
             limits=limits,
@@ -161,9 +161,9 @@ def test_a_bag_over_its_cap_or_a_limit_is_not_taken() -> None:
     assert size < _bag.MAX_BAG_MB
     assert bagger(NO_LIMITS).fits(small)
     assert not bagger(NO_LIMITS, enabled=False).fits(small)
-    assert not bagger(Limits(max_model_mb=size * 0.99)).fits(small)
-    assert not bagger(Limits(max_predict_ms=latency * 0.99)).fits(small)
-    assert bagger(Limits(max_model_mb=size * 1.01, max_predict_ms=latency * 1.01)).fits(small)
+    assert not bagger(CostLimits(max_model_mb=size * 0.99)).fits(small)
+    assert not bagger(CostLimits(max_predict_ms=latency * 0.99)).fits(small)
+    assert bagger(CostLimits(max_model_mb=size * 1.01, max_predict_ms=latency * 1.01)).fits(small)
     # A large model is not made five times larger, whatever the limit allows.
     large = trial(1, "lgbm", 0.9, config={"n_estimators": 2000, "num_leaves": 31})
     assert bagger(NO_LIMITS).estimates(large)[0] > _bag.MAX_BAG_MB

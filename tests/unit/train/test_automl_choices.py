@@ -24,7 +24,7 @@ from loopml.train.automl._defaults import DEFAULTS
 from loopml.train.automl._flaml import MEASURED_NODES, XGBOOST_DEFAULT
 from loopml.train.automl._identifiers import identifier_reason
 from loopml.train.automl._inputs import resolve_n_jobs
-from loopml.train.automl._select import NO_LIMITS, Limits, no_winner, pick_winner
+from loopml.train.automl._select import NO_LIMITS, CostLimits, no_winner, pick_winner
 
 
 def cancer() -> pd.DataFrame:
@@ -99,15 +99,15 @@ def test_the_winner_is_the_best_score_then_the_smallest_package() -> None:
     ]
 
     assert pick_winner(trials, "max", NO_LIMITS) == trials[2]
-    assert pick_winner(trials, "max", Limits(2.0)) == trials[3]
-    assert pick_winner(trials, "max", Limits(0.05)) is None
+    assert pick_winner(trials, "max", CostLimits(2.0)) == trials[3]
+    assert pick_winner(trials, "max", CostLimits(0.05)) is None
     assert (
         pick_winner([trial(1, 540.0, 9.0), trial(2, 540.4, 1.0)], "min", NO_LIMITS).iteration == 2
     )
     assert (
         pick_winner([trial(1, 540.0, 9.0), trial(2, 541.0, 1.0)], "min", NO_LIMITS).iteration == 1
     )
-    error = no_winner(trials, Limits(0.05), 30.0)
+    error = no_winner(trials, CostLimits(0.05), 30.0)
     assert "no model of the 4 trials fits in 0.05 MB" in error.message
     assert "about 0.1 MB" in error.message
 

@@ -17,7 +17,7 @@ from loopml.train.automl import Trial, _costs, _ensemble, _flaml, run_automl
 from loopml.train.automl._engine import DEFAULT_START_ROWS
 from loopml.train.automl._ensemble import HOLDOUT_PARTS
 from loopml.train.automl._final import fit_final
-from loopml.train.automl._select import NO_LIMITS, TIE_SHARE, Limits
+from loopml.train.automl._select import NO_LIMITS, TIE_SHARE, CostLimits
 from loopml.train.automl._split import Validation, make_validation
 from loopml.train.automl._trial_log import TrialLog
 
@@ -55,7 +55,7 @@ def test_candidates_are_the_best_of_each_learner_close_enough_to_the_best() -> N
     assert [t.iteration for t in _ensemble.candidates(trials, "min", NO_LIMITS)] == [2, 4]
     # A size limit leaves out the trials above it.
     big = [*trials[:3], trial(4, "rf", 520.0, size_mb=30.0)]
-    assert [t.iteration for t in _ensemble.candidates(big, "min", Limits(10.0))] == [2, 3]
+    assert [t.iteration for t in _ensemble.candidates(big, "min", CostLimits(10.0))] == [2, 3]
     # For a metric to maximize, the loss is 1 - score: 0.24 is within 1.25 x 0.20, 0.30 not.
     auc = [trial(1, "lgbm", 0.80), trial(2, "rf", 0.76), trial(3, "extra_tree", 0.70)]
     assert [t.iteration for t in _ensemble.candidates(auc, "max", NO_LIMITS)] == [1, 2]

@@ -32,7 +32,7 @@ from loopml.core.clock import utcnow
 from loopml.core.errors import ValidationError
 from loopml.core.features import FeatureView, FeatureViewSpec, MaterializeResult, OnlineFeatures
 from loopml.core.ids import new_id
-from loopml.data._sandbox import SandboxLimits
+from loopml.data._sandbox import QueryLimits
 from loopml.data.features import views
 from loopml.data.features.online import (
     OnlineRow,
@@ -331,7 +331,7 @@ def _write_newest(
     views.check_against(spec, schema)
     sql = newest_sql(spec, after, schema.field(spec.event_time).type)
     tally = _Tally()
-    warehouse = WarehouseLimits(sandbox=SandboxLimits(spill_bytes=limits.spill_bytes))
+    warehouse = WarehouseLimits(sandbox=QueryLimits(spill_bytes=limits.spill_bytes))
     with stream_source(
         store,
         artifacts,

@@ -59,7 +59,7 @@ DEAD_SCHEMA = pa.schema(
     ]
 )
 _COMPACT_EVERY = 8
-TRANSFORM_LIMITS = _sandbox.SandboxLimits(memory_limit="512MB", threads=1)
+TRANSFORM_LIMITS = _sandbox.QueryLimits(memory_limit="512MB", threads=1)
 
 
 class HoldLostError(ConflictError):

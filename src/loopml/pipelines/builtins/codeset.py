@@ -17,7 +17,7 @@ _HEARTBEAT_MAX_S = 86_400  # the code's own MLflow client sends no heartbeats
 
 
 def _fetch(ctx: StepContext, ref: str) -> tuple[Any, Any]:
-    from loopml.storage.codetree import Limits, extract_archive
+    from loopml.storage.codetree import TreeLimits, extract_archive
     from loopml.store import codesets
 
     name, number = parse_codeset_ref(ref)
@@ -26,7 +26,7 @@ def _fetch(ctx: StepContext, ref: str) -> tuple[Any, Any]:
     with ctx.artifacts.open(key) as handle:
         data = handle.read()
     folder = ctx.work_dir / "code"
-    limits = Limits(ctx.settings.codesets.max_bytes, ctx.settings.codesets.max_files)
+    limits = TreeLimits(ctx.settings.codesets.max_bytes, ctx.settings.codesets.max_files)
     extract_archive(data, folder, limits)
     return version, folder
 

@@ -34,7 +34,7 @@ class Bar:
 
 
 @dataclass
-class Chart:
+class ColumnChart:
     """One column's profile and its bars (none for temporal or other columns)."""
 
     profile: ColumnProfile | None
@@ -102,9 +102,9 @@ def _number(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def chart_of(profile: ColumnProfile) -> Chart:
+def chart_of(profile: ColumnProfile) -> ColumnChart:
     """The bars of one column's profile, and a one-line summary in words."""
-    made = Chart(profile=profile, name=profile.name)
+    made = ColumnChart(profile=profile, name=profile.name)
     if profile.histogram is not None and profile.histogram.counts:
         edges, counts = profile.histogram.edges, profile.histogram.counts
         made.bars = _counted(
@@ -121,7 +121,7 @@ def chart_of(profile: ColumnProfile) -> Chart:
     return made
 
 
-def charts(sample: pa.Table) -> list[Chart]:
+def charts(sample: pa.Table) -> list[ColumnChart]:
     """Every column's chart over ``sample``; a column that cannot be profiled (nested
     types) says why instead."""
     made = []
@@ -130,5 +130,5 @@ def charts(sample: pa.Table) -> list[Chart]:
             column = normalize(sample.select([name])).column(0)
             made.append(chart_of(profile_column(name, column)))
         except (LoopmlError, pa.ArrowException, ValueError, TypeError) as exc:
-            made.append(Chart(profile=None, name=name, error=str(exc)[:200]))
+            made.append(ColumnChart(profile=None, name=name, error=str(exc)[:200]))
     return made

@@ -33,7 +33,7 @@ MAX_POINTS = 200
 
 
 @dataclass(frozen=True)
-class Chart:
+class UsageChart:
     """The series drawn, the period (``start`` to ``end``, Unix seconds) and its buckets."""
 
     period: str
@@ -85,7 +85,7 @@ def usage_chart(
     period: str,
     now: datetime,
     pending_s: float = 0.0,
-) -> Chart:
+) -> UsageChart:
     """The chart of ``period`` ending ``now`` (blocking: run it in a worker thread);
     ``pending_s``: how long the monitor may take to count a request."""
     period_s = period_seconds(period)
@@ -115,4 +115,4 @@ def usage_chart(
             series["errors"].append(float(sum(u.get("errors", 0) for u in used)))
         for q in ("p50", "p95", "p99"):
             series[q].append(busiest.get(f"latency_{q}_ms"))
-    return Chart(period, end - period_s, end, bucket_s, size, series)
+    return UsageChart(period, end - period_s, end, bucket_s, size, series)

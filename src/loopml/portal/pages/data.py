@@ -25,7 +25,7 @@ from loopml.data import datasets, lake, sql, validation
 from loopml.data.sql_formats import json_rows
 from loopml.data.streams import service as stream_service
 from loopml.faces.context import AppContext
-from loopml.portal.pages._histograms import PROFILE_ROWS, Chart, charts
+from loopml.portal.pages._histograms import PROFILE_ROWS, ColumnChart, charts
 from loopml.portal.pages._picking import pick, remember, remembered
 from loopml.portal.viewer import PageRoute, Viewer, ViewerDep, context_of, read_only, render
 
@@ -92,7 +92,7 @@ class TableView:
 
     table: LakeTable
     history: list[TableCommit]
-    charts: list[Chart]
+    charts: list[ColumnChart]
     sampled: int
     contract: Contract | None
     reports: list[ValidationReport]

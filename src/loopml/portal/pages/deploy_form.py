@@ -52,7 +52,7 @@ ROLES = ("model", "canary", "shadow")
 
 
 @dataclass
-class VersionRow:
+class DeployableVersion:
     """One version as the form lists it."""
 
     version: ModelVersion
@@ -65,7 +65,7 @@ class Choices:
     """What the form offers."""
 
     models: list[tuple[str, str]] = field(default_factory=list)
-    versions: list[VersionRow] = field(default_factory=list)
+    versions: list[DeployableVersion] = field(default_factory=list)
     refs: list[str] = field(default_factory=list)
     current: Deployment | None = None
 
@@ -81,7 +81,7 @@ def _models(store: MetadataStore, viewer: Viewer) -> list[tuple[str, str]]:
     return found
 
 
-def _version_row(store: MetadataStore, project: str, version: ModelVersion) -> VersionRow:
+def _version_row(store: MetadataStore, project: str, version: ModelVersion) -> DeployableVersion:
     verdicts = gate.list_results(store, project, version.model, version.version, limit=1)
     evaluation = gate.get_evaluation(store, project, version.model, version.version)
     metrics: dict[str, float] = {}
@@ -89,7 +89,7 @@ def _version_row(store: MetadataStore, project: str, version: ModelVersion) -> V
         report = evaluation.report
         ordered = sorted(report.metrics, key=lambda k: (k != report.primary_metric, k))
         metrics = {k: report.metrics[k] for k in ordered[:METRICS]}
-    return VersionRow(version, verdicts[0].passed if verdicts else None, metrics)
+    return DeployableVersion(version, verdicts[0].passed if verdicts else None, metrics)
 
 
 def choices(

@@ -31,7 +31,7 @@ from loopml.portal.pages._snippets import snippets
 from loopml.portal.pages._usage_chart import (
     DEFAULT_PERIOD,
     PERIODS,
-    Chart,
+    UsageChart,
     stored_sizes,
     usage_chart,
 )
@@ -82,7 +82,7 @@ def needs_token(viewer: Viewer, deployment: Deployment) -> bool:
     return viewer.auth and deployment.spec.auth == "token"
 
 
-def _chart_data(chart: Chart) -> str:
+def _chart_data(chart: UsageChart) -> str:
     """The usage chart as JSON for a ``<script type="application/json">`` (``</`` cannot
     end the element: ``<`` is escaped)."""
     return json.dumps(chart.as_json()).replace("<", "\\u003c")

@@ -202,7 +202,7 @@ async def run_pipeline(request: Request, viewer: ViewerDep, project: str, name: 
 
 
 @dataclass
-class RunView:
+class PipelineRunView:
     """One run: its DAG by step state, and the log of the step asked for."""
 
     run: PipelineRun
@@ -213,14 +213,14 @@ class RunView:
     log_cut: bool = False
 
 
-def gather_run(ctx: AppContext, project: str, run_id: str, step: str | None) -> RunView:
+def gather_run(ctx: AppContext, project: str, run_id: str, step: str | None) -> PipelineRunView:
     """A run's page (blocking): the log is the last ``LOG_TAIL`` bytes of the step's newest
     attempt, read as the API's step log route reads it."""
     run = service.get_run(ctx.store, project, run_id)
     steps = run.steps or []
     needs = {s.name: s.needs for s in steps}
     states = {s.name: s.status.value for s in steps}
-    made = RunView(run=run, dag=layout([s.name for s in steps], needs, states), step=step)
+    made = PipelineRunView(run=run, dag=layout([s.name for s in steps], needs, states), step=step)
     if step is not None:
         try:
             _, data = service.read_log(ctx.store, ctx.artifacts, project, run_id, step)

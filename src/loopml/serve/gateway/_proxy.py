@@ -7,7 +7,7 @@ any other is either
 
 - **served here** (the lean path): ``POST .../deployments/{name}/predict``,
   ``.../deployments/{name}/v2/models/{m}/infer`` and ``/v2/models/{m}/infer`` of a
-  deployment the route table marks ``lean`` (see ``wire.Deployment``), from a client that
+  deployment the route table marks ``lean`` (see ``wire.GatewayDeployment``), from a client that
   names no ``Origin``, and, where the deployment asks for a token,
   with a bearer token the platform allowed on it lately (it says so on a relayed answer:
   ``X-Loopml-Allowed``, for as long as it would remember the decision itself). A revision
@@ -56,7 +56,7 @@ from loopml.serve.gateway.routing import Backend, RevisionRoute
 from loopml.serve.gateway.wire import (
     ALLOWED_HEADER,
     SECRET_HEADER,
-    Deployment,
+    GatewayDeployment,
     Report,
     RouteTable,
 )
@@ -178,7 +178,7 @@ class ProxyServer:
         except LoopmlError as error:
             return error_answer(request.path, error, request.keep_alive)
 
-    def _lean(self, request: Request) -> tuple[Deployment, Callable[[Backend], str]] | None:
+    def _lean(self, request: Request) -> tuple[GatewayDeployment, Callable[[Backend], str]] | None:
         """The deployment and replica path of a request served here, else ``None``."""
         if request.method != "POST":
             return None
@@ -192,7 +192,7 @@ class ProxyServer:
             return None
         return target
 
-    def _target(self, path: str) -> tuple[Deployment, Callable[[Backend], str]] | None:
+    def _target(self, path: str) -> tuple[GatewayDeployment, Callable[[Backend], str]] | None:
         """The deployment an inference path names, and its replica path."""
         table = self.table
         found = _PREDICT.fullmatch(path)
@@ -214,7 +214,7 @@ class ProxyServer:
             deployment = table.deployments.get(("default", table.by_model[model]))
         return None if deployment is None else (deployment, _infer)
 
-    def _allows(self, request: Request, deployment: Deployment) -> bool:
+    def _allows(self, request: Request, deployment: GatewayDeployment) -> bool:
         """Whether the platform allowed the request's token on the deployment lately."""
         token = request.bearer()
         if token is None:
@@ -253,7 +253,7 @@ class ProxyServer:
         return True
 
     async def _serve(
-        self, request: Request, deployment: Deployment, upstream: Callable[[Backend], str]
+        self, request: Request, deployment: GatewayDeployment, upstream: Callable[[Backend], str]
     ) -> bytes:
         routes = deployment.routes
         key = (routes.project, routes.name)

@@ -33,7 +33,7 @@ SECRET_ENV = "LOOPML_GATEWAY_SECRET"  # noqa: S105 - a variable's name
 
 
 @dataclass(frozen=True)
-class Deployment:
+class GatewayDeployment:
     """One deployment as a gateway process holds it.
 
     Attributes:
@@ -62,7 +62,7 @@ class RouteTable:
     max_body_bytes: int = 1024 * 1024
     allowed_hosts: frozenset[str] = frozenset()
     """Host names a request may name in ``Host`` (``*``: any), as the platform's guard."""
-    deployments: dict[tuple[str, str], Deployment] = field(default_factory=dict)
+    deployments: dict[tuple[str, str], GatewayDeployment] = field(default_factory=dict)
     by_model: dict[str, str] = field(default_factory=dict)
     """Default-project deployments by the one model each serves (a model served by two or
     more is left out: its V2 root path goes to the platform, which says which to name)."""
@@ -114,7 +114,7 @@ def parse_route_table(content: bytes) -> RouteTable:
     """The route table a gateway process holds, from the platform's answer."""
     data = orjson.loads(content)
     auth_enabled = bool(data["auth_enabled"])
-    deployments: dict[tuple[str, str], Deployment] = {}
+    deployments: dict[tuple[str, str], GatewayDeployment] = {}
     serving: dict[str, list[str]] = {}
     for item in data["deployments"]:
         deployment = _deployment(item, auth_enabled)
@@ -134,7 +134,7 @@ def parse_route_table(content: bytes) -> RouteTable:
     )
 
 
-def _deployment(item: dict[str, Any], auth_enabled: bool) -> Deployment:
+def _deployment(item: dict[str, Any], auth_enabled: bool) -> GatewayDeployment:
     revisions = tuple(
         RevisionRoute(
             number=int(rev["number"]),
@@ -163,7 +163,7 @@ def _deployment(item: dict[str, Any], auth_enabled: bool) -> Deployment:
         and any(r.backends for r in revisions)
     )
     models = frozenset({routes.name} | {r.model for r in revisions})
-    return Deployment(routes, lean, models, not auth_enabled or routes.auth == "none")
+    return GatewayDeployment(routes, lean, models, not auth_enabled or routes.auth == "none")
 
 
 Observation = tuple[str, str, str, str, str, int, float, str | None, str]

@@ -43,7 +43,7 @@ import numpy as np
 
 from loopml.train.automl import _costs
 from loopml.train.automl._metrics import TaskKind
-from loopml.train.automl._select import Limits
+from loopml.train.automl._select import CostLimits
 from loopml.train.automl._split import N_SPLITS, Validation
 from loopml.train.automl._types import Trial
 
@@ -94,7 +94,7 @@ class Bagger:
     """
 
     enabled: bool
-    limits: Limits
+    limits: CostLimits
     size_mb: Callable[[str, dict[str, Any]], float]
     predict_ms: Callable[[str, dict[str, Any]], float]
 

@@ -19,7 +19,7 @@ MAX_FLOAT_CLASSES = 20
 
 
 @dataclass(frozen=True)
-class TrainingData:
+class CheckedData:
     """The checked training data.
 
     Attributes:
@@ -99,7 +99,7 @@ def _regression_values(y: pd.Series[Any], target: str) -> np.ndarray:
     return values
 
 
-def check_training_data(frame: Any, target: str, task: str) -> TrainingData:
+def check_training_data(frame: Any, target: str, task: str) -> CheckedData:
     """Check a training frame and split it into features and target.
 
     Raises:
@@ -123,9 +123,7 @@ def check_training_data(frame: Any, target: str, task: str) -> TrainingData:
     features = kept.drop(columns=[target])
     y = kept[target]
     if task == "regression":
-        return TrainingData(
-            features, _regression_values(y, target), "regression", len(frame) - rows
-        )
+        return CheckedData(features, _regression_values(y, target), "regression", len(frame) - rows)
     labels = _classification_labels(y, target)
     classes = pd.unique(labels)
     if len(classes) < 2:
@@ -135,4 +133,4 @@ def check_training_data(frame: Any, target: str, task: str) -> TrainingData:
             details={"target": target},
         )
     kind: TaskKind = "binary" if len(classes) == 2 else "multiclass"
-    return TrainingData(features, labels, kind, len(frame) - rows)
+    return CheckedData(features, labels, kind, len(frame) - rows)

@@ -11,7 +11,7 @@ from typing import Any
 from loopml.core.errors import ValidationError
 from loopml.train.automl import _bag, _costs, _ensemble, _warm
 from loopml.train.automl._final import FINAL_FIT_SLACK
-from loopml.train.automl._inputs import Prepared
+from loopml.train.automl._inputs import PreparedData
 from loopml.train.automl._types import Trial
 
 # Time kept back from the search on top of the best model's estimated refit (and
@@ -28,7 +28,7 @@ class Clock:
         self,
         started: float,
         budget_s: float,
-        prep: Prepared,
+        prep: PreparedData,
         method: str,
         packaging: bool,
         registering: bool = False,

@@ -17,7 +17,7 @@ from loopml.train.automl._clock import Clock
 from loopml.train.automl._defaults import default_learners, score_default, starting_points
 from loopml.train.automl._final import FINAL_FIT_SLACK, final_fit_rows, fit_final, subsample
 from loopml.train.automl._inputs import (
-    Prepared,
+    PreparedData,
     check_budget,
     check_estimators,
     prepare,
@@ -25,7 +25,7 @@ from loopml.train.automl._inputs import (
 )
 from loopml.train.automl._metrics import Direction, resolve_metric
 from loopml.train.automl._preprocess import ColumnPlan, code_columns
-from loopml.train.automl._select import Limits, no_winner, pick_winner
+from loopml.train.automl._select import CostLimits, no_winner, pick_winner
 from loopml.train.automl._split import N_SPLITS, Validation, make_validation
 from loopml.train.automl._trial_log import TrialLog
 from loopml.train.automl._turn import EnsembleTurn
@@ -72,7 +72,7 @@ def _inputs_ms(plan: ColumnPlan, columns: list[str]) -> float:
 
 
 def _final_model(
-    prep: Prepared,
+    prep: PreparedData,
     best: Trial,
     seconds_left: float,
     seed: int,
@@ -106,7 +106,7 @@ def _final_model(
 
 
 def _fit_winner(
-    prep: Prepared,
+    prep: PreparedData,
     validation: Validation,
     clock: Clock,
     bagger: _bag.Bagger,
@@ -132,7 +132,7 @@ def _score_defaults(
     score_here: Callable[[str], _flaml.RawTrial],
     *,
     direction: Direction,
-    limits: Limits,
+    limits: CostLimits,
     on_ray: RaySearch | None,
 ) -> list[str]:
     """Score the defaults in turn (on Ray, as many at a time as the cluster has CPUs);
@@ -157,7 +157,7 @@ def _score_defaults(
 
 
 def _search(
-    prep: Prepared,
+    prep: PreparedData,
     validation: Validation,
     log: TrialLog,
     clock: Clock,
@@ -171,7 +171,7 @@ def _search(
     seed: int,
     max_iter: int | None,
     n_jobs: int,
-    limits: Limits,
+    limits: CostLimits,
     on_ray: RaySearch | None = None,
 ) -> str:
     """Score the defaults, then let FLAML search for what the clock leaves (the ensemble's
@@ -336,7 +336,7 @@ def run_automl(
     if include_packaging:
         _warm.warm_packaging()
     check_budget(budget_s, max_iter, max_model_mb, max_predict_ms)
-    limits = Limits(max_model_mb, max_predict_ms)
+    limits = CostLimits(max_model_mb, max_predict_ms)
     data = check_training_data(train, target, task)
     metric, direction = resolve_metric(metric, data.kind)
     check_estimators(estimators, data.kind)

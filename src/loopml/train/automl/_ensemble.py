@@ -44,7 +44,7 @@ import numpy as np
 
 from loopml.train.automl import _costs, _flaml
 from loopml.train.automl._metrics import Direction, TaskKind, score_to_loss
-from loopml.train.automl._select import Limits
+from loopml.train.automl._select import CostLimits
 from loopml.train.automl._split import N_SPLITS, Validation
 from loopml.train.automl._types import Trial
 
@@ -82,7 +82,7 @@ def _better(a: float, b: float, direction: Direction) -> bool:
     return a > b if direction == "max" else a < b
 
 
-def candidates(trials: list[Trial], direction: Direction, limits: Limits) -> list[Trial]:
+def candidates(trials: list[Trial], direction: Direction, limits: CostLimits) -> list[Trial]:
     """The best trial of each learner and every portfolio trial (``Trial.family``; finite
     score, within ``limits``, a loss within ``MAX_LOSS_RATIO`` of the best one's), best
     first: at most ``MAX_CANDIDATES`` learners, and the portfolio's on top."""

@@ -13,7 +13,7 @@ import pandas as pd
 
 from loopml.core.errors import ValidationError
 from loopml.train.automl import _flaml
-from loopml.train.automl._checks import TrainingData, check_training_data
+from loopml.train.automl._checks import CheckedData, check_training_data
 from loopml.train.automl._metrics import TaskKind
 from loopml.train.automl._preprocess import (
     ColumnPlan,
@@ -161,10 +161,10 @@ def _check_keep(keep: Collection[str], features: pd.DataFrame) -> None:
 
 
 @dataclass(frozen=True)
-class Prepared:
+class PreparedData:
     """The checked data, the column plan, the fitted preprocessing and its matrix."""
 
-    data: TrainingData
+    data: CheckedData
     plan: ColumnPlan
     preprocessor: Any
     matrix: np.ndarray
@@ -178,12 +178,12 @@ class Prepared:
 
 
 def prepare(
-    data: TrainingData,
+    data: CheckedData,
     target: str,
     task: Literal["classification", "regression"],
     eval_frame: pd.DataFrame | None,
     keep: Collection[str],
-) -> Prepared:
+) -> PreparedData:
     """Plan the columns, fit the preprocessing, and transform the (eval) rows."""
     _check_keep(keep, data.features)
     plan = plan_columns(data.features, keep)
@@ -197,4 +197,4 @@ def prepare(
     holdout = None
     if eval_frame is not None:
         holdout = _holdout(eval_frame, target, task, preprocessor, plan, classes)
-    return Prepared(data, plan, preprocessor, matrix, codes, classes, holdout)
+    return PreparedData(data, plan, preprocessor, matrix, codes, classes, holdout)

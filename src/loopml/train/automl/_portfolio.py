@@ -36,7 +36,7 @@ from loopml.train.automl import _flaml
 from loopml.train.automl._clock import Clock
 from loopml.train.automl._ensemble import fold_loss
 from loopml.train.automl._metrics import Direction, TaskKind
-from loopml.train.automl._select import Limits, pick_winner
+from loopml.train.automl._select import CostLimits, pick_winner
 from loopml.train.automl._split import Validation
 from loopml.train.automl._trial_log import TrialLog
 from loopml.train.automl._types import Trial
@@ -215,7 +215,7 @@ def score_before_search(
     clock: Clock,
     metric: str,
     direction: Direction,
-    limits: Limits,
+    limits: CostLimits,
     n_jobs: int,
     search_iter: int | None,
 ) -> int | None:

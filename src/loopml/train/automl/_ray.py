@@ -131,7 +131,7 @@ def _answers(address: str | None) -> None:
 
 
 @dataclass(frozen=True)
-class Part:
+class SearchShare:
     """One search task's share: its learners (in FLAML's order of first tries), seed, trial
     cap, and whether it starts from the defaults (``starting_points``)."""
 
@@ -141,7 +141,9 @@ class Part:
     from_defaults: bool = False
 
 
-def split_search(names: list[str], slots: int, seed: int, max_iter: int | None) -> list[Part]:
+def split_search(
+    names: list[str], slots: int, seed: int, max_iter: int | None
+) -> list[SearchShare]:
     """One part per slot, each searching every learner, the first one the next in turn and
     from a seed of its own; only the first part starts from the defaults (the others from
     FLAML's cheapest configurations); ``max_iter`` shared out.
@@ -156,7 +158,7 @@ def split_search(names: list[str], slots: int, seed: int, max_iter: int | None) 
         turn = i % len(names)
         if cap != 0:
             learners = names[turn:] + names[:turn]
-            parts.append(Part(learners, seed=seed + i, max_iter=cap, from_defaults=i == 0))
+            parts.append(SearchShare(learners, seed=seed + i, max_iter=cap, from_defaults=i == 0))
     return parts
 
 
@@ -195,7 +197,7 @@ def _default(name: str, validation: Validation, kind: TaskKind, metric: str) -> 
 
 def _part(
     validation: Validation,
-    part: Part,
+    part: SearchShare,
     mailbox: Any,
     *,
     kind: TaskKind,

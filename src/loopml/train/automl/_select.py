@@ -18,7 +18,7 @@ TIE_SHARE = 1e-3
 
 
 @dataclass(frozen=True)
-class Limits:
+class CostLimits:
     """What a winner (or an ensemble member) may cost, by its trial's estimates: the
     package's size in MB and one row's latency on the model server in ms (``None``: no
     limit)."""
@@ -37,14 +37,14 @@ class Limits:
         return self.max_predict_ms is None or predict_ms <= self.max_predict_ms
 
 
-NO_LIMITS = Limits()
+NO_LIMITS = CostLimits()
 
 
 def _better(a: float, b: float, direction: Direction) -> bool:
     return a > b if direction == "max" else a < b
 
 
-def pick_winner(trials: list[Trial], direction: Direction, limits: Limits) -> Trial | None:
+def pick_winner(trials: list[Trial], direction: Direction, limits: CostLimits) -> Trial | None:
     """The winning trial, or ``None`` when no trial has a finite score within ``limits``."""
     allowed = [t for t in trials if math.isfinite(t.score) and limits.fits(t)]
     if not allowed:
@@ -58,7 +58,7 @@ def pick_winner(trials: list[Trial], direction: Direction, limits: Limits) -> Tr
     return min(near, key=lambda t: (t.size_mb, t.iteration))
 
 
-def no_winner(trials: list[Trial], limits: Limits, budget_s: float) -> ValidationError:
+def no_winner(trials: list[Trial], limits: CostLimits, budget_s: float) -> ValidationError:
     """The error for a run that has no winner, saying why."""
     finite = [t for t in trials if math.isfinite(t.score)]
     if finite and limits.max_model_mb is not None:

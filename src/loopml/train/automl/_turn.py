@@ -19,7 +19,7 @@ from loopml.train.automl import _ensemble, _flaml
 from loopml.train.automl._clock import Clock
 from loopml.train.automl._final import FINAL_FIT_SLACK
 from loopml.train.automl._metrics import Direction, TaskKind, score_to_loss
-from loopml.train.automl._select import Limits, pick_winner
+from loopml.train.automl._select import CostLimits, pick_winner
 from loopml.train.automl._split import Validation
 from loopml.train.automl._trial_log import TrialLog
 from loopml.train.automl._types import Trial
@@ -47,7 +47,7 @@ class EnsembleTurn:
         metric: str,
         direction: Direction,
         n_jobs: int,
-        limits: Limits,
+        limits: CostLimits,
     ) -> None:
         self._validation = validation
         self._log = log

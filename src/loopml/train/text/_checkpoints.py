@@ -22,7 +22,7 @@ STATE_FILE = "state.pt"
 
 
 @dataclass(frozen=True)
-class Restored:
+class RestoredCheckpoint:
     """The newest complete checkpoint.
 
     Attributes:
@@ -70,7 +70,7 @@ class Checkpointer:
                 for key in self.store.keys(f"{self.prefix}/{other:012d}"):
                     self.store.delete(key)
 
-    def restore(self) -> Restored | None:
+    def restore(self) -> RestoredCheckpoint | None:
         """The newest complete checkpoint, downloaded; ``None`` when there is none."""
         import torch
 
@@ -87,7 +87,7 @@ class Checkpointer:
             if relative != COMPLETE_MARKER and "/" not in relative:
                 self.store.get(name, folder / relative)
         state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
-        return Restored(step=step, state=state, folder=folder)
+        return RestoredCheckpoint(step=step, state=state, folder=folder)
 
     def clear(self) -> None:
         """Delete every checkpoint under the key (after a successful training)."""

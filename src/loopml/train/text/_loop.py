@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from loopml.core.errors import ServiceUnavailableError
-from loopml.train.text._checkpoints import Checkpointer, Restored
+from loopml.train.text._checkpoints import Checkpointer, RestoredCheckpoint
 from loopml.train.text._data import Targets, batch_indices, pad
 
 
@@ -117,7 +117,7 @@ def run_loop(
     *,
     pad_id: int,
     checkpointer: Checkpointer,
-    restored: Restored | None,
+    restored: RestoredCheckpoint | None,
     extra_files: dict[str, bytes],
     stop: StopFlag | None = None,
     on_step: Callable[[int, float], None] | None = None,

@@ -31,7 +31,7 @@ Points = list[tuple[str, float, int, int]]
 """A run's latest point of each metric: key, value, timestamp (ms), step."""
 
 
-class RunView(NamedTuple):
+class MlflowRunView(NamedTuple):
     """What MLflow shows of a run beside the run: its experiment's id, the latest point of
     each metric and the models it output."""
 
@@ -91,13 +91,13 @@ def update_experiment(
         )
 
 
-def run_view(store: MetadataStore, project: str, run: Run) -> RunView:
+def run_view(store: MetadataStore, project: str, run: Run) -> MlflowRunView:
     """What MLflow shows of ``run`` beside it."""
     with store.session() as session:
         experiment_id = experiments.get(session, project, run.experiment).id
         points = run_logs.latest_points(session, [run.id])[run.id]
         outputs = mlflow_models.of_runs(session, [run.id])[run.id]
-    return RunView(experiment_id, points, outputs)
+    return MlflowRunView(experiment_id, points, outputs)
 
 
 def search_runs(store: MetadataStore, project: str, spec: RunSearch) -> RunsFound:

@@ -11,7 +11,7 @@ import pytest
 from loopml.core.datasets import SplitSpec
 from loopml.core.errors import NotFoundError, ValidationError
 from loopml.data import datasets
-from loopml.data._sandbox import SandboxLimits, open_connection
+from loopml.data._sandbox import QueryLimits, open_connection
 from loopml.data.features import offline, views
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore, events
@@ -175,7 +175,7 @@ def test_the_join_is_planned_as_an_asof_join_whatever_the_estimates(where: str) 
     # Registered Arrow tables are estimated at ~1 row; DuckDB then plans small ASOF joins
     # as a nested loop, which is quadratic on real inputs (64 s for 200k x 50k rows). Both
     # the in-memory join and the warehouse's connection (training sets) plan the ASOF join.
-    con = offline.connect() if where == "in memory" else open_connection(SandboxLimits())
+    con = offline.connect() if where == "in memory" else open_connection(QueryLimits())
     try:
         keys = pa.array([1, 2], pa.int64())
         stamps = pa.array([at(0), at(1)], pa.timestamp("us", tz="UTC"))
