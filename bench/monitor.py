@@ -277,10 +277,10 @@ def _round_child(home: str) -> None:
     os.sched_setaffinity(0, {0})
     from datetime import UTC, datetime, timedelta
 
-    from loopml.monitor import reader
     from loopml.monitor.engine import Monitor
     from loopml.monitor.windows import _inputs
     from loopml.platform.startup import build_context
+    from loopml.predictions import reader
     from loopml.settings import MonitorSettings, Settings
 
     def peak_mb() -> float:

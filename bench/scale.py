@@ -151,8 +151,8 @@ def _batch(home: Path, rows: int, files: int, model: str) -> None:
 
     from loopml.core.executors import RayExecutorConfig
     from loopml.data import lake
-    from loopml.predictions.batch import score_table
-    from loopml.predictions.ray_batch import RayTarget
+    from loopml.scoring.batch import score_table
+    from loopml.scoring.ray_batch import RayTarget
     from loopml.settings import Settings
     from loopml.wiring import open_artifact_store, open_metadata_store
 

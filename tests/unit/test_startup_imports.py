@@ -40,6 +40,6 @@ def test_a_gateway_process_loads_neither_numpy_nor_the_platform() -> None:
 def test_a_batch_scoring_actor_loads_neither_the_lake_nor_the_store() -> None:
     # Every Ray scoring actor imports its class's module: from ray_batch, with the lake,
     # the store and their engines, that was 1.3 s of a 2 s actor start.
-    loaded = modules_after("import loopml.predictions._ray_actor")
+    loaded = modules_after("import loopml.scoring._ray_actor")
     heavy = ("loopml.data.lake", "loopml.store", "deltalake", "sqlalchemy", "duckdb")
     assert sorted(m for m in heavy if m in loaded) == []

@@ -1,6 +1,6 @@
 """The Ray cluster the platform joins: the worker's Ray executor (``pipelines.backends.ray``),
 AutoML trials on Ray (``train.automl._ray``) and batch scoring on Ray
-(``predictions.ray_batch``) import Ray, connect and check the cluster's reach the same way,
+(``scoring.ray_batch``) import Ray, connect and check the cluster's reach the same way,
 named by the same settings."""
 
 from __future__ import annotations

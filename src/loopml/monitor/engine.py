@@ -24,7 +24,6 @@ from typing import Any
 from loopml.core.clock import as_utc, utcnow
 from loopml.core.deployments import Deployment
 from loopml.core.resources import ReplicaSample
-from loopml.monitor import reader
 from loopml.monitor.drift import DriftConfig
 from loopml.monitor.episodes import evaluate_deployment
 from loopml.monitor.gauges import Gauge
@@ -48,6 +47,7 @@ from loopml.monitor.windows import (
     summarize,
     window_end,
 )
+from loopml.predictions import reader
 from loopml.settings import MonitorSettings
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore, deployments, events

@@ -26,12 +26,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from loopml.core.alerts import QUALITY_METRICS, AlertRuleSpec, step
-from loopml.monitor import reader
 from loopml.monitor.gauges import Gauge, gauges, look_back_start
 from loopml.monitor.onset import onset_index
 from loopml.monitor.trailing import Trailing, span_start, trailing
 from loopml.monitor.webhooks import deliver, slack_body
 from loopml.monitor.windows import parse_size, parsed_inputs, window_start
+from loopml.predictions import reader
 from loopml.store import alert_rules, events
 from loopml.store import monitor as rows
 

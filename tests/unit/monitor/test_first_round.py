@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 
 from loopml.client import Client
 from loopml.faces.context import AppContext
-from loopml.monitor import reader
 from loopml.monitor.engine import Monitor
 from loopml.platform.monitoring import gateway_callers, gateway_errors
+from loopml.predictions import reader
 from tests.unit.monitor.test_callers import BODY, platform
 from tests.waiting import eventually
 

@@ -13,7 +13,7 @@ import pytest
 from sklearn import metrics
 
 from loopml.faces.context import AppContext
-from loopml.monitor import reader
+from loopml.predictions import reader
 from loopml.store import monitor as rows
 from tests.unit.monitor.logged import log_labels, log_predictions, monitor_at
 

@@ -19,7 +19,7 @@ PROBE = """
 import json, sys, time
 from datetime import UTC, datetime, timedelta
 import pyarrow as pa
-from loopml.monitor import reader
+from loopml.predictions import reader
 from loopml.settings import Settings
 from loopml.wiring import open_artifact_store, open_metadata_store
 

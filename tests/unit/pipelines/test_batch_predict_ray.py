@@ -17,7 +17,7 @@ from loopml.core.executors import RayExecutorConfig
 from loopml.core.pipelines import RunStatus
 from loopml.data import lake
 from loopml.pipelines import service
-from loopml.predictions.batch import score_table
+from loopml.scoring.batch import score_table
 from loopml.settings import Settings
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
@@ -25,7 +25,7 @@ from tests.conftest import free_port, missing_service
 from tests.e2e.test_predict_ray import _scoring_actors
 from tests.ray_cluster import RAY, RayCluster
 from tests.unit.deploy.deploy_support import cancer_frame, fit, register_model
-from tests.unit.predictions.test_batch_ray import _lineage, _scored
+from tests.unit.scoring.test_batch_ray import _lineage, _scored
 
 from .conftest import cluster_settings, step_of, wait_run
 from .test_ray_worker import ray_worker, run_spec
@@ -134,7 +134,7 @@ def test_a_scoring_actor_that_never_gets_a_cpu_fails_with_the_reason(
     import ray
 
     from loopml.core.errors import ServiceUnavailableError
-    from loopml.predictions import ray_batch
+    from loopml.scoring import ray_batch
 
     ray.init(address=ray_cluster.address, ignore_reinit_error=True)
     try:

@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 
 from loopml.packaging import ModelPackage, dates, load_model, package_model
 from loopml.packaging.runtime import ModelRuntime
-from loopml.predictions._scoring import ChunkScorer
+from loopml.scoring._chunks import ChunkScorer
 from loopml.train.automl import AutoMLResult, run_automl
 from loopml.train.automl._preprocess import plan_columns, training_frame
 from tests.unit.conftest import MODEL, Served, make_app

@@ -40,8 +40,8 @@ async def predict_batch(
     and scored in parallel on the Ray cluster (`worker.executor`'s, else one of the
     server's own), the output still written here as one commit.
     """
-    from loopml.predictions import batch
-    from loopml.predictions.ray_batch import RayTarget
+    from loopml.scoring import batch
+    from loopml.scoring.ray_batch import RayTarget
 
     validate_project_name(project)
     score = partial(

@@ -13,7 +13,7 @@ for that verdict: promoted, the alias moves; rolled back, the step fails with th
 reasons. The champion alias is still guarded by the gate: the API refuses the move (409)
 for a version the gate did not pass.
 
-``batch_predict`` scores a table in the step's process through ``serve.batch`` (the serving
+``batch_predict`` scores a table in the step's process through ``scoring.batch`` (the serving
 runtime, no HTTP), so its outputs are cached on the pinned model and table versions.
 """
 
@@ -375,8 +375,8 @@ def batch_predict(
     ray`` scores the table's files on the worker's Ray cluster (or a Ray of the step's own).
     """
     from loopml.core.executors import check_place
-    from loopml.predictions.batch import score_table
-    from loopml.predictions.ray_batch import RayTarget
+    from loopml.scoring.batch import score_table
+    from loopml.scoring.ray_batch import RayTarget
 
     check_place(on)
 

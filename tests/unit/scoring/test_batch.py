@@ -23,8 +23,8 @@ from loopml.core.errors import NotFoundError, ValidationError
 from loopml.core.predictions import BatchResult
 from loopml.data import lake
 from loopml.faces.context import AppContext
-from loopml.predictions.batch import score_table
 from loopml.registry.packages import fetch_package
+from loopml.scoring.batch import score_table
 from loopml.serve import ModelRuntime, load_runtime
 from tests.unit.conftest import mixed_frame, records
 from tests.unit.predictions.test_predlog_http import Platform, serve_platform

@@ -18,8 +18,8 @@ import pytest
 from loopml.core.errors import ConfigurationError, ServiceUnavailableError
 from loopml.data import lake
 from loopml.data.parquet_files import ROW_GROUP_ROWS
-from loopml.predictions.batch import score_table
-from loopml.predictions.ray_batch import RayTarget, _fetched
+from loopml.scoring.batch import score_table
+from loopml.scoring.ray_batch import RayTarget, _fetched
 from loopml.settings import Settings
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
@@ -173,7 +173,7 @@ def test_a_remote_cluster_with_a_local_lake_is_refused_with_the_reason(
 def test_without_ray_installed_the_error_says_how_to_install_it(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from loopml.predictions import ray_batch
+    from loopml.scoring import ray_batch
 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     with pytest.raises(ConfigurationError, match=r"pip install 'loopml\[ray\]'") as refused:

@@ -40,8 +40,8 @@ from loopml.core.executors import RayExecutorConfig
 from loopml.core.predictions import parse_table_ref
 from loopml.data import lake
 from loopml.data.parquet_files import DataFile, FileSink, remove
-from loopml.predictions._ray_actor import ScoringActor, Unit
-from loopml.predictions._scoring import Progress, RowStamp
+from loopml.scoring._chunks import Progress, RowStamp
+from loopml.scoring._ray_actor import ScoringActor, Unit
 from loopml.settings import Settings
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore

@@ -17,7 +17,7 @@ import pyarrow.dataset as ds
 
 from loopml.data.parquet_files import DataFile, FileSink
 from loopml.packaging.runtime import load_runtime
-from loopml.predictions._scoring import ChunkScorer, RowStamp
+from loopml.scoring._chunks import ChunkScorer, RowStamp
 
 
 @dataclass(frozen=True)

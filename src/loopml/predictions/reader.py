@@ -1,4 +1,7 @@
-"""Reading what arrived in a deployment's prediction log and feedback table, by time range.
+"""Reading what arrived in a deployment's prediction log and feedback table, by time range:
+the reader beside the log's writer (``log``, ``_rows``) and the feedback's (``feedback``), on
+the one column list of each table (``core.predictions``). The monitor's rounds read through
+it.
 
 Both are Delta tables; a range filter on ``ts`` (or ``received_at``) lets Arrow skip the
 Parquet files and row groups whose statistics lie outside it, so a tick reads what arrived
@@ -17,6 +20,7 @@ import pyarrow.compute as pc
 
 from loopml.core.deployments import feedback_table, prediction_table
 from loopml.core.errors import NotFoundError
+from loopml.core.predictions import FEEDBACK_COLUMNS, PREDICTION_COLUMNS
 from loopml.data import lake
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore
@@ -25,20 +29,10 @@ if TYPE_CHECKING:
     import pyarrow.dataset as ds
 
 BATCH_ROWS = 100_000
-PREDICTION_FIELDS = [
-    "inference_id",
-    "row_index",
-    "model",
-    "model_version",
-    "role",
-    "ts",
-    "latency_ms",
-    "inputs",
-    "prediction",
-    "prediction_value",
-    "probabilities",
-]
-FEEDBACK_FIELDS = ["inference_id", "row_index", "label", "label_value", "received_at"]
+_UNREAD = {"deployment", "protocol"}  # one value per table, or not the monitor's concern
+PREDICTION_FIELDS = [c.name for c in PREDICTION_COLUMNS if c.name not in _UNREAD]
+"""The log's columns a round reads: ``PREDICTION_COLUMNS`` less ``_UNREAD``."""
+FEEDBACK_FIELDS = [c.name for c in FEEDBACK_COLUMNS]
 _KEY = ["inference_id", "row_index"]
 
 

@@ -32,15 +32,15 @@ from loopml.core.refs import ModelRef
 from loopml.data import files, lake, lake_files
 from loopml.data.parquet_files import DataFile
 from loopml.packaging.runtime import ModelRuntime, load_runtime
-from loopml.predictions._scoring import ChunkScorer, OutputRows, Progress, check_input
 from loopml.registry.packages import fetch_package
+from loopml.scoring._chunks import ChunkScorer, OutputRows, Progress, check_input
 from loopml.settings import LakeSettings
 from loopml.storage import ArtifactStore
 from loopml.store import MetadataStore, deployments
 
 if TYPE_CHECKING:
     from loopml.core.registry import ModelVersion
-    from loopml.predictions.ray_batch import Placement, RayTarget, TableFiles
+    from loopml.scoring.ray_batch import Placement, RayTarget, TableFiles
 
 __all__ = ["DEFAULT_CHUNK_ROWS", "MAX_CHUNK_ROWS", "Progress", "score_table"]
 
@@ -79,7 +79,7 @@ def score_table(
         chunk_rows: rows per model call (and per written batch).
         lake_settings: to compact the output afterwards when it has many small files.
         progress: called with the rows scored so far after each chunk.
-        ray: where to score on Ray (``loopml.predictions.ray_batch``): the input table's
+        ray: where to score on Ray (``loopml.scoring.ray_batch``): the input table's
             files are read and scored by actors on the cluster, the output still written
             here as one commit, with the same columns and values as without it.
 
@@ -139,7 +139,7 @@ def _score_on_ray(
     lake_settings: LakeSettings | None,
     progress: Progress | None,
 ) -> BatchResult:
-    from loopml.predictions import ray_batch
+    from loopml.scoring import ray_batch
 
     if not isinstance(input, str):
         raise ValidationError(
@@ -208,7 +208,7 @@ def _commit_files(
 ) -> int:
     """Score on the cluster with each actor writing its files of the output, then commit
     them all as one version (none of them on a failure)."""
-    from loopml.predictions import ray_batch
+    from loopml.scoring import ray_batch
 
     files: list[DataFile] = []
     try:
