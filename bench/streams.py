@@ -431,7 +431,7 @@ def main() -> None:
     from loopml.system import heap
 
     if not args.default_gc:
-        # As in a consumer's own process (data/streams/process.py); the floor, in the same
+        # As in a consumer's own process (platform/stream_process.py); the floor, in the same
         # process, runs with it too.
         heap.settle()
 

@@ -199,11 +199,11 @@ async def jetstream_consumers(url: str, subject: str) -> list[str]:
 
 
 def start_consumer(settings_file: Path, stream_id: str, log: Path) -> subprocess.Popen[bytes]:
-    """A stream's consumer as its own process (``loopml.data.streams.process``), its output
+    """A stream's consumer as its own process (``loopml.platform.stream_process``), its output
     appended to ``log``: for the tests that kill it."""
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "loopml.data.streams.process", str(settings_file), stream_id],
+            [sys.executable, "-m", "loopml.platform.stream_process", str(settings_file), stream_id],
             stdout=out,
             stderr=subprocess.STDOUT,
         )

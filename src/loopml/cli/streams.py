@@ -236,7 +236,7 @@ def run(ctx: typer.Context, name: str = NAME, project: str = PROJECT) -> None:
     database (server side, like `loopml worker`). SIGTERM or Ctrl-C commits what it
     holds and stops."""
     from loopml.data.streams import service as streams
-    from loopml.data.streams.process import run as run_consumer
+    from loopml.platform.stream_process import run as run_consumer
     from loopml.wiring import open_metadata_store
 
     settings = state(ctx).settings

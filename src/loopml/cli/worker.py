@@ -97,7 +97,7 @@ def worker(
         )
         supervisor = None
         if streams:
-            from loopml.data.streams.supervisor import StreamSupervisor
+            from loopml.platform.stream_supervisor import StreamSupervisor
 
             supervisor = StreamSupervisor(store, settings).start()
         try:

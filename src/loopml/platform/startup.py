@@ -27,7 +27,6 @@ from loopml.data import files, lake
 from loopml.data.features.online import LazyOnlineStore
 from loopml.data.records import RecordBatcher
 from loopml.data.streams.metrics import StreamCollector
-from loopml.data.streams.supervisor import StreamSupervisor
 from loopml.deploy import Serving
 from loopml.deploy.gateways import FrontDoor, GatewayProcesses
 from loopml.faces.context import AppContext, running_of
@@ -38,6 +37,7 @@ from loopml.pipelines.automation import AutomationEngine, AutomationThread
 from loopml.pipelines.worker import Worker, WorkerConfig, WorkerThread, server_url
 from loopml.platform.gateway_link import GatewayLink
 from loopml.platform.monitoring import MonitorProcess, start_monitor
+from loopml.platform.stream_supervisor import StreamSupervisor
 from loopml.predictions.log import PredictionLog
 from loopml.registry import mlflow_recovery
 from loopml.registry.mlflow_packaging import MlflowPackager

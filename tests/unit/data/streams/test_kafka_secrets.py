@@ -13,7 +13,7 @@ from loopml.core.stream_sources import KafkaSource, parse_source
 from loopml.data.streams import service
 from loopml.data.streams.backends.kafka import KafkaStreamSource, client_config
 from loopml.data.streams.base import open_source
-from loopml.data.streams.supervisor import StreamSupervisor
+from loopml.platform.stream_supervisor import StreamSupervisor
 from loopml.settings import Settings, StreamsSettings
 from loopml.store import MetadataStore
 
@@ -59,7 +59,7 @@ def test_the_supervisor_hands_the_password_to_its_consumer_processes(
     try:
         written = supervisor._workdir() / "settings.json"
         assert written.stat().st_mode & 0o077 == 0
-        # What the consumer process reads (loopml.data.streams.process.main).
+        # What the consumer process reads (loopml.platform.stream_process.main).
         read = Settings.model_validate(json.loads(written.read_text(encoding="utf-8")))
     finally:
         supervisor.stop()

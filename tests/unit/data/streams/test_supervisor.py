@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 
 from loopml.data.streams import service
-from loopml.data.streams.supervisor import StreamSupervisor
+from loopml.platform.stream_supervisor import StreamSupervisor
 from loopml.settings import Settings
 from loopml.store import MetadataStore
 from tests.brokers import Broker

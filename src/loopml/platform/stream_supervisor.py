@@ -1,7 +1,7 @@
 """Runs one consumer process per stream, for ``loopml up`` and ``loopml worker``.
 
 Every few seconds the supervisor reads the streams of every project: a stream without a
-live process gets one (``python -m loopml.data.streams.process``), restarted with backoff
+live process gets one (``python -m loopml.platform.stream_process``), restarted with backoff
 when it dies; a process whose stream was deleted is stopped (it also stops by itself). A
 pause is handled by the consumer, which keeps its process. Processes, not threads: a
 consumer decodes and commits on its own core, and a crash (or SIGKILL) of one loses
@@ -30,7 +30,7 @@ from loopml.store import streams as stream_rows
 from loopml.system.processes import terminate
 
 log = logging.getLogger("loopml.data.streams")
-_CHILD = "loopml.data.streams.process"
+_CHILD = "loopml.platform.stream_process"
 
 
 @dataclass

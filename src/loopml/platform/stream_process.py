@@ -1,4 +1,4 @@
-"""``python -m loopml.data.streams.process SETTINGS_FILE STREAM_ID``: one stream's consumer
+"""``python -m loopml.platform.stream_process SETTINGS_FILE STREAM_ID``: one stream's consumer
 process, started and restarted by the supervisor. SIGTERM commits what it holds and exits."""
 
 from __future__ import annotations
