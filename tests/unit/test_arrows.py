@@ -57,6 +57,6 @@ def test_the_page_shows_every_arrow_that_exists() -> None:
 
 
 def test_late_imports_are_arrows_too() -> None:
-    """The registry reaches ``wiring`` only inside a function (embedded training opens the
-    stores in a trial's process): a reader of module-level imports alone would miss it."""
-    assert "wiring" in arrows()["registry"]
+    """The API reaches ``scoring`` only inside a route's function (batch scoring is loaded
+    on its first call): a reader of module-level imports alone would miss that arrow."""
+    assert "scoring" in arrows()["api"]

@@ -1,6 +1,6 @@
 """The embedded backend of training: runs, models, datasets and checkpoints written straight
-into the metadata and artifact stores a ``Settings`` names (no server). The SDK uses it when no
-URL is given; the pipeline worker always does.
+into a metadata store and an artifact store (no server). The SDK uses it when no URL is given,
+on the stores it opens from its settings; a pipeline step always does, on its context's.
 """
 
 from __future__ import annotations
@@ -24,21 +24,21 @@ SDK_ACTOR = "sdk"
 
 
 class EmbeddedBackend:
-    """The metadata store and artifact store named by ``Settings``, used in-process.
+    """A metadata store and artifact store used in-process, opened by the caller (the SDK's
+    ``sdk.tracking``, a pipeline step's context): this module opens no backend itself.
 
-    The schema is upgraded if needed, and runs whose heartbeat stopped (a process killed
-    earlier) are marked LOST when a new run starts, since no server is there to sweep.
+    Runs whose heartbeat stopped (a process killed earlier) are marked LOST when a new run
+    starts, since no server is there to sweep.
     """
 
-    def __init__(self, settings: Settings, project: str) -> None:
-        from loopml.wiring import open_artifact_store, open_metadata_store
-
+    def __init__(
+        self, store: MetadataStore, artifacts: ArtifactStore, settings: Settings, project: str
+    ) -> None:
         self.settings = settings
         self.project = project
-        self.store: MetadataStore = open_metadata_store(settings)
-        self.where = self.store.safe_url
-        self.store.prepare()
-        self.artifacts: ArtifactStore = open_artifact_store(settings)
+        self.store = store
+        self.where = store.safe_url
+        self.artifacts = artifacts
 
     def start(
         self, experiment: str, batch: LogBatch, *, heartbeat_timeout_s: int | None, **fields: Any

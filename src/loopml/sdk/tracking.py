@@ -44,7 +44,17 @@ def _backend(
 
         token = settings.token.get_secret_value() if settings.token else None
         return HttpBackend(Client(url, timeout=settings.client.timeout_s, token=token), project)
-    return EmbeddedBackend(settings, project)
+    return embedded_backend(settings, project)
+
+
+def embedded_backend(settings: Settings, project: str) -> EmbeddedBackend:
+    """The stores ``settings`` name, opened here (the SDK's composition root) with the schema
+    upgraded if need be, as an ``EmbeddedBackend``."""
+    from loopml.wiring import open_artifact_store, open_metadata_store
+
+    store = open_metadata_store(settings)
+    store.prepare()
+    return EmbeddedBackend(store, open_artifact_store(settings), settings, project)
 
 
 def start_run(

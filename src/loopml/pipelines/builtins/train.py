@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 def _access(ctx: StepContext) -> TrainingAccess:
     from loopml.registry.embedded_training import EmbeddedAccess, EmbeddedBackend
 
-    return EmbeddedAccess(EmbeddedBackend(ctx.settings, ctx.project))
+    return EmbeddedAccess(EmbeddedBackend(ctx.store, ctx.artifacts, ctx.settings, ctx.project))
 
 
 def _outputs(outcome: Any) -> dict[str, Any]:
