@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from loopml.deploy.gateways import FrontDoor, GatewayProcesses
     from loopml.monitor.disk import DiskReserve, DiskSpace
     from loopml.registry.mlflow_packaging import MlflowPackager
+    from loopml.train.tracking.mlflow_records import MlflowRecords
 
 # With authentication off, every change is recorded as made by this actor.
 ANONYMOUS_ACTOR = "anonymous"
@@ -38,6 +39,8 @@ class AppContext:
     store: MetadataStore
     artifacts: ArtifactStore
     online: LazyOnlineStore
+    # The MLflow REST layer's records (one transaction a call).
+    mlflow: MlflowRecords
     # Packages MLflow-format models registered through the MLflow API (sandboxed converter
     # jobs on the app's threads); None where the app registers none.
     packager: MlflowPackager | None = None

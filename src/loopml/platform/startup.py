@@ -50,13 +50,16 @@ log = logging.getLogger("loopml.api")
 
 
 def build_context(settings: Settings) -> AppContext:
-    """Open the backends named by ``settings``."""
+    """Open the backends named by ``settings`` and build the services over them."""
+    from loopml.train.tracking.mlflow_records import MlflowRecords
+
     store, artifacts = open_metadata_store(settings), open_artifact_store(settings)
     return AppContext(
         settings=settings,
         store=store,
         artifacts=artifacts,
         online=LazyOnlineStore(settings.features.online, settings.home),
+        mlflow=MlflowRecords(store),
         packager=MlflowPackager(store, artifacts, settings),
     )
 

@@ -18,7 +18,6 @@ from loopml.core.keys import join_key, validate_key, validate_prefix
 from loopml.core.types import Artifact
 from loopml.faces.context import AppContext
 from loopml.train.tracking import artifacts as run_artifacts
-from loopml.train.tracking import mlflow_records
 
 _UPLOAD_PATH = re.compile(
     r"^(/mlflow/projects/[^/]+)?/(api|ajax-api)/2\.0/mlflow-artifacts/artifacts/"
@@ -38,7 +37,7 @@ def _root(ctx: AppContext, project: str, path: str) -> tuple[str, str]:
     key = parts[2] if len(parts) == 3 else ""
     if parts[0] == "runs":
         return run_artifacts.run_root(ctx.store, project, parts[1]), key
-    return mlflow_records.logged_model_root(ctx.store, project, parts[1]), key
+    return ctx.mlflow.logged_model_root(project, parts[1]), key
 
 
 def upload(ctx: AppContext, project: str, path: str, chunks: Iterable[bytes]) -> None:

@@ -39,8 +39,7 @@ def create(
 ) -> dict[str, Any]:
     """``POST /logged-models``: a PENDING model whose files the client uploads next."""
     experiment = experiment_of(ctx, project, body.experiment_id or DEFAULT_EXPERIMENT_ID, actor)
-    model = records.create_logged_model(
-        ctx.store,
+    model = ctx.mlflow.create_logged_model(
         project,
         experiment.id,
         name=body.name or f"model-{experiment.id[:8]}",
@@ -55,7 +54,7 @@ def create(
 
 def get(ctx: AppContext, project: str, model_id: str) -> dict[str, Any]:
     """``GET /logged-models/{id}``: an MLflow model, or a package loopml logged."""
-    found = records.logged_model_or_package(ctx.store, project, model_id)
+    found = ctx.mlflow.logged_model_or_package(project, model_id)
     if isinstance(found, records.PackageView):
         return {"model": convert.loopml_package(found.package, found.experiment_id)}
     return {"model": convert.mlflow_model(found)}
@@ -69,7 +68,7 @@ def finalize(ctx: AppContext, project: str, model_id: str, status: str) -> dict[
             f"invalid status {status[:40]!r}: expected LOGGED_MODEL_READY or "
             "LOGGED_MODEL_UPLOAD_FAILED"
         )
-    model = records.finalize_logged_model(ctx.store, project, model_id, settled)
+    model = ctx.mlflow.finalize_logged_model(project, model_id, settled)
     return {"model": convert.mlflow_model(model)}
 
 
@@ -83,8 +82,7 @@ def update(
     remove_tag: str | None = None,
 ) -> dict[str, Any]:
     """Params (``POST .../params``), tags (``PATCH .../tags``), a tag's removal."""
-    records.update_logged_model(
-        ctx.store,
+    ctx.mlflow.update_logged_model(
         project,
         model_id,
         params={p.key: p.value for p in params or []},
@@ -96,7 +94,7 @@ def update(
 
 def delete(ctx: AppContext, project: str, model_id: str, actor: str) -> dict[str, Any]:
     """``DELETE /logged-models/{id}``: the record, then its files."""
-    project_id = records.delete_logged_model(ctx.store, project, model_id, actor=actor)
+    project_id = ctx.mlflow.delete_logged_model(project, model_id, actor=actor)
     try:
         ctx.artifacts.delete_prefix(layout.mlflow_model_prefix(project_id, model_id))
     except Exception:
@@ -126,8 +124,7 @@ def search(ctx: AppContext, project: str, body: schemas.LoggedModelSearch) -> di
     ids = [i for i in (experiment_id_of(ctx, project, e) for e in body.experiment_ids) if i]
     if body.experiment_ids and not ids:
         return {"models": []}
-    page, packages = records.search_logged_models(
-        ctx.store,
+    page, packages = ctx.mlflow.search_logged_models(
         project,
         experiment_ids=ids,
         name=wanted.get("name"),
@@ -146,5 +143,5 @@ def search(ctx: AppContext, project: str, body: schemas.LoggedModelSearch) -> di
 
 def log_outputs(ctx: AppContext, project: str, body: schemas.LogOutputs) -> dict[str, Any]:
     """``runs/outputs``: the run produced these models."""
-    records.set_source_runs(ctx.store, project, [item.model_id for item in body.models], body.id)
+    ctx.mlflow.set_source_runs(project, [item.model_id for item in body.models], body.id)
     return {}

@@ -36,7 +36,6 @@ from loopml.core.registry import ModelVersion, RegisteredModel, VersionStatus
 from loopml.core.runs import LoggedModel
 from loopml.faces.context import AppContext
 from loopml.registry import mlflow_packaging, service
-from loopml.train.tracking import mlflow_records
 
 MAX_PAGE = 1000
 _RUNS_SOURCE = re.compile(r"^runs:/([0-9a-f]{32})/(.+)$")
@@ -187,7 +186,7 @@ def _run_and_path(ctx: AppContext, project: str, source: str) -> tuple[str, str]
     if model is not None:
         with contextlib.suppress(NotFoundError):
             # MLflow 3 names a package loopml logged by its id (as /logged-models lists it).
-            package = mlflow_records.loopml_package(ctx.store, project, model.group(2))
+            package = ctx.mlflow.loopml_package(project, model.group(2))
             return package.run_id, package.path
         with contextlib.suppress(NotFoundError):
             # A logged model whose files are a loopml package (ONNX or skops).
@@ -211,7 +210,7 @@ def _run_and_path(ctx: AppContext, project: str, source: str) -> tuple[str, str]
 
 
 def _mlflow_format(ctx: AppContext, project: str, run_id: str, path: str) -> _MlflowFormat | None:
-    project_id = mlflow_records.project_id(ctx.store, project)
+    project_id = ctx.mlflow.project_id(project)
     prefix = join_key(layout.run_artifacts_prefix(project_id, run_id), validate_key(path))
     if ctx.artifacts.exists(join_key(prefix, "MLmodel")):
         return _MlflowFormat(run_id, prefix, path)
@@ -270,8 +269,7 @@ def _register(
 
 def _logged_by_name(ctx: AppContext, project: str, run_id: str, name: str) -> str | None:
     """The newest MLflow 3 model run ``run_id`` logged under ``name``, by id."""
-    page, _ = mlflow_records.search_logged_models(
-        ctx.store,
+    page, _ = ctx.mlflow.search_logged_models(
         project,
         experiment_ids=[],
         name=name,
@@ -371,12 +369,12 @@ def _mlflow_source(
     )
     if model is not None:
         try:
-            root = mlflow_records.logged_model_root(ctx.store, project, model.group(2))
+            root = ctx.mlflow.logged_model_root(project, model.group(2))
         except NotFoundError as exc:
             raise gone from exc
         uri = f"mlflow-artifacts:/models/{model.group(2)}"
     else:
-        project_id = mlflow_records.project_id(ctx.store, project)
+        project_id = ctx.mlflow.project_id(project)
         key = validate_key(source)
         root = join_key(layout.run_artifacts_prefix(project_id, package.run_id), key)
         uri = f"{convert.run_artifact_uri(package.run_id)}/{key}"

@@ -48,7 +48,7 @@ def experiment_of(ctx: AppContext, project: str, experiment_id: str, actor: str)
     if experiment_id == DEFAULT_EXPERIMENT_ID:
         name = ctx.settings.mlflow.default_experiment
         return tracking.ensure_experiment(ctx.store, project, name, actor=actor)
-    return records.experiment_by_id(ctx.store, project, experiment_id)
+    return ctx.mlflow.experiment_by_id(project, experiment_id)
 
 
 def create_experiment(
@@ -100,9 +100,7 @@ def update_experiment(
     ctx: AppContext, project: str, body: schemas.ExperimentUpdate, actor: str
 ) -> dict[str, Any]:
     """``experiments/update``: rename."""
-    records.update_experiment(
-        ctx.store, project, body.experiment_id, name=body.new_name, actor=actor
-    )
+    ctx.mlflow.update_experiment(project, body.experiment_id, name=body.new_name, actor=actor)
     return {}
 
 
@@ -110,12 +108,12 @@ def set_experiment_deleted(
     ctx: AppContext, project: str, experiment_id: str, deleted: bool, actor: str
 ) -> dict[str, Any]:
     """``experiments/delete`` and ``experiments/restore`` (soft; its runs stay as they are)."""
-    records.update_experiment(ctx.store, project, experiment_id, deleted=deleted, actor=actor)
+    ctx.mlflow.update_experiment(project, experiment_id, deleted=deleted, actor=actor)
     return {}
 
 
 def _run_json(ctx: AppContext, project: str, run: Run) -> dict[str, Any]:
-    view = records.run_view(ctx.store, project, run)
+    view = ctx.mlflow.run_view(project, run)
     return convert.run(run, view.experiment_id, view.points, view.outputs)
 
 
@@ -149,7 +147,7 @@ def update_run(
     """``runs/update``: end it (FINISHED, FAILED, KILLED) and/or rename it."""
     run_id = body.id
     if body.run_name:
-        records.rename_run(ctx.store, project, run_id, body.run_name, actor=actor)
+        ctx.mlflow.rename_run(project, run_id, body.run_name, actor=actor)
     end = _END_STATUSES.get(body.status or "")
     if end is not None:
         run = tracking.end_run(ctx.store, project, run_id, end, actor=actor)
@@ -169,7 +167,7 @@ def set_run_deleted(
     ctx: AppContext, project: str, run_id: str, deleted: bool, actor: str
 ) -> dict[str, Any]:
     """``runs/delete`` and ``runs/restore``: soft, as in MLflow."""
-    records.set_run_deleted(ctx.store, project, run_id, deleted, actor=actor)
+    ctx.mlflow.set_run_deleted(project, run_id, deleted, actor=actor)
     return {}
 
 
@@ -195,7 +193,7 @@ def search_runs(ctx: AppContext, project: str, body: schemas.RunSearch) -> dict[
             "cursor": body.page_token or None,
         }
     )
-    page, points, outputs, exp_ids = records.search_runs(ctx.store, project, spec)
+    page, points, outputs, exp_ids = ctx.mlflow.search_runs(project, spec)
     found = [convert.run(r, exp_ids[r.experiment], points[r.id], outputs[r.id]) for r in page.items]
     answer: dict[str, Any] = {"runs": found}
     if page.next_cursor:
@@ -208,7 +206,7 @@ def experiment_id_of(ctx: AppContext, project: str, experiment_id: str) -> str |
     ``None`` for one that cannot be a loopml experiment id."""
     if experiment_id == DEFAULT_EXPERIMENT_ID:
         name = ctx.settings.mlflow.default_experiment
-        return records.experiment_id_by_name(ctx.store, project, name)
+        return ctx.mlflow.experiment_id_by_name(project, name)
     return experiment_id if _is_id(experiment_id) else None
 
 
@@ -276,13 +274,13 @@ def log_batch(ctx: AppContext, project: str, body: schemas.LogBatch, actor: str)
     tracking.log_batch(ctx.store, project, body.id, batch, model_metrics=_model_metrics(body))
     name = batch.tags.get(convert.RUN_NAME_TAG)
     if name:  # as in MLflow, setting the run-name tag renames the run
-        records.rename_run(ctx.store, project, body.id, name, actor=actor)
+        ctx.mlflow.rename_run(project, body.id, name, actor=actor)
     return {}
 
 
 def delete_tag(ctx: AppContext, project: str, body: schemas.DeleteTag) -> dict[str, Any]:
     """``runs/delete-tag``."""
-    records.delete_run_tag(ctx.store, project, body.id, body.key)
+    ctx.mlflow.delete_run_tag(project, body.id, body.key)
     return {}
 
 
@@ -346,4 +344,4 @@ def require_run(ctx: AppContext, project: str, run_id: str) -> None:
     """``NotFoundError`` unless ``run_id`` is a run of ``project``."""
     if not _is_id(run_id):
         raise NotFoundError(f"run {run_id[:40]!r} not found", details={"run_id": run_id[:40]})
-    records.require_run(ctx.store, project, run_id)
+    ctx.mlflow.require_run(project, run_id)
