@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,39 @@ def test_configuration_doc_matches_the_settings() -> None:
         "docs/configuration.md is stale: run `python -m loopml._settings_doc > "
         "docs/configuration.md`"
     )
+
+
+def test_a_setting_in_error_is_the_operator_s_error_named_with_its_value(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A bad value or an unknown name reads as a ConfigurationError (the CLI's one line,
+    exit 1), not a pydantic traceback reported as loopml's bug."""
+    from loopml.core.errors import ConfigurationError
+    from loopml.settings import load_settings
+
+    monkeypatch.setenv("LOOPML_HOME", str(tmp_path))
+    monkeypatch.setenv("LOOPML_SERVER_PORT", "notaport")
+    with pytest.raises(ConfigurationError, match=r"server\.port: .*integer.*'notaport'"):
+        load_settings()
+    monkeypatch.delenv("LOOPML_SERVER_PORT")
+    monkeypatch.setenv("LOOPML_SERVER__PORT", "8000")  # a doubled underscore: no such setting
+    with pytest.raises(ConfigurationError, match=r"server\._port: Extra inputs"):
+        load_settings()
+
+
+def test_the_cli_prints_the_settings_error_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LOOPML_HOME": str(tmp_path), "LOOPML_SERVER_PORT": "notaport"}
+    done = subprocess.run(
+        [sys.executable, "-m", "loopml.cli.main", "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("error: the settings are not valid: server.port"), done.stderr
+    assert "Traceback" not in done.stderr

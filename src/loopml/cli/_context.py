@@ -22,9 +22,9 @@ _settings: list[Settings] = []
 def settings() -> Settings:
     """The settings of this invocation, read once."""
     if not _settings:
-        from loopml.settings import Settings
+        from loopml.settings import load_settings
 
-        _settings.append(Settings())
+        _settings.append(load_settings())
     return _settings[0]
 
 

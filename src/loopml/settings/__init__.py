@@ -28,6 +28,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from loopml.core.errors import ConfigurationError
 from loopml.settings._base import CONFIG_FILE_ENV as CONFIG_FILE_ENV
 from loopml.settings._base import DEFAULT_CONFIG_FILE as DEFAULT_CONFIG_FILE
 from loopml.settings._base import ArtifactSettings as ArtifactSettings
@@ -144,8 +145,35 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read settings from code overrides, the environment and the TOML file, in that order."""
-    return Settings(**overrides)
+    """Read settings from code overrides, the environment and the TOML file, in that order.
+
+    Raises:
+        ConfigurationError: a value that is not valid, or a name no setting has, each named
+            with the reason (the operator's input, not a bug: the CLI prints one line).
+    """
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigurationError(_settings_problems(exc)) from None
+
+
+def _settings_problems(exc: Any) -> str:
+    problems = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(part) for part in error["loc"])
+        given = error.get("input")
+        shown = f" (given {given!r})" if isinstance(given, str | int | float) else ""
+        problems.append(f"{where}: {error['msg']}{shown}")
+    more = len(exc.errors()) - len(problems)
+    return (
+        "the settings are not valid: "
+        + "; ".join(problems)
+        + (f"; and {more} more" if more > 0 else "")
+        + ". They come from LOOPML_* environment variables and loopml.toml; each setting's "
+        "name and variable (server.port: LOOPML_SERVER_PORT) are in docs/configuration.md"
+    )
 
 
 def _plain(value: Any) -> Any:
